@@ -1,0 +1,30 @@
+# Quick start: `make run` (set up, then the main job) and `make test` (set up, then the test suite).
+# The environment is made once in .venv: conda (environment.yml) where conda exists, else venv + pip.
+
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+# A CPU build of torch by default; on a GPU box use its CUDA build, e.g. `make TORCH=torch run`.
+TORCH  ?= torch==2.13.0
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test env clean
+
+run: $(STAMP)
+	$(VENV)/bin/workbench check --cases quick,edge
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+env: $(STAMP)
+
+$(STAMP): pyproject.toml environment.yml
+	@if [ ! -x "$(PY)" ]; then \
+	  if command -v conda >/dev/null 2>&1; then conda env create -q -p $(VENV) -f environment.yml; \
+	  else python3 -m venv $(VENV); fi; \
+	fi
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e ".[test,notebook]"
+	touch $(STAMP)
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,83 @@
+"""The correctness harness catches wrong values, unwritten outputs, wrong dtypes and crashes."""
+
+import pytest
+import torch
+
+from workbench import backends
+from workbench.ops import REGISTRY
+from workbench.ops._common import new_output
+from workbench.profiling import check, compare, failures
+from workbench.profiling.correctness import check_case
+
+
+@pytest.fixture
+def add_variant(monkeypatch):
+    """Install a replacement implementation of `add` for the active backend."""
+    spec = REGISTRY["add"]
+
+    def install(fn):
+        monkeypatch.setitem(spec.variants, backends.active().name, fn)
+        return spec
+
+    return install
+
+
+def test_compare_accepts_rounding_and_rejects_errors():
+    ref = torch.randn(1000, dtype=torch.float64)
+    assert compare(ref.to(torch.bfloat16), ref, 1e-2)["passed"]
+    assert not compare(ref.to(torch.bfloat16), ref, 1e-5)["passed"]
+    off_by_one = ref.clone()
+    off_by_one[17] += 1.0
+    metrics = compare(off_by_one, ref, 1e-2)
+    assert not metrics["passed"] and not metrics["elementwise_ok"]
+
+
+def test_compare_requires_matching_nan_and_inf():
+    ref = torch.tensor([1.0, float("nan"), float("inf"), -float("inf")], dtype=torch.float64)
+    assert compare(ref.clone(), ref, 1e-5)["passed"]
+    for bad in ([1.0, 0.0, float("inf"), -float("inf")], [1.0, float("nan"), -float("inf"), -float("inf")]):
+        assert not compare(torch.tensor(bad, dtype=torch.float64), ref, 1e-5)["nonfinite_match"]
+
+
+def test_wrong_values_fail(add_variant):
+    spec = add_variant(lambda a, b, alpha=1: torch.add(a, b, alpha=alpha) * 1.05)
+    row = check_case(spec, spec.case_list("quick")[0], torch.float32, seed=0)
+    assert row["error"] == "" and not row["passed"]
+
+
+def test_unwritten_output_is_caught(add_variant):
+    def half_written(a, b, alpha=1):
+        out = new_output(torch.broadcast_shapes(a.shape, b.shape), a.dtype, a.device)
+        full = torch.add(a, b, alpha=alpha)
+        out.view(-1)[: out.numel() // 2] = full.view(-1)[: out.numel() // 2]
+        return out
+
+    spec = add_variant(half_written)
+    row = check_case(spec, spec.case_list("quick")[0], torch.float32, seed=0)
+    assert not row["nonfinite_match"] and not row["passed"]
+
+
+def test_wrong_dtype_fails(add_variant):
+    spec = add_variant(lambda a, b, alpha=1: torch.add(a, b, alpha=alpha).double())
+    row = check_case(spec, spec.case_list("quick")[0], torch.float32, seed=0)
+    assert not row["dtype_match"] and not row["passed"]
+
+
+def test_crash_becomes_an_error_row_and_the_table_still_fills(add_variant):
+    def crash(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    add_variant(crash)
+    df = check(ops=["add", "exp"], cases=["quick"], dtypes=["fp32"], progress=False)
+    bad = failures(df)
+    assert set(bad["op"]) == {"add"} and bad["error"].str.contains("RuntimeError: boom").all()
+    assert df[df.op == "exp"]["passed"].all()
+
+
+def test_check_rejects_unknown_names():
+    with pytest.raises(ValueError, match="unknown op"):
+        check(ops=["nope"], progress=False)
+    with pytest.raises(ValueError, match="unknown case set"):
+        check(ops=["add"], cases=["huge"], progress=False)
+    with pytest.raises(ValueError, match="dtype: expected one of"):
+        check(ops=["add"], dtypes=["fp8"], progress=False)

@@ -1,0 +1,16 @@
+"""workbench: port LLM operators from native vendor libraries to Triton, check and profile them.
+
+Subpackages load on first use. The first one that defines kernels (`workbench.ops`) binds the process
+to one backend: $WORKBENCH_BACKEND, else mlu > cuda > cpu (see workbench.backends.active).
+"""
+
+import importlib
+
+__all__ = ["backends", "ops", "profiling"]
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name in __all__:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module 'workbench' has no attribute {name!r}")

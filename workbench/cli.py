@@ -1,0 +1,104 @@
+"""The `workbench` command: list ops, check them against native references, and more."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import pandas as pd
+
+
+def _split(values: list[str] | None) -> list[str] | None:
+    """Accept both `--cases quick,edge` and `--cases quick edge`."""
+    if not values:
+        return None
+    return [v for item in values for v in item.split(",") if v]
+
+
+def _bind_backend(name: str | None):
+    from workbench import backends
+
+    return backends.active(name)
+
+
+def cmd_list(args) -> int:
+    from workbench import backends
+
+    _bind_backend(args.backend)
+    from workbench.ops import REGISTRY
+
+    rows = []
+    for spec in REGISTRY.values():
+        row = {"op": spec.name, "aten": ", ".join(spec.aten)}
+        for name in backends.BACKENDS:
+            row[name] = f"{spec.status.get(name, '-')} ({spec.variant_name(name)})"
+        rows.append(row)
+    print(pd.DataFrame(rows).to_string(index=False))
+    print()
+    for name, b in backends.BACKENDS.items():
+        why = b.missing()
+        print(f"{name:5s} {'available' if why is None else 'unavailable: ' + why}")
+    print(f"active: {backends.active().name}")
+    return 0
+
+
+def cmd_check(args) -> int:
+    backend = _bind_backend(args.backend)
+    from workbench.profiling import check, failures
+
+    df = check(ops=_split(args.ops), cases=_split(args.cases) or ["quick"], dtypes=_split(args.dtype),
+               seed=args.seed, progress=not args.no_progress)
+    shown = df[["op", "variant", "case", "dtype", "shape", "rel_err", "max_abs_err", "tol", "passed",
+                "skipped", "error"]]
+    with pd.option_context("display.width", 200, "display.max_colwidth", 60, "display.max_rows", None):
+        print(shown.to_string(index=False))
+    if args.csv:
+        df.drop(columns=["traceback"]).to_csv(args.csv, index=False)
+    failed = failures(df)
+    skipped = int((df["skipped"] != "").sum())
+    print(f"\nbackend {backend.name} ({backend.properties().name}), seed {int(df['seed'].min())}: "
+          f"{len(df) - len(failed) - skipped} passed, {len(failed)} failed, {skipped} skipped")
+    for tb in failed["traceback"].dropna().unique()[: args.tracebacks]:
+        print(tb, file=sys.stderr)
+    return 1 if len(failed) else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="workbench", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("list", help="ops x backends with their status")
+    p.add_argument("--backend", choices=["cpu", "cuda", "mlu"])
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("check", help="correctness of ops against float64 references; exit 1 on failure")
+    p.add_argument("ops", nargs="*", help="op names (default: all)")
+    p.add_argument("--backend", choices=["cpu", "cuda", "mlu"], help="default: detected (mlu > cuda > cpu)")
+    p.add_argument("--cases", nargs="+", help="case sets: quick, edge, llm (comma or space separated)")
+    p.add_argument("--dtype", nargs="+", help="fp32, fp16, bf16 (default: all)")
+    p.add_argument("--seed", type=int, help="seed for the random inputs (default: fresh)")
+    p.add_argument("--csv", help="also write the full table to this CSV file")
+    p.add_argument("--tracebacks", type=int, default=3, help="tracebacks of failures to print")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_check)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, TypeError) as e:
+        print(f"workbench: error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:
+        from workbench.backends import BackendUnavailable
+
+        if isinstance(e, BackendUnavailable):
+            print(f"workbench: error: {e}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""Input validation and output allocation shared by every op wrapper.
+
+Errors name the argument and say what was expected and what was given: TypeError for a wrong type or
+dtype, ValueError for a wrong device or shape.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from numbers import Number
+
+import torch
+
+from workbench import backends
+
+from .spec import FLOAT_DTYPES
+
+_poison = False
+
+
+def check_tensor(name: str, t, dtypes=FLOAT_DTYPES) -> torch.Tensor:
+    """`t` must be a tensor of one of `dtypes` on the active backend's device type."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
+    if t.dtype not in dtypes:
+        names = ", ".join(str(d).replace("torch.", "") for d in dtypes)
+        raise TypeError(f"{name}: expected dtype in ({names}), got {str(t.dtype).replace('torch.', '')}")
+    backend = backends.active()
+    if t.device.type != backend.device_type:
+        raise ValueError(
+            f"{name}: expected a tensor on device type {backend.device_type!r} "
+            f"(workbench backend {backend.name!r}), got a tensor on {t.device}"
+        )
+    return t
+
+
+def check_same_device(**tensors: torch.Tensor) -> None:
+    """All named tensors live on one device (0-dim CPU tensors excepted, as in torch)."""
+    items = [(n, t) for n, t in tensors.items() if isinstance(t, torch.Tensor) and t is not None]
+    if not items:
+        return
+    first_name, first = items[0]
+    for name, t in items[1:]:
+        if t.device != first.device:
+            raise ValueError(f"{name}: expected a tensor on {first.device} like {first_name}, got {t.device}")
+
+
+def check_dtype_match(name: str, t: torch.Tensor, expected: torch.dtype, other: str) -> None:
+    if t.dtype != expected:
+        raise TypeError(f"{name}: expected dtype {expected} to match {other}, got {t.dtype}")
+
+
+def as_tensor_operand(name: str, value, like: torch.Tensor) -> torch.Tensor:
+    """A Python number or 0-dim CPU tensor becomes a 0-dim tensor on `like`'s device (torch scalar rules)."""
+    if isinstance(value, bool) or not isinstance(value, (Number, torch.Tensor)):
+        raise TypeError(f"{name}: expected a tensor or a number, got {type(value).__name__}")
+    if isinstance(value, Number):
+        # fp32 keeps the scalar's precision; a 0-dim operand does not promote the result dtype
+        return torch.tensor(float(value), dtype=torch.float32, device=like.device)
+    if value.dim() == 0 and value.device.type == "cpu" and like.device.type != "cpu":
+        return value.to(like.device)
+    return value
+
+
+@contextlib.contextmanager
+def poisoned_outputs():
+    """Inside, every output an op allocates starts as NaN, so unwritten elements show up in checks."""
+    global _poison
+    previous, _poison = _poison, True
+    try:
+        yield
+    finally:
+        _poison = previous
+
+
+def new_output(shape, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    out = torch.empty(shape, dtype=dtype, device=device)
+    if _poison:
+        out.fill_(float("nan"))
+    return out

@@ -1,0 +1,26 @@
+"""Helpers for row-wise ops (softmax, norms): view the input as rows of its last dimension."""
+
+from __future__ import annotations
+
+import torch
+import triton
+
+# Rows up to this length are held in registers in one tile; longer rows loop over tiles.
+MAX_ONE_TILE = 16384
+
+
+def as_rows(x: torch.Tensor) -> torch.Tensor:
+    """A 2-D (rows, last dim) tensor whose last dim has stride 1; copies only when it must."""
+    n = x.shape[-1] if x.dim() else 1
+    rows = x.reshape(-1, n) if x.dim() else x.reshape(1, 1)
+    return rows if rows.stride(-1) == 1 or n <= 1 else rows.contiguous()
+
+
+def tile(n: int) -> tuple[int, bool]:
+    """(BLOCK, fits in one tile) for rows of length n."""
+    block = triton.next_power_of_2(max(n, 1))
+    return (block, True) if block <= MAX_ONE_TILE else (4096, False)
+
+
+def row_warps(block: int) -> int:
+    return min(16, max(4, block // 1024))

@@ -1,0 +1,27 @@
+"""add: `input + alpha * other` with broadcasting and type promotion (torch.add)."""
+
+import torch
+import triton
+import triton.language as tl  # noqa: F401  (the interpreter needs tl visible in jit functions)
+
+from ._elementwise import binary, binary_cases, binary_cost
+from .spec import OpSpec, register
+
+
+@triton.jit
+def _add(a, b):
+    return a + b
+
+
+def add(input: torch.Tensor, other, *, alpha=1) -> torch.Tensor:
+    return binary(_add, input, other, b_scale=alpha)
+
+
+SPEC = register(OpSpec(
+    name="add",
+    reference=torch.add,
+    impl=add,
+    cases=binary_cases(),
+    cost=binary_cost,
+    aten=("aten::add.Tensor", "aten::add.Scalar"),
+))

@@ -1,0 +1,27 @@
+"""exp: elementwise e**x (torch.exp)."""
+
+import torch
+import triton
+import triton.language as tl
+
+from ._elementwise import unary, unary_cases, unary_cost
+from .spec import OpSpec, register
+
+
+@triton.jit
+def _exp(x):
+    return tl.exp(x)
+
+
+def exp(x: torch.Tensor) -> torch.Tensor:
+    return unary(_exp, x)
+
+
+SPEC = register(OpSpec(
+    name="exp",
+    reference=torch.exp,
+    impl=exp,
+    cases=unary_cases(),
+    cost=unary_cost,
+    aten=("aten::exp",),
+))

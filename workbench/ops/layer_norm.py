@@ -1,0 +1,107 @@
+"""layer_norm over trailing dims: `(x - mean) / sqrt(var + eps) * weight + bias` (F.layer_norm)."""
+
+import math
+
+import torch
+import triton
+import triton.language as tl
+
+from . import _rows
+from ._common import check_same_device, check_tensor, new_output
+from ._norm_cases import norm_cases
+from .spec import Cost, OpSpec, nbytes, register
+
+
+@triton.jit
+def _layer_norm_kernel(x_ptr, w_ptr, b_ptr, out_ptr, n_cols, x_row_stride, eps,
+                       HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr,
+                       BLOCK: tl.constexpr, ONE_TILE: tl.constexpr):
+    row = tl.program_id(0).to(tl.int64)
+    x_row = x_ptr + row * x_row_stride
+    out_row = out_ptr + row * n_cols
+    cols = tl.arange(0, BLOCK)
+    if ONE_TILE:
+        mask = cols < n_cols
+        x = tl.load(x_row + cols, mask=mask, other=0.0).to(tl.float32)
+        mean = tl.sum(x, 0) / n_cols
+        xc = tl.where(mask, x - mean, 0.0)
+        rstd = tl.math.rsqrt(tl.sum(xc * xc, 0) / n_cols + eps)
+        y = xc * rstd
+        if HAS_WEIGHT:
+            y = y * tl.load(w_ptr + cols, mask=mask, other=0.0).to(tl.float32)
+        if HAS_BIAS:
+            y = y + tl.load(b_ptr + cols, mask=mask, other=0.0).to(tl.float32)
+        tl.store(out_row + cols, y.to(out_ptr.dtype.element_ty), mask=mask)
+    else:
+        total = tl.zeros([BLOCK], tl.float32)
+        for start in range(0, n_cols, BLOCK):
+            total += tl.load(x_row + start + cols, mask=start + cols < n_cols, other=0.0).to(tl.float32)
+        mean = tl.sum(total, 0) / n_cols
+        sq = tl.zeros([BLOCK], tl.float32)
+        for start in range(0, n_cols, BLOCK):  # second pass on centred values: no cancellation
+            mask = start + cols < n_cols
+            x = tl.load(x_row + start + cols, mask=mask, other=0.0).to(tl.float32)
+            xc = tl.where(mask, x - mean, 0.0)
+            sq += xc * xc
+        rstd = tl.math.rsqrt(tl.sum(sq, 0) / n_cols + eps)
+        for start in range(0, n_cols, BLOCK):
+            mask = start + cols < n_cols
+            y = (tl.load(x_row + start + cols, mask=mask, other=0.0).to(tl.float32) - mean) * rstd
+            if HAS_WEIGHT:
+                y = y * tl.load(w_ptr + start + cols, mask=mask, other=0.0).to(tl.float32)
+            if HAS_BIAS:
+                y = y + tl.load(b_ptr + start + cols, mask=mask, other=0.0).to(tl.float32)
+            tl.store(out_row + start + cols, y.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+def layer_norm(x: torch.Tensor, normalized_shape, weight: torch.Tensor | None = None,
+               bias: torch.Tensor | None = None, eps: float = 1e-5) -> torch.Tensor:
+    check_tensor("x", x)
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if not shape or len(shape) > x.dim() or tuple(x.shape[x.dim() - len(shape):]) != shape:
+        raise ValueError(f"normalized_shape: expected trailing dims of x {tuple(x.shape)}, got {shape}")
+    for name, p in (("weight", weight), ("bias", bias)):
+        if p is not None:
+            check_tensor(name, p)
+            check_same_device(x=x, **{name: p})
+            if tuple(p.shape) != shape:
+                raise ValueError(f"{name}: expected shape {shape} (normalized_shape), got {tuple(p.shape)}")
+    out = new_output(x.shape, x.dtype, x.device)  # torch keeps x's dtype, even with fp32 params
+    if x.numel() == 0:
+        return out
+    n = math.prod(shape)
+    rows = _rows.as_rows(x.reshape(*x.shape[: x.dim() - len(shape)], n))
+    block, one_tile = _rows.tile(n)
+    _layer_norm_kernel[(rows.shape[0],)](
+        rows, weight if weight is not None else rows, bias if bias is not None else rows, out, n,
+        rows.stride(0), eps, HAS_WEIGHT=weight is not None, HAS_BIAS=bias is not None,
+        BLOCK=block, ONE_TILE=one_tile, num_warps=_rows.row_warps(block),
+    )
+    return out
+
+
+def _with_shape(cases: dict) -> dict:
+    """Norm cases call op(x, weight, bias, eps); layer_norm also takes normalized_shape."""
+
+    def wrap(case):
+        def make(dtype, device, gen):
+            (x,), kwargs = case.make(dtype, device, gen)
+            return (x, (x.shape[-1],)), kwargs
+
+        return type(case)(case.name, make, case.big)
+
+    return {name: (lambda f=f: [wrap(c) for c in f()]) for name, f in cases.items()}
+
+
+def _cost(x, normalized_shape, weight=None, bias=None, eps=1e-5):
+    return Cost(bytes=2 * nbytes(x) + nbytes(weight, bias), flops=7 * x.numel())
+
+
+SPEC = register(OpSpec(
+    name="layer_norm",
+    reference=torch.nn.functional.layer_norm,
+    impl=layer_norm,
+    cases=_with_shape(norm_cases(with_bias=True, eps=1e-5)),
+    cost=_cost,
+    aten=("aten::native_layer_norm",),
+))

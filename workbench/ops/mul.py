@@ -1,0 +1,27 @@
+"""mul: `input * other` with broadcasting and type promotion (torch.mul)."""
+
+import torch
+import triton
+import triton.language as tl  # noqa: F401  (the interpreter needs tl visible in jit functions)
+
+from ._elementwise import binary, binary_cases, binary_cost
+from .spec import OpSpec, register
+
+
+@triton.jit
+def _mul(a, b):
+    return a * b
+
+
+def mul(input: torch.Tensor, other) -> torch.Tensor:
+    return binary(_mul, input, other)
+
+
+SPEC = register(OpSpec(
+    name="mul",
+    reference=torch.mul,
+    impl=mul,
+    cases=binary_cases(),
+    cost=binary_cost,
+    aten=("aten::mul.Tensor", "aten::mul.Scalar"),
+))

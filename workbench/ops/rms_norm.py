@@ -1,0 +1,83 @@
+"""rms_norm over the last dim: `x / sqrt(mean(x**2) + eps) * weight` (torch.nn.functional.rms_norm)."""
+
+import torch
+import triton
+import triton.language as tl
+
+from . import _rows
+from ._common import check_same_device, check_tensor, new_output
+from ._norm_cases import norm_cases
+from .spec import Cost, OpSpec, nbytes, register
+
+
+@triton.jit
+def _rms_norm_kernel(x_ptr, w_ptr, out_ptr, n_cols, x_row_stride, eps,
+                     HAS_WEIGHT: tl.constexpr, BLOCK: tl.constexpr, ONE_TILE: tl.constexpr):
+    row = tl.program_id(0).to(tl.int64)
+    x_row = x_ptr + row * x_row_stride
+    out_row = out_ptr + row * n_cols
+    cols = tl.arange(0, BLOCK)
+    if ONE_TILE:
+        mask = cols < n_cols
+        x = tl.load(x_row + cols, mask=mask, other=0.0).to(tl.float32)
+        rstd = tl.math.rsqrt(tl.sum(x * x, 0) / n_cols + eps)
+        y = x * rstd
+        if HAS_WEIGHT:
+            y = y * tl.load(w_ptr + cols, mask=mask, other=0.0).to(tl.float32)
+        tl.store(out_row + cols, y.to(out_ptr.dtype.element_ty), mask=mask)
+    else:
+        acc = tl.zeros([BLOCK], tl.float32)
+        for start in range(0, n_cols, BLOCK):
+            x = tl.load(x_row + start + cols, mask=start + cols < n_cols, other=0.0).to(tl.float32)
+            acc += x * x
+        rstd = tl.math.rsqrt(tl.sum(acc, 0) / n_cols + eps)
+        for start in range(0, n_cols, BLOCK):
+            mask = start + cols < n_cols
+            y = tl.load(x_row + start + cols, mask=mask, other=0.0).to(tl.float32) * rstd
+            if HAS_WEIGHT:
+                y = y * tl.load(w_ptr + start + cols, mask=mask, other=0.0).to(tl.float32)
+            tl.store(out_row + start + cols, y.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+def check_norm_param(name: str, p, x: torch.Tensor) -> None:
+    if p is None:
+        return
+    check_tensor(name, p)
+    check_same_device(x=x, **{name: p})
+    if p.shape != x.shape[-1:]:
+        raise ValueError(f"{name}: expected shape {tuple(x.shape[-1:])} (x's last dim), got {tuple(p.shape)}")
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor | None = None, eps: float = 1e-6) -> torch.Tensor:
+    check_tensor("x", x)
+    if x.dim() == 0:
+        raise ValueError("x: expected at least 1 dim, got a 0-dim tensor")
+    check_norm_param("weight", weight, x)
+    out = new_output(x.shape, x.dtype, x.device)  # torch keeps x's dtype, even with fp32 weights
+    if x.numel() == 0:
+        return out
+    rows = _rows.as_rows(x)
+    n_rows, n = rows.shape
+    block, one_tile = _rows.tile(n)
+    _rms_norm_kernel[(n_rows,)](rows, weight if weight is not None else rows, out, n, rows.stride(0), eps,
+                                HAS_WEIGHT=weight is not None, BLOCK=block, ONE_TILE=one_tile,
+                                num_warps=_rows.row_warps(block))
+    return out
+
+
+def _reference(x, weight=None, eps=1e-6):
+    return torch.nn.functional.rms_norm(x, (x.shape[-1],), weight, eps)
+
+
+def _cost(x, weight=None, eps=1e-6):
+    return Cost(bytes=2 * nbytes(x) + nbytes(weight), flops=4 * x.numel())
+
+
+SPEC = register(OpSpec(
+    name="rms_norm",
+    reference=_reference,
+    impl=rms_norm,
+    cases=norm_cases(with_bias=False, eps=1e-6),
+    cost=_cost,
+    aten=("aten::rms_norm", "aten::_fused_rms_norm"),
+))

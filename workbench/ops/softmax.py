@@ -1,0 +1,105 @@
+"""softmax along any dim (torch.softmax); the last dim is the fast path, others are moved there."""
+
+import torch
+import triton
+import triton.language as tl
+
+from . import _rows
+from ._common import check_tensor, new_output
+from .spec import Case, Cost, OpSpec, nbytes, randn, register
+
+
+@triton.jit
+def _softmax_kernel(x_ptr, out_ptr, n_cols, x_row_stride, out_row_stride,
+                    BLOCK: tl.constexpr, ONE_TILE: tl.constexpr):
+    row = tl.program_id(0).to(tl.int64)
+    x_row = x_ptr + row * x_row_stride
+    out_row = out_ptr + row * out_row_stride
+    cols = tl.arange(0, BLOCK)
+    if ONE_TILE:
+        mask = cols < n_cols
+        x = tl.load(x_row + cols, mask=mask, other=-float("inf")).to(tl.float32)
+        e = tl.exp(x - tl.max(x, 0))
+        tl.store(out_row + cols, (e / tl.sum(e, 0)).to(out_ptr.dtype.element_ty), mask=mask)
+    else:
+        # Online pass: a running max and a sum rescaled to it, per lane; lanes that saw only -inf keep 0.
+        m = tl.full([BLOCK], -float("inf"), tl.float32)
+        s = tl.zeros([BLOCK], tl.float32)
+        for start in range(0, n_cols, BLOCK):
+            mask = start + cols < n_cols
+            x = tl.load(x_row + start + cols, mask=mask, other=-float("inf")).to(tl.float32)
+            m_new = tl.maximum(m, x)
+            seen = m_new > -float("inf")
+            s = tl.where(seen, s * tl.exp(m - m_new) + tl.exp(x - m_new), 0.0)
+            m = m_new
+        row_max = tl.max(m, 0)
+        total = tl.sum(s * tl.exp(m - row_max), 0)
+        for start in range(0, n_cols, BLOCK):
+            mask = start + cols < n_cols
+            x = tl.load(x_row + start + cols, mask=mask, other=-float("inf")).to(tl.float32)
+            y = tl.exp(x - row_max) / total
+            tl.store(out_row + start + cols, y.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+def softmax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    check_tensor("x", x)
+    if not -max(x.dim(), 1) <= dim < max(x.dim(), 1):
+        raise ValueError(f"dim: expected a dim in [{-max(x.dim(), 1)}, {max(x.dim(), 1)}), got {dim}")
+    moved = x.movedim(dim, -1) if x.dim() else x
+    out = new_output(moved.shape, x.dtype, x.device)
+    if x.numel() > 0:
+        rows = _rows.as_rows(moved)
+        n_rows, n = rows.shape
+        block, one_tile = _rows.tile(n)
+        _softmax_kernel[(n_rows,)](rows, out, n, rows.stride(0), n,
+                                   BLOCK=block, ONE_TILE=one_tile, num_warps=_rows.row_warps(block))
+    return out.movedim(-1, dim) if x.dim() else out
+
+
+def _cost(x, dim=-1):
+    return Cost(bytes=2 * nbytes(x), flops=5 * x.numel())
+
+
+def _masked(x):
+    x[:, 30:] = -float("inf")  # an attention mask
+    x[3] = -float("inf")  # a row with nothing to attend to: torch gives NaN
+    return x
+
+
+def _case(name, shape, dim=-1, transform=None, big=False, scale=1.0):
+    def make(dtype, device, gen):
+        x = randn(shape, dtype, device, gen, scale=scale)
+        return ((transform(x) if transform else x),), {"dim": dim}
+
+    return Case(name, make, big=big)
+
+
+def _cases():
+    return {
+        "quick": lambda: [_case("64x300", (64, 300)), _case("8x1000 dim0", (8, 1000), dim=0)],
+        "edge": lambda: [
+            _case("rank3 4x5x33 dim1", (4, 5, 33), dim=1),
+            _case("rank4 2x3x4x70 dim-1", (2, 3, 4, 70)),
+            _case("transposed 40x30", (30, 40), transform=lambda x: x.t()),
+            _case("long row 3x40000", (3, 40000), scale=4.0),
+            _case("masked rows (-inf), one fully masked", (5, 40), transform=_masked),
+            _case("single column 7x1", (7, 1)),
+            _case("zero-size 0x16", (0, 16)),
+            _case("big 262146x8193", (262146, 8193), big=True),
+        ],
+        "llm": lambda: [
+            _case("attn decode 32x2048", (32, 2048)),
+            _case("attn prefill 32x2048x2048", (32, 2048, 2048)),
+            _case("vocab 64x151936", (64, 151936)),
+        ],
+    }
+
+
+SPEC = register(OpSpec(
+    name="softmax",
+    reference=torch.softmax,
+    impl=softmax,
+    cases=_cases(),
+    cost=_cost,
+    aten=("aten::_softmax",),
+))

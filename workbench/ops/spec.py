@@ -1,0 +1,104 @@
+"""OpSpec: everything about one op in one place, and the registry of all ops.
+
+An op module declares one `OpSpec` (native reference, Triton implementation and per-backend variants,
+case generators, cost model, tolerance policy, status) and registers it with `register`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+CASE_SETS = ("quick", "edge", "llm")
+
+# Relative tolerance per dtype (DESIGN.md): used for ‖out − ref‖/‖ref‖ and, scaled, elementwise.
+DEFAULT_TOLERANCE = {torch.float32: 1e-5, torch.float16: 1e-2, torch.bfloat16: 1e-2}
+
+Inputs = tuple[tuple, dict]  # (args, kwargs) for one call
+MakeInputs = Callable[[torch.dtype, torch.device, torch.Generator], Inputs]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One input configuration. `make` draws fresh random inputs from the generator it is given."""
+
+    name: str
+    make: MakeInputs
+    # Past 2**31 elements: run only on a real device, with a float32 reference so that it fits in memory.
+    big: bool = False
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Fewest bytes the op must move through device memory and the floating-point operations it does."""
+
+    bytes: int
+    flops: int
+
+
+@dataclass
+class OpSpec:
+    name: str
+    reference: Callable[..., Any]  # the native op, torch semantics
+    impl: Callable[..., Any]  # the generic Triton implementation
+    cases: dict[str, Callable[[], list[Case]]]  # case set name -> case list
+    cost: Callable[..., Cost]  # same arguments as the op
+    aten: tuple[str, ...] = ()  # ATen overloads this op can replace
+    variants: dict[str, Callable[..., Any]] = field(default_factory=dict)  # backend name -> specialised impl
+    tolerance: dict[torch.dtype, float] = field(default_factory=lambda: dict(DEFAULT_TOLERANCE))
+    dtypes: tuple[torch.dtype, ...] = FLOAT_DTYPES
+    status: dict[str, str] = field(default_factory=lambda: {"cpu": "promoted", "cuda": "promoted", "mlu": "draft"})
+    doc: str = ""
+
+    def implementation(self, backend: str) -> Callable[..., Any]:
+        """The variant written for `backend`, else the generic kernel."""
+        return self.variants.get(backend, self.impl)
+
+    def variant_name(self, backend: str) -> str:
+        return backend if backend in self.variants else "generic"
+
+    def case_list(self, case_set: str) -> list[Case]:
+        if case_set not in CASE_SETS:
+            raise ValueError(f"unknown case set {case_set!r}; expected one of {CASE_SETS}")
+        return self.cases[case_set]() if case_set in self.cases else []
+
+
+REGISTRY: dict[str, OpSpec] = {}
+
+
+def register(spec: OpSpec) -> OpSpec:
+    if spec.name in REGISTRY:
+        raise ValueError(f"op {spec.name!r} is registered twice")
+    missing = [s for s in ("quick", "edge", "llm") if s not in spec.cases]
+    if missing:
+        raise ValueError(f"op {spec.name!r} lacks case sets {missing}")
+    REGISTRY[spec.name] = spec
+    return spec
+
+
+def get(name: str) -> OpSpec:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown op {name!r}; registered: {sorted(REGISTRY)}") from None
+
+
+# ---- helpers for case generators and cost models -------------------------------------------------
+
+
+def randn(shape, dtype: torch.dtype, device: torch.device, gen: torch.Generator, scale: float = 1.0):
+    """Fresh standard-normal values (never zeros), drawn on the device itself."""
+    t = torch.randn(shape, dtype=torch.float32, device=device, generator=gen)
+    return (t * scale).to(dtype) if scale != 1.0 else t.to(dtype)
+
+
+def nbytes(*tensors) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors if isinstance(t, torch.Tensor))
+
+
+def numel(shape) -> int:
+    return math.prod(shape)

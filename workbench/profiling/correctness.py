@@ -1,0 +1,137 @@
+"""Correctness: each op against its native reference run on float64 inputs (DESIGN.md rules).
+
+One row per (op, case, dtype): relative error ‖out − ref‖/‖ref‖, max abs error, an elementwise
+bound `|out − ref| <= tol * (|ref| + rms(ref))`, NaN/Inf agreement, and whether the output dtype and
+shape match what the native op gives on the same inputs. Outputs are poisoned with NaN before each
+run, inputs are fresh random draws, and the seed is in the row so a failure can be replayed.
+"""
+
+from __future__ import annotations
+
+import random
+import traceback
+from typing import Iterable
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from workbench import backends
+from workbench.ops import spec as opspec
+from workbench.ops._common import poisoned_outputs
+
+DTYPE_NAMES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return {v: k for k, v in DTYPE_NAMES.items()}.get(dtype, str(dtype).replace("torch.", ""))
+
+
+def parse_dtypes(names: Iterable[str | torch.dtype] | None) -> list[torch.dtype]:
+    if names is None:
+        return list(DTYPE_NAMES.values())
+    out = []
+    for n in names:
+        if isinstance(n, torch.dtype):
+            out.append(n)
+        elif n in DTYPE_NAMES:
+            out.append(DTYPE_NAMES[n])
+        else:
+            raise ValueError(f"dtype: expected one of {list(DTYPE_NAMES)}, got {n!r}")
+    return out
+
+
+def _upcast(value, dtype: torch.dtype, device: torch.device):
+    if isinstance(value, torch.Tensor) and value.is_floating_point():
+        return value.to(device=device, dtype=dtype)
+    if isinstance(value, (tuple, list)):
+        return type(value)(_upcast(v, dtype, device) for v in value)
+    if isinstance(value, dict):
+        return {k: _upcast(v, dtype, device) for k, v in value.items()}
+    return value
+
+
+def compare(out: torch.Tensor, ref: torch.Tensor, tol: float) -> dict:
+    """Error metrics of `out` against the high-precision `ref` (same shape)."""
+    out = out.to(device=ref.device, dtype=ref.dtype)
+    nan_ok = torch.equal(torch.isnan(out), torch.isnan(ref))
+    inf_ok = torch.equal(torch.isinf(out), torch.isinf(ref)) and torch.equal(
+        out[torch.isinf(out)], ref[torch.isinf(ref)]) if nan_ok else False
+    finite = torch.isfinite(ref) & torch.isfinite(out)
+    diff = (out - ref)[finite].abs()
+    ref_f = ref[finite]
+    ref_norm = float(torch.linalg.vector_norm(ref_f)) if ref_f.numel() else 0.0
+    diff_norm = float(torch.linalg.vector_norm(diff)) if diff.numel() else 0.0
+    rel_err = diff_norm / ref_norm if ref_norm > 0 else diff_norm
+    rms = ref_norm / ref_f.numel() ** 0.5 if ref_f.numel() else 0.0
+    within = bool((diff <= tol * (ref_f.abs() + rms)).all()) if diff.numel() else True
+    return {
+        "rel_err": rel_err,
+        "max_abs_err": float(diff.max()) if diff.numel() else 0.0,
+        "nonfinite_match": bool(nan_ok and inf_ok),
+        "elementwise_ok": within,
+        "passed": bool(nan_ok and inf_ok and within and rel_err <= tol),
+    }
+
+
+def _shape_label(args) -> str:
+    shapes = [tuple(a.shape) for a in args if isinstance(a, torch.Tensor)]
+    return " ".join("x".join(map(str, s)) or "scalar" for s in shapes)
+
+
+def check_case(spec: opspec.OpSpec, case: opspec.Case, dtype: torch.dtype, seed: int) -> dict:
+    """Run one case once; never raises (errors land in the row)."""
+    backend = backends.active()
+    row = {"op": spec.name, "variant": spec.variant_name(backend.name), "backend": backend.name,
+           "case": case.name, "dtype": dtype_name(dtype), "seed": seed, "tol": spec.tolerance[dtype]}
+    try:
+        device = backend.device()
+        gen = torch.Generator(device=device).manual_seed(seed)
+        args, kwargs = case.make(dtype, device, gen)
+        row["shape"] = _shape_label(args)
+        with poisoned_outputs():
+            out = spec.implementation(backend.name)(*args, **kwargs)
+        native = spec.reference(*args, **kwargs)
+        row["dtype_match"] = out.dtype == native.dtype and out.shape == native.shape
+        del native
+        ref_dtype = torch.float32 if case.big else torch.float64
+        ref_device = device if (backend.capabilities.fp64 or case.big) else torch.device("cpu")
+        ref = spec.reference(*_upcast(args, ref_dtype, ref_device), **_upcast(kwargs, ref_dtype, ref_device))
+        row.update(compare(out, ref, spec.tolerance[dtype]))
+        row["passed"] = row["passed"] and row["dtype_match"]
+        row["error"] = ""
+    except Exception as e:  # the row reports it; the run goes on
+        row.update(passed=False, error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
+    return row
+
+
+def check(ops: Iterable[str] | None = None, cases: Iterable[str] = ("quick",),
+          dtypes: Iterable[str | torch.dtype] | None = None, backend: str | None = None,
+          seed: int | None = None, progress: bool = True) -> pd.DataFrame:
+    """Correctness table for `ops` (default: all registered) over the case sets and dtypes."""
+    chosen = backends.active(backend)
+    specs = [opspec.get(name) for name in ops] if ops else list(opspec.REGISTRY.values())
+    dtype_list = parse_dtypes(dtypes)
+    seed = random.randrange(2**31) if seed is None else seed
+    work = [(s, c, d) for s in specs for cs in cases for c in s.case_list(cs) for d in dtype_list if d in s.dtypes]
+    rows = []
+    for i, (spec, case, dtype) in enumerate(tqdm(work, desc="check", disable=not progress, leave=False)):
+        if case.big and chosen.interpreted:
+            rows.append({"op": spec.name, "variant": spec.variant_name(chosen.name), "backend": chosen.name,
+                         "case": case.name, "dtype": dtype_name(dtype), "seed": seed + i,
+                         "skipped": "needs a GPU (past 2**31 elements)", "passed": False, "error": ""})
+            continue
+        rows.append(check_case(spec, case, dtype, seed + i))
+    columns = ["op", "variant", "backend", "case", "dtype", "shape", "rel_err", "max_abs_err", "tol",
+               "nonfinite_match", "elementwise_ok", "dtype_match", "passed", "skipped", "error", "seed"]
+    df = pd.DataFrame(rows)
+    for col in columns + ["traceback"]:
+        if col not in df:
+            df[col] = None
+    df["skipped"] = df["skipped"].fillna("")
+    return df[columns + ["traceback"]]
+
+
+def failures(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows that ran and did not pass (skipped rows are not failures)."""
+    return df[(~df["passed"].astype(bool)) & (df["skipped"] == "")]
