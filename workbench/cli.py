@@ -53,7 +53,9 @@ def cmd_check(args) -> int:
     with pd.option_context("display.width", 200, "display.max_colwidth", 60, "display.max_rows", None):
         print(shown.to_string(index=False))
     if args.csv:
-        df.drop(columns=["traceback"]).to_csv(args.csv, index=False)
+        from workbench.profiling.meta import run_metadata
+
+        df.drop(columns=["traceback"]).assign(**run_metadata()).to_csv(args.csv, index=False)
     failed = failures(df)
     skipped = int((df["skipped"] != "").sum())
     print(f"\nbackend {backend.name} ({backend.properties().name}), seed {int(df['seed'].min())}: "
