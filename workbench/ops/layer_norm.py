@@ -101,7 +101,8 @@ SPEC = register(OpSpec(
     name="layer_norm",
     reference=torch.nn.functional.layer_norm,
     impl=layer_norm,
-    cases=_with_shape(norm_cases(with_bias=True, eps=1e-5)),
+    # CUDA's native layer_norm rejects fp32 params with fp16/bf16 x, so no mixed-dtype case here.
+    cases=_with_shape(norm_cases(with_bias=True, eps=1e-5, mixed_params=False)),
     cost=_cost,
     aten=("aten::native_layer_norm",),
 ))

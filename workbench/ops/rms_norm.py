@@ -77,7 +77,7 @@ SPEC = register(OpSpec(
     name="rms_norm",
     reference=_reference,
     impl=rms_norm,
-    cases=norm_cases(with_bias=False, eps=1e-6),
+    cases=norm_cases(with_bias=False, eps=1e-6, mixed_params=True),
     cost=_cost,
     aten=("aten::rms_norm", "aten::_fused_rms_norm"),
 ))
