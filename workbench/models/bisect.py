@@ -1,0 +1,207 @@
+"""`bisect`: which of our ops make a full-model run lose accuracy or throughput against native.
+
+The model runs with a subset of our ops switched on (`workbench.use_ops(include=subset)`) and one
+number is compared with the native run on the same weights and prompt:
+
+- metric "accuracy": relative error of the last position's logits after a prefill (loss: > threshold);
+- metric "throughput": native time / workbench time of a prefill or of eager decode steps
+  (loss: < threshold).
+
+Search: start from every candidate op on; while a group shows the loss, split it in two halves and
+follow each half that still shows it, down to single ops. A group whose halves are both clean on their
+own (the loss needs several ops together, e.g. small errors or slowdowns that add up) is reported as
+one joint culprit. Each culprit's effect is then measured twice: with only it on ("alone") and with
+every other candidate on ("without": does switching it off remove the loss?).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+import pandas as pd
+import torch
+
+from workbench import backends
+
+from . import measure
+from .run import TARGETS, _decode_profile_fn, _random_prompt, resolve_model
+
+METRICS = ("accuracy", "throughput")
+
+
+@dataclass
+class BisectResult:
+    metric: str
+    phase: str
+    threshold: float
+    native: float  # accuracy: 0 (native against itself); throughput: native ms
+    all_on: float  # the metric with every candidate on
+    candidates: list[str]
+    culprits: pd.DataFrame  # culprit, ops, alone, without, fixed_without
+    steps: pd.DataFrame  # step, n_ops, ops, value, loss
+
+    def describe(self) -> str:
+        what = "logits rel err" if self.metric == "accuracy" else f"{self.phase} throughput ratio"
+        head = (f"{what} with all {len(self.candidates)} candidate ops on: {self.all_on:.4g} "
+                f"(threshold {self.threshold:g}); {len(self.steps)} evaluations")
+        if self.culprits.empty:
+            return head + "; no loss to explain" if not _is_loss(self.metric, self.all_on, self.threshold) \
+                else head + "; no culprit found"
+        lines = [head]
+        for r in self.culprits.itertuples():
+            lines.append(f"  {r.culprit}: alone {r.alone:.4g}, all others on without it {r.without:.4g}"
+                         f"{' (loss gone)' if r.fixed_without else ' (loss remains)'}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"BisectResult({self.describe()})"
+
+
+def _is_loss(metric: str, value: float, threshold: float) -> bool:
+    if value != value:  # NaN: the run failed or produced NaN — a loss either way
+        return True
+    return value > threshold if metric == "accuracy" else value < threshold
+
+
+def _base(aten_name: str) -> str:
+    """'aten::add.Tensor' -> 'add' (coverage and OpSpec.aten may spell overloads differently)."""
+    return aten_name.split("::")[-1].split(".")[0]
+
+
+def served_ops(coverage: pd.DataFrame) -> list[str]:
+    """Registry ops whose ATen overloads were served by workbench in a coverage table."""
+    from workbench.ops import REGISTRY
+
+    handled = {_base(a) for a in coverage.loc[coverage["handled"] > 0, "aten_op"]}
+    return [name for name, spec in REGISTRY.items() if any(_base(a) in handled for a in spec.aten)]
+
+
+class _Evaluator:
+    """metric(value) for one subset of ops on; results cached by subset, every evaluation logged."""
+
+    def __init__(self, model, ids: torch.Tensor, metric: str, phase: str, backend, reps: int, decode_steps: int):
+        import workbench
+
+        self._use_ops = workbench.use_ops
+        self.model, self.ids, self.metric, self.phase, self.backend = model, ids, metric, phase, backend
+        self.reps, self.decode_steps = reps, decode_steps
+        self.log: list[dict] = []
+        self._cache: dict[frozenset, float] = {}
+        with torch.inference_mode():
+            if metric == "accuracy":
+                self.reference = measure.prompt_logits(model, ids, keep=1)[:, -1].float()
+                self.native = 0.0
+            else:
+                self.native = self._time()
+
+    def _time(self) -> float:
+        if self.phase == "prefill":
+            return measure.time_prefill(self.model, self.ids, self.backend, warmup=1, reps=self.reps)
+        times = []
+        for _ in range(self.reps + 1):  # the first run warms up
+            run = _decode_profile_fn(self.model, self.ids, self.decode_steps)
+            self.backend.synchronize()
+            t0 = time.perf_counter()
+            run()
+            self.backend.synchronize()
+            times.append((time.perf_counter() - t0) * 1e3)
+        return float(pd.Series(times[1:]).median())
+
+    def run_all(self) -> pd.DataFrame:
+        """Coverage of one accuracy forward with every registered op on."""
+        with torch.inference_mode(), self._use_ops() as cov:
+            measure.prompt_logits(self.model, self.ids, keep=1)
+        return cov.table()
+
+    def __call__(self, ops: Iterable[str]) -> float:
+        key = frozenset(ops)
+        if key not in self._cache:
+            with torch.inference_mode(), self._use_ops(include=sorted(key)):
+                if self.metric == "accuracy":
+                    out = measure.prompt_logits(self.model, self.ids, keep=1)[:, -1].float()
+                    value = float(torch.linalg.vector_norm(out - self.reference)
+                                  / torch.linalg.vector_norm(self.reference))
+                else:
+                    value = self.native / self._time()
+            self._cache[key] = value
+        return self._cache[key]
+
+    def loss(self, ops: Iterable[str], threshold: float) -> bool:
+        ops = sorted(ops)
+        cached = frozenset(ops) in self._cache
+        value = self(ops)
+        if not cached:
+            self.log.append({"step": len(self.log), "n_ops": len(ops), "ops": ",".join(ops), "value": value,
+                             "loss": _is_loss(self.metric, value, threshold)})
+        return _is_loss(self.metric, value, threshold)
+
+
+def _search(group: list[str], lossy: Callable[[list[str]], bool]) -> list[list[str]]:
+    """Minimal groups that show the loss, given that `group` shows it."""
+    if len(group) == 1:
+        return [group]
+    half = len(group) // 2
+    found = []
+    for part in (group[:half], group[half:]):
+        if lossy(part):
+            found += _search(part, lossy)
+    return found or [group]  # neither half alone: the ops act together
+
+
+def bisect(preset: str | torch.nn.Module = "tiny", metric: str = "accuracy", threshold: float | None = None,
+           backend: str | None = None, ops: Iterable[str] | None = None, phase: str = "prefill",
+           batch: int = 1, prompt_len: int = 32, decode_steps: int = 8, reps: int = 3,
+           checkpoint: str | Path | None = None, seed: int = 0, **overrides) -> BisectResult:
+    """Find the ops that cause an accuracy or throughput loss of the workbench side.
+
+    metric "accuracy": threshold on the last-position logits relative error (default: issue 5's 2e-2).
+    metric "throughput": threshold on native/workbench speed of `phase` ("prefill" or "decode")
+    (default: the issue's target for that phase). ops: candidate op names from workbench.ops.REGISTRY
+    (default: every op that served an ATen call in a run with all ops on).
+    """
+    if metric not in METRICS:
+        raise ValueError(f"metric: expected one of {METRICS}, got {metric!r}")
+    if phase not in ("prefill", "decode"):
+        raise ValueError(f"phase: expected 'prefill' or 'decode', got {phase!r}")
+    if threshold is None:
+        threshold = TARGETS["logits_rel_err"] if metric == "accuracy" else TARGETS[
+            "prefill" if phase == "prefill" else "decode_eager"]
+    chosen = backends.active(backend)
+    from workbench.ops import REGISTRY
+
+    if ops is not None:
+        ops = list(ops)
+        unknown = [o for o in ops if o not in REGISTRY]
+        if unknown or not ops:
+            raise ValueError(f"ops: expected registered op names, got unknown {unknown or 'empty list'}; "
+                             f"registered: {sorted(REGISTRY)}")
+    model, _ = resolve_model(preset, checkpoint, seed, **overrides)
+    ids = _random_prompt(model.config.vocab_size, batch, prompt_len, seed, model.device)
+    evaluate = _Evaluator(model, ids, metric, phase, chosen, reps, decode_steps)
+    candidates = ops if ops is not None else served_ops(evaluate.run_all())
+    if not candidates:
+        raise ValueError("ops: no workbench op served any ATen call in this model; nothing to bisect")
+
+    def lossy(group: list[str]) -> bool:
+        return evaluate.loss(group, threshold)
+
+    all_lossy = lossy(candidates)
+    rows = []
+    if all_lossy:
+        for group in _search(candidates, lossy):
+            without = [o for o in candidates if o not in group]
+            without_value = evaluate(without) if without else (0.0 if metric == "accuracy" else 1.0)
+            alone = evaluate(group)
+            rows.append({"culprit": "+".join(group), "ops": group, "alone": alone, "without": without_value,
+                         "fixed_without": not _is_loss(metric, without_value, threshold)})
+            if len(group) > 1:  # a joint culprit: each member's share, alone
+                for op in group:
+                    rows.append({"culprit": f"  {op} (member)", "ops": [op], "alone": evaluate([op]),
+                                 "without": float("nan"), "fixed_without": False})
+    culprits = pd.DataFrame(rows, columns=["culprit", "ops", "alone", "without", "fixed_without"])
+    return BisectResult(metric=metric, phase=phase, threshold=threshold, native=evaluate.native,
+                        all_on=evaluate(candidates), candidates=candidates, culprits=culprits,
+                        steps=pd.DataFrame(evaluate.log, columns=["step", "n_ops", "ops", "value", "loss"]))
