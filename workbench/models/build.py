@@ -48,11 +48,40 @@ def seeded_init(model: torch.nn.Module, seed: int = 0, std: float | None = None)
             p.normal_(0.0, std, generator=gen)
 
 
-def _dtype_kwarg() -> str:
-    import transformers
+def _load_checkpoint(path: Path, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
+    """Construct from the directory's config on the device, then copy its weights in from device-side loads.
 
-    major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
-    return "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
+    No `device_map` (that needs accelerate, which the GPU image may lack) and no trip through host memory:
+    safetensors shards load straight onto the device.
+    """
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    shards = sorted(path.glob("*.safetensors"))
+    bins = sorted(path.glob("pytorch_model*.bin"))
+    if not shards and not bins:
+        raise ValueError(f"checkpoint: expected *.safetensors or pytorch_model*.bin files in {str(path)!r}, found none")
+    config = Qwen3Config.from_pretrained(path, local_files_only=True)
+    config._attn_implementation = ATTN_IMPLEMENTATION
+    with torch.device(device), _default_dtype(dtype):
+        model = Qwen3ForCausalLM(config)
+    state: dict[str, torch.Tensor] = {}
+    if shards:
+        from safetensors.torch import load_file
+
+        for shard in shards:
+            state.update(load_file(shard, device=str(device)))
+    else:
+        for shard in bins:
+            state.update(torch.load(shard, map_location=device, weights_only=True))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if config.tie_word_embeddings:
+        missing = [k for k in missing if k != "lm_head.weight"]
+    if missing or unexpected:
+        raise ValueError(f"checkpoint: weights do not match Qwen3ForCausalLM: missing {missing[:5]}, "
+                         f"unexpected {unexpected[:5]}")
+    if config.tie_word_embeddings:
+        model.tie_weights()
+    return model
 
 
 def build_model(preset: str = "tiny", checkpoint: str | Path | None = None, device: torch.device | str | None = None,
@@ -73,9 +102,7 @@ def build_model(preset: str = "tiny", checkpoint: str | Path | None = None, devi
         path = Path(checkpoint)
         if not (path / "config.json").is_file():
             raise ValueError(f"checkpoint: expected a local directory with config.json, got {str(path)!r}")
-        model = Qwen3ForCausalLM.from_pretrained(path, local_files_only=True, device_map={"": device},
-                                                 attn_implementation=ATTN_IMPLEMENTATION, **{_dtype_kwarg(): dtype})
-        model = model.to(dtype)  # no-op unless this transformers ignored the dtype argument
+        model = _load_checkpoint(path, device, dtype)
     else:
         config = preset_config(preset, **overrides)
         config._attn_implementation = ATTN_IMPLEMENTATION

@@ -293,7 +293,7 @@ def save(run: ModelRun, store) -> str:
     from workbench.profiling.store import ResultStore
 
     store = store if isinstance(store, ResultStore) else ResultStore(store)
-    return store.append(run.summary(), kind="model")
+    return store.append(run.summary(), kind="model", meta=run.config)
 
 
 def write_tables(run: ModelRun, out_dir: str | Path, prefix: str = "") -> list[Path]:
