@@ -151,3 +151,17 @@ def test_cli_model_and_bisect(capsys, tmp_path):
     assert (tmp_path / "summary.csv").exists() and len(pd.read_csv(tmp_path / "coverage.csv"))
     assert main(["model", "bisect", "--preset", "tiny", "--prompt-len", "8", "--reps", "1"]) == 0
     assert "candidate ops on" in capsys.readouterr().out
+
+
+def test_notebook_is_thin_and_clean():
+    import ast
+    import json
+    from pathlib import Path
+
+    nb = json.loads((Path(__file__).parents[1] / "notebooks" / "full_model.ipynb").read_text())
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in code)
+    assert "parameters" in code[0]["metadata"].get("tags", []) and 'PRESET = "tiny"' in "".join(code[0]["source"])
+    for c in code:
+        ast.parse("".join(c["source"]))
+    assert any("models.run_model(" in "".join(c["source"]) for c in code)
