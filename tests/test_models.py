@@ -123,9 +123,9 @@ def _break(op: str, monkeypatch) -> None:
 
 
 def test_bisect_names_a_broken_op(tiny_run, monkeypatch):
-    served = [op for op in REGISTRY if any(a.split("::")[-1].split(".")[0] in
-                                           {s.split("::")[-1].split(".")[0] for s in tiny_run.ops_served()}
-                                           for a in REGISTRY[op].aten)]
+    from workbench.models.bisect import served_ops
+
+    served = served_ops(tiny_run.coverage)
     victim = next(op for op in ("rms_norm", "silu", "mm", "softmax") if op in served)
     _break(victim, monkeypatch)
     result = bisect("tiny", metric="accuracy", threshold=5e-2, prompt_len=8, reps=1)

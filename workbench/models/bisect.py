@@ -72,10 +72,14 @@ def _base(aten_name: str) -> str:
 
 
 def served_ops(coverage: pd.DataFrame) -> list[str]:
-    """Registry ops whose ATen overloads were served by workbench in a coverage table."""
+    """Registry ops (in registry order) that served at least one ATen call in a coverage table."""
     from workbench.ops import REGISTRY
 
-    handled = {_base(a) for a in coverage.loc[coverage["handled"] > 0, "aten_op"]}
+    served = coverage[coverage["handled"] > 0]
+    if "op" in served:  # the recorder names the workbench op behind each overload
+        names = set(served["op"])
+        return [name for name in REGISTRY if name in names]
+    handled = {_base(a) for a in served["aten_op"]}
     return [name for name, spec in REGISTRY.items() if any(_base(a) in handled for a in spec.aten)]
 
 
