@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+
 import torch
 
 from .base import Backend, Capabilities, DeviceProperties, LaunchPolicy, Timer

@@ -15,6 +15,7 @@ import triton.language as tl
 from workbench import backends
 
 from ._common import as_tensor_operand, check_same_device, check_tensor, new_output
+from ._launch import launch
 from .spec import Case, Cost, nbytes, randn
 
 MAX_DIMS = 4
@@ -109,8 +110,8 @@ def unary(fn, x: torch.Tensor, name: str = "x") -> torch.Tensor:
         sizes, strides, contiguous = _FLAT
     else:
         sizes, strides, contiguous, (x,) = _layout(x.shape, [x])
-    _unary_kernel[(triton.cdiv(n, BLOCK),)](x, out, n, *sizes, *strides[0], FN=fn, CONTIGUOUS=contiguous,
-                                           BLOCK=BLOCK)
+    launch(_unary_kernel, (triton.cdiv(n, BLOCK),), x, out, n, *sizes, *strides[0], FN=fn,
+           CONTIGUOUS=contiguous, BLOCK=BLOCK)
     return out
 
 
@@ -147,7 +148,8 @@ def binary(fn, a: torch.Tensor, b, b_scale=1, names=("input", "other")) -> torch
     else:
         sizes, strides, contiguous, operands = _layout(out.shape, [t.expand(out.shape) for t in operands])
     b_arg, b_strides = (operands[1], strides[1]) if len(operands) == 2 else (operands[0], [0] * MAX_DIMS)
-    _binary_kernel[(triton.cdiv(n, BLOCK),)](
+    launch(
+        _binary_kernel, (triton.cdiv(n, BLOCK),),
         operands[0], b_arg, out, n, *sizes, *strides[0], *b_strides, b_scalar, float(b_scale),
         FN=fn, CONTIGUOUS=contiguous, B_SCALAR=len(operands) == 1, SCALE_B=b_scale != 1, BLOCK=BLOCK,
     )
