@@ -9,7 +9,10 @@ from workbench import backends as _backends
 _backends.active()
 
 from . import add, exp, gelu, layer_norm, mm, mul, rms_norm, silu, softmax  # noqa: E402
+from . import addmm, bmm, div, linear, masked_fill, max, mean, neg, pow, rsqrt, sub, sum, where  # noqa: E402
+from . import cat, copy, fill, gather, index_select  # noqa: E402
 from .spec import CASE_SETS, REGISTRY, Case, Cost, OpSpec, get, register  # noqa: E402
+from .spec import Unsupported  # noqa: E402
 
 add = add.add
 mul = mul.mul
@@ -20,6 +23,26 @@ softmax = softmax.softmax
 rms_norm = rms_norm.rms_norm
 layer_norm = layer_norm.layer_norm
 mm = mm.mm
+sub = sub.sub
+div = div.div
+neg = neg.neg
+pow = pow.pow
+rsqrt = rsqrt.rsqrt
+where = where.where
+masked_fill = masked_fill.masked_fill
+bmm = bmm.bmm
+addmm = addmm.addmm
+linear = linear.linear
+sum = sum.sum
+mean = mean.mean
+max = max.max
+index_select = index_select.index_select
+gather = gather.gather
+cat = cat.cat
+copy = copy.copy
+fill = fill.fill
 
 __all__ = ["REGISTRY", "CASE_SETS", "Case", "Cost", "OpSpec", "get", "register",
            "add", "mul", "exp", "silu", "gelu", "softmax", "rms_norm", "layer_norm", "mm"]
+__all__ += ["Unsupported", "sub", "div", "neg", "pow", "rsqrt", "where", "masked_fill", "bmm", "addmm", "linear", "sum", "mean", "max",
+            "index_select", "gather", "cat", "copy", "fill"]

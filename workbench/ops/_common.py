@@ -7,10 +7,13 @@ dtype, ValueError for a wrong device or shape.
 from __future__ import annotations
 
 import contextlib
+import functools
+from numbers import Number
 
 import torch
 
 from workbench import backends
+from workbench.backends import Capabilities, LaunchPolicy
 
 from .spec import FLOAT_DTYPES
 
@@ -60,7 +63,8 @@ def as_tensor_operand(name: str, value, like: torch.Tensor) -> torch.Tensor:
 
 @contextlib.contextmanager
 def poisoned_outputs():
-    """Inside, every output an op allocates starts as NaN, so unwritten elements show up in checks."""
+    """Inside, every output an op allocates starts as NaN (integers: their minimum), so unwritten
+    elements show up in checks."""
     global _poison
     previous, _poison = _poison, True
     try:
@@ -71,6 +75,39 @@ def poisoned_outputs():
 
 def new_output(shape, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     out = torch.empty(shape, dtype=dtype, device=device)
-    if _poison:
+    if _poison and out.is_floating_point():
         out.fill_(float("nan"))
+    elif _poison and dtype != torch.bool:
+        out.fill_(torch.iinfo(dtype).min)
     return out
+
+
+def new_output_like(x: torch.Tensor, dtype: torch.dtype,
+                    memory_format: torch.memory_format = torch.preserve_format) -> torch.Tensor:
+    """Like `new_output`, with `x`'s strides where torch's empty_like keeps them (dense inputs)."""
+    out = torch.empty_like(x, dtype=dtype, memory_format=memory_format)
+    if _poison:
+        out.copy_(new_output(out.shape, dtype, out.device))  # the same poison values
+    return out
+
+
+def cdiv(a: int, b: int) -> int:
+    """ceil(a / b) for launch grids (triton.cdiv is a constexpr function: slow to call from Python)."""
+    return -(-a // b)
+
+
+def next_power_of_2(n: int) -> int:
+    """The smallest power of two >= n (n >= 1); triton.next_power_of_2 without its call overhead."""
+    return 1 << (n - 1).bit_length()
+
+
+@functools.cache
+def launch_policy() -> LaunchPolicy:
+    """The active backend's launch policy, read once: on cuda it queries the device (hot path)."""
+    return backends.active().policy
+
+
+@functools.cache
+def capabilities() -> Capabilities:
+    """The active backend's capability flags, read once (see launch_policy)."""
+    return backends.active().capabilities

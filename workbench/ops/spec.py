@@ -19,6 +19,14 @@ CASE_SETS = ("quick", "edge", "llm")
 DEFAULT_TOLERANCE = {torch.float32: 1e-5, torch.float16: 1e-2, torch.bfloat16: 1e-2}
 
 Inputs = tuple[tuple, dict]  # (args, kwargs) for one call
+
+
+class Unsupported(NotImplementedError):
+    """Raised by an ATen adapter for inputs the Triton implementation does not handle.
+
+    The dispatch override (workbench.dispatch) then runs the native kernel instead and records the
+    message as the reason. Wrappers' own TypeError/ValueError (a dtype, a shape) are treated the same.
+    """
 MakeInputs = Callable[[torch.dtype, torch.device, torch.Generator], Inputs]
 
 
@@ -48,6 +56,10 @@ class OpSpec:
     cases: dict[str, Callable[[], list[Case]]]  # case set name -> case list
     cost: Callable[..., Cost]  # same arguments as the op
     aten: tuple[str, ...] = ()  # ATen overloads this op can replace
+    # ATen overload -> callable taking that overload's arguments (as the dispatcher passes them to a
+    # Python kernel: positional as in the schema, keyword-only ones as keywords, defaults left out).
+    # Empty `aten` is filled from these keys. Used by workbench.dispatch.
+    aten_impls: dict[str, Callable[..., Any]] = field(default_factory=dict)
     variants: dict[str, Callable[..., Any]] = field(default_factory=dict)  # backend name -> specialised impl
     tolerance: dict[torch.dtype, float] = field(default_factory=lambda: dict(DEFAULT_TOLERANCE))
     dtypes: tuple[torch.dtype, ...] = FLOAT_DTYPES
@@ -76,6 +88,11 @@ def register(spec: OpSpec) -> OpSpec:
     missing = [s for s in ("quick", "edge", "llm") if s not in spec.cases]
     if missing:
         raise ValueError(f"op {spec.name!r} lacks case sets {missing}")
+    if spec.aten_impls and not spec.aten:
+        spec.aten = tuple(spec.aten_impls)
+    stray = sorted(set(spec.aten_impls) - set(spec.aten))
+    if stray:
+        raise ValueError(f"op {spec.name!r}: aten_impls has overloads {stray} that are not in aten {spec.aten}")
     REGISTRY[spec.name] = spec
     return spec
 
