@@ -19,9 +19,7 @@ from ._common import as_tensor_operand, cdiv, check_same_device, check_tensor, l
 from .spec import Case, Cost, nbytes, randn
 
 MAX_DIMS = 4
-# Elements per program: 1024 on a GPU, scaled up by the launch policy (the backend is fixed per process).
-BLOCK = 1024 * backends.active().policy.block_scale
-_FLAT = ([1, 1, 1], [[0] * MAX_DIMS, [0] * MAX_DIMS], True)  # sizes, strides, contiguous for flat launches
+BLOCK = 1024  # elements per program on a GPU; the launch policy scales it
 
 
 @triton.jit
@@ -184,21 +182,14 @@ def unary(fn, x: torch.Tensor, name: str = "x") -> torch.Tensor:
     n = x.numel()
     if n == 0:
         return out
-    if x.is_contiguous():
-        sizes, strides, contiguous = _FLAT
-    else:
-        sizes, strides, contiguous, (x,) = _layout(x.shape, [x])
-    launch(_unary_kernel, (triton.cdiv(n, BLOCK),), x, out, n, *sizes, *strides[0], FN=fn,
-           CONTIGUOUS=contiguous, BLOCK=BLOCK)
+    sizes, strides, contiguous, (x,) = _layout(x.shape, [x])
+    programs, block = _launch_grid(n)
+    _unary_kernel[(programs,)](x, out, n, *sizes, *strides[0], FN=fn, CONTIGUOUS=contiguous, BLOCK=block)
     return out
 
 
 def binary(fn, a: torch.Tensor, b, b_scale=1, names=("input", "other")) -> torch.Tensor:
-    """`fn(a, b * b_scale)` elementwise with torch broadcasting and type promotion.
-
-    A Python number `b` is passed to the kernel by value (no device tensor, as torch does); contiguous
-    same-shape tensors skip all layout work. Both keep the call path short for decode-sized ops.
-    """
+    """`fn(a, b * b_scale)` elementwise with torch broadcasting and type promotion."""
     check_tensor(names[0], a)
     b_value = _scalar_operand(names[1], b)
     if b_value is None:

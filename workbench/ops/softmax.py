@@ -6,6 +6,7 @@ import triton.language as tl
 
 from . import _rows
 from ._common import check_tensor, new_output
+from ._launch import launch
 from .spec import Case, Cost, OpSpec, Unsupported, nbytes, randn, register
 
 

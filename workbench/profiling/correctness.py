@@ -150,7 +150,7 @@ def same_kind(out, native) -> bool:
     return isinstance(out, torch.Tensor) and out.dtype == native.dtype and out.shape == native.shape
 
 
-def _shape_label(args) -> str:
+def shape_label(args) -> str:
     shapes = [tuple(a.shape) for a in args if isinstance(a, torch.Tensor)]
     return " ".join("x".join(map(str, s)) or "scalar" for s in shapes)
 
@@ -184,7 +184,7 @@ def check_case(spec: opspec.OpSpec, case: opspec.Case, dtype: torch.dtype, seed:
         device = backend.device()
         gen = torch.Generator(device=device).manual_seed(seed)
         args, kwargs = case.make(dtype, device, gen)
-        row["shape"] = _shape_label(args)
+        row["shape"] = shape_label(args)
         with poisoned_outputs():
             out = spec.implementation(backend.name)(*args, **kwargs)
         native = spec.reference(*args, **kwargs)
