@@ -123,7 +123,8 @@ def cmd_model(args) -> int:
         return 0
     run = models.run_model(args.preset, mode=args.mode, new_tokens=args.new_tokens,
                            cuda_graphs=False if args.no_graphs else None, include=_split(args.include),
-                           exclude=_split(args.exclude), reps=args.reps, store=args.store, progress=True, **common)
+                           exclude=_split(args.exclude), warmup=args.warmup, reps=args.reps, store=args.store,
+                           progress=True, **common)
     if args.out:
         models.write_tables(run, args.out)
     with wide:
@@ -183,7 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--include", nargs="+", help="only these workbench ops (default: all)")
     p.add_argument("--exclude", nargs="+", help="all workbench ops but these")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--reps", type=int, default=3, help="timed repetitions (prefill; bisect: every phase)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed runs first (0: none, e.g. in the interpreter)")
     p.add_argument("--store", help="ResultStore path: append the run's summary rows (kind 'model')")
     p.add_argument("--out", help="directory for the run's tables as CSV")
     p.add_argument("--top", type=int, default=25, help="profile rows to print")

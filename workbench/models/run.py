@@ -133,7 +133,8 @@ def _run_side(model, ids: torch.Tensor, mode: str, new_tokens: int, graphs: meas
     if mode in ("decode", "both"):
         decoded = batch * (new_tokens - 1)
         try:
-            measure.generate_eager(model, ids, min(new_tokens, 4), backend)  # warm-up: compile, autotune
+            if warmup > 0:  # compile and autotune the decode shapes before the timed run
+                measure.generate_eager(model, ids, min(new_tokens, 4), backend)
             times = []
             for _ in range(max(1, decode_reps)):
                 tokens, ms = measure.generate_eager(model, ids, new_tokens, backend)
@@ -158,7 +159,7 @@ def _run_side(model, ids: torch.Tensor, mode: str, new_tokens: int, graphs: meas
         if profile:
             fn = _decode_profile_fn(model, ids, profile_steps)
             p = measure.profile_ops(fn, backend)
-            res["profile"].append(p.assign(phase=f"decode ({profile_steps} steps)"))
+            res["profile"].append(p.assign(phase=f"decode ({profile_steps} step{'s' * (profile_steps != 1)})"))
     return res
 
 
