@@ -64,7 +64,8 @@ def as_tensor_operand(name: str, value, like: torch.Tensor) -> torch.Tensor:
 
 @contextlib.contextmanager
 def poisoned_outputs():
-    """Inside, every output an op allocates starts as NaN, so unwritten elements show up in checks."""
+    """Inside, every output an op allocates starts as NaN (integers: their minimum), so unwritten
+    elements show up in checks."""
     global _poison
     previous, _poison = _poison, True
     try:
@@ -75,6 +76,8 @@ def poisoned_outputs():
 
 def new_output(shape, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     out = torch.empty(shape, dtype=dtype, device=device)
-    if _poison:
+    if _poison and out.is_floating_point():
         out.fill_(float("nan"))
+    elif _poison and dtype != torch.bool:
+        out.fill_(torch.iinfo(dtype).min)
     return out
