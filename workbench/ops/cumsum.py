@@ -26,7 +26,7 @@ def _cumsum_last_kernel(x_ptr, out_ptr, n_cols, x_row_stride, BLOCK: tl.constexp
     x_row = x_ptr + row * x_row_stride
     out_row = out_ptr + row * n_cols
     cols = tl.arange(0, BLOCK)
-    carry = 0.0
+    carry = tl.sum(tl.zeros([BLOCK], tl.float32), 0)  # an fp32 scalar tensor, loop-carried
     for start in range(0, n_cols, BLOCK):
         mask = start + cols < n_cols
         x = tl.load(x_row + start + cols, mask=mask, other=0.0).to(tl.float32)
@@ -40,12 +40,14 @@ def _cumsum_inner_kernel(x_ptr, out_ptr, n, inner, BLOCK: tl.constexpr):
     outer = tl.program_id(0).to(tl.int64)
     cols = tl.program_id(1).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = cols < inner
-    base = outer * n * inner + cols
+    x_ptrs = x_ptr + outer * n * inner + cols
+    out_ptrs = out_ptr + outer * n * inner + cols
     acc = tl.zeros([BLOCK], tl.float32)
-    for j in range(0, n):
-        offs = base + j * inner
-        acc += tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-        tl.store(out_ptr + offs, acc.to(out_ptr.dtype.element_ty), mask=mask)
+    for _ in range(n):
+        acc += tl.load(x_ptrs, mask=mask, other=0.0).to(tl.float32)
+        tl.store(out_ptrs, acc.to(out_ptr.dtype.element_ty), mask=mask)
+        x_ptrs += inner  # pointer steps: 64-bit, whatever n * inner is
+        out_ptrs += inner
 
 
 def cumsum(x: torch.Tensor, dim: int, *, dtype: torch.dtype | None = None) -> torch.Tensor:

@@ -37,17 +37,22 @@ MAX_PACKED_ROWS = 128  # query rows (heads of one KV group x queries) one split-
 def _attend(acc, l_i, m_i, q, k_ptrs, v_ptrs, mask_rows, q_idx, row_ok, offs_n, d_ok, dv_ok,
             lo, hi, S, stride_kn, stride_vn, stride_mn, scale_log2,
             CAUSAL: tl.constexpr, MASK_KIND: tl.constexpr, BOUNDS: tl.constexpr, GUARD: tl.constexpr,
-            UPCAST: tl.constexpr, BLOCK_N: tl.constexpr):
+            UPCAST: tl.constexpr, EVEN_D: tl.constexpr, EVEN_DV: tl.constexpr, BLOCK_N: tl.constexpr):
     """Fold keys [lo, hi) into (acc, l_i, m_i). k_ptrs/v_ptrs point at key `lo`.
 
     MASK_KIND: 0 none, 1 boolean (keep where true), 2 additive. BOUNDS masks keys >= S. GUARD keeps a
-    row whose keys so far are all masked at zero instead of NaN.
+    row whose keys so far are all masked at zero instead of NaN. EVEN_D / EVEN_DV: E / EV fill their tiles.
     """
     for start in range(lo, hi, BLOCK_N):
         cols = start + offs_n
         col_ok = cols < S
-        if BOUNDS:
+        # Unmasked head-dim loads when it fills the tile: they vectorise.
+        if BOUNDS and EVEN_D:
+            k = tl.load(k_ptrs, mask=col_ok[None, :], other=0.0)
+        elif BOUNDS:
             k = tl.load(k_ptrs, mask=d_ok[:, None] & col_ok[None, :], other=0.0)
+        elif EVEN_D:
+            k = tl.load(k_ptrs)
         else:
             k = tl.load(k_ptrs, mask=d_ok[:, None], other=0.0)
         if UPCAST:
@@ -72,8 +77,12 @@ def _attend(acc, l_i, m_i, q, k_ptrs, v_ptrs, mask_rows, q_idx, row_ok, offs_n, 
         alpha = tl.exp2(m_i - m_use)
         p = tl.exp2(s - m_use[:, None])
         l_i = l_i * alpha + tl.sum(p, 1)
-        if BOUNDS:
+        if BOUNDS and EVEN_DV:
+            v = tl.load(v_ptrs, mask=col_ok[:, None], other=0.0)
+        elif BOUNDS:
             v = tl.load(v_ptrs, mask=col_ok[:, None] & dv_ok[None, :], other=0.0)
+        elif EVEN_DV:
+            v = tl.load(v_ptrs)
         else:
             v = tl.load(v_ptrs, mask=dv_ok[None, :], other=0.0)
         acc = acc * alpha[:, None]
@@ -93,7 +102,7 @@ def _prefill_kernel(Q, K, V, M, Out,
                     smb, smh, smm, smn, sob, soh, som, sod,
                     H, L, S, E, EV, group_k, group_v, scale_log2, L_BUCKET,
                     CAUSAL: tl.constexpr, MASK_KIND: tl.constexpr, UPCAST: tl.constexpr,
-                    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr):
+                    EVEN_D: tl.constexpr, EVEN_DV: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr):
     # L_BUCKET only keys the autotuner (one tuning per power-of-two query length, not per length).
     pid_m = tl.num_programs(0) - 1 - tl.program_id(0)  # longest causal rows first: a shorter tail
     pid_bh = tl.program_id(1)
@@ -130,12 +139,12 @@ def _prefill_kernel(Q, K, V, M, Out,
     acc, l_i, m_i = _attend(acc, l_i, m_i, q, k_base, v_base, mask_rows, offs_m, row_ok, offs_n, d_ok, dv_ok,
                             0, clean, S, skn, svn, smn, scale_log2,
                             CAUSAL=False, MASK_KIND=MASK_KIND, BOUNDS=False, GUARD=MASK_KIND != 0,
-                            UPCAST=UPCAST, BLOCK_N=BLOCK_N)
+                            UPCAST=UPCAST, EVEN_D=EVEN_D, EVEN_DV=EVEN_DV, BLOCK_N=BLOCK_N)
     clean64 = clean.to(tl.int64)
     acc, l_i, m_i = _attend(acc, l_i, m_i, q, k_base + clean64 * skn, v_base + clean64 * svn, mask_rows, offs_m,
                             row_ok, offs_n, d_ok, dv_ok, clean, hi, S, skn, svn, smn, scale_log2,
                             CAUSAL=CAUSAL, MASK_KIND=MASK_KIND, BOUNDS=True, GUARD=MASK_KIND != 0,
-                            UPCAST=UPCAST, BLOCK_N=BLOCK_N)
+                            UPCAST=UPCAST, EVEN_D=EVEN_D, EVEN_DV=EVEN_DV, BLOCK_N=BLOCK_N)
     out = acc / tl.where(l_i == 0.0, 1.0, l_i)[:, None]  # no key left: zeros, like torch
     tl.store(Out + b * sob + h.to(tl.int64) * soh + rows64[:, None] * som + offs_dv[None, :] * sod,
              out.to(Out.dtype.element_ty), mask=row_ok[:, None] & dv_ok[None, :])
@@ -147,7 +156,7 @@ def _split_kernel(Q, K, V, M, Out, PO, PL,
                   smb, smh, smm, smn, sob, soh, som, sod,
                   H, L, S, E, EV, group_k, group_v, G, chunk, scale_log2,
                   CAUSAL: tl.constexpr, MASK_KIND: tl.constexpr, UPCAST: tl.constexpr, SINGLE: tl.constexpr,
-                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr):
+                  EVEN_D: tl.constexpr, EVEN_DV: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr):
     """One program: the G query heads that share one KV head (x L queries) against one chunk of keys.
 
     SINGLE (one chunk): write the output. Else write the chunk's normalised output and its base-2
@@ -191,7 +200,7 @@ def _split_kernel(Q, K, V, M, Out, PO, PL,
     acc, l_i, m_i = _attend(acc, l_i, m_i, q, k_ptrs, v_ptrs, mask_rows, qi, row_ok, offs_n, d_ok, dv_ok,
                             lo, hi, S, skn, svn, smn, scale_log2,
                             CAUSAL=CAUSAL, MASK_KIND=MASK_KIND, BOUNDS=True, GUARD=True,
-                            UPCAST=UPCAST, BLOCK_N=BLOCK_N)
+                            UPCAST=UPCAST, EVEN_D=EVEN_D, EVEN_DV=EVEN_DV, BLOCK_N=BLOCK_N)
     out = acc / tl.where(l_i == 0.0, 1.0, l_i)[:, None]
     if SINGLE:
         tl.store(Out + b * sob + head64[:, None] * soh + qi64[:, None] * som + offs_dv[None, :] * sod,
@@ -228,7 +237,8 @@ def _combine_kernel(PO, PL, Out, sob, soh, som, sod, H, L, G, EV, SPLITS,
 def _prefill_configs(interpreted: bool):
     if interpreted:  # one config (the interpreter cannot autotune); small tiles exercise every loop stage
         return [triton.Config({"BLOCK_M": 32, "BLOCK_N": 16})]
-    shapes = [(128, 64, 8, 3), (128, 128, 8, 3), (128, 64, 4, 3), (64, 64, 4, 4)]
+    # Few configs: each costs a compile of a two-loop kernel on first use (the GPU script's time budget).
+    shapes = [(128, 64, 8, 3), (128, 128, 8, 3), (64, 64, 4, 4)]
     return [triton.Config({"BLOCK_M": m, "BLOCK_N": n}, num_warps=w, num_stages=s) for m, n, w, s in shapes]
 
 
@@ -340,7 +350,8 @@ def scaled_dot_product_attention(query: torch.Tensor, key: torch.Tensor, value: 
             part_o = part_l = o
         _split_kernel[(programs, splits)](
             q, k, v, m, o, part_o, part_l, *strides, Hq, L, S, E, EV, Hq // Hk, Hq // Hv, packed, chunk,
-            scale_log2, CAUSAL=causal, MASK_KIND=mask_kind, UPCAST=upcast, SINGLE=splits == 1,
+            scale_log2, CAUSAL=causal, MASK_KIND=mask_kind, UPCAST=upcast, SINGLE=splits == 1, EVEN_D=E == block_d,
+            EVEN_DV=EV == block_dv,
             BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d, BLOCK_DV=block_dv,
             num_warps=4, num_stages=3)
         if splits > 1:
@@ -354,7 +365,7 @@ def scaled_dot_product_attention(query: torch.Tensor, key: torch.Tensor, value: 
 
     _prefill[grid](q, k, v, m, o, *strides, Hq, L, S, E, EV, Hq // Hk, Hq // Hv, scale_log2,
                    triton.next_power_of_2(L), CAUSAL=causal, MASK_KIND=mask_kind, UPCAST=upcast,
-                   BLOCK_D=block_d, BLOCK_DV=block_dv)
+                   EVEN_D=E == block_d, EVEN_DV=EV == block_dv, BLOCK_D=block_d, BLOCK_DV=block_dv)
     return out
 
 
