@@ -4,9 +4,11 @@ Every operation exists in a blocking form and, with `async_op=True`, in a form t
 `Handle`; `handle.wait()` finishes it and returns its result. An operation is written once as a
 generator that yields the torch `Work` objects it must wait on between steps: the blocking form drives
 it to the end at once, the async form starts it (the first step is in flight when the call returns) and
-`wait()` drives the rest. Flat jobs have one step for most operations, so their async form is exactly
-torch's; hierarchical ones (workbench.comm.hierarchical) make progress between steps only inside
-`wait()`. Every handle must be waited on, in the same order on every rank, as with torch.
+`wait()` drives the rest. Flat jobs have one communication step per operation, so their async form is
+exactly torch's. Hierarchical operations (workbench.comm.hierarchical) have several steps on several
+groups, and every rank must post them in the same order; so the next call on the Communicator first
+finishes every hierarchical operation still in flight, in the order they were started. Overlap with
+computation is therefore full on flat jobs and covers the first step on hierarchical ones.
 
 Start the processes with torchrun; `Communicator()` starts the default process group from torchrun's
 environment when none exists (see topology.init_from_env).
@@ -92,6 +94,7 @@ class Communicator:
         self.topology = Topology.from_ranks([tuple(e) for e in entries])
         self.cluster = self.topology.cluster_of(self.rank)
         self._seq = 0
+        self._pending: list[Handle] = []
         if self.topology.hierarchical:
             self.group = None
             for c in self.topology.clusters:  # every rank creates every group, in the same order
@@ -121,6 +124,8 @@ class Communicator:
 
     # ----------------------------------------------------------------------------------- plumbing
     def _check(self, call: Call) -> None:
+        while self._pending:  # hierarchical steps still to post go first, in call order (module docstring)
+            self._pending.pop(0).wait()
         call.problems = validate.local_problems(call, self.device, self.world_size, self.rank)
         if self.validate:
             if call.op not in ("send", "recv"):
@@ -131,10 +136,13 @@ class Communicator:
         if call.problems:
             raise CollectiveError(f"{call.op}: rank {self.rank}: " + "; ".join(call.problems))
 
-    @staticmethod
-    def _run(steps: Steps, result: torch.Tensor | None, async_op: bool):
+    def _run(self, steps: Steps, result: torch.Tensor | None, async_op: bool):
         handle = Handle(steps, result)
-        return handle if async_op else handle.wait()
+        if not async_op:
+            return handle.wait()
+        if self.hierarchical and not handle.is_completed():
+            self._pending.append(handle)
+        return handle
 
     @staticmethod
     def _finish(work, result: torch.Tensor | None, async_op: bool):
