@@ -250,10 +250,14 @@ class Communicator:
         if into is not None:
             hierarchical.from_host(into, host)
 
+    def synchronize(self) -> None:
+        """Wait for this rank's queued device work (no communication)."""
+        self._backend.synchronize()
+
     def barrier(self, async_op: bool = False):
         """Wait until every rank has reached this call and finished its queued device work."""
         self._check(Call("barrier"))
-        self._backend.synchronize()
+        self.synchronize()
         return self._run(iter([dist.barrier(group=self.host_group, async_op=True)]), None, async_op)
 
     def close(self) -> None:
