@@ -28,7 +28,7 @@ def record(name: str, fn) -> None:
     try:
         detail = fn()
         entry = {"ok": True, "detail": detail or ""}
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - every failure becomes a result
         entry = {"ok": False, "detail": f"{type(e).__name__}: {e}\n{traceback.format_exc()}"}
     entry["seconds"] = time.perf_counter() - t0
     results[name] = entry
@@ -76,11 +76,11 @@ def run_all(comm: Communicator, seed: int) -> dict[str, torch.Tensor]:
 
 def check_equal(flat: dict, hier: dict):
     assert flat.keys() == hier.keys()
-    for k in flat:
-        if flat[k].is_floating_point():
-            torch.testing.assert_close(hier[k], flat[k], rtol=1e-5, atol=1e-5, msg=k)
+    for k, want in flat.items():
+        if want.is_floating_point():
+            torch.testing.assert_close(hier[k], want, rtol=1e-5, atol=1e-5, msg=k)
         else:
-            assert torch.equal(hier[k], flat[k]), k
+            assert torch.equal(hier[k], want), k
 
 
 def check_async(comm: Communicator):
@@ -97,7 +97,7 @@ def check_async(comm: Communicator):
 def bad_cases(comm: Communicator) -> dict:
     last = WORLD - 1
     me = RANK
-    f32 = lambda n: torch.ones(n)  # noqa: E731
+    f32 = lambda n: torch.ones(n)
     return {
         "size mismatch": lambda: comm.all_reduce(f32(5 if me == last else 4)),
         "dtype mismatch": lambda: comm.all_reduce(torch.ones(4, dtype=torch.int32 if me == last else torch.float32)),
@@ -126,7 +126,7 @@ def check_bad(comm: Communicator, label: str) -> None:
         try:
             call()
             entry = {"raised": None, "message": ""}
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - the test compares what each rank raised
             entry = {"raised": type(e).__name__, "message": str(e)}
         entry["seconds"] = time.perf_counter() - t0
         entry["ok"] = True
@@ -161,11 +161,11 @@ def scenario_collectives() -> None:
     for label, keys in cluster_layouts().items():
         hier = Communicator("cpu", cluster=keys[RANK], timeout=TIMEOUT)
         want = [[r for r in range(WORLD) if keys[r] == k] for k in dict.fromkeys(keys)]
-        record(f"{label} topology", lambda: None if (
-            hier.hierarchical and [list(c.ranks) for c in hier.topology.clusters] == want) else 1 / 0)
-        record(f"{label} selfcheck", lambda: check_selfcheck(hier))
-        record(f"{label} equals flat", lambda: check_equal(reference, run_all(hier, seed=7)))
-        record(f"{label} async", lambda: check_async(hier))
+        record(f"{label} topology", lambda h=hier, w=want: None if (
+            h.hierarchical and [list(c.ranks) for c in h.topology.clusters] == w) else 1 / 0)
+        record(f"{label} selfcheck", lambda h=hier: check_selfcheck(h))
+        record(f"{label} equals flat", lambda h=hier: check_equal(reference, run_all(h, seed=7)))
+        record(f"{label} async", lambda h=hier: check_async(h))
         if label in ("split", "halves"):
             check_bad(hier, label)
     check_bad(flat, "flat")

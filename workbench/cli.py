@@ -139,7 +139,7 @@ def cmd_comm_bench(args) -> int:
                   sizes=cb.size_range(args.min_bytes, args.max_bytes, args.factor), dtype=args.dtype,
                   impls=impls, reps=args.reps, min_time_s=args.min_time, progress=not args.no_progress)
     if rank == 0:
-        command = "torchrun --nproc_per_node=%d -m workbench.cli %s" % (comm.world_size, " ".join(sys.argv[1:]))
+        command = f"torchrun --nproc_per_node={comm.world_size} -m workbench.cli {' '.join(sys.argv[1:])}"
         df = df.assign(command=command)
         if args.csv:
             df.to_csv(args.csv, index=False)

@@ -8,4 +8,4 @@ from .communicator import Communicator, Handle
 from .topology import Cluster, Topology, collective_backend
 from .validate import CollectiveError
 
-__all__ = ["Communicator", "Handle", "CollectiveError", "Cluster", "Topology", "collective_backend"]
+__all__ = ["Cluster", "CollectiveError", "Communicator", "Handle", "Topology", "collective_backend"]

@@ -20,7 +20,7 @@ import math
 import re
 import textwrap
 import time
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import pandas as pd
 import torch
@@ -143,7 +143,7 @@ def bench(comm: Communicator, collectives: Iterable[str] = COLLECTIVES, sizes: I
     """
     dtype = DTYPES[dtype] if isinstance(dtype, str) and dtype in DTYPES else dtype
     if not isinstance(dtype, torch.dtype):
-        raise ValueError(f"dtype: expected one of {list(DTYPES)}, got {dtype!r}")
+        raise TypeError(f"dtype: expected one of {list(DTYPES)} or a torch.dtype, got {dtype!r}")
     collectives = list(collectives)
     for c in collectives:
         bus_factor(c, 2)  # raises on an unknown name
@@ -202,7 +202,7 @@ def bench(comm: Communicator, collectives: Iterable[str] = COLLECTIVES, sizes: I
 
 
 def _quantile(sorted_values: list[float], q: float) -> float:
-    return sorted_values[min(len(sorted_values) - 1, int(round(q * (len(sorted_values) - 1))))]
+    return sorted_values[min(len(sorted_values) - 1, round(q * (len(sorted_values) - 1)))]
 
 
 def describe_clusters(comm: Communicator) -> str:

@@ -10,6 +10,9 @@ groups, and every rank must post them in the same order; so the next call on the
 finishes every hierarchical operation still in flight, in the order they were started. Overlap with
 computation is therefore full on flat jobs and covers the first step on hierarchical ones.
 
+Flat operations call the world group's C++ methods directly (native.py) after the Communicator's own
+argument checks, so the fast path costs no more host time than the raw torch.distributed call.
+
 Start the processes with torchrun; `Communicator()` starts the default process group from torchrun's
 environment when none exists (see topology.init_from_env).
 """
@@ -17,7 +20,7 @@ environment when none exists (see topology.init_from_env).
 from __future__ import annotations
 
 import datetime
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.distributed as dist
@@ -271,4 +274,4 @@ class Communicator:
                 dist.destroy_process_group(g)
 
 
-__all__ = ["Communicator", "Handle", "CollectiveError"]
+__all__ = ["CollectiveError", "Communicator", "Handle"]

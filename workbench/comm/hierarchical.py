@@ -15,7 +15,8 @@ communicator.Handle); `comm` is the calling `Communicator`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist

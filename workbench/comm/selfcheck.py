@@ -43,6 +43,10 @@ def _same(got: torch.Tensor, want: torch.Tensor, approx: bool) -> tuple[bool, st
     return True, ""
 
 
+def _finish(result, asynchronous: bool):
+    return result.wait() if asynchronous else result
+
+
 def selfcheck(comm: Communicator, dtypes=DEFAULT_DTYPES, per_rank: int = 3) -> pd.DataFrame:
     """One row per (operation, reduce op, dtype, sync/async): passed and what went wrong.
 
@@ -64,33 +68,31 @@ def selfcheck(comm: Communicator, dtypes=DEFAULT_DTYPES, per_rank: int = 3) -> p
     for dtype in dtypes:
         inputs = [rank_input(r, n, dtype) for r in range(world)]
         for mode in ("sync", "async"):
-            def run(result):
-                return result.wait() if mode == "async" else result
-
+            asynchronous = mode == "async"
             names = ("sum", "avg", "max", "min") if dtype.is_floating_point else ("sum", "max", "min")
             for name in names:
                 t = put(inputs[rank])
-                run(comm.all_reduce(t, name, async_op=mode == "async"))
+                _finish(comm.all_reduce(t, name, async_op=asynchronous), asynchronous)
                 record("all_reduce", dtype, mode, t, _expect_reduce(inputs, name), name, approx=name == "avg")
                 out = torch.empty(per_rank, dtype=dtype, device=dev)
                 src = put(inputs[rank])
-                run(comm.reduce_scatter(out, src, name, async_op=mode == "async"))
+                _finish(comm.reduce_scatter(out, src, name, async_op=asynchronous), asynchronous)
                 want = _expect_reduce(inputs, name).view(world, per_rank)[rank]
                 record("reduce_scatter", dtype, mode, out, want, name, approx=name == "avg")
                 record("reduce_scatter input kept", dtype, mode, src, inputs[rank], name)
 
             small = [rank_input(r, per_rank, dtype, salt=1) for r in range(world)]
             out = torch.empty(world, per_rank, dtype=dtype, device=dev)
-            run(comm.all_gather(out, put(small[rank]), async_op=mode == "async"))
+            _finish(comm.all_gather(out, put(small[rank]), async_op=asynchronous), asynchronous)
             record("all_gather", dtype, mode, out, torch.stack(small).double())
 
             for src in sorted({0, world - 1}):
                 t = put(rank_input(rank, n, dtype, salt=2))
-                run(comm.broadcast(t, src, async_op=mode == "async"))
+                _finish(comm.broadcast(t, src, async_op=asynchronous), asynchronous)
                 record(f"broadcast from {src}", dtype, mode, t, rank_input(src, n, dtype, salt=2))
 
             out = torch.empty(n, dtype=dtype, device=dev)
-            run(comm.all_to_all(out, put(inputs[rank]), async_op=mode == "async"))
+            _finish(comm.all_to_all(out, put(inputs[rank]), async_op=asynchronous), asynchronous)
             want = torch.cat([inputs[r].view(world, per_rank)[rank] for r in range(world)])
             record("all_to_all", dtype, mode, out, want)
 
@@ -98,10 +100,14 @@ def selfcheck(comm: Communicator, dtypes=DEFAULT_DTYPES, per_rank: int = 3) -> p
             nxt, prev = (rank + 1) % world, (rank - 1) % world
             got = torch.empty(n, dtype=dtype, device=dev)
             mine = put(rank_input(rank, n, dtype, salt=3))
-            posts = [lambda: comm.send(mine, nxt, async_op=mode == "async"),
-                     lambda: comm.recv(got, prev, async_op=mode == "async")]
-            handles = [post() for post in (posts if rank % 2 == 0 else posts[::-1])]
-            if mode == "async":
+            first_send = rank % 2 == 0
+            handles = []
+            for sending in (first_send, not first_send):
+                if sending:
+                    handles.append(comm.send(mine, nxt, async_op=asynchronous))
+                else:
+                    handles.append(comm.recv(got, prev, async_op=asynchronous))
+            if asynchronous:
                 for h in reversed(handles):  # any order: both are posted
                     h.wait()
             record("send/recv", dtype, mode, got, rank_input(prev, n, dtype, salt=3))
