@@ -73,7 +73,8 @@ class Communicator:
     validate: exchange a small description of every call first so that bad arguments raise the same
         `CollectiveError` on every rank (workbench.comm.validate). Costs one small gloo all_gather per
         call; with it off, local problems raise only on the rank that has them and the others fail by
-        timeout. All ranks must use the same setting.
+        timeout, and sizes that differ across ranks go unnoticed until the transport trips on them
+        (gloo then aborts the process). All ranks must use the same setting.
     collective: torch.distributed backend for this rank's device (default: topology.collective_backend).
 
     All ranks of the job must construct it together (it creates process groups).
