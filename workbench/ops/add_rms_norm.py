@@ -13,6 +13,7 @@ import triton.language as tl
 
 from . import _rows
 from ._common import check_dtype_match, check_same_device, check_tensor, new_output
+from ._launch import launch
 from .rms_norm import check_norm_param
 from .spec import Case, Cost, OpSpec, nbytes, randn, register
 
@@ -78,9 +79,9 @@ def add_rms_norm(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor |
     rows, res_rows = _rows.as_rows(x), _rows.as_rows(residual)
     n_rows, n = rows.shape
     block, one_tile = _rows.tile(n)
-    _add_rms_norm_kernel[(n_rows,)](rows, res_rows, weight if weight is not None else rows, out, total, n,
-                                    rows.stride(0), res_rows.stride(0), eps, HAS_WEIGHT=weight is not None,
-                                    BLOCK=block, ONE_TILE=one_tile, num_warps=_rows.row_warps(block))
+    launch(_add_rms_norm_kernel, (n_rows,), rows, res_rows, weight if weight is not None else rows, out, total, n,
+           rows.stride(0), res_rows.stride(0), float(eps), HAS_WEIGHT=weight is not None,
+           BLOCK=block, ONE_TILE=one_tile, num_warps=_rows.row_warps(block))
     return out, total
 
 

@@ -14,6 +14,7 @@ from workbench import backends
 
 from . import _rows, _split_rows
 from ._common import check_tensor, new_output
+from ._launch import launch
 from .spec import Case, Cost, OpSpec, nbytes, randn, register
 
 NO_INDEX = 2**63 - 1
@@ -100,14 +101,14 @@ def argmax(x: torch.Tensor, dim: int | None = None, keepdim: bool = False) -> to
     block = min(4096 * backends.active().policy.block_scale, triton.next_power_of_2(n))
     chunks, chunk = _split_rows.chunking(n_rows, n, block)
     if chunks == 1:
-        _argmax_chunk_kernel[(n_rows, 1)](rows, out, out, out, n, rows.stride(0), chunk, SINGLE=True,
-                                          BLOCK=block, num_warps=_rows.row_warps(block))
+        launch(_argmax_chunk_kernel, (n_rows, 1), rows, out, out, out, n, rows.stride(0), chunk, SINGLE=True,
+               BLOCK=block, num_warps=_rows.row_warps(block))
         return out
     part_v = torch.empty(n_rows * chunks, dtype=torch.float32, device=x.device)
     part_i = torch.empty(n_rows * chunks, dtype=torch.int64, device=x.device)
-    _argmax_chunk_kernel[(n_rows, chunks)](rows, out, part_v, part_i, n, rows.stride(0), chunk, SINGLE=False,
-                                           BLOCK=block, num_warps=_rows.row_warps(block))
-    _argmax_merge_kernel[(n_rows,)](part_v, part_i, out, chunks, BLOCK_C=triton.next_power_of_2(chunks))
+    launch(_argmax_chunk_kernel, (n_rows, chunks), rows, out, part_v, part_i, n, rows.stride(0), chunk,
+           SINGLE=False, BLOCK=block, num_warps=_rows.row_warps(block))
+    launch(_argmax_merge_kernel, (n_rows,), part_v, part_i, out, chunks, BLOCK_C=triton.next_power_of_2(chunks))
     return out
 
 

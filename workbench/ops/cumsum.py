@@ -17,6 +17,7 @@ from workbench import backends
 
 from . import _rows
 from ._common import check_tensor, new_output
+from ._launch import launch
 from .spec import FLOAT_DTYPES, Case, Cost, OpSpec, nbytes, randn, register
 
 
@@ -65,13 +66,14 @@ def cumsum(x: torch.Tensor, dim: int, *, dtype: torch.dtype | None = None) -> to
         rows = _rows.as_rows(x)
         n_rows, n = rows.shape
         block = min(1024 * backends.active().policy.block_scale, triton.next_power_of_2(n))
-        _cumsum_last_kernel[(n_rows,)](rows, out, n, rows.stride(0), BLOCK=block, num_warps=_rows.row_warps(block))
+        launch(_cumsum_last_kernel, (n_rows,), rows, out, n, rows.stride(0), BLOCK=block,
+               num_warps=_rows.row_warps(block))
         return out
     xc = x.contiguous()
     n = x.shape[dim]
     outer, inner = math.prod(x.shape[:dim]), math.prod(x.shape[dim + 1:])
     block = min(1024, triton.next_power_of_2(inner))
-    _cumsum_inner_kernel[(outer, triton.cdiv(inner, block))](xc, out, n, inner, BLOCK=block, num_warps=4)
+    launch(_cumsum_inner_kernel, (outer, triton.cdiv(inner, block)), xc, out, n, inner, BLOCK=block, num_warps=4)
     return out
 
 

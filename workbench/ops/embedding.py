@@ -13,6 +13,7 @@ import triton.language as tl
 from workbench import backends
 
 from ._common import check_same_device, check_tensor, new_output
+from ._launch import launch
 from .spec import Case, Cost, OpSpec, nbytes, randn, register
 
 
@@ -47,8 +48,8 @@ def embedding(input: torch.Tensor, weight: torch.Tensor, padding_idx: int | None
     block_r = max(1, min(triton.next_power_of_2(idx.numel()),
                          4096 * backends.active().policy.block_scale // block_h))
     grid = (triton.cdiv(idx.numel(), block_r), triton.cdiv(H, block_h))
-    _embedding_kernel[grid](idx, weight, out, idx.numel(), V, H, weight.stride(0), weight.stride(1),
-                            BLOCK_R=block_r, BLOCK_H=block_h, num_warps=4)
+    launch(_embedding_kernel, grid, idx, weight, out, idx.numel(), V, H, weight.stride(0), weight.stride(1),
+           BLOCK_R=block_r, BLOCK_H=block_h, num_warps=4)
     return out
 
 

@@ -15,6 +15,7 @@ from workbench import backends
 
 from ._common import check_dtype_match, check_same_device, check_tensor, new_output
 from ._elementwise import _merge_dims
+from ._launch import launch
 from .spec import Case, Cost, OpSpec, nbytes, randn, register
 
 MAX_LEAD_DIMS = 3  # leading (row) dims a layout may keep after merging; more are made contiguous
@@ -127,9 +128,8 @@ def rope(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                          4096 * backends.active().policy.block_scale // (2 * block_h)))
     q_programs = triton.cdiv(q_rows, block_r)
     grid = (q_programs + triton.cdiv(k_rows, block_r),)
-    _rope_kernel[grid](qx, kx, qc, qs, kc, ks, q_out, k_out, q_rows, k_rows, q_programs, half,
-                       *q_sizes, *q_strides, *k_sizes, *k_strides, BLOCK_R=block_r, BLOCK_H=block_h,
-                       num_warps=4)
+    launch(_rope_kernel, grid, qx, kx, qc, qs, kc, ks, q_out, k_out, q_rows, k_rows, q_programs, half,
+           *q_sizes, *q_strides, *k_sizes, *k_strides, BLOCK_R=block_r, BLOCK_H=block_h, num_warps=4)
     return q_out, k_out
 
 

@@ -23,6 +23,7 @@ from workbench import backends
 
 from . import _split_rows
 from ._common import check_dtype_match, check_same_device, check_tensor, new_output
+from ._launch import launch
 from .spec import Case, Cost, OpSpec, nbytes, numel, randn, register
 
 LOG2E = 1.4426950408889634
@@ -244,6 +245,7 @@ def _prefill_configs(interpreted: bool):
 
 _prefill = triton.autotune(configs=_prefill_configs(backends.active().interpreted),
                            key=["H", "L_BUCKET", "BLOCK_D", "BLOCK_DV", "CAUSAL", "MASK_KIND"])(_prefill_kernel)
+_tuned: dict = {}  # autotune key -> the winning config's kwargs: no autotuner on the hot path after the first call
 
 
 def _broadcast(name: str, shape, target) -> None:
@@ -348,14 +350,16 @@ def scaled_dot_product_attention(query: torch.Tensor, key: torch.Tensor, value: 
             part_l = torch.empty((programs * splits * block_m,), dtype=torch.float32, device=q.device)
         else:
             part_o = part_l = o
-        _split_kernel[(programs, splits)](
+        launch(
+            _split_kernel, (programs, splits),
             q, k, v, m, o, part_o, part_l, *strides, Hq, L, S, E, EV, Hq // Hk, Hq // Hv, packed, chunk,
             scale_log2, CAUSAL=causal, MASK_KIND=mask_kind, UPCAST=upcast, SINGLE=splits == 1, EVEN_D=E == block_d,
             EVEN_DV=EV == block_dv,
             BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d, BLOCK_DV=block_dv,
             num_warps=4, num_stages=3)
         if splits > 1:
-            _combine_kernel[(programs, packed * L)](
+            launch(
+                _combine_kernel, (programs, packed * L),
                 part_o, part_l, o, *o.stride(), Hq, L, packed, EV, splits,
                 BLOCK_M=block_m, BLOCK_S=triton.next_power_of_2(splits), BLOCK_DV=block_dv, num_warps=4)
         return out
@@ -363,9 +367,16 @@ def scaled_dot_product_attention(query: torch.Tensor, key: torch.Tensor, value: 
     def grid(meta):
         return (triton.cdiv(L, meta["BLOCK_M"]), B * Hq)
 
-    _prefill[grid](q, k, v, m, o, *strides, Hq, L, S, E, EV, Hq // Hk, Hq // Hv, scale_log2,
-                   triton.next_power_of_2(L), CAUSAL=causal, MASK_KIND=mask_kind, UPCAST=upcast,
-                   EVEN_D=E == block_d, EVEN_DV=EV == block_dv, BLOCK_D=block_d, BLOCK_DV=block_dv)
+    args = (q, k, v, m, o, *strides, Hq, L, S, E, EV, Hq // Hk, Hq // Hv, scale_log2, triton.next_power_of_2(L))
+    consts = dict(CAUSAL=causal, MASK_KIND=mask_kind, UPCAST=upcast, EVEN_D=E == block_d, EVEN_DV=EV == block_dv,
+                  BLOCK_D=block_d, BLOCK_DV=block_dv)
+    key = (Hq, triton.next_power_of_2(L), query.dtype, *consts.values())
+    config = _tuned.get(key)
+    if config is None:  # first call of this kind: autotune, then remember the winner
+        _prefill[grid](*args, **consts)
+        _tuned[key] = _prefill.best_config.all_kwargs()
+    else:
+        launch(_prefill_kernel, grid(config), *args, **consts, **config)
     return out
 
 

@@ -18,6 +18,7 @@ from workbench import backends
 
 from . import _rows, _split_rows
 from ._common import check_tensor, new_output
+from ._launch import launch
 from .spec import Case, Cost, OpSpec, nbytes, randn, register
 
 MAX_K = 1024  # the running top-k lives in registers
@@ -123,17 +124,15 @@ def topk(x: torch.Tensor, k: int, dim: int = -1, largest: bool = True, sorted: b
         chunks, chunk = _split_rows.chunking(n_rows, n, block, max_chunks=max(1, MERGE_KEYS // block_k))
         warps = _rows.row_warps(block)
         if chunks == 1:
-            _topk_chunk_kernel[(n_rows, 1)](rows, values, indices, values, n, rows.stride(0), chunk, k,
-                                            LARGEST=largest, SINGLE=True, BLOCK=block, BLOCK_K=block_k,
-                                            num_warps=warps)
+            launch(_topk_chunk_kernel, (n_rows, 1), rows, values, indices, values, n, rows.stride(0), chunk, k,
+                   LARGEST=bool(largest), SINGLE=True, BLOCK=block, BLOCK_K=block_k, num_warps=warps)
         else:
             part = torch.empty(n_rows * chunks * block_k, dtype=torch.int64, device=x.device)
-            _topk_chunk_kernel[(n_rows, chunks)](rows, values, indices, part, n, rows.stride(0), chunk, k,
-                                                 LARGEST=largest, SINGLE=False, BLOCK=block, BLOCK_K=block_k,
-                                                 num_warps=warps)
+            launch(_topk_chunk_kernel, (n_rows, chunks), rows, values, indices, part, n, rows.stride(0), chunk, k,
+                   LARGEST=bool(largest), SINGLE=False, BLOCK=block, BLOCK_K=block_k, num_warps=warps)
             merge_block = max(block_k, min(1024, triton.next_power_of_2(chunks * block_k)))
-            _topk_merge_kernel[(n_rows,)](rows, values, indices, part, rows.stride(0), chunks * block_k, k,
-                                          BLOCK=merge_block, BLOCK_K=block_k, num_warps=_rows.row_warps(merge_block))
+            launch(_topk_merge_kernel, (n_rows,), rows, values, indices, part, rows.stride(0), chunks * block_k, k,
+                   BLOCK=merge_block, BLOCK_K=block_k, num_warps=_rows.row_warps(merge_block))
     if x.dim():
         values, indices = values.movedim(-1, dim), indices.movedim(-1, dim)
     else:
