@@ -17,7 +17,7 @@ from workbench.profiling.store import ResultStore
 
 TINY = dict(batch=2, prompt_len=8, new_tokens=3, warmup=0, reps=1, profile_steps=1)
 # Candidates for the bisection tests: a handful of the ops the tiny model calls, so that it stays quick
-BISECT_OPS = ["rms_norm", "silu", "mul", "add", "rsqrt", "mean", "linear", "cat"]
+BISECT_OPS = ["rms_norm", "silu_and_mul", "rope", "add_rms_norm", "mul", "add", "linear", "cat"]
 
 
 @pytest.fixture(scope="module")
@@ -84,8 +84,11 @@ def test_both_sides_run_and_agree(tiny_run):
 
 def test_coverage_and_profile(tiny_run):
     cov = tiny_run.coverage
-    assert {"aten_op", "calls", "handled", "fallback", "reasons"} <= set(cov.columns) and len(cov)
-    assert len(tiny_run.ops_served()) > 0
+    assert {"aten_op", "op", "calls", "handled", "fallback", "reasons"} <= set(cov.columns) and len(cov)
+    served = tiny_run.ops_served()
+    assert "aten::rms_norm" in served and all(a.startswith("aten::") for a in served)
+    fused = cov[cov["aten_op"].str.startswith("(fused)")].set_index("op")
+    assert {"rope", "silu_and_mul", "add_rms_norm"} <= set(fused.index) and (fused["handled"] > 0).all()
     p = tiny_run.profile
     assert set(p["phase"]) == {"prefill", "decode (1 step)"}
     assert p["native_ms"].sum() > 0 and p["workbench_ms"].sum() > 0 and (p["native_calls"] > 0).any()
@@ -102,6 +105,26 @@ def test_summary_goes_to_the_store(tiny_run, tmp_path):
     rows = store.latest("model")
     assert {"prefill_ratio", "logits_rel_err", "aten_ops_served"} <= set(rows["metric"])
     assert (rows["model"] == "tiny").all()
+
+
+def test_fusions_patch_the_modules_and_restore_them():
+    from workbench.models import fusion
+
+    model = build_model("tiny")
+    ids = torch.randint(0, 512, (1, 6), generator=torch.Generator().manual_seed(1)).to(model.device)
+    layer, modeling = model.model.layers[0], __import__(type(model).__module__, fromlist=["x"])
+    rope_before = modeling.apply_rotary_pos_emb
+    with torch.inference_mode():
+        native = measure.prompt_logits(model, ids)[:, -1].float()
+        with fusion.fused(model, exclude=["add_rms_norm"]) as counts:
+            assert "forward" in vars(layer.mlp) and "forward" not in vars(layer)
+            assert modeling.apply_rotary_pos_emb is not rope_before
+            out = measure.prompt_logits(model, ids)[:, -1].float()
+    assert counts.handled == {"rope": 2, "silu_and_mul": 2}  # one call per layer
+    assert float((out - native).norm() / native.norm()) < 2e-2
+    assert "forward" not in vars(layer.mlp) and modeling.apply_rotary_pos_emb is rope_before
+    assert fusion.selected(["rope", "mm"], None) == ["rope"]
+    assert fusion.split_selection(["rope", "mm", "rms_norm"]) == (["mm", "rms_norm"], ["rope"])
 
 
 def test_bad_arguments():
@@ -128,7 +151,7 @@ def test_bisect_names_a_broken_op(tiny_run, monkeypatch):
     from workbench.models.bisect import served_ops
 
     candidates = [op for op in BISECT_OPS if op in served_ops(tiny_run.coverage)]
-    victim = next(op for op in ("silu", "rsqrt", "mean", "linear") if op in candidates)
+    victim = next(op for op in ("silu_and_mul", "rms_norm", "linear") if op in candidates)
     _break(victim, monkeypatch)
     result = bisect("tiny", metric="accuracy", threshold=5e-2, ops=candidates, batch=1, prompt_len=6, reps=1)
     assert result.candidates == candidates and result.all_on > 5e-2

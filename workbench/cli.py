@@ -115,7 +115,7 @@ def cmd_model(args) -> int:
     wide = pd.option_context("display.width", 200, "display.max_colwidth", 80, "display.max_rows", 200)
     if args.action == "bisect":
         result = models.bisect(args.preset, metric=args.metric, threshold=args.threshold, ops=_split(args.ops),
-                               phase=args.phase, reps=args.reps, **common)
+                               phase=args.phase, reps=args.reps, fuse=not args.no_fuse, **common)
         with wide:
             print(result.steps.to_string(index=False))
         print()
@@ -124,7 +124,7 @@ def cmd_model(args) -> int:
     run = models.run_model(args.preset, mode=args.mode, new_tokens=args.new_tokens,
                            cuda_graphs=False if args.no_graphs else None, include=_split(args.include),
                            exclude=_split(args.exclude), warmup=args.warmup, reps=args.reps, store=args.store,
-                           progress=True, **common)
+                           fuse=not args.no_fuse, progress=True, **common)
     if args.out:
         models.write_tables(run, args.out)
     with wide:
@@ -244,6 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-graphs", action="store_true", help="eager decode only, even where graphs exist")
     p.add_argument("--include", nargs="+", help="only these workbench ops (default: all)")
     p.add_argument("--exclude", nargs="+", help="all workbench ops but these")
+    p.add_argument("--no-fuse", action="store_true", help="ATen ops only: leave transformers' RMSNorm, rotary "
+                                                           "and MLP code unfused")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--reps", type=int, default=3, help="timed repetitions (prefill; bisect: every phase)")
     p.add_argument("--warmup", type=int, default=1, help="untimed runs first (0: none, e.g. in the interpreter)")

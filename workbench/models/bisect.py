@@ -1,7 +1,8 @@
 """`bisect`: which of our ops make a full-model run lose accuracy or throughput against native.
 
-The model runs with a subset of our ops switched on (`workbench.use_ops(include=subset)`) and one
-number is compared with the native run on the same weights and prompt:
+The model runs with a subset of our ops switched on (`use_ops(include=subset)` plus the module fusions
+of that subset, see models.fusion) and one number is compared with the native run on the same weights
+and prompt:
 
 - metric "accuracy": relative error of the last position's logits after a prefill (loss: > threshold);
 - metric "throughput": native time / workbench time of a prefill or of eager decode steps
@@ -27,6 +28,7 @@ import torch
 from workbench import backends
 
 from . import measure
+from .fusion import split_selection, workbench_ops
 from .run import TARGETS, _decode_profile_fn, _random_prompt, resolve_model
 
 METRICS = ("accuracy", "throughput")
@@ -86,10 +88,9 @@ def served_ops(coverage: pd.DataFrame) -> list[str]:
 class _Evaluator:
     """metric(value) for one subset of ops on; results cached by subset, every evaluation logged."""
 
-    def __init__(self, model, ids: torch.Tensor, metric: str, phase: str, backend, reps: int, decode_steps: int):
-        import workbench
-
-        self._use_ops = workbench.use_ops
+    def __init__(self, model, ids: torch.Tensor, metric: str, phase: str, backend, reps: int, decode_steps: int,
+                 fuse: bool):
+        self.fuse = fuse
         self.model, self.ids, self.metric, self.phase, self.backend = model, ids, metric, phase, backend
         self.reps, self.decode_steps = reps, decode_steps
         self.log: list[dict] = []
@@ -116,14 +117,14 @@ class _Evaluator:
 
     def run_all(self) -> pd.DataFrame:
         """Coverage of one accuracy forward with every registered op on."""
-        with torch.inference_mode(), self._use_ops() as cov:
+        with torch.inference_mode(), workbench_ops(self.model, fuse=self.fuse) as cov:
             measure.prompt_logits(self.model, self.ids, keep=1)
         return cov.table()
 
     def __call__(self, ops: Iterable[str]) -> float:
         key = frozenset(ops)
         if key not in self._cache:
-            with torch.inference_mode(), self._use_ops(include=sorted(key)):
+            with torch.inference_mode(), workbench_ops(self.model, include=sorted(key), fuse=self.fuse):
                 if self.metric == "accuracy":
                     out = measure.prompt_logits(self.model, self.ids, keep=1)[:, -1].float()
                     value = float(torch.linalg.vector_norm(out - self.reference)
@@ -158,13 +159,13 @@ def _search(group: list[str], lossy: Callable[[list[str]], bool]) -> list[list[s
 def bisect(preset: str | torch.nn.Module = "tiny", metric: str = "accuracy", threshold: float | None = None,
            backend: str | None = None, ops: Iterable[str] | None = None, phase: str = "prefill",
            batch: int = 1, prompt_len: int = 32, decode_steps: int = 8, reps: int = 3,
-           checkpoint: str | Path | None = None, seed: int = 0, **overrides) -> BisectResult:
+           checkpoint: str | Path | None = None, seed: int = 0, fuse: bool = True, **overrides) -> BisectResult:
     """Find the ops that cause an accuracy or throughput loss of the workbench side.
 
     metric "accuracy": threshold on the last-position logits relative error (default: issue 5's 2e-2).
     metric "throughput": threshold on native/workbench speed of `phase` ("prefill" or "decode")
     (default: the issue's target for that phase). ops: candidate op names from workbench.ops.REGISTRY
-    (default: every op that served an ATen call in a run with all ops on).
+    (default: every op that served a call — through ATen or as a module fusion — with all ops on).
     """
     if metric not in METRICS:
         raise ValueError(f"metric: expected one of {METRICS}, got {metric!r}")
@@ -182,9 +183,10 @@ def bisect(preset: str | torch.nn.Module = "tiny", metric: str = "accuracy", thr
         if unknown or not ops:
             raise ValueError(f"ops: expected registered op names, got unknown {unknown or 'empty list'}; "
                              f"registered: {sorted(REGISTRY)}")
+        split_selection(ops)
     model, _ = resolve_model(preset, checkpoint, seed, **overrides)
     ids = _random_prompt(model.config.vocab_size, batch, prompt_len, seed, model.device)
-    evaluate = _Evaluator(model, ids, metric, phase, chosen, reps, decode_steps)
+    evaluate = _Evaluator(model, ids, metric, phase, chosen, reps, decode_steps, fuse)
     candidates = ops if ops is not None else served_ops(evaluate.run_all())
     if not candidates:
         raise ValueError("ops: no workbench op served any ATen call in this model; nothing to bisect")

@@ -28,6 +28,7 @@ from workbench import backends
 
 from . import measure
 from .build import build_model
+from .fusion import split_selection, workbench_ops
 
 MODES = ("prefill", "decode", "both")
 SIDES = ("native", "workbench")
@@ -65,10 +66,11 @@ class ModelRun:
                                            "note"])
 
     def ops_served(self) -> list[str]:
-        """Distinct ATen ops that workbench kernels served at least once."""
-        if self.coverage.empty:
+        """Distinct ATen ops that workbench kernels served at least once (fused-op rows not counted)."""
+        cov = self.coverage
+        if cov.empty:
             return []
-        return sorted(self.coverage.loc[self.coverage["handled"] > 0, "aten_op"].unique())
+        return sorted(cov.loc[(cov["handled"] > 0) & cov["aten_op"].str.startswith("aten::"), "aten_op"].unique())
 
     def summary(self) -> pd.DataFrame:
         """One row per headline metric (ratios, accuracy, ops served) with its target, plus the run's config."""
@@ -238,21 +240,22 @@ def run_model(preset: str | torch.nn.Module = "tiny", backend: str | None = None
               include: Iterable[str] | None = None, exclude: Iterable[str] | None = None,
               checkpoint: str | Path | None = None, seed: int = 0, warmup: int = 1, reps: int = 3,
               decode_reps: int = 1, profile: bool = True, profile_steps: int = 4,
-              store: str | Path | None = None, progress: bool = False, **overrides) -> ModelRun:
+              fuse: bool = True, store: str | Path | None = None, progress: bool = False, **overrides) -> ModelRun:
     """Run a Qwen3 model natively, then with workbench kernels (`use_ops(include, exclude)`), and compare.
 
     preset: a preset name (random weights from `seed`), or a model built by `build_model` (reused as is).
     mode: "prefill", "decode" or "both". cuda_graphs: None = where the backend can capture graphs,
-    True = require them, False = eager only. store: a ResultStore path that receives `summary()` rows.
+    True = require them, False = eager only. include/exclude: registry op names, as for `use_ops`.
+    fuse: also replace transformers' RMSNorm / rotary / gated-MLP code by our fused ops (models.fusion).
+    store: a ResultStore path that receives `summary()` rows.
     """
-    import workbench
-
     if mode not in MODES:
         raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
     for name, value, low in (("prompt_len", prompt_len, 1), ("batch", batch, 1), ("new_tokens", new_tokens, 2)):
         if not isinstance(value, int) or value < low:
             raise ValueError(f"{name}: expected an int >= {low}, got {value!r}")
     chosen = backends.active(backend)
+    split_selection(include), split_selection(exclude)  # unknown op names fail before any work
     graphs, why_not = measure.graph_api(chosen)
     if cuda_graphs and graphs is None:
         raise ValueError(f"cuda_graphs: requested, but {why_not}")
@@ -266,7 +269,7 @@ def run_model(preset: str | torch.nn.Module = "tiny", backend: str | None = None
     for side in SIDES:
         if progress:
             print(f"[run_model] {label}: {side} side, mode {mode}", flush=True)
-        ctx = workbench.use_ops(include=include, exclude=exclude) if side == "workbench" else contextlib.nullcontext()
+        ctx = (workbench_ops(model, include, exclude, fuse) if side == "workbench" else contextlib.nullcontext())
         with torch.inference_mode(), ctx as cov:
             results[side] = _run_side(model, ids, **kwargs)
         if side == "workbench":
@@ -279,7 +282,7 @@ def run_model(preset: str | torch.nn.Module = "tiny", backend: str | None = None
     config = {"model": label, "mode": mode, "batch": batch, "prompt_len": prompt_len, "new_tokens": new_tokens,
               "graphs": graphs is not None, "graphs_note": "" if graphs is not None else why_not,
               "include": list(include) if include is not None else "all",
-              "exclude": list(exclude) if exclude is not None else "", "seed": seed,
+              "exclude": list(exclude) if exclude is not None else "", "fuse": fuse, "seed": seed,
               "dtype": str(model.dtype).replace("torch.", ""), **run_metadata()}
     run = ModelRun(config=config, throughput=throughput, accuracy=accuracy, agreement=agreement,
                    coverage=coverage, profile=_side_by_side(results["native"]["profile"],
