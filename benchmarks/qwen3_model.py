@@ -32,6 +32,26 @@ def _stage(log: dict, name: str, t0: float) -> None:
     print(f"[qwen3_model] {name}: {log[name]} s", flush=True)
 
 
+def _summary(pre, dec, args, served: list[str]) -> pd.DataFrame:
+    """Headline rows (metric, value, target, met, note) of one prefill run and (if it ran) one decode run."""
+    ratios = pd.concat([r.ratios() for r in (pre, dec) if r is not None], ignore_index=True)
+    acc = []
+    if pre is not None:
+        acc.append(pre.accuracy.assign(run=f"prefill {args.prefill_batch}x{args.prefill_len}"))
+    if dec is not None:
+        acc.append(dec.accuracy.assign(run=f"decode {args.decode_batch}x{args.decode_prompt}+{args.new_tokens}"))
+    acc = pd.concat(acc, ignore_index=True)
+    rows = pd.concat([
+        ratios.assign(metric=ratios["phase"] + "_ratio", value=ratios["ratio"])[["metric", "value", "target", "met",
+                                                                                  "note"]],
+        acc.assign(metric=acc["metric"] + " [" + acc["run"] + "]")[["metric", "value", "target", "met"]],
+        pd.DataFrame([{"metric": "aten_ops_served", "value": len(served), "target": TARGETS["aten_ops_served"],
+                       "met": len(served) >= TARGETS["aten_ops_served"]}]),
+    ], ignore_index=True)
+    rows["note"] = rows["note"].fillna("")
+    return rows
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="out/qwen3_model")
@@ -47,8 +67,11 @@ def main() -> int:
     p.add_argument("--no-graphs", action="store_true")
     p.add_argument("--include", nargs="+")
     p.add_argument("--exclude", nargs="+")
+    p.add_argument("--fuse", choices=["on", "off", "both"], default="both",
+                   help="module fusions on the workbench side (headline: on); 'both' adds ATen-only runs "
+                        "(prefill always, decode while the budget lasts)")
     p.add_argument("--no-bisect", action="store_true")
-    p.add_argument("--budget-s", type=float, default=170.0, help="skip bisections that would start after this")
+    p.add_argument("--budget-s", type=float, default=150.0, help="start no optional step after this many seconds")
     args = p.parse_args()
     t0 = time.time()
     out = Path(args.out)
@@ -63,80 +86,99 @@ def main() -> int:
     overrides = {"num_hidden_layers": args.layers} if args.layers else {}
     model = build_model(args.preset, checkpoint=args.checkpoint, **overrides)
     _stage(stages, "build", t0)
-    common = dict(cuda_graphs=False if args.no_graphs else None, include=args.include, exclude=args.exclude,
-                  progress=True)
-    pre = run_model(model, mode="prefill", batch=args.prefill_batch, prompt_len=args.prefill_len, reps=args.reps,
-                    **common)
-    _stage(stages, "prefill run", t0)
-    dec = run_model(model, mode="decode", batch=args.decode_batch, prompt_len=args.decode_prompt,
-                    new_tokens=args.new_tokens, reps=1, decode_reps=1, **common)
-    _stage(stages, "decode run", t0)
-
     label = args.checkpoint or args.preset + (f" ({args.layers} layers)" if args.layers else "")
     slug = re.sub(r"[^A-Za-z0-9]+", "-", meta["device"]).strip("-").lower()
-    write_tables(pre, out, prefix=f"prefill_{slug}_")
-    write_tables(dec, out, prefix=f"decode_{slug}_")
+    common = dict(cuda_graphs=False if args.no_graphs else None, include=args.include, exclude=args.exclude,
+                  progress=True)
+    prefill = dict(mode="prefill", batch=args.prefill_batch, prompt_len=args.prefill_len, reps=args.reps)
+    decode = dict(mode="decode", batch=args.decode_batch, prompt_len=args.decode_prompt, new_tokens=args.new_tokens,
+                  reps=1, decode_reps=1)
+    settings = {"on": [True], "off": [False], "both": [True, False]}[args.fuse]
+    head = settings[0]
+    runs: dict = {}  # (phase, fuse) -> ModelRun
+    skipped = []
 
-    served = sorted(set(pre.ops_served()) | set(dec.ops_served()))
-    ratios = pd.concat([pre.ratios(), dec.ratios()], ignore_index=True)
-    acc = pd.concat([pre.accuracy.assign(run=f"prefill {args.prefill_batch}x{args.prefill_len}"),
-                     dec.accuracy.assign(run=f"decode {args.decode_batch}x{args.decode_prompt}"
-                                             f"+{args.new_tokens}")], ignore_index=True)
-    summary = pd.concat([
-        ratios.assign(metric=ratios["phase"] + "_ratio", value=ratios["ratio"])[["metric", "value", "target", "met",
-                                                                                  "note"]],
-        acc.assign(metric=acc["metric"] + " [" + acc["run"] + "]")[["metric", "value", "target", "met"]],
-        pd.DataFrame([{"metric": "aten_ops_served", "value": len(served), "target": TARGETS["aten_ops_served"],
-                       "met": len(served) >= TARGETS["aten_ops_served"]}]),
-    ], ignore_index=True)
-    summary["note"] = summary["note"].fillna("")
+    def run(phase: str, fuse: bool) -> None:
+        tag = "fused" if fuse else "aten-only"
+        runs[(phase, fuse)] = run_model(model, fuse=fuse, **(prefill if phase == "prefill" else decode), **common)
+        write_tables(runs[(phase, fuse)], out, prefix=f"{phase}_{tag}_{slug}_")
+        _stage(stages, f"{phase} run ({tag})", t0)
 
-    # Explain misses: which of our ops cause them (each bisection within the time budget).
-    bisections = []
-    if not args.no_bisect:
-        wanted = []
-        if not acc.loc[acc["metric"] == "logits_rel_err", "met"].all():
-            wanted.append(dict(metric="accuracy", phase="prefill", batch=args.prefill_batch,
-                               prompt_len=args.prefill_len))
-        for phase, ratio_phase in (("prefill", "prefill"), ("decode", "decode_eager")):
-            row = ratios[ratios["phase"] == ratio_phase]
-            if len(row) and not row["met"].iloc[0] and row["ratio"].iloc[0] == row["ratio"].iloc[0]:
-                shape = (dict(batch=args.prefill_batch, prompt_len=args.prefill_len) if phase == "prefill"
-                         else dict(batch=args.decode_batch, prompt_len=args.decode_prompt))
-                wanted.append(dict(metric="throughput", phase=phase, **shape))
-        for kw in wanted:
-            if time.time() - t0 > args.budget_s:
-                bisections.append({**kw, "skipped": f"time budget {args.budget_s:.0f} s spent"})
-                continue
-            r = bisect(model, reps=3, decode_steps=8, **kw)
-            bisections.append({**kw, "threshold": r.threshold, "all_on": r.all_on, "describe": r.describe(),
-                               "culprits": r.culprits.drop(columns="ops").to_dict("records"),
-                               "steps": r.steps.to_dict("records")})
-            print(r.describe(), flush=True)
-            _stage(stages, f"bisect {kw['metric']} {kw['phase']}", t0)
+    def served(fuse) -> list[str]:
+        return sorted(set().union(*(r.ops_served() for (_, f), r in runs.items() if fuse in (f, "any"))))
 
-    summary_path = out / f"qwen3_model_{slug}.csv"
-    summary.assign(model=label, **{k: meta[k] for k in ("device", "torch", "triton", "commit", "timestamp")}) \
-        .to_csv(summary_path, index=False)
+    run("prefill", head)
+    run("decode", head)
+    summary = _summary(runs[("prefill", head)], runs[("decode", head)], args, served(head)).assign(fuse=head)
+    bisections = [] if args.no_bisect else _bisect_misses(model, summary, head, args, t0, stages)
+    tables = [summary]
+    for fuse in settings[1:]:  # the ATen-only runs: prefill always, decode while the budget lasts
+        run("prefill", fuse)
+        if time.time() - t0 > args.budget_s:
+            skipped.append(f"decode ({'fused' if fuse else 'aten-only'}): time budget {args.budget_s:.0f} s spent")
+            print(f"[qwen3_model] skipped {skipped[-1]}", flush=True)
+        else:
+            run("decode", fuse)
+        tables.append(_summary(runs[("prefill", fuse)], runs.get(("decode", fuse)), args, served(fuse))
+                      .assign(fuse=fuse))
+    served_all = served("any")
+    tables.append(pd.DataFrame([{"metric": "aten_ops_served (all runs)", "value": len(served_all),
+                                 "target": TARGETS["aten_ops_served"], "fuse": "any",
+                                 "met": len(served_all) >= TARGETS["aten_ops_served"], "note": ""}]))
+    table = pd.concat(tables, ignore_index=True)
+
+    table.assign(model=label, **{k: meta[k] for k in ("device", "torch", "triton", "commit", "timestamp")}) \
+        .to_csv(out / f"qwen3_model_{slug}.csv", index=False)
+    throughput = pd.concat([r.throughput.assign(fuse=f) for (ph, f), r in runs.items()], ignore_index=True)
     report = {
         "command": "WORKBENCH_COMMIT=$(git rev-parse HEAD) PYTHONPATH=$PWD python3 benchmarks/qwen3_model.py "
                    + " ".join(sys.argv[1:]),
         "meta": {**meta, "transformers": transformers.__version__,
                  "max_memory_gb": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None},
-        "model": label, "summary": summary.to_dict("records"),
-        "throughput": pd.concat([pre.throughput, dec.throughput]).to_dict("records"),
-        "aten_ops_served": served, "bisections": bisections, "stage_seconds": stages,
-        "config": {"prefill": pre.config, "decode": dec.config},
+        "model": label, "summary": table.to_dict("records"), "throughput": throughput.to_dict("records"),
+        "aten_ops_served": {("fused" if f else "aten-only") + f" {ph}": r.ops_served() for (ph, f), r in runs.items()},
+        "bisections": bisections, "skipped": skipped, "stage_seconds": stages,
+        "config": {f"{ph} {'fused' if f else 'aten-only'}": r.config for (ph, f), r in runs.items()},
     }
     (out / f"qwen3_model_{slug}.json").write_text(json.dumps(report, indent=1, default=str))
     _stage(stages, "total", t0)
     with pd.option_context("display.width", 200, "display.max_colwidth", 70, "display.float_format", "{:.4g}".format):
-        print(pd.concat([pre.throughput, dec.throughput]).to_string(index=False))
+        print(throughput.to_string(index=False))
         print(f"\n{backend.name}: {meta['device']} · torch {meta['torch']} · triton {meta['triton']} · "
               f"transformers {transformers.__version__} · commit {meta['commit']} · {label}")
-        print(f"{len(served)} ATen ops served: {', '.join(served)}\n")
-        print(summary.to_string(index=False))
+        print(f"{len(served_all)} ATen ops served over all runs: {', '.join(served_all)}")
+        for b in bisections:
+            print(b.get("describe") or f"bisect {b['metric']} {b['phase']}: {b.get('skipped')}")
+        print()
+        print(table.to_string(index=False))
     return 0
+
+
+def _bisect_misses(model, summary: pd.DataFrame, fuse: bool, args, t0: float, stages: dict) -> list:
+    """Bisect each missed headline target (logits error, prefill and eager-decode throughput) in the budget."""
+    met = dict(zip(summary["metric"], summary["met"]))
+    wanted = []
+    if any(m.startswith("logits_rel_err") and not ok for m, ok in met.items()):
+        wanted.append(dict(metric="accuracy", phase="prefill", batch=args.prefill_batch, prompt_len=args.prefill_len))
+    if "prefill_ratio" in met and not met["prefill_ratio"]:
+        wanted.append(dict(metric="throughput", phase="prefill", batch=args.prefill_batch,
+                           prompt_len=args.prefill_len))
+    if "decode_eager_ratio" in met and not met["decode_eager_ratio"]:
+        wanted.append(dict(metric="throughput", phase="decode", batch=args.decode_batch,
+                           prompt_len=args.decode_prompt))
+    found = []
+    for kw in wanted:
+        if time.time() - t0 > args.budget_s:
+            found.append({**kw, "skipped": f"time budget {args.budget_s:.0f} s spent"})
+            continue
+        left = args.budget_s - (time.time() - t0)
+        r = bisect(model, reps=3, decode_steps=8, fuse=fuse, ops=args.include, budget_s=max(left, 10.0), **kw)
+        found.append({**kw, "threshold": r.threshold, "all_on": r.all_on, "describe": r.describe(),
+                      "culprits": r.culprits.drop(columns="ops").to_dict("records"),
+                      "steps": r.steps.to_dict("records")})
+        print(r.describe(), flush=True)
+        _stage(stages, f"bisect {kw['metric']} {kw['phase']}", t0)
+    return found
 
 
 if __name__ == "__main__":

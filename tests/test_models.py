@@ -162,6 +162,27 @@ def test_bisect_names_a_broken_op(tiny_run, monkeypatch):
     assert victim in result.describe()
 
 
+def test_search_strategy():
+    from workbench.models.bisect import _search
+
+    ops = [f"op{i}" for i in range(16)]
+    calls = []
+
+    def lossy_if(pred):
+        def lossy(group):
+            calls.append(group)
+            return pred(set(group))
+        return lossy
+
+    assert _search(ops, lossy_if(lambda g: "op11" in g), lambda: True) == [["op11"]]
+    assert len(calls) == 8  # two halves per level, four levels
+    calls.clear()
+    assert _search(ops, lossy_if(lambda g: True), lambda: True) == [[op] for op in ops]
+    assert len(calls) == 2 + 16  # both halves lossy: one by one, not a 31-node tree
+    assert _search(ops, lossy_if(lambda g: {"op1", "op9"} <= g), lambda: True) == [ops]  # only together
+    assert _search(ops, lossy_if(lambda g: "op3" in g), lambda: False) == [ops]  # out of time: unsplit
+
+
 def test_bisect_reports_no_loss_when_clean():
     result = bisect("tiny", metric="accuracy", ops=BISECT_OPS[:3], batch=1, prompt_len=6, reps=1)
     assert result.culprits.empty and "no loss" in result.describe() and len(result.steps) == 1

@@ -9,9 +9,10 @@ and prompt:
   (loss: < threshold).
 
 Search: start from every candidate op on; while a group shows the loss, split it in two halves and
-follow each half that still shows it, down to single ops. A group whose halves are both clean on their
-own (the loss needs several ops together, e.g. small errors or slowdowns that add up) is reported as
-one joint culprit. Each culprit's effect is then measured twice: with only it on ("alone") and with
+follow the half that still shows it, down to single ops. Where both halves show it (several culprits,
+e.g. every op adds host overhead to eager decoding) the group's ops are tried one by one instead. A
+group whose halves are both clean on their own (the loss needs several ops together, e.g. small errors
+or slowdowns that add up) is reported as one joint culprit. Each culprit's effect is then measured twice: with only it on ("alone") and with
 every other candidate on ("without": does switching it off remove the loss?).
 """
 
@@ -54,8 +55,13 @@ class BisectResult:
                 else head + "; no culprit found"
         lines = [head]
         for r in self.culprits.itertuples():
-            lines.append(f"  {r.culprit}: alone {r.alone:.4g}, all others on without it {r.without:.4g}"
-                         f"{' (loss gone)' if r.fixed_without else ' (loss remains)'}")
+            if r.culprit.endswith("(member)"):
+                lines.append(f"  {r.culprit}: alone {r.alone:.4g}")
+            elif r.without != r.without:
+                lines.append(f"  {r.culprit}: alone {r.alone:.4g}; all others on without it: not measured (budget)")
+            else:
+                lines.append(f"  {r.culprit}: alone {r.alone:.4g}, all others on without it {r.without:.4g}"
+                             f"{' (loss gone)' if r.fixed_without else ' (loss remains)'}")
         return "\n".join(lines)
 
     def __repr__(self) -> str:
@@ -144,28 +150,38 @@ class _Evaluator:
         return _is_loss(self.metric, value, threshold)
 
 
-def _search(group: list[str], lossy: Callable[[list[str]], bool]) -> list[list[str]]:
-    """Minimal groups that show the loss, given that `group` shows it."""
-    if len(group) == 1:
+def _search(group: list[str], lossy: Callable[[list[str]], bool], in_time: Callable[[], bool]) -> list[list[str]]:
+    """Minimal groups that show the loss, given that `group` shows it.
+
+    Halving finds a few culprits in about 2 log2(n) runs each. Where both halves show the loss (many
+    culprits, e.g. every op adds host overhead) the group's ops are tried one by one instead: n runs,
+    not the 2n - 1 a full halving tree would take. Out of time, the group is returned unsplit.
+    """
+    if len(group) == 1 or not in_time():
         return [group]
     half = len(group) // 2
-    found = []
-    for part in (group[:half], group[half:]):
-        if lossy(part):
-            found += _search(part, lossy)
+    first, second = group[:half], group[half:]
+    in_first = lossy(first)
+    in_second = lossy(second)
+    if in_first and in_second:
+        singles = [[op] for op in group if in_time() and lossy([op])]
+        return singles or [group]
+    found = _search(first, lossy, in_time) if in_first else _search(second, lossy, in_time) if in_second else []
     return found or [group]  # neither half alone: the ops act together
 
 
 def bisect(preset: str | torch.nn.Module = "tiny", metric: str = "accuracy", threshold: float | None = None,
            backend: str | None = None, ops: Iterable[str] | None = None, phase: str = "prefill",
            batch: int = 1, prompt_len: int = 32, decode_steps: int = 8, reps: int = 3,
-           checkpoint: str | Path | None = None, seed: int = 0, fuse: bool = True, **overrides) -> BisectResult:
+           checkpoint: str | Path | None = None, seed: int = 0, fuse: bool = True, budget_s: float | None = None,
+           **overrides) -> BisectResult:
     """Find the ops that cause an accuracy or throughput loss of the workbench side.
 
     metric "accuracy": threshold on the last-position logits relative error (default: issue 5's 2e-2).
     metric "throughput": threshold on native/workbench speed of `phase` ("prefill" or "decode")
     (default: the issue's target for that phase). ops: candidate op names from workbench.ops.REGISTRY
     (default: every op that served a call — through ATen or as a module fusion — with all ops on).
+    budget_s: stop splitting after this many seconds; unsplit groups are reported as they are.
     """
     if metric not in METRICS:
         raise ValueError(f"metric: expected one of {METRICS}, got {metric!r}")
@@ -194,16 +210,23 @@ def bisect(preset: str | torch.nn.Module = "tiny", metric: str = "accuracy", thr
     def lossy(group: list[str]) -> bool:
         return evaluate.loss(group, threshold)
 
+    started = time.perf_counter()
+
+    def in_time() -> bool:
+        return budget_s is None or time.perf_counter() - started < budget_s
+
     all_lossy = lossy(candidates)
     rows = []
     if all_lossy:
-        for group in _search(candidates, lossy):
+        for group in _search(candidates, lossy, in_time):
             without = [o for o in candidates if o not in group]
-            without_value = evaluate(without) if without else (0.0 if metric == "accuracy" else 1.0)
-            alone = evaluate(group)
-            rows.append({"culprit": "+".join(group), "ops": group, "alone": alone, "without": without_value,
+            if not without:
+                without_value = 0.0 if metric == "accuracy" else 1.0  # all off: the native run itself
+            else:
+                without_value = evaluate(without) if in_time() else float("nan")
+            rows.append({"culprit": "+".join(group), "ops": group, "alone": evaluate(group), "without": without_value,
                          "fixed_without": not _is_loss(metric, without_value, threshold)})
-            if len(group) > 1:  # a joint culprit: each member's share, alone
+            if 1 < len(group) <= 8 and in_time():  # a joint culprit: each member's share, alone
                 for op in group:
                     rows.append({"culprit": f"  {op} (member)", "ops": [op], "alone": evaluate([op]),
                                  "without": float("nan"), "fixed_without": False})
