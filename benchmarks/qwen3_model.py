@@ -88,11 +88,11 @@ def main() -> int:
     _stage(stages, "build", t0)
     label = args.checkpoint or args.preset + (f" ({args.layers} layers)" if args.layers else "")
     slug = re.sub(r"[^A-Za-z0-9]+", "-", meta["device"]).strip("-").lower()
-    common = dict(cuda_graphs=False if args.no_graphs else None, include=args.include, exclude=args.exclude,
-                  progress=True)
-    prefill = dict(mode="prefill", batch=args.prefill_batch, prompt_len=args.prefill_len, reps=args.reps)
-    decode = dict(mode="decode", batch=args.decode_batch, prompt_len=args.decode_prompt, new_tokens=args.new_tokens,
-                  reps=1, decode_reps=1)
+    common = {"cuda_graphs": False if args.no_graphs else None, "include": args.include, "exclude": args.exclude,
+                  "progress": True}
+    prefill = {"mode": "prefill", "batch": args.prefill_batch, "prompt_len": args.prefill_len, "reps": args.reps}
+    decode = {"mode": "decode", "batch": args.decode_batch, "prompt_len": args.decode_prompt, "new_tokens": args.new_tokens,
+                  "reps": 1, "decode_reps": 1}
     settings = {"on": [True], "off": [False], "both": [True, False]}[args.fuse]
     head = settings[0]
     runs: dict = {}  # (phase, fuse) -> ModelRun
@@ -159,13 +159,13 @@ def _bisect_misses(model, summary: pd.DataFrame, fuse: bool, args, t0: float, st
     met = dict(zip(summary["metric"], summary["met"]))
     wanted = []
     if any(m.startswith("logits_rel_err") and not ok for m, ok in met.items()):
-        wanted.append(dict(metric="accuracy", phase="prefill", batch=args.prefill_batch, prompt_len=args.prefill_len))
+        wanted.append({"metric": "accuracy", "phase": "prefill", "batch": args.prefill_batch, "prompt_len": args.prefill_len})
     if "prefill_ratio" in met and not met["prefill_ratio"]:
-        wanted.append(dict(metric="throughput", phase="prefill", batch=args.prefill_batch,
-                           prompt_len=args.prefill_len))
+        wanted.append({"metric": "throughput", "phase": "prefill", "batch": args.prefill_batch,
+                           "prompt_len": args.prefill_len})
     if "decode_eager_ratio" in met and not met["decode_eager_ratio"]:
-        wanted.append(dict(metric="throughput", phase="decode", batch=args.decode_batch,
-                           prompt_len=args.decode_prompt))
+        wanted.append({"metric": "throughput", "phase": "decode", "batch": args.decode_batch,
+                           "prompt_len": args.decode_prompt})
     found = []
     for kw in wanted:
         if time.time() - t0 > args.budget_s:

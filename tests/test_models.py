@@ -10,12 +10,20 @@ import torch
 
 from workbench import backends
 from workbench.cli import main
-from workbench.models import (PRESETS, TARGETS, build_model, bisect, measure, parameter_count, preset_config,
-                              run_model)
+from workbench.models import (
+    PRESETS,
+    TARGETS,
+    bisect,
+    build_model,
+    measure,
+    parameter_count,
+    preset_config,
+    run_model,
+)
 from workbench.ops import REGISTRY
 from workbench.profiling.store import ResultStore
 
-TINY = dict(batch=2, prompt_len=8, new_tokens=3, warmup=0, reps=1, profile_steps=1)
+TINY = {"batch": 2, "prompt_len": 8, "new_tokens": 3, "warmup": 0, "reps": 1, "profile_steps": 1}
 # Candidates for the bisection tests: a handful of the ops the tiny model calls, so that it stays quick
 BISECT_OPS = ["rms_norm", "silu_and_mul", "rope", "add_rms_norm", "mul", "add", "linear", "cat"]
 

@@ -111,7 +111,7 @@ def cmd_model(args) -> int:
     _bind_backend(args.backend)
     from workbench import models
 
-    common = dict(checkpoint=args.checkpoint, seed=args.seed, batch=args.batch, prompt_len=args.prompt_len)
+    common = {"checkpoint": args.checkpoint, "seed": args.seed, "batch": args.batch, "prompt_len": args.prompt_len}
     wide = pd.option_context("display.width", 200, "display.max_colwidth", 80, "display.max_rows", 200)
     if args.action == "bisect":
         result = models.bisect(args.preset, metric=args.metric, threshold=args.threshold, ops=_split(args.ops),

@@ -18,10 +18,11 @@ every other candidate on ("without": does switching it off remove the loss?).
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 import pandas as pd
 import torch
@@ -57,7 +58,7 @@ class BisectResult:
         for r in self.culprits.itertuples():
             if r.culprit.endswith("(member)"):
                 lines.append(f"  {r.culprit}: alone {r.alone:.4g}")
-            elif r.without != r.without:
+            elif math.isnan(r.without):
                 lines.append(f"  {r.culprit}: alone {r.alone:.4g}; all others on without it: not measured (budget)")
             else:
                 lines.append(f"  {r.culprit}: alone {r.alone:.4g}, all others on without it {r.without:.4g}"
@@ -69,7 +70,7 @@ class BisectResult:
 
 
 def _is_loss(metric: str, value: float, threshold: float) -> bool:
-    if value != value:  # NaN: the run failed or produced NaN — a loss either way
+    if math.isnan(value):  # the run failed or produced NaN: a loss either way
         return True
     return value > threshold if metric == "accuracy" else value < threshold
 

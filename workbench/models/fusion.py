@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import sys
-from typing import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import pandas as pd
 import torch

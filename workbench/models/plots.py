@@ -3,6 +3,8 @@ and the per-op time breakdown of both sides. Each function takes the run and ret
 
 from __future__ import annotations
 
+import math
+
 import matplotlib.pyplot as plt
 
 from .run import ModelRun
@@ -22,7 +24,9 @@ def throughput(run: ModelRun):
     ax.bar([i - 0.2 for i in x], r["native_tok_s"], width=0.4, label="native")
     ax.bar([i + 0.2 for i in x], r["workbench_tok_s"], width=0.4, label="workbench")
     for i, row in enumerate(r.itertuples()):
-        top = max(v for v in (row.native_tok_s, row.workbench_tok_s) if v == v) if row.ratio == row.ratio else 0
+        if math.isnan(row.ratio):
+            continue
+        top = max(row.native_tok_s, row.workbench_tok_s)
         ax.annotate(f"{row.ratio:.2f}x", (i, top), ha="center", va="bottom")
     ax.set_xticks(list(x), r["phase"])
     ax.set_ylabel("tokens/s")
