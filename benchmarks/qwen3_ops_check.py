@@ -46,7 +46,8 @@ def check_dispatch(out: Path, meta: dict) -> bool:
 
     dev = workbench.backends.active().device_type  # cuda; the cpu interpreter for a smoke run of this script
     torch.manual_seed(0)
-    x, y = torch.randn(64, 4096, device=dev, dtype=torch.bfloat16), torch.randn(4096, device=dev, dtype=torch.bfloat16)
+    x = torch.randn(64, 4096, device=dev, dtype=torch.bfloat16)
+    y = torch.randn(4096, device=dev, dtype=torch.bfloat16)
     w = torch.randn(1024, 4096, device=dev, dtype=torch.bfloat16) * 4096 ** -0.5
     x64 = x.double()
     cache = torch.randn(1, 8, 16, 128, device=dev, dtype=torch.bfloat16)
@@ -102,7 +103,8 @@ def main() -> int:
     t0 = time.perf_counter()
     meta = run_metadata()
     (out / "qwen3_ops_meta.json").write_text(json.dumps(meta, indent=2))
-    print(f"{meta['device']} | torch {meta['torch']} | triton {meta['triton']} | commit {meta['commit']}", flush=True)
+    print(f"{meta['device']} | torch {meta['torch']} | triton {meta['triton']} | commit {meta['commit']}",
+          flush=True)
     df = check_ops([o for o in args.ops.split(",") if o], out, meta)
     dispatch_ok = check_dispatch(out, meta)
 

@@ -48,7 +48,8 @@ SPEC = register(OpSpec(
     reference=torch.addmm,
     impl=addmm,
     cases={
-        "quick": lambda: [_case("row bias 17x33x65", 17, 33, 65), _case("full bias 64x32x48", 64, 32, 48, (64, 48))],
+        "quick": lambda: [_case("row bias 17x33x65", 17, 33, 65),
+                          _case("full bias 64x32x48", 64, 32, 48, (64, 48))],
         "edge": lambda: [
             _case("alpha and beta 24x40x56 (linear weight)", 24, 40, 56, b_t=True, beta=0.5, alpha=-2.0),
             _case("column bias 9x16x12", 9, 16, 12, (9, 1)),

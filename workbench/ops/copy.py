@@ -72,7 +72,8 @@ SPEC = register(OpSpec(
     reference=_reference,
     impl=copy,
     cases={
-        "quick": lambda: [_case("to fp32 64x300", (64, 300), torch.float32), _case("to half 1000", (1000,), _other_half)],
+        "quick": lambda: [_case("to fp32 64x300", (64, 300), torch.float32),
+                          _case("to half 1000", (1000,), _other_half)],
         "edge": lambda: [
             _case("same dtype (plain copy) 5x7", (5, 7), None),
             _case("transposed keeps its strides 33x65", (65, 33), torch.float32, transform=lambda x: x.t()),

@@ -56,7 +56,8 @@ SPEC = register(OpSpec(
     reference=torch.nn.functional.linear,
     impl=linear,
     cases={
-        "quick": lambda: [_case("8x32 -> 48 with bias", (8, 32), 48), _case("17x40 -> 24", (17, 40), 24, bias=False)],
+        "quick": lambda: [_case("8x32 -> 48 with bias", (8, 32), 48),
+                          _case("17x40 -> 24", (17, 40), 24, bias=False)],
         "edge": lambda: [
             _case("rank3 input 2x7x40 -> 24", (2, 7, 40), 24),
             _case("rank1 input 40 -> 24", (40,), 24),

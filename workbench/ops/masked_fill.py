@@ -58,7 +58,8 @@ SPEC = register(OpSpec(
     reference=torch.masked_fill,
     impl=masked_fill,
     cases={
-        "quick": lambda: [_case("1000", (1000,)), _case("64x300 row mask", (64, 300), (300,), value=float("-inf"))],
+        "quick": lambda: [_case("1000", (1000,)),
+                          _case("64x300 row mask", (64, 300), (300,), value=float("-inf"))],
         "edge": lambda: [
             _case("rank4 broadcast mask 2x3x5x7", (2, 3, 5, 7), (3, 1, 7)),
             _case("0-dim tensor value", (37, 11), value=lambda d, dev, g: randn((), d, dev, g)),

@@ -23,7 +23,8 @@ def _cases() -> dict:
     def rotate_half_input(d, dev, g):  # x[..., 64:] of q in [batch, heads, seq, head_dim]
         return (randn((1, 32, 2048, 128), d, dev, g)[..., 64:],), {}
 
-    return {**cases, "llm": lambda: cases["llm"]() + [Case("rotate_half q[..., 64:] 1x32x2048x64", rotate_half_input)]}
+    rotate_half = Case("rotate_half q[..., 64:] 1x32x2048x64", rotate_half_input)
+    return {**cases, "llm": lambda: cases["llm"]() + [rotate_half]}
 
 
 SPEC = register(OpSpec(
