@@ -23,8 +23,7 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
                          f"{tuple(x.shape)} and {tuple(weight.shape)}")
     N, K = weight.shape
     if x.shape[-1] != K:
-        raise ValueError(f"weight: expected {K} columns to match x's last dim {x.shape[-1]}, got shape "
-                         f"{tuple(weight.shape)}")
+        raise ValueError(f"weight: expected {x.shape[-1]} columns (x's last dim), got shape {tuple(weight.shape)}")
     if bias is not None and tuple(bias.shape) not in ((N,), ()):
         raise ValueError(f"bias: expected shape ({N},), got {tuple(bias.shape)}")
     M = math.prod(x.shape[:-1])
