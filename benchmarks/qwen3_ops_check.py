@@ -5,7 +5,8 @@
 2. `workbench.use_ops` on cuda: a few ATen calls through the CUDA dispatch key (handled by our kernels,
    and a float64 fallback), compared with native; the coverage table goes to qwen3_ops_dispatch.csv.
 
-From the repo root on a GPU machine:
+Correctness only, so matmul autotuning is off (WORKBENCH_AUTOTUNE=0: one tile configuration per M
+range, which keeps compile time down). From the repo root on a GPU machine:
     WORKBENCH_COMMIT=$(git rev-parse HEAD) PYTHONPATH=$PWD python3 benchmarks/qwen3_ops_check.py --out $OUT
 Prints one line per op while it runs and a summary table last; exit status 1 if anything failed.
 """
@@ -93,6 +94,7 @@ def main() -> int:
     parser.add_argument("--ops", default=",".join(OPS), help="comma-separated subset of the ops")
     args = parser.parse_args()
     os.environ.setdefault("WORKBENCH_BACKEND", "cuda")
+    os.environ.setdefault("WORKBENCH_AUTOTUNE", "0")  # before workbench.ops defines the matmul kernel
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 

@@ -71,3 +71,13 @@ def test_fill_rounds_the_value_as_torch_does():
 def test_bad_input_is_named(call, exc, pattern):
     with pytest.raises(exc, match=pattern):
         call()
+
+
+def test_matmul_tile_heights_follow_m(monkeypatch):
+    from workbench.ops import _matmul
+
+    configs = _matmul._configs(interpreted=False)
+    heights = {m: {c.kwargs["BLOCK_M"] for c in _matmul._prune(configs, {"M": m})} for m in (1, 16, 64, 2048)}
+    assert heights[1] == heights[16] == {16, 32} and heights[64] <= {16, 32, 64} and min(heights[2048]) >= 64
+    monkeypatch.setattr(_matmul, "AUTOTUNE", False)
+    assert [len(_matmul._prune(configs, {"M": m})) for m in (1, 64, 2048)] == [1, 1, 1]

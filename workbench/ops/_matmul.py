@@ -3,9 +3,13 @@
 fp32 accumulation, strided operands (a transposed weight is just strides), an optional bias broadcast
 over rows or given per element, and a batch along grid axis 1 (stride 0 broadcasts an operand). Autotuned
 on (M, N, K) on GPUs; the tuned configuration is cached per shape, so only a shape's first call pays.
+$WORKBENCH_AUTOTUNE=0 (read at import) takes the first configuration that fits M instead: no timing runs and
+few compilations, for correctness runs where speed does not matter.
 """
 
 from __future__ import annotations
+
+import os
 
 import torch
 import triton
@@ -16,6 +20,7 @@ from workbench import backends
 from ._common import capabilities, cdiv, check_dtype_match, check_same_device, check_tensor
 
 MAX_BATCH = 65535  # grid axis 1 limit on CUDA
+AUTOTUNE = os.environ.get("WORKBENCH_AUTOTUNE", "1") != "0"
 
 
 @triton.jit
@@ -80,7 +85,8 @@ def _prune(configs, named_args, **_):
     skips the thin ones. Halves the autotuning time of a new shape too."""
     m = named_args["M"]
     limit = (lambda bm: bm <= 32) if m <= 16 else (lambda bm: bm <= 64) if m <= 64 else (lambda bm: bm >= 64)
-    return [c for c in configs if limit(c.kwargs["BLOCK_M"])] or configs
+    fits = [c for c in configs if limit(c.kwargs["BLOCK_M"])] or configs
+    return fits if AUTOTUNE else fits[:1]
 
 
 _matmul = triton.autotune(configs=_configs(backends.active().interpreted), key=["M", "N", "K"],
