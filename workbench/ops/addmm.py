@@ -22,7 +22,7 @@ def addmm(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor, *, beta=1, alpha
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise TypeError(f"{name}: expected a real number, got {type(v).__name__}")
     c = new_output((M, N), a.dtype, a.device)
-    return _matmul.launch(a, b, c, M, N, K, 1, (0, *a.stride()), (0, *b.stride()), (0, c.stride(0)),
+    return _matmul.matmul(a, b, c, M, N, K, 1, (0, *a.stride()), (0, *b.stride()), (0, c.stride(0)),
                           bias=full, bias_strides=full.stride(), alpha=alpha, beta=beta)
 
 

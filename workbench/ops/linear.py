@@ -30,7 +30,7 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     rows = x.reshape(M, K)  # not (-1, K): that is ambiguous when K == 0
     c = new_output((M, N), x.dtype, x.device)
     bias_strides = (0, bias.stride(0) if bias is not None and bias.dim() else 0)
-    _matmul.launch(rows, weight, c, M, N, K, 1, (0, *rows.stride()), (0, weight.stride(1), weight.stride(0)),
+    _matmul.matmul(rows, weight, c, M, N, K, 1, (0, *rows.stride()), (0, weight.stride(1), weight.stride(0)),
                    (0, c.stride(0)), bias=bias, bias_strides=bias_strides)
     return c.view(*x.shape[:-1], N)
 

@@ -8,8 +8,8 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import check_tensor
-from ._elementwise import broadcast_shape, ternary
+from ._common import broadcast_shape, check_tensor
+from ._elementwise import ternary
 from .spec import Case, Cost, OpSpec, nbytes, randn, register
 from .where import causal_mask, mask
 
