@@ -72,7 +72,8 @@ def main() -> None:
     _elementwise._binary_kernel = _NoLaunch()
     try:
         rows["ops.add wrapper, launch stubbed"] = per_call_us(lambda: workbench.ops.add(x, y), args.calls)
-        rows["ops.add(x, 1e-6) wrapper, launch stubbed"] = per_call_us(lambda: workbench.ops.add(x, 1e-6), args.calls)
+        rows["ops.add(x, 1e-6) wrapper, launch stubbed"] = per_call_us(lambda: workbench.ops.add(x, 1e-6),
+                                                                        args.calls)
     finally:
         _elementwise._binary_kernel = kernel
 

@@ -5,7 +5,8 @@
 2. `workbench.use_ops` on cuda: a few ATen calls through the CUDA dispatch key (handled by our kernels,
    and a float64 fallback), compared with native; the coverage table goes to qwen3_ops_dispatch.csv.
 
-From the repo root on a GPU machine:
+Correctness only, so matmul autotuning is off (WORKBENCH_AUTOTUNE=0: one tile configuration per M
+range, which keeps compile time down). From the repo root on a GPU machine:
     WORKBENCH_COMMIT=$(git rev-parse HEAD) PYTHONPATH=$PWD python3 benchmarks/qwen3_ops_check.py --out $OUT
 Prints one line per op while it runs and a summary table last; exit status 1 if anything failed.
 """
@@ -46,7 +47,8 @@ def check_dispatch(out: Path, meta: dict) -> bool:
 
     dev = workbench.backends.active().device_type  # cuda; the cpu interpreter for a smoke run of this script
     torch.manual_seed(0)
-    x, y = torch.randn(64, 4096, device=dev, dtype=torch.bfloat16), torch.randn(4096, device=dev, dtype=torch.bfloat16)
+    x = torch.randn(64, 4096, device=dev, dtype=torch.bfloat16)
+    y = torch.randn(4096, device=dev, dtype=torch.bfloat16)
     w = torch.randn(1024, 4096, device=dev, dtype=torch.bfloat16) * 4096 ** -0.5
     x64 = x.double()
     cache = torch.randn(1, 8, 16, 128, device=dev, dtype=torch.bfloat16)
@@ -92,6 +94,7 @@ def main() -> int:
     parser.add_argument("--ops", default=",".join(OPS), help="comma-separated subset of the ops")
     args = parser.parse_args()
     os.environ.setdefault("WORKBENCH_BACKEND", "cuda")
+    os.environ.setdefault("WORKBENCH_AUTOTUNE", "0")  # before workbench.ops defines the matmul kernel
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -102,7 +105,8 @@ def main() -> int:
     t0 = time.perf_counter()
     meta = run_metadata()
     (out / "qwen3_ops_meta.json").write_text(json.dumps(meta, indent=2))
-    print(f"{meta['device']} | torch {meta['torch']} | triton {meta['triton']} | commit {meta['commit']}", flush=True)
+    print(f"{meta['device']} | torch {meta['torch']} | triton {meta['triton']} | commit {meta['commit']}",
+          flush=True)
     df = check_ops([o for o in args.ops.split(",") if o], out, meta)
     dispatch_ok = check_dispatch(out, meta)
 

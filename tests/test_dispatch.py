@@ -295,7 +295,8 @@ def test_a_small_decoder_block_runs_on_our_kernels():
         o = torch.matmul(torch.softmax(scores, dim=-1), v).transpose(1, 2).reshape(1, S, heads * D)
         x = x + torch.nn.functional.linear(o, p["wo"])
         h = rms(x)
-        mlp = torch.nn.functional.silu(torch.nn.functional.linear(h, p["w1"])) * torch.nn.functional.linear(h, p["w3"])
+        gate, up = torch.nn.functional.linear(h, p["w1"]), torch.nn.functional.linear(h, p["w3"])
+        mlp = torch.nn.functional.silu(gate) * up
         return x + torch.nn.functional.linear(mlp, p["w2"])
 
     with torch.inference_mode():
@@ -333,14 +334,14 @@ def test_register_fills_aten_from_adapters_and_rejects_strays():
     from workbench.ops.spec import register
 
     spec = REGISTRY["add"]
-    fresh = OpSpec(name="probe", reference=torch.add, impl=torch.add, cases=spec.cases,
-                   cost=lambda *a, **k: Cost(1, 1), aten_impls={"aten::add.Tensor": spec.aten_impls["aten::add.Tensor"]})
+    fresh = OpSpec(name="probe", reference=torch.add, impl=torch.add, cases=spec.cases, cost=lambda *a: Cost(1, 1),
+                   aten_impls={"aten::add.Tensor": spec.aten_impls["aten::add.Tensor"]})
     try:
         assert register(fresh).aten == ("aten::add.Tensor",)
     finally:
         REGISTRY.pop("probe")
-    stray = OpSpec(name="probe2", reference=torch.add, impl=torch.add, cases={"quick": list, "edge": list, "llm": list},
-                   cost=spec.cost, aten=("aten::add.Tensor",), aten_impls={"aten::mul.Tensor": lambda impl, a, b: a})
+    stray = OpSpec(name="probe2", reference=torch.add, impl=torch.add, cases=spec.cases, cost=spec.cost,
+                   aten=("aten::add.Tensor",), aten_impls={"aten::mul.Tensor": lambda impl, a, b: a})
     with pytest.raises(ValueError, match=r"aten_impls has overloads \['aten::mul.Tensor'\] that are not in aten"):
         register(stray)
     assert "probe2" not in REGISTRY

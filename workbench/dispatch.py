@@ -42,7 +42,7 @@ from typing import Any
 import torch
 
 from workbench import backends
-from workbench.ops.spec import Unsupported
+from workbench.ops.spec import REGISTRY, Unsupported
 
 __all__ = ["Coverage", "enable", "disable", "use_ops", "replaced", "claims"]
 
@@ -120,20 +120,17 @@ _native_kernels: dict[tuple[str, str], Any] = {}  # (overload, dispatch key) -> 
 
 def claims() -> dict[str, str]:
     """Every ATen overload some registered op can replace -> that op's name."""
-    from workbench.ops import REGISTRY
-
     owner: dict[str, str] = {}
     for spec in REGISTRY.values():
         for overload in spec.aten_impls:
             if overload in owner:
-                raise ValueError(f"ATen overload {overload} is claimed by both {owner[overload]!r} and {spec.name!r}")
+                raise ValueError(f"ATen overload {overload} is claimed by both {owner[overload]!r} "
+                                 f"and {spec.name!r}")
             owner[overload] = spec.name
     return owner
 
 
 def _resolve(argument: str, names, owner: dict[str, str]) -> set[str]:
-    from workbench.ops import REGISTRY
-
     if isinstance(names, str):
         names = [names]
     chosen: set[str] = set()
@@ -152,8 +149,6 @@ def _resolve(argument: str, names, owner: dict[str, str]) -> set[str]:
 
 
 def _select(include: Iterable[str] | str | None, exclude: Iterable[str] | str | None) -> _Selection:
-    from workbench.ops import REGISTRY
-
     owner = claims()
     chosen = set(owner) if include is None else _resolve("include", include, owner)
     if exclude is not None:
@@ -163,7 +158,8 @@ def _select(include: Iterable[str] | str | None, exclude: Iterable[str] | str | 
     for overload in sorted(chosen):
         spec = REGISTRY[owner[overload]]
         # The adapter gets the op's implementation for this backend (a variant or the generic kernel).
-        adapters[overload] = (spec.name, functools.partial(spec.aten_impls[overload], spec.implementation(backend)))
+        impl = spec.implementation(backend)
+        adapters[overload] = (spec.name, functools.partial(spec.aten_impls[overload], impl))
     return _Selection(adapters)
 
 
@@ -176,7 +172,8 @@ def _overload(name: str) -> torch._ops.OpOverload:
     try:
         return getattr(getattr(getattr(torch.ops, namespace), op), overload or "default")
     except (AttributeError, RuntimeError):
-        raise ValueError(f"aten_impls: {name!r} is not an operator overload known to torch {torch.__version__}") from None
+        raise ValueError(f"aten_impls: {name!r} is not an operator overload known to torch {torch.__version__}"
+                         ) from None
 
 
 def _native(overload: str, key: str):

@@ -46,7 +46,8 @@ fill = fill.fill
 
 __all__ = ["REGISTRY", "CASE_SETS", "Case", "Cost", "OpSpec", "get", "register",
            "add", "mul", "exp", "silu", "gelu", "softmax", "rms_norm", "layer_norm", "mm"]
-__all__ += ["Unsupported", "sub", "div", "neg", "pow", "rsqrt", "where", "masked_fill", "bmm", "addmm", "linear", "sum", "mean", "max",
+__all__ += ["Unsupported", "sub", "div", "neg", "pow", "rsqrt", "where", "masked_fill", "bmm", "addmm", "linear",
+            "sum", "mean", "max",
             "index_select", "gather", "cat", "copy", "fill"]
 
 scaled_dot_product_attention = scaled_dot_product_attention.scaled_dot_product_attention

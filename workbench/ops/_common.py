@@ -7,13 +7,10 @@ dtype, ValueError for a wrong device or shape.
 from __future__ import annotations
 
 import contextlib
-import functools
-from numbers import Number
 
 import torch
 
 from workbench import backends
-from workbench.backends import Capabilities, LaunchPolicy
 
 from .spec import FLOAT_DTYPES
 
@@ -53,12 +50,9 @@ def check_dtype_match(name: str, t: torch.Tensor, expected: torch.dtype, other: 
 
 
 def as_tensor_operand(name: str, value, like: torch.Tensor) -> torch.Tensor:
-    """A Python number or 0-dim CPU tensor becomes a 0-dim tensor on `like`'s device (torch scalar rules)."""
-    if isinstance(value, bool) or not isinstance(value, (Number, torch.Tensor)):
+    """A tensor operand; a 0-dim CPU tensor moves to `like`'s device, as torch allows for scalars."""
+    if not isinstance(value, torch.Tensor):
         raise TypeError(f"{name}: expected a tensor or a number, got {type(value).__name__}")
-    if isinstance(value, Number):
-        # fp32 keeps the scalar's precision; a 0-dim operand does not promote the result dtype
-        return torch.tensor(float(value), dtype=torch.float32, device=like.device)
     if value.dim() == 0 and value.device.type == "cpu" and like.device.type != "cpu":
         return value.to(like.device)
     return value
@@ -94,6 +88,23 @@ def new_output_like(x: torch.Tensor, dtype: torch.dtype,
     return out
 
 
+def broadcast_shape(*shapes) -> list[int] | None:
+    """torch's broadcast of `shapes`, or None when they do not broadcast (much cheaper than
+    torch.broadcast_shapes, which goes through symbolic-shape checks: this is on every call's path)."""
+    first = shapes[0]
+    if all(s == first for s in shapes[1:]):
+        return list(first)
+    rank = max(len(s) for s in shapes)
+    out = [1] * rank
+    for shape in shapes:
+        for i, size in enumerate(shape, rank - len(shape)):
+            if size != 1:
+                if out[i] != 1 and out[i] != size:
+                    return None
+                out[i] = size
+    return out
+
+
 def cdiv(a: int, b: int) -> int:
     """ceil(a / b) for launch grids (triton.cdiv is a constexpr function: slow to call from Python)."""
     return -(-a // b)
@@ -103,14 +114,3 @@ def next_power_of_2(n: int) -> int:
     """The smallest power of two >= n (n >= 1); triton.next_power_of_2 without its call overhead."""
     return 1 << (n - 1).bit_length()
 
-
-@functools.cache
-def launch_policy() -> LaunchPolicy:
-    """The active backend's launch policy, read once: on cuda it queries the device (hot path)."""
-    return backends.active().policy
-
-
-@functools.cache
-def capabilities() -> Capabilities:
-    """The active backend's capability flags, read once (see launch_policy)."""
-    return backends.active().capabilities

@@ -3,23 +3,25 @@
 An op supplies only its math as a `@triton.jit` function (e.g. `x * tl.sigmoid(x)`); these launchers
 handle broadcasting, non-contiguous and rank-N inputs (strides, up to 4 dims after merging), int64
 offsets, math in fp32 and the cast to the output dtype. Contiguous same-shape inputs take a flat path
-with no index arithmetic. A Python number (or a 0-dim CPU tensor) operand is passed to the kernel as a
-scalar argument: no device tensor is made for it and nothing is loaded.
+with no index arithmetic. Python numbers are passed to kernels by value, never as device tensors.
 """
 
 from __future__ import annotations
-
-from numbers import Number
 
 import torch
 import triton
 import triton.language as tl
 
-from ._common import as_tensor_operand, cdiv, check_same_device, check_tensor, launch_policy, new_output
+from workbench import backends
+
+from ._common import as_tensor_operand, broadcast_shape, cdiv, check_same_device, check_tensor, new_output
+from ._launch import launch
 from .spec import Case, Cost, nbytes, randn
 
 MAX_DIMS = 4
-BLOCK = 1024  # elements per program on a GPU; the launch policy scales it
+# Elements per program: 1024 on a GPU, scaled up by the launch policy (the backend is fixed per process).
+BLOCK = 1024 * backends.active().policy.block_scale
+_FLAT = ([1, 1, 1], [[0] * MAX_DIMS, [0] * MAX_DIMS], True)  # sizes, strides, contiguous for flat launches
 
 
 @triton.jit
@@ -47,7 +49,7 @@ def _unary_kernel(x_ptr, out_ptr, n, s1, s2, s3, xs0, xs1, xs2, xs3,
 
 
 @triton.jit
-def _binary_kernel(a_ptr, b_ptr, out_ptr, n, s1, s2, s3, as0, as1, as2, as3, bs0, bs1, bs2, bs3, b_value, b_scale,
+def _binary_kernel(a_ptr, b_ptr, out_ptr, n, s1, s2, s3, as0, as1, as2, as3, bs0, bs1, bs2, bs3, b_scalar, b_scale,
                    FN: tl.constexpr, CONTIGUOUS: tl.constexpr, B_SCALAR: tl.constexpr, SCALE_B: tl.constexpr,
                    BLOCK: tl.constexpr):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
@@ -59,18 +61,18 @@ def _binary_kernel(a_ptr, b_ptr, out_ptr, n, s1, s2, s3, as0, as1, as2, as3, bs0
         a_offs = _offsets(offs, s1, s2, s3, as0, as1, as2, as3)
         b_offs = _offsets(offs, s1, s2, s3, bs0, bs1, bs2, bs3)
     a = tl.load(a_ptr + a_offs, mask=mask).to(tl.float32)
-    if B_SCALAR:
-        b = tl.full([BLOCK], b_value, tl.float32)  # already scaled on the host
+    if B_SCALAR:  # a Python number, passed by value; a block, since the interpreter passes a bare float
+        b = tl.full([BLOCK], b_scalar, tl.float32)
     else:
         b = tl.load(b_ptr + b_offs, mask=mask).to(tl.float32)
-        if SCALE_B:
-            b = b * b_scale
+    if SCALE_B:
+        b = b * b_scale
     tl.store(out_ptr + offs, FN(a, b).to(out_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
 def _ternary_kernel(c_ptr, a_ptr, b_ptr, out_ptr, n, s1, s2, s3, cs0, cs1, cs2, cs3, as0, as1, as2, as3,
-                    bs0, bs1, bs2, bs3, a_value, b_value, FN: tl.constexpr, CONTIGUOUS: tl.constexpr,
+                    bs0, bs1, bs2, bs3, a_scalar, b_scalar, FN: tl.constexpr, CONTIGUOUS: tl.constexpr,
                     A_SCALAR: tl.constexpr, B_SCALAR: tl.constexpr, BLOCK: tl.constexpr):
     # The first operand keeps its own dtype (a bool condition or mask); the others are fp32.
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
@@ -84,12 +86,12 @@ def _ternary_kernel(c_ptr, a_ptr, b_ptr, out_ptr, n, s1, s2, s3, cs0, cs1, cs2, 
         a_offs = _offsets(offs, s1, s2, s3, as0, as1, as2, as3)
         b_offs = _offsets(offs, s1, s2, s3, bs0, bs1, bs2, bs3)
     c = tl.load(c_ptr + c_offs, mask=mask)
-    if A_SCALAR:
-        a = tl.full([BLOCK], a_value, tl.float32)
+    if A_SCALAR:  # a block, not the bare scalar: the interpreter passes scalars as Python floats
+        a = tl.full([BLOCK], a_scalar, tl.float32)
     else:
         a = tl.load(a_ptr + a_offs, mask=mask).to(tl.float32)
     if B_SCALAR:
-        b = tl.full([BLOCK], b_value, tl.float32)
+        b = tl.full([BLOCK], b_scalar, tl.float32)
     else:
         b = tl.load(b_ptr + b_offs, mask=mask).to(tl.float32)
     tl.store(out_ptr + offs, FN(c, a, b).to(out_ptr.dtype.element_ty), mask=mask)
@@ -111,68 +113,17 @@ def _merge_dims(shape, strides_per_operand):
     return merged
 
 
-def broadcast_shape(*shapes) -> list[int] | None:
-    """torch's broadcast of `shapes`, or None when they do not broadcast (much cheaper than
-    torch.broadcast_shapes, which goes through symbolic-shape checks: this is on every call's path)."""
-    first = shapes[0]
-    if all(s == first for s in shapes[1:]):
-        return list(first)
-    rank = max(len(s) for s in shapes)
-    out = [1] * rank
-    for shape in shapes:
-        for i, size in enumerate(shape, rank - len(shape)):
-            if size != 1:
-                if out[i] != 1 and out[i] != size:
-                    return None
-                out[i] = size
-    return out
-
-
-def _broadcast_strides(t: torch.Tensor, shape) -> list[int]:
-    """t's strides as if expanded to `shape` (0 along broadcast dims), without making the view."""
-    lead = len(shape) - t.dim()
-    return [0] * lead + [0 if size == 1 and shape[lead + i] != 1 else st
-                         for i, (size, st) in enumerate(zip(t.shape, t.stride()))]
-
-
 def _layout(shape, operands):
-    """(sizes of dims 1..3, strides per operand padded to 4 dims, contiguous flag, operands used).
-
-    `operands` broadcast to `shape`; broadcast dims get stride 0.
-    """
-    if all(t.is_contiguous() and list(t.shape) == list(shape) for t in operands):  # the common case, fast
-        return [1, 1, 1], [[0, 0, 0, 0]] * len(operands), True, operands
-    merged = _merge_dims(shape, [_broadcast_strides(t, shape) for t in operands])
+    """(sizes of dims 1..3, strides per operand padded to 4 dims, contiguous flag, operands used)."""
+    merged = _merge_dims(shape, [t.stride() for t in operands])
     if len(merged) > MAX_DIMS:  # rare: materialise the operands, which then merge to one dim
-        operands = [t.expand(shape).contiguous() for t in operands]
+        operands = [t.contiguous() for t in operands]
         merged = _merge_dims(shape, [t.stride() for t in operands])
     contiguous = len(merged) <= 1 and all(s == 1 for _, strides in merged for s in strides)
     pad = MAX_DIMS - len(merged)
     sizes = [1] * pad + [size for size, _ in merged]
     strides = [[0] * pad + [strides[k] for _, strides in merged] for k in range(len(operands))]
     return sizes[1:], strides, contiguous, operands
-
-
-def _launch_grid(n: int) -> tuple[int, int]:
-    block = BLOCK * launch_policy().block_scale
-    return cdiv(n, block), block
-
-
-def _scalar_operand(name: str, value) -> float | None:
-    """A Python number or a 0-dim CPU tensor as a Python float (for a scalar kernel argument); else None.
-
-    Reading a CPU tensor's value does not synchronise a device. Type promotion still uses the original
-    operand (torch.result_type), so `bf16_tensor + 2.5` stays bf16 and a 0-dim tensor does not promote.
-    """
-    if isinstance(value, torch.Tensor):
-        if value.dim() != 0 or value.device.type != "cpu":
-            return None
-        if value.is_complex():
-            raise TypeError(f"{name}: expected a real number, got a 0-dim {value.dtype} tensor")
-        return float(value.item())
-    if isinstance(value, bool) or not isinstance(value, Number) or isinstance(value, complex):
-        return None  # the tensor path reports the type error
-    return float(value)
 
 
 def unary(fn, x: torch.Tensor, name: str = "x") -> torch.Tensor:
@@ -182,39 +133,71 @@ def unary(fn, x: torch.Tensor, name: str = "x") -> torch.Tensor:
     n = x.numel()
     if n == 0:
         return out
-    sizes, strides, contiguous, (x,) = _layout(x.shape, [x])
-    programs, block = _launch_grid(n)
-    _unary_kernel[(programs,)](x, out, n, *sizes, *strides[0], FN=fn, CONTIGUOUS=contiguous, BLOCK=block)
+    if x.is_contiguous():
+        sizes, strides, contiguous = _FLAT
+    else:
+        sizes, strides, contiguous, (x,) = _layout(x.shape, [x])
+    launch(_unary_kernel, (cdiv(n, BLOCK),), x, out, n, *sizes, *strides[0], FN=fn,
+           CONTIGUOUS=contiguous, BLOCK=BLOCK)
     return out
 
 
 def binary(fn, a: torch.Tensor, b, b_scale=1, names=("input", "other")) -> torch.Tensor:
-    """`fn(a, b * b_scale)` elementwise with torch broadcasting and type promotion."""
+    """`fn(a, b * b_scale)` elementwise with torch broadcasting and type promotion.
+
+    A Python number `b` is passed to the kernel by value (no device tensor, as torch does); contiguous
+    same-shape tensors skip all layout work. Both keep the call path short for decode-sized ops.
+    """
     check_tensor(names[0], a)
-    b_value = _scalar_operand(names[1], b)
-    if b_value is None:
+    if isinstance(b, (int, float)) and not isinstance(b, bool):
+        out = new_output(a.shape, a.dtype, a.device)  # a float tensor with a Python number keeps its dtype
+        operands, b_scalar = [a], float(b)
+    else:
         b = as_tensor_operand(names[1], b, a)
         check_tensor(names[1], b)
-        check_same_device(**{names[0]: a, names[1]: b})
-    shape = _broadcast(names, a, b)
-    out = new_output(shape, torch.result_type(a, b), a.device)
+        if b.dim() > 0:
+            check_same_device(**{names[0]: a, names[1]: b})
+        if a.shape == b.shape:
+            shape = a.shape
+        else:
+            try:
+                shape = torch.broadcast_shapes(a.shape, b.shape)
+            except RuntimeError:
+                raise ValueError(f"{names[1]}: shape {tuple(b.shape)} does not broadcast with "
+                                 f"{names[0]} shape {tuple(a.shape)}") from None
+        out = new_output(shape, torch.result_type(a, b), a.device)
+        operands, b_scalar = [a, b], 0.0
     n = out.numel()
     if n == 0:
         return out
-    programs, block = _launch_grid(n)
-    if b_value is not None:
-        sizes, strides, contiguous, (a,) = _layout(shape, [a])
-        _binary_kernel[(programs,)](
-            a, a, out, n, *sizes, *strides[0], *strides[0], b_value * b_scale, 1.0,
-            FN=fn, CONTIGUOUS=contiguous, B_SCALAR=True, SCALE_B=False, BLOCK=block,
-        )
-        return out
-    sizes, strides, contiguous, (a, b) = _layout(shape, [a, b])
-    _binary_kernel[(programs,)](
-        a, b, out, n, *sizes, *strides[0], *strides[1], 0.0, float(b_scale),
-        FN=fn, CONTIGUOUS=contiguous, B_SCALAR=False, SCALE_B=b_scale != 1, BLOCK=block,
+    if all(t.shape == out.shape and t.is_contiguous() for t in operands):
+        sizes, strides, contiguous = _FLAT
+    else:
+        sizes, strides, contiguous, operands = _layout(out.shape, [t.expand(out.shape) for t in operands])
+    b_arg, b_strides = (operands[1], strides[1]) if len(operands) == 2 else (operands[0], [0] * MAX_DIMS)
+    launch(
+        _binary_kernel, (cdiv(n, BLOCK),),
+        operands[0], b_arg, out, n, *sizes, *strides[0], *b_strides, b_scalar, float(b_scale),
+        FN=fn, CONTIGUOUS=contiguous, B_SCALAR=len(operands) == 1, SCALE_B=b_scale != 1, BLOCK=BLOCK,
     )
     return out
+
+
+def _scalar_operand(name: str, value) -> float | None:
+    """A Python number or a 0-dim CPU tensor as a Python float (for a kernel argument); else None.
+
+    Reading a CPU tensor's value does not synchronise a device. Type promotion uses the original
+    operand (torch.result_type), so `bf16_tensor + 2.5` stays bf16 and a 0-dim tensor does not promote.
+    """
+    if isinstance(value, torch.Tensor):
+        if value.dim() != 0 or value.device.type != "cpu":
+            return None
+        if value.is_complex():
+            raise TypeError(f"{name}: expected a real number, got a 0-dim {value.dtype} tensor")
+        return float(value.item())
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return None  # the tensor path reports the type error
 
 
 def ternary(fn, c: torch.Tensor, a, b, out_dtype: torch.dtype, names=("condition", "input", "other"),
@@ -240,29 +223,24 @@ def ternary(fn, c: torch.Tensor, a, b, out_dtype: torch.dtype, names=("condition
     n = out.numel()
     if n == 0:
         return out
-    sizes, strides, contiguous, operands = _layout(shape, [c] + [t for _, t in tensors])
-    # Scalar operands get the condition's strides and pointer: never read (A_SCALAR / B_SCALAR).
+    operands = [c] + [t for _, t in tensors]
+    if all(t.shape == out.shape and t.is_contiguous() for t in operands):
+        sizes, contiguous = _FLAT[0], True
+        strides = [[0] * MAX_DIMS] * len(operands)
+    else:
+        sizes, strides, contiguous, operands = _layout(out.shape, [t.expand(out.shape) for t in operands])
+    # Scalar operands get the condition's pointer and strides: never read (A_SCALAR / B_SCALAR).
     ptrs, rest = [], iter(zip(operands[1:], strides[1:]))
     for value in values:
         ptrs.append((operands[0], strides[0]) if value is not None else next(rest))
-    programs, block = _launch_grid(n)
-    _ternary_kernel[(programs,)](
+    launch(
+        _ternary_kernel, (cdiv(n, BLOCK),),
         operands[0], ptrs[0][0], ptrs[1][0], out, n, *sizes, *strides[0], *ptrs[0][1], *ptrs[1][1],
-        values[0] if values[0] is not None else 0.0, values[1] if values[1] is not None else 0.0,
+        0.0 if values[0] is None else values[0], 0.0 if values[1] is None else values[1],
         FN=fn, CONTIGUOUS=contiguous, A_SCALAR=values[0] is not None, B_SCALAR=values[1] is not None,
-        BLOCK=block,
+        BLOCK=BLOCK,
     )
     return out
-
-
-def _broadcast(names, a: torch.Tensor, b) -> list[int]:
-    if not isinstance(b, torch.Tensor):
-        return list(a.shape)
-    shape = broadcast_shape(a.shape, b.shape)
-    if shape is None:
-        raise ValueError(
-            f"{names[1]}: shape {tuple(b.shape)} does not broadcast with {names[0]} shape {tuple(a.shape)}")
-    return shape
 
 
 def unary_cost(x: torch.Tensor, *_, **__):

@@ -3,9 +3,13 @@
 fp32 accumulation, strided operands (a transposed weight is just strides), an optional bias broadcast
 over rows or given per element, and a batch along grid axis 1 (stride 0 broadcasts an operand). Autotuned
 on (M, N, K) on GPUs; the tuned configuration is cached per shape, so only a shape's first call pays.
+$WORKBENCH_AUTOTUNE=0 (read at import) takes the first configuration that fits M instead: no timing runs and
+few compilations, for correctness runs where speed does not matter.
 """
 
 from __future__ import annotations
+
+import os
 
 import torch
 import triton
@@ -13,9 +17,11 @@ import triton.language as tl
 
 from workbench import backends
 
-from ._common import capabilities, cdiv, check_dtype_match, check_same_device, check_tensor
+from ._common import cdiv, check_dtype_match, check_same_device, check_tensor
+from ._launch import launch
 
 MAX_BATCH = 65535  # grid axis 1 limit on CUDA
+AUTOTUNE = os.environ.get("WORKBENCH_AUTOTUNE", "1") != "0"
 
 
 @triton.jit
@@ -68,9 +74,13 @@ def _matmul_kernel(a_ptr, b_ptr, c_ptr, bias_ptr, M, N, K,
 def _configs(interpreted: bool):
     if interpreted:  # the interpreter cannot autotune over several configs; big tiles run fastest there
         return [triton.Config({"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 32, "GROUP_M": 8})]
-    shapes = [(128, 256, 64, 3, 8), (256, 128, 64, 3, 8), (128, 128, 64, 4, 4), (128, 128, 32, 4, 4),
+    shapes = [(128, 256, 64, 3, 8), (256, 128, 64, 3, 8), (128, 256, 64, 4, 8), (128, 128, 64, 4, 8),
+              (128, 128, 64, 4, 4), (128, 128, 32, 4, 4),
               (64, 256, 32, 4, 4), (128, 64, 32, 4, 4), (64, 128, 64, 4, 4), (64, 64, 64, 4, 4),
-              (16, 128, 128, 4, 4), (16, 64, 256, 3, 4), (32, 128, 64, 4, 4)]
+              (32, 128, 64, 4, 4),
+              # small M (decode): narrow N tiles and deep K so that enough programs stream the weight
+              (16, 128, 128, 4, 4), (16, 64, 256, 3, 4), (16, 32, 256, 4, 4), (16, 64, 128, 5, 4),
+              (16, 32, 512, 3, 4), (16, 16, 512, 4, 4)]
     return [triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k, "GROUP_M": 8}, num_stages=s, num_warps=w)
             for m, n, k, s, w in shapes]
 
@@ -80,11 +90,14 @@ def _prune(configs, named_args, **_):
     skips the thin ones. Halves the autotuning time of a new shape too."""
     m = named_args["M"]
     limit = (lambda bm: bm <= 32) if m <= 16 else (lambda bm: bm <= 64) if m <= 64 else (lambda bm: bm >= 64)
-    return [c for c in configs if limit(c.kwargs["BLOCK_M"])] or configs
+    fits = [c for c in configs if limit(c.kwargs["BLOCK_M"])] or configs
+    return fits if AUTOTUNE else fits[:1]
 
 
-_matmul = triton.autotune(configs=_configs(backends.active().interpreted), key=["M", "N", "K"],
-                          prune_configs_by={"early_config_prune": _prune})(_matmul_kernel)
+_autotuned = triton.autotune(configs=_configs(backends.active().interpreted), key=["M", "N", "K"],
+                             prune_configs_by={"early_config_prune": _prune})(_matmul_kernel)
+# (M, N, K, dtype, constexprs) -> the winning config's kwargs: later calls skip the autotuner entirely.
+_tuned: dict = {}
 
 
 def check_operands(names: tuple[str, ...], *tensors: torch.Tensor) -> None:
@@ -96,7 +109,7 @@ def check_operands(names: tuple[str, ...], *tensors: torch.Tensor) -> None:
         check_dtype_match(name, t, tensors[0].dtype, names[0])
 
 
-def launch(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, M: int, N: int, K: int, batch: int,
+def matmul(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, M: int, N: int, K: int, batch: int,
            a_strides: tuple[int, int, int], b_strides: tuple[int, int, int], c_strides: tuple[int, int],
            bias: torch.Tensor | None = None, bias_strides: tuple[int, int] = (0, 0),
            alpha: float = 1.0, beta: float = 1.0) -> torch.Tensor:
@@ -109,15 +122,23 @@ def launch(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, M: int, N: int, K:
     if batch > MAX_BATCH:
         raise ValueError(f"batch: expected at most {MAX_BATCH} matrices, got {batch}")
     has_bias = bias is not None and beta != 0  # torch ignores the bias (even NaN) when beta is 0
-    upcast = a.dtype == torch.bfloat16 and not capabilities().bf16_dot
+    upcast = a.dtype == torch.bfloat16 and not backends.active().capabilities.bf16_dot
     precision = "tf32" if a.dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32 else "ieee"
+    meta = {"HAS_BIAS": has_bias, "SCALED": alpha != 1 or (has_bias and beta != 1), "UPCAST": upcast,
+            "INPUT_PRECISION": precision}
 
-    def grid(meta):
-        return (cdiv(M, meta["BLOCK_M"]) * cdiv(N, meta["BLOCK_N"]), batch)
+    def grid(config):
+        return (cdiv(M, config["BLOCK_M"]) * cdiv(N, config["BLOCK_N"]), batch)
 
-    _matmul[grid](a, b, c, bias if has_bias else c, M, N, K, *a_strides, *b_strides, *c_strides,
-                  *bias_strides, float(alpha), float(beta), HAS_BIAS=has_bias,
-                  SCALED=alpha != 1 or (has_bias and beta != 1), UPCAST=upcast, INPUT_PRECISION=precision)
+    args = (a, b, c, bias if has_bias else c, M, N, K, *a_strides, *b_strides, *c_strides, *bias_strides,
+            float(alpha), float(beta))
+    key = (M, N, K, a.dtype, *meta.values())
+    config = _tuned.get(key)
+    if config is None:  # first call of this shape: autotune, then remember the winner
+        _autotuned[grid](*args, **meta)
+        _tuned[key] = _autotuned.best_config.all_kwargs()
+    else:
+        launch(_matmul_kernel, grid(config), *args, **meta, **config)
     return c
 
 

@@ -15,8 +15,9 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import cdiv, check_tensor, launch_policy
-from ._elementwise import BLOCK, MAX_DIMS, _broadcast_strides, _merge_dims, _offsets, broadcast_shape
+from ._common import broadcast_shape, cdiv, check_tensor
+from ._elementwise import BLOCK, MAX_DIMS, _merge_dims, _offsets
+from ._launch import launch
 from .spec import FLOAT_DTYPES, Unsupported
 
 MOVE_DTYPES = FLOAT_DTYPES + (torch.int8, torch.uint8, torch.int16, torch.int32, torch.int64, torch.bool)
@@ -88,9 +89,11 @@ def _gather_kernel(x_ptr, idx_ptr, out_ptr, n, dim_size, s1, s2, s3, xs0, xs1, x
     tl.store(out_ptr + offs, x, mask=mask)
 
 
-def _grid(n: int) -> tuple[int, int]:
-    block = BLOCK * launch_policy().block_scale
-    return cdiv(n, block), block
+def _broadcast_strides(t: torch.Tensor, shape) -> list[int]:
+    """t's strides as if expanded to `shape` (0 along broadcast dims), without making the view."""
+    lead = len(shape) - t.dim()
+    return [0] * lead + [0 if size == 1 and shape[lead + i] != 1 else st
+                         for i, (size, st) in enumerate(zip(t.shape, t.stride()))]
 
 
 def _dst_layout(dst: torch.Tensor, *others: torch.Tensor):
@@ -138,10 +141,9 @@ def copy_into(dst: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
     if layout is None:
         raise Unsupported(f"dst: strides {dst.stride()} do not merge into {MAX_DIMS} dims")
     sizes, (d_strides, s_strides), contiguous = layout
-    programs, block = _grid(n)
     to_bf16 = dst.dtype == torch.bfloat16 and src.dtype != torch.bfloat16
-    _copy_kernel[(programs,)](src, dst, n, *sizes, *s_strides, *d_strides, CONTIGUOUS=contiguous, TO_BF16=to_bf16,
-                              BLOCK=block)
+    launch(_copy_kernel, (cdiv(n, BLOCK),), src, dst, n, *sizes, *s_strides, *d_strides, CONTIGUOUS=contiguous,
+           TO_BF16=to_bf16, BLOCK=BLOCK)
     return dst
 
 
@@ -192,8 +194,7 @@ def fill_into(dst: torch.Tensor, value) -> torch.Tensor:
     if layout is None:
         raise Unsupported(f"dst: strides {dst.stride()} do not merge into {MAX_DIMS} dims")
     sizes, (d_strides,), contiguous = layout
-    programs, block = _grid(n)
-    _fill_kernel[(programs,)](dst, value, n, *sizes, *d_strides, CONTIGUOUS=contiguous, BLOCK=block)
+    launch(_fill_kernel, (cdiv(n, BLOCK),), dst, value, n, *sizes, *d_strides, CONTIGUOUS=contiguous, BLOCK=BLOCK)
     return dst
 
 
@@ -209,7 +210,6 @@ def gather_into(out: torch.Tensor, x: torch.Tensor, dim: int, index: torch.Tenso
     sizes = [1] * pad + list(index.shape)
     x_strides = [0] * pad + list(x.stride())
     i_strides = [0] * pad + list(index.stride())
-    programs, block = _grid(n)
-    _gather_kernel[(programs,)](x, index, out, n, x.shape[dim], *sizes[1:], *x_strides, *i_strides,
-                                DIM=dim + pad, BLOCK=block)
+    launch(_gather_kernel, (cdiv(n, BLOCK),), x, index, out, n, x.shape[dim], *sizes[1:], *x_strides, *i_strides,
+           DIM=dim + pad, BLOCK=BLOCK)
     return out

@@ -16,8 +16,11 @@ import triton
 import triton.language as tl
 
 from . import _rows
-from ._common import cdiv, check_tensor, launch_policy, new_output, next_power_of_2
+from workbench import backends
+
+from ._common import cdiv, check_tensor, new_output, next_power_of_2
 from ._elementwise import _merge_dims
+from ._launch import launch
 
 TILE = 4096  # elements one program holds per step on a GPU; the launch policy scales it
 MAX_GRID_Y = 65535  # CUDA's limit on grid axis 1
@@ -123,7 +126,7 @@ def _out_shape(x: torch.Tensor, dims: list[int], keepdim: bool) -> list[int]:
 
 def _tiles(n: int, inner: int) -> tuple[int, int, int]:
     """(BLOCK_N, BLOCK_I, num_warps) for a tile of about TILE * block_scale elements."""
-    budget = TILE * launch_policy().block_scale
+    budget = TILE * backends.active().policy.block_scale
     block_i = min(next_power_of_2(max(inner, 1)), 64) if inner > 1 else 1
     block_n = max(1, min(next_power_of_2(max(n, 1)), budget // block_i))
     return block_n, block_i, _rows.row_warps(min(block_n * block_i, TILE))
@@ -149,8 +152,8 @@ def reduce_sum(x: torch.Tensor, dim=None, keepdim: bool = False, dtype: torch.dt
         return out
     src, outer, n, inner, (so, sn, si) = _three_dims(x, dims)
     block_n, block_i, warps = _tiles(n, inner)
-    _sum_kernel[_grid(outer, inner, block_i)](src, out, n, inner, so, sn, si, MEAN=mean,
-                                                       BLOCK_N=block_n, BLOCK_I=block_i, num_warps=warps)
+    launch(_sum_kernel, _grid(outer, inner, block_i), src, out, n, inner, so, sn, si, MEAN=mean,
+           BLOCK_N=block_n, BLOCK_I=block_i, num_warps=warps)
     return out
 
 
@@ -168,6 +171,6 @@ def reduce_max(x: torch.Tensor, dim: int, keepdim: bool = False):
     if values.numel():
         src, outer, n, inner, (so, sn, si) = _three_dims(x, dims)
         block_n, block_i, warps = _tiles(n, inner)
-        _max_kernel[_grid(outer, inner, block_i)](src, values, indices, n, inner, so, sn, si,
-                                                           BLOCK_N=block_n, BLOCK_I=block_i, num_warps=warps)
+        launch(_max_kernel, _grid(outer, inner, block_i), src, values, indices, n, inner, so, sn, si,
+               BLOCK_N=block_n, BLOCK_I=block_i, num_warps=warps)
     return torch.return_types.max((values, indices))

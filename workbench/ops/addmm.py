@@ -22,7 +22,7 @@ def addmm(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor, *, beta=1, alpha
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise TypeError(f"{name}: expected a real number, got {type(v).__name__}")
     c = new_output((M, N), a.dtype, a.device)
-    return _matmul.launch(a, b, c, M, N, K, 1, (0, *a.stride()), (0, *b.stride()), (0, c.stride(0)),
+    return _matmul.matmul(a, b, c, M, N, K, 1, (0, *a.stride()), (0, *b.stride()), (0, c.stride(0)),
                           bias=full, bias_strides=full.stride(), alpha=alpha, beta=beta)
 
 
@@ -48,7 +48,8 @@ SPEC = register(OpSpec(
     reference=torch.addmm,
     impl=addmm,
     cases={
-        "quick": lambda: [_case("row bias 17x33x65", 17, 33, 65), _case("full bias 64x32x48", 64, 32, 48, (64, 48))],
+        "quick": lambda: [_case("row bias 17x33x65", 17, 33, 65),
+                          _case("full bias 64x32x48", 64, 32, 48, (64, 48))],
         "edge": lambda: [
             _case("alpha and beta 24x40x56 (linear weight)", 24, 40, 56, b_t=True, beta=0.5, alpha=-2.0),
             _case("column bias 9x16x12", 9, 16, 12, (9, 1)),

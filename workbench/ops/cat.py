@@ -27,7 +27,8 @@ def cat(tensors, dim: int = 0) -> torch.Tensor:
     (d,) = normalize_dims(first, dim)
     for i, t in enumerate(parts):
         if t.dim() != first.dim() or any(a != b for k, (a, b) in enumerate(zip(t.shape, first.shape)) if k != d):
-            raise ValueError(f"tensors: shape {tuple(t.shape)} does not match {tuple(first.shape)} outside dim {d}")
+            raise ValueError(f"tensors: shape {tuple(t.shape)} does not match {tuple(first.shape)} "
+                             f"outside dim {d}")
     shape = list(first.shape)
     shape[d] = sum(t.shape[d] for t in parts)
     dtype = functools.reduce(torch.promote_types, (t.dtype for t in tensors))

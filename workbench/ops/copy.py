@@ -30,6 +30,8 @@ def _reference(x, dtype=None, *, memory_format=torch.preserve_format):
 def _aten_to_copy(impl, self, *, dtype=None, layout=None, device=None, pin_memory=None, non_blocking=False,
                   memory_format=None):
     """aten::_to_copy: a dtype change (or plain copy) on the same device; other requests fall back."""
+    if not isinstance(self, torch.Tensor):  # a scalar that a native kernel wrapped: nothing to launch for
+        raise Unsupported(f"self is a Python {type(self).__name__} (a wrapped scalar), not a tensor")
     if layout not in (None, torch.strided):
         raise Unsupported(f"layout {layout} (only strided tensors)")
     if device is not None:
@@ -72,7 +74,8 @@ SPEC = register(OpSpec(
     reference=_reference,
     impl=copy,
     cases={
-        "quick": lambda: [_case("to fp32 64x300", (64, 300), torch.float32), _case("to half 1000", (1000,), _other_half)],
+        "quick": lambda: [_case("to fp32 64x300", (64, 300), torch.float32),
+                          _case("to half 1000", (1000,), _other_half)],
         "edge": lambda: [
             _case("same dtype (plain copy) 5x7", (5, 7), None),
             _case("transposed keeps its strides 33x65", (65, 33), torch.float32, transform=lambda x: x.t()),

@@ -29,7 +29,10 @@ def _case(name, shape, value=None, transform=None, dtype=None, big=False):
         x = randn(shape, d, dev, g)
         if dtype is not None:
             x = x.to(dtype)
-        v = float(randn((), torch.float32, dev, g)) if value is None else value(x.dtype) if callable(value) else value
+        if value is None:
+            v = float(randn((), torch.float32, dev, g))
+        else:
+            v = value(x.dtype) if callable(value) else value
         return ((transform(x) if transform else x), v), {}
 
     return Case(name, make, big=big)

@@ -23,15 +23,14 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
                          f"{tuple(x.shape)} and {tuple(weight.shape)}")
     N, K = weight.shape
     if x.shape[-1] != K:
-        raise ValueError(f"weight: expected {K} columns to match x's last dim {x.shape[-1]}, got shape "
-                         f"{tuple(weight.shape)}")
+        raise ValueError(f"weight: expected {x.shape[-1]} columns (x's last dim), got shape {tuple(weight.shape)}")
     if bias is not None and tuple(bias.shape) not in ((N,), ()):
         raise ValueError(f"bias: expected shape ({N},), got {tuple(bias.shape)}")
     M = math.prod(x.shape[:-1])
     rows = x.reshape(M, K)  # not (-1, K): that is ambiguous when K == 0
     c = new_output((M, N), x.dtype, x.device)
     bias_strides = (0, bias.stride(0) if bias is not None and bias.dim() else 0)
-    _matmul.launch(rows, weight, c, M, N, K, 1, (0, *rows.stride()), (0, weight.stride(1), weight.stride(0)),
+    _matmul.matmul(rows, weight, c, M, N, K, 1, (0, *rows.stride()), (0, weight.stride(1), weight.stride(0)),
                    (0, c.stride(0)), bias=bias, bias_strides=bias_strides)
     return c.view(*x.shape[:-1], N)
 
@@ -56,7 +55,8 @@ SPEC = register(OpSpec(
     reference=torch.nn.functional.linear,
     impl=linear,
     cases={
-        "quick": lambda: [_case("8x32 -> 48 with bias", (8, 32), 48), _case("17x40 -> 24", (17, 40), 24, bias=False)],
+        "quick": lambda: [_case("8x32 -> 48 with bias", (8, 32), 48),
+                          _case("17x40 -> 24", (17, 40), 24, bias=False)],
         "edge": lambda: [
             _case("rank3 input 2x7x40 -> 24", (2, 7, 40), 24),
             _case("rank1 input 40 -> 24", (40,), 24),

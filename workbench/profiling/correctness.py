@@ -150,9 +150,17 @@ def same_kind(out, native) -> bool:
     return isinstance(out, torch.Tensor) and out.dtype == native.dtype and out.shape == native.shape
 
 
+def _tensors(args):
+    """The tensors among `args`, including those inside lists and tuples (cat's inputs)."""
+    for a in args:
+        if isinstance(a, torch.Tensor):
+            yield a
+        elif isinstance(a, (list, tuple)):
+            yield from _tensors(a)
+
+
 def shape_label(args) -> str:
-    shapes = [tuple(a.shape) for a in args if isinstance(a, torch.Tensor)]
-    return " ".join("x".join(map(str, s)) or "scalar" for s in shapes)
+    return " ".join("x".join(map(str, t.shape)) or "scalar" for t in _tensors(args))
 
 
 def verify(spec: opspec.OpSpec, fn, case: opspec.Case, dtype: torch.dtype, args, kwargs) -> dict:
@@ -164,7 +172,7 @@ def verify(spec: opspec.OpSpec, fn, case: opspec.Case, dtype: torch.dtype, args,
     dtype_match = same_kind(out, native)
     del native
     ref_dtype = torch.float32 if case.big else torch.float64
-    ref_device = args[0].device if (backend.capabilities.fp64 or case.big) else torch.device("cpu")
+    ref_device = next(_tensors(args)).device if (backend.capabilities.fp64 or case.big) else torch.device("cpu")
     ref = spec.reference(*_upcast(args, ref_dtype, ref_device), **_upcast(kwargs, ref_dtype, ref_device))
     # `dim` (keyword) is the dim sorted (values, indices) results are sorted along
     metrics = compare(out, ref, spec.tolerance[dtype], dim=kwargs.get("dim", -1))
@@ -182,21 +190,9 @@ def check_case(spec: opspec.OpSpec, case: opspec.Case, dtype: torch.dtype, seed:
     row = {"op": spec.name, "variant": spec.variant_name(backend.name), "backend": backend.name,
            "case": case.name, "dtype": dtype_name(dtype), "seed": seed, "tol": spec.tolerance[dtype]}
     try:
-        device = backend.device()
-        gen = torch.Generator(device=device).manual_seed(seed)
-        args, kwargs = case.make(dtype, device, gen)
+        args, kwargs = make_inputs(case, dtype, seed)
         row["shape"] = shape_label(args)
-        with poisoned_outputs():
-            out = spec.implementation(backend.name)(*args, **kwargs)
-        native = spec.reference(*args, **kwargs)
-        row["dtype_match"] = same_kind(out, native)
-        del native
-        ref_dtype = torch.float32 if case.big else torch.float64
-        ref_device = device if (backend.capabilities.fp64 or case.big) else torch.device("cpu")
-        ref = spec.reference(*_upcast(args, ref_dtype, ref_device), **_upcast(kwargs, ref_dtype, ref_device))
-        # `dim` (keyword) is the dim sorted (values, indices) results are sorted along
-        row.update(compare(out, ref, spec.tolerance[dtype], dim=kwargs.get("dim", -1)))
-        row["passed"] = row["passed"] and row["dtype_match"]
+        row.update(verify(spec, spec.implementation(backend.name), case, dtype, args, kwargs))
         row["error"] = ""
     except Exception as e:  # the row reports it; the run goes on
         row.update(passed=False, error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
