@@ -115,7 +115,7 @@ def _cost(input, target, ignore_index=-100, reduction="mean", label_smoothing=0.
 
 
 def _case(name, shape, reduction="mean", ignored=0.0, smoothing=0.0, transform=None, ignore_index=-100,
-          scale=2.0):
+          scale=2.0, big=False):
     """Logits of `shape` (class dim 1, or 0 for 1-D); a fraction `ignored` of targets set to ignore_index."""
 
     def make(dtype, device, gen):
@@ -130,7 +130,7 @@ def _case(name, shape, reduction="mean", ignored=0.0, smoothing=0.0, transform=N
             kwargs["label_smoothing"] = smoothing
         return ((transform(x) if transform else x), t), kwargs
 
-    return Case(name, make)
+    return Case(name, make, big=big)
 
 
 SPEC = register(OpSpec(
@@ -149,6 +149,7 @@ SPEC = register(OpSpec(
             _case("all ignored: mean is NaN", (4, 10), ignored=1.0),
             _case("ignore_index 3", (12, 6), "sum", ignored=0.3, ignore_index=3),
             _case("zero rows", (0, 10), "sum"),
+            _case("big 16385x131072 none", (16385, 131072), "none", big=True),
         ],
         "llm": lambda: [
             _case("prefill 2048x151936 (ignore 5%)", (2048, 151936), ignored=0.05),

@@ -85,12 +85,12 @@ def _cost(x, dim, *, dtype=None):
     return Cost(bytes=2 * nbytes(x), flops=max(1, x.numel()))
 
 
-def _case(name, shape, dim=-1, transform=None, out_dtype=None):
+def _case(name, shape, dim=-1, transform=None, out_dtype=None, big=False):
     def make(dtype, device, gen):
         x = randn(shape, dtype, device, gen)
         return ((transform(x) if transform else x), dim), ({"dtype": out_dtype} if out_dtype else {})
 
-    return Case(name, make)
+    return Case(name, make, big=big)
 
 
 SPEC = register(OpSpec(
@@ -106,6 +106,8 @@ SPEC = register(OpSpec(
             _case("fp32 output", (4, 100), out_dtype=torch.float32),
             _case("0-dim", (), dim=0),
             _case("zero rows 0x16", (0, 16)),
+            _case("big 2x(2**30+5) dim1", (2, 2**30 + 5), dim=1, big=True),
+            _case("big (2**21+3)x1024 dim0", (2**21 + 3, 1024), dim=0, big=True),
         ],
         "llm": lambda: [
             _case("top-p probs 64x151936", (64, 151936)),

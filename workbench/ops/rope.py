@@ -157,7 +157,7 @@ def _tables(batch, seq, dim, dtype, device, gen, theta=1e6):
     return emb.cos().to(dtype), emb.sin().to(dtype)
 
 
-def _case(name, batch, q_heads, k_heads, seq, dim, layout="bhsd", table_dtype=None, unsqueeze_dim=1):
+def _case(name, batch, q_heads, k_heads, seq, dim, layout="bhsd", table_dtype=None, unsqueeze_dim=1, big=False):
     """layout "bhsd": q [B, H, S, D]; "bshd": transformers' q.view(B, S, H, D).transpose(1, 2);
     "bshd-raw": q [B, S, H, D] with unsqueeze_dim=2."""
 
@@ -171,7 +171,7 @@ def _case(name, batch, q_heads, k_heads, seq, dim, layout="bhsd", table_dtype=No
         cos, sin = _tables(batch, seq, dim, table_dtype or dtype, device, gen)
         return (draw(q_heads), draw(k_heads), cos, sin), {"unsqueeze_dim": unsqueeze_dim}
 
-    return Case(name, make)
+    return Case(name, make, big=big)
 
 
 SPEC = register(OpSpec(
@@ -185,6 +185,7 @@ SPEC = register(OpSpec(
             _case("fp32 tables (promotes)", 1, 2, 1, 6, 32, table_dtype=torch.float32),
             _case("head_dim 2", 1, 3, 3, 4, 2),
             _case("zero seq", 1, 4, 2, 0, 16),
+            _case("big q 1x32x(2**19+1)x128", 1, 32, 1, 2**19 + 1, 128, big=True),
         ],
         "llm": lambda: [
             _case("prefill 1x32/8x2048x128", 1, 32, 8, 2048, 128, "bshd"),

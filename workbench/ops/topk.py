@@ -161,12 +161,12 @@ def _with_ties_and_specials(x):
     return x
 
 
-def _case(name, shape, k, dim=-1, largest=True, transform=None, scale=1.0):
+def _case(name, shape, k, dim=-1, largest=True, transform=None, scale=1.0, big=False):
     def make(dtype, device, gen):
         x = randn(shape, dtype, device, gen, scale=scale)
         return ((transform(x) if transform else x), k), {"dim": dim, "largest": largest}
 
-    return Case(name, make)
+    return Case(name, make, big=big)
 
 
 SPEC = register(OpSpec(
@@ -185,6 +185,7 @@ SPEC = register(OpSpec(
             _case("k=1", (2, 33), 1),
             _case("k=0", (3, 33), 0),
             _case("zero rows", (0, 30), 2),
+            _case("big 2x(2**30+5) k=5", (2, 2**30 + 5), 5, big=True),
         ],
         "llm": lambda: [
             _case("top-50 sampling 1x151936", (1, 151936), 50, scale=3.0),
