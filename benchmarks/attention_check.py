@@ -88,7 +88,6 @@ def time_sdpa(t0: float) -> list[dict]:
             if r["case"] == name:
                 r["speedup_vs_flash"] = flash_ms / r["ms"] if r["ms"] == r["ms"] else float("nan")
         log(t0, f"timed {name}")
-        del q, k, v, reference
     return rows
 
 

@@ -18,6 +18,7 @@ from workbench import backends
 from . import _rows
 from ._common import check_tensor, new_output
 from ._launch import launch
+from ._shapes import cdiv, next_pow2
 from .spec import FLOAT_DTYPES, Case, Cost, OpSpec, nbytes, randn, register
 
 
@@ -65,15 +66,15 @@ def cumsum(x: torch.Tensor, dim: int, *, dtype: torch.dtype | None = None) -> to
     if x.dim() == 0 or dim == x.dim() - 1:
         rows = _rows.as_rows(x)
         n_rows, n = rows.shape
-        block = min(1024 * backends.active().policy.block_scale, triton.next_power_of_2(n))
+        block = min(1024 * backends.active().policy.block_scale, next_pow2(n))
         launch(_cumsum_last_kernel, (n_rows,), rows, out, n, rows.stride(0), BLOCK=block,
                num_warps=_rows.row_warps(block))
         return out
     xc = x.contiguous()
     n = x.shape[dim]
     outer, inner = math.prod(x.shape[:dim]), math.prod(x.shape[dim + 1:])
-    block = min(1024, triton.next_power_of_2(inner))
-    launch(_cumsum_inner_kernel, (outer, triton.cdiv(inner, block)), xc, out, n, inner, BLOCK=block, num_warps=4)
+    block = min(1024, next_pow2(inner))
+    launch(_cumsum_inner_kernel, (outer, cdiv(inner, block)), xc, out, n, inner, BLOCK=block, num_warps=4)
     return out
 
 
