@@ -167,6 +167,12 @@ def test_embedding_out_of_range_index_gives_nan_row():
     assert torch.isnan(out[1:]).all()
 
 
+@pytest.mark.parametrize("shape,dim", [((2, 40000), 1), ((2000, 3, 5), 0)])
+def test_cumsum_in_chunks(shape, dim, many_splits):
+    x = rand(*shape)
+    close(ops.cumsum(x, dim), torch.cumsum(x.double(), dim), tol=1e-3)  # fp32 sums of ~200 in magnitude
+
+
 def test_cumsum_accumulates_in_fp32():
     x = torch.full((1, 4096), 1.0, dtype=torch.bfloat16, device=dev())
     out = ops.cumsum(x, 1)

@@ -15,6 +15,7 @@ from workbench import backends
 from . import _rows, _split_rows
 from ._common import check_tensor, new_output
 from ._launch import launch
+from ._shapes import next_pow2
 from .spec import Case, Cost, OpSpec, nbytes, randn, register
 
 NO_INDEX = 2**63 - 1
@@ -98,7 +99,7 @@ def argmax(x: torch.Tensor, dim: int | None = None, keepdim: bool = False) -> to
     n_rows, n = rows.shape
     if out.numel() == 0:
         return out
-    block = min(4096 * backends.active().policy.block_scale, triton.next_power_of_2(n))
+    block = min(4096 * backends.active().policy.block_scale, next_pow2(n))
     chunks, chunk = _split_rows.chunking(n_rows, n, block)
     if chunks == 1:
         launch(_argmax_chunk_kernel, (n_rows, 1), rows, out, out, out, n, rows.stride(0), chunk, SINGLE=True,
@@ -108,7 +109,7 @@ def argmax(x: torch.Tensor, dim: int | None = None, keepdim: bool = False) -> to
     part_i = torch.empty(n_rows * chunks, dtype=torch.int64, device=x.device)
     launch(_argmax_chunk_kernel, (n_rows, chunks), rows, out, part_v, part_i, n, rows.stride(0), chunk,
            SINGLE=False, BLOCK=block, num_warps=_rows.row_warps(block))
-    launch(_argmax_merge_kernel, (n_rows,), part_v, part_i, out, chunks, BLOCK_C=triton.next_power_of_2(chunks))
+    launch(_argmax_merge_kernel, (n_rows,), part_v, part_i, out, chunks, BLOCK_C=next_pow2(chunks))
     return out
 
 

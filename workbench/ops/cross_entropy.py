@@ -16,6 +16,7 @@ import triton.language as tl
 from . import _rows
 from ._common import check_same_device, check_tensor, new_output
 from ._launch import launch
+from ._shapes import next_pow2
 from .spec import Case, Cost, OpSpec, nbytes, randn, register
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -96,12 +97,12 @@ def cross_entropy(input: torch.Tensor, target: torch.Tensor, ignore_index: int =
     rows = _rows.as_rows(input.movedim(1, -1) if input.dim() > 1 else input)
     targets = target.reshape(-1).contiguous()
     losses = out.view(-1) if reduction == "none" else torch.empty(n_rows, dtype=torch.float32, device=input.device)
-    block = min(4096, triton.next_power_of_2(n_classes))
+    block = min(4096, next_pow2(n_classes))
     launch(_row_loss_kernel, (n_rows,), rows, targets, losses, n_classes, rows.stride(0), int(ignore_index),
            float(label_smoothing), SMOOTH=label_smoothing > 0, BLOCK=block, num_warps=_rows.row_warps(block))
     if reduction != "none":
         launch(_reduce_kernel, (1,), losses, targets, out, n_rows, int(ignore_index), MEAN=reduction == "mean",
-               BLOCK=min(4096, triton.next_power_of_2(n_rows)), num_warps=4)
+               BLOCK=min(4096, next_pow2(n_rows)), num_warps=4)
     return out
 
 
@@ -115,7 +116,7 @@ def _cost(input, target, ignore_index=-100, reduction="mean", label_smoothing=0.
 
 
 def _case(name, shape, reduction="mean", ignored=0.0, smoothing=0.0, transform=None, ignore_index=-100,
-          scale=2.0):
+          scale=2.0, big=False):
     """Logits of `shape` (class dim 1, or 0 for 1-D); a fraction `ignored` of targets set to ignore_index."""
 
     def make(dtype, device, gen):
@@ -130,7 +131,7 @@ def _case(name, shape, reduction="mean", ignored=0.0, smoothing=0.0, transform=N
             kwargs["label_smoothing"] = smoothing
         return ((transform(x) if transform else x), t), kwargs
 
-    return Case(name, make)
+    return Case(name, make, big=big)
 
 
 SPEC = register(OpSpec(
@@ -149,6 +150,7 @@ SPEC = register(OpSpec(
             _case("all ignored: mean is NaN", (4, 10), ignored=1.0),
             _case("ignore_index 3", (12, 6), "sum", ignored=0.3, ignore_index=3),
             _case("zero rows", (0, 10), "sum"),
+            _case("big 16385x131072 none", (16385, 131072), "none", big=True),
         ],
         "llm": lambda: [
             _case("prefill 2048x151936 (ignore 5%)", (2048, 151936), ignored=0.05),

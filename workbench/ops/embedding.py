@@ -14,6 +14,7 @@ from workbench import backends
 
 from ._common import check_same_device, check_tensor, new_output
 from ._launch import launch
+from ._shapes import cdiv, next_pow2
 from .spec import Case, Cost, OpSpec, nbytes, randn, register
 
 
@@ -44,10 +45,10 @@ def embedding(input: torch.Tensor, weight: torch.Tensor, padding_idx: int | None
     if out.numel() == 0:
         return out
     idx = input.reshape(-1).contiguous()
-    block_h = min(1024, triton.next_power_of_2(H))
-    block_r = max(1, min(triton.next_power_of_2(idx.numel()),
+    block_h = min(1024, next_pow2(H))
+    block_r = max(1, min(next_pow2(idx.numel()),
                          4096 * backends.active().policy.block_scale // block_h))
-    grid = (triton.cdiv(idx.numel(), block_r), triton.cdiv(H, block_h))
+    grid = (cdiv(idx.numel(), block_r), cdiv(H, block_h))
     launch(_embedding_kernel, grid, idx, weight, out, idx.numel(), V, H, weight.stride(0), weight.stride(1),
            BLOCK_R=block_r, BLOCK_H=block_h, num_warps=4)
     return out

@@ -76,12 +76,12 @@ def _masked(x):
     return x
 
 
-def _case(name, shape, dim=-1, transform=None, scale=1.0):
+def _case(name, shape, dim=-1, transform=None, scale=1.0, big=False):
     def make(dtype, device, gen):
         x = randn(shape, dtype, device, gen, scale=scale)
         return ((transform(x) if transform else x),), {"dim": dim}
 
-    return Case(name, make)
+    return Case(name, make, big=big)
 
 
 SPEC = register(OpSpec(
@@ -97,6 +97,7 @@ SPEC = register(OpSpec(
             _case("masked rows (-inf), one fully masked", (5, 40), transform=_masked),
             _case("single column 7x1", (7, 1)),
             _case("zero-size 0x16", (0, 16)),
+            _case("big 262146x8193", (262146, 8193), big=True),
         ],
         "llm": lambda: [
             _case("decode vocab 1x151936", (1, 151936), scale=3.0),

@@ -16,6 +16,7 @@ from workbench import backends
 from ._common import check_dtype_match, check_same_device, check_tensor, new_output
 from ._elementwise import _merge_dims
 from ._launch import launch
+from ._shapes import broadcast, cdiv, next_pow2
 from .spec import Case, Cost, OpSpec, nbytes, randn, register
 
 MAX_LEAD_DIMS = 3  # leading (row) dims a layout may keep after merging; more are made contiguous
@@ -78,22 +79,6 @@ def _row_layout(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
     return operands, sizes[1:], strides
 
 
-def _check_table(name: str, t: torch.Tensor, x: torch.Tensor, unsqueeze_dim: int, x_name: str) -> torch.Tensor:
-    check_tensor(name, t)
-    check_same_device(**{x_name: x, name: t})
-    if not -t.dim() - 1 <= unsqueeze_dim <= t.dim():
-        raise ValueError(f"unsqueeze_dim: expected a dim in [{-t.dim() - 1}, {t.dim()}] for {name} of "
-                         f"{t.dim()} dims, got {unsqueeze_dim}")
-    t = t.unsqueeze(unsqueeze_dim)
-    try:
-        if torch.broadcast_shapes(t.shape, x.shape) != x.shape:
-            raise RuntimeError
-    except RuntimeError:
-        raise ValueError(f"{name}: shape {tuple(t.shape)} (after unsqueeze({unsqueeze_dim})) does not broadcast "
-                         f"to {x_name}'s {tuple(x.shape)}") from None
-    return t.expand(x.shape)
-
-
 def rope(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
          unsqueeze_dim: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """(q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin), cos/sin unsqueezed at unsqueeze_dim."""
@@ -101,6 +86,7 @@ def rope(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
     check_tensor("k", k)
     check_dtype_match("k", k, q.dtype, "q")
     check_tensor("cos", cos)
+    check_tensor("sin", sin)
     check_dtype_match("sin", sin, cos.dtype, "cos")
     for name, x in (("q", q), ("k", k)):
         if x.dim() < 1 or x.shape[-1] % 2:
@@ -109,25 +95,30 @@ def rope(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
         raise ValueError(f"k: expected head_dim {q.shape[-1]} like q, got shape {tuple(k.shape)}")
     if cos.shape != sin.shape:
         raise ValueError(f"sin: expected shape {tuple(cos.shape)} like cos, got {tuple(sin.shape)}")
-    tables = {}
+    check_same_device(q=q, k=k, cos=cos, sin=sin)
+    if not -cos.dim() - 1 <= unsqueeze_dim <= cos.dim():
+        raise ValueError(f"unsqueeze_dim: expected a dim in [{-cos.dim() - 1}, {cos.dim()}] for cos of "
+                         f"{cos.dim()} dims, got {unsqueeze_dim}")
+    cos_u, sin_u = cos.unsqueeze(unsqueeze_dim), sin.unsqueeze(unsqueeze_dim)
     for x_name, x in (("q", q), ("k", k)):
-        tables[x_name] = (_check_table("cos", cos, x, unsqueeze_dim, x_name),
-                          _check_table("sin", sin, x, unsqueeze_dim, x_name))
+        if broadcast(cos_u.shape, x.shape) != tuple(x.shape):
+            raise ValueError(f"cos: shape {tuple(cos_u.shape)} (after unsqueeze({unsqueeze_dim})) does not "
+                             f"broadcast to {x_name}'s {tuple(x.shape)}")
     dtype = torch.promote_types(q.dtype, cos.dtype)
     q_out = new_output(q.shape, dtype, q.device)
     k_out = new_output(k.shape, dtype, k.device)
     if q.numel() == 0 and k.numel() == 0:
         return q_out, k_out
     half = q.shape[-1] // 2
-    (qx, qc, qs), q_sizes, q_strides = _row_layout(q, *tables["q"])
-    (kx, kc, ks), k_sizes, k_strides = _row_layout(k, *tables["k"])
+    (qx, qc, qs), q_sizes, q_strides = _row_layout(q, cos_u.expand(q.shape), sin_u.expand(q.shape))
+    (kx, kc, ks), k_sizes, k_strides = _row_layout(k, cos_u.expand(k.shape), sin_u.expand(k.shape))
     q_rows, k_rows = q.numel() // max(1, q.shape[-1]), k.numel() // max(1, k.shape[-1])
-    block_h = triton.next_power_of_2(max(half, 1))
+    block_h = next_pow2(max(half, 1))
     # ~4K elements per program on a GPU, scaled up for big-block backends; at least one row.
-    block_r = max(1, min(triton.next_power_of_2(max(q_rows, k_rows, 1)),
+    block_r = max(1, min(next_pow2(max(q_rows, k_rows, 1)),
                          4096 * backends.active().policy.block_scale // (2 * block_h)))
-    q_programs = triton.cdiv(q_rows, block_r)
-    grid = (q_programs + triton.cdiv(k_rows, block_r),)
+    q_programs = cdiv(q_rows, block_r)
+    grid = (q_programs + cdiv(k_rows, block_r),)
     launch(_rope_kernel, grid, qx, kx, qc, qs, kc, ks, q_out, k_out, q_rows, k_rows, q_programs, half,
            *q_sizes, *q_strides, *k_sizes, *k_strides, BLOCK_R=block_r, BLOCK_H=block_h, num_warps=4)
     return q_out, k_out
@@ -157,7 +148,7 @@ def _tables(batch, seq, dim, dtype, device, gen, theta=1e6):
     return emb.cos().to(dtype), emb.sin().to(dtype)
 
 
-def _case(name, batch, q_heads, k_heads, seq, dim, layout="bhsd", table_dtype=None, unsqueeze_dim=1):
+def _case(name, batch, q_heads, k_heads, seq, dim, layout="bhsd", table_dtype=None, unsqueeze_dim=1, big=False):
     """layout "bhsd": q [B, H, S, D]; "bshd": transformers' q.view(B, S, H, D).transpose(1, 2);
     "bshd-raw": q [B, S, H, D] with unsqueeze_dim=2."""
 
@@ -171,7 +162,7 @@ def _case(name, batch, q_heads, k_heads, seq, dim, layout="bhsd", table_dtype=No
         cos, sin = _tables(batch, seq, dim, table_dtype or dtype, device, gen)
         return (draw(q_heads), draw(k_heads), cos, sin), {"unsqueeze_dim": unsqueeze_dim}
 
-    return Case(name, make)
+    return Case(name, make, big=big)
 
 
 SPEC = register(OpSpec(
@@ -185,6 +176,7 @@ SPEC = register(OpSpec(
             _case("fp32 tables (promotes)", 1, 2, 1, 6, 32, table_dtype=torch.float32),
             _case("head_dim 2", 1, 3, 3, 4, 2),
             _case("zero seq", 1, 4, 2, 0, 16),
+            _case("big q 1x32x(2**19+1)x128", 1, 32, 1, 2**19 + 1, 128, big=True),
         ],
         "llm": lambda: [
             _case("prefill 1x32/8x2048x128", 1, 32, 8, 2048, 128, "bshd"),

@@ -24,6 +24,7 @@ from workbench import backends
 from . import _split_rows
 from ._common import check_dtype_match, check_same_device, check_tensor, new_output
 from ._launch import launch
+from ._shapes import broadcast, cdiv, next_pow2
 from .spec import Case, Cost, OpSpec, nbytes, numel, randn, register
 
 LOG2E = 1.4426950408889634
@@ -249,11 +250,8 @@ _tuned: dict = {}  # autotune key -> the winning config's kwargs: no autotuner o
 
 
 def _broadcast(name: str, shape, target) -> None:
-    try:
-        if torch.broadcast_shapes(shape, target) != torch.Size(target):
-            raise RuntimeError
-    except RuntimeError:
-        raise ValueError(f"{name}: shape {tuple(shape)} does not broadcast to {tuple(target)}") from None
+    if broadcast(shape, target) != tuple(target):
+        raise ValueError(f"{name}: shape {tuple(shape)} does not broadcast to {tuple(target)}")
 
 
 def _as_4d(t: torch.Tensor, batch, heads: int) -> torch.Tensor:
@@ -291,19 +289,17 @@ def scaled_dot_product_attention(query: torch.Tensor, key: torch.Tensor, value: 
         for name, h in (("key", Hk), ("value", Hv)):
             if h == 0 or Hq % h:
                 raise ValueError(f"{name}: expected a number of heads that divides query's {Hq}, got {h}")
-        try:
-            batch = torch.broadcast_shapes(query.shape[:-3], key.shape[:-3], value.shape[:-3])
-        except RuntimeError:
+        batch = broadcast(query.shape[:-3], key.shape[:-3], value.shape[:-3])
+        if batch is None:
             raise ValueError(f"key, value: batch dims {tuple(key.shape[:-3])}, {tuple(value.shape[:-3])} do not "
-                             f"broadcast with query's {tuple(query.shape[:-3])}") from None
+                             f"broadcast with query's {tuple(query.shape[:-3])}")
         lead = (*batch, Hq)
     else:
-        try:
-            lead = torch.broadcast_shapes(query.shape[:-2], key.shape[:-2], value.shape[:-2])
-        except RuntimeError:
+        lead = broadcast(query.shape[:-2], key.shape[:-2], value.shape[:-2])
+        if lead is None:
             raise ValueError(f"key, value: leading dims {tuple(key.shape[:-2])}, {tuple(value.shape[:-2])} do not "
-                             f"broadcast with query's {tuple(query.shape[:-2])}") from None
-        lead = tuple(lead) or (1,)
+                             f"broadcast with query's {tuple(query.shape[:-2])}")
+        lead = lead or (1,)
         batch, Hq = lead[:-1], lead[-1]
         Hk = Hv = Hq
     if attn_mask is not None:
@@ -332,8 +328,8 @@ def scaled_dot_product_attention(query: torch.Tensor, key: torch.Tensor, value: 
     B = q.shape[0]
     backend = backends.active()
     upcast = query.dtype == torch.bfloat16 and not backend.capabilities.bf16_dot
-    block_d = max(16, triton.next_power_of_2(E))
-    block_dv = max(16, triton.next_power_of_2(EV))
+    block_d = max(16, next_pow2(E))
+    block_dv = max(16, next_pow2(EV))
     strides = (*q.stride(), *k.stride(), *v.stride(), *m_strides, *o.stride())
     scale_log2 = scale * LOG2E
     causal = bool(is_causal)
@@ -341,7 +337,7 @@ def scaled_dot_product_attention(query: torch.Tensor, key: torch.Tensor, value: 
     group = Hq // Hk
     packed = group if Hk == Hv and group * L <= MAX_PACKED_ROWS else 1
     if L <= DECODE_MAX_Q:
-        block_m = max(16, triton.next_power_of_2(packed * L))
+        block_m = max(16, next_pow2(packed * L))
         block_n = 16 if backend.interpreted else 64
         programs = B * (Hq // packed)
         splits, chunk = _split_rows.chunking(programs, S, block_n)
@@ -361,16 +357,16 @@ def scaled_dot_product_attention(query: torch.Tensor, key: torch.Tensor, value: 
             launch(
                 _combine_kernel, (programs, packed * L),
                 part_o, part_l, o, *o.stride(), Hq, L, packed, EV, splits,
-                BLOCK_M=block_m, BLOCK_S=triton.next_power_of_2(splits), BLOCK_DV=block_dv, num_warps=4)
+                BLOCK_M=block_m, BLOCK_S=next_pow2(splits), BLOCK_DV=block_dv, num_warps=4)
         return out
 
     def grid(meta):
-        return (triton.cdiv(L, meta["BLOCK_M"]), B * Hq)
+        return (cdiv(L, meta["BLOCK_M"]), B * Hq)
 
-    args = (q, k, v, m, o, *strides, Hq, L, S, E, EV, Hq // Hk, Hq // Hv, scale_log2, triton.next_power_of_2(L))
+    args = (q, k, v, m, o, *strides, Hq, L, S, E, EV, Hq // Hk, Hq // Hv, scale_log2, next_pow2(L))
     consts = dict(CAUSAL=causal, MASK_KIND=mask_kind, UPCAST=upcast, EVEN_D=E == block_d, EVEN_DV=EV == block_dv,
                   BLOCK_D=block_d, BLOCK_DV=block_dv)
-    key = (Hq, triton.next_power_of_2(L), query.dtype, *consts.values())
+    key = (Hq, next_pow2(L), query.dtype, *consts.values())
     config = _tuned.get(key)
     if config is None:  # first call of this kind: autotune, then remember the winner
         _prefill[grid](*args, **consts)

@@ -19,6 +19,7 @@ from workbench import backends
 from . import _rows, _split_rows
 from ._common import check_tensor, new_output
 from ._launch import launch
+from ._shapes import next_pow2
 from .spec import Case, Cost, OpSpec, nbytes, randn, register
 
 MAX_K = 1024  # the running top-k lives in registers
@@ -117,9 +118,9 @@ def topk(x: torch.Tensor, k: int, dim: int = -1, largest: bool = True, sorted: b
     if values.numel() > 0:
         rows = _rows.as_rows(moved)
         n_rows = rows.shape[0]
-        block_k = triton.next_power_of_2(k)
+        block_k = next_pow2(k)
         tile = INTERPRETER_TILE if backends.active().interpreted else TILE
-        block = max(block_k, min(tile, triton.next_power_of_2(n)))
+        block = max(block_k, min(tile, next_pow2(n)))
         # The merge kernel reads every chunk's k best: keep that to a few tiles.
         chunks, chunk = _split_rows.chunking(n_rows, n, block, max_chunks=max(1, MERGE_KEYS // block_k))
         warps = _rows.row_warps(block)
@@ -130,7 +131,7 @@ def topk(x: torch.Tensor, k: int, dim: int = -1, largest: bool = True, sorted: b
             part = torch.empty(n_rows * chunks * block_k, dtype=torch.int64, device=x.device)
             launch(_topk_chunk_kernel, (n_rows, chunks), rows, values, indices, part, n, rows.stride(0), chunk, k,
                    LARGEST=bool(largest), SINGLE=False, BLOCK=block, BLOCK_K=block_k, num_warps=warps)
-            merge_block = max(block_k, min(1024, triton.next_power_of_2(chunks * block_k)))
+            merge_block = max(block_k, min(1024, next_pow2(chunks * block_k)))
             launch(_topk_merge_kernel, (n_rows,), rows, values, indices, part, rows.stride(0), chunks * block_k, k,
                    BLOCK=merge_block, BLOCK_K=block_k, num_warps=_rows.row_warps(merge_block))
     if x.dim():
@@ -161,12 +162,12 @@ def _with_ties_and_specials(x):
     return x
 
 
-def _case(name, shape, k, dim=-1, largest=True, transform=None, scale=1.0):
+def _case(name, shape, k, dim=-1, largest=True, transform=None, scale=1.0, big=False):
     def make(dtype, device, gen):
         x = randn(shape, dtype, device, gen, scale=scale)
         return ((transform(x) if transform else x), k), {"dim": dim, "largest": largest}
 
-    return Case(name, make)
+    return Case(name, make, big=big)
 
 
 SPEC = register(OpSpec(
@@ -185,6 +186,7 @@ SPEC = register(OpSpec(
             _case("k=1", (2, 33), 1),
             _case("k=0", (3, 33), 0),
             _case("zero rows", (0, 30), 2),
+            _case("big 2x(2**30+5) k=5", (2, 2**30 + 5), 5, big=True),
         ],
         "llm": lambda: [
             _case("top-50 sampling 1x151936", (1, 151936), 50, scale=3.0),
