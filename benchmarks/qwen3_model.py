@@ -6,9 +6,13 @@ Run from the repo root (the device copy has no .git, so pass the commit):
 Measures (issue 5 targets in brackets): prefill batch 1 x 2048 tokens [>= 0.95x native tokens/s];
 decode batch 8, 128 new tokens after a 512-token prompt, eager `generate` and CUDA-graph replay
 [>= 0.9x each]; distinct ATen ops served by workbench [>= 30]; last-position logits relative error
-[<= 2e-2]; greedy tokens identical [>= 95% of positions]. Where a target is missed, `bisect` names the
-ops responsible (accuracy: logits error after a prefill; throughput: the phase that missed), within a
-time budget. Writes CSV tables per run, one JSON with everything, and prints a summary table last.
+[<= 2e-2]; greedy tokens identical [>= 95% of positions].
+
+Order: the headline runs (workbench side = use_ops + module fusions) first, then — each only if it can
+start within --budget-s — the ATen-only prefill (transformers' unfused code: the broad ATen coverage),
+a bisection of every missed target (which ops carry the loss), the ATen-only decode. Results are
+written after every step (CSV tables per run, qwen3_model_<device>.csv / .json), so a run stopped by
+an outer time limit keeps what it measured; a summary table is printed last.
 """
 
 from __future__ import annotations
@@ -96,89 +100,110 @@ def main() -> int:
     settings = {"on": [True], "off": [False], "both": [True, False]}[args.fuse]
     head = settings[0]
     runs: dict = {}  # (phase, fuse) -> ModelRun
-    skipped = []
+    state = {"bisections": [], "skipped": []}
+
+    def tag(fuse: bool) -> str:
+        return "fused" if fuse else "aten-only"
 
     def run(phase: str, fuse: bool) -> None:
-        tag = "fused" if fuse else "aten-only"
         runs[(phase, fuse)] = run_model(model, fuse=fuse, **(prefill if phase == "prefill" else decode), **common)
-        write_tables(runs[(phase, fuse)], out, prefix=f"{phase}_{tag}_{slug}_")
-        _stage(stages, f"{phase} run ({tag})", t0)
+        write_tables(runs[(phase, fuse)], out, prefix=f"{phase}_{tag(fuse)}_{slug}_")
+        _stage(stages, f"{phase} run ({tag(fuse)})", t0)
 
     def served(fuse) -> list[str]:
         return sorted(set().union(*(r.ops_served() for (_, f), r in runs.items() if fuse in (f, "any"))))
 
+    def table() -> pd.DataFrame:
+        tables = [_summary(runs.get(("prefill", f)), runs.get(("decode", f)), args, served(f)).assign(fuse=f)
+                  for f in settings if ("prefill", f) in runs or ("decode", f) in runs]
+        n = len(served("any"))
+        tables.append(pd.DataFrame([{"metric": "aten_ops_served (all runs)", "value": n, "fuse": "any",
+                                     "target": TARGETS["aten_ops_served"], "met": n >= TARGETS["aten_ops_served"],
+                                     "note": ""}]))
+        return pd.concat(tables, ignore_index=True)
+
+    def dump() -> pd.DataFrame:
+        """Write everything measured so far: a run cut short by a time limit still leaves its results."""
+        t = table()
+        t.assign(model=label, **{k: meta[k] for k in ("device", "torch", "triton", "commit", "timestamp")}) \
+            .to_csv(out / f"qwen3_model_{slug}.csv", index=False)
+        throughput = pd.concat([r.throughput.assign(fuse=f) for (_, f), r in runs.items()], ignore_index=True)
+        report = {
+            "command": "WORKBENCH_COMMIT=$(git rev-parse HEAD) PYTHONPATH=$PWD python3 benchmarks/qwen3_model.py "
+                       + " ".join(sys.argv[1:]),
+            "meta": {**meta, "transformers": transformers.__version__,
+                     "max_memory_gb": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None},
+            "model": label, "summary": t.to_dict("records"), "throughput": throughput.to_dict("records"),
+            "aten_ops_served": {f"{ph} {tag(f)}": r.ops_served() for (ph, f), r in runs.items()},
+            "bisections": state["bisections"], "skipped": state["skipped"], "stage_seconds": stages,
+            "config": {f"{ph} {tag(f)}": r.config for (ph, f), r in runs.items()},
+        }
+        (out / f"qwen3_model_{slug}.json").write_text(json.dumps(report, indent=1, default=str))
+        return t
+
+    def optional(name: str) -> bool:
+        if time.time() - t0 < args.budget_s:
+            return True
+        state["skipped"].append(f"{name}: time budget {args.budget_s:.0f} s spent")
+        print(f"[qwen3_model] skipped {state['skipped'][-1]}", flush=True)
+        return False
+
     run("prefill", head)
     run("decode", head)
-    summary = _summary(runs[("prefill", head)], runs[("decode", head)], args, served(head)).assign(fuse=head)
-    bisections = [] if args.no_bisect else _bisect_misses(model, summary, head, args, t0, stages)
-    tables = [summary]
-    for fuse in settings[1:]:  # the ATen-only runs: prefill always, decode while the budget lasts
-        run("prefill", fuse)
-        if time.time() - t0 > args.budget_s:
-            skipped.append(f"decode ({'fused' if fuse else 'aten-only'}): time budget {args.budget_s:.0f} s spent")
-            print(f"[qwen3_model] skipped {skipped[-1]}", flush=True)
-        else:
+    headline = dump()
+    for fuse in settings[1:]:  # ATen-only prefill: the coverage of transformers' unfused code, cheaply
+        if optional(f"prefill ({tag(fuse)})"):
+            run("prefill", fuse)
+            dump()
+    if not args.no_bisect:
+        for kw in _misses(headline[headline["fuse"] == head], args):
+            if optional(f"bisect {kw['metric']} {kw['phase']}"):
+                state["bisections"].append(_bisect(model, kw, head, args, t0, stages))
+                dump()
+    for fuse in settings[1:]:
+        if optional(f"decode ({tag(fuse)})"):
             run("decode", fuse)
-        tables.append(_summary(runs[("prefill", fuse)], runs.get(("decode", fuse)), args, served(fuse))
-                      .assign(fuse=fuse))
-    served_all = served("any")
-    tables.append(pd.DataFrame([{"metric": "aten_ops_served (all runs)", "value": len(served_all),
-                                 "target": TARGETS["aten_ops_served"], "fuse": "any",
-                                 "met": len(served_all) >= TARGETS["aten_ops_served"], "note": ""}]))
-    table = pd.concat(tables, ignore_index=True)
-
-    table.assign(model=label, **{k: meta[k] for k in ("device", "torch", "triton", "commit", "timestamp")}) \
-        .to_csv(out / f"qwen3_model_{slug}.csv", index=False)
-    throughput = pd.concat([r.throughput.assign(fuse=f) for (ph, f), r in runs.items()], ignore_index=True)
-    report = {
-        "command": "WORKBENCH_COMMIT=$(git rev-parse HEAD) PYTHONPATH=$PWD python3 benchmarks/qwen3_model.py "
-                   + " ".join(sys.argv[1:]),
-        "meta": {**meta, "transformers": transformers.__version__,
-                 "max_memory_gb": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None},
-        "model": label, "summary": table.to_dict("records"), "throughput": throughput.to_dict("records"),
-        "aten_ops_served": {("fused" if f else "aten-only") + f" {ph}": r.ops_served() for (ph, f), r in runs.items()},
-        "bisections": bisections, "skipped": skipped, "stage_seconds": stages,
-        "config": {f"{ph} {'fused' if f else 'aten-only'}": r.config for (ph, f), r in runs.items()},
-    }
-    (out / f"qwen3_model_{slug}.json").write_text(json.dumps(report, indent=1, default=str))
     _stage(stages, "total", t0)
+    final = dump()
+    throughput = pd.concat([r.throughput.assign(fuse=f) for (_, f), r in runs.items()], ignore_index=True)
+    served_all = served("any")
     with pd.option_context("display.width", 200, "display.max_colwidth", 70, "display.float_format", "{:.4g}".format):
         print(throughput.to_string(index=False))
         print(f"\n{backend.name}: {meta['device']} · torch {meta['torch']} · triton {meta['triton']} · "
               f"transformers {transformers.__version__} · commit {meta['commit']} · {label}")
         print(f"{len(served_all)} ATen ops served over all runs: {', '.join(served_all)}")
-        for b in bisections:
-            print(b.get("describe") or f"bisect {b['metric']} {b['phase']}: {b.get('skipped')}")
+        for b in state["bisections"]:
+            print(b["describe"])
+        for line in state["skipped"]:
+            print(f"skipped {line}")
         print()
-        print(table.to_string(index=False))
+        print(final.to_string(index=False))
     return 0
 
 
-def _bisect_misses(model, summary: pd.DataFrame, fuse: bool, args, t0: float, stages: dict) -> list:
-    """Bisect each missed headline target (logits error, prefill and eager-decode throughput) in the budget."""
+def _misses(summary: pd.DataFrame, args) -> list[dict]:
+    """Bisections worth running: a missed logits error, prefill or eager-decode throughput target."""
     met = dict(zip(summary["metric"], summary["met"]))
     wanted = []
     if any(m.startswith("logits_rel_err") and not ok for m, ok in met.items()):
-        wanted.append({"metric": "accuracy", "phase": "prefill", "batch": args.prefill_batch, "prompt_len": args.prefill_len})
+        wanted.append({"metric": "accuracy", "phase": "prefill", "batch": args.prefill_batch,
+                       "prompt_len": args.prefill_len})
     if "prefill_ratio" in met and not met["prefill_ratio"]:
         wanted.append({"metric": "throughput", "phase": "prefill", "batch": args.prefill_batch,
-                           "prompt_len": args.prefill_len})
+                       "prompt_len": args.prefill_len})
     if "decode_eager_ratio" in met and not met["decode_eager_ratio"]:
         wanted.append({"metric": "throughput", "phase": "decode", "batch": args.decode_batch,
-                           "prompt_len": args.decode_prompt})
-    found = []
-    for kw in wanted:
-        if time.time() - t0 > args.budget_s:
-            found.append({**kw, "skipped": f"time budget {args.budget_s:.0f} s spent"})
-            continue
-        left = args.budget_s - (time.time() - t0)
-        r = bisect(model, reps=3, decode_steps=8, fuse=fuse, ops=args.include, budget_s=max(left, 10.0), **kw)
-        found.append({**kw, "threshold": r.threshold, "all_on": r.all_on, "describe": r.describe(),
-                      "culprits": r.culprits.drop(columns="ops").to_dict("records"),
-                      "steps": r.steps.to_dict("records")})
-        print(r.describe(), flush=True)
-        _stage(stages, f"bisect {kw['metric']} {kw['phase']}", t0)
-    return found
+                       "prompt_len": args.decode_prompt})
+    return wanted
+
+
+def _bisect(model, kw: dict, fuse: bool, args, t0: float, stages: dict) -> dict:
+    left = args.budget_s - (time.time() - t0)
+    r = bisect(model, reps=3, decode_steps=8, fuse=fuse, ops=args.include, budget_s=max(left, 10.0), **kw)
+    print(r.describe(), flush=True)
+    _stage(stages, f"bisect {kw['metric']} {kw['phase']}", t0)
+    return {**kw, "threshold": r.threshold, "all_on": r.all_on, "describe": r.describe(),
+            "culprits": r.culprits.drop(columns="ops").to_dict("records"), "steps": r.steps.to_dict("records")}
 
 
 if __name__ == "__main__":

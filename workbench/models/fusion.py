@@ -84,7 +84,17 @@ def _guarded(op: str, fast: Callable, slow: Callable, counts: FusionCounts) -> C
             return slow(*args, **kwargs)
         counts.hit(op)
         return out
-    return call
+
+    label = f"workbench::{op}"
+
+    def call_traced(*args, **kwargs):
+        # Under torch.profiler the fused call gets its own range, so its kernels are not "outside aten ops";
+        # otherwise no range at all: eager decoding pays for every microsecond on this path.
+        if torch.autograd._profiler_enabled():
+            with torch.profiler.record_function(label):
+                return call(*args, **kwargs)
+        return call(*args, **kwargs)
+    return call_traced
 
 
 def _returns_tensor(layer_cls) -> bool:

@@ -225,8 +225,9 @@ def _profiler_activity(backend: Backend):
 
 def profile_ops(fn: Callable[[], object], backend: Backend) -> pd.DataFrame:
     """Per-ATen-op calls and self time (ms) while `fn` runs: device time where the profiler sees the
-    device, else CPU time (the interpreter runs kernels on the host). Kernels launched outside any ATen
-    op show up as one `(outside aten ops)` row, so the column sums to the total device time."""
+    device, else CPU time (the interpreter runs kernels on the host). Fused workbench calls appear as
+    `workbench::<op>`; kernels launched outside any op show up as one `(outside aten ops)` row, so the
+    column sums to the total device time."""
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
@@ -238,14 +239,14 @@ def profile_ops(fn: Callable[[], object], backend: Backend) -> pd.DataFrame:
     rows, device_total = [], 0.0
     for evt in prof.key_averages():
         if activity is None:
-            if evt.key.startswith("aten::"):
+            if evt.key.startswith(("aten::", "workbench::")):
                 rows.append({"aten_op": evt.key, "calls": evt.count, "ms": evt.self_cpu_time_total / 1e3})
             continue
         self_device = getattr(evt, "self_device_time_total", None)
         if self_device is None:
             self_device = evt.self_cuda_time_total
         if evt.device_type == DeviceType.CPU:
-            if self_device > 0 or evt.key.startswith("aten::"):
+            if self_device > 0 or evt.key.startswith(("aten::", "workbench::")):
                 rows.append({"aten_op": evt.key, "calls": evt.count, "ms": self_device / 1e3})
         else:  # a kernel or memcpy on the device
             device_total += self_device / 1e3
