@@ -86,4 +86,3 @@ def new_output_like(x: torch.Tensor, dtype: torch.dtype,
     if _poison:
         out.copy_(new_output(out.shape, dtype, out.device))  # the same poison values
     return out
-
