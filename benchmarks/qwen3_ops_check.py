@@ -52,6 +52,8 @@ def check_dispatch(out: Path, meta: dict) -> bool:
     w = torch.randn(1024, 4096, device=dev, dtype=torch.bfloat16) * 4096 ** -0.5
     x64 = x.double()
     cache = torch.randn(1, 8, 16, 128, device=dev, dtype=torch.bfloat16)
+    q = torch.randn(1, 32, 16, 128, device=dev, dtype=torch.bfloat16)
+    ids = torch.randint(0, 1000, (1, 16), device=dev)
 
     def calls():
         h = x.to(torch.float32)
@@ -62,6 +64,9 @@ def check_dispatch(out: Path, meta: dict) -> bool:
             "softmax": torch.softmax(x.float() - 1.5, dim=-1),
             "cat": torch.cat([cache, cache[:, :, :1]], dim=2),
             "where": torch.where(x > 0, x, float("-inf")),
+            "sdpa (GQA, causal)": torch.nn.functional.scaled_dot_product_attention(
+                q, cache, cache, is_causal=True, enable_gqa=True),
+            "embedding": torch.nn.functional.embedding(ids, w),
             "fallback float64": x64 * 2 + 1,
         }
 
@@ -80,7 +85,7 @@ def check_dispatch(out: Path, meta: dict) -> bool:
     handled = set(table.query("handled > 0").aten_op)
     expected = {"aten::_to_copy", "aten::pow.Tensor_Scalar", "aten::mean.dim", "aten::add.Tensor", "aten::rsqrt",
                 "aten::mul.Tensor", "aten::linear", "aten::sub.Tensor", "aten::_softmax", "aten::cat",
-                "aten::where.self"}
+                "aten::where.self", "aten::scaled_dot_product_attention", "aten::embedding"}
     missing = expected - handled
     if missing:
         print(f"dispatch: not handled by workbench on cuda: {sorted(missing)}")

@@ -227,7 +227,7 @@ def test_adapters_map_aten_arguments():
             "to": x.to(torch.bfloat16),
             "fill_": torch.full((3, 4), -2.5, device=dev),
             "cat": torch.cat([x, x[:, :1]], dim=1),
-            "embedding": torch.nn.functional.embedding(idx, w),
+            "index_select": torch.index_select(w, 0, idx),
             "gather": x.gather(2, idx.expand(2, 5, 3)),
             "masked_fill": x.masked_fill(x > 0, float("-inf")),
             "div": x / 3,
@@ -247,7 +247,7 @@ def test_adapters_map_aten_arguments():
         "to": x.to(torch.bfloat16),
         "fill_": torch.full((3, 4), -2.5, device=dev),
         "cat": torch.cat([x, x[:, :1]], dim=1),
-        "embedding": torch.nn.functional.embedding(idx, w),
+        "index_select": torch.index_select(w, 0, idx),
         "gather": x.gather(2, idx.expand(2, 5, 3)),
         "masked_fill": x.masked_fill(x > 0, float("-inf")),
         "div": x / 3,
@@ -261,6 +261,33 @@ def test_adapters_map_aten_arguments():
             "aten::mean.dim", "aten::pow.Tensor_Scalar", "aten::copy_", "aten::_to_copy", "aten::fill_.Scalar",
             "aten::cat", "aten::index_select", "aten::gather", "aten::masked_fill.Scalar", "aten::div.Tensor",
             "aten::neg", "aten::rms_norm"} <= handled
+
+
+def test_adapters_of_the_attention_side_ops():
+    dev = backends.active().device_type
+    q, k, v = t(1, 4, 6, 8), t(1, 2, 6, 8), t(1, 2, 6, 8)
+    logits, target = t(5, 11), torch.randint(0, 11, (5,), device=dev)
+    ids, table = torch.randint(0, 9, (2, 3), device=dev), t(9, 4)
+
+    def calls():
+        return {
+            "sdpa": torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True),
+            "log_softmax": torch.log_softmax(logits, dim=-1),
+            "cross_entropy": torch.nn.functional.cross_entropy(logits, target, reduction="sum"),
+            "argmax": logits.argmax(-1),
+            "topk": logits.topk(3, dim=-1),
+            "cumsum": logits.cumsum(0),
+            "embedding": torch.nn.functional.embedding(ids, table),
+        }
+
+    want = calls()
+    with workbench.use_ops() as cov:
+        got = calls()
+    for name in want:
+        torch.testing.assert_close(got[name], want[name], rtol=1e-4, atol=1e-4, msg=name)
+    handled = set(cov.table().query("handled > 0").aten_op)
+    assert {"aten::scaled_dot_product_attention", "aten::_log_softmax", "aten::cross_entropy_loss",
+            "aten::argmax", "aten::topk", "aten::cumsum", "aten::embedding"} <= handled
 
 
 def test_a_small_decoder_block_runs_on_our_kernels():

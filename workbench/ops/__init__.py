@@ -9,10 +9,10 @@ from workbench import backends as _backends
 _backends.active()
 
 from . import add, exp, gelu, layer_norm, mm, mul, rms_norm, silu, softmax  # noqa: E402
-from . import addmm, bmm, div, linear, masked_fill, max, mean, neg, pow, rsqrt, sub, sum, where  # noqa: E402
-from . import cat, copy, fill, gather, index_select  # noqa: E402
 from . import add_rms_norm, argmax, cross_entropy, cumsum, embedding, log_softmax  # noqa: E402
 from . import rope, scaled_dot_product_attention, silu_and_mul, topk  # noqa: E402
+from . import addmm, bmm, div, linear, masked_fill, max, mean, neg, pow, rsqrt, sub, sum, where  # noqa: E402
+from . import cat, copy, fill, gather, index_select  # noqa: E402
 from .spec import CASE_SETS, REGISTRY, Case, Cost, OpSpec, get, register  # noqa: E402
 from .spec import Unsupported  # noqa: E402
 
@@ -43,13 +43,6 @@ gather = gather.gather
 cat = cat.cat
 copy = copy.copy
 fill = fill.fill
-
-__all__ = ["REGISTRY", "CASE_SETS", "Case", "Cost", "OpSpec", "get", "register",
-           "add", "mul", "exp", "silu", "gelu", "softmax", "rms_norm", "layer_norm", "mm"]
-__all__ += ["Unsupported", "sub", "div", "neg", "pow", "rsqrt", "where", "masked_fill", "bmm", "addmm", "linear",
-            "sum", "mean", "max",
-            "index_select", "gather", "cat", "copy", "fill"]
-
 scaled_dot_product_attention = scaled_dot_product_attention.scaled_dot_product_attention
 rope = rope.rope
 silu_and_mul = silu_and_mul.silu_and_mul
@@ -61,5 +54,9 @@ topk = topk.topk
 cumsum = cumsum.cumsum
 embedding = embedding.embedding
 
+__all__ = ["REGISTRY", "CASE_SETS", "Case", "Cost", "OpSpec", "Unsupported", "get", "register",
+           "add", "mul", "exp", "silu", "gelu", "softmax", "rms_norm", "layer_norm", "mm"]
+__all__ += ["sub", "div", "neg", "pow", "rsqrt", "where", "masked_fill", "bmm", "addmm", "linear", "sum", "mean",
+            "max", "index_select", "gather", "cat", "copy", "fill"]
 __all__ += ["scaled_dot_product_attention", "rope", "silu_and_mul", "add_rms_norm", "log_softmax", "cross_entropy",
             "argmax", "topk", "cumsum", "embedding"]

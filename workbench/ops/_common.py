@@ -86,31 +86,3 @@ def new_output_like(x: torch.Tensor, dtype: torch.dtype,
     if _poison:
         out.copy_(new_output(out.shape, dtype, out.device))  # the same poison values
     return out
-
-
-def broadcast_shape(*shapes) -> list[int] | None:
-    """torch's broadcast of `shapes`, or None when they do not broadcast (much cheaper than
-    torch.broadcast_shapes, which goes through symbolic-shape checks: this is on every call's path)."""
-    first = shapes[0]
-    if all(s == first for s in shapes[1:]):
-        return list(first)
-    rank = max(len(s) for s in shapes)
-    out = [1] * rank
-    for shape in shapes:
-        for i, size in enumerate(shape, rank - len(shape)):
-            if size != 1:
-                if out[i] != 1 and out[i] != size:
-                    return None
-                out[i] = size
-    return out
-
-
-def cdiv(a: int, b: int) -> int:
-    """ceil(a / b) for launch grids (triton.cdiv is a constexpr function: slow to call from Python)."""
-    return -(-a // b)
-
-
-def next_power_of_2(n: int) -> int:
-    """The smallest power of two >= n (n >= 1); triton.next_power_of_2 without its call overhead."""
-    return 1 << (n - 1).bit_length()
-

@@ -14,8 +14,9 @@ import triton.language as tl
 
 from workbench import backends
 
-from ._common import as_tensor_operand, broadcast_shape, cdiv, check_same_device, check_tensor, new_output
+from ._common import as_tensor_operand, check_same_device, check_tensor, new_output
 from ._launch import launch
+from ._shapes import broadcast, cdiv
 from .spec import Case, Cost, nbytes, randn
 
 MAX_DIMS = 4
@@ -216,7 +217,7 @@ def ternary(fn, c: torch.Tensor, a, b, out_dtype: torch.dtype, names=("condition
         values.append(value)
     check_same_device(**{names[0]: c}, **dict(tensors))
     shapes = [c.shape] + [t.shape for _, t in tensors]
-    shape = broadcast_shape(*shapes)
+    shape = broadcast(*shapes)
     if shape is None:
         raise ValueError(f"{', '.join(names)}: shapes {[tuple(s) for s in shapes]} do not broadcast")
     out = new_output(shape, out_dtype, c.device)

@@ -17,8 +17,9 @@ import triton.language as tl
 
 from workbench import backends
 
-from ._common import cdiv, check_dtype_match, check_same_device, check_tensor
+from ._common import check_dtype_match, check_same_device, check_tensor
 from ._launch import launch
+from ._shapes import cdiv
 
 MAX_BATCH = 65535  # grid axis 1 limit on CUDA
 AUTOTUNE = os.environ.get("WORKBENCH_AUTOTUNE", "1") != "0"

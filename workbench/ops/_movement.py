@@ -15,9 +15,10 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import broadcast_shape, cdiv, check_tensor
+from ._common import check_tensor
 from ._elementwise import BLOCK, MAX_DIMS, _merge_dims, _offsets
 from ._launch import launch
+from ._shapes import broadcast, cdiv
 from .spec import FLOAT_DTYPES, Unsupported
 
 MOVE_DTYPES = FLOAT_DTYPES + (torch.int8, torch.uint8, torch.int16, torch.int32, torch.int64, torch.bool)
@@ -129,7 +130,7 @@ def copy_into(dst: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
     _check_writable("dst", dst)
     if src.numel() and dst.numel() and src.untyped_storage().data_ptr() == dst.untyped_storage().data_ptr():
         raise Unsupported("src: shares memory with dst (overlap needs a staged copy)")
-    if src.dim() > dst.dim() or broadcast_shape(src.shape, dst.shape) != list(dst.shape):
+    if src.dim() > dst.dim() or broadcast(src.shape, dst.shape) != tuple(dst.shape):
         raise ValueError(f"src: shape {tuple(src.shape)} does not broadcast to dst shape {tuple(dst.shape)}")
     n = dst.numel()
     if n == 0:

@@ -15,12 +15,13 @@ import torch
 import triton
 import triton.language as tl
 
-from . import _rows
 from workbench import backends
 
-from ._common import cdiv, check_tensor, new_output, next_power_of_2
+from . import _rows
+from ._common import check_tensor, new_output
 from ._elementwise import _merge_dims
 from ._launch import launch
+from ._shapes import cdiv, next_pow2
 
 TILE = 4096  # elements one program holds per step on a GPU; the launch policy scales it
 MAX_GRID_Y = 65535  # CUDA's limit on grid axis 1
@@ -127,8 +128,8 @@ def _out_shape(x: torch.Tensor, dims: list[int], keepdim: bool) -> list[int]:
 def _tiles(n: int, inner: int) -> tuple[int, int, int]:
     """(BLOCK_N, BLOCK_I, num_warps) for a tile of about TILE * block_scale elements."""
     budget = TILE * backends.active().policy.block_scale
-    block_i = min(next_power_of_2(max(inner, 1)), 64) if inner > 1 else 1
-    block_n = max(1, min(next_power_of_2(max(n, 1)), budget // block_i))
+    block_i = min(next_pow2(max(inner, 1)), 64) if inner > 1 else 1
+    block_n = max(1, min(next_pow2(max(n, 1)), budget // block_i))
     return block_n, block_i, _rows.row_warps(min(block_n * block_i, TILE))
 
 

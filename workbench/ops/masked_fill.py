@@ -8,8 +8,9 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import broadcast_shape, check_tensor
+from ._common import check_tensor
 from ._elementwise import ternary
+from ._shapes import broadcast
 from .spec import Case, Cost, OpSpec, nbytes, randn, register
 from .where import causal_mask, mask
 
@@ -25,7 +26,7 @@ def masked_fill(input: torch.Tensor, mask: torch.Tensor, value) -> torch.Tensor:
     if isinstance(value, torch.Tensor) and value.dim() != 0:
         raise ValueError(f"value: expected a number or a 0-dim tensor, got shape {tuple(value.shape)}")
     # torch accepts a mask that broadcasts to input, never one that grows it.
-    if broadcast_shape(mask.shape, input.shape) != list(input.shape):
+    if broadcast(mask.shape, input.shape) != tuple(input.shape):
         raise ValueError(f"mask: shape {tuple(mask.shape)} does not broadcast to input shape {tuple(input.shape)}")
     return ternary(_fill_where, mask, value, input, input.dtype, names=("mask", "value", "input"))
 

@@ -19,6 +19,7 @@ CASE_SETS = ("quick", "edge", "llm")
 DEFAULT_TOLERANCE = {torch.float32: 1e-5, torch.float16: 1e-2, torch.bfloat16: 1e-2}
 
 Inputs = tuple[tuple, dict]  # (args, kwargs) for one call
+MakeInputs = Callable[[torch.dtype, torch.device, torch.Generator], Inputs]
 
 
 class Unsupported(NotImplementedError):
@@ -27,7 +28,6 @@ class Unsupported(NotImplementedError):
     The dispatch override (workbench.dispatch) then runs the native kernel instead and records the
     message as the reason. Wrappers' own TypeError/ValueError (a dtype, a shape) are treated the same.
     """
-MakeInputs = Callable[[torch.dtype, torch.device, torch.Generator], Inputs]
 
 
 @dataclass(frozen=True)
@@ -56,9 +56,10 @@ class OpSpec:
     cases: dict[str, Callable[[], list[Case]]]  # case set name -> case list
     cost: Callable[..., Cost]  # same arguments as the op
     aten: tuple[str, ...] = ()  # ATen overloads this op can replace
-    # ATen overload -> callable taking that overload's arguments (as the dispatcher passes them to a
-    # Python kernel: positional as in the schema, keyword-only ones as keywords, defaults left out).
-    # Empty `aten` is filled from these keys. Used by workbench.dispatch.
+    # ATen overload -> adapter(impl, *args, **kwargs) for workbench.dispatch: `impl` is this op's
+    # implementation for the active backend, args/kwargs the overload's arguments as the dispatcher passes
+    # them to a Python kernel (positional as in the schema, keyword-only ones as keywords, defaults left
+    # out). It returns what the overload returns, or raises Unsupported. Empty `aten` is filled from these.
     aten_impls: dict[str, Callable[..., Any]] = field(default_factory=dict)
     variants: dict[str, Callable[..., Any]] = field(default_factory=dict)  # backend name -> specialised impl
     tolerance: dict[torch.dtype, float] = field(default_factory=lambda: dict(DEFAULT_TOLERANCE))
