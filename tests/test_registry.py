@@ -30,7 +30,8 @@ def test_declaration_is_complete(name):
     device = backends.active().device()
     args, kwargs = case.make(torch.float32, device, torch.Generator(device=device).manual_seed(0))
     cost = spec.cost(*args, **kwargs)
-    assert isinstance(cost, Cost) and cost.bytes > 0 and cost.flops > 0
+    # data movement (copy, cat, gather, ...) does no arithmetic: 0 FLOPs is the honest count
+    assert isinstance(cost, Cost) and cost.bytes > 0 and cost.flops >= 0
 
 
 def test_ops_are_callable_from_the_package():

@@ -11,7 +11,10 @@ _backends.active()
 from . import add, exp, gelu, layer_norm, mm, mul, rms_norm, silu, softmax  # noqa: E402
 from . import add_rms_norm, argmax, cross_entropy, cumsum, embedding, log_softmax  # noqa: E402
 from . import rope, scaled_dot_product_attention, silu_and_mul, topk  # noqa: E402
+from . import addmm, bmm, div, linear, masked_fill, max, mean, neg, pow, rsqrt, sub, sum, where  # noqa: E402
+from . import cat, copy, fill, gather, index_select  # noqa: E402
 from .spec import CASE_SETS, REGISTRY, Case, Cost, OpSpec, get, register  # noqa: E402
+from .spec import Unsupported  # noqa: E402
 
 add = add.add
 mul = mul.mul
@@ -22,6 +25,24 @@ softmax = softmax.softmax
 rms_norm = rms_norm.rms_norm
 layer_norm = layer_norm.layer_norm
 mm = mm.mm
+sub = sub.sub
+div = div.div
+neg = neg.neg
+pow = pow.pow
+rsqrt = rsqrt.rsqrt
+where = where.where
+masked_fill = masked_fill.masked_fill
+bmm = bmm.bmm
+addmm = addmm.addmm
+linear = linear.linear
+sum = sum.sum
+mean = mean.mean
+max = max.max
+index_select = index_select.index_select
+gather = gather.gather
+cat = cat.cat
+copy = copy.copy
+fill = fill.fill
 scaled_dot_product_attention = scaled_dot_product_attention.scaled_dot_product_attention
 rope = rope.rope
 silu_and_mul = silu_and_mul.silu_and_mul
@@ -33,7 +54,9 @@ topk = topk.topk
 cumsum = cumsum.cumsum
 embedding = embedding.embedding
 
-__all__ = ["REGISTRY", "CASE_SETS", "Case", "Cost", "OpSpec", "get", "register",
+__all__ = ["REGISTRY", "CASE_SETS", "Case", "Cost", "OpSpec", "Unsupported", "get", "register",
            "add", "mul", "exp", "silu", "gelu", "softmax", "rms_norm", "layer_norm", "mm"]
+__all__ += ["sub", "div", "neg", "pow", "rsqrt", "where", "masked_fill", "bmm", "addmm", "linear", "sum", "mean",
+            "max", "index_select", "gather", "cat", "copy", "fill"]
 __all__ += ["scaled_dot_product_attention", "rope", "silu_and_mul", "add_rms_norm", "log_softmax", "cross_entropy",
             "argmax", "topk", "cumsum", "embedding"]

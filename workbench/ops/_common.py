@@ -77,3 +77,12 @@ def new_output(shape, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     elif _poison and dtype != torch.bool:
         out.fill_(torch.iinfo(dtype).min)
     return out
+
+
+def new_output_like(x: torch.Tensor, dtype: torch.dtype,
+                    memory_format: torch.memory_format = torch.preserve_format) -> torch.Tensor:
+    """Like `new_output`, with `x`'s strides where torch's empty_like keeps them (dense inputs)."""
+    out = torch.empty_like(x, dtype=dtype, memory_format=memory_format)
+    if _poison:
+        out.copy_(new_output(out.shape, dtype, out.device))  # the same poison values
+    return out

@@ -1,9 +1,9 @@
-"""Elementwise launchers shared by unary and binary ops.
+"""Elementwise launchers shared by unary, binary and ternary ops.
 
 An op supplies only its math as a `@triton.jit` function (e.g. `x * tl.sigmoid(x)`); these launchers
 handle broadcasting, non-contiguous and rank-N inputs (strides, up to 4 dims after merging), int64
 offsets, math in fp32 and the cast to the output dtype. Contiguous same-shape inputs take a flat path
-with no index arithmetic.
+with no index arithmetic. Python numbers are passed to kernels by value, never as device tensors.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from workbench import backends
 
 from ._common import as_tensor_operand, check_same_device, check_tensor, new_output
 from ._launch import launch
+from ._shapes import broadcast, cdiv
 from .spec import Case, Cost, nbytes, randn
 
 MAX_DIMS = 4
@@ -61,13 +62,40 @@ def _binary_kernel(a_ptr, b_ptr, out_ptr, n, s1, s2, s3, as0, as1, as2, as3, bs0
         a_offs = _offsets(offs, s1, s2, s3, as0, as1, as2, as3)
         b_offs = _offsets(offs, s1, s2, s3, bs0, bs1, bs2, bs3)
     a = tl.load(a_ptr + a_offs, mask=mask).to(tl.float32)
-    if B_SCALAR:  # a Python number, passed by value
-        b = b_scalar
+    if B_SCALAR:  # a Python number, passed by value; a block, since the interpreter passes a bare float
+        b = tl.full([BLOCK], b_scalar, tl.float32)
     else:
         b = tl.load(b_ptr + b_offs, mask=mask).to(tl.float32)
     if SCALE_B:
         b = b * b_scale
     tl.store(out_ptr + offs, FN(a, b).to(out_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _ternary_kernel(c_ptr, a_ptr, b_ptr, out_ptr, n, s1, s2, s3, cs0, cs1, cs2, cs3, as0, as1, as2, as3,
+                    bs0, bs1, bs2, bs3, a_scalar, b_scalar, FN: tl.constexpr, CONTIGUOUS: tl.constexpr,
+                    A_SCALAR: tl.constexpr, B_SCALAR: tl.constexpr, BLOCK: tl.constexpr):
+    # The first operand keeps its own dtype (a bool condition or mask); the others are fp32.
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < n
+    if CONTIGUOUS:
+        c_offs = offs
+        a_offs = offs
+        b_offs = offs
+    else:
+        c_offs = _offsets(offs, s1, s2, s3, cs0, cs1, cs2, cs3)
+        a_offs = _offsets(offs, s1, s2, s3, as0, as1, as2, as3)
+        b_offs = _offsets(offs, s1, s2, s3, bs0, bs1, bs2, bs3)
+    c = tl.load(c_ptr + c_offs, mask=mask)
+    if A_SCALAR:  # a block, not the bare scalar: the interpreter passes scalars as Python floats
+        a = tl.full([BLOCK], a_scalar, tl.float32)
+    else:
+        a = tl.load(a_ptr + a_offs, mask=mask).to(tl.float32)
+    if B_SCALAR:
+        b = tl.full([BLOCK], b_scalar, tl.float32)
+    else:
+        b = tl.load(b_ptr + b_offs, mask=mask).to(tl.float32)
+    tl.store(out_ptr + offs, FN(c, a, b).to(out_ptr.dtype.element_ty), mask=mask)
 
 
 def _merge_dims(shape, strides_per_operand):
@@ -110,7 +138,7 @@ def unary(fn, x: torch.Tensor, name: str = "x") -> torch.Tensor:
         sizes, strides, contiguous = _FLAT
     else:
         sizes, strides, contiguous, (x,) = _layout(x.shape, [x])
-    launch(_unary_kernel, (triton.cdiv(n, BLOCK),), x, out, n, *sizes, *strides[0], FN=fn,
+    launch(_unary_kernel, (cdiv(n, BLOCK),), x, out, n, *sizes, *strides[0], FN=fn,
            CONTIGUOUS=contiguous, BLOCK=BLOCK)
     return out
 
@@ -149,9 +177,69 @@ def binary(fn, a: torch.Tensor, b, b_scale=1, names=("input", "other")) -> torch
         sizes, strides, contiguous, operands = _layout(out.shape, [t.expand(out.shape) for t in operands])
     b_arg, b_strides = (operands[1], strides[1]) if len(operands) == 2 else (operands[0], [0] * MAX_DIMS)
     launch(
-        _binary_kernel, (triton.cdiv(n, BLOCK),),
+        _binary_kernel, (cdiv(n, BLOCK),),
         operands[0], b_arg, out, n, *sizes, *strides[0], *b_strides, b_scalar, float(b_scale),
         FN=fn, CONTIGUOUS=contiguous, B_SCALAR=len(operands) == 1, SCALE_B=b_scale != 1, BLOCK=BLOCK,
+    )
+    return out
+
+
+def _scalar_operand(name: str, value) -> float | None:
+    """A Python number or a 0-dim CPU tensor as a Python float (for a kernel argument); else None.
+
+    Reading a CPU tensor's value does not synchronise a device. Type promotion uses the original
+    operand (torch.result_type), so `bf16_tensor + 2.5` stays bf16 and a 0-dim tensor does not promote.
+    """
+    if isinstance(value, torch.Tensor):
+        if value.dim() != 0 or value.device.type != "cpu":
+            return None
+        if value.is_complex():
+            raise TypeError(f"{name}: expected a real number, got a 0-dim {value.dtype} tensor")
+        return float(value.item())
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return None  # the tensor path reports the type error
+
+
+def ternary(fn, c: torch.Tensor, a, b, out_dtype: torch.dtype, names=("condition", "input", "other"),
+            c_dtypes=(torch.bool,)) -> torch.Tensor:
+    """`fn(c, a, b)` elementwise with broadcasting into a new `out_dtype` tensor.
+
+    `c` is loaded in its own dtype (one of `c_dtypes`), `a` and `b` (tensors or numbers) as fp32.
+    """
+    check_tensor(names[0], c, dtypes=c_dtypes)
+    values, tensors = [], []
+    for name, v in ((names[1], a), (names[2], b)):
+        value = _scalar_operand(name, v)
+        if value is None:
+            check_tensor(name, v)
+            tensors.append((name, v))
+        values.append(value)
+    check_same_device(**{names[0]: c}, **dict(tensors))
+    shapes = [c.shape] + [t.shape for _, t in tensors]
+    shape = broadcast(*shapes)
+    if shape is None:
+        raise ValueError(f"{', '.join(names)}: shapes {[tuple(s) for s in shapes]} do not broadcast")
+    out = new_output(shape, out_dtype, c.device)
+    n = out.numel()
+    if n == 0:
+        return out
+    operands = [c] + [t for _, t in tensors]
+    if all(t.shape == out.shape and t.is_contiguous() for t in operands):
+        sizes, contiguous = _FLAT[0], True
+        strides = [[0] * MAX_DIMS] * len(operands)
+    else:
+        sizes, strides, contiguous, operands = _layout(out.shape, [t.expand(out.shape) for t in operands])
+    # Scalar operands get the condition's pointer and strides: never read (A_SCALAR / B_SCALAR).
+    ptrs, rest = [], iter(zip(operands[1:], strides[1:]))
+    for value in values:
+        ptrs.append((operands[0], strides[0]) if value is not None else next(rest))
+    launch(
+        _ternary_kernel, (cdiv(n, BLOCK),),
+        operands[0], ptrs[0][0], ptrs[1][0], out, n, *sizes, *strides[0], *ptrs[0][1], *ptrs[1][1],
+        0.0 if values[0] is None else values[0], 0.0 if values[1] is None else values[1],
+        FN=fn, CONTIGUOUS=contiguous, A_SCALAR=values[0] is not None, B_SCALAR=values[1] is not None,
+        BLOCK=BLOCK,
     )
     return out
 

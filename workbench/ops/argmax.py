@@ -159,5 +159,6 @@ SPEC = register(OpSpec(
     },
     cost=_cost,
     aten=("aten::argmax",),
+    aten_impls={"aten::argmax": lambda impl, self, dim=None, keepdim=False: impl(self, dim, keepdim)},
     dtypes=(torch.float32, torch.float16, torch.bfloat16),
 ))

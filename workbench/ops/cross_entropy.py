@@ -17,7 +17,7 @@ from . import _rows
 from ._common import check_same_device, check_tensor, new_output
 from ._launch import launch
 from ._shapes import next_pow2
-from .spec import Case, Cost, OpSpec, nbytes, randn, register
+from .spec import Case, Cost, OpSpec, Unsupported, nbytes, randn, register
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -106,6 +106,14 @@ def cross_entropy(input: torch.Tensor, target: torch.Tensor, ignore_index: int =
     return out
 
 
+def _aten_cross_entropy(impl, self, target, weight=None, reduction=1, ignore_index=-100, label_smoothing=0.0):
+    """aten::cross_entropy_loss(self, target, weight, reduction (0 none, 1 mean, 2 sum), ignore_index,
+    label_smoothing); class weights are not implemented."""
+    if weight is not None:
+        raise Unsupported("class weights are not implemented")
+    return impl(self, target, ignore_index, ("none", "mean", "sum")[reduction], label_smoothing)
+
+
 def _reference(input, target, ignore_index=-100, reduction="mean", label_smoothing=0.0):
     return torch.nn.functional.cross_entropy(input, target, ignore_index=ignore_index, reduction=reduction,
                                              label_smoothing=label_smoothing)
@@ -159,4 +167,5 @@ SPEC = register(OpSpec(
     },
     cost=_cost,
     aten=("aten::cross_entropy_loss",),
+    aten_impls={"aten::cross_entropy_loss": _aten_cross_entropy},
 ))

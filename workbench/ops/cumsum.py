@@ -170,4 +170,5 @@ SPEC = register(OpSpec(
     },
     cost=_cost,
     aten=("aten::cumsum",),
+    aten_impls={"aten::cumsum": lambda impl, self, dim, *, dtype=None: impl(self, dim, dtype=dtype)},
 ))

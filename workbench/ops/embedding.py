@@ -95,4 +95,8 @@ SPEC = register(OpSpec(
     },
     cost=_cost,
     aten=("aten::embedding",),
+    # aten::embedding(weight, indices, padding_idx=-1 (none), scale_grad_by_freq, sparse): the last two
+    # only change gradients.
+    aten_impls={"aten::embedding": lambda impl, weight, indices, padding_idx=-1, scale_grad_by_freq=False,
+                sparse=False: impl(indices, weight, padding_idx if padding_idx >= 0 else None)},
 ))

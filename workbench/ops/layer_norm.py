@@ -106,5 +106,8 @@ SPEC = register(OpSpec(
     # CUDA's native layer_norm rejects fp32 params with fp16/bf16 x, so no mixed-dtype case here.
     cases=_with_shape(norm_cases(with_bias=True, eps=1e-5, mixed_params=False)),
     cost=_cost,
-    aten=("aten::native_layer_norm",),
+    # aten::layer_norm, not aten::native_layer_norm: that one also returns mean and rstd.
+    aten=("aten::layer_norm",),
+    aten_impls={"aten::layer_norm": lambda impl, input, normalized_shape, weight=None, bias=None, eps=1e-5,
+                cudnn_enable=True: impl(input, normalized_shape, weight, bias, eps)},
 ))

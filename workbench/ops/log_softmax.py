@@ -10,7 +10,7 @@ import triton.language as tl
 from . import _rows
 from ._common import check_tensor, new_output
 from ._launch import launch
-from .spec import Case, Cost, OpSpec, nbytes, randn, register
+from .spec import Case, Cost, OpSpec, Unsupported, nbytes, randn, register
 
 
 @triton.jit
@@ -66,6 +66,13 @@ def log_softmax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
     return out.movedim(-1, dim) if x.dim() else out
 
 
+def _aten_log_softmax(impl, self, dim, half_to_float):
+    """aten::_log_softmax(self, dim, half_to_float): the kernel keeps the input dtype."""
+    if half_to_float:
+        raise Unsupported("half_to_float=True (fp16 in, fp32 out) is not implemented")
+    return impl(self, dim)
+
+
 def _cost(x, dim=-1):
     return Cost(bytes=2 * nbytes(x), flops=4 * x.numel())
 
@@ -106,4 +113,5 @@ SPEC = register(OpSpec(
     },
     cost=_cost,
     aten=("aten::_log_softmax",),
+    aten_impls={"aten::_log_softmax": _aten_log_softmax},
 ))

@@ -8,7 +8,7 @@ from . import _rows
 from ._common import check_same_device, check_tensor, new_output
 from ._launch import launch
 from ._norm_cases import norm_cases
-from .spec import Cost, OpSpec, nbytes, register
+from .spec import Cost, OpSpec, Unsupported, nbytes, register
 
 
 @triton.jit
@@ -66,6 +66,16 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor | None = None, eps: float = 1
     return out
 
 
+def _aten_rms_norm(impl, input, normalized_shape, weight=None, eps=None):
+    """aten::rms_norm(input, normalized_shape, weight=None, eps=None) over the last dim only."""
+    if list(normalized_shape) != list(input.shape[-1:]):
+        raise Unsupported(f"normalized_shape {list(normalized_shape)} is not the last dim of input "
+                          f"{tuple(input.shape)}")
+    if eps is None:
+        eps = torch.finfo(input.dtype).eps  # torch's default
+    return impl(input, weight, eps)
+
+
 def _reference(x, weight=None, eps=1e-6):
     return torch.nn.functional.rms_norm(x, (x.shape[-1],), weight, eps)
 
@@ -80,5 +90,7 @@ SPEC = register(OpSpec(
     impl=rms_norm,
     cases=norm_cases(with_bias=False, eps=1e-6, mixed_params=True),
     cost=_cost,
-    aten=("aten::rms_norm", "aten::_fused_rms_norm"),
+    # Not aten::_fused_rms_norm: it also returns rstd, which this kernel does not compute.
+    aten=("aten::rms_norm",),
+    aten_impls={"aten::rms_norm": _aten_rms_norm},
 ))

@@ -508,5 +508,10 @@ SPEC = register(OpSpec(
     cases=_cases(),
     cost=_cost,
     aten=("aten::scaled_dot_product_attention",),
+    # The schema is the op's own signature; dropout_p != 0 raises ValueError there, so it runs natively.
+    aten_impls={"aten::scaled_dot_product_attention":
+                lambda impl, query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, *, scale=None,
+                enable_gqa=False: impl(query, key, value, attn_mask, dropout_p, is_causal, scale=scale,
+                                       enable_gqa=enable_gqa)},
     doc="Flash-style prefill and split-KV decode attention; causal (top-left), GQA, bool/additive masks.",
 ))

@@ -7,7 +7,7 @@ import triton.language as tl
 from . import _rows
 from ._common import check_tensor, new_output
 from ._launch import launch
-from .spec import Case, Cost, OpSpec, nbytes, randn, register
+from .spec import Case, Cost, OpSpec, Unsupported, nbytes, randn, register
 
 
 @triton.jit
@@ -57,6 +57,13 @@ def softmax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
     return out.movedim(-1, dim) if x.dim() else out
 
 
+def _aten_softmax(impl, self, dim, half_to_float):
+    """aten::_softmax(self, dim, half_to_float): the kernel keeps the input dtype."""
+    if half_to_float:
+        raise Unsupported("half_to_float=True (fp16 in, fp32 out) is not implemented")
+    return impl(self, dim)
+
+
 def _cost(x, dim=-1):
     return Cost(bytes=2 * nbytes(x), flops=5 * x.numel())
 
@@ -103,4 +110,5 @@ SPEC = register(OpSpec(
     cases=_cases(),
     cost=_cost,
     aten=("aten::_softmax",),
+    aten_impls={"aten::_softmax": _aten_softmax},
 ))

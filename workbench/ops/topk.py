@@ -196,4 +196,6 @@ SPEC = register(OpSpec(
     },
     cost=_cost,
     aten=("aten::topk",),
+    aten_impls={"aten::topk": lambda impl, self, k, dim=-1, largest=True, sorted=True: impl(self, k, dim, largest,
+                                                                                         sorted)},
 ))

@@ -150,9 +150,17 @@ def same_kind(out, native) -> bool:
     return isinstance(out, torch.Tensor) and out.dtype == native.dtype and out.shape == native.shape
 
 
+def _tensors(args):
+    """The tensors among `args`, including those inside lists and tuples (cat's inputs)."""
+    for a in args:
+        if isinstance(a, torch.Tensor):
+            yield a
+        elif isinstance(a, (list, tuple)):
+            yield from _tensors(a)
+
+
 def shape_label(args) -> str:
-    shapes = [tuple(a.shape) for a in args if isinstance(a, torch.Tensor)]
-    return " ".join("x".join(map(str, s)) or "scalar" for s in shapes)
+    return " ".join("x".join(map(str, t.shape)) or "scalar" for t in _tensors(args))
 
 
 def verify(spec: opspec.OpSpec, fn, case: opspec.Case, dtype: torch.dtype, args, kwargs) -> dict:
@@ -164,7 +172,7 @@ def verify(spec: opspec.OpSpec, fn, case: opspec.Case, dtype: torch.dtype, args,
     dtype_match = same_kind(out, native)
     del native
     ref_dtype = torch.float32 if case.big else torch.float64
-    ref_device = args[0].device if (backend.capabilities.fp64 or case.big) else torch.device("cpu")
+    ref_device = next(_tensors(args)).device if (backend.capabilities.fp64 or case.big) else torch.device("cpu")
     ref = spec.reference(*_upcast(args, ref_dtype, ref_device), **_upcast(kwargs, ref_dtype, ref_device))
     # `dim` (keyword) is the dim sorted (values, indices) results are sorted along
     metrics = compare(out, ref, spec.tolerance[dtype], dim=kwargs.get("dim", -1))
