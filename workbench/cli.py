@@ -106,6 +106,38 @@ def save_bench_plots(df, folder: str) -> list[str]:
     return paths
 
 
+def cmd_model(args) -> int:
+    """`workbench model [run]`: a Qwen3 model native vs workbench; `workbench model bisect`: find culprits."""
+    _bind_backend(args.backend)
+    from workbench import models
+
+    common = {"checkpoint": args.checkpoint, "seed": args.seed, "batch": args.batch, "prompt_len": args.prompt_len}
+    wide = pd.option_context("display.width", 200, "display.max_colwidth", 80, "display.max_rows", 200)
+    if args.action == "bisect":
+        result = models.bisect(args.preset, metric=args.metric, threshold=args.threshold, ops=_split(args.ops),
+                               phase=args.phase, reps=args.reps, fuse=not args.no_fuse, **common)
+        with wide:
+            print(result.steps.to_string(index=False))
+        print()
+        print(result.describe())
+        return 0
+    run = models.run_model(args.preset, mode=args.mode, new_tokens=args.new_tokens,
+                           cuda_graphs=False if args.no_graphs else None, include=_split(args.include),
+                           exclude=_split(args.exclude), warmup=args.warmup, reps=args.reps, store=args.store,
+                           fuse=not args.no_fuse, progress=True, **common)
+    if args.out:
+        models.write_tables(run, args.out)
+    with wide:
+        print(run.ratios().to_string(index=False))
+        print()
+        print(run.accuracy.to_string(index=False))
+        print()
+        print(run.profile.head(args.top).to_string(index=False))
+    served = run.ops_served()
+    print(f"\n{len(served)} distinct ATen ops served by workbench: {', '.join(served)}")
+    return 0
+
+
 def cmd_comm_bench(args) -> int:
     """Run under torchrun: every rank measures, rank 0 writes the CSV / PNG / store rows and prints."""
     import os
@@ -199,6 +231,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("model", help="a Qwen3 model native vs workbench ops (run), or find culprit ops (bisect)")
+    p.add_argument("action", nargs="?", choices=["run", "bisect"], default="run")
+    p.add_argument("--preset", default="tiny", help="qwen3-8b, qwen3-0.6b or tiny (random weights)")
+    p.add_argument("--checkpoint", help="a local checkpoint directory instead of a preset (no downloads)")
+    p.add_argument("--backend", choices=["cpu", "cuda", "mlu"], help="default: detected (mlu > cuda > cpu)")
+    p.add_argument("--mode", choices=["prefill", "decode", "both"], default="both")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--prompt-len", type=int, default=32)
+    p.add_argument("--new-tokens", type=int, default=8)
+    p.add_argument("--no-graphs", action="store_true", help="eager decode only, even where graphs exist")
+    p.add_argument("--include", nargs="+", help="only these workbench ops (default: all)")
+    p.add_argument("--exclude", nargs="+", help="all workbench ops but these")
+    p.add_argument("--no-fuse", action="store_true", help="ATen ops only: leave transformers' RMSNorm, rotary "
+                                                           "and MLP code unfused")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--reps", type=int, default=3, help="timed repetitions (prefill; bisect: every phase)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed runs first (0: none, e.g. in the interpreter)")
+    p.add_argument("--store", help="ResultStore path: append the run's summary rows (kind 'model')")
+    p.add_argument("--out", help="directory for the run's tables as CSV")
+    p.add_argument("--top", type=int, default=25, help="profile rows to print")
+    p.add_argument("--metric", choices=["accuracy", "throughput"], default="accuracy", help="bisect: what to explain")
+    p.add_argument("--threshold", type=float, help="bisect: loss threshold (default: the issue's target)")
+    p.add_argument("--phase", choices=["prefill", "decode"], default="prefill", help="bisect: throughput phase")
+    p.add_argument("--ops", nargs="+", help="bisect: candidate ops (default: every op that served a call)")
+    p.set_defaults(func=cmd_model)
 
     p = sub.add_parser("comm-bench", help="collective bus bandwidth, Communicator vs raw torch.distributed "
                                           "(run under torchrun)")
