@@ -23,3 +23,19 @@ mm = mm.mm
 
 __all__ = ["REGISTRY", "CASE_SETS", "Case", "Cost", "OpSpec", "get", "register",
            "add", "mul", "exp", "silu", "gelu", "softmax", "rms_norm", "layer_norm", "mm"]
+
+# Op modules not listed above (new ops written by `workbench promote`), then promoted backend variants.
+import importlib as _importlib  # noqa: E402
+import pkgutil as _pkgutil  # noqa: E402
+import sys as _sys  # noqa: E402
+
+for _module in sorted(_pkgutil.iter_modules(__path__), key=lambda m: m.name):
+    if _module.name.startswith("_") or _module.name in ("spec", "variants") \
+            or f"{__name__}.{_module.name}" in _sys.modules:
+        continue
+    _loaded = _importlib.import_module(f"{__name__}.{_module.name}")
+    if callable(getattr(_loaded, _module.name, None)):  # `workbench.ops.<op>` is the op, as above
+        globals()[_module.name] = getattr(_loaded, _module.name)
+        __all__.append(_module.name)
+
+from . import variants  # noqa: E402,F401

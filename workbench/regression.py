@@ -1,0 +1,3 @@
+"""placeholder"""
+def default_params(backend):
+    return {"cases": ["quick"], "dtypes": ["fp32"]}

@@ -1,0 +1,85 @@
+"""Tables and figures the panel and the regression report show, as plain functions of DataFrames.
+
+No widgets here: the panel puts the HTML strings and PNG bytes these return into its widgets, the
+regression report writes them to report.html, and tests assert on the DataFrames.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+
+import pandas as pd
+
+from .promotion import failure_reason
+
+_STYLE = ("<style>.wb-table{border-collapse:collapse;font:12px monospace}"
+          ".wb-table td,.wb-table th{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}"
+          ".wb-table th{background:#f3f3f3}.wb-fail{color:#b00020;font-weight:bold}"
+          ".wb-ok{color:#137333}</style>")
+
+
+def failed_rows(check: pd.DataFrame) -> pd.DataFrame:
+    from workbench.profiling.correctness import failures
+
+    return failures(check)
+
+
+def correctness_table(check: pd.DataFrame) -> pd.DataFrame:
+    """One row per (case, dtype): what ran, its error against the reference, pass/fail and why."""
+    rows = []
+    for _, row in check.iterrows():
+        if row.get("skipped"):
+            verdict, why = "skipped", row["skipped"]
+        elif row.get("passed"):
+            verdict, why = "pass", ""
+        else:
+            verdict, why = "FAIL", failure_reason(row)
+        rows.append({"op": row["op"], "variant": row.get("variant"), "case": row["case"], "dtype": row["dtype"],
+                     "shape": row.get("shape"), "rel_err": row.get("rel_err"), "tol": row.get("tol"),
+                     "result": verdict, "why": why})
+    return pd.DataFrame(rows, columns=["op", "variant", "case", "dtype", "shape", "rel_err", "tol", "result", "why"])
+
+
+def table_html(df: pd.DataFrame, caption: str = "") -> str:
+    """An HTML table with failures highlighted (cells holding FAIL / regression)."""
+    def mark(value):
+        text = "" if value is None or (isinstance(value, float) and value != value) else value
+        if isinstance(text, float):
+            text = f"{text:.4g}"
+        text = html.escape(str(text))
+        if text in ("FAIL", "regression", "False"):
+            return f'<span class="wb-fail">{text}</span>'
+        if text in ("pass", "True", "ok"):
+            return f'<span class="wb-ok">{text}</span>'
+        return text
+
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    body = "".join("<tr>" + "".join(f"<td>{mark(v)}</td>" for v in row) + "</tr>"
+                   for row in df.itertuples(index=False))
+    cap = f"<caption style='text-align:left;font-weight:bold'>{html.escape(caption)}</caption>" if caption else ""
+    return f'{_STYLE}<table class="wb-table">{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def error_summary_html(summary: str, status: str = "error") -> str:
+    return (f'<div style="color:#b00020;font-family:monospace;white-space:pre-wrap">'
+            f"<b>{html.escape(status)}</b>: {html.escape(summary)}</div>")
+
+
+def traceback_html(traceback: str, log: str = "") -> str:
+    parts = []
+    if traceback:
+        parts.append(f"<pre style='font-size:11px'>{html.escape(traceback)}</pre>")
+    if log:
+        parts.append(f"<b>worker output (tail)</b><pre style='font-size:11px'>{html.escape(log)}</pre>")
+    return "".join(parts) or "<i>no traceback</i>"
+
+
+def figure_png(fig) -> bytes:
+    """PNG bytes of a matplotlib Figure (then closed, so that notebooks do not draw it twice)."""
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
