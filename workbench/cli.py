@@ -65,6 +65,47 @@ def cmd_check(args) -> int:
     return 1 if len(failed) else 0
 
 
+def cmd_bench(args) -> int:
+    backend = _bind_backend(args.backend)
+    from workbench.profiling import bench, side_by_side
+
+    df = bench(ops=_split(args.ops), cases=_split(args.cases) or ["llm"], dtypes=_split(args.dtype) or ["bf16"],
+               all_variants=args.all_variants, store=args.store, seed=args.seed, rep_ms=args.rep_ms,
+               progress=not args.no_progress)
+    table = side_by_side(df)
+    with pd.option_context("display.width", 250, "display.max_colwidth", 40, "display.max_rows", None,
+                           "display.float_format", "{:.4g}".format):
+        print(table.to_string(index=False))
+    if args.csv:
+        df.drop(columns=["traceback"]).to_csv(args.csv, index=False)
+    if args.plot:
+        save_bench_plots(df, args.plot)
+    errors = table[table["error"].fillna("") != ""]
+    wrong = table[table["passed"].eq(False)]
+    print(f"\nbackend {backend.name} ({df['device'].iloc[0]}): {len(table)} Triton rows, "
+          f"{len(wrong)} incorrect, {len(errors)} errors; median speedup {table['speedup'].median():.3g}")
+    return 1 if len(errors) or len(wrong) else 0
+
+
+def save_bench_plots(df, folder: str) -> list[str]:
+    """Speedup bars, roofline scatter and one latency-vs-size plot per op, as PNGs in `folder`."""
+    import os
+
+    import matplotlib.pyplot as plt
+
+    from workbench.profiling import plots, roofline
+
+    os.makedirs(folder, exist_ok=True)
+    figures = {"speedup.png": plots.speedup_bars(df), "roofline.png": plots.roofline_scatter(df, roofline.peaks())}
+    figures.update({f"latency_{op}.png": plots.latency_vs_size(df, op) for op in sorted(set(df["op"]))})
+    paths = []
+    for name, fig in figures.items():
+        paths.append(os.path.join(folder, name))
+        fig.savefig(paths[-1], dpi=110)
+        plt.close(fig)
+    return paths
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="workbench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -83,6 +124,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tracebacks", type=int, default=3, help="tracebacks of failures to print")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("bench", help="native vs Triton side by side: kernel and host time, GB/s, roofline")
+    p.add_argument("ops", nargs="*", help="op names (default: all)")
+    p.add_argument("--backend", choices=["cpu", "cuda", "mlu"], help="default: detected (mlu > cuda > cpu)")
+    p.add_argument("--cases", nargs="+", help="case sets (default: llm)")
+    p.add_argument("--dtype", nargs="+", help="fp32, fp16, bf16 (default: bf16)")
+    p.add_argument("--all-variants", action="store_true", help="also time every backend variant (e.g. mlu)")
+    p.add_argument("--store", help="append the rows to this ResultStore (SQLite file)")
+    p.add_argument("--csv", help="write the full table to this CSV file")
+    p.add_argument("--plot", help="write PNG plots into this folder")
+    p.add_argument("--rep-ms", type=float, default=100.0, help="time budget of timed reps per measurement")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_bench)
     return parser
 
 

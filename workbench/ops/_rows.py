@@ -19,8 +19,9 @@ def as_rows(x: torch.Tensor) -> torch.Tensor:
 def tile(n: int) -> tuple[int, bool]:
     """(BLOCK, fits in one tile) for rows of length n."""
     block = triton.next_power_of_2(max(n, 1))
-    return (block, True) if block <= MAX_ONE_TILE else (4096, False)
+    return (block, True) if block <= MAX_ONE_TILE else (8192, False)
 
 
 def row_warps(block: int) -> int:
-    return min(16, max(4, block // 1024))
+    """16 elements per thread for mid-size rows; long rows get 16 warps, since one program streams a row."""
+    return min(16, max(4, block // 512))

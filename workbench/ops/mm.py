@@ -49,7 +49,9 @@ def _configs(interpreted: bool):
         return [triton.Config({"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 32, "GROUP_M": 8})]
     shapes = [(128, 256, 64, 3, 8), (256, 128, 64, 3, 8), (128, 128, 64, 4, 4), (128, 128, 32, 4, 4),
               (64, 256, 32, 4, 4), (128, 64, 32, 4, 4), (64, 128, 64, 4, 4), (64, 64, 64, 4, 4),
-              (16, 128, 128, 4, 4), (16, 64, 256, 3, 4), (32, 128, 64, 4, 4)]
+              (32, 128, 64, 4, 4),
+              # small M (decode): narrow N tiles and deep K so that enough programs stream the weight
+              (16, 128, 128, 4, 4), (16, 64, 256, 3, 4), (16, 32, 256, 4, 4), (16, 64, 128, 5, 4)]
     return [triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k, "GROUP_M": 8}, num_stages=s, num_warps=w)
             for m, n, k, s, w in shapes]
 

@@ -74,9 +74,29 @@ def compare(out: torch.Tensor, ref: torch.Tensor, tol: float) -> dict:
     }
 
 
-def _shape_label(args) -> str:
+def shape_label(args) -> str:
     shapes = [tuple(a.shape) for a in args if isinstance(a, torch.Tensor)]
     return " ".join("x".join(map(str, s)) or "scalar" for s in shapes)
+
+
+def verify(spec: opspec.OpSpec, fn, case: opspec.Case, dtype: torch.dtype, args, kwargs) -> dict:
+    """Run `fn` once on (args, kwargs) with poisoned outputs and compare it with the float64 reference."""
+    backend = backends.active()
+    with poisoned_outputs():
+        out = fn(*args, **kwargs)
+    native = spec.reference(*args, **kwargs)
+    dtype_match = out.dtype == native.dtype and out.shape == native.shape
+    del native
+    ref_dtype = torch.float32 if case.big else torch.float64
+    ref_device = args[0].device if (backend.capabilities.fp64 or case.big) else torch.device("cpu")
+    ref = spec.reference(*_upcast(args, ref_dtype, ref_device), **_upcast(kwargs, ref_dtype, ref_device))
+    metrics = compare(out, ref, spec.tolerance[dtype])
+    return {**metrics, "dtype_match": dtype_match, "passed": metrics["passed"] and dtype_match}
+
+
+def make_inputs(case: opspec.Case, dtype: torch.dtype, seed: int):
+    device = backends.active().device()
+    return case.make(dtype, device, torch.Generator(device=device).manual_seed(seed))
 
 
 def check_case(spec: opspec.OpSpec, case: opspec.Case, dtype: torch.dtype, seed: int) -> dict:
@@ -85,20 +105,9 @@ def check_case(spec: opspec.OpSpec, case: opspec.Case, dtype: torch.dtype, seed:
     row = {"op": spec.name, "variant": spec.variant_name(backend.name), "backend": backend.name,
            "case": case.name, "dtype": dtype_name(dtype), "seed": seed, "tol": spec.tolerance[dtype]}
     try:
-        device = backend.device()
-        gen = torch.Generator(device=device).manual_seed(seed)
-        args, kwargs = case.make(dtype, device, gen)
-        row["shape"] = _shape_label(args)
-        with poisoned_outputs():
-            out = spec.implementation(backend.name)(*args, **kwargs)
-        native = spec.reference(*args, **kwargs)
-        row["dtype_match"] = out.dtype == native.dtype and out.shape == native.shape
-        del native
-        ref_dtype = torch.float32 if case.big else torch.float64
-        ref_device = device if (backend.capabilities.fp64 or case.big) else torch.device("cpu")
-        ref = spec.reference(*_upcast(args, ref_dtype, ref_device), **_upcast(kwargs, ref_dtype, ref_device))
-        row.update(compare(out, ref, spec.tolerance[dtype]))
-        row["passed"] = row["passed"] and row["dtype_match"]
+        args, kwargs = make_inputs(case, dtype, seed)
+        row["shape"] = shape_label(args)
+        row.update(verify(spec, spec.implementation(backend.name), case, dtype, args, kwargs))
         row["error"] = ""
     except Exception as e:  # the row reports it; the run goes on
         row.update(passed=False, error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())

@@ -1,0 +1,64 @@
+"""bench(): the side-by-side table on the active backend, with error cells, store rows and plots."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pytest  # noqa: E402
+
+from workbench import backends  # noqa: E402
+from workbench.cli import main  # noqa: E402
+from workbench.ops import REGISTRY  # noqa: E402
+from workbench.profiling import ResultStore, bench, plots, side_by_side  # noqa: E402
+from workbench.profiling.roofline import Peaks, roofline  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "cache"))
+
+
+def test_bench_table_and_store(tmp_path):
+    store = ResultStore(tmp_path / "r.db")
+    df = bench(ops=["add"], cases=["quick"], dtypes=["fp32"], store=store, rep_ms=5, progress=False)
+    assert set(df["impl"]) == {"native", "generic"} and (df["error"] == "").all()
+    assert (df["ms"] > 0).all() and (df["host_us"] > 0).all() and (df["gbps"] > 0).all()
+    triton = df[df["impl"] == "generic"]
+    assert triton["passed"].all() and (triton["speedup"] > 0).all()
+    assert (df[df["impl"] == "native"]["speedup"] == 1.0).all()
+    assert df["device"].iloc[0] == backends.active().properties().name
+    stored = store.latest("bench")
+    assert len(stored) == len(df) and store.runs("bench")["status"].tolist() == ["done"]
+    table = side_by_side(df)
+    assert len(table) == 2 and {"ms_native", "ms", "speedup"} <= set(table.columns)
+
+
+def test_a_crashing_variant_gets_an_error_cell(monkeypatch):
+    def crash(*args, **kwargs):
+        raise RuntimeError("illegal memory access (simulated)")
+
+    monkeypatch.setitem(REGISTRY["exp"].variants, backends.active().name, crash)
+    df = bench(ops=["exp", "silu"], cases=["quick"], dtypes=["fp32"], rep_ms=5, progress=False)
+    bad = df[df["error"] != ""]
+    assert set(bad["op"]) == {"exp"} and bad["error"].str.contains("illegal memory access").all()
+    assert (df[df["op"] == "silu"]["error"] == "").all() and df[df["op"] == "silu"]["ms"].notna().all()
+
+
+def test_roofline_flags_impossible_rates():
+    p = Peaks(device="d", gbps=1000.0, tflops={"bf16": 100.0}, datasheet={"gbps": 1200.0, "bf16": 120.0})
+    ok = roofline(bytes_moved=10**9, flops=0, ms=2.0, dtype="bf16", p=p)  # 500 GB/s
+    assert ok["suspect"] == "" and abs(ok["roofline_pct"] - 50.0) < 1e-6 and ok["bound"] == "memory"
+    bad = roofline(bytes_moved=10**9, flops=0, ms=0.5, dtype="bf16", p=p)  # 2000 GB/s > any peak
+    assert "above the peak" in bad["suspect"]
+
+
+def test_plots_and_cli(tmp_path, capsys):
+    out = tmp_path / "plots"
+    code = main(["bench", "add", "--cases", "quick", "--dtype", "fp32", "--rep-ms", "5", "--no-progress",
+                 "--plot", str(out), "--csv", str(tmp_path / "b.csv"), "--store", str(tmp_path / "r.db")])
+    assert code == 0
+    assert {p.name for p in out.iterdir()} == {"speedup.png", "roofline.png", "latency_add.png"}
+    assert "median speedup" in capsys.readouterr().out
+    hist = ResultStore(tmp_path / "r.db").history("bench", op="add", impl="generic")
+    fig = plots.history(hist)
+    assert fig.axes[0].lines

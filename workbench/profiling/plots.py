@@ -1,0 +1,95 @@
+"""Plots of bench tables; each function takes DataFrames and returns a matplotlib Figure.
+
+Every figure's title carries the device (and the commit where the table has one), so a saved PNG says
+where its numbers come from.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from .roofline import Peaks
+
+
+def _source(df: pd.DataFrame) -> str:
+    parts = []
+    if "device" in df and df["device"].notna().any():
+        parts.append(str(df["device"].dropna().iloc[0]))
+    if "commit" in df and df["commit"].notna().any():
+        parts.append(f"commit {str(df['commit'].dropna().iloc[0])[:10]}")
+    return " · ".join(parts)
+
+
+def speedup_bars(df: pd.DataFrame) -> Figure:
+    """Speedup (native ms / Triton ms) per op and case; the 1.0 line is parity, 0.9 the target."""
+    rows = df[(df["impl"] != "native") & df["speedup"].notna()]
+    labels = [f"{r.op} · {r.case} · {r.dtype}" + ("" if r.impl == "generic" else f" [{r.impl}]")
+              for r in rows.itertuples()]
+    fig, ax = plt.subplots(figsize=(9, 0.3 * max(len(rows), 4) + 1.5))
+    colors = ["tab:green" if s >= 1 else ("tab:orange" if s >= 0.9 else "tab:red") for s in rows["speedup"]]
+    ax.barh(np.arange(len(rows)), rows["speedup"], color=colors)
+    ax.set_yticks(np.arange(len(rows)), labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.axvline(1.0, color="black", lw=1)
+    ax.axvline(0.9, color="gray", lw=1, ls="--")
+    ax.set_xlabel("speedup = native time / Triton time (higher is better)")
+    ax.set_title(f"Triton vs native — {_source(df)}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def roofline_scatter(df: pd.DataFrame, peaks: Peaks) -> Figure:
+    """Achieved TFLOP/s against arithmetic intensity, under the measured bandwidth and compute roofs."""
+    rows = df[df["ms"].notna() & (df["bytes"] > 0)]
+    fig, ax = plt.subplots(figsize=(7, 5))
+    intensity = (rows["flops"] / rows["bytes"]).tolist() or [0.1, 100.0]
+    xs = np.logspace(np.log10(max(min(intensity) / 4, 1e-3)), np.log10(max(max(intensity) * 4, 10.0)), 100)
+    for dtype in sorted(set(rows["dtype"])) or ["bf16"]:
+        ax.plot(xs, np.minimum(xs * peaks.gbps / 1e3, peaks.flops_peak(dtype)), lw=1, label=f"roof {dtype}")
+    for impl, group in rows.groupby("impl"):
+        ax.scatter(group["flops"] / group["bytes"], group["tflops"], s=18,
+                   marker="o" if impl == "native" else "^", label=impl)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("arithmetic intensity (FLOP / byte)")
+    ax.set_ylabel("TFLOP/s")
+    ax.set_title(f"Roofline ({peaks.gbps:.0f} GB/s measured) — {_source(df)}", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def latency_vs_size(df: pd.DataFrame, op: str) -> Figure:
+    """Kernel time of native and Triton against bytes moved, for one op (all its cases and dtypes)."""
+    rows = df[(df["op"] == op) & df["ms"].notna()].sort_values("bytes")
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for (impl, dtype), group in rows.groupby(["impl", "dtype"]):
+        ax.errorbar(group["bytes"], group["ms"] * 1e3,
+                    yerr=[(group["ms"] - group["ms_p20"]) * 1e3, (group["ms_p80"] - group["ms"]) * 1e3],
+                    marker="o", ms=4, capsize=2, label=f"{impl} {dtype}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("bytes moved (cost model)")
+    ax.set_ylabel("kernel time (µs, median with p20–p80)")
+    ax.set_title(f"{op}: latency vs size — {_source(df)}", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def history(rows: pd.DataFrame, title: str = "") -> Figure:
+    """Kernel time of one (op, case, dtype) across runs, one line per impl, labelled by commit."""
+    rows = rows.sort_values("timestamp")
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for impl, group in rows.groupby("impl"):
+        ax.plot(np.arange(len(group)), group["ms"] * 1e3, marker="o", label=impl)
+        ax.set_xticks(np.arange(len(group)), [str(c)[:8] for c in group["commit"]], rotation=45, fontsize=7)
+    ax.set_ylabel("kernel time (µs)")
+    ax.set_xlabel("commit (oldest first)")
+    ax.set_title(title or f"history — {_source(rows)}", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
