@@ -2,7 +2,7 @@
 
 The panel holds no logic of its own: each button calls a package function (`worker.run` for Check
 and Profile, `promotion.promote` for Promote, `views` for tables and figures) and keeps what it
-returned in attributes (`check_result`, `check_table`, `profile_result`, `comparison`, `figure`,
+returned in attributes (`check_result`, `check_table`, `profile_result`, `comparison`, `figures`,
 `promotion`, `error`, `history`) that tests and notebook cells can read.
 
 Runs happen in a background thread (``background=True``, the default), so the notebook kernel stays
@@ -54,7 +54,7 @@ class PortingPanel:
         self.check_table = None
         self.profile_result: worker.RunResult | None = None
         self.comparison = None
-        self.figure = None
+        self.figures: dict = {}  # name -> matplotlib Figure of the last profile
         self.promotion = None
         self.error: dict | None = None  # {"action", "status", "summary", "traceback"} of the last failure
         self.history: list[dict] = []
@@ -106,7 +106,7 @@ class PortingPanel:
         self.progress_label = w.Label("")
         self.check_html = w.HTML()
         self.comparison_html = w.HTML()
-        self.figure_image = w.Image(format="png", layout=w.Layout(max_width="100%"))
+        self.figure_tabs = w.Tab()
         self.promotion_html = w.HTML()
         self.error_html = w.HTML()
         self.traceback_html = w.HTML()
@@ -134,7 +134,7 @@ class PortingPanel:
             self.error_html, self.traceback_fold,
             section("Correctness", self.check_html),
             section("Side by side", self.comparison_html),
-            section("Figure", self.figure_image),
+            section("Figures", self.figure_tabs),
             section("Promotion", self.promotion_html),
             section("History", self.history_html),
         ])
@@ -255,11 +255,14 @@ class PortingPanel:
         result = self._run("profile")
         self.profile_result = result
         if result.bench is not None:
-            self.comparison = views.side_by_side(result.bench)
+            self.comparison = views.comparison_table(result.bench)
             self.comparison_html.value = views.table_html(
                 self.comparison, f"{self.op.value} on {self.backend.properties().name}: ms and speedup vs native")
-            self.figure = views.comparison_figure(result.bench)
-            self.figure_image.value = views.figure_png(self.figure)
+            self.figures = views.comparison_figures(result.bench)
+            self.figure_tabs.children = [widgets.Image(value=views.figure_png(f), format="png",
+                                                       layout=widgets.Layout(max_width="900px"))
+                                         for f in self.figures.values()]
+            self.figure_tabs.titles = tuple(self.figures)
         self._record("profile", result.status, result.summary, result)
 
     def _do_promote(self) -> None:

@@ -104,19 +104,10 @@ def _footer(op: str, backend: str, checked_on: str, new_op: bool, source_name: s
     return "\n".join(lines) + "\n"
 
 
-def failure_reason(row) -> str:
-    """Why one correctness row failed, in words."""
-    if row.get("error"):
-        return str(row["error"])
-    if row.get("dtype_match") is False:
-        return "output dtype or shape differs from the native op's"
-    if row.get("nonfinite_match") is False:
-        return "NaN/Inf positions differ from the reference"
-    return f"rel_err {row['rel_err']:.3g} (tol {row['tol']:g}), elementwise ok: {row['elementwise_ok']}"
-
-
 def _failure_lines(table, limit: int = 5) -> str:
     from workbench.profiling.correctness import failures
+
+    from .views import failure_reason
 
     failed = failures(table)
     shown = [f"  {row['case']} {row['dtype']}: {failure_reason(row)}" for _, row in failed.head(limit).iterrows()]
@@ -144,9 +135,10 @@ def _write_atomically(path: Path, text: str) -> None:
 
 
 def _default_store():
-    from workbench.profiling.store import ResultStore, default_path
+    from workbench.profiling import ResultStore
+    from workbench.regression import default_store_path
 
-    return ResultStore(default_path())
+    return ResultStore(default_store_path())
 
 
 def promote(candidate_file: str | Path, op: str, backend: str | None = None, force: bool = False, *,
@@ -255,7 +247,10 @@ def promote(candidate_file: str | Path, op: str, backend: str | None = None, for
                 from workbench.profiling.store import ResultStore
 
                 store = ResultStore(store)
-            promo.baseline_run = store.append(verify.bench, kind="bench")
+            from workbench.regression import BASELINE_KIND
+
+            promo.baseline_run = store.append(verify.bench.drop(columns=["traceback"], errors="ignore"),
+                                              kind=BASELINE_KIND)
     except BaseException as e:
         if backup is not None:
             os.replace(backup, target)

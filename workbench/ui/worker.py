@@ -165,7 +165,7 @@ def run(task: str, candidate: str | Path, op: str, *, cases: Iterable[str] = ("q
         dtypes: Iterable[str] = ("fp32",), seed: int | None = None, timeout: float = 300.0,
         memory_limit: int | None | str = "auto", backend: str | None = None,
         target_backend: str | None = None, module_name: str | None = None, root: str | Path | None = None,
-        bench: bool = False, replacing: bool = False, on_progress: ProgressCallback | None = None, progress: bool = True) -> RunResult:
+        bench: bool = False, replacing: bool = False, rep_ms: float | None = None, on_progress: ProgressCallback | None = None, progress: bool = True) -> RunResult:
     """Run `task` on the candidate file in a fresh worker process and return what happened.
 
     backend: the backend the worker binds to (default: this process's active backend).
@@ -173,6 +173,7 @@ def run(task: str, candidate: str | Path, op: str, *, cases: Iterable[str] = ("q
     module_name: ``verify`` only: the module name the file will have in the package.
     root: directory put first on the worker's PYTHONPATH (default: the tree of this `workbench`).
     bench: ``verify`` only: also bench the op for a perf baseline.
+    rep_ms: time budget of each bench measurement (default: what `workbench regress` uses on `backend`).
     replacing: ``check`` only: a candidate with SPEC may replace a registered op (promotion, force=True).
     memory_limit: bytes of address space, None for no cap, "auto" for `default_memory_limit`.
     on_progress(desc, n, total): called with the worker's progress; default: tqdm.auto bars.
@@ -184,6 +185,10 @@ def run(task: str, candidate: str | Path, op: str, *, cases: Iterable[str] = ("q
     if timeout <= 0:
         raise ValueError(f"timeout: expected seconds > 0, got {timeout}")
     bound = backends.active() if backend is None else backends.get(backend)
+    if rep_ms is None:
+        from workbench.regression import default_params
+
+        rep_ms = default_params(bound.name)["rep_ms"]
     if memory_limit == "auto":
         memory_limit = default_memory_limit(bound)
     relay = _TqdmRelay() if on_progress is None and progress else None
@@ -193,7 +198,7 @@ def run(task: str, candidate: str | Path, op: str, *, cases: Iterable[str] = ("q
         "task": task, "candidate": str(Path(candidate).resolve()), "op": op, "cases": list(cases),
         "dtypes": list(dtypes), "seed": seed, "backend": bound.name,
         "target_backend": target_backend or bound.name, "module_name": module_name, "bench": bench,
-        "replacing": replacing, "memory_limit": memory_limit, "result": str(rundir / "result.pkl"),
+        "replacing": replacing, "rep_ms": rep_ms, "memory_limit": memory_limit, "result": str(rundir / "result.pkl"),
         "progress": str(rundir / "progress.jsonl"),
     }
     (rundir / "request.json").write_text(json.dumps(request))
@@ -334,7 +339,7 @@ def _task_profile(req: dict) -> dict:
     from workbench.ui import candidate
 
     cand = candidate.load(req["candidate"], req["op"])
-    kwargs = dict(ops=[req["op"]], cases=req["cases"], dtypes=req["dtypes"])
+    kwargs = dict(ops=[req["op"]], cases=req["cases"], dtypes=req["dtypes"], rep_ms=req["rep_ms"], seed=req["seed"])
     frames = []
     if not cand.new_op:  # the op's current kernel first, in the same process, same device
         promoted = run_bench(**kwargs)
@@ -371,7 +376,8 @@ def _task_verify(req: dict) -> dict:
     if req["bench"]:
         from workbench.profiling import bench as run_bench
 
-        out["bench"] = run_bench(ops=[op], cases=req["cases"][:1], dtypes=req["dtypes"])
+        out["bench"] = run_bench(ops=[op], cases=req["cases"], dtypes=req["dtypes"], rep_ms=req["rep_ms"],
+                                 seed=req["seed"])
     return out
 
 
