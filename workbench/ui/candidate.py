@@ -62,7 +62,7 @@ def check_op_name(op: str) -> str:
     return op
 
 
-def _signature_problem(fn: Callable, registered: Callable) -> str | None:
+def signature_problem(fn: Callable, registered: Callable) -> str | None:
     """None when `fn` takes the same parameters (names, kinds, defaults) as `registered`."""
     try:
         got, want = inspect.signature(fn), inspect.signature(registered)
@@ -116,7 +116,7 @@ def load(path: str | Path, op: str, module_name: str | None = None, replacing: b
             raise CandidateError(
                 f"candidate {Path(path).name}: op {op!r} is not registered, so the file must declare "
                 f"SPEC = OpSpec(name={op!r}, impl={op}, ...) for the new op; registered ops: {sorted(opspec.REGISTRY)}")
-        problem = _signature_problem(fn, registered.impl)
+        problem = signature_problem(fn, registered.impl)
         if problem:
             raise CandidateError(f"candidate {Path(path).name}: {op}() {problem}")
         return Candidate(op, Path(path), module, fn, new_op=False, spec=registered)

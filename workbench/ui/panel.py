@@ -91,7 +91,8 @@ class PortingPanel:
         self.cases = w.ToggleButtons(options=list(opspec.CASE_SETS), value=cases, description="cases")
         self.source = w.Textarea(placeholder="candidate source: the op's wrapper (named after the op), its "
                                  "kernels, and SPEC = OpSpec(...) for a new op",
-                                 layout=w.Layout(width="100%", height="260px", font_family="monospace"))
+                                 layout=w.Layout(width="100%", height="260px"))
+        self.source.add_class("wb-code")
         self.file = w.Text(description="file", placeholder="or a candidate .py file",
                            layout=w.Layout(width="60%"))
         self.load_button = w.Button(description="Load file")
@@ -122,7 +123,9 @@ class PortingPanel:
         def section(title, *children):
             return w.VBox([w.HTML(f"<h4 style='margin:6px 0 2px'>{title}</h4>"), *children])
 
+        css = w.HTML("<style>.wb-code textarea{font-family:monospace;font-size:12px}</style>")
         self.widget = w.VBox([
+            css,
             w.HBox([self.op, w.Label("backend"), *self.backend_buttons.values()]),
             self.backend_note,
             w.HBox([w.Label("dtypes"), *self.dtype_boxes.values(), self.cases]),

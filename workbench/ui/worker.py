@@ -16,8 +16,9 @@ result from a pickle it writes atomically at the end. Whatever the worker does, 
 
 Tasks: ``check`` (correctness of the candidate on the case sets and dtypes), ``profile`` (bench of
 native vs candidate vs the op's current promoted kernel, in one process) and ``verify`` (promotion:
-load the file under its final module name so that its registration footer runs, then check it, and
-bench it for the baseline).
+import ``workbench.ops`` from a staged copy of the package that already holds the new module, so
+that its registration footer runs as it will for everyone, then check it and bench it for the
+baseline).
 """
 
 from __future__ import annotations
@@ -170,7 +171,8 @@ def run(task: str, candidate: str | Path, op: str, *, cases: Iterable[str] = ("q
 
     backend: the backend the worker binds to (default: this process's active backend).
     target_backend: the backend the candidate is a variant for (default: `backend`); ``verify`` only.
-    module_name: ``verify`` only: the module name the file will have in the package.
+    module_name: ``verify`` only: the module name the new file has in the staged package (`candidate`
+      is then that staged file).
     root: directory put first on the worker's PYTHONPATH (default: the tree of this `workbench`).
     bench: ``verify`` only: also bench the op for a perf baseline.
     rep_ms: time budget of each bench measurement (default: what `workbench regress` uses on `backend`).
@@ -356,20 +358,24 @@ def _task_profile(req: dict) -> dict:
 
 
 def _task_verify(req: dict) -> dict:
-    """Load the file as the package module it will become; its footer must register it."""
+    """Import the staged package the way every later process will; the new module must register itself."""
+    import importlib
+
     from workbench.ops import spec as opspec
     from workbench.profiling import check
-    from workbench.ui import candidate
+    from workbench.ui.candidate import signature_problem
 
     op, active, target = req["op"], req["backend"], req["target_backend"]
-    module = candidate.load_module(req["candidate"], req["module_name"])
+    module = importlib.import_module(req["module_name"])  # already imported by workbench.ops' discovery
     fn = getattr(module, op, None)
     spec = opspec.REGISTRY.get(op)
-    if spec is None or fn is None:
-        raise RuntimeError(f"importing {req['module_name']} did not register op {op!r}")
-    registered = spec.variants.get(target, spec.impl)
-    if registered is not fn:
-        raise RuntimeError(f"importing {req['module_name']} did not make {op}() the {target} implementation")
+    if spec is None or fn is None or spec.variants.get(target, spec.impl) is not fn:
+        raise RuntimeError(f"importing workbench.ops did not make {req['module_name']}.{op}() the {target} "
+                           f"implementation of op {op!r}")
+    if target in spec.variants:
+        problem = signature_problem(fn, spec.impl)
+        if problem:
+            raise RuntimeError(f"{op}() {problem}")
     if target != active:  # a variant for another backend is checked here, on the backend we have
         spec.variants[active] = fn
     out = {"check": check(ops=[op], cases=req["cases"], dtypes=req["dtypes"], seed=req["seed"])}
