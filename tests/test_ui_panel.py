@@ -7,7 +7,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import pytest  # noqa: E402
-from helpers import CANDIDATES, shared_cache  # noqa: E402
+from helpers import CANDIDATES, git, git_status, repo_copy, shared_cache  # noqa: E402
 
 from workbench import backends  # noqa: E402
 
@@ -58,30 +58,39 @@ def test_check_then_profile_side_by_side():
 
 
 def test_failures_are_readable_and_earlier_results_stay():
-    panel = PortingPanel(op="rms_norm", source=GOOD, background=False)
-    panel.check_button.click()
-    shown = panel.check_html.value
-    panel.source.value = "def rms_norm(x, weight=None, eps=1e-6):\n    raise RuntimeError('boom')\n"
-    panel.check_button.click()
-    assert panel.error["status"] == "failed" and "RuntimeError: boom" in panel.error["summary"]
-    assert "Traceback" in panel.error["traceback"] and "boom" in panel.traceback_html.value
-    assert panel.traceback_fold.selected_index is None  # folded until opened
-    assert "RuntimeError: boom" in panel.error_html.value
-    assert shown != panel.check_html.value and "FAIL" in panel.check_html.value
-    assert panel.history[0]["status"] == "ok" and panel.history[0]["result"].passed  # the first run is kept
-    assert not panel.check_button.disabled  # usable again
-
-
-def test_background_run_leaves_the_caller_free():
     panel = PortingPanel(op="rms_norm", source=WRONG, background=True)
     panel.check_button.click()
-    assert panel.busy and panel.check_button.disabled
+    assert panel.busy and panel.check_button.disabled  # the caller is free while the worker runs
     panel.profile_button.click()  # ignored while busy, with a message
     assert "busy" in panel.status.value
     panel.wait(120)
     assert not panel.busy and [h["action"] for h in panel.history] == ["check"]
     assert panel.error["status"] == "failed" and "rel_err" in panel.error["summary"]
-    assert (panel.check_table["result"] == "FAIL").all()
+    shown = panel.check_html.value
+    assert (panel.check_table["result"] == "FAIL").all() and "FAIL" in shown
+
+    panel.source.value = "def rms_norm(x, weight=None, eps=1e-6):\n    raise RuntimeError('boom')\n"
+    panel.check_button.click()
+    panel.wait(120)
+    assert panel.error["status"] == "failed" and "RuntimeError: boom" in panel.error["summary"]
+    assert "Traceback" in panel.error["traceback"] and "boom" in panel.traceback_html.value
+    assert panel.traceback_fold.selected_index is None  # folded until opened
+    assert "RuntimeError: boom" in panel.error_html.value
+    assert panel.history[0]["result"].check is not None  # the first run is kept
+    assert not panel.check_button.disabled  # usable again
+
+
+def test_promote_refusal_is_shown_and_writes_nothing(tmp_path):
+    repo = repo_copy(tmp_path / "repo")
+    target = repo / "workbench" / "ops" / "variants" / f"rms_norm_{backends.active().name}.py"
+    target.write_text((CANDIDATES / "rms_norm_rows.py").read_text())
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "a promoted variant")
+    panel = PortingPanel(op="rms_norm", source=GOOD, background=False, promote_root=repo)
+    panel.promote_button.click()
+    assert panel.error["status"] == "refused" and "exists" in panel.error["summary"]
+    assert "refused" in panel.promotion_html.value and not panel.promotion.written
+    assert git_status(repo) == ""
 
 
 def test_missing_source_is_an_error_not_a_crash():

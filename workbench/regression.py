@@ -97,8 +97,12 @@ def configure(backend: str | None = None, ops=None, cases=None, check_cases=None
 
         for name in ops:
             opspec.get(name)  # unknown names fail here, before anything runs
-    if baseline not in ("store", "update", "none") and not str(baseline).strip():
-        raise ValueError(f"baseline: expected 'store', 'update', 'none' or a run id, got {baseline!r}")
+    store = str(store or default_store_path())
+    if baseline not in ("store", "update", "none"):
+        from workbench.profiling import ResultStore
+
+        if baseline not in set(ResultStore(store).runs()["run_id"]):
+            raise ValueError(f"baseline: expected 'store', 'update', 'none' or a run id in {store}, got {baseline!r}")
     defaults = default_params(chosen.name)
 
     def listed(value, key):
@@ -113,7 +117,7 @@ def configure(backend: str | None = None, ops=None, cases=None, check_cases=None
                  threshold=_optional_float(defaults["threshold"] if threshold is None else threshold),
                  min_speedup=_optional_float(min_speedup),
                  rep_ms=float(defaults["rep_ms"] if rep_ms is None else rep_ms),
-                 store=str(store or default_store_path()), output_dir=str(output_dir), seed=seed)
+                 store=store, output_dir=str(output_dir), seed=seed)
     Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
     return cfg
 
