@@ -47,13 +47,6 @@ def test_variant_is_written_registered_and_baselined_then_guarded(repo, tmp_path
     baseline = ResultStore(store).history("baseline")
     assert set(baseline["impl"]) == {"native", backend} and set(baseline["op"]) == {"rms_norm"}
 
-    # the package, imported fresh, runs the promoted variant on this backend
-    probe = ("from workbench.ops import REGISTRY; s = REGISTRY['rms_norm']; "
-             f"print(s.implementation('{backend}').__module__, s.status['{backend}'])")
-    out = subprocess.run([sys.executable, "-c", probe], cwd=repo, capture_output=True, text=True, check=True,
-                         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(repo), "WORKBENCH_BACKEND": backend})
-    assert out.stdout.split() == [f"workbench.ops.variants.rms_norm_{backend}", "promoted"]
-
     # the target exists: refused before any work, nothing changes (here through the command line: exit 1)
     before = target.read_text()
     assert main(["promote", str(CANDIDATES / "rms_norm_rows.py"), "--op", "rms_norm", "--root", str(repo),

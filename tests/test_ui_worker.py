@@ -6,7 +6,6 @@ import textwrap
 
 import pandas as pd
 import pytest
-from helpers import CANDIDATES
 
 from workbench.ui import candidate, worker
 
@@ -23,16 +22,6 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
-
-
-def test_check_in_a_worker_returns_the_table_and_progress():
-    events = []
-    result = worker.run("check", CANDIDATES / "rms_norm_rows.py", "rms_norm", cases=["quick"], dtypes=["fp32"],
-                        on_progress=lambda desc, n, total: events.append((desc, n, total)))
-    assert result.status == "ok" and result.passed, (result.summary, result.traceback)
-    assert len(result.check) == 2 and set(result.check["variant"]) == {result.check["backend"].iloc[0]}
-    assert events and events[-1] == ("check", 2, 2)
-    assert result.info["registered_in"].endswith("rms_norm.py")
 
 
 def test_abort_is_reported_as_a_crash(tmp_path):
