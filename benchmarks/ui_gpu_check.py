@@ -76,7 +76,6 @@ def parent_still_works() -> bool:
     import torch
 
     import workbench.ops as ops
-
     from workbench import backends
 
     device = backends.active().device()

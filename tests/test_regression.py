@@ -62,3 +62,15 @@ def test_cpu_defaults_do_not_judge_interpreter_timings(cfg):
     assert cfg.threshold is None and regression.default_params("cuda")["threshold"] == 0.1
     with pytest.raises(ValueError, match="baseline: expected"):
         regression.configure(baseline="no-such-run", store=cfg.store, output_dir=cfg.output_dir)
+
+
+def test_failure_reasons_read_numpy_bools_and_missing_values():
+    import numpy as np
+
+    from workbench.ui.views import failure_reason
+
+    assert failure_reason({"error": "RuntimeError: x"}) == "RuntimeError: x"
+    assert "dtype or shape" in failure_reason({"error": "", "dtype_match": np.False_})
+    assert "NaN/Inf" in failure_reason({"error": float("nan"), "dtype_match": True, "nonfinite_match": np.False_})
+    assert failure_reason({"error": "", "dtype_match": None, "nonfinite_match": True, "rel_err": 0.5, "tol": 0.01,
+                           "elementwise_ok": False}).startswith("rel_err 0.5")

@@ -272,26 +272,30 @@ def write_report(cfg: Config, check_df: pd.DataFrame, bench_df: pd.DataFrame, co
     meta = run_metadata()
     verdict = "FAIL" if found else "PASS"
     color = "#b00020" if found else "#137333"
+    dirty = " (dirty)" if meta["dirty"] else ""
+    source = (f"{html.escape(meta['device'])} · backend {cfg.backend} · torch {meta['torch']} · "
+              f"triton {meta['triton']} · commit {meta['commit'][:12]}{dirty} · {meta['timestamp']}")
+    scope = (f"bench cases {cfg.cases} × {cfg.dtypes}; check cases {cfg.check_cases} × {cfg.check_dtypes}; "
+             f"ops {cfg.ops or 'all'}; baseline {cfg.baseline!r}, {_threshold_words(cfg)}; "
+             f"store {html.escape(cfg.store)}; runs {html.escape(json.dumps(run_ids or {}))}")
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>workbench regression</title></head>",
         "<body style='font-family:sans-serif;max-width:1400px;margin:auto'>",
         f"<h1>workbench regression: <span style='color:{color}'>{verdict}</span></h1>",
-        f"<p>{html.escape(meta['device'])} · backend {cfg.backend} · torch {meta['torch']} · triton "
-        f"{meta['triton']} · commit {meta['commit'][:12]}{' (dirty)' if meta['dirty'] else ''} · {meta['timestamp']}</p>",
-        f"<p><small>bench cases {cfg.cases} × {cfg.dtypes}; check cases {cfg.check_cases} × {cfg.check_dtypes}; "
-        f"ops {cfg.ops or 'all'}; baseline {cfg.baseline!r}, {_threshold_words(cfg)}; store "
-        f"{html.escape(cfg.store)}; runs {html.escape(json.dumps(run_ids or {}))}</small></p>",
+        f"<p>{source}</p>",
+        f"<p><small>{scope}</small></p>",
     ]
     if found:
         parts.append("<h2>Problems</h2><ul>" + "".join(f"<li>{html.escape(p)}</li>" for p in found) + "</ul>")
     parts.append(table_html(correctness_summary(check_df), "Correctness (per op)"))
     table = side_by_side(bench_df)
-    parts.append("<h2>Side by side</h2>" + table_html(table.drop(columns=["error"]) if (table["error"].fillna("") == "").all()
-                                                     else table))
+    if (table["error"].fillna("") == "").all():
+        table = table.drop(columns=["error"])
+    parts.append("<h2>Side by side</h2>" + table_html(table))
     if len(comparison):
         shown = comparison[["op", "impl", "case", "dtype", "ms_base", "ms", "change", "noise_ms", "regressed"]]
-        verdicts = shown["regressed"].map({True: "regression", False: "ok" if cfg.threshold is not None
-                                                                         else "not judged"})
+        unflagged = "ok" if cfg.threshold is not None else "not judged"
+        verdicts = shown["regressed"].map({True: "regression", False: unflagged})
         parts.append(f"<h2>Against the baseline</h2><p>{_threshold_words(cfg)}</p>" + table_html(
             shown.assign(change=shown["change"].map("{:+.0%}".format), regressed=verdicts)))
     else:

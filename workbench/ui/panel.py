@@ -241,16 +241,17 @@ class PortingPanel:
         self.check_result = result
         if result.check is not None:
             self.check_table = views.correctness_table(result.check)
-            failed = (self.check_table["result"] == "FAIL").sum()
+            counts = self.check_table["result"].value_counts()
             self.check_html.value = views.table_html(
-                self.check_table, f"{self.op.value} on {self.backend.name}: {len(self.check_table) - failed} "
-                f"of {len(self.check_table)} rows not failing ({result.seconds:.1f} s)")
+                self.check_table, f"{self.op.value} on {self.backend.name}: {counts.get('pass', 0)} passed, "
+                f"{counts.get('FAIL', 0)} failed, {counts.get('skipped', 0)} skipped ({result.seconds:.1f} s)")
         if result.ok and not result.passed:
             failed = views.failed_rows(result.check)
-            first = failed.iloc[0] if len(failed) else None
+            first = failed.iloc[0]
+            trace = first.get("traceback")
             self._record("check", "failed", f"{len(failed)} of {len(result.check)} rows failed; first: "
-                         f"{first['case']} {first['dtype']}: {views.failure_reason(first)}" if first is not None
-                         else "no case ran", result, trace=(first.get("traceback") or "") if first is not None else "")
+                         f"{first['case']} {first['dtype']}: {views.failure_reason(first)}", result,
+                         trace=trace if isinstance(trace, str) else "")
             return
         self._record("check", result.status, result.summary, result)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import io
+import math
 
 import numpy as np
 import pandas as pd
@@ -18,13 +19,19 @@ _STYLE = ("<style>.wb-table{border-collapse:collapse;font:12px monospace}"
           ".wb-ok{color:#137333}</style>")
 
 
+def _is_false(value) -> bool:
+    """False, numpy's False included; None and NaN (not measured) are not False."""
+    return value is not None and not (isinstance(value, float) and math.isnan(value)) and not bool(value)
+
+
 def failure_reason(row) -> str:
     """Why one correctness row failed, in words."""
-    if row.get("error"):
-        return str(row["error"])
-    if row.get("dtype_match") is False:
+    error = row.get("error")
+    if isinstance(error, str) and error:
+        return error
+    if _is_false(row.get("dtype_match")):
         return "output dtype or shape differs from the native op's"
-    if row.get("nonfinite_match") is False:
+    if _is_false(row.get("nonfinite_match")):
         return "NaN/Inf positions differ from the reference"
     return f"rel_err {row['rel_err']:.3g} (tol {row['tol']:g}), elementwise ok: {row['elementwise_ok']}"
 
@@ -39,7 +46,7 @@ def correctness_table(check: pd.DataFrame) -> pd.DataFrame:
     """One row per (case, dtype): what ran, its error against the reference, pass/fail and why."""
     rows = []
     for _, row in check.iterrows():
-        if row.get("skipped"):
+        if isinstance(row.get("skipped"), str) and row["skipped"]:
             verdict, why = "skipped", row["skipped"]
         elif row.get("passed"):
             verdict, why = "pass", ""
@@ -54,7 +61,7 @@ def correctness_table(check: pd.DataFrame) -> pd.DataFrame:
 def table_html(df: pd.DataFrame, caption: str = "") -> str:
     """An HTML table with failures highlighted (cells holding FAIL / regression)."""
     def mark(value):
-        text = "" if value is None or (isinstance(value, float) and value != value) else value
+        text = "" if value is None or (isinstance(value, float) and math.isnan(value)) else value
         if isinstance(text, float):
             text = f"{text:.4g}"
         text = html.escape(str(text))

@@ -23,6 +23,7 @@ baseline).
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
@@ -154,7 +155,7 @@ def classify_rows(table: pd.DataFrame | None) -> tuple[str, str] | None:
     errors = table["error"].fillna("").astype(str)
     for status, needles, what in (("crashed", _CONTEXT_LOST, "the device context was lost"),
                                   ("oom", _OOM, "out of memory")):
-        hit = errors[errors.apply(lambda e: any(n in e for n in needles))]
+        hit = errors[[any(n in e for n in needles) for e in errors]]
         if len(hit):
             first = table.loc[hit.index[0]]
             return status, (f"{what} in {len(hit)} of {len(table)} rows (first: {first.get('case')} "
@@ -280,7 +281,7 @@ def _report_progress(path: str) -> None:
 
     class FileProgress(tqdm.std.tqdm):
         def __init__(self, *args, **kwargs):
-            kwargs.update(disable=False, file=open(os.devnull, "w"), mininterval=0.2)
+            kwargs.update(disable=False, file=io.StringIO(), mininterval=0.2)  # display() below writes
             super().__init__(*args, **kwargs)
 
         def display(self, msg=None, pos=None):
@@ -336,12 +337,13 @@ def _task_check(req: dict) -> dict:
 
 
 def _task_profile(req: dict) -> dict:
-    from workbench.profiling import bench as run_bench
     from workbench.ops import spec as opspec
+    from workbench.profiling import bench as run_bench
     from workbench.ui import candidate
 
     cand = candidate.load(req["candidate"], req["op"])
-    kwargs = dict(ops=[req["op"]], cases=req["cases"], dtypes=req["dtypes"], rep_ms=req["rep_ms"], seed=req["seed"])
+    kwargs = {"ops": [req["op"]], "cases": req["cases"], "dtypes": req["dtypes"], "rep_ms": req["rep_ms"],
+              "seed": req["seed"]}
     frames = []
     if not cand.new_op:  # the op's current kernel first, in the same process, same device
         promoted = run_bench(**kwargs)
