@@ -151,6 +151,66 @@ def cmd_promote(args) -> int:
     print(result.message)
     return 0
 
+def cmd_comm_bench(args) -> int:
+    """Run under torchrun: every rank measures, rank 0 writes the CSV / PNG / store rows and prints."""
+    import os
+
+    import torch
+    import torch.distributed as dist
+
+    from workbench.comm import Communicator
+    from workbench.comm import bench as cb
+
+    rank = int(os.environ.get("RANK", "0"))
+    devices, clusters = _split(args.devices), _split(args.clusters)
+    comm = Communicator(devices[rank % len(devices)] if devices else None,
+                        cluster=clusters[rank % len(clusters)] if clusters else None, timeout=args.timeout)
+    failed = 0
+    if args.selfcheck:
+        from workbench.comm.selfcheck import selfcheck
+
+        checks = selfcheck(comm)
+        bad = checks[~checks["passed"]]
+        for row in bad.head(args.tracebacks).itertuples():
+            print(f"selfcheck rank {row.rank}: {row.op} {row.reduce} {row.dtype} {row.mode}: {row.detail}",
+                  file=sys.stderr)
+        counts = torch.tensor([len(bad), len(checks)], dtype=torch.int64)
+        dist.all_reduce(counts, group=comm.host_group)
+        failed = int(counts[0])
+        if rank == 0:
+            print(f"selfcheck ({cb.describe_clusters(comm)}): {int(counts[1]) - failed} passed, {failed} failed")
+    impls = (["raw"] if not args.no_raw else []) + ["comm"] + (["comm_checked"] if args.checked else [])
+    df = cb.bench(comm, collectives=_split(args.collectives) or cb.COLLECTIVES,
+                  sizes=cb.size_range(args.min_bytes, args.max_bytes, args.factor), dtype=args.dtype,
+                  impls=impls, reps=args.reps, min_time_s=args.min_time, progress=not args.no_progress)
+    if rank == 0:
+        command = f"torchrun --nproc_per_node={comm.world_size} -m workbench.cli {' '.join(sys.argv[1:])}"
+        df = df.assign(command=command)
+        if args.csv:
+            df.to_csv(args.csv, index=False)
+        if args.png:
+            import matplotlib.pyplot as plt
+
+            fig = cb.plot_busbw(df, cb.plot_title(df, command))
+            fig.savefig(args.png, dpi=110)
+            plt.close(fig)
+        if args.store:
+            from workbench.profiling.store import ResultStore
+
+            meta = df.iloc[0][["device", "backend", "torch", "triton", "commit", "dirty", "timestamp", "host"]]
+            print(f"stored run {ResultStore(args.store).append(df, 'comm', meta=meta.to_dict())} in {args.store}")
+        table = df.pivot_table(index=["op", "bytes", "case"], columns="impl",
+                               values=["busbw_gbps", "overhead"], sort=False)
+        table = table.dropna(axis=1, how="all")
+        table.columns = [f"{value}[{impl}]" for value, impl in table.columns]
+        with pd.option_context("display.width", 250, "display.max_rows", None, "display.float_format",
+                               "{:.4g}".format):
+            print(table.reset_index().drop(columns="bytes").to_string(index=False))
+            print(f"\n{cb.describe_clusters(comm)}, {df['device'].iloc[0]}, commit {str(df['commit'].iloc[0])[:10]}")
+            print(cb.summary(df).to_string(index=False))
+    comm.close()
+    return 1 if failed else 0
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="workbench", description=__doc__)
@@ -218,6 +278,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=1200.0, help="seconds per worker run")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_promote)
+
+    p = sub.add_parser("comm-bench", help="collective bus bandwidth, Communicator vs raw torch.distributed "
+                                          "(run under torchrun)")
+    p.add_argument("--collectives", nargs="+", help="default: all_reduce all_gather reduce_scatter broadcast "
+                                                     "all_to_all")
+    p.add_argument("--min-bytes", default="1K", help="smallest message, e.g. 1K (default 1K)")
+    p.add_argument("--max-bytes", default="1G", help="largest message, e.g. 64M (default 1G)")
+    p.add_argument("--factor", type=int, default=2, help="size step factor (default 2)")
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16", "int32"])
+    p.add_argument("--devices", nargs="+", help="device per rank, cycled: e.g. cuda,cuda,cpu for a "
+                                                 "heterogeneous job (default: detected backend)")
+    p.add_argument("--clusters", nargs="+", help="cluster key per rank, cycled (default: device type)")
+    p.add_argument("--checked", action="store_true", help="also time the Communicator with validation on")
+    p.add_argument("--no-raw", action="store_true", help="skip the raw torch.distributed baseline")
+    p.add_argument("--selfcheck", action="store_true", help="first check every operation's results")
+    p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--min-time", type=float, default=0.02, help="seconds per timed loop (sets iterations)")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds before a blocking call fails")
+    p.add_argument("--csv", help="rank 0 writes the table here")
+    p.add_argument("--png", help="rank 0 writes the busbw / overhead plot here")
+    p.add_argument("--store", help="rank 0 appends the rows to this ResultStore (SQLite file), kind 'comm'")
+    p.add_argument("--tracebacks", type=int, default=5, help="selfcheck failures to print per rank")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_comm_bench)
     return parser
 
 

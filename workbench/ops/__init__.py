@@ -9,6 +9,8 @@ from workbench import backends as _backends
 _backends.active()
 
 from . import add, exp, gelu, layer_norm, mm, mul, rms_norm, silu, softmax  # noqa: E402
+from . import add_rms_norm, argmax, cross_entropy, cumsum, embedding, log_softmax  # noqa: E402
+from . import rope, scaled_dot_product_attention, silu_and_mul, topk  # noqa: E402
 from .spec import CASE_SETS, REGISTRY, Case, Cost, OpSpec, get, register  # noqa: E402
 
 add = add.add
@@ -20,9 +22,21 @@ softmax = softmax.softmax
 rms_norm = rms_norm.rms_norm
 layer_norm = layer_norm.layer_norm
 mm = mm.mm
+scaled_dot_product_attention = scaled_dot_product_attention.scaled_dot_product_attention
+rope = rope.rope
+silu_and_mul = silu_and_mul.silu_and_mul
+add_rms_norm = add_rms_norm.add_rms_norm
+log_softmax = log_softmax.log_softmax
+cross_entropy = cross_entropy.cross_entropy
+argmax = argmax.argmax
+topk = topk.topk
+cumsum = cumsum.cumsum
+embedding = embedding.embedding
 
 __all__ = ["REGISTRY", "CASE_SETS", "Case", "Cost", "OpSpec", "get", "register",
            "add", "mul", "exp", "silu", "gelu", "softmax", "rms_norm", "layer_norm", "mm"]
+__all__ += ["scaled_dot_product_attention", "rope", "silu_and_mul", "add_rms_norm", "log_softmax", "cross_entropy",
+            "argmax", "topk", "cumsum", "embedding"]
 
 # Op modules not listed above (new ops written by `workbench promote`), then promoted backend variants.
 import importlib as _importlib  # noqa: E402

@@ -15,10 +15,13 @@ import triton.language as tl
 from workbench import backends
 
 from ._common import as_tensor_operand, check_same_device, check_tensor, new_output
+from ._launch import launch
 from .spec import Case, Cost, nbytes, randn
 
 MAX_DIMS = 4
-BLOCK = 1024  # elements per program on a GPU; the launch policy scales it
+# Elements per program: 1024 on a GPU, scaled up by the launch policy (the backend is fixed per process).
+BLOCK = 1024 * backends.active().policy.block_scale
+_FLAT = ([1, 1, 1], [[0] * MAX_DIMS, [0] * MAX_DIMS], True)  # sizes, strides, contiguous for flat launches
 
 
 @triton.jit
@@ -46,8 +49,9 @@ def _unary_kernel(x_ptr, out_ptr, n, s1, s2, s3, xs0, xs1, xs2, xs3,
 
 
 @triton.jit
-def _binary_kernel(a_ptr, b_ptr, out_ptr, n, s1, s2, s3, as0, as1, as2, as3, bs0, bs1, bs2, bs3, b_scale,
-                   FN: tl.constexpr, CONTIGUOUS: tl.constexpr, SCALE_B: tl.constexpr, BLOCK: tl.constexpr):
+def _binary_kernel(a_ptr, b_ptr, out_ptr, n, s1, s2, s3, as0, as1, as2, as3, bs0, bs1, bs2, bs3, b_scalar, b_scale,
+                   FN: tl.constexpr, CONTIGUOUS: tl.constexpr, B_SCALAR: tl.constexpr, SCALE_B: tl.constexpr,
+                   BLOCK: tl.constexpr):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < n
     if CONTIGUOUS:
@@ -57,7 +61,10 @@ def _binary_kernel(a_ptr, b_ptr, out_ptr, n, s1, s2, s3, as0, as1, as2, as3, bs0
         a_offs = _offsets(offs, s1, s2, s3, as0, as1, as2, as3)
         b_offs = _offsets(offs, s1, s2, s3, bs0, bs1, bs2, bs3)
     a = tl.load(a_ptr + a_offs, mask=mask).to(tl.float32)
-    b = tl.load(b_ptr + b_offs, mask=mask).to(tl.float32)
+    if B_SCALAR:  # a Python number, passed by value
+        b = b_scalar
+    else:
+        b = tl.load(b_ptr + b_offs, mask=mask).to(tl.float32)
     if SCALE_B:
         b = b * b_scale
     tl.store(out_ptr + offs, FN(a, b).to(out_ptr.dtype.element_ty), mask=mask)
@@ -92,11 +99,6 @@ def _layout(shape, operands):
     return sizes[1:], strides, contiguous, operands
 
 
-def _launch_grid(n: int) -> tuple[int, int]:
-    block = BLOCK * backends.active().policy.block_scale
-    return triton.cdiv(n, block), block
-
-
 def unary(fn, x: torch.Tensor, name: str = "x") -> torch.Tensor:
     """Apply the jit function `fn` (fp32 in, fp32 out) to every element of `x`."""
     check_tensor(name, x)
@@ -104,34 +106,52 @@ def unary(fn, x: torch.Tensor, name: str = "x") -> torch.Tensor:
     n = x.numel()
     if n == 0:
         return out
-    sizes, strides, contiguous, (x,) = _layout(x.shape, [x])
-    programs, block = _launch_grid(n)
-    _unary_kernel[(programs,)](x, out, n, *sizes, *strides[0], FN=fn, CONTIGUOUS=contiguous, BLOCK=block)
+    if x.is_contiguous():
+        sizes, strides, contiguous = _FLAT
+    else:
+        sizes, strides, contiguous, (x,) = _layout(x.shape, [x])
+    launch(_unary_kernel, (triton.cdiv(n, BLOCK),), x, out, n, *sizes, *strides[0], FN=fn,
+           CONTIGUOUS=contiguous, BLOCK=BLOCK)
     return out
 
 
 def binary(fn, a: torch.Tensor, b, b_scale=1, names=("input", "other")) -> torch.Tensor:
-    """`fn(a, b * b_scale)` elementwise with torch broadcasting and type promotion."""
+    """`fn(a, b * b_scale)` elementwise with torch broadcasting and type promotion.
+
+    A Python number `b` is passed to the kernel by value (no device tensor, as torch does); contiguous
+    same-shape tensors skip all layout work. Both keep the call path short for decode-sized ops.
+    """
     check_tensor(names[0], a)
-    b = as_tensor_operand(names[1], b, a)
-    check_tensor(names[1], b)
-    if b.dim() > 0:
-        check_same_device(**{names[0]: a, names[1]: b})
-    try:
-        shape = torch.broadcast_shapes(a.shape, b.shape)
-    except RuntimeError:
-        raise ValueError(
-            f"{names[1]}: shape {tuple(b.shape)} does not broadcast with {names[0]} shape {tuple(a.shape)}"
-        ) from None
-    out = new_output(shape, torch.result_type(a, b), a.device)
+    if isinstance(b, (int, float)) and not isinstance(b, bool):
+        out = new_output(a.shape, a.dtype, a.device)  # a float tensor with a Python number keeps its dtype
+        operands, b_scalar = [a], float(b)
+    else:
+        b = as_tensor_operand(names[1], b, a)
+        check_tensor(names[1], b)
+        if b.dim() > 0:
+            check_same_device(**{names[0]: a, names[1]: b})
+        if a.shape == b.shape:
+            shape = a.shape
+        else:
+            try:
+                shape = torch.broadcast_shapes(a.shape, b.shape)
+            except RuntimeError:
+                raise ValueError(f"{names[1]}: shape {tuple(b.shape)} does not broadcast with "
+                                 f"{names[0]} shape {tuple(a.shape)}") from None
+        out = new_output(shape, torch.result_type(a, b), a.device)
+        operands, b_scalar = [a, b], 0.0
     n = out.numel()
     if n == 0:
         return out
-    sizes, strides, contiguous, (a, b) = _layout(shape, [a.expand(shape), b.expand(shape)])
-    programs, block = _launch_grid(n)
-    _binary_kernel[(programs,)](
-        a, b, out, n, *sizes, *strides[0], *strides[1], float(b_scale),
-        FN=fn, CONTIGUOUS=contiguous, SCALE_B=b_scale != 1, BLOCK=block,
+    if all(t.shape == out.shape and t.is_contiguous() for t in operands):
+        sizes, strides, contiguous = _FLAT
+    else:
+        sizes, strides, contiguous, operands = _layout(out.shape, [t.expand(out.shape) for t in operands])
+    b_arg, b_strides = (operands[1], strides[1]) if len(operands) == 2 else (operands[0], [0] * MAX_DIMS)
+    launch(
+        _binary_kernel, (triton.cdiv(n, BLOCK),),
+        operands[0], b_arg, out, n, *sizes, *strides[0], *b_strides, b_scalar, float(b_scale),
+        FN=fn, CONTIGUOUS=contiguous, B_SCALAR=len(operands) == 1, SCALE_B=b_scale != 1, BLOCK=BLOCK,
     )
     return out
 

@@ -8,6 +8,7 @@ import triton.language as tl
 
 from . import _rows
 from ._common import check_same_device, check_tensor, new_output
+from ._launch import launch
 from ._norm_cases import norm_cases
 from .spec import Cost, OpSpec, nbytes, register
 
@@ -72,9 +73,10 @@ def layer_norm(x: torch.Tensor, normalized_shape, weight: torch.Tensor | None = 
     n = math.prod(shape)
     rows = _rows.as_rows(x.reshape(*x.shape[: x.dim() - len(shape)], n))
     block, one_tile = _rows.tile(n)
-    _layer_norm_kernel[(rows.shape[0],)](
+    launch(
+        _layer_norm_kernel, (rows.shape[0],),
         rows, weight if weight is not None else rows, bias if bias is not None else rows, out, n,
-        rows.stride(0), eps, HAS_WEIGHT=weight is not None, HAS_BIAS=bias is not None,
+        rows.stride(0), float(eps), HAS_WEIGHT=weight is not None, HAS_BIAS=bias is not None,
         BLOCK=block, ONE_TILE=one_tile, num_warps=_rows.row_warps(block),
     )
     return out

@@ -6,6 +6,7 @@ import triton.language as tl
 
 from . import _rows
 from ._common import check_same_device, check_tensor, new_output
+from ._launch import launch
 from ._norm_cases import norm_cases
 from .spec import Cost, OpSpec, nbytes, register
 
@@ -59,9 +60,9 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor | None = None, eps: float = 1
     rows = _rows.as_rows(x)
     n_rows, n = rows.shape
     block, one_tile = _rows.tile(n)
-    _rms_norm_kernel[(n_rows,)](rows, weight if weight is not None else rows, out, n, rows.stride(0), eps,
-                                HAS_WEIGHT=weight is not None, BLOCK=block, ONE_TILE=one_tile,
-                                num_warps=_rows.row_warps(block))
+    launch(_rms_norm_kernel, (n_rows,), rows, weight if weight is not None else rows, out, n, rows.stride(0),
+           float(eps), HAS_WEIGHT=weight is not None, BLOCK=block, ONE_TILE=one_tile,
+           num_warps=_rows.row_warps(block))
     return out
 
 

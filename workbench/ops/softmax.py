@@ -6,6 +6,7 @@ import triton.language as tl
 
 from . import _rows
 from ._common import check_tensor, new_output
+from ._launch import launch
 from .spec import Case, Cost, OpSpec, nbytes, randn, register
 
 
@@ -51,8 +52,8 @@ def softmax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
         rows = _rows.as_rows(moved)
         n_rows, n = rows.shape
         block, one_tile = _rows.tile(n)
-        _softmax_kernel[(n_rows,)](rows, out, n, rows.stride(0), n,
-                                   BLOCK=block, ONE_TILE=one_tile, num_warps=_rows.row_warps(block))
+        launch(_softmax_kernel, (n_rows,), rows, out, n, rows.stride(0), n,
+               BLOCK=block, ONE_TILE=one_tile, num_warps=_rows.row_warps(block))
     return out.movedim(-1, dim) if x.dim() else out
 
 
