@@ -138,6 +138,51 @@ def cmd_model(args) -> int:
     return 0
 
 
+def cmd_regress(args) -> int:
+    """Execute notebooks/regression.ipynb through papermill; exit 1 on any failure it reports."""
+    import datetime
+
+    from workbench import regression
+
+    out = args.out or f"out/regress/{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    params = {"backend": args.backend, "ops": _split(args.ops), "cases": _split(args.cases),
+              "check_cases": _split(args.check_cases), "dtypes": _split(args.dtype),
+              "check_dtypes": _split(args.check_dtype), "baseline": args.baseline, "threshold": args.threshold,
+              "min_speedup": args.min_speedup, "rep_ms": args.rep_ms, "store": args.store, "seed": args.seed}
+    result = regression.execute(params, out, notebook=args.notebook, cell_timeout=args.timeout,
+                                progress=not args.no_progress)
+    summary = result.summary or {}
+    for line in summary.get("problems", [])[:40]:
+        print(f"  {line}")
+    print(f"executed notebook: {result.notebook}")
+    if summary.get("report"):
+        print(f"report: {summary['report']} ({len(summary.get('plots', []))} plots in {result.output_dir / 'plots'})")
+    if result.ok:
+        print(f"regress: PASS ({summary.get('check_rows', '?')} check rows, {summary.get('bench_rows', '?')} "
+              f"bench rows, {summary.get('regressions', 0)} regressions)")
+        return 0
+    print(f"regress: FAIL: {result.error.splitlines()[0] if result.error else 'see the executed notebook'}",
+          file=sys.stderr)
+    return 1
+
+
+def cmd_promote(args) -> int:
+    _bind_backend(None)
+    from workbench.ui.promotion import PromotionError, promote
+
+    try:
+        result = promote(args.file, args.op, backend=args.backend, force=args.force, root=args.root,
+                         store=args.store, record_baseline=not args.no_baseline, timeout=args.timeout,
+                         progress=not args.no_progress)
+    except PromotionError as e:
+        print(f"workbench promote: {e}", file=sys.stderr)
+        run = e.promotion.verify or e.promotion.check
+        if run is not None and run.traceback:
+            print(run.traceback, file=sys.stderr)
+        return 1
+    print(result.message)
+    return 0
+
 def cmd_comm_bench(args) -> int:
     """Run under torchrun: every rank measures, rank 0 writes the CSV / PNG / store rows and prints."""
     import os
@@ -257,6 +302,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--phase", choices=["prefill", "decode"], default="prefill", help="bisect: throughput phase")
     p.add_argument("--ops", nargs="+", help="bisect: candidate ops (default: every op that served a call)")
     p.set_defaults(func=cmd_model)
+    p = sub.add_parser("regress", help="run notebooks/regression.ipynb (check + bench vs baseline) via papermill; "
+                                       "exit 1 on failure")
+    p.add_argument("ops", nargs="*", help="op names (default: all)")
+    p.add_argument("--backend", choices=["cpu", "cuda", "mlu"], help="default: detected (mlu > cuda > cpu)")
+    p.add_argument("--cases", nargs="+", help="bench case sets (default: quick on cpu, llm on a GPU)")
+    p.add_argument("--check-cases", nargs="+", help="correctness case sets (default: quick,edge; +llm on a GPU)")
+    p.add_argument("--dtype", nargs="+", help="bench dtypes (default: fp32 on cpu, bf16 on a GPU)")
+    p.add_argument("--check-dtype", nargs="+", help="correctness dtypes (default: fp32,bf16 on cpu; all on a GPU)")
+    p.add_argument("--baseline", default="store", help="store (default) | update | none | a run id")
+    p.add_argument("--threshold", type=float, help="relative slowdown vs baseline that fails (default: 0.1 on "
+                                                   "a GPU; on cpu interpreter timings are not judged)")
+    p.add_argument("--min-speedup", type=float, help="fail when a Triton kernel is below this speedup vs native")
+    p.add_argument("--rep-ms", type=float, help="time budget per measurement")
+    p.add_argument("--store", help="ResultStore path (default: $WORKBENCH_STORE or out/workbench.db)")
+    p.add_argument("--out", help="output folder (default: out/regress/<timestamp>)")
+    p.add_argument("--notebook", help="the regression notebook (default: notebooks/regression.ipynb)")
+    p.add_argument("--timeout", type=int, default=1800, help="seconds per notebook cell")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_regress)
+
+    p = sub.add_parser("promote", help="check a candidate kernel file and write it into the package")
+    p.add_argument("file", help="candidate .py file (format: workbench/ui/candidate.py)")
+    p.add_argument("--op", required=True, help="the op it implements (registered: a variant; new: needs SPEC)")
+    p.add_argument("--backend", choices=["cpu", "cuda", "mlu"],
+                   help="backend the variant is for (default: the detected one, where it is checked)")
+    p.add_argument("--force", action="store_true", help="replace an existing target, keeping a backup")
+    p.add_argument("--root", help="tree whose workbench/ package receives it (default: this one)")
+    p.add_argument("--store", help="ResultStore for the baseline (default: $WORKBENCH_STORE or out/workbench.db)")
+    p.add_argument("--no-baseline", action="store_true", help="do not bench and record a baseline")
+    p.add_argument("--timeout", type=float, default=1200.0, help="seconds per worker run")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_promote)
 
     p = sub.add_parser("comm-bench", help="collective bus bandwidth, Communicator vs raw torch.distributed "
                                           "(run under torchrun)")

@@ -60,3 +60,19 @@ __all__ += ["sub", "div", "neg", "pow", "rsqrt", "where", "masked_fill", "bmm", 
             "max", "index_select", "gather", "cat", "copy", "fill"]
 __all__ += ["scaled_dot_product_attention", "rope", "silu_and_mul", "add_rms_norm", "log_softmax", "cross_entropy",
             "argmax", "topk", "cumsum", "embedding"]
+
+# Op modules not listed above (new ops written by `workbench promote`), then promoted backend variants.
+import importlib as _importlib  # noqa: E402
+import pkgutil as _pkgutil  # noqa: E402
+import sys as _sys  # noqa: E402
+
+for _module in sorted(_pkgutil.iter_modules(__path__), key=lambda m: m.name):
+    if _module.name.startswith("_") or _module.name in ("spec", "variants") \
+            or f"{__name__}.{_module.name}" in _sys.modules:
+        continue
+    _loaded = _importlib.import_module(f"{__name__}.{_module.name}")
+    if callable(getattr(_loaded, _module.name, None)):  # `workbench.ops.<op>` is the op, as above
+        globals()[_module.name] = getattr(_loaded, _module.name)
+        __all__.append(_module.name)
+
+from . import variants  # noqa: E402,F401
