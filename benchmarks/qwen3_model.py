@@ -75,7 +75,7 @@ def main() -> int:
                    help="module fusions on the workbench side (headline: on); 'both' adds ATen-only runs "
                         "(prefill always, decode while the budget lasts)")
     p.add_argument("--no-bisect", action="store_true")
-    p.add_argument("--budget-s", type=float, default=150.0, help="start no optional step after this many seconds")
+    p.add_argument("--budget-s", type=float, default=130.0, help="start no optional step after this many seconds")
     args = p.parse_args()
     t0 = time.time()
     out = Path(args.out)
