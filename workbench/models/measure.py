@@ -196,8 +196,19 @@ class StaticDecoder:
         mod.current_stream().wait_stream(stream)
         self.prefill(ids)  # the warm-up wrote into the cache and buffers: start over
         graph = api.graph_cls()
-        with api.capture(graph):
-            self.step()
+        failure = None
+        try:
+            with api.capture(graph):
+                try:
+                    self.step()
+                except Exception as e:
+                    failure = e
+                    raise
+        except Exception as e:
+            # Ending an invalidated capture raises its own error: report the step's, which says why.
+            if failure is not None and e is not failure:
+                raise failure from e
+            raise
         self._graph = graph
 
     def run(self, ids: torch.Tensor) -> tuple[torch.Tensor, float]:

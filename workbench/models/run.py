@@ -274,13 +274,16 @@ def run_model(preset: str | torch.nn.Module = "tiny", backend: str | None = None
             results[side] = _run_side(model, ids, **kwargs)
         if side == "workbench":
             coverage = cov.table()
+        elif any(r["phase"] == "decode_graph" and r["note"] for r in results[side]["rows"]):
+            kwargs["graphs"] = None  # graphs on both sides or on neither
+            why_not = "graph capture failed on the native side"
     throughput = pd.DataFrame([dict(r, side=s) for s in SIDES for r in results[s]["rows"]])
     throughput = throughput[["phase", "side", "batch", "tokens", "ms", "tokens_per_s", "note"]]
     accuracy, agreement = _accuracy(results["native"], results["workbench"])
     from workbench.profiling.meta import run_metadata
 
     config = {"model": label, "mode": mode, "batch": batch, "prompt_len": prompt_len, "new_tokens": new_tokens,
-              "graphs": graphs is not None, "graphs_note": "" if graphs is not None else why_not,
+              "graphs": kwargs["graphs"] is not None, "graphs_note": "" if kwargs["graphs"] is not None else why_not,
               "include": list(include) if include is not None else "all",
               "exclude": list(exclude) if exclude is not None else "", "fuse": fuse, "seed": seed,
               "dtype": str(model.dtype).replace("torch.", ""), **run_metadata()}
