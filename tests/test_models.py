@@ -23,7 +23,7 @@ from workbench.models import (
 from workbench.ops import REGISTRY
 from workbench.profiling.store import ResultStore
 
-TINY = {"batch": 2, "prompt_len": 8, "new_tokens": 2, "warmup": 0, "reps": 1, "profile_steps": 1}
+TINY = {"batch": 2, "prompt_len": 8, "new_tokens": 2, "warmup": 0, "reps": 1, "decode_reps": 1, "profile_steps": 1}
 # Candidates for the bisection tests: a handful of the ops the tiny model calls, so that it stays quick
 BISECT_OPS = ["rms_norm", "silu_and_mul", "rope", "add_rms_norm", "mul", "add", "linear", "cat"]
 
@@ -93,10 +93,14 @@ def test_both_sides_run_and_agree(tiny_run):
     # random weights give near-tied logits: a few flips are expected, a wrong kernel agrees ~1/512 of the time
     assert acc["prompt_token_agreement"] >= 0.75 and acc["greedy_eager_token_agreement"] >= 0.5
     assert acc["greedy_graph_token_agreement"] >= 0.5
+    # the float32 twin: bf16 on either side is a little off exact, ours not much more than native
+    assert 0 < acc["native_vs_fp32_logits_rel_err"] < 2e-2 and acc["workbench_vs_fp32_logits_rel_err"] < 4e-2
+    assert tiny_run.config["fp32_reference"]
     native = tiny_run.tokens[("native", "tokens_eager")]
     assert native.shape == (2, 2) and torch.equal(native, tiny_run.tokens[("native", "tokens_graph")])
     assert set(tiny_run.agreement["kind"]) == {"prompt (teacher-forced)", "greedy decode_eager",
-                                               "greedy decode_graph"}
+                                               "greedy decode_graph", "prompt vs fp32 (native)",
+                                               "prompt vs fp32 (workbench)"}
 
 
 def test_coverage_and_profile(tiny_run):
