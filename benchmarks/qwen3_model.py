@@ -80,7 +80,7 @@ def main() -> int:
     p.add_argument("--no-bisect", action="store_true")
     p.add_argument("--no-fp32-reference", action="store_true",
                    help="skip the float32 twin both sides are also compared with (needs ~1.3x fp32 weights free)")
-    p.add_argument("--budget-s", type=float, default=130.0, help="start no optional step after this many seconds")
+    p.add_argument("--budget-s", type=float, default=160.0, help="start no optional step after this many seconds")
     args = p.parse_args()
     t0 = time.time()
     out = Path(args.out)
