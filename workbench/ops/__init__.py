@@ -21,5 +21,13 @@ rms_norm = rms_norm.rms_norm
 layer_norm = layer_norm.layer_norm
 mm = mm.mm
 
+from . import mlu as _mlu_variants  # noqa: E402,F401  (registers OpSpec.variants["mlu"])
+from .spec import dispatching as _dispatching  # noqa: E402
+
+# The public functions run the active backend's variant where one is registered (mlu on an MLU).
+for _name, _spec in REGISTRY.items():
+    if callable(globals().get(_name)):
+        globals()[_name] = _dispatching(_spec)
+
 __all__ = ["REGISTRY", "CASE_SETS", "Case", "Cost", "OpSpec", "get", "register",
            "add", "mul", "exp", "silu", "gelu", "softmax", "rms_norm", "layer_norm", "mm"]

@@ -8,6 +8,8 @@ with no index arithmetic.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import triton
 import triton.language as tl
@@ -97,21 +99,31 @@ def _launch_grid(n: int) -> tuple[int, int]:
     return triton.cdiv(n, block), block
 
 
-def unary(fn, x: torch.Tensor, name: str = "x") -> torch.Tensor:
-    """Apply the jit function `fn` (fp32 in, fp32 out) to every element of `x`."""
+@dataclass
+class Prepared:
+    """A validated elementwise call: the output and, unless it is empty, the layout to launch with."""
+
+    out: torch.Tensor
+    operands: list[torch.Tensor]  # expanded to the output shape, possibly made contiguous
+    sizes: list[int]  # sizes of merged dims 1..3 (dim 0 is implied by n)
+    strides: list[list[int]]  # per operand, 4 merged dims
+    contiguous: bool
+
+    @property
+    def n(self) -> int:
+        return self.out.numel()
+
+
+def prepare_unary(x: torch.Tensor, name: str = "x") -> Prepared:
+    """Validate `x` and allocate the output; shared by every unary launcher (generic, mlu)."""
     check_tensor(name, x)
     out = new_output(x.shape, x.dtype, x.device)
-    n = x.numel()
-    if n == 0:
-        return out
-    sizes, strides, contiguous, (x,) = _layout(x.shape, [x])
-    programs, block = _launch_grid(n)
-    _unary_kernel[(programs,)](x, out, n, *sizes, *strides[0], FN=fn, CONTIGUOUS=contiguous, BLOCK=block)
-    return out
+    sizes, strides, contiguous, operands = _layout(x.shape, [x]) if x.numel() else ([], [], True, [x])
+    return Prepared(out, operands, sizes, strides, contiguous)
 
 
-def binary(fn, a: torch.Tensor, b, b_scale=1, names=("input", "other")) -> torch.Tensor:
-    """`fn(a, b * b_scale)` elementwise with torch broadcasting and type promotion."""
+def prepare_binary(a: torch.Tensor, b, names=("input", "other")) -> Prepared:
+    """Validate, broadcast and type-promote two operands; shared by every binary launcher."""
     check_tensor(names[0], a)
     b = as_tensor_operand(names[1], b, a)
     check_tensor(names[1], b)
@@ -124,16 +136,34 @@ def binary(fn, a: torch.Tensor, b, b_scale=1, names=("input", "other")) -> torch
             f"{names[1]}: shape {tuple(b.shape)} does not broadcast with {names[0]} shape {tuple(a.shape)}"
         ) from None
     out = new_output(shape, torch.result_type(a, b), a.device)
-    n = out.numel()
-    if n == 0:
-        return out
-    sizes, strides, contiguous, (a, b) = _layout(shape, [a.expand(shape), b.expand(shape)])
-    programs, block = _launch_grid(n)
+    if out.numel() == 0:
+        return Prepared(out, [a, b], [], [], True)
+    sizes, strides, contiguous, operands = _layout(shape, [a.expand(shape), b.expand(shape)])
+    return Prepared(out, operands, sizes, strides, contiguous)
+
+
+def unary(fn, x: torch.Tensor, name: str = "x") -> torch.Tensor:
+    """Apply the jit function `fn` (fp32 in, fp32 out) to every element of `x`."""
+    p = prepare_unary(x, name)
+    if p.n == 0:
+        return p.out
+    programs, block = _launch_grid(p.n)
+    _unary_kernel[(programs,)](p.operands[0], p.out, p.n, *p.sizes, *p.strides[0], FN=fn,
+                               CONTIGUOUS=p.contiguous, BLOCK=block)
+    return p.out
+
+
+def binary(fn, a: torch.Tensor, b, b_scale=1, names=("input", "other")) -> torch.Tensor:
+    """`fn(a, b * b_scale)` elementwise with torch broadcasting and type promotion."""
+    p = prepare_binary(a, b, names)
+    if p.n == 0:
+        return p.out
+    programs, block = _launch_grid(p.n)
     _binary_kernel[(programs,)](
-        a, b, out, n, *sizes, *strides[0], *strides[1], float(b_scale),
-        FN=fn, CONTIGUOUS=contiguous, SCALE_B=b_scale != 1, BLOCK=block,
+        *p.operands, p.out, p.n, *p.sizes, *p.strides[0], *p.strides[1], float(b_scale),
+        FN=fn, CONTIGUOUS=p.contiguous, SCALE_B=b_scale != 1, BLOCK=block,
     )
-    return out
+    return p.out
 
 
 def unary_cost(x: torch.Tensor, *_, **__):

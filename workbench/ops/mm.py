@@ -59,7 +59,8 @@ def _configs(interpreted: bool):
 _mm = triton.autotune(configs=_configs(backends.active().interpreted), key=["M", "N", "K"])(_mm_kernel)
 
 
-def mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def prepare(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    """Validate; (output, whether a kernel must still fill it: False for empty or K=0 products)."""
     check_tensor("a", a)
     check_tensor("b", b)
     check_same_device(a=a, b=b)
@@ -71,12 +72,29 @@ def mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"b: expected {K} rows to match a's {K} columns, got shape {tuple(b.shape)}")
     c = new_output((M, N), a.dtype, a.device)
     if M == 0 or N == 0:
-        return c
+        return c, False
     if K == 0:
-        return c.zero_()
-    backend = backends.active()
-    upcast = a.dtype == torch.bfloat16 and not backend.capabilities.bf16_dot
-    precision = "tf32" if a.dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32 else "ieee"
+        return c.zero_(), False
+    return c, True
+
+
+def dot_options(dtype: torch.dtype, tf32_allowed: bool) -> tuple[bool, str]:
+    """(UPCAST, INPUT_PRECISION) for tl.dot on `dtype` operands on the active backend.
+
+    UPCAST: the backend cannot dot bf16 directly (the interpreter); tf32 only where torch allows it
+    for matmuls and the target supports it.
+    """
+    upcast = dtype == torch.bfloat16 and not backends.active().capabilities.bf16_dot
+    tf32 = dtype == torch.float32 and tf32_allowed and torch.backends.cuda.matmul.allow_tf32
+    return upcast, "tf32" if tf32 else "ieee"
+
+
+def mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    c, needed = prepare(a, b)
+    if not needed:
+        return c
+    (M, K), N = a.shape, b.shape[1]
+    upcast, precision = dot_options(a.dtype, tf32_allowed=True)
 
     def grid(meta):
         return (triton.cdiv(M, meta["BLOCK_M"]) * triton.cdiv(N, meta["BLOCK_N"]),)

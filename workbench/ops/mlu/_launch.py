@@ -1,0 +1,54 @@
+"""Launch sizing shared by the mlu-style kernels: one program per core, blocks sized from NRAM.
+
+The rules (shared/MLU_PORTING.md): the grid is the number of cores, not the number of tiles, and each
+program walks its tiles in a grid-stride loop; num_warps is 1 (one core per program) or 4 (a cluster
+of four cores per program, so a quarter as many programs); a block is limited by the NRAM of one
+core, not by registers, so blocks are large.
+
+Block sizes come from the same NRAM estimate the MLU launch-rules profile applies
+(workbench.profiling.launch_rules): the tiles a kernel loads plus its accumulators, each at its own
+element size. Kernels fill only NRAM_FILL of NRAM by that estimate, leaving the rest for what the
+estimate does not count (casts to fp32, masks, offsets) and for the compiler's double buffering.
+"""
+
+from __future__ import annotations
+
+import triton
+
+from workbench.backends import mlu_devices
+from workbench.backends.mlu_devices import MluDevice
+
+NRAM_FILL = 0.5
+MAX_TILE = 16384  # elements per tile: big enough to amortise each loop step, small enough to compile fast
+MIN_TILE = 1024  # 1-D tiles never shrink below this, even for tiny inputs
+
+
+def target() -> MluDevice:
+    """The MLU these kernels size their launches for (see workbench.backends.mlu_devices.target)."""
+    return mlu_devices.target()
+
+
+def pow2_floor(n: int) -> int:
+    return 1 << (max(1, int(n)).bit_length() - 1)
+
+
+def tile_elems(bytes_per_elem: float, cap: int = MAX_TILE, dev: MluDevice | None = None) -> int:
+    """Most elements per tile (a power of two, at most `cap`) whose live tiles, at `bytes_per_elem`
+    bytes per tile element in all, stay within NRAM_FILL of the target's NRAM."""
+    dev = dev or target()
+    return min(cap, pow2_floor(int(dev.nram_bytes * NRAM_FILL / bytes_per_elem)))
+
+
+def programs(tiles: int, num_warps: int = 1, dev: MluDevice | None = None) -> int:
+    """Programs to launch: one per core (per cluster of 4 with num_warps=4), never more than tiles."""
+    dev = dev or target()
+    return max(1, min(tiles, dev.cores // num_warps))
+
+
+def block_1d(n: int, bytes_per_elem: float, dev: MluDevice | None = None) -> int:
+    """A 1-D block for n elements: big enough that every core gets one tile at most when n is small,
+    never more than NRAM allows."""
+    dev = dev or target()
+    limit = tile_elems(bytes_per_elem, dev=dev)
+    per_core = triton.next_power_of_2(triton.cdiv(max(n, 1), dev.cores))
+    return min(limit, max(MIN_TILE, per_core))
