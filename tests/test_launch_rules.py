@@ -53,7 +53,7 @@ def test_a_kernel_within_the_rules_is_clean():
     assert v.empty and rules.clean
     launches = rules.launches()
     assert launches[["kernel", "grid", "num_warps", "tasks", "nram_kib"]].values.tolist() == [
-        ["copy_kernel", (4, 1, 1), 1, 4, 4.0]]  # one fp32 tile of 1024 loaded
+        ["mlu_bad_kernels.copy_kernel", (4, 1, 1), 1, 4, 4.0]]  # one fp32 tile of 1024 loaded
     assert "48 cores" in rules.summary() and "0 violations" in rules.summary()
 
 
@@ -61,7 +61,7 @@ def test_grid_larger_than_the_core_count():
     v = _copy(_rules(), 100 * 256, 256)  # 100 programs, one per tile
     assert _rules_of(v) == ["grid"]
     assert v["detail"].iloc[0] == "100 programs x num_warps 1 = 100 > 48 cores"
-    assert v["kernel"].iloc[0] == "copy_kernel"
+    assert v["kernel"].iloc[0] == "mlu_bad_kernels.copy_kernel"
     assert _copy(_rules(), 12 * 256, 256, num_warps=4).empty  # 12 clusters of 4 cores: exactly 48
     v = _copy(_rules(), 13 * 256, 256, num_warps=None)  # Triton's default num_warps is 4
     assert v["detail"].tolist() == ["13 programs x num_warps 4 (Triton's default) = 52 > 48 cores"]

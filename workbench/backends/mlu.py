@@ -65,15 +65,10 @@ class _EventPairs:
         self.high_water = max(self.high_water, len(self.pending))
 
     def drain(self, mlu) -> None:
+        """One synchronize, then read (and release) every pending pair."""
         mlu.synchronize()
         while self.pending:
             self.pending.popleft()._read()
-
-    def forget(self, timer: MluEventTimer) -> None:
-        try:
-            self.pending.remove(timer)
-        except ValueError:
-            pass
 
 
 class MluEventTimer(Timer):
@@ -103,9 +98,7 @@ class MluEventTimer(Timer):
         if self._ms is None:
             if self._end is None:
                 raise RuntimeError("elapsed_ms: the timer was never started and stopped")
-            self._end.synchronize()
-            self._pairs.forget(self)
-            self._read()
+            self._pairs.drain(self._mlu)  # reads this pair and every other pending one
         return self._ms
 
 

@@ -109,7 +109,8 @@ class Launch:
 
     @property
     def kernel(self) -> str:
-        return self.fn.__name__
+        """module.function, without the package prefix: ops.softmax._softmax_kernel, ops.mlu.softmax..."""
+        return f"{self.fn.__module__.removeprefix('workbench.')}.{self.fn.__name__}"
 
 
 # ---- sites -----------------------------------------------------------------------------------------
