@@ -142,10 +142,15 @@ def _is_constexpr(param: inspect.Parameter) -> bool:
     return getattr(ann, "__name__", "") == "constexpr"
 
 
+_signatures: dict[Callable, Any] = {}
+
+
 def describe(kernel, args: tuple, kwargs: dict, grid) -> Launch:
     """Bind a launch's arguments to the kernel's parameters and resolve its grid."""
     fn = kernel.fn
-    params = inspect.signature(fn).parameters
+    if fn not in _signatures:
+        _signatures[fn] = inspect.signature(fn).parameters
+    params = _signatures[fn]
     bound: dict[str, Any] = {}
     for (name, param), value in zip(params.items(), args):
         bound[name] = value
@@ -312,17 +317,25 @@ def trace_ttir(ttir: str) -> Trace:
     return trace
 
 
+_compiled: dict[object, Trace | None] = {}
+
+
 def compiled_trace(kernel_result) -> Trace | None:
-    """Trace of a compiled kernel (the object JITFunction.run returns), or None without TTIR."""
+    """Trace of a compiled kernel (the object JITFunction.run returns), or None without TTIR.
+    Parsed once per compiled kernel (keyed by its hash): launches reuse it."""
     if kernel_result is None:
         return None
     if hasattr(kernel_result, "result"):  # an async compile handle (triton 3.6)
         kernel_result = kernel_result.result()
-    try:
-        ttir = kernel_result.asm["ttir"]
-    except (AttributeError, KeyError, TypeError):
-        return None
-    return trace_ttir(ttir if isinstance(ttir, str) else ttir.decode())
+    key = getattr(kernel_result, "hash", None) or id(kernel_result)
+    if key not in _compiled:
+        try:
+            ttir = kernel_result.asm["ttir"]
+        except (AttributeError, KeyError, TypeError):
+            _compiled[key] = None
+        else:
+            _compiled[key] = trace_ttir(ttir if isinstance(ttir, str) else ttir.decode())
+    return _compiled[key]
 
 
 # ---- source: float64 mentions --------------------------------------------------------------------------
