@@ -40,17 +40,18 @@ def test_named_devices_and_overrides(monkeypatch):
 
 def test_launch_sizing_follows_the_target():
     dev = mlu_devices.device("mlu590")
-    assert _launch.tile_elems(4, dev=dev) == 16384  # capped by MAX_TILE
+    assert _launch.NUM_WARPS == 4 and _launch.max_programs(dev=dev) == 12  # 48 cores, 4 per program
+    assert _launch.tile_elems(4, dev=dev) == _launch.MAX_TILE == 8192
     assert _launch.tile_elems(40, dev=dev) == 4096  # 256 KiB / 40 B -> 6553 -> power of two below
-    assert _launch.programs(1000, dev=dev) == 48 and _launch.programs(1000, num_warps=4, dev=dev) == 12
+    assert _launch.programs(1000, dev=dev) == 12 and _launch.programs(1000, num_warps=1, dev=dev) == 48
     assert _launch.programs(3, dev=dev) == 3
     assert _launch.block_1d(10, 4, dev=dev) == _launch.MIN_TILE
-    assert _launch.block_1d(48 * 2048, 4, dev=dev) == 2048  # every core gets one tile
-    with mlu_devices.targeting(dev.with_overrides(cores=4)):
+    assert _launch.block_1d(12 * 2048, 4, dev=dev) == 2048  # every program gets one tile
+    with mlu_devices.targeting(dev.with_overrides(cores=16)):
         t = _rows.row_tiles(1000, 128, one_tile_bytes=2, streamed_bytes=8)
-        assert (t.block_r, t.block_c, t.one_tile, t.programs) == (128, 128, True, 4)
+        assert (t.block_r, t.block_c, t.one_tile, t.programs) == (64, 128, True, 4)
         t = _rows.row_tiles(3, 151936, one_tile_bytes=2, streamed_bytes=12)
-        assert (t.block_r, t.block_c, t.one_tile, t.programs) == (1, 16384, False, 3)
+        assert (t.block_r, t.block_c, t.one_tile, t.programs) == (1, 8192, False, 3)
 
 
 def test_mm_configs_fit_nram_and_the_problem():
@@ -134,4 +135,4 @@ def test_rules_object_from_python():
         REGISTRY["softmax"].variant("mlu")(x)
     v = rules.violations()
     assert v["kernel"].tolist() == ["ops.softmax._softmax_kernel"] and v["rule"].tolist() == ["grid"]
-    assert set(rules.launches()["tasks"]) == {256, 16}
+    assert set(rules.launches()["tasks"]) == {256, 16}  # generic: 64 rows x 4 warps; mlu: 4 programs x 4

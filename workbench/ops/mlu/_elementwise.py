@@ -63,7 +63,7 @@ def unary(fn, x: torch.Tensor, name: str = "x") -> torch.Tensor:
         return p.out
     programs, block = _grid(p.n, x.element_size())  # live tile: the loaded x
     _unary_kernel[(programs,)](p.operands[0], p.out, p.n, *p.sizes, *p.strides[0], FN=fn,
-                               CONTIGUOUS=p.contiguous, BLOCK=block, num_warps=1)
+                               CONTIGUOUS=p.contiguous, BLOCK=block, num_warps=_launch.NUM_WARPS)
     return p.out
 
 
@@ -76,6 +76,6 @@ def binary(fn, a: torch.Tensor, b, b_scale=1, names=("input", "other")) -> torch
     programs, block = _grid(p.n, a.element_size() + b.element_size())  # live tiles: loaded a and b
     _binary_kernel[(programs,)](
         a, b, p.out, p.n, *p.sizes, *p.strides[0], *p.strides[1], float(b_scale),
-        FN=fn, CONTIGUOUS=p.contiguous, SCALE_B=b_scale != 1, BLOCK=block, num_warps=1,
+        FN=fn, CONTIGUOUS=p.contiguous, SCALE_B=b_scale != 1, BLOCK=block, num_warps=_launch.NUM_WARPS,
     )
     return p.out

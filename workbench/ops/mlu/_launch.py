@@ -1,9 +1,9 @@
 """Launch sizing shared by the mlu-style kernels: one program per core, blocks sized from NRAM.
 
 The rules (shared/MLU_PORTING.md): the grid is the number of cores, not the number of tiles, and each
-program walks its tiles in a grid-stride loop; num_warps is 1 (one core per program) or 4 (a cluster
-of four cores per program, so a quarter as many programs); a block is limited by the NRAM of one
-core, not by registers, so blocks are large.
+program walks its tiles in a grid-stride loop; num_warps is 1 (one core per program) or 4 (the
+launcher runs each program as four tasks, so a quarter as many programs); a block is limited by the
+NRAM of one core, not by registers, so blocks are large.
 
 Block sizes come from the same NRAM estimate the MLU launch-rules profile applies
 (workbench.profiling.launch_rules): the tiles a kernel loads plus its accumulators, each at its own
@@ -19,7 +19,13 @@ from workbench.backends import mlu_devices
 from workbench.backends.mlu_devices import MluDevice
 
 NRAM_FILL = 0.5
-MAX_TILE = 16384  # elements per tile: big enough to amortise each loop step, small enough to compile fast
+# A program is a cluster of four cores (num_warps=4, a quarter as many programs as cores). The same
+# kernels then compile for a GPU with 4 warps per program, which the GPU check of the port needs.
+NUM_WARPS = 4
+# Elements per tile. NRAM would allow more; the cap keeps a GPU build of these kernels at 64 elements
+# per thread, which compiles in about a second (512 per thread took LLVM over ten minutes). On an MLU a
+# larger cap may pay: that is for tuning on the device.
+MAX_TILE = 8192
 MIN_TILE = 1024  # 1-D tiles never shrink below this, even for tiny inputs
 
 
@@ -39,16 +45,21 @@ def tile_elems(bytes_per_elem: float, cap: int = MAX_TILE, dev: MluDevice | None
     return min(cap, pow2_floor(int(dev.nram_bytes * NRAM_FILL / bytes_per_elem)))
 
 
-def programs(tiles: int, num_warps: int = 1, dev: MluDevice | None = None) -> int:
-    """Programs to launch: one per core (per cluster of 4 with num_warps=4), never more than tiles."""
+def max_programs(num_warps: int = NUM_WARPS, dev: MluDevice | None = None) -> int:
+    """Programs that fill the device: one per core, or per cluster of 4 cores with num_warps=4."""
     dev = dev or target()
-    return max(1, min(tiles, dev.cores // num_warps))
+    return max(1, dev.cores // num_warps)
+
+
+def programs(tiles: int, num_warps: int = NUM_WARPS, dev: MluDevice | None = None) -> int:
+    """Programs to launch for `tiles` tiles: enough to fill the device, never more than tiles."""
+    return max(1, min(tiles, max_programs(num_warps, dev)))
 
 
 def block_1d(n: int, bytes_per_elem: float, dev: MluDevice | None = None) -> int:
-    """A 1-D block for n elements: big enough that every core gets one tile at most when n is small,
-    never more than NRAM allows."""
+    """A 1-D block for n elements: big enough that every program gets one tile at most when n is small,
+    never more than NRAM (or MAX_TILE) allows."""
     dev = dev or target()
     limit = tile_elems(bytes_per_elem, dev=dev)
-    per_core = triton.next_power_of_2(triton.cdiv(max(n, 1), dev.cores))
-    return min(limit, max(MIN_TILE, per_core))
+    per_program = triton.next_power_of_2(triton.cdiv(max(n, 1), max_programs(dev=dev)))
+    return min(limit, max(MIN_TILE, per_program))

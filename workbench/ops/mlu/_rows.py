@@ -1,4 +1,4 @@
-"""Row tiling for the MLU-style softmax and norms: one program per core walks its rows.
+"""Row tiling for the MLU-style softmax and norms: programs that fill the device walk the rows.
 
 Short rows are packed several to a tile (BLOCK_R rows x BLOCK_C columns), so that a tile is as big
 as NRAM allows even for 128-wide qk-norm rows; a row too long for one tile is streamed in BLOCK_C
@@ -32,7 +32,7 @@ def row_tiles(n_rows: int, n_cols: int, one_tile_bytes: float, streamed_bytes: f
     limit = _launch.tile_elems(one_tile_bytes, dev=dev)
     block_c = triton.next_power_of_2(max(n_cols, 1))
     if block_c <= limit:
-        per_core = triton.next_power_of_2(triton.cdiv(n_rows, dev.cores))
-        block_r = max(1, min(limit // block_c, per_core))
+        per_program = triton.next_power_of_2(triton.cdiv(n_rows, _launch.max_programs(dev=dev)))
+        block_r = max(1, min(limit // block_c, per_program))
         return RowTiles(block_r, block_c, True, _launch.programs(triton.cdiv(n_rows, block_r), dev=dev))
     return RowTiles(1, _launch.tile_elems(streamed_bytes, dev=dev), False, _launch.programs(n_rows, dev=dev))

@@ -5,6 +5,7 @@ import triton
 import triton.language as tl
 
 from ..layer_norm import SPEC, prepare
+from . import _launch
 from ._rows import row_tiles
 
 
@@ -71,7 +72,7 @@ def layer_norm(x: torch.Tensor, normalized_shape, weight: torch.Tensor | None = 
     _layer_norm_kernel[(t.programs,)](
         rows, weight if weight is not None else rows, bias if bias is not None else rows, out, n_rows, n,
         rows.stride(0), eps, HAS_WEIGHT=weight is not None, HAS_BIAS=bias is not None,
-        BLOCK_R=t.block_r, BLOCK_C=t.block_c, ONE_TILE=t.one_tile, num_warps=1,
+        BLOCK_R=t.block_r, BLOCK_C=t.block_c, ONE_TILE=t.one_tile, num_warps=_launch.NUM_WARPS,
     )
     return out
 

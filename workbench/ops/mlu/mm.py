@@ -10,8 +10,6 @@ import triton.language as tl
 from ..mm import SPEC, dot_options, prepare
 from . import _launch
 
-NUM_WARPS = 4  # a program is a cluster of 4 cores: the grid is a quarter of the core count
-
 # Tuning table, in order of preference: (BLOCK_M, BLOCK_N, BLOCK_K). A config is used when its tiles fit
 # NRAM (see `nram_bytes`) and BLOCK_M / BLOCK_N do not exceed what M / N need (small-M decode GEMMs take
 # the 16-row tiles with a deep K). Not tuned on an MLU: no MLU was available.
@@ -80,10 +78,10 @@ def mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     (M, K), N = a.shape, b.shape[1]
     bm, bn, bk = pick_config(M, N, a.element_size())
     upcast, precision = dot_options(a.dtype, tf32_allowed=_launch.target().tf32)
-    programs = _launch.programs(triton.cdiv(M, bm) * triton.cdiv(N, bn), num_warps=NUM_WARPS)
+    programs = _launch.programs(triton.cdiv(M, bm) * triton.cdiv(N, bn))
     _mm_kernel[(programs,)](a, b, c, M, N, K, a.stride(0), a.stride(1), b.stride(0), b.stride(1), c.stride(0),
                             BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, GROUP_M=GROUP_M, UPCAST=upcast,
-                            INPUT_PRECISION=precision, num_warps=NUM_WARPS)
+                            INPUT_PRECISION=precision, num_warps=_launch.NUM_WARPS)
     return c
 
 

@@ -5,6 +5,7 @@ import triton
 import triton.language as tl
 
 from ..rms_norm import SPEC, prepare
+from . import _launch
 from ._rows import row_tiles
 
 
@@ -54,7 +55,7 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor | None = None, eps: float = 1
     t = row_tiles(n_rows, n, one_tile_bytes=el + w_el, streamed_bytes=4 + 2 * el + w_el)
     _rms_norm_kernel[(t.programs,)](rows, weight if weight is not None else rows, out, n_rows, n, rows.stride(0),
                                     eps, HAS_WEIGHT=weight is not None, BLOCK_R=t.block_r, BLOCK_C=t.block_c,
-                                    ONE_TILE=t.one_tile, num_warps=1)
+                                    ONE_TILE=t.one_tile, num_warps=_launch.NUM_WARPS)
     return out
 
 

@@ -5,6 +5,7 @@ import triton
 import triton.language as tl
 
 from ..softmax import SPEC, finish, prepare
+from . import _launch
 from ._rows import row_tiles
 
 
@@ -54,7 +55,7 @@ def softmax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
         # live tiles: the loaded x; streamed: running max and sum (fp32) and the two load sites
         t = row_tiles(n_rows, n, one_tile_bytes=el, streamed_bytes=8 + 2 * el)
         _softmax_kernel[(t.programs,)](rows, out, n_rows, n, rows.stride(0), n, BLOCK_R=t.block_r,
-                                       BLOCK_C=t.block_c, ONE_TILE=t.one_tile, num_warps=1)
+                                       BLOCK_C=t.block_c, ONE_TILE=t.one_tile, num_warps=_launch.NUM_WARPS)
     return finish(out, x, dim)
 
 
