@@ -39,7 +39,8 @@ def correctness(ops, cases, dtype, deadline) -> tuple[pd.DataFrame, pd.DataFrame
             if time.monotonic() > deadline:
                 skipped.append(f"check {variant} {op}")
                 continue
-            df, rules = check_rules(ops=[op], cases=cases, dtypes=[dtype], variant=variant, seed=0, progress=False)
+            df, rules = check_rules(ops=[op], cases=cases, dtypes=[dtype], variant=variant, seed=0,
+                                    progress=False)
             frames.append(df.drop(columns=["traceback"]))
             violations.append(rules.violations())
     return pd.concat(frames, ignore_index=True), pd.concat(violations, ignore_index=True), skipped
@@ -68,10 +69,14 @@ def timing(ops, case_set, dtype, deadline, warmup_ms: float, rep_ms: float) -> t
             args, kwargs = make_inputs(case, torch_dtype, seed=i)
             impls = {"native": spec.reference, "generic": spec.impl, "mlu": spec.variant("mlu")}
             for impl, fn in impls.items():
-                row = {"op": op, "case": case.name, "dtype": dtype_name(torch_dtype), "impl": impl, "error": ""}
+                row = {"op": op, "case": case.name, "dtype": dtype_name(torch_dtype), "impl": impl,
+                       "error": ""}
                 try:
                     fn(*args, **kwargs)  # compile / autotune outside the measurement
-                    row["ms"] = median_ms(lambda fn=fn: fn(*args, **kwargs), warmup_ms, rep_ms)
+                    def call(fn=fn, args=args, kwargs=kwargs):
+                        return fn(*args, **kwargs)
+
+                    row["ms"] = median_ms(call, warmup_ms, rep_ms)
                 except Exception as e:  # an error cell; the table goes on
                     row["error"] = f"{type(e).__name__}: {e}"
                 rows.append(row)
@@ -99,13 +104,15 @@ def summary(check: pd.DataFrame, violations: pd.DataFrame, times: pd.DataFrame) 
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="out")
     parser.add_argument("--ops", nargs="*", help="default: every op with an mlu variant")
     parser.add_argument("--cases", default="quick,llm", help="case sets for the correctness pass")
     parser.add_argument("--timing-cases", default="llm", help="case set timed")
     parser.add_argument("--dtype", default="bf16")
-    parser.add_argument("--budget-s", type=float, default=110.0, help="skip remaining work past this many seconds")
+    parser.add_argument("--budget-s", type=float, default=110.0,
+                        help="skip remaining work past this many seconds")
     parser.add_argument("--warmup-ms", type=float, default=10.0)
     parser.add_argument("--rep-ms", type=float, default=40.0)
     args = parser.parse_args()
@@ -119,7 +126,8 @@ def main() -> int:
     meta = run_metadata()
     ops = args.ops or [name for name, spec in REGISTRY.items() if "mlu" in spec.variants]
     # correctness gets ~60% of the budget, timing the rest
-    check, violations, skipped = correctness(ops, args.cases.split(","), args.dtype, start + 0.6 * args.budget_s)
+    check, violations, skipped = correctness(ops, args.cases.split(","), args.dtype,
+                                             start + 0.6 * args.budget_s)
     times, skipped_t = timing(ops, args.timing_cases, args.dtype, start + args.budget_s, args.warmup_ms,
                               args.rep_ms)
     skipped += skipped_t
@@ -135,11 +143,13 @@ def main() -> int:
 
     bad = failures(check)
     for r in bad.itertuples():
-        print(f"FAILED {r.op} [{r.variant}] {r.case} {r.dtype}: rel_err {r.rel_err} {r.error}", file=sys.stderr)
+        print(f"FAILED {r.op} [{r.variant}] {r.case} {r.dtype}: rel_err {r.rel_err} {r.error}",
+              file=sys.stderr)
     for r in times[times["error"] != ""].itertuples():
         print(f"ERROR timing {r.op} {r.case} {r.impl}: {r.error}", file=sys.stderr)
     print(f"\n{meta['device']} · torch {meta['torch']} · triton {meta['triton']} · commit {meta['commit']} · "
-          f"{time.monotonic() - start:.0f} s" + (f" · skipped (time budget): {len(skipped)} items" if skipped else ""))
+          f"{time.monotonic() - start:.0f} s"
+          + (f" · skipped (time budget): {len(skipped)} items" if skipped else ""))
     print("speedup = native ms / impl ms (do_bench median), llm cases; rules = MLU launch rules "
           f"({', '.join(sorted(set(violations['rule']))) or 'none broken'}) on the default MLU figures")
     with pd.option_context("display.width", 200, "display.max_columns", None):

@@ -80,7 +80,7 @@ def test_tiles_larger_than_nram():
     assert _rules_of(v) == ["nram"]
     assert v["detail"].iloc[0].startswith("estimated 1024 KiB per program > 512 KiB NRAM: load 262144 fp32 @")
     assert "mlu_bad_kernels.py:" in v["detail"].iloc[0]
-    assert _copy(_rules("mlu370"), 1 << 18, 1 << 18)["rule"].tolist() == ["nram"]  # 768 KiB is not enough either
+    assert _copy(_rules("mlu370"), 1 << 18, 1 << 18)["rule"].tolist() == ["nram"]  # 768 KiB is too little
     assert _copy(_rules("mlu590", nram_bytes=2 << 20), 1 << 18, 1 << 18).empty
 
 
@@ -113,6 +113,9 @@ def test_float64_arguments_casts_and_source():
     assert details["source mentions tl.float64"] == details["cast to fp64"]
 
 
+INT8_DOT = "int8 dot accumulates in int32: the MLU gives fp16/fp32 results (set out_dtype)"
+
+
 def _dot(rules, dtype, precision=None, n=32):
     a = torch.randn(n, n, device=_dev()).to(dtype) if dtype.is_floating_point else \
         torch.randint(-4, 4, (n, n), dtype=dtype, device=_dev())
@@ -134,7 +137,7 @@ def test_dot_dtype_rules():
     assert v["detail"].iloc[0] == "input_precision=tf32: MLU370 has no tf32 (use 'ieee')"
     assert _dot(_rules("mlu590"), torch.float32, "tf32").empty  # MLU590 has tf32
     v = _dot(_rules(), torch.int8)
-    assert v["detail"].tolist() == ["int8 dot accumulates in int32: the MLU gives fp16/fp32 results (set out_dtype)"]
+    assert v["detail"].tolist() == [INT8_DOT]
     assert v["site"].iloc[0].startswith("tests/mlu_bad_kernels.py:")
 
 
@@ -143,7 +146,8 @@ def test_dot_problems_for_operands_triton_itself_rejects():
     assert dot_problems(kt.Dot("fp16", "fp32", "fp32", None, ""), dev) == ["operands differ: fp16 x fp32"]
     assert dot_problems(kt.Dot("fp64", "fp64", "fp64", None, ""), dev) == [
         "fp64 operands: expected one of int8, int16, fp16, bf16, fp32"]
-    assert dot_problems(kt.Dot("fp8e4nv", "fp8e4nv", "fp32", None, ""), dev) == ["fp8e4nv operands: MLU590 has no fp8 dot"]
+    assert dot_problems(kt.Dot("fp8e4nv", "fp8e4nv", "fp32", None, ""), dev) == [
+        "fp8e4nv operands: MLU590 has no fp8 dot"]
     assert dot_problems(kt.Dot("bf16", "bf16", "fp32", None, ""), dev) == []
 
 
@@ -174,9 +178,8 @@ def test_violations_are_labelled_counted_and_the_hooks_removed():
     assert len(found) == 1
     v = rules.violations()
     assert v[["op", "case", "rule", "launches"]].values.tolist() == [["copy", "c1", "grid", 2]]
-    with pytest.raises(ValueError, match="scope: expected labels among"):
-        with rules.scope(shape="1x2"):
-            pass
+    with pytest.raises(ValueError, match="scope: expected labels among"), rules.scope(shape="1x2"):
+        pass
 
 
 def test_rules_pin_the_target_of_mlu_style_kernels():
@@ -229,8 +232,9 @@ def test_ttir_tiles_and_nram(compiled_ttir):
     # Blocks are small here (compiling big ones takes ptxas minutes); the NRAM budget is cut to match.
     trace, problems = _judge_compiled(compiled_ttir["copy"], bad.copy_kernel, nram_bytes=8 * 1024)
     assert [(t.kind, t.shape, t.dtype) for t in trace.tiles.values()] == [("load", (4096,), "fp32")]
-    assert [p[:2] for p in problems] == [("nram", "estimated 16 KiB per program > 8 KiB NRAM: load 4096 fp32 @"
-                                                  + trace.tiles[("load", problems[0][1].rsplit("@", 1)[1])].site)]
+    site = next(iter(trace.tiles.values())).site
+    expected = f"estimated 16 KiB per program > 8 KiB NRAM: load 4096 fp32 @{site}"
+    assert [p[:2] for p in problems] == [("nram", expected)]
     assert _judge_compiled(compiled_ttir["copy"], bad.copy_kernel, nram_bytes=16 * 1024)[1] == []
     trace, _ = _judge_compiled(compiled_ttir["accumulate"], bad.accumulate_kernel)
     assert sorted((t.kind, t.shape, t.dtype) for t in trace.tiles.values()) == [
@@ -245,10 +249,11 @@ def test_ttir_float64_dot_and_atomics(compiled_ttir):
     assert ("float64", "source mentions tl.float64", problems[-1][2]) in problems
     assert any(p[1] == "f64 value in the compiled kernel" for p in problems)
     _, problems = _judge_compiled(compiled_ttir["dot_tf32"], bad.dot_kernel, device="mlu370")
-    assert problems == [("dot_dtype", "input_precision=tf32: MLU370 has no tf32 (use 'ieee')", problems[0][2])]
+    expected = "input_precision=tf32: MLU370 has no tf32 (use 'ieee')"
+    assert [p[:2] for p in problems] == [("dot_dtype", expected)]
     assert _judge_compiled(compiled_ttir["dot_tf32"], bad.dot_kernel, device="mlu590")[1] == []
     _, problems = _judge_compiled(compiled_ttir["int8_dot"], bad.int8_dot_kernel)
-    assert [p[1] for p in problems] == ["int8 dot accumulates in int32: the MLU gives fp16/fp32 results (set out_dtype)"]
+    assert [p[1] for p in problems] == [INT8_DOT]
     _, problems = _judge_compiled(compiled_ttir["histogram_int64"], bad.histogram_kernel)
     assert [p[:2] for p in problems] == [("atomic_dtype", "tl.atomic_add on int64")]
     assert problems[0][2].startswith("tests/mlu_bad_kernels.py:")

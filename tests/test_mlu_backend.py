@@ -17,7 +17,7 @@ from workbench.backends.mlu import MAX_EVENT_PAIRS, MluBackend
 
 
 class FakeMlu:
-    """Just enough of `torch.mlu` for the adapter: a clock that kernels advance, events, properties, graphs."""
+    """Just enough of `torch.mlu` for the adapter: a clock kernels advance, events, properties, graphs."""
 
     def __init__(self, name="MLU590-H8", clusters=12, cores=4, available=True, graphs=True):
         self.clock_us = 0.0

@@ -61,9 +61,9 @@ def test_mm_configs_fit_nram_and_the_problem():
         assert pick_config(64, 48, 4) == (64, 64, 64)
     with mlu_devices.targeting(mlu_devices.device("mlu590").with_overrides(nram_bytes=64 * 1024)):
         assert nram_bytes(pick_config(2048, 4096, 4), 4) <= 32 * 1024
-    with mlu_devices.targeting(mlu_devices.device("mlu590").with_overrides(nram_bytes=4 * 1024)):
-        with pytest.raises(ValueError, match="no mm config fits"):
-            pick_config(64, 64, 4)
+    tiny = mlu_devices.device("mlu590").with_overrides(nram_bytes=4 * 1024)
+    with mlu_devices.targeting(tiny), pytest.raises(ValueError, match="no mm config fits"):
+        pick_config(64, 64, 4)
     assert all(nram_bytes(c, 4) <= 256 * 1024 for c in CONFIGS)
 
 
@@ -73,7 +73,8 @@ def test_every_op_has_an_mlu_variant_chosen_on_the_mlu_backend():
         assert "mlu" in spec.variants and spec.variant_name("mlu") == "mlu"
         assert spec.implementation("mlu") is spec.variant("mlu") is not spec.impl
         assert spec.variant("generic") is spec.impl
-    with pytest.raises(ValueError, match="variant: expected one of \\['generic', 'mlu'\\] for op 'add', got 'x'"):
+    expected = "variant: expected one of \\['generic', 'mlu'\\] for op 'add', got 'x'"
+    with pytest.raises(ValueError, match=expected):
         REGISTRY["add"].variant("x")
     with pytest.raises(ValueError, match="already has a 'mlu' variant"):
         REGISTRY["add"].add_variant("mlu", lambda *a: None)
@@ -91,7 +92,8 @@ def test_check_a_named_variant_under_the_rules():
                             device="mlu370", seed=0, progress=False)
     assert failures(df).empty and (df["variant"] == "mlu").all() and (df["violations"] == 0).all()
     assert rules.clean and rules.device.name == "MLU370"
-    assert set(rules.launches()["kernel"]) == {"ops.mlu._elementwise._unary_kernel", "ops.mlu.softmax._softmax_kernel"}
+    assert set(rules.launches()["kernel"]) == {"ops.mlu._elementwise._unary_kernel",
+                                               "ops.mlu.softmax._softmax_kernel"}
     df, rules = check_rules(ops=["softmax"], cases=["quick"], dtypes=["fp32"], variant="generic", seed=0,
                             progress=False)
     assert failures(df).empty and (df["violations"] == 1).all()  # one grid violation per case
@@ -109,13 +111,13 @@ def test_check_skips_ops_without_the_variant(monkeypatch):
 
 def test_cli_profile_reports_violations(capsys, tmp_path):
     csv = tmp_path / "violations.csv"
-    assert main(["check", "softmax", "--profile", "mlu", "--cases", "quick", "--dtype", "fp32", "--no-progress",
-                 "--rules-csv", str(csv)]) == 1
+    assert main(["check", "softmax", "--profile", "mlu", "--cases", "quick", "--dtype", "fp32",
+                 "--no-progress", "--rules-csv", str(csv)]) == 1
     out = capsys.readouterr().out
     assert "MLU launch-rule violations:" in out and "64 programs x num_warps 4 = 256 > 48 cores" in out
     assert "2 violations in 1 kernels" in out and csv.read_text().count("\n") == 3
-    assert main(["check", "softmax", "--profile", "mlu", "--cores", "4096", "--cases", "quick", "--dtype", "fp32",
-                 "--no-progress"]) == 0
+    assert main(["check", "softmax", "--profile", "mlu", "--cores", "4096", "--cases", "quick",
+                 "--dtype", "fp32", "--no-progress"]) == 0
     assert "MLU590 cores=4096" in capsys.readouterr().out
     assert main(["check", "softmax", "silu", "--profile", "MLU370", "--variant", "mlu", "--cases", "quick",
                  "--dtype", "bf16", "--no-progress"]) == 0

@@ -1,4 +1,5 @@
-"""Every launch the mlu variants make on the quick cases also compiles for a GPU (sm_90), without a GPU.
+"""Every launch the mlu variants make on the quick cases (and long rows) also compiles for a GPU (sm_90),
+without a GPU.
 
 The interpreter accepts kernels a compiler rejects (loop bounds of mixed int types, tiny dot shapes) and
 says nothing about compile time, so each distinct launch seen here (kernel, argument types, constexprs,
@@ -45,7 +46,7 @@ def _constexpr(value):
 
 
 def _record_launches(dtype=torch.bfloat16) -> list[dict]:
-    """Run every mlu variant on its quick cases and collect the distinct launches."""
+    """Run every mlu variant on its quick cases (and long rows) and collect the distinct launches."""
     from triton.runtime.interpreter import InterpretedFunction
 
     seen = {}
@@ -69,8 +70,10 @@ def _record_launches(dtype=torch.bfloat16) -> list[dict]:
     InterpretedFunction.run = run
     try:
         for spec in REGISTRY.values():
-            if "mlu" in spec.variants:
-                for i, case in enumerate(spec.case_list("quick")):
+            if "mlu" in spec.variants:  # quick cases, and the long rows that take the streamed paths
+                long_rows = [c for c in spec.case_list("edge") if c.name.startswith("long row")]
+                cases = spec.case_list("quick") + long_rows
+                for i, case in enumerate(cases):
                     args, kwargs = make_inputs(case, dtype, seed=i)
                     spec.variant("mlu")(*args, **kwargs)
     finally:
@@ -110,8 +113,8 @@ json.dump(results, sys.stdout)
 
 def test_mlu_variant_launches_compile_for_a_gpu(tmp_path):
     launches = _record_launches()
-    assert {launch["module"] for launch in launches} >= {f"workbench.ops.mlu.{m}" for m in
-                                                         ("_elementwise", "softmax", "rms_norm", "layer_norm", "mm")}
+    modules = ("_elementwise", "softmax", "rms_norm", "layer_norm", "mm")
+    assert {launch["module"] for launch in launches} >= {f"workbench.ops.mlu.{m}" for m in modules}
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env.update(WORKBENCH_BACKEND="cuda", TRITON_CACHE_DIR=str(tmp_path / "triton"),
                PYTHONPATH=os.pathsep.join([os.path.dirname(os.path.dirname(os.path.abspath(__file__))),

@@ -146,10 +146,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", help="also write the full table to this CSV file")
     p.add_argument("--tracebacks", type=int, default=3, help="tracebacks of failures to print")
     p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--variant", help="run this implementation (generic, mlu, ...) instead of the backend's own")
+    p.add_argument("--variant", help="run this implementation (generic, mlu, ...), not the backend's own")
     p.add_argument("--profile", type=str.lower, choices=["mlu", "mlu370", "mlu590"],
-                   help="also enforce the MLU launch rules for this device (mlu: $WORKBENCH_MLU_DEVICE or MLU590); "
-                        "exit 1 on any violation")
+                   help="also enforce the MLU launch rules for this device (mlu: $WORKBENCH_MLU_DEVICE "
+                        "or MLU590); exit 1 on any violation")
     p.add_argument("--cores", type=int, help="with --profile: the device's core count")
     p.add_argument("--nram-kib", type=int, help="with --profile: NRAM per core in KiB")
     p.add_argument("--rules-csv", help="with --profile: write the violations to this CSV file")

@@ -17,7 +17,8 @@ from __future__ import annotations
 import importlib.util
 import shutil
 from collections import deque
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -204,7 +205,8 @@ class MluBackend(Backend):
     def timer(self) -> Timer:
         return MluEventTimer(_torch_mlu(), self._pairs)
 
-    def time_calls(self, fn: Callable[[], Any], reps: int, before: Callable[[], Any] | None = None) -> list[float]:
+    def time_calls(self, fn: Callable[[], Any], reps: int,
+                   before: Callable[[], Any] | None = None) -> list[float]:
         """Device ms of each of `reps` calls of `fn` (`before` runs untimed ahead of each, e.g. a cache
         flush). Any number of reps: at most MAX_EVENT_PAIRS pairs are ever recorded and unread."""
         if reps < 1:

@@ -1,9 +1,10 @@
 """Named Cambricon MLU device figures, and the MLU that mlu-style kernels size their launches for.
 
-An mlu-style kernel launches one program per core and sizes its blocks from on-chip NRAM, so it must
-know the core count and the NRAM size. On a real MLU they come from the device (`MluBackend`); anywhere
-else (the cpu interpreter, a CUDA GPU, the MLU launch-rules profile) they come from one of the named
-figures below, chosen by `targeting()` or $WORKBENCH_MLU_DEVICE, default MLU590.
+An mlu-style kernel launches as many programs as the device has cores (or clusters) and sizes its
+blocks from on-chip NRAM, so it must know the core count and the NRAM size. On a real MLU they come
+from the device (`MluBackend`); anywhere else (the cpu interpreter, a CUDA GPU, the MLU launch-rules
+profile) they come from one of the named figures below, chosen by `targeting()` or
+$WORKBENCH_MLU_DEVICE, default MLU590.
 
 Where the figures come from:
 - NRAM per core: Cambricon/mlu-ops `build.sh` help text (commit fe6a636): `--mlu370`:
@@ -12,7 +13,7 @@ Where the figures come from:
   MLU590 (MLU370: false). Confirmed from that source, for mlu-ops' own kernels.
 - Clusters x cores per cluster: NOT CONFIRMED. MLU370 8 x 4 = 32 and MLU590 12 x 4 = 48 are working
   assumptions (4 IPU cores per cluster is the usual MLU layout); on hardware the adapter reads the
-  real figures from torch_mlu / BangUtils. Override them with `--cores` or `custom()`.
+  real figures from torch_mlu / BangUtils. Override them with `--cores` or `MluDevice.with_overrides()`.
 - fp8 in tl.dot: NOT CONFIRMED for either chip; assumed absent.
 """
 
@@ -20,8 +21,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from typing import Iterator
 
 from .base import LaunchPolicy
 

@@ -23,8 +23,9 @@ import os
 import re
 import sys
 import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import triton
@@ -292,11 +293,12 @@ def trace_ttir(ttir: str) -> Trace:
             block_ptr = re.search(r"!tt\.ptr<tensor<((?:\d+x)+)(\w+)>>", types)
             if block_ptr:
                 shape = tuple(int(d) for d in block_ptr.group(1).rstrip("x").split("x"))
-                trace.add_tile(Tile("load", shape, TL_NAMES.get(block_ptr.group(2), block_ptr.group(2)), site))
+                element = block_ptr.group(2)
+                trace.add_tile(Tile("load", shape, TL_NAMES.get(element, element), site))
             else:
                 for shape, _ in _tensor_types(types)[:1]:
-                    element = _PTR_ELEMENT.search(types)
-                    trace.add_tile(Tile("load", shape, TL_NAMES.get(element.group(1), element.group(1)), site))
+                    element = _PTR_ELEMENT.search(types).group(1)
+                    trace.add_tile(Tile("load", shape, TL_NAMES.get(element, element), site))
         elif "scf.for" in body:
             carried = _tensor_types(body.rsplit("->", 1)[-1]) if "iter_args" in body and "->" in body else []
             open_loops.append((before, [(shape, element) for shape, element in carried if element != "ptr"]))
@@ -346,7 +348,8 @@ _FLOAT64_NAMES = {"float64", "double", "fp64"}
 def _jit_function(value) -> Callable | None:
     """The Python function of a Triton jit function (compiled or interpreted), else None."""
     fn = getattr(value, "fn", None)
-    if fn is not None and inspect.isfunction(fn) and type(value).__name__ in ("JITFunction", "InterpretedFunction"):
+    jit = type(value).__name__ in ("JITFunction", "InterpretedFunction")
+    if jit and fn is not None and inspect.isfunction(fn):
         return fn
     return None
 

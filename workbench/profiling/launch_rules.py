@@ -32,8 +32,8 @@ from __future__ import annotations
 
 import contextlib
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Iterable, Iterator
 
 import pandas as pd
 import torch
@@ -81,7 +81,8 @@ def dot_problems(dot: kt.Dot, dev: MluDevice) -> list[str]:
         elif dtype not in DOT_DTYPES:
             problems.append(f"{dtype} operands: expected one of {', '.join(DOT_DTYPES)}")
     if dot.lhs in ("int8", "int16") and dot.out in ("int32", "int64"):
-        problems.append(f"{dot.lhs} dot accumulates in {dot.out}: the MLU gives fp16/fp32 results (set out_dtype)")
+        problems.append(f"{dot.lhs} dot accumulates in {dot.out}: "
+                        "the MLU gives fp16/fp32 results (set out_dtype)")
     if dot.lhs == "fp32" and dot.precision in ("tf32", "tf32x3") and not dev.tf32:
         problems.append(f"input_precision={dot.precision}: {dev.name} has no tf32 (use 'ieee')")
     return problems
@@ -129,7 +130,8 @@ def _install() -> None:
     except ImportError:  # a Triton without the interpreter
         pass
     if backends.active().interpreted:  # compiled kernels are read from their TTIR instead
-        for name in ["load", "full", "dot", "cast"] + [n for n in vars(TritonSemantic) if n.startswith("atomic_")]:
+        atomics = [n for n in vars(TritonSemantic) if n.startswith("atomic_")]
+        for name in ["load", "full", "dot", "cast", *atomics]:
             original = vars(TritonSemantic)[name]
             targets.append((TritonSemantic, name, kt._semantic_hook(name, original)))
     for owner, name, replacement in targets:
@@ -163,7 +165,8 @@ class LaunchRules:
         self._targeting: contextlib.AbstractContextManager | None = None
 
     @classmethod
-    def for_device(cls, name: str = "mlu", cores: int | None = None, nram_bytes: int | None = None) -> LaunchRules:
+    def for_device(cls, name: str = "mlu", cores: int | None = None,
+                   nram_bytes: int | None = None) -> LaunchRules:
         """Rules for a named device ("mlu": the default one, $WORKBENCH_MLU_DEVICE or MLU590; "mlu370",
         "mlu590"), with the core count and NRAM optionally overridden."""
         dev = mlu_devices.default_device() if name.lower() == "mlu" else mlu_devices.device(name)
@@ -214,8 +217,8 @@ class LaunchRules:
         tasks = programs * launch.num_warps
         if tasks > dev.cores:
             how = "" if launch.num_warps_given else " (Triton's default)"
-            out.append(("grid", f"{programs} programs x num_warps {launch.num_warps}{how} = {tasks} > "
-                                f"{dev.cores} cores", ""))
+            detail = f"{programs} programs x num_warps {launch.num_warps}{how} = {tasks} > {dev.cores} cores"
+            out.append(("grid", detail, ""))
         if launch.num_warps not in mlu_devices.LEGAL_NUM_WARPS:
             out.append(("num_warps", f"num_warps={launch.num_warps}: legal values are 1 and 4", ""))
         for name, dtype in launch.tensor_dtypes.items():
@@ -231,10 +234,12 @@ class LaunchRules:
             estimate = trace.nram_estimate()
             if estimate > dev.nram_bytes:
                 tiles = sorted(trace.tiles.values(), key=lambda t: -t.nbytes)
-                listed = ", ".join(f"{t.kind} {'x'.join(map(str, t.shape))} {t.dtype} @{t.site}" for t in tiles[:3])
+                listed = ", ".join(f"{t.kind} {'x'.join(map(str, t.shape))} {t.dtype} @{t.site}"
+                                   for t in tiles[:3])
                 more = f" and {len(tiles) - 3} more" if len(tiles) > 3 else ""
-                out.append(("nram", f"estimated {estimate / 1024:.0f} KiB per program > {dev.nram_bytes // 1024} KiB "
-                                    f"NRAM: {listed}{more}", ""))
+                detail = (f"estimated {estimate / 1024:.0f} KiB per program > "
+                          f"{dev.nram_bytes // 1024} KiB NRAM: {listed}{more}")
+                out.append(("nram", detail, ""))
             for dot in sorted(trace.dots, key=str):
                 out += [("dot_dtype", problem, dot.site) for problem in dot_problems(dot, dev)]
             for atomic in sorted(trace.atomics, key=str):
@@ -275,14 +280,15 @@ class LaunchRules:
                          "tasks": grid[0] * grid[1] * grid[2] * warps,
                          "nram_kib": None if estimate is None else round(estimate / 1024, 1),
                          "constexprs": constexprs, "launches": n})
-        columns = list(CONTEXT) + ["kernel", "grid", "num_warps", "tasks", "nram_kib", "constexprs", "launches"]
+        columns = [*CONTEXT, "kernel", "grid", "num_warps", "tasks", "nram_kib", "constexprs", "launches"]
         return pd.DataFrame(rows, columns=columns)
 
     def summary(self) -> str:
         v = self.violations()
         kernels = v["kernel"].nunique() if len(v) else 0
         return (f"MLU launch rules for {self.device.name} ({self.device.cores} cores, "
-                f"{self.device.nram_bytes // 1024} KiB NRAM): {sum(self._launches.values())} launches checked, "
+                f"{self.device.nram_bytes // 1024} KiB NRAM): "
+                f"{sum(self._launches.values())} launches checked, "
                 f"{len(v)} violations in {kernels} kernels")
 
 
@@ -295,5 +301,6 @@ def check_rules(ops: Iterable[str] | None = None, cases: Iterable[str] = ("quick
     from .correctness import check
 
     rules = LaunchRules.for_device(device, cores=cores, nram_bytes=nram_bytes)
-    df = check(ops=ops, cases=cases, dtypes=dtypes, variant=variant, rules=rules, seed=seed, progress=progress)
+    df = check(ops=ops, cases=cases, dtypes=dtypes, variant=variant, rules=rules, seed=seed,
+               progress=progress)
     return df, rules

@@ -1,4 +1,5 @@
-"""Elementwise launchers in the MLU style: one program per core, grid-stride loop over big blocks.
+"""Elementwise launchers in the MLU style: as many programs as the cores hold, grid-stride
+loop over big blocks.
 
 Same contract as workbench.ops._elementwise (which validates the arguments and computes the layout):
 an op supplies only its math as a jit function taking and returning fp32, so bf16/fp16 inputs never

@@ -1,4 +1,4 @@
-"""Launch sizing shared by the mlu-style kernels: one program per core, blocks sized from NRAM.
+"""Launch sizing shared by the mlu-style kernels: the grid fills the cores, blocks sized from NRAM.
 
 The rules (shared/MLU_PORTING.md): the grid is the number of cores, not the number of tiles, and each
 program walks its tiles in a grid-stride loop; num_warps is 1 (one core per program) or 4 (the

@@ -1,4 +1,4 @@
-"""layer_norm, MLU style: rows packed into big 2-D tiles, one program per core, fp32 math."""
+"""layer_norm, MLU style: rows packed into big 2-D tiles, programs that fill the cores, fp32 math."""
 
 import torch
 import triton
@@ -25,7 +25,8 @@ def _layer_norm_kernel(x_ptr, w_ptr, b_ptr, out_ptr, n_rows, n_cols, x_row_strid
         for first in range(pid.to(tl.int64) * BLOCK_R, n_rows, nprog * BLOCK_R):
             rows = first + tl.arange(0, BLOCK_R)
             mask = (rows < n_rows)[:, None] & col_ok[None, :]
-            x = tl.load(x_ptr + rows[:, None] * x_row_stride + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+            x_ptrs = x_ptr + rows[:, None] * x_row_stride + cols[None, :]
+            x = tl.load(x_ptrs, mask=mask, other=0.0).to(tl.float32)
             mean = tl.sum(x, 1) / n_cols
             xc = tl.where(mask, x - mean[:, None], 0.0)
             y = xc * tl.math.rsqrt(tl.sum(xc * xc, 1) / n_cols + eps)[:, None]
@@ -33,7 +34,8 @@ def _layer_norm_kernel(x_ptr, w_ptr, b_ptr, out_ptr, n_rows, n_cols, x_row_strid
                 y = y * w[None, :]
             if HAS_BIAS:
                 y = y + b[None, :]
-            tl.store(out_ptr + rows[:, None] * n_cols + cols[None, :], y.to(out_ptr.dtype.element_ty), mask=mask)
+            out_ptrs = out_ptr + rows[:, None] * n_cols + cols[None, :]
+            tl.store(out_ptrs, y.to(out_ptr.dtype.element_ty), mask=mask)
     else:
         for row in range(pid.to(tl.int64), n_rows, nprog):
             x_row = x_ptr + row * x_row_stride

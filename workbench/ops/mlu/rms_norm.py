@@ -1,4 +1,4 @@
-"""rms_norm, MLU style: rows packed into big 2-D tiles, one program per core, fp32 math."""
+"""rms_norm, MLU style: rows packed into big 2-D tiles, programs that fill the cores, fp32 math."""
 
 import torch
 import triton
@@ -23,11 +23,13 @@ def _rms_norm_kernel(x_ptr, w_ptr, out_ptr, n_rows, n_cols, x_row_stride, eps,
         for first in range(pid.to(tl.int64) * BLOCK_R, n_rows, nprog * BLOCK_R):
             rows = first + tl.arange(0, BLOCK_R)
             mask = (rows < n_rows)[:, None] & col_ok[None, :]
-            x = tl.load(x_ptr + rows[:, None] * x_row_stride + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+            x_ptrs = x_ptr + rows[:, None] * x_row_stride + cols[None, :]
+            x = tl.load(x_ptrs, mask=mask, other=0.0).to(tl.float32)
             y = x * tl.math.rsqrt(tl.sum(x * x, 1) / n_cols + eps)[:, None]
             if HAS_WEIGHT:
                 y = y * w[None, :]
-            tl.store(out_ptr + rows[:, None] * n_cols + cols[None, :], y.to(out_ptr.dtype.element_ty), mask=mask)
+            out_ptrs = out_ptr + rows[:, None] * n_cols + cols[None, :]
+            tl.store(out_ptrs, y.to(out_ptr.dtype.element_ty), mask=mask)
     else:
         for row in range(pid.to(tl.int64), n_rows, nprog):
             x_row = x_ptr + row * x_row_stride
@@ -53,9 +55,11 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor | None = None, eps: float = 1
     el, w_el = rows.element_size(), weight.element_size() if weight is not None else 0
     # live tiles: x and the weight row; streamed: the fp32 accumulator, two x load sites and the weight
     t = row_tiles(n_rows, n, one_tile_bytes=el + w_el, streamed_bytes=4 + 2 * el + w_el)
-    _rms_norm_kernel[(t.programs,)](rows, weight if weight is not None else rows, out, n_rows, n, rows.stride(0),
-                                    eps, HAS_WEIGHT=weight is not None, BLOCK_R=t.block_r, BLOCK_C=t.block_c,
-                                    ONE_TILE=t.one_tile, num_warps=_launch.NUM_WARPS)
+    _rms_norm_kernel[(t.programs,)](
+        rows, weight if weight is not None else rows, out, n_rows, n, rows.stride(0), eps,
+        HAS_WEIGHT=weight is not None, BLOCK_R=t.block_r, BLOCK_C=t.block_c, ONE_TILE=t.one_tile,
+        num_warps=_launch.NUM_WARPS,
+    )
     return out
 
 

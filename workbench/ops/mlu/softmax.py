@@ -1,4 +1,4 @@
-"""softmax, MLU style: rows packed into big 2-D tiles, one program per core, fp32 exp."""
+"""softmax, MLU style: rows packed into big 2-D tiles, programs that fill the cores, fp32 exp."""
 
 import torch
 import triton
@@ -34,7 +34,8 @@ def _softmax_kernel(x_ptr, out_ptr, n_rows, n_cols, x_row_stride, out_row_stride
             m = tl.full([BLOCK_C], -float("inf"), tl.float32)
             s = tl.zeros([BLOCK_C], tl.float32)
             for start in range(0, n_cols, BLOCK_C):
-                x = tl.load(x_row + start + cols, mask=start + cols < n_cols, other=-float("inf")).to(tl.float32)
+                mask = start + cols < n_cols
+                x = tl.load(x_row + start + cols, mask=mask, other=-float("inf")).to(tl.float32)
                 m_new = tl.maximum(m, x)
                 s = tl.where(m_new > -float("inf"), s * tl.exp(m - m_new) + tl.exp(x - m_new), 0.0)
                 m = m_new
