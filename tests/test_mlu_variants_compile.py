@@ -1,5 +1,5 @@
 """Every launch the mlu variants make on the quick cases (and long rows) also compiles for a GPU (sm_90),
-without a GPU.
+without a GPU, and what the launch-rules profile reads from those builds (TTIR) keeps to the rules.
 
 The interpreter accepts kernels a compiler rejects (loop bounds of mixed int types, tiny dot shapes) and
 says nothing about compile time, so each distinct launch seen here (kernel, argument types, constexprs,
@@ -7,6 +7,7 @@ num_warps) is compiled by Triton for a CUDA target in a subprocess. The MLU comp
 this is the nearest check that the same source builds for real hardware.
 """
 
+import importlib
 import inspect
 import json
 import os
@@ -17,8 +18,11 @@ import pytest
 import torch
 
 from workbench import backends
+from workbench.backends import mlu_devices
 from workbench.ops import REGISTRY
+from workbench.profiling import _kernel_trace as kt
 from workbench.profiling.correctness import make_inputs
+from workbench.profiling.launch_rules import LaunchRules
 
 pytestmark = pytest.mark.skipif(not backends.active().interpreted, reason="a GPU run compiles them anyway")
 
@@ -100,13 +104,13 @@ for launch in json.load(sys.stdin):
         constexprs[(index[name],)] = value
     start = time.time()
     try:
-        triton.compile(ASTSource(fn, launch["signature"], constexprs), target=GPUTarget("cuda", 90, 32),
-                       options={"num_warps": launch["num_warps"]})
-        error = ""
+        kernel = triton.compile(ASTSource(fn, launch["signature"], constexprs),
+                                target=GPUTarget("cuda", 90, 32), options={"num_warps": launch["num_warps"]})
+        error, ttir = "", kernel.asm["ttir"]
     except Exception as e:
-        error = f"{type(e).__name__}: {e}"[:2000]
+        error, ttir = f"{type(e).__name__}: {e}"[:2000], ""
     results.append({"kernel": launch["module"] + "." + launch["kernel"], "seconds": time.time() - start,
-                    "error": error})
+                    "error": error, "ttir": ttir})
 json.dump(results, sys.stdout)
 """
 
@@ -128,3 +132,15 @@ def test_mlu_variant_launches_compile_for_a_gpu(tmp_path):
     assert not errors, "\n".join(errors)
     slow = [f"{c['kernel']}: {c['seconds']:.1f}s" for c in compiled if c["seconds"] > 30]
     assert not slow, f"GPU builds this slow would stall the GPU run: {slow}"
+    # What the profile reads from these builds on a GPU (TTIR) keeps to the MLU rules too.
+    for dev in ("mlu590", "mlu370"):
+        rules = LaunchRules.for_device(dev)
+        with mlu_devices.targeting(rules.device):
+            for launch, c in zip(launches, compiled):
+                fn = getattr(importlib.import_module(launch["module"]), launch["kernel"]).fn
+                constexprs = {k: v for k, v in launch["constexprs"].items() if not isinstance(v, dict)}
+                record = kt.Launch(fn=fn, grid=(1, 1, 1), num_warps=launch["num_warps"], num_warps_given=True,
+                                   constexprs=constexprs, tensor_dtypes={})
+                trace = kt.trace_ttir(c["ttir"])
+                assert trace.tiles, f"no tiles read from the TTIR of {c['kernel']}"
+                assert rules.judge(record, trace) == [], (dev, c["kernel"], launch["constexprs"])
