@@ -9,8 +9,10 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: run test env clean
 
+# The main job: notebooks/regression.ipynb through papermill (check + bench vs the stored baseline) on the
+# detected backend; report.html, plots and the executed notebook land in out/regress/. Small defaults on cpu.
 run: $(STAMP)
-	$(VENV)/bin/workbench check --cases quick,edge
+	$(VENV)/bin/workbench regress --out out/regress
 
 test: $(STAMP)
 	$(PY) -m pytest -q
@@ -24,6 +26,7 @@ $(STAMP): pyproject.toml environment.yml
 	fi
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH)"
 	$(PY) -m pip install -q -e ".[test,notebook]"
+	$(PY) -m ipykernel install --sys-prefix  # kernel "python3" = this environment, for papermill and JupyterLab
 	touch $(STAMP)
 
 clean:

@@ -45,6 +45,32 @@ def judge(table: pd.DataFrame, copy_gbps: float) -> pd.DataFrame:
     return table
 
 
+def launch_overhead() -> pd.DataFrame:
+    """Host µs per call at decode size (1x4096 bf16): torch's silu, workbench's silu, and the bare Triton launch
+    of the same kernel — separating Triton's own launch cost from the workbench wrapper's."""
+    import sys as _sys
+
+    import torch
+    import triton
+
+    from workbench.ops import _elementwise
+    from workbench.profiling.timing import host_time_us
+
+    silu = _sys.modules["workbench.ops.silu"]  # the module (workbench.ops.silu is the op function)
+
+    x = torch.randn(1, 4096, device="cuda", dtype=torch.bfloat16)
+    out = torch.empty_like(x)
+    flat = _elementwise._FLAT
+
+    def bare():
+        _elementwise._unary_kernel[(triton.cdiv(x.numel(), _elementwise.BLOCK),)](
+            x, out, x.numel(), *flat[0], *flat[1][0], FN=silu._silu, CONTIGUOUS=True, BLOCK=_elementwise.BLOCK)
+
+    calls = {"torch silu": lambda: torch.nn.functional.silu(x), "workbench silu": lambda: silu.silu(x),
+             "bare triton launch": bare, "torch.empty": lambda: torch.empty_like(x)}
+    return pd.DataFrame([{"call": k, "host_us": host_time_us(f)} for k, f in calls.items()])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="benchmarks/results")
@@ -55,6 +81,8 @@ def main() -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
+    overhead = launch_overhead()
+    print(overhead.to_string(index=False))
     peaks = roofline.peaks(refresh=True)
     df = bench(ops=args.ops or None, cases=args.cases.split(","), dtypes=args.dtype.split(","), progress=False)
     device = df["device"].iloc[0]
@@ -79,7 +107,9 @@ def main() -> int:
               f" --out benchmarks/results --cases {args.cases} --dtype {args.dtype}`\n\n"
               "ms = median kernel time (L2 flushed, CUDA events); host_us = wall clock per call without sync; "
               "speedup = native ms / Triton ms.\n\n")
-    (out / f"{stem}.md").write_text(header + table[cols].to_markdown(index=False, floatfmt=".4g") + "\n")
+    (out / f"{stem}.md").write_text(header + table[cols].to_markdown(index=False, floatfmt=".4g")
+                                    + "\n\nHost cost per call at decode size (1x4096 bf16):\n\n"
+                                    + overhead.to_markdown(index=False, floatfmt=".3g") + "\n")
     with pd.option_context("display.width", 250, "display.max_colwidth", 60, "display.max_rows", None,
                            "display.float_format", "{:.4g}".format):
         print(table[cols].to_string(index=False))

@@ -81,3 +81,58 @@ def test_check_rejects_unknown_names():
         check(ops=["add"], cases=["huge"], progress=False)
     with pytest.raises(ValueError, match="dtype: expected one of"):
         check(ops=["add"], dtypes=["fp8"], progress=False)
+
+
+def test_compare_integer_outputs_exactly():
+    ref = torch.tensor([3, 1, 4, 1, 5])
+    assert compare(ref.clone(), ref, 1e-2)["passed"]
+    off = ref.clone()
+    off[2] = 5
+    metrics = compare(off, ref, 1e-2)
+    assert not metrics["passed"] and metrics["rel_err"] == pytest.approx(0.2) and metrics["max_abs_err"] == 1.0
+
+
+def test_compare_tuples_element_by_element():
+    a, b = torch.randn(10, dtype=torch.float64), torch.randn(4, dtype=torch.float64)
+    assert compare((a.clone(), b.clone()), (a, b), 1e-5)["passed"]
+    bad = b.clone()
+    bad[0] += 1
+    assert not compare((a.clone(), bad), (a, b), 1e-5)["passed"]
+    with pytest.raises(ValueError, match="expected 2 outputs"):
+        compare((a,), (a, b), 1e-5)
+
+
+def test_compare_topk_indices_only_where_values_are_distinct():
+    x = torch.tensor([[5.0, 3.0, 5.0, 1.0, 2.0, 2.0, 0.0]], dtype=torch.float64)
+    ref = torch.topk(x, 5)  # values 5 5 3 2 2: only the 3 (index 1) has one right index
+    swapped = torch.return_types.topk((ref.values.clone(), ref.indices[:, [1, 0, 2, 4, 3]]))
+    assert compare(swapped, ref, 1e-5)["passed"]
+    wrong = ref.indices.clone()
+    wrong[0, 2] = 6  # the distinct value's index
+    assert not compare(torch.return_types.topk((ref.values, wrong)), ref, 1e-5)["passed"]
+    # sorted along dim 0: the rule follows `dim`
+    ref0 = torch.topk(x.t().contiguous(), 5, dim=0)
+    wrong0 = ref0.indices.clone()
+    wrong0[2, 0] = 6
+    assert compare(torch.return_types.topk((ref0.values, ref0.indices[[1, 0, 2, 4, 3]])), ref0, 1e-5, dim=0)["passed"]
+    assert not compare(torch.return_types.topk((ref0.values, wrong0)), ref0, 1e-5, dim=0)["passed"]
+
+
+def test_unwritten_integer_output_is_caught(monkeypatch):
+    spec = REGISTRY["argmax"]
+
+    def half_written(x, dim=None, keepdim=False):
+        out = new_output(torch.argmax(x, dim, keepdim).shape, torch.int64, x.device)
+        out.view(-1)[:1] = torch.argmax(x, dim, keepdim).view(-1)[:1]
+        return out
+
+    monkeypatch.setitem(spec.variants, backends.active().name, half_written)
+    row = check_case(spec, spec.case_list("quick")[0], torch.float32, seed=0)
+    assert row["error"] == "" and not row["passed"]
+
+
+def test_tuple_output_of_the_wrong_kind_fails(monkeypatch):
+    spec = REGISTRY["topk"]
+    monkeypatch.setitem(spec.variants, backends.active().name, lambda x, k, **kw: tuple(torch.topk(x, k, **kw)))
+    row = check_case(spec, spec.case_list("quick")[0], torch.float32, seed=0)
+    assert not row["dtype_match"] and not row["passed"]

@@ -9,8 +9,9 @@ from workbench import backends
 from workbench.backends import mlu_devices
 from workbench.cli import main
 from workbench.ops import REGISTRY
-from workbench.ops.mlu import _launch, _rows
-from workbench.ops.mlu.mm import CONFIGS, nram_bytes, pick_config
+from workbench.ops._mlu import rows as _rows
+from workbench.ops._mlu import sizing
+from workbench.ops.variants.mm_mlu import CONFIGS, nram_bytes, pick_config
 from workbench.profiling import check, failures
 from workbench.profiling.launch_rules import LaunchRules, check_rules
 
@@ -40,13 +41,13 @@ def test_named_devices_and_overrides(monkeypatch):
 
 def test_launch_sizing_follows_the_target():
     dev = mlu_devices.device("mlu590")
-    assert _launch.NUM_WARPS == 4 and _launch.max_programs(dev=dev) == 12  # 48 cores, 4 per program
-    assert _launch.tile_elems(4, dev=dev) == _launch.MAX_TILE == 8192
-    assert _launch.tile_elems(40, dev=dev) == 4096  # 256 KiB / 40 B -> 6553 -> power of two below
-    assert _launch.programs(1000, dev=dev) == 12 and _launch.programs(1000, num_warps=1, dev=dev) == 48
-    assert _launch.programs(3, dev=dev) == 3
-    assert _launch.block_1d(10, 4, dev=dev) == _launch.MIN_TILE
-    assert _launch.block_1d(12 * 2048, 4, dev=dev) == 2048  # every program gets one tile
+    assert sizing.NUM_WARPS == 4 and sizing.max_programs(dev=dev) == 12  # 48 cores, 4 per program
+    assert sizing.tile_elems(4, dev=dev) == sizing.MAX_TILE == 8192
+    assert sizing.tile_elems(40, dev=dev) == 4096  # 256 KiB / 40 B -> 6553 -> power of two below
+    assert sizing.programs(1000, dev=dev) == 12 and sizing.programs(1000, num_warps=1, dev=dev) == 48
+    assert sizing.programs(3, dev=dev) == 3
+    assert sizing.block_1d(10, 4, dev=dev) == sizing.MIN_TILE
+    assert sizing.block_1d(12 * 2048, 4, dev=dev) == 2048  # every program gets one tile
     with mlu_devices.targeting(dev.with_overrides(cores=16)):
         t = _rows.row_tiles(1000, 128, one_tile_bytes=2, streamed_bytes=8)
         assert (t.block_r, t.block_c, t.one_tile, t.programs) == (64, 128, True, 4)
@@ -92,8 +93,8 @@ def test_check_a_named_variant_under_the_rules():
                             device="mlu370", seed=0, progress=False)
     assert failures(df).empty and (df["variant"] == "mlu").all() and (df["violations"] == 0).all()
     assert rules.clean and rules.device.name == "MLU370"
-    assert set(rules.launches()["kernel"]) == {"ops.mlu._elementwise._unary_kernel",
-                                               "ops.mlu.softmax._softmax_kernel"}
+    assert set(rules.launches()["kernel"]) == {"ops._mlu.elementwise._unary_kernel",
+                                               "ops.variants.softmax_mlu._softmax_kernel"}
     df, rules = check_rules(ops=["softmax"], cases=["quick"], dtypes=["fp32"], variant="generic", seed=0,
                             progress=False)
     assert failures(df).empty and (df["violations"] == 1).all()  # one grid violation per case

@@ -23,12 +23,15 @@ def test_declaration_is_complete(name):
     for dtype in spec.dtypes:
         assert 0 < spec.tolerance[dtype] < 0.1
     assert set(spec.status) == set(backends.BACKENDS)
-    assert spec.aten and all(a.startswith("aten::") for a in spec.aten)
+    assert all(a.startswith("aten::") for a in spec.aten)
+    # a fused op (rope, silu_and_mul, ...) replaces no single ATen overload: its doc must say so
+    assert spec.aten or "no ATen overload" in spec.doc, f"{name} declares no ATen overloads and no reason"
     case = spec.case_list("quick")[0]
     device = backends.active().device()
     args, kwargs = case.make(torch.float32, device, torch.Generator(device=device).manual_seed(0))
     cost = spec.cost(*args, **kwargs)
-    assert isinstance(cost, Cost) and cost.bytes > 0 and cost.flops > 0
+    # data movement (copy, cat, gather, ...) does no arithmetic: 0 FLOPs is the honest count
+    assert isinstance(cost, Cost) and cost.bytes > 0 and cost.flops >= 0
 
 
 def test_ops_are_callable_from_the_package():

@@ -6,11 +6,17 @@ to one backend: $WORKBENCH_BACKEND, else mlu > cuda > cpu (see workbench.backend
 
 import importlib
 
-__all__ = ["backends", "ops", "profiling"]
+__all__ = ["backends", "ops", "profiling", "dispatch"]
 __version__ = "0.1.0"
+
+# The ATen dispatch override (workbench.dispatch): `with workbench.use_ops() as cov: ...`.
+_DISPATCH = ("enable", "disable", "use_ops")
+__all__ += list(_DISPATCH)
 
 
 def __getattr__(name: str):
+    if name in _DISPATCH:
+        return getattr(importlib.import_module(f"{__name__}.dispatch"), name)
     if name in __all__:
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module 'workbench' has no attribute {name!r}")

@@ -129,6 +129,144 @@ def save_bench_plots(df, folder: str) -> list[str]:
     return paths
 
 
+def cmd_model(args) -> int:
+    """`workbench model [run]`: a Qwen3 model native vs workbench; `workbench model bisect`: find culprits."""
+    _bind_backend(args.backend)
+    from workbench import models
+
+    common = {"checkpoint": args.checkpoint, "seed": args.seed, "batch": args.batch, "prompt_len": args.prompt_len}
+    wide = pd.option_context("display.width", 200, "display.max_colwidth", 80, "display.max_rows", 200)
+    if args.action == "bisect":
+        result = models.bisect(args.preset, metric=args.metric, threshold=args.threshold, ops=_split(args.ops),
+                               phase=args.phase, reps=args.reps, fuse=not args.no_fuse, **common)
+        with wide:
+            print(result.steps.to_string(index=False))
+        print()
+        print(result.describe())
+        return 0
+    run = models.run_model(args.preset, mode=args.mode, new_tokens=args.new_tokens,
+                           cuda_graphs=False if args.no_graphs else None, include=_split(args.include),
+                           exclude=_split(args.exclude), warmup=args.warmup, reps=args.reps, store=args.store,
+                           fuse=not args.no_fuse, progress=True, **common)
+    if args.out:
+        models.write_tables(run, args.out)
+    with wide:
+        print(run.ratios().to_string(index=False))
+        print()
+        print(run.accuracy.to_string(index=False))
+        print()
+        print(run.profile.head(args.top).to_string(index=False))
+    served = run.ops_served()
+    print(f"\n{len(served)} distinct ATen ops served by workbench: {', '.join(served)}")
+    return 0
+
+
+def cmd_regress(args) -> int:
+    """Execute notebooks/regression.ipynb through papermill; exit 1 on any failure it reports."""
+    import datetime
+
+    from workbench import regression
+
+    out = args.out or f"out/regress/{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    params = {"backend": args.backend, "ops": _split(args.ops), "cases": _split(args.cases),
+              "check_cases": _split(args.check_cases), "dtypes": _split(args.dtype),
+              "check_dtypes": _split(args.check_dtype), "baseline": args.baseline, "threshold": args.threshold,
+              "min_speedup": args.min_speedup, "rep_ms": args.rep_ms, "store": args.store, "seed": args.seed}
+    result = regression.execute(params, out, notebook=args.notebook, cell_timeout=args.timeout,
+                                progress=not args.no_progress)
+    summary = result.summary or {}
+    for line in summary.get("problems", [])[:40]:
+        print(f"  {line}")
+    print(f"executed notebook: {result.notebook}")
+    if summary.get("report"):
+        print(f"report: {summary['report']} ({len(summary.get('plots', []))} plots in {result.output_dir / 'plots'})")
+    if result.ok:
+        print(f"regress: PASS ({summary.get('check_rows', '?')} check rows, {summary.get('bench_rows', '?')} "
+              f"bench rows, {summary.get('regressions', 0)} regressions)")
+        return 0
+    print(f"regress: FAIL: {result.error.splitlines()[0] if result.error else 'see the executed notebook'}",
+          file=sys.stderr)
+    return 1
+
+
+def cmd_promote(args) -> int:
+    _bind_backend(None)
+    from workbench.ui.promotion import PromotionError, promote
+
+    try:
+        result = promote(args.file, args.op, backend=args.backend, force=args.force, root=args.root,
+                         store=args.store, record_baseline=not args.no_baseline, timeout=args.timeout,
+                         progress=not args.no_progress)
+    except PromotionError as e:
+        print(f"workbench promote: {e}", file=sys.stderr)
+        run = e.promotion.verify or e.promotion.check
+        if run is not None and run.traceback:
+            print(run.traceback, file=sys.stderr)
+        return 1
+    print(result.message)
+    return 0
+
+def cmd_comm_bench(args) -> int:
+    """Run under torchrun: every rank measures, rank 0 writes the CSV / PNG / store rows and prints."""
+    import os
+
+    import torch
+    import torch.distributed as dist
+
+    from workbench.comm import Communicator
+    from workbench.comm import bench as cb
+
+    rank = int(os.environ.get("RANK", "0"))
+    devices, clusters = _split(args.devices), _split(args.clusters)
+    comm = Communicator(devices[rank % len(devices)] if devices else None,
+                        cluster=clusters[rank % len(clusters)] if clusters else None, timeout=args.timeout)
+    failed = 0
+    if args.selfcheck:
+        from workbench.comm.selfcheck import selfcheck
+
+        checks = selfcheck(comm)
+        bad = checks[~checks["passed"]]
+        for row in bad.head(args.tracebacks).itertuples():
+            print(f"selfcheck rank {row.rank}: {row.op} {row.reduce} {row.dtype} {row.mode}: {row.detail}",
+                  file=sys.stderr)
+        counts = torch.tensor([len(bad), len(checks)], dtype=torch.int64)
+        dist.all_reduce(counts, group=comm.host_group)
+        failed = int(counts[0])
+        if rank == 0:
+            print(f"selfcheck ({cb.describe_clusters(comm)}): {int(counts[1]) - failed} passed, {failed} failed")
+    impls = (["raw"] if not args.no_raw else []) + ["comm"] + (["comm_checked"] if args.checked else [])
+    df = cb.bench(comm, collectives=_split(args.collectives) or cb.COLLECTIVES,
+                  sizes=cb.size_range(args.min_bytes, args.max_bytes, args.factor), dtype=args.dtype,
+                  impls=impls, reps=args.reps, min_time_s=args.min_time, progress=not args.no_progress)
+    if rank == 0:
+        command = f"torchrun --nproc_per_node={comm.world_size} -m workbench.cli {' '.join(sys.argv[1:])}"
+        df = df.assign(command=command)
+        if args.csv:
+            df.to_csv(args.csv, index=False)
+        if args.png:
+            import matplotlib.pyplot as plt
+
+            fig = cb.plot_busbw(df, cb.plot_title(df, command))
+            fig.savefig(args.png, dpi=110)
+            plt.close(fig)
+        if args.store:
+            from workbench.profiling.store import ResultStore
+
+            meta = df.iloc[0][["device", "backend", "torch", "triton", "commit", "dirty", "timestamp", "host"]]
+            print(f"stored run {ResultStore(args.store).append(df, 'comm', meta=meta.to_dict())} in {args.store}")
+        table = df.pivot_table(index=["op", "bytes", "case"], columns="impl",
+                               values=["busbw_gbps", "overhead"], sort=False)
+        table = table.dropna(axis=1, how="all")
+        table.columns = [f"{value}[{impl}]" for value, impl in table.columns]
+        with pd.option_context("display.width", 250, "display.max_rows", None, "display.float_format",
+                               "{:.4g}".format):
+            print(table.reset_index().drop(columns="bytes").to_string(index=False))
+            print(f"\n{cb.describe_clusters(comm)}, {df['device'].iloc[0]}, commit {str(df['commit'].iloc[0])[:10]}")
+            print(cb.summary(df).to_string(index=False))
+    comm.close()
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="workbench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -168,6 +306,89 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("model", help="a Qwen3 model native vs workbench ops (run), or find culprit ops (bisect)")
+    p.add_argument("action", nargs="?", choices=["run", "bisect"], default="run")
+    p.add_argument("--preset", default="tiny", help="qwen3-8b, qwen3-0.6b or tiny (random weights)")
+    p.add_argument("--checkpoint", help="a local checkpoint directory instead of a preset (no downloads)")
+    p.add_argument("--backend", choices=["cpu", "cuda", "mlu"], help="default: detected (mlu > cuda > cpu)")
+    p.add_argument("--mode", choices=["prefill", "decode", "both"], default="both")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--prompt-len", type=int, default=32)
+    p.add_argument("--new-tokens", type=int, default=8)
+    p.add_argument("--no-graphs", action="store_true", help="eager decode only, even where graphs exist")
+    p.add_argument("--include", nargs="+", help="only these workbench ops (default: all)")
+    p.add_argument("--exclude", nargs="+", help="all workbench ops but these")
+    p.add_argument("--no-fuse", action="store_true", help="ATen ops only: leave transformers' RMSNorm, rotary "
+                                                           "and MLP code unfused")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--reps", type=int, default=3, help="timed repetitions (prefill; bisect: every phase)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed runs first (0: none, e.g. in the interpreter)")
+    p.add_argument("--store", help="ResultStore path: append the run's summary rows (kind 'model')")
+    p.add_argument("--out", help="directory for the run's tables as CSV")
+    p.add_argument("--top", type=int, default=25, help="profile rows to print")
+    p.add_argument("--metric", choices=["accuracy", "throughput"], default="accuracy", help="bisect: what to explain")
+    p.add_argument("--threshold", type=float, help="bisect: loss threshold (default: the issue's target)")
+    p.add_argument("--phase", choices=["prefill", "decode"], default="prefill", help="bisect: throughput phase")
+    p.add_argument("--ops", nargs="+", help="bisect: candidate ops (default: every op that served a call)")
+    p.set_defaults(func=cmd_model)
+    p = sub.add_parser("regress", help="run notebooks/regression.ipynb (check + bench vs baseline) via papermill; "
+                                       "exit 1 on failure")
+    p.add_argument("ops", nargs="*", help="op names (default: all)")
+    p.add_argument("--backend", choices=["cpu", "cuda", "mlu"], help="default: detected (mlu > cuda > cpu)")
+    p.add_argument("--cases", nargs="+", help="bench case sets (default: quick on cpu, llm on a GPU)")
+    p.add_argument("--check-cases", nargs="+", help="correctness case sets (default: quick,edge; +llm on a GPU)")
+    p.add_argument("--dtype", nargs="+", help="bench dtypes (default: fp32 on cpu, bf16 on a GPU)")
+    p.add_argument("--check-dtype", nargs="+", help="correctness dtypes (default: fp32,bf16 on cpu; all on a GPU)")
+    p.add_argument("--baseline", default="store", help="store (default) | update | none | a run id")
+    p.add_argument("--threshold", type=float, help="relative slowdown vs baseline that fails (default: 0.1 on "
+                                                   "a GPU; on cpu interpreter timings are not judged)")
+    p.add_argument("--min-speedup", type=float, help="fail when a Triton kernel is below this speedup vs native")
+    p.add_argument("--rep-ms", type=float, help="time budget per measurement")
+    p.add_argument("--store", help="ResultStore path (default: $WORKBENCH_STORE or out/workbench.db)")
+    p.add_argument("--out", help="output folder (default: out/regress/<timestamp>)")
+    p.add_argument("--notebook", help="the regression notebook (default: notebooks/regression.ipynb)")
+    p.add_argument("--timeout", type=int, default=1800, help="seconds per notebook cell")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_regress)
+
+    p = sub.add_parser("promote", help="check a candidate kernel file and write it into the package")
+    p.add_argument("file", help="candidate .py file (format: workbench/ui/candidate.py)")
+    p.add_argument("--op", required=True, help="the op it implements (registered: a variant; new: needs SPEC)")
+    p.add_argument("--backend", choices=["cpu", "cuda", "mlu"],
+                   help="backend the variant is for (default: the detected one, where it is checked)")
+    p.add_argument("--force", action="store_true", help="replace an existing target, keeping a backup")
+    p.add_argument("--root", help="tree whose workbench/ package receives it (default: this one)")
+    p.add_argument("--store", help="ResultStore for the baseline (default: $WORKBENCH_STORE or out/workbench.db)")
+    p.add_argument("--no-baseline", action="store_true", help="do not bench and record a baseline")
+    p.add_argument("--timeout", type=float, default=1200.0, help="seconds per worker run")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_promote)
+
+    p = sub.add_parser("comm-bench", help="collective bus bandwidth, Communicator vs raw torch.distributed "
+                                          "(run under torchrun)")
+    p.add_argument("--collectives", nargs="+", help="default: all_reduce all_gather reduce_scatter broadcast "
+                                                     "all_to_all")
+    p.add_argument("--min-bytes", default="1K", help="smallest message, e.g. 1K (default 1K)")
+    p.add_argument("--max-bytes", default="1G", help="largest message, e.g. 64M (default 1G)")
+    p.add_argument("--factor", type=int, default=2, help="size step factor (default 2)")
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16", "int32"])
+    p.add_argument("--devices", nargs="+", help="device per rank, cycled: e.g. cuda,cuda,cpu for a "
+                                                 "heterogeneous job (default: detected backend)")
+    p.add_argument("--clusters", nargs="+", help="cluster key per rank, cycled (default: device type)")
+    p.add_argument("--checked", action="store_true", help="also time the Communicator with validation on")
+    p.add_argument("--no-raw", action="store_true", help="skip the raw torch.distributed baseline")
+    p.add_argument("--selfcheck", action="store_true", help="first check every operation's results")
+    p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--min-time", type=float, default=0.02, help="seconds per timed loop (sets iterations)")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds before a blocking call fails")
+    p.add_argument("--csv", help="rank 0 writes the table here")
+    p.add_argument("--png", help="rank 0 writes the busbw / overhead plot here")
+    p.add_argument("--store", help="rank 0 appends the rows to this ResultStore (SQLite file), kind 'comm'")
+    p.add_argument("--tracebacks", type=int, default=5, help="selfcheck failures to print per rank")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_comm_bench)
     return parser
 
 

@@ -88,6 +88,12 @@ class Backend:
         """A start/stop timer on the device's own clock (events on GPUs, wall clock on cpu)."""
         return WallTimer()
 
+    def hold(self, us: float) -> None:
+        """Queue about `us` of device-side busy work, so that launches issued meanwhile run back to back.
+
+        Timing uses it to keep host launch overhead out of kernel time. A no-op where the runtime has no
+        such primitive (then kernel times of very short ops include launch gaps)."""
+
     def __repr__(self) -> str:
         return f"<Backend {self.name}>"
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+
 import torch
 
 from .base import Backend, Capabilities, DeviceProperties, LaunchPolicy, Timer
@@ -38,7 +40,8 @@ class CudaBackend(Backend):
             return "package triton is not installed"
         return None
 
-    @property
+    # Capabilities and policy are read once: a process runs its kernels on one device.
+    @functools.cached_property
     def capabilities(self) -> Capabilities:  # type: ignore[override]
         major, minor = torch.cuda.get_device_capability() if torch.cuda.is_available() else (0, 0)
         return Capabilities(
@@ -50,7 +53,7 @@ class CudaBackend(Backend):
             int64_atomics=True,
         )
 
-    @property
+    @functools.cached_property
     def policy(self) -> LaunchPolicy:  # type: ignore[override]
         smem = 48 * 1024
         if torch.cuda.is_available():
@@ -63,6 +66,9 @@ class CudaBackend(Backend):
 
     def timer(self) -> Timer:
         return CudaEventTimer()
+
+    def hold(self, us: float) -> None:
+        torch.cuda._sleep(int(us * 2000))  # spin cycles; at up to ~2 GHz this holds at least `us`
 
     def properties(self) -> DeviceProperties:
         props = torch.cuda.get_device_properties(torch.cuda.current_device())

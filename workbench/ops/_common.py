@@ -7,7 +7,6 @@ dtype, ValueError for a wrong device or shape.
 from __future__ import annotations
 
 import contextlib
-from numbers import Number
 
 import torch
 
@@ -51,12 +50,9 @@ def check_dtype_match(name: str, t: torch.Tensor, expected: torch.dtype, other: 
 
 
 def as_tensor_operand(name: str, value, like: torch.Tensor) -> torch.Tensor:
-    """A Python number or 0-dim CPU tensor becomes a 0-dim tensor on `like`'s device (torch scalar rules)."""
-    if isinstance(value, bool) or not isinstance(value, (Number, torch.Tensor)):
+    """A tensor operand; a 0-dim CPU tensor moves to `like`'s device, as torch allows for scalars."""
+    if not isinstance(value, torch.Tensor):
         raise TypeError(f"{name}: expected a tensor or a number, got {type(value).__name__}")
-    if isinstance(value, Number):
-        # fp32 keeps the scalar's precision; a 0-dim operand does not promote the result dtype
-        return torch.tensor(float(value), dtype=torch.float32, device=like.device)
     if value.dim() == 0 and value.device.type == "cpu" and like.device.type != "cpu":
         return value.to(like.device)
     return value
@@ -64,7 +60,8 @@ def as_tensor_operand(name: str, value, like: torch.Tensor) -> torch.Tensor:
 
 @contextlib.contextmanager
 def poisoned_outputs():
-    """Inside, every output an op allocates starts as NaN, so unwritten elements show up in checks."""
+    """Inside, every output an op allocates starts as NaN (integers: their minimum), so unwritten
+    elements show up in checks."""
     global _poison
     previous, _poison = _poison, True
     try:
@@ -75,6 +72,17 @@ def poisoned_outputs():
 
 def new_output(shape, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     out = torch.empty(shape, dtype=dtype, device=device)
-    if _poison:
+    if _poison and out.is_floating_point():
         out.fill_(float("nan"))
+    elif _poison and dtype != torch.bool:
+        out.fill_(torch.iinfo(dtype).min)
+    return out
+
+
+def new_output_like(x: torch.Tensor, dtype: torch.dtype,
+                    memory_format: torch.memory_format = torch.preserve_format) -> torch.Tensor:
+    """Like `new_output`, with `x`'s strides where torch's empty_like keeps them (dense inputs)."""
+    out = torch.empty_like(x, dtype=dtype, memory_format=memory_format)
+    if _poison:
+        out.copy_(new_output(out.shape, dtype, out.device))  # the same poison values
     return out

@@ -1,14 +1,12 @@
-"""Elementwise launchers shared by unary and binary ops.
+"""Elementwise launchers shared by unary, binary and ternary ops.
 
 An op supplies only its math as a `@triton.jit` function (e.g. `x * tl.sigmoid(x)`); these launchers
 handle broadcasting, non-contiguous and rank-N inputs (strides, up to 4 dims after merging), int64
 offsets, math in fp32 and the cast to the output dtype. Contiguous same-shape inputs take a flat path
-with no index arithmetic.
+with no index arithmetic. Python numbers are passed to kernels by value, never as device tensors.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import torch
 import triton
@@ -17,10 +15,14 @@ import triton.language as tl
 from workbench import backends
 
 from ._common import as_tensor_operand, check_same_device, check_tensor, new_output
+from ._launch import launch
+from ._shapes import broadcast, cdiv
 from .spec import Case, Cost, nbytes, randn
 
 MAX_DIMS = 4
-BLOCK = 1024  # elements per program on a GPU; the launch policy scales it
+# Elements per program: 1024 on a GPU, scaled up by the launch policy (the backend is fixed per process).
+BLOCK = 1024 * backends.active().policy.block_scale
+_FLAT = ([1, 1, 1], [[0] * MAX_DIMS, [0] * MAX_DIMS], True)  # sizes, strides, contiguous for flat launches
 
 
 @triton.jit
@@ -48,8 +50,9 @@ def _unary_kernel(x_ptr, out_ptr, n, s1, s2, s3, xs0, xs1, xs2, xs3,
 
 
 @triton.jit
-def _binary_kernel(a_ptr, b_ptr, out_ptr, n, s1, s2, s3, as0, as1, as2, as3, bs0, bs1, bs2, bs3, b_scale,
-                   FN: tl.constexpr, CONTIGUOUS: tl.constexpr, SCALE_B: tl.constexpr, BLOCK: tl.constexpr):
+def _binary_kernel(a_ptr, b_ptr, out_ptr, n, s1, s2, s3, as0, as1, as2, as3, bs0, bs1, bs2, bs3, b_scalar, b_scale,
+                   FN: tl.constexpr, CONTIGUOUS: tl.constexpr, B_SCALAR: tl.constexpr, SCALE_B: tl.constexpr,
+                   BLOCK: tl.constexpr):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < n
     if CONTIGUOUS:
@@ -59,10 +62,40 @@ def _binary_kernel(a_ptr, b_ptr, out_ptr, n, s1, s2, s3, as0, as1, as2, as3, bs0
         a_offs = _offsets(offs, s1, s2, s3, as0, as1, as2, as3)
         b_offs = _offsets(offs, s1, s2, s3, bs0, bs1, bs2, bs3)
     a = tl.load(a_ptr + a_offs, mask=mask).to(tl.float32)
-    b = tl.load(b_ptr + b_offs, mask=mask).to(tl.float32)
+    if B_SCALAR:  # a Python number, passed by value; a block, since the interpreter passes a bare float
+        b = tl.full([BLOCK], b_scalar, tl.float32)
+    else:
+        b = tl.load(b_ptr + b_offs, mask=mask).to(tl.float32)
     if SCALE_B:
         b = b * b_scale
     tl.store(out_ptr + offs, FN(a, b).to(out_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _ternary_kernel(c_ptr, a_ptr, b_ptr, out_ptr, n, s1, s2, s3, cs0, cs1, cs2, cs3, as0, as1, as2, as3,
+                    bs0, bs1, bs2, bs3, a_scalar, b_scalar, FN: tl.constexpr, CONTIGUOUS: tl.constexpr,
+                    A_SCALAR: tl.constexpr, B_SCALAR: tl.constexpr, BLOCK: tl.constexpr):
+    # The first operand keeps its own dtype (a bool condition or mask); the others are fp32.
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < n
+    if CONTIGUOUS:
+        c_offs = offs
+        a_offs = offs
+        b_offs = offs
+    else:
+        c_offs = _offsets(offs, s1, s2, s3, cs0, cs1, cs2, cs3)
+        a_offs = _offsets(offs, s1, s2, s3, as0, as1, as2, as3)
+        b_offs = _offsets(offs, s1, s2, s3, bs0, bs1, bs2, bs3)
+    c = tl.load(c_ptr + c_offs, mask=mask)
+    if A_SCALAR:  # a block, not the bare scalar: the interpreter passes scalars as Python floats
+        a = tl.full([BLOCK], a_scalar, tl.float32)
+    else:
+        a = tl.load(a_ptr + a_offs, mask=mask).to(tl.float32)
+    if B_SCALAR:
+        b = tl.full([BLOCK], b_scalar, tl.float32)
+    else:
+        b = tl.load(b_ptr + b_offs, mask=mask).to(tl.float32)
+    tl.store(out_ptr + offs, FN(c, a, b).to(out_ptr.dtype.element_ty), mask=mask)
 
 
 def _merge_dims(shape, strides_per_operand):
@@ -94,76 +127,138 @@ def _layout(shape, operands):
     return sizes[1:], strides, contiguous, operands
 
 
-def _launch_grid(n: int) -> tuple[int, int]:
-    block = BLOCK * backends.active().policy.block_scale
-    return triton.cdiv(n, block), block
-
-
-@dataclass
-class Prepared:
-    """A validated elementwise call: the output and, unless it is empty, the layout to launch with."""
-
-    out: torch.Tensor
-    operands: list[torch.Tensor]  # expanded to the output shape, possibly made contiguous
-    sizes: list[int]  # sizes of merged dims 1..3 (dim 0 is implied by n)
-    strides: list[list[int]]  # per operand, 4 merged dims
-    contiguous: bool
-
-    @property
-    def n(self) -> int:
-        return self.out.numel()
-
-
-def prepare_unary(x: torch.Tensor, name: str = "x") -> Prepared:
-    """Validate `x` and allocate the output; shared by every unary launcher (generic, mlu)."""
+def prepare_unary(x: torch.Tensor, name: str = "x"):
+    """Validate `x`, allocate the output and lay `x` out: (out, x, sizes, x_strides, contiguous).
+    Shared by every unary launcher (this generic one, the MLU-style one in ops/_mlu)."""
     check_tensor(name, x)
     out = new_output(x.shape, x.dtype, x.device)
-    sizes, strides, contiguous, operands = _layout(x.shape, [x]) if x.numel() else ([], [], True, [x])
-    return Prepared(out, operands, sizes, strides, contiguous)
-
-
-def prepare_binary(a: torch.Tensor, b, names=("input", "other")) -> Prepared:
-    """Validate, broadcast and type-promote two operands; shared by every binary launcher."""
-    check_tensor(names[0], a)
-    b = as_tensor_operand(names[1], b, a)
-    check_tensor(names[1], b)
-    if b.dim() > 0:
-        check_same_device(**{names[0]: a, names[1]: b})
-    try:
-        shape = torch.broadcast_shapes(a.shape, b.shape)
-    except RuntimeError:
-        raise ValueError(
-            f"{names[1]}: shape {tuple(b.shape)} does not broadcast with {names[0]} shape {tuple(a.shape)}"
-        ) from None
-    out = new_output(shape, torch.result_type(a, b), a.device)
-    if out.numel() == 0:
-        return Prepared(out, [a, b], [], [], True)
-    sizes, strides, contiguous, operands = _layout(shape, [a.expand(shape), b.expand(shape)])
-    return Prepared(out, operands, sizes, strides, contiguous)
+    if x.numel() == 0 or x.is_contiguous():
+        sizes, strides, contiguous = _FLAT
+    else:
+        sizes, strides, contiguous, (x,) = _layout(x.shape, [x])
+    return out, x, sizes, strides[0], contiguous
 
 
 def unary(fn, x: torch.Tensor, name: str = "x") -> torch.Tensor:
     """Apply the jit function `fn` (fp32 in, fp32 out) to every element of `x`."""
-    p = prepare_unary(x, name)
-    if p.n == 0:
-        return p.out
-    programs, block = _launch_grid(p.n)
-    _unary_kernel[(programs,)](p.operands[0], p.out, p.n, *p.sizes, *p.strides[0], FN=fn,
-                               CONTIGUOUS=p.contiguous, BLOCK=block)
-    return p.out
+    out, x, sizes, x_strides, contiguous = prepare_unary(x, name)
+    n = out.numel()
+    if n == 0:
+        return out
+    launch(_unary_kernel, (cdiv(n, BLOCK),), x, out, n, *sizes, *x_strides, FN=fn,
+           CONTIGUOUS=contiguous, BLOCK=BLOCK)
+    return out
+
+
+def prepare_binary(a: torch.Tensor, b, names=("input", "other")):
+    """Validate, broadcast and type-promote two operands and lay them out:
+    (out, a, b_arg, sizes, a_strides, b_strides, contiguous, b_scalar). A Python number `b` comes back
+    as `b_scalar` (a float; `b_arg` is then `a`, never read), else `b_scalar` is None. Shared by every
+    binary launcher (this generic one, the MLU-style one in ops/_mlu).
+
+    A Python number is passed to kernels by value (no device tensor, as torch does); contiguous
+    same-shape tensors skip all layout work. Both keep the call path short for decode-sized ops.
+    """
+    check_tensor(names[0], a)
+    if isinstance(b, (int, float)) and not isinstance(b, bool):
+        out = new_output(a.shape, a.dtype, a.device)  # a float tensor with a Python number keeps its dtype
+        operands, b_scalar = [a], float(b)
+    else:
+        b = as_tensor_operand(names[1], b, a)
+        check_tensor(names[1], b)
+        if b.dim() > 0:
+            check_same_device(**{names[0]: a, names[1]: b})
+        if a.shape == b.shape:
+            shape = a.shape
+        else:
+            try:
+                shape = torch.broadcast_shapes(a.shape, b.shape)
+            except RuntimeError:
+                raise ValueError(f"{names[1]}: shape {tuple(b.shape)} does not broadcast with "
+                                 f"{names[0]} shape {tuple(a.shape)}") from None
+        out = new_output(shape, torch.result_type(a, b), a.device)
+        operands, b_scalar = [a, b], None
+    if out.numel() == 0 or all(t.shape == out.shape and t.is_contiguous() for t in operands):
+        sizes, strides, contiguous = _FLAT
+    else:
+        sizes, strides, contiguous, operands = _layout(out.shape, [t.expand(out.shape) for t in operands])
+    b_arg, b_strides = (operands[1], strides[1]) if len(operands) == 2 else (operands[0], [0] * MAX_DIMS)
+    return out, operands[0], b_arg, sizes, strides[0], b_strides, contiguous, b_scalar
 
 
 def binary(fn, a: torch.Tensor, b, b_scale=1, names=("input", "other")) -> torch.Tensor:
-    """`fn(a, b * b_scale)` elementwise with torch broadcasting and type promotion."""
-    p = prepare_binary(a, b, names)
-    if p.n == 0:
-        return p.out
-    programs, block = _launch_grid(p.n)
-    _binary_kernel[(programs,)](
-        *p.operands, p.out, p.n, *p.sizes, *p.strides[0], *p.strides[1], float(b_scale),
-        FN=fn, CONTIGUOUS=p.contiguous, SCALE_B=b_scale != 1, BLOCK=block,
+    """`fn(a, b * b_scale)` elementwise with torch broadcasting and type promotion (see prepare_binary)."""
+    out, a, b_arg, sizes, a_strides, b_strides, contiguous, b_scalar = prepare_binary(a, b, names)
+    n = out.numel()
+    if n == 0:
+        return out
+    launch(
+        _binary_kernel, (cdiv(n, BLOCK),),
+        a, b_arg, out, n, *sizes, *a_strides, *b_strides, 0.0 if b_scalar is None else b_scalar,
+        float(b_scale), FN=fn, CONTIGUOUS=contiguous, B_SCALAR=b_scalar is not None, SCALE_B=b_scale != 1,
+        BLOCK=BLOCK,
     )
-    return p.out
+    return out
+
+
+def _scalar_operand(name: str, value) -> float | None:
+    """A Python number or a 0-dim CPU tensor as a Python float (for a kernel argument); else None.
+
+    Reading a CPU tensor's value does not synchronise a device. Type promotion uses the original
+    operand (torch.result_type), so `bf16_tensor + 2.5` stays bf16 and a 0-dim tensor does not promote.
+    """
+    if isinstance(value, torch.Tensor):
+        if value.dim() != 0 or value.device.type != "cpu":
+            return None
+        if value.is_complex():
+            raise TypeError(f"{name}: expected a real number, got a 0-dim {value.dtype} tensor")
+        return float(value.item())
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return None  # the tensor path reports the type error
+
+
+def ternary(fn, c: torch.Tensor, a, b, out_dtype: torch.dtype, names=("condition", "input", "other"),
+            c_dtypes=(torch.bool,)) -> torch.Tensor:
+    """`fn(c, a, b)` elementwise with broadcasting into a new `out_dtype` tensor.
+
+    `c` is loaded in its own dtype (one of `c_dtypes`), `a` and `b` (tensors or numbers) as fp32.
+    """
+    check_tensor(names[0], c, dtypes=c_dtypes)
+    values, tensors = [], []
+    for name, v in ((names[1], a), (names[2], b)):
+        value = _scalar_operand(name, v)
+        if value is None:
+            check_tensor(name, v)
+            tensors.append((name, v))
+        values.append(value)
+    check_same_device(**{names[0]: c}, **dict(tensors))
+    shapes = [c.shape] + [t.shape for _, t in tensors]
+    shape = broadcast(*shapes)
+    if shape is None:
+        raise ValueError(f"{', '.join(names)}: shapes {[tuple(s) for s in shapes]} do not broadcast")
+    out = new_output(shape, out_dtype, c.device)
+    n = out.numel()
+    if n == 0:
+        return out
+    operands = [c] + [t for _, t in tensors]
+    if all(t.shape == out.shape and t.is_contiguous() for t in operands):
+        sizes, contiguous = _FLAT[0], True
+        strides = [[0] * MAX_DIMS] * len(operands)
+    else:
+        sizes, strides, contiguous, operands = _layout(out.shape, [t.expand(out.shape) for t in operands])
+    # Scalar operands get the condition's pointer and strides: never read (A_SCALAR / B_SCALAR).
+    ptrs, rest = [], iter(zip(operands[1:], strides[1:]))
+    for value in values:
+        ptrs.append((operands[0], strides[0]) if value is not None else next(rest))
+    launch(
+        _ternary_kernel, (cdiv(n, BLOCK),),
+        operands[0], ptrs[0][0], ptrs[1][0], out, n, *sizes, *strides[0], *ptrs[0][1], *ptrs[1][1],
+        0.0 if values[0] is None else values[0], 0.0 if values[1] is None else values[1],
+        FN=fn, CONTIGUOUS=contiguous, A_SCALAR=values[0] is not None, B_SCALAR=values[1] is not None,
+        BLOCK=BLOCK,
+    )
+    return out
 
 
 def unary_cost(x: torch.Tensor, *_, **__):

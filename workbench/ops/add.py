@@ -17,6 +17,11 @@ def add(input: torch.Tensor, other, *, alpha=1) -> torch.Tensor:
     return binary(_add, input, other, b_scale=alpha)
 
 
+def _aten_add(impl, self, other, alpha=1):
+    """aten::add.Tensor(self, other, *, alpha=1) and aten::add.Scalar(self, other, alpha=1)."""
+    return impl(self, other, alpha=alpha)
+
+
 SPEC = register(OpSpec(
     name="add",
     reference=torch.add,
@@ -24,4 +29,5 @@ SPEC = register(OpSpec(
     cases=binary_cases(),
     cost=binary_cost,
     aten=("aten::add.Tensor", "aten::add.Scalar"),
+    aten_impls={"aten::add.Tensor": _aten_add, "aten::add.Scalar": _aten_add},
 ))

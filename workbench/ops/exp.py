@@ -24,4 +24,5 @@ SPEC = register(OpSpec(
     cases=unary_cases(),
     cost=unary_cost,
     aten=("aten::exp",),
+    aten_impls={"aten::exp": lambda impl, self: impl(self)},
 ))

@@ -54,4 +54,5 @@ SPEC = register(OpSpec(
     cases=_both_approximations(),
     cost=unary_cost,
     aten=("aten::gelu",),
+    aten_impls={"aten::gelu": lambda impl, self, approximate="none": impl(self, approximate=approximate)},
 ))

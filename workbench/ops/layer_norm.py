@@ -8,6 +8,7 @@ import triton.language as tl
 
 from . import _rows
 from ._common import check_same_device, check_tensor, new_output
+from ._launch import launch
 from ._norm_cases import norm_cases
 from .spec import Cost, OpSpec, nbytes, register
 
@@ -56,7 +57,8 @@ def _layer_norm_kernel(x_ptr, w_ptr, b_ptr, out_ptr, n_cols, x_row_stride, eps,
 
 def prepare(x: torch.Tensor, normalized_shape, weight: torch.Tensor | None,
             bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Validate the arguments; (output, x as rows of the normalized size, or None when empty)."""
+    """Validate; (output, x as rows of the normalized size, or None when empty). Shared by every
+    layer_norm launcher (generic, MLU style)."""
     check_tensor("x", x)
     shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
     if not shape or len(shape) > x.dim() or tuple(x.shape[x.dim() - len(shape):]) != shape:
@@ -80,9 +82,10 @@ def layer_norm(x: torch.Tensor, normalized_shape, weight: torch.Tensor | None = 
         return out
     n = rows.shape[1]
     block, one_tile = _rows.tile(n)
-    _layer_norm_kernel[(rows.shape[0],)](
+    launch(
+        _layer_norm_kernel, (rows.shape[0],),
         rows, weight if weight is not None else rows, bias if bias is not None else rows, out, n,
-        rows.stride(0), eps, HAS_WEIGHT=weight is not None, HAS_BIAS=bias is not None,
+        rows.stride(0), float(eps), HAS_WEIGHT=weight is not None, HAS_BIAS=bias is not None,
         BLOCK=block, ONE_TILE=one_tile, num_warps=_rows.row_warps(block),
     )
     return out
@@ -112,5 +115,8 @@ SPEC = register(OpSpec(
     # CUDA's native layer_norm rejects fp32 params with fp16/bf16 x, so no mixed-dtype case here.
     cases=_with_shape(norm_cases(with_bias=True, eps=1e-5, mixed_params=False)),
     cost=_cost,
-    aten=("aten::native_layer_norm",),
+    # aten::layer_norm, not aten::native_layer_norm: that one also returns mean and rstd.
+    aten=("aten::layer_norm",),
+    aten_impls={"aten::layer_norm": lambda impl, input, normalized_shape, weight=None, bias=None, eps=1e-5,
+                cudnn_enable=True: impl(input, normalized_shape, weight, bias, eps)},
 ))

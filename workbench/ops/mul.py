@@ -24,4 +24,7 @@ SPEC = register(OpSpec(
     cases=binary_cases(),
     cost=binary_cost,
     aten=("aten::mul.Tensor", "aten::mul.Scalar"),
+    # aten::mul.Tensor(self, other) and aten::mul.Scalar(self, other): the op's own signature.
+    aten_impls={"aten::mul.Tensor": lambda impl, self, other: impl(self, other),
+                "aten::mul.Scalar": lambda impl, self, other: impl(self, other)},
 ))

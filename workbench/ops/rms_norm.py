@@ -6,8 +6,9 @@ import triton.language as tl
 
 from . import _rows
 from ._common import check_same_device, check_tensor, new_output
+from ._launch import launch
 from ._norm_cases import norm_cases
-from .spec import Cost, OpSpec, nbytes, register
+from .spec import Cost, OpSpec, Unsupported, nbytes, register
 
 
 @triton.jit
@@ -49,7 +50,8 @@ def check_norm_param(name: str, p, x: torch.Tensor) -> None:
 
 
 def prepare(x: torch.Tensor, weight: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Validate the arguments; (output, x as rows or None when there is nothing to compute)."""
+    """Validate; (output, x as rows or None when there is nothing to compute). Shared by every
+    rms_norm launcher (generic, MLU style)."""
     check_tensor("x", x)
     if x.dim() == 0:
         raise ValueError("x: expected at least 1 dim, got a 0-dim tensor")
@@ -64,10 +66,20 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor | None = None, eps: float = 1
         return out
     n_rows, n = rows.shape
     block, one_tile = _rows.tile(n)
-    _rms_norm_kernel[(n_rows,)](rows, weight if weight is not None else rows, out, n, rows.stride(0), eps,
-                                HAS_WEIGHT=weight is not None, BLOCK=block, ONE_TILE=one_tile,
-                                num_warps=_rows.row_warps(block))
+    launch(_rms_norm_kernel, (n_rows,), rows, weight if weight is not None else rows, out, n, rows.stride(0),
+           float(eps), HAS_WEIGHT=weight is not None, BLOCK=block, ONE_TILE=one_tile,
+           num_warps=_rows.row_warps(block))
     return out
+
+
+def _aten_rms_norm(impl, input, normalized_shape, weight=None, eps=None):
+    """aten::rms_norm(input, normalized_shape, weight=None, eps=None) over the last dim only."""
+    if list(normalized_shape) != list(input.shape[-1:]):
+        raise Unsupported(f"normalized_shape {list(normalized_shape)} is not the last dim of input "
+                          f"{tuple(input.shape)}")
+    if eps is None:
+        eps = torch.finfo(input.dtype).eps  # torch's default
+    return impl(input, weight, eps)
 
 
 def _reference(x, weight=None, eps=1e-6):
@@ -84,5 +96,7 @@ SPEC = register(OpSpec(
     impl=rms_norm,
     cases=norm_cases(with_bias=False, eps=1e-6, mixed_params=True),
     cost=_cost,
-    aten=("aten::rms_norm", "aten::_fused_rms_norm"),
+    # Not aten::_fused_rms_norm: it also returns rstd, which this kernel does not compute.
+    aten=("aten::rms_norm",),
+    aten_impls={"aten::rms_norm": _aten_rms_norm},
 ))

@@ -25,4 +25,5 @@ SPEC = register(OpSpec(
     cases=unary_cases(),
     cost=unary_cost,
     aten=("aten::silu",),
+    aten_impls={"aten::silu": lambda impl, self: impl(self)},
 ))

@@ -6,7 +6,8 @@ import triton.language as tl
 
 from . import _rows
 from ._common import check_tensor, new_output
-from .spec import Case, Cost, OpSpec, nbytes, randn, register
+from ._launch import launch
+from .spec import Case, Cost, OpSpec, Unsupported, nbytes, randn, register
 
 
 @triton.jit
@@ -43,7 +44,7 @@ def _softmax_kernel(x_ptr, out_ptr, n_cols, x_row_stride, out_row_stride,
 
 def prepare(x: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Validate; (output with `dim` moved last, x as rows along `dim` or None when empty).
-    The caller hands the output to `finish`."""
+    The caller hands the output to `finish`. Shared by every softmax launcher (generic, MLU style)."""
     check_tensor("x", x)
     if not -max(x.dim(), 1) <= dim < max(x.dim(), 1):
         raise ValueError(f"dim: expected a dim in [{-max(x.dim(), 1)}, {max(x.dim(), 1)}), got {dim}")
@@ -62,9 +63,16 @@ def softmax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
     if rows is not None:
         n_rows, n = rows.shape
         block, one_tile = _rows.tile(n)
-        _softmax_kernel[(n_rows,)](rows, out, n, rows.stride(0), n,
-                                   BLOCK=block, ONE_TILE=one_tile, num_warps=_rows.row_warps(block))
+        launch(_softmax_kernel, (n_rows,), rows, out, n, rows.stride(0), n,
+               BLOCK=block, ONE_TILE=one_tile, num_warps=_rows.row_warps(block))
     return finish(out, x, dim)
+
+
+def _aten_softmax(impl, self, dim, half_to_float):
+    """aten::_softmax(self, dim, half_to_float): the kernel keeps the input dtype."""
+    if half_to_float:
+        raise Unsupported("half_to_float=True (fp16 in, fp32 out) is not implemented")
+    return impl(self, dim)
 
 
 def _cost(x, dim=-1):
@@ -113,4 +121,5 @@ SPEC = register(OpSpec(
     cases=_cases(),
     cost=_cost,
     aten=("aten::_softmax",),
+    aten_impls={"aten::_softmax": _aten_softmax},
 ))

@@ -23,6 +23,14 @@ Inputs = tuple[tuple, dict]  # (args, kwargs) for one call
 MakeInputs = Callable[[torch.dtype, torch.device, torch.Generator], Inputs]
 
 
+class Unsupported(NotImplementedError):
+    """Raised by an ATen adapter for inputs the Triton implementation does not handle.
+
+    The dispatch override (workbench.dispatch) then runs the native kernel instead and records the
+    message as the reason. Wrappers' own TypeError/ValueError (a dtype, a shape) are treated the same.
+    """
+
+
 @dataclass(frozen=True)
 class Case:
     """One input configuration. `make` draws fresh random inputs from the generator it is given."""
@@ -49,6 +57,11 @@ class OpSpec:
     cases: dict[str, Callable[[], list[Case]]]  # case set name -> case list
     cost: Callable[..., Cost]  # same arguments as the op
     aten: tuple[str, ...] = ()  # ATen overloads this op can replace
+    # ATen overload -> adapter(impl, *args, **kwargs) for workbench.dispatch: `impl` is this op's
+    # implementation for the active backend, args/kwargs the overload's arguments as the dispatcher passes
+    # them to a Python kernel (positional as in the schema, keyword-only ones as keywords, defaults left
+    # out). It returns what the overload returns, or raises Unsupported. Empty `aten` is filled from these.
+    aten_impls: dict[str, Callable[..., Any]] = field(default_factory=dict)
     variants: dict[str, Callable[..., Any]] = field(default_factory=dict)  # backend name -> specialised impl
     tolerance: dict[torch.dtype, float] = field(default_factory=lambda: dict(DEFAULT_TOLERANCE))
     dtypes: tuple[torch.dtype, ...] = FLOAT_DTYPES
@@ -108,6 +121,11 @@ def register(spec: OpSpec) -> OpSpec:
     missing = [s for s in ("quick", "edge", "llm") if s not in spec.cases]
     if missing:
         raise ValueError(f"op {spec.name!r} lacks case sets {missing}")
+    if spec.aten_impls and not spec.aten:
+        spec.aten = tuple(spec.aten_impls)
+    stray = sorted(set(spec.aten_impls) - set(spec.aten))
+    if stray:
+        raise ValueError(f"op {spec.name!r}: aten_impls has overloads {stray} that are not in aten {spec.aten}")
     REGISTRY[spec.name] = spec
     return spec
 
@@ -126,6 +144,12 @@ def randn(shape, dtype: torch.dtype, device: torch.device, gen: torch.Generator,
     """Fresh standard-normal values (never zeros), drawn on the device itself."""
     t = torch.randn(shape, dtype=torch.float32, device=device, generator=gen)
     return (t * scale).to(dtype) if scale != 1.0 else t.to(dtype)
+
+
+def without_big(cases: dict) -> dict:
+    """`cases` less the past-2**31 ones: for an op whose launcher another op already checks that far
+    (GPU time is scarce; the indexing is the launcher's, not the op's math)."""
+    return {name: (lambda f=f: [c for c in f() if not c.big]) for name, f in cases.items()}
 
 
 def nbytes(*tensors) -> int:

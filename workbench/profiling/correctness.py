@@ -55,8 +55,19 @@ def _upcast(value, dtype: torch.dtype, device: torch.device):
     return value
 
 
-def compare(out: torch.Tensor, ref: torch.Tensor, tol: float) -> dict:
-    """Error metrics of `out` against the high-precision `ref` (same shape)."""
+def compare(out, ref, tol: float, dim: int = -1) -> dict:
+    """Error metrics of `out` against the high-precision `ref` (same shape).
+
+    Floating outputs: relative and elementwise error within `tol`, NaN/Inf in the same places.
+    Integer and bool outputs (argmax, indices): exact equality. Tuples (rope's (q, k), topk's
+    (values, indices)): element by element, every element must pass; for sorted (values, indices)
+    results (topk, sort) the indices of tied values are not unique, so only those of distinct values
+    are compared, `dim` being the dim they are sorted along.
+    """
+    if isinstance(ref, (tuple, list)):
+        return _compare_tuple(out, ref, tol, dim)
+    if not (ref.is_floating_point() or ref.is_complex()):
+        return _compare_exact(out, ref)
     out = out.to(device=ref.device, dtype=ref.dtype)
     nan_ok = torch.equal(torch.isnan(out), torch.isnan(ref))
     inf_ok = torch.equal(torch.isinf(out), torch.isinf(ref)) and torch.equal(
@@ -78,9 +89,82 @@ def compare(out: torch.Tensor, ref: torch.Tensor, tol: float) -> dict:
     }
 
 
+def _compare_exact(out: torch.Tensor, ref: torch.Tensor, where: torch.Tensor | None = None) -> dict:
+    """Exact equality (at `where` only, if given); rel_err is the fraction of elements that differ."""
+    out = out.to(ref.device)
+    if out.dtype != ref.dtype:  # a wrong dtype is reported by dtype_match; compare the values anyway
+        out = out.to(ref.dtype)
+    differ = out != ref
+    if where is not None:
+        differ &= where
+    n_bad = int(differ.sum())
+    gap = (out[differ].double() - ref[differ].double()).abs()
+    return {
+        "rel_err": n_bad / max(1, ref.numel()),
+        "max_abs_err": float(gap.max()) if gap.numel() else 0.0,
+        "nonfinite_match": True,
+        "elementwise_ok": n_bad == 0,
+        "passed": n_bad == 0,
+    }
+
+
+def _distinct_sorted(values: torch.Tensor, dim: int) -> torch.Tensor:
+    """Positions of sorted dim `dim` whose value is unique there and differs from the last kept value.
+
+    In topk/sort results only these positions have one right index: equal values may come in either
+    order, and a value equal to the last one kept may tie with an element that was left out.
+    """
+    if values.dim() == 0 or values.shape[dim] == 0:
+        return torch.ones_like(values, dtype=torch.bool)
+    v = values.movedim(dim, -1)
+
+    def same(a, b):
+        return (a == b) | (torch.isnan(a) & torch.isnan(b))
+
+    tied = torch.zeros_like(v, dtype=torch.bool)
+    tied[..., 1:] |= same(v[..., 1:], v[..., :-1])
+    tied[..., :-1] |= same(v[..., :-1], v[..., 1:])
+    tied |= same(v, v[..., -1:])
+    return (~tied).movedim(-1, dim)
+
+
+def _compare_tuple(out, ref, tol: float, dim: int) -> dict:
+    if not isinstance(out, (tuple, list)) or len(out) != len(ref):
+        got = f"{len(out)} outputs" if isinstance(out, (tuple, list)) else type(out).__name__
+        raise ValueError(f"expected {len(ref)} outputs like the reference, got {got}")
+    sorted_pair = type(ref).__name__ in ("topk", "sort") and hasattr(ref, "indices")
+    parts = []
+    for i, (o, r) in enumerate(zip(out, ref)):
+        if sorted_pair and i == 1:
+            parts.append(_compare_exact(o, r, where=_distinct_sorted(ref.values.to(r.device), dim)))
+        else:
+            parts.append(compare(o, r, tol, dim))
+    return {
+        "rel_err": max((p["rel_err"] for p in parts), default=0.0),
+        "max_abs_err": max((p["max_abs_err"] for p in parts), default=0.0),
+        **{k: all(p[k] for p in parts) for k in ("nonfinite_match", "elementwise_ok", "passed")},
+    }
+
+
+def same_kind(out, native) -> bool:
+    """Same type, dtype and shape as the native op's result (tuples element by element)."""
+    if isinstance(native, (tuple, list)):
+        return (type(out) is type(native) and len(out) == len(native)
+                and all(same_kind(o, n) for o, n in zip(out, native)))
+    return isinstance(out, torch.Tensor) and out.dtype == native.dtype and out.shape == native.shape
+
+
+def _tensors(args):
+    """The tensors among `args`, including those inside lists and tuples (cat's inputs)."""
+    for a in args:
+        if isinstance(a, torch.Tensor):
+            yield a
+        elif isinstance(a, (list, tuple)):
+            yield from _tensors(a)
+
+
 def shape_label(args) -> str:
-    shapes = [tuple(a.shape) for a in args if isinstance(a, torch.Tensor)]
-    return " ".join("x".join(map(str, s)) or "scalar" for s in shapes)
+    return " ".join("x".join(map(str, t.shape)) or "scalar" for t in _tensors(args))
 
 
 def verify(spec: opspec.OpSpec, fn, case: opspec.Case, dtype: torch.dtype, args, kwargs) -> dict:
@@ -89,12 +173,13 @@ def verify(spec: opspec.OpSpec, fn, case: opspec.Case, dtype: torch.dtype, args,
     with poisoned_outputs():
         out = fn(*args, **kwargs)
     native = spec.reference(*args, **kwargs)
-    dtype_match = out.dtype == native.dtype and out.shape == native.shape
+    dtype_match = same_kind(out, native)
     del native
     ref_dtype = torch.float32 if case.big else torch.float64
-    ref_device = args[0].device if (backend.capabilities.fp64 or case.big) else torch.device("cpu")
+    ref_device = next(_tensors(args)).device if (backend.capabilities.fp64 or case.big) else torch.device("cpu")
     ref = spec.reference(*_upcast(args, ref_dtype, ref_device), **_upcast(kwargs, ref_dtype, ref_device))
-    metrics = compare(out, ref, spec.tolerance[dtype])
+    # `dim` (keyword) is the dim sorted (values, indices) results are sorted along
+    metrics = compare(out, ref, spec.tolerance[dtype], dim=kwargs.get("dim", -1))
     return {**metrics, "dtype_match": dtype_match, "passed": metrics["passed"] and dtype_match}
 
 

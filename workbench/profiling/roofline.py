@@ -58,7 +58,6 @@ def measure(backend: Backend | None = None) -> Peaks:
     dst = torch.empty_like(src)
     t = kernel_time(lambda: dst.copy_(src), backend, rep_ms=20 if small else 200)
     gbps = 2 * n / (t.ms * 1e-3) / 1e9
-    del src, dst
     tflops = {}
     size = 512 if small else 8192
     for name, dtype in (("bf16", torch.bfloat16), ("fp16", torch.float16), ("fp32", torch.float32)):

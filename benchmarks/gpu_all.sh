@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Every GPU measurement of the project in one call on a 2-GPU machine, the two GPUs working in parallel,
+# then the collectives benchmark on both. Each step has its own time limit; results are packed into
+# $OUT/results.tgz after every phase, so a cut-short run still returns what it measured. Usage:
+#   WORKBENCH_COMMIT=$(git rev-parse HEAD) OUT=out bash benchmarks/gpu_all.sh [phase1] [comm] [phase2]
+set -uo pipefail
+R=/tmp/wb-results; mkdir -p "$R"
+export PYTHONPATH=$PWD WORKBENCH_BACKEND=cuda NCCL_NVLS_ENABLE=0 WORKBENCH_CACHE=$R/cache
+pack() { tar czf "$OUT/results.tgz" -C "$R" --exclude cache . ; }
+step() {  # step GPU LIMIT_S NAME CMD...: one script on one GPU, its log under $R
+  local gpu=$1 limit=$2 name=$3; shift 3
+  CUDA_VISIBLE_DEVICES=$gpu timeout "$limit" "$@" > "$R/$name.log" 2>&1
+  echo "$name rc=$? ($(date +%T))"
+}
+nvidia-smi --query-gpu=index,name,driver_version --format=csv,noheader
+python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
+phases=${*:-phase1 comm phase2}
+for phase in $phases; do
+  case $phase in
+    phase1)
+      ( step 0 200 bench python3 benchmarks/run_bench.py --out "$R/bench"
+        step 0 90 qwen3_ops python3 benchmarks/qwen3_ops_check.py --out "$R/qwen3_ops" ) &
+      ( step 1 230 model python3 benchmarks/qwen3_model.py --out "$R/model" ) &
+      wait ;;
+    comm)
+      OUT=$R/comm bash benchmarks/comm_bench.sh > "$R/comm.log" 2>&1; echo "comm rc=$?" ;;
+    phase2)
+      step 0 150 attention python3 benchmarks/attention_check.py --out "$R/attention" &
+      step 1 110 mlu python3 benchmarks/mlu_variants_cuda.py --out "$R/mlu" &
+      wait ;;
+  esac
+  pack
+done
+for f in "$R"/*.log; do echo "===== $(basename "$f")"; tail -n 14 "$f"; done

@@ -1,0 +1,234 @@
+"""Focused checks for the attention-side Qwen3 ops that the registry-parametrized suite cannot reach:
+causal alignment when L != S, GQA, boolean vs additive masks, the split-KV decode path, chunked
+argmax/topk, out-of-range inputs and bad arguments."""
+
+import pytest
+import torch
+
+from workbench import backends, ops
+from workbench.ops import REGISTRY, _split_rows
+
+NEW_OPS = {"scaled_dot_product_attention", "rope", "silu_and_mul", "add_rms_norm", "log_softmax", "cross_entropy",
+           "argmax", "topk", "cumsum", "embedding"}
+
+
+def dev():
+    return backends.active().device_type
+
+
+def rand(*shape, dtype=torch.float32, gen=None):
+    return torch.randn(*shape, generator=gen, device="cpu").to(dtype).to(dev())
+
+
+def attention_math(q, k, v, keep):
+    """float64 softmax(q k^T / sqrt(E)) v over the keys where `keep` is true; rows that keep nothing give 0."""
+    q, k, v = q.double().cpu(), k.double().cpu(), v.double().cpu()
+    s = (q @ k.transpose(-1, -2)) / q.shape[-1] ** 0.5
+    s = s.masked_fill(~keep.cpu(), -float("inf"))
+    p = torch.softmax(s, -1).nan_to_num(0.0)
+    return p @ v
+
+
+def close(out, ref, tol=1e-5):
+    torch.testing.assert_close(out.double().cpu(), ref.double().cpu(), rtol=tol, atol=tol)
+
+
+@pytest.fixture
+def many_splits(monkeypatch):
+    """Make split-KV attention and chunked argmax/topk split their rows as much as they can."""
+    monkeypatch.setattr(_split_rows, "target_programs", lambda: 4096)
+
+
+def test_new_ops_are_registered_and_exported():
+    assert NEW_OPS <= set(REGISTRY)
+    for name in NEW_OPS:
+        assert callable(getattr(ops, name))
+
+
+@pytest.mark.parametrize("L,S", [(5, 12), (12, 5), (20, 41), (1, 9)])
+def test_causal_is_top_left_aligned_like_torch(L, S):
+    q, k, v = rand(1, 2, L, 16), rand(1, 2, S, 16), rand(1, 2, S, 16)
+    out = ops.scaled_dot_product_attention(q, k, v, is_causal=True)
+    top_left = torch.ones(L, S, dtype=torch.bool).tril(0)
+    close(out, attention_math(q, k, v, top_left))
+    bottom_right = torch.ones(L, S, dtype=torch.bool).tril(S - L)
+    assert not torch.allclose(out.double().cpu(), attention_math(q, k, v, bottom_right), atol=1e-3)
+
+
+@pytest.mark.parametrize("L", [1, 3, 24])  # split-KV decode path and prefill path
+def test_gqa_repeats_each_kv_head_for_consecutive_query_heads(L):
+    q, k, v = rand(2, 8, L, 16), rand(2, 2, 30, 16), rand(2, 2, 30, 16)
+    out = ops.scaled_dot_product_attention(q, k, v, enable_gqa=True)
+    repeated = ops.scaled_dot_product_attention(q, k.repeat_interleave(4, 1), v.repeat_interleave(4, 1))
+    close(out, repeated)
+    close(out, attention_math(q, k.repeat_interleave(4, 1), v.repeat_interleave(4, 1),
+                              torch.ones(L, 30, dtype=torch.bool)))
+
+
+@pytest.mark.parametrize("L", [2, 33])
+def test_boolean_and_additive_masks_agree(L):
+    S = 37
+    q, k, v = rand(1, 2, L, 16), rand(1, 2, S, 16), rand(1, 2, S, 16)
+    keep = torch.rand(L, S) > 0.4
+    keep[0] = False  # a row with nothing to attend to gives zeros, as in torch
+    keep = keep.to(dev())
+    additive = torch.zeros(L, S, device=dev()).masked_fill(~keep, -float("inf"))
+    by_bool = ops.scaled_dot_product_attention(q, k, v, attn_mask=keep)
+    by_add = ops.scaled_dot_product_attention(q, k, v, attn_mask=additive)
+    close(by_bool, by_add)
+    close(by_bool, attention_math(q, k, v, keep))
+    assert (by_bool[:, :, 0] == 0).all()
+
+
+@pytest.mark.parametrize("L", [3, 40])
+def test_mask_and_is_causal_combine(L):
+    S = 45
+    q, k, v = rand(1, 2, L, 16), rand(1, 2, S, 16), rand(1, 2, S, 16)
+    keep = (torch.rand(L, S) > 0.3).to(dev())
+    out = ops.scaled_dot_product_attention(q, k, v, attn_mask=keep, is_causal=True)
+    close(out, attention_math(q, k, v, keep.cpu() & torch.ones(L, S, dtype=torch.bool).tril(0)))
+
+
+@pytest.mark.parametrize("L,causal", [(1, False), (4, True)])
+def test_split_kv_decode_matches_one_pass(L, causal, many_splits, monkeypatch):
+    q, k, v = rand(2, 4, L, 16), rand(2, 2, 150, 16), rand(2, 2, 150, 16)
+    keep = torch.ones(L, 150, dtype=torch.bool).tril(0) if causal else torch.ones(L, 150, dtype=torch.bool)
+    ref = attention_math(q, k.repeat_interleave(2, 1), v.repeat_interleave(2, 1), keep)
+    close(ops.scaled_dot_product_attention(q, k, v, is_causal=causal, enable_gqa=True), ref)  # ~10 chunks
+    monkeypatch.setattr(_split_rows, "target_programs", lambda: 1)
+    close(ops.scaled_dot_product_attention(q, k, v, is_causal=causal, enable_gqa=True), ref)  # one chunk
+
+
+def test_attention_head_dim_128_bf16():
+    q, k, v = (rand(1, 2, 18, 128, dtype=torch.bfloat16) for _ in range(3))
+    out = ops.scaled_dot_product_attention(q, k, v, is_causal=True)
+    assert out.dtype == torch.bfloat16
+    close(out, attention_math(q, k, v, torch.ones(18, 18, dtype=torch.bool).tril()), tol=2e-2)
+
+
+def test_rope_matches_transformers_layout():
+    B, H, KV, S, D = 2, 4, 2, 5, 16
+    q = rand(B, S, H, D).transpose(1, 2)
+    k = rand(B, S, KV, D).transpose(1, 2)
+    pos = torch.arange(S, dtype=torch.float32)[None].expand(B, S)
+    inv = 1.0 / 1e6 ** (torch.arange(0, D, 2).float() / D)
+    emb = torch.cat([pos[..., None] * inv] * 2, -1)
+    cos, sin = emb.cos().to(dev()), emb.sin().to(dev())
+    q_out, k_out = ops.rope(q, k, cos, sin)
+
+    def rotate_half(x):
+        return torch.cat((-x[..., D // 2:], x[..., : D // 2]), -1)
+
+    close(q_out, q * cos[:, None] + rotate_half(q) * sin[:, None])
+    close(k_out, k * cos[:, None] + rotate_half(k) * sin[:, None])
+    close(q_out[:, :, 0], q[:, :, 0])  # position 0 is not rotated
+
+
+def test_add_rms_norm_returns_normed_and_residual():
+    x, res, w = rand(3, 64), rand(3, 64), rand(64)
+    normed, total = ops.add_rms_norm(x, res, w, eps=1e-6)
+    close(total, x + res)
+    close(normed, torch.nn.functional.rms_norm(x + res, (64,), w, 1e-6))
+
+
+def test_argmax_first_index_across_chunks(many_splits):
+    x = rand(2, 3000)
+    x[0, [100, 1700, 2900]] = 50.0  # the same maximum in three chunks
+    x[1, 2500] = float("nan")
+    x[1, 2999] = float("nan")
+    assert ops.argmax(x, dim=1).tolist() == [100, 2500]
+    assert ops.argmax(x).item() == 3000 + 2500  # flattened: the first NaN
+
+
+def test_topk_sorted_valid_and_split(many_splits):
+    x = rand(2, 200)
+    x[0, 10] = x[0, 190] = 9.0  # a tie at the top, in two chunks: the lower index first
+    values, indices = ops.topk(x, 6)
+    ref = torch.topk(x, 6)
+    assert torch.equal(values, ref.values)
+    assert torch.equal(torch.gather(x, 1, indices), values)
+    assert indices[0, :2].tolist() == [10, 190]
+    small = ops.topk(x, 3, largest=False)
+    assert torch.equal(small.values, torch.topk(x, 3, largest=False).values)
+
+
+def test_cross_entropy_ignored_and_out_of_range_targets():
+    x = rand(4, 10)
+    t = torch.tensor([1, -100, 3, 12], device=dev())  # 12 is out of range: NaN rather than a wrong number
+    per_row = ops.cross_entropy(x, t, reduction="none")
+    assert per_row[1] == 0 and torch.isnan(per_row[3])
+    close(per_row[[0, 2]], torch.nn.functional.cross_entropy(x[[0, 2]], t[[0, 2]], reduction="none"))
+
+
+def test_embedding_out_of_range_index_gives_nan_row():
+    w = rand(5, 8)
+    out = ops.embedding(torch.tensor([1, 7, -1], device=dev()), w)
+    close(out[0], w[1])
+    assert torch.isnan(out[1:]).all()
+
+
+@pytest.mark.parametrize("shape,dim", [((2, 40000), 1), ((2000, 3, 5), 0)])
+def test_cumsum_in_chunks(shape, dim, many_splits):
+    x = rand(*shape)
+    close(ops.cumsum(x, dim), torch.cumsum(x.double(), dim), tol=1e-3)  # fp32 sums of ~200 in magnitude
+
+
+def test_cumsum_accumulates_in_fp32():
+    x = torch.full((1, 4096), 1.0, dtype=torch.bfloat16, device=dev())
+    out = ops.cumsum(x, 1)
+    assert out[0, -1].item() == 4096  # a bf16 running sum would stall at 256
+    assert out.dtype == torch.bfloat16 and ops.cumsum(x, 1, dtype=torch.float32).dtype == torch.float32
+
+
+def x(*shape, dtype=torch.float32):
+    return rand(*shape, dtype=dtype)
+
+
+def idx(*values):
+    return torch.tensor(values, device=dev())
+
+
+@pytest.mark.parametrize("call,exc,pattern", [
+    (lambda: ops.scaled_dot_product_attention(x(1, 2, 4, 8), x(1, 2, 5, 8), x(1, 2, 5, 8, dtype=torch.float16)),
+     TypeError, r"value: expected dtype torch.float32 to match query"),
+    (lambda: ops.scaled_dot_product_attention(x(1, 2, 4, 8), x(1, 2, 5, 6), x(1, 2, 5, 8)),
+     ValueError, r"key: expected head_dim 8 like query"),
+    (lambda: ops.scaled_dot_product_attention(x(1, 2, 4, 8), x(1, 2, 5, 8), x(1, 2, 6, 8)),
+     ValueError, r"value: expected 5 keys like key"),
+    (lambda: ops.scaled_dot_product_attention(x(1, 6, 4, 8), x(1, 4, 5, 8), x(1, 4, 5, 8), enable_gqa=True),
+     ValueError, r"key: expected a number of heads that divides query's 6, got 4"),
+    (lambda: ops.scaled_dot_product_attention(x(1, 6, 4, 8), x(1, 4, 5, 8), x(1, 4, 5, 8)),
+     ValueError, r"key, value: leading dims"),
+    (lambda: ops.scaled_dot_product_attention(x(2, 4, 8), x(2, 5, 8), x(2, 5, 8), attn_mask=x(3, 5)),
+     ValueError, r"attn_mask: shape \(3, 5\) does not broadcast to \(2, 4, 5\)"),
+    (lambda: ops.scaled_dot_product_attention(x(2, 4, 8), x(2, 5, 8), x(2, 5, 8), attn_mask=idx(1, 2)),
+     TypeError, r"attn_mask: expected dtype in \(bool, float32\), got int64"),
+    (lambda: ops.scaled_dot_product_attention(x(2, 4, 8), x(2, 5, 8), x(2, 5, 8), dropout_p=0.1),
+     ValueError, r"dropout_p: expected 0.0"),
+    (lambda: ops.rope(x(1, 2, 3, 7), x(1, 2, 3, 7), x(1, 3, 7), x(1, 3, 7)), ValueError, r"q: expected an even last dim"),
+    (lambda: ops.rope(x(1, 2, 3, 8), x(1, 2, 3, 8), x(1, 4, 8), x(1, 4, 8)), ValueError,
+     r"cos: shape \(1, 1, 4, 8\) \(after unsqueeze\(1\)\) does not broadcast to q's"),
+    (lambda: ops.rope(x(1, 2, 3, 8), x(1, 2, 3, 8, dtype=torch.float16), x(1, 3, 8), x(1, 3, 8)), TypeError,
+     r"k: expected dtype torch.float32 to match q"),
+    (lambda: ops.silu_and_mul(x(4, 6), x(4, 5)), ValueError, r"up: shape \(4, 5\) does not broadcast with gate"),
+    (lambda: ops.add_rms_norm(x(4, 6), x(4, 5)), ValueError, r"residual: expected shape \(4, 6\) like x"),
+    (lambda: ops.add_rms_norm(x(4, 6), x(4, 6), x(5)), ValueError, r"weight: expected shape \(6,\)"),
+    (lambda: ops.log_softmax(x(2, 3), dim=2), ValueError, r"dim: expected a dim in \[-2, 2\), got 2"),
+    (lambda: ops.cross_entropy(x(4, 10), x(4)), TypeError, r"target: expected dtype in \(int64\), got float32"),
+    (lambda: ops.cross_entropy(x(4, 10), idx(1, 2, 3)), ValueError, r"target: expected shape \(4,\)"),
+    (lambda: ops.cross_entropy(x(4, 10), idx(1, 2, 3, 4), reduction="avg"), ValueError, r"reduction: expected one of"),
+    (lambda: ops.argmax(x(3, 4), dim=2), ValueError, r"dim: expected a dim in \[-2, 2\), got 2"),
+    (lambda: ops.argmax(x(0, 4)), ValueError, r"x: expected a non-empty tensor when dim is None"),
+    (lambda: ops.argmax(x(3, 0), dim=1), ValueError, r"x: expected dim 1 to have a non-zero size"),
+    (lambda: ops.topk(x(3, 4), 5), ValueError, r"k: expected an int in \[0, 4\] \(size of dim -1\), got 5"),
+    (lambda: ops.topk(x(3, 2000), 1500), ValueError, r"k: expected at most 1024"),
+    (lambda: ops.topk(idx(1, 2), 1), TypeError, r"x: expected dtype in .*got int64"),
+    (lambda: ops.cumsum(x(3, 4), 2), ValueError, r"dim: expected a dim in \[-2, 2\), got 2"),
+    (lambda: ops.cumsum(x(3, 4), 1, dtype=torch.int32), TypeError, r"dtype: expected one of"),
+    (lambda: ops.embedding(x(3), x(5, 4)), TypeError, r"input: expected dtype in \(int64, int32\), got float32"),
+    (lambda: ops.embedding(idx(1), x(5)), ValueError, r"weight: expected a 2-D"),
+    (lambda: ops.embedding(idx(1), x(5, 4), padding_idx=5), ValueError, r"padding_idx: expected a value in \[-5, 5\)"),
+])
+def test_bad_input_is_named(call, exc, pattern):
+    with pytest.raises(exc, match=pattern):
+        call()

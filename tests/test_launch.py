@@ -1,0 +1,52 @@
+"""The launch cache: first call through Triton, later calls straight to the compiled launcher."""
+
+import torch
+
+from workbench.ops import _launch
+
+
+class FakeCompiled:
+    function, packed_metadata = "fn", "meta"
+
+    def __init__(self):
+        self.calls = []
+
+    def run(self, *args):
+        self.calls.append(args)
+
+
+class FakeKernel:
+    arg_names = ["x", "n", "BLOCK", "FLAG"]
+
+    def __init__(self):
+        self.compiled = FakeCompiled()
+        self.slow_calls = 0
+
+    def __getitem__(self, grid):
+        def run(*args, **meta):
+            self.slow_calls += 1
+            return self.compiled
+
+        return run
+
+
+def test_cached_launch_passes_every_parameter_in_order(monkeypatch):
+    monkeypatch.setattr(_launch, "_ENABLED", True)
+    monkeypatch.setattr(_launch, "_cache", {})
+    monkeypatch.setattr(_launch, "_stream", lambda: "stream")
+    kernel, x = FakeKernel(), torch.empty(64)
+    _launch.launch(kernel, (4,), x, 64, BLOCK=16, FLAG=True, num_warps=4)
+    _launch.launch(kernel, (5,), x, 128, BLOCK=16, FLAG=True, num_warps=4)  # same specialisation: n % 16 == 0
+    assert kernel.slow_calls == 1
+    assert kernel.compiled.calls == [(5, 1, 1, "stream", "fn", "meta", None, None, None, x, 128, 16, True)]
+    _launch.launch(kernel, (5,), x, 7, BLOCK=16, FLAG=True, num_warps=4)  # n not divisible by 16: new key
+    _launch.launch(kernel, (5,), x[1:], 64, BLOCK=16, FLAG=True, num_warps=4)  # misaligned pointer: new key
+    _launch.launch(kernel, (5,), x, 64, BLOCK=32, FLAG=True, num_warps=4)  # other constexpr: new key
+    assert kernel.slow_calls == 4
+
+
+def test_specialisation_key():
+    key = _launch._arg_key
+    assert key(1) != key(17) and key(32) != key(33) and key(2**40) != key(2**4)
+    assert key(torch.empty(8, dtype=torch.float16)) != key(torch.empty(8))
+    assert key(2.5) == key(0.5)

@@ -1,0 +1,221 @@
+"""Full-model runs on the tiny Qwen3 preset: build, native vs workbench, coverage, bisection, CLI.
+
+On cpu every workbench kernel runs in the Triton interpreter, so the shapes stay tiny (batch 2,
+8 prompt tokens, 4 new tokens) and one shared run serves most assertions.
+"""
+
+import pandas as pd
+import pytest
+import torch
+
+from workbench import backends
+from workbench.cli import main
+from workbench.models import (
+    PRESETS,
+    TARGETS,
+    bisect,
+    build_model,
+    measure,
+    parameter_count,
+    preset_config,
+    run_model,
+)
+from workbench.ops import REGISTRY
+from workbench.profiling.store import ResultStore
+
+TINY = {"batch": 2, "prompt_len": 8, "new_tokens": 3, "warmup": 0, "reps": 1, "profile_steps": 1}
+# Candidates for the bisection tests: a handful of the ops the tiny model calls, so that it stays quick
+BISECT_OPS = ["rms_norm", "silu_and_mul", "rope", "add_rms_norm", "mul", "add", "linear", "cat"]
+
+
+@pytest.fixture(scope="module")
+def tiny_run():
+    return run_model("tiny", mode="both", **TINY)
+
+
+def test_presets_have_the_public_sizes():
+    assert abs(parameter_count("qwen3-8b") / 1e9 - 8.19) < 0.01
+    assert abs(parameter_count("qwen3-0.6b") / 1e9 - 0.596) < 0.001
+    c = preset_config("qwen3-8b")
+    assert (c.hidden_size, c.intermediate_size, c.num_hidden_layers, c.num_attention_heads,
+            c.num_key_value_heads, c.head_dim, c.vocab_size) == (4096, 12288, 36, 32, 8, 128, 151936)
+    assert preset_config("qwen3-0.6b").tie_word_embeddings and not c.tie_word_embeddings
+    assert preset_config("tiny", num_hidden_layers=1).num_hidden_layers == 1
+    with pytest.raises(ValueError, match="preset"):
+        preset_config("qwen3-9000b")
+    with pytest.raises(ValueError, match="overrides"):
+        preset_config("tiny", not_a_field=1)
+    assert set(PRESETS) >= {"qwen3-8b", "qwen3-0.6b", "tiny"}
+
+
+def test_build_is_seeded_on_the_device_in_bf16():
+    a, b, c = build_model("tiny", seed=1), build_model("tiny", seed=1), build_model("tiny", seed=2)
+    pa, pb, pc = dict(a.named_parameters()), dict(b.named_parameters()), dict(c.named_parameters())
+    assert all(torch.equal(pa[n], pb[n]) for n in pa)
+    assert not torch.equal(pa["lm_head.weight"], pc["lm_head.weight"])
+    assert all(p.dtype == torch.bfloat16 and p.device.type == backends.active().device_type for p in pa.values())
+    assert torch.all(pa["model.norm.weight"] == 1) and pa["model.embed_tokens.weight"].std() > 0.01
+    assert type(a).__name__ == "Qwen3ForCausalLM" and a.config._attn_implementation == "sdpa"
+
+
+def test_checkpoint_directory_round_trip(tmp_path):
+    model = build_model("tiny", seed=3)
+    model.save_pretrained(tmp_path / "ckpt")
+    loaded = build_model(checkpoint=tmp_path / "ckpt")
+    assert loaded.dtype == torch.bfloat16
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), loaded.parameters()))
+    with pytest.raises(ValueError, match="checkpoint"):
+        build_model(checkpoint=tmp_path / "missing")
+
+
+def test_static_decoder_matches_generate():
+    model = build_model("tiny")
+    ids = torch.randint(0, 512, (2, 8), generator=torch.Generator().manual_seed(0)).to(model.device)
+    backend = backends.active()
+    with torch.inference_mode():
+        eager, _ = measure.generate_eager(model, ids, 5, backend)
+        static, ms = measure.StaticDecoder(model, 2, 8, 5, backend).run(ids)
+    assert torch.equal(eager, static) and ms > 0
+
+
+def test_both_sides_run_and_agree(tiny_run):
+    t = tiny_run.throughput
+    assert set(t["side"]) == {"native", "workbench"} and (t["note"] == "").all(), t
+    assert set(t["phase"]) >= {"prefill", "decode_eager"}
+    assert (t["tokens_per_s"] > 0).all()
+    acc = tiny_run.accuracy.set_index("metric")["value"]
+    assert acc["logits_rel_err"] <= TARGETS["logits_rel_err"]
+    assert acc["prompt_token_agreement"] >= 0.9 and acc["greedy_eager_token_agreement"] >= 0.75
+    assert tiny_run.tokens[("native", "tokens_eager")].shape == (2, 3)
+    assert set(tiny_run.agreement["kind"]) == {"prompt (teacher-forced)", "greedy decode_eager"}
+
+
+def test_coverage_and_profile(tiny_run):
+    cov = tiny_run.coverage
+    assert {"aten_op", "op", "calls", "handled", "fallback", "reasons"} <= set(cov.columns) and len(cov)
+    served = tiny_run.ops_served()
+    assert "aten::rms_norm" in served and all(a.startswith("aten::") for a in served)
+    fused = cov[cov["aten_op"].str.startswith("(fused)")].set_index("op")
+    assert {"rope", "silu_and_mul", "add_rms_norm"} <= set(fused.index) and (fused["handled"] > 0).all()
+    p = tiny_run.profile
+    assert set(p["phase"]) == {"prefill", "decode (1 step)"}
+    assert p["native_ms"].sum() > 0 and p["workbench_ms"].sum() > 0 and (p["native_calls"] > 0).any()
+    ratios = tiny_run.ratios()
+    assert list(ratios["phase"]) == ["prefill", "decode_eager"]  # no graph API in the interpreter
+    assert "graph" in tiny_run.config["graphs_note"]
+
+
+def test_summary_goes_to_the_store(tiny_run, tmp_path):
+    from workbench.models import save
+
+    store = ResultStore(tmp_path / "results.db")
+    save(tiny_run, store)
+    rows = store.latest("model")
+    assert {"prefill_ratio", "logits_rel_err", "aten_ops_served"} <= set(rows["metric"])
+    assert (rows["model"] == "tiny").all()
+
+
+def test_fusions_patch_the_modules_and_restore_them():
+    from workbench.models import fusion
+
+    model = build_model("tiny")
+    ids = torch.randint(0, 512, (1, 6), generator=torch.Generator().manual_seed(1)).to(model.device)
+    layer, modeling = model.model.layers[0], __import__(type(model).__module__, fromlist=["x"])
+    rope_before = modeling.apply_rotary_pos_emb
+    with torch.inference_mode():
+        native = measure.prompt_logits(model, ids)[:, -1].float()
+        with fusion.fused(model, exclude=["add_rms_norm"]) as counts:
+            assert "forward" in vars(layer.mlp) and "forward" not in vars(layer)
+            assert modeling.apply_rotary_pos_emb is not rope_before
+            out = measure.prompt_logits(model, ids)[:, -1].float()
+    assert counts.handled == {"rope": 2, "silu_and_mul": 2}  # one call per layer
+    assert float((out - native).norm() / native.norm()) < 2e-2
+    assert "forward" not in vars(layer.mlp) and modeling.apply_rotary_pos_emb is rope_before
+    assert fusion.selected(["rope", "mm"], None) == ["rope"]
+    assert fusion.split_selection(["rope", "mm", "rms_norm"]) == (["mm", "rms_norm"], ["rope"])
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="mode"):
+        run_model("tiny", mode="train")
+    with pytest.raises(ValueError, match="new_tokens"):
+        run_model("tiny", new_tokens=1)
+    with pytest.raises(ValueError, match="cuda_graphs"):
+        run_model("tiny", cuda_graphs=True)
+    with pytest.raises(ValueError, match="metric"):
+        bisect("tiny", metric="speed")
+    with pytest.raises(ValueError, match="ops"):
+        bisect("tiny", ops=["not_an_op"])
+
+
+def _break(op: str, monkeypatch) -> None:
+    """Make `op`'s kernel for the active backend return a result 1.5x too large."""
+    spec, name = REGISTRY[op], backends.active().name
+    good = spec.implementation(name)
+    monkeypatch.setitem(spec.variants, name, lambda *a, **k: good(*a, **k) * 1.5)
+
+
+def test_bisect_names_a_broken_op(tiny_run, monkeypatch):
+    from workbench.models.bisect import served_ops
+
+    candidates = [op for op in BISECT_OPS if op in served_ops(tiny_run.coverage)]
+    victim = next(op for op in ("silu_and_mul", "rms_norm", "linear") if op in candidates)
+    _break(victim, monkeypatch)
+    result = bisect("tiny", metric="accuracy", threshold=5e-2, ops=candidates, batch=1, prompt_len=6, reps=1)
+    assert result.candidates == candidates and result.all_on > 5e-2
+    culprits = result.culprits.set_index("culprit")
+    assert list(culprits.index) == [victim], result.describe()
+    assert culprits.loc[victim, "fixed_without"] and culprits.loc[victim, "alone"] > 5e-2
+    assert len(result.steps) < len(candidates)  # halving, not one op at a time
+    assert victim in result.describe()
+
+
+def test_search_strategy():
+    from workbench.models.bisect import _search
+
+    ops = [f"op{i}" for i in range(16)]
+    calls = []
+
+    def lossy_if(pred):
+        def lossy(group):
+            calls.append(group)
+            return pred(set(group))
+        return lossy
+
+    assert _search(ops, lossy_if(lambda g: "op11" in g), lambda: True) == [["op11"]]
+    assert len(calls) == 8  # two halves per level, four levels
+    calls.clear()
+    assert _search(ops, lossy_if(lambda g: True), lambda: True) == [[op] for op in ops]
+    assert len(calls) == 2 + 16  # both halves lossy: one by one, not a 31-node tree
+    assert _search(ops, lossy_if(lambda g: {"op1", "op9"} <= g), lambda: True) == [ops]  # only together
+    assert _search(ops, lossy_if(lambda g: "op3" in g), lambda: False) == [ops]  # out of time: unsplit
+
+
+def test_bisect_reports_no_loss_when_clean():
+    result = bisect("tiny", metric="accuracy", ops=BISECT_OPS[:3], batch=1, prompt_len=6, reps=1)
+    assert result.culprits.empty and "no loss" in result.describe() and len(result.steps) == 1
+
+
+def test_cli_model_and_bisect(capsys, tmp_path):
+    assert main(["model", "--preset", "tiny", "--mode", "prefill", "--prompt-len", "6", "--warmup", "0",
+                 "--reps", "1", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "prefill" in out and "logits_rel_err" in out and "ATen ops served by workbench" in out
+    assert (tmp_path / "summary.csv").exists() and len(pd.read_csv(tmp_path / "coverage.csv"))
+    assert main(["model", "bisect", "--preset", "tiny", "--prompt-len", "6", "--reps", "1",
+                 "--ops", "silu,mul"]) == 0
+    assert "candidate ops on" in capsys.readouterr().out
+
+
+def test_notebook_is_thin_and_clean():
+    import ast
+    import json
+    from pathlib import Path
+
+    nb = json.loads((Path(__file__).parents[1] / "notebooks" / "full_model.ipynb").read_text())
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in code)
+    assert "parameters" in code[0]["metadata"].get("tags", []) and 'PRESET = "tiny"' in "".join(code[0]["source"])
+    for c in code:
+        ast.parse("".join(c["source"]))
+    assert any("models.run_model(" in "".join(c["source"]) for c in code)

@@ -1,0 +1,63 @@
+"""The notebooks: committed without outputs, and each executes headless on this backend with small
+parameters (papermill, kernel "python3"); `workbench regress` runs the regression notebook."""
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+from helpers import CANDIDATES, REPO, shared_cache
+
+from workbench.cli import main
+
+pm = pytest.importorskip("papermill")
+
+NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
+
+
+@pytest.fixture(autouse=True)
+def _env(monkeypatch, tmp_path):
+    monkeypatch.setenv("WORKBENCH_CACHE", shared_cache())
+    monkeypatch.setenv("WORKBENCH_STORE", str(tmp_path / "store.db"))  # never the repo's out/
+    monkeypatch.setenv("PYTHONPATH", str(REPO))  # the kernel imports this checkout
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_committed_without_outputs(path):
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, f"{path.name}: strip outputs before committing"
+
+
+def test_port_kernel_holds_the_tested_candidate():
+    nb = nbformat.read(REPO / "notebooks" / "port_kernel.ipynb", as_version=4)
+    candidate_cell = next(c.source for c in nb.cells if c.source.startswith("CANDIDATE = r\'\'\'"))
+    assert candidate_cell == "CANDIDATE = r\'\'\'\n" + (CANDIDATES / "rms_norm_rows.py").read_text() + "\'\'\'"
+
+
+def test_port_kernel_runs_headless(tmp_path):
+    """Headless it builds the panel; the buttons are pressed in test_ui_panel.py and test_browser.py."""
+    out = tmp_path / "port_kernel.ipynb"
+    pm.execute_notebook(str(REPO / "notebooks" / "port_kernel.ipynb"), str(out), kernel_name="python3",
+                        execution_timeout=300, cwd=str(tmp_path), progress_bar=False)
+    text = json.dumps([c.get("outputs", []) for c in nbformat.read(out, as_version=4).cells])
+    assert "application/vnd.jupyter.widget-view+json" in text  # the panel was displayed
+    assert "not promoted yet" in text
+
+
+def test_regress_passes_and_writes_its_report(tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = ["regress", "silu", "--check-cases", "quick", "--check-dtype", "fp32", "--rep-ms", "2", "--out", str(out),
+            "--store", str(tmp_path / "r.db"), "--no-progress"]
+    assert main(argv) == 0, capsys.readouterr()
+    assert "regress: PASS" in capsys.readouterr().out
+    for name in ("regression.ipynb", "report.html", "summary.json", "plots/speedup.png", "plots/latency_silu.png"):
+        assert (out / name).is_file(), name
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["verdict"] == "PASS" and summary["runs"]["baseline"]  # the first run seeds the baseline
+    assert "Side by side" in (out / "report.html").read_text()
+
+    # a failing notebook (here: a baseline run id the store lacks) exits 1 and leaves no stale summary
+    assert main(argv + ["--baseline", "no-such-run"]) == 1
+    assert "ValueError: baseline" in capsys.readouterr().err and not (out / "summary.json").exists()

@@ -1,0 +1,99 @@
+"""The porting panel, built in plain Python and driven with button.click(): its logic and the state it
+keeps (widgets outside a kernel render nothing, so assertions read the panel's attributes and the
+values of its widgets)."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pytest  # noqa: E402
+from helpers import CANDIDATES, git, git_status, repo_copy, shared_cache  # noqa: E402
+
+from workbench import backends  # noqa: E402
+
+pytest.importorskip("ipywidgets", minversion="8")
+
+from workbench.ui import PortingPanel  # noqa: E402
+
+GOOD = (CANDIDATES / "rms_norm_rows.py").read_text()
+WRONG = (CANDIDATES / "rms_norm_wrong.py").read_text()
+
+
+@pytest.fixture(autouse=True)
+def _cache(monkeypatch):
+    monkeypatch.setenv("WORKBENCH_CACHE", shared_cache())
+
+
+def test_backend_row_shows_the_bound_backend_and_why_others_are_off():
+    panel = PortingPanel(source=GOOD, background=False)
+    bound = backends.active().name
+    assert not panel.backend_buttons[bound].disabled and panel.backend_buttons[bound].button_style == "success"
+    for name, button in panel.backend_buttons.items():
+        if name != bound:
+            assert button.disabled and button.tooltip
+            assert f"<b>{name}</b>: {button.tooltip}" in panel.backend_note.value
+    assert "rms_norm" in panel.op.options and panel.dtypes == ["fp32"]
+
+
+def test_check_then_profile_side_by_side():
+    panel = PortingPanel(op="rms_norm", source=GOOD, dtypes=["fp32"], cases="quick", background=False)
+    panel.check_button.click()
+    assert panel.error is None, panel.error
+    assert list(panel.check_table["result"]) == ["pass", "pass"]
+    assert "8x64" in panel.check_html.value and "pass" in panel.check_html.value
+    assert panel.progress.value == panel.progress.max == 2
+
+    panel.profile_button.click()
+    assert panel.error is None, panel.error
+    table = panel.comparison
+    for col in ("native ms", "promoted ms", "candidate ms", "candidate speedup", "candidate vs promoted"):
+        assert col in table and table[col].notna().all(), col
+    assert table["candidate correct"].all() and len(table) == 2
+    assert "candidate ms" in panel.comparison_html.value
+    assert set(panel.figures) == {"speedup", "latency vs size", "roofline"}
+    images = panel.figure_tabs.children
+    assert len(images) == 3 and all(bytes(img.value[:4]) == b"\x89PNG" for img in images)
+    assert [h["action"] for h in panel.history] == ["check", "profile"]
+    assert all(h["status"] == "ok" for h in panel.history)
+
+
+def test_failures_are_readable_and_earlier_results_stay():
+    panel = PortingPanel(op="rms_norm", source=WRONG, background=True)
+    panel.check_button.click()
+    assert panel.busy and panel.check_button.disabled  # the caller is free while the worker runs
+    panel.profile_button.click()  # ignored while busy, with a message
+    assert "busy" in panel.status.value
+    panel.wait(120)
+    assert not panel.busy and [h["action"] for h in panel.history] == ["check"]
+    assert panel.error["status"] == "failed" and "rel_err" in panel.error["summary"]
+    shown = panel.check_html.value
+    assert (panel.check_table["result"] == "FAIL").all() and "FAIL" in shown
+
+    panel.source.value = "def rms_norm(x, weight=None, eps=1e-6):\n    raise RuntimeError('boom')\n"
+    panel.check_button.click()
+    panel.wait(120)
+    assert panel.error["status"] == "failed" and "RuntimeError: boom" in panel.error["summary"]
+    assert "Traceback" in panel.error["traceback"] and "boom" in panel.traceback_html.value
+    assert panel.traceback_fold.selected_index is None  # folded until opened
+    assert "RuntimeError: boom" in panel.error_html.value
+    assert panel.history[0]["result"].check is not None  # the first run is kept
+    assert not panel.check_button.disabled  # usable again
+
+
+def test_promote_refusal_is_shown_and_writes_nothing(tmp_path):
+    repo = repo_copy(tmp_path / "repo")
+    target = repo / "workbench" / "ops" / "variants" / f"rms_norm_{backends.active().name}.py"
+    target.write_text((CANDIDATES / "rms_norm_rows.py").read_text())
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "a promoted variant")
+    panel = PortingPanel(op="rms_norm", source=GOOD, background=False, promote_root=repo)
+    panel.promote_button.click()
+    assert panel.error["status"] == "refused" and "exists" in panel.error["summary"]
+    assert "refused" in panel.promotion_html.value and not panel.promotion.written
+    assert git_status(repo) == ""
+
+
+def test_missing_source_is_an_error_not_a_crash():
+    panel = PortingPanel(op="rms_norm", background=False)
+    panel.promote_button.click()
+    assert panel.error["status"] == "error" and "source: expected" in panel.error["summary"]

@@ -1,0 +1,350 @@
+"""ATen dispatch override: workbench's Triton ops in place of native kernels, with a coverage report.
+
+    with workbench.use_ops(include=None, exclude=None) as cov:
+        model(**inputs)                      # aten::add.Tensor, aten::mm, ... run our kernels
+    cov.table()                              # per ATen overload: calls, handled, fallback, reasons
+
+`use_ops` (a context manager) and `enable()` / `disable()` register one Python kernel per ATen overload
+that a selected op claims (`OpSpec.aten_impls`) on the active backend's dispatch key (CPU for the
+interpreter, CUDA, PrivateUse1 for MLU) through `torch.library.Library(..., "IMPL")`.
+
+How native behaviour stays reachable:
+- Fallback. An adapter that raises `Unsupported`, TypeError or ValueError (a dtype, layout or shape its
+  kernel does not take; the wrappers validate before they write anything) gives way to the native
+  kernel. That kernel was fetched with `torch.library.get_kernel` before we registered, and is called
+  with `call_boxed` below our registration: it never passes through the dispatcher to us again.
+- Re-entrancy. While a workbench kernel or a fallback runs, the ATen ops it calls itself (allocation,
+  `.contiguous()`, a native composite's decomposition, the Triton interpreter's copies) go straight to
+  native and are not counted.
+- Exit. All registrations live in one Library; when the last selection ends it is destroyed, which
+  restores the dispatch table exactly.
+
+Nesting: contexts form a stack over the process-wide `enable()` selection and the innermost one decides
+what is replaced (each `include`/`exclude` is a full selection, not relative to the enclosing one). On
+exit, a context's counts are added to the enclosing recorder. The dispatcher is process-wide, so the
+override applies to every thread; the re-entrancy flag is per thread.
+
+Forward only: kernels sit below autograd. Use it under `torch.inference_mode()` / `no_grad()`; ops
+whose native autograd formula lives above the backend key (most) still record grads, but through the
+native formula.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import threading
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from numbers import Number
+from typing import Any
+
+import torch
+
+from workbench import backends
+from workbench.ops.spec import REGISTRY, Unsupported
+
+__all__ = ["Coverage", "enable", "disable", "use_ops", "replaced", "claims"]
+
+# What makes an adapter give way to the native kernel: our wrappers' input validation and Unsupported.
+FALLBACK_ERRORS = (Unsupported, TypeError, ValueError)
+
+
+class Coverage:
+    """Counts, per ATen overload, calls handled by workbench and calls that fell back to native (why)."""
+
+    def __init__(self, ops: dict[str, str] | None = None):
+        self.handled: dict[str, int] = {}
+        self.fallbacks: dict[str, dict[str, int]] = {}
+        self._ops = dict(ops or {})  # ATen overload -> workbench op name
+
+    def record_fallback(self, overload: str, reason: str, n: int = 1) -> None:
+        reasons = self.fallbacks.setdefault(overload, {})
+        reasons[reason] = reasons.get(reason, 0) + n
+
+    def merge(self, other: Coverage) -> None:
+        for overload, n in other.handled.items():
+            self.handled[overload] = self.handled.get(overload, 0) + n
+        for overload, reasons in other.fallbacks.items():
+            for reason, n in reasons.items():
+                self.record_fallback(overload, reason, n)
+        self._ops.update(other._ops)
+
+    def table(self):
+        """One row per ATen overload called: aten_op, op, calls, handled, fallback, reasons.
+
+        `reasons` lists each fallback reason with its count, most frequent first, joined by "; ".
+        Rows are sorted by calls, most first.
+        """
+        import pandas as pd
+
+        rows = []
+        for overload in set(self.handled) | set(self.fallbacks):
+            reasons = sorted(self.fallbacks.get(overload, {}).items(), key=lambda kv: (-kv[1], kv[0]))
+            handled, fallback = self.handled.get(overload, 0), sum(n for _, n in reasons)
+            rows.append({"aten_op": overload, "op": self._ops.get(overload, ""), "calls": handled + fallback,
+                         "handled": handled, "fallback": fallback,
+                         "reasons": "; ".join(f"{r} ({n})" for r, n in reasons)})
+        columns = ["aten_op", "op", "calls", "handled", "fallback", "reasons"]
+        df = pd.DataFrame(rows, columns=columns)
+        return df.sort_values(["calls", "aten_op"], ascending=[False, True], ignore_index=True)
+
+    def __repr__(self) -> str:
+        handled = sum(self.handled.values())
+        fallback = sum(n for r in self.fallbacks.values() for n in r.values())
+        ops = len(self.handled.keys() | self.fallbacks.keys())
+        return f"<Coverage {handled} handled, {fallback} fallen back, over {ops} ATen ops>"
+
+
+class _Selection:
+    def __init__(self, adapters: dict[str, tuple[str, Callable[..., Any]]]):
+        self.adapters = adapters  # ATen overload -> (op name, adapter)
+        self.coverage = Coverage({ov: name for ov, (name, _) in adapters.items()})
+
+
+class _ThreadState(threading.local):
+    busy = False  # inside a workbench kernel or a fallback on this thread
+
+
+_tls = _ThreadState()
+_base: _Selection | None = None  # from enable()
+_stack: list[_Selection] = []  # from use_ops(), innermost last
+_lib: torch.library.Library | None = None
+_registered: frozenset[str] = frozenset()
+_coverage: Coverage | None = None  # where kernels record: the innermost selection's
+_native_kernels: dict[tuple[str, str], Any] = {}  # (overload, dispatch key) -> native SafeKernelFunction
+
+
+# ---- selection ------------------------------------------------------------------------------------------
+
+
+def claims() -> dict[str, str]:
+    """Every ATen overload some registered op can replace -> that op's name."""
+    owner: dict[str, str] = {}
+    for spec in REGISTRY.values():
+        for overload in spec.aten_impls:
+            if overload in owner:
+                raise ValueError(f"ATen overload {overload} is claimed by both {owner[overload]!r} "
+                                 f"and {spec.name!r}")
+            owner[overload] = spec.name
+    return owner
+
+
+def _resolve(argument: str, names, owner: dict[str, str]) -> set[str]:
+    if isinstance(names, str):
+        names = [names]
+    chosen: set[str] = set()
+    for name in names:
+        if name in owner:
+            chosen.add(name)
+        elif name in REGISTRY:
+            overloads = set(REGISTRY[name].aten_impls)
+            if not overloads:
+                raise ValueError(f"{argument}: op {name!r} has no ATen overloads to replace")
+            chosen |= overloads
+        else:
+            raise ValueError(f"{argument}: expected op names or ATen overloads (e.g. 'add', 'aten::add.Tensor'), "
+                             f"got {name!r}; ops with overloads: {sorted(set(owner.values()))}")
+    return chosen
+
+
+def _select(include: Iterable[str] | str | None, exclude: Iterable[str] | str | None) -> _Selection:
+    owner = claims()
+    chosen = set(owner) if include is None else _resolve("include", include, owner)
+    if exclude is not None:
+        chosen -= _resolve("exclude", exclude, owner)
+    backend = backends.active().name
+    adapters = {}
+    for overload in sorted(chosen):
+        spec = REGISTRY[owner[overload]]
+        # The adapter gets the op's implementation for this backend (a variant or the generic kernel).
+        impl = spec.implementation(backend)
+        adapters[overload] = (spec.name, functools.partial(spec.aten_impls[overload], impl))
+    return _Selection(adapters)
+
+
+# ---- registration ---------------------------------------------------------------------------------------
+
+
+def _overload(name: str) -> torch._ops.OpOverload:
+    namespace, _, rest = name.partition("::")
+    op, _, overload = rest.partition(".")
+    try:
+        return getattr(getattr(getattr(torch.ops, namespace), op), overload or "default")
+    except (AttributeError, RuntimeError):
+        raise ValueError(f"aten_impls: {name!r} is not an operator overload known to torch {torch.__version__}"
+                         ) from None
+
+
+def _native(overload: str, key: str):
+    """The kernel that ran for `overload` on `key` before workbench registered anything (cached)."""
+    kernel = _native_kernels.get((overload, key))
+    if kernel is None:
+        if _lib is not None:
+            raise RuntimeError("internal: native kernels must be fetched while no workbench kernel is registered")
+        if not hasattr(torch.library, "get_kernel"):
+            raise RuntimeError(f"workbench.use_ops needs torch.library.get_kernel (torch >= 2.9), "
+                               f"this is torch {torch.__version__}")
+        kernel = _native_kernels[(overload, key)] = torch.library.get_kernel(_overload(overload), key)
+    return kernel
+
+
+@functools.cache
+def _tensor_slots(overload: str) -> tuple[tuple[int, str], ...]:
+    """(position, name) of the schema's Tensor and Tensor? arguments."""
+    slots = []
+    for i, arg in enumerate(_overload(overload)._schema.arguments):
+        t = arg.type
+        if isinstance(t, torch.OptionalType):
+            t = t.getElementType()
+        if isinstance(t, torch.TensorType):
+            slots.append((i, arg.name))
+    return tuple(slots)
+
+
+def _category(dtype: torch.dtype) -> int:
+    return 3 if dtype.is_complex else 2 if dtype.is_floating_point else 0 if dtype == torch.bool else 1
+
+
+def _as_wrapped_number(value: Number, tensors: list[torch.Tensor]) -> torch.Tensor:
+    """A 0-dim CPU tensor that promotes like the wrapped number ATen gave us as a Python scalar.
+
+    ATen passes Python kernels a "wrapped number" (a scalar operand such as the 1e-6 in `x + 1e-6`) as a
+    Python number, which call_boxed refuses for a Tensor argument. A wrapped number counts only by its
+    kind (bool < int < float < complex) in type promotion: where a tensor of that kind or higher is
+    present it is ignored (we keep its full precision), else the result takes the default dtype.
+    """
+    kind = 0 if isinstance(value, bool) else 1 if isinstance(value, int) else 2 if isinstance(value, float) else 3
+    exact = (torch.bool, torch.int64, torch.float64, torch.complex128)[kind]
+    if not tensors:
+        return torch.tensor(value, dtype=exact)
+    promoted = functools.reduce(torch.promote_types, (t.dtype for t in tensors))
+    if kind <= _category(promoted):
+        # Dimensioned tensors outrank a 0-dim one of the same kind; among 0-dim ones, match the result.
+        return torch.tensor(value, dtype=exact if any(t.dim() for t in tensors) else promoted)
+    default = torch.get_default_dtype()
+    complex_default = torch.complex128 if default == torch.float64 else torch.complex64
+    return torch.tensor(value, dtype=(torch.bool, torch.int64, default, complex_default)[kind])
+
+
+def _call_native(native, overload: str, keyset, args: tuple, kwargs: dict):
+    numbers = [(i, name) for i, name in _tensor_slots(overload)
+               if isinstance(args[i] if i < len(args) else kwargs.get(name), Number)]
+    if numbers:
+        tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
+        args, kwargs = list(args), dict(kwargs)
+        for i, name in numbers:
+            if i < len(args):
+                args[i] = _as_wrapped_number(args[i], tensors)
+            else:
+                kwargs[name] = _as_wrapped_number(kwargs[name], tensors)
+    return native.call_boxed(keyset, *args, **kwargs)
+
+
+def _kernel(overload: str, adapter: Callable[..., Any], native) -> Callable[..., Any]:
+    """The Python kernel registered for one overload. Hot path: a flag test, the adapter, a dict update."""
+
+    def kernel(keyset, *args, **kwargs):
+        state = _tls
+        if state.busy:
+            return _call_native(native, overload, keyset, args, kwargs)
+        state.busy = True
+        try:
+            try:
+                out = adapter(*args, **kwargs)
+            except FALLBACK_ERRORS as e:
+                if _coverage is not None:
+                    _coverage.record_fallback(overload, str(e) or type(e).__name__)
+                return _call_native(native, overload, keyset, args, kwargs)
+            if _coverage is not None:
+                handled = _coverage.handled
+                handled[overload] = handled.get(overload, 0) + 1
+            return out
+        finally:
+            state.busy = False
+
+    return kernel
+
+
+def _apply() -> None:
+    """Make the registered kernels those of the innermost active selection (or none)."""
+    global _lib, _registered, _coverage
+    current = _stack[-1] if _stack else _base
+    _coverage = current.coverage if current else None
+    if _lib is not None:
+        _lib._destroy()  # restores the kernels that were there before
+        _lib, _registered = None, frozenset()
+    if not current or not current.adapters:
+        return
+    key = backends.active().dispatch_key
+    natives = {overload: _native(overload, key) for overload in current.adapters}
+    lib = torch.library.Library("aten", "IMPL")
+    try:
+        with warnings.catch_warnings():
+            # torch warns once that we override its kernel: that is the point here.
+            warnings.filterwarnings("ignore", message="(?s).*Overriding a previously registered kernel")
+            for overload, (_, adapter) in current.adapters.items():
+                lib.impl(_overload(overload), _kernel(overload, adapter, natives[overload]), key, with_keyset=True)
+    except BaseException:
+        lib._destroy()
+        raise
+    _lib, _registered = lib, frozenset(current.adapters)
+
+
+# ---- public API -----------------------------------------------------------------------------------------
+
+
+def replaced() -> list[str]:
+    """The ATen overloads whose kernel on the active backend's dispatch key is workbench's right now."""
+    return sorted(_registered)
+
+
+def enable(include: Iterable[str] | str | None = None, exclude: Iterable[str] | str | None = None) -> Coverage:
+    """Replace native kernels process-wide until `disable()`; returns the coverage recorder.
+
+    `include`: op names ("add") or ATen overloads ("aten::add.Tensor"); None means every op with ATen
+    adapters. `exclude` is taken out of that. Calling enable again replaces the previous selection.
+    """
+    global _base
+    selection = _select(include, exclude)
+    previous, _base = _base, selection
+    try:
+        _apply()
+    except BaseException:
+        _base = previous
+        _apply()
+        raise
+    return selection.coverage
+
+
+def disable() -> Coverage | None:
+    """End `enable()`; native kernels return unless a `use_ops` context is still open. Returns its recorder."""
+    global _base
+    previous, _base = _base, None
+    _apply()
+    return previous.coverage if previous else None
+
+
+@contextlib.contextmanager
+def use_ops(include: Iterable[str] | str | None = None,
+            exclude: Iterable[str] | str | None = None) -> Iterator[Coverage]:
+    """Inside, the selected ATen overloads run workbench's kernels; yields the coverage recorder.
+
+    Selection as in `enable`. Nested contexts: the innermost selection applies; on exit the enclosing
+    selection (or native behaviour) is restored and this context's counts join the enclosing recorder.
+    """
+    selection = _select(include, exclude)
+    _stack.append(selection)
+    try:
+        _apply()
+    except BaseException:
+        _stack.remove(selection)
+        _apply()
+        raise
+    try:
+        yield selection.coverage
+    finally:
+        _stack.remove(selection)
+        _apply()
+        if _coverage is not None:
+            _coverage.merge(selection.coverage)

@@ -1,0 +1,20 @@
+"""Full-model runs: transformers Qwen3 models with workbench kernels swapped in through the ATen dispatcher.
+
+`build_model(preset)` makes a Qwen3ForCausalLM (presets: qwen3-8b, qwen3-0.6b, tiny) with seeded random
+weights on the active backend's device, or loads a local checkpoint. `run_model(...)` measures it natively
+and with `workbench.use_ops` (plus the module fusions of `models.fusion`), side by side; `bisect(...)`
+finds which of our ops cause a loss.
+"""
+
+from workbench import backends as _backends
+
+_backends.active()  # before transformers, which imports triton (see workbench.backends.active)
+
+from . import plots
+from .bisect import BisectResult, bisect
+from .build import build_model, seeded_init
+from .presets import PRESETS, parameter_count, preset_config
+from .run import MODES, TARGETS, ModelRun, run_model, save, write_tables
+
+__all__ = ["MODES", "PRESETS", "TARGETS", "BisectResult", "ModelRun", "bisect", "build_model", "parameter_count",
+           "plots", "preset_config", "run_model", "save", "seeded_init", "write_tables"]

@@ -1,0 +1,320 @@
+"""`run_model`: one Qwen3 model, run natively and then with workbench kernels, in one process.
+
+Both sides use the same weights and the same prompt. The native side runs first; the workbench side
+runs every phase again inside one `workbench.use_ops(include, exclude)` context, whose coverage
+recorder says which ATen ops ran and whether our kernels served them. Per side:
+
+- accuracy forward: logits of every prompt position (last position compared as a relative error,
+  every position's argmax compared as teacher-forced token agreement);
+- `prefill`: tokens/s of a cache-free forward that keeps only the last logits (as generate does);
+- `decode_eager`: tokens/s of the decode steps of greedy `model.generate` (dynamic cache);
+- `decode_graph`: tokens/s of greedy decoding on a static cache with one captured graph per step,
+  where the backend has a graph API (both sides, or neither);
+- a torch.profiler breakdown per ATen op of one prefill and a few eager decode steps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import traceback
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from workbench import backends
+
+from . import measure
+from .build import build_model
+from .fusion import split_selection, workbench_ops
+
+MODES = ("prefill", "decode", "both")
+SIDES = ("native", "workbench")
+# Issue 5's targets (H100, bf16, qwen3-8b): throughput ratios workbench / native, accuracy, coverage.
+TARGETS = {
+    "prefill": 0.95, "decode_eager": 0.9, "decode_graph": 0.9,
+    "logits_rel_err": 2e-2, "token_agreement": 0.95, "aten_ops_served": 30,
+}
+
+
+@dataclass
+class ModelRun:
+    """Everything one `run_model` call measured; each table is a DataFrame."""
+
+    config: dict
+    throughput: pd.DataFrame  # phase, side, batch, tokens, ms, tokens_per_s, note
+    accuracy: pd.DataFrame  # metric, value, target, met
+    agreement: pd.DataFrame  # kind, position, agreement (fraction of the batch with identical tokens)
+    coverage: pd.DataFrame  # workbench.use_ops coverage: aten_op, calls, handled, fallback, reasons
+    profile: pd.DataFrame  # phase, aten_op, native_calls, native_ms, workbench_calls, workbench_ms, ratio
+    tokens: dict = field(default_factory=dict)  # (side, phase) -> generated tokens [batch, new_tokens] on cpu
+
+    def ratios(self) -> pd.DataFrame:
+        """Per phase: native and workbench tokens/s, workbench/native ratio, the issue's target."""
+        t = self.throughput
+        rows = []
+        for phase in dict.fromkeys(t["phase"]):
+            side = t[t["phase"] == phase].set_index("side")
+            native, ours = (side["tokens_per_s"].get(s) for s in SIDES)
+            ratio = ours / native if native and ours else float("nan")  # NaN stays NaN
+            rows.append({"phase": phase, "native_tok_s": native, "workbench_tok_s": ours, "ratio": ratio,
+                         "target": TARGETS[phase], "met": bool(ratio >= TARGETS[phase]),
+                         "note": "; ".join(n for n in side["note"] if n)})
+        return pd.DataFrame(rows, columns=["phase", "native_tok_s", "workbench_tok_s", "ratio", "target", "met",
+                                           "note"])
+
+    def ops_served(self) -> list[str]:
+        """Distinct ATen ops that workbench kernels served at least once (fused-op rows not counted)."""
+        cov = self.coverage
+        if cov.empty:
+            return []
+        return sorted(cov.loc[(cov["handled"] > 0) & cov["aten_op"].str.startswith("aten::"), "aten_op"].unique())
+
+    def summary(self) -> pd.DataFrame:
+        """One row per headline metric (ratios, accuracy, ops served) with its target, plus the run's config."""
+        rows = [{"metric": f"{r.phase}_ratio", "value": r.ratio, "target": r.target, "met": r.met}
+                for r in self.ratios().itertuples()]
+        rows += self.accuracy.to_dict("records")
+        served = len(self.ops_served())
+        target = TARGETS["aten_ops_served"]
+        rows.append({"metric": "aten_ops_served", "value": float(served), "target": target, "met": served >= target})
+        df = pd.DataFrame(rows)
+        for key, value in self.config.items():
+            df[key] = value if not isinstance(value, (list, tuple)) else ",".join(map(str, value))
+        return df
+
+
+def _random_prompt(vocab: int, batch: int, length: int, seed: int, device: torch.device) -> torch.Tensor:
+    gen = torch.Generator(device=device).manual_seed(seed)
+    return torch.randint(0, vocab, (batch, length), generator=gen, device=device)
+
+
+def _error_note(e: Exception) -> str:
+    last = traceback.extract_tb(e.__traceback__)[-1]
+    return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} ({Path(last.filename).name}:{last.lineno})"
+
+
+def _decode_profile_fn(model, ids: torch.Tensor, steps: int):
+    """Prefill on a dynamic cache now; the returned callable runs `steps` eager greedy decode steps."""
+    kw = measure.cache_kwarg(model)
+    out = model(input_ids=ids, use_cache=True, logits_to_keep=1)
+    state = {"cache": getattr(out, kw), "tok": out.logits[:, -1].argmax(-1, keepdim=True)}
+
+    def run():
+        for _ in range(steps):
+            o = model(input_ids=state["tok"], **{kw: state["cache"]}, use_cache=True, logits_to_keep=1)
+            state["tok"] = o.logits[:, -1].argmax(-1, keepdim=True)
+    return run
+
+
+def _run_side(model, ids: torch.Tensor, mode: str, new_tokens: int, graphs: measure.GraphApi | None,
+              backend, warmup: int, reps: int, decode_reps: int, profile: bool, profile_steps: int) -> dict:
+    """Every phase of `mode` on one side; a phase that raises leaves a note instead of a number."""
+    batch, prompt_len = ids.shape
+    res: dict = {"rows": [], "profile": []}
+
+    def row(phase, tokens, ms, note=""):
+        res["rows"].append({"phase": phase, "batch": batch, "tokens": tokens, "ms": ms,
+                            "tokens_per_s": tokens / (ms / 1e3) if ms > 0 else float("nan"),
+                            "note": note})
+
+    logits = measure.prompt_logits(model, ids)
+    res["last_logits"] = logits[:, -1].float().cpu()
+    res["argmax"] = logits.argmax(-1).cpu()
+    del logits
+    if mode in ("prefill", "both"):
+        try:
+            row("prefill", batch * prompt_len, measure.time_prefill(model, ids, backend, warmup, reps))
+        except Exception as e:  # noqa: BLE001 (the phase's row carries the error; the run goes on)
+            row("prefill", batch * prompt_len, float("nan"), _error_note(e))
+        if profile:
+            p = measure.profile_ops(lambda: measure.prompt_logits(model, ids, keep=1), backend)
+            res["profile"].append(p.assign(phase="prefill"))
+    if mode in ("decode", "both"):
+        decoded = batch * (new_tokens - 1)
+        try:
+            if warmup > 0:  # compile and autotune the decode shapes before the timed run
+                measure.generate_eager(model, ids, min(new_tokens, 4), backend)
+            times = []
+            for _ in range(max(1, decode_reps)):
+                tokens, ms = measure.generate_eager(model, ids, new_tokens, backend)
+                times.append(ms)
+            res["tokens_eager"] = tokens.cpu()
+            row("decode_eager", decoded, float(pd.Series(times).median()))
+        except Exception as e:  # noqa: BLE001 (the phase's row carries the error; the run goes on)
+            row("decode_eager", decoded, float("nan"), _error_note(e))
+        if graphs is not None:
+            try:
+                decoder = measure.StaticDecoder(model, batch, prompt_len, new_tokens, backend)
+                decoder.capture(ids, graphs)
+                times = []
+                for _ in range(max(1, decode_reps)):
+                    tokens, ms = decoder.run(ids)
+                    times.append(ms)
+                res["tokens_graph"] = tokens.cpu()
+                row("decode_graph", decoded, float(pd.Series(times).median()))
+                del decoder
+            except Exception as e:  # noqa: BLE001 (the phase's row carries the error; the run goes on)
+                row("decode_graph", decoded, float("nan"), _error_note(e))
+        if profile:
+            fn = _decode_profile_fn(model, ids, profile_steps)
+            p = measure.profile_ops(fn, backend)
+            res["profile"].append(p.assign(phase=f"decode ({profile_steps} step{'s' * (profile_steps != 1)})"))
+    return res
+
+
+def _agreement(kind: str, ours: torch.Tensor, native: torch.Tensor) -> pd.DataFrame:
+    same = (ours == native).float().mean(0)
+    return pd.DataFrame({"kind": kind, "position": range(len(same)), "agreement": same.numpy()})
+
+
+def _first_divergence(ours: torch.Tensor, native: torch.Tensor) -> float:
+    """Mean over the batch of the first position where the sequences differ (length if never)."""
+    diff = ours != native
+    first = torch.where(diff.any(1), diff.float().argmax(1), torch.full_like(diff[:, 0], diff.shape[1],
+                                                                          dtype=torch.long))
+    return float(first.float().mean())
+
+
+def _accuracy(native: dict, ours: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    a, b = ours["last_logits"], native["last_logits"]
+    rel = float(torch.linalg.vector_norm(a - b) / torch.linalg.vector_norm(b))
+    rows = [{"metric": "logits_rel_err", "value": rel, "target": TARGETS["logits_rel_err"],
+             "met": rel <= TARGETS["logits_rel_err"]}]
+    tables = [_agreement("prompt (teacher-forced)", ours["argmax"], native["argmax"])]
+    checks = [("prompt_token_agreement", "argmax")]
+    for phase in ("eager", "graph"):
+        key = f"tokens_{phase}"
+        if key in native and key in ours:
+            tables.append(_agreement(f"greedy decode_{phase}", ours[key], native[key]))
+            checks.append((f"greedy_{phase}", key))
+    for metric, key in checks:
+        value = float((ours[key] == native[key]).float().mean())
+        name = metric if key == "argmax" else f"{metric}_token_agreement"
+        rows.append({"metric": name, "value": value, "target": TARGETS["token_agreement"],
+                     "met": value >= TARGETS["token_agreement"]})
+        if key != "argmax":  # free-running: one flip changes every later token, so say where it starts
+            rows.append({"metric": f"{metric}_first_divergence", "value": _first_divergence(ours[key], native[key]),
+                         "target": float("nan"), "met": None})  # informational
+    return pd.DataFrame(rows), pd.concat(tables, ignore_index=True)
+
+
+def _side_by_side(native: list[pd.DataFrame], ours: list[pd.DataFrame]) -> pd.DataFrame:
+    columns = ["phase", "aten_op", "native_calls", "native_ms", "workbench_calls", "workbench_ms", "ratio", "time"]
+    if not native and not ours:
+        return pd.DataFrame(columns=columns)
+    n = pd.concat(native, ignore_index=True) if native else pd.DataFrame(columns=["phase", "aten_op", "calls", "ms"])
+    o = pd.concat(ours, ignore_index=True) if ours else pd.DataFrame(columns=["phase", "aten_op", "calls", "ms"])
+    time_kind = (n["time"].iloc[0] if "time" in n and len(n) else o["time"].iloc[0] if "time" in o and len(o)
+                 else "")
+    df = n[["phase", "aten_op", "calls", "ms"]].merge(o[["phase", "aten_op", "calls", "ms"]],
+                                                      on=["phase", "aten_op"], how="outer",
+                                                      suffixes=("_native", "_workbench"))
+    df = df.rename(columns={"calls_native": "native_calls", "ms_native": "native_ms",
+                            "calls_workbench": "workbench_calls", "ms_workbench": "workbench_ms"})
+    df[["native_calls", "workbench_calls"]] = df[["native_calls", "workbench_calls"]].fillna(0).astype(int)
+    df[["native_ms", "workbench_ms"]] = df[["native_ms", "workbench_ms"]].fillna(0.0)
+    # ratio > 1: our side spends more time in this op than native does
+    df["ratio"] = df["workbench_ms"] / df["native_ms"].where(df["native_ms"] > 0)
+    df["time"] = time_kind
+    df["_phase"] = df["phase"].map({p: i for i, p in enumerate(dict.fromkeys(pd.concat([n["phase"], o["phase"]])))})
+    df["_order"] = df[["native_ms", "workbench_ms"]].max(axis=1)
+    df = df.sort_values(["_phase", "_order"], ascending=[True, False]).drop(columns=["_phase", "_order"])
+    return df[columns].reset_index(drop=True)
+
+
+def resolve_model(preset: str | torch.nn.Module = "tiny", checkpoint: str | Path | None = None, seed: int = 0,
+                  **overrides) -> tuple[torch.nn.Module, str]:
+    """(model, label): an already built model passes through; else build the preset or the checkpoint."""
+    if isinstance(preset, torch.nn.Module):
+        return preset, getattr(preset.config, "name_or_path", "") or "model"
+    if checkpoint is not None:
+        return build_model(checkpoint=checkpoint), str(checkpoint)
+    return build_model(preset, seed=seed, **overrides), preset
+
+
+def run_model(preset: str | torch.nn.Module = "tiny", backend: str | None = None, mode: str = "both",
+              prompt_len: int = 32, batch: int = 1, new_tokens: int = 8, cuda_graphs: bool | None = None,
+              include: Iterable[str] | None = None, exclude: Iterable[str] | None = None,
+              checkpoint: str | Path | None = None, seed: int = 0, warmup: int = 1, reps: int = 3,
+              decode_reps: int = 1, profile: bool = True, profile_steps: int = 4,
+              fuse: bool = True, store: str | Path | None = None, progress: bool = False, **overrides) -> ModelRun:
+    """Run a Qwen3 model natively, then with workbench kernels (`use_ops(include, exclude)`), and compare.
+
+    preset: a preset name (random weights from `seed`), or a model built by `build_model` (reused as is).
+    mode: "prefill", "decode" or "both". cuda_graphs: None = where the backend can capture graphs,
+    True = require them, False = eager only. include/exclude: registry op names, as for `use_ops`.
+    fuse: also replace transformers' RMSNorm / rotary / gated-MLP code by our fused ops (models.fusion).
+    store: a ResultStore path that receives `summary()` rows.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
+    for name, value, low in (("prompt_len", prompt_len, 1), ("batch", batch, 1), ("new_tokens", new_tokens, 2)):
+        if not isinstance(value, int) or value < low:
+            raise ValueError(f"{name}: expected an int >= {low}, got {value!r}")
+    chosen = backends.active(backend)
+    split_selection(include), split_selection(exclude)  # unknown op names fail before any work
+    graphs, why_not = measure.graph_api(chosen)
+    if cuda_graphs and graphs is None:
+        raise ValueError(f"cuda_graphs: requested, but {why_not}")
+    if cuda_graphs is False:
+        graphs = None
+    model, label = resolve_model(preset, checkpoint, seed, **overrides)
+    ids = _random_prompt(model.config.vocab_size, batch, prompt_len, seed, model.device)
+    kwargs = {"mode": mode, "new_tokens": new_tokens, "graphs": graphs, "backend": chosen, "warmup": warmup, "reps": reps,
+                  "decode_reps": decode_reps, "profile": profile, "profile_steps": profile_steps}
+    results, coverage = {}, pd.DataFrame(columns=["aten_op", "op", "calls", "handled", "fallback", "reasons"])
+    for side in SIDES:
+        if progress:
+            print(f"[run_model] {label}: {side} side, mode {mode}", flush=True)
+        ctx = (workbench_ops(model, include, exclude, fuse) if side == "workbench" else contextlib.nullcontext())
+        with torch.inference_mode(), ctx as cov:
+            results[side] = _run_side(model, ids, **kwargs)
+        if side == "workbench":
+            coverage = cov.table()
+    throughput = pd.DataFrame([dict(r, side=s) for s in SIDES for r in results[s]["rows"]])
+    throughput = throughput[["phase", "side", "batch", "tokens", "ms", "tokens_per_s", "note"]]
+    accuracy, agreement = _accuracy(results["native"], results["workbench"])
+    from workbench.profiling.meta import run_metadata
+
+    config = {"model": label, "mode": mode, "batch": batch, "prompt_len": prompt_len, "new_tokens": new_tokens,
+              "graphs": graphs is not None, "graphs_note": "" if graphs is not None else why_not,
+              "include": list(include) if include is not None else "all",
+              "exclude": list(exclude) if exclude is not None else "", "fuse": fuse, "seed": seed,
+              "dtype": str(model.dtype).replace("torch.", ""), **run_metadata()}
+    run = ModelRun(config=config, throughput=throughput, accuracy=accuracy, agreement=agreement,
+                   coverage=coverage, profile=_side_by_side(results["native"]["profile"],
+                                                            results["workbench"]["profile"]),
+                   tokens={(s, k): results[s][k] for s in SIDES for k in ("tokens_eager", "tokens_graph")
+                           if k in results[s]})
+    if store is not None:
+        save(run, store)
+    return run
+
+
+def save(run: ModelRun, store) -> str:
+    """Append the run's summary rows to a ResultStore (a path or a ResultStore) as kind "model"."""
+    from workbench.profiling.store import ResultStore
+
+    store = store if isinstance(store, ResultStore) else ResultStore(store)
+    return store.append(run.summary(), kind="model", meta=run.config)
+
+
+def write_tables(run: ModelRun, out_dir: str | Path, prefix: str = "") -> list[Path]:
+    """Every table of `run` as CSV (config as JSON) under `out_dir`; returns the paths written."""
+    import json
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tables = {"summary": run.summary(), "ratios": run.ratios(), "throughput": run.throughput,
+              "accuracy": run.accuracy, "agreement": run.agreement, "coverage": run.coverage,
+              "profile": run.profile}
+    paths = []
+    for name, df in tables.items():
+        paths.append(out / f"{prefix}{name}.csv")
+        df.to_csv(paths[-1], index=False)
+    paths.append(out / f"{prefix}config.json")
+    paths[-1].write_text(json.dumps(run.config, indent=2, default=str))
+    return paths

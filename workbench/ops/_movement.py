@@ -1,0 +1,216 @@
+"""Data-movement launchers: strided copy with dtype conversion, fill, and gather along a dim.
+
+These move values without arithmetic, so they take integer and bool tensors too (values never pass
+through fp32: an int64 copy stays exact). Destinations may be strided views: dims are ordered by the
+destination's strides before merging, so a permuted but dense destination (e.g. `empty_like` of a
+transposed input) is copied as one flat range. Used by the copy, fill, cat, index_select and gather ops.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import triton
+import triton.language as tl
+
+from ._common import check_tensor
+from ._elementwise import BLOCK, MAX_DIMS, _merge_dims, _offsets
+from ._launch import launch
+from ._shapes import broadcast, cdiv
+from .spec import FLOAT_DTYPES, Unsupported
+
+MOVE_DTYPES = FLOAT_DTYPES + (torch.int8, torch.uint8, torch.int16, torch.int32, torch.int64, torch.bool)
+INDEX_DTYPES = (torch.int32, torch.int64)
+
+
+@triton.jit
+def _to_bf16_rne(x):
+    """fp32 -> bf16 rounding to nearest even by bit arithmetic, NaN kept: what torch does, and the same on
+    every backend (the Triton interpreter truncates in `.to(tl.bfloat16)`)."""
+    bits = x.to(tl.uint32, bitcast=True)
+    bits = tl.where(x != x, 0x7FC00000, bits + 0x7FFF + ((bits >> 16) & 1))
+    return (bits >> 16).to(tl.uint16).to(tl.bfloat16, bitcast=True)
+
+
+@triton.jit
+def _copy_kernel(src_ptr, dst_ptr, n, s1, s2, s3, ss0, ss1, ss2, ss3, ds0, ds1, ds2, ds3,
+                 CONTIGUOUS: tl.constexpr, TO_BF16: tl.constexpr, BLOCK: tl.constexpr):
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < n
+    if CONTIGUOUS:
+        s_offs = offs
+        d_offs = offs
+    else:
+        s_offs = _offsets(offs, s1, s2, s3, ss0, ss1, ss2, ss3)
+        d_offs = _offsets(offs, s1, s2, s3, ds0, ds1, ds2, ds3)
+    x = tl.load(src_ptr + s_offs, mask=mask)
+    if TO_BF16:
+        y = _to_bf16_rne(x.to(tl.float32))
+    else:
+        y = x.to(dst_ptr.dtype.element_ty)
+    tl.store(dst_ptr + d_offs, y, mask=mask)
+
+
+@triton.jit
+def _fill_kernel(dst_ptr, value, n, s1, s2, s3, ds0, ds1, ds2, ds3, CONTIGUOUS: tl.constexpr, BLOCK: tl.constexpr):
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < n
+    if CONTIGUOUS:
+        d_offs = offs
+    else:
+        d_offs = _offsets(offs, s1, s2, s3, ds0, ds1, ds2, ds3)
+    tl.store(dst_ptr + d_offs, tl.full([BLOCK], value, dst_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _gather_kernel(x_ptr, idx_ptr, out_ptr, n, dim_size, s1, s2, s3, xs0, xs1, xs2, xs3, is0, is1, is2, is3,
+                   DIM: tl.constexpr, BLOCK: tl.constexpr):
+    # out[i] = x[i with coordinate DIM replaced by index[i]]; out is contiguous, shape (s0, s1, s2, s3).
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < n
+    i3 = offs % s3
+    rest = offs // s3
+    i2 = rest % s2
+    rest = rest // s2
+    i1 = rest % s1
+    i0 = rest // s1
+    idx = tl.load(idx_ptr + i0 * is0 + i1 * is1 + i2 * is2 + i3 * is3, mask=mask, other=0).to(tl.int64)
+    if DIM == 0:
+        i0 = idx
+    elif DIM == 1:
+        i1 = idx
+    elif DIM == 2:
+        i2 = idx
+    else:
+        i3 = idx
+    inside = mask & (idx >= 0) & (idx < dim_size)  # out-of-range indices read nothing (0), never past x
+    x = tl.load(x_ptr + i0 * xs0 + i1 * xs1 + i2 * xs2 + i3 * xs3, mask=inside, other=0)
+    tl.store(out_ptr + offs, x, mask=mask)
+
+
+def _broadcast_strides(t: torch.Tensor, shape) -> list[int]:
+    """t's strides as if expanded to `shape` (0 along broadcast dims), without making the view."""
+    lead = len(shape) - t.dim()
+    return [0] * lead + [0 if size == 1 and shape[lead + i] != 1 else st
+                         for i, (size, st) in enumerate(zip(t.shape, t.stride()))]
+
+
+def _dst_layout(dst: torch.Tensor, *others: torch.Tensor):
+    """Sizes of dims 1..3, per-operand strides (dst first) padded to 4 dims, contiguous flag; or None.
+
+    `others` broadcast to dst's shape. Dims are taken in the order of dst's strides (largest first) so a
+    dense permuted dst merges to one dim. None when more than 4 dims remain.
+    """
+    shape = list(dst.shape)
+    all_strides = [dst.stride()] + [_broadcast_strides(t, shape) for t in others]
+    order = sorted(range(len(shape)), key=lambda d: -all_strides[0][d])
+    merged = _merge_dims([shape[d] for d in order], [[st[d] for d in order] for st in all_strides])
+    if len(merged) > MAX_DIMS:
+        return None
+    contiguous = len(merged) <= 1 and all(s == 1 for _, strides in merged for s in strides)
+    pad = MAX_DIMS - len(merged)
+    sizes = [1] * pad + [size for size, _ in merged]
+    strides = [[0] * pad + [strides[k] for _, strides in merged] for k in range(len(all_strides))]
+    return sizes[1:], strides, contiguous
+
+
+def _check_writable(name: str, dst: torch.Tensor) -> None:
+    if any(st == 0 and sz > 1 for st, sz in zip(dst.stride(), dst.shape)):
+        raise Unsupported(f"{name}: more than one element refers to the same memory (a broadcast view)")
+
+
+def copy_into(dst: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
+    """dst.copy_(src): src broadcast to dst's shape and converted to dst's dtype; returns dst."""
+    check_tensor("dst", dst, MOVE_DTYPES)
+    check_tensor("src", src, MOVE_DTYPES)
+    if src.device != dst.device:
+        raise Unsupported(f"src: a copy from {src.device} to {dst.device} is a transfer, not a kernel")
+    _check_writable("dst", dst)
+    if src.numel() and dst.numel() and src.untyped_storage().data_ptr() == dst.untyped_storage().data_ptr():
+        raise Unsupported("src: shares memory with dst (overlap needs a staged copy)")
+    if src.dim() > dst.dim() or broadcast(src.shape, dst.shape) != tuple(dst.shape):
+        raise ValueError(f"src: shape {tuple(src.shape)} does not broadcast to dst shape {tuple(dst.shape)}")
+    n = dst.numel()
+    if n == 0:
+        return dst
+    layout = _dst_layout(dst, src)
+    if layout is None:  # src's strides keep dims apart: read a compact copy of it
+        src = src.expand(dst.shape).contiguous()
+        layout = _dst_layout(dst, src)
+    if layout is None:
+        raise Unsupported(f"dst: strides {dst.stride()} do not merge into {MAX_DIMS} dims")
+    sizes, (d_strides, s_strides), contiguous = layout
+    to_bf16 = dst.dtype == torch.bfloat16 and src.dtype != torch.bfloat16
+    launch(_copy_kernel, (cdiv(n, BLOCK),), src, dst, n, *sizes, *s_strides, *d_strides, CONTIGUOUS=contiguous,
+           TO_BF16=to_bf16, BLOCK=BLOCK)
+    return dst
+
+
+def _fill_value(value, dtype: torch.dtype):
+    """`value` as the Python number the kernel stores, rejecting what torch rejects (overflow, NaN in ints)."""
+    if not isinstance(value, (bool, int, float)):
+        raise TypeError(f"value: expected a real number, got {type(value).__name__}")
+    if dtype == torch.bool:
+        return int(bool(value))
+    if dtype.is_floating_point:
+        value = float(value)
+        if math.isfinite(value) and abs(value) > torch.finfo(dtype).max:
+            raise ValueError(f"value: {value} overflows {dtype}")
+        return _round_to(value, dtype)
+    if not math.isfinite(value):
+        raise ValueError(f"value: {value} cannot be stored in {dtype}")
+    value = int(value)
+    info = torch.iinfo(dtype)
+    if not info.min <= value <= info.max:
+        raise ValueError(f"value: {value} overflows {dtype}")
+    return value
+
+
+def _round_to(value: float, dtype: torch.dtype) -> float:
+    """value rounded to nearest even in `dtype` (as torch converts a fill value), as a Python float.
+
+    The kernel then stores an exactly representable number, so no backend's own rounding is involved.
+    """
+    if dtype == torch.float16:
+        return float(np.float16(value))
+    single = np.float32(value)
+    if dtype != torch.bfloat16 or not np.isfinite(single):
+        return float(single)
+    bits = int(single.view(np.uint32))
+    bits = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16) << 16
+    return float(np.array(bits & 0xFFFFFFFF, dtype=np.uint32).view(np.float32))
+
+
+def fill_into(dst: torch.Tensor, value) -> torch.Tensor:
+    """dst.fill_(value) for a Python number; returns dst."""
+    check_tensor("dst", dst, MOVE_DTYPES)
+    value = _fill_value(value, dst.dtype)
+    _check_writable("dst", dst)
+    n = dst.numel()
+    if n == 0:
+        return dst
+    layout = _dst_layout(dst)
+    if layout is None:
+        raise Unsupported(f"dst: strides {dst.stride()} do not merge into {MAX_DIMS} dims")
+    sizes, (d_strides,), contiguous = layout
+    launch(_fill_kernel, (cdiv(n, BLOCK),), dst, value, n, *sizes, *d_strides, CONTIGUOUS=contiguous, BLOCK=BLOCK)
+    return dst
+
+
+def gather_into(out: torch.Tensor, x: torch.Tensor, dim: int, index: torch.Tensor) -> torch.Tensor:
+    """out (contiguous, index's shape) = x gathered along `dim` at `index` (broadcast views allowed)."""
+    rank = x.dim()
+    if rank > MAX_DIMS:
+        raise Unsupported(f"x: rank {rank} gathers are not implemented (at most {MAX_DIMS} dims)")
+    n = out.numel()
+    if n == 0:
+        return out
+    pad = MAX_DIMS - rank
+    sizes = [1] * pad + list(index.shape)
+    x_strides = [0] * pad + list(x.stride())
+    i_strides = [0] * pad + list(index.stride())
+    launch(_gather_kernel, (cdiv(n, BLOCK),), x, index, out, n, x.shape[dim], *sizes[1:], *x_strides, *i_strides,
+           DIM=dim + pad, BLOCK=BLOCK)
+    return out

@@ -1,0 +1,177 @@
+"""Reductions over some dims (sum, mean, max with indices), shared by the sum, mean and max ops.
+
+The input is viewed as (outer, n, inner) through its strides: the kept dims before the reduced ones,
+the reduced dims and the kept dims after them, each merged into one. One program reduces a tile of
+`inner` columns over all n, accumulating in fp32, so a last-dim reduction reads rows and a leading-dim
+reduction reads coalesced columns. Inputs that do not merge that way (reduced dims apart, or strides
+that do not merge) are permuted and copied first.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import triton
+import triton.language as tl
+
+from workbench import backends
+
+from . import _rows
+from ._common import check_tensor, new_output
+from ._elementwise import _merge_dims
+from ._launch import launch
+from ._shapes import cdiv, next_pow2
+
+TILE = 4096  # elements one program holds per step on a GPU; the launch policy scales it
+MAX_GRID_Y = 65535  # CUDA's limit on grid axis 1
+
+
+@triton.jit
+def _sum_kernel(x_ptr, out_ptr, n, inner, so, sn, si,
+                MEAN: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_I: tl.constexpr):
+    o = tl.program_id(0).to(tl.int64)
+    cols = tl.program_id(1).to(tl.int64) * BLOCK_I + tl.arange(0, BLOCK_I)
+    col_ok = cols < inner
+    base = x_ptr + o * so + cols[None, :] * si
+    rn = tl.arange(0, BLOCK_N).to(tl.int64)
+    acc = tl.zeros([BLOCK_N, BLOCK_I], tl.float32)
+    for start in range(0, n, BLOCK_N):
+        r = start + rn
+        ok = (r < n)[:, None] & col_ok[None, :]
+        acc += tl.load(base + r[:, None] * sn, mask=ok, other=0.0).to(tl.float32)
+    total = tl.sum(acc, 0)
+    if MEAN:
+        total = total / n  # n == 0 gives NaN, as torch's mean of nothing
+    tl.store(out_ptr + o * inner + cols, total.to(out_ptr.dtype.element_ty), mask=col_ok)
+
+
+@triton.jit
+def _max_kernel(x_ptr, out_ptr, idx_ptr, n, inner, so, sn, si, BLOCK_N: tl.constexpr, BLOCK_I: tl.constexpr):
+    # torch.max: a NaN wins (the first one), else the first position of the largest value.
+    o = tl.program_id(0).to(tl.int64)
+    cols = tl.program_id(1).to(tl.int64) * BLOCK_I + tl.arange(0, BLOCK_I)
+    col_ok = cols < inner
+    base = x_ptr + o * so + cols[None, :] * si
+    rn = tl.arange(0, BLOCK_N).to(tl.int64)
+    best = tl.full([BLOCK_I], -float("inf"), tl.float32)
+    best_at = tl.zeros([BLOCK_I], tl.int64)
+    first_nan = tl.full([BLOCK_I], n, tl.int64)
+    for start in range(0, n, BLOCK_N):
+        r = start + rn
+        ok = (r < n)[:, None] & col_ok[None, :]
+        x = tl.load(base + r[:, None] * sn, mask=ok, other=-float("inf")).to(tl.float32)
+        is_nan = x != x
+        first_nan = tl.minimum(first_nan, tl.min(tl.where(is_nan, r[:, None], n), 0))
+        chunk_best, chunk_at = tl.max(tl.where(is_nan, -float("inf"), x), 0, return_indices=True,
+                                      return_indices_tie_break_left=True)
+        better = chunk_best > best  # ties keep the earlier chunk's position
+        best_at = tl.where(better, start + chunk_at.to(tl.int64), best_at)
+        best = tl.where(better, chunk_best, best)
+    has_nan = first_nan < n
+    best = tl.where(has_nan, float("nan"), best)
+    best_at = tl.where(has_nan, first_nan, best_at)
+    tl.store(out_ptr + o * inner + cols, best.to(out_ptr.dtype.element_ty), mask=col_ok)
+    tl.store(idx_ptr + o * inner + cols, best_at, mask=col_ok)
+
+
+def normalize_dims(x: torch.Tensor, dim, name: str = "dim") -> list[int]:
+    """Sorted unique non-negative dims; None or [] means all (torch's convention for sum/mean)."""
+    rank = x.dim()
+    if rank == 0 and dim is not None and dim != [] and dim != ():
+        normalize_dims(x.reshape(1), dim, name)  # a 0-dim tensor takes dim 0 or -1, as torch
+    if rank == 0:
+        return [0]  # viewed as shape [1]
+    if dim is None:
+        return list(range(rank))
+    dims = [dim] if isinstance(dim, int) else list(dim)
+    if not dims:
+        return list(range(rank))
+    out = set()
+    for d in dims:
+        if isinstance(d, bool) or not isinstance(d, int):
+            raise TypeError(f"{name}: expected ints, got {type(d).__name__}")
+        bound = max(rank, 1)
+        if not -bound <= d < bound:
+            raise ValueError(f"{name}: expected a dim in [{-bound}, {bound}), got {d}")
+        if d % bound in out:
+            raise ValueError(f"{name}: dim {d} appears twice")
+        out.add(d % bound)
+    return sorted(out)
+
+
+def _three_dims(x: torch.Tensor, dims: list[int]):
+    """(x or a copy, outer, n, inner, (so, sn, si)) viewing x as (outer, n, inner)."""
+    shape = list(x.shape) if x.dim() else [1]
+    strides = list(x.stride()) if x.dim() else [1]
+    lo, hi = dims[0], dims[-1] + 1
+    if dims == list(range(lo, hi)):
+        groups = [(shape[:lo], strides[:lo]), (shape[lo:hi], strides[lo:hi]), (shape[hi:], strides[hi:])]
+        merged = [_merge_dims(s, [st]) for s, st in groups]
+        if all(len(m) <= 1 for m in merged):
+            sizes = [m[0][0] if m else 1 for m in merged]
+            dim_strides = [m[0][1][0] if m else 0 for m in merged]
+            return (x, *sizes, dim_strides)
+    kept = [d for d in range(len(shape)) if d not in dims]
+    moved = x.reshape(shape).permute(*kept, *dims).contiguous()
+    n = math.prod(shape[d] for d in dims)
+    outer = math.prod(shape[d] for d in kept)
+    return moved, outer, n, 1, [n, 1, 0]
+
+
+def _out_shape(x: torch.Tensor, dims: list[int], keepdim: bool) -> list[int]:
+    if x.dim() == 0:
+        return []
+    return [1 if d in dims else s for d, s in enumerate(x.shape) if keepdim or d not in dims]
+
+
+def _tiles(n: int, inner: int) -> tuple[int, int, int]:
+    """(BLOCK_N, BLOCK_I, num_warps) for a tile of about TILE * block_scale elements."""
+    budget = TILE * backends.active().policy.block_scale
+    block_i = min(next_pow2(max(inner, 1)), 64) if inner > 1 else 1
+    block_n = max(1, min(next_pow2(max(n, 1)), budget // block_i))
+    return block_n, block_i, _rows.row_warps(min(block_n * block_i, TILE))
+
+
+def _grid(outer: int, inner: int, block_i: int) -> tuple[int, int]:
+    tiles = cdiv(inner, block_i)
+    if tiles > MAX_GRID_Y:
+        raise ValueError(f"x: {inner} kept elements after the reduced dims need {tiles} column tiles, "
+                         f"more than the {MAX_GRID_Y} this launch allows")
+    return outer, tiles
+
+
+def reduce_sum(x: torch.Tensor, dim=None, keepdim: bool = False, dtype: torch.dtype | None = None,
+               mean: bool = False) -> torch.Tensor:
+    """torch.sum / torch.mean over `dim` (None or []: all dims), fp32 accumulation."""
+    check_tensor("x", x)
+    if dtype is not None and dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise TypeError(f"dtype: expected float32, float16 or bfloat16, got {dtype}")
+    dims = normalize_dims(x, dim)
+    out = new_output(_out_shape(x, dims, keepdim), dtype or x.dtype, x.device)
+    if out.numel() == 0:
+        return out
+    src, outer, n, inner, (so, sn, si) = _three_dims(x, dims)
+    block_n, block_i, warps = _tiles(n, inner)
+    launch(_sum_kernel, _grid(outer, inner, block_i), src, out, n, inner, so, sn, si, MEAN=mean,
+           BLOCK_N=block_n, BLOCK_I=block_i, num_warps=warps)
+    return out
+
+
+def reduce_max(x: torch.Tensor, dim: int, keepdim: bool = False):
+    """torch.max(x, dim, keepdim): (values, indices); a NaN wins, ties give the first index."""
+    check_tensor("x", x)
+    if isinstance(dim, bool) or not isinstance(dim, int):
+        raise TypeError(f"dim: expected an int, got {type(dim).__name__}")
+    dims = normalize_dims(x, dim)
+    if x.dim() and x.shape[dims[0]] == 0:
+        raise ValueError(f"x: cannot take the max over dim {dim} of size 0 (shape {tuple(x.shape)})")
+    shape = _out_shape(x, dims, keepdim)
+    values = new_output(shape, x.dtype, x.device)
+    indices = new_output(shape, torch.int64, x.device)
+    if values.numel():
+        src, outer, n, inner, (so, sn, si) = _three_dims(x, dims)
+        block_n, block_i, warps = _tiles(n, inner)
+        launch(_max_kernel, _grid(outer, inner, block_i), src, values, indices, n, inner, so, sn, si,
+               BLOCK_N=block_n, BLOCK_I=block_i, num_warps=warps)
+    return torch.return_types.max((values, indices))

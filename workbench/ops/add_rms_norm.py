@@ -1,0 +1,134 @@
+"""add_rms_norm: the residual add fused with the next RMSNorm, as in every Qwen3 decoder layer.
+
+`residual = x + residual; normed = rms_norm(residual) * weight` -> (normed, residual). The sum is rounded
+to the input dtype before it is normalised, exactly what the unfused model computes. A fused op with
+no ATen overload.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from . import _rows
+from ._common import check_dtype_match, check_same_device, check_tensor, new_output
+from ._launch import launch
+from .rms_norm import check_norm_param
+from .spec import Case, Cost, OpSpec, nbytes, randn, register
+
+
+@triton.jit
+def _add_rms_norm_kernel(x_ptr, r_ptr, w_ptr, out_ptr, sum_ptr, n_cols, x_row_stride, r_row_stride, eps,
+                         HAS_WEIGHT: tl.constexpr, BLOCK: tl.constexpr, ONE_TILE: tl.constexpr):
+    row = tl.program_id(0).to(tl.int64)
+    x_row = x_ptr + row * x_row_stride
+    r_row = r_ptr + row * r_row_stride
+    out_row = out_ptr + row * n_cols
+    sum_row = sum_ptr + row * n_cols
+    cols = tl.arange(0, BLOCK)
+    if ONE_TILE:
+        mask = cols < n_cols
+        h = tl.load(x_row + cols, mask=mask, other=0.0).to(tl.float32) + \
+            tl.load(r_row + cols, mask=mask, other=0.0).to(tl.float32)
+        h = h.to(sum_ptr.dtype.element_ty)
+        tl.store(sum_row + cols, h, mask=mask)
+        h = h.to(tl.float32)
+        y = h * tl.math.rsqrt(tl.sum(h * h, 0) / n_cols + eps)
+        if HAS_WEIGHT:
+            y = y * tl.load(w_ptr + cols, mask=mask, other=0.0).to(tl.float32)
+        tl.store(out_row + cols, y.to(out_ptr.dtype.element_ty), mask=mask)
+    else:
+        # The second pass recomputes the sums rather than reading back what other threads stored.
+        acc = tl.zeros([BLOCK], tl.float32)
+        for start in range(0, n_cols, BLOCK):
+            mask = start + cols < n_cols
+            h = tl.load(x_row + start + cols, mask=mask, other=0.0).to(tl.float32) + \
+                tl.load(r_row + start + cols, mask=mask, other=0.0).to(tl.float32)
+            h = h.to(sum_ptr.dtype.element_ty)
+            tl.store(sum_row + start + cols, h, mask=mask)
+            h = h.to(tl.float32)
+            acc += h * h
+        rstd = tl.math.rsqrt(tl.sum(acc, 0) / n_cols + eps)
+        for start in range(0, n_cols, BLOCK):
+            mask = start + cols < n_cols
+            h = tl.load(x_row + start + cols, mask=mask, other=0.0).to(tl.float32) + \
+                tl.load(r_row + start + cols, mask=mask, other=0.0).to(tl.float32)
+            y = h.to(sum_ptr.dtype.element_ty).to(tl.float32) * rstd
+            if HAS_WEIGHT:
+                y = y * tl.load(w_ptr + start + cols, mask=mask, other=0.0).to(tl.float32)
+            tl.store(out_row + start + cols, y.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+def add_rms_norm(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor | None = None,
+                 eps: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rms_norm(x + residual) * weight, x + residual), the sum rounded to x's dtype."""
+    check_tensor("x", x)
+    check_tensor("residual", residual)
+    check_same_device(x=x, residual=residual)
+    check_dtype_match("residual", residual, x.dtype, "x")
+    if x.dim() == 0:
+        raise ValueError("x: expected at least 1 dim, got a 0-dim tensor")
+    if residual.shape != x.shape:
+        raise ValueError(f"residual: expected shape {tuple(x.shape)} like x, got {tuple(residual.shape)}")
+    check_norm_param("weight", weight, x)
+    out = new_output(x.shape, x.dtype, x.device)
+    total = new_output(x.shape, x.dtype, x.device)
+    if x.numel() == 0:
+        return out, total
+    rows, res_rows = _rows.as_rows(x), _rows.as_rows(residual)
+    n_rows, n = rows.shape
+    block, one_tile = _rows.tile(n)
+    launch(_add_rms_norm_kernel, (n_rows,), rows, res_rows, weight if weight is not None else rows, out, total, n,
+           rows.stride(0), res_rows.stride(0), float(eps), HAS_WEIGHT=weight is not None,
+           BLOCK=block, ONE_TILE=one_tile, num_warps=_rows.row_warps(block))
+    return out, total
+
+
+def _reference(x, residual, weight=None, eps=1e-6):
+    total = x + residual
+    return torch.nn.functional.rms_norm(total, (x.shape[-1],), weight, eps), total
+
+
+def _cost(x, residual, weight=None, eps=1e-6):
+    return Cost(bytes=4 * nbytes(x) + nbytes(weight), flops=5 * x.numel())
+
+
+def _case(name, shape, transform=None, affine=True, weight_dtype=None):
+    def make(dtype, device, gen):
+        x = randn(shape, dtype, device, gen, scale=2.0)
+        residual = randn(shape, dtype, device, gen, scale=3.0) + 0.5
+        if transform:
+            x, residual = transform(x), transform(residual)
+        kwargs = {"eps": 1e-6}
+        if affine:
+            kwargs["weight"] = randn((x.shape[-1],), weight_dtype or dtype, device, gen) + 1.0
+        return (x, residual), kwargs
+
+    return Case(name, make)
+
+
+SPEC = register(OpSpec(
+    name="add_rms_norm",
+    reference=_reference,
+    impl=add_rms_norm,
+    cases={
+        "quick": lambda: [_case("8x64", (8, 64)), _case("5x1000", (5, 1000))],
+        "edge": lambda: [
+            _case("rank3 2x7x96", (2, 7, 96)),
+            _case("rank4 non-contiguous", (3, 4, 5, 48), transform=lambda t: t.transpose(0, 2)),
+            _case("no weight", (6, 33), affine=False),
+            _case("fp32 weight", (4, 80), weight_dtype=torch.float32),
+            _case("long row 2x20000", (2, 20000)),
+            _case("zero rows 0x32", (0, 32)),
+        ],
+        "llm": lambda: [
+            _case("decode 1x4096", (1, 4096)),
+            _case("decode 64x4096", (64, 4096)),
+            _case("prefill 2048x4096", (2048, 4096)),
+        ],
+    },
+    cost=_cost,
+    aten=(),
+    doc="Fused residual add + rms_norm, returning (normed, new residual); no ATen overload.",
+))

@@ -1,0 +1,164 @@
+"""argmax along a dim or over all elements (torch.argmax): the first index of the largest value.
+
+NaN counts as larger than everything (torch's rule); ties give the lowest index. Long rows with few of
+them (greedy decoding over a vocabulary) are split into chunks whose winners are merged.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from workbench import backends
+
+from . import _rows, _split_rows
+from ._common import check_tensor, new_output
+from ._launch import launch
+from ._shapes import next_pow2
+from .spec import Case, Cost, OpSpec, nbytes, randn, register
+
+NO_INDEX = 2**63 - 1
+
+
+@triton.jit
+def _winner(best, best_idx):
+    """(value, index) of the lanes' winner: a NaN if any (lowest index), else the max at its lowest index."""
+    is_nan = best != best
+    has_nan = tl.max(is_nan.to(tl.int32), 0) > 0
+    top = tl.max(tl.where(is_nan, -float("inf"), best), 0)
+    pick = tl.where(has_nan, is_nan, best == top)
+    idx = tl.min(tl.where(pick, best_idx, 9223372036854775807), 0)
+    return tl.where(has_nan, float("nan"), top), idx
+
+
+@triton.jit
+def _argmax_chunk_kernel(x_ptr, out_ptr, part_v_ptr, part_i_ptr, n_cols, x_row_stride, chunk,
+                         SINGLE: tl.constexpr, BLOCK: tl.constexpr):
+    row = tl.program_id(0).to(tl.int64)
+    c = tl.program_id(1)
+    x_row = x_ptr + row * x_row_stride
+    cols = tl.arange(0, BLOCK)
+    best = tl.full([BLOCK], -float("inf"), tl.float32)
+    best_idx = tl.full([BLOCK], 9223372036854775807, tl.int64)
+    lo = c.to(tl.int64) * chunk
+    hi = tl.minimum(lo + chunk, n_cols)
+    for start in range(lo, hi, BLOCK):
+        offs = start + cols
+        ok = offs < hi
+        x = tl.load(x_row + offs, mask=ok, other=-float("inf")).to(tl.float32)
+        # Each lane sees increasing indices: strictly better keeps the first of equal values.
+        better = ok & ((x > best) | ((x != x) & (best == best)) | (best_idx == 9223372036854775807))
+        best = tl.where(better, x, best)
+        best_idx = tl.where(better, offs, best_idx)
+    value, idx = _winner(best, best_idx)
+    if SINGLE:
+        tl.store(out_ptr + row, idx)
+    else:
+        part = row * tl.num_programs(1) + c
+        tl.store(part_v_ptr + part, value)
+        tl.store(part_i_ptr + part, idx)
+
+
+@triton.jit
+def _argmax_merge_kernel(part_v_ptr, part_i_ptr, out_ptr, chunks, BLOCK_C: tl.constexpr):
+    row = tl.program_id(0).to(tl.int64)
+    c = tl.arange(0, BLOCK_C)
+    ok = c < chunks
+    v = tl.load(part_v_ptr + row * chunks + c, mask=ok, other=-float("inf"))
+    i = tl.load(part_i_ptr + row * chunks + c, mask=ok, other=9223372036854775807)
+    _, idx = _winner(v, i)
+    tl.store(out_ptr + row, idx)
+
+
+def argmax(x: torch.Tensor, dim: int | None = None, keepdim: bool = False) -> torch.Tensor:
+    check_tensor("x", x)
+    if dim is None:
+        if x.numel() == 0:
+            raise ValueError(f"x: expected a non-empty tensor when dim is None, got shape {tuple(x.shape)}")
+        out_shape = (1,) * x.dim() if keepdim else ()
+        rows = x.reshape(1, -1)
+        rows = rows if rows.stride(-1) == 1 else rows.contiguous()
+    else:
+        ndim = max(x.dim(), 1)
+        if not -ndim <= dim < ndim:
+            raise ValueError(f"dim: expected a dim in [{-ndim}, {ndim}), got {dim}")
+        if x.dim() and x.shape[dim] == 0:
+            raise ValueError(f"x: expected dim {dim} to have a non-zero size, got shape {tuple(x.shape)}")
+        if x.dim() == 0:
+            out_shape = ()
+            rows = x.reshape(1, 1)
+        else:
+            out_shape = list(x.shape)
+            if keepdim:
+                out_shape[dim] = 1
+            else:
+                del out_shape[dim]
+            rows = _rows.as_rows(x.movedim(dim, -1))
+    out = new_output(out_shape, torch.int64, x.device)
+    n_rows, n = rows.shape
+    if out.numel() == 0:
+        return out
+    block = min(4096 * backends.active().policy.block_scale, next_pow2(n))
+    chunks, chunk = _split_rows.chunking(n_rows, n, block)
+    if chunks == 1:
+        launch(_argmax_chunk_kernel, (n_rows, 1), rows, out, out, out, n, rows.stride(0), chunk, SINGLE=True,
+               BLOCK=block, num_warps=_rows.row_warps(block))
+        return out
+    part_v = torch.empty(n_rows * chunks, dtype=torch.float32, device=x.device)
+    part_i = torch.empty(n_rows * chunks, dtype=torch.int64, device=x.device)
+    launch(_argmax_chunk_kernel, (n_rows, chunks), rows, out, part_v, part_i, n, rows.stride(0), chunk,
+           SINGLE=False, BLOCK=block, num_warps=_rows.row_warps(block))
+    launch(_argmax_merge_kernel, (n_rows,), part_v, part_i, out, chunks, BLOCK_C=next_pow2(chunks))
+    return out
+
+
+def _cost(x, dim=None, keepdim=False):
+    return Cost(bytes=nbytes(x), flops=x.numel())
+
+
+def _with_ties_and_specials(x):
+    x[:, 5] = x.max() + 1  # the same maximum twice in every row: the first index wins
+    x[:, 9] = x[:, 5]
+    x[1, 3] = float("nan")  # NaN beats everything
+    x[1, 7] = float("nan")
+    x[2] = -float("inf")  # all -inf: index 0
+    return x
+
+
+def _case(name, shape, dim=-1, keepdim=False, transform=None, big=False):
+    def make(dtype, device, gen):
+        x = randn(shape, dtype, device, gen)
+        return ((transform(x) if transform else x),), ({"dim": dim, "keepdim": keepdim} if dim is not None else
+                                                       {"keepdim": keepdim})
+
+    return Case(name, make, big=big)
+
+
+SPEC = register(OpSpec(
+    name="argmax",
+    reference=torch.argmax,
+    impl=argmax,
+    cases={
+        "quick": lambda: [_case("64x300", (64, 300)), _case("4x5000 split rows", (4, 5000))],
+        "edge": lambda: [
+            _case("ties, NaN, all -inf rows", (4, 20), transform=_with_ties_and_specials),
+            _case("rank3 dim1 keepdim", (3, 50, 7), dim=1, keepdim=True),
+            _case("transposed dim0", (30, 40), dim=0, transform=lambda x: x.t()),
+            _case("flattened (dim None)", (7, 90), dim=None),
+            _case("dim None keepdim", (3, 4, 5), dim=None, keepdim=True),
+            _case("0-dim", (), dim=None),
+            _case("zero rows 0x16", (0, 16)),
+            _case("big 2x(2**30+7) dim None", (2, 2**30 + 7), dim=None, big=True),
+        ],
+        "llm": lambda: [
+            _case("greedy decode 1x151936", (1, 151936)),
+            _case("greedy decode 64x151936", (64, 151936)),
+            _case("prefill 2048x151936", (2048, 151936)),
+        ],
+    },
+    cost=_cost,
+    aten=("aten::argmax",),
+    aten_impls={"aten::argmax": lambda impl, self, dim=None, keepdim=False: impl(self, dim, keepdim)},
+    dtypes=(torch.float32, torch.float16, torch.bfloat16),
+))

@@ -1,0 +1,91 @@
+"""cat: tensors joined along `dim` (torch.cat), one strided copy per input into its slice of the output.
+
+Type promotion as torch (the result dtype of all inputs); legacy 1-D empty inputs of shape (0,) are
+skipped as torch does.
+"""
+
+import functools
+
+import torch
+
+from ._common import check_same_device, check_tensor, new_output
+from ._movement import MOVE_DTYPES, copy_into
+from ._reduce import normalize_dims
+from .spec import Case, Cost, OpSpec, nbytes, randn, register
+
+
+def cat(tensors, dim: int = 0) -> torch.Tensor:
+    if isinstance(tensors, torch.Tensor) or not isinstance(tensors, (list, tuple)) or not tensors:
+        raise TypeError(f"tensors: expected a non-empty list or tuple of tensors, got {type(tensors).__name__}")
+    for i, t in enumerate(tensors):
+        check_tensor(f"tensors[{i}]", t, MOVE_DTYPES)
+    check_same_device(**{f"tensors[{i}]": t for i, t in enumerate(tensors)})
+    parts = [t for t in tensors if not (t.dim() == 1 and t.shape[0] == 0)] or [tensors[0]]
+    first = parts[0]
+    if first.dim() == 0:
+        raise ValueError("tensors: zero-dimensional tensors cannot be concatenated")
+    (d,) = normalize_dims(first, dim)
+    for i, t in enumerate(parts):
+        if t.dim() != first.dim() or any(a != b for k, (a, b) in enumerate(zip(t.shape, first.shape)) if k != d):
+            raise ValueError(f"tensors: shape {tuple(t.shape)} does not match {tuple(first.shape)} "
+                             f"outside dim {d}")
+    shape = list(first.shape)
+    shape[d] = sum(t.shape[d] for t in parts)
+    dtype = functools.reduce(torch.promote_types, (t.dtype for t in tensors))
+    out = new_output(shape, dtype, first.device)
+    offset = 0
+    for t in parts:
+        if t.shape[d]:
+            copy_into(out.narrow(d, offset, t.shape[d]), t)
+            offset += t.shape[d]
+    return out
+
+
+def _cost(tensors, dim=0):
+    return Cost(bytes=2 * nbytes(*tensors), flops=0)
+
+
+def _case(name, shapes, dim, dtypes=None, transform=None, big=False):
+    def make(d, dev, g):
+        ts = [randn(s, (dtypes[i] if dtypes else None) or d, dev, g) for i, s in enumerate(shapes)]
+        return ([transform(t) for t in ts] if transform else ts, dim), {}
+
+    return Case(name, make, big=big)
+
+
+def _kv_append(name, batch, past):
+    return _case(name, [(batch, 8, past, 128), (batch, 8, 1, 128)], 2)
+
+
+def _rotate_half(d, dev, g):
+    """transformers' rotate_half: cat((-x2, x1), dim=-1) of the halves of q's head_dim (strided views)."""
+    q = randn((1, 32, 2048, 128), d, dev, g)
+    return ([q[..., 64:], q[..., :64]], -1), {}
+
+
+SPEC = register(OpSpec(
+    name="cat",
+    reference=torch.cat,
+    impl=cat,
+    cases={
+        "quick": lambda: [_case("dim 0 of 3", [(10, 32), (5, 32), (7, 32)], 0),
+                          _case("dim 1 of 2", [(16, 20), (16, 45)], 1)],
+        "edge": lambda: [
+            _case("rank4 dim 2 (KV append)", [(2, 3, 5, 8), (2, 3, 1, 8)], 2),
+            _case("dim -1 strided halves", [(6, 40), (6, 40)], -1, transform=lambda t: t[:, ::2]),
+            _case("transposed inputs", [(20, 7), (20, 9)], 0, transform=lambda t: t.t()),
+            _case("promotes to fp32", [(4, 5), (4, 5)], 0, dtypes=[None, torch.float32]),
+            _case("int64 inputs", [(3, 4), (2, 4)], 0, dtypes=[torch.int64, torch.int64]),
+            _case("legacy empty (0,) skipped", [(0,), (4, 6)], 0),
+            _case("one input", [(5, 5)], 1),
+            _case("zero-size part", [(0, 8), (3, 8)], 0),
+        ],
+        "llm": lambda: [
+            _kv_append("KV append decode 64x8x2047+1x128", 64, 2047),
+            _kv_append("KV append decode 1x8x2047+1x128", 1, 2047),
+            Case("rotate_half 2x 1x32x2048x64 dim -1", _rotate_half),
+        ],
+    },
+    cost=_cost,
+    aten_impls={"aten::cat": lambda impl, tensors, dim=0: impl(tensors, dim)},
+))

@@ -1,0 +1,171 @@
+"""cross_entropy with class-index targets (torch.nn.functional.cross_entropy): one pass per row.
+
+Each row's log-sum-exp is computed online in fp32 (vocabularies up to 151936 never leave fp32), the
+target logit is read directly, and a second small kernel reduces the per-row losses (mean over rows
+whose target is not ignore_index, or sum). Supports (N, C) / (C,) / (N, C, d1, ...) inputs,
+ignore_index and label_smoothing; no class weights. A target outside [0, C) that is not ignore_index
+gives a NaN loss (torch raises; checking would cost a device sync).
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from . import _rows
+from ._common import check_same_device, check_tensor, new_output
+from ._launch import launch
+from ._shapes import next_pow2
+from .spec import Case, Cost, OpSpec, Unsupported, nbytes, randn, register
+
+REDUCTIONS = ("mean", "sum", "none")
+
+
+@triton.jit
+def _row_loss_kernel(x_ptr, t_ptr, loss_ptr, n_cols, x_row_stride, ignore_index, smoothing,
+                     SMOOTH: tl.constexpr, BLOCK: tl.constexpr):
+    row = tl.program_id(0).to(tl.int64)
+    x_row = x_ptr + row * x_row_stride
+    cols = tl.arange(0, BLOCK)
+    m = tl.full([BLOCK], -float("inf"), tl.float32)
+    s = tl.zeros([BLOCK], tl.float32)
+    total = tl.zeros([BLOCK], tl.float32)
+    for start in range(0, n_cols, BLOCK):
+        mask = start + cols < n_cols
+        x = tl.load(x_row + start + cols, mask=mask, other=-float("inf")).to(tl.float32)
+        m_new = tl.maximum(m, x)
+        seen = m_new > -float("inf")
+        s = tl.where(seen, s * tl.exp(m - m_new) + tl.exp(x - m_new), 0.0)
+        m = m_new
+        if SMOOTH:
+            total += tl.where(mask, x, 0.0)
+    row_max = tl.max(m, 0)
+    lse = row_max + tl.log(tl.sum(s * tl.exp(m - row_max), 0))
+    target = tl.load(t_ptr + row).to(tl.int64)
+    ignored = target == ignore_index
+    in_range = (target >= 0) & (target < n_cols)
+    x_t = tl.load(x_row + target, mask=in_range & ~ignored, other=0.0).to(tl.float32)
+    loss = lse - x_t
+    if SMOOTH:  # (1 - eps) * nll + eps * mean over classes of -log p
+        loss = (1.0 - smoothing) * loss + smoothing * (lse - tl.sum(total, 0) / n_cols)
+    loss = tl.where(in_range | ignored, loss, float("nan"))
+    tl.store(loss_ptr + row, tl.where(ignored, 0.0, loss).to(loss_ptr.dtype.element_ty))
+
+
+@triton.jit
+def _reduce_kernel(loss_ptr, t_ptr, out_ptr, n_rows, ignore_index, MEAN: tl.constexpr, BLOCK: tl.constexpr):
+    offs = tl.arange(0, BLOCK)
+    acc = tl.zeros([BLOCK], tl.float32)
+    count = tl.zeros([BLOCK], tl.float32)
+    for start in range(0, n_rows, BLOCK):
+        mask = start + offs < n_rows
+        acc += tl.load(loss_ptr + start + offs, mask=mask, other=0.0)
+        t = tl.load(t_ptr + start + offs, mask=mask, other=ignore_index)
+        count += tl.where(mask & (t != ignore_index), 1.0, 0.0)
+    result = tl.sum(acc, 0)
+    if MEAN:
+        result = result / tl.sum(count, 0)  # every row ignored: 0 / 0 = NaN, as torch gives
+    tl.store(out_ptr, result.to(out_ptr.dtype.element_ty))
+
+
+def cross_entropy(input: torch.Tensor, target: torch.Tensor, ignore_index: int = -100,
+                  reduction: str = "mean", label_smoothing: float = 0.0) -> torch.Tensor:
+    """Mean/sum/per-element negative log-likelihood of `target` classes under softmax(input) over dim 1."""
+    check_tensor("input", input)
+    check_tensor("target", target, dtypes=(torch.int64,))
+    check_same_device(input=input, target=target)
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction: expected one of {REDUCTIONS}, got {reduction!r}")
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"label_smoothing: expected a value in [0, 1], got {label_smoothing}")
+    if input.dim() == 0:
+        raise ValueError("input: expected (C,), (N, C) or (N, C, d1, ...), got a 0-dim tensor")
+    expected = input.shape[:1] + input.shape[2:] if input.dim() > 1 else torch.Size([])
+    if target.shape != expected:
+        raise ValueError(f"target: expected shape {tuple(expected)} for input {tuple(input.shape)}, "
+                         f"got {tuple(target.shape)}")
+    n_classes = input.shape[1] if input.dim() > 1 else input.shape[0]
+    out = new_output(target.shape if reduction == "none" else (), input.dtype, input.device)
+    n_rows = target.numel()
+    if n_rows == 0 or n_classes == 0:
+        if n_rows == 0 and reduction != "none":
+            out.fill_(float("nan") if reduction == "mean" else 0.0)
+        elif n_rows:  # no classes: torch's log-sum-exp of nothing is -inf; leave it to the native op
+            raise ValueError(f"input: expected at least one class, got shape {tuple(input.shape)}")
+        return out
+    rows = _rows.as_rows(input.movedim(1, -1) if input.dim() > 1 else input)
+    targets = target.reshape(-1).contiguous()
+    losses = out.view(-1) if reduction == "none" else torch.empty(n_rows, dtype=torch.float32, device=input.device)
+    block = min(4096, next_pow2(n_classes))
+    launch(_row_loss_kernel, (n_rows,), rows, targets, losses, n_classes, rows.stride(0), int(ignore_index),
+           float(label_smoothing), SMOOTH=label_smoothing > 0, BLOCK=block, num_warps=_rows.row_warps(block))
+    if reduction != "none":
+        launch(_reduce_kernel, (1,), losses, targets, out, n_rows, int(ignore_index), MEAN=reduction == "mean",
+               BLOCK=min(4096, next_pow2(n_rows)), num_warps=4)
+    return out
+
+
+def _aten_cross_entropy(impl, self, target, weight=None, reduction=1, ignore_index=-100, label_smoothing=0.0):
+    """aten::cross_entropy_loss(self, target, weight, reduction (0 none, 1 mean, 2 sum), ignore_index,
+    label_smoothing); class weights are not implemented."""
+    if weight is not None:
+        raise Unsupported("class weights are not implemented")
+    return impl(self, target, ignore_index, ("none", "mean", "sum")[reduction], label_smoothing)
+
+
+def _reference(input, target, ignore_index=-100, reduction="mean", label_smoothing=0.0):
+    return torch.nn.functional.cross_entropy(input, target, ignore_index=ignore_index, reduction=reduction,
+                                             label_smoothing=label_smoothing)
+
+
+def _cost(input, target, ignore_index=-100, reduction="mean", label_smoothing=0.0):
+    return Cost(bytes=nbytes(input, target) + target.numel() * input.element_size(), flops=4 * input.numel())
+
+
+def _case(name, shape, reduction="mean", ignored=0.0, smoothing=0.0, transform=None, ignore_index=-100,
+          scale=2.0, big=False):
+    """Logits of `shape` (class dim 1, or 0 for 1-D); a fraction `ignored` of targets set to ignore_index."""
+
+    def make(dtype, device, gen):
+        x = randn(shape, dtype, device, gen, scale=scale)
+        n_classes = shape[1] if len(shape) > 1 else shape[0]
+        t_shape = shape[:1] + shape[2:] if len(shape) > 1 else ()
+        t = torch.randint(0, n_classes, t_shape, device=device, generator=gen)
+        if ignored:
+            t[torch.rand(t_shape, device=device, generator=gen) < ignored] = ignore_index
+        kwargs = {"reduction": reduction, "ignore_index": ignore_index}
+        if smoothing:
+            kwargs["label_smoothing"] = smoothing
+        return ((transform(x) if transform else x), t), kwargs
+
+    return Case(name, make, big=big)
+
+
+SPEC = register(OpSpec(
+    name="cross_entropy",
+    reference=_reference,
+    impl=cross_entropy,
+    cases={
+        "quick": lambda: [_case("8x100", (8, 100)), _case("5x1000 sum, ignore", (5, 1000), "sum", ignored=0.4)],
+        "edge": lambda: [
+            _case("none, ignore 0.3", (16, 50), "none", ignored=0.3),
+            _case("label smoothing 0.1, ignore", (9, 70), ignored=0.3, smoothing=0.1),
+            _case("rank3 (N, C, d) 2x7x5", (2, 7, 5), "none"),
+            _case("1-D logits", (33,)),
+            _case("transposed logits", (40, 12), transform=lambda x: x.t().contiguous().t()),
+            _case("long rows 3x20000", (3, 20000), scale=4.0),
+            _case("all ignored: mean is NaN", (4, 10), ignored=1.0),
+            _case("ignore_index 3", (12, 6), "sum", ignored=0.3, ignore_index=3),
+            _case("zero rows", (0, 10), "sum"),
+            _case("big 16385x131072 none", (16385, 131072), "none", big=True),
+        ],
+        "llm": lambda: [
+            _case("prefill 2048x151936 (ignore 5%)", (2048, 151936), ignored=0.05),
+            _case("batch 64x151936 none", (64, 151936), "none"),
+        ],
+    },
+    cost=_cost,
+    aten=("aten::cross_entropy_loss",),
+    aten_impls={"aten::cross_entropy_loss": _aten_cross_entropy},
+))

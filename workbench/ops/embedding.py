@@ -1,0 +1,102 @@
+"""embedding: gather rows of a [V, H] table at int64/int32 indices (torch.nn.functional.embedding).
+
+Forward only: padding_idx is checked and otherwise has no effect (it matters for gradients). An index
+outside [0, V) gives a NaN row instead of torch's error (checking would cost a device sync).
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from workbench import backends
+
+from ._common import check_same_device, check_tensor, new_output
+from ._launch import launch
+from ._shapes import cdiv, next_pow2
+from .spec import Case, Cost, OpSpec, nbytes, randn, register
+
+
+@triton.jit
+def _embedding_kernel(idx_ptr, w_ptr, out_ptr, n_idx, n_rows, H, w_row_stride, w_col_stride,
+                      BLOCK_R: tl.constexpr, BLOCK_H: tl.constexpr):
+    rows = tl.program_id(0).to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)
+    cols = tl.program_id(1).to(tl.int64) * BLOCK_H + tl.arange(0, BLOCK_H)
+    row_ok = rows < n_idx
+    idx = tl.load(idx_ptr + rows, mask=row_ok, other=0).to(tl.int64)
+    in_range = (idx >= 0) & (idx < n_rows)
+    ok = row_ok[:, None] & (cols < H)[None, :]
+    vals = tl.load(w_ptr + idx[:, None] * w_row_stride + cols[None, :] * w_col_stride,
+                   mask=ok & in_range[:, None], other=float("nan"))
+    tl.store(out_ptr + rows[:, None] * H + cols[None, :], vals, mask=ok)
+
+
+def embedding(input: torch.Tensor, weight: torch.Tensor, padding_idx: int | None = None) -> torch.Tensor:
+    check_tensor("input", input, dtypes=(torch.int64, torch.int32))
+    check_tensor("weight", weight)
+    check_same_device(input=input, weight=weight)
+    if weight.dim() != 2:
+        raise ValueError(f"weight: expected a 2-D [num_embeddings, dim] table, got shape {tuple(weight.shape)}")
+    V, H = weight.shape
+    if padding_idx is not None and not -V <= padding_idx < V:
+        raise ValueError(f"padding_idx: expected a value in [{-V}, {V}), got {padding_idx}")
+    out = new_output((*input.shape, H), weight.dtype, weight.device)
+    if out.numel() == 0:
+        return out
+    idx = input.reshape(-1).contiguous()
+    block_h = min(1024, next_pow2(H))
+    block_r = max(1, min(next_pow2(idx.numel()),
+                         4096 * backends.active().policy.block_scale // block_h))
+    grid = (cdiv(idx.numel(), block_r), cdiv(H, block_h))
+    launch(_embedding_kernel, grid, idx, weight, out, idx.numel(), V, H, weight.stride(0), weight.stride(1),
+           BLOCK_R=block_r, BLOCK_H=block_h, num_warps=4)
+    return out
+
+
+def _reference(input, weight, padding_idx=None):
+    return torch.nn.functional.embedding(input, weight, padding_idx=padding_idx)
+
+
+def _cost(input, weight, padding_idx=None):
+    return Cost(bytes=nbytes(input) + 2 * input.numel() * weight.shape[1] * weight.element_size(),
+                flops=max(1, input.numel()))
+
+
+def _case(name, idx_shape, V, H, idx_dtype=torch.int64, transform=None, padding_idx=None, big=False, near_end=False):
+    def make(dtype, device, gen):
+        w = randn((V, H), dtype, device, gen)
+        lo = V - 64 if near_end else 0  # rows whose offsets pass 2**31 elements
+        idx = torch.randint(lo, V, idx_shape, device=device, generator=gen).to(idx_dtype)
+        kwargs = {"padding_idx": padding_idx} if padding_idx is not None else {}
+        return (idx, (transform(w) if transform else w)), kwargs
+
+    return Case(name, make, big=big)
+
+
+SPEC = register(OpSpec(
+    name="embedding",
+    reference=_reference,
+    impl=embedding,
+    cases={
+        "quick": lambda: [_case("2x8 of 512x64", (2, 8), 512, 64), _case("100 of 50x300", (100,), 50, 300)],
+        "edge": lambda: [
+            _case("rank3 indices int32", (2, 3, 4), 40, 16, idx_dtype=torch.int32),
+            _case("transposed table", (5, 7), 30, 20, transform=lambda w: w.t().contiguous().t()),
+            _case("padding_idx 0", (6,), 10, 8, padding_idx=0),
+            _case("0-dim index", (), 10, 8),
+            _case("zero indices", (0, 4), 10, 8),
+            _case("big table 524289x4096, rows near the end", (16,), 524289, 4096, big=True, near_end=True),
+        ],
+        "llm": lambda: [
+            _case("prefill 1x2048 of 151936x4096", (1, 2048), 151936, 4096),
+            _case("decode 64x1 of 151936x4096", (64, 1), 151936, 4096),
+        ],
+    },
+    cost=_cost,
+    aten=("aten::embedding",),
+    # aten::embedding(weight, indices, padding_idx=-1 (none), scale_grad_by_freq, sparse): the last two
+    # only change gradients.
+    aten_impls={"aten::embedding": lambda impl, weight, indices, padding_idx=-1, scale_grad_by_freq=False,
+                sparse=False: impl(indices, weight, padding_idx if padding_idx >= 0 else None)},
+))

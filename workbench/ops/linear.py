@@ -1,0 +1,74 @@
+"""linear: `x @ weight.T + bias` over the last dim of x (torch.nn.functional.linear), shared matmul kernel.
+
+The weight is read in place through its strides (no transposed copy); leading dims of x are flattened
+into rows, which copies only when they cannot be viewed as one dim.
+"""
+
+import math
+
+import torch
+
+from . import _matmul
+from ._common import new_output
+from .spec import Case, Cost, OpSpec, nbytes, randn, register
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    if bias is None:
+        _matmul.check_operands(("x", "weight"), x, weight)
+    else:
+        _matmul.check_operands(("x", "weight", "bias"), x, weight, bias)
+    if x.dim() == 0 or weight.dim() != 2:
+        raise ValueError(f"x, weight: expected x with at least 1 dim and a 2-D weight, got shapes "
+                         f"{tuple(x.shape)} and {tuple(weight.shape)}")
+    N, K = weight.shape
+    if x.shape[-1] != K:
+        raise ValueError(f"weight: expected {x.shape[-1]} columns (x's last dim), got shape {tuple(weight.shape)}")
+    if bias is not None and tuple(bias.shape) not in ((N,), ()):
+        raise ValueError(f"bias: expected shape ({N},), got {tuple(bias.shape)}")
+    M = math.prod(x.shape[:-1])
+    rows = x.reshape(M, K)  # not (-1, K): that is ambiguous when K == 0
+    c = new_output((M, N), x.dtype, x.device)
+    bias_strides = (0, bias.stride(0) if bias is not None and bias.dim() else 0)
+    _matmul.matmul(rows, weight, c, M, N, K, 1, (0, *rows.stride()), (0, weight.stride(1), weight.stride(0)),
+                   (0, c.stride(0)), bias=bias, bias_strides=bias_strides)
+    return c.view(*x.shape[:-1], N)
+
+
+def _cost(x, weight, bias=None):
+    M, (N, K) = x.numel() // max(1, x.shape[-1]), weight.shape
+    return Cost(bytes=nbytes(x, weight, bias) + M * N * x.element_size(), flops=2 * M * N * K)
+
+
+def _case(name, x_shape, N, bias=True, x_t=False, big=False):
+    def make(dtype, device, gen):
+        x = randn(x_shape[::-1] if x_t else x_shape, dtype, device, gen)
+        w = randn((N, x_shape[-1]), dtype, device, gen, scale=max(1, x_shape[-1]) ** -0.5)
+        kwargs = {"bias": randn((N,), dtype, device, gen)} if bias else {}
+        return (x.t() if x_t else x, w), kwargs
+
+    return Case(name, make, big=big)
+
+
+SPEC = register(OpSpec(
+    name="linear",
+    reference=torch.nn.functional.linear,
+    impl=linear,
+    cases={
+        "quick": lambda: [_case("8x32 -> 48 with bias", (8, 32), 48),
+                          _case("17x40 -> 24", (17, 40), 24, bias=False)],
+        "edge": lambda: [
+            _case("rank3 input 2x7x40 -> 24", (2, 7, 40), 24),
+            _case("rank1 input 40 -> 24", (40,), 24),
+            _case("transposed input 33x20 -> 16", (33, 20), 16, x_t=True),
+            _case("K=0 5x0 -> 6 gives the bias", (5, 0), 6),
+            _case("M=0 0x12 -> 6", (0, 12), 6),
+        ],
+        "llm": lambda: [_case(f"M={m} K={k} N={n}", (m, k), n, bias=False)
+                        for m in (1, 2048) for k, n in _matmul.LINEAR_KN] + [
+            _case("decode batch 64 K=4096 N=4096", (64, 4096), 4096, bias=False)],
+    },
+    cost=_cost,
+    tolerance={torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 1e-2},
+    aten_impls={"aten::linear": lambda impl, input, weight, bias=None: impl(input, weight, bias)},
+))

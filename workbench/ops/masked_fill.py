@@ -1,0 +1,81 @@
+"""masked_fill: `input` with `value` where `mask` is true (torch.Tensor.masked_fill); keeps input's dtype.
+
+The ternary elementwise launcher with the mask as condition; `value` is a number, or a 0-dim tensor
+(read once on the host when it lives on the CPU, else loaded by the kernel).
+"""
+
+import torch
+import triton
+import triton.language as tl
+
+from ._common import check_tensor
+from ._elementwise import ternary
+from ._shapes import broadcast
+from .spec import Case, Cost, OpSpec, nbytes, randn, register
+from .where import causal_mask, mask
+
+
+@triton.jit
+def _fill_where(m, value, x):
+    return tl.where(m, value, x)
+
+
+def masked_fill(input: torch.Tensor, mask: torch.Tensor, value) -> torch.Tensor:
+    check_tensor("input", input)
+    check_tensor("mask", mask, dtypes=(torch.bool,))
+    if isinstance(value, torch.Tensor) and value.dim() != 0:
+        raise ValueError(f"value: expected a number or a 0-dim tensor, got shape {tuple(value.shape)}")
+    # torch accepts a mask that broadcasts to input, never one that grows it.
+    if broadcast(mask.shape, input.shape) != tuple(input.shape):
+        raise ValueError(f"mask: shape {tuple(mask.shape)} does not broadcast to input shape {tuple(input.shape)}")
+    return ternary(_fill_where, mask, value, input, input.dtype, names=("mask", "value", "input"))
+
+
+def _cost(input, mask, value):
+    return Cost(bytes=2 * nbytes(input) + nbytes(mask), flops=input.numel())
+
+
+def _case(name, shape, m_shape=None, value=-1e4, transform=None):
+    def make(d, dev, g):
+        x = randn(shape, d, dev, g)
+        m = mask(m_shape or shape, dev, g)
+        v = value(d, dev, g) if callable(value) else value
+        if transform:
+            x, m = transform(x), transform(m)
+        return (x, m, v), {}
+
+    return Case(name, make)
+
+
+def _causal(name, q_len, kv_len, batch=1):
+    def make(d, dev, g):
+        return (randn((batch, 32, q_len, kv_len), d, dev, g), ~causal_mask(q_len, kv_len, dev), float("-inf")), {}
+
+    return Case(name, make)
+
+
+SPEC = register(OpSpec(
+    name="masked_fill",
+    reference=torch.masked_fill,
+    impl=masked_fill,
+    cases={
+        "quick": lambda: [_case("1000", (1000,)),
+                          _case("64x300 row mask", (64, 300), (300,), value=float("-inf"))],
+        "edge": lambda: [
+            _case("rank4 broadcast mask 2x3x5x7", (2, 3, 5, 7), (3, 1, 7)),
+            _case("0-dim tensor value", (37, 11), value=lambda d, dev, g: randn((), d, dev, g)),
+            _case("int value", (37, 11), value=3),
+            _case("nan value", (20, 9), value=float("nan")),
+            _case("transposed", (65, 33), transform=lambda t: t.t()),
+            _case("strided rank5", (2, 3, 4, 5, 6), transform=lambda t: t.permute(4, 2, 0, 3, 1)),
+            _case("zero-size 0x16", (0, 16)),
+        ],
+        "llm": lambda: [
+            _causal("causal mask prefill 1x32x2048x2048", 2048, 2048),
+            _causal("decode 64x32x1x2048", 1, 2048, batch=64),
+        ],
+    },
+    cost=_cost,
+    aten_impls={"aten::masked_fill.Scalar": lambda impl, self, mask, value: impl(self, mask, value),
+                "aten::masked_fill.Tensor": lambda impl, self, mask, value: impl(self, mask, value)},
+))

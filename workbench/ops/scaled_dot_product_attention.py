@@ -1,0 +1,517 @@
+"""scaled_dot_product_attention with torch.nn.functional semantics: a flash-style kernel for prefill and a
+split-KV (flash-decoding) kernel for a few queries against a long KV cache.
+
+Semantics follow torch exactly: `is_causal` keeps key j for query i when j <= i (top-left aligned, also
+when L != S: torch's `CausalBias` lower-right form is not what `is_causal` means); a boolean mask keeps
+True; a float mask is added to the scores; both may be combined with `is_causal`; a query row with no
+key left gives zeros (torch's safe softmax); `enable_gqa` repeats each key/value head for
+Hq/Hk (resp. Hq/Hv) consecutive query heads; batch dims broadcast.
+
+Both kernels keep a running max and sum per query row (online softmax), accumulate in fp32, work in
+base 2 (exp2 with log2(e) folded into the scale) and read q/k/v/mask through their strides.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import triton
+import triton.language as tl
+
+from workbench import backends
+
+from . import _split_rows
+from ._common import check_dtype_match, check_same_device, check_tensor, new_output
+from ._launch import launch
+from ._shapes import broadcast, cdiv, next_pow2
+from .spec import Case, Cost, OpSpec, nbytes, numel, randn, register
+
+LOG2E = 1.4426950408889634
+# A float mask value scaled to base 2 is kept finite (transformers masks with finfo.min, which times
+# log2(e) overflows fp32): rows masked that way average over their keys, as torch does; -inf stays -inf.
+_FINITE_FLOOR = -3.0e38
+DECODE_MAX_Q = 16  # at most this many query rows per head take the split-KV path
+MAX_PACKED_ROWS = 128  # query rows (heads of one KV group x queries) one split-KV program may hold
+
+
+@triton.jit
+def _attend(acc, l_i, m_i, q, k_ptrs, v_ptrs, mask_rows, q_idx, row_ok, offs_n, d_ok, dv_ok,
+            lo, hi, S, stride_kn, stride_vn, stride_mn, scale_log2,
+            CAUSAL: tl.constexpr, MASK_KIND: tl.constexpr, BOUNDS: tl.constexpr, GUARD: tl.constexpr,
+            UPCAST: tl.constexpr, EVEN_D: tl.constexpr, EVEN_DV: tl.constexpr, BLOCK_N: tl.constexpr):
+    """Fold keys [lo, hi) into (acc, l_i, m_i). k_ptrs/v_ptrs point at key `lo`.
+
+    MASK_KIND: 0 none, 1 boolean (keep where true), 2 additive. BOUNDS masks keys >= S. GUARD keeps a
+    row whose keys so far are all masked at zero instead of NaN. EVEN_D / EVEN_DV: E / EV fill their tiles.
+    """
+    for start in range(lo, hi, BLOCK_N):
+        cols = start + offs_n
+        col_ok = cols < S
+        # Unmasked head-dim loads when it fills the tile: they vectorise.
+        if BOUNDS and EVEN_D:
+            k = tl.load(k_ptrs, mask=col_ok[None, :], other=0.0)
+        elif BOUNDS:
+            k = tl.load(k_ptrs, mask=d_ok[:, None] & col_ok[None, :], other=0.0)
+        elif EVEN_D:
+            k = tl.load(k_ptrs)
+        else:
+            k = tl.load(k_ptrs, mask=d_ok[:, None], other=0.0)
+        if UPCAST:
+            k = k.to(tl.float32)
+        s = tl.dot(q, k, input_precision="ieee") * scale_log2
+        if MASK_KIND != 0:
+            mv = tl.load(mask_rows + cols[None, :] * stride_mn, mask=row_ok[:, None] & col_ok[None, :], other=0)
+            if MASK_KIND == 1:
+                s = tl.where(mv != 0, s, -float("inf"))
+            else:
+                mv = mv.to(tl.float32)
+                s = s + tl.where(mv == -float("inf"), mv, tl.maximum(mv * 1.4426950408889634, -3.0e38))
+        if CAUSAL:
+            s = tl.where(cols[None, :] <= q_idx[:, None], s, -float("inf"))
+        if BOUNDS:
+            s = tl.where(col_ok[None, :], s, -float("inf"))
+        m_new = tl.maximum(m_i, tl.max(s, 1))
+        if GUARD:
+            m_use = tl.where(m_new == -float("inf"), 0.0, m_new)
+        else:
+            m_use = m_new
+        alpha = tl.exp2(m_i - m_use)
+        p = tl.exp2(s - m_use[:, None])
+        l_i = l_i * alpha + tl.sum(p, 1)
+        if BOUNDS and EVEN_DV:
+            v = tl.load(v_ptrs, mask=col_ok[:, None], other=0.0)
+        elif BOUNDS:
+            v = tl.load(v_ptrs, mask=col_ok[:, None] & dv_ok[None, :], other=0.0)
+        elif EVEN_DV:
+            v = tl.load(v_ptrs)
+        else:
+            v = tl.load(v_ptrs, mask=dv_ok[None, :], other=0.0)
+        acc = acc * alpha[:, None]
+        if UPCAST:
+            acc = tl.dot(p, v.to(tl.float32), acc, input_precision="ieee")
+        else:
+            acc = tl.dot(p.to(v.dtype), v, acc, input_precision="ieee")
+        m_i = m_new
+        k_ptrs += BLOCK_N * stride_kn
+        v_ptrs += BLOCK_N * stride_vn
+    return acc, l_i, m_i
+
+
+@triton.jit(do_not_specialize=["S"])
+def _prefill_kernel(Q, K, V, M, Out,
+                    sqb, sqh, sqm, sqd, skb, skh, skn, skd, svb, svh, svn, svd,
+                    smb, smh, smm, smn, sob, soh, som, sod,
+                    H, L, S, E, EV, group_k, group_v, scale_log2, L_BUCKET,
+                    CAUSAL: tl.constexpr, MASK_KIND: tl.constexpr, UPCAST: tl.constexpr,
+                    EVEN_D: tl.constexpr, EVEN_DV: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr):
+    # L_BUCKET only keys the autotuner (one tuning per power-of-two query length, not per length).
+    pid_m = tl.num_programs(0) - 1 - tl.program_id(0)  # longest causal rows first: a shorter tail
+    pid_bh = tl.program_id(1)
+    b = (pid_bh // H).to(tl.int64)
+    h = pid_bh % H
+    start_m = pid_m * BLOCK_M
+    offs_m = start_m + tl.arange(0, BLOCK_M)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    offs_dv = tl.arange(0, BLOCK_DV)
+    row_ok = offs_m < L
+    d_ok = offs_d < E
+    dv_ok = offs_dv < EV
+    rows64 = offs_m.to(tl.int64)
+
+    q = tl.load(Q + b * sqb + h.to(tl.int64) * sqh + rows64[:, None] * sqm + offs_d[None, :] * sqd,
+                mask=row_ok[:, None] & d_ok[None, :], other=0.0)
+    if UPCAST:
+        q = q.to(tl.float32)
+    k_base = K + b * skb + (h // group_k).to(tl.int64) * skh + offs_d[:, None] * skd + offs_n[None, :] * skn
+    v_base = V + b * svb + (h // group_v).to(tl.int64) * svh + offs_n[:, None] * svn + offs_dv[None, :] * svd
+    mask_rows = M + b * smb + h.to(tl.int64) * smh + rows64[:, None] * smm
+
+    acc = tl.zeros([BLOCK_M, BLOCK_DV], dtype=tl.float32)
+    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+    m_i = tl.full([BLOCK_M], -float("inf"), dtype=tl.float32)
+    # Keys [0, clean) need neither the causal nor the bounds mask; [clean, hi) get both.
+    if CAUSAL:
+        hi = tl.minimum(S, start_m + BLOCK_M)
+        clean = tl.minimum(start_m, S) // BLOCK_N * BLOCK_N
+    else:
+        hi = S
+        clean = S // BLOCK_N * BLOCK_N
+    acc, l_i, m_i = _attend(acc, l_i, m_i, q, k_base, v_base, mask_rows, offs_m, row_ok, offs_n, d_ok, dv_ok,
+                            0, clean, S, skn, svn, smn, scale_log2,
+                            CAUSAL=False, MASK_KIND=MASK_KIND, BOUNDS=False, GUARD=MASK_KIND != 0,
+                            UPCAST=UPCAST, EVEN_D=EVEN_D, EVEN_DV=EVEN_DV, BLOCK_N=BLOCK_N)
+    clean64 = clean.to(tl.int64)
+    acc, l_i, m_i = _attend(acc, l_i, m_i, q, k_base + clean64 * skn, v_base + clean64 * svn, mask_rows, offs_m,
+                            row_ok, offs_n, d_ok, dv_ok, clean, hi, S, skn, svn, smn, scale_log2,
+                            CAUSAL=CAUSAL, MASK_KIND=MASK_KIND, BOUNDS=True, GUARD=MASK_KIND != 0,
+                            UPCAST=UPCAST, EVEN_D=EVEN_D, EVEN_DV=EVEN_DV, BLOCK_N=BLOCK_N)
+    out = acc / tl.where(l_i == 0.0, 1.0, l_i)[:, None]  # no key left: zeros, like torch
+    tl.store(Out + b * sob + h.to(tl.int64) * soh + rows64[:, None] * som + offs_dv[None, :] * sod,
+             out.to(Out.dtype.element_ty), mask=row_ok[:, None] & dv_ok[None, :])
+
+
+@triton.jit
+def _split_kernel(Q, K, V, M, Out, PO, PL,
+                  sqb, sqh, sqm, sqd, skb, skh, skn, skd, svb, svh, svn, svd,
+                  smb, smh, smm, smn, sob, soh, som, sod,
+                  H, L, S, E, EV, group_k, group_v, G, chunk, scale_log2,
+                  CAUSAL: tl.constexpr, MASK_KIND: tl.constexpr, UPCAST: tl.constexpr, SINGLE: tl.constexpr,
+                  EVEN_D: tl.constexpr, EVEN_DV: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr):
+    """One program: the G query heads that share one KV head (x L queries) against one chunk of keys.
+
+    SINGLE (one chunk): write the output. Else write the chunk's normalised output and its base-2
+    log-sum-exp to PO/PL for _combine_kernel.
+    """
+    pid = tl.program_id(0)  # over batch x head groups
+    split = tl.program_id(1)
+    n_groups = H // G
+    b = (pid // n_groups).to(tl.int64)
+    hg = pid % n_groups
+    r = tl.arange(0, BLOCK_M)
+    head = hg * G + r // L
+    qi = r % L
+    row_ok = r < G * L
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    offs_dv = tl.arange(0, BLOCK_DV)
+    d_ok = offs_d < E
+    dv_ok = offs_dv < EV
+    head64 = head.to(tl.int64)
+    qi64 = qi.to(tl.int64)
+
+    q = tl.load(Q + b * sqb + head64[:, None] * sqh + qi64[:, None] * sqm + offs_d[None, :] * sqd,
+                mask=row_ok[:, None] & d_ok[None, :], other=0.0)
+    if UPCAST:
+        q = q.to(tl.float32)
+    lo = split * chunk
+    hi = tl.minimum(lo + chunk, S)
+    if CAUSAL:
+        hi = tl.minimum(hi, L)  # top-left causal: no query sees a key at or past L
+    lo64 = lo.to(tl.int64)
+    k_ptrs = (K + b * skb + ((hg * G) // group_k).to(tl.int64) * skh + lo64 * skn
+              + offs_d[:, None] * skd + offs_n[None, :] * skn)
+    v_ptrs = (V + b * svb + ((hg * G) // group_v).to(tl.int64) * svh + lo64 * svn
+              + offs_n[:, None] * svn + offs_dv[None, :] * svd)
+    mask_rows = M + b * smb + head64[:, None] * smh + qi64[:, None] * smm
+
+    acc = tl.zeros([BLOCK_M, BLOCK_DV], dtype=tl.float32)
+    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+    m_i = tl.full([BLOCK_M], -float("inf"), dtype=tl.float32)
+    acc, l_i, m_i = _attend(acc, l_i, m_i, q, k_ptrs, v_ptrs, mask_rows, qi, row_ok, offs_n, d_ok, dv_ok,
+                            lo, hi, S, skn, svn, smn, scale_log2,
+                            CAUSAL=CAUSAL, MASK_KIND=MASK_KIND, BOUNDS=True, GUARD=True,
+                            UPCAST=UPCAST, EVEN_D=EVEN_D, EVEN_DV=EVEN_DV, BLOCK_N=BLOCK_N)
+    out = acc / tl.where(l_i == 0.0, 1.0, l_i)[:, None]
+    if SINGLE:
+        tl.store(Out + b * sob + head64[:, None] * soh + qi64[:, None] * som + offs_dv[None, :] * sod,
+                 out.to(Out.dtype.element_ty), mask=row_ok[:, None] & dv_ok[None, :])
+    else:
+        part = pid.to(tl.int64) * tl.num_programs(1) + split
+        tl.store(PO + (part * BLOCK_M + r[:, None]) * BLOCK_DV + offs_dv[None, :], out)
+        tl.store(PL + part * BLOCK_M + r, tl.where(l_i > 0.0, m_i + tl.log2(l_i), -float("inf")))
+
+
+@triton.jit
+def _combine_kernel(PO, PL, Out, sob, soh, som, sod, H, L, G, EV, SPLITS,
+                    BLOCK_M: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_DV: tl.constexpr):
+    """Merge the chunks of one query row: weights 2**(lse - max lse), zeros when every chunk was empty."""
+    pid = tl.program_id(0)
+    r = tl.program_id(1)
+    n_groups = H // G
+    b = (pid // n_groups).to(tl.int64)
+    head = ((pid % n_groups) * G + r // L).to(tl.int64)
+    qi = (r % L).to(tl.int64)
+    splits = tl.arange(0, BLOCK_S)
+    s_ok = splits < SPLITS
+    offs_dv = tl.arange(0, BLOCK_DV)
+    part = pid.to(tl.int64) * SPLITS + splits
+    lse = tl.load(PL + part * BLOCK_M + r, mask=s_ok, other=-float("inf"))
+    top = tl.max(lse, 0)
+    w = tl.exp2(lse - tl.where(top == -float("inf"), 0.0, top))
+    o = tl.load(PO + (part[:, None] * BLOCK_M + r) * BLOCK_DV + offs_dv[None, :], mask=s_ok[:, None], other=0.0)
+    den = tl.sum(w, 0)
+    out = tl.sum(w[:, None] * o, 0) / tl.where(den == 0.0, 1.0, den)
+    tl.store(Out + b * sob + head * soh + qi * som + offs_dv * sod, out.to(Out.dtype.element_ty), mask=offs_dv < EV)
+
+
+def _prefill_configs(interpreted: bool):
+    if interpreted:  # one config (the interpreter cannot autotune); small tiles exercise every loop stage
+        return [triton.Config({"BLOCK_M": 32, "BLOCK_N": 16})]
+    # Few configs: each costs a compile of a two-loop kernel on first use (the GPU script's time budget).
+    shapes = [(128, 64, 8, 3), (128, 128, 8, 3), (64, 64, 4, 4)]
+    return [triton.Config({"BLOCK_M": m, "BLOCK_N": n}, num_warps=w, num_stages=s) for m, n, w, s in shapes]
+
+
+_prefill = triton.autotune(configs=_prefill_configs(backends.active().interpreted),
+                           key=["H", "L_BUCKET", "BLOCK_D", "BLOCK_DV", "CAUSAL", "MASK_KIND"])(_prefill_kernel)
+_tuned: dict = {}  # autotune key -> the winning config's kwargs: no autotuner on the hot path after the first call
+
+
+def _broadcast(name: str, shape, target) -> None:
+    if broadcast(shape, target) != tuple(target):
+        raise ValueError(f"{name}: shape {tuple(shape)} does not broadcast to {tuple(target)}")
+
+
+def _as_4d(t: torch.Tensor, batch, heads: int) -> torch.Tensor:
+    """(*batch, heads, rows, cols) expanded from t, viewed as (B, heads, rows, cols) (copies only when the
+    batch dims cannot merge)."""
+    full = t.expand(*batch, heads, *t.shape[-2:])
+    return full.reshape(math.prod(batch), heads, *t.shape[-2:])
+
+
+def scaled_dot_product_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                                 attn_mask: torch.Tensor | None = None, dropout_p: float = 0.0,
+                                 is_causal: bool = False, *, scale: float | None = None,
+                                 enable_gqa: bool = False) -> torch.Tensor:
+    """softmax(query @ key^T * scale + mask) @ value over (..., L, E) x (..., S, E) x (..., S, Ev)."""
+    for name, t in (("query", query), ("key", key), ("value", value)):
+        check_tensor(name, t)
+        if t.dim() < (3 if enable_gqa else 2):
+            raise ValueError(f"{name}: expected at least {3 if enable_gqa else 2} dims "
+                             f"({'..., heads, ' if enable_gqa else '..., '}seq, head_dim), got shape {tuple(t.shape)}")
+    check_same_device(query=query, key=key, value=value)
+    check_dtype_match("key", key, query.dtype, "query")
+    check_dtype_match("value", value, query.dtype, "query")
+    if dropout_p != 0.0:
+        raise ValueError(f"dropout_p: expected 0.0 (forward inference only), got {dropout_p}")
+    L, E = query.shape[-2:]
+    S, EV = value.shape[-2:]
+    if key.shape[-1] != E:
+        raise ValueError(f"key: expected head_dim {E} like query, got shape {tuple(key.shape)}")
+    if key.shape[-2] != S:
+        raise ValueError(f"value: expected {key.shape[-2]} keys like key, got shape {tuple(value.shape)}")
+    if E == 0:
+        raise ValueError(f"query: expected head_dim > 0, got shape {tuple(query.shape)}")
+    if enable_gqa:
+        Hq, Hk, Hv = query.shape[-3], key.shape[-3], value.shape[-3]
+        for name, h in (("key", Hk), ("value", Hv)):
+            if h == 0 or Hq % h:
+                raise ValueError(f"{name}: expected a number of heads that divides query's {Hq}, got {h}")
+        batch = broadcast(query.shape[:-3], key.shape[:-3], value.shape[:-3])
+        if batch is None:
+            raise ValueError(f"key, value: batch dims {tuple(key.shape[:-3])}, {tuple(value.shape[:-3])} do not "
+                             f"broadcast with query's {tuple(query.shape[:-3])}")
+        lead = (*batch, Hq)
+    else:
+        lead = broadcast(query.shape[:-2], key.shape[:-2], value.shape[:-2])
+        if lead is None:
+            raise ValueError(f"key, value: leading dims {tuple(key.shape[:-2])}, {tuple(value.shape[:-2])} do not "
+                             f"broadcast with query's {tuple(query.shape[:-2])}")
+        lead = lead or (1,)
+        batch, Hq = lead[:-1], lead[-1]
+        Hk = Hv = Hq
+    if attn_mask is not None:
+        check_tensor("attn_mask", attn_mask, dtypes=tuple(dict.fromkeys((torch.bool, torch.float32, query.dtype))))
+        check_same_device(query=query, attn_mask=attn_mask)
+        _broadcast("attn_mask", attn_mask.shape, (*lead, L, S))
+    scale = 1.0 / math.sqrt(E) if scale is None else float(scale)
+
+    out_shape = (*lead, L, EV) if enable_gqa or query.dim() > 2 or key.dim() > 2 or value.dim() > 2 else (L, EV)
+    out = new_output(out_shape, query.dtype, query.device)
+    if out.numel() == 0:
+        return out
+    if S == 0:
+        return out.zero_()  # softmax over no keys: torch gives zeros
+
+    q = _as_4d(query if query.dim() > 2 else query.unsqueeze(0), batch, Hq)
+    k = _as_4d(key if key.dim() > 2 else key.unsqueeze(0), batch, Hk)
+    v = _as_4d(value if value.dim() > 2 else value.unsqueeze(0), batch, Hv)
+    o = out.view(q.shape[0], Hq, L, EV)
+    if attn_mask is None:
+        mask_kind, m, m_strides = 0, q, (0, 0, 0, 0)
+    else:
+        mask_kind = 1 if attn_mask.dtype == torch.bool else 2
+        m = _as_4d(attn_mask.expand(*lead, L, S), batch, Hq)
+        m_strides = m.stride()
+    B = q.shape[0]
+    backend = backends.active()
+    upcast = query.dtype == torch.bfloat16 and not backend.capabilities.bf16_dot
+    block_d = max(16, next_pow2(E))
+    block_dv = max(16, next_pow2(EV))
+    strides = (*q.stride(), *k.stride(), *v.stride(), *m_strides, *o.stride())
+    scale_log2 = scale * LOG2E
+    causal = bool(is_causal)
+
+    group = Hq // Hk
+    packed = group if Hk == Hv and group * L <= MAX_PACKED_ROWS else 1
+    if L <= DECODE_MAX_Q:
+        block_m = max(16, next_pow2(packed * L))
+        block_n = 16 if backend.interpreted else 64
+        programs = B * (Hq // packed)
+        splits, chunk = _split_rows.chunking(programs, S, block_n)
+        if splits > 1:
+            part_o = torch.empty((programs * splits * block_m * block_dv,), dtype=torch.float32, device=q.device)
+            part_l = torch.empty((programs * splits * block_m,), dtype=torch.float32, device=q.device)
+        else:
+            part_o = part_l = o
+        launch(
+            _split_kernel, (programs, splits),
+            q, k, v, m, o, part_o, part_l, *strides, Hq, L, S, E, EV, Hq // Hk, Hq // Hv, packed, chunk,
+            scale_log2, CAUSAL=causal, MASK_KIND=mask_kind, UPCAST=upcast, SINGLE=splits == 1, EVEN_D=E == block_d,
+            EVEN_DV=EV == block_dv,
+            BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d, BLOCK_DV=block_dv,
+            num_warps=4, num_stages=3)
+        if splits > 1:
+            launch(
+                _combine_kernel, (programs, packed * L),
+                part_o, part_l, o, *o.stride(), Hq, L, packed, EV, splits,
+                BLOCK_M=block_m, BLOCK_S=next_pow2(splits), BLOCK_DV=block_dv, num_warps=4)
+        return out
+
+    def grid(meta):
+        return (cdiv(L, meta["BLOCK_M"]), B * Hq)
+
+    args = (q, k, v, m, o, *strides, Hq, L, S, E, EV, Hq // Hk, Hq // Hv, scale_log2, next_pow2(L))
+    consts = dict(CAUSAL=causal, MASK_KIND=mask_kind, UPCAST=upcast, EVEN_D=E == block_d, EVEN_DV=EV == block_dv,
+                  BLOCK_D=block_d, BLOCK_DV=block_dv)
+    key = (Hq, next_pow2(L), query.dtype, *consts.values())
+    config = _tuned.get(key)
+    if config is None:  # first call of this kind: autotune, then remember the winner
+        _prefill[grid](*args, **consts)
+        _tuned[key] = _prefill.best_config.all_kwargs()
+    else:
+        launch(_prefill_kernel, grid(config), *args, **consts, **config)
+    return out
+
+
+def _reference(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, *, scale=None, enable_gqa=False):
+    return torch.nn.functional.scaled_dot_product_attention(
+        query, key, value, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal, scale=scale,
+        enable_gqa=enable_gqa)
+
+
+def _cost(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, *, scale=None, enable_gqa=False):
+    L, E = query.shape[-2:]
+    S, EV = value.shape[-2:]
+    rows = numel(query.shape[:-2]) * L  # output rows over every batch and head
+    pairs = rows * S
+    if is_causal:  # top-left: query i sees min(i + 1, S) keys
+        n = min(L, S)
+        pairs = numel(query.shape[:-2]) * (n * (n + 1) // 2 + (L - n) * S)
+    out_bytes = rows * EV * query.element_size()
+    return Cost(bytes=nbytes(query, key, value, attn_mask) + out_bytes, flops=int(2 * pairs * (E + EV)))
+
+
+# ---- cases -----------------------------------------------------------------------------------------
+
+
+def _case(name, q_shape, k_shape, v_shape=None, *, causal=False, gqa=False, mask=None, scale=None,
+          layout=None, big=False):
+    """q/k/v of these shapes; `mask` is None, "bool", "float", "finfo" or a callable(L, S, gen, device)
+    giving a mask; `layout` "bshd" draws (batch, seq, heads, dim) tensors and transposes them, as
+    transformers does."""
+
+    def make(dtype, device, gen):
+        def draw(shape):
+            if layout == "bshd":
+                return randn((shape[0], shape[2], shape[1], shape[3]), dtype, device, gen).transpose(1, 2)
+            return randn(shape, dtype, device, gen)
+
+        q, k, v = draw(q_shape), draw(k_shape), draw(v_shape or k_shape)
+        kwargs = {"is_causal": causal, "enable_gqa": gqa}
+        if scale is not None:
+            kwargs["scale"] = scale
+        L, S = q_shape[-2], k_shape[-2]
+        if mask is not None:
+            kwargs["attn_mask"] = _MASKS[mask](q_shape, L, S, dtype, device, gen) if isinstance(mask, str) \
+                else mask(q_shape, L, S, dtype, device, gen)
+        return (q, k, v), kwargs
+
+    return Case(name, make, big=big)
+
+
+def _bool_mask(q_shape, L, S, dtype, device, gen):
+    """(L, S) keep-mask broadcast over batch and heads, with one query row that keeps nothing."""
+    keep = torch.rand((L, S), device=device, generator=gen) > 0.3
+    keep[L // 2] = False
+    return keep
+
+
+def _float_mask(q_shape, L, S, dtype, device, gen):
+    """(B, 1, L, S) additive mask: random biases and some -inf."""
+    bias = randn((q_shape[0], 1, L, S), torch.float32, device, gen)
+    bias[torch.rand(bias.shape, device=device, generator=gen) < 0.2] = -float("inf")
+    return bias.to(dtype)
+
+
+def _finfo_mask(q_shape, L, S, dtype, device, gen):
+    """transformers' padded causal mask: 0 where kept, finfo(dtype).min elsewhere (left padding of 3)."""
+    keep = torch.ones((L, S), dtype=torch.bool, device=device).tril(S - L)
+    keep[:, :3] = False
+    keep[:, 3] = True
+    return torch.zeros((L, S), dtype=dtype, device=device).masked_fill(~keep, torch.finfo(dtype).min)
+
+
+def _decode_causal_mask(q_shape, L, S, dtype, device, gen):
+    """Bottom-right causal mask for L new tokens at the end of an S-token cache, as a bool tensor."""
+    return torch.ones((L, S), dtype=torch.bool, device=device).tril(S - L)
+
+
+def _decode_additive_mask(q_shape, L, S, dtype, device, gen):
+    keep = torch.ones((L, S), dtype=torch.bool, device=device).tril(S - L)
+    return torch.zeros((q_shape[0], 1, L, S), dtype=dtype, device=device).masked_fill(~keep, -float("inf"))
+
+
+_MASKS = {"bool": _bool_mask, "float": _float_mask, "finfo": _finfo_mask, "decode-bool": _decode_causal_mask,
+          "decode-float": _decode_additive_mask}
+
+_BIG_S = 2**24 + 3  # one head of 2**24 + 3 keys x 128: K and V each past 2**31 elements
+
+
+def _cases():
+    return {
+        "quick": lambda: [
+            _case("causal 1x2x40x16", (1, 2, 40, 16), (1, 2, 40, 16), causal=True),
+            _case("decode gqa 2x4x1x16 kv 2x2x37", (2, 4, 1, 16), (2, 2, 37, 16), gqa=True),
+        ],
+        "edge": lambda: [
+            _case("causal gqa 4q/2kv 1x4x70x16", (1, 4, 70, 16), (1, 2, 70, 16), causal=True, gqa=True),
+            _case("causal L<S 2x1x20x16 kv 50", (2, 1, 20, 16), (2, 1, 50, 16), causal=True),
+            _case("causal L>S 1x2x45x16 kv 20", (1, 2, 45, 16), (1, 2, 20, 16), causal=True),
+            _case("bool mask with an empty row 1x2x33x16 kv 40", (1, 2, 33, 16), (1, 2, 40, 16), mask="bool"),
+            _case("float mask with -inf 2x2x24x16 kv 30", (2, 2, 24, 16), (2, 2, 30, 16), mask="float"),
+            _case("finfo.min padding mask 1x2x20x16 kv 23", (1, 2, 20, 16), (1, 2, 23, 16), mask="finfo"),
+            _case("bshd transposed 2x3x18x16", (2, 3, 18, 16), (2, 3, 18, 16), layout="bshd", causal=True),
+            _case("rank3 3x20x16", (3, 20, 16), (3, 25, 16)),
+            _case("rank5 2x2x2x18x16 broadcast kv", (2, 2, 2, 18, 16), (2, 1, 2, 18, 16)),
+            _case("head_dim 64, v dim 24, scale 0.3", (1, 2, 20, 64), (1, 2, 26, 64), (1, 2, 26, 24), scale=0.3),
+            _case("head_dim 40 (padded)", (1, 1, 19, 40), (1, 1, 19, 40), causal=True),
+            _case("decode q=3 gqa, bottom-right bool mask", (2, 4, 3, 16), (2, 1, 41, 16), gqa=True,
+                  mask="decode-bool"),
+            _case("decode q=2 additive mask", (2, 2, 2, 16), (2, 2, 33, 16), mask="decode-float"),
+            _case("decode q=4 causal (top-left)", (1, 2, 4, 16), (1, 2, 30, 16), causal=True),
+            _case("decode gqa k/v heads differ", (1, 4, 1, 16), (1, 2, 20, 16), (1, 1, 20, 16), gqa=True),
+            _case("zero batch", (0, 2, 5, 16), (0, 2, 5, 16)),
+            _case("zero queries", (1, 2, 0, 16), (1, 2, 5, 16)),
+            _case("zero keys", (1, 2, 5, 16), (1, 2, 0, 16)),
+            _case(f"big kv 1x1x1x128 kv {_BIG_S}", (1, 1, 1, 128), (1, 1, _BIG_S, 128), big=True),
+        ],
+        "llm": lambda: [
+            _case("prefill causal 1x32x2048x128 kv8", (1, 32, 2048, 128), (1, 8, 2048, 128), causal=True, gqa=True),
+            _case("prefill bshd causal 1x32x2048x128 kv8", (1, 32, 2048, 128), (1, 8, 2048, 128), causal=True,
+                  gqa=True, layout="bshd"),
+            _case("prefill padded (finfo mask) 1x32x2048x128 kv8", (1, 32, 2048, 128), (1, 8, 2048, 128),
+                  gqa=True, mask="finfo"),
+            *[_case(f"decode b{b} 1x32 kv8x2048", (b, 32, 1, 128), (b, 8, 2048, 128), gqa=True) for b in (1, 8, 64)],
+            _case("decode b8 q4 kv8x2048 bool mask", (8, 32, 4, 128), (8, 8, 2048, 128), gqa=True,
+                  mask="decode-bool"),
+        ],
+    }
+
+
+SPEC = register(OpSpec(
+    name="scaled_dot_product_attention",
+    reference=_reference,
+    impl=scaled_dot_product_attention,
+    cases=_cases(),
+    cost=_cost,
+    aten=("aten::scaled_dot_product_attention",),
+    # The schema is the op's own signature; dropout_p != 0 raises ValueError there, so it runs natively.
+    aten_impls={"aten::scaled_dot_product_attention":
+                lambda impl, query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, *, scale=None,
+                enable_gqa=False: impl(query, key, value, attn_mask, dropout_p, is_causal, scale=scale,
+                                       enable_gqa=enable_gqa)},
+    doc="Flash-style prefill and split-KV decode attention; causal (top-left), GQA, bool/additive masks.",
+))

@@ -1,0 +1,28 @@
+"""sub: `input - alpha * other` with broadcasting and type promotion (torch.sub)."""
+
+import torch
+import triton
+import triton.language as tl  # noqa: F401  (the interpreter needs tl visible in jit functions)
+
+from ._elementwise import binary, binary_cases, binary_cost
+from .spec import OpSpec, register, without_big
+
+
+@triton.jit
+def _sub(a, b):
+    return a - b
+
+
+def sub(input: torch.Tensor, other, *, alpha=1) -> torch.Tensor:
+    return binary(_sub, input, other, b_scale=alpha)
+
+
+SPEC = register(OpSpec(
+    name="sub",
+    reference=torch.sub,
+    impl=sub,
+    cases=without_big(binary_cases()),  # the binary launcher's big case is add's
+    cost=binary_cost,
+    # aten::sub.Scalar is a composite that calls sub.Tensor with the scalar wrapped: this covers it.
+    aten_impls={"aten::sub.Tensor": lambda impl, self, other, alpha=1: impl(self, other, alpha=alpha)},
+))

@@ -1,0 +1,311 @@
+"""The porting panel (ipywidgets 8): pick an op, edit a candidate kernel, Check / Profile / Promote it.
+
+The panel holds no logic of its own: each button calls a package function (`worker.run` for Check
+and Profile, `promotion.promote` for Promote, `views` for tables and figures) and keeps what it
+returned in attributes (`check_result`, `check_table`, `profile_result`, `comparison`, `figures`,
+`promotion`, `error`, `history`) that tests and notebook cells can read.
+
+Runs happen in a background thread (``background=True``, the default), so the notebook kernel stays
+free while a worker process checks or profiles the candidate; `wait()` blocks until the current run
+is over. Widgets are updated by setting their values (HTML strings, PNG bytes), which works from
+that thread. A new result replaces the table of its own kind only; errors go to their own area, so
+results already shown are never lost, and every run is kept in `history`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import tempfile
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Callable, Iterable
+
+import ipywidgets as widgets
+
+from workbench import backends
+from workbench.ops import spec as opspec
+
+from . import views, worker
+from .promotion import PromotionError, promote
+
+DTYPES = ("fp32", "fp16", "bf16")
+
+
+class PortingPanel:
+    """Widgets for porting one op; display it with `panel.widget` (or just `panel` as a cell's value)."""
+
+    def __init__(self, op: str = "rms_norm", source: str | None = None, file: str | Path | None = None,
+                 cases: str = "quick", dtypes: Iterable[str] = ("fp32",), timeout: float = 300.0,
+                 background: bool = True, promote_root: str | Path | None = None, store=None,
+                 workdir: str | Path | None = None):
+        """op: a registered op, or a new op's name (its candidate then declares SPEC).
+        source / file: the candidate's source text (e.g. a notebook cell's string) or a file path.
+        promote_root: the tree Promote writes into (default: the imported workbench package's).
+        store: the ResultStore (or path) for the promotion baseline (default: the regression store).
+        """
+        self.backend = backends.active()
+        self.background = background
+        self.promote_root = promote_root
+        self.store = store
+        self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="workbench-panel-"))
+        self.check_result: worker.RunResult | None = None
+        self.check_table = None
+        self.profile_result: worker.RunResult | None = None
+        self.comparison = None
+        self.figures: dict = {}  # name -> matplotlib Figure of the last profile
+        self.promotion = None
+        self.error: dict | None = None  # {"action", "status", "summary", "traceback"} of the last failure
+        self.history: list[dict] = []
+        self._thread: threading.Thread | None = None
+        self._build(op, cases, dtypes, timeout)
+        if file is not None:
+            self.file.value = str(file)
+            self.load_file()
+        elif source is not None:
+            self.source.value = source
+
+    # ---- layout ------------------------------------------------------------------------------------
+
+    def _build(self, op, cases, dtypes, timeout) -> None:
+        w = widgets
+        self.op = w.Combobox(value=op, options=sorted(opspec.REGISTRY), ensure_option=False,
+                             description="op", placeholder="registered op or a new name")
+        self.backend_buttons = {}
+        reasons = []
+        for name, b in backends.BACKENDS.items():
+            if name == self.backend.name:
+                why = "this process is bound to it"
+            else:
+                missing = b.missing()
+                why = missing or (f"available, but this process is bound to {self.backend.name!r}: "
+                                  f"start the kernel with WORKBENCH_BACKEND={name}")
+                reasons.append(f"<b>{name}</b>: {why}")
+            self.backend_buttons[name] = w.Button(
+                description=name, disabled=name != self.backend.name, tooltip=why,
+                button_style="success" if name == self.backend.name else "", layout=w.Layout(width="80px"))
+        self.backend_note = w.HTML("<small>" + "; ".join(reasons) + "</small>")
+        self.dtype_boxes = {d: w.Checkbox(value=d in dtypes, description=d, indent=False,
+                                          layout=w.Layout(width="70px")) for d in DTYPES}
+        self.cases = w.ToggleButtons(options=list(opspec.CASE_SETS), value=cases, description="cases")
+        self.source = w.Textarea(placeholder="candidate source: the op's wrapper (named after the op), its "
+                                 "kernels, and SPEC = OpSpec(...) for a new op",
+                                 layout=w.Layout(width="100%", height="260px"))
+        self.source.add_class("wb-code")
+        self.file = w.Text(description="file", placeholder="or a candidate .py file",
+                           layout=w.Layout(width="60%"))
+        self.load_button = w.Button(description="Load file")
+        self.timeout = w.BoundedFloatText(value=timeout, min=1, max=86400, description="timeout s",
+                                          layout=w.Layout(width="180px"))
+        self.force = w.Checkbox(value=False, description="force (replace, keep a backup)", indent=False)
+        self.check_button = w.Button(description="Check", button_style="primary", icon="check")
+        self.profile_button = w.Button(description="Profile", button_style="info", icon="tachometer")
+        self.promote_button = w.Button(description="Promote", button_style="warning", icon="upload")
+        self.status = w.HTML("ready")
+        self.progress = w.IntProgress(value=0, min=0, max=1, description="", layout=w.Layout(width="50%"))
+        self.progress_label = w.Label("")
+        self.check_html = w.HTML()
+        self.comparison_html = w.HTML()
+        self.figure_tabs = w.Tab()
+        self.promotion_html = w.HTML()
+        self.error_html = w.HTML()
+        self.traceback_html = w.HTML()
+        self.traceback_fold = w.Accordion(children=[self.traceback_html], titles=("full traceback",),
+                                          selected_index=None, layout=w.Layout(display="none"))
+        self.history_html = w.HTML()
+
+        self.load_button.on_click(lambda _: self.load_file())
+        self.check_button.on_click(lambda _: self.check())
+        self.profile_button.on_click(lambda _: self.profile())
+        self.promote_button.on_click(lambda _: self.promote())
+
+        def section(title, *children):
+            return w.VBox([w.HTML(f"<h4 style='margin:6px 0 2px'>{title}</h4>"), *children])
+
+        css = w.HTML("<style>.wb-code textarea{font-family:monospace;font-size:12px}</style>")
+        self.widget = w.VBox([
+            css,
+            w.HBox([self.op, w.Label("backend"), *self.backend_buttons.values()]),
+            self.backend_note,
+            w.HBox([w.Label("dtypes"), *self.dtype_boxes.values(), self.cases]),
+            self.source,
+            w.HBox([self.file, self.load_button]),
+            w.HBox([self.check_button, self.profile_button, self.promote_button, self.force, self.timeout]),
+            w.HBox([self.status]),
+            w.HBox([self.progress, self.progress_label]),
+            self.error_html, self.traceback_fold,
+            section("Correctness", self.check_html),
+            section("Side by side", self.comparison_html),
+            section("Figures", self.figure_tabs),
+            section("Promotion", self.promotion_html),
+            section("History", self.history_html),
+        ])
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.widget)
+
+    # ---- inputs ------------------------------------------------------------------------------------
+
+    @property
+    def dtypes(self) -> list[str]:
+        return [d for d, box in self.dtype_boxes.items() if box.value]
+
+    def load_file(self) -> None:
+        path = Path(self.file.value).expanduser()
+        if not path.is_file():
+            self._show_error("load", "error", f"file: expected a candidate .py file, got {str(path)!r} (not found)")
+            return
+        self.source.value = path.read_text()
+
+    def candidate_file(self) -> Path:
+        """The file the worker loads: the chosen file if the editor still holds its text, else a copy."""
+        if self.file.value:
+            path = Path(self.file.value).expanduser()
+            if path.is_file() and path.read_text() == self.source.value:
+                return path
+        if not self.source.value.strip():
+            raise ValueError("source: expected the candidate's source (type it, pass source=..., or load a file)")
+        path = self.workdir / f"{self.op.value or 'candidate'}_candidate.py"
+        path.write_text(self.source.value)
+        return path
+
+    # ---- actions -----------------------------------------------------------------------------------
+
+    def check(self) -> None:
+        """Correctness of the candidate on the chosen cases and dtypes, in a worker process."""
+        self._start("check", self._do_check)
+
+    def profile(self) -> None:
+        """Native vs candidate vs the op's current kernel, side by side, in a worker process."""
+        self._start("profile", self._do_profile)
+
+    def promote(self) -> None:
+        """Check the candidate on quick + edge cases and every dtype, then write it into the package."""
+        self._start("promote", self._do_promote)
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until the run in progress (if any) is over."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def busy(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _start(self, action: str, fn: Callable[[], None]) -> None:
+        if self.busy:
+            self.status.value = f"<b>busy</b>: wait for the current run to finish before {action}"
+            return
+        self.status.value = f"<b>{action}</b> running in a worker process ..."
+        self.error_html.value, self.traceback_fold.layout.display = "", "none"
+        for b in (self.check_button, self.profile_button, self.promote_button):
+            b.disabled = True
+        self.progress.value, self.progress_label.value = 0, ""
+
+        self.error = None
+
+        def body():
+            started = time.monotonic()
+            try:
+                fn()  # records its outcome in history
+            except Exception as e:  # a bug of ours or bad input: show it, keep the panel alive
+                self._record(action, "error", f"{type(e).__name__}: {e}", trace=traceback.format_exc())
+            finally:
+                for b in (self.check_button, self.profile_button, self.promote_button):
+                    b.disabled = False
+                entry = self.history[-1]
+                entry["seconds"] = round(time.monotonic() - started, 1)
+                self.status.value = f"<b>{action}</b> {entry['status']} ({entry['seconds']} s)"
+                self._render_history()
+
+        if self.background:
+            self._thread = threading.Thread(target=body, name=f"workbench-{action}", daemon=True)
+            self._thread.start()
+        else:
+            body()
+
+    def _on_progress(self, desc: str, n: int, total: int | None) -> None:
+        self.progress.max = max(1, total or n or 1)
+        self.progress.value = min(n, self.progress.max)
+        self.progress_label.value = f"{desc} {n}/{total if total is not None else '?'}"
+
+    def _run(self, task: str) -> worker.RunResult:
+        return worker.run(task, self.candidate_file(), self.op.value, cases=[self.cases.value], dtypes=self.dtypes,
+                          timeout=float(self.timeout.value), on_progress=self._on_progress)
+
+    def _do_check(self) -> None:
+        result = self._run("check")
+        self.check_result = result
+        if result.check is not None:
+            self.check_table = views.correctness_table(result.check)
+            counts = self.check_table["result"].value_counts()
+            self.check_html.value = views.table_html(
+                self.check_table, f"{self.op.value} on {self.backend.name}: {counts.get('pass', 0)} passed, "
+                f"{counts.get('FAIL', 0)} failed, {counts.get('skipped', 0)} skipped ({result.seconds:.1f} s)")
+        if result.ok and not result.passed:
+            failed = views.failed_rows(result.check)
+            first = failed.iloc[0]
+            trace = first.get("traceback")
+            self._record("check", "failed", f"{len(failed)} of {len(result.check)} rows failed; first: "
+                         f"{first['case']} {first['dtype']}: {views.failure_reason(first)}", result,
+                         trace=trace if isinstance(trace, str) else "")
+            return
+        self._record("check", result.status, result.summary, result)
+
+    def _do_profile(self) -> None:
+        result = self._run("profile")
+        self.profile_result = result
+        if result.bench is not None:
+            self.comparison = views.comparison_table(result.bench)
+            self.comparison_html.value = views.table_html(
+                self.comparison, f"{self.op.value} on {self.backend.properties().name}: ms and speedup vs native")
+            self.figures = views.comparison_figures(result.bench)
+            self.figure_tabs.children = [widgets.Image(value=views.figure_png(f), format="png",
+                                                       layout=widgets.Layout(max_width="900px"))
+                                         for f in self.figures.values()]
+            self.figure_tabs.titles = tuple(self.figures)
+        self._record("profile", result.status, result.summary, result)
+
+    def _do_promote(self) -> None:
+        try:
+            self.promotion = promote(self.candidate_file(), self.op.value, force=self.force.value,
+                                     root=self.promote_root, store=self.store, timeout=float(self.timeout.value),
+                                     on_progress=self._on_progress)
+        except PromotionError as e:
+            self.promotion = e.promotion
+            run = e.promotion.verify or e.promotion.check
+            if run is not None and run.check is not None:
+                self.check_result, self.check_table = run, views.correctness_table(run.check)
+                self.check_html.value = views.table_html(self.check_table, "checked for promotion")
+            self.promotion_html.value = views.error_summary_html(str(e), "refused")
+            self._record("promote", "refused", str(e), run,
+                         trace=run.traceback if run is not None else "")
+            return
+        self.promotion_html.value = f"<div style='color:#137333'><b>promoted</b>: {self.promotion.message}</div>"
+        self._record("promote", "ok", self.promotion.message)
+
+    # ---- results -----------------------------------------------------------------------------------
+
+    def _record(self, action: str, status: str, summary: str, result: worker.RunResult | None = None,
+                trace: str | None = None) -> None:
+        self.history.append({"time": datetime.datetime.now().strftime("%H:%M:%S"), "action": action,
+                             "status": status, "summary": summary, "result": result})
+        if status != "ok":
+            self._show_error(action, status, summary,
+                             trace if trace is not None else (result.traceback if result else ""),
+                             result.log if result is not None and status != "refused" else "")
+
+    def _show_error(self, action: str, status: str, summary: str, trace: str = "", log: str = "") -> None:
+        self.error = {"action": action, "status": status, "summary": summary, "traceback": trace}
+        self.error_html.value = views.error_summary_html(f"{action}: {summary}", status)
+        self.traceback_html.value = views.traceback_html(trace, log)
+        self.traceback_fold.selected_index = None
+        self.traceback_fold.layout.display = "" if (trace or log) else "none"
+
+    def _render_history(self) -> None:
+        lines = [f"{h['time']} {h['action']}: {h['status']}" + (f" ({h.get('seconds')} s)" if "seconds" in h else "")
+                 for h in self.history[-10:]]
+        self.history_html.value = "<small>" + "<br>".join(lines) + "</small>"

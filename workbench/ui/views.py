@@ -1,0 +1,163 @@
+"""Tables and figures the panel and the regression report show, as plain functions of DataFrames.
+
+No widgets here: the panel puts the HTML strings and PNG bytes these return into its widgets, the
+regression report writes them to report.html, and tests assert on the DataFrames.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import math
+
+import numpy as np
+import pandas as pd
+
+_STYLE = ("<style>.wb-table{border-collapse:collapse;font:12px monospace}"
+          ".wb-table td,.wb-table th{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}"
+          ".wb-table th{background:#f3f3f3}.wb-fail{color:#b00020;font-weight:bold}"
+          ".wb-ok{color:#137333}</style>")
+
+
+def _is_false(value) -> bool:
+    """False, numpy's False included; None and NaN (not measured) are not False."""
+    return value is not None and not (isinstance(value, float) and math.isnan(value)) and not bool(value)
+
+
+def failure_reason(row) -> str:
+    """Why one correctness row failed, in words."""
+    error = row.get("error")
+    if isinstance(error, str) and error:
+        return error
+    if _is_false(row.get("dtype_match")):
+        return "output dtype or shape differs from the native op's"
+    if _is_false(row.get("nonfinite_match")):
+        return "NaN/Inf positions differ from the reference"
+    return f"rel_err {row['rel_err']:.3g} (tol {row['tol']:g}), elementwise ok: {row['elementwise_ok']}"
+
+
+def failed_rows(check: pd.DataFrame) -> pd.DataFrame:
+    from workbench.profiling.correctness import failures
+
+    return failures(check)
+
+
+def correctness_table(check: pd.DataFrame) -> pd.DataFrame:
+    """One row per (case, dtype): what ran, its error against the reference, pass/fail and why."""
+    rows = []
+    for _, row in check.iterrows():
+        if isinstance(row.get("skipped"), str) and row["skipped"]:
+            verdict, why = "skipped", row["skipped"]
+        elif row.get("passed"):
+            verdict, why = "pass", ""
+        else:
+            verdict, why = "FAIL", failure_reason(row)
+        rows.append({"op": row["op"], "variant": row.get("variant"), "case": row["case"], "dtype": row["dtype"],
+                     "shape": row.get("shape"), "rel_err": row.get("rel_err"), "tol": row.get("tol"),
+                     "result": verdict, "why": why})
+    return pd.DataFrame(rows, columns=["op", "variant", "case", "dtype", "shape", "rel_err", "tol", "result", "why"])
+
+
+def table_html(df: pd.DataFrame, caption: str = "") -> str:
+    """An HTML table with failures highlighted (cells holding FAIL / regression)."""
+    def mark(value):
+        text = "" if value is None or (isinstance(value, float) and math.isnan(value)) else value
+        if isinstance(text, float):
+            text = f"{text:.4g}"
+        text = html.escape(str(text))
+        if text in ("FAIL", "regression", "False"):
+            return f'<span class="wb-fail">{text}</span>'
+        if text in ("pass", "True", "ok"):
+            return f'<span class="wb-ok">{text}</span>'
+        return text
+
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    body = "".join("<tr>" + "".join(f"<td>{mark(v)}</td>" for v in row) + "</tr>"
+                   for row in df.itertuples(index=False))
+    cap = f"<caption style='text-align:left;font-weight:bold'>{html.escape(caption)}</caption>" if caption else ""
+    return f'{_STYLE}<table class="wb-table">{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def error_summary_html(summary: str, status: str = "error") -> str:
+    return (f'<div style="color:#b00020;font-family:monospace;white-space:pre-wrap">'
+            f"<b>{html.escape(status)}</b>: {html.escape(summary)}</div>")
+
+
+def traceback_html(traceback: str, log: str = "") -> str:
+    parts = []
+    if traceback:
+        parts.append(f"<pre style='font-size:11px'>{html.escape(traceback)}</pre>")
+    if log:
+        parts.append(f"<b>worker output (tail)</b><pre style='font-size:11px'>{html.escape(log)}</pre>")
+    return "".join(parts) or "<i>no traceback</i>"
+
+
+def figure_png(fig) -> bytes:
+    """PNG bytes of a matplotlib Figure (then closed, so that notebooks do not draw it twice)."""
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+IMPL_ORDER = ("native", "promoted", "candidate")
+
+
+def comparison_table(bench: pd.DataFrame) -> pd.DataFrame:
+    """One row per (case, dtype): native, promoted and candidate side by side (ms, speedup, correct).
+
+    `bench` is the profile worker's table: `workbench.profiling.bench` rows whose impl is "native",
+    "promoted" (the op's current kernel on this backend) or "candidate".
+    """
+    key = ["op", "case", "dtype"]
+    out = bench.drop_duplicates(key)[key + ["shape"]].reset_index(drop=True)
+    for impl in IMPL_ORDER:
+        part = bench[bench["impl"] == impl]
+        if part.empty:
+            continue
+        cols = {"ms": f"{impl} ms"}
+        if impl != "native":
+            cols.update({"speedup": f"{impl} speedup", "passed": f"{impl} correct", "error": f"{impl} error"})
+        out = out.merge(part[key + list(cols)].rename(columns=cols), on=key, how="left")
+    if "candidate ms" in out and "promoted ms" in out:
+        out["candidate vs promoted"] = out["promoted ms"] / out["candidate ms"]
+    errors = [c for c in out.columns if c.endswith(" error")]
+    for col in errors:  # keep error columns only when something failed
+        if (out[col].fillna("") == "").all():
+            out = out.drop(columns=col)
+    return out
+
+
+def comparison_figures(bench: pd.DataFrame) -> dict:
+    """name -> Figure for a profile: speedup bars, latency vs size and roofline (profiling.plots)."""
+    from workbench.profiling import plots, roofline
+
+    timed = bench[bench["ms"].notna()]
+    if timed.empty:
+        return {}
+    op = str(timed["op"].iloc[0])
+    return {"speedup": plots.speedup_bars(timed), "latency vs size": plots.latency_vs_size(timed, op),
+            "roofline": plots.roofline_scatter(timed, roofline.peaks())}
+
+
+def change_bars(comparison: pd.DataFrame, threshold: float | None, source: str = ""):
+    """Change of kernel time against the baseline per row; red beyond the threshold (None: not judged)."""
+    import matplotlib.pyplot as plt
+
+    rows = comparison.sort_values(["op", "impl", "case", "dtype"])
+    labels = [f"{r.op} · {r.case} · {r.dtype} [{r.impl}]" for r in rows.itertuples()]
+    fig, ax = plt.subplots(figsize=(9, 0.3 * max(len(rows), 4) + 1.5))
+    colors = ["tab:red" if r else ("tab:gray" if i == "native" else "tab:blue")
+              for r, i in zip(rows["regressed"], rows["impl"])]
+    ax.barh(np.arange(len(rows)), rows["change"] * 100, color=colors)
+    ax.set_yticks(np.arange(len(rows)), labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.axvline(0, color="black", lw=1)
+    if threshold is not None:
+        ax.axvline(threshold * 100, color="tab:red", lw=1, ls="--")
+    ax.set_xlabel("kernel time vs baseline (%; right = slower; dashed = threshold; gray = native)")
+    ax.set_title(f"Against the baseline — {source}", fontsize=9)
+    fig.tight_layout()
+    return fig
