@@ -270,3 +270,25 @@ def test_compiled_trace_reads_the_kernels_ttir(compiled_ttir):
     for obj in (CompiledKernel(), AsyncHandle()):
         assert kt.compiled_trace(obj).nram_estimate() == 16 * 1024
     assert kt.compiled_trace(None) is None
+
+
+def test_launch_cache_steps_aside_while_the_rules_watch(monkeypatch):
+    from workbench.ops import _launch
+
+    monkeypatch.setattr(_launch, "_ENABLED", True)  # as on a GPU
+    monkeypatch.setattr(_launch, "_cache", {})
+    calls = []
+
+    class Kernel:  # records which path each launch took
+        arg_names = ["n", "BLOCK"]
+
+        def __getitem__(self, grid):
+            return lambda *args, **meta: calls.append(("triton", grid))
+
+    kernel = Kernel()
+    with _rules():
+        assert _launch.watchers == 1
+        for grid in ((3,), (5,)):  # one specialisation key: the second call would take the cache
+            _launch.launch(kernel, grid, 64, BLOCK=16)
+    assert _launch.watchers == 0
+    assert calls == [("triton", (3,)), ("triton", (5,))]  # both through kernel[grid]: both seen by the rules
