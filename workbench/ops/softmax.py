@@ -42,19 +42,30 @@ def _softmax_kernel(x_ptr, out_ptr, n_cols, x_row_stride, out_row_stride,
             tl.store(out_row + start + cols, y.to(out_ptr.dtype.element_ty), mask=mask)
 
 
-def softmax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
+def prepare(x: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Validate; (output with `dim` moved last, x as rows along `dim` or None when empty).
+    The caller hands the output to `finish`. Shared by every softmax launcher (generic, MLU style)."""
     check_tensor("x", x)
     if not -max(x.dim(), 1) <= dim < max(x.dim(), 1):
         raise ValueError(f"dim: expected a dim in [{-max(x.dim(), 1)}, {max(x.dim(), 1)}), got {dim}")
     moved = x.movedim(dim, -1) if x.dim() else x
     out = new_output(moved.shape, x.dtype, x.device)
-    if x.numel() > 0:
-        rows = _rows.as_rows(moved)
+    return out, (_rows.as_rows(moved) if x.numel() else None)
+
+
+def finish(out: torch.Tensor, x: torch.Tensor, dim: int) -> torch.Tensor:
+    """Move the softmax dim back where x had it."""
+    return out.movedim(-1, dim) if x.dim() else out
+
+
+def softmax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    out, rows = prepare(x, dim)
+    if rows is not None:
         n_rows, n = rows.shape
         block, one_tile = _rows.tile(n)
         launch(_softmax_kernel, (n_rows,), rows, out, n, rows.stride(0), n,
                BLOCK=block, ONE_TILE=one_tile, num_warps=_rows.row_warps(block))
-    return out.movedim(-1, dim) if x.dim() else out
+    return finish(out, x, dim)
 
 
 def _aten_softmax(impl, self, dim, half_to_float):
