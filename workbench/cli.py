@@ -42,16 +42,29 @@ def cmd_list(args) -> int:
     return 0
 
 
+def _launch_rules(args):
+    """The MLU launch rules `--profile` asks for (None without it), with --cores / --nram-kib applied."""
+    if not args.profile:
+        if args.cores is not None or args.nram_kib is not None:
+            raise ValueError("--cores / --nram-kib: only with --profile")
+        return None
+    from workbench.profiling.launch_rules import LaunchRules
+
+    nram = args.nram_kib * 1024 if args.nram_kib is not None else None
+    return LaunchRules.for_device(args.profile, cores=args.cores, nram_bytes=nram)
+
+
 def cmd_check(args) -> int:
     backend = _bind_backend(args.backend)
     from workbench.profiling import check, failures
 
+    rules = _launch_rules(args)
     df = check(ops=_split(args.ops), cases=_split(args.cases) or ["quick"], dtypes=_split(args.dtype),
-               seed=args.seed, progress=not args.no_progress)
-    shown = df[["op", "variant", "case", "dtype", "shape", "rel_err", "max_abs_err", "tol", "passed",
-                "skipped", "error"]]
+               seed=args.seed, progress=not args.no_progress, variant=args.variant, rules=rules)
+    columns = ["op", "variant", "case", "dtype", "shape", "rel_err", "max_abs_err", "tol", "passed"]
+    columns += (["violations"] if rules else []) + ["skipped", "error"]
     with pd.option_context("display.width", 200, "display.max_colwidth", 60, "display.max_rows", None):
-        print(shown.to_string(index=False))
+        print(df[columns].to_string(index=False))
     if args.csv:
         from workbench.profiling.meta import run_metadata
 
@@ -62,7 +75,17 @@ def cmd_check(args) -> int:
           f"{len(df) - len(failed) - skipped} passed, {len(failed)} failed, {skipped} skipped")
     for tb in failed["traceback"].dropna().unique()[: args.tracebacks]:
         print(tb, file=sys.stderr)
-    return 1 if len(failed) else 0
+    if rules is None:
+        return 1 if len(failed) else 0
+    violations = rules.violations()
+    if len(violations):
+        with pd.option_context("display.width", 250, "display.max_colwidth", 110, "display.max_rows", None):
+            print("\nMLU launch-rule violations:")
+            print(violations.to_string(index=False))
+    if args.rules_csv:
+        violations.to_csv(args.rules_csv, index=False)
+    print(rules.summary())
+    return 1 if len(failed) or len(violations) else 0
 
 
 def cmd_bench(args) -> int:
@@ -261,6 +284,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", help="also write the full table to this CSV file")
     p.add_argument("--tracebacks", type=int, default=3, help="tracebacks of failures to print")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--variant", help="run this implementation (generic, mlu, ...), not the backend's own")
+    p.add_argument("--profile", type=str.lower, choices=["mlu", "mlu370", "mlu590"],
+                   help="also enforce the MLU launch rules for this device (mlu: $WORKBENCH_MLU_DEVICE "
+                        "or MLU590); exit 1 on any violation")
+    p.add_argument("--cores", type=int, help="with --profile: the device's core count")
+    p.add_argument("--nram-kib", type=int, help="with --profile: NRAM per core in KiB")
+    p.add_argument("--rules-csv", help="with --profile: write the violations to this CSV file")
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("bench", help="native vs Triton side by side: kernel and host time, GB/s, roofline")

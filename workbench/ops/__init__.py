@@ -76,3 +76,11 @@ for _module in sorted(_pkgutil.iter_modules(__path__), key=lambda m: m.name):
         __all__.append(_module.name)
 
 from . import variants  # noqa: E402,F401
+
+# The public functions of the registered ops run the active backend's variant where one is registered
+# (the mlu one on an MLU), else the generic kernel.
+from .spec import dispatching as _dispatching  # noqa: E402
+
+for _name, _spec in REGISTRY.items():
+    if callable(globals().get(_name)):
+        globals()[_name] = _dispatching(_spec)

@@ -127,26 +127,36 @@ def _layout(shape, operands):
     return sizes[1:], strides, contiguous, operands
 
 
-def unary(fn, x: torch.Tensor, name: str = "x") -> torch.Tensor:
-    """Apply the jit function `fn` (fp32 in, fp32 out) to every element of `x`."""
+def prepare_unary(x: torch.Tensor, name: str = "x"):
+    """Validate `x`, allocate the output and lay `x` out: (out, x, sizes, x_strides, contiguous).
+    Shared by every unary launcher (this generic one, the MLU-style one in ops/_mlu)."""
     check_tensor(name, x)
     out = new_output(x.shape, x.dtype, x.device)
-    n = x.numel()
-    if n == 0:
-        return out
-    if x.is_contiguous():
+    if x.numel() == 0 or x.is_contiguous():
         sizes, strides, contiguous = _FLAT
     else:
         sizes, strides, contiguous, (x,) = _layout(x.shape, [x])
-    launch(_unary_kernel, (cdiv(n, BLOCK),), x, out, n, *sizes, *strides[0], FN=fn,
+    return out, x, sizes, strides[0], contiguous
+
+
+def unary(fn, x: torch.Tensor, name: str = "x") -> torch.Tensor:
+    """Apply the jit function `fn` (fp32 in, fp32 out) to every element of `x`."""
+    out, x, sizes, x_strides, contiguous = prepare_unary(x, name)
+    n = out.numel()
+    if n == 0:
+        return out
+    launch(_unary_kernel, (cdiv(n, BLOCK),), x, out, n, *sizes, *x_strides, FN=fn,
            CONTIGUOUS=contiguous, BLOCK=BLOCK)
     return out
 
 
-def binary(fn, a: torch.Tensor, b, b_scale=1, names=("input", "other")) -> torch.Tensor:
-    """`fn(a, b * b_scale)` elementwise with torch broadcasting and type promotion.
+def prepare_binary(a: torch.Tensor, b, names=("input", "other")):
+    """Validate, broadcast and type-promote two operands and lay them out:
+    (out, a, b_arg, sizes, a_strides, b_strides, contiguous, b_scalar). A Python number `b` comes back
+    as `b_scalar` (a float; `b_arg` is then `a`, never read), else `b_scalar` is None. Shared by every
+    binary launcher (this generic one, the MLU-style one in ops/_mlu).
 
-    A Python number `b` is passed to the kernel by value (no device tensor, as torch does); contiguous
+    A Python number is passed to kernels by value (no device tensor, as torch does); contiguous
     same-shape tensors skip all layout work. Both keep the call path short for decode-sized ops.
     """
     check_tensor(names[0], a)
@@ -167,19 +177,26 @@ def binary(fn, a: torch.Tensor, b, b_scale=1, names=("input", "other")) -> torch
                 raise ValueError(f"{names[1]}: shape {tuple(b.shape)} does not broadcast with "
                                  f"{names[0]} shape {tuple(a.shape)}") from None
         out = new_output(shape, torch.result_type(a, b), a.device)
-        operands, b_scalar = [a, b], 0.0
-    n = out.numel()
-    if n == 0:
-        return out
-    if all(t.shape == out.shape and t.is_contiguous() for t in operands):
+        operands, b_scalar = [a, b], None
+    if out.numel() == 0 or all(t.shape == out.shape and t.is_contiguous() for t in operands):
         sizes, strides, contiguous = _FLAT
     else:
         sizes, strides, contiguous, operands = _layout(out.shape, [t.expand(out.shape) for t in operands])
     b_arg, b_strides = (operands[1], strides[1]) if len(operands) == 2 else (operands[0], [0] * MAX_DIMS)
+    return out, operands[0], b_arg, sizes, strides[0], b_strides, contiguous, b_scalar
+
+
+def binary(fn, a: torch.Tensor, b, b_scale=1, names=("input", "other")) -> torch.Tensor:
+    """`fn(a, b * b_scale)` elementwise with torch broadcasting and type promotion (see prepare_binary)."""
+    out, a, b_arg, sizes, a_strides, b_strides, contiguous, b_scalar = prepare_binary(a, b, names)
+    n = out.numel()
+    if n == 0:
+        return out
     launch(
         _binary_kernel, (cdiv(n, BLOCK),),
-        operands[0], b_arg, out, n, *sizes, *strides[0], *b_strides, b_scalar, float(b_scale),
-        FN=fn, CONTIGUOUS=contiguous, B_SCALAR=len(operands) == 1, SCALE_B=b_scale != 1, BLOCK=BLOCK,
+        a, b_arg, out, n, *sizes, *a_strides, *b_strides, 0.0 if b_scalar is None else b_scalar,
+        float(b_scale), FN=fn, CONTIGUOUS=contiguous, B_SCALAR=b_scalar is not None, SCALE_B=b_scale != 1,
+        BLOCK=BLOCK,
     )
     return out
 

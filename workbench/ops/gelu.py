@@ -21,12 +21,17 @@ def _gelu_tanh(x):
     return 0.5 * x * (1.0 + tanh)
 
 
-def gelu(x: torch.Tensor, approximate: str = "none") -> torch.Tensor:
+def formula(approximate: str):
+    """The jit math for `approximate`: "none" (erf) or "tanh"."""
     if approximate == "none":
-        return unary(_gelu_erf, x)
+        return _gelu_erf
     if approximate == "tanh":
-        return unary(_gelu_tanh, x)
+        return _gelu_tanh
     raise ValueError(f"approximate: expected 'none' or 'tanh', got {approximate!r}")
+
+
+def gelu(x: torch.Tensor, approximate: str = "none") -> torch.Tensor:
+    return unary(formula(approximate), x)
 
 
 def _both_approximations() -> dict:

@@ -55,8 +55,10 @@ def _layer_norm_kernel(x_ptr, w_ptr, b_ptr, out_ptr, n_cols, x_row_stride, eps,
             tl.store(out_row + start + cols, y.to(out_ptr.dtype.element_ty), mask=mask)
 
 
-def layer_norm(x: torch.Tensor, normalized_shape, weight: torch.Tensor | None = None,
-               bias: torch.Tensor | None = None, eps: float = 1e-5) -> torch.Tensor:
+def prepare(x: torch.Tensor, normalized_shape, weight: torch.Tensor | None,
+            bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Validate; (output, x as rows of the normalized size, or None when empty). Shared by every
+    layer_norm launcher (generic, MLU style)."""
     check_tensor("x", x)
     shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
     if not shape or len(shape) > x.dim() or tuple(x.shape[x.dim() - len(shape):]) != shape:
@@ -69,9 +71,16 @@ def layer_norm(x: torch.Tensor, normalized_shape, weight: torch.Tensor | None = 
                 raise ValueError(f"{name}: expected shape {shape} (normalized_shape), got {tuple(p.shape)}")
     out = new_output(x.shape, x.dtype, x.device)  # torch keeps x's dtype, even with fp32 params
     if x.numel() == 0:
+        return out, None
+    return out, _rows.as_rows(x.reshape(*x.shape[: x.dim() - len(shape)], math.prod(shape)))
+
+
+def layer_norm(x: torch.Tensor, normalized_shape, weight: torch.Tensor | None = None,
+               bias: torch.Tensor | None = None, eps: float = 1e-5) -> torch.Tensor:
+    out, rows = prepare(x, normalized_shape, weight, bias)
+    if rows is None:
         return out
-    n = math.prod(shape)
-    rows = _rows.as_rows(x.reshape(*x.shape[: x.dim() - len(shape)], n))
+    n = rows.shape[1]
     block, one_tile = _rows.tile(n)
     launch(
         _layer_norm_kernel, (rows.shape[0],),

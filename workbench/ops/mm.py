@@ -7,14 +7,19 @@ from ._common import new_output
 from .spec import Case, Cost, OpSpec, nbytes, randn, register
 
 
-def mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def prepare(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, int, int, int]:
+    """Validate; (output, M, N, K). Shared by every mm launcher (generic, MLU style)."""
     _matmul.check_operands(("a", "b"), a, b)
     if a.dim() != 2 or b.dim() != 2:
         raise ValueError(f"a, b: expected 2-D matrices, got shapes {tuple(a.shape)} and {tuple(b.shape)}")
     (M, K), (K2, N) = a.shape, b.shape
     if K != K2:
         raise ValueError(f"b: expected {K} rows to match a's {K} columns, got shape {tuple(b.shape)}")
-    c = new_output((M, N), a.dtype, a.device)
+    return new_output((M, N), a.dtype, a.device), M, N, K
+
+
+def mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    c, M, N, K = prepare(a, b)
     return _matmul.matmul(a, b, c, M, N, K, 1, (0, *a.stride()), (0, *b.stride()), (0, c.stride(0)))
 
 

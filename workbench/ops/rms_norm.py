@@ -49,15 +49,21 @@ def check_norm_param(name: str, p, x: torch.Tensor) -> None:
         raise ValueError(f"{name}: expected shape {tuple(x.shape[-1:])} (x's last dim), got {tuple(p.shape)}")
 
 
-def rms_norm(x: torch.Tensor, weight: torch.Tensor | None = None, eps: float = 1e-6) -> torch.Tensor:
+def prepare(x: torch.Tensor, weight: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Validate; (output, x as rows or None when there is nothing to compute). Shared by every
+    rms_norm launcher (generic, MLU style)."""
     check_tensor("x", x)
     if x.dim() == 0:
         raise ValueError("x: expected at least 1 dim, got a 0-dim tensor")
     check_norm_param("weight", weight, x)
     out = new_output(x.shape, x.dtype, x.device)  # torch keeps x's dtype, even with fp32 weights
-    if x.numel() == 0:
+    return out, (_rows.as_rows(x) if x.numel() else None)
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor | None = None, eps: float = 1e-6) -> torch.Tensor:
+    out, rows = prepare(x, weight)
+    if rows is None:
         return out
-    rows = _rows.as_rows(x)
     n_rows, n = rows.shape
     block, one_tile = _rows.tile(n)
     launch(_rms_norm_kernel, (n_rows,), rows, weight if weight is not None else rows, out, n, rows.stride(0),

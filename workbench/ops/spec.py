@@ -6,6 +6,7 @@ case generators, cost model, tolerance policy, status) and registers it with `re
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -74,6 +75,25 @@ class OpSpec:
     def variant_name(self, backend: str) -> str:
         return backend if backend in self.variants else "generic"
 
+    def variant_names(self) -> list[str]:
+        """"generic" and the name of every backend variant."""
+        return ["generic", *self.variants]
+
+    def variant(self, name: str) -> Callable[..., Any]:
+        """The implementation called `name`: "generic" or a key of `variants`."""
+        if name == "generic":
+            return self.impl
+        if name not in self.variants:
+            raise ValueError(f"variant: expected one of {self.variant_names()} for op {self.name!r}, got {name!r}")
+        return self.variants[name]
+
+    def add_variant(self, backend: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Register `fn` as this op's implementation on `backend` (chosen there automatically)."""
+        if backend == "generic" or backend in self.variants:
+            raise ValueError(f"op {self.name!r} already has a {backend!r} variant")
+        self.variants[backend] = fn
+        return fn
+
     def case_list(self, case_set: str) -> list[Case]:
         if case_set not in CASE_SETS:
             raise ValueError(f"unknown case set {case_set!r}; expected one of {CASE_SETS}")
@@ -81,6 +101,18 @@ class OpSpec:
 
 
 REGISTRY: dict[str, OpSpec] = {}
+
+
+def dispatching(spec: OpSpec) -> Callable[..., Any]:
+    """A function with the op's generic signature that runs the active backend's implementation
+    (its variant, e.g. the mlu one on an MLU, else the generic kernel)."""
+    from workbench import backends
+
+    @functools.wraps(spec.impl)
+    def call(*args, **kwargs):
+        return spec.implementation(backends.active().name)(*args, **kwargs)
+
+    return call
 
 
 def register(spec: OpSpec) -> OpSpec:

@@ -8,9 +8,10 @@ run, inputs are fresh random draws, and the seed is in the row so a failure can 
 
 from __future__ import annotations
 
+import contextlib
 import random
 import traceback
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import pandas as pd
 import torch
@@ -19,6 +20,9 @@ from tqdm.auto import tqdm
 from workbench import backends
 from workbench.ops import spec as opspec
 from workbench.ops._common import poisoned_outputs
+
+if TYPE_CHECKING:
+    from .launch_rules import LaunchRules
 
 DTYPE_NAMES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -184,40 +188,69 @@ def make_inputs(case: opspec.Case, dtype: torch.dtype, seed: int):
     return case.make(dtype, device, torch.Generator(device=device).manual_seed(seed))
 
 
-def check_case(spec: opspec.OpSpec, case: opspec.Case, dtype: torch.dtype, seed: int) -> dict:
-    """Run one case once; never raises (errors land in the row)."""
+def check_case(spec: opspec.OpSpec, case: opspec.Case, dtype: torch.dtype, seed: int,
+               variant: str | None = None, rules: LaunchRules | None = None) -> dict:
+    """Run one case once; never raises (errors land in the row).
+
+    variant: run this implementation ("generic", "mlu", ...) instead of the backend's own.
+    rules: check the launches against these MLU launch rules; the row counts the distinct violations.
+    """
     backend = backends.active()
-    row = {"op": spec.name, "variant": spec.variant_name(backend.name), "backend": backend.name,
+    name = variant or spec.variant_name(backend.name)
+    row = {"op": spec.name, "variant": name, "backend": backend.name,
            "case": case.name, "dtype": dtype_name(dtype), "seed": seed, "tol": spec.tolerance[dtype]}
-    try:
-        args, kwargs = make_inputs(case, dtype, seed)
-        row["shape"] = shape_label(args)
-        row.update(verify(spec, spec.implementation(backend.name), case, dtype, args, kwargs))
-        row["error"] = ""
-    except Exception as e:  # the row reports it; the run goes on
-        row.update(passed=False, error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
+    scope = rules.scope(op=spec.name, variant=name, case=case.name, dtype=row["dtype"]) if rules else \
+        contextlib.nullcontext(None)
+    with scope as found:
+        try:
+            fn = spec.variant(variant) if variant else spec.implementation(backend.name)
+            args, kwargs = make_inputs(case, dtype, seed)
+            row["shape"] = shape_label(args)
+            row.update(verify(spec, fn, case, dtype, args, kwargs))
+            row["error"] = ""
+        except Exception as e:  # the row reports it; the run goes on
+            row.update(passed=False, error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
+    if found is not None:
+        row["violations"] = len(found)
     return row
 
 
 def check(ops: Iterable[str] | None = None, cases: Iterable[str] = ("quick",),
           dtypes: Iterable[str | torch.dtype] | None = None, backend: str | None = None,
-          seed: int | None = None, progress: bool = True) -> pd.DataFrame:
-    """Correctness table for `ops` (default: all registered) over the case sets and dtypes."""
+          seed: int | None = None, progress: bool = True, variant: str | None = None,
+          rules: LaunchRules | None = None) -> pd.DataFrame:
+    """Correctness table for `ops` (default: all registered) over the case sets and dtypes.
+
+    variant: run this implementation of each op instead of the backend's own; ops without it get a
+    skipped row. rules: also check every launch against these MLU launch rules (column `violations`:
+    distinct violations in that row; the details are in `rules.violations()`).
+    """
     chosen = backends.active(backend)
     specs = [opspec.get(name) for name in ops] if ops else list(opspec.REGISTRY.values())
+    if variant and not any(variant in s.variant_names() for s in specs):
+        raise ValueError(f"variant: no selected op has a {variant!r} variant; they have "
+                         f"{sorted({v for s in specs for v in s.variant_names()})}")
     dtype_list = parse_dtypes(dtypes)
     seed = random.randrange(2**31) if seed is None else seed
     work = [(s, c, d) for s in specs for cs in cases for c in s.case_list(cs) for d in dtype_list if d in s.dtypes]
     rows = []
-    for i, (spec, case, dtype) in enumerate(tqdm(work, desc="check", disable=not progress, leave=False)):
-        if case.big and chosen.interpreted:
-            rows.append({"op": spec.name, "variant": spec.variant_name(chosen.name), "backend": chosen.name,
-                         "case": case.name, "dtype": dtype_name(dtype), "seed": seed + i,
-                         "skipped": "needs a GPU (past 2**31 elements)", "passed": False, "error": ""})
-            continue
-        rows.append(check_case(spec, case, dtype, seed + i))
+    with rules if rules is not None else contextlib.nullcontext():
+        for i, (spec, case, dtype) in enumerate(tqdm(work, desc="check", disable=not progress, leave=False)):
+            skip = ""
+            if variant and variant not in spec.variant_names():
+                skip = f"no {variant} variant"
+            elif case.big and chosen.interpreted:
+                skip = "needs a GPU (past 2**31 elements)"
+            if skip:
+                rows.append({"op": spec.name, "variant": variant or spec.variant_name(chosen.name),
+                             "backend": chosen.name, "case": case.name, "dtype": dtype_name(dtype),
+                             "seed": seed + i, "skipped": skip, "passed": False, "error": ""})
+                continue
+            rows.append(check_case(spec, case, dtype, seed + i, variant=variant, rules=rules))
     columns = ["op", "variant", "backend", "case", "dtype", "shape", "rel_err", "max_abs_err", "tol",
                "nonfinite_match", "elementwise_ok", "dtype_match", "passed", "skipped", "error", "seed"]
+    if rules is not None:
+        columns.insert(columns.index("skipped"), "violations")
     df = pd.DataFrame(rows)
     for col in columns + ["traceback"]:
         if col not in df:
