@@ -5,6 +5,8 @@ Variants written for the MLU are run here too (their launches sized for the defa
 must also keep to the MLU launch rules.
 """
 
+import zlib
+
 import pytest
 
 from workbench import backends
@@ -27,7 +29,7 @@ def _params():
 @pytest.mark.parametrize("spec,variant,case,dtype", list(_params()))
 def test_op_matches_reference(spec, variant, case, dtype, request):
     rules = LaunchRules.for_device("mlu") if variant == "mlu" else None
-    row = check_case(spec, case, dtype, seed=abs(hash(request.node.name)) % 2**31, variant=variant, rules=rules)
+    row = check_case(spec, case, dtype, seed=zlib.crc32(request.node.name.encode()), variant=variant, rules=rules)
     assert row["variant"] == variant
     assert row["error"] == "", row.get("traceback")
     assert row["dtype_match"], "output dtype or shape differs from the native op's"
