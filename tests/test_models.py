@@ -214,7 +214,8 @@ def test_cli_model_and_bisect(capsys, tmp_path):
                  "--reps", "1", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "prefill" in out and "logits_rel_err" in out and "ATen ops served by workbench" in out
-    assert (tmp_path / "summary.csv").exists() and len(pd.read_csv(tmp_path / "coverage.csv"))
+    coverage = pd.read_csv(tmp_path / "coverage.csv")
+    assert (tmp_path / "summary.csv").exists() and len(coverage) and {"device", "commit"} <= set(coverage.columns)
     assert main(["model", "bisect", "--preset", "tiny", "--prompt-len", "6", "--reps", "1",
                  "--ops", "silu,mul"]) == 0
     assert "candidate ops on" in capsys.readouterr().out

@@ -439,7 +439,7 @@ def save(run: ModelRun, store) -> str:
 
 
 def write_tables(run: ModelRun, out_dir: str | Path, prefix: str = "") -> list[Path]:
-    """Every table of `run` as CSV (config as JSON) under `out_dir`; returns the paths written."""
+    """Every table of `run` as CSV (with device and commit columns; config as JSON) under `out_dir`."""
     import json
 
     out = Path(out_dir)
@@ -447,10 +447,11 @@ def write_tables(run: ModelRun, out_dir: str | Path, prefix: str = "") -> list[P
     tables = {"summary": run.summary(), "ratios": run.ratios(), "throughput": run.throughput,
               "accuracy": run.accuracy, "agreement": run.agreement, "coverage": run.coverage,
               "profile": run.profile}
+    stamp = {k: run.config.get(k) for k in ("device", "commit")}  # every table says where and from what
     paths = []
     for name, df in tables.items():
         paths.append(out / f"{prefix}{name}.csv")
-        df.to_csv(paths[-1], index=False)
+        df.assign(**{k: v for k, v in stamp.items() if k not in df}).to_csv(paths[-1], index=False)
     paths.append(out / f"{prefix}config.json")
     paths[-1].write_text(json.dumps(run.config, indent=2, default=str))
     return paths
