@@ -20,8 +20,9 @@ def _params():
                 for case in spec.case_list(case_set):
                     for dtype in spec.dtypes:
                         marks = [pytest.mark.gpu] if case.big else []
+                        name = spec.name if variant == "generic" else f"{spec.name}[{variant}]"
                         yield pytest.param(spec, variant, case, dtype, marks=marks,
-                                           id=f"{spec.name}[{variant}]-{case_set}-{case.name}-{dtype_name(dtype)}")
+                                           id=f"{name}-{case_set}-{case.name}-{dtype_name(dtype)}")
 
 
 @pytest.mark.parametrize("spec,variant,case,dtype", list(_params()))
