@@ -28,12 +28,14 @@ def _params():
 @pytest.mark.parametrize("spec,variant,case,dtype", list(_params()))
 def test_op_matches_reference(spec, variant, case, dtype, request):
     rules = LaunchRules.for_device("mlu") if variant == "mlu" else None
-    row = check_case(spec, case, dtype, seed=abs(hash(request.node.name)) % 2**31, variant=variant, rules=rules)
+    seed = abs(hash(request.node.name)) % 2**31
+    row = check_case(spec, case, dtype, seed=seed, variant=variant, rules=rules)
     assert row["variant"] == variant
     assert row["error"] == "", row.get("traceback")
     assert row["dtype_match"], "output dtype or shape differs from the native op's"
     assert row["nonfinite_match"], "NaN/Inf positions differ from the reference"
-    assert row["passed"], f"rel_err {row['rel_err']:.3g} (tol {row['tol']}), elementwise ok: {row['elementwise_ok']}"
+    assert row["passed"], (f"rel_err {row['rel_err']:.3g} (tol {row['tol']}), "
+                           f"elementwise ok: {row['elementwise_ok']}")
     if rules is not None:
         assert rules.clean, rules.violations().to_string()
 
