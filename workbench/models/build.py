@@ -10,6 +10,7 @@ A checkpoint is read from a local directory only (`local_files_only`): no hub do
 from __future__ import annotations
 
 import contextlib
+import copy
 import zlib
 from pathlib import Path
 
@@ -113,3 +114,19 @@ def build_model(preset: str = "tiny", checkpoint: str | Path | None = None, devi
         raise ValueError(f"attention implementation: expected {ATTN_IMPLEMENTATION!r}, "
                          f"got {model.config._attn_implementation!r}")
     return model.eval()
+
+
+def twin(model: torch.nn.Module, dtype: torch.dtype = torch.float32) -> torch.nn.Module:
+    """A copy of `model` in `dtype` on the same device (e.g. the float32 reference of a bf16 model).
+
+    Built from the model's config under a device context and filled from its state dict: the weights are
+    the bf16 values exactly, converted; no copy passes through host memory.
+    """
+    from transformers import Qwen3ForCausalLM
+
+    config = copy.deepcopy(model.config)
+    config._attn_implementation = ATTN_IMPLEMENTATION
+    with torch.device(model.device), _default_dtype(dtype):
+        other = Qwen3ForCausalLM(config)
+    other.load_state_dict(model.state_dict())
+    return other.eval()

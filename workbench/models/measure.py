@@ -196,8 +196,19 @@ class StaticDecoder:
         mod.current_stream().wait_stream(stream)
         self.prefill(ids)  # the warm-up wrote into the cache and buffers: start over
         graph = api.graph_cls()
-        with api.capture(graph):
-            self.step()
+        failure = None
+        try:
+            with api.capture(graph):
+                try:
+                    self.step()
+                except Exception as e:
+                    failure = e
+                    raise
+        except Exception as e:
+            # Ending an invalidated capture raises its own error: report the step's, which says why.
+            if failure is not None and e is not failure:
+                raise failure from e
+            raise
         self._graph = graph
 
     def run(self, ids: torch.Tensor) -> tuple[torch.Tensor, float]:
@@ -226,8 +237,7 @@ def _profiler_activity(backend: Backend):
 def profile_ops(fn: Callable[[], object], backend: Backend) -> pd.DataFrame:
     """Per-ATen-op calls and self time (ms) while `fn` runs: device time where the profiler sees the
     device, else CPU time (the interpreter runs kernels on the host). Fused workbench calls appear as
-    `workbench::<op>`; kernels launched outside any op show up as one `(outside aten ops)` row, so the
-    column sums to the total device time."""
+    `workbench::<op>`; device time under no op is one `(other)` row; `(total)` is all of it."""
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
@@ -236,24 +246,27 @@ def profile_ops(fn: Callable[[], object], backend: Backend) -> pd.DataFrame:
     with profile(activities=activities) as prof:
         fn()
         backend.synchronize()
+    ops = ("aten::", "workbench::")
     rows, device_total = [], 0.0
     for evt in prof.key_averages():
         if activity is None:
-            if evt.key.startswith(("aten::", "workbench::")):
+            if evt.key.startswith(ops):
                 rows.append({"aten_op": evt.key, "calls": evt.count, "ms": evt.self_cpu_time_total / 1e3})
             continue
         self_device = getattr(evt, "self_device_time_total", None)
         if self_device is None:
             self_device = evt.self_cuda_time_total
         if evt.device_type == DeviceType.CPU:
-            if self_device > 0 or evt.key.startswith(("aten::", "workbench::")):
+            if evt.key.startswith(ops):  # profiler bookkeeping (e.g. "Command Buffer Full") goes to (other)
                 rows.append({"aten_op": evt.key, "calls": evt.count, "ms": self_device / 1e3})
         else:  # a kernel or memcpy on the device
             device_total += self_device / 1e3
     df = pd.DataFrame(rows, columns=["aten_op", "calls", "ms"])
-    if activity is not None:
-        outside = device_total - df["ms"].sum()
-        if outside > 1e-3:
-            df.loc[len(df)] = {"aten_op": "(outside aten ops)", "calls": 0, "ms": outside}
+    total = device_total if activity is not None else df["ms"].sum()
+    other = total - df["ms"].sum()
+    extra = [{"aten_op": "(total)", "calls": int(df["calls"].sum()), "ms": total}]
+    if other > 1e-3:
+        extra.append({"aten_op": "(other)", "calls": 0, "ms": other})
+    df = pd.concat([df, pd.DataFrame(extra)], ignore_index=True)
     df["time"] = "cpu" if activity is None else "device"
     return df.sort_values("ms", ascending=False, ignore_index=True)

@@ -54,7 +54,7 @@ def profile(run: ModelRun, phase: str | None = None, top: int = 15):
     """Horizontal bars of the `top` ATen ops by time, native beside workbench, for one profiled phase."""
     p = run.profile
     phase = phase or (p["phase"].iloc[0] if len(p) else "")
-    df = p[p["phase"] == phase].head(top).iloc[::-1]
+    df = p[(p["phase"] == phase) & (p["aten_op"] != "(total)")].head(top).iloc[::-1]
     fig, ax = plt.subplots(figsize=(8, 0.3 * len(df) + 1.5))
     y = range(len(df))
     ax.barh([i + 0.2 for i in y], df["native_ms"], height=0.4, label="native")

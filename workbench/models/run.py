@@ -1,21 +1,24 @@
-"""`run_model`: one Qwen3 model, run natively and then with workbench kernels, in one process.
+"""`run_model`: one Qwen3 model, run natively and with workbench kernels, in one process.
 
-Both sides use the same weights and the same prompt. The native side runs first; the workbench side
-runs every phase again inside one `workbench.use_ops(include, exclude)` context, whose coverage
-recorder says which ATen ops ran and whether our kernels served them. Per side:
+Both sides use the same weights and the same prompt. The workbench side is `workbench.use_ops(include,
+exclude)` plus the module fusions of `models.fusion`, entered afresh for each measurement; the coverage
+recorders of all those contexts are summed. Phases, each measured on both sides before the next:
 
 - accuracy forward: logits of every prompt position (last position compared as a relative error,
-  every position's argmax compared as teacher-forced token agreement);
+  every position's argmax compared as teacher-forced token agreement); where memory allows, the same
+  forward of a float32 twin of the model is the reference both sides are measured against too;
 - `prefill`: tokens/s of a cache-free forward that keeps only the last logits (as generate does);
-- `decode_eager`: tokens/s of the decode steps of greedy `model.generate` (dynamic cache);
+- `decode_eager`: tokens/s of the decode steps of greedy `model.generate` (dynamic cache), repetitions
+  alternating native / workbench so that drift (a busy host) hits both alike;
 - `decode_graph`: tokens/s of greedy decoding on a static cache with one captured graph per step,
-  where the backend has a graph API (both sides, or neither);
+  where the backend has a graph API (both sides, or neither); replays alternate too;
 - a torch.profiler breakdown per ATen op of one prefill and a few eager decode steps.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -27,7 +30,7 @@ import torch
 from workbench import backends
 
 from . import measure
-from .build import build_model
+from .build import build_model, twin
 from .fusion import split_selection, workbench_ops
 
 MODES = ("prefill", "decode", "both")
@@ -109,60 +112,176 @@ def _decode_profile_fn(model, ids: torch.Tensor, steps: int):
     return run
 
 
-def _run_side(model, ids: torch.Tensor, mode: str, new_tokens: int, graphs: measure.GraphApi | None,
-              backend, warmup: int, reps: int, decode_reps: int, profile: bool, profile_steps: int) -> dict:
-    """Every phase of `mode` on one side; a phase that raises leaves a note instead of a number."""
+class _Sides:
+    """Enters one side for a measurement: native = nothing; workbench = use_ops + fusions. Every
+    workbench context's coverage table is kept and summed at the end."""
+
+    def __init__(self, model, include, exclude, fuse: bool):
+        self.model, self.include, self.exclude, self.fuse = model, include, exclude, fuse
+        self.tables: list[pd.DataFrame] = []
+
+    @contextlib.contextmanager
+    def __call__(self, side: str):
+        with torch.inference_mode():
+            if side == "native":
+                yield
+                return
+            with workbench_ops(self.model, self.include, self.exclude, self.fuse) as cov:
+                yield
+            self.tables.append(cov.table())
+
+    def coverage(self) -> pd.DataFrame:
+        columns = ["aten_op", "op", "calls", "handled", "fallback", "reasons"]
+        frames = [t for t in self.tables if len(t)]
+        if not frames:
+            return pd.DataFrame(columns=columns)
+        df = pd.concat(frames, ignore_index=True)
+        df["op"] = df["op"].fillna("")
+        df["reasons"] = df["reasons"].fillna("")
+        merged = df.groupby(["aten_op", "op"], as_index=False, sort=False).agg(
+            calls=("calls", "sum"), handled=("handled", "sum"), fallback=("fallback", "sum"),
+            reasons=("reasons", _sum_reasons))
+        fused = merged["aten_op"].str.startswith("(fused)")
+        return pd.concat([merged[~fused].sort_values("calls", ascending=False), merged[fused]],
+                         ignore_index=True)[columns]
+
+
+def _sum_reasons(cells: Iterable[str]) -> str:
+    """Join coverage `reasons` cells ("why (count); why (count)"), adding the counts of equal reasons."""
+    counts: dict[str, int] = {}
+    for cell in cells:
+        for item in filter(None, cell.split("; ")):
+            match = re.fullmatch(r"(.*) \((\d+)\)", item)
+            why, n = (match.group(1), int(match.group(2))) if match else (item, 1)
+            counts[why] = counts.get(why, 0) + n
+    return "; ".join(f"{why} ({n})" for why, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
+def _measure(model, ids: torch.Tensor, sides: _Sides, mode: str, new_tokens: int, graphs, backend, warmup: int,
+             reps: int, decode_reps: int, profile: bool, profile_steps: int) -> tuple[dict, str]:
+    """Every phase of `mode`, each on both sides before the next; a phase that raises leaves a note."""
     batch, prompt_len = ids.shape
-    res: dict = {"rows": [], "profile": []}
+    res: dict = {s: {"rows": [], "profile": []} for s in SIDES}
+    graphs_note = ""
 
-    def row(phase, tokens, ms, note=""):
-        res["rows"].append({"phase": phase, "batch": batch, "tokens": tokens, "ms": ms,
-                            "tokens_per_s": tokens / (ms / 1e3) if ms > 0 else float("nan"),
-                            "note": note})
+    def row(side, phase, tokens, ms, note=""):
+        res[side]["rows"].append({"phase": phase, "batch": batch, "tokens": tokens, "ms": ms,
+                                  "tokens_per_s": tokens / (ms / 1e3) if ms > 0 else float("nan"), "note": note})
 
-    logits = measure.prompt_logits(model, ids)
-    res["last_logits"] = logits[:, -1].float().cpu()
-    res["argmax"] = logits.argmax(-1).cpu()
-    del logits
+    for side in SIDES:
+        with sides(side):
+            logits = measure.prompt_logits(model, ids)
+            res[side]["last_logits"] = logits[:, -1].float().cpu()
+            res[side]["argmax"] = logits.argmax(-1).cpu()
+            del logits
     if mode in ("prefill", "both"):
-        try:
-            row("prefill", batch * prompt_len, measure.time_prefill(model, ids, backend, warmup, reps))
-        except Exception as e:  # noqa: BLE001 (the phase's row carries the error; the run goes on)
-            row("prefill", batch * prompt_len, float("nan"), _error_note(e))
-        if profile:
-            p = measure.profile_ops(lambda: measure.prompt_logits(model, ids, keep=1), backend)
-            res["profile"].append(p.assign(phase="prefill"))
+        for side in SIDES:
+            with sides(side):
+                try:
+                    row(side, "prefill", batch * prompt_len, measure.time_prefill(model, ids, backend, warmup, reps))
+                except Exception as e:  # noqa: BLE001 (the phase's row carries the error; the run goes on)
+                    row(side, "prefill", batch * prompt_len, float("nan"), _error_note(e))
     if mode in ("decode", "both"):
         decoded = batch * (new_tokens - 1)
-        try:
-            if warmup > 0:  # compile and autotune the decode shapes before the timed run
-                measure.generate_eager(model, ids, min(new_tokens, 4), backend)
-            times = []
-            for _ in range(max(1, decode_reps)):
-                tokens, ms = measure.generate_eager(model, ids, new_tokens, backend)
-                times.append(ms)
-            res["tokens_eager"] = tokens.cpu()
-            row("decode_eager", decoded, float(pd.Series(times).median()))
-        except Exception as e:  # noqa: BLE001 (the phase's row carries the error; the run goes on)
-            row("decode_eager", decoded, float("nan"), _error_note(e))
+        _alternate(res, sides, "decode_eager", decoded, decode_reps, row,
+                   prepare=lambda side: measure.generate_eager(model, ids, min(new_tokens, 4), backend)
+                   if warmup > 0 else None,  # compile and autotune the decode shapes before timing
+                   measure_once=lambda side, _: measure.generate_eager(model, ids, new_tokens, backend))
         if graphs is not None:
-            try:
+            def capture(side):
+                if side == "workbench" and res["native"].get("graph_failed"):
+                    return None  # graphs on both sides or on neither
                 decoder = measure.StaticDecoder(model, batch, prompt_len, new_tokens, backend)
                 decoder.capture(ids, graphs)
-                times = []
-                for _ in range(max(1, decode_reps)):
-                    tokens, ms = decoder.run(ids)
-                    times.append(ms)
-                res["tokens_graph"] = tokens.cpu()
-                row("decode_graph", decoded, float(pd.Series(times).median()))
-                del decoder
+                return decoder
+
+            _alternate(res, sides, "decode_graph", decoded, decode_reps, row, prepare=capture,
+                       measure_once=lambda side, decoder: decoder.run(ids))
+            if res["native"].get("graph_failed"):
+                graphs_note = "graph capture failed on the native side: " + res["native"]["graph_failed"]
+    if profile:
+        for side in SIDES:
+            with sides(side):
+                if mode in ("prefill", "both"):
+                    p = measure.profile_ops(lambda: measure.prompt_logits(model, ids, keep=1), backend)
+                    res[side]["profile"].append(p.assign(phase="prefill"))
+                if mode in ("decode", "both"):
+                    p = measure.profile_ops(_decode_profile_fn(model, ids, profile_steps), backend)
+                    res[side]["profile"].append(
+                        p.assign(phase=f"decode ({profile_steps} step{'s' * (profile_steps != 1)})"))
+    return res, graphs_note
+
+
+def _alternate(res: dict, sides: _Sides, phase: str, decoded: int, reps: int, row, prepare, measure_once) -> None:
+    """`prepare(side)` once per side, then `reps` rounds of `measure_once(side, prepared)` -> (tokens, ms),
+    native and workbench in turn; the row gets the median ms, `res[side]["tokens_<kind>"]` the tokens."""
+    key = "tokens_" + phase.split("_")[1]
+    prepared, times, failed = {}, {s: [] for s in SIDES}, {}
+    for side in SIDES:
+        with sides(side):
+            try:
+                prepared[side] = prepare(side)
             except Exception as e:  # noqa: BLE001 (the phase's row carries the error; the run goes on)
-                row("decode_graph", decoded, float("nan"), _error_note(e))
-        if profile:
-            fn = _decode_profile_fn(model, ids, profile_steps)
-            p = measure.profile_ops(fn, backend)
-            res["profile"].append(p.assign(phase=f"decode ({profile_steps} step{'s' * (profile_steps != 1)})"))
-    return res
+                failed[side] = _error_note(e)
+    if phase == "decode_graph" and "native" in failed:
+        res["native"]["graph_failed"] = failed["native"]
+    for _ in range(max(1, reps)):
+        for side in SIDES:
+            if side in failed or (phase == "decode_graph" and prepared.get(side) is None):
+                continue
+            with sides(side):
+                try:
+                    tokens, ms = measure_once(side, prepared[side])
+                except Exception as e:  # noqa: BLE001 (the phase's row carries the error; the run goes on)
+                    failed[side] = _error_note(e)
+                    continue
+            res[side][key] = tokens.cpu()
+            times[side].append(ms)
+    for side in SIDES:
+        if side in failed:
+            row(side, phase, decoded, float("nan"), failed[side])
+        elif times[side]:
+            row(side, phase, decoded, float(pd.Series(times[side]).median()))
+    prepared.clear()  # frees the static caches and graphs
+
+
+def _reference_logits(model, ids: torch.Tensor, fp32_reference) -> tuple[dict | None, str]:
+    """({"last_logits", "argmax"} of a float32 twin's prompt forward, note), or (None, why not)."""
+    if fp32_reference is False:
+        return None, "not requested"
+    ref_model = fp32_reference if isinstance(fp32_reference, torch.nn.Module) else None
+    if ref_model is None:
+        twin_bytes = sum(p.numel() * 4 for p in model.parameters())
+        need = int(1.25 * twin_bytes) + (4 << 30)  # the twin, float32 logits and activations
+        _empty_cache(model.device)  # blocks torch keeps cached count as used for the driver
+        free = _free_device_bytes(model.device)
+        if free is not None and free < need:
+            if fp32_reference:
+                raise ValueError(f"fp32_reference: needs about {need / 2**30:.0f} GiB of device memory, "
+                                 f"{free / 2**30:.0f} GiB free")
+            return None, f"skipped: a float32 twin needs ~{need / 2**30:.0f} GiB, {free / 2**30:.0f} GiB free"
+        ref_model = twin(model, torch.float32)
+    with torch.inference_mode():
+        logits = measure.prompt_logits(ref_model, ids)
+        out = {"last_logits": logits[:, -1].float().cpu(), "argmax": logits.argmax(-1).cpu()}
+    del logits
+    if not isinstance(fp32_reference, torch.nn.Module):
+        del ref_model
+        _empty_cache(model.device)
+    return out, ""
+
+
+def _free_device_bytes(device: torch.device) -> int | None:
+    module = getattr(torch, device.type, None)
+    if device.type == "cpu" or not hasattr(module, "mem_get_info"):
+        return None
+    return module.mem_get_info(device)[0]
+
+
+def _empty_cache(device: torch.device) -> None:
+    module = getattr(torch, device.type, None)
+    if device.type != "cpu" and hasattr(module, "empty_cache"):
+        module.empty_cache()
 
 
 def _agreement(kind: str, ours: torch.Tensor, native: torch.Tensor) -> pd.DataFrame:
@@ -178,9 +297,12 @@ def _first_divergence(ours: torch.Tensor, native: torch.Tensor) -> float:
     return float(first.float().mean())
 
 
-def _accuracy(native: dict, ours: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
-    a, b = ours["last_logits"], native["last_logits"]
-    rel = float(torch.linalg.vector_norm(a - b) / torch.linalg.vector_norm(b))
+def _rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(torch.linalg.vector_norm(a - b) / torch.linalg.vector_norm(b))
+
+
+def _accuracy(native: dict, ours: dict, reference: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rel = _rel_err(ours["last_logits"], native["last_logits"])
     rows = [{"metric": "logits_rel_err", "value": rel, "target": TARGETS["logits_rel_err"],
              "met": rel <= TARGETS["logits_rel_err"]}]
     tables = [_agreement("prompt (teacher-forced)", ours["argmax"], native["argmax"])]
@@ -198,6 +320,18 @@ def _accuracy(native: dict, ours: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
         if key != "argmax":  # free-running: one flip changes every later token, so say where it starts
             rows.append({"metric": f"{metric}_first_divergence", "value": _first_divergence(ours[key], native[key]),
                          "target": float("nan"), "met": None})  # informational
+    if reference is not None:
+        # Both sides against a float32 run of the same weights: how far bf16 itself is from exact, and
+        # whether our kernels add to it. Informational rows (no target).
+        for side, res in (("native", native), ("workbench", ours)):
+            rows.append({"metric": f"{side}_vs_fp32_logits_rel_err",
+                         "value": _rel_err(res["last_logits"], reference["last_logits"]),
+                         "target": float("nan"), "met": None})
+        for side, res in (("native", native), ("workbench", ours)):
+            rows.append({"metric": f"{side}_vs_fp32_token_agreement",
+                         "value": float((res["argmax"] == reference["argmax"]).float().mean()),
+                         "target": float("nan"), "met": None})
+            tables.append(_agreement(f"prompt vs fp32 ({side})", res["argmax"], reference["argmax"]))
     return pd.DataFrame(rows), pd.concat(tables, ignore_index=True)
 
 
@@ -240,13 +374,17 @@ def run_model(preset: str | torch.nn.Module = "tiny", backend: str | None = None
               include: Iterable[str] | None = None, exclude: Iterable[str] | None = None,
               checkpoint: str | Path | None = None, seed: int = 0, warmup: int = 1, reps: int = 3,
               decode_reps: int = 1, profile: bool = True, profile_steps: int = 4,
-              fuse: bool = True, store: str | Path | None = None, progress: bool = False, **overrides) -> ModelRun:
+              fuse: bool = True, fp32_reference: bool | torch.nn.Module | None = None,
+              store: str | Path | None = None, progress: bool = False, **overrides) -> ModelRun:
     """Run a Qwen3 model natively, then with workbench kernels (`use_ops(include, exclude)`), and compare.
 
     preset: a preset name (random weights from `seed`), or a model built by `build_model` (reused as is).
     mode: "prefill", "decode" or "both". cuda_graphs: None = where the backend can capture graphs,
     True = require them, False = eager only. include/exclude: registry op names, as for `use_ops`.
     fuse: also replace transformers' RMSNorm / rotary / gated-MLP code by our fused ops (models.fusion).
+    decode_reps: eager and graph decode repetitions, native and workbench in turn (median reported).
+    fp32_reference: compare both sides with a float32 twin of the model too (None: where device memory
+    allows; a model from `build.twin` is reused as is).
     store: a ResultStore path that receives `summary()` rows.
     """
     if mode not in MODES:
@@ -263,30 +401,28 @@ def run_model(preset: str | torch.nn.Module = "tiny", backend: str | None = None
         graphs = None
     model, label = resolve_model(preset, checkpoint, seed, **overrides)
     ids = _random_prompt(model.config.vocab_size, batch, prompt_len, seed, model.device)
-    kwargs = {"mode": mode, "new_tokens": new_tokens, "graphs": graphs, "backend": chosen, "warmup": warmup, "reps": reps,
-                  "decode_reps": decode_reps, "profile": profile, "profile_steps": profile_steps}
-    results, coverage = {}, pd.DataFrame(columns=["aten_op", "op", "calls", "handled", "fallback", "reasons"])
-    for side in SIDES:
-        if progress:
-            print(f"[run_model] {label}: {side} side, mode {mode}", flush=True)
-        ctx = (workbench_ops(model, include, exclude, fuse) if side == "workbench" else contextlib.nullcontext())
-        with torch.inference_mode(), ctx as cov:
-            results[side] = _run_side(model, ids, **kwargs)
-        if side == "workbench":
-            coverage = cov.table()
+    if progress:
+        print(f"[run_model] {label}: mode {mode}, batch {batch}, prompt {prompt_len}, native and workbench",
+              flush=True)
+    sides = _Sides(model, include, exclude, fuse)
+    results, graphs_note = _measure(model, ids, sides, mode, new_tokens, graphs, chosen, warmup, reps, decode_reps,
+                                    profile, profile_steps)
+    reference, reference_note = _reference_logits(model, ids, fp32_reference)
     throughput = pd.DataFrame([dict(r, side=s) for s in SIDES for r in results[s]["rows"]])
     throughput = throughput[["phase", "side", "batch", "tokens", "ms", "tokens_per_s", "note"]]
-    accuracy, agreement = _accuracy(results["native"], results["workbench"])
+    accuracy, agreement = _accuracy(results["native"], results["workbench"], reference)
     from workbench.profiling.meta import run_metadata
 
+    graphs_used = graphs is not None and not graphs_note
     config = {"model": label, "mode": mode, "batch": batch, "prompt_len": prompt_len, "new_tokens": new_tokens,
-              "graphs": graphs is not None, "graphs_note": "" if graphs is not None else why_not,
+              "graphs": graphs_used, "graphs_note": graphs_note or ("" if graphs is not None else why_not),
+              "fp32_reference": reference is not None, "fp32_reference_note": reference_note,
               "include": list(include) if include is not None else "all",
               "exclude": list(exclude) if exclude is not None else "", "fuse": fuse, "seed": seed,
               "dtype": str(model.dtype).replace("torch.", ""), **run_metadata()}
     run = ModelRun(config=config, throughput=throughput, accuracy=accuracy, agreement=agreement,
-                   coverage=coverage, profile=_side_by_side(results["native"]["profile"],
-                                                            results["workbench"]["profile"]),
+                   coverage=sides.coverage(), profile=_side_by_side(results["native"]["profile"],
+                                                                    results["workbench"]["profile"]),
                    tokens={(s, k): results[s][k] for s in SIDES for k in ("tokens_eager", "tokens_graph")
                            if k in results[s]})
     if store is not None:

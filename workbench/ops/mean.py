@@ -22,5 +22,8 @@ SPEC = register(OpSpec(
     impl=mean,
     cases=reduce_cases(with_dtype=True, big=False),  # sum's big case runs the same kernel
     cost=reduce_cost,
+    # A sum of random signed values can cancel to near zero, where fp32 rounding is large *relative* to
+    # the result (a 5x6 fp32 mean missed 1e-5 in 2 of 300 draws): allow 1e-4 in fp32.
+    tolerance={torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 1e-2},
     aten_impls={"aten::mean.dim": _aten_mean},
 ))

@@ -11,34 +11,50 @@ from .spec import Case, Cost, OpSpec, Unsupported, nbytes, randn, register
 
 
 @triton.jit
+def row_logsumexp(x_row, n_cols, BLOCK: tl.constexpr):
+    """log(sum(exp(x))) of one row in one online pass: a running max and a sum rescaled to it, per lane.
+
+    Lanes that saw only -inf keep a zero sum; a row of only -inf gives -inf - -inf = NaN later, as torch does.
+    """
+    cols = tl.arange(0, BLOCK)
+    m = tl.full([BLOCK], -float("inf"), tl.float32)
+    s = tl.zeros([BLOCK], tl.float32)
+    for start in range(0, n_cols, BLOCK):
+        x = tl.load(x_row + start + cols, mask=start + cols < n_cols, other=-float("inf")).to(tl.float32)
+        m_new = tl.maximum(m, x)
+        s = tl.where(m_new > -float("inf"), s * tl.exp(m - m_new) + tl.exp(x - m_new), 0.0)
+        m = m_new
+    row_max = tl.max(m, 0)
+    return row_max + tl.log(tl.sum(s * tl.exp(m - row_max), 0))
+
+
+@triton.jit
 def _softmax_kernel(x_ptr, out_ptr, n_cols, x_row_stride, out_row_stride,
-                    BLOCK: tl.constexpr, ONE_TILE: tl.constexpr):
+                    LOG: tl.constexpr, BLOCK: tl.constexpr, ONE_TILE: tl.constexpr):
+    """softmax (LOG=False) or log_softmax (LOG=True) of one row per program."""
     row = tl.program_id(0).to(tl.int64)
     x_row = x_ptr + row * x_row_stride
     out_row = out_ptr + row * out_row_stride
     cols = tl.arange(0, BLOCK)
-    if ONE_TILE:
+    if ONE_TILE:  # the row stays in registers: one read
         mask = cols < n_cols
         x = tl.load(x_row + cols, mask=mask, other=-float("inf")).to(tl.float32)
-        e = tl.exp(x - tl.max(x, 0))
-        tl.store(out_row + cols, (e / tl.sum(e, 0)).to(out_ptr.dtype.element_ty), mask=mask)
-    else:
-        # Online pass: a running max and a sum rescaled to it, per lane; lanes that saw only -inf keep 0.
-        m = tl.full([BLOCK], -float("inf"), tl.float32)
-        s = tl.zeros([BLOCK], tl.float32)
+        shifted = x - tl.max(x, 0)
+        e = tl.exp(shifted)
+        if LOG:
+            y = shifted - tl.log(tl.sum(e, 0))
+        else:
+            y = e / tl.sum(e, 0)
+        tl.store(out_row + cols, y.to(out_ptr.dtype.element_ty), mask=mask)
+    else:  # long rows: an online pass for the log-sum-exp, then a second read to write
+        lse = row_logsumexp(x_row, n_cols, BLOCK)
         for start in range(0, n_cols, BLOCK):
             mask = start + cols < n_cols
             x = tl.load(x_row + start + cols, mask=mask, other=-float("inf")).to(tl.float32)
-            m_new = tl.maximum(m, x)
-            seen = m_new > -float("inf")
-            s = tl.where(seen, s * tl.exp(m - m_new) + tl.exp(x - m_new), 0.0)
-            m = m_new
-        row_max = tl.max(m, 0)
-        total = tl.sum(s * tl.exp(m - row_max), 0)
-        for start in range(0, n_cols, BLOCK):
-            mask = start + cols < n_cols
-            x = tl.load(x_row + start + cols, mask=mask, other=-float("inf")).to(tl.float32)
-            y = tl.exp(x - row_max) / total
+            if LOG:
+                y = x - lse
+            else:
+                y = tl.exp(x - lse)
             tl.store(out_row + start + cols, y.to(out_ptr.dtype.element_ty), mask=mask)
 
 
@@ -58,18 +74,23 @@ def finish(out: torch.Tensor, x: torch.Tensor, dim: int) -> torch.Tensor:
     return out.movedim(-1, dim) if x.dim() else out
 
 
-def softmax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
+def softmax_rows(x: torch.Tensor, dim: int, log: bool) -> torch.Tensor:
+    """softmax or log_softmax of `x` along `dim` (the generic launcher both ops use)."""
     out, rows = prepare(x, dim)
     if rows is not None:
         n_rows, n = rows.shape
         block, one_tile = _rows.tile(n)
         launch(_softmax_kernel, (n_rows,), rows, out, n, rows.stride(0), n,
-               BLOCK=block, ONE_TILE=one_tile, num_warps=_rows.row_warps(block))
+               LOG=log, BLOCK=block, ONE_TILE=one_tile, num_warps=_rows.row_warps(block))
     return finish(out, x, dim)
 
 
-def _aten_softmax(impl, self, dim, half_to_float):
-    """aten::_softmax(self, dim, half_to_float): the kernel keeps the input dtype."""
+def softmax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    return softmax_rows(x, dim, log=False)
+
+
+def aten_adapter(impl, self, dim, half_to_float):
+    """aten::_softmax / aten::_log_softmax(self, dim, half_to_float): the kernel keeps the input dtype."""
     if half_to_float:
         raise Unsupported("half_to_float=True (fp16 in, fp32 out) is not implemented")
     return impl(self, dim)
@@ -121,5 +142,5 @@ SPEC = register(OpSpec(
     cases=_cases(),
     cost=_cost,
     aten=("aten::_softmax",),
-    aten_impls={"aten::_softmax": _aten_softmax},
+    aten_impls={"aten::_softmax": aten_adapter},
 ))
