@@ -154,7 +154,7 @@ def describe(kernel, args: tuple, kwargs: dict, grid) -> Launch:
         _signatures[fn] = inspect.signature(fn).parameters
     params = _signatures[fn]
     bound: dict[str, Any] = {}
-    for (name, param), value in zip(params.items(), args):
+    for name, value in zip(params, args):
         bound[name] = value
     for name, param in params.items():
         if name not in bound:

@@ -34,9 +34,9 @@ def _unary_kernel(x_ptr, out_ptr, n, s1, s2, s3, xs0, xs1, xs2, xs3,
 
 
 @triton.jit
-def _binary_kernel(a_ptr, b_ptr, out_ptr, n, s1, s2, s3, as0, as1, as2, as3, bs0, bs1, bs2, bs3, b_scalar, b_scale,
-                   FN: tl.constexpr, CONTIGUOUS: tl.constexpr, B_SCALAR: tl.constexpr, SCALE_B: tl.constexpr,
-                   BLOCK: tl.constexpr):
+def _binary_kernel(a_ptr, b_ptr, out_ptr, n, s1, s2, s3, as0, as1, as2, as3, bs0, bs1, bs2, bs3,
+                   b_scalar, b_scale, FN: tl.constexpr, CONTIGUOUS: tl.constexpr, B_SCALAR: tl.constexpr,
+                   SCALE_B: tl.constexpr, BLOCK: tl.constexpr):
     if B_SCALAR:  # a Python number passed by value, made a block once per program
         b_block = tl.full([BLOCK], b_scalar, tl.float32)
         if SCALE_B:
@@ -73,8 +73,8 @@ def unary(fn, x: torch.Tensor, name: str = "x") -> torch.Tensor:
     if n == 0:
         return out
     programs, block = _grid(n, x.element_size())  # live tile: the loaded x
-    launch(_unary_kernel, (programs,), x, out, n, *sizes, *x_strides, FN=fn, CONTIGUOUS=contiguous, BLOCK=block,
-           num_warps=sizing.NUM_WARPS)
+    launch(_unary_kernel, (programs,), x, out, n, *sizes, *x_strides, FN=fn, CONTIGUOUS=contiguous,
+           BLOCK=block, num_warps=sizing.NUM_WARPS)
     return out
 
 

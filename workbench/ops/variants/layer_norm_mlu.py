@@ -73,7 +73,8 @@ def layer_norm(x: torch.Tensor, normalized_shape, weight: torch.Tensor | None = 
     # live tiles: x, weight and bias rows; streamed: two fp32 accumulators, three x load sites, params
     t = row_tiles(n_rows, n, one_tile_bytes=el + params, streamed_bytes=8 + 3 * el + params)
     launch(
-        _layer_norm_kernel, (t.programs,), rows, weight if weight is not None else rows, bias if bias is not None else rows, out, n_rows, n,
+        _layer_norm_kernel, (t.programs,),
+        rows, weight if weight is not None else rows, bias if bias is not None else rows, out, n_rows, n,
         rows.stride(0), float(eps), HAS_WEIGHT=weight is not None, HAS_BIAS=bias is not None,
         BLOCK_R=t.block_r, BLOCK_C=t.block_c, ONE_TILE=t.one_tile, num_warps=sizing.NUM_WARPS,
     )

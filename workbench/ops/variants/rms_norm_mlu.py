@@ -57,7 +57,8 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor | None = None, eps: float = 1
     # live tiles: x and the weight row; streamed: the fp32 accumulator, two x load sites and the weight
     t = row_tiles(n_rows, n, one_tile_bytes=el + w_el, streamed_bytes=4 + 2 * el + w_el)
     launch(
-        _rms_norm_kernel, (t.programs,), rows, weight if weight is not None else rows, out, n_rows, n, rows.stride(0), float(eps),
+        _rms_norm_kernel, (t.programs,),
+        rows, weight if weight is not None else rows, out, n_rows, n, rows.stride(0), float(eps),
         HAS_WEIGHT=weight is not None, BLOCK_R=t.block_r, BLOCK_C=t.block_c, ONE_TILE=t.one_tile,
         num_warps=sizing.NUM_WARPS,
     )
