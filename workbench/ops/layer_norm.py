@@ -14,6 +14,34 @@ from .spec import Cost, OpSpec, nbytes, register
 
 
 @triton.jit
+def layer_norm_long_row(x_row, w_ptr, b_ptr, out_row, n_cols, eps,
+                        HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr, BLOCK: tl.constexpr):
+    """One row too long for one tile: mean, then variance of centred values (no cancellation), then write.
+
+    Shared by the generic kernel and the MLU-style variant."""
+    cols = tl.arange(0, BLOCK)
+    total = tl.zeros([BLOCK], tl.float32)
+    for start in range(0, n_cols, BLOCK):
+        total += tl.load(x_row + start + cols, mask=start + cols < n_cols, other=0.0).to(tl.float32)
+    mean = tl.sum(total, 0) / n_cols
+    sq = tl.zeros([BLOCK], tl.float32)
+    for start in range(0, n_cols, BLOCK):
+        mask = start + cols < n_cols
+        x = tl.load(x_row + start + cols, mask=mask, other=0.0).to(tl.float32)
+        xc = tl.where(mask, x - mean, 0.0)
+        sq += xc * xc
+    rstd = tl.math.rsqrt(tl.sum(sq, 0) / n_cols + eps)
+    for start in range(0, n_cols, BLOCK):
+        mask = start + cols < n_cols
+        y = (tl.load(x_row + start + cols, mask=mask, other=0.0).to(tl.float32) - mean) * rstd
+        if HAS_WEIGHT:
+            y = y * tl.load(w_ptr + start + cols, mask=mask, other=0.0).to(tl.float32)
+        if HAS_BIAS:
+            y = y + tl.load(b_ptr + start + cols, mask=mask, other=0.0).to(tl.float32)
+        tl.store(out_row + start + cols, y.to(out_row.dtype.element_ty), mask=mask)
+
+
+@triton.jit
 def _layer_norm_kernel(x_ptr, w_ptr, b_ptr, out_ptr, n_cols, x_row_stride, eps,
                        HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr,
                        BLOCK: tl.constexpr, ONE_TILE: tl.constexpr):
@@ -34,25 +62,7 @@ def _layer_norm_kernel(x_ptr, w_ptr, b_ptr, out_ptr, n_cols, x_row_stride, eps,
             y = y + tl.load(b_ptr + cols, mask=mask, other=0.0).to(tl.float32)
         tl.store(out_row + cols, y.to(out_ptr.dtype.element_ty), mask=mask)
     else:
-        total = tl.zeros([BLOCK], tl.float32)
-        for start in range(0, n_cols, BLOCK):
-            total += tl.load(x_row + start + cols, mask=start + cols < n_cols, other=0.0).to(tl.float32)
-        mean = tl.sum(total, 0) / n_cols
-        sq = tl.zeros([BLOCK], tl.float32)
-        for start in range(0, n_cols, BLOCK):  # second pass on centred values: no cancellation
-            mask = start + cols < n_cols
-            x = tl.load(x_row + start + cols, mask=mask, other=0.0).to(tl.float32)
-            xc = tl.where(mask, x - mean, 0.0)
-            sq += xc * xc
-        rstd = tl.math.rsqrt(tl.sum(sq, 0) / n_cols + eps)
-        for start in range(0, n_cols, BLOCK):
-            mask = start + cols < n_cols
-            y = (tl.load(x_row + start + cols, mask=mask, other=0.0).to(tl.float32) - mean) * rstd
-            if HAS_WEIGHT:
-                y = y * tl.load(w_ptr + start + cols, mask=mask, other=0.0).to(tl.float32)
-            if HAS_BIAS:
-                y = y + tl.load(b_ptr + start + cols, mask=mask, other=0.0).to(tl.float32)
-            tl.store(out_row + start + cols, y.to(out_ptr.dtype.element_ty), mask=mask)
+        layer_norm_long_row(x_row, w_ptr, b_ptr, out_row, n_cols, eps, HAS_WEIGHT, HAS_BIAS, BLOCK)
 
 
 def prepare(x: torch.Tensor, normalized_shape, weight: torch.Tensor | None,

@@ -4,7 +4,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ..layer_norm import SPEC, prepare
+from ..layer_norm import SPEC, layer_norm_long_row, prepare
 from .._launch import launch
 from .._mlu import sizing
 from .._mlu.rows import row_tiles
@@ -39,27 +39,8 @@ def _layer_norm_kernel(x_ptr, w_ptr, b_ptr, out_ptr, n_rows, n_cols, x_row_strid
             tl.store(out_ptrs, y.to(out_ptr.dtype.element_ty), mask=mask)
     else:
         for row in range(pid.to(tl.int64), n_rows, nprog):
-            x_row = x_ptr + row * x_row_stride
-            out_row = out_ptr + row * n_cols
-            total = tl.zeros([BLOCK_C], tl.float32)
-            for start in range(0, n_cols, BLOCK_C):
-                total += tl.load(x_row + start + cols, mask=start + cols < n_cols, other=0.0).to(tl.float32)
-            mean = tl.sum(total, 0) / n_cols
-            sq = tl.zeros([BLOCK_C], tl.float32)
-            for start in range(0, n_cols, BLOCK_C):  # second pass on centred values: no cancellation
-                mask = start + cols < n_cols
-                x = tl.load(x_row + start + cols, mask=mask, other=0.0).to(tl.float32)
-                xc = tl.where(mask, x - mean, 0.0)
-                sq += xc * xc
-            rstd = tl.math.rsqrt(tl.sum(sq, 0) / n_cols + eps)
-            for start in range(0, n_cols, BLOCK_C):
-                mask = start + cols < n_cols
-                y = (tl.load(x_row + start + cols, mask=mask, other=0.0).to(tl.float32) - mean) * rstd
-                if HAS_WEIGHT:
-                    y = y * tl.load(w_ptr + start + cols, mask=mask, other=0.0).to(tl.float32)
-                if HAS_BIAS:
-                    y = y + tl.load(b_ptr + start + cols, mask=mask, other=0.0).to(tl.float32)
-                tl.store(out_row + start + cols, y.to(out_ptr.dtype.element_ty), mask=mask)
+            layer_norm_long_row(x_ptr + row * x_row_stride, w_ptr, b_ptr, out_ptr + row * n_cols, n_cols, eps,
+                                HAS_WEIGHT, HAS_BIAS, BLOCK_C)
 
 
 def layer_norm(x: torch.Tensor, normalized_shape, weight: torch.Tensor | None = None,
