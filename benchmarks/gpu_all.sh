@@ -24,11 +24,9 @@ for phase in $phases; do
       wait ;;
     comm)
       OUT=$R/comm bash benchmarks/comm_bench.sh > "$R/comm.log" 2>&1; echo "comm rc=$?" ;;
-    tune)  # host overhead per launch path and the launch-config sweep; every op checked on cuda meanwhile
-      ( step 0 150 host_overhead env WORKBENCH_AUTOTUNE=0 python3 benchmarks/host_overhead.py --out "$R/host"
-        step 0 220 tune python3 benchmarks/tune_sweep.py --out "$R/tune" ) &
-      ( step 1 150 check python3 -m workbench.cli check --cases quick,edge,llm --no-progress --csv "$R/check_cuda.csv"
-        step 1 230 model python3 benchmarks/qwen3_model.py --out "$R/model" ) &
+    tune)  # host overhead per launch path (GPU 0) and the launch-config sweep (GPU 1)
+      step 0 280 host_overhead env WORKBENCH_AUTOTUNE=0 python3 benchmarks/host_overhead.py --out "$R/host" &
+      step 1 280 tune python3 benchmarks/tune_sweep.py --out "$R/tune" &
       wait ;;
     phase2)
       step 0 150 attention python3 benchmarks/attention_check.py --out "$R/attention" &

@@ -38,8 +38,8 @@ def smallest_llm_case(spec):
     return best[1:]
 
 
-def measure(mode: str, ops: list[str]) -> list[dict]:
-    """Runs in a child process with WORKBENCH_FAST_LAUNCH set for `mode`."""
+def measure(mode: str, ops: list[str], log: Path) -> None:
+    """Runs in a child process with WORKBENCH_FAST_LAUNCH set for `mode`; appends a JSON line per op to log."""
     import torch
 
     from workbench import backends
@@ -47,7 +47,6 @@ def measure(mode: str, ops: list[str]) -> list[dict]:
     from workbench.profiling.correctness import verify
     from workbench.profiling.timing import host_time_us
 
-    rows = []
     for op in ops:
         spec = REGISTRY[op]
         case, args, kwargs = smallest_llm_case(spec)
@@ -57,12 +56,14 @@ def measure(mode: str, ops: list[str]) -> list[dict]:
             with torch.inference_mode():
                 fn(*args, **kwargs)  # compiles; the next call is the first on the cached path
                 row["passed"] = bool(verify(spec, fn, case, torch.bfloat16, args, kwargs)["passed"])
-                row["native_us"] = host_time_us(lambda: spec.reference(*args, **kwargs))
-                row["workbench_us"] = host_time_us(lambda: fn(*args, **kwargs))
+                row["native_us"] = host_time_us(lambda: spec.reference(*args, **kwargs), calls=500, repeats=3)
+                row["workbench_us"] = host_time_us(lambda: fn(*args, **kwargs), calls=500, repeats=3)
         except Exception as e:  # noqa: BLE001 - a row per op, whatever happens
             row["error"] = f"{type(e).__name__}: {e}"[:300]
-        rows.append(row)
-    return rows
+        with open(log, "a") as f:  # row by row: a run cut short keeps what it measured
+            f.write(json.dumps(row) + "\n")
+        print(f"{mode:7s} {op:30s} {row.get('native_us', 0):6.1f} {row.get('workbench_us', 0):6.1f} us "
+              f"{row.get('error', '')}", file=sys.stderr, flush=True)
 
 
 def main() -> None:
@@ -71,8 +72,9 @@ def main() -> None:
     parser.add_argument("--ops", nargs="*", default=None)
     parser.add_argument("--child", choices=list(MODES), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    log = args.out / "host_overhead_rows.jsonl"
     if args.child:
-        print(json.dumps(measure(args.child, args.ops)))
+        measure(args.child, args.ops, log)
         return
 
     import pandas as pd
@@ -81,20 +83,18 @@ def main() -> None:
     from workbench.profiling.meta import run_metadata
 
     ops = args.ops or sorted(REGISTRY)
-    frames = []
-    for mode, env_value in MODES.items():
-        env = dict(os.environ, WORKBENCH_FAST_LAUNCH=env_value)
-        out = subprocess.run([sys.executable, __file__, "--out", str(args.out), "--child", mode, "--ops", *ops],
-                             env=env, capture_output=True, text=True, check=False)
-        if out.returncode != 0:
-            print(out.stderr[-3000:], file=sys.stderr)
-            raise SystemExit(f"mode {mode} failed")
-        frames.append(pd.DataFrame(json.loads(out.stdout.strip().splitlines()[-1])))
-    df = pd.concat(frames, ignore_index=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    log.unlink(missing_ok=True)
+    for mode in ("direct", "cached", "triton"):  # the default path first
+        env = dict(os.environ, WORKBENCH_FAST_LAUNCH=MODES[mode])
+        child = subprocess.run([sys.executable, __file__, "--out", str(args.out), "--child", mode, "--ops", *ops],
+                               env=env, check=False)
+        if child.returncode != 0:
+            raise SystemExit(f"mode {mode} failed with exit status {child.returncode}")
+    df = pd.DataFrame([json.loads(line) for line in log.read_text().splitlines()])
     df["overhead_us"] = df["workbench_us"] - df["native_us"]
     meta = run_metadata()
     df = df.assign(**{k: meta[k] for k in ("device", "torch", "triton", "commit")})
-    args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"host_overhead_{meta['device'].replace(' ', '-').lower()}.csv"
     df.to_csv(path, index=False)
     table = df.pivot_table(index=["op", "case"], columns="mode", values="overhead_us")

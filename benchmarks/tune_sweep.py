@@ -12,38 +12,44 @@ Writes tune_sweep_<device>.csv and prints, per kernel and shape, the default and
 from __future__ import annotations
 
 import argparse
+import importlib
 from pathlib import Path
 
 import pandas as pd
 import torch
-import triton
 
-from workbench.ops import _elementwise, _rows, exp, gelu, rms_norm
+from workbench import backends  # before triton: it picks the interpreter or compiled mode
+from workbench.ops import _elementwise, _rows
 from workbench.ops._launch import launch
 from workbench.profiling.meta import run_metadata
 from workbench.profiling.timing import kernel_time
 
+import triton  # noqa: E402
+
 DT = torch.bfloat16
+DEVICE = backends.active().device()
+add_op, exp_op, gelu_op, rms_norm_op = (importlib.import_module(f"workbench.ops.{name}")
+                                        for name in ("add", "exp", "gelu", "rms_norm"))
 
 
 def ms(fn) -> float:
-    return kernel_time(fn, rep_ms=30.0).median_ms
+    return kernel_time(fn, rep_ms=30.0).ms
 
 
 def copy_ms(nbytes: int) -> float:
     """A device copy reading and writing nbytes / 2 each: the same traffic as the kernel."""
-    src = torch.empty(nbytes // 4, dtype=torch.int16, device="cuda")
+    src = torch.empty(nbytes // 4, dtype=torch.int16, device=DEVICE)
     dst = torch.empty_like(src)
     return ms(lambda: dst.copy_(src))
 
 
 def elementwise_rows(shape) -> list[dict]:
-    x = torch.randn(shape, device="cuda", dtype=DT)
-    y = torch.randn(shape, device="cuda", dtype=DT)
+    x = torch.randn(shape, device=DEVICE, dtype=DT)
+    y = torch.randn(shape, device=DEVICE, dtype=DT)
     out = torch.empty_like(x)
     n = x.numel()
     sizes, strides = [1, 1, 1], [0, 0, 0, 1]
-    kernels = {"exp": (exp._exp, 2), "gelu_erf": (gelu._gelu_erf, 2), "add": (None, 3)}
+    kernels = {"exp": (exp_op._exp, 2), "gelu_erf": (gelu_op._gelu_erf, 2), "add": (add_op._add, 3)}
     rows = []
     for name, (fn, tensors) in kernels.items():
         nbytes = tensors * n * x.element_size()
@@ -52,9 +58,9 @@ def elementwise_rows(shape) -> list[dict]:
         for block in (1024, 2048, 4096, 8192):
             for warps in (4, 8, 16):
                 grid = (triton.cdiv(n, block),)
-                if fn is None:
+                if tensors == 3:
                     call = lambda: launch(_elementwise._binary_kernel, grid, x, y, out, n, *sizes, *strides,  # noqa: E731
-                                          *strides, 0.0, 1.0, FN=_add_fn(), CONTIGUOUS=True, B_SCALAR=False,
+                                          *strides, 0.0, 1.0, FN=fn, CONTIGUOUS=True, B_SCALAR=False,
                                           SCALE_B=False, BLOCK=block, num_warps=warps)
                 else:
                     call = lambda: launch(_elementwise._unary_kernel, grid, x, out, n, *sizes, *strides,  # noqa: E731
@@ -65,16 +71,10 @@ def elementwise_rows(shape) -> list[dict]:
     return rows
 
 
-def _add_fn():
-    from workbench.ops import add
-
-    return add._add
-
-
 def rms_norm_rows(shape) -> list[dict]:
     n_rows, n = shape
-    x = torch.randn(shape, device="cuda", dtype=DT)
-    w = torch.randn(n, device="cuda", dtype=DT)
+    x = torch.randn(shape, device=DEVICE, dtype=DT)
+    w = torch.randn(n, device=DEVICE, dtype=DT)
     out = torch.empty_like(x)
     nbytes = 2 * x.numel() * x.element_size() + w.numel() * w.element_size()
     block, one_tile = _rows.tile(n)
@@ -88,7 +88,7 @@ def rms_norm_rows(shape) -> list[dict]:
             continue
         for warps in (1, 2, 4, 8, 16):
             grid = (triton.cdiv(n_rows, block_r),)
-            call = lambda: launch(rms_norm._rms_norm_kernel, grid, x, w, out, n_rows, n, n, 1e-6,  # noqa: E731
+            call = lambda: launch(rms_norm_op._rms_norm_kernel, grid, x, w, out, n_rows, n, n, 1e-6,  # noqa: E731
                                   HAS_WEIGHT=True, BLOCK_R=block_r, BLOCK=block, ONE_TILE=one_tile,
                                   num_warps=warps)
             default = block_r == default_r and warps == _rows.row_warps(block_r * block)
