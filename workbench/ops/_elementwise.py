@@ -14,7 +14,7 @@ import triton.language as tl
 
 from workbench import backends
 
-from ._common import as_tensor_operand, check_same_device, check_tensor, new_output
+from ._common import as_tensor_operand, check_same_device, check_tensor, new_output, new_output_as
 from ._launch import launch
 from ._shapes import broadcast, cdiv
 from .spec import Case, Cost, nbytes, randn
@@ -131,7 +131,7 @@ def prepare_unary(x: torch.Tensor, name: str = "x"):
     """Validate `x`, allocate the output and lay `x` out: (out, x, sizes, x_strides, contiguous).
     Shared by every unary launcher (this generic one, the MLU-style one in ops/_mlu)."""
     check_tensor(name, x)
-    out = new_output(x.shape, x.dtype, x.device)
+    out = new_output_as(x)
     if x.numel() == 0 or x.is_contiguous():
         sizes, strides, contiguous = _FLAT
     else:
@@ -161,22 +161,21 @@ def prepare_binary(a: torch.Tensor, b, names=("input", "other")):
     """
     check_tensor(names[0], a)
     if isinstance(b, (int, float)) and not isinstance(b, bool):
-        out = new_output(a.shape, a.dtype, a.device)  # a float tensor with a Python number keeps its dtype
+        out = new_output_as(a)  # a float tensor with a Python number keeps its dtype
         operands, b_scalar = [a], float(b)
     else:
         b = as_tensor_operand(names[1], b, a)
         check_tensor(names[1], b)
-        if b.dim() > 0:
+        if b.dim() > 0 and b.device != a.device:
             check_same_device(**{names[0]: a, names[1]: b})
-        if a.shape == b.shape:
-            shape = a.shape
+        if a.shape == b.shape and a.dtype == b.dtype:  # the common case, allocated the cheap way
+            out = new_output_as(a)
         else:
-            try:
-                shape = torch.broadcast_shapes(a.shape, b.shape)
-            except RuntimeError:
+            shape = broadcast(a.shape, b.shape)
+            if shape is None:
                 raise ValueError(f"{names[1]}: shape {tuple(b.shape)} does not broadcast with "
-                                 f"{names[0]} shape {tuple(a.shape)}") from None
-        out = new_output(shape, torch.result_type(a, b), a.device)
+                                 f"{names[0]} shape {tuple(a.shape)}")
+            out = new_output(shape, torch.result_type(a, b), a.device)
         operands, b_scalar = [a, b], None
     if out.numel() == 0 or all(t.shape == out.shape and t.is_contiguous() for t in operands):
         sizes, strides, contiguous = _FLAT

@@ -12,7 +12,7 @@ import triton
 import triton.language as tl
 
 from . import _rows
-from ._common import check_dtype_match, check_same_device, check_tensor, new_output
+from ._common import check_dtype_match, check_same_device, check_tensor, new_output_as
 from ._launch import launch
 from .rms_norm import check_norm_param
 from .spec import Case, Cost, OpSpec, nbytes, randn, register
@@ -72,8 +72,7 @@ def add_rms_norm(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor |
     if residual.shape != x.shape:
         raise ValueError(f"residual: expected shape {tuple(x.shape)} like x, got {tuple(residual.shape)}")
     check_norm_param("weight", weight, x)
-    out = new_output(x.shape, x.dtype, x.device)
-    total = new_output(x.shape, x.dtype, x.device)
+    out, total = new_output_as(x), new_output_as(x)
     if x.numel() == 0:
         return out, total
     rows, res_rows = _rows.as_rows(x), _rows.as_rows(residual)

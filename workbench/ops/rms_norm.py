@@ -5,9 +5,10 @@ import triton
 import triton.language as tl
 
 from . import _rows
-from ._common import check_same_device, check_tensor, new_output
+from ._common import check_same_device, check_tensor, new_output_as
 from ._launch import launch
 from ._norm_cases import norm_cases
+from ._shapes import cdiv
 from .spec import Cost, OpSpec, Unsupported, nbytes, register
 
 
@@ -58,7 +59,7 @@ def prepare(x: torch.Tensor, weight: torch.Tensor | None) -> tuple[torch.Tensor,
     if x.dim() == 0:
         raise ValueError("x: expected at least 1 dim, got a 0-dim tensor")
     check_norm_param("weight", weight, x)
-    out = new_output(x.shape, x.dtype, x.device)  # torch keeps x's dtype, even with fp32 weights
+    out = new_output_as(x)  # torch keeps x's dtype, even with fp32 weights
     return out, (_rows.as_rows(x) if x.numel() else None)
 
 
@@ -69,7 +70,7 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor | None = None, eps: float = 1
     n_rows, n = rows.shape
     block, one_tile = _rows.tile(n)
     block_r = _rows.rows_per_program(n_rows, block) if one_tile else 1
-    launch(_rms_norm_kernel, (triton.cdiv(n_rows, block_r),), rows, weight if weight is not None else rows, out,
+    launch(_rms_norm_kernel, (cdiv(n_rows, block_r),), rows, weight if weight is not None else rows, out,
            n_rows, n, rows.stride(0), float(eps), HAS_WEIGHT=weight is not None, BLOCK_R=block_r, BLOCK=block,
            ONE_TILE=one_tile, num_warps=_rows.row_warps(block_r * block))
     return out

@@ -13,7 +13,7 @@ import triton.language as tl
 
 from workbench import backends
 
-from ._common import check_dtype_match, check_same_device, check_tensor, new_output
+from ._common import check_dtype_match, check_same_device, check_tensor, new_output_as
 from ._elementwise import _merge_dims
 from ._launch import launch
 from ._shapes import broadcast, cdiv, next_pow2
@@ -105,8 +105,7 @@ def rope(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
             raise ValueError(f"cos: shape {tuple(cos_u.shape)} (after unsqueeze({unsqueeze_dim})) does not "
                              f"broadcast to {x_name}'s {tuple(x.shape)}")
     dtype = torch.promote_types(q.dtype, cos.dtype)
-    q_out = new_output(q.shape, dtype, q.device)
-    k_out = new_output(k.shape, dtype, k.device)
+    q_out, k_out = new_output_as(q, dtype), new_output_as(k, dtype)
     if q.numel() == 0 and k.numel() == 0:
         return q_out, k_out
     half = q.shape[-1] // 2
