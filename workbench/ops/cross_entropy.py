@@ -2,9 +2,10 @@
 
 Each row's log-sum-exp is computed online in fp32 by softmax's pass (`row_logsumexp_and_sum`, which
 also sums the row for label smoothing; vocabularies up to 151936 never leave fp32), the target logit
-is read directly, and a second small kernel reduces the per-row losses (mean over rows whose target is not ignore_index, or sum). Supports (N, C) / (C,) / (N, C, d1, ...) inputs,
-ignore_index and label_smoothing; no class weights. A target outside [0, C) that is not ignore_index
-gives a NaN loss (torch raises; checking would cost a device sync).
+is read directly, and a second small kernel reduces the per-row losses (mean over rows whose target
+is not ignore_index, or sum). Supports (N, C) / (C,) / (N, C, d1, ...) inputs, ignore_index and
+label_smoothing; no class weights. A target outside [0, C) that is not ignore_index gives a NaN loss
+(torch raises; checking would cost a device sync).
 """
 
 from __future__ import annotations

@@ -110,8 +110,8 @@ def _topk_chunk_kernel(x_ptr, v_ptr, i_ptr, part_ptr, n_cols, x_row_stride, chun
 def _topk_merge_kernel(x_ptr, v_ptr, i_ptr, part_ptr, x_row_stride, n_keys, k,
                        BLOCK: tl.constexpr, BLOCK_K: tl.constexpr):
     row = tl.program_id(0).to(tl.int64)
-    topk_merge_row(x_ptr + row * x_row_stride, v_ptr + row * k, i_ptr + row * k, part_ptr + row * n_keys, n_keys,
-                   k, BLOCK, BLOCK_K)
+    topk_merge_row(x_ptr + row * x_row_stride, v_ptr + row * k, i_ptr + row * k, part_ptr + row * n_keys,
+                   n_keys, k, BLOCK, BLOCK_K)
 
 
 def prepare(x: torch.Tensor, k: int, dim: int):

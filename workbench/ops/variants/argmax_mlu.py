@@ -16,7 +16,8 @@ from .._mlu.rows import split_rows
 @triton.jit
 def _argmax_kernel(x_ptr, out_ptr, part_v_ptr, part_i_ptr, n_items, n_cols, x_row_stride, chunks, chunk,
                    SINGLE: tl.constexpr, BLOCK: tl.constexpr):
-    for item in range(tl.program_id(0).to(tl.int64), n_items, tl.num_programs(0)):  # item = row * chunks + chunk
+    # item = row * chunks + chunk
+    for item in range(tl.program_id(0).to(tl.int64), n_items, tl.num_programs(0)):
         row = item // chunks
         lo = (item % chunks) * chunk
         value, idx = chunk_winner(x_ptr + row * x_row_stride, lo, tl.minimum(lo + chunk, n_cols), BLOCK)
@@ -53,8 +54,8 @@ def argmax(x: torch.Tensor, dim: int | None = None, keepdim: bool = False) -> to
         return out
     part_v = torch.empty(items, dtype=torch.float32, device=x.device)
     part_i = torch.empty(items, dtype=torch.int64, device=x.device)
-    launch(_argmax_kernel, (sizing.programs(items),), rows, out, part_v, part_i, items, n, rows.stride(0), chunks,
-           chunk, SINGLE=False, BLOCK=block, num_warps=sizing.NUM_WARPS)
+    launch(_argmax_kernel, (sizing.programs(items),), rows, out, part_v, part_i, items, n, rows.stride(0),
+           chunks, chunk, SINGLE=False, BLOCK=block, num_warps=sizing.NUM_WARPS)
     launch(_merge_kernel, (sizing.programs(n_rows),), part_v, part_i, out, n_rows, chunks,
            BLOCK_C=triton.next_power_of_2(chunks), num_warps=sizing.NUM_WARPS)
     return out

@@ -15,7 +15,8 @@ from .._mlu import sizing
 def _row_loss_kernel(x_ptr, t_ptr, loss_ptr, n_rows, n_cols, x_row_stride, ignore_index, smoothing,
                      SMOOTH: tl.constexpr, BLOCK: tl.constexpr):
     for row in range(tl.program_id(0).to(tl.int64), n_rows, tl.num_programs(0)):
-        loss = row_loss(x_ptr + row * x_row_stride, t_ptr, row, n_cols, ignore_index, smoothing, SMOOTH, BLOCK)
+        loss = row_loss(x_ptr + row * x_row_stride, t_ptr, row, n_cols, ignore_index, smoothing, SMOOTH,
+                        BLOCK)
         tl.store(loss_ptr + row, loss.to(loss_ptr.dtype.element_ty))
 
 

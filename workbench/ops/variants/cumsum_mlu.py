@@ -24,8 +24,8 @@ MAX_BLOCK_I = 256
 def _rows_kernel(x_ptr, out_ptr, sums_ptr, n_items, n_cols, x_row_stride, chunks, chunk,
                  PASS: tl.constexpr, BLOCK: tl.constexpr, BLOCK_C: tl.constexpr):
     for item in range(tl.program_id(0).to(tl.int64), n_items, tl.num_programs(0)):  # row * chunks + chunk
-        cumsum_row_chunk(x_ptr, out_ptr, sums_ptr, item // chunks, item % chunks, chunks, n_cols, x_row_stride,
-                         chunk, PASS, BLOCK, BLOCK_C)
+        cumsum_row_chunk(x_ptr, out_ptr, sums_ptr, item // chunks, item % chunks, chunks, n_cols,
+                         x_row_stride, chunk, PASS, BLOCK, BLOCK_C)
 
 
 @triton.jit
@@ -33,8 +33,8 @@ def _cols_kernel(x_ptr, out_ptr, sums_ptr, n_items, n, inner, col_blocks, chunks
                  PASS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_I: tl.constexpr):
     for item in range(tl.program_id(0).to(tl.int64), n_items, tl.num_programs(0)):
         tile = item // chunks  # item = (o * col_blocks + column block) * chunks + chunk
-        cumsum_cols_chunk(x_ptr, out_ptr, sums_ptr, tile // col_blocks, tile % col_blocks, item % chunks, chunks,
-                          n, inner, chunk, PASS, BLOCK_N, BLOCK_I)
+        cumsum_cols_chunk(x_ptr, out_ptr, sums_ptr, tile // col_blocks, tile % col_blocks, item % chunks,
+                          chunks, n, inner, chunk, PASS, BLOCK_N, BLOCK_I)
 
 
 def cumsum(x: torch.Tensor, dim: int, *, dtype: torch.dtype | None = None) -> torch.Tensor:
@@ -65,8 +65,8 @@ def cumsum(x: torch.Tensor, dim: int, *, dtype: torch.dtype | None = None) -> to
     items = outer * col_blocks * chunks
     sums = torch.empty(outer * chunks * inner if chunks > 1 else 1, dtype=torch.float32, device=x.device)
     for step in ((1, 2) if chunks > 1 else (0,)):
-        launch(_cols_kernel, (sizing.programs(items),), xc, out, sums, items, n, inner, col_blocks, chunks, chunk,
-               PASS=step, BLOCK_N=block_n, BLOCK_I=block_i, num_warps=sizing.NUM_WARPS)
+        launch(_cols_kernel, (sizing.programs(items),), xc, out, sums, items, n, inner, col_blocks, chunks,
+               chunk, PASS=step, BLOCK_N=block_n, BLOCK_I=block_i, num_warps=sizing.NUM_WARPS)
     return out
 
 

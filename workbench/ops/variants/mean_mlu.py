@@ -7,7 +7,8 @@ from ..mean import SPEC
 from .._mlu.reduce import reduce_sum
 
 
-def mean(x: torch.Tensor, dim=None, keepdim: bool = False, *, dtype: torch.dtype | None = None) -> torch.Tensor:
+def mean(x: torch.Tensor, dim=None, keepdim: bool = False, *,
+         dtype: torch.dtype | None = None) -> torch.Tensor:
     return reduce_sum(x, dim, keepdim, dtype, mean=True)
 
 

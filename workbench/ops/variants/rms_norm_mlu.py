@@ -29,7 +29,8 @@ def _rms_norm_kernel(x_ptr, r_ptr, w_ptr, out_ptr, sum_ptr, n_rows, n_cols, x_ro
         for first in range(pid.to(tl.int64) * BLOCK_R, n_rows, nprog * BLOCK_R):
             rows = first + tl.arange(0, BLOCK_R)
             mask = (rows < n_rows)[:, None] & col_ok[None, :]
-            x = tl.load(x_ptr + rows[:, None] * x_row_stride + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+            x_ptrs = x_ptr + rows[:, None] * x_row_stride + cols[None, :]
+            x = tl.load(x_ptrs, mask=mask, other=0.0).to(tl.float32)
             out_offs = rows[:, None] * n_cols + cols[None, :]
             if HAS_RESIDUAL:
                 r = tl.load(r_ptr + rows[:, None] * r_row_stride + cols[None, :], mask=mask, other=0.0)
@@ -47,8 +48,8 @@ def _rms_norm_kernel(x_ptr, r_ptr, w_ptr, out_ptr, sum_ptr, n_rows, n_cols, x_ro
                               HAS_WEIGHT, BLOCK_C)
 
 
-def launch_rows(rows: torch.Tensor, res_rows: torch.Tensor | None, weight: torch.Tensor | None, out: torch.Tensor,
-                total: torch.Tensor | None, eps: float) -> None:
+def launch_rows(rows: torch.Tensor, res_rows: torch.Tensor | None, weight: torch.Tensor | None,
+                out: torch.Tensor, total: torch.Tensor | None, eps: float) -> None:
     """rms_norm of `rows` (plus `res_rows`, the sum written to `total`, when given) into `out`."""
     n_rows, n = rows.shape
     el, w_el = rows.element_size(), weight.element_size() if weight is not None else 0

@@ -7,7 +7,8 @@ from ..sum import SPEC
 from .._mlu.reduce import reduce_sum
 
 
-def sum(x: torch.Tensor, dim=None, keepdim: bool = False, *, dtype: torch.dtype | None = None) -> torch.Tensor:
+def sum(x: torch.Tensor, dim=None, keepdim: bool = False, *,
+        dtype: torch.dtype | None = None) -> torch.Tensor:
     return reduce_sum(x, dim, keepdim, dtype)
 
 
