@@ -2,7 +2,7 @@
 # Every GPU measurement of the project in one call on a 2-GPU machine, the two GPUs working in parallel,
 # then the collectives benchmark on both. Each step has its own time limit; results are packed into
 # $OUT/results.tgz after every phase, so a cut-short run still returns what it measured. Usage:
-#   WORKBENCH_COMMIT=$(git rev-parse HEAD) OUT=out bash benchmarks/gpu_all.sh [phase1] [comm] [phase2]
+#   WORKBENCH_COMMIT=$(git rev-parse HEAD) OUT=out bash benchmarks/gpu_all.sh [phase1] [comm] [phase2] [tune]
 set -uo pipefail
 R=/tmp/wb-results; mkdir -p "$R"
 export PYTHONPATH=$PWD WORKBENCH_BACKEND=cuda NCCL_NVLS_ENABLE=0 WORKBENCH_CACHE=$R/cache
@@ -24,6 +24,10 @@ for phase in $phases; do
       wait ;;
     comm)
       OUT=$R/comm bash benchmarks/comm_bench.sh > "$R/comm.log" 2>&1; echo "comm rc=$?" ;;
+    tune)  # host overhead per launch path (GPU 0) and the launch-config sweep (GPU 1)
+      step 0 280 host_overhead env WORKBENCH_AUTOTUNE=0 python3 benchmarks/host_overhead.py --out "$R/host" &
+      step 1 280 tune python3 benchmarks/tune_sweep.py --out "$R/tune" &
+      wait ;;
     phase2)
       step 0 150 attention python3 benchmarks/attention_check.py --out "$R/attention" &
       step 1 110 mlu python3 benchmarks/mlu_variants_cuda.py --out "$R/mlu" &

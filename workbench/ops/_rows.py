@@ -22,6 +22,15 @@ def tile(n: int) -> tuple[int, bool]:
     return (block, True) if block <= MAX_ONE_TILE else (8192, False)
 
 
+# Short rows are packed several to a program, so that each program moves about this many elements.
+ROW_PACK_ELEMENTS = 4096
+
+
+def rows_per_program(n_rows: int, block: int) -> int:
+    """How many rows of a one-tile row op (tile width `block`) one program handles."""
+    return max(1, min(triton.next_power_of_2(n_rows), ROW_PACK_ELEMENTS // block))
+
+
 def row_warps(block: int) -> int:
     """16 elements per thread for mid-size rows; long rows get 16 warps, since one program streams a row."""
     return min(16, max(4, block // 512))

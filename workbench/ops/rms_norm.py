@@ -45,21 +45,23 @@ def rms_norm_long_row(x_row, r_row, w_ptr, out_row, sum_row, n_cols, eps,
 
 
 @triton.jit
-def _rms_norm_kernel(x_ptr, w_ptr, out_ptr, n_cols, x_row_stride, eps,
-                     HAS_WEIGHT: tl.constexpr, BLOCK: tl.constexpr, ONE_TILE: tl.constexpr):
-    row = tl.program_id(0).to(tl.int64)
-    x_row = x_ptr + row * x_row_stride
-    out_row = out_ptr + row * n_cols
+def _rms_norm_kernel(x_ptr, w_ptr, out_ptr, n_rows, n_cols, x_row_stride, eps,
+                     HAS_WEIGHT: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK: tl.constexpr,
+                     ONE_TILE: tl.constexpr):
     cols = tl.arange(0, BLOCK)
-    if ONE_TILE:
-        mask = cols < n_cols
-        x = tl.load(x_row + cols, mask=mask, other=0.0).to(tl.float32)
-        rstd = tl.math.rsqrt(tl.sum(x * x, 0) / n_cols + eps)
-        y = x * rstd
+    if ONE_TILE:  # BLOCK_R whole rows per program
+        rows = tl.program_id(0).to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)
+        col_ok = cols < n_cols
+        mask = (rows < n_rows)[:, None] & col_ok[None, :]
+        x = tl.load(x_ptr + rows[:, None] * x_row_stride + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+        y = x * tl.math.rsqrt(tl.sum(x * x, 1) / n_cols + eps)[:, None]
         if HAS_WEIGHT:
-            y = y * tl.load(w_ptr + cols, mask=mask, other=0.0).to(tl.float32)
-        tl.store(out_row + cols, y.to(out_ptr.dtype.element_ty), mask=mask)
-    else:
+            y = y * tl.load(w_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)[None, :]
+        tl.store(out_ptr + rows[:, None] * n_cols + cols[None, :], y.to(out_ptr.dtype.element_ty), mask=mask)
+    else:  # one long row per program
+        row = tl.program_id(0).to(tl.int64)
+        x_row = x_ptr + row * x_row_stride
+        out_row = out_ptr + row * n_cols
         rms_norm_long_row(x_row, x_row, w_ptr, out_row, out_row, n_cols, eps, False, HAS_WEIGHT, BLOCK)
 
 
@@ -89,9 +91,10 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor | None = None, eps: float = 1
         return out
     n_rows, n = rows.shape
     block, one_tile = _rows.tile(n)
-    launch(_rms_norm_kernel, (n_rows,), rows, weight if weight is not None else rows, out, n, rows.stride(0),
-           float(eps), HAS_WEIGHT=weight is not None, BLOCK=block, ONE_TILE=one_tile,
-           num_warps=_rows.row_warps(block))
+    block_r = _rows.rows_per_program(n_rows, block) if one_tile else 1
+    launch(_rms_norm_kernel, (triton.cdiv(n_rows, block_r),), rows, weight if weight is not None else rows, out,
+           n_rows, n, rows.stride(0), float(eps), HAS_WEIGHT=weight is not None, BLOCK_R=block_r, BLOCK=block,
+           ONE_TILE=one_tile, num_warps=_rows.row_warps(block_r * block))
     return out
 
 
