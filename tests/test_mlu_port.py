@@ -16,6 +16,7 @@ from workbench.profiling import check, failures
 from workbench.profiling.launch_rules import LaunchRules, check_rules
 
 NINE = ["add", "mul", "silu", "gelu", "exp", "softmax", "rms_norm", "layer_norm", "mm"]
+ROWS = ["sum", "mean", "max", "argmax", "cumsum", "topk", "log_softmax", "cross_entropy", "add_rms_norm"]
 
 
 def test_named_devices_and_overrides(monkeypatch):
@@ -69,7 +70,7 @@ def test_mm_configs_fit_nram_and_the_problem():
 
 
 def test_every_op_has_an_mlu_variant_chosen_on_the_mlu_backend():
-    for name in NINE:
+    for name in NINE + ROWS:
         spec = REGISTRY[name]
         assert "mlu" in spec.variants and spec.variant_name("mlu") == "mlu"
         assert spec.implementation("mlu") is spec.variant("mlu") is not spec.impl

@@ -13,6 +13,39 @@ from .spec import Cost, OpSpec, Unsupported, nbytes, register
 
 
 @triton.jit
+def rms_norm_long_row(x_row, r_row, w_ptr, out_row, sum_row, n_cols, eps,
+                      HAS_RESIDUAL: tl.constexpr, HAS_WEIGHT: tl.constexpr, BLOCK: tl.constexpr):
+    """One row too long for one tile: sum of squares, then a second read to write.
+
+    HAS_RESIDUAL (add_rms_norm): the row is x + residual, rounded to the sum's dtype and written to
+    sum_row in the first pass; the second pass recomputes the sum rather than reading back what other
+    threads stored. Shared by the generic kernels and the MLU-style variants of rms_norm and add_rms_norm.
+    """
+    cols = tl.arange(0, BLOCK)
+    acc = tl.zeros([BLOCK], tl.float32)
+    for start in range(0, n_cols, BLOCK):
+        mask = start + cols < n_cols
+        h = tl.load(x_row + start + cols, mask=mask, other=0.0).to(tl.float32)
+        if HAS_RESIDUAL:
+            h = (h + tl.load(r_row + start + cols, mask=mask, other=0.0).to(tl.float32)).to(
+                sum_row.dtype.element_ty)
+            tl.store(sum_row + start + cols, h, mask=mask)
+            h = h.to(tl.float32)
+        acc += h * h
+    rstd = tl.math.rsqrt(tl.sum(acc, 0) / n_cols + eps)
+    for start in range(0, n_cols, BLOCK):
+        mask = start + cols < n_cols
+        h = tl.load(x_row + start + cols, mask=mask, other=0.0).to(tl.float32)
+        if HAS_RESIDUAL:
+            h = (h + tl.load(r_row + start + cols, mask=mask, other=0.0).to(tl.float32)).to(
+                sum_row.dtype.element_ty).to(tl.float32)
+        y = h * rstd
+        if HAS_WEIGHT:
+            y = y * tl.load(w_ptr + start + cols, mask=mask, other=0.0).to(tl.float32)
+        tl.store(out_row + start + cols, y.to(out_row.dtype.element_ty), mask=mask)
+
+
+@triton.jit
 def _rms_norm_kernel(x_ptr, w_ptr, out_ptr, n_rows, n_cols, x_row_stride, eps,
                      HAS_WEIGHT: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK: tl.constexpr,
                      ONE_TILE: tl.constexpr):
@@ -30,17 +63,7 @@ def _rms_norm_kernel(x_ptr, w_ptr, out_ptr, n_rows, n_cols, x_row_stride, eps,
         row = tl.program_id(0).to(tl.int64)
         x_row = x_ptr + row * x_row_stride
         out_row = out_ptr + row * n_cols
-        acc = tl.zeros([BLOCK], tl.float32)
-        for start in range(0, n_cols, BLOCK):
-            x = tl.load(x_row + start + cols, mask=start + cols < n_cols, other=0.0).to(tl.float32)
-            acc += x * x
-        rstd = tl.math.rsqrt(tl.sum(acc, 0) / n_cols + eps)
-        for start in range(0, n_cols, BLOCK):
-            mask = start + cols < n_cols
-            y = tl.load(x_row + start + cols, mask=mask, other=0.0).to(tl.float32) * rstd
-            if HAS_WEIGHT:
-                y = y * tl.load(w_ptr + start + cols, mask=mask, other=0.0).to(tl.float32)
-            tl.store(out_row + start + cols, y.to(out_ptr.dtype.element_ty), mask=mask)
+        rms_norm_long_row(x_row, x_row, w_ptr, out_row, out_row, n_cols, eps, False, HAS_WEIGHT, BLOCK)
 
 
 def check_norm_param(name: str, p, x: torch.Tensor) -> None:
