@@ -13,14 +13,20 @@ from ._movement import MOVE_DTYPES, copy_into
 from .spec import Case, Cost, OpSpec, Unsupported, nbytes, randn, register
 
 
-def copy(x: torch.Tensor, dtype: torch.dtype | None = None, *,
-         memory_format: torch.memory_format = torch.preserve_format) -> torch.Tensor:
+def prepare(x: torch.Tensor, dtype: torch.dtype | None = None,
+            memory_format: torch.memory_format = torch.preserve_format) -> torch.Tensor:
+    """Validate copy's arguments and allocate its output (shared by the generic op and its variants)."""
     check_tensor("x", x, MOVE_DTYPES)
     dtype = x.dtype if dtype is None else dtype
     if dtype not in MOVE_DTYPES:
         names = ", ".join(str(d).replace("torch.", "") for d in MOVE_DTYPES)
         raise TypeError(f"dtype: expected one of ({names}), got {str(dtype).replace('torch.', '')}")
-    return copy_into(new_output_like(x, dtype, memory_format), x)
+    return new_output_like(x, dtype, memory_format)
+
+
+def copy(x: torch.Tensor, dtype: torch.dtype | None = None, *,
+         memory_format: torch.memory_format = torch.preserve_format) -> torch.Tensor:
+    return copy_into(prepare(x, dtype, memory_format), x)
 
 
 def _reference(x, dtype=None, *, memory_format=torch.preserve_format):

@@ -12,9 +12,14 @@ from ._movement import MOVE_DTYPES, fill_into
 from .spec import Case, Cost, OpSpec, nbytes, randn, register
 
 
-def fill(x: torch.Tensor, value) -> torch.Tensor:
+def prepare(x: torch.Tensor) -> torch.Tensor:
+    """Validate x and allocate fill's output (shared by the generic op and its variants)."""
     check_tensor("x", x, MOVE_DTYPES)
-    return fill_into(new_output_like(x, x.dtype), value)
+    return new_output_like(x, x.dtype)
+
+
+def fill(x: torch.Tensor, value) -> torch.Tensor:
+    return fill_into(prepare(x), value)
 
 
 def _cost(x, value):
