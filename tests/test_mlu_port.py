@@ -16,6 +16,7 @@ from workbench.profiling import check, failures
 from workbench.profiling.launch_rules import LaunchRules, check_rules
 
 NINE = ["add", "mul", "silu", "gelu", "exp", "softmax", "rms_norm", "layer_norm", "mm"]
+ELEMENTWISE = ["sub", "div", "neg", "pow", "rsqrt", "where", "masked_fill", "silu_and_mul", "copy", "fill", "rope"]
 
 
 def test_named_devices_and_overrides(monkeypatch):
@@ -69,7 +70,7 @@ def test_mm_configs_fit_nram_and_the_problem():
 
 
 def test_every_op_has_an_mlu_variant_chosen_on_the_mlu_backend():
-    for name in NINE:
+    for name in NINE + ELEMENTWISE:
         spec = REGISTRY[name]
         assert "mlu" in spec.variants and spec.variant_name("mlu") == "mlu"
         assert spec.implementation("mlu") is spec.variant("mlu") is not spec.impl
@@ -99,6 +100,17 @@ def test_check_a_named_variant_under_the_rules():
                             progress=False)
     assert failures(df).empty and (df["violations"] == 1).all()  # one grid violation per case
     assert set(rules.violations()["rule"]) == {"grid"}
+
+
+def test_grid_stride_loops_walk_every_tile():
+    """One program on a tiny device walks many tiles: the loops the quick cases never take (there every
+    program gets one tile) give the same results and keep to the rules."""
+    df, rules = check_rules(ops=ELEMENTWISE, cases=["quick"], dtypes=["fp32"], variant="mlu", cores=4,
+                            nram_bytes=8 * 1024, seed=0, progress=False)
+    assert failures(df).empty and (df["violations"] == 0).all() and rules.clean
+    launches = rules.launches()
+    assert set(launches["tasks"]) == {4}  # one program of 4 tasks
+    assert set(launches["op"]) == set(ELEMENTWISE)
 
 
 def test_check_skips_ops_without_the_variant(monkeypatch):
