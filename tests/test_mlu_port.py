@@ -113,6 +113,21 @@ def test_grid_stride_loops_walk_every_tile():
     assert set(launches["op"]) == set(ELEMENTWISE)
 
 
+def test_in_place_aten_overloads_use_the_variants_launcher():
+    """aten::copy_ / aten::fill_.Scalar get the backend's implementation: the mlu one launches mlu kernels."""
+    dev = backends.active().device()
+    src, dst = torch.randn(5, 7, device=dev), torch.empty(7, 5, device=dev).t()
+    copy_, fill_ = REGISTRY["copy"], REGISTRY["fill"]
+    for variant, module in (("mlu", "ops._mlu.movement"), ("generic", "ops._movement")):
+        rules = LaunchRules.for_device("mlu590")
+        with rules:
+            assert copy_.aten_impls["aten::copy_"](copy_.variant(variant), dst, src) is dst
+            assert torch.equal(dst, src)
+            assert fill_.aten_impls["aten::fill_.Scalar"](fill_.variant(variant), dst, 2.5) is dst
+            assert (dst == 2.5).all()
+        assert rules.launches()["kernel"].tolist() == [f"{module}._copy_kernel", f"{module}._fill_kernel"]
+
+
 def test_check_skips_ops_without_the_variant(monkeypatch):
     monkeypatch.delitem(REGISTRY["exp"].variants, "mlu")
     df = check(ops=["exp", "silu"], cases=["quick"], dtypes=["fp32"], variant="mlu", progress=False)

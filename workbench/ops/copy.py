@@ -29,6 +29,9 @@ def copy(x: torch.Tensor, dtype: torch.dtype | None = None, *,
     return copy_into(prepare(x, dtype, memory_format), x)
 
 
+copy.into = copy_into  # the in-place form (aten::copy_); a variant sets its own launcher's
+
+
 def _reference(x, dtype=None, *, memory_format=torch.preserve_format):
     return x.to(dtype=dtype, copy=True, memory_format=memory_format)
 
@@ -50,8 +53,9 @@ def _aten_to_copy(impl, self, *, dtype=None, layout=None, device=None, pin_memor
 
 
 def _aten_copy_(impl, self, src, non_blocking=False):
-    """aten::copy_(self, src, non_blocking): in place into self, which it returns."""
-    return copy_into(self, src)
+    """aten::copy_(self, src, non_blocking): in place into self, which it returns, with the launcher of the
+    backend's implementation (a variant without one, e.g. a promoted candidate, gets the generic one)."""
+    return getattr(impl, "into", copy_into)(self, src)
 
 
 def _cost(x, dtype=None, **_):

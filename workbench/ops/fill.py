@@ -22,6 +22,15 @@ def fill(x: torch.Tensor, value) -> torch.Tensor:
     return fill_into(prepare(x), value)
 
 
+fill.into = fill_into  # the in-place form (aten::fill_.Scalar); a variant sets its own launcher's
+
+
+def _aten_fill_(impl, self, value):
+    """aten::fill_.Scalar: in place with the launcher of the backend's implementation (a variant without
+    one, e.g. a promoted candidate, gets the generic one)."""
+    return getattr(impl, "into", fill_into)(self, value)
+
+
 def _cost(x, value):
     return Cost(bytes=nbytes(x), flops=0)
 
@@ -67,5 +76,5 @@ SPEC = register(OpSpec(
     },
     cost=_cost,
     aten_impls={"aten::fill.Scalar": lambda impl, self, value: impl(self, value),
-                "aten::fill_.Scalar": lambda impl, self, value: fill_into(self, value)},
+                "aten::fill_.Scalar": _aten_fill_},
 ))

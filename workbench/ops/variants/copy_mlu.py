@@ -11,4 +11,5 @@ def copy(x: torch.Tensor, dtype: torch.dtype | None = None, *,
     return copy_into(prepare(x, dtype, memory_format), x)
 
 
+copy.into = copy_into  # the in-place form, for the aten overload
 SPEC.add_variant("mlu", copy)

@@ -10,4 +10,5 @@ def fill(x: torch.Tensor, value) -> torch.Tensor:
     return fill_into(prepare(x), value)
 
 
+fill.into = fill_into  # the in-place form, for the aten overload
 SPEC.add_variant("mlu", fill)
