@@ -17,6 +17,7 @@ from workbench.profiling.launch_rules import LaunchRules, check_rules
 
 NINE = ["add", "mul", "silu", "gelu", "exp", "softmax", "rms_norm", "layer_norm", "mm"]
 ROWS = ["sum", "mean", "max", "argmax", "cumsum", "topk", "log_softmax", "cross_entropy", "add_rms_norm"]
+ELEMENTWISE = ["sub", "div", "neg", "pow", "rsqrt", "where", "masked_fill", "silu_and_mul", "copy", "fill", "rope"]
 
 
 def test_named_devices_and_overrides(monkeypatch):
@@ -70,7 +71,7 @@ def test_mm_configs_fit_nram_and_the_problem():
 
 
 def test_every_op_has_an_mlu_variant_chosen_on_the_mlu_backend():
-    for name in NINE + ROWS:
+    for name in NINE + ROWS + ELEMENTWISE:
         spec = REGISTRY[name]
         assert "mlu" in spec.variants and spec.variant_name("mlu") == "mlu"
         assert spec.implementation("mlu") is spec.variant("mlu") is not spec.impl
@@ -100,6 +101,32 @@ def test_check_a_named_variant_under_the_rules():
                             progress=False)
     assert failures(df).empty and (df["violations"] == 1).all()  # one grid violation per case
     assert set(rules.violations()["rule"]) == {"grid"}
+
+
+def test_grid_stride_loops_walk_every_tile():
+    """One program on a tiny device walks many tiles: the loops the quick cases never take (there every
+    program gets one tile) give the same results and keep to the rules."""
+    df, rules = check_rules(ops=ELEMENTWISE, cases=["quick"], dtypes=["fp32"], variant="mlu", cores=4,
+                            nram_bytes=8 * 1024, seed=0, progress=False)
+    assert failures(df).empty and (df["violations"] == 0).all() and rules.clean
+    launches = rules.launches()
+    assert set(launches["tasks"]) == {4}  # one program of 4 tasks
+    assert set(launches["op"]) == set(ELEMENTWISE)
+
+
+def test_in_place_aten_overloads_use_the_variants_launcher():
+    """aten::copy_ / aten::fill_.Scalar get the backend's implementation: the mlu one launches mlu kernels."""
+    dev = backends.active().device()
+    src, dst = torch.randn(5, 7, device=dev), torch.empty(7, 5, device=dev).t()
+    copy_, fill_ = REGISTRY["copy"], REGISTRY["fill"]
+    for variant, module in (("mlu", "ops._mlu.movement"), ("generic", "ops._movement")):
+        rules = LaunchRules.for_device("mlu590")
+        with rules:
+            assert copy_.aten_impls["aten::copy_"](copy_.variant(variant), dst, src) is dst
+            assert torch.equal(dst, src)
+            assert fill_.aten_impls["aten::fill_.Scalar"](fill_.variant(variant), dst, 2.5) is dst
+            assert (dst == 2.5).all()
+        assert rules.launches()["kernel"].tolist() == [f"{module}._copy_kernel", f"{module}._fill_kernel"]
 
 
 def test_check_skips_ops_without_the_variant(monkeypatch):

@@ -26,20 +26,28 @@ _FLAT = ([1, 1, 1], [[0] * MAX_DIMS, [0] * MAX_DIMS], True)  # sizes, strides, c
 
 
 @triton.jit
-def _offsets(offs, s1, s2, s3, st0, st1, st2, st3):
+def _coords(offs, s1, s2, s3):
+    """Row-major coordinates (i0, i1, i2, i3) of flat indices `offs` in a (s0, s1, s2, s3) shape."""
     i3 = offs % s3
     rest = offs // s3
     i2 = rest % s2
     rest = rest // s2
-    i1 = rest % s1
-    i0 = rest // s1
-    return i0 * st0 + i1 * st1 + i2 * st2 + i3 * st3
+    return rest // s1, rest % s1, i2, i3
 
 
 @triton.jit
-def _unary_kernel(x_ptr, out_ptr, n, s1, s2, s3, xs0, xs1, xs2, xs3,
-                  FN: tl.constexpr, CONTIGUOUS: tl.constexpr, BLOCK: tl.constexpr):
-    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+def _offsets(offs, s1, s2, s3, st0, st1, st2, st3):
+    """Memory offsets of flat indices `offs` in a (s0, s1, s2, s3) shape with strides st0..st3."""
+    i0, i1, i2, i3 = _coords(offs, s1, s2, s3)
+    return i0 * st0 + i1 * st1 + i2 * st2 + i3 * st3
+
+
+# One tile of each launcher: the generic kernels run one per program, the MLU-style kernels
+# (ops/_mlu/elementwise.py) loop over theirs. `offs` are int64 flat indices into the output.
+
+@triton.jit
+def _unary_tile(x_ptr, out_ptr, offs, n, s1, s2, s3, xs0, xs1, xs2, xs3, FN: tl.constexpr,
+                CONTIGUOUS: tl.constexpr):
     mask = offs < n
     if CONTIGUOUS:
         x_offs = offs
@@ -50,10 +58,9 @@ def _unary_kernel(x_ptr, out_ptr, n, s1, s2, s3, xs0, xs1, xs2, xs3,
 
 
 @triton.jit
-def _binary_kernel(a_ptr, b_ptr, out_ptr, n, s1, s2, s3, as0, as1, as2, as3, bs0, bs1, bs2, bs3, b_scalar, b_scale,
-                   FN: tl.constexpr, CONTIGUOUS: tl.constexpr, B_SCALAR: tl.constexpr, SCALE_B: tl.constexpr,
-                   BLOCK: tl.constexpr):
-    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+def _binary_tile(a_ptr, b_ptr, out_ptr, offs, n, s1, s2, s3, as0, as1, as2, as3, bs0, bs1, bs2, bs3, b_scalar,
+                 b_scale, FN: tl.constexpr, CONTIGUOUS: tl.constexpr, B_SCALAR: tl.constexpr,
+                 SCALE_B: tl.constexpr, BLOCK: tl.constexpr):
     mask = offs < n
     if CONTIGUOUS:
         a_offs = offs
@@ -72,11 +79,10 @@ def _binary_kernel(a_ptr, b_ptr, out_ptr, n, s1, s2, s3, as0, as1, as2, as3, bs0
 
 
 @triton.jit
-def _ternary_kernel(c_ptr, a_ptr, b_ptr, out_ptr, n, s1, s2, s3, cs0, cs1, cs2, cs3, as0, as1, as2, as3,
-                    bs0, bs1, bs2, bs3, a_scalar, b_scalar, FN: tl.constexpr, CONTIGUOUS: tl.constexpr,
-                    A_SCALAR: tl.constexpr, B_SCALAR: tl.constexpr, BLOCK: tl.constexpr):
+def _ternary_tile(c_ptr, a_ptr, b_ptr, out_ptr, offs, n, s1, s2, s3, cs0, cs1, cs2, cs3, as0, as1, as2, as3,
+                  bs0, bs1, bs2, bs3, a_scalar, b_scalar, FN: tl.constexpr, CONTIGUOUS: tl.constexpr,
+                  A_SCALAR: tl.constexpr, B_SCALAR: tl.constexpr, BLOCK: tl.constexpr):
     # The first operand keeps its own dtype (a bool condition or mask); the others are fp32.
-    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < n
     if CONTIGUOUS:
         c_offs = offs
@@ -96,6 +102,31 @@ def _ternary_kernel(c_ptr, a_ptr, b_ptr, out_ptr, n, s1, s2, s3, cs0, cs1, cs2, 
     else:
         b = tl.load(b_ptr + b_offs, mask=mask).to(tl.float32)
     tl.store(out_ptr + offs, FN(c, a, b).to(out_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _unary_kernel(x_ptr, out_ptr, n, s1, s2, s3, xs0, xs1, xs2, xs3,
+                  FN: tl.constexpr, CONTIGUOUS: tl.constexpr, BLOCK: tl.constexpr):
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    _unary_tile(x_ptr, out_ptr, offs, n, s1, s2, s3, xs0, xs1, xs2, xs3, FN, CONTIGUOUS)
+
+
+@triton.jit
+def _binary_kernel(a_ptr, b_ptr, out_ptr, n, s1, s2, s3, as0, as1, as2, as3, bs0, bs1, bs2, bs3, b_scalar, b_scale,
+                   FN: tl.constexpr, CONTIGUOUS: tl.constexpr, B_SCALAR: tl.constexpr, SCALE_B: tl.constexpr,
+                   BLOCK: tl.constexpr):
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    _binary_tile(a_ptr, b_ptr, out_ptr, offs, n, s1, s2, s3, as0, as1, as2, as3, bs0, bs1, bs2, bs3, b_scalar,
+                 b_scale, FN, CONTIGUOUS, B_SCALAR, SCALE_B, BLOCK)
+
+
+@triton.jit
+def _ternary_kernel(c_ptr, a_ptr, b_ptr, out_ptr, n, s1, s2, s3, cs0, cs1, cs2, cs3, as0, as1, as2, as3,
+                    bs0, bs1, bs2, bs3, a_scalar, b_scalar, FN: tl.constexpr, CONTIGUOUS: tl.constexpr,
+                    A_SCALAR: tl.constexpr, B_SCALAR: tl.constexpr, BLOCK: tl.constexpr):
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    _ternary_tile(c_ptr, a_ptr, b_ptr, out_ptr, offs, n, s1, s2, s3, cs0, cs1, cs2, cs3, as0, as1, as2, as3,
+                  bs0, bs1, bs2, bs3, a_scalar, b_scalar, FN, CONTIGUOUS, A_SCALAR, B_SCALAR, BLOCK)
 
 
 def _merge_dims(shape, strides_per_operand):
@@ -217,11 +248,13 @@ def _scalar_operand(name: str, value) -> float | None:
     return None  # the tensor path reports the type error
 
 
-def ternary(fn, c: torch.Tensor, a, b, out_dtype: torch.dtype, names=("condition", "input", "other"),
-            c_dtypes=(torch.bool,)) -> torch.Tensor:
-    """`fn(c, a, b)` elementwise with broadcasting into a new `out_dtype` tensor.
+def prepare_ternary(c: torch.Tensor, a, b, out_dtype: torch.dtype, names=("condition", "input", "other"),
+                    c_dtypes=(torch.bool,)):
+    """Validate and broadcast three operands and lay them out: (out, args, sizes, strides, contiguous, scalars).
 
-    `c` is loaded in its own dtype (one of `c_dtypes`), `a` and `b` (tensors or numbers) as fp32.
+    `args` are the c, a and b kernel arguments (a number's place holds c, never read), `strides` their
+    strides (c, a, b), `scalars` the values of number operands (a, b; None for a tensor). Shared by every
+    ternary launcher (this generic one, the MLU-style one in ops/_mlu).
     """
     check_tensor(names[0], c, dtypes=c_dtypes)
     values, tensors = [], []
@@ -237,26 +270,40 @@ def ternary(fn, c: torch.Tensor, a, b, out_dtype: torch.dtype, names=("condition
     if shape is None:
         raise ValueError(f"{', '.join(names)}: shapes {[tuple(s) for s in shapes]} do not broadcast")
     out = new_output(shape, out_dtype, c.device)
-    n = out.numel()
-    if n == 0:
-        return out
     operands = [c] + [t for _, t in tensors]
-    if all(t.shape == out.shape and t.is_contiguous() for t in operands):
+    if out.numel() == 0 or all(t.shape == out.shape and t.is_contiguous() for t in operands):
         sizes, contiguous = _FLAT[0], True
         strides = [[0] * MAX_DIMS] * len(operands)
     else:
         sizes, strides, contiguous, operands = _layout(out.shape, [t.expand(out.shape) for t in operands])
     # Scalar operands get the condition's pointer and strides: never read (A_SCALAR / B_SCALAR).
-    ptrs, rest = [], iter(zip(operands[1:], strides[1:]))
+    args, arg_strides, rest = [operands[0]], [strides[0]], iter(zip(operands[1:], strides[1:]))
     for value in values:
-        ptrs.append((operands[0], strides[0]) if value is not None else next(rest))
-    launch(
-        _ternary_kernel, (cdiv(n, BLOCK),),
-        operands[0], ptrs[0][0], ptrs[1][0], out, n, *sizes, *strides[0], *ptrs[0][1], *ptrs[1][1],
-        0.0 if values[0] is None else values[0], 0.0 if values[1] is None else values[1],
-        FN=fn, CONTIGUOUS=contiguous, A_SCALAR=values[0] is not None, B_SCALAR=values[1] is not None,
-        BLOCK=BLOCK,
-    )
+        t, st = (operands[0], strides[0]) if value is not None else next(rest)
+        args.append(t)
+        arg_strides.append(st)
+    return out, args, sizes, arg_strides, contiguous, values
+
+
+def ternary_args(n, sizes, strides, values) -> list:
+    """The runtime arguments after the pointers shared by the ternary kernels: n, sizes, strides, scalars."""
+    return [n, *sizes, *strides[0], *strides[1], *strides[2], 0.0 if values[0] is None else values[0],
+            0.0 if values[1] is None else values[1]]
+
+
+def ternary(fn, c: torch.Tensor, a, b, out_dtype: torch.dtype, names=("condition", "input", "other"),
+            c_dtypes=(torch.bool,)) -> torch.Tensor:
+    """`fn(c, a, b)` elementwise with broadcasting into a new `out_dtype` tensor.
+
+    `c` is loaded in its own dtype (one of `c_dtypes`), `a` and `b` (tensors or numbers) as fp32.
+    """
+    out, args, sizes, strides, contiguous, values = prepare_ternary(c, a, b, out_dtype, names, c_dtypes)
+    n = out.numel()
+    if n == 0:
+        return out
+    launch(_ternary_kernel, (cdiv(n, BLOCK),), *args, out, *ternary_args(n, sizes, strides, values),
+           FN=fn, CONTIGUOUS=contiguous, A_SCALAR=values[0] is not None, B_SCALAR=values[1] is not None,
+           BLOCK=BLOCK)
     return out
 
 

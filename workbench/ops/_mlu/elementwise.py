@@ -2,9 +2,11 @@
 in a grid-stride loop.
 
 Same contract as workbench.ops._elementwise, which validates the arguments, promotes dtypes and lays the
-operands out (`prepare_unary` / `prepare_binary`): an op supplies only its math as a jit function taking
-and returning fp32, so bf16/fp16 values never reach a transcendental function (some MLU backends reject
-them in tl.exp). Offsets are int64 from the first multiplication on.
+operands out (`prepare_unary` / `prepare_binary` / `prepare_ternary`) and holds the per-tile work
+(`_unary_tile`, ...) that its one-tile-per-program kernels run once and these kernels run in a loop: an
+op supplies only its math as a jit function taking and returning fp32, so bf16/fp16 values never reach
+a transcendental function (some MLU backends reject them in tl.exp). Offsets are int64 from the first
+multiplication on.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .._elementwise import _offsets, prepare_binary, prepare_unary
+from .._elementwise import (_binary_tile, _ternary_tile, _unary_tile, prepare_binary, prepare_ternary,
+                            prepare_unary, ternary_args)
 from .._launch import launch
 from . import sizing
 
@@ -23,42 +26,28 @@ def _unary_kernel(x_ptr, out_ptr, n, s1, s2, s3, xs0, xs1, xs2, xs3,
                   FN: tl.constexpr, CONTIGUOUS: tl.constexpr, BLOCK: tl.constexpr):
     step = tl.num_programs(0).to(tl.int64) * BLOCK
     for start in range(tl.program_id(0).to(tl.int64) * BLOCK, n, step):
-        offs = start + tl.arange(0, BLOCK)
-        mask = offs < n
-        if CONTIGUOUS:
-            x_offs = offs
-        else:
-            x_offs = _offsets(offs, s1, s2, s3, xs0, xs1, xs2, xs3)
-        x = tl.load(x_ptr + x_offs, mask=mask).to(tl.float32)
-        tl.store(out_ptr + offs, FN(x).to(out_ptr.dtype.element_ty), mask=mask)
+        _unary_tile(x_ptr, out_ptr, start + tl.arange(0, BLOCK), n, s1, s2, s3, xs0, xs1, xs2, xs3, FN, CONTIGUOUS)
 
 
 @triton.jit
 def _binary_kernel(a_ptr, b_ptr, out_ptr, n, s1, s2, s3, as0, as1, as2, as3, bs0, bs1, bs2, bs3,
                    b_scalar, b_scale, FN: tl.constexpr, CONTIGUOUS: tl.constexpr, B_SCALAR: tl.constexpr,
                    SCALE_B: tl.constexpr, BLOCK: tl.constexpr):
-    if B_SCALAR:  # a Python number passed by value, made a block once per program
-        b_block = tl.full([BLOCK], b_scalar, tl.float32)
-        if SCALE_B:
-            b_block = b_block * b_scale
     step = tl.num_programs(0).to(tl.int64) * BLOCK
     for start in range(tl.program_id(0).to(tl.int64) * BLOCK, n, step):
-        offs = start + tl.arange(0, BLOCK)
-        mask = offs < n
-        if CONTIGUOUS:
-            a_offs = offs
-            b_offs = offs
-        else:
-            a_offs = _offsets(offs, s1, s2, s3, as0, as1, as2, as3)
-            b_offs = _offsets(offs, s1, s2, s3, bs0, bs1, bs2, bs3)
-        a = tl.load(a_ptr + a_offs, mask=mask).to(tl.float32)
-        if B_SCALAR:
-            b = b_block
-        else:
-            b = tl.load(b_ptr + b_offs, mask=mask).to(tl.float32)
-            if SCALE_B:
-                b = b * b_scale
-        tl.store(out_ptr + offs, FN(a, b).to(out_ptr.dtype.element_ty), mask=mask)
+        _binary_tile(a_ptr, b_ptr, out_ptr, start + tl.arange(0, BLOCK), n, s1, s2, s3, as0, as1, as2, as3,
+                     bs0, bs1, bs2, bs3, b_scalar, b_scale, FN, CONTIGUOUS, B_SCALAR, SCALE_B, BLOCK)
+
+
+@triton.jit
+def _ternary_kernel(c_ptr, a_ptr, b_ptr, out_ptr, n, s1, s2, s3, cs0, cs1, cs2, cs3, as0, as1, as2, as3,
+                    bs0, bs1, bs2, bs3, a_scalar, b_scalar, FN: tl.constexpr, CONTIGUOUS: tl.constexpr,
+                    A_SCALAR: tl.constexpr, B_SCALAR: tl.constexpr, BLOCK: tl.constexpr):
+    step = tl.num_programs(0).to(tl.int64) * BLOCK
+    for start in range(tl.program_id(0).to(tl.int64) * BLOCK, n, step):
+        _ternary_tile(c_ptr, a_ptr, b_ptr, out_ptr, start + tl.arange(0, BLOCK), n, s1, s2, s3, cs0, cs1, cs2,
+                      cs3, as0, as1, as2, as3, bs0, bs1, bs2, bs3, a_scalar, b_scalar, FN, CONTIGUOUS, A_SCALAR,
+                      B_SCALAR, BLOCK)
 
 
 def _grid(n: int, bytes_per_elem: int) -> tuple[int, int]:
@@ -92,4 +81,20 @@ def binary(fn, a: torch.Tensor, b, b_scale=1, names=("input", "other")) -> torch
         float(b_scale), FN=fn, CONTIGUOUS=contiguous, B_SCALAR=b_scalar is not None, SCALE_B=b_scale != 1,
         BLOCK=block, num_warps=sizing.NUM_WARPS,
     )
+    return out
+
+
+def ternary(fn, c: torch.Tensor, a, b, out_dtype: torch.dtype, names=("condition", "input", "other"),
+            c_dtypes=(torch.bool,)) -> torch.Tensor:
+    """`fn(c, a, b)` with broadcasting into a new `out_dtype` tensor, MLU style (see prepare_ternary)."""
+    out, args, sizes, strides, contiguous, values = prepare_ternary(c, a, b, out_dtype, names, c_dtypes)
+    n = out.numel()
+    if n == 0:
+        return out
+    # live tiles: the loaded c, and for a and b the loaded tile or the fp32 block a number is made into
+    programs, block = _grid(n, args[0].element_size() + sum(4 if v is not None else t.element_size()
+                                                             for v, t in zip(values, args[1:])))
+    launch(_ternary_kernel, (programs,), *args, out, *ternary_args(n, sizes, strides, values),
+           FN=fn, CONTIGUOUS=contiguous, A_SCALAR=values[0] is not None, B_SCALAR=values[1] is not None,
+           BLOCK=block, num_warps=sizing.NUM_WARPS)
     return out
