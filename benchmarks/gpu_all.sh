@@ -29,7 +29,8 @@ for phase in $phases; do
       step 1 280 tune python3 benchmarks/tune_sweep.py --out "$R/tune" &
       wait ;;
     final)  # 4 GPUs: the op bench, the full model, the MLU variants, host overhead + every op checked
-      step 0 330 bench python3 benchmarks/run_bench.py --out "$R/bench" &
+      ( step 0 330 bench python3 benchmarks/run_bench.py --out "$R/bench"
+        step 0 120 attention python3 benchmarks/attention_check.py --out "$R/attention" --skip-check ) &
       step 1 330 model python3 benchmarks/qwen3_model.py --out "$R/model" --budget-s 250 &
       step 2 330 mlu python3 benchmarks/mlu_variants_cuda.py --out "$R/mlu" --budget-s 280 &
       ( step 3 120 host_overhead env WORKBENCH_AUTOTUNE=0 python3 benchmarks/host_overhead.py --out "$R/host"
