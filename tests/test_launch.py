@@ -1,12 +1,7 @@
 """The launch cache: first call through Triton, later calls straight to the compiled launcher."""
 
-import ctypes
-
-import pytest
 import torch
 
-from workbench.backends import cuda_launch
-from workbench.backends.cuda_launch import DirectLauncher
 from workbench.ops import _launch
 
 
@@ -57,53 +52,35 @@ def test_specialisation_key():
     assert key(2.5) == key(0.5)
 
 
-class FakeSource:
-    signature = {"x": "*bf16", "out": "*bf16", "n": "i32", "big": "i64", "eps": "fp32", "one": "constexpr",
-                 "BLOCK": "constexpr"}
+
+class FakeCudaLauncher:
+    """Triton 3.6's CudaLauncher: a Python wrapper around the C launch function `launch`."""
+    global_scratch_size = profile_scratch_size = 0
+    launch_cooperative_grid, launch_pdl = False, True
+
+    def __init__(self):
+        self.c_calls = []
+
+    def launch(self, *args):
+        self.c_calls.append(args)
+
+    def __call__(self, *args):
+        raise AssertionError("the Python wrapper is skipped")
 
 
-class FakeMetadata:
-    num_warps, shared, global_scratch_size, profile_scratch_size, num_ctas = 4, 1024, 0, 0, 1
-    launch_cooperative_grid = launch_pdl = False
-
-
-class FakeDirectCompiled:
-    src, metadata, function = FakeSource(), FakeMetadata(), 0xF00
-
-
-def test_direct_launcher_fills_triton_parameter_layout():
-    calls = []
-
-    def cu_launch_kernel(function, gx, gy, gz, bx, by, bz, shared, stream, params, extra):
-        # read every parameter back through the pointer array, as the driver does
-        ptr = [ctypes.c_uint64, ctypes.c_uint64, ctypes.c_int32, ctypes.c_int64, ctypes.c_float,
-               ctypes.c_uint64, ctypes.c_uint64]
-        values = [ctypes.cast(params[i], ctypes.POINTER(t)).contents.value for i, t in enumerate(ptr)]
-        calls.append((function, (gx, gy, gz), (bx, by, bz), shared, stream, values, extra))
-        return 0
-
-    compiled = FakeDirectCompiled()
-    launcher = DirectLauncher(compiled, list(FakeSource.signature.values())[:6], cu_launch_kernel)
-    x, out = torch.empty(8), torch.empty(8)
-    launcher((3,), 77, (x, out, 8, 2**40, 0.5, 1))
-    assert calls == [(0xF00, (3, 1, 1), (128, 1, 1), 1024, 77,
-                      [x.data_ptr(), out.data_ptr(), 8, 2**40, 0.5, 0, 0], None)]
-    launcher((0, 2), 77, (x, out, 8, 2**40, 0.5, 1))  # an empty grid launches nothing
-    assert len(calls) == 1
-    failing = DirectLauncher(compiled, ["*fp32"], lambda *a: 700)
-    with pytest.raises(RuntimeError, match="CUresult 700"):
-        failing((1,), 0, (x,))
-
-
-def test_direct_launcher_declines_kernels_it_cannot_launch(monkeypatch):
-    monkeypatch.setattr(cuda_launch, "_cu_launch_kernel", lambda: (lambda *a: 0))
-    assert DirectLauncher.build(FakeDirectCompiled(), 6) is not None
-    scratch = FakeDirectCompiled()
-    scratch.metadata = type("M", (FakeMetadata,), {"global_scratch_size": 64})()
-    half_scalar = FakeDirectCompiled()
-    half_scalar.src = type("S", (), {"signature": {"x": "*fp16", "s": "fp16"}})()
-    assert DirectLauncher.build(scratch, 6) is None
-    assert DirectLauncher.build(half_scalar, 2) is None
-    assert DirectLauncher.build(FakeDirectCompiled(), 3) is None  # a runtime arg where constexprs belong
-    monkeypatch.setattr(cuda_launch, "_cu_launch_kernel", lambda: None)  # no libcuda
-    assert DirectLauncher.build(FakeDirectCompiled(), 6) is None
+def test_cached_launch_calls_triton_36_c_launcher_directly(monkeypatch):
+    monkeypatch.setattr(_launch, "_ENABLED", True)
+    monkeypatch.setattr(_launch, "_RAW_LAUNCH", True)
+    monkeypatch.setattr(_launch, "_cache", {})
+    monkeypatch.setattr(_launch, "_stream", lambda: "stream")
+    kernel, x = FakeKernel(), torch.empty(64)
+    kernel.compiled.run = FakeCudaLauncher()
+    _launch.launch(kernel, (4,), x, 64, BLOCK=16, FLAG=True, num_warps=4)
+    _launch.launch(kernel, (5, 2), x, 128, BLOCK=16, FLAG=True, num_warps=4)
+    assert kernel.compiled.run.c_calls == [
+        (5, 2, 1, "stream", "fn", False, True, None, None, "meta", None, None, None, x, 128, 16, True)]
+    scratch = FakeCudaLauncher()
+    scratch.global_scratch_size = 128  # needs the wrapper's allocation: no raw launch
+    assert _launch._raw_launch(type("C", (), {"run": scratch})()) is None
+    monkeypatch.setattr(_launch, "_RAW_LAUNCH", False)  # another Triton version
+    assert _launch._raw_launch(type("C", (), {"run": FakeCudaLauncher()})()) is None

@@ -94,11 +94,6 @@ class Backend:
         Timing uses it to keep host launch overhead out of kernel time. A no-op where the runtime has no
         such primitive (then kernel times of very short ops include launch gaps)."""
 
-    def direct_launcher(self, compiled, n_args: int):
-        """A faster launcher for an already-compiled Triton kernel (`f(grid, stream, args)`), or None to
-        keep Triton's. See ops/_launch.py."""
-        return None
-
     def __repr__(self) -> str:
         return f"<Backend {self.name}>"
 

@@ -64,11 +64,6 @@ class CudaBackend(Backend):
     def synchronize(self) -> None:
         torch.cuda.synchronize()
 
-    def direct_launcher(self, compiled, n_args: int):
-        from .cuda_launch import DirectLauncher
-
-        return DirectLauncher.build(compiled, n_args)
-
     def timer(self) -> Timer:
         return CudaEventTimer()
 
