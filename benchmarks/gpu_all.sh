@@ -24,9 +24,10 @@ for phase in $phases; do
       wait ;;
     comm)
       OUT=$R/comm bash benchmarks/comm_bench.sh > "$R/comm.log" 2>&1; echo "comm rc=$?" ;;
-    tune)  # host overhead per launch path (GPU 0) and the launch-config sweep (GPU 1)
-      step 0 280 host_overhead env WORKBENCH_AUTOTUNE=0 python3 benchmarks/host_overhead.py --out "$R/host" &
-      step 1 280 tune python3 benchmarks/tune_sweep.py --out "$R/tune" &
+    tune)  # host overhead per launch path (GPU 0), the launch-config sweep and a quick check (GPU 1)
+      step 0 200 host_overhead env WORKBENCH_AUTOTUNE=0 python3 benchmarks/host_overhead.py --out "$R/host" &
+      ( step 1 200 tune python3 benchmarks/tune_sweep.py --out "$R/tune"
+        step 1 150 check python3 -m workbench.cli check --cases quick --no-progress --csv "$R/check_cuda_quick.csv" ) &
       wait ;;
     final)  # 4 GPUs: the op bench, the full model, the MLU variants, host overhead + every op checked
       ( step 0 330 bench python3 benchmarks/run_bench.py --out "$R/bench"
