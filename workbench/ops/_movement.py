@@ -121,8 +121,9 @@ def _check_writable(name: str, dst: torch.Tensor) -> None:
         raise Unsupported(f"{name}: more than one element refers to the same memory (a broadcast view)")
 
 
-def copy_into(dst: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
-    """dst.copy_(src): src broadcast to dst's shape and converted to dst's dtype; returns dst."""
+def prepare_copy(dst: torch.Tensor, src: torch.Tensor) -> tuple | None:
+    """Validate dst.copy_(src); (src to read, dim sizes 1..3, dst strides, src strides, contiguous, to_bf16),
+    or None when there is nothing to copy. Shared by the generic and MLU copy launchers."""
     check_tensor("dst", dst, MOVE_DTYPES)
     check_tensor("src", src, MOVE_DTYPES)
     if src.device != dst.device:
@@ -132,9 +133,8 @@ def copy_into(dst: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
         raise Unsupported("src: shares memory with dst (overlap needs a staged copy)")
     if src.dim() > dst.dim() or broadcast(src.shape, dst.shape) != tuple(dst.shape):
         raise ValueError(f"src: shape {tuple(src.shape)} does not broadcast to dst shape {tuple(dst.shape)}")
-    n = dst.numel()
-    if n == 0:
-        return dst
+    if dst.numel() == 0:
+        return None
     layout = _dst_layout(dst, src)
     if layout is None:  # src's strides keep dims apart: read a compact copy of it
         src = src.expand(dst.shape).contiguous()
@@ -142,7 +142,16 @@ def copy_into(dst: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
     if layout is None:
         raise Unsupported(f"dst: strides {dst.stride()} do not merge into {MAX_DIMS} dims")
     sizes, (d_strides, s_strides), contiguous = layout
-    to_bf16 = dst.dtype == torch.bfloat16 and src.dtype != torch.bfloat16
+    return src, sizes, d_strides, s_strides, contiguous, dst.dtype == torch.bfloat16 and src.dtype != torch.bfloat16
+
+
+def copy_into(dst: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
+    """dst.copy_(src): src broadcast to dst's shape and converted to dst's dtype; returns dst."""
+    plan = prepare_copy(dst, src)
+    if plan is None:
+        return dst
+    src, sizes, d_strides, s_strides, contiguous, to_bf16 = plan
+    n = dst.numel()
     launch(_copy_kernel, (cdiv(n, BLOCK),), src, dst, n, *sizes, *s_strides, *d_strides, CONTIGUOUS=contiguous,
            TO_BF16=to_bf16, BLOCK=BLOCK)
     return dst
