@@ -139,3 +139,33 @@ def test_rules_object_from_python():
     v = rules.violations()
     assert v["kernel"].tolist() == ["ops.softmax._softmax_kernel"] and v["rule"].tolist() == ["grid"]
     assert set(rules.launches()["tasks"]) == {256, 16}  # generic: 64 rows x 4 warps; mlu: 4 programs x 4
+
+
+def test_matmul_movement_and_attention_ops_have_mlu_variants():
+    for name in ("bmm", "addmm", "linear", "embedding", "index_select", "gather", "cat",
+                 "scaled_dot_product_attention"):
+        spec = REGISTRY[name]
+        assert spec.variant_name("mlu") == "mlu" and spec.variant("mlu") is not spec.impl, name
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_mlu_attention_tiles_that_span_packed_heads(causal):
+    """GQA heads packed into one tile with tiles shorter than a group's rows (NRAM-limited): a tile
+    mixes the end of one head's queries with the start of the next, and causal bounds must follow the
+    per-row query index. The op's cases fit one tile per group, so they never reach this."""
+    from workbench.ops.variants import scaled_dot_product_attention_mlu as sdpa
+
+    dev = backends.active().device()
+    gen = torch.Generator(device=dev).manual_seed(0)
+    q = torch.randn(2, 4, 60, 16, generator=gen, device=dev)
+    k, v = (torch.randn(2, 2, 45, 16, generator=gen, device=dev) for _ in range(2))
+    mask = None if causal else torch.randn(60, 45, generator=gen, device=dev)
+    rules = LaunchRules.for_device("mlu590", nram_bytes=32 * 1024)  # also the launches' target
+    with rules:
+        assert sdpa.pick_config(2 * 60, 16, 16, 4, 4) == (16, 32)  # 8 tiles per packed pair of heads
+        out = sdpa.scaled_dot_product_attention(q, k, v, mask, is_causal=causal, enable_gqa=True)
+    want = torch.nn.functional.scaled_dot_product_attention(q.double(), k.double(), v.double(),
+                                                            None if mask is None else mask.double(),
+                                                            is_causal=causal, enable_gqa=True)
+    torch.testing.assert_close(out.double(), want, rtol=1e-4, atol=1e-5)
+    assert rules.clean, rules.violations().to_string()
