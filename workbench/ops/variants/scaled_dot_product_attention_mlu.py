@@ -25,7 +25,8 @@ from .._mlu import sizing
 
 # (BLOCK_M, BLOCK_N) in order of preference; used when its tiles fit NRAM (`nram_bytes`) and BLOCK_M is
 # not taller than a head group's rows need. Not tuned on an MLU: no MLU was available.
-CONFIGS = [(128, 64), (64, 64), (32, 64), (16, 64), (16, 32), (16, 16)]
+CONFIGS = [(128, 64), (64, 64), (32, 64), (32, 32), (16, 64), (16, 32), (16, 16)]
+MAX_TILE = sizing.MAX_TILE // 2  # elements per tile: see pick_config
 MAX_PACKED_ROWS = 128  # a head group's rows (heads x queries) are packed while they fit one tile
 
 
@@ -96,9 +97,14 @@ def nram_bytes(config: tuple[int, int], block_d: int, block_dv: int, element_siz
 
 
 def pick_config(rows: int, block_d: int, block_dv: int, element_size: int, mask_size: int) -> tuple[int, int]:
-    """The first config that fits NRAM and is not taller than `rows` (a head group's rows) need."""
+    """The first config that fits NRAM and is not taller than `rows` (a head group's rows) need.
+
+    No tile (q, K, V, scores, output) is larger than MAX_TILE elements, for the GPU build of the same
+    kernel: at head_dim 128 with num_warps=4, compiling for sm_90 on this machine took LLVM 4-14 minutes
+    with 128x64 tiles, 13-30 s with 64x64 or 64x32, a few seconds with 32x32."""
     budget = sizing.target().nram_bytes * sizing.NRAM_FILL
-    fitting = [c for c in CONFIGS if nram_bytes(c, block_d, block_dv, element_size, mask_size) <= budget]
+    fitting = [c for c in CONFIGS if nram_bytes(c, block_d, block_dv, element_size, mask_size) <= budget
+               and max(c) * max(block_d, block_dv, min(c)) <= MAX_TILE]
     if not fitting:
         raise ValueError(f"no attention tile fits {budget:.0f} bytes of NRAM at head dims {block_d}/{block_dv}")
     need = max(16, triton.next_power_of_2(rows))
