@@ -119,7 +119,8 @@ def test_mlu_variant_launches_compile_for_a_gpu(tmp_path):
     launches = _record_launches()
     modules = {"workbench.ops._mlu.elementwise", "workbench.ops._mlu.reduce", "workbench.ops._mlu.movement"} | {
         f"workbench.ops.variants.{op}_mlu"
-        for op in ("softmax", "rms_norm", "layer_norm", "mm", "argmax", "cumsum", "topk", "cross_entropy", "rope")}
+        for op in ("softmax", "rms_norm", "layer_norm", "mm", "argmax", "cumsum", "topk", "cross_entropy", "rope",
+                   "embedding", "scaled_dot_product_attention")}
     assert {launch["module"] for launch in launches} >= modules
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env.update(WORKBENCH_BACKEND="cuda", TRITON_CACHE_DIR=str(tmp_path / "triton"),

@@ -80,10 +80,9 @@ def _fill_kernel(dst_ptr, value, n, s1, s2, s3, ds0, ds1, ds2, ds3, CONTIGUOUS: 
 
 
 @triton.jit
-def _gather_kernel(x_ptr, idx_ptr, out_ptr, n, dim_size, s1, s2, s3, xs0, xs1, xs2, xs3, is0, is1, is2, is3,
-                   DIM: tl.constexpr, BLOCK: tl.constexpr):
+def _gather_tile(x_ptr, idx_ptr, out_ptr, offs, n, dim_size, s1, s2, s3, xs0, xs1, xs2, xs3, is0, is1, is2, is3,
+                 DIM: tl.constexpr):
     # out[i] = x[i with coordinate DIM replaced by index[i]]; out is contiguous, shape (s0, s1, s2, s3).
-    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < n
     i0, i1, i2, i3 = _coords(offs, s1, s2, s3)
     idx = tl.load(idx_ptr + i0 * is0 + i1 * is1 + i2 * is2 + i3 * is3, mask=mask, other=0).to(tl.int64)
@@ -98,6 +97,13 @@ def _gather_kernel(x_ptr, idx_ptr, out_ptr, n, dim_size, s1, s2, s3, xs0, xs1, x
     inside = mask & (idx >= 0) & (idx < dim_size)  # out-of-range indices read nothing (0), never past x
     x = tl.load(x_ptr + i0 * xs0 + i1 * xs1 + i2 * xs2 + i3 * xs3, mask=inside, other=0)
     tl.store(out_ptr + offs, x, mask=mask)
+
+
+@triton.jit
+def _gather_kernel(x_ptr, idx_ptr, out_ptr, n, dim_size, s1, s2, s3, xs0, xs1, xs2, xs3, is0, is1, is2, is3,
+                   DIM: tl.constexpr, BLOCK: tl.constexpr):
+    _gather_tile(x_ptr, idx_ptr, out_ptr, tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK), n,
+                 dim_size, s1, s2, s3, xs0, xs1, xs2, xs3, is0, is1, is2, is3, DIM)
 
 
 def _broadcast_strides(t: torch.Tensor, shape) -> list[int]:
@@ -230,18 +236,26 @@ def fill_into(dst: torch.Tensor, value) -> torch.Tensor:
     return dst
 
 
-def gather_into(out: torch.Tensor, x: torch.Tensor, dim: int, index: torch.Tensor) -> torch.Tensor:
-    """out (contiguous, index's shape) = x gathered along `dim` at `index` (broadcast views allowed)."""
+def prepare_gather(x: torch.Tensor, dim: int, index: torch.Tensor):
+    """Lay out a gather: (n, dim size, sizes of dims 1..3, x strides, index strides, padded DIM), or
+    None when there is nothing to gather. Shared by the generic and MLU gather launchers."""
     rank = x.dim()
     if rank > MAX_DIMS:
         raise Unsupported(f"x: rank {rank} gathers are not implemented (at most {MAX_DIMS} dims)")
-    n = out.numel()
+    n = index.numel()
     if n == 0:
-        return out
+        return None
     pad = MAX_DIMS - rank
     sizes = [1] * pad + list(index.shape)
-    x_strides = [0] * pad + list(x.stride())
-    i_strides = [0] * pad + list(index.stride())
-    launch(_gather_kernel, (cdiv(n, BLOCK),), x, index, out, n, x.shape[dim], *sizes[1:], *x_strides, *i_strides,
-           DIM=dim + pad, BLOCK=BLOCK)
+    return n, x.shape[dim], sizes[1:], [0] * pad + list(x.stride()), [0] * pad + list(index.stride()), dim + pad
+
+
+def gather_into(out: torch.Tensor, x: torch.Tensor, dim: int, index: torch.Tensor) -> torch.Tensor:
+    """out (contiguous, index's shape) = x gathered along `dim` at `index` (broadcast views allowed)."""
+    plan = prepare_gather(x, dim, index)
+    if plan is None:
+        return out
+    n, dim_size, sizes, x_strides, i_strides, padded_dim = plan
+    launch(_gather_kernel, (cdiv(n, BLOCK),), x, index, out, n, dim_size, *sizes, *x_strides, *i_strides,
+           DIM=padded_dim, BLOCK=BLOCK)
     return out

@@ -1,9 +1,9 @@
-"""Copy and fill in the MLU style: as many programs as fill the cores, each walking its blocks in a
-grid-stride loop.
+"""Copy, fill and gather in the MLU style: as many programs as fill the cores, each walking its blocks in
+a grid-stride loop.
 
-Same contract as workbench.ops._movement, which validates the arguments and lays dst out
-(`prepare_copy` / `prepare_fill`) and holds the per-tile work (`_copy_tile`, `_fill_tile`) that its
-one-tile-per-program kernels run once and these run in a loop. Values never pass through fp32 except
+Same contract as workbench.ops._movement, which validates the arguments and lays them out
+(`prepare_copy` / `prepare_fill` / `prepare_gather`) and holds the per-tile work (`_copy_tile`,
+`_fill_tile`, `_gather_tile`) that its one-tile-per-program kernels run once and these run in a loop. Values never pass through fp32 except
 into bf16 (rounded to nearest even, as torch does), so integer copies stay exact.
 """
 
@@ -14,7 +14,7 @@ import triton
 import triton.language as tl
 
 from .._launch import launch
-from .._movement import _copy_tile, _fill_tile, prepare_copy, prepare_fill
+from .._movement import _copy_tile, _fill_tile, _gather_tile, prepare_copy, prepare_fill, prepare_gather
 from . import sizing
 
 
@@ -33,6 +33,15 @@ def _fill_kernel(dst_ptr, value, n, s1, s2, s3, ds0, ds1, ds2, ds3, CONTIGUOUS: 
     for start in range(tl.program_id(0).to(tl.int64) * BLOCK, n, step):
         _fill_tile(dst_ptr, value, start + tl.arange(0, BLOCK), n, s1, s2, s3, ds0, ds1, ds2, ds3, CONTIGUOUS,
                    BLOCK)
+
+
+@triton.jit
+def _gather_kernel(x_ptr, idx_ptr, out_ptr, n, dim_size, s1, s2, s3, xs0, xs1, xs2, xs3, is0, is1, is2, is3,
+                   DIM: tl.constexpr, BLOCK: tl.constexpr):
+    step = tl.num_programs(0).to(tl.int64) * BLOCK
+    for start in range(tl.program_id(0).to(tl.int64) * BLOCK, n, step):
+        _gather_tile(x_ptr, idx_ptr, out_ptr, start + tl.arange(0, BLOCK), n, dim_size, s1, s2, s3,
+                     xs0, xs1, xs2, xs3, is0, is1, is2, is3, DIM)
 
 
 def copy_into(dst: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
@@ -59,3 +68,15 @@ def fill_into(dst: torch.Tensor, value) -> torch.Tensor:
     launch(_fill_kernel, (sizing.programs(triton.cdiv(n, block)),), dst, value, n, *sizes, *d_strides,
            CONTIGUOUS=contiguous, BLOCK=block, num_warps=sizing.NUM_WARPS)
     return dst
+
+
+def gather_into(out: torch.Tensor, x: torch.Tensor, dim: int, index: torch.Tensor) -> torch.Tensor:
+    """out (contiguous, index's shape) = x gathered along `dim` at `index`, as _movement.gather_into."""
+    plan = prepare_gather(x, dim, index)
+    if plan is None:
+        return out
+    n, dim_size, sizes, x_strides, i_strides, padded_dim = plan
+    block = sizing.block_1d(n, index.element_size() + x.element_size())  # live tiles: the index and x
+    launch(_gather_kernel, (sizing.programs(triton.cdiv(n, block)),), x, index, out, n, dim_size, *sizes,
+           *x_strides, *i_strides, DIM=padded_dim, BLOCK=block, num_warps=sizing.NUM_WARPS)
+    return out
