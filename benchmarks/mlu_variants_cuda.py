@@ -6,7 +6,8 @@ Run from the repo root on a GPU machine (the device copy has no .git, so pass th
 Phases, most important first, each written to --out as soon as it ends (a run cut short keeps them):
 1. correctness of every op's mlu variant on the quick + llm cases in bf16, under the MLU launch-rules
    profile (default MLU figures; on cuda the profile reads each compiled kernel's TTIR);
-2. kernel time of native vs generic vs mlu variant on the llm cases (triton.testing.do_bench median);
+2. kernel time of native vs generic vs mlu variant on the llm cases (the bench's kernel timer: median,
+   L2 flushed, host gaps kept out);
 3. the generic kernels under the same rules on the same cases (how far they are from the MLU's rules).
 The mlu variants launch as many programs as the default MLU has cores (12 programs of 4 warps for 48
 cores), so on a 132-SM H100 they are expected to be slower than the generic kernels: the column says
@@ -52,14 +53,10 @@ def correctness(variant, ops, cases, dtype, deadline) -> tuple[list, list, list[
 
 
 def median_ms(call, warmup_ms: float, rep_ms: float) -> float:
-    """triton.testing.do_bench's median on a GPU; the workbench timer where Triton has no driver (cpu)."""
-    if backends.active().interpreted:
-        from workbench.profiling.timing import kernel_time
+    """The bench's kernel timer: median device time, L2 flushed, host gaps kept out by a device-side hold."""
+    from workbench.profiling.timing import kernel_time
 
-        return kernel_time(call, warmup_ms=warmup_ms, rep_ms=rep_ms, min_reps=3).ms
-    import triton.testing
-
-    return triton.testing.do_bench(call, warmup=warmup_ms, rep=rep_ms, return_mode="median")
+    return kernel_time(call, warmup_ms=warmup_ms, rep_ms=rep_ms, min_reps=3).ms
 
 
 def time_op(op, case_set, dtype, warmup_ms: float, rep_ms: float, deadline) -> tuple[list[dict], list[str]]:
@@ -183,7 +180,7 @@ def main() -> int:
     print(f"\n{meta['device']} · torch {meta['torch']} · triton {meta['triton']} · commit {meta['commit']} · "
           f"{time.monotonic() - START:.0f} s"
           + (f" · skipped (time budget): {', '.join(skipped)}" if skipped else ""))
-    print("speedup = native ms / impl ms (do_bench median), llm cases; rules = MLU launch rules on the "
+    print("speedup = native ms / impl ms (kernel timer median), llm cases; rules = MLU launch rules on the "
           "default MLU figures (docs/mlu.md)")
     with pd.option_context("display.width", 200, "display.max_columns", None):
         print(summary(check, violations, times).to_string(index=False))
