@@ -65,6 +65,16 @@ def judge(table: pd.DataFrame, copy_gbps: float, copy_gbps_at=same_size_copy_gbp
     return table
 
 
+def geomeans(table: pd.DataFrame) -> str:
+    """Geometric mean of speedup over every row, and over ops (each op the geometric mean of its cases)."""
+    import numpy as np
+
+    ok = table[table["speedup"] > 0]
+    rows = float(np.exp(np.log(ok["speedup"]).mean()))
+    ops = float(np.exp(ok.groupby("op")["speedup"].apply(lambda s: np.log(s).mean()).mean()))
+    return f"{rows:.3f} over {len(ok)} rows, {ops:.3f} over {ok['op'].nunique()} ops"
+
+
 def launch_overhead() -> pd.DataFrame:
     """Host µs per call at decode size (1x4096 bf16): torch's silu, workbench's silu, and the bare Triton launch
     of the same kernel — separating Triton's own launch cost from the workbench wrapper's."""
@@ -139,8 +149,11 @@ def main() -> int:
     errors = df[df["error"].fillna("") != ""]
     for e in errors[["op", "case", "impl", "error"]].itertuples():
         print(f"ERROR {e.op} {e.case} {e.impl}: {e.error}", file=sys.stderr)
+    geo = geomeans(table)
+    with open(out / f"{stem}.md", "a") as f:
+        f.write(f"\nGeometric mean of speedup (issue 4 target >= 1.1): {geo}\n")
     print(f"\n{device}: {int((table['verdict'] == 'meets targets').sum())} of {len(table)} rows meet targets; "
-          f"copy {peaks.gbps:.0f} GB/s")
+          f"copy {peaks.gbps:.0f} GB/s; geometric mean speedup {geo}")
     return 0
 
 
