@@ -95,9 +95,12 @@ def _prune(configs, named_args, **_):
     return fits if AUTOTUNE else fits[:1]
 
 
-_autotuned = triton.autotune(configs=_configs(backends.active().interpreted), key=["M", "N", "K"],
+# The layout is part of the key: a linear's weight (B transposed: stride_bk == 1) wants other tiles than a
+# row-major B of the same M, N, K; without it, whichever layout was tuned first served both.
+_autotuned = triton.autotune(configs=_configs(backends.active().interpreted),
+                             key=["M", "N", "K", "stride_ak", "stride_bk"],
                              prune_configs_by={"early_config_prune": _prune})(_matmul_kernel)
-# (M, N, K, dtype, constexprs) -> the winning config's kwargs: later calls skip the autotuner entirely.
+# (M, N, K, dtype, layout, constexprs) -> the winning config's kwargs: later calls skip the autotuner entirely.
 _tuned: dict = {}
 
 
@@ -133,7 +136,7 @@ def matmul(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, M: int, N: int, K:
 
     args = (a, b, c, bias if has_bias else c, M, N, K, *a_strides, *b_strides, *c_strides, *bias_strides,
             float(alpha), float(beta))
-    key = (M, N, K, a.dtype, *meta.values())
+    key = (M, N, K, a.dtype, a_strides[2] == 1, b_strides[1] == 1, *meta.values())
     config = _tuned.get(key)
     if config is None:  # first call of this shape: autotune, then remember the winner
         _autotuned[grid](*args, **meta)
