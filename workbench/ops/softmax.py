@@ -4,9 +4,10 @@ import torch
 import triton
 import triton.language as tl
 
-from . import _rows
+from . import _rows, _split_rows
 from ._common import check_tensor, new_output
 from ._launch import launch
+from ._shapes import next_pow2
 from .spec import Case, Cost, OpSpec, Unsupported, nbytes, randn, register
 
 
@@ -44,6 +45,20 @@ def row_logsumexp(x_row, n_cols, BLOCK: tl.constexpr):
 
 
 @triton.jit
+def write_row(x_row, out_row, lo, hi, lse, LOG: tl.constexpr, BLOCK: tl.constexpr):
+    """out = exp(x - lse) (LOG: x - lse) for the columns [lo, hi) of one row; lo a multiple of BLOCK."""
+    cols = tl.arange(0, BLOCK)
+    for start in range(lo, hi, BLOCK):
+        mask = start + cols < hi
+        x = tl.load(x_row + start + cols, mask=mask, other=-float("inf")).to(tl.float32)
+        if LOG:
+            y = x - lse
+        else:
+            y = tl.exp(x - lse)
+        tl.store(out_row + start + cols, y.to(out_row.dtype.element_ty), mask=mask)
+
+
+@triton.jit
 def _softmax_kernel(x_ptr, out_ptr, n_cols, x_row_stride, out_row_stride,
                     LOG: tl.constexpr, BLOCK: tl.constexpr, ONE_TILE: tl.constexpr):
     """softmax (LOG=False) or log_softmax (LOG=True) of one row per program."""
@@ -62,15 +77,45 @@ def _softmax_kernel(x_ptr, out_ptr, n_cols, x_row_stride, out_row_stride,
             y = e / tl.sum(e, 0)
         tl.store(out_row + cols, y.to(out_ptr.dtype.element_ty), mask=mask)
     else:  # long rows: an online pass for the log-sum-exp, then a second read to write
-        lse = row_logsumexp(x_row, n_cols, BLOCK)
-        for start in range(0, n_cols, BLOCK):
-            mask = start + cols < n_cols
-            x = tl.load(x_row + start + cols, mask=mask, other=-float("inf")).to(tl.float32)
-            if LOG:
-                y = x - lse
-            else:
-                y = tl.exp(x - lse)
-            tl.store(out_row + start + cols, y.to(out_ptr.dtype.element_ty), mask=mask)
+        write_row(x_row, out_row, 0, n_cols, row_logsumexp(x_row, n_cols, BLOCK), LOG, BLOCK)
+
+
+@triton.jit
+def _chunk_stats_kernel(x_ptr, stats_ptr, n_cols, x_row_stride, chunk, BLOCK: tl.constexpr):
+    """Long rows split over programs, pass 1: per (row, chunk) the chunk's max and sum of exp(x - max)."""
+    row = tl.program_id(0).to(tl.int64)
+    c = tl.program_id(1)
+    x_row = x_ptr + row * x_row_stride
+    cols = tl.arange(0, BLOCK)
+    m = tl.full([BLOCK], -float("inf"), tl.float32)
+    s = tl.zeros([BLOCK], tl.float32)
+    for start in range(c * chunk, tl.minimum(c * chunk + chunk, n_cols), BLOCK):
+        x = tl.load(x_row + start + cols, mask=start + cols < n_cols, other=-float("inf")).to(tl.float32)
+        m_new = tl.maximum(m, x)
+        s = tl.where(m_new > -float("inf"), s * tl.exp(m - m_new) + tl.exp(x - m_new), 0.0)
+        m = m_new
+    chunk_max = tl.max(m, 0)
+    chunk_sum = tl.sum(tl.where(m > -float("inf"), s * tl.exp(m - chunk_max), 0.0), 0)
+    stats = stats_ptr + (row * tl.num_programs(1) + c) * 2
+    tl.store(stats, chunk_max)
+    tl.store(stats + 1, chunk_sum)
+
+
+@triton.jit
+def _chunk_write_kernel(x_ptr, stats_ptr, out_ptr, n_cols, x_row_stride, out_row_stride, chunk,
+                        LOG: tl.constexpr, BLOCK: tl.constexpr, BLOCK_S: tl.constexpr):
+    """Pass 2: the row's log-sum-exp from its chunks' (max, sum), then this program's chunk written."""
+    row = tl.program_id(0).to(tl.int64)
+    c = tl.program_id(1)
+    splits = tl.num_programs(1)
+    k = tl.arange(0, BLOCK_S)
+    stats = stats_ptr + row * splits * 2 + 2 * k
+    chunk_max = tl.load(stats, mask=k < splits, other=-float("inf"))
+    chunk_sum = tl.load(stats + 1, mask=k < splits, other=0.0)
+    row_max = tl.max(chunk_max, 0)
+    total = tl.sum(tl.where(chunk_max > -float("inf"), chunk_sum * tl.exp(chunk_max - row_max), 0.0), 0)
+    write_row(x_ptr + row * x_row_stride, out_ptr + row * out_row_stride, c * chunk,
+              tl.minimum(c * chunk + chunk, n_cols), row_max + tl.log(total), LOG, BLOCK)
 
 
 def prepare(x: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -95,8 +140,17 @@ def softmax_rows(x: torch.Tensor, dim: int, log: bool) -> torch.Tensor:
     if rows is not None:
         n_rows, n = rows.shape
         block, one_tile = _rows.tile(n)
-        launch(_softmax_kernel, (n_rows,), rows, out, n, rows.stride(0), n,
-               LOG=log, BLOCK=block, ONE_TILE=one_tile, num_warps=_rows.row_warps(block))
+        splits, chunk = (1, n) if one_tile else _split_rows.chunking(n_rows, n, block)
+        if splits == 1:
+            launch(_softmax_kernel, (n_rows,), rows, out, n, rows.stride(0), n,
+                   LOG=log, BLOCK=block, ONE_TILE=one_tile, num_warps=_rows.row_warps(block))
+        else:  # too few long rows to fill the device: each row split over `splits` programs, two passes
+            stats = torch.empty((n_rows, splits, 2), dtype=torch.float32, device=x.device)
+            warps = _rows.row_warps(block)
+            launch(_chunk_stats_kernel, (n_rows, splits), rows, stats, n, rows.stride(0), chunk, BLOCK=block,
+                   num_warps=warps)
+            launch(_chunk_write_kernel, (n_rows, splits), rows, stats, out, n, rows.stride(0), n, chunk, LOG=log,
+                   BLOCK=block, BLOCK_S=next_pow2(splits), num_warps=warps)
     return finish(out, x, dim)
 
 
@@ -121,6 +175,12 @@ def _masked(x):
     return x
 
 
+def _masked_long(x):
+    x[0] = -float("inf")  # torch gives NaN
+    x[1, 20000:] = -float("inf")  # a whole chunk of a row split over programs sees only -inf
+    return x
+
+
 def _case(name, shape, dim=-1, transform=None, big=False, scale=1.0):
     def make(dtype, device, gen):
         x = randn(shape, dtype, device, gen, scale=scale)
@@ -137,6 +197,7 @@ def _cases():
             _case("rank4 2x3x4x70 dim-1", (2, 3, 4, 70)),
             _case("transposed 40x30", (30, 40), transform=lambda x: x.t()),
             _case("long row 3x40000", (3, 40000), scale=4.0),
+            _case("long rows -inf: one row, one chunk 2x40000", (2, 40000), transform=_masked_long),
             _case("masked rows (-inf), one fully masked", (5, 40), transform=_masked),
             _case("single column 7x1", (7, 1)),
             _case("zero-size 0x16", (0, 16)),

@@ -8,7 +8,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ..softmax import SPEC, finish, prepare, row_logsumexp
+from ..softmax import SPEC, finish, prepare, row_logsumexp, write_row
 from .._launch import launch
 from .._mlu import sizing
 from .._mlu.rows import row_tiles
@@ -39,15 +39,7 @@ def _softmax_kernel(x_ptr, out_ptr, n_rows, n_cols, x_row_stride, out_row_stride
         for row in range(pid.to(tl.int64), n_rows, nprog):
             x_row = x_ptr + row * x_row_stride
             out_row = out_ptr + row * out_row_stride
-            lse = row_logsumexp(x_row, n_cols, BLOCK_C)
-            for start in range(0, n_cols, BLOCK_C):
-                mask = start + cols < n_cols
-                x = tl.load(x_row + start + cols, mask=mask, other=-float("inf")).to(tl.float32)
-                if LOG:
-                    y = x - lse
-                else:
-                    y = tl.exp(x - lse)
-                tl.store(out_row + start + cols, y.to(out_ptr.dtype.element_ty), mask=mask)
+            write_row(x_row, out_row, 0, n_cols, row_logsumexp(x_row, n_cols, BLOCK_C), LOG, BLOCK_C)
 
 
 def softmax_rows(x: torch.Tensor, dim: int, log: bool) -> torch.Tensor:
