@@ -20,7 +20,7 @@ from .spec import Case, Cost, OpSpec, nbytes, randn, register
 
 @triton.jit
 def _embedding_kernel(idx_ptr, w_ptr, out_ptr, n_idx, n_rows, H, w_row_stride, w_col_stride,
-                      BLOCK_R: tl.constexpr, BLOCK_H: tl.constexpr):
+                      OUT_OF_RANGE: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_H: tl.constexpr):
     rows = tl.program_id(0).to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)
     cols = tl.program_id(1).to(tl.int64) * BLOCK_H + tl.arange(0, BLOCK_H)
     row_ok = rows < n_idx
@@ -28,7 +28,7 @@ def _embedding_kernel(idx_ptr, w_ptr, out_ptr, n_idx, n_rows, H, w_row_stride, w
     in_range = (idx >= 0) & (idx < n_rows)
     ok = row_ok[:, None] & (cols < H)[None, :]
     vals = tl.load(w_ptr + idx[:, None] * w_row_stride + cols[None, :] * w_col_stride,
-                   mask=ok & in_range[:, None], other=float("nan"))
+                   mask=ok & in_range[:, None], other=OUT_OF_RANGE)
     tl.store(out_ptr + rows[:, None] * H + cols[None, :], vals, mask=ok)
 
 
@@ -50,15 +50,19 @@ def prepare(input: torch.Tensor, weight: torch.Tensor,
 
 def embedding(input: torch.Tensor, weight: torch.Tensor, padding_idx: int | None = None) -> torch.Tensor:
     out, idx = prepare(input, weight, padding_idx)
-    if idx is None:
-        return out
-    V, H = weight.shape
+    return out if idx is None else gather_rows(out, weight, idx, out_of_range=float("nan"))
+
+
+def gather_rows(out: torch.Tensor, table: torch.Tensor, idx: torch.Tensor, out_of_range: float) -> torch.Tensor:
+    """out[i, :] = table[idx[i], :] for a 2-D table and contiguous 1-D indices; rows at indices outside
+    the table get `out_of_range`. Also index_select's kernel along dim 0 of a 2-D tensor."""
+    V, H = table.shape
     block_h = min(1024, next_pow2(H))
     block_r = max(1, min(next_pow2(idx.numel()),
                          4096 * backends.active().policy.block_scale // block_h))
     grid = (cdiv(idx.numel(), block_r), cdiv(H, block_h))
-    launch(_embedding_kernel, grid, idx, weight, out, idx.numel(), V, H, weight.stride(0), weight.stride(1),
-           BLOCK_R=block_r, BLOCK_H=block_h, num_warps=4)
+    launch(_embedding_kernel, grid, idx, table, out, idx.numel(), V, H, table.stride(0), table.stride(1),
+           OUT_OF_RANGE=out_of_range, BLOCK_R=block_r, BLOCK_H=block_h, num_warps=4)
     return out
 
 

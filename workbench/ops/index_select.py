@@ -1,7 +1,8 @@
 """index_select: the slices of x at `index` along `dim` (torch.index_select); an embedding lookup at dim 0.
 
-The gather kernel with the 1-D index broadcast over the other dims (stride 0). Out-of-range indices
-give 0 instead of an error, as in gather.
+Rows of a 2-D tensor (dim 0, the embedding lookup) go through the embedding kernel's row tiles; other
+cases through the gather kernel with the 1-D index broadcast over the other dims (stride 0).
+Out-of-range indices give 0 instead of an error, as in gather.
 """
 
 import torch
@@ -9,6 +10,7 @@ import torch
 from ._common import check_same_device, check_tensor, new_output
 from ._movement import INDEX_DTYPES, MOVE_DTYPES, gather_into
 from ._reduce import normalize_dims
+from .embedding import gather_rows
 from .spec import Case, Cost, OpSpec, nbytes, randn, register
 
 
@@ -34,7 +36,10 @@ def prepare(x: torch.Tensor, dim: int, index: torch.Tensor) -> tuple:
 
 
 def index_select(x: torch.Tensor, dim: int, index: torch.Tensor) -> torch.Tensor:
-    return gather_into(*prepare(x, dim, index))
+    out, x, d, view = prepare(x, dim, index)
+    if d == 0 and x.dim() == 2 and out.numel():  # whole rows of a table: the embedding kernel's 2-D tiles
+        return gather_rows(out, x, index.reshape(-1).contiguous(), out_of_range=0.0)
+    return gather_into(out, x, d, view)
 
 
 def _cost(x, dim, index):
