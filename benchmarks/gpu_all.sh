@@ -4,7 +4,7 @@
 # $OUT/results.tgz after every phase, so a cut-short run still returns what it measured. Usage:
 #   WORKBENCH_COMMIT=$(git rev-parse HEAD) OUT=out bash benchmarks/gpu_all.sh [phase1] [comm] [phase2] [tune] [final]
 set -uo pipefail
-R=/tmp/wb-results; mkdir -p "$R"
+R=/tmp/wb-results; rm -rf "$R"; mkdir -p "$R"  # a reused machine may keep an earlier run's files
 export PYTHONPATH=$PWD WORKBENCH_BACKEND=cuda NCCL_NVLS_ENABLE=0 WORKBENCH_CACHE=$R/cache
 pack() { tar czf "$OUT/results.tgz" -C "$R" --exclude cache . ; }
 step() {  # step GPU LIMIT_S NAME CMD...: one script on one GPU, its log under $R
