@@ -38,8 +38,8 @@ for phase in $phases; do
         step 0 120 attention python3 benchmarks/attention_check.py --out "$R/attention" --skip-check ) &
       ( step 1 330 model python3 benchmarks/qwen3_model.py --out "$R/model" --budget-s 250
         step 1 120 host_overhead env WORKBENCH_AUTOTUNE=0 python3 benchmarks/host_overhead.py --out "$R/host" ) &
-      step 2 450 mlu_a python3 benchmarks/mlu_variants_cuda.py --out "$R/mlu_a" --budget-s 420 --ops $half_a &
-      step 3 450 mlu_b python3 benchmarks/mlu_variants_cuda.py --out "$R/mlu_b" --budget-s 420 --ops $half_b &
+      step 2 450 mlu_a env WORKBENCH_AUTOTUNE=0 python3 benchmarks/mlu_variants_cuda.py --out "$R/mlu_a" --budget-s 420 --ops $half_a &
+      step 3 450 mlu_b env WORKBENCH_AUTOTUNE=0 python3 benchmarks/mlu_variants_cuda.py --out "$R/mlu_b" --budget-s 420 --ops $half_b &
       wait ;;
     phase2)
       step 0 150 attention python3 benchmarks/attention_check.py --out "$R/attention" &
