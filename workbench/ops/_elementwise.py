@@ -4,6 +4,11 @@ An op supplies only its math as a `@triton.jit` function (e.g. `x * tl.sigmoid(x
 handle broadcasting, non-contiguous and rank-N inputs (strides, up to 4 dims after merging), int64
 offsets, math in fp32 and the cast to the output dtype. Contiguous same-shape inputs take a flat path
 with no index arithmetic. Python numbers are passed to kernels by value, never as device tensors.
+
+Integer results (int64 / int32 bookkeeping: positions, lengths, masks turned into counts) are computed
+in the result's integer dtype, never through fp32, so they are exact, wrapping on overflow as torch
+does; the INT constexpr picks that path, so the float kernels are unchanged. Only ops whose math is
+exact in integers ask for it (`integers=True`: add, sub, mul, masked_fill, where).
 """
 
 from __future__ import annotations
@@ -17,12 +22,14 @@ from workbench import backends
 from ._common import as_tensor_operand, check_same_device, check_tensor, new_output
 from ._launch import launch
 from ._shapes import broadcast, cdiv
-from .spec import Case, Cost, nbytes, randn
+from .spec import FLOAT_DTYPES, Case, Cost, nbytes, randn
 
 MAX_DIMS = 4
 # Elements per program: 1024 on a GPU, scaled up by the launch policy (the backend is fixed per process).
 BLOCK = 1024 * backends.active().policy.block_scale
 _FLAT = ([1, 1, 1], [[0] * MAX_DIMS, [0] * MAX_DIMS], True)  # sizes, strides, contiguous for flat launches
+# Integer dtypes the binary and ternary launchers compute exactly when an op allows integers.
+INT_DTYPES = (torch.int32, torch.int64)
 
 
 @triton.jit
@@ -52,7 +59,7 @@ def _unary_kernel(x_ptr, out_ptr, n, s1, s2, s3, xs0, xs1, xs2, xs3,
 @triton.jit
 def _binary_kernel(a_ptr, b_ptr, out_ptr, n, s1, s2, s3, as0, as1, as2, as3, bs0, bs1, bs2, bs3, b_scalar, b_scale,
                    FN: tl.constexpr, CONTIGUOUS: tl.constexpr, B_SCALAR: tl.constexpr, SCALE_B: tl.constexpr,
-                   BLOCK: tl.constexpr):
+                   BLOCK: tl.constexpr, INT: tl.constexpr):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < n
     if CONTIGUOUS:
@@ -61,11 +68,15 @@ def _binary_kernel(a_ptr, b_ptr, out_ptr, n, s1, s2, s3, as0, as1, as2, as3, bs0
     else:
         a_offs = _offsets(offs, s1, s2, s3, as0, as1, as2, as3)
         b_offs = _offsets(offs, s1, s2, s3, bs0, bs1, bs2, bs3)
-    a = tl.load(a_ptr + a_offs, mask=mask).to(tl.float32)
-    if B_SCALAR:  # a Python number, passed by value; a block, since the interpreter passes a bare float
-        b = tl.full([BLOCK], b_scalar, tl.float32)
+    if INT:  # an integer result: exact math in its own dtype
+        ct = out_ptr.dtype.element_ty
     else:
-        b = tl.load(b_ptr + b_offs, mask=mask).to(tl.float32)
+        ct = tl.float32
+    a = tl.load(a_ptr + a_offs, mask=mask).to(ct)
+    if B_SCALAR:  # a Python number, passed by value; a block, since the interpreter passes a bare float
+        b = tl.full([BLOCK], b_scalar, ct)
+    else:
+        b = tl.load(b_ptr + b_offs, mask=mask).to(ct)
     if SCALE_B:
         b = b * b_scale
     tl.store(out_ptr + offs, FN(a, b).to(out_ptr.dtype.element_ty), mask=mask)
@@ -74,8 +85,9 @@ def _binary_kernel(a_ptr, b_ptr, out_ptr, n, s1, s2, s3, as0, as1, as2, as3, bs0
 @triton.jit
 def _ternary_kernel(c_ptr, a_ptr, b_ptr, out_ptr, n, s1, s2, s3, cs0, cs1, cs2, cs3, as0, as1, as2, as3,
                     bs0, bs1, bs2, bs3, a_scalar, b_scalar, FN: tl.constexpr, CONTIGUOUS: tl.constexpr,
-                    A_SCALAR: tl.constexpr, B_SCALAR: tl.constexpr, BLOCK: tl.constexpr):
-    # The first operand keeps its own dtype (a bool condition or mask); the others are fp32.
+                    A_SCALAR: tl.constexpr, B_SCALAR: tl.constexpr, BLOCK: tl.constexpr, INT: tl.constexpr):
+    # The first operand keeps its own dtype (a bool condition or mask); the others are fp32, or the
+    # integer result's dtype (INT).
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < n
     if CONTIGUOUS:
@@ -87,14 +99,18 @@ def _ternary_kernel(c_ptr, a_ptr, b_ptr, out_ptr, n, s1, s2, s3, cs0, cs1, cs2, 
         a_offs = _offsets(offs, s1, s2, s3, as0, as1, as2, as3)
         b_offs = _offsets(offs, s1, s2, s3, bs0, bs1, bs2, bs3)
     c = tl.load(c_ptr + c_offs, mask=mask)
+    if INT:
+        ct = out_ptr.dtype.element_ty
+    else:
+        ct = tl.float32
     if A_SCALAR:  # a block, not the bare scalar: the interpreter passes scalars as Python floats
-        a = tl.full([BLOCK], a_scalar, tl.float32)
+        a = tl.full([BLOCK], a_scalar, ct)
     else:
-        a = tl.load(a_ptr + a_offs, mask=mask).to(tl.float32)
+        a = tl.load(a_ptr + a_offs, mask=mask).to(ct)
     if B_SCALAR:
-        b = tl.full([BLOCK], b_scalar, tl.float32)
+        b = tl.full([BLOCK], b_scalar, ct)
     else:
-        b = tl.load(b_ptr + b_offs, mask=mask).to(tl.float32)
+        b = tl.load(b_ptr + b_offs, mask=mask).to(ct)
     tl.store(out_ptr + offs, FN(c, a, b).to(out_ptr.dtype.element_ty), mask=mask)
 
 
@@ -150,22 +166,27 @@ def unary(fn, x: torch.Tensor, name: str = "x") -> torch.Tensor:
     return out
 
 
-def prepare_binary(a: torch.Tensor, b, names=("input", "other")):
+def prepare_binary(a: torch.Tensor, b, names=("input", "other"), integers: bool = False):
     """Validate, broadcast and type-promote two operands and lay them out:
     (out, a, b_arg, sizes, a_strides, b_strides, contiguous, b_scalar). A Python number `b` comes back
-    as `b_scalar` (a float; `b_arg` is then `a`, never read), else `b_scalar` is None. Shared by every
-    binary launcher (this generic one, the MLU-style one in ops/_mlu).
+    as `b_scalar` (a float, or an int where the result is an integer; `b_arg` is then `a`, never read),
+    else `b_scalar` is None. Shared by every binary launcher (this generic one, the MLU-style one in
+    ops/_mlu). `integers`: int32/int64 operands are allowed too (the op's math is exact in integers);
+    the caller computes an integer result in its own dtype.
 
     A Python number is passed to kernels by value (no device tensor, as torch does); contiguous
     same-shape tensors skip all layout work. Both keep the call path short for decode-sized ops.
     """
-    check_tensor(names[0], a)
+    dtypes = FLOAT_DTYPES + INT_DTYPES if integers else FLOAT_DTYPES
+    check_tensor(names[0], a, dtypes)
     if isinstance(b, (int, float)) and not isinstance(b, bool):
-        out = new_output(a.shape, a.dtype, a.device)  # a float tensor with a Python number keeps its dtype
-        operands, b_scalar = [a], float(b)
+        # a float tensor with a Python number keeps its dtype; an integer one with a float becomes float
+        dtype = a.dtype if a.is_floating_point() else torch.result_type(a, b)
+        out = new_output(a.shape, dtype, a.device)
+        operands, b_scalar = [a], (float(b) if out.is_floating_point() else int(b))
     else:
         b = as_tensor_operand(names[1], b, a)
-        check_tensor(names[1], b)
+        check_tensor(names[1], b, dtypes)
         if b.dim() > 0:
             check_same_device(**{names[0]: a, names[1]: b})
         if a.shape == b.shape:
@@ -186,17 +207,27 @@ def prepare_binary(a: torch.Tensor, b, names=("input", "other")):
     return out, operands[0], b_arg, sizes, strides[0], b_strides, contiguous, b_scalar
 
 
-def binary(fn, a: torch.Tensor, b, b_scale=1, names=("input", "other")) -> torch.Tensor:
+def scale_arg(b_scale, out: torch.Tensor):
+    """`alpha` as the kernel argument: an int for an integer result (torch refuses a float alpha there)."""
+    if out.is_floating_point():
+        return float(b_scale)
+    if isinstance(b_scale, bool) or not isinstance(b_scale, int):
+        raise TypeError(f"alpha: expected an int for an integer result ({out.dtype}), got {b_scale!r}")
+    return b_scale
+
+
+def binary(fn, a: torch.Tensor, b, b_scale=1, names=("input", "other"), integers: bool = False) -> torch.Tensor:
     """`fn(a, b * b_scale)` elementwise with torch broadcasting and type promotion (see prepare_binary)."""
-    out, a, b_arg, sizes, a_strides, b_strides, contiguous, b_scalar = prepare_binary(a, b, names)
+    out, a, b_arg, sizes, a_strides, b_strides, contiguous, b_scalar = prepare_binary(a, b, names, integers)
     n = out.numel()
     if n == 0:
         return out
+    is_int = not out.is_floating_point()
     launch(
         _binary_kernel, (cdiv(n, BLOCK),),
-        a, b_arg, out, n, *sizes, *a_strides, *b_strides, 0.0 if b_scalar is None else b_scalar,
-        float(b_scale), FN=fn, CONTIGUOUS=contiguous, B_SCALAR=b_scalar is not None, SCALE_B=b_scale != 1,
-        BLOCK=BLOCK,
+        a, b_arg, out, n, *sizes, *a_strides, *b_strides, (0 if is_int else 0.0) if b_scalar is None else b_scalar,
+        scale_arg(b_scale, out), FN=fn, CONTIGUOUS=contiguous, B_SCALAR=b_scalar is not None,
+        SCALE_B=b_scale != 1, BLOCK=BLOCK, INT=is_int,
     )
     return out
 
@@ -219,18 +250,27 @@ def _scalar_operand(name: str, value) -> float | None:
 
 
 def ternary(fn, c: torch.Tensor, a, b, out_dtype: torch.dtype, names=("condition", "input", "other"),
-            c_dtypes=(torch.bool,)) -> torch.Tensor:
+            c_dtypes=(torch.bool,), integers: bool = False) -> torch.Tensor:
     """`fn(c, a, b)` elementwise with broadcasting into a new `out_dtype` tensor.
 
-    `c` is loaded in its own dtype (one of `c_dtypes`), `a` and `b` (tensors or numbers) as fp32.
+    `c` is loaded in its own dtype (one of `c_dtypes`), `a` and `b` (tensors or numbers) as fp32, or,
+    where `integers` allows an int32/int64 `out_dtype`, in that dtype (numbers must then be integral).
     """
     check_tensor(names[0], c, dtypes=c_dtypes)
+    dtypes = FLOAT_DTYPES + INT_DTYPES if integers else FLOAT_DTYPES
+    is_int = out_dtype in INT_DTYPES
+    if is_int and not integers:
+        raise TypeError(f"{names[1]}, {names[2]}: expected a float32, float16 or bfloat16 result, got {out_dtype}")
     values, tensors = [], []
     for name, v in ((names[1], a), (names[2], b)):
         value = _scalar_operand(name, v)
         if value is None:
-            check_tensor(name, v)
+            check_tensor(name, v, dtypes)
             tensors.append((name, v))
+        elif is_int:
+            if not float(value).is_integer():
+                raise TypeError(f"{name}: expected an integral value for a {out_dtype} result, got {value}")
+            value = int(value)
         values.append(value)
     check_same_device(**{names[0]: c}, **dict(tensors))
     shapes = [c.shape] + [t.shape for _, t in tensors]
@@ -251,12 +291,13 @@ def ternary(fn, c: torch.Tensor, a, b, out_dtype: torch.dtype, names=("condition
     ptrs, rest = [], iter(zip(operands[1:], strides[1:]))
     for value in values:
         ptrs.append((operands[0], strides[0]) if value is not None else next(rest))
+    zero = 0 if is_int else 0.0
     launch(
         _ternary_kernel, (cdiv(n, BLOCK),),
         operands[0], ptrs[0][0], ptrs[1][0], out, n, *sizes, *strides[0], *ptrs[0][1], *ptrs[1][1],
-        0.0 if values[0] is None else values[0], 0.0 if values[1] is None else values[1],
+        zero if values[0] is None else values[0], zero if values[1] is None else values[1],
         FN=fn, CONTIGUOUS=contiguous, A_SCALAR=values[0] is not None, B_SCALAR=values[1] is not None,
-        BLOCK=BLOCK,
+        BLOCK=BLOCK, INT=is_int,
     )
     return out
 
@@ -321,8 +362,43 @@ def unary_cases(**kwargs) -> dict:
     }
 
 
-def binary_cases(**kwargs) -> dict:
-    """quick / edge / llm cases for a two-input elementwise op with broadcasting."""
+def randint(shape, dtype: torch.dtype, device: torch.device, gen: torch.Generator, bound: int) -> torch.Tensor:
+    """Fresh random integers in [-bound, bound) of `dtype` (bound capped at the dtype's 2**(bits - 2), so
+    that a sum of two stays in range; bool: a random mask), drawn on the device."""
+    if dtype == torch.bool:
+        return torch.rand(shape, device=device, generator=gen) < 0.5
+    bound = min(bound, (torch.iinfo(dtype).max + 1) // 2)
+    return torch.randint(-bound, bound, shape, dtype=dtype, device=device, generator=gen)
+
+
+def _int_binary_cases(bound: int) -> dict:
+    """Integer cases (their dtypes fixed, whatever the float dtype of the run): exact compare.
+    `bound`: int64 operands in [-bound, bound) (past 2**24 an fp32 round trip would lose them);
+    int32 ones in [-2**15, 2**15), so that no case overflows."""
+
+    def case(name, a_shape, b_shape, a_dtype=torch.int64, b_dtype=torch.int64, b_number=None):
+        def make(d, dev, g):
+            a = randint(a_shape, a_dtype, dev, g, bound if a_dtype == torch.int64 else 2**15)
+            b = b_number if b_shape is None else randint(b_shape, b_dtype, dev, g,
+                                                         bound if b_dtype == torch.int64 else 2**15)
+            return (a, b), {}
+
+        return Case(name, make)
+
+    return {
+        "quick": [case("int64 positions 2x33, number", (2, 33), None, b_number=1)],
+        "edge": [
+            case(f"int64 +-{bound} row broadcast", (9, 40), (40,)),
+            case("int32 with int64 (promotes)", (7, 13), (7, 13), a_dtype=torch.int32),
+            case("int32 transposed", (13, 7), (13, 7), a_dtype=torch.int32, b_dtype=torch.int32),
+            case("int64 with a float number (fp32 result)", (5, 6), None, b_number=0.5),
+        ],
+    }
+
+
+def binary_cases(integers: int | None = None, **kwargs) -> dict:
+    """quick / edge / llm cases for a two-input elementwise op with broadcasting. `integers`: also
+    int64/int32 cases with operands in [-integers, integers) (ops whose math is exact in integers)."""
 
     def case(name, a_shape, b_shape, a_tf=None, b_tf=None, big=False, b_dtype=None):
         make_a, make_b = _t(a_shape, a_tf), _t(b_shape, b_tf)
@@ -333,8 +409,10 @@ def binary_cases(**kwargs) -> dict:
 
         return Case(name, make, big=big)
 
+    ints = _int_binary_cases(integers) if integers else {"quick": [], "edge": []}
     return {
-        "quick": lambda: [case("1000", (1000,), (1000,)), case("64x300 + row", (64, 300), (300,))],
+        "quick": lambda: [case("1000", (1000,), (1000,)), case("64x300 + row", (64, 300), (300,)),
+                          *ints["quick"]],
         "edge": lambda: [
             case("rank4 broadcast 2x1x5x7,3x1x7", (2, 1, 5, 7), (3, 1, 7)),
             case("transposed 33x65", (65, 33), (65, 33), a_tf=lambda x: x.t(), b_tf=lambda x: x.t()),
@@ -346,6 +424,7 @@ def binary_cases(**kwargs) -> dict:
             case("promote with fp32", (19, 23), (19, 23), b_dtype=torch.float32),
             case("zero-size 0x16", (0, 16), (16,)),
             case(f"big {BIG}", (BIG,), (BIG,), big=True),
+            *ints["edge"],
         ],
         "llm": lambda: [
             case("decode 1x4096", (1, 4096), (1, 4096)),

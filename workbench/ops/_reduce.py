@@ -4,7 +4,8 @@ The input is viewed as (outer, n, inner) through its strides: the kept dims befo
 the reduced dims and the kept dims after them, each merged into one. One program reduces a tile of
 `inner` columns over all n, accumulating in fp32, so a last-dim reduction reads rows and a leading-dim
 reduction reads coalesced columns. Inputs that do not merge that way (reduced dims apart, or strides
-that do not merge) are permuted and copied first.
+that do not merge) are permuted and copied first. A sum of bool or integer values (torch gives int64)
+accumulates in int64, exactly.
 """
 
 from __future__ import annotations
@@ -19,27 +20,34 @@ from workbench import backends
 
 from . import _rows
 from ._common import check_tensor, new_output
+from .spec import FLOAT_DTYPES
 from ._elementwise import _merge_dims
 from ._launch import launch
 from ._shapes import cdiv, next_pow2
 
 TILE = 4096  # elements one program holds per step on a GPU; the launch policy scales it
+# Inputs a sum takes besides floats: bool and integers, summed exactly in int64 (torch's result dtype).
+INT_INPUTS = (torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 MAX_GRID_Y = 65535  # CUDA's limit on grid axis 1
 
 
 @triton.jit
 def _sum_kernel(x_ptr, out_ptr, n, inner, so, sn, si,
-                MEAN: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_I: tl.constexpr):
+                MEAN: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_I: tl.constexpr, INT: tl.constexpr):
     o = tl.program_id(0).to(tl.int64)
     cols = tl.program_id(1).to(tl.int64) * BLOCK_I + tl.arange(0, BLOCK_I)
     col_ok = cols < inner
     base = x_ptr + o * so + cols[None, :] * si
     rn = tl.arange(0, BLOCK_N).to(tl.int64)
-    acc = tl.zeros([BLOCK_N, BLOCK_I], tl.float32)
+    if INT:  # an integer result: exact int64 accumulation
+        at = tl.int64
+    else:
+        at = tl.float32
+    acc = tl.zeros([BLOCK_N, BLOCK_I], at)
     for start in range(0, n, BLOCK_N):
         r = start + rn
         ok = (r < n)[:, None] & col_ok[None, :]
-        acc += tl.load(base + r[:, None] * sn, mask=ok, other=0.0).to(tl.float32)
+        acc += tl.load(base + r[:, None] * sn, mask=ok, other=0).to(at)
     total = tl.sum(acc, 0)
     if MEAN:
         total = total / n  # n == 0 gives NaN, as torch's mean of nothing
@@ -143,18 +151,22 @@ def _grid(outer: int, inner: int, block_i: int) -> tuple[int, int]:
 
 def reduce_sum(x: torch.Tensor, dim=None, keepdim: bool = False, dtype: torch.dtype | None = None,
                mean: bool = False) -> torch.Tensor:
-    """torch.sum / torch.mean over `dim` (None or []: all dims), fp32 accumulation."""
-    check_tensor("x", x)
-    if dtype is not None and dtype not in (torch.float32, torch.float16, torch.bfloat16):
-        raise TypeError(f"dtype: expected float32, float16 or bfloat16, got {dtype}")
+    """torch.sum / torch.mean over `dim` (None or []: all dims), fp32 accumulation; a sum of bool or
+    integers (or with an integer `dtype`) accumulates in int64 and gives int64 unless `dtype` says."""
+    check_tensor("x", x, FLOAT_DTYPES if mean else FLOAT_DTYPES + INT_INPUTS)
+    allowed = FLOAT_DTYPES if mean else FLOAT_DTYPES + (torch.int32, torch.int64)
+    if dtype is not None and dtype not in allowed:
+        names = ", ".join(str(d).replace("torch.", "") for d in allowed)
+        raise TypeError(f"dtype: expected one of ({names}), got {dtype}")
     dims = normalize_dims(x, dim)
-    out = new_output(_out_shape(x, dims, keepdim), dtype or x.dtype, x.device)
+    out_dtype = dtype or (x.dtype if x.is_floating_point() else torch.int64)
+    out = new_output(_out_shape(x, dims, keepdim), out_dtype, x.device)
     if out.numel() == 0:
         return out
     src, outer, n, inner, (so, sn, si) = _three_dims(x, dims)
     block_n, block_i, warps = _tiles(n, inner)
     launch(_sum_kernel, _grid(outer, inner, block_i), src, out, n, inner, so, sn, si, MEAN=mean,
-           BLOCK_N=block_n, BLOCK_I=block_i, num_warps=warps)
+           BLOCK_N=block_n, BLOCK_I=block_i, INT=not out.is_floating_point(), num_warps=warps)
     return out
 
 

@@ -13,7 +13,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .._elementwise import _offsets, prepare_binary, prepare_unary
+from .._elementwise import _offsets, prepare_binary, prepare_unary, scale_arg
 from .._launch import launch
 from . import sizing
 
@@ -36,9 +36,13 @@ def _unary_kernel(x_ptr, out_ptr, n, s1, s2, s3, xs0, xs1, xs2, xs3,
 @triton.jit
 def _binary_kernel(a_ptr, b_ptr, out_ptr, n, s1, s2, s3, as0, as1, as2, as3, bs0, bs1, bs2, bs3,
                    b_scalar, b_scale, FN: tl.constexpr, CONTIGUOUS: tl.constexpr, B_SCALAR: tl.constexpr,
-                   SCALE_B: tl.constexpr, BLOCK: tl.constexpr):
+                   SCALE_B: tl.constexpr, BLOCK: tl.constexpr, INT: tl.constexpr):
+    if INT:  # an integer result: exact math in its own dtype (as the generic launcher)
+        ct = out_ptr.dtype.element_ty
+    else:
+        ct = tl.float32
     if B_SCALAR:  # a Python number passed by value, made a block once per program
-        b_block = tl.full([BLOCK], b_scalar, tl.float32)
+        b_block = tl.full([BLOCK], b_scalar, ct)
         if SCALE_B:
             b_block = b_block * b_scale
     step = tl.num_programs(0).to(tl.int64) * BLOCK
@@ -51,11 +55,11 @@ def _binary_kernel(a_ptr, b_ptr, out_ptr, n, s1, s2, s3, as0, as1, as2, as3, bs0
         else:
             a_offs = _offsets(offs, s1, s2, s3, as0, as1, as2, as3)
             b_offs = _offsets(offs, s1, s2, s3, bs0, bs1, bs2, bs3)
-        a = tl.load(a_ptr + a_offs, mask=mask).to(tl.float32)
+        a = tl.load(a_ptr + a_offs, mask=mask).to(ct)
         if B_SCALAR:
             b = b_block
         else:
-            b = tl.load(b_ptr + b_offs, mask=mask).to(tl.float32)
+            b = tl.load(b_ptr + b_offs, mask=mask).to(ct)
             if SCALE_B:
                 b = b * b_scale
         tl.store(out_ptr + offs, FN(a, b).to(out_ptr.dtype.element_ty), mask=mask)
@@ -78,18 +82,21 @@ def unary(fn, x: torch.Tensor, name: str = "x") -> torch.Tensor:
     return out
 
 
-def binary(fn, a: torch.Tensor, b, b_scale=1, names=("input", "other")) -> torch.Tensor:
-    """`fn(a, b * b_scale)` with torch broadcasting and type promotion, MLU style."""
-    out, a, b_arg, sizes, a_strides, b_strides, contiguous, b_scalar = prepare_binary(a, b, names)
+def binary(fn, a: torch.Tensor, b, b_scale=1, names=("input", "other"), integers: bool = False) -> torch.Tensor:
+    """`fn(a, b * b_scale)` with torch broadcasting and type promotion, MLU style (`integers` as in the
+    generic launcher: int32/int64 results computed exactly in their dtype)."""
+    out, a, b_arg, sizes, a_strides, b_strides, contiguous, b_scalar = prepare_binary(a, b, names, integers)
     n = out.numel()
     if n == 0:
         return out
     # live tiles: the loaded a, and the loaded b or the fp32 block a scalar b is made into
     programs, block = _grid(n, a.element_size() + (4 if b_scalar is not None else b_arg.element_size()))
+    is_int = not out.is_floating_point()
     launch(
         _binary_kernel, (programs,),
-        a, b_arg, out, n, *sizes, *a_strides, *b_strides, 0.0 if b_scalar is None else b_scalar,
-        float(b_scale), FN=fn, CONTIGUOUS=contiguous, B_SCALAR=b_scalar is not None, SCALE_B=b_scale != 1,
-        BLOCK=block, num_warps=sizing.NUM_WARPS,
+        a, b_arg, out, n, *sizes, *a_strides, *b_strides,
+        (0 if is_int else 0.0) if b_scalar is None else b_scalar, scale_arg(b_scale, out), FN=fn,
+        CONTIGUOUS=contiguous, B_SCALAR=b_scalar is not None, SCALE_B=b_scale != 1, BLOCK=block, INT=is_int,
+        num_warps=sizing.NUM_WARPS,
     )
     return out
