@@ -5,10 +5,10 @@ handle broadcasting, non-contiguous and rank-N inputs (strides, up to 4 dims aft
 offsets, math in fp32 and the cast to the output dtype. Contiguous same-shape inputs take a flat path
 with no index arithmetic. Python numbers are passed to kernels by value, never as device tensors.
 
-Integer results (int64 / int32 bookkeeping: positions, lengths, masks turned into counts) are computed
-in the result's integer dtype, never through fp32, so they are exact, wrapping on overflow as torch
-does; the INT constexpr picks that path, so the float kernels are unchanged. Only ops whose math is
-exact in integers ask for it (`integers=True`: add, sub, mul, masked_fill, where).
+Integer operands (int64 / int32 bookkeeping: positions, lengths, masks turned into counts) are computed
+in int64, never through fp32, so results are exact, wrapping on overflow as torch does; the INT
+constexpr picks that path, so the float kernels are unchanged. Only ops whose math is exact in
+integers ask for it (`integers=True`: add, sub, mul, the comparisons, masked_fill, where).
 """
 
 from __future__ import annotations
@@ -68,8 +68,8 @@ def _binary_kernel(a_ptr, b_ptr, out_ptr, n, s1, s2, s3, as0, as1, as2, as3, bs0
     else:
         a_offs = _offsets(offs, s1, s2, s3, as0, as1, as2, as3)
         b_offs = _offsets(offs, s1, s2, s3, bs0, bs1, bs2, bs3)
-    if INT:  # an integer result: exact math in its own dtype
-        ct = out_ptr.dtype.element_ty
+    if INT:  # integer operands: exact int64 math (an int32 result wraps as torch's int32 math does)
+        ct = tl.int64
     else:
         ct = tl.float32
     a = tl.load(a_ptr + a_offs, mask=mask).to(ct)
@@ -100,7 +100,7 @@ def _ternary_kernel(c_ptr, a_ptr, b_ptr, out_ptr, n, s1, s2, s3, cs0, cs1, cs2, 
         b_offs = _offsets(offs, s1, s2, s3, bs0, bs1, bs2, bs3)
     c = tl.load(c_ptr + c_offs, mask=mask)
     if INT:
-        ct = out_ptr.dtype.element_ty
+        ct = tl.int64
     else:
         ct = tl.float32
     if A_SCALAR:  # a block, not the bare scalar: the interpreter passes scalars as Python floats
@@ -166,13 +166,15 @@ def unary(fn, x: torch.Tensor, name: str = "x") -> torch.Tensor:
     return out
 
 
-def prepare_binary(a: torch.Tensor, b, names=("input", "other"), integers: bool = False):
+def prepare_binary(a: torch.Tensor, b, names=("input", "other"), integers: bool = False,
+                   out_dtype: torch.dtype | None = None):
     """Validate, broadcast and type-promote two operands and lay them out:
     (out, a, b_arg, sizes, a_strides, b_strides, contiguous, b_scalar). A Python number `b` comes back
     as `b_scalar` (a float, or an int where the result is an integer; `b_arg` is then `a`, never read),
     else `b_scalar` is None. Shared by every binary launcher (this generic one, the MLU-style one in
     ops/_mlu). `integers`: int32/int64 operands are allowed too (the op's math is exact in integers);
-    the caller computes an integer result in its own dtype.
+    the caller computes those in int64 (`integer_math`). `out_dtype`: the result's dtype when it is not
+    the promoted one (bool for a comparison).
 
     A Python number is passed to kernels by value (no device tensor, as torch does); contiguous
     same-shape tensors skip all layout work. Both keep the call path short for decode-sized ops.
@@ -182,8 +184,8 @@ def prepare_binary(a: torch.Tensor, b, names=("input", "other"), integers: bool 
     if isinstance(b, (int, float)) and not isinstance(b, bool):
         # a float tensor with a Python number keeps its dtype; an integer one with a float becomes float
         dtype = a.dtype if a.is_floating_point() else torch.result_type(a, b)
-        out = new_output(a.shape, dtype, a.device)
-        operands, b_scalar = [a], (float(b) if out.is_floating_point() else int(b))
+        out = new_output(a.shape, out_dtype or dtype, a.device)
+        operands, b_scalar = [a], (float(b) if dtype.is_floating_point else int(b))
     else:
         b = as_tensor_operand(names[1], b, a)
         check_tensor(names[1], b, dtypes)
@@ -197,7 +199,7 @@ def prepare_binary(a: torch.Tensor, b, names=("input", "other"), integers: bool 
             except RuntimeError:
                 raise ValueError(f"{names[1]}: shape {tuple(b.shape)} does not broadcast with "
                                  f"{names[0]} shape {tuple(a.shape)}") from None
-        out = new_output(shape, torch.result_type(a, b), a.device)
+        out = new_output(shape, out_dtype or torch.result_type(a, b), a.device)
         operands, b_scalar = [a, b], None
     if out.numel() == 0 or all(t.shape == out.shape and t.is_contiguous() for t in operands):
         sizes, strides, contiguous = _FLAT
@@ -207,26 +209,35 @@ def prepare_binary(a: torch.Tensor, b, names=("input", "other"), integers: bool 
     return out, operands[0], b_arg, sizes, strides[0], b_strides, contiguous, b_scalar
 
 
-def scale_arg(b_scale, out: torch.Tensor):
-    """`alpha` as the kernel argument: an int for an integer result (torch refuses a float alpha there)."""
-    if out.is_floating_point():
+def integer_math(a: torch.Tensor, b) -> bool:
+    """Whether `a op b` promotes to an integer dtype (validated operands): then the kernel works in int64."""
+    if isinstance(b, torch.Tensor):
+        return not (a.is_floating_point() or b.is_floating_point())
+    return not (a.is_floating_point() or isinstance(b, float))
+
+
+def scale_arg(b_scale, is_int: bool):
+    """`alpha` as the kernel argument: an int for integer math (torch refuses a float alpha there)."""
+    if not is_int:
         return float(b_scale)
     if isinstance(b_scale, bool) or not isinstance(b_scale, int):
-        raise TypeError(f"alpha: expected an int for an integer result ({out.dtype}), got {b_scale!r}")
+        raise TypeError(f"alpha: expected an int for integer operands, got {b_scale!r}")
     return b_scale
 
 
-def binary(fn, a: torch.Tensor, b, b_scale=1, names=("input", "other"), integers: bool = False) -> torch.Tensor:
+def binary(fn, a: torch.Tensor, b, b_scale=1, names=("input", "other"), integers: bool = False,
+           out_dtype: torch.dtype | None = None) -> torch.Tensor:
     """`fn(a, b * b_scale)` elementwise with torch broadcasting and type promotion (see prepare_binary)."""
-    out, a, b_arg, sizes, a_strides, b_strides, contiguous, b_scalar = prepare_binary(a, b, names, integers)
+    out, a, b_arg, sizes, a_strides, b_strides, contiguous, b_scalar = prepare_binary(a, b, names, integers,
+                                                                                      out_dtype)
     n = out.numel()
     if n == 0:
         return out
-    is_int = not out.is_floating_point()
+    is_int = integer_math(a, b_arg if b_scalar is None else b_scalar)
     launch(
         _binary_kernel, (cdiv(n, BLOCK),),
         a, b_arg, out, n, *sizes, *a_strides, *b_strides, (0 if is_int else 0.0) if b_scalar is None else b_scalar,
-        scale_arg(b_scale, out), FN=fn, CONTIGUOUS=contiguous, B_SCALAR=b_scalar is not None,
+        scale_arg(b_scale, is_int), FN=fn, CONTIGUOUS=contiguous, B_SCALAR=b_scalar is not None,
         SCALE_B=b_scale != 1, BLOCK=BLOCK, INT=is_int,
     )
     return out

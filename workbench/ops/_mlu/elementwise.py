@@ -13,7 +13,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .._elementwise import _offsets, prepare_binary, prepare_unary, scale_arg
+from .._elementwise import _offsets, integer_math, prepare_binary, prepare_unary, scale_arg
 from .._launch import launch
 from . import sizing
 
@@ -37,8 +37,8 @@ def _unary_kernel(x_ptr, out_ptr, n, s1, s2, s3, xs0, xs1, xs2, xs3,
 def _binary_kernel(a_ptr, b_ptr, out_ptr, n, s1, s2, s3, as0, as1, as2, as3, bs0, bs1, bs2, bs3,
                    b_scalar, b_scale, FN: tl.constexpr, CONTIGUOUS: tl.constexpr, B_SCALAR: tl.constexpr,
                    SCALE_B: tl.constexpr, BLOCK: tl.constexpr, INT: tl.constexpr):
-    if INT:  # an integer result: exact math in its own dtype (as the generic launcher)
-        ct = out_ptr.dtype.element_ty
+    if INT:  # integer operands: exact int64 math (as the generic launcher)
+        ct = tl.int64
     else:
         ct = tl.float32
     if B_SCALAR:  # a Python number passed by value, made a block once per program
@@ -91,11 +91,11 @@ def binary(fn, a: torch.Tensor, b, b_scale=1, names=("input", "other"), integers
         return out
     # live tiles: the loaded a, and the loaded b or the fp32 block a scalar b is made into
     programs, block = _grid(n, a.element_size() + (4 if b_scalar is not None else b_arg.element_size()))
-    is_int = not out.is_floating_point()
+    is_int = integer_math(a, b_arg if b_scalar is None else b_scalar)
     launch(
         _binary_kernel, (programs,),
         a, b_arg, out, n, *sizes, *a_strides, *b_strides,
-        (0 if is_int else 0.0) if b_scalar is None else b_scalar, scale_arg(b_scale, out), FN=fn,
+        (0 if is_int else 0.0) if b_scalar is None else b_scalar, scale_arg(b_scale, is_int), FN=fn,
         CONTIGUOUS=contiguous, B_SCALAR=b_scalar is not None, SCALE_B=b_scale != 1, BLOCK=block, INT=is_int,
         num_warps=sizing.NUM_WARPS,
     )
