@@ -194,9 +194,10 @@ def _measure(model, ids: torch.Tensor, sides: _Sides, mode: str, new_tokens: int
             for side in SIDES:
                 with sides(side):
                     try:
-                        res[side]["loss"] = {k: v.float().cpu() for k, v in measure.prompt_loss(model, ids).items()}
-                        # the call above compiled and autotuned the loss pass's kernels: no further warm-up
-                        ms = measure.median_ms(lambda: measure.prompt_loss(model, ids), backend, 0, reps)
+                        out = {}
+                        ms = measure.median_ms(lambda: out.update(measure.prompt_loss(model, ids)), backend, warmup,
+                                               reps)
+                        res[side]["loss"] = {k: v.float().cpu() for k, v in out.items()}  # the last run's
                         row(side, "loss", batch * prompt_len, ms)
                     except Exception as e:  # noqa: BLE001 (the phase's row carries the error; the run goes on)
                         row(side, "loss", batch * prompt_len, float("nan"), _error_note(e))
