@@ -292,9 +292,10 @@ def _reference_logits(model, ids: torch.Tensor, fp32_reference) -> tuple[dict | 
     with torch.inference_mode():
         logits = measure.prompt_logits(ref_model, ids)
         out = {"last_logits": logits[:, -1].float().cpu(), "argmax": logits.argmax(-1).cpu()}
-        if ids.shape[1] > 1:
-            out["loss"] = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(),
-                                                            ids[:, 1:].flatten()).cpu()
+        if ids.shape[1] > 1:  # one sequence at a time: a float32 copy of one row of logits at most
+            total = sum(torch.nn.functional.cross_entropy(logits[i, :-1].float(), ids[i, 1:], reduction="sum")
+                        for i in range(ids.shape[0]))
+            out["loss"] = (total / (ids.shape[0] * (ids.shape[1] - 1))).cpu()
     del logits
     if not isinstance(fp32_reference, torch.nn.Module):
         del ref_model
