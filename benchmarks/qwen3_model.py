@@ -18,7 +18,8 @@ least once (handled > 0; the "(fused) ..." module rows are not ATen ops and are 
 
 Order: the headline runs (workbench side = use_ops + module fusions) first, then — each only if it can
 start within --budget-s — the ATen-only prefill (transformers' unfused code: the broad ATen coverage),
-a bisection of every missed target (which ops carry the loss), the ATen-only decode (one repetition).
+a bisection of every missed target (which ops carry the loss), the ATen-only decode (one repetition,
+no sampling run).
 Results are
 written after every step (CSV tables per run, qwen3_model_<device>.csv / .json), so a run stopped by
 an outer time limit keeps what it measured; a summary table is printed last.
@@ -126,7 +127,9 @@ def main() -> int:
     def run(phase: str, fuse: bool) -> None:
         kw = dict(prefill if phase == "prefill" else decode)
         if phase == "decode" and fuse != head:
-            kw["decode_reps"] = 1  # the optional ATen-only decode: one repetition, within the time budget
+            # The optional ATen-only decode, within the time budget: one repetition, no sampling run (the
+            # sampling code's ATen ops are the same with or without the module fusions)
+            kw.update(decode_reps=1, sample_tokens=0)
         runs[(phase, fuse)] = run_model(model, fuse=fuse, **kw, **common)
         write_tables(runs[(phase, fuse)], out, prefix=f"{phase}_{tag(fuse)}_{slug}_")
         _stage(stages, f"{phase} run ({tag(fuse)})", t0)
