@@ -195,8 +195,8 @@ def _measure(model, ids: torch.Tensor, sides: _Sides, mode: str, new_tokens: int
                 with sides(side):
                     try:
                         out = {}
-                        ms = measure.median_ms(lambda: out.update(measure.prompt_loss(model, ids)), backend, warmup,
-                                               reps)
+                        ms = measure.median_ms(lambda out=out: out.update(measure.prompt_loss(model, ids)), backend,
+                                               warmup, reps)
                         res[side]["loss"] = {k: v.float().cpu() for k, v in out.items()}  # the last run's
                         row(side, "loss", batch * prompt_len, ms)
                     except Exception as e:  # noqa: BLE001 (the phase's row carries the error; the run goes on)

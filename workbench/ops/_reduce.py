@@ -20,10 +20,10 @@ from workbench import backends
 
 from . import _rows
 from ._common import check_tensor, new_output
-from .spec import FLOAT_DTYPES
 from ._elementwise import _merge_dims
 from ._launch import launch
 from ._shapes import cdiv, next_pow2
+from .spec import FLOAT_DTYPES
 
 TILE = 4096  # elements one program holds per step on a GPU; the launch policy scales it
 # Inputs a sum takes besides floats: bool and integers, summed exactly in int64 (torch's result dtype).
