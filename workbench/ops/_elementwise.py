@@ -45,14 +45,17 @@ def _offsets(offs, s1, s2, s3, st0, st1, st2, st3):
 
 @triton.jit
 def _unary_kernel(x_ptr, out_ptr, n, s1, s2, s3, xs0, xs1, xs2, xs3,
-                  FN: tl.constexpr, CONTIGUOUS: tl.constexpr, BLOCK: tl.constexpr):
+                  FN: tl.constexpr, CONTIGUOUS: tl.constexpr, BLOCK: tl.constexpr, INT: tl.constexpr):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < n
     if CONTIGUOUS:
         x_offs = offs
     else:
         x_offs = _offsets(offs, s1, s2, s3, xs0, xs1, xs2, xs3)
-    x = tl.load(x_ptr + x_offs, mask=mask).to(tl.float32)
+    if INT:  # a bool / integer input: FN works on it in its own dtype (bitwise ops)
+        x = tl.load(x_ptr + x_offs, mask=mask)
+    else:
+        x = tl.load(x_ptr + x_offs, mask=mask).to(tl.float32)
     tl.store(out_ptr + offs, FN(x).to(out_ptr.dtype.element_ty), mask=mask)
 
 
@@ -143,10 +146,10 @@ def _layout(shape, operands):
     return sizes[1:], strides, contiguous, operands
 
 
-def prepare_unary(x: torch.Tensor, name: str = "x"):
-    """Validate `x`, allocate the output and lay `x` out: (out, x, sizes, x_strides, contiguous).
-    Shared by every unary launcher (this generic one, the MLU-style one in ops/_mlu)."""
-    check_tensor(name, x)
+def prepare_unary(x: torch.Tensor, name: str = "x", dtypes=FLOAT_DTYPES):
+    """Validate `x` (one of `dtypes`), allocate the output and lay `x` out: (out, x, sizes, x_strides,
+    contiguous). Shared by every unary launcher (this generic one, the MLU-style one in ops/_mlu)."""
+    check_tensor(name, x, dtypes)
     out = new_output(x.shape, x.dtype, x.device)
     if x.numel() == 0 or x.is_contiguous():
         sizes, strides, contiguous = _FLAT
@@ -155,31 +158,33 @@ def prepare_unary(x: torch.Tensor, name: str = "x"):
     return out, x, sizes, strides[0], contiguous
 
 
-def unary(fn, x: torch.Tensor, name: str = "x") -> torch.Tensor:
-    """Apply the jit function `fn` (fp32 in, fp32 out) to every element of `x`."""
-    out, x, sizes, x_strides, contiguous = prepare_unary(x, name)
+def unary(fn, x: torch.Tensor, name: str = "x", dtypes=FLOAT_DTYPES) -> torch.Tensor:
+    """Apply the jit function `fn` (fp32 in, fp32 out; for a bool / integer `x`, where `dtypes` allows
+    one, in x's own dtype) to every element of `x`."""
+    out, x, sizes, x_strides, contiguous = prepare_unary(x, name, dtypes)
     n = out.numel()
     if n == 0:
         return out
     launch(_unary_kernel, (cdiv(n, BLOCK),), x, out, n, *sizes, *x_strides, FN=fn,
-           CONTIGUOUS=contiguous, BLOCK=BLOCK)
+           CONTIGUOUS=contiguous, BLOCK=BLOCK, INT=not x.is_floating_point())
     return out
 
 
 def prepare_binary(a: torch.Tensor, b, names=("input", "other"), integers: bool = False,
-                   out_dtype: torch.dtype | None = None):
+                   out_dtype: torch.dtype | None = None, dtypes: tuple[torch.dtype, ...] | None = None):
     """Validate, broadcast and type-promote two operands and lay them out:
     (out, a, b_arg, sizes, a_strides, b_strides, contiguous, b_scalar). A Python number `b` comes back
     as `b_scalar` (a float, or an int where the result is an integer; `b_arg` is then `a`, never read),
     else `b_scalar` is None. Shared by every binary launcher (this generic one, the MLU-style one in
     ops/_mlu). `integers`: int32/int64 operands are allowed too (the op's math is exact in integers);
     the caller computes those in int64 (`integer_math`). `out_dtype`: the result's dtype when it is not
-    the promoted one (bool for a comparison).
+    the promoted one (bool for a comparison). `dtypes`: the operand dtypes allowed, instead of those
+    `integers` implies (the bitwise ops: integers and bool only).
 
     A Python number is passed to kernels by value (no device tensor, as torch does); contiguous
     same-shape tensors skip all layout work. Both keep the call path short for decode-sized ops.
     """
-    dtypes = FLOAT_DTYPES + INT_DTYPES if integers else FLOAT_DTYPES
+    dtypes = dtypes or (FLOAT_DTYPES + INT_DTYPES if integers else FLOAT_DTYPES)
     check_tensor(names[0], a, dtypes)
     if isinstance(b, (int, float)) and not isinstance(b, bool):
         # a float tensor with a Python number keeps its dtype; an integer one with a float becomes float
@@ -226,10 +231,10 @@ def scale_arg(b_scale, is_int: bool):
 
 
 def binary(fn, a: torch.Tensor, b, b_scale=1, names=("input", "other"), integers: bool = False,
-           out_dtype: torch.dtype | None = None) -> torch.Tensor:
+           out_dtype: torch.dtype | None = None, dtypes: tuple[torch.dtype, ...] | None = None) -> torch.Tensor:
     """`fn(a, b * b_scale)` elementwise with torch broadcasting and type promotion (see prepare_binary)."""
     out, a, b_arg, sizes, a_strides, b_strides, contiguous, b_scalar = prepare_binary(a, b, names, integers,
-                                                                                      out_dtype)
+                                                                                      out_dtype, dtypes)
     n = out.numel()
     if n == 0:
         return out
