@@ -5,7 +5,9 @@ Run from the repo root on a CUDA machine (the device copy has no .git, so pass t
     WORKBENCH_COMMIT=<sha> PYTHONPATH=$PWD python3 benchmarks/attention_check.py --out $OUT
 Writes attention_check.csv (one row per op x llm case), attention_timing.csv (one row per timed case x
 impl) and attention_check.json (metadata, the chosen prefill config, the summary), then prints the
-summary last. Timing: triton.testing.do_bench median (L2 flushed between reps), bf16, GQA 32 q / 8 kv
+summary last. Timing: the bench's kernel timer (median device time, L2 flushed between reps, reps queued
+behind a device-side hold so the wrapper's host time stays out; triton.testing.do_bench, used before,
+counted host gaps at decode sizes) and host µs per call, bf16, GQA 32 q / 8 kv
 heads, head_dim 128; prefill 1x2048 causal; decode one query against a 2048-token cache (not causal,
 as transformers calls it). Target (issue 4): workbench >= 0.9x torch flash in every row.
 """
@@ -35,10 +37,10 @@ def log(t0: float, msg: str) -> None:
 
 def time_sdpa(t0: float) -> list[dict]:
     import torch
-    import triton
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     from workbench.ops import REGISTRY
+    from workbench.profiling.timing import host_time_us, kernel_time
 
     backend = backends.active()
     device = backend.device()
@@ -78,8 +80,9 @@ def time_sdpa(t0: float) -> list[dict]:
                 out = fn()  # compiles / autotunes outside the timing
                 backend.synchronize()
                 row["max_abs_diff_vs_flash"] = float((out.float() - reference.float()).abs().max())
-                ms = triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")
-                row.update(ms=ms, tflops=cost.flops / ms / 1e9, gbps=cost.bytes / ms / 1e6, error="")
+                ms = kernel_time(fn).ms  # device time only: host gaps are kept out by a device-side hold
+                row.update(ms=ms, tflops=cost.flops / ms / 1e9, gbps=cost.bytes / ms / 1e6,
+                           host_us=host_time_us(fn, calls=200, repeats=3), error="")
             except Exception as e:  # a row with the error; the table goes on
                 row.update(ms=float("nan"), error=f"{type(e).__name__}: {e}")
             rows.append(row)

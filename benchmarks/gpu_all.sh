@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Every GPU measurement of the project in one call on a 2-GPU machine, the two GPUs working in parallel,
-# then the collectives benchmark on both. Each step has its own time limit; results are packed into
+# then the collectives benchmark on both; `final` runs the release set on a 4-GPU machine. Each step has its own time limit; results are packed into
 # $OUT/results.tgz after every phase, so a cut-short run still returns what it measured. Usage:
-#   WORKBENCH_COMMIT=$(git rev-parse HEAD) OUT=out bash benchmarks/gpu_all.sh [phase1] [comm] [phase2]
+#   WORKBENCH_COMMIT=$(git rev-parse HEAD) OUT=out bash benchmarks/gpu_all.sh [phase1] [comm] [phase2] [tune] [final]
 set -uo pipefail
 R=/tmp/wb-results; mkdir -p "$R"
 export PYTHONPATH=$PWD WORKBENCH_BACKEND=cuda NCCL_NVLS_ENABLE=0 WORKBENCH_CACHE=$R/cache
@@ -24,6 +24,19 @@ for phase in $phases; do
       wait ;;
     comm)
       OUT=$R/comm bash benchmarks/comm_bench.sh > "$R/comm.log" 2>&1; echo "comm rc=$?" ;;
+    tune)  # host overhead per launch path (GPU 0), the launch-config sweep and a quick check (GPU 1)
+      step 0 200 host_overhead env WORKBENCH_AUTOTUNE=0 python3 benchmarks/host_overhead.py --out "$R/host" &
+      ( step 1 200 tune python3 benchmarks/tune_sweep.py --out "$R/tune"
+        step 1 150 check python3 -m workbench.cli check --cases quick --no-progress --csv "$R/check_cuda_quick.csv" ) &
+      wait ;;
+    final)  # 4 GPUs: the op bench, the full model, the MLU variants, host overhead + every op checked
+      ( step 0 330 bench python3 benchmarks/run_bench.py --out "$R/bench"
+        step 0 120 attention python3 benchmarks/attention_check.py --out "$R/attention" --skip-check ) &
+      step 1 330 model python3 benchmarks/qwen3_model.py --out "$R/model" --budget-s 250 &
+      step 2 330 mlu python3 benchmarks/mlu_variants_cuda.py --out "$R/mlu" --budget-s 280 &
+      ( step 3 120 host_overhead env WORKBENCH_AUTOTUNE=0 python3 benchmarks/host_overhead.py --out "$R/host"
+        step 3 330 check python3 -m workbench.cli check --cases quick,edge,llm --no-progress --csv "$R/check_cuda.csv" ) &
+      wait ;;
     phase2)
       step 0 150 attention python3 benchmarks/attention_check.py --out "$R/attention" &
       step 1 110 mlu python3 benchmarks/mlu_variants_cuda.py --out "$R/mlu" &

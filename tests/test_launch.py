@@ -50,3 +50,37 @@ def test_specialisation_key():
     assert key(1) != key(17) and key(32) != key(33) and key(2**40) != key(2**4)
     assert key(torch.empty(8, dtype=torch.float16)) != key(torch.empty(8))
     assert key(2.5) == key(0.5)
+
+
+
+class FakeCudaLauncher:
+    """Triton 3.6's CudaLauncher: a Python wrapper around the C launch function `launch`."""
+    global_scratch_size = profile_scratch_size = 0
+    launch_cooperative_grid, launch_pdl = False, True
+
+    def __init__(self):
+        self.c_calls = []
+
+    def launch(self, *args):
+        self.c_calls.append(args)
+
+    def __call__(self, *args):
+        raise AssertionError("the Python wrapper is skipped")
+
+
+def test_cached_launch_calls_triton_36_c_launcher_directly(monkeypatch):
+    monkeypatch.setattr(_launch, "_ENABLED", True)
+    monkeypatch.setattr(_launch, "_RAW_LAUNCH", True)
+    monkeypatch.setattr(_launch, "_cache", {})
+    monkeypatch.setattr(_launch, "_stream", lambda: "stream")
+    kernel, x = FakeKernel(), torch.empty(64)
+    kernel.compiled.run = FakeCudaLauncher()
+    _launch.launch(kernel, (4,), x, 64, BLOCK=16, FLAG=True, num_warps=4)
+    _launch.launch(kernel, (5, 2), x, 128, BLOCK=16, FLAG=True, num_warps=4)
+    assert kernel.compiled.run.c_calls == [
+        (5, 2, 1, "stream", "fn", False, True, None, None, "meta", None, None, None, x, 128, 16, True)]
+    scratch = FakeCudaLauncher()
+    scratch.global_scratch_size = 128  # needs the wrapper's allocation: no raw launch
+    assert _launch._raw_launch(type("C", (), {"run": scratch})()) is None
+    monkeypatch.setattr(_launch, "_RAW_LAUNCH", False)  # another Triton version
+    assert _launch._raw_launch(type("C", (), {"run": FakeCudaLauncher()})()) is None

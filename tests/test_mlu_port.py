@@ -15,7 +15,7 @@ from workbench.ops.variants.mm_mlu import CONFIGS, nram_bytes, pick_config
 from workbench.profiling import check, failures
 from workbench.profiling.launch_rules import LaunchRules, check_rules
 
-NINE = ["add", "mul", "silu", "gelu", "exp", "softmax", "rms_norm", "layer_norm", "mm"]
+ELEMENTWISE = ["sub", "div", "neg", "pow", "rsqrt", "where", "masked_fill", "silu_and_mul", "copy", "fill", "rope"]
 
 
 def test_named_devices_and_overrides(monkeypatch):
@@ -69,8 +69,8 @@ def test_mm_configs_fit_nram_and_the_problem():
 
 
 def test_every_op_has_an_mlu_variant_chosen_on_the_mlu_backend():
-    for name in NINE:
-        spec = REGISTRY[name]
+    for name, spec in REGISTRY.items():
+        assert "mlu" in spec.variants, f"{name} has no mlu variant"
         assert "mlu" in spec.variants and spec.variant_name("mlu") == "mlu"
         assert spec.implementation("mlu") is spec.variant("mlu") is not spec.impl
         assert spec.variant("generic") is spec.impl
@@ -99,6 +99,32 @@ def test_check_a_named_variant_under_the_rules():
                             progress=False)
     assert failures(df).empty and (df["violations"] == 1).all()  # one grid violation per case
     assert set(rules.violations()["rule"]) == {"grid"}
+
+
+def test_grid_stride_loops_walk_every_tile():
+    """One program on a tiny device walks many tiles: the loops the quick cases never take (there every
+    program gets one tile) give the same results and keep to the rules."""
+    df, rules = check_rules(ops=ELEMENTWISE, cases=["quick"], dtypes=["fp32"], variant="mlu", cores=4,
+                            nram_bytes=8 * 1024, seed=0, progress=False)
+    assert failures(df).empty and (df["violations"] == 0).all() and rules.clean
+    launches = rules.launches()
+    assert set(launches["tasks"]) == {4}  # one program of 4 tasks
+    assert set(launches["op"]) == set(ELEMENTWISE)
+
+
+def test_in_place_aten_overloads_use_the_variants_launcher():
+    """aten::copy_ / aten::fill_.Scalar get the backend's implementation: the mlu one launches mlu kernels."""
+    dev = backends.active().device()
+    src, dst = torch.randn(5, 7, device=dev), torch.empty(7, 5, device=dev).t()
+    copy_, fill_ = REGISTRY["copy"], REGISTRY["fill"]
+    for variant, module in (("mlu", "ops._mlu.movement"), ("generic", "ops._movement")):
+        rules = LaunchRules.for_device("mlu590")
+        with rules:
+            assert copy_.aten_impls["aten::copy_"](copy_.variant(variant), dst, src) is dst
+            assert torch.equal(dst, src)
+            assert fill_.aten_impls["aten::fill_.Scalar"](fill_.variant(variant), dst, 2.5) is dst
+            assert (dst == 2.5).all()
+        assert rules.launches()["kernel"].tolist() == [f"{module}._copy_kernel", f"{module}._fill_kernel"]
 
 
 def test_check_skips_ops_without_the_variant(monkeypatch):
@@ -139,3 +165,26 @@ def test_rules_object_from_python():
     v = rules.violations()
     assert v["kernel"].tolist() == ["ops.softmax._softmax_kernel"] and v["rule"].tolist() == ["grid"]
     assert set(rules.launches()["tasks"]) == {256, 16}  # generic: 64 rows x 4 warps; mlu: 4 programs x 4
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_mlu_attention_tiles_that_span_packed_heads(causal):
+    """GQA heads packed into one tile with tiles shorter than a group's rows (NRAM-limited): a tile
+    mixes the end of one head's queries with the start of the next, and causal bounds must follow the
+    per-row query index. The op's cases fit one tile per group, so they never reach this."""
+    from workbench.ops.variants import scaled_dot_product_attention_mlu as sdpa
+
+    dev = backends.active().device()
+    gen = torch.Generator(device=dev).manual_seed(0)
+    q = torch.randn(2, 4, 60, 16, generator=gen, device=dev)
+    k, v = (torch.randn(2, 2, 45, 16, generator=gen, device=dev) for _ in range(2))
+    mask = None if causal else torch.randn(60, 45, generator=gen, device=dev)
+    rules = LaunchRules.for_device("mlu590", nram_bytes=32 * 1024)  # also the launches' target
+    with rules:
+        assert sdpa.pick_config(2 * 60, 16, 16, 4, 4) == (16, 32)  # 8 tiles per packed pair of heads
+        out = sdpa.scaled_dot_product_attention(q, k, v, mask, is_causal=causal, enable_gqa=True)
+    want = torch.nn.functional.scaled_dot_product_attention(q.double(), k.double(), v.double(),
+                                                            None if mask is None else mask.double(),
+                                                            is_causal=causal, enable_gqa=True)
+    torch.testing.assert_close(out.double(), want, rtol=1e-4, atol=1e-5)
+    assert rules.clean, rules.violations().to_string()

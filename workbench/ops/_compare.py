@@ -14,8 +14,9 @@ from ._elementwise import binary, binary_cost, randint
 from .spec import Case, Cost, randn
 
 
-def compare(fn, input: torch.Tensor, other) -> torch.Tensor:
-    """`fn(input, other)` elementwise with broadcasting, as a bool tensor."""
+def compare(fn, input: torch.Tensor, other, launcher=binary) -> torch.Tensor:
+    """`fn(input, other)` elementwise with broadcasting, as a bool tensor, on `launcher` (the generic
+    binary launcher, or the MLU-style one in ops/_mlu for the mlu variants)."""
     if isinstance(input, torch.Tensor) and (isinstance(other, (int, float, torch.Tensor))
                                             and not isinstance(other, bool)):
         dtype = torch.result_type(input, other)
@@ -26,7 +27,7 @@ def compare(fn, input: torch.Tensor, other) -> torch.Tensor:
             other = other.to(dtype)
         if input.dim() == 0 and isinstance(other, torch.Tensor) and other.dim() and input.dtype != dtype:
             input = input.to(dtype)
-    return binary(fn, input, other, integers=True, out_dtype=torch.bool)
+    return launcher(fn, input, other, integers=True, out_dtype=torch.bool)
 
 
 def compare_cost(a: torch.Tensor, b, *_, **__) -> Cost:

@@ -19,7 +19,7 @@ import triton.language as tl
 
 from workbench import backends
 
-from ._common import as_tensor_operand, check_same_device, check_tensor, new_output
+from ._common import as_tensor_operand, check_same_device, check_tensor, new_output, new_output_as
 from ._launch import launch
 from ._shapes import broadcast, cdiv
 from .spec import FLOAT_DTYPES, Case, Cost, nbytes, randn
@@ -33,20 +33,29 @@ INT_DTYPES = (torch.int32, torch.int64)
 
 
 @triton.jit
-def _offsets(offs, s1, s2, s3, st0, st1, st2, st3):
+def _coords(offs, s1, s2, s3):
+    """Row-major coordinates (i0, i1, i2, i3) of flat indices `offs` in a (s0, s1, s2, s3) shape."""
     i3 = offs % s3
     rest = offs // s3
     i2 = rest % s2
     rest = rest // s2
-    i1 = rest % s1
-    i0 = rest // s1
-    return i0 * st0 + i1 * st1 + i2 * st2 + i3 * st3
+    return rest // s1, rest % s1, i2, i3
 
 
 @triton.jit
-def _unary_kernel(x_ptr, out_ptr, n, s1, s2, s3, xs0, xs1, xs2, xs3,
-                  FN: tl.constexpr, CONTIGUOUS: tl.constexpr, BLOCK: tl.constexpr, INT: tl.constexpr):
-    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+def _offsets(offs, s1, s2, s3, st0, st1, st2, st3):
+    """Memory offsets of flat indices `offs` in a (s0, s1, s2, s3) shape with strides st0..st3."""
+    i0, i1, i2, i3 = _coords(offs, s1, s2, s3)
+    return i0 * st0 + i1 * st1 + i2 * st2 + i3 * st3
+
+
+# One tile of each launcher: the generic kernels run one per program, the MLU-style kernels
+# (ops/_mlu/elementwise.py) loop over theirs. `offs` are int64 flat indices into the output. INT picks
+# the exact integer path (see the module docstring); the float path is the same code without it.
+
+@triton.jit
+def _unary_tile(x_ptr, out_ptr, offs, n, s1, s2, s3, xs0, xs1, xs2, xs3, FN: tl.constexpr,
+                CONTIGUOUS: tl.constexpr, INT: tl.constexpr):
     mask = offs < n
     if CONTIGUOUS:
         x_offs = offs
@@ -60,10 +69,9 @@ def _unary_kernel(x_ptr, out_ptr, n, s1, s2, s3, xs0, xs1, xs2, xs3,
 
 
 @triton.jit
-def _binary_kernel(a_ptr, b_ptr, out_ptr, n, s1, s2, s3, as0, as1, as2, as3, bs0, bs1, bs2, bs3, b_scalar, b_scale,
-                   FN: tl.constexpr, CONTIGUOUS: tl.constexpr, B_SCALAR: tl.constexpr, SCALE_B: tl.constexpr,
-                   BLOCK: tl.constexpr, INT: tl.constexpr):
-    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+def _binary_tile(a_ptr, b_ptr, out_ptr, offs, n, s1, s2, s3, as0, as1, as2, as3, bs0, bs1, bs2, bs3, b_scalar,
+                 b_scale, FN: tl.constexpr, CONTIGUOUS: tl.constexpr, B_SCALAR: tl.constexpr,
+                 SCALE_B: tl.constexpr, BLOCK: tl.constexpr, INT: tl.constexpr):
     mask = offs < n
     if CONTIGUOUS:
         a_offs = offs
@@ -86,12 +94,11 @@ def _binary_kernel(a_ptr, b_ptr, out_ptr, n, s1, s2, s3, as0, as1, as2, as3, bs0
 
 
 @triton.jit
-def _ternary_kernel(c_ptr, a_ptr, b_ptr, out_ptr, n, s1, s2, s3, cs0, cs1, cs2, cs3, as0, as1, as2, as3,
-                    bs0, bs1, bs2, bs3, a_scalar, b_scalar, FN: tl.constexpr, CONTIGUOUS: tl.constexpr,
-                    A_SCALAR: tl.constexpr, B_SCALAR: tl.constexpr, BLOCK: tl.constexpr, INT: tl.constexpr):
+def _ternary_tile(c_ptr, a_ptr, b_ptr, out_ptr, offs, n, s1, s2, s3, cs0, cs1, cs2, cs3, as0, as1, as2, as3,
+                  bs0, bs1, bs2, bs3, a_scalar, b_scalar, FN: tl.constexpr, CONTIGUOUS: tl.constexpr,
+                  A_SCALAR: tl.constexpr, B_SCALAR: tl.constexpr, BLOCK: tl.constexpr, INT: tl.constexpr):
     # The first operand keeps its own dtype (a bool condition or mask); the others are fp32, or the
     # integer result's dtype (INT).
-    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < n
     if CONTIGUOUS:
         c_offs = offs
@@ -115,6 +122,31 @@ def _ternary_kernel(c_ptr, a_ptr, b_ptr, out_ptr, n, s1, s2, s3, cs0, cs1, cs2, 
     else:
         b = tl.load(b_ptr + b_offs, mask=mask).to(ct)
     tl.store(out_ptr + offs, FN(c, a, b).to(out_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _unary_kernel(x_ptr, out_ptr, n, s1, s2, s3, xs0, xs1, xs2, xs3,
+                  FN: tl.constexpr, CONTIGUOUS: tl.constexpr, BLOCK: tl.constexpr, INT: tl.constexpr):
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    _unary_tile(x_ptr, out_ptr, offs, n, s1, s2, s3, xs0, xs1, xs2, xs3, FN, CONTIGUOUS, INT)
+
+
+@triton.jit
+def _binary_kernel(a_ptr, b_ptr, out_ptr, n, s1, s2, s3, as0, as1, as2, as3, bs0, bs1, bs2, bs3, b_scalar, b_scale,
+                   FN: tl.constexpr, CONTIGUOUS: tl.constexpr, B_SCALAR: tl.constexpr, SCALE_B: tl.constexpr,
+                   BLOCK: tl.constexpr, INT: tl.constexpr):
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    _binary_tile(a_ptr, b_ptr, out_ptr, offs, n, s1, s2, s3, as0, as1, as2, as3, bs0, bs1, bs2, bs3, b_scalar,
+                 b_scale, FN, CONTIGUOUS, B_SCALAR, SCALE_B, BLOCK, INT)
+
+
+@triton.jit
+def _ternary_kernel(c_ptr, a_ptr, b_ptr, out_ptr, n, s1, s2, s3, cs0, cs1, cs2, cs3, as0, as1, as2, as3,
+                    bs0, bs1, bs2, bs3, a_scalar, b_scalar, FN: tl.constexpr, CONTIGUOUS: tl.constexpr,
+                    A_SCALAR: tl.constexpr, B_SCALAR: tl.constexpr, BLOCK: tl.constexpr, INT: tl.constexpr):
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    _ternary_tile(c_ptr, a_ptr, b_ptr, out_ptr, offs, n, s1, s2, s3, cs0, cs1, cs2, cs3, as0, as1, as2, as3,
+                  bs0, bs1, bs2, bs3, a_scalar, b_scalar, FN, CONTIGUOUS, A_SCALAR, B_SCALAR, BLOCK, INT)
 
 
 def _merge_dims(shape, strides_per_operand):
@@ -150,7 +182,7 @@ def prepare_unary(x: torch.Tensor, name: str = "x", dtypes=FLOAT_DTYPES):
     """Validate `x` (one of `dtypes`), allocate the output and lay `x` out: (out, x, sizes, x_strides,
     contiguous). Shared by every unary launcher (this generic one, the MLU-style one in ops/_mlu)."""
     check_tensor(name, x, dtypes)
-    out = new_output(x.shape, x.dtype, x.device)
+    out = new_output_as(x)
     if x.numel() == 0 or x.is_contiguous():
         sizes, strides, contiguous = _FLAT
     else:
@@ -189,22 +221,21 @@ def prepare_binary(a: torch.Tensor, b, names=("input", "other"), integers: bool 
     if isinstance(b, (int, float)) and not isinstance(b, bool):
         # a float tensor with a Python number keeps its dtype; an integer one with a float becomes float
         dtype = a.dtype if a.is_floating_point() else torch.result_type(a, b)
-        out = new_output(a.shape, out_dtype or dtype, a.device)
+        out = new_output_as(a, out_dtype or dtype)
         operands, b_scalar = [a], (float(b) if dtype.is_floating_point else int(b))
     else:
         b = as_tensor_operand(names[1], b, a)
         check_tensor(names[1], b, dtypes)
-        if b.dim() > 0:
+        if b.dim() > 0 and b.device != a.device:
             check_same_device(**{names[0]: a, names[1]: b})
-        if a.shape == b.shape:
-            shape = a.shape
+        if a.shape == b.shape and a.dtype == b.dtype:  # the common case, allocated the cheap way
+            out = new_output_as(a, out_dtype)
         else:
-            try:
-                shape = torch.broadcast_shapes(a.shape, b.shape)
-            except RuntimeError:
+            shape = broadcast(a.shape, b.shape)
+            if shape is None:
                 raise ValueError(f"{names[1]}: shape {tuple(b.shape)} does not broadcast with "
-                                 f"{names[0]} shape {tuple(a.shape)}") from None
-        out = new_output(shape, out_dtype or torch.result_type(a, b), a.device)
+                                 f"{names[0]} shape {tuple(a.shape)}")
+            out = new_output(shape, out_dtype or torch.result_type(a, b), a.device)
         operands, b_scalar = [a, b], None
     if out.numel() == 0 or all(t.shape == out.shape and t.is_contiguous() for t in operands):
         sizes, strides, contiguous = _FLAT
@@ -265,12 +296,14 @@ def _scalar_operand(name: str, value) -> float | None:
     return None  # the tensor path reports the type error
 
 
-def ternary(fn, c: torch.Tensor, a, b, out_dtype: torch.dtype, names=("condition", "input", "other"),
-            c_dtypes=(torch.bool,), integers: bool = False) -> torch.Tensor:
-    """`fn(c, a, b)` elementwise with broadcasting into a new `out_dtype` tensor.
+def prepare_ternary(c: torch.Tensor, a, b, out_dtype: torch.dtype, names=("condition", "input", "other"),
+                    c_dtypes=(torch.bool,), integers: bool = False):
+    """Validate and broadcast three operands and lay them out: (out, args, sizes, strides, contiguous, scalars).
 
-    `c` is loaded in its own dtype (one of `c_dtypes`), `a` and `b` (tensors or numbers) as fp32, or,
-    where `integers` allows an int32/int64 `out_dtype`, in that dtype (numbers must then be integral).
+    `args` are the c, a and b kernel arguments (a number's place holds c, never read), `strides` their
+    strides (c, a, b), `scalars` the values of number operands (a, b; None for a tensor). Shared by every
+    ternary launcher (this generic one, the MLU-style one in ops/_mlu). `integers`: an int32/int64
+    `out_dtype` is allowed (computed exactly: `out.dtype in INT_DTYPES`); numbers must then be integral.
     """
     check_tensor(names[0], c, dtypes=c_dtypes)
     dtypes = FLOAT_DTYPES + INT_DTYPES if integers else FLOAT_DTYPES
@@ -294,27 +327,44 @@ def ternary(fn, c: torch.Tensor, a, b, out_dtype: torch.dtype, names=("condition
     if shape is None:
         raise ValueError(f"{', '.join(names)}: shapes {[tuple(s) for s in shapes]} do not broadcast")
     out = new_output(shape, out_dtype, c.device)
-    n = out.numel()
-    if n == 0:
-        return out
     operands = [c] + [t for _, t in tensors]
-    if all(t.shape == out.shape and t.is_contiguous() for t in operands):
+    if out.numel() == 0 or all(t.shape == out.shape and t.is_contiguous() for t in operands):
         sizes, contiguous = _FLAT[0], True
         strides = [[0] * MAX_DIMS] * len(operands)
     else:
         sizes, strides, contiguous, operands = _layout(out.shape, [t.expand(out.shape) for t in operands])
     # Scalar operands get the condition's pointer and strides: never read (A_SCALAR / B_SCALAR).
-    ptrs, rest = [], iter(zip(operands[1:], strides[1:]))
+    args, arg_strides, rest = [operands[0]], [strides[0]], iter(zip(operands[1:], strides[1:]))
     for value in values:
-        ptrs.append((operands[0], strides[0]) if value is not None else next(rest))
+        t, st = (operands[0], strides[0]) if value is not None else next(rest)
+        args.append(t)
+        arg_strides.append(st)
+    return out, args, sizes, arg_strides, contiguous, values
+
+
+def ternary_args(n, sizes, strides, values, is_int: bool = False) -> list:
+    """The runtime arguments after the pointers shared by the ternary kernels: n, sizes, strides, scalars
+    (a number operand's place holds a zero of the kernel's compute type: int for `is_int`)."""
     zero = 0 if is_int else 0.0
-    launch(
-        _ternary_kernel, (cdiv(n, BLOCK),),
-        operands[0], ptrs[0][0], ptrs[1][0], out, n, *sizes, *strides[0], *ptrs[0][1], *ptrs[1][1],
-        zero if values[0] is None else values[0], zero if values[1] is None else values[1],
-        FN=fn, CONTIGUOUS=contiguous, A_SCALAR=values[0] is not None, B_SCALAR=values[1] is not None,
-        BLOCK=BLOCK, INT=is_int,
-    )
+    return [n, *sizes, *strides[0], *strides[1], *strides[2], zero if values[0] is None else values[0],
+            zero if values[1] is None else values[1]]
+
+
+def ternary(fn, c: torch.Tensor, a, b, out_dtype: torch.dtype, names=("condition", "input", "other"),
+            c_dtypes=(torch.bool,), integers: bool = False) -> torch.Tensor:
+    """`fn(c, a, b)` elementwise with broadcasting into a new `out_dtype` tensor.
+
+    `c` is loaded in its own dtype (one of `c_dtypes`), `a` and `b` (tensors or numbers) as fp32, or,
+    where `integers` allows an int32/int64 `out_dtype`, in int64 (numbers must then be integral).
+    """
+    out, args, sizes, strides, contiguous, values = prepare_ternary(c, a, b, out_dtype, names, c_dtypes, integers)
+    n = out.numel()
+    if n == 0:
+        return out
+    is_int = out_dtype in INT_DTYPES
+    launch(_ternary_kernel, (cdiv(n, BLOCK),), *args, out, *ternary_args(n, sizes, strides, values, is_int),
+           FN=fn, CONTIGUOUS=contiguous, A_SCALAR=values[0] is not None, B_SCALAR=values[1] is not None,
+           BLOCK=BLOCK, INT=is_int)
     return out
 
 

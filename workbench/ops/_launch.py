@@ -5,25 +5,34 @@ dominates decode-sized ops called thousands of times per generated token. `launc
 **meta)` does the same launch, but remembers the compiled kernel under a key made of what Triton
 specialises on — each tensor's dtype and 16-byte alignment, each int's value 1 / divisibility by 16 /
 64-bit range, the constexpr and launch-option values — and later calls with the same key go straight
-to the compiled kernel's launcher. The first call of a key, interpreted backends, and Triton versions
-whose launcher we have not seen take Triton's own path. WORKBENCH_FAST_LAUNCH=0 turns the cache off.
+to the compiled kernel's launcher. With Triton 3.6 (the version this path was read against) that is
+the launcher's C function itself, skipping its Python wrapper, which only sizes scratch buffers our
+kernels do not use; with other versions, the compiled kernel's `run`. The first call of a key,
+interpreted backends, and launchers of another calling convention take Triton's own path.
+WORKBENCH_FAST_LAUNCH=0 turns the cache off (benchmarks/host_overhead.py measures both).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 
 import torch
+import triton
 
 from workbench import backends
 
 _ENABLED = not backends.active().interpreted and os.environ.get("WORKBENCH_FAST_LAUNCH", "1") != "0"
+_RAW_LAUNCH = triton.__version__.startswith("3.6.")
 _cache: dict = {}
 # While > 0 every launch takes Triton's own path, where the MLU launch-rules profile sees it.
 watchers = 0
 
 
 def _arg_key(a):
+    t = type(a)
+    if t is int:  # the most common argument: sizes and strides
+        return "i", a == 1, a % 16 == 0, -(2**31) <= a < 2**31
     if isinstance(a, torch.Tensor):
         return a.dtype, a.data_ptr() % 16 == 0
     if isinstance(a, bool):
@@ -35,10 +44,16 @@ def _arg_key(a):
     return type(a), a
 
 
-def _stream():
+@functools.cache
+def _driver():
     from triton.runtime import driver
 
-    return driver.active.get_current_stream(driver.active.get_current_device())
+    return driver.active
+
+
+def _stream():
+    d = _driver()
+    return d.get_current_stream(d.get_current_device())
 
 
 def _disable() -> None:
@@ -57,13 +72,36 @@ def launch(kernel, grid: tuple[int, ...], *args, **meta) -> None:
         compiled = kernel[grid](*args, **meta)
         # The launcher takes every kernel parameter in signature order, constexprs included.
         tail = tuple(meta[name] for name in kernel.arg_names[len(args):])
-        _cache[key] = (compiled, tail)
+        _cache[key] = (compiled, tail, _raw_launch(compiled))
         return
-    compiled, tail = entry
+    compiled, tail, raw = entry
     g = tuple(grid) + (1, 1)
     try:
-        compiled.run(g[0], g[1], g[2], _stream(), compiled.function, compiled.packed_metadata, None, None, None,
-                     *args, *tail)
+        if raw is not None:
+            raw(g[0], g[1], g[2], _stream(), compiled.function, compiled.packed_metadata, *args, *tail)
+        else:
+            compiled.run(g[0], g[1], g[2], _stream(), compiled.function, compiled.packed_metadata, None, None,
+                         None, *args, *tail)
     except (TypeError, AttributeError):  # a launcher with another calling convention: use Triton's path
         _disable()
         kernel[grid](*args, **meta)
+
+
+def _raw_launch(compiled):
+    """Triton 3.6's C launch function of `compiled`, called as its Python wrapper would call it, or None.
+
+    The wrapper (CudaLauncher.__call__) allocates global / profile scratch when a kernel needs it and
+    passes (grid, stream, function, cooperative, pdl, global scratch, profile scratch, metadata,
+    launch metadata, enter hook, exit hook, *args). Kernels with scratch keep the wrapper.
+    """
+    launcher = getattr(compiled, "run", None)
+    c_launch = getattr(launcher, "launch", None)
+    if not _RAW_LAUNCH or c_launch is None or getattr(launcher, "global_scratch_size", 1) != 0 \
+            or getattr(launcher, "profile_scratch_size", 1) != 0:
+        return None
+    coop, pdl = launcher.launch_cooperative_grid, launcher.launch_pdl
+
+    def raw(g0, g1, g2, stream, function, metadata, *args):
+        c_launch(g0, g1, g2, stream, function, coop, pdl, None, None, metadata, None, None, None, *args)
+
+    return raw

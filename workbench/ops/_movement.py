@@ -16,7 +16,7 @@ import triton
 import triton.language as tl
 
 from ._common import check_tensor
-from ._elementwise import BLOCK, MAX_DIMS, _merge_dims, _offsets
+from ._elementwise import BLOCK, MAX_DIMS, _coords, _merge_dims, _offsets
 from ._launch import launch
 from ._shapes import broadcast, cdiv
 from .spec import FLOAT_DTYPES, Unsupported
@@ -34,10 +34,12 @@ def _to_bf16_rne(x):
     return (bits >> 16).to(tl.uint16).to(tl.bfloat16, bitcast=True)
 
 
+# One tile of the copy and the fill: the generic kernels run one per program, the MLU-style kernels
+# (ops/_mlu/movement.py) loop over theirs. `offs` are int64 flat indices in dst's merged dim order.
+
 @triton.jit
-def _copy_kernel(src_ptr, dst_ptr, n, s1, s2, s3, ss0, ss1, ss2, ss3, ds0, ds1, ds2, ds3,
-                 CONTIGUOUS: tl.constexpr, TO_BF16: tl.constexpr, BLOCK: tl.constexpr):
-    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+def _copy_tile(src_ptr, dst_ptr, offs, n, s1, s2, s3, ss0, ss1, ss2, ss3, ds0, ds1, ds2, ds3,
+               CONTIGUOUS: tl.constexpr, TO_BF16: tl.constexpr):
     mask = offs < n
     if CONTIGUOUS:
         s_offs = offs
@@ -54,8 +56,8 @@ def _copy_kernel(src_ptr, dst_ptr, n, s1, s2, s3, ss0, ss1, ss2, ss3, ds0, ds1, 
 
 
 @triton.jit
-def _fill_kernel(dst_ptr, value, n, s1, s2, s3, ds0, ds1, ds2, ds3, CONTIGUOUS: tl.constexpr, BLOCK: tl.constexpr):
-    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+def _fill_tile(dst_ptr, value, offs, n, s1, s2, s3, ds0, ds1, ds2, ds3, CONTIGUOUS: tl.constexpr,
+               BLOCK: tl.constexpr):
     mask = offs < n
     if CONTIGUOUS:
         d_offs = offs
@@ -65,17 +67,24 @@ def _fill_kernel(dst_ptr, value, n, s1, s2, s3, ds0, ds1, ds2, ds3, CONTIGUOUS: 
 
 
 @triton.jit
-def _gather_kernel(x_ptr, idx_ptr, out_ptr, n, dim_size, s1, s2, s3, xs0, xs1, xs2, xs3, is0, is1, is2, is3,
-                   DIM: tl.constexpr, BLOCK: tl.constexpr):
-    # out[i] = x[i with coordinate DIM replaced by index[i]]; out is contiguous, shape (s0, s1, s2, s3).
+def _copy_kernel(src_ptr, dst_ptr, n, s1, s2, s3, ss0, ss1, ss2, ss3, ds0, ds1, ds2, ds3,
+                 CONTIGUOUS: tl.constexpr, TO_BF16: tl.constexpr, BLOCK: tl.constexpr):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    _copy_tile(src_ptr, dst_ptr, offs, n, s1, s2, s3, ss0, ss1, ss2, ss3, ds0, ds1, ds2, ds3, CONTIGUOUS, TO_BF16)
+
+
+@triton.jit
+def _fill_kernel(dst_ptr, value, n, s1, s2, s3, ds0, ds1, ds2, ds3, CONTIGUOUS: tl.constexpr, BLOCK: tl.constexpr):
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    _fill_tile(dst_ptr, value, offs, n, s1, s2, s3, ds0, ds1, ds2, ds3, CONTIGUOUS, BLOCK)
+
+
+@triton.jit
+def _gather_tile(x_ptr, idx_ptr, out_ptr, offs, n, dim_size, s1, s2, s3, xs0, xs1, xs2, xs3, is0, is1, is2, is3,
+                 DIM: tl.constexpr):
+    # out[i] = x[i with coordinate DIM replaced by index[i]]; out is contiguous, shape (s0, s1, s2, s3).
     mask = offs < n
-    i3 = offs % s3
-    rest = offs // s3
-    i2 = rest % s2
-    rest = rest // s2
-    i1 = rest % s1
-    i0 = rest // s1
+    i0, i1, i2, i3 = _coords(offs, s1, s2, s3)
     idx = tl.load(idx_ptr + i0 * is0 + i1 * is1 + i2 * is2 + i3 * is3, mask=mask, other=0).to(tl.int64)
     if DIM == 0:
         i0 = idx
@@ -88,6 +97,13 @@ def _gather_kernel(x_ptr, idx_ptr, out_ptr, n, dim_size, s1, s2, s3, xs0, xs1, x
     inside = mask & (idx >= 0) & (idx < dim_size)  # out-of-range indices read nothing (0), never past x
     x = tl.load(x_ptr + i0 * xs0 + i1 * xs1 + i2 * xs2 + i3 * xs3, mask=inside, other=0)
     tl.store(out_ptr + offs, x, mask=mask)
+
+
+@triton.jit
+def _gather_kernel(x_ptr, idx_ptr, out_ptr, n, dim_size, s1, s2, s3, xs0, xs1, xs2, xs3, is0, is1, is2, is3,
+                   DIM: tl.constexpr, BLOCK: tl.constexpr):
+    _gather_tile(x_ptr, idx_ptr, out_ptr, tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK), n,
+                 dim_size, s1, s2, s3, xs0, xs1, xs2, xs3, is0, is1, is2, is3, DIM)
 
 
 def _broadcast_strides(t: torch.Tensor, shape) -> list[int]:
@@ -121,8 +137,10 @@ def _check_writable(name: str, dst: torch.Tensor) -> None:
         raise Unsupported(f"{name}: more than one element refers to the same memory (a broadcast view)")
 
 
-def copy_into(dst: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
-    """dst.copy_(src): src broadcast to dst's shape and converted to dst's dtype; returns dst."""
+def prepare_copy(dst: torch.Tensor, src: torch.Tensor):
+    """Validate dst.copy_(src) and lay it out: (src, sizes, src_strides, dst_strides, contiguous, to_bf16),
+    or None when dst is empty. Shared by every copy launcher (this generic one, the MLU-style one in
+    ops/_mlu); `src` may come back as a compact copy when its strides keep dims apart."""
     check_tensor("dst", dst, MOVE_DTYPES)
     check_tensor("src", src, MOVE_DTYPES)
     if src.device != dst.device:
@@ -132,9 +150,8 @@ def copy_into(dst: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
         raise Unsupported("src: shares memory with dst (overlap needs a staged copy)")
     if src.dim() > dst.dim() or broadcast(src.shape, dst.shape) != tuple(dst.shape):
         raise ValueError(f"src: shape {tuple(src.shape)} does not broadcast to dst shape {tuple(dst.shape)}")
-    n = dst.numel()
-    if n == 0:
-        return dst
+    if dst.numel() == 0:
+        return None
     layout = _dst_layout(dst, src)
     if layout is None:  # src's strides keep dims apart: read a compact copy of it
         src = src.expand(dst.shape).contiguous()
@@ -143,6 +160,16 @@ def copy_into(dst: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
         raise Unsupported(f"dst: strides {dst.stride()} do not merge into {MAX_DIMS} dims")
     sizes, (d_strides, s_strides), contiguous = layout
     to_bf16 = dst.dtype == torch.bfloat16 and src.dtype != torch.bfloat16
+    return src, sizes, s_strides, d_strides, contiguous, to_bf16
+
+
+def copy_into(dst: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
+    """dst.copy_(src): src broadcast to dst's shape and converted to dst's dtype; returns dst."""
+    plan = prepare_copy(dst, src)
+    if plan is None:
+        return dst
+    src, sizes, s_strides, d_strides, contiguous, to_bf16 = plan
+    n = dst.numel()
     launch(_copy_kernel, (cdiv(n, BLOCK),), src, dst, n, *sizes, *s_strides, *d_strides, CONTIGUOUS=contiguous,
            TO_BF16=to_bf16, BLOCK=BLOCK)
     return dst
@@ -183,34 +210,52 @@ def _round_to(value: float, dtype: torch.dtype) -> float:
     return float(np.array(bits & 0xFFFFFFFF, dtype=np.uint32).view(np.float32))
 
 
-def fill_into(dst: torch.Tensor, value) -> torch.Tensor:
-    """dst.fill_(value) for a Python number; returns dst."""
+def prepare_fill(dst: torch.Tensor, value):
+    """Validate dst.fill_(value) and lay dst out: (value, sizes, dst_strides, contiguous), or None when dst
+    is empty. Shared by every fill launcher (this generic one, the MLU-style one in ops/_mlu)."""
     check_tensor("dst", dst, MOVE_DTYPES)
     value = _fill_value(value, dst.dtype)
     _check_writable("dst", dst)
-    n = dst.numel()
-    if n == 0:
-        return dst
+    if dst.numel() == 0:
+        return None
     layout = _dst_layout(dst)
     if layout is None:
         raise Unsupported(f"dst: strides {dst.stride()} do not merge into {MAX_DIMS} dims")
     sizes, (d_strides,), contiguous = layout
+    return value, sizes, d_strides, contiguous
+
+
+def fill_into(dst: torch.Tensor, value) -> torch.Tensor:
+    """dst.fill_(value) for a Python number; returns dst."""
+    plan = prepare_fill(dst, value)
+    if plan is None:
+        return dst
+    value, sizes, d_strides, contiguous = plan
+    n = dst.numel()
     launch(_fill_kernel, (cdiv(n, BLOCK),), dst, value, n, *sizes, *d_strides, CONTIGUOUS=contiguous, BLOCK=BLOCK)
     return dst
 
 
-def gather_into(out: torch.Tensor, x: torch.Tensor, dim: int, index: torch.Tensor) -> torch.Tensor:
-    """out (contiguous, index's shape) = x gathered along `dim` at `index` (broadcast views allowed)."""
+def prepare_gather(x: torch.Tensor, dim: int, index: torch.Tensor):
+    """Lay out a gather: (n, dim size, sizes of dims 1..3, x strides, index strides, padded DIM), or
+    None when there is nothing to gather. Shared by the generic and MLU gather launchers."""
     rank = x.dim()
     if rank > MAX_DIMS:
         raise Unsupported(f"x: rank {rank} gathers are not implemented (at most {MAX_DIMS} dims)")
-    n = out.numel()
+    n = index.numel()
     if n == 0:
-        return out
+        return None
     pad = MAX_DIMS - rank
     sizes = [1] * pad + list(index.shape)
-    x_strides = [0] * pad + list(x.stride())
-    i_strides = [0] * pad + list(index.stride())
-    launch(_gather_kernel, (cdiv(n, BLOCK),), x, index, out, n, x.shape[dim], *sizes[1:], *x_strides, *i_strides,
-           DIM=dim + pad, BLOCK=BLOCK)
+    return n, x.shape[dim], sizes[1:], [0] * pad + list(x.stride()), [0] * pad + list(index.stride()), dim + pad
+
+
+def gather_into(out: torch.Tensor, x: torch.Tensor, dim: int, index: torch.Tensor) -> torch.Tensor:
+    """out (contiguous, index's shape) = x gathered along `dim` at `index` (broadcast views allowed)."""
+    plan = prepare_gather(x, dim, index)
+    if plan is None:
+        return out
+    n, dim_size, sizes, x_strides, i_strides, padded_dim = plan
+    launch(_gather_kernel, (cdiv(n, BLOCK),), x, index, out, n, dim_size, *sizes, *x_strides, *i_strides,
+           DIM=padded_dim, BLOCK=BLOCK)
     return out

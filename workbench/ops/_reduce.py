@@ -32,12 +32,11 @@ MAX_GRID_Y = 65535  # CUDA's limit on grid axis 1
 
 
 @triton.jit
-def _sum_kernel(x_ptr, out_ptr, n, inner, so, sn, si,
-                MEAN: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_I: tl.constexpr, INT: tl.constexpr):
-    o = tl.program_id(0).to(tl.int64)
-    cols = tl.program_id(1).to(tl.int64) * BLOCK_I + tl.arange(0, BLOCK_I)
-    col_ok = cols < inner
-    base = x_ptr + o * so + cols[None, :] * si
+def sum_columns(base, n, sn, col_ok, BLOCK_N: tl.constexpr, BLOCK_I: tl.constexpr, INT: tl.constexpr):
+    """Sums over n steps of stride sn of the BLOCK_I columns starting at the pointers `base`: fp32, or
+    exact int64 for an integer result (INT).
+
+    Shared by the generic kernel and the MLU-style variants (sum, mean)."""
     rn = tl.arange(0, BLOCK_N).to(tl.int64)
     if INT:  # an integer result: exact int64 accumulation
         at = tl.int64
@@ -47,20 +46,16 @@ def _sum_kernel(x_ptr, out_ptr, n, inner, so, sn, si,
     for start in range(0, n, BLOCK_N):
         r = start + rn
         ok = (r < n)[:, None] & col_ok[None, :]
-        acc += tl.load(base + r[:, None] * sn, mask=ok, other=0).to(at)
-    total = tl.sum(acc, 0)
-    if MEAN:
-        total = total / n  # n == 0 gives NaN, as torch's mean of nothing
-    tl.store(out_ptr + o * inner + cols, total.to(out_ptr.dtype.element_ty), mask=col_ok)
+        acc += tl.load(base[None, :] + r[:, None] * sn, mask=ok, other=0).to(at)
+    return tl.sum(acc, 0)
 
 
 @triton.jit
-def _max_kernel(x_ptr, out_ptr, idx_ptr, n, inner, so, sn, si, BLOCK_N: tl.constexpr, BLOCK_I: tl.constexpr):
-    # torch.max: a NaN wins (the first one), else the first position of the largest value.
-    o = tl.program_id(0).to(tl.int64)
-    cols = tl.program_id(1).to(tl.int64) * BLOCK_I + tl.arange(0, BLOCK_I)
-    col_ok = cols < inner
-    base = x_ptr + o * so + cols[None, :] * si
+def max_columns(base, n, sn, col_ok, BLOCK_N: tl.constexpr, BLOCK_I: tl.constexpr):
+    """(max, its index) over n steps of stride sn of the BLOCK_I columns starting at the pointers `base`.
+
+    torch.max: a NaN wins (the first one), else the first position of the largest value. Shared by the
+    generic kernel and the MLU-style variant (max)."""
     rn = tl.arange(0, BLOCK_N).to(tl.int64)
     best = tl.full([BLOCK_I], -float("inf"), tl.float32)
     best_at = tl.zeros([BLOCK_I], tl.int64)
@@ -68,7 +63,7 @@ def _max_kernel(x_ptr, out_ptr, idx_ptr, n, inner, so, sn, si, BLOCK_N: tl.const
     for start in range(0, n, BLOCK_N):
         r = start + rn
         ok = (r < n)[:, None] & col_ok[None, :]
-        x = tl.load(base + r[:, None] * sn, mask=ok, other=-float("inf")).to(tl.float32)
+        x = tl.load(base[None, :] + r[:, None] * sn, mask=ok, other=-float("inf")).to(tl.float32)
         is_nan = x != x
         first_nan = tl.minimum(first_nan, tl.min(tl.where(is_nan, r[:, None], n), 0))
         chunk_best, chunk_at = tl.max(tl.where(is_nan, -float("inf"), x), 0, return_indices=True,
@@ -77,8 +72,27 @@ def _max_kernel(x_ptr, out_ptr, idx_ptr, n, inner, so, sn, si, BLOCK_N: tl.const
         best_at = tl.where(better, start + chunk_at.to(tl.int64), best_at)
         best = tl.where(better, chunk_best, best)
     has_nan = first_nan < n
-    best = tl.where(has_nan, float("nan"), best)
-    best_at = tl.where(has_nan, first_nan, best_at)
+    return tl.where(has_nan, float("nan"), best), tl.where(has_nan, first_nan, best_at)
+
+
+@triton.jit
+def _sum_kernel(x_ptr, out_ptr, n, inner, so, sn, si,
+                MEAN: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_I: tl.constexpr, INT: tl.constexpr):
+    o = tl.program_id(0).to(tl.int64)
+    cols = tl.program_id(1).to(tl.int64) * BLOCK_I + tl.arange(0, BLOCK_I)
+    col_ok = cols < inner
+    total = sum_columns(x_ptr + o * so + cols * si, n, sn, col_ok, BLOCK_N, BLOCK_I, INT)
+    if MEAN:
+        total = total / n  # n == 0 gives NaN, as torch's mean of nothing
+    tl.store(out_ptr + o * inner + cols, total.to(out_ptr.dtype.element_ty), mask=col_ok)
+
+
+@triton.jit
+def _max_kernel(x_ptr, out_ptr, idx_ptr, n, inner, so, sn, si, BLOCK_N: tl.constexpr, BLOCK_I: tl.constexpr):
+    o = tl.program_id(0).to(tl.int64)
+    cols = tl.program_id(1).to(tl.int64) * BLOCK_I + tl.arange(0, BLOCK_I)
+    col_ok = cols < inner
+    best, best_at = max_columns(x_ptr + o * so + cols * si, n, sn, col_ok, BLOCK_N, BLOCK_I)
     tl.store(out_ptr + o * inner + cols, best.to(out_ptr.dtype.element_ty), mask=col_ok)
     tl.store(idx_ptr + o * inner + cols, best_at, mask=col_ok)
 
@@ -149,10 +163,11 @@ def _grid(outer: int, inner: int, block_i: int) -> tuple[int, int]:
     return outer, tiles
 
 
-def reduce_sum(x: torch.Tensor, dim=None, keepdim: bool = False, dtype: torch.dtype | None = None,
-               mean: bool = False) -> torch.Tensor:
-    """torch.sum / torch.mean over `dim` (None or []: all dims), fp32 accumulation; a sum of bool or
-    integers (or with an integer `dtype`) accumulates in int64 and gives int64 unless `dtype` says."""
+def prepare_sum(x: torch.Tensor, dim, keepdim: bool, dtype: torch.dtype | None, mean: bool = False):
+    """Validate; (output, (x or a copy, outer, n, inner, (so, sn, si)) or None when the output is empty).
+    A sum of bool or integers (or with an integer `dtype`) gives int64 unless `dtype` says; the kernels
+    then accumulate in int64 (INT: the output is not floating point). Shared by every sum/mean launcher
+    (generic, MLU style)."""
     check_tensor("x", x, FLOAT_DTYPES if mean else FLOAT_DTYPES + INT_INPUTS)
     allowed = FLOAT_DTYPES if mean else FLOAT_DTYPES + (torch.int32, torch.int64)
     if dtype is not None and dtype not in allowed:
@@ -161,17 +176,12 @@ def reduce_sum(x: torch.Tensor, dim=None, keepdim: bool = False, dtype: torch.dt
     dims = normalize_dims(x, dim)
     out_dtype = dtype or (x.dtype if x.is_floating_point() else torch.int64)
     out = new_output(_out_shape(x, dims, keepdim), out_dtype, x.device)
-    if out.numel() == 0:
-        return out
-    src, outer, n, inner, (so, sn, si) = _three_dims(x, dims)
-    block_n, block_i, warps = _tiles(n, inner)
-    launch(_sum_kernel, _grid(outer, inner, block_i), src, out, n, inner, so, sn, si, MEAN=mean,
-           BLOCK_N=block_n, BLOCK_I=block_i, INT=not out.is_floating_point(), num_warps=warps)
-    return out
+    return out, (_three_dims(x, dims) if out.numel() else None)
 
 
-def reduce_max(x: torch.Tensor, dim: int, keepdim: bool = False):
-    """torch.max(x, dim, keepdim): (values, indices); a NaN wins, ties give the first index."""
+def prepare_max(x: torch.Tensor, dim: int, keepdim: bool):
+    """Validate; (values, indices, (x or a copy, outer, n, inner, (so, sn, si)) or None when empty).
+    Shared by every max launcher (generic, MLU style)."""
     check_tensor("x", x)
     if isinstance(dim, bool) or not isinstance(dim, int):
         raise TypeError(f"dim: expected an int, got {type(dim).__name__}")
@@ -181,8 +191,28 @@ def reduce_max(x: torch.Tensor, dim: int, keepdim: bool = False):
     shape = _out_shape(x, dims, keepdim)
     values = new_output(shape, x.dtype, x.device)
     indices = new_output(shape, torch.int64, x.device)
-    if values.numel():
-        src, outer, n, inner, (so, sn, si) = _three_dims(x, dims)
+    return values, indices, (_three_dims(x, dims) if values.numel() else None)
+
+
+def reduce_sum(x: torch.Tensor, dim=None, keepdim: bool = False, dtype: torch.dtype | None = None,
+               mean: bool = False) -> torch.Tensor:
+    """torch.sum / torch.mean over `dim` (None or []: all dims), fp32 accumulation; a sum of bool or
+    integers (or with an integer `dtype`) accumulates in int64 and gives int64 unless `dtype` says."""
+    out, geometry = prepare_sum(x, dim, keepdim, dtype, mean)
+    if geometry is None:
+        return out
+    src, outer, n, inner, (so, sn, si) = geometry
+    block_n, block_i, warps = _tiles(n, inner)
+    launch(_sum_kernel, _grid(outer, inner, block_i), src, out, n, inner, so, sn, si, MEAN=mean,
+           BLOCK_N=block_n, BLOCK_I=block_i, INT=not out.is_floating_point(), num_warps=warps)
+    return out
+
+
+def reduce_max(x: torch.Tensor, dim: int, keepdim: bool = False):
+    """torch.max(x, dim, keepdim): (values, indices); a NaN wins, ties give the first index."""
+    values, indices, geometry = prepare_max(x, dim, keepdim)
+    if geometry is not None:
+        src, outer, n, inner, (so, sn, si) = geometry
         block_n, block_i, warps = _tiles(n, inner)
         launch(_max_kernel, _grid(outer, inner, block_i), src, values, indices, n, inner, so, sn, si,
                BLOCK_N=block_n, BLOCK_I=block_i, num_warps=warps)

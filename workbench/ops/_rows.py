@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import torch
-import triton
+
+from ._shapes import next_pow2
 
 # Rows up to this length are held in registers in one tile; longer rows loop over tiles.
 MAX_ONE_TILE = 16384
@@ -18,8 +19,17 @@ def as_rows(x: torch.Tensor) -> torch.Tensor:
 
 def tile(n: int) -> tuple[int, bool]:
     """(BLOCK, fits in one tile) for rows of length n."""
-    block = triton.next_power_of_2(max(n, 1))
+    block = next_pow2(max(n, 1))
     return (block, True) if block <= MAX_ONE_TILE else (8192, False)
+
+
+# Short rows are packed several to a program, so that each program moves about this many elements.
+ROW_PACK_ELEMENTS = 4096
+
+
+def rows_per_program(n_rows: int, block: int) -> int:
+    """How many rows of a one-tile row op (tile width `block`) one program handles."""
+    return max(1, min(next_pow2(n_rows), ROW_PACK_ELEMENTS // block))
 
 
 def row_warps(block: int) -> int:

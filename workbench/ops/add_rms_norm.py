@@ -12,9 +12,10 @@ import triton
 import triton.language as tl
 
 from . import _rows
-from ._common import check_dtype_match, check_same_device, check_tensor, new_output
+from ._common import check_dtype_match, check_same_device, check_tensor, new_output_as
 from ._launch import launch
-from .rms_norm import check_norm_param
+from .rms_norm import prepare as rms_norm_prepare
+from .rms_norm import rms_norm_long_row
 from .spec import Case, Cost, OpSpec, nbytes, randn, register
 
 
@@ -39,44 +40,30 @@ def _add_rms_norm_kernel(x_ptr, r_ptr, w_ptr, out_ptr, sum_ptr, n_cols, x_row_st
             y = y * tl.load(w_ptr + cols, mask=mask, other=0.0).to(tl.float32)
         tl.store(out_row + cols, y.to(out_ptr.dtype.element_ty), mask=mask)
     else:
-        # The second pass recomputes the sums rather than reading back what other threads stored.
-        acc = tl.zeros([BLOCK], tl.float32)
-        for start in range(0, n_cols, BLOCK):
-            mask = start + cols < n_cols
-            h = tl.load(x_row + start + cols, mask=mask, other=0.0).to(tl.float32) + \
-                tl.load(r_row + start + cols, mask=mask, other=0.0).to(tl.float32)
-            h = h.to(sum_ptr.dtype.element_ty)
-            tl.store(sum_row + start + cols, h, mask=mask)
-            h = h.to(tl.float32)
-            acc += h * h
-        rstd = tl.math.rsqrt(tl.sum(acc, 0) / n_cols + eps)
-        for start in range(0, n_cols, BLOCK):
-            mask = start + cols < n_cols
-            h = tl.load(x_row + start + cols, mask=mask, other=0.0).to(tl.float32) + \
-                tl.load(r_row + start + cols, mask=mask, other=0.0).to(tl.float32)
-            y = h.to(sum_ptr.dtype.element_ty).to(tl.float32) * rstd
-            if HAS_WEIGHT:
-                y = y * tl.load(w_ptr + start + cols, mask=mask, other=0.0).to(tl.float32)
-            tl.store(out_row + start + cols, y.to(out_ptr.dtype.element_ty), mask=mask)
+        rms_norm_long_row(x_row, r_row, w_ptr, out_row, sum_row, n_cols, eps, True, HAS_WEIGHT, BLOCK)
+
+
+def prepare(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor | None):
+    """Validate; (output, sum output, x as rows, residual as rows), the rows None when there is nothing
+    to compute. x and weight are checked by rms_norm's own `prepare`. Shared by every add_rms_norm
+    launcher (generic, MLU style)."""
+    check_tensor("x", x)
+    check_tensor("residual", residual)
+    check_same_device(x=x, residual=residual)
+    check_dtype_match("residual", residual, x.dtype, "x")
+    if residual.shape != x.shape:
+        raise ValueError(f"residual: expected shape {tuple(x.shape)} like x, got {tuple(residual.shape)}")
+    out, rows = rms_norm_prepare(x, weight)
+    total = new_output_as(x)
+    return out, total, rows, (_rows.as_rows(residual) if rows is not None else None)
 
 
 def add_rms_norm(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor | None = None,
                  eps: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor]:
     """(rms_norm(x + residual) * weight, x + residual), the sum rounded to x's dtype."""
-    check_tensor("x", x)
-    check_tensor("residual", residual)
-    check_same_device(x=x, residual=residual)
-    check_dtype_match("residual", residual, x.dtype, "x")
-    if x.dim() == 0:
-        raise ValueError("x: expected at least 1 dim, got a 0-dim tensor")
-    if residual.shape != x.shape:
-        raise ValueError(f"residual: expected shape {tuple(x.shape)} like x, got {tuple(residual.shape)}")
-    check_norm_param("weight", weight, x)
-    out = new_output(x.shape, x.dtype, x.device)
-    total = new_output(x.shape, x.dtype, x.device)
-    if x.numel() == 0:
+    out, total, rows, res_rows = prepare(x, residual, weight)
+    if rows is None:
         return out, total
-    rows, res_rows = _rows.as_rows(x), _rows.as_rows(residual)
     n_rows, n = rows.shape
     block, one_tile = _rows.tile(n)
     launch(_add_rms_norm_kernel, (n_rows,), rows, res_rows, weight if weight is not None else rows, out, total, n,

@@ -7,7 +7,8 @@ from ._common import new_output
 from .spec import Case, Cost, OpSpec, nbytes, randn, register
 
 
-def addmm(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor, *, beta=1, alpha=1) -> torch.Tensor:
+def prepare(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor, beta=1, alpha=1) -> tuple[torch.Tensor, dict]:
+    """Validate; (output, the keyword arguments of `_matmul.matmul`). Shared by the generic and MLU launchers."""
     _matmul.check_operands(("a", "b", "bias"), a, b, bias)
     if a.dim() != 2 or b.dim() != 2:
         raise ValueError(f"a, b: expected 2-D matrices, got shapes {tuple(a.shape)} and {tuple(b.shape)}")
@@ -22,8 +23,14 @@ def addmm(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor, *, beta=1, alpha
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise TypeError(f"{name}: expected a real number, got {type(v).__name__}")
     c = new_output((M, N), a.dtype, a.device)
-    return _matmul.matmul(a, b, c, M, N, K, 1, (0, *a.stride()), (0, *b.stride()), (0, c.stride(0)),
-                          bias=full, bias_strides=full.stride(), alpha=alpha, beta=beta)
+    return c, dict(a=a, b=b, c=c, M=M, N=N, K=K, batch=1, a_strides=(0, *a.stride()),
+                   b_strides=(0, *b.stride()), c_strides=(0, c.stride(0)), bias=full,
+                   bias_strides=full.stride(), alpha=alpha, beta=beta)
+
+
+def addmm(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor, *, beta=1, alpha=1) -> torch.Tensor:
+    c, problem = prepare(bias, a, b, beta, alpha)
+    return _matmul.matmul(**problem)
 
 
 def _cost(bias, a, b, **_):

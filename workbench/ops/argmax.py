@@ -33,16 +33,12 @@ def _winner(best, best_idx):
 
 
 @triton.jit
-def _argmax_chunk_kernel(x_ptr, out_ptr, part_v_ptr, part_i_ptr, n_cols, x_row_stride, chunk,
-                         SINGLE: tl.constexpr, BLOCK: tl.constexpr):
-    row = tl.program_id(0).to(tl.int64)
-    c = tl.program_id(1)
-    x_row = x_ptr + row * x_row_stride
+def chunk_winner(x_row, lo, hi, BLOCK: tl.constexpr):
+    """(value, index) of the winner among columns [lo, hi) of one row. Shared by the generic kernel and
+    the MLU-style variant."""
     cols = tl.arange(0, BLOCK)
     best = tl.full([BLOCK], -float("inf"), tl.float32)
     best_idx = tl.full([BLOCK], 9223372036854775807, tl.int64)
-    lo = c.to(tl.int64) * chunk
-    hi = tl.minimum(lo + chunk, n_cols)
     for start in range(lo, hi, BLOCK):
         offs = start + cols
         ok = offs < hi
@@ -51,7 +47,16 @@ def _argmax_chunk_kernel(x_ptr, out_ptr, part_v_ptr, part_i_ptr, n_cols, x_row_s
         better = ok & ((x > best) | ((x != x) & (best == best)) | (best_idx == 9223372036854775807))
         best = tl.where(better, x, best)
         best_idx = tl.where(better, offs, best_idx)
-    value, idx = _winner(best, best_idx)
+    return _winner(best, best_idx)
+
+
+@triton.jit
+def _argmax_chunk_kernel(x_ptr, out_ptr, part_v_ptr, part_i_ptr, n_cols, x_row_stride, chunk,
+                         SINGLE: tl.constexpr, BLOCK: tl.constexpr):
+    row = tl.program_id(0).to(tl.int64)
+    c = tl.program_id(1)
+    lo = c.to(tl.int64) * chunk
+    value, idx = chunk_winner(x_ptr + row * x_row_stride, lo, tl.minimum(lo + chunk, n_cols), BLOCK)
     if SINGLE:
         tl.store(out_ptr + row, idx)
     else:
@@ -71,7 +76,9 @@ def _argmax_merge_kernel(part_v_ptr, part_i_ptr, out_ptr, chunks, BLOCK_C: tl.co
     tl.store(out_ptr + row, idx)
 
 
-def argmax(x: torch.Tensor, dim: int | None = None, keepdim: bool = False) -> torch.Tensor:
+def prepare(x: torch.Tensor, dim: int | None, keepdim: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Validate; (output, x as rows to take the argmax of, or None when the output is empty). Shared by
+    every argmax launcher (generic, MLU style)."""
     check_tensor("x", x)
     if dim is None:
         if x.numel() == 0:
@@ -96,9 +103,14 @@ def argmax(x: torch.Tensor, dim: int | None = None, keepdim: bool = False) -> to
                 del out_shape[dim]
             rows = _rows.as_rows(x.movedim(dim, -1))
     out = new_output(out_shape, torch.int64, x.device)
-    n_rows, n = rows.shape
-    if out.numel() == 0:
+    return out, (rows if out.numel() else None)
+
+
+def argmax(x: torch.Tensor, dim: int | None = None, keepdim: bool = False) -> torch.Tensor:
+    out, rows = prepare(x, dim, keepdim)
+    if rows is None:
         return out
+    n_rows, n = rows.shape
     block = min(4096 * backends.active().policy.block_scale, next_pow2(n))
     chunks, chunk = _split_rows.chunking(n_rows, n, block)
     if chunks == 1:

@@ -7,7 +7,8 @@ from ._common import new_output
 from .spec import Case, Cost, OpSpec, nbytes, randn, register
 
 
-def bmm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def prepare(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """Validate; (output, the keyword arguments of `_matmul.matmul`). Shared by the generic and MLU launchers."""
     _matmul.check_operands(("a", "b"), a, b)
     if a.dim() != 3 or b.dim() != 3:
         raise ValueError(f"a, b: expected 3-D tensors, got shapes {tuple(a.shape)} and {tuple(b.shape)}")
@@ -15,7 +16,13 @@ def bmm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     if B != B2 or K != K2:
         raise ValueError(f"b: expected shape ({B}, {K}, N) to match a {tuple(a.shape)}, got {tuple(b.shape)}")
     c = new_output((B, M, N), a.dtype, a.device)
-    return _matmul.matmul(a, b, c, M, N, K, B, a.stride(), b.stride(), c.stride()[:2])
+    return c, dict(a=a, b=b, c=c, M=M, N=N, K=K, batch=B, a_strides=a.stride(), b_strides=b.stride(),
+                   c_strides=c.stride()[:2])
+
+
+def bmm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    c, problem = prepare(a, b)
+    return _matmul.matmul(**problem)
 
 
 def _cost(a, b):

@@ -14,7 +14,8 @@ from ._reduce import normalize_dims
 from .spec import Case, Cost, OpSpec, nbytes, randn, register
 
 
-def cat(tensors, dim: int = 0) -> torch.Tensor:
+def prepare(tensors, dim: int = 0) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+    """Validate; (output, [(its slice, the input copied there)]). Shared by the generic and MLU launchers."""
     if isinstance(tensors, torch.Tensor) or not isinstance(tensors, (list, tuple)) or not tensors:
         raise TypeError(f"tensors: expected a non-empty list or tuple of tensors, got {type(tensors).__name__}")
     for i, t in enumerate(tensors):
@@ -33,11 +34,18 @@ def cat(tensors, dim: int = 0) -> torch.Tensor:
     shape[d] = sum(t.shape[d] for t in parts)
     dtype = functools.reduce(torch.promote_types, (t.dtype for t in tensors))
     out = new_output(shape, dtype, first.device)
-    offset = 0
+    copies, offset = [], 0
     for t in parts:
         if t.shape[d]:
-            copy_into(out.narrow(d, offset, t.shape[d]), t)
+            copies.append((out.narrow(d, offset, t.shape[d]), t))
             offset += t.shape[d]
+    return out, copies
+
+
+def cat(tensors, dim: int = 0) -> torch.Tensor:
+    out, copies = prepare(tensors, dim)
+    for dst, src in copies:
+        copy_into(dst, src)
     return out
 
 

@@ -13,14 +13,23 @@ from ._movement import MOVE_DTYPES, copy_into
 from .spec import Case, Cost, OpSpec, Unsupported, nbytes, randn, register
 
 
-def copy(x: torch.Tensor, dtype: torch.dtype | None = None, *,
-         memory_format: torch.memory_format = torch.preserve_format) -> torch.Tensor:
+def prepare(x: torch.Tensor, dtype: torch.dtype | None = None,
+            memory_format: torch.memory_format = torch.preserve_format) -> torch.Tensor:
+    """Validate copy's arguments and allocate its output (shared by the generic op and its variants)."""
     check_tensor("x", x, MOVE_DTYPES)
     dtype = x.dtype if dtype is None else dtype
     if dtype not in MOVE_DTYPES:
         names = ", ".join(str(d).replace("torch.", "") for d in MOVE_DTYPES)
         raise TypeError(f"dtype: expected one of ({names}), got {str(dtype).replace('torch.', '')}")
-    return copy_into(new_output_like(x, dtype, memory_format), x)
+    return new_output_like(x, dtype, memory_format)
+
+
+def copy(x: torch.Tensor, dtype: torch.dtype | None = None, *,
+         memory_format: torch.memory_format = torch.preserve_format) -> torch.Tensor:
+    return copy_into(prepare(x, dtype, memory_format), x)
+
+
+copy.into = copy_into  # the in-place form (aten::copy_); a variant sets its own launcher's
 
 
 def _reference(x, dtype=None, *, memory_format=torch.preserve_format):
@@ -44,8 +53,9 @@ def _aten_to_copy(impl, self, *, dtype=None, layout=None, device=None, pin_memor
 
 
 def _aten_copy_(impl, self, src, non_blocking=False):
-    """aten::copy_(self, src, non_blocking): in place into self, which it returns."""
-    return copy_into(self, src)
+    """aten::copy_(self, src, non_blocking): in place into self, which it returns, with the launcher of the
+    backend's implementation (a variant without one, e.g. a promoted candidate, gets the generic one)."""
+    return getattr(impl, "into", copy_into)(self, src)
 
 
 def _cost(x, dtype=None, **_):

@@ -1,10 +1,11 @@
 """cross_entropy with class-index targets (torch.nn.functional.cross_entropy): one pass per row.
 
-Each row's log-sum-exp is computed online in fp32 (vocabularies up to 151936 never leave fp32), the
-target logit is read directly, and a second small kernel reduces the per-row losses (mean over rows
-whose target is not ignore_index, or sum). Supports (N, C) / (C,) / (N, C, d1, ...) inputs,
-ignore_index and label_smoothing; no class weights. A target outside [0, C) that is not ignore_index
-gives a NaN loss (torch raises; checking would cost a device sync).
+Each row's log-sum-exp is computed online in fp32 by softmax's pass (`row_logsumexp_and_sum`, which
+also sums the row for label smoothing; vocabularies up to 151936 never leave fp32), the target logit
+is read directly, and a second small kernel reduces the per-row losses (mean over rows whose target
+is not ignore_index, or sum). Supports (N, C) / (C,) / (N, C, d1, ...) inputs, ignore_index and
+label_smoothing; no class weights. A target outside [0, C) that is not ignore_index gives a NaN loss
+(torch raises; checking would cost a device sync).
 """
 
 from __future__ import annotations
@@ -17,40 +18,35 @@ from . import _rows
 from ._common import check_same_device, check_tensor, new_output
 from ._launch import launch
 from ._shapes import next_pow2
+from .softmax import row_logsumexp_and_sum
 from .spec import Case, Cost, OpSpec, Unsupported, nbytes, randn, register
 
 REDUCTIONS = ("mean", "sum", "none")
 
 
 @triton.jit
-def _row_loss_kernel(x_ptr, t_ptr, loss_ptr, n_cols, x_row_stride, ignore_index, smoothing,
-                     SMOOTH: tl.constexpr, BLOCK: tl.constexpr):
-    row = tl.program_id(0).to(tl.int64)
-    x_row = x_ptr + row * x_row_stride
-    cols = tl.arange(0, BLOCK)
-    m = tl.full([BLOCK], -float("inf"), tl.float32)
-    s = tl.zeros([BLOCK], tl.float32)
-    total = tl.zeros([BLOCK], tl.float32)
-    for start in range(0, n_cols, BLOCK):
-        mask = start + cols < n_cols
-        x = tl.load(x_row + start + cols, mask=mask, other=-float("inf")).to(tl.float32)
-        m_new = tl.maximum(m, x)
-        seen = m_new > -float("inf")
-        s = tl.where(seen, s * tl.exp(m - m_new) + tl.exp(x - m_new), 0.0)
-        m = m_new
-        if SMOOTH:
-            total += tl.where(mask, x, 0.0)
-    row_max = tl.max(m, 0)
-    lse = row_max + tl.log(tl.sum(s * tl.exp(m - row_max), 0))
+def row_loss(x_row, t_ptr, row, n_cols, ignore_index, smoothing, SMOOTH: tl.constexpr, BLOCK: tl.constexpr):
+    """The loss of one row (0 where its target is ignore_index, NaN where the target is out of range).
+
+    Shared by the generic kernel and the MLU-style variant."""
+    lse, total = row_logsumexp_and_sum(x_row, n_cols, SMOOTH, BLOCK)
     target = tl.load(t_ptr + row).to(tl.int64)
     ignored = target == ignore_index
     in_range = (target >= 0) & (target < n_cols)
     x_t = tl.load(x_row + target, mask=in_range & ~ignored, other=0.0).to(tl.float32)
     loss = lse - x_t
     if SMOOTH:  # (1 - eps) * nll + eps * mean over classes of -log p
-        loss = (1.0 - smoothing) * loss + smoothing * (lse - tl.sum(total, 0) / n_cols)
+        loss = (1.0 - smoothing) * loss + smoothing * (lse - total / n_cols)
     loss = tl.where(in_range | ignored, loss, float("nan"))
-    tl.store(loss_ptr + row, tl.where(ignored, 0.0, loss).to(loss_ptr.dtype.element_ty))
+    return tl.where(ignored, 0.0, loss)
+
+
+@triton.jit
+def _row_loss_kernel(x_ptr, t_ptr, loss_ptr, n_cols, x_row_stride, ignore_index, smoothing,
+                     SMOOTH: tl.constexpr, BLOCK: tl.constexpr):
+    row = tl.program_id(0).to(tl.int64)
+    loss = row_loss(x_ptr + row * x_row_stride, t_ptr, row, n_cols, ignore_index, smoothing, SMOOTH, BLOCK)
+    tl.store(loss_ptr + row, loss.to(loss_ptr.dtype.element_ty))
 
 
 @triton.jit
@@ -69,9 +65,11 @@ def _reduce_kernel(loss_ptr, t_ptr, out_ptr, n_rows, ignore_index, MEAN: tl.cons
     tl.store(out_ptr, result.to(out_ptr.dtype.element_ty))
 
 
-def cross_entropy(input: torch.Tensor, target: torch.Tensor, ignore_index: int = -100,
-                  reduction: str = "mean", label_smoothing: float = 0.0) -> torch.Tensor:
-    """Mean/sum/per-element negative log-likelihood of `target` classes under softmax(input) over dim 1."""
+def prepare(input: torch.Tensor, target: torch.Tensor, ignore_index: int, reduction: str,
+            label_smoothing: float):
+    """Validate; (output, logits as rows, targets as one row, per-row losses). rows is None when there is
+    nothing to compute (the output is then final). Shared by every cross_entropy launcher (generic, MLU
+    style), which then write the losses and call `finish`."""
     check_tensor("input", input)
     check_tensor("target", target, dtypes=(torch.int64,))
     check_same_device(input=input, target=target)
@@ -93,17 +91,33 @@ def cross_entropy(input: torch.Tensor, target: torch.Tensor, ignore_index: int =
             out.fill_(float("nan") if reduction == "mean" else 0.0)
         elif n_rows:  # no classes: torch's log-sum-exp of nothing is -inf; leave it to the native op
             raise ValueError(f"input: expected at least one class, got shape {tuple(input.shape)}")
-        return out
+        return out, None, None, None
     rows = _rows.as_rows(input.movedim(1, -1) if input.dim() > 1 else input)
     targets = target.reshape(-1).contiguous()
     losses = out.view(-1) if reduction == "none" else torch.empty(n_rows, dtype=torch.float32, device=input.device)
+    return out, rows, targets, losses
+
+
+def finish(out: torch.Tensor, losses: torch.Tensor, targets: torch.Tensor, ignore_index: int,
+           reduction: str) -> torch.Tensor:
+    """Reduce the per-row losses into `out` (one program: a handful of tasks, within the MLU rules too)."""
+    if reduction != "none":
+        launch(_reduce_kernel, (1,), losses, targets, out, losses.numel(), int(ignore_index),
+               MEAN=reduction == "mean", BLOCK=min(4096, next_pow2(losses.numel())), num_warps=4)
+    return out
+
+
+def cross_entropy(input: torch.Tensor, target: torch.Tensor, ignore_index: int = -100,
+                  reduction: str = "mean", label_smoothing: float = 0.0) -> torch.Tensor:
+    """Mean/sum/per-element negative log-likelihood of `target` classes under softmax(input) over dim 1."""
+    out, rows, targets, losses = prepare(input, target, ignore_index, reduction, label_smoothing)
+    if rows is None:
+        return out
+    n_rows, n_classes = rows.shape
     block = min(4096, next_pow2(n_classes))
     launch(_row_loss_kernel, (n_rows,), rows, targets, losses, n_classes, rows.stride(0), int(ignore_index),
            float(label_smoothing), SMOOTH=label_smoothing > 0, BLOCK=block, num_warps=_rows.row_warps(block))
-    if reduction != "none":
-        launch(_reduce_kernel, (1,), losses, targets, out, n_rows, int(ignore_index), MEAN=reduction == "mean",
-               BLOCK=min(4096, next_pow2(n_rows)), num_warps=4)
-    return out
+    return finish(out, losses, targets, ignore_index, reduction)
 
 
 def _aten_cross_entropy(impl, self, target, weight=None, reduction=1, ignore_index=-100, label_smoothing=0.0):

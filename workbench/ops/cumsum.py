@@ -29,16 +29,14 @@ INT_RESULTS = (torch.int32, torch.int64)  # integer result dtypes: exact int64 a
 
 
 @triton.jit
-def _cumsum_rows_kernel(x_ptr, out_ptr, sums_ptr, n_cols, x_row_stride, chunk,
-                        PASS: tl.constexpr, BLOCK: tl.constexpr, BLOCK_C: tl.constexpr, INT: tl.constexpr):
-    """Scan along contiguous rows. Program (row, c) owns columns [c * chunk, (c + 1) * chunk).
+def cumsum_row_chunk(x_ptr, out_ptr, sums_ptr, row, c, chunks, n_cols, x_row_stride, chunk,
+                     PASS: tl.constexpr, BLOCK: tl.constexpr, BLOCK_C: tl.constexpr, INT: tl.constexpr):
+    """Scan along contiguous rows: chunk c of row `row` owns columns [c * chunk, (c + 1) * chunk).
 
     PASS 1 writes each chunk's total to sums; PASS 2 scans its chunk starting from the totals of the
-    chunks before it; PASS 0 is one chunk per row, no totals.
+    chunks before it; PASS 0 is one chunk per row, no totals. Shared by the generic kernel (one program
+    per (row, chunk)) and the MLU-style variant (a grid-stride loop over them).
     """
-    row = tl.program_id(0).to(tl.int64)
-    c = tl.program_id(1)
-    chunks = tl.num_programs(1)
     x_row = x_ptr + row * x_row_stride
     out_row = out_ptr + row * n_cols
     cols = tl.arange(0, BLOCK)
@@ -66,15 +64,13 @@ def _cumsum_rows_kernel(x_ptr, out_ptr, sums_ptr, n_cols, x_row_stride, chunk,
 
 
 @triton.jit
-def _cumsum_cols_kernel(x_ptr, out_ptr, sums_ptr, n, inner, chunk,
-                        PASS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_I: tl.constexpr, INT: tl.constexpr):
+def cumsum_cols_chunk(x_ptr, out_ptr, sums_ptr, o, col_block, c, chunks, n, inner, chunk,
+                      PASS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_I: tl.constexpr, INT: tl.constexpr):
     """Scan along the middle dim of a contiguous (outer, n, inner) tensor, BLOCK_N x BLOCK_I tiles at a
-    time (loads coalesced along inner). Program (o, column block, c) owns steps [c * chunk, ...); the
-    passes are those of _cumsum_rows_kernel, with one total per column."""
-    o = tl.program_id(0).to(tl.int64)
-    cols = tl.program_id(1).to(tl.int64) * BLOCK_I + tl.arange(0, BLOCK_I)
-    c = tl.program_id(2)
-    chunks = tl.num_programs(2)
+    time (loads coalesced along inner): outer index o, columns of `col_block`, steps [c * chunk, ...).
+    The passes are those of cumsum_row_chunk, with one total per column. Shared like it."""
+    o = o.to(tl.int64)
+    cols = col_block.to(tl.int64) * BLOCK_I + tl.arange(0, BLOCK_I)
     col_ok = cols < inner
     steps = tl.arange(0, BLOCK_N)
     lo = c.to(tl.int64) * chunk
@@ -108,7 +104,24 @@ def _cumsum_cols_kernel(x_ptr, out_ptr, sums_ptr, n, inner, chunk,
             out_ptrs += BLOCK_N * inner
 
 
-def cumsum(x: torch.Tensor, dim: int, *, dtype: torch.dtype | None = None) -> torch.Tensor:
+@triton.jit
+def _cumsum_rows_kernel(x_ptr, out_ptr, sums_ptr, n_cols, x_row_stride, chunk,
+                        PASS: tl.constexpr, BLOCK: tl.constexpr, BLOCK_C: tl.constexpr, INT: tl.constexpr):
+    cumsum_row_chunk(x_ptr, out_ptr, sums_ptr, tl.program_id(0).to(tl.int64), tl.program_id(1),
+                     tl.num_programs(1), n_cols, x_row_stride, chunk, PASS, BLOCK, BLOCK_C, INT)
+
+
+@triton.jit
+def _cumsum_cols_kernel(x_ptr, out_ptr, sums_ptr, n, inner, chunk,
+                        PASS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_I: tl.constexpr, INT: tl.constexpr):
+    cumsum_cols_chunk(x_ptr, out_ptr, sums_ptr, tl.program_id(0), tl.program_id(1), tl.program_id(2),
+                      tl.num_programs(2), n, inner, chunk, PASS, BLOCK_N, BLOCK_I, INT)
+
+
+def prepare(x: torch.Tensor, dim: int, dtype: torch.dtype | None) -> tuple[torch.Tensor, int | None]:
+    """Validate; (output, dim made non-negative, or None when there is nothing to compute). Shared by
+    every cumsum launcher (generic, MLU style). Bool and integer inputs give int64 unless `dtype` says;
+    an integer output is accumulated in int64 (INT), a float one in fp32."""
     check_tensor("x", x, FLOAT_DTYPES + INT_INPUTS)
     if dtype is not None and dtype not in FLOAT_DTYPES + INT_RESULTS:
         raise TypeError(f"dtype: expected one of {FLOAT_DTYPES + INT_RESULTS} or None, got {dtype}")
@@ -116,11 +129,15 @@ def cumsum(x: torch.Tensor, dim: int, *, dtype: torch.dtype | None = None) -> to
     if isinstance(dim, bool) or not isinstance(dim, int) or not -ndim <= dim < ndim:
         raise ValueError(f"dim: expected a dim in [{-ndim}, {ndim}), got {dim!r}")
     out = new_output(x.shape, dtype or (x.dtype if x.is_floating_point() else torch.int64), x.device)
-    if x.numel() == 0:
+    return out, (dim % ndim if x.numel() else None)
+
+
+def cumsum(x: torch.Tensor, dim: int, *, dtype: torch.dtype | None = None) -> torch.Tensor:
+    out, dim = prepare(x, dim, dtype)
+    if dim is None:
         return out
     is_int = not out.is_floating_point()
     acc_dtype = torch.int64 if is_int else torch.float32
-    dim = dim % ndim
     if x.dim() == 0 or dim == x.dim() - 1:
         rows = _rows.as_rows(x)
         n_rows, n = rows.shape

@@ -32,7 +32,10 @@ def _embedding_kernel(idx_ptr, w_ptr, out_ptr, n_idx, n_rows, H, w_row_stride, w
     tl.store(out_ptr + rows[:, None] * H + cols[None, :], vals, mask=ok)
 
 
-def embedding(input: torch.Tensor, weight: torch.Tensor, padding_idx: int | None = None) -> torch.Tensor:
+def prepare(input: torch.Tensor, weight: torch.Tensor,
+            padding_idx: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Validate; (output, the indices as a contiguous 1-D tensor, or None when there is nothing to do).
+    Shared by the generic and MLU launchers."""
     check_tensor("input", input, dtypes=(torch.int64, torch.int32))
     check_tensor("weight", weight)
     check_same_device(input=input, weight=weight)
@@ -42,9 +45,14 @@ def embedding(input: torch.Tensor, weight: torch.Tensor, padding_idx: int | None
     if padding_idx is not None and not -V <= padding_idx < V:
         raise ValueError(f"padding_idx: expected a value in [{-V}, {V}), got {padding_idx}")
     out = new_output((*input.shape, H), weight.dtype, weight.device)
-    if out.numel() == 0:
+    return out, input.reshape(-1).contiguous() if out.numel() else None
+
+
+def embedding(input: torch.Tensor, weight: torch.Tensor, padding_idx: int | None = None) -> torch.Tensor:
+    out, idx = prepare(input, weight, padding_idx)
+    if idx is None:
         return out
-    idx = input.reshape(-1).contiguous()
+    V, H = weight.shape
     block_h = min(1024, next_pow2(H))
     block_r = max(1, min(next_pow2(idx.numel()),
                          4096 * backends.active().policy.block_scale // block_h))

@@ -12,9 +12,23 @@ from ._movement import MOVE_DTYPES, fill_into
 from .spec import Case, Cost, OpSpec, nbytes, randn, register
 
 
-def fill(x: torch.Tensor, value) -> torch.Tensor:
+def prepare(x: torch.Tensor) -> torch.Tensor:
+    """Validate x and allocate fill's output (shared by the generic op and its variants)."""
     check_tensor("x", x, MOVE_DTYPES)
-    return fill_into(new_output_like(x, x.dtype), value)
+    return new_output_like(x, x.dtype)
+
+
+def fill(x: torch.Tensor, value) -> torch.Tensor:
+    return fill_into(prepare(x), value)
+
+
+fill.into = fill_into  # the in-place form (aten::fill_.Scalar); a variant sets its own launcher's
+
+
+def _aten_fill_(impl, self, value):
+    """aten::fill_.Scalar: in place with the launcher of the backend's implementation (a variant without
+    one, e.g. a promoted candidate, gets the generic one)."""
+    return getattr(impl, "into", fill_into)(self, value)
 
 
 def _cost(x, value):
@@ -62,5 +76,5 @@ SPEC = register(OpSpec(
     },
     cost=_cost,
     aten_impls={"aten::fill.Scalar": lambda impl, self, value: impl(self, value),
-                "aten::fill_.Scalar": lambda impl, self, value: fill_into(self, value)},
+                "aten::fill_.Scalar": _aten_fill_},
 ))

@@ -12,7 +12,9 @@ from ._reduce import normalize_dims
 from .spec import Case, Cost, OpSpec, Unsupported, nbytes, randn, register
 
 
-def gather(x: torch.Tensor, dim: int, index: torch.Tensor) -> torch.Tensor:
+def prepare(x: torch.Tensor, dim: int, index: torch.Tensor) -> tuple:
+    """Validate; the arguments of `gather_into` (out, x, dim, index). Shared by the generic and MLU
+    launchers."""
     check_tensor("x", x, MOVE_DTYPES)
     check_tensor("index", index, INDEX_DTYPES)
     check_same_device(x=x, index=index)
@@ -24,8 +26,11 @@ def gather(x: torch.Tensor, dim: int, index: torch.Tensor) -> torch.Tensor:
     small = all(i <= s for k, (i, s) in enumerate(zip(index.shape, x.shape)) if k != d)
     if not small:
         raise ValueError(f"index: shape {tuple(index.shape)} exceeds x shape {tuple(x.shape)} outside dim {d}")
-    out = new_output(index.shape, x.dtype, x.device)
-    return gather_into(out, x, d, index)
+    return new_output(index.shape, x.dtype, x.device), x, d, index
+
+
+def gather(x: torch.Tensor, dim: int, index: torch.Tensor) -> torch.Tensor:
+    return gather_into(*prepare(x, dim, index))
 
 
 def _aten_gather(impl, self, dim, index, *, sparse_grad=False):

@@ -12,7 +12,9 @@ from ._reduce import normalize_dims
 from .spec import Case, Cost, OpSpec, nbytes, randn, register
 
 
-def index_select(x: torch.Tensor, dim: int, index: torch.Tensor) -> torch.Tensor:
+def prepare(x: torch.Tensor, dim: int, index: torch.Tensor) -> tuple:
+    """Validate; the arguments of `gather_into` (out, x, dim, index as a tensor of out's shape). Shared by
+    the generic and MLU launchers."""
     check_tensor("x", x, MOVE_DTYPES)
     check_tensor("index", index, INDEX_DTYPES)
     check_same_device(x=x, index=index)
@@ -28,7 +30,11 @@ def index_select(x: torch.Tensor, dim: int, index: torch.Tensor) -> torch.Tensor
     out = new_output(shape, x.dtype, x.device)
     # The index as a tensor of out's shape: its own stride along d, 0 elsewhere.
     view = index.reshape([1] * d + [-1] + [1] * (x.dim() - d - 1)).expand(shape)
-    return gather_into(out, x, d, view)
+    return out, x, d, view
+
+
+def index_select(x: torch.Tensor, dim: int, index: torch.Tensor) -> torch.Tensor:
+    return gather_into(*prepare(x, dim, index))
 
 
 def _cost(x, dim, index):

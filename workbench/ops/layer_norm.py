@@ -10,6 +10,7 @@ from . import _rows
 from ._common import check_same_device, check_tensor, new_output
 from ._launch import launch
 from ._norm_cases import norm_cases
+from ._shapes import cdiv
 from .spec import Cost, OpSpec, nbytes, register
 
 
@@ -42,27 +43,27 @@ def layer_norm_long_row(x_row, w_ptr, b_ptr, out_row, n_cols, eps,
 
 
 @triton.jit
-def _layer_norm_kernel(x_ptr, w_ptr, b_ptr, out_ptr, n_cols, x_row_stride, eps,
+def _layer_norm_kernel(x_ptr, w_ptr, b_ptr, out_ptr, n_rows, n_cols, x_row_stride, eps,
                        HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr,
-                       BLOCK: tl.constexpr, ONE_TILE: tl.constexpr):
-    row = tl.program_id(0).to(tl.int64)
-    x_row = x_ptr + row * x_row_stride
-    out_row = out_ptr + row * n_cols
+                       BLOCK_R: tl.constexpr, BLOCK: tl.constexpr, ONE_TILE: tl.constexpr):
     cols = tl.arange(0, BLOCK)
-    if ONE_TILE:
-        mask = cols < n_cols
-        x = tl.load(x_row + cols, mask=mask, other=0.0).to(tl.float32)
-        mean = tl.sum(x, 0) / n_cols
-        xc = tl.where(mask, x - mean, 0.0)
-        rstd = tl.math.rsqrt(tl.sum(xc * xc, 0) / n_cols + eps)
-        y = xc * rstd
+    if ONE_TILE:  # BLOCK_R whole rows per program
+        rows = tl.program_id(0).to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)
+        col_ok = cols < n_cols
+        mask = (rows < n_rows)[:, None] & col_ok[None, :]
+        x = tl.load(x_ptr + rows[:, None] * x_row_stride + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+        mean = tl.sum(x, 1) / n_cols
+        xc = tl.where(mask, x - mean[:, None], 0.0)
+        y = xc * tl.math.rsqrt(tl.sum(xc * xc, 1) / n_cols + eps)[:, None]
         if HAS_WEIGHT:
-            y = y * tl.load(w_ptr + cols, mask=mask, other=0.0).to(tl.float32)
+            y = y * tl.load(w_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)[None, :]
         if HAS_BIAS:
-            y = y + tl.load(b_ptr + cols, mask=mask, other=0.0).to(tl.float32)
-        tl.store(out_row + cols, y.to(out_ptr.dtype.element_ty), mask=mask)
-    else:
-        layer_norm_long_row(x_row, w_ptr, b_ptr, out_row, n_cols, eps, HAS_WEIGHT, HAS_BIAS, BLOCK)
+            y = y + tl.load(b_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)[None, :]
+        tl.store(out_ptr + rows[:, None] * n_cols + cols[None, :], y.to(out_ptr.dtype.element_ty), mask=mask)
+    else:  # one long row per program
+        row = tl.program_id(0).to(tl.int64)
+        layer_norm_long_row(x_ptr + row * x_row_stride, w_ptr, b_ptr, out_ptr + row * n_cols, n_cols, eps,
+                            HAS_WEIGHT, HAS_BIAS, BLOCK)
 
 
 def prepare(x: torch.Tensor, normalized_shape, weight: torch.Tensor | None,
@@ -92,11 +93,13 @@ def layer_norm(x: torch.Tensor, normalized_shape, weight: torch.Tensor | None = 
         return out
     n = rows.shape[1]
     block, one_tile = _rows.tile(n)
+    n_rows = rows.shape[0]
+    block_r = _rows.rows_per_program(n_rows, block) if one_tile else 1
     launch(
-        _layer_norm_kernel, (rows.shape[0],),
-        rows, weight if weight is not None else rows, bias if bias is not None else rows, out, n,
+        _layer_norm_kernel, (cdiv(n_rows, block_r),),
+        rows, weight if weight is not None else rows, bias if bias is not None else rows, out, n_rows, n,
         rows.stride(0), float(eps), HAS_WEIGHT=weight is not None, HAS_BIAS=bias is not None,
-        BLOCK=block, ONE_TILE=one_tile, num_warps=_rows.row_warps(block),
+        BLOCK_R=block_r, BLOCK=block, ONE_TILE=one_tile, num_warps=_rows.row_warps(block_r * block),
     )
     return out
 

@@ -13,7 +13,8 @@ from ._common import new_output
 from .spec import Case, Cost, OpSpec, nbytes, randn, register
 
 
-def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+def prepare(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+    """Validate; (output, the keyword arguments of `_matmul.matmul`). Shared by the generic and MLU launchers."""
     if bias is None:
         _matmul.check_operands(("x", "weight"), x, weight)
     else:
@@ -30,9 +31,16 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     rows = x.reshape(M, K)  # not (-1, K): that is ambiguous when K == 0
     c = new_output((M, N), x.dtype, x.device)
     bias_strides = (0, bias.stride(0) if bias is not None and bias.dim() else 0)
-    _matmul.matmul(rows, weight, c, M, N, K, 1, (0, *rows.stride()), (0, weight.stride(1), weight.stride(0)),
-                   (0, c.stride(0)), bias=bias, bias_strides=bias_strides)
-    return c.view(*x.shape[:-1], N)
+    return c.view(*x.shape[:-1], N), dict(
+        a=rows, b=weight, c=c, M=M, N=N, K=K, batch=1, a_strides=(0, *rows.stride()),
+        b_strides=(0, weight.stride(1), weight.stride(0)), c_strides=(0, c.stride(0)), bias=bias,
+        bias_strides=bias_strides)
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    out, problem = prepare(x, weight, bias)
+    _matmul.matmul(**problem)
+    return out
 
 
 def _cost(x, weight, bias=None):

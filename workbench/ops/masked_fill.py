@@ -21,7 +21,8 @@ def _fill_where(m, value, x):
     return tl.where(m, value, x)
 
 
-def masked_fill(input: torch.Tensor, mask: torch.Tensor, value) -> torch.Tensor:
+def check_args(input: torch.Tensor, mask: torch.Tensor, value) -> None:
+    """What masked_fill checks beyond the ternary launcher (shared by the generic op and its variants)."""
     check_tensor("input", input, FLOAT_DTYPES + INT_DTYPES)
     check_tensor("mask", mask, dtypes=(torch.bool,))
     if isinstance(value, torch.Tensor) and value.dim() != 0:
@@ -29,6 +30,10 @@ def masked_fill(input: torch.Tensor, mask: torch.Tensor, value) -> torch.Tensor:
     # torch accepts a mask that broadcasts to input, never one that grows it.
     if broadcast(mask.shape, input.shape) != tuple(input.shape):
         raise ValueError(f"mask: shape {tuple(mask.shape)} does not broadcast to input shape {tuple(input.shape)}")
+
+
+def masked_fill(input: torch.Tensor, mask: torch.Tensor, value) -> torch.Tensor:
+    check_args(input, mask, value)
     return ternary(_fill_where, mask, value, input, input.dtype, names=("mask", "value", "input"),
                    integers=True)
 

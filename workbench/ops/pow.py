@@ -64,15 +64,25 @@ def _reciprocal(x):
 _EXACT = {2.0: _square, 3.0: _cube, 1.0: _identity, 0.5: _sqrt, -0.5: _rsqrt, -1.0: _reciprocal}
 
 
-def pow(input: torch.Tensor, exponent) -> torch.Tensor:
+def math_for(exponent):
+    """(fn, operand): a one-input exact fn and None for the common exponents, else the general two-input
+    fn and the exponent as its second operand (a tensor or a float). Shared by the generic op and its
+    variants, which run the fn on their own unary / binary launchers."""
     if isinstance(exponent, torch.Tensor):
-        return binary(_pow_tensor, input, exponent, names=("input", "exponent"))
+        return _pow_tensor, exponent
     if isinstance(exponent, bool) or not isinstance(exponent, (int, float)):
         raise TypeError(f"exponent: expected a tensor or a real number, got {type(exponent).__name__}")
     fast = _EXACT.get(float(exponent))
     if fast is not None:
-        return unary(fast, input, name="input")
-    return binary(_pow_tensor, input, float(exponent), names=("input", "exponent"))
+        return fast, None
+    return _pow_tensor, float(exponent)
+
+
+def pow(input: torch.Tensor, exponent) -> torch.Tensor:
+    fn, operand = math_for(exponent)
+    if operand is None:
+        return unary(fn, input, name="input")
+    return binary(fn, input, operand, names=("input", "exponent"))
 
 
 def _base(shape, d, dev, g, positive=False):

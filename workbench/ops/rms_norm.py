@@ -5,39 +5,65 @@ import triton
 import triton.language as tl
 
 from . import _rows
-from ._common import check_same_device, check_tensor, new_output
+from ._common import check_same_device, check_tensor, new_output_as
 from ._launch import launch
 from ._norm_cases import norm_cases
+from ._shapes import cdiv
 from .spec import Cost, OpSpec, Unsupported, nbytes, register
 
 
 @triton.jit
-def _rms_norm_kernel(x_ptr, w_ptr, out_ptr, n_cols, x_row_stride, eps,
-                     HAS_WEIGHT: tl.constexpr, BLOCK: tl.constexpr, ONE_TILE: tl.constexpr):
-    row = tl.program_id(0).to(tl.int64)
-    x_row = x_ptr + row * x_row_stride
-    out_row = out_ptr + row * n_cols
+def rms_norm_long_row(x_row, r_row, w_ptr, out_row, sum_row, n_cols, eps,
+                      HAS_RESIDUAL: tl.constexpr, HAS_WEIGHT: tl.constexpr, BLOCK: tl.constexpr):
+    """One row too long for one tile: sum of squares, then a second read to write.
+
+    HAS_RESIDUAL (add_rms_norm): the row is x + residual, rounded to the sum's dtype and written to
+    sum_row in the first pass; the second pass recomputes the sum rather than reading back what other
+    threads stored. Shared by the generic kernels and the MLU-style variants of rms_norm and add_rms_norm.
+    """
     cols = tl.arange(0, BLOCK)
-    if ONE_TILE:
-        mask = cols < n_cols
-        x = tl.load(x_row + cols, mask=mask, other=0.0).to(tl.float32)
-        rstd = tl.math.rsqrt(tl.sum(x * x, 0) / n_cols + eps)
-        y = x * rstd
+    acc = tl.zeros([BLOCK], tl.float32)
+    for start in range(0, n_cols, BLOCK):
+        mask = start + cols < n_cols
+        h = tl.load(x_row + start + cols, mask=mask, other=0.0).to(tl.float32)
+        if HAS_RESIDUAL:
+            h = (h + tl.load(r_row + start + cols, mask=mask, other=0.0).to(tl.float32)).to(
+                sum_row.dtype.element_ty)
+            tl.store(sum_row + start + cols, h, mask=mask)
+            h = h.to(tl.float32)
+        acc += h * h
+    rstd = tl.math.rsqrt(tl.sum(acc, 0) / n_cols + eps)
+    for start in range(0, n_cols, BLOCK):
+        mask = start + cols < n_cols
+        h = tl.load(x_row + start + cols, mask=mask, other=0.0).to(tl.float32)
+        if HAS_RESIDUAL:
+            h = (h + tl.load(r_row + start + cols, mask=mask, other=0.0).to(tl.float32)).to(
+                sum_row.dtype.element_ty).to(tl.float32)
+        y = h * rstd
         if HAS_WEIGHT:
-            y = y * tl.load(w_ptr + cols, mask=mask, other=0.0).to(tl.float32)
-        tl.store(out_row + cols, y.to(out_ptr.dtype.element_ty), mask=mask)
-    else:
-        acc = tl.zeros([BLOCK], tl.float32)
-        for start in range(0, n_cols, BLOCK):
-            x = tl.load(x_row + start + cols, mask=start + cols < n_cols, other=0.0).to(tl.float32)
-            acc += x * x
-        rstd = tl.math.rsqrt(tl.sum(acc, 0) / n_cols + eps)
-        for start in range(0, n_cols, BLOCK):
-            mask = start + cols < n_cols
-            y = tl.load(x_row + start + cols, mask=mask, other=0.0).to(tl.float32) * rstd
-            if HAS_WEIGHT:
-                y = y * tl.load(w_ptr + start + cols, mask=mask, other=0.0).to(tl.float32)
-            tl.store(out_row + start + cols, y.to(out_ptr.dtype.element_ty), mask=mask)
+            y = y * tl.load(w_ptr + start + cols, mask=mask, other=0.0).to(tl.float32)
+        tl.store(out_row + start + cols, y.to(out_row.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _rms_norm_kernel(x_ptr, w_ptr, out_ptr, n_rows, n_cols, x_row_stride, eps,
+                     HAS_WEIGHT: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK: tl.constexpr,
+                     ONE_TILE: tl.constexpr):
+    cols = tl.arange(0, BLOCK)
+    if ONE_TILE:  # BLOCK_R whole rows per program
+        rows = tl.program_id(0).to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)
+        col_ok = cols < n_cols
+        mask = (rows < n_rows)[:, None] & col_ok[None, :]
+        x = tl.load(x_ptr + rows[:, None] * x_row_stride + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+        y = x * tl.math.rsqrt(tl.sum(x * x, 1) / n_cols + eps)[:, None]
+        if HAS_WEIGHT:
+            y = y * tl.load(w_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)[None, :]
+        tl.store(out_ptr + rows[:, None] * n_cols + cols[None, :], y.to(out_ptr.dtype.element_ty), mask=mask)
+    else:  # one long row per program
+        row = tl.program_id(0).to(tl.int64)
+        x_row = x_ptr + row * x_row_stride
+        out_row = out_ptr + row * n_cols
+        rms_norm_long_row(x_row, x_row, w_ptr, out_row, out_row, n_cols, eps, False, HAS_WEIGHT, BLOCK)
 
 
 def check_norm_param(name: str, p, x: torch.Tensor) -> None:
@@ -56,7 +82,7 @@ def prepare(x: torch.Tensor, weight: torch.Tensor | None) -> tuple[torch.Tensor,
     if x.dim() == 0:
         raise ValueError("x: expected at least 1 dim, got a 0-dim tensor")
     check_norm_param("weight", weight, x)
-    out = new_output(x.shape, x.dtype, x.device)  # torch keeps x's dtype, even with fp32 weights
+    out = new_output_as(x)  # torch keeps x's dtype, even with fp32 weights
     return out, (_rows.as_rows(x) if x.numel() else None)
 
 
@@ -66,9 +92,10 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor | None = None, eps: float = 1
         return out
     n_rows, n = rows.shape
     block, one_tile = _rows.tile(n)
-    launch(_rms_norm_kernel, (n_rows,), rows, weight if weight is not None else rows, out, n, rows.stride(0),
-           float(eps), HAS_WEIGHT=weight is not None, BLOCK=block, ONE_TILE=one_tile,
-           num_warps=_rows.row_warps(block))
+    block_r = _rows.rows_per_program(n_rows, block) if one_tile else 1
+    launch(_rms_norm_kernel, (cdiv(n_rows, block_r),), rows, weight if weight is not None else rows, out,
+           n_rows, n, rows.stride(0), float(eps), HAS_WEIGHT=weight is not None, BLOCK_R=block_r, BLOCK=block,
+           ONE_TILE=one_tile, num_warps=_rows.row_warps(block_r * block))
     return out
 
 

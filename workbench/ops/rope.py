@@ -13,7 +13,7 @@ import triton.language as tl
 
 from workbench import backends
 
-from ._common import check_dtype_match, check_same_device, check_tensor, new_output
+from ._common import check_dtype_match, check_same_device, check_tensor, new_output_as
 from ._elementwise import _merge_dims
 from ._launch import launch
 from ._shapes import broadcast, cdiv, next_pow2
@@ -79,9 +79,13 @@ def _row_layout(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
     return operands, sizes[1:], strides
 
 
-def rope(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-         unsqueeze_dim: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-    """(q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin), cos/sin unsqueezed at unsqueeze_dim."""
+def prepare(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, unsqueeze_dim: int = 1):
+    """Validate rope's arguments, allocate its outputs and lay the operands out: (q_out, k_out, plan).
+
+    plan is None when q and k are both empty, else (q_layout, k_layout, half) with each layout
+    (operands x/cos/sin, sizes of the last two row dims, strides, rows). Shared by the generic op and its
+    variants.
+    """
     check_tensor("q", q)
     check_tensor("k", k)
     check_dtype_match("k", k, q.dtype, "q")
@@ -105,14 +109,23 @@ def rope(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
             raise ValueError(f"cos: shape {tuple(cos_u.shape)} (after unsqueeze({unsqueeze_dim})) does not "
                              f"broadcast to {x_name}'s {tuple(x.shape)}")
     dtype = torch.promote_types(q.dtype, cos.dtype)
-    q_out = new_output(q.shape, dtype, q.device)
-    k_out = new_output(k.shape, dtype, k.device)
+    q_out, k_out = new_output_as(q, dtype), new_output_as(k, dtype)
     if q.numel() == 0 and k.numel() == 0:
+        return q_out, k_out, None
+    layouts = []
+    for x in (q, k):
+        operands, sizes, strides = _row_layout(x, cos_u.expand(x.shape), sin_u.expand(x.shape))
+        layouts.append((operands, sizes, strides, x.numel() // max(1, x.shape[-1])))
+    return q_out, k_out, (layouts[0], layouts[1], q.shape[-1] // 2)
+
+
+def rope(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+         unsqueeze_dim: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """(q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin), cos/sin unsqueezed at unsqueeze_dim."""
+    q_out, k_out, plan = prepare(q, k, cos, sin, unsqueeze_dim)
+    if plan is None:
         return q_out, k_out
-    half = q.shape[-1] // 2
-    (qx, qc, qs), q_sizes, q_strides = _row_layout(q, cos_u.expand(q.shape), sin_u.expand(q.shape))
-    (kx, kc, ks), k_sizes, k_strides = _row_layout(k, cos_u.expand(k.shape), sin_u.expand(k.shape))
-    q_rows, k_rows = q.numel() // max(1, q.shape[-1]), k.numel() // max(1, k.shape[-1])
+    ((qx, qc, qs), q_sizes, q_strides, q_rows), ((kx, kc, ks), k_sizes, k_strides, k_rows), half = plan
     block_h = next_pow2(max(half, 1))
     # ~4K elements per program on a GPU, scaled up for big-block backends; at least one row.
     block_r = max(1, min(next_pow2(max(q_rows, k_rows, 1)),

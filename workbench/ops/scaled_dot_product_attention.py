@@ -14,6 +14,7 @@ base 2 (exp2 with log2(e) folded into the scale) and read q/k/v/mask through the
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import triton
@@ -261,11 +262,37 @@ def _as_4d(t: torch.Tensor, batch, heads: int) -> torch.Tensor:
     return full.reshape(math.prod(batch), heads, *t.shape[-2:])
 
 
-def scaled_dot_product_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                                 attn_mask: torch.Tensor | None = None, dropout_p: float = 0.0,
-                                 is_causal: bool = False, *, scale: float | None = None,
-                                 enable_gqa: bool = False) -> torch.Tensor:
-    """softmax(query @ key^T * scale + mask) @ value over (..., L, E) x (..., S, E) x (..., S, Ev)."""
+@dataclass(frozen=True)
+class Attention:
+    """What `prepare` hands a launcher: 4-D (B, heads, rows, cols) views of q, k, v, the mask (q itself
+    when there is none: MASK_KIND 0) and the output, with the kernels' scalar arguments."""
+    q: torch.Tensor
+    k: torch.Tensor
+    v: torch.Tensor
+    m: torch.Tensor
+    o: torch.Tensor
+    strides: tuple[int, ...]  # q, k, v, mask (zeros without one), o: 4 each, as the kernels take them
+    mask_kind: int  # 0 none, 1 boolean (keep where true), 2 additive
+    B: int
+    Hq: int
+    Hk: int
+    Hv: int
+    L: int
+    S: int
+    E: int
+    EV: int
+    scale_log2: float
+    causal: bool
+    upcast: bool  # bf16 operands the backend cannot dot: the kernels upcast to fp32
+    block_d: int
+    block_dv: int
+
+
+def prepare(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, attn_mask: torch.Tensor | None = None,
+            dropout_p: float = 0.0, is_causal: bool = False, *, scale: float | None = None,
+            enable_gqa: bool = False) -> tuple[torch.Tensor, Attention | None]:
+    """Validate; (output, the problem for a kernel, or None when the output is already complete: no
+    element, or no key). Shared by the generic and MLU launchers."""
     for name, t in (("query", query), ("key", key), ("value", value)):
         check_tensor(name, t)
         if t.dim() < (3 if enable_gqa else 2):
@@ -311,9 +338,9 @@ def scaled_dot_product_attention(query: torch.Tensor, key: torch.Tensor, value: 
     out_shape = (*lead, L, EV) if enable_gqa or query.dim() > 2 or key.dim() > 2 or value.dim() > 2 else (L, EV)
     out = new_output(out_shape, query.dtype, query.device)
     if out.numel() == 0:
-        return out
+        return out, None
     if S == 0:
-        return out.zero_()  # softmax over no keys: torch gives zeros
+        return out.zero_(), None  # softmax over no keys: torch gives zeros
 
     q = _as_4d(query if query.dim() > 2 else query.unsqueeze(0), batch, Hq)
     k = _as_4d(key if key.dim() > 2 else key.unsqueeze(0), batch, Hk)
@@ -325,14 +352,24 @@ def scaled_dot_product_attention(query: torch.Tensor, key: torch.Tensor, value: 
         mask_kind = 1 if attn_mask.dtype == torch.bool else 2
         m = _as_4d(attn_mask.expand(*lead, L, S), batch, Hq)
         m_strides = m.stride()
-    B = q.shape[0]
+    upcast = query.dtype == torch.bfloat16 and not backends.active().capabilities.bf16_dot
+    return out, Attention(q, k, v, m, o, (*q.stride(), *k.stride(), *v.stride(), *m_strides, *o.stride()),
+                          mask_kind, q.shape[0], Hq, Hk, Hv, L, S, E, EV, scale * LOG2E, bool(is_causal), upcast,
+                          max(16, next_pow2(E)), max(16, next_pow2(EV)))
+
+
+def scaled_dot_product_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                                 attn_mask: torch.Tensor | None = None, dropout_p: float = 0.0,
+                                 is_causal: bool = False, *, scale: float | None = None,
+                                 enable_gqa: bool = False) -> torch.Tensor:
+    """softmax(query @ key^T * scale + mask) @ value over (..., L, E) x (..., S, E) x (..., S, Ev)."""
+    out, p = prepare(query, key, value, attn_mask, dropout_p, is_causal, scale=scale, enable_gqa=enable_gqa)
+    if p is None:
+        return out
+    q, k, v, m, o, strides, mask_kind = p.q, p.k, p.v, p.m, p.o, p.strides, p.mask_kind
+    B, Hq, Hk, Hv, L, S, E, EV = p.B, p.Hq, p.Hk, p.Hv, p.L, p.S, p.E, p.EV
+    scale_log2, causal, upcast, block_d, block_dv = p.scale_log2, p.causal, p.upcast, p.block_d, p.block_dv
     backend = backends.active()
-    upcast = query.dtype == torch.bfloat16 and not backend.capabilities.bf16_dot
-    block_d = max(16, next_pow2(E))
-    block_dv = max(16, next_pow2(EV))
-    strides = (*q.stride(), *k.stride(), *v.stride(), *m_strides, *o.stride())
-    scale_log2 = scale * LOG2E
-    causal = bool(is_causal)
 
     group = Hq // Hk
     packed = group if Hk == Hv and group * L <= MAX_PACKED_ROWS else 1

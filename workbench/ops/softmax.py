@@ -11,21 +11,36 @@ from .spec import Case, Cost, OpSpec, Unsupported, nbytes, randn, register
 
 
 @triton.jit
-def row_logsumexp(x_row, n_cols, BLOCK: tl.constexpr):
-    """log(sum(exp(x))) of one row in one online pass: a running max and a sum rescaled to it, per lane.
+def row_logsumexp_and_sum(x_row, n_cols, WITH_SUM: tl.constexpr, BLOCK: tl.constexpr):
+    """(log(sum(exp(x))), sum(x) when WITH_SUM else 0) of one row in one online pass: a running max and
+    a sum rescaled to it, per lane (cross_entropy's label smoothing needs the plain sum too).
 
     Lanes that saw only -inf keep a zero sum; a row of only -inf gives -inf - -inf = NaN later, as torch does.
     """
     cols = tl.arange(0, BLOCK)
     m = tl.full([BLOCK], -float("inf"), tl.float32)
     s = tl.zeros([BLOCK], tl.float32)
+    if WITH_SUM:
+        total = tl.zeros([BLOCK], tl.float32)
+    else:  # not an accumulator the NRAM estimate should count for softmax
+        total = tl.zeros([1], tl.float32)
     for start in range(0, n_cols, BLOCK):
-        x = tl.load(x_row + start + cols, mask=start + cols < n_cols, other=-float("inf")).to(tl.float32)
+        mask = start + cols < n_cols
+        x = tl.load(x_row + start + cols, mask=mask, other=-float("inf")).to(tl.float32)
         m_new = tl.maximum(m, x)
         s = tl.where(m_new > -float("inf"), s * tl.exp(m - m_new) + tl.exp(x - m_new), 0.0)
         m = m_new
+        if WITH_SUM:
+            total += tl.where(mask, x, 0.0)
     row_max = tl.max(m, 0)
-    return row_max + tl.log(tl.sum(s * tl.exp(m - row_max), 0))
+    return row_max + tl.log(tl.sum(s * tl.exp(m - row_max), 0)), tl.sum(total, 0)
+
+
+@triton.jit
+def row_logsumexp(x_row, n_cols, BLOCK: tl.constexpr):
+    """log(sum(exp(x))) of one row in one online pass (see row_logsumexp_and_sum)."""
+    lse, _ = row_logsumexp_and_sum(x_row, n_cols, False, BLOCK)
+    return lse
 
 
 @triton.jit

@@ -65,41 +65,58 @@ def _finish(running, x_row, x_col_stride, v_row, i_row, k, BLOCK_K: tl.constexpr
 
 
 @triton.jit
-def _topk_chunk_kernel(x_ptr, v_ptr, i_ptr, part_ptr, n_cols, x_row_stride, chunk, k,
-                       LARGEST: tl.constexpr, SINGLE: tl.constexpr, BLOCK: tl.constexpr, BLOCK_K: tl.constexpr):
-    row = tl.program_id(0).to(tl.int64)
-    c = tl.program_id(1)
-    x_row = x_ptr + row * x_row_stride
+def topk_chunk(x_row, v_row, i_row, part, lo, hi, k, LARGEST: tl.constexpr, SINGLE: tl.constexpr,
+               BLOCK: tl.constexpr, BLOCK_K: tl.constexpr):
+    """The best k of columns [lo, hi) of one row: written out (SINGLE), or its BLOCK_K keys stored at
+    `part` for the merge. Shared by the generic kernel and the MLU-style variant."""
     cols = tl.arange(0, BLOCK)
     running = tl.full([BLOCK_K], -9223372036854775807 - 1, tl.int64)
-    lo = c.to(tl.int64) * chunk
-    hi = tl.minimum(lo + chunk, n_cols)
     for start in range(lo, hi, BLOCK):
         offs = start + cols
         ok = offs < hi
         x = tl.load(x_row + offs, mask=ok, other=0.0).to(tl.float32)
         running = _merge(running, _sort_keys(x, offs, ok, LARGEST), BLOCK, BLOCK_K)
     if SINGLE:
-        _finish(running, x_row, 1, v_ptr + row * k, i_ptr + row * k, k, BLOCK_K)
+        _finish(running, x_row, 1, v_row, i_row, k, BLOCK_K)
     else:
-        tl.store(part_ptr + (row * tl.num_programs(1) + c) * BLOCK_K + tl.arange(0, BLOCK_K), running)
+        tl.store(part + tl.arange(0, BLOCK_K), running)
+
+
+@triton.jit
+def topk_merge_row(x_row, v_row, i_row, part_row, n_keys, k, BLOCK: tl.constexpr, BLOCK_K: tl.constexpr):
+    """Merge one row's chunk keys (n_keys at part_row) into its best k and write them. Shared like
+    topk_chunk."""
+    offs = tl.arange(0, BLOCK)
+    running = tl.full([BLOCK_K], -9223372036854775807 - 1, tl.int64)
+    for start in range(0, n_keys, BLOCK):
+        ok = start + offs < n_keys
+        keys = tl.load(part_row + start + offs, mask=ok, other=-9223372036854775807 - 1)
+        running = _merge(running, keys, BLOCK, BLOCK_K)
+    _finish(running, x_row, 1, v_row, i_row, k, BLOCK_K)
+
+
+@triton.jit
+def _topk_chunk_kernel(x_ptr, v_ptr, i_ptr, part_ptr, n_cols, x_row_stride, chunk, k,
+                       LARGEST: tl.constexpr, SINGLE: tl.constexpr, BLOCK: tl.constexpr, BLOCK_K: tl.constexpr):
+    row = tl.program_id(0).to(tl.int64)
+    c = tl.program_id(1)
+    lo = c.to(tl.int64) * chunk
+    topk_chunk(x_ptr + row * x_row_stride, v_ptr + row * k, i_ptr + row * k,
+               part_ptr + (row * tl.num_programs(1) + c) * BLOCK_K, lo, tl.minimum(lo + chunk, n_cols), k,
+               LARGEST, SINGLE, BLOCK, BLOCK_K)
 
 
 @triton.jit
 def _topk_merge_kernel(x_ptr, v_ptr, i_ptr, part_ptr, x_row_stride, n_keys, k,
                        BLOCK: tl.constexpr, BLOCK_K: tl.constexpr):
     row = tl.program_id(0).to(tl.int64)
-    offs = tl.arange(0, BLOCK)
-    running = tl.full([BLOCK_K], -9223372036854775807 - 1, tl.int64)
-    for start in range(0, n_keys, BLOCK):
-        ok = start + offs < n_keys
-        keys = tl.load(part_ptr + row * n_keys + start + offs, mask=ok, other=-9223372036854775807 - 1)
-        running = _merge(running, keys, BLOCK, BLOCK_K)
-    _finish(running, x_ptr + row * x_row_stride, 1, v_ptr + row * k, i_ptr + row * k, k, BLOCK_K)
+    topk_merge_row(x_ptr + row * x_row_stride, v_ptr + row * k, i_ptr + row * k, part_ptr + row * n_keys,
+                   n_keys, k, BLOCK, BLOCK_K)
 
 
-def topk(x: torch.Tensor, k: int, dim: int = -1, largest: bool = True, sorted: bool = True):
-    """torch.return_types.topk(values, indices); always sorted (allowed for sorted=False too)."""
+def prepare(x: torch.Tensor, k: int, dim: int):
+    """Validate; (values, indices, x as rows with `dim` last, or None when the output is empty). The
+    caller hands the outputs to `finish`. Shared by every topk launcher (generic, MLU style)."""
     check_tensor("x", x)
     ndim = max(x.dim(), 1)
     if not -ndim <= dim < ndim:
@@ -115,12 +132,30 @@ def topk(x: torch.Tensor, k: int, dim: int = -1, largest: bool = True, sorted: b
     out_shape = (*moved.shape[:-1], k)
     values = new_output(out_shape, x.dtype, x.device)
     indices = new_output(out_shape, torch.int64, x.device)
-    if values.numel() > 0:
-        rows = _rows.as_rows(moved)
-        n_rows = rows.shape[0]
+    return values, indices, (_rows.as_rows(moved) if values.numel() > 0 else None)
+
+
+def finish(values: torch.Tensor, indices: torch.Tensor, x: torch.Tensor, dim: int):
+    """Move the top-k dim back where x had it: torch.return_types.topk(values, indices)."""
+    if x.dim():
+        values, indices = values.movedim(-1, dim), indices.movedim(-1, dim)
+    else:
+        values, indices = values.reshape(()), indices.reshape(())
+    return torch.return_types.topk((values, indices))
+
+
+def tile(n: int, block_k: int) -> int:
+    """Keys sorted at a time: TILE (INTERPRETER_TILE on the interpreter), at least BLOCK_K."""
+    return max(block_k, min(INTERPRETER_TILE if backends.active().interpreted else TILE, next_pow2(n)))
+
+
+def topk(x: torch.Tensor, k: int, dim: int = -1, largest: bool = True, sorted: bool = True):
+    """torch.return_types.topk(values, indices); always sorted (allowed for sorted=False too)."""
+    values, indices, rows = prepare(x, k, dim)
+    if rows is not None:
+        n_rows, n = rows.shape
         block_k = next_pow2(k)
-        tile = INTERPRETER_TILE if backends.active().interpreted else TILE
-        block = max(block_k, min(tile, next_pow2(n)))
+        block = tile(n, block_k)
         # The merge kernel reads every chunk's k best: keep that to a few tiles.
         chunks, chunk = _split_rows.chunking(n_rows, n, block, max_chunks=max(1, MERGE_KEYS // block_k))
         warps = _rows.row_warps(block)
@@ -134,11 +169,7 @@ def topk(x: torch.Tensor, k: int, dim: int = -1, largest: bool = True, sorted: b
             merge_block = max(block_k, min(1024, next_pow2(chunks * block_k)))
             launch(_topk_merge_kernel, (n_rows,), rows, values, indices, part, rows.stride(0), chunks * block_k, k,
                    BLOCK=merge_block, BLOCK_K=block_k, num_warps=_rows.row_warps(merge_block))
-    if x.dim():
-        values, indices = values.movedim(-1, dim), indices.movedim(-1, dim)
-    else:
-        values, indices = values.reshape(()), indices.reshape(())
-    return torch.return_types.topk((values, indices))
+    return finish(values, indices, x, dim)
 
 
 def _reference(x, k, dim=-1, largest=True, sorted=True):

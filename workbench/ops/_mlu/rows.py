@@ -36,3 +36,14 @@ def row_tiles(n_rows: int, n_cols: int, one_tile_bytes: float, streamed_bytes: f
         block_r = max(1, min(limit // block_c, per_program))
         return RowTiles(block_r, block_c, True, sizing.programs(triton.cdiv(n_rows, block_r), dev=dev))
     return RowTiles(1, sizing.tile_elems(streamed_bytes, dev=dev), False, sizing.programs(n_rows, dev=dev))
+
+
+def split_rows(n_rows: int, n_cols: int, block: int, max_chunks: int | None = None) -> tuple[int, int]:
+    """(chunks per row, columns per chunk: a multiple of `block`) so that fewer rows than the programs
+    that fill the target are cut into chunks (argmax, topk and cumsum over a vocabulary at decode);
+    at most `max_chunks` chunks."""
+    n_cols = max(n_cols, 1)
+    wanted = max(1, triton.cdiv(sizing.max_programs(), max(1, n_rows)))
+    wanted = min(wanted, triton.cdiv(n_cols, block), max_chunks or wanted)
+    chunk = triton.cdiv(triton.cdiv(n_cols, wanted), block) * block
+    return triton.cdiv(n_cols, chunk), chunk

@@ -1,5 +1,9 @@
 """mm, MLU style: persistent programs (one per cluster of 4 cores) walk the output tiles in a grid-stride
-loop; the tile shape comes from a small tuning table pruned by the NRAM estimate."""
+loop; the tile shape comes from a small tuning table pruned by the NRAM estimate.
+
+`matmul` here is the MLU counterpart of workbench.ops._matmul.matmul (batch, bias, alpha/beta): the mlu
+variants of bmm, addmm and linear call it with the arguments their op's `prepare` builds.
+"""
 
 from __future__ import annotations
 
@@ -22,25 +26,33 @@ GROUP_M = 8
 
 
 @triton.jit
-def _mm_kernel(a_ptr, b_ptr, c_ptr, M, N, K, stride_am, stride_ak, stride_bk, stride_bn, stride_cm,
+def _mm_kernel(a_ptr, b_ptr, c_ptr, bias_ptr, M, N, K, batch,
+               stride_ab, stride_am, stride_ak, stride_bb, stride_bk, stride_bn, stride_cb, stride_cm,
+               stride_biasm, stride_biasn, alpha, beta,
                BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
-               UPCAST: tl.constexpr, INPUT_PRECISION: tl.constexpr):
+               HAS_BIAS: tl.constexpr, SCALED: tl.constexpr, UPCAST: tl.constexpr,
+               INPUT_PRECISION: tl.constexpr):
+    # c[i] = alpha * a[i] @ b[i] + beta * bias, as workbench.ops._matmul's kernel; the batch is part of
+    # the tile index, so one grid-stride loop covers every matrix (no grid axis for it).
     grid_m = tl.cdiv(M, BLOCK_M)
     grid_n = tl.cdiv(N, BLOCK_N)
+    per_matrix = grid_m * grid_n
     width = GROUP_M * grid_n
-    for tile in range(tl.program_id(0), grid_m * grid_n, tl.num_programs(0)):
+    for t in range(tl.program_id(0).to(tl.int64), batch * per_matrix, tl.num_programs(0).to(tl.int64)):
+        i = t // per_matrix
+        tile = t % per_matrix
         # Grouped order: GROUP_M row-blocks share the same B columns while they are on chip.
         group_id = tile // width
         group_size = min(grid_m - group_id * GROUP_M, GROUP_M)
         pid_m = group_id * GROUP_M + (tile % width) % group_size
         pid_n = (tile % width) // group_size
-        rm = pid_m.to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
-        rn = pid_n.to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
+        rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+        rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
         rk = tl.arange(0, BLOCK_K)
-        a_ptrs = a_ptr + rm[:, None] * stride_am + rk[None, :] * stride_ak
-        b_ptrs = b_ptr + rk[:, None] * stride_bk + rn[None, :] * stride_bn
+        a_ptrs = a_ptr + i * stride_ab + rm[:, None] * stride_am + rk[None, :] * stride_ak
+        b_ptrs = b_ptr + i * stride_bb + rk[:, None] * stride_bk + rn[None, :] * stride_bn
         acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-        for k in range(0, tl.cdiv(K, BLOCK_K)):
+        for k in range(0, tl.cdiv(K, BLOCK_K)):  # K == 0: no iteration, the result is the bias (or 0)
             k_left = K - k * BLOCK_K
             a = tl.load(a_ptrs, mask=(rm[:, None] < M) & (rk[None, :] < k_left), other=0.0)
             b = tl.load(b_ptrs, mask=(rk[:, None] < k_left) & (rn[None, :] < N), other=0.0)
@@ -50,14 +62,24 @@ def _mm_kernel(a_ptr, b_ptr, c_ptr, M, N, K, stride_am, stride_ak, stride_bk, st
             acc = tl.dot(a, b, acc, input_precision=INPUT_PRECISION)
             a_ptrs += BLOCK_K * stride_ak
             b_ptrs += BLOCK_K * stride_bk
-        tl.store(c_ptr + rm[:, None] * stride_cm + rn[None, :], acc.to(c_ptr.dtype.element_ty),
-                 mask=(rm[:, None] < M) & (rn[None, :] < N))
+        inside = (rm[:, None] < M) & (rn[None, :] < N)
+        if SCALED:
+            acc = acc * alpha
+        if HAS_BIAS:  # the epilogue of addmm / linear
+            bias = tl.load(bias_ptr + rm[:, None] * stride_biasm + rn[None, :] * stride_biasn, mask=inside,
+                           other=0.0).to(tl.float32)
+            if SCALED:
+                bias = bias * beta
+            acc = acc + bias
+        tl.store(c_ptr + i * stride_cb + rm[:, None] * stride_cm + rn[None, :], acc.to(c_ptr.dtype.element_ty),
+                 mask=inside)
 
 
-def nram_bytes(config: tuple[int, int, int], element_size: int) -> int:
-    """NRAM estimate of one program: the A and B tiles it loads plus the fp32 accumulator."""
+def nram_bytes(config: tuple[int, int, int], element_size: int, has_bias: bool = True) -> int:
+    """NRAM estimate of one program: the A and B tiles it loads, the fp32 accumulator and the bias tile
+    of the epilogue (pick_config counts it always: one table serves mm, bmm, addmm and linear)."""
     bm, bn, bk = config
-    return (bm * bk + bk * bn) * element_size + bm * bn * 4
+    return (bm * bk + bk * bn) * element_size + bm * bn * (4 + element_size * has_bias)
 
 
 def pick_config(M: int, N: int, element_size: int) -> tuple[int, int, int]:
@@ -74,20 +96,31 @@ def pick_config(M: int, N: int, element_size: int) -> tuple[int, int, int]:
     return fitting[-1]
 
 
-def mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    c, M, N, K = prepare(a, b)
-    if M == 0 or N == 0:
+def matmul(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, M: int, N: int, K: int, batch: int,
+           a_strides: tuple[int, int, int], b_strides: tuple[int, int, int], c_strides: tuple[int, int],
+           bias: torch.Tensor | None = None, bias_strides: tuple[int, int] = (0, 0),
+           alpha: float = 1.0, beta: float = 1.0) -> torch.Tensor:
+    """workbench.ops._matmul.matmul in the MLU style (same arguments, from the ops' `prepare`): c[i] =
+    alpha * a[i] @ b[i] + beta * bias for i < batch; persistent programs walk batch x output tiles."""
+    if M == 0 or N == 0 or batch == 0:
         return c
+    has_bias = bias is not None and beta != 0  # torch ignores the bias (even NaN) when beta is 0
     bm, bn, bk = pick_config(M, N, a.element_size())
     # bf16 operands are upcast only where the backend cannot dot them (the interpreter); tf32 only where
     # torch allows it for matmuls and the target MLU has it.
     upcast = a.dtype == torch.bfloat16 and not backends.active().capabilities.bf16_dot
     tf32 = a.dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32 and sizing.target().tf32
-    programs = sizing.programs(triton.cdiv(M, bm) * triton.cdiv(N, bn))
-    launch(_mm_kernel, (programs,), a, b, c, M, N, K, a.stride(0), a.stride(1), b.stride(0), b.stride(1),
-           c.stride(0), BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, GROUP_M=GROUP_M, UPCAST=upcast,
+    programs = sizing.programs(batch * triton.cdiv(M, bm) * triton.cdiv(N, bn))
+    launch(_mm_kernel, (programs,), a, b, c, bias if has_bias else c, M, N, K, batch, *a_strides, *b_strides,
+           *c_strides, *bias_strides, float(alpha), float(beta), BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk,
+           GROUP_M=GROUP_M, HAS_BIAS=has_bias, SCALED=alpha != 1 or (has_bias and beta != 1), UPCAST=upcast,
            INPUT_PRECISION="tf32" if tf32 else "ieee", num_warps=sizing.NUM_WARPS)
     return c
+
+
+def mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    c, M, N, K = prepare(a, b)
+    return matmul(a, b, c, M, N, K, 1, (0, *a.stride()), (0, *b.stride()), (0, c.stride(0)))
 
 
 SPEC.add_variant("mlu", mm)

@@ -1,0 +1,132 @@
+"""Launch-configuration sweep behind the bandwidth-bound kernels' defaults (issue 3).
+
+For the generic elementwise kernels (ops/_elementwise.py: BLOCK, num_warps) and the packed-rows rms_norm
+kernel (ops/rms_norm.py: rows per program BLOCK_R, num_warps), time every configuration on the llm shapes
+with the bench's kernel timer (L2 flushed, CUDA events), next to a device copy moving the same number of
+bytes: the bandwidth a kernel of that size can reach, which at 16-50 MB is well below the large-copy
+ceiling of the roofline. From the repo root on a GPU machine:
+    WORKBENCH_COMMIT=$(git rev-parse HEAD) PYTHONPATH=$PWD python3 benchmarks/tune_sweep.py --out $OUT
+Writes tune_sweep_<device>.csv and prints, per kernel and shape, the default and the best configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from workbench import backends  # before triton: it picks the interpreter or compiled mode
+from workbench.ops import _elementwise, _rows
+from workbench.ops._launch import launch
+from workbench.profiling.meta import run_metadata
+from workbench.profiling.timing import kernel_time
+
+import triton  # noqa: E402
+
+DT = torch.bfloat16
+DEVICE = backends.active().device()
+add_op, exp_op, gelu_op, rms_norm_op = (importlib.import_module(f"workbench.ops.{name}")
+                                        for name in ("add", "exp", "gelu", "rms_norm"))
+
+
+def ms(fn) -> float:
+    return kernel_time(fn, rep_ms=30.0).ms
+
+
+def copy_ms(nbytes: int) -> float:
+    """A device copy reading and writing nbytes / 2 each: the same traffic as the kernel."""
+    src = torch.empty(nbytes // 4, dtype=torch.int16, device=DEVICE)
+    dst = torch.empty_like(src)
+    return ms(lambda: dst.copy_(src))
+
+
+def elementwise_rows(shape) -> list[dict]:
+    x = torch.randn(shape, device=DEVICE, dtype=DT)
+    y = torch.randn(shape, device=DEVICE, dtype=DT)
+    out = torch.empty_like(x)
+    n = x.numel()
+    sizes, strides = [1, 1, 1], [0, 0, 0, 1]
+    kernels = {"exp": (exp_op._exp, 2), "gelu_erf": (gelu_op._gelu_erf, 2), "add": (add_op._add, 3)}
+    rows = []
+    for name, (fn, tensors) in kernels.items():
+        nbytes = tensors * n * x.element_size()
+        rows.append(dict(kernel=name, shape=str(shape), config="device copy, same bytes",
+                         ms=copy_ms(nbytes), nbytes=nbytes))
+        for block in (1024, 2048, 4096, 8192):
+            for warps in (4, 8, 16):
+                grid = (triton.cdiv(n, block),)
+                if tensors == 3:
+                    call = lambda: launch(_elementwise._binary_kernel, grid, x, y, out, n, *sizes, *strides,  # noqa: E731
+                                          *strides, 0.0, 1.0, FN=fn, CONTIGUOUS=True, B_SCALAR=False,
+                                          SCALE_B=False, BLOCK=block, num_warps=warps)
+                else:
+                    call = lambda: launch(_elementwise._unary_kernel, grid, x, out, n, *sizes, *strides,  # noqa: E731
+                                          FN=fn, CONTIGUOUS=True, BLOCK=block, num_warps=warps)
+                default = block == _elementwise.BLOCK and warps == 4
+                rows.append(dict(kernel=name, shape=str(shape), config=f"BLOCK={block} warps={warps}",
+                                 default=default, ms=ms(call), nbytes=nbytes))
+    return rows
+
+
+def rms_norm_rows(shape) -> list[dict]:
+    n_rows, n = shape
+    x = torch.randn(shape, device=DEVICE, dtype=DT)
+    w = torch.randn(n, device=DEVICE, dtype=DT)
+    out = torch.empty_like(x)
+    nbytes = 2 * x.numel() * x.element_size() + w.numel() * w.element_size()
+    block, one_tile = _rows.tile(n)
+    rows = [dict(kernel="rms_norm", shape=str(shape), config="device copy, same bytes", ms=copy_ms(nbytes),
+                 nbytes=nbytes),
+            dict(kernel="rms_norm", shape=str(shape), config="native torch rms_norm", nbytes=nbytes,
+                 ms=ms(lambda: torch.nn.functional.rms_norm(x, (n,), w, 1e-6)))]
+    default_r = _rows.rows_per_program(n_rows, block)
+    for block_r in (1, 2, 4, 8, 16, 32, 64):
+        if block_r * block > 32768 or block_r > n_rows:
+            continue
+        for warps in (1, 2, 4, 8, 16):
+            grid = (triton.cdiv(n_rows, block_r),)
+            call = lambda: launch(rms_norm_op._rms_norm_kernel, grid, x, w, out, n_rows, n, n, 1e-6,  # noqa: E731
+                                  HAS_WEIGHT=True, BLOCK_R=block_r, BLOCK=block, ONE_TILE=one_tile,
+                                  num_warps=warps)
+            default = block_r == default_r and warps == _rows.row_warps(block_r * block)
+            rows.append(dict(kernel="rms_norm", shape=str(shape), config=f"BLOCK_R={block_r} warps={warps}",
+                             default=default, ms=ms(call), nbytes=nbytes))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    meta = run_metadata()
+    rows = []
+    for shape in ((2048, 4096), (2048, 12288)):
+        rows += elementwise_rows(shape)
+    for shape in ((2048, 4096), (65536, 128), (64, 4096)):
+        rows += rms_norm_rows(shape)
+    df = pd.DataFrame(rows)
+    df["default"] = df["default"].fillna(False).astype(bool)
+    df["gbps"] = df["nbytes"] / df["ms"] / 1e6
+    df = df.assign(**{k: meta[k] for k in ("device", "torch", "triton", "commit")})
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"tune_sweep_{meta['device'].replace(' ', '-').lower()}.csv"
+    df.to_csv(path, index=False)
+    print(f"{meta['device']} · torch {meta['torch']} · triton {meta['triton']}")
+    for (kernel, shape), g in df.groupby(["kernel", "shape"], sort=False):
+        tuned = g[g["config"].str.contains("=")]
+        best = tuned.loc[tuned["ms"].idxmin()]
+        default = tuned[tuned["default"]]
+        ref = g[~g["config"].str.contains("=")]
+        refs = "; ".join(f"{r.config} {r.ms * 1e3:.1f} us ({r.gbps:.0f} GB/s)" for r in ref.itertuples())
+        d = (f"default {default.iloc[0].config} {default.iloc[0].ms * 1e3:.1f} us" if len(default)
+             else "default not swept")
+        print(f"{kernel:9s} {shape:14s} {d} | best {best.config} {best.ms * 1e3:.1f} us "
+              f"({best.gbps:.0f} GB/s) | {refs}")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
