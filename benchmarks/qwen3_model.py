@@ -9,9 +9,18 @@ decode batch 8, 128 new tokens after a 512-token prompt, eager `generate` and CU
 [<= 2e-2]; greedy tokens identical [>= 95% of positions]. Both sides are also compared with a float32
 twin of the model (where memory allows), which separates bf16's own error from our kernels'.
 
+The workload beyond greedy decoding (no targets of its own; it widens what the run exercises): each
+prefill run adds a loss pass over its prompt (`labels` -> cross_entropy, per-token log_softmax +
+gather, perplexity), each decode run a top-k sampling decode (`generate(do_sample=True, top_k=50,
+temperature=0.8)`, seeded alike on both sides) of --sample-tokens tokens after the same prompt. Their
+coverage joins the run's; "distinct ATen ops served" counts the ATen overloads our kernels computed at
+least once (handled > 0; the "(fused) ..." module rows are not ATen ops and are not counted).
+
 Order: the headline runs (workbench side = use_ops + module fusions) first, then — each only if it can
 start within --budget-s — the ATen-only prefill (transformers' unfused code: the broad ATen coverage),
-a bisection of every missed target (which ops carry the loss), the ATen-only decode. Results are
+a bisection of every missed target (which ops carry the loss), the ATen-only decode (one repetition,
+no sampling run).
+Results are
 written after every step (CSV tables per run, qwen3_model_<device>.csv / .json), so a run stopped by
 an outer time limit keeps what it measured; a summary table is printed last.
 """
@@ -71,6 +80,9 @@ def main() -> int:
     p.add_argument("--reps", type=int, default=5, help="timed prefill repetitions")
     p.add_argument("--decode-reps", type=int, default=2,
                    help="timed decode repetitions (eager and graph), native and workbench in turn")
+    p.add_argument("--sample-tokens", type=int, default=32,
+                   help="tokens of the top-k sampling decode in each decode run (0: none)")
+    p.add_argument("--no-loss", action="store_true", help="skip the loss pass of each prefill run")
     p.add_argument("--no-graphs", action="store_true")
     p.add_argument("--include", nargs="+")
     p.add_argument("--exclude", nargs="+")
@@ -80,7 +92,7 @@ def main() -> int:
     p.add_argument("--no-bisect", action="store_true")
     p.add_argument("--no-fp32-reference", action="store_true",
                    help="skip the float32 twin both sides are also compared with (needs ~1.3x fp32 weights free)")
-    p.add_argument("--budget-s", type=float, default=160.0, help="start no optional step after this many seconds")
+    p.add_argument("--budget-s", type=float, default=150.0, help="start no optional step after this many seconds")
     args = p.parse_args()
     t0 = time.time()
     out = Path(args.out)
@@ -99,9 +111,11 @@ def main() -> int:
     slug = re.sub(r"[^A-Za-z0-9]+", "-", meta["device"]).strip("-").lower()
     common = {"cuda_graphs": False if args.no_graphs else None, "include": args.include, "exclude": args.exclude,
               "fp32_reference": False if args.no_fp32_reference else None, "progress": True}
-    prefill = {"mode": "prefill", "batch": args.prefill_batch, "prompt_len": args.prefill_len, "reps": args.reps}
+    prefill = {"mode": "prefill", "batch": args.prefill_batch, "prompt_len": args.prefill_len, "reps": args.reps,
+               "loss": not args.no_loss}
     decode = {"mode": "decode", "batch": args.decode_batch, "prompt_len": args.decode_prompt,
-              "new_tokens": args.new_tokens, "reps": 1, "decode_reps": args.decode_reps}
+              "new_tokens": args.new_tokens, "reps": 1, "decode_reps": args.decode_reps,
+              "sample_tokens": args.sample_tokens}
     settings = {"on": [True], "off": [False], "both": [True, False]}[args.fuse]
     head = settings[0]
     runs: dict = {}  # (phase, fuse) -> ModelRun
@@ -111,7 +125,12 @@ def main() -> int:
         return "fused" if fuse else "aten-only"
 
     def run(phase: str, fuse: bool) -> None:
-        runs[(phase, fuse)] = run_model(model, fuse=fuse, **(prefill if phase == "prefill" else decode), **common)
+        kw = dict(prefill if phase == "prefill" else decode)
+        if phase == "decode" and fuse != head:
+            # The optional ATen-only decode, within the time budget: one repetition, no sampling run (the
+            # sampling code's ATen ops are the same with or without the module fusions)
+            kw.update(decode_reps=1, sample_tokens=0)
+        runs[(phase, fuse)] = run_model(model, fuse=fuse, **kw, **common)
         write_tables(runs[(phase, fuse)], out, prefix=f"{phase}_{tag(fuse)}_{slug}_")
         _stage(stages, f"{phase} run ({tag(fuse)})", t0)
 
@@ -176,7 +195,10 @@ def main() -> int:
         print(throughput.to_string(index=False))
         print(f"\n{backend.name}: {meta['device']} · torch {meta['torch']} · triton {meta['triton']} · "
               f"transformers {transformers.__version__} · commit {meta['commit']} · {label}")
-        print(f"{len(served_all)} ATen ops served over all runs: {', '.join(served_all)}")
+        print(f"{len(served_all)} distinct ATen ops served by workbench kernels over all runs "
+              f"(target {TARGETS['aten_ops_served']}): {', '.join(served_all)}")
+        for f in settings:
+            print(f"  {tag(f)} runs alone: {len(served(f))}")
         for b in state["bisections"]:
             print(b["describe"])
         for line in state["skipped"]:

@@ -75,7 +75,7 @@ def test_unsupported_dtype_falls_back_to_native_and_is_reported():
     table = cov.table().set_index("aten_op")
     for overload in ("aten::add.Tensor", "aten::mul.Tensor"):
         assert table.loc[overload, "fallback"] == 1 and table.loc[overload, "handled"] == 0
-        assert re.fullmatch(r"input: expected dtype in \(float32, float16, bfloat16\), got float64 \(1\)",
+        assert re.fullmatch(r"input: expected dtype in \(float32, float16, bfloat16, int32, int64\), got float64 \(1\)",
                             table.loc[overload, "reasons"])
 
 
@@ -97,9 +97,15 @@ def test_fallback_calls_the_native_kernel_once_without_recursing(variant, monkey
     assert cov.table().reasons.tolist() == ["not today (1)"]
 
 
-def test_wrapped_numbers_reach_native_kernels_with_their_promotion():
+def test_wrapped_numbers_reach_native_kernels_with_their_promotion(variant):
     # ATen hands Python kernels the scalar in `x + 1` as a Python number; on fallback it goes back to a
-    # tensor that must promote like the original wrapped number.
+    # tensor that must promote like the original wrapped number. Our kernels take these integer calls,
+    # so they are made to refuse here: every call below falls back.
+    def refuse(*args, **kwargs):
+        raise Unsupported("refused for this test")
+
+    for op in ("add", "mul", "where", "gt"):
+        variant(op, refuse)
     i = torch.arange(6, device=backends.active().device_type)
     x64 = t(5, dtype=torch.float64)
     with workbench.use_ops() as cov:
@@ -111,7 +117,25 @@ def test_wrapped_numbers_reach_native_kernels_with_their_promotion():
     assert torch.equal(exact, x64 + 0.1)  # not 0.1 rounded to float32
     assert zero_dim.dtype == torch.float32 and zero_dim.item() == 5.5
     assert torch.equal(picked, torch.where(i > 2, i, 0))
-    assert cov.table().fallback.sum() >= 5
+    assert cov.table().fallback.sum() >= 6 and cov.table().handled.sum() == 0
+
+
+def test_integer_bookkeeping_runs_our_kernels_exactly():
+    # positions, masks and counts as generate and the loss pass make them: int64 / bool, served by us
+    mask = torch.tensor([[0, 1, 1, 1], [1, 1, 1, 1]], device=backends.active().device_type).bool()
+    big = torch.tensor([2**40 + 1, -(2**41) - 3], device=mask.device)
+    with workbench.use_ops() as cov:
+        positions = mask.long().cumsum(-1) - 1
+        positions = positions.masked_fill(~mask, 1)
+        unfinished = (positions > 0).sum(-1)
+        shifted = big + 2**40 - big * 3
+    assert torch.equal(positions, torch.tensor([[1, 0, 1, 2], [0, 1, 2, 3]], device=mask.device))
+    assert unfinished.dtype == torch.int64 and unfinished.tolist() == [3, 3]
+    assert torch.equal(shifted, big + 2**40 - big * 3) and shifted.dtype == torch.int64
+    handled = cov.table().set_index("aten_op")["handled"]
+    assert {"aten::cumsum", "aten::sub.Tensor", "aten::masked_fill.Scalar", "aten::gt.Scalar",
+            "aten::sum.dim_IntList", "aten::add.Tensor", "aten::mul.Tensor"} <= set(handled[handled > 0].index)
+    assert cov.table().fallback.sum() == 0
 
 
 def test_nested_contexts_innermost_wins_and_counts_join_the_outer_recorder():

@@ -147,7 +147,8 @@ def cmd_model(args) -> int:
     run = models.run_model(args.preset, mode=args.mode, new_tokens=args.new_tokens,
                            cuda_graphs=False if args.no_graphs else None, include=_split(args.include),
                            exclude=_split(args.exclude), warmup=args.warmup, reps=args.reps, store=args.store,
-                           fuse=not args.no_fuse, progress=True, **common)
+                           fuse=not args.no_fuse, progress=True, loss=not args.no_loss,
+                           sample_tokens=args.sample_tokens, **common)
     if args.out:
         models.write_tables(run, args.out)
     with wide:
@@ -321,6 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exclude", nargs="+", help="all workbench ops but these")
     p.add_argument("--no-fuse", action="store_true", help="ATen ops only: leave transformers' RMSNorm, rotary "
                                                            "and MLP code unfused")
+    p.add_argument("--no-loss", action="store_true", help="skip the loss pass (labels -> cross_entropy) of prefill")
+    p.add_argument("--sample-tokens", type=int, help="tokens of the top-k sampling decode (default: --new-tokens; "
+                                                     "0: none)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--reps", type=int, default=3, help="timed repetitions (prefill; bisect: every phase)")
     p.add_argument("--warmup", type=int, default=1, help="untimed runs first (0: none, e.g. in the interpreter)")

@@ -73,15 +73,23 @@ def selected(include: Iterable[str] | None, exclude: Iterable[str] | None) -> li
 
 
 def _guarded(op: str, fast: Callable, slow: Callable, counts: FusionCounts) -> Callable:
-    """Call `fast`; where it refuses the input, call `slow` (the original code) and record why."""
-    from workbench.dispatch import FALLBACK_ERRORS
+    """Call `fast`; where it refuses the input, call `slow` (the original code) and record why.
+
+    While `fast` runs, the ATen ops it calls itself (allocations, the Triton interpreter's copies) go
+    straight to native and are not counted, as inside a kernel `use_ops` dispatched (its re-entrancy flag).
+    """
+    from workbench.dispatch import FALLBACK_ERRORS, _tls
 
     def call(*args, **kwargs):
+        was, _tls.busy = _tls.busy, True
         try:
             out = fast(*args, **kwargs)
         except FALLBACK_ERRORS as e:
+            _tls.busy = was
             counts.miss(op, str(e).splitlines()[0] if str(e) else type(e).__name__)
             return slow(*args, **kwargs)
+        finally:
+            _tls.busy = was
         counts.hit(op)
         return out
 

@@ -3,6 +3,11 @@
 - `prompt_logits` / `time_prefill`: one forward over a prompt (no cache), logits of the last position.
 - `generate_eager`: greedy decode as users run it (`model.generate`, dynamic KV cache); a stopping
   criterion stamps the clock after every new token, so decode time excludes the prefill.
+- `generate_sampled`: the same with top-k / temperature sampling (`do_sample=True`), the device's random
+  generator seeded before each run, so both sides draw the same uniform numbers.
+- `prompt_loss`: the language-modelling loss of the prompt as transformers computes it (`labels` ->
+  cross_entropy) and, as evaluation harnesses do, per-token log-probabilities (log_softmax + gather)
+  and the perplexity from them.
 - `StaticDecoder`: greedy decode on a static KV cache, one step per call or, where the backend has a
   graph API (CUDA graphs, MLU graphs), the whole step (forward, argmax, cache and position updates)
   captured once and replayed — host overhead drops out and kernel speed decides.
@@ -95,6 +100,43 @@ def generate_eager(model, ids: torch.Tensor, new_tokens: int, backend: Backend) 
     if len(clock.stamps) != new_tokens:
         raise RuntimeError(f"generate called the step clock {len(clock.stamps)} times for {new_tokens} tokens")
     return out[:, ids.shape[1]:], (clock.stamps[-1] - clock.stamps[0]) * 1e3
+
+
+def _sampling_config(new_tokens: int, top_k: int, temperature: float):
+    from transformers import GenerationConfig
+
+    return GenerationConfig(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=True, top_k=top_k,
+                            temperature=temperature, top_p=None, num_beams=1, use_cache=True, eos_token_id=None,
+                            pad_token_id=0)
+
+
+def generate_sampled(model, ids: torch.Tensor, new_tokens: int, backend: Backend, seed: int = 0, top_k: int = 50,
+                     temperature: float = 0.8) -> tuple[torch.Tensor, float]:
+    """Top-k / temperature sampling with `model.generate`: (new tokens [batch, new_tokens], ms of the
+    new_tokens - 1 decode steps). torch's generators are seeded with `seed` first: the same logits give
+    the same tokens on both sides."""
+    from transformers import StoppingCriteriaList
+
+    if new_tokens < 2:
+        raise ValueError(f"new_tokens: expected at least 2 (one prefill token + decode steps), got {new_tokens}")
+    clock = _StepClock(backend, ids.shape[0], ids.device)
+    torch.manual_seed(seed)  # every device's default generator, which multinomial draws from
+    out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                         generation_config=_sampling_config(new_tokens, top_k, temperature),
+                         stopping_criteria=StoppingCriteriaList([clock]))
+    if len(clock.stamps) != new_tokens:
+        raise RuntimeError(f"generate called the step clock {len(clock.stamps)} times for {new_tokens} tokens")
+    return out[:, ids.shape[1]:], (clock.stamps[-1] - clock.stamps[0]) * 1e3
+
+
+def prompt_loss(model, ids: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Loss pass over the prompt: {"loss": transformers' mean next-token cross-entropy (labels = ids),
+    "token_logp": log-probability of each next token [batch, positions - 1] (float32 log_softmax of the
+    logits, gathered at the tokens), "ppl": exp of their negative mean}."""
+    out = model(input_ids=ids, labels=ids, use_cache=False)
+    logp = torch.log_softmax(out.logits[:, :-1].float(), dim=-1)
+    token_logp = logp.gather(-1, ids[:, 1:, None]).squeeze(-1)
+    return {"loss": out.loss, "token_logp": token_logp, "ppl": torch.exp(-token_logp.mean())}
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,11 @@ recorders of all those contexts are summed. Phases, each measured on both sides 
   alternating native / workbench so that drift (a busy host) hits both alike;
 - `decode_graph`: tokens/s of greedy decoding on a static cache with one captured graph per step,
   where the backend has a graph API (both sides, or neither); replays alternate too;
+- `decode_sample` (decode modes): tokens/s of top-k / temperature sampling with `generate`, seeded alike
+  on both sides (softmax, topk, masked_fill, multinomial, ... besides the greedy path's ops); its token
+  agreement is informational, accuracy is judged on the greedy runs;
+- `loss` (prefill modes): tokens/s of a loss pass over the prompt (`labels` -> cross_entropy, plus
+  per-token log-probabilities and perplexity), its loss compared between the sides and with float32;
 - a torch.profiler breakdown per ATen op of one prefill and a few eager decode steps.
 """
 
@@ -40,6 +45,7 @@ TARGETS = {
     "prefill": 0.95, "decode_eager": 0.9, "decode_graph": 0.9,
     "logits_rel_err": 2e-2, "token_agreement": 0.95, "aten_ops_served": 30,
 }
+SAMPLING = {"top_k": 50, "temperature": 0.8}  # the decode_sample phase's generation settings
 
 
 @dataclass
@@ -62,14 +68,16 @@ class ModelRun:
             side = t[t["phase"] == phase].set_index("side")
             native, ours = (side["tokens_per_s"].get(s) for s in SIDES)
             ratio = ours / native if native and ours else float("nan")  # NaN stays NaN
+            target = TARGETS.get(phase, float("nan"))  # the sampling and loss phases have none
             rows.append({"phase": phase, "native_tok_s": native, "workbench_tok_s": ours, "ratio": ratio,
-                         "target": TARGETS[phase], "met": bool(ratio >= TARGETS[phase]),
+                         "target": target, "met": bool(ratio >= target) if phase in TARGETS else None,
                          "note": "; ".join(n for n in side["note"] if n)})
         return pd.DataFrame(rows, columns=["phase", "native_tok_s", "workbench_tok_s", "ratio", "target", "met",
                                            "note"])
 
     def ops_served(self) -> list[str]:
-        """Distinct ATen ops that workbench kernels served at least once (fused-op rows not counted)."""
+        """Distinct ATen overloads that workbench kernels served at least once over the run (handled > 0;
+        fused-op rows are module patches, not ATen ops, and are not counted)."""
         cov = self.coverage
         if cov.empty:
             return []
@@ -158,7 +166,8 @@ def _sum_reasons(cells: Iterable[str]) -> str:
 
 
 def _measure(model, ids: torch.Tensor, sides: _Sides, mode: str, new_tokens: int, graphs, backend, warmup: int,
-             reps: int, decode_reps: int, profile: bool, profile_steps: int) -> tuple[dict, str]:
+             reps: int, decode_reps: int, profile: bool, profile_steps: int, loss: bool, sample_tokens: int,
+             seed: int) -> tuple[dict, str]:
     """Every phase of `mode`, each on both sides before the next; a phase that raises leaves a note."""
     batch, prompt_len = ids.shape
     res: dict = {s: {"rows": [], "profile": []} for s in SIDES}
@@ -181,12 +190,30 @@ def _measure(model, ids: torch.Tensor, sides: _Sides, mode: str, new_tokens: int
                     row(side, "prefill", batch * prompt_len, measure.time_prefill(model, ids, backend, warmup, reps))
                 except Exception as e:  # noqa: BLE001 (the phase's row carries the error; the run goes on)
                     row(side, "prefill", batch * prompt_len, float("nan"), _error_note(e))
+        if loss:
+            for side in SIDES:
+                with sides(side):
+                    try:
+                        out = {}
+                        ms = measure.median_ms(lambda out=out: out.update(measure.prompt_loss(model, ids)), backend,
+                                               warmup, reps)
+                        res[side]["loss"] = {k: v.float().cpu() for k, v in out.items()}  # the last run's
+                        row(side, "loss", batch * prompt_len, ms)
+                    except Exception as e:  # noqa: BLE001 (the phase's row carries the error; the run goes on)
+                        row(side, "loss", batch * prompt_len, float("nan"), _error_note(e))
     if mode in ("decode", "both"):
         decoded = batch * (new_tokens - 1)
         _alternate(res, sides, "decode_eager", decoded, decode_reps, row,
                    prepare=lambda side: measure.generate_eager(model, ids, min(new_tokens, 4), backend)
                    if warmup > 0 else None,  # compile and autotune the decode shapes before timing
                    measure_once=lambda side, _: measure.generate_eager(model, ids, new_tokens, backend))
+        if sample_tokens:
+            def sample(side, tokens):
+                return measure.generate_sampled(model, ids, tokens, backend, seed, **SAMPLING)
+
+            _alternate(res, sides, "decode_sample", batch * (sample_tokens - 1), decode_reps, row,
+                       prepare=lambda side: sample(side, min(sample_tokens, 4)) if warmup > 0 else None,
+                       measure_once=lambda side, _: sample(side, sample_tokens))
         if graphs is not None:
             def capture(side):
                 if side == "workbench" and res["native"].get("graph_failed"):
@@ -246,7 +273,8 @@ def _alternate(res: dict, sides: _Sides, phase: str, decoded: int, reps: int, ro
 
 
 def _reference_logits(model, ids: torch.Tensor, fp32_reference) -> tuple[dict | None, str]:
-    """({"last_logits", "argmax"} of a float32 twin's prompt forward, note), or (None, why not)."""
+    """({"last_logits", "argmax", "loss"} of a float32 twin's prompt forward, note), or (None, why not).
+    "loss" is the mean next-token cross-entropy of the prompt computed from those float32 logits."""
     if fp32_reference is False:
         return None, "not requested"
     ref_model = fp32_reference if isinstance(fp32_reference, torch.nn.Module) else None
@@ -264,6 +292,10 @@ def _reference_logits(model, ids: torch.Tensor, fp32_reference) -> tuple[dict | 
     with torch.inference_mode():
         logits = measure.prompt_logits(ref_model, ids)
         out = {"last_logits": logits[:, -1].float().cpu(), "argmax": logits.argmax(-1).cpu()}
+        if ids.shape[1] > 1:  # one sequence at a time: a float32 copy of one row of logits at most
+            total = sum(torch.nn.functional.cross_entropy(logits[i, :-1].float(), ids[i, 1:], reduction="sum")
+                        for i in range(ids.shape[0]))
+            out["loss"] = (total / (ids.shape[0] * (ids.shape[1] - 1))).cpu()
     del logits
     if not isinstance(fp32_reference, torch.nn.Module):
         del ref_model
@@ -320,6 +352,26 @@ def _accuracy(native: dict, ours: dict, reference: dict | None = None) -> tuple[
         if key != "argmax":  # free-running: one flip changes every later token, so say where it starts
             rows.append({"metric": f"{metric}_first_divergence", "value": _first_divergence(ours[key], native[key]),
                          "target": float("nan"), "met": None})  # informational
+    if "tokens_sample" in native and "tokens_sample" in ours:
+        # Seeded alike, sampling picks the same tokens from the same logits; a near tie in the top-k, or
+        # the cumulative probability at the draw moved a little, picks another one and the sequences part.
+        # Informational: accuracy is judged on the greedy runs.
+        tables.append(_agreement("sampled decode_sample", ours["tokens_sample"], native["tokens_sample"]))
+        for name, value in (("sampled_token_agreement", float((ours["tokens_sample"] == native["tokens_sample"])
+                                                               .float().mean())),
+                            ("sampled_first_divergence", _first_divergence(ours["tokens_sample"],
+                                                                           native["tokens_sample"]))):
+            rows.append({"metric": name, "value": value, "target": float("nan"), "met": None})
+    if "loss" in native and "loss" in ours:
+        # The loss pass: transformers' cross-entropy loss and per-token log-probabilities, ours vs native.
+        rows.append({"metric": "loss_rel_err", "value": _rel_err(ours["loss"]["loss"], native["loss"]["loss"]),
+                     "target": float("nan"), "met": None})
+        rows.append({"metric": "token_logp_rel_err",
+                     "value": _rel_err(ours["loss"]["token_logp"], native["loss"]["token_logp"]),
+                     "target": float("nan"), "met": None})
+        for side, res in (("native", native), ("workbench", ours)):
+            rows.append({"metric": f"{side}_perplexity", "value": float(res["loss"]["ppl"]),
+                         "target": float("nan"), "met": None})
     if reference is not None:
         # Both sides against a float32 run of the same weights: how far bf16 itself is from exact, and
         # whether our kernels add to it. Informational rows (no target).
@@ -327,6 +379,12 @@ def _accuracy(native: dict, ours: dict, reference: dict | None = None) -> tuple[
             rows.append({"metric": f"{side}_vs_fp32_logits_rel_err",
                          "value": _rel_err(res["last_logits"], reference["last_logits"]),
                          "target": float("nan"), "met": None})
+        if "loss" in reference:
+            for side, res in (("native", native), ("workbench", ours)):
+                if "loss" in res:
+                    rows.append({"metric": f"{side}_vs_fp32_loss_rel_err",
+                                 "value": _rel_err(res["loss"]["loss"], reference["loss"]),
+                                 "target": float("nan"), "met": None})
         for side, res in (("native", native), ("workbench", ours)):
             rows.append({"metric": f"{side}_vs_fp32_token_agreement",
                          "value": float((res["argmax"] == reference["argmax"]).float().mean()),
@@ -375,6 +433,7 @@ def run_model(preset: str | torch.nn.Module = "tiny", backend: str | None = None
               checkpoint: str | Path | None = None, seed: int = 0, warmup: int = 1, reps: int = 3,
               decode_reps: int = 1, profile: bool = True, profile_steps: int = 4,
               fuse: bool = True, fp32_reference: bool | torch.nn.Module | None = None,
+              loss: bool = True, sample_tokens: int | None = None,
               store: str | Path | None = None, progress: bool = False, **overrides) -> ModelRun:
     """Run a Qwen3 model natively, then with workbench kernels (`use_ops(include, exclude)`), and compare.
 
@@ -382,7 +441,9 @@ def run_model(preset: str | torch.nn.Module = "tiny", backend: str | None = None
     mode: "prefill", "decode" or "both". cuda_graphs: None = where the backend can capture graphs,
     True = require them, False = eager only. include/exclude: registry op names, as for `use_ops`.
     fuse: also replace transformers' RMSNorm / rotary / gated-MLP code by our fused ops (models.fusion).
-    decode_reps: eager and graph decode repetitions, native and workbench in turn (median reported).
+    decode_reps: eager, sampled and graph decode repetitions, native and workbench in turn (median reported).
+    loss: in prefill modes, also the loss pass (labels -> cross_entropy, token log-probs, perplexity).
+    sample_tokens: in decode modes, tokens of the top-k sampling run (`SAMPLING`); None = new_tokens, 0 = none.
     fp32_reference: compare both sides with a float32 twin of the model too (None: where device memory
     allows; a model from `build.twin` is reused as is).
     store: a ResultStore path that receives `summary()` rows.
@@ -392,6 +453,10 @@ def run_model(preset: str | torch.nn.Module = "tiny", backend: str | None = None
     for name, value, low in (("prompt_len", prompt_len, 1), ("batch", batch, 1), ("new_tokens", new_tokens, 2)):
         if not isinstance(value, int) or value < low:
             raise ValueError(f"{name}: expected an int >= {low}, got {value!r}")
+    sample_tokens = new_tokens if sample_tokens is None else sample_tokens
+    if isinstance(sample_tokens, bool) or not isinstance(sample_tokens, int) or sample_tokens < 0 \
+            or sample_tokens == 1:
+        raise ValueError(f"sample_tokens: expected None, 0 or an int >= 2, got {sample_tokens!r}")
     chosen = backends.active(backend)
     split_selection(include), split_selection(exclude)  # unknown op names fail before any work
     graphs, why_not = measure.graph_api(chosen)
@@ -406,7 +471,7 @@ def run_model(preset: str | torch.nn.Module = "tiny", backend: str | None = None
               flush=True)
     sides = _Sides(model, include, exclude, fuse)
     results, graphs_note = _measure(model, ids, sides, mode, new_tokens, graphs, chosen, warmup, reps, decode_reps,
-                                    profile, profile_steps)
+                                    profile, profile_steps, loss and prompt_len > 1, sample_tokens, seed)
     reference, reference_note = _reference_logits(model, ids, fp32_reference)
     throughput = pd.DataFrame([dict(r, side=s) for s in SIDES for r in results[s]["rows"]])
     throughput = throughput[["phase", "side", "batch", "tokens", "ms", "tokens_per_s", "note"]]
@@ -417,14 +482,16 @@ def run_model(preset: str | torch.nn.Module = "tiny", backend: str | None = None
     config = {"model": label, "mode": mode, "batch": batch, "prompt_len": prompt_len, "new_tokens": new_tokens,
               "graphs": graphs_used, "graphs_note": graphs_note or ("" if graphs is not None else why_not),
               "fp32_reference": reference is not None, "fp32_reference_note": reference_note,
+              "loss_pass": loss and prompt_len > 1 and mode != "decode",
+              "sample_tokens": sample_tokens if mode != "prefill" else 0, **{f"sample_{k}": v for k, v in SAMPLING.items()},
               "include": list(include) if include is not None else "all",
               "exclude": list(exclude) if exclude is not None else "", "fuse": fuse, "seed": seed,
               "dtype": str(model.dtype).replace("torch.", ""), **run_metadata()}
     run = ModelRun(config=config, throughput=throughput, accuracy=accuracy, agreement=agreement,
                    coverage=sides.coverage(), profile=_side_by_side(results["native"]["profile"],
                                                                     results["workbench"]["profile"]),
-                   tokens={(s, k): results[s][k] for s in SIDES for k in ("tokens_eager", "tokens_graph")
-                           if k in results[s]})
+                   tokens={(s, k): results[s][k] for s in SIDES for k in ("tokens_eager", "tokens_graph",
+                                                                         "tokens_sample") if k in results[s]})
     if store is not None:
         save(run, store)
     return run

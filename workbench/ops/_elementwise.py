@@ -4,6 +4,11 @@ An op supplies only its math as a `@triton.jit` function (e.g. `x * tl.sigmoid(x
 handle broadcasting, non-contiguous and rank-N inputs (strides, up to 4 dims after merging), int64
 offsets, math in fp32 and the cast to the output dtype. Contiguous same-shape inputs take a flat path
 with no index arithmetic. Python numbers are passed to kernels by value, never as device tensors.
+
+Integer operands (int64 / int32 bookkeeping: positions, lengths, masks turned into counts) are computed
+in int64, never through fp32, so results are exact, wrapping on overflow as torch does; the INT
+constexpr picks that path, so the float kernels are unchanged. Only ops whose math is exact in
+integers ask for it (`integers=True`: add, sub, mul, the comparisons, masked_fill, where).
 """
 
 from __future__ import annotations
@@ -17,12 +22,14 @@ from workbench import backends
 from ._common import as_tensor_operand, check_same_device, check_tensor, new_output, new_output_as
 from ._launch import launch
 from ._shapes import broadcast, cdiv
-from .spec import Case, Cost, nbytes, randn
+from .spec import FLOAT_DTYPES, Case, Cost, nbytes, randn
 
 MAX_DIMS = 4
 # Elements per program: 1024 on a GPU, scaled up by the launch policy (the backend is fixed per process).
 BLOCK = 1024 * backends.active().policy.block_scale
 _FLAT = ([1, 1, 1], [[0] * MAX_DIMS, [0] * MAX_DIMS], True)  # sizes, strides, contiguous for flat launches
+# Integer dtypes the binary and ternary launchers compute exactly when an op allows integers.
+INT_DTYPES = (torch.int32, torch.int64)
 
 
 @triton.jit
@@ -43,24 +50,28 @@ def _offsets(offs, s1, s2, s3, st0, st1, st2, st3):
 
 
 # One tile of each launcher: the generic kernels run one per program, the MLU-style kernels
-# (ops/_mlu/elementwise.py) loop over theirs. `offs` are int64 flat indices into the output.
+# (ops/_mlu/elementwise.py) loop over theirs. `offs` are int64 flat indices into the output. INT picks
+# the exact integer path (see the module docstring); the float path is the same code without it.
 
 @triton.jit
 def _unary_tile(x_ptr, out_ptr, offs, n, s1, s2, s3, xs0, xs1, xs2, xs3, FN: tl.constexpr,
-                CONTIGUOUS: tl.constexpr):
+                CONTIGUOUS: tl.constexpr, INT: tl.constexpr):
     mask = offs < n
     if CONTIGUOUS:
         x_offs = offs
     else:
         x_offs = _offsets(offs, s1, s2, s3, xs0, xs1, xs2, xs3)
-    x = tl.load(x_ptr + x_offs, mask=mask).to(tl.float32)
+    if INT:  # a bool / integer input: FN works on it in its own dtype (bitwise ops)
+        x = tl.load(x_ptr + x_offs, mask=mask)
+    else:
+        x = tl.load(x_ptr + x_offs, mask=mask).to(tl.float32)
     tl.store(out_ptr + offs, FN(x).to(out_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
 def _binary_tile(a_ptr, b_ptr, out_ptr, offs, n, s1, s2, s3, as0, as1, as2, as3, bs0, bs1, bs2, bs3, b_scalar,
                  b_scale, FN: tl.constexpr, CONTIGUOUS: tl.constexpr, B_SCALAR: tl.constexpr,
-                 SCALE_B: tl.constexpr, BLOCK: tl.constexpr):
+                 SCALE_B: tl.constexpr, BLOCK: tl.constexpr, INT: tl.constexpr):
     mask = offs < n
     if CONTIGUOUS:
         a_offs = offs
@@ -68,11 +79,15 @@ def _binary_tile(a_ptr, b_ptr, out_ptr, offs, n, s1, s2, s3, as0, as1, as2, as3,
     else:
         a_offs = _offsets(offs, s1, s2, s3, as0, as1, as2, as3)
         b_offs = _offsets(offs, s1, s2, s3, bs0, bs1, bs2, bs3)
-    a = tl.load(a_ptr + a_offs, mask=mask).to(tl.float32)
-    if B_SCALAR:  # a Python number, passed by value; a block, since the interpreter passes a bare float
-        b = tl.full([BLOCK], b_scalar, tl.float32)
+    if INT:  # integer operands: exact int64 math (an int32 result wraps as torch's int32 math does)
+        ct = tl.int64
     else:
-        b = tl.load(b_ptr + b_offs, mask=mask).to(tl.float32)
+        ct = tl.float32
+    a = tl.load(a_ptr + a_offs, mask=mask).to(ct)
+    if B_SCALAR:  # a Python number, passed by value; a block, since the interpreter passes a bare float
+        b = tl.full([BLOCK], b_scalar, ct)
+    else:
+        b = tl.load(b_ptr + b_offs, mask=mask).to(ct)
     if SCALE_B:
         b = b * b_scale
     tl.store(out_ptr + offs, FN(a, b).to(out_ptr.dtype.element_ty), mask=mask)
@@ -81,8 +96,9 @@ def _binary_tile(a_ptr, b_ptr, out_ptr, offs, n, s1, s2, s3, as0, as1, as2, as3,
 @triton.jit
 def _ternary_tile(c_ptr, a_ptr, b_ptr, out_ptr, offs, n, s1, s2, s3, cs0, cs1, cs2, cs3, as0, as1, as2, as3,
                   bs0, bs1, bs2, bs3, a_scalar, b_scalar, FN: tl.constexpr, CONTIGUOUS: tl.constexpr,
-                  A_SCALAR: tl.constexpr, B_SCALAR: tl.constexpr, BLOCK: tl.constexpr):
-    # The first operand keeps its own dtype (a bool condition or mask); the others are fp32.
+                  A_SCALAR: tl.constexpr, B_SCALAR: tl.constexpr, BLOCK: tl.constexpr, INT: tl.constexpr):
+    # The first operand keeps its own dtype (a bool condition or mask); the others are fp32, or the
+    # integer result's dtype (INT).
     mask = offs < n
     if CONTIGUOUS:
         c_offs = offs
@@ -93,40 +109,44 @@ def _ternary_tile(c_ptr, a_ptr, b_ptr, out_ptr, offs, n, s1, s2, s3, cs0, cs1, c
         a_offs = _offsets(offs, s1, s2, s3, as0, as1, as2, as3)
         b_offs = _offsets(offs, s1, s2, s3, bs0, bs1, bs2, bs3)
     c = tl.load(c_ptr + c_offs, mask=mask)
+    if INT:
+        ct = tl.int64
+    else:
+        ct = tl.float32
     if A_SCALAR:  # a block, not the bare scalar: the interpreter passes scalars as Python floats
-        a = tl.full([BLOCK], a_scalar, tl.float32)
+        a = tl.full([BLOCK], a_scalar, ct)
     else:
-        a = tl.load(a_ptr + a_offs, mask=mask).to(tl.float32)
+        a = tl.load(a_ptr + a_offs, mask=mask).to(ct)
     if B_SCALAR:
-        b = tl.full([BLOCK], b_scalar, tl.float32)
+        b = tl.full([BLOCK], b_scalar, ct)
     else:
-        b = tl.load(b_ptr + b_offs, mask=mask).to(tl.float32)
+        b = tl.load(b_ptr + b_offs, mask=mask).to(ct)
     tl.store(out_ptr + offs, FN(c, a, b).to(out_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
 def _unary_kernel(x_ptr, out_ptr, n, s1, s2, s3, xs0, xs1, xs2, xs3,
-                  FN: tl.constexpr, CONTIGUOUS: tl.constexpr, BLOCK: tl.constexpr):
+                  FN: tl.constexpr, CONTIGUOUS: tl.constexpr, BLOCK: tl.constexpr, INT: tl.constexpr):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    _unary_tile(x_ptr, out_ptr, offs, n, s1, s2, s3, xs0, xs1, xs2, xs3, FN, CONTIGUOUS)
+    _unary_tile(x_ptr, out_ptr, offs, n, s1, s2, s3, xs0, xs1, xs2, xs3, FN, CONTIGUOUS, INT)
 
 
 @triton.jit
 def _binary_kernel(a_ptr, b_ptr, out_ptr, n, s1, s2, s3, as0, as1, as2, as3, bs0, bs1, bs2, bs3, b_scalar, b_scale,
                    FN: tl.constexpr, CONTIGUOUS: tl.constexpr, B_SCALAR: tl.constexpr, SCALE_B: tl.constexpr,
-                   BLOCK: tl.constexpr):
+                   BLOCK: tl.constexpr, INT: tl.constexpr):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     _binary_tile(a_ptr, b_ptr, out_ptr, offs, n, s1, s2, s3, as0, as1, as2, as3, bs0, bs1, bs2, bs3, b_scalar,
-                 b_scale, FN, CONTIGUOUS, B_SCALAR, SCALE_B, BLOCK)
+                 b_scale, FN, CONTIGUOUS, B_SCALAR, SCALE_B, BLOCK, INT)
 
 
 @triton.jit
 def _ternary_kernel(c_ptr, a_ptr, b_ptr, out_ptr, n, s1, s2, s3, cs0, cs1, cs2, cs3, as0, as1, as2, as3,
                     bs0, bs1, bs2, bs3, a_scalar, b_scalar, FN: tl.constexpr, CONTIGUOUS: tl.constexpr,
-                    A_SCALAR: tl.constexpr, B_SCALAR: tl.constexpr, BLOCK: tl.constexpr):
+                    A_SCALAR: tl.constexpr, B_SCALAR: tl.constexpr, BLOCK: tl.constexpr, INT: tl.constexpr):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     _ternary_tile(c_ptr, a_ptr, b_ptr, out_ptr, offs, n, s1, s2, s3, cs0, cs1, cs2, cs3, as0, as1, as2, as3,
-                  bs0, bs1, bs2, bs3, a_scalar, b_scalar, FN, CONTIGUOUS, A_SCALAR, B_SCALAR, BLOCK)
+                  bs0, bs1, bs2, bs3, a_scalar, b_scalar, FN, CONTIGUOUS, A_SCALAR, B_SCALAR, BLOCK, INT)
 
 
 def _merge_dims(shape, strides_per_operand):
@@ -158,10 +178,10 @@ def _layout(shape, operands):
     return sizes[1:], strides, contiguous, operands
 
 
-def prepare_unary(x: torch.Tensor, name: str = "x"):
-    """Validate `x`, allocate the output and lay `x` out: (out, x, sizes, x_strides, contiguous).
-    Shared by every unary launcher (this generic one, the MLU-style one in ops/_mlu)."""
-    check_tensor(name, x)
+def prepare_unary(x: torch.Tensor, name: str = "x", dtypes=FLOAT_DTYPES):
+    """Validate `x` (one of `dtypes`), allocate the output and lay `x` out: (out, x, sizes, x_strides,
+    contiguous). Shared by every unary launcher (this generic one, the MLU-style one in ops/_mlu)."""
+    check_tensor(name, x, dtypes)
     out = new_output_as(x)
     if x.numel() == 0 or x.is_contiguous():
         sizes, strides, contiguous = _FLAT
@@ -170,43 +190,52 @@ def prepare_unary(x: torch.Tensor, name: str = "x"):
     return out, x, sizes, strides[0], contiguous
 
 
-def unary(fn, x: torch.Tensor, name: str = "x") -> torch.Tensor:
-    """Apply the jit function `fn` (fp32 in, fp32 out) to every element of `x`."""
-    out, x, sizes, x_strides, contiguous = prepare_unary(x, name)
+def unary(fn, x: torch.Tensor, name: str = "x", dtypes=FLOAT_DTYPES) -> torch.Tensor:
+    """Apply the jit function `fn` (fp32 in, fp32 out; for a bool / integer `x`, where `dtypes` allows
+    one, in x's own dtype) to every element of `x`."""
+    out, x, sizes, x_strides, contiguous = prepare_unary(x, name, dtypes)
     n = out.numel()
     if n == 0:
         return out
     launch(_unary_kernel, (cdiv(n, BLOCK),), x, out, n, *sizes, *x_strides, FN=fn,
-           CONTIGUOUS=contiguous, BLOCK=BLOCK)
+           CONTIGUOUS=contiguous, BLOCK=BLOCK, INT=not x.is_floating_point())
     return out
 
 
-def prepare_binary(a: torch.Tensor, b, names=("input", "other")):
+def prepare_binary(a: torch.Tensor, b, names=("input", "other"), integers: bool = False,
+                   out_dtype: torch.dtype | None = None, dtypes: tuple[torch.dtype, ...] | None = None):
     """Validate, broadcast and type-promote two operands and lay them out:
     (out, a, b_arg, sizes, a_strides, b_strides, contiguous, b_scalar). A Python number `b` comes back
-    as `b_scalar` (a float; `b_arg` is then `a`, never read), else `b_scalar` is None. Shared by every
-    binary launcher (this generic one, the MLU-style one in ops/_mlu).
+    as `b_scalar` (a float, or an int where the result is an integer; `b_arg` is then `a`, never read),
+    else `b_scalar` is None. Shared by every binary launcher (this generic one, the MLU-style one in
+    ops/_mlu). `integers`: int32/int64 operands are allowed too (the op's math is exact in integers);
+    the caller computes those in int64 (`integer_math`). `out_dtype`: the result's dtype when it is not
+    the promoted one (bool for a comparison). `dtypes`: the operand dtypes allowed, instead of those
+    `integers` implies (the bitwise ops: integers and bool only).
 
     A Python number is passed to kernels by value (no device tensor, as torch does); contiguous
     same-shape tensors skip all layout work. Both keep the call path short for decode-sized ops.
     """
-    check_tensor(names[0], a)
+    dtypes = dtypes or (FLOAT_DTYPES + INT_DTYPES if integers else FLOAT_DTYPES)
+    check_tensor(names[0], a, dtypes)
     if isinstance(b, (int, float)) and not isinstance(b, bool):
-        out = new_output_as(a)  # a float tensor with a Python number keeps its dtype
-        operands, b_scalar = [a], float(b)
+        # a float tensor with a Python number keeps its dtype; an integer one with a float becomes float
+        dtype = a.dtype if a.is_floating_point() else torch.result_type(a, b)
+        out = new_output_as(a, out_dtype or dtype)
+        operands, b_scalar = [a], (float(b) if dtype.is_floating_point else int(b))
     else:
         b = as_tensor_operand(names[1], b, a)
-        check_tensor(names[1], b)
+        check_tensor(names[1], b, dtypes)
         if b.dim() > 0 and b.device != a.device:
             check_same_device(**{names[0]: a, names[1]: b})
         if a.shape == b.shape and a.dtype == b.dtype:  # the common case, allocated the cheap way
-            out = new_output_as(a)
+            out = new_output_as(a, out_dtype)
         else:
             shape = broadcast(a.shape, b.shape)
             if shape is None:
                 raise ValueError(f"{names[1]}: shape {tuple(b.shape)} does not broadcast with "
                                  f"{names[0]} shape {tuple(a.shape)}")
-            out = new_output(shape, torch.result_type(a, b), a.device)
+            out = new_output(shape, out_dtype or torch.result_type(a, b), a.device)
         operands, b_scalar = [a, b], None
     if out.numel() == 0 or all(t.shape == out.shape and t.is_contiguous() for t in operands):
         sizes, strides, contiguous = _FLAT
@@ -216,17 +245,36 @@ def prepare_binary(a: torch.Tensor, b, names=("input", "other")):
     return out, operands[0], b_arg, sizes, strides[0], b_strides, contiguous, b_scalar
 
 
-def binary(fn, a: torch.Tensor, b, b_scale=1, names=("input", "other")) -> torch.Tensor:
+def integer_math(a: torch.Tensor, b) -> bool:
+    """Whether `a op b` promotes to an integer dtype (validated operands): then the kernel works in int64."""
+    if isinstance(b, torch.Tensor):
+        return not (a.is_floating_point() or b.is_floating_point())
+    return not (a.is_floating_point() or isinstance(b, float))
+
+
+def scale_arg(b_scale, is_int: bool):
+    """`alpha` as the kernel argument: an int for integer math (torch refuses a float alpha there)."""
+    if not is_int:
+        return float(b_scale)
+    if isinstance(b_scale, bool) or not isinstance(b_scale, int):
+        raise TypeError(f"alpha: expected an int for integer operands, got {b_scale!r}")
+    return b_scale
+
+
+def binary(fn, a: torch.Tensor, b, b_scale=1, names=("input", "other"), integers: bool = False,
+           out_dtype: torch.dtype | None = None, dtypes: tuple[torch.dtype, ...] | None = None) -> torch.Tensor:
     """`fn(a, b * b_scale)` elementwise with torch broadcasting and type promotion (see prepare_binary)."""
-    out, a, b_arg, sizes, a_strides, b_strides, contiguous, b_scalar = prepare_binary(a, b, names)
+    out, a, b_arg, sizes, a_strides, b_strides, contiguous, b_scalar = prepare_binary(a, b, names, integers,
+                                                                                      out_dtype, dtypes)
     n = out.numel()
     if n == 0:
         return out
+    is_int = integer_math(a, b_arg if b_scalar is None else b_scalar)
     launch(
         _binary_kernel, (cdiv(n, BLOCK),),
-        a, b_arg, out, n, *sizes, *a_strides, *b_strides, 0.0 if b_scalar is None else b_scalar,
-        float(b_scale), FN=fn, CONTIGUOUS=contiguous, B_SCALAR=b_scalar is not None, SCALE_B=b_scale != 1,
-        BLOCK=BLOCK,
+        a, b_arg, out, n, *sizes, *a_strides, *b_strides, (0 if is_int else 0.0) if b_scalar is None else b_scalar,
+        scale_arg(b_scale, is_int), FN=fn, CONTIGUOUS=contiguous, B_SCALAR=b_scalar is not None,
+        SCALE_B=b_scale != 1, BLOCK=BLOCK, INT=is_int,
     )
     return out
 
@@ -249,20 +297,29 @@ def _scalar_operand(name: str, value) -> float | None:
 
 
 def prepare_ternary(c: torch.Tensor, a, b, out_dtype: torch.dtype, names=("condition", "input", "other"),
-                    c_dtypes=(torch.bool,)):
+                    c_dtypes=(torch.bool,), integers: bool = False):
     """Validate and broadcast three operands and lay them out: (out, args, sizes, strides, contiguous, scalars).
 
     `args` are the c, a and b kernel arguments (a number's place holds c, never read), `strides` their
     strides (c, a, b), `scalars` the values of number operands (a, b; None for a tensor). Shared by every
-    ternary launcher (this generic one, the MLU-style one in ops/_mlu).
+    ternary launcher (this generic one, the MLU-style one in ops/_mlu). `integers`: an int32/int64
+    `out_dtype` is allowed (computed exactly: `out.dtype in INT_DTYPES`); numbers must then be integral.
     """
     check_tensor(names[0], c, dtypes=c_dtypes)
+    dtypes = FLOAT_DTYPES + INT_DTYPES if integers else FLOAT_DTYPES
+    is_int = out_dtype in INT_DTYPES
+    if is_int and not integers:
+        raise TypeError(f"{names[1]}, {names[2]}: expected a float32, float16 or bfloat16 result, got {out_dtype}")
     values, tensors = [], []
     for name, v in ((names[1], a), (names[2], b)):
         value = _scalar_operand(name, v)
         if value is None:
-            check_tensor(name, v)
+            check_tensor(name, v, dtypes)
             tensors.append((name, v))
+        elif is_int:
+            if not float(value).is_integer():
+                raise TypeError(f"{name}: expected an integral value for a {out_dtype} result, got {value}")
+            value = int(value)
         values.append(value)
     check_same_device(**{names[0]: c}, **dict(tensors))
     shapes = [c.shape] + [t.shape for _, t in tensors]
@@ -285,25 +342,29 @@ def prepare_ternary(c: torch.Tensor, a, b, out_dtype: torch.dtype, names=("condi
     return out, args, sizes, arg_strides, contiguous, values
 
 
-def ternary_args(n, sizes, strides, values) -> list:
-    """The runtime arguments after the pointers shared by the ternary kernels: n, sizes, strides, scalars."""
-    return [n, *sizes, *strides[0], *strides[1], *strides[2], 0.0 if values[0] is None else values[0],
-            0.0 if values[1] is None else values[1]]
+def ternary_args(n, sizes, strides, values, is_int: bool = False) -> list:
+    """The runtime arguments after the pointers shared by the ternary kernels: n, sizes, strides, scalars
+    (a number operand's place holds a zero of the kernel's compute type: int for `is_int`)."""
+    zero = 0 if is_int else 0.0
+    return [n, *sizes, *strides[0], *strides[1], *strides[2], zero if values[0] is None else values[0],
+            zero if values[1] is None else values[1]]
 
 
 def ternary(fn, c: torch.Tensor, a, b, out_dtype: torch.dtype, names=("condition", "input", "other"),
-            c_dtypes=(torch.bool,)) -> torch.Tensor:
+            c_dtypes=(torch.bool,), integers: bool = False) -> torch.Tensor:
     """`fn(c, a, b)` elementwise with broadcasting into a new `out_dtype` tensor.
 
-    `c` is loaded in its own dtype (one of `c_dtypes`), `a` and `b` (tensors or numbers) as fp32.
+    `c` is loaded in its own dtype (one of `c_dtypes`), `a` and `b` (tensors or numbers) as fp32, or,
+    where `integers` allows an int32/int64 `out_dtype`, in int64 (numbers must then be integral).
     """
-    out, args, sizes, strides, contiguous, values = prepare_ternary(c, a, b, out_dtype, names, c_dtypes)
+    out, args, sizes, strides, contiguous, values = prepare_ternary(c, a, b, out_dtype, names, c_dtypes, integers)
     n = out.numel()
     if n == 0:
         return out
-    launch(_ternary_kernel, (cdiv(n, BLOCK),), *args, out, *ternary_args(n, sizes, strides, values),
+    is_int = out_dtype in INT_DTYPES
+    launch(_ternary_kernel, (cdiv(n, BLOCK),), *args, out, *ternary_args(n, sizes, strides, values, is_int),
            FN=fn, CONTIGUOUS=contiguous, A_SCALAR=values[0] is not None, B_SCALAR=values[1] is not None,
-           BLOCK=BLOCK)
+           BLOCK=BLOCK, INT=is_int)
     return out
 
 
@@ -367,8 +428,43 @@ def unary_cases(**kwargs) -> dict:
     }
 
 
-def binary_cases(**kwargs) -> dict:
-    """quick / edge / llm cases for a two-input elementwise op with broadcasting."""
+def randint(shape, dtype: torch.dtype, device: torch.device, gen: torch.Generator, bound: int) -> torch.Tensor:
+    """Fresh random integers in [-bound, bound) of `dtype` (bound capped at the dtype's 2**(bits - 2), so
+    that a sum of two stays in range; bool: a random mask), drawn on the device."""
+    if dtype == torch.bool:
+        return torch.rand(shape, device=device, generator=gen) < 0.5
+    bound = min(bound, (torch.iinfo(dtype).max + 1) // 2)
+    return torch.randint(-bound, bound, shape, dtype=dtype, device=device, generator=gen)
+
+
+def _int_binary_cases(bound: int) -> dict:
+    """Integer cases (their dtypes fixed, whatever the float dtype of the run): exact compare.
+    `bound`: int64 operands in [-bound, bound) (past 2**24 an fp32 round trip would lose them);
+    int32 ones in [-2**15, 2**15), so that no case overflows."""
+
+    def case(name, a_shape, b_shape, a_dtype=torch.int64, b_dtype=torch.int64, b_number=None):
+        def make(d, dev, g):
+            a = randint(a_shape, a_dtype, dev, g, bound if a_dtype == torch.int64 else 2**15)
+            b = b_number if b_shape is None else randint(b_shape, b_dtype, dev, g,
+                                                         bound if b_dtype == torch.int64 else 2**15)
+            return (a, b), {}
+
+        return Case(name, make)
+
+    return {
+        "quick": [case("int64 positions 2x33, number", (2, 33), None, b_number=1)],
+        "edge": [
+            case(f"int64 +-{bound} row broadcast", (9, 40), (40,)),
+            case("int32 with int64 (promotes)", (7, 13), (7, 13), a_dtype=torch.int32),
+            case("int32 transposed", (13, 7), (13, 7), a_dtype=torch.int32, b_dtype=torch.int32),
+            case("int64 with a float number (fp32 result)", (5, 6), None, b_number=0.5),
+        ],
+    }
+
+
+def binary_cases(integers: int | None = None, **kwargs) -> dict:
+    """quick / edge / llm cases for a two-input elementwise op with broadcasting. `integers`: also
+    int64/int32 cases with operands in [-integers, integers) (ops whose math is exact in integers)."""
 
     def case(name, a_shape, b_shape, a_tf=None, b_tf=None, big=False, b_dtype=None):
         make_a, make_b = _t(a_shape, a_tf), _t(b_shape, b_tf)
@@ -379,8 +475,10 @@ def binary_cases(**kwargs) -> dict:
 
         return Case(name, make, big=big)
 
+    ints = _int_binary_cases(integers) if integers else {"quick": [], "edge": []}
     return {
-        "quick": lambda: [case("1000", (1000,), (1000,)), case("64x300 + row", (64, 300), (300,))],
+        "quick": lambda: [case("1000", (1000,), (1000,)), case("64x300 + row", (64, 300), (300,)),
+                          *ints["quick"]],
         "edge": lambda: [
             case("rank4 broadcast 2x1x5x7,3x1x7", (2, 1, 5, 7), (3, 1, 7)),
             case("transposed 33x65", (65, 33), (65, 33), a_tf=lambda x: x.t(), b_tf=lambda x: x.t()),
@@ -392,6 +490,7 @@ def binary_cases(**kwargs) -> dict:
             case("promote with fp32", (19, 23), (19, 23), b_dtype=torch.float32),
             case("zero-size 0x16", (0, 16), (16,)),
             case(f"big {BIG}", (BIG,), (BIG,), big=True),
+            *ints["edge"],
         ],
         "llm": lambda: [
             case("decode 1x4096", (1, 4096), (1, 4096)),

@@ -4,7 +4,8 @@ The input is viewed as (outer, n, inner) through its strides: the kept dims befo
 the reduced dims and the kept dims after them, each merged into one. One program reduces a tile of
 `inner` columns over all n, accumulating in fp32, so a last-dim reduction reads rows and a leading-dim
 reduction reads coalesced columns. Inputs that do not merge that way (reduced dims apart, or strides
-that do not merge) are permuted and copied first.
+that do not merge) are permuted and copied first. A sum of bool or integer values (torch gives int64)
+accumulates in int64, exactly.
 """
 
 from __future__ import annotations
@@ -22,22 +23,30 @@ from ._common import check_tensor, new_output
 from ._elementwise import _merge_dims
 from ._launch import launch
 from ._shapes import cdiv, next_pow2
+from .spec import FLOAT_DTYPES
 
 TILE = 4096  # elements one program holds per step on a GPU; the launch policy scales it
+# Inputs a sum takes besides floats: bool and integers, summed exactly in int64 (torch's result dtype).
+INT_INPUTS = (torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 MAX_GRID_Y = 65535  # CUDA's limit on grid axis 1
 
 
 @triton.jit
-def sum_columns(base, n, sn, col_ok, BLOCK_N: tl.constexpr, BLOCK_I: tl.constexpr):
-    """fp32 sums over n steps of stride sn of the BLOCK_I columns starting at the pointers `base`.
+def sum_columns(base, n, sn, col_ok, BLOCK_N: tl.constexpr, BLOCK_I: tl.constexpr, INT: tl.constexpr):
+    """Sums over n steps of stride sn of the BLOCK_I columns starting at the pointers `base`: fp32, or
+    exact int64 for an integer result (INT).
 
     Shared by the generic kernel and the MLU-style variants (sum, mean)."""
     rn = tl.arange(0, BLOCK_N).to(tl.int64)
-    acc = tl.zeros([BLOCK_N, BLOCK_I], tl.float32)
+    if INT:  # an integer result: exact int64 accumulation
+        at = tl.int64
+    else:
+        at = tl.float32
+    acc = tl.zeros([BLOCK_N, BLOCK_I], at)
     for start in range(0, n, BLOCK_N):
         r = start + rn
         ok = (r < n)[:, None] & col_ok[None, :]
-        acc += tl.load(base[None, :] + r[:, None] * sn, mask=ok, other=0.0).to(tl.float32)
+        acc += tl.load(base[None, :] + r[:, None] * sn, mask=ok, other=0).to(at)
     return tl.sum(acc, 0)
 
 
@@ -68,11 +77,11 @@ def max_columns(base, n, sn, col_ok, BLOCK_N: tl.constexpr, BLOCK_I: tl.constexp
 
 @triton.jit
 def _sum_kernel(x_ptr, out_ptr, n, inner, so, sn, si,
-                MEAN: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_I: tl.constexpr):
+                MEAN: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_I: tl.constexpr, INT: tl.constexpr):
     o = tl.program_id(0).to(tl.int64)
     cols = tl.program_id(1).to(tl.int64) * BLOCK_I + tl.arange(0, BLOCK_I)
     col_ok = cols < inner
-    total = sum_columns(x_ptr + o * so + cols * si, n, sn, col_ok, BLOCK_N, BLOCK_I)
+    total = sum_columns(x_ptr + o * so + cols * si, n, sn, col_ok, BLOCK_N, BLOCK_I, INT)
     if MEAN:
         total = total / n  # n == 0 gives NaN, as torch's mean of nothing
     tl.store(out_ptr + o * inner + cols, total.to(out_ptr.dtype.element_ty), mask=col_ok)
@@ -154,14 +163,19 @@ def _grid(outer: int, inner: int, block_i: int) -> tuple[int, int]:
     return outer, tiles
 
 
-def prepare_sum(x: torch.Tensor, dim, keepdim: bool, dtype: torch.dtype | None):
+def prepare_sum(x: torch.Tensor, dim, keepdim: bool, dtype: torch.dtype | None, mean: bool = False):
     """Validate; (output, (x or a copy, outer, n, inner, (so, sn, si)) or None when the output is empty).
-    Shared by every sum/mean launcher (generic, MLU style)."""
-    check_tensor("x", x)
-    if dtype is not None and dtype not in (torch.float32, torch.float16, torch.bfloat16):
-        raise TypeError(f"dtype: expected float32, float16 or bfloat16, got {dtype}")
+    A sum of bool or integers (or with an integer `dtype`) gives int64 unless `dtype` says; the kernels
+    then accumulate in int64 (INT: the output is not floating point). Shared by every sum/mean launcher
+    (generic, MLU style)."""
+    check_tensor("x", x, FLOAT_DTYPES if mean else FLOAT_DTYPES + INT_INPUTS)
+    allowed = FLOAT_DTYPES if mean else FLOAT_DTYPES + (torch.int32, torch.int64)
+    if dtype is not None and dtype not in allowed:
+        names = ", ".join(str(d).replace("torch.", "") for d in allowed)
+        raise TypeError(f"dtype: expected one of ({names}), got {dtype}")
     dims = normalize_dims(x, dim)
-    out = new_output(_out_shape(x, dims, keepdim), dtype or x.dtype, x.device)
+    out_dtype = dtype or (x.dtype if x.is_floating_point() else torch.int64)
+    out = new_output(_out_shape(x, dims, keepdim), out_dtype, x.device)
     return out, (_three_dims(x, dims) if out.numel() else None)
 
 
@@ -182,14 +196,15 @@ def prepare_max(x: torch.Tensor, dim: int, keepdim: bool):
 
 def reduce_sum(x: torch.Tensor, dim=None, keepdim: bool = False, dtype: torch.dtype | None = None,
                mean: bool = False) -> torch.Tensor:
-    """torch.sum / torch.mean over `dim` (None or []: all dims), fp32 accumulation."""
-    out, geometry = prepare_sum(x, dim, keepdim, dtype)
+    """torch.sum / torch.mean over `dim` (None or []: all dims), fp32 accumulation; a sum of bool or
+    integers (or with an integer `dtype`) accumulates in int64 and gives int64 unless `dtype` says."""
+    out, geometry = prepare_sum(x, dim, keepdim, dtype, mean)
     if geometry is None:
         return out
     src, outer, n, inner, (so, sn, si) = geometry
     block_n, block_i, warps = _tiles(n, inner)
     launch(_sum_kernel, _grid(outer, inner, block_i), src, out, n, inner, so, sn, si, MEAN=mean,
-           BLOCK_N=block_n, BLOCK_I=block_i, num_warps=warps)
+           BLOCK_N=block_n, BLOCK_I=block_i, INT=not out.is_floating_point(), num_warps=warps)
     return out
 
 

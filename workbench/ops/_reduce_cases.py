@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from ._elementwise import randint
 from .spec import Case, Cost, nbytes, randn
 
 
@@ -28,11 +29,13 @@ def _neg_inf_row(x):
     return x
 
 
-def reduce_cases(with_dtype: bool = False, single_dim: bool = False, big: bool = True) -> dict:
+def reduce_cases(with_dtype: bool = False, single_dim: bool = False, big: bool = True,
+                 integers: bool = False) -> dict:
     """quick / edge / llm cases calling `op(x, dim, keepdim[, dtype=])`.
 
     `single_dim`: one int dim per case (max); otherwise lists of dims and all-dims cases are added.
     `big`: include the past-2**31 case (mean shares sum's kernel and leaves it to sum).
+    `integers`: also bool / int32 / int64 inputs (fixed dtypes, compared exactly), as sum takes them.
     """
 
     def case(name, shape, dim, keepdim=False, transform=None, big=False, **kwargs):
@@ -42,6 +45,21 @@ def reduce_cases(with_dtype: bool = False, single_dim: bool = False, big: bool =
 
         return Case(name, make, big=big)
 
+    def int_case(name, shape, dim, x_dtype, keepdim=False, transform=None):
+        def make(d, dev, g):
+            x = randint(shape, x_dtype, dev, g, 2**40 if x_dtype == torch.int64 else 2**20)
+            return ((transform(x) if transform else x), dim, keepdim), {}
+
+        return Case(name, make)
+
+    ints = {"quick": [], "edge": []} if not integers else {
+        "quick": [int_case("bool mask 4x30 dim -1 (int64 result)", (4, 30), -1, torch.bool)],
+        "edge": [
+            int_case("int64 +-2**40 dims (0, 2)", (4, 5, 6), [0, 2], torch.int64),
+            int_case("int32 all dims keepdim", (7, 9), None, torch.int32, keepdim=True),
+            int_case("bool transposed dim 0", (30, 40), 0, torch.bool, transform=lambda x: x.t()),
+        ],
+    }
     multi = [] if single_dim else [
         case("dims (0, 2) of 4x5x6", (4, 5, 6), [0, 2]),
         case("all dims 7x9 keepdim", (7, 9), None, keepdim=True),
@@ -55,7 +73,7 @@ def reduce_cases(with_dtype: bool = False, single_dim: bool = False, big: bool =
         case("-inf row 5x10", (5, 10), 1, transform=_neg_inf_row),
     ]
     return {
-        "quick": lambda: [case("64x300 dim -1", (64, 300), -1), case("8x1000 dim 0", (8, 1000), 0)],
+        "quick": lambda: [case("64x300 dim -1", (64, 300), -1), case("8x1000 dim 0", (8, 1000), 0), *ints["quick"]],
         "edge": lambda: [
             case("rank3 4x5x33 dim 1 keepdim", (4, 5, 33), 1, keepdim=True),
             case("rank4 2x3x4x70 dim -1", (2, 3, 4, 70), -1),
@@ -65,7 +83,8 @@ def reduce_cases(with_dtype: bool = False, single_dim: bool = False, big: bool =
             case("single element dim 7x1", (7, 1), 1),
             case("zero rows 0x16 dim 1", (0, 16), 1),
             case("0-dim input", (), 0),
-        ] + ([case("big 262146x8193 dim -1", (262146, 8193), -1, big=True)] if big else []) + multi + dtype_case + values,
+        ] + ([case("big 262146x8193 dim -1", (262146, 8193), -1, big=True)] if big else []) + multi + dtype_case + values
+        + ints["edge"],
         "llm": lambda: [
             case("hidden decode 1x4096 keepdim (RMSNorm)", (1, 4096), -1, keepdim=True),
             case("hidden decode 64x4096 keepdim", (64, 4096), -1, keepdim=True),

@@ -14,7 +14,7 @@ def _add(a, b):
 
 
 def add(input: torch.Tensor, other, *, alpha=1) -> torch.Tensor:
-    return binary(_add, input, other, b_scale=alpha)
+    return binary(_add, input, other, b_scale=alpha, integers=True)
 
 
 def _aten_add(impl, self, other, alpha=1):
@@ -26,7 +26,7 @@ SPEC = register(OpSpec(
     name="add",
     reference=torch.add,
     impl=add,
-    cases=binary_cases(),
+    cases=binary_cases(integers=2**40),  # int64 past fp32's exact range
     cost=binary_cost,
     aten=("aten::add.Tensor", "aten::add.Scalar"),
     aten_impls={"aten::add.Tensor": _aten_add, "aten::add.Scalar": _aten_add},

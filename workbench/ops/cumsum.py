@@ -1,4 +1,5 @@
-"""cumsum along a dim (torch.cumsum), accumulated in fp32 whatever the input dtype.
+"""cumsum along a dim (torch.cumsum), accumulated in fp32 for float results, in int64 for integer ones
+(bool and integer inputs give int64 as in torch: position ids from an attention mask), exactly.
 
 Along the last dim each program scans its row tile by tile (a tree scan inside a tile, a running carry
 across tiles). Along any other dim the input is viewed as (outer, n, inner) and scanned in
@@ -18,14 +19,18 @@ from workbench import backends
 
 from . import _rows, _split_rows
 from ._common import check_tensor, new_output
+from ._elementwise import randint
 from ._launch import launch
+from ._reduce import INT_INPUTS
 from ._shapes import cdiv, next_pow2
 from .spec import FLOAT_DTYPES, Case, Cost, OpSpec, nbytes, randn, register
+
+INT_RESULTS = (torch.int32, torch.int64)  # integer result dtypes: exact int64 accumulation
 
 
 @triton.jit
 def cumsum_row_chunk(x_ptr, out_ptr, sums_ptr, row, c, chunks, n_cols, x_row_stride, chunk,
-                     PASS: tl.constexpr, BLOCK: tl.constexpr, BLOCK_C: tl.constexpr):
+                     PASS: tl.constexpr, BLOCK: tl.constexpr, BLOCK_C: tl.constexpr, INT: tl.constexpr):
     """Scan along contiguous rows: chunk c of row `row` owns columns [c * chunk, (c + 1) * chunk).
 
     PASS 1 writes each chunk's total to sums; PASS 2 scans its chunk starting from the totals of the
@@ -37,26 +42,30 @@ def cumsum_row_chunk(x_ptr, out_ptr, sums_ptr, row, c, chunks, n_cols, x_row_str
     cols = tl.arange(0, BLOCK)
     lo = c.to(tl.int64) * chunk
     hi = tl.minimum(lo + chunk, n_cols)
+    if INT:  # an integer result: exact int64 accumulation (the chunk sums are int64 too)
+        at = tl.int64
+    else:
+        at = tl.float32
     if PASS == 1:
-        acc = tl.zeros([BLOCK], tl.float32)
+        acc = tl.zeros([BLOCK], at)
         for start in range(lo, hi, BLOCK):
-            acc += tl.load(x_row + start + cols, mask=start + cols < hi, other=0.0).to(tl.float32)
+            acc += tl.load(x_row + start + cols, mask=start + cols < hi, other=0).to(at)
         tl.store(sums_ptr + row * chunks + c, tl.sum(acc, 0))
     else:
-        carry = tl.sum(tl.zeros([BLOCK], tl.float32), 0)  # an fp32 scalar tensor, loop-carried
+        carry = tl.sum(tl.zeros([BLOCK], at), 0)  # a scalar tensor, loop-carried
         if PASS == 2:
             prev = tl.arange(0, BLOCK_C)
-            carry += tl.sum(tl.load(sums_ptr + row * chunks + prev, mask=prev < c, other=0.0), 0)
+            carry += tl.sum(tl.load(sums_ptr + row * chunks + prev, mask=prev < c, other=0), 0)
         for start in range(lo, hi, BLOCK):
             mask = start + cols < hi
-            x = tl.load(x_row + start + cols, mask=mask, other=0.0).to(tl.float32)
+            x = tl.load(x_row + start + cols, mask=mask, other=0).to(at)
             tl.store(out_row + start + cols, (tl.cumsum(x, 0) + carry).to(out_ptr.dtype.element_ty), mask=mask)
             carry += tl.sum(x, 0)
 
 
 @triton.jit
 def cumsum_cols_chunk(x_ptr, out_ptr, sums_ptr, o, col_block, c, chunks, n, inner, chunk,
-                      PASS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_I: tl.constexpr):
+                      PASS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_I: tl.constexpr, INT: tl.constexpr):
     """Scan along the middle dim of a contiguous (outer, n, inner) tensor, BLOCK_N x BLOCK_I tiles at a
     time (loads coalesced along inner): outer index o, columns of `col_block`, steps [c * chunk, ...).
     The passes are those of cumsum_row_chunk, with one total per column. Shared like it."""
@@ -70,21 +79,25 @@ def cumsum_cols_chunk(x_ptr, out_ptr, sums_ptr, o, col_block, c, chunks, n, inne
     x_ptrs = x_ptr + base + steps[:, None] * inner + cols[None, :]
     out_ptrs = out_ptr + base + steps[:, None] * inner + cols[None, :]
     sums_row = sums_ptr + o * chunks * inner + cols
+    if INT:
+        at = tl.int64
+    else:
+        at = tl.float32
     if PASS == 1:
-        acc = tl.zeros([BLOCK_I], tl.float32)
+        acc = tl.zeros([BLOCK_I], at)
         for start in range(lo, hi, BLOCK_N):
             ok = ((start + steps) < hi)[:, None] & col_ok[None, :]
-            acc += tl.sum(tl.load(x_ptrs, mask=ok, other=0.0).to(tl.float32), 0)
+            acc += tl.sum(tl.load(x_ptrs, mask=ok, other=0).to(at), 0)
             x_ptrs += BLOCK_N * inner  # pointer steps: 64-bit, whatever n * inner is
         tl.store(sums_row + c * inner, acc, mask=col_ok)
     else:
-        carry = tl.zeros([BLOCK_I], tl.float32)
+        carry = tl.zeros([BLOCK_I], at)
         if PASS == 2:
             for prev in range(0, c):
-                carry += tl.load(sums_row + prev * inner, mask=col_ok, other=0.0)
+                carry += tl.load(sums_row + prev * inner, mask=col_ok, other=0)
         for start in range(lo, hi, BLOCK_N):
             ok = ((start + steps) < hi)[:, None] & col_ok[None, :]
-            x = tl.load(x_ptrs, mask=ok, other=0.0).to(tl.float32)
+            x = tl.load(x_ptrs, mask=ok, other=0).to(at)
             tl.store(out_ptrs, (tl.cumsum(x, 0) + carry[None, :]).to(out_ptr.dtype.element_ty), mask=ok)
             carry += tl.sum(x, 0)
             x_ptrs += BLOCK_N * inner
@@ -93,28 +106,29 @@ def cumsum_cols_chunk(x_ptr, out_ptr, sums_ptr, o, col_block, c, chunks, n, inne
 
 @triton.jit
 def _cumsum_rows_kernel(x_ptr, out_ptr, sums_ptr, n_cols, x_row_stride, chunk,
-                        PASS: tl.constexpr, BLOCK: tl.constexpr, BLOCK_C: tl.constexpr):
+                        PASS: tl.constexpr, BLOCK: tl.constexpr, BLOCK_C: tl.constexpr, INT: tl.constexpr):
     cumsum_row_chunk(x_ptr, out_ptr, sums_ptr, tl.program_id(0).to(tl.int64), tl.program_id(1),
-                     tl.num_programs(1), n_cols, x_row_stride, chunk, PASS, BLOCK, BLOCK_C)
+                     tl.num_programs(1), n_cols, x_row_stride, chunk, PASS, BLOCK, BLOCK_C, INT)
 
 
 @triton.jit
 def _cumsum_cols_kernel(x_ptr, out_ptr, sums_ptr, n, inner, chunk,
-                        PASS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_I: tl.constexpr):
+                        PASS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_I: tl.constexpr, INT: tl.constexpr):
     cumsum_cols_chunk(x_ptr, out_ptr, sums_ptr, tl.program_id(0), tl.program_id(1), tl.program_id(2),
-                      tl.num_programs(2), n, inner, chunk, PASS, BLOCK_N, BLOCK_I)
+                      tl.num_programs(2), n, inner, chunk, PASS, BLOCK_N, BLOCK_I, INT)
 
 
 def prepare(x: torch.Tensor, dim: int, dtype: torch.dtype | None) -> tuple[torch.Tensor, int | None]:
     """Validate; (output, dim made non-negative, or None when there is nothing to compute). Shared by
-    every cumsum launcher (generic, MLU style)."""
-    check_tensor("x", x)
-    if dtype is not None and dtype not in FLOAT_DTYPES:
-        raise TypeError(f"dtype: expected one of {FLOAT_DTYPES} or None, got {dtype}")
+    every cumsum launcher (generic, MLU style). Bool and integer inputs give int64 unless `dtype` says;
+    an integer output is accumulated in int64 (INT), a float one in fp32."""
+    check_tensor("x", x, FLOAT_DTYPES + INT_INPUTS)
+    if dtype is not None and dtype not in FLOAT_DTYPES + INT_RESULTS:
+        raise TypeError(f"dtype: expected one of {FLOAT_DTYPES + INT_RESULTS} or None, got {dtype}")
     ndim = max(x.dim(), 1)
     if isinstance(dim, bool) or not isinstance(dim, int) or not -ndim <= dim < ndim:
         raise ValueError(f"dim: expected a dim in [{-ndim}, {ndim}), got {dim!r}")
-    out = new_output(x.shape, dtype or x.dtype, x.device)
+    out = new_output(x.shape, dtype or (x.dtype if x.is_floating_point() else torch.int64), x.device)
     return out, (dim % ndim if x.numel() else None)
 
 
@@ -122,13 +136,15 @@ def cumsum(x: torch.Tensor, dim: int, *, dtype: torch.dtype | None = None) -> to
     out, dim = prepare(x, dim, dtype)
     if dim is None:
         return out
+    is_int = not out.is_floating_point()
+    acc_dtype = torch.int64 if is_int else torch.float32
     if x.dim() == 0 or dim == x.dim() - 1:
         rows = _rows.as_rows(x)
         n_rows, n = rows.shape
         block = min(1024 * backends.active().policy.block_scale, next_pow2(n))
         chunks, chunk = _split_rows.chunking(n_rows, n, block)
-        sums = torch.empty(n_rows * chunks if chunks > 1 else 1, dtype=torch.float32, device=x.device)
-        meta = dict(BLOCK=block, BLOCK_C=next_pow2(chunks), num_warps=_rows.row_warps(block))
+        sums = torch.empty(n_rows * chunks if chunks > 1 else 1, dtype=acc_dtype, device=x.device)
+        meta = dict(BLOCK=block, BLOCK_C=next_pow2(chunks), INT=is_int, num_warps=_rows.row_warps(block))
         for step in ((1, 2) if chunks > 1 else (0,)):
             launch(_cumsum_rows_kernel, (n_rows, chunks), rows, out, sums, n, rows.stride(0), chunk, PASS=step,
                    **meta)
@@ -140,10 +156,10 @@ def cumsum(x: torch.Tensor, dim: int, *, dtype: torch.dtype | None = None) -> to
     block_n = min(next_pow2(n), 32 * backends.active().policy.block_scale)
     col_blocks = cdiv(inner, block_i)
     chunks, chunk = _split_rows.chunking(outer * col_blocks, n, block_n)
-    sums = torch.empty(outer * chunks * inner if chunks > 1 else 1, dtype=torch.float32, device=x.device)
+    sums = torch.empty(outer * chunks * inner if chunks > 1 else 1, dtype=acc_dtype, device=x.device)
     for step in ((1, 2) if chunks > 1 else (0,)):
         launch(_cumsum_cols_kernel, (outer, col_blocks, chunks), xc, out, sums, n, inner, chunk, PASS=step,
-               BLOCK_N=block_n, BLOCK_I=block_i, num_warps=4)
+               BLOCK_N=block_n, BLOCK_I=block_i, INT=is_int, num_warps=4)
     return out
 
 
@@ -155,9 +171,14 @@ def _cost(x, dim, *, dtype=None):
     return Cost(bytes=2 * nbytes(x), flops=max(1, x.numel()))
 
 
-def _case(name, shape, dim=-1, transform=None, out_dtype=None, big=False):
+def _case(name, shape, dim=-1, transform=None, out_dtype=None, big=False, x_dtype=None):
+    """x_dtype: a fixed bool / integer input dtype instead of the run's float dtype (compared exactly)."""
+
     def make(dtype, device, gen):
-        x = randn(shape, dtype, device, gen)
+        if x_dtype is not None:
+            x = randint(shape, x_dtype, device, gen, 2**40 if x_dtype == torch.int64 else 2**20)
+        else:
+            x = randn(shape, dtype, device, gen)
         return ((transform(x) if transform else x), dim), ({"dtype": out_dtype} if out_dtype else {})
 
     return Case(name, make, big=big)
@@ -168,7 +189,8 @@ SPEC = register(OpSpec(
     reference=_reference,
     impl=cumsum,
     cases={
-        "quick": lambda: [_case("16x300", (16, 300)), _case("40x30 dim0", (40, 30), dim=0)],
+        "quick": lambda: [_case("16x300", (16, 300)), _case("40x30 dim0", (40, 30), dim=0),
+                          _case("bool mask 2x40 (positions, int64)", (2, 40), x_dtype=torch.bool)],
         "edge": lambda: [
             _case("rank3 dim1", (3, 50, 7), dim=1),
             _case("transposed dim-1", (30, 40), transform=lambda x: x.t()),
@@ -176,6 +198,10 @@ SPEC = register(OpSpec(
             _case("fp32 output", (4, 100), out_dtype=torch.float32),
             _case("0-dim", (), dim=0),
             _case("zero rows 0x16", (0, 16)),
+            _case("int64 +-2**40 rank3 dim1", (3, 50, 7), dim=1, x_dtype=torch.int64),
+            _case("int32 long rows 2x5000 (chunked)", (2, 5000), x_dtype=torch.int32),
+            _case("bool transposed dim-1", (30, 40), transform=lambda x: x.t(), x_dtype=torch.bool),
+            _case("bool to int32 output", (4, 100), out_dtype=torch.int32, x_dtype=torch.bool),
             _case("big 2x(2**30+5) dim1", (2, 2**30 + 5), dim=1, big=True),
             _case("big (2**21+3)x1024 dim0", (2**21 + 3, 1024), dim=0, big=True),
         ],

@@ -1,4 +1,5 @@
-"""masked_fill: `input` with `value` where `mask` is true (torch.Tensor.masked_fill); keeps input's dtype.
+"""masked_fill: `input` with `value` where `mask` is true (torch.Tensor.masked_fill); keeps input's dtype
+(float, or int32/int64 filled exactly with an integral value).
 
 The ternary elementwise launcher with the mask as condition; `value` is a number, or a 0-dim tensor
 (read once on the host when it lives on the CPU, else loaded by the kernel).
@@ -9,9 +10,9 @@ import triton
 import triton.language as tl
 
 from ._common import check_tensor
-from ._elementwise import ternary
+from ._elementwise import INT_DTYPES, randint, ternary
 from ._shapes import broadcast
-from .spec import Case, Cost, OpSpec, nbytes, randn, register
+from .spec import FLOAT_DTYPES, Case, Cost, OpSpec, nbytes, randn, register
 from .where import causal_mask, mask
 
 
@@ -22,7 +23,7 @@ def _fill_where(m, value, x):
 
 def check_args(input: torch.Tensor, mask: torch.Tensor, value) -> None:
     """What masked_fill checks beyond the ternary launcher (shared by the generic op and its variants)."""
-    check_tensor("input", input)
+    check_tensor("input", input, FLOAT_DTYPES + INT_DTYPES)
     check_tensor("mask", mask, dtypes=(torch.bool,))
     if isinstance(value, torch.Tensor) and value.dim() != 0:
         raise ValueError(f"value: expected a number or a 0-dim tensor, got shape {tuple(value.shape)}")
@@ -33,16 +34,19 @@ def check_args(input: torch.Tensor, mask: torch.Tensor, value) -> None:
 
 def masked_fill(input: torch.Tensor, mask: torch.Tensor, value) -> torch.Tensor:
     check_args(input, mask, value)
-    return ternary(_fill_where, mask, value, input, input.dtype, names=("mask", "value", "input"))
+    return ternary(_fill_where, mask, value, input, input.dtype, names=("mask", "value", "input"),
+                   integers=True)
 
 
 def _cost(input, mask, value):
     return Cost(bytes=2 * nbytes(input) + nbytes(mask), flops=input.numel())
 
 
-def _case(name, shape, m_shape=None, value=-1e4, transform=None):
+def _case(name, shape, m_shape=None, value=-1e4, transform=None, x_dtype=None):
+    """x_dtype: a fixed integer input dtype instead of the run's float dtype (compared exactly)."""
+
     def make(d, dev, g):
-        x = randn(shape, d, dev, g)
+        x = randint(shape, x_dtype, dev, g, 2**40) if x_dtype else randn(shape, d, dev, g)
         m = mask(m_shape or shape, dev, g)
         v = value(d, dev, g) if callable(value) else value
         if transform:
@@ -74,6 +78,9 @@ SPEC = register(OpSpec(
             _case("transposed", (65, 33), transform=lambda t: t.t()),
             _case("strided rank5", (2, 3, 4, 5, 6), transform=lambda t: t.permute(4, 2, 0, 3, 1)),
             _case("zero-size 0x16", (0, 16)),
+            _case("int64 +-2**40 positions, fill 1", (4, 33), value=1, x_dtype=torch.int64),
+            _case("int32 row mask, 0-dim int value", (6, 20), (20,), x_dtype=torch.int32,
+                  value=lambda d, dev, g: torch.tensor(-7)),
         ],
         "llm": lambda: [
             _causal("causal mask prefill 1x32x2048x2048", 2048, 2048),

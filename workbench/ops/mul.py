@@ -14,14 +14,14 @@ def _mul(a, b):
 
 
 def mul(input: torch.Tensor, other) -> torch.Tensor:
-    return binary(_mul, input, other)
+    return binary(_mul, input, other, integers=True)
 
 
 SPEC = register(OpSpec(
     name="mul",
     reference=torch.mul,
     impl=mul,
-    cases=binary_cases(),
+    cases=binary_cases(integers=2**20),  # products past 2**24, within int64
     cost=binary_cost,
     aten=("aten::mul.Tensor", "aten::mul.Scalar"),
     # aten::mul.Tensor(self, other) and aten::mul.Scalar(self, other): the op's own signature.

@@ -1,4 +1,5 @@
-"""sum over dims, keepdim, optional output dtype (torch.sum with dim); fp32 accumulation."""
+"""sum over dims, keepdim, optional output dtype (torch.sum with dim); fp32 accumulation, or exact int64
+for bool and integer inputs (int64 result, as torch: e.g. the count of unfinished sequences)."""
 
 import torch
 
@@ -20,7 +21,7 @@ SPEC = register(OpSpec(
     name="sum",
     reference=torch.sum,
     impl=sum,
-    cases=reduce_cases(with_dtype=True),
+    cases=reduce_cases(with_dtype=True, integers=True),
     cost=reduce_cost,
     # A sum of random signed values can cancel to near zero, where fp32 rounding is large *relative* to
     # the result (a 5x6 fp32 mean missed 1e-5 in 2 of 300 draws): allow 1e-4 in fp32.

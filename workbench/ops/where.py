@@ -9,7 +9,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._elementwise import BIG, ternary
+from ._elementwise import BIG, INT_DTYPES, randint, ternary
 from .spec import FLOAT_DTYPES, Case, Cost, OpSpec, nbytes, randn, register
 
 
@@ -19,7 +19,7 @@ def _select(c, a, b):
 
 
 def where(condition: torch.Tensor, input, other) -> torch.Tensor:
-    return ternary(_select, condition, input, other, _result_type(input, other))
+    return ternary(_select, condition, input, other, _result_type(input, other), integers=True)
 
 
 def _result_type(input, other) -> torch.dtype:
@@ -31,8 +31,8 @@ def _result_type(input, other) -> torch.dtype:
     except TypeError:
         raise TypeError(f"input, other: expected tensors or numbers, got {type(input).__name__} and "
                         f"{type(other).__name__}") from None
-    if dtype not in FLOAT_DTYPES:  # the kernel selects in fp32: exact for these only
-        raise TypeError(f"input, other: expected a float32, float16 or bfloat16 result, got {dtype}")
+    if dtype not in FLOAT_DTYPES + INT_DTYPES:  # fp32 selects exactly for floats, integers select in their dtype
+        raise TypeError(f"input, other: expected a float32, float16, bfloat16, int32 or int64 result, got {dtype}")
     return dtype
 
 
@@ -54,13 +54,18 @@ def causal_mask(q_len, kv_len, device):
     return torch.arange(kv_len, device=device)[None, :] <= i
 
 
-def _case(name, c_shape, a_shape, b_shape, a_dtype=None, b_dtype=None, transform=None, big=False):
-    """a_shape/b_shape None: a Python number; () a 0-dim tensor."""
+def _case(name, c_shape, a_shape, b_shape, a_dtype=None, b_dtype=None, transform=None, big=False, numbers=(-1.5,
+          float("-inf"))):
+    """a_shape/b_shape None: a Python number (from `numbers`); () a 0-dim tensor. An integer a_dtype /
+    b_dtype draws integers (compared exactly)."""
+
+    def draw(shape, dtype, dev, g):
+        return randint(shape, dtype, dev, g, 2**40) if dtype in INT_DTYPES else randn(shape, dtype, dev, g)
 
     def make(d, dev, g):
         c = mask(c_shape, dev, g)
-        a = randn(a_shape, a_dtype or d, dev, g) if a_shape is not None else -1.5
-        b = randn(b_shape, b_dtype or d, dev, g) if b_shape is not None else float("-inf")
+        a = draw(a_shape, a_dtype or d, dev, g) if a_shape is not None else numbers[0]
+        b = draw(b_shape, b_dtype or d, dev, g) if b_shape is not None else numbers[1]
         if transform:
             c, a, b = transform(c, a, b)
         return (c, a, b), {}
@@ -93,6 +98,8 @@ SPEC = register(OpSpec(
             _case("strided rank5", (2, 3, 4, 5, 6), (2, 3, 4, 5, 6), (2, 3, 4, 5, 6),
                   transform=lambda c, a, b: tuple(t.permute(4, 2, 0, 3, 1) for t in (c, a, b))),
             _case("zero-size 0x16", (0, 16), (16,), (0, 16)),
+            _case("int64 +-2**40 tensors", (9, 31), (9, 31), (31,), a_dtype=torch.int64, b_dtype=torch.int64),
+            _case("int32 tensor, int number", (7, 5), (7, 5), None, a_dtype=torch.int32, numbers=(0, -1)),
             _case(f"big {BIG}", (BIG,), (BIG,), None, big=True),
         ],
         "llm": lambda: [

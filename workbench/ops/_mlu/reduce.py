@@ -30,12 +30,14 @@ def _kept_offsets(k, inner, so, si, INNER_ONE: tl.constexpr):
 
 @triton.jit
 def _sum_kernel(x_ptr, out_ptr, n_kept, n, inner, so, sn, si,
-                MEAN: tl.constexpr, INNER_ONE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+                MEAN: tl.constexpr, INNER_ONE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+                INT: tl.constexpr):
     nprog = tl.num_programs(0)
     for first in range(tl.program_id(0).to(tl.int64) * BLOCK_K, n_kept, nprog * BLOCK_K):
         k = first + tl.arange(0, BLOCK_K)
         k_ok = k < n_kept
-        total = sum_columns(x_ptr + _kept_offsets(k, inner, so, si, INNER_ONE), n, sn, k_ok, BLOCK_N, BLOCK_K)
+        total = sum_columns(x_ptr + _kept_offsets(k, inner, so, si, INNER_ONE), n, sn, k_ok, BLOCK_N, BLOCK_K,
+                            INT)
         if MEAN:
             total = total / n  # n == 0 gives NaN, as torch's mean of nothing
         tl.store(out_ptr + k, total.to(out_ptr.dtype.element_ty), mask=k_ok)
@@ -69,15 +71,17 @@ def tiles(n_kept: int, n: int, inner: int, bytes_per_elem: float) -> tuple[int, 
 
 def reduce_sum(x: torch.Tensor, dim=None, keepdim: bool = False, dtype: torch.dtype | None = None,
                mean: bool = False) -> torch.Tensor:
-    """torch.sum / torch.mean over `dim`, MLU style, fp32 accumulation."""
-    out, geometry = prepare_sum(x, dim, keepdim, dtype)
+    """torch.sum / torch.mean over `dim`, MLU style, fp32 accumulation; a sum of bool or integers (or
+    with an integer `dtype`) accumulates in int64 exactly, as the generic kernel."""
+    out, geometry = prepare_sum(x, dim, keepdim, dtype, mean)
     if geometry is None:
         return out
     src, outer, n, inner, (so, sn, si) = geometry
-    # live tiles: the fp32 accumulator and the loaded x
-    block_n, block_k, programs = tiles(outer * inner, n, inner, 4 + src.element_size())
+    is_int = not out.is_floating_point()
+    # live tiles: the accumulator (fp32, or int64) and the loaded x
+    block_n, block_k, programs = tiles(outer * inner, n, inner, (8 if is_int else 4) + src.element_size())
     launch(_sum_kernel, (programs,), src, out, outer * inner, n, inner, so, sn, si, MEAN=mean,
-           INNER_ONE=inner == 1, BLOCK_N=block_n, BLOCK_K=block_k, num_warps=sizing.NUM_WARPS)
+           INNER_ONE=inner == 1, BLOCK_N=block_n, BLOCK_K=block_k, INT=is_int, num_warps=sizing.NUM_WARPS)
     return out
 
 

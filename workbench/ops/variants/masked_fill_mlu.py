@@ -8,7 +8,8 @@ from .._mlu.elementwise import ternary
 
 def masked_fill(input: torch.Tensor, mask: torch.Tensor, value) -> torch.Tensor:
     check_args(input, mask, value)
-    return ternary(_fill_where, mask, value, input, input.dtype, names=("mask", "value", "input"))
+    return ternary(_fill_where, mask, value, input, input.dtype, names=("mask", "value", "input"),
+                   integers=True)
 
 
 SPEC.add_variant("mlu", masked_fill)

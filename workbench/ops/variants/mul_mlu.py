@@ -7,7 +7,7 @@ from .._mlu.elementwise import binary
 
 
 def mul(input: torch.Tensor, other) -> torch.Tensor:
-    return binary(_mul, input, other)
+    return binary(_mul, input, other, integers=True)
 
 
 SPEC.add_variant("mlu", mul)

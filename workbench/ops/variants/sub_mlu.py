@@ -7,7 +7,7 @@ from .._mlu.elementwise import binary
 
 
 def sub(input: torch.Tensor, other, *, alpha=1) -> torch.Tensor:
-    return binary(_sub, input, other, b_scale=alpha)
+    return binary(_sub, input, other, b_scale=alpha, integers=True)
 
 
 SPEC.add_variant("mlu", sub)

@@ -7,7 +7,7 @@ from .._mlu.elementwise import ternary
 
 
 def where(condition: torch.Tensor, input, other) -> torch.Tensor:
-    return ternary(_select, condition, input, other, _result_type(input, other))
+    return ternary(_select, condition, input, other, _result_type(input, other), integers=True)
 
 
 SPEC.add_variant("mlu", where)

@@ -1,0 +1,14 @@
+"""eq, MLU style: the generic op's comparison (exact int64 for integers) on the grid-stride launcher."""
+
+import torch
+
+from .._compare import compare
+from .._mlu.elementwise import binary
+from ..eq import SPEC, _eq
+
+
+def eq(input: torch.Tensor, other) -> torch.Tensor:
+    return compare(_eq, input, other, binary)
+
+
+SPEC.add_variant("mlu", eq)

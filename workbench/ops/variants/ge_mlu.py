@@ -1,0 +1,14 @@
+"""ge, MLU style: the generic op's comparison (exact int64 for integers) on the grid-stride launcher."""
+
+import torch
+
+from .._compare import compare
+from .._mlu.elementwise import binary
+from ..ge import SPEC, _ge
+
+
+def ge(input: torch.Tensor, other) -> torch.Tensor:
+    return compare(_ge, input, other, binary)
+
+
+SPEC.add_variant("mlu", ge)

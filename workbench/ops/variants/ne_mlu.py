@@ -1,0 +1,14 @@
+"""ne, MLU style: the generic op's comparison (exact int64 for integers) on the grid-stride launcher."""
+
+import torch
+
+from .._compare import compare
+from .._mlu.elementwise import binary
+from ..ne import SPEC, _ne
+
+
+def ne(input: torch.Tensor, other) -> torch.Tensor:
+    return compare(_ne, input, other, binary)
+
+
+SPEC.add_variant("mlu", ne)
