@@ -18,7 +18,7 @@ import triton.language as tl
 
 from workbench import backends
 
-from . import _rows
+from . import _rows, _split_rows
 from ._common import check_tensor, new_output
 from ._elementwise import _merge_dims
 from ._launch import launch
@@ -76,25 +76,42 @@ def max_columns(base, n, sn, col_ok, BLOCK_N: tl.constexpr, BLOCK_I: tl.constexp
 
 
 @triton.jit
-def _sum_kernel(x_ptr, out_ptr, n, inner, so, sn, si,
+def _sum_kernel(x_ptr, out_ptr, n, inner, so, sn, si, chunk, count,
                 MEAN: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_I: tl.constexpr, INT: tl.constexpr):
+    """Program (o, column tile, split) sums rows [split * chunk, + chunk) of its columns into
+    out[o, split, cols]; with one split that is the whole sum (MEAN: divided by `count`)."""
     o = tl.program_id(0).to(tl.int64)
     cols = tl.program_id(1).to(tl.int64) * BLOCK_I + tl.arange(0, BLOCK_I)
+    split = tl.program_id(2).to(tl.int64)
     col_ok = cols < inner
-    total = sum_columns(x_ptr + o * so + cols * si, n, sn, col_ok, BLOCK_N, BLOCK_I, INT)
+    start = split * chunk
+    total = sum_columns(x_ptr + o * so + start * sn + cols * si, tl.minimum(chunk, n - start), sn, col_ok,
+                        BLOCK_N, BLOCK_I, INT)
     if MEAN:
-        total = total / n  # n == 0 gives NaN, as torch's mean of nothing
-    tl.store(out_ptr + o * inner + cols, total.to(out_ptr.dtype.element_ty), mask=col_ok)
+        total = total / count  # count == 0 gives NaN, as torch's mean of nothing
+    tl.store(out_ptr + (o * tl.num_programs(2) + split) * inner + cols, total.to(out_ptr.dtype.element_ty),
+             mask=col_ok)
 
 
 @triton.jit
-def _max_kernel(x_ptr, out_ptr, idx_ptr, n, inner, so, sn, si, BLOCK_N: tl.constexpr, BLOCK_I: tl.constexpr):
+def _max_kernel(x_ptr, out_ptr, idx_ptr, part_idx_ptr, n, inner, so, sn, si, chunk,
+                MERGE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_I: tl.constexpr):
+    """Program (o, column tile, split): the max and its index over rows [split * chunk, + chunk). MERGE:
+    x holds the splits' maxima and part_idx their indices; the position found picks the index."""
     o = tl.program_id(0).to(tl.int64)
     cols = tl.program_id(1).to(tl.int64) * BLOCK_I + tl.arange(0, BLOCK_I)
+    split = tl.program_id(2).to(tl.int64)
     col_ok = cols < inner
-    best, best_at = max_columns(x_ptr + o * so + cols * si, n, sn, col_ok, BLOCK_N, BLOCK_I)
-    tl.store(out_ptr + o * inner + cols, best.to(out_ptr.dtype.element_ty), mask=col_ok)
-    tl.store(idx_ptr + o * inner + cols, best_at, mask=col_ok)
+    start = split * chunk
+    best, best_at = max_columns(x_ptr + o * so + start * sn + cols * si, tl.minimum(chunk, n - start), sn,
+                                col_ok, BLOCK_N, BLOCK_I)
+    if MERGE:  # the winning split's own index (splits in order: ties and NaNs keep the first, as torch)
+        best_at = tl.load(part_idx_ptr + o * so + best_at * sn + cols * si, mask=col_ok, other=0)
+    else:
+        best_at += start
+    out = (o * tl.num_programs(2) + split) * inner + cols
+    tl.store(out_ptr + out, best.to(out_ptr.dtype.element_ty), mask=col_ok)
+    tl.store(idx_ptr + out, best_at, mask=col_ok)
 
 
 def normalize_dims(x: torch.Tensor, dim, name: str = "dim") -> list[int]:
@@ -155,12 +172,21 @@ def _tiles(n: int, inner: int) -> tuple[int, int, int]:
     return block_n, block_i, _rows.row_warps(min(block_n * block_i, TILE))
 
 
-def _grid(outer: int, inner: int, block_i: int) -> tuple[int, int]:
+def _grid(outer: int, inner: int, block_i: int, splits: int = 1) -> tuple[int, int, int]:
     tiles = cdiv(inner, block_i)
     if tiles > MAX_GRID_Y:
         raise ValueError(f"x: {inner} kept elements after the reduced dims need {tiles} column tiles, "
                          f"more than the {MAX_GRID_Y} this launch allows")
-    return outer, tiles
+    return outer, tiles, splits
+
+
+def _splits(outer: int, inner: int, n: int, block_n: int, block_i: int) -> tuple[int, int]:
+    """(splits, rows per split): a long reduction with too few (outer x column tile) programs to fill the
+    device is cut into splits of whole tiles, reduced again by a second pass."""
+    programs = outer * cdiv(inner, block_i)
+    if programs >= _split_rows.target_programs() or n < 2 * block_n:
+        return 1, n
+    return _split_rows.chunking(programs, n, block_n)
 
 
 def prepare_sum(x: torch.Tensor, dim, keepdim: bool, dtype: torch.dtype | None, mean: bool = False):
@@ -203,8 +229,17 @@ def reduce_sum(x: torch.Tensor, dim=None, keepdim: bool = False, dtype: torch.dt
         return out
     src, outer, n, inner, (so, sn, si) = geometry
     block_n, block_i, warps = _tiles(n, inner)
-    launch(_sum_kernel, _grid(outer, inner, block_i), src, out, n, inner, so, sn, si, MEAN=mean,
-           BLOCK_N=block_n, BLOCK_I=block_i, INT=not out.is_floating_point(), num_warps=warps)
+    splits, chunk = _splits(outer, inner, n, block_n, block_i)
+    integer = not out.is_floating_point()
+    if splits > 1:  # partial sums (fp32, or int64 for integers), then their sum
+        part = torch.empty((outer, splits, inner), dtype=torch.int64 if integer else torch.float32,
+                           device=x.device)
+        launch(_sum_kernel, _grid(outer, inner, block_i, splits), src, part, n, inner, so, sn, si, chunk, n,
+               MEAN=False, BLOCK_N=block_n, BLOCK_I=block_i, INT=integer, num_warps=warps)
+        src, n, (so, sn, si) = part, splits, (splits * inner, inner, 1)
+        block_n, block_i, warps = _tiles(n, inner)
+    launch(_sum_kernel, _grid(outer, inner, block_i), src, out, n, inner, so, sn, si, n,
+           geometry[2], MEAN=mean, BLOCK_N=block_n, BLOCK_I=block_i, INT=integer, num_warps=warps)
     return out
 
 
@@ -214,6 +249,15 @@ def reduce_max(x: torch.Tensor, dim: int, keepdim: bool = False):
     if geometry is not None:
         src, outer, n, inner, (so, sn, si) = geometry
         block_n, block_i, warps = _tiles(n, inner)
-        launch(_max_kernel, _grid(outer, inner, block_i), src, values, indices, n, inner, so, sn, si,
-               BLOCK_N=block_n, BLOCK_I=block_i, num_warps=warps)
+        splits, chunk = _splits(outer, inner, n, block_n, block_i)
+        part_idx = indices
+        if splits > 1:  # each split's max and index, then the max over splits
+            part = torch.empty((outer, splits, inner), dtype=torch.float32, device=x.device)
+            part_idx = torch.empty((outer, splits, inner), dtype=torch.int64, device=x.device)
+            launch(_max_kernel, _grid(outer, inner, block_i, splits), src, part, part_idx, part_idx, n, inner,
+                   so, sn, si, chunk, MERGE=False, BLOCK_N=block_n, BLOCK_I=block_i, num_warps=warps)
+            src, n, (so, sn, si) = part, splits, (splits * inner, inner, 1)
+            block_n, block_i, warps = _tiles(n, inner)
+        launch(_max_kernel, _grid(outer, inner, block_i), src, values, indices, part_idx, n, inner, so, sn, si,
+               n, MERGE=splits > 1, BLOCK_N=block_n, BLOCK_I=block_i, num_warps=warps)
     return torch.return_types.max((values, indices))

@@ -1,0 +1,33 @@
+"""Reductions too long for the programs they start are split over more programs and reduced twice:
+forced here on small shapes (small tiles, a large device) and compared with torch, NaNs and ties included."""
+
+import pytest
+import torch
+
+import workbench
+from workbench import backends
+from workbench.ops import _reduce, _split_rows
+
+
+@pytest.fixture
+def forced_splits(monkeypatch):
+    monkeypatch.setattr(_reduce, "TILE", 64 // backends.active().policy.block_scale or 1)
+    monkeypatch.setattr(_split_rows, "target_programs", lambda: 64)
+    assert _reduce._splits(1, 1, 5000, *_reduce._tiles(5000, 1)[:2])[0] > 1
+
+
+@pytest.mark.parametrize("shape,dim", [((2, 5000), -1), ((3000, 3), 0)])
+def test_split_sum_mean_max_match_torch(forced_splits, shape, dim):
+    gen = torch.Generator().manual_seed(7)
+    dev = backends.active().device()
+    x = torch.randn(shape, generator=gen).round(decimals=1).to(dev)  # rounded: ties for max
+    x.view(-1)[1234] = float("nan")
+    ints = torch.randint(-2**40, 2**40, shape, generator=gen).to(dev)
+    assert torch.allclose(workbench.ops.sum(x, dim), x.double().sum(dim).float(), equal_nan=True)
+    assert torch.allclose(workbench.ops.mean(x.nan_to_num(), dim), x.nan_to_num().double().mean(dim).float())
+    assert torch.equal(workbench.ops.sum(ints, dim), ints.sum(dim))
+    values, indices = workbench.ops.max(x, dim)
+    want = torch.max(x, dim)
+    assert torch.equal(values.isnan(), want.values.isnan()) and torch.equal(indices, want.indices)
+    clean = x.nan_to_num(0.0)
+    assert torch.equal(workbench.ops.max(clean, dim).indices, torch.max(clean, dim).indices)
