@@ -94,7 +94,8 @@ def launch_overhead() -> pd.DataFrame:
 
     def bare():
         _elementwise._unary_kernel[(triton.cdiv(x.numel(), _elementwise.BLOCK),)](
-            x, out, x.numel(), *flat[0], *flat[1][0], FN=silu._silu, CONTIGUOUS=True, BLOCK=_elementwise.BLOCK)
+            x, out, x.numel(), *flat[0], *flat[1][0], FN=silu._silu, CONTIGUOUS=True, INT=False,
+            BLOCK=_elementwise.BLOCK)
 
     calls = {"torch silu": lambda: torch.nn.functional.silu(x), "workbench silu": lambda: silu.silu(x),
              "bare triton launch": bare, "torch.empty": lambda: torch.empty_like(x)}

@@ -253,7 +253,8 @@ def check(ops: Iterable[str] | None = None, cases: Iterable[str] = ("quick",),
                 continue
             rows.append(check_case(spec, case, dtype, seed + i, variant=variant, rules=rules))
     columns = ["op", "variant", "backend", "case", "dtype", "shape", "rel_err", "max_abs_err", "tol",
-               "nonfinite_match", "elementwise_ok", "dtype_match", "passed", "skipped", "error", "seed"]
+               "nonfinite_match", "elementwise_ok", "dtype_match", "passed", "native_rel_err", "native_passed",
+               "skipped", "error", "seed"]
     if rules is not None:
         columns.insert(columns.index("skipped"), "violations")
     df = pd.DataFrame(rows)
