@@ -26,7 +26,7 @@ from . import _split_rows
 from ._common import check_dtype_match, check_same_device, check_tensor, new_output
 from ._launch import launch
 from ._shapes import broadcast, cdiv, next_pow2
-from .spec import Case, Cost, OpSpec, nbytes, numel, randn, register
+from .spec import DEFAULT_TOLERANCE, Case, Cost, OpSpec, nbytes, numel, randn, register
 
 LOG2E = 1.4426950408889634
 # A float mask value scaled to base 2 is kept finite (transformers masks with finfo.min, which times
@@ -550,5 +550,9 @@ SPEC = register(OpSpec(
                 lambda impl, query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, *, scale=None,
                 enable_gqa=False: impl(query, key, value, attn_mask, dropout_p, is_causal, scale=scale,
                                        enable_gqa=enable_gqa)},
+    # bf16: torch's own SDPA misses the default 1e-2 elementwise bound at Qwen3-8B prefill: it needs 0.018-0.021
+    # on those inputs, as this kernel does (rel err 2.0e-3 for both; benchmarks/sdpa_bound.py on an H200,
+    # benchmarks/results/h200/sdpa_bound.csv). P is rounded to bf16 before P @ V in flash-style kernels.
+    tolerance={**DEFAULT_TOLERANCE, torch.bfloat16: 3e-2},
     doc="Flash-style prefill and split-KV decode attention; causal (top-left), GQA, bool/additive masks.",
 ))
