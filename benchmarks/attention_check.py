@@ -144,7 +144,7 @@ def main() -> int:
         table = timing.pivot(index="case", columns="impl", values="ms").reindex([c[0] for c in CASES])
         table["speedup"] = table["torch flash"] / table["workbench"]
         table["meets 0.9x"] = table["speedup"] >= TARGET
-        print(f"\nSDPA, bf16, ms (do_bench median) on {meta['device']}:")
+        print(f"\nSDPA, bf16, ms (kernel timer median) on {meta['device']}:")
         print(table.to_string())
     errors = timing[timing["error"] != ""]
     for e in errors.itertuples():
