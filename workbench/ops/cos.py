@@ -17,7 +17,8 @@ def cos(x: torch.Tensor) -> torch.Tensor:
     return unary(_cos, x)
 
 
-def _cases() -> dict:
+def angle_cases() -> dict:
+    """The unary cases plus RoPE's angle table at Qwen3-8B size; shared by cos and sin."""
     cases = without_big(unary_cases())  # the unary launcher's big case is exp's
 
     def angles(d, dev, g):  # RoPE angles: positions 0..2047 times inv_freq, head_dim 128, theta 1e6
@@ -32,7 +33,7 @@ SPEC = register(OpSpec(
     name="cos",
     reference=torch.cos,
     impl=cos,
-    cases=_cases(),
+    cases=angle_cases(),
     cost=unary_cost,
     aten_impls={"aten::cos": lambda impl, self: impl(self)},
 ))

@@ -4,8 +4,9 @@ import torch
 import triton
 import triton.language as tl
 
-from ._elementwise import unary, unary_cases, unary_cost
-from .spec import Case, OpSpec, register, without_big
+from ._elementwise import unary, unary_cost
+from .cos import angle_cases
+from .spec import OpSpec, register
 
 
 @triton.jit
@@ -17,22 +18,11 @@ def sin(x: torch.Tensor) -> torch.Tensor:
     return unary(_sin, x)
 
 
-def _cases() -> dict:
-    cases = without_big(unary_cases())  # the unary launcher's big case is exp's
-
-    def angles(d, dev, g):  # RoPE angles: positions 0..2047 times inv_freq, head_dim 128, theta 1e6
-        inv_freq = 1.0 / (1e6 ** (torch.arange(0, 128, 2, dtype=torch.float32, device=dev) / 128))
-        pos = torch.arange(2048, dtype=torch.float32, device=dev)
-        return (torch.cat([pos[:, None] * inv_freq] * 2, -1).to(d),), {}
-
-    return {**cases, "llm": lambda: cases["llm"]() + [Case("rope angles 2048x128", angles)]}
-
-
 SPEC = register(OpSpec(
     name="sin",
     reference=torch.sin,
     impl=sin,
-    cases=_cases(),
+    cases=angle_cases(),
     cost=unary_cost,
     aten_impls={"aten::sin": lambda impl, self: impl(self)},
 ))
