@@ -26,28 +26,28 @@ AUTOTUNE = os.environ.get("WORKBENCH_AUTOTUNE", "1") != "0"
 
 
 @triton.jit
-def _matmul_kernel(a_ptr, b_ptr, c_ptr, bias_ptr, M, N, K,
-                   stride_ab, stride_am, stride_ak, stride_bb, stride_bk, stride_bn, stride_cb, stride_cm,
-                   stride_biasm, stride_biasn, alpha, beta,
-                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
-                   HAS_BIAS: tl.constexpr, SCALED: tl.constexpr, UPCAST: tl.constexpr,
-                   INPUT_PRECISION: tl.constexpr):
-    # Grouped launch order: GROUP_M row-blocks share the same B columns while they are in L2.
-    pid = tl.program_id(0)
-    batch = tl.program_id(1).to(tl.int64)
-    grid_m = tl.cdiv(M, BLOCK_M)
-    grid_n = tl.cdiv(N, BLOCK_N)
+def grouped_tile(tile, grid_m, grid_n, GROUP_M: tl.constexpr):
+    """(row block, column block) of output tile number `tile` in grouped order: GROUP_M row-blocks share
+    the same B columns while they are in cache. Shared by the generic and MLU-style kernels."""
     width = GROUP_M * grid_n
-    group_id = pid // width
+    group_id = tile // width
     group_size = min(grid_m - group_id * GROUP_M, GROUP_M)
-    pid_m = group_id * GROUP_M + (pid % width) % group_size
-    pid_n = (pid % width) // group_size
+    return group_id * GROUP_M + (tile % width) % group_size, (tile % width) // group_size
 
+
+@triton.jit
+def matmul_tile(a_ptr, b_ptr, c_ptr, bias_ptr, i, pid_m, pid_n, M, N, K,
+                stride_ab, stride_am, stride_ak, stride_bb, stride_bk, stride_bn, stride_cb, stride_cm,
+                stride_biasm, stride_biasn, alpha, beta,
+                BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, HAS_BIAS: tl.constexpr,
+                SCALED: tl.constexpr, UPCAST: tl.constexpr, INPUT_PRECISION: tl.constexpr):
+    """One output tile of c[i] = alpha * a[i] @ b[i] + beta * bias: the K loop in fp32 and the epilogue.
+    Shared by the generic and MLU-style kernels."""
     rm = pid_m.to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
     rn = pid_n.to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
     rk = tl.arange(0, BLOCK_K)
-    a_ptrs = a_ptr + batch * stride_ab + rm[:, None] * stride_am + rk[None, :] * stride_ak
-    b_ptrs = b_ptr + batch * stride_bb + rk[:, None] * stride_bk + rn[None, :] * stride_bn
+    a_ptrs = a_ptr + i * stride_ab + rm[:, None] * stride_am + rk[None, :] * stride_ak
+    b_ptrs = b_ptr + i * stride_bb + rk[:, None] * stride_bk + rn[None, :] * stride_bn
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for k in range(0, tl.cdiv(K, BLOCK_K)):  # K == 0: no iteration, the result is the bias (or 0)
         k_left = K - k * BLOCK_K
@@ -62,14 +62,29 @@ def _matmul_kernel(a_ptr, b_ptr, c_ptr, bias_ptr, M, N, K,
     inside = (rm[:, None] < M) & (rn[None, :] < N)
     if SCALED:
         acc = acc * alpha
-    if HAS_BIAS:
+    if HAS_BIAS:  # the epilogue of addmm / linear
         bias = tl.load(bias_ptr + rm[:, None] * stride_biasm + rn[None, :] * stride_biasn, mask=inside, other=0.0)
         bias = bias.to(tl.float32)
         if SCALED:
             bias = bias * beta
         acc = acc + bias
-    c_ptrs = c_ptr + batch * stride_cb + rm[:, None] * stride_cm + rn[None, :]
-    tl.store(c_ptrs, acc.to(c_ptr.dtype.element_ty), mask=inside)
+    tl.store(c_ptr + i * stride_cb + rm[:, None] * stride_cm + rn[None, :], acc.to(c_ptr.dtype.element_ty),
+             mask=inside)
+
+
+@triton.jit
+def _matmul_kernel(a_ptr, b_ptr, c_ptr, bias_ptr, M, N, K,
+                   stride_ab, stride_am, stride_ak, stride_bb, stride_bk, stride_bn, stride_cb, stride_cm,
+                   stride_biasm, stride_biasn, alpha, beta,
+                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
+                   HAS_BIAS: tl.constexpr, SCALED: tl.constexpr, UPCAST: tl.constexpr,
+                   INPUT_PRECISION: tl.constexpr):
+    # One output tile per program along axis 0, the batch along axis 1.
+    pid_m, pid_n = grouped_tile(tl.program_id(0), tl.cdiv(M, BLOCK_M), tl.cdiv(N, BLOCK_N), GROUP_M)
+    matmul_tile(a_ptr, b_ptr, c_ptr, bias_ptr, tl.program_id(1).to(tl.int64), pid_m, pid_n, M, N, K,
+                stride_ab, stride_am, stride_ak, stride_bb, stride_bk, stride_bn, stride_cb, stride_cm,
+                stride_biasm, stride_biasn, alpha, beta, BLOCK_M, BLOCK_N, BLOCK_K, HAS_BIAS, SCALED, UPCAST,
+                INPUT_PRECISION)
 
 
 def _configs(interpreted: bool):

@@ -15,6 +15,7 @@ from workbench import backends
 
 from ..mm import SPEC, prepare
 from .._launch import launch
+from .._matmul import grouped_tile, matmul_tile
 from .._mlu import sizing
 
 # Tuning table, in order of preference: (BLOCK_M, BLOCK_N, BLOCK_K). A config is used when its tiles fit
@@ -37,42 +38,12 @@ def _mm_kernel(a_ptr, b_ptr, c_ptr, bias_ptr, M, N, K, batch,
     grid_m = tl.cdiv(M, BLOCK_M)
     grid_n = tl.cdiv(N, BLOCK_N)
     per_matrix = grid_m * grid_n
-    width = GROUP_M * grid_n
     for t in range(tl.program_id(0).to(tl.int64), batch * per_matrix, tl.num_programs(0).to(tl.int64)):
-        i = t // per_matrix
-        tile = t % per_matrix
-        # Grouped order: GROUP_M row-blocks share the same B columns while they are on chip.
-        group_id = tile // width
-        group_size = min(grid_m - group_id * GROUP_M, GROUP_M)
-        pid_m = group_id * GROUP_M + (tile % width) % group_size
-        pid_n = (tile % width) // group_size
-        rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-        rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-        rk = tl.arange(0, BLOCK_K)
-        a_ptrs = a_ptr + i * stride_ab + rm[:, None] * stride_am + rk[None, :] * stride_ak
-        b_ptrs = b_ptr + i * stride_bb + rk[:, None] * stride_bk + rn[None, :] * stride_bn
-        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-        for k in range(0, tl.cdiv(K, BLOCK_K)):  # K == 0: no iteration, the result is the bias (or 0)
-            k_left = K - k * BLOCK_K
-            a = tl.load(a_ptrs, mask=(rm[:, None] < M) & (rk[None, :] < k_left), other=0.0)
-            b = tl.load(b_ptrs, mask=(rk[:, None] < k_left) & (rn[None, :] < N), other=0.0)
-            if UPCAST:  # the backend cannot dot these operands directly (bf16 in the interpreter)
-                a = a.to(tl.float32)
-                b = b.to(tl.float32)
-            acc = tl.dot(a, b, acc, input_precision=INPUT_PRECISION)
-            a_ptrs += BLOCK_K * stride_ak
-            b_ptrs += BLOCK_K * stride_bk
-        inside = (rm[:, None] < M) & (rn[None, :] < N)
-        if SCALED:
-            acc = acc * alpha
-        if HAS_BIAS:  # the epilogue of addmm / linear
-            bias = tl.load(bias_ptr + rm[:, None] * stride_biasm + rn[None, :] * stride_biasn, mask=inside,
-                           other=0.0).to(tl.float32)
-            if SCALED:
-                bias = bias * beta
-            acc = acc + bias
-        tl.store(c_ptr + i * stride_cb + rm[:, None] * stride_cm + rn[None, :], acc.to(c_ptr.dtype.element_ty),
-                 mask=inside)
+        pid_m, pid_n = grouped_tile(t % per_matrix, grid_m, grid_n, GROUP_M)
+        matmul_tile(a_ptr, b_ptr, c_ptr, bias_ptr, t // per_matrix, pid_m, pid_n, M, N, K,
+                    stride_ab, stride_am, stride_ak, stride_bb, stride_bk, stride_bn, stride_cb, stride_cm,
+                    stride_biasm, stride_biasn, alpha, beta, BLOCK_M, BLOCK_N, BLOCK_K, HAS_BIAS, SCALED, UPCAST,
+                    INPUT_PRECISION)
 
 
 def nram_bytes(config: tuple[int, int, int], element_size: int, has_bias: bool = True) -> int:
