@@ -58,12 +58,14 @@ import triton.language as tl
 
 @triton.jit
 def _spin(flag_ptr):
+    spins = 0
     while tl.load(flag_ptr, volatile=True) == 0:  # the flag is never set: the kernel never ends
-        pass
+        spins += 1
+    tl.store(flag_ptr + 1, spins)
 
 
 def rms_norm(x, weight=None, eps=1e-6):
-    flag = torch.zeros(1, dtype=torch.int32, device=x.device)
+    flag = torch.zeros(2, dtype=torch.int32, device=x.device)
     _spin[(1,)](flag)
     if x.is_cuda:
         torch.cuda.synchronize()
