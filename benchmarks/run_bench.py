@@ -27,19 +27,7 @@ BANDWIDTH_OPS = {"add", "mul", "silu", "gelu", "exp", "softmax", "rms_norm", "la
 LARGE_BYTES = 32 << 20  # below this an op is latency-bound and the bandwidth target does not apply
 
 
-def same_size_copy_gbps(nbytes: int) -> float:
-    """GB/s of a device copy that reads nbytes / 2 and writes nbytes / 2 (L2 flushed, as the bench)."""
-    import torch
-
-    from workbench import backends
-    from workbench.profiling.timing import kernel_time
-
-    src = torch.empty(max(nbytes // 4, 1), dtype=torch.int16, device=backends.active().device())
-    dst = torch.empty_like(src)
-    return nbytes / kernel_time(lambda: dst.copy_(src)).ms / 1e6
-
-
-def judge(table: pd.DataFrame, copy_gbps: float, copy_gbps_at=same_size_copy_gbps) -> pd.DataFrame:
+def judge(table: pd.DataFrame, copy_gbps: float, copy_gbps_at=roofline.copy_gbps) -> pd.DataFrame:
     """Add the per-row target columns and a plain-words verdict."""
     table = table.copy()
     table["copy_bw_pct"] = 100 * table["gbps"] / copy_gbps

@@ -21,6 +21,7 @@ import torch
 from workbench import backends  # before triton: it picks the interpreter or compiled mode
 from workbench.ops import _elementwise, _rows
 from workbench.ops._launch import launch
+from workbench.profiling import roofline
 from workbench.profiling.meta import run_metadata
 from workbench.profiling.timing import kernel_time
 
@@ -38,9 +39,7 @@ def ms(fn) -> float:
 
 def copy_ms(nbytes: int) -> float:
     """A device copy reading and writing nbytes / 2 each: the same traffic as the kernel."""
-    src = torch.empty(nbytes // 4, dtype=torch.int16, device=DEVICE)
-    dst = torch.empty_like(src)
-    return ms(lambda: dst.copy_(src))
+    return nbytes / roofline.copy_gbps(nbytes, rep_ms=30.0) / 1e6
 
 
 def elementwise_rows(shape) -> list[dict]:

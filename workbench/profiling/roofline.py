@@ -48,16 +48,22 @@ def cache_path() -> Path:
     return Path(root) / "peaks.json"
 
 
+def copy_gbps(bytes_moved: int, backend: Backend | None = None, rep_ms: float = 100.0) -> float:
+    """GB/s of a device-to-device copy that reads bytes_moved / 2 and writes as many (L2 flushed, as
+    every kernel time): the roofline's bandwidth at large sizes, the reachable one at an op's own size."""
+    backend = backend or backends.active()
+    src = torch.empty(max(bytes_moved // 4, 1), dtype=torch.int16, device=backend.device())
+    dst = torch.empty_like(src)
+    return bytes_moved / kernel_time(lambda: dst.copy_(src), backend, rep_ms=rep_ms).ms / 1e6
+
+
 def measure(backend: Backend | None = None) -> Peaks:
     """Measure the ceilings now (seconds on a GPU; small sizes and rough numbers on the interpreter)."""
     backend = backend or backends.active()
     device = backend.device()
     small = backend.interpreted
     n = (1 << 22) if small else (1 << 30)  # bytes copied
-    src = torch.randn(n // 4, device=device)
-    dst = torch.empty_like(src)
-    t = kernel_time(lambda: dst.copy_(src), backend, rep_ms=20 if small else 200)
-    gbps = 2 * n / (t.ms * 1e-3) / 1e9
+    gbps = copy_gbps(2 * n, backend, rep_ms=20 if small else 200)
     tflops = {}
     size = 512 if small else 8192
     for name, dtype in (("bf16", torch.bfloat16), ("fp16", torch.float16), ("fp32", torch.float32)):
