@@ -27,6 +27,7 @@ class Capabilities:
     tf32: bool = False
     fp8: bool = False
     int64_atomics: bool = True
+    tma: bool = False  # tensor-memory-accelerator descriptors (NVIDIA Hopper and later)
 
 
 @dataclass(frozen=True)

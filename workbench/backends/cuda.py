@@ -51,6 +51,7 @@ class CudaBackend(Backend):
             tf32=major >= 8,
             fp8=(major, minor) >= (8, 9),
             int64_atomics=True,
+            tma=major >= 9,
         )
 
     @functools.cached_property

@@ -19,6 +19,7 @@ import os
 
 import torch
 import triton
+from triton.tools.tensor_descriptor import TensorDescriptor
 
 from workbench import backends
 
@@ -41,6 +42,8 @@ def _arg_key(a):
         return "i", a == 1, a % 16 == 0, -(2**31) <= a < 2**31
     if isinstance(a, float):
         return "f"
+    if isinstance(a, TensorDescriptor):  # specialised on its dtype and tiles; shape and strides to be safe
+        return "desc", a.base.dtype, tuple(a.block_shape), tuple(a.shape), tuple(a.strides), a.padding
     return type(a), a
 
 

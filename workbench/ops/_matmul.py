@@ -1,11 +1,14 @@
-"""The one matmul kernel behind mm, bmm, addmm and linear: `alpha * (a @ b) + beta * bias`, batched.
+"""The matmul kernels behind mm, bmm, addmm and linear: `alpha * (a @ b) + beta * bias`, batched.
 
 fp32 accumulation, strided operands (a transposed weight is just strides), an optional bias broadcast
-over rows or given per element, and a batch along grid axis 1 (stride 0 broadcasts an operand). Autotuned
-on (M, N, K) on GPUs; the tuned configuration is cached per shape, so only a shape's first call pays.
-$WORKBENCH_AUTOTUNE=0 (read at import) takes the first configuration that fits M instead: no timing runs and
-few compilations, for correctness runs where speed does not matter.
-"""
+over rows or given per element, and a batch along grid axis 1 (stride 0 broadcasts an operand).
+Two kernels share the grouped tile order: on Hopper and later, 16-bit operands with unit-stride rows and
+16-byte aligned strides go to a TMA-descriptor kernel (tiles copied by the tensor memory accelerator, one
+or several tiles per program); everything else (other devices, fp32, odd strides, a broadcast batch,
+M below TMA_MIN_M) goes to the pointer kernel. Both are autotuned on (M, N, K, layout) on GPUs; the tuned
+configuration is cached per shape, so only a shape's first call pays. $WORKBENCH_AUTOTUNE=0 (read at
+import) takes the first configuration that fits instead: no timing runs and few compilations, for
+correctness runs where speed does not matter."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import os
 import torch
 import triton
 import triton.language as tl
+from triton.tools.tensor_descriptor import TensorDescriptor
 
 from workbench import backends
 
@@ -87,6 +91,66 @@ def _matmul_kernel(a_ptr, b_ptr, c_ptr, bias_ptr, M, N, K,
                 INPUT_PRECISION)
 
 
+@triton.jit
+def _desc_tile(desc, i, row, col, ROWS: tl.constexpr, COLS: tl.constexpr, BATCHED: tl.constexpr):
+    """The (ROWS, COLS) tile at (row, col) of matrix i of a 3-D descriptor (BATCHED) or of a 2-D one."""
+    if BATCHED:
+        tile = desc.load([i, row, col]).reshape(ROWS, COLS)
+    else:
+        tile = desc.load([row, col])
+    return tile
+
+
+@triton.jit
+def _matmul_tma_kernel(a_desc, b_desc, c_desc, bias_ptr, M, N, K, stride_biasm, stride_biasn, alpha, beta,
+                       BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
+                       PROGRAMS: tl.constexpr, B_BY_ROWS: tl.constexpr, BATCHED: tl.constexpr,
+                       HAS_BIAS: tl.constexpr, SCALED: tl.constexpr, UPCAST: tl.constexpr,
+                       INPUT_PRECISION: tl.constexpr):
+    """c[i] = alpha * a[i] @ b[i] + beta * bias through tensor-memory (TMA) descriptors, Hopper and later.
+
+    The copy engine moves whole tiles into shared memory (out-of-range parts read as zero, stores are
+    clipped), so the K loop has no masks or address arithmetic. B_BY_ROWS: b is given as its (N, K)
+    transpose with K contiguous (a linear's weight, attention's k), loaded as (BLOCK_N, BLOCK_K) tiles and
+    transposed in registers. PROGRAMS > 0: that many persistent programs walk the tiles; 0: one tile each.
+    The batch is grid axis 1.
+    """
+    i = tl.program_id(1)
+    grid_m = tl.cdiv(M, BLOCK_M)
+    grid_n = tl.cdiv(N, BLOCK_N)
+    step = PROGRAMS if PROGRAMS > 0 else grid_m * grid_n
+    for tile in tl.range(tl.program_id(0), grid_m * grid_n, step, flatten=PROGRAMS > 0):
+        pid_m, pid_n = grouped_tile(tile, grid_m, grid_n, GROUP_M)
+        off_m = pid_m * BLOCK_M
+        off_n = pid_n * BLOCK_N
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        for k in range(0, K, BLOCK_K):
+            a = _desc_tile(a_desc, i, off_m, k, BLOCK_M, BLOCK_K, BATCHED)
+            if B_BY_ROWS:
+                b = _desc_tile(b_desc, i, off_n, k, BLOCK_N, BLOCK_K, BATCHED).T
+            else:
+                b = _desc_tile(b_desc, i, k, off_n, BLOCK_K, BLOCK_N, BATCHED)
+            if UPCAST:
+                a = a.to(tl.float32)
+                b = b.to(tl.float32)
+            acc = tl.dot(a, b, acc, input_precision=INPUT_PRECISION)
+        if SCALED:
+            acc = acc * alpha
+        if HAS_BIAS:
+            rm = off_m + tl.arange(0, BLOCK_M)
+            rn = off_n + tl.arange(0, BLOCK_N)
+            bias = tl.load(bias_ptr + rm[:, None] * stride_biasm + rn[None, :] * stride_biasn,
+                           mask=(rm[:, None] < M) & (rn[None, :] < N), other=0.0).to(tl.float32)
+            if SCALED:
+                bias = bias * beta
+            acc = acc + bias
+        out = acc.to(c_desc.dtype)
+        if BATCHED:
+            c_desc.store([i, off_m, off_n], out.reshape(1, BLOCK_M, BLOCK_N))
+        else:
+            c_desc.store([off_m, off_n], out)
+
+
 def _configs(interpreted: bool):
     if interpreted:  # the interpreter cannot autotune over several configs; big tiles run fastest there
         return [triton.Config({"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 32, "GROUP_M": 8})]
@@ -113,10 +177,95 @@ def _prune(configs, named_args, **_):
 # The layout is part of the key: a linear's weight (B transposed: stride_bk == 1) wants other tiles than a
 # row-major B of the same M, N, K; without it, whichever layout was tuned first served both.
 _autotuned = triton.autotune(configs=_configs(backends.active().interpreted),
-                             key=["M", "N", "K", "stride_ak", "stride_bk"],
+                             key=["M", "N", "K", "stride_ak", "stride_bk", "HAS_BIAS"],
                              prune_configs_by={"early_config_prune": _prune})(_matmul_kernel)
 # (M, N, K, dtype, layout, constexprs) -> the winning config's kwargs: later calls skip the autotuner entirely.
 _tuned: dict = {}
+
+# The TMA kernel serves 16-bit operands from this many rows of A up; smaller M keeps the pointer kernel,
+# whose thin tiles stream a weight faster at decode sizes.
+TMA_MIN_M = 64
+_TMA_DTYPES = (torch.float16, torch.bfloat16)
+
+
+def _tma_configs() -> dict[str, list]:
+    """Configs by the problems they are timed on: (BLOCK_M, BLOCK_N, BLOCK_K, stages, warps), each with one
+    tile per program and with one persistent program per SM."""
+    sms = backends.active().properties().cores if backends.active().capabilities.tma else 1
+    tiles = {
+        "large": [(128, 256, 64, 3, 8), (128, 256, 64, 4, 8), (256, 128, 64, 3, 8), (128, 128, 64, 4, 8),
+                  (128, 128, 64, 4, 4), (128, 64, 64, 4, 4), (64, 128, 64, 4, 4), (64, 128, 128, 4, 4),
+                  (128, 64, 128, 4, 4), (128, 128, 128, 3, 8)],
+        # K <= 256 (attention scores): the store dominates; two stages leave room for two programs per SM
+        "short_k": [(128, 128, 64, 2, 4), (64, 128, 64, 2, 4), (128, 256, 64, 2, 8)],
+        # M <= 64 (a decode batch): narrow, deep tiles so that enough programs stream the weight
+        "small_m": [(64, 64, 128, 4, 4), (64, 32, 128, 4, 4), (64, 32, 256, 3, 4), (64, 32, 256, 4, 4),
+                    (64, 64, 256, 3, 4)],
+    }
+    return {group: [triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k, "GROUP_M": 8, "PROGRAMS": programs},
+                                  num_stages=st, num_warps=w, pre_hook=_set_block_shapes)
+                    for m, n, k, st, w in shapes for programs in (0, sms)]
+            for group, shapes in tiles.items()}
+
+
+def _set_block_shapes(nargs):
+    """Autotuner hook: size the descriptors' tiles for the config being run."""
+    bm, bn, bk = nargs["BLOCK_M"], nargs["BLOCK_N"], nargs["BLOCK_K"]
+    lead = [1] if nargs["BATCHED"] else []
+    nargs["a_desc"].block_shape = lead + [bm, bk]
+    nargs["b_desc"].block_shape = lead + ([bn, bk] if nargs["B_BY_ROWS"] else [bk, bn])
+    nargs["c_desc"].block_shape = lead + [bm, bn]
+
+
+def _tma_layout(a, b, c, M, K, batch, a_strides, b_strides, c_strides) -> bool | None:
+    """None when the TMA kernel cannot take these operands, else whether B is read by rows (K contiguous).
+
+    TMA needs Hopper or later, unit stride along each tile's last dim, 16-byte aligned bases and strides,
+    and (batched) a real stride between matrices, not a broadcast.
+    """
+    if not backends.active().capabilities.tma or a.dtype not in _TMA_DTYPES or M < TMA_MIN_M or K == 0:
+        return None
+    if a_strides[2] != 1:
+        return None
+    if b_strides[2] == 1:
+        b_by_rows, b_row = False, b_strides[1]
+    elif b_strides[1] == 1:
+        b_by_rows, b_row = True, b_strides[2]
+    else:
+        return None
+    strides = [a_strides[1], b_row, c_strides[1]] + ([a_strides[0], b_strides[0], c_strides[0]] if batch > 1 else [])
+    size = a.element_size()
+    if any(s == 0 or (s * size) % 16 for s in strides) or any(t.data_ptr() % 16 for t in (a, b, c)):
+        return None
+    return b_by_rows
+
+
+def _tma_descriptors(a, b, c, M, N, K, batch, a_strides, b_strides, c_strides, b_by_rows, config=None):
+    """Host descriptors of a, b and c (3-D when batched); tiles from `config`, else placeholders that the
+    autotuner's hook sizes."""
+    bm, bn, bk = (config["BLOCK_M"], config["BLOCK_N"], config["BLOCK_K"]) if config else (16, 16, 16)
+    b_shape, b_row, b_block = ([N, K], b_strides[2], [bn, bk]) if b_by_rows else ([K, N], b_strides[1], [bk, bn])
+    parts = [(a, [M, K], a_strides[1], a_strides[0], [bm, bk]), (b, b_shape, b_row, b_strides[0], b_block),
+             (c, [M, N], c_strides[1], c_strides[0], [bm, bn])]
+    if batch == 1:
+        return [TensorDescriptor(t, shape, [row, 1], block) for t, shape, row, _, block in parts]
+    return [TensorDescriptor(t, [batch] + shape, [between, row, 1], [1] + block)
+            for t, shape, row, between, block in parts]
+
+
+def _prune_tma(configs, named_args, **_):
+    """The config groups that fit the problem; only the first config when not autotuning (or interpreted)."""
+    if named_args["M"] <= 64:
+        fits = _TMA_CONFIGS["small_m"]
+    else:
+        fits = _TMA_CONFIGS["large"] + (_TMA_CONFIGS["short_k"] if named_args["K"] <= 256 else [])
+    return fits if AUTOTUNE and not backends.active().interpreted else fits[:1]
+
+
+_TMA_CONFIGS = _tma_configs()
+_tma_autotuned = triton.autotune(configs=sum(_TMA_CONFIGS.values(), []),
+                                 key=["M", "N", "K", "B_BY_ROWS", "BATCHED", "HAS_BIAS"],
+                                 prune_configs_by={"early_config_prune": _prune_tma})(_matmul_tma_kernel)
 
 
 def check_operands(names: tuple[str, ...], *tensors: torch.Tensor) -> None:
@@ -149,6 +298,11 @@ def matmul(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, M: int, N: int, K:
     def grid(config):
         return (cdiv(M, config["BLOCK_M"]) * cdiv(N, config["BLOCK_N"]), batch)
 
+    b_by_rows = _tma_layout(a, b, c, M, K, batch, a_strides, b_strides, c_strides)
+    if b_by_rows is not None:
+        _matmul_tma(a, b, c, M, N, K, batch, a_strides, b_strides, c_strides, b_by_rows,
+                    bias if has_bias else c, bias_strides, alpha, beta, meta)
+        return c
     args = (a, b, c, bias if has_bias else c, M, N, K, *a_strides, *b_strides, *c_strides, *bias_strides,
             float(alpha), float(beta))
     key = (M, N, K, a.dtype, a_strides[2] == 1, b_strides[1] == 1, *meta.values())
@@ -159,6 +313,26 @@ def matmul(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, M: int, N: int, K:
     else:
         launch(_matmul_kernel, grid(config), *args, **meta, **config)
     return c
+
+
+def _matmul_tma(a, b, c, M, N, K, batch, a_strides, b_strides, c_strides, b_by_rows, bias, bias_strides,
+                alpha, beta, meta):
+    """matmul through `_matmul_tma_kernel`, autotuned on a shape's first call like the pointer kernel."""
+    meta = dict(meta, B_BY_ROWS=b_by_rows, BATCHED=batch > 1)
+
+    def grid(config):
+        tiles = cdiv(M, config["BLOCK_M"]) * cdiv(N, config["BLOCK_N"])
+        return (min(tiles, config["PROGRAMS"]) if config["PROGRAMS"] else tiles, batch)
+
+    key = ("tma", M, N, K, batch, a.dtype, b_by_rows, *meta.values())
+    config = _tuned.get(key)
+    descriptors = _tma_descriptors(a, b, c, M, N, K, batch, a_strides, b_strides, c_strides, b_by_rows, config)
+    args = (*descriptors, bias, M, N, K, *bias_strides, float(alpha), float(beta))
+    if config is None:
+        _tma_autotuned[grid](*args, **meta)
+        _tuned[key] = _tma_autotuned.best_config.all_kwargs()
+    else:
+        launch(_matmul_tma_kernel, grid(config), *args, **meta, **config)
 
 
 # Qwen3-8B linear layers as (K, N): MLP up/gate, MLP down, q/o projection, k/v projection, lm_head.

@@ -1,0 +1,106 @@
+"""The matmul family's two kernels side by side on Qwen3-8B shapes: the TMA-descriptor kernel (Hopper+)
+and the pointer kernel, each against the native op, bf16, one process, same inputs.
+
+Run from the repo root on a CUDA machine (the device copy has no .git, so pass the commit):
+    WORKBENCH_COMMIT=<sha> PYTHONPATH=$PWD python3 benchmarks/matmul_paths.py --out $OUT
+Writes matmul_paths.csv (one row per case: native / tma / pointer median ms, speedups, the tuned configs,
+rel. errors against an fp32 product) and prints the table. Timing: the bench's kernel timer (median device
+time, L2 flushed between reps). The pointer kernel is forced by raising `_matmul.TMA_MIN_M`; the TMA kernel
+at small M by lowering it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import workbench.ops  # noqa: F401  (binds the backend before triton is imported)
+
+
+def cases():
+    """(op, case name, make(gen) -> (args, native fn, ours fn))."""
+    import torch
+    import torch.nn.functional as F
+
+    from workbench.ops import REGISTRY
+
+    dev, dt = "cuda", torch.bfloat16
+
+    def rnd(gen, *shape, scale=1.0):
+        return (torch.randn(*shape, generator=gen, device=dev, dtype=torch.float32) * scale).to(dt)
+
+    out = []
+    for m, k, n in [(4096, 4096, 4096)] + [(2048, k, n) for k, n in ((4096, 12288), (12288, 4096), (4096, 4096),
+                                                                      (4096, 151936))]:
+        out.append(("mm", f"M={m} K={k} N={n}",
+                    lambda g, m=m, k=k, n=n: ((rnd(g, m, k), rnd(g, k, n)), torch.mm, REGISTRY["mm"].impl)))
+    for m, k, n in [(2048, k, n) for k, n in ((4096, 12288), (12288, 4096), (4096, 4096), (4096, 1024),
+                                             (4096, 151936))] + [(64, 4096, 4096), (256, 4096, 4096)]:
+        out.append(("linear", f"M={m} K={k} N={n}",
+                    lambda g, m=m, k=k, n=n: ((rnd(g, m, k), rnd(g, n, k, scale=k ** -0.5)), F.linear,
+                                              REGISTRY["linear"].impl)))
+    out.append(("addmm", "M=2048 K=4096 N=12288",
+                lambda g: ((rnd(g, 12288), rnd(g, 2048, 4096), rnd(g, 4096, 12288)), torch.addmm,
+                           REGISTRY["addmm"].impl)))
+    out.append(("bmm", "attn scores prefill 32x2048x128x2048",
+                lambda g: ((rnd(g, 32, 2048, 128), rnd(g, 32, 2048, 128).transpose(1, 2)), torch.bmm,
+                           REGISTRY["bmm"].impl)))
+    out.append(("bmm", "attn values prefill 32x2048x2048x128",
+                lambda g: ((rnd(g, 32, 2048, 2048), rnd(g, 32, 2048, 128)), torch.bmm, REGISTRY["bmm"].impl)))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    import pandas as pd
+    import torch
+
+    from workbench.ops import _matmul
+    from workbench.profiling.meta import run_metadata
+    from workbench.profiling.timing import kernel_time
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    meta = run_metadata()
+    t0 = time.time()
+    print(f"{meta['device']} torch {meta['torch']} triton {meta['triton']} commit {meta['commit']}", flush=True)
+    default_min_m = _matmul.TMA_MIN_M
+    rows = []
+    for op, name, make in cases():
+        gen = torch.Generator(device="cuda").manual_seed(0)
+        inputs, native, ours = make(gen)
+        row = {"op": op, "case": name}
+        with torch.inference_mode():
+            expect = native(*(t.float() for t in inputs))
+            row["native_ms"] = kernel_time(lambda: native(*inputs)).ms
+            for path, min_m in (("tma", 1), ("pointer", 10**9)):
+                _matmul.TMA_MIN_M = min_m
+                before = set(_matmul._tuned)
+                try:
+                    got = ours(*inputs)
+                    row[f"{path}_rel_err"] = float((got.float() - expect).norm() / expect.norm())
+                    row[f"{path}_ms"] = kernel_time(lambda: ours(*inputs)).ms
+                    row[f"{path}_speedup"] = row["native_ms"] / row[f"{path}_ms"]
+                    new = [_matmul._tuned[k] for k in set(_matmul._tuned) - before]
+                    row[f"{path}_config"] = str(new[0]) if new else ""
+                except Exception as e:  # noqa: BLE001 - a row per case, whatever happens
+                    row[f"{path}_error"] = f"{type(e).__name__}: {e}"[:300]
+        _matmul.TMA_MIN_M = default_min_m
+        rows.append(row | meta)
+        print(f"[{time.time() - t0:5.0f}s] {op:6s} {name:38s} native {row['native_ms']:.4f} ms  "
+              f"tma {row.get('tma_speedup', float('nan')):.3f}x  pointer {row.get('pointer_speedup', float('nan')):.3f}x"
+              f"  {row.get('tma_error', '')}{row.get('pointer_error', '')}", flush=True)
+        del inputs, expect
+        torch.cuda.empty_cache()
+    df = pd.DataFrame(rows)
+    df.to_csv(args.out / "matmul_paths.csv", index=False)
+    cols = [c for c in ("op", "case", "native_ms", "tma_speedup", "pointer_speedup", "tma_rel_err", "tma_config")
+            if c in df]
+    print(df[cols].to_string(index=False), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
