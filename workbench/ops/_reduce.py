@@ -54,25 +54,28 @@ def sum_columns(base, n, sn, col_ok, BLOCK_N: tl.constexpr, BLOCK_I: tl.constexp
 def max_columns(base, n, sn, col_ok, BLOCK_N: tl.constexpr, BLOCK_I: tl.constexpr):
     """(max, its index) over n steps of stride sn of the BLOCK_I columns starting at the pointers `base`.
 
-    torch.max: a NaN wins (the first one), else the first position of the largest value. Shared by the
-    generic kernel and the MLU-style variant (max)."""
+    torch.max: a NaN wins (the first one), else the first position of the largest value. Each lane of
+    the (BLOCK_N, BLOCK_I) tile keeps its own best and first NaN across the loop (elementwise, as
+    sum_columns accumulates); the tile is reduced across lanes once, at the end. Shared by the generic
+    kernel and the MLU-style variant (max)."""
     rn = tl.arange(0, BLOCK_N).to(tl.int64)
-    best = tl.full([BLOCK_I], -float("inf"), tl.float32)
-    best_at = tl.zeros([BLOCK_I], tl.int64)
-    first_nan = tl.full([BLOCK_I], n, tl.int64)
+    best = tl.full([BLOCK_N, BLOCK_I], -float("inf"), tl.float32)
+    best_at = tl.zeros([BLOCK_N, BLOCK_I], tl.int64) + rn[:, None]  # an all -inf column: its first row
+    first_nan = tl.full([BLOCK_N, BLOCK_I], n, tl.int64)
     for start in range(0, n, BLOCK_N):
-        r = start + rn
-        ok = (r < n)[:, None] & col_ok[None, :]
-        x = tl.load(base[None, :] + r[:, None] * sn, mask=ok, other=-float("inf")).to(tl.float32)
+        r = (start + rn)[:, None]
+        ok = (r < n) & col_ok[None, :]
+        x = tl.load(base[None, :] + r * sn, mask=ok, other=-float("inf")).to(tl.float32)
         is_nan = x != x
-        first_nan = tl.minimum(first_nan, tl.min(tl.where(is_nan, r[:, None], n), 0))
-        chunk_best, chunk_at = tl.max(tl.where(is_nan, -float("inf"), x), 0, return_indices=True,
-                                      return_indices_tie_break_left=True)
-        better = chunk_best > best  # ties keep the earlier chunk's position
-        best_at = tl.where(better, start + chunk_at.to(tl.int64), best_at)
-        best = tl.where(better, chunk_best, best)
-    has_nan = first_nan < n
-    return tl.where(has_nan, float("nan"), best), tl.where(has_nan, first_nan, best_at)
+        first_nan = tl.minimum(first_nan, tl.where(is_nan, r, n))
+        better = x > best  # NaN compares false; a tie keeps the lane's earlier row
+        best_at = tl.where(better, r, best_at)
+        best = tl.where(better, x, best)
+    top = tl.max(best, 0)
+    top_at = tl.min(tl.where(best == top[None, :], best_at, n), 0)  # the first row holding the max
+    nan_at = tl.min(first_nan, 0)
+    has_nan = nan_at < n
+    return tl.where(has_nan, float("nan"), top), tl.where(has_nan, nan_at, top_at)
 
 
 @triton.jit
