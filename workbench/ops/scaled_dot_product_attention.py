@@ -49,6 +49,8 @@ def _attend(acc, l_i, m_i, q, k_ptrs, v_ptrs, mask_rows, q_idx, row_ok, offs_n, 
     for start in range(lo, hi, BLOCK_N):
         cols = start + offs_n
         col_ok = cols < S
+        if MASK_KIND != 0:  # issued first: its latency hides behind the k load and the dot
+            mv = tl.load(mask_rows + cols[None, :] * stride_mn, mask=row_ok[:, None] & col_ok[None, :], other=0)
         # Unmasked head-dim loads when it fills the tile: they vectorise.
         if BOUNDS and EVEN_D:
             k = tl.load(k_ptrs, mask=col_ok[None, :], other=0.0)
@@ -62,7 +64,6 @@ def _attend(acc, l_i, m_i, q, k_ptrs, v_ptrs, mask_rows, q_idx, row_ok, offs_n, 
             k = k.to(tl.float32)
         s = tl.dot(q, k, input_precision="ieee") * scale_log2
         if MASK_KIND != 0:
-            mv = tl.load(mask_rows + cols[None, :] * stride_mn, mask=row_ok[:, None] & col_ok[None, :], other=0)
             if MASK_KIND == 1:
                 s = tl.where(mv != 0, s, -float("inf"))
             else:
