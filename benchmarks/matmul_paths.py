@@ -1,12 +1,13 @@
-"""The matmul family's two kernels side by side on Qwen3-8B shapes: the TMA-descriptor kernel (Hopper+)
-and the pointer kernel, each against the native op, bf16, one process, same inputs.
+"""The matmul family's paths side by side on Qwen3-8B shapes, each against the native op, bf16, one
+process, same inputs: `default` (what a call takes: the TMA-descriptor kernel from TMA_MIN_M rows on
+Hopper+, split-K for few output tiles), `no_split` (the same without split-K) and `pointer` (the pointer
+kernel alone, no split).
 
 Run from the repo root on a CUDA machine (the device copy has no .git, so pass the commit):
     WORKBENCH_COMMIT=<sha> PYTHONPATH=$PWD python3 benchmarks/matmul_paths.py --out $OUT
-Writes matmul_paths.csv (one row per case: native / tma / pointer median ms, speedups, the tuned configs,
+Writes matmul_paths.csv (one row per case: native and each path's median ms, speedups, the tuned configs,
 rel. errors against an fp32 product) and prints the table. Timing: the bench's kernel timer (median device
-time, L2 flushed between reps). The pointer kernel is forced by raising `_matmul.TMA_MIN_M`; the TMA kernel
-at small M by lowering it.
+time, L2 flushed between reps). Paths are picked by setting `_matmul.TMA_MIN_M` and `_matmul.SPLIT_K`.
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ def cases():
         out.append(("mm", f"M={m} K={k} N={n}",
                     lambda g, m=m, k=k, n=n: ((rnd(g, m, k), rnd(g, k, n)), torch.mm, REGISTRY["mm"].impl)))
     for m, k, n in [(2048, k, n) for k, n in ((4096, 12288), (12288, 4096), (4096, 4096), (4096, 1024),
-                                             (4096, 151936))] + [(64, 4096, 4096), (256, 4096, 4096)]:
+                                             (4096, 151936))] + [
+            (1, 4096, 1024), (1, 4096, 4096), (1, 12288, 4096), (16, 4096, 4096), (64, 4096, 4096),
+            (256, 4096, 4096)]:
         out.append(("linear", f"M={m} K={k} N={n}",
                     lambda g, m=m, k=k, n=n: ((rnd(g, m, k), rnd(g, n, k, scale=k ** -0.5)), F.linear,
                                               REGISTRY["linear"].impl)))
@@ -67,7 +70,9 @@ def main() -> None:
     meta = run_metadata()
     t0 = time.time()
     print(f"{meta['device']} torch {meta['torch']} triton {meta['triton']} commit {meta['commit']}", flush=True)
-    default_min_m = _matmul.TMA_MIN_M
+    defaults = {"TMA_MIN_M": _matmul.TMA_MIN_M, "SPLIT_K": _matmul.SPLIT_K}
+    paths = {"default": defaults, "no_split": dict(defaults, SPLIT_K=False),
+             "pointer": {"TMA_MIN_M": 10**9, "SPLIT_K": False}}
     rows = []
     for op, name, make in cases():
         gen = torch.Generator(device="cuda").manual_seed(0)
@@ -76,8 +81,9 @@ def main() -> None:
         with torch.inference_mode():
             expect = native(*(t.float() for t in inputs))
             row["native_ms"] = kernel_time(lambda: native(*inputs)).ms
-            for path, min_m in (("tma", 1), ("pointer", 10**9)):
-                _matmul.TMA_MIN_M = min_m
+            for path, settings in paths.items():
+                for name_, value in settings.items():
+                    setattr(_matmul, name_, value)
                 before = set(_matmul._tuned)
                 try:
                     got = ours(*inputs)
@@ -88,17 +94,19 @@ def main() -> None:
                     row[f"{path}_config"] = str(new[0]) if new else ""
                 except Exception as e:  # noqa: BLE001 - a row per case, whatever happens
                     row[f"{path}_error"] = f"{type(e).__name__}: {e}"[:300]
-        _matmul.TMA_MIN_M = default_min_m
+        for name_, value in defaults.items():
+            setattr(_matmul, name_, value)
         rows.append(row | meta)
-        print(f"[{time.time() - t0:5.0f}s] {op:6s} {name:38s} native {row['native_ms']:.4f} ms  "
-              f"tma {row.get('tma_speedup', float('nan')):.3f}x  pointer {row.get('pointer_speedup', float('nan')):.3f}x"
-              f"  {row.get('tma_error', '')}{row.get('pointer_error', '')}", flush=True)
+        speeds = "  ".join(f"{p} {row.get(f'{p}_speedup', float('nan')):.3f}x" for p in paths)
+        errors = " ".join(row.get(f"{p}_error", "") for p in paths).strip()
+        print(f"[{time.time() - t0:5.0f}s] {op:6s} {name:38s} native {row['native_ms']:.4f} ms  {speeds}  {errors}",
+              flush=True)
         del inputs, expect
         torch.cuda.empty_cache()
     df = pd.DataFrame(rows)
     df.to_csv(args.out / "matmul_paths.csv", index=False)
-    cols = [c for c in ("op", "case", "native_ms", "tma_speedup", "pointer_speedup", "tma_rel_err", "tma_config")
-            if c in df]
+    cols = [c for c in ("op", "case", "native_ms", "default_speedup", "no_split_speedup", "pointer_speedup",
+                        "default_rel_err", "default_config") if c in df]
     print(df[cols].to_string(index=False), file=sys.stderr)
 
 
