@@ -40,7 +40,8 @@ def judge(table: pd.DataFrame, copy_gbps: float, copy_gbps_at=roofline.copy_gbps
     for r in table.itertuples():
         misses = []
         if not r.passed:
-            misses.append("incorrect")
+            native_fails = r.native_passed == False  # noqa: E712 - None / NaN: native was not checked
+            misses.append("incorrect" + (" (native fails the same bound)" if native_fails else ""))
         if r.speedup < 0.9:
             misses.append(f"speedup {r.speedup:.2f} < 0.9")
         if r.op in BANDWIDTH_OPS and r.bytes >= LARGE_BYTES and r.same_size_copy_pct < 85:

@@ -51,13 +51,33 @@ def sum_columns(base, n, sn, col_ok, BLOCK_N: tl.constexpr, BLOCK_I: tl.constexp
 
 
 @triton.jit
-def max_columns(base, n, sn, col_ok, BLOCK_N: tl.constexpr, BLOCK_I: tl.constexpr):
-    """(max, its index) over n steps of stride sn of the BLOCK_I columns starting at the pointers `base`.
+def _max_by_tiles(base, n, sn, col_ok, BLOCK_N: tl.constexpr, BLOCK_I: tl.constexpr):
+    """max_columns for a single column (BLOCK_I == 1, a row reduction): each tile is reduced as it
+    comes, so the state is a few scalars."""
+    rn = tl.arange(0, BLOCK_N).to(tl.int64)
+    best = tl.full([BLOCK_I], -float("inf"), tl.float32)
+    best_at = tl.zeros([BLOCK_I], tl.int64)
+    first_nan = tl.full([BLOCK_I], n, tl.int64)
+    for start in range(0, n, BLOCK_N):
+        r = start + rn
+        ok = (r < n)[:, None] & col_ok[None, :]
+        x = tl.load(base[None, :] + r[:, None] * sn, mask=ok, other=-float("inf")).to(tl.float32)
+        is_nan = x != x
+        first_nan = tl.minimum(first_nan, tl.min(tl.where(is_nan, r[:, None], n), 0))
+        chunk_best, chunk_at = tl.max(tl.where(is_nan, -float("inf"), x), 0, return_indices=True,
+                                      return_indices_tie_break_left=True)
+        better = chunk_best > best  # ties keep the earlier chunk's position
+        best_at = tl.where(better, start + chunk_at.to(tl.int64), best_at)
+        best = tl.where(better, chunk_best, best)
+    has_nan = first_nan < n
+    return tl.where(has_nan, float("nan"), best), tl.where(has_nan, first_nan, best_at)
 
-    torch.max: a NaN wins (the first one), else the first position of the largest value. Each lane of
-    the (BLOCK_N, BLOCK_I) tile keeps its own best and first NaN across the loop (elementwise, as
-    sum_columns accumulates); the tile is reduced across lanes once, at the end. Shared by the generic
-    kernel and the MLU-style variant (max)."""
+
+@triton.jit
+def _max_by_lanes(base, n, sn, col_ok, BLOCK_N: tl.constexpr, BLOCK_I: tl.constexpr):
+    """max_columns for several columns: each lane of the (BLOCK_N, BLOCK_I) tile keeps its own best and
+    first NaN across the loop (elementwise, as sum_columns accumulates), and the tile is reduced across
+    lanes once at the end; reducing every tile across its rows cost a shuffle per tile."""
     rn = tl.arange(0, BLOCK_N).to(tl.int64)
     best = tl.full([BLOCK_N, BLOCK_I], -float("inf"), tl.float32)
     best_at = tl.zeros([BLOCK_N, BLOCK_I], tl.int64) + rn[:, None]  # an all -inf column: its first row
@@ -76,6 +96,19 @@ def max_columns(base, n, sn, col_ok, BLOCK_N: tl.constexpr, BLOCK_I: tl.constexp
     nan_at = tl.min(first_nan, 0)
     has_nan = nan_at < n
     return tl.where(has_nan, float("nan"), top), tl.where(has_nan, nan_at, top_at)
+
+
+@triton.jit
+def max_columns(base, n, sn, col_ok, BLOCK_N: tl.constexpr, BLOCK_I: tl.constexpr):
+    """(max, its index) over n steps of stride sn of the BLOCK_I columns starting at the pointers `base`.
+
+    torch.max: a NaN wins (the first one), else the first position of the largest value. Shared by the
+    generic kernel and the MLU-style variant (max)."""
+    if BLOCK_I == 1:
+        best, best_at = _max_by_tiles(base, n, sn, col_ok, BLOCK_N, BLOCK_I)
+    else:
+        best, best_at = _max_by_lanes(base, n, sn, col_ok, BLOCK_N, BLOCK_I)
+    return best, best_at
 
 
 @triton.jit
