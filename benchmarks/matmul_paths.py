@@ -1,13 +1,12 @@
-"""The matmul family's paths side by side on Qwen3-8B shapes, each against the native op, bf16, one
+"""The matmul family's two kernels side by side on Qwen3-8B shapes, each against the native op, bf16, one
 process, same inputs: `default` (what a call takes: the TMA-descriptor kernel from TMA_MIN_M rows on
-Hopper+, split-K for few output tiles), `no_split` (the same without split-K) and `pointer` (the pointer
-kernel alone, no split).
+Hopper+, else the pointer kernel) and `pointer` (the pointer kernel alone).
 
 Run from the repo root on a CUDA machine (the device copy has no .git, so pass the commit):
     WORKBENCH_COMMIT=<sha> PYTHONPATH=$PWD python3 benchmarks/matmul_paths.py --out $OUT
 Writes matmul_paths.csv (one row per case: native and each path's median ms, speedups, the tuned configs,
 rel. errors against an fp32 product) and prints the table. Timing: the bench's kernel timer (median device
-time, L2 flushed between reps). Paths are picked by setting `_matmul.TMA_MIN_M` and `_matmul.SPLIT_K`.
+time, L2 flushed between reps). The pointer path is forced by raising `_matmul.TMA_MIN_M`.
 """
 
 from __future__ import annotations
@@ -70,9 +69,8 @@ def main() -> None:
     meta = run_metadata()
     t0 = time.time()
     print(f"{meta['device']} torch {meta['torch']} triton {meta['triton']} commit {meta['commit']}", flush=True)
-    defaults = {"TMA_MIN_M": _matmul.TMA_MIN_M, "SPLIT_K": _matmul.SPLIT_K}
-    paths = {"default": defaults, "no_split": dict(defaults, SPLIT_K=False),
-             "pointer": {"TMA_MIN_M": 10**9, "SPLIT_K": False}}
+    defaults = {"TMA_MIN_M": _matmul.TMA_MIN_M}
+    paths = {"default": defaults, "pointer": {"TMA_MIN_M": 10**9}}
     rows = []
     for op, name, make in cases():
         gen = torch.Generator(device="cuda").manual_seed(0)
@@ -105,7 +103,7 @@ def main() -> None:
         torch.cuda.empty_cache()
     df = pd.DataFrame(rows)
     df.to_csv(args.out / "matmul_paths.csv", index=False)
-    cols = [c for c in ("op", "case", "native_ms", "default_speedup", "no_split_speedup", "pointer_speedup",
+    cols = [c for c in ("op", "case", "native_ms", "default_speedup", "pointer_speedup",
                         "default_rel_err", "default_config") if c in df]
     print(df[cols].to_string(index=False), file=sys.stderr)
 

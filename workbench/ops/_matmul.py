@@ -92,27 +92,6 @@ def _matmul_kernel(a_ptr, b_ptr, c_ptr, bias_ptr, M, N, K,
 
 
 @triton.jit
-def _split_k_sum_kernel(part_ptr, c_ptr, bias_ptr, M, N, splits, stride_cm, stride_biasm, stride_biasn, alpha, beta,
-                        BLOCK: tl.constexpr, HAS_BIAS: tl.constexpr, SCALED: tl.constexpr):
-    """c = alpha * (sum of the split-K partials, (splits, M, N) fp32) + beta * bias, cast to c's dtype."""
-    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    ok = offs < M * N
-    m = offs // N
-    n = offs % N
-    acc = tl.zeros([BLOCK], tl.float32)
-    for i in range(splits):
-        acc += tl.load(part_ptr + i * M * N + offs, mask=ok, other=0.0)
-    if SCALED:
-        acc = acc * alpha
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + m * stride_biasm + n * stride_biasn, mask=ok, other=0.0).to(tl.float32)
-        if SCALED:
-            bias = bias * beta
-        acc = acc + bias
-    tl.store(c_ptr + m * stride_cm + n, acc.to(c_ptr.dtype.element_ty), mask=ok)
-
-
-@triton.jit
 def _desc_tile(desc, i, row, col, ROWS: tl.constexpr, COLS: tl.constexpr, BATCHED: tl.constexpr):
     """The (ROWS, COLS) tile at (row, col) of matrix i of a 3-D descriptor (BATCHED) or of a 2-D one."""
     if BATCHED:
@@ -207,9 +186,6 @@ _tuned: dict = {}
 # whose thin tiles stream a weight faster at decode sizes.
 TMA_MIN_M = 64
 _TMA_DTYPES = (torch.float16, torch.bfloat16)
-# Split-K (see split_k): $WORKBENCH_SPLIT_K=0 turns it off; slices are at least this many columns of K.
-SPLIT_K = os.environ.get("WORKBENCH_SPLIT_K", "1") != "0"
-SPLIT_K_MIN = 256
 
 
 def _tma_configs() -> dict[str, list]:
@@ -314,11 +290,6 @@ def matmul(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, M: int, N: int, K:
     if batch > MAX_BATCH:
         raise ValueError(f"batch: expected at most {MAX_BATCH} matrices, got {batch}")
     has_bias = bias is not None and beta != 0  # torch ignores the bias (even NaN) when beta is 0
-    splits = split_k(M, N, K, batch)
-    if splits > 1:
-        _matmul_split_k(a, b, c, M, N, K, splits, a_strides, b_strides, c_strides, bias if has_bias else None,
-                        bias_strides, alpha, beta)
-        return c
     upcast = a.dtype == torch.bfloat16 and not backends.active().capabilities.bf16_dot
     precision = "tf32" if a.dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32 else "ieee"
     meta = {"HAS_BIAS": has_bias, "SCALED": alpha != 1 or (has_bias and beta != 1), "UPCAST": upcast,
@@ -362,33 +333,6 @@ def _matmul_tma(a, b, c, M, N, K, batch, a_strides, b_strides, c_strides, b_by_r
         _tuned[key] = _tma_autotuned.best_config.all_kwargs()
     else:
         launch(_matmul_tma_kernel, grid(config), *args, **meta, **config)
-
-
-def split_k(M: int, N: int, K: int, batch: int) -> int:
-    """How many slices to cut K into: a single product with too few output tiles to fill the device (a
-    decode-time GEMV, a narrow projection) gets power-of-two slices of at least SPLIT_K_MIN columns each,
-    until about one program per core; everything else 1."""
-    if batch != 1 or not SPLIT_K:
-        return 1
-    tiles = cdiv(M, 64) * cdiv(N, 128)  # about what the tuned tiles give
-    cores = backends.active().properties().cores
-    splits = 1
-    while 2 * splits * tiles <= cores and K >= 2 * splits * SPLIT_K_MIN and K % (2 * splits * SPLIT_K_MIN) == 0:
-        splits *= 2
-    return splits
-
-
-def _matmul_split_k(a, b, c, M, N, K, splits, a_strides, b_strides, c_strides, bias, bias_strides, alpha, beta):
-    """K cut into `splits` slices, run as one batched product into fp32 partials (slice i of a and b is
-    matrix i of a strided view), then summed with the epilogue by `_split_k_sum_kernel`."""
-    k = K // splits
-    part = torch.empty((splits, M, N), dtype=torch.float32, device=c.device)
-    matmul(a, b, part, M, N, k, splits, (k * a_strides[2], a_strides[1], a_strides[2]),
-           (k * b_strides[1], b_strides[1], b_strides[2]), (M * N, N))
-    block = 1024
-    launch(_split_k_sum_kernel, (cdiv(M * N, block),), part, c, part if bias is None else bias, M, N, splits,
-           c_strides[1], *bias_strides, float(alpha), float(beta), BLOCK=block, HAS_BIAS=bias is not None,
-           SCALED=alpha != 1 or (bias is not None and beta != 1))
 
 
 # Qwen3-8B linear layers as (K, N): MLP up/gate, MLP down, q/o projection, k/v projection, lm_head.
