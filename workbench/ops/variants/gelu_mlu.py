@@ -1,4 +1,4 @@
-"""gelu, MLU style: the generic erf / tanh formulas (fp32) on the grid-stride elementwise launcher."""
+"""gelu, MLU style: the generic erf / tanh formulas on the grid-stride elementwise launcher."""
 
 import torch
 
@@ -7,7 +7,7 @@ from .._mlu.elementwise import unary
 
 
 def gelu(x: torch.Tensor, approximate: str = "none") -> torch.Tensor:
-    return unary(formula(approximate), x)
+    return unary(formula(approximate, x.dtype), x)
 
 
 SPEC.add_variant("mlu", gelu)
