@@ -196,8 +196,10 @@ def _tma_configs() -> dict[str, list]:
         "large": [(128, 256, 64, 3, 8), (128, 256, 64, 4, 8), (256, 128, 64, 3, 8), (128, 128, 64, 4, 8),
                   (128, 128, 64, 4, 4), (128, 64, 64, 4, 4), (64, 128, 64, 4, 4), (64, 128, 128, 4, 4),
                   (128, 64, 128, 4, 4), (128, 128, 128, 3, 8)],
-        # K <= 256 (attention scores): the store dominates; two stages leave room for two programs per SM
-        "short_k": [(128, 128, 64, 2, 4), (64, 128, 64, 2, 4), (128, 256, 64, 2, 8)],
+        # K <= 256 (attention scores): the store dominates; few stages (one K step: one) leave room for
+        # two programs per SM
+        "short_k": [(128, 128, 64, 2, 4), (64, 128, 64, 2, 4), (128, 256, 64, 2, 8), (128, 128, 128, 1, 4),
+                    (128, 256, 128, 1, 8)],
         # M <= 64 (a decode batch): narrow, deep tiles so that enough programs stream the weight
         "small_m": [(64, 64, 128, 4, 4), (64, 32, 128, 4, 4), (64, 32, 256, 3, 4), (64, 32, 256, 4, 4),
                     (64, 64, 256, 3, 4)],
