@@ -14,6 +14,7 @@ Default path, a filter (`ALGORITHM = "filter"`), three passes over row chunks:
    buffer (CAP keys; an atomic counter per row when the row is split into chunks).
 3. finish: one program per row sorts its candidates and writes the best k. A row with more candidates
    than CAP (many equal values, a periodic row) runs the merge path below over the whole row instead.
+Rows that fit one sort tile take the merge path (one sort).
 Lane keys are stored halved and offset, (key >> 1) + 2**30, so that a zero-filled buffer holds the
 lowest key: one memset prepares lanes and counters. The threshold stays safe (the map is monotone);
 fp32 inputs lose one bit of its precision, bf16 and fp16 inputs none.
@@ -193,7 +194,7 @@ def _filter_collect_kernel(x_ptr, scratch_ptr, cand_ptr, n_cols, x_row_stride, c
     else:
         lanes = tl.load(scratch + tl.arange(0, LANES))
     ranked = tl.sort(lanes, descending=True)
-    t_half = tl.max(tl.where(tl.arange(0, LANES) == k - 1, ranked, 0), 0)  # 0 (everything) if k > LANES
+    t_half = tl.max(tl.where(tl.arange(0, LANES) == k - 1, ranked, 0), 0)
     threshold = (t_half - 1073741824) * 2  # the lowest key whose halved key reaches t_half
     cols = tl.arange(0, BLOCK)
     count = 0
@@ -245,7 +246,9 @@ def filter_sizes(n: int, k: int) -> tuple[int, int, int]:
     return max(lanes, min(block, next_pow2(n))), lanes, max(cap, CAP_PER_K * block_k)
 
 
-def _run_filter(rows: torch.Tensor, values: torch.Tensor, indices: torch.Tensor, k: int, largest: bool) -> None:
+def _run_filter(rows: torch.Tensor, values: torch.Tensor, indices: torch.Tensor, k: int,
+                largest: bool) -> torch.Tensor:
+    """The filter path; returns each row's candidate count (past CAP the row took the merge path)."""
     n_rows, n = rows.shape
     block, lanes, cap = filter_sizes(n, k)
     chunks, chunk = _split_rows.chunking(n_rows, n, block)
@@ -262,6 +265,7 @@ def _run_filter(rows: torch.Tensor, values: torch.Tensor, indices: torch.Tensor,
     launch(_filter_finish_kernel, (n_rows,), rows, values, indices, scratch, cand, n, rows.stride(0), k,
            LARGEST=bool(largest), LANES=lanes, CAP=cap, TILE_=tile(n, block_k), BLOCK_K=block_k,
            num_warps=_rows.row_warps(max(cap, tile(n, block_k))))
+    return scratch.view(n_rows, lanes + 1)[:, lanes]
 
 
 def _run_merge(rows: torch.Tensor, values: torch.Tensor, indices: torch.Tensor, k: int, largest: bool) -> None:
@@ -325,7 +329,10 @@ def topk(x: torch.Tensor, k: int, dim: int = -1, largest: bool = True, sorted: b
     """torch.return_types.topk(values, indices); always sorted (allowed for sorted=False too)."""
     values, indices, rows = prepare(x, k, dim)
     if rows is not None:
-        _RUNNERS[ALGORITHM](rows, values, indices, k, largest)
+        n = rows.shape[1]
+        # A row that fits one sort tile (router logits: 8 of 128 experts) takes one sort, not three passes.
+        short = n <= tile(n, next_pow2(k))
+        (_run_merge if short else _RUNNERS[ALGORITHM])(rows, values, indices, k, largest)
     return finish(values, indices, x, dim)
 
 
