@@ -159,9 +159,8 @@ def _lane_max(x_row, lo, hi, LARGEST: tl.constexpr, BLOCK: tl.constexpr, LANES: 
     cols = tl.arange(0, BLOCK)
     best = tl.zeros([BLOCK], tl.int32)
     for start in range(lo, hi, BLOCK):
-        offs = start + cols
-        ok = offs < hi
-        x = tl.load(x_row + offs, mask=ok, other=0.0).to(tl.float32)
+        ok = cols < tl.minimum(hi - start, BLOCK).to(tl.int32)  # 32-bit per-element work
+        x = tl.load(x_row + start + cols, mask=ok, other=0.0).to(tl.float32)
         best = tl.maximum(best, tl.where(ok, (_key32(x, LARGEST) >> 1) + 1073741824, 0))
     return tl.max(tl.reshape(best, (BLOCK // LANES, LANES)), 0)
 
@@ -199,9 +198,8 @@ def _filter_collect_kernel(x_ptr, scratch_ptr, cand_ptr, n_cols, x_row_stride, c
     cols = tl.arange(0, BLOCK)
     count = 0
     for start in range(lo, hi, BLOCK):
-        offs = start + cols
-        ok = offs < hi
-        x = tl.load(x_row + offs, mask=ok, other=0.0).to(tl.float32)
+        ok = cols < tl.minimum(hi - start, BLOCK).to(tl.int32)
+        x = tl.load(x_row + start + cols, mask=ok, other=0.0).to(tl.float32)
         key = _key32(x, LARGEST)
         hit = ok & (key >= threshold)
         n_hit = tl.sum(hit.to(tl.int32), 0)
@@ -212,7 +210,7 @@ def _filter_collect_kernel(x_ptr, scratch_ptr, cand_ptr, n_cols, x_row_stride, c
                 base = tl.atomic_add(scratch + LANES, n_hit)
             count += n_hit
             pos = base + tl.cumsum(hit.to(tl.int32), 0) - 1
-            tl.store(cand + pos, _pack(key, offs), mask=hit & (pos < CAP))
+            tl.store(cand + pos, _pack(key, start + cols), mask=hit & (pos < CAP))
     if LOCAL:
         tl.store(scratch + LANES, count)
 
