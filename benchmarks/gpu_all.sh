@@ -2,7 +2,7 @@
 # Every GPU measurement of the project in one call on a 2-GPU machine, the two GPUs working in parallel,
 # then the collectives benchmark on both; `final` runs the release set on a 4-GPU machine. Each step has its own time limit; results are packed into
 # $OUT/results.tgz after every phase, so a cut-short run still returns what it measured. Usage:
-#   WORKBENCH_COMMIT=$(git rev-parse HEAD) OUT=out bash benchmarks/gpu_all.sh [phase1] [comm] [phase2] [tune] [final] [bench]
+#   WORKBENCH_COMMIT=$(git rev-parse HEAD) OUT=out bash benchmarks/gpu_all.sh [phase1] [comm] [phase2] [tune] [final] [release] [bench]
 set -uo pipefail
 R=/tmp/wb-results; rm -rf "$R"; mkdir -p "$R"  # a reused machine may keep an earlier run's files
 export PYTHONPATH=$PWD WORKBENCH_BACKEND=cuda NCCL_NVLS_ENABLE=0 WORKBENCH_CACHE=$R/cache
@@ -40,6 +40,12 @@ for phase in $phases; do
         step 1 120 host_overhead env WORKBENCH_AUTOTUNE=0 python3 benchmarks/host_overhead.py --out "$R/host" ) &
       step 2 450 mlu_a env WORKBENCH_AUTOTUNE=0 python3 benchmarks/mlu_variants_cuda.py --out "$R/mlu_a" --budget-s 420 --ops $half_a &
       step 3 450 mlu_b env WORKBENCH_AUTOTUNE=0 python3 benchmarks/mlu_variants_cuda.py --out "$R/mlu_b" --budget-s 420 --ops $half_b &
+      wait ;;
+    release)  # 2 GPUs: the op bench (GPU 0); the full model, host overhead and the topk paths (GPU 1)
+      step 0 500 bench python3 benchmarks/run_bench.py --out "$R/bench" &
+      ( step 1 330 model python3 benchmarks/qwen3_model.py --out "$R/model" --budget-s 250
+        step 1 120 host_overhead env WORKBENCH_AUTOTUNE=0 python3 benchmarks/host_overhead.py --out "$R/host"
+        step 1 60 topk python3 benchmarks/topk_variants.py --out "$R/topk" ) &
       wait ;;
     bench)  # the op bench alone (GPU 0); the attention llm cases checked with native's error beside (GPU 1)
       step 0 330 bench python3 benchmarks/run_bench.py --out "$R/bench" &
