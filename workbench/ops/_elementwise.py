@@ -21,7 +21,7 @@ from workbench import backends
 
 from ._common import as_tensor_operand, check_same_device, check_tensor, new_output, new_output_as
 from ._launch import launch
-from ._shapes import broadcast, cdiv
+from ._shapes import broadcast, broadcast_strides, cdiv
 from .spec import FLOAT_DTYPES, Case, Cost, nbytes, randn
 
 MAX_DIMS = 4
@@ -166,10 +166,11 @@ def _merge_dims(shape, strides_per_operand):
 
 
 def _layout(shape, operands):
-    """(sizes of dims 1..3, strides per operand padded to 4 dims, contiguous flag, operands used)."""
-    merged = _merge_dims(shape, [t.stride() for t in operands])
+    """(sizes of dims 1..3, strides per operand padded to 4 dims, contiguous flag, operands used) for
+    operands broadcast to `shape` (through their strides: no expanded views are made)."""
+    merged = _merge_dims(shape, [broadcast_strides(t, shape) for t in operands])
     if len(merged) > MAX_DIMS:  # rare: materialise the operands, which then merge to one dim
-        operands = [t.contiguous() for t in operands]
+        operands = [t.expand(shape).contiguous() for t in operands]
         merged = _merge_dims(shape, [t.stride() for t in operands])
     contiguous = len(merged) <= 1 and all(s == 1 for _, strides in merged for s in strides)
     pad = MAX_DIMS - len(merged)
@@ -222,25 +223,27 @@ def prepare_binary(a: torch.Tensor, b, names=("input", "other"), integers: bool 
         # a float tensor with a Python number keeps its dtype; an integer one with a float becomes float
         dtype = a.dtype if a.is_floating_point() else torch.result_type(a, b)
         out = new_output_as(a, out_dtype or dtype)
-        operands, b_scalar = [a], (float(b) if dtype.is_floating_point else int(b))
+        operands, b_scalar, flat = [a], (float(b) if dtype.is_floating_point else int(b)), a.is_contiguous()
     else:
         b = as_tensor_operand(names[1], b, a)
         check_tensor(names[1], b, dtypes)
         if b.dim() > 0 and b.device != a.device:
             check_same_device(**{names[0]: a, names[1]: b})
-        if a.shape == b.shape and a.dtype == b.dtype:  # the common case, allocated the cheap way
-            out = new_output_as(a, out_dtype)
+        if a.shape == b.shape:  # the common case, allocated the cheap way
+            out = new_output_as(a, out_dtype or (a.dtype if a.dtype == b.dtype else torch.result_type(a, b)))
+            flat = a.is_contiguous() and b.is_contiguous()
         else:
             shape = broadcast(a.shape, b.shape)
             if shape is None:
                 raise ValueError(f"{names[1]}: shape {tuple(b.shape)} does not broadcast with "
                                  f"{names[0]} shape {tuple(a.shape)}")
             out = new_output(shape, out_dtype or torch.result_type(a, b), a.device)
+            flat = False  # one operand is broadcast
         operands, b_scalar = [a, b], None
-    if out.numel() == 0 or all(t.shape == out.shape and t.is_contiguous() for t in operands):
+    if flat or out.numel() == 0:
         sizes, strides, contiguous = _FLAT
     else:
-        sizes, strides, contiguous, operands = _layout(out.shape, [t.expand(out.shape) for t in operands])
+        sizes, strides, contiguous, operands = _layout(out.shape, operands)
     b_arg, b_strides = (operands[1], strides[1]) if len(operands) == 2 else (operands[0], [0] * MAX_DIMS)
     return out, operands[0], b_arg, sizes, strides[0], b_strides, contiguous, b_scalar
 
@@ -332,7 +335,7 @@ def prepare_ternary(c: torch.Tensor, a, b, out_dtype: torch.dtype, names=("condi
         sizes, contiguous = _FLAT[0], True
         strides = [[0] * MAX_DIMS] * len(operands)
     else:
-        sizes, strides, contiguous, operands = _layout(out.shape, [t.expand(out.shape) for t in operands])
+        sizes, strides, contiguous, operands = _layout(out.shape, operands)
     # Scalar operands get the condition's pointer and strides: never read (A_SCALAR / B_SCALAR).
     args, arg_strides, rest = [operands[0]], [strides[0]], iter(zip(operands[1:], strides[1:]))
     for value in values:

@@ -18,7 +18,7 @@ import triton.language as tl
 from ._common import check_tensor
 from ._elementwise import BLOCK, MAX_DIMS, _coords, _merge_dims, _offsets
 from ._launch import launch
-from ._shapes import broadcast, cdiv
+from ._shapes import broadcast, broadcast_strides, cdiv
 from .spec import FLOAT_DTYPES, Unsupported
 
 MOVE_DTYPES = FLOAT_DTYPES + (torch.int8, torch.uint8, torch.int16, torch.int32, torch.int64, torch.bool)
@@ -106,13 +106,6 @@ def _gather_kernel(x_ptr, idx_ptr, out_ptr, n, dim_size, s1, s2, s3, xs0, xs1, x
                  dim_size, s1, s2, s3, xs0, xs1, xs2, xs3, is0, is1, is2, is3, DIM)
 
 
-def _broadcast_strides(t: torch.Tensor, shape) -> list[int]:
-    """t's strides as if expanded to `shape` (0 along broadcast dims), without making the view."""
-    lead = len(shape) - t.dim()
-    return [0] * lead + [0 if size == 1 and shape[lead + i] != 1 else st
-                         for i, (size, st) in enumerate(zip(t.shape, t.stride()))]
-
-
 def _dst_layout(dst: torch.Tensor, *others: torch.Tensor):
     """Sizes of dims 1..3, per-operand strides (dst first) padded to 4 dims, contiguous flag; or None.
 
@@ -120,7 +113,7 @@ def _dst_layout(dst: torch.Tensor, *others: torch.Tensor):
     dense permuted dst merges to one dim. None when more than 4 dims remain.
     """
     shape = list(dst.shape)
-    all_strides = [dst.stride()] + [_broadcast_strides(t, shape) for t in others]
+    all_strides = [dst.stride()] + [broadcast_strides(t, shape) for t in others]
     order = sorted(range(len(shape)), key=lambda d: -all_strides[0][d])
     merged = _merge_dims([shape[d] for d in order], [[st[d] for d in order] for st in all_strides])
     if len(merged) > MAX_DIMS:
