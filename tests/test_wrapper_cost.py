@@ -31,3 +31,21 @@ def test_wrapper_mode_launches_nothing():
         out = REGISTRY["neg"].impl(x)
     assert out.shape == x.shape
     assert torch.equal(REGISTRY["neg"].impl(x), -x)  # the real launch is back
+
+
+def test_cached_layout_matches_expanded_views():
+    from workbench.ops._elementwise import _layout, _merge_dims
+
+    a = torch.empty(3, 1, 5).transpose(0, 2)  # (5, 1, 3), non-contiguous
+    b = torch.empty(4, 1)  # broadcast along dims 0 and 2
+    shape = (5, 4, 3)
+    merged = _merge_dims(shape, [t.expand(shape).stride() for t in (a, b)])
+    sizes, strides, contiguous, operands = _layout(shape, [a, b])
+    assert _layout(shape, [a, b])[:3] == (sizes, strides, contiguous)  # the cached geometry
+    pad = 4 - len(merged)
+    assert list(sizes) == ([1] * pad + [size for size, _ in merged])[1:]
+    assert [list(st) for st in strides] == [[0] * pad + [m[1][k] for m in merged] for k in range(2)]
+    assert not contiguous and operands[0] is a and operands[1] is b
+    rank5 = torch.empty(2, 3, 4, 5, 6).permute(4, 2, 0, 3, 1)  # no merge: materialised
+    sizes, strides, contiguous, (dense,) = _layout(rank5.shape, [rank5])
+    assert contiguous and dense.is_contiguous() and torch.equal(dense, rank5)

@@ -13,6 +13,8 @@ integers ask for it (`integers=True`: add, sub, mul, the comparisons, masked_fil
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import triton
 import triton.language as tl
@@ -165,18 +167,30 @@ def _merge_dims(shape, strides_per_operand):
     return merged
 
 
+@functools.lru_cache(maxsize=4096)
+def _merged_layout(shape, geometry):
+    """(sizes of dims 1..3, strides per operand padded to 4 dims, contiguous flag) of operands of
+    `geometry` ((shape, strides) each) broadcast to `shape`, or None when more than MAX_DIMS dims remain.
+    Cached: a decode step repeats a few geometries, and working one out costs ~10 µs of Python."""
+    merged = _merge_dims(shape, [broadcast_strides(s, st, shape) for s, st in geometry])
+    if len(merged) > MAX_DIMS:
+        return None
+    contiguous = len(merged) <= 1 and all(s == 1 for _, strides in merged for s in strides)
+    pad = MAX_DIMS - len(merged)
+    sizes = (1,) * pad + tuple(size for size, _ in merged)
+    strides = tuple((0,) * pad + tuple(strides[k] for _, strides in merged) for k in range(len(geometry)))
+    return sizes[1:], strides, contiguous
+
+
 def _layout(shape, operands):
     """(sizes of dims 1..3, strides per operand padded to 4 dims, contiguous flag, operands used) for
     operands broadcast to `shape` (through their strides: no expanded views are made)."""
-    merged = _merge_dims(shape, [broadcast_strides(t, shape) for t in operands])
-    if len(merged) > MAX_DIMS:  # rare: materialise the operands, which then merge to one dim
+    shape = tuple(shape)
+    layout = _merged_layout(shape, tuple((t.shape, t.stride()) for t in operands))
+    if layout is None:  # rare: materialise the operands, which then merge to one dim
         operands = [t.expand(shape).contiguous() for t in operands]
-        merged = _merge_dims(shape, [t.stride() for t in operands])
-    contiguous = len(merged) <= 1 and all(s == 1 for _, strides in merged for s in strides)
-    pad = MAX_DIMS - len(merged)
-    sizes = [1] * pad + [size for size, _ in merged]
-    strides = [[0] * pad + [strides[k] for _, strides in merged] for k in range(len(operands))]
-    return sizes[1:], strides, contiguous, operands
+        layout = _merged_layout(shape, tuple((t.shape, t.stride()) for t in operands))
+    return (*layout, operands)
 
 
 def prepare_unary(x: torch.Tensor, name: str = "x", dtypes=FLOAT_DTYPES):
@@ -324,7 +338,8 @@ def prepare_ternary(c: torch.Tensor, a, b, out_dtype: torch.dtype, names=("condi
                 raise TypeError(f"{name}: expected an integral value for a {out_dtype} result, got {value}")
             value = int(value)
         values.append(value)
-    check_same_device(**{names[0]: c}, **dict(tensors))
+    if any(t.device != c.device for _, t in tensors):
+        check_same_device(**{names[0]: c}, **dict(tensors))
     shapes = [c.shape] + [t.shape for _, t in tensors]
     shape = broadcast(*shapes)
     if shape is None:
