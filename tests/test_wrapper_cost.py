@@ -46,6 +46,6 @@ def test_cached_layout_matches_expanded_views():
     assert list(sizes) == ([1] * pad + [size for size, _ in merged])[1:]
     assert [list(st) for st in strides] == [[0] * pad + [m[1][k] for m in merged] for k in range(2)]
     assert not contiguous and operands[0] is a and operands[1] is b
-    rank5 = torch.empty(2, 3, 4, 5, 6).permute(4, 2, 0, 3, 1)  # no merge: materialised
+    rank5 = torch.randn(2, 3, 4, 5, 6).permute(4, 2, 0, 3, 1)  # no merge: materialised
     sizes, strides, contiguous, (dense,) = _layout(rank5.shape, [rank5])
     assert contiguous and dense.is_contiguous() and torch.equal(dense, rank5)
