@@ -84,3 +84,31 @@ def test_cached_launch_calls_triton_36_c_launcher_directly(monkeypatch):
     assert _launch._raw_launch(type("C", (), {"run": scratch})()) is None
     monkeypatch.setattr(_launch, "_RAW_LAUNCH", False)  # another Triton version
     assert _launch._raw_launch(type("C", (), {"run": FakeCudaLauncher()})()) is None
+
+
+def test_value_key_keeps_every_specialisation_apart():
+    key = _launch._value_key
+    x = torch.empty(8)
+    assert key((1,)) != key((True,)) and key((1,)) != key((1.0,)) and key((0,)) != key((None,))
+    assert key((x,)) != key((x[1:],)) and key((x,)) != key((x.half(),))
+    assert key((x, 64, 2.5)) == key((torch.empty(8), 64, 0.5))  # floats are not specialised on
+    # equal value keys have equal specialisation keys
+    samples = [(x, 64), (x, 128), (x[4:], 64), (x.half(), 64), (x, 1), (x, 2**40), (x, True), (x, 3.0)]
+    for a in samples:
+        for b in samples:
+            if key(a) == key(b):
+                assert tuple(map(_launch._arg_key, a)) == tuple(map(_launch._arg_key, b))
+
+
+def test_new_int_values_reuse_the_compiled_kernel_and_the_value_cache_stays_bounded(monkeypatch):
+    monkeypatch.setattr(_launch, "_ENABLED", True)
+    monkeypatch.setattr(_launch, "_cache", {})
+    monkeypatch.setattr(_launch, "_by_value", {})
+    monkeypatch.setattr(_launch, "MAX_BY_VALUE", 3)
+    monkeypatch.setattr(_launch, "_stream", lambda: "stream")
+    kernel, x = FakeKernel(), torch.empty(64)
+    for n in range(16, 16 * 10, 16):  # one specialisation (n % 16 == 0), nine values
+        _launch.launch(kernel, (1,), x, n, BLOCK=16, FLAG=True)
+    assert kernel.slow_calls == 1 and len(_launch._cache) == 1
+    assert len(kernel.compiled.calls) == 8 and kernel.compiled.calls[-1][-3] == 144
+    assert len(_launch._by_value) <= 3

@@ -13,6 +13,8 @@ integers ask for it (`integers=True`: add, sub, mul, the comparisons, masked_fil
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import triton
 import triton.language as tl
@@ -21,7 +23,7 @@ from workbench import backends
 
 from ._common import as_tensor_operand, check_same_device, check_tensor, new_output, new_output_as
 from ._launch import launch
-from ._shapes import broadcast, cdiv
+from ._shapes import broadcast, broadcast_strides, cdiv
 from .spec import FLOAT_DTYPES, Case, Cost, nbytes, randn
 
 MAX_DIMS = 4
@@ -165,17 +167,30 @@ def _merge_dims(shape, strides_per_operand):
     return merged
 
 
-def _layout(shape, operands):
-    """(sizes of dims 1..3, strides per operand padded to 4 dims, contiguous flag, operands used)."""
-    merged = _merge_dims(shape, [t.stride() for t in operands])
-    if len(merged) > MAX_DIMS:  # rare: materialise the operands, which then merge to one dim
-        operands = [t.contiguous() for t in operands]
-        merged = _merge_dims(shape, [t.stride() for t in operands])
+@functools.lru_cache(maxsize=4096)
+def _merged_layout(shape, geometry):
+    """(sizes of dims 1..3, strides per operand padded to 4 dims, contiguous flag) of operands of
+    `geometry` ((shape, strides) each) broadcast to `shape`, or None when more than MAX_DIMS dims remain.
+    Cached: a decode step repeats a few geometries, and working one out costs ~10 µs of Python."""
+    merged = _merge_dims(shape, [broadcast_strides(s, st, shape) for s, st in geometry])
+    if len(merged) > MAX_DIMS:
+        return None
     contiguous = len(merged) <= 1 and all(s == 1 for _, strides in merged for s in strides)
     pad = MAX_DIMS - len(merged)
-    sizes = [1] * pad + [size for size, _ in merged]
-    strides = [[0] * pad + [strides[k] for _, strides in merged] for k in range(len(operands))]
-    return sizes[1:], strides, contiguous, operands
+    sizes = (1,) * pad + tuple(size for size, _ in merged)
+    strides = tuple((0,) * pad + tuple(strides[k] for _, strides in merged) for k in range(len(geometry)))
+    return sizes[1:], strides, contiguous
+
+
+def _layout(shape, operands):
+    """(sizes of dims 1..3, strides per operand padded to 4 dims, contiguous flag, operands used) for
+    operands broadcast to `shape` (through their strides: no expanded views are made)."""
+    shape = tuple(shape)
+    layout = _merged_layout(shape, tuple((t.shape, t.stride()) for t in operands))
+    if layout is None:  # rare: materialise the operands, which then merge to one dim
+        operands = [t.expand(shape).contiguous() for t in operands]
+        layout = _merged_layout(shape, tuple((t.shape, t.stride()) for t in operands))
+    return (*layout, operands)
 
 
 def prepare_unary(x: torch.Tensor, name: str = "x", dtypes=FLOAT_DTYPES):
@@ -222,25 +237,27 @@ def prepare_binary(a: torch.Tensor, b, names=("input", "other"), integers: bool 
         # a float tensor with a Python number keeps its dtype; an integer one with a float becomes float
         dtype = a.dtype if a.is_floating_point() else torch.result_type(a, b)
         out = new_output_as(a, out_dtype or dtype)
-        operands, b_scalar = [a], (float(b) if dtype.is_floating_point else int(b))
+        operands, b_scalar, flat = [a], (float(b) if dtype.is_floating_point else int(b)), a.is_contiguous()
     else:
         b = as_tensor_operand(names[1], b, a)
         check_tensor(names[1], b, dtypes)
         if b.dim() > 0 and b.device != a.device:
             check_same_device(**{names[0]: a, names[1]: b})
-        if a.shape == b.shape and a.dtype == b.dtype:  # the common case, allocated the cheap way
-            out = new_output_as(a, out_dtype)
+        if a.shape == b.shape:  # the common case, allocated the cheap way
+            out = new_output_as(a, out_dtype or (a.dtype if a.dtype == b.dtype else torch.result_type(a, b)))
+            flat = a.is_contiguous() and b.is_contiguous()
         else:
             shape = broadcast(a.shape, b.shape)
             if shape is None:
                 raise ValueError(f"{names[1]}: shape {tuple(b.shape)} does not broadcast with "
                                  f"{names[0]} shape {tuple(a.shape)}")
             out = new_output(shape, out_dtype or torch.result_type(a, b), a.device)
+            flat = False  # one operand is broadcast
         operands, b_scalar = [a, b], None
-    if out.numel() == 0 or all(t.shape == out.shape and t.is_contiguous() for t in operands):
+    if flat or out.numel() == 0:
         sizes, strides, contiguous = _FLAT
     else:
-        sizes, strides, contiguous, operands = _layout(out.shape, [t.expand(out.shape) for t in operands])
+        sizes, strides, contiguous, operands = _layout(out.shape, operands)
     b_arg, b_strides = (operands[1], strides[1]) if len(operands) == 2 else (operands[0], [0] * MAX_DIMS)
     return out, operands[0], b_arg, sizes, strides[0], b_strides, contiguous, b_scalar
 
@@ -321,7 +338,8 @@ def prepare_ternary(c: torch.Tensor, a, b, out_dtype: torch.dtype, names=("condi
                 raise TypeError(f"{name}: expected an integral value for a {out_dtype} result, got {value}")
             value = int(value)
         values.append(value)
-    check_same_device(**{names[0]: c}, **dict(tensors))
+    if any(t.device != c.device for _, t in tensors):
+        check_same_device(**{names[0]: c}, **dict(tensors))
     shapes = [c.shape] + [t.shape for _, t in tensors]
     shape = broadcast(*shapes)
     if shape is None:
@@ -332,7 +350,7 @@ def prepare_ternary(c: torch.Tensor, a, b, out_dtype: torch.dtype, names=("condi
         sizes, contiguous = _FLAT[0], True
         strides = [[0] * MAX_DIMS] * len(operands)
     else:
-        sizes, strides, contiguous, operands = _layout(out.shape, [t.expand(out.shape) for t in operands])
+        sizes, strides, contiguous, operands = _layout(out.shape, operands)
     # Scalar operands get the condition's pointer and strides: never read (A_SCALAR / B_SCALAR).
     args, arg_strides, rest = [operands[0]], [strides[0]], iter(zip(operands[1:], strides[1:]))
     for value in values:

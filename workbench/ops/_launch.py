@@ -5,7 +5,10 @@ dominates decode-sized ops called thousands of times per generated token. `launc
 **meta)` does the same launch, but remembers the compiled kernel under a key made of what Triton
 specialises on — each tensor's dtype and 16-byte alignment, each int's value 1 / divisibility by 16 /
 64-bit range, the constexpr and launch-option values — and later calls with the same key go straight
-to the compiled kernel's launcher. With Triton 3.6 (the version this path was read against) that is
+to the compiled kernel's launcher. Building that key costs a function call per argument, so calls are
+first looked up by a cheaper key that holds each int by value (a decode step repeats the same sizes and
+strides); equal value keys have equal specialisation keys, and a new value key costs one lookup of the
+specialisation key, never a compile. With Triton 3.6 (the version this path was read against) that is
 the launcher's C function itself, skipping its Python wrapper, which only sizes scratch buffers our
 kernels do not use; with other versions, the compiled kernel's `run`. The first call of a key,
 interpreted backends, and launchers of another calling convention take Triton's own path.
@@ -25,7 +28,9 @@ from workbench import backends
 
 _ENABLED = not backends.active().interpreted and os.environ.get("WORKBENCH_FAST_LAUNCH", "1") != "0"
 _RAW_LAUNCH = triton.__version__.startswith("3.6.")
-_cache: dict = {}
+_cache: dict = {}  # specialisation key -> (compiled kernel, constexpr tail, raw launcher or None)
+_by_value: dict = {}  # value key -> the same entries; cleared when it reaches MAX_BY_VALUE
+MAX_BY_VALUE = 4096  # distinct int values (e.g. one KV length per decode step) must not grow it forever
 # While > 0 every launch takes Triton's own path, where the MLU launch-rules profile sees it.
 watchers = 0
 
@@ -45,6 +50,13 @@ def _arg_key(a):
     if isinstance(a, TensorDescriptor):  # specialised on its dtype and tiles; shape and strides to be safe
         return "desc", a.base.dtype, tuple(a.block_shape), tuple(a.shape), tuple(a.strides), a.padding
     return type(a), a
+
+
+def _value_key(args) -> tuple:
+    """Each int by value, each tensor's dtype and 16-byte alignment, anything else as `_arg_key`: one
+    comprehension without a call for the common arguments. Equal value keys give equal `_arg_key`s."""
+    return tuple([a if type(a) is int else (a.dtype, not a.data_ptr() & 15) if isinstance(a, torch.Tensor)
+                  else _arg_key(a) for a in args])
 
 
 @functools.cache
@@ -69,14 +81,21 @@ def launch(kernel, grid: tuple[int, ...], *args, **meta) -> None:
     if not _ENABLED or watchers:
         kernel[grid](*args, **meta)
         return
-    key = (kernel, tuple(map(_arg_key, args)), tuple(meta.items()))
-    entry = _cache.get(key)
+    meta_key = tuple(meta.items())
+    value_key = (kernel, meta_key, _value_key(args))
+    entry = _by_value.get(value_key)
     if entry is None:
-        compiled = kernel[grid](*args, **meta)
-        # The launcher takes every kernel parameter in signature order, constexprs included.
-        tail = tuple(meta[name] for name in kernel.arg_names[len(args):])
-        _cache[key] = (compiled, tail, _raw_launch(compiled))
-        return
+        key = (kernel, tuple(map(_arg_key, args)), meta_key)
+        entry = _cache.get(key)
+        if entry is None:
+            compiled = kernel[grid](*args, **meta)
+            # The launcher takes every kernel parameter in signature order, constexprs included.
+            tail = tuple(meta[name] for name in kernel.arg_names[len(args):])
+            _cache[key] = (compiled, tail, _raw_launch(compiled))
+            return
+        if len(_by_value) >= MAX_BY_VALUE:
+            _by_value.clear()
+        _by_value[value_key] = entry
     compiled, tail, raw = entry
     g = tuple(grid) + (1, 1)
     try:

@@ -8,6 +8,7 @@ transposed input) is copied as one flat range. Used by the copy, fill, cat, inde
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -18,7 +19,7 @@ import triton.language as tl
 from ._common import check_tensor
 from ._elementwise import BLOCK, MAX_DIMS, _coords, _merge_dims, _offsets
 from ._launch import launch
-from ._shapes import broadcast, cdiv
+from ._shapes import broadcast, broadcast_strides, cdiv
 from .spec import FLOAT_DTYPES, Unsupported
 
 MOVE_DTYPES = FLOAT_DTYPES + (torch.int8, torch.uint8, torch.int16, torch.int32, torch.int64, torch.bool)
@@ -106,29 +107,28 @@ def _gather_kernel(x_ptr, idx_ptr, out_ptr, n, dim_size, s1, s2, s3, xs0, xs1, x
                  dim_size, s1, s2, s3, xs0, xs1, xs2, xs3, is0, is1, is2, is3, DIM)
 
 
-def _broadcast_strides(t: torch.Tensor, shape) -> list[int]:
-    """t's strides as if expanded to `shape` (0 along broadcast dims), without making the view."""
-    lead = len(shape) - t.dim()
-    return [0] * lead + [0 if size == 1 and shape[lead + i] != 1 else st
-                         for i, (size, st) in enumerate(zip(t.shape, t.stride()))]
-
-
 def _dst_layout(dst: torch.Tensor, *others: torch.Tensor):
     """Sizes of dims 1..3, per-operand strides (dst first) padded to 4 dims, contiguous flag; or None.
 
     `others` broadcast to dst's shape. Dims are taken in the order of dst's strides (largest first) so a
     dense permuted dst merges to one dim. None when more than 4 dims remain.
     """
-    shape = list(dst.shape)
-    all_strides = [dst.stride()] + [_broadcast_strides(t, shape) for t in others]
+    return _dst_merged(tuple(dst.shape), dst.stride(), tuple((t.shape, t.stride()) for t in others))
+
+
+@functools.lru_cache(maxsize=4096)
+def _dst_merged(shape, dst_strides, geometry):
+    """_dst_layout of a dst of `shape` and `dst_strides` and others of `geometry` ((shape, strides) each).
+    Cached: a decode step repeats a few geometries, and working one out costs ~10 µs of Python."""
+    all_strides = [dst_strides] + [broadcast_strides(s, st, shape) for s, st in geometry]
     order = sorted(range(len(shape)), key=lambda d: -all_strides[0][d])
     merged = _merge_dims([shape[d] for d in order], [[st[d] for d in order] for st in all_strides])
     if len(merged) > MAX_DIMS:
         return None
     contiguous = len(merged) <= 1 and all(s == 1 for _, strides in merged for s in strides)
     pad = MAX_DIMS - len(merged)
-    sizes = [1] * pad + [size for size, _ in merged]
-    strides = [[0] * pad + [strides[k] for _, strides in merged] for k in range(len(all_strides))]
+    sizes = (1,) * pad + tuple(size for size, _ in merged)
+    strides = tuple((0,) * pad + tuple(strides[k] for _, strides in merged) for k in range(len(all_strides)))
     return sizes[1:], strides, contiguous
 
 
@@ -148,7 +148,7 @@ def prepare_copy(dst: torch.Tensor, src: torch.Tensor):
     _check_writable("dst", dst)
     if src.numel() and dst.numel() and src.untyped_storage().data_ptr() == dst.untyped_storage().data_ptr():
         raise Unsupported("src: shares memory with dst (overlap needs a staged copy)")
-    if src.dim() > dst.dim() or broadcast(src.shape, dst.shape) != tuple(dst.shape):
+    if src.shape != dst.shape and (src.dim() > dst.dim() or broadcast(src.shape, dst.shape) != tuple(dst.shape)):
         raise ValueError(f"src: shape {tuple(src.shape)} does not broadcast to dst shape {tuple(dst.shape)}")
     if dst.numel() == 0:
         return None
@@ -195,10 +195,12 @@ def _fill_value(value, dtype: torch.dtype):
     return value
 
 
+@functools.lru_cache(maxsize=1024)
 def _round_to(value: float, dtype: torch.dtype) -> float:
     """value rounded to nearest even in `dtype` (as torch converts a fill value), as a Python float.
 
     The kernel then stores an exactly representable number, so no backend's own rounding is involved.
+    Cached: numpy's scalars cost several µs, and a model fills with the same few values.
     """
     if dtype == torch.float16:
         return float(np.float16(value))

@@ -6,6 +6,8 @@ outside [0, V) gives a NaN row instead of torch's error (checking would cost a d
 
 from __future__ import annotations
 
+import math
+
 import torch
 import triton
 import triton.language as tl
@@ -50,12 +52,15 @@ def prepare(input: torch.Tensor, weight: torch.Tensor,
 
 def embedding(input: torch.Tensor, weight: torch.Tensor, padding_idx: int | None = None) -> torch.Tensor:
     out, idx = prepare(input, weight, padding_idx)
-    return out if idx is None else gather_rows(out, weight, idx, out_of_range=float("nan"))
+    return out if idx is None else gather_rows(out, weight, idx, out_of_range=math.nan)
 
 
 def gather_rows(out: torch.Tensor, table: torch.Tensor, idx: torch.Tensor, out_of_range: float) -> torch.Tensor:
     """out[i, :] = table[idx[i], :] for a 2-D table and contiguous 1-D indices; rows at indices outside
-    the table get `out_of_range`. Also index_select's kernel along dim 0 of a 2-D tensor."""
+    the table get `out_of_range`. Also index_select's kernel along dim 0 of a 2-D tensor.
+
+    `out_of_range` is a constexpr, so it keys the launch cache: NaN must be one object (math.nan), since
+    a new float("nan") is unequal to the last one and would miss the cache on every call."""
     V, H = table.shape
     block_h = min(1024, next_pow2(H))
     block_r = max(1, min(next_pow2(idx.numel()),
