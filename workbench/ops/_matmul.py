@@ -210,13 +210,17 @@ def _tma_configs() -> dict[str, list]:
             for group, shapes in tiles.items()}
 
 
+def _block_shapes(bm: int, bn: int, bk: int, batched: bool, b_by_rows: bool) -> tuple[list, list, list]:
+    """Tiles of the a, b and c descriptors (a leading 1 for the batch dim when batched)."""
+    lead = [1] if batched else []
+    return lead + [bm, bk], lead + ([bn, bk] if b_by_rows else [bk, bn]), lead + [bm, bn]
+
+
 def _set_block_shapes(nargs):
     """Autotuner hook: size the descriptors' tiles for the config being run."""
-    bm, bn, bk = nargs["BLOCK_M"], nargs["BLOCK_N"], nargs["BLOCK_K"]
-    lead = [1] if nargs["BATCHED"] else []
-    nargs["a_desc"].block_shape = lead + [bm, bk]
-    nargs["b_desc"].block_shape = lead + ([bn, bk] if nargs["B_BY_ROWS"] else [bk, bn])
-    nargs["c_desc"].block_shape = lead + [bm, bn]
+    shapes = _block_shapes(nargs["BLOCK_M"], nargs["BLOCK_N"], nargs["BLOCK_K"], nargs["BATCHED"], nargs["B_BY_ROWS"])
+    for name, shape in zip(("a_desc", "b_desc", "c_desc"), shapes):
+        nargs[name].block_shape = shape
 
 
 def _tma_layout(a, b, c, M, K, batch, a_strides, b_strides, c_strides) -> bool | None:
@@ -245,14 +249,15 @@ def _tma_layout(a, b, c, M, K, batch, a_strides, b_strides, c_strides) -> bool |
 def _tma_descriptors(a, b, c, M, N, K, batch, a_strides, b_strides, c_strides, b_by_rows, config=None):
     """Host descriptors of a, b and c (3-D when batched); tiles from `config`, else placeholders that the
     autotuner's hook sizes."""
-    bm, bn, bk = (config["BLOCK_M"], config["BLOCK_N"], config["BLOCK_K"]) if config else (16, 16, 16)
-    b_shape, b_row, b_block = ([N, K], b_strides[2], [bn, bk]) if b_by_rows else ([K, N], b_strides[1], [bk, bn])
-    parts = [(a, [M, K], a_strides[1], a_strides[0], [bm, bk]), (b, b_shape, b_row, b_strides[0], b_block),
-             (c, [M, N], c_strides[1], c_strides[0], [bm, bn])]
+    tiles = (config["BLOCK_M"], config["BLOCK_N"], config["BLOCK_K"]) if config else (16, 16, 16)
+    blocks = _block_shapes(*tiles, batch > 1, b_by_rows)
+    b_shape, b_row = ([N, K], b_strides[2]) if b_by_rows else ([K, N], b_strides[1])
+    parts = [(a, [M, K], a_strides[1], a_strides[0]), (b, b_shape, b_row, b_strides[0]),
+             (c, [M, N], c_strides[1], c_strides[0])]
     if batch == 1:
-        return [TensorDescriptor(t, shape, [row, 1], block) for t, shape, row, _, block in parts]
-    return [TensorDescriptor(t, [batch] + shape, [between, row, 1], [1] + block)
-            for t, shape, row, between, block in parts]
+        return [TensorDescriptor(t, shape, [row, 1], block) for (t, shape, row, _), block in zip(parts, blocks)]
+    return [TensorDescriptor(t, [batch] + shape, [between, row, 1], block)
+            for (t, shape, row, between), block in zip(parts, blocks)]
 
 
 def _prune_tma(configs, named_args, **_):
