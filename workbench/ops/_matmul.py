@@ -204,9 +204,11 @@ def _tma_configs() -> dict[str, list]:
         "small_m": [(64, 64, 128, 4, 4), (64, 32, 128, 4, 4), (64, 32, 256, 3, 4), (64, 32, 256, 4, 4),
                     (64, 64, 256, 3, 4)],
     }
-    return {group: [triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k, "GROUP_M": 8, "PROGRAMS": programs},
-                                  num_stages=st, num_warps=w, pre_hook=_set_block_shapes)
-                    for m, n, k, st, w in shapes for programs in (0, sms)]
+    def config(m, n, k, stages, warps, programs):
+        return triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k, "GROUP_M": 8, "PROGRAMS": programs},
+                             num_stages=stages, num_warps=warps, pre_hook=_set_block_shapes)
+
+    return {group: [config(*shape, programs) for shape in shapes for programs in (0, sms)]
             for group, shapes in tiles.items()}
 
 
@@ -218,7 +220,8 @@ def _block_shapes(bm: int, bn: int, bk: int, batched: bool, b_by_rows: bool) -> 
 
 def _set_block_shapes(nargs):
     """Autotuner hook: size the descriptors' tiles for the config being run."""
-    shapes = _block_shapes(nargs["BLOCK_M"], nargs["BLOCK_N"], nargs["BLOCK_K"], nargs["BATCHED"], nargs["B_BY_ROWS"])
+    shapes = _block_shapes(nargs["BLOCK_M"], nargs["BLOCK_N"], nargs["BLOCK_K"], nargs["BATCHED"],
+                           nargs["B_BY_ROWS"])
     for name, shape in zip(("a_desc", "b_desc", "c_desc"), shapes):
         nargs[name].block_shape = shape
 
@@ -239,7 +242,9 @@ def _tma_layout(a, b, c, M, K, batch, a_strides, b_strides, c_strides) -> bool |
         b_by_rows, b_row = True, b_strides[2]
     else:
         return None
-    strides = [a_strides[1], b_row, c_strides[1]] + ([a_strides[0], b_strides[0], c_strides[0]] if batch > 1 else [])
+    strides = [a_strides[1], b_row, c_strides[1]]
+    if batch > 1:
+        strides += [a_strides[0], b_strides[0], c_strides[0]]
     size = a.element_size()
     if any(s == 0 or (s * size) % 16 for s in strides) or any(t.data_ptr() % 16 for t in (a, b, c)):
         return None
@@ -255,7 +260,8 @@ def _tma_descriptors(a, b, c, M, N, K, batch, a_strides, b_strides, c_strides, b
     parts = [(a, [M, K], a_strides[1], a_strides[0]), (b, b_shape, b_row, b_strides[0]),
              (c, [M, N], c_strides[1], c_strides[0])]
     if batch == 1:
-        return [TensorDescriptor(t, shape, [row, 1], block) for (t, shape, row, _), block in zip(parts, blocks)]
+        return [TensorDescriptor(t, shape, [row, 1], block)
+                for (t, shape, row, _), block in zip(parts, blocks)]
     return [TensorDescriptor(t, [batch] + shape, [between, row, 1], block)
             for (t, shape, row, between), block in zip(parts, blocks)]
 
@@ -333,7 +339,8 @@ def _matmul_tma(a, b, c, M, N, K, batch, a_strides, b_strides, c_strides, b_by_r
 
     key = ("tma", M, N, K, batch, a.dtype, b_by_rows, *meta.values())
     config = _tuned.get(key)
-    descriptors = _tma_descriptors(a, b, c, M, N, K, batch, a_strides, b_strides, c_strides, b_by_rows, config)
+    descriptors = _tma_descriptors(a, b, c, M, N, K, batch, a_strides, b_strides, c_strides, b_by_rows,
+                                   config)
     args = (*descriptors, bias, M, N, K, *bias_strides, float(alpha), float(beta))
     if config is None:
         _tma_autotuned[grid](*args, **meta)
