@@ -1,15 +1,23 @@
-"""cat: tensors joined along `dim` (torch.cat), one strided copy per input into its slice of the output.
+"""cat: tensors joined along `dim` (torch.cat).
 
-Type promotion as torch (the result dtype of all inputs); legacy 1-D empty inputs of shape (0,) are
+Two inputs of the result's dtype (a KV-cache append, rotate_half) take one launch that reads each output
+element from whichever input holds it; anything else is one strided copy per input into its slice of the
+output. Type promotion as torch (the result dtype of all inputs); legacy 1-D empty inputs of shape (0,) are
 skipped as torch does.
 """
 
 import functools
+import math
 
 import torch
+import triton
+import triton.language as tl
 
 from ._common import check_same_device, check_tensor, new_output
+from ._elementwise import BLOCK
+from ._launch import launch
 from ._movement import MOVE_DTYPES, copy_into
+from ._shapes import cdiv
 from ._reduce import normalize_dims
 from .spec import Case, Cost, OpSpec, nbytes, randn, register
 
@@ -42,8 +50,56 @@ def prepare(tensors, dim: int = 0) -> tuple[torch.Tensor, list[tuple[torch.Tenso
     return out, copies
 
 
+@triton.jit
+def _cat2_kernel(a_ptr, b_ptr, out_ptr, n, size, size_a, inner, a_so, a_sd, a_si, b_so, b_sd, b_si,
+                 BLOCK: tl.constexpr):
+    """out, contiguous (outer, size, inner), = a (its first size_a along the middle dim) then b; the flat
+    index math in int32 (n < 2**31), the source offsets in int64."""
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    ok = offs < n
+    i = (offs % inner).to(tl.int64)
+    rest = offs // inner
+    j = rest % size
+    o = (rest // size).to(tl.int64)
+    in_a = j < size_a
+    a = tl.load(a_ptr + o * a_so + j.to(tl.int64) * a_sd + i * a_si, mask=ok & in_a)
+    b = tl.load(b_ptr + o * b_so + (j - size_a).to(tl.int64) * b_sd + i * b_si, mask=ok & (j >= size_a))
+    tl.store(out_ptr + offs, tl.where(in_a, a, b), mask=ok)
+
+
+def _merged_stride(shape, strides) -> int | None:
+    """The stride of `shape`'s dims read as one flat dim (size-1 dims ignored), or None if they do not merge."""
+    dims = [(n, s) for n, s in zip(shape, strides) if n != 1]
+    if any(s0 != s1 * n1 for (_, s0), (n1, s1) in zip(dims, dims[1:])):
+        return None
+    return dims[-1][1] if dims else 0
+
+
+def _as_3d(t: torch.Tensor, d: int) -> tuple[int, int, int] | None:
+    """(outer, dim d, inner) strides of `t`, or None when the dims around d do not merge."""
+    outer = _merged_stride(t.shape[:d], t.stride()[:d])
+    inner = _merged_stride(t.shape[d + 1:], t.stride()[d + 1:])
+    return None if outer is None or inner is None else (outer, t.stride(d), inner)
+
+
+def _cat2(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor, d: int) -> bool:
+    """out = cat((a, b), d) in one launch when both read as 3-D views of out's dtype; False otherwise."""
+    n = out.numel()
+    if a.dtype != out.dtype or b.dtype != out.dtype or n >= 2**31:
+        return False
+    a_strides, b_strides = _as_3d(a, d), _as_3d(b, d)
+    if a_strides is None or b_strides is None:
+        return False
+    if n:
+        launch(_cat2_kernel, (cdiv(n, BLOCK),), a, b, out, n, out.shape[d], a.shape[d],
+               math.prod(out.shape[d + 1:]), *a_strides, *b_strides, BLOCK=BLOCK)
+    return True
+
+
 def cat(tensors, dim: int = 0) -> torch.Tensor:
     out, copies = prepare(tensors, dim)
+    if len(copies) == 2 and _cat2(out, copies[0][1], copies[1][1], normalize_dims(out, dim)[0]):
+        return out
     for dst, src in copies:
         copy_into(dst, src)
     return out
