@@ -14,7 +14,7 @@ import triton
 import triton.language as tl
 
 from ._common import check_same_device, check_tensor, new_output
-from ._elementwise import BLOCK
+from ._elementwise import BLOCK, _merge_dims
 from ._launch import launch
 from ._movement import MOVE_DTYPES, copy_into
 from ._shapes import cdiv
@@ -67,19 +67,13 @@ def _cat2_kernel(a_ptr, b_ptr, out_ptr, n, size, size_a, inner, a_so, a_sd, a_si
     tl.store(out_ptr + offs, tl.where(in_a, a, b), mask=ok)
 
 
-def _merged_stride(shape, strides) -> int | None:
-    """The stride of `shape`'s dims read as one flat dim (size-1 dims ignored), or None if they do not merge."""
-    dims = [(n, s) for n, s in zip(shape, strides) if n != 1]
-    if any(s0 != s1 * n1 for (_, s0), (n1, s1) in zip(dims, dims[1:])):
-        return None
-    return dims[-1][1] if dims else 0
-
-
 def _as_3d(t: torch.Tensor, d: int) -> tuple[int, int, int] | None:
-    """(outer, dim d, inner) strides of `t`, or None when the dims around d do not merge."""
-    outer = _merged_stride(t.shape[:d], t.stride()[:d])
-    inner = _merged_stride(t.shape[d + 1:], t.stride()[d + 1:])
-    return None if outer is None or inner is None else (outer, t.stride(d), inner)
+    """(outer, dim d, inner) strides of `t`, or None when the dims before or after d do not merge."""
+    outer = _merge_dims(t.shape[:d], [t.stride()[:d]])
+    inner = _merge_dims(t.shape[d + 1:], [t.stride()[d + 1:]])
+    if len(outer) > 1 or len(inner) > 1:
+        return None
+    return (outer[0][1][0] if outer else 0), t.stride(d), (inner[0][1][0] if inner else 0)
 
 
 def _cat2(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor, d: int) -> bool:
