@@ -2,7 +2,7 @@
 # Every GPU measurement of the project in one call on a 2-GPU machine, the two GPUs working in parallel,
 # then the collectives benchmark on both; `final` runs the release set on a 4-GPU machine. Each step has its own time limit; results are packed into
 # $OUT/results.tgz after every phase, so a cut-short run still returns what it measured. Usage:
-#   WORKBENCH_COMMIT=$(git rev-parse HEAD) OUT=out bash benchmarks/gpu_all.sh [phase1] [comm] [phase2] [tune] [final] [release] [bench]
+#   WORKBENCH_COMMIT=$(git rev-parse HEAD) OUT=out bash benchmarks/gpu_all.sh [phase1] [comm] [phase2] [tune] [final] [release] [check] [bench]
 set -uo pipefail
 R=/tmp/wb-results; rm -rf "$R"; mkdir -p "$R"  # a reused machine may keep an earlier run's files
 export PYTHONPATH=$PWD WORKBENCH_BACKEND=cuda NCCL_NVLS_ENABLE=0 WORKBENCH_CACHE=$R/cache
@@ -46,6 +46,24 @@ for phase in $phases; do
       ( step 1 330 model python3 benchmarks/qwen3_model.py --out "$R/model" --budget-s 250
         step 1 120 host_overhead env WORKBENCH_AUTOTUNE=0 python3 benchmarks/host_overhead.py --out "$R/host"
         step 1 60 topk python3 benchmarks/topk_variants.py --out "$R/topk" ) &
+      wait ;;
+    check)  # 2 GPUs: every op's correctness on cuda (quick, edge, llm cases; fp32, fp16, bf16), groups of six
+            # ops alternating between the GPUs, one CSV per group (packed as it lands); GPU 1 first sweeps the
+            # launch configs of argmax and softmax over a vocabulary
+      mkdir -p "$R/check"
+      groups=$(python3 -c "from workbench.ops import REGISTRY; print(' '.join(REGISTRY))" | xargs -n 6 | tr ' ' ,)
+      check_groups() {  # GPU PARITY: the groups whose number has that parity
+        local n=0 group
+        for group in $groups; do
+          n=$((n + 1)); [ $((n % 2)) = "$2" ] || continue
+          step "$1" 170 "check_$n" env WORKBENCH_AUTOTUNE=0 python3 -m workbench.cli check ${group//,/ } \
+            --cases quick,edge,llm --no-progress --csv "$R/check/check_$n.csv"
+          pack
+        done
+      }
+      check_groups 0 1 &
+      ( step 1 150 tune python3 benchmarks/tune_sweep.py --out "$R/tune" --only argmax softmax; pack
+        check_groups 1 0 ) &
       wait ;;
     bench)  # the op bench alone (GPU 0); the attention llm cases checked with native's error beside (GPU 1)
       step 0 330 bench python3 benchmarks/run_bench.py --out "$R/bench" &

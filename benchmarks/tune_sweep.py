@@ -1,11 +1,12 @@
 """Launch-configuration sweep behind the bandwidth-bound kernels' defaults (issue 3).
 
-For the generic elementwise kernels (ops/_elementwise.py: BLOCK, num_warps) and the packed-rows rms_norm
-kernel (ops/rms_norm.py: rows per program BLOCK_R, num_warps), time every configuration on the llm shapes
-with the bench's kernel timer (L2 flushed, CUDA events), next to a device copy moving the same number of
+For the generic elementwise kernels (ops/_elementwise.py: BLOCK, num_warps), the packed-rows rms_norm
+kernel (ops/rms_norm.py: rows per program BLOCK_R, num_warps) and the kernels over rows of a vocabulary
+(argmax, softmax: BLOCK, num_warps, num_stages; softmax's chunks per row), time every configuration on
+the llm shapes with the bench's kernel timer (L2 flushed, CUDA events), next to a device copy moving the same number of
 bytes: the bandwidth a kernel of that size can reach, which at 16-50 MB is well below the large-copy
 ceiling of the roofline. From the repo root on a GPU machine:
-    WORKBENCH_COMMIT=$(git rev-parse HEAD) PYTHONPATH=$PWD python3 benchmarks/tune_sweep.py --out $OUT
+    WORKBENCH_COMMIT=$(git rev-parse HEAD) PYTHONPATH=$PWD python3 benchmarks/tune_sweep.py --out $OUT [--only argmax softmax]
 Writes tune_sweep_<device>.csv and prints, per kernel and shape, the default and the best configuration.
 """
 
@@ -19,7 +20,7 @@ import pandas as pd
 import torch
 
 from workbench import backends  # before triton: it picks the interpreter or compiled mode
-from workbench.ops import _elementwise, _rows
+from workbench.ops import _elementwise, _rows, _split_rows
 from workbench.ops._launch import launch
 from workbench.profiling import roofline
 from workbench.profiling.meta import run_metadata
@@ -29,8 +30,8 @@ import triton  # noqa: E402
 
 DT = torch.bfloat16
 DEVICE = backends.active().device()
-add_op, exp_op, gelu_op, rms_norm_op = (importlib.import_module(f"workbench.ops.{name}")
-                                        for name in ("add", "exp", "gelu", "rms_norm"))
+add_op, argmax_op, exp_op, gelu_op, rms_norm_op, softmax_op = (
+    importlib.import_module(f"workbench.ops.{name}") for name in ("add", "argmax", "exp", "gelu", "rms_norm", "softmax"))
 
 
 def ms(fn) -> float:
@@ -96,16 +97,76 @@ def rms_norm_rows(shape) -> list[dict]:
     return rows
 
 
+def argmax_rows(shape) -> list[dict]:
+    """argmax over rows of a vocabulary, one program per row (prefill): tile width, warps, pipeline stages."""
+    n_rows, n = shape
+    x = torch.randn(shape, device=DEVICE, dtype=DT)
+    out = torch.empty(n_rows, dtype=torch.int64, device=DEVICE)
+    nbytes = x.numel() * x.element_size()
+    rows = [dict(kernel="argmax", shape=str(shape), config="device copy, same bytes", ms=copy_ms(2 * nbytes) / 2,
+                 nbytes=nbytes),
+            dict(kernel="argmax", shape=str(shape), config="native torch.argmax", nbytes=nbytes,
+                 ms=ms(lambda: torch.argmax(x, -1)))]
+    for block in (2048, 4096, 8192):
+        for warps in (4, 8, 16):
+            for stages in (1, 2, 3):
+                call = lambda: launch(argmax_op._argmax_chunk_kernel, (n_rows, 1), x, out, out, out, n, n, n,  # noqa: E731
+                                      SINGLE=True, BLOCK=block, num_warps=warps, num_stages=stages)
+                default = block == 4096 and warps == _rows.row_warps(4096) and stages == 1
+                rows.append(dict(kernel="argmax", shape=str(shape), config=f"BLOCK={block} warps={warps} "
+                                 f"stages={stages}", default=default, ms=ms(call), nbytes=nbytes))
+    return rows
+
+
+def softmax_rows(shape) -> list[dict]:
+    """softmax over few rows of a vocabulary, each split into chunks (two passes): tile width, warps,
+    pipeline stages, chunks per row."""
+    n_rows, n = shape
+    x = torch.randn(shape, device=DEVICE, dtype=DT)
+    y = torch.empty_like(x)
+    nbytes = 2 * x.numel() * x.element_size()
+    rows = [dict(kernel="softmax", shape=str(shape), config="device copy, same bytes", ms=copy_ms(nbytes),
+                 nbytes=nbytes),
+            dict(kernel="softmax", shape=str(shape), config="native torch.softmax", nbytes=nbytes,
+                 ms=ms(lambda: torch.softmax(x, -1)))]
+    default_chunks, _ = _split_rows.chunking(n_rows, n, 8192)
+    for block in (4096, 8192):
+        for warps in (4, 8, 16):
+            for stages in (1, 2):
+                for wanted in (default_chunks, 2 * default_chunks, 4 * default_chunks):
+                    chunk = triton.cdiv(triton.cdiv(n, wanted), block) * block
+                    chunks = triton.cdiv(n, chunk)
+                    stats = torch.empty((n_rows, chunks, 2), dtype=torch.float32, device=DEVICE)
+
+                    def call():
+                        launch(softmax_op._chunk_stats_kernel, (n_rows, chunks), x, stats, n, n, chunk,
+                               BLOCK=block, num_warps=warps, num_stages=stages)
+                        launch(softmax_op._chunk_write_kernel, (n_rows, chunks), x, stats, y, n, n, n, chunk,
+                               LOG=False, BLOCK=block, BLOCK_S=triton.next_power_of_2(chunks), num_warps=warps,
+                               num_stages=stages)
+
+                    default = (block == 8192 and warps == _rows.row_warps(8192) and stages == 1
+                               and wanted == default_chunks)
+                    rows.append(dict(kernel="softmax", shape=str(shape), config=f"BLOCK={block} warps={warps} "
+                                     f"stages={stages} chunks={chunks}", default=default, ms=ms(call),
+                                     nbytes=nbytes))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--only", choices=["elementwise", "rms_norm", "argmax", "softmax"], nargs="+",
+                        help="these sections only (default: all)")
     args = parser.parse_args()
     meta = run_metadata()
+    sections = {"elementwise": (elementwise_rows, ((2048, 4096), (2048, 12288))),
+                "rms_norm": (rms_norm_rows, ((2048, 4096), (65536, 128), (64, 4096))),
+                "argmax": (argmax_rows, ((2048, 151936),)), "softmax": (softmax_rows, ((64, 151936),))}
     rows = []
-    for shape in ((2048, 4096), (2048, 12288)):
-        rows += elementwise_rows(shape)
-    for shape in ((2048, 4096), (65536, 128), (64, 4096)):
-        rows += rms_norm_rows(shape)
+    for name, (sweep, shapes) in sections.items():
+        if not args.only or name in args.only:
+            rows += [row for shape in shapes for row in sweep(shape)]
     df = pd.DataFrame(rows)
     df["default"] = df["default"].fillna(False).astype(bool)
     df["gbps"] = df["nbytes"] / df["ms"] / 1e6
