@@ -47,22 +47,23 @@ for phase in $phases; do
         step 1 120 host_overhead env WORKBENCH_AUTOTUNE=0 python3 benchmarks/host_overhead.py --out "$R/host"
         step 1 60 topk python3 benchmarks/topk_variants.py --out "$R/topk" ) &
       wait ;;
-    check)  # 2 GPUs: every op's correctness on cuda (quick, edge, llm cases; fp32, fp16, bf16), groups of six
-            # ops alternating between the GPUs, one CSV per group (packed as it lands); GPU 1 first sweeps the
-            # launch configs of argmax and softmax over a vocabulary
+    check)  # 2 GPUs: correctness on cuda (quick, edge, llm cases; fp32, fp16, bf16) of $CHECK_OPS (default: every
+            # op), groups of three ops alternating between the GPUs, one CSV per group (packed as it lands);
+            # GPU 1 first sweeps the launch configs of argmax and softmax over a vocabulary ($SWEEP=0: not)
       mkdir -p "$R/check"
-      groups=$(python3 -c "from workbench.ops import REGISTRY; print(' '.join(REGISTRY))" | xargs -n 6 | tr ' ' ,)
+      ops=${CHECK_OPS:-$(python3 -c "from workbench.ops import REGISTRY; print(' '.join(REGISTRY))")}
+      groups=$(echo $ops | xargs -n 3 | tr ' ' ,)
       check_groups() {  # GPU PARITY: the groups whose number has that parity
         local n=0 group
         for group in $groups; do
           n=$((n + 1)); [ $((n % 2)) = "$2" ] || continue
-          step "$1" 170 "check_$n" env WORKBENCH_AUTOTUNE=0 python3 -m workbench.cli check ${group//,/ } \
+          step "$1" 240 "check_$n" env WORKBENCH_AUTOTUNE=0 python3 -m workbench.cli check ${group//,/ } \
             --cases quick,edge,llm --no-progress --csv "$R/check/check_$n.csv"
           pack
         done
       }
       check_groups 0 1 &
-      ( step 1 150 tune python3 benchmarks/tune_sweep.py --out "$R/tune" --only argmax softmax; pack
+      ( [ "${SWEEP:-1}" = 0 ] || { step 1 150 tune python3 benchmarks/tune_sweep.py --out "$R/tune" --only argmax softmax; pack; }
         check_groups 1 0 ) &
       wait ;;
     bench)  # the op bench alone (GPU 0); the attention llm cases checked with native's error beside (GPU 1)

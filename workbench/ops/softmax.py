@@ -145,8 +145,10 @@ def softmax_rows(x: torch.Tensor, dim: int, log: bool) -> torch.Tensor:
             launch(_softmax_kernel, (n_rows,), rows, out, n, rows.stride(0), n,
                    LOG=log, BLOCK=block, ONE_TILE=one_tile, num_warps=_rows.row_warps(block))
         else:  # too few long rows to fill the device: each row split over `splits` programs, two passes
+            # in half-width tiles (tune_sweep.py on an H200, 64x151936 bf16: 25.5 us vs 28.1 us at 8192)
+            block //= 2
             stats = torch.empty((n_rows, splits, 2), dtype=torch.float32, device=x.device)
-            warps = _rows.row_warps(block)
+            warps = 16
             launch(_chunk_stats_kernel, (n_rows, splits), rows, stats, n, rows.stride(0), chunk, BLOCK=block,
                    num_warps=warps)
             launch(_chunk_write_kernel, (n_rows, splits), rows, stats, out, n, rows.stride(0), n, chunk, LOG=log,
