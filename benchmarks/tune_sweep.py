@@ -112,7 +112,7 @@ def argmax_rows(shape) -> list[dict]:
             for stages in (1, 2, 3):
                 call = lambda: launch(argmax_op._argmax_chunk_kernel, (n_rows, 1), x, out, out, out, n, n, n,  # noqa: E731
                                       SINGLE=True, BLOCK=block, num_warps=warps, num_stages=stages)
-                default = block == 4096 and warps == _rows.row_warps(4096) and stages == 1
+                default = block == 2048 and warps == 16 and stages == 1
                 rows.append(dict(kernel="argmax", shape=str(shape), config=f"BLOCK={block} warps={warps} "
                                  f"stages={stages}", default=default, ms=ms(call), nbytes=nbytes))
     return rows
@@ -145,8 +145,7 @@ def softmax_rows(shape) -> list[dict]:
                                LOG=False, BLOCK=block, BLOCK_S=triton.next_power_of_2(chunks), num_warps=warps,
                                num_stages=stages)
 
-                    default = (block == 8192 and warps == _rows.row_warps(8192) and stages == 1
-                               and wanted == default_chunks)
+                    default = block == 4096 and warps == 16 and stages == 1 and wanted == default_chunks
                     rows.append(dict(kernel="softmax", shape=str(shape), config=f"BLOCK={block} warps={warps} "
                                      f"stages={stages} chunks={chunks}", default=default, ms=ms(call),
                                      nbytes=nbytes))
