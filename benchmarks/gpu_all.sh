@@ -2,7 +2,7 @@
 # Every GPU measurement of the project in one call on a 2-GPU machine, the two GPUs working in parallel,
 # then the collectives benchmark on both; `final` runs the release set on a 4-GPU machine. Each step has its own time limit; results are packed into
 # $OUT/results.tgz after every phase, so a cut-short run still returns what it measured. Usage:
-#   WORKBENCH_COMMIT=$(git rev-parse HEAD) OUT=out bash benchmarks/gpu_all.sh [phase1] [comm] [phase2] [tune] [final] [release] [check] [bench]
+#   WORKBENCH_COMMIT=$(git rev-parse HEAD) OUT=out bash benchmarks/gpu_all.sh [phase1] [comm] [phase2] [tune] [final] [release] [bench] [check] [host] [ops]
 set -uo pipefail
 R=/tmp/wb-results; rm -rf "$R"; mkdir -p "$R"  # a reused machine may keep an earlier run's files
 export PYTHONPATH=$PWD WORKBENCH_BACKEND=cuda NCCL_NVLS_ENABLE=0 WORKBENCH_CACHE=$R/cache
@@ -47,25 +47,23 @@ for phase in $phases; do
         step 1 120 host_overhead env WORKBENCH_AUTOTUNE=0 python3 benchmarks/host_overhead.py --out "$R/host"
         step 1 60 topk python3 benchmarks/topk_variants.py --out "$R/topk" ) &
       wait ;;
-    check)  # 2 GPUs: correctness on cuda (quick, edge, llm cases; fp32, fp16, bf16) of $CHECK_OPS (default: every
-            # op), groups of three ops alternating between the GPUs, one CSV per group (packed as it lands);
-            # GPU 1 first sweeps the launch configs of argmax and softmax over a vocabulary ($SWEEP=0: not)
+    check)  # correctness on cuda ($CHECK_CASES, default quick,edge,llm) of $CHECK_OPS (default: every op; an item
+            # "a,b,c" is one process for those ops), one process per item and dtype, three at a time on each GPU
+            # (compiling is the slow part), one CSV each; $CHECK_LIMIT_S for all
       mkdir -p "$R/check"
-      ops=${CHECK_OPS:-$(python3 -c "from workbench.ops import REGISTRY; print(' '.join(REGISTRY))")}
-      groups=$(echo $ops | xargs -n 3 | tr ' ' ,)
-      check_groups() {  # GPU PARITY: the groups whose number has that parity
-        local n=0 group
-        for group in $groups; do
-          n=$((n + 1)); [ $((n % 2)) = "$2" ] || continue
-          step "$1" 240 "check_$n" env WORKBENCH_AUTOTUNE=0 python3 -m workbench.cli check ${group//,/ } \
-            --cases quick,edge,llm --no-progress --csv "$R/check/check_$n.csv"
-          pack
-        done
-      }
-      check_groups 0 1 &
-      ( [ "${SWEEP:-1}" = 0 ] || { step 1 150 tune python3 benchmarks/tune_sweep.py --out "$R/tune" --only argmax softmax; pack; }
-        check_groups 1 0 ) &
-      wait ;;
+      export -f step; export R CHECK_CASES=${CHECK_CASES:-quick,edge,llm}
+      gpus=$(nvidia-smi -L | wc -l)
+      for item in ${CHECK_OPS:-$(python3 -c "from workbench.ops import REGISTRY; print(' '.join(REGISTRY))")}; do
+        for dtype in fp32 fp16 bf16; do echo "$item $dtype"; done
+      done | awk -v gpus="$gpus" '{print (NR - 1) % gpus, $1, $2}' |
+        timeout "${CHECK_LIMIT_S:-400}" xargs -P $((3 * gpus)) -L 1 bash -c 'name=${1%%,*}; [ "$name" = "$1" ] || name+=+more
+          step $0 300 "check/${name}_$2" env WORKBENCH_AUTOTUNE=0 python3 -m workbench.cli check ${1//,/ } --dtype $2 \
+            --cases "$CHECK_CASES" --no-progress --csv "$R/check/${name}_$2.csv"'
+      grep -h "^backend" "$R"/check/*.log | awk '{p += $(NF-5); f += $(NF-3)} END {print "check:", p, "passed,", f, "failed"}' ;;
+    host)  # host overhead per op, alone on GPU 0
+      step 0 150 host_overhead env WORKBENCH_AUTOTUNE=0 python3 benchmarks/host_overhead.py --out "$R/host" ;;
+    ops)  # the op bench of $BENCH_OPS alone on GPU 0
+      step 0 300 bench python3 benchmarks/run_bench.py --out "$R/bench" --ops $BENCH_OPS ;;
     bench)  # the op bench alone (GPU 0); the attention llm cases checked with native's error beside (GPU 1)
       step 0 330 bench python3 benchmarks/run_bench.py --out "$R/bench" &
       step 1 200 sdpa_check python3 -m workbench.cli check scaled_dot_product_attention --cases llm --dtype bf16 --no-progress --csv "$R/sdpa_check_llm.csv" &
@@ -77,4 +75,4 @@ for phase in $phases; do
   esac
   pack
 done
-for f in "$R"/*.log; do echo "===== $(basename "$f")"; tail -n 14 "$f"; done
+for f in "$R"/*.log; do [ -e "$f" ] || continue; echo "===== $(basename "$f")"; tail -n 14 "$f"; done
