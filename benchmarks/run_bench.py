@@ -79,12 +79,9 @@ def launch_overhead() -> pd.DataFrame:
 
     x = torch.randn(1, 4096, device="cuda", dtype=torch.bfloat16)
     out = torch.empty_like(x)
-    flat = _elementwise._FLAT
-
     def bare():
-        _elementwise._unary_kernel[(triton.cdiv(x.numel(), _elementwise.BLOCK),)](
-            x, out, x.numel(), *flat[0], *flat[1][0], FN=silu._silu, CONTIGUOUS=True, INT=False,
-            BLOCK=_elementwise.BLOCK)
+        _elementwise._unary_flat_kernel[(triton.cdiv(x.numel(), _elementwise.BLOCK),)](
+            x, out, x.numel(), FN=silu._silu, INT=False, BLOCK=_elementwise.BLOCK)
 
     calls = {"torch silu": lambda: torch.nn.functional.silu(x), "workbench silu": lambda: silu.silu(x),
              "bare triton launch": bare, "torch.empty": lambda: torch.empty_like(x)}

@@ -48,7 +48,6 @@ def elementwise_rows(shape) -> list[dict]:
     y = torch.randn(shape, device=DEVICE, dtype=DT)
     out = torch.empty_like(x)
     n = x.numel()
-    sizes, strides = [1, 1, 1], [0, 0, 0, 1]
     kernels = {"exp": (exp_op._exp, 2), "gelu_erf": (gelu_op._gelu_erf, 2), "add": (add_op._add, 3)}
     rows = []
     for name, (fn, tensors) in kernels.items():
@@ -59,12 +58,12 @@ def elementwise_rows(shape) -> list[dict]:
             for warps in (4, 8, 16):
                 grid = (triton.cdiv(n, block),)
                 if tensors == 3:
-                    call = lambda: launch(_elementwise._binary_kernel, grid, x, y, out, n, *sizes, *strides,  # noqa: E731
-                                          *strides, 0.0, 1.0, FN=fn, CONTIGUOUS=True, B_SCALAR=False,
-                                          SCALE_B=False, BLOCK=block, num_warps=warps)
+                    call = lambda: launch(_elementwise._binary_flat_kernel, grid, x, y, out, n, 0.0, 1.0,  # noqa: E731
+                                          FN=fn, B_SCALAR=False, SCALE_B=False, BLOCK=block, INT=False,
+                                          num_warps=warps)
                 else:
-                    call = lambda: launch(_elementwise._unary_kernel, grid, x, out, n, *sizes, *strides,  # noqa: E731
-                                          FN=fn, CONTIGUOUS=True, BLOCK=block, num_warps=warps)
+                    call = lambda: launch(_elementwise._unary_flat_kernel, grid, x, out, n,  # noqa: E731
+                                          FN=fn, BLOCK=block, INT=False, num_warps=warps)
                 default = block == _elementwise.BLOCK and warps == 4
                 rows.append(dict(kernel=name, shape=str(shape), config=f"BLOCK={block} warps={warps}",
                                  default=default, ms=ms(call), nbytes=nbytes))
@@ -110,8 +109,8 @@ def argmax_rows(shape) -> list[dict]:
     for block in (2048, 4096, 8192):
         for warps in (4, 8, 16):
             for stages in (1, 2, 3):
-                call = lambda: launch(argmax_op._argmax_chunk_kernel, (n_rows, 1), x, out, out, out, n, n, n,  # noqa: E731
-                                      SINGLE=True, BLOCK=block, num_warps=warps, num_stages=stages)
+                call = lambda: launch(argmax_op._argmax_chunk_kernel, (n_rows, 1), x, out, n, n, n,  # noqa: E731
+                                      BLOCK=block, num_warps=warps, num_stages=stages)
                 default = block == 2048 and warps == 16 and stages == 1
                 rows.append(dict(kernel="argmax", shape=str(shape), config=f"BLOCK={block} warps={warps} "
                                  f"stages={stages}", default=default, ms=ms(call), nbytes=nbytes))

@@ -112,3 +112,48 @@ def test_new_int_values_reuse_the_compiled_kernel_and_the_value_cache_stays_boun
     assert kernel.slow_calls == 1 and len(_launch._cache) == 1
     assert len(kernel.compiled.calls) == 8 and kernel.compiled.calls[-1][-3] == 144
     assert len(_launch._by_value) <= 3
+
+
+def test_value_cache_keeps_its_kernels_alive_so_their_ids_stay_theirs(monkeypatch):
+    import gc
+    import weakref
+
+    monkeypatch.setattr(_launch, "_ENABLED", True)
+    monkeypatch.setattr(_launch, "_cache", {})
+    monkeypatch.setattr(_launch, "_by_value", {})
+    monkeypatch.setattr(_launch, "_stream", lambda: "stream")
+    kernel, x = FakeKernel(), torch.empty(64)
+    for _ in range(2):
+        _launch.launch(kernel, (1,), x, 64, BLOCK=16, FLAG=True)
+    ref = weakref.ref(kernel)
+    _launch._cache.clear()
+    del kernel
+    gc.collect()
+    assert ref() is not None  # the value key holds id(kernel): its entry must keep the kernel alive
+    other = FakeKernel()
+    _launch.launch(other, (1,), x, 64, BLOCK=16, FLAG=True)
+    assert other.slow_calls == 1  # never the first kernel's compiled launch
+
+
+def test_stream_skips_torch_cuda_current_devices_python_wrapper(monkeypatch):
+    class Driver:
+        get_current_device = torch.cuda.current_device
+
+        @staticmethod
+        def get_current_stream(device):
+            return ("stream of", device)
+
+    def c_get_device():  # torch._C._cuda_getDevice, which a cpu build of torch lacks
+        return 0
+
+    monkeypatch.setattr(torch._C, "_cuda_getDevice", c_get_device, raising=False)
+    monkeypatch.setattr(_launch, "_driver", lambda: Driver)
+    _launch._stream_getters.cache_clear()
+    try:
+        get_stream, get_device = _launch._stream_getters()
+        assert get_device is c_get_device and get_stream is Driver.get_current_stream
+        Driver.get_current_device = staticmethod(lambda: 3)  # another driver's getter is kept
+        _launch._stream_getters.cache_clear()
+        assert _launch._stream() == ("stream of", 3)
+    finally:
+        _launch._stream_getters.cache_clear()

@@ -31,3 +31,16 @@ def test_split_sum_mean_max_match_torch(forced_splits, shape, dim):
     assert torch.equal(values.isnan(), want.values.isnan()) and torch.equal(indices, want.indices)
     clean = x.nan_to_num(0.0)
     assert torch.equal(workbench.ops.max(clean, dim).indices, torch.max(clean, dim).indices)
+
+
+def test_split_argmax_merges_chunk_winners_read_back_from_x(monkeypatch):
+    """argmax over few long rows: one winner index per chunk, merged by reading their values back from x."""
+    monkeypatch.setattr(_split_rows, "target_programs", lambda: 64)
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(3, 40000, generator=gen).round(decimals=1).to(backends.active().device())
+    x[0, 30000] = x[0, 100] = x[0].max() + 1  # a tie across chunks: the first index wins
+    x[1, 35000] = float("nan")  # NaN wins, in whichever chunk it is
+    x[2] = -float("inf")  # all -inf: index 0
+    assert _split_rows.chunking(3, 40000, min(4096 * backends.active().policy.block_scale, 16384))[0] > 1
+    assert torch.equal(workbench.ops.argmax(x, dim=1), torch.tensor([100, 35000, 0], device=x.device))
+    assert torch.equal(workbench.ops.argmax(x[:2].t(), dim=0), torch.tensor([100, 35000], device=x.device))

@@ -49,3 +49,20 @@ def test_cached_layout_matches_expanded_views():
     rank5 = torch.randn(2, 3, 4, 5, 6).permute(4, 2, 0, 3, 1)  # no merge: materialised
     sizes, strides, contiguous, (dense,) = _layout(rank5.shape, [rank5])
     assert contiguous and dense.is_contiguous() and torch.equal(dense, rank5)
+
+
+def test_rows_fast_paths_match_the_general_ones():
+    from workbench.ops import _rows
+
+    x = torch.randn(6, 40)
+    assert _rows.as_rows(x) is x  # already rows: no reshape
+    t = x.t()  # last dim strided: copied
+    rows = _rows.as_rows(t)
+    assert rows.is_contiguous() and torch.equal(rows, t)
+    x3 = torch.randn(2, 3, 40)
+    assert _rows.as_rows(x3).shape == (6, 40)
+    for n_rows, n in [(1, 4096), (64, 4096), (3, 40000), (100, 7)]:
+        block, one_tile = _rows.tile(n)
+        block_r = _rows.rows_per_program(n_rows, block) if one_tile else 1
+        want = (-(-n_rows // block_r), block_r, block, one_tile, _rows.row_warps(block_r * block))
+        assert _rows.packed_launch(n_rows, n) == want

@@ -19,11 +19,12 @@ _poison = False
 
 
 @functools.cache
-def _device_flag(device_type: str) -> str | None:
-    """The Tensor property saying a tensor is on `device_type` ("is_cuda"), where torch has one: several
-    times cheaper than `t.device.type`."""
-    name = f"is_{device_type}"
-    return name if hasattr(torch.Tensor, name) else None
+def _device_flag() -> tuple[backends.Backend, str | None]:
+    """(the active backend, the Tensor property saying a tensor is on its device type ("is_cuda") where
+    torch has one: several times cheaper than `t.device.type`). The backend is fixed per process."""
+    backend = backends.active()
+    name = f"is_{backend.device_type}"
+    return backend, (name if hasattr(torch.Tensor, name) else None)
 
 
 def check_tensor(name: str, t, dtypes=FLOAT_DTYPES) -> torch.Tensor:
@@ -33,8 +34,7 @@ def check_tensor(name: str, t, dtypes=FLOAT_DTYPES) -> torch.Tensor:
     if t.dtype not in dtypes:
         names = ", ".join(str(d).replace("torch.", "") for d in dtypes)
         raise TypeError(f"{name}: expected dtype in ({names}), got {str(t.dtype).replace('torch.', '')}")
-    backend = backends.active()
-    flag = _device_flag(backend.device_type)
+    backend, flag = _device_flag()
     if not (getattr(t, flag) if flag else t.device.type == backend.device_type):
         raise ValueError(
             f"{name}: expected a tensor on device type {backend.device_type!r} "

@@ -17,8 +17,10 @@ from .spec import Case, Cost, randn
 def compare(fn, input: torch.Tensor, other, launcher=binary) -> torch.Tensor:
     """`fn(input, other)` elementwise with broadcasting, as a bool tensor, on `launcher` (the generic
     binary launcher, or the MLU-style one in ops/_mlu for the mlu variants)."""
-    if isinstance(input, torch.Tensor) and (isinstance(other, (int, float, torch.Tensor))
-                                            and not isinstance(other, bool)):
+    # A number or a 0-dim operand is rounded / cast to the promoted dtype first; tensors with dims are not.
+    if isinstance(input, torch.Tensor) and (
+            (isinstance(other, (int, float)) and not isinstance(other, bool))
+            or (isinstance(other, torch.Tensor) and not (other.dim() and input.dim()))):
         dtype = torch.result_type(input, other)
         if not isinstance(other, torch.Tensor):
             if dtype.is_floating_point:

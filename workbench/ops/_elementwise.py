@@ -32,6 +32,9 @@ BLOCK = 1024 * backends.active().policy.block_scale
 _FLAT = ([1, 1, 1], [[0] * MAX_DIMS, [0] * MAX_DIMS], True)  # sizes, strides, contiguous for flat launches
 # Integer dtypes the binary and ternary launchers compute exactly when an op allows integers.
 INT_DTYPES = (torch.int32, torch.int64)
+_FLOAT_OR_INT_DTYPES = FLOAT_DTYPES + INT_DTYPES
+# `broadcast` of shapes (torch.Size, hashable), cached: a decode step repeats a few shapes.
+cached_broadcast = functools.lru_cache(maxsize=4096)(broadcast)
 
 
 @triton.jit
@@ -126,29 +129,54 @@ def _ternary_tile(c_ptr, a_ptr, b_ptr, out_ptr, offs, n, s1, s2, s3, cs0, cs1, c
     tl.store(out_ptr + offs, FN(c, a, b).to(out_ptr.dtype.element_ty), mask=mask)
 
 
+# Two kernels per launcher: strided operands pass sizes and strides; contiguous ones (the common case)
+# take a flat kernel without them, which leaves fewer arguments to key and pass on every launch.
+
 @triton.jit
 def _unary_kernel(x_ptr, out_ptr, n, s1, s2, s3, xs0, xs1, xs2, xs3,
-                  FN: tl.constexpr, CONTIGUOUS: tl.constexpr, BLOCK: tl.constexpr, INT: tl.constexpr):
+                  FN: tl.constexpr, BLOCK: tl.constexpr, INT: tl.constexpr):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    _unary_tile(x_ptr, out_ptr, offs, n, s1, s2, s3, xs0, xs1, xs2, xs3, FN, CONTIGUOUS, INT)
+    _unary_tile(x_ptr, out_ptr, offs, n, s1, s2, s3, xs0, xs1, xs2, xs3, FN, False, INT)
+
+
+@triton.jit
+def _unary_flat_kernel(x_ptr, out_ptr, n, FN: tl.constexpr, BLOCK: tl.constexpr, INT: tl.constexpr):
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    _unary_tile(x_ptr, out_ptr, offs, n, 1, 1, 1, 0, 0, 0, 0, FN, True, INT)
 
 
 @triton.jit
 def _binary_kernel(a_ptr, b_ptr, out_ptr, n, s1, s2, s3, as0, as1, as2, as3, bs0, bs1, bs2, bs3, b_scalar, b_scale,
-                   FN: tl.constexpr, CONTIGUOUS: tl.constexpr, B_SCALAR: tl.constexpr, SCALE_B: tl.constexpr,
-                   BLOCK: tl.constexpr, INT: tl.constexpr):
+                   FN: tl.constexpr, B_SCALAR: tl.constexpr, SCALE_B: tl.constexpr, BLOCK: tl.constexpr,
+                   INT: tl.constexpr):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     _binary_tile(a_ptr, b_ptr, out_ptr, offs, n, s1, s2, s3, as0, as1, as2, as3, bs0, bs1, bs2, bs3, b_scalar,
-                 b_scale, FN, CONTIGUOUS, B_SCALAR, SCALE_B, BLOCK, INT)
+                 b_scale, FN, False, B_SCALAR, SCALE_B, BLOCK, INT)
+
+
+@triton.jit
+def _binary_flat_kernel(a_ptr, b_ptr, out_ptr, n, b_scalar, b_scale, FN: tl.constexpr, B_SCALAR: tl.constexpr,
+                        SCALE_B: tl.constexpr, BLOCK: tl.constexpr, INT: tl.constexpr):
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    _binary_tile(a_ptr, b_ptr, out_ptr, offs, n, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, b_scalar, b_scale, FN, True,
+                 B_SCALAR, SCALE_B, BLOCK, INT)
 
 
 @triton.jit
 def _ternary_kernel(c_ptr, a_ptr, b_ptr, out_ptr, n, s1, s2, s3, cs0, cs1, cs2, cs3, as0, as1, as2, as3,
-                    bs0, bs1, bs2, bs3, a_scalar, b_scalar, FN: tl.constexpr, CONTIGUOUS: tl.constexpr,
-                    A_SCALAR: tl.constexpr, B_SCALAR: tl.constexpr, BLOCK: tl.constexpr, INT: tl.constexpr):
+                    bs0, bs1, bs2, bs3, a_scalar, b_scalar, FN: tl.constexpr, A_SCALAR: tl.constexpr,
+                    B_SCALAR: tl.constexpr, BLOCK: tl.constexpr, INT: tl.constexpr):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     _ternary_tile(c_ptr, a_ptr, b_ptr, out_ptr, offs, n, s1, s2, s3, cs0, cs1, cs2, cs3, as0, as1, as2, as3,
-                  bs0, bs1, bs2, bs3, a_scalar, b_scalar, FN, CONTIGUOUS, A_SCALAR, B_SCALAR, BLOCK, INT)
+                  bs0, bs1, bs2, bs3, a_scalar, b_scalar, FN, False, A_SCALAR, B_SCALAR, BLOCK, INT)
+
+
+@triton.jit
+def _ternary_flat_kernel(c_ptr, a_ptr, b_ptr, out_ptr, n, a_scalar, b_scalar, FN: tl.constexpr,
+                         A_SCALAR: tl.constexpr, B_SCALAR: tl.constexpr, BLOCK: tl.constexpr, INT: tl.constexpr):
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    _ternary_tile(c_ptr, a_ptr, b_ptr, out_ptr, offs, n, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                  a_scalar, b_scalar, FN, True, A_SCALAR, B_SCALAR, BLOCK, INT)
 
 
 def _merge_dims(shape, strides_per_operand):
@@ -212,8 +240,8 @@ def unary(fn, x: torch.Tensor, name: str = "x", dtypes=FLOAT_DTYPES) -> torch.Te
     n = out.numel()
     if n == 0:
         return out
-    launch(_unary_kernel, (cdiv(n, BLOCK),), x, out, n, *sizes, *x_strides, FN=fn,
-           CONTIGUOUS=contiguous, BLOCK=BLOCK, INT=not x.is_floating_point())
+    kernel, layout = (_unary_flat_kernel, ()) if contiguous else (_unary_kernel, (*sizes, *x_strides))
+    launch(kernel, (cdiv(n, BLOCK),), x, out, n, *layout, FN=fn, BLOCK=BLOCK, INT=not x.is_floating_point())
     return out
 
 
@@ -231,7 +259,7 @@ def prepare_binary(a: torch.Tensor, b, names=("input", "other"), integers: bool 
     A Python number is passed to kernels by value (no device tensor, as torch does); contiguous
     same-shape tensors skip all layout work. Both keep the call path short for decode-sized ops.
     """
-    dtypes = dtypes or (FLOAT_DTYPES + INT_DTYPES if integers else FLOAT_DTYPES)
+    dtypes = dtypes or (_FLOAT_OR_INT_DTYPES if integers else FLOAT_DTYPES)
     check_tensor(names[0], a, dtypes)
     if isinstance(b, (int, float)) and not isinstance(b, bool):
         # a float tensor with a Python number keeps its dtype; an integer one with a float becomes float
@@ -239,7 +267,8 @@ def prepare_binary(a: torch.Tensor, b, names=("input", "other"), integers: bool 
         out = new_output_as(a, out_dtype or dtype)
         operands, b_scalar, flat = [a], (float(b) if dtype.is_floating_point else int(b)), a.is_contiguous()
     else:
-        b = as_tensor_operand(names[1], b, a)
+        if not isinstance(b, torch.Tensor) or b.dim() == 0:  # else as_tensor_operand returns b itself
+            b = as_tensor_operand(names[1], b, a)
         check_tensor(names[1], b, dtypes)
         if b.dim() > 0 and b.device != a.device:
             check_same_device(**{names[0]: a, names[1]: b})
@@ -247,7 +276,7 @@ def prepare_binary(a: torch.Tensor, b, names=("input", "other"), integers: bool 
             out = new_output_as(a, out_dtype or (a.dtype if a.dtype == b.dtype else torch.result_type(a, b)))
             flat = a.is_contiguous() and b.is_contiguous()
         else:
-            shape = broadcast(a.shape, b.shape)
+            shape = cached_broadcast(a.shape, b.shape)
             if shape is None:
                 raise ValueError(f"{names[1]}: shape {tuple(b.shape)} does not broadcast with "
                                  f"{names[0]} shape {tuple(a.shape)}")
@@ -287,11 +316,12 @@ def binary(fn, a: torch.Tensor, b, b_scale=1, names=("input", "other"), integers
     if n == 0:
         return out
     is_int = integer_math(a, b_arg if b_scalar is None else b_scalar)
+    kernel, layout = (_binary_flat_kernel, ()) if contiguous else (_binary_kernel, (*sizes, *a_strides, *b_strides))
     launch(
-        _binary_kernel, (cdiv(n, BLOCK),),
-        a, b_arg, out, n, *sizes, *a_strides, *b_strides, (0 if is_int else 0.0) if b_scalar is None else b_scalar,
-        scale_arg(b_scale, is_int), FN=fn, CONTIGUOUS=contiguous, B_SCALAR=b_scalar is not None,
-        SCALE_B=b_scale != 1, BLOCK=BLOCK, INT=is_int,
+        kernel, (cdiv(n, BLOCK),),
+        a, b_arg, out, n, *layout, (0 if is_int else 0.0) if b_scalar is None else b_scalar,
+        scale_arg(b_scale, is_int), FN=fn, B_SCALAR=b_scalar is not None, SCALE_B=b_scale != 1, BLOCK=BLOCK,
+        INT=is_int,
     )
     return out
 
@@ -323,34 +353,32 @@ def prepare_ternary(c: torch.Tensor, a, b, out_dtype: torch.dtype, names=("condi
     `out_dtype` is allowed (computed exactly: `out.dtype in INT_DTYPES`); numbers must then be integral.
     """
     check_tensor(names[0], c, dtypes=c_dtypes)
-    dtypes = FLOAT_DTYPES + INT_DTYPES if integers else FLOAT_DTYPES
+    dtypes = _FLOAT_OR_INT_DTYPES if integers else FLOAT_DTYPES
     is_int = out_dtype in INT_DTYPES
     if is_int and not integers:
         raise TypeError(f"{names[1]}, {names[2]}: expected a float32, float16 or bfloat16 result, got {out_dtype}")
-    values, tensors = [], []
+    values, operands = [], [c]
     for name, v in ((names[1], a), (names[2], b)):
         value = _scalar_operand(name, v)
         if value is None:
             check_tensor(name, v, dtypes)
-            tensors.append((name, v))
+            if v.device != c.device:
+                check_same_device(**{names[0]: c, name: v})
+            operands.append(v)
         elif is_int:
             if not float(value).is_integer():
                 raise TypeError(f"{name}: expected an integral value for a {out_dtype} result, got {value}")
             value = int(value)
         values.append(value)
-    if any(t.device != c.device for _, t in tensors):
-        check_same_device(**{names[0]: c}, **dict(tensors))
-    shapes = [c.shape] + [t.shape for _, t in tensors]
-    shape = broadcast(*shapes)
+    shape = cached_broadcast(*[t.shape for t in operands])
     if shape is None:
-        raise ValueError(f"{', '.join(names)}: shapes {[tuple(s) for s in shapes]} do not broadcast")
+        raise ValueError(f"{', '.join(names)}: shapes {[tuple(t.shape) for t in operands]} do not broadcast")
     out = new_output(shape, out_dtype, c.device)
-    operands = [c] + [t for _, t in tensors]
-    if out.numel() == 0 or all(t.shape == out.shape and t.is_contiguous() for t in operands):
+    if out.numel() == 0 or all(t.shape == shape and t.is_contiguous() for t in operands):
         sizes, contiguous = _FLAT[0], True
         strides = [[0] * MAX_DIMS] * len(operands)
     else:
-        sizes, strides, contiguous, operands = _layout(out.shape, operands)
+        sizes, strides, contiguous, operands = _layout(shape, operands)
     # Scalar operands get the condition's pointer and strides: never read (A_SCALAR / B_SCALAR).
     args, arg_strides, rest = [operands[0]], [strides[0]], iter(zip(operands[1:], strides[1:]))
     for value in values:
@@ -360,12 +388,17 @@ def prepare_ternary(c: torch.Tensor, a, b, out_dtype: torch.dtype, names=("condi
     return out, args, sizes, arg_strides, contiguous, values
 
 
-def ternary_args(n, sizes, strides, values, is_int: bool = False) -> list:
-    """The runtime arguments after the pointers shared by the ternary kernels: n, sizes, strides, scalars
-    (a number operand's place holds a zero of the kernel's compute type: int for `is_int`)."""
+def ternary_scalars(values, is_int: bool = False) -> tuple:
+    """The two scalar kernel arguments: a number operand's value, a tensor operand's place a zero of the
+    kernel's compute type (int for `is_int`)."""
     zero = 0 if is_int else 0.0
-    return [n, *sizes, *strides[0], *strides[1], *strides[2], zero if values[0] is None else values[0],
-            zero if values[1] is None else values[1]]
+    return zero if values[0] is None else values[0], zero if values[1] is None else values[1]
+
+
+def ternary_args(n, sizes, strides, values, is_int: bool = False) -> list:
+    """The runtime arguments after the pointers shared by the strided ternary kernels: n, sizes, strides,
+    scalars (`ternary_scalars`)."""
+    return [n, *sizes, *strides[0], *strides[1], *strides[2], *ternary_scalars(values, is_int)]
 
 
 def ternary(fn, c: torch.Tensor, a, b, out_dtype: torch.dtype, names=("condition", "input", "other"),
@@ -380,9 +413,12 @@ def ternary(fn, c: torch.Tensor, a, b, out_dtype: torch.dtype, names=("condition
     if n == 0:
         return out
     is_int = out_dtype in INT_DTYPES
-    launch(_ternary_kernel, (cdiv(n, BLOCK),), *args, out, *ternary_args(n, sizes, strides, values, is_int),
-           FN=fn, CONTIGUOUS=contiguous, A_SCALAR=values[0] is not None, B_SCALAR=values[1] is not None,
-           BLOCK=BLOCK, INT=is_int)
+    if contiguous:
+        kernel, rest = _ternary_flat_kernel, (n, *ternary_scalars(values, is_int))
+    else:
+        kernel, rest = _ternary_kernel, ternary_args(n, sizes, strides, values, is_int)
+    launch(kernel, (cdiv(n, BLOCK),), *args, out, *rest, FN=fn, A_SCALAR=values[0] is not None,
+           B_SCALAR=values[1] is not None, BLOCK=BLOCK, INT=is_int)
     return out
 
 

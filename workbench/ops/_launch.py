@@ -8,7 +8,8 @@ specialises on — each tensor's dtype and 16-byte alignment, each int's value 1
 to the compiled kernel's launcher. Building that key costs a function call per argument, so calls are
 first looked up by a cheaper key that holds each int by value (a decode step repeats the same sizes and
 strides); equal value keys have equal specialisation keys, and a new value key costs one lookup of the
-specialisation key, never a compile. With Triton 3.6 (the version this path was read against) that is
+specialisation key, never a compile. The value key holds the kernel by identity (hashing a JITFunction
+runs Python). With Triton 3.6 (the version this path was read against) that is
 the launcher's C function itself, skipping its Python wrapper, which only sizes scratch buffers our
 kernels do not use; with other versions, the compiled kernel's `run`. The first call of a key,
 interpreted backends, and launchers of another calling convention take Triton's own path.
@@ -28,7 +29,7 @@ from workbench import backends
 
 _ENABLED = not backends.active().interpreted and os.environ.get("WORKBENCH_FAST_LAUNCH", "1") != "0"
 _RAW_LAUNCH = triton.__version__.startswith("3.6.")
-_cache: dict = {}  # specialisation key -> (compiled kernel, constexpr tail, raw launcher or None)
+_cache: dict = {}  # specialisation key -> `_entry`: (launch function, its leading arguments, constexpr tail, key)
 _by_value: dict = {}  # value key -> the same entries; cleared when it reaches MAX_BY_VALUE
 MAX_BY_VALUE = 4096  # distinct int values (e.g. one KV length per decode step) must not grow it forever
 # While > 0 every launch takes Triton's own path, where the MLU launch-rules profile sees it.
@@ -52,11 +53,11 @@ def _arg_key(a):
     return type(a), a
 
 
-def _value_key(args) -> tuple:
+def _value_key(args) -> list:
     """Each int by value, each tensor's dtype and 16-byte alignment, anything else as `_arg_key`: one
     comprehension without a call for the common arguments. Equal value keys give equal `_arg_key`s."""
-    return tuple([a if type(a) is int else (a.dtype, not a.data_ptr() & 15) if isinstance(a, torch.Tensor)
-                  else _arg_key(a) for a in args])
+    return [a if type(a) is int else (a.dtype, not a.data_ptr() & 15) if isinstance(a, torch.Tensor)
+            else "f" if type(a) is float else _arg_key(a) for a in args]
 
 
 @functools.cache
@@ -66,9 +67,21 @@ def _driver():
     return driver.active
 
 
-def _stream():
+@functools.cache
+def _stream_getters():
+    """(current stream of a device, current device) of the active driver. torch.cuda.current_device is
+    Python around torch._C._cuda_getDevice (which initialises CUDA itself where needed): the C function
+    is called directly."""
     d = _driver()
-    return d.get_current_stream(d.get_current_device())
+    get_device = d.get_current_device
+    if get_device is getattr(torch.cuda, "current_device", None):
+        get_device = getattr(torch._C, "_cuda_getDevice", get_device)
+    return d.get_current_stream, get_device
+
+
+def _stream():
+    get_stream, get_device = _stream_getters()
+    return get_stream(get_device())
 
 
 def _disable() -> None:
@@ -81,36 +94,47 @@ def launch(kernel, grid: tuple[int, ...], *args, **meta) -> None:
     if not _ENABLED or watchers:
         kernel[grid](*args, **meta)
         return
-    meta_key = tuple(meta.items())
-    value_key = (kernel, meta_key, _value_key(args))
+    # The kernel by identity: hashing a JITFunction runs Triton's Python `cache_key`. Each entry holds
+    # its specialisation key, which holds the kernel, so the id cannot be reused while the entry is cached.
+    value_key = (id(kernel), tuple(meta.items()), *_value_key(args))
     entry = _by_value.get(value_key)
     if entry is None:
-        key = (kernel, tuple(map(_arg_key, args)), meta_key)
+        key = (kernel, tuple(map(_arg_key, args)), value_key[1])
         entry = _cache.get(key)
         if entry is None:
             compiled = kernel[grid](*args, **meta)
             # The launcher takes every kernel parameter in signature order, constexprs included.
             tail = tuple(meta[name] for name in kernel.arg_names[len(args):])
-            _cache[key] = (compiled, tail, _raw_launch(compiled))
+            _cache[key] = _entry(compiled, tail, key)
             return
         if len(_by_value) >= MAX_BY_VALUE:
             _by_value.clear()
         _by_value[value_key] = entry
-    compiled, tail, raw = entry
-    g = tuple(grid) + (1, 1)
+    call, prefix, tail, _ = entry
+    g0, g1, g2 = (*grid, 1, 1)[:3]
     try:
-        if raw is not None:
-            raw(g[0], g[1], g[2], _stream(), compiled.function, compiled.packed_metadata, *args, *tail)
-        else:
-            compiled.run(g[0], g[1], g[2], _stream(), compiled.function, compiled.packed_metadata, None, None,
-                         None, *args, *tail)
+        call(g0, g1, g2, _stream(), *prefix, *args, *tail)
     except (TypeError, AttributeError):  # a launcher with another calling convention: use Triton's path
         _disable()
         kernel[grid](*args, **meta)
 
 
+def _entry(compiled, tail: tuple, key: tuple) -> tuple:
+    """(launch function, its arguments between the stream and the kernel's, constexpr tail, key) of
+    `compiled`: Triton 3.6's C launch function where `_raw_launch` allows it, else the compiled kernel's
+    `run`."""
+    c_launch = _raw_launch(compiled)
+    if c_launch is not None:
+        launcher = compiled.run
+        prefix = (compiled.function, launcher.launch_cooperative_grid, launcher.launch_pdl, None, None,
+                  compiled.packed_metadata, None, None, None)
+        return c_launch, prefix, tail, key
+    return compiled.run, (compiled.function, compiled.packed_metadata, None, None, None), tail, key
+
+
 def _raw_launch(compiled):
-    """Triton 3.6's C launch function of `compiled`, called as its Python wrapper would call it, or None.
+    """Triton 3.6's C launch function of `compiled`, to be called as its Python wrapper would call it
+    (`_entry` builds those arguments), or None.
 
     The wrapper (CudaLauncher.__call__) allocates global / profile scratch when a kernel needs it and
     passes (grid, stream, function, cooperative, pdl, global scratch, profile scratch, metadata,
@@ -121,9 +145,4 @@ def _raw_launch(compiled):
     if not _RAW_LAUNCH or c_launch is None or getattr(launcher, "global_scratch_size", 1) != 0 \
             or getattr(launcher, "profile_scratch_size", 1) != 0:
         return None
-    coop, pdl = launcher.launch_cooperative_grid, launcher.launch_pdl
-
-    def raw(g0, g1, g2, stream, function, metadata, *args):
-        c_launch(g0, g1, g2, stream, function, coop, pdl, None, None, metadata, None, None, None, *args)
-
-    return raw
+    return c_launch

@@ -181,6 +181,9 @@ _autotuned = triton.autotune(configs=_configs(backends.active().interpreted),
                              prune_configs_by={"early_config_prune": _prune})(_matmul_kernel)
 # (M, N, K, dtype, layout, constexprs) -> the winning config's kwargs: later calls skip the autotuner entirely.
 _tuned: dict = {}
+# The pointer kernel's later launches by the same key: (programs along grid axis 0, launch keywords: the
+# constexprs and the config), worked out once.
+_pointer_launches: dict = {}
 
 # The TMA kernel serves 16-bit operands from this many rows of A up; smaller M keeps the pointer kernel,
 # whose thin tiles stream a weight faster at decode sizes.
@@ -285,9 +288,12 @@ def check_operands(names: tuple[str, ...], *tensors: torch.Tensor) -> None:
     """Float tensors on the backend's device, one device, one dtype (the first's)."""
     for name, t in zip(names, tensors):
         check_tensor(name, t)
-    check_same_device(**dict(zip(names, tensors)))
+    first = tensors[0]
+    for t in tensors[1:]:
+        if t.device != first.device:
+            check_same_device(**dict(zip(names, tensors)))  # raises, naming the tensor
     for name, t in zip(names[1:], tensors[1:]):
-        check_dtype_match(name, t, tensors[0].dtype, names[0])
+        check_dtype_match(name, t, first.dtype, names[0])
 
 
 def matmul(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, M: int, N: int, K: int, batch: int,
@@ -319,12 +325,14 @@ def matmul(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, M: int, N: int, K:
     args = (a, b, c, bias if has_bias else c, M, N, K, *a_strides, *b_strides, *c_strides, *bias_strides,
             float(alpha), float(beta))
     key = (M, N, K, a.dtype, a_strides[2] == 1, b_strides[1] == 1, *meta.values())
-    config = _tuned.get(key)
-    if config is None:  # first call of this shape: autotune, then remember the winner
+    tuned = _pointer_launches.get(key)
+    if tuned is None:  # first call of this shape: autotune, then remember the winner
         _autotuned[grid](*args, **meta)
-        _tuned[key] = _autotuned.best_config.all_kwargs()
+        config = _tuned[key] = _autotuned.best_config.all_kwargs()
+        _pointer_launches[key] = (grid(config)[0], {**meta, **config})
     else:
-        launch(_matmul_kernel, grid(config), *args, **meta, **config)
+        programs, kwargs = tuned
+        launch(_matmul_kernel, (programs, batch), *args, **kwargs)
     return c
 
 

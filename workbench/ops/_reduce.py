@@ -10,6 +10,7 @@ accumulates in int64, exactly.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -28,6 +29,7 @@ from .spec import FLOAT_DTYPES
 TILE = 4096  # elements one program holds per step on a GPU; the launch policy scales it
 # Inputs a sum takes besides floats: bool and integers, summed exactly in int64 (torch's result dtype).
 INT_INPUTS = (torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+_SUM_INPUTS, _SUM_RESULTS = FLOAT_DTYPES + INT_INPUTS, FLOAT_DTYPES + (torch.int32, torch.int64)
 MAX_GRID_Y = 65535  # CUDA's limit on grid axis 1
 
 
@@ -177,21 +179,31 @@ def normalize_dims(x: torch.Tensor, dim, name: str = "dim") -> list[int]:
 
 def _three_dims(x: torch.Tensor, dims: list[int]):
     """(x or a copy, outer, n, inner, (so, sn, si)) viewing x as (outer, n, inner)."""
-    shape = list(x.shape) if x.dim() else [1]
-    strides = list(x.stride()) if x.dim() else [1]
-    lo, hi = dims[0], dims[-1] + 1
-    if dims == list(range(lo, hi)):
-        groups = [(shape[:lo], strides[:lo]), (shape[lo:hi], strides[lo:hi]), (shape[hi:], strides[hi:])]
-        merged = [_merge_dims(s, [st]) for s, st in groups]
-        if all(len(m) <= 1 for m in merged):
-            sizes = [m[0][0] if m else 1 for m in merged]
-            dim_strides = [m[0][1][0] if m else 0 for m in merged]
-            return (x, *sizes, dim_strides)
+    shape = tuple(x.shape) if x.dim() else (1,)
+    view = _three_dim_view(shape, x.stride() if x.dim() else (1,), tuple(dims))
+    if view is not None:
+        return (x, *view)
     kept = [d for d in range(len(shape)) if d not in dims]
     moved = x.reshape(shape).permute(*kept, *dims).contiguous()
     n = math.prod(shape[d] for d in dims)
     outer = math.prod(shape[d] for d in kept)
-    return moved, outer, n, 1, [n, 1, 0]
+    return moved, outer, n, 1, (n, 1, 0)
+
+
+@functools.lru_cache(maxsize=4096)
+def _three_dim_view(shape: tuple, strides: tuple, dims: tuple):
+    """(outer, n, inner, (so, sn, si)) of a tensor of `shape` and `strides` as an (outer, n, inner) view,
+    n over the reduced `dims` (sorted), or None when the dims before, in or after them do not merge into
+    one. Cached: a decode step repeats a few geometries."""
+    lo, hi = dims[0], dims[-1] + 1
+    if dims != tuple(range(lo, hi)):
+        return None
+    groups = [(shape[:lo], strides[:lo]), (shape[lo:hi], strides[lo:hi]), (shape[hi:], strides[hi:])]
+    merged = [_merge_dims(s, [st]) for s, st in groups]
+    if not all(len(m) <= 1 for m in merged):
+        return None
+    sizes = [m[0][0] if m else 1 for m in merged]
+    return (*sizes, tuple(m[0][1][0] if m else 0 for m in merged))
 
 
 def _out_shape(x: torch.Tensor, dims: list[int], keepdim: bool) -> list[int]:
@@ -202,7 +214,12 @@ def _out_shape(x: torch.Tensor, dims: list[int], keepdim: bool) -> list[int]:
 
 def _tiles(n: int, inner: int) -> tuple[int, int, int]:
     """(BLOCK_N, BLOCK_I, num_warps) for a tile of about TILE * block_scale elements."""
-    budget = TILE * backends.active().policy.block_scale
+    return _tiles_of(TILE * backends.active().policy.block_scale, n, inner)
+
+
+@functools.lru_cache(maxsize=4096)
+def _tiles_of(budget: int, n: int, inner: int) -> tuple[int, int, int]:
+    """`_tiles` for tiles of `budget` elements. Cached: a decode step repeats the same sizes."""
     block_i = min(next_pow2(max(inner, 1)), 64) if inner > 1 else 1
     block_n = max(1, min(next_pow2(max(n, 1)), budget // block_i))
     return block_n, block_i, _rows.row_warps(min(block_n * block_i, TILE))
@@ -230,8 +247,8 @@ def prepare_sum(x: torch.Tensor, dim, keepdim: bool, dtype: torch.dtype | None, 
     A sum of bool or integers (or with an integer `dtype`) gives int64 unless `dtype` says; the kernels
     then accumulate in int64 (INT: the output is not floating point). Shared by every sum/mean launcher
     (generic, MLU style)."""
-    check_tensor("x", x, FLOAT_DTYPES if mean else FLOAT_DTYPES + INT_INPUTS)
-    allowed = FLOAT_DTYPES if mean else FLOAT_DTYPES + (torch.int32, torch.int64)
+    check_tensor("x", x, FLOAT_DTYPES if mean else _SUM_INPUTS)
+    allowed = FLOAT_DTYPES if mean else _SUM_RESULTS
     if dtype is not None and dtype not in allowed:
         names = ", ".join(str(d).replace("torch.", "") for d in allowed)
         raise TypeError(f"dtype: expected one of ({names}), got {dtype}")

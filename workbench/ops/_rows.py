@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
-from ._shapes import next_pow2
+from ._shapes import cdiv, next_pow2
 
 # Rows up to this length are held in registers in one tile; longer rows loop over tiles.
 MAX_ONE_TILE = 16384
@@ -12,6 +14,8 @@ MAX_ONE_TILE = 16384
 
 def as_rows(x: torch.Tensor) -> torch.Tensor:
     """A 2-D (rows, last dim) tensor whose last dim has stride 1; copies only when it must."""
+    if x.dim() == 2 and x.stride(1) == 1 and x.shape[1]:  # already rows: reshape would give an equal view
+        return x
     n = x.shape[-1] if x.dim() else 1
     rows = x.reshape(-1, n) if x.dim() else x.reshape(1, 1)
     return rows if rows.stride(-1) == 1 or n <= 1 else rows.contiguous()
@@ -35,3 +39,13 @@ def rows_per_program(n_rows: int, block: int) -> int:
 def row_warps(block: int) -> int:
     """16 elements per thread for mid-size rows; long rows get 16 warps, since one program streams a row."""
     return min(16, max(4, block // 512))
+
+
+@functools.lru_cache(maxsize=4096)
+def packed_launch(n_rows: int, n: int) -> tuple[int, int, int, bool, int]:
+    """(programs, rows per program, BLOCK, one tile, num_warps) of a row op that packs short rows several
+    to a program (`rows_per_program`) and gives a long row a program of its own. Cached: a decode step
+    repeats the same few sizes."""
+    block, one_tile = tile(n)
+    block_r = rows_per_program(n_rows, block) if one_tile else 1
+    return cdiv(n_rows, block_r), block_r, block, one_tile, row_warps(block_r * block)

@@ -51,27 +51,25 @@ def chunk_winner(x_row, lo, hi, BLOCK: tl.constexpr):
 
 
 @triton.jit
-def _argmax_chunk_kernel(x_ptr, out_ptr, part_v_ptr, part_i_ptr, n_cols, x_row_stride, chunk,
-                         SINGLE: tl.constexpr, BLOCK: tl.constexpr):
+def _argmax_chunk_kernel(x_ptr, idx_ptr, n_cols, x_row_stride, chunk, BLOCK: tl.constexpr):
+    """The index of chunk c's winner in row `row`, stored at idx_ptr[row * chunks + c]: the argmax itself
+    when a row is one chunk."""
     row = tl.program_id(0).to(tl.int64)
     c = tl.program_id(1)
     lo = c.to(tl.int64) * chunk
-    value, idx = chunk_winner(x_ptr + row * x_row_stride, lo, tl.minimum(lo + chunk, n_cols), BLOCK)
-    if SINGLE:
-        tl.store(out_ptr + row, idx)
-    else:
-        part = row * tl.num_programs(1) + c
-        tl.store(part_v_ptr + part, value)
-        tl.store(part_i_ptr + part, idx)
+    _, idx = chunk_winner(x_ptr + row * x_row_stride, lo, tl.minimum(lo + chunk, n_cols), BLOCK)
+    tl.store(idx_ptr + row * tl.num_programs(1) + c, idx)
 
 
 @triton.jit
-def _argmax_merge_kernel(part_v_ptr, part_i_ptr, out_ptr, chunks, BLOCK_C: tl.constexpr):
+def _argmax_merge_kernel(x_ptr, x_row_stride, part_i_ptr, out_ptr, chunks, BLOCK_C: tl.constexpr):
+    """The winner among a row's chunk winners, their values read back from x at their indices (a chunk's
+    winner value is x there: NaN or the chunk's max)."""
     row = tl.program_id(0).to(tl.int64)
     c = tl.arange(0, BLOCK_C)
     ok = c < chunks
-    v = tl.load(part_v_ptr + row * chunks + c, mask=ok, other=-float("inf"))
     i = tl.load(part_i_ptr + row * chunks + c, mask=ok, other=9223372036854775807)
+    v = tl.load(x_ptr + row * x_row_stride + i, mask=ok, other=-float("inf")).to(tl.float32)
     _, idx = _winner(v, i)
     tl.store(out_ptr + row, idx)
 
@@ -101,7 +99,7 @@ def prepare(x: torch.Tensor, dim: int | None, keepdim: bool) -> tuple[torch.Tens
                 out_shape[dim] = 1
             else:
                 del out_shape[dim]
-            rows = _rows.as_rows(x.movedim(dim, -1))
+            rows = _rows.as_rows(x if dim in (-1, x.dim() - 1) else x.movedim(dim, -1))
     out = new_output(out_shape, torch.int64, x.device)
     return out, (rows if out.numel() else None)
 
@@ -116,15 +114,12 @@ def argmax(x: torch.Tensor, dim: int | None = None, keepdim: bool = False) -> to
     block = min(2048 * backends.active().policy.block_scale, next_pow2(n))
     warps = 16 if block >= 2048 else _rows.row_warps(block)
     chunks, chunk = _split_rows.chunking(n_rows, n, block)
-    if chunks == 1:
-        launch(_argmax_chunk_kernel, (n_rows, 1), rows, out, out, out, n, rows.stride(0), chunk, SINGLE=True,
-               BLOCK=block, num_warps=warps)
-        return out
-    part_v = torch.empty(n_rows * chunks, dtype=torch.float32, device=x.device)
-    part_i = torch.empty(n_rows * chunks, dtype=torch.int64, device=x.device)
-    launch(_argmax_chunk_kernel, (n_rows, chunks), rows, out, part_v, part_i, n, rows.stride(0), chunk,
-           SINGLE=False, BLOCK=block, num_warps=warps)
-    launch(_argmax_merge_kernel, (n_rows,), part_v, part_i, out, chunks, BLOCK_C=next_pow2(chunks))
+    part_i = out if chunks == 1 else torch.empty(n_rows * chunks, dtype=torch.int64, device=x.device)
+    launch(_argmax_chunk_kernel, (n_rows, chunks), rows, part_i, n, rows.stride(0), chunk, BLOCK=block,
+           num_warps=warps)
+    if chunks > 1:
+        launch(_argmax_merge_kernel, (n_rows,), rows, rows.stride(0), part_i, out, chunks,
+               BLOCK_C=next_pow2(chunks))
     return out
 
 

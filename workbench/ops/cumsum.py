@@ -18,7 +18,7 @@ import triton.language as tl
 from workbench import backends
 
 from . import _rows, _split_rows
-from ._common import check_tensor, new_output
+from ._common import check_tensor, new_output_as
 from ._elementwise import randint
 from ._launch import launch
 from ._reduce import INT_INPUTS
@@ -26,6 +26,7 @@ from ._shapes import cdiv, next_pow2
 from .spec import FLOAT_DTYPES, Case, Cost, OpSpec, nbytes, randn, register
 
 INT_RESULTS = (torch.int32, torch.int64)  # integer result dtypes: exact int64 accumulation
+_INPUTS, _RESULTS = FLOAT_DTYPES + INT_INPUTS, FLOAT_DTYPES + INT_RESULTS
 
 
 @triton.jit
@@ -122,13 +123,13 @@ def prepare(x: torch.Tensor, dim: int, dtype: torch.dtype | None) -> tuple[torch
     """Validate; (output, dim made non-negative, or None when there is nothing to compute). Shared by
     every cumsum launcher (generic, MLU style). Bool and integer inputs give int64 unless `dtype` says;
     an integer output is accumulated in int64 (INT), a float one in fp32."""
-    check_tensor("x", x, FLOAT_DTYPES + INT_INPUTS)
-    if dtype is not None and dtype not in FLOAT_DTYPES + INT_RESULTS:
-        raise TypeError(f"dtype: expected one of {FLOAT_DTYPES + INT_RESULTS} or None, got {dtype}")
+    check_tensor("x", x, _INPUTS)
+    if dtype is not None and dtype not in _RESULTS:
+        raise TypeError(f"dtype: expected one of {_RESULTS} or None, got {dtype}")
     ndim = max(x.dim(), 1)
     if isinstance(dim, bool) or not isinstance(dim, int) or not -ndim <= dim < ndim:
         raise ValueError(f"dim: expected a dim in [{-ndim}, {ndim}), got {dim!r}")
-    out = new_output(x.shape, dtype or (x.dtype if x.is_floating_point() else torch.int64), x.device)
+    out = new_output_as(x, dtype or (x.dtype if x.is_floating_point() else torch.int64))
     return out, (dim % ndim if x.numel() else None)
 
 
@@ -143,7 +144,8 @@ def cumsum(x: torch.Tensor, dim: int, *, dtype: torch.dtype | None = None) -> to
         n_rows, n = rows.shape
         block = min(1024 * backends.active().policy.block_scale, next_pow2(n))
         chunks, chunk = _split_rows.chunking(n_rows, n, block)
-        sums = torch.empty(n_rows * chunks if chunks > 1 else 1, dtype=acc_dtype, device=x.device)
+        # one chunk per row: PASS 0 has no totals, `out` stands in for the buffer it never reads
+        sums = torch.empty(n_rows * chunks, dtype=acc_dtype, device=x.device) if chunks > 1 else out
         meta = dict(BLOCK=block, BLOCK_C=next_pow2(chunks), INT=is_int, num_warps=_rows.row_warps(block))
         for step in ((1, 2) if chunks > 1 else (0,)):
             launch(_cumsum_rows_kernel, (n_rows, chunks), rows, out, sums, n, rows.stride(0), chunk, PASS=step,
@@ -156,7 +158,7 @@ def cumsum(x: torch.Tensor, dim: int, *, dtype: torch.dtype | None = None) -> to
     block_n = min(next_pow2(n), 32 * backends.active().policy.block_scale)
     col_blocks = cdiv(inner, block_i)
     chunks, chunk = _split_rows.chunking(outer * col_blocks, n, block_n)
-    sums = torch.empty(outer * chunks * inner if chunks > 1 else 1, dtype=acc_dtype, device=x.device)
+    sums = torch.empty(outer * chunks * inner, dtype=acc_dtype, device=x.device) if chunks > 1 else out
     for step in ((1, 2) if chunks > 1 else (0,)):
         launch(_cumsum_cols_kernel, (outer, col_blocks, chunks), xc, out, sums, n, inner, chunk, PASS=step,
                BLOCK_N=block_n, BLOCK_I=block_i, INT=is_int, num_warps=4)

@@ -7,10 +7,9 @@ import triton
 import triton.language as tl
 
 from . import _rows
-from ._common import check_same_device, check_tensor, new_output
+from ._common import check_same_device, check_tensor, new_output_as
 from ._launch import launch
 from ._norm_cases import norm_cases
-from ._shapes import cdiv
 from .spec import Cost, OpSpec, nbytes, register
 
 
@@ -72,18 +71,21 @@ def prepare(x: torch.Tensor, normalized_shape, weight: torch.Tensor | None,
     layer_norm launcher (generic, MLU style)."""
     check_tensor("x", x)
     shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
-    if not shape or len(shape) > x.dim() or tuple(x.shape[x.dim() - len(shape):]) != shape:
+    if not shape or len(shape) > x.dim() or x.shape[x.dim() - len(shape):] != shape:
         raise ValueError(f"normalized_shape: expected trailing dims of x {tuple(x.shape)}, got {shape}")
     for name, p in (("weight", weight), ("bias", bias)):
         if p is not None:
             check_tensor(name, p)
-            check_same_device(x=x, **{name: p})
-            if tuple(p.shape) != shape:
+            if p.device != x.device:
+                check_same_device(x=x, **{name: p})
+            if p.shape != shape:
                 raise ValueError(f"{name}: expected shape {shape} (normalized_shape), got {tuple(p.shape)}")
-    out = new_output(x.shape, x.dtype, x.device)  # torch keeps x's dtype, even with fp32 params
+    out = new_output_as(x)  # torch keeps x's dtype, even with fp32 params
     if x.numel() == 0:
         return out, None
-    return out, _rows.as_rows(x.reshape(*x.shape[: x.dim() - len(shape)], math.prod(shape)))
+    if len(shape) > 1:  # the normalized dims as one
+        x = x.reshape(*x.shape[: x.dim() - len(shape)], math.prod(shape))
+    return out, _rows.as_rows(x)
 
 
 def layer_norm(x: torch.Tensor, normalized_shape, weight: torch.Tensor | None = None,
@@ -91,15 +93,13 @@ def layer_norm(x: torch.Tensor, normalized_shape, weight: torch.Tensor | None = 
     out, rows = prepare(x, normalized_shape, weight, bias)
     if rows is None:
         return out
-    n = rows.shape[1]
-    block, one_tile = _rows.tile(n)
-    n_rows = rows.shape[0]
-    block_r = _rows.rows_per_program(n_rows, block) if one_tile else 1
+    n_rows, n = rows.shape
+    programs, block_r, block, one_tile, warps = _rows.packed_launch(n_rows, n)
     launch(
-        _layer_norm_kernel, (cdiv(n_rows, block_r),),
+        _layer_norm_kernel, (programs,),
         rows, weight if weight is not None else rows, bias if bias is not None else rows, out, n_rows, n,
         rows.stride(0), float(eps), HAS_WEIGHT=weight is not None, HAS_BIAS=bias is not None,
-        BLOCK_R=block_r, BLOCK=block, ONE_TILE=one_tile, num_warps=_rows.row_warps(block_r * block),
+        BLOCK_R=block_r, BLOCK=block, ONE_TILE=one_tile, num_warps=warps,
     )
     return out
 

@@ -28,10 +28,10 @@ def prepare(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = N
     if bias is not None and tuple(bias.shape) not in ((N,), ()):
         raise ValueError(f"bias: expected shape ({N},), got {tuple(bias.shape)}")
     M = math.prod(x.shape[:-1])
-    rows = x.reshape(M, K)  # not (-1, K): that is ambiguous when K == 0
+    rows = x if x.dim() == 2 else x.reshape(M, K)  # not (-1, K): that is ambiguous when K == 0
     c = new_output((M, N), x.dtype, x.device)
     bias_strides = (0, bias.stride(0) if bias is not None and bias.dim() else 0)
-    return c.view(*x.shape[:-1], N), dict(
+    return (c if x.dim() == 2 else c.view(*x.shape[:-1], N)), dict(
         a=rows, b=weight, c=c, M=M, N=N, K=K, batch=1, a_strides=(0, *rows.stride()),
         b_strides=(0, weight.stride(1), weight.stride(0)), c_strides=(0, c.stride(0)), bias=bias,
         bias_strides=bias_strides)

@@ -10,10 +10,11 @@ import triton
 import triton.language as tl
 
 from ._common import check_tensor
-from ._elementwise import INT_DTYPES, randint, ternary
-from ._shapes import broadcast
+from ._elementwise import INT_DTYPES, cached_broadcast, randint, ternary
 from .spec import FLOAT_DTYPES, Case, Cost, OpSpec, nbytes, randn, register
 from .where import causal_mask, mask
+
+_INPUT_DTYPES = FLOAT_DTYPES + INT_DTYPES
 
 
 @triton.jit
@@ -23,12 +24,12 @@ def _fill_where(m, value, x):
 
 def check_args(input: torch.Tensor, mask: torch.Tensor, value) -> None:
     """What masked_fill checks beyond the ternary launcher (shared by the generic op and its variants)."""
-    check_tensor("input", input, FLOAT_DTYPES + INT_DTYPES)
+    check_tensor("input", input, _INPUT_DTYPES)
     check_tensor("mask", mask, dtypes=(torch.bool,))
     if isinstance(value, torch.Tensor) and value.dim() != 0:
         raise ValueError(f"value: expected a number or a 0-dim tensor, got shape {tuple(value.shape)}")
     # torch accepts a mask that broadcasts to input, never one that grows it.
-    if broadcast(mask.shape, input.shape) != tuple(input.shape):
+    if cached_broadcast(mask.shape, input.shape) != input.shape:
         raise ValueError(f"mask: shape {tuple(mask.shape)} does not broadcast to input shape {tuple(input.shape)}")
 
 

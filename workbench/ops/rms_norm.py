@@ -8,7 +8,6 @@ from . import _rows
 from ._common import check_same_device, check_tensor, new_output_as
 from ._launch import launch
 from ._norm_cases import norm_cases
-from ._shapes import cdiv
 from .spec import Cost, OpSpec, Unsupported, nbytes, register
 
 
@@ -70,7 +69,8 @@ def check_norm_param(name: str, p, x: torch.Tensor) -> None:
     if p is None:
         return
     check_tensor(name, p)
-    check_same_device(x=x, **{name: p})
+    if p.device != x.device:
+        check_same_device(x=x, **{name: p})
     if p.shape != x.shape[-1:]:
         raise ValueError(f"{name}: expected shape {tuple(x.shape[-1:])} (x's last dim), got {tuple(p.shape)}")
 
@@ -91,11 +91,10 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor | None = None, eps: float = 1
     if rows is None:
         return out
     n_rows, n = rows.shape
-    block, one_tile = _rows.tile(n)
-    block_r = _rows.rows_per_program(n_rows, block) if one_tile else 1
-    launch(_rms_norm_kernel, (cdiv(n_rows, block_r),), rows, weight if weight is not None else rows, out,
+    programs, block_r, block, one_tile, warps = _rows.packed_launch(n_rows, n)
+    launch(_rms_norm_kernel, (programs,), rows, weight if weight is not None else rows, out,
            n_rows, n, rows.stride(0), float(eps), HAS_WEIGHT=weight is not None, BLOCK_R=block_r, BLOCK=block,
-           ONE_TILE=one_tile, num_warps=_rows.row_warps(block_r * block))
+           ONE_TILE=one_tile, num_warps=warps)
     return out
 
 

@@ -5,7 +5,7 @@ import triton
 import triton.language as tl
 
 from . import _rows, _split_rows
-from ._common import check_tensor, new_output
+from ._common import check_tensor, new_output_as
 from ._launch import launch
 from ._shapes import next_pow2
 from .spec import Case, Cost, OpSpec, Unsupported, nbytes, randn, register
@@ -124,14 +124,19 @@ def prepare(x: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor | Non
     check_tensor("x", x)
     if not -max(x.dim(), 1) <= dim < max(x.dim(), 1):
         raise ValueError(f"dim: expected a dim in [{-max(x.dim(), 1)}, {max(x.dim(), 1)}), got {dim}")
-    moved = x.movedim(dim, -1) if x.dim() else x
-    out = new_output(moved.shape, x.dtype, x.device)
+    moved = x.movedim(dim, -1) if _moves(x, dim) else x
+    out = new_output_as(moved)
     return out, (_rows.as_rows(moved) if x.numel() else None)
+
+
+def _moves(x: torch.Tensor, dim: int) -> bool:
+    """Whether `dim` (validated) is not x's last dim already."""
+    return dim != -1 and dim != x.dim() - 1 and x.dim() > 0
 
 
 def finish(out: torch.Tensor, x: torch.Tensor, dim: int) -> torch.Tensor:
     """Move the softmax dim back where x had it."""
-    return out.movedim(-1, dim) if x.dim() else out
+    return out.movedim(-1, dim) if _moves(x, dim) else out
 
 
 def softmax_rows(x: torch.Tensor, dim: int, log: bool) -> torch.Tensor:

@@ -18,6 +18,9 @@ def _select(c, a, b):
     return tl.where(c, a, b)
 
 
+_RESULT_DTYPES = FLOAT_DTYPES + INT_DTYPES
+
+
 def where(condition: torch.Tensor, input, other) -> torch.Tensor:
     return ternary(_select, condition, input, other, _result_type(input, other), integers=True)
 
@@ -31,7 +34,7 @@ def _result_type(input, other) -> torch.dtype:
     except TypeError:
         raise TypeError(f"input, other: expected tensors or numbers, got {type(input).__name__} and "
                         f"{type(other).__name__}") from None
-    if dtype not in FLOAT_DTYPES + INT_DTYPES:  # fp32 selects exactly for floats, integers select in their dtype
+    if dtype not in _RESULT_DTYPES:  # fp32 selects exactly for floats, integers select in their dtype
         raise TypeError(f"input, other: expected a float32, float16, bfloat16, int32 or int64 result, got {dtype}")
     return dtype
 
