@@ -4,7 +4,7 @@
 # $OUT/results.tgz after every phase, so a cut-short run still returns what it measured. Usage:
 #   WORKBENCH_COMMIT=$(git rev-parse HEAD) OUT=out bash benchmarks/gpu_all.sh [phase1] [comm] [phase2] [tune] [final] [release] [bench] [check] [host] [ops]
 set -uo pipefail
-R=/tmp/wb-results; rm -rf "$R"; mkdir -p "$R"  # a reused machine may keep an earlier run's files
+R=/tmp/wb-results; rm -rf "$R"; mkdir -p "$R" "$OUT"  # a reused machine may keep an earlier run's files
 export PYTHONPATH=$PWD WORKBENCH_BACKEND=cuda NCCL_NVLS_ENABLE=0 WORKBENCH_CACHE=$R/cache
 pack() { tar czf "$OUT/results.tgz" -C "$R" --exclude cache . ; }
 step() {  # step GPU LIMIT_S NAME CMD...: one script on one GPU, its log under $R
@@ -48,15 +48,16 @@ for phase in $phases; do
         step 1 60 topk python3 benchmarks/topk_variants.py --out "$R/topk" ) &
       wait ;;
     check)  # correctness on cuda ($CHECK_CASES, default quick,edge,llm) of $CHECK_OPS (default: every op; an item
-            # "a,b,c" is one process for those ops), one process per item and dtype, three at a time on each GPU
-            # (compiling is the slow part), one CSV each; $CHECK_LIMIT_S for all
+            # "a,b,c" is one process for those ops), one process per item and dtype, $CHECK_JOBS (2) at a time on each
+            # GPU (compiling is the slow part; more jobs run out of memory on the big cases), one CSV each;
+            # $CHECK_LIMIT_S for all
       mkdir -p "$R/check"
       export -f step; export R CHECK_CASES=${CHECK_CASES:-quick,edge,llm}
       gpus=$(nvidia-smi -L | wc -l)
       for item in ${CHECK_OPS:-$(python3 -c "from workbench.ops import REGISTRY; print(' '.join(REGISTRY))")}; do
         for dtype in fp32 fp16 bf16; do echo "$item $dtype"; done
       done | awk -v gpus="$gpus" '{print (NR - 1) % gpus, $1, $2}' |
-        timeout "${CHECK_LIMIT_S:-400}" xargs -P $((3 * gpus)) -L 1 bash -c 'name=${1%%,*}; [ "$name" = "$1" ] || name+=+more
+        timeout "${CHECK_LIMIT_S:-400}" xargs -P $((${CHECK_JOBS:-2} * gpus)) -L 1 bash -c 'name=${1%%,*}; [ "$name" = "$1" ] || name+=+more
           step $0 300 "check/${name}_$2" env WORKBENCH_AUTOTUNE=0 python3 -m workbench.cli check ${1//,/ } --dtype $2 \
             --cases "$CHECK_CASES" --no-progress --csv "$R/check/${name}_$2.csv"'
       grep -h "^backend" "$R"/check/*.log | awk '{p += $(NF-5); f += $(NF-3)} END {print "check:", p, "passed,", f, "failed"}' ;;

@@ -99,6 +99,35 @@ def test_split_kv_decode_matches_one_pass(L, causal, many_splits, monkeypatch):
     close(ops.scaled_dot_product_attention(q, k, v, is_causal=causal, enable_gqa=True), ref)  # one chunk
 
 
+@pytest.mark.parametrize("failure", ["raises", "returns None"])
+def test_sdpa_reference_falls_back_to_the_math_backend(failure, monkeypatch):
+    """Where torch's fused SDPA cannot take the inputs (cuda: past 2**31 elements, an empty bf16 batch),
+    the reference computes the same attention with the math backend."""
+    reference = REGISTRY["scaled_dot_product_attention"].reference
+    fused = torch.nn.functional.scaled_dot_product_attention
+
+    def fused_failing(*args, **kwargs):
+        if torch.backends.cuda.math_sdp_enabled() and not torch.backends.cuda.flash_sdp_enabled():
+            return fused(*args, **kwargs)  # inside sdpa_kernel(MATH): the math backend answers
+        if failure == "raises":
+            raise RuntimeError("key.stride(2) overflows")
+        return None
+
+    q, k, v = (torch.randn(1, 2, 5, 16, dtype=torch.float64) for _ in range(3))
+    expected = fused(q, k, v, is_causal=True)
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", fused_failing)
+    torch.testing.assert_close(reference(q, k, v, is_causal=True), expected)
+
+
+def test_sdpa_reference_reraises_other_errors(monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("shape mismatch")
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", broken)
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        REGISTRY["scaled_dot_product_attention"].reference(*(torch.randn(1, 1, 2, 4) for _ in range(3)))
+
+
 def test_attention_head_dim_128_bf16():
     q, k, v = (rand(1, 2, 18, 128, dtype=torch.bfloat16) for _ in range(3))
     out = ops.scaled_dot_product_attention(q, k, v, is_causal=True)
