@@ -32,7 +32,7 @@ BLOCK = 1024 * backends.active().policy.block_scale
 _FLAT = ([1, 1, 1], [[0] * MAX_DIMS, [0] * MAX_DIMS], True)  # sizes, strides, contiguous for flat launches
 # Integer dtypes the binary and ternary launchers compute exactly when an op allows integers.
 INT_DTYPES = (torch.int32, torch.int64)
-_FLOAT_OR_INT_DTYPES = FLOAT_DTYPES + INT_DTYPES
+FLOAT_OR_INT_DTYPES = FLOAT_DTYPES + INT_DTYPES
 # `broadcast` of shapes (torch.Size, hashable), cached: a decode step repeats a few shapes.
 cached_broadcast = functools.lru_cache(maxsize=4096)(broadcast)
 
@@ -259,7 +259,7 @@ def prepare_binary(a: torch.Tensor, b, names=("input", "other"), integers: bool 
     A Python number is passed to kernels by value (no device tensor, as torch does); contiguous
     same-shape tensors skip all layout work. Both keep the call path short for decode-sized ops.
     """
-    dtypes = dtypes or (_FLOAT_OR_INT_DTYPES if integers else FLOAT_DTYPES)
+    dtypes = dtypes or (FLOAT_OR_INT_DTYPES if integers else FLOAT_DTYPES)
     check_tensor(names[0], a, dtypes)
     if isinstance(b, (int, float)) and not isinstance(b, bool):
         # a float tensor with a Python number keeps its dtype; an integer one with a float becomes float
@@ -353,7 +353,7 @@ def prepare_ternary(c: torch.Tensor, a, b, out_dtype: torch.dtype, names=("condi
     `out_dtype` is allowed (computed exactly: `out.dtype in INT_DTYPES`); numbers must then be integral.
     """
     check_tensor(names[0], c, dtypes=c_dtypes)
-    dtypes = _FLOAT_OR_INT_DTYPES if integers else FLOAT_DTYPES
+    dtypes = FLOAT_OR_INT_DTYPES if integers else FLOAT_DTYPES
     is_int = out_dtype in INT_DTYPES
     if is_int and not integers:
         raise TypeError(f"{names[1]}, {names[2]}: expected a float32, float16 or bfloat16 result, got {out_dtype}")

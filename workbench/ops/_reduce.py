@@ -29,7 +29,8 @@ from .spec import FLOAT_DTYPES
 TILE = 4096  # elements one program holds per step on a GPU; the launch policy scales it
 # Inputs a sum takes besides floats: bool and integers, summed exactly in int64 (torch's result dtype).
 INT_INPUTS = (torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
-_SUM_INPUTS, _SUM_RESULTS = FLOAT_DTYPES + INT_INPUTS, FLOAT_DTYPES + (torch.int32, torch.int64)
+# What sum and cumsum take and may return (integer results accumulate exactly in int64).
+SUM_INPUTS, SUM_RESULTS = FLOAT_DTYPES + INT_INPUTS, FLOAT_DTYPES + (torch.int32, torch.int64)
 MAX_GRID_Y = 65535  # CUDA's limit on grid axis 1
 
 
@@ -247,8 +248,8 @@ def prepare_sum(x: torch.Tensor, dim, keepdim: bool, dtype: torch.dtype | None, 
     A sum of bool or integers (or with an integer `dtype`) gives int64 unless `dtype` says; the kernels
     then accumulate in int64 (INT: the output is not floating point). Shared by every sum/mean launcher
     (generic, MLU style)."""
-    check_tensor("x", x, FLOAT_DTYPES if mean else _SUM_INPUTS)
-    allowed = FLOAT_DTYPES if mean else _SUM_RESULTS
+    check_tensor("x", x, FLOAT_DTYPES if mean else SUM_INPUTS)
+    allowed = FLOAT_DTYPES if mean else SUM_RESULTS
     if dtype is not None and dtype not in allowed:
         names = ", ".join(str(d).replace("torch.", "") for d in allowed)
         raise TypeError(f"dtype: expected one of ({names}), got {dtype}")

@@ -21,12 +21,10 @@ from . import _rows, _split_rows
 from ._common import check_tensor, new_output_as
 from ._elementwise import randint
 from ._launch import launch
-from ._reduce import INT_INPUTS
+from ._reduce import SUM_INPUTS, SUM_RESULTS
 from ._shapes import cdiv, next_pow2
-from .spec import FLOAT_DTYPES, Case, Cost, OpSpec, nbytes, randn, register
+from .spec import Case, Cost, OpSpec, nbytes, randn, register
 
-INT_RESULTS = (torch.int32, torch.int64)  # integer result dtypes: exact int64 accumulation
-_INPUTS, _RESULTS = FLOAT_DTYPES + INT_INPUTS, FLOAT_DTYPES + INT_RESULTS
 
 
 @triton.jit
@@ -123,9 +121,9 @@ def prepare(x: torch.Tensor, dim: int, dtype: torch.dtype | None) -> tuple[torch
     """Validate; (output, dim made non-negative, or None when there is nothing to compute). Shared by
     every cumsum launcher (generic, MLU style). Bool and integer inputs give int64 unless `dtype` says;
     an integer output is accumulated in int64 (INT), a float one in fp32."""
-    check_tensor("x", x, _INPUTS)
-    if dtype is not None and dtype not in _RESULTS:
-        raise TypeError(f"dtype: expected one of {_RESULTS} or None, got {dtype}")
+    check_tensor("x", x, SUM_INPUTS)
+    if dtype is not None and dtype not in SUM_RESULTS:
+        raise TypeError(f"dtype: expected one of {SUM_RESULTS} or None, got {dtype}")
     ndim = max(x.dim(), 1)
     if isinstance(dim, bool) or not isinstance(dim, int) or not -ndim <= dim < ndim:
         raise ValueError(f"dim: expected a dim in [{-ndim}, {ndim}), got {dim!r}")

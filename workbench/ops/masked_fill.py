@@ -10,11 +10,9 @@ import triton
 import triton.language as tl
 
 from ._common import check_tensor
-from ._elementwise import INT_DTYPES, cached_broadcast, randint, ternary
-from .spec import FLOAT_DTYPES, Case, Cost, OpSpec, nbytes, randn, register
+from ._elementwise import FLOAT_OR_INT_DTYPES, cached_broadcast, randint, ternary
+from .spec import Case, Cost, OpSpec, nbytes, randn, register
 from .where import causal_mask, mask
-
-_INPUT_DTYPES = FLOAT_DTYPES + INT_DTYPES
 
 
 @triton.jit
@@ -24,7 +22,7 @@ def _fill_where(m, value, x):
 
 def check_args(input: torch.Tensor, mask: torch.Tensor, value) -> None:
     """What masked_fill checks beyond the ternary launcher (shared by the generic op and its variants)."""
-    check_tensor("input", input, _INPUT_DTYPES)
+    check_tensor("input", input, FLOAT_OR_INT_DTYPES)
     check_tensor("mask", mask, dtypes=(torch.bool,))
     if isinstance(value, torch.Tensor) and value.dim() != 0:
         raise ValueError(f"value: expected a number or a 0-dim tensor, got shape {tuple(value.shape)}")

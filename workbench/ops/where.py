@@ -9,16 +9,13 @@ import torch
 import triton
 import triton.language as tl
 
-from ._elementwise import BIG, INT_DTYPES, randint, ternary
-from .spec import FLOAT_DTYPES, Case, Cost, OpSpec, nbytes, randn, register
+from ._elementwise import BIG, FLOAT_OR_INT_DTYPES, INT_DTYPES, randint, ternary
+from .spec import Case, Cost, OpSpec, nbytes, randn, register
 
 
 @triton.jit
 def _select(c, a, b):
     return tl.where(c, a, b)
-
-
-_RESULT_DTYPES = FLOAT_DTYPES + INT_DTYPES
 
 
 def where(condition: torch.Tensor, input, other) -> torch.Tensor:
@@ -34,7 +31,7 @@ def _result_type(input, other) -> torch.dtype:
     except TypeError:
         raise TypeError(f"input, other: expected tensors or numbers, got {type(input).__name__} and "
                         f"{type(other).__name__}") from None
-    if dtype not in _RESULT_DTYPES:  # fp32 selects exactly for floats, integers select in their dtype
+    if dtype not in FLOAT_OR_INT_DTYPES:  # fp32 selects exactly for floats, integers select in their dtype
         raise TypeError(f"input, other: expected a float32, float16, bfloat16, int32 or int64 result, got {dtype}")
     return dtype
 
