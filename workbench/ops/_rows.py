@@ -12,6 +12,12 @@ from ._shapes import cdiv, next_pow2
 MAX_ONE_TILE = 16384
 
 
+def is_last_dim(x: torch.Tensor, dim: int) -> bool:
+    """Whether `dim` (validated) already is x's last dim (or x is 0-dim): no movedim needed, which costs
+    a few µs per decode-sized call."""
+    return x.dim() == 0 or dim in (-1, x.dim() - 1)
+
+
 def as_rows(x: torch.Tensor) -> torch.Tensor:
     """A 2-D (rows, last dim) tensor whose last dim has stride 1; copies only when it must."""
     if x.dim() == 2 and x.stride(1) == 1 and x.shape[1]:  # already rows: reshape would give an equal view

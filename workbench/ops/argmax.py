@@ -99,7 +99,7 @@ def prepare(x: torch.Tensor, dim: int | None, keepdim: bool) -> tuple[torch.Tens
                 out_shape[dim] = 1
             else:
                 del out_shape[dim]
-            rows = _rows.as_rows(x if dim in (-1, x.dim() - 1) else x.movedim(dim, -1))
+            rows = _rows.as_rows(x if _rows.is_last_dim(x, dim) else x.movedim(dim, -1))
     out = new_output(out_shape, torch.int64, x.device)
     return out, (rows if out.numel() else None)
 

@@ -124,19 +124,14 @@ def prepare(x: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor | Non
     check_tensor("x", x)
     if not -max(x.dim(), 1) <= dim < max(x.dim(), 1):
         raise ValueError(f"dim: expected a dim in [{-max(x.dim(), 1)}, {max(x.dim(), 1)}), got {dim}")
-    moved = x.movedim(dim, -1) if _moves(x, dim) else x
+    moved = x if _rows.is_last_dim(x, dim) else x.movedim(dim, -1)
     out = new_output_as(moved)
     return out, (_rows.as_rows(moved) if x.numel() else None)
 
 
-def _moves(x: torch.Tensor, dim: int) -> bool:
-    """Whether `dim` (validated) is not x's last dim already."""
-    return dim != -1 and dim != x.dim() - 1 and x.dim() > 0
-
-
 def finish(out: torch.Tensor, x: torch.Tensor, dim: int) -> torch.Tensor:
     """Move the softmax dim back where x had it."""
-    return out.movedim(-1, dim) if _moves(x, dim) else out
+    return out if _rows.is_last_dim(x, dim) else out.movedim(-1, dim)
 
 
 def softmax_rows(x: torch.Tensor, dim: int, log: bool) -> torch.Tensor:
