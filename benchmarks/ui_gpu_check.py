@@ -98,7 +98,8 @@ def main() -> int:
 
     from workbench import backends, regression
     from workbench.profiling.meta import run_metadata
-    from workbench.ui import promote, views, worker
+    from workbench.porting import promote, worker
+    from workbench.reports import views
 
     backends.active(args.backend)
     gpu = args.backend != "cpu"

@@ -67,7 +67,7 @@ def test_cpu_defaults_do_not_judge_interpreter_timings(cfg):
 def test_failure_reasons_read_numpy_bools_and_missing_values():
     import numpy as np
 
-    from workbench.ui.views import failure_reason
+    from workbench.profiling.correctness import failure_reason
 
     assert failure_reason({"error": "RuntimeError: x"}) == "RuntimeError: x"
     assert "dtype or shape" in failure_reason({"error": "", "dtype_match": np.False_})

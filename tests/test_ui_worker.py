@@ -7,7 +7,7 @@ import textwrap
 import pandas as pd
 import pytest
 
-from workbench.ui import candidate, worker
+from workbench.porting import candidate, worker
 
 
 def _write(tmp_path, body: str, name: str = "cand.py"):

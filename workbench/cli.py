@@ -192,7 +192,7 @@ def cmd_regress(args) -> int:
 
 def cmd_promote(args) -> int:
     _bind_backend(None)
-    from workbench.ui.promotion import PromotionError, promote
+    from workbench.porting.promotion import PromotionError, promote
 
     try:
         result = promote(args.file, args.op, backend=args.backend, force=args.force, root=args.root,
@@ -358,7 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_regress)
 
     p = sub.add_parser("promote", help="check a candidate kernel file and write it into the package")
-    p.add_argument("file", help="candidate .py file (format: workbench/ui/candidate.py)")
+    p.add_argument("file", help="candidate .py file (format: workbench/porting/candidate.py)")
     p.add_argument("--op", required=True, help="the op it implements (registered: a variant; new: needs SPEC)")
     p.add_argument("--backend", choices=["cpu", "cuda", "mlu"],
                    help="backend the variant is for (default: the detected one, where it is checked)")

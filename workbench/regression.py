@@ -202,7 +202,7 @@ def problems(cfg: Config, check_df: pd.DataFrame, bench_df: pd.DataFrame, compar
     from workbench.profiling import failures
 
     out = []
-    from .ui.views import failure_reason
+    from .profiling.correctness import failure_reason
 
     for _, row in failures(check_df).iterrows():
         out.append(f"check: {row['op']} {row['case']} {row['dtype']}: {failure_reason(row)}")
@@ -226,7 +226,7 @@ def figures(cfg: Config, bench_df: pd.DataFrame, comparison: pd.DataFrame) -> di
     """name.png -> Figure: speedup bars, roofline, change vs baseline, latency vs size per op."""
     from workbench.profiling import plots, roofline
 
-    from .ui.views import change_bars
+    from .reports.views import change_bars
 
     timed = bench_df[bench_df["ms"].notna()]
     figs = {}
@@ -266,7 +266,7 @@ def write_report(cfg: Config, check_df: pd.DataFrame, bench_df: pd.DataFrame, co
     from workbench.profiling import side_by_side
     from workbench.profiling.meta import run_metadata
 
-    from .ui.views import table_html
+    from .reports.views import table_html
 
     found = problems(cfg, check_df, bench_df, comparison)
     meta = run_metadata()

@@ -9,6 +9,7 @@ run, inputs are fresh random draws, and the seed is in the row so a failure can 
 from __future__ import annotations
 
 import contextlib
+import math
 import random
 import traceback
 from typing import TYPE_CHECKING, Iterable
@@ -268,3 +269,20 @@ def check(ops: Iterable[str] | None = None, cases: Iterable[str] = ("quick",),
 def failures(df: pd.DataFrame) -> pd.DataFrame:
     """Rows that ran and did not pass (skipped rows are not failures)."""
     return df[(~df["passed"].astype(bool)) & (df["skipped"] == "")]
+
+
+def _is_false(value) -> bool:
+    """False, numpy's False included; None and NaN (not measured) are not False."""
+    return value is not None and not (isinstance(value, float) and math.isnan(value)) and not bool(value)
+
+
+def failure_reason(row) -> str:
+    """Why one correctness row failed, in words."""
+    error = row.get("error")
+    if isinstance(error, str) and error:
+        return error
+    if _is_false(row.get("dtype_match")):
+        return "output dtype or shape differs from the native op's"
+    if _is_false(row.get("nonfinite_match")):
+        return "NaN/Inf positions differ from the reference"
+    return f"rel_err {row['rel_err']:.3g} (tol {row['tol']:g}), elementwise ok: {row['elementwise_ok']}"

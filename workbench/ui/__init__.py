@@ -1,15 +1,13 @@
-"""The porting workbench's front end: candidate kernels, isolated runs, promotion, the ipywidgets panel.
+"""The porting workbench's widgets: the ipywidgets panel (`PortingPanel`, needs ipywidgets 8).
 
-`candidate` (the candidate file format), `worker` (runs a candidate in its own process), `promotion`
-(`promote()` writes a checked candidate into the package) and `views` (tables and figures) need no
-widgets; `PortingPanel` needs ipywidgets 8. Everything loads on first use, so that
-`python -m workbench.ui.worker` starts without importing its own module twice.
+The pipeline the panel drives (candidate files, worker runs, promotion) lives in `workbench.porting`
+and needs no widgets. Modules load on first use.
 """
 
 import importlib
 
-__all__ = ["PortingPanel", "PromotionError", "promote", "candidate", "worker", "promotion", "views", "panel"]
-_FROM = {"PortingPanel": "panel", "PromotionError": "promotion", "promote": "promotion"}
+__all__ = ["PortingPanel", "panel"]
+_FROM = {"PortingPanel": "panel"}
 
 
 def __getattr__(name: str):

@@ -27,8 +27,10 @@ import ipywidgets as widgets
 from workbench import backends
 from workbench.ops import spec as opspec
 
-from . import views, worker
-from .promotion import PromotionError, promote
+from workbench.porting import worker
+
+from workbench.reports import views
+from workbench.porting.promotion import PromotionError, promote
 
 DTYPES = ("fp32", "fp16", "bf16")
 

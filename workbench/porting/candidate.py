@@ -13,7 +13,7 @@ package. It holds:
   cost=..., aten=...)``, **not** registered (promotion adds the ``register`` call).
 
 Loading executes the file, so untrusted candidates are loaded only inside a worker process
-(`workbench.ui.worker`); promoted kernels are ordinary package modules.
+(`workbench.porting.worker`); promoted kernels are ordinary package modules.
 """
 
 from __future__ import annotations

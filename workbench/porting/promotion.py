@@ -1,6 +1,6 @@
 """Promotion: write a checked candidate into the package, register it, record its perf baseline.
 
-Where it goes (see `workbench.ui.candidate` for the candidate file format):
+Where it goes (see `workbench.porting.candidate` for the candidate file format):
 
 * a candidate that declares ``SPEC`` is a **new op**: ``workbench/ops/<op>.py``, found by the op
   package's module discovery, registered by a footer that calls ``register(SPEC)``;
@@ -107,7 +107,7 @@ def _footer(op: str, backend: str, checked_on: str, new_op: bool, source_name: s
 def _failure_lines(table, limit: int = 5) -> str:
     from workbench.profiling.correctness import failures
 
-    from .views import failure_reason
+    from workbench.profiling.correctness import failure_reason
 
     failed = failures(table)
     shown = [f"  {row['case']} {row['dtype']}: {failure_reason(row)}" for _, row in failed.head(limit).iterrows()]

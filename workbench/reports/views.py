@@ -13,27 +13,12 @@ import math
 import numpy as np
 import pandas as pd
 
+from workbench.profiling.correctness import failure_reason
+
 _STYLE = ("<style>.wb-table{border-collapse:collapse;font:12px monospace}"
           ".wb-table td,.wb-table th{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}"
           ".wb-table th{background:#f3f3f3}.wb-fail{color:#b00020;font-weight:bold}"
           ".wb-ok{color:#137333}</style>")
-
-
-def _is_false(value) -> bool:
-    """False, numpy's False included; None and NaN (not measured) are not False."""
-    return value is not None and not (isinstance(value, float) and math.isnan(value)) and not bool(value)
-
-
-def failure_reason(row) -> str:
-    """Why one correctness row failed, in words."""
-    error = row.get("error")
-    if isinstance(error, str) and error:
-        return error
-    if _is_false(row.get("dtype_match")):
-        return "output dtype or shape differs from the native op's"
-    if _is_false(row.get("nonfinite_match")):
-        return "NaN/Inf positions differ from the reference"
-    return f"rel_err {row['rel_err']:.3g} (tol {row['tol']:g}), elementwise ok: {row['elementwise_ok']}"
 
 
 def failed_rows(check: pd.DataFrame) -> pd.DataFrame:

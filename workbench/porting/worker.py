@@ -1,7 +1,7 @@
 """Isolated runs of candidate kernels: one worker process per run, with a timeout and a memory cap.
 
 A candidate kernel is untrusted: it may abort the process, corrupt the device context (an illegal
-memory access), spin forever or exhaust memory. `run()` starts ``python -m workbench.ui.worker
+memory access), spin forever or exhaust memory. `run()` starts ``python -m workbench.porting.worker
 REQUEST.json`` in its own session, follows its progress through a JSON-lines file, and reads its
 result from a pickle it writes atomically at the end. Whatever the worker does, the caller gets a
 `RunResult` with a status:
@@ -214,7 +214,7 @@ def run(task: str, candidate: str | Path, op: str, *, cases: Iterable[str] = ("q
     start = time.monotonic()
     seen = 0
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "workbench.ui.worker", str(rundir / "request.json")],
+        proc = subprocess.Popen([sys.executable, "-m", "workbench.porting.worker", str(rundir / "request.json")],
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
                                 cwd=rundir, start_new_session=True)
         timed_out = False
@@ -322,7 +322,7 @@ def _defined_in(fn) -> str | None:
 def _task_check(req: dict) -> dict:
     from workbench.ops import spec as opspec
     from workbench.profiling import check
-    from workbench.ui import candidate
+    from workbench.porting import candidate
 
     cand = candidate.load(req["candidate"], req["op"], replacing=req.get("replacing", False))
     # what the package holds now, for promotion's "target exists" rule
@@ -339,7 +339,7 @@ def _task_check(req: dict) -> dict:
 def _task_profile(req: dict) -> dict:
     from workbench.ops import spec as opspec
     from workbench.profiling import bench as run_bench
-    from workbench.ui import candidate
+    from workbench.porting import candidate
 
     cand = candidate.load(req["candidate"], req["op"])
     kwargs = {"ops": [req["op"]], "cases": req["cases"], "dtypes": req["dtypes"], "rep_ms": req["rep_ms"],
@@ -365,7 +365,7 @@ def _task_verify(req: dict) -> dict:
 
     from workbench.ops import spec as opspec
     from workbench.profiling import check
-    from workbench.ui.candidate import signature_problem
+    from workbench.porting.candidate import signature_problem
 
     op, active, target = req["op"], req["backend"], req["target_backend"]
     module = importlib.import_module(req["module_name"])  # already imported by workbench.ops' discovery
