@@ -251,7 +251,7 @@ def cmd_comm_bench(args) -> int:
             fig.savefig(args.png, dpi=110)
             plt.close(fig)
         if args.store:
-            from workbench.profiling.store import ResultStore
+            from workbench.store import ResultStore
 
             meta = df.iloc[0][["device", "backend", "torch", "triton", "commit", "dirty", "timestamp", "host"]]
             print(f"stored run {ResultStore(args.store).append(df, 'comm', meta=meta.to_dict())} in {args.store}")

@@ -49,9 +49,9 @@ def repo_root() -> Path:
     return Path(__file__).resolve().parents[1]
 
 
-def default_store_path() -> Path:
-    """$WORKBENCH_STORE, else out/workbench.db beside the workbench package (the repo root)."""
-    return Path(os.environ.get(STORE_ENV) or repo_root() / "out" / "workbench.db")
+def default_store_path() -> str:
+    """$WORKBENCH_STORE (a SQLite path or a postgresql:// URL), else out/workbench.db in the repo root."""
+    return os.environ.get(STORE_ENV) or str(repo_root() / "out" / "workbench.db")
 
 
 def default_notebook() -> Path:
@@ -97,11 +97,12 @@ def configure(backend: str | None = None, ops=None, cases=None, check_cases=None
 
         for name in ops:
             opspec.get(name)  # unknown names fail here, before anything runs
-    store = str(store or default_store_path())
-    if baseline not in ("store", "update", "none"):
-        from workbench.profiling import ResultStore
+    from workbench.store import ResultStore
 
-        if baseline not in set(ResultStore(store).runs()["run_id"]):
+    store = str(store or default_store_path())
+    opened = ResultStore(store)  # an unreachable or newer store fails here, before anything runs
+    if baseline not in ("store", "update", "none"):
+        if baseline not in set(opened.runs()["run_id"]):
             raise ValueError(f"baseline: expected 'store', 'update', 'none' or a run id in {store}, got {baseline!r}")
     defaults = default_params(chosen.name)
 
@@ -146,7 +147,7 @@ def correctness_summary(check_df: pd.DataFrame) -> pd.DataFrame:
 
 def baseline_rows(store, device: str, baseline: str) -> pd.DataFrame:
     """The rows to compare with: newest per key among baseline runs, or one run's rows, or none."""
-    from workbench.profiling.store import KEY
+    from workbench.store import KEY
 
     if baseline == "none":
         return pd.DataFrame()
@@ -155,13 +156,14 @@ def baseline_rows(store, device: str, baseline: str) -> pd.DataFrame:
         return rows.drop_duplicates(KEY, keep="last").reset_index(drop=True) if len(rows) else rows
     rows = store.rows(baseline)
     if rows.empty:
-        raise ValueError(f"baseline: run {baseline!r} is not in the store {store.path}")
+        raise ValueError(f"baseline: run {baseline!r} is not in the store {store.location}")
     return rows
 
 
 def compare_with_baseline(cfg: Config, bench_df: pd.DataFrame) -> pd.DataFrame:
     """The run joined with its baseline; `regressed` only for Triton rows (native is context)."""
-    from workbench.profiling import ResultStore, compare_runs
+    from workbench.profiling import compare_runs
+    from workbench.store import ResultStore
 
     base = baseline_rows(ResultStore(cfg.store), cfg.device, cfg.baseline)
     ok = bench_df[bench_df["ms"].notna()]
@@ -175,8 +177,7 @@ def compare_with_baseline(cfg: Config, bench_df: pd.DataFrame) -> pd.DataFrame:
 
 def record(cfg: Config, check_df: pd.DataFrame, bench_df: pd.DataFrame) -> dict:
     """Append the check and bench runs; write baselines for new keys (or all, for baseline='update')."""
-    from workbench.profiling import ResultStore
-    from workbench.profiling.store import KEY
+    from workbench.store import KEY, ResultStore
 
     store = ResultStore(cfg.store)
     ids = {"check": store.append(check_df.drop(columns=["traceback"], errors="ignore"), kind="check"),
