@@ -61,7 +61,7 @@ class PostgresServer:
 
     def _run(self, tool: str, *args) -> None:
         result = subprocess.run([str(self.bindir / tool), *map(str, args)], user=self.user, cwd=self.root,
-                                capture_output=True, text=True, timeout=120)
+                                capture_output=True, text=True, timeout=120, check=False)
         if result.returncode:
             log = (self.root / "log").read_text() if (self.root / "log").exists() else ""
             raise RuntimeError(f"{tool} failed: {result.stderr.strip()}\n{log[-2000:]}")

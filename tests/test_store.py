@@ -15,8 +15,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-
 from pg_server import PASSWORD, PostgresServer
+
 from workbench.store import ResultStore, StoreError, compare, schema
 
 REPO = Path(__file__).resolve().parents[1]
@@ -120,13 +120,13 @@ def test_kill_9_of_a_writer_leaves_the_store_consistent(location):
         if len(runs) and len(store.rows(runs["run_id"].iloc[0])) >= 30:
             break
         time.sleep(0.1)
-    survivor = _writer(location, "survivor", 500)
+    survivor = _writer(location, "survivor", 200)
     time.sleep(0.5)
     victim.send_signal(signal.SIGKILL)
     assert victim.wait(30) == -signal.SIGKILL
     assert survivor.wait(120) == 0
     found = _rows_by_host(store)
-    assert found["survivor"] == ("done", [f"survivor{i}" for i in range(500)])
+    assert found["survivor"] == ("done", [f"survivor{i}" for i in range(200)])
     status, ops = found["killed"]
     assert status == "running" and len(ops) >= 30  # never finished, and says so
     assert ops == [f"killed{i}" for i in range(len(ops))]  # every committed row, in order, no gap
@@ -175,7 +175,7 @@ def test_non_finite_numbers_round_trip_and_stay_queryable(location):
     back = store.rows(run).iloc[0]
     assert back["ms"] == math.inf and back["low"] == -math.inf and math.isnan(back["err"])
     assert back["f32"] == math.inf and back["text"] == "nan" and back["none"] is None and back["ok"] == 1.5
-    assert back["flag"] is True or back["flag"] == True  # noqa: E712 (numpy's bool comes back a bool)
+    assert store.rows(run)["flag"].dtype == bool and back["flag"]  # numpy's bool comes back a bool
     engine = sa.create_engine(location.replace("postgresql://", "postgresql+psycopg://")
                               if location.startswith("postgresql") else f"sqlite:///{location}")
     with engine.connect() as conn:
@@ -218,8 +218,8 @@ def test_newer_schema_is_refused_with_both_versions(location):
 
 def test_tuning_cache(location):
     store = ResultStore(location)
-    ident = dict(device="H100", kernel="ops.rms_norm._kernel", source_hash="abc123", key="4096-bf16",
-                 triton="3.6.0", workbench="0.1.0")
+    ident = {"device": "H100", "kernel": "ops.rms_norm._kernel", "source_hash": "abc123", "key": "4096-bf16",
+             "triton": "3.6.0", "workbench": "0.1.0"}
     assert store.get_tuning(**ident) is None
     store.put_tuning(**ident, config={"BLOCK": 1024, "num_warps": 4})
     store.put_tuning(**ident, config={"BLOCK": 2048, "num_warps": 8})  # replaces
@@ -260,7 +260,7 @@ def test_cli_reports_a_bad_store_in_one_line():
     url = f"postgresql://me:{PASSWORD}@127.0.0.1:9/db"
     result = subprocess.run([sys.executable, "-m", "workbench.cli", "bench", "add", "--cases", "quick",
                              "--dtype", "fp32", "--store", url, "--no-progress"], capture_output=True, text=True,
-                            env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
+                            env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120, check=False)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "cannot connect to 127.0.0.1:9" in result.stderr
     assert PASSWORD not in result.stderr + result.stdout and "Traceback" not in result.stderr

@@ -74,6 +74,8 @@ class Config:
     store: str
     output_dir: str
     seed: int | None = None
+    devices: str | None = None  # "all", "0,1", "cpu:2": check and bench over one worker per device
+    worker_timeout: float = 3600.0
     started: str = field(default_factory=lambda: datetime.datetime.now(datetime.timezone.utc)
                          .isoformat(timespec="seconds"))
 
@@ -85,7 +87,7 @@ def _optional_float(value) -> float | None:
 def configure(backend: str | None = None, ops=None, cases=None, check_cases=None, dtypes=None, check_dtypes=None,
               baseline: str = "store", threshold: float | None = None, min_speedup: float | None = None,
               rep_ms: float | None = None, store: str | None = None, output_dir: str = ".",
-              seed: int | None = None) -> Config:
+              seed: int | None = None, devices: str | None = None, worker_timeout: float = 3600.0) -> Config:
     """Bind the backend and fill what was left None with that backend's defaults."""
     from workbench import backends
 
@@ -101,9 +103,8 @@ def configure(backend: str | None = None, ops=None, cases=None, check_cases=None
 
     store = str(store or default_store_path())
     opened = ResultStore(store)  # an unreachable or newer store fails here, before anything runs
-    if baseline not in ("store", "update", "none"):
-        if baseline not in set(opened.runs()["run_id"]):
-            raise ValueError(f"baseline: expected 'store', 'update', 'none' or a run id in {store}, got {baseline!r}")
+    if baseline not in ("store", "update", "none") and baseline not in set(opened.runs()["run_id"]):
+        raise ValueError(f"baseline: expected 'store', 'update', 'none' or a run id in {store}, got {baseline!r}")
     defaults = default_params(chosen.name)
 
     def listed(value, key):
@@ -118,21 +119,46 @@ def configure(backend: str | None = None, ops=None, cases=None, check_cases=None
                  threshold=_optional_float(defaults["threshold"] if threshold is None else threshold),
                  min_speedup=_optional_float(min_speedup),
                  rep_ms=float(defaults["rep_ms"] if rep_ms is None else rep_ms),
-                 store=store, output_dir=str(output_dir), seed=seed)
+                 store=store, output_dir=str(output_dir), seed=seed, devices=devices,
+                 worker_timeout=float(worker_timeout))
     Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
     return cfg
+
+
+def _swept(cfg: Config, kind: str, params: dict) -> pd.DataFrame:
+    from workbench import sweep
+    from workbench.store import ResultStore
+
+    df, _ = sweep.run(kind, cfg.devices, params, store=ResultStore(cfg.store), timeout=cfg.worker_timeout)
+    return df
 
 
 def run_check(cfg: Config) -> pd.DataFrame:
     from workbench.profiling import check
 
-    return check(ops=cfg.ops, cases=cfg.check_cases, dtypes=cfg.check_dtypes, seed=cfg.seed)
+    params = {"ops": cfg.ops, "cases": cfg.check_cases, "dtypes": cfg.check_dtypes, "seed": cfg.seed}
+    return _swept(cfg, "check", params) if cfg.devices else check(**params)
 
 
 def run_bench(cfg: Config) -> pd.DataFrame:
     from workbench.profiling import bench
 
-    return bench(ops=cfg.ops, cases=cfg.cases, dtypes=cfg.dtypes, rep_ms=cfg.rep_ms, seed=cfg.seed)
+    params = {"ops": cfg.ops, "cases": cfg.cases, "dtypes": cfg.dtypes, "rep_ms": cfg.rep_ms, "seed": cfg.seed}
+    return _swept(cfg, "bench", params) if cfg.devices else bench(**params)
+
+
+def devices_summary(check_df: pd.DataFrame, bench_df: pd.DataFrame) -> pd.DataFrame:
+    """Per worker device of a sweep: its ops, check rows failed, bench rows and errors (empty without one)."""
+    from workbench.profiling import failures
+
+    if "device_id" not in check_df or "device_id" not in bench_df:
+        return pd.DataFrame()
+    failed = check_df.index.isin(failures(check_df).index)
+    checks = check_df.assign(failed=failed).groupby("device_id").agg(
+        ops=("op", "nunique"), check_rows=("op", "size"), check_failed=("failed", "sum"))
+    errors = bench_df.assign(errors=bench_df["error"].fillna("") != "").groupby("device_id").agg(
+        bench_rows=("op", "size"), bench_errors=("errors", "sum"))
+    return checks.join(errors, how="outer").fillna(0).astype(int).reset_index()
 
 
 def correctness_summary(check_df: pd.DataFrame) -> pd.DataFrame:
@@ -288,6 +314,10 @@ def write_report(cfg: Config, check_df: pd.DataFrame, bench_df: pd.DataFrame, co
     ]
     if found:
         parts.append("<h2>Problems</h2><ul>" + "".join(f"<li>{html.escape(p)}</li>" for p in found) + "</ul>")
+    devices = devices_summary(check_df, bench_df)
+    if len(devices):
+        parts.append(table_html(devices, f"Devices (--devices {cfg.devices}: one worker each; a crashed or "
+                                         "timed-out worker's ops show as errors)"))
     parts.append(table_html(correctness_summary(check_df), "Correctness (per op)"))
     table = side_by_side(bench_df)
     if (table["error"].fillna("") == "").all():

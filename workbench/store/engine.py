@@ -2,7 +2,7 @@
 
 `open_engine(location, read_only)` takes a file path, a `sqlite:///path` URL or a `postgresql://...` URL
 and returns an engine plus the location as it may be shown (password masked). SQLite connections are
-short-lived (NullPool), in WAL mode with a 60 s busy timeout; a read-only store opens the file with
+pooled, in WAL mode with a 60 s busy timeout; a read-only store opens the file with
 `mode=ro`, so a file the user cannot write can still be read. PostgreSQL connections give up after
 `CONNECT_TIMEOUT_S`. Every database error leaves as a `StoreError` of one line that names the host or
 file and never the password.
@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import quote
 
 import sqlalchemy as sa
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import QueuePool
 
 CONNECT_TIMEOUT_S = 5
 BUSY_TIMEOUT_S = 60
@@ -80,7 +80,7 @@ def _sqlite_engine(path: str, read_only: bool) -> sa.Engine:
             db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
             return db
-    engine = sa.create_engine("sqlite://", creator=connect, poolclass=NullPool,
+    engine = sa.create_engine("sqlite://", creator=connect, poolclass=QueuePool, pool_size=1, max_overflow=8,
                               json_serializer=_strict_json)
 
     @sa.event.listens_for(engine, "begin")

@@ -9,7 +9,7 @@ processes that open an old store at once migrate it once.
 from __future__ import annotations
 
 import json
-from typing import Callable
+from collections.abc import Callable
 
 import sqlalchemy as sa
 

@@ -14,8 +14,8 @@ import contextlib
 import datetime
 import os
 import uuid
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import pandas as pd
 import sqlalchemy as sa
