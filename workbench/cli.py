@@ -62,13 +62,19 @@ def add_sweep_options(p: argparse.ArgumentParser, store_help: str) -> None:
     p.add_argument("--store", help=store_help + "; a SQLite path or postgresql:// URL")
 
 
+def _store(location: str | None):
+    """The ResultStore at --store (None without it), opened now so that a bad one fails before the run."""
+    from workbench.store import ResultStore
+
+    return ResultStore(location) if location else None
+
+
 def _sweep(args, kind: str, params: dict) -> pd.DataFrame:
     """`kind` over --devices; the store (--store, else the default one) keeps the seconds per op."""
     from workbench import sweep
     from workbench.regression import default_store_path
-    from workbench.store import ResultStore
 
-    df, _ = sweep.run(kind, args.devices, params, store=ResultStore(args.store or default_store_path()),
+    df, _ = sweep.run(kind, args.devices, params, store=_store(args.store or default_store_path()),
                       timeout=args.worker_timeout, log=lambda line: print(line, file=sys.stderr))
     return df
 
@@ -82,13 +88,10 @@ def cmd_check(args) -> int:
         raise ValueError("--devices: not with --profile (launch rules are collected in one process)")
     params = {"ops": _split(args.ops), "cases": _split(args.cases) or ["quick"], "dtypes": _split(args.dtype),
               "seed": args.seed, "variant": args.variant}
-    if args.store:
-        from workbench.store import ResultStore
-
-        store = ResultStore(args.store)  # a bad store fails before the run
+    store = _store(args.store)
     df = _sweep(args, "check", params) if args.devices else check(**params, progress=not args.no_progress,
                                                                     rules=rules)
-    if args.store:
+    if store:
         store.append(df.drop(columns=["traceback"]), kind="check")
     columns = ["op", "variant", "case", "dtype", "shape", "rel_err", "max_abs_err", "tol", "passed"]
     columns += (["violations"] if rules else []) + ["skipped", "error"]
@@ -124,14 +127,13 @@ def cmd_bench(args) -> int:
     params = {"ops": _split(args.ops), "cases": _split(args.cases) or ["llm"],
               "dtypes": _split(args.dtype) or ["bf16"], "all_variants": args.all_variants, "seed": args.seed,
               "rep_ms": args.rep_ms}
+    store = _store(args.store)
     if args.devices:
         df = _sweep(args, "bench", params)
-        if args.store:
-            from workbench.store import ResultStore
-
-            ResultStore(args.store).append(df.drop(columns=["traceback"]), kind="bench")
+        if store:
+            store.append(df.drop(columns=["traceback"]), kind="bench")
     else:
-        df = bench(**params, store=args.store, progress=not args.no_progress)
+        df = bench(**params, store=store, progress=not args.no_progress)
     table = side_by_side(df)
     with pd.option_context("display.width", 250, "display.max_colwidth", 40, "display.max_rows", None,
                            "display.float_format", "{:.4g}".format):

@@ -32,7 +32,7 @@ VISIBLE = {"cuda": "CUDA_VISIBLE_DEVICES", "mlu": "MLU_VISIBLE_DEVICES"}
 
 @dataclass
 class Worker:
-    device_id: str  # "cuda:1", "cpu#0", ...
+    device_id: str  # "cuda:1", "cuda:1/1" (a second worker there), "cpu#0", ...
     env: dict
     ops: list[str] = field(default_factory=list)
     estimate_s: float = 0.0
@@ -42,7 +42,8 @@ class Worker:
 
 
 def slots(devices: str, backend) -> list[Worker]:
-    """One Worker per device named by `devices`: "all", "0,1,..." or (cpu) "cpu:N"."""
+    """One Worker per device named by `devices`: "all", "0,1,..." (an index twice: two workers on it) or,
+    on cpu, "cpu:N"."""
     text = devices.strip().lower()
     if backend.name == "cpu":
         count = int(text.split(":", 1)[1]) if text.startswith("cpu:") and text[4:].isdigit() else \
@@ -60,13 +61,17 @@ def slots(devices: str, backend) -> list[Worker]:
             indices = [int(v) for v in text.split(",") if v.strip()]
         except ValueError:
             raise ValueError(f"--devices: expected all or device indices like 0,1, got {devices!r}") from None
-    bad = [i for i in indices if not 0 <= i < available]
-    if not indices or bad or len(set(indices)) != len(indices):
-        raise ValueError(f"--devices: expected distinct indices below {available} ({backend.name} devices "
-                         f"visible), got {devices!r}")
+    if not indices or any(not 0 <= i < available for i in indices):
+        raise ValueError(f"--devices: expected indices below {available} ({backend.name} devices visible), "
+                         f"got {devices!r}")
     var = VISIBLE[backend.name]
     visible = [v for v in os.environ.get(var, "").split(",") if v.strip()]  # index i -> the parent's i-th
-    return [Worker(f"{backend.name}:{i}", {var: visible[i] if visible else str(i)}) for i in indices]
+    workers = []
+    for n, i in enumerate(indices):  # an index named twice gets two workers: cuda:0, cuda:0/1
+        again = indices[:n].count(i)
+        workers.append(Worker(f"{backend.name}:{i}" + (f"/{again}" if again else ""),
+                              {var: visible[i] if visible else str(i)}))
+    return workers
 
 
 def static_cost(kind: str, op: str, params: dict) -> int:

@@ -11,6 +11,7 @@ file and never the password.
 from __future__ import annotations
 
 import contextlib
+import functools
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -99,8 +100,13 @@ def _strict_json(value) -> str:
 
 
 def open_engine(location: str | Path, read_only: bool = False) -> tuple[sa.Engine, str]:
-    """(engine, location as shown). Nothing connects yet."""
-    url = parse(location)
+    """(engine, location as shown). Nothing connects yet. One engine (one connection pool) per location and
+    mode in a process, however many ResultStores open it."""
+    return _engine(parse(location), read_only)
+
+
+@functools.lru_cache(maxsize=32)
+def _engine(url: sa.engine.URL, read_only: bool) -> tuple[sa.Engine, str]:
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(url.database, read_only), shown(url)
     options = "-c default_transaction_read_only=on" if read_only else None
