@@ -207,6 +207,7 @@ def cmd_regress(args) -> int:
 
     from workbench import regression
 
+    _store(args.store)  # a bad store fails here, before the notebook starts
     out = args.out or f"out/regress/{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}"
     params = {"backend": args.backend, "ops": _split(args.ops), "cases": _split(args.cases),
               "check_cases": _split(args.check_cases), "dtypes": _split(args.dtype),

@@ -131,7 +131,6 @@ def run(kind: str, devices: str, params: dict, store=None, timeout: float = 3600
     """
     from workbench import backends
     from workbench.ops import spec as opspec
-    from workbench.store import schema
 
     if kind not in ("check", "bench"):
         raise ValueError(f"sweep: expected check or bench, got {kind!r}")
@@ -145,53 +144,30 @@ def run(kind: str, devices: str, params: dict, store=None, timeout: float = 3600
     workers = [w for w in workers if w.ops]
     base = {k: v for k, v in params.items() if k != "ops"}
     command = worker_command or [sys.executable, "-m", "workbench.sweep"]
-    results: dict[str, tuple[list[dict], float, Worker]] = {}
     with tempfile.TemporaryDirectory(prefix="workbench-sweep-") as tmp:
-        procs = {}
+        procs = []
         for i, w in enumerate(workers):
             out, err = Path(tmp) / f"{i}.jsonl", Path(tmp) / f"{i}.log"
             job = json.dumps({"kind": kind, "params": {**base, "ops": w.ops}})
             env = {**os.environ, **w.env, "WORKBENCH_BACKEND": backend.name,
                    "WORKBENCH_SWEEP_DEVICE": w.device_id}
             with open(err, "w") as log_file:
-                procs[w.device_id] = (subprocess.Popen(
-                    [*command, "--job", job, "--out", str(out)], env=env,
-                    stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True), out, err, w)
-        start = time.monotonic()
+                proc = subprocess.Popen([*command, "--job", job, "--out", str(out)], env=env, stdout=log_file,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+            procs.append((proc, out, err, w))
         try:
-            while any(w.status == "pending" for w in workers):
-                for proc, out, err, w in procs.values():
-                    if w.status != "pending":
-                        continue
-                    if proc.poll() is not None:
-                        w.status = "ok" if proc.returncode == 0 else "crashed"
-                        w.detail = "" if proc.returncode == 0 else f"exit {proc.returncode}: {_tail(err)}"
-                    elif time.monotonic() - start > timeout:
-                        os.killpg(proc.pid, signal.SIGKILL)
-                        proc.wait()
-                        w.status, w.detail = "timeout", f"no result within {timeout:g} s: {_tail(err)}"
-                    else:
-                        continue
-                    w.seconds = time.monotonic() - start
-                    log(f"sweep {kind}: {w.device_id} {w.status} after {w.seconds:.1f} s, {len(w.ops)} ops "
-                        f"(estimated {w.estimate_s:.1f} s){': ' + w.detail if w.detail else ''}")
-                time.sleep(0.1)
+            _wait(kind, procs, timeout, log)
         finally:
-            for proc, _, _, w in procs.values():
+            for proc, _, _, _ in procs:
                 if proc.poll() is None:  # the caller was interrupted: take the workers down with it
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait()
-        for _, out, _, w in procs.values():
-            lines = out.read_text().splitlines() if out.exists() else []
-            for line in lines:
-                done = json.loads(line)
-                rows = [schema.decode(r, n) for r, n in zip(done["rows"], done["nonfinite"])]
-                results[done["op"]] = (rows, done["seconds"], w)
+        results = {op: (rows, seconds) for _, out, _, _ in procs for op, rows, seconds in _finished(out)}
     merged, timings = [], []
     for op in ops:
         w = next(w for w in workers if op in w.ops)
         if op in results:
-            rows, seconds, _ = results[op]
+            rows, seconds = results[op]
             timings.append({"command": kind, "op": op, "seconds": seconds, "device_id": w.device_id})
         else:
             rows = [_failure_row(kind, op, w)]
@@ -199,9 +175,47 @@ def run(kind: str, devices: str, params: dict, store=None, timeout: float = 3600
     if store is not None and timings:
         store.append(timings, kind=SWEEP_KIND)
     df = pd.DataFrame(merged)
-    template = _measure(kind)(ops=ops[:1], cases=[], progress=False, **({"seed": 0} if kind == "bench" else {}))
+    template = _measure(kind)(ops=ops[:1], cases=[], progress=False)  # no work: the table's columns
     columns = list(template.columns) + [c for c in df.columns if c not in template.columns]
     return df.reindex(columns=columns), workers
+
+
+def _wait(kind: str, procs: list, timeout: float, log) -> None:
+    """Until every worker has exited or passed `timeout` (then its process group is killed)."""
+    start = time.monotonic()
+    pending = list(procs)
+    while pending:
+        for item in list(pending):
+            proc, _, err, w = item
+            if proc.poll() is not None:
+                w.status = "ok" if proc.returncode == 0 else "crashed"
+                w.detail = "" if proc.returncode == 0 else f"exit {proc.returncode}: {_tail(err)}"
+            elif time.monotonic() - start > timeout:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                w.status, w.detail = "timeout", f"no result within {timeout:g} s: {_tail(err)}"
+            else:
+                continue
+            pending.remove(item)
+            w.seconds = time.monotonic() - start
+            log(f"sweep {kind}: {w.device_id} {w.status} after {w.seconds:.1f} s, {len(w.ops)} ops "
+                f"(estimated {w.estimate_s:.1f} s){': ' + w.detail if w.detail else ''}")
+        time.sleep(0.1)
+
+
+def _finished(out: Path) -> list[tuple[str, list[dict], float]]:
+    """(op, rows, seconds) of each op a worker finished; a line cut short by a kill is the op in flight."""
+    from workbench.store import schema
+
+    done = []
+    for line in out.read_text().splitlines() if out.exists() else []:
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        rows = [schema.decode(r, n) for r, n in zip(item["rows"], item["nonfinite"])]
+        done.append((item["op"], rows, item["seconds"]))
+    return done
 
 
 def _measure(kind: str):

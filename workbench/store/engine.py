@@ -113,8 +113,11 @@ def _engine(url: sa.engine.URL, read_only: bool) -> tuple[sa.Engine, str]:
     connect_args = {"connect_timeout": CONNECT_TIMEOUT_S, "application_name": "workbench"}
     if options:
         connect_args["options"] = options
-    engine = sa.create_engine(url, connect_args=connect_args, pool_pre_ping=True, pool_size=2,
-                              max_overflow=4, json_serializer=_strict_json)
+    try:
+        engine = sa.create_engine(url, connect_args=connect_args, pool_pre_ping=True, pool_size=2,
+                                  max_overflow=4, json_serializer=_strict_json)
+    except ImportError:
+        raise StoreError(f"store {shown(url)}: PostgreSQL needs psycopg 3 (pip install -e '.[team]')") from None
     return engine, shown(url)
 
 
