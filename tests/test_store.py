@@ -203,6 +203,15 @@ def test_read_only_file_opens_for_reading(tmp_path):
         assert ResultStore(path).read_only
 
 
+def test_a_file_that_is_no_store_is_refused_in_one_line(tmp_path):
+    path = tmp_path / "notes.db"
+    path.write_text("not a database\n" * 100)
+    with pytest.raises(StoreError, match=f"store {path}: file is not a database$"):
+        ResultStore(path)
+    with pytest.raises(StoreError, match="cannot create its folder"):
+        ResultStore(path / "sub" / "r.db")  # a folder below a file
+
+
 def test_newer_schema_is_refused_with_both_versions(location):
     ResultStore(location)
     url = location.replace("postgresql://", "postgresql+psycopg://") if location.startswith("postgresql") \
