@@ -89,7 +89,7 @@ def main() -> int:
     parser.add_argument("--cases", help="bench case sets (regress's default: llm on a GPU, quick on cpu)")
     parser.add_argument("--dtype", help="bench dtypes (regress's default)")
     parser.add_argument("--check-dtype", help="check dtypes (default: bf16 on a GPU)")
-    parser.add_argument("--rep-ms", type=float, help="time budget per measurement (default: 20 on a GPU)")
+    parser.add_argument("--rep-ms", type=float, help="time budget per measurement (default: 10 on a GPU)")
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--out", help="result folder (default: benchmarks/results/<device>[x<n>]/sweep)")
     args = parser.parse_args()
@@ -107,7 +107,7 @@ def main() -> int:
         args.devices = args.devices or "all"
         args.check_cases = args.check_cases or "quick"
         args.check_dtype = args.check_dtype or "bf16"
-        args.rep_ms = args.rep_ms or 20.0
+        args.rep_ms = args.rep_ms or 10.0
     from workbench import sweep
 
     workers = len(sweep.slots(args.devices, backend))

@@ -142,6 +142,9 @@ def run(kind: str, devices: str, params: dict, store=None, timeout: float = 3600
     device = backend.properties().name
     balance(costs(kind, ops, params, store, device), workers)
     workers = [w for w in workers if w.ops]
+    # No work, only the table's columns; bench measures the device's roofline ceilings here if they are not
+    # cached yet, once, rather than in every worker at once.
+    template = _measure(kind)(ops=ops[:1], cases=[], progress=False)
     base = {k: v for k, v in params.items() if k != "ops"}
     command = worker_command or [sys.executable, "-m", "workbench.sweep"]
     with tempfile.TemporaryDirectory(prefix="workbench-sweep-") as tmp:
@@ -175,7 +178,6 @@ def run(kind: str, devices: str, params: dict, store=None, timeout: float = 3600
     if store is not None and timings:
         store.append(timings, kind=SWEEP_KIND)
     df = pd.DataFrame(merged)
-    template = _measure(kind)(ops=ops[:1], cases=[], progress=False)  # no work: the table's columns
     columns = list(template.columns) + [c for c in df.columns if c not in template.columns]
     return df.reindex(columns=columns), workers
 
