@@ -27,6 +27,11 @@ CREATE TABLE IF NOT EXISTS rows (
     id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL REFERENCES runs(run_id), data TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS rows_by_run ON rows(run_id);
+CREATE TABLE IF NOT EXISTS tuning (
+    device TEXT NOT NULL, kernel TEXT NOT NULL, source_hash TEXT NOT NULL, key TEXT NOT NULL,
+    triton TEXT NOT NULL, workbench TEXT NOT NULL, config TEXT NOT NULL, timestamp TEXT,
+    PRIMARY KEY (device, kernel, source_hash, key, triton, workbench)
+);
 """
 KEY = ["op", "impl", "case", "dtype"]  # what identifies a measurement across runs
 
@@ -101,6 +106,34 @@ class ResultStore:
             db.execute("UPDATE runs SET baseline=0 WHERE kind=? AND device=?", (kind, device))
             db.execute("UPDATE runs SET baseline=1 WHERE run_id=?", (run_id,))
             db.execute("COMMIT")
+
+    # ---- tuning cache: the config each autotuned kernel chose per key (workbench.ops._tuning) -----------
+
+    def get_tuning(self, device: str, kernel: str, source_hash: str, key: str, triton_version: str,
+                   workbench_version: str) -> dict | None:
+        with self._connect() as db:
+            row = db.execute("SELECT config FROM tuning WHERE device=? AND kernel=? AND source_hash=? AND key=?"
+                             " AND triton=? AND workbench=?",
+                             (device, kernel, source_hash, key, triton_version, workbench_version)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def put_tuning(self, device: str, kernel: str, source_hash: str, key: str, triton_version: str,
+                   workbench_version: str, config: dict) -> None:
+        import datetime
+
+        stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        with self._connect() as db:
+            db.execute("INSERT OR REPLACE INTO tuning VALUES (?,?,?,?,?,?,?,?)",
+                       (device, kernel, source_hash, key, triton_version, workbench_version,
+                        json.dumps(config, sort_keys=True), stamp))
+
+    def clear_tuning(self) -> None:
+        with self._connect() as db:
+            db.execute("DELETE FROM tuning")
+
+    def tuning_rows(self) -> pd.DataFrame:
+        with self._connect() as db:
+            return pd.read_sql_query("SELECT * FROM tuning ORDER BY device, kernel, key", db)
 
     # ---- reading ---------------------------------------------------------------------------------
 
