@@ -1,8 +1,9 @@
 """Side-by-side benchmark: the native op and each Triton variant on the same inputs, in one process.
 
 One tidy row per (op, case, dtype, impl): kernel time (median, p20, p80), host time per call, speedup
-(native ms / this ms), GB/s and TFLOP/s from the op's cost model, % of the device roofline, and for
-Triton variants the correctness result on those same inputs. A variant that fails gets an error cell;
+(native ms / this ms, taken per round of alternated rounds of every implementation: median, p20, p80 and
+`unstable` when that spread exceeds 5%; see timing.py), GB/s and TFLOP/s from the op's cost model, % of
+the device roofline, and for Triton variants the correctness result on those same inputs. A variant that fails gets an error cell;
 the rest of the table still fills. Rows go to a ResultStore as they are produced.
 """
 
@@ -22,10 +23,11 @@ from . import roofline as rl
 from .correctness import dtype_name, make_inputs, parse_dtypes, shape_label, verify
 from .meta import run_metadata
 from .store import ResultStore
-from .timing import host_time_us, kernel_time
+from .timing import alternated_rounds, host_time_us
 
-COLUMNS = ["op", "impl", "case", "dtype", "shape", "ms", "ms_p20", "ms_p80", "host_us", "speedup", "gbps",
-           "tflops", "roofline_pct", "bound", "rel_err", "passed", "native_passed", "suspect", "error"]
+COLUMNS = ["op", "impl", "case", "dtype", "shape", "ms", "ms_p20", "ms_p80", "host_us", "speedup", "speedup_p20",
+           "speedup_p80", "unstable", "gbps", "tflops", "roofline_pct", "bound", "rel_err", "passed",
+           "native_passed", "suspect", "error"]
 
 
 def implementations(spec: opspec.OpSpec, backend: str, all_variants: bool) -> dict:
@@ -46,9 +48,10 @@ def bench_case(spec: opspec.OpSpec, case: opspec.Case, dtype, seed: int, peaks: 
     except Exception as e:
         return [{**base, "impl": "native", "error": f"inputs: {type(e).__name__}: {e}"}]
     base.update(shape=shape_label(args), bytes=cost.bytes, flops=cost.flops)
-    rows = []
+    rows, calls = [], []
     for name, fn in implementations(spec, backend.name, all_variants).items():
         row = {**base, "impl": name, "error": ""}
+        rows.append(row)
         try:
             if name != "native":
                 result = verify(spec, fn, case, dtype, args, kwargs)
@@ -59,19 +62,24 @@ def bench_case(spec: opspec.OpSpec, case: opspec.Case, dtype, seed: int, peaks: 
             def call(fn=fn):
                 return fn(*args, **kwargs)
 
-            light = backend.interpreted  # the interpreter runs each call in numpy: few reps tell enough
-            t = kernel_time(call, backend, rep_ms=rep_ms, min_reps=3 if light else 5)
-            calls = int(min(max(20.0 / max(t.ms, 1e-3), 3 if light else 10), 2000))  # about 20 ms of calls
-            row.update(ms=t.ms, ms_p20=t.p20, ms_p80=t.p80, reps=t.reps,
-                       host_us=host_time_us(call, backend, calls=calls, repeats=1 if light else 3))
-            row.update(rl.roofline(cost.bytes, cost.flops, t.ms, row["dtype"], peaks))
+            call()  # compiles and tunes; an implementation that raises gets an error cell
+            calls.append((row, call))
         except Exception as e:  # an error cell, and the table goes on
             row.update(error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
-        rows.append(row)
-    native_ms = rows[0].get("ms")
-    for row in rows:
-        if native_ms and row.get("ms"):
-            row["speedup"] = native_ms / row["ms"]
+    light = backend.interpreted  # the interpreter runs each call in numpy: few rounds tell enough
+    rounds = alternated_rounds([call for _, call in calls], backend, rep_ms=rep_ms, min_rounds=3 if light else 5) \
+        if calls else None
+    native = 0 if rows[0]["error"] == "" else None  # the native row is the first in `calls` when it ran
+    for i, (row, call) in enumerate(calls):
+        t = rounds.kernel_time(i)
+        n_calls = int(min(max(20.0 / max(t.ms, 1e-3), 3 if light else 10), 2000))  # about 20 ms of calls
+        row.update(ms=t.ms, ms_p20=t.p20, ms_p80=t.p80, reps=t.reps,
+                   host_us=host_time_us(call, backend, calls=n_calls, repeats=1 if light else 3))
+        row.update(rl.roofline(cost.bytes, cost.flops, t.ms, row["dtype"], peaks))
+        if native is not None:  # speedup per round against native in the same round
+            ratio = rounds.ratio(i, reference=native)
+            row.update(speedup=ratio.median, speedup_p20=ratio.p20, speedup_p80=ratio.p80,
+                       unstable=ratio.unstable)
     return rows
 
 
@@ -113,6 +121,7 @@ def side_by_side(df: pd.DataFrame) -> pd.DataFrame:
     key = ["op", "case", "dtype"]
     native = df[df["impl"] == "native"][key + ["ms", "host_us"]]
     out = df[df["impl"] != "native"].merge(native, on=key, how="left", suffixes=("", "_native"))
-    return out[["op", "case", "dtype", "shape", "impl", "ms_native", "ms", "speedup", "gbps", "tflops",
+    return out[["op", "case", "dtype", "shape", "impl", "ms_native", "ms", "speedup", "speedup_p20",
+                "speedup_p80", "unstable", "gbps", "tflops",
                 "roofline_pct", "host_us_native", "host_us", "rel_err", "passed", "native_passed", "suspect",
                 "error"]]
