@@ -11,7 +11,8 @@ Targets: the three ratios of each phase agree within 6% (max / min - 1); process
 Writes <out>/<device>/repro/summary.json (device, torch, triton, commit, command, layers,
 prefill_vs_native, decode_vs_native, autotune_runs, spreads) and runs.json (every process's rows).
 
-    WORKBENCH_COMMIT=$(git rev-parse HEAD) PYTHONPATH=$PWD python3 benchmarks/repro.py --out benchmarks/results
+    WORKBENCH_COMMIT=$(git rev-parse HEAD) PYTHONPATH=$PWD python3 benchmarks/repro.py \
+        --out benchmarks/results
     PYTHONPATH=$PWD python3 benchmarks/repro.py --smoke --out /tmp/repro   # tiny preset on a cpu
 """
 
@@ -49,11 +50,12 @@ def child(args) -> dict:
     dec = run_model(model, mode="decode", batch=batch, prompt_len=prompt, new_tokens=new_tokens,
                     decode_reps=args.decode_reps, **common)
     result = {"seconds": round(time.time() - t0, 1), "autotune_runs": _tuning.stats.tuned,
-              "tuning_cache_hits": _tuning.stats.cache_hits, "config": {k: str(v) for k, v in pre.config.items()}}
+              "tuning_cache_hits": _tuning.stats.cache_hits,
+              "config": {k: str(v) for k, v in pre.config.items()}}
     for name, run, phase in (("prefill", pre, "prefill"), ("decode", dec, "decode_eager")):
         r = run.ratios().set_index("phase").loc[phase]
-        result[name] = {k: _plain(r[k]) for k in ("ratio", "ratio_p20", "ratio_p80", "unstable", "native_tok_s",
-                                                  "workbench_tok_s", "note")}
+        columns = ("ratio", "ratio_p20", "ratio_p80", "unstable", "native_tok_s", "workbench_tok_s", "note")
+        result[name] = {k: _plain(r[k]) for k in columns}
     return result
 
 
@@ -76,7 +78,8 @@ def main() -> int:
     p.add_argument("--out", default="benchmarks/results")
     p.add_argument("--layers", type=int, help="decoder layers (default: the preset's, 36 for qwen3-8b)")
     p.add_argument("--reps", type=int, default=10, help="prefill rounds (native and workbench each)")
-    p.add_argument("--decode-reps", type=int, default=3, help="decode rounds (each a 128-token generate per side)")
+    p.add_argument("--decode-reps", type=int, default=3,
+                   help="decode rounds (each a 128-token generate per side)")
     p.add_argument("--store", help="the tuning cache shared by the processes (default: <out dir>/tuning.db, "
                                    "emptied first)")
     p.add_argument("--smoke", action="store_true", help="tiny preset and sizes: a cpu check of the script")
@@ -108,8 +111,9 @@ def main() -> int:
         subprocess.run(cmd, check=True, env={**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH", "")})
         runs.append(json.loads(result_path.read_text()))
         result_path.unlink()
-        print(f"[repro] process {i + 1}: {time.time() - t0:.0f} s, prefill {runs[-1]['prefill']['ratio']:.3f}x, "
-              f"decode {runs[-1]['decode']['ratio']:.3f}x, {runs[-1]['autotune_runs']} keys tuned", flush=True)
+        last = runs[-1]
+        print(f"[repro] process {i + 1}: {time.time() - t0:.0f} s, prefill {last['prefill']['ratio']:.3f}x, "
+              f"decode {last['decode']['ratio']:.3f}x, {last['autotune_runs']} keys tuned", flush=True)
     (out / "runs.json").write_text(json.dumps(runs, indent=1))
     prefill = [r["prefill"]["ratio"] for r in runs]
     decode = [r["decode"]["ratio"] for r in runs]
@@ -126,9 +130,8 @@ def main() -> int:
         "targets": {"agreement_max": AGREEMENT, "later_autotune_runs": 0},
         "seconds_per_process": [r["seconds"] for r in runs],
     }
-    summary["met"] = bool(summary["prefill_agreement"] is not None and summary["decode_agreement"] is not None
-                          and summary["prefill_agreement"] <= AGREEMENT and summary["decode_agreement"] <= AGREEMENT
-                          and all(n == 0 for n in tuned[1:]))
+    agree = [summary["prefill_agreement"], summary["decode_agreement"]]
+    summary["met"] = all(a is not None and a <= AGREEMENT for a in agree) and all(n == 0 for n in tuned[1:])
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     print(f"\n{meta['device']} · torch {meta['torch']} · triton {meta['triton']} · commit {meta['commit']} · "
           f"layers {summary['layers']}")
@@ -137,7 +140,6 @@ def main() -> int:
         pr, de = r["prefill"], r["decode"]
         print(f"{i + 1:>8} {pr['ratio']:>8.3f}x {_span(pr):>13} {de['ratio']:>8.3f}x {_span(de):>13} "
               f"{r['autotune_runs']:>6}")
-    agree = [summary[k] for k in ("prefill_agreement", "decode_agreement")]
     print(f"agreement (max/min - 1): prefill {_pct(agree[0])}, decode {_pct(agree[1])} (target <= 6%); "
           f"later processes tuned {tuned[1:]} keys (target 0): {'met' if summary['met'] else 'MISSED'}")
     print(f"wrote {out / 'summary.json'}")

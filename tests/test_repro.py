@@ -93,7 +93,8 @@ def test_stale_entries_are_ignored(cache):
     store.put_tuning(device, name, source, key, "0.0.1", wv, picked)  # another Triton
     changed = _tuned_kernel.tuner(_other_scale_kernel, name=name)  # same name, other source
     assert changed.source_hash != source
-    store.put_tuning(device, name, changed.source_hash, key, tv, wv, {"BLOCK": 32, "num_warps": 4})  # not offered
+    not_offered = {"BLOCK": 32, "num_warps": 4}
+    store.put_tuning(device, name, changed.source_hash, key, tv, wv, not_offered)
     _tuned_kernel.run(t)
     assert (_tuning.stats.tuned, _tuning.stats.cache_hits) == (1, 0)
     x, out = _tuned_kernel.run(changed)  # its entry names a config it does not offer: tuned again
@@ -214,3 +215,41 @@ def test_enable_measured_with_an_empty_store_leaves_everything_native(tmp_path):
         assert "no bench row" in cov.table().set_index("aten_op").loc["aten::add.Tensor", "reasons"]
     finally:
         workbench.disable()
+
+
+def test_tune_command_shows_and_clears_the_cache(tmp_path, capsys):
+    from workbench.cli import main
+
+    store = ResultStore(tmp_path / "t.db")
+    store.put_tuning("dev", "k", "h", "M=1", "3.6.0", "0.1.0", {"BLOCK": 16})
+    assert main(["tune", "--show", "--store", str(tmp_path / "t.db")]) == 0
+    assert "M=1" in capsys.readouterr().out
+    assert main(["tune", "--clear", "--store", str(tmp_path / "t.db")]) == 0
+    assert store.tuning_rows().empty
+    assert main(["tune", "--model", "tiny", "--tokens", "4,32", "--dtype", "fp32", "--no-progress",
+                 "--store", str(tmp_path / "t.db")]) == 0
+    out = capsys.readouterr().out
+    assert "lm_head 32x64x512" in out and "prefill causal 1x4x32x16 kv2" in out
+
+
+def test_model_run_reports_the_spread_of_its_ratios():
+    from workbench.models import run_model
+
+    run = run_model("tiny", mode="prefill", prompt_len=8, reps=3, profile=False, loss=False,
+                    fp32_reference=False)
+    r = run.ratios().set_index("phase").loc["prefill"]
+    assert r["ratio_p20"] <= r["ratio"] <= r["ratio_p80"] and r["unstable"] in (True, False)
+    t = run.throughput.set_index("side")
+    assert t.loc["native", "ratio_p20"] != t.loc["native", "ratio_p20"]  # only the workbench row has it
+
+
+def test_bench_rows_carry_the_spread_of_the_speedup():
+    from workbench.profiling import bench, side_by_side
+
+    df = bench(ops=["add"], cases=["quick"], dtypes=["fp32"], rep_ms=5, progress=False)
+    ours = df[df["impl"] != "native"]
+    assert ((ours["speedup_p20"] <= ours["speedup"]) & (ours["speedup"] <= ours["speedup_p80"])).all()
+    assert ours["unstable"].isin([True, False]).all()
+    native = df[df["impl"] == "native"]
+    assert (native["speedup_p20"] == 1.0).all() and not native["unstable"].any()
+    assert {"speedup_p20", "speedup_p80", "unstable"} <= set(side_by_side(df).columns)

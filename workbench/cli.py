@@ -271,7 +271,7 @@ def cmd_comm_bench(args) -> int:
 # ---- workbench tune: the persistent tuning cache ----------------------------------------------------------
 
 def cmd_tune(args) -> int:
-    """Pre-tune a model's shape set (each key's choice goes to the store's tuning cache), or show / clear it."""
+    """Pre-tune a model's shape set (each key's choice goes to the store's tuning cache); show / clear it."""
     from workbench.profiling import ResultStore, tuning
 
     store = ResultStore(args.store) if args.store else tuning.default_store()

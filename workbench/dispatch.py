@@ -81,8 +81,8 @@ class Coverage:
         """
         import pandas as pd
 
-        rows = [{"aten_op": overload, "op": self._ops.get(overload, ""), "calls": 0, "handled": 0, "fallback": 0,
-                 "reasons": reason} for overload, reason in self.not_enabled.items()]
+        rows = [{"aten_op": overload, "op": self._ops.get(overload, ""), "calls": 0, "handled": 0,
+                 "fallback": 0, "reasons": reason} for overload, reason in self.not_enabled.items()]
         for overload in set(self.handled) | set(self.fallbacks):
             reasons = sorted(self.fallbacks.get(overload, {}).items(), key=lambda kv: (-kv[1], kv[0]))
             handled, fallback = self.handled.get(overload, 0), sum(n for _, n in reasons)
@@ -183,7 +183,8 @@ def _measured(adapters: dict[str, tuple[str, Callable[..., Any]]], store) -> _Se
     for overload, (name, _) in adapters.items():
         classes = selection.op_decisions(decisions, name)
         if not any(d.enabled for d in classes.values()):
-            left[overload] = "; ".join(d.reason for d in classes.values()) or f"not enabled: no bench row on {device}"
+            reasons = "; ".join(d.reason for d in classes.values())
+            left[overload] = reasons or f"not enabled: no bench row on {device}"
             continue
         spec = REGISTRY[name]
         impl = selection.gate(spec.implementation(backend.name), classes, device)

@@ -75,10 +75,11 @@ class ModelRun:
             target = TARGETS.get(phase, float("nan"))  # the sampling and loss phases have none
             spread = {c: side[c].get("workbench") if c in side else None for c in SPREAD}
             rows.append({"phase": phase, "native_tok_s": native, "workbench_tok_s": ours, "ratio": ratio,
-                         **spread, "target": target, "met": bool(ratio >= target) if phase in TARGETS else None,
+                         **spread, "target": target,
+                         "met": bool(ratio >= target) if phase in TARGETS else None,
                          "note": "; ".join(n for n in side["note"] if n)})
-        return pd.DataFrame(rows, columns=["phase", "native_tok_s", "workbench_tok_s", "ratio", *SPREAD, "target",
-                                           "met", "note"])
+        return pd.DataFrame(rows, columns=["phase", "native_tok_s", "workbench_tok_s", "ratio", *SPREAD,
+                                           "target", "met", "note"])
 
     def ops_served(self) -> list[str]:
         """Distinct ATen overloads that workbench kernels served at least once over the run (handled > 0;
@@ -181,8 +182,8 @@ def _measure(model, ids: torch.Tensor, sides: _Sides, mode: str, new_tokens: int
     def row(side, phase, tokens, ms, note="", ratio=None):
         spread = {"ratio_p20": ratio.p20, "ratio_p80": ratio.p80, "unstable": ratio.unstable} if ratio else {}
         res[side]["rows"].append({"phase": phase, "batch": batch, "tokens": tokens, "ms": ms,
-                                  "tokens_per_s": tokens / (ms / 1e3) if ms > 0 else float("nan"), "note": note,
-                                  **spread})
+                                  "tokens_per_s": tokens / (ms / 1e3) if ms > 0 else float("nan"),
+                                  "note": note, **spread})
 
     for side in SIDES:
         with sides(side):
@@ -245,7 +246,8 @@ def _measure(model, ids: torch.Tensor, sides: _Sides, mode: str, new_tokens: int
     return res, graphs_note
 
 
-def _alternate(res: dict, sides: _Sides, phase: str, tokens: int, reps: int, row, prepare, measure_once) -> None:
+def _alternate(res: dict, sides: _Sides, phase: str, tokens: int, reps: int, row, prepare,
+               measure_once) -> None:
     """`prepare(side)` once per side, then `reps` alternated rounds (timing.rounds_of: the side that goes
     first changes every round) of `measure_once(side, prepared)` -> (new tokens or None, ms). The rows get
     each side's median ms and the workbench row the spread of the per-round ratio; new tokens go to
@@ -492,8 +494,8 @@ def run_model(preset: str | torch.nn.Module = "tiny", backend: str | None = None
                                     profile, profile_steps, loss and prompt_len > 1, sample_tokens, seed)
     reference, reference_note = _reference_logits(model, ids, fp32_reference)
     throughput = pd.DataFrame([dict(r, side=s) for s in SIDES for r in results[s]["rows"]])
-    throughput = throughput.reindex(columns=["phase", "side", "batch", "tokens", "ms", "tokens_per_s", *SPREAD,
-                                             "note"])
+    throughput = throughput.reindex(columns=["phase", "side", "batch", "tokens", "ms", "tokens_per_s",
+                                             *SPREAD, "note"])
     accuracy, agreement = _accuracy(results["native"], results["workbench"], reference)
     from workbench.profiling.meta import run_metadata
 

@@ -5,8 +5,9 @@ over rows or given per element, and a batch along grid axis 1 (stride 0 broadcas
 Two kernels share the grouped tile order: on Hopper and later, 16-bit operands with unit-stride rows and
 16-byte aligned strides go to a TMA-descriptor kernel (tiles copied by the tensor memory accelerator, one
 or several tiles per program); everything else (other devices, fp32, odd strides, a broadcast batch,
-M below TMA_MIN_M) goes to the pointer kernel. Both are tuned on (M, N, K, layout) on GPUs (`_tuning.Tuner`:
-the choice persists in the results store's tuning cache, so only a shape's first call on a device pays). $WORKBENCH_AUTOTUNE=0 (read at
+M below TMA_MIN_M) goes to the pointer kernel. Both are tuned on (M, N, K, layout) on GPUs
+(`_tuning.Tuner`: the choice persists in the results store's tuning cache, so only a shape's first call
+on a device pays). $WORKBENCH_AUTOTUNE=0 (read at
 import) takes the first configuration that fits instead: no timing runs and few compilations, for
 correctness runs where speed does not matter."""
 

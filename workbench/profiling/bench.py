@@ -3,8 +3,8 @@
 One tidy row per (op, case, dtype, impl): kernel time (median, p20, p80), host time per call, speedup
 (native ms / this ms, taken per round of alternated rounds of every implementation: median, p20, p80 and
 `unstable` when that spread exceeds 5%; see timing.py), GB/s and TFLOP/s from the op's cost model, % of
-the device roofline, and for Triton variants the correctness result on those same inputs. A variant that fails gets an error cell;
-the rest of the table still fills. Rows go to a ResultStore as they are produced.
+the device roofline, and for Triton variants the correctness result on those same inputs. A variant that
+fails gets an error cell; the rest of the table still fills. Rows go to a ResultStore as they are produced.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from .meta import run_metadata
 from .store import ResultStore
 from .timing import alternated_rounds, host_time_us
 
-COLUMNS = ["op", "impl", "case", "dtype", "shape", "ms", "ms_p20", "ms_p80", "host_us", "speedup", "speedup_p20",
-           "speedup_p80", "unstable", "gbps", "tflops", "roofline_pct", "bound", "rel_err", "passed",
-           "native_passed", "suspect", "error"]
+COLUMNS = ["op", "impl", "case", "dtype", "shape", "ms", "ms_p20", "ms_p80", "host_us", "speedup",
+           "speedup_p20", "speedup_p80", "unstable", "gbps", "tflops", "roofline_pct", "bound", "rel_err",
+           "passed", "native_passed", "suspect", "error"]
 
 
 def implementations(spec: opspec.OpSpec, backend: str, all_variants: bool) -> dict:
@@ -67,8 +67,8 @@ def bench_case(spec: opspec.OpSpec, case: opspec.Case, dtype, seed: int, peaks: 
         except Exception as e:  # an error cell, and the table goes on
             row.update(error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
     light = backend.interpreted  # the interpreter runs each call in numpy: few rounds tell enough
-    rounds = alternated_rounds([call for _, call in calls], backend, rep_ms=rep_ms, min_rounds=3 if light else 5) \
-        if calls else None
+    rounds = alternated_rounds([call for _, call in calls], backend, rep_ms=rep_ms,
+                               min_rounds=3 if light else 5) if calls else None
     native = 0 if rows[0]["error"] == "" else None  # the native row is the first in `calls` when it ran
     for i, (row, call) in enumerate(calls):
         t = rounds.kernel_time(i)

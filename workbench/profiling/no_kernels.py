@@ -4,7 +4,8 @@ Inside `no_kernels("wrapper")`, ops/_launch.launch does nothing, wherever it was
 of a call is validation, layout, allocation and argument building. Inside `no_kernels("cached")`, the
 launch cache runs as on a compiling backend, but its compile path (`kernel[grid](...)`) returns a fake
 compiled kernel whose launcher does nothing; `KernelStub.compiles` counts those calls, so a call that
-should hit the cache and does not shows there. In both, tuned kernels take their first candidate config unmeasured.
+should hit the cache and does not shows there. In both, tuned kernels take their first candidate config
+unmeasured.
 Outputs are left unwritten: for timing and cache checks, not results.
 """
 
@@ -69,7 +70,8 @@ def no_kernels(mode: str):
         yield stub
     finally:
         _bind_launch(_real_launch)
-        getitem, _tuning.measuring, _launch._ENABLED, _launch._stream, _launch._cache, _launch._by_value = saved
+        (getitem, _tuning.measuring, _launch._ENABLED, _launch._stream, _launch._cache,
+         _launch._by_value) = saved
         if getitem is None:
             if "__getitem__" in jit_class.__dict__:
                 del jit_class.__getitem__

@@ -91,7 +91,8 @@ def measured_selection(store: ResultStore, device: str,
             losses = [(text, r) for (wins, text), r in verdicts if not wins]
             if losses:
                 text, r = min(losses, key=lambda x: x[1].speedup if pd.notna(x[1].speedup) else -1.0)
-                decisions[(op, size, dtype)] = Decision(False, f"not enabled: {text} on {device}, run {r.run_id}")
+                decisions[(op, size, dtype)] = Decision(False,
+                                                        f"not enabled: {text} on {device}, run {r.run_id}")
             else:
                 text, r = min(((t, r) for (_, t), r in verdicts), key=lambda x: x[1].speedup)
                 decisions[(op, size, dtype)] = Decision(True, f"enabled: {text} and every other {size} case "

@@ -112,8 +112,8 @@ class ResultStore:
     def get_tuning(self, device: str, kernel: str, source_hash: str, key: str, triton_version: str,
                    workbench_version: str) -> dict | None:
         with self._connect() as db:
-            row = db.execute("SELECT config FROM tuning WHERE device=? AND kernel=? AND source_hash=? AND key=?"
-                             " AND triton=? AND workbench=?",
+            row = db.execute("SELECT config FROM tuning WHERE device=? AND kernel=? AND source_hash=?"
+                             " AND key=? AND triton=? AND workbench=?",
                              (device, kernel, source_hash, key, triton_version, workbench_version)).fetchone()
         return json.loads(row[0]) if row else None
 

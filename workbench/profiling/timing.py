@@ -62,7 +62,8 @@ class Ratio:
 
 
 def beyond_spread(median: float, p20: float, p80: float) -> bool:
-    """A speedup `median` (p20, p80 over rounds) whose advantage exceeds its spread: median - 1 > p80 - p20."""
+    """A speedup `median` (p20, p80 over rounds) whose advantage exceeds its spread:
+    median - 1 > p80 - p20."""
     return median - 1.0 > p80 - p20
 
 

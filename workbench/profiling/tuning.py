@@ -69,7 +69,8 @@ def model_dims(model: str) -> dict:
     raise ValueError(f"model: expected one of {sorted({*PRESETS, *_EXTRA_DIMS})}, got {model!r}")
 
 
-def shape_set(model: str, tokens: Iterable[int] = (1, 8, 2048), ops: Iterable[str] | None = None) -> list[tuple]:
+def shape_set(model: str, tokens: Iterable[int] = (1, 8, 2048),
+              ops: Iterable[str] | None = None) -> list[tuple]:
     """(op, description, input shapes) of the tunable calls a forward of `model` makes at each token count
     (rows of a linear; the prompt length of a batch-1 prefill for attention, taken from 17 tokens up,
     below which decode attention has nothing to tune)."""
@@ -79,14 +80,16 @@ def shape_set(model: str, tokens: Iterable[int] = (1, 8, 2048), ops: Iterable[st
     if unknown:
         raise ValueError(f"ops: expected some of {TUNED_OPS}, got {unknown}")
     h, hd, hq, hkv = d["hidden_size"], d["head_dim"], d["num_attention_heads"], d["num_key_value_heads"]
-    linears = {"q/o proj": (h, hq * hd), "k/v proj": (h, hkv * hd), "mlp up/gate": (h, d["intermediate_size"]),
-               "mlp down": (d["intermediate_size"], h), "lm_head": (h, d["vocab_size"])}
+    inter = d["intermediate_size"]
+    linears = {"q/o proj": (h, hq * hd), "k/v proj": (h, hkv * hd), "mlp up/gate": (h, inter),
+               "mlp down": (inter, h), "lm_head": (h, d["vocab_size"])}
     if hq * hd != h:
         linears["o proj"] = (hq * hd, h)
     shapes = []
     for m in tokens:
         if "linear" in ops:
-            shapes += [("linear", f"{name} {m}x{k}x{n}", [(m, k), (n, k)]) for name, (k, n) in linears.items()]
+            shapes += [("linear", f"{name} {m}x{k}x{n}", [(m, k), (n, k)])
+                       for name, (k, n) in linears.items()]
         if "scaled_dot_product_attention" in ops and m > 16:
             shapes.append(("scaled_dot_product_attention", f"prefill causal 1x{hq}x{m}x{hd} kv{hkv}",
                            [(1, hq, m, hd), (1, hkv, m, hd), (1, hkv, m, hd)]))
