@@ -253,3 +253,23 @@ def test_bench_rows_carry_the_spread_of_the_speedup():
     native = df[df["impl"] == "native"]
     assert (native["speedup_p20"] == 1.0).all() and not native["unstable"].any()
     assert {"speedup_p20", "speedup_p80", "unstable"} <= set(side_by_side(df).columns)
+
+
+def test_peers_are_columns_with_their_error_against_float64():
+    from workbench.profiling import bench, peer_table
+
+    df = bench(ops=["add"], cases=["quick"], dtypes=["fp32"], rep_ms=5, progress=False,
+               peers=["inductor", "flaggems"])
+    inductor = df[df["impl"] == "inductor"]
+    assert len(inductor) and (inductor["error"] == "").all() and inductor["passed"].all()
+    assert (inductor["rel_err"] < 1e-6).all() and inductor["speedup_p20"].notna().all()
+    gems = df[df["impl"] == "flaggems"]
+    try:
+        import flag_gems  # noqa: F401
+    except ImportError:
+        assert gems["error"].str.contains("flag_gems is not installed").all() and gems["ms"].isna().all()
+    table = peer_table(df)
+    assert {"native_ms", "generic_ms", "inductor_ms", "inductor_rel_err", "flaggems_error"} <= set(table.columns)
+    assert len(table) == len(df) // 4
+    with pytest.raises(ValueError, match="peers"):
+        bench(ops=["add"], cases=["quick"], dtypes=["fp32"], peers=["tvm"], progress=False)
