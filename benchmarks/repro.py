@@ -9,7 +9,9 @@ every key it meets and stores the choices, the second and third find them and tu
 
 Targets: the three ratios of each phase agree within 6% (max / min - 1); processes 2 and 3 tune 0 keys.
 Writes <out>/<device>/repro/summary.json (device, torch, triton, commit, command, layers,
-prefill_vs_native, decode_vs_native, autotune_runs, spreads) and runs.json (every process's rows).
+prefill_vs_native, decode_vs_native, autotune_runs, spreads), runs.json (every process's rows) and
+tuning.csv (the configs chosen). Expected on one H200: about 1 minute per process plus the first
+process's tuning (candidates compile once per specialisation and are shared by every shape key).
 
     WORKBENCH_COMMIT=$(git rev-parse HEAD) PYTHONPATH=$PWD python3 benchmarks/repro.py \
         --out benchmarks/results
@@ -24,6 +26,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -80,8 +83,8 @@ def main() -> int:
     p.add_argument("--reps", type=int, default=10, help="prefill rounds (native and workbench each)")
     p.add_argument("--decode-reps", type=int, default=3,
                    help="decode rounds (each a 128-token generate per side)")
-    p.add_argument("--store", help="the tuning cache shared by the processes (default: <out dir>/tuning.db, "
-                                   "emptied first)")
+    p.add_argument("--store", help="the tuning cache shared by the processes (default: a new temporary "
+                                   "store; emptied first either way)")
     p.add_argument("--smoke", action="store_true", help="tiny preset and sizes: a cpu check of the script")
     p.add_argument("--child", help=argparse.SUPPRESS)  # internal: run one process, write its JSON here
     args = p.parse_args()
@@ -99,7 +102,7 @@ def main() -> int:
     slug = re.sub(r"[^A-Za-z0-9]+", "-", meta["device"]).strip("-").lower()
     out = Path(args.out) / slug / "repro"
     out.mkdir(parents=True, exist_ok=True)
-    store = Path(args.store) if args.store else out / "tuning.db"
+    store = Path(args.store) if args.store else Path(tempfile.mkdtemp()) / "tuning.db"
     ResultStore(store).clear_tuning()  # the first process starts from an empty cache
     runs = []
     for i in range(PROCESSES):
@@ -115,6 +118,7 @@ def main() -> int:
         print(f"[repro] process {i + 1}: {time.time() - t0:.0f} s, prefill {last['prefill']['ratio']:.3f}x, "
               f"decode {last['decode']['ratio']:.3f}x, {last['autotune_runs']} keys tuned", flush=True)
     (out / "runs.json").write_text(json.dumps(runs, indent=1))
+    ResultStore(store).tuning_rows().to_csv(out / "tuning.csv", index=False)  # the configs chosen
     prefill = [r["prefill"]["ratio"] for r in runs]
     decode = [r["decode"]["ratio"] for r in runs]
     tuned = [r["autotune_runs"] for r in runs]

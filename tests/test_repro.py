@@ -141,6 +141,8 @@ def test_alternated_rounds_mark_a_noisy_pair_unstable():
     assert (fast.median, fast.unstable, fast.beyond_spread) == (2.0, False, True)
     same = rounds_of([lambda: 1.0, lambda: 1.0], 10).ratio(1, reference=0)
     assert not same.unstable and not same.beyond_spread
+    once = rounds_of([lambda: 2.0, lambda: 1.0], 2).ratio(1, reference=0)  # too few rounds for a spread
+    assert once.median == 2.0 and once.unstable and not once.beyond_spread
 
 
 def test_rounds_rotate_the_first_callable():

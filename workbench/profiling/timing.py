@@ -12,8 +12,8 @@ its spread says how steady that was.
 
 A ratio (native ms / our ms) is taken per round, so both sides of a round share the same conditions;
 it is reported as the median with its 20th and 80th percentiles over the rounds, and called unstable
-when p80 - p20 exceeds UNSTABLE_SPREAD of the median. A win counts only beyond that spread
-(`beyond_spread`).
+when p80 - p20 exceeds UNSTABLE_SPREAD of the median (or when fewer than MIN_SPREAD_ROUNDS rounds ran,
+which measure no spread). A win counts only beyond that spread (`beyond_spread`).
 Host time: wall clock per call over many calls without synchronizing: the dispatch overhead that
 decides decode-sized ops.
 """
@@ -33,6 +33,7 @@ FLUSH_BYTES = 256 * 1024 * 1024
 CHUNK = 64  # timed calls queued behind one device hold
 MAX_EVENTS_IN_FLIGHT = 8192  # torch_mlu fails beyond this many outstanding event pairs
 UNSTABLE_SPREAD = 0.05  # p80 - p20 of a ratio above this fraction of its median: unstable
+MIN_SPREAD_ROUNDS = 3  # fewer rounds measure no spread: p20 and p80 are NaN and the ratio counts as unstable
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,8 @@ class Ratio:
 
     @property
     def unstable(self) -> bool:
-        return self.p80 - self.p20 > UNSTABLE_SPREAD * self.median
+        """Spread above UNSTABLE_SPREAD of the median, or not measured (NaN)."""
+        return not self.p80 - self.p20 <= UNSTABLE_SPREAD * self.median
 
     @property
     def beyond_spread(self) -> bool:
@@ -80,8 +82,9 @@ class Rounds:
     def ratio(self, i: int, reference: int = 0) -> Ratio:
         """reference ms / callable i's ms, round by round."""
         per_round = [a / b for a, b in zip(self.times[reference], self.times[i]) if b > 0]
-        if not per_round:
-            return Ratio(float("nan"), float("nan"), float("nan"))
+        if len(per_round) < MIN_SPREAD_ROUNDS:
+            median = _quantile(per_round, 0.5) if per_round else float("nan")
+            return Ratio(median, float("nan"), float("nan"))
         return Ratio(_quantile(per_round, 0.5), _quantile(per_round, 0.2), _quantile(per_round, 0.8))
 
 
