@@ -275,3 +275,32 @@ def test_peers_are_columns_with_their_error_against_float64():
     assert len(table) == len(df) // 4
     with pytest.raises(ValueError, match="peers"):
         bench(ops=["add"], cases=["quick"], dtypes=["fp32"], peers=["tvm"], progress=False)
+
+
+_MM_CHILD = """
+import json, sys, torch
+from workbench import backends, ops
+from workbench.ops import _tuning
+from workbench.profiling import tuning
+tuning.install(cache=sys.argv[1])
+device = backends.active().device()
+a, b = (torch.randn(s, device=device, dtype=torch.bfloat16) for s in ((256, 512), (512, 384)))
+ok = torch.allclose(ops.mm(a, b).float(), a.float() @ b.float(), rtol=2e-2, atol=2e-1)
+lin = ops.linear(torch.randn(8, 512, device=device, dtype=torch.bfloat16),
+                 torch.randn(384, 512, device=device, dtype=torch.bfloat16))
+print(json.dumps({"tuned": _tuning.stats.tuned, "hits": _tuning.stats.cache_hits, "ok": bool(ok)}))
+"""
+
+
+@pytest.mark.gpu
+def test_matmul_keys_are_tuned_once_per_device(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+    def child():
+        out = subprocess.run([sys.executable, "-c", _MM_CHILD, str(tmp_path / "t.db")], capture_output=True,
+                             text=True, env=env, timeout=600, check=True)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    first, second = child(), child()
+    assert first["ok"] and second["ok"] and first["tuned"] >= 1 and first["hits"] == 0
+    assert second["tuned"] == 0 and second["hits"] == first["tuned"]
