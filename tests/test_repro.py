@@ -235,7 +235,10 @@ def test_tune_command_shows_and_clears_the_cache(tmp_path, capsys):
 
 
 def test_model_run_reports_the_spread_of_its_ratios():
-    from workbench.models import run_model
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from workbench.models import plots, run_model
 
     run = run_model("tiny", mode="prefill", prompt_len=8, reps=3, profile=False, loss=False,
                     fp32_reference=False)
@@ -243,6 +246,8 @@ def test_model_run_reports_the_spread_of_its_ratios():
     assert r["ratio_p20"] <= r["ratio"] <= r["ratio_p80"] and r["unstable"] in (True, False)
     t = run.throughput.set_index("side")
     assert t.loc["native", "ratio_p20"] != t.loc["native", "ratio_p20"]  # only the workbench row has it
+    texts = [t.get_text() for t in plots.throughput(run).axes[0].texts]
+    assert any(f"{r['ratio_p20']:.2f}-{r['ratio_p80']:.2f}" in t for t in texts)
 
 
 def test_bench_rows_carry_the_spread_of_the_speedup():
@@ -304,3 +309,4 @@ def test_matmul_keys_are_tuned_once_per_device(tmp_path):
     first, second = child(), child()
     assert first["ok"] and second["ok"] and first["tuned"] >= 1 and first["hits"] == 0
     assert second["tuned"] == 0 and second["hits"] == first["tuned"]
+
