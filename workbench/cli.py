@@ -309,6 +309,50 @@ def cmd_comm_bench(args) -> int:
     return 1 if failed else 0
 
 
+# ---- workbench tune: the persistent tuning cache ----------------------------------------------------------
+
+def cmd_tune(args) -> int:
+    """Pre-tune a model's shape set (each key's choice goes to the store's tuning cache); show / clear it."""
+    from workbench.profiling import ResultStore, tuning
+
+    store = ResultStore(args.store) if args.store else tuning.default_store()
+    if args.clear:
+        store.clear_tuning()
+        print(f"tuning cache cleared in {store.path}")
+        return 0
+    if args.show:
+        rows = store.tuning_rows()
+        with pd.option_context("display.width", 250, "display.max_colwidth", 90, "display.max_rows", None):
+            print(rows.to_string(index=False) if len(rows) else f"tuning cache in {store.path} is empty")
+        return 0
+    if not args.model:
+        raise ValueError("tune: give --model, --show or --clear")
+    _bind_backend(args.backend)
+    tuning.install(cache=store)
+    tokens = [int(t) for t in _split(args.tokens)]
+    df = tuning.pretune(args.model, ops=_split(args.ops), tokens=tokens, dtype=args.dtype,
+                        progress=not args.no_progress)
+    with pd.option_context("display.width", 200, "display.max_rows", None):
+        print(df.to_string(index=False))
+    print(f"\n{int(df['tuned'].sum())} keys tuned, {int(df['from_cache'].sum())} found in {store.path}")
+    return 0
+
+
+def add_tune_parser(sub) -> None:
+    p = sub.add_parser("tune", help="pre-tune a model's kernels into the tuning cache; --show / --clear it")
+    p.add_argument("--model", help="qwen3-8b, llama-3-8b, qwen3-0.6b or tiny")
+    p.add_argument("--ops", nargs="+", help="linear, scaled_dot_product_attention (default: both)")
+    p.add_argument("--tokens", nargs="+", default=["1,8,2048"],
+                   help="rows of the linears / prompt lengths of attention (default: 1,8,2048)")
+    p.add_argument("--dtype", default="bf16", choices=["fp32", "fp16", "bf16"])
+    p.add_argument("--backend", choices=["cpu", "cuda", "mlu"], help="default: detected (mlu > cuda > cpu)")
+    p.add_argument("--store", help="ResultStore path (default: $WORKBENCH_STORE or out/workbench.db)")
+    p.add_argument("--show", action="store_true", help="print the cached choices")
+    p.add_argument("--clear", action="store_true", help="delete every cached choice")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_tune)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="workbench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -435,6 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tracebacks", type=int, default=5, help="selfcheck failures to print per rank")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_comm_bench)
+    add_tune_parser(sub)
     return parser
 
 

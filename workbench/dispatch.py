@@ -57,6 +57,7 @@ class Coverage:
         self.handled: dict[str, int] = {}
         self.fallbacks: dict[str, dict[str, int]] = {}
         self._ops = dict(ops or {})  # ATen overload -> workbench op name
+        self.not_enabled: dict[str, str] = {}  # ATen overload -> why the selection policy left it native
 
     def record_fallback(self, overload: str, reason: str, n: int = 1) -> None:
         reasons = self.fallbacks.setdefault(overload, {})
@@ -69,16 +70,19 @@ class Coverage:
             for reason, n in reasons.items():
                 self.record_fallback(overload, reason, n)
         self._ops.update(other._ops)
+        self.not_enabled.update(other.not_enabled)
 
     def table(self):
         """One row per ATen overload called: aten_op, op, calls, handled, fallback, reasons.
 
         `reasons` lists each fallback reason with its count, most frequent first, joined by "; ".
-        Rows are sorted by calls, most first.
+        Rows are sorted by calls, most first; overloads the selection policy left native come last, with
+        no calls counted (they never reach workbench) and the policy's reason.
         """
         import pandas as pd
 
-        rows = []
+        rows = [{"aten_op": overload, "op": self._ops.get(overload, ""), "calls": 0, "handled": 0,
+                 "fallback": 0, "reasons": reason} for overload, reason in self.not_enabled.items()]
         for overload in set(self.handled) | set(self.fallbacks):
             reasons = sorted(self.fallbacks.get(overload, {}).items(), key=lambda kv: (-kv[1], kv[0]))
             handled, fallback = self.handled.get(overload, 0), sum(n for _, n in reasons)
@@ -148,7 +152,10 @@ def _resolve(argument: str, names, owner: dict[str, str]) -> set[str]:
     return chosen
 
 
-def _select(include: Iterable[str] | str | None, exclude: Iterable[str] | str | None) -> _Selection:
+def _select(include: Iterable[str] | str | None, exclude: Iterable[str] | str | None, policy: str = "all",
+            store=None) -> _Selection:
+    if policy not in ("all", "measured"):
+        raise ValueError(f"policy: expected 'all' or 'measured', got {policy!r}")
     owner = claims()
     chosen = set(owner) if include is None else _resolve("include", include, owner)
     if exclude is not None:
@@ -160,7 +167,32 @@ def _select(include: Iterable[str] | str | None, exclude: Iterable[str] | str | 
         # The adapter gets the op's implementation for this backend (a variant or the generic kernel).
         impl = spec.implementation(backend)
         adapters[overload] = (spec.name, functools.partial(spec.aten_impls[overload], impl))
-    return _Selection(adapters)
+    return _measured(adapters, store) if policy == "measured" else _Selection(adapters)
+
+
+def _measured(adapters: dict[str, tuple[str, Callable[..., Any]]], store) -> _Selection:
+    """Policy "measured" (profiling.selection): ops with a measured win on some shape class on this device
+    keep their adapter, gated per call by shape class; the others are left native, with the reason."""
+    from workbench.profiling import selection
+    from workbench.profiling.tuning import default_store
+
+    backend = backends.active()
+    device = backend.properties().name
+    decisions = selection.measured_selection(store if store is not None else default_store(), device)
+    kept, left = {}, {}
+    for overload, (name, _) in adapters.items():
+        classes = selection.op_decisions(decisions, name)
+        if not any(d.enabled for d in classes.values()):
+            reasons = "; ".join(d.reason for d in classes.values())
+            left[overload] = reasons or f"not enabled: no bench row on {device}"
+            continue
+        spec = REGISTRY[name]
+        impl = selection.gate(spec.implementation(backend.name), classes, device)
+        kept[overload] = (name, functools.partial(spec.aten_impls[overload], impl))
+    chosen = _Selection(kept)
+    chosen.coverage.not_enabled.update(left)
+    chosen.coverage._ops.update({overload: name for overload, (name, _) in adapters.items()})
+    return chosen
 
 
 # ---- registration ---------------------------------------------------------------------------------------
@@ -299,14 +331,18 @@ def replaced() -> list[str]:
     return sorted(_registered)
 
 
-def enable(include: Iterable[str] | str | None = None, exclude: Iterable[str] | str | None = None) -> Coverage:
+def enable(include: Iterable[str] | str | None = None, exclude: Iterable[str] | str | None = None,
+           policy: str = "all", store=None) -> Coverage:
     """Replace native kernels process-wide until `disable()`; returns the coverage recorder.
 
     `include`: op names ("add") or ATen overloads ("aten::add.Tensor"); None means every op with ATen
     adapters. `exclude` is taken out of that. Calling enable again replaces the previous selection.
+    `policy`: "all" (default) serves every selected op; "measured" only the ops and shape classes where
+    `store` (a ResultStore; default $WORKBENCH_STORE or out/workbench.db) holds a correct bench result
+    that beats native on this device beyond its spread (workbench.profiling.selection).
     """
     global _base
-    selection = _select(include, exclude)
+    selection = _select(include, exclude, policy, store)
     previous, _base = _base, selection
     try:
         _apply()
@@ -326,14 +362,15 @@ def disable() -> Coverage | None:
 
 
 @contextlib.contextmanager
-def use_ops(include: Iterable[str] | str | None = None,
-            exclude: Iterable[str] | str | None = None) -> Iterator[Coverage]:
+def use_ops(include: Iterable[str] | str | None = None, exclude: Iterable[str] | str | None = None,
+            policy: str = "all", store=None) -> Iterator[Coverage]:
     """Inside, the selected ATen overloads run workbench's kernels; yields the coverage recorder.
 
-    Selection as in `enable`. Nested contexts: the innermost selection applies; on exit the enclosing
-    selection (or native behaviour) is restored and this context's counts join the enclosing recorder.
+    Selection and policy as in `enable`. Nested contexts: the innermost selection applies; on exit the
+    enclosing selection (or native behaviour) is restored and this context's counts join the enclosing
+    recorder.
     """
-    selection = _select(include, exclude)
+    selection = _select(include, exclude, policy, store)
     _stack.append(selection)
     try:
         _apply()

@@ -45,18 +45,20 @@ def prompt_logits(model, ids: torch.Tensor, keep: int = 0) -> torch.Tensor:
     return model(input_ids=ids, use_cache=False, logits_to_keep=keep).logits
 
 
+def timed_ms(fn: Callable[[], object], backend: Backend) -> float:
+    """Device time of one run of `fn` (backend events; wall clock on cpu)."""
+    timer = backend.timer()
+    timer.start()
+    fn()
+    timer.stop()
+    return timer.elapsed_ms()
+
+
 def median_ms(fn: Callable[[], object], backend: Backend, warmup: int, reps: int) -> float:
-    """Median device time of `fn` over `reps` runs after `warmup` runs (backend events; wall clock on cpu)."""
+    """Median device time of `fn` over `reps` runs after `warmup` runs."""
     for _ in range(warmup):
         fn()
-    times = []
-    for _ in range(max(1, reps)):
-        timer = backend.timer()
-        timer.start()
-        fn()
-        timer.stop()
-        times.append(timer.elapsed_ms())
-    return float(pd.Series(times).median())
+    return float(pd.Series([timed_ms(fn, backend) for _ in range(max(1, reps))]).median())
 
 
 def time_prefill(model, ids: torch.Tensor, backend: Backend, warmup: int = 1, reps: int = 3) -> float:

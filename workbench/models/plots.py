@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import matplotlib.pyplot as plt
+import pandas as pd
 
 from .run import ModelRun
 
@@ -17,7 +18,8 @@ def _title(run: ModelRun, what: str) -> str:
 
 
 def throughput(run: ModelRun):
-    """Tokens/s per phase, native beside workbench, with the workbench/native ratio on top."""
+    """Tokens/s per phase, native beside workbench, with the workbench/native ratio on top (and its p20-p80
+    spread over the alternated rounds, "unstable" where it exceeds 5%)."""
     r = run.ratios()
     fig, ax = plt.subplots(figsize=(7, 3.5))
     x = range(len(r))
@@ -27,7 +29,9 @@ def throughput(run: ModelRun):
         if math.isnan(row.ratio):
             continue
         top = max(row.native_tok_s, row.workbench_tok_s)
-        ax.annotate(f"{row.ratio:.2f}x", (i, top), ha="center", va="bottom")
+        spread = "" if pd.isna(row.ratio_p20) else f"\n{row.ratio_p20:.2f}-{row.ratio_p80:.2f}"
+        spread += "\nunstable" if pd.notna(row.unstable) and bool(row.unstable) else ""
+        ax.annotate(f"{row.ratio:.2f}x{spread}", (i, top), ha="center", va="bottom", fontsize=8)
     ax.set_xticks(list(x), r["phase"])
     ax.set_ylabel("tokens/s")
     ax.legend()

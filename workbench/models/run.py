@@ -8,16 +8,18 @@ recorders of all those contexts are summed. Phases, each measured on both sides 
   every position's argmax compared as teacher-forced token agreement); where memory allows, the same
   forward of a float32 twin of the model is the reference both sides are measured against too;
 - `prefill`: tokens/s of a cache-free forward that keeps only the last logits (as generate does);
-- `decode_eager`: tokens/s of the decode steps of greedy `model.generate` (dynamic cache), repetitions
-  alternating native / workbench so that drift (a busy host) hits both alike;
+- `decode_eager`: tokens/s of the decode steps of greedy `model.generate` (dynamic cache);
 - `decode_graph`: tokens/s of greedy decoding on a static cache with one captured graph per step,
-  where the backend has a graph API (both sides, or neither); replays alternate too;
+  where the backend has a graph API (both sides, or neither);
 - `decode_sample` (decode modes): tokens/s of top-k / temperature sampling with `generate`, seeded alike
   on both sides (softmax, topk, masked_fill, multinomial, ... besides the greedy path's ops); its token
   agreement is informational, accuracy is judged on the greedy runs;
 - `loss` (prefill modes): tokens/s of a loss pass over the prompt (`labels` -> cross_entropy, plus
   per-token log-probabilities and perplexity), its loss compared between the sides and with float32;
 - a torch.profiler breakdown per ATen op of one prefill and a few eager decode steps.
+Every timed phase runs in alternated rounds, native and workbench in turn with the side that goes first
+changing every round, so that drift (a busy host, clocks) hits both alike; the ratio is taken per round
+and reported as the median with its p20-p80 spread (`unstable` above 5%).
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ TARGETS = {
     "logits_rel_err": 2e-2, "token_agreement": 0.95, "aten_ops_served": 30,
 }
 SAMPLING = {"top_k": 50, "temperature": 0.8}  # the decode_sample phase's generation settings
+# The per-round ratio's median, 20th and 80th percentiles and whether their spread exceeds 5%
+# (profiling.timing); the workbench side's throughput rows carry them.
+SPREAD = ("ratio", "ratio_p20", "ratio_p80", "unstable")
 
 
 @dataclass
@@ -53,7 +58,7 @@ class ModelRun:
     """Everything one `run_model` call measured; each table is a DataFrame."""
 
     config: dict
-    throughput: pd.DataFrame  # phase, side, batch, tokens, ms, tokens_per_s, note
+    throughput: pd.DataFrame  # phase, side, batch, tokens, ms, tokens_per_s, ratio(_p20/_p80), unstable, note
     accuracy: pd.DataFrame  # metric, value, target, met
     agreement: pd.DataFrame  # kind, position, agreement (fraction of the batch with identical tokens)
     coverage: pd.DataFrame  # workbench.use_ops coverage: aten_op, calls, handled, fallback, reasons
@@ -61,18 +66,23 @@ class ModelRun:
     tokens: dict = field(default_factory=dict)  # (side, phase) -> generated tokens [batch, new_tokens] on cpu
 
     def ratios(self) -> pd.DataFrame:
-        """Per phase: native and workbench tokens/s, workbench/native ratio, the issue's target."""
+        """Per phase: native and workbench tokens/s, workbench/native ratio (the median of the per-round
+        ratios, with p20, p80 and the unstable flag), the target."""
         t = self.throughput
         rows = []
         for phase in dict.fromkeys(t["phase"]):
             side = t[t["phase"] == phase].set_index("side")
             native, ours = (side["tokens_per_s"].get(s) for s in SIDES)
-            ratio = ours / native if native and ours else float("nan")  # NaN stays NaN
+            spread = {c: side[c].get("workbench") if c in side else None for c in SPREAD}
+            if spread["ratio"] is None or pd.isna(spread["ratio"]):  # no rounds: the quotient of the medians
+                spread["ratio"] = ours / native if native and ours else float("nan")  # NaN stays NaN
+            ratio = spread["ratio"]
             target = TARGETS.get(phase, float("nan"))  # the sampling and loss phases have none
-            rows.append({"phase": phase, "native_tok_s": native, "workbench_tok_s": ours, "ratio": ratio,
-                         "target": target, "met": bool(ratio >= target) if phase in TARGETS else None,
+            rows.append({"phase": phase, "native_tok_s": native, "workbench_tok_s": ours, **spread,
+                         "target": target,
+                         "met": bool(ratio >= target) if phase in TARGETS else None,
                          "note": "; ".join(n for n in side["note"] if n)})
-        return pd.DataFrame(rows, columns=["phase", "native_tok_s", "workbench_tok_s", "ratio", "target", "met",
+        return pd.DataFrame(rows, columns=["phase", "native_tok_s", "workbench_tok_s", *SPREAD, "target", "met",
                                            "note"])
 
     def ops_served(self) -> list[str]:
@@ -173,9 +183,11 @@ def _measure(model, ids: torch.Tensor, sides: _Sides, mode: str, new_tokens: int
     res: dict = {s: {"rows": [], "profile": []} for s in SIDES}
     graphs_note = ""
 
-    def row(side, phase, tokens, ms, note=""):
+    def row(side, phase, tokens, ms, note="", ratio=None):
+        spread = dict(zip(SPREAD, (ratio.median, ratio.p20, ratio.p80, ratio.unstable))) if ratio else {}
         res[side]["rows"].append({"phase": phase, "batch": batch, "tokens": tokens, "ms": ms,
-                                  "tokens_per_s": tokens / (ms / 1e3) if ms > 0 else float("nan"), "note": note})
+                                  "tokens_per_s": tokens / (ms / 1e3) if ms > 0 else float("nan"),
+                                  "note": note, **spread})
 
     for side in SIDES:
         with sides(side):
@@ -184,23 +196,22 @@ def _measure(model, ids: torch.Tensor, sides: _Sides, mode: str, new_tokens: int
             res[side]["argmax"] = logits.argmax(-1).cpu()
             del logits
     if mode in ("prefill", "both"):
-        for side in SIDES:
-            with sides(side):
-                try:
-                    row(side, "prefill", batch * prompt_len, measure.time_prefill(model, ids, backend, warmup, reps))
-                except Exception as e:  # noqa: BLE001 (the phase's row carries the error; the run goes on)
-                    row(side, "prefill", batch * prompt_len, float("nan"), _error_note(e))
+        def forward():
+            return measure.prompt_logits(model, ids, keep=1)
+
+        _alternate(res, sides, "prefill", batch * prompt_len, reps, row,
+                   prepare=lambda side: _repeat(forward, warmup),
+                   measure_once=lambda side, _: (None, measure.timed_ms(forward, backend)))
         if loss:
-            for side in SIDES:
-                with sides(side):
-                    try:
-                        out = {}
-                        ms = measure.median_ms(lambda out=out: out.update(measure.prompt_loss(model, ids)), backend,
-                                               warmup, reps)
-                        res[side]["loss"] = {k: v.float().cpu() for k, v in out.items()}  # the last run's
-                        row(side, "loss", batch * prompt_len, ms)
-                    except Exception as e:  # noqa: BLE001 (the phase's row carries the error; the run goes on)
-                        row(side, "loss", batch * prompt_len, float("nan"), _error_note(e))
+            def loss_once(side, _):
+                out = {}
+                ms = measure.timed_ms(lambda: out.update(measure.prompt_loss(model, ids)), backend)
+                res[side]["loss"] = {k: v.float().cpu() for k, v in out.items()}  # the last run's
+                return None, ms
+
+            _alternate(res, sides, "loss", batch * prompt_len, reps, row,
+                       prepare=lambda side: _repeat(lambda: measure.prompt_loss(model, ids), warmup),
+                       measure_once=loss_once)
     if mode in ("decode", "both"):
         decoded = batch * (new_tokens - 1)
         _alternate(res, sides, "decode_eager", decoded, decode_reps, row,
@@ -239,11 +250,22 @@ def _measure(model, ids: torch.Tensor, sides: _Sides, mode: str, new_tokens: int
     return res, graphs_note
 
 
-def _alternate(res: dict, sides: _Sides, phase: str, decoded: int, reps: int, row, prepare, measure_once) -> None:
-    """`prepare(side)` once per side, then `reps` rounds of `measure_once(side, prepared)` -> (tokens, ms),
-    native and workbench in turn; the row gets the median ms, `res[side]["tokens_<kind>"]` the tokens."""
-    key = "tokens_" + phase.split("_")[1]
-    prepared, times, failed = {}, {s: [] for s in SIDES}, {}
+def _repeat(fn, n: int) -> None:
+    """Warm-up: `n` untimed runs of `fn`, their outputs dropped."""
+    for _ in range(n):
+        fn()
+
+
+def _alternate(res: dict, sides: _Sides, phase: str, tokens: int, reps: int, row, prepare,
+               measure_once) -> None:
+    """`prepare(side)` once per side, then `reps` alternated rounds (timing.rounds_of: the side that goes
+    first changes every round) of `measure_once(side, prepared)` -> (new tokens or None, ms). The rows get
+    each side's median ms and the workbench row the spread of the per-round ratio; new tokens go to
+    `res[side]["tokens_<kind>"]`."""
+    from workbench.profiling.timing import rounds_of
+
+    key = "tokens_" + phase.split("_")[-1]
+    prepared, failed = {}, {}
     for side in SIDES:
         with sides(side):
             try:
@@ -252,23 +274,31 @@ def _alternate(res: dict, sides: _Sides, phase: str, decoded: int, reps: int, ro
                 failed[side] = _error_note(e)
     if phase == "decode_graph" and "native" in failed:
         res["native"]["graph_failed"] = failed["native"]
-    for _ in range(max(1, reps)):
-        for side in SIDES:
+
+    def sample(side):
+        def once() -> float:
             if side in failed or (phase == "decode_graph" and prepared.get(side) is None):
-                continue
+                return float("nan")
             with sides(side):
                 try:
-                    tokens, ms = measure_once(side, prepared[side])
+                    new, ms = measure_once(side, prepared[side])
                 except Exception as e:  # noqa: BLE001 (the phase's row carries the error; the run goes on)
                     failed[side] = _error_note(e)
-                    continue
-            res[side][key] = tokens.cpu()
-            times[side].append(ms)
-    for side in SIDES:
+                    return float("nan")
+            if new is not None:
+                res[side][key] = new.cpu()
+            return ms
+        return once
+
+    rounds = rounds_of([sample(side) for side in SIDES], max(1, reps))
+    both = not failed and all(not pd.isna(t) for times in rounds.times for t in times)
+    for i, side in enumerate(SIDES):
+        times = [t for t in rounds.times[i] if not pd.isna(t)]
         if side in failed:
-            row(side, phase, decoded, float("nan"), failed[side])
-        elif times[side]:
-            row(side, phase, decoded, float(pd.Series(times[side]).median()))
+            row(side, phase, tokens, float("nan"), failed[side])
+        elif times:
+            row(side, phase, tokens, float(pd.Series(times).median()),
+                ratio=rounds.ratio(i, reference=0) if both and side != "native" else None)
     prepared.clear()  # frees the static caches and graphs
 
 
@@ -474,7 +504,8 @@ def run_model(preset: str | torch.nn.Module = "tiny", backend: str | None = None
                                     profile, profile_steps, loss and prompt_len > 1, sample_tokens, seed)
     reference, reference_note = _reference_logits(model, ids, fp32_reference)
     throughput = pd.DataFrame([dict(r, side=s) for s in SIDES for r in results[s]["rows"]])
-    throughput = throughput[["phase", "side", "batch", "tokens", "ms", "tokens_per_s", "note"]]
+    throughput = throughput.reindex(columns=["phase", "side", "batch", "tokens", "ms", "tokens_per_s",
+                                             *SPREAD, "note"])
     accuracy, agreement = _accuracy(results["native"], results["workbench"], reference)
     from workbench.profiling.meta import run_metadata
 

@@ -5,8 +5,9 @@ over rows or given per element, and a batch along grid axis 1 (stride 0 broadcas
 Two kernels share the grouped tile order: on Hopper and later, 16-bit operands with unit-stride rows and
 16-byte aligned strides go to a TMA-descriptor kernel (tiles copied by the tensor memory accelerator, one
 or several tiles per program); everything else (other devices, fp32, odd strides, a broadcast batch,
-M below TMA_MIN_M) goes to the pointer kernel. Both are autotuned on (M, N, K, layout) on GPUs; the tuned
-configuration is cached per shape, so only a shape's first call pays. $WORKBENCH_AUTOTUNE=0 (read at
+M below TMA_MIN_M) goes to the pointer kernel. Both are tuned on (M, N, K, layout) on GPUs
+(`_tuning.Tuner`: the choice persists in the results store's tuning cache, so only a shape's first call
+on a device pays). $WORKBENCH_AUTOTUNE=0 (read at
 import) takes the first configuration that fits instead: no timing runs and few compilations, for
 correctness runs where speed does not matter."""
 
@@ -24,6 +25,7 @@ from workbench import backends
 from ._common import check_dtype_match, check_same_device, check_tensor
 from ._launch import launch
 from ._shapes import cdiv
+from ._tuning import Tuner
 
 MAX_BATCH = 65535  # grid axis 1 limit on CUDA
 AUTOTUNE = os.environ.get("WORKBENCH_AUTOTUNE", "1") != "0"
@@ -152,7 +154,7 @@ def _matmul_tma_kernel(a_desc, b_desc, c_desc, bias_ptr, M, N, K, stride_biasm, 
 
 
 def _configs(interpreted: bool):
-    if interpreted:  # the interpreter cannot autotune over several configs; big tiles run fastest there
+    if interpreted:  # timing candidates there would time numpy; big tiles run fastest there
         return [triton.Config({"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 32, "GROUP_M": 8})]
     shapes = [(128, 256, 64, 3, 8), (256, 128, 64, 3, 8), (128, 256, 64, 4, 8), (128, 128, 64, 4, 8),
               (128, 128, 64, 4, 4), (128, 128, 32, 4, 4),
@@ -176,9 +178,8 @@ def _prune(configs, named_args, **_):
 
 # The layout is part of the key: a linear's weight (B transposed: stride_bk == 1) wants other tiles than a
 # row-major B of the same M, N, K; without it, whichever layout was tuned first served both.
-_autotuned = triton.autotune(configs=_configs(backends.active().interpreted),
-                             key=["M", "N", "K", "stride_ak", "stride_bk", "HAS_BIAS"],
-                             prune_configs_by={"early_config_prune": _prune})(_matmul_kernel)
+_autotuned = Tuner(_matmul_kernel, _configs(backends.active().interpreted),
+                   key=["M", "N", "K", "stride_ak", "stride_bk", "HAS_BIAS"], prune=_prune)
 # (M, N, K, dtype, layout, constexprs) -> the winning config's kwargs: later calls skip the autotuner entirely.
 _tuned: dict = {}
 # The pointer kernel's later launches by the same key: (programs along grid axis 0, launch keywords: the
@@ -279,9 +280,8 @@ def _prune_tma(configs, named_args, **_):
 
 
 _TMA_CONFIGS = _tma_configs()
-_tma_autotuned = triton.autotune(configs=sum(_TMA_CONFIGS.values(), []),
-                                 key=["M", "N", "K", "B_BY_ROWS", "BATCHED", "HAS_BIAS"],
-                                 prune_configs_by={"early_config_prune": _prune_tma})(_matmul_tma_kernel)
+_tma_autotuned = Tuner(_matmul_tma_kernel, sum(_TMA_CONFIGS.values(), []),
+                       key=["M", "N", "K", "B_BY_ROWS", "BATCHED", "HAS_BIAS"], prune=_prune_tma)
 
 
 def check_operands(names: tuple[str, ...], *tensors: torch.Tensor) -> None:

@@ -27,6 +27,7 @@ from . import _split_rows
 from ._common import check_dtype_match, check_same_device, check_tensor, new_output
 from ._launch import launch
 from ._shapes import broadcast, cdiv, next_pow2
+from ._tuning import Tuner
 from .spec import DEFAULT_TOLERANCE, Case, Cost, OpSpec, nbytes, numel, randn, register
 
 LOG2E = 1.4426950408889634
@@ -240,7 +241,7 @@ def _combine_kernel(PO, PL, Out, sob, soh, som, sod, H, L, G, EV, SPLITS,
 
 
 def _prefill_configs(interpreted: bool):
-    if interpreted:  # one config (the interpreter cannot autotune); small tiles exercise every loop stage
+    if interpreted:  # one config (timing would time numpy); small tiles exercise every loop stage
         return [triton.Config({"BLOCK_M": 32, "BLOCK_N": 16})]
     # Few configs: each costs a compile of a two-loop kernel on first use (the GPU script's time budget).
     # The last, two stages, is the one whose buffers fit fp32 inputs with a float mask tile (the others
@@ -249,8 +250,8 @@ def _prefill_configs(interpreted: bool):
     return [triton.Config({"BLOCK_M": m, "BLOCK_N": n}, num_warps=w, num_stages=s) for m, n, w, s in shapes]
 
 
-_prefill = triton.autotune(configs=_prefill_configs(backends.active().interpreted),
-                           key=["H", "L_BUCKET", "BLOCK_D", "BLOCK_DV", "CAUSAL", "MASK_KIND"])(_prefill_kernel)
+_prefill = Tuner(_prefill_kernel, _prefill_configs(backends.active().interpreted),
+                 key=["H", "L_BUCKET", "BLOCK_D", "BLOCK_DV", "CAUSAL", "MASK_KIND"])
 _tuned: dict = {}  # autotune key -> the winning config's kwargs: no autotuner on the hot path after the first call
 
 

@@ -4,9 +4,9 @@ check() -> correctness table; bench() -> native vs Triton timing table; ResultSt
 roofline.peaks() -> measured device ceilings; plots -> matplotlib Figures from those tables.
 """
 
-from .bench import bench, side_by_side
+from .bench import bench, peer_table, side_by_side
 from .correctness import check, compare, failures
 from workbench.store import ResultStore
 from workbench.store import compare as compare_runs
 
-__all__ = ["bench", "side_by_side", "check", "compare", "failures", "ResultStore", "compare_runs"]
+__all__ = ["bench", "peer_table", "side_by_side", "check", "compare", "failures", "ResultStore", "compare_runs"]

@@ -1,9 +1,11 @@
 """Side-by-side benchmark: the native op and each Triton variant on the same inputs, in one process.
 
-One tidy row per (op, case, dtype, impl): kernel time (median, p20, p80), host time per call, speedup
-(native ms / this ms), GB/s and TFLOP/s from the op's cost model, % of the device roofline, and for
-Triton variants the correctness result on those same inputs. A variant that fails gets an error cell;
-the rest of the table still fills. Rows go to a ResultStore as they are produced.
+One tidy row per (op, case, dtype, impl), the peers among them on request (torch.compile of the native
+op, FlagGems; `peer_table` puts every implementation side by side as columns): kernel time (median, p20, p80), host time per call, speedup
+(native ms / this ms, taken per round of alternated rounds of every implementation: median, p20, p80 and
+`unstable` when that spread exceeds 5%; see timing.py), GB/s and TFLOP/s from the op's cost model, % of
+the device roofline, and for Triton variants the correctness result on those same inputs. A variant that
+fails gets an error cell; the rest of the table still fills. Rows go to a ResultStore as they are produced.
 """
 
 from __future__ import annotations
@@ -17,27 +19,62 @@ from tqdm.auto import tqdm
 
 from workbench import backends
 from workbench.ops import spec as opspec
+from workbench.store import ResultStore
 
 from . import roofline as rl
 from .correctness import dtype_name, make_inputs, parse_dtypes, shape_label, verify
 from .meta import run_metadata
-from workbench.store import ResultStore
-from .timing import host_time_us, kernel_time
+from .timing import alternated_rounds, host_time_us
 
-COLUMNS = ["op", "impl", "case", "dtype", "shape", "ms", "ms_p20", "ms_p80", "host_us", "speedup", "gbps",
-           "tflops", "roofline_pct", "bound", "rel_err", "passed", "native_passed", "suspect", "error"]
+COLUMNS = ["op", "impl", "case", "dtype", "shape", "ms", "ms_p20", "ms_p80", "host_us", "speedup",
+           "speedup_p20", "speedup_p80", "unstable", "gbps", "tflops", "roofline_pct", "bound", "rel_err",
+           "passed", "native_passed", "suspect", "error"]
 
 
-def implementations(spec: opspec.OpSpec, backend: str, all_variants: bool) -> dict:
-    """impl name -> callable: native first, then the backend's Triton implementation (or every variant)."""
+PEERS = ("inductor", "flaggems")
+
+
+class PeerUnavailable(RuntimeError):
+    """A peer library that is not installed here: its cells say so."""
+
+
+def peer(spec: opspec.OpSpec, name: str):
+    """The op as a peer computes it on the same inputs: "inductor" = torch.compile of the native reference,
+    "flaggems" = the native reference under `flag_gems.use_gems()` (optional extra `peers`)."""
+    if name == "inductor":
+        import torch
+
+        torch.compiler.reset()  # one compile per case: dynamo's recompile limit would turn later cases eager
+        return torch.compile(spec.reference, dynamic=False)
+    if name == "flaggems":
+        try:
+            import flag_gems
+        except ImportError as e:
+            why = f"flag_gems is not installed (pip install 'workbench[peers]'): {e}"
+
+            def missing(*args, **kwargs):
+                raise PeerUnavailable(why)
+            return missing
+
+        def gems(*args, **kwargs):
+            with flag_gems.use_gems():
+                return spec.reference(*args, **kwargs)
+        return gems
+    raise ValueError(f"peers: expected some of {PEERS}, got {name!r}")
+
+
+def implementations(spec: opspec.OpSpec, backend: str, all_variants: bool, peers: Iterable[str] = ()) -> dict:
+    """impl name -> callable: native first, then the backend's Triton implementation (or every variant),
+    then the peers asked for."""
     impls = {"native": spec.reference, spec.variant_name(backend): spec.implementation(backend)}
     if all_variants:
         impls.update({"generic": spec.impl, **spec.variants})
+    impls.update({name: peer(spec, name) for name in peers})
     return impls
 
 
 def bench_case(spec: opspec.OpSpec, case: opspec.Case, dtype, seed: int, peaks: rl.Peaks,
-               all_variants: bool = False, rep_ms: float = 100.0) -> list[dict]:
+               all_variants: bool = False, rep_ms: float = 100.0, peers: Iterable[str] = ()) -> list[dict]:
     backend = backends.active()
     base = {"op": spec.name, "case": case.name, "dtype": dtype_name(dtype), "seed": seed}
     try:
@@ -46,9 +83,10 @@ def bench_case(spec: opspec.OpSpec, case: opspec.Case, dtype, seed: int, peaks: 
     except Exception as e:
         return [{**base, "impl": "native", "error": f"inputs: {type(e).__name__}: {e}"}]
     base.update(shape=shape_label(args), bytes=cost.bytes, flops=cost.flops)
-    rows = []
-    for name, fn in implementations(spec, backend.name, all_variants).items():
+    rows, calls = [], []
+    for name, fn in implementations(spec, backend.name, all_variants, peers).items():
         row = {**base, "impl": name, "error": ""}
+        rows.append(row)
         try:
             if name != "native":
                 result = verify(spec, fn, case, dtype, args, kwargs)
@@ -59,27 +97,38 @@ def bench_case(spec: opspec.OpSpec, case: opspec.Case, dtype, seed: int, peaks: 
             def call(fn=fn):
                 return fn(*args, **kwargs)
 
-            light = backend.interpreted  # the interpreter runs each call in numpy: few reps tell enough
-            t = kernel_time(call, backend, rep_ms=rep_ms, min_reps=3 if light else 5)
-            calls = int(min(max(20.0 / max(t.ms, 1e-3), 3 if light else 10), 2000))  # about 20 ms of calls
-            row.update(ms=t.ms, ms_p20=t.p20, ms_p80=t.p80, reps=t.reps,
-                       host_us=host_time_us(call, backend, calls=calls, repeats=1 if light else 3))
-            row.update(rl.roofline(cost.bytes, cost.flops, t.ms, row["dtype"], peaks))
+            call()  # compiles and tunes; an implementation that raises gets an error cell
+            calls.append((row, call))
         except Exception as e:  # an error cell, and the table goes on
             row.update(error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
-        rows.append(row)
-    native_ms = rows[0].get("ms")
-    for row in rows:
-        if native_ms and row.get("ms"):
-            row["speedup"] = native_ms / row["ms"]
+    light = backend.interpreted  # the interpreter runs each call in numpy: few rounds tell enough
+    rounds = alternated_rounds([call for _, call in calls], backend, rep_ms=rep_ms,
+                               min_rounds=3 if light else 5) if calls else None
+    native = 0 if rows[0]["error"] == "" else None  # the native row is the first in `calls` when it ran
+    for i, (row, call) in enumerate(calls):
+        t = rounds.kernel_time(i)
+        n_calls = int(min(max(20.0 / max(t.ms, 1e-3), 3 if light else 10), 2000))  # about 20 ms of calls
+        row.update(ms=t.ms, ms_p20=t.p20, ms_p80=t.p80, reps=t.reps,
+                   host_us=host_time_us(call, backend, calls=n_calls, repeats=1 if light else 3))
+        row.update(rl.roofline(cost.bytes, cost.flops, t.ms, row["dtype"], peaks))
+        if native is not None:  # speedup per round against native in the same round
+            ratio = rounds.ratio(i, reference=native)
+            row.update(speedup=ratio.median, speedup_p20=ratio.p20, speedup_p80=ratio.p80,
+                       unstable=ratio.unstable)
     return rows
 
 
 def bench(ops: Iterable[str] | None = None, cases: Iterable[str] = ("llm",), dtypes=("bf16",),
           backend: str | None = None, all_variants: bool = False, store: ResultStore | str | None = None,
-          seed: int | None = None, rep_ms: float = 100.0, progress: bool = True) -> pd.DataFrame:
-    """Native vs Triton table for `ops` (default: all) over case sets and dtypes; optionally stored."""
+          seed: int | None = None, rep_ms: float = 100.0, progress: bool = True,
+          peers: Iterable[str] = ()) -> pd.DataFrame:
+    """Native vs Triton table for `ops` (default: all) over case sets and dtypes; optionally stored.
+    `peers` ("inductor", "flaggems") adds their rows, timed in the same rounds and checked alike."""
     chosen = backends.active(backend)
+    peers = list(peers)
+    unknown = [p for p in peers if p not in PEERS]
+    if unknown:
+        raise ValueError(f"peers: expected some of {PEERS}, got {unknown}")
     specs = [opspec.get(n) for n in ops] if ops else list(opspec.REGISTRY.values())
     dtype_list = parse_dtypes(dtypes)
     work = [(s, c, d) for s in specs for cs in cases for c in s.case_list(cs) for d in dtype_list
@@ -93,7 +142,7 @@ def bench(ops: Iterable[str] | None = None, cases: Iterable[str] = ("llm",), dty
     status = "failed"
     try:
         for i, (spec, case, dtype) in enumerate(tqdm(work, desc="bench", disable=not progress, leave=False)):
-            for row in bench_case(spec, case, dtype, seed + i, peaks, all_variants, rep_ms):
+            for row in bench_case(spec, case, dtype, seed + i, peaks, all_variants, rep_ms, peers):
                 rows.append(row)
                 if store:
                     store.add_row(run_id, {k: v for k, v in row.items() if k != "traceback"})
@@ -113,6 +162,19 @@ def side_by_side(df: pd.DataFrame) -> pd.DataFrame:
     key = ["op", "case", "dtype"]
     native = df[df["impl"] == "native"][key + ["ms", "host_us"]]
     out = df[df["impl"] != "native"].merge(native, on=key, how="left", suffixes=("", "_native"))
-    return out[["op", "case", "dtype", "shape", "impl", "ms_native", "ms", "speedup", "gbps", "tflops",
+    return out[["op", "case", "dtype", "shape", "impl", "ms_native", "ms", "speedup", "speedup_p20",
+                "speedup_p80", "unstable", "gbps", "tflops",
                 "roofline_pct", "host_us_native", "host_us", "rel_err", "passed", "native_passed", "suspect",
                 "error"]]
+
+
+def peer_table(df: pd.DataFrame) -> pd.DataFrame:
+    """One line per (op, case, dtype): each implementation's ms, speedup over native, relative error against
+    float64 and error cell as columns (`native_ms`, `inductor_ms`, `generic_speedup`, `flaggems_error`, ...)."""
+    key = ["op", "case", "dtype"]
+    wide = df.pivot_table(index=key, columns="impl", values=["ms", "speedup", "rel_err", "error"],
+                          aggfunc="first", sort=False, dropna=False)
+    wide.columns = [f"{impl}_{value}" for value, impl in wide.columns]
+    impls = list(dict.fromkeys(df["impl"]))
+    order = [f"{i}_{v}" for i in impls for v in ("ms", "speedup", "rel_err", "error") if f"{i}_{v}" in wide]
+    return wide[order].reset_index()

@@ -4,7 +4,8 @@ Inside `no_kernels("wrapper")`, ops/_launch.launch does nothing, wherever it was
 of a call is validation, layout, allocation and argument building. Inside `no_kernels("cached")`, the
 launch cache runs as on a compiling backend, but its compile path (`kernel[grid](...)`) returns a fake
 compiled kernel whose launcher does nothing; `KernelStub.compiles` counts those calls, so a call that
-should hit the cache and does not shows there. In both, autotuners take their first config unmeasured.
+should hit the cache and does not shows there. In both, tuned kernels take their first candidate config
+unmeasured.
 Outputs are left unwritten: for timing and cache checks, not results.
 """
 
@@ -14,9 +15,7 @@ import contextlib
 import sys
 from dataclasses import dataclass
 
-from triton.runtime.autotuner import Autotuner
-
-from workbench.ops import _elementwise, _launch
+from workbench.ops import _elementwise, _launch, _tuning
 
 _real_launch = _launch.launch
 
@@ -37,10 +36,6 @@ def _noop_launch(kernel, grid, *args, **meta) -> None:
     return None
 
 
-def _first_config(self, *args, **kwargs) -> None:
-    self.best_config = self.configs[0]
-
-
 def _bind_launch(fn) -> None:
     """Bind `launch` to `fn` in every workbench module that imported it."""
     for name, module in list(sys.modules.items()):
@@ -55,7 +50,7 @@ def no_kernels(mode: str):
         raise ValueError(f"mode: expected 'wrapper' or 'cached', got {mode!r}")
     stub = KernelStub()
     jit_class = type(_elementwise._unary_kernel)  # the class of jit kernels (not of autotuners)
-    saved = (jit_class.__dict__.get("__getitem__"), Autotuner.run, _launch._ENABLED, _launch._stream,
+    saved = (jit_class.__dict__.get("__getitem__"), _tuning.measuring, _launch._ENABLED, _launch._stream,
              _launch._cache, _launch._by_value)
 
     def fake_getitem(kernel, grid):
@@ -65,7 +60,7 @@ def no_kernels(mode: str):
 
         return compile_and_launch
 
-    Autotuner.run = _first_config
+    _tuning.measuring = False
     if mode == "wrapper":
         _bind_launch(_noop_launch)
     else:
@@ -75,7 +70,8 @@ def no_kernels(mode: str):
         yield stub
     finally:
         _bind_launch(_real_launch)
-        getitem, Autotuner.run, _launch._ENABLED, _launch._stream, _launch._cache, _launch._by_value = saved
+        (getitem, _tuning.measuring, _launch._ENABLED, _launch._stream, _launch._cache,
+         _launch._by_value) = saved
         if getitem is None:
             if "__getitem__" in jit_class.__dict__:
                 del jit_class.__getitem__
