@@ -318,12 +318,12 @@ def cmd_tune(args) -> int:
     store = ResultStore(args.store) if args.store else tuning.default_store()
     if args.clear:
         store.clear_tuning()
-        print(f"tuning cache cleared in {store.path}")
+        print(f"tuning cache cleared in {store.location}")
         return 0
     if args.show:
         rows = store.tuning_rows()
         with pd.option_context("display.width", 250, "display.max_colwidth", 90, "display.max_rows", None):
-            print(rows.to_string(index=False) if len(rows) else f"tuning cache in {store.path} is empty")
+            print(rows.to_string(index=False) if len(rows) else f"tuning cache in {store.location} is empty")
         return 0
     if not args.model:
         raise ValueError("tune: give --model, --show or --clear")
@@ -334,7 +334,7 @@ def cmd_tune(args) -> int:
                         progress=not args.no_progress)
     with pd.option_context("display.width", 200, "display.max_rows", None):
         print(df.to_string(index=False))
-    print(f"\n{int(df['tuned'].sum())} keys tuned, {int(df['from_cache'].sum())} found in {store.path}")
+    print(f"\n{int(df['tuned'].sum())} keys tuned, {int(df['from_cache'].sum())} found in {store.location}")
     return 0
 
 
