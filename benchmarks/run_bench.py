@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from workbench.cli import save_bench_plots
+from workbench.reports.figures import bench_figures, save_figures
 from workbench.profiling import bench, roofline, side_by_side
 
 BANDWIDTH_OPS = {"add", "mul", "silu", "gelu", "exp", "softmax", "rms_norm", "layer_norm"}
@@ -108,7 +108,7 @@ def main() -> int:
     df.drop(columns=["traceback"]).to_csv(out / f"{stem}.csv", index=False)
     (out / f"{stem}_peaks.json").write_text(json.dumps({**peaks.__dict__, **df.iloc[0][
         ["device", "torch", "triton", "commit", "timestamp"]].to_dict()}, indent=1, default=str))
-    save_bench_plots(df, str(out / f"{stem}_plots"))
+    save_figures(bench_figures(df), out / f"{stem}_plots")
 
     table = judge(side_by_side(df).merge(df[df["impl"] != "native"][["op", "case", "dtype", "impl", "bytes"]],
                                          on=["op", "case", "dtype", "impl"]), peaks.gbps)

@@ -1,18 +1,40 @@
-"""The `workbench` command: list ops, check them against native references, and more."""
+"""The `workbench` command: list ops, check and bench them, run models, regressions and promotions.
+
+Every subcommand imports what it needs when it runs, so `--help`, `--version` and `list` start fast.
+Options that take several values take them comma-separated in one word (`--cases quick,edge`), so
+they never swallow the op names that follow. Paths are checked before a run starts: a bad one is
+reported on one line and the command exits 2.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import sqlite3
 import sys
+import tempfile
+from pathlib import Path
 
-import pandas as pd
+from workbench import __version__
+
+# The backend names a user may pass; `workbench.backends.BACKENDS` holds the same names (a test keeps
+# them equal) but importing it loads torch, which `--help` and the parser should not wait for.
+BACKEND_NAMES = ("cpu", "cuda", "mlu")
+LIST_WIDTH = 100  # `workbench list` fits a terminal this wide
 
 
-def _split(values: list[str] | None) -> list[str] | None:
-    """Accept both `--cases quick,edge` and `--cases quick edge`."""
+class PathError(ValueError):
+    """A path given on the command line cannot serve: printed as one line, exit status 2."""
+
+
+# ---- small helpers ---------------------------------------------------------------------------------
+
+def comma_list(text: str) -> list[str]:
+    """The type of every multi-value option: one word, values separated by commas."""
+    values = [v.strip() for v in text.split(",") if v.strip()]
     if not values:
-        return None
-    return [v for item in values for v in item.split(",") if v]
+        raise argparse.ArgumentTypeError(f"expected comma-separated values, got {text!r}")
+    return values
 
 
 def _bind_backend(name: str | None):
@@ -21,24 +43,160 @@ def _bind_backend(name: str | None):
     return backends.active(name)
 
 
-def cmd_list(args) -> int:
-    from workbench import backends
+def _progress_over(ops: list[str], action: str, enabled: bool):
+    """An iterator over op names that shows a tqdm bar naming the op in hand (on stderr)."""
+    from tqdm.auto import tqdm
 
-    _bind_backend(args.backend)
+    bar = tqdm(ops, desc=action, unit="op", disable=not enabled, leave=False, dynamic_ncols=True)
+    for op in bar:
+        bar.set_postfix_str(op, refresh=True)
+        yield op
+
+
+def _selected_ops(names: list[str] | None) -> list[str]:
+    from workbench.ops import spec as opspec
+
+    return [opspec.get(n).name for n in names] if names else list(opspec.REGISTRY)
+
+
+def _say_defaults(command: str, backend, chosen: dict) -> None:
+    """Tell on stderr which defaults were filled in for this backend, so a short run is no surprise."""
+    if chosen:
+        given = " ".join(f"--{k.replace('_', '-')} {','.join(v) if isinstance(v, list) else v}"
+                         for k, v in chosen.items())
+        print(f"workbench {command}: on {backend.name}{' (interpreter)' if backend.interpreted else ''}: "
+              f"{given} (pass them to choose)", file=sys.stderr)
+
+
+# ---- checking paths before a run -------------------------------------------------------------------
+
+def _probe_dir(folder: Path) -> str | None:
+    """None when a file can be created in `folder` (tried for real: root ignores permission bits)."""
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".workbench-probe-"):
+            return None
+    except OSError as e:
+        return f"cannot write in {str(folder)!r} ({e.strerror or e})"
+
+
+def _existing_ancestor(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _output_file(path: Path) -> str | None:
+    if path.is_dir():
+        return "is a directory, expected a file"
+    if not path.parent.is_dir():
+        return f"its directory {str(path.parent)!r} does not exist"
+    return _probe_dir(path.parent)
+
+
+def _output_dir(path: Path) -> str | None:
+    if path.exists() and not path.is_dir():
+        return "exists and is not a directory"
+    base = _existing_ancestor(path)
+    if not base.is_dir():
+        return f"{str(base)!r} is a file, so the directory cannot be made"
+    return _probe_dir(base)
+
+
+def _store(path: Path) -> str | None:
+    """A ResultStore: an existing file must be an SQLite database; a new one must be creatable."""
+    if path.is_dir():
+        return "is a directory, expected an SQLite file"
+    if not path.exists():
+        return _output_dir(path.parent)
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        finally:
+            db.close()
+    except sqlite3.DatabaseError as e:
+        return f"not a readable SQLite database ({e})"
+    return _probe_dir(path.parent)
+
+
+def _input_file(path: Path) -> str | None:
+    if not path.exists():
+        return "not found"
+    return None if path.is_file() else "is not a file"
+
+
+def _input_dir(path: Path) -> str | None:
+    if not path.exists():
+        return "not found"
+    return None if path.is_dir() else "is not a directory"
+
+
+def _package_root(path: Path) -> str | None:
+    return _input_dir(path) or (None if (path / "workbench" / "__init__.py").is_file()
+                                else "holds no workbench/ package")
+
+
+# dest -> (how the path is named in messages, its check). Every subcommand's path options are listed
+# here, so a new path option is checked by adding one line.
+PATH_CHECKS = {
+    "store": ("--store", _store),
+    "csv": ("--csv", _output_file),
+    "rules_csv": ("--rules-csv", _output_file),
+    "png": ("--png", _output_file),
+    "plot": ("--plot", _output_dir),
+    "out": ("--out", _output_dir),
+    "notebook": ("--notebook", _input_file),
+    "file": ("candidate file", _input_file),
+    "root": ("--root", _package_root),
+    "checkpoint": ("--checkpoint", _input_dir),
+}
+
+
+def check_paths(args: argparse.Namespace) -> None:
+    """Raise PathError naming the first path option that cannot serve, before anything runs."""
+    for dest, (label, check) in PATH_CHECKS.items():
+        value = getattr(args, dest, None)
+        if value is None or (dest == "store" and "://" in str(value)):  # a URL is the store's to check
+            continue
+        reason = check(Path(value).expanduser())
+        if reason:
+            raise PathError(f"{label} {value}: {reason}")
+
+
+# ---- commands --------------------------------------------------------------------------------------
+
+def _list_rows() -> list[tuple[str, ...]]:
+    """(op, implementation per backend, ATen overloads) for every registered op."""
     from workbench.ops import REGISTRY
 
     rows = []
     for spec in REGISTRY.values():
-        row = {"op": spec.name, "aten": ", ".join(spec.aten)}
-        for name in backends.BACKENDS:
-            row[name] = f"{spec.status.get(name, '-')} ({spec.variant_name(name)})"
-        rows.append(row)
-    print(pd.DataFrame(rows).to_string(index=False))
-    print()
-    for name, b in backends.BACKENDS.items():
-        why = b.missing()
-        print(f"{name:5s} {'available' if why is None else 'unavailable: ' + why}")
-    print(f"active: {backends.active().name}")
+        cells = []
+        for name in BACKEND_NAMES:
+            status = spec.status.get(name, "-")
+            cells.append(spec.variant_name(name) + ("" if status == "promoted" else f" ({status})"))
+        aten = ", ".join(a.removeprefix("aten::") for a in spec.aten) or "- (fused)"
+        rows.append((spec.name, *cells, aten))
+    return rows
+
+
+def cmd_list(args) -> int:
+    from workbench import backends
+
+    backend = _bind_backend(args.backend)
+    header = ("op", *BACKEND_NAMES, "ATen overloads")
+    rows = [header, *_list_rows()]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
+    for row in rows:
+        line = "  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1]
+        print(line if len(line) <= LIST_WIDTH else line[: LIST_WIDTH - 1] + "…")
+    print("\nper backend: the implementation that runs there (generic: the op's own kernel; "
+          "draft: unverified)")
+    for name in BACKEND_NAMES:
+        why = backends.BACKENDS[name].missing()
+        print(f"{name:5s} {'available' if why is None else 'unavailable: ' + why}"[:LIST_WIDTH])
+    print(f"active: {backend.name}")
     return 0
 
 
@@ -55,12 +213,19 @@ def _launch_rules(args):
 
 
 def cmd_check(args) -> int:
+    import pandas as pd
+
     backend = _bind_backend(args.backend)
     from workbench.profiling import check, failures
+    from workbench.profiling.correctness import parse_dtypes
 
+    ops = _selected_ops(args.ops)
+    parse_dtypes(args.dtype)  # a bad dtype fails before the first op runs
     rules = _launch_rules(args)
-    df = check(ops=_split(args.ops), cases=_split(args.cases) or ["quick"], dtypes=_split(args.dtype),
-               seed=args.seed, progress=not args.no_progress, variant=args.variant, rules=rules)
+    parts = [check(ops=[op], cases=args.cases, dtypes=args.dtype, seed=args.seed, progress=False,
+                   variant=args.variant, rules=rules)
+             for op in _progress_over(ops, "check", not args.no_progress)]
+    df = pd.concat(parts, ignore_index=True)
     columns = ["op", "variant", "case", "dtype", "shape", "rel_err", "max_abs_err", "tol", "passed"]
     columns += (["violations"] if rules else []) + ["skipped", "error"]
     with pd.option_context("display.width", 200, "display.max_colwidth", 60, "display.max_rows", None):
@@ -88,13 +253,45 @@ def cmd_check(args) -> int:
     return 1 if len(failed) or len(violations) else 0
 
 
-def cmd_bench(args) -> int:
-    backend = _bind_backend(args.backend)
-    from workbench.profiling import bench, side_by_side
+def _bench_defaults(args, backend) -> None:
+    """Cases, dtypes and rep time the regression run uses on this backend, where none were given."""
+    from workbench.regression import default_params
 
-    df = bench(ops=_split(args.ops), cases=_split(args.cases) or ["llm"], dtypes=_split(args.dtype) or ["bf16"],
-               all_variants=args.all_variants, store=args.store, seed=args.seed, rep_ms=args.rep_ms,
-               progress=not args.no_progress)
+    defaults = default_params(backend.name)
+    chosen = {}
+    for key, default_key in (("cases", "cases"), ("dtype", "dtypes"), ("rep_ms", "rep_ms")):
+        if getattr(args, key) is None:
+            setattr(args, key, defaults[default_key])
+            chosen[key] = defaults[default_key]
+    _say_defaults("bench", backend, chosen)
+
+
+def cmd_bench(args) -> int:
+    import pandas as pd
+
+    backend = _bind_backend(args.backend)
+    from workbench.profiling import ResultStore, bench, side_by_side
+    from workbench.profiling.correctness import parse_dtypes
+    from workbench.profiling.meta import run_metadata
+
+    ops = _selected_ops(args.ops)
+    _bench_defaults(args, backend)
+    parse_dtypes(args.dtype)
+    store = ResultStore(args.store) if args.store else None
+    run_id = store.start_run("bench", run_metadata()) if store else None  # one run for every op
+    parts, status = [], "failed"
+    try:
+        for op in _progress_over(ops, "bench", not args.no_progress):
+            part = bench(ops=[op], cases=args.cases, dtypes=args.dtype, all_variants=args.all_variants,
+                         seed=args.seed, rep_ms=args.rep_ms, progress=False)
+            for row in part.drop(columns=["traceback", "run_id"]).to_dict("records") if store else ():
+                store.add_row(run_id, row)
+            parts.append(part)
+        status = "done"
+    finally:
+        if store:
+            store.finish_run(run_id, status)
+    df = pd.concat(parts, ignore_index=True).assign(run_id=run_id)
     table = side_by_side(df)
     with pd.option_context("display.width", 250, "display.max_colwidth", 40, "display.max_rows", None,
                            "display.float_format", "{:.4g}".format):
@@ -102,7 +299,9 @@ def cmd_bench(args) -> int:
     if args.csv:
         df.drop(columns=["traceback"]).to_csv(args.csv, index=False)
     if args.plot:
-        save_bench_plots(df, args.plot)
+        from workbench.reports.figures import save_figures, bench_figures
+
+        save_figures(bench_figures(df), args.plot)
     errors = table[table["error"].fillna("") != ""]
     wrong = table[table["passed"].eq(False)]
     print(f"\nbackend {backend.name} ({df['device'].iloc[0]}): {len(table)} Triton rows, "
@@ -110,34 +309,17 @@ def cmd_bench(args) -> int:
     return 1 if len(errors) or len(wrong) else 0
 
 
-def save_bench_plots(df, folder: str) -> list[str]:
-    """Speedup bars, roofline scatter and one latency-vs-size plot per op, as PNGs in `folder`."""
-    import os
-
-    import matplotlib.pyplot as plt
-
-    from workbench.profiling import plots, roofline
-
-    os.makedirs(folder, exist_ok=True)
-    figures = {"speedup.png": plots.speedup_bars(df), "roofline.png": plots.roofline_scatter(df, roofline.peaks())}
-    figures.update({f"latency_{op}.png": plots.latency_vs_size(df, op) for op in sorted(set(df["op"]))})
-    paths = []
-    for name, fig in figures.items():
-        paths.append(os.path.join(folder, name))
-        fig.savefig(paths[-1], dpi=110)
-        plt.close(fig)
-    return paths
-
-
 def cmd_model(args) -> int:
     """`workbench model [run]`: a Qwen3 model native vs workbench; `workbench model bisect`: find culprits."""
+    import pandas as pd
+
     _bind_backend(args.backend)
     from workbench import models
 
     common = {"checkpoint": args.checkpoint, "seed": args.seed, "batch": args.batch, "prompt_len": args.prompt_len}
     wide = pd.option_context("display.width", 200, "display.max_colwidth", 80, "display.max_rows", 200)
     if args.action == "bisect":
-        result = models.bisect(args.preset, metric=args.metric, threshold=args.threshold, ops=_split(args.ops),
+        result = models.bisect(args.preset, metric=args.metric, threshold=args.threshold, ops=args.ops,
                                phase=args.phase, reps=args.reps, fuse=not args.no_fuse, **common)
         with wide:
             print(result.steps.to_string(index=False))
@@ -145,8 +327,8 @@ def cmd_model(args) -> int:
         print(result.describe())
         return 0
     run = models.run_model(args.preset, mode=args.mode, new_tokens=args.new_tokens,
-                           cuda_graphs=False if args.no_graphs else None, include=_split(args.include),
-                           exclude=_split(args.exclude), warmup=args.warmup, reps=args.reps, store=args.store,
+                           cuda_graphs=False if args.no_graphs else None, include=args.include,
+                           exclude=args.exclude, warmup=args.warmup, reps=args.reps, store=args.store,
                            fuse=not args.no_fuse, progress=True, loss=not args.no_loss,
                            sample_tokens=args.sample_tokens, **common)
     if args.out:
@@ -159,7 +341,10 @@ def cmd_model(args) -> int:
         print(run.profile.head(args.top).to_string(index=False))
     served = run.ops_served()
     print(f"\n{len(served)} distinct ATen ops served by workbench: {', '.join(served)}")
-    return 0
+    summary = run.summary()
+    missed = summary[summary["met"].eq(False)]["metric"].tolist()
+    print(f"targets missed: {', '.join(missed)}" if missed else "every target met")
+    return 1 if missed and args.strict else 0
 
 
 def cmd_regress(args) -> int:
@@ -169,10 +354,10 @@ def cmd_regress(args) -> int:
     from workbench import regression
 
     out = args.out or f"out/regress/{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    params = {"backend": args.backend, "ops": _split(args.ops), "cases": _split(args.cases),
-              "check_cases": _split(args.check_cases), "dtypes": _split(args.dtype),
-              "check_dtypes": _split(args.check_dtype), "baseline": args.baseline, "threshold": args.threshold,
-              "min_speedup": args.min_speedup, "rep_ms": args.rep_ms, "store": args.store, "seed": args.seed}
+    params = {"backend": args.backend, "ops": args.ops or None, "cases": args.cases,
+              "check_cases": args.check_cases, "dtypes": args.dtype, "check_dtypes": args.check_dtype,
+              "baseline": args.baseline, "threshold": args.threshold, "min_speedup": args.min_speedup,
+              "rep_ms": args.rep_ms, "store": args.store, "seed": args.seed}
     result = regression.execute(params, out, notebook=args.notebook, cell_timeout=args.timeout,
                                 progress=not args.no_progress)
     summary = result.summary or {}
@@ -207,10 +392,12 @@ def cmd_promote(args) -> int:
     print(result.message)
     return 0
 
+
 def cmd_comm_bench(args) -> int:
     """Run under torchrun: every rank measures, rank 0 writes the CSV / PNG / store rows and prints."""
     import os
 
+    import pandas as pd
     import torch
     import torch.distributed as dist
 
@@ -218,7 +405,7 @@ def cmd_comm_bench(args) -> int:
     from workbench.comm import bench as cb
 
     rank = int(os.environ.get("RANK", "0"))
-    devices, clusters = _split(args.devices), _split(args.clusters)
+    devices, clusters = args.devices, args.clusters
     comm = Communicator(devices[rank % len(devices)] if devices else None,
                         cluster=clusters[rank % len(clusters)] if clusters else None, timeout=args.timeout)
     failed = 0
@@ -236,7 +423,7 @@ def cmd_comm_bench(args) -> int:
         if rank == 0:
             print(f"selfcheck ({cb.describe_clusters(comm)}): {int(counts[1]) - failed} passed, {failed} failed")
     impls = (["raw"] if not args.no_raw else []) + ["comm"] + (["comm_checked"] if args.checked else [])
-    df = cb.bench(comm, collectives=_split(args.collectives) or cb.COLLECTIVES,
+    df = cb.bench(comm, collectives=args.collectives or cb.COLLECTIVES,
                   sizes=cb.size_range(args.min_bytes, args.max_bytes, args.factor), dtype=args.dtype,
                   impls=impls, reps=args.reps, min_time_s=args.min_time, progress=not args.no_progress)
     if rank == 0:
@@ -268,23 +455,73 @@ def cmd_comm_bench(args) -> int:
     return 1 if failed else 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="workbench", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+# ---- the parser: one step per subcommand, shared option definitions -------------------------------
 
-    p = sub.add_parser("list", help="ops x backends with their status")
-    p.add_argument("--backend", choices=["cpu", "cuda", "mlu"])
-    p.set_defaults(func=cmd_list)
+class _IntermixedParser(argparse.ArgumentParser):
+    """A subcommand's parser that takes op names before, between and after options
+    (`workbench check rms_norm --cases quick silu`)."""
 
-    p = sub.add_parser("check", help="correctness of ops against float64 references; exit 1 on failure")
-    p.add_argument("ops", nargs="*", help="op names (default: all)")
-    p.add_argument("--backend", choices=["cpu", "cuda", "mlu"], help="default: detected (mlu > cuda > cpu)")
-    p.add_argument("--cases", nargs="+", help="case sets: quick, edge, llm (comma or space separated)")
-    p.add_argument("--dtype", nargs="+", help="fp32, fp16, bf16 (default: all)")
-    p.add_argument("--seed", type=int, help="seed for the random inputs (default: fresh)")
+    _intermixing = False
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self._intermixing:  # parse_known_intermixed_args calls back here on some Pythons
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
+
+
+def _command(sub, name: str, func, summary: str, description: str, examples: str) -> argparse.ArgumentParser:
+    """A subcommand with a one-line summary (in `workbench --help`), a description and examples."""
+    p = sub.add_parser(name, help=summary, description=f"{summary}.\n\n{description}",
+                       epilog="examples:\n" + "\n".join(f"  {line}" for line in examples.strip().splitlines()),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.set_defaults(func=func)
+    return p
+
+
+def _backend_option(p, what: str = "default: detected (mlu > cuda > cpu)") -> None:
+    p.add_argument("--backend", choices=BACKEND_NAMES, help=what)
+
+
+def _ops_argument(p, what: str = "op names (default: all)") -> None:
+    p.add_argument("ops", nargs="*", metavar="OP", help=what)
+
+
+def _values(p, flag: str, what: str, **kw) -> None:
+    """An option taking several values as one comma-separated word (it never eats what follows)."""
+    p.add_argument(flag, type=comma_list, metavar="A,B", help=what, **kw)
+
+
+def _common_run_options(p) -> None:
+    p.add_argument("--seed", type=int, help="seed of the random inputs (default: fresh)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
+
+
+def _add_list(sub) -> None:
+    p = _command(sub, "list", cmd_list, "ops x backends: which implementation runs where",
+                 "One line per registered op: the implementation each backend runs and the ATen overloads\n"
+                 "the op can replace; then which backends this machine has.",
+                 "workbench list\nworkbench list --backend cpu")
+    _backend_option(p)
+
+
+def _add_check(sub) -> None:
+    p = _command(sub, "check", cmd_check, "correctness against float64 references; exit 1 on any failure",
+                 "Runs each (op, case, dtype) on fresh random inputs and compares with the native op on\n"
+                 "float64 inputs (docs/correctness.md). With --profile, also enforces the MLU launch rules.",
+                 "workbench check --cases quick rms_norm softmax\n"
+                 "workbench check mm --cases quick,edge,llm --dtype bf16 --csv check.csv\n"
+                 "workbench check --variant mlu --profile mlu370 --cases quick,edge")
+    _ops_argument(p)
+    _backend_option(p)
+    _values(p, "--cases", "case sets: quick, edge, llm (default: quick)", default=["quick"])
+    _values(p, "--dtype", "fp32, fp16, bf16 (default: every dtype the op takes)")
+    _common_run_options(p)
     p.add_argument("--csv", help="also write the full table to this CSV file")
-    p.add_argument("--tracebacks", type=int, default=3, help="tracebacks of failures to print")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--tracebacks", type=int, default=3, help="tracebacks of failures to print (default 3)")
     p.add_argument("--variant", help="run this implementation (generic, mlu, ...), not the backend's own")
     p.add_argument("--profile", type=str.lower, choices=["mlu", "mlu370", "mlu590"],
                    help="also enforce the MLU launch rules for this device (mlu: $WORKBENCH_MLU_DEVICE "
@@ -292,34 +529,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cores", type=int, help="with --profile: the device's core count")
     p.add_argument("--nram-kib", type=int, help="with --profile: NRAM per core in KiB")
     p.add_argument("--rules-csv", help="with --profile: write the violations to this CSV file")
-    p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("bench", help="native vs Triton side by side: kernel and host time, GB/s, roofline")
-    p.add_argument("ops", nargs="*", help="op names (default: all)")
-    p.add_argument("--backend", choices=["cpu", "cuda", "mlu"], help="default: detected (mlu > cuda > cpu)")
-    p.add_argument("--cases", nargs="+", help="case sets (default: llm)")
-    p.add_argument("--dtype", nargs="+", help="fp32, fp16, bf16 (default: bf16)")
+
+def _add_bench(sub) -> None:
+    p = _command(sub, "bench", cmd_bench, "native vs Triton side by side: kernel and host time, GB/s, roofline",
+                 "Times the native op and each Triton implementation on the same inputs in one process.\n"
+                 "Defaults follow the backend: llm cases in bf16 on a GPU; quick cases in fp32 with a short\n"
+                 "time budget on the cpu interpreter (stderr says which defaults were used).",
+                 "workbench bench rms_norm mm --cases llm --dtype bf16 --csv bench.csv --plot plots/\n"
+                 "workbench bench --cases quick softmax --store out/workbench.db")
+    _ops_argument(p)
+    _backend_option(p)
+    _values(p, "--cases", "case sets (default: llm on a GPU, quick on cpu)")
+    _values(p, "--dtype", "dtypes (default: bf16 on a GPU, fp32 on cpu)")
     p.add_argument("--all-variants", action="store_true", help="also time every backend variant (e.g. mlu)")
-    p.add_argument("--store", help="append the rows to this ResultStore (SQLite file)")
+    p.add_argument("--store", help="append the rows to this ResultStore (SQLite file) as one run")
     p.add_argument("--csv", help="write the full table to this CSV file")
-    p.add_argument("--plot", help="write PNG plots into this folder")
-    p.add_argument("--rep-ms", type=float, default=100.0, help="time budget of timed reps per measurement")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=cmd_bench)
+    p.add_argument("--plot", help="write the PNG figures into this folder")
+    p.add_argument("--rep-ms", type=float, help="time budget of timed reps per measurement "
+                                                "(default: 100 on a GPU, 20 on cpu)")
+    _common_run_options(p)
 
-    p = sub.add_parser("model", help="a Qwen3 model native vs workbench ops (run), or find culprit ops (bisect)")
+
+def _add_model(sub) -> None:
+    p = _command(sub, "model", cmd_model, "a Qwen3 model native vs workbench ops (run), or find culprit ops "
+                 "(bisect)",
+                 "run: the same weights and prompt natively, then on workbench kernels; prints throughput\n"
+                 "ratios, accuracy, coverage and a per-op profile. The targets are set for qwen3-8b in bf16\n"
+                 "on a GPU: missing one exits 0 unless --strict is given (then 1). bisect: halve the op set\n"
+                 "to find the ops behind an accuracy or throughput loss.",
+                 "workbench model --preset tiny --mode both --prompt-len 16 --new-tokens 6\n"
+                 "workbench model --preset qwen3-8b --batch 8 --prompt-len 512 --strict\n"
+                 "workbench model bisect --preset qwen3-8b --metric throughput --phase decode")
     p.add_argument("action", nargs="?", choices=["run", "bisect"], default="run")
     p.add_argument("--preset", default="tiny", help="qwen3-8b, qwen3-0.6b or tiny (random weights)")
     p.add_argument("--checkpoint", help="a local checkpoint directory instead of a preset (no downloads)")
-    p.add_argument("--backend", choices=["cpu", "cuda", "mlu"], help="default: detected (mlu > cuda > cpu)")
+    _backend_option(p)
     p.add_argument("--mode", choices=["prefill", "decode", "both"], default="both")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--prompt-len", type=int, default=32)
     p.add_argument("--new-tokens", type=int, default=8)
     p.add_argument("--no-graphs", action="store_true", help="eager decode only, even where graphs exist")
-    p.add_argument("--include", nargs="+", help="only these workbench ops (default: all)")
-    p.add_argument("--exclude", nargs="+", help="all workbench ops but these")
+    _values(p, "--include", "only these workbench ops (default: all)")
+    _values(p, "--exclude", "all workbench ops but these")
     p.add_argument("--no-fuse", action="store_true", help="ATen ops only: leave transformers' RMSNorm, rotary "
                                                            "and MLP code unfused")
     p.add_argument("--no-loss", action="store_true", help="skip the loss pass (labels -> cross_entropy) of prefill")
@@ -331,19 +583,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", help="ResultStore path: append the run's summary rows (kind 'model')")
     p.add_argument("--out", help="directory for the run's tables as CSV")
     p.add_argument("--top", type=int, default=25, help="profile rows to print")
+    p.add_argument("--strict", action="store_true", help="run: exit 1 when any target is missed")
     p.add_argument("--metric", choices=["accuracy", "throughput"], default="accuracy", help="bisect: what to explain")
-    p.add_argument("--threshold", type=float, help="bisect: loss threshold (default: the issue's target)")
+    p.add_argument("--threshold", type=float, help="bisect: loss threshold (default: the metric's target)")
     p.add_argument("--phase", choices=["prefill", "decode"], default="prefill", help="bisect: throughput phase")
-    p.add_argument("--ops", nargs="+", help="bisect: candidate ops (default: every op that served a call)")
-    p.set_defaults(func=cmd_model)
-    p = sub.add_parser("regress", help="run notebooks/regression.ipynb (check + bench vs baseline) via papermill; "
-                                       "exit 1 on failure")
-    p.add_argument("ops", nargs="*", help="op names (default: all)")
-    p.add_argument("--backend", choices=["cpu", "cuda", "mlu"], help="default: detected (mlu > cuda > cpu)")
-    p.add_argument("--cases", nargs="+", help="bench case sets (default: quick on cpu, llm on a GPU)")
-    p.add_argument("--check-cases", nargs="+", help="correctness case sets (default: quick,edge; +llm on a GPU)")
-    p.add_argument("--dtype", nargs="+", help="bench dtypes (default: fp32 on cpu, bf16 on a GPU)")
-    p.add_argument("--check-dtype", nargs="+", help="correctness dtypes (default: fp32,bf16 on cpu; all on a GPU)")
+    _values(p, "--ops", "bisect: candidate ops (default: every op that served a call)")
+
+
+def _add_regress(sub) -> None:
+    p = _command(sub, "regress", cmd_regress, "correctness + bench against the stored baseline; exit 1 on "
+                 "any failure",
+                 "Executes notebooks/regression.ipynb through papermill and writes the executed notebook,\n"
+                 "report.html (headline first) and its figures to --out. On cpu: small cases, timings shown\n"
+                 "but not judged; on a GPU: llm cases in bf16, a >10% slowdown fails.",
+                 "workbench regress --out out/regress\n"
+                 "workbench regress rms_norm softmax --cases llm --dtype bf16 --threshold 0.05")
+    _ops_argument(p)
+    _backend_option(p)
+    _values(p, "--cases", "bench case sets (default: quick on cpu, llm on a GPU)")
+    _values(p, "--check-cases", "correctness case sets (default: quick,edge; +llm on a GPU)")
+    _values(p, "--dtype", "bench dtypes (default: fp32 on cpu, bf16 on a GPU)")
+    _values(p, "--check-dtype", "correctness dtypes (default: fp32,bf16 on cpu; all on a GPU)")
     p.add_argument("--baseline", default="store", help="store (default) | update | none | a run id")
     p.add_argument("--threshold", type=float, help="relative slowdown vs baseline that fails (default: 0.1 on "
                                                    "a GPU; on cpu interpreter timings are not judged)")
@@ -353,34 +613,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default: out/regress/<timestamp>)")
     p.add_argument("--notebook", help="the regression notebook (default: notebooks/regression.ipynb)")
     p.add_argument("--timeout", type=int, default=1800, help="seconds per notebook cell")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=cmd_regress)
+    _common_run_options(p)
 
-    p = sub.add_parser("promote", help="check a candidate kernel file and write it into the package")
+
+def _add_promote(sub) -> None:
+    p = _command(sub, "promote", cmd_promote, "check a candidate kernel file and write it into the package",
+                 "Checks every quick and edge case in every dtype in a worker process, imports the module\n"
+                 "from a staged copy of the package, then writes workbench/ops/variants/<op>_<backend>.py\n"
+                 "(or workbench/ops/<op>.py for a new op) and records its bench as the baseline.",
+                 "workbench promote my_rms_norm.py --op rms_norm\n"
+                 "workbench promote my_new_op.py --op my_new_op --force")
     p.add_argument("file", help="candidate .py file (format: workbench/porting/candidate.py)")
     p.add_argument("--op", required=True, help="the op it implements (registered: a variant; new: needs SPEC)")
-    p.add_argument("--backend", choices=["cpu", "cuda", "mlu"],
-                   help="backend the variant is for (default: the detected one, where it is checked)")
+    _backend_option(p, "backend the variant is for (default: the detected one, where it is checked)")
     p.add_argument("--force", action="store_true", help="replace an existing target, keeping a backup")
     p.add_argument("--root", help="tree whose workbench/ package receives it (default: this one)")
     p.add_argument("--store", help="ResultStore for the baseline (default: $WORKBENCH_STORE or out/workbench.db)")
     p.add_argument("--no-baseline", action="store_true", help="do not bench and record a baseline")
     p.add_argument("--timeout", type=float, default=1200.0, help="seconds per worker run")
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=cmd_promote)
+    p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
 
-    p = sub.add_parser("comm-bench", help="collective bus bandwidth, Communicator vs raw torch.distributed "
-                                          "(run under torchrun)")
-    p.add_argument("--collectives", nargs="+", help="default: all_reduce all_gather reduce_scatter broadcast "
-                                                     "all_to_all")
+
+def _add_comm_bench(sub) -> None:
+    p = _command(sub, "comm-bench", cmd_comm_bench, "collective bus bandwidth, Communicator vs raw "
+                 "torch.distributed (under torchrun)",
+                 "Times all_reduce, all_gather, reduce_scatter, broadcast and all_to_all over a range of\n"
+                 "message sizes; rank 0 writes the table, a busbw plot and store rows.",
+                 "torchrun --standalone --nproc_per_node=2 -m workbench.cli comm-bench --selfcheck --csv comm.csv\n"
+                 "torchrun --standalone --nproc_per_node=3 -m workbench.cli comm-bench --devices cuda,cuda,cpu")
+    _values(p, "--collectives", "default: all_reduce,all_gather,reduce_scatter,broadcast,all_to_all")
     p.add_argument("--min-bytes", default="1K", help="smallest message, e.g. 1K (default 1K)")
     p.add_argument("--max-bytes", default="1G", help="largest message, e.g. 64M (default 1G)")
     p.add_argument("--factor", type=int, default=2, help="size step factor (default 2)")
     p.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16", "int32"])
-    p.add_argument("--devices", nargs="+", help="device per rank, cycled: e.g. cuda,cuda,cpu for a "
-                                                 "heterogeneous job (default: detected backend)")
-    p.add_argument("--clusters", nargs="+", help="cluster key per rank, cycled (default: device type)")
+    _values(p, "--devices", "device per rank, cycled: e.g. cuda,cuda,cpu for a heterogeneous job "
+                            "(default: detected backend)")
+    _values(p, "--clusters", "cluster key per rank, cycled (default: device type)")
     p.add_argument("--checked", action="store_true", help="also time the Communicator with validation on")
     p.add_argument("--no-raw", action="store_true", help="skip the raw torch.distributed baseline")
     p.add_argument("--selfcheck", action="store_true", help="first check every operation's results")
@@ -391,16 +659,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--png", help="rank 0 writes the busbw / overhead plot here")
     p.add_argument("--store", help="rank 0 appends the rows to this ResultStore (SQLite file), kind 'comm'")
     p.add_argument("--tracebacks", type=int, default=5, help="selfcheck failures to print per rank")
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=cmd_comm_bench)
+    p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
+
+
+SUBCOMMANDS = (_add_list, _add_check, _add_bench, _add_model, _add_regress, _add_promote, _add_comm_bench)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="workbench", description=__doc__.split("\n\n")[0],
+                                     epilog="`workbench COMMAND --help` describes a command, with examples.")
+    parser.add_argument("--version", action="version", version=f"workbench {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                parser_class=_IntermixedParser)
+    for add in SUBCOMMANDS:
+        add(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        check_paths(args)
         return args.func(args)
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError) as e:  # PathError too: bad input, one line, exit 2
         print(f"workbench: error: {e}", file=sys.stderr)
         return 2
     except Exception as e:

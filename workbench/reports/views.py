@@ -10,7 +10,6 @@ import html
 import io
 import math
 
-import numpy as np
 import pandas as pd
 
 from workbench.profiling.correctness import failure_reason
@@ -116,33 +115,7 @@ def comparison_table(bench: pd.DataFrame) -> pd.DataFrame:
 
 
 def comparison_figures(bench: pd.DataFrame) -> dict:
-    """name -> Figure for a profile: speedup bars, latency vs size and roofline (profiling.plots)."""
-    from workbench.profiling import plots, roofline
+    """title -> Figure for a profile: the same set the report and `workbench bench --plot` draw."""
+    from .figures import bench_figures
 
-    timed = bench[bench["ms"].notna()]
-    if timed.empty:
-        return {}
-    op = str(timed["op"].iloc[0])
-    return {"speedup": plots.speedup_bars(timed), "latency vs size": plots.latency_vs_size(timed, op),
-            "roofline": plots.roofline_scatter(timed, roofline.peaks())}
-
-
-def change_bars(comparison: pd.DataFrame, threshold: float | None, source: str = ""):
-    """Change of kernel time against the baseline per row; red beyond the threshold (None: not judged)."""
-    import matplotlib.pyplot as plt
-
-    rows = comparison.sort_values(["op", "impl", "case", "dtype"])
-    labels = [f"{r.op} · {r.case} · {r.dtype} [{r.impl}]" for r in rows.itertuples()]
-    fig, ax = plt.subplots(figsize=(9, 0.3 * max(len(rows), 4) + 1.5))
-    colors = ["tab:red" if r else ("tab:gray" if i == "native" else "tab:blue")
-              for r, i in zip(rows["regressed"], rows["impl"])]
-    ax.barh(np.arange(len(rows)), rows["change"] * 100, color=colors)
-    ax.set_yticks(np.arange(len(rows)), labels, fontsize=7)
-    ax.invert_yaxis()
-    ax.axvline(0, color="black", lw=1)
-    if threshold is not None:
-        ax.axvline(threshold * 100, color="tab:red", lw=1, ls="--")
-    ax.set_xlabel("kernel time vs baseline (%; right = slower; dashed = threshold; gray = native)")
-    ax.set_title(f"Against the baseline — {source}", fontsize=9)
-    fig.tight_layout()
-    return fig
+    return {name.removesuffix(".png").replace("_", " "): fig for name, fig in bench_figures(bench).items()}
