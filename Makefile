@@ -25,8 +25,9 @@ $(STAMP): pyproject.toml environment.yml
 	  else python3 -m venv $(VENV); fi; \
 	fi
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e ".[test,notebook]"
+	$(PY) -m pip install -q -e ".[test,notebook,models]"  # what the tests need
 	$(PY) -m ipykernel install --sys-prefix  # kernel "python3" = this environment, for papermill and JupyterLab
+	if git rev-parse --git-dir >/dev/null 2>&1; then $(VENV)/bin/nbstripout --install; fi  # outputs never committed
 	touch $(STAMP)
 
 clean:

@@ -311,8 +311,12 @@ def cmd_bench(args) -> int:
 
 def cmd_model(args) -> int:
     """`workbench model [run]`: a Qwen3 model native vs workbench; `workbench model bisect`: find culprits."""
+    import importlib.util
+
     import pandas as pd
 
+    if importlib.util.find_spec("transformers") is None:
+        raise ValueError("model: needs transformers, an optional extra: pip install -e '.[models]'")
     _bind_backend(args.backend)
     from workbench import models
 
