@@ -67,6 +67,7 @@ def test_a_failed_run_marks_the_earlier_tables_stale():
     panel.source.value = GOOD.replace("def rms_norm(", "def rms_norm(:")  # a syntax error: no new table
     panel.check_button.click()
     assert panel.history[-1]["status"] == "error" and "SyntaxError" in panel.error["summary"]
+    assert "the panel's editor" in panel.error["summary"]  # not the worker's file name
     assert panel.stale["check"] and "STALE" in panel.check_note.value
     assert "wb-stale" in panel.check_html._dom_classes
     panel.source.value = GOOD
@@ -87,6 +88,8 @@ def test_candidate_cell_magic_feeds_the_panel_and_tracebacks_name_the_cell(monke
     # the raise is on line 5 of the cell body, i.e. line 6 of the cell (the magic's line is line 1)
     assert 'File "the candidate cell", line 6, in rms_norm' in trace, trace
     assert str(panel.workdir) not in trace
+    panel.source.value = body + "# edited in the panel\n"
+    assert "the editor (changed since the candidate cell" in panel.candidate_note.value
 
 
 def test_picking_an_op_offers_its_current_kernel():

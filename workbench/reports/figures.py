@@ -58,7 +58,7 @@ def speedup_pages(df: pd.DataFrame, title: str = "Triton vs native") -> list:
         nrows = math.ceil(len(page_ops) / ncols)
         most = max(int((rows["op"] == op).sum()) for op in page_ops)
         height = 0.9 + 0.16 * max(most, 3)
-        fig, axes = plt.subplots(nrows, ncols, figsize=(3.3 * ncols, height * nrows + 0.9), squeeze=False,
+        fig, axes = plt.subplots(nrows, ncols, figsize=(max(3.3 * ncols, 9), height * nrows + 0.9), squeeze=False,
                                  sharex=True)
         for ax in axes.flat[len(page_ops):]:
             ax.set_visible(False)

@@ -143,6 +143,7 @@ class PortingPanel:
         self.load_button.on_click(lambda _: self.load_file())
         self.template_button.on_click(lambda _: self.load_template())
         self.op.observe(self._op_changed, names="value")
+        self.source.observe(self._source_changed, names="value")
         self.check_button.on_click(lambda _: self.check())
         self.profile_button.on_click(lambda _: self.profile())
         self.promote_button.on_click(lambda _: self.promote())
@@ -206,6 +207,11 @@ class PortingPanel:
         """A new op: offer its current kernel, unless the editor holds work of the user's own."""
         if not self.source.value.strip() or self.source.value == self._template:
             self.load_template()
+
+    def _source_changed(self, change) -> None:
+        if self.cell is not None and change["new"] != self.cell.source and change["old"] == self.cell.source:
+            self.candidate_note.value = (f"<small>candidate: the editor (changed since {self.cell.label}; run "
+                                         "that cell again to take it back)</small>")
 
     def use_cell(self, cell: magics.CellCandidate) -> None:
         """Take a `%%candidate` cell as the candidate (called by the magic)."""
@@ -383,7 +389,8 @@ class PortingPanel:
 
     def _show_error(self, action: str, status: str, summary: str, trace: str = "", log: str = "") -> None:
         for path, label in self._file_labels.items():  # point at the cell's (or editor's) lines
-            trace, log, summary = (t.replace(path, label) for t in (trace or "", log or "", summary))
+            for name in (path, Path(path).name):  # full paths in tracebacks, file names in summaries
+                trace, log, summary = (t.replace(name, label) for t in (trace or "", log or "", summary))
         self.error = {"action": action, "status": status, "summary": summary, "traceback": trace}
         self.error_html.value = views.error_summary_html(f"{action}: {summary}", status)
         self.traceback_html.value = views.traceback_html(trace, log)
@@ -393,8 +400,8 @@ class PortingPanel:
     def _mark_stale(self, action: str, entry: dict, digest: str) -> None:
         """Say where each table comes from; dim those that no longer fit the candidate."""
         entry["digest"] = digest
-        for kind, note, table in (("check", self.check_note, self.check_html),
-                                  ("profile", self.comparison_note, self.comparison_html)):
+        for kind, note, shown in (("check", self.check_note, (self.check_html,)),
+                                  ("profile", self.comparison_note, (self.comparison_html, self.figure_tabs))):
             made = self._made_from.get(kind)
             if made is None:
                 continue
@@ -411,10 +418,12 @@ class PortingPanel:
             origin = f"from the {source['action']} at {source['time']} ({source['scope']})"
             if stale:
                 note.value = f"<div style='color:#b26a00'><b>STALE</b>: {origin}; {html.escape(why)}</div>"
-                table.add_class("wb-stale")
+                for widget in shown:
+                    widget.add_class("wb-stale")
             else:
                 note.value = f"<small>{origin}</small>"
-                table.remove_class("wb-stale")
+                for widget in shown:
+                    widget.remove_class("wb-stale")
 
     def _render_history(self) -> None:
         lines = []
