@@ -1,4 +1,4 @@
-"""GPU check of the porting front end (issue 6): isolated candidate runs, promotion and the regression run
+"""GPU check of the porting front end: isolated candidate runs, promotion and the regression run
 on cuda, without Jupyter (the GPU machine has no jupyter/papermill/ipywidgets).
 
 What it shows on a real GPU: a candidate is checked and profiled in a worker process; a kernel that makes

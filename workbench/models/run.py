@@ -40,7 +40,7 @@ from .fusion import split_selection, workbench_ops
 
 MODES = ("prefill", "decode", "both")
 SIDES = ("native", "workbench")
-# Issue 5's targets (H100, bf16, qwen3-8b): throughput ratios workbench / native, accuracy, coverage.
+# The targets (H100, bf16, qwen3-8b): throughput ratios workbench / native, accuracy, coverage.
 TARGETS = {
     "prefill": 0.95, "decode_eager": 0.9, "decode_graph": 0.9,
     "logits_rel_err": 2e-2, "token_agreement": 0.95, "aten_ops_served": 30,
@@ -61,7 +61,7 @@ class ModelRun:
     tokens: dict = field(default_factory=dict)  # (side, phase) -> generated tokens [batch, new_tokens] on cpu
 
     def ratios(self) -> pd.DataFrame:
-        """Per phase: native and workbench tokens/s, workbench/native ratio, the issue's target."""
+        """Per phase: native and workbench tokens/s, workbench/native ratio, the target."""
         t = self.throughput
         rows = []
         for phase in dict.fromkeys(t["phase"]):

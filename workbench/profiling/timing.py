@@ -22,7 +22,7 @@ from workbench.backends import Backend
 
 FLUSH_BYTES = 256 * 1024 * 1024
 CHUNK = 64  # reps queued behind one device hold
-MAX_EVENTS_IN_FLIGHT = 8192  # torch_mlu fails beyond this many outstanding event pairs (MLU_PORTING.md)
+MAX_EVENTS_IN_FLIGHT = 8192  # torch_mlu fails beyond this many outstanding event pairs (docs/mlu.md)
 
 
 @dataclass(frozen=True)
