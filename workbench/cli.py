@@ -9,7 +9,6 @@ reported on one line and the command exits 2.
 from __future__ import annotations
 
 import argparse
-import os
 import sqlite3
 import sys
 import tempfile

@@ -169,7 +169,7 @@ def template(op: str, backend: str) -> str:
     path = Path(inspect.getsourcefile(module))
     source = path.read_text()
     lines = source.splitlines(keepends=True)
-    replace_at: dict[int, str] = {}  # first line (0-based) -> replacement text; other lines of the node dropped
+    replace_at: dict[int, str] = {}  # a node's first line (0-based) -> its new text; its other lines go
     dropped: set[int] = set()
     for node in ast.parse(source).body:
         span = range(node.lineno - 1, node.end_lineno)
@@ -184,5 +184,7 @@ def template(op: str, backend: str) -> str:
     body = "".join(replace_at.get(i, line) for i, line in enumerate(lines) if i not in dropped)
     where = module.__name__.replace(".", "/") + ".py"
     head = f"# The current {op} on {backend} ({where}) as a candidate: edit it, then Check.\n"
-    tail = "" if fn.__name__ == op else f"\n\n{op} = {fn.__name__}  # the candidate's wrapper is named after the op\n"
+    tail = ""
+    if fn.__name__ != op:  # a variant's wrapper may have another name; a candidate's has the op's
+        tail = f"\n\n{op} = {fn.__name__}\n"
     return head + body.rstrip() + "\n" + tail

@@ -20,8 +20,11 @@ COLUMNS = 4
 
 
 def _source(df: pd.DataFrame) -> str:
-    parts = [str(df[c].dropna().iloc[0])[:n] for c, n in (("device", 60), ("commit", 10))
-             if c in df and df[c].notna().any()]
+    parts = [
+        str(df[c].dropna().iloc[0])[:n]
+        for c, n in (("device", 60), ("commit", 10))
+        if c in df and df[c].notna().any()
+    ]
     return " · ".join(parts)
 
 
@@ -34,7 +37,7 @@ def speedup_limits(speedups: pd.Series) -> tuple[float, float]:
     """Symmetric log limits around 1 that hold every value (at least 0.5x .. 2x)."""
     finite = speedups[np.isfinite(speedups) & (speedups > 0)]
     span = max([abs(math.log10(s)) for s in finite] + [math.log10(2)]) * 1.15
-    return 10 ** -span, 10 ** span
+    return 10**-span, 10**span
 
 
 def speedup_pages(df: pd.DataFrame, title: str = "Triton vs native") -> list:
@@ -53,21 +56,24 @@ def speedup_pages(df: pd.DataFrame, title: str = "Triton vs native") -> list:
     ops = list(dict.fromkeys(rows["op"]))
     pages = []
     for start in range(0, len(ops), OPS_PER_PAGE):
-        page_ops = ops[start:start + OPS_PER_PAGE]
+        page_ops = ops[start : start + OPS_PER_PAGE]
         ncols = min(COLUMNS, len(page_ops))
         nrows = math.ceil(len(page_ops) / ncols)
         most = max(int((rows["op"] == op).sum()) for op in page_ops)
         height = 0.9 + 0.16 * max(most, 3)
-        fig, axes = plt.subplots(nrows, ncols, figsize=(max(3.3 * ncols, 9), height * nrows + 0.9), squeeze=False,
-                                 sharex=True)
-        for ax in axes.flat[len(page_ops):]:
+        fig, axes = plt.subplots(
+            nrows, ncols, figsize=(max(3.3 * ncols, 9), height * nrows + 0.9), squeeze=False, sharex=True
+        )
+        for ax in axes.flat[len(page_ops) :]:
             ax.set_visible(False)
         for ax, op in zip(axes.flat, page_ops):
             part = rows[rows["op"] == op]
             s = part["speedup"].to_numpy(dtype=float)
             colors = ["tab:green" if v >= PARITY else "tab:orange" if v >= TARGET else "tab:red" for v in s]
             y = np.arange(len(part))
-            ax.barh(y, s - PARITY, left=PARITY, color=colors, height=0.7)  # from parity: wins right, losses left
+            ax.barh(
+                y, s - PARITY, left=PARITY, color=colors, height=0.7
+            )  # from parity: wins right, losses left
             ax.set_xscale("log")
             ax.set_xlim(lo, hi)
             ax.axvline(PARITY, color="black", lw=1)
@@ -76,11 +82,18 @@ def speedup_pages(df: pd.DataFrame, title: str = "Triton vs native") -> list:
             ax.invert_yaxis()
             ax.set_title(op, fontsize=8, loc="left")
             ax.tick_params(axis="x", labelsize=6)
-        handles = [Line2D([], [], color="black", lw=1, label=f"{PARITY:.1f}: parity with native"),
-                   Line2D([], [], color="gray", lw=1, ls="--", label=f"{TARGET:.1f}: target")]
-        page = f" (page {start // OPS_PER_PAGE + 1} of {math.ceil(len(ops) / OPS_PER_PAGE)})" \
-            if len(ops) > OPS_PER_PAGE else ""
-        fig.suptitle(f"{title}: speedup = native time / Triton time, log axis{page} — {_source(df)}", fontsize=9)
+        handles = [
+            Line2D([], [], color="black", lw=1, label=f"{PARITY:.1f}: parity with native"),
+            Line2D([], [], color="gray", lw=1, ls="--", label=f"{TARGET:.1f}: target"),
+        ]
+        page = (
+            f" (page {start // OPS_PER_PAGE + 1} of {math.ceil(len(ops) / OPS_PER_PAGE)})"
+            if len(ops) > OPS_PER_PAGE
+            else ""
+        )
+        fig.suptitle(
+            f"{title}: speedup = native time / Triton time, log axis{page} — {_source(df)}", fontsize=9
+        )
         fig.legend(handles=handles, loc="lower center", ncols=2, fontsize=7, frameon=False)
         fig.tight_layout(rect=(0, 0.04, 1, 0.97))
         pages.append(fig)
@@ -94,8 +107,10 @@ def change_bars(comparison: pd.DataFrame, threshold: float | None, source: str =
     rows = comparison.sort_values(["regressed", "change"], ascending=[False, False]).head(limit)
     labels = [f"{r.op} · {r.case} · {r.dtype} [{r.impl}]" for r in rows.itertuples()]
     fig, ax = plt.subplots(figsize=(8, 0.22 * max(len(rows), 4) + 1.2))
-    colors = ["tab:red" if r else ("tab:gray" if i == "native" else "tab:blue")
-              for r, i in zip(rows["regressed"], rows["impl"])]
+    colors = [
+        "tab:red" if r else ("tab:gray" if i == "native" else "tab:blue")
+        for r, i in zip(rows["regressed"], rows["impl"])
+    ]
     ax.barh(np.arange(len(rows)), rows["change"] * 100, color=colors)
     ax.set_yticks(np.arange(len(rows)), labels, fontsize=6)
     ax.invert_yaxis()
@@ -103,15 +118,21 @@ def change_bars(comparison: pd.DataFrame, threshold: float | None, source: str =
     if threshold is not None:
         ax.axvline(threshold * 100, color="tab:red", lw=1, ls="--", label=f"threshold +{threshold:.0%}")
         ax.legend(fontsize=7)
-    shown = f"the {len(rows)} largest slowdowns of {len(comparison)}" if len(comparison) > limit else "every row"
+    shown = (
+        f"the {len(rows)} largest slowdowns of {len(comparison)}" if len(comparison) > limit else "every row"
+    )
     ax.set_xlabel(f"kernel time vs baseline (%; right = slower; gray = native); {shown}", fontsize=8)
     ax.set_title(f"Against the baseline — {source}", fontsize=9)
     fig.tight_layout()
     return fig
 
 
-def bench_figures(bench: pd.DataFrame, comparison: pd.DataFrame | None = None, threshold: float | None = None,
-                  latency: bool = True) -> dict:
+def bench_figures(
+    bench: pd.DataFrame,
+    comparison: pd.DataFrame | None = None,
+    threshold: float | None = None,
+    latency: bool = True,
+) -> dict:
     """name -> Figure: speedup pages, the baseline comparison, the roofline, latency vs size per op."""
     from workbench.profiling import plots, roofline
 

@@ -32,25 +32,34 @@ def headline(check: pd.DataFrame, bench: pd.DataFrame, comparison: pd.DataFrame)
     """One row per backend: checks passed / failed / skipped, bench errors, regressions, speedups."""
     failed = failures(check)
     skipped = check["skipped"].fillna("") != ""
-    backends_seen = list(dict.fromkeys(list(check.get("backend", pd.Series(dtype=str)).dropna())
-                                       + list(bench.get("backend", pd.Series(dtype=str)).dropna()))) or ["?"]
+    backends_seen = list(
+        dict.fromkeys(
+            list(check.get("backend", pd.Series(dtype=str)).dropna())
+            + list(bench.get("backend", pd.Series(dtype=str)).dropna())
+        )
+    ) or ["?"]
     rows = []
     for name in backends_seen:
+
         def mine(df):
             return df if "backend" not in df or name == "?" else df[df["backend"] == name]
 
         c, b = mine(check), mine(bench)
         triton = b[(b["impl"] != "native") & b["speedup"].notna()] if len(b) else b
         regressions = int(mine(comparison)["regressed"].sum()) if len(comparison) else 0
-        rows.append({
-            "backend": name, "device": str(b["device"].iloc[0]) if len(b) and "device" in b else "",
-            "checks passed": int(len(c) - c.index.isin(failed.index).sum() - skipped[c.index].sum()),
-            "checks failed": int(c.index.isin(failed.index).sum()), "skipped": int(skipped[c.index].sum()),
-            "bench errors": int((b["error"].fillna("") != "").sum()) if len(b) else 0,
-            "regressions": regressions,
-            "median speedup": float(triton["speedup"].median()) if len(triton) else math.nan,
-            "worst speedup": _worst(triton),
-        })
+        rows.append(
+            {
+                "backend": name,
+                "device": str(b["device"].iloc[0]) if len(b) and "device" in b else "",
+                "checks passed": int(len(c) - c.index.isin(failed.index).sum() - skipped[c.index].sum()),
+                "checks failed": int(c.index.isin(failed.index).sum()),
+                "skipped": int(skipped[c.index].sum()),
+                "bench errors": int((b["error"].fillna("") != "").sum()) if len(b) else 0,
+                "regressions": regressions,
+                "median speedup": float(triton["speedup"].median()) if len(triton) else math.nan,
+                "worst speedup": _worst(triton),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -60,11 +69,14 @@ def correctness_by_op(check: pd.DataFrame) -> pd.DataFrame:
     df = check.assign(failed=check.index.isin(failed.index), skip=check["skipped"].fillna("") != "")
     out = df.groupby("op").agg(rows=("case", "size"), failed=("failed", "sum"), skipped=("skip", "sum"))
     out["passed"] = out["rows"] - out["failed"] - out["skipped"]
-    first = {op: f"{r['case']} {r['dtype']}: {failure_reason(r)}" for op, r in
-             failed.groupby("op").head(1).set_index("op").iterrows()}
+    first = {
+        op: f"{r['case']} {r['dtype']}: {failure_reason(r)}"
+        for op, r in failed.groupby("op").head(1).set_index("op").iterrows()
+    }
     out["first failure"] = [first.get(op, "") for op in out.index]
     return out.reset_index().sort_values(["failed", "op"], ascending=[False, True])[
-        ["op", "rows", "passed", "failed", "skipped", "first failure"]]
+        ["op", "rows", "passed", "failed", "skipped", "first failure"]
+    ]
 
 
 def side_by_side_worst_first(bench: pd.DataFrame) -> pd.DataFrame:
@@ -73,8 +85,11 @@ def side_by_side_worst_first(bench: pd.DataFrame) -> pd.DataFrame:
 
     table = side_by_side(bench)
     bad = (table["error"].fillna("") != "") | table["passed"].eq(False)
-    return table.assign(_bad=bad).sort_values(["_bad", "speedup"], ascending=[False, True],
-                                              na_position="first").drop(columns="_bad")
+    return (
+        table.assign(_bad=bad)
+        .sort_values(["_bad", "speedup"], ascending=[False, True], na_position="first")
+        .drop(columns="_bad")
+    )
 
 
 def styled(df: pd.DataFrame, columns: list[str] | None = None, rows: int | None = None) -> str:
@@ -110,14 +125,27 @@ def styled(df: pd.DataFrame, columns: list[str] | None = None, rows: int | None 
 def render(context: dict) -> str:
     import jinja2
 
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
-                             autoescape=jinja2.select_autoescape(["html", "j2"]))
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+        autoescape=jinja2.select_autoescape(["html", "j2"]),
+    )
     return env.get_template(TEMPLATE).render(**context)
 
 
-def write(path: Path, *, verdict: str, source: str, scope: str, threshold_words: str, judged: bool,
-          problems: list[str],
-          check: pd.DataFrame, bench: pd.DataFrame, comparison: pd.DataFrame, plot_paths: list[Path]) -> Path:
+def write(
+    path: Path,
+    *,
+    verdict: str,
+    source: str,
+    scope: str,
+    threshold_words: str,
+    judged: bool,
+    problems: list[str],
+    check: pd.DataFrame,
+    bench: pd.DataFrame,
+    comparison: pd.DataFrame,
+    plot_paths: list[Path],
+) -> Path:
     """Write report.html at `path`; plots are linked relative to it (they must lie beside it).
 
     judged: whether timings were judged against the baseline (a threshold was set).
@@ -132,14 +160,33 @@ def write(path: Path, *, verdict: str, source: str, scope: str, threshold_words:
     table = side_by_side_worst_first(bench)
     if (table["error"].fillna("") == "").all():
         table = table.drop(columns=["error"])
-    compact = [c for c in ["op", "case", "dtype", "impl", "ms_native", "ms", "speedup", "roofline_pct", "passed",
-                           "error"] if c in table.columns]
+    compact = [
+        c
+        for c in [
+            "op",
+            "case",
+            "dtype",
+            "impl",
+            "ms_native",
+            "ms",
+            "speedup",
+            "roofline_pct",
+            "passed",
+            "error",
+        ]
+        if c in table.columns
+    ]
     base_cols = ["op", "impl", "case", "dtype", "ms_base", "ms", "change", "noise_ms", "verdict"]
     if len(comparison):
         unflagged = "ok" if judged else "not judged"
-        comparison = comparison.assign(verdict=comparison["regressed"].map({True: "regression", False: unflagged}))
+        comparison = comparison.assign(
+            verdict=comparison["regressed"].map({True: "regression", False: unflagged})
+        )
     context = {
-        "verdict": verdict, "source": source, "scope": scope, "threshold_words": threshold_words,
+        "verdict": verdict,
+        "source": source,
+        "scope": scope,
+        "threshold_words": threshold_words,
         "problems": problems,
         "headline": styled(headline(check, bench, comparison)),
         "has_baseline": len(comparison) > 0,
@@ -149,8 +196,11 @@ def write(path: Path, *, verdict: str, source: str, scope: str, threshold_words:
         "vs_baseline": plots.get("vs_baseline.png"),
         "speedup_pages": [v for k, v in plots.items() if k.startswith("speedup")],
         "roofline": plots.get("roofline.png"),
-        "latency": {k.removeprefix("latency_").removesuffix(".png"): v for k, v in plots.items()
-                    if k.startswith("latency_")},
+        "latency": {
+            k.removeprefix("latency_").removesuffix(".png"): v
+            for k, v in plots.items()
+            if k.startswith("latency_")
+        },
         "correctness_compact": styled(by_op, rows=COMPACT_ROWS),
         "correctness_full": styled(by_op) if len(by_op) > COMPACT_ROWS else "",
         "correctness_ops": len(by_op),

@@ -52,7 +52,9 @@ def candidate(line: str, cell: str) -> None:
         _panels[0].use_cell(found)
         print(f"candidate for {op}: {found.label}, {cell.count(chr(10)) + 1} lines; press Check in the panel")
     else:
-        print(f"candidate for {op} kept in workbench.ui.magics.CELLS[{op!r}]; create a PortingPanel to check it")
+        print(
+            f"candidate for {op} kept in workbench.ui.magics.CELLS[{op!r}]; create a PortingPanel to check it"
+        )
 
 
 def register(shell=None) -> None:
