@@ -132,7 +132,7 @@ def main() -> int:
             return r.status, r.summary
         table = views.comparison_table(r.bench)
         table.to_csv(out / "profile_rms_norm.csv", index=False)
-        return r.status, table[["case", "native ms", "promoted ms", "candidate ms"]].round(4).to_dict("records")
+        return r.status, table[["case", "native ms", "current ms", "candidate ms"]].round(4).to_dict("records")
 
     def crash(source: str, timeout: float):
         path = scratch / f"cand_{len(steps)}.py"
