@@ -57,10 +57,12 @@ def test_port_kernel_runs_headless(tmp_path):
     out = tmp_path / "port_kernel.ipynb"
     pm.execute_notebook(str(REPO / "notebooks" / "port_kernel.ipynb"), str(out), kernel_name="python3",
                         execution_timeout=300, cwd=str(tmp_path), progress_bar=False)
-    text = json.dumps([c.get("outputs", []) for c in nbformat.read(out, as_version=4).cells])
+    cells = nbformat.read(out, as_version=4).cells
+    text = json.dumps([c.get("outputs", []) for c in cells])
     assert "application/vnd.jupyter.widget-view+json" in text  # the panel was displayed
     assert "not promoted yet" in text
-    assert "candidate for rms_norm: cell In[" in text  # the %%candidate cell fed the panel
+    number = next(c.execution_count for c in cells if c.source.startswith("%%candidate"))
+    assert f"candidate for rms_norm: cell In[{number}]" in text  # the cell fed the panel, named as shown
 
 
 def test_regress_passes_and_writes_its_report(tmp_path, capfd):

@@ -684,7 +684,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_paths(args)
         return args.func(args)
-    except (ValueError, TypeError) as e:  # PathError too: bad input, one line, exit 2
+    except (ValueError, TypeError, FileNotFoundError) as e:  # PathError too: bad input, one line, exit 2
         print(f"workbench: error: {e}", file=sys.stderr)
         return 2
     except Exception as e:

@@ -45,8 +45,10 @@ def candidate(line: str, cell: str) -> None:
     if not op.isidentifier():
         raise ValueError(f"%%candidate: expected an op name such as 'rms_norm', got {line.strip()!r}")
     shell = get_ipython()
+    # While a cell runs, IPython's counter already holds the next cell's number.
     count = getattr(shell, "execution_count", None)
-    found = CellCandidate(op=op, source=cell, label=f"cell In[{count}]" if count else "the candidate cell")
+    label = f"cell In[{count - 1}]" if isinstance(count, int) and count > 1 else "the candidate cell"
+    found = CellCandidate(op=op, source=cell, label=label)
     CELLS[op] = found
     if _panels:
         _panels[0].use_cell(found)
