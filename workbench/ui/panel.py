@@ -247,7 +247,9 @@ class PortingPanel:
     def _digest(self) -> str:
         return hashlib.sha1(f"{self.op.value}\0{self.source.value}".encode()).hexdigest()
 
-    def _scope(self) -> str:
+    def _scope(self, action: str) -> str:
+        if action == "promote":  # promotion checks a fixed scope, whatever the panel's choice
+            return f"{self.op.value} · {self.backend.name} · quick,edge · every dtype"
         return f"{self.op.value} · {self.backend.name} · {self.cases.value} · {','.join(self.dtypes) or '-'}"
 
     # ---- actions -----------------------------------------------------------------------------------
@@ -284,7 +286,7 @@ class PortingPanel:
         self.progress.value, self.progress_label.value = 0, ""
         self.error = None
         self._action, self._started, self._worker_up = action, time.monotonic(), None
-        scope, digest = self._scope(), self._digest()
+        scope, digest = self._scope(action), self._digest()
         self._run_id = len(self.history)  # the history index this run's entry will have
 
         def body():
