@@ -3,8 +3,10 @@
 
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-# A CPU build of torch by default; on a GPU box use its CUDA build, e.g. `make TORCH=torch run`.
+# torch is installed first: TORCH from the configured index, or from TORCH_INDEX when given (PyTorch's CPU
+# wheel index for a CPU-only build; docs/install.md). On a GPU box use its CUDA build: `make TORCH=torch run`.
 TORCH  ?= torch==2.13.0
+TORCH_INDEX ?=
 STAMP  := $(VENV)/.installed
 
 .PHONY: run test env clean
@@ -24,9 +26,10 @@ $(STAMP): pyproject.toml environment.yml
 	  if command -v conda >/dev/null 2>&1; then conda env create -q -p $(VENV) -f environment.yml; \
 	  else python3 -m venv $(VENV); fi; \
 	fi
-	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e ".[test,notebook,team]"
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH)"
+	$(PY) -m pip install -q -e ".[test,notebook,models,team]"  # what the tests need
 	$(PY) -m ipykernel install --sys-prefix  # kernel "python3" = this environment, for papermill and JupyterLab
+	if git rev-parse --git-dir >/dev/null 2>&1; then $(VENV)/bin/nbstripout --install; fi  # outputs never committed
 	touch $(STAMP)
 
 clean:

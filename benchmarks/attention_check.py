@@ -1,4 +1,4 @@
-"""GPU check of the attention-side Qwen3 ops (issue 4): llm-case correctness in bf16, and
+"""GPU check of the attention-side Qwen3 ops: llm-case correctness in bf16, and
 scaled_dot_product_attention timed against torch's (flash) on Qwen3-8B shapes.
 
 Run from the repo root on a CUDA machine (the device copy has no .git, so pass the commit):
@@ -9,7 +9,7 @@ summary last. Timing: the bench's kernel timer (median device time, L2 flushed b
 behind a device-side hold so the wrapper's host time stays out; triton.testing.do_bench, used before,
 counted host gaps at decode sizes) and host µs per call, bf16, GQA 32 q / 8 kv
 heads, head_dim 128; prefill 1x2048 causal; decode one query against a 2048-token cache (not causal,
-as transformers calls it). Target (issue 4): workbench >= 0.9x torch flash in every row.
+as transformers calls it). Target: workbench >= 0.9x torch flash in every row.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Host cost per call of every op at its smallest `llm` case: native vs workbench under each launch path.
 
-Issue 3's host target: a Triton op call at decode size costs at most 10 µs more than the native op.
+The host target: a Triton op call at decode size costs at most 10 µs more than the native op.
 Each launch path runs in its own process, since ops/_launch.py reads WORKBENCH_FAST_LAUNCH at import:
   triton   WORKBENCH_FAST_LAUNCH=0  kernel[grid](...) every call (Triton binds and specialises)
   cached   WORKBENCH_FAST_LAUNCH=1  the launch cache of ops/_launch.py, the default

@@ -3,7 +3,7 @@
 Run from the repo root (the device copy has no .git, so pass the commit):
     WORKBENCH_COMMIT=$(git rev-parse HEAD) PYTHONPATH=$PWD python3 benchmarks/qwen3_model.py --out $OUT
 
-Measures (issue 5 targets in brackets): prefill batch 1 x 2048 tokens [>= 0.95x native tokens/s];
+Measures (targets in brackets): prefill batch 1 x 2048 tokens [>= 0.95x native tokens/s];
 decode batch 8, 128 new tokens after a 512-token prompt, eager `generate` and CUDA-graph replay
 [>= 0.9x each]; distinct ATen ops served by workbench [>= 30]; last-position logits relative error
 [<= 2e-2]; greedy tokens identical [>= 95% of positions]. Both sides are also compared with a float32

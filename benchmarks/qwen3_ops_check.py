@@ -1,4 +1,4 @@
-"""GPU check of the Qwen3 op set (issue 4, first half): correctness at Qwen3-8B shapes, and the override on CUDA.
+"""GPU check of the Qwen3 op set: correctness at Qwen3-8B shapes, and the override on CUDA.
 
 1. `workbench.profiling.check` on every op listed in OPS, `llm` cases, bf16, on the cuda backend. Rows are
    written to qwen3_ops_check.csv after each op, so a run cut short still leaves what it measured.

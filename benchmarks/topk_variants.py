@@ -1,6 +1,6 @@
 """topk on a CUDA GPU: exactness of every algorithm against torch.topk, and kernel time of native vs the
-merge path (main's algorithm before the filter) vs the filter path in a few configurations (issue 4:
-every op >= 0.9x native kernel time on Qwen3-8B shapes).
+merge path (main's algorithm before the filter) vs the filter path in a few configurations
+(target: every op >= 0.9x native kernel time on Qwen3-8B shapes).
 
 Run from the repo root on a CUDA machine (the device copy has no .git, so pass the commit):
     WORKBENCH_COMMIT=<sha> PYTHONPATH=$PWD python3 benchmarks/topk_variants.py --out $OUT

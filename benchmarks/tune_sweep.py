@@ -1,4 +1,4 @@
-"""Launch-configuration sweep behind the bandwidth-bound kernels' defaults (issue 3).
+"""Launch-configuration sweep behind the bandwidth-bound kernels' defaults.
 
 For the generic elementwise kernels (ops/_elementwise.py: BLOCK, num_warps), the packed-rows rms_norm
 kernel (ops/rms_norm.py: rows per program BLOCK_R, num_warps) and the kernels over rows of a vocabulary

@@ -1,4 +1,4 @@
-"""GPU check of the porting front end (issue 6): isolated candidate runs, promotion and the regression run
+"""GPU check of the porting front end: isolated candidate runs, promotion and the regression run
 on cuda, without Jupyter (the GPU machine has no jupyter/papermill/ipywidgets).
 
 What it shows on a real GPU: a candidate is checked and profiled in a worker process; a kernel that makes
@@ -132,7 +132,7 @@ def main() -> int:
             return r.status, r.summary
         table = views.comparison_table(r.bench)
         table.to_csv(out / "profile_rms_norm.csv", index=False)
-        return r.status, table[["case", "native ms", "promoted ms", "candidate ms"]].round(4).to_dict("records")
+        return r.status, table[["case", "native ms", "current ms", "candidate ms"]].round(4).to_dict("records")
 
     def crash(source: str, timeout: float):
         path = scratch / f"cand_{len(steps)}.py"

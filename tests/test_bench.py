@@ -57,7 +57,7 @@ def test_plots_and_cli(tmp_path, capsys):
     code = main(["bench", "add", "--cases", "quick", "--dtype", "fp32", "--rep-ms", "5", "--no-progress",
                  "--plot", str(out), "--csv", str(tmp_path / "b.csv"), "--store", str(tmp_path / "r.db")])
     assert code == 0
-    assert {p.name for p in out.iterdir()} == {"speedup.png", "roofline.png", "latency_add.png"}
+    assert {p.name for p in out.iterdir()} == {"speedup_1.png", "roofline.png", "latency_add.png"}
     assert "median speedup" in capsys.readouterr().out
     hist = ResultStore(tmp_path / "r.db").history("bench", op="add", impl="generic")
     fig = plots.history(hist)

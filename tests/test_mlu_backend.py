@@ -1,6 +1,6 @@
 """The MLU adapter's own logic, against a test double of torch_mlu / torch.mlu / Triton's BangUtils.
 
-Nothing here ran on an MLU: the double imitates the documented API (shared/MLU_PORTING.md), including
+Nothing here ran on an MLU: the double imitates the documented API (docs/mlu.md), including
 the failure torch_mlu reports when more than 8192 timing event pairs are recorded and unread.
 """
 

@@ -148,7 +148,7 @@ def test_coverage_and_profile(tiny_run):
             "aten::cross_entropy_loss", "aten::_log_softmax", "aten::gather", "aten::exp", "aten::bitwise_not",
             "aten::__and__.Tensor"} <= set(served)
     assert not cov["reasons"].str.contains("int64|int32|bool").any(), cov[cov["fallback"] > 0]
-    # the issue's >= 30 distinct ATen overloads (handled > 0, fused rows not counted): met on this workload
+    # the target of >= 30 distinct ATen overloads (handled > 0, fused rows not counted): met on this workload
     assert len(served) == len(set(served)) >= TARGETS["aten_ops_served"], served
     summary = tiny_run.summary().set_index("metric")
     assert summary.loc["aten_ops_served", "value"] == len(served) and summary.loc["aten_ops_served", "met"]

@@ -46,8 +46,18 @@ def test_first_run_seeds_the_baseline_and_a_slowdown_is_flagged(cfg):
 
     found = regression.problems(cfg, check_df, slower, comparison)
     assert len(found) == triton.sum() and all(p.startswith("regression: silu [generic]") for p in found)
-    report = regression.write_report(cfg, check_df, slower, comparison, [], ids)
-    assert "FAIL" in report.read_text() and "regression" in report.read_text()
+    plots = regression.save_figures(cfg, regression.figures(cfg, slower, comparison))
+    report = regression.write_report(cfg, check_df, slower, comparison, plots, ids)
+    page = report.read_text()
+    assert "FAIL" in page and "regression" in page
+    from workbench.reports.report import headline
+
+    head = headline(check_df, slower, comparison).iloc[0]
+    assert head["regressions"] == triton.sum() and head["checks failed"] == 0 and head["backend"] == cfg.backend
+    assert head["worst speedup"].startswith(f"{slower.loc[triton, 'speedup'].min():.3g}x (silu")
+    assert page.index("Headline") < page.index("Against the baseline") < page.index("Side by side")
+    assert "base64" not in page and all((report.parent / "plots" / p.name).is_file() for p in plots)
+    assert 'src="plots/speedup_1.png"' in page and 'src="plots/vs_baseline.png"' in page
     assert json.loads((report.parent / "summary.json").read_text())["verdict"] == "FAIL"
     with pytest.raises(regression.RegressionFailed, match="problem"):
         regression.raise_on_failure(cfg, check_df, slower, comparison)

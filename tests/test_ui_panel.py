@@ -46,15 +46,61 @@ def test_check_then_profile_side_by_side():
     panel.profile_button.click()
     assert panel.error is None, panel.error
     table = panel.comparison
-    for col in ("native ms", "promoted ms", "candidate ms", "candidate speedup", "candidate vs promoted"):
+    for col in ("native ms", "current ms", "candidate ms", "candidate speedup", "candidate vs current"):
         assert col in table and table[col].notna().all(), col
     assert table["candidate correct"].all() and len(table) == 2
     assert "candidate ms" in panel.comparison_html.value
-    assert set(panel.figures) == {"speedup", "latency vs size", "roofline"}
+    assert set(panel.figures) == {"speedup 1", "latency rms norm", "roofline"}
     images = panel.figure_tabs.children
     assert len(images) == 3 and all(bytes(img.value[:4]) == b"\x89PNG" for img in images)
     assert [h["action"] for h in panel.history] == ["check", "profile"]
     assert all(h["status"] == "ok" for h in panel.history)
+    assert f"profile rms_norm · {backends.active().name} · quick · fp32: <b>ok</b>" in panel.history_html.value
+    assert "worker up in" in panel.status.value and "promoted" not in panel.comparison_html.value
+
+
+def test_a_failed_run_marks_the_earlier_tables_stale():
+    panel = PortingPanel(op="rms_norm", source=GOOD, background=False)
+    panel.check_button.click()
+    assert not panel.stale["check"] and "STALE" not in panel.check_note.value
+    assert "from the check at" in panel.check_note.value
+    panel.source.value = GOOD.replace("def rms_norm(", "def rms_norm(:")  # a syntax error: no new table
+    panel.check_button.click()
+    assert panel.history[-1]["status"] == "error" and "SyntaxError" in panel.error["summary"]
+    assert "the panel's editor" in panel.error["summary"]  # not the worker's file name
+    assert panel.stale["check"] and "STALE" in panel.check_note.value
+    assert "wb-stale" in panel.check_html._dom_classes
+    panel.source.value = GOOD
+    panel.check_button.click()  # the same candidate as the table's, checked again: fresh
+    assert not panel.stale["check"] and "wb-stale" not in panel.check_html._dom_classes
+
+
+def test_candidate_cell_magic_feeds_the_panel_and_tracebacks_name_the_cell(monkeypatch):
+    from workbench.ui import magics
+
+    panel = PortingPanel(op="silu", background=False)
+    body = "import torch\n\n\ndef rms_norm(x, weight=None, eps=1e-6):\n    raise RuntimeError('boom')\n"
+    magics.candidate("rms_norm", body)
+    assert panel.op.value == "rms_norm" and panel.source.value == body and "%%candidate rms_norm" in \
+        panel.candidate_note.value
+    panel.check_button.click()
+    trace = panel.error["traceback"]
+    # the raise is on line 5 of the cell body, i.e. line 6 of the cell (the magic's line is line 1)
+    assert 'File "the candidate cell", line 6, in rms_norm' in trace, trace
+    assert str(panel.workdir) not in trace
+    panel.source.value = body + "# edited in the panel\n"
+    assert "the editor (changed since the candidate cell" in panel.candidate_note.value
+
+
+def test_picking_an_op_offers_its_current_kernel():
+    panel = PortingPanel(op="rms_norm", background=False)
+    assert panel.source.value == ""  # nothing offered until asked or the op changes
+    panel.op.value = "silu"
+    assert "def silu(" in panel.source.value and "SPEC" not in panel.source.value
+    assert "from ." not in panel.source.value  # a candidate imports absolute names only
+    panel.source.value += "\n# my edit\n"
+    panel.op.value = "softmax"  # work of the user's own is never replaced
+    assert "my edit" in panel.source.value
 
 
 def test_failures_are_readable_and_earlier_results_stay():

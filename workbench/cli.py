@@ -1,18 +1,38 @@
-"""The `workbench` command: list ops, check them against native references, and more."""
+"""The `workbench` command: list ops, check and bench them, run models, regressions and promotions.
+
+Every subcommand imports what it needs when it runs, so `--help`, `--version` and `list` start fast.
+Options that take several values take them comma-separated in one word (`--cases quick,edge`), so
+they never swallow the op names that follow. Paths are checked before a run starts: a bad one is
+reported on one line and the command exits 2.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
+from pathlib import Path
 
-import pandas as pd
+from workbench import __version__
+
+# The backend names a user may pass; `workbench.backends.BACKENDS` holds the same names (a test keeps
+# them equal) but importing it loads torch, which `--help` and the parser should not wait for.
+BACKEND_NAMES = ("cpu", "cuda", "mlu")
+LIST_WIDTH = 100  # `workbench list` fits a terminal this wide
 
 
-def _split(values: list[str] | None) -> list[str] | None:
-    """Accept both `--cases quick,edge` and `--cases quick edge`."""
+class PathError(ValueError):
+    """A path given on the command line cannot serve: printed as one line, exit status 2."""
+
+
+# ---- small helpers ---------------------------------------------------------------------------------
+
+def comma_list(text: str) -> list[str]:
+    """The type of every multi-value option: one word, values separated by commas."""
+    values = [v.strip() for v in text.split(",") if v.strip()]
     if not values:
-        return None
-    return [v for item in values for v in item.split(",") if v]
+        raise argparse.ArgumentTypeError(f"expected comma-separated values, got {text!r}")
+    return values
 
 
 def _bind_backend(name: str | None):
@@ -21,24 +41,167 @@ def _bind_backend(name: str | None):
     return backends.active(name)
 
 
-def cmd_list(args) -> int:
-    from workbench import backends
+def _progress_over(ops: list[str], action: str, enabled: bool):
+    """An iterator over op names that shows a tqdm bar naming the op in hand (on stderr)."""
+    from tqdm.auto import tqdm
 
-    _bind_backend(args.backend)
+    bar = tqdm(ops, desc=action, unit="op", disable=not enabled, leave=False, dynamic_ncols=True)
+    for op in bar:
+        bar.set_postfix_str(op, refresh=True)
+        yield op
+
+
+def _sweep(args, kind: str, params: dict):
+    """`kind` over --devices, one worker process per device (workbench/sweep.py); the store (--store, else
+    the default one) keeps each op's seconds, which balance the next sweep."""
+    from workbench import sweep
+    from workbench.regression import default_store_path
+    from workbench.store import ResultStore
+
+    df, _ = sweep.run(kind, args.devices, params, store=ResultStore(args.store or default_store_path()),
+                      timeout=args.worker_timeout, log=lambda line: print(line, file=sys.stderr))
+    return df
+
+
+def _selected_ops(names: list[str] | None) -> list[str]:
+    from workbench.ops import spec as opspec
+
+    return [opspec.get(n).name for n in names] if names else list(opspec.REGISTRY)
+
+
+def _say_defaults(command: str, backend, chosen: dict) -> None:
+    """Tell on stderr which defaults were filled in for this backend, so a short run is no surprise."""
+    if chosen:
+        given = " ".join(f"--{k.replace('_', '-')} {','.join(v) if isinstance(v, list) else v}"
+                         for k, v in chosen.items())
+        print(f"workbench {command}: on {backend.name}{' (interpreter)' if backend.interpreted else ''}: "
+              f"{given} (pass them to choose)", file=sys.stderr)
+
+
+# ---- checking paths before a run -------------------------------------------------------------------
+
+def _probe_dir(folder: Path) -> str | None:
+    """None when a file can be created in `folder` (tried for real: root ignores permission bits)."""
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".workbench-probe-"):
+            return None
+    except OSError as e:
+        return f"cannot write in {str(folder)!r} ({e.strerror or e})"
+
+
+def _existing_ancestor(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _output_file(path: Path) -> str | None:
+    if path.is_dir():
+        return "is a directory, expected a file"
+    if not path.parent.is_dir():
+        return f"its directory {str(path.parent)!r} does not exist"
+    return _probe_dir(path.parent)
+
+
+def _output_dir(path: Path) -> str | None:
+    if path.exists() and not path.is_dir():
+        return "exists and is not a directory"
+    base = _existing_ancestor(path)
+    if not base.is_dir():
+        return f"{str(base)!r} is a file, so the directory cannot be made"
+    return _probe_dir(base)
+
+
+def _store(location: str) -> str | None:
+    """A ResultStore (SQLite path or postgresql:// URL) opens: the store's own checks (a corrupt file, an
+    unreachable server, a newer schema) say why not."""
+    from workbench.store import ResultStore, StoreError
+
+    try:
+        ResultStore(location)
+    except StoreError as e:
+        return str(e)
+    return None
+
+
+def _input_file(path: Path) -> str | None:
+    if not path.exists():
+        return "not found"
+    return None if path.is_file() else "is not a file"
+
+
+def _input_dir(path: Path) -> str | None:
+    if not path.exists():
+        return "not found"
+    return None if path.is_dir() else "is not a directory"
+
+
+def _package_root(path: Path) -> str | None:
+    return _input_dir(path) or (None if (path / "workbench" / "__init__.py").is_file()
+                                else "holds no workbench/ package")
+
+
+# dest -> (how the path is named in messages, its check). Every subcommand's path options are listed
+# here, so a new path option is checked by adding one line.
+PATH_CHECKS = {
+    "store": ("--store", _store),
+    "csv": ("--csv", _output_file),
+    "rules_csv": ("--rules-csv", _output_file),
+    "png": ("--png", _output_file),
+    "plot": ("--plot", _output_dir),
+    "out": ("--out", _output_dir),
+    "notebook": ("--notebook", _input_file),
+    "file": ("candidate file", _input_file),
+    "root": ("--root", _package_root),
+    "checkpoint": ("--checkpoint", _input_dir),
+}
+
+
+def check_paths(args: argparse.Namespace) -> None:
+    """Raise PathError naming the first path option that cannot serve, before anything runs."""
+    for dest, (label, check) in PATH_CHECKS.items():
+        value = getattr(args, dest, None)
+        if value is None:
+            continue
+        reason = check(str(value) if dest == "store" else Path(value).expanduser())
+        if reason:
+            raise PathError(f"{label} {value}: {reason}")
+
+
+# ---- commands --------------------------------------------------------------------------------------
+
+def _list_rows() -> list[tuple[str, ...]]:
+    """(op, implementation per backend, ATen overloads) for every registered op."""
     from workbench.ops import REGISTRY
 
     rows = []
     for spec in REGISTRY.values():
-        row = {"op": spec.name, "aten": ", ".join(spec.aten)}
-        for name in backends.BACKENDS:
-            row[name] = f"{spec.status.get(name, '-')} ({spec.variant_name(name)})"
-        rows.append(row)
-    print(pd.DataFrame(rows).to_string(index=False))
-    print()
-    for name, b in backends.BACKENDS.items():
-        why = b.missing()
-        print(f"{name:5s} {'available' if why is None else 'unavailable: ' + why}")
-    print(f"active: {backends.active().name}")
+        cells = []
+        for name in BACKEND_NAMES:
+            status = spec.status.get(name, "-")
+            cells.append(spec.variant_name(name) + ("" if status == "promoted" else f" ({status})"))
+        aten = ", ".join(a.removeprefix("aten::") for a in spec.aten) or "- (fused)"
+        rows.append((spec.name, *cells, aten))
+    return rows
+
+
+def cmd_list(args) -> int:
+    from workbench import backends
+
+    backend = _bind_backend(args.backend)
+    header = ("op", *BACKEND_NAMES, "ATen overloads")
+    rows = [header, *_list_rows()]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
+    for row in rows:
+        line = "  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1]
+        print(line if len(line) <= LIST_WIDTH else line[: LIST_WIDTH - 1] + "…")
+    print("\nper backend: the implementation that runs there (generic: the op's own kernel; "
+          "draft: unverified)")
+    for name in BACKEND_NAMES:
+        why = backends.BACKENDS[name].missing()
+        print(f"{name:5s} {'available' if why is None else 'unavailable: ' + why}"[:LIST_WIDTH])
+    print(f"active: {backend.name}")
     return 0
 
 
@@ -54,45 +217,30 @@ def _launch_rules(args):
     return LaunchRules.for_device(args.profile, cores=args.cores, nram_bytes=nram)
 
 
-def add_sweep_options(p: argparse.ArgumentParser, store_help: str) -> None:
-    """--devices and --worker-timeout (one worker process per device, workbench/sweep.py) and --store."""
-    p.add_argument("--devices", help="all | 0,1,... | cpu:N: one worker process per device, ops balanced by their "
-                                     "measured cost, results merged (docs/store.md)")
-    p.add_argument("--worker-timeout", type=float, default=3600.0, help="with --devices: seconds per worker")
-    p.add_argument("--store", help=store_help + "; a SQLite path or postgresql:// URL")
-
-
-def _store(location: str | None):
-    """The ResultStore at --store (None without it), opened now so that a bad one fails before the run."""
-    from workbench.store import ResultStore
-
-    return ResultStore(location) if location else None
-
-
-def _sweep(args, kind: str, params: dict) -> pd.DataFrame:
-    """`kind` over --devices; the store (--store, else the default one) keeps the seconds per op."""
-    from workbench import sweep
-    from workbench.regression import default_store_path
-
-    df, _ = sweep.run(kind, args.devices, params, store=_store(args.store or default_store_path()),
-                      timeout=args.worker_timeout, log=lambda line: print(line, file=sys.stderr))
-    return df
-
-
 def cmd_check(args) -> int:
+    import pandas as pd
+
     backend = _bind_backend(args.backend)
     from workbench.profiling import check, failures
+    from workbench.profiling.correctness import parse_dtypes
 
+    ops = _selected_ops(args.ops)
+    parse_dtypes(args.dtype)  # a bad dtype fails before the first op runs
     rules = _launch_rules(args)
-    if args.devices and rules:
-        raise ValueError("--devices: not with --profile (launch rules are collected in one process)")
-    params = {"ops": _split(args.ops), "cases": _split(args.cases) or ["quick"], "dtypes": _split(args.dtype),
-              "seed": args.seed, "variant": args.variant}
-    store = _store(args.store)
-    df = _sweep(args, "check", params) if args.devices else check(**params, progress=not args.no_progress,
-                                                                    rules=rules)
-    if store:
-        store.append(df.drop(columns=["traceback"]), kind="check")
+    if args.devices:
+        if rules:
+            raise ValueError("--devices: not with --profile (launch rules are collected in one process)")
+        df = _sweep(args, "check", {"ops": ops, "cases": args.cases, "dtypes": args.dtype, "seed": args.seed,
+                                    "variant": args.variant})
+    else:
+        parts = [check(ops=[op], cases=args.cases, dtypes=args.dtype, seed=args.seed, progress=False,
+                       variant=args.variant, rules=rules)
+                 for op in _progress_over(ops, "check", not args.no_progress)]
+        df = pd.concat(parts, ignore_index=True)
+    if args.store:
+        from workbench.store import ResultStore
+
+        ResultStore(args.store).append(df.drop(columns=["traceback"]), kind="check")
     columns = ["op", "variant", "case", "dtype", "shape", "rel_err", "max_abs_err", "tol", "passed"]
     columns += (["violations"] if rules else []) + ["skipped", "error"]
     with pd.option_context("display.width", 200, "display.max_colwidth", 60, "display.max_rows", None):
@@ -120,20 +268,61 @@ def cmd_check(args) -> int:
     return 1 if len(failed) or len(violations) else 0
 
 
-def cmd_bench(args) -> int:
-    backend = _bind_backend(args.backend)
-    from workbench.profiling import bench, side_by_side
+def _bench_defaults(args, backend) -> None:
+    """Cases, dtypes and rep time the regression run uses on this backend, where none were given."""
+    from workbench.regression import default_params
 
-    params = {"ops": _split(args.ops), "cases": _split(args.cases) or ["llm"],
-              "dtypes": _split(args.dtype) or ["bf16"], "all_variants": args.all_variants, "seed": args.seed,
-              "rep_ms": args.rep_ms}
-    store = _store(args.store)
+    defaults = default_params(backend.name)
+    chosen = {}
+    for key, default_key in (("cases", "cases"), ("dtype", "dtypes"), ("rep_ms", "rep_ms")):
+        if getattr(args, key) is None:
+            setattr(args, key, defaults[default_key])
+            chosen[key] = defaults[default_key]
+    _say_defaults("bench", backend, chosen)
+
+
+def _bench_op_by_op(args, ops: list[str], store, run_metadata):
+    """bench() op after op behind a progress bar; with a store, every row goes to one run as it is made."""
+    import pandas as pd
+
+    from workbench.profiling import bench
+
+    run_id = store.start_run("bench", run_metadata()) if store else None  # one run for every op
+    parts, status = [], "failed"
+    try:
+        for op in _progress_over(ops, "bench", not args.no_progress):
+            part = bench(ops=[op], cases=args.cases, dtypes=args.dtype, all_variants=args.all_variants,
+                         seed=args.seed, rep_ms=args.rep_ms, peers=args.peers or (), progress=False)
+            for row in part.drop(columns=["traceback", "run_id"]).to_dict("records") if store else ():
+                store.add_row(run_id, row)
+            parts.append(part)
+        status = "done"
+    finally:
+        if store:
+            store.finish_run(run_id, status)
+    return pd.concat(parts, ignore_index=True).assign(run_id=run_id)
+
+
+def cmd_bench(args) -> int:
+    import pandas as pd
+
+    backend = _bind_backend(args.backend)
+    from workbench.profiling import ResultStore, side_by_side
+    from workbench.profiling.correctness import parse_dtypes
+    from workbench.profiling.meta import run_metadata
+
+    ops = _selected_ops(args.ops)
+    _bench_defaults(args, backend)
+    parse_dtypes(args.dtype)
+    store = ResultStore(args.store) if args.store else None
     if args.devices:
-        df = _sweep(args, "bench", params)
+        df = _sweep(args, "bench", {"ops": ops, "cases": args.cases, "dtypes": args.dtype,
+                                    "all_variants": args.all_variants, "seed": args.seed, "rep_ms": args.rep_ms,
+                                    "peers": args.peers or ()})
         if store:
             store.append(df.drop(columns=["traceback"]), kind="bench")
     else:
-        df = bench(**params, store=store, progress=not args.no_progress)
+        df = _bench_op_by_op(args, ops, store, run_metadata)
     table = side_by_side(df)
     with pd.option_context("display.width", 250, "display.max_colwidth", 40, "display.max_rows", None,
                            "display.float_format", "{:.4g}".format):
@@ -141,7 +330,9 @@ def cmd_bench(args) -> int:
     if args.csv:
         df.drop(columns=["traceback"]).to_csv(args.csv, index=False)
     if args.plot:
-        save_bench_plots(df, args.plot)
+        from workbench.reports.figures import save_figures, bench_figures
+
+        save_figures(bench_figures(df), args.plot)
     errors = table[table["error"].fillna("") != ""]
     wrong = table[table["passed"].eq(False)]
     print(f"\nbackend {backend.name} ({df['device'].iloc[0]}): {len(table)} Triton rows, "
@@ -149,34 +340,21 @@ def cmd_bench(args) -> int:
     return 1 if len(errors) or len(wrong) else 0
 
 
-def save_bench_plots(df, folder: str) -> list[str]:
-    """Speedup bars, roofline scatter and one latency-vs-size plot per op, as PNGs in `folder`."""
-    import os
-
-    import matplotlib.pyplot as plt
-
-    from workbench.profiling import plots, roofline
-
-    os.makedirs(folder, exist_ok=True)
-    figures = {"speedup.png": plots.speedup_bars(df), "roofline.png": plots.roofline_scatter(df, roofline.peaks())}
-    figures.update({f"latency_{op}.png": plots.latency_vs_size(df, op) for op in sorted(set(df["op"]))})
-    paths = []
-    for name, fig in figures.items():
-        paths.append(os.path.join(folder, name))
-        fig.savefig(paths[-1], dpi=110)
-        plt.close(fig)
-    return paths
-
-
 def cmd_model(args) -> int:
     """`workbench model [run]`: a Qwen3 model native vs workbench; `workbench model bisect`: find culprits."""
+    import importlib.util
+
+    import pandas as pd
+
+    if importlib.util.find_spec("transformers") is None:
+        raise ValueError("model: needs transformers, an optional extra: pip install -e '.[models]'")
     _bind_backend(args.backend)
     from workbench import models
 
     common = {"checkpoint": args.checkpoint, "seed": args.seed, "batch": args.batch, "prompt_len": args.prompt_len}
     wide = pd.option_context("display.width", 200, "display.max_colwidth", 80, "display.max_rows", 200)
     if args.action == "bisect":
-        result = models.bisect(args.preset, metric=args.metric, threshold=args.threshold, ops=_split(args.ops),
+        result = models.bisect(args.preset, metric=args.metric, threshold=args.threshold, ops=args.ops,
                                phase=args.phase, reps=args.reps, fuse=not args.no_fuse, **common)
         with wide:
             print(result.steps.to_string(index=False))
@@ -184,8 +362,8 @@ def cmd_model(args) -> int:
         print(result.describe())
         return 0
     run = models.run_model(args.preset, mode=args.mode, new_tokens=args.new_tokens,
-                           cuda_graphs=False if args.no_graphs else None, include=_split(args.include),
-                           exclude=_split(args.exclude), warmup=args.warmup, reps=args.reps, store=args.store,
+                           cuda_graphs=False if args.no_graphs else None, include=args.include,
+                           exclude=args.exclude, warmup=args.warmup, reps=args.reps, store=args.store,
                            fuse=not args.no_fuse, progress=True, loss=not args.no_loss,
                            sample_tokens=args.sample_tokens, **common)
     if args.out:
@@ -198,7 +376,10 @@ def cmd_model(args) -> int:
         print(run.profile.head(args.top).to_string(index=False))
     served = run.ops_served()
     print(f"\n{len(served)} distinct ATen ops served by workbench: {', '.join(served)}")
-    return 0
+    summary = run.summary()
+    missed = summary[summary["met"].eq(False)]["metric"].tolist()
+    print(f"targets missed: {', '.join(missed)}" if missed else "every target met")
+    return 1 if missed and args.strict else 0
 
 
 def cmd_regress(args) -> int:
@@ -207,13 +388,12 @@ def cmd_regress(args) -> int:
 
     from workbench import regression
 
-    _store(args.store)  # a bad store fails here, before the notebook starts
     out = args.out or f"out/regress/{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    params = {"backend": args.backend, "ops": _split(args.ops), "cases": _split(args.cases),
-              "check_cases": _split(args.check_cases), "dtypes": _split(args.dtype),
-              "check_dtypes": _split(args.check_dtype), "baseline": args.baseline, "threshold": args.threshold,
-              "min_speedup": args.min_speedup, "rep_ms": args.rep_ms, "store": args.store, "seed": args.seed,
-              "devices": args.devices, "worker_timeout": args.worker_timeout}
+    params = {"backend": args.backend, "ops": args.ops or None, "cases": args.cases,
+              "check_cases": args.check_cases, "dtypes": args.dtype, "check_dtypes": args.check_dtype,
+              "baseline": args.baseline, "threshold": args.threshold, "min_speedup": args.min_speedup,
+              "rep_ms": args.rep_ms, "store": args.store, "seed": args.seed, "devices": args.devices,
+              "worker_timeout": args.worker_timeout}
     result = regression.execute(params, out, notebook=args.notebook, cell_timeout=args.timeout,
                                 progress=not args.no_progress)
     summary = result.summary or {}
@@ -248,10 +428,40 @@ def cmd_promote(args) -> int:
     print(result.message)
     return 0
 
+
+def cmd_tune(args) -> int:
+    """Pre-tune a model's shape set (each key's choice goes to the store's tuning cache); show / clear it."""
+    import pandas as pd
+
+    from workbench.profiling import ResultStore, tuning
+
+    store = ResultStore(args.store) if args.store else tuning.default_store()
+    if args.clear:
+        store.clear_tuning()
+        print(f"tuning cache cleared in {store.location}")
+        return 0
+    if args.show:
+        rows = store.tuning_rows()
+        with pd.option_context("display.width", 250, "display.max_colwidth", 90, "display.max_rows", None):
+            print(rows.to_string(index=False) if len(rows) else f"tuning cache in {store.location} is empty")
+        return 0
+    if not args.model:
+        raise ValueError("tune: give --model, --show or --clear")
+    _bind_backend(args.backend)
+    tuning.install(cache=store)
+    df = tuning.pretune(args.model, ops=args.ops, tokens=[int(t) for t in args.tokens], dtype=args.dtype,
+                        progress=not args.no_progress)
+    with pd.option_context("display.width", 200, "display.max_rows", None):
+        print(df.to_string(index=False))
+    print(f"\n{int(df['tuned'].sum())} keys tuned, {int(df['from_cache'].sum())} found in {store.location}")
+    return 0
+
+
 def cmd_comm_bench(args) -> int:
     """Run under torchrun: every rank measures, rank 0 writes the CSV / PNG / store rows and prints."""
     import os
 
+    import pandas as pd
     import torch
     import torch.distributed as dist
 
@@ -259,7 +469,7 @@ def cmd_comm_bench(args) -> int:
     from workbench.comm import bench as cb
 
     rank = int(os.environ.get("RANK", "0"))
-    devices, clusters = _split(args.devices), _split(args.clusters)
+    devices, clusters = args.devices, args.clusters
     comm = Communicator(devices[rank % len(devices)] if devices else None,
                         cluster=clusters[rank % len(clusters)] if clusters else None, timeout=args.timeout)
     failed = 0
@@ -277,7 +487,7 @@ def cmd_comm_bench(args) -> int:
         if rank == 0:
             print(f"selfcheck ({cb.describe_clusters(comm)}): {int(counts[1]) - failed} passed, {failed} failed")
     impls = (["raw"] if not args.no_raw else []) + ["comm"] + (["comm_checked"] if args.checked else [])
-    df = cb.bench(comm, collectives=_split(args.collectives) or cb.COLLECTIVES,
+    df = cb.bench(comm, collectives=args.collectives or cb.COLLECTIVES,
                   sizes=cb.size_range(args.min_bytes, args.max_bytes, args.factor), dtype=args.dtype,
                   impls=impls, reps=args.reps, min_time_s=args.min_time, progress=not args.no_progress)
     if rank == 0:
@@ -292,7 +502,7 @@ def cmd_comm_bench(args) -> int:
             fig.savefig(args.png, dpi=110)
             plt.close(fig)
         if args.store:
-            from workbench.store import ResultStore
+            from workbench.profiling.store import ResultStore
 
             meta = df.iloc[0][["device", "backend", "torch", "triton", "commit", "dirty", "timestamp", "host"]]
             print(f"stored run {ResultStore(args.store).append(df, 'comm', meta=meta.to_dict())} in {args.store}")
@@ -309,67 +519,82 @@ def cmd_comm_bench(args) -> int:
     return 1 if failed else 0
 
 
-# ---- workbench tune: the persistent tuning cache ----------------------------------------------------------
+# ---- the parser: one step per subcommand, shared option definitions -------------------------------
 
-def cmd_tune(args) -> int:
-    """Pre-tune a model's shape set (each key's choice goes to the store's tuning cache); show / clear it."""
-    from workbench.profiling import ResultStore, tuning
+class _IntermixedParser(argparse.ArgumentParser):
+    """A subcommand's parser that takes op names before, between and after options
+    (`workbench check rms_norm --cases quick silu`)."""
 
-    store = ResultStore(args.store) if args.store else tuning.default_store()
-    if args.clear:
-        store.clear_tuning()
-        print(f"tuning cache cleared in {store.location}")
-        return 0
-    if args.show:
-        rows = store.tuning_rows()
-        with pd.option_context("display.width", 250, "display.max_colwidth", 90, "display.max_rows", None):
-            print(rows.to_string(index=False) if len(rows) else f"tuning cache in {store.location} is empty")
-        return 0
-    if not args.model:
-        raise ValueError("tune: give --model, --show or --clear")
-    _bind_backend(args.backend)
-    tuning.install(cache=store)
-    tokens = [int(t) for t in _split(args.tokens)]
-    df = tuning.pretune(args.model, ops=_split(args.ops), tokens=tokens, dtype=args.dtype,
-                        progress=not args.no_progress)
-    with pd.option_context("display.width", 200, "display.max_rows", None):
-        print(df.to_string(index=False))
-    print(f"\n{int(df['tuned'].sum())} keys tuned, {int(df['from_cache'].sum())} found in {store.location}")
-    return 0
+    _intermixing = False
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self._intermixing:  # parse_known_intermixed_args calls back here on some Pythons
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
 
 
-def add_tune_parser(sub) -> None:
-    p = sub.add_parser("tune", help="pre-tune a model's kernels into the tuning cache; --show / --clear it")
-    p.add_argument("--model", help="qwen3-8b, llama-3-8b, qwen3-0.6b or tiny")
-    p.add_argument("--ops", nargs="+", help="linear, scaled_dot_product_attention (default: both)")
-    p.add_argument("--tokens", nargs="+", default=["1,8,2048"],
-                   help="rows of the linears / prompt lengths of attention (default: 1,8,2048)")
-    p.add_argument("--dtype", default="bf16", choices=["fp32", "fp16", "bf16"])
-    p.add_argument("--backend", choices=["cpu", "cuda", "mlu"], help="default: detected (mlu > cuda > cpu)")
-    p.add_argument("--store", help="ResultStore path (default: $WORKBENCH_STORE or out/workbench.db)")
-    p.add_argument("--show", action="store_true", help="print the cached choices")
-    p.add_argument("--clear", action="store_true", help="delete every cached choice")
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=cmd_tune)
+def _command(sub, name: str, func, summary: str, description: str, examples: str) -> argparse.ArgumentParser:
+    """A subcommand with a one-line summary (in `workbench --help`), a description and examples."""
+    p = sub.add_parser(name, help=summary, description=f"{summary}.\n\n{description}",
+                       epilog="examples:\n" + "\n".join(f"  {line}" for line in examples.strip().splitlines()),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.set_defaults(func=func)
+    return p
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="workbench", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+def _backend_option(p, what: str = "default: detected (mlu > cuda > cpu)") -> None:
+    p.add_argument("--backend", choices=BACKEND_NAMES, help=what)
 
-    p = sub.add_parser("list", help="ops x backends with their status")
-    p.add_argument("--backend", choices=["cpu", "cuda", "mlu"])
-    p.set_defaults(func=cmd_list)
 
-    p = sub.add_parser("check", help="correctness of ops against float64 references; exit 1 on failure")
-    p.add_argument("ops", nargs="*", help="op names (default: all)")
-    p.add_argument("--backend", choices=["cpu", "cuda", "mlu"], help="default: detected (mlu > cuda > cpu)")
-    p.add_argument("--cases", nargs="+", help="case sets: quick, edge, llm (comma or space separated)")
-    p.add_argument("--dtype", nargs="+", help="fp32, fp16, bf16 (default: all)")
-    p.add_argument("--seed", type=int, help="seed for the random inputs (default: fresh)")
+def _ops_argument(p, what: str = "op names (default: all)") -> None:
+    p.add_argument("ops", nargs="*", metavar="OP", help=what)
+
+
+def _values(p, flag: str, what: str, **kw) -> None:
+    """An option taking several values as one comma-separated word (it never eats what follows)."""
+    p.add_argument(flag, type=comma_list, metavar="A,B", help=what, **kw)
+
+
+def _sweep_options(p, store_help: str) -> None:
+    """--devices and --worker-timeout (one worker process per device, workbench/sweep.py) and --store."""
+    p.add_argument("--devices", help="all | 0,1,... | cpu:N: one worker process per device, ops balanced by "
+                                     "their measured cost, results merged (docs/store.md)")
+    p.add_argument("--worker-timeout", type=float, default=3600.0, help="with --devices: seconds per worker")
+    p.add_argument("--store", help=store_help + "; a SQLite path or postgresql:// URL "
+                                                "(default: $WORKBENCH_STORE)")
+
+
+def _common_run_options(p) -> None:
+    p.add_argument("--seed", type=int, help="seed of the random inputs (default: fresh)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
+
+
+def _add_list(sub) -> None:
+    p = _command(sub, "list", cmd_list, "ops x backends: which implementation runs where",
+                 "One line per registered op: the implementation each backend runs and the ATen overloads\n"
+                 "the op can replace; then which backends this machine has.",
+                 "workbench list\nworkbench list --backend cpu")
+    _backend_option(p)
+
+
+def _add_check(sub) -> None:
+    p = _command(sub, "check", cmd_check, "correctness against float64 references; exit 1 on any failure",
+                 "Runs each (op, case, dtype) on fresh random inputs and compares with the native op on\n"
+                 "float64 inputs (docs/correctness.md). With --profile, also enforces the MLU launch rules.",
+                 "workbench check --cases quick rms_norm softmax\n"
+                 "workbench check mm --cases quick,edge,llm --dtype bf16 --csv check.csv\n"
+                 "workbench check --variant mlu --profile mlu370 --cases quick,edge")
+    _ops_argument(p)
+    _backend_option(p)
+    _values(p, "--cases", "case sets: quick, edge, llm (default: quick)", default=["quick"])
+    _values(p, "--dtype", "fp32, fp16, bf16 (default: every dtype the op takes)")
+    _common_run_options(p)
     p.add_argument("--csv", help="also write the full table to this CSV file")
-    p.add_argument("--tracebacks", type=int, default=3, help="tracebacks of failures to print")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--tracebacks", type=int, default=3, help="tracebacks of failures to print (default 3)")
     p.add_argument("--variant", help="run this implementation (generic, mlu, ...), not the backend's own")
     p.add_argument("--profile", type=str.lower, choices=["mlu", "mlu370", "mlu590"],
                    help="also enforce the MLU launch rules for this device (mlu: $WORKBENCH_MLU_DEVICE "
@@ -377,35 +602,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cores", type=int, help="with --profile: the device's core count")
     p.add_argument("--nram-kib", type=int, help="with --profile: NRAM per core in KiB")
     p.add_argument("--rules-csv", help="with --profile: write the violations to this CSV file")
-    add_sweep_options(p, "append the table to this ResultStore (kind 'check')")
-    p.set_defaults(func=cmd_check)
+    _sweep_options(p, "append the table to this ResultStore (kind 'check')")
 
-    p = sub.add_parser("bench", help="native vs Triton side by side: kernel and host time, GB/s, roofline")
-    p.add_argument("ops", nargs="*", help="op names (default: all)")
-    p.add_argument("--backend", choices=["cpu", "cuda", "mlu"], help="default: detected (mlu > cuda > cpu)")
-    p.add_argument("--cases", nargs="+", help="case sets (default: llm)")
-    p.add_argument("--dtype", nargs="+", help="fp32, fp16, bf16 (default: bf16)")
+
+def _add_bench(sub) -> None:
+    p = _command(sub, "bench", cmd_bench, "native vs Triton side by side: kernel and host time, GB/s, roofline",
+                 "Times the native op and each Triton implementation on the same inputs in one process.\n"
+                 "Defaults follow the backend: llm cases in bf16 on a GPU; quick cases in fp32 with a short\n"
+                 "time budget on the cpu interpreter (stderr says which defaults were used).",
+                 "workbench bench rms_norm mm --cases llm --dtype bf16 --csv bench.csv --plot plots/\n"
+                 "workbench bench --cases quick softmax --store out/workbench.db")
+    _ops_argument(p)
+    _backend_option(p)
+    _values(p, "--cases", "case sets (default: llm on a GPU, quick on cpu)")
+    _values(p, "--dtype", "dtypes (default: bf16 on a GPU, fp32 on cpu)")
     p.add_argument("--all-variants", action="store_true", help="also time every backend variant (e.g. mlu)")
-    add_sweep_options(p, "append the rows to this ResultStore")
+    _values(p, "--peers", "also time these peers on the same inputs: inductor, flaggems (extra 'peers')")
+    _sweep_options(p, "append the rows to this ResultStore as one run")
     p.add_argument("--csv", help="write the full table to this CSV file")
-    p.add_argument("--plot", help="write PNG plots into this folder")
-    p.add_argument("--rep-ms", type=float, default=100.0, help="time budget of timed reps per measurement")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=cmd_bench)
+    p.add_argument("--plot", help="write the PNG figures into this folder")
+    p.add_argument("--rep-ms", type=float, help="time budget of timed reps per measurement "
+                                                "(default: 100 on a GPU, 20 on cpu)")
+    _common_run_options(p)
 
-    p = sub.add_parser("model", help="a Qwen3 model native vs workbench ops (run), or find culprit ops (bisect)")
+
+def _add_model(sub) -> None:
+    p = _command(sub, "model", cmd_model, "a Qwen3 model native vs workbench ops (run), or find culprit ops "
+                 "(bisect)",
+                 "run: the same weights and prompt natively, then on workbench kernels; prints throughput\n"
+                 "ratios, accuracy, coverage and a per-op profile. The targets are set for qwen3-8b in bf16\n"
+                 "on a GPU: missing one exits 0 unless --strict is given (then 1). bisect: halve the op set\n"
+                 "to find the ops behind an accuracy or throughput loss.",
+                 "workbench model --preset tiny --mode both --prompt-len 16 --new-tokens 6\n"
+                 "workbench model --preset qwen3-8b --batch 8 --prompt-len 512 --strict\n"
+                 "workbench model bisect --preset qwen3-8b --metric throughput --phase decode")
     p.add_argument("action", nargs="?", choices=["run", "bisect"], default="run")
     p.add_argument("--preset", default="tiny", help="qwen3-8b, qwen3-0.6b or tiny (random weights)")
     p.add_argument("--checkpoint", help="a local checkpoint directory instead of a preset (no downloads)")
-    p.add_argument("--backend", choices=["cpu", "cuda", "mlu"], help="default: detected (mlu > cuda > cpu)")
+    _backend_option(p)
     p.add_argument("--mode", choices=["prefill", "decode", "both"], default="both")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--prompt-len", type=int, default=32)
     p.add_argument("--new-tokens", type=int, default=8)
     p.add_argument("--no-graphs", action="store_true", help="eager decode only, even where graphs exist")
-    p.add_argument("--include", nargs="+", help="only these workbench ops (default: all)")
-    p.add_argument("--exclude", nargs="+", help="all workbench ops but these")
+    _values(p, "--include", "only these workbench ops (default: all)")
+    _values(p, "--exclude", "all workbench ops but these")
     p.add_argument("--no-fuse", action="store_true", help="ATen ops only: leave transformers' RMSNorm, rotary "
                                                            "and MLP code unfused")
     p.add_argument("--no-loss", action="store_true", help="skip the loss pass (labels -> cross_entropy) of prefill")
@@ -417,56 +658,72 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", help="ResultStore path: append the run's summary rows (kind 'model')")
     p.add_argument("--out", help="directory for the run's tables as CSV")
     p.add_argument("--top", type=int, default=25, help="profile rows to print")
+    p.add_argument("--strict", action="store_true", help="run: exit 1 when any target is missed")
     p.add_argument("--metric", choices=["accuracy", "throughput"], default="accuracy", help="bisect: what to explain")
-    p.add_argument("--threshold", type=float, help="bisect: loss threshold (default: the issue's target)")
+    p.add_argument("--threshold", type=float, help="bisect: loss threshold (default: the metric's target)")
     p.add_argument("--phase", choices=["prefill", "decode"], default="prefill", help="bisect: throughput phase")
-    p.add_argument("--ops", nargs="+", help="bisect: candidate ops (default: every op that served a call)")
-    p.set_defaults(func=cmd_model)
-    p = sub.add_parser("regress", help="run notebooks/regression.ipynb (check + bench vs baseline) via papermill; "
-                                       "exit 1 on failure")
-    p.add_argument("ops", nargs="*", help="op names (default: all)")
-    p.add_argument("--backend", choices=["cpu", "cuda", "mlu"], help="default: detected (mlu > cuda > cpu)")
-    p.add_argument("--cases", nargs="+", help="bench case sets (default: quick on cpu, llm on a GPU)")
-    p.add_argument("--check-cases", nargs="+", help="correctness case sets (default: quick,edge; +llm on a GPU)")
-    p.add_argument("--dtype", nargs="+", help="bench dtypes (default: fp32 on cpu, bf16 on a GPU)")
-    p.add_argument("--check-dtype", nargs="+", help="correctness dtypes (default: fp32,bf16 on cpu; all on a GPU)")
+    _values(p, "--ops", "bisect: candidate ops (default: every op that served a call)")
+
+
+def _add_regress(sub) -> None:
+    p = _command(sub, "regress", cmd_regress, "correctness + bench against the stored baseline; exit 1 on "
+                 "any failure",
+                 "Executes notebooks/regression.ipynb through papermill and writes the executed notebook,\n"
+                 "report.html (headline first) and its figures to --out. On cpu: small cases, timings shown\n"
+                 "but not judged; on a GPU: llm cases in bf16, a >10% slowdown fails.",
+                 "workbench regress --out out/regress\n"
+                 "workbench regress rms_norm softmax --cases llm --dtype bf16 --threshold 0.05")
+    _ops_argument(p)
+    _backend_option(p)
+    _values(p, "--cases", "bench case sets (default: quick on cpu, llm on a GPU)")
+    _values(p, "--check-cases", "correctness case sets (default: quick,edge; +llm on a GPU)")
+    _values(p, "--dtype", "bench dtypes (default: fp32 on cpu, bf16 on a GPU)")
+    _values(p, "--check-dtype", "correctness dtypes (default: fp32,bf16 on cpu; all on a GPU)")
     p.add_argument("--baseline", default="store", help="store (default) | update | none | a run id")
     p.add_argument("--threshold", type=float, help="relative slowdown vs baseline that fails (default: 0.1 on "
                                                    "a GPU; on cpu interpreter timings are not judged)")
     p.add_argument("--min-speedup", type=float, help="fail when a Triton kernel is below this speedup vs native")
     p.add_argument("--rep-ms", type=float, help="time budget per measurement")
-    add_sweep_options(p, "the ResultStore (default: $WORKBENCH_STORE or out/workbench.db)")
+    _sweep_options(p, "the ResultStore holding baselines (default: out/workbench.db)")
     p.add_argument("--out", help="output folder (default: out/regress/<timestamp>)")
     p.add_argument("--notebook", help="the regression notebook (default: notebooks/regression.ipynb)")
     p.add_argument("--timeout", type=int, default=1800, help="seconds per notebook cell")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=cmd_regress)
+    _common_run_options(p)
 
-    p = sub.add_parser("promote", help="check a candidate kernel file and write it into the package")
+
+def _add_promote(sub) -> None:
+    p = _command(sub, "promote", cmd_promote, "check a candidate kernel file and write it into the package",
+                 "Checks every quick and edge case in every dtype in a worker process, imports the module\n"
+                 "from a staged copy of the package, then writes workbench/ops/variants/<op>_<backend>.py\n"
+                 "(or workbench/ops/<op>.py for a new op) and records its bench as the baseline.",
+                 "workbench promote my_rms_norm.py --op rms_norm\n"
+                 "workbench promote my_new_op.py --op my_new_op --force")
     p.add_argument("file", help="candidate .py file (format: workbench/porting/candidate.py)")
     p.add_argument("--op", required=True, help="the op it implements (registered: a variant; new: needs SPEC)")
-    p.add_argument("--backend", choices=["cpu", "cuda", "mlu"],
-                   help="backend the variant is for (default: the detected one, where it is checked)")
+    _backend_option(p, "backend the variant is for (default: the detected one, where it is checked)")
     p.add_argument("--force", action="store_true", help="replace an existing target, keeping a backup")
     p.add_argument("--root", help="tree whose workbench/ package receives it (default: this one)")
     p.add_argument("--store", help="ResultStore for the baseline (default: $WORKBENCH_STORE or out/workbench.db)")
     p.add_argument("--no-baseline", action="store_true", help="do not bench and record a baseline")
     p.add_argument("--timeout", type=float, default=1200.0, help="seconds per worker run")
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=cmd_promote)
+    p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
 
-    p = sub.add_parser("comm-bench", help="collective bus bandwidth, Communicator vs raw torch.distributed "
-                                          "(run under torchrun)")
-    p.add_argument("--collectives", nargs="+", help="default: all_reduce all_gather reduce_scatter broadcast "
-                                                     "all_to_all")
+
+def _add_comm_bench(sub) -> None:
+    p = _command(sub, "comm-bench", cmd_comm_bench, "collective bus bandwidth, Communicator vs raw "
+                 "torch.distributed (under torchrun)",
+                 "Times all_reduce, all_gather, reduce_scatter, broadcast and all_to_all over a range of\n"
+                 "message sizes; rank 0 writes the table, a busbw plot and store rows.",
+                 "torchrun --standalone --nproc_per_node=2 -m workbench.cli comm-bench --selfcheck --csv comm.csv\n"
+                 "torchrun --standalone --nproc_per_node=3 -m workbench.cli comm-bench --devices cuda,cuda,cpu")
+    _values(p, "--collectives", "default: all_reduce,all_gather,reduce_scatter,broadcast,all_to_all")
     p.add_argument("--min-bytes", default="1K", help="smallest message, e.g. 1K (default 1K)")
     p.add_argument("--max-bytes", default="1G", help="largest message, e.g. 64M (default 1G)")
     p.add_argument("--factor", type=int, default=2, help="size step factor (default 2)")
     p.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16", "int32"])
-    p.add_argument("--devices", nargs="+", help="device per rank, cycled: e.g. cuda,cuda,cpu for a "
-                                                 "heterogeneous job (default: detected backend)")
-    p.add_argument("--clusters", nargs="+", help="cluster key per rank, cycled (default: device type)")
+    _values(p, "--devices", "device per rank, cycled: e.g. cuda,cuda,cpu for a heterogeneous job "
+                            "(default: detected backend)")
+    _values(p, "--clusters", "cluster key per rank, cycled (default: device type)")
     p.add_argument("--checked", action="store_true", help="also time the Communicator with validation on")
     p.add_argument("--no-raw", action="store_true", help="skip the raw torch.distributed baseline")
     p.add_argument("--selfcheck", action="store_true", help="first check every operation's results")
@@ -477,17 +734,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--png", help="rank 0 writes the busbw / overhead plot here")
     p.add_argument("--store", help="rank 0 appends the rows to this ResultStore (SQLite file), kind 'comm'")
     p.add_argument("--tracebacks", type=int, default=5, help="selfcheck failures to print per rank")
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=cmd_comm_bench)
-    add_tune_parser(sub)
+    p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
+
+
+def _add_tune(sub) -> None:
+    p = _command(sub, "tune", cmd_tune, "pre-tune a model's kernels into the tuning cache; --show / --clear it",
+                 "Tunes every autotuned kernel on the shapes a model runs (its linears and attention) and\n"
+                 "keeps each choice in the results store's tuning cache, per device, kernel source, key and\n"
+                 "triton version; later processes use it without tuning (docs/measurement.md).",
+                 "workbench tune --model qwen3-8b\n"
+                 "workbench tune --model llama-3-8b --ops linear --tokens 1,8,2048\n"
+                 "workbench tune --show")
+    p.add_argument("--model", help="qwen3-8b, llama-3-8b, qwen3-0.6b or tiny")
+    _values(p, "--ops", "linear, scaled_dot_product_attention (default: both)")
+    _values(p, "--tokens", "rows of the linears / prompt lengths of attention (default: 1,8,2048)",
+            default=["1", "8", "2048"])
+    p.add_argument("--dtype", default="bf16", choices=["fp32", "fp16", "bf16"])
+    _backend_option(p)
+    p.add_argument("--store", help="ResultStore path or URL (default: $WORKBENCH_STORE or out/workbench.db)")
+    p.add_argument("--show", action="store_true", help="print the cached choices")
+    p.add_argument("--clear", action="store_true", help="delete every cached choice")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
+
+
+SUBCOMMANDS = (_add_list, _add_check, _add_bench, _add_model, _add_regress, _add_promote, _add_tune,
+               _add_comm_bench)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="workbench", description=__doc__.split("\n\n")[0],
+                                     epilog="`workbench COMMAND --help` describes a command, with examples.")
+    parser.add_argument("--version", action="version", version=f"workbench {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                parser_class=_IntermixedParser)
+    for add in SUBCOMMANDS:
+        add(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        check_paths(args)
         return args.func(args)
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError, FileNotFoundError) as e:  # PathError too: bad input, one line, exit 2
         print(f"workbench: error: {e}", file=sys.stderr)
         return 2
     except Exception as e:

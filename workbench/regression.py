@@ -15,11 +15,11 @@ and with ``threshold=None`` (the cpu default: interpreter timings are noise) not
 
 from __future__ import annotations
 
-import base64
+import contextlib
 import datetime
-import html
 import json
 import os
+import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -35,6 +35,9 @@ DEFAULTS = {
 }
 BASELINE_KIND = "baseline"
 STORE_ENV = "WORKBENCH_STORE"
+# Set by `execute` for the notebook's kernel: a file where run_check / run_bench append one JSON line per
+# op started, which `execute` follows to show the op in hand (papermill itself only counts cells).
+PROGRESS_ENV = "WORKBENCH_PROGRESS_FILE"
 
 
 class RegressionFailed(AssertionError):
@@ -133,18 +136,39 @@ def _swept(cfg: Config, kind: str, params: dict) -> pd.DataFrame:
     return df
 
 
+def _per_op(cfg: Config, action: str, run) -> pd.DataFrame:
+    """run(op) for every selected op, reporting each op as it starts to $WORKBENCH_PROGRESS_FILE."""
+    from workbench.ops import REGISTRY
+
+    ops = cfg.ops or list(REGISTRY)
+    progress = os.environ.get(PROGRESS_ENV)
+    parts = []
+    for i, op in enumerate(ops):
+        if progress:
+            with open(progress, "a") as f:
+                f.write(json.dumps({"action": action, "op": op, "n": i, "total": len(ops)}) + "\n")
+        parts.append(run(op))
+    return pd.concat(parts, ignore_index=True)
+
+
 def run_check(cfg: Config) -> pd.DataFrame:
     from workbench.profiling import check
 
-    params = {"ops": cfg.ops, "cases": cfg.check_cases, "dtypes": cfg.check_dtypes, "seed": cfg.seed}
-    return _swept(cfg, "check", params) if cfg.devices else check(**params)
+    if cfg.devices:
+        return _swept(cfg, "check", {"ops": cfg.ops, "cases": cfg.check_cases,
+                                     "dtypes": cfg.check_dtypes, "seed": cfg.seed})
+    return _per_op(cfg, "check", lambda op: check(ops=[op], cases=cfg.check_cases, dtypes=cfg.check_dtypes,
+                                                  seed=cfg.seed, progress=False))
 
 
 def run_bench(cfg: Config) -> pd.DataFrame:
     from workbench.profiling import bench
 
-    params = {"ops": cfg.ops, "cases": cfg.cases, "dtypes": cfg.dtypes, "rep_ms": cfg.rep_ms, "seed": cfg.seed}
-    return _swept(cfg, "bench", params) if cfg.devices else bench(**params)
+    if cfg.devices:
+        return _swept(cfg, "bench", {"ops": cfg.ops, "cases": cfg.cases, "dtypes": cfg.dtypes,
+                                     "rep_ms": cfg.rep_ms, "seed": cfg.seed})
+    return _per_op(cfg, "bench", lambda op: bench(ops=[op], cases=cfg.cases, dtypes=cfg.dtypes,
+                                                  rep_ms=cfg.rep_ms, seed=cfg.seed, progress=False))
 
 
 def devices_summary(check_df: pd.DataFrame, bench_df: pd.DataFrame) -> pd.DataFrame:
@@ -162,13 +186,10 @@ def devices_summary(check_df: pd.DataFrame, bench_df: pd.DataFrame) -> pd.DataFr
 
 
 def correctness_summary(check_df: pd.DataFrame) -> pd.DataFrame:
-    """Per op: rows passed / failed / skipped."""
-    from workbench.profiling import failures
+    """Per op: rows passed / failed / skipped and the first failure, failing ops first."""
+    from .reports.report import correctness_by_op
 
-    failed = failures(check_df)
-    df = check_df.assign(failed=check_df.index.isin(failed.index), skip=check_df["skipped"] != "")
-    return df.groupby("op").agg(rows=("case", "size"), failed=("failed", "sum"), skipped=("skip", "sum")) \
-        .assign(passed=lambda t: t["rows"] - t["failed"] - t["skipped"]).reset_index()
+    return correctness_by_op(check_df)
 
 
 def baseline_rows(store, device: str, baseline: str) -> pd.DataFrame:
@@ -250,34 +271,17 @@ def problems(cfg: Config, check_df: pd.DataFrame, bench_df: pd.DataFrame, compar
 
 
 def figures(cfg: Config, bench_df: pd.DataFrame, comparison: pd.DataFrame) -> dict:
-    """name.png -> Figure: speedup bars, roofline, change vs baseline, latency vs size per op."""
-    from workbench.profiling import plots, roofline
+    """name.png -> Figure (`workbench.reports.figures.bench_figures`: the set CLI and panel show too)."""
+    from .reports.figures import bench_figures
 
-    from .reports.views import change_bars
-
-    timed = bench_df[bench_df["ms"].notna()]
-    figs = {}
-    if len(timed):
-        figs["speedup.png"] = plots.speedup_bars(timed)
-        figs["roofline.png"] = plots.roofline_scatter(timed, roofline.peaks())
-        for op in sorted(set(timed["op"])):
-            figs[f"latency_{op}.png"] = plots.latency_vs_size(timed, op)
-    if len(comparison):
-        figs["vs_baseline.png"] = change_bars(comparison, cfg.threshold, cfg.device)
-    return figs
+    return bench_figures(bench_df, comparison, cfg.threshold)
 
 
 def save_figures(cfg: Config, figs: dict) -> list[Path]:
-    import matplotlib.pyplot as plt
+    """The figures as PNG files in <output_dir>/plots, beside the report that links them."""
+    from .reports.figures import save_figures as save
 
-    folder = Path(cfg.output_dir) / "plots"
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name, fig in figs.items():
-        paths.append(folder / name)
-        fig.savefig(paths[-1], dpi=110)
-        plt.close(fig)
-    return paths
+    return save(figs, Path(cfg.output_dir) / "plots")
 
 
 def _threshold_words(cfg: Config) -> str:
@@ -289,57 +293,23 @@ def _threshold_words(cfg: Config) -> str:
 
 def write_report(cfg: Config, check_df: pd.DataFrame, bench_df: pd.DataFrame, comparison: pd.DataFrame,
                  plot_paths: list[Path], run_ids: dict | None = None) -> Path:
-    """report.html (self-contained: plots inlined) and summary.json in the output dir."""
-    from workbench.profiling import side_by_side
+    """report.html (`workbench.reports.report`; plots linked from plots/) and summary.json in the output dir."""
     from workbench.profiling.meta import run_metadata
 
-    from .reports.views import table_html
+    from .reports import report as html_report
 
     found = problems(cfg, check_df, bench_df, comparison)
     meta = run_metadata()
     verdict = "FAIL" if found else "PASS"
-    color = "#b00020" if found else "#137333"
     dirty = " (dirty)" if meta["dirty"] else ""
-    source = (f"{html.escape(meta['device'])} · backend {cfg.backend} · torch {meta['torch']} · "
-              f"triton {meta['triton']} · commit {meta['commit'][:12]}{dirty} · {meta['timestamp']}")
+    source = (f"{meta['device']} · backend {cfg.backend} · torch {meta['torch']} · triton {meta['triton']} · "
+              f"commit {meta['commit'][:12]}{dirty} · {meta['timestamp']}")
     scope = (f"bench cases {cfg.cases} × {cfg.dtypes}; check cases {cfg.check_cases} × {cfg.check_dtypes}; "
-             f"ops {cfg.ops or 'all'}; baseline {cfg.baseline!r}, {_threshold_words(cfg)}; "
-             f"store {html.escape(cfg.store)}; runs {html.escape(json.dumps(run_ids or {}))}")
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>workbench regression</title></head>",
-        "<body style='font-family:sans-serif;max-width:1400px;margin:auto'>",
-        f"<h1>workbench regression: <span style='color:{color}'>{verdict}</span></h1>",
-        f"<p>{source}</p>",
-        f"<p><small>{scope}</small></p>",
-    ]
-    if found:
-        parts.append("<h2>Problems</h2><ul>" + "".join(f"<li>{html.escape(p)}</li>" for p in found) + "</ul>")
-    devices = devices_summary(check_df, bench_df)
-    if len(devices):
-        parts.append(table_html(devices, f"Devices (--devices {cfg.devices}: one worker each; a crashed or "
-                                         "timed-out worker's ops show as errors)"))
-    parts.append(table_html(correctness_summary(check_df), "Correctness (per op)"))
-    table = side_by_side(bench_df)
-    if (table["error"].fillna("") == "").all():
-        table = table.drop(columns=["error"])
-    parts.append("<h2>Side by side</h2>" + table_html(table))
-    if len(comparison):
-        shown = comparison[["op", "impl", "case", "dtype", "ms_base", "ms", "change", "noise_ms", "regressed"]]
-        unflagged = "ok" if cfg.threshold is not None else "not judged"
-        verdicts = shown["regressed"].map({True: "regression", False: unflagged})
-        parts.append(f"<h2>Against the baseline</h2><p>{_threshold_words(cfg)}</p>" + table_html(
-            shown.assign(change=shown["change"].map("{:+.0%}".format), regressed=verdicts)))
-    else:
-        parts.append("<h2>Against the baseline</h2><p>no baseline rows to compare with "
-                     f"(baseline={cfg.baseline!r}); this run's passing rows seed the baseline.</p>")
-    parts.append("<h2>Plots</h2>")
-    for path in plot_paths:
-        data = base64.b64encode(Path(path).read_bytes()).decode()
-        parts.append(f"<figure><img src='data:image/png;base64,{data}' style='max-width:100%'>"
-                     f"<figcaption>{html.escape(Path(path).name)}</figcaption></figure>")
-    parts.append("</body></html>")
-    report = Path(cfg.output_dir) / "report.html"
-    report.write_text("\n".join(parts))
+             f"ops {cfg.ops or 'all'}; baseline {cfg.baseline!r}; store {cfg.store}; runs {json.dumps(run_ids or {})}")
+    report = html_report.write(Path(cfg.output_dir) / "report.html", verdict=verdict, source=source, scope=scope,
+                               threshold_words=_threshold_words(cfg), judged=cfg.threshold is not None,
+                               problems=found, check=check_df, devices=devices_summary(check_df, bench_df),
+                               bench=bench_df, comparison=comparison, plot_paths=plot_paths)
     summary = {"verdict": verdict, "problems": found, "config": asdict(cfg), "runs": run_ids or {},
                "report": str(report), "plots": [str(p) for p in plot_paths], "meta": meta,
                "check_rows": len(check_df), "bench_rows": len(bench_df),
@@ -366,9 +336,53 @@ class Execution:
     error: str = ""
 
 
+class _OpProgress:
+    """Follows the notebook's progress file in a thread and shows the op in hand as a tqdm bar."""
+
+    def __init__(self, path: Path):
+        self.path, self.seen, self.bar = path, 0, None
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._follow, name="workbench-regress-progress", daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+        if self.bar is not None:
+            self.bar.close()
+
+    def _follow(self) -> None:
+        while True:
+            stopping = self.stop.wait(0.3)
+            self._read()
+            if stopping:
+                return
+
+    def _read(self) -> None:
+        from tqdm.auto import tqdm
+
+        lines = self.path.read_text().splitlines() if self.path.exists() else []
+        for line in lines[self.seen:]:
+            step = json.loads(line)
+            if self.bar is None or self.bar.desc != step["action"]:
+                if self.bar is not None:
+                    self.bar.close()
+                self.bar = tqdm(total=step["total"], desc=step["action"], unit="op", leave=False,
+                                dynamic_ncols=True)
+            self.bar.n = step["n"]
+            self.bar.set_postfix_str(step["op"])
+        self.seen = len(lines)
+
+
 def execute(parameters: dict, output_dir: str | Path, notebook: str | Path | None = None,
             cell_timeout: int = 1800, progress: bool = False, kernel_name: str = "python3") -> Execution:
-    """Run regression.ipynb through papermill; the executed notebook lands in `output_dir`."""
+    """Run regression.ipynb through papermill; the executed notebook lands in `output_dir`.
+
+    progress: a bar on stderr naming the op being checked or benched.
+    """
     import papermill as pm
 
     notebook = Path(notebook) if notebook else default_notebook()
@@ -379,26 +393,32 @@ def execute(parameters: dict, output_dir: str | Path, notebook: str | Path | Non
     output_dir.mkdir(parents=True, exist_ok=True)
     executed = output_dir / notebook.name
     summary_path = output_dir / "summary.json"
-    if summary_path.exists():  # a stale one would tell of an earlier run
-        summary_path.unlink()
+    progress_path = output_dir / "progress.jsonl"
+    for stale in (summary_path, progress_path):  # left by an earlier run, they would tell of it
+        stale.unlink(missing_ok=True)
     params = {k: v for k, v in parameters.items() if v is not None}
     params["output_dir"] = str(output_dir)
-    env_backend = params.get("backend")
-    previous = os.environ.get("WORKBENCH_BACKEND")
-    if env_backend:  # the kernel process binds to it before anything else
-        os.environ["WORKBENCH_BACKEND"] = env_backend
+    env = {PROGRESS_ENV: str(progress_path)}
+    if params.get("backend"):  # the kernel process binds to it before anything else
+        env["WORKBENCH_BACKEND"] = params["backend"]
+    previous = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     try:
-        pm.execute_notebook(str(notebook), str(executed), parameters=params, kernel_name=kernel_name,
-                            execution_timeout=cell_timeout, cwd=str(output_dir), progress_bar=progress,
-                            log_output=False)
+        with _OpProgress(progress_path) if progress else contextlib.nullcontext():
+            # The kernel's log level keeps its start-up warnings (TCP without encryption on a local
+            # kernel) off the terminal; the cells' own output and errors land in the executed notebook.
+            pm.execute_notebook(str(notebook), str(executed), parameters=params, kernel_name=kernel_name,
+                                execution_timeout=cell_timeout, cwd=str(output_dir), progress_bar=False,
+                                log_output=False, extra_arguments=["--IPKernelApp.log_level=ERROR"])
         error = ""
     except pm.PapermillExecutionError as e:
         error = f"{e.ename}: {e.evalue}"
     finally:
-        if env_backend:
-            if previous is None:
-                os.environ.pop("WORKBENCH_BACKEND", None)
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
             else:
-                os.environ["WORKBENCH_BACKEND"] = previous
+                os.environ[key] = value
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
     return Execution(ok=not error, output_dir=output_dir, notebook=executed, summary=summary, error=error)
+

@@ -1,6 +1,6 @@
 """Candidate rms_norm variant: a row loop per program, grid = the launch policy's program cap.
 
-The MLU style (MLU_PORTING.md rule 1): launch at most as many programs as the device has cores and let
+The MLU style (docs/mlu.md, rule `grid`): launch at most as many programs as the device has cores and let
 each walk over rows with a grid stride, instead of one program per row.
 """
 

@@ -1,6 +1,6 @@
 """mlu: Cambricon MLUs through torch_mlu (device type "mlu", dispatch key PrivateUse1).
 
-Written against the APIs listed in shared/MLU_PORTING.md. No MLU was available to us: the logic here
+Written against torch_mlu's documented API (docs/mlu.md). No MLU was available to us: the logic here
 is tested with a stand-in for `torch.mlu` / `torch_mlu` / Triton's `BangUtils`, never on hardware.
 
 What it provides beyond the Backend basics:
@@ -26,7 +26,7 @@ from . import mlu_devices
 from .base import Backend, Capabilities, DeviceProperties, LaunchPolicy, Timer
 from .mlu_devices import MluDevice
 
-MAX_EVENT_PAIRS = 8192  # recorded, unread event pairs torch_mlu tolerates (MLU_PORTING.md)
+MAX_EVENT_PAIRS = 8192  # recorded, unread event pairs torch_mlu tolerates (docs/mlu.md)
 
 
 def _torch_mlu():
@@ -167,7 +167,7 @@ class MluBackend(Backend):
 
     @property
     def capabilities(self) -> Capabilities:  # type: ignore[override]
-        # No float64 in kernels, no int64 atomics (MLU_PORTING.md, Triton on MLU 4 and 6).
+        # No float64 in kernels, no int64 atomics (docs/mlu.md, rules `float64` and `atomic_dtype`).
         tf32 = self.device_figures().tf32 if self.is_available() else False
         return Capabilities(fp64=False, bf16=True, bf16_dot=True, tf32=tf32, fp8=False, int64_atomics=False)
 

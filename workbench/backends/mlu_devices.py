@@ -28,7 +28,7 @@ from .base import LaunchPolicy
 
 ENV_VAR = "WORKBENCH_MLU_DEVICE"
 DEFAULT = "MLU590"
-LEGAL_NUM_WARPS = (1, 4)  # MLU_PORTING.md: num_warps is the task shape; 1 and 4 are the legal values
+LEGAL_NUM_WARPS = (1, 4)  # docs/mlu.md: num_warps is the task shape; 1 and 4 are the legal values
 
 
 @dataclass(frozen=True)

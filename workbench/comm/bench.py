@@ -212,7 +212,7 @@ def describe_clusters(comm: Communicator) -> str:
 
 
 def summary(df: pd.DataFrame, min_bytes: int = 1 << 20) -> pd.DataFrame:
-    """Per collective and impl, against the issue's targets: the median and worst time / raw time over
+    """Per collective and impl, against the targets: the median and worst time / raw time over
     sizes >= min_bytes, and busbw at the largest size, also as a fraction of raw's there."""
     rows = []
     for (op, impl), g in df.groupby(["op", "impl"], sort=False):

@@ -178,9 +178,9 @@ def bisect(preset: str | torch.nn.Module = "tiny", metric: str = "accuracy", thr
            **overrides) -> BisectResult:
     """Find the ops that cause an accuracy or throughput loss of the workbench side.
 
-    metric "accuracy": threshold on the last-position logits relative error (default: issue 5's 2e-2).
+    metric "accuracy": threshold on the last-position logits relative error (default: the 2e-2 target).
     metric "throughput": threshold on native/workbench speed of `phase` ("prefill" or "decode")
-    (default: the issue's target for that phase). ops: candidate op names from workbench.ops.REGISTRY
+    (default: the target for that phase). ops: candidate op names from workbench.ops.REGISTRY
     (default: every op that served a call — through ATen or as a module fusion — with all ops on).
     budget_s: stop splitting after this many seconds; unsplit groups are reported as they are.
     """

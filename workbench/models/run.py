@@ -42,7 +42,7 @@ from .fusion import split_selection, workbench_ops
 
 MODES = ("prefill", "decode", "both")
 SIDES = ("native", "workbench")
-# Issue 5's targets (H100, bf16, qwen3-8b): throughput ratios workbench / native, accuracy, coverage.
+# The targets (H100, bf16, qwen3-8b): throughput ratios workbench / native, accuracy, coverage.
 TARGETS = {
     "prefill": 0.95, "decode_eager": 0.9, "decode_graph": 0.9,
     "logits_rel_err": 2e-2, "token_agreement": 0.95, "aten_ops_served": 30,

@@ -16,7 +16,7 @@ import torch
 FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 CASE_SETS = ("quick", "edge", "llm")
 
-# Relative tolerance per dtype (DESIGN.md): used for ‖out − ref‖/‖ref‖ and, scaled, elementwise.
+# Relative tolerance per dtype (docs/correctness.md): used for ‖out − ref‖/‖ref‖ and, scaled, elementwise.
 DEFAULT_TOLERANCE = {torch.float32: 1e-5, torch.float16: 1e-2, torch.bfloat16: 1e-2}
 
 Inputs = tuple[tuple, dict]  # (args, kwargs) for one call

@@ -13,11 +13,13 @@ package. It holds:
   cost=..., aten=...)``, **not** registered (promotion adds the ``register`` call).
 
 Loading executes the file, so untrusted candidates are loaded only inside a worker process
-(`workbench.porting.worker`); promoted kernels are ordinary package modules.
+(`workbench.porting.worker`); promoted kernels are ordinary package modules. `template(op, backend)`
+turns the module of an op's current implementation into a candidate to start from.
 """
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import inspect
 import keyword
@@ -145,3 +147,44 @@ def install(candidate: Candidate, backend: str) -> opspec.OpSpec:
     spec = opspec.REGISTRY[candidate.op]
     spec.variants[backend] = candidate.fn
     return spec
+
+
+def _mentions_spec(node: ast.AST) -> bool:
+    """A top-level statement that builds, registers or extends the op's SPEC (a candidate for a
+    registered op declares none)."""
+    for n in ast.walk(node):
+        if isinstance(n, ast.Name) and n.id == "SPEC":
+            return True
+        if isinstance(n, ast.Call) and getattr(n.func, "id", getattr(n.func, "attr", None)) == "register":
+            return True
+    return False
+
+
+def template(op: str, backend: str) -> str:
+    """The source of the implementation `op` runs on `backend`, as a candidate file: relative imports
+    made absolute, SPEC and its registration dropped, the wrapper reachable under the op's name."""
+    spec = opspec.get(op)
+    fn = spec.variants.get(backend, spec.impl)
+    module = sys.modules[fn.__module__]
+    path = Path(inspect.getsourcefile(module))
+    source = path.read_text()
+    lines = source.splitlines(keepends=True)
+    replace_at: dict[int, str] = {}  # a node's first line (0-based) -> its new text; its other lines go
+    dropped: set[int] = set()
+    for node in ast.parse(source).body:
+        span = range(node.lineno - 1, node.end_lineno)
+        if isinstance(node, ast.ImportFrom) and (node.level or any(a.name == "SPEC" for a in node.names)):
+            name = importlib.util.resolve_name("." * node.level + (node.module or ""), module.__package__)
+            names = [a for a in node.names if a.name != "SPEC"]  # a variant's module imports the op's SPEC
+            replace_at[span[0]] = ast.unparse(ast.ImportFrom(module=name, names=names, level=0)) + "\n" \
+                if names else ""
+            dropped.update(span[1:])
+        elif _mentions_spec(node):
+            dropped.update(span)
+    body = "".join(replace_at.get(i, line) for i, line in enumerate(lines) if i not in dropped)
+    where = module.__name__.replace(".", "/") + ".py"
+    head = f"# The current {op} on {backend} ({where}) as a candidate: edit it, then Check.\n"
+    tail = ""
+    if fn.__name__ != op:  # a variant's wrapper may have another name; a candidate's has the op's
+        tail = f"\n\n{op} = {fn.__name__}\n"
+    return head + body.rstrip() + "\n" + tail

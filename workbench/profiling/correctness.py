@@ -1,4 +1,4 @@
-"""Correctness: each op against its native reference run on float64 inputs (DESIGN.md rules).
+"""Correctness: each op against its native reference run on float64 inputs (docs/correctness.md).
 
 One row per (op, case, dtype): relative error ‖out − ref‖/‖ref‖, max abs error, an elementwise
 bound `|out − ref| <= tol * (|ref| + rms(ref))`, NaN/Inf agreement, and whether the output dtype and

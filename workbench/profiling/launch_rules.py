@@ -1,7 +1,7 @@
 """The MLU launch-rules profile: run kernels on cpu (interpreter) or cuda while checking every launch
 against the rules a Triton kernel must follow on a Cambricon MLU, and report each violation.
 
-Rules (shared/MLU_PORTING.md), for a named device's figures (backends/mlu_devices.py):
+Rules (docs/mlu.md), for a named device's figures (backends/mlu_devices.py):
 - grid: programs x num_warps <= the core count (the MLU launcher multiplies gridX by num_warps; a
   launch without num_warps is counted with Triton's default, 4);
 - num_warps: 1 or 4;

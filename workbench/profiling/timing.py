@@ -31,7 +31,7 @@ from workbench.backends import Backend
 
 FLUSH_BYTES = 256 * 1024 * 1024
 CHUNK = 64  # timed calls queued behind one device hold
-MAX_EVENTS_IN_FLIGHT = 8192  # torch_mlu fails beyond this many outstanding event pairs
+MAX_EVENTS_IN_FLIGHT = 8192  # torch_mlu fails beyond this many outstanding event pairs (docs/mlu.md)
 UNSTABLE_SPREAD = 0.05  # p80 - p20 of a ratio above this fraction of its median: unstable
 MIN_SPREAD_ROUNDS = 3  # fewer rounds measure no spread: p20 and p80 are NaN and the ratio counts as unstable
 

@@ -10,12 +10,11 @@ import html
 import io
 import math
 
-import numpy as np
 import pandas as pd
 
 from workbench.profiling.correctness import failure_reason
 
-_STYLE = ("<style>.wb-table{border-collapse:collapse;font:12px monospace}"
+_STYLE = ("<style>.wb-table{border-collapse:collapse;font:12px monospace}.wb-stale{opacity:.45}"
           ".wb-table td,.wb-table th{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}"
           ".wb-table th{background:#f3f3f3}.wb-fail{color:#b00020;font-weight:bold}"
           ".wb-ok{color:#137333}</style>")
@@ -87,15 +86,19 @@ def figure_png(fig) -> bytes:
     return buf.getvalue()
 
 
-IMPL_ORDER = ("native", "promoted", "candidate")
+IMPL_ORDER = ("native", "current", "candidate")
+# The profile worker labels the op's registered kernel "promoted"; to the user it is the current kernel
+# (what the package runs now), and "promoted" is kept for what a Promote wrote.
+WORKER_IMPL_NAMES = {"promoted": "current"}
 
 
 def comparison_table(bench: pd.DataFrame) -> pd.DataFrame:
-    """One row per (case, dtype): native, promoted and candidate side by side (ms, speedup, correct).
+    """One row per (case, dtype): native, current and candidate side by side (ms, speedup, correct).
 
     `bench` is the profile worker's table: `workbench.profiling.bench` rows whose impl is "native",
-    "promoted" (the op's current kernel on this backend) or "candidate".
+    "promoted" (shown as "current": the op's kernel in the package on this backend) or "candidate".
     """
+    bench = bench.replace({"impl": WORKER_IMPL_NAMES})
     key = ["op", "case", "dtype"]
     out = bench.drop_duplicates(key)[key + ["shape"]].reset_index(drop=True)
     for impl in IMPL_ORDER:
@@ -106,8 +109,8 @@ def comparison_table(bench: pd.DataFrame) -> pd.DataFrame:
         if impl != "native":
             cols.update({"speedup": f"{impl} speedup", "passed": f"{impl} correct", "error": f"{impl} error"})
         out = out.merge(part[key + list(cols)].rename(columns=cols), on=key, how="left")
-    if "candidate ms" in out and "promoted ms" in out:
-        out["candidate vs promoted"] = out["promoted ms"] / out["candidate ms"]
+    if "candidate ms" in out and "current ms" in out:
+        out["candidate vs current"] = out["current ms"] / out["candidate ms"]
     errors = [c for c in out.columns if c.endswith(" error")]
     for col in errors:  # keep error columns only when something failed
         if (out[col].fillna("") == "").all():
@@ -116,33 +119,8 @@ def comparison_table(bench: pd.DataFrame) -> pd.DataFrame:
 
 
 def comparison_figures(bench: pd.DataFrame) -> dict:
-    """name -> Figure for a profile: speedup bars, latency vs size and roofline (profiling.plots)."""
-    from workbench.profiling import plots, roofline
+    """title -> Figure for a profile: the same set the report and `workbench bench --plot` draw."""
+    from .figures import bench_figures
 
-    timed = bench[bench["ms"].notna()]
-    if timed.empty:
-        return {}
-    op = str(timed["op"].iloc[0])
-    return {"speedup": plots.speedup_bars(timed), "latency vs size": plots.latency_vs_size(timed, op),
-            "roofline": plots.roofline_scatter(timed, roofline.peaks())}
-
-
-def change_bars(comparison: pd.DataFrame, threshold: float | None, source: str = ""):
-    """Change of kernel time against the baseline per row; red beyond the threshold (None: not judged)."""
-    import matplotlib.pyplot as plt
-
-    rows = comparison.sort_values(["op", "impl", "case", "dtype"])
-    labels = [f"{r.op} · {r.case} · {r.dtype} [{r.impl}]" for r in rows.itertuples()]
-    fig, ax = plt.subplots(figsize=(9, 0.3 * max(len(rows), 4) + 1.5))
-    colors = ["tab:red" if r else ("tab:gray" if i == "native" else "tab:blue")
-              for r, i in zip(rows["regressed"], rows["impl"])]
-    ax.barh(np.arange(len(rows)), rows["change"] * 100, color=colors)
-    ax.set_yticks(np.arange(len(rows)), labels, fontsize=7)
-    ax.invert_yaxis()
-    ax.axvline(0, color="black", lw=1)
-    if threshold is not None:
-        ax.axvline(threshold * 100, color="tab:red", lw=1, ls="--")
-    ax.set_xlabel("kernel time vs baseline (%; right = slower; dashed = threshold; gray = native)")
-    ax.set_title(f"Against the baseline — {source}", fontsize=9)
-    fig.tight_layout()
-    return fig
+    bench = bench.replace({"impl": WORKER_IMPL_NAMES})
+    return {name.removesuffix(".png").replace("_", " "): fig for name, fig in bench_figures(bench).items()}

@@ -1,4 +1,8 @@
-"""The porting panel (ipywidgets 8): pick an op, edit a candidate kernel, Check / Profile / Promote it.
+"""The porting panel (ipywidgets 8): pick an op, write a candidate kernel, Check / Profile / Promote it.
+
+The candidate comes from a notebook cell (`%%candidate OP`, see `workbench.ui.magics`), from the
+panel's text area (a fallback; picking an op fills it with the op's current kernel as a template) or
+from a file. "current" is the op's kernel in the package now; "promoted" only names what Promote wrote.
 
 The panel holds no logic of its own: each button calls a package function (`worker.run` for Check
 and Profile, `promotion.promote` for Promote, `views` for tables and figures) and keeps what it
@@ -9,12 +13,16 @@ Runs happen in a background thread (``background=True``, the default), so the no
 free while a worker process checks or profiles the candidate; `wait()` blocks until the current run
 is over. Widgets are updated by setting their values (HTML strings, PNG bytes), which works from
 that thread. A new result replaces the table of its own kind only; errors go to their own area, so
-results already shown are never lost, and every run is kept in `history`.
+results already shown are never lost, and every run is kept in `history`. A table that no longer
+belongs to the candidate (the last run of its kind failed, or another candidate ran since) is marked
+stale and dimmed.
 """
 
 from __future__ import annotations
 
 import datetime
+import hashlib
+import html
 import tempfile
 import threading
 import time
@@ -27,10 +35,12 @@ import ipywidgets as widgets
 from workbench import backends
 from workbench.ops import spec as opspec
 
+from workbench.porting import candidate as candidate_format
 from workbench.porting import worker
-
-from workbench.reports import views
 from workbench.porting.promotion import PromotionError, promote
+from workbench.reports import views
+
+from . import magics
 
 DTYPES = ("fp32", "fp16", "bf16")
 
@@ -60,6 +70,11 @@ class PortingPanel:
         self.promotion = None
         self.error: dict | None = None  # {"action", "status", "summary", "traceback"} of the last failure
         self.history: list[dict] = []
+        self.cell: magics.CellCandidate | None = None  # the %%candidate cell that fed the editor last
+        self.stale = {"check": False, "profile": False}  # tables shown that no longer fit the candidate
+        self._made_from: dict[str, str] = {}  # table kind -> digest of the candidate it was made from
+        self._file_labels: dict[str, str] = {}  # worker file path -> the name tracebacks should show
+        self._template = ""
         self._thread: threading.Thread | None = None
         self._build(op, cases, dtypes, timeout)
         if file is not None:
@@ -67,6 +82,8 @@ class PortingPanel:
             self.load_file()
         elif source is not None:
             self.source.value = source
+        magics.attach(self)
+        magics.register()
 
     # ---- layout ------------------------------------------------------------------------------------
 
@@ -98,6 +115,10 @@ class PortingPanel:
         self.file = w.Text(description="file", placeholder="or a candidate .py file",
                            layout=w.Layout(width="60%"))
         self.load_button = w.Button(description="Load file")
+        self.template_button = w.Button(description="Current kernel", icon="file-code-o",
+                                        tooltip="put the op's current kernel in the editor as a template")
+        self.candidate_note = w.HTML("<small>candidate: the editor below, or a cell starting with "
+                                     "<code>%%candidate OP</code></small>")
         self.timeout = w.BoundedFloatText(value=timeout, min=1, max=86400, description="timeout s",
                                           layout=w.Layout(width="180px"))
         self.force = w.Checkbox(value=False, description="force (replace, keep a backup)", indent=False)
@@ -107,7 +128,9 @@ class PortingPanel:
         self.status = w.HTML("ready")
         self.progress = w.IntProgress(value=0, min=0, max=1, description="", layout=w.Layout(width="50%"))
         self.progress_label = w.Label("")
+        self.check_note = w.HTML()
         self.check_html = w.HTML()
+        self.comparison_note = w.HTML()
         self.comparison_html = w.HTML()
         self.figure_tabs = w.Tab()
         self.promotion_html = w.HTML()
@@ -118,6 +141,9 @@ class PortingPanel:
         self.history_html = w.HTML()
 
         self.load_button.on_click(lambda _: self.load_file())
+        self.template_button.on_click(lambda _: self.load_template())
+        self.op.observe(self._op_changed, names="value")
+        self.source.observe(self._source_changed, names="value")
         self.check_button.on_click(lambda _: self.check())
         self.profile_button.on_click(lambda _: self.profile())
         self.promote_button.on_click(lambda _: self.promote())
@@ -125,20 +151,22 @@ class PortingPanel:
         def section(title, *children):
             return w.VBox([w.HTML(f"<h4 style='margin:6px 0 2px'>{title}</h4>"), *children])
 
-        css = w.HTML("<style>.wb-code textarea{font-family:monospace;font-size:12px}</style>")
+        css = w.HTML("<style>.wb-code textarea{font-family:monospace;font-size:12px}"
+                     ".wb-stale{opacity:.45}</style>")
         self.widget = w.VBox([
             css,
             w.HBox([self.op, w.Label("backend"), *self.backend_buttons.values()]),
             self.backend_note,
             w.HBox([w.Label("dtypes"), *self.dtype_boxes.values(), self.cases]),
+            self.candidate_note,
             self.source,
-            w.HBox([self.file, self.load_button]),
+            w.HBox([self.file, self.load_button, self.template_button]),
             w.HBox([self.check_button, self.profile_button, self.promote_button, self.force, self.timeout]),
             w.HBox([self.status]),
             w.HBox([self.progress, self.progress_label]),
             self.error_html, self.traceback_fold,
-            section("Correctness", self.check_html),
-            section("Side by side", self.comparison_html),
+            section("Correctness", self.check_note, self.check_html),
+            section("Side by side", self.comparison_note, self.comparison_html),
             section("Figures", self.figure_tabs),
             section("Promotion", self.promotion_html),
             section("History", self.history_html),
@@ -161,18 +189,68 @@ class PortingPanel:
             self._show_error("load", "error", f"file: expected a candidate .py file, got {str(path)!r} (not found)")
             return
         self.source.value = path.read_text()
+        self.candidate_note.value = f"<small>candidate: file <code>{path}</code></small>"
+
+    def load_template(self) -> None:
+        """Put the op's current kernel (the module the package runs on this backend) in the editor."""
+        op = self.op.value
+        if op not in opspec.REGISTRY:
+            self.candidate_note.value = (f"<small>{op!r} is a new op: write its wrapper and "
+                                         "<code>SPEC = OpSpec(...)</code></small>")
+            return
+        self._template = candidate_format.template(op, self.backend.name)
+        self.source.value = self._template
+        self.candidate_note.value = (f"<small>candidate: the editor, holding the current {op} on "
+                                     f"{self.backend.name} as a template</small>")
+
+    def _op_changed(self, change) -> None:
+        """A new op: offer its current kernel, unless the editor holds work of the user's own."""
+        if not self.source.value.strip() or self.source.value == self._template:
+            self.load_template()
+
+    def _source_changed(self, change) -> None:
+        if self.cell is not None and change["new"] != self.cell.source and change["old"] == self.cell.source:
+            self.candidate_note.value = (f"<small>candidate: the editor (changed since {self.cell.label}; run "
+                                         "that cell again to take it back)</small>")
+
+    def use_cell(self, cell: magics.CellCandidate) -> None:
+        """Take a `%%candidate` cell as the candidate (called by the magic)."""
+        self.cell = cell
+        if self.op.value != cell.op:
+            self.op.value = cell.op
+        self.source.value = cell.source
+        self.candidate_note.value = (f"<small>candidate: <b>{cell.label}</b> "
+                                     f"({cell.source.count(chr(10)) + 1} lines, <code>%%candidate {cell.op}</code>)"
+                                     "</small>")
 
     def candidate_file(self) -> Path:
-        """The file the worker loads: the chosen file if the editor still holds its text, else a copy."""
+        """The file the worker loads: the chosen file if the editor still holds its text, else a copy
+        (for a %%candidate cell, one whose line numbers are the cell's)."""
         if self.file.value:
             path = Path(self.file.value).expanduser()
             if path.is_file() and path.read_text() == self.source.value:
                 return path
         if not self.source.value.strip():
-            raise ValueError("source: expected the candidate's source (type it, pass source=..., or load a file)")
-        path = self.workdir / f"{self.op.value or 'candidate'}_candidate.py"
-        path.write_text(self.source.value)
+            raise ValueError("source: expected the candidate's source (a %%candidate cell, the editor, "
+                             "pass source=..., or load a file)")
+        op = self.op.value or "candidate"
+        if self.cell is not None and self.cell.op == op and self.cell.source == self.source.value:
+            path = self.workdir / f"{op}_cell.py"
+            path.write_text(self.cell.file_text())
+            self._file_labels[str(path)] = self.cell.label
+        else:
+            path = self.workdir / f"{op}_candidate.py"
+            path.write_text(self.source.value)
+            self._file_labels[str(path)] = "the panel's editor"
         return path
+
+    def _digest(self) -> str:
+        return hashlib.sha1(f"{self.op.value}\0{self.source.value}".encode()).hexdigest()
+
+    def _scope(self, action: str) -> str:
+        if action == "promote":  # promotion checks a fixed scope, whatever the panel's choice
+            return f"{self.op.value} · {self.backend.name} · quick,edge · every dtype"
+        return f"{self.op.value} · {self.backend.name} · {self.cases.value} · {','.join(self.dtypes) or '-'}"
 
     # ---- actions -----------------------------------------------------------------------------------
 
@@ -201,16 +279,17 @@ class PortingPanel:
         if self.busy:
             self.status.value = f"<b>busy</b>: wait for the current run to finish before {action}"
             return
-        self.status.value = f"<b>{action}</b> running in a worker process ..."
+        self.status.value = f"<b>{action}</b>: starting worker…"
         self.error_html.value, self.traceback_fold.layout.display = "", "none"
         for b in (self.check_button, self.profile_button, self.promote_button):
             b.disabled = True
         self.progress.value, self.progress_label.value = 0, ""
-
         self.error = None
+        self._action, self._started, self._worker_up = action, time.monotonic(), None
+        scope, digest = self._scope(action), self._digest()
+        self._run_id = len(self.history)  # the history index this run's entry will have
 
         def body():
-            started = time.monotonic()
             try:
                 fn()  # records its outcome in history
             except Exception as e:  # a bug of ours or bad input: show it, keep the panel alive
@@ -219,8 +298,10 @@ class PortingPanel:
                 for b in (self.check_button, self.profile_button, self.promote_button):
                     b.disabled = False
                 entry = self.history[-1]
-                entry["seconds"] = round(time.monotonic() - started, 1)
-                self.status.value = f"<b>{action}</b> {entry['status']} ({entry['seconds']} s)"
+                entry.update(scope=scope, seconds=round(time.monotonic() - self._started, 1))
+                self._mark_stale(action, entry, digest)
+                up = f", worker up in {self._worker_up:.1f} s" if self._worker_up is not None else ""
+                self.status.value = f"<b>{action}</b> {entry['status']} ({entry['seconds']} s{up})"
                 self._render_history()
 
         if self.background:
@@ -230,6 +311,9 @@ class PortingPanel:
             body()
 
     def _on_progress(self, desc: str, n: int, total: int | None) -> None:
+        if self._worker_up is None:  # the first word from the worker: it has started
+            self._worker_up = time.monotonic() - self._started
+            self.status.value = (f"<b>{self._action}</b>: running (worker up in {self._worker_up:.1f} s)")
         self.progress.max = max(1, total or n or 1)
         self.progress.value = min(n, self.progress.max)
         self.progress_label.value = f"{desc} {n}/{total if total is not None else '?'}"
@@ -242,11 +326,13 @@ class PortingPanel:
         result = self._run("check")
         self.check_result = result
         if result.check is not None:
-            self.check_table = views.correctness_table(result.check)
+            self._made_from["check"] = self._run_id
+            self.check_table = views.correctness_table(result.check).assign(variant="candidate")
             counts = self.check_table["result"].value_counts()
             self.check_html.value = views.table_html(
-                self.check_table, f"{self.op.value} on {self.backend.name}: {counts.get('pass', 0)} passed, "
-                f"{counts.get('FAIL', 0)} failed, {counts.get('skipped', 0)} skipped ({result.seconds:.1f} s)")
+                self.check_table, f"candidate {self.op.value} on {self.backend.name}: {counts.get('pass', 0)} "
+                f"passed, {counts.get('FAIL', 0)} failed, {counts.get('skipped', 0)} skipped "
+                f"({result.seconds:.1f} s)")
         if result.ok and not result.passed:
             failed = views.failed_rows(result.check)
             first = failed.iloc[0]
@@ -261,9 +347,11 @@ class PortingPanel:
         result = self._run("profile")
         self.profile_result = result
         if result.bench is not None:
+            self._made_from["profile"] = self._run_id
             self.comparison = views.comparison_table(result.bench)
             self.comparison_html.value = views.table_html(
-                self.comparison, f"{self.op.value} on {self.backend.properties().name}: ms and speedup vs native")
+                self.comparison, f"{self.op.value} on {self.backend.properties().name}: native, current "
+                "(the package's kernel) and candidate: ms and speedup vs native")
             self.figures = views.comparison_figures(result.bench)
             self.figure_tabs.children = [widgets.Image(value=views.figure_png(f), format="png",
                                                        layout=widgets.Layout(max_width="900px"))
@@ -280,6 +368,7 @@ class PortingPanel:
             self.promotion = e.promotion
             run = e.promotion.verify or e.promotion.check
             if run is not None and run.check is not None:
+                self._made_from["check"] = self._run_id
                 self.check_result, self.check_table = run, views.correctness_table(run.check)
                 self.check_html.value = views.table_html(self.check_table, "checked for promotion")
             self.promotion_html.value = views.error_summary_html(str(e), "refused")
@@ -301,13 +390,47 @@ class PortingPanel:
                              result.log if result is not None and status != "refused" else "")
 
     def _show_error(self, action: str, status: str, summary: str, trace: str = "", log: str = "") -> None:
+        for path, label in self._file_labels.items():  # point at the cell's (or editor's) lines
+            for name in (path, Path(path).name):  # full paths in tracebacks, file names in summaries
+                trace, log, summary = (t.replace(name, label) for t in (trace or "", log or "", summary))
         self.error = {"action": action, "status": status, "summary": summary, "traceback": trace}
         self.error_html.value = views.error_summary_html(f"{action}: {summary}", status)
         self.traceback_html.value = views.traceback_html(trace, log)
         self.traceback_fold.selected_index = None
         self.traceback_fold.layout.display = "" if (trace or log) else "none"
 
+    def _mark_stale(self, action: str, entry: dict, digest: str) -> None:
+        """Say where each table comes from; dim those that no longer fit the candidate."""
+        entry["digest"] = digest
+        for kind, note, shown in (("check", self.check_note, (self.check_html,)),
+                                  ("profile", self.comparison_note, (self.comparison_html, self.figure_tabs))):
+            made = self._made_from.get(kind)
+            if made is None:
+                continue
+            source = self.history[made]
+            if made == self._run_id:
+                stale, why = False, ""
+            elif source["digest"] != digest:
+                stale, why = True, f"made from another candidate; the {action} at {entry['time']} ran this one"
+            elif kind == action:
+                stale, why = True, f"the {action} at {entry['time']} ended: {entry['status']}"
+            else:
+                continue  # another kind of run on the same candidate: the table still fits
+            self.stale[kind] = stale
+            origin = f"from the {source['action']} at {source['time']} ({source['scope']})"
+            if stale:
+                note.value = f"<div style='color:#b26a00'><b>STALE</b>: {origin}; {html.escape(why)}</div>"
+                for widget in shown:
+                    widget.add_class("wb-stale")
+            else:
+                note.value = f"<small>{origin}</small>"
+                for widget in shown:
+                    widget.remove_class("wb-stale")
+
     def _render_history(self) -> None:
-        lines = [f"{h['time']} {h['action']}: {h['status']}" + (f" ({h.get('seconds')} s)" if "seconds" in h else "")
-                 for h in self.history[-10:]]
+        lines = []
+        for h in self.history[-10:]:
+            summary = h["summary"] if len(h["summary"]) <= 120 else h["summary"][:117] + "..."
+            lines.append(f"{h['time']} {h['action']} {h.get('scope', '')}: <b>{h['status']}</b> "
+                         f"({h.get('seconds', '?')} s) {html.escape(summary)}")
         self.history_html.value = "<small>" + "<br>".join(lines) + "</small>"

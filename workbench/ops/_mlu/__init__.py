@@ -1,6 +1,6 @@
 """The MLU style shared by the ops' mlu variants (`workbench/ops/variants/<op>_mlu.py`).
 
-The style (shared/MLU_PORTING.md, docs/mlu.md): as many programs as fill the cores (not one per tile)
+The style (docs/mlu.md): as many programs as fill the cores (not one per tile)
 with a grid-stride loop over tiles, blocks sized from NRAM, num_warps 1 or 4, fp32 math for
 transcendental functions, int64 offsets, no float64. Launch sizes come from `mlu_devices.target()`:
 the real MLU on the mlu backend, else named device figures, so the same code runs (and is checked

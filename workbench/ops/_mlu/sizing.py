@@ -1,6 +1,6 @@
 """Launch sizing shared by the mlu-style kernels: the grid fills the cores, blocks sized from NRAM.
 
-The rules (shared/MLU_PORTING.md): the grid is the number of cores, not the number of tiles, and each
+The rules (docs/mlu.md): the grid is the number of cores, not the number of tiles, and each
 program walks its tiles in a grid-stride loop; num_warps is 1 (one core per program) or 4 (the
 launcher runs each program as four tasks, so a quarter as many programs); a block is limited by the
 NRAM of one core, not by registers, so blocks are large.
