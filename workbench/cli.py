@@ -165,8 +165,8 @@ def check_paths(args: argparse.Namespace) -> None:
         if value is None:
             continue
         reason = check(str(value) if dest == "store" else Path(value).expanduser())
-        if reason:
-            raise PathError(f"{label} {value}: {reason}")
+        if reason:  # the store's own message names it with any password masked
+            raise PathError(f"{label}: {reason}" if dest == "store" else f"{label} {value}: {reason}")
 
 
 # ---- commands --------------------------------------------------------------------------------------
