@@ -11,7 +11,7 @@ prefill 1x2048 and greedy decode 8 x (512 prompt + 128 new), rounds alternated, 
 
 `--stub` (cpu, no GPU needed): kernel launches go through the launch cache to a fake compiled kernel
 (workbench.profiling.no_kernels "cached"), so `direct` and `use_ops` are the Python cost of the call path
-alone; native is not timed (its cpu compute is not a host cost). `--profile OP` prints cProfile of OP's
+alone, timed by the process's cpu time; native is not timed (its cpu compute is not a host cost). `--profile OP` prints cProfile of OP's
 `use_ops` and direct paths by own time (with `--stub` on cpu).
 
 From the repo root on a GPU machine (about 2 minutes without --model; add ~4 with --model --layers 36):
@@ -120,19 +120,22 @@ def _outputs_agree(got, want) -> bool:
     return True
 
 
-def per_call_us(fn, backend, calls: int) -> float:
+def per_call_us(fn, backend, calls: int, clock=time.perf_counter) -> float:
     backend.synchronize()
-    t0 = time.perf_counter()
+    t0 = clock()
     for _ in range(calls):
         fn()
     backend.synchronize()
-    return (time.perf_counter() - t0) / calls * 1e6
+    return (clock() - t0) / calls * 1e6
 
 
 def measure_ops(names: list[str], rounds: int, calls: int, stub: bool) -> list[dict]:
     """One row per (op, side, round)."""
     backend = backends.active()
     calls_by_op = op_calls(_inputs(backend.device(), fill=not stub))
+    # Stubbed, there is no device to wait for: the process's cpu time, which other processes on a shared
+    # host disturb less than the wall clock.
+    clock = time.process_time if stub else time.perf_counter
     rows = []
     for op in names:
         case, native, direct, aten = calls_by_op[op]
@@ -153,7 +156,7 @@ def measure_ops(names: list[str], rounds: int, calls: int, stub: bool) -> list[d
                     with context():
                         fn()  # the first call of a context compiles / fills caches
                         rows.append({"op": op, "case": case, "side": side, "round": r,
-                                     "us": per_call_us(fn, backend, calls)})
+                                     "us": per_call_us(fn, backend, calls, clock)})
         medians = {s: statistics.median(x["us"] for x in rows if x["op"] == op and x["side"] == s) for s in sides}
         print(f"{op:30s} " + " ".join(f"{s} {us:7.1f}" for s, us in medians.items()), file=sys.stderr, flush=True)
     return rows

@@ -43,6 +43,15 @@ def check_tensor(name: str, t, dtypes=FLOAT_DTYPES) -> torch.Tensor:
     return t
 
 
+def is_float_on_device(t) -> bool:
+    """Whether `check_tensor(name, t)` accepts `t` with the default float dtypes, in a few attribute reads:
+    the test that opens the fast paths of decode-sized calls (anything else takes the checked path)."""
+    if not isinstance(t, torch.Tensor) or t.dtype not in FLOAT_DTYPES:
+        return False
+    backend, flag = _device_flag()
+    return getattr(t, flag) if flag else t.device.type == backend.device_type
+
+
 def check_same_device(**tensors: torch.Tensor) -> None:
     """All named tensors live on one device (0-dim CPU tensors excepted, as in torch)."""
     items = [(n, t) for n, t in tensors.items() if isinstance(t, torch.Tensor) and t is not None]
@@ -90,6 +99,13 @@ def _poisoned(out: torch.Tensor) -> torch.Tensor:
 
 def new_output(shape, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     out = torch.empty(shape, dtype=dtype, device=device)
+    return _poisoned(out) if _poison else out
+
+
+def new_output_of(like: torch.Tensor, shape, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """A contiguous output of `shape` on `like`'s device, in `like`'s dtype unless given: `new_empty`
+    parses fewer arguments than torch.empty(shape, dtype=..., device=...), a few µs per call."""
+    out = like.new_empty(shape) if dtype is None or dtype == like.dtype else like.new_empty(shape, dtype=dtype)
     return _poisoned(out) if _poison else out
 
 

@@ -21,7 +21,8 @@ import triton.language as tl
 
 from workbench import backends
 
-from ._common import as_tensor_operand, check_same_device, check_tensor, new_output, new_output_as
+from ._common import (as_tensor_operand, check_same_device, check_tensor, is_float_on_device, new_output,
+                      new_output_as)
 from ._launch import launch
 from ._shapes import broadcast, broadcast_strides, cdiv
 from .spec import FLOAT_DTYPES, Case, Cost, nbytes, randn
@@ -236,6 +237,12 @@ def prepare_unary(x: torch.Tensor, name: str = "x", dtypes=FLOAT_DTYPES):
 def unary(fn, x: torch.Tensor, name: str = "x", dtypes=FLOAT_DTYPES) -> torch.Tensor:
     """Apply the jit function `fn` (fp32 in, fp32 out; for a bool / integer `x`, where `dtypes` allows
     one, in x's own dtype) to every element of `x`."""
+    if dtypes is FLOAT_DTYPES and is_float_on_device(x) and x.is_contiguous():  # the decode-sized common case
+        out = new_output_as(x)
+        n = out.numel()
+        if n:
+            launch(_unary_flat_kernel, ((n + BLOCK - 1) // BLOCK,), x, out, n, FN=fn, BLOCK=BLOCK, INT=False)
+        return out
     out, x, sizes, x_strides, contiguous = prepare_unary(x, name, dtypes)
     n = out.numel()
     if n == 0:
@@ -310,6 +317,23 @@ def scale_arg(b_scale, is_int: bool):
 def binary(fn, a: torch.Tensor, b, b_scale=1, names=("input", "other"), integers: bool = False,
            out_dtype: torch.dtype | None = None, dtypes: tuple[torch.dtype, ...] | None = None) -> torch.Tensor:
     """`fn(a, b * b_scale)` elementwise with torch broadcasting and type promotion (see prepare_binary)."""
+    if b_scale == 1 and out_dtype is None and dtypes is None and is_float_on_device(a) and a.is_contiguous():
+        # The decode-sized common cases, checked in a few attribute reads: a contiguous float tensor with
+        # one of its dtype, shape and device, or with a Python number.
+        if isinstance(b, torch.Tensor):
+            fast = b.dtype == a.dtype and b.is_contiguous() and b.shape == a.shape and b.device == a.device
+            b_scalar = None
+        else:
+            fast = type(b) is float or type(b) is int
+            b_scalar = float(b) if fast else None
+        if fast:
+            out = new_output_as(a)
+            n = out.numel()
+            if n:
+                launch(_binary_flat_kernel, ((n + BLOCK - 1) // BLOCK,), a, a if b_scalar is not None else b, out,
+                       n, 0.0 if b_scalar is None else b_scalar, 1.0, FN=fn, B_SCALAR=b_scalar is not None,
+                       SCALE_B=False, BLOCK=BLOCK, INT=False)
+            return out
     out, a, b_arg, sizes, a_strides, b_strides, contiguous, b_scalar = prepare_binary(a, b, names, integers,
                                                                                       out_dtype, dtypes)
     n = out.numel()

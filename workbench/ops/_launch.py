@@ -32,6 +32,7 @@ _RAW_LAUNCH = triton.__version__.startswith("3.6.")
 _cache: dict = {}  # specialisation key -> `_entry`: (launch function, its leading arguments, constexpr tail, key)
 _by_value: dict = {}  # value key -> the same entries; cleared when it reaches MAX_BY_VALUE
 MAX_BY_VALUE = 4096  # distinct int values (e.g. one KV length per decode step) must not grow it forever
+_PLAIN = frozenset((int, bool, float, str, type(None)))  # constexpr types held by value in value keys
 # While > 0 every launch takes Triton's own path, where the MLU launch-rules profile sees it.
 watchers = 0
 
@@ -94,12 +95,14 @@ def launch(kernel, grid: tuple[int, ...], *args, **meta) -> None:
     if not _ENABLED or watchers:
         kernel[grid](*args, **meta)
         return
-    # The kernel by identity: hashing a JITFunction runs Triton's Python `cache_key`. Each entry holds
-    # its specialisation key, which holds the kernel, so the id cannot be reused while the entry is cached.
-    value_key = (id(kernel), tuple(meta.items()), *_value_key(args))
+    # The kernel and non-plain constexprs (an op's jit math function) by identity: hashing a JITFunction
+    # runs Triton's Python `cache_key` under a lock. Each entry holds its specialisation key, which holds
+    # those objects, so their ids cannot be reused while the entry is cached.
+    value_key = (id(kernel), *meta, *[v if type(v) in _PLAIN else id(v) for v in meta.values()],
+                 *_value_key(args))
     entry = _by_value.get(value_key)
     if entry is None:
-        key = (kernel, tuple(map(_arg_key, args)), value_key[1])
+        key = (kernel, tuple(map(_arg_key, args)), tuple(meta.items()))
         entry = _cache.get(key)
         if entry is None:
             compiled = kernel[grid](*args, **meta)
@@ -111,9 +114,12 @@ def launch(kernel, grid: tuple[int, ...], *args, **meta) -> None:
             _by_value.clear()
         _by_value[value_key] = entry
     call, prefix, tail, _ = entry
-    g0, g1, g2 = (*grid, 1, 1)[:3]
     try:
-        call(g0, g1, g2, _stream(), *prefix, *args, *tail)
+        if len(grid) == 1:
+            call(grid[0], 1, 1, _stream(), *prefix, *args, *tail)
+        else:
+            g0, g1, g2 = (*grid, 1)[:3]
+            call(g0, g1, g2, _stream(), *prefix, *args, *tail)
     except (TypeError, AttributeError):  # a launcher with another calling convention: use Triton's path
         _disable()
         kernel[grid](*args, **meta)
