@@ -21,7 +21,7 @@ import triton.language as tl
 
 from workbench import backends
 
-from ._common import (as_tensor_operand, check_same_device, check_tensor, is_float_on_device, new_output,
+from ._common import (as_tensor_operand, check_same_device, check_tensor, is_on_device, new_output,
                       new_output_as)
 from ._launch import launch
 from ._shapes import broadcast, broadcast_strides, cdiv
@@ -237,7 +237,7 @@ def prepare_unary(x: torch.Tensor, name: str = "x", dtypes=FLOAT_DTYPES):
 def unary(fn, x: torch.Tensor, name: str = "x", dtypes=FLOAT_DTYPES) -> torch.Tensor:
     """Apply the jit function `fn` (fp32 in, fp32 out; for a bool / integer `x`, where `dtypes` allows
     one, in x's own dtype) to every element of `x`."""
-    if dtypes is FLOAT_DTYPES and is_float_on_device(x) and x.is_contiguous():  # the decode-sized common case
+    if dtypes is FLOAT_DTYPES and is_on_device(x) and x.is_contiguous():  # the decode-sized common case
         out = new_output_as(x)
         n = out.numel()
         if n:
@@ -317,7 +317,7 @@ def scale_arg(b_scale, is_int: bool):
 def binary(fn, a: torch.Tensor, b, b_scale=1, names=("input", "other"), integers: bool = False,
            out_dtype: torch.dtype | None = None, dtypes: tuple[torch.dtype, ...] | None = None) -> torch.Tensor:
     """`fn(a, b * b_scale)` elementwise with torch broadcasting and type promotion (see prepare_binary)."""
-    if b_scale == 1 and out_dtype is None and dtypes is None and is_float_on_device(a) and a.is_contiguous():
+    if b_scale == 1 and out_dtype is None and dtypes is None and is_on_device(a) and a.is_contiguous():
         # The decode-sized common cases, checked in a few attribute reads: a contiguous float tensor with
         # one of its dtype, shape and device, or with a Python number.
         if isinstance(b, torch.Tensor):

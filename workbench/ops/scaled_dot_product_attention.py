@@ -24,7 +24,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from workbench import backends
 
 from . import _split_rows
-from ._common import check_dtype_match, check_same_device, check_tensor, new_output, new_output_of
+from ._common import (Plans, check_dtype_match, check_same_device, check_tensor, geometry, new_output,
+                      new_output_of)
 from ._launch import launch
 from ._shapes import broadcast, cdiv, next_pow2
 from .spec import DEFAULT_TOLERANCE, Case, Cost, OpSpec, nbytes, numel, randn, register
@@ -406,20 +407,9 @@ def _decode(p: Attention) -> _Decode:
         split_meta, (programs, packed * p.L), (*p.o.stride(), p.Hq, p.L, packed, p.EV, splits), combine_meta)
 
 
-# Unmasked decode geometry (shapes, strides, dtypes, devices, arguments) -> (output shape, _Decode):
-# a decode step repeats one geometry per layer, and working it out costs more than the launches.
-_decode_plans: dict = {}
-MAX_DECODE_PLANS = 1024  # one per KV length in a generate loop: bounded, cleared when full
-
-
-def _geometry(query, key, value, dropout_p, is_causal, scale, enable_gqa):
-    """The key of `_decode_plans`, or None when an argument is not a tensor (the general path says so)."""
-    try:
-        return (query.shape, query.stride(), key.shape, key.stride(), value.shape, value.stride(), query.dtype,
-                key.dtype, value.dtype, query.device, key.device, value.device, dropout_p, is_causal, scale,
-                enable_gqa)
-    except AttributeError:
-        return None
+# Unmasked decode geometry -> (output shape, _Decode): a decode step repeats one geometry per layer, and
+# working it out costs more than the launches.
+_decode_plans = Plans()
 
 
 def scaled_dot_product_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
@@ -427,10 +417,10 @@ def scaled_dot_product_attention(query: torch.Tensor, key: torch.Tensor, value: 
                                  is_causal: bool = False, *, scale: float | None = None,
                                  enable_gqa: bool = False) -> torch.Tensor:
     """softmax(query @ key^T * scale + mask) @ value over (..., L, E) x (..., S, E) x (..., S, Ev)."""
-    geometry = None
+    plan_key = None
     if attn_mask is None:
-        geometry = _geometry(query, key, value, dropout_p, is_causal, scale, enable_gqa)
-        planned = _decode_plans.get(geometry)
+        plan_key = (geometry(query, key, value), dropout_p, is_causal, scale, enable_gqa)
+        planned = _decode_plans.get(plan_key)
         if planned is not None:  # validated before: the views the kernels read are the tensors themselves
             out_shape, plan = planned
             out = new_output_of(query, out_shape)
@@ -443,10 +433,8 @@ def scaled_dot_product_attention(query: torch.Tensor, key: torch.Tensor, value: 
         plan = _decode(p)
         plan.launch(p.q, p.k, p.v, p.m, p.o)
         views = (p.q, p.k, p.v)
-        if geometry is not None and all(a.data_ptr() == b.data_ptr() for a, b in zip(views, (query, key, value))):
-            if len(_decode_plans) >= MAX_DECODE_PLANS:
-                _decode_plans.clear()
-            _decode_plans[geometry] = (tuple(out.shape), plan)
+        if plan_key is not None and all(a.data_ptr() == b.data_ptr() for a, b in zip(views, (query, key, value))):
+            _decode_plans.put(plan_key, (tuple(out.shape), plan))
         return out
     q, k, v, m, o, strides, mask_kind = p.q, p.k, p.v, p.m, p.o, p.strides, p.mask_kind
     B, Hq, Hk, Hv, L, S, E, EV = p.B, p.Hq, p.Hk, p.Hv, p.L, p.S, p.E, p.EV
