@@ -9,6 +9,10 @@ sizes. Before timing, each side's output is compared with native's, so that a br
 prefill 1x2048 and greedy decode 8 x (512 prompt + 128 new), rounds alternated, median of `--model-reps`
 (>= 3); `--layers N` cuts the decoder to N layers to fit a time budget.
 
+`--ops all` adds every other registered op at its smallest `llm` case. The override's own cost is measured
+too, apart from any op (`dispatch_us`: a no-op adapter, a float64 fallback, an op no one claims, each next
+to the native call).
+
 `--stub` (cpu, no GPU needed): kernel launches go through the launch cache to a fake compiled kernel
 (workbench.profiling.no_kernels "cached"), so `direct` and `use_ops` are the Python cost of the call path
 alone, timed by the process's cpu time; native is not timed (its cpu compute is not a host cost). `--profile OP` prints cProfile of OP's
@@ -37,6 +41,7 @@ import torch
 
 import workbench
 from workbench import backends
+from workbench.ops import REGISTRY
 from workbench.profiling.meta import run_metadata
 from workbench.profiling.no_kernels import no_kernels
 
@@ -107,6 +112,55 @@ def op_calls(i: dict) -> dict:
     return table
 
 
+def registry_calls(names: list[str]) -> dict:
+    """Every other registered op at its smallest `llm` case (bf16): native is its reference, direct its
+    implementation, use_ops the reference inside use_ops when the op replaces ATen overloads."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from host_overhead import smallest_llm_case
+
+    table = {}
+    for op in names:
+        spec = REGISTRY[op]
+        case, args, kwargs = smallest_llm_case(spec)
+        impl = spec.implementation(backends.active().name)
+        native = (lambda spec=spec, args=args, kwargs=kwargs: spec.reference(*args, **kwargs))
+        direct = (lambda impl=impl, args=args, kwargs=kwargs: impl(*args, **kwargs))
+        table[op] = (case.name, native, direct, native if spec.aten else None)
+    return table
+
+
+def dispatch_calls(device) -> dict:
+    """What the override itself costs, apart from any op: small float32 tensors, the same ATen call
+    natively and inside use_ops (an adapter that returns its input; float64, which falls back; atan2,
+    which no op claims)."""
+    x, y = torch.randn(4, 64, device=device), torch.randn(4, 64, device=device)
+    x64 = x.double()
+    return {"native add": (lambda: torch.add(x, y), None),
+            "override, no-op adapter": (lambda: torch.add(x, y), "noop"),
+            "native add float64": (lambda: torch.add(x64, x64), None),
+            "fallback (float64)": (lambda: torch.add(x64, x64), "all"),
+            "native atan2": (lambda: torch.atan2(x, y), None),
+            "not claimed (atan2)": (lambda: torch.atan2(x, y), "all")}
+
+
+def measure_dispatch(rounds: int, calls: int, clock) -> dict:
+    backend = backends.active()
+    spec = REGISTRY["add"]
+    saved = spec.aten_impls["aten::add.Tensor"]
+    out = {}
+    for name, (fn, mode) in dispatch_calls(backend.device()).items():
+        if mode == "noop":
+            spec.aten_impls["aten::add.Tensor"] = lambda impl, self, other, alpha=1: self
+        try:
+            with torch.inference_mode(), (workbench.use_ops(include=["aten::add.Tensor"]) if mode == "noop" else
+                                          workbench.use_ops() if mode == "all" else contextlib.nullcontext()):
+                fn()
+                out[name] = round(statistics.median(per_call_us(fn, backend, calls, clock) for _ in range(rounds)), 2)
+        finally:
+            spec.aten_impls["aten::add.Tensor"] = saved
+    return out
+
+
 def _outputs_agree(got, want) -> bool:
     got, want = (got if isinstance(got, tuple) else (got,)), (want if isinstance(want, tuple) else (want,))
     for g, w in zip(got, want):
@@ -129,23 +183,22 @@ def per_call_us(fn, backend, calls: int, clock=time.perf_counter) -> float:
     return (clock() - t0) / calls * 1e6
 
 
-def measure_ops(names: list[str], rounds: int, calls: int, stub: bool) -> list[dict]:
-    """One row per (op, side, round)."""
+def measure_ops(names: list[str], rounds: int, calls: int, stub, clock) -> list[dict]:
+    """One row per (op, side, round). `stub`: the no_kernels stub in use (its compiles count the launch
+    cache's misses), or None."""
     backend = backends.active()
-    calls_by_op = op_calls(_inputs(backend.device(), fill=not stub))
-    # Stubbed, there is no device to wait for: the process's cpu time, which other processes on a shared
-    # host disturb less than the wall clock.
-    clock = time.process_time if stub else time.perf_counter
+    calls_by_op = op_calls(_inputs(backend.device(), fill=stub is None))
+    calls_by_op.update(registry_calls([op for op in names if op not in calls_by_op]))
     rows = []
     for op in names:
         case, native, direct, aten = calls_by_op[op]
         sides = {"direct": (direct, contextlib.nullcontext)}
         if aten is not None:
             sides["use_ops"] = (aten, workbench.use_ops)
-        if not stub:
+        if stub is None:
             sides = {"native": (native, contextlib.nullcontext), **sides}
         with torch.inference_mode():
-            if not stub:
+            if stub is None:
                 want = native()
                 for side, (fn, context) in sides.items():
                     with context():
@@ -154,9 +207,12 @@ def measure_ops(names: list[str], rounds: int, calls: int, stub: bool) -> list[d
             for r in range(rounds):
                 for side, (fn, context) in sides.items():
                     with context():
-                        fn()  # the first call of a context compiles / fills caches
+                        fn()  # the first calls of a context compile, autotune, fill the caches
+                        fn()
+                        compiles = stub.compiles if stub else 0
                         rows.append({"op": op, "case": case, "side": side, "round": r,
-                                     "us": per_call_us(fn, backend, calls, clock)})
+                                     "us": per_call_us(fn, backend, calls, clock),
+                                     "misses": (stub.compiles - compiles) if stub else None})
         medians = {s: statistics.median(x["us"] for x in rows if x["op"] == op and x["side"] == s) for s in sides}
         print(f"{op:30s} " + " ".join(f"{s} {us:7.1f}" for s, us in medians.items()), file=sys.stderr, flush=True)
     return rows
@@ -173,17 +229,20 @@ def summarise_ops(rows: list[dict]) -> dict:
     return out
 
 
-def measure_model(layers: int | None, reps: int, decode_tokens: int) -> dict:
-    """Qwen3-8B dims, use_ops alone vs native eager: throughput ratios (native time / ours)."""
+def measure_model(preset: str, layers: int | None, reps: int, prefill_len: int, decode_batch: int,
+                  decode_prompt: int, decode_tokens: int) -> dict:
+    """`preset`'s dims (Qwen3-8B by default), use_ops alone vs native eager: throughput ratios (native time
+    / ours) of a prefill and of greedy decoding."""
     from workbench.models import build_model
     from workbench.models.measure import generate_eager, time_prefill
 
     backend = backends.active()
     overrides = {"num_hidden_layers": layers} if layers else {}
-    model = build_model("qwen3-8b", **overrides)
+    model = build_model(preset, **overrides)
+    vocab = model.config.vocab_size
     gen = torch.Generator(device=backend.device()).manual_seed(0)
-    prefill_ids = torch.randint(0, 151936, (1, 2048), device=backend.device(), generator=gen)
-    decode_ids = torch.randint(0, 151936, (8, 512), device=backend.device(), generator=gen)
+    prefill_ids = torch.randint(0, vocab, (1, prefill_len), device=backend.device(), generator=gen)
+    decode_ids = torch.randint(0, vocab, (decode_batch, decode_prompt), device=backend.device(), generator=gen)
     times: dict[str, dict[str, list[float]]] = {"prefill": {"native": [], "use_ops": []},
                                                 "decode": {"native": [], "use_ops": []}}
     with torch.inference_mode():
@@ -199,14 +258,16 @@ def measure_model(layers: int | None, reps: int, decode_tokens: int) -> dict:
     med = {phase: {side: statistics.median(v) for side, v in sides.items()} for phase, sides in times.items()}
     return {"prefill_vs_eager": round(med["prefill"]["native"] / med["prefill"]["use_ops"], 3),
             "decode_vs_eager": round(med["decode"]["native"] / med["decode"]["use_ops"], 3),
-            "layers": layers or 36, "reps": reps, "decode_new_tokens": decode_tokens,
+            "preset": preset, "layers": model.config.num_hidden_layers, "reps": reps, "prefill": [1, prefill_len],
+            "decode": [decode_batch, decode_prompt, decode_tokens],
             "ms": {phase: {side: round(v, 2) for side, v in sides.items()} for phase, sides in med.items()},
             "raw_ms": times}
 
 
 def profile(op: str, calls: int, stub: bool) -> None:
     backend = backends.active()
-    _, _, direct, aten = op_calls(_inputs(backend.device(), fill=not stub))[op]
+    table = op_calls(_inputs(backend.device(), fill=not stub))
+    _, _, direct, aten = table[op] if op in table else registry_calls([op])[op]
     for side, fn, context in (("direct", direct, contextlib.nullcontext), ("use_ops", aten, workbench.use_ops)):
         if fn is None:
             continue
@@ -229,7 +290,8 @@ def device_dir(name: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
-    parser.add_argument("--ops", nargs="*", default=None)
+    parser.add_argument("--ops", nargs="*", default=None,
+                        help=f"default: {' '.join(OPS)}; any registered op (at its smallest llm case); 'all'")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--calls", type=int, default=CALLS)
     parser.add_argument("--stub", action="store_true", help="launches go to a fake kernel: Python cost only")
@@ -237,23 +299,37 @@ def main() -> None:
     parser.add_argument("--model", action="store_true", help="also Qwen3-8B dims, use_ops alone vs native eager")
     parser.add_argument("--layers", type=int, help="decoder layers of the model run (default: all 36)")
     parser.add_argument("--model-reps", type=int, default=3)
+    parser.add_argument("--preset", default="qwen3-8b", help="model dims (workbench.models presets)")
+    parser.add_argument("--prefill-len", type=int, default=2048)
+    parser.add_argument("--decode-batch", type=int, default=8)
+    parser.add_argument("--decode-prompt", type=int, default=512)
     parser.add_argument("--decode-tokens", type=int, default=128)
     args = parser.parse_args()
     names = args.ops or OPS
+    if names == ["all"]:
+        names = OPS + sorted(set(REGISTRY) - set(OPS))
     stubbed = no_kernels("cached") if args.stub else contextlib.nullcontext()
     if args.profile:
         with stubbed:
             profile(args.profile, args.calls, args.stub)
         return
-    with stubbed:
-        rows = measure_ops(names, args.rounds, args.calls, args.stub)
+    # Stubbed, there is no device to wait for: the process's cpu time, which other processes on a shared
+    # host disturb less than the wall clock.
+    clock = time.process_time if args.stub else time.perf_counter
+    with stubbed as stub:
+        rows = measure_ops(names, args.rounds, args.calls, stub, clock)
+    dispatch = measure_dispatch(args.rounds, args.calls, clock)
     meta = run_metadata()
     summary = {k: meta[k] for k in ("device", "torch", "triton", "commit")}
     summary["command"] = " ".join(["python3", "benchmarks/host_cost.py", *sys.argv[1:]])
     summary["stubbed_launches"] = args.stub
     summary["calls"], summary["rounds"] = args.calls, args.rounds
     summary["ops"] = summarise_ops(rows)
-    summary["model_aten_only"] = (measure_model(args.layers, max(3, args.model_reps), args.decode_tokens)
+    if args.stub:
+        summary["launch_cache_misses"] = sum(r["misses"] for r in rows)
+    summary["dispatch_us"] = dispatch
+    summary["model_aten_only"] = (measure_model(args.preset, args.layers, max(3, args.model_reps), args.prefill_len,
+                                                args.decode_batch, args.decode_prompt, args.decode_tokens)
                                   if args.model else None)
     out = args.out / device_dir(meta["device"]) / "host"
     out.mkdir(parents=True, exist_ok=True)
@@ -280,9 +356,12 @@ def main() -> None:
                   f"{(use - nat) if use is not None else float('nan'):7.1f}  {verdict}")
         else:
             print(f"{op:30s} {fmt(nat)} {fmt(dire)} {fmt(use)}")
+    print("the override alone (µs per call): " + ", ".join(f"{k} {v}" for k, v in dispatch.items()))
+    if args.stub:
+        print(f"launch cache misses in timed calls (should be 0): {summary['launch_cache_misses']}")
     if summary["model_aten_only"]:
         m = summary["model_aten_only"]
-        print(f"Qwen3-8B dims ({m['layers']} layers), use_ops alone vs native eager: prefill "
+        print(f"{m['preset']} dims ({m['layers']} layers), use_ops alone vs native eager: prefill "
               f"{m['prefill_vs_eager']}x [>= 0.9], decode {m['decode_vs_eager']}x [>= 0.75]")
     print(f"wrote {out / 'summary.json'}")
 

@@ -310,7 +310,7 @@ def matmul(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, M: int, N: int, K:
         raise ValueError(f"batch: expected at most {MAX_BATCH} matrices, got {batch}")
     has_bias = bias is not None and beta != 0  # torch ignores the bias (even NaN) when beta is 0
     upcast = a.dtype == torch.bfloat16 and not backends.active().capabilities.bf16_dot
-    precision = "tf32" if a.dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32 else "ieee"
+    precision = "tf32" if a.dtype is torch.float32 and torch.backends.cuda.matmul.allow_tf32 else "ieee"
     meta = {"HAS_BIAS": has_bias, "SCALED": alpha != 1 or (has_bias and beta != 1), "UPCAST": upcast,
             "INPUT_PRECISION": precision}
 

@@ -13,7 +13,7 @@ import triton.language as tl
 from workbench import backends
 
 from . import _rows, _split_rows
-from ._common import check_tensor, new_output
+from ._common import Plans, check_tensor, geometry, new_output, new_output_of
 from ._launch import launch
 from ._shapes import next_pow2
 from .spec import Case, Cost, OpSpec, nbytes, randn, register
@@ -104,22 +104,41 @@ def prepare(x: torch.Tensor, dim: int | None, keepdim: bool) -> tuple[torch.Tens
     return out, (rows if out.numel() else None)
 
 
-def argmax(x: torch.Tensor, dim: int | None = None, keepdim: bool = False) -> torch.Tensor:
-    out, rows = prepare(x, dim, keepdim)
-    if rows is None:
-        return out
+# Geometry of x, dim and keepdim -> (output shape, `_sizing`) where x's rows are x itself: greedy decoding
+# repeats one geometry per step.
+_plans = Plans()
+
+
+def _sizing(rows: torch.Tensor) -> tuple:
+    """(n_rows, n, row stride, chunks, chunk, BLOCK, num_warps) of the launches over `rows`."""
     n_rows, n = rows.shape
     # Narrow tiles over many warps: the per-element compare-and-select work is what bounds this loop
     # (benchmarks/tune_sweep.py on an H200, 2048x151936 bf16: 268 us vs 358 us with 4096 x 8 warps).
     block = min(2048 * backends.active().policy.block_scale, next_pow2(n))
     warps = 16 if block >= 2048 else _rows.row_warps(block)
     chunks, chunk = _split_rows.chunking(n_rows, n, block)
-    part_i = out if chunks == 1 else torch.empty(n_rows * chunks, dtype=torch.int64, device=x.device)
-    launch(_argmax_chunk_kernel, (n_rows, chunks), rows, part_i, n, rows.stride(0), chunk, BLOCK=block,
+    return n_rows, n, rows.stride(0), chunks, chunk, block, warps
+
+
+def argmax(x: torch.Tensor, dim: int | None = None, keepdim: bool = False) -> torch.Tensor:
+    plan_key = (geometry(x), dim, keepdim)
+    plan = _plans.get(plan_key)
+    if plan is not None:  # checked before
+        shape, sizing = plan
+        out, rows = new_output_of(x, shape, torch.int64), x
+    else:
+        out, rows = prepare(x, dim, keepdim)
+        if rows is None:
+            return out
+        sizing = _sizing(rows)
+        if rows.data_ptr() == x.data_ptr():
+            _plans.put(plan_key, (tuple(out.shape), sizing))
+    n_rows, n, row_stride, chunks, chunk, block, warps = sizing
+    part_i = out if chunks == 1 else x.new_empty(n_rows * chunks, dtype=torch.int64)
+    launch(_argmax_chunk_kernel, (n_rows, chunks), rows, part_i, n, row_stride, chunk, BLOCK=block,
            num_warps=warps)
     if chunks > 1:
-        launch(_argmax_merge_kernel, (n_rows,), rows, rows.stride(0), part_i, out, chunks,
-               BLOCK_C=next_pow2(chunks))
+        launch(_argmax_merge_kernel, (n_rows,), rows, row_stride, part_i, out, chunks, BLOCK_C=next_pow2(chunks))
     return out
 
 
