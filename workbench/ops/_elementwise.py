@@ -21,8 +21,14 @@ import triton.language as tl
 
 from workbench import backends
 
-from ._common import (as_tensor_operand, check_same_device, check_tensor, is_on_device, new_output,
-                      new_output_as)
+from ._common import (
+    as_tensor_operand,
+    check_same_device,
+    check_tensor,
+    is_on_device,
+    new_output,
+    new_output_as,
+)
 from ._launch import launch
 from ._shapes import broadcast, broadcast_strides, cdiv
 from .spec import FLOAT_DTYPES, Case, Cost, nbytes, randn

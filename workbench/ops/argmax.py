@@ -14,7 +14,7 @@ from workbench import backends
 
 from . import _rows, _split_rows
 from ._common import Plans, check_tensor, geometry, new_output, new_output_of
-from ._launch import launch
+from ._launch import Site, aligned
 from ._shapes import next_pow2
 from .spec import Case, Cost, OpSpec, nbytes, randn, register
 
@@ -104,20 +104,32 @@ def prepare(x: torch.Tensor, dim: int | None, keepdim: bool) -> tuple[torch.Tens
     return out, (rows if out.numel() else None)
 
 
-# Geometry of x, dim and keepdim -> (output shape, `_sizing`) where x's rows are x itself: greedy decoding
+# Geometry of x, dim and keepdim -> (output shape, `_Sizing`) where x's rows are x itself: greedy decoding
 # repeats one geometry per step.
 _plans = Plans()
 
 
-def _sizing(rows: torch.Tensor) -> tuple:
-    """(n_rows, n, row stride, chunks, chunk, BLOCK, num_warps) of the launches over `rows`."""
-    n_rows, n = rows.shape
-    # Narrow tiles over many warps: the per-element compare-and-select work is what bounds this loop
-    # (benchmarks/tune_sweep.py on an H200, 2048x151936 bf16: 268 us vs 358 us with 4096 x 8 warps).
-    block = min(2048 * backends.active().policy.block_scale, next_pow2(n))
-    warps = 16 if block >= 2048 else _rows.row_warps(block)
-    chunks, chunk = _split_rows.chunking(n_rows, n, block)
-    return n_rows, n, rows.stride(0), chunks, chunk, block, warps
+class _Sizing:
+    """The launches over one geometry of rows: sizes, chunking, and their Sites."""
+
+    def __init__(self, rows: torch.Tensor):
+        self.n_rows, self.n = rows.shape
+        self.row_stride = rows.stride(0)
+        # Narrow tiles over many warps: the per-element compare-and-select work is what bounds this loop
+        # (benchmarks/tune_sweep.py on an H200, 2048x151936 bf16: 268 us vs 358 us with 4096 x 8 warps).
+        block = min(2048 * backends.active().policy.block_scale, next_pow2(self.n))
+        warps = 16 if block >= 2048 else _rows.row_warps(block)
+        self.chunks, self.chunk = _split_rows.chunking(self.n_rows, self.n, block)
+        self.chunk_site = Site(_argmax_chunk_kernel, BLOCK=block, num_warps=warps)
+        self.merge_site = Site(_argmax_merge_kernel, BLOCK_C=next_pow2(self.chunks))
+
+    def launch(self, rows: torch.Tensor, out: torch.Tensor) -> None:
+        n_rows, chunks = self.n_rows, self.chunks
+        is_aligned = aligned(rows)
+        part_i = out if chunks == 1 else rows.new_empty(n_rows * chunks, dtype=torch.int64)
+        self.chunk_site((n_rows, chunks), rows, part_i, self.n, self.row_stride, self.chunk, aligned=is_aligned)
+        if chunks > 1:
+            self.merge_site((n_rows,), rows, self.row_stride, part_i, out, chunks, aligned=is_aligned)
 
 
 def argmax(x: torch.Tensor, dim: int | None = None, keepdim: bool = False) -> torch.Tensor:
@@ -125,20 +137,16 @@ def argmax(x: torch.Tensor, dim: int | None = None, keepdim: bool = False) -> to
     plan = _plans.get(plan_key)
     if plan is not None:  # checked before
         shape, sizing = plan
-        out, rows = new_output_of(x, shape, torch.int64), x
-    else:
-        out, rows = prepare(x, dim, keepdim)
-        if rows is None:
-            return out
-        sizing = _sizing(rows)
-        if rows.data_ptr() == x.data_ptr():
-            _plans.put(plan_key, (tuple(out.shape), sizing))
-    n_rows, n, row_stride, chunks, chunk, block, warps = sizing
-    part_i = out if chunks == 1 else x.new_empty(n_rows * chunks, dtype=torch.int64)
-    launch(_argmax_chunk_kernel, (n_rows, chunks), rows, part_i, n, row_stride, chunk, BLOCK=block,
-           num_warps=warps)
-    if chunks > 1:
-        launch(_argmax_merge_kernel, (n_rows,), rows, row_stride, part_i, out, chunks, BLOCK_C=next_pow2(chunks))
+        out = new_output_of(x, shape, torch.int64)
+        sizing.launch(x, out)
+        return out
+    out, rows = prepare(x, dim, keepdim)
+    if rows is None:
+        return out
+    sizing = _Sizing(rows)
+    sizing.launch(rows, out)
+    if rows.data_ptr() == x.data_ptr():
+        _plans.put(plan_key, (tuple(out.shape), sizing))
     return out
 
 

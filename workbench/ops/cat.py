@@ -15,10 +15,10 @@ import triton.language as tl
 
 from ._common import Plans, check_same_device, check_tensor, geometry, new_output, new_output_of
 from ._elementwise import BLOCK, _merge_dims
-from ._launch import launch
+from ._launch import Site, aligned
 from ._movement import MOVE_DTYPES, copy_into
-from ._shapes import cdiv
 from ._reduce import normalize_dims
+from ._shapes import cdiv
 from .spec import Case, Cost, OpSpec, nbytes, randn, register
 
 
@@ -78,7 +78,7 @@ def _as_3d(t: torch.Tensor, d: int) -> tuple[int, int, int] | None:
 
 def _cat2(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor, d: int) -> tuple | None:
     """out = cat((a, b), d) in one launch when both read as 3-D views of out's dtype: returns the launch's
-    (grid, runtime ints), or None (nothing launched) otherwise."""
+    (grid, runtime ints, Site), or None (nothing launched) otherwise."""
     n = out.numel()
     if a.dtype != out.dtype or b.dtype != out.dtype or n >= 2**31:
         return None
@@ -87,12 +87,13 @@ def _cat2(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor, d: int) -> tuple 
         return None
     grid = (cdiv(n, BLOCK),)
     ints = (n, out.shape[d], a.shape[d], math.prod(out.shape[d + 1:]), *a_strides, *b_strides)
+    site = Site(_cat2_kernel, BLOCK=BLOCK)
     if n:
-        launch(_cat2_kernel, grid, a, b, out, *ints, BLOCK=BLOCK)
-    return grid, ints
+        site(grid, a, b, out, *ints, aligned=aligned(a, b))
+    return grid, ints, site
 
 
-# Geometry of two inputs and dim -> (output shape, grid, runtime ints) of their one-launch cat: a decode
+# Geometry of two inputs and dim -> (output shape, grid, runtime ints, Site) of their one-launch cat: a decode
 # step appends to the KV cache of every layer with the same geometry.
 _plans = Plans()
 
@@ -102,10 +103,10 @@ def cat(tensors, dim: int = 0) -> torch.Tensor:
     plan = _plans.get(plan_key)
     if plan is not None:  # checked before: both inputs are read in place
         a, b = tensors
-        shape, grid, ints = plan
+        shape, grid, ints, site = plan
         out = new_output_of(a, shape)
         if ints[0]:
-            launch(_cat2_kernel, grid, a, b, out, *ints, BLOCK=BLOCK)
+            site(grid, a, b, out, *ints, aligned=aligned(a, b))
         return out
     out, copies = prepare(tensors, dim)
     if len(copies) == 2:

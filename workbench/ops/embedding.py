@@ -15,7 +15,7 @@ import triton.language as tl
 from workbench import backends
 
 from ._common import Plans, check_same_device, check_tensor, geometry, new_output, new_output_of
-from ._launch import launch
+from ._launch import Site, aligned, launch
 from ._shapes import cdiv, next_pow2
 from .spec import Case, Cost, OpSpec, nbytes, randn, register
 
@@ -50,7 +50,7 @@ def prepare(input: torch.Tensor, weight: torch.Tensor,
     return out, input.reshape(-1).contiguous() if out.numel() else None
 
 
-# Geometry of (indices, table) and padding_idx -> (output shape, grid, runtime ints, constexprs) for
+# Geometry of (indices, table) and padding_idx -> (output shape, grid, runtime ints, Site) for
 # contiguous indices, read in place: decoding repeats one geometry per step.
 _plans = Plans()
 
@@ -59,17 +59,18 @@ def embedding(input: torch.Tensor, weight: torch.Tensor, padding_idx: int | None
     plan_key = (geometry(input, weight), padding_idx)
     plan = _plans.get(plan_key)
     if plan is not None:  # checked before
-        shape, grid, ints, meta = plan
+        shape, grid, ints, site = plan
         out = new_output_of(weight, shape)
-        launch(_embedding_kernel, grid, input, weight, out, *ints, **meta)
+        site(grid, input, weight, out, *ints, aligned=aligned(input, weight))
         return out
     out, idx = prepare(input, weight, padding_idx)
     if idx is None:
         return out
     grid, ints, meta = _gather_launch(weight, idx)
-    launch(_embedding_kernel, grid, idx, weight, out, *ints, **meta)
+    site = Site(_embedding_kernel, **meta)
+    site(grid, idx, weight, out, *ints, aligned=aligned(idx, weight))
     if idx.data_ptr() == input.data_ptr():  # the indices as given, not a contiguous copy
-        _plans.put(plan_key, (tuple(out.shape), grid, ints, meta))
+        _plans.put(plan_key, (tuple(out.shape), grid, ints, site))
     return out
 
 

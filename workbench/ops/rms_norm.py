@@ -6,7 +6,7 @@ import triton.language as tl
 
 from . import _rows
 from ._common import Plans, check_same_device, check_tensor, geometry, new_output_as
-from ._launch import launch
+from ._launch import Site, aligned
 from ._norm_cases import norm_cases
 from .spec import Cost, OpSpec, Unsupported, nbytes, register
 
@@ -86,7 +86,7 @@ def prepare(x: torch.Tensor, weight: torch.Tensor | None) -> tuple[torch.Tensor,
     return out, (_rows.as_rows(x) if x.numel() else None)
 
 
-# Geometry of (x, weight) -> (grid, runtime ints, constexprs) where x's rows are x itself: every layer of a
+# Geometry of (x, weight) -> (grid, runtime ints, Site) where x's rows are x itself: every layer of a
 # decode step normalises the same shape.
 _plans = Plans()
 
@@ -95,9 +95,10 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor | None = None, eps: float = 1
     plan_key = geometry(x) if weight is None else geometry(x, weight)
     plan = _plans.get(plan_key)
     if plan is not None:  # checked before
-        grid, ints, meta = plan
+        grid, ints, site = plan
         out = new_output_as(x)
-        launch(_rms_norm_kernel, grid, x, x if weight is None else weight, out, *ints, float(eps), **meta)
+        w = x if weight is None else weight
+        site(grid, x, w, out, *ints, float(eps), aligned=aligned(x, w))
         return out
     out, rows = prepare(x, weight)
     if rows is None:
@@ -105,10 +106,12 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor | None = None, eps: float = 1
     n_rows, n = rows.shape
     programs, block_r, block, one_tile, warps = _rows.packed_launch(n_rows, n)
     grid, ints = (programs,), (n_rows, n, rows.stride(0))
-    meta = dict(HAS_WEIGHT=weight is not None, BLOCK_R=block_r, BLOCK=block, ONE_TILE=one_tile, num_warps=warps)
-    launch(_rms_norm_kernel, grid, rows, weight if weight is not None else rows, out, *ints, float(eps), **meta)
+    site = Site(_rms_norm_kernel, HAS_WEIGHT=weight is not None, BLOCK_R=block_r, BLOCK=block, ONE_TILE=one_tile,
+                num_warps=warps)
+    w = rows if weight is None else weight
+    site(grid, rows, w, out, *ints, float(eps), aligned=aligned(rows, w))
     if rows.data_ptr() == x.data_ptr() and x.is_contiguous():  # the output is allocated like x
-        _plans.put(plan_key, (grid, ints, meta))
+        _plans.put(plan_key, (grid, ints, site))
     return out
 
 

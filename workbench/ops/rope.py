@@ -13,10 +13,17 @@ import triton.language as tl
 
 from workbench import backends
 
-from ._common import (Plans, check_dtype_match, check_same_device, check_tensor, geometry, new_output_as,
-                      new_output_of)
+from ._common import (
+    Plans,
+    check_dtype_match,
+    check_same_device,
+    check_tensor,
+    geometry,
+    new_output_as,
+    new_output_of,
+)
 from ._elementwise import _merge_dims
-from ._launch import launch
+from ._launch import Site, aligned
 from ._shapes import broadcast, cdiv, next_pow2
 from .spec import Case, Cost, OpSpec, nbytes, randn, register
 
@@ -131,9 +138,9 @@ def rope(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
     plan_key = (geometry(q, k, cos, sin), unsqueeze_dim)
     plan = _plans.get(plan_key)
     if plan is not None:  # checked before; the operands are read in place
-        q_shape, k_shape, dtype, grid, ints, meta = plan
+        q_shape, k_shape, dtype, grid, ints, site = plan
         q_out, k_out = new_output_of(q, q_shape, dtype), new_output_of(k, k_shape, dtype)
-        launch(_rope_kernel, grid, q, k, cos, sin, cos, sin, q_out, k_out, *ints, **meta)
+        site(grid, q, k, cos, sin, cos, sin, q_out, k_out, *ints, aligned=aligned(q, k, cos, sin))
         return q_out, k_out
     q_out, k_out, layout = prepare(q, k, cos, sin, unsqueeze_dim)
     if layout is None:
@@ -146,11 +153,11 @@ def rope(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
     q_programs = cdiv(q_rows, block_r)
     grid = (q_programs + cdiv(k_rows, block_r),)
     ints = (q_rows, k_rows, q_programs, half, *q_sizes, *q_strides, *k_sizes, *k_strides)
-    meta = dict(BLOCK_R=block_r, BLOCK_H=block_h, num_warps=4)
-    launch(_rope_kernel, grid, qx, kx, qc, qs, kc, ks, q_out, k_out, *ints, **meta)
+    site = Site(_rope_kernel, BLOCK_R=block_r, BLOCK_H=block_h, num_warps=4)
     read = (qx, kx, qc, qs, kc, ks)
+    site(grid, *read, q_out, k_out, *ints, aligned=aligned(*read))
     if all(a.data_ptr() == b.data_ptr() for a, b in zip(read, (q, k, cos, sin, cos, sin))):  # no copies made
-        _plans.put(plan_key, (tuple(q_out.shape), tuple(k_out.shape), q_out.dtype, grid, ints, meta))
+        _plans.put(plan_key, (tuple(q_out.shape), tuple(k_out.shape), q_out.dtype, grid, ints, site))
     return q_out, k_out
 
 

@@ -24,9 +24,16 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from workbench import backends
 
 from . import _split_rows
-from ._common import (Plans, check_dtype_match, check_same_device, check_tensor, geometry, new_output,
-                      new_output_of)
-from ._launch import launch
+from ._common import (
+    Plans,
+    check_dtype_match,
+    check_same_device,
+    check_tensor,
+    geometry,
+    new_output,
+    new_output_of,
+)
+from ._launch import Site, aligned, launch
 from ._shapes import broadcast, cdiv, next_pow2
 from .spec import DEFAULT_TOLERANCE, Case, Cost, OpSpec, nbytes, numel, randn, register
 
@@ -372,10 +379,10 @@ class _Decode:
     splits: int
     part_elements: tuple[int, int]  # fp32 elements of the chunks' outputs and log-sum-exps (splits > 1)
     split_args: tuple
-    split_meta: dict
+    split: Site
     combine_grid: tuple[int, int]
     combine_args: tuple
-    combine_meta: dict
+    combine: Site
 
     def launch(self, q, k, v, m, o) -> None:
         if self.splits == 1:
@@ -383,10 +390,10 @@ class _Decode:
         else:
             part_o = o.new_empty(self.part_elements[0], dtype=torch.float32)  # scratch: never poisoned
             part_l = o.new_empty(self.part_elements[1], dtype=torch.float32)
-        launch(_split_kernel, (self.programs, self.splits), q, k, v, m, o, part_o, part_l, *self.split_args,
-               **self.split_meta)
+        self.split((self.programs, self.splits), q, k, v, m, o, part_o, part_l, *self.split_args,
+                   aligned=aligned(q, k, v, m))
         if self.splits > 1:
-            launch(_combine_kernel, self.combine_grid, part_o, part_l, o, *self.combine_args, **self.combine_meta)
+            self.combine(self.combine_grid, part_o, part_l, o, *self.combine_args)
 
 
 def _decode(p: Attention) -> _Decode:
@@ -397,14 +404,14 @@ def _decode(p: Attention) -> _Decode:
     block_n = 16 if backend.interpreted else 64
     programs = p.B * (p.Hq // packed)
     splits, chunk = _split_rows.chunking(programs, p.S, block_n)
-    split_meta = dict(CAUSAL=p.causal, MASK_KIND=p.mask_kind, UPCAST=p.upcast, SINGLE=splits == 1,
-                      EVEN_D=p.E == p.block_d, EVEN_DV=p.EV == p.block_dv, BLOCK_M=block_m, BLOCK_N=block_n,
-                      BLOCK_D=p.block_d, BLOCK_DV=p.block_dv, num_warps=4, num_stages=3)
-    combine_meta = dict(BLOCK_M=block_m, BLOCK_S=next_pow2(splits), BLOCK_DV=p.block_dv, num_warps=4)
+    split = Site(_split_kernel, CAUSAL=p.causal, MASK_KIND=p.mask_kind, UPCAST=p.upcast, SINGLE=splits == 1,
+                 EVEN_D=p.E == p.block_d, EVEN_DV=p.EV == p.block_dv, BLOCK_M=block_m, BLOCK_N=block_n,
+                 BLOCK_D=p.block_d, BLOCK_DV=p.block_dv, num_warps=4, num_stages=3)
+    combine = Site(_combine_kernel, BLOCK_M=block_m, BLOCK_S=next_pow2(splits), BLOCK_DV=p.block_dv, num_warps=4)
     return _Decode(
         programs, splits, (programs * splits * block_m * p.block_dv, programs * splits * block_m),
         (*p.strides, p.Hq, p.L, p.S, p.E, p.EV, p.Hq // p.Hk, p.Hq // p.Hv, packed, chunk, p.scale_log2),
-        split_meta, (programs, packed * p.L), (*p.o.stride(), p.Hq, p.L, packed, p.EV, splits), combine_meta)
+        split, (programs, packed * p.L), (*p.o.stride(), p.Hq, p.L, packed, p.EV, splits), combine)
 
 
 # Unmasked decode geometry -> (output shape, _Decode): a decode step repeats one geometry per layer, and
