@@ -22,6 +22,7 @@ import triton.language as tl
 from workbench import backends
 
 from ._common import (
+    Plans,
     as_tensor_operand,
     check_same_device,
     check_tensor,
@@ -29,7 +30,7 @@ from ._common import (
     new_output,
     new_output_as,
 )
-from ._launch import launch
+from ._launch import Site, aligned, launch
 from ._shapes import broadcast, broadcast_strides, cdiv
 from .spec import FLOAT_DTYPES, Case, Cost, nbytes, randn
 
@@ -40,6 +41,9 @@ _FLAT = ([1, 1, 1], [[0] * MAX_DIMS, [0] * MAX_DIMS], True)  # sizes, strides, c
 # Integer dtypes the binary and ternary launchers compute exactly when an op allows integers.
 INT_DTYPES = (torch.int32, torch.int64)
 FLOAT_OR_INT_DTYPES = FLOAT_DTYPES + INT_DTYPES
+# The fast paths' launches of the flat kernels by (math, operand kind, dtype, size): a decode step repeats
+# a few sizes, and a Site skips the launch cache's key.
+_flat_sites = Plans()
 # `broadcast` of shapes (torch.Size, hashable), cached: a decode step repeats a few shapes.
 cached_broadcast = functools.lru_cache(maxsize=4096)(broadcast)
 
@@ -247,7 +251,12 @@ def unary(fn, x: torch.Tensor, name: str = "x", dtypes=FLOAT_DTYPES) -> torch.Te
         out = new_output_as(x)
         n = out.numel()
         if n:
-            launch(_unary_flat_kernel, ((n + BLOCK - 1) // BLOCK,), x, out, n, FN=fn, BLOCK=BLOCK, INT=False)
+            key = (fn, x.dtype, n)
+            site = _flat_sites.get(key)
+            if site is None:
+                site = Site(_unary_flat_kernel, FN=fn, BLOCK=BLOCK, INT=False)
+                _flat_sites.put(key, site)
+            site(((n + BLOCK - 1) // BLOCK,), x, out, n, aligned=aligned(x))
         return out
     out, x, sizes, x_strides, contiguous = prepare_unary(x, name, dtypes)
     n = out.numel()
@@ -336,9 +345,16 @@ def binary(fn, a: torch.Tensor, b, b_scale=1, names=("input", "other"), integers
             out = new_output_as(a)
             n = out.numel()
             if n:
-                launch(_binary_flat_kernel, ((n + BLOCK - 1) // BLOCK,), a, a if b_scalar is not None else b, out,
-                       n, 0.0 if b_scalar is None else b_scalar, 1.0, FN=fn, B_SCALAR=b_scalar is not None,
-                       SCALE_B=False, BLOCK=BLOCK, INT=False)
+                key = (fn, b_scalar is None, a.dtype, n)
+                site = _flat_sites.get(key)
+                if site is None:
+                    site = Site(_binary_flat_kernel, FN=fn, B_SCALAR=b_scalar is not None, SCALE_B=False,
+                                BLOCK=BLOCK, INT=False)
+                    _flat_sites.put(key, site)
+                if b_scalar is None:
+                    site(((n + BLOCK - 1) // BLOCK,), a, b, out, n, 0.0, 1.0, aligned=aligned(a, b))
+                else:
+                    site(((n + BLOCK - 1) // BLOCK,), a, a, out, n, b_scalar, 1.0, aligned=aligned(a))
             return out
     out, a, b_arg, sizes, a_strides, b_strides, contiguous, b_scalar = prepare_binary(a, b, names, integers,
                                                                                       out_dtype, dtypes)
