@@ -27,8 +27,8 @@ from ._common import (
     check_same_device,
     check_tensor,
     is_on_device,
-    new_output,
     new_output_as,
+    new_output_of,
 )
 from ._launch import Site, aligned, launch
 from ._shapes import broadcast, broadcast_strides, cdiv
@@ -302,7 +302,7 @@ def prepare_binary(a: torch.Tensor, b, names=("input", "other"), integers: bool 
             if shape is None:
                 raise ValueError(f"{names[1]}: shape {tuple(b.shape)} does not broadcast with "
                                  f"{names[0]} shape {tuple(a.shape)}")
-            out = new_output(shape, out_dtype or torch.result_type(a, b), a.device)
+            out = new_output_of(a, shape, out_dtype or torch.result_type(a, b))
             flat = False  # one operand is broadcast
         operands, b_scalar = [a, b], None
     if flat or out.numel() == 0:
@@ -419,7 +419,7 @@ def prepare_ternary(c: torch.Tensor, a, b, out_dtype: torch.dtype, names=("condi
     shape = cached_broadcast(*[t.shape for t in operands])
     if shape is None:
         raise ValueError(f"{', '.join(names)}: shapes {[tuple(t.shape) for t in operands]} do not broadcast")
-    out = new_output(shape, out_dtype, c.device)
+    out = new_output_of(c, shape, out_dtype)
     if out.numel() == 0 or all(t.shape == shape and t.is_contiguous() for t in operands):
         sizes, contiguous = _FLAT[0], True
         strides = [[0] * MAX_DIMS] * len(operands)

@@ -14,6 +14,10 @@ the launcher's C function itself, skipping its Python wrapper, which only sizes 
 kernels do not use; with other versions, the compiled kernel's `run`. The first call of a key,
 interpreted backends, and launchers of another calling convention take Triton's own path.
 WORKBENCH_FAST_LAUNCH=0 turns the cache off (benchmarks/host_overhead.py measures both).
+
+`launch` returns the entry it used. A `Site` (one launch of an op's per-geometry plan, whose sizes,
+strides and constexprs are fixed) keeps the entry of its first launch with aligned tensors and calls it
+directly afterwards: no key at all, only an alignment test of the caller's tensors.
 """
 
 from __future__ import annotations
