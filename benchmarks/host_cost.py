@@ -15,10 +15,11 @@ to the native call).
 
 `--stub` (cpu, no GPU needed): kernel launches go through the launch cache to a fake compiled kernel
 (workbench.profiling.no_kernels "cached"), so `direct` and `use_ops` are the Python cost of the call path
-alone, timed by the process's cpu time; native is not timed (its cpu compute is not a host cost). `--profile OP` prints cProfile of OP's
-`use_ops` and direct paths by own time (with `--stub` on cpu).
+alone, timed by the process's cpu time; native is not timed (its cpu compute is not a host cost).
+`--profile OP` prints cProfile of OP's `use_ops` and direct paths by own time (with `--stub` on cpu).
 
-From the repo root on a GPU machine (about 2 minutes without --model; add ~4 with --model --layers 36):
+From the repo root on a GPU machine (not yet timed there: the ops part should take 1-2 minutes; the model
+part builds Qwen3-8B and autotunes its prefill shapes first, a few minutes more; `--layers` shortens it):
     WORKBENCH_COMMIT=$(git rev-parse HEAD) PYTHONPATH=$PWD python3 benchmarks/host_cost.py --out $OUT --model
 On cpu:  PYTHONPATH=$PWD python benchmarks/host_cost.py --stub --out /tmp/host
 Writes <out>/<device>/host/summary.json (keys device, torch, triton, commit, command, ops, model_aten_only)
