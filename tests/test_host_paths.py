@@ -9,8 +9,9 @@ from workbench.ops import REGISTRY
 from workbench.ops._common import Plans
 from workbench.profiling.correctness import make_inputs, verify
 
-# The ops whose wrappers cache per-geometry plans or take a fast path for plain inputs.
-FAST_OPS = ["add", "mul", "silu", "rms_norm", "softmax", "linear", "argmax", "embedding", "cat", "copy", "rope",
+# The ops whose wrappers cache per-geometry plans or take a fast path for plain inputs (sub and gt: the
+# binary plans with alpha and with a bool result).
+FAST_OPS = ["add", "mul", "sub", "gt", "silu", "rms_norm", "softmax", "linear", "argmax", "embedding", "cat", "copy", "rope",
             "scaled_dot_product_attention"]
 
 

@@ -26,6 +26,7 @@ from ._common import (
     as_tensor_operand,
     check_same_device,
     check_tensor,
+    geometry,
     is_on_device,
     new_output_as,
     new_output_of,
@@ -42,8 +43,12 @@ _FLAT = ([1, 1, 1], [[0] * MAX_DIMS, [0] * MAX_DIMS], True)  # sizes, strides, c
 INT_DTYPES = (torch.int32, torch.int64)
 FLOAT_OR_INT_DTYPES = FLOAT_DTYPES + INT_DTYPES
 # The fast paths' launches of the flat kernels by (math, operand kind, dtype, size): a decode step repeats
-# a few sizes, and a Site skips the launch cache's key.
+# a few sizes, and a Site skips the launch cache's key. The Sites hold the math functions, so their ids
+# in the keys stay theirs.
 _flat_sites = Plans()
+# Two-tensor binary ops in other layouts by (math, geometry, alpha, dtype rules) -> (output shape and
+# dtype, grid, runtime args after the pointers, Site): a decode step repeats its broadcasts every layer.
+_binary_plans = Plans()
 # `broadcast` of shapes (torch.Size, hashable), cached: a decode step repeats a few shapes.
 cached_broadcast = functools.lru_cache(maxsize=4096)(broadcast)
 
@@ -251,7 +256,7 @@ def unary(fn, x: torch.Tensor, name: str = "x", dtypes=FLOAT_DTYPES) -> torch.Te
         out = new_output_as(x)
         n = out.numel()
         if n:
-            key = (fn, x.dtype, n)
+            key = (id(fn), x.dtype, n)  # by id: a JITFunction's hash runs Python
             site = _flat_sites.get(key)
             if site is None:
                 site = Site(_unary_flat_kernel, FN=fn, BLOCK=BLOCK, INT=False)
@@ -345,7 +350,7 @@ def binary(fn, a: torch.Tensor, b, b_scale=1, names=("input", "other"), integers
             out = new_output_as(a)
             n = out.numel()
             if n:
-                key = (fn, b_scalar is None, a.dtype, n)
+                key = (id(fn), b_scalar is None, a.dtype, n)  # by id: a JITFunction's hash runs Python
                 site = _flat_sites.get(key)
                 if site is None:
                     site = Site(_binary_flat_kernel, FN=fn, B_SCALAR=b_scalar is not None, SCALE_B=False,
@@ -356,19 +361,28 @@ def binary(fn, a: torch.Tensor, b, b_scale=1, names=("input", "other"), integers
                 else:
                     site(((n + BLOCK - 1) // BLOCK,), a, a, out, n, b_scalar, 1.0, aligned=aligned(a))
             return out
-    out, a, b_arg, sizes, a_strides, b_strides, contiguous, b_scalar = prepare_binary(a, b, names, integers,
-                                                                                      out_dtype, dtypes)
+    # Two tensors in any other layout (a broadcast, a strided view): a plan per geometry.
+    plan_key = ((id(fn), geometry(a, b), b_scale, integers, out_dtype, dtypes) if isinstance(b, torch.Tensor)
+                else None)
+    plan = _binary_plans.get(plan_key)
+    if plan is not None:  # checked before; a and b are read in place
+        shape, dtype, grid, rest, site = plan
+        out = new_output_of(a, shape, dtype)
+        site(grid, a, b, out, *rest, aligned=aligned(a, b))
+        return out
+    out, a_arg, b_arg, sizes, a_strides, b_strides, contiguous, b_scalar = prepare_binary(a, b, names, integers,
+                                                                                          out_dtype, dtypes)
     n = out.numel()
     if n == 0:
         return out
-    is_int = integer_math(a, b_arg if b_scalar is None else b_scalar)
+    is_int = integer_math(a_arg, b_arg if b_scalar is None else b_scalar)
     kernel, layout = (_binary_flat_kernel, ()) if contiguous else (_binary_kernel, (*sizes, *a_strides, *b_strides))
-    launch(
-        kernel, (cdiv(n, BLOCK),),
-        a, b_arg, out, n, *layout, (0 if is_int else 0.0) if b_scalar is None else b_scalar,
-        scale_arg(b_scale, is_int), FN=fn, B_SCALAR=b_scalar is not None, SCALE_B=b_scale != 1, BLOCK=BLOCK,
-        INT=is_int,
-    )
+    grid = (cdiv(n, BLOCK),)
+    rest = (n, *layout, (0 if is_int else 0.0) if b_scalar is None else b_scalar, scale_arg(b_scale, is_int))
+    site = Site(kernel, FN=fn, B_SCALAR=b_scalar is not None, SCALE_B=b_scale != 1, BLOCK=BLOCK, INT=is_int)
+    site(grid, a_arg, b_arg, out, *rest, aligned=aligned(a_arg, b_arg))
+    if plan_key is not None and a_arg is a and b_arg is b and out.is_contiguous():
+        _binary_plans.put(plan_key, (tuple(out.shape), out.dtype, grid, rest, site))
     return out
 
 
