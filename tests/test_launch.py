@@ -157,3 +157,33 @@ def test_stream_skips_torch_cuda_current_devices_python_wrapper(monkeypatch):
         assert _launch._stream() == ("stream of", 3)
     finally:
         _launch._stream_getters.cache_clear()
+
+
+def test_site_relaunches_its_aligned_entry_and_refreshes_a_stale_one(monkeypatch):
+    monkeypatch.setattr(_launch, "_ENABLED", True)
+    monkeypatch.setattr(_launch, "_cache", {})
+    monkeypatch.setattr(_launch, "_by_value", {})
+    monkeypatch.setattr(_launch, "_stream", lambda: "stream")
+    kernel, x = FakeKernel(), torch.empty(64)
+    site = _launch.Site(kernel, BLOCK=16, FLAG=True)
+    site((1,), x, 64)  # compiles: the entry is kept
+    entry = site.entry
+    assert entry is not None and kernel.slow_calls == 1
+    monkeypatch.setattr(_launch, "_value_key", lambda args: (_ for _ in ()).throw(AssertionError("keyed")))
+    site((2,), x, 64)  # straight to the entry, no key built
+    assert kernel.compiled.calls[-1][:2] == (2, 1) and kernel.compiled.calls[-1][-4:] == (x, 64, 16, True)
+    monkeypatch.undo()
+    monkeypatch.setattr(_launch, "_ENABLED", True)
+    monkeypatch.setattr(_launch, "_stream", lambda: "stream")
+    monkeypatch.setattr(_launch, "_cache", {})
+    monkeypatch.setattr(_launch, "_by_value", {})
+    site((3,), x[1:], 64, aligned=False)  # a misaligned tensor takes the keyed path, keeping the entry
+    assert site.entry is entry and kernel.slow_calls == 2
+    monkeypatch.setattr(_launch, "generation", _launch.generation + 1)  # caches swapped since
+    site((4,), x, 64)
+    assert site.entry is not entry and site.entry[4] == _launch.generation and kernel.slow_calls == 3
+
+
+def test_aligned():
+    x = torch.empty(64)
+    assert _launch.aligned(x, x[4:]) and not _launch.aligned(x, x[1:])

@@ -51,13 +51,29 @@ FALLBACK_ERRORS = (Unsupported, TypeError, ValueError)
 
 
 class Coverage:
-    """Counts, per ATen overload, calls handled by workbench and calls that fell back to native (why)."""
+    """Counts, per ATen overload, calls handled by workbench and calls that fell back to native (why).
+
+    Handled calls are counted in one-element lists (`counter`), one per overload, that the registered
+    kernels hold from registration on: a call increments its slot, with no lookup by name.
+    """
 
     def __init__(self, ops: dict[str, str] | None = None):
-        self.handled: dict[str, int] = {}
+        self._handled: dict[str, list[int]] = {}
         self.fallbacks: dict[str, dict[str, int]] = {}
         self._ops = dict(ops or {})  # ATen overload -> workbench op name
         self.not_enabled: dict[str, str] = {}  # ATen overload -> why the selection policy left it native
+
+    def counter(self, overload: str) -> list[int]:
+        """The slot that counts `overload`'s handled calls (made on first request)."""
+        slot = self._handled.get(overload)
+        if slot is None:
+            slot = self._handled[overload] = [0]
+        return slot
+
+    @property
+    def handled(self) -> dict[str, int]:
+        """ATen overload -> calls handled by workbench (overloads with at least one)."""
+        return {overload: slot[0] for overload, slot in self._handled.items() if slot[0]}
 
     def record_fallback(self, overload: str, reason: str, n: int = 1) -> None:
         reasons = self.fallbacks.setdefault(overload, {})
@@ -65,7 +81,7 @@ class Coverage:
 
     def merge(self, other: Coverage) -> None:
         for overload, n in other.handled.items():
-            self.handled[overload] = self.handled.get(overload, 0) + n
+            self.counter(overload)[0] += n
         for overload, reasons in other.fallbacks.items():
             for reason, n in reasons.items():
                 self.record_fallback(overload, reason, n)
@@ -83,9 +99,10 @@ class Coverage:
 
         rows = [{"aten_op": overload, "op": self._ops.get(overload, ""), "calls": 0, "handled": 0,
                  "fallback": 0, "reasons": reason} for overload, reason in self.not_enabled.items()]
-        for overload in set(self.handled) | set(self.fallbacks):
+        handled_calls = self.handled
+        for overload in set(handled_calls) | set(self.fallbacks):
             reasons = sorted(self.fallbacks.get(overload, {}).items(), key=lambda kv: (-kv[1], kv[0]))
-            handled, fallback = self.handled.get(overload, 0), sum(n for _, n in reasons)
+            handled, fallback = handled_calls.get(overload, 0), sum(n for _, n in reasons)
             rows.append({"aten_op": overload, "op": self._ops.get(overload, ""), "calls": handled + fallback,
                          "handled": handled, "fallback": fallback,
                          "reasons": "; ".join(f"{r} ({n})" for r, n in reasons)})
@@ -94,16 +111,17 @@ class Coverage:
         return df.sort_values(["calls", "aten_op"], ascending=[False, True], ignore_index=True)
 
     def __repr__(self) -> str:
-        handled = sum(self.handled.values())
+        handled_calls = self.handled
+        handled = sum(handled_calls.values())
         fallback = sum(n for r in self.fallbacks.values() for n in r.values())
-        ops = len(self.handled.keys() | self.fallbacks.keys())
+        ops = len(handled_calls.keys() | self.fallbacks.keys())
         return f"<Coverage {handled} handled, {fallback} fallen back, over {ops} ATen ops>"
 
 
 class _Selection:
-    def __init__(self, adapters: dict[str, tuple[str, Callable[..., Any]]]):
-        self.adapters = adapters  # ATen overload -> (op name, adapter)
-        self.coverage = Coverage({ov: name for ov, (name, _) in adapters.items()})
+    def __init__(self, adapters: dict[str, tuple[str, Callable[..., Any], Callable[..., Any]]]):
+        self.adapters = adapters  # ATen overload -> (op name, adapter, the op's implementation)
+        self.coverage = Coverage({ov: name for ov, (name, _, _) in adapters.items()})
 
 
 class _ThreadState(threading.local):
@@ -115,7 +133,6 @@ _base: _Selection | None = None  # from enable()
 _stack: list[_Selection] = []  # from use_ops(), innermost last
 _lib: torch.library.Library | None = None
 _registered: frozenset[str] = frozenset()
-_coverage: Coverage | None = None  # where kernels record: the innermost selection's
 _native_kernels: dict[tuple[str, str], Any] = {}  # (overload, dispatch key) -> native SafeKernelFunction
 
 
@@ -165,12 +182,11 @@ def _select(include: Iterable[str] | str | None, exclude: Iterable[str] | str | 
     for overload in sorted(chosen):
         spec = REGISTRY[owner[overload]]
         # The adapter gets the op's implementation for this backend (a variant or the generic kernel).
-        impl = spec.implementation(backend)
-        adapters[overload] = (spec.name, functools.partial(spec.aten_impls[overload], impl))
+        adapters[overload] = (spec.name, spec.aten_impls[overload], spec.implementation(backend))
     return _measured(adapters, store) if policy == "measured" else _Selection(adapters)
 
 
-def _measured(adapters: dict[str, tuple[str, Callable[..., Any]]], store) -> _Selection:
+def _measured(adapters: dict[str, tuple[str, Callable[..., Any], Callable[..., Any]]], store) -> _Selection:
     """Policy "measured" (profiling.selection): ops with a measured win on some shape class on this device
     keep their adapter, gated per call by shape class; the others are left native, with the reason."""
     from workbench.profiling import selection
@@ -180,7 +196,7 @@ def _measured(adapters: dict[str, tuple[str, Callable[..., Any]]], store) -> _Se
     device = backend.properties().name
     decisions = selection.measured_selection(store if store is not None else default_store(), device)
     kept, left = {}, {}
-    for overload, (name, _) in adapters.items():
+    for overload, (name, adapter, _) in adapters.items():
         classes = selection.op_decisions(decisions, name)
         if not any(d.enabled for d in classes.values()):
             reasons = "; ".join(d.reason for d in classes.values())
@@ -188,10 +204,10 @@ def _measured(adapters: dict[str, tuple[str, Callable[..., Any]]], store) -> _Se
             continue
         spec = REGISTRY[name]
         impl = selection.gate(spec.implementation(backend.name), classes, device)
-        kept[overload] = (name, functools.partial(spec.aten_impls[overload], impl))
+        kept[overload] = (name, adapter, impl)
     chosen = _Selection(kept)
     chosen.coverage.not_enabled.update(left)
-    chosen.coverage._ops.update({overload: name for overload, (name, _) in adapters.items()})
+    chosen.coverage._ops.update({overload: name for overload, (name, _, _) in adapters.items()})
     return chosen
 
 
@@ -273,8 +289,14 @@ def _call_native(native, overload: str, keyset, args: tuple, kwargs: dict):
     return native.call_boxed(keyset, *args, **kwargs)
 
 
-def _kernel(overload: str, adapter: Callable[..., Any], native) -> Callable[..., Any]:
-    """The Python kernel registered for one overload. Hot path: a flag test, the adapter, a dict update."""
+def _kernel(overload: str, adapter: Callable[..., Any], impl: Callable[..., Any], native,
+            coverage: Coverage) -> Callable[..., Any]:
+    """The Python kernel registered for one overload: `adapter(impl, ...)`, or the native kernel.
+
+    Hot path: a flag test and two flag writes, the adapter, one counter increment. Everything it needs
+    is bound here, at registration.
+    """
+    handled = coverage.counter(overload)
 
     def kernel(keyset, *args, **kwargs):
         state = _tls
@@ -282,27 +304,22 @@ def _kernel(overload: str, adapter: Callable[..., Any], native) -> Callable[...,
             return _call_native(native, overload, keyset, args, kwargs)
         state.busy = True
         try:
-            try:
-                out = adapter(*args, **kwargs)
-            except FALLBACK_ERRORS as e:
-                if _coverage is not None:
-                    _coverage.record_fallback(overload, str(e) or type(e).__name__)
-                return _call_native(native, overload, keyset, args, kwargs)
-            if _coverage is not None:
-                handled = _coverage.handled
-                handled[overload] = handled.get(overload, 0) + 1
-            return out
+            out = adapter(impl, *args, **kwargs)
+        except FALLBACK_ERRORS as e:  # still busy: the native kernel's own ATen calls stay native
+            coverage.record_fallback(overload, str(e) or type(e).__name__)
+            return _call_native(native, overload, keyset, args, kwargs)
         finally:
             state.busy = False
+        handled[0] += 1
+        return out
 
     return kernel
 
 
 def _apply() -> None:
     """Make the registered kernels those of the innermost active selection (or none)."""
-    global _lib, _registered, _coverage
+    global _lib, _registered
     current = _stack[-1] if _stack else _base
-    _coverage = current.coverage if current else None
     if _lib is not None:
         _lib._destroy()  # restores the kernels that were there before
         _lib, _registered = None, frozenset()
@@ -315,8 +332,9 @@ def _apply() -> None:
         with warnings.catch_warnings():
             # torch warns once that we override its kernel: that is the point here.
             warnings.filterwarnings("ignore", message="(?s).*Overriding a previously registered kernel")
-            for overload, (_, adapter) in current.adapters.items():
-                lib.impl(_overload(overload), _kernel(overload, adapter, natives[overload]), key, with_keyset=True)
+            for overload, (_, adapter, impl) in current.adapters.items():
+                kernel = _kernel(overload, adapter, impl, natives[overload], current.coverage)
+                lib.impl(_overload(overload), kernel, key, with_keyset=True)
     except BaseException:
         lib._destroy()
         raise
@@ -383,5 +401,6 @@ def use_ops(include: Iterable[str] | str | None = None, exclude: Iterable[str] |
     finally:
         _stack.remove(selection)
         _apply()
-        if _coverage is not None:
-            _coverage.merge(selection.coverage)
+        enclosing = _stack[-1] if _stack else _base
+        if enclosing is not None:
+            enclosing.coverage.merge(selection.coverage)

@@ -43,6 +43,42 @@ def check_tensor(name: str, t, dtypes=FLOAT_DTYPES) -> torch.Tensor:
     return t
 
 
+def is_on_device(t, dtypes=FLOAT_DTYPES) -> bool:
+    """Whether `check_tensor(name, t, dtypes)` accepts `t`, in a few attribute reads: the test that opens
+    the fast paths of decode-sized calls (anything else takes the checked path, which says what is wrong)."""
+    if not isinstance(t, torch.Tensor) or t.dtype not in dtypes:
+        return False
+    backend, flag = _device_flag()
+    return getattr(t, flag) if flag else t.device.type == backend.device_type
+
+
+def geometry(*tensors) -> tuple | None:
+    """(shape, strides, dtype, device) of each tensor: the key of a per-geometry plan (`Plans`); None when
+    an argument is not a tensor (the checked path then names it)."""
+    try:
+        return tuple((t.shape, t.stride(), t.dtype, t.device) for t in tensors)
+    except AttributeError:
+        return None
+
+
+class Plans(dict):
+    """An op's launch plans by input geometry: what its checks, layout and launch sizing worked out for
+    one geometry (sizes, strides, grid, constexprs), so that a repeated call skips that work. Only
+    geometries whose checks passed get a plan. Cleared when full: a generate loop's growing KV length
+    must not grow it forever."""
+
+    def __init__(self, limit: int = 1024):
+        super().__init__()
+        self.limit = limit
+
+    def put(self, key, plan) -> None:
+        if key is None:
+            return
+        if len(self) >= self.limit:
+            self.clear()
+        self[key] = plan
+
+
 def check_same_device(**tensors: torch.Tensor) -> None:
     """All named tensors live on one device (0-dim CPU tensors excepted, as in torch)."""
     items = [(n, t) for n, t in tensors.items() if isinstance(t, torch.Tensor) and t is not None]
@@ -90,6 +126,13 @@ def _poisoned(out: torch.Tensor) -> torch.Tensor:
 
 def new_output(shape, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     out = torch.empty(shape, dtype=dtype, device=device)
+    return _poisoned(out) if _poison else out
+
+
+def new_output_of(like: torch.Tensor, shape, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """A contiguous output of `shape` on `like`'s device, in `like`'s dtype unless given: `new_empty`
+    parses fewer arguments than torch.empty(shape, dtype=..., device=...), a few µs per call."""
+    out = like.new_empty(shape) if dtype is None or dtype == like.dtype else like.new_empty(shape, dtype=dtype)
     return _poisoned(out) if _poison else out
 
 

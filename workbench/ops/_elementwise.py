@@ -21,8 +21,17 @@ import triton.language as tl
 
 from workbench import backends
 
-from ._common import as_tensor_operand, check_same_device, check_tensor, new_output, new_output_as
-from ._launch import launch
+from ._common import (
+    Plans,
+    as_tensor_operand,
+    check_same_device,
+    check_tensor,
+    geometry,
+    is_on_device,
+    new_output_as,
+    new_output_of,
+)
+from ._launch import Site, aligned, launch
 from ._shapes import broadcast, broadcast_strides, cdiv
 from .spec import FLOAT_DTYPES, Case, Cost, nbytes, randn
 
@@ -33,6 +42,13 @@ _FLAT = ([1, 1, 1], [[0] * MAX_DIMS, [0] * MAX_DIMS], True)  # sizes, strides, c
 # Integer dtypes the binary and ternary launchers compute exactly when an op allows integers.
 INT_DTYPES = (torch.int32, torch.int64)
 FLOAT_OR_INT_DTYPES = FLOAT_DTYPES + INT_DTYPES
+# The fast paths' launches of the flat kernels by (math, operand kind, dtype, size): a decode step repeats
+# a few sizes, and a Site skips the launch cache's key. The Sites hold the math functions, so their ids
+# in the keys stay theirs.
+_flat_sites = Plans()
+# Two-tensor binary ops in other layouts by (math, geometry, alpha, dtype rules) -> (output shape and
+# dtype, grid, runtime args after the pointers, Site): a decode step repeats its broadcasts every layer.
+_binary_plans = Plans()
 # `broadcast` of shapes (torch.Size, hashable), cached: a decode step repeats a few shapes.
 cached_broadcast = functools.lru_cache(maxsize=4096)(broadcast)
 
@@ -236,6 +252,17 @@ def prepare_unary(x: torch.Tensor, name: str = "x", dtypes=FLOAT_DTYPES):
 def unary(fn, x: torch.Tensor, name: str = "x", dtypes=FLOAT_DTYPES) -> torch.Tensor:
     """Apply the jit function `fn` (fp32 in, fp32 out; for a bool / integer `x`, where `dtypes` allows
     one, in x's own dtype) to every element of `x`."""
+    if dtypes is FLOAT_DTYPES and is_on_device(x) and x.is_contiguous():  # the decode-sized common case
+        out = new_output_as(x)
+        n = out.numel()
+        if n:
+            key = (id(fn), x.dtype, n)  # by id: a JITFunction's hash runs Python
+            site = _flat_sites.get(key)
+            if site is None:
+                site = Site(_unary_flat_kernel, FN=fn, BLOCK=BLOCK, INT=False)
+                _flat_sites.put(key, site)
+            site(((n + BLOCK - 1) // BLOCK,), x, out, n, aligned=aligned(x))
+        return out
     out, x, sizes, x_strides, contiguous = prepare_unary(x, name, dtypes)
     n = out.numel()
     if n == 0:
@@ -280,7 +307,7 @@ def prepare_binary(a: torch.Tensor, b, names=("input", "other"), integers: bool 
             if shape is None:
                 raise ValueError(f"{names[1]}: shape {tuple(b.shape)} does not broadcast with "
                                  f"{names[0]} shape {tuple(a.shape)}")
-            out = new_output(shape, out_dtype or torch.result_type(a, b), a.device)
+            out = new_output_of(a, shape, out_dtype or torch.result_type(a, b))
             flat = False  # one operand is broadcast
         operands, b_scalar = [a, b], None
     if flat or out.numel() == 0:
@@ -310,19 +337,52 @@ def scale_arg(b_scale, is_int: bool):
 def binary(fn, a: torch.Tensor, b, b_scale=1, names=("input", "other"), integers: bool = False,
            out_dtype: torch.dtype | None = None, dtypes: tuple[torch.dtype, ...] | None = None) -> torch.Tensor:
     """`fn(a, b * b_scale)` elementwise with torch broadcasting and type promotion (see prepare_binary)."""
-    out, a, b_arg, sizes, a_strides, b_strides, contiguous, b_scalar = prepare_binary(a, b, names, integers,
-                                                                                      out_dtype, dtypes)
+    if b_scale == 1 and out_dtype is None and dtypes is None and is_on_device(a) and a.is_contiguous():
+        # The decode-sized common cases, checked in a few attribute reads: a contiguous float tensor with
+        # one of its dtype, shape and device, or with a Python number.
+        if isinstance(b, torch.Tensor):
+            fast = b.dtype == a.dtype and b.is_contiguous() and b.shape == a.shape and b.device == a.device
+            b_scalar = None
+        else:
+            fast = type(b) is float or type(b) is int
+            b_scalar = float(b) if fast else None
+        if fast:
+            out = new_output_as(a)
+            n = out.numel()
+            if n:
+                key = (id(fn), b_scalar is None, a.dtype, n)  # by id: a JITFunction's hash runs Python
+                site = _flat_sites.get(key)
+                if site is None:
+                    site = Site(_binary_flat_kernel, FN=fn, B_SCALAR=b_scalar is not None, SCALE_B=False,
+                                BLOCK=BLOCK, INT=False)
+                    _flat_sites.put(key, site)
+                if b_scalar is None:
+                    site(((n + BLOCK - 1) // BLOCK,), a, b, out, n, 0.0, 1.0, aligned=aligned(a, b))
+                else:
+                    site(((n + BLOCK - 1) // BLOCK,), a, a, out, n, b_scalar, 1.0, aligned=aligned(a))
+            return out
+    # Two tensors in any other layout (a broadcast, a strided view): a plan per geometry.
+    plan_key = ((id(fn), geometry(a, b), b_scale, integers, out_dtype, dtypes) if isinstance(b, torch.Tensor)
+                else None)
+    plan = _binary_plans.get(plan_key)
+    if plan is not None:  # checked before; a and b are read in place
+        shape, dtype, grid, rest, site = plan
+        out = new_output_of(a, shape, dtype)
+        site(grid, a, b, out, *rest, aligned=aligned(a, b))
+        return out
+    out, a_arg, b_arg, sizes, a_strides, b_strides, contiguous, b_scalar = prepare_binary(a, b, names, integers,
+                                                                                          out_dtype, dtypes)
     n = out.numel()
     if n == 0:
         return out
-    is_int = integer_math(a, b_arg if b_scalar is None else b_scalar)
+    is_int = integer_math(a_arg, b_arg if b_scalar is None else b_scalar)
     kernel, layout = (_binary_flat_kernel, ()) if contiguous else (_binary_kernel, (*sizes, *a_strides, *b_strides))
-    launch(
-        kernel, (cdiv(n, BLOCK),),
-        a, b_arg, out, n, *layout, (0 if is_int else 0.0) if b_scalar is None else b_scalar,
-        scale_arg(b_scale, is_int), FN=fn, B_SCALAR=b_scalar is not None, SCALE_B=b_scale != 1, BLOCK=BLOCK,
-        INT=is_int,
-    )
+    grid = (cdiv(n, BLOCK),)
+    rest = (n, *layout, (0 if is_int else 0.0) if b_scalar is None else b_scalar, scale_arg(b_scale, is_int))
+    site = Site(kernel, FN=fn, B_SCALAR=b_scalar is not None, SCALE_B=b_scale != 1, BLOCK=BLOCK, INT=is_int)
+    site(grid, a_arg, b_arg, out, *rest, aligned=aligned(a_arg, b_arg))
+    if plan_key is not None and a_arg is a and b_arg is b and out.is_contiguous():
+        _binary_plans.put(plan_key, (tuple(out.shape), out.dtype, grid, rest, site))
     return out
 
 
@@ -373,7 +433,7 @@ def prepare_ternary(c: torch.Tensor, a, b, out_dtype: torch.dtype, names=("condi
     shape = cached_broadcast(*[t.shape for t in operands])
     if shape is None:
         raise ValueError(f"{', '.join(names)}: shapes {[tuple(t.shape) for t in operands]} do not broadcast")
-    out = new_output(shape, out_dtype, c.device)
+    out = new_output_of(c, shape, out_dtype)
     if out.numel() == 0 or all(t.shape == shape and t.is_contiguous() for t in operands):
         sizes, contiguous = _FLAT[0], True
         strides = [[0] * MAX_DIMS] * len(operands)

@@ -14,6 +14,10 @@ the launcher's C function itself, skipping its Python wrapper, which only sizes 
 kernels do not use; with other versions, the compiled kernel's `run`. The first call of a key,
 interpreted backends, and launchers of another calling convention take Triton's own path.
 WORKBENCH_FAST_LAUNCH=0 turns the cache off (benchmarks/host_overhead.py measures both).
+
+`launch` returns the entry it used. A `Site` (one launch of an op's per-geometry plan, whose sizes,
+strides and constexprs are fixed) keeps the entry of its first launch with aligned tensors and calls it
+directly afterwards: no key at all, only an alignment test of the caller's tensors.
 """
 
 from __future__ import annotations
@@ -32,8 +36,11 @@ _RAW_LAUNCH = triton.__version__.startswith("3.6.")
 _cache: dict = {}  # specialisation key -> `_entry`: (launch function, its leading arguments, constexpr tail, key)
 _by_value: dict = {}  # value key -> the same entries; cleared when it reaches MAX_BY_VALUE
 MAX_BY_VALUE = 4096  # distinct int values (e.g. one KV length per decode step) must not grow it forever
+_PLAIN = frozenset((int, bool, float, str, type(None)))  # constexpr types held by value in value keys
 # While > 0 every launch takes Triton's own path, where the MLU launch-rules profile sees it.
 watchers = 0
+# Bumped whenever the caches are swapped (profiling.no_kernels): `Site`s stop using entries from before.
+generation = 0
 
 
 def _arg_key(a):
@@ -89,47 +96,92 @@ def _disable() -> None:
     _ENABLED = False
 
 
-def launch(kernel, grid: tuple[int, ...], *args, **meta) -> None:
-    """`kernel[grid](*args, **meta)`, with positional runtime args and keyword constexprs/options."""
+def aligned(*tensors: torch.Tensor) -> bool:
+    """Whether every tensor's data is 16-byte aligned: what relaunching an entry made for aligned tensors
+    needs (`Site`; fresh allocations always are)."""
+    bits = 0
+    for t in tensors:
+        bits |= t.data_ptr()
+    return not bits & 15
+
+
+def launch(kernel, grid: tuple[int, ...], *args, **meta) -> tuple | None:
+    """`kernel[grid](*args, **meta)`, with positional runtime args and keyword constexprs/options.
+
+    Returns the cache entry it launched through (for `Site`), or None where Triton's own path ran."""
     if not _ENABLED or watchers:
         kernel[grid](*args, **meta)
-        return
-    # The kernel by identity: hashing a JITFunction runs Triton's Python `cache_key`. Each entry holds
-    # its specialisation key, which holds the kernel, so the id cannot be reused while the entry is cached.
-    value_key = (id(kernel), tuple(meta.items()), *_value_key(args))
+        return None
+    # The kernel and non-plain constexprs (an op's jit math function) by identity: hashing a JITFunction
+    # runs Triton's Python `cache_key` under a lock. Each entry holds its specialisation key, which holds
+    # those objects, so their ids cannot be reused while the entry is cached.
+    value_key = (id(kernel), *meta, *[v if type(v) in _PLAIN else id(v) for v in meta.values()],
+                 *_value_key(args))
     entry = _by_value.get(value_key)
     if entry is None:
-        key = (kernel, tuple(map(_arg_key, args)), value_key[1])
+        key = (kernel, tuple(map(_arg_key, args)), tuple(meta.items()))
         entry = _cache.get(key)
         if entry is None:
             compiled = kernel[grid](*args, **meta)
             # The launcher takes every kernel parameter in signature order, constexprs included.
             tail = tuple(meta[name] for name in kernel.arg_names[len(args):])
-            _cache[key] = _entry(compiled, tail, key)
-            return
+            entry = _cache[key] = _entry(compiled, tail, key)
+            return entry
         if len(_by_value) >= MAX_BY_VALUE:
             _by_value.clear()
         _by_value[value_key] = entry
-    call, prefix, tail, _ = entry
-    g0, g1, g2 = (*grid, 1, 1)[:3]
+    _call(entry, grid, args)
+    return entry
+
+
+class Site:
+    """One launch of a per-geometry plan: its kernel and constexprs, and (once launched with aligned
+    tensors) the cache entry that later calls go to without building a key. The plan fixes what else a
+    launch specialises on — dtypes, and runtime ints (sizes, strides) and with them their classes
+    (1, multiple of 16, 64-bit); the caller says whether this call's tensors are 16-byte aligned
+    (`aligned`; fresh allocations always are)."""
+
+    __slots__ = ("entry", "kernel", "meta")
+
+    def __init__(self, kernel, **meta):
+        self.kernel, self.meta, self.entry = kernel, meta, None
+
+    def __call__(self, grid: tuple[int, ...], *args, aligned: bool = True) -> None:
+        entry = self.entry
+        # An entry from before the caches were swapped (`generation`) or turned off is not used.
+        if entry is not None and aligned and entry[4] == generation and _ENABLED and not watchers:
+            _call(entry, grid, args)
+            return
+        entry = launch(self.kernel, grid, *args, **self.meta)
+        if aligned:
+            self.entry = entry
+
+
+def _call(entry: tuple, grid: tuple[int, ...], args: tuple) -> None:
+    call, prefix, tail, key, _ = entry
     try:
-        call(g0, g1, g2, _stream(), *prefix, *args, *tail)
+        if len(grid) == 1:
+            call(grid[0], 1, 1, _stream(), *prefix, *args, *tail)
+        else:
+            g0, g1, g2 = (*grid, 1)[:3]
+            call(g0, g1, g2, _stream(), *prefix, *args, *tail)
     except (TypeError, AttributeError):  # a launcher with another calling convention: use Triton's path
         _disable()
-        kernel[grid](*args, **meta)
+        kernel, _, meta = key
+        kernel[grid](*args, **dict(meta))
 
 
 def _entry(compiled, tail: tuple, key: tuple) -> tuple:
-    """(launch function, its arguments between the stream and the kernel's, constexpr tail, key) of
-    `compiled`: Triton 3.6's C launch function where `_raw_launch` allows it, else the compiled kernel's
-    `run`."""
+    """(launch function, its arguments between the stream and the kernel's, constexpr tail, key,
+    generation) of `compiled`: Triton 3.6's C launch function where `_raw_launch` allows it, else the
+    compiled kernel's `run`."""
     c_launch = _raw_launch(compiled)
     if c_launch is not None:
         launcher = compiled.run
         prefix = (compiled.function, launcher.launch_cooperative_grid, launcher.launch_pdl, None, None,
                   compiled.packed_metadata, None, None, None)
-        return c_launch, prefix, tail, key
-    return compiled.run, (compiled.function, compiled.packed_metadata, None, None, None), tail, key
+        return c_launch, prefix, tail, key, generation
+    return compiled.run, (compiled.function, compiled.packed_metadata, None, None, None), tail, key, generation
 
 
 def _raw_launch(compiled):

@@ -23,7 +23,7 @@ from triton.tools.tensor_descriptor import TensorDescriptor
 from workbench import backends
 
 from ._common import check_dtype_match, check_same_device, check_tensor
-from ._launch import launch
+from ._launch import Site, launch
 from ._shapes import cdiv
 from ._tuning import Tuner
 
@@ -308,11 +308,7 @@ def matmul(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, M: int, N: int, K:
         return c
     if batch > MAX_BATCH:
         raise ValueError(f"batch: expected at most {MAX_BATCH} matrices, got {batch}")
-    has_bias = bias is not None and beta != 0  # torch ignores the bias (even NaN) when beta is 0
-    upcast = a.dtype == torch.bfloat16 and not backends.active().capabilities.bf16_dot
-    precision = "tf32" if a.dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32 else "ieee"
-    meta = {"HAS_BIAS": has_bias, "SCALED": alpha != 1 or (has_bias and beta != 1), "UPCAST": upcast,
-            "INPUT_PRECISION": precision}
+    has_bias, meta = _meta(a, bias, alpha, beta)
 
     def grid(config):
         return (cdiv(M, config["BLOCK_M"]) * cdiv(N, config["BLOCK_N"]), batch)
@@ -334,6 +330,34 @@ def matmul(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, M: int, N: int, K:
         programs, kwargs = tuned
         launch(_matmul_kernel, (programs, batch), *args, **kwargs)
     return c
+
+
+def _meta(a: torch.Tensor, bias: torch.Tensor | None, alpha: float, beta: float) -> tuple[bool, dict]:
+    """(whether the bias is read, the constexprs every matmul kernel takes)."""
+    has_bias = bias is not None and beta != 0  # torch ignores the bias (even NaN) when beta is 0
+    upcast = a.dtype == torch.bfloat16 and not backends.active().capabilities.bf16_dot
+    precision = "tf32" if a.dtype is torch.float32 and torch.backends.cuda.matmul.allow_tf32 else "ieee"
+    return has_bias, {"HAS_BIAS": has_bias, "SCALED": alpha != 1 or (has_bias and beta != 1), "UPCAST": upcast,
+                      "INPUT_PRECISION": precision}
+
+
+def pointer_site(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, M: int, N: int, K: int, batch: int,
+                 a_strides: tuple[int, int, int], b_strides: tuple[int, int, int], c_strides: tuple[int, int],
+                 bias: torch.Tensor | None = None, bias_strides: tuple[int, int] = (0, 0),
+                 alpha: float = 1.0, beta: float = 1.0) -> tuple | None:
+    """The pointer kernel's tuned launch of a problem `matmul` has run there: (grid, Site, runtime args
+    after the four pointers a, b, c, bias-or-c), or None (nothing to launch, the TMA kernel's problem,
+    or not tuned yet). For a plan whose geometry fixes every size and stride (linear's): its Site then
+    skips the launch cache's key."""
+    if M == 0 or N == 0 or batch == 0 or _tma_layout(a, b, c, M, K, batch, a_strides, b_strides, c_strides):
+        return None
+    _, meta = _meta(a, bias, alpha, beta)
+    tuned = _pointer_launches.get((M, N, K, a.dtype, a_strides[2] == 1, b_strides[1] == 1, *meta.values()))
+    if tuned is None:
+        return None
+    programs, kwargs = tuned
+    return ((programs, batch), Site(_matmul_kernel, **kwargs),
+            (M, N, K, *a_strides, *b_strides, *c_strides, *bias_strides, float(alpha), float(beta)))
 
 
 def _matmul_tma(a, b, c, M, N, K, batch, a_strides, b_strides, c_strides, b_by_rows, bias, bias_strides,

@@ -13,8 +13,8 @@ import triton.language as tl
 from workbench import backends
 
 from . import _rows, _split_rows
-from ._common import check_tensor, new_output
-from ._launch import launch
+from ._common import Plans, check_tensor, geometry, new_output, new_output_of
+from ._launch import Site, aligned
 from ._shapes import next_pow2
 from .spec import Case, Cost, OpSpec, nbytes, randn, register
 
@@ -104,22 +104,49 @@ def prepare(x: torch.Tensor, dim: int | None, keepdim: bool) -> tuple[torch.Tens
     return out, (rows if out.numel() else None)
 
 
+# Geometry of x, dim and keepdim -> (output shape, `_Sizing`) where x's rows are x itself: greedy decoding
+# repeats one geometry per step.
+_plans = Plans()
+
+
+class _Sizing:
+    """The launches over one geometry of rows: sizes, chunking, and their Sites."""
+
+    def __init__(self, rows: torch.Tensor):
+        self.n_rows, self.n = rows.shape
+        self.row_stride = rows.stride(0)
+        # Narrow tiles over many warps: the per-element compare-and-select work is what bounds this loop
+        # (benchmarks/tune_sweep.py on an H200, 2048x151936 bf16: 268 us vs 358 us with 4096 x 8 warps).
+        block = min(2048 * backends.active().policy.block_scale, next_pow2(self.n))
+        warps = 16 if block >= 2048 else _rows.row_warps(block)
+        self.chunks, self.chunk = _split_rows.chunking(self.n_rows, self.n, block)
+        self.chunk_site = Site(_argmax_chunk_kernel, BLOCK=block, num_warps=warps)
+        self.merge_site = Site(_argmax_merge_kernel, BLOCK_C=next_pow2(self.chunks))
+
+    def launch(self, rows: torch.Tensor, out: torch.Tensor) -> None:
+        n_rows, chunks = self.n_rows, self.chunks
+        is_aligned = aligned(rows)
+        part_i = out if chunks == 1 else rows.new_empty(n_rows * chunks, dtype=torch.int64)
+        self.chunk_site((n_rows, chunks), rows, part_i, self.n, self.row_stride, self.chunk, aligned=is_aligned)
+        if chunks > 1:
+            self.merge_site((n_rows,), rows, self.row_stride, part_i, out, chunks, aligned=is_aligned)
+
+
 def argmax(x: torch.Tensor, dim: int | None = None, keepdim: bool = False) -> torch.Tensor:
+    plan_key = (geometry(x), dim, keepdim)
+    plan = _plans.get(plan_key)
+    if plan is not None:  # checked before
+        shape, sizing = plan
+        out = new_output_of(x, shape, torch.int64)
+        sizing.launch(x, out)
+        return out
     out, rows = prepare(x, dim, keepdim)
     if rows is None:
         return out
-    n_rows, n = rows.shape
-    # Narrow tiles over many warps: the per-element compare-and-select work is what bounds this loop
-    # (benchmarks/tune_sweep.py on an H200, 2048x151936 bf16: 268 us vs 358 us with 4096 x 8 warps).
-    block = min(2048 * backends.active().policy.block_scale, next_pow2(n))
-    warps = 16 if block >= 2048 else _rows.row_warps(block)
-    chunks, chunk = _split_rows.chunking(n_rows, n, block)
-    part_i = out if chunks == 1 else torch.empty(n_rows * chunks, dtype=torch.int64, device=x.device)
-    launch(_argmax_chunk_kernel, (n_rows, chunks), rows, part_i, n, rows.stride(0), chunk, BLOCK=block,
-           num_warps=warps)
-    if chunks > 1:
-        launch(_argmax_merge_kernel, (n_rows,), rows, rows.stride(0), part_i, out, chunks,
-               BLOCK_C=next_pow2(chunks))
+    sizing = _Sizing(rows)
+    sizing.launch(rows, out)
+    if rows.data_ptr() == x.data_ptr():
+        _plans.put(plan_key, (tuple(out.shape), sizing))
     return out
 
 

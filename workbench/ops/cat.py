@@ -13,12 +13,12 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import check_same_device, check_tensor, new_output
+from ._common import Plans, check_same_device, check_tensor, geometry, new_output, new_output_of
 from ._elementwise import BLOCK, _merge_dims
-from ._launch import launch
+from ._launch import Site, aligned
 from ._movement import MOVE_DTYPES, copy_into
-from ._shapes import cdiv
 from ._reduce import normalize_dims
+from ._shapes import cdiv
 from .spec import Case, Cost, OpSpec, nbytes, randn, register
 
 
@@ -76,24 +76,45 @@ def _as_3d(t: torch.Tensor, d: int) -> tuple[int, int, int] | None:
     return (outer[0][1][0] if outer else 0), t.stride(d), (inner[0][1][0] if inner else 0)
 
 
-def _cat2(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor, d: int) -> bool:
-    """out = cat((a, b), d) in one launch when both read as 3-D views of out's dtype; False otherwise."""
+def _cat2(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor, d: int) -> tuple | None:
+    """out = cat((a, b), d) in one launch when both read as 3-D views of out's dtype: returns the launch's
+    (grid, runtime ints, Site), or None (nothing launched) otherwise."""
     n = out.numel()
     if a.dtype != out.dtype or b.dtype != out.dtype or n >= 2**31:
-        return False
+        return None
     a_strides, b_strides = _as_3d(a, d), _as_3d(b, d)
     if a_strides is None or b_strides is None:
-        return False
+        return None
+    grid = (cdiv(n, BLOCK),)
+    ints = (n, out.shape[d], a.shape[d], math.prod(out.shape[d + 1:]), *a_strides, *b_strides)
+    site = Site(_cat2_kernel, BLOCK=BLOCK)
     if n:
-        launch(_cat2_kernel, (cdiv(n, BLOCK),), a, b, out, n, out.shape[d], a.shape[d],
-               math.prod(out.shape[d + 1:]), *a_strides, *b_strides, BLOCK=BLOCK)
-    return True
+        site(grid, a, b, out, *ints, aligned=aligned(a, b))
+    return grid, ints, site
+
+
+# Geometry of two inputs and dim -> (output shape, grid, runtime ints, Site) of their one-launch cat: a decode
+# step appends to the KV cache of every layer with the same geometry.
+_plans = Plans()
 
 
 def cat(tensors, dim: int = 0) -> torch.Tensor:
-    out, copies = prepare(tensors, dim)
-    if len(copies) == 2 and _cat2(out, copies[0][1], copies[1][1], normalize_dims(out, dim)[0]):
+    plan_key = (geometry(*tensors), dim) if isinstance(tensors, (list, tuple)) and len(tensors) == 2 else None
+    plan = _plans.get(plan_key)
+    if plan is not None:  # checked before: both inputs are read in place
+        a, b = tensors
+        shape, grid, ints, site = plan
+        out = new_output_of(a, shape)
+        if ints[0]:
+            site(grid, a, b, out, *ints, aligned=aligned(a, b))
         return out
+    out, copies = prepare(tensors, dim)
+    if len(copies) == 2:
+        launched = _cat2(out, copies[0][1], copies[1][1], normalize_dims(out, dim)[0])
+        if launched is not None:
+            if copies[0][1] is tensors[0] and copies[1][1] is tensors[1]:  # no legacy empty input skipped
+                _plans.put(plan_key, (tuple(out.shape), *launched))
+            return out
     for dst, src in copies:
         copy_into(dst, src)
     return out

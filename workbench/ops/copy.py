@@ -7,9 +7,11 @@ preserve_format does (dense inputs), so a transposed input gives a transposed ou
 
 import torch
 
-from ._common import check_tensor, new_output_like
-from ._elementwise import BIG
-from ._movement import MOVE_DTYPES, copy_into
+from ._common import check_tensor, is_on_device, new_output_as, new_output_like
+from ._elementwise import BIG, BLOCK
+from ._launch import launch
+from ._movement import MOVE_DTYPES, _copy_kernel, copy_into
+from ._shapes import cdiv
 from .spec import Case, Cost, OpSpec, Unsupported, nbytes, randn, register
 
 
@@ -26,7 +28,20 @@ def prepare(x: torch.Tensor, dtype: torch.dtype | None = None,
 
 def copy(x: torch.Tensor, dtype: torch.dtype | None = None, *,
          memory_format: torch.memory_format = torch.preserve_format) -> torch.Tensor:
+    if is_on_device(x, MOVE_DTYPES) and (dtype is None or dtype in MOVE_DTYPES) and x.is_contiguous() \
+            and memory_format in _DENSE:
+        # The common case in a few reads: a contiguous x into a new contiguous output (no overlap to
+        # check), one flat range, with the arguments copy_into's layout gives it (one compiled kernel).
+        out = new_output_as(x, dtype)
+        n = out.numel()
+        if n:
+            launch(_copy_kernel, (cdiv(n, BLOCK),), x, out, n, 1, 1, n, 0, 0, 0, 1, 0, 0, 0, 1, CONTIGUOUS=True,
+                   TO_BF16=out.dtype == torch.bfloat16 and x.dtype != torch.bfloat16, BLOCK=BLOCK)
+        return out
     return copy_into(prepare(x, dtype, memory_format), x)
+
+
+_DENSE = (torch.preserve_format, torch.contiguous_format)
 
 
 copy.into = copy_into  # the in-place form (aten::copy_); a variant sets its own launcher's

@@ -14,8 +14,8 @@ import triton.language as tl
 
 from workbench import backends
 
-from ._common import check_same_device, check_tensor, new_output
-from ._launch import launch
+from ._common import Plans, check_same_device, check_tensor, geometry, new_output, new_output_of
+from ._launch import Site, aligned, launch
 from ._shapes import cdiv, next_pow2
 from .spec import Case, Cost, OpSpec, nbytes, randn, register
 
@@ -50,24 +50,48 @@ def prepare(input: torch.Tensor, weight: torch.Tensor,
     return out, input.reshape(-1).contiguous() if out.numel() else None
 
 
+# Geometry of (indices, table) and padding_idx -> (output shape, grid, runtime ints, Site) for
+# contiguous indices, read in place: decoding repeats one geometry per step.
+_plans = Plans()
+
+
 def embedding(input: torch.Tensor, weight: torch.Tensor, padding_idx: int | None = None) -> torch.Tensor:
+    plan_key = (geometry(input, weight), padding_idx)
+    plan = _plans.get(plan_key)
+    if plan is not None:  # checked before
+        shape, grid, ints, site = plan
+        out = new_output_of(weight, shape)
+        site(grid, input, weight, out, *ints, aligned=aligned(input, weight))
+        return out
     out, idx = prepare(input, weight, padding_idx)
-    return out if idx is None else gather_rows(out, weight, idx, out_of_range=math.nan)
+    if idx is None:
+        return out
+    grid, ints, meta = _gather_launch(weight, idx)
+    site = Site(_embedding_kernel, **meta)
+    site(grid, idx, weight, out, *ints, aligned=aligned(idx, weight))
+    if idx.data_ptr() == input.data_ptr():  # the indices as given, not a contiguous copy
+        _plans.put(plan_key, (tuple(out.shape), grid, ints, site))
+    return out
 
 
-def gather_rows(out: torch.Tensor, table: torch.Tensor, idx: torch.Tensor, out_of_range: float) -> torch.Tensor:
-    """out[i, :] = table[idx[i], :] for a 2-D table and contiguous 1-D indices; rows at indices outside
-    the table get `out_of_range`. Also index_select's kernel along dim 0 of a 2-D tensor.
+def _gather_launch(table: torch.Tensor, idx: torch.Tensor, out_of_range: float = math.nan) -> tuple:
+    """(grid, runtime ints, constexprs) of `_embedding_kernel` over a 2-D table and 1-D indices.
 
     `out_of_range` is a constexpr, so it keys the launch cache: NaN must be one object (math.nan), since
     a new float("nan") is unequal to the last one and would miss the cache on every call."""
     V, H = table.shape
     block_h = min(1024, next_pow2(H))
-    block_r = max(1, min(next_pow2(idx.numel()),
-                         4096 * backends.active().policy.block_scale // block_h))
+    block_r = max(1, min(next_pow2(idx.numel()), 4096 * backends.active().policy.block_scale // block_h))
     grid = (cdiv(idx.numel(), block_r), cdiv(H, block_h))
-    launch(_embedding_kernel, grid, idx, table, out, idx.numel(), V, H, table.stride(0), table.stride(1),
-           OUT_OF_RANGE=out_of_range, BLOCK_R=block_r, BLOCK_H=block_h, num_warps=4)
+    return grid, (idx.numel(), V, H, table.stride(0), table.stride(1)), dict(
+        OUT_OF_RANGE=out_of_range, BLOCK_R=block_r, BLOCK_H=block_h, num_warps=4)
+
+
+def gather_rows(out: torch.Tensor, table: torch.Tensor, idx: torch.Tensor, out_of_range: float) -> torch.Tensor:
+    """out[i, :] = table[idx[i], :] for a 2-D table and contiguous 1-D indices; rows at indices outside
+    the table get `out_of_range`. Also index_select's kernel along dim 0 of a 2-D tensor."""
+    grid, ints, meta = _gather_launch(table, idx, out_of_range)
+    launch(_embedding_kernel, grid, idx, table, out, *ints, **meta)
     return out
 
 

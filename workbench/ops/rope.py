@@ -13,9 +13,17 @@ import triton.language as tl
 
 from workbench import backends
 
-from ._common import check_dtype_match, check_same_device, check_tensor, new_output_as
+from ._common import (
+    Plans,
+    check_dtype_match,
+    check_same_device,
+    check_tensor,
+    geometry,
+    new_output_as,
+    new_output_of,
+)
 from ._elementwise import _merge_dims
-from ._launch import launch
+from ._launch import Site, aligned
 from ._shapes import broadcast, cdiv, next_pow2
 from .spec import Case, Cost, OpSpec, nbytes, randn, register
 
@@ -119,21 +127,37 @@ def prepare(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tens
     return q_out, k_out, (layouts[0], layouts[1], q.shape[-1] // 2)
 
 
+# Geometry of (q, k, cos, sin) and unsqueeze_dim -> (q_out shape, k_out shape, dtype, grid, runtime ints,
+# constexprs) of a launch that reads q, k, cos and sin in place: a decode step repeats it in every layer.
+_plans = Plans()
+
+
 def rope(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
          unsqueeze_dim: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """(q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin), cos/sin unsqueezed at unsqueeze_dim."""
-    q_out, k_out, plan = prepare(q, k, cos, sin, unsqueeze_dim)
-    if plan is None:
+    plan_key = (geometry(q, k, cos, sin), unsqueeze_dim)
+    plan = _plans.get(plan_key)
+    if plan is not None:  # checked before; the operands are read in place
+        q_shape, k_shape, dtype, grid, ints, site = plan
+        q_out, k_out = new_output_of(q, q_shape, dtype), new_output_of(k, k_shape, dtype)
+        site(grid, q, k, cos, sin, cos, sin, q_out, k_out, *ints, aligned=aligned(q, k, cos, sin))
         return q_out, k_out
-    ((qx, qc, qs), q_sizes, q_strides, q_rows), ((kx, kc, ks), k_sizes, k_strides, k_rows), half = plan
+    q_out, k_out, layout = prepare(q, k, cos, sin, unsqueeze_dim)
+    if layout is None:
+        return q_out, k_out
+    ((qx, qc, qs), q_sizes, q_strides, q_rows), ((kx, kc, ks), k_sizes, k_strides, k_rows), half = layout
     block_h = next_pow2(max(half, 1))
     # ~4K elements per program on a GPU, scaled up for big-block backends; at least one row.
     block_r = max(1, min(next_pow2(max(q_rows, k_rows, 1)),
                          4096 * backends.active().policy.block_scale // (2 * block_h)))
     q_programs = cdiv(q_rows, block_r)
     grid = (q_programs + cdiv(k_rows, block_r),)
-    launch(_rope_kernel, grid, qx, kx, qc, qs, kc, ks, q_out, k_out, q_rows, k_rows, q_programs, half,
-           *q_sizes, *q_strides, *k_sizes, *k_strides, BLOCK_R=block_r, BLOCK_H=block_h, num_warps=4)
+    ints = (q_rows, k_rows, q_programs, half, *q_sizes, *q_strides, *k_sizes, *k_strides)
+    site = Site(_rope_kernel, BLOCK_R=block_r, BLOCK_H=block_h, num_warps=4)
+    read = (qx, kx, qc, qs, kc, ks)
+    site(grid, *read, q_out, k_out, *ints, aligned=aligned(*read))
+    if all(a.data_ptr() == b.data_ptr() for a, b in zip(read, (q, k, cos, sin, cos, sin))):  # no copies made
+        _plans.put(plan_key, (tuple(q_out.shape), tuple(k_out.shape), q_out.dtype, grid, ints, site))
     return q_out, k_out
 
 

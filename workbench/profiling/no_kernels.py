@@ -61,6 +61,7 @@ def no_kernels(mode: str):
         return compile_and_launch
 
     _tuning.measuring = False
+    _launch.generation += 1  # ops' plans may hold entries of the real cache: they must not launch meanwhile
     if mode == "wrapper":
         _bind_launch(_noop_launch)
     else:
@@ -69,6 +70,7 @@ def no_kernels(mode: str):
     try:
         yield stub
     finally:
+        _launch.generation += 1  # nor may entries of the fake cache afterwards
         _bind_launch(_real_launch)
         (getitem, _tuning.measuring, _launch._ENABLED, _launch._stream, _launch._cache,
          _launch._by_value) = saved
