@@ -74,7 +74,7 @@ def _record_launches(dtype=torch.bfloat16) -> list[dict]:
     InterpretedFunction.run = run
     try:
         for spec in REGISTRY.values():
-            if "mlu" in spec.variants:  # quick cases, and the long rows that take the streamed paths
+            if "mlu" in spec.variant_names():  # quick cases, and the long rows that take the streamed paths
                 long_rows = [c for c in spec.case_list("edge") if c.name.startswith("long row")]
                 cases = spec.case_list("quick") + long_rows
                 for i, case in enumerate(cases):
@@ -117,11 +117,15 @@ json.dump(results, sys.stdout)
 
 def test_mlu_variant_launches_compile_for_a_gpu(tmp_path):
     launches = _record_launches()
-    modules = {"workbench.ops._mlu.elementwise", "workbench.ops._mlu.reduce", "workbench.ops._mlu.movement"} | {
-        f"workbench.ops.variants.{op}_mlu"
-        for op in ("softmax", "rms_norm", "layer_norm", "mm", "argmax", "cumsum", "topk", "cross_entropy", "rope",
+    launchers = {f"workbench.ops.{m}" for m in ("_elementwise", "_reduce", "_movement", "_matmul")}
+    modules = launchers | {
+        f"workbench.ops.mlu.{op}"
+        for op in ("softmax", "rms_norm", "layer_norm", "argmax", "cumsum", "topk", "cross_entropy", "rope",
                    "embedding", "scaled_dot_product_attention")}
     assert {launch["module"] for launch in launches} >= modules
+    # the shared launchers launch only their persistent kernels for the mlu forms
+    assert all(launch["kernel"].endswith("_persistent_kernel") for launch in launches
+               if launch["module"] in launchers), sorted({launch["kernel"] for launch in launches})
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env.update(WORKBENCH_BACKEND="cuda", TRITON_CACHE_DIR=str(tmp_path / "triton"),
                PYTHONPATH=os.pathsep.join([os.path.dirname(os.path.dirname(os.path.abspath(__file__))),

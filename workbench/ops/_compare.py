@@ -14,9 +14,8 @@ from ._elementwise import binary, binary_cost, randint
 from .spec import Case, Cost, randn
 
 
-def compare(fn, input: torch.Tensor, other, launcher=binary) -> torch.Tensor:
-    """`fn(input, other)` elementwise with broadcasting, as a bool tensor, on `launcher` (the generic
-    binary launcher, or the MLU-style one in ops/_mlu for the mlu variants)."""
+def compare(fn, input: torch.Tensor, other) -> torch.Tensor:
+    """`fn(input, other)` elementwise with broadcasting, as a bool tensor."""
     # A number or a 0-dim operand is rounded / cast to the promoted dtype first; tensors with dims are not.
     if isinstance(input, torch.Tensor) and (
             (isinstance(other, (int, float)) and not isinstance(other, bool))
@@ -29,7 +28,7 @@ def compare(fn, input: torch.Tensor, other, launcher=binary) -> torch.Tensor:
             other = other.to(dtype)
         if input.dim() == 0 and isinstance(other, torch.Tensor) and other.dim() and input.dtype != dtype:
             input = input.to(dtype)
-    return launcher(fn, input, other, integers=True, out_dtype=torch.bool)
+    return binary(fn, input, other, integers=True, out_dtype=torch.bool)
 
 
 def compare_cost(a: torch.Tensor, b, *_, **__) -> Cost:

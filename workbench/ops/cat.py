@@ -18,12 +18,13 @@ from ._elementwise import BLOCK, _merge_dims
 from ._launch import launch
 from ._movement import MOVE_DTYPES, copy_into
 from ._shapes import cdiv
+from .mlu.persistent import persistent
 from ._reduce import normalize_dims
 from .spec import Case, Cost, OpSpec, nbytes, randn, register
 
 
 def prepare(tensors, dim: int = 0) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
-    """Validate; (output, [(its slice, the input copied there)]). Shared by the generic and MLU launchers."""
+    """Validate; (output, [(its slice, the input copied there)]). Shared by both launch styles."""
     if isinstance(tensors, torch.Tensor) or not isinstance(tensors, (list, tuple)) or not tensors:
         raise TypeError(f"tensors: expected a non-empty list or tuple of tensors, got {type(tensors).__name__}")
     for i, t in enumerate(tensors):
@@ -92,7 +93,9 @@ def _cat2(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor, d: int) -> bool:
 
 def cat(tensors, dim: int = 0) -> torch.Tensor:
     out, copies = prepare(tensors, dim)
-    if len(copies) == 2 and _cat2(out, copies[0][1], copies[1][1], normalize_dims(out, dim)[0]):
+    # The one-launch form of two inputs has no persistent form: persistent launches copy input by input.
+    if len(copies) == 2 and not persistent() \
+            and _cat2(out, copies[0][1], copies[1][1], normalize_dims(out, dim)[0]):
         return out
     for dst, src in copies:
         copy_into(dst, src)

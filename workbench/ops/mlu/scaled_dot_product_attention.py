@@ -21,12 +21,12 @@ import triton.language as tl
 
 from ..scaled_dot_product_attention import SPEC, Attention, _attend, prepare
 from .._launch import launch
-from .._mlu import sizing
+from . import persistent
 
 # (BLOCK_M, BLOCK_N) in order of preference; used when its tiles fit NRAM (`nram_bytes`) and BLOCK_M is
 # not taller than a head group's rows need. Not tuned on an MLU: no MLU was available.
 CONFIGS = [(128, 64), (64, 64), (32, 64), (32, 32), (16, 64), (16, 32), (16, 16)]
-MAX_TILE = sizing.MAX_TILE // 2  # elements per tile: see pick_config
+MAX_TILE = persistent.MAX_TILE // 2  # elements per tile: see pick_config
 MAX_PACKED_ROWS = 128  # a head group's rows (heads x queries) are packed while they fit one tile
 
 
@@ -102,7 +102,7 @@ def pick_config(rows: int, block_d: int, block_dv: int, element_size: int, mask_
     No tile (q, K, V, scores, output) is larger than MAX_TILE elements, for the GPU build of the same
     kernel: at head_dim 128 with num_warps=4, compiling for sm_90 on this machine took LLVM 4-14 minutes
     with 128x64 tiles, 13-30 s with 64x64 or 64x32, a few seconds with 32x32."""
-    budget = sizing.target().nram_bytes * sizing.NRAM_FILL
+    budget = persistent.target().nram_bytes * persistent.NRAM_FILL
     fitting = [c for c in CONFIGS if nram_bytes(c, block_d, block_dv, element_size, mask_size) <= budget
                and max(c) * max(block_d, block_dv, min(c)) <= MAX_TILE]
     if not fitting:
@@ -118,11 +118,11 @@ def _launch(p: Attention) -> None:
     mask_size = p.m.element_size() if p.mask_kind else 0
     bm, bn = pick_config(packed * p.L, p.block_d, p.block_dv, p.q.element_size(), mask_size)
     items = p.B * (p.Hq // packed) * triton.cdiv(packed * p.L, bm)
-    launch(_attention_kernel, (sizing.programs(items),), p.q, p.k, p.v, p.m, p.o, *p.strides,
+    launch(_attention_kernel, (persistent.programs(items),), p.q, p.k, p.v, p.m, p.o, *p.strides,
            p.B, p.Hq, p.L, p.S, p.E, p.EV, group, p.Hq // p.Hv, packed, p.scale_log2,
            CAUSAL=p.causal, MASK_KIND=p.mask_kind, UPCAST=p.upcast, EVEN_D=p.E == p.block_d,
            EVEN_DV=p.EV == p.block_dv, BLOCK_M=bm, BLOCK_N=bn, BLOCK_D=p.block_d, BLOCK_DV=p.block_dv,
-           num_warps=sizing.NUM_WARPS)
+           num_warps=persistent.NUM_WARPS)
 
 
 def scaled_dot_product_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,

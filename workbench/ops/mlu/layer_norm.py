@@ -6,8 +6,8 @@ import triton.language as tl
 
 from ..layer_norm import SPEC, layer_norm_long_row, prepare
 from .._launch import launch
-from .._mlu import sizing
-from .._mlu.rows import row_tiles
+from . import persistent
+from .persistent import row_tiles
 
 
 @triton.jit
@@ -57,7 +57,7 @@ def layer_norm(x: torch.Tensor, normalized_shape, weight: torch.Tensor | None = 
         _layer_norm_kernel, (t.programs,),
         rows, weight if weight is not None else rows, bias if bias is not None else rows, out, n_rows, n,
         rows.stride(0), float(eps), HAS_WEIGHT=weight is not None, HAS_BIAS=bias is not None,
-        BLOCK_R=t.block_r, BLOCK_C=t.block_c, ONE_TILE=t.one_tile, num_warps=sizing.NUM_WARPS,
+        BLOCK_R=t.block_r, BLOCK_C=t.block_c, ONE_TILE=t.one_tile, num_warps=persistent.NUM_WARPS,
     )
     return out
 

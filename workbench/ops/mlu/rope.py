@@ -11,7 +11,7 @@ import triton
 import triton.language as tl
 
 from .._launch import launch
-from .._mlu import sizing
+from . import persistent
 from ..rope import SPEC, _rope_rows, prepare
 
 
@@ -42,14 +42,14 @@ def rope(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
     # Live tiles per element of a BLOCK_R x BLOCK_H tile: two halves of x, cos and sin. Capped at a quarter
     # of MAX_TILE: the kernel holds two inlined rotations of six loads each, and a GPU build of 8192-element
     # tiles took ~30 s (2048: ~5 s) on this project's CPU; on an MLU a larger tile may pay (tune there).
-    limit = sizing.tile_elems(2 * qx.element_size() + 4 * qc.element_size(), cap=sizing.MAX_TILE // 4)
-    per_program = triton.next_power_of_2(triton.cdiv(q_rows + k_rows, sizing.max_programs()))
+    limit = persistent.tile_elems(2 * qx.element_size() + 4 * qc.element_size(), cap=persistent.MAX_TILE // 4)
+    per_program = triton.next_power_of_2(triton.cdiv(q_rows + k_rows, persistent.max_programs()))
     block_r = max(1, min(limit // block_h, per_program))
     q_tiles = triton.cdiv(q_rows, block_r)
     tiles = q_tiles + triton.cdiv(k_rows, block_r)
-    launch(_rope_kernel, (sizing.programs(tiles),), qx, kx, qc, qs, kc, ks, q_out, k_out, q_rows, k_rows, q_tiles,
-           tiles, half, *q_sizes, *q_strides, *k_sizes, *k_strides, BLOCK_R=block_r, BLOCK_H=block_h,
-           num_warps=sizing.NUM_WARPS)
+    launch(_rope_kernel, (persistent.programs(tiles),), qx, kx, qc, qs, kc, ks, q_out, k_out, q_rows, k_rows,
+           q_tiles, tiles, half, *q_sizes, *q_strides, *k_sizes, *k_strides, BLOCK_R=block_r, BLOCK_H=block_h,
+           num_warps=persistent.NUM_WARPS)
     return q_out, k_out
 
 

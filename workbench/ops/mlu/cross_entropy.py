@@ -8,7 +8,7 @@ import triton.language as tl
 
 from ..cross_entropy import SPEC, finish, prepare, row_loss
 from .._launch import launch
-from .._mlu import sizing
+from . import persistent
 
 
 @triton.jit
@@ -27,10 +27,10 @@ def cross_entropy(input: torch.Tensor, target: torch.Tensor, ignore_index: int =
         return out
     n_rows, n_classes = rows.shape
     # live tiles: the running max, rescaled sum and plain sum (fp32), and the loaded logits
-    block = min(sizing.tile_elems(12 + rows.element_size()), triton.next_power_of_2(n_classes))
-    launch(_row_loss_kernel, (sizing.programs(n_rows),), rows, targets, losses, n_rows, n_classes,
+    block = min(persistent.tile_elems(12 + rows.element_size()), triton.next_power_of_2(n_classes))
+    launch(_row_loss_kernel, (persistent.programs(n_rows),), rows, targets, losses, n_rows, n_classes,
            rows.stride(0), int(ignore_index), float(label_smoothing), SMOOTH=label_smoothing > 0, BLOCK=block,
-           num_warps=sizing.NUM_WARPS)
+           num_warps=persistent.NUM_WARPS)
     return finish(out, losses, targets, ignore_index, reduction)
 
 

@@ -9,10 +9,11 @@ import torch
 import triton
 import triton.language as tl
 
+from .. import add_rms_norm as _add_rms_norm
 from ..rms_norm import SPEC, prepare, rms_norm_long_row
 from .._launch import launch
-from .._mlu import sizing
-from .._mlu.rows import row_tiles
+from . import persistent
+from .persistent import row_tiles
 
 
 @triton.jit
@@ -63,7 +64,7 @@ def launch_rows(rows: torch.Tensor, res_rows: torch.Tensor | None, weight: torch
         total if total is not None else out, n_rows, n, rows.stride(0),
         res_rows.stride(0) if res_rows is not None else 0, float(eps), HAS_RESIDUAL=res_rows is not None,
         HAS_WEIGHT=weight is not None, BLOCK_R=t.block_r, BLOCK_C=t.block_c, ONE_TILE=t.one_tile,
-        num_warps=sizing.NUM_WARPS,
+        num_warps=persistent.NUM_WARPS,
     )
 
 
@@ -75,3 +76,15 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor | None = None, eps: float = 1
 
 
 SPEC.add_variant("mlu", rms_norm)
+
+
+def add_rms_norm(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor | None = None,
+                 eps: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor]:
+    """rms_norm's kernel with the residual add fused in."""
+    out, total, rows, res_rows = _add_rms_norm.prepare(x, residual, weight)
+    if rows is not None:
+        launch_rows(rows, res_rows, weight, out, total, eps)
+    return out, total
+
+
+_add_rms_norm.SPEC.add_variant("mlu", add_rms_norm)

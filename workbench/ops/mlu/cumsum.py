@@ -13,8 +13,8 @@ import triton.language as tl
 from .. import _rows
 from ..cumsum import SPEC, cumsum_cols_chunk, cumsum_row_chunk, prepare
 from .._launch import launch
-from .._mlu import sizing
-from .._mlu.rows import split_rows
+from . import persistent
+from .persistent import split_rows
 
 # Columns per tile when scanning a leading dim: enough contiguous columns for wide loads, leaving the
 # rest of the tile to scan steps.
@@ -45,7 +45,7 @@ def cumsum(x: torch.Tensor, dim: int, *, dtype: torch.dtype | None = None) -> to
     is_int = not out.is_floating_point()
     acc_dtype = torch.int64 if is_int else torch.float32
     # live tiles: the loaded x and the chunk total or running carry (fp32, or int64)
-    limit = sizing.tile_elems(acc_dtype.itemsize + x.element_size())
+    limit = persistent.tile_elems(acc_dtype.itemsize + x.element_size())
     if x.dim() == 0 or dim == x.dim() - 1:
         rows = _rows.as_rows(x)
         n_rows, n = rows.shape
@@ -54,9 +54,9 @@ def cumsum(x: torch.Tensor, dim: int, *, dtype: torch.dtype | None = None) -> to
         items = n_rows * chunks
         sums = torch.empty(items if chunks > 1 else 1, dtype=acc_dtype, device=x.device)
         for step in ((1, 2) if chunks > 1 else (0,)):
-            launch(_rows_kernel, (sizing.programs(items),), rows, out, sums, items, n, rows.stride(0), chunks,
-                   chunk, PASS=step, BLOCK=block, BLOCK_C=triton.next_power_of_2(chunks), INT=is_int,
-                   num_warps=sizing.NUM_WARPS)
+            launch(_rows_kernel, (persistent.programs(items),), rows, out, sums, items, n, rows.stride(0),
+                   chunks, chunk, PASS=step, BLOCK=block, BLOCK_C=triton.next_power_of_2(chunks), INT=is_int,
+                   num_warps=persistent.NUM_WARPS)
         return out
     xc = x.contiguous()
     n = x.shape[dim]
@@ -68,8 +68,9 @@ def cumsum(x: torch.Tensor, dim: int, *, dtype: torch.dtype | None = None) -> to
     items = outer * col_blocks * chunks
     sums = torch.empty(outer * chunks * inner if chunks > 1 else 1, dtype=acc_dtype, device=x.device)
     for step in ((1, 2) if chunks > 1 else (0,)):
-        launch(_cols_kernel, (sizing.programs(items),), xc, out, sums, items, n, inner, col_blocks, chunks,
-               chunk, PASS=step, BLOCK_N=block_n, BLOCK_I=block_i, INT=is_int, num_warps=sizing.NUM_WARPS)
+        launch(_cols_kernel, (persistent.programs(items),), xc, out, sums, items, n, inner, col_blocks,
+               chunks, chunk, PASS=step, BLOCK_N=block_n, BLOCK_I=block_i, INT=is_int,
+               num_warps=persistent.NUM_WARPS)
     return out
 
 
