@@ -60,7 +60,8 @@ def cmd_check(args) -> int:
 
     rules = _launch_rules(args)
     df = check(ops=_split(args.ops), cases=_split(args.cases) or ["quick"], dtypes=_split(args.dtype),
-               seed=args.seed, progress=not args.no_progress, variant=args.variant, rules=rules)
+               seed=args.seed, progress=not args.no_progress, variant=args.variant, rules=rules,
+               algorithm=args.algorithm)
     columns = ["op", "variant", "case", "dtype", "shape", "rel_err", "max_abs_err", "tol", "passed"]
     columns += (["violations"] if rules else []) + ["skipped", "error"]
     with pd.option_context("display.width", 200, "display.max_colwidth", 60, "display.max_rows", None):
@@ -94,7 +95,7 @@ def cmd_bench(args) -> int:
 
     df = bench(ops=_split(args.ops), cases=_split(args.cases) or ["llm"], dtypes=_split(args.dtype) or ["bf16"],
                all_variants=args.all_variants, store=args.store, seed=args.seed, rep_ms=args.rep_ms,
-               progress=not args.no_progress)
+               progress=not args.no_progress, algorithm=args.algorithm)
     table = side_by_side(df)
     with pd.option_context("display.width", 250, "display.max_colwidth", 40, "display.max_rows", None,
                            "display.float_format", "{:.4g}".format):
@@ -286,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tracebacks", type=int, default=3, help="tracebacks of failures to print")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--variant", help="run this implementation (generic, mlu, ...), not the backend's own")
+    p.add_argument("--algorithm", help="run this named algorithm of each op that has one (e.g. topk's merge)")
     p.add_argument("--profile", type=str.lower, choices=["mlu", "mlu370", "mlu590"],
                    help="also enforce the MLU launch rules for this device (mlu: $WORKBENCH_MLU_DEVICE "
                         "or MLU590); exit 1 on any violation")
@@ -300,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cases", nargs="+", help="case sets (default: llm)")
     p.add_argument("--dtype", nargs="+", help="fp32, fp16, bf16 (default: bf16)")
     p.add_argument("--all-variants", action="store_true", help="also time every backend variant (e.g. mlu)")
+    p.add_argument("--algorithm", help="time this named algorithm of the ops that have it (topk: merge)")
     p.add_argument("--store", help="append the rows to this ResultStore (SQLite file)")
     p.add_argument("--csv", help="write the full table to this CSV file")
     p.add_argument("--plot", help="write PNG plots into this folder")

@@ -19,7 +19,7 @@ from workbench import backends
 from workbench.ops import spec as opspec
 
 from . import roofline as rl
-from .correctness import dtype_name, make_inputs, parse_dtypes, shape_label, verify
+from .correctness import dtype_name, make_inputs, parse_dtypes, selected_variant, shape_label, verify
 from .meta import run_metadata
 from .store import ResultStore
 from .timing import host_time_us, kernel_time
@@ -28,16 +28,23 @@ COLUMNS = ["op", "impl", "case", "dtype", "shape", "ms", "ms_p20", "ms_p80", "ho
            "tflops", "roofline_pct", "bound", "rel_err", "passed", "native_passed", "suspect", "error"]
 
 
-def implementations(spec: opspec.OpSpec, backend: str, all_variants: bool) -> dict:
-    """impl name -> callable: native first, then the backend's Triton implementation (or every variant)."""
-    impls = {"native": spec.reference, spec.variant_name(backend): spec.implementation(backend)}
+def implementations(spec: opspec.OpSpec, backend: str, all_variants: bool,
+                    algorithm: str | None = None) -> dict:
+    """impl name -> callable: native first, then the backend's Triton implementation (of `algorithm`, where
+    the op has it), or every implementation by name."""
+    name = selected_variant(spec, backend, None, algorithm) or spec.variant_name(backend)
+    impls = {"native": spec.reference}
+    if algorithm is None:
+        impls[name] = spec.implementation(backend)
+    elif name in spec.variant_names():
+        impls[name] = spec.variant(name)
     if all_variants:
-        impls.update({"generic": spec.impl, **spec.variants})
+        impls.update({name: spec.variant(name) for name in spec.variant_names()})
     return impls
 
 
 def bench_case(spec: opspec.OpSpec, case: opspec.Case, dtype, seed: int, peaks: rl.Peaks,
-               all_variants: bool = False, rep_ms: float = 100.0) -> list[dict]:
+               all_variants: bool = False, rep_ms: float = 100.0, algorithm: str | None = None) -> list[dict]:
     backend = backends.active()
     base = {"op": spec.name, "case": case.name, "dtype": dtype_name(dtype), "seed": seed}
     try:
@@ -47,7 +54,7 @@ def bench_case(spec: opspec.OpSpec, case: opspec.Case, dtype, seed: int, peaks: 
         return [{**base, "impl": "native", "error": f"inputs: {type(e).__name__}: {e}"}]
     base.update(shape=shape_label(args), bytes=cost.bytes, flops=cost.flops)
     rows = []
-    for name, fn in implementations(spec, backend.name, all_variants).items():
+    for name, fn in implementations(spec, backend.name, all_variants, algorithm).items():
         row = {**base, "impl": name, "error": ""}
         try:
             if name != "native":
@@ -77,8 +84,10 @@ def bench_case(spec: opspec.OpSpec, case: opspec.Case, dtype, seed: int, peaks: 
 
 def bench(ops: Iterable[str] | None = None, cases: Iterable[str] = ("llm",), dtypes=("bf16",),
           backend: str | None = None, all_variants: bool = False, store: ResultStore | str | None = None,
-          seed: int | None = None, rep_ms: float = 100.0, progress: bool = True) -> pd.DataFrame:
-    """Native vs Triton table for `ops` (default: all) over case sets and dtypes; optionally stored."""
+          seed: int | None = None, rep_ms: float = 100.0, progress: bool = True,
+          algorithm: str | None = None) -> pd.DataFrame:
+    """Native vs Triton table for `ops` (default: all) over case sets and dtypes; optionally stored.
+    algorithm: time that named algorithm of each op that has it (e.g. topk's "merge"), not its default."""
     chosen = backends.active(backend)
     specs = [opspec.get(n) for n in ops] if ops else list(opspec.REGISTRY.values())
     dtype_list = parse_dtypes(dtypes)
@@ -93,7 +102,7 @@ def bench(ops: Iterable[str] | None = None, cases: Iterable[str] = ("llm",), dty
     status = "failed"
     try:
         for i, (spec, case, dtype) in enumerate(tqdm(work, desc="bench", disable=not progress, leave=False)):
-            for row in bench_case(spec, case, dtype, seed + i, peaks, all_variants, rep_ms):
+            for row in bench_case(spec, case, dtype, seed + i, peaks, all_variants, rep_ms, algorithm):
                 rows.append(row)
                 if store:
                     store.add_row(run_id, {k: v for k, v in row.items() if k != "traceback"})

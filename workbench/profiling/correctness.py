@@ -198,7 +198,7 @@ def check_case(spec: opspec.OpSpec, case: opspec.Case, dtype: torch.dtype, seed:
                variant: str | None = None, rules: LaunchRules | None = None) -> dict:
     """Run one case once; never raises (errors land in the row).
 
-    variant: run this implementation ("generic", "mlu", ...) instead of the backend's own.
+    variant: run this implementation ("generic", "mlu", "generic:merge", ...) instead of the backend's own.
     rules: check the launches against these MLU launch rules; the row counts the distinct violations.
     """
     backend = backends.active()
@@ -221,20 +221,32 @@ def check_case(spec: opspec.OpSpec, case: opspec.Case, dtype: torch.dtype, seed:
     return row
 
 
+def selected_variant(spec: opspec.OpSpec, backend: str, variant: str | None = None,
+                     algorithm: str | None = None) -> str | None:
+    """The name of the implementation to run: `variant` (None: the backend's own), of `algorithm` when one
+    is asked for ("<variant>:<algorithm>", e.g. "generic:merge"); None means the backend's own."""
+    if algorithm is None:
+        return variant
+    return f"{variant or spec.variant_name(backend)}:{algorithm}"
+
+
 def check(ops: Iterable[str] | None = None, cases: Iterable[str] = ("quick",),
           dtypes: Iterable[str | torch.dtype] | None = None, backend: str | None = None,
           seed: int | None = None, progress: bool = True, variant: str | None = None,
-          rules: LaunchRules | None = None) -> pd.DataFrame:
+          rules: LaunchRules | None = None, algorithm: str | None = None) -> pd.DataFrame:
     """Correctness table for `ops` (default: all registered) over the case sets and dtypes.
 
-    variant: run this implementation of each op instead of the backend's own; ops without it get a
-    skipped row. rules: also check every launch against these MLU launch rules (column `violations`:
-    distinct violations in that row; the details are in `rules.violations()`).
+    variant: run this implementation of each op instead of the backend's own; algorithm: that
+    implementation's named algorithm (e.g. topk's "merge"); ops without it get a skipped row. rules: also
+    check every launch against these MLU launch rules (column `violations`: distinct violations in that
+    row; the details are in `rules.violations()`).
     """
     chosen = backends.active(backend)
     specs = [opspec.get(name) for name in ops] if ops else list(opspec.REGISTRY.values())
-    if variant and not any(variant in s.variant_names() for s in specs):
-        raise ValueError(f"variant: no selected op has a {variant!r} variant; they have "
+    names = {s.name: selected_variant(s, chosen.name, variant, algorithm) for s in specs}
+    if (variant or algorithm) and not any(names[s.name] in s.variant_names() for s in specs):
+        wanted = variant if algorithm is None else f"{variant or '<backend>'}:{algorithm}"
+        raise ValueError(f"variant: no selected op has a {wanted!r} variant; they have "
                          f"{sorted({v for s in specs for v in s.variant_names()})}")
     dtype_list = parse_dtypes(dtypes)
     seed = random.randrange(2**31) if seed is None else seed
@@ -242,17 +254,17 @@ def check(ops: Iterable[str] | None = None, cases: Iterable[str] = ("quick",),
     rows = []
     with rules if rules is not None else contextlib.nullcontext():
         for i, (spec, case, dtype) in enumerate(tqdm(work, desc="check", disable=not progress, leave=False)):
-            skip = ""
-            if variant and variant not in spec.variant_names():
-                skip = f"no {variant} variant"
+            skip, name = "", names[spec.name]
+            if name and name not in spec.variant_names():
+                skip = f"no {name} variant"
             elif case.big and chosen.interpreted:
                 skip = "needs a GPU (past 2**31 elements)"
             if skip:
-                rows.append({"op": spec.name, "variant": variant or spec.variant_name(chosen.name),
+                rows.append({"op": spec.name, "variant": name or spec.variant_name(chosen.name),
                              "backend": chosen.name, "case": case.name, "dtype": dtype_name(dtype),
                              "seed": seed + i, "skipped": skip, "passed": False, "error": ""})
                 continue
-            rows.append(check_case(spec, case, dtype, seed + i, variant=variant, rules=rules))
+            rows.append(check_case(spec, case, dtype, seed + i, variant=name, rules=rules))
     columns = ["op", "variant", "backend", "case", "dtype", "shape", "rel_err", "max_abs_err", "tol",
                "nonfinite_match", "elementwise_ok", "dtype_match", "passed", "native_rel_err", "native_passed",
                "skipped", "error", "seed"]
