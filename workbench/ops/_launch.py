@@ -14,12 +14,18 @@ the launcher's C function itself, skipping its Python wrapper, which only sizes 
 kernels do not use; with other versions, the compiled kernel's `run`. The first call of a key,
 interpreted backends, and launchers of another calling convention take Triton's own path.
 WORKBENCH_FAST_LAUNCH=0 turns the cache off (benchmarks/host_overhead.py measures both).
+
+`launch_hook(path, cache)` replaces Triton's path (compile on first use, then launch) for the length of
+a context, e.g. with a stub that launches nothing to measure an op's host cost; `autotune` runs an
+autotuner's first call through the same switch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+from collections.abc import Callable, Iterator
 
 import torch
 import triton
@@ -34,6 +40,14 @@ _by_value: dict = {}  # value key -> the same entries; cleared when it reaches M
 MAX_BY_VALUE = 4096  # distinct int values (e.g. one KV length per decode step) must not grow it forever
 # While > 0 every launch takes Triton's own path, where the MLU launch-rules profile sees it.
 watchers = 0
+
+
+def _triton_launch(kernel, grid, args: tuple, meta: dict):
+    """Triton's own path: `kernel[grid](*args, **meta)` (compiled on first use); the compiled kernel."""
+    return kernel[grid](*args, **meta)
+
+
+_triton_path = _triton_launch  # what a launch taking Triton's path calls; `launch_hook` swaps it
 
 
 def _arg_key(a):
@@ -92,7 +106,7 @@ def _disable() -> None:
 def launch(kernel, grid: tuple[int, ...], *args, **meta) -> None:
     """`kernel[grid](*args, **meta)`, with positional runtime args and keyword constexprs/options."""
     if not _ENABLED or watchers:
-        kernel[grid](*args, **meta)
+        _triton_path(kernel, grid, args, meta)
         return
     # The kernel by identity: hashing a JITFunction runs Triton's Python `cache_key`. Each entry holds
     # its specialisation key, which holds the kernel, so the id cannot be reused while the entry is cached.
@@ -102,7 +116,7 @@ def launch(kernel, grid: tuple[int, ...], *args, **meta) -> None:
         key = (kernel, tuple(map(_arg_key, args)), value_key[1])
         entry = _cache.get(key)
         if entry is None:
-            compiled = kernel[grid](*args, **meta)
+            compiled = _triton_path(kernel, grid, args, meta)
             # The launcher takes every kernel parameter in signature order, constexprs included.
             tail = tuple(meta[name] for name in kernel.arg_names[len(args):])
             _cache[key] = _entry(compiled, tail, key)
@@ -116,7 +130,7 @@ def launch(kernel, grid: tuple[int, ...], *args, **meta) -> None:
         call(g0, g1, g2, _stream(), *prefix, *args, *tail)
     except (TypeError, AttributeError):  # a launcher with another calling convention: use Triton's path
         _disable()
-        kernel[grid](*args, **meta)
+        _triton_path(kernel, grid, args, meta)
 
 
 def _entry(compiled, tail: tuple, key: tuple) -> tuple:
@@ -146,3 +160,33 @@ def _raw_launch(compiled):
             or getattr(launcher, "profile_scratch_size", 1) != 0:
         return None
     return c_launch
+
+
+def autotune(tuner, grid, *args, **meta) -> dict:
+    """`tuner[grid](*args, **meta)` (time the autotuner's configs, launch the best); the best config's
+    keywords. Under a `launch_hook` nothing is timed or launched: the first config."""
+    if _triton_path is not _triton_launch:
+        return tuner.configs[0].all_kwargs()
+    tuner[grid](*args, **meta)
+    return tuner.best_config.all_kwargs()
+
+
+@contextlib.contextmanager
+def launch_hook(path: Callable, cache: bool) -> Iterator[None]:
+    """Inside, a launch that takes Triton's path calls `path(kernel, grid, args, meta)` instead (it
+    returns what `kernel[grid](*args, **meta)` would: a compiled kernel, whose `run` the cache calls).
+    cache=False: every launch takes that path. cache=True: the launch cache runs as on a compiling
+    backend, from empty and on a null stream, so that only a cache miss takes it."""
+    global _triton_path, _ENABLED, _cache, _by_value, _stream
+    saved = _triton_path, _ENABLED, _cache, _by_value, _stream
+    _triton_path, _ENABLED, _cache, _by_value = path, cache, {}, {}
+    if cache:
+        _stream = _null_stream
+    try:
+        yield
+    finally:
+        _triton_path, _ENABLED, _cache, _by_value, _stream = saved
+
+
+def _null_stream() -> None:
+    return None

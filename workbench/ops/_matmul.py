@@ -26,7 +26,7 @@ from triton.tools.tensor_descriptor import TensorDescriptor
 from workbench import backends
 
 from ._common import check_dtype_match, check_same_device, check_tensor
-from ._launch import launch
+from ._launch import autotune, launch
 from ._shapes import cdiv
 from .mlu.persistent import NRAM_FILL, NUM_WARPS, persistent
 from .mlu.persistent import programs as persistent_programs
@@ -399,8 +399,7 @@ def matmul(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, M: int, N: int, K:
     key = (M, N, K, a.dtype, a_strides[2] == 1, b_strides[1] == 1, *meta.values())
     tuned = _pointer_launches.get(key)
     if tuned is None:  # first call of this shape: autotune, then remember the winner
-        _autotuned[grid](*args, **meta)
-        config = _tuned[key] = _autotuned.best_config.all_kwargs()
+        config = _tuned[key] = autotune(_autotuned, grid, *args, **meta)
         _pointer_launches[key] = (grid(config)[0], {**meta, **config})
     else:
         programs, kwargs = tuned
@@ -423,8 +422,7 @@ def _matmul_tma(a, b, c, M, N, K, batch, a_strides, b_strides, c_strides, b_by_r
                                    config)
     args = (*descriptors, bias, M, N, K, *bias_strides, float(alpha), float(beta))
     if config is None:
-        _tma_autotuned[grid](*args, **meta)
-        _tuned[key] = _tma_autotuned.best_config.all_kwargs()
+        _tuned[key] = autotune(_tma_autotuned, grid, *args, **meta)
     else:
         launch(_matmul_tma_kernel, grid(config), *args, **meta, **config)
 

@@ -25,7 +25,7 @@ from workbench import backends
 
 from . import _split_rows
 from ._common import check_dtype_match, check_same_device, check_tensor, new_output
-from ._launch import launch
+from ._launch import autotune, launch
 from ._shapes import broadcast, cdiv, next_pow2
 from .spec import DEFAULT_TOLERANCE, Case, Cost, OpSpec, nbytes, numel, randn, register
 
@@ -410,8 +410,7 @@ def scaled_dot_product_attention(query: torch.Tensor, key: torch.Tensor, value: 
     key = (Hq, next_pow2(L), query.dtype, *consts.values())
     config = _tuned.get(key)
     if config is None:  # first call of this kind: autotune, then remember the winner
-        _prefill[grid](*args, **consts)
-        _tuned[key] = _prefill.best_config.all_kwargs()
+        _tuned[key] = autotune(_prefill, grid, *args, **consts)
     else:
         launch(_prefill_kernel, grid(config), *args, **consts, **config)
     return out
