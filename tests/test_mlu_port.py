@@ -12,8 +12,8 @@ from workbench.ops import REGISTRY
 from workbench.ops._matmul import PERSISTENT_CONFIGS as CONFIGS
 from workbench.ops._matmul import nram_bytes, pick_config
 from workbench.ops.mlu import persistent as sizing
-from workbench.profiling import check, failures
-from workbench.profiling.launch_rules import LaunchRules, check_rules
+from workbench.ops.mlu.rules import LaunchRules
+from workbench.profiling import check, check_rules, failures
 
 ELEMENTWISE = ["sub", "div", "neg", "pow", "rsqrt", "where", "masked_fill", "silu_and_mul", "copy", "fill", "rope"]
 

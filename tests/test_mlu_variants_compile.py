@@ -20,9 +20,9 @@ import torch
 from workbench import backends
 from workbench.backends import mlu_devices
 from workbench.ops import REGISTRY
-from workbench.profiling import _kernel_trace as kt
+from workbench.ops.mlu import _kernel_trace as kt
 from workbench.profiling.correctness import make_inputs
-from workbench.profiling.launch_rules import LaunchRules
+from workbench.ops.mlu.rules import LaunchRules
 
 pytestmark = pytest.mark.skipif(not backends.active().interpreted, reason="a GPU run compiles them anyway")
 

@@ -48,7 +48,7 @@ def _launch_rules(args):
         if args.cores is not None or args.nram_kib is not None:
             raise ValueError("--cores / --nram-kib: only with --profile")
         return None
-    from workbench.profiling.launch_rules import LaunchRules
+    from workbench.ops.mlu.rules import LaunchRules
 
     nram = args.nram_kib * 1024 if args.nram_kib is not None else None
     return LaunchRules.for_device(args.profile, cores=args.cores, nram_bytes=nram)

@@ -21,16 +21,18 @@ from .spec import dispatching as _dispatching  # noqa: E402
 _PACKAGES = ("mlu", "variants")  # below the op modules: their kernels and variants import the ops
 
 
-def _import_all(package: str, path) -> None:
-    """Import every public module of `package` (at `path`), in name order."""
+def _import_all(package: str, path, only=None) -> None:
+    """Import every public module of `package` (at `path`; those named in `only`), in name order."""
     for module in sorted(_pkgutil.iter_modules(path), key=lambda m: m.name):
-        if not module.name.startswith("_") and module.name not in ("spec", *_PACKAGES):
+        if not module.name.startswith("_") and module.name not in ("spec", *_PACKAGES) \
+                and (only is None or module.name in only):
             _importlib.import_module(f"{package}.{module.name}")
 
 
 _import_all(__name__, __path__)
-for _package in _PACKAGES:
-    _import_all(f"{__name__}.{_package}", _importlib.import_module(f"{__name__}.{_package}").__path__)
+# ops/mlu/<op>.py: an op's MLU kernel (the package's other modules, sizing and rules, load on use)
+_import_all(f"{__name__}.mlu", _importlib.import_module(f"{__name__}.mlu").__path__, only=REGISTRY)
+_import_all(f"{__name__}.variants", _importlib.import_module(f"{__name__}.variants").__path__)
 
 __all__ = ["REGISTRY", "CASE_SETS", "Case", "Cost", "OpSpec", "Unsupported", "get", "register", *REGISTRY]
 globals().update({_name: _dispatching(_spec) for _name, _spec in REGISTRY.items()})

@@ -5,8 +5,9 @@ roofline.peaks() -> measured device ceilings; plots -> matplotlib Figures from t
 """
 
 from .bench import bench, side_by_side
-from .correctness import check, compare, failures
+from .correctness import check, check_rules, compare_outputs, failures
 from .store import ResultStore
 from .store import compare as compare_runs
 
-__all__ = ["bench", "side_by_side", "check", "compare", "failures", "ResultStore", "compare_runs"]
+__all__ = ["bench", "side_by_side", "check", "check_rules", "compare_outputs", "failures", "ResultStore",
+           "compare_runs"]

@@ -12,7 +12,7 @@ import contextlib
 import math
 import random
 import traceback
-from typing import TYPE_CHECKING, Iterable
+from typing import Iterable
 
 import pandas as pd
 import torch
@@ -21,9 +21,7 @@ from tqdm.auto import tqdm
 from workbench import backends
 from workbench.ops import spec as opspec
 from workbench.ops._common import poisoned_outputs
-
-if TYPE_CHECKING:
-    from .launch_rules import LaunchRules
+from workbench.ops.mlu.rules import LaunchRules
 
 DTYPE_NAMES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -56,7 +54,7 @@ def _upcast(value, dtype: torch.dtype, device: torch.device):
     return value
 
 
-def compare(out, ref, tol: float, dim: int = -1) -> dict:
+def compare_outputs(out, ref, tol: float, dim: int = -1) -> dict:
     """Error metrics of `out` against the high-precision `ref` (same shape).
 
     Floating outputs: relative and elementwise error within `tol`, NaN/Inf in the same places.
@@ -139,7 +137,7 @@ def _compare_tuple(out, ref, tol: float, dim: int) -> dict:
         if sorted_pair and i == 1:
             parts.append(_compare_exact(o, r, where=_distinct_sorted(ref.values.to(r.device), dim)))
         else:
-            parts.append(compare(o, r, tol, dim))
+            parts.append(compare_outputs(o, r, tol, dim))
     return {
         "rel_err": max((p["rel_err"] for p in parts), default=0.0),
         "max_abs_err": max((p["max_abs_err"] for p in parts), default=0.0),
@@ -180,11 +178,11 @@ def verify(spec: opspec.OpSpec, fn, case: opspec.Case, dtype: torch.dtype, args,
     ref_device = next(_tensors(args)).device if (backend.capabilities.fp64 or case.big) else torch.device("cpu")
     ref = spec.reference(*_upcast(args, ref_dtype, ref_device), **_upcast(kwargs, ref_dtype, ref_device))
     # `dim` (keyword) is the dim sorted (values, indices) results are sorted along
-    metrics = compare(out, ref, spec.tolerance[dtype], dim=kwargs.get("dim", -1))
+    metrics = compare_outputs(out, ref, spec.tolerance[dtype], dim=kwargs.get("dim", -1))
     if not metrics["passed"] and not case.big:
         # Does the native op meet the same bound on these inputs? Tells a kernel bug from a strict tolerance.
         del out
-        native = compare(spec.reference(*args, **kwargs), ref, spec.tolerance[dtype], dim=kwargs.get("dim", -1))
+        native = compare_outputs(spec.reference(*args, **kwargs), ref, spec.tolerance[dtype], dim=kwargs.get("dim", -1))
         metrics.update(native_rel_err=native["rel_err"], native_passed=native["passed"])
     return {**metrics, "dtype_match": dtype_match, "passed": metrics["passed"] and dtype_match}
 
@@ -276,6 +274,19 @@ def check(ops: Iterable[str] | None = None, cases: Iterable[str] = ("quick",),
             df[col] = None
     df["skipped"] = df["skipped"].fillna("")
     return df[columns + ["traceback"]]
+
+
+def check_rules(ops: Iterable[str] | None = None, cases: Iterable[str] = ("quick",), dtypes=None,
+                variant: str | None = None, device: str = "mlu", cores: int | None = None,
+                nram_bytes: int | None = None, seed: int | None = None,
+                progress: bool = True) -> tuple[pd.DataFrame, LaunchRules]:
+    """Correctness check of `ops` under the MLU launch rules of `device` (figures overridden by `cores`,
+    `nram_bytes`): (check table with a `violations` column, the LaunchRules holding every violation and
+    launch)."""
+    rules = LaunchRules.for_device(device, cores=cores, nram_bytes=nram_bytes)
+    df = check(ops=ops, cases=cases, dtypes=dtypes, variant=variant, rules=rules, seed=seed,
+               progress=progress)
+    return df, rules
 
 
 def failures(df: pd.DataFrame) -> pd.DataFrame:

@@ -14,7 +14,7 @@ from ._elementwise import binary, binary_cost, randint
 from .spec import Case, Cost, randn
 
 
-def compare(fn, input: torch.Tensor, other) -> torch.Tensor:
+def comparison(fn, input: torch.Tensor, other) -> torch.Tensor:
     """`fn(input, other)` elementwise with broadcasting, as a bool tensor."""
     # A number or a 0-dim operand is rounded / cast to the promoted dtype first; tensors with dims are not.
     if isinstance(input, torch.Tensor) and (
@@ -31,7 +31,7 @@ def compare(fn, input: torch.Tensor, other) -> torch.Tensor:
     return binary(fn, input, other, integers=True, out_dtype=torch.bool)
 
 
-def compare_cost(a: torch.Tensor, b, *_, **__) -> Cost:
+def comparison_cost(a: torch.Tensor, b, *_, **__) -> Cost:
     cost = binary_cost(a, b)
     shape = torch.broadcast_shapes(a.shape, b.shape) if isinstance(b, torch.Tensor) else a.shape
     # binary_cost counts a promoted-dtype result; a comparison writes one byte per element
@@ -69,7 +69,7 @@ def _case(name, a_shape, b_shape, a_dtype=None, b_dtype=None, number=None, a_tf=
     return Case(name, make)
 
 
-def compare_cases() -> dict:
+def comparison_cases() -> dict:
     return {
         "quick": lambda: [_case("64x300 vs row, ties", (64, 300), (300,)),
                           _case("int64 positions vs number", (4, 33), None, a_dtype=torch.int64, number=7)],
