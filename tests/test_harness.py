@@ -116,7 +116,8 @@ def test_compare_topk_indices_only_where_values_are_distinct():
     ref0 = torch.topk(x.t().contiguous(), 5, dim=0)
     wrong0 = ref0.indices.clone()
     wrong0[2, 0] = 6
-    assert compare_outputs(torch.return_types.topk((ref0.values, ref0.indices[[1, 0, 2, 4, 3]])), ref0, 1e-5, dim=0)["passed"]
+    swapped0 = torch.return_types.topk((ref0.values, ref0.indices[[1, 0, 2, 4, 3]]))
+    assert compare_outputs(swapped0, ref0, 1e-5, dim=0)["passed"]
     assert not compare_outputs(torch.return_types.topk((ref0.values, wrong0)), ref0, 1e-5, dim=0)["passed"]
 
 

@@ -182,7 +182,8 @@ def verify(spec: opspec.OpSpec, fn, case: opspec.Case, dtype: torch.dtype, args,
     if not metrics["passed"] and not case.big:
         # Does the native op meet the same bound on these inputs? Tells a kernel bug from a strict tolerance.
         del out
-        native = compare_outputs(spec.reference(*args, **kwargs), ref, spec.tolerance[dtype], dim=kwargs.get("dim", -1))
+        native = compare_outputs(spec.reference(*args, **kwargs), ref, spec.tolerance[dtype],
+                                 dim=kwargs.get("dim", -1))
         metrics.update(native_rel_err=native["rel_err"], native_passed=native["passed"])
     return {**metrics, "dtype_match": dtype_match, "passed": metrics["passed"] and dtype_match}
 
