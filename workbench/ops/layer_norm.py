@@ -138,8 +138,8 @@ def layer_norm(x: torch.Tensor, normalized_shape, weight: torch.Tensor | None = 
         # live tiles: x, weight and bias rows; streamed: two fp32 accumulators, three x load sites, params
         el = rows.element_size()
         t = row_tiles(n_rows, n, one_tile_bytes=el + params, streamed_bytes=8 + 3 * el + params)
-        kernel, programs, block_r, block, one_tile, warps = (_layer_norm_persistent_kernel, t.programs, t.block_r,
-                                                             t.block_c, t.one_tile, NUM_WARPS)
+        kernel, warps = _layer_norm_persistent_kernel, NUM_WARPS
+        programs, block_r, block, one_tile = t.programs, t.block_r, t.block_c, t.one_tile
     else:
         kernel = _layer_norm_kernel
         programs, block_r, block, one_tile, warps = _rows.packed_launch(n_rows, n)
