@@ -161,8 +161,8 @@ def _prefill_kernel(Q, K, V, M, Out,
     else:
         hi = S
         clean = S // BLOCK_N * BLOCK_N
-    out = attend_rows(q, k_base, v_base, mask_rows, offs_m, row_ok, offs_n, d_ok, dv_ok, clean, hi, S, skn, svn,
-                      smn, scale_log2, CAUSAL, MASK_KIND, MASK_KIND != 0, UPCAST, EVEN_D, EVEN_DV, BLOCK_M,
+    out = attend_rows(q, k_base, v_base, mask_rows, offs_m, row_ok, offs_n, d_ok, dv_ok, clean, hi, S, skn,
+                      svn, smn, scale_log2, CAUSAL, MASK_KIND, MASK_KIND != 0, UPCAST, EVEN_D, EVEN_DV, BLOCK_M,
                       BLOCK_N, BLOCK_DV)
     tl.store(Out + b * sob + h.to(tl.int64) * soh + rows64[:, None] * som + offs_dv[None, :] * sod,
              out.to(Out.dtype.element_ty), mask=row_ok[:, None] & dv_ok[None, :])

@@ -71,8 +71,8 @@ def _attention_kernel(Q, K, V, M, Out,
         else:
             hi = S
             clean = S // BLOCK_N * BLOCK_N
-        out = attend_rows(q, k_base, v_base, mask_rows, qi, row_ok, offs_n, d_ok, dv_ok, clean, hi, S, skn, svn,
-                          smn, scale_log2, CAUSAL, MASK_KIND, True, UPCAST, EVEN_D, EVEN_DV, BLOCK_M, BLOCK_N,
+        out = attend_rows(q, k_base, v_base, mask_rows, qi, row_ok, offs_n, d_ok, dv_ok, clean, hi, S, skn,
+                          svn, smn, scale_log2, CAUSAL, MASK_KIND, True, UPCAST, EVEN_D, EVEN_DV, BLOCK_M, BLOCK_N,
                           BLOCK_DV)
         tl.store(Out + b * sob + head[:, None] * soh + qi[:, None] * som + offs_dv[None, :] * sod,
                  out.to(Out.dtype.element_ty), mask=row_ok[:, None] & dv_ok[None, :])
