@@ -32,7 +32,7 @@ import pandas as pd  # noqa: E402
 from workbench import backends  # noqa: E402
 from workbench.ops import REGISTRY  # noqa: E402
 from workbench.profiling.correctness import dtype_name, failures, make_inputs, parse_dtypes  # noqa: E402
-from workbench.profiling.launch_rules import check_rules  # noqa: E402
+from workbench.profiling import check_rules  # noqa: E402
 from workbench.profiling.meta import run_metadata  # noqa: E402
 
 VARIANTS = ("mlu", "generic")
@@ -130,7 +130,7 @@ def main() -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     meta = run_metadata()
-    ops = args.ops or [name for name, spec in REGISTRY.items() if "mlu" in spec.variants]
+    ops = args.ops or [name for name, spec in REGISTRY.items() if "mlu" in spec.variant_names()]
     cases = args.cases.split(",")
     check_frames, violation_frames, time_rows, skipped = [], [], [], []
 

@@ -6,7 +6,7 @@ import torch
 from workbench import backends
 from workbench.ops import REGISTRY
 from workbench.ops._common import new_output
-from workbench.profiling import check, compare, failures
+from workbench.profiling import check, compare_outputs, failures
 from workbench.profiling.correctness import check_case
 
 
@@ -24,19 +24,19 @@ def add_variant(monkeypatch):
 
 def test_compare_accepts_rounding_and_rejects_errors():
     ref = torch.randn(1000, dtype=torch.float64)
-    assert compare(ref.to(torch.bfloat16), ref, 1e-2)["passed"]
-    assert not compare(ref.to(torch.bfloat16), ref, 1e-5)["passed"]
+    assert compare_outputs(ref.to(torch.bfloat16), ref, 1e-2)["passed"]
+    assert not compare_outputs(ref.to(torch.bfloat16), ref, 1e-5)["passed"]
     off_by_one = ref.clone()
     off_by_one[17] += 1.0
-    metrics = compare(off_by_one, ref, 1e-2)
+    metrics = compare_outputs(off_by_one, ref, 1e-2)
     assert not metrics["passed"] and not metrics["elementwise_ok"]
 
 
 def test_compare_requires_matching_nan_and_inf():
     ref = torch.tensor([1.0, float("nan"), float("inf"), -float("inf")], dtype=torch.float64)
-    assert compare(ref.clone(), ref, 1e-5)["passed"]
+    assert compare_outputs(ref.clone(), ref, 1e-5)["passed"]
     for bad in ([1.0, 0.0, float("inf"), -float("inf")], [1.0, float("nan"), -float("inf"), -float("inf")]):
-        assert not compare(torch.tensor(bad, dtype=torch.float64), ref, 1e-5)["nonfinite_match"]
+        assert not compare_outputs(torch.tensor(bad, dtype=torch.float64), ref, 1e-5)["nonfinite_match"]
 
 
 def test_wrong_values_fail(add_variant):
@@ -87,37 +87,38 @@ def test_check_rejects_unknown_names():
 
 def test_compare_integer_outputs_exactly():
     ref = torch.tensor([3, 1, 4, 1, 5])
-    assert compare(ref.clone(), ref, 1e-2)["passed"]
+    assert compare_outputs(ref.clone(), ref, 1e-2)["passed"]
     off = ref.clone()
     off[2] = 5
-    metrics = compare(off, ref, 1e-2)
+    metrics = compare_outputs(off, ref, 1e-2)
     assert not metrics["passed"] and metrics["rel_err"] == pytest.approx(0.2) and metrics["max_abs_err"] == 1.0
 
 
 def test_compare_tuples_element_by_element():
     a, b = torch.randn(10, dtype=torch.float64), torch.randn(4, dtype=torch.float64)
-    assert compare((a.clone(), b.clone()), (a, b), 1e-5)["passed"]
+    assert compare_outputs((a.clone(), b.clone()), (a, b), 1e-5)["passed"]
     bad = b.clone()
     bad[0] += 1
-    assert not compare((a.clone(), bad), (a, b), 1e-5)["passed"]
+    assert not compare_outputs((a.clone(), bad), (a, b), 1e-5)["passed"]
     with pytest.raises(ValueError, match="expected 2 outputs"):
-        compare((a,), (a, b), 1e-5)
+        compare_outputs((a,), (a, b), 1e-5)
 
 
 def test_compare_topk_indices_only_where_values_are_distinct():
     x = torch.tensor([[5.0, 3.0, 5.0, 1.0, 2.0, 2.0, 0.0]], dtype=torch.float64)
     ref = torch.topk(x, 5)  # values 5 5 3 2 2: only the 3 (index 1) has one right index
     swapped = torch.return_types.topk((ref.values.clone(), ref.indices[:, [1, 0, 2, 4, 3]]))
-    assert compare(swapped, ref, 1e-5)["passed"]
+    assert compare_outputs(swapped, ref, 1e-5)["passed"]
     wrong = ref.indices.clone()
     wrong[0, 2] = 6  # the distinct value's index
-    assert not compare(torch.return_types.topk((ref.values, wrong)), ref, 1e-5)["passed"]
+    assert not compare_outputs(torch.return_types.topk((ref.values, wrong)), ref, 1e-5)["passed"]
     # sorted along dim 0: the rule follows `dim`
     ref0 = torch.topk(x.t().contiguous(), 5, dim=0)
     wrong0 = ref0.indices.clone()
     wrong0[2, 0] = 6
-    assert compare(torch.return_types.topk((ref0.values, ref0.indices[[1, 0, 2, 4, 3]])), ref0, 1e-5, dim=0)["passed"]
-    assert not compare(torch.return_types.topk((ref0.values, wrong0)), ref0, 1e-5, dim=0)["passed"]
+    swapped0 = torch.return_types.topk((ref0.values, ref0.indices[[1, 0, 2, 4, 3]]))
+    assert compare_outputs(swapped0, ref0, 1e-5, dim=0)["passed"]
+    assert not compare_outputs(torch.return_types.topk((ref0.values, wrong0)), ref0, 1e-5, dim=0)["passed"]
 
 
 def test_unwritten_integer_output_is_caught(monkeypatch):

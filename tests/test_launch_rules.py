@@ -18,8 +18,8 @@ backends.active()  # bind the backend, and TRITON_INTERPRET with it, before the 
 
 import mlu_bad_kernels as bad  # noqa: E402
 from workbench.backends import mlu_devices  # noqa: E402
-from workbench.profiling import _kernel_trace as kt  # noqa: E402
-from workbench.profiling.launch_rules import LaunchRules, dot_problems  # noqa: E402
+from workbench.ops.mlu import _kernel_trace as kt  # noqa: E402
+from workbench.ops.mlu.rules import LaunchRules, dot_problems  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not backends.active().interpreted,
                                 reason="launches these kernels on the interpreter; the GPU run uses the ops")

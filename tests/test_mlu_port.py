@@ -9,11 +9,11 @@ from workbench import backends
 from workbench.backends import mlu_devices
 from workbench.cli import main
 from workbench.ops import REGISTRY
-from workbench.ops._mlu import rows as _rows
-from workbench.ops._mlu import sizing
-from workbench.ops.variants.mm_mlu import CONFIGS, nram_bytes, pick_config
-from workbench.profiling import check, failures
-from workbench.profiling.launch_rules import LaunchRules, check_rules
+from workbench.ops._matmul import PERSISTENT_CONFIGS as CONFIGS
+from workbench.ops._matmul import nram_bytes, pick_config
+from workbench.ops.mlu import persistent as sizing
+from workbench.ops.mlu.rules import LaunchRules
+from workbench.profiling import check, check_rules, failures
 
 ELEMENTWISE = ["sub", "div", "neg", "pow", "rsqrt", "where", "masked_fill", "silu_and_mul", "copy", "fill", "rope"]
 
@@ -49,9 +49,9 @@ def test_launch_sizing_follows_the_target():
     assert sizing.block_1d(10, 4, dev=dev) == sizing.MIN_TILE
     assert sizing.block_1d(12 * 2048, 4, dev=dev) == 2048  # every program gets one tile
     with mlu_devices.targeting(dev.with_overrides(cores=16)):
-        t = _rows.row_tiles(1000, 128, one_tile_bytes=2, streamed_bytes=8)
+        t = sizing.row_tiles(1000, 128, one_tile_bytes=2, streamed_bytes=8)
         assert (t.block_r, t.block_c, t.one_tile, t.programs) == (64, 128, True, 4)
-        t = _rows.row_tiles(3, 151936, one_tile_bytes=2, streamed_bytes=12)
+        t = sizing.row_tiles(3, 151936, one_tile_bytes=2, streamed_bytes=12)
         assert (t.block_r, t.block_c, t.one_tile, t.programs) == (1, 8192, False, 3)
 
 
@@ -70,15 +70,18 @@ def test_mm_configs_fit_nram_and_the_problem():
 
 def test_every_op_has_an_mlu_variant_chosen_on_the_mlu_backend():
     for name, spec in REGISTRY.items():
-        assert "mlu" in spec.variants, f"{name} has no mlu variant"
-        assert "mlu" in spec.variants and spec.variant_name("mlu") == "mlu"
+        assert "mlu" in spec.variant_names(), f"{name} has no mlu form"
+        assert spec.variant_name("mlu") == "mlu"
         assert spec.implementation("mlu") is spec.variant("mlu") is not spec.impl
         assert spec.variant("generic") is spec.impl
     expected = "variant: expected one of \\['generic', 'mlu'\\] for op 'add', got 'x'"
     with pytest.raises(ValueError, match=expected):
         REGISTRY["add"].variant("x")
     with pytest.raises(ValueError, match="already has a 'mlu' variant"):
-        REGISTRY["add"].add_variant("mlu", lambda *a: None)
+        REGISTRY["softmax"].add_variant("mlu", lambda *a: None)
+    # the ops on the shared launchers take them in the persistent style; only a different algorithm is written
+    written = sorted(name for name, spec in REGISTRY.items() if "mlu" in spec.variants)
+    assert "add" not in written and "mm" not in written and "softmax" in written and len(written) <= 15
 
 
 def test_public_functions_run_the_active_backends_variant(monkeypatch):
@@ -93,8 +96,8 @@ def test_check_a_named_variant_under_the_rules():
                             device="mlu370", seed=0, progress=False)
     assert failures(df).empty and (df["variant"] == "mlu").all() and (df["violations"] == 0).all()
     assert rules.clean and rules.device.name == "MLU370"
-    assert set(rules.launches()["kernel"]) == {"ops._mlu.elementwise._unary_kernel",
-                                               "ops.variants.softmax_mlu._softmax_kernel"}
+    assert set(rules.launches()["kernel"]) == {"ops._elementwise._unary_persistent_kernel",
+                                               "ops.mlu.softmax._softmax_kernel"}
     df, rules = check_rules(ops=["softmax"], cases=["quick"], dtypes=["fp32"], variant="generic", seed=0,
                             progress=False)
     assert failures(df).empty and (df["violations"] == 1).all()  # one grid violation per case
@@ -117,23 +120,24 @@ def test_in_place_aten_overloads_use_the_variants_launcher():
     dev = backends.active().device()
     src, dst = torch.randn(5, 7, device=dev), torch.empty(7, 5, device=dev).t()
     copy_, fill_ = REGISTRY["copy"], REGISTRY["fill"]
-    for variant, module in (("mlu", "ops._mlu.movement"), ("generic", "ops._movement")):
+    for variant, style in (("mlu", "_persistent"), ("generic", "")):
         rules = LaunchRules.for_device("mlu590")
         with rules:
             assert copy_.aten_impls["aten::copy_"](copy_.variant(variant), dst, src) is dst
             assert torch.equal(dst, src)
             assert fill_.aten_impls["aten::fill_.Scalar"](fill_.variant(variant), dst, 2.5) is dst
             assert (dst == 2.5).all()
-        assert rules.launches()["kernel"].tolist() == [f"{module}._copy_kernel", f"{module}._fill_kernel"]
+        assert rules.launches()["kernel"].tolist() == [f"ops._movement._copy{style}_kernel",
+                                                       f"ops._movement._fill{style}_kernel"]
 
 
 def test_check_skips_ops_without_the_variant(monkeypatch):
-    monkeypatch.delitem(REGISTRY["exp"].variants, "mlu")
-    df = check(ops=["exp", "silu"], cases=["quick"], dtypes=["fp32"], variant="mlu", progress=False)
-    assert (df[df.op == "exp"]["skipped"] == "no mlu variant").all()
-    assert df[df.op == "silu"]["passed"].all()
-    with pytest.raises(ValueError, match="variant: no selected op has a 'mlu' variant"):
-        check(ops=["exp"], variant="mlu", progress=False)
+    monkeypatch.setitem(REGISTRY["silu"].variants, "generic:again", REGISTRY["silu"].impl)
+    df = check(ops=["exp", "silu"], cases=["quick"], dtypes=["fp32"], variant="generic:again", progress=False)
+    assert (df[df.op == "exp"]["skipped"] == "no generic:again variant").all()
+    assert df[df.op == "silu"]["passed"].all() and (df[df.op == "silu"]["variant"] == "generic:again").all()
+    with pytest.raises(ValueError, match="variant: no selected op has a 'generic:again' variant"):
+        check(ops=["exp"], variant="generic:again", progress=False)
 
 
 def test_cli_profile_reports_violations(capsys, tmp_path):
@@ -172,7 +176,7 @@ def test_mlu_attention_tiles_that_span_packed_heads(causal):
     """GQA heads packed into one tile with tiles shorter than a group's rows (NRAM-limited): a tile
     mixes the end of one head's queries with the start of the next, and causal bounds must follow the
     per-row query index. The op's cases fit one tile per group, so they never reach this."""
-    from workbench.ops.variants import scaled_dot_product_attention_mlu as sdpa
+    from workbench.ops.mlu import scaled_dot_product_attention as sdpa
 
     dev = backends.active().device()
     gen = torch.Generator(device=dev).manual_seed(0)

@@ -20,9 +20,9 @@ import torch
 from workbench import backends
 from workbench.backends import mlu_devices
 from workbench.ops import REGISTRY
-from workbench.profiling import _kernel_trace as kt
+from workbench.ops.mlu import _kernel_trace as kt
 from workbench.profiling.correctness import make_inputs
-from workbench.profiling.launch_rules import LaunchRules
+from workbench.ops.mlu.rules import LaunchRules
 
 pytestmark = pytest.mark.skipif(not backends.active().interpreted, reason="a GPU run compiles them anyway")
 
@@ -74,7 +74,7 @@ def _record_launches(dtype=torch.bfloat16) -> list[dict]:
     InterpretedFunction.run = run
     try:
         for spec in REGISTRY.values():
-            if "mlu" in spec.variants:  # quick cases, and the long rows that take the streamed paths
+            if "mlu" in spec.variant_names():  # quick cases, and the long rows that take the streamed paths
                 long_rows = [c for c in spec.case_list("edge") if c.name.startswith("long row")]
                 cases = spec.case_list("quick") + long_rows
                 for i, case in enumerate(cases):
@@ -117,11 +117,16 @@ json.dump(results, sys.stdout)
 
 def test_mlu_variant_launches_compile_for_a_gpu(tmp_path):
     launches = _record_launches()
-    modules = {"workbench.ops._mlu.elementwise", "workbench.ops._mlu.reduce", "workbench.ops._mlu.movement"} | {
-        f"workbench.ops.variants.{op}_mlu"
-        for op in ("softmax", "rms_norm", "layer_norm", "mm", "argmax", "cumsum", "topk", "cross_entropy", "rope",
-                   "embedding", "scaled_dot_product_attention")}
+    styled = {f"workbench.ops.{m}" for m in ("_elementwise", "_reduce", "_movement", "_matmul", "rope",
+                                             "cumsum", "layer_norm", "rms_norm", "cross_entropy")}
+    written = ("softmax", "argmax", "topk", "embedding", "scaled_dot_product_attention")
+    modules = styled | {f"workbench.ops.mlu.{op}" for op in written}
     assert {launch["module"] for launch in launches} >= modules
+    # the mlu forms never launch the one-tile-per-program kernel of a launcher that has a persistent one
+    tile_style = [f"{launch['module']}.{launch['kernel']}" for launch in launches
+                  if hasattr(importlib.import_module(launch["module"]),
+                             launch["kernel"].replace("_kernel", "_persistent_kernel"))]
+    assert not tile_style, tile_style
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env.update(WORKBENCH_BACKEND="cuda", TRITON_CACHE_DIR=str(tmp_path / "triton"),
                PYTHONPATH=os.pathsep.join([os.path.dirname(os.path.dirname(os.path.abspath(__file__))),

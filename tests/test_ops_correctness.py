@@ -12,7 +12,7 @@ import pytest
 from workbench import backends
 from workbench.ops import REGISTRY
 from workbench.profiling.correctness import check_case, dtype_name
-from workbench.profiling.launch_rules import LaunchRules
+from workbench.ops.mlu.rules import LaunchRules
 
 
 def _params():

@@ -83,9 +83,22 @@ def test_filter_random_rows_stay_in_the_buffer(chunking):
         assert_exact(values.cpu(), indices.cpu(), x, k, largest)
 
 
-def test_merge_algorithm(chunking, monkeypatch):
-    monkeypatch.setattr(topk_mod, "ALGORITHM", "merge")
+def test_merge_algorithm(chunking):
+    merge = topk_mod.SPEC.implementation(backends.active().name, "merge")
+    assert merge is topk_mod.SPEC.variant("generic:merge") is topk_mod.topk_merge
     g = torch.Generator().manual_seed(3)
     x = (torch.randn(2, 100, generator=g) * 3).round()  # ties
-    out = topk_mod.topk(x.to(dev()), 4)
+    out = merge(x.to(dev()), 4)
     assert_exact(out.values.cpu(), out.indices.cpu(), x, 4)
+
+
+def test_check_and_bench_select_the_algorithm_by_name():
+    from workbench.profiling import check
+    from workbench.profiling.bench import implementations
+
+    df = check(ops=["topk", "exp"], cases=["quick"], dtypes=["fp32"], algorithm="merge", seed=0,
+               progress=False)
+    assert (df[df.op == "topk"]["variant"] == "generic:merge").all() and df[df.op == "topk"]["passed"].all()
+    assert (df[df.op == "exp"]["skipped"] == "no generic:merge variant").all()
+    impls = implementations(topk_mod.SPEC, backends.active().name, all_variants=False, algorithm="merge")
+    assert list(impls) == ["native", "generic:merge"] and impls["generic:merge"] is topk_mod.topk_merge

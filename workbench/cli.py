@@ -211,7 +211,7 @@ def _launch_rules(args):
         if args.cores is not None or args.nram_kib is not None:
             raise ValueError("--cores / --nram-kib: only with --profile")
         return None
-    from workbench.profiling.launch_rules import LaunchRules
+    from workbench.ops.mlu.rules import LaunchRules
 
     nram = args.nram_kib * 1024 if args.nram_kib is not None else None
     return LaunchRules.for_device(args.profile, cores=args.cores, nram_bytes=nram)
@@ -231,10 +231,11 @@ def cmd_check(args) -> int:
         if rules:
             raise ValueError("--devices: not with --profile (launch rules are collected in one process)")
         df = _sweep(args, "check", {"ops": ops, "cases": args.cases, "dtypes": args.dtype, "seed": args.seed,
-                                    "variant": args.variant})
+                                    "variant": args.variant,
+                                    "algorithm": args.algorithm})
     else:
         parts = [check(ops=[op], cases=args.cases, dtypes=args.dtype, seed=args.seed, progress=False,
-                       variant=args.variant, rules=rules)
+                       variant=args.variant, rules=rules, algorithm=args.algorithm)
                  for op in _progress_over(ops, "check", not args.no_progress)]
         df = pd.concat(parts, ignore_index=True)
     if args.store:
@@ -292,7 +293,8 @@ def _bench_op_by_op(args, ops: list[str], store, run_metadata):
     try:
         for op in _progress_over(ops, "bench", not args.no_progress):
             part = bench(ops=[op], cases=args.cases, dtypes=args.dtype, all_variants=args.all_variants,
-                         seed=args.seed, rep_ms=args.rep_ms, peers=args.peers or (), progress=False)
+                         seed=args.seed, rep_ms=args.rep_ms, peers=args.peers or (), algorithm=args.algorithm,
+                         progress=False)
             for row in part.drop(columns=["traceback", "run_id"]).to_dict("records") if store else ():
                 store.add_row(run_id, row)
             parts.append(part)
@@ -318,7 +320,7 @@ def cmd_bench(args) -> int:
     if args.devices:
         df = _sweep(args, "bench", {"ops": ops, "cases": args.cases, "dtypes": args.dtype,
                                     "all_variants": args.all_variants, "seed": args.seed, "rep_ms": args.rep_ms,
-                                    "peers": args.peers or ()})
+                                    "peers": args.peers or (), "algorithm": args.algorithm})
         if store:
             store.append(df.drop(columns=["traceback"]), kind="bench")
     else:
@@ -596,6 +598,7 @@ def _add_check(sub) -> None:
     p.add_argument("--csv", help="also write the full table to this CSV file")
     p.add_argument("--tracebacks", type=int, default=3, help="tracebacks of failures to print (default 3)")
     p.add_argument("--variant", help="run this implementation (generic, mlu, ...), not the backend's own")
+    p.add_argument("--algorithm", help="run this named algorithm of each op that has one (e.g. topk's merge)")
     p.add_argument("--profile", type=str.lower, choices=["mlu", "mlu370", "mlu590"],
                    help="also enforce the MLU launch rules for this device (mlu: $WORKBENCH_MLU_DEVICE "
                         "or MLU590); exit 1 on any violation")
@@ -619,6 +622,7 @@ def _add_bench(sub) -> None:
     p.add_argument("--all-variants", action="store_true", help="also time every backend variant (e.g. mlu)")
     _values(p, "--peers", "also time these peers on the same inputs: inductor, flaggems (extra 'peers')")
     _sweep_options(p, "append the rows to this ResultStore as one run")
+    p.add_argument("--algorithm", help="time this named algorithm of the ops that have it (topk: merge)")
     p.add_argument("--csv", help="write the full table to this CSV file")
     p.add_argument("--plot", help="write the PNG figures into this folder")
     p.add_argument("--rep-ms", type=float, help="time budget of timed reps per measurement "

@@ -38,9 +38,13 @@ class LaunchPolicy:
     num_warps: tuple[int, ...] = (1, 2, 4, 8, 16, 32)  # legal values
     onchip_bytes: int = 228 * 1024  # shared memory / NRAM budget of one program
     block_scale: int = 1  # elementwise blocks are multiplied by this (big blocks on MLU and the interpreter)
+    # The shared launchers' style here: persistent grid-stride programs that fill the cores (MLU), or
+    # one program per tile (ops.mlu.persistent).
+    persistent: bool = False
 
     def grid(self, tiles: int, num_warps: int = 1) -> int:
-        """Programs to launch for `tiles` tiles: all of them, or the core count for grid-stride kernels."""
+        """Programs to launch for `tiles` tiles: all of them, or the core count for grid-stride kernels
+        (each program of `num_warps` warps takes that many cores)."""
         return max(1, min(tiles, self.max_programs // max(1, num_warps)))
 
 

@@ -49,7 +49,7 @@ class MluDevice:
 
     def policy(self) -> LaunchPolicy:
         return LaunchPolicy(max_programs=self.cores, num_warps=LEGAL_NUM_WARPS, onchip_bytes=self.nram_bytes,
-                            block_scale=16)
+                            block_scale=16, persistent=True)
 
     def with_overrides(self, cores: int | None = None, nram_bytes: int | None = None) -> MluDevice:
         """The same device with another core count and/or NRAM size (named as custom)."""

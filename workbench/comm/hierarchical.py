@@ -10,19 +10,33 @@ Stages a cluster of one rank does not need are skipped. Results equal the flat p
 integers, within float rounding for floating types (the sum is taken in another order).
 
 The functions are generators over the torch `Work` objects to wait on between stages (see
-communicator.Handle); `comm` is the calling `Communicator`.
+communicator.Handle); `comm` is the calling communicator, of which they read only its `Groups`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import torch
 import torch.distributed as dist
 
-if TYPE_CHECKING:
-    from .communicator import Communicator
+from .topology import Cluster, Topology
+
+
+class Groups(Protocol):
+    """What the stages read from the calling communicator: its place in the job and its groups."""
+
+    rank: int
+    world_size: int
+    topology: Topology
+    cluster: Cluster  # this rank's cluster
+    group: Any  # the cluster's process group (native collective)
+    leader_group: Any  # the leaders' gloo group
+
+    @property
+    def is_leader(self) -> bool: ...
+
 
 _OPS = {"sum": dist.ReduceOp.SUM, "avg": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX,
         "min": dist.ReduceOp.MIN}
@@ -38,7 +52,7 @@ def from_host(t: torch.Tensor, host: torch.Tensor) -> None:
         t.copy_(host.view(t.shape))
 
 
-def _reduce_to_leaders(comm: Communicator, buf: torch.Tensor, name: str) -> Iterator:
+def _reduce_to_leaders(comm: Groups, buf: torch.Tensor, name: str) -> Iterator:
     """Stages 1 and 2 of a reduction: on return the leaders hold the reduction over all ranks in `buf`."""
     c = comm.cluster
     if c.size > 1:
@@ -49,7 +63,7 @@ def _reduce_to_leaders(comm: Communicator, buf: torch.Tensor, name: str) -> Iter
         from_host(buf, host)
 
 
-def all_reduce(comm: Communicator, tensor: torch.Tensor, name: str) -> Iterator:
+def all_reduce(comm: Groups, tensor: torch.Tensor, name: str) -> Iterator:
     yield from _reduce_to_leaders(comm, tensor, name)
     if comm.cluster.size > 1:
         yield dist.broadcast(tensor, src=comm.cluster.leader, group=comm.group, async_op=True)
@@ -57,7 +71,7 @@ def all_reduce(comm: Communicator, tensor: torch.Tensor, name: str) -> Iterator:
         tensor.div_(comm.world_size)
 
 
-def reduce_scatter(comm: Communicator, output: torch.Tensor, input: torch.Tensor, name: str) -> Iterator:
+def reduce_scatter(comm: Groups, output: torch.Tensor, input: torch.Tensor, name: str) -> Iterator:
     """Reduce a copy of `input` to the leaders, then each leader scatters its ranks' blocks."""
     c = comm.cluster
     work = input.clone()
@@ -72,7 +86,7 @@ def reduce_scatter(comm: Communicator, output: torch.Tensor, input: torch.Tensor
         output.div_(comm.world_size)
 
 
-def all_gather(comm: Communicator, output: torch.Tensor, input: torch.Tensor) -> Iterator:
+def all_gather(comm: Groups, output: torch.Tensor, input: torch.Tensor) -> Iterator:
     """Gather each cluster's inputs at its leader, swap the blocks between leaders, broadcast the whole."""
     c, topo = comm.cluster, comm.topology
     n = input.numel()
@@ -97,7 +111,7 @@ def all_gather(comm: Communicator, output: torch.Tensor, input: torch.Tensor) ->
         yield dist.broadcast(output, src=c.leader, group=comm.group, async_op=True)
 
 
-def broadcast(comm: Communicator, tensor: torch.Tensor, src: int) -> Iterator:
+def broadcast(comm: Groups, tensor: torch.Tensor, src: int) -> Iterator:
     """Broadcast inside the source's cluster, then between leaders, then inside the other clusters."""
     c, source = comm.cluster, comm.topology.cluster_of(src)
     inside = c == source
@@ -112,7 +126,7 @@ def broadcast(comm: Communicator, tensor: torch.Tensor, src: int) -> Iterator:
         yield dist.broadcast(tensor, src=c.leader, group=comm.group, async_op=True)
 
 
-def all_to_all(comm: Communicator, output: torch.Tensor, input: torch.Tensor) -> Iterator:
+def all_to_all(comm: Groups, output: torch.Tensor, input: torch.Tensor) -> Iterator:
     """Leaders collect their cluster's inputs, swap with each other leader exactly the blocks that go to
     that leader's ranks (one all_to_all with uneven splits over gloo), then scatter to their ranks."""
     c, topo, world = comm.cluster, comm.topology, comm.world_size

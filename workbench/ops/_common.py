@@ -13,6 +13,7 @@ import torch
 
 from workbench import backends
 
+from .mlu.persistent import persistent
 from .spec import FLOAT_DTYPES
 
 _poison = False
@@ -71,8 +72,12 @@ class Plans(dict):
         super().__init__()
         self.limit = limit
 
+    def get(self, key, default=None):
+        """The plan of `key`; none in the persistent launch style, whose launches plans do not hold."""
+        return default if persistent() else dict.get(self, key, default)
+
     def put(self, key, plan) -> None:
-        if key is None:
+        if key is None or persistent():
             return
         if len(self) >= self.limit:
             self.clear()

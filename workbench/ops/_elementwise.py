@@ -9,6 +9,10 @@ Integer operands (int64 / int32 bookkeeping: positions, lengths, masks turned in
 in int64, never through fp32, so results are exact, wrapping on overflow as torch does; the INT
 constexpr picks that path, so the float kernels are unchanged. Only ops whose math is exact in
 integers ask for it (`integers=True`: add, sub, mul, the comparisons, masked_fill, where).
+
+Both launch styles (ops.mlu.persistent) are here: one tile per program, or persistent programs that
+fill the cores and walk their tiles in a grid-stride loop; the per-tile work (`_unary_tile`, ...) is
+the same jit code in both.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from ._common import (
 )
 from ._launch import Site, aligned, launch
 from ._shapes import broadcast, broadcast_strides, cdiv
+from .mlu.persistent import NUM_WARPS, grid_1d, persistent
 from .spec import FLOAT_DTYPES, Case, Cost, nbytes, randn
 
 MAX_DIMS = 4
@@ -70,8 +75,8 @@ def _offsets(offs, s1, s2, s3, st0, st1, st2, st3):
     return i0 * st0 + i1 * st1 + i2 * st2 + i3 * st3
 
 
-# One tile of each launcher: the generic kernels run one per program, the MLU-style kernels
-# (ops/_mlu/elementwise.py) loop over theirs. `offs` are int64 flat indices into the output. INT picks
+# One tile of each launcher: the tile-style kernels run one per program, the persistent ones loop over
+# theirs. `offs` are int64 flat indices into the output. INT picks
 # the exact integer path (see the module docstring); the float path is the same code without it.
 
 @triton.jit
@@ -195,6 +200,41 @@ def _ternary_flat_kernel(c_ptr, a_ptr, b_ptr, out_ptr, n, a_scalar, b_scalar, FN
                   a_scalar, b_scalar, FN, True, A_SCALAR, B_SCALAR, BLOCK, INT)
 
 
+# The persistent style (ops.mlu.persistent): as many programs as fill the cores, each walking its tiles
+# in a grid-stride loop; the same per-tile work. CONTIGUOUS picks the flat indexing in one kernel.
+
+@triton.jit
+def _unary_persistent_kernel(x_ptr, out_ptr, n, s1, s2, s3, xs0, xs1, xs2, xs3, FN: tl.constexpr,
+                             CONTIGUOUS: tl.constexpr, BLOCK: tl.constexpr, INT: tl.constexpr):
+    step = tl.num_programs(0).to(tl.int64) * BLOCK
+    for start in range(tl.program_id(0).to(tl.int64) * BLOCK, n, step):
+        _unary_tile(x_ptr, out_ptr, start + tl.arange(0, BLOCK), n, s1, s2, s3, xs0, xs1, xs2, xs3, FN,
+                    CONTIGUOUS, INT)
+
+
+@triton.jit
+def _binary_persistent_kernel(a_ptr, b_ptr, out_ptr, n, s1, s2, s3, as0, as1, as2, as3, bs0, bs1, bs2, bs3,
+                              b_scalar, b_scale, FN: tl.constexpr, CONTIGUOUS: tl.constexpr,
+                              B_SCALAR: tl.constexpr, SCALE_B: tl.constexpr, BLOCK: tl.constexpr,
+                              INT: tl.constexpr):
+    step = tl.num_programs(0).to(tl.int64) * BLOCK
+    for start in range(tl.program_id(0).to(tl.int64) * BLOCK, n, step):
+        _binary_tile(a_ptr, b_ptr, out_ptr, start + tl.arange(0, BLOCK), n, s1, s2, s3, as0, as1, as2, as3,
+                     bs0, bs1, bs2, bs3, b_scalar, b_scale, FN, CONTIGUOUS, B_SCALAR, SCALE_B, BLOCK, INT)
+
+
+@triton.jit
+def _ternary_persistent_kernel(c_ptr, a_ptr, b_ptr, out_ptr, n, s1, s2, s3, cs0, cs1, cs2, cs3, as0, as1, as2,
+                               as3, bs0, bs1, bs2, bs3, a_scalar, b_scalar, FN: tl.constexpr,
+                               CONTIGUOUS: tl.constexpr, A_SCALAR: tl.constexpr, B_SCALAR: tl.constexpr,
+                               BLOCK: tl.constexpr, INT: tl.constexpr):
+    step = tl.num_programs(0).to(tl.int64) * BLOCK
+    for start in range(tl.program_id(0).to(tl.int64) * BLOCK, n, step):
+        _ternary_tile(c_ptr, a_ptr, b_ptr, out_ptr, start + tl.arange(0, BLOCK), n, s1, s2, s3, cs0, cs1,
+                      cs2, cs3, as0, as1, as2, as3, bs0, bs1, bs2, bs3, a_scalar, b_scalar, FN, CONTIGUOUS,
+                      A_SCALAR, B_SCALAR, BLOCK, INT)
+
+
 def _merge_dims(shape, strides_per_operand):
     """Drop size-1 dims and merge neighbours that are contiguous for every operand."""
     merged: list[tuple[int, list[int]]] = []
@@ -239,7 +279,7 @@ def _layout(shape, operands):
 
 def prepare_unary(x: torch.Tensor, name: str = "x", dtypes=FLOAT_DTYPES):
     """Validate `x` (one of `dtypes`), allocate the output and lay `x` out: (out, x, sizes, x_strides,
-    contiguous). Shared by every unary launcher (this generic one, the MLU-style one in ops/_mlu)."""
+    contiguous). Shared by both launch styles."""
     check_tensor(name, x, dtypes)
     out = new_output_as(x)
     if x.numel() == 0 or x.is_contiguous():
@@ -252,7 +292,8 @@ def prepare_unary(x: torch.Tensor, name: str = "x", dtypes=FLOAT_DTYPES):
 def unary(fn, x: torch.Tensor, name: str = "x", dtypes=FLOAT_DTYPES) -> torch.Tensor:
     """Apply the jit function `fn` (fp32 in, fp32 out; for a bool / integer `x`, where `dtypes` allows
     one, in x's own dtype) to every element of `x`."""
-    if dtypes is FLOAT_DTYPES and is_on_device(x) and x.is_contiguous():  # the decode-sized common case
+    if dtypes is FLOAT_DTYPES and is_on_device(x) and x.is_contiguous() and not persistent():
+        # the decode-sized common case
         out = new_output_as(x)
         n = out.numel()
         if n:
@@ -267,6 +308,11 @@ def unary(fn, x: torch.Tensor, name: str = "x", dtypes=FLOAT_DTYPES) -> torch.Te
     n = out.numel()
     if n == 0:
         return out
+    if persistent():
+        programs, block = grid_1d(n, x.element_size())  # live tile: the loaded x
+        launch(_unary_persistent_kernel, (programs,), x, out, n, *sizes, *x_strides, FN=fn,
+               CONTIGUOUS=contiguous, BLOCK=block, INT=not x.is_floating_point(), num_warps=NUM_WARPS)
+        return out
     kernel, layout = (_unary_flat_kernel, ()) if contiguous else (_unary_kernel, (*sizes, *x_strides))
     launch(kernel, (cdiv(n, BLOCK),), x, out, n, *layout, FN=fn, BLOCK=BLOCK, INT=not x.is_floating_point())
     return out
@@ -277,8 +323,8 @@ def prepare_binary(a: torch.Tensor, b, names=("input", "other"), integers: bool 
     """Validate, broadcast and type-promote two operands and lay them out:
     (out, a, b_arg, sizes, a_strides, b_strides, contiguous, b_scalar). A Python number `b` comes back
     as `b_scalar` (a float, or an int where the result is an integer; `b_arg` is then `a`, never read),
-    else `b_scalar` is None. Shared by every binary launcher (this generic one, the MLU-style one in
-    ops/_mlu). `integers`: int32/int64 operands are allowed too (the op's math is exact in integers);
+    else `b_scalar` is None. Shared by both launch styles. `integers`: int32/int64 operands are allowed
+    too (the op's math is exact in integers);
     the caller computes those in int64 (`integer_math`). `out_dtype`: the result's dtype when it is not
     the promoted one (bool for a comparison). `dtypes`: the operand dtypes allowed, instead of those
     `integers` implies (the bitwise ops: integers and bool only).
@@ -337,7 +383,8 @@ def scale_arg(b_scale, is_int: bool):
 def binary(fn, a: torch.Tensor, b, b_scale=1, names=("input", "other"), integers: bool = False,
            out_dtype: torch.dtype | None = None, dtypes: tuple[torch.dtype, ...] | None = None) -> torch.Tensor:
     """`fn(a, b * b_scale)` elementwise with torch broadcasting and type promotion (see prepare_binary)."""
-    if b_scale == 1 and out_dtype is None and dtypes is None and is_on_device(a) and a.is_contiguous():
+    if (b_scale == 1 and out_dtype is None and dtypes is None and is_on_device(a) and a.is_contiguous()
+            and not persistent()):
         # The decode-sized common cases, checked in a few attribute reads: a contiguous float tensor with
         # one of its dtype, shape and device, or with a Python number.
         if isinstance(b, torch.Tensor):
@@ -376,6 +423,15 @@ def binary(fn, a: torch.Tensor, b, b_scale=1, names=("input", "other"), integers
     if n == 0:
         return out
     is_int = integer_math(a_arg, b_arg if b_scalar is None else b_scalar)
+    if persistent():
+        # live tiles: the loaded a, and the loaded b or the block a scalar b is made into (fp32, or int64)
+        b_bytes = (8 if is_int else 4) if b_scalar is not None else b_arg.element_size()
+        programs, block = grid_1d(n, a_arg.element_size() + b_bytes)
+        scalars = ((0 if is_int else 0.0) if b_scalar is None else b_scalar, scale_arg(b_scale, is_int))
+        launch(_binary_persistent_kernel, (programs,), a_arg, b_arg, out, n, *sizes, *a_strides, *b_strides,
+               *scalars, FN=fn, CONTIGUOUS=contiguous, B_SCALAR=b_scalar is not None, SCALE_B=b_scale != 1,
+               BLOCK=block, INT=is_int, num_warps=NUM_WARPS)
+        return out
     kernel, layout = (_binary_flat_kernel, ()) if contiguous else (_binary_kernel, (*sizes, *a_strides, *b_strides))
     grid = (cdiv(n, BLOCK),)
     rest = (n, *layout, (0 if is_int else 0.0) if b_scalar is None else b_scalar, scale_arg(b_scale, is_int))
@@ -408,8 +464,8 @@ def prepare_ternary(c: torch.Tensor, a, b, out_dtype: torch.dtype, names=("condi
     """Validate and broadcast three operands and lay them out: (out, args, sizes, strides, contiguous, scalars).
 
     `args` are the c, a and b kernel arguments (a number's place holds c, never read), `strides` their
-    strides (c, a, b), `scalars` the values of number operands (a, b; None for a tensor). Shared by every
-    ternary launcher (this generic one, the MLU-style one in ops/_mlu). `integers`: an int32/int64
+    strides (c, a, b), `scalars` the values of number operands (a, b; None for a tensor). Shared by both
+    launch styles. `integers`: an int32/int64
     `out_dtype` is allowed (computed exactly: `out.dtype in INT_DTYPES`); numbers must then be integral.
     """
     check_tensor(names[0], c, dtypes=c_dtypes)
@@ -473,6 +529,15 @@ def ternary(fn, c: torch.Tensor, a, b, out_dtype: torch.dtype, names=("condition
     if n == 0:
         return out
     is_int = out_dtype in INT_DTYPES
+    if persistent():
+        # live tiles: the loaded c, and for a and b the loaded tile or the block a number is made into
+        programs, block = grid_1d(n, args[0].element_size() + sum(
+            (8 if is_int else 4) if v is not None else t.element_size() for v, t in zip(values, args[1:])))
+        launch(_ternary_persistent_kernel, (programs,), *args, out,
+               *ternary_args(n, sizes, strides, values, is_int), FN=fn, CONTIGUOUS=contiguous,
+               A_SCALAR=values[0] is not None, B_SCALAR=values[1] is not None, BLOCK=block, INT=is_int,
+               num_warps=NUM_WARPS)
+        return out
     if contiguous:
         kernel, rest = _ternary_flat_kernel, (n, *ternary_scalars(values, is_int))
     else:

@@ -18,12 +18,17 @@ WORKBENCH_FAST_LAUNCH=0 turns the cache off (benchmarks/host_overhead.py measure
 `launch` returns the entry it used. A `Site` (one launch of an op's per-geometry plan, whose sizes,
 strides and constexprs are fixed) keeps the entry of its first launch with aligned tensors and calls it
 directly afterwards: no key at all, only an alignment test of the caller's tensors.
+`launch_hook(path, cache)` replaces Triton's path (compile on first use, then launch) for the length of
+a context, e.g. with a stub that launches nothing to measure an op's host cost; `autotune` runs an
+autotuner's first call through the same switch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+from collections.abc import Callable, Iterator
 
 import torch
 import triton
@@ -41,6 +46,14 @@ _PLAIN = frozenset((int, bool, float, str, type(None)))  # constexpr types held 
 watchers = 0
 # Bumped whenever the caches are swapped (profiling.no_kernels): `Site`s stop using entries from before.
 generation = 0
+
+
+def _triton_launch(kernel, grid, args: tuple, meta: dict):
+    """Triton's own path: `kernel[grid](*args, **meta)` (compiled on first use); the compiled kernel."""
+    return kernel[grid](*args, **meta)
+
+
+_triton_path = _triton_launch  # what a launch taking Triton's path calls; `launch_hook` swaps it
 
 
 def _arg_key(a):
@@ -110,7 +123,7 @@ def launch(kernel, grid: tuple[int, ...], *args, **meta) -> tuple | None:
 
     Returns the cache entry it launched through (for `Site`), or None where Triton's own path ran."""
     if not _ENABLED or watchers:
-        kernel[grid](*args, **meta)
+        _triton_path(kernel, grid, args, meta)
         return None
     # The kernel and non-plain constexprs (an op's jit math function) by identity: hashing a JITFunction
     # runs Triton's Python `cache_key` under a lock. Each entry holds its specialisation key, which holds
@@ -122,7 +135,7 @@ def launch(kernel, grid: tuple[int, ...], *args, **meta) -> tuple | None:
         key = (kernel, tuple(map(_arg_key, args)), tuple(meta.items()))
         entry = _cache.get(key)
         if entry is None:
-            compiled = kernel[grid](*args, **meta)
+            compiled = _triton_path(kernel, grid, args, meta)
             # The launcher takes every kernel parameter in signature order, constexprs included.
             tail = tuple(meta[name] for name in kernel.arg_names[len(args):])
             entry = _cache[key] = _entry(compiled, tail, key)
@@ -168,7 +181,7 @@ def _call(entry: tuple, grid: tuple[int, ...], args: tuple) -> None:
     except (TypeError, AttributeError):  # a launcher with another calling convention: use Triton's path
         _disable()
         kernel, _, meta = key
-        kernel[grid](*args, **dict(meta))
+        _triton_path(kernel, grid, args, dict(meta))
 
 
 def _entry(compiled, tail: tuple, key: tuple) -> tuple:
@@ -198,3 +211,35 @@ def _raw_launch(compiled):
             or getattr(launcher, "profile_scratch_size", 1) != 0:
         return None
     return c_launch
+
+
+def autotune(tuner, grid, *args, **meta) -> dict:
+    """`tuner[grid](*args, **meta)` (time the autotuner's configs, launch the best); the best config's
+    keywords. Under a `launch_hook` nothing is timed or launched: the first config."""
+    if _triton_path is not _triton_launch:
+        return tuner.configs[0].all_kwargs()
+    tuner[grid](*args, **meta)
+    return tuner.best_config.all_kwargs()
+
+
+@contextlib.contextmanager
+def launch_hook(path: Callable, cache: bool) -> Iterator[None]:
+    """Inside, a launch that takes Triton's path calls `path(kernel, grid, args, meta)` instead (it
+    returns what `kernel[grid](*args, **meta)` would: a compiled kernel, whose `run` the cache calls).
+    cache=False: every launch takes that path. cache=True: the launch cache runs as on a compiling
+    backend, from empty and on a null stream, so that only a cache miss takes it."""
+    global _triton_path, _ENABLED, _cache, _by_value, _stream, generation
+    saved = _triton_path, _ENABLED, _cache, _by_value, _stream
+    _triton_path, _ENABLED, _cache, _by_value = path, cache, {}, {}
+    generation += 1  # the ops' plans (`Site`) hold entries of the real cache: not launched meanwhile
+    if cache:
+        _stream = _null_stream
+    try:
+        yield
+    finally:
+        _triton_path, _ENABLED, _cache, _by_value, _stream = saved
+        generation += 1  # nor entries of the hook's cache afterwards
+
+
+def _null_stream() -> None:
+    return None

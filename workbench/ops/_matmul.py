@@ -9,7 +9,11 @@ M below TMA_MIN_M) goes to the pointer kernel. Both are tuned on (M, N, K, layou
 (`_tuning.Tuner`: the choice persists in the results store's tuning cache, so only a shape's first call
 on a device pays). $WORKBENCH_AUTOTUNE=0 (read at
 import) takes the first configuration that fits instead: no timing runs and few compilations, for
-correctness runs where speed does not matter."""
+correctness runs where speed does not matter.
+
+In the persistent launch style (ops.mlu.persistent) a third kernel runs instead: programs that fill the
+cores walk every matrix's output tiles, with a tile from a small table pruned by on-chip memory.
+"""
 
 from __future__ import annotations
 
@@ -23,9 +27,13 @@ from triton.tools.tensor_descriptor import TensorDescriptor
 from workbench import backends
 
 from ._common import check_dtype_match, check_same_device, check_tensor
-from ._launch import Site, launch
+from ._launch import Site, autotune, launch
 from ._shapes import cdiv
 from ._tuning import Tuner
+from .mlu.persistent import NRAM_FILL, NUM_WARPS, persistent
+from .mlu.persistent import programs as persistent_programs
+from .mlu.persistent import policy as persistent_policy
+from .mlu.persistent import target as persistent_target
 
 MAX_BATCH = 65535  # grid axis 1 limit on CUDA
 AUTOTUNE = os.environ.get("WORKBENCH_AUTOTUNE", "1") != "0"
@@ -284,6 +292,64 @@ _tma_autotuned = Tuner(_matmul_tma_kernel, sum(_TMA_CONFIGS.values(), []),
                        key=["M", "N", "K", "B_BY_ROWS", "BATCHED", "HAS_BIAS"], prune=_prune_tma)
 
 
+# The persistent style (ops.mlu.persistent): programs that fill the cores walk the output tiles of every
+# matrix in grouped order. Tuning table, in order of preference: (BLOCK_M, BLOCK_N, BLOCK_K). A config is
+# used when its tiles fit NRAM (see `nram_bytes`) and BLOCK_M / BLOCK_N do not exceed what M / N need
+# (small-M decode GEMMs take the 16-row tiles with a deep K). Not tuned on an MLU: no MLU was available.
+PERSISTENT_CONFIGS = [(128, 128, 64), (64, 128, 64), (128, 64, 64), (64, 64, 64), (32, 128, 64),
+                      (16, 128, 128), (16, 64, 128), (16, 32, 64)]
+PERSISTENT_GROUP_M = 8
+
+
+@triton.jit
+def _matmul_persistent_kernel(a_ptr, b_ptr, c_ptr, bias_ptr, M, N, K, batch,
+               stride_ab, stride_am, stride_ak, stride_bb, stride_bk, stride_bn, stride_cb, stride_cm,
+               stride_biasm, stride_biasn, alpha, beta,
+               BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
+               HAS_BIAS: tl.constexpr, SCALED: tl.constexpr, UPCAST: tl.constexpr,
+               INPUT_PRECISION: tl.constexpr):
+    # c[i] = alpha * a[i] @ b[i] + beta * bias, as workbench.ops._matmul's kernel; the batch is part of
+    # the tile index, so one grid-stride loop covers every matrix (no grid axis for it).
+    grid_m = tl.cdiv(M, BLOCK_M)
+    grid_n = tl.cdiv(N, BLOCK_N)
+    per_matrix = grid_m * grid_n
+    for t in range(tl.program_id(0).to(tl.int64), batch * per_matrix, tl.num_programs(0).to(tl.int64)):
+        pid_m, pid_n = grouped_tile(t % per_matrix, grid_m, grid_n, GROUP_M)
+        matmul_tile(a_ptr, b_ptr, c_ptr, bias_ptr, t // per_matrix, pid_m, pid_n, M, N, K,
+                    stride_ab, stride_am, stride_ak, stride_bb, stride_bk, stride_bn, stride_cb, stride_cm,
+                    stride_biasm, stride_biasn, alpha, beta, BLOCK_M, BLOCK_N, BLOCK_K, HAS_BIAS, SCALED,
+                    UPCAST, INPUT_PRECISION)
+
+
+def nram_bytes(config: tuple[int, int, int], element_size: int, has_bias: bool = True) -> int:
+    """NRAM estimate of one program: the A and B tiles it loads, the fp32 accumulator and the bias tile
+    of the epilogue (pick_config counts it always: one table serves every matmul)."""
+    bm, bn, bk = config
+    return (bm * bk + bk * bn) * element_size + bm * bn * (4 + element_size * has_bias)
+
+
+def pick_config(M: int, N: int, element_size: int) -> tuple[int, int, int]:
+    """The first config of the table that fits NRAM and is not wider than the problem needs."""
+    budget = persistent_policy().onchip_bytes * NRAM_FILL
+    fitting = [c for c in PERSISTENT_CONFIGS if nram_bytes(c, element_size) <= budget]
+    if not fitting:
+        raise ValueError(f"no mm config fits {budget:.0f} bytes of NRAM; smallest needs "
+                         f"{min(nram_bytes(c, element_size) for c in PERSISTENT_CONFIGS)}")
+    need_m, need_n = triton.next_power_of_2(M), triton.next_power_of_2(N)
+    for bm, bn, bk in fitting:
+        if bm <= max(16, need_m) and bn <= max(32, need_n):
+            return bm, bn, bk
+    return fitting[-1]
+
+
+def _tf32() -> bool:
+    """Whether fp32 dots may round their inputs to tf32: the user allows it (torch's float32 matmul
+    precision, which every backend's torch module follows), the backend's device has it, and, for
+    persistent launches, so does the device they are sized for (the launch rules judge that one)."""
+    return (torch.get_float32_matmul_precision() != "highest" and backends.active().capabilities.tf32
+            and (not persistent() or persistent_target().tf32))
+
+
 def check_operands(names: tuple[str, ...], *tensors: torch.Tensor) -> None:
     """Float tensors on the backend's device, one device, one dtype (the first's)."""
     for name, t in zip(names, tensors):
@@ -306,9 +372,16 @@ def matmul(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, M: int, N: int, K:
     """
     if M == 0 or N == 0 or batch == 0:
         return c
-    if batch > MAX_BATCH:
+    if batch > MAX_BATCH and not persistent():
         raise ValueError(f"batch: expected at most {MAX_BATCH} matrices, got {batch}")
     has_bias, meta = _meta(a, bias, alpha, beta)
+    if persistent():
+        bm, bn, bk = pick_config(M, N, a.element_size())
+        launch(_matmul_persistent_kernel, (persistent_programs(batch * cdiv(M, bm) * cdiv(N, bn)),), a, b, c,
+               bias if has_bias else c, M, N, K, batch, *a_strides, *b_strides, *c_strides, *bias_strides,
+               float(alpha), float(beta), BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, GROUP_M=PERSISTENT_GROUP_M,
+               **meta, num_warps=NUM_WARPS)
+        return c
 
     def grid(config):
         return (cdiv(M, config["BLOCK_M"]) * cdiv(N, config["BLOCK_N"]), batch)
@@ -323,8 +396,7 @@ def matmul(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, M: int, N: int, K:
     key = (M, N, K, a.dtype, a_strides[2] == 1, b_strides[1] == 1, *meta.values())
     tuned = _pointer_launches.get(key)
     if tuned is None:  # first call of this shape: autotune, then remember the winner
-        _autotuned[grid](*args, **meta)
-        config = _tuned[key] = _autotuned.best_config.all_kwargs()
+        config = _tuned[key] = autotune(_autotuned, grid, *args, **meta)
         _pointer_launches[key] = (grid(config)[0], {**meta, **config})
     else:
         programs, kwargs = tuned
@@ -336,7 +408,7 @@ def _meta(a: torch.Tensor, bias: torch.Tensor | None, alpha: float, beta: float)
     """(whether the bias is read, the constexprs every matmul kernel takes)."""
     has_bias = bias is not None and beta != 0  # torch ignores the bias (even NaN) when beta is 0
     upcast = a.dtype == torch.bfloat16 and not backends.active().capabilities.bf16_dot
-    precision = "tf32" if a.dtype is torch.float32 and torch.backends.cuda.matmul.allow_tf32 else "ieee"
+    precision = "tf32" if a.dtype is torch.float32 and _tf32() else "ieee"
     return has_bias, {"HAS_BIAS": has_bias, "SCALED": alpha != 1 or (has_bias and beta != 1), "UPCAST": upcast,
                       "INPUT_PRECISION": precision}
 
@@ -375,8 +447,7 @@ def _matmul_tma(a, b, c, M, N, K, batch, a_strides, b_strides, c_strides, b_by_r
                                    config)
     args = (*descriptors, bias, M, N, K, *bias_strides, float(alpha), float(beta))
     if config is None:
-        _tma_autotuned[grid](*args, **meta)
-        _tuned[key] = _tma_autotuned.best_config.all_kwargs()
+        _tuned[key] = autotune(_tma_autotuned, grid, *args, **meta)
     else:
         launch(_matmul_tma_kernel, grid(config), *args, **meta, **config)
 

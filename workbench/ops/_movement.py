@@ -20,6 +20,7 @@ from ._common import check_tensor
 from ._elementwise import BLOCK, MAX_DIMS, _coords, _merge_dims, _offsets
 from ._launch import launch
 from ._shapes import broadcast, broadcast_strides, cdiv
+from .mlu.persistent import NUM_WARPS, grid_1d, persistent
 from .spec import FLOAT_DTYPES, Unsupported
 
 MOVE_DTYPES = FLOAT_DTYPES + (torch.int8, torch.uint8, torch.int16, torch.int32, torch.int64, torch.bool)
@@ -35,8 +36,8 @@ def _to_bf16_rne(x):
     return (bits >> 16).to(tl.uint16).to(tl.bfloat16, bitcast=True)
 
 
-# One tile of the copy and the fill: the generic kernels run one per program, the MLU-style kernels
-# (ops/_mlu/movement.py) loop over theirs. `offs` are int64 flat indices in dst's merged dim order.
+# One tile of the copy and the fill: the tile-style kernels run one per program, the persistent ones
+# loop over theirs. `offs` are int64 flat indices in dst's merged dim order.
 
 @triton.jit
 def _copy_tile(src_ptr, dst_ptr, offs, n, s1, s2, s3, ss0, ss1, ss2, ss3, ds0, ds1, ds2, ds3,
@@ -107,6 +108,35 @@ def _gather_kernel(x_ptr, idx_ptr, out_ptr, n, dim_size, s1, s2, s3, xs0, xs1, x
                  dim_size, s1, s2, s3, xs0, xs1, xs2, xs3, is0, is1, is2, is3, DIM)
 
 
+# The persistent style (ops.mlu.persistent): programs that fill the cores loop over the same tiles.
+
+@triton.jit
+def _copy_persistent_kernel(src_ptr, dst_ptr, n, s1, s2, s3, ss0, ss1, ss2, ss3, ds0, ds1, ds2, ds3,
+                            CONTIGUOUS: tl.constexpr, TO_BF16: tl.constexpr, BLOCK: tl.constexpr):
+    step = tl.num_programs(0).to(tl.int64) * BLOCK
+    for start in range(tl.program_id(0).to(tl.int64) * BLOCK, n, step):
+        _copy_tile(src_ptr, dst_ptr, start + tl.arange(0, BLOCK), n, s1, s2, s3, ss0, ss1, ss2, ss3,
+                   ds0, ds1, ds2, ds3, CONTIGUOUS, TO_BF16)
+
+
+@triton.jit
+def _fill_persistent_kernel(dst_ptr, value, n, s1, s2, s3, ds0, ds1, ds2, ds3, CONTIGUOUS: tl.constexpr,
+                            BLOCK: tl.constexpr):
+    step = tl.num_programs(0).to(tl.int64) * BLOCK
+    for start in range(tl.program_id(0).to(tl.int64) * BLOCK, n, step):
+        _fill_tile(dst_ptr, value, start + tl.arange(0, BLOCK), n, s1, s2, s3, ds0, ds1, ds2, ds3, CONTIGUOUS,
+                   BLOCK)
+
+
+@triton.jit
+def _gather_persistent_kernel(x_ptr, idx_ptr, out_ptr, n, dim_size, s1, s2, s3, xs0, xs1, xs2, xs3,
+                              is0, is1, is2, is3, DIM: tl.constexpr, BLOCK: tl.constexpr):
+    step = tl.num_programs(0).to(tl.int64) * BLOCK
+    for start in range(tl.program_id(0).to(tl.int64) * BLOCK, n, step):
+        _gather_tile(x_ptr, idx_ptr, out_ptr, start + tl.arange(0, BLOCK), n, dim_size, s1, s2, s3,
+                     xs0, xs1, xs2, xs3, is0, is1, is2, is3, DIM)
+
+
 def _dst_layout(dst: torch.Tensor, *others: torch.Tensor):
     """Sizes of dims 1..3, per-operand strides (dst first) padded to 4 dims, contiguous flag; or None.
 
@@ -139,8 +169,8 @@ def _check_writable(name: str, dst: torch.Tensor) -> None:
 
 def prepare_copy(dst: torch.Tensor, src: torch.Tensor):
     """Validate dst.copy_(src) and lay it out: (src, sizes, src_strides, dst_strides, contiguous, to_bf16),
-    or None when dst is empty. Shared by every copy launcher (this generic one, the MLU-style one in
-    ops/_mlu); `src` may come back as a compact copy when its strides keep dims apart."""
+    or None when dst is empty. Shared by both launch styles; `src` may come back as a compact copy when
+    its strides keep dims apart."""
     check_tensor("dst", dst, MOVE_DTYPES)
     check_tensor("src", src, MOVE_DTYPES)
     if src.device != dst.device:
@@ -170,6 +200,11 @@ def copy_into(dst: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
         return dst
     src, sizes, s_strides, d_strides, contiguous, to_bf16 = plan
     n = dst.numel()
+    if persistent():
+        programs, block = grid_1d(n, src.element_size())  # live tile: the loaded src
+        launch(_copy_persistent_kernel, (programs,), src, dst, n, *sizes, *s_strides, *d_strides,
+               CONTIGUOUS=contiguous, TO_BF16=to_bf16, BLOCK=block, num_warps=NUM_WARPS)
+        return dst
     launch(_copy_kernel, (cdiv(n, BLOCK),), src, dst, n, *sizes, *s_strides, *d_strides, CONTIGUOUS=contiguous,
            TO_BF16=to_bf16, BLOCK=BLOCK)
     return dst
@@ -214,7 +249,7 @@ def _round_to(value: float, dtype: torch.dtype) -> float:
 
 def prepare_fill(dst: torch.Tensor, value):
     """Validate dst.fill_(value) and lay dst out: (value, sizes, dst_strides, contiguous), or None when dst
-    is empty. Shared by every fill launcher (this generic one, the MLU-style one in ops/_mlu)."""
+    is empty. Shared by both launch styles."""
     check_tensor("dst", dst, MOVE_DTYPES)
     value = _fill_value(value, dst.dtype)
     _check_writable("dst", dst)
@@ -234,13 +269,18 @@ def fill_into(dst: torch.Tensor, value) -> torch.Tensor:
         return dst
     value, sizes, d_strides, contiguous = plan
     n = dst.numel()
+    if persistent():
+        programs, block = grid_1d(n, dst.element_size())  # live tile: the value block
+        launch(_fill_persistent_kernel, (programs,), dst, value, n, *sizes, *d_strides, CONTIGUOUS=contiguous,
+               BLOCK=block, num_warps=NUM_WARPS)
+        return dst
     launch(_fill_kernel, (cdiv(n, BLOCK),), dst, value, n, *sizes, *d_strides, CONTIGUOUS=contiguous, BLOCK=BLOCK)
     return dst
 
 
 def prepare_gather(x: torch.Tensor, dim: int, index: torch.Tensor):
     """Lay out a gather: (n, dim size, sizes of dims 1..3, x strides, index strides, padded DIM), or
-    None when there is nothing to gather. Shared by the generic and MLU gather launchers."""
+    None when there is nothing to gather. Shared by both launch styles."""
     rank = x.dim()
     if rank > MAX_DIMS:
         raise Unsupported(f"x: rank {rank} gathers are not implemented (at most {MAX_DIMS} dims)")
@@ -258,6 +298,11 @@ def gather_into(out: torch.Tensor, x: torch.Tensor, dim: int, index: torch.Tenso
     if plan is None:
         return out
     n, dim_size, sizes, x_strides, i_strides, padded_dim = plan
+    if persistent():
+        programs, block = grid_1d(n, index.element_size() + x.element_size())  # live tiles: the index and x
+        launch(_gather_persistent_kernel, (programs,), x, index, out, n, dim_size, *sizes, *x_strides,
+               *i_strides, DIM=padded_dim, BLOCK=block, num_warps=NUM_WARPS)
+        return out
     launch(_gather_kernel, (cdiv(n, BLOCK),), x, index, out, n, dim_size, *sizes, *x_strides, *i_strides,
            DIM=padded_dim, BLOCK=BLOCK)
     return out

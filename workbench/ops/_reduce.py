@@ -5,7 +5,8 @@ the reduced dims and the kept dims after them, each merged into one. One program
 `inner` columns over all n, accumulating in fp32, so a last-dim reduction reads rows and a leading-dim
 reduction reads coalesced columns. Inputs that do not merge that way (reduced dims apart, or strides
 that do not merge) are permuted and copied first. A sum of bool or integer values (torch gives int64)
-accumulates in int64, exactly.
+accumulates in int64, exactly. In the persistent launch style (ops.mlu.persistent) programs that fill
+the cores walk tiles of results instead.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from ._common import check_tensor, new_output
 from ._elementwise import _merge_dims
 from ._launch import launch
 from ._shapes import cdiv, next_pow2
+from .mlu.persistent import NUM_WARPS, max_programs, persistent, tile_elems
+from .mlu.persistent import programs as persistent_programs
 from .spec import FLOAT_DTYPES
 
 TILE = 4096  # elements one program holds per step on a GPU; the launch policy scales it
@@ -39,7 +42,7 @@ def sum_columns(base, n, sn, col_ok, BLOCK_N: tl.constexpr, BLOCK_I: tl.constexp
     """Sums over n steps of stride sn of the BLOCK_I columns starting at the pointers `base`: fp32, or
     exact int64 for an integer result (INT).
 
-    Shared by the generic kernel and the MLU-style variants (sum, mean)."""
+    Shared by both launch styles."""
     rn = tl.arange(0, BLOCK_N).to(tl.int64)
     if INT:  # an integer result: exact int64 accumulation
         at = tl.int64
@@ -106,7 +109,7 @@ def max_columns(base, n, sn, col_ok, BLOCK_N: tl.constexpr, BLOCK_I: tl.constexp
     """(max, its index) over n steps of stride sn of the BLOCK_I columns starting at the pointers `base`.
 
     torch.max: a NaN wins (the first one), else the first position of the largest value. Shared by the
-    generic kernel and the MLU-style variant (max)."""
+    kernels of both launch styles."""
     if BLOCK_I == 1:
         best, best_at = _max_by_tiles(base, n, sn, col_ok, BLOCK_N, BLOCK_I)
     else:
@@ -151,6 +154,61 @@ def _max_kernel(x_ptr, out_ptr, idx_ptr, part_idx_ptr, n, inner, so, sn, si, chu
     out = (o * tl.num_programs(2) + split) * inner + cols
     tl.store(out_ptr + out, best.to(out_ptr.dtype.element_ty), mask=col_ok)
     tl.store(idx_ptr + out, best_at, mask=col_ok)
+
+
+# The persistent style (ops.mlu.persistent). The outer x inner results are numbered k = o * inner + i; a
+# tile is BLOCK_N reduced steps x BLOCK_K results, and programs that fill the cores walk the result tiles
+# in a grid-stride loop. Reducing the last dim (inner == 1) packs several short rows into one tile;
+# reducing a leading dim takes a wide run of contiguous columns.
+
+@triton.jit
+def _kept_offsets(k, inner, so, si, INNER_ONE: tl.constexpr):
+    """Element offsets of results k (int64): o * so + i * si for k = o * inner + i."""
+    if INNER_ONE:
+        return k * so
+    else:
+        return (k // inner) * so + (k % inner) * si
+
+
+@triton.jit
+def _sum_persistent_kernel(x_ptr, out_ptr, n_kept, n, inner, so, sn, si,
+                MEAN: tl.constexpr, INNER_ONE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+                INT: tl.constexpr):
+    nprog = tl.num_programs(0)
+    for first in range(tl.program_id(0).to(tl.int64) * BLOCK_K, n_kept, nprog * BLOCK_K):
+        k = first + tl.arange(0, BLOCK_K)
+        k_ok = k < n_kept
+        total = sum_columns(x_ptr + _kept_offsets(k, inner, so, si, INNER_ONE), n, sn, k_ok, BLOCK_N, BLOCK_K,
+                            INT)
+        if MEAN:
+            total = total / n  # n == 0 gives NaN, as torch's mean of nothing
+        tl.store(out_ptr + k, total.to(out_ptr.dtype.element_ty), mask=k_ok)
+
+
+@triton.jit
+def _max_persistent_kernel(x_ptr, out_ptr, idx_ptr, n_kept, n, inner, so, sn, si,
+                INNER_ONE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    nprog = tl.num_programs(0)
+    for first in range(tl.program_id(0).to(tl.int64) * BLOCK_K, n_kept, nprog * BLOCK_K):
+        k = first + tl.arange(0, BLOCK_K)
+        k_ok = k < n_kept
+        best, best_at = max_columns(x_ptr + _kept_offsets(k, inner, so, si, INNER_ONE), n, sn, k_ok, BLOCK_N,
+                                    BLOCK_K)
+        tl.store(out_ptr + k, best.to(out_ptr.dtype.element_ty), mask=k_ok)
+        tl.store(idx_ptr + k, best_at, mask=k_ok)
+
+
+def _persistent_tiles(n_kept: int, n: int, inner: int, bytes_per_elem: float) -> tuple[int, int, int]:
+    """(BLOCK_N, BLOCK_K, programs) for n_kept results of n steps each."""
+    limit = tile_elems(bytes_per_elem)
+    per_program = next_pow2(cdiv(max(n_kept, 1), max_programs()))
+    if inner == 1:  # rows: as much of a row as a tile holds, short rows packed several to a tile
+        block_n = min(next_pow2(max(n, 1)), limit)
+        block_k = max(1, min(limit // block_n, per_program))
+    else:  # a leading dim: a run of contiguous columns, as many steps as fit
+        block_k = min(next_pow2(inner), per_program, limit)
+        block_n = max(1, min(next_pow2(max(n, 1)), limit // block_k))
+    return block_n, block_k, persistent_programs(cdiv(n_kept, block_k))
 
 
 def normalize_dims(x: torch.Tensor, dim, name: str = "dim") -> list[int]:
@@ -247,7 +305,7 @@ def prepare_sum(x: torch.Tensor, dim, keepdim: bool, dtype: torch.dtype | None, 
     """Validate; (output, (x or a copy, outer, n, inner, (so, sn, si)) or None when the output is empty).
     A sum of bool or integers (or with an integer `dtype`) gives int64 unless `dtype` says; the kernels
     then accumulate in int64 (INT: the output is not floating point). Shared by every sum/mean launcher
-    (generic, MLU style)."""
+    (both launch styles)."""
     check_tensor("x", x, FLOAT_DTYPES if mean else SUM_INPUTS)
     allowed = FLOAT_DTYPES if mean else SUM_RESULTS
     if dtype is not None and dtype not in allowed:
@@ -261,7 +319,7 @@ def prepare_sum(x: torch.Tensor, dim, keepdim: bool, dtype: torch.dtype | None, 
 
 def prepare_max(x: torch.Tensor, dim: int, keepdim: bool):
     """Validate; (values, indices, (x or a copy, outer, n, inner, (so, sn, si)) or None when empty).
-    Shared by every max launcher (generic, MLU style)."""
+    Shared by every max launcher (both launch styles)."""
     check_tensor("x", x)
     if isinstance(dim, bool) or not isinstance(dim, int):
         raise TypeError(f"dim: expected an int, got {type(dim).__name__}")
@@ -282,9 +340,16 @@ def reduce_sum(x: torch.Tensor, dim=None, keepdim: bool = False, dtype: torch.dt
     if geometry is None:
         return out
     src, outer, n, inner, (so, sn, si) = geometry
+    integer = not out.is_floating_point()
+    if persistent():
+        # live tiles: the accumulator (fp32, or int64) and the loaded x
+        block_n, block_k, programs = _persistent_tiles(outer * inner, n, inner,
+                                                       (8 if integer else 4) + src.element_size())
+        launch(_sum_persistent_kernel, (programs,), src, out, outer * inner, n, inner, so, sn, si, MEAN=mean,
+               INNER_ONE=inner == 1, BLOCK_N=block_n, BLOCK_K=block_k, INT=integer, num_warps=NUM_WARPS)
+        return out
     block_n, block_i, warps = _tiles(n, inner)
     splits, chunk = _splits(outer, inner, n, block_n, block_i)
-    integer = not out.is_floating_point()
     if splits > 1:  # partial sums (fp32, or int64 for integers), then their sum
         part = torch.empty((outer, splits, inner), dtype=torch.int64 if integer else torch.float32,
                            device=x.device)
@@ -302,6 +367,13 @@ def reduce_max(x: torch.Tensor, dim: int, keepdim: bool = False):
     values, indices, geometry = prepare_max(x, dim, keepdim)
     if geometry is not None:
         src, outer, n, inner, (so, sn, si) = geometry
+        if persistent():
+            # live tiles: the loaded x; the per-result best, its index and the first NaN (4 + 8 + 8 bytes),
+            # counted per tile element to leave room for the comparison temporaries
+            block_n, block_k, programs = _persistent_tiles(outer * inner, n, inner, 20 + src.element_size())
+            launch(_max_persistent_kernel, (programs,), src, values, indices, outer * inner, n, inner, so, sn,
+                   si, INNER_ONE=inner == 1, BLOCK_N=block_n, BLOCK_K=block_k, num_warps=NUM_WARPS)
+            return torch.return_types.max((values, indices))
         block_n, block_i, warps = _tiles(n, inner)
         splits, chunk = _splits(outer, inner, n, block_n, block_i)
         part_idx = indices

@@ -14,8 +14,9 @@ import triton.language as tl
 from . import _rows
 from ._common import check_dtype_match, check_same_device, check_tensor, new_output_as
 from ._launch import launch
+from .mlu.persistent import persistent
+from .rms_norm import launch_persistent, rms_norm_long_row
 from .rms_norm import prepare as rms_norm_prepare
-from .rms_norm import rms_norm_long_row
 from .spec import Case, Cost, OpSpec, nbytes, randn, register
 
 
@@ -63,6 +64,9 @@ def add_rms_norm(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor |
     """(rms_norm(x + residual) * weight, x + residual), the sum rounded to x's dtype."""
     out, total, rows, res_rows = prepare(x, residual, weight)
     if rows is None:
+        return out, total
+    if persistent():  # rms_norm's persistent kernel, the residual add fused in
+        launch_persistent(rows, res_rows, weight, out, total, eps)
         return out, total
     n_rows, n = rows.shape
     block, one_tile = _rows.tile(n)

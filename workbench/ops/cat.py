@@ -19,11 +19,12 @@ from ._launch import Site, aligned
 from ._movement import MOVE_DTYPES, copy_into
 from ._reduce import normalize_dims
 from ._shapes import cdiv
+from .mlu.persistent import persistent
 from .spec import Case, Cost, OpSpec, nbytes, randn, register
 
 
 def prepare(tensors, dim: int = 0) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
-    """Validate; (output, [(its slice, the input copied there)]). Shared by the generic and MLU launchers."""
+    """Validate; (output, [(its slice, the input copied there)]). Shared by both launch styles."""
     if isinstance(tensors, torch.Tensor) or not isinstance(tensors, (list, tuple)) or not tensors:
         raise TypeError(f"tensors: expected a non-empty list or tuple of tensors, got {type(tensors).__name__}")
     for i, t in enumerate(tensors):
@@ -109,7 +110,8 @@ def cat(tensors, dim: int = 0) -> torch.Tensor:
             site(grid, a, b, out, *ints, aligned=aligned(a, b))
         return out
     out, copies = prepare(tensors, dim)
-    if len(copies) == 2:
+    # The one-launch form of two inputs has no persistent form: persistent launches copy input by input.
+    if len(copies) == 2 and not persistent():
         launched = _cat2(out, copies[0][1], copies[1][1], normalize_dims(out, dim)[0])
         if launched is not None:
             if copies[0][1] is tensors[0] and copies[1][1] is tensors[1]:  # no legacy empty input skipped

@@ -10,6 +10,7 @@ import torch
 from ._common import check_tensor, is_on_device, new_output_as, new_output_like
 from ._elementwise import BIG, BLOCK
 from ._launch import launch
+from .mlu.persistent import persistent
 from ._movement import MOVE_DTYPES, _copy_kernel, copy_into
 from ._shapes import cdiv
 from .spec import Case, Cost, OpSpec, Unsupported, nbytes, randn, register
@@ -29,7 +30,7 @@ def prepare(x: torch.Tensor, dtype: torch.dtype | None = None,
 def copy(x: torch.Tensor, dtype: torch.dtype | None = None, *,
          memory_format: torch.memory_format = torch.preserve_format) -> torch.Tensor:
     if is_on_device(x, MOVE_DTYPES) and (dtype is None or dtype in MOVE_DTYPES) and x.is_contiguous() \
-            and memory_format in _DENSE:
+            and memory_format in _DENSE and not persistent():
         # The common case in a few reads: a contiguous x into a new contiguous output (no overlap to
         # check), one flat range, with the arguments copy_into's layout gives it (one compiled kernel).
         out = new_output_as(x, dtype)

@@ -5,7 +5,8 @@ also sums the row for label smoothing; vocabularies up to 151936 never leave fp3
 is read directly, and a second small kernel reduces the per-row losses (mean over rows whose target
 is not ignore_index, or sum). Supports (N, C) / (C,) / (N, C, d1, ...) inputs, ignore_index and
 label_smoothing; no class weights. A target outside [0, C) that is not ignore_index gives a NaN loss
-(torch raises; checking would cost a device sync).
+(torch raises; checking would cost a device sync). One row per program, or, in the persistent launch
+style (ops.mlu.persistent), programs that fill the cores walking the rows.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from . import _rows
 from ._common import check_same_device, check_tensor, new_output
 from ._launch import launch
 from ._shapes import next_pow2
+from .mlu.persistent import NUM_WARPS, persistent, programs, tile_elems
 from .softmax import row_logsumexp_and_sum
 from .spec import Case, Cost, OpSpec, Unsupported, nbytes, randn, register
 
@@ -98,6 +100,16 @@ def prepare(input: torch.Tensor, target: torch.Tensor, ignore_index: int, reduct
     return out, rows, targets, losses
 
 
+@triton.jit
+def _row_loss_persistent_kernel(x_ptr, t_ptr, loss_ptr, n_cols, x_row_stride, ignore_index, smoothing, n_rows,
+                                SMOOTH: tl.constexpr, BLOCK: tl.constexpr):
+    # The persistent style (ops.mlu.persistent): programs that fill the cores walk the rows.
+    for row in range(tl.program_id(0).to(tl.int64), n_rows, tl.num_programs(0)):
+        loss = row_loss(x_ptr + row * x_row_stride, t_ptr, row, n_cols, ignore_index, smoothing, SMOOTH,
+                        BLOCK)
+        tl.store(loss_ptr + row, loss.to(loss_ptr.dtype.element_ty))
+
+
 def finish(out: torch.Tensor, losses: torch.Tensor, targets: torch.Tensor, ignore_index: int,
            reduction: str) -> torch.Tensor:
     """Reduce the per-row losses into `out` (one program: a handful of tasks, within the MLU rules too)."""
@@ -114,9 +126,15 @@ def cross_entropy(input: torch.Tensor, target: torch.Tensor, ignore_index: int =
     if rows is None:
         return out
     n_rows, n_classes = rows.shape
-    block = min(4096, next_pow2(n_classes))
-    launch(_row_loss_kernel, (n_rows,), rows, targets, losses, n_classes, rows.stride(0), int(ignore_index),
-           float(label_smoothing), SMOOTH=label_smoothing > 0, BLOCK=block, num_warps=_rows.row_warps(block))
+    if persistent():
+        # live tiles: the running max, rescaled sum and plain sum (fp32), and the loaded logits
+        block = min(tile_elems(12 + rows.element_size()), next_pow2(n_classes))
+        kernel, grid, extra, warps = _row_loss_persistent_kernel, (programs(n_rows),), (n_rows,), NUM_WARPS
+    else:
+        block = min(4096, next_pow2(n_classes))
+        kernel, grid, extra, warps = _row_loss_kernel, (n_rows,), (), _rows.row_warps(block)
+    launch(kernel, grid, rows, targets, losses, n_classes, rows.stride(0), int(ignore_index),
+           float(label_smoothing), *extra, SMOOTH=label_smoothing > 0, BLOCK=block, num_warps=warps)
     return finish(out, losses, targets, ignore_index, reduction)
 
 

@@ -4,7 +4,9 @@
 Along the last dim each program scans its row tile by tile (a tree scan inside a tile, a running carry
 across tiles). Along any other dim the input is viewed as (outer, n, inner) and scanned in
 (steps x columns) tiles, loads coalesced along `inner`. Few long scans are cut into chunks: a first
-pass sums each chunk, a second scans each chunk from the sum of the chunks before it.
+pass sums each chunk, a second scans each chunk from the sum of the chunks before it. In the persistent
+launch style (ops.mlu.persistent) programs that fill the cores walk the same items, blocks sized from
+on-chip memory.
 """
 
 from __future__ import annotations
@@ -23,7 +25,12 @@ from ._elementwise import randint
 from ._launch import launch
 from ._reduce import SUM_INPUTS, SUM_RESULTS
 from ._shapes import cdiv, next_pow2
+from .mlu.persistent import NUM_WARPS, persistent, programs, split_rows, tile_elems
 from .spec import Case, Cost, OpSpec, nbytes, randn, register
+
+# Persistent style: columns per tile when scanning a leading dim, enough contiguous columns for wide
+# loads, leaving the rest of the tile to scan steps.
+MAX_BLOCK_I = 256
 
 
 
@@ -117,6 +124,28 @@ def _cumsum_cols_kernel(x_ptr, out_ptr, sums_ptr, n, inner, chunk,
                       tl.num_programs(2), n, inner, chunk, PASS, BLOCK_N, BLOCK_I, INT)
 
 
+# The persistent style (ops.mlu.persistent): programs that fill the cores walk the same items, (row, chunk)
+# or (outer, column block, chunk), in a grid-stride loop.
+
+@triton.jit
+def _cumsum_rows_persistent_kernel(x_ptr, out_ptr, sums_ptr, n_cols, x_row_stride, chunk, n_items, chunks,
+                                   PASS: tl.constexpr, BLOCK: tl.constexpr, BLOCK_C: tl.constexpr,
+                                   INT: tl.constexpr):
+    for item in range(tl.program_id(0).to(tl.int64), n_items, tl.num_programs(0)):  # row * chunks + chunk
+        cumsum_row_chunk(x_ptr, out_ptr, sums_ptr, item // chunks, item % chunks, chunks, n_cols,
+                         x_row_stride, chunk, PASS, BLOCK, BLOCK_C, INT)
+
+
+@triton.jit
+def _cumsum_cols_persistent_kernel(x_ptr, out_ptr, sums_ptr, n, inner, chunk, n_items, col_blocks, chunks,
+                                   PASS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_I: tl.constexpr,
+                                   INT: tl.constexpr):
+    for item in range(tl.program_id(0).to(tl.int64), n_items, tl.num_programs(0)):
+        tile = item // chunks  # item = (o * col_blocks + column block) * chunks + chunk
+        cumsum_cols_chunk(x_ptr, out_ptr, sums_ptr, tile // col_blocks, tile % col_blocks, item % chunks,
+                          chunks, n, inner, chunk, PASS, BLOCK_N, BLOCK_I, INT)
+
+
 def prepare(x: torch.Tensor, dim: int, dtype: torch.dtype | None) -> tuple[torch.Tensor, int | None]:
     """Validate; (output, dim made non-negative, or None when there is nothing to compute). Shared by
     every cumsum launcher (generic, MLU style). Bool and integer inputs give int64 unless `dtype` says;
@@ -137,29 +166,48 @@ def cumsum(x: torch.Tensor, dim: int, *, dtype: torch.dtype | None = None) -> to
         return out
     is_int = not out.is_floating_point()
     acc_dtype = torch.int64 if is_int else torch.float32
+    # persistent: live tiles of the loaded x and the chunk total or running carry (fp32, or int64)
+    limit = tile_elems(acc_dtype.itemsize + x.element_size()) if persistent() else None
     if x.dim() == 0 or dim == x.dim() - 1:
         rows = _rows.as_rows(x)
         n_rows, n = rows.shape
-        block = min(1024 * backends.active().policy.block_scale, next_pow2(n))
-        chunks, chunk = _split_rows.chunking(n_rows, n, block)
+        if limit:
+            block = min(limit, next_pow2(n))
+            chunks, chunk = split_rows(n_rows, n, block)
+            items = n_rows * chunks
+            kernel, grid, extra = _cumsum_rows_persistent_kernel, (programs(items),), (items, chunks)
+            warps = NUM_WARPS
+        else:
+            block = min(1024 * backends.active().policy.block_scale, next_pow2(n))
+            chunks, chunk = _split_rows.chunking(n_rows, n, block)
+            kernel, grid, extra, warps = _cumsum_rows_kernel, (n_rows, chunks), (), _rows.row_warps(block)
         # one chunk per row: PASS 0 has no totals, `out` stands in for the buffer it never reads
         sums = torch.empty(n_rows * chunks, dtype=acc_dtype, device=x.device) if chunks > 1 else out
-        meta = dict(BLOCK=block, BLOCK_C=next_pow2(chunks), INT=is_int, num_warps=_rows.row_warps(block))
         for step in ((1, 2) if chunks > 1 else (0,)):
-            launch(_cumsum_rows_kernel, (n_rows, chunks), rows, out, sums, n, rows.stride(0), chunk, PASS=step,
-                   **meta)
+            launch(kernel, grid, rows, out, sums, n, rows.stride(0), chunk, *extra, PASS=step, BLOCK=block,
+                   BLOCK_C=next_pow2(chunks), INT=is_int, num_warps=warps)
         return out
     xc = x.contiguous()
     n = x.shape[dim]
     outer, inner = math.prod(x.shape[:dim]), math.prod(x.shape[dim + 1:])
-    block_i = min(64, next_pow2(inner))
-    block_n = min(next_pow2(n), 32 * backends.active().policy.block_scale)
+    if limit:
+        block_i = min(MAX_BLOCK_I, next_pow2(inner), limit)
+        block_n = max(1, min(next_pow2(n), limit // block_i))
+    else:
+        block_i = min(64, next_pow2(inner))
+        block_n = min(next_pow2(n), 32 * backends.active().policy.block_scale)
     col_blocks = cdiv(inner, block_i)
-    chunks, chunk = _split_rows.chunking(outer * col_blocks, n, block_n)
+    if limit:
+        chunks, chunk = split_rows(outer * col_blocks, n, block_n)
+        items = outer * col_blocks * chunks
+        kernel, grid, extra = _cumsum_cols_persistent_kernel, (programs(items),), (items, col_blocks, chunks)
+    else:
+        chunks, chunk = _split_rows.chunking(outer * col_blocks, n, block_n)
+        kernel, grid, extra = _cumsum_cols_kernel, (outer, col_blocks, chunks), ()
     sums = torch.empty(outer * chunks * inner, dtype=acc_dtype, device=x.device) if chunks > 1 else out
     for step in ((1, 2) if chunks > 1 else (0,)):
-        launch(_cumsum_cols_kernel, (outer, col_blocks, chunks), xc, out, sums, n, inner, chunk, PASS=step,
-               BLOCK_N=block_n, BLOCK_I=block_i, INT=is_int, num_warps=4)
+        launch(kernel, grid, xc, out, sums, n, inner, chunk, *extra, PASS=step, BLOCK_N=block_n,
+               BLOCK_I=block_i, INT=is_int, num_warps=NUM_WARPS if limit else 4)
     return out
 
 

@@ -4,7 +4,7 @@ import torch
 import triton
 import triton.language as tl  # noqa: F401  (the interpreter needs tl visible in jit functions)
 
-from ._compare import compare, compare_cases, compare_cost
+from ._comparison import comparison, comparison_cases, comparison_cost
 from .spec import OpSpec, register
 
 
@@ -14,15 +14,15 @@ def _eq(a, b):
 
 
 def eq(input: torch.Tensor, other) -> torch.Tensor:
-    return compare(_eq, input, other)
+    return comparison(_eq, input, other)
 
 
 SPEC = register(OpSpec(
     name="eq",
     reference=torch.eq,
     impl=eq,
-    cases=compare_cases(),
-    cost=compare_cost,
+    cases=comparison_cases(),
+    cost=comparison_cost,
     # aten::eq.Scalar(self, Scalar other) and aten::eq.Tensor(self, Tensor other)
     aten_impls={"aten::eq.Scalar": lambda impl, self, other: impl(self, other),
                 "aten::eq.Tensor": lambda impl, self, other: impl(self, other)},

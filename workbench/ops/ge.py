@@ -4,7 +4,7 @@ import torch
 import triton
 import triton.language as tl  # noqa: F401  (the interpreter needs tl visible in jit functions)
 
-from ._compare import compare, compare_cases, compare_cost
+from ._comparison import comparison, comparison_cases, comparison_cost
 from .spec import OpSpec, register
 
 
@@ -14,15 +14,15 @@ def _ge(a, b):
 
 
 def ge(input: torch.Tensor, other) -> torch.Tensor:
-    return compare(_ge, input, other)
+    return comparison(_ge, input, other)
 
 
 SPEC = register(OpSpec(
     name="ge",
     reference=torch.ge,
     impl=ge,
-    cases=compare_cases(),
-    cost=compare_cost,
+    cases=comparison_cases(),
+    cost=comparison_cost,
     # aten::ge.Scalar(self, Scalar other) and aten::ge.Tensor(self, Tensor other)
     aten_impls={"aten::ge.Scalar": lambda impl, self, other: impl(self, other),
                 "aten::ge.Tensor": lambda impl, self, other: impl(self, other)},

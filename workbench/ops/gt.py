@@ -4,7 +4,7 @@ import torch
 import triton
 import triton.language as tl  # noqa: F401  (the interpreter needs tl visible in jit functions)
 
-from ._compare import compare, compare_cases, compare_cost
+from ._comparison import comparison, comparison_cases, comparison_cost
 from .spec import OpSpec, register
 
 
@@ -14,15 +14,15 @@ def _gt(a, b):
 
 
 def gt(input: torch.Tensor, other) -> torch.Tensor:
-    return compare(_gt, input, other)
+    return comparison(_gt, input, other)
 
 
 SPEC = register(OpSpec(
     name="gt",
     reference=torch.gt,
     impl=gt,
-    cases=compare_cases(),
-    cost=compare_cost,
+    cases=comparison_cases(),
+    cost=comparison_cost,
     # aten::gt.Scalar(self, Scalar other) and aten::gt.Tensor(self, Tensor other)
     aten_impls={"aten::gt.Scalar": lambda impl, self, other: impl(self, other),
                 "aten::gt.Tensor": lambda impl, self, other: impl(self, other)},

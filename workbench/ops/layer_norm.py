@@ -1,4 +1,8 @@
-"""layer_norm over trailing dims: `(x - mean) / sqrt(var + eps) * weight + bias` (F.layer_norm)."""
+"""layer_norm over trailing dims: `(x - mean) / sqrt(var + eps) * weight + bias` (F.layer_norm).
+
+Rows packed into 2-D tiles, or streamed when long: one tile per program, or, in the persistent launch
+style (ops.mlu.persistent), programs that fill the cores walking the tiles.
+"""
 
 import math
 
@@ -10,6 +14,7 @@ from . import _rows
 from ._common import check_same_device, check_tensor, new_output_as
 from ._launch import launch
 from ._norm_cases import norm_cases
+from .mlu.persistent import NUM_WARPS, persistent, row_tiles
 from .spec import Cost, OpSpec, nbytes, register
 
 
@@ -65,6 +70,40 @@ def _layer_norm_kernel(x_ptr, w_ptr, b_ptr, out_ptr, n_rows, n_cols, x_row_strid
                             HAS_WEIGHT, HAS_BIAS, BLOCK)
 
 
+@triton.jit
+def _layer_norm_persistent_kernel(x_ptr, w_ptr, b_ptr, out_ptr, n_rows, n_cols, x_row_stride, eps,
+                                  HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr, BLOCK_R: tl.constexpr,
+                                  BLOCK: tl.constexpr, ONE_TILE: tl.constexpr):
+    # The persistent style: programs that fill the cores walk packed row tiles (or long rows).
+    pid = tl.program_id(0)
+    nprog = tl.num_programs(0)
+    cols = tl.arange(0, BLOCK)
+    if ONE_TILE:
+        col_ok = cols < n_cols
+        if HAS_WEIGHT:  # loaded once per program, reused for every row it handles
+            w = tl.load(w_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
+        if HAS_BIAS:
+            b = tl.load(b_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
+        for first in range(pid.to(tl.int64) * BLOCK_R, n_rows, nprog * BLOCK_R):
+            rows = first + tl.arange(0, BLOCK_R)
+            mask = (rows < n_rows)[:, None] & col_ok[None, :]
+            x_ptrs = x_ptr + rows[:, None] * x_row_stride + cols[None, :]
+            x = tl.load(x_ptrs, mask=mask, other=0.0).to(tl.float32)
+            mean = tl.sum(x, 1) / n_cols
+            xc = tl.where(mask, x - mean[:, None], 0.0)
+            y = xc * tl.math.rsqrt(tl.sum(xc * xc, 1) / n_cols + eps)[:, None]
+            if HAS_WEIGHT:
+                y = y * w[None, :]
+            if HAS_BIAS:
+                y = y + b[None, :]
+            out_ptrs = out_ptr + rows[:, None] * n_cols + cols[None, :]
+            tl.store(out_ptrs, y.to(out_ptr.dtype.element_ty), mask=mask)
+    else:
+        for row in range(pid.to(tl.int64), n_rows, nprog):
+            layer_norm_long_row(x_ptr + row * x_row_stride, w_ptr, b_ptr, out_ptr + row * n_cols, n_cols, eps,
+                                HAS_WEIGHT, HAS_BIAS, BLOCK)
+
+
 def prepare(x: torch.Tensor, normalized_shape, weight: torch.Tensor | None,
             bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Validate; (output, x as rows of the normalized size, or None when empty). Shared by every
@@ -94,9 +133,18 @@ def layer_norm(x: torch.Tensor, normalized_shape, weight: torch.Tensor | None = 
     if rows is None:
         return out
     n_rows, n = rows.shape
-    programs, block_r, block, one_tile, warps = _rows.packed_launch(n_rows, n)
+    if persistent():
+        params = sum(p.element_size() for p in (weight, bias) if p is not None)
+        # live tiles: x, weight and bias rows; streamed: two fp32 accumulators, three x load sites, params
+        el = rows.element_size()
+        t = row_tiles(n_rows, n, one_tile_bytes=el + params, streamed_bytes=8 + 3 * el + params)
+        kernel, warps = _layer_norm_persistent_kernel, NUM_WARPS
+        programs, block_r, block, one_tile = t.programs, t.block_r, t.block_c, t.one_tile
+    else:
+        kernel = _layer_norm_kernel
+        programs, block_r, block, one_tile, warps = _rows.packed_launch(n_rows, n)
     launch(
-        _layer_norm_kernel, (programs,),
+        kernel, (programs,),
         rows, weight if weight is not None else rows, bias if bias is not None else rows, out, n_rows, n,
         rows.stride(0), float(eps), HAS_WEIGHT=weight is not None, HAS_BIAS=bias is not None,
         BLOCK_R=block_r, BLOCK=block, ONE_TILE=one_tile, num_warps=warps,

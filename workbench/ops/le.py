@@ -4,7 +4,7 @@ import torch
 import triton
 import triton.language as tl  # noqa: F401  (the interpreter needs tl visible in jit functions)
 
-from ._compare import compare, compare_cases, compare_cost
+from ._comparison import comparison, comparison_cases, comparison_cost
 from .spec import OpSpec, register
 
 
@@ -14,15 +14,15 @@ def _le(a, b):
 
 
 def le(input: torch.Tensor, other) -> torch.Tensor:
-    return compare(_le, input, other)
+    return comparison(_le, input, other)
 
 
 SPEC = register(OpSpec(
     name="le",
     reference=torch.le,
     impl=le,
-    cases=compare_cases(),
-    cost=compare_cost,
+    cases=comparison_cases(),
+    cost=comparison_cost,
     # aten::le.Scalar(self, Scalar other) and aten::le.Tensor(self, Tensor other)
     aten_impls={"aten::le.Scalar": lambda impl, self, other: impl(self, other),
                 "aten::le.Tensor": lambda impl, self, other: impl(self, other)},

@@ -4,7 +4,7 @@ import torch
 import triton
 import triton.language as tl  # noqa: F401  (the interpreter needs tl visible in jit functions)
 
-from ._compare import compare, compare_cases, compare_cost
+from ._comparison import comparison, comparison_cases, comparison_cost
 from .spec import OpSpec, register
 
 
@@ -14,15 +14,15 @@ def _lt(a, b):
 
 
 def lt(input: torch.Tensor, other) -> torch.Tensor:
-    return compare(_lt, input, other)
+    return comparison(_lt, input, other)
 
 
 SPEC = register(OpSpec(
     name="lt",
     reference=torch.lt,
     impl=lt,
-    cases=compare_cases(),
-    cost=compare_cost,
+    cases=comparison_cases(),
+    cost=comparison_cost,
     # aten::lt.Scalar(self, Scalar other) and aten::lt.Tensor(self, Tensor other)
     aten_impls={"aten::lt.Scalar": lambda impl, self, other: impl(self, other),
                 "aten::lt.Tensor": lambda impl, self, other: impl(self, other)},

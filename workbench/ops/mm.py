@@ -37,7 +37,6 @@ def _case(name, M, K, N, a_t=False, b_t=False, big=False):
     return Case(name, make, big=big)
 
 
-_LINEAR_KN = [(4096, 12288), (12288, 4096), (4096, 4096), (4096, 151936)]
 
 SPEC = register(OpSpec(
     name="mm",
@@ -55,7 +54,7 @@ SPEC = register(OpSpec(
             _case("big a 524417x4096 @ 4096x16", 524417, 4096, 16, big=True),
         ],
         "llm": lambda: [_case("4096^3", 4096, 4096, 4096)] + [
-            _case(f"M={m} K={k} N={n}", m, k, n) for m in (1, 16, 2048) for k, n in _LINEAR_KN
+            _case(f"M={m} K={k} N={n}", m, k, n) for m in (1, 16, 2048) for k, n in _matmul.LINEAR_KN
         ],
     },
     cost=_cost,

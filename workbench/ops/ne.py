@@ -4,7 +4,7 @@ import torch
 import triton
 import triton.language as tl  # noqa: F401  (the interpreter needs tl visible in jit functions)
 
-from ._compare import compare, compare_cases, compare_cost
+from ._comparison import comparison, comparison_cases, comparison_cost
 from .spec import OpSpec, register
 
 
@@ -14,15 +14,15 @@ def _ne(a, b):
 
 
 def ne(input: torch.Tensor, other) -> torch.Tensor:
-    return compare(_ne, input, other)
+    return comparison(_ne, input, other)
 
 
 SPEC = register(OpSpec(
     name="ne",
     reference=torch.ne,
     impl=ne,
-    cases=compare_cases(),
-    cost=compare_cost,
+    cases=comparison_cases(),
+    cost=comparison_cost,
     # aten::ne.Scalar(self, Scalar other) and aten::ne.Tensor(self, Tensor other)
     aten_impls={"aten::ne.Scalar": lambda impl, self, other: impl(self, other),
                 "aten::ne.Tensor": lambda impl, self, other: impl(self, other)},

@@ -1,4 +1,8 @@
-"""rms_norm over the last dim: `x / sqrt(mean(x**2) + eps) * weight` (torch.nn.functional.rms_norm)."""
+"""rms_norm over the last dim: `x / sqrt(mean(x**2) + eps) * weight` (torch.nn.functional.rms_norm).
+
+Rows packed into 2-D tiles, or streamed when long: one tile per program, or, in the persistent launch
+style (ops.mlu.persistent), programs that fill the cores walking the tiles (a kernel add_rms_norm shares).
+"""
 
 import torch
 import triton
@@ -8,6 +12,7 @@ from . import _rows
 from ._common import Plans, check_same_device, check_tensor, geometry, new_output_as
 from ._launch import Site, aligned
 from ._norm_cases import norm_cases
+from .mlu.persistent import NUM_WARPS, persistent, row_tiles
 from .spec import Cost, OpSpec, Unsupported, nbytes, register
 
 
@@ -65,6 +70,62 @@ def _rms_norm_kernel(x_ptr, w_ptr, out_ptr, n_rows, n_cols, x_row_stride, eps,
         rms_norm_long_row(x_row, x_row, w_ptr, out_row, out_row, n_cols, eps, False, HAS_WEIGHT, BLOCK)
 
 
+@triton.jit
+def _rms_norm_persistent_kernel(x_ptr, r_ptr, w_ptr, out_ptr, sum_ptr, n_rows, n_cols, x_row_stride,
+                                r_row_stride, eps, HAS_RESIDUAL: tl.constexpr, HAS_WEIGHT: tl.constexpr,
+                                BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr, ONE_TILE: tl.constexpr):
+    # The persistent style (ops.mlu.persistent): programs that fill the cores walk packed row tiles (or
+    # long rows). HAS_RESIDUAL (add_rms_norm): the row is x + residual, rounded to x's dtype and written
+    # to sum_ptr before it is normalised.
+    pid = tl.program_id(0)
+    nprog = tl.num_programs(0)
+    cols = tl.arange(0, BLOCK_C)
+    if ONE_TILE:
+        col_ok = cols < n_cols
+        if HAS_WEIGHT:  # loaded once per program, reused for every row it handles
+            w = tl.load(w_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
+        for first in range(pid.to(tl.int64) * BLOCK_R, n_rows, nprog * BLOCK_R):
+            rows = first + tl.arange(0, BLOCK_R)
+            mask = (rows < n_rows)[:, None] & col_ok[None, :]
+            x_ptrs = x_ptr + rows[:, None] * x_row_stride + cols[None, :]
+            x = tl.load(x_ptrs, mask=mask, other=0.0).to(tl.float32)
+            out_offs = rows[:, None] * n_cols + cols[None, :]
+            if HAS_RESIDUAL:
+                r = tl.load(r_ptr + rows[:, None] * r_row_stride + cols[None, :], mask=mask, other=0.0)
+                h = (x + r.to(tl.float32)).to(sum_ptr.dtype.element_ty)
+                tl.store(sum_ptr + out_offs, h, mask=mask)
+                x = h.to(tl.float32)
+            y = x * tl.math.rsqrt(tl.sum(x * x, 1) / n_cols + eps)[:, None]
+            if HAS_WEIGHT:
+                y = y * w[None, :]
+            tl.store(out_ptr + out_offs, y.to(out_ptr.dtype.element_ty), mask=mask)
+    else:
+        for row in range(pid.to(tl.int64), n_rows, nprog):
+            rms_norm_long_row(x_ptr + row * x_row_stride, r_ptr + row * r_row_stride, w_ptr,
+                              out_ptr + row * n_cols, sum_ptr + row * n_cols, n_cols, eps, HAS_RESIDUAL,
+                              HAS_WEIGHT, BLOCK_C)
+
+
+def launch_persistent(rows: torch.Tensor, res_rows: torch.Tensor | None, weight: torch.Tensor | None,
+                      out: torch.Tensor, total: torch.Tensor | None, eps: float) -> None:
+    """rms_norm of `rows` (plus `res_rows`, the sum written to `total`, when given) into `out`, in the
+    persistent style (rms_norm and add_rms_norm)."""
+    n_rows, n = rows.shape
+    el, w_el = rows.element_size(), weight.element_size() if weight is not None else 0
+    r_el = el if res_rows is not None else 0
+    # live tiles: x, the residual and the weight row; streamed: the fp32 accumulator, two load sites of
+    # x and of the residual, and the weight
+    t = row_tiles(n_rows, n, one_tile_bytes=el + r_el + w_el, streamed_bytes=4 + 2 * (el + r_el) + w_el)
+    launch(
+        _rms_norm_persistent_kernel, (t.programs,),
+        rows, res_rows if res_rows is not None else rows, weight if weight is not None else rows, out,
+        total if total is not None else out, n_rows, n, rows.stride(0),
+        res_rows.stride(0) if res_rows is not None else 0, float(eps), HAS_RESIDUAL=res_rows is not None,
+        HAS_WEIGHT=weight is not None, BLOCK_R=t.block_r, BLOCK_C=t.block_c, ONE_TILE=t.one_tile,
+        num_warps=NUM_WARPS,
+    )
+
+
 def check_norm_param(name: str, p, x: torch.Tensor) -> None:
     if p is None:
         return
@@ -102,6 +163,9 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor | None = None, eps: float = 1
         return out
     out, rows = prepare(x, weight)
     if rows is None:
+        return out
+    if persistent():
+        launch_persistent(rows, None, weight, out, None, eps)
         return out
     n_rows, n = rows.shape
     programs, block_r, block, one_tile, warps = _rows.packed_launch(n_rows, n)

@@ -2,7 +2,8 @@
 
 `q * cos + rotate_half(q) * sin` (and the same for k), where rotate_half(x) = cat(-x[..., D/2:], x[..., :D/2])
 and cos/sin (e.g. [batch, seq, head_dim]) are unsqueezed at `unsqueeze_dim` to broadcast over heads.
-A fused op: there is no single ATen overload it replaces.
+A fused op: there is no single ATen overload it replaces. One launch rotates q's row tiles then k's: one
+tile per program, or, in the persistent style (ops.mlu.persistent), programs that fill the cores walk them.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from ._common import (
     new_output_of,
 )
 from ._elementwise import _merge_dims
-from ._launch import Site, aligned
+from ._launch import Site, aligned, launch
 from ._shapes import broadcast, cdiv, next_pow2
+from .mlu.persistent import MAX_TILE, NUM_WARPS, max_programs, persistent, programs, tile_elems
 from .spec import Case, Cost, OpSpec, nbytes, randn, register
 
 MAX_LEAD_DIMS = 3  # leading (row) dims a layout may keep after merging; more are made contiguous
@@ -70,6 +72,25 @@ def _rope_kernel(q_ptr, kx_ptr, qc_ptr, qs_ptr, kc_ptr, ks_ptr, qo_ptr, ko_ptr, 
         _rope_rows(kx_ptr, kc_ptr, ks_ptr, ko_ptr, (pid - q_programs).to(tl.int64) * BLOCK_R, k_rows, half,
                    kr1, kr2, kxs0, kxs1, kxs2, kxsd, kcs0, kcs1, kcs2, kcsd, kss0, kss1, kss2, kssd,
                    BLOCK_R=BLOCK_R, BLOCK_H=BLOCK_H)
+
+
+@triton.jit
+def _rope_persistent_kernel(q_ptr, kx_ptr, qc_ptr, qs_ptr, kc_ptr, ks_ptr, qo_ptr, ko_ptr, q_rows, k_rows,
+                            q_tiles, tiles, half,
+                            qr1, qr2, qxs0, qxs1, qxs2, qxsd, qcs0, qcs1, qcs2, qcsd, qss0, qss1, qss2, qssd,
+                            kr1, kr2, kxs0, kxs1, kxs2, kxsd, kcs0, kcs1, kcs2, kcsd, kss0, kss1, kss2, kssd,
+                            BLOCK_R: tl.constexpr, BLOCK_H: tl.constexpr):
+    # The persistent style: programs that fill the cores rotate every num_programs-th tile of the q tiles
+    # followed by the k tiles. int64 tile indices (the loop variable takes the start's type), so row offsets never wrap
+    for t in range(tl.program_id(0).to(tl.int64), tiles, tl.num_programs(0)):
+        if t < q_tiles:
+            _rope_rows(q_ptr, qc_ptr, qs_ptr, qo_ptr, t * BLOCK_R, q_rows, half, qr1, qr2,
+                       qxs0, qxs1, qxs2, qxsd, qcs0, qcs1, qcs2, qcsd, qss0, qss1, qss2, qssd,
+                       BLOCK_R=BLOCK_R, BLOCK_H=BLOCK_H)
+        else:
+            _rope_rows(kx_ptr, kc_ptr, ks_ptr, ko_ptr, (t - q_tiles) * BLOCK_R, k_rows, half,
+                       kr1, kr2, kxs0, kxs1, kxs2, kxsd, kcs0, kcs1, kcs2, kcsd, kss0, kss1, kss2, kssd,
+                       BLOCK_R=BLOCK_R, BLOCK_H=BLOCK_H)
 
 
 def _row_layout(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
@@ -147,6 +168,19 @@ def rope(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
         return q_out, k_out
     ((qx, qc, qs), q_sizes, q_strides, q_rows), ((kx, kc, ks), k_sizes, k_strides, k_rows), half = layout
     block_h = next_pow2(max(half, 1))
+    if persistent():
+        # Live tiles per element of a BLOCK_R x BLOCK_H tile: two halves of x, cos and sin. Capped at a
+        # quarter of MAX_TILE: the kernel holds two inlined rotations of six loads each, and a GPU build of
+        # 8192-element tiles took ~30 s (2048: ~5 s) on this project's CPU; on an MLU a larger tile may pay.
+        limit = tile_elems(2 * qx.element_size() + 4 * qc.element_size(), cap=MAX_TILE // 4)
+        block_r = max(1, min(limit // block_h, next_pow2(cdiv(q_rows + k_rows, max_programs()))))
+        q_tiles = cdiv(q_rows, block_r)
+        tiles = q_tiles + cdiv(k_rows, block_r)
+        grid, counts = (programs(tiles),), (q_tiles, tiles)
+        launch(_rope_persistent_kernel, grid, qx, kx, qc, qs, kc, ks, q_out, k_out, q_rows, k_rows, *counts,
+               half, *q_sizes, *q_strides, *k_sizes, *k_strides, BLOCK_R=block_r, BLOCK_H=block_h,
+               num_warps=NUM_WARPS)
+        return q_out, k_out
     # ~4K elements per program on a GPU, scaled up for big-block backends; at least one row.
     block_r = max(1, min(next_pow2(max(q_rows, k_rows, 1)),
                          4096 * backends.active().policy.block_scale // (2 * block_h)))

@@ -33,7 +33,7 @@ from ._common import (
     new_output,
     new_output_of,
 )
-from ._launch import Site, aligned, launch
+from ._launch import Site, aligned, autotune, launch
 from ._shapes import broadcast, cdiv, next_pow2
 from ._tuning import Tuner
 from .spec import DEFAULT_TOLERANCE, Case, Cost, OpSpec, nbytes, numel, randn, register
@@ -110,6 +110,29 @@ def _attend(acc, l_i, m_i, q, k_ptrs, v_ptrs, mask_rows, q_idx, row_ok, offs_n, 
     return acc, l_i, m_i
 
 
+@triton.jit
+def attend_rows(q, k_base, v_base, mask_rows, q_idx, row_ok, offs_n, d_ok, dv_ok, clean, hi, S,
+                stride_kn, stride_vn, stride_mn, scale_log2, CAUSAL: tl.constexpr, MASK_KIND: tl.constexpr,
+                GUARD_EDGE: tl.constexpr, UPCAST: tl.constexpr, EVEN_D: tl.constexpr, EVEN_DV: tl.constexpr,
+                BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_DV: tl.constexpr):
+    """The attention output of a tile of query rows over keys [0, hi): keys [0, clean) need neither the
+    causal nor the bounds mask, [clean, hi) get both (GUARD_EDGE: `_attend`'s GUARD there). Rows with no
+    key left give zeros, like torch. Shared by the prefill kernel and the MLU kernel."""
+    acc = tl.zeros([BLOCK_M, BLOCK_DV], dtype=tl.float32)
+    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+    m_i = tl.full([BLOCK_M], -float("inf"), dtype=tl.float32)
+    acc, l_i, m_i = _attend(acc, l_i, m_i, q, k_base, v_base, mask_rows, q_idx, row_ok, offs_n, d_ok, dv_ok,
+                            0, clean, S, stride_kn, stride_vn, stride_mn, scale_log2,
+                            CAUSAL=False, MASK_KIND=MASK_KIND, BOUNDS=False, GUARD=MASK_KIND != 0,
+                            UPCAST=UPCAST, EVEN_D=EVEN_D, EVEN_DV=EVEN_DV, BLOCK_N=BLOCK_N)
+    clean64 = tl.cast(clean, tl.int64)  # a tensor even where S was specialised to a constant
+    acc, l_i, m_i = _attend(acc, l_i, m_i, q, k_base + clean64 * stride_kn, v_base + clean64 * stride_vn,
+                            mask_rows, q_idx, row_ok, offs_n, d_ok, dv_ok, clean, hi, S, stride_kn, stride_vn,
+                            stride_mn, scale_log2, CAUSAL=CAUSAL, MASK_KIND=MASK_KIND, BOUNDS=True,
+                            GUARD=GUARD_EDGE, UPCAST=UPCAST, EVEN_D=EVEN_D, EVEN_DV=EVEN_DV, BLOCK_N=BLOCK_N)
+    return acc / tl.where(l_i == 0.0, 1.0, l_i)[:, None]
+
+
 @triton.jit(do_not_specialize=["S"])
 def _prefill_kernel(Q, K, V, M, Out,
                     sqb, sqh, sqm, sqd, skb, skh, skn, skd, svb, svh, svn, svd,
@@ -140,9 +163,6 @@ def _prefill_kernel(Q, K, V, M, Out,
     v_base = V + b * svb + (h // group_v).to(tl.int64) * svh + offs_n[:, None] * svn + offs_dv[None, :] * svd
     mask_rows = M + b * smb + h.to(tl.int64) * smh + rows64[:, None] * smm
 
-    acc = tl.zeros([BLOCK_M, BLOCK_DV], dtype=tl.float32)
-    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
-    m_i = tl.full([BLOCK_M], -float("inf"), dtype=tl.float32)
     # Keys [0, clean) need neither the causal nor the bounds mask; [clean, hi) get both.
     if CAUSAL:
         hi = tl.minimum(S, start_m + BLOCK_M)
@@ -150,16 +170,9 @@ def _prefill_kernel(Q, K, V, M, Out,
     else:
         hi = S
         clean = S // BLOCK_N * BLOCK_N
-    acc, l_i, m_i = _attend(acc, l_i, m_i, q, k_base, v_base, mask_rows, offs_m, row_ok, offs_n, d_ok, dv_ok,
-                            0, clean, S, skn, svn, smn, scale_log2,
-                            CAUSAL=False, MASK_KIND=MASK_KIND, BOUNDS=False, GUARD=MASK_KIND != 0,
-                            UPCAST=UPCAST, EVEN_D=EVEN_D, EVEN_DV=EVEN_DV, BLOCK_N=BLOCK_N)
-    clean64 = clean.to(tl.int64)
-    acc, l_i, m_i = _attend(acc, l_i, m_i, q, k_base + clean64 * skn, v_base + clean64 * svn, mask_rows, offs_m,
-                            row_ok, offs_n, d_ok, dv_ok, clean, hi, S, skn, svn, smn, scale_log2,
-                            CAUSAL=CAUSAL, MASK_KIND=MASK_KIND, BOUNDS=True, GUARD=MASK_KIND != 0,
-                            UPCAST=UPCAST, EVEN_D=EVEN_D, EVEN_DV=EVEN_DV, BLOCK_N=BLOCK_N)
-    out = acc / tl.where(l_i == 0.0, 1.0, l_i)[:, None]  # no key left: zeros, like torch
+    out = attend_rows(q, k_base, v_base, mask_rows, offs_m, row_ok, offs_n, d_ok, dv_ok, clean, hi, S, skn,
+                      svn, smn, scale_log2, CAUSAL, MASK_KIND, MASK_KIND != 0, UPCAST, EVEN_D, EVEN_DV, BLOCK_M,
+                      BLOCK_N, BLOCK_DV)
     tl.store(Out + b * sob + h.to(tl.int64) * soh + rows64[:, None] * som + offs_dv[None, :] * sod,
              out.to(Out.dtype.element_ty), mask=row_ok[:, None] & dv_ok[None, :])
 
@@ -457,8 +470,7 @@ def scaled_dot_product_attention(query: torch.Tensor, key: torch.Tensor, value: 
     key = (Hq, next_pow2(L), query.dtype, *consts.values())
     config = _tuned.get(key)
     if config is None:  # first call of this kind: autotune, then remember the winner
-        _prefill[grid](*args, **consts)
-        _tuned[key] = _prefill.best_config.all_kwargs()
+        _tuned[key] = autotune(_prefill, grid, *args, **consts)
     else:
         launch(_prefill_kernel, grid(config), *args, **consts, **config)
     return out

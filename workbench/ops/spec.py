@@ -1,7 +1,8 @@
 """OpSpec: everything about one op in one place, and the registry of all ops.
 
-An op module declares one `OpSpec` (native reference, Triton implementation and per-backend variants,
-case generators, cost model, tolerance policy, status) and registers it with `register`.
+An op module declares one `OpSpec` (native reference, generic Triton implementation, named alternatives
+per backend and algorithm, case generators, cost model, tolerance policy, status) and registers it with
+`register`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any, Callable
 
 import torch
 
+GENERIC = "generic"  # the implementation name of the generic kernels (every backend)
 FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 CASE_SETS = ("quick", "edge", "llm")
 
@@ -62,36 +64,62 @@ class OpSpec:
     # them to a Python kernel (positional as in the schema, keyword-only ones as keywords, defaults left
     # out). It returns what the overload returns, or raises Unsupported. Empty `aten` is filled from these.
     aten_impls: dict[str, Callable[..., Any]] = field(default_factory=dict)
-    variants: dict[str, Callable[..., Any]] = field(default_factory=dict)  # backend name -> specialised impl
+    # Implementations beside `impl`, by name: "<backend>" or "<backend>:<algorithm>" ("generic" for every
+    # backend; e.g. "mlu", "generic:merge"). See `implementation`.
+    variants: dict[str, Callable[..., Any]] = field(default_factory=dict)
     tolerance: dict[torch.dtype, float] = field(default_factory=lambda: dict(DEFAULT_TOLERANCE))
     dtypes: tuple[torch.dtype, ...] = FLOAT_DTYPES
     status: dict[str, str] = field(default_factory=lambda: {"cpu": "promoted", "cuda": "promoted", "mlu": "draft"})
     doc: str = ""
 
-    def implementation(self, backend: str) -> Callable[..., Any]:
-        """The variant written for `backend`, else the generic kernel."""
-        return self.variants.get(backend, self.impl)
+    def implementation(self, backend: str, algorithm: str | None = None) -> Callable[..., Any]:
+        """What runs on `backend`: the implementation written for (backend, algorithm), else the generic
+        one of that algorithm (None: the default one, `impl`) in the backend's launch style: every op on
+        the shared launchers thereby has an MLU form (persistent launches; ops.mlu.persistent)."""
+        written = self.variants.get(backend if algorithm is None else f"{backend}:{algorithm}")
+        if written is not None:
+            return written
+        generic = self.impl if algorithm is None else self.variants.get(f"{GENERIC}:{algorithm}")
+        if generic is None:
+            raise ValueError(f"algorithm: expected one of {self.algorithms()} for op {self.name!r}, "
+                             f"got {algorithm!r}")
+        return generic if backend == GENERIC else _in_backend_style(generic, backend)
+
+    def algorithms(self) -> list[str]:
+        """The names of the generic implementation's alternative algorithms (e.g. topk's "merge")."""
+        return [name.split(":", 1)[1] for name in self.variants if name.startswith(f"{GENERIC}:")]
 
     def variant_name(self, backend: str) -> str:
-        return backend if backend in self.variants else "generic"
+        """The name of what `implementation(backend)` runs: the backend's own where it has a written
+        variant or its own launch style, else "generic"."""
+        return backend if backend in self.variants or _persistent_backend(backend) else GENERIC
 
     def variant_names(self) -> list[str]:
-        """"generic" and the name of every backend variant."""
-        return ["generic", *self.variants]
+        """"generic", its algorithms, and the name of every backend's own implementation (written, or the
+        generic kernels in the backend's launch style: "mlu" for every op)."""
+        from workbench import backends
+
+        styled = [b for b in backends.BACKENDS if _persistent_backend(b)]
+        return list(dict.fromkeys([GENERIC, *(f"{GENERIC}:{a}" for a in self.algorithms()), *styled,
+                                   *self.variants]))
 
     def variant(self, name: str) -> Callable[..., Any]:
-        """The implementation called `name`: "generic" or a key of `variants`."""
-        if name == "generic":
-            return self.impl
-        if name not in self.variants:
+        """The implementation called `name` (one of `variant_names()`): "<backend>[:<algorithm>]"."""
+        if name not in self.variant_names():
             raise ValueError(f"variant: expected one of {self.variant_names()} for op {self.name!r}, got {name!r}")
-        return self.variants[name]
+        if name == GENERIC:
+            return self.impl
+        backend, _, algorithm = name.partition(":")
+        return self.implementation(backend, algorithm or None)
 
-    def add_variant(self, backend: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-        """Register `fn` as this op's implementation on `backend` (chosen there automatically)."""
-        if backend == "generic" or backend in self.variants:
-            raise ValueError(f"op {self.name!r} already has a {backend!r} variant")
-        self.variants[backend] = fn
+    def add_variant(self, backend: str, fn: Callable[..., Any],
+                    algorithm: str | None = None) -> Callable[..., Any]:
+        """Register `fn` as this op's implementation on `backend` ("generic": every backend), as its default
+        (chosen there automatically) or as the named `algorithm` (chosen by name)."""
+        name = backend if algorithm is None else f"{backend}:{algorithm}"
+        if name == GENERIC or name in self.variants:
+            raise ValueError(f"op {self.name!r} already has a {name!r} variant")
+        self.variants[name] = fn
         return fn
 
     def case_list(self, case_set: str) -> list[Case]:
@@ -105,13 +133,45 @@ REGISTRY: dict[str, OpSpec] = {}
 
 def dispatching(spec: OpSpec) -> Callable[..., Any]:
     """A function with the op's generic signature that runs the active backend's implementation
-    (its variant, e.g. the mlu one on an MLU, else the generic kernel)."""
+    (its variant, e.g. a written mlu one on an MLU, else the generic kernel in the backend's style)."""
     from workbench import backends
+
+    active, variants, generic = backends.active().name, spec.variants, spec.impl
 
     @functools.wraps(spec.impl)
     def call(*args, **kwargs):
-        return spec.implementation(backends.active().name)(*args, **kwargs)
+        return variants.get(active, generic)(*args, **kwargs)
 
+    return call
+
+
+def _persistent_backend(name: str) -> bool:
+    """Whether the shared launchers run persistent programs on backend `name` (its launch policy)."""
+    from workbench import backends
+
+    return name in backends.BACKENDS and backends.get(name).policy.persistent
+
+
+@functools.cache
+def _in_backend_style(fn: Callable[..., Any], backend: str) -> Callable[..., Any]:
+    """`fn` with its launches in `backend`'s style (persistent or tile), wherever it runs; `fn` itself when
+    that is the active backend's style already. Callable attributes (an in-place `into`) follow."""
+    from workbench import backends
+
+    from .mlu.persistent import launch_style
+
+    persistent = _persistent_backend(backend)
+    if persistent == backends.active().policy.persistent:
+        return fn
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        with launch_style(persistent):
+            return fn(*args, **kwargs)
+
+    for name, attr in vars(fn).items():
+        if callable(attr) and name != "__wrapped__":
+            setattr(call, name, _in_backend_style(attr, backend))
     return call
 
 

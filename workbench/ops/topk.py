@@ -5,7 +5,7 @@ negated for the smallest) and one int64 sort key: that key in the high half, the
 in the low half (equal values: the lower index ranks first). Values are read back from the input at the
 winning indices, so they are exact.
 
-Default path, a filter (`ALGORITHM = "filter"`), three passes over row chunks:
+Default path, a filter, three passes over row chunks:
 1. lane maxima: a row is dealt into LANES lanes (column mod LANES within a tile) and each lane keeps
    its best key; chunks of one row combine theirs with atomic max. At least k elements reach the k-th
    best lane maximum T, so every element of the top k reaches it: T is a safe threshold. For random
@@ -19,7 +19,8 @@ Lane keys are stored halved and offset, (key >> 1) + 2**30, so that a zero-fille
 lowest key: one memset prepares lanes and counters. The threshold stays safe (the map is monotone);
 fp32 inputs lose one bit of its precision, bf16 and fp16 inputs none.
 
-Merge path (`ALGORITHM = "merge"`; the overflow fallback; the MLU variant): a program keeps the best k
+Merge path (the algorithm "merge", `SPEC.variant("generic:merge")`; the overflow fallback; the MLU
+kernel's approach): a program keeps the best k
 keys of its columns in registers: each tile whose best key beats the current k-th is sorted and merged
 in (max of an ascending and a descending run holds the top k of both). Few long rows are split into
 chunks whose top-k lists a second kernel merges.
@@ -46,7 +47,6 @@ MERGE_KEYS = 4096  # at most this many candidate keys per row go to the merge ke
 TILE = 256
 INTERPRETER_TILE = 64
 
-ALGORITHM = "filter"  # "filter" or "merge": what `topk` runs (benchmarks/topk_variants.py times both)
 # Filter path sizes (GPU, interpreter). Columns streamed at a time by passes 1 and 2; lanes (at least
 # LANES_PER_K * BLOCK_K: more lanes, fewer candidates, a longer sort to find T); candidate buffer
 # (at least CAP_PER_K * BLOCK_K keys per row).
@@ -285,9 +285,6 @@ def _run_merge(rows: torch.Tensor, values: torch.Tensor, indices: torch.Tensor, 
                BLOCK=merge_block, BLOCK_K=block_k, num_warps=_rows.row_warps(merge_block))
 
 
-_RUNNERS = {"filter": _run_filter, "merge": _run_merge}
-
-
 def prepare(x: torch.Tensor, k: int, dim: int):
     """Validate; (values, indices, x as rows with `dim` last, or None when the output is empty). The
     caller hands the outputs to `finish`. Shared by every topk launcher (generic, MLU style)."""
@@ -323,15 +320,23 @@ def tile(n: int, block_k: int) -> int:
     return max(block_k, min(INTERPRETER_TILE if backends.active().interpreted else TILE, next_pow2(n)))
 
 
-def topk(x: torch.Tensor, k: int, dim: int = -1, largest: bool = True, sorted: bool = True):
-    """torch.return_types.topk(values, indices); always sorted (allowed for sorted=False too)."""
+def _topk(run, x: torch.Tensor, k: int, dim: int, largest: bool):
     values, indices, rows = prepare(x, k, dim)
     if rows is not None:
         n = rows.shape[1]
         # A row that fits one sort tile (router logits: 8 of 128 experts) takes one sort, not three passes.
-        short = n <= tile(n, next_pow2(k))
-        (_run_merge if short else _RUNNERS[ALGORITHM])(rows, values, indices, k, largest)
+        (_run_merge if n <= tile(n, next_pow2(k)) else run)(rows, values, indices, k, largest)
     return finish(values, indices, x, dim)
+
+
+def topk(x: torch.Tensor, k: int, dim: int = -1, largest: bool = True, sorted: bool = True):
+    """torch.return_types.topk(values, indices); always sorted (allowed for sorted=False too)."""
+    return _topk(_run_filter, x, k, dim, largest)
+
+
+def topk_merge(x: torch.Tensor, k: int, dim: int = -1, largest: bool = True, sorted: bool = True):
+    """topk by the merge path for every row (the algorithm "merge")."""
+    return _topk(_run_merge, x, k, dim, largest)
 
 
 def _reference(x, k, dim=-1, largest=True, sorted=True):
@@ -392,3 +397,4 @@ SPEC = register(OpSpec(
     aten_impls={"aten::topk": lambda impl, self, k, dim=-1, largest=True, sorted=True: impl(self, k, dim, largest,
                                                                                          sorted)},
 ))
+SPEC.add_variant("generic", topk_merge, algorithm="merge")

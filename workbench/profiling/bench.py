@@ -22,7 +22,7 @@ from workbench.ops import spec as opspec
 from workbench.store import ResultStore
 
 from . import roofline as rl
-from .correctness import dtype_name, make_inputs, parse_dtypes, shape_label, verify
+from .correctness import dtype_name, make_inputs, parse_dtypes, selected_variant, shape_label, verify
 from .meta import run_metadata
 from .timing import alternated_rounds, host_time_us
 
@@ -63,18 +63,25 @@ def peer(spec: opspec.OpSpec, name: str):
     raise ValueError(f"peers: expected some of {PEERS}, got {name!r}")
 
 
-def implementations(spec: opspec.OpSpec, backend: str, all_variants: bool, peers: Iterable[str] = ()) -> dict:
-    """impl name -> callable: native first, then the backend's Triton implementation (or every variant),
-    then the peers asked for."""
-    impls = {"native": spec.reference, spec.variant_name(backend): spec.implementation(backend)}
+def implementations(spec: opspec.OpSpec, backend: str, all_variants: bool,
+                    algorithm: str | None = None, peers: Iterable[str] = ()) -> dict:
+    """impl name -> callable: native first, then the backend's Triton implementation (of `algorithm`, where
+    the op has it), or every implementation by name; then the peers asked for."""
+    name = selected_variant(spec, backend, None, algorithm) or spec.variant_name(backend)
+    impls = {"native": spec.reference}
+    if algorithm is None:
+        impls[name] = spec.implementation(backend)
+    elif name in spec.variant_names():
+        impls[name] = spec.variant(name)
     if all_variants:
-        impls.update({"generic": spec.impl, **spec.variants})
+        impls.update({name: spec.variant(name) for name in spec.variant_names()})
     impls.update({name: peer(spec, name) for name in peers})
     return impls
 
 
 def bench_case(spec: opspec.OpSpec, case: opspec.Case, dtype, seed: int, peaks: rl.Peaks,
-               all_variants: bool = False, rep_ms: float = 100.0, peers: Iterable[str] = ()) -> list[dict]:
+               all_variants: bool = False, rep_ms: float = 100.0, algorithm: str | None = None,
+               peers: Iterable[str] = ()) -> list[dict]:
     backend = backends.active()
     base = {"op": spec.name, "case": case.name, "dtype": dtype_name(dtype), "seed": seed}
     try:
@@ -84,7 +91,7 @@ def bench_case(spec: opspec.OpSpec, case: opspec.Case, dtype, seed: int, peaks: 
         return [{**base, "impl": "native", "error": f"inputs: {type(e).__name__}: {e}"}]
     base.update(shape=shape_label(args), bytes=cost.bytes, flops=cost.flops)
     rows, calls = [], []
-    for name, fn in implementations(spec, backend.name, all_variants, peers).items():
+    for name, fn in implementations(spec, backend.name, all_variants, algorithm, peers).items():
         row = {**base, "impl": name, "error": ""}
         rows.append(row)
         try:
@@ -121,8 +128,9 @@ def bench_case(spec: opspec.OpSpec, case: opspec.Case, dtype, seed: int, peaks: 
 def bench(ops: Iterable[str] | None = None, cases: Iterable[str] = ("llm",), dtypes=("bf16",),
           backend: str | None = None, all_variants: bool = False, store: ResultStore | str | None = None,
           seed: int | None = None, rep_ms: float = 100.0, progress: bool = True,
-          peers: Iterable[str] = ()) -> pd.DataFrame:
+          algorithm: str | None = None, peers: Iterable[str] = ()) -> pd.DataFrame:
     """Native vs Triton table for `ops` (default: all) over case sets and dtypes; optionally stored.
+    algorithm: time that named algorithm of each op that has it (e.g. topk's "merge"), not its default.
     `peers` ("inductor", "flaggems") adds their rows, timed in the same rounds and checked alike."""
     chosen = backends.active(backend)
     peers = list(peers)
@@ -142,7 +150,7 @@ def bench(ops: Iterable[str] | None = None, cases: Iterable[str] = ("llm",), dty
     status = "failed"
     try:
         for i, (spec, case, dtype) in enumerate(tqdm(work, desc="bench", disable=not progress, leave=False)):
-            for row in bench_case(spec, case, dtype, seed + i, peaks, all_variants, rep_ms, peers):
+            for row in bench_case(spec, case, dtype, seed + i, peaks, all_variants, rep_ms, algorithm, peers):
                 rows.append(row)
                 if store:
                     store.add_row(run_id, {k: v for k, v in row.items() if k != "traceback"})

@@ -12,7 +12,7 @@ import contextlib
 import math
 import random
 import traceback
-from typing import TYPE_CHECKING, Iterable
+from typing import Iterable
 
 import pandas as pd
 import torch
@@ -21,9 +21,7 @@ from tqdm.auto import tqdm
 from workbench import backends
 from workbench.ops import spec as opspec
 from workbench.ops._common import poisoned_outputs
-
-if TYPE_CHECKING:
-    from .launch_rules import LaunchRules
+from workbench.ops.mlu.rules import LaunchRules
 
 DTYPE_NAMES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -56,7 +54,7 @@ def _upcast(value, dtype: torch.dtype, device: torch.device):
     return value
 
 
-def compare(out, ref, tol: float, dim: int = -1) -> dict:
+def compare_outputs(out, ref, tol: float, dim: int = -1) -> dict:
     """Error metrics of `out` against the high-precision `ref` (same shape).
 
     Floating outputs: relative and elementwise error within `tol`, NaN/Inf in the same places.
@@ -139,7 +137,7 @@ def _compare_tuple(out, ref, tol: float, dim: int) -> dict:
         if sorted_pair and i == 1:
             parts.append(_compare_exact(o, r, where=_distinct_sorted(ref.values.to(r.device), dim)))
         else:
-            parts.append(compare(o, r, tol, dim))
+            parts.append(compare_outputs(o, r, tol, dim))
     return {
         "rel_err": max((p["rel_err"] for p in parts), default=0.0),
         "max_abs_err": max((p["max_abs_err"] for p in parts), default=0.0),
@@ -180,11 +178,12 @@ def verify(spec: opspec.OpSpec, fn, case: opspec.Case, dtype: torch.dtype, args,
     ref_device = next(_tensors(args)).device if (backend.capabilities.fp64 or case.big) else torch.device("cpu")
     ref = spec.reference(*_upcast(args, ref_dtype, ref_device), **_upcast(kwargs, ref_dtype, ref_device))
     # `dim` (keyword) is the dim sorted (values, indices) results are sorted along
-    metrics = compare(out, ref, spec.tolerance[dtype], dim=kwargs.get("dim", -1))
+    metrics = compare_outputs(out, ref, spec.tolerance[dtype], dim=kwargs.get("dim", -1))
     if not metrics["passed"] and not case.big:
         # Does the native op meet the same bound on these inputs? Tells a kernel bug from a strict tolerance.
         del out
-        native = compare(spec.reference(*args, **kwargs), ref, spec.tolerance[dtype], dim=kwargs.get("dim", -1))
+        native = compare_outputs(spec.reference(*args, **kwargs), ref, spec.tolerance[dtype],
+                                 dim=kwargs.get("dim", -1))
         metrics.update(native_rel_err=native["rel_err"], native_passed=native["passed"])
     return {**metrics, "dtype_match": dtype_match, "passed": metrics["passed"] and dtype_match}
 
@@ -198,7 +197,7 @@ def check_case(spec: opspec.OpSpec, case: opspec.Case, dtype: torch.dtype, seed:
                variant: str | None = None, rules: LaunchRules | None = None) -> dict:
     """Run one case once; never raises (errors land in the row).
 
-    variant: run this implementation ("generic", "mlu", ...) instead of the backend's own.
+    variant: run this implementation ("generic", "mlu", "generic:merge", ...) instead of the backend's own.
     rules: check the launches against these MLU launch rules; the row counts the distinct violations.
     """
     backend = backends.active()
@@ -221,20 +220,32 @@ def check_case(spec: opspec.OpSpec, case: opspec.Case, dtype: torch.dtype, seed:
     return row
 
 
+def selected_variant(spec: opspec.OpSpec, backend: str, variant: str | None = None,
+                     algorithm: str | None = None) -> str | None:
+    """The name of the implementation to run: `variant` (None: the backend's own), of `algorithm` when one
+    is asked for ("<variant>:<algorithm>", e.g. "generic:merge"); None means the backend's own."""
+    if algorithm is None:
+        return variant
+    return f"{variant or spec.variant_name(backend)}:{algorithm}"
+
+
 def check(ops: Iterable[str] | None = None, cases: Iterable[str] = ("quick",),
           dtypes: Iterable[str | torch.dtype] | None = None, backend: str | None = None,
           seed: int | None = None, progress: bool = True, variant: str | None = None,
-          rules: LaunchRules | None = None) -> pd.DataFrame:
+          rules: LaunchRules | None = None, algorithm: str | None = None) -> pd.DataFrame:
     """Correctness table for `ops` (default: all registered) over the case sets and dtypes.
 
-    variant: run this implementation of each op instead of the backend's own; ops without it get a
-    skipped row. rules: also check every launch against these MLU launch rules (column `violations`:
-    distinct violations in that row; the details are in `rules.violations()`).
+    variant: run this implementation of each op instead of the backend's own; algorithm: that
+    implementation's named algorithm (e.g. topk's "merge"); ops without it get a skipped row. rules: also
+    check every launch against these MLU launch rules (column `violations`: distinct violations in that
+    row; the details are in `rules.violations()`).
     """
     chosen = backends.active(backend)
     specs = [opspec.get(name) for name in ops] if ops else list(opspec.REGISTRY.values())
-    if variant and not any(variant in s.variant_names() for s in specs):
-        raise ValueError(f"variant: no selected op has a {variant!r} variant; they have "
+    names = {s.name: selected_variant(s, chosen.name, variant, algorithm) for s in specs}
+    if (variant or algorithm) and not any(names[s.name] in s.variant_names() for s in specs):
+        wanted = variant if algorithm is None else f"{variant or '<backend>'}:{algorithm}"
+        raise ValueError(f"variant: no selected op has a {wanted!r} variant; they have "
                          f"{sorted({v for s in specs for v in s.variant_names()})}")
     dtype_list = parse_dtypes(dtypes)
     seed = random.randrange(2**31) if seed is None else seed
@@ -242,17 +253,17 @@ def check(ops: Iterable[str] | None = None, cases: Iterable[str] = ("quick",),
     rows = []
     with rules if rules is not None else contextlib.nullcontext():
         for i, (spec, case, dtype) in enumerate(tqdm(work, desc="check", disable=not progress, leave=False)):
-            skip = ""
-            if variant and variant not in spec.variant_names():
-                skip = f"no {variant} variant"
+            skip, name = "", names[spec.name]
+            if name and name not in spec.variant_names():
+                skip = f"no {name} variant"
             elif case.big and chosen.interpreted:
                 skip = "needs a GPU (past 2**31 elements)"
             if skip:
-                rows.append({"op": spec.name, "variant": variant or spec.variant_name(chosen.name),
+                rows.append({"op": spec.name, "variant": name or spec.variant_name(chosen.name),
                              "backend": chosen.name, "case": case.name, "dtype": dtype_name(dtype),
                              "seed": seed + i, "skipped": skip, "passed": False, "error": ""})
                 continue
-            rows.append(check_case(spec, case, dtype, seed + i, variant=variant, rules=rules))
+            rows.append(check_case(spec, case, dtype, seed + i, variant=name, rules=rules))
     columns = ["op", "variant", "backend", "case", "dtype", "shape", "rel_err", "max_abs_err", "tol",
                "nonfinite_match", "elementwise_ok", "dtype_match", "passed", "native_rel_err", "native_passed",
                "skipped", "error", "seed"]
@@ -264,6 +275,19 @@ def check(ops: Iterable[str] | None = None, cases: Iterable[str] = ("quick",),
             df[col] = None
     df["skipped"] = df["skipped"].fillna("")
     return df[columns + ["traceback"]]
+
+
+def check_rules(ops: Iterable[str] | None = None, cases: Iterable[str] = ("quick",), dtypes=None,
+                variant: str | None = None, device: str = "mlu", cores: int | None = None,
+                nram_bytes: int | None = None, seed: int | None = None,
+                progress: bool = True) -> tuple[pd.DataFrame, LaunchRules]:
+    """Correctness check of `ops` under the MLU launch rules of `device` (figures overridden by `cores`,
+    `nram_bytes`): (check table with a `violations` column, the LaunchRules holding every violation and
+    launch)."""
+    rules = LaunchRules.for_device(device, cores=cores, nram_bytes=nram_bytes)
+    df = check(ops=ops, cases=cases, dtypes=dtypes, variant=variant, rules=rules, seed=seed,
+               progress=progress)
+    return df, rules
 
 
 def failures(df: pd.DataFrame) -> pd.DataFrame:

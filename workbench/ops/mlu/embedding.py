@@ -1,5 +1,5 @@
 """embedding, MLU style: the op's validation (`prepare`); programs that fill the cores walk tiles of
-BLOCK_R looked-up rows x BLOCK_H columns (rows packed from `_mlu.rows.row_tiles`, a long row split into
+BLOCK_R looked-up rows x BLOCK_H columns (rows packed from `persistent.row_tiles`, a long row split into
 column tiles) in a grid-stride loop. An index outside [0, V) gives a NaN row, as the generic kernel."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import triton.language as tl
 
 from ..embedding import SPEC, prepare
 from .._launch import launch
-from .._mlu import sizing
-from .._mlu.rows import row_tiles
+from . import persistent
+from .persistent import row_tiles
 
 
 @triton.jit
@@ -40,8 +40,8 @@ def embedding(input: torch.Tensor, weight: torch.Tensor, padding_idx: int | None
     # live tiles: the looked-up values (the BLOCK_R indices are negligible next to them)
     t = row_tiles(n, H, one_tile_bytes=weight.element_size(), streamed_bytes=weight.element_size())
     tiles = triton.cdiv(n, t.block_r) * triton.cdiv(H, t.block_c)
-    launch(_embedding_kernel, (sizing.programs(tiles),), idx, weight, out, n, V, H, weight.stride(0),
-           weight.stride(1), BLOCK_R=t.block_r, BLOCK_H=t.block_c, num_warps=sizing.NUM_WARPS)
+    launch(_embedding_kernel, (persistent.programs(tiles),), idx, weight, out, n, V, H, weight.stride(0),
+           weight.stride(1), BLOCK_R=t.block_r, BLOCK_H=t.block_c, num_warps=persistent.NUM_WARPS)
     return out
 
 

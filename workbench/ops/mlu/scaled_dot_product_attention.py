@@ -1,6 +1,6 @@
 """scaled_dot_product_attention, MLU style: persistent flash attention.
 
-The op's validation, broadcasting and mask handling are its `prepare`; the key loop is its `_attend`
+The op's validation, broadcasting and mask handling are its `prepare`; the key loop is its `attend_rows`
 (online softmax in fp32, base 2, causal top-left, bool / additive masks, safe softmax for rows with no
 key). What changes for the MLU: one kernel for prefill and decode, launched with as many programs as
 fill the cores (num_warps 4), each walking work items in a grid-stride loop. A work item is one batch
@@ -19,14 +19,14 @@ import torch
 import triton
 import triton.language as tl
 
-from ..scaled_dot_product_attention import SPEC, Attention, _attend, prepare
+from ..scaled_dot_product_attention import SPEC, Attention, attend_rows, prepare
 from .._launch import launch
-from .._mlu import sizing
+from . import persistent
 
 # (BLOCK_M, BLOCK_N) in order of preference; used when its tiles fit NRAM (`nram_bytes`) and BLOCK_M is
 # not taller than a head group's rows need. Not tuned on an MLU: no MLU was available.
 CONFIGS = [(128, 64), (64, 64), (32, 64), (32, 32), (16, 64), (16, 32), (16, 16)]
-MAX_TILE = sizing.MAX_TILE // 2  # elements per tile: see pick_config
+MAX_TILE = persistent.MAX_TILE // 2  # elements per tile: see pick_config
 MAX_PACKED_ROWS = 128  # a head group's rows (heads x queries) are packed while they fit one tile
 
 
@@ -64,9 +64,6 @@ def _attention_kernel(Q, K, V, M, Out,
         v_base = V + b * svb + (kv_head // group_v) * svh + offs_n[:, None] * svn + offs_dv[None, :] * svd
         mask_rows = M + b * smb + head[:, None] * smh + qi[:, None] * smm
 
-        acc = tl.zeros([BLOCK_M, BLOCK_DV], dtype=tl.float32)
-        l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
-        m_i = tl.full([BLOCK_M], -float("inf"), dtype=tl.float32)
         # Keys [0, clean) need neither the causal nor the bounds mask; [clean, hi) get both.
         if CAUSAL:
             hi = tl.minimum(S, tl.max(tl.where(row_ok, qi, 0), 0) + 1)
@@ -74,22 +71,16 @@ def _attention_kernel(Q, K, V, M, Out,
         else:
             hi = S
             clean = S // BLOCK_N * BLOCK_N
-        acc, l_i, m_i = _attend(acc, l_i, m_i, q, k_base, v_base, mask_rows, qi, row_ok, offs_n, d_ok, dv_ok,
-                                0, clean, S, skn, svn, smn, scale_log2,
-                                CAUSAL=False, MASK_KIND=MASK_KIND, BOUNDS=False, GUARD=MASK_KIND != 0,
-                                UPCAST=UPCAST, EVEN_D=EVEN_D, EVEN_DV=EVEN_DV, BLOCK_N=BLOCK_N)
-        acc, l_i, m_i = _attend(acc, l_i, m_i, q, k_base + clean * skn, v_base + clean * svn, mask_rows, qi,
-                                row_ok, offs_n, d_ok, dv_ok, clean, hi, S, skn, svn, smn, scale_log2,
-                                CAUSAL=CAUSAL, MASK_KIND=MASK_KIND, BOUNDS=True, GUARD=True,
-                                UPCAST=UPCAST, EVEN_D=EVEN_D, EVEN_DV=EVEN_DV, BLOCK_N=BLOCK_N)
-        out = acc / tl.where(l_i == 0.0, 1.0, l_i)[:, None]  # no key left: zeros, like torch
+        out = attend_rows(q, k_base, v_base, mask_rows, qi, row_ok, offs_n, d_ok, dv_ok, clean, hi, S, skn,
+                          svn, smn, scale_log2, CAUSAL, MASK_KIND, True, UPCAST, EVEN_D, EVEN_DV, BLOCK_M, BLOCK_N,
+                          BLOCK_DV)
         tl.store(Out + b * sob + head[:, None] * soh + qi[:, None] * som + offs_dv[None, :] * sod,
                  out.to(Out.dtype.element_ty), mask=row_ok[:, None] & dv_ok[None, :])
 
 
 def nram_bytes(config: tuple[int, int], block_d: int, block_dv: int, element_size: int, mask_size: int) -> int:
     """NRAM estimate of one program, as the launch-rules profile counts it: the q tile; K and V tiles
-    at two load sites each (the unmasked and the bounds-checked pass of `_attend`); the mask tile; the
+    at two load sites each (the unmasked and the bounds-checked pass of `attend_rows`); the mask tile; the
     fp32 scores, output accumulator and row statistics."""
     bm, bn = config
     return ((bm * block_d + 2 * block_d * bn + 2 * bn * block_dv) * element_size + bm * bn * mask_size
@@ -102,7 +93,7 @@ def pick_config(rows: int, block_d: int, block_dv: int, element_size: int, mask_
     No tile (q, K, V, scores, output) is larger than MAX_TILE elements, for the GPU build of the same
     kernel: at head_dim 128 with num_warps=4, compiling for sm_90 on this machine took LLVM 4-14 minutes
     with 128x64 tiles, 13-30 s with 64x64 or 64x32, a few seconds with 32x32."""
-    budget = sizing.target().nram_bytes * sizing.NRAM_FILL
+    budget = persistent.target().nram_bytes * persistent.NRAM_FILL
     fitting = [c for c in CONFIGS if nram_bytes(c, block_d, block_dv, element_size, mask_size) <= budget
                and max(c) * max(block_d, block_dv, min(c)) <= MAX_TILE]
     if not fitting:
@@ -118,11 +109,11 @@ def _launch(p: Attention) -> None:
     mask_size = p.m.element_size() if p.mask_kind else 0
     bm, bn = pick_config(packed * p.L, p.block_d, p.block_dv, p.q.element_size(), mask_size)
     items = p.B * (p.Hq // packed) * triton.cdiv(packed * p.L, bm)
-    launch(_attention_kernel, (sizing.programs(items),), p.q, p.k, p.v, p.m, p.o, *p.strides,
+    launch(_attention_kernel, (persistent.programs(items),), p.q, p.k, p.v, p.m, p.o, *p.strides,
            p.B, p.Hq, p.L, p.S, p.E, p.EV, group, p.Hq // p.Hv, packed, p.scale_log2,
            CAUSAL=p.causal, MASK_KIND=p.mask_kind, UPCAST=p.upcast, EVEN_D=p.E == p.block_d,
            EVEN_DV=p.EV == p.block_dv, BLOCK_M=bm, BLOCK_N=bn, BLOCK_D=p.block_d, BLOCK_DV=p.block_dv,
-           num_warps=sizing.NUM_WARPS)
+           num_warps=persistent.NUM_WARPS)
 
 
 def scaled_dot_product_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,

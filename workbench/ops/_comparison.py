@@ -14,9 +14,8 @@ from ._elementwise import binary, binary_cost, randint
 from .spec import Case, Cost, randn
 
 
-def compare(fn, input: torch.Tensor, other, launcher=binary) -> torch.Tensor:
-    """`fn(input, other)` elementwise with broadcasting, as a bool tensor, on `launcher` (the generic
-    binary launcher, or the MLU-style one in ops/_mlu for the mlu variants)."""
+def comparison(fn, input: torch.Tensor, other) -> torch.Tensor:
+    """`fn(input, other)` elementwise with broadcasting, as a bool tensor."""
     # A number or a 0-dim operand is rounded / cast to the promoted dtype first; tensors with dims are not.
     if isinstance(input, torch.Tensor) and (
             (isinstance(other, (int, float)) and not isinstance(other, bool))
@@ -29,10 +28,10 @@ def compare(fn, input: torch.Tensor, other, launcher=binary) -> torch.Tensor:
             other = other.to(dtype)
         if input.dim() == 0 and isinstance(other, torch.Tensor) and other.dim() and input.dtype != dtype:
             input = input.to(dtype)
-    return launcher(fn, input, other, integers=True, out_dtype=torch.bool)
+    return binary(fn, input, other, integers=True, out_dtype=torch.bool)
 
 
-def compare_cost(a: torch.Tensor, b, *_, **__) -> Cost:
+def comparison_cost(a: torch.Tensor, b, *_, **__) -> Cost:
     cost = binary_cost(a, b)
     shape = torch.broadcast_shapes(a.shape, b.shape) if isinstance(b, torch.Tensor) else a.shape
     # binary_cost counts a promoted-dtype result; a comparison writes one byte per element
@@ -70,7 +69,7 @@ def _case(name, a_shape, b_shape, a_dtype=None, b_dtype=None, number=None, a_tf=
     return Case(name, make)
 
 
-def compare_cases() -> dict:
+def comparison_cases() -> dict:
     return {
         "quick": lambda: [_case("64x300 vs row, ties", (64, 300), (300,)),
                           _case("int64 positions vs number", (4, 33), None, a_dtype=torch.int64, number=7)],

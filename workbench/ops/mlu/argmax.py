@@ -9,8 +9,8 @@ import triton.language as tl
 
 from ..argmax import SPEC, _winner, chunk_winner, prepare
 from .._launch import launch
-from .._mlu import sizing
-from .._mlu.rows import split_rows
+from . import persistent
+from .persistent import split_rows
 
 
 @triton.jit
@@ -45,19 +45,19 @@ def argmax(x: torch.Tensor, dim: int | None = None, keepdim: bool = False) -> to
         return out
     n_rows, n = rows.shape
     # live tiles: the loaded x, the lanes' best value (fp32) and index (int64)
-    block = min(sizing.tile_elems(12 + rows.element_size()), triton.next_power_of_2(n))
+    block = min(persistent.tile_elems(12 + rows.element_size()), triton.next_power_of_2(n))
     chunks, chunk = split_rows(n_rows, n, block)
     items = n_rows * chunks
     if chunks == 1:
-        launch(_argmax_kernel, (sizing.programs(items),), rows, out, out, out, items, n, rows.stride(0), 1,
-               chunk, SINGLE=True, BLOCK=block, num_warps=sizing.NUM_WARPS)
+        launch(_argmax_kernel, (persistent.programs(items),), rows, out, out, out, items, n, rows.stride(0),
+               1, chunk, SINGLE=True, BLOCK=block, num_warps=persistent.NUM_WARPS)
         return out
     part_v = torch.empty(items, dtype=torch.float32, device=x.device)
     part_i = torch.empty(items, dtype=torch.int64, device=x.device)
-    launch(_argmax_kernel, (sizing.programs(items),), rows, out, part_v, part_i, items, n, rows.stride(0),
-           chunks, chunk, SINGLE=False, BLOCK=block, num_warps=sizing.NUM_WARPS)
-    launch(_merge_kernel, (sizing.programs(n_rows),), part_v, part_i, out, n_rows, chunks,
-           BLOCK_C=triton.next_power_of_2(chunks), num_warps=sizing.NUM_WARPS)
+    launch(_argmax_kernel, (persistent.programs(items),), rows, out, part_v, part_i, items, n, rows.stride(0),
+           chunks, chunk, SINGLE=False, BLOCK=block, num_warps=persistent.NUM_WARPS)
+    launch(_merge_kernel, (persistent.programs(n_rows),), part_v, part_i, out, n_rows, chunks,
+           BLOCK_C=triton.next_power_of_2(chunks), num_warps=persistent.NUM_WARPS)
     return out
 
 

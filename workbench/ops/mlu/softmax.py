@@ -8,10 +8,11 @@ import torch
 import triton
 import triton.language as tl
 
+from .. import log_softmax as _log_softmax
 from ..softmax import SPEC, finish, prepare, row_logsumexp, write_row
 from .._launch import launch
-from .._mlu import sizing
-from .._mlu.rows import row_tiles
+from . import persistent
+from .persistent import row_tiles
 
 
 @triton.jit
@@ -51,7 +52,7 @@ def softmax_rows(x: torch.Tensor, dim: int, log: bool) -> torch.Tensor:
         # live tiles: the loaded x; streamed: running max and sum (fp32) and the two load sites
         t = row_tiles(n_rows, n, one_tile_bytes=el, streamed_bytes=8 + 2 * el)
         launch(_softmax_kernel, (t.programs,), rows, out, n_rows, n, rows.stride(0), n, LOG=log,
-               BLOCK_R=t.block_r, BLOCK_C=t.block_c, ONE_TILE=t.one_tile, num_warps=sizing.NUM_WARPS)
+               BLOCK_R=t.block_r, BLOCK_C=t.block_c, ONE_TILE=t.one_tile, num_warps=persistent.NUM_WARPS)
     return finish(out, x, dim)
 
 
@@ -60,3 +61,10 @@ def softmax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
 
 
 SPEC.add_variant("mlu", softmax)
+
+
+def log_softmax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    return softmax_rows(x, dim, log=True)
+
+
+_log_softmax.SPEC.add_variant("mlu", log_softmax)

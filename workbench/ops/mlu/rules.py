@@ -25,14 +25,14 @@ Usage:
     with rules:
         workbench.ops.softmax(x)
     rules.violations()                                 # DataFrame: kernel, rule, detail, site, count
-    df = check(ops, cases, dtypes, variant="mlu", rules=rules)   # correctness + a violations column
+    df = workbench.profiling.check(ops, cases, dtypes, variant="mlu", rules=rules)  # + a violations column
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pandas as pd
@@ -41,8 +41,8 @@ import torch
 from workbench import backends
 from workbench.backends import mlu_devices
 from workbench.backends.mlu_devices import MluDevice
-from workbench.ops import _launch as _fast_launch
 
+from .. import _launch as _fast_launch
 from . import _kernel_trace as kt
 
 RULES = {
@@ -222,7 +222,7 @@ class LaunchRules:
             how = "" if launch.num_warps_given else " (Triton's default)"
             detail = f"{programs} programs x num_warps {launch.num_warps}{how} = {tasks} > {dev.cores} cores"
             out.append(("grid", detail, ""))
-        if launch.num_warps not in mlu_devices.LEGAL_NUM_WARPS:
+        if launch.num_warps not in self.device.policy().num_warps:
             out.append(("num_warps", f"num_warps={launch.num_warps}: legal values are 1 and 4", ""))
         for name, dtype in launch.tensor_dtypes.items():
             if dtype == torch.float64:
@@ -293,17 +293,3 @@ class LaunchRules:
                 f"{self.device.nram_bytes // 1024} KiB NRAM): "
                 f"{sum(self._launches.values())} launches checked, "
                 f"{len(v)} violations in {kernels} kernels")
-
-
-def check_rules(ops: Iterable[str] | None = None, cases: Iterable[str] = ("quick",), dtypes=None,
-                variant: str | None = None, device: str = "mlu", cores: int | None = None,
-                nram_bytes: int | None = None, seed: int | None = None,
-                progress: bool = True) -> tuple[pd.DataFrame, LaunchRules]:
-    """Correctness check of `ops` under the MLU launch rules: (check table with a `violations` column,
-    the LaunchRules holding every violation and launch)."""
-    from .correctness import check
-
-    rules = LaunchRules.for_device(device, cores=cores, nram_bytes=nram_bytes)
-    df = check(ops=ops, cases=cases, dtypes=dtypes, variant=variant, rules=rules, seed=seed,
-               progress=progress)
-    return df, rules

@@ -13,8 +13,8 @@ import triton.language as tl
 
 from ..topk import MERGE_KEYS, SPEC, finish, prepare, tile, topk_chunk, topk_merge_row
 from .._launch import launch
-from .._mlu import sizing
-from .._mlu.rows import split_rows
+from . import persistent
+from .persistent import split_rows
 
 
 @triton.jit
@@ -47,14 +47,14 @@ def topk(x: torch.Tensor, k: int, dim: int = -1, largest: bool = True, sorted: b
         items = n_rows * chunks
         single = chunks == 1
         part = values if single else torch.empty(items * block_k, dtype=torch.int64, device=x.device)
-        launch(_chunk_kernel, (sizing.programs(items),), rows, values, indices, part, items, n,
+        launch(_chunk_kernel, (persistent.programs(items),), rows, values, indices, part, items, n,
                rows.stride(0), chunks, chunk, k, LARGEST=bool(largest), SINGLE=single, BLOCK=block,
-               BLOCK_K=block_k, num_warps=sizing.NUM_WARPS)
+               BLOCK_K=block_k, num_warps=persistent.NUM_WARPS)
         if not single:
             merge_block = max(block_k, min(1024, triton.next_power_of_2(chunks * block_k)))
-            launch(_merge_kernel, (sizing.programs(n_rows),), rows, values, indices, part, n_rows,
+            launch(_merge_kernel, (persistent.programs(n_rows),), rows, values, indices, part, n_rows,
                    rows.stride(0), chunks * block_k, k, BLOCK=merge_block, BLOCK_K=block_k,
-                   num_warps=sizing.NUM_WARPS)
+                   num_warps=persistent.NUM_WARPS)
     return finish(values, indices, x, dim)
 
 

@@ -111,7 +111,7 @@ class Launch:
     @property
     def kernel(self) -> str:
         """module.function, without the package prefix: ops.softmax._softmax_kernel,
-        ops.variants.softmax_mlu._softmax_kernel"""
+        ops.mlu.softmax._softmax_kernel"""
         return f"{self.fn.__module__.removeprefix('workbench.')}.{self.fn.__name__}"
 
 
