@@ -1,7 +1,8 @@
 """embedding: gather rows of a [V, H] table at int64/int32 indices (torch.nn.functional.embedding).
 
 Forward only: padding_idx is checked and otherwise has no effect (it matters for gradients). An index
-outside [0, V) gives a NaN row instead of torch's error (checking would cost a device sync).
+outside [0, V) raises IndexError as in torch (`_index_check`: a flag set by the kernel, read after the
+launch); with the check off it gives a NaN row.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import triton.language as tl
 
 from workbench import backends
 
+from . import _index_check
 from ._common import check_same_device, check_tensor, new_output
 from ._launch import launch
 from ._shapes import cdiv, next_pow2
@@ -21,13 +23,16 @@ from .spec import Case, Cost, OpSpec, nbytes, randn, register
 
 
 @triton.jit
-def _embedding_kernel(idx_ptr, w_ptr, out_ptr, n_idx, n_rows, H, w_row_stride, w_col_stride,
-                      OUT_OF_RANGE: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_H: tl.constexpr):
+def _embedding_kernel(idx_ptr, w_ptr, out_ptr, flag_ptr, n_idx, n_rows, H, w_row_stride, w_col_stride,
+                      OUT_OF_RANGE: tl.constexpr, CHECK: tl.constexpr, BLOCK_R: tl.constexpr,
+                      BLOCK_H: tl.constexpr):
     rows = tl.program_id(0).to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)
     cols = tl.program_id(1).to(tl.int64) * BLOCK_H + tl.arange(0, BLOCK_H)
     row_ok = rows < n_idx
     idx = tl.load(idx_ptr + rows, mask=row_ok, other=0).to(tl.int64)
     in_range = (idx >= 0) & (idx < n_rows)
+    if CHECK:  # every bad row's lane stores the same 1: no atomics needed
+        tl.store(flag_ptr + tl.zeros_like(rows), 1, mask=row_ok & ~in_range)
     ok = row_ok[:, None] & (cols < H)[None, :]
     vals = tl.load(w_ptr + idx[:, None] * w_row_stride + cols[None, :] * w_col_stride,
                    mask=ok & in_range[:, None], other=OUT_OF_RANGE)
@@ -52,22 +57,28 @@ def prepare(input: torch.Tensor, weight: torch.Tensor,
 
 def embedding(input: torch.Tensor, weight: torch.Tensor, padding_idx: int | None = None) -> torch.Tensor:
     out, idx = prepare(input, weight, padding_idx)
-    return out if idx is None else gather_rows(out, weight, idx, out_of_range=math.nan)
+    return out if idx is None else gather_rows(out, weight, idx, math.nan, "embedding")
 
 
-def gather_rows(out: torch.Tensor, table: torch.Tensor, idx: torch.Tensor, out_of_range: float) -> torch.Tensor:
-    """out[i, :] = table[idx[i], :] for a 2-D table and contiguous 1-D indices; rows at indices outside
-    the table get `out_of_range`. Also index_select's kernel along dim 0 of a 2-D tensor.
+def gather_rows(out: torch.Tensor, table: torch.Tensor, idx: torch.Tensor, out_of_range: float,
+                op: str) -> torch.Tensor:
+    """out[i, :] = table[idx[i], :] for a 2-D table and contiguous 1-D indices. An index outside the
+    table raises IndexError naming `op` (with the check off, its row gets `out_of_range`). Also
+    index_select's kernel along dim 0 of a 2-D tensor.
 
     `out_of_range` is a constexpr, so it keys the launch cache: NaN must be one object (math.nan), since
     a new float("nan") is unequal to the last one and would miss the cache on every call."""
     V, H = table.shape
+    check = _index_check.checking(idx)
+    flag = _index_check.flag(idx.device)
     block_h = min(1024, next_pow2(H))
     block_r = max(1, min(next_pow2(idx.numel()),
                          4096 * backends.active().policy.block_scale // block_h))
     grid = (cdiv(idx.numel(), block_r), cdiv(H, block_h))
-    launch(_embedding_kernel, grid, idx, table, out, idx.numel(), V, H, table.stride(0), table.stride(1),
-           OUT_OF_RANGE=out_of_range, BLOCK_R=block_r, BLOCK_H=block_h, num_warps=4)
+    launch(_embedding_kernel, grid, idx, table, out, flag, idx.numel(), V, H, table.stride(0), table.stride(1),
+           OUT_OF_RANGE=out_of_range, CHECK=check, BLOCK_R=block_r, BLOCK_H=block_h, num_warps=4)
+    if check:
+        _index_check.raise_if_set(flag, _index_check.out_of_bounds(op, idx, 0, V))
     return out
 
 

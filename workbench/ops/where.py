@@ -1,6 +1,9 @@
 """where: `condition ? input : other` elementwise with broadcasting and type promotion (torch.where).
 
 `input` and `other` may be tensors or numbers (a number is a kernel argument, never a device tensor).
+A number that does not fit the dtype torch selects in raises RuntimeError as torch's: that dtype is the
+result's, float32 for a float16 / bfloat16 result (torch gives inf for 1e6 into float16 and raises for
+1e39, or for 2**40 into int32).
 """
 
 from numbers import Number
@@ -9,6 +12,7 @@ import torch
 import triton
 import triton.language as tl
 
+from ._common import scalar_as
 from ._elementwise import BIG, FLOAT_OR_INT_DTYPES, INT_DTYPES, randint, ternary
 from .spec import Case, Cost, OpSpec, nbytes, randn, register
 
@@ -19,7 +23,16 @@ def _select(c, a, b):
 
 
 def where(condition: torch.Tensor, input, other) -> torch.Tensor:
-    return ternary(_select, condition, input, other, _result_type(input, other), integers=True)
+    dtype = _result_type(input, other)
+    if isinstance(input, Number):
+        input = scalar_as("where", "input", input, _SELECT_DTYPE.get(dtype, dtype))
+    if isinstance(other, Number):
+        other = scalar_as("where", "other", other, _SELECT_DTYPE.get(dtype, dtype))
+    return ternary(_select, condition, input, other, dtype, integers=True)
+
+
+# The dtype torch converts a number to (with its overflow check) for a result dtype, where they differ.
+_SELECT_DTYPE = {torch.float16: torch.float32, torch.bfloat16: torch.float32}
 
 
 def _result_type(input, other) -> torch.dtype:
