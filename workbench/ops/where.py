@@ -1,9 +1,8 @@
 """where: `condition ? input : other` elementwise with broadcasting and type promotion (torch.where).
 
 `input` and `other` may be tensors or numbers (a number is a kernel argument, never a device tensor).
-A number that does not fit the dtype torch selects in raises RuntimeError as torch's: that dtype is the
-result's, float32 for a float16 / bfloat16 result (torch gives inf for 1e6 into float16 and raises for
-1e39, or for 2**40 into int32).
+A number that does not fit the result dtype raises RuntimeError as torch's (2**40 into int32, 1e39 into
+float32), except for a float16 / bfloat16 result, where torch converts it unchecked (1e6 is inf).
 """
 
 from numbers import Number
@@ -24,15 +23,15 @@ def _select(c, a, b):
 
 def where(condition: torch.Tensor, input, other) -> torch.Tensor:
     dtype = _result_type(input, other)
-    if isinstance(input, Number):
-        input = scalar_as("where", "input", input, _SELECT_DTYPE.get(dtype, dtype))
-    if isinstance(other, Number):
-        other = scalar_as("where", "other", other, _SELECT_DTYPE.get(dtype, dtype))
+    if dtype not in _UNCHECKED:
+        if isinstance(input, Number):
+            input = scalar_as("where", "input", input, dtype)
+        if isinstance(other, Number):
+            other = scalar_as("where", "other", other, dtype)
     return ternary(_select, condition, input, other, dtype, integers=True)
 
 
-# The dtype torch converts a number to (with its overflow check) for a result dtype, where they differ.
-_SELECT_DTYPE = {torch.float16: torch.float32, torch.bfloat16: torch.float32}
+_UNCHECKED = (torch.float16, torch.bfloat16)  # result dtypes torch converts a number to without its check
 
 
 def _result_type(input, other) -> torch.dtype:
