@@ -88,10 +88,10 @@ def measure(op: str, case: Case, rounds: int, calls: int, host_calls: int) -> di
         for label, enabled in (("on", True), ("off", False)):
             _index_check.ENABLED = enabled
             out = fn(*args, **kwargs)
-            row[f"matches_native_{label}"] = bool(torch.allclose(out.float(), native.float(), rtol=2e-2, atol=1e-2,
-                                                                 equal_nan=True))
-            samples.setdefault(f"latency_{label}_us", []).append(latency_us(lambda: fn(*args, **kwargs), backend,
-                                                                            calls))
+            same = torch.allclose(out.float(), native.float(), rtol=2e-2, atol=1e-2, equal_nan=True)
+            row[f"matches_native_{label}"] = bool(same)
+            samples.setdefault(f"latency_{label}_us", []).append(
+                latency_us(lambda: fn(*args, **kwargs), backend, calls))
             samples.setdefault(f"host_{label}_us", []).append(
                 host_time_us(lambda: fn(*args, **kwargs), backend, calls=host_calls, repeats=1))
         samples.setdefault("native_latency_us", []).append(
@@ -107,7 +107,8 @@ def measure(op: str, case: Case, rounds: int, calls: int, host_calls: int) -> di
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(ROOT), help="directory that receives benchmarks/results/...")
     parser.add_argument("--smoke", action="store_true", help="tiny shapes, few calls (cpu interpreter)")
     parser.add_argument("--rounds", type=int, default=5)

@@ -14,7 +14,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-
 from test_comm import free_port, rank_env
 
 WORKER = Path(__file__).with_name("_comm_exit_worker.py")
@@ -45,6 +44,6 @@ def _job(ending: str) -> list[tuple[int, str]]:
 def test_every_exit_is_clean(ending):
     with ThreadPoolExecutor(max_workers=max(2, min(4, (os.cpu_count() or 2) // 2))) as pool:
         runs = list(pool.map(_job, [ending] * RUNS))
-    bad = [(i, rank, code, err[-2000:]) for i, ranks in enumerate(runs) for rank, (code, err) in enumerate(ranks)
-           if code != 0 or "terminate called" in err]
+    bad = [(i, rank, code, err[-2000:]) for i, ranks in enumerate(runs)
+           for rank, (code, err) in enumerate(ranks) if code != 0 or "terminate called" in err]
     assert not bad, f"{len(bad)} of {2 * RUNS} rank exits were not clean; first: {bad[0]}"

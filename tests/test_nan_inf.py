@@ -16,9 +16,7 @@ import pytest
 import torch
 
 from workbench import backends
-from workbench.ops import REGISTRY
-from workbench.ops import cross_entropy
-from workbench.ops import log_softmax, softmax
+from workbench.ops import REGISTRY, cross_entropy, log_softmax, softmax
 from workbench.profiling.correctness import dtype_name, make_inputs, verify
 
 SPECIALS = {"NaN": float("nan"), "+inf": float("inf"), "-inf": float("-inf")}
@@ -153,8 +151,9 @@ def test_cross_entropy_sees_special_logits_at_every_class(reduction, dtype, n_co
                 t[1] = -100
             got = cross_entropy(pair, t, reduction=reduction)
             ref = torch.nn.functional.cross_entropy(pair.double(), t, reduction=reduction)
+            where = f"special row {r}, ignored {ignore}"
             torch.testing.assert_close(got.double(), ref, equal_nan=True, rtol=2e-2, atol=1e-5,
-                                       msg=lambda m: f"special row {r}, ignored {ignore}: {m}")
+                                       msg=lambda m, where=where: f"{where}: {m}")
 
 
 def test_cross_entropy_under_use_ops_sees_nan():

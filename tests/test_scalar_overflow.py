@@ -28,14 +28,18 @@ def _m(n=6):
 
 # label -> (function of the module `m` (workbench.ops or torch) making the call, op named in our message)
 RAISES = {
-    "masked_fill int32 with 2**40+5": (lambda m: m.masked_fill(_t(torch.int32), _m(), 2**40 + 5), "masked_fill"),
+    "masked_fill int32 with 2**40+5":
+        (lambda m: m.masked_fill(_t(torch.int32), _m(), 2**40 + 5), "masked_fill"),
     "masked_fill int64 with 2**63": (lambda m: m.masked_fill(_t(torch.int64), _m(), 2**63), "masked_fill"),
     "masked_fill float16 with 1e6": (lambda m: m.masked_fill(_t(torch.float16), _m(), 1e6), "masked_fill"),
     "masked_fill float16 with 65519 (rounds to 65504, still refused)":
         (lambda m: m.masked_fill(_t(torch.float16), _m(), 65519.0), "masked_fill"),
-    "masked_fill bfloat16 with 1e39": (lambda m: m.masked_fill(_t(torch.bfloat16), _m(), 1e39), "masked_fill"),
-    "masked_fill int32 with NaN": (lambda m: m.masked_fill(_t(torch.int32), _m(), float("nan")), "masked_fill"),
-    "masked_fill int64 with -inf": (lambda m: m.masked_fill(_t(torch.int64), _m(), float("-inf")), "masked_fill"),
+    "masked_fill bfloat16 with 1e39":
+        (lambda m: m.masked_fill(_t(torch.bfloat16), _m(), 1e39), "masked_fill"),
+    "masked_fill int32 with NaN":
+        (lambda m: m.masked_fill(_t(torch.int32), _m(), float("nan")), "masked_fill"),
+    "masked_fill int64 with -inf":
+        (lambda m: m.masked_fill(_t(torch.int64), _m(), float("-inf")), "masked_fill"),
     "masked_fill float16 with a 0-dim CPU tensor 1e6":
         (lambda m: m.masked_fill(_t(torch.float16), _m(), torch.tensor(1e6)), "masked_fill"),
     "where int32 with other 2**40+5": (lambda m: m.where(_m(), _t(torch.int32), 2**40 + 5), "where"),

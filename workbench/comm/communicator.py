@@ -139,7 +139,7 @@ class Communicator:
     # ----------------------------------------------------------------------------------- plumbing
     def _check(self, call: Call) -> None:
         if self._closed:
-            raise CollectiveError(f"{call.op}: this Communicator is closed (its process groups are destroyed)")
+            raise CollectiveError(f"{call.op}: this Communicator is closed (its groups are destroyed)")
         while self._pending:  # hierarchical steps still to post go first, in call order (module docstring)
             self._pending.pop(0).wait()
         call.problems = validate.local_problems(call, self.device, self.world_size, self.rank)

@@ -15,7 +15,7 @@ CUDA graph is being captured the check is off too: a capture cannot synchronise.
 from __future__ import annotations
 
 import os
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

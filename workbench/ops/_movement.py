@@ -103,11 +103,11 @@ def _gather_tile(x_ptr, idx_ptr, out_ptr, offs, n, dim_size, s1, s2, s3, xs0, xs
 
 
 @triton.jit
-def _gather_kernel(x_ptr, idx_ptr, out_ptr, flag_ptr, n, dim_size, s1, s2, s3, xs0, xs1, xs2, xs3, is0, is1, is2,
-                   is3, DIM: tl.constexpr, CHECK: tl.constexpr, BLOCK: tl.constexpr):
+def _gather_kernel(x_ptr, idx_ptr, out_ptr, flag_ptr, n, dim_size, s1, s2, s3, xs0, xs1, xs2, xs3,
+                   is0, is1, is2, is3, DIM: tl.constexpr, CHECK: tl.constexpr, BLOCK: tl.constexpr):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    bad = _gather_tile(x_ptr, idx_ptr, out_ptr, offs, n, dim_size, s1, s2, s3, xs0, xs1, xs2, xs3, is0, is1, is2,
-                       is3, DIM)
+    bad = _gather_tile(x_ptr, idx_ptr, out_ptr, offs, n, dim_size, s1, s2, s3, xs0, xs1, xs2, xs3,
+                       is0, is1, is2, is3, DIM)
     if CHECK:  # every bad lane stores the same 1: no atomics needed
         tl.store(flag_ptr + tl.zeros_like(offs), 1, mask=bad)
 
@@ -253,8 +253,8 @@ def gather_into(out: torch.Tensor, x: torch.Tensor, dim: int, index: torch.Tenso
         return out
     n, dim_size, sizes, x_strides, i_strides, padded_dim = plan
     check, flag = _index_check.checking(index), _index_check.flag(index.device)
-    launch(_gather_kernel, (cdiv(n, BLOCK),), x, index, out, flag, n, dim_size, *sizes, *x_strides, *i_strides,
-           DIM=padded_dim, CHECK=check, BLOCK=BLOCK)
+    launch(_gather_kernel, (cdiv(n, BLOCK),), x, index, out, flag, n, dim_size, *sizes, *x_strides,
+           *i_strides, DIM=padded_dim, CHECK=check, BLOCK=BLOCK)
     if check:
         _index_check.raise_if_set(flag, _index_check.out_of_bounds(op, index, dim, dim_size))
     return out

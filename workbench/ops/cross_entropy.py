@@ -121,14 +121,17 @@ def cross_entropy(input: torch.Tensor, target: torch.Tensor, ignore_index: int =
     n_rows, n_classes = rows.shape
     block = min(4096, next_pow2(n_classes))
     check, flag = _index_check.checking(targets), _index_check.flag(targets.device)
-    launch(_row_loss_kernel, (n_rows,), rows, targets, losses, flag, n_classes, rows.stride(0), int(ignore_index),
-           float(label_smoothing), SMOOTH=label_smoothing > 0, CHECK=check, BLOCK=block,
+    launch(_row_loss_kernel, (n_rows,), rows, targets, losses, flag, n_classes, rows.stride(0),
+           int(ignore_index), float(label_smoothing), SMOOTH=label_smoothing > 0, CHECK=check, BLOCK=block,
            num_warps=_rows.row_warps(block))
     finish(out, losses, targets, ignore_index, reduction)
     if check:  # after both launches: one wait for the device
-        _index_check.raise_if_set(flag, lambda: (
-            f"cross_entropy: Target {_index_check.first_outside(targets, n_classes, allowed=ignore_index)} is out "
-            f"of bounds: expected a class in [0, {n_classes}) or ignore_index {ignore_index}"))
+        def message() -> str:
+            bad = _index_check.first_outside(targets, n_classes, allowed=ignore_index)
+            return (f"cross_entropy: Target {bad} is out of bounds: expected a class in [0, {n_classes}) or "
+                    f"ignore_index {ignore_index}")
+
+        _index_check.raise_if_set(flag, message)
     return out
 
 

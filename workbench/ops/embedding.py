@@ -75,8 +75,9 @@ def gather_rows(out: torch.Tensor, table: torch.Tensor, idx: torch.Tensor, out_o
     block_r = max(1, min(next_pow2(idx.numel()),
                          4096 * backends.active().policy.block_scale // block_h))
     grid = (cdiv(idx.numel(), block_r), cdiv(H, block_h))
-    launch(_embedding_kernel, grid, idx, table, out, flag, idx.numel(), V, H, table.stride(0), table.stride(1),
-           OUT_OF_RANGE=out_of_range, CHECK=check, BLOCK_R=block_r, BLOCK_H=block_h, num_warps=4)
+    launch(_embedding_kernel, grid, idx, table, out, flag, idx.numel(), V, H, table.stride(0),
+           table.stride(1), OUT_OF_RANGE=out_of_range, CHECK=check, BLOCK_R=block_r, BLOCK_H=block_h,
+           num_warps=4)
     if check:
         _index_check.raise_if_set(flag, _index_check.out_of_bounds(op, idx, 0, V))
     return out

@@ -1,5 +1,5 @@
 """masked_fill: `input` with `value` where `mask` is true (torch.Tensor.masked_fill); keeps input's dtype
-(float, or int32/int64 filled exactly with an integral value).
+(float, or int32/int64 filled exactly with an integral value: a float is truncated, as torch does).
 
 The ternary elementwise launcher with the mask as condition; `value` is a number, or a 0-dim tensor
 (read once on the host when it lives on the CPU, else loaded by the kernel). A number, or a CPU tensor's
