@@ -2,7 +2,8 @@
 called" (gloo threads outliving the interpreter abort the process in some runs), whether the script
 closes its Communicators or leaves them to the exit hook.
 
-Each run is two fresh processes (importing torch dominates their time), several runs at once.
+Each run is two fresh processes, several runs at once; importing torch dominates their time. 20 runs
+(10 per ending) take about 60 s on 2 cores with little else running (138 s on a machine loaded 5-fold).
 """
 
 from __future__ import annotations
