@@ -15,10 +15,18 @@ argument checks, so the fast path costs no more host time than the raw torch.dis
 
 Start the processes with torchrun; `Communicator()` starts the default process group from torchrun's
 environment when none exists (see topology.init_from_env).
+
+`close()` destroys the groups the Communicator made; if the program never calls it, an exit hook does,
+while the interpreter is still whole. A gloo group left alive into interpreter shutdown keeps worker
+threads that hold tensors of finished work; freeing those tensors then needs the GIL of a half-torn-down
+interpreter, and the process dies with "terminate called without an active exception" (SIGABRT) in some
+runs.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import datetime
 from collections.abc import Callable, Iterator
 
@@ -99,6 +107,7 @@ class Communicator:
         self.cluster = self.topology.cluster_of(self.rank)
         self._seq = 0
         self._pending: list[Handle] = []
+        self._closed = False
         if self.topology.hierarchical:
             self.group = None
             for c in self.topology.clusters:  # every rank creates every group, in the same order
@@ -111,6 +120,7 @@ class Communicator:
             self.group = dist.group.WORLD
             self.leader_group = None
             self._native = NativeGroup(self.group, self.world_size, self.collective in _TENSOR_FORMS)
+        atexit.register(self.close)  # see the module docstring
 
     # ----------------------------------------------------------------------------------- properties
     @property
@@ -128,6 +138,8 @@ class Communicator:
 
     # ----------------------------------------------------------------------------------- plumbing
     def _check(self, call: Call) -> None:
+        if self._closed:
+            raise CollectiveError(f"{call.op}: this Communicator is closed (its groups are destroyed)")
         while self._pending:  # hierarchical steps still to post go first, in call order (module docstring)
             self._pending.pop(0).wait()
         call.problems = validate.local_problems(call, self.device, self.world_size, self.rank)
@@ -265,14 +277,27 @@ class Communicator:
         return self._run(iter([dist.barrier(group=self.host_group, async_op=True)]), None, async_op)
 
     def close(self) -> None:
-        """Destroy the process groups this object created, the default group too if it started it."""
-        if self._owns_default_group:
-            dist.destroy_process_group()  # destroys every group
+        """Destroy the process groups this object created, the default group too if it started it.
+
+        Idempotent, and a no-op for groups already gone (another Communicator that started the default
+        group destroyed every group when it closed). Runs at exit if the program does not call it."""
+        if self._closed:
+            return
+        self._closed = True
+        atexit.unregister(self.close)
+        if not dist.is_initialized():
             return
         groups = [self.host_group] + ([self.group, self.leader_group] if self.hierarchical else [])
-        for g in groups:
+        for g in groups:  # subgroups before the default group
             if g is not None and g != dist.GroupMember.NON_GROUP_MEMBER:
-                dist.destroy_process_group(g)
+                with contextlib.suppress(ValueError):  # "Invalid process group": already destroyed
+                    dist.destroy_process_group(g)
+        if self._owns_default_group:
+            dist.destroy_process_group()
+        # Drop every reference to the groups and their work, so the C++ objects and their threads go now,
+        # while the interpreter is whole, not at its teardown.
+        self._pending.clear()
+        self.host_group = self.group = self.leader_group = self._native = None
 
 
 __all__ = ["CollectiveError", "Communicator", "Handle"]

@@ -1,13 +1,15 @@
 """Input validation and output allocation shared by every op wrapper.
 
 Errors name the argument and say what was expected and what was given: TypeError for a wrong type or
-dtype, ValueError for a wrong device or shape.
+dtype, ValueError for a wrong device or shape, RuntimeError for a number that does not fit a dtype (as
+torch's own).
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import math
 
 import torch
 
@@ -107,6 +109,33 @@ def as_tensor_operand(name: str, value, like: torch.Tensor) -> torch.Tensor:
     if value.dim() == 0 and value.device.type == "cpu" and like.device.type != "cpu":
         return value.to(like.device)
     return value
+
+
+@functools.cache
+def _range(dtype: torch.dtype) -> tuple[float | int, float | int]:
+    info = torch.finfo(dtype) if dtype.is_floating_point else torch.iinfo(dtype)
+    return info.min, info.max
+
+
+def scalar_as(op: str, name: str, value, dtype: torch.dtype) -> int | float:
+    """The Python number `value` converted to `dtype` as torch converts a scalar argument it checks
+    (fill, masked_fill, where, alpha): a float for a float dtype, an int (truncated) for an integer one.
+
+    Raises RuntimeError, as torch does, for a finite value outside the dtype's range (no rounding: torch
+    refuses 65519 for float16 too) and for NaN or inf into an integer dtype; floats keep inf and NaN.
+    """
+    if not isinstance(value, (int, float)):  # bool is an int
+        raise TypeError(f"{op}: {name}: expected a real number, got {type(value).__name__}")
+    if dtype == torch.bool:
+        return bool(value)
+    lo, hi = _range(dtype)
+    if dtype.is_floating_point:
+        if not math.isfinite(value) or lo <= value <= hi:
+            return float(value)
+    elif math.isfinite(value) and lo <= value <= hi:
+        return int(value)
+    raise RuntimeError(f"{op}: {name} {value} cannot be converted to type {str(dtype).replace('torch.', '')} "
+                       f"without overflow")
 
 
 @contextlib.contextmanager

@@ -9,14 +9,14 @@ transposed input) is copied as one flat range. Used by the copy, fill, cat, inde
 from __future__ import annotations
 
 import functools
-import math
 
 import numpy as np
 import torch
 import triton
 import triton.language as tl
 
-from ._common import check_tensor
+from . import _index_check
+from ._common import check_tensor, scalar_as
 from ._elementwise import BLOCK, MAX_DIMS, _coords, _merge_dims, _offsets
 from ._launch import launch
 from ._shapes import broadcast, broadcast_strides, cdiv
@@ -85,6 +85,7 @@ def _fill_kernel(dst_ptr, value, n, s1, s2, s3, ds0, ds1, ds2, ds3, CONTIGUOUS: 
 def _gather_tile(x_ptr, idx_ptr, out_ptr, offs, n, dim_size, s1, s2, s3, xs0, xs1, xs2, xs3, is0, is1, is2, is3,
                  DIM: tl.constexpr):
     # out[i] = x[i with coordinate DIM replaced by index[i]]; out is contiguous, shape (s0, s1, s2, s3).
+    # Returns the lanes whose index is out of range (for the caller's index check).
     mask = offs < n
     i0, i1, i2, i3 = _coords(offs, s1, s2, s3)
     idx = tl.load(idx_ptr + i0 * is0 + i1 * is1 + i2 * is2 + i3 * is3, mask=mask, other=0).to(tl.int64)
@@ -99,13 +100,17 @@ def _gather_tile(x_ptr, idx_ptr, out_ptr, offs, n, dim_size, s1, s2, s3, xs0, xs
     inside = mask & (idx >= 0) & (idx < dim_size)  # out-of-range indices read nothing (0), never past x
     x = tl.load(x_ptr + i0 * xs0 + i1 * xs1 + i2 * xs2 + i3 * xs3, mask=inside, other=0)
     tl.store(out_ptr + offs, x, mask=mask)
+    return mask & ~inside
 
 
 @triton.jit
-def _gather_kernel(x_ptr, idx_ptr, out_ptr, n, dim_size, s1, s2, s3, xs0, xs1, xs2, xs3, is0, is1, is2, is3,
-                   DIM: tl.constexpr, BLOCK: tl.constexpr):
-    _gather_tile(x_ptr, idx_ptr, out_ptr, tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK), n,
-                 dim_size, s1, s2, s3, xs0, xs1, xs2, xs3, is0, is1, is2, is3, DIM)
+def _gather_kernel(x_ptr, idx_ptr, out_ptr, flag_ptr, n, dim_size, s1, s2, s3, xs0, xs1, xs2, xs3,
+                   is0, is1, is2, is3, DIM: tl.constexpr, CHECK: tl.constexpr, BLOCK: tl.constexpr):
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    bad = _gather_tile(x_ptr, idx_ptr, out_ptr, offs, n, dim_size, s1, s2, s3, xs0, xs1, xs2, xs3,
+                       is0, is1, is2, is3, DIM)
+    if CHECK:  # every bad lane stores the same 1: no atomics needed
+        tl.store(flag_ptr + tl.zeros_like(offs), 1, mask=bad)
 
 
 # The persistent style (ops.mlu.persistent): programs that fill the cores loop over the same tiles.
@@ -129,12 +134,15 @@ def _fill_persistent_kernel(dst_ptr, value, n, s1, s2, s3, ds0, ds1, ds2, ds3, C
 
 
 @triton.jit
-def _gather_persistent_kernel(x_ptr, idx_ptr, out_ptr, n, dim_size, s1, s2, s3, xs0, xs1, xs2, xs3,
-                              is0, is1, is2, is3, DIM: tl.constexpr, BLOCK: tl.constexpr):
+def _gather_persistent_kernel(x_ptr, idx_ptr, out_ptr, flag_ptr, n, dim_size, s1, s2, s3, xs0, xs1, xs2, xs3,
+                              is0, is1, is2, is3, DIM: tl.constexpr, CHECK: tl.constexpr, BLOCK: tl.constexpr):
     step = tl.num_programs(0).to(tl.int64) * BLOCK
     for start in range(tl.program_id(0).to(tl.int64) * BLOCK, n, step):
-        _gather_tile(x_ptr, idx_ptr, out_ptr, start + tl.arange(0, BLOCK), n, dim_size, s1, s2, s3,
-                     xs0, xs1, xs2, xs3, is0, is1, is2, is3, DIM)
+        offs = start + tl.arange(0, BLOCK)
+        bad = _gather_tile(x_ptr, idx_ptr, out_ptr, offs, n, dim_size, s1, s2, s3,
+                           xs0, xs1, xs2, xs3, is0, is1, is2, is3, DIM)
+        if CHECK:
+            tl.store(flag_ptr + tl.zeros_like(offs), 1, mask=bad)
 
 
 def _dst_layout(dst: torch.Tensor, *others: torch.Tensor):
@@ -211,23 +219,11 @@ def copy_into(dst: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
 
 
 def _fill_value(value, dtype: torch.dtype):
-    """`value` as the Python number the kernel stores, rejecting what torch rejects (overflow, NaN in ints)."""
-    if not isinstance(value, (bool, int, float)):
-        raise TypeError(f"value: expected a real number, got {type(value).__name__}")
+    """`value` as the Python number the kernel stores, rejecting what torch rejects (`scalar_as`)."""
+    value = scalar_as("fill", "value", value, dtype)
     if dtype == torch.bool:
-        return int(bool(value))
-    if dtype.is_floating_point:
-        value = float(value)
-        if math.isfinite(value) and abs(value) > torch.finfo(dtype).max:
-            raise ValueError(f"value: {value} overflows {dtype}")
-        return _round_to(value, dtype)
-    if not math.isfinite(value):
-        raise ValueError(f"value: {value} cannot be stored in {dtype}")
-    value = int(value)
-    info = torch.iinfo(dtype)
-    if not info.min <= value <= info.max:
-        raise ValueError(f"value: {value} overflows {dtype}")
-    return value
+        return int(value)
+    return _round_to(value, dtype) if dtype.is_floating_point else value
 
 
 @functools.lru_cache(maxsize=1024)
@@ -292,17 +288,21 @@ def prepare_gather(x: torch.Tensor, dim: int, index: torch.Tensor):
     return n, x.shape[dim], sizes[1:], [0] * pad + list(x.stride()), [0] * pad + list(index.stride()), dim + pad
 
 
-def gather_into(out: torch.Tensor, x: torch.Tensor, dim: int, index: torch.Tensor) -> torch.Tensor:
-    """out (contiguous, index's shape) = x gathered along `dim` at `index` (broadcast views allowed)."""
+def gather_into(out: torch.Tensor, x: torch.Tensor, dim: int, index: torch.Tensor, op: str) -> torch.Tensor:
+    """out (contiguous, index's shape) = x gathered along `dim` at `index` (broadcast views allowed); an
+    index outside x.size(dim) raises IndexError naming `op` (`_index_check`)."""
     plan = prepare_gather(x, dim, index)
     if plan is None:
         return out
     n, dim_size, sizes, x_strides, i_strides, padded_dim = plan
+    check, flag = _index_check.checking(index), _index_check.flag(index.device)
     if persistent():
         programs, block = grid_1d(n, index.element_size() + x.element_size())  # live tiles: the index and x
-        launch(_gather_persistent_kernel, (programs,), x, index, out, n, dim_size, *sizes, *x_strides,
-               *i_strides, DIM=padded_dim, BLOCK=block, num_warps=NUM_WARPS)
-        return out
-    launch(_gather_kernel, (cdiv(n, BLOCK),), x, index, out, n, dim_size, *sizes, *x_strides, *i_strides,
-           DIM=padded_dim, BLOCK=BLOCK)
+        launch(_gather_persistent_kernel, (programs,), x, index, out, flag, n, dim_size, *sizes, *x_strides,
+               *i_strides, DIM=padded_dim, CHECK=check, BLOCK=block, num_warps=NUM_WARPS)
+    else:
+        launch(_gather_kernel, (cdiv(n, BLOCK),), x, index, out, flag, n, dim_size, *sizes, *x_strides,
+               *i_strides, DIM=padded_dim, CHECK=check, BLOCK=BLOCK)
+    if check:
+        _index_check.raise_if_set(flag, _index_check.out_of_bounds(op, index, dim, dim_size))
     return out

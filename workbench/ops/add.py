@@ -4,6 +4,7 @@ import torch
 import triton
 import triton.language as tl  # noqa: F401  (the interpreter needs tl visible in jit functions)
 
+from ._common import scalar_as
 from ._elementwise import binary, binary_cases, binary_cost
 from .spec import OpSpec, register
 
@@ -14,6 +15,8 @@ def _add(a, b):
 
 
 def add(input: torch.Tensor, other, *, alpha=1) -> torch.Tensor:
+    if alpha != 1:  # torch's overflow check of alpha in the result dtype (the kernel checks its type)
+        scalar_as("add", "alpha", alpha, torch.result_type(input, other))
     return binary(_add, input, other, b_scale=alpha, integers=True)
 
 

@@ -4,9 +4,10 @@ Each row's log-sum-exp is computed online in fp32 by softmax's pass (`row_logsum
 also sums the row for label smoothing; vocabularies up to 151936 never leave fp32), the target logit
 is read directly, and a second small kernel reduces the per-row losses (mean over rows whose target
 is not ignore_index, or sum). Supports (N, C) / (C,) / (N, C, d1, ...) inputs, ignore_index and
-label_smoothing; no class weights. A target outside [0, C) that is not ignore_index gives a NaN loss
-(torch raises; checking would cost a device sync). One row per program, or, in the persistent launch
-style (ops.mlu.persistent), programs that fill the cores walking the rows.
+label_smoothing; no class weights. A target outside [0, C) that is not ignore_index raises IndexError
+as in torch (`_index_check`; with the check off its loss is NaN). NaN and +inf logits make their row's
+loss NaN, as torch's (unless the row's target is ignore_index). One row per program, or, in the
+persistent launch style (ops.mlu.persistent), programs that fill the cores walking the rows.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 import triton
 import triton.language as tl
 
-from . import _rows
+from . import _index_check, _rows
 from ._common import check_same_device, check_tensor, new_output
 from ._launch import launch
 from ._shapes import next_pow2
@@ -44,11 +45,15 @@ def row_loss(x_row, t_ptr, row, n_cols, ignore_index, smoothing, SMOOTH: tl.cons
 
 
 @triton.jit
-def _row_loss_kernel(x_ptr, t_ptr, loss_ptr, n_cols, x_row_stride, ignore_index, smoothing,
-                     SMOOTH: tl.constexpr, BLOCK: tl.constexpr):
+def _row_loss_kernel(x_ptr, t_ptr, loss_ptr, flag_ptr, n_cols, x_row_stride, ignore_index, smoothing,
+                     SMOOTH: tl.constexpr, CHECK: tl.constexpr, BLOCK: tl.constexpr):
     row = tl.program_id(0).to(tl.int64)
     loss = row_loss(x_ptr + row * x_row_stride, t_ptr, row, n_cols, ignore_index, smoothing, SMOOTH, BLOCK)
     tl.store(loss_ptr + row, loss.to(loss_ptr.dtype.element_ty))
+    if CHECK:  # the target row_loss has just read (a cached scalar load)
+        target = tl.load(t_ptr + row)
+        if (target != ignore_index) & ((target < 0) | (target >= n_cols)):
+            tl.store(flag_ptr, 1)
 
 
 @triton.jit
@@ -101,13 +106,17 @@ def prepare(input: torch.Tensor, target: torch.Tensor, ignore_index: int, reduct
 
 
 @triton.jit
-def _row_loss_persistent_kernel(x_ptr, t_ptr, loss_ptr, n_cols, x_row_stride, ignore_index, smoothing, n_rows,
-                                SMOOTH: tl.constexpr, BLOCK: tl.constexpr):
+def _row_loss_persistent_kernel(x_ptr, t_ptr, loss_ptr, flag_ptr, n_cols, x_row_stride, ignore_index, smoothing,
+                                n_rows, SMOOTH: tl.constexpr, CHECK: tl.constexpr, BLOCK: tl.constexpr):
     # The persistent style (ops.mlu.persistent): programs that fill the cores walk the rows.
     for row in range(tl.program_id(0).to(tl.int64), n_rows, tl.num_programs(0)):
         loss = row_loss(x_ptr + row * x_row_stride, t_ptr, row, n_cols, ignore_index, smoothing, SMOOTH,
                         BLOCK)
         tl.store(loss_ptr + row, loss.to(loss_ptr.dtype.element_ty))
+        if CHECK:
+            target = tl.load(t_ptr + row)
+            if (target != ignore_index) & ((target < 0) | (target >= n_cols)):
+                tl.store(flag_ptr, 1)
 
 
 def finish(out: torch.Tensor, losses: torch.Tensor, targets: torch.Tensor, ignore_index: int,
@@ -133,9 +142,18 @@ def cross_entropy(input: torch.Tensor, target: torch.Tensor, ignore_index: int =
     else:
         block = min(4096, next_pow2(n_classes))
         kernel, grid, extra, warps = _row_loss_kernel, (n_rows,), (), _rows.row_warps(block)
-    launch(kernel, grid, rows, targets, losses, n_classes, rows.stride(0), int(ignore_index),
-           float(label_smoothing), *extra, SMOOTH=label_smoothing > 0, BLOCK=block, num_warps=warps)
-    return finish(out, losses, targets, ignore_index, reduction)
+    check, flag = _index_check.checking(targets), _index_check.flag(targets.device)
+    launch(kernel, grid, rows, targets, losses, flag, n_classes, rows.stride(0), int(ignore_index),
+           float(label_smoothing), *extra, SMOOTH=label_smoothing > 0, CHECK=check, BLOCK=block, num_warps=warps)
+    finish(out, losses, targets, ignore_index, reduction)
+    if check:  # after both launches: one wait for the device
+        def message() -> str:
+            bad = _index_check.first_outside(targets, n_classes, allowed=ignore_index)
+            return (f"cross_entropy: Target {bad} is out of bounds: expected a class in [0, {n_classes}) or "
+                    f"ignore_index {ignore_index}")
+
+        _index_check.raise_if_set(flag, message)
+    return out
 
 
 def _aten_cross_entropy(impl, self, target, weight=None, reduction=1, ignore_index=-100, label_smoothing=0.0):

@@ -1,7 +1,8 @@
 """embedding: gather rows of a [V, H] table at int64/int32 indices (torch.nn.functional.embedding).
 
 Forward only: padding_idx is checked and otherwise has no effect (it matters for gradients). An index
-outside [0, V) gives a NaN row instead of torch's error (checking would cost a device sync).
+outside [0, V) raises IndexError as in torch (`_index_check`: a flag set by the kernel, read after the
+launch); with the check off it gives a NaN row.
 """
 
 from __future__ import annotations
@@ -14,20 +15,24 @@ import triton.language as tl
 
 from workbench import backends
 
+from . import _index_check
 from ._common import Plans, check_same_device, check_tensor, geometry, new_output, new_output_of
-from ._launch import Site, aligned, launch
+from ._launch import Site, aligned
 from ._shapes import cdiv, next_pow2
 from .spec import Case, Cost, OpSpec, nbytes, randn, register
 
 
 @triton.jit
-def _embedding_kernel(idx_ptr, w_ptr, out_ptr, n_idx, n_rows, H, w_row_stride, w_col_stride,
-                      OUT_OF_RANGE: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_H: tl.constexpr):
+def _embedding_kernel(idx_ptr, w_ptr, out_ptr, flag_ptr, n_idx, n_rows, H, w_row_stride, w_col_stride,
+                      OUT_OF_RANGE: tl.constexpr, CHECK: tl.constexpr, BLOCK_R: tl.constexpr,
+                      BLOCK_H: tl.constexpr):
     rows = tl.program_id(0).to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)
     cols = tl.program_id(1).to(tl.int64) * BLOCK_H + tl.arange(0, BLOCK_H)
     row_ok = rows < n_idx
     idx = tl.load(idx_ptr + rows, mask=row_ok, other=0).to(tl.int64)
     in_range = (idx >= 0) & (idx < n_rows)
+    if CHECK:  # every bad row's lane stores the same 1: no atomics needed
+        tl.store(flag_ptr + tl.zeros_like(rows), 1, mask=row_ok & ~in_range)
     ok = row_ok[:, None] & (cols < H)[None, :]
     vals = tl.load(w_ptr + idx[:, None] * w_row_stride + cols[None, :] * w_col_stride,
                    mask=ok & in_range[:, None], other=OUT_OF_RANGE)
@@ -56,26 +61,24 @@ _plans = Plans()
 
 
 def embedding(input: torch.Tensor, weight: torch.Tensor, padding_idx: int | None = None) -> torch.Tensor:
-    plan_key = (geometry(input, weight), padding_idx)
+    check = _index_check.checking(input)
+    plan_key = (geometry(input, weight), padding_idx, check)
     plan = _plans.get(plan_key)
     if plan is not None:  # checked before
         shape, grid, ints, site = plan
-        out = new_output_of(weight, shape)
-        site(grid, input, weight, out, *ints, aligned=aligned(input, weight))
-        return out
+        return _gather(site, grid, ints, input, weight, new_output_of(weight, shape), check, "embedding")
     out, idx = prepare(input, weight, padding_idx)
     if idx is None:
         return out
-    grid, ints, meta = _gather_launch(weight, idx)
-    site = Site(_embedding_kernel, **meta)
-    site(grid, idx, weight, out, *ints, aligned=aligned(idx, weight))
+    grid, ints, site = _gather_launch(weight, idx, math.nan, check)
+    _gather(site, grid, ints, idx, weight, out, check, "embedding")
     if idx.data_ptr() == input.data_ptr():  # the indices as given, not a contiguous copy
         _plans.put(plan_key, (tuple(out.shape), grid, ints, site))
     return out
 
 
-def _gather_launch(table: torch.Tensor, idx: torch.Tensor, out_of_range: float = math.nan) -> tuple:
-    """(grid, runtime ints, constexprs) of `_embedding_kernel` over a 2-D table and 1-D indices.
+def _gather_launch(table: torch.Tensor, idx: torch.Tensor, out_of_range: float, check: bool) -> tuple:
+    """(grid, runtime ints, Site) of `_embedding_kernel` over a 2-D table and 1-D indices.
 
     `out_of_range` is a constexpr, so it keys the launch cache: NaN must be one object (math.nan), since
     a new float("nan") is unequal to the last one and would miss the cache on every call."""
@@ -83,16 +86,29 @@ def _gather_launch(table: torch.Tensor, idx: torch.Tensor, out_of_range: float =
     block_h = min(1024, next_pow2(H))
     block_r = max(1, min(next_pow2(idx.numel()), 4096 * backends.active().policy.block_scale // block_h))
     grid = (cdiv(idx.numel(), block_r), cdiv(H, block_h))
-    return grid, (idx.numel(), V, H, table.stride(0), table.stride(1)), dict(
-        OUT_OF_RANGE=out_of_range, BLOCK_R=block_r, BLOCK_H=block_h, num_warps=4)
+    site = Site(_embedding_kernel, OUT_OF_RANGE=out_of_range, CHECK=check, BLOCK_R=block_r, BLOCK_H=block_h,
+                num_warps=4)
+    return grid, (idx.numel(), V, H, table.stride(0), table.stride(1)), site
 
 
-def gather_rows(out: torch.Tensor, table: torch.Tensor, idx: torch.Tensor, out_of_range: float) -> torch.Tensor:
-    """out[i, :] = table[idx[i], :] for a 2-D table and contiguous 1-D indices; rows at indices outside
-    the table get `out_of_range`. Also index_select's kernel along dim 0 of a 2-D tensor."""
-    grid, ints, meta = _gather_launch(table, idx, out_of_range)
-    launch(_embedding_kernel, grid, idx, table, out, *ints, **meta)
+def _gather(site, grid, ints, idx: torch.Tensor, table: torch.Tensor, out: torch.Tensor, check: bool,
+            op: str) -> torch.Tensor:
+    """Launch the gather; with the check on, raise IndexError naming `op` for an index outside the table."""
+    flag = _index_check.flag(idx.device)
+    site(grid, idx, table, out, flag, *ints, aligned=aligned(idx, table))
+    if check:
+        _index_check.raise_if_set(flag, _index_check.out_of_bounds(op, idx, 0, table.shape[0]))
     return out
+
+
+def gather_rows(out: torch.Tensor, table: torch.Tensor, idx: torch.Tensor, out_of_range: float,
+                op: str) -> torch.Tensor:
+    """out[i, :] = table[idx[i], :] for a 2-D table and contiguous 1-D indices. An index outside the
+    table raises IndexError naming `op` (with the check off, its row gets `out_of_range`). Also
+    index_select's kernel along dim 0 of a 2-D tensor."""
+    check = _index_check.checking(idx)
+    grid, ints, site = _gather_launch(table, idx, out_of_range, check)
+    return _gather(site, grid, ints, idx, table, out, check, op)
 
 
 def _reference(input, weight, padding_idx=None):

@@ -1,7 +1,7 @@
 """fill: a tensor like x filled with a number (torch.fill / aten::fill.Scalar) and in place (fill_).
 
 The value is a kernel argument (no device tensor is made for it); values torch refuses (an overflow, NaN
-into an integer tensor) raise ValueError, so through the dispatcher native torch raises its own error.
+into an integer tensor) raise RuntimeError as torch's (`_common.scalar_as`).
 """
 
 import torch

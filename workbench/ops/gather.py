@@ -1,7 +1,7 @@
 """gather: `out[i][j][k] = x[i][index[i][j][k]][k]` along `dim` (torch.gather), tensors up to 4 dims.
 
-Indices must lie in [0, x.size(dim)); an index outside reads nothing and gives 0 (torch raises instead:
-checking would cost a device synchronisation per call).
+Indices must lie in [0, x.size(dim)); an index outside raises as in torch (`_index_check`; with the
+check off it reads nothing and gives 0).
 """
 
 import torch
@@ -30,7 +30,7 @@ def prepare(x: torch.Tensor, dim: int, index: torch.Tensor) -> tuple:
 
 
 def gather(x: torch.Tensor, dim: int, index: torch.Tensor) -> torch.Tensor:
-    return gather_into(*prepare(x, dim, index))
+    return gather_into(*prepare(x, dim, index), "gather")
 
 
 def _aten_gather(impl, self, dim, index, *, sparse_grad=False):

@@ -2,7 +2,7 @@
 
 Rows of a 2-D tensor (dim 0, the embedding lookup) go through the embedding kernel's row tiles; other
 cases through the gather kernel with the 1-D index broadcast over the other dims (stride 0).
-Out-of-range indices give 0 instead of an error, as in gather.
+An index outside [0, x.size(dim)) raises IndexError as in torch (with the check off it reads 0).
 """
 
 import torch
@@ -38,8 +38,8 @@ def prepare(x: torch.Tensor, dim: int, index: torch.Tensor) -> tuple:
 def index_select(x: torch.Tensor, dim: int, index: torch.Tensor) -> torch.Tensor:
     out, x, d, view = prepare(x, dim, index)
     if d == 0 and x.dim() == 2 and out.numel():  # whole rows of a table: the embedding kernel's 2-D tiles
-        return gather_rows(out, x, index.reshape(-1).contiguous(), out_of_range=0.0)
-    return gather_into(out, x, d, view)
+        return gather_rows(out, x, index.reshape(-1).contiguous(), 0.0, "index_select")
+    return gather_into(out, x, d, view, "index_select")
 
 
 def _cost(x, dim, index):

@@ -1,15 +1,17 @@
 """masked_fill: `input` with `value` where `mask` is true (torch.Tensor.masked_fill); keeps input's dtype
-(float, or int32/int64 filled exactly with an integral value).
+(float, or int32/int64 filled exactly with an integral value: a float is truncated, as torch does).
 
 The ternary elementwise launcher with the mask as condition; `value` is a number, or a 0-dim tensor
-(read once on the host when it lives on the CPU, else loaded by the kernel).
+(read once on the host when it lives on the CPU, else loaded by the kernel). A number, or a CPU tensor's
+value, is converted to input's dtype as torch does: truncated into integers, RuntimeError where it does not
+fit (`_common.scalar_as`); a device tensor's value is not read on the host, so not checked.
 """
 
 import torch
 import triton
 import triton.language as tl
 
-from ._common import check_tensor
+from ._common import check_tensor, scalar_as
 from ._elementwise import FLOAT_OR_INT_DTYPES, cached_broadcast, randint, ternary
 from .spec import Case, Cost, OpSpec, nbytes, randn, register
 from .where import causal_mask, mask
@@ -33,8 +35,19 @@ def check_args(input: torch.Tensor, mask: torch.Tensor, value) -> None:
 
 def masked_fill(input: torch.Tensor, mask: torch.Tensor, value) -> torch.Tensor:
     check_args(input, mask, value)
+    value = checked_value(input, value)
     return ternary(_fill_where, mask, value, input, input.dtype, names=("mask", "value", "input"),
                    integers=True)
+
+
+def checked_value(input: torch.Tensor, value):
+    """A number (or a CPU 0-dim tensor's value) converted to input's dtype as torch does; a device tensor
+    as it is."""
+    if isinstance(value, torch.Tensor):
+        if value.device.type != "cpu" or value.is_complex():
+            return value
+        value = value.item()
+    return scalar_as("masked_fill", "value", value, input.dtype)
 
 
 def _cost(input, mask, value):

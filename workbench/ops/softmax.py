@@ -17,6 +17,8 @@ def row_logsumexp_and_sum(x_row, n_cols, WITH_SUM: tl.constexpr, BLOCK: tl.const
     a sum rescaled to it, per lane (cross_entropy's label smoothing needs the plain sum too).
 
     Lanes that saw only -inf keep a zero sum; a row of only -inf gives -inf - -inf = NaN later, as torch does.
+    A NaN stays in its lane's max (`propagate_nan`: the default maximum drops it) and makes the sum NaN;
+    a +inf makes it inf - inf = NaN: torch's log-sum-exp of either row is NaN too.
     """
     cols = tl.arange(0, BLOCK)
     m = tl.full([BLOCK], -float("inf"), tl.float32)
@@ -28,8 +30,8 @@ def row_logsumexp_and_sum(x_row, n_cols, WITH_SUM: tl.constexpr, BLOCK: tl.const
     for start in range(0, n_cols, BLOCK):
         mask = start + cols < n_cols
         x = tl.load(x_row + start + cols, mask=mask, other=-float("inf")).to(tl.float32)
-        m_new = tl.maximum(m, x)
-        s = tl.where(m_new > -float("inf"), s * tl.exp(m - m_new) + tl.exp(x - m_new), 0.0)
+        m_new = tl.maximum(m, x, propagate_nan=tl.PropagateNan.ALL)
+        s = tl.where(m_new == -float("inf"), 0.0, s * tl.exp(m - m_new) + tl.exp(x - m_new))
         m = m_new
         if WITH_SUM:
             total += tl.where(mask, x, 0.0)
@@ -91,11 +93,11 @@ def _chunk_stats_kernel(x_ptr, stats_ptr, n_cols, x_row_stride, chunk, BLOCK: tl
     s = tl.zeros([BLOCK], tl.float32)
     for start in range(c * chunk, tl.minimum(c * chunk + chunk, n_cols), BLOCK):
         x = tl.load(x_row + start + cols, mask=start + cols < n_cols, other=-float("inf")).to(tl.float32)
-        m_new = tl.maximum(m, x)
-        s = tl.where(m_new > -float("inf"), s * tl.exp(m - m_new) + tl.exp(x - m_new), 0.0)
+        m_new = tl.maximum(m, x, propagate_nan=tl.PropagateNan.ALL)
+        s = tl.where(m_new == -float("inf"), 0.0, s * tl.exp(m - m_new) + tl.exp(x - m_new))
         m = m_new
     chunk_max = tl.max(m, 0)
-    chunk_sum = tl.sum(tl.where(m > -float("inf"), s * tl.exp(m - chunk_max), 0.0), 0)
+    chunk_sum = tl.sum(tl.where(m == -float("inf"), 0.0, s * tl.exp(m - chunk_max)), 0)  # NaN lanes stay NaN
     stats = stats_ptr + (row * tl.num_programs(1) + c) * 2
     tl.store(stats, chunk_max)
     tl.store(stats + 1, chunk_sum)
@@ -113,7 +115,7 @@ def _chunk_write_kernel(x_ptr, stats_ptr, out_ptr, n_cols, x_row_stride, out_row
     chunk_max = tl.load(stats, mask=k < splits, other=-float("inf"))
     chunk_sum = tl.load(stats + 1, mask=k < splits, other=0.0)
     row_max = tl.max(chunk_max, 0)
-    total = tl.sum(tl.where(chunk_max > -float("inf"), chunk_sum * tl.exp(chunk_max - row_max), 0.0), 0)
+    total = tl.sum(tl.where(chunk_max == -float("inf"), 0.0, chunk_sum * tl.exp(chunk_max - row_max)), 0)
     write_row(x_ptr + row * x_row_stride, out_ptr + row * out_row_stride, c * chunk,
               tl.minimum(c * chunk + chunk, n_cols), row_max + tl.log(total), LOG, BLOCK)
 

@@ -4,6 +4,7 @@ import torch
 import triton
 import triton.language as tl  # noqa: F401  (the interpreter needs tl visible in jit functions)
 
+from ._common import scalar_as
 from ._elementwise import binary, binary_cases, binary_cost
 from .spec import OpSpec, register, without_big
 
@@ -14,6 +15,8 @@ def _sub(a, b):
 
 
 def sub(input: torch.Tensor, other, *, alpha=1) -> torch.Tensor:
+    if alpha != 1:  # torch's overflow check of alpha in the result dtype (the kernel checks its type)
+        scalar_as("sub", "alpha", alpha, torch.result_type(input, other))
     return binary(_sub, input, other, b_scale=alpha, integers=True)
 
 

@@ -1,6 +1,8 @@
 """where: `condition ? input : other` elementwise with broadcasting and type promotion (torch.where).
 
 `input` and `other` may be tensors or numbers (a number is a kernel argument, never a device tensor).
+A number that does not fit the result dtype raises RuntimeError as torch's (2**40 into int32, 1e39 into
+float32), except for a float16 / bfloat16 result, where torch converts it unchecked (1e6 is inf).
 """
 
 from numbers import Number
@@ -9,6 +11,7 @@ import torch
 import triton
 import triton.language as tl
 
+from ._common import scalar_as
 from ._elementwise import BIG, FLOAT_OR_INT_DTYPES, INT_DTYPES, randint, ternary
 from .spec import Case, Cost, OpSpec, nbytes, randn, register
 
@@ -19,7 +22,16 @@ def _select(c, a, b):
 
 
 def where(condition: torch.Tensor, input, other) -> torch.Tensor:
-    return ternary(_select, condition, input, other, _result_type(input, other), integers=True)
+    dtype = _result_type(input, other)
+    if dtype not in _UNCHECKED:
+        if isinstance(input, Number):
+            input = scalar_as("where", "input", input, dtype)
+        if isinstance(other, Number):
+            other = scalar_as("where", "other", other, dtype)
+    return ternary(_select, condition, input, other, dtype, integers=True)
+
+
+_UNCHECKED = (torch.float16, torch.bfloat16)  # result dtypes torch converts a number to without its check
 
 
 def _result_type(input, other) -> torch.dtype:
