@@ -10,7 +10,7 @@ import triton.language as tl
 
 from . import _rows
 from ._common import Plans, check_same_device, check_tensor, geometry, new_output_as
-from ._launch import Site, aligned
+from ._launch import Site, aligned, launch
 from ._norm_cases import norm_cases
 from .mlu.persistent import NUM_WARPS, persistent, row_tiles
 from .spec import Cost, OpSpec, Unsupported, nbytes, register
