@@ -29,6 +29,11 @@ class Selection:
     adapters: dict[str, tuple[str, Callable[..., Any]]]  # ATen overload -> (op name, adapter bound to its impl)
     fused: tuple[str, ...]  # selected ops that have no ATen overload (served by graph patterns)
 
+    @property
+    def ops(self) -> set[str]:
+        """Every selected registry op: the owners of the selected overloads and the fused ops."""
+        return {name for name, _ in self.adapters.values()} | set(self.fused)
+
 
 def aten_overload(name: str) -> torch._ops.OpOverload:
     """torch's OpOverload for a name such as 'aten::add.Tensor' ('aten::mm' is the default overload)."""
