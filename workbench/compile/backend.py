@@ -133,7 +133,7 @@ def _signature(v):
 RELAYOUT = "relayout"  # verdict: our kernel takes the inputs, its output needs a copy to the ATen layout
 
 
-def _layout_differs(out, expected) -> str:
+def _layout_differs(out, expected, strides: bool = True) -> str:
     """'' where `out` has the dtype, shape and strides of the traced value `expected`; RELAYOUT where only
     strides differ (all concrete); else how it differs."""
     outs = list(out) if isinstance(out, (list, tuple)) else [out]
@@ -147,7 +147,7 @@ def _layout_differs(out, expected) -> str:
         shape = tuple(_hint(s) for s in e.shape)
         if o.dtype != e.dtype or tuple(o.shape) != shape:
             return f"returns {o.dtype} {tuple(o.shape)}, the ATen op {e.dtype} {shape}"
-        if any(a != _hint(b) for a, b, n in zip(o.stride(), e.stride(), shape) if n > 1):
+        if strides and any(a != _hint(b) for a, b, n in zip(o.stride(), e.stride(), shape) if n > 1):
             if not all(isinstance(b, int) for b in e.stride()):
                 return f"output strides {tuple(o.stride())} differ from the ATen op's (symbolic)"
             relayout = True
@@ -168,15 +168,16 @@ class _Checker:
     def __init__(self):
         self.verdicts: dict[tuple, str] = {}
 
-    def __call__(self, label: str, run: Callable[..., Any], args, kwargs, expected) -> str:
-        """'' if `run` takes these inputs, else the reason it does not."""
-        key = (label, _signature(args), _signature(kwargs))
+    def __call__(self, label: str, run: Callable[..., Any], args, kwargs, expected, strides: bool = True) -> str:
+        """'' if `run` takes these inputs, RELAYOUT if it does with other output strides (when `strides`
+        matter), else the reason it does not."""
+        key = (label, _signature(args), _signature(kwargs), strides)
         if key not in self.verdicts:
-            self.verdicts[key] = self._check(run, args, kwargs, expected)
+            self.verdicts[key] = self._check(run, args, kwargs, expected, strides)
         return self.verdicts[key]
 
     @staticmethod
-    def _check(run, args, kwargs, expected) -> str:
+    def _check(run, args, kwargs, expected, strides: bool) -> str:
         from torch.utils._python_dispatch import _disable_current_modes
 
         # Real tensors, outside every fake or tracing mode the compiler is in.
@@ -191,7 +192,7 @@ class _Checker:
                 return f"kernel failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
             finally:
                 _library.strict.on = False
-        return _layout_differs(out, expected)
+        return _layout_differs(out, expected, strides)
 
 
 # ---- the rewrite --------------------------------------------------------------------------------------
@@ -239,8 +240,9 @@ class Rewrite:
         self.check = _Checker()
         self.aten_graphs = 0
 
-    def _take(self, node: torch.fx.Node, overload: str) -> None:
-        """Make `node` (ATen overload `overload`, or the torch function of a composite) our op's twin."""
+    def _take(self, node: torch.fx.Node, overload: str, retraced: bool = False) -> None:
+        """Make `node` (ATen overload `overload`, or the torch function of a composite) our op's twin.
+        `retraced`: AOTAutograd traces the graph after it from the twin's fake (strides need not match)."""
         op = self.selection.adapters[overload][0]
         if self.needs_grad:
             _coverage.record_fallback(overload, "no backward", op=op)
@@ -260,7 +262,7 @@ class Rewrite:
             return
         args, kwargs = _traced(node.args, node.kwargs)
         expected = _value(node)
-        reason = self.check(target, twin, args, kwargs, expected)
+        reason = self.check(target, twin, args, kwargs, expected, strides=not retraced)
         if reason.startswith("kernel failed"):
             reason = f"node {node.name} ({op}): {reason}"
         if reason == RELAYOUT and isinstance(expected, (list, tuple)):
@@ -274,6 +276,8 @@ class Rewrite:
                 copy = node.graph.call_function(torch.ops.prims.copy_strided.default, (node, list(expected.stride())))
             node.replace_all_uses_with(copy, delete_user_cb=lambda user: user is not copy)
             copy.meta["val"] = expected
+            with expected.fake_mode:
+                node.meta["val"] = expected.contiguous()
         _coverage.record_handled(overload, op=op)
 
     def composites(self, gm: torch.fx.GraphModule) -> None:
@@ -282,7 +286,7 @@ class Rewrite:
         for node in gm.graph.nodes:
             overload = functions.get(node.target) if node.op == "call_function" else None
             if overload in self.selection.adapters:
-                self._take(node, overload)
+                self._take(node, overload, retraced=True)
         gm.recompile()
 
     def aten(self, graph: torch.fx.Graph) -> None:

@@ -195,6 +195,12 @@ class Patterns:
                     self.rope_halves.add(half)
                     self._register("rope", _rope, _rope_fused, half=half)
             pass_.apply(graph)
+        if self.fired:
+            from torch._inductor.pattern_matcher import stable_topological_sort
+
+            # A match of several outputs (rope's q and k) goes where its first output was; an input of
+            # it may be defined later in the graph (k's chain before q's).
+            stable_topological_sort(graph)
         return self.fired, self.refused
 
 

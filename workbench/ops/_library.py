@@ -10,7 +10,8 @@ Triton (or the Triton interpreter). Each op gets, in the `workbench` namespace:
 - one overload per ATen overload the op can replace (`OpSpec.aten_impls`), with that overload's schema,
   named `<aten op>_<overload>` (`torch.ops.workbench.add.add_Tensor`, `...rms_norm.rms_norm_default`).
   The compile backend puts these in place of ATen nodes; their fake implementation is the ATen overload
-  itself, and their kernel the op's adapter. Inputs the adapter refuses at run time (a shape the node's
+  itself, and their kernel the op's adapter. Every kernel returns contiguous outputs and every fake says
+  so (a compiler plans the code after a custom operator from its fake's strides). Inputs the adapter refuses at run time (a shape the node's
   check at compile time did not see) run the ATen overload instead, with a warning per op and reason.
   Overloads that mutate or alias an input (`copy_`, `fill_`) get no twin.
 
@@ -108,15 +109,32 @@ def _generic_schema(spec: OpSpec) -> str | None:
         return None  # untyped or polymorphic arguments (a Tensor or a number): the ATen twins cover those
 
 
+def contiguous(out):
+    """Outputs made contiguous: what every custom operator here returns, and what its fake says it returns
+    (a compiler trusts the fake's strides; the ATen op's or the reference's may differ from a kernel's)."""
+    if isinstance(out, torch.Tensor):
+        return out if out.is_contiguous() else out.contiguous()
+    if isinstance(out, (tuple, list)):
+        return type(out)(contiguous(o) for o in out)
+    return out
+
+
 def _run_generic(op: str, backend: str) -> Callable[..., Any]:
     def kernel(*args, **kwargs):
-        return REGISTRY[op].implementation(backend)(*args, **kwargs)
+        return contiguous(REGISTRY[op].implementation(backend)(*args, **kwargs))
     return kernel
 
 
 def _fake_generic(op: str) -> Callable[..., Any]:
     def fake(*args, **kwargs):
-        return REGISTRY[op].reference(*args, **kwargs)
+        return contiguous(REGISTRY[op].reference(*args, **kwargs))
+    return fake
+
+
+def _fake_twin(overload: torch._ops.OpOverload) -> Callable[..., Any]:
+    def fake(*args, **kwargs):
+        out = overload(*args, **kwargs)
+        return type(out)(*map(contiguous, out)) if hasattr(out, "_fields") else contiguous(out)
     return fake
 
 
@@ -128,7 +146,7 @@ def _run_twin(op: str, aten_name: str, backend: str) -> Callable[..., Any]:
     def kernel(*args, **kwargs):
         spec = REGISTRY[op]
         try:
-            return spec.aten_impls[aten_name](spec.implementation(backend), *args, **kwargs)
+            return contiguous(spec.aten_impls[aten_name](spec.implementation(backend), *args, **kwargs))
         except FALLBACK_ERRORS as e:
             if strict.on:
                 raise
@@ -137,7 +155,7 @@ def _run_twin(op: str, aten_name: str, backend: str) -> Callable[..., Any]:
                 _warned.add((aten_name, reason))
                 warnings.warn(f"workbench op {op!r} refused {aten_name} at run time ({reason}); "
                               "it runs natively", stacklevel=2)
-            return native(*args, **kwargs)
+            return contiguous(native(*args, **kwargs))
     return kernel
 
 
@@ -160,7 +178,7 @@ def define(spec: OpSpec) -> None:
         qualname = f"{spec.name}.{name}"
         if qualname not in _defined:
             signature = str(schema)[str(schema).index("("):]
-            _define(qualname, signature, _run_twin(spec.name, aten_name, backend), overload, spec.name)
+            _define(qualname, signature, _run_twin(spec.name, aten_name, backend), _fake_twin(overload), spec.name)
         _twins[aten_name] = name
 
 
