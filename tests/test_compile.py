@@ -11,8 +11,7 @@ import torch.nn.functional as F
 
 import workbench
 import workbench.compile
-import workbench.ops as ops
-from workbench import backends
+from workbench import backends, ops
 from workbench.models.build import seeded_init
 from workbench.ops import REGISTRY
 
@@ -34,9 +33,9 @@ def t(*shape, dtype=torch.float32):
 def tiny(arch: str) -> torch.nn.Module:
     import transformers
 
-    sizes = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=4,
-                 num_key_value_heads=2, head_dim=16, vocab_size=256, max_position_embeddings=256, rms_norm_eps=1e-5,
-                 hidden_act="silu", tie_word_embeddings=False)
+    sizes = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 1, "num_attention_heads": 4,
+             "num_key_value_heads": 2, "head_dim": 16, "vocab_size": 256, "max_position_embeddings": 256,
+             "rms_norm_eps": 1e-5, "hidden_act": "silu", "tie_word_embeddings": False}
     config = getattr(transformers, f"{arch}Config")(**sizes)
     config._attn_implementation = "sdpa"
     with torch.device(backends.active().device_type):

@@ -140,7 +140,9 @@ def test_coverage_and_profile(tiny_run):
     cov = tiny_run.coverage
     assert {"aten_op", "op", "calls", "handled", "fallback", "reasons"} <= set(cov.columns) and len(cov)
     served = tiny_run.ops_served()
-    assert "aten::rms_norm" in served and all(a.startswith("aten::") for a in served)
+    # eager execution sees transformers' RMSNorm as its chain of small ops (compiled, a pattern fuses it)
+    assert {"aten::rsqrt", "aten::mean.dim", "aten::pow.Tensor_Scalar"} <= set(served)
+    assert all(a.startswith("aten::") for a in served)
     # the integer bookkeeping of generate / the loss (positions, masks, counts), the sampling path and
     # the loss pass all run our kernels
     assert {"aten::cumsum", "aten::sub.Tensor", "aten::masked_fill.Scalar", "aten::eq.Scalar", "aten::ne.Scalar",

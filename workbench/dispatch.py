@@ -49,7 +49,7 @@ from workbench import backends
 from workbench.ops import _library
 from workbench.selection import FALLBACK_ERRORS, aten_overload, claims, select
 
-__all__ = ["Coverage", "enable", "disable", "use_ops", "replaced", "claims", "FALLBACK_ERRORS"]
+__all__ = ["FALLBACK_ERRORS", "Coverage", "claims", "disable", "enable", "replaced", "use_ops"]
 
 
 class Coverage:

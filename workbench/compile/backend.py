@@ -40,6 +40,7 @@ from typing import Any
 
 import torch
 import torch.fx
+from torch._inductor.custom_graph_pass import CustomGraphPass
 
 from workbench import dispatch
 from workbench.ops import REGISTRY, _library
@@ -350,13 +351,7 @@ def workbench_backend(gm: torch.fx.GraphModule, example_inputs, mode: str | None
     return compile_fx(gm, example_inputs, config_patches=patches, decompositions=decompositions)
 
 
-def _graph_pass_base():
-    from torch._inductor.custom_graph_pass import CustomGraphPass
-
-    return CustomGraphPass
-
-
-class _GraphPass(_graph_pass_base()):
+class _GraphPass(CustomGraphPass):
     """Inductor's post-grad custom pass slot; uuid None: such a graph is never cached (the rewrite's
     checks and coverage must run)."""
 
