@@ -2,7 +2,7 @@
 
 Run from the repo root (the device copy has no .git, so pass the commit):
     WORKBENCH_COMMIT=$(git rev-parse HEAD) PYTHONPATH=$PWD python3 benchmarks/pt2_model.py --out $OUT
-    ... --models qwen3-8b     /  --models llama-3-8b      (one model per call, if time is short)
+    ... --models qwen3-8b     /  --models llama-3-8b      (one model per call: ~6-7 min each on an H200)
     ... --smoke               (tiny models on the cpu: checks that the script runs)
 
 Per model (transformers Qwen3-8B / Llama-3-8B dims, seeded random bf16 weights, normal std 0.02):
@@ -13,8 +13,8 @@ Per model (transformers Qwen3-8B / Llama-3-8B dims, seeded random bf16 weights, 
   native compiled with CUDA graphs (`mode="reduce-overhead"`), ours with CUDA graphs (inductor's CUDA
   graph trees); the prompt runs eagerly first and is not timed (the 127 decode steps are); rounds
   alternate as above;
-- accuracy against native eager: last-position prefill logits relative error, prompt argmax agreement
-  (teacher-forced, every position) and greedy decode token agreement (free-running);
+- accuracy against native eager: last-position prefill logits relative error and greedy decode token
+  agreement (free-running, every decoded position);
 - compile time: the first prefill call of ours and of native inductor (and of the decode step).
 
 Ours takes the ops in --include (default: the matmul, attention, embedding and fused ops, which beat
@@ -165,19 +165,14 @@ def measure(name: str, args, clock: Clock) -> dict:
     out: dict = {"layers": model.config.num_hidden_layers, "include": args.include, "exclude": args.exclude}
     workbench.compile.reset_coverage()
     with torch.inference_mode():
-        def prefill(fn, keep=1):
-            return lambda: fn(input_ids=ids, use_cache=False, logits_to_keep=keep).logits
+        def prefill(fn):
+            return lambda: fn(input_ids=ids, use_cache=False, logits_to_keep=1).logits
 
         out["compile_s_native"] = timed_first_call(prefill(native_compiled))
         out["compile_s"] = timed_first_call(prefill(ours))
-        reference = prefill(forward, keep=0)()
-        mine = prefill(ours, keep=0)()
-        out["logits_rel_err"] = rel_err(mine[:, -1], reference[:, -1])
-        out["prompt_token_agreement"] = float((mine.argmax(-1) == reference.argmax(-1)).float().mean())
-        del reference, mine
+        # the last position's logits (what generate keeps): no other graph to compile for all of them
+        out["logits_rel_err"] = rel_err(prefill(ours)()[:, -1], prefill(forward)()[:, -1])
         variants = {"eager": prefill(forward), "compiled": prefill(native_compiled), "ours": prefill(ours)}
-        for fn in variants.values():  # warm-up (the keep=0 graphs above are other graphs)
-            fn()
         times = alternate({k: (lambda fn=fn: clock(fn)) for k, fn in variants.items()}, args.rounds)
         out["prefill_ms"] = {k: statistics.median(v) for k, v in times.items()}
         out["prefill_raw_ms"] = times
@@ -269,7 +264,7 @@ def main() -> int:
         result["wall_s"] = time.perf_counter() - t0
         raw[name] = result
         keys = ("prefill_vs_compiled", "prefill_vs_eager", "decode_vs_compiled", "decode_vs_eager", "logits_rel_err",
-                "token_agreement", "compile_s", "compile_s_native", "prompt_token_agreement", "decode_compile_s",
+                "token_agreement", "compile_s", "compile_s_native", "decode_compile_s",
                 "decode_compile_s_native", "aten_ops_served", "patterns_fired", "layers", "prefill_ms", "decode_ms",
                 "decode_tok_s", "wall_s")
         summary["models"][name] = {k: result[k] for k in keys}

@@ -248,16 +248,15 @@ class _CompileWatch:
     each compilation; the workbench backend marks the ones it took part in."""
 
     def __init__(self):
-        self.installed = self.warned = self.by_workbench = False
+        self.warned = self.by_workbench = False
 
     def install(self) -> None:
-        if self.installed:
-            return
+        """Register the callbacks (again after torch._dynamo.reset(), which clears them)."""
         from torch._dynamo.callback import callback_handler
 
-        callback_handler.register_start_callback(self.start)
-        callback_handler.register_end_callback(self.end)
-        self.installed = True
+        if self.start not in callback_handler.start_callbacks:
+            callback_handler.register_start_callback(self.start)
+            callback_handler.register_end_callback(self.end)
 
     def start(self, *args) -> None:
         self.by_workbench = False
