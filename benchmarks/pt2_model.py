@@ -2,7 +2,8 @@
 
 Run from the repo root (the device copy has no .git, so pass the commit):
     WORKBENCH_COMMIT=$(git rev-parse HEAD) PYTHONPATH=$PWD python3 benchmarks/pt2_model.py --out $OUT
-    ... --models qwen3-8b     /  --models llama-3-8b      (one model per call: ~6-7 min each on an H200)
+    ... --models qwen3-8b  /  --models llama-3-8b   (one model per call, ~6-7 min each on an H200;
+                                                   the second call adds its model to summary.json)
     ... --smoke               (tiny models on the cpu: checks that the script runs)
 
 Per model (transformers Qwen3-8B / Llama-3-8B dims, seeded random bf16 weights, normal std 0.02):
@@ -257,6 +258,11 @@ def main() -> int:
                "shapes": {"prefill": [1, args.prefill_len], "decode": [args.batch, args.prompt_len, args.new_tokens]},
                "rounds": args.rounds, "models": {}}
     raw = {}
+    previous = out_dir / "summary.json"
+    if previous.exists():  # a run split over calls (--models): keep the other models' results
+        kept = json.loads(previous.read_text()).get("models", {})
+        summary["models"] = {k: v for k, v in kept.items() if k not in args.models}
+        summary["models_from_earlier_calls"] = sorted(summary["models"])
     for name in args.models:
         t0 = time.perf_counter()
         print(f"[pt2] {name}: building and compiling", flush=True)
