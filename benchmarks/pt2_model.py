@@ -40,14 +40,46 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_INCLUDE = ["linear", "mm", "bmm", "addmm", "scaled_dot_product_attention", "embedding", "rms_norm",
-                   "add_rms_norm", "silu_and_mul", "rope"]
-LLAMA3_8B = {"hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32, "num_attention_heads": 32,
-             "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 128256, "max_position_embeddings": 8192,
-             "rope_theta": 500000.0, "rms_norm_eps": 1e-5, "hidden_act": "silu", "tie_word_embeddings": False,
-             "attention_bias": False, "mlp_bias": False, "initializer_range": 0.02}
-TINY_LLAMA = dict(LLAMA3_8B, hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=4,
-                  num_key_value_heads=2, head_dim=16, vocab_size=512, max_position_embeddings=256)
+DEFAULT_INCLUDE = [
+    "linear",
+    "mm",
+    "bmm",
+    "addmm",
+    "scaled_dot_product_attention",
+    "embedding",
+    "rms_norm",
+    "add_rms_norm",
+    "silu_and_mul",
+    "rope",
+]
+LLAMA3_8B = {
+    "hidden_size": 4096,
+    "intermediate_size": 14336,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+    "head_dim": 128,
+    "vocab_size": 128256,
+    "max_position_embeddings": 8192,
+    "rope_theta": 500000.0,
+    "rms_norm_eps": 1e-5,
+    "hidden_act": "silu",
+    "tie_word_embeddings": False,
+    "attention_bias": False,
+    "mlp_bias": False,
+    "initializer_range": 0.02,
+}
+TINY_LLAMA = dict(
+    LLAMA3_8B,
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=1,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=16,
+    vocab_size=512,
+    max_position_embeddings=256,
+)
 
 
 def build(name: str, layers: int | None, smoke: bool) -> torch.nn.Module:
@@ -60,8 +92,12 @@ def build(name: str, layers: int | None, smoke: bool) -> torch.nn.Module:
         return build_model("tiny" if smoke else "qwen3-8b", init_std=0.02, **overrides)
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    config = LlamaConfig(**{**(TINY_LLAMA if smoke else LLAMA3_8B), **({"num_hidden_layers": layers} if layers
-                                                                        and not smoke else {})})
+    config = LlamaConfig(
+        **{
+            **(TINY_LLAMA if smoke else LLAMA3_8B),
+            **({"num_hidden_layers": layers} if layers and not smoke else {}),
+        }
+    )
     config._attn_implementation = ATTN_IMPLEMENTATION
     from workbench import backends
 
@@ -132,8 +168,13 @@ class Decoder:
         """(tokens [batch, new_tokens], ms of the decode steps; the prompt is not timed)."""
         self.cache.reset()
         model, batch = self.model, ids.shape[0]
-        logits = model(input_ids=ids, **{self.kw: self.cache}, use_cache=True, logits_to_keep=1,
-                       cache_position=torch.arange(self.prompt_len, device=ids.device)).logits
+        logits = model(
+            input_ids=ids,
+            **{self.kw: self.cache},
+            use_cache=True,
+            logits_to_keep=1,
+            cache_position=torch.arange(self.prompt_len, device=ids.device),
+        ).logits
         tokens = [logits[:, -1].argmax(-1, keepdim=True)]
         ms = (clock or Clock(ids.device))(lambda: self._steps(forward, tokens, batch, ids.device))
         return torch.cat(tokens, 1), ms
@@ -144,9 +185,15 @@ class Decoder:
             pos = self.prompt_len + i
             position = torch.full((batch, 1), pos, dtype=torch.long, device=device)
             mask = (self.keys[None, :] <= pos)[:, None, None, :].expand(batch, 1, 1, -1)
-            logits = forward(input_ids=tok, position_ids=position, attention_mask=mask,
-                             cache_position=position[0], **{self.kw: self.cache}, use_cache=True,
-                             logits_to_keep=1).logits
+            logits = forward(
+                input_ids=tok,
+                position_ids=position,
+                attention_mask=mask,
+                cache_position=position[0],
+                **{self.kw: self.cache},
+                use_cache=True,
+                logits_to_keep=1,
+            ).logits
             tok = logits[:, -1].argmax(-1, keepdim=True)
             tokens.append(tok)
 
@@ -166,6 +213,7 @@ def measure(name: str, args, clock: Clock) -> dict:
     out: dict = {"layers": model.config.num_hidden_layers, "include": args.include, "exclude": args.exclude}
     workbench.compile.reset_coverage()
     with torch.inference_mode():
+
         def prefill(fn):
             return lambda: fn(input_ids=ids, use_cache=False, logits_to_keep=1).logits
 
@@ -184,8 +232,9 @@ def measure(name: str, args, clock: Clock) -> dict:
         decoder = Decoder(model, args.batch, args.prompt_len, args.new_tokens)
         graphs = device.type == "cuda"
         native_graphs = torch.compile(forward, mode="reduce-overhead" if graphs else None, dynamic=False)
-        ours_graphs = torch.compile(forward, backend="workbench", dynamic=False,
-                                    options={**options, "cudagraphs": graphs})
+        ours_graphs = torch.compile(
+            forward, backend="workbench", dynamic=False, options={**options, "cudagraphs": graphs}
+        )
         out["decode_compile_s_native"] = timed_first_call(lambda: decoder.run(native_graphs, prompt))
         out["decode_compile_s"] = timed_first_call(lambda: decoder.run(ours_graphs, prompt))
         tokens = {}
@@ -194,8 +243,10 @@ def measure(name: str, args, clock: Clock) -> dict:
             tokens[key], ms = decoder.run(fn, prompt, clock)
             return ms
 
-        decode_variants = {k: functools.partial(decode, k, f)
-                           for k, f in (("eager", forward), ("compiled", native_graphs), ("ours", ours_graphs))}
+        decode_variants = {
+            k: functools.partial(decode, k, f)
+            for k, f in (("eager", forward), ("compiled", native_graphs), ("ours", ours_graphs))
+        }
         for fn in decode_variants.values():  # warm-up: CUDA graph trees record on their first calls
             fn()
         times = alternate(decode_variants, args.rounds)
@@ -203,14 +254,17 @@ def measure(name: str, args, clock: Clock) -> dict:
         out["decode_raw_ms"] = times
         out["decode_vs_compiled"] = out["decode_ms"]["compiled"] / out["decode_ms"]["ours"]
         out["decode_vs_eager"] = out["decode_ms"]["eager"] / out["decode_ms"]["ours"]
-        out["decode_tok_s"] = {k: args.batch * args.new_tokens / (ms / 1e3) for k, ms in out["decode_ms"].items()}
+        out["decode_tok_s"] = {
+            k: args.batch * args.new_tokens / (ms / 1e3) for k, ms in out["decode_ms"].items()
+        }
         out["token_agreement"] = float((tokens["ours"] == tokens["eager"]).float().mean())
         out["token_agreement_native_compiled"] = float((tokens["compiled"] == tokens["eager"]).float().mean())
     cov = workbench.compile.compile_coverage()
     out["coverage"] = cov.to_dict("records")
     out["aten_ops_served"] = int(((cov["handled"] > 0) & cov["aten_op"].str.startswith("aten::")).sum())
-    out["patterns_fired"] = {r["op"]: int(r["handled"]) for r in out["coverage"]
-                             if r["aten_op"].startswith("(pattern)")}
+    out["patterns_fired"] = {
+        r["op"]: int(r["handled"]) for r in out["coverage"] if r["aten_op"].startswith("(pattern)")
+    }
     torch._dynamo.reset()  # frees the compiled graphs (and their CUDA graph pools) before the next model
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
@@ -219,8 +273,12 @@ def measure(name: str, args, clock: Clock) -> dict:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--models", nargs="+", default=["qwen3-8b", "llama-3-8b"], choices=["qwen3-8b", "llama-3-8b"])
-    p.add_argument("--layers", type=int, help="decoder layers (default: the model's); fewer to fit a time limit")
+    p.add_argument(
+        "--models", nargs="+", default=["qwen3-8b", "llama-3-8b"], choices=["qwen3-8b", "llama-3-8b"]
+    )
+    p.add_argument(
+        "--layers", type=int, help="decoder layers (default: the model's); fewer to fit a time limit"
+    )
     p.add_argument("--smoke", action="store_true", help="tiny models and shapes on the cpu (does it run?)")
     p.add_argument("--rounds", type=int, default=5, help="alternated rounds per phase (median; >= 3)")
     p.add_argument("--prefill-len", type=int, default=2048)
@@ -229,7 +287,9 @@ def main() -> int:
     p.add_argument("--new-tokens", type=int, default=128)
     p.add_argument("--include", nargs="+", default=DEFAULT_INCLUDE, help="ops ours takes ('all': every op)")
     p.add_argument("--exclude", nargs="+", help="ops taken out of --include")
-    p.add_argument("--out", default=str(ROOT), help="root under which benchmarks/results/<device>/pt2/ is written")
+    p.add_argument(
+        "--out", default=str(ROOT), help="root under which benchmarks/results/<device>/pt2/ is written"
+    )
     args = p.parse_args()
     if args.rounds < 3:
         p.error("--rounds: at least 3 (a median of alternated rounds)")
@@ -253,10 +313,19 @@ def main() -> int:
     out_dir = Path(args.out) / "benchmarks" / "results" / slug / "pt2"
     out_dir.mkdir(parents=True, exist_ok=True)
     clock = Clock(torch.device(backend.device_type))
-    summary = {"device": device_name, "torch": torch.__version__, "triton": triton.__version__,
-               "commit": meta.get("commit"), "command": " ".join([Path(sys.executable).name, *sys.argv]),
-               "shapes": {"prefill": [1, args.prefill_len], "decode": [args.batch, args.prompt_len, args.new_tokens]},
-               "rounds": args.rounds, "models": {}}
+    summary = {
+        "device": device_name,
+        "torch": torch.__version__,
+        "triton": triton.__version__,
+        "commit": meta.get("commit"),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "shapes": {
+            "prefill": [1, args.prefill_len],
+            "decode": [args.batch, args.prompt_len, args.new_tokens],
+        },
+        "rounds": args.rounds,
+        "models": {},
+    }
     raw = {}
     previous = out_dir / "summary.json"
     if previous.exists():  # a run split over calls (--models): keep the other models' results
@@ -269,19 +338,38 @@ def main() -> int:
         result = measure(name, args, clock)
         result["wall_s"] = time.perf_counter() - t0
         raw[name] = result
-        keys = ("prefill_vs_compiled", "prefill_vs_eager", "decode_vs_compiled", "decode_vs_eager", "logits_rel_err",
-                "token_agreement", "compile_s", "compile_s_native", "decode_compile_s",
-                "decode_compile_s_native", "aten_ops_served", "patterns_fired", "layers", "prefill_ms", "decode_ms",
-                "decode_tok_s", "wall_s")
+        keys = (
+            "prefill_vs_compiled",
+            "prefill_vs_eager",
+            "decode_vs_compiled",
+            "decode_vs_eager",
+            "logits_rel_err",
+            "token_agreement",
+            "compile_s",
+            "compile_s_native",
+            "decode_compile_s",
+            "decode_compile_s_native",
+            "aten_ops_served",
+            "patterns_fired",
+            "layers",
+            "prefill_ms",
+            "decode_ms",
+            "decode_tok_s",
+            "wall_s",
+        )
         summary["models"][name] = {k: result[k] for k in keys}
         (out_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))  # after every model
         (out_dir / "raw.json").write_text(json.dumps(raw, indent=1, default=str))
-    print(f"\n{'model':<12}{'prefill/compiled':>17}{'prefill/eager':>14}{'decode/compiled':>16}{'decode/eager':>13}"
-          f"{'logits err':>11}{'tokens':>8}{'compile s':>10}{'native s':>9}")
+    print(
+        f"\n{'model':<12}{'prefill/compiled':>17}{'prefill/eager':>14}{'decode/compiled':>16}"
+        f"{'decode/eager':>13}{'logits err':>11}{'tokens':>8}{'compile s':>10}{'native s':>9}"
+    )
     for name, r in summary["models"].items():
-        print(f"{name:<12}{r['prefill_vs_compiled']:>17.3f}{r['prefill_vs_eager']:>14.3f}{r['decode_vs_compiled']:>16.3f}"
-              f"{r['decode_vs_eager']:>13.3f}{r['logits_rel_err']:>11.2e}{r['token_agreement']:>8.3f}"
-              f"{r['compile_s']:>10.1f}{r['compile_s_native']:>9.1f}")
+        print(
+            f"{name:<12}{r['prefill_vs_compiled']:>17.3f}{r['prefill_vs_eager']:>14.3f}"
+            f"{r['decode_vs_compiled']:>16.3f}{r['decode_vs_eager']:>13.3f}{r['logits_rel_err']:>11.2e}"
+            f"{r['token_agreement']:>8.3f}{r['compile_s']:>10.1f}{r['compile_s_native']:>9.1f}"
+        )
     print(f"\nwritten: {out_dir / 'summary.json'}")
     return 0
 

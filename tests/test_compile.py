@@ -33,9 +33,19 @@ def t(*shape, dtype=torch.float32):
 def tiny(arch: str) -> torch.nn.Module:
     import transformers
 
-    sizes = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 1, "num_attention_heads": 4,
-             "num_key_value_heads": 2, "head_dim": 16, "vocab_size": 256, "max_position_embeddings": 256,
-             "rms_norm_eps": 1e-5, "hidden_act": "silu", "tie_word_embeddings": False}
+    sizes = {
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "head_dim": 16,
+        "vocab_size": 256,
+        "max_position_embeddings": 256,
+        "rms_norm_eps": 1e-5,
+        "hidden_act": "silu",
+        "tie_word_embeddings": False,
+    }
     config = getattr(transformers, f"{arch}Config")(**sizes)
     config._attn_implementation = "sdpa"
     with torch.device(backends.active().device_type):
@@ -83,7 +93,9 @@ def test_calls_that_need_a_gradient_are_refused_by_name():
 def test_models_compile_fullgraph_with_our_ops_and_patterns(arch):
     model = tiny(arch)
     gen = torch.Generator().manual_seed(0)
-    compiled = torch.compile(model, backend="workbench", fullgraph=True, options={**EAGER, "exclude": ["topk"]})
+    compiled = torch.compile(
+        model, backend="workbench", fullgraph=True, options={**EAGER, "exclude": ["topk"]}
+    )
     with torch.inference_mode():
         for length in (7, 12):  # the second length recompiles (a shape guard), then runs symbolic
             ids = torch.randint(0, 256, (1, length), generator=gen).to(model.device)
@@ -94,7 +106,14 @@ def test_models_compile_fullgraph_with_our_ops_and_patterns(arch):
     assert cov.loc["aten::linear", "handled"] > 0 and cov.loc["aten::embedding", "handled"] > 0
     for op in ("rms_norm", "add_rms_norm", "silu_and_mul", "rope"):
         assert cov.loc[f"(pattern) {op}", "handled"] > 0, workbench.compile_coverage()
-    assert set(workbench.compile_coverage().columns) == {"aten_op", "op", "nodes", "handled", "fallback", "reasons"}
+    assert set(workbench.compile_coverage().columns) == {
+        "aten_op",
+        "op",
+        "nodes",
+        "handled",
+        "fallback",
+        "reasons",
+    }
 
 
 def test_inductor_compiles_around_our_ops():
@@ -102,7 +121,9 @@ def test_inductor_compiles_around_our_ops():
     ids = torch.randint(0, 256, (1, 6), generator=torch.Generator().manual_seed(2)).to(model.device)
     with torch.inference_mode():
         native = model(input_ids=ids, use_cache=False).logits.float()
-        ours = torch.compile(model, backend="workbench", fullgraph=True)(input_ids=ids, use_cache=False).logits.float()
+        ours = torch.compile(model, backend="workbench", fullgraph=True)(
+            input_ids=ids, use_cache=False
+        ).logits.float()
     assert float((ours - native).norm() / native.norm()) < 2e-2
     assert coverage().loc["(pattern) rms_norm", "handled"] > 0
 

@@ -26,7 +26,9 @@ Names = Iterable[str] | str | None
 
 @dataclass(frozen=True)
 class Selection:
-    adapters: dict[str, tuple[str, Callable[..., Any]]]  # ATen overload -> (op name, adapter bound to its impl)
+    adapters: dict[
+        str, tuple[str, Callable[..., Any]]
+    ]  # ATen overload -> (op name, adapter bound to its impl)
     fused: tuple[str, ...]  # selected ops that have no ATen overload (served by graph patterns)
 
     @property
@@ -42,8 +44,9 @@ def aten_overload(name: str) -> torch._ops.OpOverload:
     try:
         return getattr(getattr(getattr(torch.ops, namespace), op), overload or "default")
     except (AttributeError, RuntimeError):
-        raise ValueError(f"aten_impls: {name!r} is not an operator overload known to torch {torch.__version__}"
-                         ) from None
+        raise ValueError(
+            f"aten_impls: {name!r} is not an operator overload known to torch {torch.__version__}"
+        ) from None
 
 
 def claims() -> dict[str, str]:
@@ -52,8 +55,9 @@ def claims() -> dict[str, str]:
     for spec in REGISTRY.values():
         for overload in spec.aten_impls:
             if overload in owner:
-                raise ValueError(f"ATen overload {overload} is claimed by both {owner[overload]!r} "
-                                 f"and {spec.name!r}")
+                raise ValueError(
+                    f"ATen overload {overload} is claimed by both {owner[overload]!r} and {spec.name!r}"
+                )
             owner[overload] = spec.name
     return owner
 
@@ -76,9 +80,11 @@ def _resolve(argument: str, names, owner: dict[str, str], fused: list[str]) -> t
         elif name in REGISTRY:
             overloads |= set(REGISTRY[name].aten_impls)
         else:
-            raise ValueError(f"{argument}: expected op names or ATen overloads (e.g. 'add', 'aten::add.Tensor'), "
-                             f"got {name!r}; ops with overloads: {sorted(set(owner.values()))}; "
-                             f"fused ops: {fused}")
+            raise ValueError(
+                f"{argument}: expected op names or ATen overloads (e.g. 'add', 'aten::add.Tensor'), "
+                f"got {name!r}; ops with overloads: {sorted(set(owner.values()))}; "
+                f"fused ops: {fused}"
+            )
     return overloads, chosen_fused
 
 
@@ -94,8 +100,10 @@ def select(include: Names = None, exclude: Names = None, fused_ok: bool = True) 
     else:
         overloads, chosen_fused = _resolve("include", include, owner, fused)
         if not fused_ok and chosen_fused:
-            raise ValueError(f"include: {sorted(chosen_fused)} have no ATen overloads to replace (fused ops "
-                             "replace a chain of ATen ops: torch.compile(backend='workbench') fuses them)")
+            raise ValueError(
+                f"include: {sorted(chosen_fused)} have no ATen overloads to replace (fused ops "
+                "replace a chain of ATen ops: torch.compile(backend='workbench') fuses them)"
+            )
     if exclude is not None:
         out, out_fused = _resolve("exclude", exclude, owner, fused)
         overloads -= out
@@ -104,5 +112,8 @@ def select(include: Names = None, exclude: Names = None, fused_ok: bool = True) 
     adapters = {}
     for overload in sorted(overloads):
         spec = REGISTRY[owner[overload]]
-        adapters[overload] = (spec.name, functools.partial(spec.aten_impls[overload], spec.implementation(backend)))
+        adapters[overload] = (
+            spec.name,
+            functools.partial(spec.aten_impls[overload], spec.implementation(backend)),
+        )
     return Selection(adapters, tuple(f for f in fused if f in chosen_fused))

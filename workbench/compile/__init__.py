@@ -7,6 +7,10 @@
 See `backend.py` for what the backend does to a graph and `patterns.py` for the fusions.
 """
 
+from workbench import backends as _backends
+
+_backends.active()  # before torch._inductor, which imports triton (see workbench.backends.active)
+
 from .backend import INNER, OPTIONS, Options, compile_coverage, reset_coverage, workbench_backend
 
 __all__ = ["INNER", "OPTIONS", "Options", "compile_coverage", "reset_coverage", "workbench_backend"]

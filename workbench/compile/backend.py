@@ -77,13 +77,27 @@ class Options:
         options = dict(options or {})
         unknown = sorted(set(options) - set(OPTIONS))
         if unknown:
-            raise ValueError(f"workbench backend options: unknown {unknown}; expected some of {list(OPTIONS)}")
+            raise ValueError(
+                f"workbench backend options: unknown {unknown}; expected some of {list(OPTIONS)}"
+            )
         if mode not in MODES:
             raise ValueError(f"workbench backend mode: expected one of {MODES}, got {mode!r}")
-        names = {k: (None if options.get(k) is None else (options[k],) if isinstance(options[k], str)
-                     else tuple(options[k])) for k in ("include", "exclude")}
-        opts = cls(**names, inner=options.get("inner", "inductor"), patterns=bool(options.get("patterns", True)),
-                   cudagraphs=bool(options.get("cudagraphs", mode == "reduce-overhead")))
+        names = {
+            k: (
+                None
+                if options.get(k) is None
+                else (options[k],)
+                if isinstance(options[k], str)
+                else tuple(options[k])
+            )
+            for k in ("include", "exclude")
+        }
+        opts = cls(
+            **names,
+            inner=options.get("inner", "inductor"),
+            patterns=bool(options.get("patterns", True)),
+            cudagraphs=bool(options.get("cudagraphs", mode == "reduce-overhead")),
+        )
         if opts.inner not in INNER:
             raise ValueError(f"workbench backend option inner: expected one of {INNER}, got {opts.inner!r}")
         if opts.cudagraphs and opts.inner != "inductor":
@@ -105,8 +119,9 @@ def _hint(v) -> int:
 def _real(v):
     """A real value shaped like a traced one: random floats, zero integers and bools (valid indices)."""
     if isinstance(v, torch.Tensor):
-        t = torch.empty_strided([_hint(s) for s in v.shape], [_hint(s) for s in v.stride()], dtype=v.dtype,
-                                device=v.device)
+        t = torch.empty_strided(
+            [_hint(s) for s in v.shape], [_hint(s) for s in v.stride()], dtype=v.dtype, device=v.device
+        )
         return t.normal_() if t.is_floating_point() else t.zero_()
     if isinstance(v, torch.SymInt):
         return _hint(v)
@@ -169,7 +184,9 @@ class _Checker:
     def __init__(self):
         self.verdicts: dict[tuple, str] = {}
 
-    def __call__(self, label: str, run: Callable[..., Any], args, kwargs, expected, strides: bool = True) -> str:
+    def __call__(
+        self, label: str, run: Callable[..., Any], args, kwargs, expected, strides: bool = True
+    ) -> str:
         """'' if `run` takes these inputs, RELAYOUT if it does with other output strides (when `strides`
         matter), else the reason it does not."""
         key = (label, _signature(args), _signature(kwargs), strides)
@@ -189,7 +206,7 @@ class _Checker:
                 out = run(*real_args, **real_kwargs)
             except FALLBACK_ERRORS as e:
                 return str(e).splitlines()[0] if str(e) else type(e).__name__
-            except Exception as e:  # noqa: BLE001 (a kernel failing for this shape costs its node, not the graph)
+            except Exception as e:  # noqa: BLE001 (a kernel failing for one shape costs its node only)
                 return f"kernel failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
             finally:
                 _library.strict.on = False
@@ -217,8 +234,12 @@ def _torch_attr(path: str):
 
 @functools.cache
 def _composite_functions() -> dict[Any, str]:
-    return {fn: overload for overload, paths in _COMPOSITES.items() for p in paths
-            if (fn := _torch_attr(p)) is not None}
+    return {
+        fn: overload
+        for overload, paths in _COMPOSITES.items()
+        for p in paths
+        if (fn := _torch_attr(p)) is not None
+    }
 
 
 def _fits(overload: str, args: tuple, kwargs: dict) -> bool:
@@ -251,11 +272,18 @@ class Rewrite:
         target = overload
         if not _fits(overload, node.args, node.kwargs):
             packet = aten_overload(overload).overloadpacket
-            target = next((ov for ov in self.selection.adapters if aten_overload(ov).overloadpacket is packet
-                           and _fits(ov, node.args, node.kwargs)), None)
+            target = next(
+                (
+                    ov
+                    for ov in self.selection.adapters
+                    if aten_overload(ov).overloadpacket is packet and _fits(ov, node.args, node.kwargs)
+                ),
+                None,
+            )
             if target is None:
-                _coverage.record_fallback(overload, "a Python number in a Tensor argument and no Scalar overload "
-                                          "to take it", op=op)
+                _coverage.record_fallback(
+                    overload, "a Python number in a Tensor argument and no Scalar overload to take it", op=op
+                )
                 return
         twin = _library.twin(REGISTRY[op].name, target)
         if twin is None:
@@ -274,7 +302,9 @@ class Rewrite:
         node.target = twin
         if reason == RELAYOUT:  # the graph after this node was traced for the ATen op's strides
             with node.graph.inserting_after(node):
-                copy = node.graph.call_function(torch.ops.prims.copy_strided.default, (node, list(expected.stride())))
+                copy = node.graph.call_function(
+                    torch.ops.prims.copy_strided.default, (node, list(expected.stride()))
+                )
             node.replace_all_uses_with(copy, delete_user_cb=lambda user: user is not copy)
             copy.meta["val"] = expected
             with expected.fake_mode:
@@ -323,13 +353,15 @@ def _decompositions(selection: Selection) -> dict:
     return _decompositions_keeping(frozenset(selection.adapters))
 
 
-def workbench_backend(gm: torch.fx.GraphModule, example_inputs, mode: str | None = None,
-                      options: dict | None = None):
+def workbench_backend(
+    gm: torch.fx.GraphModule, example_inputs, mode: str | None = None, options: dict | None = None
+):
     """The dynamo backend (registered as "workbench"); see the module docstring."""
     opts = Options.parse(options, mode)
     dispatch.compile_watch.by_workbench = True
-    needs_grad = torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad
-                                                 for t in example_inputs)
+    needs_grad = torch.is_grad_enabled() and any(
+        isinstance(t, torch.Tensor) and t.requires_grad for t in example_inputs
+    )
     selection = select(opts.include, opts.exclude)
     rewrite = Rewrite(selection, opts.patterns, needs_grad)
     rewrite.composites(gm)
@@ -342,12 +374,16 @@ def workbench_backend(gm: torch.fx.GraphModule, example_inputs, mode: str | None
             g.recompile()
             return make_boxed_func(g.forward)
 
-        return aot_module_simplified(gm, example_inputs, fw_compiler=compiler, bw_compiler=compiler,
-                                     decompositions=decompositions)
+        return aot_module_simplified(
+            gm, example_inputs, fw_compiler=compiler, bw_compiler=compiler, decompositions=decompositions
+        )
     from torch._inductor.compile_fx import compile_fx
 
-    patches = {"post_grad_custom_pre_pass": _GraphPass(rewrite.aten), "fx_graph_cache": False,
-               "triton.cudagraphs": opts.cudagraphs}
+    patches = {
+        "post_grad_custom_pre_pass": _GraphPass(rewrite.aten),
+        "fx_graph_cache": False,
+        "triton.cudagraphs": opts.cudagraphs,
+    }
     return compile_fx(gm, example_inputs, config_patches=patches, decompositions=decompositions)
 
 

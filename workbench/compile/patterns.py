@@ -131,9 +131,14 @@ class Patterns:
         self.rope_halves: set[int] = set()
         for op in self.passes:
             if op != "rope":
-                self._register(op, *{"rms_norm": (_rms_norm, _rms_norm_fused),
-                                     "add_rms_norm": (_add_rms_norm, _add_rms_norm_fused),
-                                     "silu_and_mul": (_silu_and_mul, _silu_and_mul_fused)}[op])
+                self._register(
+                    op,
+                    *{
+                        "rms_norm": (_rms_norm, _rms_norm_fused),
+                        "add_rms_norm": (_add_rms_norm, _add_rms_norm_fused),
+                        "silu_and_mul": (_silu_and_mul, _silu_and_mul_fused),
+                    }[op],
+                )
 
     def _register(self, op: str, search: Callable, replace: Callable, half: int | None = None) -> None:
         from torch._inductor.pattern_matcher import fwd_only, register_replacement
@@ -143,17 +148,28 @@ class Patterns:
 
             def search(q, k, cos, sin):  # the matcher reads the search function's parameter names
                 return chain(q, k, cos, sin, half)
+
         def decompositions():
             return self.decompositions
 
         trace = functools.partial(fwd_only, get_decomp_fn=decompositions)
         # torch >= 2.8 also traces with register_replacement's own get_decomp_fn: the same table
-        extra = {"get_decomp_fn": decompositions} if "get_decomp_fn" in _parameters(register_replacement) else {}
+        extra = (
+            {"get_decomp_fn": decompositions} if "get_decomp_fn" in _parameters(register_replacement) else {}
+        )
         for dtype in DTYPES:
             example, scalars = _examples(op, dtype, half or 4)
-            register_replacement(search, replace, example, trace, self.passes[op],
-                                 extra_check=functools.partial(self._accept, op, replace), scalar_workaround=scalars,
-                                 skip_duplicates=True, **extra)
+            register_replacement(
+                search,
+                replace,
+                example,
+                trace,
+                self.passes[op],
+                extra_check=functools.partial(self._accept, op, replace),
+                scalar_workaround=scalars,
+                skip_duplicates=True,
+                **extra,
+            )
 
     def _accept(self, op: str, replace: Callable, match) -> bool:
         """Whether the fused op's kernel takes the matched inputs (else the chain stays, with the reason)."""
@@ -181,12 +197,19 @@ class Patterns:
         halves = set()
         for node in graph.find_nodes(op="call_function", target=torch.ops.aten.slice.Tensor):
             source = _value(node.args[0]) if node.args else None
-            if len(node.args) >= 4 and node.args[2] == 0 and isinstance(node.args[3], int) \
-                    and isinstance(source, torch.Tensor) and source.shape[-1] == 2 * node.args[3]:
+            if (
+                len(node.args) >= 4
+                and node.args[2] == 0
+                and isinstance(node.args[3], int)
+                and isinstance(source, torch.Tensor)
+                and source.shape[-1] == 2 * node.args[3]
+            ):
                 halves.add(node.args[3])
         return halves
 
-    def apply(self, graph: torch.fx.Graph, check: Callable) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+    def apply(
+        self, graph: torch.fx.Graph, check: Callable
+    ) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
         """Run every pass on `graph`; (matches fused per op, {op: {reason: count}} of matches left)."""
         self.check, self.fired, self.refused = check, {}, {}
         for op, pass_ in self.passes.items():

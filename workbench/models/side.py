@@ -21,7 +21,7 @@ EXECUTIONS = ("compile", "eager")
 
 
 def default_execution(backend) -> str:
-    """"compile" where the backend compiles kernels; "eager" in the interpreter (compiling works there
+    """ "compile" where the backend compiles kernels; "eager" in the interpreter (compiling works there
     too, but the interpreter's kernels gain nothing from it and the compile takes the time)."""
     return "eager" if backend.interpreted else "compile"
 
@@ -54,7 +54,11 @@ def compiled_forward(model: torch.nn.Module, include=None, exclude=None, fuse: b
     """The model's forward compiled with the workbench backend for this selection (made once)."""
     import workbench.compile  # noqa: F401 (registers the backend)
 
-    key = (tuple(include) if include is not None else None, tuple(exclude) if exclude is not None else None, fuse)
+    key = (
+        tuple(include) if include is not None else None,
+        tuple(exclude) if exclude is not None else None,
+        fuse,
+    )
     cache = model.__dict__.setdefault("_workbench_compiled", {})
     if key not in cache:
         options = {"include": include, "exclude": exclude, "patterns": fuse}
@@ -63,9 +67,13 @@ def compiled_forward(model: torch.nn.Module, include=None, exclude=None, fuse: b
 
 
 @contextlib.contextmanager
-def workbench_side(model: torch.nn.Module, include: Iterable[str] | None = None,
-                   exclude: Iterable[str] | None = None, fuse: bool = True,
-                   execution: str = "eager") -> Iterator:
+def workbench_side(
+    model: torch.nn.Module,
+    include: Iterable[str] | None = None,
+    exclude: Iterable[str] | None = None,
+    fuse: bool = True,
+    execution: str = "eager",
+) -> Iterator:
     """Inside, `model` runs our ops; yields an object whose `table()` is the coverage."""
     import workbench
 

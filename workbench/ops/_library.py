@@ -11,8 +11,9 @@ Triton (or the Triton interpreter). Each op gets, in the `workbench` namespace:
   named `<aten op>_<overload>` (`torch.ops.workbench.add.add_Tensor`, `...rms_norm.rms_norm_default`).
   The compile backend puts these in place of ATen nodes; their fake implementation is the ATen overload
   itself, and their kernel the op's adapter. Every kernel returns contiguous outputs and every fake says
-  so (a compiler plans the code after a custom operator from its fake's strides). Inputs the adapter refuses at run time (a shape the node's
-  check at compile time did not see) run the ATen overload instead, with a warning per op and reason.
+  so (a compiler plans the code after a custom operator from its fake's strides). Inputs the adapter
+  refuses at run time (a shape the node's check at compile time did not see) run the ATen overload
+  instead, with a warning per op and reason.
   Overloads that mutate or alias an input (`copy_`, `fill_`) get no twin.
 
 Kernels are registered on the active backend's dispatch key, bound before any op module is imported,
@@ -79,8 +80,10 @@ def needs_grad(args: tuple, kwargs: dict) -> bool:
 
 
 def no_backward(op: str) -> RuntimeError:
-    return RuntimeError(f"workbench op {op!r} has no backward yet: its inputs require grad while grad mode is on. "
-                        "Call it under torch.no_grad() / torch.inference_mode(), or use the torch op")
+    return RuntimeError(
+        f"workbench op {op!r} has no backward yet: its inputs require grad while grad mode is on. "
+        "Call it under torch.no_grad() / torch.inference_mode(), or use the torch op"
+    )
 
 
 def _autograd_kernel(op: str, qualname: str) -> Callable[..., Any]:
@@ -90,6 +93,7 @@ def _autograd_kernel(op: str, qualname: str) -> Callable[..., Any]:
         overload = getattr(getattr(torch.ops.workbench, qualname.split(".")[0]), qualname.split(".")[1])
         with torch._C._AutoDispatchBelowAutograd():
             return overload(*args, **kwargs)
+
     return kernel
 
 
@@ -122,12 +126,14 @@ def contiguous(out):
 def _run_generic(op: str, backend: str) -> Callable[..., Any]:
     def kernel(*args, **kwargs):
         return contiguous(REGISTRY[op].implementation(backend)(*args, **kwargs))
+
     return kernel
 
 
 def _fake_generic(op: str) -> Callable[..., Any]:
     def fake(*args, **kwargs):
         return contiguous(REGISTRY[op].reference(*args, **kwargs))
+
     return fake
 
 
@@ -135,6 +141,7 @@ def _fake_twin(overload: torch._ops.OpOverload) -> Callable[..., Any]:
     def fake(*args, **kwargs):
         out = overload(*args, **kwargs)
         return type(out)(*map(contiguous, out)) if hasattr(out, "_fields") else contiguous(out)
+
     return fake
 
 
@@ -153,9 +160,12 @@ def _run_twin(op: str, aten_name: str, backend: str) -> Callable[..., Any]:
             reason = str(e).splitlines()[0] if str(e) else type(e).__name__
             if (aten_name, reason) not in _warned:
                 _warned.add((aten_name, reason))
-                warnings.warn(f"workbench op {op!r} refused {aten_name} at run time ({reason}); "
-                              "it runs natively", stacklevel=2)
+                warnings.warn(
+                    f"workbench op {op!r} refused {aten_name} at run time ({reason}); it runs natively",
+                    stacklevel=2,
+                )
             return contiguous(native(*args, **kwargs))
+
     return kernel
 
 
@@ -167,8 +177,13 @@ def define(spec: OpSpec) -> None:
     if f"{spec.name}.default" not in _defined:
         schema = _generic_schema(spec)
         if schema is not None:
-            _define(f"{spec.name}.default", schema, _run_generic(spec.name, backend), _fake_generic(spec.name),
-                    spec.name)
+            _define(
+                f"{spec.name}.default",
+                schema,
+                _run_generic(spec.name, backend),
+                _fake_generic(spec.name),
+                spec.name,
+            )
     for aten_name in spec.aten_impls:
         overload = aten_overload(aten_name)
         schema = overload._schema
@@ -177,8 +192,10 @@ def define(spec: OpSpec) -> None:
         name = twin_name(aten_name)
         qualname = f"{spec.name}.{name}"
         if qualname not in _defined:
-            signature = str(schema)[str(schema).index("("):]
-            _define(qualname, signature, _run_twin(spec.name, aten_name, backend), _fake_twin(overload), spec.name)
+            signature = str(schema)[str(schema).index("(") :]
+            _define(
+                qualname, signature, _run_twin(spec.name, aten_name, backend), _fake_twin(overload), spec.name
+            )
         _twins[aten_name] = name
 
 
@@ -186,8 +203,11 @@ def traced_entry(spec: OpSpec) -> Callable[..., Any]:
     """What `workbench.ops.<op>` calls while dynamo traces: the custom operator with the op's signature,
     else the op's overload packet (torch picks the ATen twin whose schema fits the arguments)."""
     op = spec.name
-    params = [p for p in inspect.signature(spec.impl).parameters.values()
-              if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    params = [
+        p
+        for p in inspect.signature(spec.impl).parameters.values()
+        if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
     positional = [p for p in params if p.kind != p.KEYWORD_ONLY]
 
     def call(*args, **kwargs):
@@ -195,9 +215,10 @@ def traced_entry(spec: OpSpec) -> Callable[..., Any]:
             return generic(op)(*args, **kwargs)
         # The twins' first argument is ATen's `self`: pass the op's positional parameters by position.
         args, kwargs = list(args), dict(kwargs)
-        rest = positional[len(args):]
+        rest = positional[len(args) :]
         given = [i for i, p in enumerate(rest) if p.name in kwargs]
-        for p in rest[:given[-1] + 1] if given else ():
+        for p in rest[: given[-1] + 1] if given else ():
             args.append(kwargs.pop(p.name) if p.name in kwargs else p.default)
         return getattr(torch.ops.workbench, op)(*args, **kwargs)
+
     return call
