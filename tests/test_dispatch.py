@@ -1,6 +1,7 @@
 """The ATen dispatch override: use_ops / enable / disable, fallback to native, and the coverage report."""
 
 import re
+import warnings
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import workbench
 from workbench import backends, dispatch
 from workbench.ops import REGISTRY, OpSpec, Unsupported
 from workbench.ops.spec import Cost
+from workbench.selection import aten_overload
 
 ADD_OVERLOADS = ["aten::add.Scalar", "aten::add.Tensor"]
 
@@ -193,8 +195,10 @@ def test_include_and_exclude_select_ops_and_overloads(monkeypatch):
     spec = REGISTRY["add"]
     monkeypatch.setitem(REGISTRY, "fused_thing", OpSpec(name="fused_thing", reference=torch.add, impl=torch.add,
                                                         cases=spec.cases, cost=spec.cost))
-    with pytest.raises(ValueError, match="exclude: op 'fused_thing' has no ATen overloads to replace"):
-        workbench.enable(exclude=["fused_thing"])
+    with pytest.raises(ValueError, match=r"include: \['fused_thing'\] have no ATen overloads to replace"):
+        workbench.enable(include=["fused_thing"])
+    with workbench.use_ops(exclude=["fused_thing"]):  # a fused op left out: nothing to take out here
+        assert "aten::add.Tensor" in dispatch.replaced()
 
 
 def test_enable_and_disable_around_contexts():
@@ -359,7 +363,7 @@ def test_every_claimed_overload_has_an_adapter_and_exists(name):
     spec = REGISTRY[name]
     assert set(spec.aten) == set(spec.aten_impls), f"{name}: overloads without adapters"
     for overload in spec.aten_impls:
-        dispatch._overload(overload)  # raises for a name torch does not know
+        aten_overload(overload)  # raises for a name torch does not know
 
 
 def test_docs_list_every_claimed_overload():
@@ -383,3 +387,41 @@ def test_register_fills_aten_from_adapters_and_rejects_strays():
     with pytest.raises(ValueError, match=r"aten_impls has overloads \['aten::mul.Tensor'\] that are not in aten"):
         register(stray)
     assert "probe2" not in REGISTRY
+
+
+def test_grad_mode_inputs_that_need_grad_run_natively():
+    import torch.nn.functional as F
+
+    x0, w0 = t(4, 8), t(8)
+
+    def grads():
+        x, w = x0.clone().requires_grad_(), w0.clone().requires_grad_()
+        (F.rms_norm(x, (8,), w) + 2 * x).sum().backward()
+        return x.grad, w.grad
+
+    native = grads()
+    with workbench.use_ops() as cov:
+        ours = grads()
+    for a, b in zip(ours, native):
+        torch.testing.assert_close(a, b)
+    table = cov.table().set_index("aten_op")
+    assert table.loc["aten::rms_norm", "reasons"] == "no backward (1)" and table.loc["aten::rms_norm", "handled"] == 0
+    a, w = t(3, 8), t(5, 8)
+    expected = [g.clone() for g in torch.autograd.grad(F.linear(a.requires_grad_(), w.requires_grad_()).square().sum(),
+                                                       (a, w))]
+    with workbench.use_ops(include=["linear", "mm"]):
+        got = torch.autograd.grad(F.linear(a, w).square().sum(), (a, w))
+    for g, e in zip(got, expected):
+        torch.testing.assert_close(g, e)
+    with torch.no_grad(), workbench.use_ops(include=["rms_norm"]) as cov:  # no grad needed: ours
+        F.rms_norm(x0.clone().requires_grad_(), (8,), w0)
+    assert cov.handled == {"aten::rms_norm": 1}
+
+
+def test_plain_torch_compile_under_use_ops_warns_once():
+    dispatch.compile_watch.warned = False
+    with workbench.use_ops(include=["mul"]), pytest.warns(UserWarning, match='backend="workbench"'):
+        torch.compile(lambda v: v * 3, backend="eager")(t(3))
+    with workbench.use_ops(include=["mul"]), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        torch.compile(lambda v: v * 4, backend="eager")(t(3))  # once per process

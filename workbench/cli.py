@@ -357,7 +357,8 @@ def cmd_model(args) -> int:
     wide = pd.option_context("display.width", 200, "display.max_colwidth", 80, "display.max_rows", 200)
     if args.action == "bisect":
         result = models.bisect(args.preset, metric=args.metric, threshold=args.threshold, ops=args.ops,
-                               phase=args.phase, reps=args.reps, fuse=not args.no_fuse, **common)
+                               phase=args.phase, reps=args.reps, fuse=not args.no_fuse,
+                               execution=args.execution, **common)
         with wide:
             print(result.steps.to_string(index=False))
         print()
@@ -366,7 +367,8 @@ def cmd_model(args) -> int:
     run = models.run_model(args.preset, mode=args.mode, new_tokens=args.new_tokens,
                            cuda_graphs=False if args.no_graphs else None, include=args.include,
                            exclude=args.exclude, warmup=args.warmup, reps=args.reps, store=args.store,
-                           fuse=not args.no_fuse, progress=True, loss=not args.no_loss,
+                           fuse=not args.no_fuse, execution=args.execution, progress=True,
+                           loss=not args.no_loss,
                            sample_tokens=args.sample_tokens, **common)
     if args.out:
         models.write_tables(run, args.out)
@@ -651,8 +653,11 @@ def _add_model(sub) -> None:
     p.add_argument("--no-graphs", action="store_true", help="eager decode only, even where graphs exist")
     _values(p, "--include", "only these workbench ops (default: all)")
     _values(p, "--exclude", "all workbench ops but these")
-    p.add_argument("--no-fuse", action="store_true", help="ATen ops only: leave transformers' RMSNorm, rotary "
-                                                           "and MLP code unfused")
+    p.add_argument("--execution", choices=["compile", "eager"],
+                   help="our side: torch.compile with the workbench backend, or use_ops eagerly "
+                        "(default: compile where the backend compiles kernels, eager in the interpreter)")
+    p.add_argument("--no-fuse", action="store_true", help="compiled execution: no fusion patterns (RMSNorm, "
+                                                           "residual add + RMSNorm, rotary, gated MLP)")
     p.add_argument("--no-loss", action="store_true", help="skip the loss pass (labels -> cross_entropy) of prefill")
     p.add_argument("--sample-tokens", type=int, help="tokens of the top-k sampling decode (default: --new-tokens; "
                                                      "0: none)")

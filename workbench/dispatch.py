@@ -24,9 +24,13 @@ what is replaced (each `include`/`exclude` is a full selection, not relative to 
 exit, a context's counts are added to the enclosing recorder. The dispatcher is process-wide, so the
 override applies to every thread; the re-entrancy flag is per thread.
 
-Forward only: kernels sit below autograd. Use it under `torch.inference_mode()` / `no_grad()`; ops
-whose native autograd formula lives above the backend key (most) still record grads, but through the
-native formula.
+Forward only: our kernels have no backward yet. A call whose tensor inputs require grad while grad mode
+is on runs natively (reason "no backward"), so gradients stay exact; use `torch.inference_mode()` /
+`no_grad()` to run our kernels.
+
+Under `torch.compile`, this override reaches only the ATen calls compiled code still makes; inductor's
+own kernels do not pass through it. The first compilation inside a selection without the workbench
+backend warns once and names `torch.compile(..., backend="workbench")`, which puts our ops in the graph.
 """
 
 from __future__ import annotations
@@ -42,25 +46,27 @@ from typing import Any
 import torch
 
 from workbench import backends
-from workbench.ops.spec import REGISTRY, Unsupported
+from workbench.ops import _library
+from workbench.ops.spec import REGISTRY
+from workbench.selection import FALLBACK_ERRORS, aten_overload, claims, select
 
-__all__ = ["Coverage", "enable", "disable", "use_ops", "replaced", "claims"]
-
-# What makes an adapter give way to the native kernel: our wrappers' input validation and Unsupported.
-FALLBACK_ERRORS = (Unsupported, TypeError, ValueError)
+__all__ = ["FALLBACK_ERRORS", "Coverage", "claims", "disable", "enable", "replaced", "use_ops"]
 
 
 class Coverage:
-    """Counts, per ATen overload, calls handled by workbench and calls that fell back to native (why).
+    """Counts, per ATen overload, the calls (use_ops) or graph nodes (torch.compile with the workbench
+    backend) handled by workbench and those that went to native (why). Fused ops that replace a chain of
+    ATen ops are rows named "(pattern) <op>".
 
     Handled calls are counted in one-element lists (`counter`), one per overload, that the registered
     kernels hold from registration on: a call increments its slot, with no lookup by name.
     """
 
-    def __init__(self, ops: dict[str, str] | None = None):
+    def __init__(self, ops: dict[str, str] | None = None, unit: str = "calls"):
         self._handled: dict[str, list[int]] = {}
         self.fallbacks: dict[str, dict[str, int]] = {}
         self._ops = dict(ops or {})  # ATen overload -> workbench op name
+        self.unit = unit  # what is counted: "calls" or "nodes"
         self.not_enabled: dict[str, str] = {}  # ATen overload -> why the selection policy left it native
 
     def counter(self, overload: str) -> list[int]:
@@ -75,9 +81,16 @@ class Coverage:
         """ATen overload -> calls handled by workbench (overloads with at least one)."""
         return {overload: slot[0] for overload, slot in self._handled.items() if slot[0]}
 
-    def record_fallback(self, overload: str, reason: str, n: int = 1) -> None:
+    def record_handled(self, overload: str, n: int = 1, op: str | None = None) -> None:
+        self.counter(overload)[0] += n
+        if op is not None:
+            self._ops[overload] = op
+
+    def record_fallback(self, overload: str, reason: str, n: int = 1, op: str | None = None) -> None:
         reasons = self.fallbacks.setdefault(overload, {})
         reasons[reason] = reasons.get(reason, 0) + n
+        if op is not None:
+            self._ops[overload] = op
 
     def merge(self, other: Coverage) -> None:
         for overload, n in other.handled.items():
@@ -89,11 +102,11 @@ class Coverage:
         self.not_enabled.update(other.not_enabled)
 
     def table(self):
-        """One row per ATen overload called: aten_op, op, calls, handled, fallback, reasons.
+        """One row per ATen overload seen: aten_op, op, calls (or nodes), handled, fallback, reasons.
 
         `reasons` lists each fallback reason with its count, most frequent first, joined by "; ".
-        Rows are sorted by calls, most first; overloads the selection policy left native come last, with
-        no calls counted (they never reach workbench) and the policy's reason.
+        Rows are sorted by calls (nodes), most first; overloads the selection policy left native come last,
+        with none counted (they never reach workbench) and the policy's reason.
         """
         import pandas as pd
 
@@ -103,12 +116,12 @@ class Coverage:
         for overload in set(handled_calls) | set(self.fallbacks):
             reasons = sorted(self.fallbacks.get(overload, {}).items(), key=lambda kv: (-kv[1], kv[0]))
             handled, fallback = handled_calls.get(overload, 0), sum(n for _, n in reasons)
-            rows.append({"aten_op": overload, "op": self._ops.get(overload, ""), "calls": handled + fallback,
+            rows.append({"aten_op": overload, "op": self._ops.get(overload, ""), self.unit: handled + fallback,
                          "handled": handled, "fallback": fallback,
                          "reasons": "; ".join(f"{r} ({n})" for r, n in reasons)})
-        columns = ["aten_op", "op", "calls", "handled", "fallback", "reasons"]
+        columns = ["aten_op", "op", self.unit, "handled", "fallback", "reasons"]
         df = pd.DataFrame(rows, columns=columns)
-        return df.sort_values(["calls", "aten_op"], ascending=[False, True], ignore_index=True)
+        return df.sort_values([self.unit, "aten_op"], ascending=[False, True], ignore_index=True)
 
     def __repr__(self) -> str:
         handled_calls = self.handled
@@ -124,6 +137,10 @@ class _Selection:
         self.coverage = Coverage({ov: name for ov, (name, _, _) in adapters.items()})
 
 
+def _select(include, exclude) -> _Selection:
+    return _Selection(select(include, exclude, fused_ok=False).adapters)
+
+
 class _ThreadState(threading.local):
     busy = False  # inside a workbench kernel or a fallback on this thread
 
@@ -136,53 +153,10 @@ _registered: frozenset[str] = frozenset()
 _native_kernels: dict[tuple[str, str], Any] = {}  # (overload, dispatch key) -> native SafeKernelFunction
 
 
-# ---- selection ------------------------------------------------------------------------------------------
-
-
-def claims() -> dict[str, str]:
-    """Every ATen overload some registered op can replace -> that op's name."""
-    owner: dict[str, str] = {}
-    for spec in REGISTRY.values():
-        for overload in spec.aten_impls:
-            if overload in owner:
-                raise ValueError(f"ATen overload {overload} is claimed by both {owner[overload]!r} "
-                                 f"and {spec.name!r}")
-            owner[overload] = spec.name
-    return owner
-
-
-def _resolve(argument: str, names, owner: dict[str, str]) -> set[str]:
-    if isinstance(names, str):
-        names = [names]
-    chosen: set[str] = set()
-    for name in names:
-        if name in owner:
-            chosen.add(name)
-        elif name in REGISTRY:
-            overloads = set(REGISTRY[name].aten_impls)
-            if not overloads:
-                raise ValueError(f"{argument}: op {name!r} has no ATen overloads to replace")
-            chosen |= overloads
-        else:
-            raise ValueError(f"{argument}: expected op names or ATen overloads (e.g. 'add', 'aten::add.Tensor'), "
-                             f"got {name!r}; ops with overloads: {sorted(set(owner.values()))}")
-    return chosen
-
-
-def _select(include: Iterable[str] | str | None, exclude: Iterable[str] | str | None, policy: str = "all",
-            store=None) -> _Selection:
+def _select(include, exclude, policy: str = "all", store=None) -> _Selection:
     if policy not in ("all", "measured"):
         raise ValueError(f"policy: expected 'all' or 'measured', got {policy!r}")
-    owner = claims()
-    chosen = set(owner) if include is None else _resolve("include", include, owner)
-    if exclude is not None:
-        chosen -= _resolve("exclude", exclude, owner)
-    backend = backends.active().name
-    adapters = {}
-    for overload in sorted(chosen):
-        spec = REGISTRY[owner[overload]]
-        # The adapter gets the op's implementation for this backend (a variant or the generic kernel).
-        adapters[overload] = (spec.name, spec.aten_impls[overload], spec.implementation(backend))
+    adapters = select(include, exclude, fused_ok=False).adapters
     return _measured(adapters, store) if policy == "measured" else _Selection(adapters)
 
 
@@ -214,16 +188,6 @@ def _measured(adapters: dict[str, tuple[str, Callable[..., Any], Callable[..., A
 # ---- registration ---------------------------------------------------------------------------------------
 
 
-def _overload(name: str) -> torch._ops.OpOverload:
-    namespace, _, rest = name.partition("::")
-    op, _, overload = rest.partition(".")
-    try:
-        return getattr(getattr(getattr(torch.ops, namespace), op), overload or "default")
-    except (AttributeError, RuntimeError):
-        raise ValueError(f"aten_impls: {name!r} is not an operator overload known to torch {torch.__version__}"
-                         ) from None
-
-
 def _native(overload: str, key: str):
     """The kernel that ran for `overload` on `key` before workbench registered anything (cached)."""
     kernel = _native_kernels.get((overload, key))
@@ -233,7 +197,7 @@ def _native(overload: str, key: str):
         if not hasattr(torch.library, "get_kernel"):
             raise RuntimeError(f"workbench.use_ops needs torch.library.get_kernel (torch >= 2.9), "
                                f"this is torch {torch.__version__}")
-        kernel = _native_kernels[(overload, key)] = torch.library.get_kernel(_overload(overload), key)
+        kernel = _native_kernels[(overload, key)] = torch.library.get_kernel(aten_overload(overload), key)
     return kernel
 
 
@@ -241,7 +205,7 @@ def _native(overload: str, key: str):
 def _tensor_slots(overload: str) -> tuple[tuple[int, str], ...]:
     """(position, name) of the schema's Tensor and Tensor? arguments."""
     slots = []
-    for i, arg in enumerate(_overload(overload)._schema.arguments):
+    for i, arg in enumerate(aten_overload(overload)._schema.arguments):
         t = arg.type
         if isinstance(t, torch.OptionalType):
             t = t.getElementType()
@@ -293,14 +257,18 @@ def _kernel(overload: str, adapter: Callable[..., Any], impl: Callable[..., Any]
             coverage: Coverage) -> Callable[..., Any]:
     """The Python kernel registered for one overload: `adapter(impl, ...)`, or the native kernel.
 
-    Hot path: a flag test and two flag writes, the adapter, one counter increment. Everything it needs
-    is bound here, at registration.
+    Hot path: a flag test, the grad-mode test, two flag writes, the adapter, one counter increment.
+    Everything it needs is bound here, at registration.
     """
     handled = coverage.counter(overload)
+    grad_enabled, needs_grad = torch.is_grad_enabled, _library.needs_grad
 
     def kernel(keyset, *args, **kwargs):
         state = _tls
         if state.busy:
+            return _call_native(native, overload, keyset, args, kwargs)
+        if grad_enabled() and needs_grad(args, kwargs):  # no backward yet: native keeps the gradient
+            coverage.record_fallback(overload, "no backward")
             return _call_native(native, overload, keyset, args, kwargs)
         state.busy = True
         try:
@@ -316,6 +284,48 @@ def _kernel(overload: str, adapter: Callable[..., Any], impl: Callable[..., Any]
     return kernel
 
 
+@functools.cache
+def _keys(overload: str, key: str) -> tuple[str, ...]:
+    """The dispatch keys our kernel for `overload` goes on. A composite op (aten::linear, rms_norm, sdpa:
+    a CompositeImplicitAutograd kernel that decomposes, with autograd, into other ops) gets the backend's
+    Autograd key too: a backend kernel alone would hide the decomposition from autograd, so that a
+    call needing a gradient would record a backward torch does not have for this backend (linear_backward)
+    or none at all. On that key our kernel sends such calls to the native composite."""
+    name = aten_overload(overload).name()
+    composite = torch._C._dispatch_has_kernel_for_dispatch_key(name, "CompositeImplicitAutograd")
+    return (key, f"Autograd{key}") if composite else (key,)
+
+
+class _CompileWatch:
+    """Warns once when torch.compile compiles, while our kernels are registered, without the workbench
+    backend: inductor's generated kernels never reach this override. Dynamo's compile callbacks bracket
+    each compilation; the workbench backend marks the ones it took part in."""
+
+    def __init__(self):
+        self.warned = self.by_workbench = False
+
+    def install(self) -> None:
+        """Register the callbacks (again after torch._dynamo.reset(), which clears them)."""
+        from torch._dynamo.callback import callback_handler
+
+        if self.start not in callback_handler.start_callbacks:
+            callback_handler.register_start_callback(self.start)
+            callback_handler.register_end_callback(self.end)
+
+    def start(self, *args) -> None:
+        self.by_workbench = False
+
+    def end(self, *args) -> None:
+        if _registered and not self.by_workbench and not self.warned:
+            self.warned = True
+            warnings.warn("workbench.use_ops does not reach code compiled by torch.compile: inductor generates "
+                          "its own kernels. Use torch.compile(model, backend=\"workbench\") to run workbench "
+                          "ops in compiled code", stacklevel=2)
+
+
+compile_watch = _CompileWatch()
+
+
 def _apply() -> None:
     """Make the registered kernels those of the innermost active selection (or none)."""
     global _lib, _registered
@@ -326,15 +336,18 @@ def _apply() -> None:
     if not current or not current.adapters:
         return
     key = backends.active().dispatch_key
-    natives = {overload: _native(overload, key) for overload in current.adapters}
+    compile_watch.install()
+    keys = {overload: _keys(overload, key) for overload in current.adapters}
+    natives = {(overload, k): _native(overload, k) for overload in current.adapters for k in keys[overload]}
     lib = torch.library.Library("aten", "IMPL")
     try:
         with warnings.catch_warnings():
             # torch warns once that we override its kernel: that is the point here.
             warnings.filterwarnings("ignore", message="(?s).*Overriding a previously registered kernel")
             for overload, (_, adapter, impl) in current.adapters.items():
-                kernel = _kernel(overload, adapter, impl, natives[overload], current.coverage)
-                lib.impl(_overload(overload), kernel, key, with_keyset=True)
+                for k in keys[overload]:
+                    kernel = _kernel(overload, adapter, impl, natives[(overload, k)], current.coverage)
+                    lib.impl(aten_overload(overload), kernel, k, with_keyset=True)
     except BaseException:
         lib._destroy()
         raise

@@ -2,8 +2,8 @@
 
 `build_model(preset)` makes a Qwen3ForCausalLM (presets: qwen3-8b, qwen3-0.6b, tiny) with seeded random
 weights on the active backend's device, or loads a local checkpoint. `run_model(...)` measures it natively
-and with `workbench.use_ops` (plus the module fusions of `models.fusion`), side by side; `bisect(...)`
-finds which of our ops cause a loss.
+and with our ops (compiled with the workbench backend, or eagerly through `workbench.use_ops`: see
+side.py), side by side; `bisect(...)` finds which of our ops cause a loss.
 """
 
 from workbench import backends as _backends

@@ -1,7 +1,7 @@
 """`bisect`: which of our ops make a full-model run lose accuracy or throughput against native.
 
-The model runs with a subset of our ops switched on (`use_ops(include=subset)` plus the module fusions
-of that subset, see models.fusion) and one number is compared with the native run on the same weights
+The model runs with a subset of our ops switched on (`workbench_side(include=subset)`: `use_ops`, or the
+forward compiled with the workbench backend and that subset's fusion patterns, see side.py) and one number is compared with the native run on the same weights
 and prompt:
 
 - metric "accuracy": relative error of the last position's logits after a prefill (loss: > threshold);
@@ -30,8 +30,8 @@ import torch
 from workbench import backends
 
 from . import measure
-from .fusion import split_selection, workbench_ops
 from .run import TARGETS, _decode_profile_fn, _random_prompt, resolve_model
+from .side import EXECUTIONS, check_selection, default_execution, workbench_side
 
 METRICS = ("accuracy", "throughput")
 
@@ -96,8 +96,8 @@ class _Evaluator:
     """metric(value) for one subset of ops on; results cached by subset, every evaluation logged."""
 
     def __init__(self, model, ids: torch.Tensor, metric: str, phase: str, backend, reps: int, decode_steps: int,
-                 fuse: bool):
-        self.fuse = fuse
+                 fuse: bool, execution: str):
+        self.fuse, self.execution = fuse, execution
         self.model, self.ids, self.metric, self.phase, self.backend = model, ids, metric, phase, backend
         self.reps, self.decode_steps = reps, decode_steps
         self.log: list[dict] = []
@@ -124,14 +124,19 @@ class _Evaluator:
 
     def run_all(self) -> pd.DataFrame:
         """Coverage of one accuracy forward with every registered op on."""
-        with torch.inference_mode(), workbench_ops(self.model, fuse=self.fuse) as cov:
+        if self.execution == "compile":
+            import workbench.compile
+
+            workbench.compile.reset_coverage()  # this model's graphs only
+        with torch.inference_mode(), workbench_side(self.model, fuse=self.fuse, execution=self.execution) as cov:
             measure.prompt_logits(self.model, self.ids, keep=1)
         return cov.table()
 
     def __call__(self, ops: Iterable[str]) -> float:
         key = frozenset(ops)
         if key not in self._cache:
-            with torch.inference_mode(), workbench_ops(self.model, include=sorted(key), fuse=self.fuse):
+            with torch.inference_mode(), workbench_side(self.model, include=sorted(key), fuse=self.fuse,
+                                                        execution=self.execution):
                 if self.metric == "accuracy":
                     out = measure.prompt_logits(self.model, self.ids, keep=1)[:, -1].float()
                     value = float(torch.linalg.vector_norm(out - self.reference)
@@ -175,14 +180,16 @@ def bisect(preset: str | torch.nn.Module = "tiny", metric: str = "accuracy", thr
            backend: str | None = None, ops: Iterable[str] | None = None, phase: str = "prefill",
            batch: int = 1, prompt_len: int = 32, decode_steps: int = 8, reps: int = 3,
            checkpoint: str | Path | None = None, seed: int = 0, fuse: bool = True, budget_s: float | None = None,
-           **overrides) -> BisectResult:
+           execution: str | None = None, **overrides) -> BisectResult:
     """Find the ops that cause an accuracy or throughput loss of the workbench side.
 
     metric "accuracy": threshold on the last-position logits relative error (default: the 2e-2 target).
     metric "throughput": threshold on native/workbench speed of `phase` ("prefill" or "decode")
     (default: the target for that phase). ops: candidate op names from workbench.ops.REGISTRY
-    (default: every op that served a call — through ATen or as a module fusion — with all ops on).
+    (default: every op that served a call or graph node — through ATen or as a fusion pattern — with all on).
     budget_s: stop splitting after this many seconds; unsplit groups are reported as they are.
+    execution: "eager" (use_ops) or "compile" (workbench backend; one compilation per subset tried);
+    None: "compile" where the backend compiles kernels, "eager" in the interpreter.
     """
     if metric not in METRICS:
         raise ValueError(f"metric: expected one of {METRICS}, got {metric!r}")
@@ -192,6 +199,9 @@ def bisect(preset: str | torch.nn.Module = "tiny", metric: str = "accuracy", thr
         threshold = TARGETS["logits_rel_err"] if metric == "accuracy" else TARGETS[
             "prefill" if phase == "prefill" else "decode_eager"]
     chosen = backends.active(backend)
+    execution = default_execution(chosen) if execution is None else execution
+    if execution not in EXECUTIONS:
+        raise ValueError(f"execution: expected one of {EXECUTIONS}, got {execution!r}")
     from workbench.ops import REGISTRY
 
     if ops is not None:
@@ -200,10 +210,10 @@ def bisect(preset: str | torch.nn.Module = "tiny", metric: str = "accuracy", thr
         if unknown or not ops:
             raise ValueError(f"ops: expected registered op names, got unknown {unknown or 'empty list'}; "
                              f"registered: {sorted(REGISTRY)}")
-        split_selection(ops)
+        check_selection(ops, None)
     model, _ = resolve_model(preset, checkpoint, seed, **overrides)
     ids = _random_prompt(model.config.vocab_size, batch, prompt_len, seed, model.device)
-    evaluate = _Evaluator(model, ids, metric, phase, chosen, reps, decode_steps, fuse)
+    evaluate = _Evaluator(model, ids, metric, phase, chosen, reps, decode_steps, fuse, execution)
     candidates = ops if ops is not None else served_ops(evaluate.run_all())
     if not candidates:
         raise ValueError("ops: no workbench op served any ATen call in this model; nothing to bisect")

@@ -1,8 +1,9 @@
 """`run_model`: one Qwen3 model, run natively and with workbench kernels, in one process.
 
 Both sides use the same weights and the same prompt. The workbench side is `workbench.use_ops(include,
-exclude)` plus the module fusions of `models.fusion`, entered afresh for each measurement; the coverage
-recorders of all those contexts are summed. Phases, each measured on both sides before the next:
+exclude)` (eager execution) or the model's forward compiled with the workbench backend (compiled
+execution, see `side.py`), entered afresh for each measurement; the coverage recorders of all those
+contexts are summed (compiled: the node coverage of the graphs compiled). Phases, each measured on both sides before the next:
 
 - accuracy forward: logits of every prompt position (last position compared as a relative error,
   every position's argmax compared as teacher-forced token agreement); where memory allows, the same
@@ -38,7 +39,7 @@ from workbench import backends
 
 from . import measure
 from .build import build_model, twin
-from .fusion import split_selection, workbench_ops
+from .side import EXECUTIONS, check_selection, default_execution, workbench_side
 
 MODES = ("prefill", "decode", "both")
 SIDES = ("native", "workbench")
@@ -131,12 +132,15 @@ def _decode_profile_fn(model, ids: torch.Tensor, steps: int):
 
 
 class _Sides:
-    """Enters one side for a measurement: native = nothing; workbench = use_ops + fusions. Every
-    workbench context's coverage table is kept and summed at the end."""
+    """Enters one side for a measurement: native = nothing; workbench = `workbench_side` (use_ops, or the
+    forward compiled with the workbench backend). Every workbench context's coverage table is kept and
+    summed at the end (compiled: the backend's node coverage of every graph compiled)."""
 
-    def __init__(self, model, include, exclude, fuse: bool):
+    def __init__(self, model, include, exclude, fuse: bool, execution: str):
         self.model, self.include, self.exclude, self.fuse = model, include, exclude, fuse
+        self.execution = execution
         self.tables: list[pd.DataFrame] = []
+        self.compiled = None
 
     @contextlib.contextmanager
     def __call__(self, side: str):
@@ -144,11 +148,16 @@ class _Sides:
             if side == "native":
                 yield
                 return
-            with workbench_ops(self.model, self.include, self.exclude, self.fuse) as cov:
+            with workbench_side(self.model, self.include, self.exclude, self.fuse, self.execution) as cov:
                 yield
-            self.tables.append(cov.table())
+            if self.execution == "eager":
+                self.tables.append(cov.table())
+            else:
+                self.compiled = cov.table()
 
     def coverage(self) -> pd.DataFrame:
+        if self.compiled is not None:
+            return self.compiled
         columns = ["aten_op", "op", "calls", "handled", "fallback", "reasons"]
         frames = [t for t in self.tables if len(t)]
         if not frames:
@@ -159,9 +168,7 @@ class _Sides:
         merged = df.groupby(["aten_op", "op"], as_index=False, sort=False).agg(
             calls=("calls", "sum"), handled=("handled", "sum"), fallback=("fallback", "sum"),
             reasons=("reasons", _sum_reasons))
-        fused = merged["aten_op"].str.startswith("(fused)")
-        return pd.concat([merged[~fused].sort_values("calls", ascending=False), merged[fused]],
-                         ignore_index=True)[columns]
+        return merged.sort_values("calls", ascending=False, ignore_index=True)[columns]
 
 
 def _sum_reasons(cells: Iterable[str]) -> str:
@@ -462,7 +469,8 @@ def run_model(preset: str | torch.nn.Module = "tiny", backend: str | None = None
               include: Iterable[str] | None = None, exclude: Iterable[str] | None = None,
               checkpoint: str | Path | None = None, seed: int = 0, warmup: int = 1, reps: int = 3,
               decode_reps: int = 1, profile: bool = True, profile_steps: int = 4,
-              fuse: bool = True, fp32_reference: bool | torch.nn.Module | None = None,
+              fuse: bool = True, execution: str | None = None,
+              fp32_reference: bool | torch.nn.Module | None = None,
               loss: bool = True, sample_tokens: int | None = None,
               store: str | Path | None = None, progress: bool = False, **overrides) -> ModelRun:
     """Run a Qwen3 model natively, then with workbench kernels (`use_ops(include, exclude)`), and compare.
@@ -470,7 +478,10 @@ def run_model(preset: str | torch.nn.Module = "tiny", backend: str | None = None
     preset: a preset name (random weights from `seed`), or a model built by `build_model` (reused as is).
     mode: "prefill", "decode" or "both". cuda_graphs: None = where the backend can capture graphs,
     True = require them, False = eager only. include/exclude: registry op names, as for `use_ops`.
-    fuse: also replace transformers' RMSNorm / rotary / gated-MLP code by our fused ops (models.fusion).
+    execution: how our side runs: "compile" (torch.compile with the workbench backend: our ops in the
+    ATen graph, fusion patterns, inductor for the rest) or "eager" (`use_ops`: every ATen call through the
+    dispatcher); None = "compile" where the backend compiles kernels, "eager" in the interpreter.
+    fuse: the fusion patterns (rms_norm, add_rms_norm, silu_and_mul, rope) of compiled execution.
     decode_reps: eager, sampled and graph decode repetitions, native and workbench in turn (median reported).
     loss: in prefill modes, also the loss pass (labels -> cross_entropy, token log-probs, perplexity).
     sample_tokens: in decode modes, tokens of the top-k sampling run (`SAMPLING`); None = new_tokens, 0 = none.
@@ -488,7 +499,10 @@ def run_model(preset: str | torch.nn.Module = "tiny", backend: str | None = None
             or sample_tokens == 1:
         raise ValueError(f"sample_tokens: expected None, 0 or an int >= 2, got {sample_tokens!r}")
     chosen = backends.active(backend)
-    split_selection(include), split_selection(exclude)  # unknown op names fail before any work
+    check_selection(include, exclude)  # unknown op names fail before any work
+    execution = default_execution(chosen) if execution is None else execution
+    if execution not in EXECUTIONS:
+        raise ValueError(f"execution: expected one of {EXECUTIONS}, got {execution!r}")
     graphs, why_not = measure.graph_api(chosen)
     if cuda_graphs and graphs is None:
         raise ValueError(f"cuda_graphs: requested, but {why_not}")
@@ -499,7 +513,7 @@ def run_model(preset: str | torch.nn.Module = "tiny", backend: str | None = None
     if progress:
         print(f"[run_model] {label}: mode {mode}, batch {batch}, prompt {prompt_len}, native and workbench",
               flush=True)
-    sides = _Sides(model, include, exclude, fuse)
+    sides = _Sides(model, include, exclude, fuse, execution)
     results, graphs_note = _measure(model, ids, sides, mode, new_tokens, graphs, chosen, warmup, reps, decode_reps,
                                     profile, profile_steps, loss and prompt_len > 1, sample_tokens, seed)
     reference, reference_note = _reference_logits(model, ids, fp32_reference)
@@ -516,7 +530,8 @@ def run_model(preset: str | torch.nn.Module = "tiny", backend: str | None = None
               "loss_pass": loss and prompt_len > 1 and mode != "decode",
               "sample_tokens": sample_tokens if mode != "prefill" else 0, **{f"sample_{k}": v for k, v in SAMPLING.items()},
               "include": list(include) if include is not None else "all",
-              "exclude": list(exclude) if exclude is not None else "", "fuse": fuse, "seed": seed,
+              "exclude": list(exclude) if exclude is not None else "", "fuse": fuse, "execution": execution,
+              "seed": seed,
               "dtype": str(model.dtype).replace("torch.", ""), **run_metadata()}
     run = ModelRun(config=config, throughput=throughput, accuracy=accuracy, agreement=agreement,
                    coverage=sides.coverage(), profile=_side_by_side(results["native"]["profile"],

@@ -33,6 +33,10 @@ class Unsupported(NotImplementedError):
     """
 
 
+# What makes an adapter give way to the native kernel: our wrappers' input validation and Unsupported.
+FALLBACK_ERRORS = (Unsupported, TypeError, ValueError)
+
+
 @dataclass(frozen=True)
 class Case:
     """One input configuration. `make` draws fresh random inputs from the generator it is given."""
@@ -133,13 +137,22 @@ REGISTRY: dict[str, OpSpec] = {}
 
 def dispatching(spec: OpSpec) -> Callable[..., Any]:
     """A function with the op's generic signature that runs the active backend's implementation
-    (its variant, e.g. a written mlu one on an MLU, else the generic kernel in the backend's style)."""
+    (its variant, e.g. a written mlu one on an MLU, else the generic kernel in the backend's style); under
+    torch.compile it calls the op's custom operator (`torch.ops.workbench.<op>`, see _library)."""
     from workbench import backends
 
+    from . import _library
+
     active, variants, generic = backends.active().name, spec.variants, spec.impl
+    traced = _library.traced_entry(spec)
+    compiling, grad_enabled, needs_grad = torch.compiler.is_compiling, torch.is_grad_enabled, _library.needs_grad
 
     @functools.wraps(spec.impl)
     def call(*args, **kwargs):
+        if compiling():  # dynamo traces the custom operator, never the Triton launch
+            return traced(*args, **kwargs)
+        if grad_enabled() and needs_grad(args, kwargs):  # no backward yet: refuse rather than drop the grad
+            raise _library.no_backward(spec.name)
         return variants.get(active, generic)(*args, **kwargs)
 
     return call
@@ -187,6 +200,9 @@ def register(spec: OpSpec) -> OpSpec:
     if stray:
         raise ValueError(f"op {spec.name!r}: aten_impls has overloads {stray} that are not in aten {spec.aten}")
     REGISTRY[spec.name] = spec
+    from . import _library  # here, not at the top: _library reads the backend, bound before any op module
+
+    _library.define(spec)
     return spec
 
 

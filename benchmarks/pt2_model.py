@@ -1,0 +1,378 @@
+"""Whole models through torch.compile: the workbench backend against native eager, inductor and CUDA graphs.
+
+Run from the repo root (the device copy has no .git, so pass the commit):
+    WORKBENCH_COMMIT=$(git rev-parse HEAD) PYTHONPATH=$PWD python3 benchmarks/pt2_model.py --out $OUT
+    ... --models qwen3-8b  /  --models llama-3-8b   (one model per call, ~6-7 min each on an H200;
+                                                   the second call adds its model to summary.json)
+    ... --smoke               (tiny models on the cpu: checks that the script runs)
+
+Per model (transformers Qwen3-8B / Llama-3-8B dims, seeded random bf16 weights, normal std 0.02):
+- prefill, 1 x 2048 tokens, last-position logits: native eager, native `torch.compile` (inductor
+  default) and ours (`torch.compile(backend="workbench")`: our kernels and fusion patterns, inductor for
+  the rest); rounds alternate native eager, native compiled, ours; medians of --rounds;
+- decode, batch 8, 128 greedy tokens after a 512-token prompt on a static KV cache: native eager,
+  native compiled with CUDA graphs (`mode="reduce-overhead"`), ours with CUDA graphs (inductor's CUDA
+  graph trees); the prompt runs eagerly first and is not timed (the 127 decode steps are); rounds
+  alternate as above;
+- accuracy against native eager: last-position prefill logits relative error and greedy decode token
+  agreement (free-running, every decoded position);
+- compile time: the first prefill call of ours and of native inductor (and of the decode step).
+
+Ours takes the ops in --include (default: the matmul, attention, embedding and fused ops, which beat
+inductor's generated code; inductor fuses the small elementwise ops better than separate kernels could)
+with --exclude taken out. Writes benchmarks/results/<device>/pt2/summary.json (keys: device, torch,
+triton, commit, command, models: {<model>: {prefill_vs_compiled, prefill_vs_eager, decode_vs_compiled,
+decode_vs_eager, logits_rel_err, token_agreement, compile_s, compile_s_native, ...}}) plus raw.json with
+every timing, and prints a short table last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_INCLUDE = [
+    "linear",
+    "mm",
+    "bmm",
+    "addmm",
+    "scaled_dot_product_attention",
+    "embedding",
+    "rms_norm",
+    "add_rms_norm",
+    "silu_and_mul",
+    "rope",
+]
+LLAMA3_8B = {
+    "hidden_size": 4096,
+    "intermediate_size": 14336,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+    "head_dim": 128,
+    "vocab_size": 128256,
+    "max_position_embeddings": 8192,
+    "rope_theta": 500000.0,
+    "rms_norm_eps": 1e-5,
+    "hidden_act": "silu",
+    "tie_word_embeddings": False,
+    "attention_bias": False,
+    "mlp_bias": False,
+    "initializer_range": 0.02,
+}
+TINY_LLAMA = dict(
+    LLAMA3_8B,
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=1,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=16,
+    vocab_size=512,
+    max_position_embeddings=256,
+)
+
+
+def build(name: str, layers: int | None, smoke: bool) -> torch.nn.Module:
+    from workbench.models.build import ATTN_IMPLEMENTATION, _default_dtype, build_model, seeded_init
+
+    if name == "qwen3-8b":
+        overrides = {"num_hidden_layers": layers} if layers else {}
+        if smoke:
+            overrides["num_hidden_layers"] = 1
+        return build_model("tiny" if smoke else "qwen3-8b", init_std=0.02, **overrides)
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        **{
+            **(TINY_LLAMA if smoke else LLAMA3_8B),
+            **({"num_hidden_layers": layers} if layers and not smoke else {}),
+        }
+    )
+    config._attn_implementation = ATTN_IMPLEMENTATION
+    from workbench import backends
+
+    with torch.device(backends.active().device()), _default_dtype(torch.bfloat16):
+        model = LlamaForCausalLM(config)
+    seeded_init(model, seed=0, std=0.02)
+    return model.eval()
+
+
+class Clock:
+    """Device time of one call (CUDA events), or wall time on the cpu."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+
+    def __call__(self, fn) -> float:
+        if self.cuda:
+            start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            torch.cuda.synchronize()
+            start.record()
+            fn()
+            stop.record()
+            stop.synchronize()
+            return start.elapsed_time(stop)
+        t0 = time.perf_counter()
+        fn()
+        return (time.perf_counter() - t0) * 1e3
+
+
+def alternate(variants: dict, rounds: int) -> dict[str, list[float]]:
+    """`rounds` rounds, each running every variant (a function returning its ms) once in turn."""
+    times = {name: [] for name in variants}
+    for _ in range(rounds):
+        for name, fn in variants.items():
+            times[name].append(fn())
+    return times
+
+
+def timed_first_call(fn) -> float:
+    """Seconds of a first call (the compilation), synchronised."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    fn()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.float(), b.float()
+    return float(torch.linalg.vector_norm(a - b) / torch.linalg.vector_norm(b))
+
+
+class Decoder:
+    """Greedy decoding on a static cache: the prompt eagerly, then `new_tokens` - 1 steps of `step_fn`
+    (a forward: eager, compiled, or compiled with CUDA graphs)."""
+
+    def __init__(self, model, batch: int, prompt_len: int, new_tokens: int):
+        from workbench.models.measure import _static_cache, cache_kwarg
+
+        self.model, self.new_tokens, self.prompt_len = model, new_tokens, prompt_len
+        self.cache = _static_cache(model, batch, prompt_len + new_tokens)
+        self.kw = cache_kwarg(model)
+        self.keys = torch.arange(prompt_len + new_tokens, device=model.device)
+
+    def run(self, forward, ids: torch.Tensor, clock: Clock | None = None) -> tuple[torch.Tensor, float]:
+        """(tokens [batch, new_tokens], ms of the decode steps; the prompt is not timed)."""
+        self.cache.reset()
+        model, batch = self.model, ids.shape[0]
+        logits = model(
+            input_ids=ids,
+            **{self.kw: self.cache},
+            use_cache=True,
+            logits_to_keep=1,
+            cache_position=torch.arange(self.prompt_len, device=ids.device),
+        ).logits
+        tokens = [logits[:, -1].argmax(-1, keepdim=True)]
+        ms = (clock or Clock(ids.device))(lambda: self._steps(forward, tokens, batch, ids.device))
+        return torch.cat(tokens, 1), ms
+
+    def _steps(self, forward, tokens: list, batch: int, device: torch.device) -> None:
+        tok = tokens[0]
+        for i in range(self.new_tokens - 1):
+            pos = self.prompt_len + i
+            position = torch.full((batch, 1), pos, dtype=torch.long, device=device)
+            mask = (self.keys[None, :] <= pos)[:, None, None, :].expand(batch, 1, 1, -1)
+            logits = forward(
+                input_ids=tok,
+                position_ids=position,
+                attention_mask=mask,
+                cache_position=position[0],
+                **{self.kw: self.cache},
+                use_cache=True,
+                logits_to_keep=1,
+            ).logits
+            tok = logits[:, -1].argmax(-1, keepdim=True)
+            tokens.append(tok)
+
+
+def measure(name: str, args, clock: Clock) -> dict:
+    import workbench.compile
+
+    model = build(name, args.layers, args.smoke)
+    device = model.device
+    gen = torch.Generator(device=device).manual_seed(0)
+    vocab = model.config.vocab_size
+    ids = torch.randint(0, vocab, (1, args.prefill_len), generator=gen, device=device)
+    options = {"include": args.include, "exclude": args.exclude}
+    forward = type(model).forward.__get__(model)
+    native_compiled = torch.compile(forward)
+    ours = torch.compile(forward, backend="workbench", options=options)
+    out: dict = {"layers": model.config.num_hidden_layers, "include": args.include, "exclude": args.exclude}
+    workbench.compile.reset_coverage()
+    with torch.inference_mode():
+
+        def prefill(fn):
+            return lambda: fn(input_ids=ids, use_cache=False, logits_to_keep=1).logits
+
+        out["compile_s_native"] = timed_first_call(prefill(native_compiled))
+        out["compile_s"] = timed_first_call(prefill(ours))
+        # the last position's logits (what generate keeps): no other graph to compile for all of them
+        out["logits_rel_err"] = rel_err(prefill(ours)()[:, -1], prefill(forward)()[:, -1])
+        variants = {"eager": prefill(forward), "compiled": prefill(native_compiled), "ours": prefill(ours)}
+        times = alternate({k: (lambda fn=fn: clock(fn)) for k, fn in variants.items()}, args.rounds)
+        out["prefill_ms"] = {k: statistics.median(v) for k, v in times.items()}
+        out["prefill_raw_ms"] = times
+        out["prefill_vs_compiled"] = out["prefill_ms"]["compiled"] / out["prefill_ms"]["ours"]
+        out["prefill_vs_eager"] = out["prefill_ms"]["eager"] / out["prefill_ms"]["ours"]
+
+        prompt = torch.randint(0, vocab, (args.batch, args.prompt_len), generator=gen, device=device)
+        decoder = Decoder(model, args.batch, args.prompt_len, args.new_tokens)
+        graphs = device.type == "cuda"
+        native_graphs = torch.compile(forward, mode="reduce-overhead" if graphs else None, dynamic=False)
+        ours_graphs = torch.compile(
+            forward, backend="workbench", dynamic=False, options={**options, "cudagraphs": graphs}
+        )
+        out["decode_compile_s_native"] = timed_first_call(lambda: decoder.run(native_graphs, prompt))
+        out["decode_compile_s"] = timed_first_call(lambda: decoder.run(ours_graphs, prompt))
+        tokens = {}
+
+        def decode(key, fn):
+            tokens[key], ms = decoder.run(fn, prompt, clock)
+            return ms
+
+        decode_variants = {
+            k: functools.partial(decode, k, f)
+            for k, f in (("eager", forward), ("compiled", native_graphs), ("ours", ours_graphs))
+        }
+        for fn in decode_variants.values():  # warm-up: CUDA graph trees record on their first calls
+            fn()
+        times = alternate(decode_variants, args.rounds)
+        out["decode_ms"] = {k: statistics.median(v) for k, v in times.items()}
+        out["decode_raw_ms"] = times
+        out["decode_vs_compiled"] = out["decode_ms"]["compiled"] / out["decode_ms"]["ours"]
+        out["decode_vs_eager"] = out["decode_ms"]["eager"] / out["decode_ms"]["ours"]
+        out["decode_tok_s"] = {
+            k: args.batch * args.new_tokens / (ms / 1e3) for k, ms in out["decode_ms"].items()
+        }
+        out["token_agreement"] = float((tokens["ours"] == tokens["eager"]).float().mean())
+        out["token_agreement_native_compiled"] = float((tokens["compiled"] == tokens["eager"]).float().mean())
+    cov = workbench.compile.compile_coverage()
+    out["coverage"] = cov.to_dict("records")
+    out["aten_ops_served"] = int(((cov["handled"] > 0) & cov["aten_op"].str.startswith("aten::")).sum())
+    out["patterns_fired"] = {
+        r["op"]: int(r["handled"]) for r in out["coverage"] if r["aten_op"].startswith("(pattern)")
+    }
+    torch._dynamo.reset()  # frees the compiled graphs (and their CUDA graph pools) before the next model
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument(
+        "--models", nargs="+", default=["qwen3-8b", "llama-3-8b"], choices=["qwen3-8b", "llama-3-8b"]
+    )
+    p.add_argument(
+        "--layers", type=int, help="decoder layers (default: the model's); fewer to fit a time limit"
+    )
+    p.add_argument("--smoke", action="store_true", help="tiny models and shapes on the cpu (does it run?)")
+    p.add_argument("--rounds", type=int, default=5, help="alternated rounds per phase (median; >= 3)")
+    p.add_argument("--prefill-len", type=int, default=2048)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--prompt-len", type=int, default=512)
+    p.add_argument("--new-tokens", type=int, default=128)
+    p.add_argument("--include", nargs="+", default=DEFAULT_INCLUDE, help="ops ours takes ('all': every op)")
+    p.add_argument("--exclude", nargs="+", help="ops taken out of --include")
+    p.add_argument(
+        "--out", default=str(ROOT), help="root under which benchmarks/results/<device>/pt2/ is written"
+    )
+    args = p.parse_args()
+    if args.rounds < 3:
+        p.error("--rounds: at least 3 (a median of alternated rounds)")
+    if args.include == ["all"]:
+        args.include = None
+    if args.smoke:
+        import os
+
+        os.environ.setdefault("WORKBENCH_BACKEND", "cpu")
+        args.prefill_len, args.batch, args.prompt_len, args.new_tokens = 16, 2, 8, 4
+    from workbench import backends
+
+    backend = backends.active()  # before triton: it fixes the interpreter mode on the cpu
+    import triton
+
+    from workbench.profiling.meta import run_metadata
+
+    meta = run_metadata()
+    device_name = meta["device"]
+    slug = "cpu-smoke" if args.smoke else re.sub(r"[^A-Za-z0-9]+", "-", device_name).strip("-").lower()
+    out_dir = Path(args.out) / "benchmarks" / "results" / slug / "pt2"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    clock = Clock(torch.device(backend.device_type))
+    summary = {
+        "device": device_name,
+        "torch": torch.__version__,
+        "triton": triton.__version__,
+        "commit": meta.get("commit"),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "shapes": {
+            "prefill": [1, args.prefill_len],
+            "decode": [args.batch, args.prompt_len, args.new_tokens],
+        },
+        "rounds": args.rounds,
+        "models": {},
+    }
+    raw = {}
+    previous = out_dir / "summary.json"
+    if previous.exists():  # a run split over calls (--models): keep the other models' results
+        kept = json.loads(previous.read_text()).get("models", {})
+        summary["models"] = {k: v for k, v in kept.items() if k not in args.models}
+        summary["models_from_earlier_calls"] = sorted(summary["models"])
+    for name in args.models:
+        t0 = time.perf_counter()
+        print(f"[pt2] {name}: building and compiling", flush=True)
+        result = measure(name, args, clock)
+        result["wall_s"] = time.perf_counter() - t0
+        raw[name] = result
+        keys = (
+            "prefill_vs_compiled",
+            "prefill_vs_eager",
+            "decode_vs_compiled",
+            "decode_vs_eager",
+            "logits_rel_err",
+            "token_agreement",
+            "compile_s",
+            "compile_s_native",
+            "decode_compile_s",
+            "decode_compile_s_native",
+            "aten_ops_served",
+            "patterns_fired",
+            "layers",
+            "prefill_ms",
+            "decode_ms",
+            "decode_tok_s",
+            "wall_s",
+        )
+        summary["models"][name] = {k: result[k] for k in keys}
+        (out_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))  # after every model
+        (out_dir / "raw.json").write_text(json.dumps(raw, indent=1, default=str))
+    print(
+        f"\n{'model':<12}{'prefill/compiled':>17}{'prefill/eager':>14}{'decode/compiled':>16}"
+        f"{'decode/eager':>13}{'logits err':>11}{'tokens':>8}{'compile s':>10}{'native s':>9}"
+    )
+    for name, r in summary["models"].items():
+        print(
+            f"{name:<12}{r['prefill_vs_compiled']:>17.3f}{r['prefill_vs_eager']:>14.3f}"
+            f"{r['decode_vs_compiled']:>16.3f}{r['decode_vs_eager']:>13.3f}{r['logits_rel_err']:>11.2e}"
+            f"{r['token_agreement']:>8.3f}{r['compile_s']:>10.1f}{r['compile_s_native']:>9.1f}"
+        )
+    print(f"\nwritten: {out_dir / 'summary.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""torch.compile with workbench's ops: custom operators, the "workbench" backend, fusion patterns, coverage.
+
+Tiny one-layer transformers models of three architectures (Qwen3, Llama, Mistral) compile with
+`fullgraph=True`; the backend's inner compiler is "eager" here (our kernels run in the Triton
+interpreter either way; one test runs inductor) so that the module stays quick.
+"""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import workbench
+import workbench.compile
+from workbench import backends, ops
+from workbench.models.build import seeded_init
+from workbench.ops import REGISTRY
+
+EAGER = {"inner": "eager"}
+
+
+@pytest.fixture(autouse=True)
+def fresh():
+    torch._dynamo.reset()
+    workbench.compile.reset_coverage()
+    yield
+    torch._dynamo.reset()
+
+
+def t(*shape, dtype=torch.float32):
+    return torch.randn(*shape, device=backends.active().device_type).to(dtype)
+
+
+def tiny(arch: str) -> torch.nn.Module:
+    import transformers
+
+    sizes = {
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "head_dim": 16,
+        "vocab_size": 256,
+        "max_position_embeddings": 256,
+        "rms_norm_eps": 1e-5,
+        "hidden_act": "silu",
+        "tie_word_embeddings": False,
+    }
+    config = getattr(transformers, f"{arch}Config")(**sizes)
+    config._attn_implementation = "sdpa"
+    with torch.device(backends.active().device_type):
+        model = getattr(transformers, f"{arch}ForCausalLM")(config).to(torch.bfloat16)
+    seeded_init(model, seed=1)
+    return model.eval()
+
+
+def coverage():
+    return workbench.compile_coverage().set_index("aten_op")
+
+
+def test_custom_ops_trace_without_graph_breaks_and_export():
+    x, w = t(4, 8), t(8)
+
+    def f(x, w):
+        return ops.add(ops.rms_norm(x, w, 1e-5), 2.0) * 3
+
+    expected = f(x, w)
+    for backend in ("eager", "inductor"):
+        torch._dynamo.reset()
+        torch.testing.assert_close(torch.compile(f, backend=backend, fullgraph=True)(x, w), expected)
+
+    class Norm(torch.nn.Module):
+        def forward(self, x, w):
+            return ops.rms_norm(x, w, 1e-5)
+
+    program = torch.export.export(Norm(), (x, w))
+    targets = [n.target for n in program.graph.nodes if n.op == "call_function"]
+    assert targets == [torch.ops.workbench.rms_norm.default]
+    torch.testing.assert_close(program.module()(x, w), ops.rms_norm(x, w, 1e-5))
+
+
+def test_calls_that_need_a_gradient_are_refused_by_name():
+    x, w = t(4, 8).requires_grad_(), t(8)
+    with pytest.raises(RuntimeError, match="workbench op 'rms_norm' has no backward"):
+        ops.rms_norm(x, w)
+    with pytest.raises(RuntimeError, match="workbench op 'rms_norm' has no backward"):
+        torch.ops.workbench.rms_norm(x, w)
+    with torch.no_grad():
+        torch.testing.assert_close(ops.rms_norm(x, w), F.rms_norm(x, (8,), w, 1e-6))
+
+
+@pytest.mark.parametrize("arch", ["Qwen3", "Llama", "Mistral"])
+def test_models_compile_fullgraph_with_our_ops_and_patterns(arch):
+    model = tiny(arch)
+    gen = torch.Generator().manual_seed(0)
+    compiled = torch.compile(
+        model, backend="workbench", fullgraph=True, options={**EAGER, "exclude": ["topk"]}
+    )
+    with torch.inference_mode():
+        for length in (7, 12):  # the second length recompiles (a shape guard), then runs symbolic
+            ids = torch.randint(0, 256, (1, length), generator=gen).to(model.device)
+            native = model(input_ids=ids, use_cache=False).logits.float()
+            ours = compiled(input_ids=ids, use_cache=False).logits.float()
+            assert float((ours - native).norm() / native.norm()) < 2e-2
+    cov = coverage()
+    assert cov.loc["aten::linear", "handled"] > 0 and cov.loc["aten::embedding", "handled"] > 0
+    for op in ("rms_norm", "add_rms_norm", "silu_and_mul", "rope"):
+        assert cov.loc[f"(pattern) {op}", "handled"] > 0, workbench.compile_coverage()
+    assert set(workbench.compile_coverage().columns) == {
+        "aten_op",
+        "op",
+        "nodes",
+        "handled",
+        "fallback",
+        "reasons",
+    }
+
+
+def test_inductor_compiles_around_our_ops():
+    model = tiny("Qwen3")
+    ids = torch.randint(0, 256, (1, 6), generator=torch.Generator().manual_seed(2)).to(model.device)
+    with torch.inference_mode():
+        native = model(input_ids=ids, use_cache=False).logits.float()
+        ours = torch.compile(model, backend="workbench", fullgraph=True)(
+            input_ids=ids, use_cache=False
+        ).logits.float()
+    assert float((ours - native).norm() / native.norm()) < 2e-2
+    assert coverage().loc["(pattern) rms_norm", "handled"] > 0
+
+
+def test_a_node_our_kernel_refuses_stays_native_with_its_reason():
+    def f(a, b):
+        return torch.softmax(a * b, -1), (a.double() * 2).sum(-1)
+
+    a, b = t(3, 5), t(3, 5)
+    out = torch.compile(f, backend="workbench", fullgraph=True, options=EAGER)(a, b)
+    for got, expected in zip(out, f(a, b)):
+        torch.testing.assert_close(got, expected)
+    cov = coverage()
+    assert cov.loc["aten::_softmax", "handled"] == 1
+    row = cov.loc["aten::mul.Tensor"]
+    assert row.handled == 1 and row.fallback == 1 and "got float64" in row.reasons
+
+
+def test_selection_and_grad_rule():
+    def f(a):
+        return torch.exp(a) + a
+
+    a = t(4, 4)
+    with torch.no_grad():
+        torch.compile(f, backend="workbench", options={**EAGER, "include": ["exp"]})(a)
+    assert list(coverage().index) == ["aten::exp"]
+    torch._dynamo.reset()
+    workbench.compile.reset_coverage()
+    g = a.clone().requires_grad_()
+    out = torch.compile(f, backend="workbench", options=EAGER)(g)
+    out.sum().backward()
+    torch.testing.assert_close(g.grad, torch.exp(a) + 1)
+    assert set(coverage()["reasons"]) == {"no backward (1)"}
+    with pytest.raises(Exception, match="options: unknown"):
+        torch.compile(f, backend="workbench", options={"speed": 11})(a)
+
+
+def test_a_kernel_that_fails_costs_its_node_not_the_graph(monkeypatch):
+    good = REGISTRY["exp"].implementation(backends.active().name)
+
+    def broken(x):
+        if x.shape[-1] == 5:
+            raise RuntimeError("boom")
+        return good(x)
+
+    monkeypatch.setitem(REGISTRY["exp"].variants, backends.active().name, broken)
+
+    def f(a, b):
+        return torch.exp(a).sum() + torch.exp(b).sum()
+
+    a, b = t(2, 5), t(2, 6)
+    with torch.no_grad():
+        torch.testing.assert_close(torch.compile(f, backend="workbench", options=EAGER)(a, b), f(a, b))
+    row = coverage().loc["aten::exp"]
+    assert row.handled == 1 and row.fallback == 1
+    assert "(exp): kernel failed: RuntimeError: boom" in row.reasons and row.reasons.startswith("node ")

@@ -1,0 +1,401 @@
+"""The torch.compile backend "workbench": our kernels in a model's ATen graph, the rest through inductor.
+
+    torch.compile(model, backend="workbench", options={"include": None, "exclude": None,
+                  "inner": "inductor", "patterns": True, "cudagraphs": False})
+    workbench.compile_coverage()      # aten_op, op, nodes, handled, fallback, reasons
+
+What happens to a graph dynamo captured:
+1. Composite ops that AOTAutograd would decompose (aten::scaled_dot_product_attention, linear, rms_norm,
+   layer_norm, cross_entropy_loss: CompositeImplicitAutograd) are taken first, on dynamo's graph, where
+   they are still one call each.
+2. AOTAutograd traces the ATen graph with inductor's decompositions less the selected overloads (so
+   aten::_softmax, silu, ... stay whole for our kernels).
+3. On that graph (inductor's post-grad custom pass, or AOTAutograd's forward compiler for
+   `inner="eager"`): the fusion patterns (`patterns.py`) replace chains by fused ops, then every node of
+   a selected overload is checked and, if our kernel takes it, becomes the op's ATen twin
+   (`torch.ops.workbench.<op>.<overload>`, same schema: see workbench.ops._library).
+4. Inductor compiles the rest (our ops are opaque calls in its code), with CUDA graph trees when
+   `cudagraphs` is on or `mode="reduce-overhead"`; `inner="eager"` runs the graph as it is.
+
+The check is `use_ops`'s acceptance rule run at compile time: the op's adapter, through its twin, on
+real inputs shaped like the node's (random floats, zero indices), once per distinct signature. A refusal
+(`Unsupported`, TypeError, ValueError) keeps the node native with the message as its reason; a kernel
+that fails in any other way, or returns another dtype, shape or layout than the ATen op, costs that
+node only, and its reason names the node and the op. The selection is `use_ops`'s (workbench.selection).
+
+Shapes: dynamo's guards. A new sequence length fails the shape guard and recompiles; from the second
+length on, dynamo's automatic dynamic shapes make that dimension symbolic, and the checks run at the
+size hint. Inputs our kernel refuses at run time (a size the check did not see) run the ATen op, with a
+warning. Grad: until the ops have a backward, a graph whose inputs require grad under grad mode keeps
+every node native (reason "no backward").
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from numbers import Number
+from typing import Any
+
+import torch
+import torch.fx
+from torch._inductor.custom_graph_pass import CustomGraphPass
+
+from workbench import dispatch
+from workbench.ops import REGISTRY, _library
+from workbench.selection import FALLBACK_ERRORS, Selection, aten_overload, select
+
+INNER = ("inductor", "eager")
+MODES = (None, "default", "reduce-overhead")
+OPTIONS = ("include", "exclude", "inner", "patterns", "cudagraphs")
+
+_coverage = dispatch.Coverage(unit="nodes")
+
+
+def compile_coverage():
+    """For every graph compiled with the workbench backend in this process: per ATen overload (and per
+    fusion pattern, "(pattern) <op>"), the nodes our ops took and those left native, with the reasons."""
+    return _coverage.table()
+
+
+def reset_coverage() -> None:
+    global _coverage
+    _coverage = dispatch.Coverage(unit="nodes")
+
+
+@dataclass(frozen=True)
+class Options:
+    include: tuple[str, ...] | None = None
+    exclude: tuple[str, ...] | None = None
+    inner: str = "inductor"
+    patterns: bool = True
+    cudagraphs: bool = False
+
+    @classmethod
+    def parse(cls, options: dict | None, mode: str | None) -> Options:
+        options = dict(options or {})
+        unknown = sorted(set(options) - set(OPTIONS))
+        if unknown:
+            raise ValueError(
+                f"workbench backend options: unknown {unknown}; expected some of {list(OPTIONS)}"
+            )
+        if mode not in MODES:
+            raise ValueError(f"workbench backend mode: expected one of {MODES}, got {mode!r}")
+        names = {
+            k: (
+                None
+                if options.get(k) is None
+                else (options[k],)
+                if isinstance(options[k], str)
+                else tuple(options[k])
+            )
+            for k in ("include", "exclude")
+        }
+        opts = cls(
+            **names,
+            inner=options.get("inner", "inductor"),
+            patterns=bool(options.get("patterns", True)),
+            cudagraphs=bool(options.get("cudagraphs", mode == "reduce-overhead")),
+        )
+        if opts.inner not in INNER:
+            raise ValueError(f"workbench backend option inner: expected one of {INNER}, got {opts.inner!r}")
+        if opts.cudagraphs and opts.inner != "inductor":
+            raise ValueError("workbench backend: cudagraphs need inner='inductor' (its CUDA graph trees)")
+        return opts
+
+
+# ---- checking one node ------------------------------------------------------------------------------
+
+
+def _hint(v) -> int:
+    if isinstance(v, int):
+        return v
+    node = v.node
+    hint = getattr(node, "hint", None)
+    return int(hint) if hint is not None else int(node.shape_env.size_hint(node.expr))
+
+
+def _real(v):
+    """A real value shaped like a traced one: random floats, zero integers and bools (valid indices)."""
+    if isinstance(v, torch.Tensor):
+        t = torch.empty_strided(
+            [_hint(s) for s in v.shape], [_hint(s) for s in v.stride()], dtype=v.dtype, device=v.device
+        )
+        return t.normal_() if t.is_floating_point() else t.zero_()
+    if isinstance(v, torch.SymInt):
+        return _hint(v)
+    if isinstance(v, torch.SymFloat):
+        return float(v.node.hint)
+    if isinstance(v, (list, tuple)):
+        return type(v)(_real(x) for x in v)
+    if isinstance(v, dict):
+        return {k: _real(x) for k, x in v.items()}
+    return v
+
+
+def _signature(v):
+    if isinstance(v, torch.Tensor):
+        return ("T", tuple(_hint(s) for s in v.shape), tuple(_hint(s) for s in v.stride()), v.dtype, v.device)
+    if isinstance(v, (list, tuple)):
+        return tuple(_signature(x) for x in v)
+    if isinstance(v, dict):
+        return tuple((k, _signature(x)) for k, x in v.items())
+    if isinstance(v, (torch.SymInt, torch.SymFloat)):
+        return ("S", _hint(v) if isinstance(v, torch.SymInt) else float(v.node.hint))
+    return repr(v)
+
+
+RELAYOUT = "relayout"  # verdict: our kernel takes the inputs, its output needs a copy to the ATen layout
+
+
+def _layout_differs(out, expected, strides: bool = True) -> str:
+    """'' where `out` has the dtype, shape and strides of the traced value `expected`; RELAYOUT where only
+    strides differ (all concrete); else how it differs."""
+    outs = list(out) if isinstance(out, (list, tuple)) else [out]
+    exps = list(expected) if isinstance(expected, (list, tuple)) else [expected]
+    if isinstance(out, (list, tuple)) != isinstance(expected, (list, tuple)) or len(outs) != len(exps):
+        return f"returns {type(out).__name__}, the ATen op {type(expected).__name__}"
+    relayout = False
+    for o, e in zip(outs, exps):
+        if not isinstance(o, torch.Tensor):
+            return f"returns {type(o).__name__}, the ATen op a tensor"
+        shape = tuple(_hint(s) for s in e.shape)
+        if o.dtype != e.dtype or tuple(o.shape) != shape:
+            return f"returns {o.dtype} {tuple(o.shape)}, the ATen op {e.dtype} {shape}"
+        if strides and any(a != _hint(b) for a, b, n in zip(o.stride(), e.stride(), shape) if n > 1):
+            if not all(isinstance(b, int) for b in e.stride()):
+                return f"output strides {tuple(o.stride())} differ from the ATen op's (symbolic)"
+            relayout = True
+    return RELAYOUT if relayout else ""
+
+
+def _value(a):
+    return a.meta.get("val", a.meta.get("example_value")) if isinstance(a, torch.fx.Node) else a
+
+
+def _traced(args, kwargs):
+    return torch.fx.node.map_aggregate(args, _value), torch.fx.node.map_aggregate(kwargs, _value)
+
+
+class _Checker:
+    """Runs an op on real inputs shaped like a node's; the verdict per distinct signature is cached."""
+
+    def __init__(self):
+        self.verdicts: dict[tuple, str] = {}
+
+    def __call__(
+        self, label: str, run: Callable[..., Any], args, kwargs, expected, strides: bool = True
+    ) -> str:
+        """'' if `run` takes these inputs, RELAYOUT if it does with other output strides (when `strides`
+        matter), else the reason it does not."""
+        key = (label, _signature(args), _signature(kwargs), strides)
+        if key not in self.verdicts:
+            self.verdicts[key] = self._check(run, args, kwargs, expected, strides)
+        return self.verdicts[key]
+
+    @staticmethod
+    def _check(run, args, kwargs, expected, strides: bool) -> str:
+        from torch.utils._python_dispatch import _disable_current_modes
+
+        # Real tensors, outside every fake or tracing mode the compiler is in.
+        with _disable_current_modes(), torch.no_grad():
+            real_args, real_kwargs = _real(args), _real(kwargs)
+            _library.strict.on = True
+            try:
+                out = run(*real_args, **real_kwargs)
+            except FALLBACK_ERRORS as e:
+                return str(e).splitlines()[0] if str(e) else type(e).__name__
+            except Exception as e:  # noqa: BLE001 (a kernel failing for one shape costs its node only)
+                return f"kernel failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            finally:
+                _library.strict.on = False
+        return _layout_differs(out, expected, strides)
+
+
+# ---- the rewrite --------------------------------------------------------------------------------------
+
+# Torch functions dynamo records for composite ATen ops (decomposed by AOTAutograd, so taken before it).
+_COMPOSITES = {
+    "aten::scaled_dot_product_attention": ("_C._nn.scaled_dot_product_attention",),
+    "aten::linear": ("_C._nn.linear",),
+    "aten::rms_norm": ("rms_norm",),
+    "aten::layer_norm": ("layer_norm",),
+    "aten::cross_entropy_loss": ("_C._nn.cross_entropy_loss",),
+}
+
+
+def _torch_attr(path: str):
+    obj = torch
+    for part in path.split("."):
+        obj = getattr(obj, part, None)
+    return obj
+
+
+@functools.cache
+def _composite_functions() -> dict[Any, str]:
+    return {
+        fn: overload
+        for overload, paths in _COMPOSITES.items()
+        for p in paths
+        if (fn := _torch_attr(p)) is not None
+    }
+
+
+def _fits(overload: str, args: tuple, kwargs: dict) -> bool:
+    """Whether no Python number sits in a Tensor argument of `overload`'s schema (custom operators,
+    unlike ATen's, take no number for a Tensor)."""
+    for i, arg in enumerate(aten_overload(overload)._schema.arguments):
+        value = args[i] if i < len(args) else kwargs.get(arg.name)
+        t = arg.type.getElementType() if isinstance(arg.type, torch.OptionalType) else arg.type
+        if isinstance(t, torch.TensorType) and isinstance(value, Number):
+            return False
+    return True
+
+
+class Rewrite:
+    """Puts our ops into the graphs of one backend call, recording every decision in the coverage."""
+
+    def __init__(self, selection: Selection, patterns: bool, needs_grad: bool):
+        self.selection, self.patterns, self.needs_grad = selection, patterns, needs_grad
+        self.by_name = {aten_overload(ov): ov for ov in selection.adapters}
+        self.check = _Checker()
+        self.aten_graphs = 0
+
+    def _take(self, node: torch.fx.Node, overload: str, retraced: bool = False) -> None:
+        """Make `node` (ATen overload `overload`, or the torch function of a composite) our op's twin.
+        `retraced`: AOTAutograd traces the graph after it from the twin's fake (strides need not match)."""
+        op = self.selection.adapters[overload][0]
+        if self.needs_grad:
+            _coverage.record_fallback(overload, "no backward", op=op)
+            return
+        target = overload
+        if not _fits(overload, node.args, node.kwargs):
+            packet = aten_overload(overload).overloadpacket
+            target = next(
+                (
+                    ov
+                    for ov in self.selection.adapters
+                    if aten_overload(ov).overloadpacket is packet and _fits(ov, node.args, node.kwargs)
+                ),
+                None,
+            )
+            if target is None:
+                _coverage.record_fallback(
+                    overload, "a Python number in a Tensor argument and no Scalar overload to take it", op=op
+                )
+                return
+        twin = _library.twin(REGISTRY[op].name, target)
+        if twin is None:
+            _coverage.record_fallback(overload, "mutates or aliases an input (no custom operator)", op=op)
+            return
+        args, kwargs = _traced(node.args, node.kwargs)
+        expected = _value(node)
+        reason = self.check(target, twin, args, kwargs, expected, strides=not retraced)
+        if reason.startswith("kernel failed"):
+            reason = f"node {node.name} ({op}): {reason}"
+        if reason == RELAYOUT and isinstance(expected, (list, tuple)):
+            reason = "output strides differ from the ATen op's (several outputs)"
+        if reason and reason != RELAYOUT:
+            _coverage.record_fallback(overload, reason, op=op)
+            return
+        node.target = twin
+        if reason == RELAYOUT:  # the graph after this node was traced for the ATen op's strides
+            with node.graph.inserting_after(node):
+                copy = node.graph.call_function(
+                    torch.ops.prims.copy_strided.default, (node, list(expected.stride()))
+                )
+            node.replace_all_uses_with(copy, delete_user_cb=lambda user: user is not copy)
+            copy.meta["val"] = expected
+            with expected.fake_mode:
+                node.meta["val"] = expected.contiguous()
+        _coverage.record_handled(overload, op=op)
+
+    def composites(self, gm: torch.fx.GraphModule) -> None:
+        """Step 1: composite ops in dynamo's graph (whose values are `example_value`s)."""
+        functions = _composite_functions()
+        for node in gm.graph.nodes:
+            overload = functions.get(node.target) if node.op == "call_function" else None
+            if overload in self.selection.adapters:
+                self._take(node, overload, retraced=True)
+        gm.recompile()
+
+    def aten(self, graph: torch.fx.Graph) -> None:
+        """Step 3: fusion patterns, then every node of a selected overload, on an ATen graph."""
+        self.aten_graphs += 1
+        if self.needs_grad and self.aten_graphs > 1:
+            return  # the backward graph: the forward's nodes were already counted as native
+        from . import patterns
+
+        if self.patterns and patterns.active(self.selection) and not self.needs_grad:
+            fired, refused = patterns.apply(graph, self.selection, self.check)
+            for op, n in fired.items():
+                _coverage.record_handled(f"(pattern) {op}", n, op=op)
+            for op, reasons in refused.items():
+                for reason, n in reasons.items():
+                    _coverage.record_fallback(f"(pattern) {op}", reason, n, op=op)
+        for node in list(graph.nodes):
+            if node.op == "call_function" and node.target in self.by_name:
+                self._take(node, self.by_name[node.target])
+        graph.lint()
+
+
+@functools.cache
+def _decompositions_keeping(kept: frozenset) -> dict:
+    """Inductor's decompositions, less those of the overloads in `kept` (they stay one node each)."""
+    from torch._inductor.decomposition import select_decomp_table
+
+    keep = {aten_overload(ov) for ov in kept}
+    return {op: fn for op, fn in select_decomp_table().items() if op not in keep}
+
+
+def _decompositions(selection: Selection) -> dict:
+    return _decompositions_keeping(frozenset(selection.adapters))
+
+
+def workbench_backend(
+    gm: torch.fx.GraphModule, example_inputs, mode: str | None = None, options: dict | None = None
+):
+    """The dynamo backend (registered as "workbench"); see the module docstring."""
+    opts = Options.parse(options, mode)
+    dispatch.compile_watch.by_workbench = True
+    needs_grad = torch.is_grad_enabled() and any(
+        isinstance(t, torch.Tensor) and t.requires_grad for t in example_inputs
+    )
+    selection = select(opts.include, opts.exclude)
+    rewrite = Rewrite(selection, opts.patterns, needs_grad)
+    rewrite.composites(gm)
+    decompositions = _decompositions(selection)
+    if opts.inner == "eager":
+        from torch._functorch.aot_autograd import aot_module_simplified, make_boxed_func
+
+        def compiler(g: torch.fx.GraphModule, _inputs):
+            rewrite.aten(g.graph)
+            g.recompile()
+            return make_boxed_func(g.forward)
+
+        return aot_module_simplified(
+            gm, example_inputs, fw_compiler=compiler, bw_compiler=compiler, decompositions=decompositions
+        )
+    from torch._inductor.compile_fx import compile_fx
+
+    patches = {
+        "post_grad_custom_pre_pass": _GraphPass(rewrite.aten),
+        "fx_graph_cache": False,
+        "triton.cudagraphs": opts.cudagraphs,
+    }
+    return compile_fx(gm, example_inputs, config_patches=patches, decompositions=decompositions)
+
+
+class _GraphPass(CustomGraphPass):
+    """Inductor's post-grad custom pass slot; uuid None: such a graph is never cached (the rewrite's
+    checks and coverage must run)."""
+
+    def __init__(self, fn: Callable[[torch.fx.Graph], None]):
+        self.fn = fn
+
+    def __call__(self, graph: torch.fx.Graph) -> None:
+        self.fn(graph)
+
+    def uuid(self):
+        return None

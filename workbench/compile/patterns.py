@@ -1,0 +1,247 @@
+"""Fusion patterns: chains of ATen ops in a traced model replaced by one fused workbench op.
+
+Matched on the ATen graph with inductor's pattern matcher, so they serve any architecture whose code
+computes the same chain (transformers' Llama, Qwen2/3, Mistral, ... share these forms), not class names:
+
+- `rms_norm`: the decomposed RMSNorm, `w * (h * rsqrt(mean(h**2, -1) + eps)).to(dtype)` with h = x in
+  float32 (the casts are part of the pattern; none in float32) -> `workbench.rms_norm(x, w, eps)`;
+- `add_rms_norm`: a residual add feeding that norm -> `workbench.add_rms_norm(x, residual, w, eps)`,
+  which returns the normalised sum and the sum (the next residual);
+- `silu_and_mul`: `silu(gate) * up` -> `workbench.silu_and_mul(gate, up)`;
+- `rope`: transformers' rotate-half rotary embedding of q and k with cos/sin unsqueezed at dim 1
+  -> `workbench.rope(q, k, cos, sin)`.
+
+Patterns are traced once per (selection, dtype) with the backend's decomposition table, so they have
+the form the graph has. A match becomes the fused op only where its kernel takes the inputs (checked on
+real inputs shaped like the match's, as the backend checks nodes); the others stay as they are (and
+their ops may still be taken one by one), with the reason in the coverage row "(pattern) <op>".
+The rotate-half slice points depend on the head size: a rope pattern is made for each half size that
+the graph slices at.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import torch
+
+from workbench.selection import Selection
+
+DTYPES = (torch.bfloat16, torch.float16, torch.float32)
+
+
+def _parameters(fn) -> set[str]:
+    import inspect
+
+    return set(inspect.signature(fn).parameters)
+
+
+class _Relayout:
+    """Output strides of the chain a match replaces, set by the check when the fused kernel's differ: the
+    replacement (traced right after) copies its outputs to them, as the rest of the graph expects."""
+
+    strides: list | None = None
+
+
+_relayout = _Relayout()
+
+
+def _hint_strides(t):
+    from .backend import _hint
+
+    return (_hint(s) for s in t.stride())
+
+
+def _as_chain(*outs):
+    if _relayout.strides is None:
+        return outs[0] if len(outs) == 1 else outs
+    fixed = tuple(torch.ops.prims.copy_strided.default(o, s) for o, s in zip(outs, _relayout.strides))
+    return fixed[0] if len(fixed) == 1 else fixed
+
+
+def _rms_norm(x, w, eps):
+    h = x.to(torch.float32)
+    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
+    return w * h.to(x.dtype)
+
+
+def _rms_norm_fused(x, w, eps):
+    return _as_chain(torch.ops.workbench.rms_norm.default(x, w, eps))
+
+
+def _add_rms_norm(x, residual, w, eps):
+    total = residual + x
+    return _rms_norm(total, w, eps), total
+
+
+def _add_rms_norm_fused(x, residual, w, eps):
+    out, total = torch.ops.workbench.add_rms_norm.default(x, residual, w, eps)
+    return _as_chain(out, total)
+
+
+def _silu_and_mul(gate, up):
+    return torch.nn.functional.silu(gate) * up
+
+
+def _silu_and_mul_fused(gate, up):
+    return _as_chain(torch.ops.workbench.silu_and_mul.default(gate, up))
+
+
+def _rotate_half(x, half):
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def _rope(q, k, cos, sin, half):
+    cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+    return q * cos + _rotate_half(q, half) * sin, k * cos + _rotate_half(k, half) * sin
+
+
+def _rope_fused(q, k, cos, sin):
+    q_out, k_out = torch.ops.workbench.rope.default(q, k, cos, sin, 1)
+    return _as_chain(q_out, k_out)
+
+
+def _examples(op: str, dtype: torch.dtype, half: int = 4):
+    def t(*shape):
+        return torch.empty(shape, dtype=dtype)
+
+    if op == "rms_norm":
+        return [t(2, 8), t(8)], {"eps": 1e-6}
+    if op == "add_rms_norm":
+        return [t(2, 8), t(2, 8), t(8)], {"eps": 1e-6}
+    if op == "silu_and_mul":
+        return [t(2, 8), t(2, 8)], None
+    return [t(1, 2, 3, 2 * half), t(1, 1, 3, 2 * half), t(1, 3, 2 * half), t(1, 3, 2 * half)], None
+
+
+class Patterns:
+    """The pattern passes of one selection, in the order they must run."""
+
+    def __init__(self, fused: tuple[str, ...], decompositions: dict):
+        from torch._inductor.pattern_matcher import PatternMatcherPass
+
+        self.fused = fused
+        self.decompositions = decompositions
+        # add_rms_norm first: its chain contains rms_norm's
+        self.passes = {op: PatternMatcherPass() for op in fused}
+        self.fired: dict[str, int] = {}
+        self.refused: dict[str, dict[str, int]] = {}
+        self.check: Callable | None = None
+        self.rope_halves: set[int] = set()
+        for op in self.passes:
+            if op != "rope":
+                self._register(
+                    op,
+                    *{
+                        "rms_norm": (_rms_norm, _rms_norm_fused),
+                        "add_rms_norm": (_add_rms_norm, _add_rms_norm_fused),
+                        "silu_and_mul": (_silu_and_mul, _silu_and_mul_fused),
+                    }[op],
+                )
+
+    def _register(self, op: str, search: Callable, replace: Callable, half: int | None = None) -> None:
+        from torch._inductor.pattern_matcher import fwd_only, register_replacement
+
+        if half is not None:
+            chain = search
+
+            def search(q, k, cos, sin):  # the matcher reads the search function's parameter names
+                return chain(q, k, cos, sin, half)
+
+        def decompositions():
+            return self.decompositions
+
+        trace = functools.partial(fwd_only, get_decomp_fn=decompositions)
+        # torch >= 2.8 also traces with register_replacement's own get_decomp_fn: the same table
+        extra = (
+            {"get_decomp_fn": decompositions} if "get_decomp_fn" in _parameters(register_replacement) else {}
+        )
+        for dtype in DTYPES:
+            example, scalars = _examples(op, dtype, half or 4)
+            register_replacement(
+                search,
+                replace,
+                example,
+                trace,
+                self.passes[op],
+                extra_check=functools.partial(self._accept, op, replace),
+                scalar_workaround=scalars,
+                skip_duplicates=True,
+                **extra,
+            )
+
+    def _accept(self, op: str, replace: Callable, match) -> bool:
+        """Whether the fused op's kernel takes the matched inputs (else the chain stays, with the reason)."""
+        from .backend import _value
+
+        kwargs = {k: _value(v) for k, v in match.kwargs.items()}
+        outputs = [_value(n) for n in match.output_nodes()]
+        from .backend import RELAYOUT
+
+        expected = outputs[0] if len(outputs) == 1 else outputs
+        _relayout.strides = None  # the check runs the fused op as it is
+        reason = self.check(f"(pattern) {op}", replace, (), kwargs, expected)
+        _relayout.strides = [list(_hint_strides(e)) for e in outputs] if reason == RELAYOUT else None
+        if reason and reason != RELAYOUT:
+            reasons = self.refused.setdefault(op, {})
+            reasons[reason] = reasons.get(reason, 0) + 1
+            return False
+        self.fired[op] = self.fired.get(op, 0) + 1
+        return True
+
+    def _rope_halves(self, graph: torch.fx.Graph) -> set[int]:
+        """Half head sizes at which the graph slices a last dim in two (rotate-half candidates)."""
+        from .backend import _value
+
+        halves = set()
+        for node in graph.find_nodes(op="call_function", target=torch.ops.aten.slice.Tensor):
+            source = _value(node.args[0]) if node.args else None
+            if (
+                len(node.args) >= 4
+                and node.args[2] == 0
+                and isinstance(node.args[3], int)
+                and isinstance(source, torch.Tensor)
+                and source.shape[-1] == 2 * node.args[3]
+            ):
+                halves.add(node.args[3])
+        return halves
+
+    def apply(
+        self, graph: torch.fx.Graph, check: Callable
+    ) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+        """Run every pass on `graph`; (matches fused per op, {op: {reason: count}} of matches left)."""
+        self.check, self.fired, self.refused = check, {}, {}
+        for op, pass_ in self.passes.items():
+            if op == "rope":
+                for half in self._rope_halves(graph) - self.rope_halves:
+                    self.rope_halves.add(half)
+                    self._register("rope", _rope, _rope_fused, half=half)
+            pass_.apply(graph)
+        if self.fired:
+            from torch._inductor.pattern_matcher import stable_topological_sort
+
+            # A match of several outputs (rope's q and k) goes where its first output was; an input of
+            # it may be defined later in the graph (k's chain before q's).
+            stable_topological_sort(graph)
+        return self.fired, self.refused
+
+
+@functools.cache
+def _patterns(fused: tuple[str, ...], kept: frozenset) -> Patterns:
+    from .backend import _decompositions_keeping
+
+    return Patterns(fused, _decompositions_keeping(kept))
+
+
+PATTERN_OPS = ("add_rms_norm", "rms_norm", "silu_and_mul", "rope")  # in the order their passes run
+
+
+def active(selection: Selection) -> tuple[str, ...]:
+    """The ops whose patterns a selection switches on."""
+    return tuple(op for op in PATTERN_OPS if op in selection.ops)
+
+
+def apply(graph: torch.fx.Graph, selection: Selection, check: Callable):
+    """The selection's fusion patterns on `graph` (passes cached per selection): (fired, refused)."""
+    return _patterns(active(selection), frozenset(selection.adapters)).apply(graph, check)
