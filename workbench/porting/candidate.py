@@ -18,6 +18,7 @@ Loading executes the file, so untrusted candidates are loaded only inside a work
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import inspect
 import keyword
@@ -60,6 +61,16 @@ def check_op_name(op: str) -> str:
     if op.startswith("_") or op in RESERVED_NAMES:
         raise CandidateError(f"op: {op!r} is reserved (names starting with '_' and {sorted(RESERVED_NAMES)})")
     return op
+
+
+def declares_spec(source: str) -> bool:
+    """Whether the module source assigns SPEC at top level (a new op), read without executing it."""
+    for node in ast.parse(source).body:
+        targets = node.targets if isinstance(node, ast.Assign) else (
+            [node.target] if isinstance(node, (ast.AnnAssign, ast.AugAssign)) else [])
+        if any(isinstance(t, ast.Name) and t.id == "SPEC" for t in targets):
+            return True
+    return False
 
 
 def signature_problem(fn: Callable, registered: Callable) -> str | None:
