@@ -192,8 +192,15 @@ def cmd_regress(args) -> int:
 
 def cmd_promote(args) -> int:
     _bind_backend(None)
-    from workbench.porting.promotion import PromotionError, promote
+    from workbench.porting.promotion import PromotionError, promote, recover
 
+    if args.recover:
+        for line in recover(args.root, args.op):
+            print(line)
+        return 0
+    if not args.file or not args.op:
+        print("workbench promote: expected a candidate file and --op (or --recover)", file=sys.stderr)
+        return 2
     try:
         result = promote(args.file, args.op, backend=args.backend, force=args.force, root=args.root,
                          store=args.store, record_baseline=not args.no_baseline, timeout=args.timeout,
@@ -204,6 +211,8 @@ def cmd_promote(args) -> int:
         if run is not None and run.traceback:
             print(run.traceback, file=sys.stderr)
         return 1
+    if result.recovered:
+        print(result.recovered)
     print(result.message)
     return 0
 
@@ -358,8 +367,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_regress)
 
     p = sub.add_parser("promote", help="check a candidate kernel file and write it into the package")
-    p.add_argument("file", help="candidate .py file (format: workbench/porting/candidate.py)")
-    p.add_argument("--op", required=True, help="the op it implements (registered: a variant; new: needs SPEC)")
+    p.add_argument("file", nargs="?", help="candidate .py file (format: workbench/porting/candidate.py)")
+    p.add_argument("--op", help="the op it implements (registered: a variant; new: needs SPEC)")
+    p.add_argument("--recover", action="store_true",
+                   help="finish or roll back promotions that were interrupted (of --op, default: all)")
     p.add_argument("--backend", choices=["cpu", "cuda", "mlu"],
                    help="backend the variant is for (default: the detected one, where it is checked)")
     p.add_argument("--force", action="store_true", help="replace an existing target, keeping a backup")
