@@ -31,15 +31,32 @@ FAST = dict(cases=["quick"], dtypes=["fp32"], bench_cases=["quick"], bench_dtype
 BASELINE_ROWS = 3
 
 
-
 def _fake_run(task, candidate, op, delay: float = 0.0, **kw):
     """A worker run that passes (a check row, a baseline of BASELINE_ROWS rows) after `delay` seconds."""
     time.sleep(delay)
-    rows = [{"op": op, "variant": "cpu", "backend": "cpu", "case": "c", "dtype": "fp32", "seed": 1, "rel_err": 0.0,
-             "passed": True, "skipped": "", "error": ""}]
-    bench = pd.DataFrame([{"op": op, "impl": "cpu", "case": f"c{i}", "dtype": "fp32", "ms": 0.5 + i}
-                          for i in range(BASELINE_ROWS)])
-    return worker.RunResult(task, "ok", "", check=correctness.table(rows), bench=bench if task == "verify" else None)
+    rows = [
+        {
+            "op": op,
+            "variant": "cpu",
+            "backend": "cpu",
+            "case": "c",
+            "dtype": "fp32",
+            "seed": 1,
+            "rel_err": 0.0,
+            "passed": True,
+            "skipped": "",
+            "error": "",
+        }
+    ]
+    bench = pd.DataFrame(
+        [
+            {"op": op, "impl": "cpu", "case": f"c{i}", "dtype": "fp32", "ms": 0.5 + i}
+            for i in range(BASELINE_ROWS)
+        ]
+    )
+    return worker.RunResult(
+        task, "ok", "", check=correctness.table(rows), bench=bench if task == "verify" else None
+    )
 
 
 def _in_child(fn, env: dict | None = None) -> int:
@@ -70,7 +87,10 @@ def _exit_code(pid: int) -> int:
 def _promote_faked(root: Path, store: Path, force: bool = False, delay: float = 0.0):
     def go():
         promotion.worker.run = lambda *a, **kw: _fake_run(*a, delay=delay, **kw)
-        promotion.promote(CANDIDATES / "rms_norm_rows.py", "rms_norm", force=force, root=root, store=store, **FAST)
+        promotion.promote(
+            CANDIDATES / "rms_norm_rows.py", "rms_norm", force=force, root=root, store=store, **FAST
+        )
+
     return go
 
 
@@ -107,7 +127,8 @@ NEW_STATE = ("installed", "baseline_started", "baseline_recorded", "done")
 
 # a new file has no backup; replacing one changes nothing else before the journal or after the baseline
 KILLS = [(step, False) for step in promotion.STEPS if step != "backed_up"] + [
-    (step, True) for step in ("journaled", "backed_up", "installed", "baseline_started")]
+    (step, True) for step in ("journaled", "backed_up", "installed", "baseline_started")
+]
 
 
 @pytest.mark.parametrize("step,force", KILLS, ids=[f"{s}-{'force' if f else 'new'}" for s, f in KILLS])
@@ -149,8 +170,10 @@ def test_concurrent_promotions_of_one_op_one_wins(tmp_path, capfd):
 
 def test_real_promotion_killed_mid_baseline_is_finished_by_the_next_promote(tmp_path):
     repo, store = repo_copy(tmp_path / "repo"), tmp_path / "s.db"
+
     def go():
         promote(CANDIDATES / "rms_norm_rows.py", "rms_norm", root=repo, store=store, **FAST)
+
     assert _exit_code(_in_child(go, {promotion.FAULT_ENV: "baseline_started"})) == -signal.SIGKILL
     runs = ResultStore(store).runs("baseline")
     assert list(runs["status"]) == ["running"]  # one row of three written, then killed
@@ -162,7 +185,10 @@ def test_real_promotion_killed_mid_baseline_is_finished_by_the_next_promote(tmp_
     assert sorted(runs["status"]) == ["aborted", "done"]
     rows = ResultStore(store).rows(runs.loc[runs["status"] == "done", "run_id"].iloc[0])
     quick = len(opspec.get("rms_norm").case_list("quick"))
-    assert len(rows) == 2 * quick and set(rows["impl"]) == {"native", "cpu"}  # every quick fp32 case, both sides
+    assert len(rows) == 2 * quick and set(rows["impl"]) == {
+        "native",
+        "cpu",
+    }  # every quick fp32 case, both sides
     assert _state_is_clean(repo)
 
 
@@ -184,12 +210,16 @@ def _candidate(tmp_path, body: str, name: str = "cand.py") -> Path:
 
 
 def test_patching_the_correctness_module_cannot_pass_a_wrong_kernel(tmp_path):
-    path = _candidate(tmp_path, WRONG + """
+    path = _candidate(
+        tmp_path,
+        WRONG
+        + """
 from workbench.profiling import correctness
 fake = lambda *a, **k: {"rel_err": 0.0, "max_abs_err": 0.0, "nonfinite_match": True, "elementwise_ok": True,
                         "passed": True, "dtype_match": True}
 correctness.verify = correctness.judge = correctness.compare = fake
-""")
+""",
+    )
     result = worker.run("check", path, "rms_norm", progress=False)
     assert result.ok and not result.passed
     assert (~result.check["passed"]).all() and (result.check["rel_err"] > 0.04).all()
@@ -197,7 +227,9 @@ correctness.verify = correctness.judge = correctness.compare = fake
 
 def test_a_result_file_written_by_the_candidate_runs_no_code_and_forges_nothing(tmp_path):
     marker = tmp_path / "ran_in_caller"
-    path = _candidate(tmp_path, f"""
+    path = _candidate(
+        tmp_path,
+        f"""
 import json, os, pickle
 from pathlib import Path
 
@@ -212,13 +244,17 @@ def rms_norm(x, weight=None, eps=1e-6):
     rows = [{{"case": "8x64", "dtype": "fp32", "seed": 0, "passed": True, "error": ""}}]
     (run / "result.json").write_text(json.dumps({{"status": "ok", "summary": "all passed", "rows": rows}}))
     os._exit(0)
-""")
+""",
+    )
     result = worker.run("check", path, "rms_norm", progress=False)
     assert not marker.exists()
     assert result.status == "error" and "could not be read" in result.summary and not result.passed
 
     # data-only outputs claiming a pass: judged again here, they fail
-    path = _candidate(tmp_path, WRONG + """
+    path = _candidate(
+        tmp_path,
+        WRONG
+        + """
 import json, os, torch
 from pathlib import Path
 from workbench.porting import judge
@@ -232,7 +268,9 @@ def rms_norm(x, weight=None, eps=1e-6):
     torch.save({"out": {str(i): out for i in range(len(rows))}}, Path.cwd() / judge.OUTPUTS)
     (Path.cwd() / "result.json").write_text(json.dumps({"status": "ok", "summary": "passed", "rows": rows}))
     os._exit(0)
-""", "cand2.py")
+""",
+        "cand2.py",
+    )
     result = worker.run("check", path, "rms_norm", progress=False)
     assert result.ok and not result.passed and not result.check["passed"].any()
     assert result.check["rel_err"].iloc[0] > 0.04  # the first case's own (wrong) output, judged here
@@ -240,7 +278,9 @@ def rms_norm(x, weight=None, eps=1e-6):
 
 def test_files_written_into_the_package_during_a_check_stay_out_of_it(tmp_path):
     where = tmp_path / "where"
-    path = _candidate(tmp_path, f"""
+    path = _candidate(
+        tmp_path,
+        f"""
 from pathlib import Path
 import workbench.ops
 
@@ -248,7 +288,8 @@ dropped = Path(workbench.ops.__file__).parent / "zz_dropped.py"
 dropped.write_text("print('DROPPED')\\n")
 Path({str(where)!r}).write_text(str(dropped))
 from workbench.ops.rms_norm import rms_norm
-""")
+""",
+    )
     result = worker.run("check", path, "rms_norm", progress=False)
     assert result.passed, result.summary
     dropped = Path(where.read_text())  # in the worker's staged copy of the package, removed with it
@@ -297,8 +338,9 @@ def test_a_killed_caller_takes_its_worker_and_files_with_it(tmp_path, sig):
     os.kill(caller, sig)
     assert _exit_code(caller) == -sig
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and not (_gone(int(pid)) and _gone(int(grandchild))
-                                               and not Path(rundir).exists()):
+    while time.monotonic() < deadline and not (
+        _gone(int(pid)) and _gone(int(grandchild)) and not Path(rundir).exists()
+    ):
         time.sleep(0.1)
     assert _gone(int(pid)) and _gone(int(grandchild)) and not Path(rundir).exists()
 
@@ -325,7 +367,9 @@ def test_stale_run_directories_of_dead_callers_are_removed(tmp_path):
 
 
 def test_endless_output_is_read_as_a_bounded_tail(tmp_path):
-    path = _candidate(tmp_path, """
+    path = _candidate(
+        tmp_path,
+        """
 import sys
 from workbench.ops.rms_norm import rms_norm as _rms_norm
 
@@ -335,7 +379,8 @@ def rms_norm(x, weight=None, eps=1e-6):
         sys.stdout.write(block)
     sys.stdout.write("the last line\\n")
     return _rms_norm(x, weight, eps)
-""")
+""",
+    )
     tracemalloc.start()
     try:
         result = worker.run("check", path, "rms_norm", progress=False)
@@ -358,6 +403,8 @@ def test_a_file_name_cannot_become_code(tmp_path):
         check_op_name('x\nprint("INJECTED")')
     # and what the footer does embed is inert however it is spelled
     footer = promotion._footer("rms_norm", "cpu", "cpu", False, evil.name, 'ok")\nprint("INJECTED")\n#')
-    calls = [n.func.id for n in ast.walk(ast.parse(footer)) if isinstance(n, ast.Call) and hasattr(n.func, "id")]
+    calls = [
+        n.func.id for n in ast.walk(ast.parse(footer)) if isinstance(n, ast.Call) and hasattr(n.func, "id")
+    ]
     assert calls == ["_get_spec", "_get_spec"]
     assert not any("INJECTED" in line for line in footer.splitlines() if not line.startswith("#"))

@@ -52,11 +52,19 @@ def rebuild(value):
 
 
 def item_request(item: cr.WorkItem) -> dict:
-    return {"set": item.case_set, "index": item.index, "case": item.case.name, "dtype": cr.dtype_name(item.dtype),
-            "seed": item.seed, "skip": item.skip}
+    return {
+        "set": item.case_set,
+        "index": item.index,
+        "case": item.case.name,
+        "dtype": cr.dtype_name(item.dtype),
+        "seed": item.seed,
+        "skip": item.skip,
+    }
 
 
-def run_items(spec: opspec.OpSpec, fn, items: list[dict], own_reference: bool, progress=None) -> tuple[list, dict]:
+def run_items(
+    spec: opspec.OpSpec, fn, items: list[dict], own_reference: bool, progress=None
+) -> tuple[list, dict]:
     """Worker side: run `fn` on each item's inputs; returns (row metadata, tensors by row position).
 
     own_reference: also return the spec's reference outputs (a new op: the caller has no reference).
@@ -72,7 +80,9 @@ def run_items(spec: opspec.OpSpec, fn, items: list[dict], own_reference: bool, p
         try:
             case = spec.case_list(item["set"])[item["index"]]
             if case.name != item["case"]:
-                raise LookupError(f"case {item['set']}[{item['index']}] is {case.name!r}, expected {item['case']!r}")
+                raise LookupError(
+                    f"case {item['set']}[{item['index']}] is {case.name!r}, expected {item['case']!r}"
+                )
             args, kwargs = cr.make_inputs(case, cr.DTYPE_NAMES[item["dtype"]], item["seed"])
             row["shape"] = cr.shape_label(args)
             with poisoned_outputs():
@@ -102,8 +112,9 @@ def load_outputs(path: Path) -> dict:
     return {k: data.get(k) or {} for k in ("out", "ref")}
 
 
-def verdicts(op: str, planned: list[cr.WorkItem] | None, rows: list[dict], tensors: dict,
-             variant: str) -> pd.DataFrame:
+def verdicts(
+    op: str, planned: list[cr.WorkItem] | None, rows: list[dict], tensors: dict, variant: str
+) -> pd.DataFrame:
     """The correctness table, judged here.
 
     planned: the caller's plan for a registered op (its reference judges); None for a new op, whose
@@ -115,8 +126,16 @@ def verdicts(op: str, planned: list[cr.WorkItem] | None, rows: list[dict], tenso
     for i, item in enumerate(items):
         got = rows[i] if i < len(rows) else None
         desc = item_request(item) if item is not None else got
-        base = {"op": op, "variant": variant, "backend": backend, "case": desc["case"], "dtype": desc["dtype"],
-                "seed": desc["seed"], "skipped": desc.get("skip") or "", "error": ""}
+        base = {
+            "op": op,
+            "variant": variant,
+            "backend": backend,
+            "case": desc["case"],
+            "dtype": desc["dtype"],
+            "seed": desc["seed"],
+            "skipped": desc.get("skip") or "",
+            "error": "",
+        }
         out_rows.append(base)
         if base["skipped"]:
             base["passed"] = False

@@ -54,8 +54,17 @@ from typing import Iterable, Iterator
 from . import worker
 from .candidate import CandidateError, check_file_name, check_op_name, declares_spec
 
-STEPS = ("locked", "checked", "verified", "journaled", "backed_up", "installed", "baseline_started",
-         "baseline_recorded", "done")
+STEPS = (
+    "locked",
+    "checked",
+    "verified",
+    "journaled",
+    "backed_up",
+    "installed",
+    "baseline_started",
+    "baseline_recorded",
+    "done",
+)
 FAULT_ENV = "WORKBENCH_PROMOTE_FAULT"
 
 
@@ -135,7 +144,9 @@ def _failure_lines(table, limit: int = 5) -> str:
     from workbench.profiling.correctness import failure_reason, failures
 
     failed = failures(table)
-    shown = [f"  {row['case']} {row['dtype']}: {failure_reason(row)}" for _, row in failed.head(limit).iterrows()]
+    shown = [
+        f"  {row['case']} {row['dtype']}: {failure_reason(row)}" for _, row in failed.head(limit).iterrows()
+    ]
     more = [f"  ... and {len(failed) - limit} more"] if len(failed) > limit else []
     return "\n".join(shown + more)
 
@@ -181,8 +192,10 @@ def _lock(root: Path, op: str, promo: Promotion) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
-            promo.message = (f"not promoted: another promotion of {op!r} into {root} is in progress ({holder}); "
-                             "nothing was written")
+            promo.message = (
+                f"not promoted: another promotion of {op!r} into {root} is in progress ({holder}); "
+                "nothing was written"
+            )
             raise PromotionError(promo.message, promo) from None
         stamp = datetime.datetime.now().isoformat(timespec="seconds")
         os.ftruncate(fd, 0)
@@ -195,6 +208,7 @@ def _lock(root: Path, op: str, promo: Promotion) -> Iterator[None]:
 @dataclass
 class _Journal:
     """An interrupted promotion's record: what it installs, where the old file went, its baseline run."""
+
     path: Path
     data: dict
 
@@ -260,7 +274,11 @@ def recover(root: str | Path | None = None, op: str | None = None) -> list[str]:
     """
     root = Path(root).resolve() if root else worker.package_root()
     folder = state_dir(root)
-    ops = [check_op_name(op)] if op else sorted(p.name[:-len(".journal.json")] for p in folder.glob("*.journal.json"))
+    ops = (
+        [check_op_name(op)]
+        if op
+        else sorted(p.name[: -len(".journal.json")] for p in folder.glob("*.journal.json"))
+    )
     messages = []
     for name in ops:
         promo = Promotion(name, "", "", "", Path())
@@ -287,8 +305,9 @@ def _recover_locked(root: Path, op: str) -> str:
         if journal.data["store"] is not None and not _baseline_done(journal):
             _record_baseline(journal)
         journal.remove()
-        return (f"finished the interrupted promotion of {op!r}: {journal.data['target']} installed"
-                + (f", baseline run {journal.data['run_id']} recorded" if journal.data["store"] is not None else ""))
+        return f"finished the interrupted promotion of {op!r}: {journal.data['target']} installed" + (
+            f", baseline run {journal.data['run_id']} recorded" if journal.data["store"] is not None else ""
+        )
     if backup is not None:
         backup.unlink(missing_ok=True)  # a copy of the file still in place
     journal.remove()
@@ -298,11 +317,23 @@ def _recover_locked(root: Path, op: str) -> str:
 # ---- the steps ---------------------------------------------------------------------------------------
 
 
-def promote(candidate_file: str | Path, op: str, backend: str | None = None, force: bool = False, *,
-            root: str | Path | None = None, cases: Iterable[str] = ("quick", "edge"),
-            dtypes: Iterable[str] | None = None, bench_cases: Iterable[str] | None = None,
-            bench_dtypes: Iterable[str] | None = None, store=None, record_baseline: bool = True,
-            timeout: float = 1200.0, progress: bool = True, on_progress=None) -> Promotion:
+def promote(
+    candidate_file: str | Path,
+    op: str,
+    backend: str | None = None,
+    force: bool = False,
+    *,
+    root: str | Path | None = None,
+    cases: Iterable[str] = ("quick", "edge"),
+    dtypes: Iterable[str] | None = None,
+    bench_cases: Iterable[str] | None = None,
+    bench_dtypes: Iterable[str] | None = None,
+    store=None,
+    record_baseline: bool = True,
+    timeout: float = 1200.0,
+    progress: bool = True,
+    on_progress=None,
+) -> Promotion:
     """Check the candidate and write it into the package (see the module docstring).
 
     backend: the backend a variant is for (default: the backend this process is bound to, which is
@@ -318,42 +349,69 @@ def promote(candidate_file: str | Path, op: str, backend: str | None = None, for
     check_op_name(op)
     candidate_file = check_file_name(candidate_file)
     if not candidate_file.is_file():
-        raise FileNotFoundError(f"candidate_file: expected a Python file, got {str(candidate_file)!r} (not found)")
+        raise FileNotFoundError(
+            f"candidate_file: expected a Python file, got {str(candidate_file)!r} (not found)"
+        )
     source = candidate_file.read_text()
     try:
         new_op = declares_spec(source)
     except SyntaxError as e:
-        raise CandidateError(f"candidate {candidate_file.name}: SyntaxError: {e.msg} (line {e.lineno})") from None
+        raise CandidateError(
+            f"candidate {candidate_file.name}: SyntaxError: {e.msg} (line {e.lineno})"
+        ) from None
     bound = backends.active()
     if backend is not None:
         backends.get(backend)  # a known name
         if new_op and backend != bound.name:
-            raise ValueError(f"backend: a new op's kernel is its generic implementation, checked on {bound.name!r}; "
-                             f"got backend={backend!r} (promote it, then promote variants for other backends)")
+            raise ValueError(
+                f"backend: a new op's kernel is its generic implementation, checked on {bound.name!r}; "
+                f"got backend={backend!r} (promote it, then promote variants for other backends)"
+            )
     target_backend = backend or bound.name
     root = Path(root).resolve() if root else worker.package_root()
     if not (root / "workbench" / "ops" / "variants").is_dir():
         raise FileNotFoundError(f"root: expected a tree holding workbench/ops/variants/, got {str(root)!r}")
-    promo = Promotion(op, "op" if new_op else "variant", target_backend, bound.name,
-                      target_path(root, op, target_backend, new_op))
+    promo = Promotion(
+        op,
+        "op" if new_op else "variant",
+        target_backend,
+        bound.name,
+        target_path(root, op, target_backend, new_op),
+    )
     worker.remove_stale_dirs()
     with _lock(root, op, promo):
         promo.recovered = _recover_locked(root, op)
         _reached("locked")
-        checked = _check(promo, candidate_file, root, new_op, force, list(cases), dtypes, timeout, progress,
-                         on_progress)
+        checked = _check(
+            promo, candidate_file, root, new_op, force, list(cases), dtypes, timeout, progress, on_progress
+        )
         _reached("checked")
-        text = source.rstrip("\n") + "\n" + _footer(op, target_backend, bound.name, new_op, candidate_file.name,
-                                                    checked)
-        _verify(promo, text, root, new_op, record_baseline, bench_cases, bench_dtypes, timeout, progress,
-                on_progress)
+        text = (
+            source.rstrip("\n")
+            + "\n"
+            + _footer(op, target_backend, bound.name, new_op, candidate_file.name, checked)
+        )
+        _verify(
+            promo,
+            text,
+            root,
+            new_op,
+            record_baseline,
+            bench_cases,
+            bench_dtypes,
+            timeout,
+            progress,
+            on_progress,
+        )
         _reached("verified")
         _commit(promo, text, root, store if record_baseline else None, record_baseline)
     what = f"new op {op!r}" if new_op else f"{target_backend} variant of {op!r}"
-    promo.message = (f"promoted {what} to {promo.target.relative_to(root)}"
-                     + (f" (backup: {promo.backup.name})" if promo.backup else "")
-                     + f"; checked on {bound.name}: {checked}"
-                     + (f"; baseline run {promo.baseline_run} recorded" if record_baseline else ""))
+    promo.message = (
+        f"promoted {what} to {promo.target.relative_to(root)}"
+        + (f" (backup: {promo.backup.name})" if promo.backup else "")
+        + f"; checked on {bound.name}: {checked}"
+        + (f"; baseline run {promo.baseline_run} recorded" if record_baseline else "")
+    )
     return promo
 
 
@@ -362,9 +420,21 @@ def _refuse(promo: Promotion, message: str):
     raise PromotionError(promo.message, promo)
 
 
-def _check(promo: Promotion, candidate_file: Path, root: Path, new_op: bool, force: bool, cases: list[str],
-           dtypes, timeout: float, progress: bool, on_progress) -> str:
-    """Step ``checked``: the target is free (or forced) and the candidate passes every case; returns what ran."""
+def _check(
+    promo: Promotion,
+    candidate_file: Path,
+    root: Path,
+    new_op: bool,
+    force: bool,
+    cases: list[str],
+    dtypes,
+    timeout: float,
+    progress: bool,
+    on_progress,
+) -> str:
+    """Step ``checked``: the target is free (or forced) and the candidate passes every case.
+
+    Returns what ran, in words."""
     from workbench.profiling.correctness import failures
 
     op, rel = promo.op, promo.target.relative_to(root)
@@ -372,30 +442,63 @@ def _check(promo: Promotion, candidate_file: Path, root: Path, new_op: bool, for
         _refuse(promo, f"{rel} exists (pass force=True / --force to replace it; a backup is kept)")
     dtypes = list(dtypes) if dtypes is not None else None
     promo.check = result = worker.run(
-        "check", candidate_file, op, cases=cases, dtypes=dtypes or ("fp32", "fp16", "bf16"), timeout=timeout,
-        target_backend=promo.backend, root=root, replacing=force and new_op, progress=progress,
-        on_progress=on_progress)
+        "check",
+        candidate_file,
+        op,
+        cases=cases,
+        dtypes=dtypes or ("fp32", "fp16", "bf16"),
+        timeout=timeout,
+        target_backend=promo.backend,
+        root=root,
+        replacing=force and new_op,
+        progress=progress,
+        on_progress=on_progress,
+    )
     if not result.ok:
         _refuse(promo, f"the candidate's check {result.status}: {result.summary}")
     registered_in, variant_in = result.info.get("registered_in"), result.info.get("variant_in")
     if new_op and registered_in and Path(registered_in).resolve() != promo.target.resolve():
-        _refuse(promo, f"op {op!r} is defined in {registered_in}, not in {rel}; promote a variant instead (drop SPEC)")
+        _refuse(
+            promo,
+            f"op {op!r} is defined in {registered_in}, not in {rel}; promote a variant instead (drop SPEC)",
+        )
     if not new_op and variant_in and not force:
-        _refuse(promo, f"op {op!r} already has a {promo.backend} variant (defined in {variant_in}); "
-                "pass force=True to override it")
+        _refuse(
+            promo,
+            f"op {op!r} already has a {promo.backend} variant (defined in {variant_in}); "
+            "pass force=True to override it",
+        )
     table = result.check
     ran = table[table["skipped"] == ""]
     if ran.empty:
-        _refuse(promo, f"no case ran for {op!r} on {promo.checked_on} with cases {cases} and dtypes {dtypes or 'all'}")
+        _refuse(
+            promo,
+            f"no case ran for {op!r} on {promo.checked_on} with cases {cases} and dtypes {dtypes or 'all'}",
+        )
     if not failures(table).empty:
-        _refuse(promo, f"correctness failed on {len(failures(table))} of {len(ran)} cases on {promo.checked_on}:\n"
-                + _failure_lines(table))
-    return (f"{', '.join(cases)} x {', '.join(sorted(set(ran['dtype'])))}, {len(ran)} cases passed "
-            f"(seed {int(table['seed'].min())})")
+        _refuse(
+            promo,
+            f"correctness failed on {len(failures(table))} of {len(ran)} cases on {promo.checked_on}:\n"
+            + _failure_lines(table),
+        )
+    return (
+        f"{', '.join(cases)} x {', '.join(sorted(set(ran['dtype'])))}, {len(ran)} cases passed "
+        f"(seed {int(table['seed'].min())})"
+    )
 
 
-def _verify(promo: Promotion, text: str, root: Path, new_op: bool, record_baseline: bool, bench_cases,
-            bench_dtypes, timeout: float, progress: bool, on_progress) -> None:
+def _verify(
+    promo: Promotion,
+    text: str,
+    root: Path,
+    new_op: bool,
+    record_baseline: bool,
+    bench_cases,
+    bench_dtypes,
+    timeout: float,
+    progress: bool,
+    on_progress,
+) -> None:
     """Step ``verified``: import the package with the new module from a staged copy, check and bench it."""
     from workbench.profiling.correctness import failures
 
@@ -410,16 +513,30 @@ def _verify(promo: Promotion, text: str, root: Path, new_op: bool, record_baseli
         worker.stage_package(root, stage)
         staged = target_path(stage, promo.op, promo.backend, new_op)
         staged.write_text(text)
-        promo.verify = worker.run("verify", staged, promo.op, cases=list(bench_cases), dtypes=list(bench_dtypes),
-                                  timeout=timeout, target_backend=promo.backend, root=stage,
-                                  module_name=module_name(promo.op, promo.backend, new_op), bench=record_baseline,
-                                  progress=progress, on_progress=on_progress, warm=False)
+        promo.verify = worker.run(
+            "verify",
+            staged,
+            promo.op,
+            cases=list(bench_cases),
+            dtypes=list(bench_dtypes),
+            timeout=timeout,
+            target_backend=promo.backend,
+            root=stage,
+            module_name=module_name(promo.op, promo.backend, new_op),
+            bench=record_baseline,
+            progress=progress,
+            on_progress=on_progress,
+            warm=False,
+        )
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     verify = promo.verify
     if not verify.ok:
-        _refuse(promo, f"importing the module as it would be installed ({promo.target.relative_to(root)}) "
-                f"{verify.status}: {verify.summary}")
+        _refuse(
+            promo,
+            f"importing the module as it would be installed ({promo.target.relative_to(root)}) "
+            f"{verify.status}: {verify.summary}",
+        )
     if not failures(verify.check).empty:
         _refuse(promo, f"the installed module failed its check:\n{_failure_lines(verify.check)}")
 
@@ -432,11 +549,20 @@ def _commit(promo: Promotion, text: str, root: Path, store, record_baseline: boo
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     backup = target.with_name(f"{target.name}.bak-{stamp}") if target.exists() else None
     store_path = str(_open_store(store).path.resolve()) if record_baseline else None
-    journal = _Journal(_journal_path(root, promo.op), {
-        "id": uuid.uuid4().hex, "op": promo.op, "pid": os.getpid(), "target": str(target.relative_to(root)),
-        "backup": str(backup.relative_to(root)) if backup else None,
-        "sha256": hashlib.sha256(text.encode()).hexdigest(), "store": store_path, "run_id": None,
-        "meta": run_metadata()})
+    journal = _Journal(
+        _journal_path(root, promo.op),
+        {
+            "id": uuid.uuid4().hex,
+            "op": promo.op,
+            "pid": os.getpid(),
+            "target": str(target.relative_to(root)),
+            "backup": str(backup.relative_to(root)) if backup else None,
+            "sha256": hashlib.sha256(text.encode()).hexdigest(),
+            "store": store_path,
+            "run_id": None,
+            "meta": run_metadata(),
+        },
+    )
     shutil.rmtree(journal.pending, ignore_errors=True)
     journal.pending.mkdir(parents=True)
     (journal.pending / "module.py").write_text(text)

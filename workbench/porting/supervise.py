@@ -49,7 +49,7 @@ def descendants(root: int) -> list[int]:
             stat = Path(f"/proc/{entry}/stat").read_text()
         except OSError:  # exited meanwhile
             continue
-        fields = stat[stat.rindex(")") + 2:].split()  # the command name may hold spaces and ')'
+        fields = stat[stat.rindex(")") + 2 :].split()  # the command name may hold spaces and ')'
         if fields[0] != "Z":
             children.setdefault(int(fields[1]), []).append(int(entry))
     found, todo = [], [root]
@@ -95,9 +95,14 @@ def _worker_setup() -> None:  # runs in the worker between fork and exec
 def main(rundir: Path) -> int:
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
     log = open(rundir / "worker.log", "ab", buffering=0)
-    worker = subprocess.Popen([sys.executable, "-m", "workbench.porting.worker", str(rundir)],
-                              stdin=subprocess.PIPE, stdout=log, stderr=log, cwd=rundir,
-                              preexec_fn=_worker_setup)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "workbench.porting.worker", str(rundir)],
+        stdin=subprocess.PIPE,
+        stdout=log,
+        stderr=log,
+        cwd=rundir,
+        preexec_fn=_worker_setup,
+    )
     caller = sys.stdin.buffer.raw
     deadline = None
     outcome, returncode = "exited", None

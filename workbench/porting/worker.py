@@ -62,8 +62,13 @@ import pandas as pd
 STATUSES = ("ok", "error", "oom", "crashed", "timeout")
 TASKS = ("check", "profile", "verify")
 # Row errors that mean the device context is gone: every later launch in that process fails too.
-_CONTEXT_LOST = ("illegal memory access", "device-side assert", "unspecified launch failure",
-                 "CUDA error: an illegal instruction", "misaligned address")
+_CONTEXT_LOST = (
+    "illegal memory access",
+    "device-side assert",
+    "unspecified launch failure",
+    "CUDA error: an illegal instruction",
+    "misaligned address",
+)
 _OOM = ("out of memory", "can't allocate memory", "MemoryError", "OutOfMemoryError")
 # Temporary directories of worker runs and promotions: <prefix><owner pid>-<random>
 DIR_PREFIXES = ("workbench-run-", "workbench-promote-")
@@ -185,13 +190,17 @@ def classify_rows(table: pd.DataFrame | None) -> tuple[str, str] | None:
     if table is None or "error" not in table or table.empty:
         return None
     errors = table["error"].fillna("").astype(str)
-    for status, needles, what in (("crashed", _CONTEXT_LOST, "the device context was lost"),
-                                  ("oom", _OOM, "out of memory")):
+    for status, needles, what in (
+        ("crashed", _CONTEXT_LOST, "the device context was lost"),
+        ("oom", _OOM, "out of memory"),
+    ):
         hit = errors[[any(n in e for n in needles) for e in errors]]
         if len(hit):
             first = table.loc[hit.index[0]]
-            return status, (f"{what} in {len(hit)} of {len(table)} rows (first: {first.get('case')} "
-                            f"{first.get('dtype')}: {hit.iloc[0][:200]}); the worker process was discarded")
+            return status, (
+                f"{what} in {len(hit)} of {len(table)} rows (first: {first.get('case')} "
+                f"{first.get('dtype')}: {hit.iloc[0][:200]}); the worker process was discarded"
+            )
     return None
 
 
@@ -228,8 +237,9 @@ def remove_stale_dirs(parent: str | Path | None = None) -> list[Path]:
 
 def stage_package(root: Path, dest: Path) -> Path:
     """Copy `root`'s workbench package into `dest` (no caches, backups or hidden state files)."""
-    shutil.copytree(root / "workbench", dest / "workbench",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.bak-*", ".*"))
+    shutil.copytree(
+        root / "workbench", dest / "workbench", ignore=shutil.ignore_patterns("__pycache__", "*.bak-*", ".*")
+    )
     return dest
 
 
@@ -251,6 +261,7 @@ def tree_fingerprint(root: Path) -> tuple:
 @dataclass
 class _Spare:
     """A supervisor + worker pair that has imported everything and waits for one request."""
+
     key: tuple
     rundir: Path
     proc: subprocess.Popen  # the supervisor (its own session)
@@ -260,7 +271,7 @@ class _Spare:
         return (self.rundir / "ready").exists()
 
     def stop(self, wait: float = 5.0) -> None:
-        """Close its stdin (the supervisor then kills the worker and removes RUNDIR); SIGKILL if it lingers."""
+        """Close its stdin (the supervisor kills the worker, removes RUNDIR); SIGKILL if it lingers."""
         try:
             self.proc.stdin.close()
         except OSError:
@@ -286,9 +297,15 @@ def _spawn(key: tuple, root: Path, backend: str) -> _Spare:
     env["WORKBENCH_BACKEND"] = backend
     env["PYTHONUNBUFFERED"] = "1"
     with open(rundir / "worker.log", "wb") as log:
-        proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("supervise.py")), str(rundir)],
-                                stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=rundir,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("supervise.py")), str(rundir)],
+            stdin=subprocess.PIPE,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=rundir,
+            start_new_session=True,
+        )
     return _Spare(key, rundir, proc, time.time())
 
 
@@ -335,12 +352,27 @@ def shutdown() -> None:
         spare.stop()
 
 
-def run(task: str, candidate: str | Path, op: str, *, cases: Iterable[str] = ("quick",),
-        dtypes: Iterable[str] = ("fp32",), seed: int | None = None, timeout: float = 300.0,
-        memory_limit: int | None | str = "auto", backend: str | None = None,
-        target_backend: str | None = None, module_name: str | None = None, root: str | Path | None = None,
-        bench: bool = False, replacing: bool = False, rep_ms: float | None = None,
-        on_progress: ProgressCallback | None = None, progress: bool = True, warm: bool = True) -> RunResult:
+def run(
+    task: str,
+    candidate: str | Path,
+    op: str,
+    *,
+    cases: Iterable[str] = ("quick",),
+    dtypes: Iterable[str] = ("fp32",),
+    seed: int | None = None,
+    timeout: float = 300.0,
+    memory_limit: int | None | str = "auto",
+    backend: str | None = None,
+    target_backend: str | None = None,
+    module_name: str | None = None,
+    root: str | Path | None = None,
+    bench: bool = False,
+    replacing: bool = False,
+    rep_ms: float | None = None,
+    on_progress: ProgressCallback | None = None,
+    progress: bool = True,
+    warm: bool = True,
+) -> RunResult:
     """Run `task` on the candidate file in a fresh worker process and return what happened.
 
     backend: the backend the worker binds to (default: this process's active backend; ``check`` and
@@ -369,8 +401,10 @@ def run(task: str, candidate: str | Path, op: str, *, cases: Iterable[str] = ("q
     here = backends.active()
     bound = here if backend is None else backends.get(backend)
     if task != "profile" and bound is not here:
-        raise ValueError(f"backend: {task} judges the outputs in this process, bound to {here.name!r}; "
-                         f"got backend={backend!r}")
+        raise ValueError(
+            f"backend: {task} judges the outputs in this process, bound to {here.name!r}; "
+            f"got backend={backend!r}"
+        )
     if rep_ms is None:
         from workbench.regression import default_params
 
@@ -391,10 +425,20 @@ def run(task: str, candidate: str | Path, op: str, *, cases: Iterable[str] = ("q
         if op in opspec.REGISTRY and not new_op:
             planned = correctness.plan([opspec.REGISTRY[op]], cases, dtypes, seed)
     request = {
-        "task": task, "candidate": str(candidate), "op": op, "cases": list(cases), "dtypes": list(dtypes),
-        "seed": seed, "backend": bound.name, "target_backend": target_backend or bound.name,
-        "module_name": module_name, "bench": bench, "replacing": replacing, "rep_ms": rep_ms,
-        "memory_limit": memory_limit, "items": None if planned is None else [judge.item_request(i) for i in planned],
+        "task": task,
+        "candidate": str(candidate),
+        "op": op,
+        "cases": list(cases),
+        "dtypes": list(dtypes),
+        "seed": seed,
+        "backend": bound.name,
+        "target_backend": target_backend or bound.name,
+        "module_name": module_name,
+        "bench": bench,
+        "replacing": replacing,
+        "rep_ms": rep_ms,
+        "memory_limit": memory_limit,
+        "items": None if planned is None else [judge.item_request(i) for i in planned],
     }
     relay = _TqdmRelay() if on_progress is None and progress else None
     callback = on_progress or relay
@@ -440,8 +484,18 @@ def _read_json(path: Path) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-def _collect(task: str, spare: _Spare, op: str, planned, began: float, submitted: float, was_ready: bool,
-             gave_up: bool, timeout: float, root: Path) -> RunResult:
+def _collect(
+    task: str,
+    spare: _Spare,
+    op: str,
+    planned,
+    began: float,
+    submitted: float,
+    was_ready: bool,
+    gave_up: bool,
+    timeout: float,
+    root: Path,
+) -> RunResult:
     """The RunResult of a finished run: the supervisor's outcome, the worker's data, the verdict here."""
     from workbench.porting import judge
 
@@ -449,17 +503,24 @@ def _collect(task: str, spare: _Spare, op: str, planned, began: float, submitted
     sup = _read_json(rundir / "supervisor.json") or {}
     payload = _read_json(rundir / "result.json")
     started = payload.get("started") if payload else None
-    timing = dict(startup_s=max(0.0, float(started) - submitted) if isinstance(started, (int, float)) else 0.0,
-                  warm=was_ready, log=tail(rundir / "worker.log"))
+    timing = dict(
+        startup_s=max(0.0, float(started) - submitted) if isinstance(started, (int, float)) else 0.0,
+        warm=was_ready,
+        log=tail(rundir / "worker.log"),
+    )
     returncode = sup.get("returncode")
 
     def result(status: str, summary: str, **kw) -> RunResult:
-        return RunResult(task, status, summary, returncode=returncode, seconds=time.time() - began,
-                         **timing, **kw)
+        return RunResult(
+            task, status, summary, returncode=returncode, seconds=time.time() - began, **timing, **kw
+        )
 
     if gave_up or sup.get("outcome") == "timeout":
-        return result("timeout", f"{task} timed out after {timeout:g} s; the worker and every process it "
-                      "started were killed (a hang or an infinite loop in the candidate, or a timeout too short)")
+        return result(
+            "timeout",
+            f"{task} timed out after {timeout:g} s; the worker and every process it "
+            "started were killed (a hang or an infinite loop in the candidate, or a timeout too short)",
+        )
     if payload is None:
         if isinstance(returncode, int) and returncode < 0:
             name = _signal_name(returncode)
@@ -471,7 +532,9 @@ def _collect(task: str, spare: _Spare, op: str, planned, began: float, submitted
     for k in ("registered_in", "variant_in"):  # worker paths are in its staged copy of `root`
         if isinstance(info.get(k), str) and not os.path.isabs(info[k]):
             info[k] = str(root / info[k])
-    out = result(status, str(payload.get("summary", "")), traceback=str(payload.get("traceback", "")), info=info)
+    out = result(
+        status, str(payload.get("summary", "")), traceback=str(payload.get("traceback", "")), info=info
+    )
     if out.ok:
         try:
             if isinstance(payload.get("bench"), dict):
@@ -483,7 +546,10 @@ def _collect(task: str, spare: _Spare, op: str, planned, began: float, submitted
                 tensors = judge.load_outputs(rundir / judge.OUTPUTS)
                 out.check = judge.verdicts(op, planned, rows, tensors, str(payload.get("variant", "")))
         except Exception as e:  # unreadable or forged result files
-            out.status, out.summary = "error", f"the worker's results could not be read: {type(e).__name__}: {e}"
+            out.status, out.summary = (
+                "error",
+                f"the worker's results could not be read: {type(e).__name__}: {e}",
+            )
             out.traceback = tb.format_exc()
         verdict = classify_rows(out.check) or classify_rows(out.bench)
         if verdict:
@@ -556,7 +622,7 @@ def _defined_in(fn) -> str | None:
 
 
 def _check_rows(req: dict, spec, fn) -> dict:
-    """Run the planned items (the caller's plan; a new op's own plan when it sent none) for the caller's judge."""
+    """Run the planned items for the caller's judge (the caller's plan; a new op plans its own)."""
     import tqdm.auto
 
     from workbench.porting import judge
@@ -565,9 +631,12 @@ def _check_rows(req: dict, spec, fn) -> dict:
     items = req["items"]
     own_reference = items is None
     if own_reference:
-        items = [judge.item_request(i) for i in correctness.plan([spec], req["cases"], req["dtypes"], req["seed"])]
-    rows, tensors = judge.run_items(spec, fn, items, own_reference,
-                                    progress=lambda xs: tqdm.auto.tqdm(xs, desc="check", leave=False))
+        items = [
+            judge.item_request(i) for i in correctness.plan([spec], req["cases"], req["dtypes"], req["seed"])
+        ]
+    rows, tensors = judge.run_items(
+        spec, fn, items, own_reference, progress=lambda xs: tqdm.auto.tqdm(xs, desc="check", leave=False)
+    )
     return {"rows": rows, "tensors": tensors, "variant": spec.variant_name(req["backend"])}
 
 
@@ -578,10 +647,15 @@ def _task_check(req: dict) -> dict:
     cand = candidate.load(req["candidate"], req["op"], replacing=req.get("replacing", False))
     # what the package holds now, for promotion's "target exists" rule
     registered = opspec.REGISTRY.get(req["op"])
-    info = {"new_op": cand.new_op,
-            "registered_in": _defined_in(registered.impl) if registered else None,
-            "variant_in": (_defined_in(registered.variants[req["target_backend"]])
-                           if registered and req["target_backend"] in registered.variants else None)}
+    info = {
+        "new_op": cand.new_op,
+        "registered_in": _defined_in(registered.impl) if registered else None,
+        "variant_in": (
+            _defined_in(registered.variants[req["target_backend"]])
+            if registered and req["target_backend"] in registered.variants
+            else None
+        ),
+    }
     spec = candidate.install(cand, req["backend"])
     return {**_check_rows(req, spec, spec.implementation(req["backend"])), "info": info}
 
@@ -592,12 +666,17 @@ def _bench_data(df: pd.DataFrame) -> dict:
 
 def _task_profile(req: dict) -> dict:
     from workbench.ops import spec as opspec
-    from workbench.profiling import bench as run_bench
     from workbench.porting import candidate
+    from workbench.profiling import bench as run_bench
 
     cand = candidate.load(req["candidate"], req["op"])
-    kwargs = {"ops": [req["op"]], "cases": req["cases"], "dtypes": req["dtypes"], "rep_ms": req["rep_ms"],
-              "seed": req["seed"]}
+    kwargs = {
+        "ops": [req["op"]],
+        "cases": req["cases"],
+        "dtypes": req["dtypes"],
+        "rep_ms": req["rep_ms"],
+        "seed": req["seed"],
+    }
     frames = []
     if not cand.new_op:  # the op's current kernel first, in the same process, same device
         promoted = run_bench(**kwargs)
@@ -610,8 +689,10 @@ def _task_profile(req: dict) -> dict:
         mine = mine[mine["impl"] != "native"]
     frames.append(mine)
     df = pd.concat(frames, ignore_index=True)
-    return {"bench": _bench_data(df),
-            "info": {"new_op": cand.new_op, "variant": opspec.REGISTRY[req["op"]].variant_name(req["backend"])}}
+    return {
+        "bench": _bench_data(df),
+        "info": {"new_op": cand.new_op, "variant": opspec.REGISTRY[req["op"]].variant_name(req["backend"])},
+    }
 
 
 def _task_verify(req: dict) -> dict:
@@ -626,8 +707,10 @@ def _task_verify(req: dict) -> dict:
     fn = getattr(module, op, None)
     spec = opspec.REGISTRY.get(op)
     if spec is None or fn is None or spec.variants.get(target, spec.impl) is not fn:
-        raise RuntimeError(f"importing workbench.ops did not make {req['module_name']}.{op}() the {target} "
-                           f"implementation of op {op!r}")
+        raise RuntimeError(
+            f"importing workbench.ops did not make {req['module_name']}.{op}() the {target} "
+            f"implementation of op {op!r}"
+        )
     if target in spec.variants:
         problem = signature_problem(fn, spec.impl)
         if problem:
@@ -638,25 +721,28 @@ def _task_verify(req: dict) -> dict:
     if req["bench"]:
         from workbench.profiling import bench as run_bench
 
-        out["bench"] = _bench_data(run_bench(ops=[op], cases=req["cases"], dtypes=req["dtypes"],
-                                             rep_ms=req["rep_ms"], seed=req["seed"]))
+        out["bench"] = _bench_data(
+            run_bench(
+                ops=[op], cases=req["cases"], dtypes=req["dtypes"], rep_ms=req["rep_ms"], seed=req["seed"]
+            )
+        )
     return out
 
 
 def _warm_up() -> None:
     """Import everything a task needs and create the device context, before any request comes."""
-    import tqdm.auto  # noqa: F401
+    import tqdm.auto
 
     from workbench import backends
 
     bound = backends.active()
     import torch
 
-    import workbench.ops  # noqa: F401
-    import workbench.porting.candidate  # noqa: F401
-    import workbench.porting.judge  # noqa: F401
-    import workbench.profiling.bench  # noqa: F401
-    import workbench.profiling.correctness  # noqa: F401
+    import workbench.ops
+    import workbench.porting.candidate
+    import workbench.porting.judge
+    import workbench.profiling.bench
+    import workbench.profiling.correctness
 
     torch.empty(1, device=bound.device()).add_(1)  # the device context, in this fresh process only
 

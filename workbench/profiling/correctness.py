@@ -294,8 +294,9 @@ def plan(specs: Iterable[opspec.OpSpec], cases: Iterable[str], dtypes: Iterable[
 
 
 def skipped_row(item: WorkItem, variant: str) -> dict:
-    return {"op": item.spec.name, "variant": variant, "backend": backends.active().name, "case": item.case.name,
-            "dtype": dtype_name(item.dtype), "seed": item.seed, "skipped": item.skip, "passed": False, "error": ""}
+    return {"op": item.spec.name, "variant": variant, "backend": backends.active().name,
+            "case": item.case.name, "dtype": dtype_name(item.dtype), "seed": item.seed, "skipped": item.skip,
+            "passed": False, "error": ""}
 
 
 def table(rows: list[dict], violations: bool = False) -> pd.DataFrame:
