@@ -22,6 +22,7 @@ import pandas as pd
 import pytest
 from helpers import CANDIDATES, REPO, repo_copy, shared_cache
 
+from workbench.cli import main
 from workbench.ops import spec as opspec
 from workbench.porting import PromotionError, promote, promotion, worker
 from workbench.porting.candidate import CandidateError, check_op_name
@@ -61,7 +62,8 @@ def _fake_run(task, candidate, op, delay: float = 0.0, **kw):
 
 def _in_child(fn, env: dict | None = None) -> int:
     """Run fn() in a forked copy of this process (imports done: it starts at once); returns its pid.
-    Exit codes: 0 done, 1 PromotionError, 2 anything else; or killed by a signal."""
+    Exit codes: 0 done, 1 PromotionError, 2 anything else; or killed by a signal. fn must not compute with
+    torch: its CPU thread pool (GNU OpenMP) does not survive a fork once this process has used it."""
     pid = os.fork()
     if pid == 0:
         code = 2
@@ -132,7 +134,7 @@ KILLS = [(step, False) for step in promotion.STEPS if step != "backed_up"] + [
 
 
 @pytest.mark.parametrize("step,force", KILLS, ids=[f"{s}-{'force' if f else 'new'}" for s, f in KILLS])
-def test_kill_at_each_step_leaves_old_or_complete_new_state(tmp_path, step, force):
+def test_kill_at_each_step_leaves_old_or_complete_new_state(tmp_path, step, force, capsys):
     root, store = _package_root(tmp_path), tmp_path / "s.db"
     target = promotion.target_path(root, "rms_norm", "cpu", False)
     old = "# the kernel promoted before\n" if force else None
@@ -141,7 +143,8 @@ def test_kill_at_each_step_leaves_old_or_complete_new_state(tmp_path, step, forc
     pid = _in_child(_promote_faked(root, store, force), {promotion.FAULT_ENV: step})
     assert _exit_code(pid) == -signal.SIGKILL
 
-    messages = promotion.recover(root)  # what the next command does first
+    assert main(["promote", "--recover", "--root", str(root)]) == 0  # what the next command does first
+    messages = capsys.readouterr().out.splitlines()
     assert _state_is_clean(root) and not list(Path(tempfile.gettempdir()).glob(f"workbench-*-{pid}-*"))
     backups = list(target.parent.glob(f"{target.name}.bak-*"))
     if step in NEW_STATE:
@@ -170,11 +173,16 @@ def test_concurrent_promotions_of_one_op_one_wins(tmp_path, capfd):
 
 def test_real_promotion_killed_mid_baseline_is_finished_by_the_next_promote(tmp_path):
     repo, store = repo_copy(tmp_path / "repo"), tmp_path / "s.db"
-
-    def go():
-        promote(CANDIDATES / "rms_norm_rows.py", "rms_norm", root=repo, store=store, **FAST)
-
-    assert _exit_code(_in_child(go, {promotion.FAULT_ENV: "baseline_started"})) == -signal.SIGKILL
+    candidate = str(CANDIDATES / "rms_norm_rows.py")
+    script = (
+        "from workbench.porting import promote; "
+        f"promote({candidate!r}, 'rms_norm', root={str(repo)!r}, store={str(store)!r}, **{FAST!r})"
+    )
+    env = dict(os.environ, PYTHONPATH=str(REPO), **{promotion.FAULT_ENV: "baseline_started"})
+    killed = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     runs = ResultStore(store).runs("baseline")
     assert list(runs["status"]) == ["running"]  # one row of three written, then killed
 
@@ -185,10 +193,7 @@ def test_real_promotion_killed_mid_baseline_is_finished_by_the_next_promote(tmp_
     assert sorted(runs["status"]) == ["aborted", "done"]
     rows = ResultStore(store).rows(runs.loc[runs["status"] == "done", "run_id"].iloc[0])
     quick = len(opspec.get("rms_norm").case_list("quick"))
-    assert len(rows) == 2 * quick and set(rows["impl"]) == {
-        "native",
-        "cpu",
-    }  # every quick fp32 case, both sides
+    assert len(rows) == 2 * quick and set(rows["impl"]) == {"native", "cpu"}  # every quick fp32 case, both
     assert _state_is_clean(repo)
 
 

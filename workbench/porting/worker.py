@@ -325,21 +325,28 @@ def _take(key: tuple, root: Path, backend: str) -> _Spare:
     return _spawn(key, root, backend)
 
 
-def prestart(root: str | Path | None = None, backend: str | None = None) -> None:
-    """Start a spare worker for `root`'s package on `backend` now, so that the next run finds it warm."""
+def prestart(root: str | Path | None = None, backend: str | None = None, wait: float = 0.0) -> bool:
+    """Start a spare worker for `root`'s package on `backend`, so that the next run finds it warm.
+
+    wait: seconds to wait for it to be ready. Returns whether it is ready.
+    """
     from workbench import backends
 
     root = Path(root).resolve() if root else package_root()
     name = backend or backends.active().name
     key = _key(root, name)
     with _SPARES_LOCK:
-        if key in _SPARES and _SPARES[key].proc.poll() is None:
-            return
-    spare = _spawn(key, root, name)
-    with _SPARES_LOCK:
-        old, _SPARES[key] = _SPARES.get(key), spare
-    if old is not None:
-        old.stop()
+        spare = _SPARES.get(key)
+    if spare is None or spare.proc.poll() is not None:
+        spare = _spawn(key, root, name)
+        with _SPARES_LOCK:
+            old, _SPARES[key] = _SPARES.get(key), spare
+        if old is not None:
+            old.stop()
+    deadline = time.monotonic() + wait
+    while not spare.ready() and spare.proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return spare.ready()
 
 
 @atexit.register
