@@ -265,7 +265,6 @@ class _Spare:
     key: tuple
     rundir: Path
     proc: subprocess.Popen  # the supervisor (its own session)
-    spawned: float  # time.time()
 
     def ready(self) -> bool:
         return (self.rundir / "ready").exists()
@@ -306,7 +305,7 @@ def _spawn(key: tuple, root: Path, backend: str) -> _Spare:
             cwd=rundir,
             start_new_session=True,
         )
-    return _Spare(key, rundir, proc, time.time())
+    return _Spare(key, rundir, proc)
 
 
 def _key(root: Path, backend: str) -> tuple:
