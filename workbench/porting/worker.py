@@ -334,18 +334,21 @@ def prestart(root: str | Path | None = None, backend: str | None = None, wait: f
     root = Path(root).resolve() if root else package_root()
     name = backend or backends.active().name
     key = _key(root, name)
-    with _SPARES_LOCK:
+    with _SPARES_LOCK:  # held while spawning (a fraction of a second), so that one spare starts per key
         spare = _SPARES.get(key)
-    if spare is None or spare.proc.poll() is not None:
-        spare = _spawn(key, root, name)
-        with _SPARES_LOCK:
-            old, _SPARES[key] = _SPARES.get(key), spare
-        if old is not None:
-            old.stop()
+        if spare is None or spare.proc.poll() is not None:
+            spare = _SPARES[key] = _spawn(key, root, name)
     deadline = time.monotonic() + wait
     while not spare.ready() and spare.proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     return spare.ready()
+
+
+def _prestart_quietly(root: Path, backend: str) -> None:
+    try:
+        prestart(root, backend)
+    except OSError:  # no spare: the next run starts cold
+        pass
 
 
 @atexit.register
@@ -395,11 +398,11 @@ def run(
     on_progress(desc, n, total): called with the worker's progress; default: tqdm.auto bars.
     warm: use the spare worker if one is ready and start the next spare afterwards.
     """
+    began = time.time()  # from here: a first call also pays for importing the judge's modules
     from workbench import backends
     from workbench.porting import judge
     from workbench.porting.candidate import declares_spec
 
-    began = time.time()
     if task not in TASKS:
         raise ValueError(f"task: expected one of {TASKS}, got {task!r}")
     if timeout <= 0:
@@ -475,11 +478,8 @@ def run(
         shutil.rmtree(rundir, ignore_errors=True)
         if relay is not None:
             relay.close()
-        if warm:
-            try:
-                prestart(root, bound.name)
-            except OSError:  # no spare: the next run starts cold
-                pass
+        if warm:  # the next spare starts in the background: the caller has its verdict now
+            threading.Thread(target=_prestart_quietly, args=(root, bound.name), daemon=True).start()
 
 
 def _read_json(path: Path) -> dict | None:
