@@ -68,7 +68,6 @@ def _in_child(fn, env: dict | None = None) -> int:
     if pid == 0:
         code = 2
         try:
-            worker._SPARES.clear()  # the parent's spares stay the parent's
             os.environ.update(env or {})
             fn()
             code = 0

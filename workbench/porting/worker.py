@@ -287,6 +287,16 @@ _SPARES: dict[tuple, _Spare] = {}
 _SPARES_LOCK = threading.Lock()
 
 
+def _forget_spares() -> None:
+    """In a forked child: the spares are the parent's, and the lock may have been held by a thread
+    that does not exist here."""
+    global _SPARES, _SPARES_LOCK
+    _SPARES, _SPARES_LOCK = {}, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_spares)
+
+
 def _spawn(key: tuple, root: Path, backend: str) -> _Spare:
     remove_stale_dirs()
     rundir = new_dir(DIR_PREFIXES[0])
