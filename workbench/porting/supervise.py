@@ -40,7 +40,7 @@ def _prctl(option: int, value: int) -> None:
 
 
 def descendants(root: int) -> list[int]:
-    """Pids of every live process below `root`, read from /proc (parents before children)."""
+    """Pids of every process below `root`, zombies included, read from /proc (parents before children)."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -50,8 +50,7 @@ def descendants(root: int) -> list[int]:
         except OSError:  # exited meanwhile
             continue
         fields = stat[stat.rindex(")") + 2 :].split()  # the command name may hold spaces and ')'
-        if fields[0] != "Z":
-            children.setdefault(int(fields[1]), []).append(int(entry))
+        children.setdefault(int(fields[1]), []).append(int(entry))
     found, todo = [], [root]
     while todo:
         for child in children.get(todo.pop(), []):
@@ -61,8 +60,9 @@ def descendants(root: int) -> list[int]:
 
 
 def kill_descendants() -> None:
-    """SIGKILL every descendant of this process until none is left, reaping them (we are their subreaper)."""
-    for _ in range(50):
+    """SIGKILL every descendant of this process and reap it (we are the subreaper of them all), until none
+    is left, not even a zombie: when this returns, no process of the run exists any more."""
+    for _ in range(250):
         pids = descendants(os.getpid())
         for pid in pids:
             try:
