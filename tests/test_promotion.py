@@ -43,7 +43,7 @@ def test_variant_is_written_registered_and_baselined_then_guarded(repo, tmp_path
     assert git_status(repo) == f"?? workbench/ops/variants/rms_norm_{backend}.py\n"
     text = target.read_text()
     assert text.startswith((CANDIDATES / "rms_norm_rows.py").read_text().rstrip("\n"))
-    assert f'_get_spec("rms_norm").variants["{backend}"] = rms_norm' in text
+    assert f"_get_spec('rms_norm').variants['{backend}'] = rms_norm" in text
     baseline = ResultStore(store).history("baseline")
     assert set(baseline["impl"]) == {"native", backend} and set(baseline["op"]) == {"rms_norm"}
 

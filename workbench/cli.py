@@ -417,8 +417,15 @@ def cmd_regress(args) -> int:
 
 def cmd_promote(args) -> int:
     _bind_backend(None)
-    from workbench.porting.promotion import PromotionError, promote
+    from workbench.porting.promotion import PromotionError, promote, recover
 
+    if args.recover:
+        for line in recover(args.root, args.op):
+            print(line)
+        return 0
+    if not args.file or not args.op:
+        print("workbench promote: expected a candidate file and --op (or --recover)", file=sys.stderr)
+        return 2
     try:
         result = promote(args.file, args.op, backend=args.backend, force=args.force, root=args.root,
                          store=args.store, record_baseline=not args.no_baseline, timeout=args.timeout,
@@ -429,6 +436,8 @@ def cmd_promote(args) -> int:
         if run is not None and run.traceback:
             print(run.traceback, file=sys.stderr)
         return 1
+    if result.recovered:
+        print(result.recovered)
     print(result.message)
     return 0
 
@@ -706,9 +715,12 @@ def _add_promote(sub) -> None:
                  "from a staged copy of the package, then writes workbench/ops/variants/<op>_<backend>.py\n"
                  "(or workbench/ops/<op>.py for a new op) and records its bench as the baseline.",
                  "workbench promote my_rms_norm.py --op rms_norm\n"
-                 "workbench promote my_new_op.py --op my_new_op --force")
-    p.add_argument("file", help="candidate .py file (format: workbench/porting/candidate.py)")
-    p.add_argument("--op", required=True, help="the op it implements (registered: a variant; new: needs SPEC)")
+                 "workbench promote my_new_op.py --op my_new_op --force\n"
+                 "workbench promote --recover")
+    p.add_argument("file", nargs="?", help="candidate .py file (format: workbench/porting/candidate.py)")
+    p.add_argument("--op", help="the op it implements (registered: a variant; new: needs SPEC)")
+    p.add_argument("--recover", action="store_true",
+                   help="finish or roll back promotions that were interrupted (of --op, default: all)")
     _backend_option(p, "backend the variant is for (default: the detected one, where it is checked)")
     p.add_argument("--force", action="store_true", help="replace an existing target, keeping a backup")
     p.add_argument("--root", help="tree whose workbench/ package receives it (default: this one)")

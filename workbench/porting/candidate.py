@@ -23,6 +23,7 @@ import ast
 import importlib.util
 import inspect
 import keyword
+import re
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -64,6 +65,25 @@ def check_op_name(op: str) -> str:
     return op
 
 
+def check_file_name(path: str | Path) -> Path:
+    """A candidate file name is an identifier ending in .py (it is named in generated code)."""
+    path = Path(path)
+    if path.suffix != ".py" or not path.stem.isidentifier():
+        raise CandidateError(f"candidate file: expected a name such as 'rms_norm_v2.py' (a Python identifier + "
+                             f"'.py'), got {path.name!r}")
+    return path
+
+
+def declares_spec(source: str) -> bool:
+    """Whether the module source assigns SPEC at top level (a new op), read without executing it."""
+    for node in ast.parse(source).body:
+        targets = node.targets if isinstance(node, ast.Assign) else (
+            [node.target] if isinstance(node, (ast.AnnAssign, ast.AugAssign)) else [])
+        if any(isinstance(t, ast.Name) and t.id == "SPEC" for t in targets):
+            return True
+    return False
+
+
 def signature_problem(fn: Callable, registered: Callable) -> str | None:
     """None when `fn` takes the same parameters (names, kinds, defaults) as `registered`."""
     try:
@@ -85,7 +105,7 @@ def load_module(path: str | Path, module_name: str | None = None) -> ModuleType:
     path = Path(path)
     if not path.is_file():
         raise CandidateError(f"candidate: expected a Python file, got {str(path)!r} (not found)")
-    name = module_name or f"workbench_candidate_{path.stem}"
+    name = module_name or "workbench_candidate_" + re.sub(r"\W", "_", path.stem)
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise CandidateError(f"candidate: cannot load {str(path)!r} as a Python module")

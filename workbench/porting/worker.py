@@ -1,10 +1,9 @@
-"""Isolated runs of candidate kernels: one worker process per run, with a timeout and a memory cap.
+"""Isolated runs of candidate kernels: a warm worker process per run, a timeout, a memory cap.
 
-A candidate kernel is untrusted: it may abort the process, corrupt the device context (an illegal
-memory access), spin forever or exhaust memory. `run()` starts ``python -m workbench.porting.worker
-REQUEST.json`` in its own session, follows its progress through a JSON-lines file, and reads its
-result from a pickle it writes atomically at the end. Whatever the worker does, the caller gets a
-`RunResult` with a status:
+A candidate kernel is the engineer's own code, trusted but possibly buggy: it may abort the process,
+corrupt the device context (an illegal memory access), spin forever, exhaust memory, print without
+end or write files. `run()` hands the candidate to a worker process and returns a `RunResult` with a
+status, whatever the worker does:
 
 * ``ok``      the worker finished; the tables say what passed (rows may still fail);
 * ``error``   the candidate did not load or the task raised (summary + full traceback);
@@ -12,7 +11,25 @@ result from a pickle it writes atomically at the end. Whatever the worker does, 
               cpu backend the worker's address space is capped so that it fails before the machine does);
 * ``crashed`` the worker died from a signal (os.abort, a segfault, the OS OOM killer), or the device
               context was lost (illegal memory access) and the worker was thrown away with it;
-* ``timeout`` it ran past the timeout and its whole process group was killed.
+* ``timeout`` it ran past the timeout and every process it started was killed.
+
+How a run is isolated (docs/porting.md states the guarantees):
+
+* Each worker runs against its own **staged copy** of the package (``RUNDIR/stage/workbench``) with
+  RUNDIR as its working directory, so files it writes next to its modules never reach the installed
+  tree, and RUNDIR is removed afterwards.
+* The worker returns **data only**: outputs as tensors (``torch.save`` read with ``weights_only=True``)
+  and JSON. Check verdicts are computed here, in the caller (`workbench.porting.judge`).
+* The worker sits under a supervisor (`workbench.porting.supervise`) that enforces the timeout, kills
+  every process the candidate started (also ones that called ``setsid``) and cleans up when this
+  process dies. Directories left by a caller that was killed are removed by the next run.
+* The log is streamed to a file and only its tail is read.
+
+Warm start: importing torch, triton and workbench takes seconds, so a **spare** worker is started
+ahead of time (`prestart`, and after every run): it has imported everything and bound its device,
+then waits for one request. Each spare serves exactly one run (a fresh process per candidate); a
+spare whose package tree changed since it started is discarded. ``RunResult.startup_s`` says how long
+a run waited for its worker to be ready (about 0 when a spare was warm).
 
 Tasks: ``check`` (correctness of the candidate on the case sets and dtypes), ``profile`` (bench of
 native vs candidate vs the op's current promoted kernel, in one process) and ``verify`` (promotion:
@@ -23,14 +40,17 @@ baseline).
 
 from __future__ import annotations
 
+import atexit
 import io
 import json
 import os
-import pickle
+import re
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback as tb
 from dataclasses import dataclass, field
@@ -42,9 +62,18 @@ import pandas as pd
 STATUSES = ("ok", "error", "oom", "crashed", "timeout")
 TASKS = ("check", "profile", "verify")
 # Row errors that mean the device context is gone: every later launch in that process fails too.
-_CONTEXT_LOST = ("illegal memory access", "device-side assert", "unspecified launch failure",
-                 "CUDA error: an illegal instruction", "misaligned address")
+_CONTEXT_LOST = (
+    "illegal memory access",
+    "device-side assert",
+    "unspecified launch failure",
+    "CUDA error: an illegal instruction",
+    "misaligned address",
+)
 _OOM = ("out of memory", "can't allocate memory", "MemoryError", "OutOfMemoryError")
+# Temporary directories of worker runs and promotions: <prefix><owner pid>-<random>
+DIR_PREFIXES = ("workbench-run-", "workbench-promote-")
+LOG_TAIL_CHARS = 4000
+GRACE_S = 30.0  # past its timeout the supervisor itself must have ended the run
 
 ProgressCallback = Callable[[str, int, "int | None"], None]
 
@@ -64,7 +93,9 @@ class RunResult:
     traceback: str = ""
     log: str = ""  # tail of the worker's stdout/stderr
     returncode: int | None = None
-    seconds: float = 0.0
+    seconds: float = 0.0  # from the call to the verdict
+    startup_s: float = 0.0  # of which waiting for the worker to be ready (about 0 with a warm spare)
+    warm: bool = False  # a spare worker was ready when the run was handed over
     info: dict = field(default_factory=dict)
 
     @property
@@ -121,21 +152,27 @@ def _read_progress(path: Path, seen: int, callback: ProgressCallback | None) -> 
     """Feed new complete lines of the progress file to `callback`; returns the bytes consumed."""
     if callback is None or not path.exists():
         return seen
-    data = path.read_bytes()
+    with open(path, "rb") as f:
+        f.seek(seen)
+        data = f.read(1 << 20)
     end = data.rfind(b"\n") + 1
-    for line in data[seen:end].splitlines():
+    for line in data[:end].splitlines():
         try:
             event = json.loads(line)
-        except ValueError:
+            callback(str(event.get("desc") or ""), int(event.get("n") or 0), event.get("total"))
+        except (ValueError, TypeError, AttributeError):
             continue
-        callback(event.get("desc") or "", int(event.get("n") or 0), event.get("total"))
-    return max(seen, end)
+    return seen + end
 
 
-def _tail(path: Path, limit: int = 4000) -> str:
+def tail(path: Path, limit: int = LOG_TAIL_CHARS) -> str:
+    """The last `limit` characters of a log file, read without loading the rest of it."""
     if not path.exists():
         return ""
-    text = path.read_text(errors="replace")
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        f.seek(max(0, f.tell() - 4 * limit))
+        text = f.read().decode(errors="replace")
     # tqdm redraws with carriage returns: keep the last state of each line
     text = "\n".join(line.rsplit("\r", 1)[-1] for line in text.splitlines())
     return text[-limit:]
@@ -153,115 +190,388 @@ def classify_rows(table: pd.DataFrame | None) -> tuple[str, str] | None:
     if table is None or "error" not in table or table.empty:
         return None
     errors = table["error"].fillna("").astype(str)
-    for status, needles, what in (("crashed", _CONTEXT_LOST, "the device context was lost"),
-                                  ("oom", _OOM, "out of memory")):
+    for status, needles, what in (
+        ("crashed", _CONTEXT_LOST, "the device context was lost"),
+        ("oom", _OOM, "out of memory"),
+    ):
         hit = errors[[any(n in e for n in needles) for e in errors]]
         if len(hit):
             first = table.loc[hit.index[0]]
-            return status, (f"{what} in {len(hit)} of {len(table)} rows (first: {first.get('case')} "
-                            f"{first.get('dtype')}: {hit.iloc[0][:200]}); the worker process was discarded")
+            return status, (
+                f"{what} in {len(hit)} of {len(table)} rows (first: {first.get('case')} "
+                f"{first.get('dtype')}: {hit.iloc[0][:200]}); the worker process was discarded"
+            )
     return None
 
 
-def run(task: str, candidate: str | Path, op: str, *, cases: Iterable[str] = ("quick",),
-        dtypes: Iterable[str] = ("fp32",), seed: int | None = None, timeout: float = 300.0,
-        memory_limit: int | None | str = "auto", backend: str | None = None,
-        target_backend: str | None = None, module_name: str | None = None, root: str | Path | None = None,
-        bench: bool = False, replacing: bool = False, rep_ms: float | None = None, on_progress: ProgressCallback | None = None, progress: bool = True) -> RunResult:
+# ---- temporary directories ---------------------------------------------------------------------------
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def new_dir(prefix: str) -> Path:
+    """A temporary directory whose name carries this process's pid (see `remove_stale_dirs`)."""
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-"))
+
+
+def remove_stale_dirs(parent: str | Path | None = None) -> list[Path]:
+    """Remove run and promotion directories whose owner process is dead (it was killed); returns them."""
+    parent = Path(parent or tempfile.gettempdir())
+    pattern = re.compile("^(?:" + "|".join(map(re.escape, DIR_PREFIXES)) + r")(\d+)-")
+    removed = []
+    for entry in parent.iterdir():
+        match = pattern.match(entry.name)
+        if match and entry.is_dir() and not _alive(int(match.group(1))):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed
+
+
+def stage_package(root: Path, dest: Path) -> Path:
+    """Copy `root`'s workbench package into `dest` (no caches, backups or hidden state files)."""
+    shutil.copytree(
+        root / "workbench", dest / "workbench", ignore=shutil.ignore_patterns("__pycache__", "*.bak-*", ".*")
+    )
+    return dest
+
+
+def tree_fingerprint(root: Path) -> tuple:
+    """What changes when any module of `root`'s workbench package is added, removed or edited."""
+    entries = []
+    for folder, dirs, files in os.walk(root / "workbench"):
+        dirs[:] = [d for d in dirs if d != "__pycache__" and not d.startswith(".")]
+        for name in files:
+            if name.endswith(".py"):
+                st = os.stat(os.path.join(folder, name))
+                entries.append((folder, name, st.st_size, st.st_mtime_ns))
+    return tuple(sorted(entries))
+
+
+# ---- spare workers -----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Spare:
+    """A supervisor + worker pair that has imported everything and waits for one request."""
+
+    key: tuple
+    rundir: Path
+    proc: subprocess.Popen  # the supervisor (its own session)
+
+    def ready(self) -> bool:
+        return (self.rundir / "ready").exists()
+
+    def stop(self, wait: float = 5.0) -> None:
+        """Close its stdin (the supervisor kills the worker, removes RUNDIR); SIGKILL if it lingers."""
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(wait)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        shutil.rmtree(self.rundir, ignore_errors=True)
+
+
+_SPARES: dict[tuple, _Spare] = {}
+_SPARES_LOCK = threading.Lock()
+
+
+def _forget_spares() -> None:
+    """In a forked child: the spares are the parent's, and the lock may have been held by a thread
+    that does not exist here."""
+    global _SPARES, _SPARES_LOCK
+    _SPARES, _SPARES_LOCK = {}, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_spares)
+
+
+def _spawn(key: tuple, root: Path, backend: str) -> _Spare:
+    remove_stale_dirs()
+    rundir = new_dir(DIR_PREFIXES[0])
+    stage_package(root, rundir / "stage")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(rundir / "stage")] + [p for p in [env.get("PYTHONPATH")] if p])
+    env["WORKBENCH_BACKEND"] = backend
+    env["PYTHONUNBUFFERED"] = "1"
+    with open(rundir / "worker.log", "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("supervise.py")), str(rundir)],
+            stdin=subprocess.PIPE,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=rundir,
+            start_new_session=True,
+        )
+    return _Spare(key, rundir, proc)
+
+
+def _key(root: Path, backend: str) -> tuple:
+    return (sys.executable, str(root), backend, tree_fingerprint(root))
+
+
+def _take(key: tuple, root: Path, backend: str) -> _Spare:
+    """The warm spare for `key` if there is a live one, else a freshly started worker."""
+    with _SPARES_LOCK:
+        spare = _SPARES.pop(key, None)
+        stale = [_SPARES.pop(k) for k in list(_SPARES) if k[:3] == key[:3]]  # same tree, older contents
+    for old in stale:
+        old.stop()
+    if spare is not None and spare.proc.poll() is None:
+        return spare
+    return _spawn(key, root, backend)
+
+
+def prestart(root: str | Path | None = None, backend: str | None = None, wait: float = 0.0) -> bool:
+    """Start a spare worker for `root`'s package on `backend`, so that the next run finds it warm.
+
+    wait: seconds to wait for it to be ready. Returns whether it is ready.
+    """
+    from workbench import backends
+
+    root = Path(root).resolve() if root else package_root()
+    name = backend or backends.active().name
+    key = _key(root, name)
+    with _SPARES_LOCK:  # held while spawning (a fraction of a second), so that one spare starts per key
+        spare = _SPARES.get(key)
+        if spare is None or spare.proc.poll() is not None:
+            spare = _SPARES[key] = _spawn(key, root, name)
+    deadline = time.monotonic() + wait
+    while not spare.ready() and spare.proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return spare.ready()
+
+
+def _prestart_quietly(root: Path, backend: str) -> None:
+    try:
+        prestart(root, backend)
+    except OSError:  # no spare: the next run starts cold
+        pass
+
+
+@atexit.register
+def shutdown() -> None:
+    """Stop every spare worker of this process."""
+    with _SPARES_LOCK:
+        spares = list(_SPARES.values())
+        _SPARES.clear()
+    for spare in spares:
+        spare.stop()
+
+
+def run(
+    task: str,
+    candidate: str | Path,
+    op: str,
+    *,
+    cases: Iterable[str] = ("quick",),
+    dtypes: Iterable[str] = ("fp32",),
+    seed: int | None = None,
+    timeout: float = 300.0,
+    memory_limit: int | None | str = "auto",
+    backend: str | None = None,
+    target_backend: str | None = None,
+    module_name: str | None = None,
+    root: str | Path | None = None,
+    bench: bool = False,
+    replacing: bool = False,
+    rep_ms: float | None = None,
+    on_progress: ProgressCallback | None = None,
+    progress: bool = True,
+    warm: bool = True,
+) -> RunResult:
     """Run `task` on the candidate file in a fresh worker process and return what happened.
 
-    backend: the backend the worker binds to (default: this process's active backend).
+    backend: the backend the worker binds to (default: this process's active backend; ``check`` and
+      ``verify`` judge outputs here, so they need the active one).
     target_backend: the backend the candidate is a variant for (default: `backend`); ``verify`` only.
     module_name: ``verify`` only: the module name the new file has in the staged package (`candidate`
       is then that staged file).
-    root: directory put first on the worker's PYTHONPATH (default: the tree of this `workbench`).
+    root: the tree whose ``workbench`` package the worker imports (a staged copy of it; default: the
+      tree of this `workbench`).
     bench: ``verify`` only: also bench the op for a perf baseline.
     rep_ms: time budget of each bench measurement (default: what `workbench regress` uses on `backend`).
     replacing: ``check`` only: a candidate with SPEC may replace a registered op (promotion, force=True).
     memory_limit: bytes of address space, None for no cap, "auto" for `default_memory_limit`.
     on_progress(desc, n, total): called with the worker's progress; default: tqdm.auto bars.
+    warm: use the spare worker if one is ready and start the next spare afterwards.
     """
+    began = time.time()  # from here: a first call also pays for importing the judge's modules
     from workbench import backends
+    from workbench.porting import judge
+    from workbench.porting.candidate import declares_spec
 
     if task not in TASKS:
         raise ValueError(f"task: expected one of {TASKS}, got {task!r}")
     if timeout <= 0:
         raise ValueError(f"timeout: expected seconds > 0, got {timeout}")
-    bound = backends.active() if backend is None else backends.get(backend)
+    here = backends.active()
+    bound = here if backend is None else backends.get(backend)
+    if task != "profile" and bound is not here:
+        raise ValueError(
+            f"backend: {task} judges the outputs in this process, bound to {here.name!r}; "
+            f"got backend={backend!r}"
+        )
     if rep_ms is None:
         from workbench.regression import default_params
 
         rep_ms = default_params(bound.name)["rep_ms"]
     if memory_limit == "auto":
         memory_limit = default_memory_limit(bound)
+    candidate = Path(candidate).resolve()
+    root = Path(root).resolve() if root else package_root()
+    planned = None
+    if task != "profile":
+        from workbench.ops import spec as opspec
+        from workbench.profiling import correctness
+
+        try:
+            new_op = replacing or declares_spec(candidate.read_text())
+        except (OSError, SyntaxError, ValueError):
+            new_op = False  # the worker reports why the file does not load
+        if op in opspec.REGISTRY and not new_op:
+            planned = correctness.plan([opspec.REGISTRY[op]], cases, dtypes, seed)
+    request = {
+        "task": task,
+        "candidate": str(candidate),
+        "op": op,
+        "cases": list(cases),
+        "dtypes": list(dtypes),
+        "seed": seed,
+        "backend": bound.name,
+        "target_backend": target_backend or bound.name,
+        "module_name": module_name,
+        "bench": bench,
+        "replacing": replacing,
+        "rep_ms": rep_ms,
+        "memory_limit": memory_limit,
+        "items": None if planned is None else [judge.item_request(i) for i in planned],
+    }
     relay = _TqdmRelay() if on_progress is None and progress else None
     callback = on_progress or relay
-    rundir = Path(tempfile.mkdtemp(prefix=f"workbench-{task}-"))
-    request = {
-        "task": task, "candidate": str(Path(candidate).resolve()), "op": op, "cases": list(cases),
-        "dtypes": list(dtypes), "seed": seed, "backend": bound.name,
-        "target_backend": target_backend or bound.name, "module_name": module_name, "bench": bench,
-        "replacing": replacing, "rep_ms": rep_ms, "memory_limit": memory_limit, "result": str(rundir / "result.pkl"),
-        "progress": str(rundir / "progress.jsonl"),
-    }
+    key = _key(root, bound.name)
+    spare = _take(key, root, bound.name) if warm else _spawn(key, root, bound.name)
+    was_ready = spare.ready()
+    rundir = spare.rundir
     (rundir / "request.json").write_text(json.dumps(request))
-    env = dict(os.environ)
-    root = Path(root).resolve() if root else package_root()
-    env["PYTHONPATH"] = os.pathsep.join([str(root)] + [p for p in [env.get("PYTHONPATH")] if p])
-    env["WORKBENCH_BACKEND"] = bound.name
-    env["PYTHONUNBUFFERED"] = "1"
-    log_path = rundir / "worker.log"
-    start = time.monotonic()
-    seen = 0
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "workbench.porting.worker", str(rundir / "request.json")],
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                cwd=rundir, start_new_session=True)
-        timed_out = False
-        try:
-            while proc.poll() is None:
-                seen = _read_progress(Path(request["progress"]), seen, callback)
-                if time.monotonic() - start > timeout:
-                    timed_out = True
-                    break
-                time.sleep(0.1)
-        finally:
-            if proc.poll() is None:  # timeout, or the caller was interrupted: kill the whole group
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-            if relay is not None:
-                relay.close()
-    seconds = time.monotonic() - start
-    _read_progress(Path(request["progress"]), seen, callback)
-    log_text = _tail(log_path)
-    result_path = Path(request["result"])
+    submitted = time.time()
+    seen, gave_up = 0, False
     try:
-        if timed_out:
-            return RunResult(task, "timeout", f"{task} timed out after {timeout:g} s; the worker was killed "
-                             "(a hang or an infinite loop in the candidate, or a timeout too short)",
-                             log=log_text, returncode=proc.returncode, seconds=seconds)
-        if not result_path.exists():
-            if proc.returncode < 0:
-                name = _signal_name(proc.returncode)
-                hint = " (the OS kills a process that exhausts memory)" if name == "SIGKILL" else ""
-                summary = f"the worker crashed: killed by {name}{hint}"
-            else:
-                summary = f"the worker exited with code {proc.returncode} without a result"
-            return RunResult(task, "crashed", summary, log=log_text, returncode=proc.returncode, seconds=seconds)
-        with open(result_path, "rb") as f:
-            payload = pickle.load(f)
+        try:
+            spare.proc.stdin.write(f"go {timeout}\n".encode())
+            spare.proc.stdin.flush()
+        except BrokenPipeError:  # the supervisor is gone already; its files say why
+            pass
+        while spare.proc.poll() is None:
+            seen = _read_progress(rundir / "progress.jsonl", seen, callback)
+            if time.time() - submitted > timeout + GRACE_S:  # the supervisor did not end it: end it here
+                gave_up = True
+                break
+            time.sleep(0.05)
+        _read_progress(rundir / "progress.jsonl", seen, callback)
+        return _collect(task, spare, op, planned, began, submitted, was_ready, gave_up, timeout, root)
     finally:
-        for p in rundir.iterdir():
-            p.unlink()
-        rundir.rmdir()
-    result = RunResult(task, payload["status"], payload["summary"], check=payload.get("check"),
-                       bench=payload.get("bench"), traceback=payload.get("traceback", ""), log=log_text,
-                       returncode=proc.returncode, seconds=seconds, info=payload.get("info", {}))
-    if result.ok:
-        verdict = classify_rows(result.check) or classify_rows(result.bench)
+        if spare.proc.poll() is None:  # interrupted or gave up: the supervisor cleans up, or is killed
+            spare.stop()
+        shutil.rmtree(rundir, ignore_errors=True)
+        if relay is not None:
+            relay.close()
+        if warm:  # the next spare starts in the background: the caller has its verdict now
+            threading.Thread(target=_prestart_quietly, args=(root, bound.name), daemon=True).start()
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _collect(
+    task: str,
+    spare: _Spare,
+    op: str,
+    planned,
+    began: float,
+    submitted: float,
+    was_ready: bool,
+    gave_up: bool,
+    timeout: float,
+    root: Path,
+) -> RunResult:
+    """The RunResult of a finished run: the supervisor's outcome, the worker's data, the verdict here."""
+    from workbench.porting import judge
+
+    rundir = spare.rundir
+    sup = _read_json(rundir / "supervisor.json") or {}
+    payload = _read_json(rundir / "result.json")
+    started = payload.get("started") if payload else None
+    timing = dict(
+        startup_s=max(0.0, float(started) - submitted) if isinstance(started, (int, float)) else 0.0,
+        warm=was_ready,
+        log=tail(rundir / "worker.log"),
+    )
+    returncode = sup.get("returncode")
+
+    def result(status: str, summary: str, **kw) -> RunResult:
+        return RunResult(
+            task, status, summary, returncode=returncode, seconds=time.time() - began, **timing, **kw
+        )
+
+    if gave_up or sup.get("outcome") == "timeout":
+        return result(
+            "timeout",
+            f"{task} timed out after {timeout:g} s; the worker and every process it "
+            "started were killed (a hang or an infinite loop in the candidate, or a timeout too short)",
+        )
+    if payload is None:
+        if isinstance(returncode, int) and returncode < 0:
+            name = _signal_name(returncode)
+            hint = " (the OS kills a process that exhausts memory)" if name == "SIGKILL" else ""
+            return result("crashed", f"the worker crashed: killed by {name}{hint}")
+        return result("crashed", f"the worker exited with code {returncode} without a result")
+    status = payload.get("status") if payload.get("status") in STATUSES else "error"
+    info = payload.get("info") if isinstance(payload.get("info"), dict) else {}
+    for k in ("registered_in", "variant_in"):  # worker paths are in its staged copy of `root`
+        if isinstance(info.get(k), str) and not os.path.isabs(info[k]):
+            info[k] = str(root / info[k])
+    out = result(
+        status, str(payload.get("summary", "")), traceback=str(payload.get("traceback", "")), info=info
+    )
+    if out.ok:
+        try:
+            if isinstance(payload.get("bench"), dict):
+                out.bench = pd.DataFrame(payload["bench"]["data"], columns=payload["bench"]["columns"])
+            if task != "profile":
+                rows = payload.get("rows")
+                if not isinstance(rows, list):
+                    raise ValueError("no check rows")
+                tensors = judge.load_outputs(rundir / judge.OUTPUTS)
+                out.check = judge.verdicts(op, planned, rows, tensors, str(payload.get("variant", "")))
+        except Exception as e:  # unreadable or forged result files
+            out.status, out.summary = (
+                "error",
+                f"the worker's results could not be read: {type(e).__name__}: {e}",
+            )
+            out.traceback = tb.format_exc()
+        verdict = classify_rows(out.check) or classify_rows(out.bench)
         if verdict:
-            result.status, result.summary = verdict
-    return result
+            out.status, out.summary = verdict
+    out.seconds = time.time() - began
+    return out
 
 
 # ---- worker side -----------------------------------------------------------------------------------
@@ -311,39 +621,78 @@ def _summary(e: BaseException) -> str:
 
 
 def _defined_in(fn) -> str | None:
+    """The file defining `fn`, relative to the staged tree this worker imports when it is inside it."""
     import inspect
 
+    import workbench
+
     try:
-        return inspect.getsourcefile(fn)
+        path = inspect.getsourcefile(fn)
     except TypeError:
         return None
+    stage = Path(workbench.__file__).resolve().parents[1]
+    try:
+        return str(Path(path).resolve().relative_to(stage))
+    except ValueError:
+        return path
+
+
+def _check_rows(req: dict, spec, fn) -> dict:
+    """Run the planned items for the caller's judge (the caller's plan; a new op plans its own)."""
+    import tqdm.auto
+
+    from workbench.porting import judge
+    from workbench.profiling import correctness
+
+    items = req["items"]
+    own_reference = items is None
+    if own_reference:
+        items = [
+            judge.item_request(i) for i in correctness.plan([spec], req["cases"], req["dtypes"], req["seed"])
+        ]
+    rows, tensors = judge.run_items(
+        spec, fn, items, own_reference, progress=lambda xs: tqdm.auto.tqdm(xs, desc="check", leave=False)
+    )
+    return {"rows": rows, "tensors": tensors, "variant": spec.variant_name(req["backend"])}
 
 
 def _task_check(req: dict) -> dict:
     from workbench.ops import spec as opspec
-    from workbench.profiling import check
     from workbench.porting import candidate
 
     cand = candidate.load(req["candidate"], req["op"], replacing=req.get("replacing", False))
     # what the package holds now, for promotion's "target exists" rule
     registered = opspec.REGISTRY.get(req["op"])
-    info = {"new_op": cand.new_op,
-            "registered_in": _defined_in(registered.impl) if registered else None,
-            "variant_in": (_defined_in(registered.variants[req["target_backend"]])
-                           if registered and req["target_backend"] in registered.variants else None)}
-    candidate.install(cand, req["backend"])
-    df = check(ops=[req["op"]], cases=req["cases"], dtypes=req["dtypes"], seed=req["seed"])
-    return {"check": df, "info": info}
+    info = {
+        "new_op": cand.new_op,
+        "registered_in": _defined_in(registered.impl) if registered else None,
+        "variant_in": (
+            _defined_in(registered.variants[req["target_backend"]])
+            if registered and req["target_backend"] in registered.variants
+            else None
+        ),
+    }
+    spec = candidate.install(cand, req["backend"])
+    return {**_check_rows(req, spec, spec.implementation(req["backend"])), "info": info}
+
+
+def _bench_data(df: pd.DataFrame) -> dict:
+    return json.loads(df.to_json(orient="split", index=False))
 
 
 def _task_profile(req: dict) -> dict:
     from workbench.ops import spec as opspec
-    from workbench.profiling import bench as run_bench
     from workbench.porting import candidate
+    from workbench.profiling import bench as run_bench
 
     cand = candidate.load(req["candidate"], req["op"])
-    kwargs = {"ops": [req["op"]], "cases": req["cases"], "dtypes": req["dtypes"], "rep_ms": req["rep_ms"],
-              "seed": req["seed"]}
+    kwargs = {
+        "ops": [req["op"]],
+        "cases": req["cases"],
+        "dtypes": req["dtypes"],
+        "rep_ms": req["rep_ms"],
+        "seed": req["seed"],
+    }
     frames = []
     if not cand.new_op:  # the op's current kernel first, in the same process, same device
         promoted = run_bench(**kwargs)
@@ -356,7 +705,10 @@ def _task_profile(req: dict) -> dict:
         mine = mine[mine["impl"] != "native"]
     frames.append(mine)
     df = pd.concat(frames, ignore_index=True)
-    return {"bench": df, "info": {"new_op": cand.new_op, "variant": opspec.REGISTRY[req["op"]].variant_name(req["backend"])}}
+    return {
+        "bench": _bench_data(df),
+        "info": {"new_op": cand.new_op, "variant": opspec.REGISTRY[req["op"]].variant_name(req["backend"])},
+    }
 
 
 def _task_verify(req: dict) -> dict:
@@ -364,7 +716,6 @@ def _task_verify(req: dict) -> dict:
     import importlib
 
     from workbench.ops import spec as opspec
-    from workbench.profiling import check
     from workbench.porting.candidate import signature_problem
 
     op, active, target = req["op"], req["backend"], req["target_backend"]
@@ -372,40 +723,81 @@ def _task_verify(req: dict) -> dict:
     fn = getattr(module, op, None)
     spec = opspec.REGISTRY.get(op)
     if spec is None or fn is None or spec.variants.get(target, spec.impl) is not fn:
-        raise RuntimeError(f"importing workbench.ops did not make {req['module_name']}.{op}() the {target} "
-                           f"implementation of op {op!r}")
+        raise RuntimeError(
+            f"importing workbench.ops did not make {req['module_name']}.{op}() the {target} "
+            f"implementation of op {op!r}"
+        )
     if target in spec.variants:
         problem = signature_problem(fn, spec.impl)
         if problem:
             raise RuntimeError(f"{op}() {problem}")
     if target != active:  # a variant for another backend is checked here, on the backend we have
         spec.variants[active] = fn
-    out = {"check": check(ops=[op], cases=req["cases"], dtypes=req["dtypes"], seed=req["seed"])}
+    out = _check_rows(req, spec, fn)
     if req["bench"]:
         from workbench.profiling import bench as run_bench
 
-        out["bench"] = run_bench(ops=[op], cases=req["cases"], dtypes=req["dtypes"], rep_ms=req["rep_ms"],
-                                 seed=req["seed"])
+        out["bench"] = _bench_data(
+            run_bench(
+                ops=[op], cases=req["cases"], dtypes=req["dtypes"], rep_ms=req["rep_ms"], seed=req["seed"]
+            )
+        )
     return out
 
 
-def main(argv: list[str]) -> int:
-    req = json.loads(Path(argv[0]).read_text())
-    payload: dict = {"status": "ok", "summary": ""}
-    try:
-        _limit_memory(req["memory_limit"])
-        from workbench import backends
+def _warm_up() -> None:
+    """Import everything a task needs and create the device context, before any request comes."""
+    import tqdm.auto
 
-        backends.active(req["backend"])
-        _report_progress(req["progress"])
-        payload.update({"check": _task_check, "profile": _task_profile, "verify": _task_verify}[req["task"]](req))
+    from workbench import backends
+
+    bound = backends.active()
+    import torch
+
+    import workbench.ops
+    import workbench.porting.candidate
+    import workbench.porting.judge
+    import workbench.profiling.bench
+    import workbench.profiling.correctness
+
+    torch.empty(1, device=bound.device()).add_(1)  # the device context, in this fresh process only
+
+
+def main(argv: list[str]) -> int:
+    """Worker process: warm up, wait for ``go`` on stdin, run RUNDIR/request.json, write the results."""
+    rundir = Path(argv[0])
+    warm_up_error = None
+    try:
+        _warm_up()
+    except BaseException as e:  # reported with the request, like any failure of the task
+        warm_up_error = e
+    (rundir / "ready").write_text(str(time.time()))
+    if not sys.stdin.readline().startswith("go"):
+        return 1  # the supervisor went away
+    started = time.time()
+    payload: dict = {"status": "ok", "summary": "", "started": started}
+    tensors = None
+    try:
+        if warm_up_error is not None:
+            raise warm_up_error
+        req = json.loads((rundir / "request.json").read_text())
+        _limit_memory(req["memory_limit"])
+        _report_progress(str(rundir / "progress.jsonl"))
+        task = {"check": _task_check, "profile": _task_profile, "verify": _task_verify}[req["task"]]
+        payload.update(task(req))
+        tensors = payload.pop("tensors", None)
         payload["summary"] = f"{req['task']} finished"
     except BaseException as e:  # everything goes back to the caller, KeyboardInterrupt included
         payload.update(status=_classify_exception(e), summary=_summary(e), traceback=tb.format_exc())
-    tmp = Path(req["result"] + ".tmp")
-    with open(tmp, "wb") as f:
-        pickle.dump(payload, f)
-    os.replace(tmp, req["result"])
+    if tensors is not None:
+        import torch
+
+        from workbench.porting.judge import OUTPUTS
+
+        torch.save(tensors, rundir / OUTPUTS)
+    tmp = rundir / "result.json.tmp"
+    tmp.write_text(json.dumps(payload, default=str))
+    os.replace(tmp, rundir / "result.json")
     return 0
 
 

@@ -12,6 +12,7 @@ import contextlib
 import math
 import random
 import traceback
+from dataclasses import dataclass
 from typing import Iterable
 
 import pandas as pd
@@ -168,15 +169,21 @@ def shape_label(args) -> str:
 
 def verify(spec: opspec.OpSpec, fn, case: opspec.Case, dtype: torch.dtype, args, kwargs) -> dict:
     """Run `fn` once on (args, kwargs) with poisoned outputs and compare it with the float64 reference."""
-    backend = backends.active()
     with poisoned_outputs():
         out = fn(*args, **kwargs)
+    return judge(spec, out, case, dtype, args, kwargs)
+
+
+def judge(spec: opspec.OpSpec, out, case: opspec.Case, dtype: torch.dtype, args, kwargs) -> dict:
+    """The verdict on `out`, an output of some implementation on (args, kwargs): compared with the
+    reference run on float64 copies of the inputs, and with the native op's result type, dtype and shape.
+
+    Used both after `verify` runs an implementation in this process and on outputs a worker process
+    returned (workbench.porting), so that code under test never computes its own verdict."""
     native = spec.reference(*args, **kwargs)
     dtype_match = same_kind(out, native)
     del native
-    ref_dtype = torch.float32 if case.big else torch.float64
-    ref_device = next(_tensors(args)).device if (backend.capabilities.fp64 or case.big) else torch.device("cpu")
-    ref = spec.reference(*_upcast(args, ref_dtype, ref_device), **_upcast(kwargs, ref_dtype, ref_device))
+    ref = reference(spec, case, args, kwargs)
     # `dim` (keyword) is the dim sorted (values, indices) results are sorted along
     metrics = compare_outputs(out, ref, spec.tolerance[dtype], dim=kwargs.get("dim", -1))
     if not metrics["passed"] and not case.big:
@@ -186,6 +193,14 @@ def verify(spec: opspec.OpSpec, fn, case: opspec.Case, dtype: torch.dtype, args,
                                  dim=kwargs.get("dim", -1))
         metrics.update(native_rel_err=native["rel_err"], native_passed=native["passed"])
     return {**metrics, "dtype_match": dtype_match, "passed": metrics["passed"] and dtype_match}
+
+
+def reference(spec: opspec.OpSpec, case: opspec.Case, args, kwargs):
+    """The op's reference on float64 copies of the inputs (float32 for cases past 2**31 elements)."""
+    ref_dtype = torch.float32 if case.big else torch.float64
+    on_inputs = backends.active().capabilities.fp64 or case.big
+    ref_device = next(_tensors(args)).device if on_inputs else torch.device("cpu")
+    return spec.reference(*_upcast(args, ref_dtype, ref_device), **_upcast(kwargs, ref_dtype, ref_device))
 
 
 def make_inputs(case: opspec.Case, dtype: torch.dtype, seed: int):
@@ -247,27 +262,64 @@ def check(ops: Iterable[str] | None = None, cases: Iterable[str] = ("quick",),
         wanted = variant if algorithm is None else f"{variant or '<backend>'}:{algorithm}"
         raise ValueError(f"variant: no selected op has a {wanted!r} variant; they have "
                          f"{sorted({v for s in specs for v in s.variant_names()})}")
-    dtype_list = parse_dtypes(dtypes)
-    seed = random.randrange(2**31) if seed is None else seed
-    work = [(s, c, d) for s in specs for cs in cases for c in s.case_list(cs) for d in dtype_list if d in s.dtypes]
     rows = []
     with rules if rules is not None else contextlib.nullcontext():
-        for i, (spec, case, dtype) in enumerate(tqdm(work, desc="check", disable=not progress, leave=False)):
-            skip, name = "", names[spec.name]
-            if name and name not in spec.variant_names():
-                skip = f"no {name} variant"
-            elif case.big and chosen.interpreted:
-                skip = "needs a GPU (past 2**31 elements)"
-            if skip:
-                rows.append({"op": spec.name, "variant": name or spec.variant_name(chosen.name),
-                             "backend": chosen.name, "case": case.name, "dtype": dtype_name(dtype),
-                             "seed": seed + i, "skipped": skip, "passed": False, "error": ""})
+        for item in tqdm(plan(specs, cases, dtypes, seed, variant, algorithm), desc="check",
+                         disable=not progress, leave=False):
+            if item.skip:
+                rows.append(skipped_row(item, item.variant or item.spec.variant_name(chosen.name)))
                 continue
-            rows.append(check_case(spec, case, dtype, seed + i, variant=name, rules=rules))
+            rows.append(check_case(item.spec, item.case, item.dtype, item.seed, variant=item.variant,
+                                   rules=rules))
+    return table(rows, rules is not None)
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """One row of a check: an (op, case, dtype) with its input seed, or the reason it is skipped."""
+    spec: opspec.OpSpec
+    case_set: str
+    index: int  # position of `case` in spec.case_list(case_set)
+    case: opspec.Case
+    dtype: torch.dtype
+    seed: int
+    skip: str = ""
+    variant: str | None = None  # the implementation to run (None: the backend's own)
+
+
+def plan(specs: Iterable[opspec.OpSpec], cases: Iterable[str], dtypes: Iterable[str | torch.dtype] | None,
+         seed: int | None, variant: str | None = None, algorithm: str | None = None) -> list[WorkItem]:
+    """The rows `check` runs, in order, each with its own seed (the base seed + its position) and the
+    implementation it runs (`variant`, of `algorithm`: see selected_variant)."""
+    active = backends.active()
+    interpreted = active.interpreted
+    dtype_list = parse_dtypes(dtypes)
+    seed = random.randrange(2**31) if seed is None else seed
+    work = [(s, cs, j, c, d) for s in specs for cs in cases for j, c in enumerate(s.case_list(cs))
+            for d in dtype_list if d in s.dtypes]
+    out = []
+    for i, (spec, case_set, j, case, dtype) in enumerate(work):
+        skip, name = "", selected_variant(spec, active.name, variant, algorithm)
+        if name and name not in spec.variant_names():
+            skip = f"no {name} variant"
+        elif case.big and interpreted:
+            skip = "needs a GPU (past 2**31 elements)"
+        out.append(WorkItem(spec, case_set, j, case, dtype, seed + i, skip, name))
+    return out
+
+
+def skipped_row(item: WorkItem, variant: str) -> dict:
+    return {"op": item.spec.name, "variant": variant, "backend": backends.active().name,
+            "case": item.case.name, "dtype": dtype_name(item.dtype), "seed": item.seed, "skipped": item.skip,
+            "passed": False, "error": ""}
+
+
+def table(rows: list[dict], violations: bool = False) -> pd.DataFrame:
+    """The correctness table of `rows` (check_case's dicts), with every column present."""
     columns = ["op", "variant", "backend", "case", "dtype", "shape", "rel_err", "max_abs_err", "tol",
                "nonfinite_match", "elementwise_ok", "dtype_match", "passed", "native_rel_err", "native_passed",
                "skipped", "error", "seed"]
-    if rules is not None:
+    if violations:
         columns.insert(columns.index("skipped"), "violations")
     df = pd.DataFrame(rows)
     for col in columns + ["traceback"]:
