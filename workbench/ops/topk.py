@@ -19,7 +19,7 @@ Lane keys are stored halved and offset, (key >> 1) + 2**30, so that a zero-fille
 lowest key: one memset prepares lanes and counters. The threshold stays safe (the map is monotone);
 fp32 inputs lose one bit of its precision, bf16 and fp16 inputs none.
 
-Merge path (the algorithm "merge", `SPEC.variant("generic:merge")`; the overflow fallback; the MLU
+Merge path (the algorithm "merge", implementation "generic:merge"; the overflow fallback; the MLU
 kernel's approach): a program keeps the best k
 keys of its columns in registers: each tile whose best key beats the current k-th is sorted and merged
 in (max of an ascending and a descending run holds the top k of both). Few long rows are split into
