@@ -173,8 +173,8 @@ def _mentions_spec(node: ast.AST) -> bool:
     """A top-level statement that builds, registers or extends the op's SPEC (a candidate for a
     registered op declares none)."""
     for n in ast.walk(node):
-        if isinstance(n, ast.Name) and n.id == "SPEC":
-            return True
+        if (isinstance(n, ast.Name) and n.id == "SPEC") or (isinstance(n, ast.Attribute) and n.attr == "SPEC"):
+            return True  # the op's SPEC, or another op's (`log_softmax.SPEC.add_variant(...)`)
         if isinstance(n, ast.Call) and getattr(n.func, "id", getattr(n.func, "attr", None)) == "register":
             return True
     return False
