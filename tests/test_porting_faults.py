@@ -221,7 +221,7 @@ def test_patching_the_correctness_module_cannot_pass_a_wrong_kernel(tmp_path):
 from workbench.profiling import correctness
 fake = lambda *a, **k: {"rel_err": 0.0, "max_abs_err": 0.0, "nonfinite_match": True, "elementwise_ok": True,
                         "passed": True, "dtype_match": True}
-correctness.verify = correctness.judge = correctness.compare = fake
+correctness.verify = correctness.judge = correctness.compare_outputs = fake
 """,
     )
     result = worker.run("check", path, "rms_norm", progress=False)

@@ -165,8 +165,10 @@ def check_paths(args: argparse.Namespace) -> None:
         if value is None:
             continue
         reason = check(str(value) if dest == "store" else Path(value).expanduser())
-        if reason:  # the store's own message names it with any password masked
-            raise PathError(f"{label}: {reason}" if dest == "store" else f"{label} {value}: {reason}")
+        if reason:
+            # the store's own message names it as "store <location>", any password masked
+            shown = f"{label} {reason.removeprefix('store ')}" if dest == "store" else f"{label} {value}: {reason}"
+            raise PathError(shown)
 
 
 # ---- commands --------------------------------------------------------------------------------------

@@ -161,7 +161,7 @@ def verdicts(
             else:
                 ref = rebuild(tensors["ref"][str(i)])
                 base["tol"] = float(got["tol"])
-                metrics = cr.compare(out, ref, base["tol"], dim=int(got.get("dim", -1)))
+                metrics = cr.compare_outputs(out, ref, base["tol"], dim=int(got.get("dim", -1)))
                 dtype_match = bool(got.get("dtype_match"))
                 base.update(metrics, dtype_match=dtype_match, passed=metrics["passed"] and dtype_match)
         except Exception as e:

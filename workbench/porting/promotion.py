@@ -178,6 +178,14 @@ def _open_store(store):
     return ResultStore(store) if isinstance(store, (str, Path)) else store
 
 
+def _store_location(store) -> str:
+    """Where the journal finds the store again: a URL as given, a SQLite file as an absolute path."""
+    from workbench.store.engine import is_url
+
+    location = store.source
+    return location if is_url(location) else str(Path(location).resolve())
+
+
 # ---- the lock and the journal ------------------------------------------------------------------------
 
 
@@ -548,7 +556,7 @@ def _commit(promo: Promotion, text: str, root: Path, store, record_baseline: boo
     target = promo.target
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     backup = target.with_name(f"{target.name}.bak-{stamp}") if target.exists() else None
-    store_path = str(_open_store(store).path.resolve()) if record_baseline else None
+    store_path = _store_location(_open_store(store)) if record_baseline else None
     journal = _Journal(
         _journal_path(root, promo.op),
         {

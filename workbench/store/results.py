@@ -51,6 +51,12 @@ class ResultStore:
         self._engine, self.location = open_engine(location, read_only)
         self._open()
 
+    @property
+    def source(self) -> str:
+        """The location as given, to open the same store again elsewhere (a URL keeps its password: never
+        print it; `location` is the form to show)."""
+        return self._location
+
     def __repr__(self) -> str:
         return f"ResultStore({self.location!r}{', read_only=True' if self.read_only else ''})"
 
