@@ -319,8 +319,10 @@ class PortingPanel:
         self.progress_label.value = f"{desc} {n}/{total if total is not None else '?'}"
 
     def _run(self, task: str) -> worker.RunResult:
-        return worker.run(task, self.candidate_file(), self.op.value, cases=[self.cases.value], dtypes=self.dtypes,
-                          timeout=float(self.timeout.value), on_progress=self._on_progress)
+        result = worker.run(task, self.candidate_file(), self.op.value, cases=[self.cases.value],
+                            dtypes=self.dtypes, timeout=float(self.timeout.value), on_progress=self._on_progress)
+        self._worker_up = result.startup_s  # the worker's own account: about 0 when a warm spare took it
+        return result
 
     def _do_check(self) -> None:
         result = self._run("check")
