@@ -222,8 +222,10 @@ def _measure(model, ids: torch.Tensor, sides: _Sides, mode: str, new_tokens: int
     if mode in ("decode", "both"):
         decoded = batch * (new_tokens - 1)
         _alternate(res, sides, "decode_eager", decoded, decode_reps, row,
-                   prepare=lambda side: measure.generate_eager(model, ids, min(new_tokens, 4), backend)
-                   if warmup > 0 else None,  # compile and autotune the decode shapes before timing
+                   # one whole untimed generate first: compiles, autotunes and grows the caches and the
+                   # allocator to the timed rounds' sizes (a short one left the first timed round 3x slower)
+                   prepare=lambda side: measure.generate_eager(model, ids, new_tokens, backend)
+                   if warmup > 0 else None,
                    measure_once=lambda side, _: measure.generate_eager(model, ids, new_tokens, backend))
         if sample_tokens:
             def sample(side, tokens):
