@@ -17,6 +17,7 @@ run: $(STAMP)
 	$(VENV)/bin/workbench regress --out out/regress
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
 env: $(STAMP)

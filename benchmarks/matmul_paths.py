@@ -78,7 +78,7 @@ def main() -> None:
         row = {"op": op, "case": name}
         with torch.inference_mode():
             expect = native(*(t.float() for t in inputs))
-            row["native_ms"] = kernel_time(lambda: native(*inputs)).ms
+            row["native_ms"] = kernel_time(lambda inputs=inputs: native(*inputs)).ms
             for path, settings in paths.items():
                 for name_, value in settings.items():
                     setattr(_matmul, name_, value)
@@ -86,7 +86,7 @@ def main() -> None:
                 try:
                     got = ours(*inputs)
                     row[f"{path}_rel_err"] = float((got.float() - expect).norm() / expect.norm())
-                    row[f"{path}_ms"] = kernel_time(lambda: ours(*inputs)).ms
+                    row[f"{path}_ms"] = kernel_time(lambda inputs=inputs: ours(*inputs)).ms
                     row[f"{path}_speedup"] = row["native_ms"] / row[f"{path}_ms"]
                     new = [_matmul._tuned[k] for k in set(_matmul._tuned) - before]
                     row[f"{path}_config"] = str(new[0]) if new else ""

@@ -586,7 +586,7 @@ def _limit_memory(limit: int | None) -> None:
 
 def _report_progress(path: str) -> None:
     """Make every tqdm.auto bar in this process write its state to `path` (one JSON line per refresh)."""
-    import tqdm.auto
+    import tqdm.auto  # noqa: F401  (imported here so that a task finds it loaded)
     import tqdm.std
 
     class FileProgress(tqdm.std.tqdm):
@@ -747,18 +747,18 @@ def _task_verify(req: dict) -> dict:
 
 def _warm_up() -> None:
     """Import everything a task needs and create the device context, before any request comes."""
-    import tqdm.auto
+    import tqdm.auto  # noqa: F401  (loaded before a task needs it)
 
     from workbench import backends
 
     bound = backends.active()
     import torch
 
-    import workbench.ops
-    import workbench.porting.candidate
-    import workbench.porting.judge
-    import workbench.profiling.bench
-    import workbench.profiling.correctness
+    import workbench.ops  # noqa: F401  (the imports a task needs, done before it comes)
+    import workbench.porting.candidate  # noqa: F401
+    import workbench.porting.judge  # noqa: F401
+    import workbench.profiling.bench  # noqa: F401
+    import workbench.profiling.correctness  # noqa: F401
 
     torch.empty(1, device=bound.device()).add_(1)  # the device context, in this fresh process only
 
