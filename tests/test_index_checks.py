@@ -129,3 +129,21 @@ def test_environment_switch(monkeypatch, value, enabled):
     else:
         monkeypatch.setenv("WORKBENCH_INDEX_CHECK", value)
     assert runpy.run_path(_index_check.__file__)["ENABLED"] is enabled
+
+
+@pytest.mark.parametrize("name", [n for n in CALLS if not n.startswith("embedding")] + ["embedding (its MLU kernel)"])
+def test_the_mlu_forms_raise_too(name):
+    """In the persistent launch style (the MLU form of every op; embedding's own MLU kernel) an index
+    outside its dim raises the same error."""
+    from workbench.ops import REGISTRY
+    from workbench.ops.mlu.persistent import launch_style
+
+    if name == "embedding (its MLU kernel)":
+        mlu_embedding = REGISTRY["embedding"].variant("mlu")
+        ours, op, value = (lambda: mlu_embedding(_i([[1, 50]]), _x(50, 8))), "embedding", "50"
+    else:
+        ours, _, op, value, _ = CALLS[name]
+    with launch_style(True), pytest.raises(_index_check.IndexOutOfRange) as error:
+        ours()
+    assert str(error.value).startswith(f"{op}: ") and value in str(error.value)
+    assert not _index_check.flag(DEV).item()
