@@ -131,7 +131,10 @@ def test_environment_switch(monkeypatch, value, enabled):
     assert runpy.run_path(_index_check.__file__)["ENABLED"] is enabled
 
 
-@pytest.mark.parametrize("name", [n for n in CALLS if not n.startswith("embedding")] + ["embedding (its MLU kernel)"])
+MLU_CALLS = [n for n in CALLS if not n.startswith("embedding")] + ["embedding (its MLU kernel)"]
+
+
+@pytest.mark.parametrize("name", MLU_CALLS)
 def test_the_mlu_forms_raise_too(name):
     """In the persistent launch style (the MLU form of every op; embedding's own MLU kernel) an index
     outside its dim raises the same error."""

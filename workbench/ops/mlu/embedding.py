@@ -1,7 +1,7 @@
 """embedding, MLU style: the op's validation (`prepare`); programs that fill the cores walk tiles of
 BLOCK_R looked-up rows x BLOCK_H columns (rows packed from `persistent.row_tiles`, a long row split into
 column tiles) in a grid-stride loop. An index outside [0, V) raises IndexError as the generic kernel's
-does (`_index_check`: a flag the kernel sets, read after the launch); with the check off it gives a NaN row."""
+does (`_index_check`: a flag the kernel sets, read after the launch); with the check off its row is NaN."""
 
 from __future__ import annotations
 
@@ -45,8 +45,9 @@ def embedding(input: torch.Tensor, weight: torch.Tensor, padding_idx: int | None
     t = row_tiles(n, H, one_tile_bytes=weight.element_size(), streamed_bytes=weight.element_size())
     tiles = triton.cdiv(n, t.block_r) * triton.cdiv(H, t.block_c)
     check, flag = _index_check.checking(idx), _index_check.flag(idx.device)
-    launch(_embedding_kernel, (persistent.programs(tiles),), idx, weight, out, flag, n, V, H, weight.stride(0),
-           weight.stride(1), CHECK=check, BLOCK_R=t.block_r, BLOCK_H=t.block_c, num_warps=persistent.NUM_WARPS)
+    launch(_embedding_kernel, (persistent.programs(tiles),), idx, weight, out, flag, n, V, H,
+           weight.stride(0), weight.stride(1), CHECK=check, BLOCK_R=t.block_r, BLOCK_H=t.block_c,
+           num_warps=persistent.NUM_WARPS)
     if check:
         _index_check.raise_if_set(flag, _index_check.out_of_bounds("embedding", idx, 0, V))
     return out
