@@ -180,3 +180,15 @@ def test_a_kernel_that_fails_costs_its_node_not_the_graph(monkeypatch):
     row = coverage().loc["aten::exp"]
     assert row.handled == 1 and row.fallback == 1
     assert "(exp): kernel failed: RuntimeError: boom" in row.reasons and row.reasons.startswith("node ")
+
+
+def test_a_node_check_takes_broadcast_inputs():
+    """The compile-time check of a node draws real inputs shaped and strided like the traced ones; a
+    broadcast input (stride 0, as a model's expanded masks and positions are) must not fail it."""
+    from workbench.compile.backend import _real
+
+    expanded = torch.ones(3, 1).expand(3, 4)
+    real = _real(expanded)
+    assert real.shape == (3, 4) and real.stride() == expanded.stride()
+    assert torch.isfinite(real).all() and torch.equal(real[:, 0], real[:, 3])
+    assert _real(torch.ones(0, 5).expand(0, 5)).shape == (0, 5)

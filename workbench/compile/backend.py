@@ -119,10 +119,13 @@ def _hint(v) -> int:
 def _real(v):
     """A real value shaped like a traced one: random floats, zero integers and bools (valid indices)."""
     if isinstance(v, torch.Tensor):
-        t = torch.empty_strided(
-            [_hint(s) for s in v.shape], [_hint(s) for s in v.stride()], dtype=v.dtype, device=v.device
-        )
-        return t.normal_() if t.is_floating_point() else t.zero_()
+        # Filled through a flat base: a broadcast input (a stride of 0) shares elements, which normal_()
+        # on the strided view refuses.
+        shape, strides = [_hint(s) for s in v.shape], [_hint(s) for s in v.stride()]
+        size = 0 if 0 in shape else 1 + sum((n - 1) * s for n, s in zip(shape, strides))
+        base = torch.empty(size, dtype=v.dtype, device=v.device)
+        base.normal_() if base.is_floating_point() else base.zero_()
+        return base.as_strided(shape, strides)
     if isinstance(v, torch.SymInt):
         return _hint(v)
     if isinstance(v, torch.SymFloat):
