@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml environment.yml
 	  else python3 -m venv $(VENV); fi; \
 	fi
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e ".[test,notebook]"
+	$(PY) -m pip install -q -e ".[test,notebook,team]"
 	$(PY) -m ipykernel install --sys-prefix  # kernel "python3" = this environment, for papermill and JupyterLab
 	touch $(STAMP)
 

@@ -47,20 +47,15 @@ for phase in $phases; do
         step 1 120 host_overhead env WORKBENCH_AUTOTUNE=0 python3 benchmarks/host_overhead.py --out "$R/host"
         step 1 60 topk python3 benchmarks/topk_variants.py --out "$R/topk" ) &
       wait ;;
-    check)  # correctness on cuda ($CHECK_CASES, default quick,edge,llm) of $CHECK_OPS (default: every op; an item
-            # "a,b,c" is one process for those ops), one process per item and dtype, $CHECK_JOBS (2) at a time on each
-            # GPU (compiling is the slow part; more jobs run out of memory on the big cases), one CSV each;
-            # $CHECK_LIMIT_S for all
-      mkdir -p "$R/check"
-      export -f step; export R CHECK_CASES=${CHECK_CASES:-quick,edge,llm}
+    check)  # correctness on cuda ($CHECK_CASES, default quick,edge,llm) of $CHECK_OPS (default: every op) over every
+            # GPU: `check --devices` with $CHECK_JOBS (2) workers per GPU (compiling is the slow part; more workers run
+            # out of memory on the big cases), ops balanced by their seconds in earlier runs; $CHECK_LIMIT_S for all
       gpus=$(nvidia-smi -L | wc -l)
-      for item in ${CHECK_OPS:-$(python3 -c "from workbench.ops import REGISTRY; print(' '.join(REGISTRY))")}; do
-        for dtype in fp32 fp16 bf16; do echo "$item $dtype"; done
-      done | awk -v gpus="$gpus" '{print (NR - 1) % gpus, $1, $2}' |
-        timeout "${CHECK_LIMIT_S:-400}" xargs -P $((${CHECK_JOBS:-2} * gpus)) -L 1 bash -c 'name=${1%%,*}; [ "$name" = "$1" ] || name+=+more
-          step $0 300 "check/${name}_$2" env WORKBENCH_AUTOTUNE=0 python3 -m workbench.cli check ${1//,/ } --dtype $2 \
-            --cases "$CHECK_CASES" --no-progress --csv "$R/check/${name}_$2.csv"'
-      grep -h "^backend" "$R"/check/*.log | awk '{p += $(NF-5); f += $(NF-3)} END {print "check:", p, "passed,", f, "failed"}' ;;
+      devices=$(for ((j = 0; j < ${CHECK_JOBS:-2}; j++)); do seq 0 $((gpus - 1)); done | paste -sd,)
+      step "$(seq -s, 0 $((gpus - 1)))" "${CHECK_LIMIT_S:-400}" check env WORKBENCH_AUTOTUNE=0 python3 -m workbench.cli \
+        check ${CHECK_OPS:-} --cases "${CHECK_CASES:-quick,edge,llm}" --devices "$devices" \
+        --worker-timeout $((${CHECK_LIMIT_S:-400} - 30)) --store "$R/workbench.db" --no-progress --csv "$R/check.csv"
+      grep "^backend" "$R/check.log" ;;
     host)  # host overhead per op, alone on GPU 0
       step 0 150 host_overhead env WORKBENCH_AUTOTUNE=0 python3 benchmarks/host_overhead.py --out "$R/host" ;;
     ops)  # the op bench of $BENCH_OPS alone on GPU 0

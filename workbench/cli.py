@@ -54,13 +54,45 @@ def _launch_rules(args):
     return LaunchRules.for_device(args.profile, cores=args.cores, nram_bytes=nram)
 
 
+def add_sweep_options(p: argparse.ArgumentParser, store_help: str) -> None:
+    """--devices and --worker-timeout (one worker process per device, workbench/sweep.py) and --store."""
+    p.add_argument("--devices", help="all | 0,1,... | cpu:N: one worker process per device, ops balanced by their "
+                                     "measured cost, results merged (docs/store.md)")
+    p.add_argument("--worker-timeout", type=float, default=3600.0, help="with --devices: seconds per worker")
+    p.add_argument("--store", help=store_help + "; a SQLite path or postgresql:// URL")
+
+
+def _store(location: str | None):
+    """The ResultStore at --store (None without it), opened now so that a bad one fails before the run."""
+    from workbench.store import ResultStore
+
+    return ResultStore(location) if location else None
+
+
+def _sweep(args, kind: str, params: dict) -> pd.DataFrame:
+    """`kind` over --devices; the store (--store, else the default one) keeps the seconds per op."""
+    from workbench import sweep
+    from workbench.regression import default_store_path
+
+    df, _ = sweep.run(kind, args.devices, params, store=_store(args.store or default_store_path()),
+                      timeout=args.worker_timeout, log=lambda line: print(line, file=sys.stderr))
+    return df
+
+
 def cmd_check(args) -> int:
     backend = _bind_backend(args.backend)
     from workbench.profiling import check, failures
 
     rules = _launch_rules(args)
-    df = check(ops=_split(args.ops), cases=_split(args.cases) or ["quick"], dtypes=_split(args.dtype),
-               seed=args.seed, progress=not args.no_progress, variant=args.variant, rules=rules)
+    if args.devices and rules:
+        raise ValueError("--devices: not with --profile (launch rules are collected in one process)")
+    params = {"ops": _split(args.ops), "cases": _split(args.cases) or ["quick"], "dtypes": _split(args.dtype),
+              "seed": args.seed, "variant": args.variant}
+    store = _store(args.store)
+    df = _sweep(args, "check", params) if args.devices else check(**params, progress=not args.no_progress,
+                                                                    rules=rules)
+    if store:
+        store.append(df.drop(columns=["traceback"]), kind="check")
     columns = ["op", "variant", "case", "dtype", "shape", "rel_err", "max_abs_err", "tol", "passed"]
     columns += (["violations"] if rules else []) + ["skipped", "error"]
     with pd.option_context("display.width", 200, "display.max_colwidth", 60, "display.max_rows", None):
@@ -92,9 +124,16 @@ def cmd_bench(args) -> int:
     backend = _bind_backend(args.backend)
     from workbench.profiling import bench, side_by_side
 
-    df = bench(ops=_split(args.ops), cases=_split(args.cases) or ["llm"], dtypes=_split(args.dtype) or ["bf16"],
-               all_variants=args.all_variants, store=args.store, seed=args.seed, rep_ms=args.rep_ms,
-               progress=not args.no_progress)
+    params = {"ops": _split(args.ops), "cases": _split(args.cases) or ["llm"],
+              "dtypes": _split(args.dtype) or ["bf16"], "all_variants": args.all_variants, "seed": args.seed,
+              "rep_ms": args.rep_ms}
+    store = _store(args.store)
+    if args.devices:
+        df = _sweep(args, "bench", params)
+        if store:
+            store.append(df.drop(columns=["traceback"]), kind="bench")
+    else:
+        df = bench(**params, store=store, progress=not args.no_progress)
     table = side_by_side(df)
     with pd.option_context("display.width", 250, "display.max_colwidth", 40, "display.max_rows", None,
                            "display.float_format", "{:.4g}".format):
@@ -168,11 +207,13 @@ def cmd_regress(args) -> int:
 
     from workbench import regression
 
+    _store(args.store)  # a bad store fails here, before the notebook starts
     out = args.out or f"out/regress/{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}"
     params = {"backend": args.backend, "ops": _split(args.ops), "cases": _split(args.cases),
               "check_cases": _split(args.check_cases), "dtypes": _split(args.dtype),
               "check_dtypes": _split(args.check_dtype), "baseline": args.baseline, "threshold": args.threshold,
-              "min_speedup": args.min_speedup, "rep_ms": args.rep_ms, "store": args.store, "seed": args.seed}
+              "min_speedup": args.min_speedup, "rep_ms": args.rep_ms, "store": args.store, "seed": args.seed,
+              "devices": args.devices, "worker_timeout": args.worker_timeout}
     result = regression.execute(params, out, notebook=args.notebook, cell_timeout=args.timeout,
                                 progress=not args.no_progress)
     summary = result.summary or {}
@@ -251,7 +292,7 @@ def cmd_comm_bench(args) -> int:
             fig.savefig(args.png, dpi=110)
             plt.close(fig)
         if args.store:
-            from workbench.profiling.store import ResultStore
+            from workbench.store import ResultStore
 
             meta = df.iloc[0][["device", "backend", "torch", "triton", "commit", "dirty", "timestamp", "host"]]
             print(f"stored run {ResultStore(args.store).append(df, 'comm', meta=meta.to_dict())} in {args.store}")
@@ -292,6 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cores", type=int, help="with --profile: the device's core count")
     p.add_argument("--nram-kib", type=int, help="with --profile: NRAM per core in KiB")
     p.add_argument("--rules-csv", help="with --profile: write the violations to this CSV file")
+    add_sweep_options(p, "append the table to this ResultStore (kind 'check')")
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("bench", help="native vs Triton side by side: kernel and host time, GB/s, roofline")
@@ -300,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cases", nargs="+", help="case sets (default: llm)")
     p.add_argument("--dtype", nargs="+", help="fp32, fp16, bf16 (default: bf16)")
     p.add_argument("--all-variants", action="store_true", help="also time every backend variant (e.g. mlu)")
-    p.add_argument("--store", help="append the rows to this ResultStore (SQLite file)")
+    add_sweep_options(p, "append the rows to this ResultStore")
     p.add_argument("--csv", help="write the full table to this CSV file")
     p.add_argument("--plot", help="write PNG plots into this folder")
     p.add_argument("--rep-ms", type=float, default=100.0, help="time budget of timed reps per measurement")
@@ -349,7 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "a GPU; on cpu interpreter timings are not judged)")
     p.add_argument("--min-speedup", type=float, help="fail when a Triton kernel is below this speedup vs native")
     p.add_argument("--rep-ms", type=float, help="time budget per measurement")
-    p.add_argument("--store", help="ResultStore path (default: $WORKBENCH_STORE or out/workbench.db)")
+    add_sweep_options(p, "the ResultStore (default: $WORKBENCH_STORE or out/workbench.db)")
     p.add_argument("--out", help="output folder (default: out/regress/<timestamp>)")
     p.add_argument("--notebook", help="the regression notebook (default: notebooks/regression.ipynb)")
     p.add_argument("--timeout", type=int, default=1800, help="seconds per notebook cell")

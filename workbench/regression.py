@@ -49,9 +49,9 @@ def repo_root() -> Path:
     return Path(__file__).resolve().parents[1]
 
 
-def default_store_path() -> Path:
-    """$WORKBENCH_STORE, else out/workbench.db beside the workbench package (the repo root)."""
-    return Path(os.environ.get(STORE_ENV) or repo_root() / "out" / "workbench.db")
+def default_store_path() -> str:
+    """$WORKBENCH_STORE (a SQLite path or a postgresql:// URL), else out/workbench.db in the repo root."""
+    return os.environ.get(STORE_ENV) or str(repo_root() / "out" / "workbench.db")
 
 
 def default_notebook() -> Path:
@@ -74,6 +74,8 @@ class Config:
     store: str
     output_dir: str
     seed: int | None = None
+    devices: str | None = None  # "all", "0,1", "cpu:2": check and bench over one worker per device
+    worker_timeout: float = 3600.0
     started: str = field(default_factory=lambda: datetime.datetime.now(datetime.timezone.utc)
                          .isoformat(timespec="seconds"))
 
@@ -85,7 +87,7 @@ def _optional_float(value) -> float | None:
 def configure(backend: str | None = None, ops=None, cases=None, check_cases=None, dtypes=None, check_dtypes=None,
               baseline: str = "store", threshold: float | None = None, min_speedup: float | None = None,
               rep_ms: float | None = None, store: str | None = None, output_dir: str = ".",
-              seed: int | None = None) -> Config:
+              seed: int | None = None, devices: str | None = None, worker_timeout: float = 3600.0) -> Config:
     """Bind the backend and fill what was left None with that backend's defaults."""
     from workbench import backends
 
@@ -97,12 +99,12 @@ def configure(backend: str | None = None, ops=None, cases=None, check_cases=None
 
         for name in ops:
             opspec.get(name)  # unknown names fail here, before anything runs
-    store = str(store or default_store_path())
-    if baseline not in ("store", "update", "none"):
-        from workbench.profiling import ResultStore
+    from workbench.store import ResultStore
 
-        if baseline not in set(ResultStore(store).runs()["run_id"]):
-            raise ValueError(f"baseline: expected 'store', 'update', 'none' or a run id in {store}, got {baseline!r}")
+    store = str(store or default_store_path())
+    opened = ResultStore(store)  # an unreachable or newer store fails here, before anything runs
+    if baseline not in ("store", "update", "none") and baseline not in set(opened.runs()["run_id"]):
+        raise ValueError(f"baseline: expected 'store', 'update', 'none' or a run id in {store}, got {baseline!r}")
     defaults = default_params(chosen.name)
 
     def listed(value, key):
@@ -117,21 +119,46 @@ def configure(backend: str | None = None, ops=None, cases=None, check_cases=None
                  threshold=_optional_float(defaults["threshold"] if threshold is None else threshold),
                  min_speedup=_optional_float(min_speedup),
                  rep_ms=float(defaults["rep_ms"] if rep_ms is None else rep_ms),
-                 store=store, output_dir=str(output_dir), seed=seed)
+                 store=store, output_dir=str(output_dir), seed=seed, devices=devices,
+                 worker_timeout=float(worker_timeout))
     Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
     return cfg
+
+
+def _swept(cfg: Config, kind: str, params: dict) -> pd.DataFrame:
+    from workbench import sweep
+    from workbench.store import ResultStore
+
+    df, _ = sweep.run(kind, cfg.devices, params, store=ResultStore(cfg.store), timeout=cfg.worker_timeout)
+    return df
 
 
 def run_check(cfg: Config) -> pd.DataFrame:
     from workbench.profiling import check
 
-    return check(ops=cfg.ops, cases=cfg.check_cases, dtypes=cfg.check_dtypes, seed=cfg.seed)
+    params = {"ops": cfg.ops, "cases": cfg.check_cases, "dtypes": cfg.check_dtypes, "seed": cfg.seed}
+    return _swept(cfg, "check", params) if cfg.devices else check(**params)
 
 
 def run_bench(cfg: Config) -> pd.DataFrame:
     from workbench.profiling import bench
 
-    return bench(ops=cfg.ops, cases=cfg.cases, dtypes=cfg.dtypes, rep_ms=cfg.rep_ms, seed=cfg.seed)
+    params = {"ops": cfg.ops, "cases": cfg.cases, "dtypes": cfg.dtypes, "rep_ms": cfg.rep_ms, "seed": cfg.seed}
+    return _swept(cfg, "bench", params) if cfg.devices else bench(**params)
+
+
+def devices_summary(check_df: pd.DataFrame, bench_df: pd.DataFrame) -> pd.DataFrame:
+    """Per worker device of a sweep: its ops, check rows failed, bench rows and errors (empty without one)."""
+    from workbench.profiling import failures
+
+    if "device_id" not in check_df or "device_id" not in bench_df:
+        return pd.DataFrame()
+    failed = check_df.index.isin(failures(check_df).index)
+    checks = check_df.assign(failed=failed).groupby("device_id").agg(
+        ops=("op", "nunique"), check_rows=("op", "size"), check_failed=("failed", "sum"))
+    errors = bench_df.assign(errors=bench_df["error"].fillna("") != "").groupby("device_id").agg(
+        bench_rows=("op", "size"), bench_errors=("errors", "sum"))
+    return checks.join(errors, how="outer").fillna(0).astype(int).reset_index()
 
 
 def correctness_summary(check_df: pd.DataFrame) -> pd.DataFrame:
@@ -146,7 +173,7 @@ def correctness_summary(check_df: pd.DataFrame) -> pd.DataFrame:
 
 def baseline_rows(store, device: str, baseline: str) -> pd.DataFrame:
     """The rows to compare with: newest per key among baseline runs, or one run's rows, or none."""
-    from workbench.profiling.store import KEY
+    from workbench.store import KEY
 
     if baseline == "none":
         return pd.DataFrame()
@@ -155,13 +182,14 @@ def baseline_rows(store, device: str, baseline: str) -> pd.DataFrame:
         return rows.drop_duplicates(KEY, keep="last").reset_index(drop=True) if len(rows) else rows
     rows = store.rows(baseline)
     if rows.empty:
-        raise ValueError(f"baseline: run {baseline!r} is not in the store {store.path}")
+        raise ValueError(f"baseline: run {baseline!r} is not in the store {store.location}")
     return rows
 
 
 def compare_with_baseline(cfg: Config, bench_df: pd.DataFrame) -> pd.DataFrame:
     """The run joined with its baseline; `regressed` only for Triton rows (native is context)."""
-    from workbench.profiling import ResultStore, compare_runs
+    from workbench.profiling import compare_runs
+    from workbench.store import ResultStore
 
     base = baseline_rows(ResultStore(cfg.store), cfg.device, cfg.baseline)
     ok = bench_df[bench_df["ms"].notna()]
@@ -175,8 +203,7 @@ def compare_with_baseline(cfg: Config, bench_df: pd.DataFrame) -> pd.DataFrame:
 
 def record(cfg: Config, check_df: pd.DataFrame, bench_df: pd.DataFrame) -> dict:
     """Append the check and bench runs; write baselines for new keys (or all, for baseline='update')."""
-    from workbench.profiling import ResultStore
-    from workbench.profiling.store import KEY
+    from workbench.store import KEY, ResultStore
 
     store = ResultStore(cfg.store)
     ids = {"check": store.append(check_df.drop(columns=["traceback"], errors="ignore"), kind="check"),
@@ -287,6 +314,10 @@ def write_report(cfg: Config, check_df: pd.DataFrame, bench_df: pd.DataFrame, co
     ]
     if found:
         parts.append("<h2>Problems</h2><ul>" + "".join(f"<li>{html.escape(p)}</li>" for p in found) + "</ul>")
+    devices = devices_summary(check_df, bench_df)
+    if len(devices):
+        parts.append(table_html(devices, f"Devices (--devices {cfg.devices}: one worker each; a crashed or "
+                                         "timed-out worker's ops show as errors)"))
     parts.append(table_html(correctness_summary(check_df), "Correctness (per op)"))
     table = side_by_side(bench_df)
     if (table["error"].fillna("") == "").all():

@@ -6,7 +6,7 @@ roofline.peaks() -> measured device ceilings; plots -> matplotlib Figures from t
 
 from .bench import bench, side_by_side
 from .correctness import check, compare, failures
-from .store import ResultStore
-from .store import compare as compare_runs
+from workbench.store import ResultStore
+from workbench.store import compare as compare_runs
 
 __all__ = ["bench", "side_by_side", "check", "compare", "failures", "ResultStore", "compare_runs"]

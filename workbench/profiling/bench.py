@@ -21,7 +21,7 @@ from workbench.ops import spec as opspec
 from . import roofline as rl
 from .correctness import dtype_name, make_inputs, parse_dtypes, shape_label, verify
 from .meta import run_metadata
-from .store import ResultStore
+from workbench.store import ResultStore
 from .timing import host_time_us, kernel_time
 
 COLUMNS = ["op", "impl", "case", "dtype", "shape", "ms", "ms_p20", "ms_p80", "host_us", "speedup", "gbps",
@@ -87,7 +87,7 @@ def bench(ops: Iterable[str] | None = None, cases: Iterable[str] = ("llm",), dty
     seed = random.randrange(2**31) if seed is None else seed
     meta = run_metadata()
     peaks = rl.peaks(chosen)
-    store = ResultStore(store) if isinstance(store, str) else store
+    store = store if store is None or isinstance(store, ResultStore) else ResultStore(store)
     run_id = store.start_run("bench", meta) if store else None
     rows: list[dict] = []
     status = "failed"
