@@ -24,9 +24,11 @@ what is replaced (each `include`/`exclude` is a full selection, not relative to 
 exit, a context's counts are added to the enclosing recorder. The dispatcher is process-wide, so the
 override applies to every thread; the re-entrancy flag is per thread.
 
-Forward only: our kernels have no backward yet. A call whose tensor inputs require grad while grad mode
-is on runs natively (reason "no backward"), so gradients stay exact; use `torch.inference_mode()` /
-`no_grad()` to run our kernels.
+Training. For an op with a backward (`OpSpec.backward`), the kernel also goes on the backend's Autograd
+key; a call whose tensor inputs require grad while grad mode is on runs the adapter on the op's custom
+operator (`torch.ops.workbench.<op>.default`), which carries the backward, so autograd records our
+backward kernels. A call to an op without a backward runs natively (reason "no backward"), so gradients
+stay exact.
 
 Under `torch.compile`, this override reaches only the ATen calls compiled code still makes; inductor's
 own kernels do not pass through it. The first compilation inside a selection without the workbench
@@ -199,23 +201,28 @@ def _call_native(native, overload: str, keyset, args: tuple, kwargs: dict):
     return native.call_boxed(keyset, *args, **kwargs)
 
 
-def _kernel(overload: str, adapter: Callable[..., Any], native) -> Callable[..., Any]:
-    """The Python kernel registered for one overload. Hot path: a flag test, the grad-mode test, the
-    adapter, a dict update."""
+def _kernel(overload: str, adapter: Callable[..., Any], native,
+            train: Callable[..., Any] | None) -> Callable[..., Any]:
+    """The Python kernel registered for one overload on one key. Hot path: a flag test, the grad-mode
+    test, the adapter, a dict update. `train`: the adapter bound to the op's custom operator (which
+    carries the backward), on the Autograd key of an op with a backward; else None."""
     grad_enabled, needs_grad = torch.is_grad_enabled, _library.needs_grad
 
     def kernel(keyset, *args, **kwargs):
         state = _tls
         if state.busy:
             return _call_native(native, overload, keyset, args, kwargs)
-        if grad_enabled() and needs_grad(args, kwargs):  # no backward yet: native keeps the gradient
-            if _coverage is not None:
-                _coverage.record_fallback(overload, "no backward")
-            return _call_native(native, overload, keyset, args, kwargs)
+        run = adapter
+        if grad_enabled() and needs_grad(args, kwargs):
+            if train is None:  # no backward: native keeps the gradient
+                if _coverage is not None:
+                    _coverage.record_fallback(overload, "no backward")
+                return _call_native(native, overload, keyset, args, kwargs)
+            run = train
         state.busy = True
         try:
             try:
-                out = adapter(*args, **kwargs)
+                out = run(*args, **kwargs)
             except FALLBACK_ERRORS as e:
                 if _coverage is not None:
                     _coverage.record_fallback(overload, str(e) or type(e).__name__)
@@ -231,15 +238,26 @@ def _kernel(overload: str, adapter: Callable[..., Any], native) -> Callable[...,
 
 
 @functools.cache
-def _keys(overload: str, key: str) -> tuple[str, ...]:
+def _keys(overload: str, key: str, trains: bool) -> tuple[str, ...]:
     """The dispatch keys our kernel for `overload` goes on. A composite op (aten::linear, rms_norm, sdpa:
     a CompositeImplicitAutograd kernel that decomposes, with autograd, into other ops) gets the backend's
     Autograd key too: a backend kernel alone would hide the decomposition from autograd, so that a
     call needing a gradient would record a backward torch does not have for this backend (linear_backward)
-    or none at all. On that key our kernel sends such calls to the native composite."""
+    or none at all. On that key our kernel sends such calls to the native composite, or, for an op that
+    `trains` (has a backward), to its custom operator, which records our backward."""
     name = aten_overload(overload).name()
     composite = torch._C._dispatch_has_kernel_for_dispatch_key(name, "CompositeImplicitAutograd")
-    return (key, f"Autograd{key}") if composite else (key,)
+    return (key, f"Autograd{key}") if composite or trains else (key,)
+
+
+def _train_adapter(overload: str, op: str) -> Callable[..., Any] | None:
+    """The overload's adapter bound to the op's custom operator (which carries the backward), or None."""
+    from workbench.ops.spec import REGISTRY
+
+    spec = REGISTRY[op]
+    if spec.backward is None:
+        return None
+    return functools.partial(spec.aten_impls[overload], _library.trainable(op))
 
 
 class _CompileWatch:
@@ -285,7 +303,8 @@ def _apply() -> None:
         return
     key = backends.active().dispatch_key
     compile_watch.install()
-    keys = {overload: _keys(overload, key) for overload in current.adapters}
+    train = {overload: _train_adapter(overload, op) for overload, (op, _) in current.adapters.items()}
+    keys = {overload: _keys(overload, key, train[overload] is not None) for overload in current.adapters}
     natives = {(overload, k): _native(overload, k) for overload in current.adapters for k in keys[overload]}
     lib = torch.library.Library("aten", "IMPL")
     try:
@@ -294,8 +313,10 @@ def _apply() -> None:
             warnings.filterwarnings("ignore", message="(?s).*Overriding a previously registered kernel")
             for overload, (_, adapter) in current.adapters.items():
                 for k in keys[overload]:
-                    lib.impl(aten_overload(overload), _kernel(overload, adapter, natives[(overload, k)]), k,
-                             with_keyset=True)
+                    autograd = k.startswith("Autograd")
+                    lib.impl(aten_overload(overload),
+                             _kernel(overload, adapter, natives[(overload, k)], train[overload] if autograd else None),
+                             k, with_keyset=True)
     except BaseException:
         lib._destroy()
         raise

@@ -16,8 +16,12 @@ Triton (or the Triton interpreter). Each op gets, in the `workbench` namespace:
 
 Kernels are registered on the active backend's dispatch key, bound before any op module is imported,
 and look the op up in the registry at call time (so a variant added later is the one that runs).
-Until the ops have a backward, an Autograd kernel refuses inputs that need a gradient, naming the op,
-rather than returning a tensor with no grad_fn; otherwise it runs the op below autograd.
+Autograd: an op with a backward (`OpSpec.backward` / `setup_context`, on the op's own signature) has them
+registered on `.default` with `torch.library.register_autograd`, so eager calls, torch.compile and
+torch.export all train through them; its twins, for inputs that need a gradient, run their adapter on
+`.default` (so the same formula serves the ATen signature). An op without a backward keeps an Autograd
+kernel that refuses inputs needing a gradient, naming the op, rather than returning a tensor with no
+grad_fn; inputs that need none run below autograd.
 """
 
 from __future__ import annotations
@@ -82,22 +86,37 @@ def no_backward(op: str) -> RuntimeError:
                         "Call it under torch.no_grad() / torch.inference_mode(), or use the torch op")
 
 
-def _autograd_kernel(op: str, qualname: str) -> Callable[..., Any]:
+def trainable(op: str) -> torch._ops.OpOverload:
+    """The custom operator that carries the op's backward (`.default`); raises where the op has none."""
+    if REGISTRY[op].backward is None or generic(op) is None:
+        raise no_backward(op)
+    return generic(op)
+
+
+def _autograd_kernel(op: str, qualname: str, aten_name: str | None) -> Callable[..., Any]:
     def kernel(*args, **kwargs):
         if torch.is_grad_enabled() and needs_grad(args, kwargs):
-            raise no_backward(op)
+            if aten_name is None:  # `.default` of an op without a backward (else register_autograd serves it)
+                raise no_backward(op)
+            return REGISTRY[op].aten_impls[aten_name](trainable(op), *args, **kwargs)
         overload = getattr(getattr(torch.ops.workbench, qualname.split(".")[0]), qualname.split(".")[1])
         with torch._C._AutoDispatchBelowAutograd():
             return overload(*args, **kwargs)
     return kernel
 
 
-def _define(qualname: str, schema: str, kernel: Callable, fake: Callable, op: str) -> None:
+def _define(qualname: str, schema: str, kernel: Callable, fake: Callable, op: str,
+            aten_name: str | None = None) -> None:
     name = qualname.removesuffix(".default")  # torch spells the default overload without a suffix
+    spec = REGISTRY[op]
     _lib.define(f"{name}{schema}")
     _lib.impl(name, kernel, backends.active().dispatch_key)
-    _lib.impl(name, _autograd_kernel(op, qualname), "Autograd")
     torch.library.register_fake(f"{NAMESPACE}::{name}", fake, lib=_lib)
+    if aten_name is None and spec.backward is not None:
+        torch.library.register_autograd(f"{NAMESPACE}::{name}", spec.backward, setup_context=spec.setup_context,
+                                        lib=_lib)
+    else:
+        _lib.impl(name, _autograd_kernel(op, qualname, aten_name), "Autograd")
     _defined.add(qualname)
 
 
@@ -151,6 +170,8 @@ def define(spec: OpSpec) -> None:
         if schema is not None:
             _define(f"{spec.name}.default", schema, _run_generic(spec.name, backend), _fake_generic(spec.name),
                     spec.name)
+        elif spec.backward is not None:
+            raise ValueError(f"op {spec.name!r} has a backward but no schema torch can infer from its type hints")
     for aten_name in spec.aten_impls:
         overload = aten_overload(aten_name)
         schema = overload._schema
@@ -160,7 +181,8 @@ def define(spec: OpSpec) -> None:
         qualname = f"{spec.name}.{name}"
         if qualname not in _defined:
             signature = str(schema)[str(schema).index("("):]
-            _define(qualname, signature, _run_twin(spec.name, aten_name, backend), overload, spec.name)
+            _define(qualname, signature, _run_twin(spec.name, aten_name, backend), overload, spec.name,
+                    aten_name if spec.backward is not None else None)
         _twins[aten_name] = name
 
 

@@ -4,10 +4,13 @@ import torch
 import triton
 import triton.language as tl
 
+from workbench import backends
+
 from . import _rows
 from ._common import check_same_device, check_tensor, new_output_as
 from ._launch import launch
 from ._norm_cases import norm_cases
+from ._shapes import cdiv, next_pow2
 from .spec import Cost, OpSpec, Unsupported, nbytes, register
 
 
@@ -98,6 +101,75 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor | None = None, eps: float = 1
     return out
 
 
+# Backward programs each own a run of rows and keep one fp32 partial sum of dweight; more programs would
+# only grow the (programs x n) partial buffer that the final reduction reads.
+BACKWARD_PROGRAMS = 1024
+
+
+@triton.jit
+def _rms_norm_backward_kernel(x_ptr, w_ptr, dy_ptr, dx_ptr, dw_ptr, n_rows, n_cols, rows_per_program, eps,
+                              HAS_WEIGHT: tl.constexpr, BLOCK: tl.constexpr):
+    """dx = rstd * (g - xhat * mean(g * xhat)) with g = dy * w, xhat = x * rstd (rstd recomputed); this
+    program's partial dweight = sum over its rows of dy * xhat, in fp32. Rows are contiguous."""
+    pid = tl.program_id(0)
+    cols = tl.arange(0, BLOCK)
+    col_ok = cols < n_cols
+    if HAS_WEIGHT:
+        w = tl.load(w_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
+    dw = tl.zeros([BLOCK], tl.float32)
+    first = pid.to(tl.int64) * rows_per_program
+    for i in range(0, rows_per_program):
+        row = first + i
+        mask = col_ok & (cols * 0 + row < n_rows)  # a vector: the interpreter takes no scalar mask here
+        x = tl.load(x_ptr + row * n_cols + cols, mask=mask, other=0.0).to(tl.float32)
+        dy = tl.load(dy_ptr + row * n_cols + cols, mask=mask, other=0.0).to(tl.float32)
+        rstd = tl.math.rsqrt(tl.sum(x * x, 0) / n_cols + eps)
+        xhat = x * rstd
+        g = dy * w if HAS_WEIGHT else dy
+        dx = rstd * (g - xhat * (tl.sum(g * xhat, 0) / n_cols))
+        tl.store(dx_ptr + row * n_cols + cols, dx.to(dx_ptr.dtype.element_ty), mask=mask)
+        if HAS_WEIGHT:
+            dw += dy * xhat
+    if HAS_WEIGHT:
+        tl.store(dw_ptr + pid * n_cols + cols, dw, mask=col_ok)
+
+
+def rms_norm_backward(dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor | None,
+                      eps: float) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(dx, dweight) of rms_norm over the last dim: one launch for dx and per-program partial sums of
+    dweight, then their reduction over programs."""
+    n = x.shape[-1]
+    rows, dy_rows = x.reshape(-1, n).contiguous(), dy.reshape(-1, n).contiguous()
+    n_rows = rows.shape[0]
+    dx = torch.empty_like(rows)
+    if n_rows == 0 or n == 0:
+        return dx.view(x.shape), (torch.zeros_like(weight) if weight is not None else None)
+    if n > _rows.MAX_ONE_TILE:
+        raise NotImplementedError(f"rms_norm backward: rows longer than {_rows.MAX_ONE_TILE} are not implemented")
+    programs = backends.active().policy.grid(min(n_rows, BACKWARD_PROGRAMS))
+    per_program = cdiv(n_rows, programs)
+    programs = cdiv(n_rows, per_program)
+    partial = torch.empty((programs, n), dtype=torch.float32, device=x.device) if weight is not None else rows
+    block = next_pow2(n)
+    launch(_rms_norm_backward_kernel, (programs,), rows, weight if weight is not None else rows, dy_rows, dx,
+           partial, n_rows, n, per_program, float(eps), HAS_WEIGHT=weight is not None, BLOCK=block,
+           num_warps=_rows.row_warps(block))
+    dw = partial.sum(0).to(weight.dtype) if weight is not None else None
+    return dx.view(x.shape), dw
+
+
+def _setup_context(ctx, inputs, output):
+    x, weight, eps = inputs
+    ctx.save_for_backward(x, weight)
+    ctx.eps = eps
+
+
+def _backward(ctx, dy):
+    x, weight = ctx.saved_tensors
+    dx, dw = rms_norm_backward(dy, x, weight, ctx.eps)
+    return (dx if ctx.needs_input_grad[0] else None), (dw if ctx.needs_input_grad[1] else None), None
+
+
 def _aten_rms_norm(impl, input, normalized_shape, weight=None, eps=None):
     """aten::rms_norm(input, normalized_shape, weight=None, eps=None) over the last dim only."""
     if list(normalized_shape) != list(input.shape[-1:]):
@@ -125,4 +197,6 @@ SPEC = register(OpSpec(
     # Not aten::_fused_rms_norm: it also returns rstd, which this kernel does not compute.
     aten=("aten::rms_norm",),
     aten_impls={"aten::rms_norm": _aten_rms_norm},
+    backward=_backward,
+    setup_context=_setup_context,
 ))

@@ -71,6 +71,12 @@ class OpSpec:
     dtypes: tuple[torch.dtype, ...] = FLOAT_DTYPES
     status: dict[str, str] = field(default_factory=lambda: {"cpu": "promoted", "cuda": "promoted", "mlu": "draft"})
     doc: str = ""
+    # Autograd, on the op's own signature (torch.library.register_autograd's contract, registered on
+    # `torch.ops.workbench.<op>`): setup_context(ctx, inputs, output) saves what backward needs;
+    # backward(ctx, *grad_outputs) returns one gradient (or None) per input. None: no backward, and a call
+    # whose inputs need a gradient is refused (direct call) or runs natively (use_ops).
+    backward: Callable[..., Any] | None = None
+    setup_context: Callable[..., Any] | None = None
 
     def implementation(self, backend: str) -> Callable[..., Any]:
         """The variant written for `backend`, else the generic kernel."""
@@ -122,8 +128,8 @@ def dispatching(spec: OpSpec) -> Callable[..., Any]:
     def call(*args, **kwargs):
         if compiling():  # dynamo traces the custom operator, never the Triton launch
             return traced(*args, **kwargs)
-        if grad_enabled() and needs_grad(args, kwargs):  # no backward yet: refuse rather than drop the grad
-            raise _library.no_backward(spec.name)
+        if grad_enabled() and needs_grad(args, kwargs):  # through autograd, or refuse rather than drop the grad
+            return _library.trainable(spec.name)(*args, **kwargs)
         return spec.implementation(backends.active().name)(*args, **kwargs)
 
     return call
