@@ -11,7 +11,7 @@ from ._common import check_same_device, check_tensor, new_output_as
 from ._launch import launch
 from ._norm_cases import norm_cases
 from ._shapes import cdiv, next_pow2
-from .spec import Cost, OpSpec, Unsupported, nbytes, register
+from .spec import Cost, OpSpec, Unsupported, input_grads, nbytes, register
 
 
 @triton.jit
@@ -167,7 +167,7 @@ def _setup_context(ctx, inputs, output):
 def _backward(ctx, dy):
     x, weight = ctx.saved_tensors
     dx, dw = rms_norm_backward(dy, x, weight, ctx.eps)
-    return (dx if ctx.needs_input_grad[0] else None), (dw if ctx.needs_input_grad[1] else None), None
+    return input_grads(ctx, dx, dw, None)
 
 
 def _aten_rms_norm(impl, input, normalized_shape, weight=None, eps=None):

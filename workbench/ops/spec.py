@@ -160,6 +160,13 @@ def get(name: str) -> OpSpec:
         raise ValueError(f"unknown op {name!r}; registered: {sorted(REGISTRY)}") from None
 
 
+def input_grads(ctx, *grads) -> tuple:
+    """A backward's return value: one gradient per input of the op, None where that input needs none
+    (`ctx.needs_input_grad` covers only the arguments the call passed)."""
+    need = ctx.needs_input_grad
+    return tuple(g if i < len(need) and need[i] else None for i, g in enumerate(grads))
+
+
 # ---- helpers for case generators and cost models -------------------------------------------------
 
 
