@@ -8,9 +8,11 @@ import math
 
 import torch
 
-from . import _matmul
+from workbench import backends
+
+from . import _matmul, mm
 from ._common import new_output
-from .spec import Case, Cost, OpSpec, nbytes, randn, register
+from .spec import Case, Cost, OpSpec, input_grads, nbytes, randn, register
 
 
 def prepare(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
@@ -41,6 +43,24 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     out, problem = prepare(x, weight, bias)
     _matmul.matmul(**problem)
     return out
+
+
+def _setup_context(ctx, inputs, output):
+    x, weight, bias = inputs
+    ctx.save_for_backward(x, weight)
+    ctx.bias_shape = None if bias is None else bias.shape
+
+
+def _backward(ctx, dy):
+    """dx = dy @ W (linear with W^T read in place), dW = dy^T @ x (mm), dbias = dy summed over rows."""
+    x, weight = ctx.saved_tensors
+    need = (*ctx.needs_input_grad, False, False)
+    backend = backends.active().name
+    rows = dy.reshape(-1, dy.shape[-1]) if dy.dim() else dy.reshape(1, 1)
+    dx = SPEC.implementation(backend)(dy, weight.t()) if need[0] else None
+    dw = mm.SPEC.implementation(backend)(rows.t(), x.reshape(-1, x.shape[-1])) if need[1] else None
+    db = rows.sum(0).sum_to_size(ctx.bias_shape) if need[2] else None
+    return input_grads(ctx, dx, dw, db)
 
 
 def _cost(x, weight, bias=None):
@@ -79,4 +99,6 @@ SPEC = register(OpSpec(
     cost=_cost,
     tolerance={torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 1e-2},
     aten_impls={"aten::linear": lambda impl, input, weight, bias=None: impl(input, weight, bias)},
+    backward=_backward,
+    setup_context=_setup_context,
 ))
