@@ -56,9 +56,10 @@ def _backward(ctx, dy):
     x, weight = ctx.saved_tensors
     need = (*ctx.needs_input_grad, False, False)
     backend = backends.active().name
-    rows = dy.reshape(-1, dy.shape[-1]) if dy.dim() else dy.reshape(1, 1)
+    M, (N, K) = math.prod(x.shape[:-1]), weight.shape  # not reshape(-1, K): ambiguous when K == 0
+    rows = dy.reshape(M, N)
     dx = SPEC.implementation(backend)(dy, weight.t()) if need[0] else None
-    dw = mm.SPEC.implementation(backend)(rows.t(), x.reshape(-1, x.shape[-1])) if need[1] else None
+    dw = mm.SPEC.implementation(backend)(rows.t(), x.reshape(M, K)) if need[1] else None
     db = rows.sum(0).sum_to_size(ctx.bias_shape) if need[2] else None
     return input_grads(ctx, dx, dw, db)
 

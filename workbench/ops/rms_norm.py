@@ -10,7 +10,7 @@ from . import _rows
 from ._common import check_same_device, check_tensor, new_output_as
 from ._launch import launch
 from ._norm_cases import norm_cases
-from ._shapes import cdiv, next_pow2
+from ._shapes import cdiv
 from .spec import Cost, OpSpec, Unsupported, input_grads, nbytes, register
 
 
@@ -108,30 +108,55 @@ BACKWARD_PROGRAMS = 1024
 
 @triton.jit
 def _rms_norm_backward_kernel(x_ptr, w_ptr, dy_ptr, dx_ptr, dw_ptr, n_rows, n_cols, rows_per_program, eps,
-                              HAS_WEIGHT: tl.constexpr, BLOCK: tl.constexpr):
+                              HAS_WEIGHT: tl.constexpr, BLOCK: tl.constexpr, ONE_TILE: tl.constexpr):
     """dx = rstd * (g - xhat * mean(g * xhat)) with g = dy * w, xhat = x * rstd (rstd recomputed); this
-    program's partial dweight = sum over its rows of dy * xhat, in fp32. Rows are contiguous."""
+    program's partial dweight = sum over its rows of dy * xhat, in fp32 (zeroed by the caller). Rows are
+    contiguous; a row longer than one tile takes a pass for its two sums and a pass to write."""
     pid = tl.program_id(0)
     cols = tl.arange(0, BLOCK)
-    col_ok = cols < n_cols
-    if HAS_WEIGHT:
-        w = tl.load(w_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
-    dw = tl.zeros([BLOCK], tl.float32)
     first = pid.to(tl.int64) * rows_per_program
-    for i in range(0, rows_per_program):
-        row = first + i
-        mask = col_ok & (cols * 0 + row < n_rows)  # a vector: the interpreter takes no scalar mask here
-        x = tl.load(x_ptr + row * n_cols + cols, mask=mask, other=0.0).to(tl.float32)
-        dy = tl.load(dy_ptr + row * n_cols + cols, mask=mask, other=0.0).to(tl.float32)
-        rstd = tl.math.rsqrt(tl.sum(x * x, 0) / n_cols + eps)
-        xhat = x * rstd
-        g = dy * w if HAS_WEIGHT else dy
-        dx = rstd * (g - xhat * (tl.sum(g * xhat, 0) / n_cols))
-        tl.store(dx_ptr + row * n_cols + cols, dx.to(dx_ptr.dtype.element_ty), mask=mask)
+    dw_row = dw_ptr + pid.to(tl.int64) * n_cols
+    if ONE_TILE:
+        col_ok = cols < n_cols
         if HAS_WEIGHT:
-            dw += dy * xhat
-    if HAS_WEIGHT:
-        tl.store(dw_ptr + pid * n_cols + cols, dw, mask=col_ok)
+            w = tl.load(w_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
+        dw = tl.zeros([BLOCK], tl.float32)
+    for i in range(0, tl.minimum(rows_per_program, n_rows - first)):
+        x_row, dy_row, dx_row = x_ptr + (first + i) * n_cols, dy_ptr + (first + i) * n_cols, dx_ptr + (first + i) * n_cols
+        if ONE_TILE:
+            x = tl.load(x_row + cols, mask=col_ok, other=0.0).to(tl.float32)
+            dy = tl.load(dy_row + cols, mask=col_ok, other=0.0).to(tl.float32)
+            rstd = tl.math.rsqrt(tl.sum(x * x, 0) / n_cols + eps)
+            g = dy * w if HAS_WEIGHT else dy
+            dx = rstd * (g - x * rstd * (tl.sum(g * x, 0) * rstd / n_cols))
+            tl.store(dx_row + cols, dx.to(dx_ptr.dtype.element_ty), mask=col_ok)
+            if HAS_WEIGHT:
+                dw += dy * x * rstd
+        else:
+            sq = tl.zeros([BLOCK], tl.float32)
+            gx = tl.zeros([BLOCK], tl.float32)
+            for start in range(0, n_cols, BLOCK):
+                mask = start + cols < n_cols
+                x = tl.load(x_row + start + cols, mask=mask, other=0.0).to(tl.float32)
+                g = tl.load(dy_row + start + cols, mask=mask, other=0.0).to(tl.float32)
+                if HAS_WEIGHT:
+                    g = g * tl.load(w_ptr + start + cols, mask=mask, other=0.0).to(tl.float32)
+                sq += x * x
+                gx += g * x
+            rstd = tl.math.rsqrt(tl.sum(sq, 0) / n_cols + eps)
+            c = tl.sum(gx, 0) * rstd * rstd / n_cols
+            for start in range(0, n_cols, BLOCK):
+                mask = start + cols < n_cols
+                x = tl.load(x_row + start + cols, mask=mask, other=0.0).to(tl.float32)
+                dy = tl.load(dy_row + start + cols, mask=mask, other=0.0).to(tl.float32)
+                g = dy
+                if HAS_WEIGHT:
+                    g = dy * tl.load(w_ptr + start + cols, mask=mask, other=0.0).to(tl.float32)
+                    part = tl.load(dw_row + start + cols, mask=mask, other=0.0)
+                    tl.store(dw_row + start + cols, part + dy * x * rstd, mask=mask)
+                tl.store(dx_row + start + cols, (rstd * (g - x * c)).to(dx_ptr.dtype.element_ty), mask=mask)
+    if ONE_TILE and HAS_WEIGHT:
+        tl.store(dw_row + cols, dw, mask=col_ok)
 
 
 def rms_norm_backward(dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor | None,
@@ -144,16 +169,14 @@ def rms_norm_backward(dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor | 
     dx = torch.empty_like(rows)
     if n_rows == 0 or n == 0:
         return dx.view(x.shape), (torch.zeros_like(weight) if weight is not None else None)
-    if n > _rows.MAX_ONE_TILE:
-        raise NotImplementedError(f"rms_norm backward: rows longer than {_rows.MAX_ONE_TILE} are not implemented")
+    block, one_tile = _rows.tile(n)
     programs = backends.active().policy.grid(min(n_rows, BACKWARD_PROGRAMS))
     per_program = cdiv(n_rows, programs)
     programs = cdiv(n_rows, per_program)
-    partial = torch.empty((programs, n), dtype=torch.float32, device=x.device) if weight is not None else rows
-    block = next_pow2(n)
+    partial = torch.zeros((programs, n), dtype=torch.float32, device=x.device) if weight is not None else rows
     launch(_rms_norm_backward_kernel, (programs,), rows, weight if weight is not None else rows, dy_rows, dx,
            partial, n_rows, n, per_program, float(eps), HAS_WEIGHT=weight is not None, BLOCK=block,
-           num_warps=_rows.row_warps(block))
+           ONE_TILE=one_tile, num_warps=_rows.row_warps(block))
     dw = partial.sum(0).to(weight.dtype) if weight is not None else None
     return dx.view(x.shape), dw
 
