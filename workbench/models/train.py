@@ -86,7 +86,7 @@ def train_both(model: torch.nn.Module, steps: int = 20, batch: int = 2, seq: int
     optimizers = {side: torch.optim.AdamW(m.parameters(), lr=lr, foreach=False) for side, m in models.items()}
     data = batches(model.config.vocab_size, batch, seq, steps, seed, device)
     rows, peak = [], {side: 0 for side in SIDES}
-    coverage = workbench.Coverage()
+    coverage = workbench.dispatch.Coverage()
     for i, ids in enumerate(data):
         for side in SIDES:
             _reset_peak(device)
