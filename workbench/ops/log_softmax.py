@@ -5,7 +5,7 @@ Shares softmax's kernel (LOG=True): the last dim is the fast path; other dims ar
 
 import torch
 
-from .softmax import aten_adapter, softmax_rows
+from .softmax import aten_adapter, backward, setup_context, softmax_rows
 from .spec import Case, Cost, OpSpec, nbytes, randn, register
 
 
@@ -54,4 +54,6 @@ SPEC = register(OpSpec(
     cost=_cost,
     aten=("aten::_log_softmax",),
     aten_impls={"aten::_log_softmax": aten_adapter},
+    backward=backward(log=True),
+    setup_context=setup_context,
 ))
