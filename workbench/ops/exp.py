@@ -4,7 +4,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._elementwise import unary, unary_cases, unary_cost
+from ._elementwise import binary, unary, unary_cases, unary_cost
 from .spec import OpSpec, register
 
 
@@ -17,6 +17,21 @@ def exp(x: torch.Tensor) -> torch.Tensor:
     return unary(_exp, x)
 
 
+@triton.jit
+def _times(y, dy):
+    return y * dy
+
+
+def _setup_context(ctx, inputs, output):
+    ctx.save_for_backward(output)
+
+
+def _backward(ctx, dy):
+    """dx = dy * exp(x), from the saved output."""
+    (y,) = ctx.saved_tensors
+    return (binary(_times, y, dy, out_dtype=y.dtype),)
+
+
 SPEC = register(OpSpec(
     name="exp",
     reference=torch.exp,
@@ -25,4 +40,6 @@ SPEC = register(OpSpec(
     cost=unary_cost,
     aten=("aten::exp",),
     aten_impls={"aten::exp": lambda impl, self: impl(self)},
+    backward=_backward,
+    setup_context=_setup_context,
 ))
