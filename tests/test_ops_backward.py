@@ -130,3 +130,13 @@ def test_tiny_qwen3_training_step_matches_native():
     for (name, p), q in zip(native.named_parameters(), ours.parameters()):
         assert q.grad is not None, f"{name}: no gradient"
         assert _rel_err(q.grad, p.grad) < 1e-4, f"{name}: rel_err {_rel_err(q.grad, p.grad):.3g}"
+
+
+def test_run_model_train_alternates_sides_on_the_same_data():
+    from workbench.models import run_model
+
+    run = run_model("tiny", train=True, train_steps=2, batch=1, prompt_len=6)
+    assert sorted(run.steps.side.unique()) == ["native", "workbench"] and run.steps.step.max() == 1
+    summary = run.summary()
+    assert summary["loss_rel_diff_max"] < 1e-2 and summary["step_vs_native"] > 0
+    assert run.coverage.set_index("aten_op").loc["aten::linear", "handled"] > 0

@@ -72,7 +72,7 @@ def step(model, optimizer, ids: torch.Tensor) -> tuple[float, float]:
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))
     optimizer.step()
-    return float(loss), float(norm)
+    return float(loss.detach()), float(norm)
 
 
 def train_both(model: torch.nn.Module, steps: int = 20, batch: int = 2, seq: int = 16, lr: float = 1e-3,
