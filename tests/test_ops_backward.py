@@ -140,3 +140,27 @@ def test_run_model_train_alternates_sides_on_the_same_data():
     summary = run.summary()
     assert summary["loss_rel_diff_max"] < 1e-2 and summary["step_vs_native"] > 0
     assert run.coverage.set_index("aten_op").loc["aten::linear", "handled"] > 0
+
+
+def test_compiled_graph_trains_through_the_custom_operators():
+    """AOTAutograd traces forward and backward with fake tensors: both must reach our kernels only as
+    custom operators (`.default` and the `workbench::*_backward` ones)."""
+    ops = torch.ops.workbench
+    target = torch.randint(0, 5, (4,), generator=torch.Generator().manual_seed(2))
+
+    def loss(x, w, W, ours):
+        if ours:
+            h = ops.rms_norm.default(x, w, 1e-6)
+            h = ops.silu.default(h) * ops.exp.default(0.1 * h)
+            return ops.cross_entropy.default(ops.log_softmax.default(ops.linear.default(h, W), -1), target)
+        h = F.rms_norm(x, (8,), w, 1e-6)
+        h = F.silu(h) * torch.exp(0.1 * h)
+        return F.cross_entropy(F.log_softmax(F.linear(h, W), -1), target)
+
+    values = [torch.randn(4, 8), torch.randn(8), torch.randn(5, 8)]
+    ours = [v.clone().requires_grad_() for v in values]
+    ref = [v.double().requires_grad_() for v in values]
+    torch.compile(loss, backend="aot_eager", fullgraph=True)(*ours, True).backward()
+    loss(*ref, False).backward()
+    for o, r in zip(ours, ref):
+        assert _rel_err(o.grad, r.grad) < 1e-5

@@ -18,7 +18,8 @@ Kernels are registered on the active backend's dispatch key, bound before any op
 and look the op up in the registry at call time (so a variant added later is the one that runs).
 Autograd: an op with a backward (`OpSpec.backward` / `setup_context`, on the op's own signature) has them
 registered on `.default` with `torch.library.register_autograd`, so eager calls, torch.compile and
-torch.export all train through them; its twins, for inputs that need a gradient, run their adapter on
+torch.export all train through them (a backward calls custom operators only: `backward_op` ones or the
+ops' own `.default`, so that AOTAutograd can trace it); its twins, for inputs that need a gradient, run their adapter on
 `.default` (so the same formula serves the ATen signature). An op without a backward keeps an Autograd
 kernel that refuses inputs needing a gradient, naming the op, rather than returning a tensor with no
 grad_fn; inputs that need none run below autograd.
@@ -91,6 +92,17 @@ def trainable(op: str) -> torch._ops.OpOverload:
     if REGISTRY[op].backward is None or generic(op) is None:
         raise no_backward(op)
     return generic(op)
+
+
+def backward_op(name: str, fake: Callable[..., Any]) -> Callable[[Callable], Any]:
+    """Decorator: a backward's launcher as the custom operator `workbench::<name>`, with `fake` giving its
+    outputs' metadata. torch.compile's AOTAutograd traces a backward with fake tensors: it must see our
+    kernels as opaque operators, never a Triton launch. The launcher's type hints are its schema."""
+    def wrap(fn: Callable) -> Any:
+        op = torch.library.custom_op(f"{NAMESPACE}::{name}", mutates_args=())(fn)
+        op.register_fake(fake)
+        return op
+    return wrap
 
 
 def _autograd_kernel(op: str, qualname: str, aten_name: str | None) -> Callable[..., Any]:

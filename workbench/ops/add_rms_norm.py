@@ -86,6 +86,7 @@ def _backward(ctx, dnormed, dtotal):
         dh, dw = torch.zeros_like(total), (torch.zeros_like(weight) if weight is not None else None)
     else:
         dh, dw = rms_norm_backward(dnormed, total, weight, ctx.eps)
+        dw = dw if weight is not None else None
     if dtotal is not None:
         dh = dh + dtotal
     return input_grads(ctx, dh.sum_to_size(ctx.shapes[0]), dh.sum_to_size(ctx.shapes[1]), dw, None)

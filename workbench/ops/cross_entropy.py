@@ -19,6 +19,7 @@ from workbench import backends
 from . import _rows
 from ._common import check_same_device, check_tensor, new_output
 from ._launch import launch
+from ._library import backward_op
 from ._shapes import cdiv, next_pow2
 from .softmax import row_logsumexp_and_sum
 from .spec import Case, Cost, OpSpec, Unsupported, input_grads, nbytes, randn, register
@@ -148,6 +149,8 @@ def _backward_kernel(x_ptr, t_ptr, g_ptr, dx_ptr, n_rows, n_cols, x_row_stride, 
             tl.store(dx_ptr + row * n_cols + start + cols, (g * d).to(dx_ptr.dtype.element_ty), mask=mask)
 
 
+@backward_op("cross_entropy_backward", lambda grad, input, *_: input.movedim(1, -1).new_empty(
+    input.movedim(1, -1).shape).movedim(-1, 1) if input.dim() > 1 else input.new_empty(input.shape))
 def cross_entropy_backward(grad: torch.Tensor, input: torch.Tensor, target: torch.Tensor, ignore_index: int,
                            reduction: str, label_smoothing: float) -> torch.Tensor:
     """d loss / d input for the loss of `cross_entropy` (grad: the loss's gradient)."""

@@ -18,6 +18,7 @@ from workbench import backends
 
 from ._common import check_same_device, check_tensor, new_output
 from ._launch import launch
+from ._library import backward_op
 from ._shapes import cdiv, next_pow2
 from .spec import Case, Cost, OpSpec, Unsupported, input_grads, nbytes, randn, register
 
@@ -91,6 +92,7 @@ def _embedding_backward_kernel(idx_ptr, dy_ptr, dw_ptr, n_idx, n_rows, H, paddin
             tl.atomic_add(dw_ptr + idx[:, None] * H + h + cols[None, :], dy, mask=ok)
 
 
+@backward_op("embedding_backward", lambda dy, input, weight, padding_idx: weight.new_empty(weight.shape))
 def embedding_backward(dy: torch.Tensor, input: torch.Tensor, weight: torch.Tensor,
                        padding_idx: int | None) -> torch.Tensor:
     """d loss / d weight of `embedding`: rows of dy summed into the rows they were read from."""

@@ -8,10 +8,9 @@ import math
 
 import torch
 
-from workbench import backends
-
-from . import _matmul, mm
+from . import _matmul, mm  # noqa: F401 (mm's custom operator serves the weight gradient)
 from ._common import new_output
+from ._library import generic
 from .spec import Case, Cost, OpSpec, input_grads, nbytes, randn, register
 
 
@@ -55,11 +54,10 @@ def _backward(ctx, dy):
     """dx = dy @ W (linear with W^T read in place), dW = dy^T @ x (mm), dbias = dy summed over rows."""
     x, weight = ctx.saved_tensors
     need = (*ctx.needs_input_grad, False, False)
-    backend = backends.active().name
     M, (N, K) = math.prod(x.shape[:-1]), weight.shape  # not reshape(-1, K): ambiguous when K == 0
     rows = dy.reshape(M, N)
-    dx = SPEC.implementation(backend)(dy, weight.t()) if need[0] else None
-    dw = mm.SPEC.implementation(backend)(rows.t(), x.reshape(M, K)) if need[1] else None
+    dx = generic("linear")(dy, weight.t()) if need[0] else None
+    dw = generic("mm")(rows.t(), x.reshape(M, K)) if need[1] else None
     db = rows.sum(0).sum_to_size(ctx.bias_shape) if need[2] else None
     return input_grads(ctx, dx, dw, db)
 

@@ -9,6 +9,7 @@ from workbench import backends
 from . import _rows
 from ._common import check_same_device, check_tensor, new_output_as
 from ._launch import launch
+from ._library import backward_op
 from ._norm_cases import norm_cases
 from ._shapes import cdiv
 from .spec import Cost, OpSpec, Unsupported, input_grads, nbytes, register
@@ -159,16 +160,21 @@ def _rms_norm_backward_kernel(x_ptr, w_ptr, dy_ptr, dx_ptr, dw_ptr, n_rows, n_co
         tl.store(dw_row + cols, dw, mask=col_ok)
 
 
+def _backward_fake(dy, x, weight, eps):
+    return x.new_empty(x.shape), (weight.new_empty(weight.shape) if weight is not None else x.new_empty(0))
+
+
+@backward_op("rms_norm_backward", _backward_fake)
 def rms_norm_backward(dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor | None,
-                      eps: float) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(dx, dweight) of rms_norm over the last dim: one launch for dx and per-program partial sums of
-    dweight, then their reduction over programs."""
+                      eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(dx, dweight) of rms_norm over the last dim (dweight empty without a weight): one launch for dx and
+    per-program partial sums of dweight, then their reduction over programs."""
     n = x.shape[-1]
     rows, dy_rows = x.reshape(-1, n).contiguous(), dy.reshape(-1, n).contiguous()
     n_rows = rows.shape[0]
     dx = torch.empty_like(rows)
     if n_rows == 0 or n == 0:
-        return dx.view(x.shape), (torch.zeros_like(weight) if weight is not None else None)
+        return dx.view(x.shape), (torch.zeros_like(weight) if weight is not None else x.new_empty(0))
     block, one_tile = _rows.tile(n)
     programs = backends.active().policy.grid(min(n_rows, BACKWARD_PROGRAMS))
     per_program = cdiv(n_rows, programs)
@@ -177,7 +183,7 @@ def rms_norm_backward(dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor | 
     launch(_rms_norm_backward_kernel, (programs,), rows, weight if weight is not None else rows, dy_rows, dx,
            partial, n_rows, n, per_program, float(eps), HAS_WEIGHT=weight is not None, BLOCK=block,
            ONE_TILE=one_tile, num_warps=_rows.row_warps(block))
-    dw = partial.sum(0).to(weight.dtype) if weight is not None else None
+    dw = partial.sum(0).to(weight.dtype) if weight is not None else x.new_empty(0)
     return dx.view(x.shape), dw
 
 
@@ -190,7 +196,7 @@ def _setup_context(ctx, inputs, output):
 def _backward(ctx, dy):
     x, weight = ctx.saved_tensors
     dx, dw = rms_norm_backward(dy, x, weight, ctx.eps)
-    return input_grads(ctx, dx, dw, None)
+    return input_grads(ctx, dx, dw if weight is not None else None, None)
 
 
 def _aten_rms_norm(impl, input, normalized_shape, weight=None, eps=None):

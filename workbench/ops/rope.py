@@ -16,6 +16,7 @@ from workbench import backends
 from ._common import check_dtype_match, check_same_device, check_tensor, new_output_as
 from ._elementwise import _merge_dims
 from ._launch import launch
+from ._library import generic
 from ._shapes import broadcast, cdiv, next_pow2
 from .spec import Case, Cost, OpSpec, input_grads, nbytes, randn, register
 
@@ -157,7 +158,7 @@ def _backward(ctx, dq, dk):
     dk = torch.zeros_like(k) if dk is None else dk
     half = sin.shape[-1] // 2
     swapped = -torch.cat((sin[..., half:], sin[..., :half]), -1)
-    dq_in, dk_in = rope(dq, dk.to(dq.dtype), cos, swapped, d)
+    dq_in, dk_in = generic("rope")(dq, dk.to(dq.dtype), cos, swapped, d)
     need = (*ctx.needs_input_grad, False, False, False, False)
     dcos = dsin = None
     if need[2] or need[3]:

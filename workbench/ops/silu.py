@@ -5,6 +5,7 @@ import triton
 import triton.language as tl
 
 from ._elementwise import binary, unary, unary_cases, unary_cost
+from ._library import backward_op
 from .spec import OpSpec, register
 
 
@@ -28,10 +29,14 @@ def _setup_context(ctx, inputs, output):
     ctx.save_for_backward(inputs[0])
 
 
-def _backward(ctx, dy):
+@backward_op("silu_backward", lambda x, dy: x.new_empty(x.shape))
+def silu_backward(x: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
     """dx = dy * s * (1 + x * (1 - s)), s = sigmoid(x): one pass of the shared binary launcher."""
-    (x,) = ctx.saved_tensors
-    return (binary(_silu_grad, x, dy, out_dtype=x.dtype),)
+    return binary(_silu_grad, x, dy, out_dtype=x.dtype)
+
+
+def _backward(ctx, dy):
+    return (silu_backward(*ctx.saved_tensors, dy),)
 
 
 SPEC = register(OpSpec(

@@ -12,6 +12,7 @@ from workbench import backends
 
 from ._elementwise import binary, binary_cases, binary_cost
 from ._launch import launch
+from ._library import backward_op
 from ._shapes import cdiv
 from .spec import Case, Cost, OpSpec, input_grads, randn, register
 
@@ -47,6 +48,7 @@ def _silu_and_mul_backward_kernel(gate_ptr, up_ptr, dy_ptr, dgate_ptr, dup_ptr, 
         tl.store(dup_ptr + offs, (dy * gate * s).to(dup_ptr.dtype.element_ty), mask=mask)
 
 
+@backward_op("silu_and_mul_backward", lambda dy, gate, up: (gate.new_empty(gate.shape), up.new_empty(up.shape)))
 def silu_and_mul_backward(dy: torch.Tensor, gate: torch.Tensor, up: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(dgate, dup); broadcast operands get their gradient summed back to their shape."""
     shape = dy.shape
