@@ -43,7 +43,8 @@ def _leaves(args, kwargs, dtype):
         return a, a
     a2 = [pair(a) for a in args]
     k2 = {k: pair(v) for k, v in kwargs.items()}
-    return ([o for o, _ in a2], {k: o for k, (o, _) in k2.items()}), ([r for _, r in a2], {k: r for k, (_, r) in k2.items()})
+    ours = ([o for o, _ in a2], {k: o for k, (o, _) in k2.items()})
+    return ours, ([r for _, r in a2], {k: r for k, (_, r) in k2.items()})
 
 
 def _rel_err(a: torch.Tensor, b: torch.Tensor, floor: float = 0.0) -> float:

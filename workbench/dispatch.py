@@ -313,10 +313,9 @@ def _apply() -> None:
             warnings.filterwarnings("ignore", message="(?s).*Overriding a previously registered kernel")
             for overload, (_, adapter) in current.adapters.items():
                 for k in keys[overload]:
-                    autograd = k.startswith("Autograd")
-                    lib.impl(aten_overload(overload),
-                             _kernel(overload, adapter, natives[(overload, k)], train[overload] if autograd else None),
-                             k, with_keyset=True)
+                    trains = train[overload] if k.startswith("Autograd") else None
+                    lib.impl(aten_overload(overload), _kernel(overload, adapter, natives[(overload, k)], trains), k,
+                             with_keyset=True)
     except BaseException:
         lib._destroy()
         raise

@@ -17,6 +17,6 @@ from .presets import PRESETS, parameter_count, preset_config
 from .run import MODES, TARGETS, ModelRun, run_model, save, write_tables
 from .train import TrainRun, train_both
 
-__all__ = ["MODES", "PRESETS", "TARGETS", "BisectResult", "ModelRun", "bisect", "build_model", "parameter_count",
-           "plots", "preset_config", "run_model", "save", "seeded_init", "TrainRun", "train_both",
+__all__ = ["MODES", "PRESETS", "TARGETS", "BisectResult", "ModelRun", "TrainRun", "bisect", "build_model",
+           "parameter_count", "plots", "preset_config", "run_model", "save", "seeded_init", "train_both",
            "write_tables"]

@@ -35,7 +35,8 @@ class TrainRun:
         relative loss and grad-norm differences over the steps."""
         s = self.steps
         warm = s[s.step > 0] if s.step.max() > 0 else s
-        tps = {side: float(self.tokens_per_step * len(g) / g.seconds.sum()) for side, g in warm.groupby("side")}
+        tps = {side: float(self.tokens_per_step * len(g) / g.seconds.sum())
+               for side, g in warm.groupby("side")}
         native, ours = (s[s.side == side].set_index("step") for side in SIDES)
         loss_rel = ((ours.loss - native.loss).abs() / native.loss.abs()).max()
         gn_rel = ((ours.grad_norm - native.grad_norm).abs() / native.grad_norm.abs()).max()

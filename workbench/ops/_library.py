@@ -125,8 +125,8 @@ def _define(qualname: str, schema: str, kernel: Callable, fake: Callable, op: st
     _lib.impl(name, kernel, backends.active().dispatch_key)
     torch.library.register_fake(f"{NAMESPACE}::{name}", fake, lib=_lib)
     if aten_name is None and spec.backward is not None:
-        torch.library.register_autograd(f"{NAMESPACE}::{name}", spec.backward, setup_context=spec.setup_context,
-                                        lib=_lib)
+        torch.library.register_autograd(f"{NAMESPACE}::{name}", spec.backward,
+                                        setup_context=spec.setup_context, lib=_lib)
     else:
         _lib.impl(name, _autograd_kernel(op, qualname, aten_name), "Autograd")
     _defined.add(qualname)

@@ -124,14 +124,14 @@ def cross_entropy(input: torch.Tensor, target: torch.Tensor, ignore_index: int =
 
 
 @triton.jit
-def _backward_kernel(x_ptr, t_ptr, g_ptr, dx_ptr, n_rows, n_cols, x_row_stride, g_stride, ignore_index, smoothing,
-                     rows_per_program, SMOOTH: tl.constexpr, BLOCK: tl.constexpr):
+def _backward_kernel(x_ptr, t_ptr, g_ptr, dx_ptr, n_rows, n_cols, x_row_stride, g_stride, ignore_index,
+                     smoothing, rows_per_program, SMOOTH: tl.constexpr, BLOCK: tl.constexpr):
     """dlogits of one row = g * (softmax(x) - (1 - eps) * onehot(target) - eps / C), zero for an ignored
     row, NaN for an out-of-range target (its loss is NaN). g: the row's share of the loss gradient.
     Each program takes a run of rows, so that the grid stays within the launch policy."""
     cols = tl.arange(0, BLOCK)
     first = tl.program_id(0).to(tl.int64) * rows_per_program
-    for i in range(0, tl.minimum(rows_per_program, n_rows - first)):
+    for i in range(tl.minimum(rows_per_program, n_rows - first)):
         row = first + i
         x_row = x_ptr + row * x_row_stride
         lse, _ = row_logsumexp_and_sum(x_row, n_cols, False, BLOCK)
@@ -157,7 +157,8 @@ def cross_entropy_backward(grad: torch.Tensor, input: torch.Tensor, target: torc
     moved = input.movedim(1, -1) if input.dim() > 1 else input
     rows = _rows.as_rows(moved)
     targets = target.reshape(-1).contiguous()
-    n_rows, n_classes = rows.shape if moved.numel() else (targets.numel(), input.shape[1 if input.dim() > 1 else 0])
+    n_classes = input.shape[1 if input.dim() > 1 else 0]
+    n_rows = targets.numel()
     dx = torch.empty((n_rows, n_classes), dtype=input.dtype, device=input.device)
     if dx.numel() == 0:
         return dx.view(moved.shape).movedim(-1, 1) if input.dim() > 1 else dx.view(input.shape)

@@ -75,8 +75,8 @@ def gather_rows(out: torch.Tensor, table: torch.Tensor, idx: torch.Tensor, out_o
 
 
 @triton.jit
-def _embedding_backward_kernel(idx_ptr, dy_ptr, dw_ptr, n_idx, n_rows, H, padding_idx, HAS_PADDING: tl.constexpr,
-                               BLOCK_R: tl.constexpr, BLOCK_H: tl.constexpr):
+def _embedding_backward_kernel(idx_ptr, dy_ptr, dw_ptr, n_idx, n_rows, H, padding_idx,
+                               HAS_PADDING: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_H: tl.constexpr):
     """dw[idx[i], :] += dy[i, :] in fp32 for a grid-stride run of index blocks (dy contiguous [n_idx, H])."""
     cols = tl.arange(0, BLOCK_H)
     for start in range(tl.program_id(0) * BLOCK_R, n_idx, tl.num_programs(0) * BLOCK_R):

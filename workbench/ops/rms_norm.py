@@ -122,8 +122,9 @@ def _rms_norm_backward_kernel(x_ptr, w_ptr, dy_ptr, dx_ptr, dw_ptr, n_rows, n_co
         if HAS_WEIGHT:
             w = tl.load(w_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
         dw = tl.zeros([BLOCK], tl.float32)
-    for i in range(0, tl.minimum(rows_per_program, n_rows - first)):
-        x_row, dy_row, dx_row = x_ptr + (first + i) * n_cols, dy_ptr + (first + i) * n_cols, dx_ptr + (first + i) * n_cols
+    for i in range(tl.minimum(rows_per_program, n_rows - first)):
+        offset = (first + i) * n_cols
+        x_row, dy_row, dx_row = x_ptr + offset, dy_ptr + offset, dx_ptr + offset
         if ONE_TILE:
             x = tl.load(x_row + cols, mask=col_ok, other=0.0).to(tl.float32)
             dy = tl.load(dy_row + cols, mask=col_ok, other=0.0).to(tl.float32)

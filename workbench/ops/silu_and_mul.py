@@ -44,12 +44,15 @@ def _silu_and_mul_backward_kernel(gate_ptr, up_ptr, dy_ptr, dgate_ptr, dup_ptr, 
         up = tl.load(up_ptr + offs, mask=mask, other=0.0).to(tl.float32)
         dy = tl.load(dy_ptr + offs, mask=mask, other=0.0).to(tl.float32)
         s = 1.0 / (1.0 + tl.exp(-gate))
-        tl.store(dgate_ptr + offs, (dy * up * s * (1.0 + gate * (1.0 - s))).to(dgate_ptr.dtype.element_ty), mask=mask)
+        dgate = dy * up * s * (1.0 + gate * (1.0 - s))
+        tl.store(dgate_ptr + offs, dgate.to(dgate_ptr.dtype.element_ty), mask=mask)
         tl.store(dup_ptr + offs, (dy * gate * s).to(dup_ptr.dtype.element_ty), mask=mask)
 
 
-@backward_op("silu_and_mul_backward", lambda dy, gate, up: (gate.new_empty(gate.shape), up.new_empty(up.shape)))
-def silu_and_mul_backward(dy: torch.Tensor, gate: torch.Tensor, up: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+@backward_op("silu_and_mul_backward",
+             lambda dy, gate, up: (gate.new_empty(gate.shape), up.new_empty(up.shape)))
+def silu_and_mul_backward(dy: torch.Tensor, gate: torch.Tensor,
+                          up: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(dgate, dup); broadcast operands get their gradient summed back to their shape."""
     shape = dy.shape
     g, u, d = (t.expand(shape).contiguous() for t in (gate, up, dy))

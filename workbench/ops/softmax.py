@@ -170,7 +170,7 @@ def _backward_kernel(y_ptr, dy_ptr, dx_ptr, n_rows, n_cols, rows_per_program, LO
     Contiguous rows; each program takes a run of rows, a pass for the sum and a pass to write."""
     cols = tl.arange(0, BLOCK)
     first = tl.program_id(0).to(tl.int64) * rows_per_program
-    for i in range(0, tl.minimum(rows_per_program, n_rows - first)):
+    for i in range(tl.minimum(rows_per_program, n_rows - first)):
         base = (first + i) * n_cols
         acc = tl.zeros([BLOCK], tl.float32)
         for start in range(0, n_cols, BLOCK):
@@ -209,8 +209,8 @@ def softmax_backward(dy: torch.Tensor, y: torch.Tensor, dim: int, log: bool) -> 
     n_rows = y_rows.numel() // n
     block = min(_rows.tile(n)[0], 8192)
     per_program = cdiv(n_rows, backends.active().policy.grid(n_rows, _rows.row_warps(block)))
-    launch(_backward_kernel, (cdiv(n_rows, per_program),), y_rows, dy_rows, dx, n_rows, n, per_program, LOG=log,
-           BLOCK=block, num_warps=_rows.row_warps(block))
+    launch(_backward_kernel, (cdiv(n_rows, per_program),), y_rows, dy_rows, dx, n_rows, n, per_program,
+           LOG=log, BLOCK=block, num_warps=_rows.row_warps(block))
     return dx if last else dx.movedim(-1, dim)
 
 
