@@ -13,6 +13,7 @@ from . import add_rms_norm, argmax, cross_entropy, cumsum, embedding, log_softma
 from . import rope, scaled_dot_product_attention, silu_and_mul, topk  # noqa: E402
 from . import addmm, bmm, div, linear, masked_fill, max, mean, neg, pow, rsqrt, sub, sum, where  # noqa: E402
 from . import cat, copy, fill, gather, index_select  # noqa: E402
+from . import linear_cross_entropy  # noqa: E402
 from .spec import CASE_SETS, REGISTRY, Case, Cost, OpSpec, get, register  # noqa: E402
 from .spec import Unsupported  # noqa: E402
 
