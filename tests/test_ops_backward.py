@@ -165,3 +165,30 @@ def test_compiled_graph_trains_through_the_custom_operators():
     loss(*ref, False).backward()
     for o, r in zip(ours, ref):
         assert _rel_err(o.grad, r.grad) < 1e-5
+
+
+# Its backward recomputes P with the generic softmax forward, whose MLU form is a variant of its own.
+MLU_RULES_EXEMPT = {"scaled_dot_product_attention"}
+
+
+@pytest.mark.parametrize("name", sorted(n for n, s in REGISTRY.items() if s.backward is not None
+                                        and n not in MLU_RULES_EXEMPT))
+def test_backward_kernels_keep_the_mlu_launch_rules(name, monkeypatch):
+    """With the default MLU's launch policy in place, every backward launch of a quick case keeps to the
+    MLU launch rules (grid within the cores, legal num_warps, tiles within NRAM)."""
+    from workbench import backends
+    from workbench.profiling.launch_rules import LaunchRules
+
+    spec = REGISTRY[name]
+    rules = LaunchRules.for_device("mlu")
+    monkeypatch.setattr(backends.active(), "policy", rules.device.policy())
+    args, kwargs = spec.case_list("quick")[-1].make(torch.float32, torch.device("cpu"),
+                                                     torch.Generator().manual_seed(3))
+    args = [a.detach().requires_grad_() if isinstance(a, torch.Tensor) and a.is_floating_point() else a
+            for a in args]
+    outs = trainable(name)(*args, **kwargs)
+    outs = outs if isinstance(outs, tuple) else (outs,)
+    leaves = [a for a in args if isinstance(a, torch.Tensor) and a.requires_grad]
+    with rules:
+        torch.autograd.grad(outs, leaves, [torch.randn_like(o) for o in outs], allow_unused=True)
+    assert rules.clean, rules.violations().to_string()

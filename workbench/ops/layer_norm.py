@@ -173,15 +173,15 @@ def layer_norm_backward(dy: torch.Tensor, x: torch.Tensor, normalized_shape: lis
     rows, dy_rows = x.reshape(-1, n).contiguous(), dy.reshape(-1, n).contiguous()
     n_rows = rows.shape[0] if n else 0
     dx = torch.empty_like(rows)
-    partial = torch.zeros((2, 0 if n_rows == 0 else cdiv(n_rows, cdiv(n_rows, backends.active().policy.grid(
-        min(n_rows, BACKWARD_PROGRAMS)))), n), dtype=torch.float32, device=x.device)
-    if n_rows and n:
-        programs = partial.shape[1]
-        per_program = cdiv(n_rows, programs)
-        block = min(_rows.tile(n)[0], 4096)
+    block = min(_rows.tile(n)[0], 4096)
+    warps = _rows.row_warps(block)
+    per_program = cdiv(n_rows, backends.active().policy.grid(min(n_rows, BACKWARD_PROGRAMS), warps))
+    programs = cdiv(n_rows, per_program) if n_rows and n else 0
+    partial = torch.zeros((2, programs, n), dtype=torch.float32, device=x.device)
+    if programs:
         launch(_layer_norm_backward_kernel, (programs,), rows, weight if weight is not None else rows, dy_rows, dx,
                partial[0], partial[1], n_rows, n, per_program, float(eps), HAS_WEIGHT=weight is not None,
-               BLOCK=block, num_warps=_rows.row_warps(block))
+               BLOCK=block, num_warps=warps)
     # Separate sums and placeholders: a custom operator's outputs may not alias one another.
     dw = partial[0].sum(0).view(weight.shape).to(weight.dtype) if weight is not None else x.new_empty(0)
     db = partial[1].sum(0).view(bias.shape).to(bias.dtype) if bias is not None else x.new_empty(0)

@@ -177,13 +177,14 @@ def rms_norm_backward(dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor | 
     if n_rows == 0 or n == 0:
         return dx.view(x.shape), (torch.zeros_like(weight) if weight is not None else x.new_empty(0))
     block, one_tile = _rows.tile(n)
-    programs = backends.active().policy.grid(min(n_rows, BACKWARD_PROGRAMS))
+    warps = _rows.row_warps(block)
+    programs = backends.active().policy.grid(min(n_rows, BACKWARD_PROGRAMS), warps)
     per_program = cdiv(n_rows, programs)
     programs = cdiv(n_rows, per_program)
     partial = torch.zeros((programs, n), dtype=torch.float32, device=x.device) if weight is not None else rows
     launch(_rms_norm_backward_kernel, (programs,), rows, weight if weight is not None else rows, dy_rows, dx,
            partial, n_rows, n, per_program, float(eps), HAS_WEIGHT=weight is not None, BLOCK=block,
-           ONE_TILE=one_tile, num_warps=_rows.row_warps(block))
+           ONE_TILE=one_tile, num_warps=warps)
     dw = partial.sum(0).to(weight.dtype) if weight is not None else x.new_empty(0)
     return dx.view(x.shape), dw
 
