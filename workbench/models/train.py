@@ -4,7 +4,8 @@ One step is forward with labels (transformers' causal-LM loss: shift, cross-entr
 update. Both sides start from copies of one model and see the same batches; the workbench side runs
 under `use_ops` (our forward and backward kernels where an op has them, native elsewhere). Steps alternate
 between the sides, so that a drifting machine load touches both alike; each side's step time, loss and
-gradient norm are recorded per step, and peak device memory per side where the device reports it.
+gradient norm are recorded per step, and peak device memory per side where the device reports it (both
+copies, with their gradients and optimizer states, stay resident: a side's peak includes the other's).
 """
 
 from __future__ import annotations
