@@ -1,8 +1,9 @@
 """Training step of a Qwen3 preset: native eager vs workbench (`use_ops`: our forward and backward kernels
 where an op has them), AdamW, identical initial weights and data, steps alternated between the sides.
 
-GPU (Qwen3-0.6B dims, bf16, 20 steps; about 5 minutes on one H100/H200):
-    PYTHONPATH=$PWD python benchmarks/train_step.py --commit $(git rev-parse --short HEAD)
+GPU (Qwen3-0.6B dims, bf16, batch 4 x 512 tokens, 20 steps; a few minutes on one H100/H200; the device
+copy has no .git, so pass the commit):
+    PYTHONPATH=$PWD python benchmarks/train_step.py --commit <hash>
 CPU smoke run (tiny preset, fp32, through the Triton interpreter):
     PYTHONPATH=$PWD python benchmarks/train_step.py --smoke
 
@@ -14,23 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
+import re
 import sys
 from pathlib import Path
 
 import torch
 
 from workbench import backends
-
-
-def _commit(given: str | None) -> str:
-    if given:
-        return given
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def main() -> int:
@@ -49,18 +40,19 @@ def main() -> int:
         args.model, args.steps, args.batch, args.seq, args.dtype = "tiny", 3, 2, 8, "float32"
     backend = backends.active()
     from workbench.models.build import build_model
+    from workbench.profiling.meta import run_metadata
     from workbench.models.train import train_both
 
     overrides = {"num_hidden_layers": args.layers} if args.layers else {}
     model = build_model(args.model, dtype=getattr(torch, args.dtype), seed=0, **overrides)
     run = train_both(model, steps=args.steps, batch=args.batch, seq=args.seq)
-    device = backend.properties().name if backend.name != "cpu" else "cpu"
-    out = Path(args.out) / "benchmarks" / "results" / device.replace(" ", "_") / "train"
+    meta = run_metadata()
+    named = re.search(r"h100|h200|a100|b200|mlu\d+", meta["device"].lower())
+    slug = named.group(0) if named else re.sub(r"[^a-z0-9]+", "-", meta["device"].lower()).strip("-")
+    out = Path(args.out) / "benchmarks" / "results" / ("cpu" if backend.name == "cpu" else slug) / "train"
     out.mkdir(parents=True, exist_ok=True)
-    import triton
-
-    summary = {"device": device, "torch": torch.__version__, "triton": triton.__version__,
-               "commit": _commit(args.commit), "command": " ".join(["python", *sys.argv]),
+    summary = {"device": meta["device"], "torch": meta["torch"], "triton": meta["triton"],
+               "commit": args.commit or meta["commit"], "command": " ".join(["python", *sys.argv]),
                "model": args.model, "dtype": args.dtype, "batch": args.batch, "seq": args.seq,
                **run.summary()}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
