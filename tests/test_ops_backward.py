@@ -1,8 +1,8 @@
 """Backward of every op that has one, against float64 gradients of its native reference, and training
 through `use_ops`: a small expression and a tiny Qwen3 training step.
 
-Each op's quick cases (fp32 and bf16) and edge cases (fp32) draw fresh random inputs; every floating input
-requires grad; the output gradient is random. Our gradients come through the op's custom operator (the
+Each op's quick cases (fp32 and bf16) and edge cases (fp32) draw fresh random inputs, and on a GPU its
+llm cases (bf16; Qwen3 shapes) too; every floating input requires grad; the output gradient is random. Our gradients come through the op's custom operator (the
 path `workbench.ops.<op>`, `use_ops` and the compile backend take), the reference ones from
 torch.autograd on the native op in float64 on the same (rounded) inputs.
 """
@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 import workbench
+from workbench import backends
 from workbench.ops import REGISTRY
 from workbench.ops._library import trainable
 from workbench.profiling.correctness import dtype_name
@@ -26,11 +27,13 @@ def _params():
     for spec in REGISTRY.values():
         if spec.backward is None:
             continue
-        for case_set, dtypes in (("quick", (torch.float32, torch.bfloat16)), ("edge", (torch.float32,))):
+        for case_set, dtypes in (("quick", (torch.float32, torch.bfloat16)), ("edge", (torch.float32,)),
+                                 ("llm", (torch.bfloat16,))):
             for case in spec.case_list(case_set):
                 for dtype in dtypes:
                     if not case.big and dtype in spec.dtypes:
-                        yield pytest.param(spec, case, dtype,
+                        marks = [pytest.mark.gpu] if case_set == "llm" else []
+                        yield pytest.param(spec, case, dtype, marks=marks,
                                            id=f"{spec.name}-{case_set}-{case.name}-{dtype_name(dtype)}")
 
 
@@ -64,15 +67,16 @@ def _fits_schema(spec, args) -> bool:
 
 @pytest.mark.parametrize("spec,case,dtype", list(_params()))
 def test_backward_matches_float64_reference(spec, case, dtype, request):
-    gen = torch.Generator().manual_seed(zlib.crc32(request.node.name.encode()))
-    args, kwargs = case.make(torch.float64, torch.device("cpu"), gen)
+    device = backends.active().device()
+    gen = torch.Generator(device=device).manual_seed(zlib.crc32(request.node.name.encode()))
+    args, kwargs = case.make(torch.float64, device, gen)
     if not _fits_schema(spec, args):
         pytest.skip("a Python number where the op's signature declares a Tensor")
     (ours_a, ours_k), (ref_a, ref_k) = _leaves(args, kwargs, dtype)
     outs = trainable(spec.name)(*ours_a, **ours_k)
     refs = spec.reference(*ref_a, **ref_k)
     outs, refs = (outs, refs) if isinstance(refs, tuple) else ((outs,), (refs,))  # add_rms_norm, rope: pairs
-    grads = [torch.randn(r.shape, generator=gen, dtype=torch.float64) for r in refs]
+    grads = [torch.randn(r.shape, generator=gen, dtype=torch.float64, device=device) for r in refs]
     leaves = [(o, r) for o, r in zip([*ours_a, *ours_k.values()], [*ref_a, *ref_k.values()])
               if isinstance(o, torch.Tensor) and o.requires_grad]
     if sum(r.numel() for r in refs) == 0:
