@@ -40,8 +40,8 @@ def main() -> int:
         args.model, args.steps, args.batch, args.seq, args.dtype = "tiny", 3, 2, 8, "float32"
     backend = backends.active()
     from workbench.models.build import build_model
-    from workbench.profiling.meta import run_metadata
     from workbench.models.train import train_both
+    from workbench.profiling.meta import run_metadata
 
     overrides = {"num_hidden_layers": args.layers} if args.layers else {}
     model = build_model(args.model, dtype=getattr(torch, args.dtype), seed=0, **overrides)

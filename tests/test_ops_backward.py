@@ -1,10 +1,11 @@
 """Backward of every op that has one, against float64 gradients of its native reference, and training
 through `use_ops`: a small expression and a tiny Qwen3 training step.
 
-Each op's quick cases (fp32 and bf16) and edge cases (fp32) draw fresh random inputs, and on a GPU its
-llm cases (bf16; Qwen3 shapes) too; every floating input requires grad; the output gradient is random. Our gradients come through the op's custom operator (the
-path `workbench.ops.<op>`, `use_ops` and the compile backend take), the reference ones from
-torch.autograd on the native op in float64 on the same (rounded) inputs.
+Each op's quick cases (fp32 and bf16) and edge cases (fp32) draw fresh random inputs, and on a GPU its llm
+cases (bf16; Qwen3 shapes) too; every floating input requires grad; the output gradient is random. Our
+gradients come through the op's custom operator (the path `workbench.ops.<op>`, `use_ops` and the compile
+backend take), the reference ones from torch.autograd on the native op in float64 on the same (rounded)
+inputs.
 """
 
 import zlib

@@ -187,7 +187,8 @@ def cmd_model(args) -> int:
         run = models.run_model(args.preset, train=True, train_steps=args.steps, include=_split(args.include),
                                exclude=_split(args.exclude), **common)
         with wide:
-            print(run.steps.pivot(index="step", columns="side", values=["loss", "grad_norm", "seconds"]).to_string())
+            steps = run.steps.pivot(index="step", columns="side", values=["loss", "grad_norm", "seconds"])
+            print(steps.to_string())
         print()
         for key, value in run.summary().items():
             print(f"{key}: {value}")

@@ -435,8 +435,8 @@ def run_model(preset: str | torch.nn.Module = "tiny", backend: str | None = None
               decode_reps: int = 1, profile: bool = True, profile_steps: int = 4,
               fuse: bool = True, fp32_reference: bool | torch.nn.Module | None = None,
               loss: bool = True, sample_tokens: int | None = None,
-              store: str | Path | None = None, progress: bool = False, train: bool = False, train_steps: int = 20,
-              **overrides) -> ModelRun | TrainRun:
+              store: str | Path | None = None, progress: bool = False, train: bool = False,
+              train_steps: int = 20, **overrides) -> ModelRun | TrainRun:
     """Run a Qwen3 model natively, then with workbench kernels (`use_ops(include, exclude)`), and compare.
 
     preset: a preset name (random weights from `seed`), or a model built by `build_model` (reused as is).

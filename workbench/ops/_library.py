@@ -18,11 +18,11 @@ Kernels are registered on the active backend's dispatch key, bound before any op
 and look the op up in the registry at call time (so a variant added later is the one that runs).
 Autograd: an op with a backward (`OpSpec.backward` / `setup_context`, on the op's own signature) has them
 registered on `.default` with `torch.library.register_autograd`, so eager calls, torch.compile and
-torch.export all train through them (a backward calls custom operators only: `backward_op` ones or the
-ops' own `.default`, so that AOTAutograd can trace it); its twins, for inputs that need a gradient, run their adapter on
-`.default` (so the same formula serves the ATen signature). An op without a backward keeps an Autograd
-kernel that refuses inputs needing a gradient, naming the op, rather than returning a tensor with no
-grad_fn; inputs that need none run below autograd.
+torch.export all train through them (a backward calls custom operators only: `backward_op` ones or the ops'
+own `.default`, so that AOTAutograd can trace it); its twins, for inputs that need a gradient, run their
+adapter on `.default` (so the same formula serves the ATen signature). An op without a backward keeps an
+Autograd kernel that refuses inputs needing a gradient, naming the op, rather than returning a tensor with
+no grad_fn; inputs that need none run below autograd.
 """
 
 from __future__ import annotations
@@ -183,7 +183,8 @@ def define(spec: OpSpec) -> None:
             _define(f"{spec.name}.default", schema, _run_generic(spec.name, backend), _fake_generic(spec.name),
                     spec.name)
         elif spec.backward is not None:
-            raise ValueError(f"op {spec.name!r} has a backward but no schema torch can infer from its type hints")
+            raise ValueError(f"op {spec.name!r} has a backward but no schema torch can infer from its "
+                             "type hints")
     for aten_name in spec.aten_impls:
         overload = aten_overload(aten_name)
         schema = overload._schema

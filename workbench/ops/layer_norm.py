@@ -165,8 +165,9 @@ def _backward_fake(dy, x, normalized_shape, weight, bias, eps):
 
 
 @backward_op("layer_norm_backward", _backward_fake)
-def layer_norm_backward(dy: torch.Tensor, x: torch.Tensor, normalized_shape: list[int], weight: torch.Tensor | None,
-                        bias: torch.Tensor | None, eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def layer_norm_backward(dy: torch.Tensor, x: torch.Tensor, normalized_shape: list[int],
+                        weight: torch.Tensor | None, bias: torch.Tensor | None,
+                        eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(dx, dweight, dbias) of layer_norm (dweight / dbias empty where the op had none): one launch for dx
     and per-program partial sums, then their reduction over programs."""
     n = math.prod(normalized_shape)
@@ -196,7 +197,8 @@ def _setup_context(ctx, inputs, output):
 def _backward(ctx, dy):
     x, weight, bias = ctx.saved_tensors
     dx, dw, db = layer_norm_backward(dy, x, list(ctx.normalized_shape), weight, bias, ctx.eps)
-    return input_grads(ctx, dx, None, dw if weight is not None else None, db if bias is not None else None, None)
+    return input_grads(ctx, dx, None, dw if weight is not None else None,
+                       db if bias is not None else None, None)
 
 
 def _with_shape(cases: dict) -> dict:

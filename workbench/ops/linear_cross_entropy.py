@@ -31,15 +31,16 @@ def _check(x, weight, target, reduction):
     check_tensor("target", target, dtypes=(torch.int64,))
     check_same_device(x=x, weight=weight, target=target)
     if x.dim() != 2 or weight.dim() != 2 or x.shape[1] != weight.shape[1]:
-        raise ValueError(f"x, weight: expected [N, H] and [V, H], got {tuple(x.shape)} and {tuple(weight.shape)}")
+        raise ValueError(f"x, weight: expected [N, H] and [V, H], got {tuple(x.shape)} and "
+                         f"{tuple(weight.shape)}")
     if target.shape != x.shape[:1]:
         raise ValueError(f"target: expected shape ({x.shape[0]},), got {tuple(target.shape)}")
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction: expected one of {REDUCTIONS}, got {reduction!r}")
 
 
-def linear_cross_entropy(x: torch.Tensor, weight: torch.Tensor, target: torch.Tensor, ignore_index: int = -100,
-                         reduction: str = "mean", label_smoothing: float = 0.0,
+def linear_cross_entropy(x: torch.Tensor, weight: torch.Tensor, target: torch.Tensor,
+                         ignore_index: int = -100, reduction: str = "mean", label_smoothing: float = 0.0,
                          chunk_rows: int = 0) -> torch.Tensor:
     """Loss of `target` under softmax(x @ weight.T), rows in chunks of `chunk_rows` (0: automatic)."""
     _check(x, weight, target, reduction)
@@ -64,8 +65,8 @@ def _backward_fake(grad, x, weight, target, ignore_index, reduction, label_smoot
 
 
 @backward_op("linear_cross_entropy_backward", _backward_fake)
-def linear_cross_entropy_backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, target: torch.Tensor,
-                                  ignore_index: int, reduction: str, label_smoothing: float,
+def linear_cross_entropy_backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor,
+                                  target: torch.Tensor, ignore_index: int, reduction: str, label_smoothing: float,
                                   chunk_rows: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(dx, dweight): per chunk, logits again, dlogits, dx rows and an fp32 sum of dweight."""
     n = x.shape[0]

@@ -428,10 +428,11 @@ def _backward_fake(dout, query, key, value, attn_mask, is_causal, scale, enable_
 def attention_backward(dout: torch.Tensor, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                        attn_mask: torch.Tensor | None, is_causal: bool, scale: float | None,
                        enable_gqa: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(dq, dk, dv, d attn_mask (an additive mask's; else empty)) by recomputation, not flash-style: the fp32 probabilities P of every (query, key) pair
-    are rebuilt (our bmm and softmax) and held, O(L x S) memory per head, then dV = P^T dO, dS =
-    softmax_backward(dO V^T, P), dQ = dS K * scale, dK = dS^T Q * scale (our bmm and softmax backward
-    kernels). Query rows with no key left have P = 0 (torch's safe softmax), so they pass no gradient."""
+    """(dq, dk, dv, d attn_mask (an additive mask's; else empty)) by recomputation, not flash-style: the fp32
+    probabilities P of every (query, key) pair are rebuilt (our bmm and softmax) and held, O(L x S)
+    memory per head, then dV = P^T dO, dS = softmax_backward(dO V^T, P), dQ = dS K * scale, dK = dS^T Q
+    * scale (our bmm and softmax backward kernels). Query rows with no key left have P = 0 (torch's safe
+    softmax), so they pass no gradient."""
     from .softmax import softmax_backward
 
     bmm, softmax = generic("bmm"), generic("softmax")

@@ -61,7 +61,8 @@ def silu_and_mul_backward(dy: torch.Tensor, gate: torch.Tensor,
     n = dy.numel()
     if n:
         grid = backends.active().policy.grid(cdiv(n, BACKWARD_BLOCK), num_warps=4)
-        launch(_silu_and_mul_backward_kernel, (grid,), g, u, d, dgate, dup, n, BLOCK=BACKWARD_BLOCK, num_warps=4)
+        launch(_silu_and_mul_backward_kernel, (grid,), g, u, d, dgate, dup, n, BLOCK=BACKWARD_BLOCK,
+               num_warps=4)
     return dgate.sum_to_size(gate.shape), dup.sum_to_size(up.shape)
 
 

@@ -128,7 +128,7 @@ def dispatching(spec: OpSpec) -> Callable[..., Any]:
     def call(*args, **kwargs):
         if compiling():  # dynamo traces the custom operator, never the Triton launch
             return traced(*args, **kwargs)
-        if grad_enabled() and needs_grad(args, kwargs):  # through autograd, or refuse rather than drop the grad
+        if grad_enabled() and needs_grad(args, kwargs):  # autograd's path, or refuse rather than drop it
             return _library.trainable(spec.name)(*args, **kwargs)
         return spec.implementation(backends.active().name)(*args, **kwargs)
 
