@@ -366,6 +366,16 @@ def cmd_model(args) -> int:
         print()
         print(result.describe())
         return 0
+    if args.train:
+        run = models.run_model(args.preset, train=True, train_steps=args.steps, include=args.include,
+                               exclude=args.exclude, execution=args.execution, **common)
+        with wide:
+            steps = run.steps.pivot(index="step", columns="side", values=["loss", "grad_norm", "seconds"])
+            print(steps.to_string())
+        print()
+        for key, value in run.summary().items():
+            print(f"{key}: {value}")
+        return 0
     run = models.run_model(args.preset, mode=args.mode, new_tokens=args.new_tokens,
                            cuda_graphs=False if args.no_graphs else None, include=args.include,
                            exclude=args.exclude, warmup=args.warmup, reps=args.reps, store=args.store,
@@ -673,6 +683,9 @@ def _add_model(sub) -> None:
     p.add_argument("--sample-tokens", type=int, help="tokens of the top-k sampling decode (default: --new-tokens; "
                                                      "0: none)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train", action="store_true", help="AdamW training steps native vs workbench instead "
+                                                         "(batch x prompt-len tokens per step)")
+    p.add_argument("--steps", type=int, default=20, help="--train: training steps per side")
     p.add_argument("--reps", type=int, default=3, help="timed repetitions (prefill; bisect: every phase)")
     p.add_argument("--warmup", type=int, default=1, help="untimed runs first (0: none, e.g. in the interpreter)")
     p.add_argument("--store", help="ResultStore path: append the run's summary rows (kind 'model')")

@@ -24,9 +24,11 @@ what is replaced (each `include`/`exclude` is a full selection, not relative to 
 exit, a context's counts are added to the enclosing recorder. The dispatcher is process-wide, so the
 override applies to every thread; the re-entrancy flag is per thread.
 
-Forward only: our kernels have no backward yet. A call whose tensor inputs require grad while grad mode
-is on runs natively (reason "no backward"), so gradients stay exact; use `torch.inference_mode()` /
-`no_grad()` to run our kernels.
+Training. For an op with a backward (`OpSpec.backward`), the kernel also goes on the backend's Autograd
+key; a call whose tensor inputs require grad while grad mode is on runs the adapter on the op's custom
+operator (`torch.ops.workbench.<op>.default`), which carries the backward, so autograd records our
+backward kernels. A call to an op without a backward runs natively (reason "no backward"), so gradients
+stay exact.
 
 Under `torch.compile`, this override reaches only the ATen calls compiled code still makes; inductor's
 own kernels do not pass through it. The first compilation inside a selection without the workbench
@@ -135,10 +137,6 @@ class _Selection:
     def __init__(self, adapters: dict[str, tuple[str, Callable[..., Any], Callable[..., Any]]]):
         self.adapters = adapters  # ATen overload -> (op name, adapter, the op's implementation)
         self.coverage = Coverage({ov: name for ov, (name, _, _) in adapters.items()})
-
-
-def _select(include, exclude) -> _Selection:
-    return _Selection(select(include, exclude, fused_ok=False).adapters)
 
 
 class _ThreadState(threading.local):
@@ -254,8 +252,11 @@ def _call_native(native, overload: str, keyset, args: tuple, kwargs: dict):
 
 
 def _kernel(overload: str, adapter: Callable[..., Any], impl: Callable[..., Any], native,
-            coverage: Coverage) -> Callable[..., Any]:
-    """The Python kernel registered for one overload: `adapter(impl, ...)`, or the native kernel.
+            coverage: Coverage, trainable: Callable[..., Any] | None = None) -> Callable[..., Any]:
+    """The Python kernel registered for one overload on one key: `adapter(impl, ...)`, or the native kernel.
+    `trainable`: on the Autograd key of an op with a backward, the op's custom operator (which carries
+    the backward), run in place of `impl` by calls whose inputs need a gradient; None elsewhere: such
+    calls run natively.
 
     Hot path: a flag test, the grad-mode test, two flag writes, the adapter, one counter increment.
     Everything it needs is bound here, at registration.
@@ -267,12 +268,15 @@ def _kernel(overload: str, adapter: Callable[..., Any], impl: Callable[..., Any]
         state = _tls
         if state.busy:
             return _call_native(native, overload, keyset, args, kwargs)
-        if grad_enabled() and needs_grad(args, kwargs):  # no backward yet: native keeps the gradient
-            coverage.record_fallback(overload, "no backward")
-            return _call_native(native, overload, keyset, args, kwargs)
+        run = impl
+        if grad_enabled() and needs_grad(args, kwargs):
+            if trainable is None:  # no backward: native keeps the gradient
+                coverage.record_fallback(overload, "no backward")
+                return _call_native(native, overload, keyset, args, kwargs)
+            run = trainable
         state.busy = True
         try:
-            out = adapter(impl, *args, **kwargs)
+            out = adapter(run, *args, **kwargs)
         except FALLBACK_ERRORS as e:  # still busy: the native kernel's own ATen calls stay native
             coverage.record_fallback(overload, str(e) or type(e).__name__)
             return _call_native(native, overload, keyset, args, kwargs)
@@ -285,15 +289,21 @@ def _kernel(overload: str, adapter: Callable[..., Any], impl: Callable[..., Any]
 
 
 @functools.cache
-def _keys(overload: str, key: str) -> tuple[str, ...]:
+def _keys(overload: str, key: str, trains: bool) -> tuple[str, ...]:
     """The dispatch keys our kernel for `overload` goes on. A composite op (aten::linear, rms_norm, sdpa:
     a CompositeImplicitAutograd kernel that decomposes, with autograd, into other ops) gets the backend's
     Autograd key too: a backend kernel alone would hide the decomposition from autograd, so that a
     call needing a gradient would record a backward torch does not have for this backend (linear_backward)
-    or none at all. On that key our kernel sends such calls to the native composite."""
+    or none at all. On that key our kernel sends such calls to the native composite, or, for an op that
+    `trains` (has a backward), to its custom operator, which records our backward."""
     name = aten_overload(overload).name()
     composite = torch._C._dispatch_has_kernel_for_dispatch_key(name, "CompositeImplicitAutograd")
-    return (key, f"Autograd{key}") if composite else (key,)
+    return (key, f"Autograd{key}") if composite or trains else (key,)
+
+
+def _trainable(op: str) -> Callable[..., Any] | None:
+    """The op's custom operator that carries its backward, or None where it has none."""
+    return _library.trainable(op) if REGISTRY[op].backward is not None else None
 
 
 class _CompileWatch:
@@ -337,7 +347,8 @@ def _apply() -> None:
         return
     key = backends.active().dispatch_key
     compile_watch.install()
-    keys = {overload: _keys(overload, key) for overload in current.adapters}
+    trainable = {overload: _trainable(op) for overload, (op, _, _) in current.adapters.items()}
+    keys = {overload: _keys(overload, key, trainable[overload] is not None) for overload in current.adapters}
     natives = {(overload, k): _native(overload, k) for overload in current.adapters for k in keys[overload]}
     lib = torch.library.Library("aten", "IMPL")
     try:
@@ -346,7 +357,8 @@ def _apply() -> None:
             warnings.filterwarnings("ignore", message="(?s).*Overriding a previously registered kernel")
             for overload, (_, adapter, impl) in current.adapters.items():
                 for k in keys[overload]:
-                    kernel = _kernel(overload, adapter, impl, natives[(overload, k)], current.coverage)
+                    trains = trainable[overload] if k.startswith("Autograd") else None
+                    kernel = _kernel(overload, adapter, impl, natives[(overload, k)], current.coverage, trains)
                     lib.impl(aten_overload(overload), kernel, k, with_keyset=True)
     except BaseException:
         lib._destroy()

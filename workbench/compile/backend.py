@@ -26,8 +26,11 @@ node only, and its reason names the node and the op. The selection is `use_ops`'
 Shapes: dynamo's guards. A new sequence length fails the shape guard and recompiles; from the second
 length on, dynamo's automatic dynamic shapes make that dimension symbolic, and the checks run at the
 size hint. Inputs our kernel refuses at run time (a size the check did not see) run the ATen op, with a
-warning. Grad: until the ops have a backward, a graph whose inputs require grad under grad mode keeps
-every node native (reason "no backward").
+warning. Training (inputs that require grad under grad mode): a composite of step 1 is taken only where
+its op has a backward (reason "no backward" otherwise): AOTAutograd then traces through the op's custom
+operator and records our backward's custom operators. The graphs of step 3 are AOTAutograd's partitioned
+forward and backward, plain computations on saved values, so their nodes are taken as at inference; the
+fusion patterns stay off (a chain whose intermediates the backward saves is not one op).
 """
 
 from __future__ import annotations
@@ -263,13 +266,12 @@ class Rewrite:
         self.selection, self.patterns, self.needs_grad = selection, patterns, needs_grad
         self.by_name = {aten_overload(ov): ov for ov in selection.adapters}
         self.check = _Checker()
-        self.aten_graphs = 0
 
     def _take(self, node: torch.fx.Node, overload: str, retraced: bool = False) -> None:
         """Make `node` (ATen overload `overload`, or the torch function of a composite) our op's twin.
         `retraced`: AOTAutograd traces the graph after it from the twin's fake (strides need not match)."""
         op = self.selection.adapters[overload][0]
-        if self.needs_grad:
+        if self.needs_grad and retraced and REGISTRY[op].backward is None:
             _coverage.record_fallback(overload, "no backward", op=op)
             return
         target = overload
@@ -325,9 +327,6 @@ class Rewrite:
 
     def aten(self, graph: torch.fx.Graph) -> None:
         """Step 3: fusion patterns, then every node of a selected overload, on an ATen graph."""
-        self.aten_graphs += 1
-        if self.needs_grad and self.aten_graphs > 1:
-            return  # the backward graph: the forward's nodes were already counted as native
         from . import patterns
 
         if self.patterns and patterns.active(self.selection) and not self.needs_grad:

@@ -15,6 +15,8 @@ from .bisect import BisectResult, bisect
 from .build import build_model, seeded_init
 from .presets import PRESETS, parameter_count, preset_config
 from .run import MODES, TARGETS, ModelRun, run_model, save, write_tables
+from .train import TrainRun, train_both
 
-__all__ = ["MODES", "PRESETS", "TARGETS", "BisectResult", "ModelRun", "bisect", "build_model", "parameter_count",
-           "plots", "preset_config", "run_model", "save", "seeded_init", "write_tables"]
+__all__ = ["MODES", "PRESETS", "TARGETS", "BisectResult", "ModelRun", "TrainRun", "bisect", "build_model",
+           "parameter_count", "plots", "preset_config", "run_model", "save", "seeded_init", "train_both",
+           "write_tables"]

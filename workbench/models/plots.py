@@ -1,5 +1,6 @@
 """Figures of a full-model run (`ModelRun`): throughput side by side, token agreement per position,
-and the per-op time breakdown of both sides. Each function takes the run and returns a matplotlib Figure."""
+and the per-op time breakdown of both sides; loss curves of a training run (`TrainRun`). Each function takes
+the run and returns a matplotlib Figure."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from .run import ModelRun
+from .train import TrainRun
 
 
 def _title(run: ModelRun, what: str) -> str:
@@ -67,5 +69,23 @@ def profile(run: ModelRun, phase: str | None = None, top: int = 15):
     ax.set_xlabel(f"{df['time'].iloc[0] if len(df) else ''} time (ms)")
     ax.legend()
     ax.set_title(_title(run, f"per-op time, {phase}"), fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def train_loss(run: TrainRun):
+    """Loss per training step of both sides (same initial weights and data), and their relative difference."""
+    steps = run.steps.pivot(index="step", columns="side", values="loss")
+    fig, (ax, diff) = plt.subplots(1, 2, figsize=(9, 3.2))
+    for side in steps.columns:
+        ax.plot(steps.index, steps[side], marker=".", label=side)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.legend()
+    ax.set_title("training loss", fontsize=9)
+    diff.plot(steps.index, (steps["workbench"] - steps["native"]).abs() / steps["native"].abs(), marker=".")
+    diff.set_xlabel("step")
+    diff.set_ylabel("|workbench - native| / native")
+    diff.set_title("relative loss difference", fontsize=9)
     fig.tight_layout()
     return fig

@@ -40,6 +40,7 @@ from workbench import backends
 from . import measure
 from .build import build_model, twin
 from .side import EXECUTIONS, check_selection, default_execution, workbench_side
+from .train import TrainRun, train_both
 
 MODES = ("prefill", "decode", "both")
 SIDES = ("native", "workbench")
@@ -474,7 +475,8 @@ def run_model(preset: str | torch.nn.Module = "tiny", backend: str | None = None
               fuse: bool = True, execution: str | None = None,
               fp32_reference: bool | torch.nn.Module | None = None,
               loss: bool = True, sample_tokens: int | None = None,
-              store: str | Path | None = None, progress: bool = False, **overrides) -> ModelRun:
+              store: str | Path | None = None, progress: bool = False, train: bool = False,
+              train_steps: int = 20, **overrides) -> ModelRun | TrainRun:
     """Run a Qwen3 model natively, then with workbench kernels (`use_ops(include, exclude)`), and compare.
 
     preset: a preset name (random weights from `seed`), or a model built by `build_model` (reused as is).
@@ -490,7 +492,15 @@ def run_model(preset: str | torch.nn.Module = "tiny", backend: str | None = None
     fp32_reference: compare both sides with a float32 twin of the model too (None: where device memory
     allows; a model from `build.twin` is reused as is).
     store: a ResultStore path that receives `summary()` rows.
+    train: instead, `train_steps` AdamW training steps (forward with labels, backward, update) of native
+    and workbench copies of the model on the same batches of `batch` x `prompt_len` tokens, alternated
+    step by step; returns a `train.TrainRun` (per-step loss, grad norm, time; peak memory).
     """
+    if train:
+        backends.active(backend)
+        model, _ = resolve_model(preset, checkpoint, seed, **overrides)
+        return train_both(model, steps=train_steps, batch=batch, seq=prompt_len, seed=seed, include=include,
+                          exclude=exclude, execution=execution or "eager")
     if mode not in MODES:
         raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
     for name, value, low in (("prompt_len", prompt_len, 1), ("batch", batch, 1), ("new_tokens", new_tokens, 2)):

@@ -18,8 +18,13 @@ Triton (or the Triton interpreter). Each op gets, in the `workbench` namespace:
 
 Kernels are registered on the active backend's dispatch key, bound before any op module is imported,
 and look the op up in the registry at call time (so a variant added later is the one that runs).
-Until the ops have a backward, an Autograd kernel refuses inputs that need a gradient, naming the op,
-rather than returning a tensor with no grad_fn; otherwise it runs the op below autograd.
+Autograd: an op with a backward (`OpSpec.backward` / `setup_context`, on the op's own signature) has them
+registered on `.default` with `torch.library.register_autograd`, so eager calls, torch.compile and
+torch.export all train through them (a backward calls custom operators only: `backward_op` ones or the ops'
+own `.default`, so that AOTAutograd can trace it); its twins, for inputs that need a gradient, run their
+adapter on `.default` (so the same formula serves the ATen signature). An op without a backward keeps an
+Autograd kernel that refuses inputs needing a gradient, naming the op, rather than returning a tensor with
+no grad_fn; inputs that need none run below autograd.
 """
 
 from __future__ import annotations
@@ -34,7 +39,8 @@ import torch
 
 from workbench import backends
 
-from .spec import FALLBACK_ERRORS, REGISTRY, OpSpec
+from .mlu.persistent import persistent
+from .spec import FALLBACK_ERRORS, GENERIC, REGISTRY, OpSpec
 
 NAMESPACE = "workbench"
 _lib = torch.library.Library(NAMESPACE, "FRAGMENT")
@@ -86,10 +92,32 @@ def no_backward(op: str) -> RuntimeError:
     )
 
 
-def _autograd_kernel(op: str, qualname: str) -> Callable[..., Any]:
+def trainable(op: str) -> torch._ops.OpOverload:
+    """The custom operator that carries the op's backward (`.default`); raises where the op has none."""
+    if REGISTRY[op].backward is None or generic(op) is None:
+        raise no_backward(op)
+    return generic(op)
+
+
+def backward_op(name: str, fake: Callable[..., Any]) -> Callable[[Callable], Any]:
+    """Decorator: a backward's launcher as the custom operator `workbench::<name>`, with `fake` giving its
+    outputs' metadata. torch.compile's AOTAutograd traces a backward with fake tensors: it must see our
+    kernels as opaque operators, never a Triton launch. The launcher's type hints are its schema."""
+
+    def wrap(fn: Callable) -> Any:
+        op = torch.library.custom_op(f"{NAMESPACE}::{name}", mutates_args=())(fn)
+        op.register_fake(fake)
+        return op
+
+    return wrap
+
+
+def _autograd_kernel(op: str, qualname: str, aten_name: str | None) -> Callable[..., Any]:
     def kernel(*args, **kwargs):
         if torch.is_grad_enabled() and needs_grad(args, kwargs):
-            raise no_backward(op)
+            if aten_name is None:  # `.default` of an op without a backward (else register_autograd serves it)
+                raise no_backward(op)
+            return REGISTRY[op].aten_impls[aten_name](trainable(op), *args, **kwargs)
         overload = getattr(getattr(torch.ops.workbench, qualname.split(".")[0]), qualname.split(".")[1])
         with torch._C._AutoDispatchBelowAutograd():
             return overload(*args, **kwargs)
@@ -97,12 +125,20 @@ def _autograd_kernel(op: str, qualname: str) -> Callable[..., Any]:
     return kernel
 
 
-def _define(qualname: str, schema: str, kernel: Callable, fake: Callable, op: str) -> None:
+def _define(qualname: str, schema: str, kernel: Callable, fake: Callable, op: str,
+            aten_name: str | None = None) -> None:
+    """Define one custom operator; `aten_name` names the ATen overload a twin stands in for (None for
+    `.default`), given only where the op has a backward for the twin's grad-requiring calls to use."""
     name = qualname.removesuffix(".default")  # torch spells the default overload without a suffix
+    spec = REGISTRY[op]
     _lib.define(f"{name}{schema}")
     _lib.impl(name, kernel, backends.active().dispatch_key)
-    _lib.impl(name, _autograd_kernel(op, qualname), "Autograd")
     torch.library.register_fake(f"{NAMESPACE}::{name}", fake, lib=_lib)
+    if aten_name is None and spec.backward is not None:
+        torch.library.register_autograd(f"{NAMESPACE}::{name}", spec.backward,
+                                        setup_context=spec.setup_context, lib=_lib)
+    else:
+        _lib.impl(name, _autograd_kernel(op, qualname, aten_name), "Autograd")
     _defined.add(qualname)
 
 
@@ -124,8 +160,15 @@ def contiguous(out):
 
 
 def _run_generic(op: str, backend: str) -> Callable[..., Any]:
+    """`.default`'s kernel: the backend's implementation, or, inside `launch_style()` of the other style,
+    that style's form ("mlu": written MLU variants too; "generic" for tile launches), so that a backward
+    that recomputes through our ops runs in one launch style throughout."""
+    own = backends.active().policy.persistent
+    other = "mlu" if not own else GENERIC
+
     def kernel(*args, **kwargs):
-        return contiguous(REGISTRY[op].implementation(backend)(*args, **kwargs))
+        name = backend if persistent() == own else other
+        return contiguous(REGISTRY[op].implementation(name)(*args, **kwargs))
 
     return kernel
 
@@ -184,6 +227,9 @@ def define(spec: OpSpec) -> None:
                 _fake_generic(spec.name),
                 spec.name,
             )
+        elif spec.backward is not None:
+            raise ValueError(f"op {spec.name!r} has a backward but no schema torch can infer from its "
+                             "type hints")
     for aten_name in spec.aten_impls:
         overload = aten_overload(aten_name)
         schema = overload._schema
@@ -193,9 +239,8 @@ def define(spec: OpSpec) -> None:
         qualname = f"{spec.name}.{name}"
         if qualname not in _defined:
             signature = str(schema)[str(schema).index("(") :]
-            _define(
-                qualname, signature, _run_twin(spec.name, aten_name, backend), _fake_twin(overload), spec.name
-            )
+            _define(qualname, signature, _run_twin(spec.name, aten_name, backend), _fake_twin(overload),
+                    spec.name, aten_name if spec.backward is not None else None)
         _twins[aten_name] = name
 
 

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import torch
 
+from workbench import backends
+
 from ._shapes import cdiv, next_pow2
+from .mlu import persistent as _persistent
 
 # Rows up to this length are held in registers in one tile; longer rows loop over tiles.
 MAX_ONE_TILE = 16384
@@ -55,3 +59,40 @@ def packed_launch(n_rows: int, n: int) -> tuple[int, int, int, bool, int]:
     block, one_tile = tile(n)
     block_r = rows_per_program(n_rows, block) if one_tile else 1
     return cdiv(n_rows, block_r), block_r, block, one_tile, row_warps(block_r * block)
+
+
+@dataclass(frozen=True)
+class RowRuns:
+    """Launch of a row kernel whose programs each take a run of consecutive rows (the backward kernels,
+    which keep one partial sum per program)."""
+
+    programs: int
+    per_program: int  # rows per program: the runs cover every row, the last one may be shorter
+    block: int  # columns per tile
+    one_tile: bool  # a whole row fits in the tile
+    num_warps: int
+
+
+def row_runs(n_rows: int, n: int, one_tile_bytes: float, streamed_bytes: float,
+             max_block: int | None = None, max_programs: int | None = None) -> RowRuns:
+    """How a run-of-rows kernel is launched for `n_rows` rows of `n`. Tile style: tiles as the row ops'
+    (`tile`, at most `max_block`), as many programs as the backend's policy allows (at most
+    `max_programs`). Persistent style (ops.mlu.persistent): the programs that fill the target's cores,
+    num_warps as its launches take, and tiles within its NRAM by the estimate the MLU launch rules apply:
+    `one_tile_bytes` / `streamed_bytes` are the bytes per tile element of all live tiles (loads and
+    accumulators) when a row fits in one tile / when it is streamed in chunks."""
+    if _persistent.persistent():
+        limit = _persistent.tile_elems(one_tile_bytes)
+        block = next_pow2(max(n, 1))
+        one_tile = block <= limit and (max_block is None or block <= max_block)
+        if not one_tile:
+            block = _persistent.tile_elems(streamed_bytes, cap=max_block or _persistent.MAX_TILE)
+        programs, warps = _persistent.programs(max(n_rows, 1)), _persistent.NUM_WARPS
+    else:
+        block, one_tile = tile(n)
+        if max_block is not None and block > max_block:
+            block, one_tile = max_block, False
+        warps = row_warps(block)
+        programs = backends.active().policy.grid(max(1, min(n_rows, max_programs or n_rows)), warps)
+    per_program = cdiv(n_rows, programs)
+    return RowRuns(cdiv(n_rows, per_program) if per_program else 0, per_program, block, one_tile, warps)

@@ -17,7 +17,8 @@ from ._launch import launch
 from .mlu.persistent import persistent
 from .rms_norm import launch_persistent, rms_norm_long_row
 from .rms_norm import prepare as rms_norm_prepare
-from .spec import Case, Cost, OpSpec, nbytes, randn, register
+from .rms_norm import rms_norm_backward
+from .spec import Case, Cost, OpSpec, input_grads, nbytes, randn, register
 
 
 @triton.jit
@@ -76,6 +77,26 @@ def add_rms_norm(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor |
     return out, total
 
 
+def _setup_context(ctx, inputs, output):
+    x, residual, weight, ctx.eps = inputs
+    ctx.save_for_backward(output[1], weight)
+    ctx.shapes = (x.shape, residual.shape)
+
+
+def _backward(ctx, dnormed, dtotal):
+    """d total = rms_norm's dx (our backward kernel) + the gradient of the returned sum; x and residual
+    both get it (summed back where one was broadcast)."""
+    total, weight = ctx.saved_tensors
+    if dnormed is None:
+        dh, dw = torch.zeros_like(total), (torch.zeros_like(weight) if weight is not None else None)
+    else:
+        dh, dw = rms_norm_backward(dnormed, total, weight, ctx.eps)
+        dw = dw if weight is not None else None
+    if dtotal is not None:
+        dh = dh + dtotal
+    return input_grads(ctx, dh.sum_to_size(ctx.shapes[0]), dh.sum_to_size(ctx.shapes[1]), dw, None)
+
+
 def _reference(x, residual, weight=None, eps=1e-6):
     total = x + residual
     return torch.nn.functional.rms_norm(total, (x.shape[-1],), weight, eps), total
@@ -122,4 +143,6 @@ SPEC = register(OpSpec(
     cost=_cost,
     aten=(),
     doc="Fused residual add + rms_norm, returning (normed, new residual); no ATen overload.",
+    backward=_backward,
+    setup_context=_setup_context,
 ))

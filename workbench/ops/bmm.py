@@ -4,7 +4,8 @@ import torch
 
 from . import _matmul
 from ._common import new_output
-from .spec import Case, Cost, OpSpec, nbytes, randn, register
+from ._library import generic
+from .spec import Case, Cost, OpSpec, input_grads, nbytes, randn, register
 
 
 def prepare(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, dict]:
@@ -23,6 +24,18 @@ def prepare(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, dict]:
 def bmm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     c, problem = prepare(a, b)
     return _matmul.matmul(**problem)
+
+
+def _setup_context(ctx, inputs, output):
+    ctx.save_for_backward(*inputs)
+
+
+def _backward(ctx, dc):
+    """da = dc @ b^T, db = a^T @ dc per batch, on our bmm's custom operator."""
+    a, b = ctx.saved_tensors
+    run = generic("bmm")
+    return input_grads(ctx, run(dc, b.transpose(1, 2)) if ctx.needs_input_grad[0] else None,
+                       run(a.transpose(1, 2), dc) if ctx.needs_input_grad[1] else None)
 
 
 def _cost(a, b):
@@ -63,4 +76,6 @@ SPEC = register(OpSpec(
     cost=_cost,
     tolerance={torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 1e-2},
     aten_impls={"aten::bmm": lambda impl, self, mat2: impl(self, mat2)},
+    backward=_backward,
+    setup_context=_setup_context,
 ))

@@ -19,10 +19,11 @@ import triton.language as tl
 from . import _index_check, _rows
 from ._common import check_same_device, check_tensor, new_output
 from ._launch import launch
+from ._library import backward_op
 from ._shapes import next_pow2
 from .mlu.persistent import NUM_WARPS, persistent, programs, tile_elems
 from .softmax import row_logsumexp_and_sum
-from .spec import Case, Cost, OpSpec, Unsupported, nbytes, randn, register
+from .spec import Case, Cost, OpSpec, Unsupported, input_grads, nbytes, randn, register
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -156,6 +157,72 @@ def cross_entropy(input: torch.Tensor, target: torch.Tensor, ignore_index: int =
     return out
 
 
+@triton.jit
+def _backward_kernel(x_ptr, t_ptr, g_ptr, dx_ptr, n_rows, n_cols, x_row_stride, g_stride, ignore_index,
+                     smoothing, rows_per_program, SMOOTH: tl.constexpr, BLOCK: tl.constexpr):
+    """dlogits of one row = g * (softmax(x) - (1 - eps) * onehot(target) - eps / C), zero for an ignored
+    row, NaN for an out-of-range target (its loss is NaN). g: the row's share of the loss gradient.
+    Each program takes a run of rows, so that the grid stays within the launch policy."""
+    cols = tl.arange(0, BLOCK)
+    first = tl.program_id(0).to(tl.int64) * rows_per_program
+    for i in range(tl.minimum(rows_per_program, n_rows - first)):
+        row = first + i
+        x_row = x_ptr + row * x_row_stride
+        lse, _ = row_logsumexp_and_sum(x_row, n_cols, False, BLOCK)
+        target = tl.load(t_ptr + row).to(tl.int64)
+        ignored = target == ignore_index
+        in_range = (target >= 0) & (target < n_cols)
+        g = tl.load(g_ptr + row * g_stride).to(tl.float32)
+        g = tl.where(ignored, 0.0, tl.where(in_range, g, float("nan")))
+        for start in range(0, n_cols, BLOCK):
+            mask = start + cols < n_cols
+            x = tl.load(x_row + start + cols, mask=mask, other=0.0).to(tl.float32)
+            d = tl.exp(x - lse) - tl.where(start + cols == target, 1.0 - smoothing, 0.0)
+            if SMOOTH:
+                d = d - smoothing / n_cols
+            tl.store(dx_ptr + row * n_cols + start + cols, (g * d).to(dx_ptr.dtype.element_ty), mask=mask)
+
+
+@backward_op("cross_entropy_backward", lambda grad, input, *_: input.movedim(1, -1).new_empty(
+    input.movedim(1, -1).shape).movedim(-1, 1) if input.dim() > 1 else input.new_empty(input.shape))
+def cross_entropy_backward(grad: torch.Tensor, input: torch.Tensor, target: torch.Tensor, ignore_index: int,
+                           reduction: str, label_smoothing: float) -> torch.Tensor:
+    """d loss / d input for the loss of `cross_entropy` (grad: the loss's gradient)."""
+    moved = input.movedim(1, -1) if input.dim() > 1 else input
+    rows = _rows.as_rows(moved)
+    targets = target.reshape(-1).contiguous()
+    n_classes = input.shape[1 if input.dim() > 1 else 0]
+    n_rows = targets.numel()
+    dx = torch.empty((n_rows, n_classes), dtype=input.dtype, device=input.device)
+    if dx.numel() == 0:
+        return dx.view(moved.shape).movedim(-1, 1) if input.dim() > 1 else dx.view(input.shape)
+    if reduction == "none":
+        g, g_stride = grad.reshape(-1).float().contiguous(), 1
+    else:  # every row's share: the loss gradient, over the count of rows that are not ignored for "mean"
+        g = grad.float().reshape(1)
+        if reduction == "mean":
+            g = g / (targets != ignore_index).sum()
+        g_stride = 0
+    el = input.element_size()
+    # the online log-sum-exp (fp32 max, sum and plain sum), then a pass that loads the row to write dx
+    runs = _rows.row_runs(n_rows, n_classes, 12 + 2 * el, 12 + 2 * el, max_block=4096)
+    launch(_backward_kernel, (runs.programs,), rows, targets, g, dx, n_rows, n_classes, rows.stride(0),
+           g_stride, int(ignore_index), float(label_smoothing), runs.per_program, SMOOTH=label_smoothing > 0,
+           BLOCK=runs.block, num_warps=runs.num_warps)
+    return dx.view(moved.shape).movedim(-1, 1) if input.dim() > 1 else dx.view(input.shape)
+
+
+def _setup_context(ctx, inputs, output):
+    input, target, ctx.ignore_index, ctx.reduction, ctx.label_smoothing = inputs
+    ctx.save_for_backward(input, target)
+
+
+def _backward(ctx, grad):
+    input, target = ctx.saved_tensors
+    dx = cross_entropy_backward(grad, input, target, ctx.ignore_index, ctx.reduction, ctx.label_smoothing)
+    return input_grads(ctx, dx, None, None, None, None)
+
+
 def _aten_cross_entropy(impl, self, target, weight=None, reduction=1, ignore_index=-100, label_smoothing=0.0):
     """aten::cross_entropy_loss(self, target, weight, reduction (0 none, 1 mean, 2 sum), ignore_index,
     label_smoothing); class weights are not implemented."""
@@ -218,4 +285,6 @@ SPEC = register(OpSpec(
     cost=_cost,
     aten=("aten::cross_entropy_loss",),
     aten_impls={"aten::cross_entropy_loss": _aten_cross_entropy},
+    backward=_backward,
+    setup_context=_setup_context,
 ))

@@ -1,8 +1,10 @@
 """embedding: gather rows of a [V, H] table at int64/int32 indices (torch.nn.functional.embedding).
 
-Forward only: padding_idx is checked and otherwise has no effect (it matters for gradients). An index
-outside [0, V) raises IndexError as in torch (`_index_check`: a flag set by the kernel, read after the
-launch); with the check off it gives a NaN row.
+An index outside [0, V) raises IndexError as in torch (`_index_check`: a flag set by the kernel, read
+after the launch); with the check off it gives a NaN row and adds nothing to the weight's gradient.
+padding_idx only matters for the gradient: its row gets none. The backward scatters rows of the output
+gradient into an fp32 table with atomic adds (16-bit atomics are not portable, and the Triton interpreter
+has none), then casts it to the weight's dtype.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ from workbench import backends
 
 from . import _index_check
 from ._common import Plans, check_same_device, check_tensor, geometry, new_output, new_output_of
-from ._launch import Site, aligned
+from ._launch import Site, aligned, launch
+from ._library import backward_op
 from ._shapes import cdiv, next_pow2
-from .spec import Case, Cost, OpSpec, nbytes, randn, register
+from .mlu.persistent import persistent, programs, tile_elems
+from .spec import Case, Cost, OpSpec, Unsupported, input_grads, nbytes, randn, register
 
 
 @triton.jit
@@ -111,6 +115,64 @@ def gather_rows(out: torch.Tensor, table: torch.Tensor, idx: torch.Tensor, out_o
     return _gather(site, grid, ints, idx, table, out, check, op)
 
 
+@triton.jit
+def _embedding_backward_kernel(idx_ptr, dy_ptr, dw_ptr, n_idx, n_rows, H, padding_idx,
+                               HAS_PADDING: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_H: tl.constexpr):
+    """dw[idx[i], :] += dy[i, :] in fp32 for a grid-stride run of index blocks (dy contiguous [n_idx, H])."""
+    cols = tl.arange(0, BLOCK_H)
+    for start in range(tl.program_id(0) * BLOCK_R, n_idx, tl.num_programs(0) * BLOCK_R):
+        rows = start + tl.arange(0, BLOCK_R).to(tl.int64)
+        row_ok = rows < n_idx
+        idx = tl.load(idx_ptr + rows, mask=row_ok, other=0).to(tl.int64)
+        take = row_ok & (idx >= 0) & (idx < n_rows)
+        if HAS_PADDING:
+            take = take & (idx != padding_idx)
+        for h in range(0, H, BLOCK_H):
+            ok = take[:, None] & (h + cols < H)[None, :]
+            dy = tl.load(dy_ptr + rows[:, None] * H + h + cols[None, :], mask=ok, other=0.0).to(tl.float32)
+            tl.atomic_add(dw_ptr + idx[:, None] * H + h + cols[None, :], dy, mask=ok)
+
+
+@backward_op("embedding_backward", lambda dy, input, weight, padding_idx: weight.new_empty(weight.shape))
+def embedding_backward(dy: torch.Tensor, input: torch.Tensor, weight: torch.Tensor,
+                       padding_idx: int | None) -> torch.Tensor:
+    """d loss / d weight of `embedding`: rows of dy summed into the rows they were read from."""
+    V, H = weight.shape
+    idx = input.reshape(-1).contiguous()
+    dw = torch.zeros((V, H), dtype=torch.float32, device=weight.device)
+    if idx.numel() and H:
+        rows = dy.reshape(-1, H).contiguous()
+        block_h = min(256, next_pow2(H))
+        if persistent():  # programs that fill the target's cores; a tile of dy (fp32 too) within its NRAM
+            block_r = max(1, min(next_pow2(idx.numel()), tile_elems(4 + dy.element_size()) // block_h))
+            grid = programs(cdiv(idx.numel(), block_r))
+        else:
+            block_r = max(1, min(next_pow2(idx.numel()), 2048 // block_h))
+            grid = backends.active().policy.grid(cdiv(idx.numel(), block_r), 4)
+        padding = (padding_idx % V) if padding_idx is not None else 0
+        launch(_embedding_backward_kernel, (grid,), idx, rows, dw, idx.numel(), V, H, padding,
+               HAS_PADDING=padding_idx is not None, BLOCK_R=block_r, BLOCK_H=block_h, num_warps=4)
+    return dw.to(weight.dtype)
+
+
+def _setup_context(ctx, inputs, output):
+    input, weight, ctx.padding_idx = inputs
+    ctx.save_for_backward(input, weight)
+
+
+def _backward(ctx, dy):
+    input, weight = ctx.saved_tensors
+    return input_grads(ctx, None, embedding_backward(dy, input, weight, ctx.padding_idx), None)
+
+
+def _aten_embedding(impl, weight, indices, padding_idx=-1, scale_grad_by_freq=False, sparse=False):
+    """aten::embedding(weight, indices, padding_idx=-1 (none), scale_grad_by_freq, sparse); the last two
+    change only the gradient, which this op does not implement for them."""
+    if scale_grad_by_freq or sparse:
+        raise Unsupported("scale_grad_by_freq / sparse gradients are not implemented")
+    return impl(indices, weight, padding_idx if padding_idx >= 0 else None)
+
+
 def _reference(input, weight, padding_idx=None):
     return torch.nn.functional.embedding(input, weight, padding_idx=padding_idx)
 
@@ -152,8 +214,7 @@ SPEC = register(OpSpec(
     },
     cost=_cost,
     aten=("aten::embedding",),
-    # aten::embedding(weight, indices, padding_idx=-1 (none), scale_grad_by_freq, sparse): the last two
-    # only change gradients.
-    aten_impls={"aten::embedding": lambda impl, weight, indices, padding_idx=-1, scale_grad_by_freq=False,
-                sparse=False: impl(indices, weight, padding_idx if padding_idx >= 0 else None)},
+    aten_impls={"aten::embedding": _aten_embedding},
+    backward=_backward,
+    setup_context=_setup_context,
 ))

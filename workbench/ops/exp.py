@@ -4,7 +4,8 @@ import torch
 import triton
 import triton.language as tl
 
-from ._elementwise import unary, unary_cases, unary_cost
+from ._elementwise import binary, unary, unary_cases, unary_cost
+from ._library import backward_op
 from .spec import OpSpec, register
 
 
@@ -17,6 +18,25 @@ def exp(x: torch.Tensor) -> torch.Tensor:
     return unary(_exp, x)
 
 
+@triton.jit
+def _times(y, dy):
+    return y * dy
+
+
+def _setup_context(ctx, inputs, output):
+    ctx.save_for_backward(output)
+
+
+@backward_op("exp_backward", lambda y, dy: y.new_empty(y.shape))
+def exp_backward(y: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
+    """dx = dy * exp(x), from the saved output."""
+    return binary(_times, y, dy, out_dtype=y.dtype)
+
+
+def _backward(ctx, dy):
+    return (exp_backward(*ctx.saved_tensors, dy),)
+
+
 SPEC = register(OpSpec(
     name="exp",
     reference=torch.exp,
@@ -25,4 +45,6 @@ SPEC = register(OpSpec(
     cost=unary_cost,
     aten=("aten::exp",),
     aten_impls={"aten::exp": lambda impl, self: impl(self)},
+    backward=_backward,
+    setup_context=_setup_context,
 ))

@@ -10,12 +10,14 @@ import torch
 import triton
 import triton.language as tl
 
+
 from . import _rows
 from ._common import check_same_device, check_tensor, new_output_as
 from ._launch import launch
+from ._library import backward_op
 from ._norm_cases import norm_cases
 from .mlu.persistent import NUM_WARPS, persistent, row_tiles
-from .spec import Cost, OpSpec, nbytes, register
+from .spec import Cost, OpSpec, input_grads, nbytes, register
 
 
 @triton.jit
@@ -127,7 +129,7 @@ def prepare(x: torch.Tensor, normalized_shape, weight: torch.Tensor | None,
     return out, _rows.as_rows(x)
 
 
-def layer_norm(x: torch.Tensor, normalized_shape, weight: torch.Tensor | None = None,
+def layer_norm(x: torch.Tensor, normalized_shape: list[int], weight: torch.Tensor | None = None,
                bias: torch.Tensor | None = None, eps: float = 1e-5) -> torch.Tensor:
     out, rows = prepare(x, normalized_shape, weight, bias)
     if rows is None:
@@ -150,6 +152,100 @@ def layer_norm(x: torch.Tensor, normalized_shape, weight: torch.Tensor | None = 
         BLOCK_R=block_r, BLOCK=block, ONE_TILE=one_tile, num_warps=warps,
     )
     return out
+
+
+# Backward programs each own a run of rows and keep fp32 partial sums of dweight and dbias.
+BACKWARD_PROGRAMS = 1024
+
+
+@triton.jit
+def _layer_norm_backward_kernel(x_ptr, w_ptr, dy_ptr, dx_ptr, dw_ptr, db_ptr, n_rows, n_cols, rows_per_program,
+                                eps, HAS_WEIGHT: tl.constexpr, BLOCK: tl.constexpr):
+    """dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) with g = dy * w, xhat = (x - mean) * rstd (statistics
+    recomputed); this program's partial dweight (sum of dy * xhat) and dbias (sum of dy) rows, fp32, zeroed
+    by the caller. Per row: a pass for the statistics, one for the sums of g, one to write."""
+    pid = tl.program_id(0)
+    cols = tl.arange(0, BLOCK)
+    first = pid.to(tl.int64) * rows_per_program
+    dw_row, db_row = dw_ptr + pid.to(tl.int64) * n_cols, db_ptr + pid.to(tl.int64) * n_cols
+    for i in range(tl.minimum(rows_per_program, n_rows - first)):
+        offset = (first + i) * n_cols
+        acc = tl.zeros([BLOCK], tl.float32)
+        for start in range(0, n_cols, BLOCK):
+            acc += tl.load(x_ptr + offset + start + cols, mask=start + cols < n_cols, other=0.0).to(tl.float32)
+        mean = tl.sum(acc, 0) / n_cols
+        acc = tl.zeros([BLOCK], tl.float32)
+        for start in range(0, n_cols, BLOCK):
+            mask = start + cols < n_cols
+            d = tl.load(x_ptr + offset + start + cols, mask=mask, other=0.0).to(tl.float32) - mean
+            acc += tl.where(mask, d * d, 0.0)
+        rstd = tl.math.rsqrt(tl.sum(acc, 0) / n_cols + eps)
+        g_sum = tl.zeros([BLOCK], tl.float32)
+        gx_sum = tl.zeros([BLOCK], tl.float32)
+        for start in range(0, n_cols, BLOCK):
+            mask = start + cols < n_cols
+            xhat = (tl.load(x_ptr + offset + start + cols, mask=mask, other=0.0).to(tl.float32) - mean) * rstd
+            g = tl.load(dy_ptr + offset + start + cols, mask=mask, other=0.0).to(tl.float32)
+            if HAS_WEIGHT:
+                g = g * tl.load(w_ptr + start + cols, mask=mask, other=0.0).to(tl.float32)
+            g_sum += g
+            gx_sum += tl.where(mask, g * xhat, 0.0)
+        g_mean = tl.sum(g_sum, 0) / n_cols
+        gx_mean = tl.sum(gx_sum, 0) / n_cols
+        for start in range(0, n_cols, BLOCK):
+            mask = start + cols < n_cols
+            xhat = (tl.load(x_ptr + offset + start + cols, mask=mask, other=0.0).to(tl.float32) - mean) * rstd
+            dy = tl.load(dy_ptr + offset + start + cols, mask=mask, other=0.0).to(tl.float32)
+            g = dy
+            if HAS_WEIGHT:
+                g = dy * tl.load(w_ptr + start + cols, mask=mask, other=0.0).to(tl.float32)
+            tl.store(dx_ptr + offset + start + cols, (rstd * (g - g_mean - xhat * gx_mean)).to(
+                dx_ptr.dtype.element_ty), mask=mask)
+            tl.store(dw_row + start + cols, tl.load(dw_row + start + cols, mask=mask) + dy * xhat, mask=mask)
+            tl.store(db_row + start + cols, tl.load(db_row + start + cols, mask=mask) + dy, mask=mask)
+
+
+def _backward_fake(dy, x, normalized_shape, weight, bias, eps):
+    return (x.new_empty(x.shape), weight.new_empty(weight.shape) if weight is not None else x.new_empty(0),
+            bias.new_empty(bias.shape) if bias is not None else x.new_empty(0))
+
+
+@backward_op("layer_norm_backward", _backward_fake)
+def layer_norm_backward(dy: torch.Tensor, x: torch.Tensor, normalized_shape: list[int],
+                        weight: torch.Tensor | None, bias: torch.Tensor | None,
+                        eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dx, dweight, dbias) of layer_norm (dweight / dbias empty where the op had none): one launch for dx
+    and per-program partial sums, then their reduction over programs."""
+    n = math.prod(normalized_shape)
+    rows, dy_rows = x.reshape(-1, n).contiguous(), dy.reshape(-1, n).contiguous()
+    n_rows = rows.shape[0] if n else 0
+    dx = torch.empty_like(rows)
+    el, w_el = x.element_size(), weight.element_size() if weight is not None else 0
+    # every pass streams the row: the fp32 sums and the passes' loads (x, dy, w; the partial dweight/dbias)
+    per_elem = 16 + 3 * (2 * el + w_el) + 8
+    runs = _rows.row_runs(n_rows, n, per_elem, per_elem, max_block=4096, max_programs=BACKWARD_PROGRAMS)
+    programs = runs.programs if n_rows and n else 0
+    partial = torch.zeros((2, programs, n), dtype=torch.float32, device=x.device)
+    if programs:
+        launch(_layer_norm_backward_kernel, (programs,), rows, weight if weight is not None else rows, dy_rows, dx,
+               partial[0], partial[1], n_rows, n, runs.per_program, float(eps), HAS_WEIGHT=weight is not None,
+               BLOCK=runs.block, num_warps=runs.num_warps)
+    # Separate sums and placeholders: a custom operator's outputs may not alias one another.
+    dw = partial[0].sum(0).view(weight.shape).to(weight.dtype) if weight is not None else x.new_empty(0)
+    db = partial[1].sum(0).view(bias.shape).to(bias.dtype) if bias is not None else x.new_empty(0)
+    return dx.view(x.shape), dw, db
+
+
+def _setup_context(ctx, inputs, output):
+    x, ctx.normalized_shape, weight, bias, ctx.eps = inputs
+    ctx.save_for_backward(x, weight, bias)
+
+
+def _backward(ctx, dy):
+    x, weight, bias = ctx.saved_tensors
+    dx, dw, db = layer_norm_backward(dy, x, list(ctx.normalized_shape), weight, bias, ctx.eps)
+    return input_grads(ctx, dx, None, dw if weight is not None else None,
+                       db if bias is not None else None, None)
 
 
 def _with_shape(cases: dict) -> dict:
@@ -180,4 +276,6 @@ SPEC = register(OpSpec(
     aten=("aten::layer_norm",),
     aten_impls={"aten::layer_norm": lambda impl, input, normalized_shape, weight=None, bias=None, eps=1e-5,
                 cudnn_enable=True: impl(input, normalized_shape, weight, bias, eps)},
+    backward=_backward,
+    setup_context=_setup_context,
 ))

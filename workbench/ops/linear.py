@@ -8,10 +8,11 @@ import math
 
 import torch
 
-from . import _matmul
+from . import _matmul, mm  # noqa: F401 (mm's custom operator serves the weight gradient)
 from ._common import Plans, geometry, new_output, new_output_of
 from ._launch import aligned
-from .spec import Case, Cost, OpSpec, nbytes, randn, register
+from ._library import generic
+from .spec import Case, Cost, OpSpec, input_grads, nbytes, randn, register
 
 
 def prepare(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
@@ -67,6 +68,24 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     return out
 
 
+def _setup_context(ctx, inputs, output):
+    x, weight, bias = inputs
+    ctx.save_for_backward(x, weight)
+    ctx.bias_shape = None if bias is None else bias.shape
+
+
+def _backward(ctx, dy):
+    """dx = dy @ W (linear with W^T read in place), dW = dy^T @ x (mm), dbias = dy summed over rows."""
+    x, weight = ctx.saved_tensors
+    need = (*ctx.needs_input_grad, False, False)
+    M, (N, K) = math.prod(x.shape[:-1]), weight.shape  # not reshape(-1, K): ambiguous when K == 0
+    rows = dy.reshape(M, N)
+    dx = generic("linear")(dy, weight.t()) if need[0] else None
+    dw = generic("mm")(rows.t(), x.reshape(M, K)) if need[1] else None
+    db = rows.sum(0).sum_to_size(ctx.bias_shape) if need[2] else None
+    return input_grads(ctx, dx, dw, db)
+
+
 def _cost(x, weight, bias=None):
     M, (N, K) = x.numel() // max(1, x.shape[-1]), weight.shape
     return Cost(bytes=nbytes(x, weight, bias) + M * N * x.element_size(), flops=2 * M * N * K)
@@ -103,4 +122,6 @@ SPEC = register(OpSpec(
     cost=_cost,
     tolerance={torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 1e-2},
     aten_impls={"aten::linear": lambda impl, input, weight, bias=None: impl(input, weight, bias)},
+    backward=_backward,
+    setup_context=_setup_context,
 ))

@@ -5,7 +5,7 @@ Shares softmax's kernel (LOG=True): the last dim is the fast path; other dims ar
 
 import torch
 
-from .softmax import aten_adapter, softmax_rows
+from .softmax import aten_adapter, backward, setup_context, softmax_rows
 from .spec import Case, Cost, OpSpec, nbytes, randn, register
 
 
@@ -33,7 +33,7 @@ def _case(name, shape, dim=-1, transform=None, scale=1.0, big=False):
 
 SPEC = register(OpSpec(
     name="log_softmax",
-    reference=torch.log_softmax,
+    reference=lambda x, dim=-1: torch.log_softmax(x, dim),  # the custom op leaves out a default dim
     impl=log_softmax,
     cases={
         "quick": lambda: [_case("64x300", (64, 300)), _case("30x40 dim0", (30, 40), dim=0)],
@@ -54,4 +54,6 @@ SPEC = register(OpSpec(
     cost=_cost,
     aten=("aten::_log_softmax",),
     aten_impls={"aten::_log_softmax": aten_adapter},
+    backward=backward(log=True),
+    setup_context=setup_context,
 ))

@@ -4,7 +4,8 @@ import torch
 
 from . import _matmul
 from ._common import new_output
-from .spec import Case, Cost, OpSpec, nbytes, randn, register
+from ._library import generic
+from .spec import Case, Cost, OpSpec, input_grads, nbytes, randn, register
 
 
 def prepare(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, int, int, int]:
@@ -21,6 +22,18 @@ def prepare(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, int, int, i
 def mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     c, M, N, K = prepare(a, b)
     return _matmul.matmul(a, b, c, M, N, K, 1, (0, *a.stride()), (0, *b.stride()), (0, c.stride(0)))
+
+
+def _setup_context(ctx, inputs, output):
+    ctx.save_for_backward(*inputs)
+
+
+def _backward(ctx, dc):
+    """da = dc @ b^T, db = a^T @ dc, on our mm's custom operator (operands read through their strides)."""
+    a, b = ctx.saved_tensors
+    run = generic("mm")
+    return input_grads(ctx, run(dc, b.t()) if ctx.needs_input_grad[0] else None,
+                       run(a.t(), dc) if ctx.needs_input_grad[1] else None)
 
 
 def _cost(a, b):
@@ -62,4 +75,6 @@ SPEC = register(OpSpec(
     tolerance={torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 1e-2},
     aten=("aten::mm",),
     aten_impls={"aten::mm": lambda impl, self, mat2: impl(self, mat2)},
+    backward=_backward,
+    setup_context=_setup_context,
 ))

@@ -8,12 +8,14 @@ import torch
 import triton
 import triton.language as tl
 
+
 from . import _rows
 from ._common import Plans, check_same_device, check_tensor, geometry, new_output_as
 from ._launch import Site, aligned, launch
+from ._library import backward_op
 from ._norm_cases import norm_cases
 from .mlu.persistent import NUM_WARPS, persistent, row_tiles
-from .spec import Cost, OpSpec, Unsupported, nbytes, register
+from .spec import Cost, OpSpec, Unsupported, input_grads, nbytes, register
 
 
 @triton.jit
@@ -179,6 +181,104 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor | None = None, eps: float = 1
     return out
 
 
+# Backward programs each own a run of rows and keep one fp32 partial sum of dweight; more programs would
+# only grow the (programs x n) partial buffer that the final reduction reads.
+BACKWARD_PROGRAMS = 1024
+
+
+@triton.jit
+def _rms_norm_backward_kernel(x_ptr, w_ptr, dy_ptr, dx_ptr, dw_ptr, n_rows, n_cols, rows_per_program, eps,
+                              HAS_WEIGHT: tl.constexpr, BLOCK: tl.constexpr, ONE_TILE: tl.constexpr):
+    """dx = rstd * (g - xhat * mean(g * xhat)) with g = dy * w, xhat = x * rstd (rstd recomputed); this
+    program's partial dweight = sum over its rows of dy * xhat, in fp32 (zeroed by the caller). Rows are
+    contiguous; a row longer than one tile takes a pass for its two sums and a pass to write."""
+    pid = tl.program_id(0)
+    cols = tl.arange(0, BLOCK)
+    first = pid.to(tl.int64) * rows_per_program
+    dw_row = dw_ptr + pid.to(tl.int64) * n_cols
+    if ONE_TILE:
+        col_ok = cols < n_cols
+        if HAS_WEIGHT:
+            w = tl.load(w_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
+        dw = tl.zeros([BLOCK], tl.float32)
+    for i in range(tl.minimum(rows_per_program, n_rows - first)):
+        offset = (first + i) * n_cols
+        x_row, dy_row, dx_row = x_ptr + offset, dy_ptr + offset, dx_ptr + offset
+        if ONE_TILE:
+            x = tl.load(x_row + cols, mask=col_ok, other=0.0).to(tl.float32)
+            dy = tl.load(dy_row + cols, mask=col_ok, other=0.0).to(tl.float32)
+            rstd = tl.math.rsqrt(tl.sum(x * x, 0) / n_cols + eps)
+            g = dy * w if HAS_WEIGHT else dy
+            dx = rstd * (g - x * rstd * (tl.sum(g * x, 0) * rstd / n_cols))
+            tl.store(dx_row + cols, dx.to(dx_ptr.dtype.element_ty), mask=col_ok)
+            if HAS_WEIGHT:
+                dw += dy * x * rstd
+        else:
+            sq = tl.zeros([BLOCK], tl.float32)
+            gx = tl.zeros([BLOCK], tl.float32)
+            for start in range(0, n_cols, BLOCK):
+                mask = start + cols < n_cols
+                x = tl.load(x_row + start + cols, mask=mask, other=0.0).to(tl.float32)
+                g = tl.load(dy_row + start + cols, mask=mask, other=0.0).to(tl.float32)
+                if HAS_WEIGHT:
+                    g = g * tl.load(w_ptr + start + cols, mask=mask, other=0.0).to(tl.float32)
+                sq += x * x
+                gx += g * x
+            rstd = tl.math.rsqrt(tl.sum(sq, 0) / n_cols + eps)
+            c = tl.sum(gx, 0) * rstd * rstd / n_cols
+            for start in range(0, n_cols, BLOCK):
+                mask = start + cols < n_cols
+                x = tl.load(x_row + start + cols, mask=mask, other=0.0).to(tl.float32)
+                dy = tl.load(dy_row + start + cols, mask=mask, other=0.0).to(tl.float32)
+                g = dy
+                if HAS_WEIGHT:
+                    g = dy * tl.load(w_ptr + start + cols, mask=mask, other=0.0).to(tl.float32)
+                    part = tl.load(dw_row + start + cols, mask=mask, other=0.0)
+                    tl.store(dw_row + start + cols, part + dy * x * rstd, mask=mask)
+                tl.store(dx_row + start + cols, (rstd * (g - x * c)).to(dx_ptr.dtype.element_ty), mask=mask)
+    if ONE_TILE and HAS_WEIGHT:
+        tl.store(dw_row + cols, dw, mask=col_ok)
+
+
+def _backward_fake(dy, x, weight, eps):
+    return x.new_empty(x.shape), (weight.new_empty(weight.shape) if weight is not None else x.new_empty(0))
+
+
+@backward_op("rms_norm_backward", _backward_fake)
+def rms_norm_backward(dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor | None,
+                      eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(dx, dweight) of rms_norm over the last dim (dweight empty without a weight): one launch for dx and
+    per-program partial sums of dweight, then their reduction over programs."""
+    n = x.shape[-1]
+    rows, dy_rows = x.reshape(-1, n).contiguous(), dy.reshape(-1, n).contiguous()
+    n_rows = rows.shape[0]
+    dx = torch.empty_like(rows)
+    if n_rows == 0 or n == 0:
+        return dx.view(x.shape), (torch.zeros_like(weight) if weight is not None else x.new_empty(0))
+    el, w_el = x.element_size(), weight.element_size() if weight is not None else 0
+    # live tiles: x, dy and w loaded, the fp32 dweight sum; streamed: two fp32 sums, then both passes' loads
+    runs = _rows.row_runs(n_rows, n, one_tile_bytes=2 * el + w_el + 4, streamed_bytes=16 + 4 * el + 2 * w_el,
+                          max_programs=BACKWARD_PROGRAMS)
+    partial = torch.zeros((runs.programs, n), dtype=torch.float32, device=x.device) if weight is not None else rows
+    launch(_rms_norm_backward_kernel, (runs.programs,), rows, weight if weight is not None else rows, dy_rows, dx,
+           partial, n_rows, n, runs.per_program, float(eps), HAS_WEIGHT=weight is not None, BLOCK=runs.block,
+           ONE_TILE=runs.one_tile, num_warps=runs.num_warps)
+    dw = partial.sum(0).to(weight.dtype) if weight is not None else x.new_empty(0)
+    return dx.view(x.shape), dw
+
+
+def _setup_context(ctx, inputs, output):
+    x, weight, eps = inputs
+    ctx.save_for_backward(x, weight)
+    ctx.eps = eps
+
+
+def _backward(ctx, dy):
+    x, weight = ctx.saved_tensors
+    dx, dw = rms_norm_backward(dy, x, weight, ctx.eps)
+    return input_grads(ctx, dx, dw if weight is not None else None, None)
+
+
 def _aten_rms_norm(impl, input, normalized_shape, weight=None, eps=None):
     """aten::rms_norm(input, normalized_shape, weight=None, eps=None) over the last dim only."""
     if list(normalized_shape) != list(input.shape[-1:]):
@@ -206,4 +306,6 @@ SPEC = register(OpSpec(
     # Not aten::_fused_rms_norm: it also returns rstd, which this kernel does not compute.
     aten=("aten::rms_norm",),
     aten_impls={"aten::rms_norm": _aten_rms_norm},
+    backward=_backward,
+    setup_context=_setup_context,
 ))

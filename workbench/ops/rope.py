@@ -25,9 +25,10 @@ from ._common import (
 )
 from ._elementwise import _merge_dims
 from ._launch import Site, aligned, launch
+from ._library import generic
 from ._shapes import broadcast, cdiv, next_pow2
 from .mlu.persistent import MAX_TILE, NUM_WARPS, max_programs, persistent, programs, tile_elems
-from .spec import Case, Cost, OpSpec, nbytes, randn, register
+from .spec import Case, Cost, OpSpec, input_grads, nbytes, randn, register
 
 MAX_LEAD_DIMS = 3  # leading (row) dims a layout may keep after merging; more are made contiguous
 
@@ -200,6 +201,32 @@ def _rotate_half(x):
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
+def _setup_context(ctx, inputs, output):
+    q, k, cos, sin, ctx.unsqueeze_dim = inputs
+    ctx.save_for_backward(q, k, cos, sin)
+
+
+def _backward(ctx, dq, dk):
+    """The rotation's transpose is a rotation: dq_in = rope(dq, cos, -swap_halves(sin)), on our forward kernel
+    (for any tables, not only ones whose halves repeat). Gradients of cos/sin, rarely needed (the tables
+    come from a buffer), are torch sums of the products they multiplied."""
+    q, k, cos, sin = ctx.saved_tensors
+    d = ctx.unsqueeze_dim
+    dq = torch.zeros_like(q) if dq is None else dq
+    dk = torch.zeros_like(k) if dk is None else dk
+    half = sin.shape[-1] // 2
+    swapped = -torch.cat((sin[..., half:], sin[..., :half]), -1)
+    dq_in, dk_in = generic("rope")(dq, dk.to(dq.dtype), cos, swapped, d)
+    need = (*ctx.needs_input_grad, False, False, False, False)
+    dcos = dsin = None
+    if need[2] or need[3]:
+        c = cos.unsqueeze(d)
+        dcos = ((dq * q).sum_to_size(c.shape) + (dk * k).sum_to_size(c.shape)).squeeze(d).to(cos.dtype)
+        dsin = ((dq * _rotate_half(q)).sum_to_size(c.shape)
+                + (dk * _rotate_half(k)).sum_to_size(c.shape)).squeeze(d).to(sin.dtype)
+    return input_grads(ctx, dq_in.to(q.dtype), dk_in.to(k.dtype), dcos, dsin, None)
+
+
 def _reference(q, k, cos, sin, unsqueeze_dim=1):
     """transformers' apply_rotary_pos_emb, written out."""
     cos, sin = cos.unsqueeze(unsqueeze_dim), sin.unsqueeze(unsqueeze_dim)
@@ -258,4 +285,6 @@ SPEC = register(OpSpec(
     cost=_cost,
     aten=(),
     doc="Fused rotary embedding of q and k (transformers' apply_rotary_pos_emb); no ATen overload.",
+    backward=_backward,
+    setup_context=_setup_context,
 ))

@@ -34,9 +34,10 @@ from ._common import (
     new_output_of,
 )
 from ._launch import Site, aligned, autotune, launch
+from ._library import backward_op, generic
 from ._shapes import broadcast, cdiv, next_pow2
 from ._tuning import Tuner
-from .spec import DEFAULT_TOLERANCE, Case, Cost, OpSpec, nbytes, numel, randn, register
+from .spec import DEFAULT_TOLERANCE, Case, Cost, OpSpec, input_grads, nbytes, numel, randn, register
 
 LOG2E = 1.4426950408889634
 # A float mask value scaled to base 2 is kept finite (transformers masks with finfo.min, which times
@@ -476,6 +477,78 @@ def scaled_dot_product_attention(query: torch.Tensor, key: torch.Tensor, value: 
     return out
 
 
+def _backward_fake(dout, query, key, value, attn_mask, is_causal, scale, enable_gqa):
+    additive = attn_mask is not None and attn_mask.dtype != torch.bool
+    return (query.new_empty(query.shape), key.new_empty(key.shape), value.new_empty(value.shape),
+            attn_mask.new_empty(attn_mask.shape) if additive else query.new_empty(0))
+
+
+@backward_op("scaled_dot_product_attention_backward", _backward_fake)
+def attention_backward(dout: torch.Tensor, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                       attn_mask: torch.Tensor | None, is_causal: bool, scale: float | None,
+                       enable_gqa: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dq, dk, dv, d attn_mask (an additive mask's; else empty)) by recomputation, not flash-style: the fp32
+    probabilities P of every (query, key) pair are rebuilt (our bmm and softmax) and held, O(L x S)
+    memory per head, then dV = P^T dO, dS = softmax_backward(dO V^T, P), dQ = dS K * scale, dK = dS^T Q
+    * scale (our bmm and softmax backward kernels). Query rows with no key left have P = 0 (torch's safe
+    softmax), so they pass no gradient."""
+    from .softmax import softmax_backward
+
+    bmm, softmax = generic("bmm"), generic("softmax")
+    L, E, S, Ev = query.shape[-2], query.shape[-1], key.shape[-2], value.shape[-1]
+    k, v = key, value
+    if enable_gqa and query.dim() >= 3:
+        k = key.repeat_interleave(query.shape[-3] // key.shape[-3], dim=-3)
+        v = value.repeat_interleave(query.shape[-3] // value.shape[-3], dim=-3)
+    batch = torch.broadcast_shapes(query.shape[:-2], k.shape[:-2], v.shape[:-2])
+    n = math.prod(batch)  # not reshape(-1, ...): ambiguous when a dim is 0
+    q3 = query.float().expand(*batch, L, E).reshape(n, L, E)
+    k3 = k.float().expand(*batch, S, E).reshape(n, S, E)
+    v3 = v.float().expand(*batch, S, Ev).reshape(n, S, Ev)
+    do3 = dout.float().expand(*batch, L, Ev).reshape(n, L, Ev)
+    scores = bmm(q3, k3.transpose(1, 2)) * (scale if scale is not None else E ** -0.5)
+    keep = None
+    if is_causal:
+        keep = torch.ones(L, S, dtype=torch.bool, device=query.device).tril()
+    if attn_mask is not None and attn_mask.dtype == torch.bool:
+        m = attn_mask.expand(*batch, L, S).reshape(n, L, S)
+        keep = m if keep is None else keep & m
+    elif attn_mask is not None:
+        scores = scores + attn_mask.float().expand(*batch, L, S).reshape(n, L, S)
+    if keep is not None:
+        scores = scores.masked_fill(~keep, float("-inf"))
+    empty_rows = (scores == float("-inf")).all(-1, keepdim=True)
+    p = softmax(scores, -1).masked_fill(empty_rows, 0.0)
+    dv = bmm(p.transpose(1, 2), do3)
+    dscores = softmax_backward(bmm(do3, v3.transpose(1, 2)), p, -1, False)  # also an additive mask's
+    ds = dscores * (scale if scale is not None else E ** -0.5)
+    dq, dk = bmm(ds, k3), bmm(ds.transpose(1, 2), q3)
+    dmask = query.new_empty(0)
+    if attn_mask is not None and attn_mask.dtype != torch.bool:
+        dmask = dscores.view(*batch, L, S).sum_to_size(attn_mask.shape).to(attn_mask.dtype)
+    dk, dv = dk.view(*batch, S, E), dv.view(*batch, S, Ev)
+    if enable_gqa and query.dim() >= 3:  # each key/value head served a group of consecutive query heads
+        dk = dk.unflatten(-3, (key.shape[-3], -1)).sum(-3)
+        dv = dv.unflatten(-3, (value.shape[-3], -1)).sum(-3)
+    return (dq.view(*batch, L, E).sum_to_size(query.shape).to(query.dtype),
+            dk.sum_to_size(key.shape).to(key.dtype), dv.sum_to_size(value.shape).to(value.dtype),
+            dmask)
+
+
+def _setup_context(ctx, inputs, keyword_only_inputs, output):
+    query, key, value, attn_mask, _, ctx.is_causal = inputs
+    ctx.scale, ctx.enable_gqa = keyword_only_inputs.get("scale"), keyword_only_inputs.get("enable_gqa", False)
+    ctx.save_for_backward(query, key, value, attn_mask)
+
+
+def _backward(ctx, dout):
+    query, key, value, attn_mask = ctx.saved_tensors
+    dq, dk, dv, dmask = attention_backward(dout, query, key, value, attn_mask, ctx.is_causal, ctx.scale,
+                                           ctx.enable_gqa)
+    additive = attn_mask is not None and attn_mask.dtype != torch.bool
+    return input_grads(ctx, dq, dk, dv, dmask if additive else None, None, None)
+
+
 def _reference(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, *, scale=None, enable_gqa=False):
     """torch's SDPA; its math backend where torch's fused kernels cannot take the inputs (seen with torch 2.11
     on cuda: an operand past 2**31 elements raises "... overflows", an empty batch in bf16 returns None)."""
@@ -632,4 +705,6 @@ SPEC = register(OpSpec(
     # benchmarks/results/h200/sdpa_bound.csv). P is rounded to bf16 before P @ V in flash-style kernels.
     tolerance={**DEFAULT_TOLERANCE, torch.bfloat16: 3e-2},
     doc="Flash-style prefill and split-KV decode attention; causal (top-left), GQA, bool/additive masks.",
+    backward=_backward,
+    setup_context=_setup_context,
 ))

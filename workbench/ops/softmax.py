@@ -4,11 +4,13 @@ import torch
 import triton
 import triton.language as tl
 
+
 from . import _rows, _split_rows
 from ._common import Plans, check_tensor, geometry, new_output_as
 from ._launch import Site, aligned, launch
+from ._library import backward_op
 from ._shapes import next_pow2
-from .spec import Case, Cost, OpSpec, Unsupported, nbytes, randn, register
+from .spec import Case, Cost, OpSpec, Unsupported, input_grads, nbytes, randn, register
 
 
 @triton.jit
@@ -177,6 +179,71 @@ def softmax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
     return softmax_rows(x, dim, log=False)
 
 
+@triton.jit
+def _backward_kernel(y_ptr, dy_ptr, dx_ptr, n_rows, n_cols, rows_per_program, LOG: tl.constexpr,
+                     BLOCK: tl.constexpr):
+    """From the saved output y: softmax dx = y * (dy - sum(dy * y)); log_softmax dx = dy - exp(y) * sum(dy).
+    Contiguous rows; each program takes a run of rows, a pass for the sum and a pass to write."""
+    cols = tl.arange(0, BLOCK)
+    first = tl.program_id(0).to(tl.int64) * rows_per_program
+    for i in range(tl.minimum(rows_per_program, n_rows - first)):
+        base = (first + i) * n_cols
+        acc = tl.zeros([BLOCK], tl.float32)
+        for start in range(0, n_cols, BLOCK):
+            mask = start + cols < n_cols
+            dy = tl.load(dy_ptr + base + start + cols, mask=mask, other=0.0).to(tl.float32)
+            if LOG:
+                acc += dy
+            else:
+                acc += dy * tl.load(y_ptr + base + start + cols, mask=mask, other=0.0).to(tl.float32)
+        total = tl.sum(acc, 0)
+        for start in range(0, n_cols, BLOCK):
+            mask = start + cols < n_cols
+            y = tl.load(y_ptr + base + start + cols, mask=mask, other=0.0).to(tl.float32)
+            dy = tl.load(dy_ptr + base + start + cols, mask=mask, other=0.0).to(tl.float32)
+            dx = dy - tl.exp(y) * total if LOG else y * (dy - total)
+            tl.store(dx_ptr + base + start + cols, dx.to(dx_ptr.dtype.element_ty), mask=mask)
+
+
+def _backward_fake(dy, y, dim, log):
+    if _rows.is_last_dim(y, dim):
+        return y.new_empty(y.shape)
+    moved = y.movedim(dim, -1)
+    return moved.new_empty(moved.shape).movedim(-1, dim)
+
+
+@backward_op("softmax_backward", _backward_fake)
+def softmax_backward(dy: torch.Tensor, y: torch.Tensor, dim: int, log: bool) -> torch.Tensor:
+    """d loss / d x of softmax (log=False) or log_softmax (log=True) along `dim`, from its output y."""
+    if y.numel() == 0:
+        return torch.empty_like(y)
+    last = _rows.is_last_dim(y, dim)
+    y_rows = (y if last else y.movedim(dim, -1)).contiguous()
+    dy_rows = (dy if last else dy.movedim(dim, -1)).contiguous()
+    dx = torch.empty_like(y_rows)
+    n = y_rows.shape[-1] if y.dim() else 1
+    n_rows = y_rows.numel() // n
+    el = y.element_size()
+    # two passes over the row: an fp32 sum and the loads of y and dy in each
+    runs = _rows.row_runs(n_rows, n, 4 + 4 * el, 4 + 4 * el, max_block=8192)
+    launch(_backward_kernel, (runs.programs,), y_rows, dy_rows, dx, n_rows, n, runs.per_program,
+           LOG=log, BLOCK=runs.block, num_warps=runs.num_warps)
+    return dx if last else dx.movedim(-1, dim)
+
+
+def setup_context(ctx, inputs, output):
+    """Shared by softmax and log_softmax: the backward needs only the output."""
+    ctx.save_for_backward(output)
+    ctx.dim = inputs[1]
+
+
+def backward(log: bool):
+    def run(ctx, dy):
+        (y,) = ctx.saved_tensors
+        return input_grads(ctx, softmax_backward(dy, y, ctx.dim, log), None)
+    return run
+
+
 def aten_adapter(impl, self, dim, half_to_float):
     """aten::_softmax / aten::_log_softmax(self, dim, half_to_float): the kernel keeps the input dtype."""
     if half_to_float:
@@ -232,10 +299,12 @@ def _cases():
 
 SPEC = register(OpSpec(
     name="softmax",
-    reference=torch.softmax,
+    reference=lambda x, dim=-1: torch.softmax(x, dim),  # the custom op leaves out a default dim
     impl=softmax,
     cases=_cases(),
     cost=_cost,
     aten=("aten::_softmax",),
     aten_impls={"aten::_softmax": aten_adapter},
+    backward=backward(log=False),
+    setup_context=setup_context,
 ))

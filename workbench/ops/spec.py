@@ -75,6 +75,12 @@ class OpSpec:
     dtypes: tuple[torch.dtype, ...] = FLOAT_DTYPES
     status: dict[str, str] = field(default_factory=lambda: {"cpu": "promoted", "cuda": "promoted", "mlu": "draft"})
     doc: str = ""
+    # Autograd, on the op's own signature (torch.library.register_autograd's contract, registered on
+    # `torch.ops.workbench.<op>`): setup_context(ctx, inputs, output) saves what backward needs;
+    # backward(ctx, *grad_outputs) returns one gradient (or None) per input. None: no backward, and a call
+    # whose inputs need a gradient is refused (direct call) or runs natively (use_ops).
+    backward: Callable[..., Any] | None = None
+    setup_context: Callable[..., Any] | None = None
 
     def implementation(self, backend: str, algorithm: str | None = None) -> Callable[..., Any]:
         """What runs on `backend`: the implementation written for (backend, algorithm), else the generic
@@ -151,8 +157,8 @@ def dispatching(spec: OpSpec) -> Callable[..., Any]:
     def call(*args, **kwargs):
         if compiling():  # dynamo traces the custom operator, never the Triton launch
             return traced(*args, **kwargs)
-        if grad_enabled() and needs_grad(args, kwargs):  # no backward yet: refuse rather than drop the grad
-            raise _library.no_backward(spec.name)
+        if grad_enabled() and needs_grad(args, kwargs):  # autograd's path, or refuse rather than drop it
+            return _library.trainable(spec.name)(*args, **kwargs)
         return variants.get(active, generic)(*args, **kwargs)
 
     return call
@@ -211,6 +217,13 @@ def get(name: str) -> OpSpec:
         return REGISTRY[name]
     except KeyError:
         raise ValueError(f"unknown op {name!r}; registered: {sorted(REGISTRY)}") from None
+
+
+def input_grads(ctx, *grads) -> tuple:
+    """A backward's return value: one gradient per input of the op, None where that input needs none
+    (`ctx.needs_input_grad` covers only the arguments the call passed)."""
+    need = ctx.needs_input_grad
+    return tuple(g if i < len(need) and need[i] else None for i, g in enumerate(grads))
 
 
 # ---- helpers for case generators and cost models -------------------------------------------------

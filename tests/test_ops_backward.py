@@ -1,0 +1,211 @@
+"""Backward of every op that has one, against float64 gradients of its native reference, and training
+through `use_ops`: a small expression and a tiny Qwen3 training step.
+
+Each op's quick cases (fp32 and bf16) and edge cases (fp32) draw fresh random inputs, and on a GPU its llm
+cases (bf16; Qwen3 shapes) too; every floating input requires grad; the output gradient is random. Our
+gradients come through the op's custom operator (the path `workbench.ops.<op>`, `use_ops` and the compile
+backend take), the reference ones from torch.autograd on the native op in float64 on the same (rounded)
+inputs.
+"""
+
+import zlib
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import workbench
+from workbench import backends
+from workbench.ops import REGISTRY
+from workbench.ops._library import trainable
+from workbench.profiling.correctness import dtype_name
+
+# A backward accumulates over rows or classes: a few times the forward's relative tolerance.
+GRAD_TOL_FACTOR = 4
+
+
+def _params():
+    for spec in REGISTRY.values():
+        if spec.backward is None:
+            continue
+        for case_set, dtypes in (("quick", (torch.float32, torch.bfloat16)), ("edge", (torch.float32,)),
+                                 ("llm", (torch.bfloat16,))):
+            for case in spec.case_list(case_set):
+                for dtype in dtypes:
+                    if not case.big and dtype in spec.dtypes:
+                        marks = [pytest.mark.gpu] if case_set == "llm" else []
+                        yield pytest.param(spec, case, dtype, marks=marks,
+                                           id=f"{spec.name}-{case_set}-{case.name}-{dtype_name(dtype)}")
+
+
+def _leaves(args, kwargs, dtype):
+    """(ours, reference) copies of the inputs: floating tensors in `dtype` and in float64, requiring grad."""
+    def pair(a):
+        if isinstance(a, torch.Tensor) and a.is_floating_point():
+            ours = a.detach().to(dtype).requires_grad_()
+            return ours, ours.detach().double().requires_grad_()
+        return a, a
+    a2 = [pair(a) for a in args]
+    k2 = {k: pair(v) for k, v in kwargs.items()}
+    ours = ([o for o, _ in a2], {k: o for k, (o, _) in k2.items()})
+    return ours, ([r for _, r in a2], {k: r for k, (_, r) in k2.items()})
+
+
+def _rel_err(a: torch.Tensor, b: torch.Tensor, floor: float = 0.0) -> float:
+    """‖a − b‖ / max(‖b‖, floor) over the finite entries of b."""
+    a, b = a.double(), b.double()
+    ok = torch.isfinite(b)
+    return (a[ok] - b[ok]).norm().item() / max(b[ok].norm().item(), floor, 1e-30)
+
+
+def _fits_schema(spec, args) -> bool:
+    """Whether the positional arguments fit the custom operator's schema (a Python number passed where
+    the op declares a Tensor, as in broadcasting cases of the forward, does not)."""
+    schema = trainable(spec.name)._schema.arguments
+    return all(isinstance(a, torch.Tensor) or not isinstance(s.type, torch.TensorType)
+               for a, s in zip(args, schema))
+
+
+@pytest.mark.parametrize("spec,case,dtype", list(_params()))
+def test_backward_matches_float64_reference(spec, case, dtype, request):
+    device = backends.active().device()
+    gen = torch.Generator(device=device).manual_seed(zlib.crc32(request.node.name.encode()))
+    args, kwargs = case.make(torch.float64, device, gen)
+    if not _fits_schema(spec, args):
+        pytest.skip("a Python number where the op's signature declares a Tensor")
+    (ours_a, ours_k), (ref_a, ref_k) = _leaves(args, kwargs, dtype)
+    outs = trainable(spec.name)(*ours_a, **ours_k)
+    refs = spec.reference(*ref_a, **ref_k)
+    outs, refs = (outs, refs) if isinstance(refs, tuple) else ((outs,), (refs,))  # add_rms_norm, rope: pairs
+    grads = [torch.randn(r.shape, generator=gen, dtype=torch.float64, device=device) for r in refs]
+    leaves = [(o, r) for o, r in zip([*ours_a, *ours_k.values()], [*ref_a, *ref_k.values()])
+              if isinstance(o, torch.Tensor) and o.requires_grad]
+    if sum(r.numel() for r in refs) == 0:
+        return  # nothing flows back (zero-size output)
+    ours_g = torch.autograd.grad(outs, [o for o, _ in leaves], [g.to(o.dtype) for g, o in zip(grads, outs)],
+                                 allow_unused=True)
+    ref_g = torch.autograd.grad(refs, [r for _, r in leaves], grads, allow_unused=True)
+    tol = GRAD_TOL_FACTOR * spec.tolerance[dtype]
+    # Gradients that cancel to almost nothing (rms_norm over one column) are judged against a floor.
+    floor = 1e-3 * sum(g.norm().item() for g in grads)
+    for i, (g, r) in enumerate(zip(ours_g, ref_g)):
+        if r is None:
+            assert g is None or not g.any(), f"input {i}: gradient where the reference has none"
+            continue
+        assert g is not None, f"input {i}: no gradient"
+        assert g.shape == r.shape and g.dtype == leaves[i][0].dtype
+        assert torch.equal(torch.isnan(g), torch.isnan(r)), f"input {i}: NaN positions differ"
+        assert _rel_err(g, r, floor) <= tol, f"input {i}: rel_err {_rel_err(g, r, floor):.3g} > {tol}"
+
+
+def test_direct_call_of_an_op_without_backward_refuses():
+    from workbench.ops import cumsum
+
+    assert REGISTRY["cumsum"].backward is None
+    with pytest.raises(RuntimeError, match="no backward"):
+        cumsum(torch.randn(4, requires_grad=True), 0)
+
+
+def test_use_ops_trains_rms_norm_in_an_expression():
+    x = torch.randn(3, 8, dtype=torch.float64)
+    w = torch.randn(8, dtype=torch.float64)
+    xr, wr = x.clone().requires_grad_(), w.clone().requires_grad_()
+    (F.rms_norm(xr, (8,), wr) + 2 * xr).sum().backward()
+    xo, wo = x.float().requires_grad_(), w.float().requires_grad_()
+    with workbench.use_ops() as cov:
+        (F.rms_norm(xo, (8,), wo) + 2 * xo).sum().backward()
+    table = cov.table().set_index("aten_op")
+    assert table.loc["aten::rms_norm", "handled"] >= 1 and table.loc["aten::rms_norm", "fallback"] == 0
+    assert _rel_err(xo.grad, xr.grad) < 1e-5 and _rel_err(wo.grad, wr.grad) < 1e-5
+
+
+def test_tiny_qwen3_training_step_matches_native():
+    from workbench.models.build import build_model
+
+    native = build_model("tiny", dtype=torch.float32, seed=5).train()
+    ours = build_model("tiny", dtype=torch.float32, seed=5).train()
+    ids = torch.randint(0, native.config.vocab_size, (2, 8), generator=torch.Generator().manual_seed(1))
+    native(input_ids=ids, labels=ids).loss.backward()
+    with workbench.use_ops() as cov:
+        loss = ours(input_ids=ids, labels=ids).loss
+        loss.backward()
+    handled = cov.table().set_index("aten_op")["handled"]
+    # transformers spells RMSNorm as a chain of small ops (models/fusion.py patches it for rms_norm)
+    for overload in ("aten::linear", "aten::embedding", "aten::cross_entropy_loss"):
+        assert handled.get(overload, 0) >= 1, f"{overload} did not run our kernels"
+    for (name, p), q in zip(native.named_parameters(), ours.parameters()):
+        assert q.grad is not None, f"{name}: no gradient"
+        assert _rel_err(q.grad, p.grad) < 1e-4, f"{name}: rel_err {_rel_err(q.grad, p.grad):.3g}"
+
+
+def test_run_model_train_alternates_sides_on_the_same_data():
+    from workbench.models import run_model
+
+    run = run_model("tiny", train=True, train_steps=2, batch=1, prompt_len=6)
+    assert sorted(run.steps.side.unique()) == ["native", "workbench"] and run.steps.step.max() == 1
+    summary = run.summary()
+    assert summary["loss_rel_diff_max"] < 1e-2 and summary["step_vs_native"] > 0
+    assert run.coverage.set_index("aten_op").loc["aten::linear", "handled"] > 0
+
+
+def test_compiled_graph_trains_through_the_custom_operators():
+    """AOTAutograd traces forward and backward with fake tensors: both must reach our kernels only as
+    custom operators (`.default` and the `workbench::*_backward` ones)."""
+    ops = torch.ops.workbench
+    target = torch.randint(0, 5, (4,), generator=torch.Generator().manual_seed(2))
+
+    def loss(x, w, W, ours):
+        if ours:
+            h = ops.rms_norm.default(x, w, 1e-6)
+            h = ops.silu.default(h) * ops.exp.default(0.1 * h)
+            return ops.cross_entropy.default(ops.log_softmax.default(ops.linear.default(h, W), -1), target)
+        h = F.rms_norm(x, (8,), w, 1e-6)
+        h = F.silu(h) * torch.exp(0.1 * h)
+        return F.cross_entropy(F.log_softmax(F.linear(h, W), -1), target)
+
+    values = [torch.randn(4, 8), torch.randn(8), torch.randn(5, 8)]
+    ours = [v.clone().requires_grad_() for v in values]
+    ref = [v.double().requires_grad_() for v in values]
+    torch.compile(loss, backend="aot_eager", fullgraph=True)(*ours, True).backward()
+    loss(*ref, False).backward()
+    for o, r in zip(ours, ref):
+        assert _rel_err(o.grad, r.grad) < 1e-5
+
+
+def _grads_of_a_quick_case(name: str) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:
+    """(outputs, input gradients) of the op's last quick case (fp32, fixed seed) through its custom operator."""
+    spec = REGISTRY[name]
+    args, kwargs = spec.case_list("quick")[-1].make(torch.float32, torch.device("cpu"),
+                                                     torch.Generator().manual_seed(3))
+    args = [a.detach().requires_grad_() if isinstance(a, torch.Tensor) and a.is_floating_point() else a
+            for a in args]
+    outs = trainable(name)(*args, **kwargs)
+    outs = outs if isinstance(outs, tuple) else (outs,)
+    leaves = [a for a in args if isinstance(a, torch.Tensor) and a.requires_grad]
+    dys = [torch.randn(o.shape, generator=torch.Generator().manual_seed(4)) for o in outs]
+    return list(outs), list(torch.autograd.grad(outs, leaves, dys, allow_unused=True))
+
+
+@pytest.mark.parametrize("device", ["mlu590", "mlu370"])
+@pytest.mark.parametrize("name", sorted(n for n, s in REGISTRY.items() if s.backward is not None))
+def test_backward_mlu_form_keeps_the_launch_rules(name, device):
+    """The MLU form of an op's training step (the persistent launch style, sized for the device; ops with an
+    MLU kernel of their own run it) gives the tile style's gradients, and every launch of its forward and
+    backward keeps the device's MLU launch rules (grid within the cores, legal num_warps, tiles within
+    NRAM, no float64, no 64-bit atomics)."""
+    from workbench.ops.mlu.persistent import launch_style
+    from workbench.ops.mlu.rules import LaunchRules
+
+    if backends.active().policy.persistent:
+        pytest.skip("the active backend launches persistently already")
+    outs, grads = _grads_of_a_quick_case(name)
+    rules = LaunchRules.for_device(device)
+    with launch_style(True), rules:
+        mlu_outs, mlu_grads = _grads_of_a_quick_case(name)
+    assert rules.clean, rules.violations().to_string()
+    assert not rules.launches().empty
+    tol = GRAD_TOL_FACTOR * REGISTRY[name].tolerance[torch.float32]
+    for got, expected in zip([*mlu_outs, *mlu_grads], [*outs, *grads]):
+        assert (got is None) == (expected is None)
+        if expected is not None:
+            assert _rel_err(got, expected) <= tol

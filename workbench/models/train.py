@@ -1,0 +1,140 @@
+"""Training steps of a Qwen3 model: native vs workbench on the same initial weights and the same data.
+
+One step is forward, loss, backward, the global gradient norm and an AdamW update. Both sides start from
+copies of one model and see the same batches (labels = inputs: the causal-LM loss, shifted by one token).
+
+- native: transformers' own forward with labels (LM head, logits upcast to fp32, cross-entropy), torch's
+  kernels throughout.
+- workbench: the model's body runs our ops through `side.workbench_side` (`execution="eager"`:
+  `use_ops`, our forward and backward kernels where an op has them, native elsewhere; `"compile"`: the
+  body compiled with the workbench backend), and, with `fused_loss`, the LM head and the loss are our
+  fused `linear_cross_entropy` on the final hidden states: the same loss, without the [tokens, vocab]
+  logits in memory (their fp32 copy, log-softmax and gradients are the largest tensors of a step).
+
+The optimizer is torch's AdamW (its default implementation) on both sides. Steps alternate between the
+sides, so that a drifting machine load touches both alike; each side's step time, loss and gradient norm
+are recorded per step. Peak memory (where the device reports it) is a step's peak above what was
+allocated when it began (both models, their optimizer states and the other side's gradients stay
+resident and are left out): the memory the step itself needs.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+
+from workbench import backends
+
+SIDES = ("native", "workbench")
+IGNORE_INDEX = -100  # transformers' label padding
+
+
+@dataclass
+class TrainRun:
+    """Per-step rows (side, step, loss, grad_norm, seconds, peak_mem) and the coverage of our side."""
+
+    steps: pd.DataFrame
+    tokens_per_step: int
+    coverage: pd.DataFrame
+
+    def summary(self) -> dict:
+        """tokens/s per side (warm-up step left out), their ratio, the largest step peak memory per side
+        and its ratio, and the largest relative loss and grad-norm differences over the steps."""
+        s = self.steps
+        warm = s[s.step > 0] if s.step.max() > 0 else s
+        tps = {side: float(self.tokens_per_step * len(g) / g.seconds.sum()) for side, g in warm.groupby("side")}
+        native, ours = (s[s.side == side].set_index("step") for side in SIDES)
+        loss_rel = ((ours.loss - native.loss).abs() / native.loss.abs()).max()
+        gn_rel = ((ours.grad_norm - native.grad_norm).abs() / native.grad_norm.abs()).max()
+        mem = {side: (None if s[s.side == side].peak_mem.isna().all() else int(s[s.side == side].peak_mem.max()))
+               for side in SIDES}
+        return {"tokens_per_s_native": tps["native"], "tokens_per_s_workbench": tps["workbench"],
+                "step_vs_native": tps["workbench"] / tps["native"],
+                "peak_mem_native": mem["native"], "peak_mem_workbench": mem["workbench"],
+                "peak_mem_vs_native": (mem["workbench"] / mem["native"]) if mem["native"] else None,
+                "loss_rel_diff_max": float(loss_rel), "grad_norm_rel_diff_max": float(gn_rel),
+                "steps": int(s.step.max()) + 1}
+
+
+def batches(vocab: int, batch: int, seq: int, steps: int, seed: int, device) -> list[torch.Tensor]:
+    """Fixed random token batches (the labels are the inputs: causal-LM loss)."""
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    return [torch.randint(0, vocab, (batch, seq), generator=gen).to(device) for _ in range(steps)]
+
+
+def _allocated(device: torch.device) -> int | None:
+    return torch.cuda.memory_allocated(device) if device.type == "cuda" else None
+
+
+def _reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def _peak(device: torch.device) -> int | None:
+    return torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+
+
+def fused_causal_lm_loss(model, ids: torch.Tensor) -> torch.Tensor:
+    """transformers' causal-LM loss of `ids` (labels = ids, shifted by one, the last position ignored, mean
+    over the rest) from the model's body and our fused `linear_cross_entropy` for the LM head and loss."""
+    from workbench.ops import linear_cross_entropy
+
+    hidden = model.model(input_ids=ids).last_hidden_state
+    targets = torch.nn.functional.pad(ids[:, 1:], (0, 1), value=IGNORE_INDEX)
+    return linear_cross_entropy(hidden.reshape(-1, hidden.shape[-1]), model.lm_head.weight, targets.reshape(-1),
+                                ignore_index=IGNORE_INDEX)
+
+
+def _grad_norm(model) -> float:
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads])))
+
+
+def train_both(model: torch.nn.Module, steps: int = 20, batch: int = 2, seq: int = 16, lr: float = 1e-3,
+               seed: int = 0, include=None, exclude=None, execution: str = "eager",
+               fused_loss: bool = True) -> TrainRun:
+    """`steps` AdamW steps of native and workbench copies of `model`, alternated step by step (see the
+    module docstring); `include` / `exclude` select our ops as for `use_ops`."""
+    from workbench.dispatch import Coverage
+
+    from .side import workbench_side
+
+    backend = backends.active()
+    device = next(model.parameters()).device
+    models = {side: copy.deepcopy(model).train() for side in SIDES}
+    optimizers = {side: torch.optim.AdamW(m.parameters(), lr=lr) for side, m in models.items()}
+    data = batches(model.config.vocab_size, batch, seq, steps, seed, device)
+    rows, merged, compiled = [], Coverage(), None
+    for i, ids in enumerate(data):
+        for side in SIDES:
+            m = models[side]
+            optimizers[side].zero_grad(set_to_none=True)
+            backend.synchronize()
+            base = _allocated(device)
+            _reset_peak(device)
+            start = time.perf_counter()
+            if side == "native":
+                loss = m(input_ids=ids, labels=ids).loss
+                loss.backward()
+            else:
+                with workbench_side(m.model, include, exclude, execution=execution) as cov:
+                    loss = fused_causal_lm_loss(m, ids) if fused_loss else m(input_ids=ids, labels=ids).loss
+                    loss.backward()
+                if isinstance(cov, Coverage):
+                    merged.merge(cov)
+                else:
+                    compiled = cov  # the compile backend's coverage: one table for every graph
+            norm = _grad_norm(m)
+            optimizers[side].step()
+            backend.synchronize()
+            seconds = time.perf_counter() - start
+            peak = _peak(device)
+            rows.append({"side": side, "step": i, "loss": float(loss.detach()), "grad_norm": norm,
+                         "seconds": seconds, "peak_mem": None if peak is None else peak - base})
+    coverage = compiled.table() if compiled is not None else merged.table()
+    return TrainRun(pd.DataFrame(rows), batch * seq, coverage)
