@@ -12,7 +12,7 @@ copies of one model and see the same batches (labels = inputs: the causal-LM los
   logits in memory (their fp32 copy, log-softmax and gradients are the largest tensors of a step).
 
 The optimizer is torch's AdamW (its default implementation) on both sides. Steps alternate between the
-sides, so that a drifting machine load touches both alike; each side's step time, loss and gradient norm
+sides, and so does the side that goes first, so that a drifting machine load touches both alike; each side's step time, loss and gradient norm
 are recorded per step. Peak memory (where the device reports it) is a step's peak above what was
 allocated when it began (both models, their optimizer states and the other side's gradients stay
 resident and are left out): the memory the step itself needs.
@@ -111,7 +111,7 @@ def train_both(model: torch.nn.Module, steps: int = 20, batch: int = 2, seq: int
     data = batches(model.config.vocab_size, batch, seq, steps, seed, device)
     rows, merged, compiled = [], Coverage(), None
     for i, ids in enumerate(data):
-        for side in SIDES:
+        for side in SIDES if i % 2 == 0 else SIDES[::-1]:  # the side that goes first alternates
             m = models[side]
             optimizers[side].zero_grad(set_to_none=True)
             backend.synchronize()

@@ -17,8 +17,10 @@ from ._library import backward_op, generic
 from .cross_entropy import REDUCTIONS, cross_entropy_backward
 from .spec import Case, Cost, OpSpec, input_grads, nbytes, randn, register
 
-# Logit elements per chunk (64 MiB in fp32): a few hundred rows of a 151936-word vocabulary.
-CHUNK_ELEMENTS = 2**24
+# Logit elements per chunk (128 MiB in bf16): about 440 rows of a 151936-word vocabulary, so that the
+# chunk's matmuls (rows x hidden x vocab, and dweight's sum over the rows) stay large enough to run near the
+# device's matmul rate, while the logits in memory stay a small part of the whole [tokens, vocab].
+CHUNK_ELEMENTS = 2**26
 
 
 def _chunk(n_rows: int, vocab: int, chunk_rows: int) -> int:
