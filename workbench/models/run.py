@@ -492,9 +492,10 @@ def run_model(preset: str | torch.nn.Module = "tiny", backend: str | None = None
     fp32_reference: compare both sides with a float32 twin of the model too (None: where device memory
     allows; a model from `build.twin` is reused as is).
     store: a ResultStore path that receives `summary()` rows.
-    train: instead, `train_steps` AdamW training steps (forward with labels, backward, update) of native
-    and workbench copies of the model on the same batches of `batch` x `prompt_len` tokens, alternated
-    step by step; returns a `train.TrainRun` (per-step loss, grad norm, time; peak memory).
+    train: instead, `train_steps` AdamW training steps (forward, loss, backward, update) of native and
+    workbench copies of the model on the same batches of `batch` x `prompt_len` tokens, alternated step by
+    step (`train.train_both`: our side's loss is the fused linear_cross_entropy; execution None means
+    "eager" here); returns a `train.TrainRun` (per-step loss, grad norm, time, peak step memory).
     """
     if train:
         backends.active(backend)
