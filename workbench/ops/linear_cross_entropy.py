@@ -77,7 +77,7 @@ def linear_cross_entropy_backward(grad: torch.Tensor, x: torch.Tensor, weight: t
     dx = torch.empty_like(x)
     dw = torch.zeros(weight.shape, dtype=torch.float32, device=x.device)
     if reduction == "mean":  # each row's share: the gradient over the count of rows not ignored
-        grad = grad / (target != ignore_index).sum()
+        grad = grad.float() / (target != ignore_index).sum()  # 1/N rounded to bf16 would scale every gradient
     for start in range(0, n, step):
         rows, t = x[start:start + step], target[start:start + step]
         logits = linear(rows, weight)
