@@ -209,3 +209,19 @@ def test_backward_mlu_form_keeps_the_launch_rules(name, device):
         assert (got is None) == (expected is None)
         if expected is not None:
             assert _rel_err(got, expected) <= tol
+
+
+def test_train_run_summary_leaves_the_warm_up_step_out_of_speed_and_memory():
+    import pandas as pd
+
+    from workbench.models.train import TrainRun
+
+    rows = [("native", 0, 10.0, 2.0, 9.0, 900), ("workbench", 0, 10.0, 2.0, 30.0, 990),
+            ("native", 1, 9.0, 1.0, 1.0, 800), ("workbench", 1, 9.09, 1.02, 0.5, 400),
+            ("workbench", 2, 8.0, 1.0, 0.5, 500), ("native", 2, 8.0, 1.0, 1.0, 1000)]
+    steps = pd.DataFrame(rows, columns=["side", "step", "loss", "grad_norm", "seconds", "peak_mem"])
+    s = TrainRun(steps, tokens_per_step=100, coverage=pd.DataFrame()).summary()
+    assert s["tokens_per_s_native"] == 100.0 and s["tokens_per_s_workbench"] == 200.0
+    assert s["step_vs_native"] == 2.0 and s["steps"] == 3
+    assert (s["peak_mem_native"], s["peak_mem_workbench"], s["peak_mem_vs_native"]) == (1000, 500, 0.5)
+    assert abs(s["loss_rel_diff_max"] - 0.01) < 1e-12 and abs(s["grad_norm_rel_diff_max"] - 0.02) < 1e-12

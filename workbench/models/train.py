@@ -42,16 +42,16 @@ class TrainRun:
     coverage: pd.DataFrame
 
     def summary(self) -> dict:
-        """tokens/s per side (warm-up step left out), their ratio, the largest step peak memory per side
-        and its ratio, and the largest relative loss and grad-norm differences over the steps."""
+        """tokens/s per side and the largest step peak memory per side, the warm-up step left out (it
+        compiles and tunes kernels, and the optimizer allocates its state there), their ratios, and the
+        largest relative loss and grad-norm differences over all steps."""
         s = self.steps
         warm = s[s.step > 0] if s.step.max() > 0 else s
         tps = {side: float(self.tokens_per_step * len(g) / g.seconds.sum()) for side, g in warm.groupby("side")}
         native, ours = (s[s.side == side].set_index("step") for side in SIDES)
         loss_rel = ((ours.loss - native.loss).abs() / native.loss.abs()).max()
         gn_rel = ((ours.grad_norm - native.grad_norm).abs() / native.grad_norm.abs()).max()
-        mem = {side: (None if s[s.side == side].peak_mem.isna().all() else int(s[s.side == side].peak_mem.max()))
-               for side in SIDES}
+        mem = {side: None if g.peak_mem.isna().all() else int(g.peak_mem.max()) for side, g in warm.groupby("side")}
         return {"tokens_per_s_native": tps["native"], "tokens_per_s_workbench": tps["workbench"],
                 "step_vs_native": tps["workbench"] / tps["native"],
                 "peak_mem_native": mem["native"], "peak_mem_workbench": mem["workbench"],
