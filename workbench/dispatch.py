@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from numbers import Number
@@ -139,11 +138,7 @@ class _Selection:
         self.coverage = Coverage({ov: name for ov, (name, _, _) in adapters.items()})
 
 
-class _ThreadState(threading.local):
-    busy = False  # inside a workbench kernel or a fallback on this thread
-
-
-_tls = _ThreadState()
+_tls = _library.kernel_state  # busy: inside a workbench kernel (a backward too) or a fallback on this thread
 _base: _Selection | None = None  # from enable()
 _stack: list[_Selection] = []  # from use_ops(), innermost last
 _lib: torch.library.Library | None = None

@@ -56,6 +56,30 @@ class _Strict(threading.local):
 strict = _Strict()
 
 
+class _KernelState(threading.local):
+    busy = False  # inside a workbench kernel (or a use_ops fallback) on this thread
+
+
+# Read by workbench.dispatch: while busy, the ATen calls a kernel makes (allocation, views, copies) run
+# natively rather than through use_ops.
+kernel_state = _KernelState()
+
+
+def _as_kernel(backward: Callable[..., Any]) -> Callable[..., Any]:
+    """An op's backward run as one of our kernels (its own ATen calls native under use_ops, as a forward's
+    are): autograd calls it outside any use_ops kernel."""
+
+    def run(ctx, *grads):
+        state = kernel_state
+        was, state.busy = state.busy, True
+        try:
+            return backward(ctx, *grads)
+        finally:
+            state.busy = was
+
+    return run
+
+
 def twin_name(aten_name: str) -> str:
     """'aten::add.Tensor' -> 'add_Tensor'; 'aten::mm' -> 'mm_default'; 'aten::__and__.Tensor' -> 'and_Tensor'
     (torch refuses overload names with leading underscores)."""
@@ -135,7 +159,7 @@ def _define(qualname: str, schema: str, kernel: Callable, fake: Callable, op: st
     _lib.impl(name, kernel, backends.active().dispatch_key)
     torch.library.register_fake(f"{NAMESPACE}::{name}", fake, lib=_lib)
     if aten_name is None and spec.backward is not None:
-        torch.library.register_autograd(f"{NAMESPACE}::{name}", spec.backward,
+        torch.library.register_autograd(f"{NAMESPACE}::{name}", _as_kernel(spec.backward),
                                         setup_context=spec.setup_context, lib=_lib)
     else:
         _lib.impl(name, _autograd_kernel(op, qualname, aten_name), "Autograd")
