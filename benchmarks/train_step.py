@@ -10,12 +10,15 @@ The AdamW update is torch's on both sides. See docs/training.md.
 GPU (Qwen3-0.6B dims, bf16, batch 4 x 512 tokens, 20 steps; about 2-4 minutes on one H100/H200, most of
 it the first step's kernel compilation and tuning; the device copy has no .git, so pass the commit):
     PYTHONPATH=$PWD python benchmarks/train_step.py --commit <hash>
+The compiled variant (the body through torch.compile with the workbench backend; inductor compiles
+the rest, a few minutes more for the first step):
+    PYTHONPATH=$PWD python benchmarks/train_step.py --execution compile --commit <hash>
 CPU smoke run (tiny preset, fp32, 3 steps, through the Triton interpreter; about a minute):
     PYTHONPATH=$PWD python benchmarks/train_step.py --smoke
 
 Writes <out>/benchmarks/results/<device>/train/summary.json (device, torch, triton, commit, command, model,
 step_vs_native, peak_mem_vs_native, loss_rel_diff_max, ...), steps.json (every step of both sides) and
-coverage.json (what our side served).
+coverage.json (what our side served); the compiled variant's files end in _compile.
 """
 
 from __future__ import annotations
@@ -70,9 +73,10 @@ def main() -> int:
                "layers": model.config.num_hidden_layers, "execution": args.execution,
                "fused_loss": not args.no_fused_loss, "optimizer": "torch.optim.AdamW (default), lr 1e-3",
                **run.summary(), "targets": TARGETS}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (out / "steps.json").write_text(run.steps.to_json(orient="records", indent=1) + "\n")
-    (out / "coverage.json").write_text(run.coverage.to_json(orient="records", indent=1) + "\n")
+    suffix = "" if args.execution == "eager" else f"_{args.execution}"  # both variants can sit side by side
+    (out / f"summary{suffix}.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / f"steps{suffix}.json").write_text(run.steps.to_json(orient="records", indent=1) + "\n")
+    (out / f"coverage{suffix}.json").write_text(run.coverage.to_json(orient="records", indent=1) + "\n")
     print(run.steps.pivot(index="step", columns="side", values=["loss", "seconds", "peak_mem"]).to_string())
     print(f"wrote {out}")
     print(f"\n{'metric':<22}{'value':>12}{'target':>10}")

@@ -1,6 +1,6 @@
 """Training steps of a Qwen3 model: native vs workbench on the same initial weights and the same data.
 
-One step is forward, loss, backward, the global gradient norm and an AdamW update. Both sides start from
+One step is forward (no KV cache), loss, backward, the global gradient norm and an AdamW update. Both sides start from
 copies of one model and see the same batches (labels = inputs: the causal-LM loss, shifted by one token).
 
 - native: transformers' own forward with labels (LM head, logits upcast to fp32, cross-entropy), torch's
@@ -84,7 +84,7 @@ def fused_causal_lm_loss(model, ids: torch.Tensor) -> torch.Tensor:
     over the rest) from the model's body and our fused `linear_cross_entropy` for the LM head and loss."""
     from workbench.ops import linear_cross_entropy
 
-    hidden = model.model(input_ids=ids).last_hidden_state
+    hidden = model.model(input_ids=ids, use_cache=False).last_hidden_state
     targets = torch.nn.functional.pad(ids[:, 1:], (0, 1), value=IGNORE_INDEX)
     return linear_cross_entropy(hidden.reshape(-1, hidden.shape[-1]), model.lm_head.weight, targets.reshape(-1),
                                 ignore_index=IGNORE_INDEX)
@@ -119,11 +119,12 @@ def train_both(model: torch.nn.Module, steps: int = 20, batch: int = 2, seq: int
             _reset_peak(device)
             start = time.perf_counter()
             if side == "native":
-                loss = m(input_ids=ids, labels=ids).loss
+                loss = m(input_ids=ids, labels=ids, use_cache=False).loss
                 loss.backward()
             else:
                 with workbench_side(m.model, include, exclude, execution=execution) as cov:
-                    loss = fused_causal_lm_loss(m, ids) if fused_loss else m(input_ids=ids, labels=ids).loss
+                    loss = (fused_causal_lm_loss(m, ids) if fused_loss
+                            else m(input_ids=ids, labels=ids, use_cache=False).loss)
                     loss.backward()
                 if isinstance(cov, Coverage):
                     merged.merge(cov)
