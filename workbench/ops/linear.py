@@ -8,7 +8,7 @@ import math
 
 import torch
 
-from . import _matmul, mm  # noqa: F401 (mm's custom operator serves the weight gradient)
+from . import _matmul
 from ._common import Plans, geometry, new_output, new_output_of
 from ._launch import aligned
 from ._library import generic
