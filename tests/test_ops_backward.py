@@ -225,3 +225,31 @@ def test_train_run_summary_leaves_the_warm_up_step_out_of_speed_and_memory():
     assert s["step_vs_native"] == 2.0 and s["steps"] == 3
     assert (s["peak_mem_native"], s["peak_mem_workbench"], s["peak_mem_vs_native"]) == (1000, 500, 0.5)
     assert abs(s["loss_rel_diff_max"] - 0.01) < 1e-12 and abs(s["grad_norm_rel_diff_max"] - 0.02) < 1e-12
+
+
+# The backwards that size their own launches (the rest run on the shared launchers, tested with them).
+OWN_BACKWARD_LAUNCHES = ["cross_entropy", "embedding", "layer_norm", "log_softmax", "rms_norm", "silu_and_mul",
+                         "softmax"]
+
+
+@pytest.mark.parametrize("name", OWN_BACKWARD_LAUNCHES)
+def test_backward_mlu_form_streams_rows_and_walks_every_run_on_a_small_device(name):
+    """On a device of 4 cores and 8 KiB of NRAM, one program owns many rows and rows are streamed in
+    chunks: paths the quick cases never take on a real MLU's figures; the gradients stay the tile
+    style's and the launches keep the rules."""
+    from workbench.ops.mlu.persistent import launch_style
+    from workbench.ops.mlu.rules import LaunchRules
+
+    if backends.active().policy.persistent:
+        pytest.skip("the active backend launches persistently already")
+    outs, grads = _grads_of_a_quick_case(name)
+    rules = LaunchRules.for_device("mlu590", cores=4, nram_bytes=8 * 1024)
+    with launch_style(True), rules:
+        mlu_outs, mlu_grads = _grads_of_a_quick_case(name)
+    assert rules.clean, rules.violations().to_string()
+    assert set(rules.launches()["tasks"]) == {4}  # one program of 4 tasks
+    tol = GRAD_TOL_FACTOR * REGISTRY[name].tolerance[torch.float32]
+    for got, expected in zip([*mlu_outs, *mlu_grads], [*outs, *grads]):
+        assert (got is None) == (expected is None)
+        if expected is not None:
+            assert _rel_err(got, expected) <= tol
