@@ -565,13 +565,17 @@ def _backend_option(p, what: str = "default: detected (mlu > cuda > cpu)") -> No
     p.add_argument("--backend", choices=BACKEND_NAMES, help=what)
 
 
-def _ops_argument(p, what: str = "op names (default: all)") -> None:
-    p.add_argument("ops", nargs="*", metavar="OP", help=what)
-
-
 def _values(p, flag: str, what: str, **kw) -> None:
     """An option taking several values as one comma-separated word (it never eats what follows)."""
     p.add_argument(flag, type=comma_list, metavar="A,B", help=what, **kw)
+
+
+def _op_runs(p, cases: str, dtypes: str, default_cases: list[str] | None = None) -> None:
+    """What check, bench and regress run: the ops, the backend, --cases and --dtype."""
+    p.add_argument("ops", nargs="*", metavar="OP", help="op names (default: all)")
+    _backend_option(p)
+    _values(p, "--cases", cases, default=default_cases)
+    _values(p, "--dtype", dtypes)
 
 
 def _sweep_options(p, store_help: str) -> None:
@@ -603,10 +607,8 @@ def _add_check(sub) -> None:
                  "workbench check --cases quick rms_norm softmax\n"
                  "workbench check mm --cases quick,edge,llm --dtype bf16 --csv check.csv\n"
                  "workbench check --variant mlu --profile mlu370 --cases quick,edge")
-    _ops_argument(p)
-    _backend_option(p)
-    _values(p, "--cases", "case sets: quick, edge, llm (default: quick)", default=["quick"])
-    _values(p, "--dtype", "fp32, fp16, bf16 (default: every dtype the op takes)")
+    _op_runs(p, "case sets: quick, edge, llm (default: quick)",
+             "fp32, fp16, bf16 (default: every dtype the op takes)", default_cases=["quick"])
     _common_run_options(p)
     p.add_argument("--csv", help="also write the full table to this CSV file")
     p.add_argument("--tracebacks", type=int, default=3, help="tracebacks of failures to print (default 3)")
@@ -628,10 +630,7 @@ def _add_bench(sub) -> None:
                  "time budget on the cpu interpreter (stderr says which defaults were used).",
                  "workbench bench rms_norm mm --cases llm --dtype bf16 --csv bench.csv --plot plots/\n"
                  "workbench bench --cases quick softmax --store out/workbench.db")
-    _ops_argument(p)
-    _backend_option(p)
-    _values(p, "--cases", "case sets (default: llm on a GPU, quick on cpu)")
-    _values(p, "--dtype", "dtypes (default: bf16 on a GPU, fp32 on cpu)")
+    _op_runs(p, "case sets (default: llm on a GPU, quick on cpu)", "dtypes (default: bf16 on a GPU, fp32 on cpu)")
     p.add_argument("--all-variants", action="store_true", help="also time every backend variant (e.g. mlu)")
     _values(p, "--peers", "also time these peers on the same inputs: inductor, flaggems (extra 'peers')")
     _sweep_options(p, "append the rows to this ResultStore as one run")
@@ -693,11 +692,9 @@ def _add_regress(sub) -> None:
                  "but not judged; on a GPU: llm cases in bf16, a >10% slowdown fails.",
                  "workbench regress --out out/regress\n"
                  "workbench regress rms_norm softmax --cases llm --dtype bf16 --threshold 0.05")
-    _ops_argument(p)
-    _backend_option(p)
-    _values(p, "--cases", "bench case sets (default: quick on cpu, llm on a GPU)")
+    _op_runs(p, "bench case sets (default: quick on cpu, llm on a GPU)",
+             "bench dtypes (default: fp32 on cpu, bf16 on a GPU)")
     _values(p, "--check-cases", "correctness case sets (default: quick,edge; +llm on a GPU)")
-    _values(p, "--dtype", "bench dtypes (default: fp32 on cpu, bf16 on a GPU)")
     _values(p, "--check-dtype", "correctness dtypes (default: fp32,bf16 on cpu; all on a GPU)")
     p.add_argument("--baseline", default="store", help="store (default) | update | none | a run id")
     p.add_argument("--threshold", type=float, help="relative slowdown vs baseline that fails (default: 0.1 on "
