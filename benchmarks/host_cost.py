@@ -43,7 +43,7 @@ import torch
 import workbench
 from workbench import backends
 from workbench.ops import REGISTRY
-from workbench.profiling.meta import run_metadata
+from workbench.store.meta import run_metadata
 from workbench.profiling.no_kernels import no_kernels
 
 CALLS = 2000

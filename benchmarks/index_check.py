@@ -31,7 +31,7 @@ from workbench import backends
 from workbench.ops import REGISTRY, _index_check
 from workbench.ops.spec import Case
 from workbench.profiling.correctness import make_inputs
-from workbench.profiling.meta import run_metadata
+from workbench.store.meta import run_metadata
 from workbench.profiling.timing import host_time_us
 
 OPS = ("embedding", "index_select", "gather", "cross_entropy")

@@ -62,7 +62,7 @@ def main() -> None:
     import torch
 
     from workbench.ops import _matmul
-    from workbench.profiling.meta import run_metadata
+    from workbench.store.meta import run_metadata
     from workbench.profiling.timing import kernel_time
 
     args.out.mkdir(parents=True, exist_ok=True)

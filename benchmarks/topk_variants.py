@@ -120,7 +120,7 @@ def main() -> int:
     import pandas as pd
     import torch
 
-    from workbench.profiling.meta import run_metadata
+    from workbench.store.meta import run_metadata
     from workbench.profiling.timing import kernel_time
 
     def log(msg: str) -> None:

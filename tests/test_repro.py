@@ -17,8 +17,8 @@ from workbench.ops import _tuning  # binds the backend before triton is imported
 import triton  # noqa: E402
 import triton.language as tl  # noqa: E402
 
-from workbench.profiling import ResultStore  # noqa: E402
-from workbench.profiling.meta import run_metadata  # noqa: E402
+from workbench.store import ResultStore  # noqa: E402
+from workbench.store.meta import run_metadata  # noqa: E402
 from workbench.profiling.timing import UNSTABLE_SPREAD, alternated_rounds, rounds_of  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))

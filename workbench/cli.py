@@ -55,8 +55,7 @@ def _sweep(args, kind: str, params: dict):
     """`kind` over --devices, one worker process per device (workbench/sweep.py); the store (--store, else
     the default one) keeps each op's seconds, which balance the next sweep."""
     from workbench import sweep
-    from workbench.regression import default_store_path
-    from workbench.store import ResultStore
+    from workbench.store import ResultStore, default_store_path
 
     df, _ = sweep.run(kind, args.devices, params, store=ResultStore(args.store or default_store_path()),
                       timeout=args.worker_timeout, log=lambda line: print(line, file=sys.stderr))
@@ -249,7 +248,7 @@ def cmd_check(args) -> int:
     with pd.option_context("display.width", 200, "display.max_colwidth", 60, "display.max_rows", None):
         print(df[columns].to_string(index=False))
     if args.csv:
-        from workbench.profiling.meta import run_metadata
+        from workbench.store.meta import run_metadata
 
         df.drop(columns=["traceback"]).assign(**run_metadata()).to_csv(args.csv, index=False)
     failed = failures(df)
@@ -311,9 +310,10 @@ def cmd_bench(args) -> int:
     import pandas as pd
 
     backend = _bind_backend(args.backend)
-    from workbench.profiling import ResultStore, side_by_side
+    from workbench.profiling import side_by_side
+    from workbench.store import ResultStore
     from workbench.profiling.correctness import parse_dtypes
-    from workbench.profiling.meta import run_metadata
+    from workbench.store.meta import run_metadata
 
     ops = _selected_ops(args.ops)
     _bench_defaults(args, backend)
@@ -448,7 +448,8 @@ def cmd_tune(args) -> int:
     """Pre-tune a model's shape set (each key's choice goes to the store's tuning cache); show / clear it."""
     import pandas as pd
 
-    from workbench.profiling import ResultStore, tuning
+    from workbench.profiling import tuning
+    from workbench.store import ResultStore
 
     store = ResultStore(args.store) if args.store else tuning.default_store()
     if args.clear:
@@ -463,9 +464,11 @@ def cmd_tune(args) -> int:
     if not args.model:
         raise ValueError("tune: give --model, --show or --clear")
     _bind_backend(args.backend)
+    from workbench.models.pretune import pretune  # after the backend is bound: workbench.models fixes it
+
     tuning.install(cache=store)
-    df = tuning.pretune(args.model, ops=args.ops, tokens=[int(t) for t in args.tokens], dtype=args.dtype,
-                        progress=not args.no_progress)
+    df = pretune(args.model, ops=args.ops, tokens=[int(t) for t in args.tokens], dtype=args.dtype,
+                 progress=not args.no_progress)
     with pd.option_context("display.width", 200, "display.max_rows", None):
         print(df.to_string(index=False))
     print(f"\n{int(df['tuned'].sum())} keys tuned, {int(df['from_cache'].sum())} found in {store.location}")
@@ -517,7 +520,7 @@ def cmd_comm_bench(args) -> int:
             fig.savefig(args.png, dpi=110)
             plt.close(fig)
         if args.store:
-            from workbench.profiling.store import ResultStore
+            from workbench.store import ResultStore
 
             meta = df.iloc[0][["device", "backend", "torch", "triton", "commit", "dirty", "timestamp", "host"]]
             print(f"stored run {ResultStore(args.store).append(df, 'comm', meta=meta.to_dict())} in {args.store}")

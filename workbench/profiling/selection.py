@@ -22,7 +22,7 @@ import torch
 
 from workbench.ops.spec import REGISTRY, Unsupported
 
-from .store import KEY, ResultStore
+from workbench.store import KEY, ResultStore
 from .timing import beyond_spread
 
 DECODE_NUMEL = 64 * 4096
