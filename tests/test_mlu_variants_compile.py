@@ -21,8 +21,8 @@ from workbench import backends
 from workbench.backends import mlu_devices
 from workbench.ops import REGISTRY
 from workbench.ops.mlu import _kernel_trace as kt
-from workbench.profiling.correctness import make_inputs
 from workbench.ops.mlu.rules import LaunchRules
+from workbench.profiling.correctness import make_inputs
 
 pytestmark = pytest.mark.skipif(not backends.active().interpreted, reason="a GPU run compiles them anyway")
 

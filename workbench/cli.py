@@ -311,8 +311,8 @@ def cmd_bench(args) -> int:
 
     backend = _bind_backend(args.backend)
     from workbench.profiling import side_by_side
-    from workbench.store import ResultStore
     from workbench.profiling.correctness import parse_dtypes
+    from workbench.store import ResultStore
     from workbench.store.meta import run_metadata
 
     ops = _selected_ops(args.ops)
@@ -334,7 +334,7 @@ def cmd_bench(args) -> int:
     if args.csv:
         df.drop(columns=["traceback"]).to_csv(args.csv, index=False)
     if args.plot:
-        from workbench.reports.figures import save_figures, bench_figures
+        from workbench.reports.figures import bench_figures, save_figures
 
         save_figures(bench_figures(df), args.plot)
     errors = table[table["error"].fillna("") != ""]

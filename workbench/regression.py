@@ -203,8 +203,8 @@ def baseline_rows(store, device: str, baseline: str) -> pd.DataFrame:
 
 def compare_with_baseline(cfg: Config, bench_df: pd.DataFrame) -> pd.DataFrame:
     """The run joined with its baseline; `regressed` only for Triton rows (native is context)."""
-    from workbench.store import compare as compare_runs
     from workbench.store import ResultStore
+    from workbench.store import compare as compare_runs
 
     base = baseline_rows(ResultStore(cfg.store), cfg.device, cfg.baseline)
     ok = bench_df[bench_df["ms"].notna()]

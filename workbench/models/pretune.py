@@ -58,7 +58,8 @@ def pretune(model: str, ops: Iterable[str] | None = None, tokens: Iterable[int] 
     import torch
     from tqdm.auto import tqdm
 
-    from workbench import backends, ops as wops
+    from workbench import backends
+    from workbench import ops as wops
     from workbench.ops import _tuning
     from workbench.profiling.correctness import parse_dtypes
 
