@@ -34,7 +34,7 @@ import torch
 
 from workbench import backends
 
-from .spec import FALLBACK_ERRORS, REGISTRY, OpSpec
+from .spec import FALLBACK_ERRORS, REGISTRY, OpSpec, aten_overload
 
 NAMESPACE = "workbench"
 _lib = torch.library.Library(NAMESPACE, "FRAGMENT")
@@ -146,8 +146,6 @@ def _fake_twin(overload: torch._ops.OpOverload) -> Callable[..., Any]:
 
 
 def _run_twin(op: str, aten_name: str, backend: str) -> Callable[..., Any]:
-    from workbench.selection import aten_overload
-
     native = aten_overload(aten_name)
 
     def kernel(*args, **kwargs):
@@ -171,8 +169,6 @@ def _run_twin(op: str, aten_name: str, backend: str) -> Callable[..., Any]:
 
 def define(spec: OpSpec) -> None:
     """Define (once per name) the custom operators of a registered op; see the module docstring."""
-    from workbench.selection import aten_overload
-
     backend = backends.active().name
     if f"{spec.name}.default" not in _defined:
         schema = _generic_schema(spec)
