@@ -107,7 +107,7 @@ def main() -> int:
     import pandas as pd
 
     from workbench.profiling import check, failures
-    from workbench.profiling.meta import run_metadata
+    from workbench.store.meta import run_metadata
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -43,8 +43,8 @@ import torch
 import workbench
 from workbench import backends
 from workbench.ops import REGISTRY
-from workbench.profiling.meta import run_metadata
 from workbench.profiling.no_kernels import no_kernels
+from workbench.store.meta import run_metadata
 
 CALLS = 2000
 OPS = ["add", "mul", "silu", "rms_norm", "softmax", "linear", "argmax", "embedding", "cat", "copy", "rope",
@@ -124,8 +124,12 @@ def registry_calls(names: list[str]) -> dict:
         spec = REGISTRY[op]
         case, args, kwargs = smallest_llm_case(spec)
         impl = spec.implementation(backends.active().name)
-        native = (lambda spec=spec, args=args, kwargs=kwargs: spec.reference(*args, **kwargs))
-        direct = (lambda impl=impl, args=args, kwargs=kwargs: impl(*args, **kwargs))
+        def native(spec=spec, args=args, kwargs=kwargs):
+            return spec.reference(*args, **kwargs)
+
+        def direct(impl=impl, args=args, kwargs=kwargs):
+            return impl(*args, **kwargs)
+
         table[op] = (case.name, native, direct, native if spec.aten else None)
     return table
 

@@ -81,7 +81,7 @@ def main() -> None:
     import pandas as pd
 
     from workbench.ops import REGISTRY
-    from workbench.profiling.meta import run_metadata
+    from workbench.store.meta import run_metadata
 
     ops = args.ops or sorted(REGISTRY)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -31,8 +31,8 @@ from workbench import backends
 from workbench.ops import REGISTRY, _index_check
 from workbench.ops.spec import Case
 from workbench.profiling.correctness import make_inputs
-from workbench.profiling.meta import run_metadata
 from workbench.profiling.timing import host_time_us
+from workbench.store.meta import run_metadata
 
 OPS = ("embedding", "index_select", "gather", "cross_entropy")
 ROOT = Path(__file__).resolve().parents[1]

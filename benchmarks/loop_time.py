@@ -59,7 +59,7 @@ def main() -> int:
     parser.add_argument("--ready-timeout", type=float, default=120.0)
     args = parser.parse_args()
 
-    from workbench.profiling.meta import run_metadata
+    from workbench.store.meta import run_metadata
 
     meta = run_metadata()
     rows = [timed("check", args, warm=False)]  # cold, for comparison

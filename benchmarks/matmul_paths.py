@@ -62,8 +62,8 @@ def main() -> None:
     import torch
 
     from workbench.ops import _matmul
-    from workbench.profiling.meta import run_metadata
     from workbench.profiling.timing import kernel_time
+    from workbench.store.meta import run_metadata
 
     args.out.mkdir(parents=True, exist_ok=True)
     meta = run_metadata()

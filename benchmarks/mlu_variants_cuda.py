@@ -31,9 +31,9 @@ import pandas as pd  # noqa: E402
 
 from workbench import backends  # noqa: E402
 from workbench.ops import REGISTRY  # noqa: E402
-from workbench.profiling.correctness import dtype_name, failures, make_inputs, parse_dtypes  # noqa: E402
 from workbench.profiling import check_rules  # noqa: E402
-from workbench.profiling.meta import run_metadata  # noqa: E402
+from workbench.profiling.correctness import dtype_name, failures, make_inputs, parse_dtypes  # noqa: E402
+from workbench.store.meta import run_metadata  # noqa: E402
 
 VARIANTS = ("mlu", "generic")
 STEM = "mlu_variants_cuda"

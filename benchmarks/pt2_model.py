@@ -305,7 +305,7 @@ def main() -> int:
     backend = backends.active()  # before triton: it fixes the interpreter mode on the cpu
     import triton
 
-    from workbench.profiling.meta import run_metadata
+    from workbench.store.meta import run_metadata
 
     meta = run_metadata()
     device_name = meta["device"]

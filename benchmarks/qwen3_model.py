@@ -38,7 +38,7 @@ import pandas as pd
 
 from workbench import backends
 from workbench.models import TARGETS, bisect, build_model, run_model, write_tables
-from workbench.profiling.meta import run_metadata
+from workbench.store.meta import run_metadata
 
 
 def _stage(log: dict, name: str, t0: float) -> None:

@@ -28,7 +28,7 @@ from workbench import backends
 from workbench.models import build_model, measure
 from workbench.models.build import twin
 from workbench.models.run import _free_device_bytes, _random_prompt
-from workbench.profiling.meta import run_metadata
+from workbench.store.meta import run_metadata
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:

@@ -105,7 +105,7 @@ def main() -> int:
 
     import pandas as pd
 
-    from workbench.profiling.meta import run_metadata
+    from workbench.store.meta import run_metadata
 
     t0 = time.perf_counter()
     meta = run_metadata()

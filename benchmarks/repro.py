@@ -95,8 +95,8 @@ def main() -> int:
     from workbench import backends
 
     backends.active()
-    from workbench.profiling import ResultStore
-    from workbench.profiling.meta import run_metadata
+    from workbench.store import ResultStore
+    from workbench.store.meta import run_metadata
 
     meta = run_metadata()
     slug = re.sub(r"[^A-Za-z0-9]+", "-", meta["device"]).strip("-").lower()

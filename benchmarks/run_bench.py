@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from workbench.reports.figures import bench_figures, save_figures
 from workbench.profiling import bench, roofline, side_by_side
+from workbench.reports.figures import bench_figures, save_figures
 
 BANDWIDTH_OPS = {"add", "mul", "silu", "gelu", "exp", "softmax", "rms_norm", "layer_norm"}
 LARGE_BYTES = 32 << 20  # below this an op is latency-bound and the bandwidth target does not apply

@@ -19,7 +19,7 @@ import torch
 
 from workbench.ops import REGISTRY
 from workbench.profiling.correctness import _upcast, make_inputs
-from workbench.profiling.meta import run_metadata
+from workbench.store.meta import run_metadata
 
 
 def needed(out: torch.Tensor, ref: torch.Tensor) -> tuple[float, float]:

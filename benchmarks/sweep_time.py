@@ -95,7 +95,7 @@ def main() -> int:
     args = parser.parse_args()
 
     from workbench import backends
-    from workbench.profiling.meta import run_metadata
+    from workbench.store.meta import run_metadata
 
     backend = backends.active()
     meta = run_metadata()

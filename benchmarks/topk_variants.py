@@ -120,8 +120,8 @@ def main() -> int:
     import pandas as pd
     import torch
 
-    from workbench.profiling.meta import run_metadata
     from workbench.profiling.timing import kernel_time
+    from workbench.store.meta import run_metadata
 
     def log(msg: str) -> None:
         print(f"[{time.monotonic() - START:6.1f}s] {msg}", flush=True)

@@ -23,9 +23,10 @@ from workbench import backends  # before triton: it picks the interpreter or com
 from workbench.ops import _elementwise, _rows, _split_rows
 from workbench.ops._launch import launch
 from workbench.profiling import roofline
-from workbench.profiling.meta import run_metadata
 from workbench.profiling.timing import kernel_time
+from workbench.store.meta import run_metadata
 
+# isort: split
 import triton  # noqa: E402
 
 DT = torch.bfloat16

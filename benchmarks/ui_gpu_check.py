@@ -97,9 +97,9 @@ def main() -> int:
     os.environ["WORKBENCH_BACKEND"] = args.backend
 
     from workbench import backends, regression
-    from workbench.profiling.meta import run_metadata
     from workbench.porting import promote, worker
     from workbench.reports import views
+    from workbench.store.meta import run_metadata
 
     backends.active(args.backend)
     gpu = args.backend != "cpu"

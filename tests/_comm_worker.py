@@ -97,7 +97,10 @@ def check_async(comm: Communicator):
 def bad_cases(comm: Communicator) -> dict:
     last = WORLD - 1
     me = RANK
-    f32 = lambda n: torch.ones(n)
+
+    def f32(n):
+        return torch.ones(n)
+
     return {
         "size mismatch": lambda: comm.all_reduce(f32(5 if me == last else 4)),
         "dtype mismatch": lambda: comm.all_reduce(torch.ones(4, dtype=torch.int32 if me == last else torch.float32)),

@@ -6,6 +6,7 @@ import sys
 
 from workbench.ops import _tuning  # binds the backend before triton is imported
 
+# isort: split
 import triton  # noqa: E402
 import triton.language as tl  # noqa: E402
 

@@ -9,8 +9,10 @@ import pytest  # noqa: E402
 from workbench import backends  # noqa: E402
 from workbench.cli import main  # noqa: E402
 from workbench.ops import REGISTRY  # noqa: E402
-from workbench.profiling import ResultStore, bench, plots, side_by_side  # noqa: E402
+from workbench.profiling import bench, side_by_side  # noqa: E402
 from workbench.profiling.roofline import Peaks, roofline  # noqa: E402
+from workbench.reports import plots  # noqa: E402
+from workbench.store import ResultStore  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

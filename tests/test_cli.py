@@ -74,7 +74,7 @@ def test_bench_on_the_interpreter_says_its_defaults(capsys, tmp_path):
     assert main(["bench", "neg", "--no-progress", "--rep-ms", "1", "--store", str(store)]) == 0
     err = capsys.readouterr().err
     assert "--cases quick" in err and "--dtype fp32" in err and "--rep-ms" not in err
-    from workbench.profiling import ResultStore
+    from workbench.store import ResultStore
 
     assert len(ResultStore(store).runs("bench")) == 1  # one run for all ops
 

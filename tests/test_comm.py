@@ -162,7 +162,7 @@ def test_comm_bench_under_torchrun(tmp_path):
     assert (df.loc[df["impl"] != "raw", "overhead"] > 0).all()
     assert {"commit", "torch", "device", "command", "clusters"} <= set(df.columns)
     assert png.stat().st_size > 10_000
-    from workbench.profiling.store import ResultStore
+    from workbench.store import ResultStore
 
     stored = ResultStore(store).latest("comm")
     assert len(stored) == len(df) and set(stored["op"]) == set(cb.COLLECTIVES)

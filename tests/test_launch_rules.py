@@ -17,6 +17,7 @@ from workbench import backends
 backends.active()  # bind the backend, and TRITON_INTERPRET with it, before the kernels below are defined
 
 import mlu_bad_kernels as bad  # noqa: E402
+
 from workbench.backends import mlu_devices  # noqa: E402
 from workbench.ops.mlu import _kernel_trace as kt  # noqa: E402
 from workbench.ops.mlu.rules import LaunchRules, dot_problems  # noqa: E402

@@ -22,7 +22,7 @@ from workbench.models import (
     run_model,
 )
 from workbench.ops import REGISTRY
-from workbench.profiling.store import ResultStore
+from workbench.store import ResultStore
 
 TINY = {"batch": 2, "prompt_len": 8, "new_tokens": 2, "warmup": 0, "reps": 1, "decode_reps": 1, "profile_steps": 1}
 # The shared run leaves topk native: the interpreter's tl.sort makes one top-50 call over 512 logits take

@@ -11,8 +11,8 @@ import pytest
 
 from workbench import backends
 from workbench.ops import REGISTRY
-from workbench.profiling.correctness import check_case, dtype_name
 from workbench.ops.mlu.rules import LaunchRules
+from workbench.profiling.correctness import check_case, dtype_name
 
 
 def _params():

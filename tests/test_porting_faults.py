@@ -26,7 +26,8 @@ from workbench.cli import main
 from workbench.ops import spec as opspec
 from workbench.porting import PromotionError, promote, promotion, worker
 from workbench.porting.candidate import CandidateError, check_op_name
-from workbench.profiling import ResultStore, correctness
+from workbench.profiling import correctness
+from workbench.store import ResultStore
 
 FAST = dict(cases=["quick"], dtypes=["fp32"], bench_cases=["quick"], bench_dtypes=["fp32"], progress=False)
 BASELINE_ROWS = 3

@@ -9,8 +9,8 @@ from helpers import CANDIDATES, git_status, repo_copy, shared_cache
 
 from workbench import backends
 from workbench.cli import main
-from workbench.profiling import ResultStore
 from workbench.porting import PromotionError, promote
+from workbench.store import ResultStore
 
 FAST = dict(cases=["quick"], dtypes=["fp32"], bench_cases=["quick"], bench_dtypes=["fp32"], progress=False)
 

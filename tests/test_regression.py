@@ -10,7 +10,7 @@ import pytest  # noqa: E402
 from helpers import shared_cache  # noqa: E402
 
 from workbench import regression  # noqa: E402
-from workbench.profiling import ResultStore  # noqa: E402
+from workbench.store import ResultStore  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -14,12 +14,13 @@ import workbench
 from workbench import backends
 from workbench.ops import _tuning  # binds the backend before triton is imported
 
+# isort: split
 import triton  # noqa: E402
 import triton.language as tl  # noqa: E402
 
-from workbench.profiling import ResultStore  # noqa: E402
-from workbench.profiling.meta import run_metadata  # noqa: E402
 from workbench.profiling.timing import UNSTABLE_SPREAD, alternated_rounds, rounds_of  # noqa: E402
+from workbench.store import ResultStore  # noqa: E402
+from workbench.store.meta import run_metadata  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 import _tuned_kernel  # noqa: E402

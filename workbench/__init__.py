@@ -4,24 +4,12 @@ Subpackages load on first use. The first one that defines kernels (`workbench.op
 to one backend: $WORKBENCH_BACKEND, else mlu > cuda > cpu (see workbench.backends.active).
 """
 
-import importlib
+from workbench._lazy import attach
 
-__all__ = ["backends", "ops", "profiling", "dispatch", "compile"]
 __version__ = "0.1.0"
 
-# The ATen dispatch override (workbench.dispatch): `with workbench.use_ops() as cov: ...`.
-_DISPATCH = ("enable", "disable", "use_ops")
-__all__ += list(_DISPATCH)
-# The torch.compile backend (workbench.compile): importing it registers backend="workbench".
-_COMPILE = ("compile_coverage",)
-__all__ += list(_COMPILE)
-
-
-def __getattr__(name: str):
-    if name in _DISPATCH:
-        return getattr(importlib.import_module(f"{__name__}.dispatch"), name)
-    if name in _COMPILE:
-        return getattr(importlib.import_module(f"{__name__}.compile"), name)
-    if name in __all__:
-        return importlib.import_module(f"{__name__}.{name}")
-    raise AttributeError(f"module 'workbench' has no attribute {name!r}")
+# The ATen dispatch override (workbench.dispatch): `with workbench.use_ops() as cov: ...`; the
+# torch.compile backend (workbench.compile): importing it registers backend="workbench".
+__getattr__, __all__ = attach(__name__, ["backends", "ops", "profiling", "dispatch", "compile"],
+                              {"enable": "dispatch", "disable": "dispatch", "use_ops": "dispatch",
+                               "compile_coverage": "compile"})

@@ -55,8 +55,7 @@ def _sweep(args, kind: str, params: dict):
     """`kind` over --devices, one worker process per device (workbench/sweep.py); the store (--store, else
     the default one) keeps each op's seconds, which balance the next sweep."""
     from workbench import sweep
-    from workbench.regression import default_store_path
-    from workbench.store import ResultStore
+    from workbench.store import ResultStore, default_store_path
 
     df, _ = sweep.run(kind, args.devices, params, store=ResultStore(args.store or default_store_path()),
                       timeout=args.worker_timeout, log=lambda line: print(line, file=sys.stderr))
@@ -249,7 +248,7 @@ def cmd_check(args) -> int:
     with pd.option_context("display.width", 200, "display.max_colwidth", 60, "display.max_rows", None):
         print(df[columns].to_string(index=False))
     if args.csv:
-        from workbench.profiling.meta import run_metadata
+        from workbench.store.meta import run_metadata
 
         df.drop(columns=["traceback"]).assign(**run_metadata()).to_csv(args.csv, index=False)
     failed = failures(df)
@@ -311,9 +310,10 @@ def cmd_bench(args) -> int:
     import pandas as pd
 
     backend = _bind_backend(args.backend)
-    from workbench.profiling import ResultStore, side_by_side
+    from workbench.profiling import side_by_side
     from workbench.profiling.correctness import parse_dtypes
-    from workbench.profiling.meta import run_metadata
+    from workbench.store import ResultStore
+    from workbench.store.meta import run_metadata
 
     ops = _selected_ops(args.ops)
     _bench_defaults(args, backend)
@@ -334,7 +334,7 @@ def cmd_bench(args) -> int:
     if args.csv:
         df.drop(columns=["traceback"]).to_csv(args.csv, index=False)
     if args.plot:
-        from workbench.reports.figures import save_figures, bench_figures
+        from workbench.reports.figures import bench_figures, save_figures
 
         save_figures(bench_figures(df), args.plot)
     errors = table[table["error"].fillna("") != ""]
@@ -458,7 +458,8 @@ def cmd_tune(args) -> int:
     """Pre-tune a model's shape set (each key's choice goes to the store's tuning cache); show / clear it."""
     import pandas as pd
 
-    from workbench.profiling import ResultStore, tuning
+    from workbench.profiling import tuning
+    from workbench.store import ResultStore
 
     store = ResultStore(args.store) if args.store else tuning.default_store()
     if args.clear:
@@ -473,9 +474,11 @@ def cmd_tune(args) -> int:
     if not args.model:
         raise ValueError("tune: give --model, --show or --clear")
     _bind_backend(args.backend)
+    from workbench.models.pretune import pretune  # after the backend is bound: workbench.models fixes it
+
     tuning.install(cache=store)
-    df = tuning.pretune(args.model, ops=args.ops, tokens=[int(t) for t in args.tokens], dtype=args.dtype,
-                        progress=not args.no_progress)
+    df = pretune(args.model, ops=args.ops, tokens=[int(t) for t in args.tokens], dtype=args.dtype,
+                 progress=not args.no_progress)
     with pd.option_context("display.width", 200, "display.max_rows", None):
         print(df.to_string(index=False))
     print(f"\n{int(df['tuned'].sum())} keys tuned, {int(df['from_cache'].sum())} found in {store.location}")
@@ -527,7 +530,7 @@ def cmd_comm_bench(args) -> int:
             fig.savefig(args.png, dpi=110)
             plt.close(fig)
         if args.store:
-            from workbench.profiling.store import ResultStore
+            from workbench.store import ResultStore
 
             meta = df.iloc[0][["device", "backend", "torch", "triton", "commit", "dirty", "timestamp", "host"]]
             print(f"stored run {ResultStore(args.store).append(df, 'comm', meta=meta.to_dict())} in {args.store}")
@@ -575,13 +578,17 @@ def _backend_option(p, what: str = "default: detected (mlu > cuda > cpu)") -> No
     p.add_argument("--backend", choices=BACKEND_NAMES, help=what)
 
 
-def _ops_argument(p, what: str = "op names (default: all)") -> None:
-    p.add_argument("ops", nargs="*", metavar="OP", help=what)
-
-
 def _values(p, flag: str, what: str, **kw) -> None:
     """An option taking several values as one comma-separated word (it never eats what follows)."""
     p.add_argument(flag, type=comma_list, metavar="A,B", help=what, **kw)
+
+
+def _op_runs(p, cases: str, dtypes: str, default_cases: list[str] | None = None) -> None:
+    """What check, bench and regress run: the ops, the backend, --cases and --dtype."""
+    p.add_argument("ops", nargs="*", metavar="OP", help="op names (default: all)")
+    _backend_option(p)
+    _values(p, "--cases", cases, default=default_cases)
+    _values(p, "--dtype", dtypes)
 
 
 def _sweep_options(p, store_help: str) -> None:
@@ -613,10 +620,8 @@ def _add_check(sub) -> None:
                  "workbench check --cases quick rms_norm softmax\n"
                  "workbench check mm --cases quick,edge,llm --dtype bf16 --csv check.csv\n"
                  "workbench check --variant mlu --profile mlu370 --cases quick,edge")
-    _ops_argument(p)
-    _backend_option(p)
-    _values(p, "--cases", "case sets: quick, edge, llm (default: quick)", default=["quick"])
-    _values(p, "--dtype", "fp32, fp16, bf16 (default: every dtype the op takes)")
+    _op_runs(p, "case sets: quick, edge, llm (default: quick)",
+             "fp32, fp16, bf16 (default: every dtype the op takes)", default_cases=["quick"])
     _common_run_options(p)
     p.add_argument("--csv", help="also write the full table to this CSV file")
     p.add_argument("--tracebacks", type=int, default=3, help="tracebacks of failures to print (default 3)")
@@ -638,10 +643,7 @@ def _add_bench(sub) -> None:
                  "time budget on the cpu interpreter (stderr says which defaults were used).",
                  "workbench bench rms_norm mm --cases llm --dtype bf16 --csv bench.csv --plot plots/\n"
                  "workbench bench --cases quick softmax --store out/workbench.db")
-    _ops_argument(p)
-    _backend_option(p)
-    _values(p, "--cases", "case sets (default: llm on a GPU, quick on cpu)")
-    _values(p, "--dtype", "dtypes (default: bf16 on a GPU, fp32 on cpu)")
+    _op_runs(p, "case sets (default: llm on a GPU, quick on cpu)", "dtypes (default: bf16 on a GPU, fp32 on cpu)")
     p.add_argument("--all-variants", action="store_true", help="also time every backend variant (e.g. mlu)")
     _values(p, "--peers", "also time these peers on the same inputs: inductor, flaggems (extra 'peers')")
     _sweep_options(p, "append the rows to this ResultStore as one run")
@@ -706,11 +708,9 @@ def _add_regress(sub) -> None:
                  "but not judged; on a GPU: llm cases in bf16, a >10% slowdown fails.",
                  "workbench regress --out out/regress\n"
                  "workbench regress rms_norm softmax --cases llm --dtype bf16 --threshold 0.05")
-    _ops_argument(p)
-    _backend_option(p)
-    _values(p, "--cases", "bench case sets (default: quick on cpu, llm on a GPU)")
+    _op_runs(p, "bench case sets (default: quick on cpu, llm on a GPU)",
+             "bench dtypes (default: fp32 on cpu, bf16 on a GPU)")
     _values(p, "--check-cases", "correctness case sets (default: quick,edge; +llm on a GPU)")
-    _values(p, "--dtype", "bench dtypes (default: fp32 on cpu, bf16 on a GPU)")
     _values(p, "--check-dtype", "correctness dtypes (default: fp32,bf16 on cpu; all on a GPU)")
     p.add_argument("--baseline", default="store", help="store (default) | update | none | a run id")
     p.add_argument("--threshold", type=float, help="relative slowdown vs baseline that fails (default: 0.1 on "

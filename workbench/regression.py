@@ -9,7 +9,7 @@ Baselines live in the ResultStore as runs of kind ``"baseline"``. The baseline o
 promotion (the promoted kernel's bench), by the first regression run that measures a key nobody
 measured before on that device (only rows that passed), and by ``baseline="update"``.
 A regression is a Triton row slower than its baseline by more than `threshold` (relative) and by
-more than the measured spread (`workbench.profiling.store.compare`); native rows are shown, not judged,
+more than the measured spread (`workbench.store.compare`); native rows are shown, not judged,
 and with ``threshold=None`` (the cpu default: interpreter timings are noise) nothing is judged.
 """
 
@@ -34,7 +34,6 @@ DEFAULTS = {
             "check_dtypes": ["fp32", "fp16", "bf16"], "threshold": 0.1, "rep_ms": 100.0},
 }
 BASELINE_KIND = "baseline"
-STORE_ENV = "WORKBENCH_STORE"
 # Set by `execute` for the notebook's kernel: a file where run_check / run_bench append one JSON line per
 # op started, which `execute` follows to show the op in hand (papermill itself only counts cells).
 PROGRESS_ENV = "WORKBENCH_PROGRESS_FILE"
@@ -50,11 +49,6 @@ def default_params(backend: str) -> dict:
 
 def repo_root() -> Path:
     return Path(__file__).resolve().parents[1]
-
-
-def default_store_path() -> str:
-    """$WORKBENCH_STORE (a SQLite path or a postgresql:// URL), else out/workbench.db in the repo root."""
-    return os.environ.get(STORE_ENV) or str(repo_root() / "out" / "workbench.db")
 
 
 def default_notebook() -> Path:
@@ -102,7 +96,7 @@ def configure(backend: str | None = None, ops=None, cases=None, check_cases=None
 
         for name in ops:
             opspec.get(name)  # unknown names fail here, before anything runs
-    from workbench.store import ResultStore
+    from workbench.store import ResultStore, default_store_path
 
     store = str(store or default_store_path())
     opened = ResultStore(store)  # an unreachable or newer store fails here, before anything runs
@@ -209,8 +203,8 @@ def baseline_rows(store, device: str, baseline: str) -> pd.DataFrame:
 
 def compare_with_baseline(cfg: Config, bench_df: pd.DataFrame) -> pd.DataFrame:
     """The run joined with its baseline; `regressed` only for Triton rows (native is context)."""
-    from workbench.profiling import compare_runs
     from workbench.store import ResultStore
+    from workbench.store import compare as compare_runs
 
     base = baseline_rows(ResultStore(cfg.store), cfg.device, cfg.baseline)
     ok = bench_df[bench_df["ms"].notna()]
@@ -294,7 +288,7 @@ def _threshold_words(cfg: Config) -> str:
 def write_report(cfg: Config, check_df: pd.DataFrame, bench_df: pd.DataFrame, comparison: pd.DataFrame,
                  plot_paths: list[Path], run_ids: dict | None = None) -> Path:
     """report.html (`workbench.reports.report`; plots linked from plots/) and summary.json in the output dir."""
-    from workbench.profiling.meta import run_metadata
+    from workbench.store.meta import run_metadata
 
     from .reports import report as html_report
 

@@ -13,10 +13,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
 from workbench import backends
-from workbench.ops.spec import FALLBACK_ERRORS, REGISTRY
+from workbench.ops.spec import FALLBACK_ERRORS, REGISTRY, aten_overload
 
 __all__ = ["FALLBACK_ERRORS", "Selection", "aten_overload", "claims", "fused_ops", "select"]
 
@@ -33,18 +31,6 @@ class Selection:
     def ops(self) -> set[str]:
         """Every selected registry op: the owners of the selected overloads and the fused ops."""
         return {name for name, _, _ in self.adapters.values()} | set(self.fused)
-
-
-def aten_overload(name: str) -> torch._ops.OpOverload:
-    """torch's OpOverload for a name such as 'aten::add.Tensor' ('aten::mm' is the default overload)."""
-    namespace, _, rest = name.partition("::")
-    op, _, overload = rest.partition(".")
-    try:
-        return getattr(getattr(getattr(torch.ops, namespace), op), overload or "default")
-    except (AttributeError, RuntimeError):
-        raise ValueError(
-            f"aten_impls: {name!r} is not an operator overload known to torch {torch.__version__}"
-        ) from None
 
 
 def claims() -> dict[str, str]:

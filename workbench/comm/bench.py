@@ -139,7 +139,7 @@ def bench(comm: Communicator, collectives: Iterable[str] = COLLECTIVES, sizes: I
     """Tidy timings: one row per (collective, bytes, impl). All ranks call it and get the same table.
 
     `raw` is skipped on hierarchical jobs (no single native group spans them). `metadata` adds
-    workbench.profiling.meta.run_metadata() columns.
+    workbench.store.meta.run_metadata() columns.
     """
     dtype = DTYPES[dtype] if isinstance(dtype, str) and dtype in DTYPES else dtype
     if not isinstance(dtype, torch.dtype):
@@ -195,7 +195,7 @@ def bench(comm: Communicator, collectives: Iterable[str] = COLLECTIVES, sizes: I
     df = df.assign(world_size=world, mode="hierarchical" if comm.hierarchical else "flat",
                    clusters=describe_clusters(comm))
     if metadata:
-        from workbench.profiling.meta import run_metadata
+        from workbench.store.meta import run_metadata
 
         df = df.assign(**run_metadata())
     return df

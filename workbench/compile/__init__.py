@@ -11,7 +11,7 @@ from workbench import backends as _backends
 
 _backends.active()  # before torch._inductor, which imports triton (see workbench.backends.active)
 
-from .backend import INNER, OPTIONS, Options, compile_coverage, reset_coverage, workbench_backend
+from .backend import INNER, OPTIONS, Options, compile_coverage, reset_coverage, workbench_backend  # noqa: E402
 
 __all__ = ["INNER", "OPTIONS", "Options", "compile_coverage", "reset_coverage", "workbench_backend"]
 

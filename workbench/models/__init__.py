@@ -10,12 +10,12 @@ from workbench import backends as _backends
 
 _backends.active()  # before transformers, which imports triton (see workbench.backends.active)
 
-from . import plots
-from .bisect import BisectResult, bisect
-from .build import build_model, seeded_init
-from .presets import PRESETS, parameter_count, preset_config
-from .run import MODES, TARGETS, ModelRun, run_model, save, write_tables
-from .train import TrainRun, train_both
+from . import plots  # noqa: E402
+from .bisect import BisectResult, bisect  # noqa: E402
+from .build import build_model, seeded_init  # noqa: E402
+from .presets import PRESETS, parameter_count, preset_config  # noqa: E402
+from .run import MODES, TARGETS, ModelRun, run_model, save, write_tables  # noqa: E402
+from .train import TrainRun, train_both  # noqa: E402
 
 __all__ = ["MODES", "PRESETS", "TARGETS", "BisectResult", "ModelRun", "TrainRun", "bisect", "build_model",
            "parameter_count", "plots", "preset_config", "run_model", "save", "seeded_init", "train_both",

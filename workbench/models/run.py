@@ -534,7 +534,7 @@ def run_model(preset: str | torch.nn.Module = "tiny", backend: str | None = None
     throughput = throughput.reindex(columns=["phase", "side", "batch", "tokens", "ms", "tokens_per_s",
                                              *SPREAD, "note"])
     accuracy, agreement = _accuracy(results["native"], results["workbench"], reference)
-    from workbench.profiling.meta import run_metadata
+    from workbench.store.meta import run_metadata
 
     graphs_used = graphs is not None and not graphs_note
     config = {"model": label, "mode": mode, "batch": batch, "prompt_len": prompt_len, "new_tokens": new_tokens,
@@ -558,7 +558,7 @@ def run_model(preset: str | torch.nn.Module = "tiny", backend: str | None = None
 
 def save(run: ModelRun, store) -> str:
     """Append the run's summary rows to a ResultStore (a path or a ResultStore) as kind "model"."""
-    from workbench.profiling.store import ResultStore
+    from workbench.store import ResultStore
 
     store = store if isinstance(store, ResultStore) else ResultStore(store)
     return store.append(run.summary(), kind="model", meta=run.config)

@@ -69,10 +69,14 @@ def _coords(offs, s1, s2, s3):
 
 
 @triton.jit
-def _offsets(offs, s1, s2, s3, st0, st1, st2, st3):
-    """Memory offsets of flat indices `offs` in a (s0, s1, s2, s3) shape with strides st0..st3."""
-    i0, i1, i2, i3 = _coords(offs, s1, s2, s3)
-    return i0 * st0 + i1 * st1 + i2 * st2 + i3 * st3
+def _offsets(offs, s1, s2, s3, st0, st1, st2, st3, CONTIGUOUS: tl.constexpr):
+    """Memory offsets of flat indices `offs` in a (s0, s1, s2, s3) shape with strides st0..st3: the flat
+    indices themselves when the launch is CONTIGUOUS (every operand laid out like the output)."""
+    if CONTIGUOUS:
+        return offs
+    else:
+        i0, i1, i2, i3 = _coords(offs, s1, s2, s3)
+        return i0 * st0 + i1 * st1 + i2 * st2 + i3 * st3
 
 
 # One tile of each launcher: the tile-style kernels run one per program, the persistent ones loop over
@@ -83,10 +87,7 @@ def _offsets(offs, s1, s2, s3, st0, st1, st2, st3):
 def _unary_tile(x_ptr, out_ptr, offs, n, s1, s2, s3, xs0, xs1, xs2, xs3, FN: tl.constexpr,
                 CONTIGUOUS: tl.constexpr, INT: tl.constexpr):
     mask = offs < n
-    if CONTIGUOUS:
-        x_offs = offs
-    else:
-        x_offs = _offsets(offs, s1, s2, s3, xs0, xs1, xs2, xs3)
+    x_offs = _offsets(offs, s1, s2, s3, xs0, xs1, xs2, xs3, CONTIGUOUS)
     if INT:  # a bool / integer input: FN works on it in its own dtype (bitwise ops)
         x = tl.load(x_ptr + x_offs, mask=mask)
     else:
@@ -99,12 +100,8 @@ def _binary_tile(a_ptr, b_ptr, out_ptr, offs, n, s1, s2, s3, as0, as1, as2, as3,
                  b_scale, FN: tl.constexpr, CONTIGUOUS: tl.constexpr, B_SCALAR: tl.constexpr,
                  SCALE_B: tl.constexpr, BLOCK: tl.constexpr, INT: tl.constexpr):
     mask = offs < n
-    if CONTIGUOUS:
-        a_offs = offs
-        b_offs = offs
-    else:
-        a_offs = _offsets(offs, s1, s2, s3, as0, as1, as2, as3)
-        b_offs = _offsets(offs, s1, s2, s3, bs0, bs1, bs2, bs3)
+    a_offs = _offsets(offs, s1, s2, s3, as0, as1, as2, as3, CONTIGUOUS)
+    b_offs = _offsets(offs, s1, s2, s3, bs0, bs1, bs2, bs3, CONTIGUOUS)
     if INT:  # integer operands: exact int64 math (an int32 result wraps as torch's int32 math does)
         ct = tl.int64
     else:
@@ -126,14 +123,9 @@ def _ternary_tile(c_ptr, a_ptr, b_ptr, out_ptr, offs, n, s1, s2, s3, cs0, cs1, c
     # The first operand keeps its own dtype (a bool condition or mask); the others are fp32, or the
     # integer result's dtype (INT).
     mask = offs < n
-    if CONTIGUOUS:
-        c_offs = offs
-        a_offs = offs
-        b_offs = offs
-    else:
-        c_offs = _offsets(offs, s1, s2, s3, cs0, cs1, cs2, cs3)
-        a_offs = _offsets(offs, s1, s2, s3, as0, as1, as2, as3)
-        b_offs = _offsets(offs, s1, s2, s3, bs0, bs1, bs2, bs3)
+    c_offs = _offsets(offs, s1, s2, s3, cs0, cs1, cs2, cs3, CONTIGUOUS)
+    a_offs = _offsets(offs, s1, s2, s3, as0, as1, as2, as3, CONTIGUOUS)
+    b_offs = _offsets(offs, s1, s2, s3, bs0, bs1, bs2, bs3, CONTIGUOUS)
     c = tl.load(c_ptr + c_offs, mask=mask)
     if INT:
         ct = tl.int64
@@ -256,13 +248,19 @@ def _merged_layout(shape, geometry):
     """(sizes of dims 1..3, strides per operand padded to 4 dims, contiguous flag) of operands of
     `geometry` ((shape, strides) each) broadcast to `shape`, or None when more than MAX_DIMS dims remain.
     Cached: a decode step repeats a few geometries, and working one out costs ~10 µs of Python."""
-    merged = _merge_dims(shape, [broadcast_strides(s, st, shape) for s, st in geometry])
+    return padded_layout(_merge_dims(shape, [broadcast_strides(s, st, shape) for s, st in geometry]),
+                         len(geometry))
+
+
+def padded_layout(merged: list[tuple[int, list[int]]], operands: int):
+    """(sizes of dims 1..3, strides per operand padded to 4 dims, contiguous flag) of `merged` dims
+    (`_merge_dims`) of `operands` operands, or None when more than MAX_DIMS dims remain."""
     if len(merged) > MAX_DIMS:
         return None
     contiguous = len(merged) <= 1 and all(s == 1 for _, strides in merged for s in strides)
     pad = MAX_DIMS - len(merged)
     sizes = (1,) * pad + tuple(size for size, _ in merged)
-    strides = tuple((0,) * pad + tuple(strides[k] for _, strides in merged) for k in range(len(geometry)))
+    strides = tuple((0,) * pad + tuple(strides[k] for _, strides in merged) for k in range(operands))
     return sizes[1:], strides, contiguous
 
 

@@ -40,7 +40,7 @@ import torch
 from workbench import backends
 
 from .mlu.persistent import persistent
-from .spec import FALLBACK_ERRORS, GENERIC, REGISTRY, OpSpec
+from .spec import FALLBACK_ERRORS, GENERIC, REGISTRY, OpSpec, aten_overload
 
 NAMESPACE = "workbench"
 _lib = torch.library.Library(NAMESPACE, "FRAGMENT")
@@ -213,8 +213,6 @@ def _fake_twin(overload: torch._ops.OpOverload) -> Callable[..., Any]:
 
 
 def _run_twin(op: str, aten_name: str, backend: str) -> Callable[..., Any]:
-    from workbench.selection import aten_overload
-
     native = aten_overload(aten_name)
 
     def kernel(*args, **kwargs):
@@ -238,8 +236,6 @@ def _run_twin(op: str, aten_name: str, backend: str) -> Callable[..., Any]:
 
 def define(spec: OpSpec) -> None:
     """Define (once per name) the custom operators of a registered op; see the module docstring."""
-    from workbench.selection import aten_overload
-
     backend = backends.active().name
     if f"{spec.name}.default" not in _defined:
         schema = _generic_schema(spec)

@@ -31,8 +31,8 @@ from ._launch import Site, autotune, launch
 from ._shapes import cdiv
 from ._tuning import Tuner
 from .mlu.persistent import NRAM_FILL, NUM_WARPS, persistent
-from .mlu.persistent import programs as persistent_programs
 from .mlu.persistent import policy as persistent_policy
+from .mlu.persistent import programs as persistent_programs
 from .mlu.persistent import target as persistent_target
 
 MAX_BATCH = 65535  # grid axis 1 limit on CUDA

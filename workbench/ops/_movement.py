@@ -17,7 +17,7 @@ import triton.language as tl
 
 from . import _index_check
 from ._common import check_tensor, scalar_as
-from ._elementwise import BLOCK, MAX_DIMS, _coords, _merge_dims, _offsets
+from ._elementwise import BLOCK, MAX_DIMS, _coords, _merge_dims, _offsets, padded_layout
 from ._launch import launch
 from ._shapes import broadcast, broadcast_strides, cdiv
 from .mlu.persistent import NUM_WARPS, grid_1d, persistent
@@ -43,12 +43,8 @@ def _to_bf16_rne(x):
 def _copy_tile(src_ptr, dst_ptr, offs, n, s1, s2, s3, ss0, ss1, ss2, ss3, ds0, ds1, ds2, ds3,
                CONTIGUOUS: tl.constexpr, TO_BF16: tl.constexpr):
     mask = offs < n
-    if CONTIGUOUS:
-        s_offs = offs
-        d_offs = offs
-    else:
-        s_offs = _offsets(offs, s1, s2, s3, ss0, ss1, ss2, ss3)
-        d_offs = _offsets(offs, s1, s2, s3, ds0, ds1, ds2, ds3)
+    s_offs = _offsets(offs, s1, s2, s3, ss0, ss1, ss2, ss3, CONTIGUOUS)
+    d_offs = _offsets(offs, s1, s2, s3, ds0, ds1, ds2, ds3, CONTIGUOUS)
     x = tl.load(src_ptr + s_offs, mask=mask)
     if TO_BF16:
         y = _to_bf16_rne(x.to(tl.float32))
@@ -61,10 +57,7 @@ def _copy_tile(src_ptr, dst_ptr, offs, n, s1, s2, s3, ss0, ss1, ss2, ss3, ds0, d
 def _fill_tile(dst_ptr, value, offs, n, s1, s2, s3, ds0, ds1, ds2, ds3, CONTIGUOUS: tl.constexpr,
                BLOCK: tl.constexpr):
     mask = offs < n
-    if CONTIGUOUS:
-        d_offs = offs
-    else:
-        d_offs = _offsets(offs, s1, s2, s3, ds0, ds1, ds2, ds3)
+    d_offs = _offsets(offs, s1, s2, s3, ds0, ds1, ds2, ds3, CONTIGUOUS)
     tl.store(dst_ptr + d_offs, tl.full([BLOCK], value, dst_ptr.dtype.element_ty), mask=mask)
 
 
@@ -161,13 +154,7 @@ def _dst_merged(shape, dst_strides, geometry):
     all_strides = [dst_strides] + [broadcast_strides(s, st, shape) for s, st in geometry]
     order = sorted(range(len(shape)), key=lambda d: -all_strides[0][d])
     merged = _merge_dims([shape[d] for d in order], [[st[d] for d in order] for st in all_strides])
-    if len(merged) > MAX_DIMS:
-        return None
-    contiguous = len(merged) <= 1 and all(s == 1 for _, strides in merged for s in strides)
-    pad = MAX_DIMS - len(merged)
-    sizes = (1,) * pad + tuple(size for size, _ in merged)
-    strides = tuple((0,) * pad + tuple(strides[k] for _, strides in merged) for k in range(len(all_strides)))
-    return sizes[1:], strides, contiguous
+    return padded_layout(merged, len(all_strides))
 
 
 def _check_writable(name: str, dst: torch.Tensor) -> None:

@@ -10,9 +10,9 @@ import torch
 from ._common import check_tensor, is_on_device, new_output_as, new_output_like
 from ._elementwise import BIG, BLOCK
 from ._launch import launch
-from .mlu.persistent import persistent
 from ._movement import MOVE_DTYPES, _copy_kernel, copy_into
 from ._shapes import cdiv
+from .mlu.persistent import persistent
 from .spec import Case, Cost, OpSpec, Unsupported, nbytes, randn, register
 
 

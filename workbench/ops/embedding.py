@@ -22,16 +22,17 @@ from ._common import Plans, check_same_device, check_tensor, geometry, new_outpu
 from ._launch import Site, aligned, launch
 from ._library import backward_op
 from ._shapes import cdiv, next_pow2
-from .mlu.persistent import persistent, programs, tile_elems
+from .mlu.persistent import NUM_WARPS, persistent, programs, row_tiles, tile_elems
 from .spec import Case, Cost, OpSpec, Unsupported, input_grads, nbytes, randn, register
 
 
 @triton.jit
-def _embedding_kernel(idx_ptr, w_ptr, out_ptr, flag_ptr, n_idx, n_rows, H, w_row_stride, w_col_stride,
-                      OUT_OF_RANGE: tl.constexpr, CHECK: tl.constexpr, BLOCK_R: tl.constexpr,
-                      BLOCK_H: tl.constexpr):
-    rows = tl.program_id(0).to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)
-    cols = tl.program_id(1).to(tl.int64) * BLOCK_H + tl.arange(0, BLOCK_H)
+def _embedding_tile(idx_ptr, w_ptr, out_ptr, flag_ptr, row_tile, col_tile, n_idx, n_rows, H, w_row_stride,
+                    w_col_stride, OUT_OF_RANGE: tl.constexpr, CHECK: tl.constexpr, BLOCK_R: tl.constexpr,
+                    BLOCK_H: tl.constexpr):
+    """One tile: BLOCK_R looked-up rows x BLOCK_H columns (int64 tile indices)."""
+    rows = row_tile * BLOCK_R + tl.arange(0, BLOCK_R)
+    cols = col_tile * BLOCK_H + tl.arange(0, BLOCK_H)
     row_ok = rows < n_idx
     idx = tl.load(idx_ptr + rows, mask=row_ok, other=0).to(tl.int64)
     in_range = (idx >= 0) & (idx < n_rows)
@@ -41,6 +42,27 @@ def _embedding_kernel(idx_ptr, w_ptr, out_ptr, flag_ptr, n_idx, n_rows, H, w_row
     vals = tl.load(w_ptr + idx[:, None] * w_row_stride + cols[None, :] * w_col_stride,
                    mask=ok & in_range[:, None], other=OUT_OF_RANGE)
     tl.store(out_ptr + rows[:, None] * H + cols[None, :], vals, mask=ok)
+
+
+@triton.jit
+def _embedding_kernel(idx_ptr, w_ptr, out_ptr, flag_ptr, n_idx, n_rows, H, w_row_stride, w_col_stride,
+                      OUT_OF_RANGE: tl.constexpr, CHECK: tl.constexpr, BLOCK_R: tl.constexpr,
+                      BLOCK_H: tl.constexpr):
+    _embedding_tile(idx_ptr, w_ptr, out_ptr, flag_ptr, tl.program_id(0).to(tl.int64),
+                    tl.program_id(1).to(tl.int64), n_idx, n_rows, H, w_row_stride, w_col_stride,
+                    OUT_OF_RANGE, CHECK, BLOCK_R, BLOCK_H)
+
+
+@triton.jit
+def _embedding_persistent_kernel(idx_ptr, w_ptr, out_ptr, flag_ptr, n_idx, n_rows, H, w_row_stride,
+                                 w_col_stride, OUT_OF_RANGE: tl.constexpr, CHECK: tl.constexpr,
+                                 BLOCK_R: tl.constexpr, BLOCK_H: tl.constexpr):
+    # The persistent style (ops.mlu.persistent): programs that fill the cores walk the row x column tiles
+    col_tiles = tl.cdiv(H, BLOCK_H)
+    tiles = tl.cdiv(n_idx, BLOCK_R) * col_tiles
+    for t in range(tl.program_id(0).to(tl.int64), tiles, tl.num_programs(0).to(tl.int64)):
+        _embedding_tile(idx_ptr, w_ptr, out_ptr, flag_ptr, t // col_tiles, t % col_tiles, n_idx, n_rows, H,
+                        w_row_stride, w_col_stride, OUT_OF_RANGE, CHECK, BLOCK_R, BLOCK_H)
 
 
 def prepare(input: torch.Tensor, weight: torch.Tensor,
@@ -87,12 +109,19 @@ def _gather_launch(table: torch.Tensor, idx: torch.Tensor, out_of_range: float, 
     `out_of_range` is a constexpr, so it keys the launch cache: NaN must be one object (math.nan), since
     a new float("nan") is unequal to the last one and would miss the cache on every call."""
     V, H = table.shape
-    block_h = min(1024, next_pow2(H))
-    block_r = max(1, min(next_pow2(idx.numel()), 4096 * backends.active().policy.block_scale // block_h))
-    grid = (cdiv(idx.numel(), block_r), cdiv(H, block_h))
-    site = Site(_embedding_kernel, OUT_OF_RANGE=out_of_range, CHECK=check, BLOCK_R=block_r, BLOCK_H=block_h,
-                num_warps=4)
-    return grid, (idx.numel(), V, H, table.stride(0), table.stride(1)), site
+    n = idx.numel()
+    if persistent():
+        # live tiles: the looked-up values (the BLOCK_R indices are negligible next to them)
+        t = row_tiles(n, H, one_tile_bytes=table.element_size(), streamed_bytes=table.element_size())
+        kernel, block_r, block_h, num_warps = _embedding_persistent_kernel, t.block_r, t.block_c, NUM_WARPS
+        grid = (programs(cdiv(n, block_r) * cdiv(H, block_h)),)
+    else:
+        kernel, block_h, num_warps = _embedding_kernel, min(1024, next_pow2(H)), 4
+        block_r = max(1, min(next_pow2(n), 4096 * backends.active().policy.block_scale // block_h))
+        grid = (cdiv(n, block_r), cdiv(H, block_h))
+    site = Site(kernel, OUT_OF_RANGE=out_of_range, CHECK=check, BLOCK_R=block_r, BLOCK_H=block_h,
+                num_warps=num_warps)
+    return grid, (n, V, H, table.stride(0), table.stride(1)), site
 
 
 def _gather(site, grid, ints, idx: torch.Tensor, table: torch.Tensor, out: torch.Tensor, check: bool,

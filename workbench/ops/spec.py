@@ -37,6 +37,18 @@ class Unsupported(NotImplementedError):
 FALLBACK_ERRORS = (Unsupported, TypeError, ValueError)
 
 
+def aten_overload(name: str) -> torch._ops.OpOverload:
+    """torch's OpOverload for a name such as 'aten::add.Tensor' ('aten::mm' is the default overload)."""
+    namespace, _, rest = name.partition("::")
+    op, _, overload = rest.partition(".")
+    try:
+        return getattr(getattr(getattr(torch.ops, namespace), op), overload or "default")
+    except (AttributeError, RuntimeError):
+        raise ValueError(
+            f"aten_impls: {name!r} is not an operator overload known to torch {torch.__version__}"
+        ) from None
+
+
 @dataclass(frozen=True)
 class Case:
     """One input configuration. `make` draws fresh random inputs from the generator it is given."""

@@ -8,15 +8,7 @@ The panel in `workbench.ui` and the CLI both call these. Modules load on first u
 `python -m workbench.porting.worker` starts without importing its own module twice.
 """
 
-import importlib
+from workbench._lazy import attach
 
-__all__ = ["PromotionError", "promote", "recover", "candidate", "worker", "judge", "promotion"]
-_FROM = {"PromotionError": "promotion", "promote": "promotion", "recover": "promotion"}
-
-
-def __getattr__(name: str):
-    if name in _FROM:
-        return getattr(importlib.import_module(f"{__name__}.{_FROM[name]}"), name)
-    if name in __all__:
-        return importlib.import_module(f"{__name__}.{name}")
-    raise AttributeError(f"module 'workbench.porting' has no attribute {name!r}")
+__getattr__, __all__ = attach(__name__, ["candidate", "worker", "judge", "promotion"],
+                              {"PromotionError": "promotion", "promote": "promotion", "recover": "promotion"})

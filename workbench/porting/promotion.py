@@ -169,11 +169,9 @@ def _sha256(path: Path) -> str | None:
 
 
 def _open_store(store):
-    from workbench.profiling.store import ResultStore
+    from workbench.store import ResultStore, default_store_path
 
     if store is None:
-        from workbench.regression import default_store_path
-
         return ResultStore(default_store_path())
     return ResultStore(store) if isinstance(store, (str, Path)) else store
 
@@ -551,7 +549,7 @@ def _verify(
 
 def _commit(promo: Promotion, text: str, root: Path, store, record_baseline: bool) -> None:
     """Steps ``journaled`` to ``done``: journal, backup, install, baseline. An exception rolls back."""
-    from workbench.profiling.meta import run_metadata
+    from workbench.store.meta import run_metadata
 
     target = promo.target
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")

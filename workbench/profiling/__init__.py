@@ -1,14 +1,12 @@
-"""Correctness checks and side-by-side profiling of ops against their native references.
+"""Measuring ops against their native references: correctness, timing and the side-by-side bench.
 
-check() -> correctness table; bench() -> native vs Triton timing table; ResultStore -> durable history;
-roofline.peaks() -> measured device ceilings; plots -> matplotlib Figures from those tables.
+check() -> correctness table (`correctness`); bench() -> native vs Triton timing table (`bench`, timed by
+`timing`); roofline.peaks() -> measured device ceilings; `tuning`, `selection`: what the ops layer is handed
+to choose kernel configs and to serve only the ops that won. The tables are kept by `workbench.store` and
+drawn by `workbench.reports`.
 """
-
-from workbench.store import ResultStore
-from workbench.store import compare as compare_runs
 
 from .bench import bench, peer_table, side_by_side
 from .correctness import check, check_rules, compare_outputs, failures
 
-__all__ = ["bench", "peer_table", "side_by_side", "check", "check_rules", "compare_outputs", "failures",
-           "ResultStore", "compare_runs"]
+__all__ = ["bench", "peer_table", "side_by_side", "check", "check_rules", "compare_outputs", "failures"]

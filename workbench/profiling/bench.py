@@ -20,10 +20,10 @@ from tqdm.auto import tqdm
 from workbench import backends
 from workbench.ops import spec as opspec
 from workbench.store import ResultStore
+from workbench.store.meta import run_metadata
 
 from . import roofline as rl
 from .correctness import dtype_name, make_inputs, parse_dtypes, selected_variant, shape_label, verify
-from .meta import run_metadata
 from .timing import alternated_rounds, host_time_us
 
 COLUMNS = ["op", "impl", "case", "dtype", "shape", "ms", "ms_p20", "ms_p80", "host_us", "speedup",

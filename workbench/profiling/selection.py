@@ -21,8 +21,8 @@ import pandas as pd
 import torch
 
 from workbench.ops.spec import REGISTRY, Unsupported
+from workbench.store import KEY, ResultStore
 
-from .store import KEY, ResultStore
 from .timing import beyond_spread
 
 DECODE_NUMEL = 64 * 4096

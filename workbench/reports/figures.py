@@ -134,7 +134,8 @@ def bench_figures(
     latency: bool = True,
 ) -> dict:
     """name -> Figure: speedup pages, the baseline comparison, the roofline, latency vs size per op."""
-    from workbench.profiling import plots, roofline
+    from workbench.profiling import roofline
+    from workbench.reports import plots
 
     timed = bench[bench["ms"].notna()]
     figs = {}

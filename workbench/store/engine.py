@@ -1,7 +1,8 @@
 """Where a store lives: a SQLite file (the default) or a PostgreSQL database, opened through SQLAlchemy.
 
-`open_engine(location, read_only)` takes a file path, a `sqlite:///path` URL or a `postgresql://...` URL
-and returns an engine plus the location as it may be shown (password masked). SQLite connections are
+`default_store_path()`: $WORKBENCH_STORE, else out/workbench.db. `open_engine(location, read_only)` takes
+a file path, a `sqlite:///path` URL or a `postgresql://...` URL and returns an engine plus the location as
+it may be shown (password masked). SQLite connections are
 pooled, in WAL mode with a 60 s busy timeout; a read-only store opens the file with
 `mode=ro`, so a file the user cannot write can still be read. PostgreSQL connections give up after
 `CONNECT_TIMEOUT_S`. Every database error leaves as a `StoreError` of one line that names the host or
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +24,7 @@ from sqlalchemy.pool import QueuePool
 
 CONNECT_TIMEOUT_S = 5
 BUSY_TIMEOUT_S = 60
+STORE_ENV = "WORKBENCH_STORE"
 
 
 class StoreError(ValueError):
@@ -29,6 +32,11 @@ class StoreError(ValueError):
 
     A ValueError because it describes a bad `--store` / $WORKBENCH_STORE value: the CLI prints such
     errors in one line and exits 2."""
+
+
+def default_store_path() -> str:
+    """$WORKBENCH_STORE (a SQLite path or a postgresql:// URL), else out/workbench.db in the repo root."""
+    return os.environ.get(STORE_ENV) or str(Path(__file__).resolve().parents[2] / "out" / "workbench.db")
 
 
 def is_url(location: str | Path) -> bool:

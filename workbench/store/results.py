@@ -136,7 +136,7 @@ class ResultStore:
     def append(self, df: pd.DataFrame | Iterable[dict], kind: str, meta: dict | None = None) -> str:
         """Store a whole table as one finished run."""
         if meta is None:
-            from workbench.profiling.meta import run_metadata
+            from workbench.store.meta import run_metadata
 
             meta = run_metadata()
         records = df.to_dict("records") if isinstance(df, pd.DataFrame) else list(df)

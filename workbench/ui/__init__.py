@@ -5,10 +5,9 @@ and needs no widgets. Modules load on first use. `%load_ext workbench.ui` regist
 cell magic (`workbench.ui.magics`); creating a panel does too.
 """
 
-import importlib
+from workbench._lazy import attach
 
-__all__ = ["PortingPanel", "panel", "magics"]
-_FROM = {"PortingPanel": "panel"}
+__getattr__, __all__ = attach(__name__, ["panel", "magics"], {"PortingPanel": "panel"})
 
 
 def load_ipython_extension(shell) -> None:
@@ -16,11 +15,3 @@ def load_ipython_extension(shell) -> None:
     from .magics import register
 
     register(shell)
-
-
-def __getattr__(name: str):
-    if name in _FROM:
-        return getattr(importlib.import_module(f"{__name__}.{_FROM[name]}"), name)
-    if name in __all__:
-        return importlib.import_module(f"{__name__}.{name}")
-    raise AttributeError(f"module 'workbench.ui' has no attribute {name!r}")

@@ -34,7 +34,6 @@ import ipywidgets as widgets
 
 from workbench import backends
 from workbench.ops import spec as opspec
-
 from workbench.porting import candidate as candidate_format
 from workbench.porting import worker
 from workbench.porting.promotion import PromotionError, promote

@@ -7,8 +7,8 @@ import torch
 import triton
 import triton.language as tl
 
-from ..argmax import SPEC, _winner, chunk_winner, prepare
 from .._launch import launch
+from ..argmax import SPEC, _winner, chunk_winner, prepare
 from . import persistent
 from .persistent import split_rows
 

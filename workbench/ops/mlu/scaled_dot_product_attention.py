@@ -19,8 +19,8 @@ import torch
 import triton
 import triton.language as tl
 
-from ..scaled_dot_product_attention import SPEC, Attention, attend_rows, prepare
 from .._launch import launch
+from ..scaled_dot_product_attention import SPEC, Attention, attend_rows, prepare
 from . import persistent
 
 # (BLOCK_M, BLOCK_N) in order of preference; used when its tiles fit NRAM (`nram_bytes`) and BLOCK_M is

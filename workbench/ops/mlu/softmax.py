@@ -9,8 +9,8 @@ import triton
 import triton.language as tl
 
 from .. import log_softmax as _log_softmax
-from ..softmax import SPEC, finish, prepare, row_logsumexp, write_row
 from .._launch import launch
+from ..softmax import SPEC, finish, prepare, row_logsumexp, write_row
 from . import persistent
 from .persistent import row_tiles
 

@@ -11,8 +11,8 @@ import torch
 import triton
 import triton.language as tl
 
-from ..topk import MERGE_KEYS, SPEC, finish, prepare, tile, topk_chunk, topk_merge_row
 from .._launch import launch
+from ..topk import MERGE_KEYS, SPEC, finish, prepare, tile, topk_chunk, topk_merge_row
 from . import persistent
 from .persistent import split_rows
 

@@ -1,4 +1,4 @@
-"""Plots of bench tables; each function takes DataFrames and returns a matplotlib Figure.
+"""Single plots of bench tables (figures.py assembles the shown set from some of them); each function takes
 
 Every figure's title carries the device (and the commit where the table has one), so a saved PNG says
 where its numbers come from.
@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .roofline import Peaks
+from workbench.profiling.roofline import Peaks
 
 
 def _source(df: pd.DataFrame) -> str:
@@ -21,6 +21,19 @@ def _source(df: pd.DataFrame) -> str:
     if "commit" in df and df["commit"].notna().any():
         parts.append(f"commit {str(df['commit'].dropna().iloc[0])[:10]}")
     return " · ".join(parts)
+
+
+def _finish(fig: Figure, ax, xlabel: str, ylabel: str, title: str, log: bool = False) -> Figure:
+    """Label a one-axes figure with a legend (log: both axes logarithmic) and lay it out."""
+    if log:
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
 
 
 def speedup_bars(df: pd.DataFrame) -> Figure:
@@ -59,14 +72,8 @@ def roofline_scatter(df: pd.DataFrame, peaks: Peaks) -> Figure:
     for impl, group in rows.groupby("impl"):
         ax.scatter(group["flops"] / group["bytes"], group["tflops"], s=18,
                    marker="o" if impl == "native" else "^", label=impl)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("arithmetic intensity (FLOP / byte)")
-    ax.set_ylabel("TFLOP/s")
-    ax.set_title(f"Roofline ({peaks.gbps:.0f} GB/s measured) — {_source(df)}", fontsize=9)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, "arithmetic intensity (FLOP / byte)", "TFLOP/s",
+                   f"Roofline ({peaks.gbps:.0f} GB/s measured) — {_source(df)}", log=True)
 
 
 def latency_vs_size(df: pd.DataFrame, op: str) -> Figure:
@@ -77,14 +84,8 @@ def latency_vs_size(df: pd.DataFrame, op: str) -> Figure:
         ax.errorbar(group["bytes"], group["ms"] * 1e3,
                     yerr=[(group["ms"] - group["ms_p20"]) * 1e3, (group["ms_p80"] - group["ms"]) * 1e3],
                     marker="o", ms=4, capsize=2, label=f"{impl} {dtype}")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("bytes moved (cost model)")
-    ax.set_ylabel("kernel time (µs, median with p20–p80)")
-    ax.set_title(f"{op}: latency vs size — {_source(df)}", fontsize=9)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, "bytes moved (cost model)", "kernel time (µs, median with p20–p80)",
+                   f"{op}: latency vs size — {_source(df)}", log=True)
 
 
 def history(rows: pd.DataFrame, title: str = "") -> Figure:
@@ -94,9 +95,4 @@ def history(rows: pd.DataFrame, title: str = "") -> Figure:
     for impl, group in rows.groupby("impl"):
         ax.plot(np.arange(len(group)), group["ms"] * 1e3, marker="o", label=impl)
         ax.set_xticks(np.arange(len(group)), [str(c)[:8] for c in group["commit"]], rotation=45, fontsize=7)
-    ax.set_ylabel("kernel time (µs)")
-    ax.set_xlabel("commit (oldest first)")
-    ax.set_title(title or f"history — {_source(rows)}", fontsize=9)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, "commit (oldest first)", "kernel time (µs)", title or f"history — {_source(rows)}")
