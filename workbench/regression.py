@@ -11,7 +11,8 @@ measured before on that device (only rows that passed), and by ``baseline="updat
 A regression is a Triton row slower than its baseline by more than `threshold` (relative) and by
 more than the measured spread (`workbench.profiling.store.compare`); native rows and the peers' rows
 (``peers``: torch.compile of the native op, FlagGems; a peer that fails or is not installed says why in its
-cell) are shown, not judged, and with ``threshold=None`` (the cpu default: interpreter timings are noise) nothing is judged.
+cell) are shown, not judged, and with ``threshold=None`` (the cpu default: interpreter timings are noise)
+nothing is judged.
 """
 
 from __future__ import annotations
@@ -128,7 +129,8 @@ def configure(backend: str | None = None, ops=None, cases=None, check_cases=None
                  rep_ms=float(defaults["rep_ms"] if rep_ms is None else rep_ms),
                  store=store, output_dir=str(output_dir), seed=seed, devices=devices,
                  worker_timeout=float(worker_timeout),
-                 peers=check_peers(peers.replace(",", " ").split() if isinstance(peers, str) else peers or ()))
+                 peers=check_peers(peers.replace(",", " ").split() if isinstance(peers, str)
+                                   else peers or ()))
     Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
     return cfg
 
@@ -314,7 +316,8 @@ def write_report(cfg: Config, check_df: pd.DataFrame, bench_df: pd.DataFrame, co
     source = (f"{meta['device']} · backend {cfg.backend} · torch {meta['torch']} · triton {meta['triton']} · "
               f"commit {meta['commit'][:12]}{dirty} · {meta['timestamp']}")
     scope = (f"bench cases {cfg.cases} × {cfg.dtypes}; check cases {cfg.check_cases} × {cfg.check_dtypes}; "
-             f"ops {cfg.ops or 'all'}; peers {cfg.peers or 'none'}; baseline {cfg.baseline!r}; store {cfg.store}; runs {json.dumps(run_ids or {})}")
+             f"ops {cfg.ops or 'all'}; peers {cfg.peers or 'none'}; baseline {cfg.baseline!r}; "
+             f"store {cfg.store}; runs {json.dumps(run_ids or {})}")
     report = html_report.write(Path(cfg.output_dir) / "report.html", verdict=verdict, source=source, scope=scope,
                                threshold_words=_threshold_words(cfg), judged=cfg.threshold is not None,
                                problems=found, check=check_df, devices=devices_summary(check_df, bench_df),

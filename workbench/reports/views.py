@@ -109,7 +109,8 @@ def comparison_table(bench: pd.DataFrame) -> pd.DataFrame:
     order = [i for i in IMPL_ORDER if i in present] + [i for i in present if i not in IMPL_ORDER]
     out = bench.drop_duplicates(key)[key + ["shape"]].merge(peer_table(bench), on=key, how="left")
     labels = {"passed": "correct"}
-    names = {f"{impl}_{value}": f"{impl} {labels.get(value, value)}" for impl in order for value in PEER_VALUES
+    names = {f"{impl}_{value}": f"{impl} {labels.get(value, value)}"
+             for impl in order for value in PEER_VALUES
              if not (impl == "native" and value in ("speedup", "passed"))}
     out = out[[*key, "shape", *(c for c in names if c in out)]].rename(columns=names)
     if "candidate ms" in out and "current ms" in out:

@@ -121,7 +121,7 @@ class PortingPanel:
         for name in PEERS:
             what, module = PEER_LABELS[name]
             if module is not None and importlib.util.find_spec(module) is None:
-                what += f" (not installed here: pip install 'workbench[peers]')"
+                what += " (not installed here: pip install 'workbench[peers]')"
                 missing.append(name)
             self.peer_boxes[name] = w.Checkbox(value=name in peers, description=name, indent=False,
                                                tooltip=what, layout=w.Layout(width="90px"))
@@ -349,8 +349,8 @@ class PortingPanel:
 
     def _run(self, task: str) -> worker.RunResult:
         result = worker.run(task, self.candidate_file(), self.op.value, cases=[self.cases.value],
-                            dtypes=self.dtypes, timeout=float(self.timeout.value), on_progress=self._on_progress,
-                            peers=self.peers if task == "profile" else ())
+                            dtypes=self.dtypes, timeout=float(self.timeout.value),
+                            on_progress=self._on_progress, peers=self.peers if task == "profile" else ())
         self._worker_up = result.startup_s  # the worker's own account: about 0 when a warm spare took it
         return result
 
