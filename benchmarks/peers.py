@@ -193,9 +193,9 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="tiny shapes, few rounds (cpu interpreter)")
     parser.add_argument("--rep-ms", type=float, help="timed calls per implementation and case "
                                                      "(default 40 ms; 1 with --smoke)")
-    parser.add_argument("--budget-s", type=float, default=330.0,
+    parser.add_argument("--budget-s", type=float, default=300.0,
                         help="start no case after this many seconds (the rest are noted as skipped)")
-    parser.add_argument("--case-s", type=int, default=60, help="cut a case off after this many seconds")
+    parser.add_argument("--case-s", type=int, default=90, help="cut a case off after this many seconds")
     parser.add_argument("--only", help="comma-separated ops to run (default: every case)")
     args = parser.parse_args()
     rep_ms = args.rep_ms or (1.0 if args.smoke else 40.0)
