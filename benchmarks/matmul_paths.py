@@ -1,12 +1,15 @@
-"""The matmul family's two kernels side by side on Qwen3-8B shapes, each against the native op, bf16, one
+"""The matmul family's paths side by side on Qwen3-8B shapes, each against the native op, bf16, one
 process, same inputs: `default` (what a call takes: the TMA-descriptor kernel from TMA_MIN_M rows on
-Hopper+, else the pointer kernel) and `pointer` (the pointer kernel alone).
+Hopper+, else the pointer kernel, split-K configs among the candidates where they fit), `no_split` (the
+same without split-K candidates: the before/after of split-K) and `pointer` (the pointer kernel alone).
 
 Run from the repo root on a CUDA machine (the device copy has no .git, so pass the commit):
     WORKBENCH_COMMIT=<sha> PYTHONPATH=$PWD python3 benchmarks/matmul_paths.py --out $OUT
 Writes matmul_paths.csv (one row per case: native and each path's median ms, speedups, the tuned configs,
 rel. errors against an fp32 product) and prints the table. Timing: the bench's kernel timer (median device
-time, L2 flushed between reps). The pointer path is forced by raising `_matmul.TMA_MIN_M`.
+time, L2 flushed between reps). The pointer path is forced by raising `_matmul.TMA_MIN_M`, the no-split
+path by `_matmul.SPLIT_K_PROGRAMS = 0`; each path tunes afresh (in-process choices cleared, no tuning
+cache, so that one path's choice never serves another).
 """
 
 from __future__ import annotations
@@ -38,8 +41,8 @@ def cases():
                     lambda g, m=m, k=k, n=n: ((rnd(g, m, k), rnd(g, k, n)), torch.mm, REGISTRY["mm"].impl)))
     for m, k, n in [(2048, k, n) for k, n in ((4096, 12288), (12288, 4096), (4096, 4096), (4096, 1024),
                                              (4096, 151936))] + [
-            (1, 4096, 1024), (1, 4096, 4096), (1, 12288, 4096), (16, 4096, 4096), (64, 4096, 4096),
-            (256, 4096, 4096)]:
+            (1, 4096, 1024), (1, 4096, 4096), (1, 12288, 4096), (16, 4096, 4096), (16, 4096, 1024),
+            (64, 4096, 4096), (64, 4096, 1024), (256, 4096, 4096)]:
         out.append(("linear", f"M={m} K={k} N={n}",
                     lambda g, m=m, k=k, n=n: ((rnd(g, m, k), rnd(g, n, k, scale=k ** -0.5)), F.linear,
                                               REGISTRY["linear"].impl)))
@@ -61,7 +64,7 @@ def main() -> None:
     import pandas as pd
     import torch
 
-    from workbench.ops import _matmul
+    from workbench.ops import REGISTRY, _matmul, _tuning
     from workbench.profiling.timing import kernel_time
     from workbench.store.meta import run_metadata
 
@@ -69,8 +72,10 @@ def main() -> None:
     meta = run_metadata()
     t0 = time.time()
     print(f"{meta['device']} torch {meta['torch']} triton {meta['triton']} commit {meta['commit']}", flush=True)
-    defaults = {"TMA_MIN_M": _matmul.TMA_MIN_M}
-    paths = {"default": defaults, "pointer": {"TMA_MIN_M": 10**9}}
+    defaults = {"TMA_MIN_M": _matmul.TMA_MIN_M, "SPLIT_K_PROGRAMS": _matmul.SPLIT_K_PROGRAMS}
+    paths = {"default": defaults, "no_split": {**defaults, "SPLIT_K_PROGRAMS": 0},
+             "pointer": {**defaults, "TMA_MIN_M": 10**9}}
+    _tuning.configure(cache=None)  # every path tunes its own candidates in this process
     rows = []
     for op, name, make in cases():
         gen = torch.Generator(device="cuda").manual_seed(0)
@@ -82,6 +87,9 @@ def main() -> None:
             for path, settings in paths.items():
                 for name_, value in settings.items():
                     setattr(_matmul, name_, value)
+                for chosen in (_matmul._tuned, _matmul._pointer_launches, _matmul._autotuned._chosen,
+                               _matmul._tma_autotuned._chosen, REGISTRY["linear"].impl.__globals__["_plans"]):
+                    chosen.clear()  # linear's plans hold the last path's launch
                 before = set(_matmul._tuned)
                 try:
                     got = ours(*inputs)
@@ -103,7 +111,7 @@ def main() -> None:
         torch.cuda.empty_cache()
     df = pd.DataFrame(rows)
     df.to_csv(args.out / "matmul_paths.csv", index=False)
-    cols = [c for c in ("op", "case", "native_ms", "default_speedup", "pointer_speedup",
+    cols = [c for c in ("op", "case", "native_ms", "default_speedup", "no_split_speedup", "pointer_speedup",
                         "default_rel_err", "default_config") if c in df]
     print(df[cols].to_string(index=False), file=sys.stderr)
 

@@ -56,7 +56,7 @@ def main() -> int:
     backend = backends.active()
     from workbench.models.build import build_model
     from workbench.models.train import train_both
-    from workbench.profiling.meta import run_metadata
+    from workbench.store.meta import run_metadata
 
     overrides = {"num_hidden_layers": args.layers} if args.layers else {}
     model = build_model(args.model, dtype=getattr(torch, args.dtype), seed=0, **overrides)

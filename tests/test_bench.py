@@ -64,3 +64,31 @@ def test_plots_and_cli(tmp_path, capsys):
     hist = ResultStore(tmp_path / "r.db").history("bench", op="add", impl="generic")
     fig = plots.history(hist)
     assert fig.axes[0].lines
+
+
+def test_dispatched_rows_time_our_kernels_through_use_ops_and_never_pass_native_off_as_ours():
+    import dataclasses
+
+    import torch
+
+    from workbench.profiling.bench import DISPATCHED, bench_case, flag_gems_import, ours
+
+    spec, peaks = REGISTRY["add"], Peaks(device="test", gbps=1000.0, tflops={"fp32": 1.0})
+    case = spec.case_list("quick")[0]
+    rows = bench_case(spec, case, torch.float32, 3, peaks, rep_ms=2, dispatch=True, peers=["flaggems"])
+    by_impl = {r["impl"]: r for r in rows}
+    assert list(by_impl) == ["native", DISPATCHED, "flaggems"]
+    ours_row = by_impl[DISPATCHED]
+    assert ours_row["error"] == "" and ours_row["passed"] and ours_row["ms"] > 0
+    assert by_impl["native"]["rel_err"] < 1e-6  # native's own error against float64, for scale
+    module, why = flag_gems_import()
+    assert (module is None) == (by_impl["flaggems"]["error"] != "")
+    assert module is not None or why in by_impl["flaggems"]["error"]
+    import pandas as pd
+
+    assert ours(pd.DataFrame(rows)).tolist() == [False, True, False]
+
+    # a reference that never reaches add's kernels: an error cell, not native's time under our name
+    elsewhere = dataclasses.replace(spec, reference=torch.sub)
+    rows = bench_case(elsewhere, case, torch.float32, 3, peaks, rep_ms=2, dispatch=True)
+    assert "no call reached workbench's add kernels" in rows[1]["error"] and "ms" not in rows[1]

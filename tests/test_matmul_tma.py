@@ -82,3 +82,25 @@ def test_launch_key_tells_descriptors_apart():
     assert base != key(TensorDescriptor(t, [64, 64], [64, 1], [32, 16]))  # other tiles
     assert base != key(TensorDescriptor(t, [32, 64], [64, 1], [16, 16]))  # other shape
     assert base != key(TensorDescriptor(t.to(torch.bfloat16), [64, 64], [64, 1], [16, 16]))  # other dtype
+
+
+def test_persistent_programs_walk_every_matrix_of_a_batch(tma_on, monkeypatch):
+    """PROGRAMS > 0: a few programs walk the tiles of all matrices (attention scores' long run of short-K
+    tiles); each tile is computed once, whichever matrix it belongs to."""
+    import triton
+
+    config = triton.Config({"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 16, "GROUP_M": 2, "PROGRAMS": 3,
+                            "SPLIT_K": 1}, pre_hook=_matmul._set_block_shapes)
+    tuner = _matmul._tma_autotuned
+    monkeypatch.setattr(tuner, "configs", tuner.configs + [config])
+    monkeypatch.setattr(tuner, "prune", lambda configs, named, **_: [config])
+    monkeypatch.setattr(tuner, "_chosen", {})
+    monkeypatch.setattr(_matmul, "_tuned", {})
+    q, k = _rand(3, 40, 32, dtype=torch.float16), _rand(3, 24, 32, dtype=torch.float16)
+    _assert_close(REGISTRY["bmm"].impl(q, k.transpose(1, 2)), q.double() @ k.double().transpose(1, 2),
+                  torch.float16)  # 3 matrices x 3x2 tiles over 3 programs, b by rows
+    v = _rand(3, 32, 24, dtype=torch.float16)
+    _assert_close(REGISTRY["bmm"].impl(q, v), q.double() @ v.double(), torch.float16)
+    a, b = _rand(40, 32, dtype=torch.float16), _rand(32, 56, dtype=torch.float16)  # one matrix
+    _assert_close(REGISTRY["mm"].impl(a, b), a.double() @ b.double(), torch.float16)
+    assert tma_on == [3, 3, 1] and all(c["PROGRAMS"] == 3 for c in _matmul._tuned.values())

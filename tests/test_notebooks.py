@@ -68,7 +68,7 @@ def test_port_kernel_runs_headless(tmp_path):
 def test_regress_passes_and_writes_its_report(tmp_path, capfd):
     out = tmp_path / "out"
     argv = ["regress", "silu", "--check-cases", "quick", "--check-dtype", "fp32", "--rep-ms", "2", "--out", str(out),
-            "--store", str(tmp_path / "r.db")]
+            "--store", str(tmp_path / "r.db"), "--peers", "flaggems"]
     assert main(argv) == 0, capfd.readouterr()
     printed, err = capfd.readouterr()  # the file descriptors: the kernel process writes to them too
     assert "regress: PASS" in printed
@@ -80,6 +80,7 @@ def test_regress_passes_and_writes_its_report(tmp_path, capfd):
     assert summary["verdict"] == "PASS" and summary["runs"]["baseline"]  # the first run seeds the baseline
     page = (out / "report.html").read_text()
     assert "Headline" in page and "Side by side" in page and "base64" not in page
+    assert "Beside the peers" in page and summary["config"]["peers"] == ["flaggems"]  # shown, not judged
 
     # a failing notebook (here: a baseline run id the store lacks) exits 1 and leaves no stale summary
     assert main(argv + ["--baseline", "no-such-run"]) == 1

@@ -55,8 +55,39 @@ def test_check_then_profile_side_by_side():
     assert len(images) == 3 and all(bytes(img.value[:4]) == b"\x89PNG" for img in images)
     assert [h["action"] for h in panel.history] == ["check", "profile"]
     assert all(h["status"] == "ok" for h in panel.history)
-    assert f"profile rms_norm · {backends.active().name} · quick · fp32: <b>ok</b>" in panel.history_html.value
+    scope = f"profile rms_norm · {backends.active().name} · quick · fp32 · peers inductor: <b>ok</b>"
+    assert scope in panel.history_html.value
     assert "worker up in" in panel.status.value and "promoted" not in panel.comparison_html.value
+
+
+def test_profile_shows_the_ticked_peers_as_columns_and_why_one_did_not_run():
+    panel = PortingPanel(op="rms_norm", source=GOOD, dtypes=["fp32"], cases="quick", background=False)
+    assert panel.peers == ["inductor"]  # the default: FlagGems may not be installed
+    panel.peer_boxes["flaggems"].value = True
+    panel.profile_button.click()
+    assert panel.error is None, panel.error
+    table = panel.comparison
+    columns = list(table.columns)
+    assert columns.index("native ms") < columns.index("inductor ms") < columns.index("flaggems ms") \
+        < columns.index("current ms") < columns.index("candidate ms")
+    for col in ("native rel_err", "inductor ms", "inductor speedup", "inductor rel_err", "candidate rel_err"):
+        assert table[col].notna().all(), col
+    assert (table["inductor rel_err"] < 1e-5).all() and table["inductor correct"].all()
+    assert (table["native rel_err"] < 1e-5).all()
+    try:
+        import flag_gems  # noqa: F401
+    except ImportError:  # not installed: a reason in every cell, no crash, the other columns filled
+        assert table["flaggems error"].str.contains("flag_gems is not installed").all()
+        assert table["flaggems ms"].isna().all()
+        assert "<b>flaggems</b> is not installed here" in panel.peer_note.value
+        assert "flag_gems is not installed" in panel.comparison_html.value
+    assert "peers inductor,flaggems" in panel.history_html.value
+
+    panel.peer_boxes["inductor"].value = panel.peer_boxes["flaggems"].value = False
+    panel.profile_button.click()
+    assert not any(c.startswith(("inductor", "flaggems")) for c in panel.comparison.columns)
+    with pytest.raises(ValueError, match="peers"):
+        PortingPanel(op="rms_norm", peers=["tvm"], background=False)
 
 
 def test_a_failed_run_marks_the_earlier_tables_stale():

@@ -409,7 +409,7 @@ def cmd_regress(args) -> int:
               "check_cases": args.check_cases, "dtypes": args.dtype, "check_dtypes": args.check_dtype,
               "baseline": args.baseline, "threshold": args.threshold, "min_speedup": args.min_speedup,
               "rep_ms": args.rep_ms, "store": args.store, "seed": args.seed, "devices": args.devices,
-              "worker_timeout": args.worker_timeout}
+              "worker_timeout": args.worker_timeout, "peers": args.peers}
     result = regression.execute(params, out, notebook=args.notebook, cell_timeout=args.timeout,
                                 progress=not args.no_progress)
     summary = result.summary or {}
@@ -717,6 +717,8 @@ def _add_regress(sub) -> None:
                                                    "a GPU; on cpu interpreter timings are not judged)")
     p.add_argument("--min-speedup", type=float, help="fail when a Triton kernel is below this speedup vs native")
     p.add_argument("--rep-ms", type=float, help="time budget per measurement")
+    _values(p, "--peers", "also bench these peers beside native, shown in the report, not judged: inductor, "
+                          "flaggems (extra 'peers')")
     _sweep_options(p, "the ResultStore holding baselines (default: out/workbench.db)")
     p.add_argument("--out", help="output folder (default: out/regress/<timestamp>)")
     p.add_argument("--notebook", help="the regression notebook (default: notebooks/regression.ipynb)")

@@ -9,8 +9,10 @@ Baselines live in the ResultStore as runs of kind ``"baseline"``. The baseline o
 promotion (the promoted kernel's bench), by the first regression run that measures a key nobody
 measured before on that device (only rows that passed), and by ``baseline="update"``.
 A regression is a Triton row slower than its baseline by more than `threshold` (relative) and by
-more than the measured spread (`workbench.store.compare`); native rows are shown, not judged,
-and with ``threshold=None`` (the cpu default: interpreter timings are noise) nothing is judged.
+more than the measured spread (`workbench.store.compare`); native rows and the peers' rows
+(``peers``: torch.compile of the native op, FlagGems; a peer that fails or is not installed says why in its
+cell) are shown, not judged, and with ``threshold=None`` (the cpu default: interpreter timings are noise)
+nothing is judged.
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ class Config:
     seed: int | None = None
     devices: str | None = None  # "all", "0,1", "cpu:2": check and bench over one worker per device
     worker_timeout: float = 3600.0
+    peers: list[str] = field(default_factory=list)  # timed beside native in the bench, not judged
     started: str = field(default_factory=lambda: datetime.datetime.now(datetime.timezone.utc)
                          .isoformat(timespec="seconds"))
 
@@ -84,9 +87,11 @@ def _optional_float(value) -> float | None:
 def configure(backend: str | None = None, ops=None, cases=None, check_cases=None, dtypes=None, check_dtypes=None,
               baseline: str = "store", threshold: float | None = None, min_speedup: float | None = None,
               rep_ms: float | None = None, store: str | None = None, output_dir: str = ".",
-              seed: int | None = None, devices: str | None = None, worker_timeout: float = 3600.0) -> Config:
+              seed: int | None = None, devices: str | None = None, worker_timeout: float = 3600.0,
+              peers=None) -> Config:
     """Bind the backend and fill what was left None with that backend's defaults."""
     from workbench import backends
+    from workbench.profiling.bench import check_peers
 
     chosen = backends.active(backend)
     if isinstance(ops, str):
@@ -117,7 +122,9 @@ def configure(backend: str | None = None, ops=None, cases=None, check_cases=None
                  min_speedup=_optional_float(min_speedup),
                  rep_ms=float(defaults["rep_ms"] if rep_ms is None else rep_ms),
                  store=store, output_dir=str(output_dir), seed=seed, devices=devices,
-                 worker_timeout=float(worker_timeout))
+                 worker_timeout=float(worker_timeout),
+                 peers=check_peers(peers.replace(",", " ").split() if isinstance(peers, str)
+                                   else peers or ()))
     Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
     return cfg
 
@@ -160,9 +167,10 @@ def run_bench(cfg: Config) -> pd.DataFrame:
 
     if cfg.devices:
         return _swept(cfg, "bench", {"ops": cfg.ops, "cases": cfg.cases, "dtypes": cfg.dtypes,
-                                     "rep_ms": cfg.rep_ms, "seed": cfg.seed})
+                                     "rep_ms": cfg.rep_ms, "seed": cfg.seed, "peers": cfg.peers})
     return _per_op(cfg, "bench", lambda op: bench(ops=[op], cases=cfg.cases, dtypes=cfg.dtypes,
-                                                  rep_ms=cfg.rep_ms, seed=cfg.seed, progress=False))
+                                                  rep_ms=cfg.rep_ms, seed=cfg.seed, progress=False,
+                                                  peers=cfg.peers))
 
 
 def devices_summary(check_df: pd.DataFrame, bench_df: pd.DataFrame) -> pd.DataFrame:
@@ -202,7 +210,8 @@ def baseline_rows(store, device: str, baseline: str) -> pd.DataFrame:
 
 
 def compare_with_baseline(cfg: Config, bench_df: pd.DataFrame) -> pd.DataFrame:
-    """The run joined with its baseline; `regressed` only for Triton rows (native is context)."""
+    """The run joined with its baseline; `regressed` only for our rows (native and the peers are context)."""
+    from workbench.profiling.bench import ours
     from workbench.store import ResultStore
     from workbench.store import compare as compare_runs
 
@@ -212,7 +221,7 @@ def compare_with_baseline(cfg: Config, bench_df: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=["op", "impl", "case", "dtype", "ms", "ms_base", "change", "regressed"])
     judged = cfg.threshold is not None
     out = compare_runs(ok, base[base["ms"].notna()], threshold=cfg.threshold if judged else float("inf"))
-    out["regressed"] = out["regressed"] & (out["impl"] != "native") & judged
+    out["regressed"] = out["regressed"] & ours(out) & judged
     return out.sort_values(["regressed", "change"], ascending=[False, False]).reset_index(drop=True)
 
 
@@ -240,16 +249,18 @@ def record(cfg: Config, check_df: pd.DataFrame, bench_df: pd.DataFrame) -> dict:
 
 
 def problems(cfg: Config, check_df: pd.DataFrame, bench_df: pd.DataFrame, comparison: pd.DataFrame) -> list[str]:
-    """Everything that makes the run fail, one line each."""
+    """Everything that makes the run fail, one line each (the peers' rows never do: they are context)."""
     from workbench.profiling import failures
+    from workbench.profiling.bench import PEERS, ours
 
     out = []
     from .profiling.correctness import failure_reason
 
     for _, row in failures(check_df).iterrows():
         out.append(f"check: {row['op']} {row['case']} {row['dtype']}: {failure_reason(row)}")
-    triton = bench_df[bench_df["impl"] != "native"]
-    for _, row in bench_df[bench_df["error"].fillna("") != ""].iterrows():
+    triton = bench_df[ours(bench_df)]
+    judged = bench_df[~bench_df["impl"].isin(PEERS)]
+    for _, row in judged[judged["error"].fillna("") != ""].iterrows():
         out.append(f"bench: {row['op']} [{row['impl']}] {row['case']} {row['dtype']}: {row['error']}")
     for _, row in triton[triton["passed"].eq(False)].iterrows():
         out.append(f"bench: {row['op']} [{row['impl']}] {row['case']} {row['dtype']}: wrong result on the bench inputs")
@@ -299,7 +310,8 @@ def write_report(cfg: Config, check_df: pd.DataFrame, bench_df: pd.DataFrame, co
     source = (f"{meta['device']} · backend {cfg.backend} · torch {meta['torch']} · triton {meta['triton']} · "
               f"commit {meta['commit'][:12]}{dirty} · {meta['timestamp']}")
     scope = (f"bench cases {cfg.cases} × {cfg.dtypes}; check cases {cfg.check_cases} × {cfg.check_dtypes}; "
-             f"ops {cfg.ops or 'all'}; baseline {cfg.baseline!r}; store {cfg.store}; runs {json.dumps(run_ids or {})}")
+             f"ops {cfg.ops or 'all'}; peers {cfg.peers or 'none'}; baseline {cfg.baseline!r}; "
+             f"store {cfg.store}; runs {json.dumps(run_ids or {})}")
     report = html_report.write(Path(cfg.output_dir) / "report.html", verdict=verdict, source=source, scope=scope,
                                threshold_words=_threshold_words(cfg), judged=cfg.threshold is not None,
                                problems=found, check=check_df, devices=devices_summary(check_df, bench_df),

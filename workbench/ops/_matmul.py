@@ -11,6 +11,12 @@ on a device pays). $WORKBENCH_AUTOTUNE=0 (read at
 import) takes the first configuration that fits instead: no timing runs and few compilations, for
 correctness runs where speed does not matter.
 
+Split-K (config SPLIT_K > 1 of either kernel, offered only where the output has too few tiles to fill the
+device: a decode GEMV, a narrow projection): K is cut into SPLIT_K slices, one program per (tile, slice);
+each stores its fp32 partial in a workspace and counts its arrival on the tile's counter, and the last to
+arrive sums the partials in slice order (deterministic whatever the arrival order), applies the epilogue
+and resets the counter. One launch, no atomics on the output; the tuner keeps it only where it wins.
+
 In the persistent launch style (ops.mlu.persistent) a third kernel runs instead: programs that fill the
 cores walk every matrix's output tiles, with a tile from a small table pruned by on-chip memory.
 """
@@ -50,21 +56,19 @@ def grouped_tile(tile, grid_m, grid_n, GROUP_M: tl.constexpr):
 
 
 @triton.jit
-def matmul_tile(a_ptr, b_ptr, c_ptr, bias_ptr, i, pid_m, pid_n, M, N, K,
-                stride_ab, stride_am, stride_ak, stride_bb, stride_bk, stride_bn, stride_cb, stride_cm,
-                stride_biasm, stride_biasn, alpha, beta,
-                BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, HAS_BIAS: tl.constexpr,
-                SCALED: tl.constexpr, UPCAST: tl.constexpr, INPUT_PRECISION: tl.constexpr):
-    """One output tile of c[i] = alpha * a[i] @ b[i] + beta * bias: the K loop in fp32 and the epilogue.
-    Shared by the generic and MLU-style kernels."""
+def tile_product(a_ptr, b_ptr, i, pid_m, pid_n, M, N, k_start, k_len,
+                 stride_ab, stride_am, stride_ak, stride_bb, stride_bk, stride_bn,
+                 BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+                 UPCAST: tl.constexpr, INPUT_PRECISION: tl.constexpr):
+    """fp32 (BLOCK_M, BLOCK_N) tile of a[i] @ b[i] over columns k_start .. k_start + k_len of K."""
     rm = pid_m.to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
     rn = pid_n.to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
     rk = tl.arange(0, BLOCK_K)
-    a_ptrs = a_ptr + i * stride_ab + rm[:, None] * stride_am + rk[None, :] * stride_ak
-    b_ptrs = b_ptr + i * stride_bb + rk[:, None] * stride_bk + rn[None, :] * stride_bn
+    a_ptrs = a_ptr + i * stride_ab + rm[:, None] * stride_am + (k_start + rk[None, :]) * stride_ak
+    b_ptrs = b_ptr + i * stride_bb + (k_start + rk[:, None]) * stride_bk + rn[None, :] * stride_bn
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    for k in range(0, tl.cdiv(K, BLOCK_K)):  # K == 0: no iteration, the result is the bias (or 0)
-        k_left = K - k * BLOCK_K
+    for k in range(0, tl.cdiv(k_len, BLOCK_K)):  # k_len <= 0: no iteration, the tile is 0
+        k_left = k_len - k * BLOCK_K
         a = tl.load(a_ptrs, mask=(rm[:, None] < M) & (rk[None, :] < k_left), other=0.0)
         b = tl.load(b_ptrs, mask=(rk[:, None] < k_left) & (rn[None, :] < N), other=0.0)
         if UPCAST:  # the backend cannot dot these operands directly (e.g. bf16 in the interpreter)
@@ -73,6 +77,16 @@ def matmul_tile(a_ptr, b_ptr, c_ptr, bias_ptr, i, pid_m, pid_n, M, N, K,
         acc = tl.dot(a, b, acc, input_precision=INPUT_PRECISION)
         a_ptrs += BLOCK_K * stride_ak
         b_ptrs += BLOCK_K * stride_bk
+    return acc
+
+
+@triton.jit
+def tile_epilogue(acc, c_ptr, bias_ptr, i, pid_m, pid_n, M, N, stride_cb, stride_cm, stride_biasm,
+                  stride_biasn, alpha, beta, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                  HAS_BIAS: tl.constexpr, SCALED: tl.constexpr):
+    """c[i]'s tile = alpha * acc + beta * bias, cast to c's dtype and stored (clipped to M x N)."""
+    rm = pid_m.to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
+    rn = pid_n.to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
     inside = (rm[:, None] < M) & (rn[None, :] < N)
     if SCALED:
         acc = acc * alpha
@@ -87,18 +101,76 @@ def matmul_tile(a_ptr, b_ptr, c_ptr, bias_ptr, i, pid_m, pid_n, M, N, K,
 
 
 @triton.jit
-def _matmul_kernel(a_ptr, b_ptr, c_ptr, bias_ptr, M, N, K,
+def matmul_tile(a_ptr, b_ptr, c_ptr, bias_ptr, i, pid_m, pid_n, M, N, K,
+                stride_ab, stride_am, stride_ak, stride_bb, stride_bk, stride_bn, stride_cb, stride_cm,
+                stride_biasm, stride_biasn, alpha, beta,
+                BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, HAS_BIAS: tl.constexpr,
+                SCALED: tl.constexpr, UPCAST: tl.constexpr, INPUT_PRECISION: tl.constexpr):
+    """One output tile of c[i] = alpha * a[i] @ b[i] + beta * bias: the K loop in fp32 and the epilogue.
+    Shared by the generic and MLU-style kernels."""
+    acc = tile_product(a_ptr, b_ptr, i, pid_m, pid_n, M, N, 0, K, stride_ab, stride_am, stride_ak,
+                       stride_bb, stride_bk, stride_bn, BLOCK_M, BLOCK_N, BLOCK_K, UPCAST, INPUT_PRECISION)
+    tile_epilogue(acc, c_ptr, bias_ptr, i, pid_m, pid_n, M, N, stride_cb, stride_cm, stride_biasm,
+                  stride_biasn, alpha, beta, BLOCK_M, BLOCK_N, HAS_BIAS, SCALED)
+
+
+@triton.jit
+def split_k_slice(split, K, SPLIT_K: tl.constexpr, BLOCK_K: tl.constexpr):
+    """(first column, number of columns) of K slice `split`: whole BLOCK_K steps, the last slice shorter."""
+    per = tl.cdiv(tl.cdiv(K, SPLIT_K), BLOCK_K) * BLOCK_K
+    start = split * per
+    return start, tl.minimum(per, K - start)
+
+
+@triton.jit
+def split_k_sum(acc, part_ptr, count_ptr, slot, split, SPLIT_K: tl.constexpr, BLOCK_M: tl.constexpr,
+                BLOCK_N: tl.constexpr):
+    """Deterministic split-K reduction of output tile `slot`: store this slice's fp32 partial, count the
+    arrival; the program that arrives last sums every partial in slice order and resets the counter for
+    the next launch. Returns (whether this program is the last, the sum; meaningful for the last only)."""
+    offs = tl.arange(0, BLOCK_M)[:, None] * BLOCK_N + tl.arange(0, BLOCK_N)[None, :]
+    base = part_ptr + slot.to(tl.int64) * (SPLIT_K * BLOCK_M * BLOCK_N)
+    tl.store(base + split * (BLOCK_M * BLOCK_N) + offs, acc)
+    tl.debug_barrier()  # every thread's partial is written before the arrival is counted
+    arrived = tl.atomic_add(count_ptr + slot, 1, sem="acq_rel")  # release ours, acquire the others'
+    last = arrived == SPLIT_K - 1
+    total = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    if last:
+        for s in tl.static_range(SPLIT_K):  # slice order, not arrival order: the same sum every run
+            total += tl.load(base + s * (BLOCK_M * BLOCK_N) + offs, cache_modifier=".cg")
+        tl.atomic_xchg(count_ptr + slot, 0)
+    return last, total
+
+
+@triton.jit
+def _matmul_kernel(a_ptr, b_ptr, c_ptr, bias_ptr, part_ptr, count_ptr, M, N, K,
                    stride_ab, stride_am, stride_ak, stride_bb, stride_bk, stride_bn, stride_cb, stride_cm,
                    stride_biasm, stride_biasn, alpha, beta,
                    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
-                   HAS_BIAS: tl.constexpr, SCALED: tl.constexpr, UPCAST: tl.constexpr,
+                   SPLIT_K: tl.constexpr, HAS_BIAS: tl.constexpr, SCALED: tl.constexpr, UPCAST: tl.constexpr,
                    INPUT_PRECISION: tl.constexpr):
-    # One output tile per program along axis 0, the batch along axis 1.
-    pid_m, pid_n = grouped_tile(tl.program_id(0), tl.cdiv(M, BLOCK_M), tl.cdiv(N, BLOCK_N), GROUP_M)
-    matmul_tile(a_ptr, b_ptr, c_ptr, bias_ptr, tl.program_id(1).to(tl.int64), pid_m, pid_n, M, N, K,
-                stride_ab, stride_am, stride_ak, stride_bb, stride_bk, stride_bn, stride_cb, stride_cm,
-                stride_biasm, stride_biasn, alpha, beta, BLOCK_M, BLOCK_N, BLOCK_K, HAS_BIAS, SCALED, UPCAST,
-                INPUT_PRECISION)
+    # One output tile (and, split, one K slice of it) per program along axis 0, the batch along axis 1.
+    grid_m, grid_n = tl.cdiv(M, BLOCK_M), tl.cdiv(N, BLOCK_N)
+    i = tl.program_id(1).to(tl.int64)
+    if SPLIT_K == 1:
+        pid_m, pid_n = grouped_tile(tl.program_id(0), grid_m, grid_n, GROUP_M)
+        matmul_tile(a_ptr, b_ptr, c_ptr, bias_ptr, i, pid_m, pid_n, M, N, K,
+                    stride_ab, stride_am, stride_ak, stride_bb, stride_bk, stride_bn, stride_cb, stride_cm,
+                    stride_biasm, stride_biasn, alpha, beta, BLOCK_M, BLOCK_N, BLOCK_K, HAS_BIAS, SCALED,
+                    UPCAST, INPUT_PRECISION)
+    else:
+        tile = tl.program_id(0) // SPLIT_K
+        split = tl.program_id(0) % SPLIT_K
+        pid_m, pid_n = grouped_tile(tile, grid_m, grid_n, GROUP_M)
+        k_start, k_len = split_k_slice(split, K, SPLIT_K, BLOCK_K)
+        acc = tile_product(a_ptr, b_ptr, i, pid_m, pid_n, M, N, k_start, k_len, stride_ab, stride_am,
+                           stride_ak, stride_bb, stride_bk, stride_bn, BLOCK_M, BLOCK_N, BLOCK_K, UPCAST,
+                           INPUT_PRECISION)
+        last, total = split_k_sum(acc, part_ptr, count_ptr, i * (grid_m * grid_n) + tile, split, SPLIT_K,
+                                  BLOCK_M, BLOCK_N)
+        if last:
+            tile_epilogue(total, c_ptr, bias_ptr, i, pid_m, pid_n, M, N, stride_cb, stride_cm, stride_biasm,
+                          stride_biasn, alpha, beta, BLOCK_M, BLOCK_N, HAS_BIAS, SCALED)
 
 
 @triton.jit
@@ -112,58 +184,101 @@ def _desc_tile(desc, i, row, col, ROWS: tl.constexpr, COLS: tl.constexpr, BATCHE
 
 
 @triton.jit
-def _matmul_tma_kernel(a_desc, b_desc, c_desc, bias_ptr, M, N, K, stride_biasm, stride_biasn, alpha, beta,
+def _tma_product(a_desc, b_desc, i, off_m, off_n, k_start, k_end, BLOCK_M: tl.constexpr,
+                 BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, B_BY_ROWS: tl.constexpr, BATCHED: tl.constexpr,
+                 UPCAST: tl.constexpr, INPUT_PRECISION: tl.constexpr):
+    """fp32 (BLOCK_M, BLOCK_N) tile at (off_m, off_n) of a[i] @ b[i] over K columns k_start .. k_end (whole
+    BLOCK_K steps: the descriptors read past K as zeros)."""
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for k in range(k_start, k_end, BLOCK_K):
+        a = _desc_tile(a_desc, i, off_m, k, BLOCK_M, BLOCK_K, BATCHED)
+        if B_BY_ROWS:
+            b = _desc_tile(b_desc, i, off_n, k, BLOCK_N, BLOCK_K, BATCHED).T
+        else:
+            b = _desc_tile(b_desc, i, k, off_n, BLOCK_K, BLOCK_N, BATCHED)
+        if UPCAST:
+            a = a.to(tl.float32)
+            b = b.to(tl.float32)
+        acc = tl.dot(a, b, acc, input_precision=INPUT_PRECISION)
+    return acc
+
+
+@triton.jit
+def _tma_epilogue(acc, c_desc, bias_ptr, i, off_m, off_n, M, N, stride_biasm, stride_biasn, alpha, beta,
+                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BATCHED: tl.constexpr, HAS_BIAS: tl.constexpr,
+                  SCALED: tl.constexpr):
+    """c[i]'s tile at (off_m, off_n) = alpha * acc + beta * bias, stored through the descriptor (clipped)."""
+    if SCALED:
+        acc = acc * alpha
+    if HAS_BIAS:
+        rm = off_m + tl.arange(0, BLOCK_M)
+        rn = off_n + tl.arange(0, BLOCK_N)
+        bias = tl.load(bias_ptr + rm[:, None] * stride_biasm + rn[None, :] * stride_biasn,
+                       mask=(rm[:, None] < M) & (rn[None, :] < N), other=0.0).to(tl.float32)
+        if SCALED:
+            bias = bias * beta
+        acc = acc + bias
+    out = acc.to(c_desc.dtype)
+    if BATCHED:
+        c_desc.store([i, off_m, off_n], out.reshape(1, BLOCK_M, BLOCK_N))
+    else:
+        c_desc.store([off_m, off_n], out)
+
+
+@triton.jit
+def _matmul_tma_kernel(a_desc, b_desc, c_desc, bias_ptr, part_ptr, count_ptr, M, N, K, batch,
+                       stride_biasm, stride_biasn, alpha, beta,
                        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
-                       PROGRAMS: tl.constexpr, B_BY_ROWS: tl.constexpr, BATCHED: tl.constexpr,
-                       HAS_BIAS: tl.constexpr, SCALED: tl.constexpr, UPCAST: tl.constexpr,
-                       INPUT_PRECISION: tl.constexpr):
+                       PROGRAMS: tl.constexpr, SPLIT_K: tl.constexpr, B_BY_ROWS: tl.constexpr,
+                       BATCHED: tl.constexpr, HAS_BIAS: tl.constexpr, SCALED: tl.constexpr,
+                       UPCAST: tl.constexpr, INPUT_PRECISION: tl.constexpr):
     """c[i] = alpha * a[i] @ b[i] + beta * bias through tensor-memory (TMA) descriptors, Hopper and later.
 
     The copy engine moves whole tiles into shared memory (out-of-range parts read as zero, stores are
     clipped), so the K loop has no masks or address arithmetic. B_BY_ROWS: b is given as its (N, K)
     transpose with K contiguous (a linear's weight, attention's k), loaded as (BLOCK_N, BLOCK_K) tiles and
-    transposed in registers. PROGRAMS > 0: that many persistent programs walk the tiles; 0: one tile each.
-    The batch is grid axis 1.
+    transposed in registers. PROGRAMS > 0: that many persistent programs walk the tiles of every matrix (a
+    batch of short-K products, attention scores, is a long run of store-bound tiles: the loads of the next
+    tile overlap the store of this one); 0: one tile each, the batch along grid axis 1 (and with SPLIT_K > 1
+    one K slice of a tile each, one matrix only, see the module docstring).
     """
-    i = tl.program_id(1)
     grid_m = tl.cdiv(M, BLOCK_M)
     grid_n = tl.cdiv(N, BLOCK_N)
-    step = PROGRAMS if PROGRAMS > 0 else grid_m * grid_n
-    for tile in tl.range(tl.program_id(0), grid_m * grid_n, step, flatten=PROGRAMS > 0):
+    tiles = grid_m * grid_n
+    if SPLIT_K == 1:
+        if PROGRAMS > 0:
+            start, stop, step = tl.program_id(0), batch * tiles, PROGRAMS
+        else:
+            first = tl.program_id(1) * tiles  # this program's matrix, grid axis 1
+            start, stop, step = first + tl.program_id(0), first + tiles, tiles
+        for t in tl.range(start, stop, step, flatten=PROGRAMS > 0):
+            i = t // tiles
+            pid_m, pid_n = grouped_tile(t % tiles, grid_m, grid_n, GROUP_M)
+            off_m = pid_m * BLOCK_M
+            off_n = pid_n * BLOCK_N
+            acc = _tma_product(a_desc, b_desc, i, off_m, off_n, 0, K, BLOCK_M, BLOCK_N, BLOCK_K, B_BY_ROWS,
+                               BATCHED, UPCAST, INPUT_PRECISION)
+            _tma_epilogue(acc, c_desc, bias_ptr, i, off_m, off_n, M, N, stride_biasm, stride_biasn, alpha,
+                          beta, BLOCK_M, BLOCK_N, BATCHED, HAS_BIAS, SCALED)
+    else:
+        i = 0
+        tile = tl.program_id(0) // SPLIT_K
+        split = tl.program_id(0) % SPLIT_K
         pid_m, pid_n = grouped_tile(tile, grid_m, grid_n, GROUP_M)
         off_m = pid_m * BLOCK_M
         off_n = pid_n * BLOCK_N
-        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-        for k in range(0, K, BLOCK_K):
-            a = _desc_tile(a_desc, i, off_m, k, BLOCK_M, BLOCK_K, BATCHED)
-            if B_BY_ROWS:
-                b = _desc_tile(b_desc, i, off_n, k, BLOCK_N, BLOCK_K, BATCHED).T
-            else:
-                b = _desc_tile(b_desc, i, k, off_n, BLOCK_K, BLOCK_N, BATCHED)
-            if UPCAST:
-                a = a.to(tl.float32)
-                b = b.to(tl.float32)
-            acc = tl.dot(a, b, acc, input_precision=INPUT_PRECISION)
-        if SCALED:
-            acc = acc * alpha
-        if HAS_BIAS:
-            rm = off_m + tl.arange(0, BLOCK_M)
-            rn = off_n + tl.arange(0, BLOCK_N)
-            bias = tl.load(bias_ptr + rm[:, None] * stride_biasm + rn[None, :] * stride_biasn,
-                           mask=(rm[:, None] < M) & (rn[None, :] < N), other=0.0).to(tl.float32)
-            if SCALED:
-                bias = bias * beta
-            acc = acc + bias
-        out = acc.to(c_desc.dtype)
-        if BATCHED:
-            c_desc.store([i, off_m, off_n], out.reshape(1, BLOCK_M, BLOCK_N))
-        else:
-            c_desc.store([off_m, off_n], out)
+        k_start, k_len = split_k_slice(split, K, SPLIT_K, BLOCK_K)
+        acc = _tma_product(a_desc, b_desc, i, off_m, off_n, k_start, k_start + k_len, BLOCK_M, BLOCK_N,
+                           BLOCK_K, B_BY_ROWS, BATCHED, UPCAST, INPUT_PRECISION)
+        last, total = split_k_sum(acc, part_ptr, count_ptr, tile, split, SPLIT_K, BLOCK_M, BLOCK_N)
+        if last:
+            _tma_epilogue(total, c_desc, bias_ptr, i, off_m, off_n, M, N, stride_biasm, stride_biasn, alpha,
+                          beta, BLOCK_M, BLOCK_N, BATCHED, HAS_BIAS, SCALED)
 
 
 def _configs(interpreted: bool):
     if interpreted:  # timing candidates there would time numpy; big tiles run fastest there
-        return [triton.Config({"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 32, "GROUP_M": 8})]
+        return [triton.Config({"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 32, "GROUP_M": 8, "SPLIT_K": 1})]
     shapes = [(128, 256, 64, 3, 8), (256, 128, 64, 3, 8), (128, 256, 64, 4, 8), (128, 128, 64, 4, 8),
               (128, 128, 64, 4, 4), (128, 128, 32, 4, 4),
               (64, 256, 32, 4, 4), (128, 64, 32, 4, 4), (64, 128, 64, 4, 4), (64, 64, 64, 4, 4),
@@ -171,23 +286,71 @@ def _configs(interpreted: bool):
               # small M (decode): narrow N tiles and deep K so that enough programs stream the weight
               (16, 128, 128, 4, 4), (16, 64, 256, 3, 4), (16, 32, 256, 4, 4), (16, 64, 128, 5, 4),
               (16, 32, 512, 3, 4), (16, 16, 512, 4, 4)]
-    return [triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k, "GROUP_M": 8}, num_stages=s, num_warps=w)
-            for m, n, k, s, w in shapes]
+    # small M and few output tiles (M=1 or a decode batch times a narrow N): K slices give the device
+    # enough programs; offered only where `_split_fits`
+    split = [(16, 64, 128, 4, 4, 4), (16, 32, 128, 4, 4, 4), (16, 64, 256, 3, 4, 2), (16, 32, 256, 3, 4, 4),
+             (16, 128, 128, 4, 4, 8), (32, 64, 128, 4, 4, 4)]
+    return [triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k, "GROUP_M": 8, "SPLIT_K": splits},
+                          num_stages=s, num_warps=w)
+            for m, n, k, s, w, splits in [(*shape, 1) for shape in shapes] + split]
 
 
 def _prune(configs, named_args, **_):
     """Tile heights that fit M: decode-sized M (1-16 rows) never times 128-row tiles, and a large M
-    skips the thin ones. Halves the autotuning time of a new shape too."""
+    skips the thin ones. Halves the autotuning time of a new shape too. Split-K configs where they fit."""
     m = named_args["M"]
     limit = (lambda bm: bm <= 32) if m <= 16 else (lambda bm: bm <= 64) if m <= 64 else (lambda bm: bm >= 64)
-    fits = [c for c in configs if limit(c.kwargs["BLOCK_M"])] or configs
+    whole = [c for c in configs if c.kwargs.get("SPLIT_K", 1) == 1]
+    fits = [c for c in whole if limit(c.kwargs["BLOCK_M"])] or whole
+    fits += [c for c in configs if c.kwargs.get("SPLIT_K", 1) > 1 and limit(c.kwargs["BLOCK_M"])
+             and _split_fits(c.kwargs, named_args)]
     return fits if AUTOTUNE else fits[:1]
+
+
+SPLIT_K_PROGRAMS = 2  # split configs keep (tiles x slices) within this many programs per core
+
+
+def _split_fits(config: dict, named_args: dict) -> bool:
+    """Whether a split-K config suits the problem: one matrix (stride_cb 0) whose output has fewer tiles
+    than the device has cores, slices of at least two K steps, at most SPLIT_K_PROGRAMS programs per core
+    (which also bounds the workspace: `_split_workspace`)."""
+    m, n, k = named_args["M"], named_args.get("N"), named_args.get("K")
+    if n is None or k is None or named_args.get("stride_cb") != 0:
+        return False
+    cores = backends.active().properties().cores
+    tiles = cdiv(m, config["BLOCK_M"]) * cdiv(n, config["BLOCK_N"])
+    splits = config["SPLIT_K"]
+    return (tiles < cores and tiles * splits <= SPLIT_K_PROGRAMS * cores
+            and k >= 2 * splits * config["BLOCK_K"])
+
+
+_workspaces: dict = {}
+
+
+def _split_workspace(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(fp32 partials, int32 arrival counters) for split-K launches on this device and its current stream,
+    allocated once: every counter is back at 0 when a launch ends (the last program of a tile resets it),
+    and launches on one stream run one after another. Sized for the largest split config `_split_fits`
+    lets through: SPLIT_K_PROGRAMS programs per core, each one tile of partials."""
+    stream = torch.get_device_module(device.type).current_stream()
+    key = (device, getattr(stream, "stream_id", None), getattr(stream, "device_index", None))
+    found = _workspaces.get(key)
+    if found is None:
+        cores = backends.active().properties().cores
+        configs = [*_autotuned.configs, *_tma_autotuned.configs]
+        tile = max([c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"] for c in configs
+                    if c.kwargs.get("SPLIT_K", 1) > 1], default=1)
+        found = _workspaces[key] = (
+            torch.empty(SPLIT_K_PROGRAMS * cores * tile, dtype=torch.float32, device=device),
+            torch.zeros(cores, dtype=torch.int32, device=device))
+    return found
 
 
 # The layout is part of the key: a linear's weight (B transposed: stride_bk == 1) wants other tiles than a
 # row-major B of the same M, N, K; without it, whichever layout was tuned first served both.
+# stride_cb (0 for one matrix, see `matmul`) tells split-K problems (one matrix) from batched ones.
 _autotuned = Tuner(_matmul_kernel, _configs(backends.active().interpreted),
-                   key=["M", "N", "K", "stride_ak", "stride_bk", "HAS_BIAS"], prune=_prune)
+                   key=["M", "N", "K", "stride_ak", "stride_bk", "stride_cb", "HAS_BIAS"], prune=_prune)
 # (M, N, K, dtype, layout, constexprs) -> the winning config's kwargs: later calls skip the autotuner entirely.
 _tuned: dict = {}
 # The pointer kernel's later launches by the same key: (programs along grid axis 0, launch keywords: the
@@ -209,19 +372,29 @@ def _tma_configs() -> dict[str, list]:
                   (128, 128, 64, 4, 4), (128, 64, 64, 4, 4), (64, 128, 64, 4, 4), (64, 128, 128, 4, 4),
                   (128, 64, 128, 4, 4), (128, 128, 128, 3, 8)],
         # K <= 256 (attention scores): the store dominates; few stages (one K step: one) leave room for
-        # two programs per SM
+        # two programs per SM; persistent, two or three stages let the next tile's loads run under this
+        # tile's store (the whole K in one step: BLOCK_K 128)
         "short_k": [(128, 128, 64, 2, 4), (64, 128, 64, 2, 4), (128, 256, 64, 2, 8), (128, 128, 128, 1, 4),
-                    (128, 256, 128, 1, 8)],
+                    (128, 256, 128, 1, 8), (128, 128, 128, 2, 4), (128, 128, 128, 2, 8), (64, 256, 128, 2, 8),
+                    (128, 64, 128, 3, 4)],
         # M <= 64 (a decode batch): narrow, deep tiles so that enough programs stream the weight
         "small_m": [(64, 64, 128, 4, 4), (64, 32, 128, 4, 4), (64, 32, 256, 3, 4), (64, 32, 256, 4, 4),
                     (64, 64, 256, 3, 4)],
     }
-    def config(m, n, k, stages, warps, programs):
-        return triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k, "GROUP_M": 8, "PROGRAMS": programs},
+    # M <= 64 and few output tiles (a decode batch times a narrow N): K slices, one program per (tile,
+    # slice), where `_split_fits`: (BLOCK_M, BLOCK_N, BLOCK_K, stages, warps, SPLIT_K)
+    split = [(64, 32, 128, 4, 4, 2), (64, 32, 128, 4, 4, 4), (64, 64, 128, 4, 4, 4), (64, 32, 256, 3, 4, 2)]
+
+    def config(m, n, k, stages, warps, programs, splits=1):
+        return triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k, "GROUP_M": 8, "PROGRAMS": programs,
+                              "SPLIT_K": splits},
                              num_stages=stages, num_warps=warps, pre_hook=_set_block_shapes)
 
-    return {group: [config(*shape, programs) for shape in shapes for programs in (0, sms)]
-            for group, shapes in tiles.items()}
+    groups = {group: [config(*shape, programs) for shape in shapes for programs in (0, sms)]
+              for group, shapes in tiles.items()}
+    groups["small_m_split"] = [config(m, n, k, stages, warps, 0, splits)
+                               for m, n, k, stages, warps, splits in split]
+    return groups
 
 
 def _block_shapes(bm: int, bn: int, bk: int, batched: bool, b_by_rows: bool) -> tuple[list, list, list]:
@@ -281,7 +454,9 @@ def _tma_descriptors(a, b, c, M, N, K, batch, a_strides, b_strides, c_strides, b
 def _prune_tma(configs, named_args, **_):
     """The config groups that fit the problem; only the first config when not autotuning (or interpreted)."""
     if named_args["M"] <= 64:
-        fits = _TMA_CONFIGS["small_m"]
+        one_matrix = {**named_args, "stride_cb": 0 if not named_args["BATCHED"] else None}
+        fits = _TMA_CONFIGS["small_m"] + [c for c in _TMA_CONFIGS["small_m_split"]
+                                          if _split_fits(c.kwargs, one_matrix)]
     else:
         fits = _TMA_CONFIGS["large"] + (_TMA_CONFIGS["short_k"] if named_args["K"] <= 256 else [])
     return fits if AUTOTUNE and not backends.active().interpreted else fits[:1]
@@ -384,16 +559,18 @@ def matmul(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, M: int, N: int, K:
         return c
 
     def grid(config):
-        return (cdiv(M, config["BLOCK_M"]) * cdiv(N, config["BLOCK_N"]), batch)
+        return (cdiv(M, config["BLOCK_M"]) * cdiv(N, config["BLOCK_N"]) * config.get("SPLIT_K", 1), batch)
 
+    if batch == 1:  # a single matrix: no batch strides (stride_cb 0 is what offers split-K configs)
+        a_strides, b_strides, c_strides = (0, *a_strides[1:]), (0, *b_strides[1:]), (0, c_strides[1])
     b_by_rows = _tma_layout(a, b, c, M, K, batch, a_strides, b_strides, c_strides)
     if b_by_rows is not None:
         _matmul_tma(a, b, c, M, N, K, batch, a_strides, b_strides, c_strides, b_by_rows,
                     bias if has_bias else c, bias_strides, alpha, beta, meta)
         return c
-    args = (a, b, c, bias if has_bias else c, M, N, K, *a_strides, *b_strides, *c_strides, *bias_strides,
-            float(alpha), float(beta))
-    key = (M, N, K, a.dtype, a_strides[2] == 1, b_strides[1] == 1, *meta.values())
+    args = (a, b, c, bias if has_bias else c, *_split_workspace(c.device), M, N, K, *a_strides, *b_strides,
+            *c_strides, *bias_strides, float(alpha), float(beta))
+    key = (M, N, K, a.dtype, a_strides[2] == 1, b_strides[1] == 1, batch == 1, *meta.values())
     tuned = _pointer_launches.get(key)
     if tuned is None:  # first call of this shape: autotune, then remember the winner
         config = _tuned[key] = autotune(_autotuned, grid, *args, **meta)
@@ -418,18 +595,22 @@ def pointer_site(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, M: int, N: i
                  bias: torch.Tensor | None = None, bias_strides: tuple[int, int] = (0, 0),
                  alpha: float = 1.0, beta: float = 1.0) -> tuple | None:
     """The pointer kernel's tuned launch of a problem `matmul` has run there: (grid, Site, runtime args
-    after the four pointers a, b, c, bias-or-c), or None (nothing to launch, the TMA kernel's problem,
-    or not tuned yet). For a plan whose geometry fixes every size and stride (linear's): its Site then
-    skips the launch cache's key."""
+    after the four pointers a, b, c, bias-or-c: the split-K workspace, sizes, strides), or None (nothing to
+    launch, the TMA kernel's problem, a split-K launch, or not tuned yet). For a plan whose geometry fixes
+    every size and stride (linear's): its Site then skips the launch cache's key."""
     if M == 0 or N == 0 or batch == 0 or _tma_layout(a, b, c, M, K, batch, a_strides, b_strides, c_strides):
         return None
     _, meta = _meta(a, bias, alpha, beta)
-    tuned = _pointer_launches.get((M, N, K, a.dtype, a_strides[2] == 1, b_strides[1] == 1, *meta.values()))
-    if tuned is None:
+    tuned = _pointer_launches.get((M, N, K, a.dtype, a_strides[2] == 1, b_strides[1] == 1, batch == 1,
+                                   *meta.values()))
+    if tuned is None or tuned[1]["SPLIT_K"] > 1:  # split-K launches take this stream's workspace: `matmul`
         return None
     programs, kwargs = tuned
+    if batch == 1:
+        a_strides, b_strides, c_strides = (0, *a_strides[1:]), (0, *b_strides[1:]), (0, c_strides[1])
     return ((programs, batch), Site(_matmul_kernel, **kwargs),
-            (M, N, K, *a_strides, *b_strides, *c_strides, *bias_strides, float(alpha), float(beta)))
+            (*_split_workspace(c.device), M, N, K, *a_strides, *b_strides, *c_strides, *bias_strides,
+             float(alpha), float(beta)))
 
 
 def _matmul_tma(a, b, c, M, N, K, batch, a_strides, b_strides, c_strides, b_by_rows, bias, bias_strides,
@@ -439,13 +620,16 @@ def _matmul_tma(a, b, c, M, N, K, batch, a_strides, b_strides, c_strides, b_by_r
 
     def grid(config):
         tiles = cdiv(M, config["BLOCK_M"]) * cdiv(N, config["BLOCK_N"])
-        return (min(tiles, config["PROGRAMS"]) if config["PROGRAMS"] else tiles, batch)
+        if config["PROGRAMS"]:  # persistent: the programs walk every matrix's tiles
+            return (min(batch * tiles, config["PROGRAMS"]), 1)
+        return (tiles * config["SPLIT_K"], batch)
 
     key = ("tma", M, N, K, batch, a.dtype, b_by_rows, *meta.values())
     config = _tuned.get(key)
     descriptors = _tma_descriptors(a, b, c, M, N, K, batch, a_strides, b_strides, c_strides, b_by_rows,
                                    config)
-    args = (*descriptors, bias, M, N, K, *bias_strides, float(alpha), float(beta))
+    args = (*descriptors, bias, *_split_workspace(c.device), M, N, K, batch, *bias_strides, float(alpha),
+            float(beta))
     if config is None:
         _tuned[key] = autotune(_tma_autotuned, grid, *args, **meta)
     else:

@@ -10,7 +10,6 @@ import torch
 import triton
 import triton.language as tl
 
-
 from . import _rows
 from ._common import check_same_device, check_tensor, new_output_as
 from ._launch import launch

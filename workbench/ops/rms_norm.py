@@ -8,7 +8,6 @@ import torch
 import triton
 import triton.language as tl
 
-
 from . import _rows
 from ._common import Plans, check_same_device, check_tensor, geometry, new_output_as
 from ._launch import Site, aligned, launch

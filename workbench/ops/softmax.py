@@ -4,7 +4,6 @@ import torch
 import triton
 import triton.language as tl
 
-
 from . import _rows, _split_rows
 from ._common import Plans, check_tensor, geometry, new_output_as
 from ._launch import Site, aligned, launch

@@ -388,6 +388,7 @@ def run(
     bench: bool = False,
     replacing: bool = False,
     rep_ms: float | None = None,
+    peers: Iterable[str] = (),
     on_progress: ProgressCallback | None = None,
     progress: bool = True,
     warm: bool = True,
@@ -403,6 +404,7 @@ def run(
       tree of this `workbench`).
     bench: ``verify`` only: also bench the op for a perf baseline.
     rep_ms: time budget of each bench measurement (default: what `workbench regress` uses on `backend`).
+    peers: ``profile`` only: also time these peers (`workbench.profiling.bench.PEERS`) beside native.
     replacing: ``check`` only: a candidate with SPEC may replace a registered op (promotion, force=True).
     memory_limit: bytes of address space, None for no cap, "auto" for `default_memory_limit`.
     on_progress(desc, n, total): called with the worker's progress; default: tqdm.auto bars.
@@ -412,6 +414,7 @@ def run(
     from workbench import backends
     from workbench.porting import judge
     from workbench.porting.candidate import declares_spec
+    from workbench.profiling.bench import check_peers
 
     if task not in TASKS:
         raise ValueError(f"task: expected one of {TASKS}, got {task!r}")
@@ -456,6 +459,7 @@ def run(
         "bench": bench,
         "replacing": replacing,
         "rep_ms": rep_ms,
+        "peers": check_peers(peers),
         "memory_limit": memory_limit,
         "items": None if planned is None else [judge.item_request(i) for i in planned],
     }
@@ -684,6 +688,7 @@ def _task_profile(req: dict) -> dict:
     from workbench.ops import spec as opspec
     from workbench.porting import candidate
     from workbench.profiling import bench as run_bench
+    from workbench.profiling.bench import ours
 
     cand = candidate.load(req["candidate"], req["op"])
     kwargs = {
@@ -693,14 +698,15 @@ def _task_profile(req: dict) -> dict:
         "rep_ms": req["rep_ms"],
         "seed": req["seed"],
     }
+    peers = req.get("peers") or []
     frames = []
-    if not cand.new_op:  # the op's current kernel first, in the same process, same device
-        promoted = run_bench(**kwargs)
-        promoted.loc[promoted["impl"] != "native", "impl"] = "promoted"
+    if not cand.new_op:  # the op's current kernel first, in the same process, same device, with the peers
+        promoted = run_bench(**kwargs, peers=peers)
+        promoted.loc[ours(promoted), "impl"] = "promoted"
         frames.append(promoted)
     candidate.install(cand, req["backend"])
-    mine = run_bench(**kwargs)
-    mine.loc[mine["impl"] != "native", "impl"] = "candidate"
+    mine = run_bench(**kwargs, peers=[] if frames else peers)
+    mine.loc[ours(mine), "impl"] = "candidate"
     if frames:
         mine = mine[mine["impl"] != "native"]
     frames.append(mine)

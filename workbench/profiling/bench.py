@@ -1,16 +1,20 @@
 """Side-by-side benchmark: the native op and each Triton variant on the same inputs, in one process.
 
 One tidy row per (op, case, dtype, impl), the peers among them on request (torch.compile of the native
-op, FlagGems; `peer_table` puts every implementation side by side as columns): kernel time (median, p20, p80), host time per call, speedup
-(native ms / this ms, taken per round of alternated rounds of every implementation: median, p20, p80 and
-`unstable` when that spread exceeds 5%; see timing.py), GB/s and TFLOP/s from the op's cost model, % of
-the device roofline, and for Triton variants the correctness result on those same inputs. A variant that
-fails gets an error cell; the rest of the table still fills. Rows go to a ResultStore as they are produced.
+op, FlagGems; `peer_table` puts every implementation side by side as columns): kernel time (median, p20,
+p80), host time per call, speedup (native ms / this ms, taken per round of alternated rounds of every
+implementation: median, p20, p80 and `unstable` when that spread exceeds 5%; see timing.py), GB/s and
+TFLOP/s from the op's cost model, % of the device roofline, every implementation's error against float64
+on those same inputs, and for all but native the verdict on it. A variant or peer that fails (or is not
+installed) gets an error cell saying why; the rest of the table still fills. Rows go to a ResultStore as
+they are produced.
 """
 
 from __future__ import annotations
 
+import functools
 import random
+import time
 import traceback
 from typing import Iterable
 
@@ -34,8 +38,26 @@ COLUMNS = ["op", "impl", "case", "dtype", "shape", "ms", "ms_p20", "ms_p80", "ho
 PEERS = ("inductor", "flaggems")
 
 
+# The impl name of our kernels as a model reaches them: the native op under `use_ops`
+# (bench_case(dispatch=True)).
+DISPATCHED = "workbench"
+
+
 class PeerUnavailable(RuntimeError):
-    """A peer library that is not installed here: its cells say so."""
+    """A peer library that is not installed here or fails to import: its cells say so."""
+
+
+@functools.cache
+def flag_gems_import() -> tuple[object | None, str]:
+    """(the flag_gems module, "") or (None, why it is not usable here). Imported once: a failing import
+    (FlagGems built for another torch or triton raises more than ImportError) is not retried per case."""
+    try:
+        import flag_gems
+    except ImportError as e:
+        return None, f"flag_gems is not installed (pip install 'workbench[peers]'): {e}"
+    except Exception as e:  # noqa: BLE001 - whatever its import raises is the reason its cells give
+        return None, f"flag_gems failed to import: {type(e).__name__}: {e}"
+    return flag_gems, ""
 
 
 def peer(spec: opspec.OpSpec, name: str):
@@ -47,11 +69,8 @@ def peer(spec: opspec.OpSpec, name: str):
         torch.compiler.reset()  # one compile per case: dynamo's recompile limit would turn later cases eager
         return torch.compile(spec.reference, dynamic=False)
     if name == "flaggems":
-        try:
-            import flag_gems
-        except ImportError as e:
-            why = f"flag_gems is not installed (pip install 'workbench[peers]'): {e}"
-
+        flag_gems, why = flag_gems_import()
+        if flag_gems is None:
             def missing(*args, **kwargs):
                 raise PeerUnavailable(why)
             return missing
@@ -63,13 +82,49 @@ def peer(spec: opspec.OpSpec, name: str):
     raise ValueError(f"peers: expected some of {PEERS}, got {name!r}")
 
 
+def dispatched(spec: opspec.OpSpec):
+    """The native reference under `workbench.use_ops(include=[op])`: our kernels reached through the ATen
+    dispatcher, as a model reaches them (and as FlagGems' `use_gems` is reached). A call that none of the
+    op's kernels handled (a fallback, or a path that decomposes into other ops) raises, so that native's time
+    is never shown as ours."""
+    from workbench.dispatch import use_ops
+
+    def through_use_ops(*args, **kwargs):
+        with use_ops(include=[spec.name]) as coverage:
+            out = spec.reference(*args, **kwargs)
+        if not coverage.handled:
+            fallbacks = coverage.fallbacks or "none of its ATen overloads was called"
+            raise RuntimeError(f"use_ops: no call reached workbench's {spec.name} kernels, native ran "
+                               f"({fallbacks})")
+        return out
+    return through_use_ops
+
+
+def check_peers(peers: Iterable[str]) -> list[str]:
+    """`peers` as a list, or ValueError naming the unknown ones."""
+    peers = list(peers)
+    unknown = [p for p in peers if p not in PEERS]
+    if unknown:
+        raise ValueError(f"peers: expected some of {PEERS}, got {unknown}")
+    return peers
+
+
+def ours(df: pd.DataFrame) -> pd.Series:
+    """Rows of the package's own implementations (the direct call or DISPATCHED): neither native nor a peer;
+    the rows that are judged."""
+    return ~df["impl"].isin(("native", *PEERS))
+
+
 def implementations(spec: opspec.OpSpec, backend: str, all_variants: bool,
-                    algorithm: str | None = None, peers: Iterable[str] = ()) -> dict:
+                    algorithm: str | None = None, peers: Iterable[str] = (), dispatch: bool = False) -> dict:
     """impl name -> callable: native first, then the backend's Triton implementation (of `algorithm`, where
-    the op has it), or every implementation by name; then the peers asked for."""
+    the op has it; with `dispatch`, the native op under `use_ops` instead, named DISPATCHED), or every
+    implementation by name; then the peers asked for."""
     name = selected_variant(spec, backend, None, algorithm) or spec.variant_name(backend)
     impls = {"native": spec.reference}
-    if algorithm is None:
+    if dispatch:
+        impls[DISPATCHED] = dispatched(spec)
+    elif algorithm is None:
         impls[name] = spec.implementation(backend)
     elif name in spec.variant_names():
         impls[name] = spec.variant(name)
@@ -81,7 +136,8 @@ def implementations(spec: opspec.OpSpec, backend: str, all_variants: bool,
 
 def bench_case(spec: opspec.OpSpec, case: opspec.Case, dtype, seed: int, peaks: rl.Peaks,
                all_variants: bool = False, rep_ms: float = 100.0, algorithm: str | None = None,
-               peers: Iterable[str] = ()) -> list[dict]:
+               peers: Iterable[str] = (), dispatch: bool = False) -> list[dict]:
+    """The rows of one case: native, ours, the peers (see `implementations`), timed in alternated rounds."""
     backend = backends.active()
     base = {"op": spec.name, "case": case.name, "dtype": dtype_name(dtype), "seed": seed}
     try:
@@ -91,15 +147,15 @@ def bench_case(spec: opspec.OpSpec, case: opspec.Case, dtype, seed: int, peaks: 
         return [{**base, "impl": "native", "error": f"inputs: {type(e).__name__}: {e}"}]
     base.update(shape=shape_label(args), bytes=cost.bytes, flops=cost.flops)
     rows, calls = [], []
-    for name, fn in implementations(spec, backend.name, all_variants, algorithm, peers).items():
+    for name, fn in implementations(spec, backend.name, all_variants, algorithm, peers, dispatch).items():
         row = {**base, "impl": name, "error": ""}
         rows.append(row)
         try:
+            result = verify(spec, fn, case, dtype, args, kwargs)
+            row.update(rel_err=result["rel_err"])  # native's own error too: the scale the others are read on
             if name != "native":
-                result = verify(spec, fn, case, dtype, args, kwargs)
                 # native_passed: on a miss, whether the native op meets the same bound on these inputs
-                row.update(rel_err=result["rel_err"], passed=result["passed"],
-                           native_passed=result.get("native_passed"))
+                row.update(passed=result["passed"], native_passed=result.get("native_passed"))
 
             def call(fn=fn):
                 return fn(*args, **kwargs)
@@ -114,7 +170,10 @@ def bench_case(spec: opspec.OpSpec, case: opspec.Case, dtype, seed: int, peaks: 
     native = 0 if rows[0]["error"] == "" else None  # the native row is the first in `calls` when it ran
     for i, (row, call) in enumerate(calls):
         t = rounds.kernel_time(i)
-        n_calls = int(min(max(20.0 / max(t.ms, 1e-3), 3 if light else 10), 2000))  # about 20 ms of calls
+        began = time.perf_counter()
+        call()  # host cost of one call: a peer entering a library per call (use_gems) costs milliseconds
+        per_call_ms = (time.perf_counter() - began) * 1e3
+        n_calls = int(min(max(20.0 / max(t.ms, per_call_ms, 1e-3), 3 if light else 10), 2000))  # ~20 ms
         row.update(ms=t.ms, ms_p20=t.p20, ms_p80=t.p80, reps=t.reps,
                    host_us=host_time_us(call, backend, calls=n_calls, repeats=1 if light else 3))
         row.update(rl.roofline(cost.bytes, cost.flops, t.ms, row["dtype"], peaks))
@@ -133,10 +192,7 @@ def bench(ops: Iterable[str] | None = None, cases: Iterable[str] = ("llm",), dty
     algorithm: time that named algorithm of each op that has it (e.g. topk's "merge"), not its default.
     `peers` ("inductor", "flaggems") adds their rows, timed in the same rounds and checked alike."""
     chosen = backends.active(backend)
-    peers = list(peers)
-    unknown = [p for p in peers if p not in PEERS]
-    if unknown:
-        raise ValueError(f"peers: expected some of {PEERS}, got {unknown}")
+    peers = check_peers(peers)
     specs = [opspec.get(n) for n in ops] if ops else list(opspec.REGISTRY.values())
     dtype_list = parse_dtypes(dtypes)
     work = [(s, c, d) for s in specs for cs in cases for c in s.case_list(cs) for d in dtype_list
@@ -176,13 +232,17 @@ def side_by_side(df: pd.DataFrame) -> pd.DataFrame:
                 "error"]]
 
 
+PEER_VALUES = ("ms", "speedup", "rel_err", "passed", "error")
+
+
 def peer_table(df: pd.DataFrame) -> pd.DataFrame:
     """One line per (op, case, dtype): each implementation's ms, speedup over native, relative error against
-    float64 and error cell as columns (`native_ms`, `inductor_ms`, `generic_speedup`, `flaggems_error`, ...)."""
+    float64, verdict and error cell as columns (`native_ms`, `inductor_ms`, `generic_speedup`,
+    `flaggems_error`, ...), implementations in the order they first appear."""
     key = ["op", "case", "dtype"]
-    wide = df.pivot_table(index=key, columns="impl", values=["ms", "speedup", "rel_err", "error"],
-                          aggfunc="first", sort=False, dropna=False)
+    values = [v for v in PEER_VALUES if v in df]
+    wide = df.pivot_table(index=key, columns="impl", values=values, aggfunc="first", sort=False, dropna=False)
     wide.columns = [f"{impl}_{value}" for value, impl in wide.columns]
     impls = list(dict.fromkeys(df["impl"]))
-    order = [f"{i}_{v}" for i in impls for v in ("ms", "speedup", "rel_err", "error") if f"{i}_{v}" in wide]
+    order = [f"{i}_{v}" for i in impls for v in values if f"{i}_{v}" in wide]
     return wide[order].reset_index()

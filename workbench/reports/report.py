@@ -2,7 +2,9 @@
 
 Order of the page: the verdict and a headline per backend (pass/fail counts, regressions, median and
 worst speedup), the problems, the comparison with the baseline, the speedup figures, then the tables
-sorted worst first with their full versions folded. Figures are PNG files beside the report (in
+sorted worst first with their full versions folded; when the bench timed peers (torch.compile of the
+native op, FlagGems), a table with native, each peer and ours as columns (ms, speedup, error against
+float64, or why a peer did not run). Figures are PNG files beside the report (in
 plots/), shown as linked thumbnails, so the page stays small however many ops ran.
 """
 
@@ -15,7 +17,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from workbench.profiling.bench import PEERS, ours
 from workbench.profiling.correctness import failure_reason, failures
+
+from .views import comparison_table
 
 TEMPLATE = "report.html.j2"
 COMPACT_ROWS = 15  # rows of each table shown before the fold
@@ -45,7 +50,7 @@ def headline(check: pd.DataFrame, bench: pd.DataFrame, comparison: pd.DataFrame)
             return df if "backend" not in df or name == "?" else df[df["backend"] == name]
 
         c, b = mine(check), mine(bench)
-        triton = b[(b["impl"] != "native") & b["speedup"].notna()] if len(b) else b
+        triton = b[ours(b) & b["speedup"].notna()] if len(b) else b
         regressions = int(mine(comparison)["regressed"].sum()) if len(comparison) else 0
         rows.append(
             {
@@ -80,10 +85,10 @@ def correctness_by_op(check: pd.DataFrame) -> pd.DataFrame:
 
 
 def side_by_side_worst_first(bench: pd.DataFrame) -> pd.DataFrame:
-    """The side-by-side table, errors and wrong results first, then by speedup (lowest first)."""
+    """The side-by-side table of our rows, errors and wrong results first, then by speedup (lowest first)."""
     from workbench.profiling import side_by_side
 
-    table = side_by_side(bench)
+    table = side_by_side(bench[~bench["impl"].isin(PEERS)])
     bad = (table["error"].fillna("") != "") | table["passed"].eq(False)
     return (
         table.assign(_bad=bad)
@@ -210,6 +215,8 @@ def write(
         "bench_compact": styled(table, compact, COMPACT_ROWS),
         "bench_full": styled(table),
         "bench_rows": len(table),
+        "peers": styled(comparison_table(bench)) if bench["impl"].isin(PEERS).any() else "",
+        "peer_names": [p for p in PEERS if (bench["impl"] == p).any()],
         "compact_rows": COMPACT_ROWS,
     }
     path.write_text(render(context))

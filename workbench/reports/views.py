@@ -86,36 +86,39 @@ def figure_png(fig) -> bytes:
     return buf.getvalue()
 
 
-IMPL_ORDER = ("native", "current", "candidate")
+# Column order: native, the peers (other libraries on the same inputs), then ours.
+IMPL_ORDER = ("native", "inductor", "flaggems", "current", "candidate")
 # The profile worker labels the op's registered kernel "promoted"; to the user it is the current kernel
 # (what the package runs now), and "promoted" is kept for what a Promote wrote.
 WORKER_IMPL_NAMES = {"promoted": "current"}
 
 
 def comparison_table(bench: pd.DataFrame) -> pd.DataFrame:
-    """One row per (case, dtype): native, current and candidate side by side (ms, speedup, correct).
+    """One row per (case, dtype): native, the peers and ours side by side (ms, speedup, error against
+    float64, correct, and why an implementation did not run): `peer_table` with readable column names.
 
-    `bench` is the profile worker's table: `workbench.profiling.bench` rows whose impl is "native",
-    "promoted" (shown as "current": the op's kernel in the package on this backend) or "candidate".
+    `bench` holds `workbench.profiling.bench` rows: impl "native", a peer ("inductor", "flaggems"), and
+    ours: the profile worker's "promoted" (shown as "current": the op's kernel in the package on this
+    backend) and "candidate", or a bench's own variants ("generic", ...).
     """
+    from workbench.profiling.bench import PEER_VALUES, peer_table
+
     bench = bench.replace({"impl": WORKER_IMPL_NAMES})
     key = ["op", "case", "dtype"]
-    out = bench.drop_duplicates(key)[key + ["shape"]].reset_index(drop=True)
-    for impl in IMPL_ORDER:
-        part = bench[bench["impl"] == impl]
-        if part.empty:
-            continue
-        cols = {"ms": f"{impl} ms"}
-        if impl != "native":
-            cols.update({"speedup": f"{impl} speedup", "passed": f"{impl} correct", "error": f"{impl} error"})
-        out = out.merge(part[key + list(cols)].rename(columns=cols), on=key, how="left")
+    present = list(dict.fromkeys(bench["impl"]))
+    order = [i for i in IMPL_ORDER if i in present] + [i for i in present if i not in IMPL_ORDER]
+    out = bench.drop_duplicates(key)[key + ["shape"]].merge(peer_table(bench), on=key, how="left")
+    labels = {"passed": "correct"}
+    names = {f"{impl}_{value}": f"{impl} {labels.get(value, value)}"
+             for impl in order for value in PEER_VALUES
+             if not (impl == "native" and value in ("speedup", "passed"))}
+    out = out[[*key, "shape", *(c for c in names if c in out)]].rename(columns=names)
     if "candidate ms" in out and "current ms" in out:
         out["candidate vs current"] = out["current ms"] / out["candidate ms"]
-    errors = [c for c in out.columns if c.endswith(" error")]
-    for col in errors:  # keep error columns only when something failed
-        if (out[col].fillna("") == "").all():
-            out = out.drop(columns=col)
-    return out
+    for col in [c for c in out.columns if c.endswith((" error", " rel_err"))]:
+        if out[col].isna().all() or (col.endswith(" error") and (out[col].fillna("") == "").all()):
+            out = out.drop(columns=col)  # keep error columns only when something failed
+    return out.reset_index(drop=True)
 
 
 def comparison_figures(bench: pd.DataFrame) -> dict:

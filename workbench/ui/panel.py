@@ -4,6 +4,9 @@ The candidate comes from a notebook cell (`%%candidate OP`, see `workbench.ui.ma
 panel's text area (a fallback; picking an op fills it with the op's current kernel as a template) or
 from a file. "current" is the op's kernel in the package now; "promoted" only names what Promote wrote.
 
+Profile also times the peers ticked in the panel (torch.compile of the native op, FlagGems) on the same
+inputs with the same timer: their columns say ms, speedup, error against float64, or why they did not run.
+
 The panel holds no logic of its own: each button calls a package function (`worker.run` for Check
 and Profile, `promotion.promote` for Promote, `views` for tables and figures) and keeps what it
 returned in attributes (`check_result`, `check_table`, `profile_result`, `comparison`, `figures`,
@@ -23,6 +26,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import html
+import importlib.util
 import tempfile
 import threading
 import time
@@ -37,11 +41,15 @@ from workbench.ops import spec as opspec
 from workbench.porting import candidate as candidate_format
 from workbench.porting import worker
 from workbench.porting.promotion import PromotionError, promote
+from workbench.profiling.bench import PEERS, check_peers
 from workbench.reports import views
 
 from . import magics
 
 DTYPES = ("fp32", "fp16", "bf16")
+# What each peer is, and the module it needs (None: torch alone).
+PEER_LABELS = {"inductor": ("torch.compile of the native op", None),
+               "flaggems": ("FlagGems under flag_gems.use_gems()", "flag_gems")}
 
 
 class PortingPanel:
@@ -50,11 +58,13 @@ class PortingPanel:
     def __init__(self, op: str = "rms_norm", source: str | None = None, file: str | Path | None = None,
                  cases: str = "quick", dtypes: Iterable[str] = ("fp32",), timeout: float = 300.0,
                  background: bool = True, promote_root: str | Path | None = None, store=None,
-                 workdir: str | Path | None = None):
+                 workdir: str | Path | None = None, peers: Iterable[str] = ("inductor",)):
         """op: a registered op, or a new op's name (its candidate then declares SPEC).
         source / file: the candidate's source text (e.g. a notebook cell's string) or a file path.
         promote_root: the tree Promote writes into (default: the imported workbench package's).
         store: the ResultStore (or path) for the promotion baseline (default: the regression store).
+        peers: the peers Profile times beside native at first (`workbench.profiling.bench.PEERS`; FlagGems
+          is an optional extra, so it is off by default).
         """
         self.backend = backends.active()
         self.background = background
@@ -75,7 +85,7 @@ class PortingPanel:
         self._file_labels: dict[str, str] = {}  # worker file path -> the name tracebacks should show
         self._template = ""
         self._thread: threading.Thread | None = None
-        self._build(op, cases, dtypes, timeout)
+        self._build(op, cases, dtypes, timeout, check_peers(peers))
         if file is not None:
             self.file.value = str(file)
             self.load_file()
@@ -86,7 +96,7 @@ class PortingPanel:
 
     # ---- layout ------------------------------------------------------------------------------------
 
-    def _build(self, op, cases, dtypes, timeout) -> None:
+    def _build(self, op, cases, dtypes, timeout, peers) -> None:
         w = widgets
         self.op = w.Combobox(value=op, options=sorted(opspec.REGISTRY), ensure_option=False,
                              description="op", placeholder="registered op or a new name")
@@ -106,6 +116,17 @@ class PortingPanel:
         self.backend_note = w.HTML("<small>" + "; ".join(reasons) + "</small>")
         self.dtype_boxes = {d: w.Checkbox(value=d in dtypes, description=d, indent=False,
                                           layout=w.Layout(width="70px")) for d in DTYPES}
+        self.peer_boxes, missing = {}, []
+        for name in PEERS:
+            what, module = PEER_LABELS[name]
+            if module is not None and importlib.util.find_spec(module) is None:
+                what += " (not installed here: pip install 'workbench[peers]')"
+                missing.append(name)
+            self.peer_boxes[name] = w.Checkbox(value=name in peers, description=name, indent=False,
+                                               tooltip=what, layout=w.Layout(width="90px"))
+        self.peer_note = w.HTML("<small>Profile also times the ticked peers on the same inputs"
+                                + "".join(f"; <b>{n}</b> is not installed here, its cells will say so"
+                                          for n in missing) + "</small>")
         self.cases = w.ToggleButtons(options=list(opspec.CASE_SETS), value=cases, description="cases")
         self.source = w.Textarea(placeholder="candidate source: the op's wrapper (named after the op), its "
                                  "kernels, and SPEC = OpSpec(...) for a new op",
@@ -157,6 +178,7 @@ class PortingPanel:
             w.HBox([self.op, w.Label("backend"), *self.backend_buttons.values()]),
             self.backend_note,
             w.HBox([w.Label("dtypes"), *self.dtype_boxes.values(), self.cases]),
+            w.HBox([w.Label("peers"), *self.peer_boxes.values(), self.peer_note]),
             self.candidate_note,
             self.source,
             w.HBox([self.file, self.load_button, self.template_button]),
@@ -181,6 +203,11 @@ class PortingPanel:
     @property
     def dtypes(self) -> list[str]:
         return [d for d, box in self.dtype_boxes.items() if box.value]
+
+    @property
+    def peers(self) -> list[str]:
+        """The peers Profile times beside native."""
+        return [p for p, box in self.peer_boxes.items() if box.value]
 
     def load_file(self) -> None:
         path = Path(self.file.value).expanduser()
@@ -249,7 +276,8 @@ class PortingPanel:
     def _scope(self, action: str) -> str:
         if action == "promote":  # promotion checks a fixed scope, whatever the panel's choice
             return f"{self.op.value} · {self.backend.name} · quick,edge · every dtype"
-        return f"{self.op.value} · {self.backend.name} · {self.cases.value} · {','.join(self.dtypes) or '-'}"
+        scope = f"{self.op.value} · {self.backend.name} · {self.cases.value} · {','.join(self.dtypes) or '-'}"
+        return scope + (f" · peers {','.join(self.peers)}" if action == "profile" and self.peers else "")
 
     # ---- actions -----------------------------------------------------------------------------------
 
@@ -258,7 +286,8 @@ class PortingPanel:
         self._start("check", self._do_check)
 
     def profile(self) -> None:
-        """Native vs candidate vs the op's current kernel, side by side, in a worker process."""
+        """Native, the ticked peers, the op's current kernel and the candidate side by side, in a worker
+        process."""
         self._start("profile", self._do_profile)
 
     def promote(self) -> None:
@@ -319,7 +348,8 @@ class PortingPanel:
 
     def _run(self, task: str) -> worker.RunResult:
         result = worker.run(task, self.candidate_file(), self.op.value, cases=[self.cases.value],
-                            dtypes=self.dtypes, timeout=float(self.timeout.value), on_progress=self._on_progress)
+                            dtypes=self.dtypes, timeout=float(self.timeout.value),
+                            on_progress=self._on_progress, peers=self.peers if task == "profile" else ())
         self._worker_up = result.startup_s  # the worker's own account: about 0 when a warm spare took it
         return result
 
@@ -351,8 +381,9 @@ class PortingPanel:
             self._made_from["profile"] = self._run_id
             self.comparison = views.comparison_table(result.bench)
             self.comparison_html.value = views.table_html(
-                self.comparison, f"{self.op.value} on {self.backend.properties().name}: native, current "
-                "(the package's kernel) and candidate: ms and speedup vs native")
+                self.comparison, f"{self.op.value} on {self.backend.properties().name}: native, "
+                + "".join(f"{p}, " for p in self.peers) + "current (the package's kernel) and candidate: ms, "
+                "speedup vs native and error against float64")
             self.figures = views.comparison_figures(result.bench)
             self.figure_tabs.children = [widgets.Image(value=views.figure_png(f), format="png",
                                                        layout=widgets.Layout(max_width="900px"))
