@@ -174,3 +174,27 @@ def test_missing_source_is_an_error_not_a_crash():
     panel = PortingPanel(op="rms_norm", background=False)
     panel.promote_button.click()
     assert panel.error["status"] == "error" and "source: expected" in panel.error["summary"]
+
+
+def test_model_runs_the_candidate_inside_a_whole_model_and_says_what_it_served():
+    panel = PortingPanel(op="rms_norm", source=GOOD, background=False)
+    assert panel.model_preset.value == "tiny" and panel.execution.value in ("compile", "eager")
+    panel.execution.value = "compile"  # the model's RMSNorm is a chain of ATen ops: a pattern makes it ours
+    panel.model_button.click()
+    result = panel.model_result
+    assert result.ok, (result.summary, result.traceback)
+    metrics = dict(zip(result.model["metric"], result.model["value"]))
+    assert {"prefill_ratio", "logits_rel_err"} <= set(metrics) and metrics["logits_rel_err"] < 2e-2
+    served = result.coverage.set_index("aten_op")
+    assert served["handled"].sum() > 0 and set(served["op"]) == {"rms_norm"}
+    assert "tiny (compile) with the candidate as rms_norm" in panel.model_html.value
+    assert panel.history[-1]["action"] == "model" and panel.history[-1]["status"] == "ok"
+
+
+def test_model_with_an_op_the_model_never_calls_says_so():
+    panel = PortingPanel(op="gelu", background=False)  # Qwen3 uses silu
+    panel.load_template()
+    panel.execution.value = "eager"
+    panel.model_button.click()
+    assert panel.model_result.status == "error"
+    assert "made no call that op 'gelu' takes" in panel.model_result.summary

@@ -60,7 +60,8 @@ from typing import Callable, Iterable
 import pandas as pd
 
 STATUSES = ("ok", "error", "oom", "crashed", "timeout")
-TASKS = ("check", "profile", "verify")
+TASKS = ("check", "profile", "verify", "model")
+JUDGED_HERE = ("check", "verify")  # tasks whose outputs this process judges against its plan
 # Row errors that mean the device context is gone: every later launch in that process fails too.
 _CONTEXT_LOST = (
     "illegal memory access",
@@ -90,6 +91,8 @@ class RunResult:
     summary: str
     check: pd.DataFrame | None = None
     bench: pd.DataFrame | None = None
+    model: pd.DataFrame | None = None  # ``model``: the run's summary (metric, value, target, met, config)
+    coverage: pd.DataFrame | None = None  # ``model``: the ATen overloads of the op, served or not, and why
     traceback: str = ""
     log: str = ""  # tail of the worker's stdout/stderr
     returncode: int | None = None
@@ -389,6 +392,8 @@ def run(
     replacing: bool = False,
     rep_ms: float | None = None,
     peers: Iterable[str] = (),
+    model: str = "tiny",
+    execution: str | None = None,
     on_progress: ProgressCallback | None = None,
     progress: bool = True,
     warm: bool = True,
@@ -405,6 +410,9 @@ def run(
     bench: ``verify`` only: also bench the op for a perf baseline.
     rep_ms: time budget of each bench measurement (default: what `workbench regress` uses on `backend`).
     peers: ``profile`` only: also time these peers (`workbench.profiling.bench.PEERS`) beside native.
+    model, execution: ``model`` only: the preset run natively and with the candidate as the op's
+      implementation (`workbench.models.run_model`, prefill and decode), "compile" or "eager" (None: the
+      backend's default).
     replacing: ``check`` only: a candidate with SPEC may replace a registered op (promotion, force=True).
     memory_limit: bytes of address space, None for no cap, "auto" for `default_memory_limit`.
     on_progress(desc, n, total): called with the worker's progress; default: tqdm.auto bars.
@@ -422,7 +430,7 @@ def run(
         raise ValueError(f"timeout: expected seconds > 0, got {timeout}")
     here = backends.active()
     bound = here if backend is None else backends.get(backend)
-    if task != "profile" and bound is not here:
+    if task in JUDGED_HERE and bound is not here:
         raise ValueError(
             f"backend: {task} judges the outputs in this process, bound to {here.name!r}; "
             f"got backend={backend!r}"
@@ -436,7 +444,7 @@ def run(
     candidate = Path(candidate).resolve()
     root = Path(root).resolve() if root else package_root()
     planned = None
-    if task != "profile":
+    if task in JUDGED_HERE:
         from workbench.ops import spec as opspec
         from workbench.profiling import correctness
 
@@ -460,6 +468,7 @@ def run(
         "replacing": replacing,
         "rep_ms": rep_ms,
         "peers": check_peers(peers),
+        "model": {"preset": model, "execution": execution},
         "memory_limit": memory_limit,
         "items": None if planned is None else [judge.item_request(i) for i in planned],
     }
@@ -557,9 +566,10 @@ def _collect(
     )
     if out.ok:
         try:
-            if isinstance(payload.get("bench"), dict):
-                out.bench = pd.DataFrame(payload["bench"]["data"], columns=payload["bench"]["columns"])
-            if task != "profile":
+            for name in ("bench", "model", "coverage"):
+                if isinstance(payload.get(name), dict):
+                    setattr(out, name, pd.DataFrame(payload[name]["data"], columns=payload[name]["columns"]))
+            if task in JUDGED_HERE:
                 rows = payload.get("rows")
                 if not isinstance(rows, list):
                     raise ValueError("no check rows")
@@ -717,6 +727,22 @@ def _task_profile(req: dict) -> dict:
     }
 
 
+def _task_model(req: dict) -> dict:
+    """A model run with the candidate as the op's implementation: native and ours on the same weights."""
+    from workbench.models import run_model
+    from workbench.porting import candidate
+
+    cand = candidate.load(req["candidate"], req["op"])
+    candidate.install(cand, req["backend"])
+    run = run_model(req["model"]["preset"], backend=req["backend"], include=[req["op"]],
+                    execution=req["model"]["execution"], profile=False, progress=True)
+    coverage = run.coverage[run.coverage["op"] == req["op"]]
+    if coverage.empty:
+        raise RuntimeError(f"the model made no call that op {req['op']!r} takes: nothing of the candidate ran")
+    return {"model": _bench_data(run.summary()), "coverage": _bench_data(coverage),
+            "info": {"new_op": cand.new_op, "execution": run.config.get("execution")}}
+
+
 def _task_verify(req: dict) -> dict:
     """Import the staged package the way every later process will; the new module must register itself."""
     import importlib
@@ -789,7 +815,8 @@ def main(argv: list[str]) -> int:
         req = json.loads((rundir / "request.json").read_text())
         _limit_memory(req["memory_limit"])
         _report_progress(str(rundir / "progress.jsonl"))
-        task = {"check": _task_check, "profile": _task_profile, "verify": _task_verify}[req["task"]]
+        task = {"check": _task_check, "profile": _task_profile, "verify": _task_verify,
+                "model": _task_model}[req["task"]]
         payload.update(task(req))
         tensors = payload.pop("tensors", None)
         payload["summary"] = f"{req['task']} finished"

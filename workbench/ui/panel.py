@@ -1,4 +1,4 @@
-"""The porting panel (ipywidgets 8): pick an op, write a candidate kernel, Check / Profile / Promote it.
+"""The porting panel (ipywidgets 8): pick an op, write a candidate kernel, Check / Profile / Model / Promote it.
 
 The candidate comes from a notebook cell (`%%candidate OP`, see `workbench.ui.magics`), from the
 panel's text area (a fallback; picking an op fills it with the op's current kernel as a template) or
@@ -6,11 +6,14 @@ from a file. "current" is the op's kernel in the package now; "promoted" only na
 
 Profile also times the peers ticked in the panel (torch.compile of the native op, FlagGems) on the same
 inputs with the same timer: their columns say ms, speedup, error against float64, or why they did not run.
+Model runs a whole model (a preset with seeded random weights) natively and with the candidate as the op's
+implementation, compiled with the workbench backend or eagerly under `use_ops`: throughput ratios, logits
+error, token agreement, and the op's ATen calls or graph nodes, served or left native with the reason.
 
-The panel holds no logic of its own: each button calls a package function (`worker.run` for Check
-and Profile, `promotion.promote` for Promote, `views` for tables and figures) and keeps what it
+The panel holds no logic of its own: each button calls a package function (`worker.run` for Check,
+Profile and Model, `promotion.promote` for Promote, `views` for tables and figures) and keeps what it
 returned in attributes (`check_result`, `check_table`, `profile_result`, `comparison`, `figures`,
-`promotion`, `error`, `history`) that tests and notebook cells can read.
+`model_result`, `promotion`, `error`, `history`) that tests and notebook cells can read.
 
 Runs happen in a background thread (``background=True``, the default), so the notebook kernel stays
 free while a worker process checks or profiles the candidate; `wait()` blocks until the current run
@@ -37,6 +40,8 @@ from typing import Callable, Iterable
 import ipywidgets as widgets
 
 from workbench import backends
+from workbench.models.presets import PRESETS
+from workbench.models.side import EXECUTIONS, default_execution
 from workbench.ops import spec as opspec
 from workbench.porting import candidate as candidate_format
 from workbench.porting import worker
@@ -76,11 +81,12 @@ class PortingPanel:
         self.profile_result: worker.RunResult | None = None
         self.comparison = None
         self.figures: dict = {}  # name -> matplotlib Figure of the last profile
+        self.model_result: worker.RunResult | None = None
         self.promotion = None
         self.error: dict | None = None  # {"action", "status", "summary", "traceback"} of the last failure
         self.history: list[dict] = []
         self.cell: magics.CellCandidate | None = None  # the %%candidate cell that fed the editor last
-        self.stale = {"check": False, "profile": False}  # tables shown that no longer fit the candidate
+        self.stale = {"check": False, "profile": False, "model": False}  # tables shown that no longer fit the candidate
         self._made_from: dict[str, str] = {}  # table kind -> digest of the candidate it was made from
         self._file_labels: dict[str, str] = {}  # worker file path -> the name tracebacks should show
         self._template = ""
@@ -145,6 +151,13 @@ class PortingPanel:
         self.check_button = w.Button(description="Check", button_style="primary", icon="check")
         self.profile_button = w.Button(description="Profile", button_style="info", icon="tachometer")
         self.promote_button = w.Button(description="Promote", button_style="warning", icon="upload")
+        self.model_button = w.Button(description="Model", button_style="info", icon="cubes",
+                                     tooltip="run a whole model natively and with the candidate as the op")
+        self.model_preset = w.Dropdown(options=sorted(PRESETS), value="tiny", description="model",
+                                       layout=w.Layout(width="220px"))
+        self.execution = w.ToggleButtons(options=list(EXECUTIONS), value=default_execution(self.backend),
+                                         description="execution",
+                                         tooltips=["torch.compile with the workbench backend", "use_ops"])
         self.status = w.HTML("ready")
         self.progress = w.IntProgress(value=0, min=0, max=1, description="", layout=w.Layout(width="50%"))
         self.progress_label = w.Label("")
@@ -153,6 +166,8 @@ class PortingPanel:
         self.comparison_note = w.HTML()
         self.comparison_html = w.HTML()
         self.figure_tabs = w.Tab()
+        self.model_note = w.HTML()
+        self.model_html = w.HTML()
         self.promotion_html = w.HTML()
         self.error_html = w.HTML()
         self.traceback_html = w.HTML()
@@ -167,6 +182,7 @@ class PortingPanel:
         self.check_button.on_click(lambda _: self.check())
         self.profile_button.on_click(lambda _: self.profile())
         self.promote_button.on_click(lambda _: self.promote())
+        self.model_button.on_click(lambda _: self.model())
 
         def section(title, *children):
             return w.VBox([w.HTML(f"<h4 style='margin:6px 0 2px'>{title}</h4>"), *children])
@@ -182,13 +198,16 @@ class PortingPanel:
             self.candidate_note,
             self.source,
             w.HBox([self.file, self.load_button, self.template_button]),
-            w.HBox([self.check_button, self.profile_button, self.promote_button, self.force, self.timeout]),
+            w.HBox([self.check_button, self.profile_button, self.model_button, self.promote_button, self.force,
+                    self.timeout]),
+            w.HBox([self.model_preset, self.execution]),
             w.HBox([self.status]),
             w.HBox([self.progress, self.progress_label]),
             self.error_html, self.traceback_fold,
             section("Correctness", self.check_note, self.check_html),
             section("Side by side", self.comparison_note, self.comparison_html),
             section("Figures", self.figure_tabs),
+            section("Whole model", self.model_note, self.model_html),
             section("Promotion", self.promotion_html),
             section("History", self.history_html),
         ])
@@ -276,6 +295,8 @@ class PortingPanel:
     def _scope(self, action: str) -> str:
         if action == "promote":  # promotion checks a fixed scope, whatever the panel's choice
             return f"{self.op.value} · {self.backend.name} · quick,edge · every dtype"
+        if action == "model":
+            return f"{self.op.value} · {self.backend.name} · {self.model_preset.value} · {self.execution.value}"
         scope = f"{self.op.value} · {self.backend.name} · {self.cases.value} · {','.join(self.dtypes) or '-'}"
         return scope + (f" · peers {','.join(self.peers)}" if action == "profile" and self.peers else "")
 
@@ -289,6 +310,11 @@ class PortingPanel:
         """Native, the ticked peers, the op's current kernel and the candidate side by side, in a worker
         process."""
         self._start("profile", self._do_profile)
+
+    def model(self) -> None:
+        """A whole model natively and with the candidate as the op (the preset and execution chosen), in a
+        worker process."""
+        self._start("model", self._do_model)
 
     def promote(self) -> None:
         """Check the candidate on quick + edge cases and every dtype, then write it into the package."""
@@ -309,7 +335,7 @@ class PortingPanel:
             return
         self.status.value = f"<b>{action}</b>: starting worker…"
         self.error_html.value, self.traceback_fold.layout.display = "", "none"
-        for b in (self.check_button, self.profile_button, self.promote_button):
+        for b in self._buttons():
             b.disabled = True
         self.progress.value, self.progress_label.value = 0, ""
         self.error = None
@@ -323,7 +349,7 @@ class PortingPanel:
             except Exception as e:  # a bug of ours or bad input: show it, keep the panel alive
                 self._record(action, "error", f"{type(e).__name__}: {e}", trace=traceback.format_exc())
             finally:
-                for b in (self.check_button, self.profile_button, self.promote_button):
+                for b in self._buttons():
                     b.disabled = False
                 entry = self.history[-1]
                 entry.update(scope=scope, seconds=round(time.monotonic() - self._started, 1))
@@ -338,6 +364,9 @@ class PortingPanel:
         else:
             body()
 
+    def _buttons(self) -> tuple[widgets.Button, ...]:
+        return self.check_button, self.profile_button, self.model_button, self.promote_button
+
     def _on_progress(self, desc: str, n: int, total: int | None) -> None:
         if self._worker_up is None:  # the first word from the worker: it has started
             self._worker_up = time.monotonic() - self._started
@@ -349,7 +378,8 @@ class PortingPanel:
     def _run(self, task: str) -> worker.RunResult:
         result = worker.run(task, self.candidate_file(), self.op.value, cases=[self.cases.value],
                             dtypes=self.dtypes, timeout=float(self.timeout.value),
-                            on_progress=self._on_progress, peers=self.peers if task == "profile" else ())
+                            on_progress=self._on_progress, peers=self.peers if task == "profile" else (),
+                            model=self.model_preset.value, execution=self.execution.value)
         self._worker_up = result.startup_s  # the worker's own account: about 0 when a warm spare took it
         return result
 
@@ -390,6 +420,19 @@ class PortingPanel:
                                          for f in self.figures.values()]
             self.figure_tabs.titles = tuple(self.figures)
         self._record("profile", result.status, result.summary, result)
+
+    def _do_model(self) -> None:
+        result = self._run("model")
+        self.model_result = result
+        if result.model is not None:
+            self._made_from["model"] = self._run_id
+            summary = result.model[["metric", "value", "target", "met"]]
+            self.model_html.value = (
+                views.table_html(summary, f"{self.model_preset.value} ({self.execution.value}) with the candidate "
+                                 f"as {self.op.value}, against native on {self.backend.name}")
+                + views.table_html(result.coverage, "the op's ATen overloads: served by the candidate, or "
+                                   "left native and why"))
+        self._record("model", result.status, result.summary, result)
 
     def _do_promote(self) -> None:
         try:
@@ -435,7 +478,8 @@ class PortingPanel:
         """Say where each table comes from; dim those that no longer fit the candidate."""
         entry["digest"] = digest
         for kind, note, shown in (("check", self.check_note, (self.check_html,)),
-                                  ("profile", self.comparison_note, (self.comparison_html, self.figure_tabs))):
+                                  ("profile", self.comparison_note, (self.comparison_html, self.figure_tabs)),
+                                  ("model", self.model_note, (self.model_html,))):
             made = self._made_from.get(kind)
             if made is None:
                 continue
