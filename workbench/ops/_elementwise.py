@@ -25,6 +25,7 @@ import triton.language as tl
 
 from workbench import backends
 
+from . import _common
 from ._common import (
     Plans,
     as_tensor_operand,
@@ -383,30 +384,33 @@ def scale_arg(b_scale, is_int: bool):
 def binary(fn, a: torch.Tensor, b, b_scale=1, names=("input", "other"), integers: bool = False,
            out_dtype: torch.dtype | None = None, dtypes: tuple[torch.dtype, ...] | None = None) -> torch.Tensor:
     """`fn(a, b * b_scale)` elementwise with torch broadcasting and type promotion (see prepare_binary)."""
-    if (b_scale == 1 and out_dtype is None and dtypes is None and is_on_device(a) and a.is_contiguous()
-            and not persistent()):
+    if b_scale == 1 and out_dtype is None and dtypes is None and is_on_device(a) and not persistent():
         # The decode-sized common cases, checked in a few attribute reads: a contiguous float tensor with
-        # one of its dtype, shape and device, or with a Python number.
+        # one of its dtype, shape and device, or with a Python number. Inlined (allocation, alignment,
+        # the Sites' dict): each call saved is a fraction of a µs on every decode-sized call.
         if isinstance(b, torch.Tensor):
             fast = b.dtype == a.dtype and b.is_contiguous() and b.shape == a.shape and b.device == a.device
             b_scalar = None
         else:
             fast = type(b) is float or type(b) is int
             b_scalar = float(b) if fast else None
-        if fast:
-            out = new_output_as(a)
+        if fast and a.is_contiguous():
+            out = torch.empty_like(a)
+            if _common._poison:
+                _common._poisoned(out)
             n = out.numel()
             if n:
                 key = (id(fn), b_scalar is None, a.dtype, n)  # by id: a JITFunction's hash runs Python
-                site = _flat_sites.get(key)
+                site = dict.get(_flat_sites, key)  # the plain lookup: the launch style was tested above
                 if site is None:
                     site = Site(_binary_flat_kernel, FN=fn, B_SCALAR=b_scalar is not None, SCALE_B=False,
                                 BLOCK=BLOCK, INT=False)
                     _flat_sites.put(key, site)
                 if b_scalar is None:
-                    site(((n + BLOCK - 1) // BLOCK,), a, b, out, n, 0.0, 1.0, aligned=aligned(a, b))
+                    site(((n + BLOCK - 1) // BLOCK,), a, b, out, n, 0.0, 1.0,
+                         aligned=not (a.data_ptr() | b.data_ptr()) & 15)
                 else:
-                    site(((n + BLOCK - 1) // BLOCK,), a, a, out, n, b_scalar, 1.0, aligned=aligned(a))
+                    site(((n + BLOCK - 1) // BLOCK,), a, a, out, n, b_scalar, 1.0, aligned=not a.data_ptr() & 15)
             return out
     # Two tensors in any other layout (a broadcast, a strided view): a plan per geometry.
     plan_key = ((id(fn), geometry(a, b), b_scale, integers, out_dtype, dtypes) if isinstance(b, torch.Tensor)
