@@ -150,3 +150,28 @@ def test_the_mlu_forms_raise_too(name):
         ours()
     assert str(error.value).startswith(f"{op}: ") and value in str(error.value)
     assert not _index_check.flag(DEV).item()
+
+
+def test_a_flag_seen_later_names_the_call_that_set_it(monkeypatch):
+    """On a GPU the flag is read without waiting, so a later call or the end of `use_ops` may be the first
+    to see it: the error then names the earlier call whose index was out of range, not the caller."""
+    w = _x(10, 4)
+    bad = _i([3, 12])
+    real_read = _index_check.raise_if_set
+
+    def unread(device, message, op):  # as on a GPU: the kernel has not finished when the flag is read
+        _index_check._pending.append((op, message))
+
+    monkeypatch.setattr(_index_check, "raise_if_set", unread)
+    embedding(bad, w)  # sets the flag; nobody has seen it
+    embedding(_i([1, 2]), w)
+    monkeypatch.setattr(_index_check, "raise_if_set", real_read)
+    with pytest.raises(_index_check.IndexOutOfRange, match="embedding: .*index 12 .*with size 10"):
+        index_select(w, 0, _i([0]))  # a clean call sees the flag and names the bad one
+    assert not _index_check.flag(DEV).item()
+    monkeypatch.setattr(_index_check, "raise_if_set", unread)
+    with pytest.raises(_index_check.IndexOutOfRange, match="index 12"):
+        with workbench.use_ops():
+            F.embedding(bad, w)
+    monkeypatch.setattr(_index_check, "raise_if_set", real_read)
+    index_select(w, 0, _i([0]))  # reported: the flag is clear again

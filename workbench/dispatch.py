@@ -46,7 +46,7 @@ from typing import Any
 import torch
 
 from workbench import backends
-from workbench.ops import _library
+from workbench.ops import _index_check, _library
 from workbench.ops.spec import REGISTRY
 from workbench.selection import FALLBACK_ERRORS, aten_overload, claims, select
 
@@ -411,6 +411,7 @@ def use_ops(include: Iterable[str] | str | None = None, exclude: Iterable[str] |
         raise
     try:
         yield selection.coverage
+        _index_check.raise_pending()  # a bad index met by a kernel that no call has reported yet
     finally:
         _stack.remove(selection)
         _apply()

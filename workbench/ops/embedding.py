@@ -97,7 +97,7 @@ def _gather(site, grid, ints, idx: torch.Tensor, table: torch.Tensor, out: torch
     flag = _index_check.flag(idx.device)
     site(grid, idx, table, out, flag, *ints, aligned=aligned(idx, table))
     if check:
-        _index_check.raise_if_set(flag, _index_check.out_of_bounds(op, idx, 0, table.shape[0]))
+        _index_check.raise_if_set(idx.device, _index_check.out_of_bounds(op, idx, 0, table.shape[0]), op)
     return out
 
 

@@ -49,7 +49,7 @@ def embedding(input: torch.Tensor, weight: torch.Tensor, padding_idx: int | None
            weight.stride(0), weight.stride(1), CHECK=check, BLOCK_R=t.block_r, BLOCK_H=t.block_c,
            num_warps=persistent.NUM_WARPS)
     if check:
-        _index_check.raise_if_set(flag, _index_check.out_of_bounds("embedding", idx, 0, V))
+        _index_check.raise_if_set(idx.device, _index_check.out_of_bounds("embedding", idx, 0, V), "embedding")
     return out
 
 
