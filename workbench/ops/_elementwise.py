@@ -410,7 +410,8 @@ def binary(fn, a: torch.Tensor, b, b_scale=1, names=("input", "other"), integers
                     site(((n + BLOCK - 1) // BLOCK,), a, b, out, n, 0.0, 1.0,
                          aligned=not (a.data_ptr() | b.data_ptr()) & 15)
                 else:
-                    site(((n + BLOCK - 1) // BLOCK,), a, a, out, n, b_scalar, 1.0, aligned=not a.data_ptr() & 15)
+                    site(((n + BLOCK - 1) // BLOCK,), a, a, out, n, b_scalar, 1.0,
+                         aligned=not a.data_ptr() & 15)
             return out
     # Two tensors in any other layout (a broadcast, a strided view): a plan per geometry.
     plan_key = ((id(fn), geometry(a, b), b_scale, integers, out_dtype, dtypes) if isinstance(b, torch.Tensor)

@@ -149,8 +149,10 @@ def cross_entropy(input: torch.Tensor, target: torch.Tensor, ignore_index: int =
     if check:
         def message() -> str | None:
             bad = _index_check.first_outside(targets, n_classes, allowed=ignore_index)
-            return None if bad is None else (f"cross_entropy: Target {bad} is out of bounds: expected a class "
-                                             f"in [0, {n_classes}) or ignore_index {ignore_index}")
+            if bad is None:
+                return None
+            return (f"cross_entropy: Target {bad} is out of bounds: expected a class in [0, {n_classes}) or "
+                    f"ignore_index {ignore_index}")
 
         _index_check.raise_if_set(targets.device, message, "cross_entropy")
     return out
