@@ -178,7 +178,7 @@ def _prefill_kernel(Q, K, V, M, Out,
 
 
 @triton.jit
-def _split_kernel(Q, K, V, M, Out, PO, PL,
+def _split_kernel(Q, K, V, M, Out, PO, PL, Count,
                   sqb, sqh, sqm, sqd, skb, skh, skn, skd, svb, svh, svn, svd,
                   smb, smh, smm, smn, sob, soh, som, sod,
                   H, L, S, E, EV, group_k, group_v, G, chunk, scale_log2,
@@ -187,7 +187,10 @@ def _split_kernel(Q, K, V, M, Out, PO, PL,
     """One program: the G query heads that share one KV head (x L queries) against one chunk of keys.
 
     SINGLE (one chunk): write the output. Else write the chunk's normalised output and its base-2
-    log-sum-exp to PO/PL for _combine_kernel.
+    log-sum-exp to PO/PL; the program that counts itself last on Count[pid] merges the chunks
+    (`_merge_chunks`) and puts the count back to 0 for the next launch. A barrier puts every thread's
+    partial stores before the count's release; the acquire-release count makes them visible to the last
+    program (the split-K semaphore pattern).
     """
     pid = tl.program_id(0)  # over batch x head groups
     split = tl.program_id(1)
@@ -233,32 +236,33 @@ def _split_kernel(Q, K, V, M, Out, PO, PL,
         tl.store(Out + b * sob + head64[:, None] * soh + qi64[:, None] * som + offs_dv[None, :] * sod,
                  out.to(Out.dtype.element_ty), mask=row_ok[:, None] & dv_ok[None, :])
     else:
-        part = pid.to(tl.int64) * tl.num_programs(1) + split
+        splits = tl.num_programs(1)
+        part = pid.to(tl.int64) * splits + split
         tl.store(PO + (part * BLOCK_M + r[:, None]) * BLOCK_DV + offs_dv[None, :], out)
         tl.store(PL + part * BLOCK_M + r, tl.where(l_i > 0.0, m_i + tl.log2(l_i), -float("inf")))
+        tl.debug_barrier()
+        if tl.atomic_add(Count + pid, 1, sem="acq_rel") == splits - 1:
+            tl.atomic_xchg(Count + pid, 0, sem="acq_rel")
+            merged = _merge_chunks(PO, PL, pid.to(tl.int64) * splits, splits, r, offs_dv, BLOCK_M, BLOCK_DV)
+            tl.store(Out + b * sob + head64[:, None] * soh + qi64[:, None] * som + offs_dv[None, :] * sod,
+                     merged.to(Out.dtype.element_ty), mask=row_ok[:, None] & dv_ok[None, :])
 
 
 @triton.jit
-def _combine_kernel(PO, PL, Out, sob, soh, som, sod, H, L, G, EV, SPLITS,
-                    BLOCK_M: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_DV: tl.constexpr):
-    """Merge the chunks of one query row: weights 2**(lse - max lse), zeros when every chunk was empty."""
-    pid = tl.program_id(0)
-    r = tl.program_id(1)
-    n_groups = H // G
-    b = (pid // n_groups).to(tl.int64)
-    head = ((pid % n_groups) * G + r // L).to(tl.int64)
-    qi = (r % L).to(tl.int64)
-    splits = tl.arange(0, BLOCK_S)
-    s_ok = splits < SPLITS
-    offs_dv = tl.arange(0, BLOCK_DV)
-    part = pid.to(tl.int64) * SPLITS + splits
-    lse = tl.load(PL + part * BLOCK_M + r, mask=s_ok, other=-float("inf"))
-    top = tl.max(lse, 0)
-    w = tl.exp2(lse - tl.where(top == -float("inf"), 0.0, top))
-    o = tl.load(PO + (part[:, None] * BLOCK_M + r) * BLOCK_DV + offs_dv[None, :], mask=s_ok[:, None], other=0.0)
-    den = tl.sum(w, 0)
-    out = tl.sum(w[:, None] * o, 0) / tl.where(den == 0.0, 1.0, den)
-    tl.store(Out + b * sob + head * soh + qi * som + offs_dv * sod, out.to(Out.dtype.element_ty), mask=offs_dv < EV)
+def _merge_chunks(PO, PL, first, splits, r, offs_dv, BLOCK_M: tl.constexpr, BLOCK_DV: tl.constexpr):
+    """The rows' outputs from their chunks' parts first .. first + splits - 1: weights 2**(lse - max lse),
+    zeros for a row whose every chunk was empty."""
+    top = tl.full([BLOCK_M], -float("inf"), tl.float32)
+    for s in range(0, splits):
+        top = tl.maximum(top, tl.load(PL + (first + s) * BLOCK_M + r))
+    top = tl.where(top == -float("inf"), 0.0, top)
+    acc = tl.zeros([BLOCK_M, BLOCK_DV], dtype=tl.float32)
+    den = tl.zeros([BLOCK_M], dtype=tl.float32)
+    for s in range(0, splits):
+        w = tl.exp2(tl.load(PL + (first + s) * BLOCK_M + r) - top)
+        acc += w[:, None] * tl.load(PO + ((first + s) * BLOCK_M + r[:, None]) * BLOCK_DV + offs_dv[None, :])
+        den += w
+    return acc / tl.where(den == 0.0, 1.0, den)[:, None]
 
 
 def _prefill_configs(interpreted: bool):
@@ -394,20 +398,34 @@ class _Decode:
     part_elements: tuple[int, int]  # fp32 elements of the chunks' outputs and log-sum-exps (splits > 1)
     split_args: tuple
     split: Site
-    combine_grid: tuple[int, int]
-    combine_args: tuple
-    combine: Site
 
     def launch(self, q, k, v, m, o) -> None:
         if self.splits == 1:
-            part_o = part_l = o
+            part_o = part_l = count = o
         else:
-            part_o = o.new_empty(self.part_elements[0], dtype=torch.float32)  # scratch: never poisoned
-            part_l = o.new_empty(self.part_elements[1], dtype=torch.float32)
-        self.split((self.programs, self.splits), q, k, v, m, o, part_o, part_l, *self.split_args,
+            part_o, part_l, count = _scratch(o.device, *self.part_elements, self.programs)
+        self.split((self.programs, self.splits), q, k, v, m, o, part_o, part_l, count, *self.split_args,
                    aligned=aligned(q, k, v, m))
-        if self.splits > 1:
-            self.combine(self.combine_grid, part_o, part_l, o, *self.combine_args)
+
+
+# Per device, the split launch's scratch: the chunks' outputs and log-sum-exps (fp32) and a count per
+# program (int32, 0 between launches: the last program of each resets its own). Grown, never shrunk.
+# Launches on one stream run one after another, so one set serves every call; launches on two streams at
+# once would need two.
+_scratches: dict[torch.device, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+
+
+def _scratch(device: torch.device, n_o: int, n_l: int, programs: int):
+    """(chunk outputs, chunk log-sum-exps, counts) on `device`, at least that large."""
+    have = _scratches.get(device)
+    if have is not None:
+        if have[0].numel() >= n_o and have[1].numel() >= n_l and have[2].numel() >= programs:
+            return have
+        n_o, n_l, programs = (max(n, t.numel()) for n, t in zip((n_o, n_l, programs), have))
+    have = _scratches[device] = (torch.empty(n_o, dtype=torch.float32, device=device),
+                                 torch.empty(n_l, dtype=torch.float32, device=device),
+                                 torch.zeros(programs, dtype=torch.int32, device=device))
+    return have
 
 
 def _decode(p: Attention) -> _Decode:
@@ -421,11 +439,10 @@ def _decode(p: Attention) -> _Decode:
     split = Site(_split_kernel, CAUSAL=p.causal, MASK_KIND=p.mask_kind, UPCAST=p.upcast, SINGLE=splits == 1,
                  EVEN_D=p.E == p.block_d, EVEN_DV=p.EV == p.block_dv, BLOCK_M=block_m, BLOCK_N=block_n,
                  BLOCK_D=p.block_d, BLOCK_DV=p.block_dv, num_warps=4, num_stages=3)
-    combine = Site(_combine_kernel, BLOCK_M=block_m, BLOCK_S=next_pow2(splits), BLOCK_DV=p.block_dv, num_warps=4)
     return _Decode(
         programs, splits, (programs * splits * block_m * p.block_dv, programs * splits * block_m),
         (*p.strides, p.Hq, p.L, p.S, p.E, p.EV, p.Hq // p.Hk, p.Hq // p.Hv, packed, chunk, p.scale_log2),
-        split, (programs, packed * p.L), (*p.o.stride(), p.Hq, p.L, packed, p.EV, splits), combine)
+        split)
 
 
 # Unmasked decode geometry -> (output shape, _Decode): a decode step repeats one geometry per layer, and
