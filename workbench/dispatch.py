@@ -47,7 +47,7 @@ import torch
 
 from workbench import backends
 from workbench.ops import _index_check, _library
-from workbench.ops.spec import REGISTRY
+from workbench.ops.spec import REGISTRY, same_arguments
 from workbench.selection import FALLBACK_ERRORS, aten_overload, claims, select
 
 __all__ = ["FALLBACK_ERRORS", "Coverage", "claims", "disable", "enable", "replaced", "use_ops"]
@@ -262,6 +262,7 @@ def _kernel(overload: str, adapter: Callable[..., Any], impl: Callable[..., Any]
     """
     handled = coverage.counter(overload)
     grad_enabled, needs_grad = torch.is_grad_enabled, _library.needs_grad
+    direct = impl if adapter is same_arguments else None  # the op takes the overload's arguments as they are
 
     def kernel(keyset, *args, **kwargs):
         state = _tls
@@ -272,7 +273,7 @@ def _kernel(overload: str, adapter: Callable[..., Any], impl: Callable[..., Any]
             return _call_native(native, overload, keyset, args, kwargs)
         state.busy = True
         try:
-            out = adapter(impl, *args, **kwargs)
+            out = adapter(impl, *args, **kwargs) if direct is None else direct(*args, **kwargs)
         except FALLBACK_ERRORS as e:  # still busy: the native kernel's own ATen calls stay native
             coverage.record_fallback(overload, str(e) or type(e).__name__)
             return _call_native(native, overload, keyset, args, kwargs)

@@ -17,7 +17,7 @@ from . import _rows, _split_rows
 from ._common import Plans, check_tensor, geometry, new_output, new_output_of
 from ._launch import Site, aligned
 from ._shapes import next_pow2
-from .spec import Case, Cost, OpSpec, nbytes, randn, register
+from .spec import Case, Cost, OpSpec, nbytes, randn, register, same_arguments
 
 NO_INDEX = 2**63 - 1
 
@@ -240,6 +240,6 @@ SPEC = register(OpSpec(
     },
     cost=_cost,
     aten=("aten::argmax",),
-    aten_impls={"aten::argmax": lambda impl, self, dim=None, keepdim=False: impl(self, dim, keepdim)},
+    aten_impls={"aten::argmax": same_arguments},
     dtypes=(torch.float32, torch.float16, torch.bfloat16),
 ))

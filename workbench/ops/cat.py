@@ -20,7 +20,7 @@ from ._movement import MOVE_DTYPES, copy_into
 from ._reduce import normalize_dims
 from ._shapes import cdiv
 from .mlu.persistent import persistent
-from .spec import Case, Cost, OpSpec, nbytes, randn, register
+from .spec import Case, Cost, OpSpec, nbytes, randn, register, same_arguments
 
 
 def prepare(tensors, dim: int = 0) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
@@ -180,5 +180,5 @@ SPEC = register(OpSpec(
         ],
     },
     cost=_cost,
-    aten_impls={"aten::cat": lambda impl, tensors, dim=0: impl(tensors, dim)},
+    aten_impls={"aten::cat": same_arguments},
 ))

@@ -11,7 +11,7 @@ import torch
 from . import _matmul
 from ._common import Plans, geometry, new_output, new_output_of
 from ._launch import aligned
-from .spec import Case, Cost, OpSpec, nbytes, randn, register
+from .spec import Case, Cost, OpSpec, nbytes, randn, register, same_arguments
 
 
 def prepare(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
@@ -102,5 +102,5 @@ SPEC = register(OpSpec(
     },
     cost=_cost,
     tolerance={torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 1e-2},
-    aten_impls={"aten::linear": lambda impl, input, weight, bias=None: impl(input, weight, bias)},
+    aten_impls={"aten::linear": same_arguments},
 ))

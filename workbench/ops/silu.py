@@ -5,7 +5,7 @@ import triton
 import triton.language as tl
 
 from ._elementwise import unary, unary_cases, unary_cost
-from .spec import OpSpec, register
+from .spec import OpSpec, register, same_arguments
 
 
 @triton.jit
@@ -25,5 +25,5 @@ SPEC = register(OpSpec(
     cases=unary_cases(),
     cost=unary_cost,
     aten=("aten::silu",),
-    aten_impls={"aten::silu": lambda impl, self: impl(self)},
+    aten_impls={"aten::silu": same_arguments},
 ))
