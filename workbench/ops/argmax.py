@@ -14,8 +14,8 @@ import triton.language as tl
 from workbench import backends
 
 from . import _rows, _split_rows
-from ._common import Plans, check_tensor, geometry, new_output, new_output_of
-from ._launch import Site, aligned
+from ._common import Plans, check_tensor, new_output, new_output_of
+from ._launch import Site
 from ._shapes import next_pow2
 from .spec import Case, Cost, OpSpec, nbytes, randn, register, same_arguments
 
@@ -165,19 +165,20 @@ class _Sizing:
         self.chunks, self.chunk = (_split_rows.chunking(self.n_rows, self.n, block) if self.n < 2**32
                                    else (1, self.n))
         self.site = Site(_argmax_kernel, BLOCK=block, SPLIT=self.chunks > 1, num_warps=warps)
+        # Held here: a set replaced by a larger one stays valid (and reset) for the plans that hold it.
+        self.slots = _split_slots(rows.device, self.n_rows) if self.chunks > 1 else None
 
     def launch(self, rows: torch.Tensor, out: torch.Tensor) -> None:
-        if self.chunks == 1:
-            self.site((self.n_rows, 1), rows, out, out, out, self.n, self.row_stride, self.chunk,
-                      aligned=aligned(rows))
-            return
-        best, count = _split_slots(rows.device, self.n_rows)
+        best, count = self.slots or (out, out)
         self.site((self.n_rows, self.chunks), rows, out, best, count, self.n, self.row_stride, self.chunk,
-                  aligned=aligned(rows))
+                  aligned=not rows.data_ptr() & 15)
 
 
 def argmax(x: torch.Tensor, dim: int | None = None, keepdim: bool = False) -> torch.Tensor:
-    plan_key = (geometry(x), dim, keepdim)
+    try:  # one flat tuple: cheaper to build and hash than geometry()'s nested one, on every call
+        plan_key = (x.shape, x.stride(), x.dtype, x.device, dim, keepdim)
+    except AttributeError:  # not a tensor: prepare names it
+        plan_key = None
     plan = _plans.get(plan_key)
     if plan is not None:  # checked before
         shape, sizing = plan
