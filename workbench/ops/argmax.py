@@ -62,22 +62,28 @@ def _ordered(x):
 
 @triton.jit
 def _argmax_kernel(x_ptr, out_ptr, best_ptr, count_ptr, n_cols, x_row_stride, chunk, BLOCK: tl.constexpr,
-                   SPLIT: tl.constexpr):
+                   SPLIT: tl.constexpr, INDEX32: tl.constexpr):
     """argmax of each row in one launch: program (row, c) finds the winner of columns [c * chunk, ...)
     as (key, index) with keys from `_ordered`. One chunk per row (SPLIT False): it stores the index. Else
     each program folds its winner into best_ptr[row] with one 64-bit atomic max of (key, 2**32 - 1 -
     index): the larger key, then the lower index, wins. The program that counts itself last on
     count_ptr[row] (acquire-release atomics: every other program's max is visible to it) takes the
     result and puts both slots back to their start values, so the buffers stay ready for the next call
-    without a launch to reset them. Indices below 2**32 (the host takes care)."""
+    without a launch to reset them. Indices below 2**32 (the host takes care). INDEX32 (rows shorter than
+    2**31): columns and the lanes' indices in int32, half the registers of int64 ones."""
     row = tl.program_id(0).to(tl.int64)
     c = tl.program_id(1)
-    lo = c.to(tl.int64) * chunk
+    if INDEX32:
+        lo = c * chunk
+        no_index = 2147483647
+    else:
+        lo = c.to(tl.int64) * chunk
+        no_index = 9223372036854775807
     hi = tl.minimum(lo + chunk, n_cols)
     x_row = x_ptr + row * x_row_stride
     cols = tl.arange(0, BLOCK)
     best = tl.full([BLOCK], -2147483648, tl.int32)  # below every key: a lane that sees no column loses
-    best_idx = tl.zeros([BLOCK], tl.int64)
+    best_idx = lo + tl.zeros([BLOCK], tl.int32)  # lo's integer type
     for start in range(lo, hi, BLOCK):
         offs = start + cols
         key = _ordered(tl.load(x_row + offs, mask=offs < hi, other=0.0).to(tl.float32))
@@ -87,7 +93,7 @@ def _argmax_kernel(x_ptr, out_ptr, best_ptr, count_ptr, n_cols, x_row_stride, ch
         best = tl.where(better, key, best)
         best_idx = tl.where(better, offs, best_idx)
     top = tl.max(best, 0)
-    idx = tl.min(tl.where(best == top, best_idx, 9223372036854775807), 0)
+    idx = tl.min(tl.where(best == top, best_idx, no_index), 0).to(tl.int64)
     if SPLIT:
         packed = (top.to(tl.int64) << 32) | (4294967295 - idx)
         tl.atomic_max(best_ptr + row, packed, sem="acq_rel")
@@ -164,7 +170,8 @@ class _Sizing:
         # elements) take one program per row.
         self.chunks, self.chunk = (_split_rows.chunking(self.n_rows, self.n, block) if self.n < 2**32
                                    else (1, self.n))
-        self.site = Site(_argmax_kernel, BLOCK=block, SPLIT=self.chunks > 1, num_warps=warps)
+        self.site = Site(_argmax_kernel, BLOCK=block, SPLIT=self.chunks > 1, INDEX32=self.n < 2**31,
+                         num_warps=warps)
         # Held here: a set replaced by a larger one stays valid (and reset) for the plans that hold it.
         self.slots = _split_slots(rows.device, self.n_rows) if self.chunks > 1 else None
 
