@@ -12,7 +12,7 @@ from workbench.profiling.correctness import make_inputs, verify
 # The ops whose wrappers cache per-geometry plans or take a fast path for plain inputs (sub and gt: the
 # binary plans with alpha and with a bool result).
 FAST_OPS = ["add", "mul", "sub", "gt", "silu", "rms_norm", "softmax", "linear", "argmax", "embedding", "cat", "copy", "rope",
-            "scaled_dot_product_attention"]
+            "scaled_dot_product_attention", "mean", "sum"]
 
 
 @pytest.mark.parametrize("op", FAST_OPS)
