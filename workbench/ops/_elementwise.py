@@ -52,6 +52,9 @@ FLOAT_OR_INT_DTYPES = FLOAT_DTYPES + INT_DTYPES
 # a few sizes, and a Site skips the launch cache's key. The Sites hold the math functions, so their ids
 # in the keys stay theirs.
 _flat_sites = Plans()
+# One-tensor ops in other layouts by (math, x's geometry, allowed dtypes) -> (grid, runtime args after the
+# pointers, Site).
+_unary_plans = Plans()
 # Two-tensor binary ops in other layouts by (math, geometry, alpha, dtype rules) -> (output shape and
 # dtype, grid, runtime args after the pointers, Site): a decode step repeats its broadcasts every layer.
 _binary_plans = Plans()
@@ -294,17 +297,29 @@ def unary(fn, x: torch.Tensor, name: str = "x", dtypes=FLOAT_DTYPES) -> torch.Te
     """Apply the jit function `fn` (fp32 in, fp32 out; for a bool / integer `x`, where `dtypes` allows
     one, in x's own dtype) to every element of `x`."""
     if dtypes is FLOAT_DTYPES and is_on_device(x) and x.is_contiguous() and not persistent():
-        # the decode-sized common case
-        out = new_output_as(x)
+        # the decode-sized common case, inlined as binary's
+        out = torch.empty_like(x)
+        if _common._poison:
+            _common._poisoned(out)
         n = out.numel()
         if n:
             key = (id(fn), x.dtype, n)  # by id: a JITFunction's hash runs Python
-            site = _flat_sites.get(key)
+            site = dict.get(_flat_sites, key)  # the plain lookup: the launch style was tested above
             if site is None:
                 site = Site(_unary_flat_kernel, FN=fn, BLOCK=BLOCK, INT=False)
                 _flat_sites.put(key, site)
-            site(((n + BLOCK - 1) // BLOCK,), x, out, n, aligned=aligned(x))
+            site(((n + BLOCK - 1) // BLOCK,), x, out, n, aligned=not x.data_ptr() & 15)
         return out
+    # Any other layout (a slice such as rotate_half's x[..., d:]): a plan per geometry.
+    plan_key = ((id(fn), x.shape, x.stride(), x.dtype, x.device, dtypes) if isinstance(x, torch.Tensor)
+                else None)
+    plan = _unary_plans.get(plan_key)
+    if plan is not None:  # checked before; x is read in place
+        grid, rest, site = plan
+        out = new_output_of(x, x.shape)
+        site(grid, x, out, *rest, aligned=not x.data_ptr() & 15)
+        return out
+    given = x
     out, x, sizes, x_strides, contiguous = prepare_unary(x, name, dtypes)
     n = out.numel()
     if n == 0:
@@ -315,7 +330,11 @@ def unary(fn, x: torch.Tensor, name: str = "x", dtypes=FLOAT_DTYPES) -> torch.Te
                CONTIGUOUS=contiguous, BLOCK=block, INT=not x.is_floating_point(), num_warps=NUM_WARPS)
         return out
     kernel, layout = (_unary_flat_kernel, ()) if contiguous else (_unary_kernel, (*sizes, *x_strides))
-    launch(kernel, (cdiv(n, BLOCK),), x, out, n, *layout, FN=fn, BLOCK=BLOCK, INT=not x.is_floating_point())
+    grid, rest = (cdiv(n, BLOCK),), (n, *layout)
+    site = Site(kernel, FN=fn, BLOCK=BLOCK, INT=not x.is_floating_point())
+    site(grid, x, out, *rest, aligned=aligned(x))
+    if x is given and out.is_contiguous():
+        _unary_plans.put(plan_key, (grid, rest, site))
     return out
 
 
