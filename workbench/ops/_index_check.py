@@ -50,7 +50,8 @@ def _new_flag(device: torch.device) -> tuple[torch.Tensor, object]:
         return buf, buf.numpy()
     if device.type == "cuda":
         buf = torch.zeros(1, dtype=torch.int32, pin_memory=True)
-        if _device_writes(buf, device):
+        # No probe can run inside a CUDA graph capture (it synchronises): the host flag is taken as is.
+        if torch.cuda.is_current_stream_capturing() or _device_writes(buf, device):
             return buf, buf.numpy()
     return torch.zeros(1, dtype=torch.int32, device=device), None
 
@@ -96,7 +97,9 @@ def raise_if_set(device: torch.device, message: Callable[[], str | None], op: st
     _pending.append((op, message))
     buf, view = _flags[device]
     if view is None:
-        if buf.item():  # a device flag: the synchronisation it costs
+        # A device flag: the read waits for the device, which a CUDA graph capture cannot; the flag is then
+        # read by the next checked call outside it, or by raise_pending.
+        if not (buf.is_cuda and torch.cuda.is_current_stream_capturing()) and buf.item():
             _report(device)
     elif view[0]:
         _report(device)
