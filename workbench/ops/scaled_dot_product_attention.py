@@ -33,7 +33,7 @@ from ._common import (
     new_output,
     new_output_of,
 )
-from ._launch import Site, aligned, autotune, launch
+from ._launch import Site, autotune, launch
 from ._shapes import broadcast, cdiv, next_pow2
 from ._tuning import Tuner
 from .spec import DEFAULT_TOLERANCE, Case, Cost, OpSpec, nbytes, numel, randn, register
@@ -395,17 +395,16 @@ class _Decode:
     the same memory, or the caller's tensors where those views are no copies)."""
     programs: int
     splits: int
-    part_elements: tuple[int, int]  # fp32 elements of the chunks' outputs and log-sum-exps (splits > 1)
     split_args: tuple
     split: Site
+    # (chunk outputs, log-sum-exps, counts) when splits > 1: held here, since a set replaced by a larger one
+    # stays valid (and its counts at 0) for the plans that hold it
+    scratch: tuple | None
 
     def launch(self, q, k, v, m, o) -> None:
-        if self.splits == 1:
-            part_o = part_l = count = o
-        else:
-            part_o, part_l, count = _scratch(o.device, *self.part_elements, self.programs)
+        part_o, part_l, count = self.scratch or (o, o, o)
         self.split((self.programs, self.splits), q, k, v, m, o, part_o, part_l, count, *self.split_args,
-                   aligned=aligned(q, k, v, m))
+                   aligned=not (q.data_ptr() | k.data_ptr() | v.data_ptr() | m.data_ptr()) & 15)
 
 
 # Per device, the split launch's scratch: the chunks' outputs and log-sum-exps (fp32) and a count per
@@ -439,10 +438,11 @@ def _decode(p: Attention) -> _Decode:
     split = Site(_split_kernel, CAUSAL=p.causal, MASK_KIND=p.mask_kind, UPCAST=p.upcast, SINGLE=splits == 1,
                  EVEN_D=p.E == p.block_d, EVEN_DV=p.EV == p.block_dv, BLOCK_M=block_m, BLOCK_N=block_n,
                  BLOCK_D=p.block_d, BLOCK_DV=p.block_dv, num_warps=4, num_stages=3)
+    part_elements = (programs * splits * block_m * p.block_dv, programs * splits * block_m)  # fp32
     return _Decode(
-        programs, splits, (programs * splits * block_m * p.block_dv, programs * splits * block_m),
+        programs, splits,
         (*p.strides, p.Hq, p.L, p.S, p.E, p.EV, p.Hq // p.Hk, p.Hq // p.Hv, packed, chunk, p.scale_log2),
-        split)
+        split, _scratch(p.o.device, *part_elements, programs) if splits > 1 else None)
 
 
 # Unmasked decode geometry -> (output shape, _Decode): a decode step repeats one geometry per layer, and
