@@ -251,16 +251,18 @@ def _split_kernel(Q, K, V, M, Out, PO, PL, Count,
 @triton.jit
 def _merge_chunks(PO, PL, first, splits, r, offs_dv, BLOCK_M: tl.constexpr, BLOCK_DV: tl.constexpr):
     """The rows' outputs from their chunks' parts first .. first + splits - 1: weights 2**(lse - max lse),
-    zeros for a row whose every chunk was empty."""
+    zeros for a row whose every chunk was empty. The parts were written by other programs: read from L2
+    (.cg), past this core's L1."""
     top = tl.full([BLOCK_M], -float("inf"), tl.float32)
     for s in range(0, splits):
-        top = tl.maximum(top, tl.load(PL + (first + s) * BLOCK_M + r))
+        top = tl.maximum(top, tl.load(PL + (first + s) * BLOCK_M + r, cache_modifier=".cg"))
     top = tl.where(top == -float("inf"), 0.0, top)
     acc = tl.zeros([BLOCK_M, BLOCK_DV], dtype=tl.float32)
     den = tl.zeros([BLOCK_M], dtype=tl.float32)
     for s in range(0, splits):
-        w = tl.exp2(tl.load(PL + (first + s) * BLOCK_M + r) - top)
-        acc += w[:, None] * tl.load(PO + ((first + s) * BLOCK_M + r[:, None]) * BLOCK_DV + offs_dv[None, :])
+        w = tl.exp2(tl.load(PL + (first + s) * BLOCK_M + r, cache_modifier=".cg") - top)
+        acc += w[:, None] * tl.load(PO + ((first + s) * BLOCK_M + r[:, None]) * BLOCK_DV + offs_dv[None, :],
+                                    cache_modifier=".cg")
         den += w
     return acc / tl.where(den == 0.0, 1.0, den)[:, None]
 
