@@ -86,7 +86,8 @@ def flag(device: torch.device) -> torch.Tensor:
 
 def checking(t: torch.Tensor) -> bool:
     """Whether a launch on `t`'s device checks its indices (the CHECK constexpr) and must be followed
-    by `raise_if_set`."""
+    by `raise_if_set`: on every device while the check is on (a host flag needs no wait, so CUDA graph
+    capture keeps it too)."""
     return ENABLED
 
 
