@@ -1,11 +1,12 @@
 """What the out-of-range index check costs at decode size: embedding, index_select, gather, cross_entropy.
 
 The check (workbench/ops/_index_check.py) adds a masked store to the kernels and, after the launch, a
-read of a one-element flag: on a GPU that read waits for the kernel. Measured per op at its smallest
+read of a one-element flag: on CUDA a flag in pinned host memory, read without waiting for the kernel
+(where the device cannot write it, a device flag whose read waits). Measured per op at its smallest
 `llm` case (bf16), in one process, in alternated rounds with the check on and off:
   latency_us  wall clock per call followed by a device synchronisation (what one call costs alone)
   host_us     wall clock per call, calls back to back without a sync (`profiling.timing.host_time_us`):
-              the check's sync makes the host wait for every kernel, so this is where it shows
+              a read that waited for the kernel would show here
 and the native op's figures on the same inputs. Outputs of both settings are compared with native's.
 
 From the repo root on a GPU machine (about 2 minutes):

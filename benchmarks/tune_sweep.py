@@ -110,8 +110,9 @@ def argmax_rows(shape) -> list[dict]:
     for block in (2048, 4096, 8192):
         for warps in (4, 8, 16):
             for stages in (1, 2, 3):
-                call = lambda: launch(argmax_op._argmax_chunk_kernel, (n_rows, 1), x, out, n, n, n,  # noqa: E731
-                                      BLOCK=block, num_warps=warps, num_stages=stages)
+                call = lambda: launch(argmax_op._argmax_kernel, (n_rows, 1),  # noqa: E731
+                                      x, out, out, out, n, n, n, BLOCK=block, SPLIT=False, INDEX32=True,
+                                      num_warps=warps, num_stages=stages)
                 default = block == 2048 and warps == 16 and stages == 1
                 rows.append(dict(kernel="argmax", shape=str(shape), config=f"BLOCK={block} warps={warps} "
                                  f"stages={stages}", default=default, ms=ms(call), nbytes=nbytes))
@@ -161,7 +162,8 @@ def main() -> None:
     meta = run_metadata()
     sections = {"elementwise": (elementwise_rows, ((2048, 4096), (2048, 12288))),
                 "rms_norm": (rms_norm_rows, ((2048, 4096), (65536, 128), (64, 4096))),
-                "argmax": (argmax_rows, ((2048, 151936),)), "softmax": (softmax_rows, ((64, 151936),))}
+                "argmax": (argmax_rows, ((2048, 151936), (8192, 8192))),
+                "softmax": (softmax_rows, ((64, 151936),))}
     rows = []
     for name, (sweep, shapes) in sections.items():
         if not args.only or name in args.only:

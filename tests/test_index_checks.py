@@ -3,12 +3,15 @@
 Every index outside [0, size) raises, negative ones too (torch accepts no negative index in these ops),
 through the op and under `use_ops`; the error is an IndexError (and a RuntimeError, gather's in torch)
 that names the op, the index and the size. The flag the kernels set is cleared, so the next call works.
+On a GPU the error may come after the call returns (the flag is read without waiting): `reported` asks
+for it, as the end of a `use_ops` context does.
 WORKBENCH_INDEX_CHECK=0 turns the check off (then the documented fill values come back).
 """
 
 from __future__ import annotations
 
 import runpy
+import sys
 
 import pytest
 import torch
@@ -19,6 +22,14 @@ from workbench import backends
 from workbench.ops import _index_check, cross_entropy, embedding, gather, index_select
 
 DEV = backends.active().device()
+
+
+def reported(fn):
+    """`fn()`, then any bad index still unreported: on a GPU the flag is read without waiting for the
+    kernel, so the call itself may return before the error (docs/ops.md); on the interpreter it raises."""
+    out = fn()
+    _index_check.raise_pending()
+    return out
 
 
 def _x(*shape, dtype=torch.float32):
@@ -68,12 +79,14 @@ CALLS = {
 
 
 @pytest.mark.parametrize("name", list(CALLS))
-def test_out_of_range_index_raises_like_torch(name):
+def test_out_of_range_index_raises_like_torch(name, monkeypatch):
     ours, native, op, value, size = CALLS[name]
-    with pytest.raises(Exception) as torch_error:
-        native()
+    with monkeypatch.context() as cpu:  # torch's cpu kernels raise at once (a CUDA one asserts on the device)
+        cpu.setattr(sys.modules[__name__], "DEV", torch.device("cpu"))
+        with pytest.raises(Exception) as torch_error:
+            native()
     with pytest.raises(_index_check.IndexOutOfRange) as error:
-        ours()
+        reported(ours)
     torch_class = type(torch_error.value)
     assert isinstance(error.value, torch_class), f"torch raises {torch_class.__name__}"
     message = str(error.value)
@@ -84,7 +97,7 @@ def test_out_of_range_index_raises_like_torch(name):
 def test_the_next_call_after_an_error_works():
     w = _x(10, 4)
     with pytest.raises(IndexError):
-        embedding(_i([10]), w)
+        reported(lambda: embedding(_i([10]), w))
     assert torch.equal(embedding(_i([9, 0]), w), w[[9, 0]])
     assert torch.equal(gather(w, 1, _i([[3]] * 10)), w[:, 3:])
 
@@ -100,13 +113,13 @@ def test_use_ops_raises_like_torch():
     w, x = _x(50, 8), _x(4, 5)
     with workbench.use_ops(include=["embedding", "gather", "cross_entropy", "index_select"]):
         with pytest.raises(IndexError, match="embedding: index out of range in self"):
-            F.embedding(_i([50]), w)
+            reported(lambda: F.embedding(_i([50]), w))
         with pytest.raises(RuntimeError, match="gather: .*index 5 is out of bounds for dimension 1"):
-            torch.gather(x, 1, _i([[5]] * 4))
+            reported(lambda: torch.gather(x, 1, _i([[5]] * 4)))
         with pytest.raises(IndexError, match="cross_entropy: Target 9 is out of bounds"):
-            F.cross_entropy(x, _i([0, 9, 1, 2]))
+            reported(lambda: F.cross_entropy(x, _i([0, 9, 1, 2])))
         with pytest.raises(IndexError, match="index_select: index out of range in self"):
-            torch.index_select(w, 0, _i([-1]))
+            reported(lambda: torch.index_select(w, 0, _i([-1])))
 
 
 def test_switched_off_the_kernels_read_nothing(monkeypatch):
@@ -139,6 +152,32 @@ def test_the_mlu_forms_raise_too(name):
 
     ours, _, op, value, _ = CALLS[name]
     with launch_style(True), pytest.raises(_index_check.IndexOutOfRange) as error:
-        ours()
+        reported(ours)
     assert str(error.value).startswith(f"{op}: ") and value in str(error.value)
     assert not _index_check.flag(DEV).item()
+
+
+def test_a_flag_seen_later_names_the_call_that_set_it(monkeypatch):
+    """On a GPU the flag is read without waiting, so a later call or the end of `use_ops` may be the first
+    to see it: the error then names the earlier call whose index was out of range, not the caller."""
+    w = _x(10, 4)
+    bad = _i([3, 12])
+    real_read = _index_check.raise_if_set
+
+    def unread(device, message, op):  # as on a GPU: the kernel has not finished when the flag is read
+        _index_check._pending.append((op, message))
+
+    monkeypatch.setattr(_index_check, "raise_if_set", unread)
+    embedding(bad, w)  # sets the flag; nobody has seen it
+    embedding(_i([1, 2]), w)
+    monkeypatch.setattr(_index_check, "raise_if_set", real_read)
+    backends.active().synchronize()  # the kernels are done: the next read sees the flag
+    with pytest.raises(_index_check.IndexOutOfRange, match="embedding: .*index 12 .*with size 10"):
+        index_select(w, 0, _i([0]))  # a clean call sees the flag and names the bad one
+    assert not _index_check.flag(DEV).item()
+    monkeypatch.setattr(_index_check, "raise_if_set", unread)
+    with pytest.raises(_index_check.IndexOutOfRange, match="index 12"):
+        with workbench.use_ops():
+            F.embedding(bad, w)
+    monkeypatch.setattr(_index_check, "raise_if_set", real_read)
+    index_select(w, 0, _i([0]))  # reported: the flag is clear again

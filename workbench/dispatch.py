@@ -47,8 +47,8 @@ from typing import Any
 import torch
 
 from workbench import backends
-from workbench.ops import _library
-from workbench.ops.spec import REGISTRY
+from workbench.ops import _index_check, _library
+from workbench.ops.spec import REGISTRY, same_arguments
 from workbench.selection import FALLBACK_ERRORS, aten_overload, claims, select
 
 __all__ = ["FALLBACK_ERRORS", "Coverage", "claims", "disable", "enable", "replaced", "use_ops"]
@@ -258,6 +258,7 @@ def _kernel(overload: str, adapter: Callable[..., Any], impl: Callable[..., Any]
     """
     handled = coverage.counter(overload)
     grad_enabled, needs_grad = torch.is_grad_enabled, _library.needs_grad
+    direct = adapter is same_arguments  # the op takes the overload's arguments as they are
 
     def kernel(keyset, *args, **kwargs):
         state = _tls
@@ -271,7 +272,7 @@ def _kernel(overload: str, adapter: Callable[..., Any], impl: Callable[..., Any]
             run = trainable
         state.busy = True
         try:
-            out = adapter(run, *args, **kwargs)
+            out = run(*args, **kwargs) if direct else adapter(run, *args, **kwargs)
         except FALLBACK_ERRORS as e:  # still busy: the native kernel's own ATen calls stay native
             coverage.record_fallback(overload, str(e) or type(e).__name__)
             return _call_native(native, overload, keyset, args, kwargs)
@@ -418,6 +419,7 @@ def use_ops(include: Iterable[str] | str | None = None, exclude: Iterable[str] |
         raise
     try:
         yield selection.coverage
+        _index_check.raise_pending()  # a bad index met by a kernel that no call has reported yet
     finally:
         _stack.remove(selection)
         _apply()

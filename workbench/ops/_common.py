@@ -58,8 +58,8 @@ def is_on_device(t, dtypes=FLOAT_DTYPES) -> bool:
 def geometry(*tensors) -> tuple | None:
     """(shape, strides, dtype, device) of each tensor: the key of a per-geometry plan (`Plans`); None when
     an argument is not a tensor (the checked path then names it)."""
-    try:
-        return tuple((t.shape, t.stride(), t.dtype, t.device) for t in tensors)
+    try:  # a list, not a generator: a third less time, paid on every call of an op with plans
+        return tuple([(t.shape, t.stride(), t.dtype, t.device) for t in tensors])
     except AttributeError:
         return None
 

@@ -25,6 +25,7 @@ import triton.language as tl
 
 from workbench import backends
 
+from . import _common
 from ._common import (
     Plans,
     as_tensor_operand,
@@ -51,6 +52,9 @@ FLOAT_OR_INT_DTYPES = FLOAT_DTYPES + INT_DTYPES
 # a few sizes, and a Site skips the launch cache's key. The Sites hold the math functions, so their ids
 # in the keys stay theirs.
 _flat_sites = Plans()
+# One-tensor ops in other layouts by (math, x's geometry, allowed dtypes) -> (grid, runtime args after the
+# pointers, Site).
+_unary_plans = Plans()
 # Two-tensor binary ops in other layouts by (math, geometry, alpha, dtype rules) -> (output shape and
 # dtype, grid, runtime args after the pointers, Site): a decode step repeats its broadcasts every layer.
 _binary_plans = Plans()
@@ -291,17 +295,29 @@ def unary(fn, x: torch.Tensor, name: str = "x", dtypes=FLOAT_DTYPES) -> torch.Te
     """Apply the jit function `fn` (fp32 in, fp32 out; for a bool / integer `x`, where `dtypes` allows
     one, in x's own dtype) to every element of `x`."""
     if dtypes is FLOAT_DTYPES and is_on_device(x) and x.is_contiguous() and not persistent():
-        # the decode-sized common case
-        out = new_output_as(x)
+        # the decode-sized common case, inlined as binary's
+        out = torch.empty_like(x)
+        if _common._poison:
+            _common._poisoned(out)
         n = out.numel()
         if n:
             key = (id(fn), x.dtype, n)  # by id: a JITFunction's hash runs Python
-            site = _flat_sites.get(key)
+            site = dict.get(_flat_sites, key)  # the plain lookup: the launch style was tested above
             if site is None:
                 site = Site(_unary_flat_kernel, FN=fn, BLOCK=BLOCK, INT=False)
                 _flat_sites.put(key, site)
-            site(((n + BLOCK - 1) // BLOCK,), x, out, n, aligned=aligned(x))
+            site(((n + BLOCK - 1) // BLOCK,), x, out, n, aligned=not x.data_ptr() & 15)
         return out
+    # Any other layout (a slice such as rotate_half's x[..., d:]): a plan per geometry.
+    plan_key = ((id(fn), x.shape, x.stride(), x.dtype, x.device, dtypes) if isinstance(x, torch.Tensor)
+                else None)
+    plan = _unary_plans.get(plan_key)
+    if plan is not None:  # checked before; x is read in place
+        grid, rest, site = plan
+        out = new_output_of(x, x.shape)
+        site(grid, x, out, *rest, aligned=not x.data_ptr() & 15)
+        return out
+    given = x
     out, x, sizes, x_strides, contiguous = prepare_unary(x, name, dtypes)
     n = out.numel()
     if n == 0:
@@ -312,7 +328,11 @@ def unary(fn, x: torch.Tensor, name: str = "x", dtypes=FLOAT_DTYPES) -> torch.Te
                CONTIGUOUS=contiguous, BLOCK=block, INT=not x.is_floating_point(), num_warps=NUM_WARPS)
         return out
     kernel, layout = (_unary_flat_kernel, ()) if contiguous else (_unary_kernel, (*sizes, *x_strides))
-    launch(kernel, (cdiv(n, BLOCK),), x, out, n, *layout, FN=fn, BLOCK=BLOCK, INT=not x.is_floating_point())
+    grid, rest = (cdiv(n, BLOCK),), (n, *layout)
+    site = Site(kernel, FN=fn, BLOCK=BLOCK, INT=not x.is_floating_point())
+    site(grid, x, out, *rest, aligned=aligned(x))
+    if x is given and out.is_contiguous():
+        _unary_plans.put(plan_key, (grid, rest, site))
     return out
 
 
@@ -381,30 +401,34 @@ def scale_arg(b_scale, is_int: bool):
 def binary(fn, a: torch.Tensor, b, b_scale=1, names=("input", "other"), integers: bool = False,
            out_dtype: torch.dtype | None = None, dtypes: tuple[torch.dtype, ...] | None = None) -> torch.Tensor:
     """`fn(a, b * b_scale)` elementwise with torch broadcasting and type promotion (see prepare_binary)."""
-    if (b_scale == 1 and out_dtype is None and dtypes is None and is_on_device(a) and a.is_contiguous()
-            and not persistent()):
+    if b_scale == 1 and out_dtype is None and dtypes is None and is_on_device(a) and not persistent():
         # The decode-sized common cases, checked in a few attribute reads: a contiguous float tensor with
-        # one of its dtype, shape and device, or with a Python number.
+        # one of its dtype, shape and device, or with a Python number. Inlined (allocation, alignment,
+        # the Sites' dict): each call saved is a fraction of a µs on every decode-sized call.
         if isinstance(b, torch.Tensor):
             fast = b.dtype == a.dtype and b.is_contiguous() and b.shape == a.shape and b.device == a.device
             b_scalar = None
         else:
             fast = type(b) is float or type(b) is int
             b_scalar = float(b) if fast else None
-        if fast:
-            out = new_output_as(a)
+        if fast and a.is_contiguous():
+            out = torch.empty_like(a)
+            if _common._poison:
+                _common._poisoned(out)
             n = out.numel()
             if n:
                 key = (id(fn), b_scalar is None, a.dtype, n)  # by id: a JITFunction's hash runs Python
-                site = _flat_sites.get(key)
+                site = dict.get(_flat_sites, key)  # the plain lookup: the launch style was tested above
                 if site is None:
                     site = Site(_binary_flat_kernel, FN=fn, B_SCALAR=b_scalar is not None, SCALE_B=False,
                                 BLOCK=BLOCK, INT=False)
                     _flat_sites.put(key, site)
                 if b_scalar is None:
-                    site(((n + BLOCK - 1) // BLOCK,), a, b, out, n, 0.0, 1.0, aligned=aligned(a, b))
+                    site(((n + BLOCK - 1) // BLOCK,), a, b, out, n, 0.0, 1.0,
+                         aligned=not (a.data_ptr() | b.data_ptr()) & 15)
                 else:
-                    site(((n + BLOCK - 1) // BLOCK,), a, a, out, n, b_scalar, 1.0, aligned=aligned(a))
+                    site(((n + BLOCK - 1) // BLOCK,), a, a, out, n, b_scalar, 1.0,
+                         aligned=not a.data_ptr() & 15)
             return out
     # Two tensors in any other layout (a broadcast, a strided view): a plan per geometry.
     plan_key = ((id(fn), geometry(a, b), b_scale, integers, out_dtype, dtypes) if isinstance(b, torch.Tensor)

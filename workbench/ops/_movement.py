@@ -291,5 +291,5 @@ def gather_into(out: torch.Tensor, x: torch.Tensor, dim: int, index: torch.Tenso
         launch(_gather_kernel, (cdiv(n, BLOCK),), x, index, out, flag, n, dim_size, *sizes, *x_strides,
                *i_strides, DIM=padded_dim, CHECK=check, BLOCK=BLOCK)
     if check:
-        _index_check.raise_if_set(flag, _index_check.out_of_bounds(op, index, dim, dim_size))
+        _index_check.raise_if_set(index.device, _index_check.out_of_bounds(op, index, dim, dim_size), op)
     return out

@@ -6,7 +6,7 @@ import triton.language as tl  # noqa: F401  (the interpreter needs tl visible in
 
 from ._common import scalar_as
 from ._elementwise import binary, binary_cases, binary_cost
-from .spec import OpSpec, register
+from .spec import OpSpec, register, same_arguments
 
 
 @triton.jit
@@ -20,8 +20,8 @@ def add(input: torch.Tensor, other, *, alpha=1) -> torch.Tensor:
     return binary(_add, input, other, b_scale=alpha, integers=True)
 
 
-def _aten_add(impl, self, other, alpha=1):
-    """aten::add.Tensor(self, other, *, alpha=1) and aten::add.Scalar(self, other, alpha=1)."""
+def _aten_add_scalar(impl, self, other, alpha=1):
+    """aten::add.Scalar(self, other, alpha=1): alpha may come by position."""
     return impl(self, other, alpha=alpha)
 
 
@@ -32,5 +32,6 @@ SPEC = register(OpSpec(
     cases=binary_cases(integers=2**40),  # int64 past fp32's exact range
     cost=binary_cost,
     aten=("aten::add.Tensor", "aten::add.Scalar"),
-    aten_impls={"aten::add.Tensor": _aten_add, "aten::add.Scalar": _aten_add},
+    # aten::add.Tensor(self, other, *, alpha=1): the op's own signature.
+    aten_impls={"aten::add.Tensor": same_arguments, "aten::add.Scalar": _aten_add_scalar},
 ))

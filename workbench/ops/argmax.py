@@ -1,7 +1,8 @@
 """argmax along a dim or over all elements (torch.argmax): the first index of the largest value.
 
-NaN counts as larger than everything (torch's rule); ties give the lowest index. Long rows with few of
-them (greedy decoding over a vocabulary) are split into chunks whose winners are merged.
+NaN counts as larger than everything (torch's rule); ties give the lowest index. One launch: long rows
+with few of them (greedy decoding over a vocabulary) are split into chunks whose winners meet in one
+atomic slot per row (`_argmax_kernel`).
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ import triton.language as tl
 from workbench import backends
 
 from . import _rows, _split_rows
-from ._common import Plans, check_tensor, geometry, new_output, new_output_of
-from ._launch import Site, aligned
+from ._common import Plans, check_tensor, new_output, new_output_of
+from ._launch import Site
 from ._shapes import next_pow2
-from .spec import Case, Cost, OpSpec, nbytes, randn, register
+from .spec import Case, Cost, OpSpec, nbytes, randn, register, same_arguments
 
 NO_INDEX = 2**63 - 1
 
@@ -34,8 +35,7 @@ def _winner(best, best_idx):
 
 @triton.jit
 def chunk_winner(x_row, lo, hi, BLOCK: tl.constexpr):
-    """(value, index) of the winner among columns [lo, hi) of one row. Shared by the generic kernel and
-    the MLU-style variant."""
+    """(value, index) of the winner among columns [lo, hi) of one row (the MLU-style variant's loop)."""
     cols = tl.arange(0, BLOCK)
     best = tl.full([BLOCK], -float("inf"), tl.float32)
     best_idx = tl.full([BLOCK], 9223372036854775807, tl.int64)
@@ -51,27 +51,58 @@ def chunk_winner(x_row, lo, hi, BLOCK: tl.constexpr):
 
 
 @triton.jit
-def _argmax_chunk_kernel(x_ptr, idx_ptr, n_cols, x_row_stride, chunk, BLOCK: tl.constexpr):
-    """The index of chunk c's winner in row `row`, stored at idx_ptr[row * chunks + c]: the argmax itself
-    when a row is one chunk."""
-    row = tl.program_id(0).to(tl.int64)
-    c = tl.program_id(1)
-    lo = c.to(tl.int64) * chunk
-    _, idx = chunk_winner(x_ptr + row * x_row_stride, lo, tl.minimum(lo + chunk, n_cols), BLOCK)
-    tl.store(idx_ptr + row * tl.num_programs(1) + c, idx)
+def _ordered(x):
+    """An int32 key of each fp32 value that orders as torch's argmax compares: -inf < ... < -0.0 == 0.0 <
+    ... < inf < NaN (every NaN the same key)."""
+    bits = x.to(tl.int32, bitcast=True)
+    key = bits ^ ((bits >> 31) & 0x7FFFFFFF)  # negative floats: reverse their magnitude order
+    key = tl.where(x == 0.0, 0, key)  # -0.0 equals 0.0
+    return tl.where(x != x, 0x7FFFFFFF, key)
 
 
 @triton.jit
-def _argmax_merge_kernel(x_ptr, x_row_stride, part_i_ptr, out_ptr, chunks, BLOCK_C: tl.constexpr):
-    """The winner among a row's chunk winners, their values read back from x at their indices (a chunk's
-    winner value is x there: NaN or the chunk's max)."""
+def _argmax_kernel(x_ptr, out_ptr, best_ptr, count_ptr, n_cols, x_row_stride, chunk, BLOCK: tl.constexpr,
+                   SPLIT: tl.constexpr, INDEX32: tl.constexpr):
+    """argmax of each row in one launch: program (row, c) finds the winner of columns [c * chunk, ...)
+    as (key, index) with keys from `_ordered`. One chunk per row (SPLIT False): it stores the index. Else
+    each program folds its winner into best_ptr[row] with one 64-bit atomic max of (key, 2**32 - 1 -
+    index): the larger key, then the lower index, wins. The program that counts itself last on
+    count_ptr[row] (acquire-release atomics: every other program's max is visible to it) takes the
+    result and puts both slots back to their start values, so the buffers stay ready for the next call
+    without a launch to reset them. Indices below 2**32 (the host takes care). INDEX32 (rows shorter than
+    2**31): columns and the lanes' indices in int32, half the registers of int64 ones."""
     row = tl.program_id(0).to(tl.int64)
-    c = tl.arange(0, BLOCK_C)
-    ok = c < chunks
-    i = tl.load(part_i_ptr + row * chunks + c, mask=ok, other=9223372036854775807)
-    v = tl.load(x_ptr + row * x_row_stride + i, mask=ok, other=-float("inf")).to(tl.float32)
-    _, idx = _winner(v, i)
-    tl.store(out_ptr + row, idx)
+    c = tl.program_id(1)
+    if INDEX32:
+        lo = c * chunk
+        no_index = 2147483647
+    else:
+        lo = c.to(tl.int64) * chunk
+        no_index = 9223372036854775807
+    hi = tl.minimum(lo + chunk, n_cols)
+    x_row = x_ptr + row * x_row_stride
+    cols = tl.arange(0, BLOCK)
+    best = tl.full([BLOCK], -2147483648, tl.int32)  # below every key: a lane that sees no column loses
+    best_idx = lo + tl.zeros([BLOCK], tl.int32)  # lo's integer type
+    for start in range(lo, hi, BLOCK):
+        offs = start + cols
+        key = _ordered(tl.load(x_row + offs, mask=offs < hi, other=0.0).to(tl.float32))
+        key = tl.where(offs < hi, key, -2147483648)
+        # Each lane sees increasing indices: strictly better keeps the first of equal keys.
+        better = key > best
+        best = tl.where(better, key, best)
+        best_idx = tl.where(better, offs, best_idx)
+    top = tl.max(best, 0)
+    idx = tl.min(tl.where(best == top, best_idx, no_index), 0).to(tl.int64)
+    if SPLIT:
+        packed = (top.to(tl.int64) << 32) | (4294967295 - idx)
+        tl.atomic_max(best_ptr + row, packed, sem="acq_rel")
+        if tl.atomic_add(count_ptr + row, 1, sem="acq_rel") == tl.num_programs(1) - 1:
+            final = tl.atomic_xchg(best_ptr + row, -9223372036854775808, sem="acq_rel")
+            tl.atomic_xchg(count_ptr + row, 0, sem="acq_rel")
+            tl.store(out_ptr + row, 4294967295 - (final & 4294967295))
+    else:
+        tl.store(out_ptr + row, idx)
 
 
 def prepare(x: torch.Tensor, dim: int | None, keepdim: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -109,8 +140,24 @@ def prepare(x: torch.Tensor, dim: int | None, keepdim: bool) -> tuple[torch.Tens
 _plans = Plans()
 
 
+# Per device, the split launch's slots (`_argmax_kernel`): the best packed (key, index) of each row, at
+# its start value, and each row's count of finished programs, at 0. Grown (never shrunk) to the most rows
+# split so far. Launches on one stream run one after another, so one set serves every call; launches on
+# two streams at once would need two.
+_slots: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def _split_slots(device: torch.device, n_rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+    slots = _slots.get(device)
+    if slots is None or slots[0].numel() < n_rows:
+        size = max(n_rows, 64)
+        slots = _slots[device] = (torch.full((size,), -(2**63), dtype=torch.int64, device=device),
+                                  torch.zeros(size, dtype=torch.int32, device=device))
+    return slots
+
+
 class _Sizing:
-    """The launches over one geometry of rows: sizes, chunking, and their Sites."""
+    """The launch over one geometry of rows: sizes, chunking and its Site."""
 
     def __init__(self, rows: torch.Tensor):
         self.n_rows, self.n = rows.shape
@@ -119,21 +166,26 @@ class _Sizing:
         # (benchmarks/tune_sweep.py on an H200, 2048x151936 bf16: 268 us vs 358 us with 4096 x 8 warps).
         block = min(2048 * backends.active().policy.block_scale, next_pow2(self.n))
         warps = 16 if block >= 2048 else _rows.row_warps(block)
-        self.chunks, self.chunk = _split_rows.chunking(self.n_rows, self.n, block)
-        self.chunk_site = Site(_argmax_chunk_kernel, BLOCK=block, num_warps=warps)
-        self.merge_site = Site(_argmax_merge_kernel, BLOCK_C=next_pow2(self.chunks))
+        # The split launch packs an index into 32 bits: longer rows (only a flattened tensor past 2**32
+        # elements) take one program per row.
+        self.chunks, self.chunk = (_split_rows.chunking(self.n_rows, self.n, block) if self.n < 2**32
+                                   else (1, self.n))
+        self.site = Site(_argmax_kernel, BLOCK=block, SPLIT=self.chunks > 1, INDEX32=self.n < 2**31,
+                         num_warps=warps)
+        # Held here: a set replaced by a larger one stays valid (and reset) for the plans that hold it.
+        self.slots = _split_slots(rows.device, self.n_rows) if self.chunks > 1 else None
 
     def launch(self, rows: torch.Tensor, out: torch.Tensor) -> None:
-        n_rows, chunks = self.n_rows, self.chunks
-        is_aligned = aligned(rows)
-        part_i = out if chunks == 1 else rows.new_empty(n_rows * chunks, dtype=torch.int64)
-        self.chunk_site((n_rows, chunks), rows, part_i, self.n, self.row_stride, self.chunk, aligned=is_aligned)
-        if chunks > 1:
-            self.merge_site((n_rows,), rows, self.row_stride, part_i, out, chunks, aligned=is_aligned)
+        best, count = self.slots or (out, out)
+        self.site((self.n_rows, self.chunks), rows, out, best, count, self.n, self.row_stride, self.chunk,
+                  aligned=not rows.data_ptr() & 15)
 
 
 def argmax(x: torch.Tensor, dim: int | None = None, keepdim: bool = False) -> torch.Tensor:
-    plan_key = (geometry(x), dim, keepdim)
+    try:  # one flat tuple: cheaper to build and hash than geometry()'s nested one, on every call
+        plan_key = (x.shape, x.stride(), x.dtype, x.device, dim, keepdim)
+    except AttributeError:  # not a tensor: prepare names it
+        plan_key = None
     plan = _plans.get(plan_key)
     if plan is not None:  # checked before
         shape, sizing = plan
@@ -196,6 +248,6 @@ SPEC = register(OpSpec(
     },
     cost=_cost,
     aten=("aten::argmax",),
-    aten_impls={"aten::argmax": lambda impl, self, dim=None, keepdim=False: impl(self, dim, keepdim)},
+    aten_impls={"aten::argmax": same_arguments},
     dtypes=(torch.float32, torch.float16, torch.bfloat16),
 ))

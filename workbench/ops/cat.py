@@ -13,14 +13,14 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import Plans, check_same_device, check_tensor, geometry, new_output, new_output_of
+from ._common import Plans, check_same_device, check_tensor, new_output, new_output_of
 from ._elementwise import BLOCK, _merge_dims
 from ._launch import Site, aligned
 from ._movement import MOVE_DTYPES, copy_into
 from ._reduce import normalize_dims
 from ._shapes import cdiv
 from .mlu.persistent import persistent
-from .spec import Case, Cost, OpSpec, nbytes, randn, register
+from .spec import Case, Cost, OpSpec, nbytes, randn, register, same_arguments
 
 
 def prepare(tensors, dim: int = 0) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
@@ -94,20 +94,32 @@ def _cat2(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor, d: int) -> tuple 
     return grid, ints, site
 
 
-# Geometry of two inputs and dim -> (output shape, grid, runtime ints, Site) of their one-launch cat: a decode
-# step appends to the KV cache of every layer with the same geometry.
+# Two inputs' shapes, strides, dtypes and devices and dim -> (output shape, grid, runtime ints, Site) of
+# their one-launch cat: a decode step appends to the KV cache of every layer with the same geometry.
 _plans = Plans()
 
 
+def _plan_key(tensors, dim) -> tuple | None:
+    """The plan key of two tensors: one flat tuple (cheaper to build and hash than `geometry`'s nested
+    ones, on every KV-cache append); None for anything else."""
+    if not isinstance(tensors, (list, tuple)) or len(tensors) != 2:
+        return None
+    a, b = tensors
+    try:
+        return a.shape, a.stride(), a.dtype, a.device, b.shape, b.stride(), b.dtype, b.device, dim
+    except AttributeError:  # not tensors: the checked path names them
+        return None
+
+
 def cat(tensors, dim: int = 0) -> torch.Tensor:
-    plan_key = (geometry(*tensors), dim) if isinstance(tensors, (list, tuple)) and len(tensors) == 2 else None
+    plan_key = _plan_key(tensors, dim)
     plan = _plans.get(plan_key)
     if plan is not None:  # checked before: both inputs are read in place
         a, b = tensors
         shape, grid, ints, site = plan
         out = new_output_of(a, shape)
         if ints[0]:
-            site(grid, a, b, out, *ints, aligned=aligned(a, b))
+            site(grid, a, b, out, *ints, aligned=not (a.data_ptr() | b.data_ptr()) & 15)
         return out
     out, copies = prepare(tensors, dim)
     # The one-launch form of two inputs has no persistent form: persistent launches copy input by input.
@@ -168,5 +180,5 @@ SPEC = register(OpSpec(
         ],
     },
     cost=_cost,
-    aten_impls={"aten::cat": lambda impl, tensors, dim=0: impl(tensors, dim)},
+    aten_impls={"aten::cat": same_arguments},
 ))

@@ -7,9 +7,9 @@ preserve_format does (dense inputs), so a transposed input gives a transposed ou
 
 import torch
 
-from ._common import check_tensor, is_on_device, new_output_as, new_output_like
+from ._common import Plans, check_tensor, is_on_device, new_output_as, new_output_like
 from ._elementwise import BIG, BLOCK
-from ._launch import launch
+from ._launch import Site, aligned
 from ._movement import MOVE_DTYPES, _copy_kernel, copy_into
 from ._shapes import cdiv
 from .mlu.persistent import persistent
@@ -36,13 +36,21 @@ def copy(x: torch.Tensor, dtype: torch.dtype | None = None, *,
         out = new_output_as(x, dtype)
         n = out.numel()
         if n:
-            launch(_copy_kernel, (cdiv(n, BLOCK),), x, out, n, 1, 1, n, 0, 0, 0, 1, 0, 0, 0, 1, CONTIGUOUS=True,
-                   TO_BF16=out.dtype == torch.bfloat16 and x.dtype != torch.bfloat16, BLOCK=BLOCK)
+            key = (x.dtype, out.dtype, n)
+            site = _flat_sites.get(key)
+            if site is None:
+                site = Site(_copy_kernel, CONTIGUOUS=True, BLOCK=BLOCK,
+                            TO_BF16=out.dtype == torch.bfloat16 and x.dtype != torch.bfloat16)
+                _flat_sites.put(key, site)
+            site((cdiv(n, BLOCK),), x, out, n, 1, 1, n, 0, 0, 0, 1, 0, 0, 0, 1, aligned=aligned(x))
         return out
     return copy_into(prepare(x, dtype, memory_format), x)
 
 
 _DENSE = (torch.preserve_format, torch.contiguous_format)
+# The fast path's launches by (input dtype, output dtype, size): a Site skips the launch cache's key of
+# 13 arguments; a decode step repeats a few sizes.
+_flat_sites = Plans()
 
 
 copy.into = copy_into  # the in-place form (aten::copy_); a variant sets its own launcher's

@@ -5,7 +5,7 @@ import triton
 import triton.language as tl
 
 from ._elementwise import unary, unary_cases, unary_cost
-from .spec import Case, OpSpec, register, without_big
+from .spec import Case, OpSpec, register, same_arguments, without_big
 
 
 @triton.jit
@@ -35,5 +35,5 @@ SPEC = register(OpSpec(
     impl=cos,
     cases=angle_cases(),
     cost=unary_cost,
-    aten_impls={"aten::cos": lambda impl, self: impl(self)},
+    aten_impls={"aten::cos": same_arguments},
 ))

@@ -147,13 +147,15 @@ def cross_entropy(input: torch.Tensor, target: torch.Tensor, ignore_index: int =
     launch(kernel, grid, rows, targets, losses, flag, n_classes, rows.stride(0), int(ignore_index),
            float(label_smoothing), *extra, SMOOTH=label_smoothing > 0, CHECK=check, BLOCK=block, num_warps=warps)
     finish(out, losses, targets, ignore_index, reduction)
-    if check:  # after both launches: one wait for the device
-        def message() -> str:
+    if check:
+        def message() -> str | None:
             bad = _index_check.first_outside(targets, n_classes, allowed=ignore_index)
+            if bad is None:
+                return None
             return (f"cross_entropy: Target {bad} is out of bounds: expected a class in [0, {n_classes}) or "
                     f"ignore_index {ignore_index}")
 
-        _index_check.raise_if_set(flag, message)
+        _index_check.raise_if_set(targets.device, message, "cross_entropy")
     return out
 
 

@@ -5,7 +5,7 @@ import triton
 import triton.language as tl  # noqa: F401  (the interpreter needs tl visible in jit functions)
 
 from ._elementwise import binary, binary_cases, binary_cost
-from .spec import Case, OpSpec, register, without_big
+from .spec import Case, OpSpec, register, same_arguments, without_big
 
 
 @triton.jit
@@ -41,5 +41,5 @@ SPEC = register(OpSpec(
     cases=_cases(),
     cost=binary_cost,
     # aten::div.Scalar calls div.Tensor with the scalar wrapped; div.Tensor_mode (rounding) is not claimed.
-    aten_impls={"aten::div.Tensor": lambda impl, self, other: impl(self, other)},
+    aten_impls={"aten::div.Tensor": same_arguments},
 ))

@@ -18,8 +18,8 @@ import triton.language as tl
 from workbench import backends
 
 from . import _index_check
-from ._common import Plans, check_same_device, check_tensor, geometry, new_output, new_output_of
-from ._launch import Site, aligned, launch
+from ._common import Plans, check_same_device, check_tensor, new_output, new_output_of
+from ._launch import Site, launch
 from ._library import backward_op
 from ._shapes import cdiv, next_pow2
 from .mlu.persistent import NUM_WARPS, persistent, programs, row_tiles, tile_elems
@@ -88,7 +88,11 @@ _plans = Plans()
 
 def embedding(input: torch.Tensor, weight: torch.Tensor, padding_idx: int | None = None) -> torch.Tensor:
     check = _index_check.checking(input)
-    plan_key = (geometry(input, weight), padding_idx, check)
+    try:  # one flat tuple: cheaper to build and hash than geometry()'s nested ones, once per decode step
+        plan_key = (input.shape, input.stride(), input.dtype, input.device, weight.shape, weight.stride(),
+                    weight.dtype, weight.device, padding_idx, check)
+    except AttributeError:  # not tensors: prepare names them
+        plan_key = None
     plan = _plans.get(plan_key)
     if plan is not None:  # checked before
         shape, grid, ints, site = plan
@@ -127,10 +131,11 @@ def _gather_launch(table: torch.Tensor, idx: torch.Tensor, out_of_range: float, 
 def _gather(site, grid, ints, idx: torch.Tensor, table: torch.Tensor, out: torch.Tensor, check: bool,
             op: str) -> torch.Tensor:
     """Launch the gather; with the check on, raise IndexError naming `op` for an index outside the table."""
-    flag = _index_check.flag(idx.device)
-    site(grid, idx, table, out, flag, *ints, aligned=aligned(idx, table))
-    if check:
-        _index_check.raise_if_set(flag, _index_check.out_of_bounds(op, idx, 0, table.shape[0]))
+    device = idx.device
+    site(grid, idx, table, out, _index_check.flag(device), *ints,
+         aligned=not (idx.data_ptr() | table.data_ptr()) & 15)
+    if check:  # ints[1]: the table's rows
+        _index_check.raise_if_set(device, _index_check.out_of_bounds(op, idx, 0, ints[1]), op)
     return out
 
 

@@ -12,7 +12,7 @@ from . import _matmul
 from ._common import Plans, geometry, new_output, new_output_of
 from ._launch import aligned
 from ._library import generic
-from .spec import Case, Cost, OpSpec, input_grads, nbytes, randn, register
+from .spec import Case, Cost, OpSpec, input_grads, nbytes, randn, register, same_arguments
 
 
 def prepare(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
@@ -121,7 +121,7 @@ SPEC = register(OpSpec(
     },
     cost=_cost,
     tolerance={torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 1e-2},
-    aten_impls={"aten::linear": lambda impl, input, weight, bias=None: impl(input, weight, bias)},
+    aten_impls={"aten::linear": same_arguments},
     backward=_backward,
     setup_context=_setup_context,
 ))

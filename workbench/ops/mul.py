@@ -5,7 +5,7 @@ import triton
 import triton.language as tl  # noqa: F401  (the interpreter needs tl visible in jit functions)
 
 from ._elementwise import binary, binary_cases, binary_cost
-from .spec import OpSpec, register
+from .spec import OpSpec, register, same_arguments
 
 
 @triton.jit
@@ -25,6 +25,5 @@ SPEC = register(OpSpec(
     cost=binary_cost,
     aten=("aten::mul.Tensor", "aten::mul.Scalar"),
     # aten::mul.Tensor(self, other) and aten::mul.Scalar(self, other): the op's own signature.
-    aten_impls={"aten::mul.Tensor": lambda impl, self, other: impl(self, other),
-                "aten::mul.Scalar": lambda impl, self, other: impl(self, other)},
+    aten_impls={"aten::mul.Tensor": same_arguments, "aten::mul.Scalar": same_arguments},
 ))

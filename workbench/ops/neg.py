@@ -5,7 +5,7 @@ import triton
 import triton.language as tl  # noqa: F401  (the interpreter needs tl visible in jit functions)
 
 from ._elementwise import unary, unary_cases, unary_cost
-from .spec import Case, OpSpec, randn, register, without_big
+from .spec import Case, OpSpec, randn, register, same_arguments, without_big
 
 
 @triton.jit
@@ -33,5 +33,5 @@ SPEC = register(OpSpec(
     impl=neg,
     cases=_cases(),
     cost=unary_cost,
-    aten_impls={"aten::neg": lambda impl, self: impl(self)},
+    aten_impls={"aten::neg": same_arguments},
 ))

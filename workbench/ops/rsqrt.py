@@ -5,7 +5,7 @@ import triton
 import triton.language as tl
 
 from ._elementwise import unary, unary_cases, unary_cost
-from .spec import Case, OpSpec, randn, register, without_big
+from .spec import Case, OpSpec, randn, register, same_arguments, without_big
 
 
 @triton.jit
@@ -45,5 +45,5 @@ SPEC = register(OpSpec(
     impl=rsqrt,
     cases=_cases(),
     cost=unary_cost,
-    aten_impls={"aten::rsqrt": lambda impl, self: impl(self)},
+    aten_impls={"aten::rsqrt": same_arguments},
 ))

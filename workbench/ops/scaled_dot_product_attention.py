@@ -33,7 +33,7 @@ from ._common import (
     new_output,
     new_output_of,
 )
-from ._launch import Site, aligned, autotune, launch
+from ._launch import Site, autotune, launch
 from ._library import backward_op, generic
 from ._shapes import broadcast, cdiv, next_pow2
 from ._tuning import Tuner
@@ -179,7 +179,7 @@ def _prefill_kernel(Q, K, V, M, Out,
 
 
 @triton.jit
-def _split_kernel(Q, K, V, M, Out, PO, PL,
+def _split_kernel(Q, K, V, M, Out, PO, PL, Count,
                   sqb, sqh, sqm, sqd, skb, skh, skn, skd, svb, svh, svn, svd,
                   smb, smh, smm, smn, sob, soh, som, sod,
                   H, L, S, E, EV, group_k, group_v, G, chunk, scale_log2,
@@ -188,7 +188,10 @@ def _split_kernel(Q, K, V, M, Out, PO, PL,
     """One program: the G query heads that share one KV head (x L queries) against one chunk of keys.
 
     SINGLE (one chunk): write the output. Else write the chunk's normalised output and its base-2
-    log-sum-exp to PO/PL for _combine_kernel.
+    log-sum-exp to PO/PL; the program that counts itself last on Count[pid] merges the chunks
+    (`_merge_chunks`) and puts the count back to 0 for the next launch. A barrier puts every thread's
+    partial stores before the count's release; the acquire-release count makes them visible to the last
+    program (the split-K semaphore pattern).
     """
     pid = tl.program_id(0)  # over batch x head groups
     split = tl.program_id(1)
@@ -234,32 +237,35 @@ def _split_kernel(Q, K, V, M, Out, PO, PL,
         tl.store(Out + b * sob + head64[:, None] * soh + qi64[:, None] * som + offs_dv[None, :] * sod,
                  out.to(Out.dtype.element_ty), mask=row_ok[:, None] & dv_ok[None, :])
     else:
-        part = pid.to(tl.int64) * tl.num_programs(1) + split
+        splits = tl.num_programs(1)
+        part = pid.to(tl.int64) * splits + split
         tl.store(PO + (part * BLOCK_M + r[:, None]) * BLOCK_DV + offs_dv[None, :], out)
         tl.store(PL + part * BLOCK_M + r, tl.where(l_i > 0.0, m_i + tl.log2(l_i), -float("inf")))
+        tl.debug_barrier()
+        if tl.atomic_add(Count + pid, 1, sem="acq_rel") == splits - 1:
+            tl.atomic_xchg(Count + pid, 0, sem="acq_rel")
+            merged = _merge_chunks(PO, PL, pid.to(tl.int64) * splits, splits, r, offs_dv, BLOCK_M, BLOCK_DV)
+            tl.store(Out + b * sob + head64[:, None] * soh + qi64[:, None] * som + offs_dv[None, :] * sod,
+                     merged.to(Out.dtype.element_ty), mask=row_ok[:, None] & dv_ok[None, :])
 
 
 @triton.jit
-def _combine_kernel(PO, PL, Out, sob, soh, som, sod, H, L, G, EV, SPLITS,
-                    BLOCK_M: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_DV: tl.constexpr):
-    """Merge the chunks of one query row: weights 2**(lse - max lse), zeros when every chunk was empty."""
-    pid = tl.program_id(0)
-    r = tl.program_id(1)
-    n_groups = H // G
-    b = (pid // n_groups).to(tl.int64)
-    head = ((pid % n_groups) * G + r // L).to(tl.int64)
-    qi = (r % L).to(tl.int64)
-    splits = tl.arange(0, BLOCK_S)
-    s_ok = splits < SPLITS
-    offs_dv = tl.arange(0, BLOCK_DV)
-    part = pid.to(tl.int64) * SPLITS + splits
-    lse = tl.load(PL + part * BLOCK_M + r, mask=s_ok, other=-float("inf"))
-    top = tl.max(lse, 0)
-    w = tl.exp2(lse - tl.where(top == -float("inf"), 0.0, top))
-    o = tl.load(PO + (part[:, None] * BLOCK_M + r) * BLOCK_DV + offs_dv[None, :], mask=s_ok[:, None], other=0.0)
-    den = tl.sum(w, 0)
-    out = tl.sum(w[:, None] * o, 0) / tl.where(den == 0.0, 1.0, den)
-    tl.store(Out + b * sob + head * soh + qi * som + offs_dv * sod, out.to(Out.dtype.element_ty), mask=offs_dv < EV)
+def _merge_chunks(PO, PL, first, splits, r, offs_dv, BLOCK_M: tl.constexpr, BLOCK_DV: tl.constexpr):
+    """The rows' outputs from their chunks' parts first .. first + splits - 1: weights 2**(lse - max lse),
+    zeros for a row whose every chunk was empty. The parts were written by other programs: read from L2
+    (.cg), past this core's L1."""
+    top = tl.full([BLOCK_M], -float("inf"), tl.float32)
+    for s in range(0, splits):
+        top = tl.maximum(top, tl.load(PL + (first + s) * BLOCK_M + r, cache_modifier=".cg"))
+    top = tl.where(top == -float("inf"), 0.0, top)
+    acc = tl.zeros([BLOCK_M, BLOCK_DV], dtype=tl.float32)
+    den = tl.zeros([BLOCK_M], dtype=tl.float32)
+    for s in range(0, splits):
+        w = tl.exp2(tl.load(PL + (first + s) * BLOCK_M + r, cache_modifier=".cg") - top)
+        acc += w[:, None] * tl.load(PO + ((first + s) * BLOCK_M + r[:, None]) * BLOCK_DV + offs_dv[None, :],
+                                    cache_modifier=".cg")
+        den += w
+    return acc / tl.where(den == 0.0, 1.0, den)[:, None]
 
 
 def _prefill_configs(interpreted: bool):
@@ -392,23 +398,36 @@ class _Decode:
     the same memory, or the caller's tensors where those views are no copies)."""
     programs: int
     splits: int
-    part_elements: tuple[int, int]  # fp32 elements of the chunks' outputs and log-sum-exps (splits > 1)
     split_args: tuple
     split: Site
-    combine_grid: tuple[int, int]
-    combine_args: tuple
-    combine: Site
+    # (chunk outputs, log-sum-exps, counts) when splits > 1: held here, since a set replaced by a larger one
+    # stays valid (and its counts at 0) for the plans that hold it
+    scratch: tuple | None
 
     def launch(self, q, k, v, m, o) -> None:
-        if self.splits == 1:
-            part_o = part_l = o
-        else:
-            part_o = o.new_empty(self.part_elements[0], dtype=torch.float32)  # scratch: never poisoned
-            part_l = o.new_empty(self.part_elements[1], dtype=torch.float32)
-        self.split((self.programs, self.splits), q, k, v, m, o, part_o, part_l, *self.split_args,
-                   aligned=aligned(q, k, v, m))
-        if self.splits > 1:
-            self.combine(self.combine_grid, part_o, part_l, o, *self.combine_args)
+        part_o, part_l, count = self.scratch or (o, o, o)
+        self.split((self.programs, self.splits), q, k, v, m, o, part_o, part_l, count, *self.split_args,
+                   aligned=not (q.data_ptr() | k.data_ptr() | v.data_ptr() | m.data_ptr()) & 15)
+
+
+# Per device, the split launch's scratch: the chunks' outputs and log-sum-exps (fp32) and a count per
+# program (int32, 0 between launches: the last program of each resets its own). Grown, never shrunk.
+# Launches on one stream run one after another, so one set serves every call; launches on two streams at
+# once would need two.
+_scratches: dict[torch.device, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+
+
+def _scratch(device: torch.device, n_o: int, n_l: int, programs: int):
+    """(chunk outputs, chunk log-sum-exps, counts) on `device`, at least that large."""
+    have = _scratches.get(device)
+    if have is not None:
+        if have[0].numel() >= n_o and have[1].numel() >= n_l and have[2].numel() >= programs:
+            return have
+        n_o, n_l, programs = (max(n, t.numel()) for n, t in zip((n_o, n_l, programs), have))
+    have = _scratches[device] = (torch.empty(n_o, dtype=torch.float32, device=device),
+                                 torch.empty(n_l, dtype=torch.float32, device=device),
+                                 torch.zeros(programs, dtype=torch.int32, device=device))
+    return have
 
 
 def _decode(p: Attention) -> _Decode:
@@ -422,11 +441,11 @@ def _decode(p: Attention) -> _Decode:
     split = Site(_split_kernel, CAUSAL=p.causal, MASK_KIND=p.mask_kind, UPCAST=p.upcast, SINGLE=splits == 1,
                  EVEN_D=p.E == p.block_d, EVEN_DV=p.EV == p.block_dv, BLOCK_M=block_m, BLOCK_N=block_n,
                  BLOCK_D=p.block_d, BLOCK_DV=p.block_dv, num_warps=4, num_stages=3)
-    combine = Site(_combine_kernel, BLOCK_M=block_m, BLOCK_S=next_pow2(splits), BLOCK_DV=p.block_dv, num_warps=4)
+    part_elements = (programs * splits * block_m * p.block_dv, programs * splits * block_m)  # fp32
     return _Decode(
-        programs, splits, (programs * splits * block_m * p.block_dv, programs * splits * block_m),
+        programs, splits,
         (*p.strides, p.Hq, p.L, p.S, p.E, p.EV, p.Hq // p.Hk, p.Hq // p.Hv, packed, chunk, p.scale_log2),
-        split, (programs, packed * p.L), (*p.o.stride(), p.Hq, p.L, packed, p.EV, splits), combine)
+        split, _scratch(p.o.device, *part_elements, programs) if splits > 1 else None)
 
 
 # Unmasked decode geometry -> (output shape, _Decode): a decode step repeats one geometry per layer, and

@@ -6,7 +6,7 @@ import triton.language as tl
 
 from ._elementwise import binary, unary, unary_cases, unary_cost
 from ._library import backward_op
-from .spec import OpSpec, register
+from .spec import OpSpec, register, same_arguments
 
 
 @triton.jit
@@ -46,7 +46,7 @@ SPEC = register(OpSpec(
     cases=unary_cases(),
     cost=unary_cost,
     aten=("aten::silu",),
-    aten_impls={"aten::silu": lambda impl, self: impl(self)},
+    aten_impls={"aten::silu": same_arguments},
     backward=_backward,
     setup_context=_setup_context,
 ))

@@ -6,7 +6,7 @@ import triton.language as tl
 
 from ._elementwise import unary, unary_cost
 from .cos import angle_cases
-from .spec import OpSpec, register
+from .spec import OpSpec, register, same_arguments
 
 
 @triton.jit
@@ -24,5 +24,5 @@ SPEC = register(OpSpec(
     impl=sin,
     cases=angle_cases(),
     cost=unary_cost,
-    aten_impls={"aten::sin": lambda impl, self: impl(self)},
+    aten_impls={"aten::sin": same_arguments},
 ))

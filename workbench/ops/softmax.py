@@ -4,8 +4,8 @@ import torch
 import triton
 import triton.language as tl
 
-from . import _rows, _split_rows
-from ._common import Plans, check_tensor, geometry, new_output_as
+from . import _common, _rows, _split_rows
+from ._common import Plans, check_tensor, new_output_as
 from ._launch import Site, aligned, launch
 from ._library import backward_op
 from ._shapes import next_pow2
@@ -144,12 +144,17 @@ _plans = Plans()
 
 def softmax_rows(x: torch.Tensor, dim: int, log: bool) -> torch.Tensor:
     """softmax or log_softmax of `x` along `dim` (the generic launcher both ops use)."""
-    plan_key = (geometry(x), dim, log)
+    try:  # one flat tuple: cheaper to build and hash than geometry()'s nested one, on every call
+        plan_key = (x.shape, x.stride(), x.dtype, x.device, dim, log)
+    except AttributeError:  # not a tensor: prepare names it
+        plan_key = None
     plan = _plans.get(plan_key)
-    if plan is not None:  # checked before
+    if plan is not None:  # checked before: x is contiguous
         grid, ints, site = plan
-        out = new_output_as(x)
-        site(grid, x, out, *ints, aligned=aligned(x))
+        out = torch.empty_like(x)
+        if _common._poison:
+            _common._poisoned(out)
+        site(grid, x, out, *ints, aligned=not x.data_ptr() & 15)
         return out
     out, rows = prepare(x, dim)
     if rows is not None:

@@ -6,7 +6,7 @@ import triton.language as tl  # noqa: F401  (the interpreter needs tl visible in
 
 from ._common import scalar_as
 from ._elementwise import binary, binary_cases, binary_cost
-from .spec import OpSpec, register, without_big
+from .spec import OpSpec, register, same_arguments, without_big
 
 
 @triton.jit
@@ -27,5 +27,5 @@ SPEC = register(OpSpec(
     cases=without_big(binary_cases(integers=2**40)),  # the binary launcher's big case is add's
     cost=binary_cost,
     # aten::sub.Scalar is a composite that calls sub.Tensor with the scalar wrapped: this covers it.
-    aten_impls={"aten::sub.Tensor": lambda impl, self, other, alpha=1: impl(self, other, alpha=alpha)},
+    aten_impls={"aten::sub.Tensor": same_arguments},
 ))
