@@ -23,12 +23,23 @@ from pathlib import Path
 import workbench.ops  # noqa: F401  (binds the backend before triton is imported)
 from workbench import backends
 
-OPS = ["scaled_dot_product_attention", "rope", "silu_and_mul", "add_rms_norm", "log_softmax", "cross_entropy",
-       "argmax", "topk", "cumsum", "embedding"]
+OPS = [
+    "scaled_dot_product_attention",
+    "rope",
+    "silu_and_mul",
+    "add_rms_norm",
+    "log_softmax",
+    "cross_entropy",
+    "argmax",
+    "topk",
+    "cumsum",
+    "embedding",
+]
 TARGET = 0.9
 HQ, HKV, D, KV = 32, 8, 128, 2048
 CASES = [("prefill 1x32x2048x128 kv8 causal", 1, 2048, True)] + [
-    (f"decode b{b} 32x1 kv8x2048", b, 1, False) for b in (1, 8, 64)]
+    (f"decode b{b} 32x1 kv8x2048", b, 1, False) for b in (1, 8, 64)
+]
 
 
 def log(t0: float, msg: str) -> None:
@@ -56,21 +67,29 @@ def time_sdpa(t0: float) -> list[dict]:
 
         def flash():
             with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
-                return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal, enable_gqa=True)
+                return torch.nn.functional.scaled_dot_product_attention(
+                    q, k, v, is_causal=causal, enable_gqa=True
+                )
 
         def flash_repeated_kv():  # only if flash refuses enable_gqa on this torch build
             with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
                 return torch.nn.functional.scaled_dot_product_attention(q, k_rep, v_rep, is_causal=causal)
 
-        impls = {"workbench": lambda: ours(q, k, v, is_causal=causal, enable_gqa=True),
-                 "torch flash": flash,
-                 "torch default": lambda: torch.nn.functional.scaled_dot_product_attention(
-                     q, k, v, is_causal=causal, enable_gqa=True)}
+        impls = {
+            "workbench": lambda: ours(q, k, v, is_causal=causal, enable_gqa=True),
+            "torch flash": flash,
+            "torch default": lambda: torch.nn.functional.scaled_dot_product_attention(
+                q, k, v, is_causal=causal, enable_gqa=True
+            ),
+        }
         reference = None
         try:
             reference = flash()
         except RuntimeError as e:
-            log(t0, f"{name}: torch flash refused enable_gqa ({str(e)[:120]}); timing flash on repeated kv heads")
+            log(
+                t0,
+                f"{name}: torch flash refused enable_gqa ({str(e)[:120]}); timing flash on repeated kv heads",
+            )
             k_rep, v_rep = k.repeat_interleave(HQ // HKV, 1), v.repeat_interleave(HQ // HKV, 1)
             impls["torch flash"] = flash_repeated_kv
             reference = flash_repeated_kv()
@@ -81,8 +100,13 @@ def time_sdpa(t0: float) -> list[dict]:
                 backend.synchronize()
                 row["max_abs_diff_vs_flash"] = float((out.float() - reference.float()).abs().max())
                 ms = kernel_time(fn).ms  # device time only: host gaps are kept out by a device-side hold
-                row.update(ms=ms, tflops=cost.flops / ms / 1e9, gbps=cost.bytes / ms / 1e6,
-                           host_us=host_time_us(fn, calls=200, repeats=3), error="")
+                row.update(
+                    ms=ms,
+                    tflops=cost.flops / ms / 1e9,
+                    gbps=cost.bytes / ms / 1e6,
+                    host_us=host_time_us(fn, calls=200, repeats=3),
+                    error="",
+                )
             except Exception as e:  # a row with the error; the table goes on
                 row.update(ms=float("nan"), error=f"{type(e).__name__}: {e}")
             rows.append(row)
@@ -95,7 +119,9 @@ def time_sdpa(t0: float) -> list[dict]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", default="out")
     parser.add_argument("--skip-check", action="store_true", help="time attention only")
     args = parser.parse_args()
@@ -132,12 +158,23 @@ def main() -> int:
     }
     failed = failures(check_df) if check_df is not None else None
     if check_df is not None:
-        summary["check"] = {"passed": int(check_df["passed"].sum()), "failed": len(failed),
-                            "failures": failed[["op", "case", "rel_err", "error"]].to_dict("records")}
+        summary["check"] = {
+            "passed": int(check_df["passed"].sum()),
+            "failed": len(failed),
+            "failures": failed[["op", "case", "rel_err", "error"]].to_dict("records"),
+        }
     (out / "attention_check.json").write_text(json.dumps(summary, indent=1, default=str))
 
-    with pd.option_context("display.width", 200, "display.max_colwidth", 70, "display.max_rows", None,
-                           "display.float_format", "{:.4g}".format):
+    with pd.option_context(
+        "display.width",
+        200,
+        "display.max_colwidth",
+        70,
+        "display.max_rows",
+        None,
+        "display.float_format",
+        "{:.4g}".format,
+    ):
         if check_df is not None:
             print(check_df[["op", "case", "rel_err", "passed", "error"]].to_string(index=False))
         wb = timing[timing["impl"] == "workbench"]
@@ -151,7 +188,9 @@ def main() -> int:
         print(f"ERROR timing {e.case} {e.impl}: {e.error}", file=sys.stderr)
     verdict = f"{int(table['meets 0.9x'].sum())} of {len(table)} SDPA cases >= {TARGET}x torch flash"
     if check_df is not None:
-        verdict = f"llm check: {summary['check']['passed']} passed, {summary['check']['failed']} failed; " + verdict
+        verdict = (
+            f"llm check: {summary['check']['passed']} passed, {summary['check']['failed']} failed; " + verdict
+        )
     log(t0, verdict)
     return 0 if (failed is None or failed.empty) and errors.empty and len(wb) == len(CASES) else 1
 

@@ -47,8 +47,20 @@ from workbench.profiling.no_kernels import no_kernels
 from workbench.store.meta import run_metadata
 
 CALLS = 2000
-OPS = ["add", "mul", "silu", "rms_norm", "softmax", "linear", "argmax", "embedding", "cat", "copy", "rope",
-       "scaled_dot_product_attention"]
+OPS = [
+    "add",
+    "mul",
+    "silu",
+    "rms_norm",
+    "softmax",
+    "linear",
+    "argmax",
+    "embedding",
+    "cat",
+    "copy",
+    "rope",
+    "scaled_dot_product_attention",
+]
 # Targets: µs above native per call, through use_ops and direct.
 USE_OPS_MARGIN = {"scaled_dot_product_attention": 10.0, "rope": 10.0}
 DEFAULT_USE_OPS_MARGIN, DIRECT_MARGIN = 6.0, 3.0
@@ -71,10 +83,22 @@ def _inputs(device, fill: bool):
     q = t(1, 1, 32, 128).transpose(1, 2)
     k = t(1, 1, 8, 128).transpose(1, 2)
     return {
-        "x": t(1, 4096), "y": t(1, 4096), "w": t(4096), "weight": t(4096, 4096), "logits": t(8, 151936),
-        "ids": ids, "table": t(151936, 4096), "cache": t(1, 8, 2047, 128), "new_kv": t(1, 8, 1, 128),
-        "q": q, "k": k, "cos": emb.cos().to(bf16), "sin": emb.sin().to(bf16),
-        "dq": t(8, 32, 1, 128), "dk": t(8, 8, 2048, 128), "dv": t(8, 8, 2048, 128),
+        "x": t(1, 4096),
+        "y": t(1, 4096),
+        "w": t(4096),
+        "weight": t(4096, 4096),
+        "logits": t(8, 151936),
+        "ids": ids,
+        "table": t(151936, 4096),
+        "cache": t(1, 8, 2047, 128),
+        "new_kv": t(1, 8, 1, 128),
+        "q": q,
+        "k": k,
+        "cos": emb.cos().to(bf16),
+        "sin": emb.sin().to(bf16),
+        "dq": t(8, 32, 1, 128),
+        "dk": t(8, 8, 2048, 128),
+        "dv": t(8, 8, 2048, 128),
     }
 
 
@@ -93,23 +117,37 @@ def op_calls(i: dict) -> dict:
         "silu": ("1x4096", lambda: F.silu(x), lambda: ops.silu(x)),
         "rms_norm": ("1x4096", lambda: F.rms_norm(x, (4096,), w, 1e-6), lambda: ops.rms_norm(x, w, 1e-6)),
         "softmax": ("1x4096", lambda: torch.softmax(x, -1), lambda: ops.softmax(x, -1)),
-        "linear": ("1x4096 . 4096x4096", lambda: F.linear(x, i["weight"]), lambda: ops.linear(x, i["weight"])),
+        "linear": (
+            "1x4096 . 4096x4096",
+            lambda: F.linear(x, i["weight"]),
+            lambda: ops.linear(x, i["weight"]),
+        ),
         "argmax": ("8x151936", lambda: torch.argmax(i["logits"], -1), lambda: ops.argmax(i["logits"], -1)),
-        "embedding": ("8 ids . 151936x4096", lambda: F.embedding(i["ids"], i["table"]),
-                      lambda: ops.embedding(i["ids"], i["table"])),
-        "cat": ("KV append 1x8x2047x128 + 1", lambda: torch.cat((i["cache"], i["new_kv"]), 2),
-                lambda: ops.cat((i["cache"], i["new_kv"]), 2)),
+        "embedding": (
+            "8 ids . 151936x4096",
+            lambda: F.embedding(i["ids"], i["table"]),
+            lambda: ops.embedding(i["ids"], i["table"]),
+        ),
+        "cat": (
+            "KV append 1x8x2047x128 + 1",
+            lambda: torch.cat((i["cache"], i["new_kv"]), 2),
+            lambda: ops.cat((i["cache"], i["new_kv"]), 2),
+        ),
         "copy": ("1x4096 bf16 -> fp32", lambda: x.to(torch.float32), lambda: ops.copy(x, torch.float32)),
         "scaled_dot_product_attention": (
             "decode 8x32x1x128 kv 8x8x2048",
             lambda: F.scaled_dot_product_attention(i["dq"], i["dk"], i["dv"], enable_gqa=True),
-            lambda: ops.scaled_dot_product_attention(i["dq"], i["dk"], i["dv"], enable_gqa=True)),
+            lambda: ops.scaled_dot_product_attention(i["dq"], i["dk"], i["dv"], enable_gqa=True),
+        ),
     }
     table = {op: (case, native, direct, native) for op, (case, native, direct) in rows.items()}
     # rope replaces transformers' apply_rotary_pos_emb, a chain of ATen ops: no single overload to override
-    table["rope"] = ("decode q 1x32x1x128 k 1x8x1x128",
-                     lambda: (i["q"] * cos + _rotate_half(i["q"]) * sin, i["k"] * cos + _rotate_half(i["k"]) * sin),
-                     lambda: ops.rope(i["q"], i["k"], i["cos"], i["sin"]), None)
+    table["rope"] = (
+        "decode q 1x32x1x128 k 1x8x1x128",
+        lambda: (i["q"] * cos + _rotate_half(i["q"]) * sin, i["k"] * cos + _rotate_half(i["k"]) * sin),
+        lambda: ops.rope(i["q"], i["k"], i["cos"], i["sin"]),
+        None,
+    )
     return table
 
 
@@ -124,6 +162,7 @@ def registry_calls(names: list[str]) -> dict:
         spec = REGISTRY[op]
         case, args, kwargs = smallest_llm_case(spec)
         impl = spec.implementation(backends.active().name)
+
         def native(spec=spec, args=args, kwargs=kwargs):
             return spec.reference(*args, **kwargs)
 
@@ -140,12 +179,14 @@ def dispatch_calls(device) -> dict:
     which no op claims)."""
     x, y = torch.randn(4, 64, device=device), torch.randn(4, 64, device=device)
     x64 = x.double()
-    return {"native add": (lambda: torch.add(x, y), None),
-            "override, no-op adapter": (lambda: torch.add(x, y), "noop"),
-            "native add float64": (lambda: torch.add(x64, x64), None),
-            "fallback (float64)": (lambda: torch.add(x64, x64), "all"),
-            "native atan2": (lambda: torch.atan2(x, y), None),
-            "not claimed (atan2)": (lambda: torch.atan2(x, y), "all")}
+    return {
+        "native add": (lambda: torch.add(x, y), None),
+        "override, no-op adapter": (lambda: torch.add(x, y), "noop"),
+        "native add float64": (lambda: torch.add(x64, x64), None),
+        "fallback (float64)": (lambda: torch.add(x64, x64), "all"),
+        "native atan2": (lambda: torch.atan2(x, y), None),
+        "not claimed (atan2)": (lambda: torch.atan2(x, y), "all"),
+    }
 
 
 def measure_dispatch(rounds: int, calls: int, clock) -> dict:
@@ -157,10 +198,20 @@ def measure_dispatch(rounds: int, calls: int, clock) -> dict:
         if mode == "noop":
             spec.aten_impls["aten::add.Tensor"] = lambda impl, self, other, alpha=1: self
         try:
-            with torch.inference_mode(), (workbench.use_ops(include=["aten::add.Tensor"]) if mode == "noop" else
-                                          workbench.use_ops() if mode == "all" else contextlib.nullcontext()):
+            with (
+                torch.inference_mode(),
+                (
+                    workbench.use_ops(include=["aten::add.Tensor"])
+                    if mode == "noop"
+                    else workbench.use_ops()
+                    if mode == "all"
+                    else contextlib.nullcontext()
+                ),
+            ):
                 fn()
-                out[name] = round(statistics.median(per_call_us(fn, backend, calls, clock) for _ in range(rounds)), 2)
+                out[name] = round(
+                    statistics.median(per_call_us(fn, backend, calls, clock) for _ in range(rounds)), 2
+                )
         finally:
             spec.aten_impls["aten::add.Tensor"] = saved
     return out
@@ -215,11 +266,24 @@ def measure_ops(names: list[str], rounds: int, calls: int, stub, clock) -> list[
                         fn()  # the first calls of a context compile, autotune, fill the caches
                         fn()
                         compiles = stub.compiles if stub else 0
-                        rows.append({"op": op, "case": case, "side": side, "round": r,
-                                     "us": per_call_us(fn, backend, calls, clock),
-                                     "misses": (stub.compiles - compiles) if stub else None})
-        medians = {s: statistics.median(x["us"] for x in rows if x["op"] == op and x["side"] == s) for s in sides}
-        print(f"{op:30s} " + " ".join(f"{s} {us:7.1f}" for s, us in medians.items()), file=sys.stderr, flush=True)
+                        rows.append(
+                            {
+                                "op": op,
+                                "case": case,
+                                "side": side,
+                                "round": r,
+                                "us": per_call_us(fn, backend, calls, clock),
+                                "misses": (stub.compiles - compiles) if stub else None,
+                            }
+                        )
+        medians = {
+            s: statistics.median(x["us"] for x in rows if x["op"] == op and x["side"] == s) for s in sides
+        }
+        print(
+            f"{op:30s} " + " ".join(f"{s} {us:7.1f}" for s, us in medians.items()),
+            file=sys.stderr,
+            flush=True,
+        )
     return rows
 
 
@@ -234,8 +298,15 @@ def summarise_ops(rows: list[dict]) -> dict:
     return out
 
 
-def measure_model(preset: str, layers: int | None, reps: int, prefill_len: int, decode_batch: int,
-                  decode_prompt: int, decode_tokens: int) -> dict:
+def measure_model(
+    preset: str,
+    layers: int | None,
+    reps: int,
+    prefill_len: int,
+    decode_batch: int,
+    decode_prompt: int,
+    decode_tokens: int,
+) -> dict:
     """`preset`'s dims (Qwen3-8B by default), use_ops alone vs native eager: throughput ratios (native time
     / ours) of a prefill and of greedy decoding."""
     from workbench.models import build_model
@@ -247,9 +318,13 @@ def measure_model(preset: str, layers: int | None, reps: int, prefill_len: int, 
     vocab = model.config.vocab_size
     gen = torch.Generator(device=backend.device()).manual_seed(0)
     prefill_ids = torch.randint(0, vocab, (1, prefill_len), device=backend.device(), generator=gen)
-    decode_ids = torch.randint(0, vocab, (decode_batch, decode_prompt), device=backend.device(), generator=gen)
-    times: dict[str, dict[str, list[float]]] = {"prefill": {"native": [], "use_ops": []},
-                                                "decode": {"native": [], "use_ops": []}}
+    decode_ids = torch.randint(
+        0, vocab, (decode_batch, decode_prompt), device=backend.device(), generator=gen
+    )
+    times: dict[str, dict[str, list[float]]] = {
+        "prefill": {"native": [], "use_ops": []},
+        "decode": {"native": [], "use_ops": []},
+    }
     with torch.inference_mode():
         for side in ("native", "use_ops"):  # warm-up: compiles and autotunes outside the timed rounds
             with workbench.use_ops() if side == "use_ops" else contextlib.nullcontext():
@@ -261,19 +336,27 @@ def measure_model(preset: str, layers: int | None, reps: int, prefill_len: int, 
                     times["prefill"][side].append(time_prefill(model, prefill_ids, backend, warmup=0, reps=1))
                     times["decode"][side].append(generate_eager(model, decode_ids, decode_tokens, backend)[1])
     med = {phase: {side: statistics.median(v) for side, v in sides.items()} for phase, sides in times.items()}
-    return {"prefill_vs_eager": round(med["prefill"]["native"] / med["prefill"]["use_ops"], 3),
-            "decode_vs_eager": round(med["decode"]["native"] / med["decode"]["use_ops"], 3),
-            "preset": preset, "layers": model.config.num_hidden_layers, "reps": reps, "prefill": [1, prefill_len],
-            "decode": [decode_batch, decode_prompt, decode_tokens],
-            "ms": {phase: {side: round(v, 2) for side, v in sides.items()} for phase, sides in med.items()},
-            "raw_ms": times}
+    return {
+        "prefill_vs_eager": round(med["prefill"]["native"] / med["prefill"]["use_ops"], 3),
+        "decode_vs_eager": round(med["decode"]["native"] / med["decode"]["use_ops"], 3),
+        "preset": preset,
+        "layers": model.config.num_hidden_layers,
+        "reps": reps,
+        "prefill": [1, prefill_len],
+        "decode": [decode_batch, decode_prompt, decode_tokens],
+        "ms": {phase: {side: round(v, 2) for side, v in sides.items()} for phase, sides in med.items()},
+        "raw_ms": times,
+    }
 
 
 def profile(op: str, calls: int, stub: bool) -> None:
     backend = backends.active()
     table = op_calls(_inputs(backend.device(), fill=not stub))
     _, _, direct, aten = table[op] if op in table else registry_calls([op])[op]
-    for side, fn, context in (("direct", direct, contextlib.nullcontext), ("use_ops", aten, workbench.use_ops)):
+    for side, fn, context in (
+        ("direct", direct, contextlib.nullcontext),
+        ("use_ops", aten, workbench.use_ops),
+    ):
         if fn is None:
             continue
         with torch.inference_mode(), context():
@@ -293,15 +376,23 @@ def device_dir(name: str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
-    parser.add_argument("--ops", nargs="*", default=None,
-                        help=f"default: {' '.join(OPS)}; any registered op (at its smallest llm case); 'all'")
+    parser.add_argument(
+        "--ops",
+        nargs="*",
+        default=None,
+        help=f"default: {' '.join(OPS)}; any registered op (at its smallest llm case); 'all'",
+    )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--calls", type=int, default=CALLS)
     parser.add_argument("--stub", action="store_true", help="launches go to a fake kernel: Python cost only")
     parser.add_argument("--profile", metavar="OP")
-    parser.add_argument("--model", action="store_true", help="also Qwen3-8B dims, use_ops alone vs native eager")
+    parser.add_argument(
+        "--model", action="store_true", help="also Qwen3-8B dims, use_ops alone vs native eager"
+    )
     parser.add_argument("--layers", type=int, help="decoder layers of the model run (default: all 36)")
     parser.add_argument("--model-reps", type=int, default=3)
     parser.add_argument("--preset", default="qwen3-8b", help="model dims (workbench.models presets)")
@@ -333,18 +424,31 @@ def main() -> None:
     if args.stub:
         summary["launch_cache_misses"] = sum(r["misses"] for r in rows)
     summary["dispatch_us"] = dispatch
-    summary["model_aten_only"] = (measure_model(args.preset, args.layers, max(3, args.model_reps), args.prefill_len,
-                                                args.decode_batch, args.decode_prompt, args.decode_tokens)
-                                  if args.model else None)
+    summary["model_aten_only"] = (
+        measure_model(
+            args.preset,
+            args.layers,
+            max(3, args.model_reps),
+            args.prefill_len,
+            args.decode_batch,
+            args.decode_prompt,
+            args.decode_tokens,
+        )
+        if args.model
+        else None
+    )
     out = args.out / device_dir(meta["device"]) / "host"
     out.mkdir(parents=True, exist_ok=True)
     import pandas as pd
 
-    pd.DataFrame(rows).assign(device=meta["device"], commit=meta["commit"]).to_csv(out / "host_cost.csv",
-                                                                                    index=False)
+    pd.DataFrame(rows).assign(device=meta["device"], commit=meta["commit"]).to_csv(
+        out / "host_cost.csv", index=False
+    )
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-    print(f"{meta['device']} · torch {meta['torch']} · triton {meta['triton']} · µs per call, median of "
-          f"{args.rounds} rounds of {args.calls} calls{' (launches stubbed)' if args.stub else ''}")
+    print(
+        f"{meta['device']} · torch {meta['torch']} · triton {meta['triton']} · µs per call, median of "
+        f"{args.rounds} rounds of {args.calls} calls{' (launches stubbed)' if args.stub else ''}"
+    )
     print(f"{'op':30s} {'native':>8s} {'direct':>8s} {'use_ops':>8s} {'d-nat':>7s} {'u-nat':>7s}  targets")
     for op, m in summary["ops"].items():
         nat, dire, use = m["native_us"], m["direct_us"], m["use_ops_us"]
@@ -356,9 +460,13 @@ def main() -> None:
         if nat is not None:
             ok_d = dire - nat <= DIRECT_MARGIN
             ok_u = use is None or use - nat <= USE_OPS_MARGIN.get(op, DEFAULT_USE_OPS_MARGIN)
-            verdict = ("direct ok" if ok_d else "direct MISS") + (", use_ops ok" if ok_u else ", use_ops MISS")
-            print(f"{op:30s} {fmt(nat)} {fmt(dire)} {fmt(use)} {dire - nat:7.1f} "
-                  f"{(use - nat) if use is not None else float('nan'):7.1f}  {verdict}")
+            verdict = ("direct ok" if ok_d else "direct MISS") + (
+                ", use_ops ok" if ok_u else ", use_ops MISS"
+            )
+            print(
+                f"{op:30s} {fmt(nat)} {fmt(dire)} {fmt(use)} {dire - nat:7.1f} "
+                f"{(use - nat) if use is not None else float('nan'):7.1f}  {verdict}"
+            )
         else:
             print(f"{op:30s} {fmt(nat)} {fmt(dire)} {fmt(use)}")
     print("the override alone (µs per call): " + ", ".join(f"{k} {v}" for k, v in dispatch.items()))
@@ -366,8 +474,10 @@ def main() -> None:
         print(f"launch cache misses in timed calls (should be 0): {summary['launch_cache_misses']}")
     if summary["model_aten_only"]:
         m = summary["model_aten_only"]
-        print(f"{m['preset']} dims ({m['layers']} layers), use_ops alone vs native eager: prefill "
-              f"{m['prefill_vs_eager']}x [>= 0.9], decode {m['decode_vs_eager']}x [>= 0.75]")
+        print(
+            f"{m['preset']} dims ({m['layers']} layers), use_ops alone vs native eager: prefill "
+            f"{m['prefill_vs_eager']}x [>= 0.9], decode {m['decode_vs_eager']}x [>= 0.75]"
+        )
     print(f"wrote {out / 'summary.json'}")
 
 

@@ -63,12 +63,18 @@ def measure(mode: str, ops: list[str], log: Path) -> None:
             row["error"] = f"{type(e).__name__}: {e}"[:300]
         with open(log, "a") as f:  # row by row: a run cut short keeps what it measured
             f.write(json.dumps(row) + "\n")
-        print(f"{mode:7s} {op:30s} {row.get('native_us', 0):6.1f} {row.get('workbench_us', 0):6.1f} us "
-              f"{row.get('error', '')}", file=sys.stderr, flush=True)
+        print(
+            f"{mode:7s} {op:30s} {row.get('native_us', 0):6.1f} {row.get('workbench_us', 0):6.1f} us "
+            f"{row.get('error', '')}",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--ops", nargs="*", default=None)
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -88,8 +94,11 @@ def main() -> None:
     log.unlink(missing_ok=True)
     for mode, env_value in RUNS:
         env = dict(os.environ, WORKBENCH_FAST_LAUNCH=env_value)
-        child = subprocess.run([sys.executable, __file__, "--out", str(args.out), "--child", mode, "--ops", *ops],
-                               env=env, check=False)
+        child = subprocess.run(
+            [sys.executable, __file__, "--out", str(args.out), "--child", mode, "--ops", *ops],
+            env=env,
+            check=False,
+        )
         if child.returncode != 0:
             raise SystemExit(f"mode {mode} failed with exit status {child.returncode}")
     df = pd.DataFrame([json.loads(line) for line in log.read_text().splitlines()])

@@ -41,24 +41,36 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def smoke_case(op: str) -> Case:
     """A decode-shaped case small enough for the interpreter (64 tokens, narrow rows)."""
+
     def make(dtype, device, gen):
         if op == "embedding":
-            return (torch.randint(0, 1000, (64, 1), device=device, generator=gen),
-                    torch.randn(1000, 64, device=device, generator=gen).to(dtype)), {}
+            return (
+                torch.randint(0, 1000, (64, 1), device=device, generator=gen),
+                torch.randn(1000, 64, device=device, generator=gen).to(dtype),
+            ), {}
         if op == "index_select":
-            return (torch.randn(1000, 64, device=device, generator=gen).to(dtype), 0,
-                    torch.randint(0, 1000, (64,), device=device, generator=gen)), {}
+            return (
+                torch.randn(1000, 64, device=device, generator=gen).to(dtype),
+                0,
+                torch.randint(0, 1000, (64,), device=device, generator=gen),
+            ), {}
         if op == "gather":
-            return (torch.randn(64, 1000, device=device, generator=gen).to(dtype), 1,
-                    torch.randint(0, 1000, (64, 50), device=device, generator=gen)), {}
-        return (torch.randn(64, 1000, device=device, generator=gen).to(dtype),
-                torch.randint(0, 1000, (64,), device=device, generator=gen)), {"reduction": "none"}
+            return (
+                torch.randn(64, 1000, device=device, generator=gen).to(dtype),
+                1,
+                torch.randint(0, 1000, (64, 50), device=device, generator=gen),
+            ), {}
+        return (
+            torch.randn(64, 1000, device=device, generator=gen).to(dtype),
+            torch.randint(0, 1000, (64,), device=device, generator=gen),
+        ), {"reduction": "none"}
 
     return Case(f"smoke {op} 64 rows", make)
 
 
 def decode_case(op: str) -> Case:
     """The op's smallest `llm` case (64 decode tokens, or the smallest there is)."""
+
     def size(case):
         args, _ = make_inputs(case, torch.bfloat16, 0)
         return sum(a.numel() for a in args if isinstance(a, torch.Tensor))
@@ -92,13 +104,17 @@ def measure(op: str, case: Case, rounds: int, calls: int, host_calls: int) -> di
             same = torch.allclose(out.float(), native.float(), rtol=2e-2, atol=1e-2, equal_nan=True)
             row[f"matches_native_{label}"] = bool(same)
             samples.setdefault(f"latency_{label}_us", []).append(
-                latency_us(lambda: fn(*args, **kwargs), backend, calls))
+                latency_us(lambda: fn(*args, **kwargs), backend, calls)
+            )
             samples.setdefault(f"host_{label}_us", []).append(
-                host_time_us(lambda: fn(*args, **kwargs), backend, calls=host_calls, repeats=1))
+                host_time_us(lambda: fn(*args, **kwargs), backend, calls=host_calls, repeats=1)
+            )
         samples.setdefault("native_latency_us", []).append(
-            latency_us(lambda: spec.reference(*args, **kwargs), backend, calls))
+            latency_us(lambda: spec.reference(*args, **kwargs), backend, calls)
+        )
         samples.setdefault("native_host_us", []).append(
-            host_time_us(lambda: spec.reference(*args, **kwargs), backend, calls=host_calls, repeats=1))
+            host_time_us(lambda: spec.reference(*args, **kwargs), backend, calls=host_calls, repeats=1)
+        )
     _index_check.ENABLED = True
     for key, values in samples.items():
         row[key] = min(values)
@@ -108,8 +124,9 @@ def measure(op: str, case: Case, rounds: int, calls: int, host_calls: int) -> di
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", default=str(ROOT), help="directory that receives benchmarks/results/...")
     parser.add_argument("--smoke", action="store_true", help="tiny shapes, few calls (cpu interpreter)")
     parser.add_argument("--rounds", type=int, default=5)
@@ -128,11 +145,27 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     df.to_csv(out / "index_check.csv", index=False)
     command = "PYTHONPATH=$PWD python3 benchmarks/index_check.py" + (" --smoke" if args.smoke else "")
-    summary = {**{k: meta[k] for k in ("device", "torch", "triton", "commit")}, "command": command,
-               "smoke": args.smoke, "ops": df.set_index("op").to_dict(orient="index")}
+    summary = {
+        **{k: meta[k] for k in ("device", "torch", "triton", "commit")},
+        "command": command,
+        "smoke": args.smoke,
+        "ops": df.set_index("op").to_dict(orient="index"),
+    }
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    cols = ["op", "case", "latency_off_us", "latency_on_us", "latency_cost_us", "host_off_us", "host_on_us",
-            "host_cost_us", "native_latency_us", "native_host_us", "matches_native_on", "matches_native_off"]
+    cols = [
+        "op",
+        "case",
+        "latency_off_us",
+        "latency_on_us",
+        "latency_cost_us",
+        "host_off_us",
+        "host_on_us",
+        "host_cost_us",
+        "native_latency_us",
+        "native_host_us",
+        "matches_native_on",
+        "matches_native_off",
+    ]
     print(f"written to {out}")
     print(df[cols].to_string(index=False, float_format=lambda v: f"{v:.1f}"))
 

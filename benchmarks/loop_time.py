@@ -39,18 +39,33 @@ def timed(task: str, args, warm: bool = True) -> dict:
     if warm and not worker.prestart(wait=args.ready_timeout):
         raise RuntimeError(f"the spare worker was not ready within {args.ready_timeout} s")
     start = time.monotonic()
-    result = worker.run(task, args.candidate, args.op, cases=["quick"], dtypes=args.dtypes, timeout=600,
-                        progress=False, warm=warm)
+    result = worker.run(
+        task,
+        args.candidate,
+        args.op,
+        cases=["quick"],
+        dtypes=args.dtypes,
+        timeout=600,
+        progress=False,
+        warm=warm,
+    )
     wall = time.monotonic() - start  # what the caller waits for, the run's own bookkeeping included
     ok = result.passed if task == "check" else result.ok and result.bench is not None
     if not ok:
         raise RuntimeError(f"{task}: {result.status}: {result.summary}\n{result.traceback}\n{result.log}")
-    return {"task": task, "warm": result.warm, "seconds": round(wall, 3), "result_seconds": round(result.seconds, 3),
-            "startup_s": round(result.startup_s, 3)}
+    return {
+        "task": task,
+        "warm": result.warm,
+        "seconds": round(wall, 3),
+        "result_seconds": round(result.seconds, 3),
+        "startup_s": round(result.startup_s, 3),
+    }
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", type=Path, default=REPO)
     parser.add_argument("--candidate", type=Path, default=REPO / "tests" / "candidates" / "rms_norm_rows.py")
     parser.add_argument("--op", default="rms_norm")
@@ -71,11 +86,23 @@ def main() -> int:
         return round(statistics.median(r["seconds"] for r in rows if r["task"] == task and r["warm"]), 3)
 
     summary = {
-        "device": meta["device"], "backend": meta["backend"], "torch": meta["torch"], "triton": meta["triton"],
-        "commit": meta["commit"], "dirty": meta["dirty"], "command": " ".join([sys.executable, *sys.argv]),
-        "candidate": str(args.candidate.relative_to(REPO) if args.candidate.is_relative_to(REPO) else args.candidate),
-        "op": args.op, "cases": "quick", "dtypes": args.dtypes, "rounds": args.rounds,
-        "check_s": median("check"), "profile_s": median("profile"), "cold_check_s": rows[0]["seconds"],
+        "device": meta["device"],
+        "backend": meta["backend"],
+        "torch": meta["torch"],
+        "triton": meta["triton"],
+        "commit": meta["commit"],
+        "dirty": meta["dirty"],
+        "command": " ".join([sys.executable, *sys.argv]),
+        "candidate": str(
+            args.candidate.relative_to(REPO) if args.candidate.is_relative_to(REPO) else args.candidate
+        ),
+        "op": args.op,
+        "cases": "quick",
+        "dtypes": args.dtypes,
+        "rounds": args.rounds,
+        "check_s": median("check"),
+        "profile_s": median("profile"),
+        "cold_check_s": rows[0]["seconds"],
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     out = args.out / "benchmarks" / "results" / device_slug(meta) / "loop"
@@ -85,8 +112,10 @@ def main() -> int:
     print(f"{'task':8s} {'warm':5s} {'seconds':>8s} {'startup_s':>9s}")
     for r in rows:
         print(f"{r['task']:8s} {str(r['warm']):5s} {r['seconds']:8.2f} {r['startup_s']:9.2f}")
-    print(f"{meta['device']}: check {summary['check_s']} s, profile {summary['profile_s']} s "
-          f"(cold check {summary['cold_check_s']} s) -> {out}")
+    print(
+        f"{meta['device']}: check {summary['check_s']} s, profile {summary['profile_s']} s "
+        f"(cold check {summary['cold_check_s']} s) -> {out}"
+    )
     return 0
 
 

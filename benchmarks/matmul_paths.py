@@ -35,30 +35,75 @@ def cases():
         return (torch.randn(*shape, generator=gen, device=dev, dtype=torch.float32) * scale).to(dt)
 
     out = []
-    for m, k, n in [(4096, 4096, 4096)] + [(2048, k, n) for k, n in ((4096, 12288), (12288, 4096), (4096, 4096),
-                                                                      (4096, 151936))]:
-        out.append(("mm", f"M={m} K={k} N={n}",
-                    lambda g, m=m, k=k, n=n: ((rnd(g, m, k), rnd(g, k, n)), torch.mm, REGISTRY["mm"].impl)))
-    for m, k, n in [(2048, k, n) for k, n in ((4096, 12288), (12288, 4096), (4096, 4096), (4096, 1024),
-                                             (4096, 151936))] + [
-            (1, 4096, 1024), (1, 4096, 4096), (1, 12288, 4096), (16, 4096, 4096), (16, 4096, 1024),
-            (64, 4096, 4096), (64, 4096, 1024), (256, 4096, 4096)]:
-        out.append(("linear", f"M={m} K={k} N={n}",
-                    lambda g, m=m, k=k, n=n: ((rnd(g, m, k), rnd(g, n, k, scale=k ** -0.5)), F.linear,
-                                              REGISTRY["linear"].impl)))
-    out.append(("addmm", "M=2048 K=4096 N=12288",
-                lambda g: ((rnd(g, 12288), rnd(g, 2048, 4096), rnd(g, 4096, 12288)), torch.addmm,
-                           REGISTRY["addmm"].impl)))
-    out.append(("bmm", "attn scores prefill 32x2048x128x2048",
-                lambda g: ((rnd(g, 32, 2048, 128), rnd(g, 32, 2048, 128).transpose(1, 2)), torch.bmm,
-                           REGISTRY["bmm"].impl)))
-    out.append(("bmm", "attn values prefill 32x2048x2048x128",
-                lambda g: ((rnd(g, 32, 2048, 2048), rnd(g, 32, 2048, 128)), torch.bmm, REGISTRY["bmm"].impl)))
+    for m, k, n in [(4096, 4096, 4096)] + [
+        (2048, k, n) for k, n in ((4096, 12288), (12288, 4096), (4096, 4096), (4096, 151936))
+    ]:
+        out.append(
+            (
+                "mm",
+                f"M={m} K={k} N={n}",
+                lambda g, m=m, k=k, n=n: ((rnd(g, m, k), rnd(g, k, n)), torch.mm, REGISTRY["mm"].impl),
+            )
+        )
+    for m, k, n in [
+        (2048, k, n) for k, n in ((4096, 12288), (12288, 4096), (4096, 4096), (4096, 1024), (4096, 151936))
+    ] + [
+        (1, 4096, 1024),
+        (1, 4096, 4096),
+        (1, 12288, 4096),
+        (16, 4096, 4096),
+        (16, 4096, 1024),
+        (64, 4096, 4096),
+        (64, 4096, 1024),
+        (256, 4096, 4096),
+    ]:
+        out.append(
+            (
+                "linear",
+                f"M={m} K={k} N={n}",
+                lambda g, m=m, k=k, n=n: (
+                    (rnd(g, m, k), rnd(g, n, k, scale=k**-0.5)),
+                    F.linear,
+                    REGISTRY["linear"].impl,
+                ),
+            )
+        )
+    out.append(
+        (
+            "addmm",
+            "M=2048 K=4096 N=12288",
+            lambda g: (
+                (rnd(g, 12288), rnd(g, 2048, 4096), rnd(g, 4096, 12288)),
+                torch.addmm,
+                REGISTRY["addmm"].impl,
+            ),
+        )
+    )
+    out.append(
+        (
+            "bmm",
+            "attn scores prefill 32x2048x128x2048",
+            lambda g: (
+                (rnd(g, 32, 2048, 128), rnd(g, 32, 2048, 128).transpose(1, 2)),
+                torch.bmm,
+                REGISTRY["bmm"].impl,
+            ),
+        )
+    )
+    out.append(
+        (
+            "bmm",
+            "attn values prefill 32x2048x2048x128",
+            lambda g: ((rnd(g, 32, 2048, 2048), rnd(g, 32, 2048, 128)), torch.bmm, REGISTRY["bmm"].impl),
+        )
+    )
     return out
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     import pandas as pd
@@ -71,10 +116,15 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     meta = run_metadata()
     t0 = time.time()
-    print(f"{meta['device']} torch {meta['torch']} triton {meta['triton']} commit {meta['commit']}", flush=True)
+    print(
+        f"{meta['device']} torch {meta['torch']} triton {meta['triton']} commit {meta['commit']}", flush=True
+    )
     defaults = {"TMA_MIN_M": _matmul.TMA_MIN_M, "SPLIT_K_PROGRAMS": _matmul.SPLIT_K_PROGRAMS}
-    paths = {"default": defaults, "no_split": {**defaults, "SPLIT_K_PROGRAMS": 0},
-             "pointer": {**defaults, "TMA_MIN_M": 10**9}}
+    paths = {
+        "default": defaults,
+        "no_split": {**defaults, "SPLIT_K_PROGRAMS": 0},
+        "pointer": {**defaults, "TMA_MIN_M": 10**9},
+    }
     _tuning.configure(cache=None)  # every path tunes its own candidates in this process
     rows = []
     for op, name, make in cases():
@@ -87,8 +137,13 @@ def main() -> None:
             for path, settings in paths.items():
                 for name_, value in settings.items():
                     setattr(_matmul, name_, value)
-                for chosen in (_matmul._tuned, _matmul._pointer_launches, _matmul._autotuned._chosen,
-                               _matmul._tma_autotuned._chosen, REGISTRY["linear"].impl.__globals__["_plans"]):
+                for chosen in (
+                    _matmul._tuned,
+                    _matmul._pointer_launches,
+                    _matmul._autotuned._chosen,
+                    _matmul._tma_autotuned._chosen,
+                    REGISTRY["linear"].impl.__globals__["_plans"],
+                ):
                     chosen.clear()  # linear's plans hold the last path's launch
                 before = set(_matmul._tuned)
                 try:
@@ -105,14 +160,28 @@ def main() -> None:
         rows.append(row | meta)
         speeds = "  ".join(f"{p} {row.get(f'{p}_speedup', float('nan')):.3f}x" for p in paths)
         errors = " ".join(row.get(f"{p}_error", "") for p in paths).strip()
-        print(f"[{time.time() - t0:5.0f}s] {op:6s} {name:38s} native {row['native_ms']:.4f} ms  {speeds}  {errors}",
-              flush=True)
+        print(
+            f"[{time.time() - t0:5.0f}s] {op:6s} {name:38s} native {row['native_ms']:.4f} ms  {speeds}  {errors}",
+            flush=True,
+        )
         del inputs, expect
         torch.cuda.empty_cache()
     df = pd.DataFrame(rows)
     df.to_csv(args.out / "matmul_paths.csv", index=False)
-    cols = [c for c in ("op", "case", "native_ms", "default_speedup", "no_split_speedup", "pointer_speedup",
-                        "default_rel_err", "default_config") if c in df]
+    cols = [
+        c
+        for c in (
+            "op",
+            "case",
+            "native_ms",
+            "default_speedup",
+            "no_split_speedup",
+            "pointer_speedup",
+            "default_rel_err",
+            "default_config",
+        )
+        if c in df
+    ]
     print(df[cols].to_string(index=False), file=sys.stderr)
 
 

@@ -45,8 +45,9 @@ def correctness(variant, ops, cases, dtype, deadline) -> tuple[list, list, list[
         if time.monotonic() > deadline:
             skipped.append(f"check {variant} {op}")
             continue
-        df, rules = check_rules(ops=[op], cases=cases, dtypes=[dtype], variant=variant, seed=0,
-                                progress=False)
+        df, rules = check_rules(
+            ops=[op], cases=cases, dtypes=[dtype], variant=variant, seed=0, progress=False
+        )
         frames.append(df.drop(columns=["traceback"]))
         violations.append(rules.violations())
     return frames, violations, skipped
@@ -74,6 +75,7 @@ def time_op(op, case_set, dtype, warmup_ms: float, rep_ms: float, deadline) -> t
         for impl, fn in impls.items():
             row = {"op": op, "case": case.name, "dtype": dtype_name(torch_dtype), "impl": impl, "error": ""}
             try:
+
                 def call(fn=fn, args=args, kwargs=kwargs):
                     return fn(*args, **kwargs)
 
@@ -111,15 +113,20 @@ def summary(check: pd.DataFrame, violations: pd.DataFrame, times: pd.DataFrame) 
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", default="out")
     parser.add_argument("--ops", nargs="*", help="default: every op with an mlu variant")
     parser.add_argument("--cases", default="quick,llm", help="case sets for the correctness passes")
     parser.add_argument("--timing-cases", default="llm", help="case set timed")
     parser.add_argument("--dtype", default="bf16")
-    parser.add_argument("--budget-s", type=float, default=95.0,
-                        help="start no work past this many seconds after process start")
+    parser.add_argument(
+        "--budget-s",
+        type=float,
+        default=95.0,
+        help="start no work past this many seconds after process start",
+    )
     parser.add_argument("--warmup-ms", type=float, default=10.0)
     parser.add_argument("--rep-ms", type=float, default=40.0)
     args = parser.parse_args()
@@ -135,10 +142,18 @@ def main() -> int:
     check_frames, violation_frames, time_rows, skipped = [], [], [], []
 
     def tables():
-        check = pd.concat(check_frames, ignore_index=True) if check_frames else \
-            pd.DataFrame(columns=["op", "variant", "case", "dtype", "passed", "skipped", "rel_err", "error"])
-        violations = pd.concat(violation_frames, ignore_index=True) if violation_frames else \
-            pd.DataFrame(columns=["op", "variant", "rule"])
+        check = (
+            pd.concat(check_frames, ignore_index=True)
+            if check_frames
+            else pd.DataFrame(
+                columns=["op", "variant", "case", "dtype", "passed", "skipped", "rel_err", "error"]
+            )
+        )
+        violations = (
+            pd.concat(violation_frames, ignore_index=True)
+            if violation_frames
+            else pd.DataFrame(columns=["op", "variant", "rule"])
+        )
         times = speedups(pd.DataFrame(time_rows, columns=["op", "case", "dtype", "impl", "ms", "error"]))
         return check, violations, times
 
@@ -147,9 +162,19 @@ def main() -> int:
         check.assign(**meta).to_csv(out / f"{STEM}_check.csv", index=False)
         violations.assign(**meta).to_csv(out / f"{STEM}_violations.csv", index=False)
         times.assign(**meta).to_csv(out / f"{STEM}_timing.csv", index=False)
-        (out / f"{STEM}_summary.json").write_text(json.dumps(
-            {"meta": meta, "done": phase, "elapsed_s": round(time.monotonic() - START, 1), "skipped": skipped,
-             "summary": summary(check, violations, times).to_dict(orient="records")}, indent=1, default=str))
+        (out / f"{STEM}_summary.json").write_text(
+            json.dumps(
+                {
+                    "meta": meta,
+                    "done": phase,
+                    "elapsed_s": round(time.monotonic() - START, 1),
+                    "skipped": skipped,
+                    "summary": summary(check, violations, times).to_dict(orient="records"),
+                },
+                indent=1,
+                default=str,
+            )
+        )
         print(f"[{time.monotonic() - START:5.0f} s] {phase} written", flush=True)
 
     budget = START + args.budget_s
@@ -159,8 +184,9 @@ def main() -> int:
     skipped += skip
     write("1 mlu correctness + rules")
     for op in ops:
-        rows, skip = time_op(op, args.timing_cases, args.dtype, args.warmup_ms, args.rep_ms,
-                             START + 0.85 * args.budget_s)
+        rows, skip = time_op(
+            op, args.timing_cases, args.dtype, args.warmup_ms, args.rep_ms, START + 0.85 * args.budget_s
+        )
         time_rows += rows
         skipped += skip
     write("2 timing")
@@ -173,15 +199,20 @@ def main() -> int:
     check, violations, times = tables()
     bad = failures(check)
     for r in bad.itertuples():
-        print(f"FAILED {r.op} [{r.variant}] {r.case} {r.dtype}: rel_err {r.rel_err} {r.error}",
-              file=sys.stderr)
+        print(
+            f"FAILED {r.op} [{r.variant}] {r.case} {r.dtype}: rel_err {r.rel_err} {r.error}", file=sys.stderr
+        )
     for r in times[times["error"] != ""].itertuples():
         print(f"ERROR timing {r.op} {r.case} {r.impl}: {r.error}", file=sys.stderr)
-    print(f"\n{meta['device']} · torch {meta['torch']} · triton {meta['triton']} · commit {meta['commit']} · "
-          f"{time.monotonic() - START:.0f} s"
-          + (f" · skipped (time budget): {', '.join(skipped)}" if skipped else ""))
-    print("speedup = native ms / impl ms (kernel timer median), llm cases; rules = MLU launch rules on the "
-          "default MLU figures (docs/mlu.md)")
+    print(
+        f"\n{meta['device']} · torch {meta['torch']} · triton {meta['triton']} · commit {meta['commit']} · "
+        f"{time.monotonic() - START:.0f} s"
+        + (f" · skipped (time budget): {', '.join(skipped)}" if skipped else "")
+    )
+    print(
+        "speedup = native ms / impl ms (kernel timer median), llm cases; rules = MLU launch rules on the "
+        "default MLU figures (docs/mlu.md)"
+    )
     with pd.option_context("display.width", 200, "display.max_columns", None):
         print(summary(check, violations, times).to_string(index=False))
     return 1 if len(bad) else 0

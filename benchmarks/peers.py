@@ -61,10 +61,30 @@ LLM_CASES = (
 )
 
 # Sizes of the anchor shapes, and tiny ones for --smoke (the interpreter on cpu).
-FULL = {"flat": 1 << 26, "rows": (8192, 8192), "mm": (8192, 4096), "bmm": (32, 1024), "vocab": 151936,
-        "hidden": 4096, "ids": 8192, "ce_rows": 4096, "sdpa": (4, 32, 8, 4096, 128), "topk": (1024, 8192, 50)}
-SMOKE = {"flat": 1 << 10, "rows": (16, 64), "mm": (64, 32), "bmm": (2, 16), "vocab": 300, "hidden": 32,
-         "ids": 16, "ce_rows": 8, "sdpa": (1, 4, 2, 32, 16), "topk": (4, 64, 5)}
+FULL = {
+    "flat": 1 << 26,
+    "rows": (8192, 8192),
+    "mm": (8192, 4096),
+    "bmm": (32, 1024),
+    "vocab": 151936,
+    "hidden": 4096,
+    "ids": 8192,
+    "ce_rows": 4096,
+    "sdpa": (4, 32, 8, 4096, 128),
+    "topk": (1024, 8192, 50),
+}
+SMOKE = {
+    "flat": 1 << 10,
+    "rows": (16, 64),
+    "mm": (64, 32),
+    "bmm": (2, 16),
+    "vocab": 300,
+    "hidden": 32,
+    "ids": 16,
+    "ce_rows": 8,
+    "sdpa": (1, 4, 2, 32, 16),
+    "topk": (4, 64, 5),
+}
 
 
 def anchor_cases(size: dict) -> list[tuple[str, Case]]:
@@ -86,44 +106,105 @@ def anchor_cases(size: dict) -> list[tuple[str, Case]]:
         case("silu", flat, lambda d, dev, g: ((randn(n, d, dev, g),), {})),
         case("gelu", flat, lambda d, dev, g: ((randn(n, d, dev, g),), {})),
         case("exp", flat, lambda d, dev, g: ((randn(n, d, dev, g),), {})),
-        case("where", flat, lambda d, dev, g: ((torch.rand(n, device=dev, generator=g) < 0.5,
-                                                 randn(n, d, dev, g), randn(n, d, dev, g)), {})),
+        case(
+            "where",
+            flat,
+            lambda d, dev, g: (
+                (torch.rand(n, device=dev, generator=g) < 0.5, randn(n, d, dev, g), randn(n, d, dev, g)),
+                {},
+            ),
+        ),
         case("softmax", rows, lambda d, dev, g: ((randn((r, c), d, dev, g),), {"dim": -1})),
-        case("layer_norm", rows, lambda d, dev, g: ((randn((r, c), d, dev, g), (c,)), {
-            "weight": randn(c, d, dev, g).add_(1), "bias": randn(c, d, dev, g), "eps": 1e-5})),
-        case("rms_norm", rows, lambda d, dev, g: ((randn((r, c), d, dev, g),), {
-            "weight": randn(c, d, dev, g).add_(1), "eps": 1e-6})),
-        *(case(op, rows, lambda d, dev, g: ((randn((r, c), d, dev, g), -1, False), {}))
-          for op in ("sum", "mean", "max")),
+        case(
+            "layer_norm",
+            rows,
+            lambda d, dev, g: (
+                (randn((r, c), d, dev, g), (c,)),
+                {"weight": randn(c, d, dev, g).add_(1), "bias": randn(c, d, dev, g), "eps": 1e-5},
+            ),
+        ),
+        case(
+            "rms_norm",
+            rows,
+            lambda d, dev, g: (
+                (randn((r, c), d, dev, g),),
+                {"weight": randn(c, d, dev, g).add_(1), "eps": 1e-6},
+            ),
+        ),
+        *(
+            case(op, rows, lambda d, dev, g: ((randn((r, c), d, dev, g), -1, False), {}))
+            for op in ("sum", "mean", "max")
+        ),
         case("argmax", rows, lambda d, dev, g: ((randn((r, c), d, dev, g),), {"dim": -1})),
         case("cumsum", rows, lambda d, dev, g: ((randn((r, c), d, dev, g), -1), {})),
     ]
     for m in size["mm"]:
-        out.append(case("mm", f"{m}^3", lambda d, dev, g, m=m: ((randn((m, m), d, dev, g),
-                                                                randn((m, m), d, dev, g)), {})))
+        out.append(
+            case(
+                "mm",
+                f"{m}^3",
+                lambda d, dev, g, m=m: ((randn((m, m), d, dev, g), randn((m, m), d, dev, g)), {}),
+            )
+        )
     b, s = size["bmm"]
-    out.append(case("bmm", f"{b}x{s}^3", lambda d, dev, g: ((randn((b, s, s), d, dev, g),
-                                                             randn((b, s, s), d, dev, g)), {})))
+    out.append(
+        case(
+            "bmm",
+            f"{b}x{s}^3",
+            lambda d, dev, g: ((randn((b, s, s), d, dev, g), randn((b, s, s), d, dev, g)), {}),
+        )
+    )
     vocab, hidden, ids = size["vocab"], size["hidden"], size["ids"]
     lookup = f"{ids} ids of a {vocab}x{hidden} table"
-    out.append(case("embedding", lookup, lambda d, dev, g: (
-        (torch.randint(0, vocab, (ids,), device=dev, generator=g), randn((vocab, hidden), d, dev, g)), {})))
-    out.append(case("index_select", lookup, lambda d, dev, g: (
-        (randn((vocab, hidden), d, dev, g), 0, torch.randint(0, vocab, (ids,), device=dev, generator=g)),
-        {})))
+    out.append(
+        case(
+            "embedding",
+            lookup,
+            lambda d, dev, g: (
+                (torch.randint(0, vocab, (ids,), device=dev, generator=g), randn((vocab, hidden), d, dev, g)),
+                {},
+            ),
+        )
+    )
+    out.append(
+        case(
+            "index_select",
+            lookup,
+            lambda d, dev, g: (
+                (
+                    randn((vocab, hidden), d, dev, g),
+                    0,
+                    torch.randint(0, vocab, (ids,), device=dev, generator=g),
+                ),
+                {},
+            ),
+        )
+    )
     ce = size["ce_rows"]
-    out.append(case("cross_entropy", f"{ce}x{vocab}", lambda d, dev, g: (
-        (randn((ce, vocab), d, dev, g, scale=2.0), torch.randint(0, vocab, (ce,), device=dev, generator=g)),
-        {})))
+    out.append(
+        case(
+            "cross_entropy",
+            f"{ce}x{vocab}",
+            lambda d, dev, g: (
+                (
+                    randn((ce, vocab), d, dev, g, scale=2.0),
+                    torch.randint(0, vocab, (ce,), device=dev, generator=g),
+                ),
+                {},
+            ),
+        )
+    )
     bs, hq, hkv, seq, dim = size["sdpa"]
+
     def attention(d, dev, g):
         q, k, v = (randn((bs, h, seq, dim), d, dev, g) for h in (hq, hkv, hkv))
         return (q, k, v), {"is_causal": True, "enable_gqa": True}
 
     out.append(case("scaled_dot_product_attention", f"causal {bs}x{hq}x{seq}x{dim} kv{hkv}", attention))
     tr, tc, k = size["topk"]
-    out.append(case("topk", f"k={k} of {tr}x{tc}", lambda d, dev, g: ((randn((tr, tc), d, dev, g), k),
-                                                                       {"dim": -1})))
+    out.append(
+        case("topk", f"k={k} of {tr}x{tc}", lambda d, dev, g: ((randn((tr, tc), d, dev, g), k), {"dim": -1}))
+    )
     return out
 
 
@@ -187,14 +268,20 @@ def summarise(op: str, case: str, rows: list[dict]) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", default=str(ROOT), help="directory that receives benchmarks/results/...")
     parser.add_argument("--smoke", action="store_true", help="tiny shapes, few rounds (cpu interpreter)")
-    parser.add_argument("--rep-ms", type=float, help="timed calls per implementation and case "
-                                                     "(default 40 ms; 1 with --smoke)")
-    parser.add_argument("--budget-s", type=float, default=300.0,
-                        help="start no case after this many seconds (the rest are noted as skipped)")
+    parser.add_argument(
+        "--rep-ms", type=float, help="timed calls per implementation and case (default 40 ms; 1 with --smoke)"
+    )
+    parser.add_argument(
+        "--budget-s",
+        type=float,
+        default=300.0,
+        help="start no case after this many seconds (the rest are noted as skipped)",
+    )
     parser.add_argument("--case-s", type=int, default=90, help="cut a case off after this many seconds")
     parser.add_argument("--only", help="comma-separated ops to run (default: every case)")
     args = parser.parse_args()
@@ -205,8 +292,12 @@ def main() -> None:
     module, why = flag_gems_import()
     flag_gems = getattr(module, "__version__", "unknown") if module is not None else None
     notes: dict = {"flag_gems": why} if why else {}
-    print(f"{meta['device']} torch {meta['torch']} triton {meta['triton']} flag_gems {flag_gems or why} "
-          f"commit {meta['commit']}", file=sys.stderr, flush=True)
+    print(
+        f"{meta['device']} torch {meta['torch']} triton {meta['triton']} flag_gems {flag_gems or why} "
+        f"commit {meta['commit']}",
+        file=sys.stderr,
+        flush=True,
+    )
     work = anchor_cases(SMOKE if args.smoke else FULL) + llm_cases(args.smoke)
     if args.only:
         chosen = set(args.only.split(","))
@@ -226,8 +317,16 @@ def main() -> None:
             if timed_out:
                 signal.alarm(args.case_s)
             try:
-                rows = bench_case(REGISTRY[op], case, torch.bfloat16, 1000 + i, peaks, rep_ms=rep_ms,
-                                  peers=PEERS, dispatch=True)
+                rows = bench_case(
+                    REGISTRY[op],
+                    case,
+                    torch.bfloat16,
+                    1000 + i,
+                    peaks,
+                    rep_ms=rep_ms,
+                    peers=PEERS,
+                    dispatch=True,
+                )
             except CaseTimeout:
                 notes[key] = f"cut off after {args.case_s} s"
                 rows = []
@@ -243,8 +342,9 @@ def main() -> None:
         if backend.name != "cpu":
             torch.cuda.empty_cache()
         c = cases[-1]
-        times = (f"{impl} {c[f'{impl}_ms']:.4g}" if c[f"{impl}_ms"] is not None else f"{impl} -"
-                 for impl in IMPLS)
+        times = (
+            f"{impl} {c[f'{impl}_ms']:.4g}" if c[f"{impl}_ms"] is not None else f"{impl} -" for impl in IMPLS
+        )
         print(f"[{time.time() - began:5.0f}s] {key}: " + "  ".join(times), file=sys.stderr, flush=True)
 
     out = Path(args.out) / "benchmarks" / "results" / device_slug(meta) / "peers"
@@ -252,26 +352,48 @@ def main() -> None:
     pd.DataFrame(raw).to_csv(out / "peers.csv", index=False)
     (out / "notes.json").write_text(json.dumps(notes, indent=1))
     command = "PYTHONPATH=$PWD python3 benchmarks/peers.py" + (" --smoke" if args.smoke else "")
-    below = [f"{c['op']} {c['case']}" for c in cases
-             if c["workbench_vs_best"] is not None and c["workbench_vs_best"] < TARGET_VS_BEST]
+    below = [
+        f"{c['op']} {c['case']}"
+        for c in cases
+        if c["workbench_vs_best"] is not None and c["workbench_vs_best"] < TARGET_VS_BEST
+    ]
     summary = {
-        **{k: meta[k] for k in ("device", "torch", "triton")}, "flag_gems": flag_gems,
-        **{k: meta[k] for k in ("commit", "dirty")}, "command": command, "smoke": args.smoke,
-        "rep_ms": rep_ms, "seconds": round(time.time() - began, 1), "cases": cases,
+        **{k: meta[k] for k in ("device", "torch", "triton")},
+        "flag_gems": flag_gems,
+        **{k: meta[k] for k in ("commit", "dirty")},
+        "command": command,
+        "smoke": args.smoke,
+        "rep_ms": rep_ms,
+        "seconds": round(time.time() - began, 1),
+        "cases": cases,
         "geomean_vs_native": {impl: geomean_over_ops(cases, f"{impl}_speedup") for impl in IMPLS[1:]},
-        "target_vs_best": TARGET_VS_BEST, "below_target_vs_best": below,
-        "notes": "notes.json (why a peer or a case has no time)", "raw": "peers.csv",
+        "target_vs_best": TARGET_VS_BEST,
+        "below_target_vs_best": below,
+        "notes": "notes.json (why a peer or a case has no time)",
+        "raw": "peers.csv",
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    table = pd.DataFrame(cases)[["op", "case", "native_ms", "inductor_ms", "flaggems_ms", "workbench_ms",
-                                 "workbench_speedup", "workbench_vs_best"]]
+    table = pd.DataFrame(cases)[
+        [
+            "op",
+            "case",
+            "native_ms",
+            "inductor_ms",
+            "flaggems_ms",
+            "workbench_ms",
+            "workbench_speedup",
+            "workbench_vs_best",
+        ]
+    ]
     print(f"written to {out}")
     with pd.option_context("display.width", 200, "display.max_colwidth", 44, "display.max_rows", None):
         print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     g = summary["geomean_vs_native"]
-    print("geomean over ops vs native: " + ", ".join(
-        f"{impl} {v:.3f}x" if v else f"{impl} -" for impl, v in g.items())
-        + f"; below {TARGET_VS_BEST}x max(native, FlagGems): {len(below)} of {len(cases)} cases")
+    print(
+        "geomean over ops vs native: "
+        + ", ".join(f"{impl} {v:.3f}x" if v else f"{impl} -" for impl, v in g.items())
+        + f"; below {TARGET_VS_BEST}x max(native, FlagGems): {len(below)} of {len(cases)} cases"
+    )
 
 
 if __name__ == "__main__":

@@ -53,15 +53,29 @@ def _summary(pre, dec, args, served: list[str]) -> pd.DataFrame:
     if pre is not None:
         acc.append(pre.accuracy.assign(run=f"prefill {args.prefill_batch}x{args.prefill_len}"))
     if dec is not None:
-        acc.append(dec.accuracy.assign(run=f"decode {args.decode_batch}x{args.decode_prompt}+{args.new_tokens}"))
+        acc.append(
+            dec.accuracy.assign(run=f"decode {args.decode_batch}x{args.decode_prompt}+{args.new_tokens}")
+        )
     acc = pd.concat(acc, ignore_index=True)
-    rows = pd.concat([
-        ratios.assign(metric=ratios["phase"] + "_ratio", value=ratios["ratio"])[["metric", "value", "target", "met",
-                                                                                  "note"]],
-        acc.assign(metric=acc["metric"] + " [" + acc["run"] + "]")[["metric", "value", "target", "met"]],
-        pd.DataFrame([{"metric": "aten_ops_served", "value": len(served), "target": TARGETS["aten_ops_served"],
-                       "met": len(served) >= TARGETS["aten_ops_served"]}]),
-    ], ignore_index=True)
+    rows = pd.concat(
+        [
+            ratios.assign(metric=ratios["phase"] + "_ratio", value=ratios["ratio"])[
+                ["metric", "value", "target", "met", "note"]
+            ],
+            acc.assign(metric=acc["metric"] + " [" + acc["run"] + "]")[["metric", "value", "target", "met"]],
+            pd.DataFrame(
+                [
+                    {
+                        "metric": "aten_ops_served",
+                        "value": len(served),
+                        "target": TARGETS["aten_ops_served"],
+                        "met": len(served) >= TARGETS["aten_ops_served"],
+                    }
+                ]
+            ),
+        ],
+        ignore_index=True,
+    )
     rows["note"] = rows["note"].fillna("")
     return rows
 
@@ -78,21 +92,38 @@ def main() -> int:
     p.add_argument("--decode-prompt", type=int, default=512)
     p.add_argument("--new-tokens", type=int, default=128)
     p.add_argument("--reps", type=int, default=5, help="timed prefill repetitions")
-    p.add_argument("--decode-reps", type=int, default=2,
-                   help="timed decode repetitions (eager and graph), native and workbench in turn")
-    p.add_argument("--sample-tokens", type=int, default=32,
-                   help="tokens of the top-k sampling decode in each decode run (0: none)")
+    p.add_argument(
+        "--decode-reps",
+        type=int,
+        default=2,
+        help="timed decode repetitions (eager and graph), native and workbench in turn",
+    )
+    p.add_argument(
+        "--sample-tokens",
+        type=int,
+        default=32,
+        help="tokens of the top-k sampling decode in each decode run (0: none)",
+    )
     p.add_argument("--no-loss", action="store_true", help="skip the loss pass of each prefill run")
     p.add_argument("--no-graphs", action="store_true")
     p.add_argument("--include", nargs="+")
     p.add_argument("--exclude", nargs="+")
-    p.add_argument("--fuse", choices=["on", "off", "both"], default="both",
-                   help="module fusions on the workbench side (headline: on); 'both' adds ATen-only runs "
-                        "(prefill always, decode while the budget lasts)")
+    p.add_argument(
+        "--fuse",
+        choices=["on", "off", "both"],
+        default="both",
+        help="module fusions on the workbench side (headline: on); 'both' adds ATen-only runs "
+        "(prefill always, decode while the budget lasts)",
+    )
     p.add_argument("--no-bisect", action="store_true")
-    p.add_argument("--no-fp32-reference", action="store_true",
-                   help="skip the float32 twin both sides are also compared with (needs ~1.3x fp32 weights free)")
-    p.add_argument("--budget-s", type=float, default=150.0, help="start no optional step after this many seconds")
+    p.add_argument(
+        "--no-fp32-reference",
+        action="store_true",
+        help="skip the float32 twin both sides are also compared with (needs ~1.3x fp32 weights free)",
+    )
+    p.add_argument(
+        "--budget-s", type=float, default=150.0, help="start no optional step after this many seconds"
+    )
     args = p.parse_args()
     t0 = time.time()
     out = Path(args.out)
@@ -109,13 +140,29 @@ def main() -> int:
     _stage(stages, "build", t0)
     label = args.checkpoint or args.preset + (f" ({args.layers} layers)" if args.layers else "")
     slug = re.sub(r"[^A-Za-z0-9]+", "-", meta["device"]).strip("-").lower()
-    common = {"cuda_graphs": False if args.no_graphs else None, "include": args.include, "exclude": args.exclude,
-              "fp32_reference": False if args.no_fp32_reference else None, "progress": True}
-    prefill = {"mode": "prefill", "batch": args.prefill_batch, "prompt_len": args.prefill_len, "reps": args.reps,
-               "loss": not args.no_loss}
-    decode = {"mode": "decode", "batch": args.decode_batch, "prompt_len": args.decode_prompt,
-              "new_tokens": args.new_tokens, "reps": 1, "decode_reps": args.decode_reps,
-              "sample_tokens": args.sample_tokens}
+    common = {
+        "cuda_graphs": False if args.no_graphs else None,
+        "include": args.include,
+        "exclude": args.exclude,
+        "fp32_reference": False if args.no_fp32_reference else None,
+        "progress": True,
+    }
+    prefill = {
+        "mode": "prefill",
+        "batch": args.prefill_batch,
+        "prompt_len": args.prefill_len,
+        "reps": args.reps,
+        "loss": not args.no_loss,
+    }
+    decode = {
+        "mode": "decode",
+        "batch": args.decode_batch,
+        "prompt_len": args.decode_prompt,
+        "new_tokens": args.new_tokens,
+        "reps": 1,
+        "decode_reps": args.decode_reps,
+        "sample_tokens": args.sample_tokens,
+    }
     settings = {"on": [True], "off": [False], "both": [True, False]}[args.fuse]
     head = settings[0]
     runs: dict = {}  # (phase, fuse) -> ModelRun
@@ -138,28 +185,52 @@ def main() -> int:
         return sorted(set().union(*(r.ops_served() for (_, f), r in runs.items() if fuse in (f, "any"))))
 
     def table() -> pd.DataFrame:
-        tables = [_summary(runs.get(("prefill", f)), runs.get(("decode", f)), args, served(f)).assign(fuse=f)
-                  for f in settings if ("prefill", f) in runs or ("decode", f) in runs]
+        tables = [
+            _summary(runs.get(("prefill", f)), runs.get(("decode", f)), args, served(f)).assign(fuse=f)
+            for f in settings
+            if ("prefill", f) in runs or ("decode", f) in runs
+        ]
         n = len(served("any"))
-        tables.append(pd.DataFrame([{"metric": "aten_ops_served (all runs)", "value": n, "fuse": "any",
-                                     "target": TARGETS["aten_ops_served"], "met": n >= TARGETS["aten_ops_served"],
-                                     "note": ""}]))
+        tables.append(
+            pd.DataFrame(
+                [
+                    {
+                        "metric": "aten_ops_served (all runs)",
+                        "value": n,
+                        "fuse": "any",
+                        "target": TARGETS["aten_ops_served"],
+                        "met": n >= TARGETS["aten_ops_served"],
+                        "note": "",
+                    }
+                ]
+            )
+        )
         return pd.concat(tables, ignore_index=True)
 
     def dump() -> pd.DataFrame:
         """Write everything measured so far: a run cut short by a time limit still leaves its results."""
         t = table()
-        t.assign(model=label, **{k: meta[k] for k in ("device", "torch", "triton", "commit", "timestamp")}) \
-            .to_csv(out / f"qwen3_model_{slug}.csv", index=False)
+        t.assign(
+            model=label, **{k: meta[k] for k in ("device", "torch", "triton", "commit", "timestamp")}
+        ).to_csv(out / f"qwen3_model_{slug}.csv", index=False)
         throughput = pd.concat([r.throughput.assign(fuse=f) for (_, f), r in runs.items()], ignore_index=True)
         report = {
             "command": "WORKBENCH_COMMIT=$(git rev-parse HEAD) PYTHONPATH=$PWD python3 benchmarks/qwen3_model.py "
-                       + " ".join(sys.argv[1:]),
-            "meta": {**meta, "transformers": transformers.__version__,
-                     "max_memory_gb": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None},
-            "model": label, "summary": t.to_dict("records"), "throughput": throughput.to_dict("records"),
+            + " ".join(sys.argv[1:]),
+            "meta": {
+                **meta,
+                "transformers": transformers.__version__,
+                "max_memory_gb": torch.cuda.max_memory_allocated() / 2**30
+                if torch.cuda.is_available()
+                else None,
+            },
+            "model": label,
+            "summary": t.to_dict("records"),
+            "throughput": throughput.to_dict("records"),
             "aten_ops_served": {f"{ph} {tag(f)}": r.ops_served() for (ph, f), r in runs.items()},
-            "bisections": state["bisections"], "skipped": state["skipped"], "stage_seconds": stages,
+            "bisections": state["bisections"],
+            "skipped": state["skipped"],
+            "stage_seconds": stages,
             "config": {f"{ph} {tag(f)}": r.config for (ph, f), r in runs.items()},
         }
         (out / f"qwen3_model_{slug}.json").write_text(json.dumps(report, indent=1, default=str))
@@ -191,12 +262,18 @@ def main() -> int:
     final = dump()
     throughput = pd.concat([r.throughput.assign(fuse=f) for (_, f), r in runs.items()], ignore_index=True)
     served_all = served("any")
-    with pd.option_context("display.width", 200, "display.max_colwidth", 70, "display.float_format", "{:.4g}".format):
+    with pd.option_context(
+        "display.width", 200, "display.max_colwidth", 70, "display.float_format", "{:.4g}".format
+    ):
         print(throughput.to_string(index=False))
-        print(f"\n{backend.name}: {meta['device']} · torch {meta['torch']} · triton {meta['triton']} · "
-              f"transformers {transformers.__version__} · commit {meta['commit']} · {label}")
-        print(f"{len(served_all)} distinct ATen ops served by workbench kernels over all runs "
-              f"(target {TARGETS['aten_ops_served']}): {', '.join(served_all)}")
+        print(
+            f"\n{backend.name}: {meta['device']} · torch {meta['torch']} · triton {meta['triton']} · "
+            f"transformers {transformers.__version__} · commit {meta['commit']} · {label}"
+        )
+        print(
+            f"{len(served_all)} distinct ATen ops served by workbench kernels over all runs "
+            f"(target {TARGETS['aten_ops_served']}): {', '.join(served_all)}"
+        )
         for f in settings:
             print(f"  {tag(f)} runs alone: {len(served(f))}")
         for b in state["bisections"]:
@@ -213,14 +290,32 @@ def _misses(summary: pd.DataFrame, args) -> list[dict]:
     met = dict(zip(summary["metric"], summary["met"]))
     wanted = []
     if any(m.startswith("logits_rel_err") and not ok for m, ok in met.items()):
-        wanted.append({"metric": "accuracy", "phase": "prefill", "batch": args.prefill_batch,
-                       "prompt_len": args.prefill_len})
+        wanted.append(
+            {
+                "metric": "accuracy",
+                "phase": "prefill",
+                "batch": args.prefill_batch,
+                "prompt_len": args.prefill_len,
+            }
+        )
     if "prefill_ratio" in met and not met["prefill_ratio"]:
-        wanted.append({"metric": "throughput", "phase": "prefill", "batch": args.prefill_batch,
-                       "prompt_len": args.prefill_len})
+        wanted.append(
+            {
+                "metric": "throughput",
+                "phase": "prefill",
+                "batch": args.prefill_batch,
+                "prompt_len": args.prefill_len,
+            }
+        )
     if "decode_eager_ratio" in met and not met["decode_eager_ratio"]:
-        wanted.append({"metric": "throughput", "phase": "decode", "batch": args.decode_batch,
-                       "prompt_len": args.decode_prompt})
+        wanted.append(
+            {
+                "metric": "throughput",
+                "phase": "decode",
+                "batch": args.decode_batch,
+                "prompt_len": args.decode_prompt,
+            }
+        )
     return wanted
 
 
@@ -229,8 +324,14 @@ def _bisect(model, kw: dict, fuse: bool, args, t0: float, stages: dict) -> dict:
     r = bisect(model, reps=3, decode_steps=8, fuse=fuse, ops=args.include, budget_s=max(left, 10.0), **kw)
     print(r.describe(), flush=True)
     _stage(stages, f"bisect {kw['metric']} {kw['phase']}", t0)
-    return {**kw, "threshold": r.threshold, "all_on": r.all_on, "describe": r.describe(),
-            "culprits": r.culprits.drop(columns="ops").to_dict("records"), "steps": r.steps.to_dict("records")}
+    return {
+        **kw,
+        "threshold": r.threshold,
+        "all_on": r.all_on,
+        "describe": r.describe(),
+        "culprits": r.culprits.drop(columns="ops").to_dict("records"),
+        "steps": r.steps.to_dict("records"),
+    }
 
 
 if __name__ == "__main__":

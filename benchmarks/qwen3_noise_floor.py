@@ -77,7 +77,14 @@ def main() -> int:
             finally:
                 modeling.apply_rotary_pos_emb = original
             rel, agree = _compare(rope, native)
-            rows.append({"layers": layers, "comparison": "rope_rounding", "logits_rel_err": rel, "argmax_agree": agree})
+            rows.append(
+                {
+                    "layers": layers,
+                    "comparison": "rope_rounding",
+                    "logits_rel_err": rel,
+                    "argmax_agree": agree,
+                }
+            )
             del rope
             n_params = sum(p.numel() for p in model.parameters())
             if _free_bytes(model.device) > 1.2 * 4 * n_params + (2 << 30):
@@ -87,11 +94,24 @@ def main() -> int:
                 fp32 = measure.prompt_logits(reference, ids).float()
                 del reference
                 rel, agree = _compare(native, fp32)
-                rows.append({"layers": layers, "comparison": "bf16_vs_fp32", "logits_rel_err": rel,
-                             "argmax_agree": agree})
+                rows.append(
+                    {
+                        "layers": layers,
+                        "comparison": "bf16_vs_fp32",
+                        "logits_rel_err": rel,
+                        "argmax_agree": agree,
+                    }
+                )
             else:
-                rows.append({"layers": layers, "comparison": "bf16_vs_fp32", "logits_rel_err": float("nan"),
-                             "argmax_agree": float("nan"), "note": "skipped: not enough memory for the fp32 twin"})
+                rows.append(
+                    {
+                        "layers": layers,
+                        "comparison": "bf16_vs_fp32",
+                        "logits_rel_err": float("nan"),
+                        "argmax_agree": float("nan"),
+                        "note": "skipped: not enough memory for the fp32 twin",
+                    }
+                )
         gc.collect()
         print(f"[noise_floor] {layers} layers: {time.time() - t0:.0f} s", flush=True)
     df = pd.DataFrame(rows).assign(prompt_len=args.prompt_len, **meta)
@@ -99,7 +119,9 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     df.to_csv(out / "qwen3_noise_floor.csv", index=False)
     print(f"{meta['device']} · torch {meta['torch']} · commit {meta['commit']}")
-    print(df.pivot(index="layers", columns="comparison", values=["logits_rel_err", "argmax_agree"]).to_string())
+    print(
+        df.pivot(index="layers", columns="comparison", values=["logits_rel_err", "argmax_agree"]).to_string()
+    )
     return 0
 
 

@@ -20,8 +20,26 @@ import sys
 import time
 from pathlib import Path
 
-OPS = ["sub", "div", "neg", "pow", "rsqrt", "where", "masked_fill", "sum", "mean", "max", "bmm", "addmm",
-       "linear", "index_select", "gather", "cat", "copy", "fill"]
+OPS = [
+    "sub",
+    "div",
+    "neg",
+    "pow",
+    "rsqrt",
+    "where",
+    "masked_fill",
+    "sum",
+    "mean",
+    "max",
+    "bmm",
+    "addmm",
+    "linear",
+    "index_select",
+    "gather",
+    "cat",
+    "copy",
+    "fill",
+]
 
 
 def check_ops(ops: list[str], out: Path, meta: dict) -> "pd.DataFrame":  # noqa: F821
@@ -36,7 +54,9 @@ def check_ops(ops: list[str], out: Path, meta: dict) -> "pd.DataFrame":  # noqa:
         df = df.drop(columns=["traceback"]).assign(elapsed_s=round(time.perf_counter() - t0, 2), **meta)
         frames.append(df)
         pd.concat(frames).to_csv(out / "qwen3_ops_check.csv", index=False)
-        print(f"{op:14s} {int(df.passed.sum())}/{len(df)} passed in {df.elapsed_s.iloc[0]:6.1f} s", flush=True)
+        print(
+            f"{op:14s} {int(df.passed.sum())}/{len(df)} passed in {df.elapsed_s.iloc[0]:6.1f} s", flush=True
+        )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -49,7 +69,7 @@ def check_dispatch(out: Path, meta: dict) -> bool:
     torch.manual_seed(0)
     x = torch.randn(64, 4096, device=dev, dtype=torch.bfloat16)
     y = torch.randn(4096, device=dev, dtype=torch.bfloat16)
-    w = torch.randn(1024, 4096, device=dev, dtype=torch.bfloat16) * 4096 ** -0.5
+    w = torch.randn(1024, 4096, device=dev, dtype=torch.bfloat16) * 4096**-0.5
     x64 = x.double()
     cache = torch.randn(1, 8, 16, 128, device=dev, dtype=torch.bfloat16)
     q = torch.randn(1, 32, 16, 128, device=dev, dtype=torch.bfloat16)
@@ -65,7 +85,8 @@ def check_dispatch(out: Path, meta: dict) -> bool:
             "cat": torch.cat([cache, cache[:, :, :1]], dim=2),
             "where": torch.where(x > 0, x, float("-inf")),
             "sdpa (GQA, causal)": torch.nn.functional.scaled_dot_product_attention(
-                q, cache, cache, is_causal=True, enable_gqa=True),
+                q, cache, cache, is_causal=True, enable_gqa=True
+            ),
             "embedding": torch.nn.functional.embedding(ids, w),
             "fallback float64": x64 * 2 + 1,
         }
@@ -83,9 +104,21 @@ def check_dispatch(out: Path, meta: dict) -> bool:
     table.assign(**meta).to_csv(out / "qwen3_ops_dispatch.csv", index=False)
     print(table.to_string(index=False))
     handled = set(table.query("handled > 0").aten_op)
-    expected = {"aten::_to_copy", "aten::pow.Tensor_Scalar", "aten::mean.dim", "aten::add.Tensor", "aten::rsqrt",
-                "aten::mul.Tensor", "aten::linear", "aten::sub.Tensor", "aten::_softmax", "aten::cat",
-                "aten::where.self", "aten::scaled_dot_product_attention", "aten::embedding"}
+    expected = {
+        "aten::_to_copy",
+        "aten::pow.Tensor_Scalar",
+        "aten::mean.dim",
+        "aten::add.Tensor",
+        "aten::rsqrt",
+        "aten::mul.Tensor",
+        "aten::linear",
+        "aten::sub.Tensor",
+        "aten::_softmax",
+        "aten::cat",
+        "aten::where.self",
+        "aten::scaled_dot_product_attention",
+        "aten::embedding",
+    }
     missing = expected - handled
     if missing:
         print(f"dispatch: not handled by workbench on cuda: {sorted(missing)}")
@@ -94,7 +127,9 @@ def check_dispatch(out: Path, meta: dict) -> bool:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", default="out", help="directory for the CSV/JSON files")
     parser.add_argument("--ops", default=",".join(OPS), help="comma-separated subset of the ops")
     args = parser.parse_args()
@@ -110,8 +145,10 @@ def main() -> int:
     t0 = time.perf_counter()
     meta = run_metadata()
     (out / "qwen3_ops_meta.json").write_text(json.dumps(meta, indent=2))
-    print(f"{meta['device']} | torch {meta['torch']} | triton {meta['triton']} | commit {meta['commit']}",
-          flush=True)
+    print(
+        f"{meta['device']} | torch {meta['torch']} | triton {meta['triton']} | commit {meta['commit']}",
+        flush=True,
+    )
     df = check_ops([o for o in args.ops.split(",") if o], out, meta)
     dispatch_ok = check_dispatch(out, meta)
 
@@ -121,9 +158,11 @@ def main() -> int:
     with pd.option_context("display.width", 200, "display.max_rows", None, "display.max_colwidth", 60):
         print(summary.to_string(index=False))
     failed = int((~df.passed.astype(bool)).sum())
-    print(f"\n{len(df) - failed}/{len(df)} llm bf16 cases passed, dispatch on {meta['backend']} "
-          f"{'ok' if dispatch_ok else 'FAILED'}, "
-          f"{time.perf_counter() - t0:.0f} s total ({meta['device']}, commit {meta['commit']})")
+    print(
+        f"\n{len(df) - failed}/{len(df)} llm bf16 cases passed, dispatch on {meta['backend']} "
+        f"{'ok' if dispatch_ok else 'FAILED'}, "
+        f"{time.perf_counter() - t0:.0f} s total ({meta['device']}, commit {meta['commit']})"
+    )
     return 0 if failed == 0 and dispatch_ok else 1
 
 

@@ -50,11 +50,21 @@ def child(args) -> dict:
     common = dict(cuda_graphs=False, profile=False, loss=False, fp32_reference=False, sample_tokens=0)
     prefill_len, batch, prompt, new_tokens = (16, 2, 8, 4) if args.smoke else (2048, 8, 512, 128)
     pre = run_model(model, mode="prefill", batch=1, prompt_len=prefill_len, reps=args.reps, **common)
-    dec = run_model(model, mode="decode", batch=batch, prompt_len=prompt, new_tokens=new_tokens,
-                    decode_reps=args.decode_reps, **common)
-    result = {"seconds": round(time.time() - t0, 1), "autotune_runs": _tuning.stats.tuned,
-              "tuning_cache_hits": _tuning.stats.cache_hits,
-              "config": {k: str(v) for k, v in pre.config.items()}}
+    dec = run_model(
+        model,
+        mode="decode",
+        batch=batch,
+        prompt_len=prompt,
+        new_tokens=new_tokens,
+        decode_reps=args.decode_reps,
+        **common,
+    )
+    result = {
+        "seconds": round(time.time() - t0, 1),
+        "autotune_runs": _tuning.stats.tuned,
+        "tuning_cache_hits": _tuning.stats.cache_hits,
+        "config": {k: str(v) for k, v in pre.config.items()},
+    }
     for name, run, phase in (("prefill", pre, "prefill"), ("decode", dec, "decode_eager")):
         r = run.ratios().set_index("phase").loc[phase]
         columns = ("ratio", "ratio_p20", "ratio_p80", "unstable", "native_tok_s", "workbench_tok_s", "note")
@@ -81,10 +91,14 @@ def main() -> int:
     p.add_argument("--out", default="benchmarks/results")
     p.add_argument("--layers", type=int, help="decoder layers (default: the preset's, 36 for qwen3-8b)")
     p.add_argument("--reps", type=int, default=10, help="prefill rounds (native and workbench each)")
-    p.add_argument("--decode-reps", type=int, default=3,
-                   help="decode rounds (each a 128-token generate per side)")
-    p.add_argument("--store", help="the tuning cache shared by the processes (default: a new temporary "
-                                   "store; emptied first either way)")
+    p.add_argument(
+        "--decode-reps", type=int, default=3, help="decode rounds (each a 128-token generate per side)"
+    )
+    p.add_argument(
+        "--store",
+        help="the tuning cache shared by the processes (default: a new temporary "
+        "store; emptied first either way)",
+    )
     p.add_argument("--smoke", action="store_true", help="tiny preset and sizes: a cpu check of the script")
     p.add_argument("--child", help=argparse.SUPPRESS)  # internal: run one process, write its JSON here
     args = p.parse_args()
@@ -108,15 +122,28 @@ def main() -> int:
     for i in range(PROCESSES):
         t0 = time.time()
         result_path = out / f"process{i + 1}.json"
-        cmd = [sys.executable, __file__, "--child", str(result_path), "--store", str(store),
-               "--reps", str(args.reps), "--decode-reps", str(args.decode_reps)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--child",
+            str(result_path),
+            "--store",
+            str(store),
+            "--reps",
+            str(args.reps),
+            "--decode-reps",
+            str(args.decode_reps),
+        ]
         cmd += (["--layers", str(args.layers)] if args.layers else []) + (["--smoke"] if args.smoke else [])
         subprocess.run(cmd, check=True, env={**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH", "")})
         runs.append(json.loads(result_path.read_text()))
         result_path.unlink()
         last = runs[-1]
-        print(f"[repro] process {i + 1}: {time.time() - t0:.0f} s, prefill {last['prefill']['ratio']:.3f}x, "
-              f"decode {last['decode']['ratio']:.3f}x, {last['autotune_runs']} keys tuned", flush=True)
+        print(
+            f"[repro] process {i + 1}: {time.time() - t0:.0f} s, prefill {last['prefill']['ratio']:.3f}x, "
+            f"decode {last['decode']['ratio']:.3f}x, {last['autotune_runs']} keys tuned",
+            flush=True,
+        )
     (out / "runs.json").write_text(json.dumps(runs, indent=1))
     ResultStore(store).tuning_rows().to_csv(out / "tuning.csv", index=False)  # the configs chosen
     prefill = [r["prefill"]["ratio"] for r in runs]
@@ -124,28 +151,38 @@ def main() -> int:
     tuned = [r["autotune_runs"] for r in runs]
     command = "python3 benchmarks/repro.py " + " ".join(sys.argv[1:])
     summary = {
-        **{k: meta[k] for k in ("device", "torch", "triton", "commit")}, "command": command,
+        **{k: meta[k] for k in ("device", "torch", "triton", "commit")},
+        "command": command,
         "model": "tiny" if args.smoke else "qwen3-8b",
         "layers": args.layers or ("the preset's" if args.smoke else 36),
-        "prefill_vs_native": prefill, "decode_vs_native": decode, "autotune_runs": tuned,
+        "prefill_vs_native": prefill,
+        "decode_vs_native": decode,
+        "autotune_runs": tuned,
         "prefill_spread": [[r["prefill"]["ratio_p20"], r["prefill"]["ratio_p80"]] for r in runs],
         "decode_spread": [[r["decode"]["ratio_p20"], r["decode"]["ratio_p80"]] for r in runs],
-        "prefill_agreement": _agreement(prefill), "decode_agreement": _agreement(decode),
+        "prefill_agreement": _agreement(prefill),
+        "decode_agreement": _agreement(decode),
         "targets": {"agreement_max": AGREEMENT, "later_autotune_runs": 0},
         "seconds_per_process": [r["seconds"] for r in runs],
     }
     agree = [summary["prefill_agreement"], summary["decode_agreement"]]
     summary["met"] = all(a is not None and a <= AGREEMENT for a in agree) and all(n == 0 for n in tuned[1:])
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    print(f"\n{meta['device']} · torch {meta['torch']} · triton {meta['triton']} · commit {meta['commit']} · "
-          f"layers {summary['layers']}")
+    print(
+        f"\n{meta['device']} · torch {meta['torch']} · triton {meta['triton']} · commit {meta['commit']} · "
+        f"layers {summary['layers']}"
+    )
     print(f"{'process':>8} {'prefill':>9} {'p20-p80':>13} {'decode':>9} {'p20-p80':>13} {'tuned':>6}")
     for i, r in enumerate(runs):
         pr, de = r["prefill"], r["decode"]
-        print(f"{i + 1:>8} {pr['ratio']:>8.3f}x {_span(pr):>13} {de['ratio']:>8.3f}x {_span(de):>13} "
-              f"{r['autotune_runs']:>6}")
-    print(f"agreement (max/min - 1): prefill {_pct(agree[0])}, decode {_pct(agree[1])} (target <= 6%); "
-          f"later processes tuned {tuned[1:]} keys (target 0): {'met' if summary['met'] else 'MISSED'}")
+        print(
+            f"{i + 1:>8} {pr['ratio']:>8.3f}x {_span(pr):>13} {de['ratio']:>8.3f}x {_span(de):>13} "
+            f"{r['autotune_runs']:>6}"
+        )
+    print(
+        f"agreement (max/min - 1): prefill {_pct(agree[0])}, decode {_pct(agree[1])} (target <= 6%); "
+        f"later processes tuned {tuned[1:]} keys (target 0): {'met' if summary['met'] else 'MISSED'}"
+    )
     print(f"wrote {out / 'summary.json'}")
     return 0
 

@@ -29,18 +29,29 @@ def needed(out: torch.Tensor, ref: torch.Tensor) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     spec = REGISTRY["scaled_dot_product_attention"]
     rows = []
     for i, case in enumerate(spec.case_list("llm")):
         a, kw = make_inputs(case, torch.bfloat16, seed=i)
-        ref = spec.reference(*_upcast(a, torch.float64, a[0].device), **_upcast(kw, torch.float64, a[0].device))
+        ref = spec.reference(
+            *_upcast(a, torch.float64, a[0].device), **_upcast(kw, torch.float64, a[0].device)
+        )
         for impl, fn in (("workbench", spec.impl), ("torch", spec.reference)):
             tol_needed, rel = needed(fn(*a, **kw), ref)
-            rows.append({"case": case.name, "impl": impl, "tol_needed": tol_needed, "rel_err": rel,
-                         "tol_bf16": spec.tolerance[torch.bfloat16]})
+            rows.append(
+                {
+                    "case": case.name,
+                    "impl": impl,
+                    "tol_needed": tol_needed,
+                    "rel_err": rel,
+                    "tol_bf16": spec.tolerance[torch.bfloat16],
+                }
+            )
     meta = run_metadata()
     df = pd.DataFrame(rows).assign(**{k: meta[k] for k in ("device", "torch", "triton", "commit")})
     args.out.mkdir(parents=True, exist_ok=True)

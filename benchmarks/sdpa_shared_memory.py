@@ -34,15 +34,37 @@ HOPPER_SHARED_LIMIT = 232448  # bytes per block (227 KiB), H100 and H200
 
 def shared_bytes(dtype: str, mask_kind: int, config: triton.Config) -> int:
     kernel = sdpa._prefill_kernel
-    consts = dict(CAUSAL=False, MASK_KIND=mask_kind, UPCAST=False, EVEN_D=True, EVEN_DV=True, BLOCK_D=128,
-                  BLOCK_DV=128, **config.kwargs)
+    consts = dict(
+        CAUSAL=False,
+        MASK_KIND=mask_kind,
+        UPCAST=False,
+        EVEN_D=True,
+        EVEN_DV=True,
+        BLOCK_D=128,
+        BLOCK_DV=128,
+        **config.kwargs,
+    )
     pointers = {"Q", "K", "V", "M", "Out"}
-    signature = {name: "constexpr" if name in consts else f"*{dtype}" if name in pointers
-                 else "fp32" if name == "scale_log2" else "i32" for name in kernel.arg_names}
-    source = ASTSource(fn=kernel, signature=signature,
-                       constexprs={(kernel.arg_names.index(k),): v for k, v in consts.items()})
-    compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32),
-                              options={"num_warps": config.num_warps, "num_stages": config.num_stages})
+    signature = {
+        name: "constexpr"
+        if name in consts
+        else f"*{dtype}"
+        if name in pointers
+        else "fp32"
+        if name == "scale_log2"
+        else "i32"
+        for name in kernel.arg_names
+    }
+    source = ASTSource(
+        fn=kernel,
+        signature=signature,
+        constexprs={(kernel.arg_names.index(k),): v for k, v in consts.items()},
+    )
+    compiled = triton.compile(
+        source,
+        target=GPUTarget("cuda", 90, 32),
+        options={"num_warps": config.num_warps, "num_stages": config.num_stages},
+    )
     return compiled.metadata.shared
 
 
@@ -52,9 +74,17 @@ def main() -> None:
         for mask_kind, mask in ((0, "no mask"), (2, "float mask")):
             for config in sdpa._prefill_configs(interpreted=False):
                 need = shared_bytes(dtype, mask_kind, config)
-                tiles = (config.kwargs["BLOCK_M"], config.kwargs["BLOCK_N"], config.num_warps, config.num_stages)
-                print(f"{dtype} {mask:10s} (BLOCK_M, BLOCK_N, warps, stages) {tiles}: {need:7d} bytes "
-                      f"{'fits' if need <= HOPPER_SHARED_LIMIT else 'TOO MUCH'}", flush=True)
+                tiles = (
+                    config.kwargs["BLOCK_M"],
+                    config.kwargs["BLOCK_N"],
+                    config.num_warps,
+                    config.num_stages,
+                )
+                print(
+                    f"{dtype} {mask:10s} (BLOCK_M, BLOCK_N, warps, stages) {tiles}: {need:7d} bytes "
+                    f"{'fits' if need <= HOPPER_SHARED_LIMIT else 'TOO MUCH'}",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

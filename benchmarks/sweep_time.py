@@ -42,10 +42,27 @@ def regress(label: str, args, devices: str | None, tmp: Path) -> tuple[float, fl
     """One `workbench regress` run in a subprocess: (wall s, CPU s of it and its workers, its summary.json,
     its store)."""
     store, out = tmp / f"{label}.db", tmp / label
-    command = [sys.executable, "-m", "workbench.cli", "regress", *(args.ops.split(",") if args.ops else []),
-               "--store", str(store), "--out", str(out), "--seed", str(args.seed), "--no-progress"]
-    for flag, value in (("--check-cases", args.check_cases), ("--cases", args.cases), ("--dtype", args.dtype),
-                        ("--check-dtype", args.check_dtype), ("--rep-ms", args.rep_ms)):
+    command = [
+        sys.executable,
+        "-m",
+        "workbench.cli",
+        "regress",
+        *(args.ops.split(",") if args.ops else []),
+        "--store",
+        str(store),
+        "--out",
+        str(out),
+        "--seed",
+        str(args.seed),
+        "--no-progress",
+    ]
+    for flag, value in (
+        ("--check-cases", args.check_cases),
+        ("--cases", args.cases),
+        ("--dtype", args.dtype),
+        ("--check-dtype", args.check_dtype),
+        ("--rep-ms", args.rep_ms),
+    ):
         if value is not None:
             command += [flag, str(value)]
     command += ["--devices", devices] if devices else []
@@ -53,8 +70,10 @@ def regress(label: str, args, devices: str | None, tmp: Path) -> tuple[float, fl
     start, cpu = time.monotonic(), _children_cpu_s()
     result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     seconds, cpu = time.monotonic() - start, _children_cpu_s() - cpu
-    print(f"{label}: {seconds:.1f} s ({cpu:.1f} CPU s), exit {result.returncode}: "
-          f"{result.stdout.strip().splitlines()[-1:]}")
+    print(
+        f"{label}: {seconds:.1f} s ({cpu:.1f} CPU s), exit {result.returncode}: "
+        f"{result.stdout.strip().splitlines()[-1:]}"
+    )
     summary_path = out / "summary.json"
     if not summary_path.exists():
         raise SystemExit(f"{label}: no summary.json; stderr:\n{result.stderr[-3000:]}")
@@ -68,16 +87,39 @@ def verdicts(summary: dict, store_path: Path) -> pd.DataFrame:
     store = ResultStore(store_path, read_only=True)
     check = store.rows(summary["runs"]["check"])
     bench = store.rows(summary["runs"]["bench"])
-    check_verdict = ["skip" if s else ("pass" if p is True else "fail")
-                     for s, p in zip(check["skipped"].fillna(""), check["passed"])]
-    bench_verdict = ["error" if e else ("wrong" if p is False else "ok")
-                     for e, p in zip(bench["error"].fillna(""), bench["passed"])]
-    return pd.concat([
-        pd.DataFrame({"table": "check", "op": check["op"], "impl": check["variant"], "case": check["case"],
-                      "dtype": check["dtype"], "verdict": check_verdict}),
-        pd.DataFrame({"table": "bench", "op": bench["op"], "impl": bench["impl"], "case": bench["case"],
-                      "dtype": bench["dtype"], "verdict": bench_verdict}),
-    ], ignore_index=True)
+    check_verdict = [
+        "skip" if s else ("pass" if p is True else "fail")
+        for s, p in zip(check["skipped"].fillna(""), check["passed"])
+    ]
+    bench_verdict = [
+        "error" if e else ("wrong" if p is False else "ok")
+        for e, p in zip(bench["error"].fillna(""), bench["passed"])
+    ]
+    return pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "table": "check",
+                    "op": check["op"],
+                    "impl": check["variant"],
+                    "case": check["case"],
+                    "dtype": check["dtype"],
+                    "verdict": check_verdict,
+                }
+            ),
+            pd.DataFrame(
+                {
+                    "table": "bench",
+                    "op": bench["op"],
+                    "impl": bench["impl"],
+                    "case": bench["case"],
+                    "dtype": bench["dtype"],
+                    "verdict": bench_verdict,
+                }
+            ),
+        ],
+        ignore_index=True,
+    )
 
 
 def main() -> int:
@@ -118,8 +160,11 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="workbench-sweep-time-") as tmp:
         tmp = Path(tmp)
-        warm = subprocess.run([sys.executable, "-c", "from workbench.profiling import roofline; roofline.peaks()"],
-                              env={**os.environ, "PYTHONPATH": str(REPO)}, check=False)  # cached ceilings first
+        warm = subprocess.run(
+            [sys.executable, "-c", "from workbench.profiling import roofline; roofline.peaks()"],
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            check=False,
+        )  # cached ceilings first
         if warm.returncode:
             print("warning: could not measure the roofline ceilings ahead of the runs", file=sys.stderr)
         single_s, single_cpu, single, single_store = regress("single", args, None, tmp)
@@ -130,23 +175,57 @@ def main() -> int:
     key = ["table", "op", "impl", "case", "dtype"]
     joined = one.merge(many, on=key, how="outer", suffixes=("_single", "_all"), indicator=True)
     joined.to_csv(out / "verdicts.csv", index=False)
-    equal = bool((joined["_merge"] == "both").all() and (joined["verdict_single"] == joined["verdict_all"]).all()
-                 and single["verdict"] == swept["verdict"])
+    equal = bool(
+        (joined["_merge"] == "both").all()
+        and (joined["verdict_single"] == joined["verdict_all"]).all()
+        and single["verdict"] == swept["verdict"]
+    )
     summary = {
-        "single_gpu_s": round(single_s, 2), "all_gpus_s": round(all_s, 2), "ratio": round(all_s / single_s, 3),
-        "single_cpu_s": round(single_cpu, 1), "all_cpu_s": round(all_cpu, 1), "host_cpus": os.cpu_count(),
-        "load_avg_1m_after": round(os.getloadavg()[0], 2), "rows": len(joined), "verdicts_equal": equal, "verdict_single": single["verdict"],
-        "verdict_all": swept["verdict"], "device": "cpu" if backend.name == "cpu" else meta["device"],
-        "workers": workers, "devices": args.devices, "ops": args.ops or "all",
-        "torch": meta["torch"], "triton": meta["triton"], "commit": meta["commit"],
+        "single_gpu_s": round(single_s, 2),
+        "all_gpus_s": round(all_s, 2),
+        "ratio": round(all_s / single_s, 3),
+        "single_cpu_s": round(single_cpu, 1),
+        "all_cpu_s": round(all_cpu, 1),
+        "host_cpus": os.cpu_count(),
+        "load_avg_1m_after": round(os.getloadavg()[0], 2),
+        "rows": len(joined),
+        "verdicts_equal": equal,
+        "verdict_single": single["verdict"],
+        "verdict_all": swept["verdict"],
+        "device": "cpu" if backend.name == "cpu" else meta["device"],
+        "workers": workers,
+        "devices": args.devices,
+        "ops": args.ops or "all",
+        "torch": meta["torch"],
+        "triton": meta["triton"],
+        "commit": meta["commit"],
         "command": "python benchmarks/sweep_time.py " + " ".join(sys.argv[1:]),
-        "note": ("cpu: Triton interpreter workers on a shared CPU, not GPUs; where *_cpu_s is far below "
-                 "*_s x workers the processes waited for a core and no sweep can be faster" if backend.name == "cpu"
-                 else ""),
+        "note": (
+            "cpu: Triton interpreter workers on a shared CPU, not GPUs; where *_cpu_s is far below "
+            "*_s x workers the processes waited for a core and no sweep can be faster"
+            if backend.name == "cpu"
+            else ""
+        ),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    print(pd.DataFrame([{k: summary[k] for k in ("device", "workers", "single_gpu_s", "all_gpus_s", "ratio", "rows",
-                                                  "verdicts_equal")}]).to_string(index=False))
+    print(
+        pd.DataFrame(
+            [
+                {
+                    k: summary[k]
+                    for k in (
+                        "device",
+                        "workers",
+                        "single_gpu_s",
+                        "all_gpus_s",
+                        "ratio",
+                        "rows",
+                        "verdicts_equal",
+                    )
+                }
+            ]
+        ).to_string(index=False)
+    )
     print(f"-> {out}")
     return 0 if equal else 1
 

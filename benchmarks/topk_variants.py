@@ -104,12 +104,18 @@ def check(topk, name, x, k, dim, largest) -> dict:
     else:  # ties: torch's choice among equal values may differ; ours is the lower index first
         order = torch.sort(x, dim=dim, descending=largest, stable=True).indices.narrow(dim, 0, k)
         indices = "lower index first (torch differs)" if torch.equal(out.indices, order) else "WRONG"
-    return {"case": name, "values_exact": values_ok, "indices": indices,
-            "passed": values_ok and indices != "WRONG"}
+    return {
+        "case": name,
+        "values_exact": values_ok,
+        "indices": indices,
+        "passed": values_ok and indices != "WRONG",
+    }
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", default="out")
     parser.add_argument("--rep-ms", type=float, default=60.0, help="timed milliseconds per measurement")
     args = parser.parse_args()
@@ -137,7 +143,7 @@ def main() -> int:
     cases = check_cases(device, timed)
     for config, attrs in CONFIGS.items():
         with configured(attrs) as topk:
-            for case in cases if config == FULL_CHECK else cases[:len(timed)]:
+            for case in cases if config == FULL_CHECK else cases[: len(timed)]:
                 t = time.monotonic()
                 try:
                     row = check(topk, *case)
@@ -152,8 +158,9 @@ def main() -> int:
     for name, x, k in timed:
         for impl in ("native", *CONFIGS):
             with configured(CONFIGS.get(impl, {"algorithm": None})) as topk:
-                fn = (lambda x=x, k=k: torch.topk(x, k)) if impl == "native" else \
-                    (lambda x=x, k=k: topk(x, k))
+                fn = (
+                    (lambda x=x, k=k: torch.topk(x, k)) if impl == "native" else (lambda x=x, k=k: topk(x, k))
+                )
                 try:
                     ms, error = kernel_time(fn, warmup_ms=10.0, rep_ms=args.rep_ms, min_reps=5).ms, ""
                 except Exception as e:
@@ -166,23 +173,45 @@ def main() -> int:
     table = timing.pivot(index="case", columns="impl", values="ms").reindex([c[0] for c in timed])
     table = table[["native", *CONFIGS]]
     speedup = table[list(CONFIGS)].rdiv(table["native"], axis=0)
-    (out / "topk_variants.json").write_text(json.dumps({
-        **meta,
-        "command": "WORKBENCH_COMMIT=<sha> PYTHONPATH=$PWD python3 benchmarks/topk_variants.py --out $OUT",
-        "configs": CONFIGS, "default": "filter",
-        "ms": table.reset_index().to_dict("records"),
-        "speedup_vs_native": speedup.reset_index().to_dict("records"),
-        "check": check_df.drop(columns=list(meta)).to_dict("records")}, indent=1, default=str))
+    (out / "topk_variants.json").write_text(
+        json.dumps(
+            {
+                **meta,
+                "command": "WORKBENCH_COMMIT=<sha> PYTHONPATH=$PWD python3 benchmarks/topk_variants.py --out $OUT",
+                "configs": CONFIGS,
+                "default": "filter",
+                "ms": table.reset_index().to_dict("records"),
+                "speedup_vs_native": speedup.reset_index().to_dict("records"),
+                "check": check_df.drop(columns=list(meta)).to_dict("records"),
+            },
+            indent=1,
+            default=str,
+        )
+    )
 
-    with pd.option_context("display.width", 250, "display.max_columns", None, "display.max_colwidth", 60,
-                           "display.float_format", "{:.4g}".format):
+    with pd.option_context(
+        "display.width",
+        250,
+        "display.max_columns",
+        None,
+        "display.max_colwidth",
+        60,
+        "display.float_format",
+        "{:.4g}".format,
+    ):
         failed = check_df[~check_df["passed"]]
         print(f"\ncheck: {int(check_df['passed'].sum())} passed, {len(failed)} failed")
         if len(failed):
             print(failed.drop(columns=list(meta)).to_string(index=False))
-        ties = check_df[check_df["indices"] == "lower index first (torch differs)"] if "indices" in check_df else []
+        ties = (
+            check_df[check_df["indices"] == "lower index first (torch differs)"]
+            if "indices" in check_df
+            else []
+        )
         if len(ties):
-            print(f"{len(ties)} checks: indices differ from torch.topk's among equal values (ours: lower index)")
+            print(
+                f"{len(ties)} checks: indices differ from torch.topk's among equal values (ours: lower index)"
+            )
         print(f"\ntopk kernel time, ms (median) on {meta['device']}:")
         print(table.to_string())
         print(f"\nspeedup = native / ours (target >= {TARGET}x):")

@@ -47,7 +47,9 @@ def main() -> int:
     parser.add_argument("--seq", type=int, default=512)
     parser.add_argument("--dtype", default="bfloat16")
     parser.add_argument("--execution", choices=["eager", "compile"], default="eager")
-    parser.add_argument("--no-fused-loss", action="store_true", help="transformers' LM head and loss on our side")
+    parser.add_argument(
+        "--no-fused-loss", action="store_true", help="transformers' LM head and loss on our side"
+    )
     parser.add_argument("--out", default=".")
     parser.add_argument("--commit", default=None)
     args = parser.parse_args()
@@ -60,19 +62,36 @@ def main() -> int:
 
     overrides = {"num_hidden_layers": args.layers} if args.layers else {}
     model = build_model(args.model, dtype=getattr(torch, args.dtype), seed=0, **overrides)
-    run = train_both(model, steps=args.steps, batch=args.batch, seq=args.seq, execution=args.execution,
-                     fused_loss=not args.no_fused_loss)
+    run = train_both(
+        model,
+        steps=args.steps,
+        batch=args.batch,
+        seq=args.seq,
+        execution=args.execution,
+        fused_loss=not args.no_fused_loss,
+    )
     meta = run_metadata()
     named = re.search(r"h100|h200|a100|b200|mlu\d+", meta["device"].lower())
     slug = named.group(0) if named else re.sub(r"[^a-z0-9]+", "-", meta["device"].lower()).strip("-")
     out = Path(args.out) / "benchmarks" / "results" / ("cpu" if backend.name == "cpu" else slug) / "train"
     out.mkdir(parents=True, exist_ok=True)
-    summary = {"device": meta["device"], "torch": meta["torch"], "triton": meta["triton"],
-               "commit": args.commit or meta["commit"], "command": " ".join(["python", *sys.argv]),
-               "model": args.model, "dtype": args.dtype, "batch": args.batch, "seq": args.seq,
-               "layers": model.config.num_hidden_layers, "execution": args.execution,
-               "fused_loss": not args.no_fused_loss, "optimizer": "torch.optim.AdamW (default), lr 1e-3",
-               **run.summary(), "targets": TARGETS}
+    summary = {
+        "device": meta["device"],
+        "torch": meta["torch"],
+        "triton": meta["triton"],
+        "commit": args.commit or meta["commit"],
+        "command": " ".join(["python", *sys.argv]),
+        "model": args.model,
+        "dtype": args.dtype,
+        "batch": args.batch,
+        "seq": args.seq,
+        "layers": model.config.num_hidden_layers,
+        "execution": args.execution,
+        "fused_loss": not args.no_fused_loss,
+        "optimizer": "torch.optim.AdamW (default), lr 1e-3",
+        **run.summary(),
+        "targets": TARGETS,
+    }
     suffix = "" if args.execution == "eager" else f"_{args.execution}"  # both variants can sit side by side
     (out / f"summary{suffix}.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out / f"steps{suffix}.json").write_text(run.steps.to_json(orient="records", indent=1) + "\n")

@@ -32,7 +32,9 @@ import triton  # noqa: E402
 DT = torch.bfloat16
 DEVICE = backends.active().device()
 add_op, argmax_op, exp_op, gelu_op, rms_norm_op, softmax_op = (
-    importlib.import_module(f"workbench.ops.{name}") for name in ("add", "argmax", "exp", "gelu", "rms_norm", "softmax"))
+    importlib.import_module(f"workbench.ops.{name}")
+    for name in ("add", "argmax", "exp", "gelu", "rms_norm", "softmax")
+)
 
 
 def ms(fn) -> float:
@@ -53,21 +55,58 @@ def elementwise_rows(shape) -> list[dict]:
     rows = []
     for name, (fn, tensors) in kernels.items():
         nbytes = tensors * n * x.element_size()
-        rows.append(dict(kernel=name, shape=str(shape), config="device copy, same bytes",
-                         ms=copy_ms(nbytes), nbytes=nbytes))
+        rows.append(
+            dict(
+                kernel=name,
+                shape=str(shape),
+                config="device copy, same bytes",
+                ms=copy_ms(nbytes),
+                nbytes=nbytes,
+            )
+        )
         for block in (1024, 2048, 4096, 8192):
             for warps in (4, 8, 16):
                 grid = (triton.cdiv(n, block),)
                 if tensors == 3:
-                    call = lambda: launch(_elementwise._binary_flat_kernel, grid, x, y, out, n, 0.0, 1.0,  # noqa: E731
-                                          FN=fn, B_SCALAR=False, SCALE_B=False, BLOCK=block, INT=False,
-                                          num_warps=warps)
+                    call = lambda: launch(  # noqa: E731
+                        _elementwise._binary_flat_kernel,
+                        grid,
+                        x,
+                        y,
+                        out,
+                        n,
+                        0.0,
+                        1.0,
+                        FN=fn,
+                        B_SCALAR=False,
+                        SCALE_B=False,
+                        BLOCK=block,
+                        INT=False,
+                        num_warps=warps,
+                    )
                 else:
-                    call = lambda: launch(_elementwise._unary_flat_kernel, grid, x, out, n,  # noqa: E731
-                                          FN=fn, BLOCK=block, INT=False, num_warps=warps)
+                    call = lambda: launch(  # noqa: E731
+                        _elementwise._unary_flat_kernel,
+                        grid,
+                        x,
+                        out,
+                        n,
+                        FN=fn,
+                        BLOCK=block,
+                        INT=False,
+                        num_warps=warps,
+                    )
                 default = block == _elementwise.BLOCK and warps == 4
-                rows.append(dict(kernel=name, shape=str(shape), config=f"BLOCK={block} warps={warps}",
-                                 default=default, ms=ms(call), nbytes=nbytes))
+                rows.append(
+                    dict(
+                        kernel=name,
+                        shape=str(shape),
+                        config=f"BLOCK={block} warps={warps}",
+                        default=default,
+                        ms=ms(call),
+                        nbytes=nbytes,
+                    )
+                )
     return rows
 
 
@@ -78,22 +117,55 @@ def rms_norm_rows(shape) -> list[dict]:
     out = torch.empty_like(x)
     nbytes = 2 * x.numel() * x.element_size() + w.numel() * w.element_size()
     block, one_tile = _rows.tile(n)
-    rows = [dict(kernel="rms_norm", shape=str(shape), config="device copy, same bytes", ms=copy_ms(nbytes),
-                 nbytes=nbytes),
-            dict(kernel="rms_norm", shape=str(shape), config="native torch rms_norm", nbytes=nbytes,
-                 ms=ms(lambda: torch.nn.functional.rms_norm(x, (n,), w, 1e-6)))]
+    rows = [
+        dict(
+            kernel="rms_norm",
+            shape=str(shape),
+            config="device copy, same bytes",
+            ms=copy_ms(nbytes),
+            nbytes=nbytes,
+        ),
+        dict(
+            kernel="rms_norm",
+            shape=str(shape),
+            config="native torch rms_norm",
+            nbytes=nbytes,
+            ms=ms(lambda: torch.nn.functional.rms_norm(x, (n,), w, 1e-6)),
+        ),
+    ]
     default_r = _rows.rows_per_program(n_rows, block)
     for block_r in (1, 2, 4, 8, 16, 32, 64):
         if block_r * block > 32768 or block_r > n_rows:
             continue
         for warps in (1, 2, 4, 8, 16):
             grid = (triton.cdiv(n_rows, block_r),)
-            call = lambda: launch(rms_norm_op._rms_norm_kernel, grid, x, w, out, n_rows, n, n, 1e-6,  # noqa: E731
-                                  HAS_WEIGHT=True, BLOCK_R=block_r, BLOCK=block, ONE_TILE=one_tile,
-                                  num_warps=warps)
+            call = lambda: launch(  # noqa: E731
+                rms_norm_op._rms_norm_kernel,
+                grid,
+                x,
+                w,
+                out,
+                n_rows,
+                n,
+                n,
+                1e-6,
+                HAS_WEIGHT=True,
+                BLOCK_R=block_r,
+                BLOCK=block,
+                ONE_TILE=one_tile,
+                num_warps=warps,
+            )
             default = block_r == default_r and warps == _rows.row_warps(block_r * block)
-            rows.append(dict(kernel="rms_norm", shape=str(shape), config=f"BLOCK_R={block_r} warps={warps}",
-                             default=default, ms=ms(call), nbytes=nbytes))
+            rows.append(
+                dict(
+                    kernel="rms_norm",
+                    shape=str(shape),
+                    config=f"BLOCK_R={block_r} warps={warps}",
+                    default=default,
+                    ms=ms(call),
+                    nbytes=nbytes,
+                )
+            )
     return rows
 
 
@@ -103,19 +175,52 @@ def argmax_rows(shape) -> list[dict]:
     x = torch.randn(shape, device=DEVICE, dtype=DT)
     out = torch.empty(n_rows, dtype=torch.int64, device=DEVICE)
     nbytes = x.numel() * x.element_size()
-    rows = [dict(kernel="argmax", shape=str(shape), config="device copy, same bytes", ms=copy_ms(2 * nbytes) / 2,
-                 nbytes=nbytes),
-            dict(kernel="argmax", shape=str(shape), config="native torch.argmax", nbytes=nbytes,
-                 ms=ms(lambda: torch.argmax(x, -1)))]
+    rows = [
+        dict(
+            kernel="argmax",
+            shape=str(shape),
+            config="device copy, same bytes",
+            ms=copy_ms(2 * nbytes) / 2,
+            nbytes=nbytes,
+        ),
+        dict(
+            kernel="argmax",
+            shape=str(shape),
+            config="native torch.argmax",
+            nbytes=nbytes,
+            ms=ms(lambda: torch.argmax(x, -1)),
+        ),
+    ]
     for block in (2048, 4096, 8192):
         for warps in (4, 8, 16):
             for stages in (1, 2, 3):
-                call = lambda: launch(argmax_op._argmax_kernel, (n_rows, 1),  # noqa: E731
-                                      x, out, out, out, n, n, n, BLOCK=block, SPLIT=False, INDEX32=True,
-                                      num_warps=warps, num_stages=stages)
+                call = lambda: launch(  # noqa: E731
+                    argmax_op._argmax_kernel,
+                    (n_rows, 1),
+                    x,
+                    out,
+                    out,
+                    out,
+                    n,
+                    n,
+                    n,
+                    BLOCK=block,
+                    SPLIT=False,
+                    INDEX32=True,
+                    num_warps=warps,
+                    num_stages=stages,
+                )
                 default = block == 2048 and warps == 16 and stages == 1
-                rows.append(dict(kernel="argmax", shape=str(shape), config=f"BLOCK={block} warps={warps} "
-                                 f"stages={stages}", default=default, ms=ms(call), nbytes=nbytes))
+                rows.append(
+                    dict(
+                        kernel="argmax",
+                        shape=str(shape),
+                        config=f"BLOCK={block} warps={warps} stages={stages}",
+                        default=default,
+                        ms=ms(call),
+                        nbytes=nbytes,
+                    )
+                )
     return rows
 
 
@@ -126,10 +231,22 @@ def softmax_rows(shape) -> list[dict]:
     x = torch.randn(shape, device=DEVICE, dtype=DT)
     y = torch.empty_like(x)
     nbytes = 2 * x.numel() * x.element_size()
-    rows = [dict(kernel="softmax", shape=str(shape), config="device copy, same bytes", ms=copy_ms(nbytes),
-                 nbytes=nbytes),
-            dict(kernel="softmax", shape=str(shape), config="native torch.softmax", nbytes=nbytes,
-                 ms=ms(lambda: torch.softmax(x, -1)))]
+    rows = [
+        dict(
+            kernel="softmax",
+            shape=str(shape),
+            config="device copy, same bytes",
+            ms=copy_ms(nbytes),
+            nbytes=nbytes,
+        ),
+        dict(
+            kernel="softmax",
+            shape=str(shape),
+            config="native torch.softmax",
+            nbytes=nbytes,
+            ms=ms(lambda: torch.softmax(x, -1)),
+        ),
+    ]
     default_chunks, _ = _split_rows.chunking(n_rows, n, 8192)
     for block in (4096, 8192):
         for warps in (4, 8, 16):
@@ -140,30 +257,68 @@ def softmax_rows(shape) -> list[dict]:
                     stats = torch.empty((n_rows, chunks, 2), dtype=torch.float32, device=DEVICE)
 
                     def call():
-                        launch(softmax_op._chunk_stats_kernel, (n_rows, chunks), x, stats, n, n, chunk,
-                               BLOCK=block, num_warps=warps, num_stages=stages)
-                        launch(softmax_op._chunk_write_kernel, (n_rows, chunks), x, stats, y, n, n, n, chunk,
-                               LOG=False, BLOCK=block, BLOCK_S=triton.next_power_of_2(chunks), num_warps=warps,
-                               num_stages=stages)
+                        launch(
+                            softmax_op._chunk_stats_kernel,
+                            (n_rows, chunks),
+                            x,
+                            stats,
+                            n,
+                            n,
+                            chunk,
+                            BLOCK=block,
+                            num_warps=warps,
+                            num_stages=stages,
+                        )
+                        launch(
+                            softmax_op._chunk_write_kernel,
+                            (n_rows, chunks),
+                            x,
+                            stats,
+                            y,
+                            n,
+                            n,
+                            n,
+                            chunk,
+                            LOG=False,
+                            BLOCK=block,
+                            BLOCK_S=triton.next_power_of_2(chunks),
+                            num_warps=warps,
+                            num_stages=stages,
+                        )
 
                     default = block == 4096 and warps == 16 and stages == 1 and wanted == default_chunks
-                    rows.append(dict(kernel="softmax", shape=str(shape), config=f"BLOCK={block} warps={warps} "
-                                     f"stages={stages} chunks={chunks}", default=default, ms=ms(call),
-                                     nbytes=nbytes))
+                    rows.append(
+                        dict(
+                            kernel="softmax",
+                            shape=str(shape),
+                            config=f"BLOCK={block} warps={warps} stages={stages} chunks={chunks}",
+                            default=default,
+                            ms=ms(call),
+                            nbytes=nbytes,
+                        )
+                    )
     return rows
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--only", choices=["elementwise", "rms_norm", "argmax", "softmax"], nargs="+",
-                        help="these sections only (default: all)")
+    parser.add_argument(
+        "--only",
+        choices=["elementwise", "rms_norm", "argmax", "softmax"],
+        nargs="+",
+        help="these sections only (default: all)",
+    )
     args = parser.parse_args()
     meta = run_metadata()
-    sections = {"elementwise": (elementwise_rows, ((2048, 4096), (2048, 12288))),
-                "rms_norm": (rms_norm_rows, ((2048, 4096), (65536, 128), (64, 4096))),
-                "argmax": (argmax_rows, ((2048, 151936), (8192, 8192))),
-                "softmax": (softmax_rows, ((64, 151936),))}
+    sections = {
+        "elementwise": (elementwise_rows, ((2048, 4096), (2048, 12288))),
+        "rms_norm": (rms_norm_rows, ((2048, 4096), (65536, 128), (64, 4096))),
+        "argmax": (argmax_rows, ((2048, 151936), (8192, 8192))),
+        "softmax": (softmax_rows, ((64, 151936),)),
+    }
     rows = []
     for name, (sweep, shapes) in sections.items():
         if not args.only or name in args.only:
@@ -182,10 +337,15 @@ def main() -> None:
         default = tuned[tuned["default"]]
         ref = g[~g["config"].str.contains("=")]
         refs = "; ".join(f"{r.config} {r.ms * 1e3:.1f} us ({r.gbps:.0f} GB/s)" for r in ref.itertuples())
-        d = (f"default {default.iloc[0].config} {default.iloc[0].ms * 1e3:.1f} us" if len(default)
-             else "default not swept")
-        print(f"{kernel:9s} {shape:14s} {d} | best {best.config} {best.ms * 1e3:.1f} us "
-              f"({best.gbps:.0f} GB/s) | {refs}")
+        d = (
+            f"default {default.iloc[0].config} {default.iloc[0].ms * 1e3:.1f} us"
+            if len(default)
+            else "default not swept"
+        )
+        print(
+            f"{kernel:9s} {shape:14s} {d} | best {best.config} {best.ms * 1e3:.1f} us "
+            f"({best.gbps:.0f} GB/s) | {refs}"
+        )
     print(f"wrote {path}")
 
 

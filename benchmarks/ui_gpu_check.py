@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 CANDIDATE = ROOT / "tests" / "candidates" / "rms_norm_rows.py"
 
-ILLEGAL_ACCESS = '''
+ILLEGAL_ACCESS = """
 import torch
 import triton
 import triton.language as tl
@@ -48,9 +48,9 @@ def rms_norm(x, weight=None, eps=1e-6):
     out = torch.empty_like(x, dtype=torch.float32)
     _wild_store[(1,)](out, BLOCK=128)
     return out.to(x.dtype)
-'''
+"""
 
-SPIN = '''
+SPIN = """
 import torch
 import triton
 import triton.language as tl
@@ -70,7 +70,7 @@ def rms_norm(x, weight=None, eps=1e-6):
     if x.is_cuda:
         torch.cuda.synchronize()
     return x
-'''
+"""
 
 
 def parent_still_works() -> bool:
@@ -114,45 +114,74 @@ def main() -> int:
             got, detail = fn()
         except Exception as e:  # a step that breaks is a result too
             got, detail = "exception", f"{type(e).__name__}: {e}"
-        steps.append({"step": name, "expected": expected, "got": got, "ok": got == expected,
-                      "seconds": round(time.monotonic() - t0, 1), "detail": str(detail)[:300]})
-        print(f"[{name}] expected {expected}, got {got} ({steps[-1]['seconds']} s): {steps[-1]['detail']}",
-              flush=True)
+        steps.append(
+            {
+                "step": name,
+                "expected": expected,
+                "got": got,
+                "ok": got == expected,
+                "seconds": round(time.monotonic() - t0, 1),
+                "detail": str(detail)[:300],
+            }
+        )
+        print(
+            f"[{name}] expected {expected}, got {got} ({steps[-1]['seconds']} s): {steps[-1]['detail']}",
+            flush=True,
+        )
 
     def check():
-        r = worker.run("check", CANDIDATE, "rms_norm", cases=big, dtypes=["fp32", "bf16"],
-                       timeout=300, progress=False)
+        r = worker.run(
+            "check", CANDIDATE, "rms_norm", cases=big, dtypes=["fp32", "bf16"], timeout=300, progress=False
+        )
         ran = r.check[r.check["skipped"] == ""] if r.check is not None else []
         return ("passed" if r.passed else r.status), f"{len(ran)} rows ran; {r.summary}"
 
     def profile():
-        r = worker.run("profile", CANDIDATE, "rms_norm", cases=big[-1:], dtypes=["bf16"], timeout=300,
-                       progress=False)
+        r = worker.run(
+            "profile", CANDIDATE, "rms_norm", cases=big[-1:], dtypes=["bf16"], timeout=300, progress=False
+        )
         if r.bench is None:
             return r.status, r.summary
         table = views.comparison_table(r.bench)
         table.to_csv(out / "profile_rms_norm.csv", index=False)
-        return r.status, table[["case", "native ms", "current ms", "candidate ms"]].round(4).to_dict("records")
+        return r.status, table[["case", "native ms", "current ms", "candidate ms"]].round(4).to_dict(
+            "records"
+        )
 
     def crash(source: str, timeout: float):
         path = scratch / f"cand_{len(steps)}.py"
         path.write_text(source)
-        r = worker.run("check", path, "rms_norm", cases=["quick"], dtypes=["fp32"], timeout=timeout,
-                       progress=False)
+        r = worker.run(
+            "check", path, "rms_norm", cases=["quick"], dtypes=["fp32"], timeout=timeout, progress=False
+        )
         return r.status, f"{r.summary}; parent still works: {parent_still_works()}"
 
     def promotion():
         tree = scratch / "tree"
         shutil.copytree(ROOT / "workbench", tree / "workbench", ignore=shutil.ignore_patterns("__pycache__"))
-        p = promote(CANDIDATE, "rms_norm", root=tree, store=out / "store.db", bench_cases=big[-1:],
-                    bench_dtypes=["bf16"], timeout=300, progress=False, **({} if gpu else {"cases": ["quick"]}))
+        p = promote(
+            CANDIDATE,
+            "rms_norm",
+            root=tree,
+            store=out / "store.db",
+            bench_cases=big[-1:],
+            bench_dtypes=["bf16"],
+            timeout=300,
+            progress=False,
+            **({} if gpu else {"cases": ["quick"]}),
+        )
         return ("written" if p.written else "refused"), p.message
 
     def regress():
-        cfg = regression.configure(ops=["rms_norm", "silu", "add", "softmax"] if gpu else ["silu"],
-                                   cases=big[-1:], dtypes=["bf16"],
-                                   check_cases=["quick"], check_dtypes=["bf16"], store=str(out / "store.db"),
-                                   output_dir=str(out / "regress"))
+        cfg = regression.configure(
+            ops=["rms_norm", "silu", "add", "softmax"] if gpu else ["silu"],
+            cases=big[-1:],
+            dtypes=["bf16"],
+            check_cases=["quick"],
+            check_dtypes=["bf16"],
+            store=str(out / "store.db"),
+            output_dir=str(out / "regress"),
+        )
         found = []
         for _ in range(2):  # the first run seeds the baseline, the second is compared with it
             check_df, bench_df = regression.run_check(cfg), regression.run_bench(cfg)
@@ -162,9 +191,11 @@ def main() -> int:
             regression.write_report(cfg, check_df, bench_df, comparison, plots, ids)
             found = regression.problems(cfg, check_df, bench_df, comparison)
         changes = comparison[comparison["impl"] != "native"]["change"]
-        return ("PASS" if not found else "FAIL"), (f"{len(comparison)} rows compared, run-to-run change of "
-                                                   f"Triton rows {changes.min():+.1%} .. {changes.max():+.1%}; "
-                                                   f"problems: {found[:3]}")
+        return ("PASS" if not found else "FAIL"), (
+            f"{len(comparison)} rows compared, run-to-run change of "
+            f"Triton rows {changes.min():+.1%} .. {changes.max():+.1%}; "
+            f"problems: {found[:3]}"
+        )
 
     step("check candidate in a worker", "passed", check)
     step("profile native/promoted/candidate", "ok", profile)
@@ -173,14 +204,20 @@ def main() -> int:
     step("promote into a copy of the package", "written", promotion)
     step("regression run twice", "PASS", regress)
     step("kernel that never ends", "timeout", lambda: crash(SPIN, 40 if gpu else 15))
-    step("parent process after all that", "True", lambda: (str(parent_still_works()), "rms_norm bf16 64x4096"))
+    step(
+        "parent process after all that", "True", lambda: (str(parent_still_works()), "rms_norm bf16 64x4096")
+    )
 
     (out / "ui_gpu_check.json").write_text(json.dumps({"meta": meta, "steps": steps}, indent=1, default=str))
-    print(f"\n{meta['device']} · torch {meta['torch']} · triton {meta['triton']} · commit {meta['commit'][:12]}")
+    print(
+        f"\n{meta['device']} · torch {meta['torch']} · triton {meta['triton']} · commit {meta['commit'][:12]}"
+    )
     width = max(len(s["step"]) for s in steps)
     print(f"{'step':{width}s}  {'expected':9s} {'got':9s} {'ok':3s} seconds")
     for s in steps:
-        print(f"{s['step']:{width}s}  {s['expected']:9s} {s['got']:9s} {'yes' if s['ok'] else 'NO':3s} {s['seconds']}")
+        print(
+            f"{s['step']:{width}s}  {s['expected']:9s} {s['got']:9s} {'yes' if s['ok'] else 'NO':3s} {s['seconds']}"
+        )
     return 0 if all(s["ok"] for s in steps) else 1
 
 

@@ -38,7 +38,11 @@ def cluster_layouts() -> dict[str, list[str]]:
     """Simulated clusters on CPU: each cluster gets its own gloo subgroup."""
     if WORLD == 2:
         return {"split": ["a", "b"]}
-    return {"halves": ["a", "a", "b", "b"], "interleaved": ["a", "b", "a", "b"], "uneven": ["a", "b", "b", "c"]}
+    return {
+        "halves": ["a", "a", "b", "b"],
+        "interleaved": ["a", "b", "a", "b"],
+        "uneven": ["a", "b", "b", "c"],
+    }
 
 
 def check_selfcheck(comm: Communicator):
@@ -103,7 +107,9 @@ def bad_cases(comm: Communicator) -> dict:
 
     return {
         "size mismatch": lambda: comm.all_reduce(f32(5 if me == last else 4)),
-        "dtype mismatch": lambda: comm.all_reduce(torch.ones(4, dtype=torch.int32 if me == last else torch.float32)),
+        "dtype mismatch": lambda: comm.all_reduce(
+            torch.ones(4, dtype=torch.int32 if me == last else torch.float32)
+        ),
         "wrong device": lambda: comm.all_reduce(torch.empty(4, device="meta") if me == 1 else f32(4)),
         "unsupported op on one rank": lambda: comm.all_reduce(f32(4), "prod" if me == 0 else "sum"),
         "unsupported op everywhere": lambda: comm.reduce_scatter(f32(1), f32(WORLD), "median"),
@@ -116,10 +122,16 @@ def bad_cases(comm: Communicator) -> dict:
         "broadcast src mismatch": lambda: comm.broadcast(f32(3), src=0 if me == 0 else 1),
         "broadcast src out of range": lambda: comm.broadcast(f32(3), src=WORLD),
         "different collectives": lambda: comm.all_reduce(f32(4)) if me == 0 else comm.broadcast(f32(4), 0),
-        "send/recv dtype": lambda: (comm.send(f32(4), 1) if me == 0 else
-                                    comm.recv(torch.empty(4, dtype=torch.int64), 0) if me == 1 else None),
-        "send/recv size": lambda: (comm.send(f32(4), 1) if me == 0 else
-                                   comm.recv(torch.empty(3), 0) if me == 1 else None),
+        "send/recv dtype": lambda: (
+            comm.send(f32(4), 1)
+            if me == 0
+            else comm.recv(torch.empty(4, dtype=torch.int64), 0)
+            if me == 1
+            else None
+        ),
+        "send/recv size": lambda: (
+            comm.send(f32(4), 1) if me == 0 else comm.recv(torch.empty(3), 0) if me == 1 else None
+        ),
     }
 
 
@@ -136,8 +148,10 @@ def check_bad(comm: Communicator, label: str) -> None:
         entry["detail"] = ""
         results[f"bad {label}: {name}"] = entry
     x = torch.full((4,), 1.0)
-    record(f"usable after bad input {label}", lambda: (comm.all_reduce(x), torch.testing.assert_close(
-        x, torch.full((4,), float(WORLD))))[-1])
+    record(
+        f"usable after bad input {label}",
+        lambda: (comm.all_reduce(x), torch.testing.assert_close(x, torch.full((4,), float(WORLD))))[-1],
+    )
 
 
 def check_local_only(comm: Communicator) -> None:
@@ -156,16 +170,26 @@ def check_local_only(comm: Communicator) -> None:
 # ------------------------------------------------------------------------------------------ scenarios
 def scenario_collectives() -> None:
     flat = Communicator("cpu", timeout=TIMEOUT)
-    record("flat topology", lambda: None if (not flat.hierarchical and flat.world_size == WORLD
-                                               and flat.collective == "gloo") else 1 / 0)
+    record(
+        "flat topology",
+        lambda: (
+            None
+            if (not flat.hierarchical and flat.world_size == WORLD and flat.collective == "gloo")
+            else 1 / 0
+        ),
+    )
     record("flat selfcheck", lambda: check_selfcheck(flat))
     record("flat async", lambda: check_async(flat))
     reference = run_all(flat, seed=7)
     for label, keys in cluster_layouts().items():
         hier = Communicator("cpu", cluster=keys[RANK], timeout=TIMEOUT)
         want = [[r for r in range(WORLD) if keys[r] == k] for k in dict.fromkeys(keys)]
-        record(f"{label} topology", lambda h=hier, w=want: None if (
-            h.hierarchical and [list(c.ranks) for c in h.topology.clusters] == w) else 1 / 0)
+        record(
+            f"{label} topology",
+            lambda h=hier, w=want: (
+                None if (h.hierarchical and [list(c.ranks) for c in h.topology.clusters] == w) else 1 / 0
+            ),
+        )
         record(f"{label} selfcheck", lambda h=hier: check_selfcheck(h))
         record(f"{label} equals flat", lambda h=hier: check_equal(reference, run_all(h, seed=7)))
         record(f"{label} async", lambda h=hier: check_async(h))

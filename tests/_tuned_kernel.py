@@ -40,5 +40,13 @@ if __name__ == "__main__":
     tuning.install(cache=sys.argv[1])
     t = tuner()
     x, out = run(t)
-    print(json.dumps({"tuned": _tuning.stats.tuned, "cache_hits": _tuning.stats.cache_hits,
-                      "block": t.best_config.kwargs["BLOCK"], "correct": bool((out == 2 * x).all())}))
+    print(
+        json.dumps(
+            {
+                "tuned": _tuning.stats.tuned,
+                "cache_hits": _tuning.stats.cache_hits,
+                "block": t.best_config.kwargs["BLOCK"],
+                "correct": bool((out == 2 * x).all()),
+            }
+        )
+    )

@@ -61,16 +61,34 @@ def histogram_kernel(idx_ptr, counts_ptr, n, BLOCK: tl.constexpr):
 
 # Signatures for compiling each kernel ahead of time (the TTIR test): (kernel, signature, constexprs)
 COMPILE = {
-    "copy": (copy_kernel, {"x_ptr": "*fp32", "out_ptr": "*fp32", "n": "i32", "BLOCK": "constexpr"},
-             {"BLOCK": 4096}),
-    "accumulate": (accumulate_kernel,
-                   {"x_ptr": "*fp32", "out_ptr": "*fp32", "n": "i32", "BLOCK": "constexpr"}, {"BLOCK": 1024}),
-    "fp64_math": (fp64_math_kernel, {"x_ptr": "*fp32", "out_ptr": "*fp32", "n": "i32", "BLOCK": "constexpr"},
-                  {"BLOCK": 256}),
-    "dot_tf32": (dot_kernel, {"a_ptr": "*fp32", "b_ptr": "*fp32", "c_ptr": "*fp32", "N": "constexpr",
-                              "PRECISION": "constexpr"}, {"N": 32, "PRECISION": "tf32"}),
-    "int8_dot": (int8_dot_kernel, {"a_ptr": "*i8", "b_ptr": "*i8", "c_ptr": "*i32", "N": "constexpr"},
-                 {"N": 32}),
-    "histogram_int64": (histogram_kernel, {"idx_ptr": "*i32", "counts_ptr": "*i64", "n": "i32",
-                                           "BLOCK": "constexpr"}, {"BLOCK": 128}),
+    "copy": (
+        copy_kernel,
+        {"x_ptr": "*fp32", "out_ptr": "*fp32", "n": "i32", "BLOCK": "constexpr"},
+        {"BLOCK": 4096},
+    ),
+    "accumulate": (
+        accumulate_kernel,
+        {"x_ptr": "*fp32", "out_ptr": "*fp32", "n": "i32", "BLOCK": "constexpr"},
+        {"BLOCK": 1024},
+    ),
+    "fp64_math": (
+        fp64_math_kernel,
+        {"x_ptr": "*fp32", "out_ptr": "*fp32", "n": "i32", "BLOCK": "constexpr"},
+        {"BLOCK": 256},
+    ),
+    "dot_tf32": (
+        dot_kernel,
+        {"a_ptr": "*fp32", "b_ptr": "*fp32", "c_ptr": "*fp32", "N": "constexpr", "PRECISION": "constexpr"},
+        {"N": 32, "PRECISION": "tf32"},
+    ),
+    "int8_dot": (
+        int8_dot_kernel,
+        {"a_ptr": "*i8", "b_ptr": "*i8", "c_ptr": "*i32", "N": "constexpr"},
+        {"N": 32},
+    ),
+    "histogram_int64": (
+        histogram_kernel,
+        {"idx_ptr": "*i32", "counts_ptr": "*i64", "n": "i32", "BLOCK": "constexpr"},
+        {"BLOCK": 128},
+    ),
 }

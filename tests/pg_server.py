@@ -40,7 +40,9 @@ class PostgresServer:
     def __init__(self):
         bindir = _bindir()
         if bindir is None:
-            message = "PostgreSQL is not installed (apt-get install postgresql): the store's server tests need it"
+            message = (
+                "PostgreSQL is not installed (apt-get install postgresql): the store's server tests need it"
+            )
             if os.environ.get("CI") == "true":
                 pytest.fail(message, pytrace=False)
             pytest.skip(message)
@@ -54,14 +56,44 @@ class PostgresServer:
             entry = pwd.getpwnam(self.user)
             os.chown(self.root, entry.pw_uid, entry.pw_gid)
             os.chown(self.root / "pw", entry.pw_uid, entry.pw_gid)
-        self._run("initdb", "-D", self.data, "-U", USER, "--pwfile", self.root / "pw", "--auth-local=trust",
-                  "--auth-host=scram-sha-256", "-E", "UTF8", "--no-sync")
-        self._run("pg_ctl", "-D", self.data, "-l", self.root / "log", "-w", "-t", "60", "-o",
-                  f"-p {self.port} -h 127.0.0.1 -k {self.root} -c fsync=off -c max_connections=60", "start")
+        self._run(
+            "initdb",
+            "-D",
+            self.data,
+            "-U",
+            USER,
+            "--pwfile",
+            self.root / "pw",
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        )
+        self._run(
+            "pg_ctl",
+            "-D",
+            self.data,
+            "-l",
+            self.root / "log",
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            f"-p {self.port} -h 127.0.0.1 -k {self.root} -c fsync=off -c max_connections=60",
+            "start",
+        )
 
     def _run(self, tool: str, *args) -> None:
-        result = subprocess.run([str(self.bindir / tool), *map(str, args)], user=self.user, cwd=self.root,
-                                capture_output=True, text=True, timeout=120, check=False)
+        result = subprocess.run(
+            [str(self.bindir / tool), *map(str, args)],
+            user=self.user,
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         if result.returncode:
             log = (self.root / "log").read_text() if (self.root / "log").exists() else ""
             raise RuntimeError(f"{tool} failed: {result.stderr.strip()}\n{log[-2000:]}")

@@ -10,8 +10,18 @@ import torch
 from workbench import backends, ops
 from workbench.ops import REGISTRY, _index_check, _split_rows
 
-NEW_OPS = {"scaled_dot_product_attention", "rope", "silu_and_mul", "add_rms_norm", "log_softmax", "cross_entropy",
-           "argmax", "topk", "cumsum", "embedding"}
+NEW_OPS = {
+    "scaled_dot_product_attention",
+    "rope",
+    "silu_and_mul",
+    "add_rms_norm",
+    "log_softmax",
+    "cross_entropy",
+    "argmax",
+    "topk",
+    "cumsum",
+    "embedding",
+}
 
 
 def dev():
@@ -63,8 +73,12 @@ def test_gqa_repeats_each_kv_head_for_consecutive_query_heads(L):
     out = ops.scaled_dot_product_attention(q, k, v, enable_gqa=True)
     repeated = ops.scaled_dot_product_attention(q, k.repeat_interleave(4, 1), v.repeat_interleave(4, 1))
     close(out, repeated)
-    close(out, attention_math(q, k.repeat_interleave(4, 1), v.repeat_interleave(4, 1),
-                              torch.ones(L, 30, dtype=torch.bool)))
+    close(
+        out,
+        attention_math(
+            q, k.repeat_interleave(4, 1), v.repeat_interleave(4, 1), torch.ones(L, 30, dtype=torch.bool)
+        ),
+    )
 
 
 @pytest.mark.parametrize("L", [2, 33])
@@ -152,7 +166,7 @@ def test_rope_matches_transformers_layout():
     q_out, k_out = ops.rope(q, k, cos, sin)
 
     def rotate_half(x):
-        return torch.cat((-x[..., D // 2:], x[..., : D // 2]), -1)
+        return torch.cat((-x[..., D // 2 :], x[..., : D // 2]), -1)
 
     close(q_out, q * cos[:, None] + rotate_half(q) * sin[:, None])
     close(k_out, k * cos[:, None] + rotate_half(k) * sin[:, None])
@@ -228,47 +242,112 @@ def idx(*values):
     return torch.tensor(values, device=dev())
 
 
-@pytest.mark.parametrize("call,exc,pattern", [
-    (lambda: ops.scaled_dot_product_attention(x(1, 2, 4, 8), x(1, 2, 5, 8), x(1, 2, 5, 8, dtype=torch.float16)),
-     TypeError, r"value: expected dtype torch.float32 to match query"),
-    (lambda: ops.scaled_dot_product_attention(x(1, 2, 4, 8), x(1, 2, 5, 6), x(1, 2, 5, 8)),
-     ValueError, r"key: expected head_dim 8 like query"),
-    (lambda: ops.scaled_dot_product_attention(x(1, 2, 4, 8), x(1, 2, 5, 8), x(1, 2, 6, 8)),
-     ValueError, r"value: expected 5 keys like key"),
-    (lambda: ops.scaled_dot_product_attention(x(1, 6, 4, 8), x(1, 4, 5, 8), x(1, 4, 5, 8), enable_gqa=True),
-     ValueError, r"key: expected a number of heads that divides query's 6, got 4"),
-    (lambda: ops.scaled_dot_product_attention(x(1, 6, 4, 8), x(1, 4, 5, 8), x(1, 4, 5, 8)),
-     ValueError, r"key, value: leading dims"),
-    (lambda: ops.scaled_dot_product_attention(x(2, 4, 8), x(2, 5, 8), x(2, 5, 8), attn_mask=x(3, 5)),
-     ValueError, r"attn_mask: shape \(3, 5\) does not broadcast to \(2, 4, 5\)"),
-    (lambda: ops.scaled_dot_product_attention(x(2, 4, 8), x(2, 5, 8), x(2, 5, 8), attn_mask=idx(1, 2)),
-     TypeError, r"attn_mask: expected dtype in \(bool, float32\), got int64"),
-    (lambda: ops.scaled_dot_product_attention(x(2, 4, 8), x(2, 5, 8), x(2, 5, 8), dropout_p=0.1),
-     ValueError, r"dropout_p: expected 0.0"),
-    (lambda: ops.rope(x(1, 2, 3, 7), x(1, 2, 3, 7), x(1, 3, 7), x(1, 3, 7)), ValueError, r"q: expected an even last dim"),
-    (lambda: ops.rope(x(1, 2, 3, 8), x(1, 2, 3, 8), x(1, 4, 8), x(1, 4, 8)), ValueError,
-     r"cos: shape \(1, 1, 4, 8\) \(after unsqueeze\(1\)\) does not broadcast to q's"),
-    (lambda: ops.rope(x(1, 2, 3, 8), x(1, 2, 3, 8, dtype=torch.float16), x(1, 3, 8), x(1, 3, 8)), TypeError,
-     r"k: expected dtype torch.float32 to match q"),
-    (lambda: ops.silu_and_mul(x(4, 6), x(4, 5)), ValueError, r"up: shape \(4, 5\) does not broadcast with gate"),
-    (lambda: ops.add_rms_norm(x(4, 6), x(4, 5)), ValueError, r"residual: expected shape \(4, 6\) like x"),
-    (lambda: ops.add_rms_norm(x(4, 6), x(4, 6), x(5)), ValueError, r"weight: expected shape \(6,\)"),
-    (lambda: ops.log_softmax(x(2, 3), dim=2), ValueError, r"dim: expected a dim in \[-2, 2\), got 2"),
-    (lambda: ops.cross_entropy(x(4, 10), x(4)), TypeError, r"target: expected dtype in \(int64\), got float32"),
-    (lambda: ops.cross_entropy(x(4, 10), idx(1, 2, 3)), ValueError, r"target: expected shape \(4,\)"),
-    (lambda: ops.cross_entropy(x(4, 10), idx(1, 2, 3, 4), reduction="avg"), ValueError, r"reduction: expected one of"),
-    (lambda: ops.argmax(x(3, 4), dim=2), ValueError, r"dim: expected a dim in \[-2, 2\), got 2"),
-    (lambda: ops.argmax(x(0, 4)), ValueError, r"x: expected a non-empty tensor when dim is None"),
-    (lambda: ops.argmax(x(3, 0), dim=1), ValueError, r"x: expected dim 1 to have a non-zero size"),
-    (lambda: ops.topk(x(3, 4), 5), ValueError, r"k: expected an int in \[0, 4\] \(size of dim -1\), got 5"),
-    (lambda: ops.topk(x(3, 2000), 1500), ValueError, r"k: expected at most 1024"),
-    (lambda: ops.topk(idx(1, 2), 1), TypeError, r"x: expected dtype in .*got int64"),
-    (lambda: ops.cumsum(x(3, 4), 2), ValueError, r"dim: expected a dim in \[-2, 2\), got 2"),
-    (lambda: ops.cumsum(x(3, 4), 1, dtype=torch.float64), TypeError, r"dtype: expected one of"),
-    (lambda: ops.embedding(x(3), x(5, 4)), TypeError, r"input: expected dtype in \(int64, int32\), got float32"),
-    (lambda: ops.embedding(idx(1), x(5)), ValueError, r"weight: expected a 2-D"),
-    (lambda: ops.embedding(idx(1), x(5, 4), padding_idx=5), ValueError, r"padding_idx: expected a value in \[-5, 5\)"),
-])
+@pytest.mark.parametrize(
+    "call,exc,pattern",
+    [
+        (
+            lambda: ops.scaled_dot_product_attention(
+                x(1, 2, 4, 8), x(1, 2, 5, 8), x(1, 2, 5, 8, dtype=torch.float16)
+            ),
+            TypeError,
+            r"value: expected dtype torch.float32 to match query",
+        ),
+        (
+            lambda: ops.scaled_dot_product_attention(x(1, 2, 4, 8), x(1, 2, 5, 6), x(1, 2, 5, 8)),
+            ValueError,
+            r"key: expected head_dim 8 like query",
+        ),
+        (
+            lambda: ops.scaled_dot_product_attention(x(1, 2, 4, 8), x(1, 2, 5, 8), x(1, 2, 6, 8)),
+            ValueError,
+            r"value: expected 5 keys like key",
+        ),
+        (
+            lambda: ops.scaled_dot_product_attention(
+                x(1, 6, 4, 8), x(1, 4, 5, 8), x(1, 4, 5, 8), enable_gqa=True
+            ),
+            ValueError,
+            r"key: expected a number of heads that divides query's 6, got 4",
+        ),
+        (
+            lambda: ops.scaled_dot_product_attention(x(1, 6, 4, 8), x(1, 4, 5, 8), x(1, 4, 5, 8)),
+            ValueError,
+            r"key, value: leading dims",
+        ),
+        (
+            lambda: ops.scaled_dot_product_attention(x(2, 4, 8), x(2, 5, 8), x(2, 5, 8), attn_mask=x(3, 5)),
+            ValueError,
+            r"attn_mask: shape \(3, 5\) does not broadcast to \(2, 4, 5\)",
+        ),
+        (
+            lambda: ops.scaled_dot_product_attention(x(2, 4, 8), x(2, 5, 8), x(2, 5, 8), attn_mask=idx(1, 2)),
+            TypeError,
+            r"attn_mask: expected dtype in \(bool, float32\), got int64",
+        ),
+        (
+            lambda: ops.scaled_dot_product_attention(x(2, 4, 8), x(2, 5, 8), x(2, 5, 8), dropout_p=0.1),
+            ValueError,
+            r"dropout_p: expected 0.0",
+        ),
+        (
+            lambda: ops.rope(x(1, 2, 3, 7), x(1, 2, 3, 7), x(1, 3, 7), x(1, 3, 7)),
+            ValueError,
+            r"q: expected an even last dim",
+        ),
+        (
+            lambda: ops.rope(x(1, 2, 3, 8), x(1, 2, 3, 8), x(1, 4, 8), x(1, 4, 8)),
+            ValueError,
+            r"cos: shape \(1, 1, 4, 8\) \(after unsqueeze\(1\)\) does not broadcast to q's",
+        ),
+        (
+            lambda: ops.rope(x(1, 2, 3, 8), x(1, 2, 3, 8, dtype=torch.float16), x(1, 3, 8), x(1, 3, 8)),
+            TypeError,
+            r"k: expected dtype torch.float32 to match q",
+        ),
+        (
+            lambda: ops.silu_and_mul(x(4, 6), x(4, 5)),
+            ValueError,
+            r"up: shape \(4, 5\) does not broadcast with gate",
+        ),
+        (lambda: ops.add_rms_norm(x(4, 6), x(4, 5)), ValueError, r"residual: expected shape \(4, 6\) like x"),
+        (lambda: ops.add_rms_norm(x(4, 6), x(4, 6), x(5)), ValueError, r"weight: expected shape \(6,\)"),
+        (lambda: ops.log_softmax(x(2, 3), dim=2), ValueError, r"dim: expected a dim in \[-2, 2\), got 2"),
+        (
+            lambda: ops.cross_entropy(x(4, 10), x(4)),
+            TypeError,
+            r"target: expected dtype in \(int64\), got float32",
+        ),
+        (lambda: ops.cross_entropy(x(4, 10), idx(1, 2, 3)), ValueError, r"target: expected shape \(4,\)"),
+        (
+            lambda: ops.cross_entropy(x(4, 10), idx(1, 2, 3, 4), reduction="avg"),
+            ValueError,
+            r"reduction: expected one of",
+        ),
+        (lambda: ops.argmax(x(3, 4), dim=2), ValueError, r"dim: expected a dim in \[-2, 2\), got 2"),
+        (lambda: ops.argmax(x(0, 4)), ValueError, r"x: expected a non-empty tensor when dim is None"),
+        (lambda: ops.argmax(x(3, 0), dim=1), ValueError, r"x: expected dim 1 to have a non-zero size"),
+        (
+            lambda: ops.topk(x(3, 4), 5),
+            ValueError,
+            r"k: expected an int in \[0, 4\] \(size of dim -1\), got 5",
+        ),
+        (lambda: ops.topk(x(3, 2000), 1500), ValueError, r"k: expected at most 1024"),
+        (lambda: ops.topk(idx(1, 2), 1), TypeError, r"x: expected dtype in .*got int64"),
+        (lambda: ops.cumsum(x(3, 4), 2), ValueError, r"dim: expected a dim in \[-2, 2\), got 2"),
+        (lambda: ops.cumsum(x(3, 4), 1, dtype=torch.float64), TypeError, r"dtype: expected one of"),
+        (
+            lambda: ops.embedding(x(3), x(5, 4)),
+            TypeError,
+            r"input: expected dtype in \(int64, int32\), got float32",
+        ),
+        (lambda: ops.embedding(idx(1), x(5)), ValueError, r"weight: expected a 2-D"),
+        (
+            lambda: ops.embedding(idx(1), x(5, 4), padding_idx=5),
+            ValueError,
+            r"padding_idx: expected a value in \[-5, 5\)",
+        ),
+    ],
+)
 def test_bad_input_is_named(call, exc, pattern):
     with pytest.raises(exc, match=pattern):
         call()

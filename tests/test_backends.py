@@ -45,7 +45,9 @@ def test_backend_cannot_change_once_kernels_exist():
 def _run(code, **env):
     full_env = {k: v for k, v in os.environ.items() if k not in ("WORKBENCH_BACKEND", "TRITON_INTERPRET")}
     full_env.update(env)
-    return subprocess.run([sys.executable, "-c", code], env=full_env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", code], env=full_env, capture_output=True, text=True, timeout=120
+    )
 
 
 @pytest.mark.skipif(not backends.active().interpreted, reason="checks the interpreter guard")

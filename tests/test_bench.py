@@ -32,7 +32,9 @@ def test_bench_table_and_store(tmp_path):
     stored = store.latest("bench")
     assert len(stored) == len(df) and store.runs("bench")["status"].tolist() == ["done"]
     table = side_by_side(df)
-    assert len(table) == len(REGISTRY["add"].case_list("quick")) and {"ms_native", "ms", "speedup"} <= set(table.columns)
+    assert len(table) == len(REGISTRY["add"].case_list("quick")) and {"ms_native", "ms", "speedup"} <= set(
+        table.columns
+    )
 
 
 def test_a_crashing_variant_gets_an_error_cell(monkeypatch):
@@ -56,8 +58,25 @@ def test_roofline_flags_impossible_rates():
 
 def test_plots_and_cli(tmp_path, capsys):
     out = tmp_path / "plots"
-    code = main(["bench", "add", "--cases", "quick", "--dtype", "fp32", "--rep-ms", "5", "--no-progress",
-                 "--plot", str(out), "--csv", str(tmp_path / "b.csv"), "--store", str(tmp_path / "r.db")])
+    code = main(
+        [
+            "bench",
+            "add",
+            "--cases",
+            "quick",
+            "--dtype",
+            "fp32",
+            "--rep-ms",
+            "5",
+            "--no-progress",
+            "--plot",
+            str(out),
+            "--csv",
+            str(tmp_path / "b.csv"),
+            "--store",
+            str(tmp_path / "r.db"),
+        ]
+    )
     assert code == 0
     assert {p.name for p in out.iterdir()} == {"speedup_1.png", "roofline.png", "latency_add.png"}
     assert "median speedup" in capsys.readouterr().out

@@ -29,8 +29,11 @@ CHROMIUM = os.environ.get("WORKBENCH_CHROMIUM", "/usr/bin/chromium")
 def _missing() -> str | None:
     if not Path(CHROMIUM).exists():
         return f"no Chromium at {CHROMIUM} (apt-get install chromium, or set WORKBENCH_CHROMIUM)"
-    for module, package in (("playwright.sync_api", "playwright"), ("jupyterlab", "jupyterlab"),
-                            ("ipywidgets", "ipywidgets>=8")):
+    for module, package in (
+        ("playwright.sync_api", "playwright"),
+        ("jupyterlab", "jupyterlab"),
+        ("ipywidgets", "ipywidgets>=8"),
+    ):
         try:
             __import__(module)
         except ImportError:
@@ -78,18 +81,40 @@ def lab(tmp_path):
     repo = repo_copy(tmp_path / "repo")
     root = repo / "notebooks"
     port = _free_port()
-    env = dict(os.environ, PYTHONPATH=str(repo), WORKBENCH_STORE=str(tmp_path / "store.db"),
-               WORKBENCH_CACHE=shared_cache(), JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"),
-               JUPYTER_CONFIG_DIR=str(tmp_path / "config"), JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "settings"),
-               JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "workspaces"))
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(repo),
+        WORKBENCH_STORE=str(tmp_path / "store.db"),
+        WORKBENCH_CACHE=shared_cache(),
+        JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"),
+        JUPYTER_CONFIG_DIR=str(tmp_path / "config"),
+        JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "settings"),
+        JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "workspaces"),
+    )
     log = tmp_path / "lab.log"
     with open(log, "w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}", "--allow-root",
-             f"--ServerApp.root_dir={root}", "--IdentityProvider.token=", "--ServerApp.password=",
-             "--LabApp.expose_app_in_browser=True", "--LabApp.news_url=None",
-             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
-            stdout=out, stderr=subprocess.STDOUT, env=env, cwd=root, start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "jupyterlab",
+                "--no-browser",
+                "--ip=127.0.0.1",
+                f"--port={port}",
+                "--allow-root",
+                f"--ServerApp.root_dir={root}",
+                "--IdentityProvider.token=",
+                "--ServerApp.password=",
+                "--LabApp.expose_app_in_browser=True",
+                "--LabApp.news_url=None",
+                "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=root,
+            start_new_session=True,
+        )
     try:
         url = f"http://127.0.0.1:{port}/"
         _wait_for_server(url, proc, log)
@@ -148,17 +173,25 @@ def test_porting_day_in_a_real_browser(lab):
             page.goto(url + "lab/tree/port_kernel.ipynb")
             page.wait_for_function("() => window.jupyterapp && document.querySelector('.jp-Notebook')")
             _start_kernel(page)
-            page.evaluate("() => { const app = window.jupyterapp;"
-                          " if (!app.shell.leftCollapsed) app.commands.execute('application:toggle-left-area'); }")
+            page.evaluate(
+                "() => { const app = window.jupyterapp;"
+                " if (!app.shell.leftCollapsed) app.commands.execute('application:toggle-left-area'); }"
+            )
             # fire and forget: awaiting the command's promise would wait on any dialog it opens
             page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
-            panel = page.locator(".jupyter-widgets.widget-vbox", has=page.locator("button", has_text="Profile"))
+            panel = page.locator(
+                ".jupyter-widgets.widget-vbox", has=page.locator("button", has_text="Profile")
+            )
             panel.first.wait_for()
-            page.get_by_text(re.compile(r"candidate for rms_norm: cell In\[\d+\]")).wait_for()  # the magic ran
+            page.get_by_text(
+                re.compile(r"candidate for rms_norm: cell In\[\d+\]")
+            ).wait_for()  # the magic ran
             page.get_by_text(re.compile(r"candidate: cell In\[\d+\]")).first.wait_for()  # the panel says so
 
             page.locator(".jupyter-widgets button", has_text="Check").click()
-            page.get_by_text("starting worker…").or_(page.get_by_text(re.compile("check ok"))).first.wait_for()
+            page.get_by_text("starting worker…").or_(
+                page.get_by_text(re.compile("check ok"))
+            ).first.wait_for()
             page.locator(".jupyter-widgets table", has_text="candidate rms_norm").wait_for()
             page.get_by_text(re.compile(r"check ok \(.*worker up in")).wait_for()
 
@@ -207,9 +240,17 @@ def test_report_headline_in_a_real_browser(tmp_path, monkeypatch):
     from workbench import regression
 
     monkeypatch.setenv("WORKBENCH_CACHE", shared_cache())
-    cfg = regression.configure(ops=["silu", "neg"], cases=["quick"], check_cases=["quick"],
-                               dtypes=["fp32"], check_dtypes=["fp32"], rep_ms=1, store=str(tmp_path / "r.db"),
-                               output_dir=str(tmp_path / "out"), seed=1)
+    cfg = regression.configure(
+        ops=["silu", "neg"],
+        cases=["quick"],
+        check_cases=["quick"],
+        dtypes=["fp32"],
+        check_dtypes=["fp32"],
+        rep_ms=1,
+        store=str(tmp_path / "r.db"),
+        output_dir=str(tmp_path / "out"),
+        seed=1,
+    )
     check_df, bench_df = regression.run_check(cfg), regression.run_bench(cfg)
     regression.record(cfg, check_df, bench_df)
     comparison = regression.compare_with_baseline(cfg, bench_df)  # against the rows just stored
@@ -224,7 +265,13 @@ def test_report_headline_in_a_real_browser(tmp_path, monkeypatch):
             page.get_by_role("heading", name="workbench regression: PASS").wait_for()
             headline = page.locator("#headline table")
             text = headline.inner_text()
-            for column in ("checks passed", "checks failed", "regressions", "median speedup", "worst speedup"):
+            for column in (
+                "checks passed",
+                "checks failed",
+                "regressions",
+                "median speedup",
+                "worst speedup",
+            ):
                 assert column in text, column
             assert "\tcpu\t" in text or text.splitlines()[-1].startswith("cpu")
             top = headline.bounding_box()["y"]

@@ -16,7 +16,9 @@ def _launches(monkeypatch):
     copies launch from _movement, unseen here)."""
     seen = []
     real = _launch.launch
-    monkeypatch.setattr(_launch, "launch", lambda kernel, *a, **k: (seen.append(kernel), real(kernel, *a, **k))[1])
+    monkeypatch.setattr(
+        _launch, "launch", lambda kernel, *a, **k: (seen.append(kernel), real(kernel, *a, **k))[1]
+    )
     return seen
 
 

@@ -15,8 +15,23 @@ def test_list(capsys):
 
 def test_check_passes(capsys, tmp_path):
     csv = tmp_path / "check.csv"
-    assert main(["check", "silu", "softmax", "--cases", "quick", "--dtype", "fp32,bf16", "--no-progress",
-                 "--csv", str(csv)]) == 0
+    assert (
+        main(
+            [
+                "check",
+                "silu",
+                "softmax",
+                "--cases",
+                "quick",
+                "--dtype",
+                "fp32,bf16",
+                "--no-progress",
+                "--csv",
+                str(csv),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "8 passed, 0 failed" in out
     assert csv.read_text().count("\n") == 9
@@ -58,7 +73,9 @@ def test_backend_choices_are_the_registered_backends():
 def test_multi_value_options_do_not_swallow_op_names():
     from workbench.cli import build_parser
 
-    args = build_parser().parse_args(["check", "--cases", "quick", "rms_norm", "--dtype", "fp32,bf16", "silu"])
+    args = build_parser().parse_args(
+        ["check", "--cases", "quick", "rms_norm", "--dtype", "fp32,bf16", "silu"]
+    )
     assert args.ops == ["rms_norm", "silu"] and args.cases == ["quick"] and args.dtype == ["fp32", "bf16"]
 
 
@@ -85,16 +102,19 @@ def _corrupt(tmp_path):
     return bad
 
 
-@pytest.mark.parametrize("argv, named", [
-    (lambda t: ["bench", "neg", "--store", str(_corrupt(t))], "--store"),
-    (lambda t: ["check", "neg", "--csv", str(t / "missing" / "x.csv")], "--csv"),
-    (lambda t: ["check", "neg", "--csv", str(t)], "--csv"),
-    (lambda t: ["bench", "neg", "--plot", str(_corrupt(t) / "plots")], "--plot"),
-    (lambda t: ["regress", "--out", str(_corrupt(t))], "--out"),
-    (lambda t: ["regress", "--notebook", str(t / "none.ipynb")], "--notebook"),
-    (lambda t: ["promote", str(t / "none.py"), "--op", "neg"], "candidate file"),
-    (lambda t: ["promote", str(_corrupt(t)), "--op", "neg", "--root", str(t)], "--root"),
-])
+@pytest.mark.parametrize(
+    "argv, named",
+    [
+        (lambda t: ["bench", "neg", "--store", str(_corrupt(t))], "--store"),
+        (lambda t: ["check", "neg", "--csv", str(t / "missing" / "x.csv")], "--csv"),
+        (lambda t: ["check", "neg", "--csv", str(t)], "--csv"),
+        (lambda t: ["bench", "neg", "--plot", str(_corrupt(t) / "plots")], "--plot"),
+        (lambda t: ["regress", "--out", str(_corrupt(t))], "--out"),
+        (lambda t: ["regress", "--notebook", str(t / "none.ipynb")], "--notebook"),
+        (lambda t: ["promote", str(t / "none.py"), "--op", "neg"], "candidate file"),
+        (lambda t: ["promote", str(_corrupt(t)), "--op", "neg", "--root", str(t)], "--root"),
+    ],
+)
 def test_bad_paths_fail_on_one_line_before_the_run(argv, named, tmp_path, capsys, monkeypatch):
     import workbench.cli as cli
 

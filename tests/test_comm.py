@@ -43,17 +43,32 @@ def free_port() -> int:
 
 def rank_env(rank: int, world: int, port: int) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "GROUP_RANK")}
-    env.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(world),
-               MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1",
-               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    env.update(
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_WORLD_SIZE=str(world),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        OMP_NUM_THREADS="1",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    )
     return env
 
 
 def launch(world: int, scenario: str, tmp_path: Path, limit: float = 120.0) -> list[dict]:
     """Run the worker on `world` ranks; each rank's recorded results, in rank order."""
     port = free_port()
-    procs = [subprocess.Popen([sys.executable, str(WORKER), scenario, str(tmp_path)], env=rank_env(r, world, port),
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for r in range(world)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(WORKER), scenario, str(tmp_path)],
+            env=rank_env(r, world, port),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for r in range(world)
+    ]
     logs = []
     try:
         for p in procs:
@@ -85,7 +100,9 @@ def _assert_ok(results: list[dict], name: str) -> None:
         assert res[name]["ok"], f"rank {rank}: {name}: {res[name]['detail']}"
 
 
-@pytest.mark.parametrize("check", ["flat topology", "flat selfcheck", "flat async", "validate off: local error"])
+@pytest.mark.parametrize(
+    "check", ["flat topology", "flat selfcheck", "flat async", "validate off: local error"]
+)
 def test_flat(collectives, check):
     _assert_ok(collectives[1], check)
 
@@ -127,7 +144,9 @@ def test_bad_input_raises_on_every_rank(collectives, case):
         entries = [results[r][name] for r in ranks]
         assert {e["raised"] for e in entries} == {"CollectiveError"}, (label, entries)
         # each rank names its own call first ("all_reduce: ..."); the rest is the same everywhere
-        assert len({e["message"].split(": ", 1)[1] for e in entries}) == 1, f"{label}: messages differ: {entries}"
+        assert len({e["message"].split(": ", 1)[1] for e in entries}) == 1, (
+            f"{label}: messages differ: {entries}"
+        )
         assert re.search(BAD[case], entries[0]["message"]), entries[0]["message"]
         assert max(e["seconds"] for e in entries) < 5, entries
         _assert_ok(results, f"usable after bad input {label}")
@@ -144,14 +163,44 @@ def test_comm_bench_under_torchrun(tmp_path):
     """The CLI as users run it: torchrun, 2 ranks, tiny sizes; rank 0 writes CSV, PNG and store rows."""
     port = free_port()
     csv, png, store = tmp_path / "c.csv", tmp_path / "c.png", tmp_path / "r.db"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-           f"--master_port={port}", "-m", "workbench.cli", "comm-bench", "--devices", "cpu", "--max-bytes", "4K",
-           "--factor", "4", "--reps", "2", "--min-time", "0.001", "--checked", "--selfcheck", "--timeout", "20",
-           "--no-progress", "--csv", str(csv), "--png", str(png), "--store", str(store)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_addr=127.0.0.1",
+        f"--master_port={port}",
+        "-m",
+        "workbench.cli",
+        "comm-bench",
+        "--devices",
+        "cpu",
+        "--max-bytes",
+        "4K",
+        "--factor",
+        "4",
+        "--reps",
+        "2",
+        "--min-time",
+        "0.001",
+        "--checked",
+        "--selfcheck",
+        "--timeout",
+        "20",
+        "--no-progress",
+        "--csv",
+        str(csv),
+        "--png",
+        str(png),
+        "--store",
+        str(store),
+    ]
     env = rank_env(0, 1, port)
     for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(k)
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path, check=False)
+    proc = subprocess.run(
+        cmd, env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path, check=False
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "selfcheck (2x cpu/gloo [0,1]): 192 passed, 0 failed" in proc.stdout
     df = pd.read_csv(csv)
@@ -178,7 +227,10 @@ def test_bus_factors_follow_nccl_tests():
 
 
 def test_sizes():
-    assert cb.size_range("1K", "1G")[::10] == [1 << 10, 1 << 20, 1 << 30] and len(cb.size_range("1K", "1G")) == 21
+    assert (
+        cb.size_range("1K", "1G")[::10] == [1 << 10, 1 << 20, 1 << 30]
+        and len(cb.size_range("1K", "1G")) == 21
+    )
     assert cb.size_range(1024, "16K", factor=4) == [1024, 4096, 16384]
     assert cb.parse_size("64MB") == 64 << 20 and cb.human(3 << 20) == "3M" and cb.human(1000) == "1000B"
     with pytest.raises(ValueError, match="size: expected a byte count"):
@@ -209,8 +261,9 @@ def test_collective_backend(monkeypatch):
 
 
 def test_topology_from_ranks():
-    topo = Topology.from_ranks([("x", "cpu", "gloo"), ("y", "cuda", "nccl"), ("x", "cpu", "gloo"),
-                                ("y", "cuda", "nccl")])
+    topo = Topology.from_ranks(
+        [("x", "cpu", "gloo"), ("y", "cuda", "nccl"), ("x", "cpu", "gloo"), ("y", "cuda", "nccl")]
+    )
     assert topo.hierarchical and [c.ranks for c in topo.clusters] == [(0, 2), (1, 3)]
     assert topo.leaders == (0, 1) and topo.cluster_of(3).device_type == "cuda" and topo.world_size == 4
     assert not Topology.from_ranks([("cpu", "cpu", "gloo")] * 3).hierarchical
@@ -219,8 +272,12 @@ def test_topology_from_ranks():
 
 
 def test_call_description_round_trips():
-    call = validate.Call("reduce_scatter", {"output": torch.empty(2), "input": torch.empty(8)}, reduce="max",
-                         problems=["output: something é"])
+    call = validate.Call(
+        "reduce_scatter",
+        {"output": torch.empty(2), "input": torch.empty(8)},
+        reduce="max",
+        problems=["output: something é"],
+    )
     row = validate.decode(validate.encode(call, seq=42))
     assert row["seq"] == 42 and validate.OPS[row["op"]] == "reduce_scatter"
     assert validate.REDUCE_OPS[row["reduce"]] == "max" and (row["numel_in"], row["numel_out"]) == (2, 2)
@@ -234,18 +291,33 @@ def test_local_problems_name_the_argument():
     assert any("dtypes: expected one dtype for all tensors" in p for p in problems)
     assert any("output: expected 4 ranks x 2 elements, got 7" in p for p in problems)
     assert validate.local_problems(validate.Call("send", {"tensor": torch.empty(1)}, root=0), cpu, 2, 0) == [
-        "dst: expected another rank than this one (0)"]
-    assert validate.local_problems(validate.Call("all_reduce", {"tensor": torch.empty(3)}, reduce="sum"),
-                                   cpu, 2, 0) == []
+        "dst: expected another rank than this one (0)"
+    ]
+    assert (
+        validate.local_problems(
+            validate.Call("all_reduce", {"tensor": torch.empty(3)}, reduce="sum"), cpu, 2, 0
+        )
+        == []
+    )
 
 
 def test_plot_and_summary():
     rows = []
     for impl, ms in (("raw", 1.0), ("comm", 1.01)):
         for b in (1 << 10, 1 << 20, 1 << 30):
-            rows.append({"op": "all_reduce", "impl": impl, "case": cb.human(b), "bytes": b, "ms": ms,
-                         "busbw_gbps": b / ms / 1e6, "overhead": 1.01 if impl == "comm" else float("nan"),
-                         "device": "test", "commit": "abc"})
+            rows.append(
+                {
+                    "op": "all_reduce",
+                    "impl": impl,
+                    "case": cb.human(b),
+                    "bytes": b,
+                    "ms": ms,
+                    "busbw_gbps": b / ms / 1e6,
+                    "overhead": 1.01 if impl == "comm" else float("nan"),
+                    "device": "test",
+                    "commit": "abc",
+                }
+            )
     df = pd.DataFrame(rows)
     fig = cb.plot_busbw(df, cb.plot_title(df, "torchrun ..."))
     assert len(fig.axes) == 2 and "test" in fig._suptitle.get_text()

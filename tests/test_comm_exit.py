@@ -25,8 +25,16 @@ LIMIT_S = 120.0
 def _job(ending: str) -> list[tuple[int, str]]:
     """One 2-rank run; (exit code, stderr) per rank."""
     port = free_port()
-    procs = [subprocess.Popen([sys.executable, str(WORKER), ending], env=rank_env(r, 2, port),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for r in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(WORKER), ending],
+            env=rank_env(r, 2, port),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for r in range(2)
+    ]
     out = []
     try:
         for p in procs:
@@ -45,6 +53,10 @@ def _job(ending: str) -> list[tuple[int, str]]:
 def test_every_exit_is_clean(ending):
     with ThreadPoolExecutor(max_workers=max(2, min(4, (os.cpu_count() or 2) // 2))) as pool:
         runs = list(pool.map(_job, [ending] * RUNS))
-    bad = [(i, rank, code, err[-2000:]) for i, ranks in enumerate(runs)
-           for rank, (code, err) in enumerate(ranks) if code != 0 or "terminate called" in err]
+    bad = [
+        (i, rank, code, err[-2000:])
+        for i, ranks in enumerate(runs)
+        for rank, (code, err) in enumerate(ranks)
+        if code != 0 or "terminate called" in err
+    ]
     assert not bad, f"{len(bad)} of {2 * RUNS} rank exits were not clean; first: {bad[0]}"

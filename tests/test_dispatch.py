@@ -77,8 +77,10 @@ def test_unsupported_dtype_falls_back_to_native_and_is_reported():
     table = cov.table().set_index("aten_op")
     for overload in ("aten::add.Tensor", "aten::mul.Tensor"):
         assert table.loc[overload, "fallback"] == 1 and table.loc[overload, "handled"] == 0
-        assert re.fullmatch(r"input: expected dtype in \(float32, float16, bfloat16, int32, int64\), got float64 \(1\)",
-                            table.loc[overload, "reasons"])
+        assert re.fullmatch(
+            r"input: expected dtype in \(float32, float16, bfloat16, int32, int64\), got float64 \(1\)",
+            table.loc[overload, "reasons"],
+        )
 
 
 def test_fallback_calls_the_native_kernel_once_without_recursing(variant, monkeypatch):
@@ -135,8 +137,15 @@ def test_integer_bookkeeping_runs_our_kernels_exactly():
     assert unfinished.dtype == torch.int64 and unfinished.tolist() == [3, 3]
     assert torch.equal(shifted, big + 2**40 - big * 3) and shifted.dtype == torch.int64
     handled = cov.table().set_index("aten_op")["handled"]
-    assert {"aten::cumsum", "aten::sub.Tensor", "aten::masked_fill.Scalar", "aten::gt.Scalar",
-            "aten::sum.dim_IntList", "aten::add.Tensor", "aten::mul.Tensor"} <= set(handled[handled > 0].index)
+    assert {
+        "aten::cumsum",
+        "aten::sub.Tensor",
+        "aten::masked_fill.Scalar",
+        "aten::gt.Scalar",
+        "aten::sum.dim_IntList",
+        "aten::add.Tensor",
+        "aten::mul.Tensor",
+    } <= set(handled[handled > 0].index)
     assert cov.table().fallback.sum() == 0
 
 
@@ -152,7 +161,10 @@ def test_nested_contexts_innermost_wins_and_counts_join_the_outer_recorder():
         x + x
         x * x  # native again
     assert dict(zip(inner.table().aten_op, inner.table().calls)) == {"aten::mul.Tensor": 1}
-    assert dict(zip(outer.table().aten_op, outer.table().calls)) == {"aten::add.Tensor": 2, "aten::mul.Tensor": 1}
+    assert dict(zip(outer.table().aten_op, outer.table().calls)) == {
+        "aten::add.Tensor": 2,
+        "aten::mul.Tensor": 1,
+    }
 
 
 def test_repeated_use_and_an_exception_inside_restore_native():
@@ -193,8 +205,11 @@ def test_include_and_exclude_select_ops_and_overloads(monkeypatch):
         with workbench.use_ops(include=["nope"]):
             pass
     spec = REGISTRY["add"]
-    monkeypatch.setitem(REGISTRY, "fused_thing", OpSpec(name="fused_thing", reference=torch.add, impl=torch.add,
-                                                        cases=spec.cases, cost=spec.cost))
+    monkeypatch.setitem(
+        REGISTRY,
+        "fused_thing",
+        OpSpec(name="fused_thing", reference=torch.add, impl=torch.add, cases=spec.cases, cost=spec.cost),
+    )
     with pytest.raises(ValueError, match=r"include: \['fused_thing'\] have no ATen overloads to replace"):
         workbench.enable(include=["fused_thing"])
     with workbench.use_ops(exclude=["fused_thing"]):  # a fused op left out: nothing to take out here
@@ -214,7 +229,10 @@ def test_enable_and_disable_around_contexts():
     finally:
         ended = workbench.disable()
     assert ended is cov
-    assert dict(zip(cov.table().aten_op, cov.table().handled)) == {"aten::mul.Tensor": 1, "aten::add.Tensor": 1}
+    assert dict(zip(cov.table().aten_op, cov.table().handled)) == {
+        "aten::mul.Tensor": 1,
+        "aten::add.Tensor": 1,
+    }
     assert workbench.disable() is None
 
 
@@ -242,6 +260,7 @@ def test_adapters_map_aten_arguments():
     x, w, b = t(2, 5, 8), t(6, 8), t(6)
     dst, src = torch.zeros(8, 12, device=dev)[:, ::2], t(6, 8).t()
     idx = torch.tensor([3, 0, 3], device=dev)
+
     def calls():
         return {
             "linear": torch.nn.functional.linear(x, w, b),
@@ -250,7 +269,7 @@ def test_adapters_map_aten_arguments():
             "max": x.max(dim=1, keepdim=True),
             "sum": x.sum(dim=(0, 2), dtype=torch.float32),
             "mean": x.mean(-1),
-            "pow": x ** 2,
+            "pow": x**2,
             "copy_": dst.copy_(src),
             "to": x.to(torch.bfloat16),
             "fill_": torch.full((3, 4), -2.5, device=dev),
@@ -272,10 +291,25 @@ def test_adapters_map_aten_arguments():
     for name in want:
         torch.testing.assert_close(got[name], want[name], rtol=1e-4, atol=1e-4, msg=name)
     handled = set(cov.table().query("handled > 0").aten_op)
-    assert {"aten::linear", "aten::addmm", "aten::bmm", "aten::max.dim", "aten::sum.dim_IntList",
-            "aten::mean.dim", "aten::pow.Tensor_Scalar", "aten::copy_", "aten::_to_copy", "aten::fill_.Scalar",
-            "aten::cat", "aten::index_select", "aten::gather", "aten::masked_fill.Scalar", "aten::div.Tensor",
-            "aten::neg", "aten::rms_norm"} <= handled
+    assert {
+        "aten::linear",
+        "aten::addmm",
+        "aten::bmm",
+        "aten::max.dim",
+        "aten::sum.dim_IntList",
+        "aten::mean.dim",
+        "aten::pow.Tensor_Scalar",
+        "aten::copy_",
+        "aten::_to_copy",
+        "aten::fill_.Scalar",
+        "aten::cat",
+        "aten::index_select",
+        "aten::gather",
+        "aten::masked_fill.Scalar",
+        "aten::div.Tensor",
+        "aten::neg",
+        "aten::rms_norm",
+    } <= handled
 
 
 def test_adapters_of_the_attention_side_ops():
@@ -286,7 +320,9 @@ def test_adapters_of_the_attention_side_ops():
 
     def calls():
         return {
-            "sdpa": torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True),
+            "sdpa": torch.nn.functional.scaled_dot_product_attention(
+                q, k, v, is_causal=True, enable_gqa=True
+            ),
             "log_softmax": torch.log_softmax(logits, dim=-1),
             "cross_entropy": torch.nn.functional.cross_entropy(logits, target, reduction="sum"),
             "argmax": logits.argmax(-1),
@@ -301,8 +337,15 @@ def test_adapters_of_the_attention_side_ops():
     for name in want:
         torch.testing.assert_close(got[name], want[name], rtol=1e-4, atol=1e-4, msg=name)
     handled = set(cov.table().query("handled > 0").aten_op)
-    assert {"aten::scaled_dot_product_attention", "aten::_log_softmax", "aten::cross_entropy_loss",
-            "aten::argmax", "aten::topk", "aten::cumsum", "aten::embedding"} <= handled
+    assert {
+        "aten::scaled_dot_product_attention",
+        "aten::_log_softmax",
+        "aten::cross_entropy_loss",
+        "aten::argmax",
+        "aten::topk",
+        "aten::cumsum",
+        "aten::embedding",
+    } <= handled
 
 
 def test_a_small_decoder_block_runs_on_our_kernels():
@@ -311,9 +354,19 @@ def test_a_small_decoder_block_runs_on_our_kernels():
     torch.manual_seed(0)
     dev = backends.active().device_type
     S, H, heads, kv_heads, D = 5, 32, 4, 2, 8
-    p = {k: torch.randn(*s, device=dev) * 0.2 for k, s in {
-        "wq": (heads * D, H), "wk": (kv_heads * D, H), "wv": (kv_heads * D, H), "wo": (H, heads * D),
-        "w1": (48, H), "w3": (48, H), "w2": (H, 48), "g": (H,)}.items()}
+    p = {
+        k: torch.randn(*s, device=dev) * 0.2
+        for k, s in {
+            "wq": (heads * D, H),
+            "wk": (kv_heads * D, H),
+            "wv": (kv_heads * D, H),
+            "wo": (H, heads * D),
+            "w1": (48, H),
+            "w3": (48, H),
+            "w2": (H, 48),
+            "g": (H,),
+        }.items()
+    }
     x = torch.randn(1, S, H, device=dev)
 
     def rms(h):
@@ -321,7 +374,7 @@ def test_a_small_decoder_block_runs_on_our_kernels():
         return p["g"] * (h32 * torch.rsqrt(h32.pow(2).mean(-1, keepdim=True) + 1e-6)).to(h.dtype)
 
     def rotate_half(q):
-        return torch.cat((-q[..., D // 2:], q[..., : D // 2]), dim=-1)
+        return torch.cat((-q[..., D // 2 :], q[..., : D // 2]), dim=-1)
 
     def block(x):
         h = rms(x)
@@ -332,7 +385,7 @@ def test_a_small_decoder_block_runs_on_our_kernels():
         cos, sin = torch.cos(pos / 3), torch.sin(pos / 3)
         q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
         k, v = (t.repeat_interleave(heads // kv_heads, dim=1) for t in (k, v))
-        scores = torch.matmul(q, k.transpose(-1, -2)) / D ** 0.5
+        scores = torch.matmul(q, k.transpose(-1, -2)) / D**0.5
         scores = scores.masked_fill(~torch.ones(S, S, dtype=torch.bool, device=dev).tril(), float("-inf"))
         o = torch.matmul(torch.softmax(scores, dim=-1), v).transpose(1, 2).reshape(1, S, heads * D)
         x = x + torch.nn.functional.linear(o, p["wo"])
@@ -347,9 +400,21 @@ def test_a_small_decoder_block_runs_on_our_kernels():
             got = block(x)
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
     table = cov.table().set_index("aten_op")
-    for overload in ("aten::linear", "aten::rsqrt", "aten::mean.dim", "aten::pow.Tensor_Scalar", "aten::cat",
-                     "aten::neg", "aten::bmm", "aten::_softmax", "aten::silu", "aten::masked_fill.Scalar",
-                     "aten::mul.Tensor", "aten::add.Tensor", "aten::div.Tensor"):
+    for overload in (
+        "aten::linear",
+        "aten::rsqrt",
+        "aten::mean.dim",
+        "aten::pow.Tensor_Scalar",
+        "aten::cat",
+        "aten::neg",
+        "aten::bmm",
+        "aten::_softmax",
+        "aten::silu",
+        "aten::masked_fill.Scalar",
+        "aten::mul.Tensor",
+        "aten::add.Tensor",
+        "aten::div.Tensor",
+    ):
         assert table.loc[overload, "handled"] > 0, overload
     float_fallbacks = table[(table.fallback > 0) & ~table.reasons.str.contains("int64|bool|a torch.Tensor")]
     assert float_fallbacks.empty, float_fallbacks
@@ -376,15 +441,30 @@ def test_register_fills_aten_from_adapters_and_rejects_strays():
     from workbench.ops.spec import register
 
     spec = REGISTRY["add"]
-    fresh = OpSpec(name="probe", reference=torch.add, impl=torch.add, cases=spec.cases, cost=lambda *a: Cost(1, 1),
-                   aten_impls={"aten::add.Tensor": spec.aten_impls["aten::add.Tensor"]})
+    fresh = OpSpec(
+        name="probe",
+        reference=torch.add,
+        impl=torch.add,
+        cases=spec.cases,
+        cost=lambda *a: Cost(1, 1),
+        aten_impls={"aten::add.Tensor": spec.aten_impls["aten::add.Tensor"]},
+    )
     try:
         assert register(fresh).aten == ("aten::add.Tensor",)
     finally:
         REGISTRY.pop("probe")
-    stray = OpSpec(name="probe2", reference=torch.add, impl=torch.add, cases=spec.cases, cost=spec.cost,
-                   aten=("aten::add.Tensor",), aten_impls={"aten::mul.Tensor": lambda impl, a, b: a})
-    with pytest.raises(ValueError, match=r"aten_impls has overloads \['aten::mul.Tensor'\] that are not in aten"):
+    stray = OpSpec(
+        name="probe2",
+        reference=torch.add,
+        impl=torch.add,
+        cases=spec.cases,
+        cost=spec.cost,
+        aten=("aten::add.Tensor",),
+        aten_impls={"aten::mul.Tensor": lambda impl, a, b: a},
+    )
+    with pytest.raises(
+        ValueError, match=r"aten_impls has overloads \['aten::mul.Tensor'\] that are not in aten"
+    ):
         register(stray)
     assert "probe2" not in REGISTRY
 
@@ -408,8 +488,10 @@ def test_grad_mode_ops_with_a_backward_train_the_rest_run_natively():
     assert table.loc["aten::rms_norm", "handled"] == 1 and table.loc["aten::rms_norm", "fallback"] == 0
     assert table.loc["aten::mul.Tensor", "reasons"] == "no backward (1)"  # mul has no backward: native
     a, w = t(3, 8), t(5, 8)
-    expected = [g.clone() for g in torch.autograd.grad(F.linear(a.requires_grad_(), w.requires_grad_()).square().sum(),
-                                                       (a, w))]
+    expected = [
+        g.clone()
+        for g in torch.autograd.grad(F.linear(a.requires_grad_(), w.requires_grad_()).square().sum(), (a, w))
+    ]
     with workbench.use_ops(include=["linear", "mm"]):
         got = torch.autograd.grad(F.linear(a, w).square().sum(), (a, w))
     for g, e in zip(got, expected):

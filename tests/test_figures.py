@@ -14,8 +14,12 @@ def _bench(n_ops: int, speedups) -> pd.DataFrame:
     rows = []
     for i in range(n_ops):
         for case, s in zip(("small", "large"), speedups):
-            rows.append({"op": f"op{i}", "impl": "generic", "case": case, "dtype": "bf16", "speedup": s, "ms": 1.0})
-            rows.append({"op": f"op{i}", "impl": "native", "case": case, "dtype": "bf16", "speedup": None, "ms": 1.0})
+            rows.append(
+                {"op": f"op{i}", "impl": "generic", "case": case, "dtype": "bf16", "speedup": s, "ms": 1.0}
+            )
+            rows.append(
+                {"op": f"op{i}", "impl": "native", "case": case, "dtype": "bf16", "speedup": None, "ms": 1.0}
+            )
     return pd.DataFrame(rows)
 
 
@@ -35,7 +39,9 @@ def test_speedup_pages_are_bounded_and_centred_on_parity():
 
 
 def test_limits_hold_every_value_and_at_least_2x():
-    assert np.allclose(figures.speedup_limits(pd.Series([1.0, 1.01])), (10 ** -(np.log10(2) * 1.15),
-                                                                          10 ** (np.log10(2) * 1.15)))
+    assert np.allclose(
+        figures.speedup_limits(pd.Series([1.0, 1.01])),
+        (10 ** -(np.log10(2) * 1.15), 10 ** (np.log10(2) * 1.15)),
+    )
     lo, hi = figures.speedup_limits(pd.Series([0.5, 40.0, np.nan, np.inf]))
     assert lo < 1 / 40 and hi > 40

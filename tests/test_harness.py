@@ -91,7 +91,9 @@ def test_compare_integer_outputs_exactly():
     off = ref.clone()
     off[2] = 5
     metrics = compare_outputs(off, ref, 1e-2)
-    assert not metrics["passed"] and metrics["rel_err"] == pytest.approx(0.2) and metrics["max_abs_err"] == 1.0
+    assert (
+        not metrics["passed"] and metrics["rel_err"] == pytest.approx(0.2) and metrics["max_abs_err"] == 1.0
+    )
 
 
 def test_compare_tuples_element_by_element():
@@ -136,6 +138,8 @@ def test_unwritten_integer_output_is_caught(monkeypatch):
 
 def test_tuple_output_of_the_wrong_kind_fails(monkeypatch):
     spec = REGISTRY["topk"]
-    monkeypatch.setitem(spec.variants, backends.active().name, lambda x, k, **kw: tuple(torch.topk(x, k, **kw)))
+    monkeypatch.setitem(
+        spec.variants, backends.active().name, lambda x, k, **kw: tuple(torch.topk(x, k, **kw))
+    )
     row = check_case(spec, spec.case_list("quick")[0], torch.float32, seed=0)
     assert not row["dtype_match"] and not row["passed"]

@@ -11,8 +11,26 @@ from workbench.profiling.correctness import make_inputs, verify
 
 # The ops whose wrappers cache per-geometry plans or take a fast path for plain inputs (sub and gt: the
 # binary plans with alpha and with a bool result; neg and bitwise_not: the unary plans, float and integer).
-FAST_OPS = ["add", "mul", "sub", "gt", "silu", "rms_norm", "softmax", "linear", "argmax", "embedding", "cat", "copy", "rope",
-            "scaled_dot_product_attention", "mean", "sum", "neg", "bitwise_not"]
+FAST_OPS = [
+    "add",
+    "mul",
+    "sub",
+    "gt",
+    "silu",
+    "rms_norm",
+    "softmax",
+    "linear",
+    "argmax",
+    "embedding",
+    "cat",
+    "copy",
+    "rope",
+    "scaled_dot_product_attention",
+    "mean",
+    "sum",
+    "neg",
+    "bitwise_not",
+]
 
 
 @pytest.mark.parametrize("op", FAST_OPS)

@@ -42,39 +42,90 @@ def _i(values, dtype=torch.int64):
 
 # (ours, torch's) for one call with a bad index; the message must name the op, the index and the size.
 CALLS = {
-    "embedding index past the table": (lambda: embedding(_i([[1, 50]]), _x(50, 8)),
-                                       lambda: F.embedding(_i([[1, 50]]), _x(50, 8)), "embedding", "50", 50),
-    "embedding negative index": (lambda: embedding(_i([-1, 2]), _x(50, 8)),
-                                 lambda: F.embedding(_i([-1, 2]), _x(50, 8)), "embedding", "-1", 50),
-    "embedding int32 index": (lambda: embedding(_i([3, 70], torch.int32), _x(50, 8)),
-                              lambda: F.embedding(_i([3, 70], torch.int32), _x(50, 8)),
-                              "embedding", "70", 50),
-    "index_select rows of a table": (lambda: index_select(_x(20, 6), 0, _i([0, 20])),
-                                     lambda: torch.index_select(_x(20, 6), 0, _i([0, 20])),
-                                     "index_select", "20", 20),
-    "index_select negative row": (lambda: index_select(_x(20, 6), 0, _i([-3])),
-                                  lambda: torch.index_select(_x(20, 6), 0, _i([-3])),
-                                  "index_select", "-3", 20),
-    "index_select columns": (lambda: index_select(_x(4, 9), 1, _i([2, 9, 1])),
-                             lambda: torch.index_select(_x(4, 9), 1, _i([2, 9, 1])), "index_select", "9", 9),
-    "index_select middle dim of rank 3": (lambda: index_select(_x(2, 5, 3), 1, _i([-1], torch.int32)),
-                                          lambda: torch.index_select(_x(2, 5, 3), 1, _i([-1], torch.int32)),
-                                          "index_select", "-1", 5),
-    "gather past the dim": (lambda: gather(_x(3, 7), 1, _i([[0, 7], [1, 2], [3, 4]])),
-                            lambda: torch.gather(_x(3, 7), 1, _i([[0, 7], [1, 2], [3, 4]])),
-                            "gather", "7", 7),
-    "gather negative index": (lambda: gather(_x(6, 4), 0, _i([[0, 1, -2, 3]])),
-                              lambda: torch.gather(_x(6, 4), 0, _i([[0, 1, -2, 3]])), "gather", "-2", 6),
-    "cross_entropy target past the classes": (lambda: cross_entropy(_x(4, 5), _i([0, 5, 1, 2])),
-                                              lambda: F.cross_entropy(_x(4, 5), _i([0, 5, 1, 2])),
-                                              "cross_entropy", "Target 5", 5),
-    "cross_entropy target -1 (not ignore_index)": (lambda: cross_entropy(_x(4, 5), _i([0, -1, -100, 2])),
-                                                   lambda: F.cross_entropy(_x(4, 5), _i([0, -1, -100, 2])),
-                                                   "cross_entropy", "Target -1", 5),
+    "embedding index past the table": (
+        lambda: embedding(_i([[1, 50]]), _x(50, 8)),
+        lambda: F.embedding(_i([[1, 50]]), _x(50, 8)),
+        "embedding",
+        "50",
+        50,
+    ),
+    "embedding negative index": (
+        lambda: embedding(_i([-1, 2]), _x(50, 8)),
+        lambda: F.embedding(_i([-1, 2]), _x(50, 8)),
+        "embedding",
+        "-1",
+        50,
+    ),
+    "embedding int32 index": (
+        lambda: embedding(_i([3, 70], torch.int32), _x(50, 8)),
+        lambda: F.embedding(_i([3, 70], torch.int32), _x(50, 8)),
+        "embedding",
+        "70",
+        50,
+    ),
+    "index_select rows of a table": (
+        lambda: index_select(_x(20, 6), 0, _i([0, 20])),
+        lambda: torch.index_select(_x(20, 6), 0, _i([0, 20])),
+        "index_select",
+        "20",
+        20,
+    ),
+    "index_select negative row": (
+        lambda: index_select(_x(20, 6), 0, _i([-3])),
+        lambda: torch.index_select(_x(20, 6), 0, _i([-3])),
+        "index_select",
+        "-3",
+        20,
+    ),
+    "index_select columns": (
+        lambda: index_select(_x(4, 9), 1, _i([2, 9, 1])),
+        lambda: torch.index_select(_x(4, 9), 1, _i([2, 9, 1])),
+        "index_select",
+        "9",
+        9,
+    ),
+    "index_select middle dim of rank 3": (
+        lambda: index_select(_x(2, 5, 3), 1, _i([-1], torch.int32)),
+        lambda: torch.index_select(_x(2, 5, 3), 1, _i([-1], torch.int32)),
+        "index_select",
+        "-1",
+        5,
+    ),
+    "gather past the dim": (
+        lambda: gather(_x(3, 7), 1, _i([[0, 7], [1, 2], [3, 4]])),
+        lambda: torch.gather(_x(3, 7), 1, _i([[0, 7], [1, 2], [3, 4]])),
+        "gather",
+        "7",
+        7,
+    ),
+    "gather negative index": (
+        lambda: gather(_x(6, 4), 0, _i([[0, 1, -2, 3]])),
+        lambda: torch.gather(_x(6, 4), 0, _i([[0, 1, -2, 3]])),
+        "gather",
+        "-2",
+        6,
+    ),
+    "cross_entropy target past the classes": (
+        lambda: cross_entropy(_x(4, 5), _i([0, 5, 1, 2])),
+        lambda: F.cross_entropy(_x(4, 5), _i([0, 5, 1, 2])),
+        "cross_entropy",
+        "Target 5",
+        5,
+    ),
+    "cross_entropy target -1 (not ignore_index)": (
+        lambda: cross_entropy(_x(4, 5), _i([0, -1, -100, 2])),
+        lambda: F.cross_entropy(_x(4, 5), _i([0, -1, -100, 2])),
+        "cross_entropy",
+        "Target -1",
+        5,
+    ),
     "cross_entropy rank 3, reduction none": (
         lambda: cross_entropy(_x(2, 3, 4), _i([[0, 1, 2, 3], [0, 0, 0, 0]]), reduction="none"),
         lambda: F.cross_entropy(_x(2, 3, 4), _i([[0, 1, 2, 3], [0, 0, 0, 0]]), reduction="none"),
-        "cross_entropy", "Target 3", 3),
+        "cross_entropy",
+        "Target 3",
+        3,
+    ),
 }
 
 
@@ -104,8 +155,11 @@ def test_the_next_call_after_an_error_works():
 
 def test_ignore_index_and_in_range_targets_do_not_raise():
     x = _x(4, 5)
-    for t, kwargs in ((_i([0, 4, -100, 2]), {}), (_i([0, -1, -1, 2]), {"ignore_index": -1}),
-                      (_i([0, 7, 1, 2]), {"ignore_index": 7})):
+    for t, kwargs in (
+        (_i([0, 4, -100, 2]), {}),
+        (_i([0, -1, -1, 2]), {"ignore_index": -1}),
+        (_i([0, 7, 1, 2]), {"ignore_index": 7}),
+    ):
         torch.testing.assert_close(cross_entropy(x, t, **kwargs), F.cross_entropy(x, t, **kwargs))
 
 

@@ -52,9 +52,9 @@ def test_specialisation_key():
     assert key(2.5) == key(0.5)
 
 
-
 class FakeCudaLauncher:
     """Triton 3.6's CudaLauncher: a Python wrapper around the C launch function `launch`."""
+
     global_scratch_size = profile_scratch_size = 0
     launch_cooperative_grid, launch_pdl = False, True
 
@@ -78,7 +78,8 @@ def test_cached_launch_calls_triton_36_c_launcher_directly(monkeypatch):
     _launch.launch(kernel, (4,), x, 64, BLOCK=16, FLAG=True, num_warps=4)
     _launch.launch(kernel, (5, 2), x, 128, BLOCK=16, FLAG=True, num_warps=4)
     assert kernel.compiled.run.c_calls == [
-        (5, 2, 1, "stream", "fn", False, True, None, None, "meta", None, None, None, x, 128, 16, True)]
+        (5, 2, 1, "stream", "fn", False, True, None, None, "meta", None, None, None, x, 128, 16, True)
+    ]
     scratch = FakeCudaLauncher()
     scratch.global_scratch_size = 128  # needs the wrapper's allocation: no raw launch
     assert _launch._raw_launch(type("C", (), {"run": scratch})()) is None

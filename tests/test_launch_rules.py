@@ -22,8 +22,10 @@ from workbench.backends import mlu_devices  # noqa: E402
 from workbench.ops.mlu import _kernel_trace as kt  # noqa: E402
 from workbench.ops.mlu.rules import LaunchRules, dot_problems  # noqa: E402
 
-pytestmark = pytest.mark.skipif(not backends.active().interpreted,
-                                reason="launches these kernels on the interpreter; the GPU run uses the ops")
+pytestmark = pytest.mark.skipif(
+    not backends.active().interpreted,
+    reason="launches these kernels on the interpreter; the GPU run uses the ops",
+)
 
 
 def _dev():
@@ -54,7 +56,8 @@ def test_a_kernel_within_the_rules_is_clean():
     assert v.empty and rules.clean
     launches = rules.launches()
     assert launches[["kernel", "grid", "num_warps", "tasks", "nram_kib"]].values.tolist() == [
-        ["mlu_bad_kernels.copy_kernel", (4, 1, 1), 1, 4, 4.0]]  # one fp32 tile of 1024 loaded
+        ["mlu_bad_kernels.copy_kernel", (4, 1, 1), 1, 4, 4.0]
+    ]  # one fp32 tile of 1024 loaded
     assert "48 cores" in rules.summary() and "0 violations" in rules.summary()
 
 
@@ -99,8 +102,11 @@ def test_nram_estimate_counts_accumulators():
 def test_float64_arguments_casts_and_source():
     v = _copy(_rules(), 1000, 1024, dtype=torch.float64)
     assert _rules_of(v) == ["float64"]
-    assert set(v["detail"]) >= {"argument x_ptr is a float64 tensor", "argument out_ptr is a float64 tensor",
-                                "load tile of fp64"}
+    assert set(v["detail"]) >= {
+        "argument x_ptr is a float64 tensor",
+        "argument out_ptr is a float64 tensor",
+        "load tile of fp64",
+    }
     rules = _rules()
     x = torch.randn(300, device=_dev())
     out = torch.empty_like(x)
@@ -118,8 +124,11 @@ INT8_DOT = "int8 dot accumulates in int32: the MLU gives fp16/fp32 results (set 
 
 
 def _dot(rules, dtype, precision=None, n=32):
-    a = torch.randn(n, n, device=_dev()).to(dtype) if dtype.is_floating_point else \
-        torch.randint(-4, 4, (n, n), dtype=dtype, device=_dev())
+    a = (
+        torch.randn(n, n, device=_dev()).to(dtype)
+        if dtype.is_floating_point
+        else torch.randint(-4, 4, (n, n), dtype=dtype, device=_dev())
+    )
     with rules:
         if dtype == torch.int8:
             c = torch.empty(n, n, dtype=torch.int32, device=_dev())
@@ -146,9 +155,11 @@ def test_dot_problems_for_operands_triton_itself_rejects():
     dev = mlu_devices.device("mlu590")
     assert dot_problems(kt.Dot("fp16", "fp32", "fp32", None, ""), dev) == ["operands differ: fp16 x fp32"]
     assert dot_problems(kt.Dot("fp64", "fp64", "fp64", None, ""), dev) == [
-        "fp64 operands: expected one of int8, int16, fp16, bf16, fp32"]
+        "fp64 operands: expected one of int8, int16, fp16, bf16, fp32"
+    ]
     assert dot_problems(kt.Dot("fp8e4nv", "fp8e4nv", "fp32", None, ""), dev) == [
-        "fp8e4nv operands: MLU590 has no fp8 dot"]
+        "fp8e4nv operands: MLU590 has no fp8 dot"
+    ]
     assert dot_problems(kt.Dot("bf16", "bf16", "fp32", None, ""), dev) == []
 
 
@@ -213,8 +224,14 @@ def compiled_ttir(tmp_path_factory):
     """TTIR of each bad kernel, compiled for an sm_90 target by Triton in a non-interpreting process."""
     env = {**os.environ, "TRITON_INTERPRET": "0", "TRITON_CACHE_DIR": str(tmp_path_factory.mktemp("triton"))}
     env.pop("WORKBENCH_BACKEND", None)
-    result = subprocess.run([sys.executable, "-c", _COMPILE_SCRIPT], cwd=os.path.dirname(__file__), env=env,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", _COMPILE_SCRIPT],
+        cwd=os.path.dirname(__file__),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if result.returncode != 0 and "nvidia" not in result.stderr.lower() + result.stdout.lower():
         pytest.fail(result.stderr[-3000:])
     if result.returncode != 0:
@@ -223,8 +240,9 @@ def compiled_ttir(tmp_path_factory):
 
 
 def _judge_compiled(ttir, kernel, device="mlu590", nram_bytes=None):
-    launch = kt.Launch(fn=kernel.fn, grid=(1, 1, 1), num_warps=1, num_warps_given=True, constexprs={},
-                       tensor_dtypes={})
+    launch = kt.Launch(
+        fn=kernel.fn, grid=(1, 1, 1), num_warps=1, num_warps_given=True, constexprs={}, tensor_dtypes={}
+    )
     trace = kt.trace_ttir(ttir)
     return trace, LaunchRules.for_device(device, nram_bytes=nram_bytes).judge(launch, trace)
 
@@ -239,7 +257,9 @@ def test_ttir_tiles_and_nram(compiled_ttir):
     assert _judge_compiled(compiled_ttir["copy"], bad.copy_kernel, nram_bytes=16 * 1024)[1] == []
     trace, _ = _judge_compiled(compiled_ttir["accumulate"], bad.accumulate_kernel)
     assert sorted((t.kind, t.shape, t.dtype) for t in trace.tiles.values()) == [
-        ("accumulator", (1024,), "fp32"), ("load", (1024,), "fp32")]
+        ("accumulator", (1024,), "fp32"),
+        ("load", (1024,), "fp32"),
+    ]
     assert trace.nram_estimate() == 8 * 1024
     assert all(t.site.startswith("tests/mlu_bad_kernels.py:") for t in trace.tiles.values())
 

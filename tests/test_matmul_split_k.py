@@ -23,8 +23,13 @@ def gpu_like(monkeypatch):
     backend = backends.active()
     props = dataclasses.replace(backend.properties(), cores=CORES)
     monkeypatch.setattr(type(backend), "properties", lambda self: props)
-    caches = (_matmul._tuned, _matmul._pointer_launches, _matmul._workspaces, _matmul._autotuned._chosen,
-              _matmul._tma_autotuned._chosen)
+    caches = (
+        _matmul._tuned,
+        _matmul._pointer_launches,
+        _matmul._workspaces,
+        _matmul._autotuned._chosen,
+        _matmul._tma_autotuned._chosen,
+    )
     saved = [dict(c) for c in caches]
 
     def use(config: triton.Config, tuner=_matmul._autotuned) -> None:
@@ -103,16 +108,22 @@ def test_split_configs_are_offered_only_to_one_matrix_with_few_tiles(gpu_like):
         tiles = -(-1 // kw["BLOCK_M"]) * -(-1024 // kw["BLOCK_N"])
         if kw["SPLIT_K"] > 1:
             assert tiles < CORES and tiles * kw["SPLIT_K"] <= _matmul.SPLIT_K_PROGRAMS * CORES
-            assert tiles * kw["SPLIT_K"] * kw["BLOCK_M"] * kw["BLOCK_N"] <= _matmul._split_workspace(
-                torch.device("cpu"))[0].numel()
+            assert (
+                tiles * kw["SPLIT_K"] * kw["BLOCK_M"] * kw["BLOCK_N"]
+                <= _matmul._split_workspace(torch.device("cpu"))[0].numel()
+            )
 
 
 def test_tma_kernel_splits_k_too(gpu_like, monkeypatch):
     backend = type(backends.active())
-    monkeypatch.setattr(backend, "capabilities", dataclasses.replace(backends.active().capabilities, tma=True))
+    monkeypatch.setattr(
+        backend, "capabilities", dataclasses.replace(backends.active().capabilities, tma=True)
+    )
     monkeypatch.setattr(_matmul, "TMA_MIN_M", 1)
-    config = triton.Config({"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 32, "GROUP_M": 8, "PROGRAMS": 0,
-                            "SPLIT_K": 4}, pre_hook=_matmul._set_block_shapes)
+    config = triton.Config(
+        {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 32, "GROUP_M": 8, "PROGRAMS": 0, "SPLIT_K": 4},
+        pre_hook=_matmul._set_block_shapes,
+    )
     gpu_like(config, tuner=_matmul._tma_autotuned)
     torch.manual_seed(0)
     for m, k, n in ((1, 256, 48), (5, 200, 40)):  # 16-byte aligned rows: the TMA kernel's operands
@@ -128,10 +139,16 @@ def test_tma_kernel_splits_k_too(gpu_like, monkeypatch):
 
     configs = _matmul._tma_autotuned.configs
     monkeypatch.setattr(backend, "interpreted", False)  # the GPU's pruning: every candidate that fits
-    offered = {c.kwargs["SPLIT_K"] for c in _matmul._prune_tma(configs, {"M": 64, "N": 1024, "K": 4096,
-                                                                          "BATCHED": False})}
+    offered = {
+        c.kwargs["SPLIT_K"]
+        for c in _matmul._prune_tma(configs, {"M": 64, "N": 1024, "K": 4096, "BATCHED": False})
+    }
     assert offered > {1}  # decode batch 64 x a narrow projection: split candidates
-    assert {c.kwargs["SPLIT_K"] for c in _matmul._prune_tma(
-        configs, {"M": 64, "N": 1024, "K": 4096, "BATCHED": True})} == {1}
-    assert {c.kwargs["SPLIT_K"] for c in _matmul._prune_tma(
-        configs, {"M": 64, "N": 12288, "K": 4096, "BATCHED": False})} == {1}
+    assert {
+        c.kwargs["SPLIT_K"]
+        for c in _matmul._prune_tma(configs, {"M": 64, "N": 1024, "K": 4096, "BATCHED": True})
+    } == {1}
+    assert {
+        c.kwargs["SPLIT_K"]
+        for c in _matmul._prune_tma(configs, {"M": 64, "N": 12288, "K": 4096, "BATCHED": False})
+    } == {1}

@@ -14,7 +14,9 @@ from workbench.ops import REGISTRY, _launch, _matmul
 @pytest.fixture
 def tma_on(monkeypatch):
     backend = type(backends.active())
-    monkeypatch.setattr(backend, "capabilities", dataclasses.replace(backends.active().capabilities, tma=True))
+    monkeypatch.setattr(
+        backend, "capabilities", dataclasses.replace(backends.active().capabilities, tma=True)
+    )
     monkeypatch.setattr(_matmul, "TMA_MIN_M", 1)
     served = []
     original = _matmul._matmul_tma
@@ -39,8 +41,11 @@ def test_tma_kernel_matches_float64(tma_on, dtype):
     a, b = _rand(33, 24, dtype=dtype), _rand(24, 40, dtype=dtype)
     _assert_close(REGISTRY["mm"].impl(a, b), a.double() @ b.double(), dtype)
     inp = _rand(33, 40, dtype=dtype)
-    _assert_close(REGISTRY["addmm"].impl(inp, a, b, beta=2.0, alpha=0.5),
-                  2.0 * inp.double() + 0.5 * (a.double() @ b.double()), dtype)
+    _assert_close(
+        REGISTRY["addmm"].impl(inp, a, b, beta=2.0, alpha=0.5),
+        2.0 * inp.double() + 0.5 * (a.double() @ b.double()),
+        dtype,
+    )
     q, k = _rand(3, 20, 16, dtype=dtype), _rand(3, 24, 16, dtype=dtype)
     _assert_close(REGISTRY["bmm"].impl(q, k.transpose(1, 2)), q.double() @ k.double().transpose(1, 2), dtype)
     v = _rand(3, 16, 24, dtype=dtype)
@@ -53,7 +58,9 @@ def test_tma_kernel_refuses_what_it_cannot_read(tma_on):
         c = torch.empty(a.shape[-2], b.shape[-1], dtype=a.dtype)
         a3, b3 = (a, b) if a.dim() == 3 else (a[None], b[None])
         c_strides = (c.shape[0] * c.shape[1], c.stride(0))
-        return _matmul._tma_layout(a, b, c, a.shape[-2], a.shape[-1], batch, a3.stride(), b3.stride(), c_strides)
+        return _matmul._tma_layout(
+            a, b, c, a.shape[-2], a.shape[-1], batch, a3.stride(), b3.stride(), c_strides
+        )
 
     h = torch.float16
     assert layout(_rand(64, 32, dtype=h), _rand(32, 48, dtype=h)) is False  # row-major b
@@ -89,16 +96,19 @@ def test_persistent_programs_walk_every_matrix_of_a_batch(tma_on, monkeypatch):
     tiles); each tile is computed once, whichever matrix it belongs to."""
     import triton
 
-    config = triton.Config({"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 16, "GROUP_M": 2, "PROGRAMS": 3,
-                            "SPLIT_K": 1}, pre_hook=_matmul._set_block_shapes)
+    config = triton.Config(
+        {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 16, "GROUP_M": 2, "PROGRAMS": 3, "SPLIT_K": 1},
+        pre_hook=_matmul._set_block_shapes,
+    )
     tuner = _matmul._tma_autotuned
     monkeypatch.setattr(tuner, "configs", tuner.configs + [config])
     monkeypatch.setattr(tuner, "prune", lambda configs, named, **_: [config])
     monkeypatch.setattr(tuner, "_chosen", {})
     monkeypatch.setattr(_matmul, "_tuned", {})
     q, k = _rand(3, 40, 32, dtype=torch.float16), _rand(3, 24, 32, dtype=torch.float16)
-    _assert_close(REGISTRY["bmm"].impl(q, k.transpose(1, 2)), q.double() @ k.double().transpose(1, 2),
-                  torch.float16)  # 3 matrices x 3x2 tiles over 3 programs, b by rows
+    _assert_close(
+        REGISTRY["bmm"].impl(q, k.transpose(1, 2)), q.double() @ k.double().transpose(1, 2), torch.float16
+    )  # 3 matrices x 3x2 tiles over 3 programs, b by rows
     v = _rand(3, 32, 24, dtype=torch.float16)
     _assert_close(REGISTRY["bmm"].impl(q, v), q.double() @ v.double(), torch.float16)
     a, b = _rand(40, 32, dtype=torch.float16), _rand(32, 56, dtype=torch.float16)  # one matrix

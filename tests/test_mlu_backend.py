@@ -25,9 +25,14 @@ class FakeMlu:
         self.most_unread = 0
         self.synchronized = 0
         self.available = available
-        self.props = types.SimpleNamespace(name=name, cluster_count=clusters, core_num_per_cluster=cores,
-                                           total_memory=80 << 30, dram_bandwidth=2765,
-                                           multi_processor_count=clusters * cores)
+        self.props = types.SimpleNamespace(
+            name=name,
+            cluster_count=clusters,
+            core_num_per_cluster=cores,
+            total_memory=80 << 30,
+            dram_bandwidth=2765,
+            multi_processor_count=clusters * cores,
+        )
         self.replays = 0
         if graphs:
             self.MLUGraph = self._graph_class()
@@ -142,8 +147,13 @@ def test_missing_says_why(fake_mlu, monkeypatch):
 
 def test_figures_from_torch_mlu_and_bangutils(fake_mlu, bang):
     fake_mlu(name="MLU590-H8", clusters=12, cores=4)
-    bang(cluster_num=12, core_num_per_cluster=4, max_nram_size=480 * 1024, max_shared_mem=2 << 20,
-         isa_version=592)
+    bang(
+        cluster_num=12,
+        core_num_per_cluster=4,
+        max_nram_size=480 * 1024,
+        max_shared_mem=2 << 20,
+        isa_version=592,
+    )
     b = MluBackend()
     assert b.missing() is None
     figures = b.device_figures()

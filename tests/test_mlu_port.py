@@ -15,7 +15,19 @@ from workbench.ops.mlu import persistent as sizing
 from workbench.ops.mlu.rules import LaunchRules
 from workbench.profiling import check, check_rules, failures
 
-ELEMENTWISE = ["sub", "div", "neg", "pow", "rsqrt", "where", "masked_fill", "silu_and_mul", "copy", "fill", "rope"]
+ELEMENTWISE = [
+    "sub",
+    "div",
+    "neg",
+    "pow",
+    "rsqrt",
+    "where",
+    "masked_fill",
+    "silu_and_mul",
+    "copy",
+    "fill",
+    "rope",
+]
 
 
 def test_named_devices_and_overrides(monkeypatch):
@@ -92,14 +104,24 @@ def test_public_functions_run_the_active_backends_variant(monkeypatch):
 
 
 def test_check_a_named_variant_under_the_rules():
-    df, rules = check_rules(ops=["silu", "softmax"], cases=["quick"], dtypes=["fp32"], variant="mlu",
-                            device="mlu370", seed=0, progress=False)
+    df, rules = check_rules(
+        ops=["silu", "softmax"],
+        cases=["quick"],
+        dtypes=["fp32"],
+        variant="mlu",
+        device="mlu370",
+        seed=0,
+        progress=False,
+    )
     assert failures(df).empty and (df["variant"] == "mlu").all() and (df["violations"] == 0).all()
     assert rules.clean and rules.device.name == "MLU370"
-    assert set(rules.launches()["kernel"]) == {"ops._elementwise._unary_persistent_kernel",
-                                               "ops.mlu.softmax._softmax_kernel"}
-    df, rules = check_rules(ops=["softmax"], cases=["quick"], dtypes=["fp32"], variant="generic", seed=0,
-                            progress=False)
+    assert set(rules.launches()["kernel"]) == {
+        "ops._elementwise._unary_persistent_kernel",
+        "ops.mlu.softmax._softmax_kernel",
+    }
+    df, rules = check_rules(
+        ops=["softmax"], cases=["quick"], dtypes=["fp32"], variant="generic", seed=0, progress=False
+    )
     assert failures(df).empty and (df["violations"] == 1).all()  # one grid violation per case
     assert set(rules.violations()["rule"]) == {"grid"}
 
@@ -107,8 +129,16 @@ def test_check_a_named_variant_under_the_rules():
 def test_grid_stride_loops_walk_every_tile():
     """One program on a tiny device walks many tiles: the loops the quick cases never take (there every
     program gets one tile) give the same results and keep to the rules."""
-    df, rules = check_rules(ops=ELEMENTWISE, cases=["quick"], dtypes=["fp32"], variant="mlu", cores=4,
-                            nram_bytes=8 * 1024, seed=0, progress=False)
+    df, rules = check_rules(
+        ops=ELEMENTWISE,
+        cases=["quick"],
+        dtypes=["fp32"],
+        variant="mlu",
+        cores=4,
+        nram_bytes=8 * 1024,
+        seed=0,
+        progress=False,
+    )
     assert failures(df).empty and (df["violations"] == 0).all() and rules.clean
     launches = rules.launches()
     assert set(launches["tasks"]) == {4}  # one program of 4 tasks
@@ -127,8 +157,10 @@ def test_in_place_aten_overloads_use_the_variants_launcher():
             assert torch.equal(dst, src)
             assert fill_.aten_impls["aten::fill_.Scalar"](fill_.variant(variant), dst, 2.5) is dst
             assert (dst == 2.5).all()
-        assert rules.launches()["kernel"].tolist() == [f"ops._movement._copy{style}_kernel",
-                                                       f"ops._movement._fill{style}_kernel"]
+        assert rules.launches()["kernel"].tolist() == [
+            f"ops._movement._copy{style}_kernel",
+            f"ops._movement._fill{style}_kernel",
+        ]
 
 
 def test_check_skips_ops_without_the_variant(monkeypatch):
@@ -142,16 +174,65 @@ def test_check_skips_ops_without_the_variant(monkeypatch):
 
 def test_cli_profile_reports_violations(capsys, tmp_path):
     csv = tmp_path / "violations.csv"
-    assert main(["check", "softmax", "--profile", "mlu", "--cases", "quick", "--dtype", "fp32",
-                 "--no-progress", "--rules-csv", str(csv)]) == 1
+    assert (
+        main(
+            [
+                "check",
+                "softmax",
+                "--profile",
+                "mlu",
+                "--cases",
+                "quick",
+                "--dtype",
+                "fp32",
+                "--no-progress",
+                "--rules-csv",
+                str(csv),
+            ]
+        )
+        == 1
+    )
     out = capsys.readouterr().out
     assert "MLU launch-rule violations:" in out and "64 programs x num_warps 4 = 256 > 48 cores" in out
     assert "2 violations in 1 kernels" in out and csv.read_text().count("\n") == 3
-    assert main(["check", "softmax", "--profile", "mlu", "--cores", "4096", "--cases", "quick",
-                 "--dtype", "fp32", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "check",
+                "softmax",
+                "--profile",
+                "mlu",
+                "--cores",
+                "4096",
+                "--cases",
+                "quick",
+                "--dtype",
+                "fp32",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert "MLU590 cores=4096" in capsys.readouterr().out
-    assert main(["check", "softmax", "silu", "--profile", "MLU370", "--variant", "mlu", "--cases", "quick",
-                 "--dtype", "bf16", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "check",
+                "softmax",
+                "silu",
+                "--profile",
+                "MLU370",
+                "--variant",
+                "mlu",
+                "--cases",
+                "quick",
+                "--dtype",
+                "bf16",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert "MLU370 (32 cores, 768 KiB NRAM): 4 launches checked, 0 violations" in capsys.readouterr().out
 
 
@@ -187,8 +268,13 @@ def test_mlu_attention_tiles_that_span_packed_heads(causal):
     with rules:
         assert sdpa.pick_config(2 * 60, 16, 16, 4, 4) == (16, 32)  # 8 tiles per packed pair of heads
         out = sdpa.scaled_dot_product_attention(q, k, v, mask, is_causal=causal, enable_gqa=True)
-    want = torch.nn.functional.scaled_dot_product_attention(q.double(), k.double(), v.double(),
-                                                            None if mask is None else mask.double(),
-                                                            is_causal=causal, enable_gqa=True)
+    want = torch.nn.functional.scaled_dot_product_attention(
+        q.double(),
+        k.double(),
+        v.double(),
+        None if mask is None else mask.double(),
+        is_causal=causal,
+        enable_gqa=True,
+    )
     torch.testing.assert_close(out.double(), want, rtol=1e-4, atol=1e-5)
     assert rules.clean, rules.violations().to_string()

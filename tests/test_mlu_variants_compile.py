@@ -26,8 +26,14 @@ from workbench.profiling.correctness import make_inputs
 
 pytestmark = pytest.mark.skipif(not backends.active().interpreted, reason="a GPU run compiles them anyway")
 
-POINTER = {torch.float32: "*fp32", torch.float16: "*fp16", torch.bfloat16: "*bf16", torch.int32: "*i32",
-           torch.int64: "*i64", torch.bool: "*i1"}
+POINTER = {
+    torch.float32: "*fp32",
+    torch.float16: "*fp16",
+    torch.bfloat16: "*bf16",
+    torch.int32: "*i32",
+    torch.int64: "*i64",
+    torch.bool: "*i1",
+}
 
 
 def _argument_type(value) -> str:
@@ -36,7 +42,7 @@ def _argument_type(value) -> str:
     if isinstance(value, bool):
         return "i1"
     if isinstance(value, int):
-        return "i32" if -2**31 <= value < 2**31 else "i64"
+        return "i32" if -(2**31) <= value < 2**31 else "i64"
     if isinstance(value, float):
         return "fp32"
     raise TypeError(f"unexpected kernel argument {value!r}")
@@ -66,8 +72,13 @@ def _record_launches(dtype=torch.bfloat16) -> list[dict]:
                 constexprs[name] = _constexpr(bound[name])
             else:
                 signature[name] = _argument_type(bound[name])
-        launch = {"module": self.fn.__module__, "kernel": self.fn.__name__, "signature": signature,
-                  "constexprs": constexprs, "num_warps": kwargs.get("num_warps", 4)}
+        launch = {
+            "module": self.fn.__module__,
+            "kernel": self.fn.__name__,
+            "signature": signature,
+            "constexprs": constexprs,
+            "num_warps": kwargs.get("num_warps", 4),
+        }
         seen[json.dumps(launch, sort_keys=True)] = launch
         return original(self, *args, grid=grid, warmup=warmup, **kwargs)
 
@@ -117,22 +128,50 @@ json.dump(results, sys.stdout)
 
 def test_mlu_variant_launches_compile_for_a_gpu(tmp_path):
     launches = _record_launches()
-    styled = {f"workbench.ops.{m}" for m in ("_elementwise", "_reduce", "_movement", "_matmul", "rope",
-                                             "cumsum", "embedding", "layer_norm", "rms_norm", "cross_entropy")}
+    styled = {
+        f"workbench.ops.{m}"
+        for m in (
+            "_elementwise",
+            "_reduce",
+            "_movement",
+            "_matmul",
+            "rope",
+            "cumsum",
+            "embedding",
+            "layer_norm",
+            "rms_norm",
+            "cross_entropy",
+        )
+    }
     written = ("softmax", "argmax", "topk", "scaled_dot_product_attention")
     modules = styled | {f"workbench.ops.mlu.{op}" for op in written}
     assert {launch["module"] for launch in launches} >= modules
     # the mlu forms never launch the one-tile-per-program kernel of a launcher that has a persistent one
-    tile_style = [f"{launch['module']}.{launch['kernel']}" for launch in launches
-                  if hasattr(importlib.import_module(launch["module"]),
-                             launch["kernel"].replace("_kernel", "_persistent_kernel"))]
+    tile_style = [
+        f"{launch['module']}.{launch['kernel']}"
+        for launch in launches
+        if hasattr(
+            importlib.import_module(launch["module"]),
+            launch["kernel"].replace("_kernel", "_persistent_kernel"),
+        )
+    ]
     assert not tile_style, tile_style
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env.update(WORKBENCH_BACKEND="cuda", TRITON_CACHE_DIR=str(tmp_path / "triton"),
-               PYTHONPATH=os.pathsep.join([os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                           env.get("PYTHONPATH", "")]))
-    result = subprocess.run([sys.executable, "-c", _COMPILE], input=json.dumps(launches), env=env,
-                            capture_output=True, text=True, timeout=600)
+    env.update(
+        WORKBENCH_BACKEND="cuda",
+        TRITON_CACHE_DIR=str(tmp_path / "triton"),
+        PYTHONPATH=os.pathsep.join(
+            [os.path.dirname(os.path.dirname(os.path.abspath(__file__))), env.get("PYTHONPATH", "")]
+        ),
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", _COMPILE],
+        input=json.dumps(launches),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     compiled = json.loads(result.stdout)
     assert len(compiled) == len(launches)
@@ -147,9 +186,17 @@ def test_mlu_variant_launches_compile_for_a_gpu(tmp_path):
             for launch, c in zip(launches, compiled):
                 fn = getattr(importlib.import_module(launch["module"]), launch["kernel"]).fn
                 constexprs = {k: v for k, v in launch["constexprs"].items() if not isinstance(v, dict)}
-                record = kt.Launch(fn=fn, grid=(1, 1, 1), num_warps=launch["num_warps"], num_warps_given=True,
-                                   constexprs=constexprs, tensor_dtypes={})
+                record = kt.Launch(
+                    fn=fn,
+                    grid=(1, 1, 1),
+                    num_warps=launch["num_warps"],
+                    num_warps_given=True,
+                    constexprs=constexprs,
+                    tensor_dtypes={},
+                )
                 trace = kt.trace_ttir(c["ttir"])
                 # a kernel that loads nothing (fill) has no tiles to read
-                assert trace.tiles or "tt.load" not in c["ttir"], f"no tiles read from the TTIR of {c['kernel']}"
+                assert trace.tiles or "tt.load" not in c["ttir"], (
+                    f"no tiles read from the TTIR of {c['kernel']}"
+                )
                 assert rules.judge(record, trace) == [], (dev, c["kernel"], launch["constexprs"])

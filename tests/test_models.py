@@ -24,7 +24,15 @@ from workbench.models import (
 from workbench.ops import REGISTRY
 from workbench.store import ResultStore
 
-TINY = {"batch": 2, "prompt_len": 8, "new_tokens": 2, "warmup": 0, "reps": 1, "decode_reps": 1, "profile_steps": 1}
+TINY = {
+    "batch": 2,
+    "prompt_len": 8,
+    "new_tokens": 2,
+    "warmup": 0,
+    "reps": 1,
+    "decode_reps": 1,
+    "profile_steps": 1,
+}
 # The shared run leaves topk native: the interpreter's tl.sort makes one top-50 call over 512 logits take
 # ~13 s (topk's own tests cover the kernel; on a GPU the sampling phase runs it)
 TINY_EXCLUDE = ["topk"]
@@ -46,8 +54,15 @@ def test_presets_have_the_public_sizes():
     assert abs(parameter_count("qwen3-8b") / 1e9 - 8.19) < 0.01
     assert abs(parameter_count("qwen3-0.6b") / 1e9 - 0.596) < 0.001
     c = preset_config("qwen3-8b")
-    assert (c.hidden_size, c.intermediate_size, c.num_hidden_layers, c.num_attention_heads,
-            c.num_key_value_heads, c.head_dim, c.vocab_size) == (4096, 12288, 36, 32, 8, 128, 151936)
+    assert (
+        c.hidden_size,
+        c.intermediate_size,
+        c.num_hidden_layers,
+        c.num_attention_heads,
+        c.num_key_value_heads,
+        c.head_dim,
+        c.vocab_size,
+    ) == (4096, 12288, 36, 32, 8, 128, 151936)
     assert preset_config("qwen3-0.6b").tie_word_embeddings and not c.tie_word_embeddings
     assert preset_config("tiny", num_hidden_layers=1).num_hidden_layers == 1
     with pytest.raises(ValueError, match="preset"):
@@ -62,7 +77,9 @@ def test_build_is_seeded_on_the_device_in_bf16():
     pa, pb, pc = dict(a.named_parameters()), dict(b.named_parameters()), dict(c.named_parameters())
     assert all(torch.equal(pa[n], pb[n]) for n in pa)
     assert not torch.equal(pa["lm_head.weight"], pc["lm_head.weight"])
-    assert all(p.dtype == torch.bfloat16 and p.device.type == backends.active().device_type for p in pa.values())
+    assert all(
+        p.dtype == torch.bfloat16 and p.device.type == backends.active().device_type for p in pa.values()
+    )
     assert torch.all(pa["model.norm.weight"] == 1) and pa["model.embed_tokens.weight"].std() > 0.01
     assert type(a).__name__ == "Qwen3ForCausalLM" and a.config._attn_implementation == "sdpa"
 
@@ -102,9 +119,14 @@ def test_both_sides_run_and_agree(tiny_run):
     assert tiny_run.config["fp32_reference"]
     native = tiny_run.tokens[("native", "tokens_eager")]
     assert native.shape == (2, 2) and torch.equal(native, tiny_run.tokens[("native", "tokens_graph")])
-    assert set(tiny_run.agreement["kind"]) == {"prompt (teacher-forced)", "greedy decode_eager",
-                                               "greedy decode_graph", "sampled decode_sample",
-                                               "prompt vs fp32 (native)", "prompt vs fp32 (workbench)"}
+    assert set(tiny_run.agreement["kind"]) == {
+        "prompt (teacher-forced)",
+        "greedy decode_eager",
+        "greedy decode_graph",
+        "sampled decode_sample",
+        "prompt vs fp32 (native)",
+        "prompt vs fp32 (workbench)",
+    }
 
 
 def test_sampling_and_loss_passes_ran_on_both_sides(tiny_run):
@@ -114,9 +136,15 @@ def test_sampling_and_loss_passes_ran_on_both_sides(tiny_run):
     assert acc.loc["native_perplexity", "value"] > 1 and acc.loc["workbench_perplexity", "value"] > 1
     assert acc.loc["workbench_vs_fp32_loss_rel_err", "value"] < 1e-2
     # sampling: informational agreement (no target), tokens from both sides
-    assert pd.isna(acc.loc["sampled_token_agreement", "target"]) and acc.loc["sampled_token_agreement", "met"] is None
-    assert tiny_run.tokens[("native", "tokens_sample")].shape == tiny_run.tokens[("workbench", "tokens_sample")].shape \
+    assert (
+        pd.isna(acc.loc["sampled_token_agreement", "target"])
+        and acc.loc["sampled_token_agreement", "met"] is None
+    )
+    assert (
+        tiny_run.tokens[("native", "tokens_sample")].shape
+        == tiny_run.tokens[("workbench", "tokens_sample")].shape
         == (2, 2)
+    )
     ratios = tiny_run.ratios().set_index("phase")
     assert ratios.loc["decode_sample", "met"] is None and ratios.loc["decode_eager", "met"] in (True, False)
     assert tiny_run.config["loss_pass"] and tiny_run.config["sample_tokens"] == 2
@@ -145,10 +173,24 @@ def test_coverage_and_profile(tiny_run):
     assert all(a.startswith("aten::") for a in served)
     # the integer bookkeeping of generate / the loss (positions, masks, counts), the sampling path and
     # the loss pass all run our kernels
-    assert {"aten::cumsum", "aten::sub.Tensor", "aten::masked_fill.Scalar", "aten::eq.Scalar", "aten::ne.Scalar",
-            "aten::lt.Tensor", "aten::cos", "aten::sin", "aten::_softmax", "aten::div.Tensor",
-            "aten::cross_entropy_loss", "aten::_log_softmax", "aten::gather", "aten::exp", "aten::bitwise_not",
-            "aten::__and__.Tensor"} <= set(served)
+    assert {
+        "aten::cumsum",
+        "aten::sub.Tensor",
+        "aten::masked_fill.Scalar",
+        "aten::eq.Scalar",
+        "aten::ne.Scalar",
+        "aten::lt.Tensor",
+        "aten::cos",
+        "aten::sin",
+        "aten::_softmax",
+        "aten::div.Tensor",
+        "aten::cross_entropy_loss",
+        "aten::_log_softmax",
+        "aten::gather",
+        "aten::exp",
+        "aten::bitwise_not",
+        "aten::__and__.Tensor",
+    } <= set(served)
     assert not cov["reasons"].str.contains("int64|int32|bool").any(), cov[cov["fallback"] > 0]
     # the target of >= 30 distinct ATen overloads (handled > 0, fused rows not counted): met on this workload
     assert len(served) == len(set(served)) >= TARGETS["aten_ops_served"], served
@@ -157,7 +199,13 @@ def test_coverage_and_profile(tiny_run):
     p = tiny_run.profile
     assert set(p["phase"]) == {"prefill", "decode (1 step)"}
     assert p["native_ms"].sum() > 0 and p["workbench_ms"].sum() > 0 and (p["native_calls"] > 0).any()
-    assert list(tiny_run.ratios()["phase"]) == ["prefill", "loss", "decode_eager", "decode_sample", "decode_graph"]
+    assert list(tiny_run.ratios()["phase"]) == [
+        "prefill",
+        "loss",
+        "decode_eager",
+        "decode_sample",
+        "decode_graph",
+    ]
     api, why_not = measure.graph_api(backends.active())
     assert api is None and "graph" in why_not  # the interpreter cannot capture graphs
 
@@ -173,8 +221,16 @@ def test_summary_goes_to_the_store(tiny_run, tmp_path):
 
 
 def test_compiled_execution_serves_ops_and_patterns():
-    run = run_model("tiny", mode="prefill", execution="compile", exclude=TINY_EXCLUDE, loss=False, profile=False,
-                    fp32_reference=False, **{**TINY, "batch": 1})
+    run = run_model(
+        "tiny",
+        mode="prefill",
+        execution="compile",
+        exclude=TINY_EXCLUDE,
+        loss=False,
+        profile=False,
+        fp32_reference=False,
+        **{**TINY, "batch": 1},
+    )
     assert run.config["execution"] == "compile" and (run.throughput["note"] == "").all(), run.throughput
     assert run.accuracy.set_index("metric").loc["logits_rel_err", "value"] <= TARGETS["logits_rel_err"]
     cov = run.coverage.set_index("aten_op")
@@ -232,6 +288,7 @@ def test_search_strategy():
         def lossy(group):
             calls.append(group)
             return pred(set(group))
+
         return lossy
 
     assert _search(ops, lossy_if(lambda g: "op11" in g), lambda: True) == [["op11"]]
@@ -249,14 +306,39 @@ def test_bisect_reports_no_loss_when_clean():
 
 
 def test_cli_model_and_bisect(capsys, tmp_path):
-    assert main(["model", "--preset", "tiny", "--mode", "prefill", "--prompt-len", "6", "--warmup", "0",
-                 "--reps", "1", "--no-loss", "--out", str(tmp_path)]) == 0
+    assert (
+        main(
+            [
+                "model",
+                "--preset",
+                "tiny",
+                "--mode",
+                "prefill",
+                "--prompt-len",
+                "6",
+                "--warmup",
+                "0",
+                "--reps",
+                "1",
+                "--no-loss",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "prefill" in out and "logits_rel_err" in out and "ATen ops served by workbench" in out
     coverage = pd.read_csv(tmp_path / "coverage.csv")
-    assert (tmp_path / "summary.csv").exists() and len(coverage) and {"device", "commit"} <= set(coverage.columns)
-    assert main(["model", "bisect", "--preset", "tiny", "--prompt-len", "6", "--reps", "1",
-                 "--ops", "silu,mul"]) == 0
+    assert (
+        (tmp_path / "summary.csv").exists()
+        and len(coverage)
+        and {"device", "commit"} <= set(coverage.columns)
+    )
+    assert (
+        main(["model", "bisect", "--preset", "tiny", "--prompt-len", "6", "--reps", "1", "--ops", "silu,mul"])
+        == 0
+    )
     assert "candidate ops on" in capsys.readouterr().out
 
 
@@ -268,7 +350,9 @@ def test_notebook_is_thin_and_clean():
     nb = json.loads((Path(__file__).parents[1] / "notebooks" / "full_model.ipynb").read_text())
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
     assert all(not c.get("outputs") and c.get("execution_count") is None for c in code)
-    assert "parameters" in code[0]["metadata"].get("tags", []) and 'PRESET = "tiny"' in "".join(code[0]["source"])
+    assert "parameters" in code[0]["metadata"].get("tags", []) and 'PRESET = "tiny"' in "".join(
+        code[0]["source"]
+    )
     for c in code:
         ast.parse("".join(c["source"]))
     assert any("models.run_model(" in "".join(c["source"]) for c in code)

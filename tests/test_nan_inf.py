@@ -85,8 +85,14 @@ def _params():
             for pattern, dtypes in (("scattered", spec.dtypes), ("row", (torch.float32,))):
                 place = "at scattered positions" if pattern == "scattered" else "along the first row"
                 for dtype in dtypes:
-                    yield pytest.param(spec, case, name, pattern, dtype,
-                                       id=f"{spec.name} with {name} {place} in {dtype_name(dtype)}")
+                    yield pytest.param(
+                        spec,
+                        case,
+                        name,
+                        pattern,
+                        dtype,
+                        id=f"{spec.name} with {name} {place} in {dtype_name(dtype)}",
+                    )
 
 
 @pytest.mark.parametrize("spec,case,special,pattern,dtype", list(_params()))
@@ -101,6 +107,7 @@ def test_special_values_propagate_like_torch(spec, case, special, pattern, dtype
 
 
 # ---- the row ops' special rows, one per row, on each of their paths --------------------------------------
+
 
 def _rows_with_specials(n_cols: int) -> torch.Tensor:
     """Rows: plain; NaN first (a lane that has seen nothing else); one +inf; all -inf; -inf but one; NaN
@@ -152,8 +159,14 @@ def test_cross_entropy_sees_special_logits_at_every_class(reduction, dtype, n_co
             got = cross_entropy(pair, t, reduction=reduction)
             ref = torch.nn.functional.cross_entropy(pair.double(), t, reduction=reduction)
             where = f"special row {r}, ignored {ignore}"
-            torch.testing.assert_close(got.double(), ref, equal_nan=True, rtol=2e-2, atol=1e-5,
-                                       msg=lambda m, where=where: f"{where}: {m}")
+            torch.testing.assert_close(
+                got.double(),
+                ref,
+                equal_nan=True,
+                rtol=2e-2,
+                atol=1e-5,
+                msg=lambda m, where=where: f"{where}: {m}",
+            )
 
 
 def test_cross_entropy_under_use_ops_sees_nan():

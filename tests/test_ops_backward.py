@@ -28,23 +28,33 @@ def _params():
     for spec in REGISTRY.values():
         if spec.backward is None:
             continue
-        for case_set, dtypes in (("quick", (torch.float32, torch.bfloat16)), ("edge", (torch.float32,)),
-                                 ("llm", (torch.bfloat16,))):
+        for case_set, dtypes in (
+            ("quick", (torch.float32, torch.bfloat16)),
+            ("edge", (torch.float32,)),
+            ("llm", (torch.bfloat16,)),
+        ):
             for case in spec.case_list(case_set):
                 for dtype in dtypes:
                     if not case.big and dtype in spec.dtypes:
                         marks = [pytest.mark.gpu] if case_set == "llm" else []
-                        yield pytest.param(spec, case, dtype, marks=marks,
-                                           id=f"{spec.name}-{case_set}-{case.name}-{dtype_name(dtype)}")
+                        yield pytest.param(
+                            spec,
+                            case,
+                            dtype,
+                            marks=marks,
+                            id=f"{spec.name}-{case_set}-{case.name}-{dtype_name(dtype)}",
+                        )
 
 
 def _leaves(args, kwargs, dtype):
     """(ours, reference) copies of the inputs: floating tensors in `dtype` and in float64, requiring grad."""
+
     def pair(a):
         if isinstance(a, torch.Tensor) and a.is_floating_point():
             ours = a.detach().to(dtype).requires_grad_()
             return ours, ours.detach().double().requires_grad_()
         return a, a
+
     a2 = [pair(a) for a in args]
     k2 = {k: pair(v) for k, v in kwargs.items()}
     ours = ([o for o, _ in a2], {k: o for k, (o, _) in k2.items()})
@@ -62,8 +72,9 @@ def _fits_schema(spec, args) -> bool:
     """Whether the positional arguments fit the custom operator's schema (a Python number passed where
     the op declares a Tensor, as in broadcasting cases of the forward, does not)."""
     schema = trainable(spec.name)._schema.arguments
-    return all(isinstance(a, torch.Tensor) or not isinstance(s.type, torch.TensorType)
-               for a, s in zip(args, schema))
+    return all(
+        isinstance(a, torch.Tensor) or not isinstance(s.type, torch.TensorType) for a, s in zip(args, schema)
+    )
 
 
 @pytest.mark.parametrize("spec,case,dtype", list(_params()))
@@ -78,12 +89,16 @@ def test_backward_matches_float64_reference(spec, case, dtype, request):
     refs = spec.reference(*ref_a, **ref_k)
     outs, refs = (outs, refs) if isinstance(refs, tuple) else ((outs,), (refs,))  # add_rms_norm, rope: pairs
     grads = [torch.randn(r.shape, generator=gen, dtype=torch.float64, device=device) for r in refs]
-    leaves = [(o, r) for o, r in zip([*ours_a, *ours_k.values()], [*ref_a, *ref_k.values()])
-              if isinstance(o, torch.Tensor) and o.requires_grad]
+    leaves = [
+        (o, r)
+        for o, r in zip([*ours_a, *ours_k.values()], [*ref_a, *ref_k.values()])
+        if isinstance(o, torch.Tensor) and o.requires_grad
+    ]
     if sum(r.numel() for r in refs) == 0:
         return  # nothing flows back (zero-size output)
-    ours_g = torch.autograd.grad(outs, [o for o, _ in leaves], [g.to(o.dtype) for g, o in zip(grads, outs)],
-                                 allow_unused=True)
+    ours_g = torch.autograd.grad(
+        outs, [o for o, _ in leaves], [g.to(o.dtype) for g, o in zip(grads, outs)], allow_unused=True
+    )
     ref_g = torch.autograd.grad(refs, [r for _, r in leaves], grads, allow_unused=True)
     tol = GRAD_TOL_FACTOR * spec.tolerance[dtype]
     # Gradients that cancel to almost nothing (rms_norm over one column) are judged against a floor.
@@ -175,10 +190,13 @@ def test_compiled_graph_trains_through_the_custom_operators():
 def _grads_of_a_quick_case(name: str) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:
     """(outputs, input gradients) of the op's last quick case (fp32, fixed seed) through its custom operator."""
     spec = REGISTRY[name]
-    args, kwargs = spec.case_list("quick")[-1].make(torch.float32, torch.device("cpu"),
-                                                     torch.Generator().manual_seed(3))
-    args = [a.detach().requires_grad_() if isinstance(a, torch.Tensor) and a.is_floating_point() else a
-            for a in args]
+    args, kwargs = spec.case_list("quick")[-1].make(
+        torch.float32, torch.device("cpu"), torch.Generator().manual_seed(3)
+    )
+    args = [
+        a.detach().requires_grad_() if isinstance(a, torch.Tensor) and a.is_floating_point() else a
+        for a in args
+    ]
     outs = trainable(name)(*args, **kwargs)
     outs = outs if isinstance(outs, tuple) else (outs,)
     leaves = [a for a in args if isinstance(a, torch.Tensor) and a.requires_grad]
@@ -216,9 +234,14 @@ def test_train_run_summary_leaves_the_warm_up_step_out_of_speed_and_memory():
 
     from workbench.models.train import TrainRun
 
-    rows = [("native", 0, 10.0, 2.0, 9.0, 900), ("workbench", 0, 10.0, 2.0, 30.0, 990),
-            ("native", 1, 9.0, 1.0, 1.0, 800), ("workbench", 1, 9.09, 1.02, 0.5, 400),
-            ("workbench", 2, 8.0, 1.0, 0.5, 500), ("native", 2, 8.0, 1.0, 1.0, 1000)]
+    rows = [
+        ("native", 0, 10.0, 2.0, 9.0, 900),
+        ("workbench", 0, 10.0, 2.0, 30.0, 990),
+        ("native", 1, 9.0, 1.0, 1.0, 800),
+        ("workbench", 1, 9.09, 1.02, 0.5, 400),
+        ("workbench", 2, 8.0, 1.0, 0.5, 500),
+        ("native", 2, 8.0, 1.0, 1.0, 1000),
+    ]
     steps = pd.DataFrame(rows, columns=["side", "step", "loss", "grad_norm", "seconds", "peak_mem"])
     s = TrainRun(steps, tokens_per_step=100, coverage=pd.DataFrame()).summary()
     assert s["tokens_per_s_native"] == 100.0 and s["tokens_per_s_workbench"] == 200.0
@@ -228,8 +251,15 @@ def test_train_run_summary_leaves_the_warm_up_step_out_of_speed_and_memory():
 
 
 # The backwards that size their own launches (the rest run on the shared launchers, tested with them).
-OWN_BACKWARD_LAUNCHES = ["cross_entropy", "embedding", "layer_norm", "log_softmax", "rms_norm", "silu_and_mul",
-                         "softmax"]
+OWN_BACKWARD_LAUNCHES = [
+    "cross_entropy",
+    "embedding",
+    "layer_norm",
+    "log_softmax",
+    "rms_norm",
+    "silu_and_mul",
+    "softmax",
+]
 
 
 @pytest.mark.parametrize("name", OWN_BACKWARD_LAUNCHES)

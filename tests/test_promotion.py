@@ -49,14 +49,32 @@ def test_variant_is_written_registered_and_baselined_then_guarded(repo, tmp_path
 
     # the target exists: refused before any work, nothing changes (here through the command line: exit 1)
     before = target.read_text()
-    assert main(["promote", str(CANDIDATES / "rms_norm_rows.py"), "--op", "rms_norm", "--root", str(repo),
-                 "--store", str(store), "--no-progress"]) == 1
+    assert (
+        main(
+            [
+                "promote",
+                str(CANDIDATES / "rms_norm_rows.py"),
+                "--op",
+                "rms_norm",
+                "--root",
+                str(repo),
+                "--store",
+                str(store),
+                "--no-progress",
+            ]
+        )
+        == 1
+    )
     assert f"workbench/ops/variants/rms_norm_{backend}.py exists" in capsys.readouterr().err
-    assert target.read_text() == before and git_status(repo) == f"?? workbench/ops/variants/rms_norm_{backend}.py\n"
+    assert (
+        target.read_text() == before
+        and git_status(repo) == f"?? workbench/ops/variants/rms_norm_{backend}.py\n"
+    )
 
     # force replaces it and keeps a backup
-    forced = promote(CANDIDATES / "rms_norm_rows.py", "rms_norm", root=repo, force=True, record_baseline=False,
-                     **FAST)
+    forced = promote(
+        CANDIDATES / "rms_norm_rows.py", "rms_norm", root=repo, force=True, record_baseline=False, **FAST
+    )
     assert forced.written and forced.backup is not None and forced.backup.read_text() == before
 
 
@@ -65,10 +83,25 @@ def test_new_op_module_is_picked_up_by_the_registry_tests(repo, tmp_path):
     assert result.kind == "op" and result.target == repo / "workbench" / "ops" / "logistic.py"
     assert "SPEC = _register(SPEC)" in result.target.read_text()
     collected = subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
-         "tests/test_ops_correctness.py", "tests/test_registry.py"],
-        cwd=repo, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(repo)})
-    assert "test_op_matches_reference[logistic[generic]-quick-1000-fp32]" in collected.stdout, collected.stdout[-2000:]
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--collect-only",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "tests/test_ops_correctness.py",
+            "tests/test_registry.py",
+        ],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(repo)},
+    )
+    assert "test_op_matches_reference[logistic[generic]-quick-1000-fp32]" in collected.stdout, (
+        collected.stdout[-2000:]
+    )
     assert "test_declaration_is_complete[logistic]" in collected.stdout
 
 

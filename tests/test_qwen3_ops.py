@@ -40,34 +40,85 @@ def test_copy_and_fill_refuse_what_they_cannot_do_safely():
 
 def test_fill_rounds_the_value_as_torch_does():
     for dtype in (torch.bfloat16, torch.float16):
-        v = 0.1 + 2 ** -12
-        assert torch.equal(ops.fill(x(4, dtype=dtype), v), torch.full((4,), v, dtype=dtype, device=x(1).device))
+        v = 0.1 + 2**-12
+        assert torch.equal(
+            ops.fill(x(4, dtype=dtype), v), torch.full((4,), v, dtype=dtype, device=x(1).device)
+        )
 
 
-@pytest.mark.parametrize("call,exc,pattern", [
-    (lambda: ops.where(x(3, 4) > 0, x(3, 4), x(5)), ValueError, r"condition, input, other: shapes .* do not broadcast"),
-    (lambda: ops.where(x(3) > 0, x(3).bool(), False), TypeError, r"expected a float32, float16, bfloat16, int32 or int64 result"),
-    (lambda: ops.masked_fill(x(3), x(2, 3) > 0, 1.0), ValueError, r"mask: shape \(2, 3\) does not broadcast to input"),
-    (lambda: ops.masked_fill(x(3), x(3), 1.0), TypeError, r"mask: expected dtype in \(bool\), got float32"),
-    (lambda: ops.pow(x(3), "2"), TypeError, r"exponent: expected a tensor or a real number, got str"),
-    (lambda: ops.sum(x(3, 4), dim=2), ValueError, r"dim: expected a dim in \[-2, 2\), got 2"),
-    (lambda: ops.mean(x(3, 4), dim=(1, -1)), ValueError, r"dim: dim -1 appears twice"),
-    (lambda: ops.sum(x(3), dtype=torch.float64), TypeError, r"dtype: expected one of \(float32, float16, bfloat16, int32, int64\)"),
-    (lambda: ops.max(x(3, 0), 1), ValueError, r"cannot take the max over dim 1 of size 0"),
-    (lambda: ops.bmm(x(2, 3, 4), x(3, 4, 5)), ValueError, r"b: expected shape \(2, 4, N\)"),
-    (lambda: ops.addmm(x(7), x(2, 3), x(3, 5)), ValueError, r"bias: shape \(7,\) does not broadcast to \(2, 5\)"),
-    (lambda: ops.linear(x(2, 8), x(4, 6)), ValueError, r"weight: expected 8 columns \(x's last dim\), got shape \(4, 6\)"),
-    (lambda: ops.linear(x(2, 8), x(4, 8), x(5)), ValueError, r"bias: expected shape \(4,\), got \(5,\)"),
-    (lambda: ops.gather(x(4, 5), 1, torch.zeros(4, dtype=torch.int64, device=x(1).device)), ValueError,
-     r"index: expected 2 dims like x"),
-    (lambda: ops.gather(x(4, 5), 1, torch.zeros(5, 2, dtype=torch.int64, device=x(1).device)), ValueError,
-     r"index: shape \(5, 2\) exceeds x shape \(4, 5\) outside dim 1"),
-    (lambda: ops.index_select(x(4, 5), 0, x(2)), TypeError, r"index: expected dtype in \(int32, int64\), got float32"),
-    (lambda: ops.cat([x(2, 3), x(2, 4)], 0), ValueError, r"tensors: shape \(2, 4\) does not match \(2, 3\) outside"),
-    (lambda: ops.cat(x(2, 3), 0), TypeError, r"tensors: expected a non-empty list or tuple of tensors, got Tensor"),
-    (lambda: ops.copy(x(3), torch.float64), TypeError, r"dtype: expected one of \(.*\), got float64"),
-    (lambda: ops.fill(x(3), "a"), TypeError, r"value: expected a real number, got str"),
-])
+@pytest.mark.parametrize(
+    "call,exc,pattern",
+    [
+        (
+            lambda: ops.where(x(3, 4) > 0, x(3, 4), x(5)),
+            ValueError,
+            r"condition, input, other: shapes .* do not broadcast",
+        ),
+        (
+            lambda: ops.where(x(3) > 0, x(3).bool(), False),
+            TypeError,
+            r"expected a float32, float16, bfloat16, int32 or int64 result",
+        ),
+        (
+            lambda: ops.masked_fill(x(3), x(2, 3) > 0, 1.0),
+            ValueError,
+            r"mask: shape \(2, 3\) does not broadcast to input",
+        ),
+        (
+            lambda: ops.masked_fill(x(3), x(3), 1.0),
+            TypeError,
+            r"mask: expected dtype in \(bool\), got float32",
+        ),
+        (lambda: ops.pow(x(3), "2"), TypeError, r"exponent: expected a tensor or a real number, got str"),
+        (lambda: ops.sum(x(3, 4), dim=2), ValueError, r"dim: expected a dim in \[-2, 2\), got 2"),
+        (lambda: ops.mean(x(3, 4), dim=(1, -1)), ValueError, r"dim: dim -1 appears twice"),
+        (
+            lambda: ops.sum(x(3), dtype=torch.float64),
+            TypeError,
+            r"dtype: expected one of \(float32, float16, bfloat16, int32, int64\)",
+        ),
+        (lambda: ops.max(x(3, 0), 1), ValueError, r"cannot take the max over dim 1 of size 0"),
+        (lambda: ops.bmm(x(2, 3, 4), x(3, 4, 5)), ValueError, r"b: expected shape \(2, 4, N\)"),
+        (
+            lambda: ops.addmm(x(7), x(2, 3), x(3, 5)),
+            ValueError,
+            r"bias: shape \(7,\) does not broadcast to \(2, 5\)",
+        ),
+        (
+            lambda: ops.linear(x(2, 8), x(4, 6)),
+            ValueError,
+            r"weight: expected 8 columns \(x's last dim\), got shape \(4, 6\)",
+        ),
+        (lambda: ops.linear(x(2, 8), x(4, 8), x(5)), ValueError, r"bias: expected shape \(4,\), got \(5,\)"),
+        (
+            lambda: ops.gather(x(4, 5), 1, torch.zeros(4, dtype=torch.int64, device=x(1).device)),
+            ValueError,
+            r"index: expected 2 dims like x",
+        ),
+        (
+            lambda: ops.gather(x(4, 5), 1, torch.zeros(5, 2, dtype=torch.int64, device=x(1).device)),
+            ValueError,
+            r"index: shape \(5, 2\) exceeds x shape \(4, 5\) outside dim 1",
+        ),
+        (
+            lambda: ops.index_select(x(4, 5), 0, x(2)),
+            TypeError,
+            r"index: expected dtype in \(int32, int64\), got float32",
+        ),
+        (
+            lambda: ops.cat([x(2, 3), x(2, 4)], 0),
+            ValueError,
+            r"tensors: shape \(2, 4\) does not match \(2, 3\) outside",
+        ),
+        (
+            lambda: ops.cat(x(2, 3), 0),
+            TypeError,
+            r"tensors: expected a non-empty list or tuple of tensors, got Tensor",
+        ),
+        (lambda: ops.copy(x(3), torch.float64), TypeError, r"dtype: expected one of \(.*\), got float64"),
+        (lambda: ops.fill(x(3), "a"), TypeError, r"value: expected a real number, got str"),
+    ],
+)
 def test_bad_input_is_named(call, exc, pattern):
     with pytest.raises(exc, match=pattern):
         call()

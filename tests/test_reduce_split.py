@@ -24,7 +24,7 @@ def test_split_sum_mean_max_match_torch(forced_splits, shape, dim):
     dev = backends.active().device()
     x = torch.randn(shape, generator=gen).round(decimals=1).to(dev)  # rounded: ties for max
     x.view(-1)[1234] = float("nan")
-    ints = torch.randint(-2**40, 2**40, shape, generator=gen).to(dev)
+    ints = torch.randint(-(2**40), 2**40, shape, generator=gen).to(dev)
     assert torch.allclose(workbench.ops.sum(x, dim), x.double().sum(dim).float(), equal_nan=True)
     assert torch.allclose(workbench.ops.mean(x.nan_to_num(), dim), x.nan_to_num().double().mean(dim).float())
     assert torch.equal(workbench.ops.sum(ints, dim), ints.sum(dim))

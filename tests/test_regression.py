@@ -20,9 +20,17 @@ def _cache(monkeypatch):
 
 @pytest.fixture
 def cfg(tmp_path):
-    return regression.configure(ops=["silu"], cases=["quick"], check_cases=["quick"], dtypes=["fp32"],
-                                check_dtypes=["fp32"], rep_ms=1, store=str(tmp_path / "r.db"),
-                                output_dir=str(tmp_path / "out"), seed=1)
+    return regression.configure(
+        ops=["silu"],
+        cases=["quick"],
+        check_cases=["quick"],
+        dtypes=["fp32"],
+        check_dtypes=["fp32"],
+        rep_ms=1,
+        store=str(tmp_path / "r.db"),
+        output_dir=str(tmp_path / "out"),
+        seed=1,
+    )
 
 
 def test_first_run_seeds_the_baseline_and_a_slowdown_is_flagged(cfg):
@@ -53,7 +61,9 @@ def test_first_run_seeds_the_baseline_and_a_slowdown_is_flagged(cfg):
     from workbench.reports.report import headline
 
     head = headline(check_df, slower, comparison).iloc[0]
-    assert head["regressions"] == triton.sum() and head["checks failed"] == 0 and head["backend"] == cfg.backend
+    assert (
+        head["regressions"] == triton.sum() and head["checks failed"] == 0 and head["backend"] == cfg.backend
+    )
     assert head["worst speedup"].startswith(f"{slower.loc[triton, 'speedup'].min():.3g}x (silu")
     assert page.index("Headline") < page.index("Against the baseline") < page.index("Side by side")
     assert "base64" not in page and all((report.parent / "plots" / p.name).is_file() for p in plots)
@@ -81,21 +91,41 @@ def test_failure_reasons_read_numpy_bools_and_missing_values():
 
     assert failure_reason({"error": "RuntimeError: x"}) == "RuntimeError: x"
     assert "dtype or shape" in failure_reason({"error": "", "dtype_match": np.False_})
-    assert "NaN/Inf" in failure_reason({"error": float("nan"), "dtype_match": True, "nonfinite_match": np.False_})
-    assert failure_reason({"error": "", "dtype_match": None, "nonfinite_match": True, "rel_err": 0.5, "tol": 0.01,
-                           "elementwise_ok": False}).startswith("rel_err 0.5")
+    assert "NaN/Inf" in failure_reason(
+        {"error": float("nan"), "dtype_match": True, "nonfinite_match": np.False_}
+    )
+    assert failure_reason(
+        {
+            "error": "",
+            "dtype_match": None,
+            "nonfinite_match": True,
+            "rel_err": 0.5,
+            "tol": 0.01,
+            "elementwise_ok": False,
+        }
+    ).startswith("rel_err 0.5")
 
 
 def test_report_shows_the_peers_as_columns_and_does_not_judge_them(tmp_path):
-    cfg = regression.configure(ops=["silu"], cases=["quick"], check_cases=["quick"], dtypes=["fp32"],
-                               check_dtypes=["fp32"], rep_ms=1, store=str(tmp_path / "r.db"),
-                               output_dir=str(tmp_path / "out"), seed=1, peers="inductor,flaggems")
+    cfg = regression.configure(
+        ops=["silu"],
+        cases=["quick"],
+        check_cases=["quick"],
+        dtypes=["fp32"],
+        check_dtypes=["fp32"],
+        rep_ms=1,
+        store=str(tmp_path / "r.db"),
+        output_dir=str(tmp_path / "out"),
+        seed=1,
+        peers="inductor,flaggems",
+    )
     assert cfg.peers == ["inductor", "flaggems"]
     check_df, bench_df = regression.run_check(cfg), regression.run_bench(cfg)
     assert set(bench_df["impl"]) == {"native", "generic", "inductor", "flaggems"}
     gems = bench_df[bench_df["impl"] == "flaggems"]
     try:
         import flag_gems  # noqa: F401
+
         installed = True
     except ImportError:  # its cells say why, and that is no problem of ours
         installed = False
@@ -105,18 +135,27 @@ def test_report_shows_the_peers_as_columns_and_does_not_judge_them(tmp_path):
     ids = regression.record(cfg, check_df, bench_df)
     assert regression.problems(cfg, check_df, bench_df, comparison) == []
     report = regression.write_report(cfg, check_df, bench_df, comparison, [], ids).read_text()
-    peers = report[report.index('id="peers"'):]
-    peers = peers[:peers.index("</table>")]
-    for column in ("native ms", "native rel_err", "inductor ms", "inductor speedup", "inductor rel_err",
-                   "flaggems ms", "generic ms", "generic rel_err"):
+    peers = report[report.index('id="peers"') :]
+    peers = peers[: peers.index("</table>")]
+    for column in (
+        "native ms",
+        "native rel_err",
+        "inductor ms",
+        "inductor speedup",
+        "inductor rel_err",
+        "flaggems ms",
+        "generic ms",
+        "generic rel_err",
+    ):
         assert f">{column}</th>" in peers, column
     assert installed or "flag_gems is not installed" in peers
-    side = report[report.index("Side by side"):]
-    assert ">inductor<" not in side[:side.index("</table>")]  # our table holds our rows
+    side = report[report.index("Side by side") :]
+    assert ">inductor<" not in side[: side.index("</table>")]  # our table holds our rows
     assert report.index("Side by side") < report.index("Beside the peers") < report.index("More figures")
 
-    plain = regression.write_report(cfg, check_df, bench_df[bench_df["impl"].isin(["native", "generic"])],
-                                    comparison, [], ids).read_text()
+    plain = regression.write_report(
+        cfg, check_df, bench_df[bench_df["impl"].isin(["native", "generic"])], comparison, [], ids
+    ).read_text()
     assert "Beside the peers" not in plain
     with pytest.raises(ValueError, match="peers"):
         regression.configure(store=cfg.store, output_dir=cfg.output_dir, peers=["tvm"])

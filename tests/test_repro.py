@@ -54,8 +54,14 @@ def cache(tmp_path, monkeypatch):
 
 def _ident(t: _tuning.Tuner, n: int = 100) -> tuple:
     key = t.tuning_key({"x": torch.empty(0), "out": torch.empty(0), "n": n, "factor": 2.0})
-    return (backends.active().properties().name, t.name, t.source_hash, key, triton.__version__,
-            workbench.__version__)
+    return (
+        backends.active().properties().name,
+        t.name,
+        t.source_hash,
+        key,
+        triton.__version__,
+        workbench.__version__,
+    )
 
 
 def test_cache_round_trip(cache):
@@ -108,8 +114,14 @@ def test_two_processes_share_one_cache(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
 
     def child():
-        out = subprocess.run([sys.executable, str(Path(__file__).parent / "_tuned_kernel.py"), str(db)],
-                             capture_output=True, text=True, env=env, timeout=300, check=True)
+        out = subprocess.run(
+            [sys.executable, str(Path(__file__).parent / "_tuned_kernel.py"), str(db)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+            check=True,
+        )
         return json.loads(out.stdout.strip().splitlines()[-1])
 
     first, second = child(), child()
@@ -151,23 +163,37 @@ def test_rounds_rotate_the_first_callable():
     rounds_of([lambda: calls.append("a") or 1.0, lambda: calls.append("b") or 1.0], 4)
     assert calls == ["a", "b", "b", "a", "a", "b", "b", "a"]
     order = []
-    rounds = alternated_rounds([lambda: order.append(0), lambda: order.append(1)], rep_ms=1, warmup_ms=0,
-                               min_rounds=3, max_rounds=3)
+    rounds = alternated_rounds(
+        [lambda: order.append(0), lambda: order.append(1)], rep_ms=1, warmup_ms=0, min_rounds=3, max_rounds=3
+    )
     assert order[-6:] == [0, 1, 1, 0, 0, 1] and [len(t) for t in rounds.times] == [3, 3]
 
 
 def _bench_row(op, case, shape, speedup, p20, p80, passed=True, dtype="fp32"):
-    return {"op": op, "impl": "generic", "case": case, "dtype": dtype, "shape": shape, "ms": 1.0 / speedup,
-            "speedup": speedup, "speedup_p20": p20, "speedup_p80": p80, "passed": passed, "error": ""}
+    return {
+        "op": op,
+        "impl": "generic",
+        "case": case,
+        "dtype": dtype,
+        "shape": shape,
+        "ms": 1.0 / speedup,
+        "speedup": speedup,
+        "speedup_p20": p20,
+        "speedup_p80": p80,
+        "passed": passed,
+        "error": "",
+    }
 
 
 @pytest.fixture
 def measured_store(tmp_path):
     store = ResultStore(tmp_path / "bench.db")
-    rows = [_bench_row("add", "decode 1x4096", "1x4096 1x4096", 1.30, 1.25, 1.35),
-            _bench_row("add", "prefill 2048x4096", "2048x4096 2048x4096", 0.87, 0.85, 0.90),
-            _bench_row("mul", "decode 1x4096", "1x4096 1x4096", 1.02, 0.95, 1.10),  # within the spread
-            _bench_row("neg", "decode 1x4096", "1x4096", 1.50, 1.45, 1.55, passed=False)]
+    rows = [
+        _bench_row("add", "decode 1x4096", "1x4096 1x4096", 1.30, 1.25, 1.35),
+        _bench_row("add", "prefill 2048x4096", "2048x4096 2048x4096", 0.87, 0.85, 0.90),
+        _bench_row("mul", "decode 1x4096", "1x4096 1x4096", 1.02, 0.95, 1.10),  # within the spread
+        _bench_row("neg", "decode 1x4096", "1x4096", 1.50, 1.45, 1.55, passed=False),
+    ]
     run = store.append(rows, "bench", meta=run_metadata())
     return store, run
 
@@ -190,8 +216,10 @@ def test_policy_measured_enables_and_disables_with_reasons(measured_store):
     small = torch.randn(1, 4096), torch.randn(1, 4096)
     large = torch.randn(512, 1024), torch.randn(512, 1024)
     expected = small[0] + small[1], large[0] + large[1]
-    with torch.inference_mode(), workbench.use_ops(include=["add", "mul", "neg"], policy="measured",
-                                                   store=store) as cov:
+    with (
+        torch.inference_mode(),
+        workbench.use_ops(include=["add", "mul", "neg"], policy="measured", store=store) as cov,
+    ):
         got = torch.add(*small), torch.add(*large)  # decode class: ours; prefill class: native
         torch.mul(*small)
         torch.neg(small[0])
@@ -229,8 +257,23 @@ def test_tune_command_shows_and_clears_the_cache(tmp_path, capsys):
     assert "M=1" in capsys.readouterr().out
     assert main(["tune", "--clear", "--store", str(tmp_path / "t.db")]) == 0
     assert store.tuning_rows().empty
-    assert main(["tune", "--model", "tiny", "--tokens", "4,32", "--dtype", "fp32", "--no-progress",
-                 "--store", str(tmp_path / "t.db")]) == 0
+    assert (
+        main(
+            [
+                "tune",
+                "--model",
+                "tiny",
+                "--tokens",
+                "4,32",
+                "--dtype",
+                "fp32",
+                "--no-progress",
+                "--store",
+                str(tmp_path / "t.db"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "lm_head 32x64x512" in out and "prefill causal 1x4x32x16 kv2" in out
 
@@ -241,8 +284,9 @@ def test_model_run_reports_the_spread_of_its_ratios():
     matplotlib.use("Agg")
     from workbench.models import plots, run_model
 
-    run = run_model("tiny", mode="prefill", prompt_len=8, reps=3, profile=False, loss=False,
-                    fp32_reference=False)
+    run = run_model(
+        "tiny", mode="prefill", prompt_len=8, reps=3, profile=False, loss=False, fp32_reference=False
+    )
     r = run.ratios().set_index("phase").loc["prefill"]
     assert r["ratio_p20"] <= r["ratio"] <= r["ratio_p80"] and r["unstable"] in (True, False)
     t = run.throughput.set_index("side")
@@ -266,8 +310,14 @@ def test_bench_rows_carry_the_spread_of_the_speedup():
 def test_peers_are_columns_with_their_error_against_float64():
     from workbench.profiling import bench, peer_table
 
-    df = bench(ops=["add"], cases=["quick"], dtypes=["fp32"], rep_ms=5, progress=False,
-               peers=["inductor", "flaggems"])
+    df = bench(
+        ops=["add"],
+        cases=["quick"],
+        dtypes=["fp32"],
+        rep_ms=5,
+        progress=False,
+        peers=["inductor", "flaggems"],
+    )
     inductor = df[df["impl"] == "inductor"]
     assert len(inductor) and (inductor["error"] == "").all() and inductor["passed"].all()
     assert (inductor["rel_err"] < 1e-6).all() and inductor["speedup_p20"].notna().all()
@@ -277,7 +327,9 @@ def test_peers_are_columns_with_their_error_against_float64():
     except ImportError:
         assert gems["error"].str.contains("flag_gems is not installed").all() and gems["ms"].isna().all()
     table = peer_table(df)
-    assert {"native_ms", "generic_ms", "inductor_ms", "inductor_rel_err", "flaggems_error"} <= set(table.columns)
+    assert {"native_ms", "generic_ms", "inductor_ms", "inductor_rel_err", "flaggems_error"} <= set(
+        table.columns
+    )
     assert len(table) == len(df) // 4
     with pytest.raises(ValueError, match="peers"):
         bench(ops=["add"], cases=["quick"], dtypes=["fp32"], peers=["tvm"], progress=False)
@@ -303,11 +355,16 @@ def test_matmul_keys_are_tuned_once_per_device(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
 
     def child():
-        out = subprocess.run([sys.executable, "-c", _MM_CHILD, str(tmp_path / "t.db")], capture_output=True,
-                             text=True, env=env, timeout=600, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", _MM_CHILD, str(tmp_path / "t.db")],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
+            check=True,
+        )
         return json.loads(out.stdout.strip().splitlines()[-1])
 
     first, second = child(), child()
     assert first["ok"] and second["ok"] and first["tuned"] >= 1 and first["hits"] == 0
     assert second["tuned"] == 0 and second["hits"] == first["tuned"]
-

@@ -28,22 +28,34 @@ def _m(n=6):
 
 # label -> (function of the module `m` (workbench.ops or torch) making the call, op named in our message)
 RAISES = {
-    "masked_fill int32 with 2**40+5":
-        (lambda m: m.masked_fill(_t(torch.int32), _m(), 2**40 + 5), "masked_fill"),
+    "masked_fill int32 with 2**40+5": (
+        lambda m: m.masked_fill(_t(torch.int32), _m(), 2**40 + 5),
+        "masked_fill",
+    ),
     "masked_fill int64 with 2**63": (lambda m: m.masked_fill(_t(torch.int64), _m(), 2**63), "masked_fill"),
     "masked_fill float16 with 1e6": (lambda m: m.masked_fill(_t(torch.float16), _m(), 1e6), "masked_fill"),
-    "masked_fill float16 with 65519 (rounds to 65504, still refused)":
-        (lambda m: m.masked_fill(_t(torch.float16), _m(), 65519.0), "masked_fill"),
-    "masked_fill bfloat16 with 1e39":
-        (lambda m: m.masked_fill(_t(torch.bfloat16), _m(), 1e39), "masked_fill"),
-    "masked_fill int32 with NaN":
-        (lambda m: m.masked_fill(_t(torch.int32), _m(), float("nan")), "masked_fill"),
-    "masked_fill int64 with -inf":
-        (lambda m: m.masked_fill(_t(torch.int64), _m(), float("-inf")), "masked_fill"),
-    "masked_fill float16 with a 0-dim CPU tensor 1e6":
-        (lambda m: m.masked_fill(_t(torch.float16), _m(), torch.tensor(1e6)), "masked_fill"),
+    "masked_fill float16 with 65519 (rounds to 65504, still refused)": (
+        lambda m: m.masked_fill(_t(torch.float16), _m(), 65519.0),
+        "masked_fill",
+    ),
+    "masked_fill bfloat16 with 1e39": (
+        lambda m: m.masked_fill(_t(torch.bfloat16), _m(), 1e39),
+        "masked_fill",
+    ),
+    "masked_fill int32 with NaN": (
+        lambda m: m.masked_fill(_t(torch.int32), _m(), float("nan")),
+        "masked_fill",
+    ),
+    "masked_fill int64 with -inf": (
+        lambda m: m.masked_fill(_t(torch.int64), _m(), float("-inf")),
+        "masked_fill",
+    ),
+    "masked_fill float16 with a 0-dim CPU tensor 1e6": (
+        lambda m: m.masked_fill(_t(torch.float16), _m(), torch.tensor(1e6)),
+        "masked_fill",
+    ),
     "where int32 with other 2**40+5": (lambda m: m.where(_m(), _t(torch.int32), 2**40 + 5), "where"),
-    "where int32 with input -2**40": (lambda m: m.where(_m(), -2**40, _t(torch.int32)), "where"),
+    "where int32 with input -2**40": (lambda m: m.where(_m(), -(2**40), _t(torch.int32)), "where"),
     "where float32 with 1e39": (lambda m: m.where(_m(), _t(torch.float32), 1e39), "where"),
     "fill int32 with 2**40": (lambda m: m.fill(_t(torch.int32), 2**40), "fill"),
     "fill float16 with 1e6": (lambda m: m.fill(_t(torch.float16), 1e6), "fill"),
@@ -71,8 +83,15 @@ SAME = {
 
 class _Torch:
     """The calls above on torch's own functions."""
-    masked_fill, where, add, sub, mul, div = (torch.masked_fill, torch.where, torch.add, torch.sub, torch.mul,
-                                              torch.div)
+
+    masked_fill, where, add, sub, mul, div = (
+        torch.masked_fill,
+        torch.where,
+        torch.add,
+        torch.sub,
+        torch.mul,
+        torch.div,
+    )
 
     @staticmethod
     def fill(x, value):
@@ -87,8 +106,11 @@ def test_number_out_of_range_raises_like_torch(label):
     with pytest.raises(RuntimeError) as error:
         call(wb)
     message = str(error.value)
-    assert message.startswith(f"{op}: ") and "cannot be converted to type" in message and "without overflow" \
-        in message, message
+    assert (
+        message.startswith(f"{op}: ")
+        and "cannot be converted to type" in message
+        and "without overflow" in message
+    ), message
 
 
 @pytest.mark.parametrize("label", list(SAME))

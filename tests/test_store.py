@@ -20,8 +20,16 @@ from pg_server import PASSWORD, PostgresServer
 from workbench.store import ResultStore, StoreError, compare, schema
 
 REPO = Path(__file__).resolve().parents[1]
-META = {"device": "dev-a", "backend": "cpu", "torch": "t", "triton": "tr", "commit": "abc", "dirty": False,
-        "timestamp": "2026-01-01T00:00:00+00:00", "host": "h"}
+META = {
+    "device": "dev-a",
+    "backend": "cpu",
+    "torch": "t",
+    "triton": "tr",
+    "commit": "abc",
+    "dirty": False,
+    "timestamp": "2026-01-01T00:00:00+00:00",
+    "host": "h",
+}
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +48,15 @@ def location(request, tmp_path):
 
 
 def _row(op, ms, spread=0.01, case="c", impl="generic", dtype="bf16"):
-    return {"op": op, "impl": impl, "case": case, "dtype": dtype, "ms": ms, "ms_p20": ms - spread / 2,
-            "ms_p80": ms + spread / 2}
+    return {
+        "op": op,
+        "impl": impl,
+        "case": case,
+        "dtype": dtype,
+        "ms": ms,
+        "ms_p20": ms - spread / 2,
+        "ms_p80": ms + spread / 2,
+    }
 
 
 def test_append_and_query(location):
@@ -151,7 +166,9 @@ def test_old_sqlite_file_is_migrated_in_place(tmp_path):
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         assert db.execute("SELECT version FROM schema_version").fetchall() == [(schema.SCHEMA_VERSION,)]
-        assert db.execute("SELECT count(*) FROM rows WHERE json_extract(data, '$.ms') = 'inf'").fetchone() == (1,)
+        assert db.execute(
+            "SELECT count(*) FROM rows WHERE json_extract(data, '$.ms') = 'inf'"
+        ).fetchone() == (1,)
         assert db.execute("SELECT count(*) FROM rows WHERE json_valid(data)").fetchone() == (5,)
     fresh = sa.create_engine(f"sqlite:///{tmp_path / 'fresh.db'}")
     ResultStore(tmp_path / "fresh.db")
@@ -159,7 +176,11 @@ def test_old_sqlite_file_is_migrated_in_place(tmp_path):
 
     def layout(engine):
         inspector = sa.inspect(engine)
-        return {t: [(c["name"], str(c["type"])) for c in inspector.get_columns(t)] for t in inspector.get_table_names()}
+        return {
+            t: [(c["name"], str(c["type"])) for c in inspector.get_columns(t)]
+            for t in inspector.get_table_names()
+        }
+
     assert layout(migrated) == layout(fresh)  # one schema, however it came about
     store.append([_row("add", 2.0)], "bench", META)
     assert ResultStore(path).runs()["kind"].tolist()[-1] == "bench"
@@ -169,15 +190,27 @@ def test_non_finite_numbers_round_trip_and_stay_queryable(location):
     store = ResultStore(location)
     import numpy as np
 
-    row = {"op": "x", "ms": math.inf, "low": -math.inf, "err": math.nan, "f32": np.float32("inf"),
-           "text": "nan", "none": None, "ok": 1.5, "flag": np.bool_(True)}
+    row = {
+        "op": "x",
+        "ms": math.inf,
+        "low": -math.inf,
+        "err": math.nan,
+        "f32": np.float32("inf"),
+        "text": "nan",
+        "none": None,
+        "ok": 1.5,
+        "flag": np.bool_(True),
+    }
     run = store.append([row], "bench", META)
     back = store.rows(run).iloc[0]
     assert back["ms"] == math.inf and back["low"] == -math.inf and math.isnan(back["err"])
     assert back["f32"] == math.inf and back["text"] == "nan" and back["none"] is None and back["ok"] == 1.5
     assert store.rows(run)["flag"].dtype == bool and back["flag"]  # numpy's bool comes back a bool
-    engine = sa.create_engine(location.replace("postgresql://", "postgresql+psycopg://")
-                              if location.startswith("postgresql") else f"sqlite:///{location}")
+    engine = sa.create_engine(
+        location.replace("postgresql://", "postgresql+psycopg://")
+        if location.startswith("postgresql")
+        else f"sqlite:///{location}"
+    )
     with engine.connect() as conn:
         if location.startswith("postgresql"):
             query = "SELECT (data->>'ms')::float8, (data->>'err')::float8, data->>'text' FROM rows"
@@ -214,21 +247,34 @@ def test_a_file_that_is_no_store_is_refused_in_one_line(tmp_path):
 
 def test_newer_schema_is_refused_with_both_versions(location):
     ResultStore(location)
-    url = location.replace("postgresql://", "postgresql+psycopg://") if location.startswith("postgresql") \
+    url = (
+        location.replace("postgresql://", "postgresql+psycopg://")
+        if location.startswith("postgresql")
         else f"sqlite:///{location}"
+    )
     with sa.create_engine(url).begin() as conn:
         conn.execute(schema.schema_version.update().values(version=99, written_by="9.9.9"))
     with pytest.raises(StoreError) as info:
         ResultStore(location)
     message = str(info.value)
-    assert "schema version 99" in message and "9.9.9" in message and f"schema version {schema.SCHEMA_VERSION}" \
-        in message and PASSWORD not in message
+    assert (
+        "schema version 99" in message
+        and "9.9.9" in message
+        and f"schema version {schema.SCHEMA_VERSION}" in message
+        and PASSWORD not in message
+    )
 
 
 def test_tuning_cache(location):
     store = ResultStore(location)
-    ident = {"device": "H100", "kernel": "ops.rms_norm._kernel", "source_hash": "abc123", "key": "4096-bf16",
-             "triton": "3.6.0", "workbench": "0.1.0"}
+    ident = {
+        "device": "H100",
+        "kernel": "ops.rms_norm._kernel",
+        "source_hash": "abc123",
+        "key": "4096-bf16",
+        "triton": "3.6.0",
+        "workbench": "0.1.0",
+    }
     assert store.get_tuning(**ident) is None
     store.put_tuning(**ident, config={"BLOCK": 1024, "num_warps": 4})
     store.put_tuning(**ident, config={"BLOCK": 2048, "num_warps": 8})  # replaces
@@ -267,9 +313,27 @@ def test_unreachable_url_fails_fast_in_one_line(host):
 
 def test_cli_reports_a_bad_store_in_one_line():
     url = f"postgresql://me:{PASSWORD}@127.0.0.1:9/db"
-    result = subprocess.run([sys.executable, "-m", "workbench.cli", "bench", "add", "--cases", "quick",
-                             "--dtype", "fp32", "--store", url, "--no-progress"], capture_output=True, text=True,
-                            env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120, check=False)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "workbench.cli",
+            "bench",
+            "add",
+            "--cases",
+            "quick",
+            "--dtype",
+            "fp32",
+            "--store",
+            url,
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "cannot connect to 127.0.0.1:9" in result.stderr
     assert PASSWORD not in result.stderr + result.stdout and "Traceback" not in result.stderr

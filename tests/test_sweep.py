@@ -29,7 +29,9 @@ def test_costs_come_from_the_store_else_from_the_case_count(tmp_path):
     measured = sweep.costs("check", ["add", "exp"], params, store, backend.properties().name)
     per_case = 30.0 / sweep.static_cost("check", "add", params)
     assert measured == {"add": 30.0, "exp": sweep.static_cost("check", "exp", params) * per_case}
-    assert sweep.costs("bench", ["add"], params, store, backend.properties().name)["add"] != 30.0  # other kind
+    assert (
+        sweep.costs("bench", ["add"], params, store, backend.properties().name)["add"] != 30.0
+    )  # other kind
 
 
 def test_device_lists_are_checked():
@@ -66,8 +68,15 @@ def test_a_crashed_and_a_hung_worker_are_reported_while_the_other_finishes(tmp_p
     store = ResultStore(tmp_path / "r.db")
     ops = ["add", "mul", "exp", "silu", "sin", "neg"]
     start = time.monotonic()
-    df, workers = sweep.run("check", "cpu:3", {"ops": ops, "cases": ["quick"], "dtypes": ["fp32"]}, store=store,
-                            timeout=5, worker_command=[sys.executable, str(script)], log=lambda line: None)
+    df, workers = sweep.run(
+        "check",
+        "cpu:3",
+        {"ops": ops, "cases": ["quick"], "dtypes": ["fp32"]},
+        store=store,
+        timeout=5,
+        worker_command=[sys.executable, str(script)],
+        log=lambda line: None,
+    )
     assert time.monotonic() - start < 30
     status = {w.device_id: w for w in workers}
     assert status["cpu#0"].status == "ok"
@@ -94,8 +103,15 @@ def test_regression_check_and_bench_over_two_cpu_workers(tmp_path, monkeypatch):
     from workbench.profiling import failures
 
     monkeypatch.setenv("WORKBENCH_STORE", str(tmp_path / "store.db"))
-    cfg = regression.configure(backend="cpu", ops="add,exp,mul", check_dtypes="fp32", rep_ms=1.0, seed=3,
-                               devices="cpu:2", output_dir=str(tmp_path / "out"))
+    cfg = regression.configure(
+        backend="cpu",
+        ops="add,exp,mul",
+        check_dtypes="fp32",
+        rep_ms=1.0,
+        seed=3,
+        devices="cpu:2",
+        output_dir=str(tmp_path / "out"),
+    )
     check_df = regression.run_check(cfg)
     bench_df = regression.run_bench(cfg)
     assert set(check_df["device_id"]) == set(bench_df["device_id"]) == {"cpu#0", "cpu#1"}

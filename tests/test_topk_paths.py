@@ -96,8 +96,9 @@ def test_check_and_bench_select_the_algorithm_by_name():
     from workbench.profiling import check
     from workbench.profiling.bench import implementations
 
-    df = check(ops=["topk", "exp"], cases=["quick"], dtypes=["fp32"], algorithm="merge", seed=0,
-               progress=False)
+    df = check(
+        ops=["topk", "exp"], cases=["quick"], dtypes=["fp32"], algorithm="merge", seed=0, progress=False
+    )
     assert (df[df.op == "topk"]["variant"] == "generic:merge").all() and df[df.op == "topk"]["passed"].all()
     assert (df[df.op == "exp"]["skipped"] == "no generic:merge variant").all()
     impls = implementations(topk_mod.SPEC, backends.active().name, all_variants=False, algorithm="merge")

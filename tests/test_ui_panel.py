@@ -27,7 +27,9 @@ def _cache(monkeypatch):
 def test_backend_row_shows_the_bound_backend_and_why_others_are_off():
     panel = PortingPanel(source=GOOD, background=False)
     bound = backends.active().name
-    assert not panel.backend_buttons[bound].disabled and panel.backend_buttons[bound].button_style == "success"
+    assert (
+        not panel.backend_buttons[bound].disabled and panel.backend_buttons[bound].button_style == "success"
+    )
     for name, button in panel.backend_buttons.items():
         if name != bound:
             assert button.disabled and button.tooltip
@@ -68,8 +70,13 @@ def test_profile_shows_the_ticked_peers_as_columns_and_why_one_did_not_run():
     assert panel.error is None, panel.error
     table = panel.comparison
     columns = list(table.columns)
-    assert columns.index("native ms") < columns.index("inductor ms") < columns.index("flaggems ms") \
-        < columns.index("current ms") < columns.index("candidate ms")
+    assert (
+        columns.index("native ms")
+        < columns.index("inductor ms")
+        < columns.index("flaggems ms")
+        < columns.index("current ms")
+        < columns.index("candidate ms")
+    )
     for col in ("native rel_err", "inductor ms", "inductor speedup", "inductor rel_err", "candidate rel_err"):
         assert table[col].notna().all(), col
     assert (table["inductor rel_err"] < 1e-5).all() and table["inductor correct"].all()
@@ -112,8 +119,11 @@ def test_candidate_cell_magic_feeds_the_panel_and_tracebacks_name_the_cell(monke
     panel = PortingPanel(op="silu", background=False)
     body = "import torch\n\n\ndef rms_norm(x, weight=None, eps=1e-6):\n    raise RuntimeError('boom')\n"
     magics.candidate("rms_norm", body)
-    assert panel.op.value == "rms_norm" and panel.source.value == body and "%%candidate rms_norm" in \
-        panel.candidate_note.value
+    assert (
+        panel.op.value == "rms_norm"
+        and panel.source.value == body
+        and "%%candidate rms_norm" in panel.candidate_note.value
+    )
     panel.check_button.click()
     trace = panel.error["traceback"]
     # the raise is on line 5 of the cell body, i.e. line 6 of the cell (the magic's line is line 1)

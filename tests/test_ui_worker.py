@@ -25,19 +25,24 @@ def _alive(pid: int) -> bool:
 
 
 def test_abort_is_reported_as_a_crash(tmp_path):
-    path = _write(tmp_path, """
+    path = _write(
+        tmp_path,
+        """
         import os
 
         def rms_norm(x, weight=None, eps=1e-6):
             os.abort()  # what a fatal error in a native library looks like from outside
-        """)
+        """,
+    )
     result = worker.run("check", path, "rms_norm", cases=["quick"], dtypes=["fp32"], progress=False)
     assert result.status == "crashed"
     assert "SIGABRT" in result.summary and result.returncode < 0
 
 
 def test_hang_is_killed_at_the_timeout(tmp_path):
-    path = _write(tmp_path, """
+    path = _write(
+        tmp_path,
+        """
         import os, time
 
         with open(os.path.join(os.path.dirname(__file__), "pid"), "w") as f:
@@ -46,24 +51,31 @@ def test_hang_is_killed_at_the_timeout(tmp_path):
         def rms_norm(x, weight=None, eps=1e-6):
             while True:
                 time.sleep(1)
-        """)
-    result = worker.run("check", path, "rms_norm", cases=["quick"], dtypes=["fp32"], timeout=5, progress=False)
+        """,
+    )
+    result = worker.run(
+        "check", path, "rms_norm", cases=["quick"], dtypes=["fp32"], timeout=5, progress=False
+    )
     assert result.status == "timeout" and "timed out after 5 s" in result.summary
     if (tmp_path / "pid").exists():  # the worker got as far as loading the candidate: it must be gone
         assert not _alive(int((tmp_path / "pid").read_text()))
 
 
 def test_memory_exhaustion_is_reported(tmp_path):
-    path = _write(tmp_path, """
+    path = _write(
+        tmp_path,
+        """
         import torch
 
         def rms_norm(x, weight=None, eps=1e-6):
             hoard = []
             while True:
                 hoard.append(torch.empty(256 << 20, dtype=torch.uint8))
-        """)
-    result = worker.run("check", path, "rms_norm", cases=["quick"], dtypes=["fp32"], memory_limit=2 << 30,
-                        progress=False)
+        """,
+    )
+    result = worker.run(
+        "check", path, "rms_norm", cases=["quick"], dtypes=["fp32"], memory_limit=2 << 30, progress=False
+    )
     assert result.status == "oom", (result.status, result.summary)
     assert "out of memory" in result.summary and "can't allocate memory" in result.summary
 
@@ -77,9 +89,16 @@ def test_load_errors_are_short_and_keep_the_traceback(tmp_path):
 
 
 def test_device_context_loss_in_rows_counts_as_a_crash():
-    rows = pd.DataFrame([{"case": "a", "dtype": "bf16", "error": ""},
-                         {"case": "b", "dtype": "bf16",
-                          "error": "RuntimeError: CUDA error: an illegal memory access was encountered"}])
+    rows = pd.DataFrame(
+        [
+            {"case": "a", "dtype": "bf16", "error": ""},
+            {
+                "case": "b",
+                "dtype": "bf16",
+                "error": "RuntimeError: CUDA error: an illegal memory access was encountered",
+            },
+        ]
+    )
     status, summary = worker.classify_rows(rows)
     assert status == "crashed" and "device context was lost" in summary and "b bf16" in summary
 

@@ -10,6 +10,8 @@ __version__ = "0.1.0"
 
 # The ATen dispatch override (workbench.dispatch): `with workbench.use_ops() as cov: ...`; the
 # torch.compile backend (workbench.compile): importing it registers backend="workbench".
-__getattr__, __all__ = attach(__name__, ["backends", "ops", "profiling", "dispatch", "compile"],
-                              {"enable": "dispatch", "disable": "dispatch", "use_ops": "dispatch",
-                               "compile_coverage": "compile"})
+__getattr__, __all__ = attach(
+    __name__,
+    ["backends", "ops", "profiling", "dispatch", "compile"],
+    {"enable": "dispatch", "disable": "dispatch", "use_ops": "dispatch", "compile_coverage": "compile"},
+)

@@ -11,8 +11,9 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 
-def attach(package: str, submodules: Iterable[str],
-           names: Mapping[str, str] | None = None) -> tuple[Callable[[str], Any], list[str]]:
+def attach(
+    package: str, submodules: Iterable[str], names: Mapping[str, str] | None = None
+) -> tuple[Callable[[str], Any], list[str]]:
     """(`__getattr__`, `__all__`) of `package`: its `submodules`, and each of `names` (name -> the submodule
     that defines it), imported when first asked for."""
     submodules, names = list(submodules), dict(names or {})

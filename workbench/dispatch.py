@@ -111,15 +111,31 @@ class Coverage:
         """
         import pandas as pd
 
-        rows = [{"aten_op": overload, "op": self._ops.get(overload, ""), "calls": 0, "handled": 0,
-                 "fallback": 0, "reasons": reason} for overload, reason in self.not_enabled.items()]
+        rows = [
+            {
+                "aten_op": overload,
+                "op": self._ops.get(overload, ""),
+                "calls": 0,
+                "handled": 0,
+                "fallback": 0,
+                "reasons": reason,
+            }
+            for overload, reason in self.not_enabled.items()
+        ]
         handled_calls = self.handled
         for overload in set(handled_calls) | set(self.fallbacks):
             reasons = sorted(self.fallbacks.get(overload, {}).items(), key=lambda kv: (-kv[1], kv[0]))
             handled, fallback = handled_calls.get(overload, 0), sum(n for _, n in reasons)
-            rows.append({"aten_op": overload, "op": self._ops.get(overload, ""), self.unit: handled + fallback,
-                         "handled": handled, "fallback": fallback,
-                         "reasons": "; ".join(f"{r} ({n})" for r, n in reasons)})
+            rows.append(
+                {
+                    "aten_op": overload,
+                    "op": self._ops.get(overload, ""),
+                    self.unit: handled + fallback,
+                    "handled": handled,
+                    "fallback": fallback,
+                    "reasons": "; ".join(f"{r} ({n})" for r, n in reasons),
+                }
+            )
         columns = ["aten_op", "op", self.unit, "handled", "fallback", "reasons"]
         df = pd.DataFrame(rows, columns=columns)
         return df.sort_values([self.unit, "aten_op"], ascending=[False, True], ignore_index=True)
@@ -186,10 +202,14 @@ def _native(overload: str, key: str):
     kernel = _native_kernels.get((overload, key))
     if kernel is None:
         if _lib is not None:
-            raise RuntimeError("internal: native kernels must be fetched while no workbench kernel is registered")
+            raise RuntimeError(
+                "internal: native kernels must be fetched while no workbench kernel is registered"
+            )
         if not hasattr(torch.library, "get_kernel"):
-            raise RuntimeError(f"workbench.use_ops needs torch.library.get_kernel (torch >= 2.9), "
-                               f"this is torch {torch.__version__}")
+            raise RuntimeError(
+                f"workbench.use_ops needs torch.library.get_kernel (torch >= 2.9), "
+                f"this is torch {torch.__version__}"
+            )
         kernel = _native_kernels[(overload, key)] = torch.library.get_kernel(aten_overload(overload), key)
     return kernel
 
@@ -219,7 +239,15 @@ def _as_wrapped_number(value: Number, tensors: list[torch.Tensor]) -> torch.Tens
     kind (bool < int < float < complex) in type promotion: where a tensor of that kind or higher is
     present it is ignored (we keep its full precision), else the result takes the default dtype.
     """
-    kind = 0 if isinstance(value, bool) else 1 if isinstance(value, int) else 2 if isinstance(value, float) else 3
+    kind = (
+        0
+        if isinstance(value, bool)
+        else 1
+        if isinstance(value, int)
+        else 2
+        if isinstance(value, float)
+        else 3
+    )
     exact = (torch.bool, torch.int64, torch.float64, torch.complex128)[kind]
     if not tensors:
         return torch.tensor(value, dtype=exact)
@@ -233,8 +261,11 @@ def _as_wrapped_number(value: Number, tensors: list[torch.Tensor]) -> torch.Tens
 
 
 def _call_native(native, overload: str, keyset, args: tuple, kwargs: dict):
-    numbers = [(i, name) for i, name in _tensor_slots(overload)
-               if isinstance(args[i] if i < len(args) else kwargs.get(name), Number)]
+    numbers = [
+        (i, name)
+        for i, name in _tensor_slots(overload)
+        if isinstance(args[i] if i < len(args) else kwargs.get(name), Number)
+    ]
     if numbers:
         tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
         args, kwargs = list(args), dict(kwargs)
@@ -246,8 +277,14 @@ def _call_native(native, overload: str, keyset, args: tuple, kwargs: dict):
     return native.call_boxed(keyset, *args, **kwargs)
 
 
-def _kernel(overload: str, adapter: Callable[..., Any], impl: Callable[..., Any], native,
-            coverage: Coverage, trainable: Callable[..., Any] | None = None) -> Callable[..., Any]:
+def _kernel(
+    overload: str,
+    adapter: Callable[..., Any],
+    impl: Callable[..., Any],
+    native,
+    coverage: Coverage,
+    trainable: Callable[..., Any] | None = None,
+) -> Callable[..., Any]:
     """The Python kernel registered for one overload on one key: `adapter(impl, ...)`, or the native kernel.
     `trainable`: on the Autograd key of an op with a backward, the op's custom operator (which carries
     the backward), run in place of `impl` by calls whose inputs need a gradient; None elsewhere: such
@@ -324,9 +361,12 @@ class _CompileWatch:
     def end(self, *args) -> None:
         if _registered and not self.by_workbench and not self.warned:
             self.warned = True
-            warnings.warn("workbench.use_ops does not reach code compiled by torch.compile: inductor generates "
-                          "its own kernels. Use torch.compile(model, backend=\"workbench\") to run workbench "
-                          "ops in compiled code", stacklevel=2)
+            warnings.warn(
+                "workbench.use_ops does not reach code compiled by torch.compile: inductor generates "
+                'its own kernels. Use torch.compile(model, backend="workbench") to run workbench '
+                "ops in compiled code",
+                stacklevel=2,
+            )
 
 
 compile_watch = _CompileWatch()
@@ -354,7 +394,9 @@ def _apply() -> None:
             for overload, (_, adapter, impl) in current.adapters.items():
                 for k in keys[overload]:
                     trains = trainable[overload] if k.startswith("Autograd") else None
-                    kernel = _kernel(overload, adapter, impl, natives[(overload, k)], current.coverage, trains)
+                    kernel = _kernel(
+                        overload, adapter, impl, natives[(overload, k)], current.coverage, trains
+                    )
                     lib.impl(aten_overload(overload), kernel, k, with_keyset=True)
     except BaseException:
         lib._destroy()
@@ -370,8 +412,12 @@ def replaced() -> list[str]:
     return sorted(_registered)
 
 
-def enable(include: Iterable[str] | str | None = None, exclude: Iterable[str] | str | None = None,
-           policy: str = "all", store=None) -> Coverage:
+def enable(
+    include: Iterable[str] | str | None = None,
+    exclude: Iterable[str] | str | None = None,
+    policy: str = "all",
+    store=None,
+) -> Coverage:
     """Replace native kernels process-wide until `disable()`; returns the coverage recorder.
 
     `include`: op names ("add") or ATen overloads ("aten::add.Tensor"); None means every op with ATen
@@ -401,8 +447,12 @@ def disable() -> Coverage | None:
 
 
 @contextlib.contextmanager
-def use_ops(include: Iterable[str] | str | None = None, exclude: Iterable[str] | str | None = None,
-            policy: str = "all", store=None) -> Iterator[Coverage]:
+def use_ops(
+    include: Iterable[str] | str | None = None,
+    exclude: Iterable[str] | str | None = None,
+    policy: str = "all",
+    store=None,
+) -> Iterator[Coverage]:
     """Inside, the selected ATen overloads run workbench's kernels; yields the coverage recorder.
 
     Selection and policy as in `enable`. Nested contexts: the innermost selection applies; on exit the

@@ -30,10 +30,22 @@ import pandas as pd
 # Defaults per backend. The interpreter's timings are numpy's: slow, and on a shared machine they move by
 # several times between runs, so on cpu they are compared and shown but not judged (threshold None).
 DEFAULTS = {
-    "cpu": {"cases": ["quick"], "check_cases": ["quick", "edge"], "dtypes": ["fp32"],
-            "check_dtypes": ["fp32", "bf16"], "threshold": None, "rep_ms": 20.0},
-    "gpu": {"cases": ["llm"], "check_cases": ["quick", "edge", "llm"], "dtypes": ["bf16"],
-            "check_dtypes": ["fp32", "fp16", "bf16"], "threshold": 0.1, "rep_ms": 100.0},
+    "cpu": {
+        "cases": ["quick"],
+        "check_cases": ["quick", "edge"],
+        "dtypes": ["fp32"],
+        "check_dtypes": ["fp32", "bf16"],
+        "threshold": None,
+        "rep_ms": 20.0,
+    },
+    "gpu": {
+        "cases": ["llm"],
+        "check_cases": ["quick", "edge", "llm"],
+        "dtypes": ["bf16"],
+        "check_dtypes": ["fp32", "fp16", "bf16"],
+        "threshold": 0.1,
+        "rep_ms": 100.0,
+    },
 }
 BASELINE_KIND = "baseline"
 # Set by `execute` for the notebook's kernel: a file where run_check / run_bench append one JSON line per
@@ -76,19 +88,33 @@ class Config:
     devices: str | None = None  # "all", "0,1", "cpu:2": check and bench over one worker per device
     worker_timeout: float = 3600.0
     peers: list[str] = field(default_factory=list)  # timed beside native in the bench, not judged
-    started: str = field(default_factory=lambda: datetime.datetime.now(datetime.timezone.utc)
-                         .isoformat(timespec="seconds"))
+    started: str = field(
+        default_factory=lambda: datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    )
 
 
 def _optional_float(value) -> float | None:
     return None if value is None else float(value)
 
 
-def configure(backend: str | None = None, ops=None, cases=None, check_cases=None, dtypes=None, check_dtypes=None,
-              baseline: str = "store", threshold: float | None = None, min_speedup: float | None = None,
-              rep_ms: float | None = None, store: str | None = None, output_dir: str = ".",
-              seed: int | None = None, devices: str | None = None, worker_timeout: float = 3600.0,
-              peers=None) -> Config:
+def configure(
+    backend: str | None = None,
+    ops=None,
+    cases=None,
+    check_cases=None,
+    dtypes=None,
+    check_dtypes=None,
+    baseline: str = "store",
+    threshold: float | None = None,
+    min_speedup: float | None = None,
+    rep_ms: float | None = None,
+    store: str | None = None,
+    output_dir: str = ".",
+    seed: int | None = None,
+    devices: str | None = None,
+    worker_timeout: float = 3600.0,
+    peers=None,
+) -> Config:
     """Bind the backend and fill what was left None with that backend's defaults."""
     from workbench import backends
     from workbench.profiling.bench import check_peers
@@ -106,7 +132,9 @@ def configure(backend: str | None = None, ops=None, cases=None, check_cases=None
     store = str(store or default_store_path())
     opened = ResultStore(store)  # an unreachable or newer store fails here, before anything runs
     if baseline not in ("store", "update", "none") and baseline not in set(opened.runs()["run_id"]):
-        raise ValueError(f"baseline: expected 'store', 'update', 'none' or a run id in {store}, got {baseline!r}")
+        raise ValueError(
+            f"baseline: expected 'store', 'update', 'none' or a run id in {store}, got {baseline!r}"
+        )
     defaults = default_params(chosen.name)
 
     def listed(value, key):
@@ -114,17 +142,25 @@ def configure(backend: str | None = None, ops=None, cases=None, check_cases=None
             return list(defaults[key])
         return [v for v in value.replace(",", " ").split() if v] if isinstance(value, str) else list(value)
 
-    cfg = Config(backend=chosen.name, device=chosen.properties().name, ops=list(ops) if ops else None,
-                 cases=listed(cases, "cases"), check_cases=listed(check_cases, "check_cases"),
-                 dtypes=listed(dtypes, "dtypes"), check_dtypes=listed(check_dtypes, "check_dtypes"),
-                 baseline=str(baseline),
-                 threshold=_optional_float(defaults["threshold"] if threshold is None else threshold),
-                 min_speedup=_optional_float(min_speedup),
-                 rep_ms=float(defaults["rep_ms"] if rep_ms is None else rep_ms),
-                 store=store, output_dir=str(output_dir), seed=seed, devices=devices,
-                 worker_timeout=float(worker_timeout),
-                 peers=check_peers(peers.replace(",", " ").split() if isinstance(peers, str)
-                                   else peers or ()))
+    cfg = Config(
+        backend=chosen.name,
+        device=chosen.properties().name,
+        ops=list(ops) if ops else None,
+        cases=listed(cases, "cases"),
+        check_cases=listed(check_cases, "check_cases"),
+        dtypes=listed(dtypes, "dtypes"),
+        check_dtypes=listed(check_dtypes, "check_dtypes"),
+        baseline=str(baseline),
+        threshold=_optional_float(defaults["threshold"] if threshold is None else threshold),
+        min_speedup=_optional_float(min_speedup),
+        rep_ms=float(defaults["rep_ms"] if rep_ms is None else rep_ms),
+        store=store,
+        output_dir=str(output_dir),
+        seed=seed,
+        devices=devices,
+        worker_timeout=float(worker_timeout),
+        peers=check_peers(peers.replace(",", " ").split() if isinstance(peers, str) else peers or ()),
+    )
     Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
     return cfg
 
@@ -156,21 +192,49 @@ def run_check(cfg: Config) -> pd.DataFrame:
     from workbench.profiling import check
 
     if cfg.devices:
-        return _swept(cfg, "check", {"ops": cfg.ops, "cases": cfg.check_cases,
-                                     "dtypes": cfg.check_dtypes, "seed": cfg.seed})
-    return _per_op(cfg, "check", lambda op: check(ops=[op], cases=cfg.check_cases, dtypes=cfg.check_dtypes,
-                                                  seed=cfg.seed, progress=False))
+        return _swept(
+            cfg,
+            "check",
+            {"ops": cfg.ops, "cases": cfg.check_cases, "dtypes": cfg.check_dtypes, "seed": cfg.seed},
+        )
+    return _per_op(
+        cfg,
+        "check",
+        lambda op: check(
+            ops=[op], cases=cfg.check_cases, dtypes=cfg.check_dtypes, seed=cfg.seed, progress=False
+        ),
+    )
 
 
 def run_bench(cfg: Config) -> pd.DataFrame:
     from workbench.profiling import bench
 
     if cfg.devices:
-        return _swept(cfg, "bench", {"ops": cfg.ops, "cases": cfg.cases, "dtypes": cfg.dtypes,
-                                     "rep_ms": cfg.rep_ms, "seed": cfg.seed, "peers": cfg.peers})
-    return _per_op(cfg, "bench", lambda op: bench(ops=[op], cases=cfg.cases, dtypes=cfg.dtypes,
-                                                  rep_ms=cfg.rep_ms, seed=cfg.seed, progress=False,
-                                                  peers=cfg.peers))
+        return _swept(
+            cfg,
+            "bench",
+            {
+                "ops": cfg.ops,
+                "cases": cfg.cases,
+                "dtypes": cfg.dtypes,
+                "rep_ms": cfg.rep_ms,
+                "seed": cfg.seed,
+                "peers": cfg.peers,
+            },
+        )
+    return _per_op(
+        cfg,
+        "bench",
+        lambda op: bench(
+            ops=[op],
+            cases=cfg.cases,
+            dtypes=cfg.dtypes,
+            rep_ms=cfg.rep_ms,
+            seed=cfg.seed,
+            progress=False,
+            peers=cfg.peers,
+        ),
+    )
 
 
 def devices_summary(check_df: pd.DataFrame, bench_df: pd.DataFrame) -> pd.DataFrame:
@@ -180,10 +244,16 @@ def devices_summary(check_df: pd.DataFrame, bench_df: pd.DataFrame) -> pd.DataFr
     if "device_id" not in check_df or "device_id" not in bench_df:
         return pd.DataFrame()
     failed = check_df.index.isin(failures(check_df).index)
-    checks = check_df.assign(failed=failed).groupby("device_id").agg(
-        ops=("op", "nunique"), check_rows=("op", "size"), check_failed=("failed", "sum"))
-    errors = bench_df.assign(errors=bench_df["error"].fillna("") != "").groupby("device_id").agg(
-        bench_rows=("op", "size"), bench_errors=("errors", "sum"))
+    checks = (
+        check_df.assign(failed=failed)
+        .groupby("device_id")
+        .agg(ops=("op", "nunique"), check_rows=("op", "size"), check_failed=("failed", "sum"))
+    )
+    errors = (
+        bench_df.assign(errors=bench_df["error"].fillna("") != "")
+        .groupby("device_id")
+        .agg(bench_rows=("op", "size"), bench_errors=("errors", "sum"))
+    )
     return checks.join(errors, how="outer").fillna(0).astype(int).reset_index()
 
 
@@ -230,10 +300,15 @@ def record(cfg: Config, check_df: pd.DataFrame, bench_df: pd.DataFrame) -> dict:
     from workbench.store import KEY, ResultStore
 
     store = ResultStore(cfg.store)
-    ids = {"check": store.append(check_df.drop(columns=["traceback"], errors="ignore"), kind="check"),
-           "bench": store.append(bench_df.drop(columns=["traceback"], errors="ignore"), kind="bench")}
-    good = bench_df[bench_df["ms"].notna() & (bench_df["error"].fillna("") == "")
-                    & (bench_df["passed"].isna() | bench_df["passed"].eq(True))]
+    ids = {
+        "check": store.append(check_df.drop(columns=["traceback"], errors="ignore"), kind="check"),
+        "bench": store.append(bench_df.drop(columns=["traceback"], errors="ignore"), kind="bench"),
+    }
+    good = bench_df[
+        bench_df["ms"].notna()
+        & (bench_df["error"].fillna("") == "")
+        & (bench_df["passed"].isna() | bench_df["passed"].eq(True))
+    ]
     if cfg.baseline == "update":
         new = good
     else:
@@ -248,7 +323,9 @@ def record(cfg: Config, check_df: pd.DataFrame, bench_df: pd.DataFrame) -> dict:
     return ids
 
 
-def problems(cfg: Config, check_df: pd.DataFrame, bench_df: pd.DataFrame, comparison: pd.DataFrame) -> list[str]:
+def problems(
+    cfg: Config, check_df: pd.DataFrame, bench_df: pd.DataFrame, comparison: pd.DataFrame
+) -> list[str]:
     """Everything that makes the run fail, one line each (the peers' rows never do: they are context)."""
     from workbench.profiling import failures
     from workbench.profiling.bench import PEERS, ours
@@ -263,15 +340,21 @@ def problems(cfg: Config, check_df: pd.DataFrame, bench_df: pd.DataFrame, compar
     for _, row in judged[judged["error"].fillna("") != ""].iterrows():
         out.append(f"bench: {row['op']} [{row['impl']}] {row['case']} {row['dtype']}: {row['error']}")
     for _, row in triton[triton["passed"].eq(False)].iterrows():
-        out.append(f"bench: {row['op']} [{row['impl']}] {row['case']} {row['dtype']}: wrong result on the bench inputs")
+        out.append(
+            f"bench: {row['op']} [{row['impl']}] {row['case']} {row['dtype']}: wrong result on the bench inputs"
+        )
     for _, row in comparison[comparison["regressed"]].iterrows():
-        out.append(f"regression: {row['op']} [{row['impl']}] {row['case']} {row['dtype']}: {row['ms']:.4g} ms vs "
-                   f"baseline {row['ms_base']:.4g} ms ({row['change']:+.0%}, threshold +{cfg.threshold:.0%})")
+        out.append(
+            f"regression: {row['op']} [{row['impl']}] {row['case']} {row['dtype']}: {row['ms']:.4g} ms vs "
+            f"baseline {row['ms_base']:.4g} ms ({row['change']:+.0%}, threshold +{cfg.threshold:.0%})"
+        )
     if cfg.min_speedup is not None:
         slow = triton[triton["speedup"].notna() & (triton["speedup"] < cfg.min_speedup)]
         for _, row in slow.iterrows():
-            out.append(f"speedup: {row['op']} [{row['impl']}] {row['case']} {row['dtype']}: "
-                       f"{row['speedup']:.3g}x native < {cfg.min_speedup:g}")
+            out.append(
+                f"speedup: {row['op']} [{row['impl']}] {row['case']} {row['dtype']}: "
+                f"{row['speedup']:.3g}x native < {cfg.min_speedup:g}"
+            )
     return out
 
 
@@ -291,13 +374,21 @@ def save_figures(cfg: Config, figs: dict) -> list[Path]:
 
 def _threshold_words(cfg: Config) -> str:
     if cfg.threshold is None:
-        return ("timings not judged (threshold None: the cpu default, as interpreter timings move by several "
-                "times between runs; pass a threshold to judge them)")
+        return (
+            "timings not judged (threshold None: the cpu default, as interpreter timings move by several "
+            "times between runs; pass a threshold to judge them)"
+        )
     return f"threshold +{cfg.threshold:.0%} slower than the baseline and beyond the measured spread"
 
 
-def write_report(cfg: Config, check_df: pd.DataFrame, bench_df: pd.DataFrame, comparison: pd.DataFrame,
-                 plot_paths: list[Path], run_ids: dict | None = None) -> Path:
+def write_report(
+    cfg: Config,
+    check_df: pd.DataFrame,
+    bench_df: pd.DataFrame,
+    comparison: pd.DataFrame,
+    plot_paths: list[Path],
+    run_ids: dict | None = None,
+) -> Path:
     """report.html (`workbench.reports.report`; plots linked from plots/) and summary.json in the output dir."""
     from workbench.store.meta import run_metadata
 
@@ -307,31 +398,59 @@ def write_report(cfg: Config, check_df: pd.DataFrame, bench_df: pd.DataFrame, co
     meta = run_metadata()
     verdict = "FAIL" if found else "PASS"
     dirty = " (dirty)" if meta["dirty"] else ""
-    source = (f"{meta['device']} · backend {cfg.backend} · torch {meta['torch']} · triton {meta['triton']} · "
-              f"commit {meta['commit'][:12]}{dirty} · {meta['timestamp']}")
-    scope = (f"bench cases {cfg.cases} × {cfg.dtypes}; check cases {cfg.check_cases} × {cfg.check_dtypes}; "
-             f"ops {cfg.ops or 'all'}; peers {cfg.peers or 'none'}; baseline {cfg.baseline!r}; "
-             f"store {cfg.store}; runs {json.dumps(run_ids or {})}")
-    report = html_report.write(Path(cfg.output_dir) / "report.html", verdict=verdict, source=source, scope=scope,
-                               threshold_words=_threshold_words(cfg), judged=cfg.threshold is not None,
-                               problems=found, check=check_df, devices=devices_summary(check_df, bench_df),
-                               bench=bench_df, comparison=comparison, plot_paths=plot_paths)
-    summary = {"verdict": verdict, "problems": found, "config": asdict(cfg), "runs": run_ids or {},
-               "report": str(report), "plots": [str(p) for p in plot_paths], "meta": meta,
-               "check_rows": len(check_df), "bench_rows": len(bench_df),
-               "regressions": int(comparison["regressed"].sum()) if len(comparison) else 0}
+    source = (
+        f"{meta['device']} · backend {cfg.backend} · torch {meta['torch']} · triton {meta['triton']} · "
+        f"commit {meta['commit'][:12]}{dirty} · {meta['timestamp']}"
+    )
+    scope = (
+        f"bench cases {cfg.cases} × {cfg.dtypes}; check cases {cfg.check_cases} × {cfg.check_dtypes}; "
+        f"ops {cfg.ops or 'all'}; peers {cfg.peers or 'none'}; baseline {cfg.baseline!r}; "
+        f"store {cfg.store}; runs {json.dumps(run_ids or {})}"
+    )
+    report = html_report.write(
+        Path(cfg.output_dir) / "report.html",
+        verdict=verdict,
+        source=source,
+        scope=scope,
+        threshold_words=_threshold_words(cfg),
+        judged=cfg.threshold is not None,
+        problems=found,
+        check=check_df,
+        devices=devices_summary(check_df, bench_df),
+        bench=bench_df,
+        comparison=comparison,
+        plot_paths=plot_paths,
+    )
+    summary = {
+        "verdict": verdict,
+        "problems": found,
+        "config": asdict(cfg),
+        "runs": run_ids or {},
+        "report": str(report),
+        "plots": [str(p) for p in plot_paths],
+        "meta": meta,
+        "check_rows": len(check_df),
+        "bench_rows": len(bench_df),
+        "regressions": int(comparison["regressed"].sum()) if len(comparison) else 0,
+    }
     (Path(cfg.output_dir) / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     return report
 
 
-def raise_on_failure(cfg: Config, check_df: pd.DataFrame, bench_df: pd.DataFrame, comparison: pd.DataFrame) -> None:
+def raise_on_failure(
+    cfg: Config, check_df: pd.DataFrame, bench_df: pd.DataFrame, comparison: pd.DataFrame
+) -> None:
     found = problems(cfg, check_df, bench_df, comparison)
     if found:
-        raise RegressionFailed(f"{len(found)} problem(s):\n" + "\n".join(found[:30])
-                               + (f"\n... and {len(found) - 30} more" if len(found) > 30 else ""))
+        raise RegressionFailed(
+            f"{len(found)} problem(s):\n"
+            + "\n".join(found[:30])
+            + (f"\n... and {len(found) - 30} more" if len(found) > 30 else "")
+        )
 
 
 # ---- running the notebook ----------------------------------------------------------------------------
+
 
 @dataclass
 class Execution:
@@ -371,20 +490,27 @@ class _OpProgress:
         from tqdm.auto import tqdm
 
         lines = self.path.read_text().splitlines() if self.path.exists() else []
-        for line in lines[self.seen:]:
+        for line in lines[self.seen :]:
             step = json.loads(line)
             if self.bar is None or self.bar.desc != step["action"]:
                 if self.bar is not None:
                     self.bar.close()
-                self.bar = tqdm(total=step["total"], desc=step["action"], unit="op", leave=False,
-                                dynamic_ncols=True)
+                self.bar = tqdm(
+                    total=step["total"], desc=step["action"], unit="op", leave=False, dynamic_ncols=True
+                )
             self.bar.n = step["n"]
             self.bar.set_postfix_str(step["op"])
         self.seen = len(lines)
 
 
-def execute(parameters: dict, output_dir: str | Path, notebook: str | Path | None = None,
-            cell_timeout: int = 1800, progress: bool = False, kernel_name: str = "python3") -> Execution:
+def execute(
+    parameters: dict,
+    output_dir: str | Path,
+    notebook: str | Path | None = None,
+    cell_timeout: int = 1800,
+    progress: bool = False,
+    kernel_name: str = "python3",
+) -> Execution:
     """Run regression.ipynb through papermill; the executed notebook lands in `output_dir`.
 
     progress: a bar on stderr naming the op being checked or benched.
@@ -393,8 +519,10 @@ def execute(parameters: dict, output_dir: str | Path, notebook: str | Path | Non
 
     notebook = Path(notebook) if notebook else default_notebook()
     if not notebook.is_file():
-        raise FileNotFoundError(f"notebook: expected regression.ipynb, got {str(notebook)!r} (not found; "
-                                "pass --notebook when workbench is installed without its repo)")
+        raise FileNotFoundError(
+            f"notebook: expected regression.ipynb, got {str(notebook)!r} (not found; "
+            "pass --notebook when workbench is installed without its repo)"
+        )
     output_dir = Path(output_dir).resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
     executed = output_dir / notebook.name
@@ -413,9 +541,17 @@ def execute(parameters: dict, output_dir: str | Path, notebook: str | Path | Non
         with _OpProgress(progress_path) if progress else contextlib.nullcontext():
             # The kernel's log level keeps its start-up warnings (TCP without encryption on a local
             # kernel) off the terminal; the cells' own output and errors land in the executed notebook.
-            pm.execute_notebook(str(notebook), str(executed), parameters=params, kernel_name=kernel_name,
-                                execution_timeout=cell_timeout, cwd=str(output_dir), progress_bar=False,
-                                log_output=False, extra_arguments=["--IPKernelApp.log_level=ERROR"])
+            pm.execute_notebook(
+                str(notebook),
+                str(executed),
+                parameters=params,
+                kernel_name=kernel_name,
+                execution_timeout=cell_timeout,
+                cwd=str(output_dir),
+                progress_bar=False,
+                log_output=False,
+                extra_arguments=["--IPKernelApp.log_level=ERROR"],
+            )
         error = ""
     except pm.PapermillExecutionError as e:
         error = f"{e.ename}: {e.evalue}"
@@ -427,4 +563,3 @@ def execute(parameters: dict, output_dir: str | Path, notebook: str | Path | Non
                 os.environ[key] = value
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
     return Execution(ok=not error, output_dir=output_dir, notebook=executed, summary=summary, error=error)
-

@@ -46,8 +46,13 @@ def slots(devices: str, backend) -> list[Worker]:
     on cpu, "cpu:N"."""
     text = devices.strip().lower()
     if backend.name == "cpu":
-        count = int(text.split(":", 1)[1]) if text.startswith("cpu:") and text[4:].isdigit() else \
-            1 if text in ("all", "cpu") else 0
+        count = (
+            int(text.split(":", 1)[1])
+            if text.startswith("cpu:") and text[4:].isdigit()
+            else 1
+            if text in ("all", "cpu")
+            else 0
+        )
         if count < 1:
             raise ValueError(f"--devices: on cpu expected 'all' or cpu:N (N workers), got {devices!r}")
         return [Worker(f"cpu#{i}", {}) for i in range(count)]
@@ -62,15 +67,20 @@ def slots(devices: str, backend) -> list[Worker]:
         except ValueError:
             raise ValueError(f"--devices: expected all or device indices like 0,1, got {devices!r}") from None
     if not indices or any(not 0 <= i < available for i in indices):
-        raise ValueError(f"--devices: expected indices below {available} ({backend.name} devices visible), "
-                         f"got {devices!r}")
+        raise ValueError(
+            f"--devices: expected indices below {available} ({backend.name} devices visible), got {devices!r}"
+        )
     var = VISIBLE[backend.name]
     visible = [v for v in os.environ.get(var, "").split(",") if v.strip()]  # index i -> the parent's i-th
     workers = []
     for n, i in enumerate(indices):  # an index named twice gets two workers: cuda:0, cuda:0/1
         again = indices[:n].count(i)
-        workers.append(Worker(f"{backend.name}:{i}" + (f"/{again}" if again else ""),
-                              {var: visible[i] if visible else str(i)}))
+        workers.append(
+            Worker(
+                f"{backend.name}:{i}" + (f"/{again}" if again else ""),
+                {var: visible[i] if visible else str(i)},
+            )
+        )
     return workers
 
 
@@ -80,8 +90,11 @@ def static_cost(kind: str, op: str, params: dict) -> int:
     from workbench.profiling.correctness import parse_dtypes
 
     spec = opspec.get(op)
-    dtypes = [d for d in parse_dtypes(params.get("dtypes") or (None if kind == "check" else ["bf16"]))
-              if d in spec.dtypes]
+    dtypes = [
+        d
+        for d in parse_dtypes(params.get("dtypes") or (None if kind == "check" else ["bf16"]))
+        if d in spec.dtypes
+    ]
     cases = params.get("cases") or (["quick"] if kind == "check" else ["llm"])
     return max(1, sum(len(spec.case_list(c)) for c in cases) * len(dtypes))
 
@@ -120,8 +133,15 @@ def _tail(path: Path, lines: int = 1) -> str:
     return " | ".join(t.strip() for t in text[-lines:]) or "no output"
 
 
-def run(kind: str, devices: str, params: dict, store=None, timeout: float = 3600.0, log=print,
-        worker_command: list[str] | None = None) -> tuple[pd.DataFrame, list[Worker]]:
+def run(
+    kind: str,
+    devices: str,
+    params: dict,
+    store=None,
+    timeout: float = 3600.0,
+    log=print,
+    worker_command: list[str] | None = None,
+) -> tuple[pd.DataFrame, list[Worker]]:
     """Run `kind` ("check" or "bench") with `params` (ops, cases, dtypes, seed, ...) over `devices`.
 
     Returns the merged table (rows in op order, column `device_id`) and the workers with their status.
@@ -152,11 +172,20 @@ def run(kind: str, devices: str, params: dict, store=None, timeout: float = 3600
         for i, w in enumerate(workers):
             out, err = Path(tmp) / f"{i}.jsonl", Path(tmp) / f"{i}.log"
             job = json.dumps({"kind": kind, "params": {**base, "ops": w.ops}})
-            env = {**os.environ, **w.env, "WORKBENCH_BACKEND": backend.name,
-                   "WORKBENCH_SWEEP_DEVICE": w.device_id}
+            env = {
+                **os.environ,
+                **w.env,
+                "WORKBENCH_BACKEND": backend.name,
+                "WORKBENCH_SWEEP_DEVICE": w.device_id,
+            }
             with open(err, "w") as log_file:
-                proc = subprocess.Popen([*command, "--job", job, "--out", str(out)], env=env, stdout=log_file,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
+                proc = subprocess.Popen(
+                    [*command, "--job", job, "--out", str(out)],
+                    env=env,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
             procs.append((proc, out, err, w))
         try:
             _wait(kind, procs, timeout, log)
@@ -200,8 +229,10 @@ def _wait(kind: str, procs: list, timeout: float, log) -> None:
                 continue
             pending.remove(item)
             w.seconds = time.monotonic() - start
-            log(f"sweep {kind}: {w.device_id} {w.status} after {w.seconds:.1f} s, {len(w.ops)} ops "
-                f"(estimated {w.estimate_s:.1f} s){': ' + w.detail if w.detail else ''}")
+            log(
+                f"sweep {kind}: {w.device_id} {w.status} after {w.seconds:.1f} s, {len(w.ops)} ops "
+                f"(estimated {w.estimate_s:.1f} s){': ' + w.detail if w.detail else ''}"
+            )
         time.sleep(0.1)
 
 
@@ -237,8 +268,19 @@ def _work(kind: str, params: dict, out: Path) -> None:
             start = time.monotonic()
             df = measure(ops=[op], progress=False, **params)
             encoded = [schema.encode(r) for r in df.to_dict("records")]
-            f.write(json.dumps({"op": op, "seconds": time.monotonic() - start, "rows": [e[0] for e in encoded],
-                                "nonfinite": [e[1] for e in encoded]}, allow_nan=False, default=str) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "op": op,
+                        "seconds": time.monotonic() - start,
+                        "rows": [e[0] for e in encoded],
+                        "nonfinite": [e[1] for e in encoded],
+                    },
+                    allow_nan=False,
+                    default=str,
+                )
+                + "\n"
+            )
             f.flush()
 
 

@@ -15,8 +15,9 @@ from workbench.ops.rms_norm import check_norm_param
 
 
 @triton.jit
-def _rms_norm_rows(x_ptr, w_ptr, out_ptr, n_rows, n_cols, x_row_stride, eps,
-                   HAS_WEIGHT: tl.constexpr, BLOCK: tl.constexpr):
+def _rms_norm_rows(
+    x_ptr, w_ptr, out_ptr, n_rows, n_cols, x_row_stride, eps, HAS_WEIGHT: tl.constexpr, BLOCK: tl.constexpr
+):
     cols = tl.arange(0, BLOCK)
     mask = cols < n_cols
     if HAS_WEIGHT:
@@ -46,6 +47,15 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor | None = None, eps: float = 1
 
         return tiled(x, weight, eps)
     grid = backends.active().policy.grid(n_rows)
-    _rms_norm_rows[(grid,)](rows, weight if weight is not None else rows, out, n_rows, n, rows.stride(0), eps,
-                            HAS_WEIGHT=weight is not None, BLOCK=block)
+    _rms_norm_rows[(grid,)](
+        rows,
+        weight if weight is not None else rows,
+        out,
+        n_rows,
+        n,
+        rows.stride(0),
+        eps,
+        HAS_WEIGHT=weight is not None,
+        BLOCK=block,
+    )
     return out

@@ -17,8 +17,16 @@ from .cuda import CudaBackend
 from .mlu import MluBackend
 
 __all__ = [
-    "Backend", "BackendUnavailable", "Capabilities", "DeviceProperties", "LaunchPolicy", "Timer",
-    "BACKENDS", "get", "detect", "active",
+    "Backend",
+    "BackendUnavailable",
+    "Capabilities",
+    "DeviceProperties",
+    "LaunchPolicy",
+    "Timer",
+    "BACKENDS",
+    "get",
+    "detect",
+    "active",
 ]
 
 BACKENDS: dict[str, Backend] = {b.name: b for b in (CpuBackend(), CudaBackend(), MluBackend())}

@@ -17,12 +17,14 @@ class CpuBackend(Backend):
     collective = "gloo"
     interpreted = True
     # The interpreter computes bf16 tl.dot wrongly and rejects bf16 atomic_add (docs/interpreter.md).
-    capabilities = Capabilities(fp64=True, bf16=True, bf16_dot=False, tf32=False, fp8=False, int64_atomics=True)
+    capabilities = Capabilities(
+        fp64=True, bf16=True, bf16_dot=False, tf32=False, fp8=False, int64_atomics=True
+    )
     # Programs run one after another in numpy: few, big blocks are fastest.
     policy = LaunchPolicy(num_warps=(1, 2, 4, 8), onchip_bytes=1 << 30, block_scale=16)
 
     def missing(self) -> str | None:
-        if importlib.util.find_spec('triton') is None:  # never import it here: see backends.active
+        if importlib.util.find_spec("triton") is None:  # never import it here: see backends.active
             return "package triton is not installed (pip install triton)"
         return None
 

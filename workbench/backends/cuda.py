@@ -33,10 +33,12 @@ class CudaBackend(Backend):
 
     def missing(self) -> str | None:
         if torch.version.cuda is None:
-            return f"this torch build ({torch.__version__}) has no CUDA support; install a CUDA build of torch"
+            return (
+                f"this torch build ({torch.__version__}) has no CUDA support; install a CUDA build of torch"
+            )
         if not torch.cuda.is_available():
             return "torch has CUDA support but sees no GPU (no NVIDIA driver or no visible device)"
-        if importlib.util.find_spec('triton') is None:  # never import it here: see backends.active
+        if importlib.util.find_spec("triton") is None:  # never import it here: see backends.active
             return "package triton is not installed"
         return None
 

@@ -159,9 +159,15 @@ class MluBackend(Backend):
         else:
             fallback = known or mlu_devices.default_device()
             nram, source = fallback.nram_bytes, f"cores from torch_mlu, NRAM from the {fallback.name} figures"
-        figures = MluDevice(name=str(props.name), clusters=props.cluster_count,
-                            cores_per_cluster=props.core_num_per_cluster, nram_bytes=nram,
-                            tf32=known.tf32 if known else False, fp8=False, confirmed=source)
+        figures = MluDevice(
+            name=str(props.name),
+            clusters=props.cluster_count,
+            cores_per_cluster=props.core_num_per_cluster,
+            nram_bytes=nram,
+            tf32=known.tf32 if known else False,
+            fp8=False,
+            confirmed=source,
+        )
         self._figures[index] = figures
         return figures
 
@@ -205,8 +211,9 @@ class MluBackend(Backend):
     def timer(self) -> Timer:
         return MluEventTimer(_torch_mlu(), self._pairs)
 
-    def time_calls(self, fn: Callable[[], Any], reps: int,
-                   before: Callable[[], Any] | None = None) -> list[float]:
+    def time_calls(
+        self, fn: Callable[[], Any], reps: int, before: Callable[[], Any] | None = None
+    ) -> list[float]:
         """Device ms of each of `reps` calls of `fn` (`before` runs untimed ahead of each, e.g. a cache
         flush). Any number of reps: at most MAX_EVENT_PAIRS pairs are ever recorded and unread."""
         if reps < 1:

@@ -48,8 +48,13 @@ class MluDevice:
         return self.clusters * self.cores_per_cluster
 
     def policy(self) -> LaunchPolicy:
-        return LaunchPolicy(max_programs=self.cores, num_warps=LEGAL_NUM_WARPS, onchip_bytes=self.nram_bytes,
-                            block_scale=16, persistent=True)
+        return LaunchPolicy(
+            max_programs=self.cores,
+            num_warps=LEGAL_NUM_WARPS,
+            onchip_bytes=self.nram_bytes,
+            block_scale=16,
+            persistent=True,
+        )
 
     def with_overrides(self, cores: int | None = None, nram_bytes: int | None = None) -> MluDevice:
         """The same device with another core count and/or NRAM size (named as custom)."""
@@ -71,10 +76,22 @@ class MluDevice:
 
 
 DEVICES: dict[str, MluDevice] = {
-    "MLU370": MluDevice("MLU370", clusters=8, cores_per_cluster=4, nram_bytes=768 * 1024, tf32=False,
-                        confirmed="NRAM and tf32 from mlu-ops; core count unconfirmed"),
-    "MLU590": MluDevice("MLU590", clusters=12, cores_per_cluster=4, nram_bytes=512 * 1024, tf32=True,
-                        confirmed="NRAM and tf32 from mlu-ops; core count unconfirmed"),
+    "MLU370": MluDevice(
+        "MLU370",
+        clusters=8,
+        cores_per_cluster=4,
+        nram_bytes=768 * 1024,
+        tf32=False,
+        confirmed="NRAM and tf32 from mlu-ops; core count unconfirmed",
+    ),
+    "MLU590": MluDevice(
+        "MLU590",
+        clusters=12,
+        cores_per_cluster=4,
+        nram_bytes=512 * 1024,
+        tf32=True,
+        confirmed="NRAM and tf32 from mlu-ops; core count unconfirmed",
+    ),
 }
 
 _pinned: MluDevice | None = None

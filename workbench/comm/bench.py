@@ -32,14 +32,28 @@ from .communicator import Communicator
 COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "broadcast", "all_to_all")
 IMPLS = ("raw", "comm", "comm_checked")
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "int32": torch.int32}
-_UNITS = {"": 1, "B": 1, "K": 1 << 10, "KB": 1 << 10, "M": 1 << 20, "MB": 1 << 20, "G": 1 << 30, "GB": 1 << 30}
+_UNITS = {
+    "": 1,
+    "B": 1,
+    "K": 1 << 10,
+    "KB": 1 << 10,
+    "M": 1 << 20,
+    "MB": 1 << 20,
+    "G": 1 << 30,
+    "GB": 1 << 30,
+}
 
 
 def bus_factor(collective: str, world_size: int) -> float:
     """busbw / algbw for `collective` on `world_size` ranks (nccl-tests' factors)."""
     n = world_size
-    factors = {"all_reduce": 2 * (n - 1) / n, "all_gather": (n - 1) / n, "reduce_scatter": (n - 1) / n,
-               "all_to_all": (n - 1) / n, "broadcast": 1.0}
+    factors = {
+        "all_reduce": 2 * (n - 1) / n,
+        "all_gather": (n - 1) / n,
+        "reduce_scatter": (n - 1) / n,
+        "all_to_all": (n - 1) / n,
+        "broadcast": 1.0,
+    }
     if collective not in factors:
         raise ValueError(f"collective: expected one of {list(factors)}, got {collective!r}")
     return factors[collective]
@@ -92,7 +106,9 @@ def _buffers(collective: str, nbytes: int, world: int, dtype: torch.dtype, devic
     return z(count), z(count), count * esize  # all_to_all
 
 
-def _calls(comm: Communicator, collective: str, a: torch.Tensor, b: torch.Tensor | None) -> dict[str, Callable]:
+def _calls(
+    comm: Communicator, collective: str, a: torch.Tensor, b: torch.Tensor | None
+) -> dict[str, Callable]:
     g = comm.group
     gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
     scatter = getattr(dist, "reduce_scatter_single", None) or dist.reduce_scatter_tensor
@@ -132,10 +148,19 @@ def _loop(comm: Communicator, fn: Callable, iters: int) -> float:
     return (time.perf_counter() - t0) / iters
 
 
-def bench(comm: Communicator, collectives: Iterable[str] = COLLECTIVES, sizes: Iterable[int] | None = None,
-          dtype: str | torch.dtype = "fp32", impls: Iterable[str] = ("raw", "comm"), reps: int = 5,
-          min_time_s: float = 0.02, max_iters: int = 1000, warmup: int = 2, progress: bool = False,
-          metadata: bool = True) -> pd.DataFrame:
+def bench(
+    comm: Communicator,
+    collectives: Iterable[str] = COLLECTIVES,
+    sizes: Iterable[int] | None = None,
+    dtype: str | torch.dtype = "fp32",
+    impls: Iterable[str] = ("raw", "comm"),
+    reps: int = 5,
+    min_time_s: float = 0.02,
+    max_iters: int = 1000,
+    warmup: int = 2,
+    progress: bool = False,
+    metadata: bool = True,
+) -> pd.DataFrame:
     """Tidy timings: one row per (collective, bytes, impl). All ranks call it and get the same table.
 
     `raw` is skipped on hierarchical jobs (no single native group spans them). `metadata` adds
@@ -167,33 +192,51 @@ def bench(comm: Communicator, collectives: Iterable[str] = COLLECTIVES, sizes: I
             for impl in impls:
                 comm.validate = impl == "comm_checked"
                 once.append(_loop(comm, calls[impl], 1))
-            iters = {impl: int(min(max_iters, max(1, math.ceil(min_time_s / max(t, 1e-9)))))
-                     for impl, t in zip(impls, _slowest(comm, once))}
+            iters = {
+                impl: int(min(max_iters, max(1, math.ceil(min_time_s / max(t, 1e-9)))))
+                for impl, t in zip(impls, _slowest(comm, once))
+            }
             times: dict[str, list[float]] = {i: [] for i in impls}
             for rep in range(reps):
-                order = impls[rep % len(impls):] + impls[: rep % len(impls)]
+                order = impls[rep % len(impls) :] + impls[: rep % len(impls)]
                 for impl in order:
                     comm.validate = impl == "comm_checked"
                     times[impl].append(_loop(comm, calls[impl], iters[impl]))
             flat = _slowest(comm, [t for i in impls for t in times[i]])
             for k, impl in enumerate(impls):
-                per = sorted(flat[k * reps:(k + 1) * reps])
+                per = sorted(flat[k * reps : (k + 1) * reps])
                 sec = per[len(per) // 2]
                 algbw = moved / sec / 1e9
-                rows.append({"op": collective, "impl": impl, "case": human(moved),
-                             "dtype": str(dtype).replace("torch.", ""), "bytes": moved, "iters": iters[impl],
-                             "reps": reps, "ms": sec * 1e3, "ms_p20": _quantile(per, 0.2) * 1e3,
-                             "ms_p80": _quantile(per, 0.8) * 1e3, "algbw_gbps": algbw,
-                             "busbw_gbps": algbw * bus_factor(collective, world)})
+                rows.append(
+                    {
+                        "op": collective,
+                        "impl": impl,
+                        "case": human(moved),
+                        "dtype": str(dtype).replace("torch.", ""),
+                        "bytes": moved,
+                        "iters": iters[impl],
+                        "reps": reps,
+                        "ms": sec * 1e3,
+                        "ms_p20": _quantile(per, 0.2) * 1e3,
+                        "ms_p80": _quantile(per, 0.8) * 1e3,
+                        "algbw_gbps": algbw,
+                        "busbw_gbps": algbw * bus_factor(collective, world),
+                    }
+                )
             del a, b, calls
     finally:
         comm.validate = saved
     df = pd.DataFrame(rows)
     raw = df[df["impl"] == "raw"].set_index(["op", "bytes"])["ms"]
-    df["overhead"] = [r.ms / raw.get((r.op, r.bytes), float("nan")) if r.impl != "raw" else float("nan")
-                      for r in df.itertuples()]
-    df = df.assign(world_size=world, mode="hierarchical" if comm.hierarchical else "flat",
-                   clusters=describe_clusters(comm))
+    df["overhead"] = [
+        r.ms / raw.get((r.op, r.bytes), float("nan")) if r.impl != "raw" else float("nan")
+        for r in df.itertuples()
+    ]
+    df = df.assign(
+        world_size=world,
+        mode="hierarchical" if comm.hierarchical else "flat",
+        clusters=describe_clusters(comm),
+    )
     if metadata:
         from workbench.store.meta import run_metadata
 
@@ -207,8 +250,10 @@ def _quantile(sorted_values: list[float], q: float) -> float:
 
 def describe_clusters(comm: Communicator) -> str:
     """e.g. '2x cuda/nccl [0,1] + 1x cpu/gloo [2]'."""
-    return " + ".join(f"{c.size}x {c.device_type}/{c.collective} [{','.join(map(str, c.ranks))}]"
-                      for c in comm.topology.clusters)
+    return " + ".join(
+        f"{c.size}x {c.device_type}/{c.collective} [{','.join(map(str, c.ranks))}]"
+        for c in comm.topology.clusters
+    )
 
 
 def summary(df: pd.DataFrame, min_bytes: int = 1 << 20) -> pd.DataFrame:
@@ -219,14 +264,23 @@ def summary(df: pd.DataFrame, min_bytes: int = 1 << 20) -> pd.DataFrame:
         big = g[(g["bytes"] >= min_bytes) & g["overhead"].notna()]
         top = g.loc[g["bytes"].idxmax()]
         raw_top = df[(df["op"] == op) & (df["impl"] == "raw") & (df["bytes"] == top["bytes"])]["busbw_gbps"]
-        rows.append({"op": op, "impl": impl, "largest": top["case"],
-                     "busbw_gbps_largest": round(float(top["busbw_gbps"]), 2),
-                     "busbw_vs_raw_largest": round(float(top["busbw_gbps"] / raw_top.iloc[0]), 3)
-                     if len(raw_top) else float("nan"),
-                     f"median_overhead_ge_{human(min_bytes)}": round(float(big["overhead"].median()), 3)
-                     if len(big) else float("nan"),
-                     f"max_overhead_ge_{human(min_bytes)}": round(float(big["overhead"].max()), 3)
-                     if len(big) else float("nan")})
+        rows.append(
+            {
+                "op": op,
+                "impl": impl,
+                "largest": top["case"],
+                "busbw_gbps_largest": round(float(top["busbw_gbps"]), 2),
+                "busbw_vs_raw_largest": round(float(top["busbw_gbps"] / raw_top.iloc[0]), 3)
+                if len(raw_top)
+                else float("nan"),
+                f"median_overhead_ge_{human(min_bytes)}": round(float(big["overhead"].median()), 3)
+                if len(big)
+                else float("nan"),
+                f"max_overhead_ge_{human(min_bytes)}": round(float(big["overhead"].max()), 3)
+                if len(big)
+                else float("nan"),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -244,11 +298,23 @@ def plot_busbw(df: pd.DataFrame, title: str = ""):
     colors = {}
     for (collective, impl), g in df.sort_values("bytes").groupby(["op", "impl"], sort=False):
         color = colors.setdefault(collective, f"C{len(colors)}")
-        axes[0][0].plot(g["bytes"], g["busbw_gbps"], styles.get(impl, "-"), color=color, marker=".",
-                        label=f"{collective} ({impl})")
+        axes[0][0].plot(
+            g["bytes"],
+            g["busbw_gbps"],
+            styles.get(impl, "-"),
+            color=color,
+            marker=".",
+            label=f"{collective} ({impl})",
+        )
         if has_raw and impl != "raw":
-            axes[0][1].plot(g["bytes"], g["overhead"], styles.get(impl, "-"), color=color, marker=".",
-                            label=f"{collective} ({impl})")
+            axes[0][1].plot(
+                g["bytes"],
+                g["overhead"],
+                styles.get(impl, "-"),
+                color=color,
+                marker=".",
+                label=f"{collective} ({impl})",
+            )
     ticks = sorted(set(df["bytes"]))
     ticks = ticks[:: max(1, math.ceil(len(ticks) / 11))]
     for ax in axes[0]:
@@ -256,14 +322,18 @@ def plot_busbw(df: pd.DataFrame, title: str = ""):
         ax.set_xticks(ticks, [human(int(t)) for t in ticks], fontsize=8)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
-    axes[0][0].set(xlabel="message size (nccl-tests convention)", ylabel="bus bandwidth (GB/s)",
-                   title="busbw vs size")
+    axes[0][0].set(
+        xlabel="message size (nccl-tests convention)", ylabel="bus bandwidth (GB/s)", title="busbw vs size"
+    )
     if has_raw:
         ax = axes[0][1]
         ax.axhline(1.02, color="gray", lw=0.8, ls="--")
         ax.set_yscale("log")
-        ax.set(xlabel="message size", ylabel="time / raw torch.distributed time",
-               title="Communicator overhead (dashed: 1.02, the target for >= 1 MB)")
+        ax.set(
+            xlabel="message size",
+            ylabel="time / raw torch.distributed time",
+            title="Communicator overhead (dashed: 1.02, the target for >= 1 MB)",
+        )
     fig.suptitle("\n".join(textwrap.wrap(title, 160)), fontsize=8)
     fig.tight_layout()
     return fig
@@ -272,6 +342,10 @@ def plot_busbw(df: pd.DataFrame, title: str = ""):
 def plot_title(df: pd.DataFrame, command: str = "") -> str:
     """Which devices, clusters, commit and command made `df` (for figures)."""
     first = df.iloc[0] if len(df) else {}
-    parts = [str(first.get("device", "")), str(first.get("clusters", "")),
-             f"commit {str(first.get('commit', ''))[:10]}", command]
+    parts = [
+        str(first.get("device", "")),
+        str(first.get("clusters", "")),
+        f"commit {str(first.get('commit', ''))[:10]}",
+        command,
+    ]
     return " | ".join(p for p in parts if p)

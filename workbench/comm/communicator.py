@@ -40,8 +40,12 @@ from .native import NativeGroup
 from .topology import Topology, as_timedelta, collective_backend, init_from_env, parse_device
 from .validate import Call, CollectiveError, reduce_name
 
-TORCH_OPS = {"sum": dist.ReduceOp.SUM, "avg": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX,
-             "min": dist.ReduceOp.MIN}
+TORCH_OPS = {
+    "sum": dist.ReduceOp.SUM,
+    "avg": dist.ReduceOp.SUM,
+    "max": dist.ReduceOp.MAX,
+    "min": dist.ReduceOp.MIN,
+}
 # Collectives with single-tensor all_gather / reduce_scatter in every torch release we support; gloo
 # lacks them in older releases, so it gets the list form and a composed reduce-scatter (see the methods).
 _TENSOR_FORMS = ("nccl", "cncl", "flagcx")
@@ -88,9 +92,15 @@ class Communicator:
     All ranks of the job must construct it together (it creates process groups).
     """
 
-    def __init__(self, device: str | torch.device | None = None, *, cluster: str | None = None,
-                 timeout: float | datetime.timedelta = 300.0, validate: bool = True,
-                 collective: str | None = None) -> None:
+    def __init__(
+        self,
+        device: str | torch.device | None = None,
+        *,
+        cluster: str | None = None,
+        timeout: float | datetime.timedelta = 300.0,
+        validate: bool = True,
+        collective: str | None = None,
+    ) -> None:
         self.device = parse_device(device)
         self.collective = collective or collective_backend(self.device.type)
         self.timeout = as_timedelta(timeout)
@@ -114,8 +124,9 @@ class Communicator:
                 g = dist.new_group(list(c.ranks), backend=c.collective, timeout=self.timeout)
                 if c is self.cluster:
                     self.group = g
-            self.leader_group = dist.new_group(list(self.topology.leaders), backend="gloo",
-                                               timeout=self.timeout)
+            self.leader_group = dist.new_group(
+                list(self.topology.leaders), backend="gloo", timeout=self.timeout
+            )
         else:
             self.group = dist.group.WORLD
             self.leader_group = None
@@ -133,8 +144,10 @@ class Communicator:
 
     def __repr__(self) -> str:
         mode = "hierarchical" if self.hierarchical else "flat"
-        return (f"<Communicator rank {self.rank}/{self.world_size} on {self.device} via {self.collective}, "
-                f"{mode}, clusters {[c.ranks for c in self.topology.clusters]}>")
+        return (
+            f"<Communicator rank {self.rank}/{self.world_size} on {self.device} via {self.collective}, "
+            f"{mode}, clusters {[c.ranks for c in self.topology.clusters]}>"
+        )
 
     # ----------------------------------------------------------------------------------- plumbing
     def _check(self, call: Call) -> None:
@@ -190,8 +203,9 @@ class Communicator:
         yield self._native.all_reduce(tensor, dist.ReduceOp.SUM, True)
         tensor.div_(self.world_size)
 
-    def reduce_scatter(self, output: torch.Tensor, input: torch.Tensor, op: str = "sum",
-                       async_op: bool = False):
+    def reduce_scatter(
+        self, output: torch.Tensor, input: torch.Tensor, op: str = "sum", async_op: bool = False
+    ):
         """Reduce `input` (world_size x output.numel() elements) over ranks; rank r gets block r in `output`.
 
         On gloo (which lacks reduce_scatter_tensor in older torch) it is an all_reduce of a copy of

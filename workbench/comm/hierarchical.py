@@ -38,8 +38,12 @@ class Groups(Protocol):
     def is_leader(self) -> bool: ...
 
 
-_OPS = {"sum": dist.ReduceOp.SUM, "avg": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX,
-        "min": dist.ReduceOp.MIN}
+_OPS = {
+    "sum": dist.ReduceOp.SUM,
+    "avg": dist.ReduceOp.SUM,
+    "max": dist.ReduceOp.MAX,
+    "min": dist.ReduceOp.MIN,
+}
 
 
 def to_host(t: torch.Tensor) -> torch.Tensor:
@@ -132,7 +136,9 @@ def all_to_all(comm: Groups, output: torch.Tensor, input: torch.Tensor) -> Itera
     c, topo, world = comm.cluster, comm.topology, comm.world_size
     k = input.numel() // world
     if c.size > 1:
-        mine = torch.empty(c.size, world, k, dtype=input.dtype, device=input.device) if comm.is_leader else None
+        mine = (
+            torch.empty(c.size, world, k, dtype=input.dtype, device=input.device) if comm.is_leader else None
+        )
         parts = list(mine.view(c.size, world * k).unbind(0)) if comm.is_leader else None
         yield dist.gather(input.view(-1), parts, dst=c.leader, group=comm.group, async_op=True)
     else:
@@ -144,8 +150,9 @@ def all_to_all(comm: Groups, output: torch.Tensor, input: torch.Tensor) -> Itera
         send_splits = [c.size * d.size * k for d in topo.clusters]
         recv_splits = [s.size * c.size * k for s in topo.clusters]
         recv = torch.empty(sum(recv_splits), dtype=input.dtype)
-        yield dist.all_to_all_single(recv, send, recv_splits, send_splits, group=comm.leader_group,
-                                     async_op=True)
+        yield dist.all_to_all_single(
+            recv, send, recv_splits, send_splits, group=comm.leader_group, async_op=True
+        )
         # from cluster s: blocks [rank of s, rank of my cluster]; mine_out[i, j] = block j sends to c.ranks[i]
         mine_out = torch.empty(c.size, world, k, dtype=input.dtype)
         for s, got in zip(topo.clusters, recv.split(recv_splits)):

@@ -47,7 +47,9 @@ class NativeGroup:
         self._alltoall = group.alltoall_base
         # single-tensor all_gather / reduce_scatter: only where the backend has them (not gloo everywhere)
         self._gather_one = _first(group, "all_gather_single", "_allgather_base") if tensor_forms else None
-        self._scatter_one = _first(group, "reduce_scatter_single", "_reduce_scatter_base") if tensor_forms else None
+        self._scatter_one = (
+            _first(group, "reduce_scatter_single", "_reduce_scatter_base") if tensor_forms else None
+        )
 
     @property
     def has_reduce_scatter(self) -> bool:

@@ -39,7 +39,10 @@ def _same(got: torch.Tensor, want: torch.Tensor, approx: bool) -> tuple[bool, st
     bad = (got - want).abs() > (1e-2 * want.abs() + 1e-6 if approx else 0)
     if bad.any():
         i = int(bad.nonzero()[0])
-        return False, f"{int(bad.sum())} wrong elements, first at {i}: got {got[i].item()}, want {want[i].item()}"
+        return (
+            False,
+            f"{int(bad.sum())} wrong elements, first at {i}: got {got[i].item()}, want {want[i].item()}",
+        )
     return True, ""
 
 
@@ -59,11 +62,27 @@ def selfcheck(comm: Communicator, dtypes=DEFAULT_DTYPES, per_rank: int = 3) -> p
     def put(t: torch.Tensor) -> torch.Tensor:  # a copy even on cpu: the reference inputs stay intact
         return t.to(dev, copy=True)
 
-    def record(op: str, dtype: torch.dtype, mode: str, got: torch.Tensor, want: torch.Tensor,
-               reduce: str = "", approx: bool = False) -> None:
+    def record(
+        op: str,
+        dtype: torch.dtype,
+        mode: str,
+        got: torch.Tensor,
+        want: torch.Tensor,
+        reduce: str = "",
+        approx: bool = False,
+    ) -> None:
         ok, detail = _same(got, want, approx)
-        rows.append({"op": op, "reduce": reduce, "dtype": str(dtype).replace("torch.", ""), "mode": mode,
-                     "rank": rank, "passed": ok, "detail": detail})
+        rows.append(
+            {
+                "op": op,
+                "reduce": reduce,
+                "dtype": str(dtype).replace("torch.", ""),
+                "mode": mode,
+                "rank": rank,
+                "passed": ok,
+                "detail": detail,
+            }
+        )
 
     for dtype in dtypes:
         inputs = [rank_input(r, n, dtype) for r in range(world)]

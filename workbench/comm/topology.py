@@ -106,8 +106,13 @@ def init_from_env(device: torch.device, collective: str, timeout: datetime.timed
     if device.type != "cpu":
         getattr(torch, device.type).set_device(device)
     spec = "gloo" if device.type == "cpu" else f"cpu:gloo,{device.type}:{collective}"
-    dist.init_process_group(backend=spec, init_method="env://", rank=_env_int("RANK"),
-                            world_size=_env_int("WORLD_SIZE"), timeout=timeout)
+    dist.init_process_group(
+        backend=spec,
+        init_method="env://",
+        rank=_env_int("RANK"),
+        world_size=_env_int("WORLD_SIZE"),
+        timeout=timeout,
+    )
     return True
 
 
@@ -168,8 +173,10 @@ class Topology:
             kinds = {entries[r][1:] for r in ranks}
             if len(kinds) != 1:
                 detail = ", ".join(f"rank {r}: {entries[r][1]}/{entries[r][2]}" for r in ranks)
-                raise ValueError(f"cluster: ranks of cluster {key!r} must share one device type and "
-                                 f"collective, got {detail}")
+                raise ValueError(
+                    f"cluster: ranks of cluster {key!r} must share one device type and "
+                    f"collective, got {detail}"
+                )
             device_type, collective = next(iter(kinds))
             clusters.append(Cluster(key, device_type, collective, tuple(ranks)))
         return cls(tuple(sorted(clusters, key=lambda c: c.leader)))

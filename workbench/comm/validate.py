@@ -18,10 +18,23 @@ import torch.distributed as dist
 
 OPS = ("all_reduce", "reduce_scatter", "all_gather", "broadcast", "all_to_all", "send", "recv", "barrier")
 REDUCE_OPS = ("sum", "avg", "max", "min")
-DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.int8, torch.uint8,
-          torch.int32, torch.int64, torch.bool)
-_TORCH_REDUCE = {dist.ReduceOp.SUM: "sum", dist.ReduceOp.AVG: "avg", dist.ReduceOp.MAX: "max",
-                 dist.ReduceOp.MIN: "min"}
+DTYPES = (
+    torch.float32,
+    torch.float64,
+    torch.float16,
+    torch.bfloat16,
+    torch.int8,
+    torch.uint8,
+    torch.int32,
+    torch.int64,
+    torch.bool,
+)
+_TORCH_REDUCE = {
+    dist.ReduceOp.SUM: "sum",
+    dist.ReduceOp.AVG: "avg",
+    dist.ReduceOp.MAX: "max",
+    dist.ReduceOp.MIN: "min",
+}
 
 _FIELDS = ("seq", "op", "reduce", "dtype", "numel_in", "numel_out", "root", "problem")
 _INT_BYTES = 8 * len(_FIELDS)
@@ -71,8 +84,10 @@ def local_problems(call: Call, device: torch.device, world_size: int, rank: int)
             problems.append(f"{name}: expected dtype in {[str(d) for d in DTYPES]}, got {t.dtype}")
     dtypes = {t.dtype for t in tensors.values()}
     if len(dtypes) > 1:
-        problems.append("dtypes: expected one dtype for all tensors, got "
-                        + ", ".join(f"{n}={t.dtype}" for n, t in tensors.items()))
+        problems.append(
+            "dtypes: expected one dtype for all tensors, got "
+            + ", ".join(f"{n}={t.dtype}" for n, t in tensors.items())
+        )
     if call.op in ("all_reduce", "reduce_scatter"):
         name = reduce_name(call.reduce)
         if name is None:
@@ -82,14 +97,20 @@ def local_problems(call: Call, device: torch.device, world_size: int, rank: int)
     out, inp = tensors.get("output"), tensors.get("input")
     if out is not None and inp is not None:
         if call.op == "reduce_scatter" and inp.numel() != world_size * out.numel():
-            problems.append(f"output: expected {inp.numel()} / {world_size} ranks elements, got {out.numel()}")
+            problems.append(
+                f"output: expected {inp.numel()} / {world_size} ranks elements, got {out.numel()}"
+            )
         if call.op == "all_gather" and out.numel() != world_size * inp.numel():
-            problems.append(f"output: expected {world_size} ranks x {inp.numel()} elements, got {out.numel()}")
+            problems.append(
+                f"output: expected {world_size} ranks x {inp.numel()} elements, got {out.numel()}"
+            )
         if call.op == "all_to_all":
             if out.numel() != inp.numel():
                 problems.append(f"output: expected {inp.numel()} elements like input, got {out.numel()}")
             if inp.numel() % world_size:
-                problems.append(f"input: expected a multiple of {world_size} ranks elements, got {inp.numel()}")
+                problems.append(
+                    f"input: expected a multiple of {world_size} ranks elements, got {inp.numel()}"
+                )
     if call.root is not None:
         what = "src" if call.op in ("broadcast", "recv") else "dst"
         if not _is_rank(call.root, world_size):
@@ -127,7 +148,7 @@ def encode(call: Call, seq: int) -> torch.Tensor:
     buf[:_INT_BYTES] = torch.tensor(ints, dtype=torch.int64).view(torch.uint8)
     text = "; ".join(call.problems).encode()[:_MSG_BYTES]
     if text:
-        buf[_INT_BYTES:_INT_BYTES + len(text)] = torch.frombuffer(bytearray(text), dtype=torch.uint8)
+        buf[_INT_BYTES : _INT_BYTES + len(text)] = torch.frombuffer(bytearray(text), dtype=torch.uint8)
     return buf
 
 
@@ -148,8 +169,15 @@ def _describe(field_name: str, value: int) -> str:
     return str(value)
 
 
-_COMPARED = {"seq": "call number", "op": "collective", "reduce": "reduce op", "dtype": "dtype",
-             "numel_in": "element count", "numel_out": "output element count", "root": "root rank"}
+_COMPARED = {
+    "seq": "call number",
+    "op": "collective",
+    "reduce": "reduce op",
+    "dtype": "dtype",
+    "numel_in": "element count",
+    "numel_out": "output element count",
+    "root": "root rank",
+}
 
 
 def disagreements(rows: list[dict], ranks: list[int], fields: tuple[str, ...]) -> list[str]:
@@ -199,8 +227,10 @@ def check_p2p(call: Call, rank: int, group) -> None:
     lines = [f"rank {rk}: {rows[rk]['message']}" for rk in (lo, hi) if rows[rk]["problem"]]
     kinds = {rows[rank]["op"], rows[peer]["op"]}
     if kinds != {OPS.index("send"), OPS.index("recv")}:
-        lines.append(f"expected one send and one recv, got rank {lo}: {_describe('op', rows[lo]['op'])}, "
-                     f"rank {hi}: {_describe('op', rows[hi]['op'])}")
+        lines.append(
+            f"expected one send and one recv, got rank {lo}: {_describe('op', rows[lo]['op'])}, "
+            f"rank {hi}: {_describe('op', rows[hi]['op'])}"
+        )
     else:
         lines += disagreements([rows[lo], rows[hi]], [lo, hi], ("dtype", "numel_in"))
     if lines:

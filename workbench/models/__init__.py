@@ -17,6 +17,21 @@ from .presets import PRESETS, parameter_count, preset_config  # noqa: E402
 from .run import MODES, TARGETS, ModelRun, run_model, save, write_tables  # noqa: E402
 from .train import TrainRun, train_both  # noqa: E402
 
-__all__ = ["MODES", "PRESETS", "TARGETS", "BisectResult", "ModelRun", "TrainRun", "bisect", "build_model",
-           "parameter_count", "plots", "preset_config", "run_model", "save", "seeded_init", "train_both",
-           "write_tables"]
+__all__ = [
+    "MODES",
+    "PRESETS",
+    "TARGETS",
+    "BisectResult",
+    "ModelRun",
+    "TrainRun",
+    "bisect",
+    "build_model",
+    "parameter_count",
+    "plots",
+    "preset_config",
+    "run_model",
+    "save",
+    "seeded_init",
+    "train_both",
+    "write_tables",
+]

@@ -49,20 +49,29 @@ class BisectResult:
 
     def describe(self) -> str:
         what = "logits rel err" if self.metric == "accuracy" else f"{self.phase} throughput ratio"
-        head = (f"{what} with all {len(self.candidates)} candidate ops on: {self.all_on:.4g} "
-                f"(threshold {self.threshold:g}); {len(self.steps)} evaluations")
+        head = (
+            f"{what} with all {len(self.candidates)} candidate ops on: {self.all_on:.4g} "
+            f"(threshold {self.threshold:g}); {len(self.steps)} evaluations"
+        )
         if self.culprits.empty:
-            return head + "; no loss to explain" if not _is_loss(self.metric, self.all_on, self.threshold) \
+            return (
+                head + "; no loss to explain"
+                if not _is_loss(self.metric, self.all_on, self.threshold)
                 else head + "; no culprit found"
+            )
         lines = [head]
         for r in self.culprits.itertuples():
             if r.culprit.endswith("(member)"):
                 lines.append(f"  {r.culprit}: alone {r.alone:.4g}")
             elif math.isnan(r.without):
-                lines.append(f"  {r.culprit}: alone {r.alone:.4g}; all others on without it: not measured (budget)")
+                lines.append(
+                    f"  {r.culprit}: alone {r.alone:.4g}; all others on without it: not measured (budget)"
+                )
             else:
-                lines.append(f"  {r.culprit}: alone {r.alone:.4g}, all others on without it {r.without:.4g}"
-                             f"{' (loss gone)' if r.fixed_without else ' (loss remains)'}")
+                lines.append(
+                    f"  {r.culprit}: alone {r.alone:.4g}, all others on without it {r.without:.4g}"
+                    f"{' (loss gone)' if r.fixed_without else ' (loss remains)'}"
+                )
         return "\n".join(lines)
 
     def __repr__(self) -> str:
@@ -95,8 +104,18 @@ def served_ops(coverage: pd.DataFrame) -> list[str]:
 class _Evaluator:
     """metric(value) for one subset of ops on; results cached by subset, every evaluation logged."""
 
-    def __init__(self, model, ids: torch.Tensor, metric: str, phase: str, backend, reps: int, decode_steps: int,
-                 fuse: bool, execution: str):
+    def __init__(
+        self,
+        model,
+        ids: torch.Tensor,
+        metric: str,
+        phase: str,
+        backend,
+        reps: int,
+        decode_steps: int,
+        fuse: bool,
+        execution: str,
+    ):
         self.fuse, self.execution = fuse, execution
         self.model, self.ids, self.metric, self.phase, self.backend = model, ids, metric, phase, backend
         self.reps, self.decode_steps = reps, decode_steps
@@ -128,19 +147,26 @@ class _Evaluator:
             import workbench.compile
 
             workbench.compile.reset_coverage()  # this model's graphs only
-        with torch.inference_mode(), workbench_side(self.model, fuse=self.fuse, execution=self.execution) as cov:
+        with (
+            torch.inference_mode(),
+            workbench_side(self.model, fuse=self.fuse, execution=self.execution) as cov,
+        ):
             measure.prompt_logits(self.model, self.ids, keep=1)
         return cov.table()
 
     def __call__(self, ops: Iterable[str]) -> float:
         key = frozenset(ops)
         if key not in self._cache:
-            with torch.inference_mode(), workbench_side(self.model, include=sorted(key), fuse=self.fuse,
-                                                        execution=self.execution):
+            with (
+                torch.inference_mode(),
+                workbench_side(self.model, include=sorted(key), fuse=self.fuse, execution=self.execution),
+            ):
                 if self.metric == "accuracy":
                     out = measure.prompt_logits(self.model, self.ids, keep=1)[:, -1].float()
-                    value = float(torch.linalg.vector_norm(out - self.reference)
-                                  / torch.linalg.vector_norm(self.reference))
+                    value = float(
+                        torch.linalg.vector_norm(out - self.reference)
+                        / torch.linalg.vector_norm(self.reference)
+                    )
                 else:
                     value = self.native / self._time()
             self._cache[key] = value
@@ -151,12 +177,21 @@ class _Evaluator:
         cached = frozenset(ops) in self._cache
         value = self(ops)
         if not cached:
-            self.log.append({"step": len(self.log), "n_ops": len(ops), "ops": ",".join(ops), "value": value,
-                             "loss": _is_loss(self.metric, value, threshold)})
+            self.log.append(
+                {
+                    "step": len(self.log),
+                    "n_ops": len(ops),
+                    "ops": ",".join(ops),
+                    "value": value,
+                    "loss": _is_loss(self.metric, value, threshold),
+                }
+            )
         return _is_loss(self.metric, value, threshold)
 
 
-def _search(group: list[str], lossy: Callable[[list[str]], bool], in_time: Callable[[], bool]) -> list[list[str]]:
+def _search(
+    group: list[str], lossy: Callable[[list[str]], bool], in_time: Callable[[], bool]
+) -> list[list[str]]:
     """Minimal groups that show the loss, given that `group` shows it.
 
     Halving finds a few culprits in about 2 log2(n) runs each. Where both halves show the loss (many
@@ -172,15 +207,30 @@ def _search(group: list[str], lossy: Callable[[list[str]], bool], in_time: Calla
     if in_first and in_second:
         singles = [[op] for op in group if in_time() and lossy([op])]
         return singles or [group]
-    found = _search(first, lossy, in_time) if in_first else _search(second, lossy, in_time) if in_second else []
+    found = (
+        _search(first, lossy, in_time) if in_first else _search(second, lossy, in_time) if in_second else []
+    )
     return found or [group]  # neither half alone: the ops act together
 
 
-def bisect(preset: str | torch.nn.Module = "tiny", metric: str = "accuracy", threshold: float | None = None,
-           backend: str | None = None, ops: Iterable[str] | None = None, phase: str = "prefill",
-           batch: int = 1, prompt_len: int = 32, decode_steps: int = 8, reps: int = 3,
-           checkpoint: str | Path | None = None, seed: int = 0, fuse: bool = True, budget_s: float | None = None,
-           execution: str | None = None, **overrides) -> BisectResult:
+def bisect(
+    preset: str | torch.nn.Module = "tiny",
+    metric: str = "accuracy",
+    threshold: float | None = None,
+    backend: str | None = None,
+    ops: Iterable[str] | None = None,
+    phase: str = "prefill",
+    batch: int = 1,
+    prompt_len: int = 32,
+    decode_steps: int = 8,
+    reps: int = 3,
+    checkpoint: str | Path | None = None,
+    seed: int = 0,
+    fuse: bool = True,
+    budget_s: float | None = None,
+    execution: str | None = None,
+    **overrides,
+) -> BisectResult:
     """Find the ops that cause an accuracy or throughput loss of the workbench side.
 
     metric "accuracy": threshold on the last-position logits relative error (default: the 2e-2 target).
@@ -196,8 +246,11 @@ def bisect(preset: str | torch.nn.Module = "tiny", metric: str = "accuracy", thr
     if phase not in ("prefill", "decode"):
         raise ValueError(f"phase: expected 'prefill' or 'decode', got {phase!r}")
     if threshold is None:
-        threshold = TARGETS["logits_rel_err"] if metric == "accuracy" else TARGETS[
-            "prefill" if phase == "prefill" else "decode_eager"]
+        threshold = (
+            TARGETS["logits_rel_err"]
+            if metric == "accuracy"
+            else TARGETS["prefill" if phase == "prefill" else "decode_eager"]
+        )
     chosen = backends.active(backend)
     execution = default_execution(chosen) if execution is None else execution
     if execution not in EXECUTIONS:
@@ -208,8 +261,10 @@ def bisect(preset: str | torch.nn.Module = "tiny", metric: str = "accuracy", thr
         ops = list(ops)
         unknown = [o for o in ops if o not in REGISTRY]
         if unknown or not ops:
-            raise ValueError(f"ops: expected registered op names, got unknown {unknown or 'empty list'}; "
-                             f"registered: {sorted(REGISTRY)}")
+            raise ValueError(
+                f"ops: expected registered op names, got unknown {unknown or 'empty list'}; "
+                f"registered: {sorted(REGISTRY)}"
+            )
         check_selection(ops, None)
     model, _ = resolve_model(preset, checkpoint, seed, **overrides)
     ids = _random_prompt(model.config.vocab_size, batch, prompt_len, seed, model.device)
@@ -235,13 +290,34 @@ def bisect(preset: str | torch.nn.Module = "tiny", metric: str = "accuracy", thr
                 without_value = 0.0 if metric == "accuracy" else 1.0  # all off: the native run itself
             else:
                 without_value = evaluate(without) if in_time() else float("nan")
-            rows.append({"culprit": "+".join(group), "ops": group, "alone": evaluate(group), "without": without_value,
-                         "fixed_without": not _is_loss(metric, without_value, threshold)})
+            rows.append(
+                {
+                    "culprit": "+".join(group),
+                    "ops": group,
+                    "alone": evaluate(group),
+                    "without": without_value,
+                    "fixed_without": not _is_loss(metric, without_value, threshold),
+                }
+            )
             if 1 < len(group) <= 8 and in_time():  # a joint culprit: each member's share, alone
                 for op in group:
-                    rows.append({"culprit": f"  {op} (member)", "ops": [op], "alone": evaluate([op]),
-                                 "without": float("nan"), "fixed_without": False})
+                    rows.append(
+                        {
+                            "culprit": f"  {op} (member)",
+                            "ops": [op],
+                            "alone": evaluate([op]),
+                            "without": float("nan"),
+                            "fixed_without": False,
+                        }
+                    )
     culprits = pd.DataFrame(rows, columns=["culprit", "ops", "alone", "without", "fixed_without"])
-    return BisectResult(metric=metric, phase=phase, threshold=threshold, native=evaluate.native,
-                        all_on=evaluate(candidates), candidates=candidates, culprits=culprits,
-                        steps=pd.DataFrame(evaluate.log, columns=["step", "n_ops", "ops", "value", "loss"]))
+    return BisectResult(
+        metric=metric,
+        phase=phase,
+        threshold=threshold,
+        native=evaluate.native,
+        all_on=evaluate(candidates),
+        candidates=candidates,
+        culprits=culprits,
+        steps=pd.DataFrame(evaluate.log, columns=["step", "n_ops", "ops", "value", "loss"]),
+    )

@@ -60,7 +60,9 @@ def _load_checkpoint(path: Path, device: torch.device, dtype: torch.dtype) -> to
     shards = sorted(path.glob("*.safetensors"))
     bins = sorted(path.glob("pytorch_model*.bin"))
     if not shards and not bins:
-        raise ValueError(f"checkpoint: expected *.safetensors or pytorch_model*.bin files in {str(path)!r}, found none")
+        raise ValueError(
+            f"checkpoint: expected *.safetensors or pytorch_model*.bin files in {str(path)!r}, found none"
+        )
     config = Qwen3Config.from_pretrained(path, local_files_only=True)
     config._attn_implementation = ATTN_IMPLEMENTATION
     with torch.device(device), _default_dtype(dtype):
@@ -78,16 +80,24 @@ def _load_checkpoint(path: Path, device: torch.device, dtype: torch.dtype) -> to
     if config.tie_word_embeddings:
         missing = [k for k in missing if k != "lm_head.weight"]
     if missing or unexpected:
-        raise ValueError(f"checkpoint: weights do not match Qwen3ForCausalLM: missing {missing[:5]}, "
-                         f"unexpected {unexpected[:5]}")
+        raise ValueError(
+            f"checkpoint: weights do not match Qwen3ForCausalLM: missing {missing[:5]}, "
+            f"unexpected {unexpected[:5]}"
+        )
     if config.tie_word_embeddings:
         model.tie_weights()
     return model
 
 
-def build_model(preset: str = "tiny", checkpoint: str | Path | None = None, device: torch.device | str | None = None,
-                dtype: torch.dtype = torch.bfloat16, seed: int = 0, init_std: float | None = None,
-                **overrides) -> torch.nn.Module:
+def build_model(
+    preset: str = "tiny",
+    checkpoint: str | Path | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.bfloat16,
+    seed: int = 0,
+    init_std: float | None = None,
+    **overrides,
+) -> torch.nn.Module:
     """A Qwen3ForCausalLM in eval mode with SDPA attention on `device` (default: the active backend's).
 
     preset: a name from PRESETS (random weights from `seed`); `overrides` change single config fields.
@@ -111,8 +121,10 @@ def build_model(preset: str = "tiny", checkpoint: str | Path | None = None, devi
             model = Qwen3ForCausalLM(config)
         seeded_init(model, seed, init_std)
     if model.config._attn_implementation != ATTN_IMPLEMENTATION:
-        raise ValueError(f"attention implementation: expected {ATTN_IMPLEMENTATION!r}, "
-                         f"got {model.config._attn_implementation!r}")
+        raise ValueError(
+            f"attention implementation: expected {ATTN_IMPLEMENTATION!r}, "
+            f"got {model.config._attn_implementation!r}"
+        )
     return model.eval()
 
 

@@ -84,9 +84,18 @@ def _greedy_config(model, new_tokens: int):
     from transformers import GenerationConfig
 
     # Random weights may produce any id, so no id ends a sequence: every run makes exactly `new_tokens`.
-    return GenerationConfig(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
-                            num_beams=1, use_cache=True, eos_token_id=None, pad_token_id=0,
-                            temperature=None, top_p=None, top_k=None)
+    return GenerationConfig(
+        max_new_tokens=new_tokens,
+        min_new_tokens=new_tokens,
+        do_sample=False,
+        num_beams=1,
+        use_cache=True,
+        eos_token_id=None,
+        pad_token_id=0,
+        temperature=None,
+        top_p=None,
+        top_k=None,
+    )
 
 
 def generate_eager(model, ids: torch.Tensor, new_tokens: int, backend: Backend) -> tuple[torch.Tensor, float]:
@@ -94,41 +103,71 @@ def generate_eager(model, ids: torch.Tensor, new_tokens: int, backend: Backend) 
     from transformers import StoppingCriteriaList
 
     if new_tokens < 2:
-        raise ValueError(f"new_tokens: expected at least 2 (one prefill token + decode steps), got {new_tokens}")
+        raise ValueError(
+            f"new_tokens: expected at least 2 (one prefill token + decode steps), got {new_tokens}"
+        )
     clock = _StepClock(backend, ids.shape[0], ids.device)
-    out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
-                         generation_config=_greedy_config(model, new_tokens),
-                         stopping_criteria=StoppingCriteriaList([clock]))
+    out = model.generate(
+        input_ids=ids,
+        attention_mask=torch.ones_like(ids),
+        generation_config=_greedy_config(model, new_tokens),
+        stopping_criteria=StoppingCriteriaList([clock]),
+    )
     if len(clock.stamps) != new_tokens:
-        raise RuntimeError(f"generate called the step clock {len(clock.stamps)} times for {new_tokens} tokens")
-    return out[:, ids.shape[1]:], (clock.stamps[-1] - clock.stamps[0]) * 1e3
+        raise RuntimeError(
+            f"generate called the step clock {len(clock.stamps)} times for {new_tokens} tokens"
+        )
+    return out[:, ids.shape[1] :], (clock.stamps[-1] - clock.stamps[0]) * 1e3
 
 
 def _sampling_config(new_tokens: int, top_k: int, temperature: float):
     from transformers import GenerationConfig
 
-    return GenerationConfig(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=True, top_k=top_k,
-                            temperature=temperature, top_p=None, num_beams=1, use_cache=True, eos_token_id=None,
-                            pad_token_id=0)
+    return GenerationConfig(
+        max_new_tokens=new_tokens,
+        min_new_tokens=new_tokens,
+        do_sample=True,
+        top_k=top_k,
+        temperature=temperature,
+        top_p=None,
+        num_beams=1,
+        use_cache=True,
+        eos_token_id=None,
+        pad_token_id=0,
+    )
 
 
-def generate_sampled(model, ids: torch.Tensor, new_tokens: int, backend: Backend, seed: int = 0, top_k: int = 50,
-                     temperature: float = 0.8) -> tuple[torch.Tensor, float]:
+def generate_sampled(
+    model,
+    ids: torch.Tensor,
+    new_tokens: int,
+    backend: Backend,
+    seed: int = 0,
+    top_k: int = 50,
+    temperature: float = 0.8,
+) -> tuple[torch.Tensor, float]:
     """Top-k / temperature sampling with `model.generate`: (new tokens [batch, new_tokens], ms of the
     new_tokens - 1 decode steps). torch's generators are seeded with `seed` first: the same logits give
     the same tokens on both sides."""
     from transformers import StoppingCriteriaList
 
     if new_tokens < 2:
-        raise ValueError(f"new_tokens: expected at least 2 (one prefill token + decode steps), got {new_tokens}")
+        raise ValueError(
+            f"new_tokens: expected at least 2 (one prefill token + decode steps), got {new_tokens}"
+        )
     clock = _StepClock(backend, ids.shape[0], ids.device)
     torch.manual_seed(seed)  # every device's default generator, which multinomial draws from
-    out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
-                         generation_config=_sampling_config(new_tokens, top_k, temperature),
-                         stopping_criteria=StoppingCriteriaList([clock]))
+    out = model.generate(
+        input_ids=ids,
+        attention_mask=torch.ones_like(ids),
+        generation_config=_sampling_config(new_tokens, top_k, temperature),
+        stopping_criteria=StoppingCriteriaList([clock]),
+    )
     if len(clock.stamps) != new_tokens:
-        raise RuntimeError(f"generate called the step clock {len(clock.stamps)} times for {new_tokens} tokens")
-    return out[:, ids.shape[1]:], (clock.stamps[-1] - clock.stamps[0]) * 1e3
+        raise RuntimeError(
+            f"generate called the step clock {len(clock.stamps)} times for {new_tokens} tokens"
+        )
+    return out[:, ids.shape[1] :], (clock.stamps[-1] - clock.stamps[0]) * 1e3
 
 
 def prompt_loss(model, ids: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -163,8 +202,13 @@ def _static_cache(model, batch: int, max_len: int):
     from transformers import StaticCache
 
     params = set(inspect.signature(StaticCache.__init__).parameters)
-    offered = {"config": model.config, "max_cache_len": max_len, "max_batch_size": batch,
-               "device": model.device, "dtype": model.dtype}
+    offered = {
+        "config": model.config,
+        "max_cache_len": max_len,
+        "max_batch_size": batch,
+        "device": model.device,
+        "dtype": model.dtype,
+    }
     return StaticCache(**{k: v for k, v in offered.items() if k in params})
 
 
@@ -219,8 +263,9 @@ class StaticDecoder:
         # Explicit 4-D boolean mask (True = attend): transformers passes a 4-D mask through unchanged, so no
         # mask-building code with host-side checks runs inside the step.
         mask = (self._keys[None, :] <= self._pos)[:, None, None, :]
-        logits = self.model(input_ids=self._tok, position_ids=self._pos, attention_mask=mask,
-                            **self._extra(self._cpos)).logits
+        logits = self.model(
+            input_ids=self._tok, position_ids=self._pos, attention_mask=mask, **self._extra(self._cpos)
+        ).logits
         nxt = logits[:, -1].argmax(-1, keepdim=True)
         self._tok.copy_(nxt)
         self.tokens.index_copy_(1, self._step_idx, nxt)
@@ -275,7 +320,8 @@ def _profiler_activity(backend: Backend):
     if backend.device_type == "cpu":
         return None
     return getattr(ProfilerActivity, backend.device_type.upper(), None) or getattr(
-        ProfilerActivity, backend.dispatch_key, None)
+        ProfilerActivity, backend.dispatch_key, None
+    )
 
 
 def profile_ops(fn: Callable[[], object], backend: Backend) -> pd.DataFrame:

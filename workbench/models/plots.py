@@ -15,8 +15,10 @@ from .train import TrainRun
 
 def _title(run: ModelRun, what: str) -> str:
     c = run.config
-    return (f"{what} — {c['model']}, batch {c['batch']}, prompt {c['prompt_len']}, {c['new_tokens']} new tokens\n"
-            f"{c['device']}, commit {str(c['commit'])[:10]}")
+    return (
+        f"{what} — {c['model']}, batch {c['batch']}, prompt {c['prompt_len']}, {c['new_tokens']} new tokens\n"
+        f"{c['device']}, commit {str(c['commit'])[:10]}"
+    )
 
 
 def throughput(run: ModelRun):

@@ -18,15 +18,42 @@ _COMMON: dict[str, Any] = {
 }
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "qwen3-8b": dict(_COMMON, hidden_size=4096, intermediate_size=12288, num_hidden_layers=36,
-                     num_attention_heads=32, num_key_value_heads=8, head_dim=128, vocab_size=151936,
-                     max_position_embeddings=40960, tie_word_embeddings=False),
-    "qwen3-0.6b": dict(_COMMON, hidden_size=1024, intermediate_size=3072, num_hidden_layers=28,
-                       num_attention_heads=16, num_key_value_heads=8, head_dim=128, vocab_size=151936,
-                       max_position_embeddings=40960, tie_word_embeddings=True),
-    "tiny": dict(_COMMON, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                 num_attention_heads=4, num_key_value_heads=2, head_dim=16, vocab_size=512,
-                 max_position_embeddings=4096, tie_word_embeddings=False),
+    "qwen3-8b": dict(
+        _COMMON,
+        hidden_size=4096,
+        intermediate_size=12288,
+        num_hidden_layers=36,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        head_dim=128,
+        vocab_size=151936,
+        max_position_embeddings=40960,
+        tie_word_embeddings=False,
+    ),
+    "qwen3-0.6b": dict(
+        _COMMON,
+        hidden_size=1024,
+        intermediate_size=3072,
+        num_hidden_layers=28,
+        num_attention_heads=16,
+        num_key_value_heads=8,
+        head_dim=128,
+        vocab_size=151936,
+        max_position_embeddings=40960,
+        tie_word_embeddings=True,
+    ),
+    "tiny": dict(
+        _COMMON,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        vocab_size=512,
+        max_position_embeddings=4096,
+        tie_word_embeddings=False,
+    ),
 }
 
 
@@ -45,7 +72,13 @@ def preset_config(name: str, **overrides: Any):
 def parameter_count(name: str) -> int:
     """Parameters of preset `name` (embedding counted once when tied), without building the model."""
     p = PRESETS[name]
-    h, i, n, v, d = p["hidden_size"], p["intermediate_size"], p["num_hidden_layers"], p["vocab_size"], p["head_dim"]
+    h, i, n, v, d = (
+        p["hidden_size"],
+        p["intermediate_size"],
+        p["num_hidden_layers"],
+        p["vocab_size"],
+        p["head_dim"],
+    )
     q, kv = p["num_attention_heads"] * d, p["num_key_value_heads"] * d
     layer = h * (q + 2 * kv) + q * h + 3 * h * i + 2 * h + 2 * d
     return v * h * (1 if p["tie_word_embeddings"] else 2) + n * layer + h

@@ -11,8 +11,16 @@ import pandas as pd
 from .presets import PRESETS
 
 # Model dims beyond the Qwen3 presets of workbench.models (Llama-3-8B's public configuration).
-_EXTRA_DIMS = {"llama-3-8b": dict(hidden_size=4096, intermediate_size=14336, num_attention_heads=32,
-                                  num_key_value_heads=8, head_dim=128, vocab_size=128256)}
+_EXTRA_DIMS = {
+    "llama-3-8b": dict(
+        hidden_size=4096,
+        intermediate_size=14336,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        head_dim=128,
+        vocab_size=128256,
+    )
+}
 TUNED_OPS = ("linear", "scaled_dot_product_attention")
 
 
@@ -24,8 +32,9 @@ def model_dims(model: str) -> dict:
     raise ValueError(f"model: expected one of {sorted({*PRESETS, *_EXTRA_DIMS})}, got {model!r}")
 
 
-def shape_set(model: str, tokens: Iterable[int] = (1, 8, 2048),
-              ops: Iterable[str] | None = None) -> list[tuple]:
+def shape_set(
+    model: str, tokens: Iterable[int] = (1, 8, 2048), ops: Iterable[str] | None = None
+) -> list[tuple]:
     """(op, description, input shapes) of the tunable calls a forward of `model` makes at each token count
     (rows of a linear; the prompt length of a batch-1 prefill for attention, taken from 17 tokens up,
     below which decode attention has nothing to tune)."""
@@ -36,23 +45,39 @@ def shape_set(model: str, tokens: Iterable[int] = (1, 8, 2048),
         raise ValueError(f"ops: expected some of {TUNED_OPS}, got {unknown}")
     h, hd, hq, hkv = d["hidden_size"], d["head_dim"], d["num_attention_heads"], d["num_key_value_heads"]
     inter = d["intermediate_size"]
-    linears = {"q/o proj": (h, hq * hd), "k/v proj": (h, hkv * hd), "mlp up/gate": (h, inter),
-               "mlp down": (inter, h), "lm_head": (h, d["vocab_size"])}
+    linears = {
+        "q/o proj": (h, hq * hd),
+        "k/v proj": (h, hkv * hd),
+        "mlp up/gate": (h, inter),
+        "mlp down": (inter, h),
+        "lm_head": (h, d["vocab_size"]),
+    }
     if hq * hd != h:
         linears["o proj"] = (hq * hd, h)
     shapes = []
     for m in tokens:
         if "linear" in ops:
-            shapes += [("linear", f"{name} {m}x{k}x{n}", [(m, k), (n, k)])
-                       for name, (k, n) in linears.items()]
+            shapes += [
+                ("linear", f"{name} {m}x{k}x{n}", [(m, k), (n, k)]) for name, (k, n) in linears.items()
+            ]
         if "scaled_dot_product_attention" in ops and m > 16:
-            shapes.append(("scaled_dot_product_attention", f"prefill causal 1x{hq}x{m}x{hd} kv{hkv}",
-                           [(1, hq, m, hd), (1, hkv, m, hd), (1, hkv, m, hd)]))
+            shapes.append(
+                (
+                    "scaled_dot_product_attention",
+                    f"prefill causal 1x{hq}x{m}x{hd} kv{hkv}",
+                    [(1, hq, m, hd), (1, hkv, m, hd), (1, hkv, m, hd)],
+                )
+            )
     return shapes
 
 
-def pretune(model: str, ops: Iterable[str] | None = None, tokens: Iterable[int] = (1, 8, 2048),
-            dtype: str = "bf16", progress: bool = True) -> pd.DataFrame:
+def pretune(
+    model: str,
+    ops: Iterable[str] | None = None,
+    tokens: Iterable[int] = (1, 8, 2048),
+    dtype: str = "bf16",
+    progress: bool = True,
+) -> pd.DataFrame:
     """Run every tunable call of `model`'s shape set once, so that each key is tuned (or found in the
     cache); one row per call with the keys it tuned and found."""
     import torch
@@ -75,7 +100,13 @@ def pretune(model: str, ops: Iterable[str] | None = None, tokens: Iterable[int] 
         else:
             wops.scaled_dot_product_attention(*args, is_causal=True, enable_gqa=True)
         backend.synchronize()
-        rows.append({"op": op, "call": label, "tuned": _tuning.stats.tuned - before[0],
-                     "from_cache": _tuning.stats.cache_hits - before[1]})
+        rows.append(
+            {
+                "op": op,
+                "call": label,
+                "tuned": _tuning.stats.tuned - before[0],
+                "from_cache": _tuning.stats.cache_hits - before[1],
+            }
+        )
         del args
     return pd.DataFrame(rows, columns=["op", "call", "tuned", "from_cache"])

@@ -47,17 +47,27 @@ class TrainRun:
         largest relative loss and grad-norm differences over all steps."""
         s = self.steps
         warm = s[s.step > 0] if s.step.max() > 0 else s
-        tps = {side: float(self.tokens_per_step * len(g) / g.seconds.sum()) for side, g in warm.groupby("side")}
+        tps = {
+            side: float(self.tokens_per_step * len(g) / g.seconds.sum()) for side, g in warm.groupby("side")
+        }
         native, ours = (s[s.side == side].set_index("step") for side in SIDES)
         loss_rel = ((ours.loss - native.loss).abs() / native.loss.abs()).max()
         gn_rel = ((ours.grad_norm - native.grad_norm).abs() / native.grad_norm.abs()).max()
-        mem = {side: None if g.peak_mem.isna().all() else int(g.peak_mem.max()) for side, g in warm.groupby("side")}
-        return {"tokens_per_s_native": tps["native"], "tokens_per_s_workbench": tps["workbench"],
-                "step_vs_native": tps["workbench"] / tps["native"],
-                "peak_mem_native": mem["native"], "peak_mem_workbench": mem["workbench"],
-                "peak_mem_vs_native": (mem["workbench"] / mem["native"]) if mem["native"] else None,
-                "loss_rel_diff_max": float(loss_rel), "grad_norm_rel_diff_max": float(gn_rel),
-                "steps": int(s.step.max()) + 1}
+        mem = {
+            side: None if g.peak_mem.isna().all() else int(g.peak_mem.max())
+            for side, g in warm.groupby("side")
+        }
+        return {
+            "tokens_per_s_native": tps["native"],
+            "tokens_per_s_workbench": tps["workbench"],
+            "step_vs_native": tps["workbench"] / tps["native"],
+            "peak_mem_native": mem["native"],
+            "peak_mem_workbench": mem["workbench"],
+            "peak_mem_vs_native": (mem["workbench"] / mem["native"]) if mem["native"] else None,
+            "loss_rel_diff_max": float(loss_rel),
+            "grad_norm_rel_diff_max": float(gn_rel),
+            "steps": int(s.step.max()) + 1,
+        }
 
 
 def batches(vocab: int, batch: int, seq: int, steps: int, seed: int, device) -> list[torch.Tensor]:
@@ -86,8 +96,12 @@ def fused_causal_lm_loss(model, ids: torch.Tensor) -> torch.Tensor:
 
     hidden = model.model(input_ids=ids, use_cache=False).last_hidden_state
     targets = torch.nn.functional.pad(ids[:, 1:], (0, 1), value=IGNORE_INDEX)
-    return linear_cross_entropy(hidden.reshape(-1, hidden.shape[-1]), model.lm_head.weight, targets.reshape(-1),
-                                ignore_index=IGNORE_INDEX)
+    return linear_cross_entropy(
+        hidden.reshape(-1, hidden.shape[-1]),
+        model.lm_head.weight,
+        targets.reshape(-1),
+        ignore_index=IGNORE_INDEX,
+    )
 
 
 def _grad_norm(model) -> float:
@@ -95,9 +109,18 @@ def _grad_norm(model) -> float:
     return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads])))
 
 
-def train_both(model: torch.nn.Module, steps: int = 20, batch: int = 2, seq: int = 16, lr: float = 1e-3,
-               seed: int = 0, include=None, exclude=None, execution: str = "eager",
-               fused_loss: bool = True) -> TrainRun:
+def train_both(
+    model: torch.nn.Module,
+    steps: int = 20,
+    batch: int = 2,
+    seq: int = 16,
+    lr: float = 1e-3,
+    seed: int = 0,
+    include=None,
+    exclude=None,
+    execution: str = "eager",
+    fused_loss: bool = True,
+) -> TrainRun:
     """`steps` AdamW steps of native and workbench copies of `model`, alternated step by step (see the
     module docstring); `include` / `exclude` select our ops as for `use_ops`."""
     from workbench.dispatch import Coverage
@@ -123,8 +146,11 @@ def train_both(model: torch.nn.Module, steps: int = 20, batch: int = 2, seq: int
                 loss.backward()
             else:
                 with workbench_side(m.model, include, exclude, execution=execution) as cov:
-                    loss = (fused_causal_lm_loss(m, ids) if fused_loss
-                            else m(input_ids=ids, labels=ids, use_cache=False).loss)
+                    loss = (
+                        fused_causal_lm_loss(m, ids)
+                        if fused_loss
+                        else m(input_ids=ids, labels=ids, use_cache=False).loss
+                    )
                     loss.backward()
                 if isinstance(cov, Coverage):
                     merged.merge(cov)
@@ -135,7 +161,15 @@ def train_both(model: torch.nn.Module, steps: int = 20, batch: int = 2, seq: int
             backend.synchronize()
             seconds = time.perf_counter() - start
             peak = _peak(device)
-            rows.append({"side": side, "step": i, "loss": float(loss.detach()), "grad_norm": norm,
-                         "seconds": seconds, "peak_mem": None if peak is None else peak - base})
+            rows.append(
+                {
+                    "side": side,
+                    "step": i,
+                    "loss": float(loss.detach()),
+                    "grad_norm": norm,
+                    "seconds": seconds,
+                    "peak_mem": None if peak is None else peak - base,
+                }
+            )
     coverage = compiled.table() if compiled is not None else merged.table()
     return TrainRun(pd.DataFrame(rows), batch * seq, coverage)

@@ -24,8 +24,11 @@ _PACKAGES = ("mlu", "variants")  # below the op modules: their kernels and varia
 def _import_all(package: str, path, only=None) -> None:
     """Import every public module of `package` (at `path`; those named in `only`), in name order."""
     for module in sorted(_pkgutil.iter_modules(path), key=lambda m: m.name):
-        if not module.name.startswith("_") and module.name not in ("spec", *_PACKAGES) \
-                and (only is None or module.name in only):
+        if (
+            not module.name.startswith("_")
+            and module.name not in ("spec", *_PACKAGES)
+            and (only is None or module.name in only)
+        ):
             _importlib.import_module(f"{package}.{module.name}")
 
 

@@ -33,8 +33,10 @@ def _case(name, shapes, dtypes, number=None, transform=None):
 def bitwise_cases(binary: bool) -> dict:
     if not binary:
         return {
-            "quick": lambda: [_case("bool mask 4x33", [(4, 33)], [torch.bool]),
-                              _case("int64 +-2**40 1000", [(1000,)], [torch.int64])],
+            "quick": lambda: [
+                _case("bool mask 4x33", [(4, 33)], [torch.bool]),
+                _case("int64 +-2**40 1000", [(1000,)], [torch.int64]),
+            ],
             "edge": lambda: [
                 _case("int32 transposed 33x65", [(65, 33)], [torch.int32], transform=lambda x: x.t()),
                 _case("bool strided x[:, ::2]", [(8, 50)], [torch.bool], transform=lambda x: x[:, ::2]),
@@ -44,12 +46,16 @@ def bitwise_cases(binary: bool) -> dict:
             "llm": lambda: [_case("finished flags 64", [(64,)], [torch.bool])],
         }
     return {
-        "quick": lambda: [_case("bool masks 4x33", [(4, 33), (4, 33)], [torch.bool, torch.bool]),
-                          _case("int64 with bool (promotes)", [(64,), (64,)], [torch.int64, torch.bool])],
+        "quick": lambda: [
+            _case("bool masks 4x33", [(4, 33), (4, 33)], [torch.bool, torch.bool]),
+            _case("int64 with bool (promotes)", [(64,), (64,)], [torch.int64, torch.bool]),
+        ],
         "edge": lambda: [
             _case("int64 +-2**40 row broadcast", [(9, 40), (40,)], [torch.int64, torch.int64]),
             _case("int32 with int64", [(7, 13), (7, 13)], [torch.int32, torch.int64]),
-            _case("int32 transposed", [(13, 7), (13, 7)], [torch.int32, torch.int32], transform=lambda x: x.t()),
+            _case(
+                "int32 transposed", [(13, 7), (13, 7)], [torch.int32, torch.int32], transform=lambda x: x.t()
+            ),
             _case("int64 with a number", [(5, 6)], [torch.int64], number=0xFF0F),
             _case("bool with 0-dim bool", [(3, 5), ()], [torch.bool, torch.bool]),
             _case("zero-size 0x16", [(0, 16), (16,)], [torch.bool, torch.bool]),

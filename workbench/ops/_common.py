@@ -134,8 +134,10 @@ def scalar_as(op: str, name: str, value, dtype: torch.dtype) -> int | float:
             return float(value)
     elif math.isfinite(value) and lo <= value <= hi:
         return int(value)
-    raise RuntimeError(f"{op}: {name} {value} cannot be converted to type {str(dtype).replace('torch.', '')} "
-                       f"without overflow")
+    raise RuntimeError(
+        f"{op}: {name} {value} cannot be converted to type {str(dtype).replace('torch.', '')} "
+        f"without overflow"
+    )
 
 
 @contextlib.contextmanager
@@ -166,7 +168,9 @@ def new_output(shape, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
 def new_output_of(like: torch.Tensor, shape, dtype: torch.dtype | None = None) -> torch.Tensor:
     """A contiguous output of `shape` on `like`'s device, in `like`'s dtype unless given: `new_empty`
     parses fewer arguments than torch.empty(shape, dtype=..., device=...), a few µs per call."""
-    out = like.new_empty(shape) if dtype is None or dtype == like.dtype else like.new_empty(shape, dtype=dtype)
+    out = (
+        like.new_empty(shape) if dtype is None or dtype == like.dtype else like.new_empty(shape, dtype=dtype)
+    )
     return _poisoned(out) if _poison else out
 
 
@@ -180,8 +184,9 @@ def new_output_as(x: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Te
     return _poisoned(out) if _poison else out
 
 
-def new_output_like(x: torch.Tensor, dtype: torch.dtype,
-                    memory_format: torch.memory_format = torch.preserve_format) -> torch.Tensor:
+def new_output_like(
+    x: torch.Tensor, dtype: torch.dtype, memory_format: torch.memory_format = torch.preserve_format
+) -> torch.Tensor:
     """Like `new_output`, with `x`'s strides where torch's empty_like keeps them (dense inputs)."""
     out = torch.empty_like(x, dtype=dtype, memory_format=memory_format)
     if _poison:

@@ -18,8 +18,9 @@ def comparison(fn, input: torch.Tensor, other) -> torch.Tensor:
     """`fn(input, other)` elementwise with broadcasting, as a bool tensor."""
     # A number or a 0-dim operand is rounded / cast to the promoted dtype first; tensors with dims are not.
     if isinstance(input, torch.Tensor) and (
-            (isinstance(other, (int, float)) and not isinstance(other, bool))
-            or (isinstance(other, torch.Tensor) and not (other.dim() and input.dim()))):
+        (isinstance(other, (int, float)) and not isinstance(other, bool))
+        or (isinstance(other, torch.Tensor) and not (other.dim() and input.dim()))
+    ):
         dtype = torch.result_type(input, other)
         if not isinstance(other, torch.Tensor):
             if dtype.is_floating_point:
@@ -71,8 +72,10 @@ def _case(name, a_shape, b_shape, a_dtype=None, b_dtype=None, number=None, a_tf=
 
 def comparison_cases() -> dict:
     return {
-        "quick": lambda: [_case("64x300 vs row, ties", (64, 300), (300,)),
-                          _case("int64 positions vs number", (4, 33), None, a_dtype=torch.int64, number=7)],
+        "quick": lambda: [
+            _case("64x300 vs row, ties", (64, 300), (300,)),
+            _case("int64 positions vs number", (4, 33), None, a_dtype=torch.int64, number=7),
+        ],
         "edge": lambda: [
             _case("python scalar 0.5", (37, 11), None, number=0.5),
             _case("python scalar 0.1 (rounded to the tensor's dtype)", (37, 11), None, number=0.1),
@@ -87,7 +90,12 @@ def comparison_cases() -> dict:
         ],
         "llm": lambda: [
             _case("top-k filter 64x151936 vs kth value", (64, 151936), (64, 1)),
-            _case("attention mask 2048x2048 positions", (2048, 2048), (2048, 1), a_dtype=torch.int64,
-                  b_dtype=torch.int64),
+            _case(
+                "attention mask 2048x2048 positions",
+                (2048, 2048),
+                (2048, 1),
+                a_dtype=torch.int64,
+                b_dtype=torch.int64,
+            ),
         ],
     }

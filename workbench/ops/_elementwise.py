@@ -87,9 +87,24 @@ def _offsets(offs, s1, s2, s3, st0, st1, st2, st3, CONTIGUOUS: tl.constexpr):
 # theirs. `offs` are int64 flat indices into the output. INT picks
 # the exact integer path (see the module docstring); the float path is the same code without it.
 
+
 @triton.jit
-def _unary_tile(x_ptr, out_ptr, offs, n, s1, s2, s3, xs0, xs1, xs2, xs3, FN: tl.constexpr,
-                CONTIGUOUS: tl.constexpr, INT: tl.constexpr):
+def _unary_tile(
+    x_ptr,
+    out_ptr,
+    offs,
+    n,
+    s1,
+    s2,
+    s3,
+    xs0,
+    xs1,
+    xs2,
+    xs3,
+    FN: tl.constexpr,
+    CONTIGUOUS: tl.constexpr,
+    INT: tl.constexpr,
+):
     mask = offs < n
     x_offs = _offsets(offs, s1, s2, s3, xs0, xs1, xs2, xs3, CONTIGUOUS)
     if INT:  # a bool / integer input: FN works on it in its own dtype (bitwise ops)
@@ -100,9 +115,32 @@ def _unary_tile(x_ptr, out_ptr, offs, n, s1, s2, s3, xs0, xs1, xs2, xs3, FN: tl.
 
 
 @triton.jit
-def _binary_tile(a_ptr, b_ptr, out_ptr, offs, n, s1, s2, s3, as0, as1, as2, as3, bs0, bs1, bs2, bs3, b_scalar,
-                 b_scale, FN: tl.constexpr, CONTIGUOUS: tl.constexpr, B_SCALAR: tl.constexpr,
-                 SCALE_B: tl.constexpr, BLOCK: tl.constexpr, INT: tl.constexpr):
+def _binary_tile(
+    a_ptr,
+    b_ptr,
+    out_ptr,
+    offs,
+    n,
+    s1,
+    s2,
+    s3,
+    as0,
+    as1,
+    as2,
+    as3,
+    bs0,
+    bs1,
+    bs2,
+    bs3,
+    b_scalar,
+    b_scale,
+    FN: tl.constexpr,
+    CONTIGUOUS: tl.constexpr,
+    B_SCALAR: tl.constexpr,
+    SCALE_B: tl.constexpr,
+    BLOCK: tl.constexpr,
+    INT: tl.constexpr,
+):
     mask = offs < n
     a_offs = _offsets(offs, s1, s2, s3, as0, as1, as2, as3, CONTIGUOUS)
     b_offs = _offsets(offs, s1, s2, s3, bs0, bs1, bs2, bs3, CONTIGUOUS)
@@ -121,9 +159,37 @@ def _binary_tile(a_ptr, b_ptr, out_ptr, offs, n, s1, s2, s3, as0, as1, as2, as3,
 
 
 @triton.jit
-def _ternary_tile(c_ptr, a_ptr, b_ptr, out_ptr, offs, n, s1, s2, s3, cs0, cs1, cs2, cs3, as0, as1, as2, as3,
-                  bs0, bs1, bs2, bs3, a_scalar, b_scalar, FN: tl.constexpr, CONTIGUOUS: tl.constexpr,
-                  A_SCALAR: tl.constexpr, B_SCALAR: tl.constexpr, BLOCK: tl.constexpr, INT: tl.constexpr):
+def _ternary_tile(
+    c_ptr,
+    a_ptr,
+    b_ptr,
+    out_ptr,
+    offs,
+    n,
+    s1,
+    s2,
+    s3,
+    cs0,
+    cs1,
+    cs2,
+    cs3,
+    as0,
+    as1,
+    as2,
+    as3,
+    bs0,
+    bs1,
+    bs2,
+    bs3,
+    a_scalar,
+    b_scalar,
+    FN: tl.constexpr,
+    CONTIGUOUS: tl.constexpr,
+    A_SCALAR: tl.constexpr,
+    B_SCALAR: tl.constexpr,
+    BLOCK: tl.constexpr,
+    INT: tl.constexpr,
+):
     # The first operand keeps its own dtype (a bool condition or mask); the others are fp32, or the
     # integer result's dtype (INT).
     mask = offs < n
@@ -149,9 +215,23 @@ def _ternary_tile(c_ptr, a_ptr, b_ptr, out_ptr, offs, n, s1, s2, s3, cs0, cs1, c
 # Two kernels per launcher: strided operands pass sizes and strides; contiguous ones (the common case)
 # take a flat kernel without them, which leaves fewer arguments to key and pass on every launch.
 
+
 @triton.jit
-def _unary_kernel(x_ptr, out_ptr, n, s1, s2, s3, xs0, xs1, xs2, xs3,
-                  FN: tl.constexpr, BLOCK: tl.constexpr, INT: tl.constexpr):
+def _unary_kernel(
+    x_ptr,
+    out_ptr,
+    n,
+    s1,
+    s2,
+    s3,
+    xs0,
+    xs1,
+    xs2,
+    xs3,
+    FN: tl.constexpr,
+    BLOCK: tl.constexpr,
+    INT: tl.constexpr,
+):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     _unary_tile(x_ptr, out_ptr, offs, n, s1, s2, s3, xs0, xs1, xs2, xs3, FN, False, INT)
 
@@ -163,72 +243,376 @@ def _unary_flat_kernel(x_ptr, out_ptr, n, FN: tl.constexpr, BLOCK: tl.constexpr,
 
 
 @triton.jit
-def _binary_kernel(a_ptr, b_ptr, out_ptr, n, s1, s2, s3, as0, as1, as2, as3, bs0, bs1, bs2, bs3, b_scalar, b_scale,
-                   FN: tl.constexpr, B_SCALAR: tl.constexpr, SCALE_B: tl.constexpr, BLOCK: tl.constexpr,
-                   INT: tl.constexpr):
+def _binary_kernel(
+    a_ptr,
+    b_ptr,
+    out_ptr,
+    n,
+    s1,
+    s2,
+    s3,
+    as0,
+    as1,
+    as2,
+    as3,
+    bs0,
+    bs1,
+    bs2,
+    bs3,
+    b_scalar,
+    b_scale,
+    FN: tl.constexpr,
+    B_SCALAR: tl.constexpr,
+    SCALE_B: tl.constexpr,
+    BLOCK: tl.constexpr,
+    INT: tl.constexpr,
+):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    _binary_tile(a_ptr, b_ptr, out_ptr, offs, n, s1, s2, s3, as0, as1, as2, as3, bs0, bs1, bs2, bs3, b_scalar,
-                 b_scale, FN, False, B_SCALAR, SCALE_B, BLOCK, INT)
+    _binary_tile(
+        a_ptr,
+        b_ptr,
+        out_ptr,
+        offs,
+        n,
+        s1,
+        s2,
+        s3,
+        as0,
+        as1,
+        as2,
+        as3,
+        bs0,
+        bs1,
+        bs2,
+        bs3,
+        b_scalar,
+        b_scale,
+        FN,
+        False,
+        B_SCALAR,
+        SCALE_B,
+        BLOCK,
+        INT,
+    )
 
 
 @triton.jit
-def _binary_flat_kernel(a_ptr, b_ptr, out_ptr, n, b_scalar, b_scale, FN: tl.constexpr, B_SCALAR: tl.constexpr,
-                        SCALE_B: tl.constexpr, BLOCK: tl.constexpr, INT: tl.constexpr):
+def _binary_flat_kernel(
+    a_ptr,
+    b_ptr,
+    out_ptr,
+    n,
+    b_scalar,
+    b_scale,
+    FN: tl.constexpr,
+    B_SCALAR: tl.constexpr,
+    SCALE_B: tl.constexpr,
+    BLOCK: tl.constexpr,
+    INT: tl.constexpr,
+):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    _binary_tile(a_ptr, b_ptr, out_ptr, offs, n, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, b_scalar, b_scale, FN, True,
-                 B_SCALAR, SCALE_B, BLOCK, INT)
+    _binary_tile(
+        a_ptr,
+        b_ptr,
+        out_ptr,
+        offs,
+        n,
+        1,
+        1,
+        1,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        b_scalar,
+        b_scale,
+        FN,
+        True,
+        B_SCALAR,
+        SCALE_B,
+        BLOCK,
+        INT,
+    )
 
 
 @triton.jit
-def _ternary_kernel(c_ptr, a_ptr, b_ptr, out_ptr, n, s1, s2, s3, cs0, cs1, cs2, cs3, as0, as1, as2, as3,
-                    bs0, bs1, bs2, bs3, a_scalar, b_scalar, FN: tl.constexpr, A_SCALAR: tl.constexpr,
-                    B_SCALAR: tl.constexpr, BLOCK: tl.constexpr, INT: tl.constexpr):
+def _ternary_kernel(
+    c_ptr,
+    a_ptr,
+    b_ptr,
+    out_ptr,
+    n,
+    s1,
+    s2,
+    s3,
+    cs0,
+    cs1,
+    cs2,
+    cs3,
+    as0,
+    as1,
+    as2,
+    as3,
+    bs0,
+    bs1,
+    bs2,
+    bs3,
+    a_scalar,
+    b_scalar,
+    FN: tl.constexpr,
+    A_SCALAR: tl.constexpr,
+    B_SCALAR: tl.constexpr,
+    BLOCK: tl.constexpr,
+    INT: tl.constexpr,
+):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    _ternary_tile(c_ptr, a_ptr, b_ptr, out_ptr, offs, n, s1, s2, s3, cs0, cs1, cs2, cs3, as0, as1, as2, as3,
-                  bs0, bs1, bs2, bs3, a_scalar, b_scalar, FN, False, A_SCALAR, B_SCALAR, BLOCK, INT)
+    _ternary_tile(
+        c_ptr,
+        a_ptr,
+        b_ptr,
+        out_ptr,
+        offs,
+        n,
+        s1,
+        s2,
+        s3,
+        cs0,
+        cs1,
+        cs2,
+        cs3,
+        as0,
+        as1,
+        as2,
+        as3,
+        bs0,
+        bs1,
+        bs2,
+        bs3,
+        a_scalar,
+        b_scalar,
+        FN,
+        False,
+        A_SCALAR,
+        B_SCALAR,
+        BLOCK,
+        INT,
+    )
 
 
 @triton.jit
-def _ternary_flat_kernel(c_ptr, a_ptr, b_ptr, out_ptr, n, a_scalar, b_scalar, FN: tl.constexpr,
-                         A_SCALAR: tl.constexpr, B_SCALAR: tl.constexpr, BLOCK: tl.constexpr, INT: tl.constexpr):
+def _ternary_flat_kernel(
+    c_ptr,
+    a_ptr,
+    b_ptr,
+    out_ptr,
+    n,
+    a_scalar,
+    b_scalar,
+    FN: tl.constexpr,
+    A_SCALAR: tl.constexpr,
+    B_SCALAR: tl.constexpr,
+    BLOCK: tl.constexpr,
+    INT: tl.constexpr,
+):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    _ternary_tile(c_ptr, a_ptr, b_ptr, out_ptr, offs, n, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-                  a_scalar, b_scalar, FN, True, A_SCALAR, B_SCALAR, BLOCK, INT)
+    _ternary_tile(
+        c_ptr,
+        a_ptr,
+        b_ptr,
+        out_ptr,
+        offs,
+        n,
+        1,
+        1,
+        1,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        a_scalar,
+        b_scalar,
+        FN,
+        True,
+        A_SCALAR,
+        B_SCALAR,
+        BLOCK,
+        INT,
+    )
 
 
 # The persistent style (ops.mlu.persistent): as many programs as fill the cores, each walking its tiles
 # in a grid-stride loop; the same per-tile work. CONTIGUOUS picks the flat indexing in one kernel.
 
-@triton.jit
-def _unary_persistent_kernel(x_ptr, out_ptr, n, s1, s2, s3, xs0, xs1, xs2, xs3, FN: tl.constexpr,
-                             CONTIGUOUS: tl.constexpr, BLOCK: tl.constexpr, INT: tl.constexpr):
-    step = tl.num_programs(0).to(tl.int64) * BLOCK
-    for start in range(tl.program_id(0).to(tl.int64) * BLOCK, n, step):
-        _unary_tile(x_ptr, out_ptr, start + tl.arange(0, BLOCK), n, s1, s2, s3, xs0, xs1, xs2, xs3, FN,
-                    CONTIGUOUS, INT)
-
 
 @triton.jit
-def _binary_persistent_kernel(a_ptr, b_ptr, out_ptr, n, s1, s2, s3, as0, as1, as2, as3, bs0, bs1, bs2, bs3,
-                              b_scalar, b_scale, FN: tl.constexpr, CONTIGUOUS: tl.constexpr,
-                              B_SCALAR: tl.constexpr, SCALE_B: tl.constexpr, BLOCK: tl.constexpr,
-                              INT: tl.constexpr):
+def _unary_persistent_kernel(
+    x_ptr,
+    out_ptr,
+    n,
+    s1,
+    s2,
+    s3,
+    xs0,
+    xs1,
+    xs2,
+    xs3,
+    FN: tl.constexpr,
+    CONTIGUOUS: tl.constexpr,
+    BLOCK: tl.constexpr,
+    INT: tl.constexpr,
+):
     step = tl.num_programs(0).to(tl.int64) * BLOCK
     for start in range(tl.program_id(0).to(tl.int64) * BLOCK, n, step):
-        _binary_tile(a_ptr, b_ptr, out_ptr, start + tl.arange(0, BLOCK), n, s1, s2, s3, as0, as1, as2, as3,
-                     bs0, bs1, bs2, bs3, b_scalar, b_scale, FN, CONTIGUOUS, B_SCALAR, SCALE_B, BLOCK, INT)
+        _unary_tile(
+            x_ptr,
+            out_ptr,
+            start + tl.arange(0, BLOCK),
+            n,
+            s1,
+            s2,
+            s3,
+            xs0,
+            xs1,
+            xs2,
+            xs3,
+            FN,
+            CONTIGUOUS,
+            INT,
+        )
 
 
 @triton.jit
-def _ternary_persistent_kernel(c_ptr, a_ptr, b_ptr, out_ptr, n, s1, s2, s3, cs0, cs1, cs2, cs3, as0, as1, as2,
-                               as3, bs0, bs1, bs2, bs3, a_scalar, b_scalar, FN: tl.constexpr,
-                               CONTIGUOUS: tl.constexpr, A_SCALAR: tl.constexpr, B_SCALAR: tl.constexpr,
-                               BLOCK: tl.constexpr, INT: tl.constexpr):
+def _binary_persistent_kernel(
+    a_ptr,
+    b_ptr,
+    out_ptr,
+    n,
+    s1,
+    s2,
+    s3,
+    as0,
+    as1,
+    as2,
+    as3,
+    bs0,
+    bs1,
+    bs2,
+    bs3,
+    b_scalar,
+    b_scale,
+    FN: tl.constexpr,
+    CONTIGUOUS: tl.constexpr,
+    B_SCALAR: tl.constexpr,
+    SCALE_B: tl.constexpr,
+    BLOCK: tl.constexpr,
+    INT: tl.constexpr,
+):
     step = tl.num_programs(0).to(tl.int64) * BLOCK
     for start in range(tl.program_id(0).to(tl.int64) * BLOCK, n, step):
-        _ternary_tile(c_ptr, a_ptr, b_ptr, out_ptr, start + tl.arange(0, BLOCK), n, s1, s2, s3, cs0, cs1,
-                      cs2, cs3, as0, as1, as2, as3, bs0, bs1, bs2, bs3, a_scalar, b_scalar, FN, CONTIGUOUS,
-                      A_SCALAR, B_SCALAR, BLOCK, INT)
+        _binary_tile(
+            a_ptr,
+            b_ptr,
+            out_ptr,
+            start + tl.arange(0, BLOCK),
+            n,
+            s1,
+            s2,
+            s3,
+            as0,
+            as1,
+            as2,
+            as3,
+            bs0,
+            bs1,
+            bs2,
+            bs3,
+            b_scalar,
+            b_scale,
+            FN,
+            CONTIGUOUS,
+            B_SCALAR,
+            SCALE_B,
+            BLOCK,
+            INT,
+        )
+
+
+@triton.jit
+def _ternary_persistent_kernel(
+    c_ptr,
+    a_ptr,
+    b_ptr,
+    out_ptr,
+    n,
+    s1,
+    s2,
+    s3,
+    cs0,
+    cs1,
+    cs2,
+    cs3,
+    as0,
+    as1,
+    as2,
+    as3,
+    bs0,
+    bs1,
+    bs2,
+    bs3,
+    a_scalar,
+    b_scalar,
+    FN: tl.constexpr,
+    CONTIGUOUS: tl.constexpr,
+    A_SCALAR: tl.constexpr,
+    B_SCALAR: tl.constexpr,
+    BLOCK: tl.constexpr,
+    INT: tl.constexpr,
+):
+    step = tl.num_programs(0).to(tl.int64) * BLOCK
+    for start in range(tl.program_id(0).to(tl.int64) * BLOCK, n, step):
+        _ternary_tile(
+            c_ptr,
+            a_ptr,
+            b_ptr,
+            out_ptr,
+            start + tl.arange(0, BLOCK),
+            n,
+            s1,
+            s2,
+            s3,
+            cs0,
+            cs1,
+            cs2,
+            cs3,
+            as0,
+            as1,
+            as2,
+            as3,
+            bs0,
+            bs1,
+            bs2,
+            bs3,
+            a_scalar,
+            b_scalar,
+            FN,
+            CONTIGUOUS,
+            A_SCALAR,
+            B_SCALAR,
+            BLOCK,
+            INT,
+        )
 
 
 def _merge_dims(shape, strides_per_operand):
@@ -252,8 +636,9 @@ def _merged_layout(shape, geometry):
     """(sizes of dims 1..3, strides per operand padded to 4 dims, contiguous flag) of operands of
     `geometry` ((shape, strides) each) broadcast to `shape`, or None when more than MAX_DIMS dims remain.
     Cached: a decode step repeats a few geometries, and working one out costs ~10 µs of Python."""
-    return padded_layout(_merge_dims(shape, [broadcast_strides(s, st, shape) for s, st in geometry]),
-                         len(geometry))
+    return padded_layout(
+        _merge_dims(shape, [broadcast_strides(s, st, shape) for s, st in geometry]), len(geometry)
+    )
 
 
 def padded_layout(merged: list[tuple[int, list[int]]], operands: int):
@@ -309,8 +694,9 @@ def unary(fn, x: torch.Tensor, name: str = "x", dtypes=FLOAT_DTYPES) -> torch.Te
             site(((n + BLOCK - 1) // BLOCK,), x, out, n, aligned=not x.data_ptr() & 15)
         return out
     # Any other layout (a slice such as rotate_half's x[..., d:]): a plan per geometry.
-    plan_key = ((id(fn), x.shape, x.stride(), x.dtype, x.device, dtypes) if isinstance(x, torch.Tensor)
-                else None)
+    plan_key = (
+        (id(fn), x.shape, x.stride(), x.dtype, x.device, dtypes) if isinstance(x, torch.Tensor) else None
+    )
     plan = _unary_plans.get(plan_key)
     if plan is not None:  # checked before; x is read in place
         grid, rest, site = plan
@@ -324,8 +710,20 @@ def unary(fn, x: torch.Tensor, name: str = "x", dtypes=FLOAT_DTYPES) -> torch.Te
         return out
     if persistent():
         programs, block = grid_1d(n, x.element_size())  # live tile: the loaded x
-        launch(_unary_persistent_kernel, (programs,), x, out, n, *sizes, *x_strides, FN=fn,
-               CONTIGUOUS=contiguous, BLOCK=block, INT=not x.is_floating_point(), num_warps=NUM_WARPS)
+        launch(
+            _unary_persistent_kernel,
+            (programs,),
+            x,
+            out,
+            n,
+            *sizes,
+            *x_strides,
+            FN=fn,
+            CONTIGUOUS=contiguous,
+            BLOCK=block,
+            INT=not x.is_floating_point(),
+            num_warps=NUM_WARPS,
+        )
         return out
     kernel, layout = (_unary_flat_kernel, ()) if contiguous else (_unary_kernel, (*sizes, *x_strides))
     grid, rest = (cdiv(n, BLOCK),), (n, *layout)
@@ -336,8 +734,14 @@ def unary(fn, x: torch.Tensor, name: str = "x", dtypes=FLOAT_DTYPES) -> torch.Te
     return out
 
 
-def prepare_binary(a: torch.Tensor, b, names=("input", "other"), integers: bool = False,
-                   out_dtype: torch.dtype | None = None, dtypes: tuple[torch.dtype, ...] | None = None):
+def prepare_binary(
+    a: torch.Tensor,
+    b,
+    names=("input", "other"),
+    integers: bool = False,
+    out_dtype: torch.dtype | None = None,
+    dtypes: tuple[torch.dtype, ...] | None = None,
+):
     """Validate, broadcast and type-promote two operands and lay them out:
     (out, a, b_arg, sizes, a_strides, b_strides, contiguous, b_scalar). A Python number `b` comes back
     as `b_scalar` (a float, or an int where the result is an integer; `b_arg` is then `a`, never read),
@@ -369,8 +773,10 @@ def prepare_binary(a: torch.Tensor, b, names=("input", "other"), integers: bool 
         else:
             shape = cached_broadcast(a.shape, b.shape)
             if shape is None:
-                raise ValueError(f"{names[1]}: shape {tuple(b.shape)} does not broadcast with "
-                                 f"{names[0]} shape {tuple(a.shape)}")
+                raise ValueError(
+                    f"{names[1]}: shape {tuple(b.shape)} does not broadcast with "
+                    f"{names[0]} shape {tuple(a.shape)}"
+                )
             out = new_output_of(a, shape, out_dtype or torch.result_type(a, b))
             flat = False  # one operand is broadcast
         operands, b_scalar = [a, b], None
@@ -398,8 +804,16 @@ def scale_arg(b_scale, is_int: bool):
     return b_scale
 
 
-def binary(fn, a: torch.Tensor, b, b_scale=1, names=("input", "other"), integers: bool = False,
-           out_dtype: torch.dtype | None = None, dtypes: tuple[torch.dtype, ...] | None = None) -> torch.Tensor:
+def binary(
+    fn,
+    a: torch.Tensor,
+    b,
+    b_scale=1,
+    names=("input", "other"),
+    integers: bool = False,
+    out_dtype: torch.dtype | None = None,
+    dtypes: tuple[torch.dtype, ...] | None = None,
+) -> torch.Tensor:
     """`fn(a, b * b_scale)` elementwise with torch broadcasting and type promotion (see prepare_binary)."""
     if b_scale == 1 and out_dtype is None and dtypes is None and is_on_device(a) and not persistent():
         # The decode-sized common cases, checked in a few attribute reads: a contiguous float tensor with
@@ -420,27 +834,53 @@ def binary(fn, a: torch.Tensor, b, b_scale=1, names=("input", "other"), integers
                 key = (id(fn), b_scalar is None, a.dtype, n)  # by id: a JITFunction's hash runs Python
                 site = dict.get(_flat_sites, key)  # the plain lookup: the launch style was tested above
                 if site is None:
-                    site = Site(_binary_flat_kernel, FN=fn, B_SCALAR=b_scalar is not None, SCALE_B=False,
-                                BLOCK=BLOCK, INT=False)
+                    site = Site(
+                        _binary_flat_kernel,
+                        FN=fn,
+                        B_SCALAR=b_scalar is not None,
+                        SCALE_B=False,
+                        BLOCK=BLOCK,
+                        INT=False,
+                    )
                     _flat_sites.put(key, site)
                 if b_scalar is None:
-                    site(((n + BLOCK - 1) // BLOCK,), a, b, out, n, 0.0, 1.0,
-                         aligned=not (a.data_ptr() | b.data_ptr()) & 15)
+                    site(
+                        ((n + BLOCK - 1) // BLOCK,),
+                        a,
+                        b,
+                        out,
+                        n,
+                        0.0,
+                        1.0,
+                        aligned=not (a.data_ptr() | b.data_ptr()) & 15,
+                    )
                 else:
-                    site(((n + BLOCK - 1) // BLOCK,), a, a, out, n, b_scalar, 1.0,
-                         aligned=not a.data_ptr() & 15)
+                    site(
+                        ((n + BLOCK - 1) // BLOCK,),
+                        a,
+                        a,
+                        out,
+                        n,
+                        b_scalar,
+                        1.0,
+                        aligned=not a.data_ptr() & 15,
+                    )
             return out
     # Two tensors in any other layout (a broadcast, a strided view): a plan per geometry.
-    plan_key = ((id(fn), geometry(a, b), b_scale, integers, out_dtype, dtypes) if isinstance(b, torch.Tensor)
-                else None)
+    plan_key = (
+        (id(fn), geometry(a, b), b_scale, integers, out_dtype, dtypes)
+        if isinstance(b, torch.Tensor)
+        else None
+    )
     plan = _binary_plans.get(plan_key)
     if plan is not None:  # checked before; a and b are read in place
         shape, dtype, grid, rest, site = plan
         out = new_output_of(a, shape, dtype)
         site(grid, a, b, out, *rest, aligned=aligned(a, b))
         return out
-    out, a_arg, b_arg, sizes, a_strides, b_strides, contiguous, b_scalar = prepare_binary(a, b, names, integers,
-                                                                                          out_dtype, dtypes)
+    out, a_arg, b_arg, sizes, a_strides, b_strides, contiguous, b_scalar = prepare_binary(
+        a, b, names, integers, out_dtype, dtypes
+    )
     n = out.numel()
     if n == 0:
         return out
@@ -450,11 +890,29 @@ def binary(fn, a: torch.Tensor, b, b_scale=1, names=("input", "other"), integers
         b_bytes = (8 if is_int else 4) if b_scalar is not None else b_arg.element_size()
         programs, block = grid_1d(n, a_arg.element_size() + b_bytes)
         scalars = ((0 if is_int else 0.0) if b_scalar is None else b_scalar, scale_arg(b_scale, is_int))
-        launch(_binary_persistent_kernel, (programs,), a_arg, b_arg, out, n, *sizes, *a_strides, *b_strides,
-               *scalars, FN=fn, CONTIGUOUS=contiguous, B_SCALAR=b_scalar is not None, SCALE_B=b_scale != 1,
-               BLOCK=block, INT=is_int, num_warps=NUM_WARPS)
+        launch(
+            _binary_persistent_kernel,
+            (programs,),
+            a_arg,
+            b_arg,
+            out,
+            n,
+            *sizes,
+            *a_strides,
+            *b_strides,
+            *scalars,
+            FN=fn,
+            CONTIGUOUS=contiguous,
+            B_SCALAR=b_scalar is not None,
+            SCALE_B=b_scale != 1,
+            BLOCK=block,
+            INT=is_int,
+            num_warps=NUM_WARPS,
+        )
         return out
-    kernel, layout = (_binary_flat_kernel, ()) if contiguous else (_binary_kernel, (*sizes, *a_strides, *b_strides))
+    kernel, layout = (
+        (_binary_flat_kernel, ()) if contiguous else (_binary_kernel, (*sizes, *a_strides, *b_strides))
+    )
     grid = (cdiv(n, BLOCK),)
     rest = (n, *layout, (0 if is_int else 0.0) if b_scalar is None else b_scalar, scale_arg(b_scale, is_int))
     site = Site(kernel, FN=fn, B_SCALAR=b_scalar is not None, SCALE_B=b_scale != 1, BLOCK=BLOCK, INT=is_int)
@@ -481,8 +939,15 @@ def _scalar_operand(name: str, value) -> float | None:
     return None  # the tensor path reports the type error
 
 
-def prepare_ternary(c: torch.Tensor, a, b, out_dtype: torch.dtype, names=("condition", "input", "other"),
-                    c_dtypes=(torch.bool,), integers: bool = False):
+def prepare_ternary(
+    c: torch.Tensor,
+    a,
+    b,
+    out_dtype: torch.dtype,
+    names=("condition", "input", "other"),
+    c_dtypes=(torch.bool,),
+    integers: bool = False,
+):
     """Validate and broadcast three operands and lay them out: (out, args, sizes, strides, contiguous, scalars).
 
     `args` are the c, a and b kernel arguments (a number's place holds c, never read), `strides` their
@@ -494,7 +959,9 @@ def prepare_ternary(c: torch.Tensor, a, b, out_dtype: torch.dtype, names=("condi
     dtypes = FLOAT_OR_INT_DTYPES if integers else FLOAT_DTYPES
     is_int = out_dtype in INT_DTYPES
     if is_int and not integers:
-        raise TypeError(f"{names[1]}, {names[2]}: expected a float32, float16 or bfloat16 result, got {out_dtype}")
+        raise TypeError(
+            f"{names[1]}, {names[2]}: expected a float32, float16 or bfloat16 result, got {out_dtype}"
+        )
     values, operands = [], [c]
     for name, v in ((names[1], a), (names[2], b)):
         value = _scalar_operand(name, v)
@@ -539,33 +1006,68 @@ def ternary_args(n, sizes, strides, values, is_int: bool = False) -> list:
     return [n, *sizes, *strides[0], *strides[1], *strides[2], *ternary_scalars(values, is_int)]
 
 
-def ternary(fn, c: torch.Tensor, a, b, out_dtype: torch.dtype, names=("condition", "input", "other"),
-            c_dtypes=(torch.bool,), integers: bool = False) -> torch.Tensor:
+def ternary(
+    fn,
+    c: torch.Tensor,
+    a,
+    b,
+    out_dtype: torch.dtype,
+    names=("condition", "input", "other"),
+    c_dtypes=(torch.bool,),
+    integers: bool = False,
+) -> torch.Tensor:
     """`fn(c, a, b)` elementwise with broadcasting into a new `out_dtype` tensor.
 
     `c` is loaded in its own dtype (one of `c_dtypes`), `a` and `b` (tensors or numbers) as fp32, or,
     where `integers` allows an int32/int64 `out_dtype`, in int64 (numbers must then be integral).
     """
-    out, args, sizes, strides, contiguous, values = prepare_ternary(c, a, b, out_dtype, names, c_dtypes, integers)
+    out, args, sizes, strides, contiguous, values = prepare_ternary(
+        c, a, b, out_dtype, names, c_dtypes, integers
+    )
     n = out.numel()
     if n == 0:
         return out
     is_int = out_dtype in INT_DTYPES
     if persistent():
         # live tiles: the loaded c, and for a and b the loaded tile or the block a number is made into
-        programs, block = grid_1d(n, args[0].element_size() + sum(
-            (8 if is_int else 4) if v is not None else t.element_size() for v, t in zip(values, args[1:])))
-        launch(_ternary_persistent_kernel, (programs,), *args, out,
-               *ternary_args(n, sizes, strides, values, is_int), FN=fn, CONTIGUOUS=contiguous,
-               A_SCALAR=values[0] is not None, B_SCALAR=values[1] is not None, BLOCK=block, INT=is_int,
-               num_warps=NUM_WARPS)
+        programs, block = grid_1d(
+            n,
+            args[0].element_size()
+            + sum(
+                (8 if is_int else 4) if v is not None else t.element_size() for v, t in zip(values, args[1:])
+            ),
+        )
+        launch(
+            _ternary_persistent_kernel,
+            (programs,),
+            *args,
+            out,
+            *ternary_args(n, sizes, strides, values, is_int),
+            FN=fn,
+            CONTIGUOUS=contiguous,
+            A_SCALAR=values[0] is not None,
+            B_SCALAR=values[1] is not None,
+            BLOCK=block,
+            INT=is_int,
+            num_warps=NUM_WARPS,
+        )
         return out
     if contiguous:
         kernel, rest = _ternary_flat_kernel, (n, *ternary_scalars(values, is_int))
     else:
         kernel, rest = _ternary_kernel, ternary_args(n, sizes, strides, values, is_int)
-    launch(kernel, (cdiv(n, BLOCK),), *args, out, *rest, FN=fn, A_SCALAR=values[0] is not None,
-           B_SCALAR=values[1] is not None, BLOCK=BLOCK, INT=is_int)
+    launch(
+        kernel,
+        (cdiv(n, BLOCK),),
+        *args,
+        out,
+        *rest,
+        FN=fn,
+        A_SCALAR=values[0] is not None,
+        B_SCALAR=values[1] is not None,
+        BLOCK=BLOCK,
+        INT=is_int,
+    )
     return out
 
 
@@ -629,7 +1131,9 @@ def unary_cases(**kwargs) -> dict:
     }
 
 
-def randint(shape, dtype: torch.dtype, device: torch.device, gen: torch.Generator, bound: int) -> torch.Tensor:
+def randint(
+    shape, dtype: torch.dtype, device: torch.device, gen: torch.Generator, bound: int
+) -> torch.Tensor:
     """Fresh random integers in [-bound, bound) of `dtype` (bound capped at the dtype's 2**(bits - 2), so
     that a sum of two stays in range; bool: a random mask), drawn on the device."""
     if dtype == torch.bool:
@@ -646,8 +1150,11 @@ def _int_binary_cases(bound: int) -> dict:
     def case(name, a_shape, b_shape, a_dtype=torch.int64, b_dtype=torch.int64, b_number=None):
         def make(d, dev, g):
             a = randint(a_shape, a_dtype, dev, g, bound if a_dtype == torch.int64 else 2**15)
-            b = b_number if b_shape is None else randint(b_shape, b_dtype, dev, g,
-                                                         bound if b_dtype == torch.int64 else 2**15)
+            b = (
+                b_number
+                if b_shape is None
+                else randint(b_shape, b_dtype, dev, g, bound if b_dtype == torch.int64 else 2**15)
+            )
             return (a, b), {}
 
         return Case(name, make)
@@ -678,14 +1185,22 @@ def binary_cases(integers: int | None = None, **kwargs) -> dict:
 
     ints = _int_binary_cases(integers) if integers else {"quick": [], "edge": []}
     return {
-        "quick": lambda: [case("1000", (1000,), (1000,)), case("64x300 + row", (64, 300), (300,)),
-                          *ints["quick"]],
+        "quick": lambda: [
+            case("1000", (1000,), (1000,)),
+            case("64x300 + row", (64, 300), (300,)),
+            *ints["quick"],
+        ],
         "edge": lambda: [
             case("rank4 broadcast 2x1x5x7,3x1x7", (2, 1, 5, 7), (3, 1, 7)),
             case("transposed 33x65", (65, 33), (65, 33), a_tf=lambda x: x.t(), b_tf=lambda x: x.t()),
             case("column broadcast 40x30,40x1", (40, 30), (40, 1)),
-            case("strided rank5", (2, 3, 4, 5, 6), (2, 3, 4, 5, 6), a_tf=lambda x: x.permute(4, 2, 0, 3, 1),
-                 b_tf=lambda x: x.permute(4, 2, 0, 3, 1)),
+            case(
+                "strided rank5",
+                (2, 3, 4, 5, 6),
+                (2, 3, 4, 5, 6),
+                a_tf=lambda x: x.permute(4, 2, 0, 3, 1),
+                b_tf=lambda x: x.permute(4, 2, 0, 3, 1),
+            ),
             case("python scalar", (37, 11), None),
             case("0-dim tensor", (37, 11), ()),
             case("promote with fp32", (19, 23), (19, 23), b_dtype=torch.float32),

@@ -136,8 +136,10 @@ def _report(device: torch.device) -> None:
         if text is not None:
             raise IndexOutOfRange(text)
     ops = ", ".join(sorted({op for op, _ in calls})) or "an indexing op"
-    raise IndexOutOfRange(f"{ops}: index out of range in self: a call before the last {PENDING} checked "
-                          "ones met an index outside its dimension")
+    raise IndexOutOfRange(
+        f"{ops}: index out of range in self: a call before the last {PENDING} checked "
+        "ones met an index outside its dimension"
+    )
 
 
 def first_outside(index: torch.Tensor, size: int, allowed: int | None = None) -> int | None:
@@ -152,9 +154,16 @@ def first_outside(index: torch.Tensor, size: int, allowed: int | None = None) ->
 def out_of_bounds(op: str, index: torch.Tensor, dim: int, size: int) -> Callable[[], str | None]:
     """The message of an index outside dim `dim` of size `size`, in torch's words (both its phrasings),
     or None when `index` has none."""
+
     def message() -> str | None:
         bad = first_outside(index, size)
-        return None if bad is None else (f"{op}: index out of range in self: index {bad} is out of bounds "
-                                         f"for dimension {dim} with size {size}")
+        return (
+            None
+            if bad is None
+            else (
+                f"{op}: index out of range in self: index {bad} is out of bounds "
+                f"for dimension {dim} with size {size}"
+            )
+        )
 
     return message

@@ -76,8 +76,16 @@ def _arg_key(a):
 def _value_key(args) -> list:
     """Each int by value, each tensor's dtype and 16-byte alignment, anything else as `_arg_key`: one
     comprehension without a call for the common arguments. Equal value keys give equal `_arg_key`s."""
-    return [a if type(a) is int else (a.dtype, not a.data_ptr() & 15) if isinstance(a, torch.Tensor)
-            else "f" if type(a) is float else _arg_key(a) for a in args]
+    return [
+        a
+        if type(a) is int
+        else (a.dtype, not a.data_ptr() & 15)
+        if isinstance(a, torch.Tensor)
+        else "f"
+        if type(a) is float
+        else _arg_key(a)
+        for a in args
+    ]
 
 
 @functools.cache
@@ -136,8 +144,12 @@ def launch(kernel, grid: tuple[int, ...], *args, **meta) -> tuple | None:
     # The kernel and non-plain constexprs (an op's jit math function) by identity: hashing a JITFunction
     # runs Triton's Python `cache_key` under a lock. Each entry holds its specialisation key, which holds
     # those objects, so their ids cannot be reused while the entry is cached.
-    value_key = (id(kernel), *meta, *[v if type(v) in _PLAIN else id(v) for v in meta.values()],
-                 *_value_key(args))
+    value_key = (
+        id(kernel),
+        *meta,
+        *[v if type(v) in _PLAIN else id(v) for v in meta.values()],
+        *_value_key(args),
+    )
     entry = _by_value.get(value_key)
     if entry is None:
         key = (kernel, tuple(map(_arg_key, args)), tuple(meta.items()))
@@ -145,7 +157,7 @@ def launch(kernel, grid: tuple[int, ...], *args, **meta) -> tuple | None:
         if entry is None:
             compiled = _triton_path(kernel, grid, args, meta)
             # The launcher takes every kernel parameter in signature order, constexprs included.
-            tail = tuple(meta[name] for name in kernel.arg_names[len(args):])
+            tail = tuple(meta[name] for name in kernel.arg_names[len(args) :])
             entry = _cache[key] = _entry(compiled, tail, key)
             return entry
         if len(_by_value) >= MAX_BY_VALUE:
@@ -206,10 +218,25 @@ def _entry(compiled, tail: tuple, key: tuple) -> tuple:
     c_launch = _raw_launch(compiled)
     if c_launch is not None:
         launcher = compiled.run
-        prefix = (compiled.function, launcher.launch_cooperative_grid, launcher.launch_pdl, None, None,
-                  compiled.packed_metadata, None, None, None)
+        prefix = (
+            compiled.function,
+            launcher.launch_cooperative_grid,
+            launcher.launch_pdl,
+            None,
+            None,
+            compiled.packed_metadata,
+            None,
+            None,
+            None,
+        )
         return c_launch, prefix, tail, key, generation
-    return compiled.run, (compiled.function, compiled.packed_metadata, None, None, None), tail, key, generation
+    return (
+        compiled.run,
+        (compiled.function, compiled.packed_metadata, None, None, None),
+        tail,
+        key,
+        generation,
+    )
 
 
 def _raw_launch(compiled):
@@ -222,8 +249,12 @@ def _raw_launch(compiled):
     """
     launcher = getattr(compiled, "run", None)
     c_launch = getattr(launcher, "launch", None)
-    if not _RAW_LAUNCH or c_launch is None or getattr(launcher, "global_scratch_size", 1) != 0 \
-            or getattr(launcher, "profile_scratch_size", 1) != 0:
+    if (
+        not _RAW_LAUNCH
+        or c_launch is None
+        or getattr(launcher, "global_scratch_size", 1) != 0
+        or getattr(launcher, "profile_scratch_size", 1) != 0
+    ):
         return None
     return c_launch
 

@@ -149,8 +149,9 @@ def _autograd_kernel(op: str, qualname: str, aten_name: str | None) -> Callable[
     return kernel
 
 
-def _define(qualname: str, schema: str, kernel: Callable, fake: Callable, op: str,
-            aten_name: str | None = None) -> None:
+def _define(
+    qualname: str, schema: str, kernel: Callable, fake: Callable, op: str, aten_name: str | None = None
+) -> None:
     """Define one custom operator; `aten_name` names the ATen overload a twin stands in for (None for
     `.default`), given only where the op has a backward for the twin's grad-requiring calls to use."""
     name = qualname.removesuffix(".default")  # torch spells the default overload without a suffix
@@ -159,8 +160,9 @@ def _define(qualname: str, schema: str, kernel: Callable, fake: Callable, op: st
     _lib.impl(name, kernel, backends.active().dispatch_key)
     torch.library.register_fake(f"{NAMESPACE}::{name}", fake, lib=_lib)
     if aten_name is None and spec.backward is not None:
-        torch.library.register_autograd(f"{NAMESPACE}::{name}", _as_kernel(spec.backward),
-                                        setup_context=spec.setup_context, lib=_lib)
+        torch.library.register_autograd(
+            f"{NAMESPACE}::{name}", _as_kernel(spec.backward), setup_context=spec.setup_context, lib=_lib
+        )
     else:
         _lib.impl(name, _autograd_kernel(op, qualname, aten_name), "Autograd")
     _defined.add(qualname)
@@ -248,8 +250,9 @@ def define(spec: OpSpec) -> None:
                 spec.name,
             )
         elif spec.backward is not None:
-            raise ValueError(f"op {spec.name!r} has a backward but no schema torch can infer from its "
-                             "type hints")
+            raise ValueError(
+                f"op {spec.name!r} has a backward but no schema torch can infer from its type hints"
+            )
     for aten_name in spec.aten_impls:
         overload = aten_overload(aten_name)
         schema = overload._schema
@@ -259,8 +262,14 @@ def define(spec: OpSpec) -> None:
         qualname = f"{spec.name}.{name}"
         if qualname not in _defined:
             signature = str(schema)[str(schema).index("(") :]
-            _define(qualname, signature, _run_twin(spec.name, aten_name, backend), _fake_twin(overload),
-                    spec.name, aten_name if spec.backward is not None else None)
+            _define(
+                qualname,
+                signature,
+                _run_twin(spec.name, aten_name, backend),
+                _fake_twin(overload),
+                spec.name,
+                aten_name if spec.backward is not None else None,
+            )
         _twins[aten_name] = name
 
 

@@ -56,10 +56,28 @@ def grouped_tile(tile, grid_m, grid_n, GROUP_M: tl.constexpr):
 
 
 @triton.jit
-def tile_product(a_ptr, b_ptr, i, pid_m, pid_n, M, N, k_start, k_len,
-                 stride_ab, stride_am, stride_ak, stride_bb, stride_bk, stride_bn,
-                 BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                 UPCAST: tl.constexpr, INPUT_PRECISION: tl.constexpr):
+def tile_product(
+    a_ptr,
+    b_ptr,
+    i,
+    pid_m,
+    pid_n,
+    M,
+    N,
+    k_start,
+    k_len,
+    stride_ab,
+    stride_am,
+    stride_ak,
+    stride_bb,
+    stride_bk,
+    stride_bn,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    UPCAST: tl.constexpr,
+    INPUT_PRECISION: tl.constexpr,
+):
     """fp32 (BLOCK_M, BLOCK_N) tile of a[i] @ b[i] over columns k_start .. k_start + k_len of K."""
     rm = pid_m.to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
     rn = pid_n.to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -81,9 +99,26 @@ def tile_product(a_ptr, b_ptr, i, pid_m, pid_n, M, N, k_start, k_len,
 
 
 @triton.jit
-def tile_epilogue(acc, c_ptr, bias_ptr, i, pid_m, pid_n, M, N, stride_cb, stride_cm, stride_biasm,
-                  stride_biasn, alpha, beta, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                  HAS_BIAS: tl.constexpr, SCALED: tl.constexpr):
+def tile_epilogue(
+    acc,
+    c_ptr,
+    bias_ptr,
+    i,
+    pid_m,
+    pid_n,
+    M,
+    N,
+    stride_cb,
+    stride_cm,
+    stride_biasm,
+    stride_biasn,
+    alpha,
+    beta,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    SCALED: tl.constexpr,
+):
     """c[i]'s tile = alpha * acc + beta * bias, cast to c's dtype and stored (clipped to M x N)."""
     rm = pid_m.to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
     rn = pid_n.to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -91,27 +126,96 @@ def tile_epilogue(acc, c_ptr, bias_ptr, i, pid_m, pid_n, M, N, stride_cb, stride
     if SCALED:
         acc = acc * alpha
     if HAS_BIAS:  # the epilogue of addmm / linear
-        bias = tl.load(bias_ptr + rm[:, None] * stride_biasm + rn[None, :] * stride_biasn, mask=inside, other=0.0)
+        bias = tl.load(
+            bias_ptr + rm[:, None] * stride_biasm + rn[None, :] * stride_biasn, mask=inside, other=0.0
+        )
         bias = bias.to(tl.float32)
         if SCALED:
             bias = bias * beta
         acc = acc + bias
-    tl.store(c_ptr + i * stride_cb + rm[:, None] * stride_cm + rn[None, :], acc.to(c_ptr.dtype.element_ty),
-             mask=inside)
+    tl.store(
+        c_ptr + i * stride_cb + rm[:, None] * stride_cm + rn[None, :],
+        acc.to(c_ptr.dtype.element_ty),
+        mask=inside,
+    )
 
 
 @triton.jit
-def matmul_tile(a_ptr, b_ptr, c_ptr, bias_ptr, i, pid_m, pid_n, M, N, K,
-                stride_ab, stride_am, stride_ak, stride_bb, stride_bk, stride_bn, stride_cb, stride_cm,
-                stride_biasm, stride_biasn, alpha, beta,
-                BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, HAS_BIAS: tl.constexpr,
-                SCALED: tl.constexpr, UPCAST: tl.constexpr, INPUT_PRECISION: tl.constexpr):
+def matmul_tile(
+    a_ptr,
+    b_ptr,
+    c_ptr,
+    bias_ptr,
+    i,
+    pid_m,
+    pid_n,
+    M,
+    N,
+    K,
+    stride_ab,
+    stride_am,
+    stride_ak,
+    stride_bb,
+    stride_bk,
+    stride_bn,
+    stride_cb,
+    stride_cm,
+    stride_biasm,
+    stride_biasn,
+    alpha,
+    beta,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    SCALED: tl.constexpr,
+    UPCAST: tl.constexpr,
+    INPUT_PRECISION: tl.constexpr,
+):
     """One output tile of c[i] = alpha * a[i] @ b[i] + beta * bias: the K loop in fp32 and the epilogue.
     Shared by the generic and MLU-style kernels."""
-    acc = tile_product(a_ptr, b_ptr, i, pid_m, pid_n, M, N, 0, K, stride_ab, stride_am, stride_ak,
-                       stride_bb, stride_bk, stride_bn, BLOCK_M, BLOCK_N, BLOCK_K, UPCAST, INPUT_PRECISION)
-    tile_epilogue(acc, c_ptr, bias_ptr, i, pid_m, pid_n, M, N, stride_cb, stride_cm, stride_biasm,
-                  stride_biasn, alpha, beta, BLOCK_M, BLOCK_N, HAS_BIAS, SCALED)
+    acc = tile_product(
+        a_ptr,
+        b_ptr,
+        i,
+        pid_m,
+        pid_n,
+        M,
+        N,
+        0,
+        K,
+        stride_ab,
+        stride_am,
+        stride_ak,
+        stride_bb,
+        stride_bk,
+        stride_bn,
+        BLOCK_M,
+        BLOCK_N,
+        BLOCK_K,
+        UPCAST,
+        INPUT_PRECISION,
+    )
+    tile_epilogue(
+        acc,
+        c_ptr,
+        bias_ptr,
+        i,
+        pid_m,
+        pid_n,
+        M,
+        N,
+        stride_cb,
+        stride_cm,
+        stride_biasm,
+        stride_biasn,
+        alpha,
+        beta,
+        BLOCK_M,
+        BLOCK_N,
+        HAS_BIAS,
+        SCALED,
+    )
 
 
 @triton.jit
@@ -123,8 +227,9 @@ def split_k_slice(split, K, SPLIT_K: tl.constexpr, BLOCK_K: tl.constexpr):
 
 
 @triton.jit
-def split_k_sum(acc, part_ptr, count_ptr, slot, split, SPLIT_K: tl.constexpr, BLOCK_M: tl.constexpr,
-                BLOCK_N: tl.constexpr):
+def split_k_sum(
+    acc, part_ptr, count_ptr, slot, split, SPLIT_K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr
+):
     """Deterministic split-K reduction of output tile `slot`: store this slice's fp32 partial, count the
     arrival; the program that arrives last sums every partial in slice order and resets the counter for
     the next launch. Returns (whether this program is the last, the sum; meaningful for the last only)."""
@@ -143,34 +248,125 @@ def split_k_sum(acc, part_ptr, count_ptr, slot, split, SPLIT_K: tl.constexpr, BL
 
 
 @triton.jit
-def _matmul_kernel(a_ptr, b_ptr, c_ptr, bias_ptr, part_ptr, count_ptr, M, N, K,
-                   stride_ab, stride_am, stride_ak, stride_bb, stride_bk, stride_bn, stride_cb, stride_cm,
-                   stride_biasm, stride_biasn, alpha, beta,
-                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
-                   SPLIT_K: tl.constexpr, HAS_BIAS: tl.constexpr, SCALED: tl.constexpr, UPCAST: tl.constexpr,
-                   INPUT_PRECISION: tl.constexpr):
+def _matmul_kernel(
+    a_ptr,
+    b_ptr,
+    c_ptr,
+    bias_ptr,
+    part_ptr,
+    count_ptr,
+    M,
+    N,
+    K,
+    stride_ab,
+    stride_am,
+    stride_ak,
+    stride_bb,
+    stride_bk,
+    stride_bn,
+    stride_cb,
+    stride_cm,
+    stride_biasm,
+    stride_biasn,
+    alpha,
+    beta,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    GROUP_M: tl.constexpr,
+    SPLIT_K: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    SCALED: tl.constexpr,
+    UPCAST: tl.constexpr,
+    INPUT_PRECISION: tl.constexpr,
+):
     # One output tile (and, split, one K slice of it) per program along axis 0, the batch along axis 1.
     grid_m, grid_n = tl.cdiv(M, BLOCK_M), tl.cdiv(N, BLOCK_N)
     i = tl.program_id(1).to(tl.int64)
     if SPLIT_K == 1:
         pid_m, pid_n = grouped_tile(tl.program_id(0), grid_m, grid_n, GROUP_M)
-        matmul_tile(a_ptr, b_ptr, c_ptr, bias_ptr, i, pid_m, pid_n, M, N, K,
-                    stride_ab, stride_am, stride_ak, stride_bb, stride_bk, stride_bn, stride_cb, stride_cm,
-                    stride_biasm, stride_biasn, alpha, beta, BLOCK_M, BLOCK_N, BLOCK_K, HAS_BIAS, SCALED,
-                    UPCAST, INPUT_PRECISION)
+        matmul_tile(
+            a_ptr,
+            b_ptr,
+            c_ptr,
+            bias_ptr,
+            i,
+            pid_m,
+            pid_n,
+            M,
+            N,
+            K,
+            stride_ab,
+            stride_am,
+            stride_ak,
+            stride_bb,
+            stride_bk,
+            stride_bn,
+            stride_cb,
+            stride_cm,
+            stride_biasm,
+            stride_biasn,
+            alpha,
+            beta,
+            BLOCK_M,
+            BLOCK_N,
+            BLOCK_K,
+            HAS_BIAS,
+            SCALED,
+            UPCAST,
+            INPUT_PRECISION,
+        )
     else:
         tile = tl.program_id(0) // SPLIT_K
         split = tl.program_id(0) % SPLIT_K
         pid_m, pid_n = grouped_tile(tile, grid_m, grid_n, GROUP_M)
         k_start, k_len = split_k_slice(split, K, SPLIT_K, BLOCK_K)
-        acc = tile_product(a_ptr, b_ptr, i, pid_m, pid_n, M, N, k_start, k_len, stride_ab, stride_am,
-                           stride_ak, stride_bb, stride_bk, stride_bn, BLOCK_M, BLOCK_N, BLOCK_K, UPCAST,
-                           INPUT_PRECISION)
-        last, total = split_k_sum(acc, part_ptr, count_ptr, i * (grid_m * grid_n) + tile, split, SPLIT_K,
-                                  BLOCK_M, BLOCK_N)
+        acc = tile_product(
+            a_ptr,
+            b_ptr,
+            i,
+            pid_m,
+            pid_n,
+            M,
+            N,
+            k_start,
+            k_len,
+            stride_ab,
+            stride_am,
+            stride_ak,
+            stride_bb,
+            stride_bk,
+            stride_bn,
+            BLOCK_M,
+            BLOCK_N,
+            BLOCK_K,
+            UPCAST,
+            INPUT_PRECISION,
+        )
+        last, total = split_k_sum(
+            acc, part_ptr, count_ptr, i * (grid_m * grid_n) + tile, split, SPLIT_K, BLOCK_M, BLOCK_N
+        )
         if last:
-            tile_epilogue(total, c_ptr, bias_ptr, i, pid_m, pid_n, M, N, stride_cb, stride_cm, stride_biasm,
-                          stride_biasn, alpha, beta, BLOCK_M, BLOCK_N, HAS_BIAS, SCALED)
+            tile_epilogue(
+                total,
+                c_ptr,
+                bias_ptr,
+                i,
+                pid_m,
+                pid_n,
+                M,
+                N,
+                stride_cb,
+                stride_cm,
+                stride_biasm,
+                stride_biasn,
+                alpha,
+                beta,
+                BLOCK_M,
+                BLOCK_N,
+                HAS_BIAS,
+                SCALED,
+            )
 
 
 @triton.jit
@@ -184,9 +380,22 @@ def _desc_tile(desc, i, row, col, ROWS: tl.constexpr, COLS: tl.constexpr, BATCHE
 
 
 @triton.jit
-def _tma_product(a_desc, b_desc, i, off_m, off_n, k_start, k_end, BLOCK_M: tl.constexpr,
-                 BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, B_BY_ROWS: tl.constexpr, BATCHED: tl.constexpr,
-                 UPCAST: tl.constexpr, INPUT_PRECISION: tl.constexpr):
+def _tma_product(
+    a_desc,
+    b_desc,
+    i,
+    off_m,
+    off_n,
+    k_start,
+    k_end,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    B_BY_ROWS: tl.constexpr,
+    BATCHED: tl.constexpr,
+    UPCAST: tl.constexpr,
+    INPUT_PRECISION: tl.constexpr,
+):
     """fp32 (BLOCK_M, BLOCK_N) tile at (off_m, off_n) of a[i] @ b[i] over K columns k_start .. k_end (whole
     BLOCK_K steps: the descriptors read past K as zeros)."""
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
@@ -204,17 +413,36 @@ def _tma_product(a_desc, b_desc, i, off_m, off_n, k_start, k_end, BLOCK_M: tl.co
 
 
 @triton.jit
-def _tma_epilogue(acc, c_desc, bias_ptr, i, off_m, off_n, M, N, stride_biasm, stride_biasn, alpha, beta,
-                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BATCHED: tl.constexpr, HAS_BIAS: tl.constexpr,
-                  SCALED: tl.constexpr):
+def _tma_epilogue(
+    acc,
+    c_desc,
+    bias_ptr,
+    i,
+    off_m,
+    off_n,
+    M,
+    N,
+    stride_biasm,
+    stride_biasn,
+    alpha,
+    beta,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BATCHED: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    SCALED: tl.constexpr,
+):
     """c[i]'s tile at (off_m, off_n) = alpha * acc + beta * bias, stored through the descriptor (clipped)."""
     if SCALED:
         acc = acc * alpha
     if HAS_BIAS:
         rm = off_m + tl.arange(0, BLOCK_M)
         rn = off_n + tl.arange(0, BLOCK_N)
-        bias = tl.load(bias_ptr + rm[:, None] * stride_biasm + rn[None, :] * stride_biasn,
-                       mask=(rm[:, None] < M) & (rn[None, :] < N), other=0.0).to(tl.float32)
+        bias = tl.load(
+            bias_ptr + rm[:, None] * stride_biasm + rn[None, :] * stride_biasn,
+            mask=(rm[:, None] < M) & (rn[None, :] < N),
+            other=0.0,
+        ).to(tl.float32)
         if SCALED:
             bias = bias * beta
         acc = acc + bias
@@ -226,12 +454,34 @@ def _tma_epilogue(acc, c_desc, bias_ptr, i, off_m, off_n, M, N, stride_biasm, st
 
 
 @triton.jit
-def _matmul_tma_kernel(a_desc, b_desc, c_desc, bias_ptr, part_ptr, count_ptr, M, N, K, batch,
-                       stride_biasm, stride_biasn, alpha, beta,
-                       BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
-                       PROGRAMS: tl.constexpr, SPLIT_K: tl.constexpr, B_BY_ROWS: tl.constexpr,
-                       BATCHED: tl.constexpr, HAS_BIAS: tl.constexpr, SCALED: tl.constexpr,
-                       UPCAST: tl.constexpr, INPUT_PRECISION: tl.constexpr):
+def _matmul_tma_kernel(
+    a_desc,
+    b_desc,
+    c_desc,
+    bias_ptr,
+    part_ptr,
+    count_ptr,
+    M,
+    N,
+    K,
+    batch,
+    stride_biasm,
+    stride_biasn,
+    alpha,
+    beta,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    GROUP_M: tl.constexpr,
+    PROGRAMS: tl.constexpr,
+    SPLIT_K: tl.constexpr,
+    B_BY_ROWS: tl.constexpr,
+    BATCHED: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    SCALED: tl.constexpr,
+    UPCAST: tl.constexpr,
+    INPUT_PRECISION: tl.constexpr,
+):
     """c[i] = alpha * a[i] @ b[i] + beta * bias through tensor-memory (TMA) descriptors, Hopper and later.
 
     The copy engine moves whole tiles into shared memory (out-of-range parts read as zero, stores are
@@ -256,10 +506,41 @@ def _matmul_tma_kernel(a_desc, b_desc, c_desc, bias_ptr, part_ptr, count_ptr, M,
             pid_m, pid_n = grouped_tile(t % tiles, grid_m, grid_n, GROUP_M)
             off_m = pid_m * BLOCK_M
             off_n = pid_n * BLOCK_N
-            acc = _tma_product(a_desc, b_desc, i, off_m, off_n, 0, K, BLOCK_M, BLOCK_N, BLOCK_K, B_BY_ROWS,
-                               BATCHED, UPCAST, INPUT_PRECISION)
-            _tma_epilogue(acc, c_desc, bias_ptr, i, off_m, off_n, M, N, stride_biasm, stride_biasn, alpha,
-                          beta, BLOCK_M, BLOCK_N, BATCHED, HAS_BIAS, SCALED)
+            acc = _tma_product(
+                a_desc,
+                b_desc,
+                i,
+                off_m,
+                off_n,
+                0,
+                K,
+                BLOCK_M,
+                BLOCK_N,
+                BLOCK_K,
+                B_BY_ROWS,
+                BATCHED,
+                UPCAST,
+                INPUT_PRECISION,
+            )
+            _tma_epilogue(
+                acc,
+                c_desc,
+                bias_ptr,
+                i,
+                off_m,
+                off_n,
+                M,
+                N,
+                stride_biasm,
+                stride_biasn,
+                alpha,
+                beta,
+                BLOCK_M,
+                BLOCK_N,
+                BATCHED,
+                HAS_BIAS,
+                SCALED,
+            )
     else:
         i = 0
         tile = tl.program_id(0) // SPLIT_K
@@ -268,31 +549,86 @@ def _matmul_tma_kernel(a_desc, b_desc, c_desc, bias_ptr, part_ptr, count_ptr, M,
         off_m = pid_m * BLOCK_M
         off_n = pid_n * BLOCK_N
         k_start, k_len = split_k_slice(split, K, SPLIT_K, BLOCK_K)
-        acc = _tma_product(a_desc, b_desc, i, off_m, off_n, k_start, k_start + k_len, BLOCK_M, BLOCK_N,
-                           BLOCK_K, B_BY_ROWS, BATCHED, UPCAST, INPUT_PRECISION)
+        acc = _tma_product(
+            a_desc,
+            b_desc,
+            i,
+            off_m,
+            off_n,
+            k_start,
+            k_start + k_len,
+            BLOCK_M,
+            BLOCK_N,
+            BLOCK_K,
+            B_BY_ROWS,
+            BATCHED,
+            UPCAST,
+            INPUT_PRECISION,
+        )
         last, total = split_k_sum(acc, part_ptr, count_ptr, tile, split, SPLIT_K, BLOCK_M, BLOCK_N)
         if last:
-            _tma_epilogue(total, c_desc, bias_ptr, i, off_m, off_n, M, N, stride_biasm, stride_biasn, alpha,
-                          beta, BLOCK_M, BLOCK_N, BATCHED, HAS_BIAS, SCALED)
+            _tma_epilogue(
+                total,
+                c_desc,
+                bias_ptr,
+                i,
+                off_m,
+                off_n,
+                M,
+                N,
+                stride_biasm,
+                stride_biasn,
+                alpha,
+                beta,
+                BLOCK_M,
+                BLOCK_N,
+                BATCHED,
+                HAS_BIAS,
+                SCALED,
+            )
 
 
 def _configs(interpreted: bool):
     if interpreted:  # timing candidates there would time numpy; big tiles run fastest there
         return [triton.Config({"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 32, "GROUP_M": 8, "SPLIT_K": 1})]
-    shapes = [(128, 256, 64, 3, 8), (256, 128, 64, 3, 8), (128, 256, 64, 4, 8), (128, 128, 64, 4, 8),
-              (128, 128, 64, 4, 4), (128, 128, 32, 4, 4),
-              (64, 256, 32, 4, 4), (128, 64, 32, 4, 4), (64, 128, 64, 4, 4), (64, 64, 64, 4, 4),
-              (32, 128, 64, 4, 4),
-              # small M (decode): narrow N tiles and deep K so that enough programs stream the weight
-              (16, 128, 128, 4, 4), (16, 64, 256, 3, 4), (16, 32, 256, 4, 4), (16, 64, 128, 5, 4),
-              (16, 32, 512, 3, 4), (16, 16, 512, 4, 4)]
+    shapes = [
+        (128, 256, 64, 3, 8),
+        (256, 128, 64, 3, 8),
+        (128, 256, 64, 4, 8),
+        (128, 128, 64, 4, 8),
+        (128, 128, 64, 4, 4),
+        (128, 128, 32, 4, 4),
+        (64, 256, 32, 4, 4),
+        (128, 64, 32, 4, 4),
+        (64, 128, 64, 4, 4),
+        (64, 64, 64, 4, 4),
+        (32, 128, 64, 4, 4),
+        # small M (decode): narrow N tiles and deep K so that enough programs stream the weight
+        (16, 128, 128, 4, 4),
+        (16, 64, 256, 3, 4),
+        (16, 32, 256, 4, 4),
+        (16, 64, 128, 5, 4),
+        (16, 32, 512, 3, 4),
+        (16, 16, 512, 4, 4),
+    ]
     # small M and few output tiles (M=1 or a decode batch times a narrow N): K slices give the device
     # enough programs; offered only where `_split_fits`
-    split = [(16, 64, 128, 4, 4, 4), (16, 32, 128, 4, 4, 4), (16, 64, 256, 3, 4, 2), (16, 32, 256, 3, 4, 4),
-             (16, 128, 128, 4, 4, 8), (32, 64, 128, 4, 4, 4)]
-    return [triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k, "GROUP_M": 8, "SPLIT_K": splits},
-                          num_stages=s, num_warps=w)
-            for m, n, k, s, w, splits in [(*shape, 1) for shape in shapes] + split]
+    split = [
+        (16, 64, 128, 4, 4, 4),
+        (16, 32, 128, 4, 4, 4),
+        (16, 64, 256, 3, 4, 2),
+        (16, 32, 256, 3, 4, 4),
+        (16, 128, 128, 4, 4, 8),
+        (32, 64, 128, 4, 4, 4),
+    ]
+    return [
+        triton.Config(
+            {"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k, "GROUP_M": 8, "SPLIT_K": splits},
+            num_stages=s,
+            num_warps=w,
+        )
+        for m, n, k, s, w, splits in [(*shape, 1) for shape in shapes] + split
+    ]
 
 
 def _prune(configs, named_args, **_):
@@ -302,8 +638,11 @@ def _prune(configs, named_args, **_):
     limit = (lambda bm: bm <= 32) if m <= 16 else (lambda bm: bm <= 64) if m <= 64 else (lambda bm: bm >= 64)
     whole = [c for c in configs if c.kwargs.get("SPLIT_K", 1) == 1]
     fits = [c for c in whole if limit(c.kwargs["BLOCK_M"])] or whole
-    fits += [c for c in configs if c.kwargs.get("SPLIT_K", 1) > 1 and limit(c.kwargs["BLOCK_M"])
-             and _split_fits(c.kwargs, named_args)]
+    fits += [
+        c
+        for c in configs
+        if c.kwargs.get("SPLIT_K", 1) > 1 and limit(c.kwargs["BLOCK_M"]) and _split_fits(c.kwargs, named_args)
+    ]
     return fits if AUTOTUNE else fits[:1]
 
 
@@ -320,8 +659,9 @@ def _split_fits(config: dict, named_args: dict) -> bool:
     cores = backends.active().properties().cores
     tiles = cdiv(m, config["BLOCK_M"]) * cdiv(n, config["BLOCK_N"])
     splits = config["SPLIT_K"]
-    return (tiles < cores and tiles * splits <= SPLIT_K_PROGRAMS * cores
-            and k >= 2 * splits * config["BLOCK_K"])
+    return (
+        tiles < cores and tiles * splits <= SPLIT_K_PROGRAMS * cores and k >= 2 * splits * config["BLOCK_K"]
+    )
 
 
 _workspaces: dict = {}
@@ -338,19 +678,26 @@ def _split_workspace(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     if found is None:
         cores = backends.active().properties().cores
         configs = [*_autotuned.configs, *_tma_autotuned.configs]
-        tile = max([c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"] for c in configs
-                    if c.kwargs.get("SPLIT_K", 1) > 1], default=1)
+        tile = max(
+            [c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"] for c in configs if c.kwargs.get("SPLIT_K", 1) > 1],
+            default=1,
+        )
         found = _workspaces[key] = (
             torch.empty(SPLIT_K_PROGRAMS * cores * tile, dtype=torch.float32, device=device),
-            torch.zeros(cores, dtype=torch.int32, device=device))
+            torch.zeros(cores, dtype=torch.int32, device=device),
+        )
     return found
 
 
 # The layout is part of the key: a linear's weight (B transposed: stride_bk == 1) wants other tiles than a
 # row-major B of the same M, N, K; without it, whichever layout was tuned first served both.
 # stride_cb (0 for one matrix, see `matmul`) tells split-K problems (one matrix) from batched ones.
-_autotuned = Tuner(_matmul_kernel, _configs(backends.active().interpreted),
-                   key=["M", "N", "K", "stride_ak", "stride_bk", "stride_cb", "HAS_BIAS"], prune=_prune)
+_autotuned = Tuner(
+    _matmul_kernel,
+    _configs(backends.active().interpreted),
+    key=["M", "N", "K", "stride_ak", "stride_bk", "stride_cb", "HAS_BIAS"],
+    prune=_prune,
+)
 # (M, N, K, dtype, layout, constexprs) -> the winning config's kwargs: later calls skip the autotuner entirely.
 _tuned: dict = {}
 # The pointer kernel's later launches by the same key: (programs along grid axis 0, launch keywords: the
@@ -368,32 +715,60 @@ def _tma_configs() -> dict[str, list]:
     tile per program and with one persistent program per SM."""
     sms = backends.active().properties().cores if backends.active().capabilities.tma else 1
     tiles = {
-        "large": [(128, 256, 64, 3, 8), (128, 256, 64, 4, 8), (256, 128, 64, 3, 8), (128, 128, 64, 4, 8),
-                  (128, 128, 64, 4, 4), (128, 64, 64, 4, 4), (64, 128, 64, 4, 4), (64, 128, 128, 4, 4),
-                  (128, 64, 128, 4, 4), (128, 128, 128, 3, 8)],
+        "large": [
+            (128, 256, 64, 3, 8),
+            (128, 256, 64, 4, 8),
+            (256, 128, 64, 3, 8),
+            (128, 128, 64, 4, 8),
+            (128, 128, 64, 4, 4),
+            (128, 64, 64, 4, 4),
+            (64, 128, 64, 4, 4),
+            (64, 128, 128, 4, 4),
+            (128, 64, 128, 4, 4),
+            (128, 128, 128, 3, 8),
+        ],
         # K <= 256 (attention scores): the store dominates; few stages (one K step: one) leave room for
         # two programs per SM; persistent, two or three stages let the next tile's loads run under this
         # tile's store (the whole K in one step: BLOCK_K 128)
-        "short_k": [(128, 128, 64, 2, 4), (64, 128, 64, 2, 4), (128, 256, 64, 2, 8), (128, 128, 128, 1, 4),
-                    (128, 256, 128, 1, 8), (128, 128, 128, 2, 4), (128, 128, 128, 2, 8), (64, 256, 128, 2, 8),
-                    (128, 64, 128, 3, 4)],
+        "short_k": [
+            (128, 128, 64, 2, 4),
+            (64, 128, 64, 2, 4),
+            (128, 256, 64, 2, 8),
+            (128, 128, 128, 1, 4),
+            (128, 256, 128, 1, 8),
+            (128, 128, 128, 2, 4),
+            (128, 128, 128, 2, 8),
+            (64, 256, 128, 2, 8),
+            (128, 64, 128, 3, 4),
+        ],
         # M <= 64 (a decode batch): narrow, deep tiles so that enough programs stream the weight
-        "small_m": [(64, 64, 128, 4, 4), (64, 32, 128, 4, 4), (64, 32, 256, 3, 4), (64, 32, 256, 4, 4),
-                    (64, 64, 256, 3, 4)],
+        "small_m": [
+            (64, 64, 128, 4, 4),
+            (64, 32, 128, 4, 4),
+            (64, 32, 256, 3, 4),
+            (64, 32, 256, 4, 4),
+            (64, 64, 256, 3, 4),
+        ],
     }
     # M <= 64 and few output tiles (a decode batch times a narrow N): K slices, one program per (tile,
     # slice), where `_split_fits`: (BLOCK_M, BLOCK_N, BLOCK_K, stages, warps, SPLIT_K)
     split = [(64, 32, 128, 4, 4, 2), (64, 32, 128, 4, 4, 4), (64, 64, 128, 4, 4, 4), (64, 32, 256, 3, 4, 2)]
 
     def config(m, n, k, stages, warps, programs, splits=1):
-        return triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k, "GROUP_M": 8, "PROGRAMS": programs,
-                              "SPLIT_K": splits},
-                             num_stages=stages, num_warps=warps, pre_hook=_set_block_shapes)
+        return triton.Config(
+            {"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k, "GROUP_M": 8, "PROGRAMS": programs, "SPLIT_K": splits},
+            num_stages=stages,
+            num_warps=warps,
+            pre_hook=_set_block_shapes,
+        )
 
-    groups = {group: [config(*shape, programs) for shape in shapes for programs in (0, sms)]
-              for group, shapes in tiles.items()}
-    groups["small_m_split"] = [config(m, n, k, stages, warps, 0, splits)
-                               for m, n, k, stages, warps, splits in split]
+    groups = {
+        group: [config(*shape, programs) for shape in shapes for programs in (0, sms)]
+        for group, shapes in tiles.items()
+    }
+    groups["small_m_split"] = [
+        config(m, n, k, stages, warps, 0, splits) for m, n, k, stages, warps, splits in split
+    ]
     return groups
 
 
@@ -405,8 +780,9 @@ def _block_shapes(bm: int, bn: int, bk: int, batched: bool, b_by_rows: bool) -> 
 
 def _set_block_shapes(nargs):
     """Autotuner hook: size the descriptors' tiles for the config being run."""
-    shapes = _block_shapes(nargs["BLOCK_M"], nargs["BLOCK_N"], nargs["BLOCK_K"], nargs["BATCHED"],
-                           nargs["B_BY_ROWS"])
+    shapes = _block_shapes(
+        nargs["BLOCK_M"], nargs["BLOCK_N"], nargs["BLOCK_K"], nargs["BATCHED"], nargs["B_BY_ROWS"]
+    )
     for name, shape in zip(("a_desc", "b_desc", "c_desc"), shapes):
         nargs[name].block_shape = shape
 
@@ -442,47 +818,90 @@ def _tma_descriptors(a, b, c, M, N, K, batch, a_strides, b_strides, c_strides, b
     tiles = (config["BLOCK_M"], config["BLOCK_N"], config["BLOCK_K"]) if config else (16, 16, 16)
     blocks = _block_shapes(*tiles, batch > 1, b_by_rows)
     b_shape, b_row = ([N, K], b_strides[2]) if b_by_rows else ([K, N], b_strides[1])
-    parts = [(a, [M, K], a_strides[1], a_strides[0]), (b, b_shape, b_row, b_strides[0]),
-             (c, [M, N], c_strides[1], c_strides[0])]
+    parts = [
+        (a, [M, K], a_strides[1], a_strides[0]),
+        (b, b_shape, b_row, b_strides[0]),
+        (c, [M, N], c_strides[1], c_strides[0]),
+    ]
     if batch == 1:
-        return [TensorDescriptor(t, shape, [row, 1], block)
-                for (t, shape, row, _), block in zip(parts, blocks)]
-    return [TensorDescriptor(t, [batch] + shape, [between, row, 1], block)
-            for (t, shape, row, between), block in zip(parts, blocks)]
+        return [
+            TensorDescriptor(t, shape, [row, 1], block) for (t, shape, row, _), block in zip(parts, blocks)
+        ]
+    return [
+        TensorDescriptor(t, [batch] + shape, [between, row, 1], block)
+        for (t, shape, row, between), block in zip(parts, blocks)
+    ]
 
 
 def _prune_tma(configs, named_args, **_):
     """The config groups that fit the problem; only the first config when not autotuning (or interpreted)."""
     if named_args["M"] <= 64:
         one_matrix = {**named_args, "stride_cb": 0 if not named_args["BATCHED"] else None}
-        fits = _TMA_CONFIGS["small_m"] + [c for c in _TMA_CONFIGS["small_m_split"]
-                                          if _split_fits(c.kwargs, one_matrix)]
+        fits = _TMA_CONFIGS["small_m"] + [
+            c for c in _TMA_CONFIGS["small_m_split"] if _split_fits(c.kwargs, one_matrix)
+        ]
     else:
         fits = _TMA_CONFIGS["large"] + (_TMA_CONFIGS["short_k"] if named_args["K"] <= 256 else [])
     return fits if AUTOTUNE and not backends.active().interpreted else fits[:1]
 
 
 _TMA_CONFIGS = _tma_configs()
-_tma_autotuned = Tuner(_matmul_tma_kernel, sum(_TMA_CONFIGS.values(), []),
-                       key=["M", "N", "K", "B_BY_ROWS", "BATCHED", "HAS_BIAS"], prune=_prune_tma)
+_tma_autotuned = Tuner(
+    _matmul_tma_kernel,
+    sum(_TMA_CONFIGS.values(), []),
+    key=["M", "N", "K", "B_BY_ROWS", "BATCHED", "HAS_BIAS"],
+    prune=_prune_tma,
+)
 
 
 # The persistent style (ops.mlu.persistent): programs that fill the cores walk the output tiles of every
 # matrix in grouped order. Tuning table, in order of preference: (BLOCK_M, BLOCK_N, BLOCK_K). A config is
 # used when its tiles fit NRAM (see `nram_bytes`) and BLOCK_M / BLOCK_N do not exceed what M / N need
 # (small-M decode GEMMs take the 16-row tiles with a deep K). Not tuned on an MLU: no MLU was available.
-PERSISTENT_CONFIGS = [(128, 128, 64), (64, 128, 64), (128, 64, 64), (64, 64, 64), (32, 128, 64),
-                      (16, 128, 128), (16, 64, 128), (16, 32, 64)]
+PERSISTENT_CONFIGS = [
+    (128, 128, 64),
+    (64, 128, 64),
+    (128, 64, 64),
+    (64, 64, 64),
+    (32, 128, 64),
+    (16, 128, 128),
+    (16, 64, 128),
+    (16, 32, 64),
+]
 PERSISTENT_GROUP_M = 8
 
 
 @triton.jit
-def _matmul_persistent_kernel(a_ptr, b_ptr, c_ptr, bias_ptr, M, N, K, batch,
-               stride_ab, stride_am, stride_ak, stride_bb, stride_bk, stride_bn, stride_cb, stride_cm,
-               stride_biasm, stride_biasn, alpha, beta,
-               BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
-               HAS_BIAS: tl.constexpr, SCALED: tl.constexpr, UPCAST: tl.constexpr,
-               INPUT_PRECISION: tl.constexpr):
+def _matmul_persistent_kernel(
+    a_ptr,
+    b_ptr,
+    c_ptr,
+    bias_ptr,
+    M,
+    N,
+    K,
+    batch,
+    stride_ab,
+    stride_am,
+    stride_ak,
+    stride_bb,
+    stride_bk,
+    stride_bn,
+    stride_cb,
+    stride_cm,
+    stride_biasm,
+    stride_biasn,
+    alpha,
+    beta,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    GROUP_M: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    SCALED: tl.constexpr,
+    UPCAST: tl.constexpr,
+    INPUT_PRECISION: tl.constexpr,
+):
     # c[i] = alpha * a[i] @ b[i] + beta * bias, as workbench.ops._matmul's kernel; the batch is part of
     # the tile index, so one grid-stride loop covers every matrix (no grid axis for it).
     grid_m = tl.cdiv(M, BLOCK_M)
@@ -490,10 +909,37 @@ def _matmul_persistent_kernel(a_ptr, b_ptr, c_ptr, bias_ptr, M, N, K, batch,
     per_matrix = grid_m * grid_n
     for t in range(tl.program_id(0).to(tl.int64), batch * per_matrix, tl.num_programs(0).to(tl.int64)):
         pid_m, pid_n = grouped_tile(t % per_matrix, grid_m, grid_n, GROUP_M)
-        matmul_tile(a_ptr, b_ptr, c_ptr, bias_ptr, t // per_matrix, pid_m, pid_n, M, N, K,
-                    stride_ab, stride_am, stride_ak, stride_bb, stride_bk, stride_bn, stride_cb, stride_cm,
-                    stride_biasm, stride_biasn, alpha, beta, BLOCK_M, BLOCK_N, BLOCK_K, HAS_BIAS, SCALED,
-                    UPCAST, INPUT_PRECISION)
+        matmul_tile(
+            a_ptr,
+            b_ptr,
+            c_ptr,
+            bias_ptr,
+            t // per_matrix,
+            pid_m,
+            pid_n,
+            M,
+            N,
+            K,
+            stride_ab,
+            stride_am,
+            stride_ak,
+            stride_bb,
+            stride_bk,
+            stride_bn,
+            stride_cb,
+            stride_cm,
+            stride_biasm,
+            stride_biasn,
+            alpha,
+            beta,
+            BLOCK_M,
+            BLOCK_N,
+            BLOCK_K,
+            HAS_BIAS,
+            SCALED,
+            UPCAST,
+            INPUT_PRECISION,
+        )
 
 
 def nram_bytes(config: tuple[int, int, int], element_size: int, has_bias: bool = True) -> int:
@@ -508,8 +954,10 @@ def pick_config(M: int, N: int, element_size: int) -> tuple[int, int, int]:
     budget = persistent_policy().onchip_bytes * NRAM_FILL
     fitting = [c for c in PERSISTENT_CONFIGS if nram_bytes(c, element_size) <= budget]
     if not fitting:
-        raise ValueError(f"no mm config fits {budget:.0f} bytes of NRAM; smallest needs "
-                         f"{min(nram_bytes(c, element_size) for c in PERSISTENT_CONFIGS)}")
+        raise ValueError(
+            f"no mm config fits {budget:.0f} bytes of NRAM; smallest needs "
+            f"{min(nram_bytes(c, element_size) for c in PERSISTENT_CONFIGS)}"
+        )
     need_m, need_n = triton.next_power_of_2(M), triton.next_power_of_2(N)
     for bm, bn, bk in fitting:
         if bm <= max(16, need_m) and bn <= max(32, need_n):
@@ -521,8 +969,11 @@ def _tf32() -> bool:
     """Whether fp32 dots may round their inputs to tf32: the user allows it (torch's float32 matmul
     precision, which every backend's torch module follows), the backend's device has it, and, for
     persistent launches, so does the device they are sized for (the launch rules judge that one)."""
-    return (torch.get_float32_matmul_precision() != "highest" and backends.active().capabilities.tf32
-            and (not persistent() or persistent_target().tf32))
+    return (
+        torch.get_float32_matmul_precision() != "highest"
+        and backends.active().capabilities.tf32
+        and (not persistent() or persistent_target().tf32)
+    )
 
 
 def check_operands(names: tuple[str, ...], *tensors: torch.Tensor) -> None:
@@ -537,10 +988,22 @@ def check_operands(names: tuple[str, ...], *tensors: torch.Tensor) -> None:
         check_dtype_match(name, t, first.dtype, names[0])
 
 
-def matmul(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, M: int, N: int, K: int, batch: int,
-           a_strides: tuple[int, int, int], b_strides: tuple[int, int, int], c_strides: tuple[int, int],
-           bias: torch.Tensor | None = None, bias_strides: tuple[int, int] = (0, 0),
-           alpha: float = 1.0, beta: float = 1.0) -> torch.Tensor:
+def matmul(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    c: torch.Tensor,
+    M: int,
+    N: int,
+    K: int,
+    batch: int,
+    a_strides: tuple[int, int, int],
+    b_strides: tuple[int, int, int],
+    c_strides: tuple[int, int],
+    bias: torch.Tensor | None = None,
+    bias_strides: tuple[int, int] = (0, 0),
+    alpha: float = 1.0,
+    beta: float = 1.0,
+) -> torch.Tensor:
     """c[i] = alpha * a[i] @ b[i] + beta * bias for i < batch; strides are (batch, row, col); c is written.
 
     The caller has validated the operands and allocated `c` (row stride c_strides[1], unit column stride).
@@ -552,10 +1015,30 @@ def matmul(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, M: int, N: int, K:
     has_bias, meta = _meta(a, bias, alpha, beta)
     if persistent():
         bm, bn, bk = pick_config(M, N, a.element_size())
-        launch(_matmul_persistent_kernel, (persistent_programs(batch * cdiv(M, bm) * cdiv(N, bn)),), a, b, c,
-               bias if has_bias else c, M, N, K, batch, *a_strides, *b_strides, *c_strides, *bias_strides,
-               float(alpha), float(beta), BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, GROUP_M=PERSISTENT_GROUP_M,
-               **meta, num_warps=NUM_WARPS)
+        launch(
+            _matmul_persistent_kernel,
+            (persistent_programs(batch * cdiv(M, bm) * cdiv(N, bn)),),
+            a,
+            b,
+            c,
+            bias if has_bias else c,
+            M,
+            N,
+            K,
+            batch,
+            *a_strides,
+            *b_strides,
+            *c_strides,
+            *bias_strides,
+            float(alpha),
+            float(beta),
+            BLOCK_M=bm,
+            BLOCK_N=bn,
+            BLOCK_K=bk,
+            GROUP_M=PERSISTENT_GROUP_M,
+            **meta,
+            num_warps=NUM_WARPS,
+        )
         return c
 
     def grid(config):
@@ -565,11 +1048,41 @@ def matmul(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, M: int, N: int, K:
         a_strides, b_strides, c_strides = (0, *a_strides[1:]), (0, *b_strides[1:]), (0, c_strides[1])
     b_by_rows = _tma_layout(a, b, c, M, K, batch, a_strides, b_strides, c_strides)
     if b_by_rows is not None:
-        _matmul_tma(a, b, c, M, N, K, batch, a_strides, b_strides, c_strides, b_by_rows,
-                    bias if has_bias else c, bias_strides, alpha, beta, meta)
+        _matmul_tma(
+            a,
+            b,
+            c,
+            M,
+            N,
+            K,
+            batch,
+            a_strides,
+            b_strides,
+            c_strides,
+            b_by_rows,
+            bias if has_bias else c,
+            bias_strides,
+            alpha,
+            beta,
+            meta,
+        )
         return c
-    args = (a, b, c, bias if has_bias else c, *_split_workspace(c.device), M, N, K, *a_strides, *b_strides,
-            *c_strides, *bias_strides, float(alpha), float(beta))
+    args = (
+        a,
+        b,
+        c,
+        bias if has_bias else c,
+        *_split_workspace(c.device),
+        M,
+        N,
+        K,
+        *a_strides,
+        *b_strides,
+        *c_strides,
+        *bias_strides,
+        float(alpha),
+        float(beta),
+    )
     key = (M, N, K, a.dtype, a_strides[2] == 1, b_strides[1] == 1, batch == 1, *meta.values())
     tuned = _pointer_launches.get(key)
     if tuned is None:  # first call of this shape: autotune, then remember the winner
@@ -586,14 +1099,30 @@ def _meta(a: torch.Tensor, bias: torch.Tensor | None, alpha: float, beta: float)
     has_bias = bias is not None and beta != 0  # torch ignores the bias (even NaN) when beta is 0
     upcast = a.dtype == torch.bfloat16 and not backends.active().capabilities.bf16_dot
     precision = "tf32" if a.dtype is torch.float32 and _tf32() else "ieee"
-    return has_bias, {"HAS_BIAS": has_bias, "SCALED": alpha != 1 or (has_bias and beta != 1), "UPCAST": upcast,
-                      "INPUT_PRECISION": precision}
+    return has_bias, {
+        "HAS_BIAS": has_bias,
+        "SCALED": alpha != 1 or (has_bias and beta != 1),
+        "UPCAST": upcast,
+        "INPUT_PRECISION": precision,
+    }
 
 
-def pointer_site(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, M: int, N: int, K: int, batch: int,
-                 a_strides: tuple[int, int, int], b_strides: tuple[int, int, int], c_strides: tuple[int, int],
-                 bias: torch.Tensor | None = None, bias_strides: tuple[int, int] = (0, 0),
-                 alpha: float = 1.0, beta: float = 1.0) -> tuple | None:
+def pointer_site(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    c: torch.Tensor,
+    M: int,
+    N: int,
+    K: int,
+    batch: int,
+    a_strides: tuple[int, int, int],
+    b_strides: tuple[int, int, int],
+    c_strides: tuple[int, int],
+    bias: torch.Tensor | None = None,
+    bias_strides: tuple[int, int] = (0, 0),
+    alpha: float = 1.0,
+    beta: float = 1.0,
+) -> tuple | None:
     """The pointer kernel's tuned launch of a problem `matmul` has run there: (grid, Site, runtime args
     after the four pointers a, b, c, bias-or-c: the split-K workspace, sizes, strides), or None (nothing to
     launch, the TMA kernel's problem, a split-K launch, or not tuned yet). For a plan whose geometry fixes
@@ -601,20 +1130,35 @@ def pointer_site(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, M: int, N: i
     if M == 0 or N == 0 or batch == 0 or _tma_layout(a, b, c, M, K, batch, a_strides, b_strides, c_strides):
         return None
     _, meta = _meta(a, bias, alpha, beta)
-    tuned = _pointer_launches.get((M, N, K, a.dtype, a_strides[2] == 1, b_strides[1] == 1, batch == 1,
-                                   *meta.values()))
+    tuned = _pointer_launches.get(
+        (M, N, K, a.dtype, a_strides[2] == 1, b_strides[1] == 1, batch == 1, *meta.values())
+    )
     if tuned is None or tuned[1]["SPLIT_K"] > 1:  # split-K launches take this stream's workspace: `matmul`
         return None
     programs, kwargs = tuned
     if batch == 1:
         a_strides, b_strides, c_strides = (0, *a_strides[1:]), (0, *b_strides[1:]), (0, c_strides[1])
-    return ((programs, batch), Site(_matmul_kernel, **kwargs),
-            (*_split_workspace(c.device), M, N, K, *a_strides, *b_strides, *c_strides, *bias_strides,
-             float(alpha), float(beta)))
+    return (
+        (programs, batch),
+        Site(_matmul_kernel, **kwargs),
+        (
+            *_split_workspace(c.device),
+            M,
+            N,
+            K,
+            *a_strides,
+            *b_strides,
+            *c_strides,
+            *bias_strides,
+            float(alpha),
+            float(beta),
+        ),
+    )
 
 
-def _matmul_tma(a, b, c, M, N, K, batch, a_strides, b_strides, c_strides, b_by_rows, bias, bias_strides,
-                alpha, beta, meta):
+def _matmul_tma(
+    a, b, c, M, N, K, batch, a_strides, b_strides, c_strides, b_by_rows, bias, bias_strides, alpha, beta, meta
+):
     """matmul through `_matmul_tma_kernel`, autotuned on a shape's first call like the pointer kernel."""
     meta = dict(meta, B_BY_ROWS=b_by_rows, BATCHED=batch > 1)
 
@@ -626,10 +1170,21 @@ def _matmul_tma(a, b, c, M, N, K, batch, a_strides, b_strides, c_strides, b_by_r
 
     key = ("tma", M, N, K, batch, a.dtype, b_by_rows, *meta.values())
     config = _tuned.get(key)
-    descriptors = _tma_descriptors(a, b, c, M, N, K, batch, a_strides, b_strides, c_strides, b_by_rows,
-                                   config)
-    args = (*descriptors, bias, *_split_workspace(c.device), M, N, K, batch, *bias_strides, float(alpha),
-            float(beta))
+    descriptors = _tma_descriptors(
+        a, b, c, M, N, K, batch, a_strides, b_strides, c_strides, b_by_rows, config
+    )
+    args = (
+        *descriptors,
+        bias,
+        *_split_workspace(c.device),
+        M,
+        N,
+        K,
+        batch,
+        *bias_strides,
+        float(alpha),
+        float(beta),
+    )
     if config is None:
         _tuned[key] = autotune(_tma_autotuned, grid, *args, **meta)
     else:

@@ -39,9 +39,27 @@ def _to_bf16_rne(x):
 # One tile of the copy and the fill: the tile-style kernels run one per program, the persistent ones
 # loop over theirs. `offs` are int64 flat indices in dst's merged dim order.
 
+
 @triton.jit
-def _copy_tile(src_ptr, dst_ptr, offs, n, s1, s2, s3, ss0, ss1, ss2, ss3, ds0, ds1, ds2, ds3,
-               CONTIGUOUS: tl.constexpr, TO_BF16: tl.constexpr):
+def _copy_tile(
+    src_ptr,
+    dst_ptr,
+    offs,
+    n,
+    s1,
+    s2,
+    s3,
+    ss0,
+    ss1,
+    ss2,
+    ss3,
+    ds0,
+    ds1,
+    ds2,
+    ds3,
+    CONTIGUOUS: tl.constexpr,
+    TO_BF16: tl.constexpr,
+):
     mask = offs < n
     s_offs = _offsets(offs, s1, s2, s3, ss0, ss1, ss2, ss3, CONTIGUOUS)
     d_offs = _offsets(offs, s1, s2, s3, ds0, ds1, ds2, ds3, CONTIGUOUS)
@@ -54,29 +72,69 @@ def _copy_tile(src_ptr, dst_ptr, offs, n, s1, s2, s3, ss0, ss1, ss2, ss3, ds0, d
 
 
 @triton.jit
-def _fill_tile(dst_ptr, value, offs, n, s1, s2, s3, ds0, ds1, ds2, ds3, CONTIGUOUS: tl.constexpr,
-               BLOCK: tl.constexpr):
+def _fill_tile(
+    dst_ptr, value, offs, n, s1, s2, s3, ds0, ds1, ds2, ds3, CONTIGUOUS: tl.constexpr, BLOCK: tl.constexpr
+):
     mask = offs < n
     d_offs = _offsets(offs, s1, s2, s3, ds0, ds1, ds2, ds3, CONTIGUOUS)
     tl.store(dst_ptr + d_offs, tl.full([BLOCK], value, dst_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
-def _copy_kernel(src_ptr, dst_ptr, n, s1, s2, s3, ss0, ss1, ss2, ss3, ds0, ds1, ds2, ds3,
-                 CONTIGUOUS: tl.constexpr, TO_BF16: tl.constexpr, BLOCK: tl.constexpr):
+def _copy_kernel(
+    src_ptr,
+    dst_ptr,
+    n,
+    s1,
+    s2,
+    s3,
+    ss0,
+    ss1,
+    ss2,
+    ss3,
+    ds0,
+    ds1,
+    ds2,
+    ds3,
+    CONTIGUOUS: tl.constexpr,
+    TO_BF16: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    _copy_tile(src_ptr, dst_ptr, offs, n, s1, s2, s3, ss0, ss1, ss2, ss3, ds0, ds1, ds2, ds3, CONTIGUOUS, TO_BF16)
+    _copy_tile(
+        src_ptr, dst_ptr, offs, n, s1, s2, s3, ss0, ss1, ss2, ss3, ds0, ds1, ds2, ds3, CONTIGUOUS, TO_BF16
+    )
 
 
 @triton.jit
-def _fill_kernel(dst_ptr, value, n, s1, s2, s3, ds0, ds1, ds2, ds3, CONTIGUOUS: tl.constexpr, BLOCK: tl.constexpr):
+def _fill_kernel(
+    dst_ptr, value, n, s1, s2, s3, ds0, ds1, ds2, ds3, CONTIGUOUS: tl.constexpr, BLOCK: tl.constexpr
+):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     _fill_tile(dst_ptr, value, offs, n, s1, s2, s3, ds0, ds1, ds2, ds3, CONTIGUOUS, BLOCK)
 
 
 @triton.jit
-def _gather_tile(x_ptr, idx_ptr, out_ptr, offs, n, dim_size, s1, s2, s3, xs0, xs1, xs2, xs3, is0, is1, is2, is3,
-                 DIM: tl.constexpr):
+def _gather_tile(
+    x_ptr,
+    idx_ptr,
+    out_ptr,
+    offs,
+    n,
+    dim_size,
+    s1,
+    s2,
+    s3,
+    xs0,
+    xs1,
+    xs2,
+    xs3,
+    is0,
+    is1,
+    is2,
+    is3,
+    DIM: tl.constexpr,
+):
     # out[i] = x[i with coordinate DIM replaced by index[i]]; out is contiguous, shape (s0, s1, s2, s3).
     # Returns the lanes whose index is out of range (for the caller's index check).
     mask = offs < n
@@ -97,43 +155,139 @@ def _gather_tile(x_ptr, idx_ptr, out_ptr, offs, n, dim_size, s1, s2, s3, xs0, xs
 
 
 @triton.jit
-def _gather_kernel(x_ptr, idx_ptr, out_ptr, flag_ptr, n, dim_size, s1, s2, s3, xs0, xs1, xs2, xs3,
-                   is0, is1, is2, is3, DIM: tl.constexpr, CHECK: tl.constexpr, BLOCK: tl.constexpr):
+def _gather_kernel(
+    x_ptr,
+    idx_ptr,
+    out_ptr,
+    flag_ptr,
+    n,
+    dim_size,
+    s1,
+    s2,
+    s3,
+    xs0,
+    xs1,
+    xs2,
+    xs3,
+    is0,
+    is1,
+    is2,
+    is3,
+    DIM: tl.constexpr,
+    CHECK: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    bad = _gather_tile(x_ptr, idx_ptr, out_ptr, offs, n, dim_size, s1, s2, s3, xs0, xs1, xs2, xs3,
-                       is0, is1, is2, is3, DIM)
+    bad = _gather_tile(
+        x_ptr, idx_ptr, out_ptr, offs, n, dim_size, s1, s2, s3, xs0, xs1, xs2, xs3, is0, is1, is2, is3, DIM
+    )
     if CHECK:  # every bad lane stores the same 1: no atomics needed
         tl.store(flag_ptr + tl.zeros_like(offs), 1, mask=bad)
 
 
 # The persistent style (ops.mlu.persistent): programs that fill the cores loop over the same tiles.
 
+
 @triton.jit
-def _copy_persistent_kernel(src_ptr, dst_ptr, n, s1, s2, s3, ss0, ss1, ss2, ss3, ds0, ds1, ds2, ds3,
-                            CONTIGUOUS: tl.constexpr, TO_BF16: tl.constexpr, BLOCK: tl.constexpr):
+def _copy_persistent_kernel(
+    src_ptr,
+    dst_ptr,
+    n,
+    s1,
+    s2,
+    s3,
+    ss0,
+    ss1,
+    ss2,
+    ss3,
+    ds0,
+    ds1,
+    ds2,
+    ds3,
+    CONTIGUOUS: tl.constexpr,
+    TO_BF16: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
     step = tl.num_programs(0).to(tl.int64) * BLOCK
     for start in range(tl.program_id(0).to(tl.int64) * BLOCK, n, step):
-        _copy_tile(src_ptr, dst_ptr, start + tl.arange(0, BLOCK), n, s1, s2, s3, ss0, ss1, ss2, ss3,
-                   ds0, ds1, ds2, ds3, CONTIGUOUS, TO_BF16)
+        _copy_tile(
+            src_ptr,
+            dst_ptr,
+            start + tl.arange(0, BLOCK),
+            n,
+            s1,
+            s2,
+            s3,
+            ss0,
+            ss1,
+            ss2,
+            ss3,
+            ds0,
+            ds1,
+            ds2,
+            ds3,
+            CONTIGUOUS,
+            TO_BF16,
+        )
 
 
 @triton.jit
-def _fill_persistent_kernel(dst_ptr, value, n, s1, s2, s3, ds0, ds1, ds2, ds3, CONTIGUOUS: tl.constexpr,
-                            BLOCK: tl.constexpr):
+def _fill_persistent_kernel(
+    dst_ptr, value, n, s1, s2, s3, ds0, ds1, ds2, ds3, CONTIGUOUS: tl.constexpr, BLOCK: tl.constexpr
+):
     step = tl.num_programs(0).to(tl.int64) * BLOCK
     for start in range(tl.program_id(0).to(tl.int64) * BLOCK, n, step):
-        _fill_tile(dst_ptr, value, start + tl.arange(0, BLOCK), n, s1, s2, s3, ds0, ds1, ds2, ds3, CONTIGUOUS,
-                   BLOCK)
+        _fill_tile(
+            dst_ptr, value, start + tl.arange(0, BLOCK), n, s1, s2, s3, ds0, ds1, ds2, ds3, CONTIGUOUS, BLOCK
+        )
 
 
 @triton.jit
-def _gather_persistent_kernel(x_ptr, idx_ptr, out_ptr, flag_ptr, n, dim_size, s1, s2, s3, xs0, xs1, xs2, xs3,
-                              is0, is1, is2, is3, DIM: tl.constexpr, CHECK: tl.constexpr, BLOCK: tl.constexpr):
+def _gather_persistent_kernel(
+    x_ptr,
+    idx_ptr,
+    out_ptr,
+    flag_ptr,
+    n,
+    dim_size,
+    s1,
+    s2,
+    s3,
+    xs0,
+    xs1,
+    xs2,
+    xs3,
+    is0,
+    is1,
+    is2,
+    is3,
+    DIM: tl.constexpr,
+    CHECK: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
     step = tl.num_programs(0).to(tl.int64) * BLOCK
     for start in range(tl.program_id(0).to(tl.int64) * BLOCK, n, step):
         offs = start + tl.arange(0, BLOCK)
-        bad = _gather_tile(x_ptr, idx_ptr, out_ptr, offs, n, dim_size, s1, s2, s3,
-                           xs0, xs1, xs2, xs3, is0, is1, is2, is3, DIM)
+        bad = _gather_tile(
+            x_ptr,
+            idx_ptr,
+            out_ptr,
+            offs,
+            n,
+            dim_size,
+            s1,
+            s2,
+            s3,
+            xs0,
+            xs1,
+            xs2,
+            xs3,
+            is0,
+            is1,
+            is2,
+            is3,
+            DIM,
+        )
         if CHECK:
             tl.store(flag_ptr + tl.zeros_like(offs), 1, mask=bad)
 
@@ -173,7 +327,9 @@ def prepare_copy(dst: torch.Tensor, src: torch.Tensor):
     _check_writable("dst", dst)
     if src.numel() and dst.numel() and src.untyped_storage().data_ptr() == dst.untyped_storage().data_ptr():
         raise Unsupported("src: shares memory with dst (overlap needs a staged copy)")
-    if src.shape != dst.shape and (src.dim() > dst.dim() or broadcast(src.shape, dst.shape) != tuple(dst.shape)):
+    if src.shape != dst.shape and (
+        src.dim() > dst.dim() or broadcast(src.shape, dst.shape) != tuple(dst.shape)
+    ):
         raise ValueError(f"src: shape {tuple(src.shape)} does not broadcast to dst shape {tuple(dst.shape)}")
     if dst.numel() == 0:
         return None
@@ -197,11 +353,34 @@ def copy_into(dst: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
     n = dst.numel()
     if persistent():
         programs, block = grid_1d(n, src.element_size())  # live tile: the loaded src
-        launch(_copy_persistent_kernel, (programs,), src, dst, n, *sizes, *s_strides, *d_strides,
-               CONTIGUOUS=contiguous, TO_BF16=to_bf16, BLOCK=block, num_warps=NUM_WARPS)
+        launch(
+            _copy_persistent_kernel,
+            (programs,),
+            src,
+            dst,
+            n,
+            *sizes,
+            *s_strides,
+            *d_strides,
+            CONTIGUOUS=contiguous,
+            TO_BF16=to_bf16,
+            BLOCK=block,
+            num_warps=NUM_WARPS,
+        )
         return dst
-    launch(_copy_kernel, (cdiv(n, BLOCK),), src, dst, n, *sizes, *s_strides, *d_strides, CONTIGUOUS=contiguous,
-           TO_BF16=to_bf16, BLOCK=BLOCK)
+    launch(
+        _copy_kernel,
+        (cdiv(n, BLOCK),),
+        src,
+        dst,
+        n,
+        *sizes,
+        *s_strides,
+        *d_strides,
+        CONTIGUOUS=contiguous,
+        TO_BF16=to_bf16,
+        BLOCK=BLOCK,
+    )
     return dst
 
 
@@ -254,10 +433,22 @@ def fill_into(dst: torch.Tensor, value) -> torch.Tensor:
     n = dst.numel()
     if persistent():
         programs, block = grid_1d(n, dst.element_size())  # live tile: the value block
-        launch(_fill_persistent_kernel, (programs,), dst, value, n, *sizes, *d_strides, CONTIGUOUS=contiguous,
-               BLOCK=block, num_warps=NUM_WARPS)
+        launch(
+            _fill_persistent_kernel,
+            (programs,),
+            dst,
+            value,
+            n,
+            *sizes,
+            *d_strides,
+            CONTIGUOUS=contiguous,
+            BLOCK=block,
+            num_warps=NUM_WARPS,
+        )
         return dst
-    launch(_fill_kernel, (cdiv(n, BLOCK),), dst, value, n, *sizes, *d_strides, CONTIGUOUS=contiguous, BLOCK=BLOCK)
+    launch(
+        _fill_kernel, (cdiv(n, BLOCK),), dst, value, n, *sizes, *d_strides, CONTIGUOUS=contiguous, BLOCK=BLOCK
+    )
     return dst
 
 
@@ -272,7 +463,14 @@ def prepare_gather(x: torch.Tensor, dim: int, index: torch.Tensor):
         return None
     pad = MAX_DIMS - rank
     sizes = [1] * pad + list(index.shape)
-    return n, x.shape[dim], sizes[1:], [0] * pad + list(x.stride()), [0] * pad + list(index.stride()), dim + pad
+    return (
+        n,
+        x.shape[dim],
+        sizes[1:],
+        [0] * pad + list(x.stride()),
+        [0] * pad + list(index.stride()),
+        dim + pad,
+    )
 
 
 def gather_into(out: torch.Tensor, x: torch.Tensor, dim: int, index: torch.Tensor, op: str) -> torch.Tensor:
@@ -285,11 +483,40 @@ def gather_into(out: torch.Tensor, x: torch.Tensor, dim: int, index: torch.Tenso
     check, flag = _index_check.checking(index), _index_check.flag(index.device)
     if persistent():
         programs, block = grid_1d(n, index.element_size() + x.element_size())  # live tiles: the index and x
-        launch(_gather_persistent_kernel, (programs,), x, index, out, flag, n, dim_size, *sizes, *x_strides,
-               *i_strides, DIM=padded_dim, CHECK=check, BLOCK=block, num_warps=NUM_WARPS)
+        launch(
+            _gather_persistent_kernel,
+            (programs,),
+            x,
+            index,
+            out,
+            flag,
+            n,
+            dim_size,
+            *sizes,
+            *x_strides,
+            *i_strides,
+            DIM=padded_dim,
+            CHECK=check,
+            BLOCK=block,
+            num_warps=NUM_WARPS,
+        )
     else:
-        launch(_gather_kernel, (cdiv(n, BLOCK),), x, index, out, flag, n, dim_size, *sizes, *x_strides,
-               *i_strides, DIM=padded_dim, CHECK=check, BLOCK=BLOCK)
+        launch(
+            _gather_kernel,
+            (cdiv(n, BLOCK),),
+            x,
+            index,
+            out,
+            flag,
+            n,
+            dim_size,
+            *sizes,
+            *x_strides,
+            *i_strides,
+            DIM=padded_dim,
+            CHECK=check,
+            BLOCK=BLOCK,
+        )
     if check:
         _index_check.raise_if_set(index.device, _index_check.out_of_bounds(op, index, dim, dim_size), op)
     return out

@@ -70,8 +70,9 @@ def _max_by_tiles(base, n, sn, col_ok, BLOCK_N: tl.constexpr, BLOCK_I: tl.conste
         x = tl.load(base[None, :] + r[:, None] * sn, mask=ok, other=-float("inf")).to(tl.float32)
         is_nan = x != x
         first_nan = tl.minimum(first_nan, tl.min(tl.where(is_nan, r[:, None], n), 0))
-        chunk_best, chunk_at = tl.max(tl.where(is_nan, -float("inf"), x), 0, return_indices=True,
-                                      return_indices_tie_break_left=True)
+        chunk_best, chunk_at = tl.max(
+            tl.where(is_nan, -float("inf"), x), 0, return_indices=True, return_indices_tie_break_left=True
+        )
         better = chunk_best > best  # ties keep the earlier chunk's position
         best_at = tl.where(better, start + chunk_at.to(tl.int64), best_at)
         best = tl.where(better, chunk_best, best)
@@ -118,8 +119,21 @@ def max_columns(base, n, sn, col_ok, BLOCK_N: tl.constexpr, BLOCK_I: tl.constexp
 
 
 @triton.jit
-def _sum_kernel(x_ptr, out_ptr, n, inner, so, sn, si, chunk, count,
-                MEAN: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_I: tl.constexpr, INT: tl.constexpr):
+def _sum_kernel(
+    x_ptr,
+    out_ptr,
+    n,
+    inner,
+    so,
+    sn,
+    si,
+    chunk,
+    count,
+    MEAN: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_I: tl.constexpr,
+    INT: tl.constexpr,
+):
     """Program (o, column tile, split) sums rows [split * chunk, + chunk) of its columns into
     out[o, split, cols]; with one split that is the whole sum (MEAN: divided by `count`)."""
     o = tl.program_id(0).to(tl.int64)
@@ -127,17 +141,40 @@ def _sum_kernel(x_ptr, out_ptr, n, inner, so, sn, si, chunk, count,
     split = tl.program_id(2).to(tl.int64)
     col_ok = cols < inner
     start = split * chunk
-    total = sum_columns(x_ptr + o * so + start * sn + cols * si, tl.minimum(chunk, n - start), sn, col_ok,
-                        BLOCK_N, BLOCK_I, INT)
+    total = sum_columns(
+        x_ptr + o * so + start * sn + cols * si,
+        tl.minimum(chunk, n - start),
+        sn,
+        col_ok,
+        BLOCK_N,
+        BLOCK_I,
+        INT,
+    )
     if MEAN:
         total = total / count  # count == 0 gives NaN, as torch's mean of nothing
-    tl.store(out_ptr + (o * tl.num_programs(2) + split) * inner + cols, total.to(out_ptr.dtype.element_ty),
-             mask=col_ok)
+    tl.store(
+        out_ptr + (o * tl.num_programs(2) + split) * inner + cols,
+        total.to(out_ptr.dtype.element_ty),
+        mask=col_ok,
+    )
 
 
 @triton.jit
-def _max_kernel(x_ptr, out_ptr, idx_ptr, part_idx_ptr, n, inner, so, sn, si, chunk,
-                MERGE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_I: tl.constexpr):
+def _max_kernel(
+    x_ptr,
+    out_ptr,
+    idx_ptr,
+    part_idx_ptr,
+    n,
+    inner,
+    so,
+    sn,
+    si,
+    chunk,
+    MERGE: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_I: tl.constexpr,
+):
     """Program (o, column tile, split): the max and its index over rows [split * chunk, + chunk). MERGE:
     x holds the splits' maxima and part_idx their indices; the position found picks the index."""
     o = tl.program_id(0).to(tl.int64)
@@ -145,8 +182,9 @@ def _max_kernel(x_ptr, out_ptr, idx_ptr, part_idx_ptr, n, inner, so, sn, si, chu
     split = tl.program_id(2).to(tl.int64)
     col_ok = cols < inner
     start = split * chunk
-    best, best_at = max_columns(x_ptr + o * so + start * sn + cols * si, tl.minimum(chunk, n - start), sn,
-                                col_ok, BLOCK_N, BLOCK_I)
+    best, best_at = max_columns(
+        x_ptr + o * so + start * sn + cols * si, tl.minimum(chunk, n - start), sn, col_ok, BLOCK_N, BLOCK_I
+    )
     if MERGE:  # the winning split's own index (splits in order: ties and NaNs keep the first, as torch)
         best_at = tl.load(part_idx_ptr + o * so + best_at * sn + cols * si, mask=col_ok, other=0)
     else:
@@ -161,6 +199,7 @@ def _max_kernel(x_ptr, out_ptr, idx_ptr, part_idx_ptr, n, inner, so, sn, si, chu
 # in a grid-stride loop. Reducing the last dim (inner == 1) packs several short rows into one tile;
 # reducing a leading dim takes a wide run of contiguous columns.
 
+
 @triton.jit
 def _kept_offsets(k, inner, so, si, INNER_ONE: tl.constexpr):
     """Element offsets of results k (int64): o * so + i * si for k = o * inner + i."""
@@ -171,29 +210,55 @@ def _kept_offsets(k, inner, so, si, INNER_ONE: tl.constexpr):
 
 
 @triton.jit
-def _sum_persistent_kernel(x_ptr, out_ptr, n_kept, n, inner, so, sn, si,
-                MEAN: tl.constexpr, INNER_ONE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                INT: tl.constexpr):
+def _sum_persistent_kernel(
+    x_ptr,
+    out_ptr,
+    n_kept,
+    n,
+    inner,
+    so,
+    sn,
+    si,
+    MEAN: tl.constexpr,
+    INNER_ONE: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    INT: tl.constexpr,
+):
     nprog = tl.num_programs(0)
     for first in range(tl.program_id(0).to(tl.int64) * BLOCK_K, n_kept, nprog * BLOCK_K):
         k = first + tl.arange(0, BLOCK_K)
         k_ok = k < n_kept
-        total = sum_columns(x_ptr + _kept_offsets(k, inner, so, si, INNER_ONE), n, sn, k_ok, BLOCK_N, BLOCK_K,
-                            INT)
+        total = sum_columns(
+            x_ptr + _kept_offsets(k, inner, so, si, INNER_ONE), n, sn, k_ok, BLOCK_N, BLOCK_K, INT
+        )
         if MEAN:
             total = total / n  # n == 0 gives NaN, as torch's mean of nothing
         tl.store(out_ptr + k, total.to(out_ptr.dtype.element_ty), mask=k_ok)
 
 
 @triton.jit
-def _max_persistent_kernel(x_ptr, out_ptr, idx_ptr, n_kept, n, inner, so, sn, si,
-                INNER_ONE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+def _max_persistent_kernel(
+    x_ptr,
+    out_ptr,
+    idx_ptr,
+    n_kept,
+    n,
+    inner,
+    so,
+    sn,
+    si,
+    INNER_ONE: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
     nprog = tl.num_programs(0)
     for first in range(tl.program_id(0).to(tl.int64) * BLOCK_K, n_kept, nprog * BLOCK_K):
         k = first + tl.arange(0, BLOCK_K)
         k_ok = k < n_kept
-        best, best_at = max_columns(x_ptr + _kept_offsets(k, inner, so, si, INNER_ONE), n, sn, k_ok, BLOCK_N,
-                                    BLOCK_K)
+        best, best_at = max_columns(
+            x_ptr + _kept_offsets(k, inner, so, si, INNER_ONE), n, sn, k_ok, BLOCK_N, BLOCK_K
+        )
         tl.store(out_ptr + k, best.to(out_ptr.dtype.element_ty), mask=k_ok)
         tl.store(idx_ptr + k, best_at, mask=k_ok)
 
@@ -287,8 +352,10 @@ def _tiles_of(budget: int, n: int, inner: int) -> tuple[int, int, int]:
 def _grid(outer: int, inner: int, block_i: int, splits: int = 1) -> tuple[int, int, int]:
     tiles = cdiv(inner, block_i)
     if tiles > MAX_GRID_Y:
-        raise ValueError(f"x: {inner} kept elements after the reduced dims need {tiles} column tiles, "
-                         f"more than the {MAX_GRID_Y} this launch allows")
+        raise ValueError(
+            f"x: {inner} kept elements after the reduced dims need {tiles} column tiles, "
+            f"more than the {MAX_GRID_Y} this launch allows"
+        )
     return outer, tiles, splits
 
 
@@ -337,13 +404,22 @@ def prepare_max(x: torch.Tensor, dim: int, keepdim: bool):
 _sum_plans = Plans()
 
 
-def reduce_sum(x: torch.Tensor, dim=None, keepdim: bool = False, dtype: torch.dtype | None = None,
-               mean: bool = False) -> torch.Tensor:
+def reduce_sum(
+    x: torch.Tensor, dim=None, keepdim: bool = False, dtype: torch.dtype | None = None, mean: bool = False
+) -> torch.Tensor:
     """torch.sum / torch.mean over `dim` (None or []: all dims), fp32 accumulation; a sum of bool or
     integers (or with an integer `dtype`) accumulates in int64 and gives int64 unless `dtype` says."""
     try:
-        plan_key = (x.shape, x.stride(), x.dtype, x.device, tuple(dim) if isinstance(dim, list) else dim,
-                    keepdim, dtype, mean)
+        plan_key = (
+            x.shape,
+            x.stride(),
+            x.dtype,
+            x.device,
+            tuple(dim) if isinstance(dim, list) else dim,
+            keepdim,
+            dtype,
+            mean,
+        )
     except AttributeError:  # not a tensor: prepare_sum names it
         plan_key = None
     plan = _sum_plans.get(plan_key)
@@ -359,18 +435,52 @@ def reduce_sum(x: torch.Tensor, dim=None, keepdim: bool = False, dtype: torch.dt
     integer = not out.is_floating_point()
     if persistent():
         # live tiles: the accumulator (fp32, or int64) and the loaded x
-        block_n, block_k, programs = _persistent_tiles(outer * inner, n, inner,
-                                                       (8 if integer else 4) + src.element_size())
-        launch(_sum_persistent_kernel, (programs,), src, out, outer * inner, n, inner, so, sn, si, MEAN=mean,
-               INNER_ONE=inner == 1, BLOCK_N=block_n, BLOCK_K=block_k, INT=integer, num_warps=NUM_WARPS)
+        block_n, block_k, programs = _persistent_tiles(
+            outer * inner, n, inner, (8 if integer else 4) + src.element_size()
+        )
+        launch(
+            _sum_persistent_kernel,
+            (programs,),
+            src,
+            out,
+            outer * inner,
+            n,
+            inner,
+            so,
+            sn,
+            si,
+            MEAN=mean,
+            INNER_ONE=inner == 1,
+            BLOCK_N=block_n,
+            BLOCK_K=block_k,
+            INT=integer,
+            num_warps=NUM_WARPS,
+        )
         return out
     block_n, block_i, warps = _tiles(n, inner)
     splits, chunk = _splits(outer, inner, n, block_n, block_i)
     if splits > 1:  # partial sums (fp32, or int64 for integers), then their sum
-        part = torch.empty((outer, splits, inner), dtype=torch.int64 if integer else torch.float32,
-                           device=x.device)
-        launch(_sum_kernel, _grid(outer, inner, block_i, splits), src, part, n, inner, so, sn, si, chunk, n,
-               MEAN=False, BLOCK_N=block_n, BLOCK_I=block_i, INT=integer, num_warps=warps)
+        part = torch.empty(
+            (outer, splits, inner), dtype=torch.int64 if integer else torch.float32, device=x.device
+        )
+        launch(
+            _sum_kernel,
+            _grid(outer, inner, block_i, splits),
+            src,
+            part,
+            n,
+            inner,
+            so,
+            sn,
+            si,
+            chunk,
+            n,
+            MEAN=False,
+            BLOCK_N=block_n,
+            BLOCK_I=block_i,
+            INT=integer,
+            num_warps=warps,
+        )
         src, n, (so, sn, si) = part, splits, (splits * inner, inner, 1)
         block_n, block_i, warps = _tiles(n, inner)
     grid, ints = _grid(outer, inner, block_i), (n, inner, so, sn, si, n, geometry[2])
@@ -390,8 +500,23 @@ def reduce_max(x: torch.Tensor, dim: int, keepdim: bool = False):
             # live tiles: the loaded x; the per-result best, its index and the first NaN (4 + 8 + 8 bytes),
             # counted per tile element to leave room for the comparison temporaries
             block_n, block_k, programs = _persistent_tiles(outer * inner, n, inner, 20 + src.element_size())
-            launch(_max_persistent_kernel, (programs,), src, values, indices, outer * inner, n, inner, so, sn,
-                   si, INNER_ONE=inner == 1, BLOCK_N=block_n, BLOCK_K=block_k, num_warps=NUM_WARPS)
+            launch(
+                _max_persistent_kernel,
+                (programs,),
+                src,
+                values,
+                indices,
+                outer * inner,
+                n,
+                inner,
+                so,
+                sn,
+                si,
+                INNER_ONE=inner == 1,
+                BLOCK_N=block_n,
+                BLOCK_K=block_k,
+                num_warps=NUM_WARPS,
+            )
             return torch.return_types.max((values, indices))
         block_n, block_i, warps = _tiles(n, inner)
         splits, chunk = _splits(outer, inner, n, block_n, block_i)
@@ -399,10 +524,42 @@ def reduce_max(x: torch.Tensor, dim: int, keepdim: bool = False):
         if splits > 1:  # each split's max and index, then the max over splits
             part = torch.empty((outer, splits, inner), dtype=torch.float32, device=x.device)
             part_idx = torch.empty((outer, splits, inner), dtype=torch.int64, device=x.device)
-            launch(_max_kernel, _grid(outer, inner, block_i, splits), src, part, part_idx, part_idx, n, inner,
-                   so, sn, si, chunk, MERGE=False, BLOCK_N=block_n, BLOCK_I=block_i, num_warps=warps)
+            launch(
+                _max_kernel,
+                _grid(outer, inner, block_i, splits),
+                src,
+                part,
+                part_idx,
+                part_idx,
+                n,
+                inner,
+                so,
+                sn,
+                si,
+                chunk,
+                MERGE=False,
+                BLOCK_N=block_n,
+                BLOCK_I=block_i,
+                num_warps=warps,
+            )
             src, n, (so, sn, si) = part, splits, (splits * inner, inner, 1)
             block_n, block_i, warps = _tiles(n, inner)
-        launch(_max_kernel, _grid(outer, inner, block_i), src, values, indices, part_idx, n, inner, so, sn, si,
-               n, MERGE=splits > 1, BLOCK_N=block_n, BLOCK_I=block_i, num_warps=warps)
+        launch(
+            _max_kernel,
+            _grid(outer, inner, block_i),
+            src,
+            values,
+            indices,
+            part_idx,
+            n,
+            inner,
+            so,
+            sn,
+            si,
+            n,
+            MERGE=splits > 1,
+            BLOCK_N=block_n,
+            BLOCK_I=block_i,
+            num_warps=warps,
+        )
     return torch.return_types.max((values, indices))

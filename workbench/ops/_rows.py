@@ -73,8 +73,14 @@ class RowRuns:
     num_warps: int
 
 
-def row_runs(n_rows: int, n: int, one_tile_bytes: float, streamed_bytes: float,
-             max_block: int | None = None, max_programs: int | None = None) -> RowRuns:
+def row_runs(
+    n_rows: int,
+    n: int,
+    one_tile_bytes: float,
+    streamed_bytes: float,
+    max_block: int | None = None,
+    max_programs: int | None = None,
+) -> RowRuns:
     """How a run-of-rows kernel is launched for `n_rows` rows of `n`. Tile style: tiles as the row ops'
     (`tile`, at most `max_block`), as many programs as the backend's policy allows (at most
     `max_programs`). Persistent style (ops.mlu.persistent): the programs that fill the target's cores,

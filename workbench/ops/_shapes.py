@@ -36,5 +36,7 @@ def broadcast_strides(t_shape, t_strides, shape) -> list[int]:
     """The strides of a tensor of `t_shape` and `t_strides` expanded to `shape` (0 along broadcast dims),
     without making the view."""
     lead = len(shape) - len(t_shape)
-    return [0] * lead + [0 if size == 1 and shape[lead + i] != 1 else st
-                         for i, (size, st) in enumerate(zip(t_shape, t_strides))]
+    return [0] * lead + [
+        0 if size == 1 and shape[lead + i] != 1 else st
+        for i, (size, st) in enumerate(zip(t_shape, t_strides))
+    ]

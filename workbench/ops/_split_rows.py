@@ -22,16 +22,20 @@ def target_programs() -> int:
 
 def chunking(n_rows: int, n_cols: int, block: int, max_chunks: int | None = None) -> tuple[int, int]:
     """(chunks per row, columns per chunk: a multiple of `block`), at most `max_chunks` chunks."""
-    return _chunking(target_programs(), backends.active().policy.max_programs, n_rows, n_cols, block, max_chunks)
+    return _chunking(
+        target_programs(), backends.active().policy.max_programs, n_rows, n_cols, block, max_chunks
+    )
 
 
 @functools.lru_cache(maxsize=4096)
-def _chunking(target: int, max_programs: int, n_rows: int, n_cols: int, block: int,
-              max_chunks: int | None) -> tuple[int, int]:
+def _chunking(
+    target: int, max_programs: int, n_rows: int, n_cols: int, block: int, max_chunks: int | None
+) -> tuple[int, int]:
     """`chunking` for `target` programs, at most `max_programs`. Cached: a decode step repeats the same
     sizes."""
     wanted = max(1, -(-target // max(1, n_rows)))
-    wanted = min(wanted, max(1, max_programs // max(1, n_rows)), cdiv(max(n_cols, 1), block),
-                 max_chunks or wanted)
+    wanted = min(
+        wanted, max(1, max_programs // max(1, n_rows)), cdiv(max(n_cols, 1), block), max_chunks or wanted
+    )
     chunk = cdiv(cdiv(max(n_cols, 1), wanted), block) * block
     return cdiv(max(n_cols, 1), chunk), chunk

@@ -43,11 +43,26 @@ from ._launch import launch
 class TuningCache(Protocol):
     """Where chosen configs persist: the results store implements these two methods."""
 
-    def get_tuning(self, device: str, kernel: str, source_hash: str, key: str, triton_version: str,
-                   workbench_version: str) -> dict | None: ...
+    def get_tuning(
+        self,
+        device: str,
+        kernel: str,
+        source_hash: str,
+        key: str,
+        triton_version: str,
+        workbench_version: str,
+    ) -> dict | None: ...
 
-    def put_tuning(self, device: str, kernel: str, source_hash: str, key: str, triton_version: str,
-                   workbench_version: str, config: dict) -> None: ...
+    def put_tuning(
+        self,
+        device: str,
+        kernel: str,
+        source_hash: str,
+        key: str,
+        triton_version: str,
+        workbench_version: str,
+        config: dict,
+    ) -> None: ...
 
 
 class Measure(Protocol):
@@ -96,8 +111,14 @@ def _config_dict(config: triton.Config) -> dict:
 class Tuner:
     """A kernel with candidate configs, chosen per tuning key; see the module docstring."""
 
-    def __init__(self, kernel, configs: Sequence[triton.Config], key: Sequence[str],
-                 prune: Callable[..., list] | None = None, name: str | None = None):
+    def __init__(
+        self,
+        kernel,
+        configs: Sequence[triton.Config],
+        key: Sequence[str],
+        prune: Callable[..., list] | None = None,
+        name: str | None = None,
+    ):
         self.kernel, self.configs, self.key, self.prune = kernel, list(configs), list(key), prune
         fn = getattr(kernel, "fn", kernel)
         self.name = name or f"{fn.__module__}.{fn.__qualname__}"
@@ -130,6 +151,7 @@ class Tuner:
             named = {**dict(zip(self.arg_names, args)), **meta}
             config = self.choose(named, grid, args, meta)
             self._launch(config, grid, named, args, meta)
+
         return run
 
     def _launch(self, config: triton.Config, grid, named: dict, args: tuple, meta: dict) -> None:
@@ -151,13 +173,20 @@ class Tuner:
         self.best_config = config
         return config
 
-    def _choose_new(self, key: str, candidates: list, named: dict, grid, args: tuple,
-                    meta: dict) -> triton.Config:
+    def _choose_new(
+        self, key: str, candidates: list, named: dict, grid, args: tuple, meta: dict
+    ) -> triton.Config:
         if len(candidates) == 1:
             return candidates[0]
         cache, measure = _hooks()
-        ident = (backends.active().properties().name, self.name, self.source_hash, key, triton.__version__,
-                 _version())
+        ident = (
+            backends.active().properties().name,
+            self.name,
+            self.source_hash,
+            key,
+            triton.__version__,
+            _version(),
+        )
         stored = cache.get_tuning(*ident) if cache is not None else None
         if stored is not None:
             match = next((c for c in candidates if _config_dict(c) == stored), None)
@@ -173,8 +202,11 @@ class Tuner:
                 first_error = first_error or e
         if not runnable:
             raise first_error
-        index = measure.choose([lambda c=c: self._launch(c, grid, named, args, meta) for c in runnable]) \
-            if len(runnable) > 1 else 0
+        index = (
+            measure.choose([lambda c=c: self._launch(c, grid, named, args, meta) for c in runnable])
+            if len(runnable) > 1
+            else 0
+        )
         stats.tuned += 1
         if cache is not None:
             cache.put_tuning(*ident, _config_dict(runnable[index]))

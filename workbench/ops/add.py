@@ -25,13 +25,15 @@ def _aten_add_scalar(impl, self, other, alpha=1):
     return impl(self, other, alpha=alpha)
 
 
-SPEC = register(OpSpec(
-    name="add",
-    reference=torch.add,
-    impl=add,
-    cases=binary_cases(integers=2**40),  # int64 past fp32's exact range
-    cost=binary_cost,
-    aten=("aten::add.Tensor", "aten::add.Scalar"),
-    # aten::add.Tensor(self, other, *, alpha=1): the op's own signature.
-    aten_impls={"aten::add.Tensor": same_arguments, "aten::add.Scalar": _aten_add_scalar},
-))
+SPEC = register(
+    OpSpec(
+        name="add",
+        reference=torch.add,
+        impl=add,
+        cases=binary_cases(integers=2**40),  # int64 past fp32's exact range
+        cost=binary_cost,
+        aten=("aten::add.Tensor", "aten::add.Scalar"),
+        # aten::add.Tensor(self, other, *, alpha=1): the op's own signature.
+        aten_impls={"aten::add.Tensor": same_arguments, "aten::add.Scalar": _aten_add_scalar},
+    )
+)

@@ -7,7 +7,9 @@ from ._common import new_output
 from .spec import Case, Cost, OpSpec, nbytes, randn, register
 
 
-def prepare(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor, beta=1, alpha=1) -> tuple[torch.Tensor, dict]:
+def prepare(
+    bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor, beta=1, alpha=1
+) -> tuple[torch.Tensor, dict]:
     """Validate; (output, the keyword arguments of `_matmul.matmul`). Shared by the generic and MLU launchers."""
     _matmul.check_operands(("a", "b", "bias"), a, b, bias)
     if a.dim() != 2 or b.dim() != 2:
@@ -23,9 +25,22 @@ def prepare(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor, beta=1, alpha=
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise TypeError(f"{name}: expected a real number, got {type(v).__name__}")
     c = new_output((M, N), a.dtype, a.device)
-    return c, dict(a=a, b=b, c=c, M=M, N=N, K=K, batch=1, a_strides=(0, *a.stride()),
-                   b_strides=(0, *b.stride()), c_strides=(0, c.stride(0)), bias=full,
-                   bias_strides=full.stride(), alpha=alpha, beta=beta)
+    return c, dict(
+        a=a,
+        b=b,
+        c=c,
+        M=M,
+        N=N,
+        K=K,
+        batch=1,
+        a_strides=(0, *a.stride()),
+        b_strides=(0, *b.stride()),
+        c_strides=(0, c.stride(0)),
+        bias=full,
+        bias_strides=full.stride(),
+        alpha=alpha,
+        beta=beta,
+    )
 
 
 def addmm(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor, *, beta=1, alpha=1) -> torch.Tensor:
@@ -50,25 +65,35 @@ def _case(name, M, K, N, bias_shape=None, b_t=False, nan_bias=False, big=False, 
     return Case(name, make, big=big)
 
 
-SPEC = register(OpSpec(
-    name="addmm",
-    reference=torch.addmm,
-    impl=addmm,
-    cases={
-        "quick": lambda: [_case("row bias 17x33x65", 17, 33, 65),
-                          _case("full bias 64x32x48", 64, 32, 48, (64, 48))],
-        "edge": lambda: [
-            _case("alpha and beta 24x40x56 (linear weight)", 24, 40, 56, b_t=True, beta=0.5, alpha=-2.0),
-            _case("column bias 9x16x12", 9, 16, 12, (9, 1)),
-            _case("beta=0 ignores a NaN bias 6x8x10", 6, 8, 10, nan_bias=True, beta=0),
-            _case("M=1 1x64x80", 1, 64, 80),
-            _case("K=0 gives the bias 4x0x6", 4, 0, 6),
-        ],
-        "llm": lambda: [_case(f"M={m} K={k} N={n}", m, k, n, b_t=True)
-                        for m in (1, 2048) for k, n in _matmul.LINEAR_KN[:2]],
-    },
-    cost=_cost,
-    tolerance={torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 1e-2},
-    aten_impls={"aten::addmm": lambda impl, self, mat1, mat2, beta=1, alpha=1: impl(self, mat1, mat2,
-                                                                                     beta=beta, alpha=alpha)},
-))
+SPEC = register(
+    OpSpec(
+        name="addmm",
+        reference=torch.addmm,
+        impl=addmm,
+        cases={
+            "quick": lambda: [
+                _case("row bias 17x33x65", 17, 33, 65),
+                _case("full bias 64x32x48", 64, 32, 48, (64, 48)),
+            ],
+            "edge": lambda: [
+                _case("alpha and beta 24x40x56 (linear weight)", 24, 40, 56, b_t=True, beta=0.5, alpha=-2.0),
+                _case("column bias 9x16x12", 9, 16, 12, (9, 1)),
+                _case("beta=0 ignores a NaN bias 6x8x10", 6, 8, 10, nan_bias=True, beta=0),
+                _case("M=1 1x64x80", 1, 64, 80),
+                _case("K=0 gives the bias 4x0x6", 4, 0, 6),
+            ],
+            "llm": lambda: [
+                _case(f"M={m} K={k} N={n}", m, k, n, b_t=True)
+                for m in (1, 2048)
+                for k, n in _matmul.LINEAR_KN[:2]
+            ],
+        },
+        cost=_cost,
+        tolerance={torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 1e-2},
+        aten_impls={
+            "aten::addmm": lambda impl, self, mat1, mat2, beta=1, alpha=1: impl(
+                self, mat1, mat2, beta=beta, alpha=alpha
+            )
+        },
+    )
+)

@@ -61,8 +61,18 @@ def _ordered(x):
 
 
 @triton.jit
-def _argmax_kernel(x_ptr, out_ptr, best_ptr, count_ptr, n_cols, x_row_stride, chunk, BLOCK: tl.constexpr,
-                   SPLIT: tl.constexpr, INDEX32: tl.constexpr):
+def _argmax_kernel(
+    x_ptr,
+    out_ptr,
+    best_ptr,
+    count_ptr,
+    n_cols,
+    x_row_stride,
+    chunk,
+    BLOCK: tl.constexpr,
+    SPLIT: tl.constexpr,
+    INDEX32: tl.constexpr,
+):
     """argmax of each row in one launch: program (row, c) finds the winner of columns [c * chunk, ...)
     as (key, index) with keys from `_ordered`. One chunk per row (SPLIT False): it stores the index. Else
     each program folds its winner into best_ptr[row] with one 64-bit atomic max of (key, 2**32 - 1 -
@@ -151,8 +161,10 @@ def _split_slots(device: torch.device, n_rows: int) -> tuple[torch.Tensor, torch
     slots = _slots.get(device)
     if slots is None or slots[0].numel() < n_rows:
         size = max(n_rows, 64)
-        slots = _slots[device] = (torch.full((size,), -(2**63), dtype=torch.int64, device=device),
-                                  torch.zeros(size, dtype=torch.int32, device=device))
+        slots = _slots[device] = (
+            torch.full((size,), -(2**63), dtype=torch.int64, device=device),
+            torch.zeros(size, dtype=torch.int32, device=device),
+        )
     return slots
 
 
@@ -168,17 +180,28 @@ class _Sizing:
         warps = 16 if block >= 2048 else _rows.row_warps(block)
         # The split launch packs an index into 32 bits: longer rows (only a flattened tensor past 2**32
         # elements) take one program per row.
-        self.chunks, self.chunk = (_split_rows.chunking(self.n_rows, self.n, block) if self.n < 2**32
-                                   else (1, self.n))
-        self.site = Site(_argmax_kernel, BLOCK=block, SPLIT=self.chunks > 1, INDEX32=self.n < 2**31,
-                         num_warps=warps)
+        self.chunks, self.chunk = (
+            _split_rows.chunking(self.n_rows, self.n, block) if self.n < 2**32 else (1, self.n)
+        )
+        self.site = Site(
+            _argmax_kernel, BLOCK=block, SPLIT=self.chunks > 1, INDEX32=self.n < 2**31, num_warps=warps
+        )
         # Held here: a set replaced by a larger one stays valid (and reset) for the plans that hold it.
         self.slots = _split_slots(rows.device, self.n_rows) if self.chunks > 1 else None
 
     def launch(self, rows: torch.Tensor, out: torch.Tensor) -> None:
         best, count = self.slots or (out, out)
-        self.site((self.n_rows, self.chunks), rows, out, best, count, self.n, self.row_stride, self.chunk,
-                  aligned=not rows.data_ptr() & 15)
+        self.site(
+            (self.n_rows, self.chunks),
+            rows,
+            out,
+            best,
+            count,
+            self.n,
+            self.row_stride,
+            self.chunk,
+            aligned=not rows.data_ptr() & 15,
+        )
 
 
 def argmax(x: torch.Tensor, dim: int | None = None, keepdim: bool = False) -> torch.Tensor:
@@ -218,36 +241,39 @@ def _with_ties_and_specials(x):
 def _case(name, shape, dim=-1, keepdim=False, transform=None, big=False):
     def make(dtype, device, gen):
         x = randn(shape, dtype, device, gen)
-        return ((transform(x) if transform else x),), ({"dim": dim, "keepdim": keepdim} if dim is not None else
-                                                       {"keepdim": keepdim})
+        return ((transform(x) if transform else x),), (
+            {"dim": dim, "keepdim": keepdim} if dim is not None else {"keepdim": keepdim}
+        )
 
     return Case(name, make, big=big)
 
 
-SPEC = register(OpSpec(
-    name="argmax",
-    reference=torch.argmax,
-    impl=argmax,
-    cases={
-        "quick": lambda: [_case("64x300", (64, 300)), _case("4x5000 split rows", (4, 5000))],
-        "edge": lambda: [
-            _case("ties, NaN, all -inf rows", (4, 20), transform=_with_ties_and_specials),
-            _case("rank3 dim1 keepdim", (3, 50, 7), dim=1, keepdim=True),
-            _case("transposed dim0", (30, 40), dim=0, transform=lambda x: x.t()),
-            _case("flattened (dim None)", (7, 90), dim=None),
-            _case("dim None keepdim", (3, 4, 5), dim=None, keepdim=True),
-            _case("0-dim", (), dim=None),
-            _case("zero rows 0x16", (0, 16)),
-            _case("big 2x(2**30+7) dim None", (2, 2**30 + 7), dim=None, big=True),
-        ],
-        "llm": lambda: [
-            _case("greedy decode 1x151936", (1, 151936)),
-            _case("greedy decode 64x151936", (64, 151936)),
-            _case("prefill 2048x151936", (2048, 151936)),
-        ],
-    },
-    cost=_cost,
-    aten=("aten::argmax",),
-    aten_impls={"aten::argmax": same_arguments},
-    dtypes=(torch.float32, torch.float16, torch.bfloat16),
-))
+SPEC = register(
+    OpSpec(
+        name="argmax",
+        reference=torch.argmax,
+        impl=argmax,
+        cases={
+            "quick": lambda: [_case("64x300", (64, 300)), _case("4x5000 split rows", (4, 5000))],
+            "edge": lambda: [
+                _case("ties, NaN, all -inf rows", (4, 20), transform=_with_ties_and_specials),
+                _case("rank3 dim1 keepdim", (3, 50, 7), dim=1, keepdim=True),
+                _case("transposed dim0", (30, 40), dim=0, transform=lambda x: x.t()),
+                _case("flattened (dim None)", (7, 90), dim=None),
+                _case("dim None keepdim", (3, 4, 5), dim=None, keepdim=True),
+                _case("0-dim", (), dim=None),
+                _case("zero rows 0x16", (0, 16)),
+                _case("big 2x(2**30+7) dim None", (2, 2**30 + 7), dim=None, big=True),
+            ],
+            "llm": lambda: [
+                _case("greedy decode 1x151936", (1, 151936)),
+                _case("greedy decode 64x151936", (64, 151936)),
+                _case("prefill 2048x151936", (2048, 151936)),
+            ],
+        },
+        cost=_cost,
+        aten=("aten::argmax",),
+        aten_impls={"aten::argmax": same_arguments},
+        dtypes=(torch.float32, torch.float16, torch.bfloat16),
+    )
+)

@@ -23,13 +23,19 @@ def _aten(impl, self, other):
     return impl(self, other)
 
 
-SPEC = register(OpSpec(
-    name="bitwise_and",
-    reference=torch.bitwise_and,
-    impl=bitwise_and,
-    cases=bitwise_cases(binary=True),
-    cost=binary_cost,
-    # `a & b` in Python is aten::__and__; torch.bitwise_and is aten::bitwise_and
-    aten_impls={"aten::bitwise_and.Tensor": _aten, "aten::bitwise_and.Scalar": _aten,
-                "aten::__and__.Tensor": _aten, "aten::__and__.Scalar": _aten},
-))
+SPEC = register(
+    OpSpec(
+        name="bitwise_and",
+        reference=torch.bitwise_and,
+        impl=bitwise_and,
+        cases=bitwise_cases(binary=True),
+        cost=binary_cost,
+        # `a & b` in Python is aten::__and__; torch.bitwise_and is aten::bitwise_and
+        aten_impls={
+            "aten::bitwise_and.Tensor": _aten,
+            "aten::bitwise_and.Scalar": _aten,
+            "aten::__and__.Tensor": _aten,
+            "aten::__and__.Scalar": _aten,
+        },
+    )
+)

@@ -18,11 +18,13 @@ def bitwise_not(x: torch.Tensor) -> torch.Tensor:
     return unary(_not, x, dtypes=BITWISE_DTYPES)
 
 
-SPEC = register(OpSpec(
-    name="bitwise_not",
-    reference=torch.bitwise_not,
-    impl=bitwise_not,
-    cases=bitwise_cases(binary=False),
-    cost=unary_cost,
-    aten_impls={"aten::bitwise_not": lambda impl, self: impl(self)},
-))
+SPEC = register(
+    OpSpec(
+        name="bitwise_not",
+        reference=torch.bitwise_not,
+        impl=bitwise_not,
+        cases=bitwise_cases(binary=False),
+        cost=unary_cost,
+        aten_impls={"aten::bitwise_not": lambda impl, self: impl(self)},
+    )
+)

@@ -23,13 +23,19 @@ def _aten(impl, self, other):
     return impl(self, other)
 
 
-SPEC = register(OpSpec(
-    name="bitwise_or",
-    reference=torch.bitwise_or,
-    impl=bitwise_or,
-    cases=bitwise_cases(binary=True),
-    cost=binary_cost,
-    # `a | b` in Python is aten::__or__; torch.bitwise_or is aten::bitwise_or
-    aten_impls={"aten::bitwise_or.Tensor": _aten, "aten::bitwise_or.Scalar": _aten,
-                "aten::__or__.Tensor": _aten, "aten::__or__.Scalar": _aten},
-))
+SPEC = register(
+    OpSpec(
+        name="bitwise_or",
+        reference=torch.bitwise_or,
+        impl=bitwise_or,
+        cases=bitwise_cases(binary=True),
+        cost=binary_cost,
+        # `a | b` in Python is aten::__or__; torch.bitwise_or is aten::bitwise_or
+        aten_impls={
+            "aten::bitwise_or.Tensor": _aten,
+            "aten::bitwise_or.Scalar": _aten,
+            "aten::__or__.Tensor": _aten,
+            "aten::__or__.Scalar": _aten,
+        },
+    )
+)

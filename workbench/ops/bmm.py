@@ -17,8 +17,18 @@ def prepare(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, dict]:
     if B != B2 or K != K2:
         raise ValueError(f"b: expected shape ({B}, {K}, N) to match a {tuple(a.shape)}, got {tuple(b.shape)}")
     c = new_output((B, M, N), a.dtype, a.device)
-    return c, dict(a=a, b=b, c=c, M=M, N=N, K=K, batch=B, a_strides=a.stride(), b_strides=b.stride(),
-                   c_strides=c.stride()[:2])
+    return c, dict(
+        a=a,
+        b=b,
+        c=c,
+        M=M,
+        N=N,
+        K=K,
+        batch=B,
+        a_strides=a.stride(),
+        b_strides=b.stride(),
+        c_strides=c.stride()[:2],
+    )
 
 
 def bmm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -34,8 +44,11 @@ def _backward(ctx, dc):
     """da = dc @ b^T, db = a^T @ dc per batch, on our bmm's custom operator."""
     a, b = ctx.saved_tensors
     run = generic("bmm")
-    return input_grads(ctx, run(dc, b.transpose(1, 2)) if ctx.needs_input_grad[0] else None,
-                       run(a.transpose(1, 2), dc) if ctx.needs_input_grad[1] else None)
+    return input_grads(
+        ctx,
+        run(dc, b.transpose(1, 2)) if ctx.needs_input_grad[0] else None,
+        run(a.transpose(1, 2), dc) if ctx.needs_input_grad[1] else None,
+    )
 
 
 def _cost(a, b):
@@ -52,30 +65,32 @@ def _case(name, B, M, K, N, b_t=False, a_broadcast=False, big=False):
     return Case(name, make, big=big)
 
 
-SPEC = register(OpSpec(
-    name="bmm",
-    reference=torch.bmm,
-    impl=bmm,
-    cases={
-        "quick": lambda: [_case("3x17x33x20", 3, 17, 33, 20), _case("2x64x32x48", 2, 64, 32, 48)],
-        "edge": lambda: [
-            _case("b transposed (k^T) 4x9x16x24", 4, 9, 16, 24, b_t=True),
-            _case("a broadcast over batch (stride 0) 3x8x12x10", 3, 8, 12, 10, a_broadcast=True),
-            _case("K=1 outer product (rope freqs) 1x64x1x80", 1, 64, 1, 80),
-            _case("M=1 decode 5x1x40x30", 5, 1, 40, 30),
-            _case("K=0 2x3x0x4", 2, 3, 0, 4),
-            _case("empty batch 0x4x5x6", 0, 4, 5, 6),
-        ],
-        "llm": lambda: [
-            _case("attn scores decode 32x1x128x2048", 32, 1, 128, 2048, b_t=True),
-            _case("attn values decode 32x1x2048x128", 32, 1, 2048, 128),
-            _case("attn scores prefill 32x2048x128x2048", 32, 2048, 128, 2048, b_t=True),
-            _case("rope freqs 1x64x1x2048", 1, 64, 1, 2048),
-        ],
-    },
-    cost=_cost,
-    tolerance={torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 1e-2},
-    aten_impls={"aten::bmm": lambda impl, self, mat2: impl(self, mat2)},
-    backward=_backward,
-    setup_context=_setup_context,
-))
+SPEC = register(
+    OpSpec(
+        name="bmm",
+        reference=torch.bmm,
+        impl=bmm,
+        cases={
+            "quick": lambda: [_case("3x17x33x20", 3, 17, 33, 20), _case("2x64x32x48", 2, 64, 32, 48)],
+            "edge": lambda: [
+                _case("b transposed (k^T) 4x9x16x24", 4, 9, 16, 24, b_t=True),
+                _case("a broadcast over batch (stride 0) 3x8x12x10", 3, 8, 12, 10, a_broadcast=True),
+                _case("K=1 outer product (rope freqs) 1x64x1x80", 1, 64, 1, 80),
+                _case("M=1 decode 5x1x40x30", 5, 1, 40, 30),
+                _case("K=0 2x3x0x4", 2, 3, 0, 4),
+                _case("empty batch 0x4x5x6", 0, 4, 5, 6),
+            ],
+            "llm": lambda: [
+                _case("attn scores decode 32x1x128x2048", 32, 1, 128, 2048, b_t=True),
+                _case("attn values decode 32x1x2048x128", 32, 1, 2048, 128),
+                _case("attn scores prefill 32x2048x128x2048", 32, 2048, 128, 2048, b_t=True),
+                _case("rope freqs 1x64x1x2048", 1, 64, 1, 2048),
+            ],
+        },
+        cost=_cost,
+        tolerance={torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 1e-2},
+        aten_impls={"aten::bmm": lambda impl, self, mat2: impl(self, mat2)},
+        backward=_backward,
+        setup_context=_setup_context,
+    )
+)

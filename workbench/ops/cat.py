@@ -26,7 +26,9 @@ from .spec import Case, Cost, OpSpec, nbytes, randn, register, same_arguments
 def prepare(tensors, dim: int = 0) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
     """Validate; (output, [(its slice, the input copied there)]). Shared by both launch styles."""
     if isinstance(tensors, torch.Tensor) or not isinstance(tensors, (list, tuple)) or not tensors:
-        raise TypeError(f"tensors: expected a non-empty list or tuple of tensors, got {type(tensors).__name__}")
+        raise TypeError(
+            f"tensors: expected a non-empty list or tuple of tensors, got {type(tensors).__name__}"
+        )
     for i, t in enumerate(tensors):
         check_tensor(f"tensors[{i}]", t, MOVE_DTYPES)
     check_same_device(**{f"tensors[{i}]": t for i, t in enumerate(tensors)})
@@ -36,9 +38,12 @@ def prepare(tensors, dim: int = 0) -> tuple[torch.Tensor, list[tuple[torch.Tenso
         raise ValueError("tensors: zero-dimensional tensors cannot be concatenated")
     (d,) = normalize_dims(first, dim)
     for i, t in enumerate(parts):
-        if t.dim() != first.dim() or any(a != b for k, (a, b) in enumerate(zip(t.shape, first.shape)) if k != d):
-            raise ValueError(f"tensors: shape {tuple(t.shape)} does not match {tuple(first.shape)} "
-                             f"outside dim {d}")
+        if t.dim() != first.dim() or any(
+            a != b for k, (a, b) in enumerate(zip(t.shape, first.shape)) if k != d
+        ):
+            raise ValueError(
+                f"tensors: shape {tuple(t.shape)} does not match {tuple(first.shape)} outside dim {d}"
+            )
     shape = list(first.shape)
     shape[d] = sum(t.shape[d] for t in parts)
     dtype = functools.reduce(torch.promote_types, (t.dtype for t in tensors))
@@ -52,8 +57,9 @@ def prepare(tensors, dim: int = 0) -> tuple[torch.Tensor, list[tuple[torch.Tenso
 
 
 @triton.jit
-def _cat2_kernel(a_ptr, b_ptr, out_ptr, n, size, size_a, inner, a_so, a_sd, a_si, b_so, b_sd, b_si,
-                 BLOCK: tl.constexpr):
+def _cat2_kernel(
+    a_ptr, b_ptr, out_ptr, n, size, size_a, inner, a_so, a_sd, a_si, b_so, b_sd, b_si, BLOCK: tl.constexpr
+):
     """out, contiguous (outer, size, inner), = a (its first size_a along the middle dim) then b; the flat
     index math in int32 (n < 2**31), the source offsets in int64."""
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
@@ -71,7 +77,7 @@ def _cat2_kernel(a_ptr, b_ptr, out_ptr, n, size, size_a, inner, a_so, a_sd, a_si
 def _as_3d(t: torch.Tensor, d: int) -> tuple[int, int, int] | None:
     """(outer, dim d, inner) strides of `t`, or None when the dims before or after d do not merge."""
     outer = _merge_dims(t.shape[:d], [t.stride()[:d]])
-    inner = _merge_dims(t.shape[d + 1:], [t.stride()[d + 1:]])
+    inner = _merge_dims(t.shape[d + 1 :], [t.stride()[d + 1 :]])
     if len(outer) > 1 or len(inner) > 1:
         return None
     return (outer[0][1][0] if outer else 0), t.stride(d), (inner[0][1][0] if inner else 0)
@@ -87,7 +93,7 @@ def _cat2(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor, d: int) -> tuple 
     if a_strides is None or b_strides is None:
         return None
     grid = (cdiv(n, BLOCK),)
-    ints = (n, out.shape[d], a.shape[d], math.prod(out.shape[d + 1:]), *a_strides, *b_strides)
+    ints = (n, out.shape[d], a.shape[d], math.prod(out.shape[d + 1 :]), *a_strides, *b_strides)
     site = Site(_cat2_kernel, BLOCK=BLOCK)
     if n:
         site(grid, a, b, out, *ints, aligned=aligned(a, b))
@@ -156,29 +162,33 @@ def _rotate_half(d, dev, g):
     return ([q[..., 64:], q[..., :64]], -1), {}
 
 
-SPEC = register(OpSpec(
-    name="cat",
-    reference=torch.cat,
-    impl=cat,
-    cases={
-        "quick": lambda: [_case("dim 0 of 3", [(10, 32), (5, 32), (7, 32)], 0),
-                          _case("dim 1 of 2", [(16, 20), (16, 45)], 1)],
-        "edge": lambda: [
-            _case("rank4 dim 2 (KV append)", [(2, 3, 5, 8), (2, 3, 1, 8)], 2),
-            _case("dim -1 strided halves", [(6, 40), (6, 40)], -1, transform=lambda t: t[:, ::2]),
-            _case("transposed inputs", [(20, 7), (20, 9)], 0, transform=lambda t: t.t()),
-            _case("promotes to fp32", [(4, 5), (4, 5)], 0, dtypes=[None, torch.float32]),
-            _case("int64 inputs", [(3, 4), (2, 4)], 0, dtypes=[torch.int64, torch.int64]),
-            _case("legacy empty (0,) skipped", [(0,), (4, 6)], 0),
-            _case("one input", [(5, 5)], 1),
-            _case("zero-size part", [(0, 8), (3, 8)], 0),
-        ],
-        "llm": lambda: [
-            _kv_append("KV append decode 64x8x2047+1x128", 64, 2047),
-            _kv_append("KV append decode 1x8x2047+1x128", 1, 2047),
-            Case("rotate_half 2x 1x32x2048x64 dim -1", _rotate_half),
-        ],
-    },
-    cost=_cost,
-    aten_impls={"aten::cat": same_arguments},
-))
+SPEC = register(
+    OpSpec(
+        name="cat",
+        reference=torch.cat,
+        impl=cat,
+        cases={
+            "quick": lambda: [
+                _case("dim 0 of 3", [(10, 32), (5, 32), (7, 32)], 0),
+                _case("dim 1 of 2", [(16, 20), (16, 45)], 1),
+            ],
+            "edge": lambda: [
+                _case("rank4 dim 2 (KV append)", [(2, 3, 5, 8), (2, 3, 1, 8)], 2),
+                _case("dim -1 strided halves", [(6, 40), (6, 40)], -1, transform=lambda t: t[:, ::2]),
+                _case("transposed inputs", [(20, 7), (20, 9)], 0, transform=lambda t: t.t()),
+                _case("promotes to fp32", [(4, 5), (4, 5)], 0, dtypes=[None, torch.float32]),
+                _case("int64 inputs", [(3, 4), (2, 4)], 0, dtypes=[torch.int64, torch.int64]),
+                _case("legacy empty (0,) skipped", [(0,), (4, 6)], 0),
+                _case("one input", [(5, 5)], 1),
+                _case("zero-size part", [(0, 8), (3, 8)], 0),
+            ],
+            "llm": lambda: [
+                _kv_append("KV append decode 64x8x2047+1x128", 64, 2047),
+                _kv_append("KV append decode 1x8x2047+1x128", 1, 2047),
+                Case("rotate_half 2x 1x32x2048x64 dim -1", _rotate_half),
+            ],
+        },
+        cost=_cost,
+        aten_impls={"aten::cat": same_arguments},
+    )
+)

@@ -29,11 +29,13 @@ def angle_cases() -> dict:
     return {**cases, "llm": lambda: cases["llm"]() + [Case("rope angles 2048x128", angles)]}
 
 
-SPEC = register(OpSpec(
-    name="cos",
-    reference=torch.cos,
-    impl=cos,
-    cases=angle_cases(),
-    cost=unary_cost,
-    aten_impls={"aten::cos": same_arguments},
-))
+SPEC = register(
+    OpSpec(
+        name="cos",
+        reference=torch.cos,
+        impl=cos,
+        cases=angle_cases(),
+        cost=unary_cost,
+        aten_impls={"aten::cos": same_arguments},
+    )
+)

@@ -46,8 +46,19 @@ def row_loss(x_row, t_ptr, row, n_cols, ignore_index, smoothing, SMOOTH: tl.cons
 
 
 @triton.jit
-def _row_loss_kernel(x_ptr, t_ptr, loss_ptr, flag_ptr, n_cols, x_row_stride, ignore_index, smoothing,
-                     SMOOTH: tl.constexpr, CHECK: tl.constexpr, BLOCK: tl.constexpr):
+def _row_loss_kernel(
+    x_ptr,
+    t_ptr,
+    loss_ptr,
+    flag_ptr,
+    n_cols,
+    x_row_stride,
+    ignore_index,
+    smoothing,
+    SMOOTH: tl.constexpr,
+    CHECK: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
     row = tl.program_id(0).to(tl.int64)
     loss = row_loss(x_ptr + row * x_row_stride, t_ptr, row, n_cols, ignore_index, smoothing, SMOOTH, BLOCK)
     tl.store(loss_ptr + row, loss.to(loss_ptr.dtype.element_ty))
@@ -73,8 +84,9 @@ def _reduce_kernel(loss_ptr, t_ptr, out_ptr, n_rows, ignore_index, MEAN: tl.cons
     tl.store(out_ptr, result.to(out_ptr.dtype.element_ty))
 
 
-def prepare(input: torch.Tensor, target: torch.Tensor, ignore_index: int, reduction: str,
-            label_smoothing: float):
+def prepare(
+    input: torch.Tensor, target: torch.Tensor, ignore_index: int, reduction: str, label_smoothing: float
+):
     """Validate; (output, logits as rows, targets as one row, per-row losses). rows is None when there is
     nothing to compute (the output is then final). Shared by every cross_entropy launcher (generic, MLU
     style), which then write the losses and call `finish`."""
@@ -89,8 +101,10 @@ def prepare(input: torch.Tensor, target: torch.Tensor, ignore_index: int, reduct
         raise ValueError("input: expected (C,), (N, C) or (N, C, d1, ...), got a 0-dim tensor")
     expected = input.shape[:1] + input.shape[2:] if input.dim() > 1 else torch.Size([])
     if target.shape != expected:
-        raise ValueError(f"target: expected shape {tuple(expected)} for input {tuple(input.shape)}, "
-                         f"got {tuple(target.shape)}")
+        raise ValueError(
+            f"target: expected shape {tuple(expected)} for input {tuple(input.shape)}, "
+            f"got {tuple(target.shape)}"
+        )
     n_classes = input.shape[1] if input.dim() > 1 else input.shape[0]
     out = new_output(target.shape if reduction == "none" else (), input.dtype, input.device)
     n_rows = target.numel()
@@ -102,17 +116,32 @@ def prepare(input: torch.Tensor, target: torch.Tensor, ignore_index: int, reduct
         return out, None, None, None
     rows = _rows.as_rows(input.movedim(1, -1) if input.dim() > 1 else input)
     targets = target.reshape(-1).contiguous()
-    losses = out.view(-1) if reduction == "none" else torch.empty(n_rows, dtype=torch.float32, device=input.device)
+    losses = (
+        out.view(-1) if reduction == "none" else torch.empty(n_rows, dtype=torch.float32, device=input.device)
+    )
     return out, rows, targets, losses
 
 
 @triton.jit
-def _row_loss_persistent_kernel(x_ptr, t_ptr, loss_ptr, flag_ptr, n_cols, x_row_stride, ignore_index, smoothing,
-                                n_rows, SMOOTH: tl.constexpr, CHECK: tl.constexpr, BLOCK: tl.constexpr):
+def _row_loss_persistent_kernel(
+    x_ptr,
+    t_ptr,
+    loss_ptr,
+    flag_ptr,
+    n_cols,
+    x_row_stride,
+    ignore_index,
+    smoothing,
+    n_rows,
+    SMOOTH: tl.constexpr,
+    CHECK: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
     # The persistent style (ops.mlu.persistent): programs that fill the cores walk the rows.
     for row in range(tl.program_id(0).to(tl.int64), n_rows, tl.num_programs(0)):
-        loss = row_loss(x_ptr + row * x_row_stride, t_ptr, row, n_cols, ignore_index, smoothing, SMOOTH,
-                        BLOCK)
+        loss = row_loss(
+            x_ptr + row * x_row_stride, t_ptr, row, n_cols, ignore_index, smoothing, SMOOTH, BLOCK
+        )
         tl.store(loss_ptr + row, loss.to(loss_ptr.dtype.element_ty))
         if CHECK:
             target = tl.load(t_ptr + row)
@@ -120,17 +149,33 @@ def _row_loss_persistent_kernel(x_ptr, t_ptr, loss_ptr, flag_ptr, n_cols, x_row_
                 tl.store(flag_ptr, 1)
 
 
-def finish(out: torch.Tensor, losses: torch.Tensor, targets: torch.Tensor, ignore_index: int,
-           reduction: str) -> torch.Tensor:
+def finish(
+    out: torch.Tensor, losses: torch.Tensor, targets: torch.Tensor, ignore_index: int, reduction: str
+) -> torch.Tensor:
     """Reduce the per-row losses into `out` (one program: a handful of tasks, within the MLU rules too)."""
     if reduction != "none":
-        launch(_reduce_kernel, (1,), losses, targets, out, losses.numel(), int(ignore_index),
-               MEAN=reduction == "mean", BLOCK=min(4096, next_pow2(losses.numel())), num_warps=4)
+        launch(
+            _reduce_kernel,
+            (1,),
+            losses,
+            targets,
+            out,
+            losses.numel(),
+            int(ignore_index),
+            MEAN=reduction == "mean",
+            BLOCK=min(4096, next_pow2(losses.numel())),
+            num_warps=4,
+        )
     return out
 
 
-def cross_entropy(input: torch.Tensor, target: torch.Tensor, ignore_index: int = -100,
-                  reduction: str = "mean", label_smoothing: float = 0.0) -> torch.Tensor:
+def cross_entropy(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+) -> torch.Tensor:
     """Mean/sum/per-element negative log-likelihood of `target` classes under softmax(input) over dim 1."""
     out, rows, targets, losses = prepare(input, target, ignore_index, reduction, label_smoothing)
     if rows is None:
@@ -144,24 +189,55 @@ def cross_entropy(input: torch.Tensor, target: torch.Tensor, ignore_index: int =
         block = min(4096, next_pow2(n_classes))
         kernel, grid, extra, warps = _row_loss_kernel, (n_rows,), (), _rows.row_warps(block)
     check, flag = _index_check.checking(targets), _index_check.flag(targets.device)
-    launch(kernel, grid, rows, targets, losses, flag, n_classes, rows.stride(0), int(ignore_index),
-           float(label_smoothing), *extra, SMOOTH=label_smoothing > 0, CHECK=check, BLOCK=block, num_warps=warps)
+    launch(
+        kernel,
+        grid,
+        rows,
+        targets,
+        losses,
+        flag,
+        n_classes,
+        rows.stride(0),
+        int(ignore_index),
+        float(label_smoothing),
+        *extra,
+        SMOOTH=label_smoothing > 0,
+        CHECK=check,
+        BLOCK=block,
+        num_warps=warps,
+    )
     finish(out, losses, targets, ignore_index, reduction)
     if check:
+
         def message() -> str | None:
             bad = _index_check.first_outside(targets, n_classes, allowed=ignore_index)
             if bad is None:
                 return None
-            return (f"cross_entropy: Target {bad} is out of bounds: expected a class in [0, {n_classes}) or "
-                    f"ignore_index {ignore_index}")
+            return (
+                f"cross_entropy: Target {bad} is out of bounds: expected a class in [0, {n_classes}) or "
+                f"ignore_index {ignore_index}"
+            )
 
         _index_check.raise_if_set(targets.device, message, "cross_entropy")
     return out
 
 
 @triton.jit
-def _backward_kernel(x_ptr, t_ptr, g_ptr, dx_ptr, n_rows, n_cols, x_row_stride, g_stride, ignore_index,
-                     smoothing, rows_per_program, SMOOTH: tl.constexpr, BLOCK: tl.constexpr):
+def _backward_kernel(
+    x_ptr,
+    t_ptr,
+    g_ptr,
+    dx_ptr,
+    n_rows,
+    n_cols,
+    x_row_stride,
+    g_stride,
+    ignore_index,
+    smoothing,
+    rows_per_program,
+    SMOOTH: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
     """dlogits of one row = g * (softmax(x) - (1 - eps) * onehot(target) - eps / C), zero for an ignored
     row, NaN for an out-of-range target (its loss is NaN). g: the row's share of the loss gradient.
     Each program takes a run of rows, so that the grid stays within the launch policy."""
@@ -185,10 +261,22 @@ def _backward_kernel(x_ptr, t_ptr, g_ptr, dx_ptr, n_rows, n_cols, x_row_stride, 
             tl.store(dx_ptr + row * n_cols + start + cols, (g * d).to(dx_ptr.dtype.element_ty), mask=mask)
 
 
-@backward_op("cross_entropy_backward", lambda grad, input, *_: input.movedim(1, -1).new_empty(
-    input.movedim(1, -1).shape).movedim(-1, 1) if input.dim() > 1 else input.new_empty(input.shape))
-def cross_entropy_backward(grad: torch.Tensor, input: torch.Tensor, target: torch.Tensor, ignore_index: int,
-                           reduction: str, label_smoothing: float) -> torch.Tensor:
+@backward_op(
+    "cross_entropy_backward",
+    lambda grad, input, *_: (
+        input.movedim(1, -1).new_empty(input.movedim(1, -1).shape).movedim(-1, 1)
+        if input.dim() > 1
+        else input.new_empty(input.shape)
+    ),
+)
+def cross_entropy_backward(
+    grad: torch.Tensor,
+    input: torch.Tensor,
+    target: torch.Tensor,
+    ignore_index: int,
+    reduction: str,
+    label_smoothing: float,
+) -> torch.Tensor:
     """d loss / d input for the loss of `cross_entropy` (grad: the loss's gradient)."""
     moved = input.movedim(1, -1) if input.dim() > 1 else input
     rows = _rows.as_rows(moved)
@@ -208,9 +296,24 @@ def cross_entropy_backward(grad: torch.Tensor, input: torch.Tensor, target: torc
     el = input.element_size()
     # the online log-sum-exp (fp32 max, sum and plain sum), then a pass that loads the row to write dx
     runs = _rows.row_runs(n_rows, n_classes, 12 + 2 * el, 12 + 2 * el, max_block=4096)
-    launch(_backward_kernel, (runs.programs,), rows, targets, g, dx, n_rows, n_classes, rows.stride(0),
-           g_stride, int(ignore_index), float(label_smoothing), runs.per_program, SMOOTH=label_smoothing > 0,
-           BLOCK=runs.block, num_warps=runs.num_warps)
+    launch(
+        _backward_kernel,
+        (runs.programs,),
+        rows,
+        targets,
+        g,
+        dx,
+        n_rows,
+        n_classes,
+        rows.stride(0),
+        g_stride,
+        int(ignore_index),
+        float(label_smoothing),
+        runs.per_program,
+        SMOOTH=label_smoothing > 0,
+        BLOCK=runs.block,
+        num_warps=runs.num_warps,
+    )
     return dx.view(moved.shape).movedim(-1, 1) if input.dim() > 1 else dx.view(input.shape)
 
 
@@ -234,16 +337,26 @@ def _aten_cross_entropy(impl, self, target, weight=None, reduction=1, ignore_ind
 
 
 def _reference(input, target, ignore_index=-100, reduction="mean", label_smoothing=0.0):
-    return torch.nn.functional.cross_entropy(input, target, ignore_index=ignore_index, reduction=reduction,
-                                             label_smoothing=label_smoothing)
+    return torch.nn.functional.cross_entropy(
+        input, target, ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing
+    )
 
 
 def _cost(input, target, ignore_index=-100, reduction="mean", label_smoothing=0.0):
     return Cost(bytes=nbytes(input, target) + target.numel() * input.element_size(), flops=4 * input.numel())
 
 
-def _case(name, shape, reduction="mean", ignored=0.0, smoothing=0.0, transform=None, ignore_index=-100,
-          scale=2.0, big=False):
+def _case(
+    name,
+    shape,
+    reduction="mean",
+    ignored=0.0,
+    smoothing=0.0,
+    transform=None,
+    ignore_index=-100,
+    scale=2.0,
+    big=False,
+):
     """Logits of `shape` (class dim 1, or 0 for 1-D); a fraction `ignored` of targets set to ignore_index."""
 
     def make(dtype, device, gen):
@@ -261,32 +374,37 @@ def _case(name, shape, reduction="mean", ignored=0.0, smoothing=0.0, transform=N
     return Case(name, make, big=big)
 
 
-SPEC = register(OpSpec(
-    name="cross_entropy",
-    reference=_reference,
-    impl=cross_entropy,
-    cases={
-        "quick": lambda: [_case("8x100", (8, 100)), _case("5x1000 sum, ignore", (5, 1000), "sum", ignored=0.4)],
-        "edge": lambda: [
-            _case("none, ignore 0.3", (16, 50), "none", ignored=0.3),
-            _case("label smoothing 0.1, ignore", (9, 70), ignored=0.3, smoothing=0.1),
-            _case("rank3 (N, C, d) 2x7x5", (2, 7, 5), "none"),
-            _case("1-D logits", (33,)),
-            _case("transposed logits", (40, 12), transform=lambda x: x.t().contiguous().t()),
-            _case("long rows 3x20000", (3, 20000), scale=4.0),
-            _case("all ignored: mean is NaN", (4, 10), ignored=1.0),
-            _case("ignore_index 3", (12, 6), "sum", ignored=0.3, ignore_index=3),
-            _case("zero rows", (0, 10), "sum"),
-            _case("big 16385x131072 none", (16385, 131072), "none", big=True),
-        ],
-        "llm": lambda: [
-            _case("prefill 2048x151936 (ignore 5%)", (2048, 151936), ignored=0.05),
-            _case("batch 64x151936 none", (64, 151936), "none"),
-        ],
-    },
-    cost=_cost,
-    aten=("aten::cross_entropy_loss",),
-    aten_impls={"aten::cross_entropy_loss": _aten_cross_entropy},
-    backward=_backward,
-    setup_context=_setup_context,
-))
+SPEC = register(
+    OpSpec(
+        name="cross_entropy",
+        reference=_reference,
+        impl=cross_entropy,
+        cases={
+            "quick": lambda: [
+                _case("8x100", (8, 100)),
+                _case("5x1000 sum, ignore", (5, 1000), "sum", ignored=0.4),
+            ],
+            "edge": lambda: [
+                _case("none, ignore 0.3", (16, 50), "none", ignored=0.3),
+                _case("label smoothing 0.1, ignore", (9, 70), ignored=0.3, smoothing=0.1),
+                _case("rank3 (N, C, d) 2x7x5", (2, 7, 5), "none"),
+                _case("1-D logits", (33,)),
+                _case("transposed logits", (40, 12), transform=lambda x: x.t().contiguous().t()),
+                _case("long rows 3x20000", (3, 20000), scale=4.0),
+                _case("all ignored: mean is NaN", (4, 10), ignored=1.0),
+                _case("ignore_index 3", (12, 6), "sum", ignored=0.3, ignore_index=3),
+                _case("zero rows", (0, 10), "sum"),
+                _case("big 16385x131072 none", (16385, 131072), "none", big=True),
+            ],
+            "llm": lambda: [
+                _case("prefill 2048x151936 (ignore 5%)", (2048, 151936), ignored=0.05),
+                _case("batch 64x151936 none", (64, 151936), "none"),
+            ],
+        },
+        cost=_cost,
+        aten=("aten::cross_entropy_loss",),
+        aten_impls={"aten::cross_entropy_loss": _aten_cross_entropy},
+        backward=_backward,
+        setup_context=_setup_context,
+    )
+)

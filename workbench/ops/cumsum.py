@@ -33,10 +33,22 @@ from .spec import Case, Cost, OpSpec, nbytes, randn, register
 MAX_BLOCK_I = 256
 
 
-
 @triton.jit
-def cumsum_row_chunk(x_ptr, out_ptr, sums_ptr, row, c, chunks, n_cols, x_row_stride, chunk,
-                     PASS: tl.constexpr, BLOCK: tl.constexpr, BLOCK_C: tl.constexpr, INT: tl.constexpr):
+def cumsum_row_chunk(
+    x_ptr,
+    out_ptr,
+    sums_ptr,
+    row,
+    c,
+    chunks,
+    n_cols,
+    x_row_stride,
+    chunk,
+    PASS: tl.constexpr,
+    BLOCK: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    INT: tl.constexpr,
+):
     """Scan along contiguous rows: chunk c of row `row` owns columns [c * chunk, (c + 1) * chunk).
 
     PASS 1 writes each chunk's total to sums; PASS 2 scans its chunk starting from the totals of the
@@ -65,13 +77,29 @@ def cumsum_row_chunk(x_ptr, out_ptr, sums_ptr, row, c, chunks, n_cols, x_row_str
         for start in range(lo, hi, BLOCK):
             mask = start + cols < hi
             x = tl.load(x_row + start + cols, mask=mask, other=0).to(at)
-            tl.store(out_row + start + cols, (tl.cumsum(x, 0) + carry).to(out_ptr.dtype.element_ty), mask=mask)
+            tl.store(
+                out_row + start + cols, (tl.cumsum(x, 0) + carry).to(out_ptr.dtype.element_ty), mask=mask
+            )
             carry += tl.sum(x, 0)
 
 
 @triton.jit
-def cumsum_cols_chunk(x_ptr, out_ptr, sums_ptr, o, col_block, c, chunks, n, inner, chunk,
-                      PASS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_I: tl.constexpr, INT: tl.constexpr):
+def cumsum_cols_chunk(
+    x_ptr,
+    out_ptr,
+    sums_ptr,
+    o,
+    col_block,
+    c,
+    chunks,
+    n,
+    inner,
+    chunk,
+    PASS: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_I: tl.constexpr,
+    INT: tl.constexpr,
+):
     """Scan along the middle dim of a contiguous (outer, n, inner) tensor, BLOCK_N x BLOCK_I tiles at a
     time (loads coalesced along inner): outer index o, columns of `col_block`, steps [c * chunk, ...).
     The passes are those of cumsum_row_chunk, with one total per column. Shared like it."""
@@ -111,39 +139,137 @@ def cumsum_cols_chunk(x_ptr, out_ptr, sums_ptr, o, col_block, c, chunks, n, inne
 
 
 @triton.jit
-def _cumsum_rows_kernel(x_ptr, out_ptr, sums_ptr, n_cols, x_row_stride, chunk,
-                        PASS: tl.constexpr, BLOCK: tl.constexpr, BLOCK_C: tl.constexpr, INT: tl.constexpr):
-    cumsum_row_chunk(x_ptr, out_ptr, sums_ptr, tl.program_id(0).to(tl.int64), tl.program_id(1),
-                     tl.num_programs(1), n_cols, x_row_stride, chunk, PASS, BLOCK, BLOCK_C, INT)
+def _cumsum_rows_kernel(
+    x_ptr,
+    out_ptr,
+    sums_ptr,
+    n_cols,
+    x_row_stride,
+    chunk,
+    PASS: tl.constexpr,
+    BLOCK: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    INT: tl.constexpr,
+):
+    cumsum_row_chunk(
+        x_ptr,
+        out_ptr,
+        sums_ptr,
+        tl.program_id(0).to(tl.int64),
+        tl.program_id(1),
+        tl.num_programs(1),
+        n_cols,
+        x_row_stride,
+        chunk,
+        PASS,
+        BLOCK,
+        BLOCK_C,
+        INT,
+    )
 
 
 @triton.jit
-def _cumsum_cols_kernel(x_ptr, out_ptr, sums_ptr, n, inner, chunk,
-                        PASS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_I: tl.constexpr, INT: tl.constexpr):
-    cumsum_cols_chunk(x_ptr, out_ptr, sums_ptr, tl.program_id(0), tl.program_id(1), tl.program_id(2),
-                      tl.num_programs(2), n, inner, chunk, PASS, BLOCK_N, BLOCK_I, INT)
+def _cumsum_cols_kernel(
+    x_ptr,
+    out_ptr,
+    sums_ptr,
+    n,
+    inner,
+    chunk,
+    PASS: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_I: tl.constexpr,
+    INT: tl.constexpr,
+):
+    cumsum_cols_chunk(
+        x_ptr,
+        out_ptr,
+        sums_ptr,
+        tl.program_id(0),
+        tl.program_id(1),
+        tl.program_id(2),
+        tl.num_programs(2),
+        n,
+        inner,
+        chunk,
+        PASS,
+        BLOCK_N,
+        BLOCK_I,
+        INT,
+    )
 
 
 # The persistent style (ops.mlu.persistent): programs that fill the cores walk the same items, (row, chunk)
 # or (outer, column block, chunk), in a grid-stride loop.
 
+
 @triton.jit
-def _cumsum_rows_persistent_kernel(x_ptr, out_ptr, sums_ptr, n_cols, x_row_stride, chunk, n_items, chunks,
-                                   PASS: tl.constexpr, BLOCK: tl.constexpr, BLOCK_C: tl.constexpr,
-                                   INT: tl.constexpr):
+def _cumsum_rows_persistent_kernel(
+    x_ptr,
+    out_ptr,
+    sums_ptr,
+    n_cols,
+    x_row_stride,
+    chunk,
+    n_items,
+    chunks,
+    PASS: tl.constexpr,
+    BLOCK: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    INT: tl.constexpr,
+):
     for item in range(tl.program_id(0).to(tl.int64), n_items, tl.num_programs(0)):  # row * chunks + chunk
-        cumsum_row_chunk(x_ptr, out_ptr, sums_ptr, item // chunks, item % chunks, chunks, n_cols,
-                         x_row_stride, chunk, PASS, BLOCK, BLOCK_C, INT)
+        cumsum_row_chunk(
+            x_ptr,
+            out_ptr,
+            sums_ptr,
+            item // chunks,
+            item % chunks,
+            chunks,
+            n_cols,
+            x_row_stride,
+            chunk,
+            PASS,
+            BLOCK,
+            BLOCK_C,
+            INT,
+        )
 
 
 @triton.jit
-def _cumsum_cols_persistent_kernel(x_ptr, out_ptr, sums_ptr, n, inner, chunk, n_items, col_blocks, chunks,
-                                   PASS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_I: tl.constexpr,
-                                   INT: tl.constexpr):
+def _cumsum_cols_persistent_kernel(
+    x_ptr,
+    out_ptr,
+    sums_ptr,
+    n,
+    inner,
+    chunk,
+    n_items,
+    col_blocks,
+    chunks,
+    PASS: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_I: tl.constexpr,
+    INT: tl.constexpr,
+):
     for item in range(tl.program_id(0).to(tl.int64), n_items, tl.num_programs(0)):
         tile = item // chunks  # item = (o * col_blocks + column block) * chunks + chunk
-        cumsum_cols_chunk(x_ptr, out_ptr, sums_ptr, tile // col_blocks, tile % col_blocks, item % chunks,
-                          chunks, n, inner, chunk, PASS, BLOCK_N, BLOCK_I, INT)
+        cumsum_cols_chunk(
+            x_ptr,
+            out_ptr,
+            sums_ptr,
+            tile // col_blocks,
+            tile % col_blocks,
+            item % chunks,
+            chunks,
+            n,
+            inner,
+            chunk,
+            PASS,
+            BLOCK_N,
+            BLOCK_I,
+            INT,
+        )
 
 
 def prepare(x: torch.Tensor, dim: int, dtype: torch.dtype | None) -> tuple[torch.Tensor, int | None]:
@@ -183,13 +309,27 @@ def cumsum(x: torch.Tensor, dim: int, *, dtype: torch.dtype | None = None) -> to
             kernel, grid, extra, warps = _cumsum_rows_kernel, (n_rows, chunks), (), _rows.row_warps(block)
         # one chunk per row: PASS 0 has no totals, `out` stands in for the buffer it never reads
         sums = torch.empty(n_rows * chunks, dtype=acc_dtype, device=x.device) if chunks > 1 else out
-        for step in ((1, 2) if chunks > 1 else (0,)):
-            launch(kernel, grid, rows, out, sums, n, rows.stride(0), chunk, *extra, PASS=step, BLOCK=block,
-                   BLOCK_C=next_pow2(chunks), INT=is_int, num_warps=warps)
+        for step in (1, 2) if chunks > 1 else (0,):
+            launch(
+                kernel,
+                grid,
+                rows,
+                out,
+                sums,
+                n,
+                rows.stride(0),
+                chunk,
+                *extra,
+                PASS=step,
+                BLOCK=block,
+                BLOCK_C=next_pow2(chunks),
+                INT=is_int,
+                num_warps=warps,
+            )
         return out
     xc = x.contiguous()
     n = x.shape[dim]
-    outer, inner = math.prod(x.shape[:dim]), math.prod(x.shape[dim + 1:])
+    outer, inner = math.prod(x.shape[:dim]), math.prod(x.shape[dim + 1 :])
     if limit:
         block_i = min(MAX_BLOCK_I, next_pow2(inner), limit)
         block_n = max(1, min(next_pow2(n), limit // block_i))
@@ -205,9 +345,23 @@ def cumsum(x: torch.Tensor, dim: int, *, dtype: torch.dtype | None = None) -> to
         chunks, chunk = _split_rows.chunking(outer * col_blocks, n, block_n)
         kernel, grid, extra = _cumsum_cols_kernel, (outer, col_blocks, chunks), ()
     sums = torch.empty(outer * chunks * inner, dtype=acc_dtype, device=x.device) if chunks > 1 else out
-    for step in ((1, 2) if chunks > 1 else (0,)):
-        launch(kernel, grid, xc, out, sums, n, inner, chunk, *extra, PASS=step, BLOCK_N=block_n,
-               BLOCK_I=block_i, INT=is_int, num_warps=NUM_WARPS if limit else 4)
+    for step in (1, 2) if chunks > 1 else (0,):
+        launch(
+            kernel,
+            grid,
+            xc,
+            out,
+            sums,
+            n,
+            inner,
+            chunk,
+            *extra,
+            PASS=step,
+            BLOCK_N=block_n,
+            BLOCK_I=block_i,
+            INT=is_int,
+            num_warps=NUM_WARPS if limit else 4,
+        )
     return out
 
 
@@ -237,36 +391,47 @@ def _case(name, shape, dim=-1, transform=None, out_dtype=None, big=False, x_dtyp
     return Case(name, make, big=big)
 
 
-SPEC = register(OpSpec(
-    name="cumsum",
-    reference=_reference,
-    impl=cumsum,
-    cases={
-        "quick": lambda: [_case("16x300", (16, 300)), _case("40x30 dim0", (40, 30), dim=0),
-                          _case("bool mask 2x40 (positions, int64)", (2, 40), x_dtype=torch.bool)],
-        "edge": lambda: [
-            _case("rank3 dim1", (3, 50, 7), dim=1),
-            _case("transposed dim-1", (30, 40), transform=lambda x: x.t()),
-            _case("long rows 2x5000", (2, 5000)),
-            _case("fp32 output", (4, 100), out_dtype=torch.float32),
-            _case("0-dim", (), dim=0),
-            _case("zero rows 0x16", (0, 16)),
-            _case("int64 +-2**40 rank3 dim1", (3, 50, 7), dim=1, x_dtype=torch.int64),
-            _case("int32 long rows 2x5000 (chunked)", (2, 5000), x_dtype=torch.int32),
-            _case("bool transposed dim-1", (30, 40), transform=lambda x: x.t(), x_dtype=torch.bool),
-            _case("bool to int32 output", (4, 100), out_dtype=torch.int32, x_dtype=torch.bool),
-            # Multiples of 1/8 in [-1/8, 1/8]: every partial sum is exact in float32 whatever the order of
-            # the additions (a float32 reference of 2**30 random floats is no better than the kernel), and
-            # stays within fp16's range.
-            _case("big 2x(2**30+5) dim1 (eighths)", (2, 2**30 + 5), dim=1, transform=_eighths, big=True),
-            _case("big (2**21+3)x1024 dim0 (eighths)", (2**21 + 3, 1024), dim=0, transform=_eighths, big=True),
-        ],
-        "llm": lambda: [
-            _case("top-p probs 64x151936", (64, 151936)),
-            _case("positions 2048x2048 dim0", (2048, 2048), dim=0),
-        ],
-    },
-    cost=_cost,
-    aten=("aten::cumsum",),
-    aten_impls={"aten::cumsum": lambda impl, self, dim, *, dtype=None: impl(self, dim, dtype=dtype)},
-))
+SPEC = register(
+    OpSpec(
+        name="cumsum",
+        reference=_reference,
+        impl=cumsum,
+        cases={
+            "quick": lambda: [
+                _case("16x300", (16, 300)),
+                _case("40x30 dim0", (40, 30), dim=0),
+                _case("bool mask 2x40 (positions, int64)", (2, 40), x_dtype=torch.bool),
+            ],
+            "edge": lambda: [
+                _case("rank3 dim1", (3, 50, 7), dim=1),
+                _case("transposed dim-1", (30, 40), transform=lambda x: x.t()),
+                _case("long rows 2x5000", (2, 5000)),
+                _case("fp32 output", (4, 100), out_dtype=torch.float32),
+                _case("0-dim", (), dim=0),
+                _case("zero rows 0x16", (0, 16)),
+                _case("int64 +-2**40 rank3 dim1", (3, 50, 7), dim=1, x_dtype=torch.int64),
+                _case("int32 long rows 2x5000 (chunked)", (2, 5000), x_dtype=torch.int32),
+                _case("bool transposed dim-1", (30, 40), transform=lambda x: x.t(), x_dtype=torch.bool),
+                _case("bool to int32 output", (4, 100), out_dtype=torch.int32, x_dtype=torch.bool),
+                # Multiples of 1/8 in [-1/8, 1/8]: every partial sum is exact in float32 whatever the order of
+                # the additions (a float32 reference of 2**30 random floats is no better than the kernel), and
+                # stays within fp16's range.
+                _case("big 2x(2**30+5) dim1 (eighths)", (2, 2**30 + 5), dim=1, transform=_eighths, big=True),
+                _case(
+                    "big (2**21+3)x1024 dim0 (eighths)",
+                    (2**21 + 3, 1024),
+                    dim=0,
+                    transform=_eighths,
+                    big=True,
+                ),
+            ],
+            "llm": lambda: [
+                _case("top-p probs 64x151936", (64, 151936)),
+                _case("positions 2048x2048 dim0", (2048, 2048), dim=0),
+            ],
+        },
+        cost=_cost,
+        aten=("aten::cumsum",),
+        aten_impls={"aten::cumsum": lambda impl, self, dim, *, dtype=None: impl(self, dim, dtype=dtype)},
+    )
+)

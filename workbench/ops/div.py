@@ -34,12 +34,14 @@ def _cases() -> dict:
     return {name: (lambda f=f: [away_from_zero(c) for c in f()]) for name, f in shared.items()}
 
 
-SPEC = register(OpSpec(
-    name="div",
-    reference=torch.div,
-    impl=div,
-    cases=_cases(),
-    cost=binary_cost,
-    # aten::div.Scalar calls div.Tensor with the scalar wrapped; div.Tensor_mode (rounding) is not claimed.
-    aten_impls={"aten::div.Tensor": same_arguments},
-))
+SPEC = register(
+    OpSpec(
+        name="div",
+        reference=torch.div,
+        impl=div,
+        cases=_cases(),
+        cost=binary_cost,
+        # aten::div.Scalar calls div.Tensor with the scalar wrapped; div.Tensor_mode (rounding) is not claimed.
+        aten_impls={"aten::div.Tensor": same_arguments},
+    )
+)

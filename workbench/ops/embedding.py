@@ -27,9 +27,23 @@ from .spec import Case, Cost, OpSpec, Unsupported, input_grads, nbytes, randn, r
 
 
 @triton.jit
-def _embedding_tile(idx_ptr, w_ptr, out_ptr, flag_ptr, row_tile, col_tile, n_idx, n_rows, H, w_row_stride,
-                    w_col_stride, OUT_OF_RANGE: tl.constexpr, CHECK: tl.constexpr, BLOCK_R: tl.constexpr,
-                    BLOCK_H: tl.constexpr):
+def _embedding_tile(
+    idx_ptr,
+    w_ptr,
+    out_ptr,
+    flag_ptr,
+    row_tile,
+    col_tile,
+    n_idx,
+    n_rows,
+    H,
+    w_row_stride,
+    w_col_stride,
+    OUT_OF_RANGE: tl.constexpr,
+    CHECK: tl.constexpr,
+    BLOCK_R: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+):
     """One tile: BLOCK_R looked-up rows x BLOCK_H columns (int64 tile indices)."""
     rows = row_tile * BLOCK_R + tl.arange(0, BLOCK_R)
     cols = col_tile * BLOCK_H + tl.arange(0, BLOCK_H)
@@ -39,41 +53,100 @@ def _embedding_tile(idx_ptr, w_ptr, out_ptr, flag_ptr, row_tile, col_tile, n_idx
     if CHECK:  # every bad row's lane stores the same 1: no atomics needed
         tl.store(flag_ptr + tl.zeros_like(rows), 1, mask=row_ok & ~in_range)
     ok = row_ok[:, None] & (cols < H)[None, :]
-    vals = tl.load(w_ptr + idx[:, None] * w_row_stride + cols[None, :] * w_col_stride,
-                   mask=ok & in_range[:, None], other=OUT_OF_RANGE)
+    vals = tl.load(
+        w_ptr + idx[:, None] * w_row_stride + cols[None, :] * w_col_stride,
+        mask=ok & in_range[:, None],
+        other=OUT_OF_RANGE,
+    )
     tl.store(out_ptr + rows[:, None] * H + cols[None, :], vals, mask=ok)
 
 
 @triton.jit
-def _embedding_kernel(idx_ptr, w_ptr, out_ptr, flag_ptr, n_idx, n_rows, H, w_row_stride, w_col_stride,
-                      OUT_OF_RANGE: tl.constexpr, CHECK: tl.constexpr, BLOCK_R: tl.constexpr,
-                      BLOCK_H: tl.constexpr):
-    _embedding_tile(idx_ptr, w_ptr, out_ptr, flag_ptr, tl.program_id(0).to(tl.int64),
-                    tl.program_id(1).to(tl.int64), n_idx, n_rows, H, w_row_stride, w_col_stride,
-                    OUT_OF_RANGE, CHECK, BLOCK_R, BLOCK_H)
+def _embedding_kernel(
+    idx_ptr,
+    w_ptr,
+    out_ptr,
+    flag_ptr,
+    n_idx,
+    n_rows,
+    H,
+    w_row_stride,
+    w_col_stride,
+    OUT_OF_RANGE: tl.constexpr,
+    CHECK: tl.constexpr,
+    BLOCK_R: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+):
+    _embedding_tile(
+        idx_ptr,
+        w_ptr,
+        out_ptr,
+        flag_ptr,
+        tl.program_id(0).to(tl.int64),
+        tl.program_id(1).to(tl.int64),
+        n_idx,
+        n_rows,
+        H,
+        w_row_stride,
+        w_col_stride,
+        OUT_OF_RANGE,
+        CHECK,
+        BLOCK_R,
+        BLOCK_H,
+    )
 
 
 @triton.jit
-def _embedding_persistent_kernel(idx_ptr, w_ptr, out_ptr, flag_ptr, n_idx, n_rows, H, w_row_stride,
-                                 w_col_stride, OUT_OF_RANGE: tl.constexpr, CHECK: tl.constexpr,
-                                 BLOCK_R: tl.constexpr, BLOCK_H: tl.constexpr):
+def _embedding_persistent_kernel(
+    idx_ptr,
+    w_ptr,
+    out_ptr,
+    flag_ptr,
+    n_idx,
+    n_rows,
+    H,
+    w_row_stride,
+    w_col_stride,
+    OUT_OF_RANGE: tl.constexpr,
+    CHECK: tl.constexpr,
+    BLOCK_R: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+):
     # The persistent style (ops.mlu.persistent): programs that fill the cores walk the row x column tiles
     col_tiles = tl.cdiv(H, BLOCK_H)
     tiles = tl.cdiv(n_idx, BLOCK_R) * col_tiles
     for t in range(tl.program_id(0).to(tl.int64), tiles, tl.num_programs(0).to(tl.int64)):
-        _embedding_tile(idx_ptr, w_ptr, out_ptr, flag_ptr, t // col_tiles, t % col_tiles, n_idx, n_rows, H,
-                        w_row_stride, w_col_stride, OUT_OF_RANGE, CHECK, BLOCK_R, BLOCK_H)
+        _embedding_tile(
+            idx_ptr,
+            w_ptr,
+            out_ptr,
+            flag_ptr,
+            t // col_tiles,
+            t % col_tiles,
+            n_idx,
+            n_rows,
+            H,
+            w_row_stride,
+            w_col_stride,
+            OUT_OF_RANGE,
+            CHECK,
+            BLOCK_R,
+            BLOCK_H,
+        )
 
 
-def prepare(input: torch.Tensor, weight: torch.Tensor,
-            padding_idx: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+def prepare(
+    input: torch.Tensor, weight: torch.Tensor, padding_idx: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Validate; (output, the indices as a contiguous 1-D tensor, or None when there is nothing to do).
     Shared by the generic and MLU launchers."""
     check_tensor("input", input, dtypes=(torch.int64, torch.int32))
     check_tensor("weight", weight)
     check_same_device(input=input, weight=weight)
     if weight.dim() != 2:
-        raise ValueError(f"weight: expected a 2-D [num_embeddings, dim] table, got shape {tuple(weight.shape)}")
+        raise ValueError(
+            f"weight: expected a 2-D [num_embeddings, dim] table, got shape {tuple(weight.shape)}"
+        )
     V, H = weight.shape
     if padding_idx is not None and not -V <= padding_idx < V:
         raise ValueError(f"padding_idx: expected a value in [{-V}, {V}), got {padding_idx}")
@@ -89,8 +162,18 @@ _plans = Plans()
 def embedding(input: torch.Tensor, weight: torch.Tensor, padding_idx: int | None = None) -> torch.Tensor:
     check = _index_check.checking(input)
     try:  # one flat tuple: cheaper to build and hash than geometry()'s nested ones, once per decode step
-        plan_key = (input.shape, input.stride(), input.dtype, input.device, weight.shape, weight.stride(),
-                    weight.dtype, weight.device, padding_idx, check)
+        plan_key = (
+            input.shape,
+            input.stride(),
+            input.dtype,
+            input.device,
+            weight.shape,
+            weight.stride(),
+            weight.dtype,
+            weight.device,
+            padding_idx,
+            check,
+        )
     except AttributeError:  # not tensors: prepare names them
         plan_key = None
     plan = _plans.get(plan_key)
@@ -123,24 +206,34 @@ def _gather_launch(table: torch.Tensor, idx: torch.Tensor, out_of_range: float, 
         kernel, block_h, num_warps = _embedding_kernel, min(1024, next_pow2(H)), 4
         block_r = max(1, min(next_pow2(n), 4096 * backends.active().policy.block_scale // block_h))
         grid = (cdiv(n, block_r), cdiv(H, block_h))
-    site = Site(kernel, OUT_OF_RANGE=out_of_range, CHECK=check, BLOCK_R=block_r, BLOCK_H=block_h,
-                num_warps=num_warps)
+    site = Site(
+        kernel, OUT_OF_RANGE=out_of_range, CHECK=check, BLOCK_R=block_r, BLOCK_H=block_h, num_warps=num_warps
+    )
     return grid, (n, V, H, table.stride(0), table.stride(1)), site
 
 
-def _gather(site, grid, ints, idx: torch.Tensor, table: torch.Tensor, out: torch.Tensor, check: bool,
-            op: str) -> torch.Tensor:
+def _gather(
+    site, grid, ints, idx: torch.Tensor, table: torch.Tensor, out: torch.Tensor, check: bool, op: str
+) -> torch.Tensor:
     """Launch the gather; with the check on, raise IndexError naming `op` for an index outside the table."""
     device = idx.device
-    site(grid, idx, table, out, _index_check.flag(device), *ints,
-         aligned=not (idx.data_ptr() | table.data_ptr()) & 15)
+    site(
+        grid,
+        idx,
+        table,
+        out,
+        _index_check.flag(device),
+        *ints,
+        aligned=not (idx.data_ptr() | table.data_ptr()) & 15,
+    )
     if check:  # ints[1]: the table's rows
         _index_check.raise_if_set(device, _index_check.out_of_bounds(op, idx, 0, ints[1]), op)
     return out
 
 
-def gather_rows(out: torch.Tensor, table: torch.Tensor, idx: torch.Tensor, out_of_range: float,
-                op: str) -> torch.Tensor:
+def gather_rows(
+    out: torch.Tensor, table: torch.Tensor, idx: torch.Tensor, out_of_range: float, op: str
+) -> torch.Tensor:
     """out[i, :] = table[idx[i], :] for a 2-D table and contiguous 1-D indices. An index outside the
     table raises IndexError naming `op` (with the check off, its row gets `out_of_range`). Also
     index_select's kernel along dim 0 of a 2-D tensor."""
@@ -150,8 +243,18 @@ def gather_rows(out: torch.Tensor, table: torch.Tensor, idx: torch.Tensor, out_o
 
 
 @triton.jit
-def _embedding_backward_kernel(idx_ptr, dy_ptr, dw_ptr, n_idx, n_rows, H, padding_idx,
-                               HAS_PADDING: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_H: tl.constexpr):
+def _embedding_backward_kernel(
+    idx_ptr,
+    dy_ptr,
+    dw_ptr,
+    n_idx,
+    n_rows,
+    H,
+    padding_idx,
+    HAS_PADDING: tl.constexpr,
+    BLOCK_R: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+):
     """dw[idx[i], :] += dy[i, :] in fp32 for a grid-stride run of index blocks (dy contiguous [n_idx, H])."""
     cols = tl.arange(0, BLOCK_H)
     for start in range(tl.program_id(0) * BLOCK_R, n_idx, tl.num_programs(0) * BLOCK_R):
@@ -168,8 +271,9 @@ def _embedding_backward_kernel(idx_ptr, dy_ptr, dw_ptr, n_idx, n_rows, H, paddin
 
 
 @backward_op("embedding_backward", lambda dy, input, weight, padding_idx: weight.new_empty(weight.shape))
-def embedding_backward(dy: torch.Tensor, input: torch.Tensor, weight: torch.Tensor,
-                       padding_idx: int | None) -> torch.Tensor:
+def embedding_backward(
+    dy: torch.Tensor, input: torch.Tensor, weight: torch.Tensor, padding_idx: int | None
+) -> torch.Tensor:
     """d loss / d weight of `embedding`: rows of dy summed into the rows they were read from."""
     V, H = weight.shape
     idx = input.reshape(-1).contiguous()
@@ -184,8 +288,21 @@ def embedding_backward(dy: torch.Tensor, input: torch.Tensor, weight: torch.Tens
             block_r = max(1, min(next_pow2(idx.numel()), 2048 // block_h))
             grid = backends.active().policy.grid(cdiv(idx.numel(), block_r), 4)
         padding = (padding_idx % V) if padding_idx is not None else 0
-        launch(_embedding_backward_kernel, (grid,), idx, rows, dw, idx.numel(), V, H, padding,
-               HAS_PADDING=padding_idx is not None, BLOCK_R=block_r, BLOCK_H=block_h, num_warps=4)
+        launch(
+            _embedding_backward_kernel,
+            (grid,),
+            idx,
+            rows,
+            dw,
+            idx.numel(),
+            V,
+            H,
+            padding,
+            HAS_PADDING=padding_idx is not None,
+            BLOCK_R=block_r,
+            BLOCK_H=block_h,
+            num_warps=4,
+        )
     return dw.to(weight.dtype)
 
 
@@ -212,11 +329,15 @@ def _reference(input, weight, padding_idx=None):
 
 
 def _cost(input, weight, padding_idx=None):
-    return Cost(bytes=nbytes(input) + 2 * input.numel() * weight.shape[1] * weight.element_size(),
-                flops=max(1, input.numel()))
+    return Cost(
+        bytes=nbytes(input) + 2 * input.numel() * weight.shape[1] * weight.element_size(),
+        flops=max(1, input.numel()),
+    )
 
 
-def _case(name, idx_shape, V, H, idx_dtype=torch.int64, transform=None, padding_idx=None, big=False, near_end=False):
+def _case(
+    name, idx_shape, V, H, idx_dtype=torch.int64, transform=None, padding_idx=None, big=False, near_end=False
+):
     def make(dtype, device, gen):
         w = randn((V, H), dtype, device, gen)
         lo = V - 64 if near_end else 0  # rows whose offsets pass 2**31 elements
@@ -227,28 +348,35 @@ def _case(name, idx_shape, V, H, idx_dtype=torch.int64, transform=None, padding_
     return Case(name, make, big=big)
 
 
-SPEC = register(OpSpec(
-    name="embedding",
-    reference=_reference,
-    impl=embedding,
-    cases={
-        "quick": lambda: [_case("2x8 of 512x64", (2, 8), 512, 64), _case("100 of 50x300", (100,), 50, 300)],
-        "edge": lambda: [
-            _case("rank3 indices int32", (2, 3, 4), 40, 16, idx_dtype=torch.int32),
-            _case("transposed table", (5, 7), 30, 20, transform=lambda w: w.t().contiguous().t()),
-            _case("padding_idx 0", (6,), 10, 8, padding_idx=0),
-            _case("0-dim index", (), 10, 8),
-            _case("zero indices", (0, 4), 10, 8),
-            _case("big table 524289x4096, rows near the end", (16,), 524289, 4096, big=True, near_end=True),
-        ],
-        "llm": lambda: [
-            _case("prefill 1x2048 of 151936x4096", (1, 2048), 151936, 4096),
-            _case("decode 64x1 of 151936x4096", (64, 1), 151936, 4096),
-        ],
-    },
-    cost=_cost,
-    aten=("aten::embedding",),
-    aten_impls={"aten::embedding": _aten_embedding},
-    backward=_backward,
-    setup_context=_setup_context,
-))
+SPEC = register(
+    OpSpec(
+        name="embedding",
+        reference=_reference,
+        impl=embedding,
+        cases={
+            "quick": lambda: [
+                _case("2x8 of 512x64", (2, 8), 512, 64),
+                _case("100 of 50x300", (100,), 50, 300),
+            ],
+            "edge": lambda: [
+                _case("rank3 indices int32", (2, 3, 4), 40, 16, idx_dtype=torch.int32),
+                _case("transposed table", (5, 7), 30, 20, transform=lambda w: w.t().contiguous().t()),
+                _case("padding_idx 0", (6,), 10, 8, padding_idx=0),
+                _case("0-dim index", (), 10, 8),
+                _case("zero indices", (0, 4), 10, 8),
+                _case(
+                    "big table 524289x4096, rows near the end", (16,), 524289, 4096, big=True, near_end=True
+                ),
+            ],
+            "llm": lambda: [
+                _case("prefill 1x2048 of 151936x4096", (1, 2048), 151936, 4096),
+                _case("decode 64x1 of 151936x4096", (64, 1), 151936, 4096),
+            ],
+        },
+        cost=_cost,
+        aten=("aten::embedding",),
+        aten_impls={"aten::embedding": _aten_embedding},
+        backward=_backward,
+        setup_context=_setup_context,
+    )
+)

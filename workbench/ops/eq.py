@@ -17,13 +17,17 @@ def eq(input: torch.Tensor, other) -> torch.Tensor:
     return comparison(_eq, input, other)
 
 
-SPEC = register(OpSpec(
-    name="eq",
-    reference=torch.eq,
-    impl=eq,
-    cases=comparison_cases(),
-    cost=comparison_cost,
-    # aten::eq.Scalar(self, Scalar other) and aten::eq.Tensor(self, Tensor other)
-    aten_impls={"aten::eq.Scalar": lambda impl, self, other: impl(self, other),
-                "aten::eq.Tensor": lambda impl, self, other: impl(self, other)},
-))
+SPEC = register(
+    OpSpec(
+        name="eq",
+        reference=torch.eq,
+        impl=eq,
+        cases=comparison_cases(),
+        cost=comparison_cost,
+        # aten::eq.Scalar(self, Scalar other) and aten::eq.Tensor(self, Tensor other)
+        aten_impls={
+            "aten::eq.Scalar": lambda impl, self, other: impl(self, other),
+            "aten::eq.Tensor": lambda impl, self, other: impl(self, other),
+        },
+    )
+)

@@ -37,14 +37,16 @@ def _backward(ctx, dy):
     return (exp_backward(*ctx.saved_tensors, dy),)
 
 
-SPEC = register(OpSpec(
-    name="exp",
-    reference=torch.exp,
-    impl=exp,
-    cases=unary_cases(),
-    cost=unary_cost,
-    aten=("aten::exp",),
-    aten_impls={"aten::exp": same_arguments},
-    backward=_backward,
-    setup_context=_setup_context,
-))
+SPEC = register(
+    OpSpec(
+        name="exp",
+        reference=torch.exp,
+        impl=exp,
+        cases=unary_cases(),
+        cost=unary_cost,
+        aten=("aten::exp",),
+        aten_impls={"aten::exp": same_arguments},
+        backward=_backward,
+        setup_context=_setup_context,
+    )
+)

@@ -52,29 +52,33 @@ def _case(name, shape, value=None, transform=None, dtype=None, big=False):
     return Case(name, make, big=big)
 
 
-SPEC = register(OpSpec(
-    name="fill",
-    reference=torch.fill,
-    impl=fill,
-    cases={
-        "quick": lambda: [_case("1000", (1000,)), _case("64x300", (64, 300))],
-        "edge": lambda: [
-            _case("-inf (a mask) 7x9", (7, 9), float("-inf")),
-            _case("nan 5x5", (5, 5), float("nan")),
-            _case("int value 3x4", (3, 4), 7),
-            _case("transposed 33x65", (65, 33), transform=lambda x: x.t()),
-            _case("rank5 permuted", (2, 3, 4, 5, 6), transform=lambda x: x.permute(4, 2, 0, 3, 1)),
-            _case("int64 tensor 6x8", (6, 8), 3, dtype=torch.int64),
-            _case("bool tensor 6x8", (6, 8), True, dtype=torch.bool),
-            _case("zero-size 0x16", (0, 16)),
-            _case(f"big {BIG}", (BIG,), big=True),
-        ],
-        "llm": lambda: [
-            _case("causal mask 2048x2048 finfo.min", (2048, 2048), lambda d: torch.finfo(d).min),
-            _case("decode logits 64x151936", (64, 151936)),
-        ],
-    },
-    cost=_cost,
-    aten_impls={"aten::fill.Scalar": lambda impl, self, value: impl(self, value),
-                "aten::fill_.Scalar": _aten_fill_},
-))
+SPEC = register(
+    OpSpec(
+        name="fill",
+        reference=torch.fill,
+        impl=fill,
+        cases={
+            "quick": lambda: [_case("1000", (1000,)), _case("64x300", (64, 300))],
+            "edge": lambda: [
+                _case("-inf (a mask) 7x9", (7, 9), float("-inf")),
+                _case("nan 5x5", (5, 5), float("nan")),
+                _case("int value 3x4", (3, 4), 7),
+                _case("transposed 33x65", (65, 33), transform=lambda x: x.t()),
+                _case("rank5 permuted", (2, 3, 4, 5, 6), transform=lambda x: x.permute(4, 2, 0, 3, 1)),
+                _case("int64 tensor 6x8", (6, 8), 3, dtype=torch.int64),
+                _case("bool tensor 6x8", (6, 8), True, dtype=torch.bool),
+                _case("zero-size 0x16", (0, 16)),
+                _case(f"big {BIG}", (BIG,), big=True),
+            ],
+            "llm": lambda: [
+                _case("causal mask 2048x2048 finfo.min", (2048, 2048), lambda d: torch.finfo(d).min),
+                _case("decode logits 64x151936", (64, 151936)),
+            ],
+        },
+        cost=_cost,
+        aten_impls={
+            "aten::fill.Scalar": lambda impl, self, value: impl(self, value),
+            "aten::fill_.Scalar": _aten_fill_,
+        },
+    )
+)

@@ -25,7 +25,9 @@ def prepare(x: torch.Tensor, dim: int, index: torch.Tensor) -> tuple:
     (d,) = normalize_dims(x, dim)
     small = all(i <= s for k, (i, s) in enumerate(zip(index.shape, x.shape)) if k != d)
     if not small:
-        raise ValueError(f"index: shape {tuple(index.shape)} exceeds x shape {tuple(x.shape)} outside dim {d}")
+        raise ValueError(
+            f"index: shape {tuple(index.shape)} exceeds x shape {tuple(x.shape)} outside dim {d}"
+        )
     return new_output(index.shape, x.dtype, x.device), x, d, index
 
 
@@ -53,26 +55,30 @@ def _case(name, shape, dim, index_shape, index_dtype=torch.int64, transform=None
     return Case(name, make)
 
 
-SPEC = register(OpSpec(
-    name="gather",
-    reference=torch.gather,
-    impl=gather,
-    cases={
-        "quick": lambda: [_case("64x300 dim 1, 64x20", (64, 300), 1, (64, 20)),
-                          _case("50x30 dim 0, 70x30", (50, 30), 0, (70, 30))],
-        "edge": lambda: [
-            _case("rank3 dim 1 smaller index 4x9x5", (4, 9, 5), 1, (3, 6, 2)),
-            _case("rank4 dim -1", (2, 3, 4, 10), -1, (2, 3, 4, 7)),
-            _case("int32 index", (12, 40), 1, (12, 8), index_dtype=torch.int32),
-            _case("transposed x", (40, 30), 0, (30, 5), transform=lambda x: x.t()),
-            _case("zero-size index 6x0", (6, 9), 1, (6, 0)),
-            # past 2**31: index_select's big case runs the same gather kernel
-        ],
-        "llm": lambda: [
-            _case("top-k probs 64x151936 -> 64x50", (64, 151936), 1, (64, 50)),
-            _case("token log-probs 2048x151936 -> 2048x1", (2048, 151936), 1, (2048, 1)),
-        ],
-    },
-    cost=_cost,
-    aten_impls={"aten::gather": _aten_gather},
-))
+SPEC = register(
+    OpSpec(
+        name="gather",
+        reference=torch.gather,
+        impl=gather,
+        cases={
+            "quick": lambda: [
+                _case("64x300 dim 1, 64x20", (64, 300), 1, (64, 20)),
+                _case("50x30 dim 0, 70x30", (50, 30), 0, (70, 30)),
+            ],
+            "edge": lambda: [
+                _case("rank3 dim 1 smaller index 4x9x5", (4, 9, 5), 1, (3, 6, 2)),
+                _case("rank4 dim -1", (2, 3, 4, 10), -1, (2, 3, 4, 7)),
+                _case("int32 index", (12, 40), 1, (12, 8), index_dtype=torch.int32),
+                _case("transposed x", (40, 30), 0, (30, 5), transform=lambda x: x.t()),
+                _case("zero-size index 6x0", (6, 9), 1, (6, 0)),
+                # past 2**31: index_select's big case runs the same gather kernel
+            ],
+            "llm": lambda: [
+                _case("top-k probs 64x151936 -> 64x50", (64, 151936), 1, (64, 50)),
+                _case("token log-probs 2048x151936 -> 2048x1", (2048, 151936), 1, (2048, 1)),
+            ],
+        },
+        cost=_cost,
+        aten_impls={"aten::gather": _aten_gather},
+    )
+)

@@ -17,13 +17,17 @@ def ge(input: torch.Tensor, other) -> torch.Tensor:
     return comparison(_ge, input, other)
 
 
-SPEC = register(OpSpec(
-    name="ge",
-    reference=torch.ge,
-    impl=ge,
-    cases=comparison_cases(),
-    cost=comparison_cost,
-    # aten::ge.Scalar(self, Scalar other) and aten::ge.Tensor(self, Tensor other)
-    aten_impls={"aten::ge.Scalar": lambda impl, self, other: impl(self, other),
-                "aten::ge.Tensor": lambda impl, self, other: impl(self, other)},
-))
+SPEC = register(
+    OpSpec(
+        name="ge",
+        reference=torch.ge,
+        impl=ge,
+        cases=comparison_cases(),
+        cost=comparison_cost,
+        # aten::ge.Scalar(self, Scalar other) and aten::ge.Tensor(self, Tensor other)
+        aten_impls={
+            "aten::ge.Scalar": lambda impl, self, other: impl(self, other),
+            "aten::ge.Tensor": lambda impl, self, other: impl(self, other),
+        },
+    )
+)

@@ -23,8 +23,10 @@ def _gelu_erf_16bit(x):
     # erfc(|z|) = 1 / p(|z|)**16 with p the A&S 7.1.28 polynomial; 1 + erf(z) is 2 - erfc(|z|) for z >= 0,
     # erfc(|z|) below: no cancellation in the negative tail.
     z = tl.abs(x) * 0.7071067811865476
-    p = 1.0 + z * (0.0705230784 + z * (0.0422820123 + z * (0.0092705272 + z * (0.0001520143 + z * (
-        0.0002765672 + z * 0.0000430638)))))
+    p = 1.0 + z * (
+        0.0705230784
+        + z * (0.0422820123 + z * (0.0092705272 + z * (0.0001520143 + z * (0.0002765672 + z * 0.0000430638))))
+    )
     p = p * p
     p = p * p
     p = p * p
@@ -61,17 +63,20 @@ def _both_approximations() -> dict:
             return [Case(f"{c.name} erf", c.make, c.big) for c in exact[name]()] + [
                 Case(f"{c.name} tanh", c.make, c.big) for c in tanh[name]()
             ]
+
         return cases
 
     return {name: merged(name) for name in exact}
 
 
-SPEC = register(OpSpec(
-    name="gelu",
-    reference=torch.nn.functional.gelu,
-    impl=gelu,
-    cases=_both_approximations(),
-    cost=unary_cost,
-    aten=("aten::gelu",),
-    aten_impls={"aten::gelu": lambda impl, self, approximate="none": impl(self, approximate=approximate)},
-))
+SPEC = register(
+    OpSpec(
+        name="gelu",
+        reference=torch.nn.functional.gelu,
+        impl=gelu,
+        cases=_both_approximations(),
+        cost=unary_cost,
+        aten=("aten::gelu",),
+        aten_impls={"aten::gelu": lambda impl, self, approximate="none": impl(self, approximate=approximate)},
+    )
+)

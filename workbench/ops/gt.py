@@ -17,13 +17,17 @@ def gt(input: torch.Tensor, other) -> torch.Tensor:
     return comparison(_gt, input, other)
 
 
-SPEC = register(OpSpec(
-    name="gt",
-    reference=torch.gt,
-    impl=gt,
-    cases=comparison_cases(),
-    cost=comparison_cost,
-    # aten::gt.Scalar(self, Scalar other) and aten::gt.Tensor(self, Tensor other)
-    aten_impls={"aten::gt.Scalar": lambda impl, self, other: impl(self, other),
-                "aten::gt.Tensor": lambda impl, self, other: impl(self, other)},
-))
+SPEC = register(
+    OpSpec(
+        name="gt",
+        reference=torch.gt,
+        impl=gt,
+        cases=comparison_cases(),
+        cost=comparison_cost,
+        # aten::gt.Scalar(self, Scalar other) and aten::gt.Tensor(self, Tensor other)
+        aten_impls={
+            "aten::gt.Scalar": lambda impl, self, other: impl(self, other),
+            "aten::gt.Tensor": lambda impl, self, other: impl(self, other),
+        },
+    )
+)

@@ -57,26 +57,30 @@ def _case(name, shape, dim, n_index, index_dtype=torch.int64, transform=None, bi
     return Case(name, make, big=big)
 
 
-SPEC = register(OpSpec(
-    name="index_select",
-    reference=torch.index_select,
-    impl=index_select,
-    cases={
-        "quick": lambda: [_case("rows of 100x64, 30 indices", (100, 64), 0, 30),
-                          _case("columns of 20x300, 50 indices", (20, 300), 1, 50)],
-        "edge": lambda: [
-            _case("rank3 middle dim 4x9x5", (4, 9, 5), 1, 12),
-            _case("rank4 last dim", (2, 3, 4, 10), -1, 7),
-            _case("int32 index", (40, 12), 0, 16, index_dtype=torch.int32),
-            _case("transposed x", (40, 30), 1, 9, transform=lambda x: x.t()),
-            _case("empty index", (6, 9), 0, 0),
-            _case("big table 524289x4096 rows", (524289, 4096), 0, 64, big=True),
-        ],
-        "llm": lambda: [
-            _case("embedding prefill 151936x4096, 2048 tokens", (151936, 4096), 0, 2048),
-            _case("embedding decode 151936x4096, 64 tokens", (151936, 4096), 0, 64),
-        ],
-    },
-    cost=_cost,
-    aten_impls={"aten::index_select": lambda impl, self, dim, index: impl(self, dim, index)},
-))
+SPEC = register(
+    OpSpec(
+        name="index_select",
+        reference=torch.index_select,
+        impl=index_select,
+        cases={
+            "quick": lambda: [
+                _case("rows of 100x64, 30 indices", (100, 64), 0, 30),
+                _case("columns of 20x300, 50 indices", (20, 300), 1, 50),
+            ],
+            "edge": lambda: [
+                _case("rank3 middle dim 4x9x5", (4, 9, 5), 1, 12),
+                _case("rank4 last dim", (2, 3, 4, 10), -1, 7),
+                _case("int32 index", (40, 12), 0, 16, index_dtype=torch.int32),
+                _case("transposed x", (40, 30), 1, 9, transform=lambda x: x.t()),
+                _case("empty index", (6, 9), 0, 0),
+                _case("big table 524289x4096 rows", (524289, 4096), 0, 64, big=True),
+            ],
+            "llm": lambda: [
+                _case("embedding prefill 151936x4096, 2048 tokens", (151936, 4096), 0, 2048),
+                _case("embedding decode 151936x4096, 64 tokens", (151936, 4096), 0, 64),
+            ],
+        },
+        cost=_cost,
+        aten_impls={"aten::index_select": lambda impl, self, dim, index: impl(self, dim, index)},
+    )
+)

@@ -20,8 +20,17 @@ from .spec import Cost, OpSpec, input_grads, nbytes, register
 
 
 @triton.jit
-def layer_norm_long_row(x_row, w_ptr, b_ptr, out_row, n_cols, eps,
-                        HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr, BLOCK: tl.constexpr):
+def layer_norm_long_row(
+    x_row,
+    w_ptr,
+    b_ptr,
+    out_row,
+    n_cols,
+    eps,
+    HAS_WEIGHT: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
     """One row too long for one tile: mean, then variance of centred values (no cancellation), then write.
 
     Shared by the generic kernel and the MLU-style variant."""
@@ -48,9 +57,21 @@ def layer_norm_long_row(x_row, w_ptr, b_ptr, out_row, n_cols, eps,
 
 
 @triton.jit
-def _layer_norm_kernel(x_ptr, w_ptr, b_ptr, out_ptr, n_rows, n_cols, x_row_stride, eps,
-                       HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr,
-                       BLOCK_R: tl.constexpr, BLOCK: tl.constexpr, ONE_TILE: tl.constexpr):
+def _layer_norm_kernel(
+    x_ptr,
+    w_ptr,
+    b_ptr,
+    out_ptr,
+    n_rows,
+    n_cols,
+    x_row_stride,
+    eps,
+    HAS_WEIGHT: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    BLOCK_R: tl.constexpr,
+    BLOCK: tl.constexpr,
+    ONE_TILE: tl.constexpr,
+):
     cols = tl.arange(0, BLOCK)
     if ONE_TILE:  # BLOCK_R whole rows per program
         rows = tl.program_id(0).to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)
@@ -67,14 +88,35 @@ def _layer_norm_kernel(x_ptr, w_ptr, b_ptr, out_ptr, n_rows, n_cols, x_row_strid
         tl.store(out_ptr + rows[:, None] * n_cols + cols[None, :], y.to(out_ptr.dtype.element_ty), mask=mask)
     else:  # one long row per program
         row = tl.program_id(0).to(tl.int64)
-        layer_norm_long_row(x_ptr + row * x_row_stride, w_ptr, b_ptr, out_ptr + row * n_cols, n_cols, eps,
-                            HAS_WEIGHT, HAS_BIAS, BLOCK)
+        layer_norm_long_row(
+            x_ptr + row * x_row_stride,
+            w_ptr,
+            b_ptr,
+            out_ptr + row * n_cols,
+            n_cols,
+            eps,
+            HAS_WEIGHT,
+            HAS_BIAS,
+            BLOCK,
+        )
 
 
 @triton.jit
-def _layer_norm_persistent_kernel(x_ptr, w_ptr, b_ptr, out_ptr, n_rows, n_cols, x_row_stride, eps,
-                                  HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr, BLOCK_R: tl.constexpr,
-                                  BLOCK: tl.constexpr, ONE_TILE: tl.constexpr):
+def _layer_norm_persistent_kernel(
+    x_ptr,
+    w_ptr,
+    b_ptr,
+    out_ptr,
+    n_rows,
+    n_cols,
+    x_row_stride,
+    eps,
+    HAS_WEIGHT: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    BLOCK_R: tl.constexpr,
+    BLOCK: tl.constexpr,
+    ONE_TILE: tl.constexpr,
+):
     # The persistent style: programs that fill the cores walk packed row tiles (or long rows).
     pid = tl.program_id(0)
     nprog = tl.num_programs(0)
@@ -101,17 +143,27 @@ def _layer_norm_persistent_kernel(x_ptr, w_ptr, b_ptr, out_ptr, n_rows, n_cols, 
             tl.store(out_ptrs, y.to(out_ptr.dtype.element_ty), mask=mask)
     else:
         for row in range(pid.to(tl.int64), n_rows, nprog):
-            layer_norm_long_row(x_ptr + row * x_row_stride, w_ptr, b_ptr, out_ptr + row * n_cols, n_cols, eps,
-                                HAS_WEIGHT, HAS_BIAS, BLOCK)
+            layer_norm_long_row(
+                x_ptr + row * x_row_stride,
+                w_ptr,
+                b_ptr,
+                out_ptr + row * n_cols,
+                n_cols,
+                eps,
+                HAS_WEIGHT,
+                HAS_BIAS,
+                BLOCK,
+            )
 
 
-def prepare(x: torch.Tensor, normalized_shape, weight: torch.Tensor | None,
-            bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+def prepare(
+    x: torch.Tensor, normalized_shape, weight: torch.Tensor | None, bias: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Validate; (output, x as rows of the normalized size, or None when empty). Shared by every
     layer_norm launcher (generic, MLU style)."""
     check_tensor("x", x)
     shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
-    if not shape or len(shape) > x.dim() or x.shape[x.dim() - len(shape):] != shape:
+    if not shape or len(shape) > x.dim() or x.shape[x.dim() - len(shape) :] != shape:
         raise ValueError(f"normalized_shape: expected trailing dims of x {tuple(x.shape)}, got {shape}")
     for name, p in (("weight", weight), ("bias", bias)):
         if p is not None:
@@ -128,8 +180,13 @@ def prepare(x: torch.Tensor, normalized_shape, weight: torch.Tensor | None,
     return out, _rows.as_rows(x)
 
 
-def layer_norm(x: torch.Tensor, normalized_shape: list[int], weight: torch.Tensor | None = None,
-               bias: torch.Tensor | None = None, eps: float = 1e-5) -> torch.Tensor:
+def layer_norm(
+    x: torch.Tensor,
+    normalized_shape: list[int],
+    weight: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+    eps: float = 1e-5,
+) -> torch.Tensor:
     out, rows = prepare(x, normalized_shape, weight, bias)
     if rows is None:
         return out
@@ -145,10 +202,22 @@ def layer_norm(x: torch.Tensor, normalized_shape: list[int], weight: torch.Tenso
         kernel = _layer_norm_kernel
         programs, block_r, block, one_tile, warps = _rows.packed_launch(n_rows, n)
     launch(
-        kernel, (programs,),
-        rows, weight if weight is not None else rows, bias if bias is not None else rows, out, n_rows, n,
-        rows.stride(0), float(eps), HAS_WEIGHT=weight is not None, HAS_BIAS=bias is not None,
-        BLOCK_R=block_r, BLOCK=block, ONE_TILE=one_tile, num_warps=warps,
+        kernel,
+        (programs,),
+        rows,
+        weight if weight is not None else rows,
+        bias if bias is not None else rows,
+        out,
+        n_rows,
+        n,
+        rows.stride(0),
+        float(eps),
+        HAS_WEIGHT=weight is not None,
+        HAS_BIAS=bias is not None,
+        BLOCK_R=block_r,
+        BLOCK=block,
+        ONE_TILE=one_tile,
+        num_warps=warps,
     )
     return out
 
@@ -158,8 +227,20 @@ BACKWARD_PROGRAMS = 1024
 
 
 @triton.jit
-def _layer_norm_backward_kernel(x_ptr, w_ptr, dy_ptr, dx_ptr, dw_ptr, db_ptr, n_rows, n_cols, rows_per_program,
-                                eps, HAS_WEIGHT: tl.constexpr, BLOCK: tl.constexpr):
+def _layer_norm_backward_kernel(
+    x_ptr,
+    w_ptr,
+    dy_ptr,
+    dx_ptr,
+    dw_ptr,
+    db_ptr,
+    n_rows,
+    n_cols,
+    rows_per_program,
+    eps,
+    HAS_WEIGHT: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
     """dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) with g = dy * w, xhat = (x - mean) * rstd (statistics
     recomputed); this program's partial dweight (sum of dy * xhat) and dbias (sum of dy) rows, fp32, zeroed
     by the caller. Per row: a pass for the statistics, one for the sums of g, one to write."""
@@ -171,7 +252,9 @@ def _layer_norm_backward_kernel(x_ptr, w_ptr, dy_ptr, dx_ptr, dw_ptr, db_ptr, n_
         offset = (first + i) * n_cols
         acc = tl.zeros([BLOCK], tl.float32)
         for start in range(0, n_cols, BLOCK):
-            acc += tl.load(x_ptr + offset + start + cols, mask=start + cols < n_cols, other=0.0).to(tl.float32)
+            acc += tl.load(x_ptr + offset + start + cols, mask=start + cols < n_cols, other=0.0).to(
+                tl.float32
+            )
         mean = tl.sum(acc, 0) / n_cols
         acc = tl.zeros([BLOCK], tl.float32)
         for start in range(0, n_cols, BLOCK):
@@ -198,21 +281,32 @@ def _layer_norm_backward_kernel(x_ptr, w_ptr, dy_ptr, dx_ptr, dw_ptr, db_ptr, n_
             g = dy
             if HAS_WEIGHT:
                 g = dy * tl.load(w_ptr + start + cols, mask=mask, other=0.0).to(tl.float32)
-            tl.store(dx_ptr + offset + start + cols, (rstd * (g - g_mean - xhat * gx_mean)).to(
-                dx_ptr.dtype.element_ty), mask=mask)
+            tl.store(
+                dx_ptr + offset + start + cols,
+                (rstd * (g - g_mean - xhat * gx_mean)).to(dx_ptr.dtype.element_ty),
+                mask=mask,
+            )
             tl.store(dw_row + start + cols, tl.load(dw_row + start + cols, mask=mask) + dy * xhat, mask=mask)
             tl.store(db_row + start + cols, tl.load(db_row + start + cols, mask=mask) + dy, mask=mask)
 
 
 def _backward_fake(dy, x, normalized_shape, weight, bias, eps):
-    return (x.new_empty(x.shape), weight.new_empty(weight.shape) if weight is not None else x.new_empty(0),
-            bias.new_empty(bias.shape) if bias is not None else x.new_empty(0))
+    return (
+        x.new_empty(x.shape),
+        weight.new_empty(weight.shape) if weight is not None else x.new_empty(0),
+        bias.new_empty(bias.shape) if bias is not None else x.new_empty(0),
+    )
 
 
 @backward_op("layer_norm_backward", _backward_fake)
-def layer_norm_backward(dy: torch.Tensor, x: torch.Tensor, normalized_shape: list[int],
-                        weight: torch.Tensor | None, bias: torch.Tensor | None,
-                        eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def layer_norm_backward(
+    dy: torch.Tensor,
+    x: torch.Tensor,
+    normalized_shape: list[int],
+    weight: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    eps: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(dx, dweight, dbias) of layer_norm (dweight / dbias empty where the op had none): one launch for dx
     and per-program partial sums, then their reduction over programs."""
     n = math.prod(normalized_shape)
@@ -226,9 +320,23 @@ def layer_norm_backward(dy: torch.Tensor, x: torch.Tensor, normalized_shape: lis
     programs = runs.programs if n_rows and n else 0
     partial = torch.zeros((2, programs, n), dtype=torch.float32, device=x.device)
     if programs:
-        launch(_layer_norm_backward_kernel, (programs,), rows, weight if weight is not None else rows, dy_rows, dx,
-               partial[0], partial[1], n_rows, n, runs.per_program, float(eps), HAS_WEIGHT=weight is not None,
-               BLOCK=runs.block, num_warps=runs.num_warps)
+        launch(
+            _layer_norm_backward_kernel,
+            (programs,),
+            rows,
+            weight if weight is not None else rows,
+            dy_rows,
+            dx,
+            partial[0],
+            partial[1],
+            n_rows,
+            n,
+            runs.per_program,
+            float(eps),
+            HAS_WEIGHT=weight is not None,
+            BLOCK=runs.block,
+            num_warps=runs.num_warps,
+        )
     # Separate sums and placeholders: a custom operator's outputs may not alias one another.
     dw = partial[0].sum(0).view(weight.shape).to(weight.dtype) if weight is not None else x.new_empty(0)
     db = partial[1].sum(0).view(bias.shape).to(bias.dtype) if bias is not None else x.new_empty(0)
@@ -243,8 +351,9 @@ def _setup_context(ctx, inputs, output):
 def _backward(ctx, dy):
     x, weight, bias = ctx.saved_tensors
     dx, dw, db = layer_norm_backward(dy, x, list(ctx.normalized_shape), weight, bias, ctx.eps)
-    return input_grads(ctx, dx, None, dw if weight is not None else None,
-                       db if bias is not None else None, None)
+    return input_grads(
+        ctx, dx, None, dw if weight is not None else None, db if bias is not None else None, None
+    )
 
 
 def _with_shape(cases: dict) -> dict:
@@ -264,17 +373,22 @@ def _cost(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     return Cost(bytes=2 * nbytes(x) + nbytes(weight, bias), flops=7 * x.numel())
 
 
-SPEC = register(OpSpec(
-    name="layer_norm",
-    reference=torch.nn.functional.layer_norm,
-    impl=layer_norm,
-    # CUDA's native layer_norm rejects fp32 params with fp16/bf16 x, so no mixed-dtype case here.
-    cases=_with_shape(norm_cases(with_bias=True, eps=1e-5, mixed_params=False)),
-    cost=_cost,
-    # aten::layer_norm, not aten::native_layer_norm: that one also returns mean and rstd.
-    aten=("aten::layer_norm",),
-    aten_impls={"aten::layer_norm": lambda impl, input, normalized_shape, weight=None, bias=None, eps=1e-5,
-                cudnn_enable=True: impl(input, normalized_shape, weight, bias, eps)},
-    backward=_backward,
-    setup_context=_setup_context,
-))
+SPEC = register(
+    OpSpec(
+        name="layer_norm",
+        reference=torch.nn.functional.layer_norm,
+        impl=layer_norm,
+        # CUDA's native layer_norm rejects fp32 params with fp16/bf16 x, so no mixed-dtype case here.
+        cases=_with_shape(norm_cases(with_bias=True, eps=1e-5, mixed_params=False)),
+        cost=_cost,
+        # aten::layer_norm, not aten::native_layer_norm: that one also returns mean and rstd.
+        aten=("aten::layer_norm",),
+        aten_impls={
+            "aten::layer_norm": lambda impl, input, normalized_shape, weight=None, bias=None, eps=1e-5, cudnn_enable=True: (
+                impl(input, normalized_shape, weight, bias, eps)
+            )
+        },
+        backward=_backward,
+        setup_context=_setup_context,
+    )
+)

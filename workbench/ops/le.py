@@ -17,13 +17,17 @@ def le(input: torch.Tensor, other) -> torch.Tensor:
     return comparison(_le, input, other)
 
 
-SPEC = register(OpSpec(
-    name="le",
-    reference=torch.le,
-    impl=le,
-    cases=comparison_cases(),
-    cost=comparison_cost,
-    # aten::le.Scalar(self, Scalar other) and aten::le.Tensor(self, Tensor other)
-    aten_impls={"aten::le.Scalar": lambda impl, self, other: impl(self, other),
-                "aten::le.Tensor": lambda impl, self, other: impl(self, other)},
-))
+SPEC = register(
+    OpSpec(
+        name="le",
+        reference=torch.le,
+        impl=le,
+        cases=comparison_cases(),
+        cost=comparison_cost,
+        # aten::le.Scalar(self, Scalar other) and aten::le.Tensor(self, Tensor other)
+        aten_impls={
+            "aten::le.Scalar": lambda impl, self, other: impl(self, other),
+            "aten::le.Tensor": lambda impl, self, other: impl(self, other),
+        },
+    )
+)

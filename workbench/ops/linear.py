@@ -15,18 +15,24 @@ from ._library import generic
 from .spec import Case, Cost, OpSpec, input_grads, nbytes, randn, register, same_arguments
 
 
-def prepare(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+def prepare(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
+) -> tuple[torch.Tensor, dict]:
     """Validate; (output, the keyword arguments of `_matmul.matmul`). Shared by the generic and MLU launchers."""
     if bias is None:
         _matmul.check_operands(("x", "weight"), x, weight)
     else:
         _matmul.check_operands(("x", "weight", "bias"), x, weight, bias)
     if x.dim() == 0 or weight.dim() != 2:
-        raise ValueError(f"x, weight: expected x with at least 1 dim and a 2-D weight, got shapes "
-                         f"{tuple(x.shape)} and {tuple(weight.shape)}")
+        raise ValueError(
+            f"x, weight: expected x with at least 1 dim and a 2-D weight, got shapes "
+            f"{tuple(x.shape)} and {tuple(weight.shape)}"
+        )
     N, K = weight.shape
     if x.shape[-1] != K:
-        raise ValueError(f"weight: expected {x.shape[-1]} columns (x's last dim), got shape {tuple(weight.shape)}")
+        raise ValueError(
+            f"weight: expected {x.shape[-1]} columns (x's last dim), got shape {tuple(weight.shape)}"
+        )
     if bias is not None and tuple(bias.shape) not in ((N,), ()):
         raise ValueError(f"bias: expected shape ({N},), got {tuple(bias.shape)}")
     M = math.prod(x.shape[:-1])
@@ -34,9 +40,19 @@ def prepare(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = N
     c = new_output((M, N), x.dtype, x.device)
     bias_strides = (0, bias.stride(0) if bias is not None and bias.dim() else 0)
     return (c if x.dim() == 2 else c.view(*x.shape[:-1], N)), dict(
-        a=rows, b=weight, c=c, M=M, N=N, K=K, batch=1, a_strides=(0, *rows.stride()),
-        b_strides=(0, weight.stride(1), weight.stride(0)), c_strides=(0, c.stride(0)), bias=bias,
-        bias_strides=bias_strides)
+        a=rows,
+        b=weight,
+        c=c,
+        M=M,
+        N=N,
+        K=K,
+        batch=1,
+        a_strides=(0, *rows.stride()),
+        b_strides=(0, weight.stride(1), weight.stride(0)),
+        c_strides=(0, c.stride(0)),
+        bias=bias,
+        bias_strides=bias_strides,
+    )
 
 
 # Geometry of (x, weight, bias) -> [output shape, `_matmul.matmul`'s sizes and strides, the pointer kernel's
@@ -53,8 +69,15 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
         out = new_output_of(x, shape)
         if pointer:
             grid, site, ints = pointer
-            site(grid, x, weight, out, out if bias is None else bias, *ints,
-                 aligned=aligned(x, weight) if bias is None else aligned(x, weight, bias))
+            site(
+                grid,
+                x,
+                weight,
+                out,
+                out if bias is None else bias,
+                *ints,
+                aligned=aligned(x, weight) if bias is None else aligned(x, weight, bias),
+            )
             return out
         _matmul.matmul(x, weight, out, **sizes, bias=bias)
         if pointer is False:  # the first repeat: the pointer kernel's launch, if the problem takes it
@@ -101,27 +124,36 @@ def _case(name, x_shape, N, bias=True, x_t=False, big=False):
     return Case(name, make, big=big)
 
 
-SPEC = register(OpSpec(
-    name="linear",
-    reference=torch.nn.functional.linear,
-    impl=linear,
-    cases={
-        "quick": lambda: [_case("8x32 -> 48 with bias", (8, 32), 48),
-                          _case("17x40 -> 24", (17, 40), 24, bias=False)],
-        "edge": lambda: [
-            _case("rank3 input 2x7x40 -> 24", (2, 7, 40), 24),
-            _case("rank1 input 40 -> 24", (40,), 24),
-            _case("transposed input 33x20 -> 16", (33, 20), 16, x_t=True),
-            _case("K=0 5x0 -> 6 gives the bias", (5, 0), 6),
-            _case("M=0 0x12 -> 6", (0, 12), 6),
-        ],
-        "llm": lambda: [_case(f"M={m} K={k} N={n}", (m, k), n, bias=False)
-                        for m in (1, 2048) for k, n in _matmul.LINEAR_KN] + [
-            _case("decode batch 64 K=4096 N=4096", (64, 4096), 4096, bias=False)],
-    },
-    cost=_cost,
-    tolerance={torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 1e-2},
-    aten_impls={"aten::linear": same_arguments},
-    backward=_backward,
-    setup_context=_setup_context,
-))
+SPEC = register(
+    OpSpec(
+        name="linear",
+        reference=torch.nn.functional.linear,
+        impl=linear,
+        cases={
+            "quick": lambda: [
+                _case("8x32 -> 48 with bias", (8, 32), 48),
+                _case("17x40 -> 24", (17, 40), 24, bias=False),
+            ],
+            "edge": lambda: [
+                _case("rank3 input 2x7x40 -> 24", (2, 7, 40), 24),
+                _case("rank1 input 40 -> 24", (40,), 24),
+                _case("transposed input 33x20 -> 16", (33, 20), 16, x_t=True),
+                _case("K=0 5x0 -> 6 gives the bias", (5, 0), 6),
+                _case("M=0 0x12 -> 6", (0, 12), 6),
+            ],
+            "llm": lambda: (
+                [
+                    _case(f"M={m} K={k} N={n}", (m, k), n, bias=False)
+                    for m in (1, 2048)
+                    for k, n in _matmul.LINEAR_KN
+                ]
+                + [_case("decode batch 64 K=4096 N=4096", (64, 4096), 4096, bias=False)]
+            ),
+        },
+        cost=_cost,
+        tolerance={torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 1e-2},
+        aten_impls={"aten::linear": same_arguments},
+        backward=_backward,
+        setup_context=_setup_context,
+    )
+)

@@ -31,29 +31,31 @@ def _case(name, shape, dim=-1, transform=None, scale=1.0, big=False):
     return Case(name, make, big=big)
 
 
-SPEC = register(OpSpec(
-    name="log_softmax",
-    reference=lambda x, dim=-1: torch.log_softmax(x, dim),  # the custom op leaves out a default dim
-    impl=log_softmax,
-    cases={
-        "quick": lambda: [_case("64x300", (64, 300)), _case("30x40 dim0", (30, 40), dim=0)],
-        "edge": lambda: [
-            _case("rank3 2x33x5 dim1", (2, 33, 5), dim=1),
-            _case("transposed 40x30", (30, 40), transform=lambda x: x.t()),
-            _case("long row 3x40000", (3, 40000), scale=4.0),
-            _case("masked rows (-inf), one fully masked", (5, 40), transform=_masked),
-            _case("single column 7x1", (7, 1)),
-            _case("zero-size 0x16", (0, 16)),
-            _case("big 262146x8193", (262146, 8193), big=True),
-        ],
-        "llm": lambda: [
-            _case("decode vocab 1x151936", (1, 151936), scale=3.0),
-            _case("decode vocab 64x151936", (64, 151936), scale=3.0),
-        ],
-    },
-    cost=_cost,
-    aten=("aten::_log_softmax",),
-    aten_impls={"aten::_log_softmax": aten_adapter},
-    backward=backward(log=True),
-    setup_context=setup_context,
-))
+SPEC = register(
+    OpSpec(
+        name="log_softmax",
+        reference=lambda x, dim=-1: torch.log_softmax(x, dim),  # the custom op leaves out a default dim
+        impl=log_softmax,
+        cases={
+            "quick": lambda: [_case("64x300", (64, 300)), _case("30x40 dim0", (30, 40), dim=0)],
+            "edge": lambda: [
+                _case("rank3 2x33x5 dim1", (2, 33, 5), dim=1),
+                _case("transposed 40x30", (30, 40), transform=lambda x: x.t()),
+                _case("long row 3x40000", (3, 40000), scale=4.0),
+                _case("masked rows (-inf), one fully masked", (5, 40), transform=_masked),
+                _case("single column 7x1", (7, 1)),
+                _case("zero-size 0x16", (0, 16)),
+                _case("big 262146x8193", (262146, 8193), big=True),
+            ],
+            "llm": lambda: [
+                _case("decode vocab 1x151936", (1, 151936), scale=3.0),
+                _case("decode vocab 64x151936", (64, 151936), scale=3.0),
+            ],
+        },
+        cost=_cost,
+        aten=("aten::_log_softmax",),
+        aten_impls={"aten::_log_softmax": aten_adapter},
+        backward=backward(log=True),
+        setup_context=setup_context,
+    )
+)

@@ -17,13 +17,17 @@ def lt(input: torch.Tensor, other) -> torch.Tensor:
     return comparison(_lt, input, other)
 
 
-SPEC = register(OpSpec(
-    name="lt",
-    reference=torch.lt,
-    impl=lt,
-    cases=comparison_cases(),
-    cost=comparison_cost,
-    # aten::lt.Scalar(self, Scalar other) and aten::lt.Tensor(self, Tensor other)
-    aten_impls={"aten::lt.Scalar": lambda impl, self, other: impl(self, other),
-                "aten::lt.Tensor": lambda impl, self, other: impl(self, other)},
-))
+SPEC = register(
+    OpSpec(
+        name="lt",
+        reference=torch.lt,
+        impl=lt,
+        cases=comparison_cases(),
+        cost=comparison_cost,
+        # aten::lt.Scalar(self, Scalar other) and aten::lt.Tensor(self, Tensor other)
+        aten_impls={
+            "aten::lt.Scalar": lambda impl, self, other: impl(self, other),
+            "aten::lt.Tensor": lambda impl, self, other: impl(self, other),
+        },
+    )
+)

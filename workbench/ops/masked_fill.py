@@ -30,14 +30,17 @@ def check_args(input: torch.Tensor, mask: torch.Tensor, value) -> None:
         raise ValueError(f"value: expected a number or a 0-dim tensor, got shape {tuple(value.shape)}")
     # torch accepts a mask that broadcasts to input, never one that grows it.
     if cached_broadcast(mask.shape, input.shape) != input.shape:
-        raise ValueError(f"mask: shape {tuple(mask.shape)} does not broadcast to input shape {tuple(input.shape)}")
+        raise ValueError(
+            f"mask: shape {tuple(mask.shape)} does not broadcast to input shape {tuple(input.shape)}"
+        )
 
 
 def masked_fill(input: torch.Tensor, mask: torch.Tensor, value) -> torch.Tensor:
     check_args(input, mask, value)
     value = checked_value(input, value)
-    return ternary(_fill_where, mask, value, input, input.dtype, names=("mask", "value", "input"),
-                   integers=True)
+    return ternary(
+        _fill_where, mask, value, input, input.dtype, names=("mask", "value", "input"), integers=True
+    )
 
 
 def checked_value(input: torch.Tensor, value):
@@ -70,36 +73,51 @@ def _case(name, shape, m_shape=None, value=-1e4, transform=None, x_dtype=None):
 
 def _causal(name, q_len, kv_len, batch=1):
     def make(d, dev, g):
-        return (randn((batch, 32, q_len, kv_len), d, dev, g), ~causal_mask(q_len, kv_len, dev), float("-inf")), {}
+        return (
+            randn((batch, 32, q_len, kv_len), d, dev, g),
+            ~causal_mask(q_len, kv_len, dev),
+            float("-inf"),
+        ), {}
 
     return Case(name, make)
 
 
-SPEC = register(OpSpec(
-    name="masked_fill",
-    reference=torch.masked_fill,
-    impl=masked_fill,
-    cases={
-        "quick": lambda: [_case("1000", (1000,)),
-                          _case("64x300 row mask", (64, 300), (300,), value=float("-inf"))],
-        "edge": lambda: [
-            _case("rank4 broadcast mask 2x3x5x7", (2, 3, 5, 7), (3, 1, 7)),
-            _case("0-dim tensor value", (37, 11), value=lambda d, dev, g: randn((), d, dev, g)),
-            _case("int value", (37, 11), value=3),
-            _case("nan value", (20, 9), value=float("nan")),
-            _case("transposed", (65, 33), transform=lambda t: t.t()),
-            _case("strided rank5", (2, 3, 4, 5, 6), transform=lambda t: t.permute(4, 2, 0, 3, 1)),
-            _case("zero-size 0x16", (0, 16)),
-            _case("int64 +-2**40 positions, fill 1", (4, 33), value=1, x_dtype=torch.int64),
-            _case("int32 row mask, 0-dim int value", (6, 20), (20,), x_dtype=torch.int32,
-                  value=lambda d, dev, g: torch.tensor(-7)),
-        ],
-        "llm": lambda: [
-            _causal("causal mask prefill 1x32x2048x2048", 2048, 2048),
-            _causal("decode 64x32x1x2048", 1, 2048, batch=64),
-        ],
-    },
-    cost=_cost,
-    aten_impls={"aten::masked_fill.Scalar": lambda impl, self, mask, value: impl(self, mask, value),
-                "aten::masked_fill.Tensor": lambda impl, self, mask, value: impl(self, mask, value)},
-))
+SPEC = register(
+    OpSpec(
+        name="masked_fill",
+        reference=torch.masked_fill,
+        impl=masked_fill,
+        cases={
+            "quick": lambda: [
+                _case("1000", (1000,)),
+                _case("64x300 row mask", (64, 300), (300,), value=float("-inf")),
+            ],
+            "edge": lambda: [
+                _case("rank4 broadcast mask 2x3x5x7", (2, 3, 5, 7), (3, 1, 7)),
+                _case("0-dim tensor value", (37, 11), value=lambda d, dev, g: randn((), d, dev, g)),
+                _case("int value", (37, 11), value=3),
+                _case("nan value", (20, 9), value=float("nan")),
+                _case("transposed", (65, 33), transform=lambda t: t.t()),
+                _case("strided rank5", (2, 3, 4, 5, 6), transform=lambda t: t.permute(4, 2, 0, 3, 1)),
+                _case("zero-size 0x16", (0, 16)),
+                _case("int64 +-2**40 positions, fill 1", (4, 33), value=1, x_dtype=torch.int64),
+                _case(
+                    "int32 row mask, 0-dim int value",
+                    (6, 20),
+                    (20,),
+                    x_dtype=torch.int32,
+                    value=lambda d, dev, g: torch.tensor(-7),
+                ),
+            ],
+            "llm": lambda: [
+                _causal("causal mask prefill 1x32x2048x2048", 2048, 2048),
+                _causal("decode 64x32x1x2048", 1, 2048, batch=64),
+            ],
+        },
+        cost=_cost,
+        aten_impls={
+            "aten::masked_fill.Scalar": lambda impl, self, mask, value: impl(self, mask, value),
+            "aten::masked_fill.Tensor": lambda impl, self, mask, value: impl(self, mask, value),
+        },
+    )
+)

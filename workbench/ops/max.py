@@ -11,11 +11,13 @@ def max(x: torch.Tensor, dim: int, keepdim: bool = False) -> torch.return_types.
     return reduce_max(x, dim, keepdim)
 
 
-SPEC = register(OpSpec(
-    name="max",
-    reference=torch.max,
-    impl=max,
-    cases=reduce_cases(single_dim=True),
-    cost=reduce_cost,
-    aten_impls={"aten::max.dim": lambda impl, self, dim, keepdim=False: impl(self, dim, keepdim)},
-))
+SPEC = register(
+    OpSpec(
+        name="max",
+        reference=torch.max,
+        impl=max,
+        cases=reduce_cases(single_dim=True),
+        cost=reduce_cost,
+        aten_impls={"aten::max.dim": lambda impl, self, dim, keepdim=False: impl(self, dim, keepdim)},
+    )
+)

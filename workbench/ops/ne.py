@@ -17,13 +17,17 @@ def ne(input: torch.Tensor, other) -> torch.Tensor:
     return comparison(_ne, input, other)
 
 
-SPEC = register(OpSpec(
-    name="ne",
-    reference=torch.ne,
-    impl=ne,
-    cases=comparison_cases(),
-    cost=comparison_cost,
-    # aten::ne.Scalar(self, Scalar other) and aten::ne.Tensor(self, Tensor other)
-    aten_impls={"aten::ne.Scalar": lambda impl, self, other: impl(self, other),
-                "aten::ne.Tensor": lambda impl, self, other: impl(self, other)},
-))
+SPEC = register(
+    OpSpec(
+        name="ne",
+        reference=torch.ne,
+        impl=ne,
+        cases=comparison_cases(),
+        cost=comparison_cost,
+        # aten::ne.Scalar(self, Scalar other) and aten::ne.Tensor(self, Tensor other)
+        aten_impls={
+            "aten::ne.Scalar": lambda impl, self, other: impl(self, other),
+            "aten::ne.Tensor": lambda impl, self, other: impl(self, other),
+        },
+    )
+)

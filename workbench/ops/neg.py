@@ -27,11 +27,13 @@ def _cases() -> dict:
     return {**cases, "llm": lambda: cases["llm"]() + [rotate_half]}
 
 
-SPEC = register(OpSpec(
-    name="neg",
-    reference=torch.neg,
-    impl=neg,
-    cases=_cases(),
-    cost=unary_cost,
-    aten_impls={"aten::neg": same_arguments},
-))
+SPEC = register(
+    OpSpec(
+        name="neg",
+        reference=torch.neg,
+        impl=neg,
+        cases=_cases(),
+        cost=unary_cost,
+        aten_impls={"aten::neg": same_arguments},
+    )
+)

@@ -93,7 +93,9 @@ def _base(shape, d, dev, g, positive=False):
 
 
 def _cases() -> dict:
-    def case(name, shape, exponent=None, positive=False, integer_y=False, e_shape=None, transform=None, big=False):
+    def case(
+        name, shape, exponent=None, positive=False, integer_y=False, e_shape=None, transform=None, big=False
+    ):
         """exponent a number, or (exponent None) a tensor of e_shape (default: shape) in [-3, 3]."""
 
         def make(d, dev, g):
@@ -108,8 +110,10 @@ def _cases() -> dict:
         return Case(name, make, big=big)
 
     return {
-        "quick": lambda: [case("x**2 64x300", (64, 300), 2),
-                          case("x**y positive base 1000", (1000,), positive=True)],
+        "quick": lambda: [
+            case("x**2 64x300", (64, 300), 2),
+            case("x**y positive base 1000", (1000,), positive=True),
+        ],
         "edge": lambda: [
             case("x**0.5 (negatives: NaN)", (7, 40), 0.5),
             case("x**-0.5", (7, 40), -0.5, positive=True),
@@ -123,8 +127,12 @@ def _cases() -> dict:
             case("x**y negative base, fractional y (NaN)", (6, 20)),
             case("x**y broadcast exponent row", (6, 20), positive=True, e_shape=(20,)),
             case("x**y transposed", (65, 33), positive=True, transform=lambda t: t.t()),
-            case("x**y strided rank5", (2, 3, 4, 5, 6), positive=True,
-                 transform=lambda t: t.permute(4, 2, 0, 3, 1)),
+            case(
+                "x**y strided rank5",
+                (2, 3, 4, 5, 6),
+                positive=True,
+                transform=lambda t: t.permute(4, 2, 0, 3, 1),
+            ),
             case("x**y zero-size 0x16", (0, 16), e_shape=(16,)),
         ],
         "llm": lambda: [
@@ -135,12 +143,16 @@ def _cases() -> dict:
     }
 
 
-SPEC = register(OpSpec(
-    name="pow",
-    reference=torch.pow,
-    impl=pow,
-    cases=_cases(),
-    cost=binary_cost,
-    aten_impls={"aten::pow.Tensor_Scalar": lambda impl, self, exponent: impl(self, exponent),
-                "aten::pow.Tensor_Tensor": lambda impl, self, exponent: impl(self, exponent)},
-))
+SPEC = register(
+    OpSpec(
+        name="pow",
+        reference=torch.pow,
+        impl=pow,
+        cases=_cases(),
+        cost=binary_cost,
+        aten_impls={
+            "aten::pow.Tensor_Scalar": lambda impl, self, exponent: impl(self, exponent),
+            "aten::pow.Tensor_Tensor": lambda impl, self, exponent: impl(self, exponent),
+        },
+    )
+)

@@ -29,21 +29,39 @@ def _cases() -> dict:
         return Case(c.name + " (|x|+1e-3)", make, c.big)
 
     def variance(rows):
-        return Case(f"variance+eps {rows}x1", lambda d, dev, g: ((randn((rows, 1), d, dev, g).abs() + 1e-6,), {}))
+        return Case(
+            f"variance+eps {rows}x1", lambda d, dev, g: ((randn((rows, 1), d, dev, g).abs() + 1e-6,), {})
+        )
 
     return {
         "quick": lambda: [positive(c) for c in shared["quick"]()],
-        "edge": lambda: shared["edge"]() + [Case("zeros give inf", lambda d, dev, g: (
-            (randn((3, 50), d, dev, g).abs().masked_fill_(torch.arange(50, device=dev) % 5 == 0, 0.0),), {}))],
+        "edge": lambda: (
+            shared["edge"]()
+            + [
+                Case(
+                    "zeros give inf",
+                    lambda d, dev, g: (
+                        (
+                            randn((3, 50), d, dev, g)
+                            .abs()
+                            .masked_fill_(torch.arange(50, device=dev) % 5 == 0, 0.0),
+                        ),
+                        {},
+                    ),
+                )
+            ]
+        ),
         "llm": lambda: [variance(1), variance(64), variance(2048)] + [positive(c) for c in shared["llm"]()],
     }
 
 
-SPEC = register(OpSpec(
-    name="rsqrt",
-    reference=torch.rsqrt,
-    impl=rsqrt,
-    cases=_cases(),
-    cost=unary_cost,
-    aten_impls={"aten::rsqrt": same_arguments},
-))
+SPEC = register(
+    OpSpec(
+        name="rsqrt",
+        reference=torch.rsqrt,
+        impl=rsqrt,
+        cases=_cases(),
+        cost=unary_cost,
+        aten_impls={"aten::rsqrt": same_arguments},
+    )
+)

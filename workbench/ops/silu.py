@@ -39,14 +39,16 @@ def _backward(ctx, dy):
     return (silu_backward(*ctx.saved_tensors, dy),)
 
 
-SPEC = register(OpSpec(
-    name="silu",
-    reference=torch.nn.functional.silu,
-    impl=silu,
-    cases=unary_cases(),
-    cost=unary_cost,
-    aten=("aten::silu",),
-    aten_impls={"aten::silu": same_arguments},
-    backward=_backward,
-    setup_context=_setup_context,
-))
+SPEC = register(
+    OpSpec(
+        name="silu",
+        reference=torch.nn.functional.silu,
+        impl=silu,
+        cases=unary_cases(),
+        cost=unary_cost,
+        aten=("aten::silu",),
+        aten_impls={"aten::silu": same_arguments},
+        backward=_backward,
+        setup_context=_setup_context,
+    )
+)

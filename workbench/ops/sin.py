@@ -18,11 +18,13 @@ def sin(x: torch.Tensor) -> torch.Tensor:
     return unary(_sin, x)
 
 
-SPEC = register(OpSpec(
-    name="sin",
-    reference=torch.sin,
-    impl=sin,
-    cases=angle_cases(),
-    cost=unary_cost,
-    aten_impls={"aten::sin": same_arguments},
-))
+SPEC = register(
+    OpSpec(
+        name="sin",
+        reference=torch.sin,
+        impl=sin,
+        cases=angle_cases(),
+        cost=unary_cost,
+        aten_impls={"aten::sin": same_arguments},
+    )
+)

@@ -62,8 +62,16 @@ def write_row(x_row, out_row, lo, hi, lse, LOG: tl.constexpr, BLOCK: tl.constexp
 
 
 @triton.jit
-def _softmax_kernel(x_ptr, out_ptr, n_cols, x_row_stride, out_row_stride,
-                    LOG: tl.constexpr, BLOCK: tl.constexpr, ONE_TILE: tl.constexpr):
+def _softmax_kernel(
+    x_ptr,
+    out_ptr,
+    n_cols,
+    x_row_stride,
+    out_row_stride,
+    LOG: tl.constexpr,
+    BLOCK: tl.constexpr,
+    ONE_TILE: tl.constexpr,
+):
     """softmax (LOG=False) or log_softmax (LOG=True) of one row per program."""
     row = tl.program_id(0).to(tl.int64)
     x_row = x_ptr + row * x_row_stride
@@ -105,8 +113,18 @@ def _chunk_stats_kernel(x_ptr, stats_ptr, n_cols, x_row_stride, chunk, BLOCK: tl
 
 
 @triton.jit
-def _chunk_write_kernel(x_ptr, stats_ptr, out_ptr, n_cols, x_row_stride, out_row_stride, chunk,
-                        LOG: tl.constexpr, BLOCK: tl.constexpr, BLOCK_S: tl.constexpr):
+def _chunk_write_kernel(
+    x_ptr,
+    stats_ptr,
+    out_ptr,
+    n_cols,
+    x_row_stride,
+    out_row_stride,
+    chunk,
+    LOG: tl.constexpr,
+    BLOCK: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+):
     """Pass 2: the row's log-sum-exp from its chunks' (max, sum), then this program's chunk written."""
     row = tl.program_id(0).to(tl.int64)
     c = tl.program_id(1)
@@ -117,8 +135,15 @@ def _chunk_write_kernel(x_ptr, stats_ptr, out_ptr, n_cols, x_row_stride, out_row
     chunk_sum = tl.load(stats + 1, mask=k < splits, other=0.0)
     row_max = tl.max(chunk_max, 0)
     total = tl.sum(tl.where(chunk_max == -float("inf"), 0.0, chunk_sum * tl.exp(chunk_max - row_max)), 0)
-    write_row(x_ptr + row * x_row_stride, out_ptr + row * out_row_stride, c * chunk,
-              tl.minimum(c * chunk + chunk, n_cols), row_max + tl.log(total), LOG, BLOCK)
+    write_row(
+        x_ptr + row * x_row_stride,
+        out_ptr + row * out_row_stride,
+        c * chunk,
+        tl.minimum(c * chunk + chunk, n_cols),
+        row_max + tl.log(total),
+        LOG,
+        BLOCK,
+    )
 
 
 def prepare(x: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -163,7 +188,9 @@ def softmax_rows(x: torch.Tensor, dim: int, log: bool) -> torch.Tensor:
         splits, chunk = (1, n) if one_tile else _split_rows.chunking(n_rows, n, block)
         if splits == 1:
             grid, ints = (n_rows,), (n, rows.stride(0), n)
-            site = Site(_softmax_kernel, LOG=log, BLOCK=block, ONE_TILE=one_tile, num_warps=_rows.row_warps(block))
+            site = Site(
+                _softmax_kernel, LOG=log, BLOCK=block, ONE_TILE=one_tile, num_warps=_rows.row_warps(block)
+            )
             site(grid, rows, out, *ints, aligned=aligned(rows))
             if rows.data_ptr() == x.data_ptr() and x.is_contiguous() and _rows.is_last_dim(x, dim):
                 _plans.put(plan_key, (grid, ints, site))
@@ -172,10 +199,32 @@ def softmax_rows(x: torch.Tensor, dim: int, log: bool) -> torch.Tensor:
             block //= 2
             stats = torch.empty((n_rows, splits, 2), dtype=torch.float32, device=x.device)
             warps = 16
-            launch(_chunk_stats_kernel, (n_rows, splits), rows, stats, n, rows.stride(0), chunk, BLOCK=block,
-                   num_warps=warps)
-            launch(_chunk_write_kernel, (n_rows, splits), rows, stats, out, n, rows.stride(0), n, chunk, LOG=log,
-                   BLOCK=block, BLOCK_S=next_pow2(splits), num_warps=warps)
+            launch(
+                _chunk_stats_kernel,
+                (n_rows, splits),
+                rows,
+                stats,
+                n,
+                rows.stride(0),
+                chunk,
+                BLOCK=block,
+                num_warps=warps,
+            )
+            launch(
+                _chunk_write_kernel,
+                (n_rows, splits),
+                rows,
+                stats,
+                out,
+                n,
+                rows.stride(0),
+                n,
+                chunk,
+                LOG=log,
+                BLOCK=block,
+                BLOCK_S=next_pow2(splits),
+                num_warps=warps,
+            )
     return finish(out, x, dim)
 
 
@@ -184,8 +233,9 @@ def softmax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
 
 
 @triton.jit
-def _backward_kernel(y_ptr, dy_ptr, dx_ptr, n_rows, n_cols, rows_per_program, LOG: tl.constexpr,
-                     BLOCK: tl.constexpr):
+def _backward_kernel(
+    y_ptr, dy_ptr, dx_ptr, n_rows, n_cols, rows_per_program, LOG: tl.constexpr, BLOCK: tl.constexpr
+):
     """From the saved output y: softmax dx = y * (dy - sum(dy * y)); log_softmax dx = dy - exp(y) * sum(dy).
     Contiguous rows; each program takes a run of rows, a pass for the sum and a pass to write."""
     cols = tl.arange(0, BLOCK)
@@ -230,8 +280,19 @@ def softmax_backward(dy: torch.Tensor, y: torch.Tensor, dim: int, log: bool) -> 
     el = y.element_size()
     # two passes over the row: an fp32 sum and the loads of y and dy in each
     runs = _rows.row_runs(n_rows, n, 4 + 4 * el, 4 + 4 * el, max_block=8192)
-    launch(_backward_kernel, (runs.programs,), y_rows, dy_rows, dx, n_rows, n, runs.per_program,
-           LOG=log, BLOCK=runs.block, num_warps=runs.num_warps)
+    launch(
+        _backward_kernel,
+        (runs.programs,),
+        y_rows,
+        dy_rows,
+        dx,
+        n_rows,
+        n,
+        runs.per_program,
+        LOG=log,
+        BLOCK=runs.block,
+        num_warps=runs.num_warps,
+    )
     return dx if last else dx.movedim(-1, dim)
 
 
@@ -245,6 +306,7 @@ def backward(log: bool):
     def run(ctx, dy):
         (y,) = ctx.saved_tensors
         return input_grads(ctx, softmax_backward(dy, y, ctx.dim, log), None)
+
     return run
 
 
@@ -301,14 +363,16 @@ def _cases():
     }
 
 
-SPEC = register(OpSpec(
-    name="softmax",
-    reference=lambda x, dim=-1: torch.softmax(x, dim),  # the custom op leaves out a default dim
-    impl=softmax,
-    cases=_cases(),
-    cost=_cost,
-    aten=("aten::_softmax",),
-    aten_impls={"aten::_softmax": aten_adapter},
-    backward=backward(log=False),
-    setup_context=setup_context,
-))
+SPEC = register(
+    OpSpec(
+        name="softmax",
+        reference=lambda x, dim=-1: torch.softmax(x, dim),  # the custom op leaves out a default dim
+        impl=softmax,
+        cases=_cases(),
+        cost=_cost,
+        aten=("aten::_softmax",),
+        aten_impls={"aten::_softmax": aten_adapter},
+        backward=backward(log=False),
+        setup_context=setup_context,
+    )
+)

@@ -91,7 +91,9 @@ class OpSpec:
     variants: dict[str, Callable[..., Any]] = field(default_factory=dict)
     tolerance: dict[torch.dtype, float] = field(default_factory=lambda: dict(DEFAULT_TOLERANCE))
     dtypes: tuple[torch.dtype, ...] = FLOAT_DTYPES
-    status: dict[str, str] = field(default_factory=lambda: {"cpu": "promoted", "cuda": "promoted", "mlu": "draft"})
+    status: dict[str, str] = field(
+        default_factory=lambda: {"cpu": "promoted", "cuda": "promoted", "mlu": "draft"}
+    )
     doc: str = ""
     # Autograd, on the op's own signature (torch.library.register_autograd's contract, registered on
     # `torch.ops.workbench.<op>`): setup_context(ctx, inputs, output) saves what backward needs;
@@ -109,8 +111,9 @@ class OpSpec:
             return written
         generic = self.impl if algorithm is None else self.variants.get(f"{GENERIC}:{algorithm}")
         if generic is None:
-            raise ValueError(f"algorithm: expected one of {self.algorithms()} for op {self.name!r}, "
-                             f"got {algorithm!r}")
+            raise ValueError(
+                f"algorithm: expected one of {self.algorithms()} for op {self.name!r}, got {algorithm!r}"
+            )
         return generic if backend == GENERIC else _in_backend_style(generic, backend)
 
     def algorithms(self) -> list[str]:
@@ -123,25 +126,29 @@ class OpSpec:
         return backend if backend in self.variants or _persistent_backend(backend) else GENERIC
 
     def variant_names(self) -> list[str]:
-        """"generic", its algorithms, and the name of every backend's own implementation (written, or the
+        """ "generic", its algorithms, and the name of every backend's own implementation (written, or the
         generic kernels in the backend's launch style: "mlu" for every op)."""
         from workbench import backends
 
         styled = [b for b in backends.BACKENDS if _persistent_backend(b)]
-        return list(dict.fromkeys([GENERIC, *(f"{GENERIC}:{a}" for a in self.algorithms()), *styled,
-                                   *self.variants]))
+        return list(
+            dict.fromkeys([GENERIC, *(f"{GENERIC}:{a}" for a in self.algorithms()), *styled, *self.variants])
+        )
 
     def variant(self, name: str) -> Callable[..., Any]:
         """The implementation called `name` (one of `variant_names()`): "<backend>[:<algorithm>]"."""
         if name not in self.variant_names():
-            raise ValueError(f"variant: expected one of {self.variant_names()} for op {self.name!r}, got {name!r}")
+            raise ValueError(
+                f"variant: expected one of {self.variant_names()} for op {self.name!r}, got {name!r}"
+            )
         if name == GENERIC:
             return self.impl
         backend, _, algorithm = name.partition(":")
         return self.implementation(backend, algorithm or None)
 
-    def add_variant(self, backend: str, fn: Callable[..., Any],
-                    algorithm: str | None = None) -> Callable[..., Any]:
+    def add_variant(
+        self, backend: str, fn: Callable[..., Any], algorithm: str | None = None
+    ) -> Callable[..., Any]:
         """Register `fn` as this op's implementation on `backend` ("generic": every backend), as its default
         (chosen there automatically) or as the named `algorithm` (chosen by name)."""
         name = backend if algorithm is None else f"{backend}:{algorithm}"
@@ -169,7 +176,11 @@ def dispatching(spec: OpSpec) -> Callable[..., Any]:
 
     active, variants, generic = backends.active().name, spec.variants, spec.impl
     traced = _library.traced_entry(spec)
-    compiling, grad_enabled, needs_grad = torch.compiler.is_compiling, torch.is_grad_enabled, _library.needs_grad
+    compiling, grad_enabled, needs_grad = (
+        torch.compiler.is_compiling,
+        torch.is_grad_enabled,
+        _library.needs_grad,
+    )
 
     @functools.wraps(spec.impl)
     def call(*args, **kwargs):
@@ -222,7 +233,9 @@ def register(spec: OpSpec) -> OpSpec:
         spec.aten = tuple(spec.aten_impls)
     stray = sorted(set(spec.aten_impls) - set(spec.aten))
     if stray:
-        raise ValueError(f"op {spec.name!r}: aten_impls has overloads {stray} that are not in aten {spec.aten}")
+        raise ValueError(
+            f"op {spec.name!r}: aten_impls has overloads {stray} that are not in aten {spec.aten}"
+        )
     REGISTRY[spec.name] = spec
     from . import _library  # here, not at the top: _library reads the backend, bound before any op module
 

@@ -20,12 +20,14 @@ def sub(input: torch.Tensor, other, *, alpha=1) -> torch.Tensor:
     return binary(_sub, input, other, b_scale=alpha, integers=True)
 
 
-SPEC = register(OpSpec(
-    name="sub",
-    reference=torch.sub,
-    impl=sub,
-    cases=without_big(binary_cases(integers=2**40)),  # the binary launcher's big case is add's
-    cost=binary_cost,
-    # aten::sub.Scalar is a composite that calls sub.Tensor with the scalar wrapped: this covers it.
-    aten_impls={"aten::sub.Tensor": same_arguments},
-))
+SPEC = register(
+    OpSpec(
+        name="sub",
+        reference=torch.sub,
+        impl=sub,
+        cases=without_big(binary_cases(integers=2**40)),  # the binary launcher's big case is add's
+        cost=binary_cost,
+        # aten::sub.Scalar is a composite that calls sub.Tensor with the scalar wrapped: this covers it.
+        aten_impls={"aten::sub.Tensor": same_arguments},
+    )
+)

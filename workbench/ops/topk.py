@@ -102,8 +102,19 @@ def _write_best(best, x_row, v_row, i_row, k, N: tl.constexpr):
 
 
 @triton.jit
-def topk_chunk(x_row, v_row, i_row, part, lo, hi, k, LARGEST: tl.constexpr, SINGLE: tl.constexpr,
-               BLOCK: tl.constexpr, BLOCK_K: tl.constexpr):
+def topk_chunk(
+    x_row,
+    v_row,
+    i_row,
+    part,
+    lo,
+    hi,
+    k,
+    LARGEST: tl.constexpr,
+    SINGLE: tl.constexpr,
+    BLOCK: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
     """The best k of columns [lo, hi) of one row: written out (SINGLE), or its BLOCK_K keys stored at
     `part` for the merge. Shared by the generic kernels and the MLU-style variant."""
     cols = tl.arange(0, BLOCK)
@@ -133,25 +144,57 @@ def topk_merge_row(x_row, v_row, i_row, part_row, n_keys, k, BLOCK: tl.constexpr
 
 
 @triton.jit
-def _topk_chunk_kernel(x_ptr, v_ptr, i_ptr, part_ptr, n_cols, x_row_stride, chunk, k,
-                       LARGEST: tl.constexpr, SINGLE: tl.constexpr, BLOCK: tl.constexpr, BLOCK_K: tl.constexpr):
+def _topk_chunk_kernel(
+    x_ptr,
+    v_ptr,
+    i_ptr,
+    part_ptr,
+    n_cols,
+    x_row_stride,
+    chunk,
+    k,
+    LARGEST: tl.constexpr,
+    SINGLE: tl.constexpr,
+    BLOCK: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
     row = tl.program_id(0).to(tl.int64)
     c = tl.program_id(1)
     lo = c.to(tl.int64) * chunk
-    topk_chunk(x_ptr + row * x_row_stride, v_ptr + row * k, i_ptr + row * k,
-               part_ptr + (row * tl.num_programs(1) + c) * BLOCK_K, lo, tl.minimum(lo + chunk, n_cols), k,
-               LARGEST, SINGLE, BLOCK, BLOCK_K)
+    topk_chunk(
+        x_ptr + row * x_row_stride,
+        v_ptr + row * k,
+        i_ptr + row * k,
+        part_ptr + (row * tl.num_programs(1) + c) * BLOCK_K,
+        lo,
+        tl.minimum(lo + chunk, n_cols),
+        k,
+        LARGEST,
+        SINGLE,
+        BLOCK,
+        BLOCK_K,
+    )
 
 
 @triton.jit
-def _topk_merge_kernel(x_ptr, v_ptr, i_ptr, part_ptr, x_row_stride, n_keys, k,
-                       BLOCK: tl.constexpr, BLOCK_K: tl.constexpr):
+def _topk_merge_kernel(
+    x_ptr, v_ptr, i_ptr, part_ptr, x_row_stride, n_keys, k, BLOCK: tl.constexpr, BLOCK_K: tl.constexpr
+):
     row = tl.program_id(0).to(tl.int64)
-    topk_merge_row(x_ptr + row * x_row_stride, v_ptr + row * k, i_ptr + row * k, part_ptr + row * n_keys,
-                   n_keys, k, BLOCK, BLOCK_K)
+    topk_merge_row(
+        x_ptr + row * x_row_stride,
+        v_ptr + row * k,
+        i_ptr + row * k,
+        part_ptr + row * n_keys,
+        n_keys,
+        k,
+        BLOCK,
+        BLOCK_K,
+    )
 
 
 # ---- filter path ----
+
 
 @triton.jit
 def _lane_max(x_row, lo, hi, LARGEST: tl.constexpr, BLOCK: tl.constexpr, LANES: tl.constexpr):
@@ -166,8 +209,16 @@ def _lane_max(x_row, lo, hi, LARGEST: tl.constexpr, BLOCK: tl.constexpr, LANES: 
 
 
 @triton.jit
-def _filter_lanes_kernel(x_ptr, scratch_ptr, n_cols, x_row_stride, chunk, LARGEST: tl.constexpr,
-                         BLOCK: tl.constexpr, LANES: tl.constexpr):
+def _filter_lanes_kernel(
+    x_ptr,
+    scratch_ptr,
+    n_cols,
+    x_row_stride,
+    chunk,
+    LARGEST: tl.constexpr,
+    BLOCK: tl.constexpr,
+    LANES: tl.constexpr,
+):
     """Pass 1 of a split row: this chunk's lane maxima, atomically maxed into the row's lanes."""
     row = tl.program_id(0).to(tl.int64)
     lo = tl.program_id(1).to(tl.int64) * chunk
@@ -176,9 +227,20 @@ def _filter_lanes_kernel(x_ptr, scratch_ptr, n_cols, x_row_stride, chunk, LARGES
 
 
 @triton.jit
-def _filter_collect_kernel(x_ptr, scratch_ptr, cand_ptr, n_cols, x_row_stride, chunk, k,
-                           LARGEST: tl.constexpr, LOCAL: tl.constexpr, BLOCK: tl.constexpr,
-                           LANES: tl.constexpr, CAP: tl.constexpr):
+def _filter_collect_kernel(
+    x_ptr,
+    scratch_ptr,
+    cand_ptr,
+    n_cols,
+    x_row_stride,
+    chunk,
+    k,
+    LARGEST: tl.constexpr,
+    LOCAL: tl.constexpr,
+    BLOCK: tl.constexpr,
+    LANES: tl.constexpr,
+    CAP: tl.constexpr,
+):
     """Pass 2: the row's threshold T (the k-th best lane maximum), then every key of this chunk that
     reaches it into the row's candidate buffer. LOCAL (one chunk per row): pass 1 runs here, and the
     count is stored; else the lanes come from pass 1 and the count is an atomic counter."""
@@ -216,9 +278,21 @@ def _filter_collect_kernel(x_ptr, scratch_ptr, cand_ptr, n_cols, x_row_stride, c
 
 
 @triton.jit
-def _filter_finish_kernel(x_ptr, v_ptr, i_ptr, scratch_ptr, cand_ptr, n_cols, x_row_stride, k,
-                          LARGEST: tl.constexpr, LANES: tl.constexpr, CAP: tl.constexpr,
-                          TILE_: tl.constexpr, BLOCK_K: tl.constexpr):
+def _filter_finish_kernel(
+    x_ptr,
+    v_ptr,
+    i_ptr,
+    scratch_ptr,
+    cand_ptr,
+    n_cols,
+    x_row_stride,
+    k,
+    LARGEST: tl.constexpr,
+    LANES: tl.constexpr,
+    CAP: tl.constexpr,
+    TILE_: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
     """Pass 3: sort the row's candidates and write its best k; past CAP, the merge path over the row."""
     row = tl.program_id(0).to(tl.int64)
     x_row = x_ptr + row * x_row_stride
@@ -244,29 +318,75 @@ def filter_sizes(n: int, k: int) -> tuple[int, int, int]:
     return max(lanes, min(block, next_pow2(n))), lanes, max(cap, CAP_PER_K * block_k)
 
 
-def _run_filter(rows: torch.Tensor, values: torch.Tensor, indices: torch.Tensor, k: int,
-                largest: bool) -> torch.Tensor:
+def _run_filter(
+    rows: torch.Tensor, values: torch.Tensor, indices: torch.Tensor, k: int, largest: bool
+) -> torch.Tensor:
     """The filter path; returns each row's candidate count (past CAP the row took the merge path)."""
     n_rows, n = rows.shape
     block, lanes, cap = filter_sizes(n, k)
     chunks, chunk = _split_rows.chunking(n_rows, n, block)
     local = chunks == 1
     # lanes + counter per row: pass 1 combines into zeros; a local pass 2 writes its count itself
-    scratch = (torch.empty if local else torch.zeros)(n_rows * (lanes + 1), dtype=torch.int32, device=rows.device)
+    scratch = (torch.empty if local else torch.zeros)(
+        n_rows * (lanes + 1), dtype=torch.int32, device=rows.device
+    )
     cand = torch.empty(n_rows * cap, dtype=torch.int64, device=rows.device)
     if not local:
-        launch(_filter_lanes_kernel, (n_rows, chunks), rows, scratch, n, rows.stride(0), chunk,
-               LARGEST=bool(largest), BLOCK=block, LANES=lanes, num_warps=FILTER_WARPS)
-    launch(_filter_collect_kernel, (n_rows, chunks), rows, scratch, cand, n, rows.stride(0), chunk, k,
-           LARGEST=bool(largest), LOCAL=local, BLOCK=block, LANES=lanes, CAP=cap, num_warps=FILTER_WARPS)
+        launch(
+            _filter_lanes_kernel,
+            (n_rows, chunks),
+            rows,
+            scratch,
+            n,
+            rows.stride(0),
+            chunk,
+            LARGEST=bool(largest),
+            BLOCK=block,
+            LANES=lanes,
+            num_warps=FILTER_WARPS,
+        )
+    launch(
+        _filter_collect_kernel,
+        (n_rows, chunks),
+        rows,
+        scratch,
+        cand,
+        n,
+        rows.stride(0),
+        chunk,
+        k,
+        LARGEST=bool(largest),
+        LOCAL=local,
+        BLOCK=block,
+        LANES=lanes,
+        CAP=cap,
+        num_warps=FILTER_WARPS,
+    )
     block_k = next_pow2(k)
-    launch(_filter_finish_kernel, (n_rows,), rows, values, indices, scratch, cand, n, rows.stride(0), k,
-           LARGEST=bool(largest), LANES=lanes, CAP=cap, TILE_=tile(n, block_k), BLOCK_K=block_k,
-           num_warps=_rows.row_warps(max(cap, tile(n, block_k))))
+    launch(
+        _filter_finish_kernel,
+        (n_rows,),
+        rows,
+        values,
+        indices,
+        scratch,
+        cand,
+        n,
+        rows.stride(0),
+        k,
+        LARGEST=bool(largest),
+        LANES=lanes,
+        CAP=cap,
+        TILE_=tile(n, block_k),
+        BLOCK_K=block_k,
+        num_warps=_rows.row_warps(max(cap, tile(n, block_k))),
+    )
     return scratch.view(n_rows, lanes + 1)[:, lanes]
 
 
-def _run_merge(rows: torch.Tensor, values: torch.Tensor, indices: torch.Tensor, k: int, largest: bool) -> None:
+def _run_merge(
+    rows: torch.Tensor, values: torch.Tensor, indices: torch.Tensor, k: int, largest: bool
+) -> None:
     n_rows, n = rows.shape
     block_k = next_pow2(k)
     block = tile(n, block_k)
@@ -274,15 +394,57 @@ def _run_merge(rows: torch.Tensor, values: torch.Tensor, indices: torch.Tensor, 
     chunks, chunk = _split_rows.chunking(n_rows, n, block, max_chunks=max(1, MERGE_KEYS // block_k))
     warps = _rows.row_warps(block)
     if chunks == 1:
-        launch(_topk_chunk_kernel, (n_rows, 1), rows, values, indices, values, n, rows.stride(0), chunk, k,
-               LARGEST=bool(largest), SINGLE=True, BLOCK=block, BLOCK_K=block_k, num_warps=warps)
+        launch(
+            _topk_chunk_kernel,
+            (n_rows, 1),
+            rows,
+            values,
+            indices,
+            values,
+            n,
+            rows.stride(0),
+            chunk,
+            k,
+            LARGEST=bool(largest),
+            SINGLE=True,
+            BLOCK=block,
+            BLOCK_K=block_k,
+            num_warps=warps,
+        )
     else:
         part = torch.empty(n_rows * chunks * block_k, dtype=torch.int64, device=rows.device)
-        launch(_topk_chunk_kernel, (n_rows, chunks), rows, values, indices, part, n, rows.stride(0), chunk, k,
-               LARGEST=bool(largest), SINGLE=False, BLOCK=block, BLOCK_K=block_k, num_warps=warps)
+        launch(
+            _topk_chunk_kernel,
+            (n_rows, chunks),
+            rows,
+            values,
+            indices,
+            part,
+            n,
+            rows.stride(0),
+            chunk,
+            k,
+            LARGEST=bool(largest),
+            SINGLE=False,
+            BLOCK=block,
+            BLOCK_K=block_k,
+            num_warps=warps,
+        )
         merge_block = max(block_k, min(1024, next_pow2(chunks * block_k)))
-        launch(_topk_merge_kernel, (n_rows,), rows, values, indices, part, rows.stride(0), chunks * block_k, k,
-               BLOCK=merge_block, BLOCK_K=block_k, num_warps=_rows.row_warps(merge_block))
+        launch(
+            _topk_merge_kernel,
+            (n_rows,),
+            rows,
+            values,
+            indices,
+            part,
+            rows.stride(0),
+            chunks * block_k,
+            k,
+            BLOCK=merge_block,
+            BLOCK_K=block_k,
+            num_warps=_rows.row_warps(merge_block),
+        )
 
 
 def prepare(x: torch.Tensor, k: int, dim: int):
@@ -368,33 +530,38 @@ def _case(name, shape, k, dim=-1, largest=True, transform=None, scale=1.0, big=F
     return Case(name, make, big=big)
 
 
-SPEC = register(OpSpec(
-    name="topk",
-    reference=_reference,
-    impl=topk,
-    cases={
-        # tiny: the interpreter's sort is slow
-        "quick": lambda: [_case("4x50 k=5", (4, 50), 5), _case("2x200 k=4 split rows", (2, 200), 4)],
-        "edge": lambda: [
-            _case("ties, NaN, inf, all tied row", (3, 40), 7, transform=_with_ties_and_specials),
-            _case("smallest k=3", (2, 60), 3, largest=False),
-            _case("rank3 dim1", (2, 30, 2), 4, dim=1),
-            _case("transposed dim0 k=6", (3, 20), 6, dim=0, transform=lambda x: x.t()),
-            _case("k = n", (2, 9), 9),
-            _case("k=1", (2, 33), 1),
-            _case("k=0", (3, 33), 0),
-            _case("zero rows", (0, 30), 2),
-            _case("big 2x(2**30+5) k=5", (2, 2**30 + 5), 5, big=True),
-        ],
-        "llm": lambda: [
-            _case("top-50 sampling 1x151936", (1, 151936), 50, scale=3.0),
-            _case("top-50 sampling 64x151936", (64, 151936), 50, scale=3.0),
-            _case("top-20 2048x151936", (2048, 151936), 20, scale=3.0),
-        ],
-    },
-    cost=_cost,
-    aten=("aten::topk",),
-    aten_impls={"aten::topk": lambda impl, self, k, dim=-1, largest=True, sorted=True: impl(self, k, dim, largest,
-                                                                                         sorted)},
-))
+SPEC = register(
+    OpSpec(
+        name="topk",
+        reference=_reference,
+        impl=topk,
+        cases={
+            # tiny: the interpreter's sort is slow
+            "quick": lambda: [_case("4x50 k=5", (4, 50), 5), _case("2x200 k=4 split rows", (2, 200), 4)],
+            "edge": lambda: [
+                _case("ties, NaN, inf, all tied row", (3, 40), 7, transform=_with_ties_and_specials),
+                _case("smallest k=3", (2, 60), 3, largest=False),
+                _case("rank3 dim1", (2, 30, 2), 4, dim=1),
+                _case("transposed dim0 k=6", (3, 20), 6, dim=0, transform=lambda x: x.t()),
+                _case("k = n", (2, 9), 9),
+                _case("k=1", (2, 33), 1),
+                _case("k=0", (3, 33), 0),
+                _case("zero rows", (0, 30), 2),
+                _case("big 2x(2**30+5) k=5", (2, 2**30 + 5), 5, big=True),
+            ],
+            "llm": lambda: [
+                _case("top-50 sampling 1x151936", (1, 151936), 50, scale=3.0),
+                _case("top-50 sampling 64x151936", (64, 151936), 50, scale=3.0),
+                _case("top-20 2048x151936", (2048, 151936), 20, scale=3.0),
+            ],
+        },
+        cost=_cost,
+        aten=("aten::topk",),
+        aten_impls={
+            "aten::topk": lambda impl, self, k, dim=-1, largest=True, sorted=True: impl(
+                self, k, dim, largest, sorted
+            )
+        },
+    )
+)
 SPEC.add_variant("generic", topk_merge, algorithm="merge")

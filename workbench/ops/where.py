@@ -41,10 +41,14 @@ def _result_type(input, other) -> torch.dtype:
     try:
         dtype = torch.result_type(input, other)
     except TypeError:
-        raise TypeError(f"input, other: expected tensors or numbers, got {type(input).__name__} and "
-                        f"{type(other).__name__}") from None
+        raise TypeError(
+            f"input, other: expected tensors or numbers, got {type(input).__name__} and "
+            f"{type(other).__name__}"
+        ) from None
     if dtype not in FLOAT_OR_INT_DTYPES:  # fp32 selects exactly for floats, integers select in their dtype
-        raise TypeError(f"input, other: expected a float32, float16, bfloat16, int32 or int64 result, got {dtype}")
+        raise TypeError(
+            f"input, other: expected a float32, float16, bfloat16, int32 or int64 result, got {dtype}"
+        )
     return dtype
 
 
@@ -66,8 +70,17 @@ def causal_mask(q_len, kv_len, device):
     return torch.arange(kv_len, device=device)[None, :] <= i
 
 
-def _case(name, c_shape, a_shape, b_shape, a_dtype=None, b_dtype=None, transform=None, big=False, numbers=(-1.5,
-          float("-inf"))):
+def _case(
+    name,
+    c_shape,
+    a_shape,
+    b_shape,
+    a_dtype=None,
+    b_dtype=None,
+    transform=None,
+    big=False,
+    numbers=(-1.5, float("-inf")),
+):
     """a_shape/b_shape None: a Python number (from `numbers`); () a 0-dim tensor. An integer a_dtype /
     b_dtype draws integers (compared exactly)."""
 
@@ -93,33 +106,49 @@ def _causal(name, q_len, kv_len, batch=1):
     return Case(name, make)
 
 
-SPEC = register(OpSpec(
-    name="where",
-    reference=torch.where,
-    impl=where,
-    cases={
-        "quick": lambda: [_case("1000", (1000,), (1000,), (1000,)), _case("64x300 row other", (64, 300), (64, 300),
-                                                                          (300,))],
-        "edge": lambda: [
-            _case("rank4 broadcast all three", (2, 1, 5, 7), (3, 1, 7), (2, 3, 1, 1)),
-            _case("numbers on both sides", (40, 30), None, None),
-            _case("0-dim tensor other", (37, 11), (37, 11), ()),
-            _case("promote with fp32 other", (19, 23), (19, 23), (19, 23), b_dtype=torch.float32),
-            _case("transposed", (65, 33), (65, 33), (65, 33),
-                  transform=lambda c, a, b: (c.t(), a.t(), b.t())),
-            _case("strided rank5", (2, 3, 4, 5, 6), (2, 3, 4, 5, 6), (2, 3, 4, 5, 6),
-                  transform=lambda c, a, b: tuple(t.permute(4, 2, 0, 3, 1) for t in (c, a, b))),
-            _case("zero-size 0x16", (0, 16), (16,), (0, 16)),
-            _case("int64 +-2**40 tensors", (9, 31), (9, 31), (31,), a_dtype=torch.int64, b_dtype=torch.int64),
-            _case("int32 tensor, int number", (7, 5), (7, 5), None, a_dtype=torch.int32, numbers=(0, -1)),
-            _case(f"big {BIG}", (BIG,), (BIG,), None, big=True),
-        ],
-        "llm": lambda: [
-            _causal("causal scores prefill 1x32x2048x2048", 2048, 2048),
-            _causal("causal scores decode 64x32x1x2048", 1, 2048, batch=64),
-            _case("logits filter 64x151936", (64, 151936), (64, 151936), None),
-        ],
-    },
-    cost=_cost,
-    aten_impls={"aten::where.self": lambda impl, condition, self, other: impl(condition, self, other)},
-))
+SPEC = register(
+    OpSpec(
+        name="where",
+        reference=torch.where,
+        impl=where,
+        cases={
+            "quick": lambda: [
+                _case("1000", (1000,), (1000,), (1000,)),
+                _case("64x300 row other", (64, 300), (64, 300), (300,)),
+            ],
+            "edge": lambda: [
+                _case("rank4 broadcast all three", (2, 1, 5, 7), (3, 1, 7), (2, 3, 1, 1)),
+                _case("numbers on both sides", (40, 30), None, None),
+                _case("0-dim tensor other", (37, 11), (37, 11), ()),
+                _case("promote with fp32 other", (19, 23), (19, 23), (19, 23), b_dtype=torch.float32),
+                _case(
+                    "transposed",
+                    (65, 33),
+                    (65, 33),
+                    (65, 33),
+                    transform=lambda c, a, b: (c.t(), a.t(), b.t()),
+                ),
+                _case(
+                    "strided rank5",
+                    (2, 3, 4, 5, 6),
+                    (2, 3, 4, 5, 6),
+                    (2, 3, 4, 5, 6),
+                    transform=lambda c, a, b: tuple(t.permute(4, 2, 0, 3, 1) for t in (c, a, b)),
+                ),
+                _case("zero-size 0x16", (0, 16), (16,), (0, 16)),
+                _case(
+                    "int64 +-2**40 tensors", (9, 31), (9, 31), (31,), a_dtype=torch.int64, b_dtype=torch.int64
+                ),
+                _case("int32 tensor, int number", (7, 5), (7, 5), None, a_dtype=torch.int32, numbers=(0, -1)),
+                _case(f"big {BIG}", (BIG,), (BIG,), None, big=True),
+            ],
+            "llm": lambda: [
+                _causal("causal scores prefill 1x32x2048x2048", 2048, 2048),
+                _causal("causal scores decode 64x32x1x2048", 1, 2048, batch=64),
+                _case("logits filter 64x151936", (64, 151936), (64, 151936), None),
+            ],
+        },
+        cost=_cost,
+        aten_impls={"aten::where.self": lambda impl, condition, self, other: impl(condition, self, other)},
+    )
+)

@@ -10,5 +10,8 @@ The panel in `workbench.ui` and the CLI both call these. Modules load on first u
 
 from workbench._lazy import attach
 
-__getattr__, __all__ = attach(__name__, ["candidate", "worker", "judge", "promotion"],
-                              {"PromotionError": "promotion", "promote": "promotion", "recover": "promotion"})
+__getattr__, __all__ = attach(
+    __name__,
+    ["candidate", "worker", "judge", "promotion"],
+    {"PromotionError": "promotion", "promote": "promotion", "recover": "promotion"},
+)

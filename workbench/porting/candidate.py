@@ -53,8 +53,12 @@ class Candidate:
         """A spec whose implementation on `backend` is this candidate (the registry is left alone)."""
         if self.new_op:
             return self.spec
-        return replace(self.spec, variants={**self.spec.variants, backend: self.fn},
-                       status=dict(self.spec.status), tolerance=dict(self.spec.tolerance))
+        return replace(
+            self.spec,
+            variants={**self.spec.variants, backend: self.fn},
+            status=dict(self.spec.status),
+            tolerance=dict(self.spec.tolerance),
+        )
 
 
 def check_op_name(op: str) -> str:
@@ -69,16 +73,21 @@ def check_file_name(path: str | Path) -> Path:
     """A candidate file name is an identifier ending in .py (it is named in generated code)."""
     path = Path(path)
     if path.suffix != ".py" or not path.stem.isidentifier():
-        raise CandidateError(f"candidate file: expected a name such as 'rms_norm_v2.py' (a Python identifier + "
-                             f"'.py'), got {path.name!r}")
+        raise CandidateError(
+            f"candidate file: expected a name such as 'rms_norm_v2.py' (a Python identifier + "
+            f"'.py'), got {path.name!r}"
+        )
     return path
 
 
 def declares_spec(source: str) -> bool:
     """Whether the module source assigns SPEC at top level (a new op), read without executing it."""
     for node in ast.parse(source).body:
-        targets = node.targets if isinstance(node, ast.Assign) else (
-            [node.target] if isinstance(node, (ast.AnnAssign, ast.AugAssign)) else [])
+        targets = (
+            node.targets
+            if isinstance(node, ast.Assign)
+            else ([node.target] if isinstance(node, (ast.AnnAssign, ast.AugAssign)) else [])
+        )
         if any(isinstance(t, ast.Name) and t.id == "SPEC" for t in targets):
             return True
     return False
@@ -90,8 +99,10 @@ def signature_problem(fn: Callable, registered: Callable) -> str | None:
         got, want = inspect.signature(fn), inspect.signature(registered)
     except (TypeError, ValueError):
         return None  # builtins without a signature: nothing to compare
+
     def describe(sig):
         return [(p.name, p.kind.description, p.default) for p in sig.parameters.values()]
+
     if describe(got) == describe(want):
         return None
     return f"expected the registered signature {want}, got {got}"
@@ -129,30 +140,40 @@ def load(path: str | Path, op: str, module_name: str | None = None, replacing: b
     module = load_module(path, module_name)
     fn = getattr(module, op, None)
     if not callable(fn):
-        raise CandidateError(f"candidate {Path(path).name}: expected a function named {op!r} (the op's wrapper), "
-                             f"found {'none' if fn is None else type(fn).__name__}")
+        raise CandidateError(
+            f"candidate {Path(path).name}: expected a function named {op!r} (the op's wrapper), "
+            f"found {'none' if fn is None else type(fn).__name__}"
+        )
     declared = getattr(module, "SPEC", None)
     registered = opspec.REGISTRY.get(op)
     if declared is None:
         if registered is None:
             raise CandidateError(
                 f"candidate {Path(path).name}: op {op!r} is not registered, so the file must declare "
-                f"SPEC = OpSpec(name={op!r}, impl={op}, ...) for the new op; registered ops: {sorted(opspec.REGISTRY)}")
+                f"SPEC = OpSpec(name={op!r}, impl={op}, ...) for the new op; registered ops: {sorted(opspec.REGISTRY)}"
+            )
         problem = signature_problem(fn, registered.impl)
         if problem:
             raise CandidateError(f"candidate {Path(path).name}: {op}() {problem}")
         return Candidate(op, Path(path), module, fn, new_op=False, spec=registered)
     if not isinstance(declared, opspec.OpSpec):
-        raise CandidateError(f"candidate {Path(path).name}: SPEC: expected an OpSpec, got {type(declared).__name__}")
+        raise CandidateError(
+            f"candidate {Path(path).name}: SPEC: expected an OpSpec, got {type(declared).__name__}"
+        )
     if registered is not None and not replacing:
         raise CandidateError(
             f"candidate {Path(path).name}: declares SPEC for {op!r}, which is already registered; "
-            f"drop SPEC to make it a backend variant of the registered op")
+            f"drop SPEC to make it a backend variant of the registered op"
+        )
     if declared.name != op:
-        raise CandidateError(f"candidate {Path(path).name}: SPEC.name: expected {op!r}, got {declared.name!r}")
+        raise CandidateError(
+            f"candidate {Path(path).name}: SPEC.name: expected {op!r}, got {declared.name!r}"
+        )
     if declared.impl is not fn:
-        raise CandidateError(f"candidate {Path(path).name}: SPEC.impl: expected the wrapper {op}(), "
-                             f"got {getattr(declared.impl, '__name__', declared.impl)!r}")
+        raise CandidateError(
+            f"candidate {Path(path).name}: SPEC.impl: expected the wrapper {op}(), "
+            f"got {getattr(declared.impl, '__name__', declared.impl)!r}"
+        )
     missing = [s for s in opspec.CASE_SETS if s not in declared.cases]
     if missing:
         raise CandidateError(f"candidate {Path(path).name}: SPEC.cases lacks case sets {missing}")
@@ -173,7 +194,9 @@ def _mentions_spec(node: ast.AST) -> bool:
     """A top-level statement that builds, registers or extends the op's SPEC (a candidate for a
     registered op declares none)."""
     for n in ast.walk(node):
-        if (isinstance(n, ast.Name) and n.id == "SPEC") or (isinstance(n, ast.Attribute) and n.attr == "SPEC"):
+        if (isinstance(n, ast.Name) and n.id == "SPEC") or (
+            isinstance(n, ast.Attribute) and n.attr == "SPEC"
+        ):
             return True  # the op's SPEC, or another op's (`log_softmax.SPEC.add_variant(...)`)
         if isinstance(n, ast.Call) and getattr(n.func, "id", getattr(n.func, "attr", None)) == "register":
             return True
@@ -196,8 +219,9 @@ def template(op: str, backend: str) -> str:
         if isinstance(node, ast.ImportFrom) and (node.level or any(a.name == "SPEC" for a in node.names)):
             name = importlib.util.resolve_name("." * node.level + (node.module or ""), module.__package__)
             names = [a for a in node.names if a.name != "SPEC"]  # a variant's module imports the op's SPEC
-            replace_at[span[0]] = ast.unparse(ast.ImportFrom(module=name, names=names, level=0)) + "\n" \
-                if names else ""
+            replace_at[span[0]] = (
+                ast.unparse(ast.ImportFrom(module=name, names=names, level=0)) + "\n" if names else ""
+            )
             dropped.update(span[1:])
         elif _mentions_spec(node):
             dropped.update(span)

@@ -734,13 +734,24 @@ def _task_model(req: dict) -> dict:
 
     cand = candidate.load(req["candidate"], req["op"])
     candidate.install(cand, req["backend"])
-    run = run_model(req["model"]["preset"], backend=req["backend"], include=[req["op"]],
-                    execution=req["model"]["execution"], profile=False, progress=True)
+    run = run_model(
+        req["model"]["preset"],
+        backend=req["backend"],
+        include=[req["op"]],
+        execution=req["model"]["execution"],
+        profile=False,
+        progress=True,
+    )
     coverage = run.coverage[run.coverage["op"] == req["op"]]
     if coverage.empty:
-        raise RuntimeError(f"the model made no call that op {req['op']!r} takes: nothing of the candidate ran")
-    return {"model": _bench_data(run.summary()), "coverage": _bench_data(coverage),
-            "info": {"new_op": cand.new_op, "execution": run.config.get("execution")}}
+        raise RuntimeError(
+            f"the model made no call that op {req['op']!r} takes: nothing of the candidate ran"
+        )
+    return {
+        "model": _bench_data(run.summary()),
+        "coverage": _bench_data(coverage),
+        "info": {"new_op": cand.new_op, "execution": run.config.get("execution")},
+    }
 
 
 def _task_verify(req: dict) -> dict:
@@ -815,8 +826,9 @@ def main(argv: list[str]) -> int:
         req = json.loads((rundir / "request.json").read_text())
         _limit_memory(req["memory_limit"])
         _report_progress(str(rundir / "progress.jsonl"))
-        task = {"check": _task_check, "profile": _task_profile, "verify": _task_verify,
-                "model": _task_model}[req["task"]]
+        task = {"check": _task_check, "profile": _task_profile, "verify": _task_verify, "model": _task_model}[
+            req["task"]
+        ]
         payload.update(task(req))
         tensors = payload.pop("tensors", None)
         payload["summary"] = f"{req['task']} finished"

@@ -30,9 +30,30 @@ from . import roofline as rl
 from .correctness import dtype_name, make_inputs, parse_dtypes, selected_variant, shape_label, verify
 from .timing import alternated_rounds, host_time_us
 
-COLUMNS = ["op", "impl", "case", "dtype", "shape", "ms", "ms_p20", "ms_p80", "host_us", "speedup",
-           "speedup_p20", "speedup_p80", "unstable", "gbps", "tflops", "roofline_pct", "bound", "rel_err",
-           "passed", "native_passed", "suspect", "error"]
+COLUMNS = [
+    "op",
+    "impl",
+    "case",
+    "dtype",
+    "shape",
+    "ms",
+    "ms_p20",
+    "ms_p80",
+    "host_us",
+    "speedup",
+    "speedup_p20",
+    "speedup_p80",
+    "unstable",
+    "gbps",
+    "tflops",
+    "roofline_pct",
+    "bound",
+    "rel_err",
+    "passed",
+    "native_passed",
+    "suspect",
+    "error",
+]
 
 
 PEERS = ("inductor", "flaggems")
@@ -71,13 +92,16 @@ def peer(spec: opspec.OpSpec, name: str):
     if name == "flaggems":
         flag_gems, why = flag_gems_import()
         if flag_gems is None:
+
             def missing(*args, **kwargs):
                 raise PeerUnavailable(why)
+
             return missing
 
         def gems(*args, **kwargs):
             with flag_gems.use_gems():
                 return spec.reference(*args, **kwargs)
+
         return gems
     raise ValueError(f"peers: expected some of {PEERS}, got {name!r}")
 
@@ -94,9 +118,11 @@ def dispatched(spec: opspec.OpSpec):
             out = spec.reference(*args, **kwargs)
         if not coverage.handled:
             fallbacks = coverage.fallbacks or "none of its ATen overloads was called"
-            raise RuntimeError(f"use_ops: no call reached workbench's {spec.name} kernels, native ran "
-                               f"({fallbacks})")
+            raise RuntimeError(
+                f"use_ops: no call reached workbench's {spec.name} kernels, native ran ({fallbacks})"
+            )
         return out
+
     return through_use_ops
 
 
@@ -115,8 +141,14 @@ def ours(df: pd.DataFrame) -> pd.Series:
     return ~df["impl"].isin(("native", *PEERS))
 
 
-def implementations(spec: opspec.OpSpec, backend: str, all_variants: bool,
-                    algorithm: str | None = None, peers: Iterable[str] = (), dispatch: bool = False) -> dict:
+def implementations(
+    spec: opspec.OpSpec,
+    backend: str,
+    all_variants: bool,
+    algorithm: str | None = None,
+    peers: Iterable[str] = (),
+    dispatch: bool = False,
+) -> dict:
     """impl name -> callable: native first, then the backend's Triton implementation (of `algorithm`, where
     the op has it; with `dispatch`, the native op under `use_ops` instead, named DISPATCHED), or every
     implementation by name; then the peers asked for."""
@@ -134,9 +166,18 @@ def implementations(spec: opspec.OpSpec, backend: str, all_variants: bool,
     return impls
 
 
-def bench_case(spec: opspec.OpSpec, case: opspec.Case, dtype, seed: int, peaks: rl.Peaks,
-               all_variants: bool = False, rep_ms: float = 100.0, algorithm: str | None = None,
-               peers: Iterable[str] = (), dispatch: bool = False) -> list[dict]:
+def bench_case(
+    spec: opspec.OpSpec,
+    case: opspec.Case,
+    dtype,
+    seed: int,
+    peaks: rl.Peaks,
+    all_variants: bool = False,
+    rep_ms: float = 100.0,
+    algorithm: str | None = None,
+    peers: Iterable[str] = (),
+    dispatch: bool = False,
+) -> list[dict]:
     """The rows of one case: native, ours, the peers (see `implementations`), timed in alternated rounds."""
     backend = backends.active()
     base = {"op": spec.name, "case": case.name, "dtype": dtype_name(dtype), "seed": seed}
@@ -165,8 +206,11 @@ def bench_case(spec: opspec.OpSpec, case: opspec.Case, dtype, seed: int, peaks: 
         except Exception as e:  # an error cell, and the table goes on
             row.update(error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
     light = backend.interpreted  # the interpreter runs each call in numpy: few rounds tell enough
-    rounds = alternated_rounds([call for _, call in calls], backend, rep_ms=rep_ms,
-                               min_rounds=3 if light else 5) if calls else None
+    rounds = (
+        alternated_rounds([call for _, call in calls], backend, rep_ms=rep_ms, min_rounds=3 if light else 5)
+        if calls
+        else None
+    )
     native = 0 if rows[0]["error"] == "" else None  # the native row is the first in `calls` when it ran
     for i, (row, call) in enumerate(calls):
         t = rounds.kernel_time(i)
@@ -174,20 +218,35 @@ def bench_case(spec: opspec.OpSpec, case: opspec.Case, dtype, seed: int, peaks: 
         call()  # host cost of one call: a peer entering a library per call (use_gems) costs milliseconds
         per_call_ms = (time.perf_counter() - began) * 1e3
         n_calls = int(min(max(20.0 / max(t.ms, per_call_ms, 1e-3), 3 if light else 10), 2000))  # ~20 ms
-        row.update(ms=t.ms, ms_p20=t.p20, ms_p80=t.p80, reps=t.reps,
-                   host_us=host_time_us(call, backend, calls=n_calls, repeats=1 if light else 3))
+        row.update(
+            ms=t.ms,
+            ms_p20=t.p20,
+            ms_p80=t.p80,
+            reps=t.reps,
+            host_us=host_time_us(call, backend, calls=n_calls, repeats=1 if light else 3),
+        )
         row.update(rl.roofline(cost.bytes, cost.flops, t.ms, row["dtype"], peaks))
         if native is not None:  # speedup per round against native in the same round
             ratio = rounds.ratio(i, reference=native)
-            row.update(speedup=ratio.median, speedup_p20=ratio.p20, speedup_p80=ratio.p80,
-                       unstable=ratio.unstable)
+            row.update(
+                speedup=ratio.median, speedup_p20=ratio.p20, speedup_p80=ratio.p80, unstable=ratio.unstable
+            )
     return rows
 
 
-def bench(ops: Iterable[str] | None = None, cases: Iterable[str] = ("llm",), dtypes=("bf16",),
-          backend: str | None = None, all_variants: bool = False, store: ResultStore | str | None = None,
-          seed: int | None = None, rep_ms: float = 100.0, progress: bool = True,
-          algorithm: str | None = None, peers: Iterable[str] = ()) -> pd.DataFrame:
+def bench(
+    ops: Iterable[str] | None = None,
+    cases: Iterable[str] = ("llm",),
+    dtypes=("bf16",),
+    backend: str | None = None,
+    all_variants: bool = False,
+    store: ResultStore | str | None = None,
+    seed: int | None = None,
+    rep_ms: float = 100.0,
+    progress: bool = True,
+    algorithm: str | None = None,
+    peers: Iterable[str] = (),
+) -> pd.DataFrame:
     """Native vs Triton table for `ops` (default: all) over case sets and dtypes; optionally stored.
     algorithm: time that named algorithm of each op that has it (e.g. topk's "merge"), not its default.
     `peers` ("inductor", "flaggems") adds their rows, timed in the same rounds and checked alike."""
@@ -195,8 +254,14 @@ def bench(ops: Iterable[str] | None = None, cases: Iterable[str] = ("llm",), dty
     peers = check_peers(peers)
     specs = [opspec.get(n) for n in ops] if ops else list(opspec.REGISTRY.values())
     dtype_list = parse_dtypes(dtypes)
-    work = [(s, c, d) for s in specs for cs in cases for c in s.case_list(cs) for d in dtype_list
-            if d in s.dtypes and not c.big]
+    work = [
+        (s, c, d)
+        for s in specs
+        for cs in cases
+        for c in s.case_list(cs)
+        for d in dtype_list
+        if d in s.dtypes and not c.big
+    ]
     seed = random.randrange(2**31) if seed is None else seed
     meta = run_metadata()
     peaks = rl.peaks(chosen)
@@ -226,10 +291,31 @@ def side_by_side(df: pd.DataFrame) -> pd.DataFrame:
     key = ["op", "case", "dtype"]
     native = df[df["impl"] == "native"][key + ["ms", "host_us"]]
     out = df[df["impl"] != "native"].merge(native, on=key, how="left", suffixes=("", "_native"))
-    return out[["op", "case", "dtype", "shape", "impl", "ms_native", "ms", "speedup", "speedup_p20",
-                "speedup_p80", "unstable", "gbps", "tflops",
-                "roofline_pct", "host_us_native", "host_us", "rel_err", "passed", "native_passed", "suspect",
-                "error"]]
+    return out[
+        [
+            "op",
+            "case",
+            "dtype",
+            "shape",
+            "impl",
+            "ms_native",
+            "ms",
+            "speedup",
+            "speedup_p20",
+            "speedup_p80",
+            "unstable",
+            "gbps",
+            "tflops",
+            "roofline_pct",
+            "host_us_native",
+            "host_us",
+            "rel_err",
+            "passed",
+            "native_passed",
+            "suspect",
+            "error",
+        ]
+    ]
 
 
 PEER_VALUES = ("ms", "speedup", "rel_err", "passed", "error")

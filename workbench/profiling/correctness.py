@@ -70,8 +70,12 @@ def compare_outputs(out, ref, tol: float, dim: int = -1) -> dict:
         return _compare_exact(out, ref)
     out = out.to(device=ref.device, dtype=ref.dtype)
     nan_ok = torch.equal(torch.isnan(out), torch.isnan(ref))
-    inf_ok = torch.equal(torch.isinf(out), torch.isinf(ref)) and torch.equal(
-        out[torch.isinf(out)], ref[torch.isinf(ref)]) if nan_ok else False
+    inf_ok = (
+        torch.equal(torch.isinf(out), torch.isinf(ref))
+        and torch.equal(out[torch.isinf(out)], ref[torch.isinf(ref)])
+        if nan_ok
+        else False
+    )
     finite = torch.isfinite(ref) & torch.isfinite(out)
     diff = (out - ref)[finite].abs()
     ref_f = ref[finite]
@@ -149,8 +153,11 @@ def _compare_tuple(out, ref, tol: float, dim: int) -> dict:
 def same_kind(out, native) -> bool:
     """Same type, dtype and shape as the native op's result (tuples element by element)."""
     if isinstance(native, (tuple, list)):
-        return (type(out) is type(native) and len(out) == len(native)
-                and all(same_kind(o, n) for o, n in zip(out, native)))
+        return (
+            type(out) is type(native)
+            and len(out) == len(native)
+            and all(same_kind(o, n) for o, n in zip(out, native))
+        )
     return isinstance(out, torch.Tensor) and out.dtype == native.dtype and out.shape == native.shape
 
 
@@ -189,8 +196,9 @@ def judge(spec: opspec.OpSpec, out, case: opspec.Case, dtype: torch.dtype, args,
     if not metrics["passed"] and not case.big:
         # Does the native op meet the same bound on these inputs? Tells a kernel bug from a strict tolerance.
         del out
-        native = compare_outputs(spec.reference(*args, **kwargs), ref, spec.tolerance[dtype],
-                                 dim=kwargs.get("dim", -1))
+        native = compare_outputs(
+            spec.reference(*args, **kwargs), ref, spec.tolerance[dtype], dim=kwargs.get("dim", -1)
+        )
         metrics.update(native_rel_err=native["rel_err"], native_passed=native["passed"])
     return {**metrics, "dtype_match": dtype_match, "passed": metrics["passed"] and dtype_match}
 
@@ -208,8 +216,14 @@ def make_inputs(case: opspec.Case, dtype: torch.dtype, seed: int):
     return case.make(dtype, device, torch.Generator(device=device).manual_seed(seed))
 
 
-def check_case(spec: opspec.OpSpec, case: opspec.Case, dtype: torch.dtype, seed: int,
-               variant: str | None = None, rules: LaunchRules | None = None) -> dict:
+def check_case(
+    spec: opspec.OpSpec,
+    case: opspec.Case,
+    dtype: torch.dtype,
+    seed: int,
+    variant: str | None = None,
+    rules: LaunchRules | None = None,
+) -> dict:
     """Run one case once; never raises (errors land in the row).
 
     variant: run this implementation ("generic", "mlu", "generic:merge", ...) instead of the backend's own.
@@ -217,10 +231,20 @@ def check_case(spec: opspec.OpSpec, case: opspec.Case, dtype: torch.dtype, seed:
     """
     backend = backends.active()
     name = variant or spec.variant_name(backend.name)
-    row = {"op": spec.name, "variant": name, "backend": backend.name,
-           "case": case.name, "dtype": dtype_name(dtype), "seed": seed, "tol": spec.tolerance[dtype]}
-    scope = rules.scope(op=spec.name, variant=name, case=case.name, dtype=row["dtype"]) if rules else \
-        contextlib.nullcontext(None)
+    row = {
+        "op": spec.name,
+        "variant": name,
+        "backend": backend.name,
+        "case": case.name,
+        "dtype": dtype_name(dtype),
+        "seed": seed,
+        "tol": spec.tolerance[dtype],
+    }
+    scope = (
+        rules.scope(op=spec.name, variant=name, case=case.name, dtype=row["dtype"])
+        if rules
+        else contextlib.nullcontext(None)
+    )
     with scope as found:
         try:
             fn = spec.variant(variant) if variant else spec.implementation(backend.name)
@@ -235,8 +259,9 @@ def check_case(spec: opspec.OpSpec, case: opspec.Case, dtype: torch.dtype, seed:
     return row
 
 
-def selected_variant(spec: opspec.OpSpec, backend: str, variant: str | None = None,
-                     algorithm: str | None = None) -> str | None:
+def selected_variant(
+    spec: opspec.OpSpec, backend: str, variant: str | None = None, algorithm: str | None = None
+) -> str | None:
     """The name of the implementation to run: `variant` (None: the backend's own), of `algorithm` when one
     is asked for ("<variant>:<algorithm>", e.g. "generic:merge"); None means the backend's own."""
     if algorithm is None:
@@ -244,10 +269,17 @@ def selected_variant(spec: opspec.OpSpec, backend: str, variant: str | None = No
     return f"{variant or spec.variant_name(backend)}:{algorithm}"
 
 
-def check(ops: Iterable[str] | None = None, cases: Iterable[str] = ("quick",),
-          dtypes: Iterable[str | torch.dtype] | None = None, backend: str | None = None,
-          seed: int | None = None, progress: bool = True, variant: str | None = None,
-          rules: LaunchRules | None = None, algorithm: str | None = None) -> pd.DataFrame:
+def check(
+    ops: Iterable[str] | None = None,
+    cases: Iterable[str] = ("quick",),
+    dtypes: Iterable[str | torch.dtype] | None = None,
+    backend: str | None = None,
+    seed: int | None = None,
+    progress: bool = True,
+    variant: str | None = None,
+    rules: LaunchRules | None = None,
+    algorithm: str | None = None,
+) -> pd.DataFrame:
     """Correctness table for `ops` (default: all registered) over the case sets and dtypes.
 
     variant: run this implementation of each op instead of the backend's own; algorithm: that
@@ -260,23 +292,31 @@ def check(ops: Iterable[str] | None = None, cases: Iterable[str] = ("quick",),
     names = {s.name: selected_variant(s, chosen.name, variant, algorithm) for s in specs}
     if (variant or algorithm) and not any(names[s.name] in s.variant_names() for s in specs):
         wanted = variant if algorithm is None else f"{variant or '<backend>'}:{algorithm}"
-        raise ValueError(f"variant: no selected op has a {wanted!r} variant; they have "
-                         f"{sorted({v for s in specs for v in s.variant_names()})}")
+        raise ValueError(
+            f"variant: no selected op has a {wanted!r} variant; they have "
+            f"{sorted({v for s in specs for v in s.variant_names()})}"
+        )
     rows = []
     with rules if rules is not None else contextlib.nullcontext():
-        for item in tqdm(plan(specs, cases, dtypes, seed, variant, algorithm), desc="check",
-                         disable=not progress, leave=False):
+        for item in tqdm(
+            plan(specs, cases, dtypes, seed, variant, algorithm),
+            desc="check",
+            disable=not progress,
+            leave=False,
+        ):
             if item.skip:
                 rows.append(skipped_row(item, item.variant or item.spec.variant_name(chosen.name)))
                 continue
-            rows.append(check_case(item.spec, item.case, item.dtype, item.seed, variant=item.variant,
-                                   rules=rules))
+            rows.append(
+                check_case(item.spec, item.case, item.dtype, item.seed, variant=item.variant, rules=rules)
+            )
     return table(rows, rules is not None)
 
 
 @dataclass(frozen=True)
 class WorkItem:
     """One row of a check: an (op, case, dtype) with its input seed, or the reason it is skipped."""
+
     spec: opspec.OpSpec
     case_set: str
     index: int  # position of `case` in spec.case_list(case_set)
@@ -287,16 +327,28 @@ class WorkItem:
     variant: str | None = None  # the implementation to run (None: the backend's own)
 
 
-def plan(specs: Iterable[opspec.OpSpec], cases: Iterable[str], dtypes: Iterable[str | torch.dtype] | None,
-         seed: int | None, variant: str | None = None, algorithm: str | None = None) -> list[WorkItem]:
+def plan(
+    specs: Iterable[opspec.OpSpec],
+    cases: Iterable[str],
+    dtypes: Iterable[str | torch.dtype] | None,
+    seed: int | None,
+    variant: str | None = None,
+    algorithm: str | None = None,
+) -> list[WorkItem]:
     """The rows `check` runs, in order, each with its own seed (the base seed + its position) and the
     implementation it runs (`variant`, of `algorithm`: see selected_variant)."""
     active = backends.active()
     interpreted = active.interpreted
     dtype_list = parse_dtypes(dtypes)
     seed = random.randrange(2**31) if seed is None else seed
-    work = [(s, cs, j, c, d) for s in specs for cs in cases for j, c in enumerate(s.case_list(cs))
-            for d in dtype_list if d in s.dtypes]
+    work = [
+        (s, cs, j, c, d)
+        for s in specs
+        for cs in cases
+        for j, c in enumerate(s.case_list(cs))
+        for d in dtype_list
+        if d in s.dtypes
+    ]
     out = []
     for i, (spec, case_set, j, case, dtype) in enumerate(work):
         skip, name = "", selected_variant(spec, active.name, variant, algorithm)
@@ -309,16 +361,41 @@ def plan(specs: Iterable[opspec.OpSpec], cases: Iterable[str], dtypes: Iterable[
 
 
 def skipped_row(item: WorkItem, variant: str) -> dict:
-    return {"op": item.spec.name, "variant": variant, "backend": backends.active().name,
-            "case": item.case.name, "dtype": dtype_name(item.dtype), "seed": item.seed, "skipped": item.skip,
-            "passed": False, "error": ""}
+    return {
+        "op": item.spec.name,
+        "variant": variant,
+        "backend": backends.active().name,
+        "case": item.case.name,
+        "dtype": dtype_name(item.dtype),
+        "seed": item.seed,
+        "skipped": item.skip,
+        "passed": False,
+        "error": "",
+    }
 
 
 def table(rows: list[dict], violations: bool = False) -> pd.DataFrame:
     """The correctness table of `rows` (check_case's dicts), with every column present."""
-    columns = ["op", "variant", "backend", "case", "dtype", "shape", "rel_err", "max_abs_err", "tol",
-               "nonfinite_match", "elementwise_ok", "dtype_match", "passed", "native_rel_err", "native_passed",
-               "skipped", "error", "seed"]
+    columns = [
+        "op",
+        "variant",
+        "backend",
+        "case",
+        "dtype",
+        "shape",
+        "rel_err",
+        "max_abs_err",
+        "tol",
+        "nonfinite_match",
+        "elementwise_ok",
+        "dtype_match",
+        "passed",
+        "native_rel_err",
+        "native_passed",
+        "skipped",
+        "error",
+        "seed",
+    ]
     if violations:
         columns.insert(columns.index("skipped"), "violations")
     df = pd.DataFrame(rows)
@@ -329,16 +406,24 @@ def table(rows: list[dict], violations: bool = False) -> pd.DataFrame:
     return df[columns + ["traceback"]]
 
 
-def check_rules(ops: Iterable[str] | None = None, cases: Iterable[str] = ("quick",), dtypes=None,
-                variant: str | None = None, device: str = "mlu", cores: int | None = None,
-                nram_bytes: int | None = None, seed: int | None = None,
-                progress: bool = True) -> tuple[pd.DataFrame, LaunchRules]:
+def check_rules(
+    ops: Iterable[str] | None = None,
+    cases: Iterable[str] = ("quick",),
+    dtypes=None,
+    variant: str | None = None,
+    device: str = "mlu",
+    cores: int | None = None,
+    nram_bytes: int | None = None,
+    seed: int | None = None,
+    progress: bool = True,
+) -> tuple[pd.DataFrame, LaunchRules]:
     """Correctness check of `ops` under the MLU launch rules of `device` (figures overridden by `cores`,
     `nram_bytes`): (check table with a `violations` column, the LaunchRules holding every violation and
     launch)."""
     rules = LaunchRules.for_device(device, cores=cores, nram_bytes=nram_bytes)
-    df = check(ops=ops, cases=cases, dtypes=dtypes, variant=variant, rules=rules, seed=seed,
-               progress=progress)
+    df = check(
+        ops=ops, cases=cases, dtypes=dtypes, variant=variant, rules=rules, seed=seed, progress=progress
+    )
     return df, rules
 
 

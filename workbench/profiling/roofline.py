@@ -107,6 +107,8 @@ def roofline(bytes_moved: int, flops: int, ms: float, dtype: str, p: Peaks) -> d
         "gbps": gbps,
         "tflops": tflops,
         "roofline_pct": 100.0 * floor_s / seconds if seconds > 0 else float("nan"),
-        "bound": "memory" if bytes_moved / (p.gbps * 1e9) >= flops / (p.flops_peak(dtype) * 1e12) else "compute",
+        "bound": "memory"
+        if bytes_moved / (p.gbps * 1e9) >= flops / (p.flops_peak(dtype) * 1e12)
+        else "compute",
         "suspect": "; ".join(suspect),
     }

@@ -69,8 +69,9 @@ def _verdict(row) -> tuple[bool, str]:
     return beyond_spread(row.speedup, p20, p80), text
 
 
-def measured_selection(store: ResultStore, device: str,
-                       backend: str | None = None) -> dict[tuple[str, str, str], Decision]:
+def measured_selection(
+    store: ResultStore, device: str, backend: str | None = None
+) -> dict[tuple[str, str, str], Decision]:
     """(op, size class, dtype) -> Decision from the newest bench row of each case of the op's
     implementation for `backend` (default: the active one) on `device`."""
     from workbench import backends
@@ -91,12 +92,14 @@ def measured_selection(store: ResultStore, device: str,
             losses = [(text, r) for (wins, text), r in verdicts if not wins]
             if losses:
                 text, r = min(losses, key=lambda x: x[1].speedup if pd.notna(x[1].speedup) else -1.0)
-                decisions[(op, size, dtype)] = Decision(False,
-                                                        f"not enabled: {text} on {device}, run {r.run_id}")
+                decisions[(op, size, dtype)] = Decision(
+                    False, f"not enabled: {text} on {device}, run {r.run_id}"
+                )
             else:
                 text, r = min(((t, r) for (_, t), r in verdicts), key=lambda x: x[1].speedup)
-                decisions[(op, size, dtype)] = Decision(True, f"enabled: {text} and every other {size} case "
-                                                              f"on {device}, run {r.run_id}")
+                decisions[(op, size, dtype)] = Decision(
+                    True, f"enabled: {text} and every other {size} case on {device}, run {r.run_id}"
+                )
     return decisions
 
 
@@ -112,7 +115,11 @@ def gate(impl: Callable, classes: dict[tuple[str, str], Decision], device: str) 
     def gated(*args, **kwargs):
         cls = call_class(args)
         if cls not in enabled:
-            raise Unsupported(refused.get(cls) or f"not enabled: no bench row at {cls[0] if cls else 'this'} "
-                                                  f"{cls[1] if cls else 'call'} on {device}")
+            raise Unsupported(
+                refused.get(cls)
+                or f"not enabled: no bench row at {cls[0] if cls else 'this'} "
+                f"{cls[1] if cls else 'call'} on {device}"
+            )
         return impl(*args, **kwargs)
+
     return gated

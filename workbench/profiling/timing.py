@@ -96,8 +96,9 @@ def _flush(backend: Backend) -> None:
         return
     buf = _flush_buffers.get(backend.name)
     if buf is None:
-        buf = _flush_buffers[backend.name] = torch.empty(FLUSH_BYTES // 4, dtype=torch.int32,
-                                                         device=backend.device())
+        buf = _flush_buffers[backend.name] = torch.empty(
+            FLUSH_BYTES // 4, dtype=torch.int32, device=backend.device()
+        )
     buf.zero_()
 
 
@@ -126,9 +127,14 @@ def rounds_of(samples: Sequence[Callable[[], float]], rounds: int) -> Rounds:
     return Rounds(times)
 
 
-def alternated_rounds(fns: Sequence[Callable[[], object]], backend: Backend | None = None,
-                      warmup_ms: float = 25.0, rep_ms: float = 100.0, min_rounds: int = 5,
-                      max_rounds: int = 1000) -> Rounds:
+def alternated_rounds(
+    fns: Sequence[Callable[[], object]],
+    backend: Backend | None = None,
+    warmup_ms: float = 25.0,
+    rep_ms: float = 100.0,
+    min_rounds: int = 5,
+    max_rounds: int = 1000,
+) -> Rounds:
     """Device time of each of `fns` in alternated rounds (L2 flushed before every call); about `rep_ms`
     of timed calls per callable, at least `min_rounds` rounds."""
     backend = backend or backends.active()
@@ -155,7 +161,7 @@ def alternated_rounds(fns: Sequence[Callable[[], object]], backend: Backend | No
     timers: list = []
     elapsed: list[float] = []
     for start in range(0, len(order), CHUNK):
-        chunk = order[start:start + CHUNK]
+        chunk = order[start : start + CHUNK]
         backend.hold(len(chunk) * enqueue_us * 1.5 + 50)
         timers += [timed_rep(fns[i], backend) for i in chunk]
         if len(timers) + CHUNK > MAX_EVENTS_IN_FLIGHT:
@@ -169,14 +175,21 @@ def alternated_rounds(fns: Sequence[Callable[[], object]], backend: Backend | No
     return Rounds(times)
 
 
-def kernel_time(fn: Callable[[], object], backend: Backend | None = None, warmup_ms: float = 25.0,
-                rep_ms: float = 100.0, min_reps: int = 5, max_reps: int = 1000) -> KernelTime:
+def kernel_time(
+    fn: Callable[[], object],
+    backend: Backend | None = None,
+    warmup_ms: float = 25.0,
+    rep_ms: float = 100.0,
+    min_reps: int = 5,
+    max_reps: int = 1000,
+) -> KernelTime:
     """Median and p20/p80 of `fn`'s device time in ms, L2 flushed before every rep."""
     return alternated_rounds([fn], backend, warmup_ms, rep_ms, min_reps, max_reps).kernel_time(0)
 
 
-def host_time_us(fn: Callable[[], object], backend: Backend | None = None, calls: int = 2000,
-                 repeats: int = 5) -> float:
+def host_time_us(
+    fn: Callable[[], object], backend: Backend | None = None, calls: int = 2000, repeats: int = 5
+) -> float:
     """Best-of-`repeats` wall-clock microseconds per call, calls issued back to back without a sync."""
     backend = backend or backends.active()
     fn()

@@ -41,8 +41,10 @@ def speedup_bars(df: pd.DataFrame) -> Figure:
     error bar (rows marked unstable get a "~"); the 1.0 line is parity, 0.9 the target."""
     rows = df[(df["impl"] != "native") & df["speedup"].notna()]
     unstable = rows["unstable"].eq(True) if "unstable" in rows else pd.Series(False, index=rows.index)
-    labels = [f"{'~ ' if u else ''}{r.op} · {r.case} · {r.dtype}"
-              + ("" if r.impl == "generic" else f" [{r.impl}]") for r, u in zip(rows.itertuples(), unstable)]
+    labels = [
+        f"{'~ ' if u else ''}{r.op} · {r.case} · {r.dtype}" + ("" if r.impl == "generic" else f" [{r.impl}]")
+        for r, u in zip(rows.itertuples(), unstable)
+    ]
     fig, ax = plt.subplots(figsize=(9, 0.3 * max(len(rows), 4) + 1.5))
     colors = ["tab:green" if s >= 1 else ("tab:orange" if s >= 0.9 else "tab:red") for s in rows["speedup"]]
     spread = None
@@ -70,10 +72,21 @@ def roofline_scatter(df: pd.DataFrame, peaks: Peaks) -> Figure:
     for dtype in sorted(set(rows["dtype"])) or ["bf16"]:
         ax.plot(xs, np.minimum(xs * peaks.gbps / 1e3, peaks.flops_peak(dtype)), lw=1, label=f"roof {dtype}")
     for impl, group in rows.groupby("impl"):
-        ax.scatter(group["flops"] / group["bytes"], group["tflops"], s=18,
-                   marker="o" if impl == "native" else "^", label=impl)
-    return _finish(fig, ax, "arithmetic intensity (FLOP / byte)", "TFLOP/s",
-                   f"Roofline ({peaks.gbps:.0f} GB/s measured) — {_source(df)}", log=True)
+        ax.scatter(
+            group["flops"] / group["bytes"],
+            group["tflops"],
+            s=18,
+            marker="o" if impl == "native" else "^",
+            label=impl,
+        )
+    return _finish(
+        fig,
+        ax,
+        "arithmetic intensity (FLOP / byte)",
+        "TFLOP/s",
+        f"Roofline ({peaks.gbps:.0f} GB/s measured) — {_source(df)}",
+        log=True,
+    )
 
 
 def latency_vs_size(df: pd.DataFrame, op: str) -> Figure:
@@ -81,11 +94,23 @@ def latency_vs_size(df: pd.DataFrame, op: str) -> Figure:
     rows = df[(df["op"] == op) & df["ms"].notna()].sort_values("bytes")
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for (impl, dtype), group in rows.groupby(["impl", "dtype"]):
-        ax.errorbar(group["bytes"], group["ms"] * 1e3,
-                    yerr=[(group["ms"] - group["ms_p20"]) * 1e3, (group["ms_p80"] - group["ms"]) * 1e3],
-                    marker="o", ms=4, capsize=2, label=f"{impl} {dtype}")
-    return _finish(fig, ax, "bytes moved (cost model)", "kernel time (µs, median with p20–p80)",
-                   f"{op}: latency vs size — {_source(df)}", log=True)
+        ax.errorbar(
+            group["bytes"],
+            group["ms"] * 1e3,
+            yerr=[(group["ms"] - group["ms_p20"]) * 1e3, (group["ms_p80"] - group["ms"]) * 1e3],
+            marker="o",
+            ms=4,
+            capsize=2,
+            label=f"{impl} {dtype}",
+        )
+    return _finish(
+        fig,
+        ax,
+        "bytes moved (cost model)",
+        "kernel time (µs, median with p20–p80)",
+        f"{op}: latency vs size — {_source(df)}",
+        log=True,
+    )
 
 
 def history(rows: pd.DataFrame, title: str = "") -> Figure:
@@ -95,4 +120,6 @@ def history(rows: pd.DataFrame, title: str = "") -> Figure:
     for impl, group in rows.groupby("impl"):
         ax.plot(np.arange(len(group)), group["ms"] * 1e3, marker="o", label=impl)
         ax.set_xticks(np.arange(len(group)), [str(c)[:8] for c in group["commit"]], rotation=45, fontsize=7)
-    return _finish(fig, ax, "commit (oldest first)", "kernel time (µs)", title or f"history — {_source(rows)}")
+    return _finish(
+        fig, ax, "commit (oldest first)", "kernel time (µs)", title or f"history — {_source(rows)}"
+    )

@@ -14,10 +14,12 @@ import pandas as pd
 
 from workbench.profiling.correctness import failure_reason
 
-_STYLE = ("<style>.wb-table{border-collapse:collapse;font:12px monospace}.wb-stale{opacity:.45}"
-          ".wb-table td,.wb-table th{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}"
-          ".wb-table th{background:#f3f3f3}.wb-fail{color:#b00020;font-weight:bold}"
-          ".wb-ok{color:#137333}</style>")
+_STYLE = (
+    "<style>.wb-table{border-collapse:collapse;font:12px monospace}.wb-stale{opacity:.45}"
+    ".wb-table td,.wb-table th{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}"
+    ".wb-table th{background:#f3f3f3}.wb-fail{color:#b00020;font-weight:bold}"
+    ".wb-ok{color:#137333}</style>"
+)
 
 
 def failed_rows(check: pd.DataFrame) -> pd.DataFrame:
@@ -36,14 +38,27 @@ def correctness_table(check: pd.DataFrame) -> pd.DataFrame:
             verdict, why = "pass", ""
         else:
             verdict, why = "FAIL", failure_reason(row)
-        rows.append({"op": row["op"], "variant": row.get("variant"), "case": row["case"], "dtype": row["dtype"],
-                     "shape": row.get("shape"), "rel_err": row.get("rel_err"), "tol": row.get("tol"),
-                     "result": verdict, "why": why})
-    return pd.DataFrame(rows, columns=["op", "variant", "case", "dtype", "shape", "rel_err", "tol", "result", "why"])
+        rows.append(
+            {
+                "op": row["op"],
+                "variant": row.get("variant"),
+                "case": row["case"],
+                "dtype": row["dtype"],
+                "shape": row.get("shape"),
+                "rel_err": row.get("rel_err"),
+                "tol": row.get("tol"),
+                "result": verdict,
+                "why": why,
+            }
+        )
+    return pd.DataFrame(
+        rows, columns=["op", "variant", "case", "dtype", "shape", "rel_err", "tol", "result", "why"]
+    )
 
 
 def table_html(df: pd.DataFrame, caption: str = "") -> str:
     """An HTML table with failures highlighted (cells holding FAIL / regression)."""
+
     def mark(value):
         text = "" if value is None or (isinstance(value, float) and math.isnan(value)) else value
         if isinstance(text, float):
@@ -56,15 +71,22 @@ def table_html(df: pd.DataFrame, caption: str = "") -> str:
         return text
 
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
-    body = "".join("<tr>" + "".join(f"<td>{mark(v)}</td>" for v in row) + "</tr>"
-                   for row in df.itertuples(index=False))
-    cap = f"<caption style='text-align:left;font-weight:bold'>{html.escape(caption)}</caption>" if caption else ""
+    body = "".join(
+        "<tr>" + "".join(f"<td>{mark(v)}</td>" for v in row) + "</tr>" for row in df.itertuples(index=False)
+    )
+    cap = (
+        f"<caption style='text-align:left;font-weight:bold'>{html.escape(caption)}</caption>"
+        if caption
+        else ""
+    )
     return f'{_STYLE}<table class="wb-table">{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
 def error_summary_html(summary: str, status: str = "error") -> str:
-    return (f'<div style="color:#b00020;font-family:monospace;white-space:pre-wrap">'
-            f"<b>{html.escape(status)}</b>: {html.escape(summary)}</div>")
+    return (
+        f'<div style="color:#b00020;font-family:monospace;white-space:pre-wrap">'
+        f"<b>{html.escape(status)}</b>: {html.escape(summary)}</div>"
+    )
 
 
 def traceback_html(traceback: str, log: str = "") -> str:
@@ -109,9 +131,12 @@ def comparison_table(bench: pd.DataFrame) -> pd.DataFrame:
     order = [i for i in IMPL_ORDER if i in present] + [i for i in present if i not in IMPL_ORDER]
     out = bench.drop_duplicates(key)[key + ["shape"]].merge(peer_table(bench), on=key, how="left")
     labels = {"passed": "correct"}
-    names = {f"{impl}_{value}": f"{impl} {labels.get(value, value)}"
-             for impl in order for value in PEER_VALUES
-             if not (impl == "native" and value in ("speedup", "passed"))}
+    names = {
+        f"{impl}_{value}": f"{impl} {labels.get(value, value)}"
+        for impl in order
+        for value in PEER_VALUES
+        if not (impl == "native" and value in ("speedup", "passed"))
+    }
     out = out[[*key, "shape", *(c for c in names if c in out)]].rename(columns=names)
     if "candidate ms" in out and "current ms" in out:
         out["candidate vs current"] = out["current ms"] / out["candidate ms"]

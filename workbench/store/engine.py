@@ -50,14 +50,18 @@ def parse(location: str | Path) -> sa.engine.URL:
     try:
         url = sa.engine.make_url(str(location))
     except sa.exc.ArgumentError:
-        raise StoreError(f"store: expected a file path, sqlite:///path or postgresql://user@host/db, got "
-                         f"{_mask_text(str(location))!r}") from None
+        raise StoreError(
+            f"store: expected a file path, sqlite:///path or postgresql://user@host/db, got "
+            f"{_mask_text(str(location))!r}"
+        ) from None
     if url.get_backend_name() == "postgresql":
         return url.set(drivername="postgresql+psycopg")
     if url.get_backend_name() == "sqlite" and url.database:
         return url.set(drivername="sqlite")
-    raise StoreError(f"store: expected a file path, sqlite:///path or postgresql://user@host/db, got "
-                     f"{url.render_as_string(hide_password=True)!r}")
+    raise StoreError(
+        f"store: expected a file path, sqlite:///path or postgresql://user@host/db, got "
+        f"{url.render_as_string(hide_password=True)!r}"
+    )
 
 
 def _mask_text(text: str) -> str:
@@ -79,9 +83,15 @@ def shown(url: sa.engine.URL) -> str:
 
 def _sqlite_engine(path: str, read_only: bool) -> sa.Engine:
     if read_only:
+
         def connect():
-            return sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S,
-                                   isolation_level=None, check_same_thread=False)
+            return sqlite3.connect(
+                f"file:{quote(path)}?mode=ro",
+                uri=True,
+                timeout=BUSY_TIMEOUT_S,
+                isolation_level=None,
+                check_same_thread=False,
+            )
     else:
         try:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -92,8 +102,15 @@ def _sqlite_engine(path: str, read_only: bool) -> sa.Engine:
             db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
             return db
-    engine = sa.create_engine("sqlite://", creator=connect, poolclass=QueuePool, pool_size=1, max_overflow=8,
-                              json_serializer=_strict_json)
+
+    engine = sa.create_engine(
+        "sqlite://",
+        creator=connect,
+        poolclass=QueuePool,
+        pool_size=1,
+        max_overflow=8,
+        json_serializer=_strict_json,
+    )
 
     @sa.event.listens_for(engine, "begin")
     def begin(conn):
@@ -125,10 +142,18 @@ def _engine(url: sa.engine.URL, read_only: bool) -> tuple[sa.Engine, str]:
     if options:
         connect_args["options"] = options
     try:
-        engine = sa.create_engine(url, connect_args=connect_args, pool_pre_ping=True, pool_size=2,
-                                  max_overflow=4, json_serializer=_strict_json)
+        engine = sa.create_engine(
+            url,
+            connect_args=connect_args,
+            pool_pre_ping=True,
+            pool_size=2,
+            max_overflow=4,
+            json_serializer=_strict_json,
+        )
     except ImportError:
-        raise StoreError(f"store {shown(url)}: PostgreSQL needs psycopg 3 (pip install -e '.[team]')") from None
+        raise StoreError(
+            f"store {shown(url)}: PostgreSQL needs psycopg 3 (pip install -e '.[team]')"
+        ) from None
     return engine, shown(url)
 
 

@@ -49,17 +49,22 @@ def _v1_to_v2(conn: sa.Connection) -> None:
     conn.exec_driver_sql(
         "INSERT INTO runs (run_id, kind, device, backend, torch, triton, commit_sha, dirty, timestamp, host, "
         "status, baseline) SELECT run_id, kind, device, backend, torch, triton, commit_sha, dirty, timestamp, "
-        "host, status, COALESCE(baseline, 0) FROM runs_v1 ORDER BY rowid")
-    conn.exec_driver_sql("INSERT INTO rows (id, run_id, data) SELECT id, run_id, data FROM rows_v1 ORDER BY id")
+        "host, status, COALESCE(baseline, 0) FROM runs_v1 ORDER BY rowid"
+    )
+    conn.exec_driver_sql(
+        "INSERT INTO rows (id, run_id, data) SELECT id, run_id, data FROM rows_v1 ORDER BY id"
+    )
     # Python's json wrote inf as Infinity and nothing else writes those tokens outside strings; parse and
     # re-encode only the rows that may hold one.
     suspects = conn.exec_driver_sql(
-        "SELECT id, data FROM rows_v1 WHERE data LIKE '%Infinity%' OR data LIKE '%NaN%'").fetchall()
+        "SELECT id, data FROM rows_v1 WHERE data LIKE '%Infinity%' OR data LIKE '%NaN%'"
+    ).fetchall()
     for row_id, text in suspects:
         data, nonfinite = schema.encode(json.loads(text))
         if nonfinite:
-            conn.execute(schema.rows.update().where(schema.rows.c.id == row_id),
-                         {"data": data, "nonfinite": nonfinite})
+            conn.execute(
+                schema.rows.update().where(schema.rows.c.id == row_id), {"data": data, "nonfinite": nonfinite}
+            )
     conn.exec_driver_sql("DROP TABLE rows_v1")
     conn.exec_driver_sql("DROP TABLE runs_v1")
 

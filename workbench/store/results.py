@@ -72,8 +72,11 @@ class ResultStore:
         """One transaction that holds the write lock from its start (SQLite) and commits on exit."""
         if self.read_only:
             raise StoreError(f"store {self.location}: opened read-only")
-        with translated(self.location, self._password), \
-                self._engine.connect().execution_options(write=True) as conn, conn.begin():
+        with (
+            translated(self.location, self._password),
+            self._engine.connect().execution_options(write=True) as conn,
+            conn.begin(),
+        ):
             yield conn
 
     def _open(self) -> None:
@@ -93,13 +96,17 @@ class ResultStore:
             raise StoreError(describe(e, self.location, self._password)) from None
         ours = _workbench_version()
         if version > schema.SCHEMA_VERSION:
-            raise StoreError(f"store {self.location}: schema version {version} (written by workbench "
-                             f"{written_by}) is newer than this workbench {ours} reads (schema version "
-                             f"{schema.SCHEMA_VERSION}): upgrade workbench")
+            raise StoreError(
+                f"store {self.location}: schema version {version} (written by workbench "
+                f"{written_by}) is newer than this workbench {ours} reads (schema version "
+                f"{schema.SCHEMA_VERSION}): upgrade workbench"
+            )
         if version < schema.SCHEMA_VERSION:
             if self.read_only:
-                raise StoreError(f"store {self.location}: schema version {version} needs migrating to "
-                                 f"{schema.SCHEMA_VERSION}; open it once with write access")
+                raise StoreError(
+                    f"store {self.location}: schema version {version} needs migrating to "
+                    f"{schema.SCHEMA_VERSION}; open it once with write access"
+                )
             with self._writing() as conn:
                 migrations.lock(conn)
                 version, _ = migrations.current(conn)  # another process may have migrated meanwhile
@@ -114,7 +121,9 @@ class ResultStore:
         values["commit_sha"] = values.pop("commit")
         values["dirty"] = int(bool(values["dirty"]))
         with self._writing() as conn:
-            conn.execute(schema.runs.insert(), {**values, "run_id": run_id, "kind": kind, "status": "running"})
+            conn.execute(
+                schema.runs.insert(), {**values, "run_id": run_id, "kind": kind, "status": "running"}
+            )
         return run_id
 
     def add_row(self, run_id: str, row: dict) -> None:
@@ -126,8 +135,10 @@ class ResultStore:
         if not encoded:
             return
         with self._writing() as conn:
-            conn.execute(schema.rows.insert(), [{"run_id": run_id, "data": data, "nonfinite": special}
-                                                for data, special in encoded])
+            conn.execute(
+                schema.rows.insert(),
+                [{"run_id": run_id, "data": data, "nonfinite": special} for data, special in encoded],
+            )
 
     def finish_run(self, run_id: str, status: str = "done") -> None:
         with self._writing() as conn:
@@ -152,8 +163,9 @@ class ResultStore:
             found = conn.execute(sa.select(runs.c.kind, runs.c.device).where(runs.c.run_id == run_id)).first()
             if found is None:
                 raise StoreError(f"set_baseline: no run {run_id!r} in store {self.location}")
-            conn.execute(runs.update().where(runs.c.kind == found.kind, runs.c.device == found.device),
-                         {"baseline": 0})
+            conn.execute(
+                runs.update().where(runs.c.kind == found.kind, runs.c.device == found.device), {"baseline": 0}
+            )
             conn.execute(runs.update().where(runs.c.run_id == run_id), {"baseline": 1})
 
     # ---- reading ---------------------------------------------------------------------------------
@@ -166,20 +178,39 @@ class ResultStore:
         if device:
             query = query.where(schema.runs.c.device == device)
         with self._reading() as conn:
-            return pd.DataFrame(conn.execute(query.order_by(schema.runs.c.seq)).mappings().all(),
-                                columns=[c.name for c in schema.runs.columns])
+            return pd.DataFrame(
+                conn.execute(query.order_by(schema.runs.c.seq)).mappings().all(),
+                columns=[c.name for c in schema.runs.columns],
+            )
 
     def _rows_where(self, *conditions) -> pd.DataFrame:
         """Rows of the matching runs (oldest run first), each with its run's id, device, commit, timestamp."""
         runs, rows = schema.runs, schema.rows
-        query = (sa.select(rows.c.data, rows.c.nonfinite, runs.c.run_id, runs.c.device, runs.c.commit_sha,
-                           runs.c.timestamp)
-                 .join_from(rows, runs, rows.c.run_id == runs.c.run_id)
-                 .where(*conditions).order_by(runs.c.seq, rows.c.id))
+        query = (
+            sa.select(
+                rows.c.data,
+                rows.c.nonfinite,
+                runs.c.run_id,
+                runs.c.device,
+                runs.c.commit_sha,
+                runs.c.timestamp,
+            )
+            .join_from(rows, runs, rows.c.run_id == runs.c.run_id)
+            .where(*conditions)
+            .order_by(runs.c.seq, rows.c.id)
+        )
         with self._reading() as conn:
             found = conn.execute(query).all()
-        records = [{**schema.decode(r.data, r.nonfinite), "run_id": r.run_id, "device": r.device,
-                    "commit": r.commit_sha, "timestamp": r.timestamp} for r in found]
+        records = [
+            {
+                **schema.decode(r.data, r.nonfinite),
+                "run_id": r.run_id,
+                "device": r.device,
+                "commit": r.commit_sha,
+                "timestamp": r.timestamp,
+            }
+            for r in found
+        ]
         return pd.DataFrame(records)
 
     def rows(self, run_id: str) -> pd.DataFrame:
@@ -209,34 +240,52 @@ class ResultStore:
     # ---- tuning cache ----------------------------------------------------------------------------
 
     @staticmethod
-    def _tuning_key(device: str, kernel: str, source_hash: str, key: str, triton: str, workbench: str) -> dict:
-        return {"device": device, "kernel": kernel, "source_hash": source_hash, "key": key, "triton": triton,
-                "workbench": workbench}
+    def _tuning_key(
+        device: str, kernel: str, source_hash: str, key: str, triton: str, workbench: str
+    ) -> dict:
+        return {
+            "device": device,
+            "kernel": kernel,
+            "source_hash": source_hash,
+            "key": key,
+            "triton": triton,
+            "workbench": workbench,
+        }
 
-    def get_tuning(self, device: str, kernel: str, source_hash: str, key: str, triton: str,
-                   workbench: str) -> dict | None:
+    def get_tuning(
+        self, device: str, kernel: str, source_hash: str, key: str, triton: str, workbench: str
+    ) -> dict | None:
         """The stored config of a kernel for this exact identity, or None (another triton, workbench or
         kernel source never matches)."""
         ident = self._tuning_key(device, kernel, source_hash, key, triton, workbench)
         t = schema.tuning
         with self._reading() as conn:
-            found = conn.execute(sa.select(t.c.config).where(*(t.c[k] == v for k, v in ident.items()))).first()
+            found = conn.execute(
+                sa.select(t.c.config).where(*(t.c[k] == v for k, v in ident.items()))
+            ).first()
         return None if found is None else found.config
 
-    def put_tuning(self, device: str, kernel: str, source_hash: str, key: str, triton: str, workbench: str,
-                   config: dict) -> None:
+    def put_tuning(
+        self, device: str, kernel: str, source_hash: str, key: str, triton: str, workbench: str, config: dict
+    ) -> None:
         """Insert or replace the config of one kernel identity."""
-        values = {**self._tuning_key(device, kernel, source_hash, key, triton, workbench), "config": config,
-                  "updated": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+        values = {
+            **self._tuning_key(device, kernel, source_hash, key, triton, workbench),
+            "config": config,
+            "updated": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        }
         with self._writing() as conn:
             if conn.dialect.name == "postgresql":
                 from sqlalchemy.dialects.postgresql import insert
             else:
                 from sqlalchemy.dialects.sqlite import insert
             stmt = insert(schema.tuning).values(**values)
-            conn.execute(stmt.on_conflict_do_update(
-                index_elements=[c.name for c in schema.tuning.primary_key.columns],
-                set_={"config": stmt.excluded.config, "updated": stmt.excluded.updated}))
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=[c.name for c in schema.tuning.primary_key.columns],
+                    set_={"config": stmt.excluded.config, "updated": stmt.excluded.updated},
+                )
+            )
 
     def clear_tuning(self, device: str | None = None) -> int:
         """Delete the tuning entries (of one device name, or all); returns how many went."""
@@ -248,17 +297,24 @@ class ResultStore:
 
     def tuning_rows(self) -> pd.DataFrame:
         with self._reading() as conn:
-            return pd.DataFrame(conn.execute(sa.select(schema.tuning)).mappings().all(),
-                                columns=[c.name for c in schema.tuning.columns])
+            return pd.DataFrame(
+                conn.execute(sa.select(schema.tuning)).mappings().all(),
+                columns=[c.name for c in schema.tuning.columns],
+            )
 
 
-def compare(run: pd.DataFrame, baseline: pd.DataFrame, threshold: float = 0.05,
-            key: list[str] = KEY) -> pd.DataFrame:
+def compare(
+    run: pd.DataFrame, baseline: pd.DataFrame, threshold: float = 0.05, key: list[str] = KEY
+) -> pd.DataFrame:
     """Join a run with its baseline; `regressed` when slower by more than `threshold` (relative) AND by
     more than the measured spread of both (p80 - p20), so noise alone does not flag."""
     cols = key + ["ms", "ms_p20", "ms_p80"]
     merged = run[cols].merge(baseline[cols], on=key, suffixes=("", "_base"))
     merged["change"] = merged["ms"] / merged["ms_base"] - 1.0
-    merged["noise_ms"] = (merged["ms_p80"] - merged["ms_p20"]) + (merged["ms_p80_base"] - merged["ms_p20_base"])
-    merged["regressed"] = (merged["change"] > threshold) & ((merged["ms"] - merged["ms_base"]) > merged["noise_ms"])
+    merged["noise_ms"] = (merged["ms_p80"] - merged["ms_p20"]) + (
+        merged["ms_p80_base"] - merged["ms_p20_base"]
+    )
+    merged["regressed"] = (merged["change"] > threshold) & (
+        (merged["ms"] - merged["ms_base"]) > merged["noise_ms"]
+    )
     return merged

@@ -28,20 +28,27 @@ metadata = sa.MetaData()
 _BIGINT = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite autoincrements INTEGER keys only
 
 runs = sa.Table(
-    "runs", metadata,
+    "runs",
+    metadata,
     sa.Column("seq", _BIGINT, primary_key=True, autoincrement=True),
     sa.Column("run_id", sa.String(80), nullable=False, unique=True),
     sa.Column("kind", sa.String(40), nullable=False),
-    sa.Column("device", sa.Text), sa.Column("backend", sa.String(20)), sa.Column("torch", sa.String(60)),
-    sa.Column("triton", sa.String(60)), sa.Column("commit_sha", sa.String(64)), sa.Column("dirty", sa.Integer),
-    sa.Column("timestamp", sa.String(40)), sa.Column("host", sa.Text),
+    sa.Column("device", sa.Text),
+    sa.Column("backend", sa.String(20)),
+    sa.Column("torch", sa.String(60)),
+    sa.Column("triton", sa.String(60)),
+    sa.Column("commit_sha", sa.String(64)),
+    sa.Column("dirty", sa.Integer),
+    sa.Column("timestamp", sa.String(40)),
+    sa.Column("host", sa.Text),
     sa.Column("status", sa.String(20), nullable=False),
     sa.Column("baseline", sa.Integer, nullable=False, server_default="0"),
     sa.Index("runs_by_kind_device", "kind", "device"),
 )
 
 rows = sa.Table(
-    "rows", metadata,
+    "rows",
+    metadata,
     sa.Column("id", _BIGINT, primary_key=True, autoincrement=True),
     sa.Column("run_id", sa.String(80), sa.ForeignKey("runs.run_id"), nullable=False),
     sa.Column("data", sa.JSON, nullable=False),
@@ -50,7 +57,8 @@ rows = sa.Table(
 )
 
 tuning = sa.Table(
-    "tuning", metadata,
+    "tuning",
+    metadata,
     sa.Column("device", sa.Text, primary_key=True),
     sa.Column("kernel", sa.Text, primary_key=True),
     sa.Column("source_hash", sa.String(64), primary_key=True),
@@ -62,7 +70,8 @@ tuning = sa.Table(
 )
 
 schema_version = sa.Table(
-    "schema_version", metadata,
+    "schema_version",
+    metadata,
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("written_by", sa.String(60), nullable=False),  # the workbench version that wrote it
 )

@@ -53,17 +53,29 @@ from . import magics
 
 DTYPES = ("fp32", "fp16", "bf16")
 # What each peer is, and the module it needs (None: torch alone).
-PEER_LABELS = {"inductor": ("torch.compile of the native op", None),
-               "flaggems": ("FlagGems under flag_gems.use_gems()", "flag_gems")}
+PEER_LABELS = {
+    "inductor": ("torch.compile of the native op", None),
+    "flaggems": ("FlagGems under flag_gems.use_gems()", "flag_gems"),
+}
 
 
 class PortingPanel:
     """Widgets for porting one op; display it with `panel.widget` (or just `panel` as a cell's value)."""
 
-    def __init__(self, op: str = "rms_norm", source: str | None = None, file: str | Path | None = None,
-                 cases: str = "quick", dtypes: Iterable[str] = ("fp32",), timeout: float = 300.0,
-                 background: bool = True, promote_root: str | Path | None = None, store=None,
-                 workdir: str | Path | None = None, peers: Iterable[str] = ("inductor",)):
+    def __init__(
+        self,
+        op: str = "rms_norm",
+        source: str | None = None,
+        file: str | Path | None = None,
+        cases: str = "quick",
+        dtypes: Iterable[str] = ("fp32",),
+        timeout: float = 300.0,
+        background: bool = True,
+        promote_root: str | Path | None = None,
+        store=None,
+        workdir: str | Path | None = None,
+        peers: Iterable[str] = ("inductor",),
+    ):
         """op: a registered op, or a new op's name (its candidate then declares SPEC).
         source / file: the candidate's source text (e.g. a notebook cell's string) or a file path.
         promote_root: the tree Promote writes into (default: the imported workbench package's).
@@ -86,7 +98,11 @@ class PortingPanel:
         self.error: dict | None = None  # {"action", "status", "summary", "traceback"} of the last failure
         self.history: list[dict] = []
         self.cell: magics.CellCandidate | None = None  # the %%candidate cell that fed the editor last
-        self.stale = {"check": False, "profile": False, "model": False}  # tables shown that no longer fit the candidate
+        self.stale = {
+            "check": False,
+            "profile": False,
+            "model": False,
+        }  # tables shown that no longer fit the candidate
         self._made_from: dict[str, str] = {}  # table kind -> digest of the candidate it was made from
         self._file_labels: dict[str, str] = {}  # worker file path -> the name tracebacks should show
         self._template = ""
@@ -104,8 +120,13 @@ class PortingPanel:
 
     def _build(self, op, cases, dtypes, timeout, peers) -> None:
         w = widgets
-        self.op = w.Combobox(value=op, options=sorted(opspec.REGISTRY), ensure_option=False,
-                             description="op", placeholder="registered op or a new name")
+        self.op = w.Combobox(
+            value=op,
+            options=sorted(opspec.REGISTRY),
+            ensure_option=False,
+            description="op",
+            placeholder="registered op or a new name",
+        )
         self.backend_buttons = {}
         reasons = []
         for name, b in backends.BACKENDS.items():
@@ -113,51 +134,82 @@ class PortingPanel:
                 why = "this process is bound to it"
             else:
                 missing = b.missing()
-                why = missing or (f"available, but this process is bound to {self.backend.name!r}: "
-                                  f"start the kernel with WORKBENCH_BACKEND={name}")
+                why = missing or (
+                    f"available, but this process is bound to {self.backend.name!r}: "
+                    f"start the kernel with WORKBENCH_BACKEND={name}"
+                )
                 reasons.append(f"<b>{name}</b>: {why}")
             self.backend_buttons[name] = w.Button(
-                description=name, disabled=name != self.backend.name, tooltip=why,
-                button_style="success" if name == self.backend.name else "", layout=w.Layout(width="80px"))
+                description=name,
+                disabled=name != self.backend.name,
+                tooltip=why,
+                button_style="success" if name == self.backend.name else "",
+                layout=w.Layout(width="80px"),
+            )
         self.backend_note = w.HTML("<small>" + "; ".join(reasons) + "</small>")
-        self.dtype_boxes = {d: w.Checkbox(value=d in dtypes, description=d, indent=False,
-                                          layout=w.Layout(width="70px")) for d in DTYPES}
+        self.dtype_boxes = {
+            d: w.Checkbox(value=d in dtypes, description=d, indent=False, layout=w.Layout(width="70px"))
+            for d in DTYPES
+        }
         self.peer_boxes, missing = {}, []
         for name in PEERS:
             what, module = PEER_LABELS[name]
             if module is not None and importlib.util.find_spec(module) is None:
                 what += " (not installed here: pip install 'workbench[peers]')"
                 missing.append(name)
-            self.peer_boxes[name] = w.Checkbox(value=name in peers, description=name, indent=False,
-                                               tooltip=what, layout=w.Layout(width="90px"))
-        self.peer_note = w.HTML("<small>Profile also times the ticked peers on the same inputs"
-                                + "".join(f"; <b>{n}</b> is not installed here, its cells will say so"
-                                          for n in missing) + "</small>")
+            self.peer_boxes[name] = w.Checkbox(
+                value=name in peers,
+                description=name,
+                indent=False,
+                tooltip=what,
+                layout=w.Layout(width="90px"),
+            )
+        self.peer_note = w.HTML(
+            "<small>Profile also times the ticked peers on the same inputs"
+            + "".join(f"; <b>{n}</b> is not installed here, its cells will say so" for n in missing)
+            + "</small>"
+        )
         self.cases = w.ToggleButtons(options=list(opspec.CASE_SETS), value=cases, description="cases")
-        self.source = w.Textarea(placeholder="candidate source: the op's wrapper (named after the op), its "
-                                 "kernels, and SPEC = OpSpec(...) for a new op",
-                                 layout=w.Layout(width="100%", height="260px"))
+        self.source = w.Textarea(
+            placeholder="candidate source: the op's wrapper (named after the op), its "
+            "kernels, and SPEC = OpSpec(...) for a new op",
+            layout=w.Layout(width="100%", height="260px"),
+        )
         self.source.add_class("wb-code")
-        self.file = w.Text(description="file", placeholder="or a candidate .py file",
-                           layout=w.Layout(width="60%"))
+        self.file = w.Text(
+            description="file", placeholder="or a candidate .py file", layout=w.Layout(width="60%")
+        )
         self.load_button = w.Button(description="Load file")
-        self.template_button = w.Button(description="Current kernel", icon="file-code-o",
-                                        tooltip="put the op's current kernel in the editor as a template")
-        self.candidate_note = w.HTML("<small>candidate: the editor below, or a cell starting with "
-                                     "<code>%%candidate OP</code></small>")
-        self.timeout = w.BoundedFloatText(value=timeout, min=1, max=86400, description="timeout s",
-                                          layout=w.Layout(width="180px"))
+        self.template_button = w.Button(
+            description="Current kernel",
+            icon="file-code-o",
+            tooltip="put the op's current kernel in the editor as a template",
+        )
+        self.candidate_note = w.HTML(
+            "<small>candidate: the editor below, or a cell starting with <code>%%candidate OP</code></small>"
+        )
+        self.timeout = w.BoundedFloatText(
+            value=timeout, min=1, max=86400, description="timeout s", layout=w.Layout(width="180px")
+        )
         self.force = w.Checkbox(value=False, description="force (replace, keep a backup)", indent=False)
         self.check_button = w.Button(description="Check", button_style="primary", icon="check")
         self.profile_button = w.Button(description="Profile", button_style="info", icon="tachometer")
         self.promote_button = w.Button(description="Promote", button_style="warning", icon="upload")
-        self.model_button = w.Button(description="Model", button_style="info", icon="cubes",
-                                     tooltip="run a whole model natively and with the candidate as the op")
-        self.model_preset = w.Dropdown(options=sorted(PRESETS), value="tiny", description="model",
-                                       layout=w.Layout(width="220px"))
-        self.execution = w.ToggleButtons(options=list(EXECUTIONS), value=default_execution(self.backend),
-                                         description="execution",
-                                         tooltips=["torch.compile with the workbench backend", "use_ops"])
+        self.model_button = w.Button(
+            description="Model",
+            button_style="info",
+            icon="cubes",
+            tooltip="run a whole model natively and with the candidate as the op",
+        )
+        self.model_preset = w.Dropdown(
+            options=sorted(PRESETS), value="tiny", description="model", layout=w.Layout(width="220px")
+        )
+        self.execution = w.ToggleButtons(
+            options=list(EXECUTIONS),
+            value=default_execution(self.backend),
+            description="execution",
+            tooltips=["torch.compile with the workbench backend", "use_ops"],
+        )
         self.status = w.HTML("ready")
         self.progress = w.IntProgress(value=0, min=0, max=1, description="", layout=w.Layout(width="50%"))
         self.progress_label = w.Label("")
@@ -171,8 +223,12 @@ class PortingPanel:
         self.promotion_html = w.HTML()
         self.error_html = w.HTML()
         self.traceback_html = w.HTML()
-        self.traceback_fold = w.Accordion(children=[self.traceback_html], titles=("full traceback",),
-                                          selected_index=None, layout=w.Layout(display="none"))
+        self.traceback_fold = w.Accordion(
+            children=[self.traceback_html],
+            titles=("full traceback",),
+            selected_index=None,
+            layout=w.Layout(display="none"),
+        )
         self.history_html = w.HTML()
 
         self.load_button.on_click(lambda _: self.load_file())
@@ -187,30 +243,42 @@ class PortingPanel:
         def section(title, *children):
             return w.VBox([w.HTML(f"<h4 style='margin:6px 0 2px'>{title}</h4>"), *children])
 
-        css = w.HTML("<style>.wb-code textarea{font-family:monospace;font-size:12px}"
-                     ".wb-stale{opacity:.45}</style>")
-        self.widget = w.VBox([
-            css,
-            w.HBox([self.op, w.Label("backend"), *self.backend_buttons.values()]),
-            self.backend_note,
-            w.HBox([w.Label("dtypes"), *self.dtype_boxes.values(), self.cases]),
-            w.HBox([w.Label("peers"), *self.peer_boxes.values(), self.peer_note]),
-            self.candidate_note,
-            self.source,
-            w.HBox([self.file, self.load_button, self.template_button]),
-            w.HBox([self.check_button, self.profile_button, self.model_button, self.promote_button, self.force,
-                    self.timeout]),
-            w.HBox([self.model_preset, self.execution]),
-            w.HBox([self.status]),
-            w.HBox([self.progress, self.progress_label]),
-            self.error_html, self.traceback_fold,
-            section("Correctness", self.check_note, self.check_html),
-            section("Side by side", self.comparison_note, self.comparison_html),
-            section("Figures", self.figure_tabs),
-            section("Whole model", self.model_note, self.model_html),
-            section("Promotion", self.promotion_html),
-            section("History", self.history_html),
-        ])
+        css = w.HTML(
+            "<style>.wb-code textarea{font-family:monospace;font-size:12px}.wb-stale{opacity:.45}</style>"
+        )
+        self.widget = w.VBox(
+            [
+                css,
+                w.HBox([self.op, w.Label("backend"), *self.backend_buttons.values()]),
+                self.backend_note,
+                w.HBox([w.Label("dtypes"), *self.dtype_boxes.values(), self.cases]),
+                w.HBox([w.Label("peers"), *self.peer_boxes.values(), self.peer_note]),
+                self.candidate_note,
+                self.source,
+                w.HBox([self.file, self.load_button, self.template_button]),
+                w.HBox(
+                    [
+                        self.check_button,
+                        self.profile_button,
+                        self.model_button,
+                        self.promote_button,
+                        self.force,
+                        self.timeout,
+                    ]
+                ),
+                w.HBox([self.model_preset, self.execution]),
+                w.HBox([self.status]),
+                w.HBox([self.progress, self.progress_label]),
+                self.error_html,
+                self.traceback_fold,
+                section("Correctness", self.check_note, self.check_html),
+                section("Side by side", self.comparison_note, self.comparison_html),
+                section("Figures", self.figure_tabs),
+                section("Whole model", self.model_note, self.model_html),
+                section("Promotion", self.promotion_html),
+                section("History", self.history_html),
+            ]
+        )
 
     def _ipython_display_(self):
         from IPython.display import display
@@ -231,7 +299,9 @@ class PortingPanel:
     def load_file(self) -> None:
         path = Path(self.file.value).expanduser()
         if not path.is_file():
-            self._show_error("load", "error", f"file: expected a candidate .py file, got {str(path)!r} (not found)")
+            self._show_error(
+                "load", "error", f"file: expected a candidate .py file, got {str(path)!r} (not found)"
+            )
             return
         self.source.value = path.read_text()
         self.candidate_note.value = f"<small>candidate: file <code>{path}</code></small>"
@@ -240,13 +310,16 @@ class PortingPanel:
         """Put the op's current kernel (the module the package runs on this backend) in the editor."""
         op = self.op.value
         if op not in opspec.REGISTRY:
-            self.candidate_note.value = (f"<small>{op!r} is a new op: write its wrapper and "
-                                         "<code>SPEC = OpSpec(...)</code></small>")
+            self.candidate_note.value = (
+                f"<small>{op!r} is a new op: write its wrapper and <code>SPEC = OpSpec(...)</code></small>"
+            )
             return
         self._template = candidate_format.template(op, self.backend.name)
         self.source.value = self._template
-        self.candidate_note.value = (f"<small>candidate: the editor, holding the current {op} on "
-                                     f"{self.backend.name} as a template</small>")
+        self.candidate_note.value = (
+            f"<small>candidate: the editor, holding the current {op} on "
+            f"{self.backend.name} as a template</small>"
+        )
 
     def _op_changed(self, change) -> None:
         """A new op: offer its current kernel, unless the editor holds work of the user's own."""
@@ -255,8 +328,10 @@ class PortingPanel:
 
     def _source_changed(self, change) -> None:
         if self.cell is not None and change["new"] != self.cell.source and change["old"] == self.cell.source:
-            self.candidate_note.value = (f"<small>candidate: the editor (changed since {self.cell.label}; run "
-                                         "that cell again to take it back)</small>")
+            self.candidate_note.value = (
+                f"<small>candidate: the editor (changed since {self.cell.label}; run "
+                "that cell again to take it back)</small>"
+            )
 
     def use_cell(self, cell: magics.CellCandidate) -> None:
         """Take a `%%candidate` cell as the candidate (called by the magic)."""
@@ -264,9 +339,11 @@ class PortingPanel:
         if self.op.value != cell.op:
             self.op.value = cell.op
         self.source.value = cell.source
-        self.candidate_note.value = (f"<small>candidate: <b>{cell.label}</b> "
-                                     f"({cell.source.count(chr(10)) + 1} lines, <code>%%candidate {cell.op}</code>)"
-                                     "</small>")
+        self.candidate_note.value = (
+            f"<small>candidate: <b>{cell.label}</b> "
+            f"({cell.source.count(chr(10)) + 1} lines, <code>%%candidate {cell.op}</code>)"
+            "</small>"
+        )
 
     def candidate_file(self) -> Path:
         """The file the worker loads: the chosen file if the editor still holds its text, else a copy
@@ -276,8 +353,10 @@ class PortingPanel:
             if path.is_file() and path.read_text() == self.source.value:
                 return path
         if not self.source.value.strip():
-            raise ValueError("source: expected the candidate's source (a %%candidate cell, the editor, "
-                             "pass source=..., or load a file)")
+            raise ValueError(
+                "source: expected the candidate's source (a %%candidate cell, the editor, "
+                "pass source=..., or load a file)"
+            )
         op = self.op.value or "candidate"
         if self.cell is not None and self.cell.op == op and self.cell.source == self.source.value:
             path = self.workdir / f"{op}_cell.py"
@@ -296,7 +375,9 @@ class PortingPanel:
         if action == "promote":  # promotion checks a fixed scope, whatever the panel's choice
             return f"{self.op.value} · {self.backend.name} · quick,edge · every dtype"
         if action == "model":
-            return f"{self.op.value} · {self.backend.name} · {self.model_preset.value} · {self.execution.value}"
+            return (
+                f"{self.op.value} · {self.backend.name} · {self.model_preset.value} · {self.execution.value}"
+            )
         scope = f"{self.op.value} · {self.backend.name} · {self.cases.value} · {','.join(self.dtypes) or '-'}"
         return scope + (f" · peers {','.join(self.peers)}" if action == "profile" and self.peers else "")
 
@@ -370,16 +451,24 @@ class PortingPanel:
     def _on_progress(self, desc: str, n: int, total: int | None) -> None:
         if self._worker_up is None:  # the first word from the worker: it has started
             self._worker_up = time.monotonic() - self._started
-            self.status.value = (f"<b>{self._action}</b>: running (worker up in {self._worker_up:.1f} s)")
+            self.status.value = f"<b>{self._action}</b>: running (worker up in {self._worker_up:.1f} s)"
         self.progress.max = max(1, total or n or 1)
         self.progress.value = min(n, self.progress.max)
         self.progress_label.value = f"{desc} {n}/{total if total is not None else '?'}"
 
     def _run(self, task: str) -> worker.RunResult:
-        result = worker.run(task, self.candidate_file(), self.op.value, cases=[self.cases.value],
-                            dtypes=self.dtypes, timeout=float(self.timeout.value),
-                            on_progress=self._on_progress, peers=self.peers if task == "profile" else (),
-                            model=self.model_preset.value, execution=self.execution.value)
+        result = worker.run(
+            task,
+            self.candidate_file(),
+            self.op.value,
+            cases=[self.cases.value],
+            dtypes=self.dtypes,
+            timeout=float(self.timeout.value),
+            on_progress=self._on_progress,
+            peers=self.peers if task == "profile" else (),
+            model=self.model_preset.value,
+            execution=self.execution.value,
+        )
         self._worker_up = result.startup_s  # the worker's own account: about 0 when a warm spare took it
         return result
 
@@ -391,16 +480,23 @@ class PortingPanel:
             self.check_table = views.correctness_table(result.check).assign(variant="candidate")
             counts = self.check_table["result"].value_counts()
             self.check_html.value = views.table_html(
-                self.check_table, f"candidate {self.op.value} on {self.backend.name}: {counts.get('pass', 0)} "
+                self.check_table,
+                f"candidate {self.op.value} on {self.backend.name}: {counts.get('pass', 0)} "
                 f"passed, {counts.get('FAIL', 0)} failed, {counts.get('skipped', 0)} skipped "
-                f"({result.seconds:.1f} s)")
+                f"({result.seconds:.1f} s)",
+            )
         if result.ok and not result.passed:
             failed = views.failed_rows(result.check)
             first = failed.iloc[0]
             trace = first.get("traceback")
-            self._record("check", "failed", f"{len(failed)} of {len(result.check)} rows failed; first: "
-                         f"{first['case']} {first['dtype']}: {views.failure_reason(first)}", result,
-                         trace=trace if isinstance(trace, str) else "")
+            self._record(
+                "check",
+                "failed",
+                f"{len(failed)} of {len(result.check)} rows failed; first: "
+                f"{first['case']} {first['dtype']}: {views.failure_reason(first)}",
+                result,
+                trace=trace if isinstance(trace, str) else "",
+            )
             return
         self._record("check", result.status, result.summary, result)
 
@@ -411,13 +507,19 @@ class PortingPanel:
             self._made_from["profile"] = self._run_id
             self.comparison = views.comparison_table(result.bench)
             self.comparison_html.value = views.table_html(
-                self.comparison, f"{self.op.value} on {self.backend.properties().name}: native, "
-                + "".join(f"{p}, " for p in self.peers) + "current (the package's kernel) and candidate: ms, "
-                "speedup vs native and error against float64")
+                self.comparison,
+                f"{self.op.value} on {self.backend.properties().name}: native, "
+                + "".join(f"{p}, " for p in self.peers)
+                + "current (the package's kernel) and candidate: ms, "
+                "speedup vs native and error against float64",
+            )
             self.figures = views.comparison_figures(result.bench)
-            self.figure_tabs.children = [widgets.Image(value=views.figure_png(f), format="png",
-                                                       layout=widgets.Layout(max_width="900px"))
-                                         for f in self.figures.values()]
+            self.figure_tabs.children = [
+                widgets.Image(
+                    value=views.figure_png(f), format="png", layout=widgets.Layout(max_width="900px")
+                )
+                for f in self.figures.values()
+            ]
             self.figure_tabs.titles = tuple(self.figures)
         self._record("profile", result.status, result.summary, result)
 
@@ -427,18 +529,26 @@ class PortingPanel:
         if result.model is not None:
             self._made_from["model"] = self._run_id
             summary = result.model[["metric", "value", "target", "met"]]
-            self.model_html.value = (
-                views.table_html(summary, f"{self.model_preset.value} ({self.execution.value}) with the candidate "
-                                 f"as {self.op.value}, against native on {self.backend.name}")
-                + views.table_html(result.coverage, "the op's ATen overloads: served by the candidate, or "
-                                   "left native and why"))
+            self.model_html.value = views.table_html(
+                summary,
+                f"{self.model_preset.value} ({self.execution.value}) with the candidate "
+                f"as {self.op.value}, against native on {self.backend.name}",
+            ) + views.table_html(
+                result.coverage, "the op's ATen overloads: served by the candidate, or left native and why"
+            )
         self._record("model", result.status, result.summary, result)
 
     def _do_promote(self) -> None:
         try:
-            self.promotion = promote(self.candidate_file(), self.op.value, force=self.force.value,
-                                     root=self.promote_root, store=self.store, timeout=float(self.timeout.value),
-                                     on_progress=self._on_progress)
+            self.promotion = promote(
+                self.candidate_file(),
+                self.op.value,
+                force=self.force.value,
+                root=self.promote_root,
+                store=self.store,
+                timeout=float(self.timeout.value),
+                on_progress=self._on_progress,
+            )
         except PromotionError as e:
             self.promotion = e.promotion
             run = e.promotion.verify or e.promotion.check
@@ -447,22 +557,40 @@ class PortingPanel:
                 self.check_result, self.check_table = run, views.correctness_table(run.check)
                 self.check_html.value = views.table_html(self.check_table, "checked for promotion")
             self.promotion_html.value = views.error_summary_html(str(e), "refused")
-            self._record("promote", "refused", str(e), run,
-                         trace=run.traceback if run is not None else "")
+            self._record("promote", "refused", str(e), run, trace=run.traceback if run is not None else "")
             return
-        self.promotion_html.value = f"<div style='color:#137333'><b>promoted</b>: {self.promotion.message}</div>"
+        self.promotion_html.value = (
+            f"<div style='color:#137333'><b>promoted</b>: {self.promotion.message}</div>"
+        )
         self._record("promote", "ok", self.promotion.message)
 
     # ---- results -----------------------------------------------------------------------------------
 
-    def _record(self, action: str, status: str, summary: str, result: worker.RunResult | None = None,
-                trace: str | None = None) -> None:
-        self.history.append({"time": datetime.datetime.now().strftime("%H:%M:%S"), "action": action,
-                             "status": status, "summary": summary, "result": result})
+    def _record(
+        self,
+        action: str,
+        status: str,
+        summary: str,
+        result: worker.RunResult | None = None,
+        trace: str | None = None,
+    ) -> None:
+        self.history.append(
+            {
+                "time": datetime.datetime.now().strftime("%H:%M:%S"),
+                "action": action,
+                "status": status,
+                "summary": summary,
+                "result": result,
+            }
+        )
         if status != "ok":
-            self._show_error(action, status, summary,
-                             trace if trace is not None else (result.traceback if result else ""),
-                             result.log if result is not None and status != "refused" else "")
+            self._show_error(
+                action,
+                status,
+                summary,
+                trace if trace is not None else (result.traceback if result else ""),
+                result.log if result is not None and status != "refused" else "",
+            )
 
     def _show_error(self, action: str, status: str, summary: str, trace: str = "", log: str = "") -> None:
         for path, label in self._file_labels.items():  # point at the cell's (or editor's) lines
@@ -477,9 +605,11 @@ class PortingPanel:
     def _mark_stale(self, action: str, entry: dict, digest: str) -> None:
         """Say where each table comes from; dim those that no longer fit the candidate."""
         entry["digest"] = digest
-        for kind, note, shown in (("check", self.check_note, (self.check_html,)),
-                                  ("profile", self.comparison_note, (self.comparison_html, self.figure_tabs)),
-                                  ("model", self.model_note, (self.model_html,))):
+        for kind, note, shown in (
+            ("check", self.check_note, (self.check_html,)),
+            ("profile", self.comparison_note, (self.comparison_html, self.figure_tabs)),
+            ("model", self.model_note, (self.model_html,)),
+        ):
             made = self._made_from.get(kind)
             if made is None:
                 continue
@@ -487,7 +617,10 @@ class PortingPanel:
             if made == self._run_id:
                 stale, why = False, ""
             elif source["digest"] != digest:
-                stale, why = True, f"made from another candidate; the {action} at {entry['time']} ran this one"
+                stale, why = (
+                    True,
+                    f"made from another candidate; the {action} at {entry['time']} ran this one",
+                )
             elif kind == action:
                 stale, why = True, f"the {action} at {entry['time']} ended: {entry['status']}"
             else:
@@ -507,6 +640,8 @@ class PortingPanel:
         lines = []
         for h in self.history[-10:]:
             summary = h["summary"] if len(h["summary"]) <= 120 else h["summary"][:117] + "..."
-            lines.append(f"{h['time']} {h['action']} {h.get('scope', '')}: <b>{h['status']}</b> "
-                         f"({h.get('seconds', '?')} s) {html.escape(summary)}")
+            lines.append(
+                f"{h['time']} {h['action']} {h.get('scope', '')}: <b>{h['status']}</b> "
+                f"({h.get('seconds', '?')} s) {html.escape(summary)}"
+            )
         self.history_html.value = "<small>" + "<br>".join(lines) + "</small>"

@@ -33,11 +33,37 @@ import triton
 _TRITON_DIR = os.path.dirname(os.path.abspath(triton.__file__))
 TRITON_DEFAULT_NUM_WARPS = 4  # what a launch without num_warps gets from Triton's launcher options
 
-TL_NAMES = {"f16": "fp16", "bf16": "bf16", "f32": "fp32", "f64": "fp64", "i1": "int1", "i8": "int8",
-            "i16": "int16", "i32": "int32", "i64": "int64", "f8E4M3FN": "fp8e4nv", "f8E5M2": "fp8e5",
-            "f8E4M3FNUZ": "fp8e4b8", "f8E5M2FNUZ": "fp8e5b16", "f8E4M3B11FNUZ": "fp8e4b15"}
-ELEMENT_BYTES = {"int1": 1, "int8": 1, "uint8": 1, "int16": 2, "uint16": 2, "fp16": 2, "bf16": 2, "int32": 4,
-                 "uint32": 4, "fp32": 4, "int64": 8, "uint64": 8, "fp64": 8}
+TL_NAMES = {
+    "f16": "fp16",
+    "bf16": "bf16",
+    "f32": "fp32",
+    "f64": "fp64",
+    "i1": "int1",
+    "i8": "int8",
+    "i16": "int16",
+    "i32": "int32",
+    "i64": "int64",
+    "f8E4M3FN": "fp8e4nv",
+    "f8E5M2": "fp8e5",
+    "f8E4M3FNUZ": "fp8e4b8",
+    "f8E5M2FNUZ": "fp8e5b16",
+    "f8E4M3B11FNUZ": "fp8e4b15",
+}
+ELEMENT_BYTES = {
+    "int1": 1,
+    "int8": 1,
+    "uint8": 1,
+    "int16": 2,
+    "uint16": 2,
+    "fp16": 2,
+    "bf16": 2,
+    "int32": 4,
+    "uint32": 4,
+    "fp32": 4,
+    "int64": 8,
+    "uint64": 8,
+    "fp64": 8,
+}
 
 
 def element_bytes(dtype: str) -> int:
@@ -168,8 +194,14 @@ def describe(kernel, args: tuple, kwargs: dict, grid) -> Launch:
     constexprs = {n: bound[n] for n, p in params.items() if _is_constexpr(p) and n in bound}
     tensors = {n: v.dtype for n, v in bound.items() if isinstance(v, torch.Tensor)}
     given = kwargs.get("num_warps")
-    return Launch(fn=fn, grid=grid, num_warps=int(given) if given is not None else TRITON_DEFAULT_NUM_WARPS,
-                  num_warps_given=given is not None, constexprs=constexprs, tensor_dtypes=tensors)
+    return Launch(
+        fn=fn,
+        grid=grid,
+        num_warps=int(given) if given is not None else TRITON_DEFAULT_NUM_WARPS,
+        num_warps_given=given is not None,
+        constexprs=constexprs,
+        tensor_dtypes=tensors,
+    )
 
 
 # ---- interpreter: semantic hooks ---------------------------------------------------------------------
@@ -202,8 +234,15 @@ def _observe(name: str, arguments: dict, result) -> None:
     elif name == "dot":
         site = _caller_site()
         lhs, rhs = arguments["lhs"], arguments["rhs"]
-        trace.dots.add(Dot(_tl_name(lhs.dtype), _tl_name(rhs.dtype), _tl_name(result.dtype),
-                           arguments.get("input_precision"), site))
+        trace.dots.add(
+            Dot(
+                _tl_name(lhs.dtype),
+                _tl_name(rhs.dtype),
+                _tl_name(result.dtype),
+                arguments.get("input_precision"),
+                site,
+            )
+        )
         if arguments.get("acc") is None and _shape(result):  # a fresh accumulator made by the dot itself
             trace.add_tile(Tile("accumulator", _shape(result), _tl_name(result.dtype), site))
     elif name == "cast":
@@ -307,8 +346,15 @@ def trace_ttir(ttir: str) -> Trace:
             types = _tensor_types(body.rsplit(" : ", 1)[-1])
             precision = re.search(r"inputPrecision = (\w+)", body)
             if len(types) == 3:
-                trace.dots.add(Dot(types[0][1], types[1][1], types[2][1],
-                                   precision.group(1) if precision else "ieee", site))
+                trace.dots.add(
+                    Dot(
+                        types[0][1],
+                        types[1][1],
+                        types[2][1],
+                        precision.group(1) if precision else "ieee",
+                        site,
+                    )
+                )
         elif "tt.atomic_" in body:
             op = re.search(r"tt\.(atomic_\w+)(?:\s+(\w+),)?", body)
             element = _PTR_ELEMENT.search(body.rsplit(" : ", 1)[-1])

@@ -14,8 +14,19 @@ from .persistent import split_rows
 
 
 @triton.jit
-def _argmax_kernel(x_ptr, out_ptr, part_v_ptr, part_i_ptr, n_items, n_cols, x_row_stride, chunks, chunk,
-                   SINGLE: tl.constexpr, BLOCK: tl.constexpr):
+def _argmax_kernel(
+    x_ptr,
+    out_ptr,
+    part_v_ptr,
+    part_i_ptr,
+    n_items,
+    n_cols,
+    x_row_stride,
+    chunks,
+    chunk,
+    SINGLE: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
     # item = row * chunks + chunk
     for item in range(tl.program_id(0).to(tl.int64), n_items, tl.num_programs(0)):
         row = item // chunks
@@ -49,15 +60,52 @@ def argmax(x: torch.Tensor, dim: int | None = None, keepdim: bool = False) -> to
     chunks, chunk = split_rows(n_rows, n, block)
     items = n_rows * chunks
     if chunks == 1:
-        launch(_argmax_kernel, (persistent.programs(items),), rows, out, out, out, items, n, rows.stride(0),
-               1, chunk, SINGLE=True, BLOCK=block, num_warps=persistent.NUM_WARPS)
+        launch(
+            _argmax_kernel,
+            (persistent.programs(items),),
+            rows,
+            out,
+            out,
+            out,
+            items,
+            n,
+            rows.stride(0),
+            1,
+            chunk,
+            SINGLE=True,
+            BLOCK=block,
+            num_warps=persistent.NUM_WARPS,
+        )
         return out
     part_v = torch.empty(items, dtype=torch.float32, device=x.device)
     part_i = torch.empty(items, dtype=torch.int64, device=x.device)
-    launch(_argmax_kernel, (persistent.programs(items),), rows, out, part_v, part_i, items, n, rows.stride(0),
-           chunks, chunk, SINGLE=False, BLOCK=block, num_warps=persistent.NUM_WARPS)
-    launch(_merge_kernel, (persistent.programs(n_rows),), part_v, part_i, out, n_rows, chunks,
-           BLOCK_C=triton.next_power_of_2(chunks), num_warps=persistent.NUM_WARPS)
+    launch(
+        _argmax_kernel,
+        (persistent.programs(items),),
+        rows,
+        out,
+        part_v,
+        part_i,
+        items,
+        n,
+        rows.stride(0),
+        chunks,
+        chunk,
+        SINGLE=False,
+        BLOCK=block,
+        num_warps=persistent.NUM_WARPS,
+    )
+    launch(
+        _merge_kernel,
+        (persistent.programs(n_rows),),
+        part_v,
+        part_i,
+        out,
+        n_rows,
+        chunks,
+        BLOCK_C=triton.next_power_of_2(chunks),
+        num_warps=persistent.NUM_WARPS,
+    )
     return out
 
 

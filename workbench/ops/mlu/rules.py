@@ -82,8 +82,9 @@ def dot_problems(dot: kt.Dot, dev: MluDevice) -> list[str]:
         elif dtype not in DOT_DTYPES:
             problems.append(f"{dtype} operands: expected one of {', '.join(DOT_DTYPES)}")
     if dot.lhs in ("int8", "int16") and dot.out in ("int32", "int64"):
-        problems.append(f"{dot.lhs} dot accumulates in {dot.out}: "
-                        "the MLU gives fp16/fp32 results (set out_dtype)")
+        problems.append(
+            f"{dot.lhs} dot accumulates in {dot.out}: the MLU gives fp16/fp32 results (set out_dtype)"
+        )
     if dot.lhs == "fp32" and dot.precision in ("tf32", "tf32x3") and not dev.tf32:
         problems.append(f"input_precision={dot.precision}: {dev.name} has no tf32 (use 'ieee')")
     return problems
@@ -168,8 +169,9 @@ class LaunchRules:
         self._targeting: contextlib.AbstractContextManager | None = None
 
     @classmethod
-    def for_device(cls, name: str = "mlu", cores: int | None = None,
-                   nram_bytes: int | None = None) -> LaunchRules:
+    def for_device(
+        cls, name: str = "mlu", cores: int | None = None, nram_bytes: int | None = None
+    ) -> LaunchRules:
         """Rules for a named device ("mlu": the default one, $WORKBENCH_MLU_DEVICE or MLU590; "mlu370",
         "mlu590"), with the core count and NRAM optionally overridden."""
         dev = mlu_devices.default_device() if name.lower() == "mlu" else mlu_devices.device(name)
@@ -237,11 +239,14 @@ class LaunchRules:
             estimate = trace.nram_estimate()
             if estimate > dev.nram_bytes:
                 tiles = sorted(trace.tiles.values(), key=lambda t: -t.nbytes)
-                listed = ", ".join(f"{t.kind} {'x'.join(map(str, t.shape))} {t.dtype} @{t.site}"
-                                   for t in tiles[:3])
+                listed = ", ".join(
+                    f"{t.kind} {'x'.join(map(str, t.shape))} {t.dtype} @{t.site}" for t in tiles[:3]
+                )
                 more = f" and {len(tiles) - 3} more" if len(tiles) > 3 else ""
-                detail = (f"estimated {estimate / 1024:.0f} KiB per program > "
-                          f"{dev.nram_bytes // 1024} KiB NRAM: {listed}{more}")
+                detail = (
+                    f"estimated {estimate / 1024:.0f} KiB per program > "
+                    f"{dev.nram_bytes // 1024} KiB NRAM: {listed}{more}"
+                )
                 out.append(("nram", detail, ""))
             for dot in sorted(trace.dots, key=str):
                 out += [("dot_dtype", problem, dot.site) for problem in dot_problems(dot, dev)]
@@ -279,17 +284,27 @@ class LaunchRules:
         """One row per distinct launch shape: grid, num_warps, tasks, NRAM estimate, constexprs, count."""
         rows = []
         for (*context, kernel, grid, warps, estimate, constexprs), n in self._launches.items():
-            rows.append({**dict(zip(CONTEXT, context)), "kernel": kernel, "grid": grid, "num_warps": warps,
-                         "tasks": grid[0] * grid[1] * grid[2] * warps,
-                         "nram_kib": None if estimate is None else round(estimate / 1024, 1),
-                         "constexprs": constexprs, "launches": n})
+            rows.append(
+                {
+                    **dict(zip(CONTEXT, context)),
+                    "kernel": kernel,
+                    "grid": grid,
+                    "num_warps": warps,
+                    "tasks": grid[0] * grid[1] * grid[2] * warps,
+                    "nram_kib": None if estimate is None else round(estimate / 1024, 1),
+                    "constexprs": constexprs,
+                    "launches": n,
+                }
+            )
         columns = [*CONTEXT, "kernel", "grid", "num_warps", "tasks", "nram_kib", "constexprs", "launches"]
         return pd.DataFrame(rows, columns=columns)
 
     def summary(self) -> str:
         v = self.violations()
         kernels = v["kernel"].nunique() if len(v) else 0
-        return (f"MLU launch rules for {self.device.name} ({self.device.cores} cores, "
-                f"{self.device.nram_bytes // 1024} KiB NRAM): "
-                f"{sum(self._launches.values())} launches checked, "
-                f"{len(v)} violations in {kernels} kernels")
+        return (
+            f"MLU launch rules for {self.device.name} ({self.device.cores} cores, "
+            f"{self.device.nram_bytes // 1024} KiB NRAM): "
+            f"{sum(self._launches.values())} launches checked, "
+            f"{len(v)} violations in {kernels} kernels"
+        )

@@ -31,13 +31,52 @@ MAX_PACKED_ROWS = 128  # a head group's rows (heads x queries) are packed while 
 
 
 @triton.jit
-def _attention_kernel(Q, K, V, M, Out,
-                      sqb, sqh, sqm, sqd, skb, skh, skn, skd, svb, svh, svn, svd,
-                      smb, smh, smm, smn, sob, soh, som, sod,
-                      B, H, L, S, E, EV, group_k, group_v, G, scale_log2,
-                      CAUSAL: tl.constexpr, MASK_KIND: tl.constexpr, UPCAST: tl.constexpr,
-                      EVEN_D: tl.constexpr, EVEN_DV: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                      BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr):
+def _attention_kernel(
+    Q,
+    K,
+    V,
+    M,
+    Out,
+    sqb,
+    sqh,
+    sqm,
+    sqd,
+    skb,
+    skh,
+    skn,
+    skd,
+    svb,
+    svh,
+    svn,
+    svd,
+    smb,
+    smh,
+    smm,
+    smn,
+    sob,
+    soh,
+    som,
+    sod,
+    B,
+    H,
+    L,
+    S,
+    E,
+    EV,
+    group_k,
+    group_v,
+    G,
+    scale_log2,
+    CAUSAL: tl.constexpr,
+    MASK_KIND: tl.constexpr,
+    UPCAST: tl.constexpr,
+    EVEN_D: tl.constexpr,
+    EVEN_DV: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    BLOCK_DV: tl.constexpr,
+):
     n_groups = H // G
     group_rows = G * L  # row r of a group: query head hg * G + r // L, query r % L
     n_tiles = tl.cdiv(group_rows, BLOCK_M)
@@ -55,8 +94,11 @@ def _attention_kernel(Q, K, V, M, Out,
         row_ok = r < group_rows
         head = hg * G + r // L
         qi = r % L
-        q = tl.load(Q + b * sqb + head[:, None] * sqh + qi[:, None] * sqm + offs_d[None, :] * sqd,
-                    mask=row_ok[:, None] & d_ok[None, :], other=0.0)
+        q = tl.load(
+            Q + b * sqb + head[:, None] * sqh + qi[:, None] * sqm + offs_d[None, :] * sqd,
+            mask=row_ok[:, None] & d_ok[None, :],
+            other=0.0,
+        )
         if UPCAST:
             q = q.to(tl.float32)
         kv_head = hg * G  # every head of the group reads the same K / V head
@@ -71,20 +113,52 @@ def _attention_kernel(Q, K, V, M, Out,
         else:
             hi = S
             clean = S // BLOCK_N * BLOCK_N
-        out = attend_rows(q, k_base, v_base, mask_rows, qi, row_ok, offs_n, d_ok, dv_ok, clean, hi, S, skn,
-                          svn, smn, scale_log2, CAUSAL, MASK_KIND, True, UPCAST, EVEN_D, EVEN_DV, BLOCK_M, BLOCK_N,
-                          BLOCK_DV)
-        tl.store(Out + b * sob + head[:, None] * soh + qi[:, None] * som + offs_dv[None, :] * sod,
-                 out.to(Out.dtype.element_ty), mask=row_ok[:, None] & dv_ok[None, :])
+        out = attend_rows(
+            q,
+            k_base,
+            v_base,
+            mask_rows,
+            qi,
+            row_ok,
+            offs_n,
+            d_ok,
+            dv_ok,
+            clean,
+            hi,
+            S,
+            skn,
+            svn,
+            smn,
+            scale_log2,
+            CAUSAL,
+            MASK_KIND,
+            True,
+            UPCAST,
+            EVEN_D,
+            EVEN_DV,
+            BLOCK_M,
+            BLOCK_N,
+            BLOCK_DV,
+        )
+        tl.store(
+            Out + b * sob + head[:, None] * soh + qi[:, None] * som + offs_dv[None, :] * sod,
+            out.to(Out.dtype.element_ty),
+            mask=row_ok[:, None] & dv_ok[None, :],
+        )
 
 
-def nram_bytes(config: tuple[int, int], block_d: int, block_dv: int, element_size: int, mask_size: int) -> int:
+def nram_bytes(
+    config: tuple[int, int], block_d: int, block_dv: int, element_size: int, mask_size: int
+) -> int:
     """NRAM estimate of one program, as the launch-rules profile counts it: the q tile; K and V tiles
     at two load sites each (the unmasked and the bounds-checked pass of `attend_rows`); the mask tile; the
     fp32 scores, output accumulator and row statistics."""
     bm, bn = config
-    return ((bm * block_d + 2 * block_d * bn + 2 * bn * block_dv) * element_size + bm * bn * mask_size
-            + (bm * bn + bm * block_dv + 2 * bm) * 4)
+    return (
+        (bm * block_d + 2 * block_d * bn + 2 * bn * block_dv) * element_size
+        + bm * bn * mask_size
+        + (bm * bn + bm * block_dv + 2 * bm) * 4
+    )
 
 
 def pick_config(rows: int, block_d: int, block_dv: int, element_size: int, mask_size: int) -> tuple[int, int]:
@@ -94,10 +168,16 @@ def pick_config(rows: int, block_d: int, block_dv: int, element_size: int, mask_
     kernel: at head_dim 128 with num_warps=4, compiling for sm_90 on this machine took LLVM 4-14 minutes
     with 128x64 tiles, 13-30 s with 64x64 or 64x32, a few seconds with 32x32."""
     budget = persistent.target().nram_bytes * persistent.NRAM_FILL
-    fitting = [c for c in CONFIGS if nram_bytes(c, block_d, block_dv, element_size, mask_size) <= budget
-               and max(c) * max(block_d, block_dv, min(c)) <= MAX_TILE]
+    fitting = [
+        c
+        for c in CONFIGS
+        if nram_bytes(c, block_d, block_dv, element_size, mask_size) <= budget
+        and max(c) * max(block_d, block_dv, min(c)) <= MAX_TILE
+    ]
     if not fitting:
-        raise ValueError(f"no attention tile fits {budget:.0f} bytes of NRAM at head dims {block_d}/{block_dv}")
+        raise ValueError(
+            f"no attention tile fits {budget:.0f} bytes of NRAM at head dims {block_d}/{block_dv}"
+        )
     need = max(16, triton.next_power_of_2(rows))
     return next((c for c in fitting if c[0] <= need), fitting[-1])
 
@@ -109,17 +189,49 @@ def _launch(p: Attention) -> None:
     mask_size = p.m.element_size() if p.mask_kind else 0
     bm, bn = pick_config(packed * p.L, p.block_d, p.block_dv, p.q.element_size(), mask_size)
     items = p.B * (p.Hq // packed) * triton.cdiv(packed * p.L, bm)
-    launch(_attention_kernel, (persistent.programs(items),), p.q, p.k, p.v, p.m, p.o, *p.strides,
-           p.B, p.Hq, p.L, p.S, p.E, p.EV, group, p.Hq // p.Hv, packed, p.scale_log2,
-           CAUSAL=p.causal, MASK_KIND=p.mask_kind, UPCAST=p.upcast, EVEN_D=p.E == p.block_d,
-           EVEN_DV=p.EV == p.block_dv, BLOCK_M=bm, BLOCK_N=bn, BLOCK_D=p.block_d, BLOCK_DV=p.block_dv,
-           num_warps=persistent.NUM_WARPS)
+    launch(
+        _attention_kernel,
+        (persistent.programs(items),),
+        p.q,
+        p.k,
+        p.v,
+        p.m,
+        p.o,
+        *p.strides,
+        p.B,
+        p.Hq,
+        p.L,
+        p.S,
+        p.E,
+        p.EV,
+        group,
+        p.Hq // p.Hv,
+        packed,
+        p.scale_log2,
+        CAUSAL=p.causal,
+        MASK_KIND=p.mask_kind,
+        UPCAST=p.upcast,
+        EVEN_D=p.E == p.block_d,
+        EVEN_DV=p.EV == p.block_dv,
+        BLOCK_M=bm,
+        BLOCK_N=bn,
+        BLOCK_D=p.block_d,
+        BLOCK_DV=p.block_dv,
+        num_warps=persistent.NUM_WARPS,
+    )
 
 
-def scaled_dot_product_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                                 attn_mask: torch.Tensor | None = None, dropout_p: float = 0.0,
-                                 is_causal: bool = False, *, scale: float | None = None,
-                                 enable_gqa: bool = False) -> torch.Tensor:
+def scaled_dot_product_attention(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attn_mask: torch.Tensor | None = None,
+    dropout_p: float = 0.0,
+    is_causal: bool = False,
+    *,
+    scale: float | None = None,
+    enable_gqa: bool = False,
+) -> torch.Tensor:
     out, p = prepare(query, key, value, attn_mask, dropout_p, is_causal, scale=scale, enable_gqa=enable_gqa)
     if p is not None:
         _launch(p)

@@ -16,8 +16,18 @@ from .persistent import row_tiles
 
 
 @triton.jit
-def _softmax_kernel(x_ptr, out_ptr, n_rows, n_cols, x_row_stride, out_row_stride,
-                    LOG: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr, ONE_TILE: tl.constexpr):
+def _softmax_kernel(
+    x_ptr,
+    out_ptr,
+    n_rows,
+    n_cols,
+    x_row_stride,
+    out_row_stride,
+    LOG: tl.constexpr,
+    BLOCK_R: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    ONE_TILE: tl.constexpr,
+):
     pid = tl.program_id(0)
     nprog = tl.num_programs(0)
     cols = tl.arange(0, BLOCK_C)
@@ -26,16 +36,20 @@ def _softmax_kernel(x_ptr, out_ptr, n_rows, n_cols, x_row_stride, out_row_stride
         for first in range(pid.to(tl.int64) * BLOCK_R, n_rows, nprog * BLOCK_R):
             rows = first + tl.arange(0, BLOCK_R)
             mask = (rows < n_rows)[:, None] & col_ok[None, :]
-            x = tl.load(x_ptr + rows[:, None] * x_row_stride + cols[None, :], mask=mask,
-                        other=-float("inf")).to(tl.float32)
+            x = tl.load(
+                x_ptr + rows[:, None] * x_row_stride + cols[None, :], mask=mask, other=-float("inf")
+            ).to(tl.float32)
             shifted = x - tl.max(x, 1)[:, None]
             e = tl.exp(shifted)
             if LOG:
                 y = shifted - tl.log(tl.sum(e, 1))[:, None]
             else:
                 y = e / tl.sum(e, 1)[:, None]
-            tl.store(out_ptr + rows[:, None] * out_row_stride + cols[None, :], y.to(out_ptr.dtype.element_ty),
-                     mask=mask)
+            tl.store(
+                out_ptr + rows[:, None] * out_row_stride + cols[None, :],
+                y.to(out_ptr.dtype.element_ty),
+                mask=mask,
+            )
     else:
         for row in range(pid.to(tl.int64), n_rows, nprog):
             x_row = x_ptr + row * x_row_stride
@@ -51,8 +65,21 @@ def softmax_rows(x: torch.Tensor, dim: int, log: bool) -> torch.Tensor:
         el = rows.element_size()
         # live tiles: the loaded x; streamed: running max and sum (fp32) and the two load sites
         t = row_tiles(n_rows, n, one_tile_bytes=el, streamed_bytes=8 + 2 * el)
-        launch(_softmax_kernel, (t.programs,), rows, out, n_rows, n, rows.stride(0), n, LOG=log,
-               BLOCK_R=t.block_r, BLOCK_C=t.block_c, ONE_TILE=t.one_tile, num_warps=persistent.NUM_WARPS)
+        launch(
+            _softmax_kernel,
+            (t.programs,),
+            rows,
+            out,
+            n_rows,
+            n,
+            rows.stride(0),
+            n,
+            LOG=log,
+            BLOCK_R=t.block_r,
+            BLOCK_C=t.block_c,
+            ONE_TILE=t.one_tile,
+            num_warps=persistent.NUM_WARPS,
+        )
     return finish(out, x, dim)
 
 

@@ -18,21 +18,55 @@ from .persistent import split_rows
 
 
 @triton.jit
-def _chunk_kernel(x_ptr, v_ptr, i_ptr, part_ptr, n_items, n_cols, x_row_stride, chunks, chunk, k,
-                  LARGEST: tl.constexpr, SINGLE: tl.constexpr, BLOCK: tl.constexpr, BLOCK_K: tl.constexpr):
+def _chunk_kernel(
+    x_ptr,
+    v_ptr,
+    i_ptr,
+    part_ptr,
+    n_items,
+    n_cols,
+    x_row_stride,
+    chunks,
+    chunk,
+    k,
+    LARGEST: tl.constexpr,
+    SINGLE: tl.constexpr,
+    BLOCK: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
     for item in range(tl.program_id(0).to(tl.int64), n_items, tl.num_programs(0)):  # row * chunks + chunk
         row = item // chunks
         lo = (item % chunks) * chunk
-        topk_chunk(x_ptr + row * x_row_stride, v_ptr + row * k, i_ptr + row * k, part_ptr + item * BLOCK_K,
-                   lo, tl.minimum(lo + chunk, n_cols), k, LARGEST, SINGLE, BLOCK, BLOCK_K)
+        topk_chunk(
+            x_ptr + row * x_row_stride,
+            v_ptr + row * k,
+            i_ptr + row * k,
+            part_ptr + item * BLOCK_K,
+            lo,
+            tl.minimum(lo + chunk, n_cols),
+            k,
+            LARGEST,
+            SINGLE,
+            BLOCK,
+            BLOCK_K,
+        )
 
 
 @triton.jit
-def _merge_kernel(x_ptr, v_ptr, i_ptr, part_ptr, n_rows, x_row_stride, n_keys, k,
-                  BLOCK: tl.constexpr, BLOCK_K: tl.constexpr):
+def _merge_kernel(
+    x_ptr, v_ptr, i_ptr, part_ptr, n_rows, x_row_stride, n_keys, k, BLOCK: tl.constexpr, BLOCK_K: tl.constexpr
+):
     for row in range(tl.program_id(0).to(tl.int64), n_rows, tl.num_programs(0)):
-        topk_merge_row(x_ptr + row * x_row_stride, v_ptr + row * k, i_ptr + row * k, part_ptr + row * n_keys,
-                       n_keys, k, BLOCK, BLOCK_K)
+        topk_merge_row(
+            x_ptr + row * x_row_stride,
+            v_ptr + row * k,
+            i_ptr + row * k,
+            part_ptr + row * n_keys,
+            n_keys,
+            k,
+            BLOCK,
+            BLOCK_K,
+        )
 
 
 def topk(x: torch.Tensor, k: int, dim: int = -1, largest: bool = True, sorted: bool = True):
@@ -47,14 +81,42 @@ def topk(x: torch.Tensor, k: int, dim: int = -1, largest: bool = True, sorted: b
         items = n_rows * chunks
         single = chunks == 1
         part = values if single else torch.empty(items * block_k, dtype=torch.int64, device=x.device)
-        launch(_chunk_kernel, (persistent.programs(items),), rows, values, indices, part, items, n,
-               rows.stride(0), chunks, chunk, k, LARGEST=bool(largest), SINGLE=single, BLOCK=block,
-               BLOCK_K=block_k, num_warps=persistent.NUM_WARPS)
+        launch(
+            _chunk_kernel,
+            (persistent.programs(items),),
+            rows,
+            values,
+            indices,
+            part,
+            items,
+            n,
+            rows.stride(0),
+            chunks,
+            chunk,
+            k,
+            LARGEST=bool(largest),
+            SINGLE=single,
+            BLOCK=block,
+            BLOCK_K=block_k,
+            num_warps=persistent.NUM_WARPS,
+        )
         if not single:
             merge_block = max(block_k, min(1024, triton.next_power_of_2(chunks * block_k)))
-            launch(_merge_kernel, (persistent.programs(n_rows),), rows, values, indices, part, n_rows,
-                   rows.stride(0), chunks * block_k, k, BLOCK=merge_block, BLOCK_K=block_k,
-                   num_warps=persistent.NUM_WARPS)
+            launch(
+                _merge_kernel,
+                (persistent.programs(n_rows),),
+                rows,
+                values,
+                indices,
+                part,
+                n_rows,
+                rows.stride(0),
+                chunks * block_k,
+                k,
+                BLOCK=merge_block,
+                BLOCK_K=block_k,
+                num_warps=persistent.NUM_WARPS,
+            )
     return finish(values, indices, x, dim)
 
 
