@@ -40,7 +40,8 @@ def smallest_llm_case(spec):
 
 
 def measure(mode: str, ops: list[str], log: Path) -> None:
-    """Runs in a child process with WORKBENCH_FAST_LAUNCH set for `mode`; appends a JSON line per op to log."""
+    """Runs in a child process with WORKBENCH_FAST_LAUNCH set for `mode`;
+    appends a JSON line per op to log."""
     import torch
 
     from workbench import backends

@@ -161,7 +161,8 @@ def main() -> None:
         speeds = "  ".join(f"{p} {row.get(f'{p}_speedup', float('nan')):.3f}x" for p in paths)
         errors = " ".join(row.get(f"{p}_error", "") for p in paths).strip()
         print(
-            f"[{time.time() - t0:5.0f}s] {op:6s} {name:38s} native {row['native_ms']:.4f} ms  {speeds}  {errors}",
+            f"[{time.time() - t0:5.0f}s] {op:6s} {name:38s} native {row['native_ms']:.4f} ms"
+            f"  {speeds}  {errors}",
             flush=True,
         )
         del inputs, expect

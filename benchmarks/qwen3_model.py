@@ -215,8 +215,8 @@ def main() -> int:
         ).to_csv(out / f"qwen3_model_{slug}.csv", index=False)
         throughput = pd.concat([r.throughput.assign(fuse=f) for (_, f), r in runs.items()], ignore_index=True)
         report = {
-            "command": "WORKBENCH_COMMIT=$(git rev-parse HEAD) PYTHONPATH=$PWD python3 benchmarks/qwen3_model.py "
-            + " ".join(sys.argv[1:]),
+            "command": "WORKBENCH_COMMIT=$(git rev-parse HEAD) PYTHONPATH=$PWD "
+            "python3 benchmarks/qwen3_model.py " + " ".join(sys.argv[1:]),
             "meta": {
                 **meta,
                 "transformers": transformers.__version__,

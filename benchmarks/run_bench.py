@@ -1,7 +1,8 @@
-"""The whole side-by-side bench on a GPU machine: CSV + PNG + a markdown table judged against the targets.
+r"""The whole side-by-side bench on a GPU machine: CSV + PNG + a markdown table judged against the targets.
 
 Run from the repo root (the device copy has no .git, so pass the commit):
-    WORKBENCH_COMMIT=$(git rev-parse HEAD) PYTHONPATH=$PWD python3 benchmarks/run_bench.py --out benchmarks/results
+    WORKBENCH_COMMIT=$(git rev-parse HEAD) PYTHONPATH=$PWD \
+        python3 benchmarks/run_bench.py --out benchmarks/results
 Targets (H100, bf16, llm cases): speedup >= 0.9 everywhere; elementwise and normalisation ops at
 >= 85% of the measured copy bandwidth on large inputs; host overhead at decode size (1x4096) <= 10 us
 above the native op's. The copy bandwidth is measured twice: the roofline's large-copy ceiling
@@ -69,8 +70,8 @@ def geomeans(table: pd.DataFrame) -> str:
 
 
 def launch_overhead() -> pd.DataFrame:
-    """Host µs per call at decode size (1x4096 bf16): torch's silu, workbench's silu, and the bare Triton launch
-    of the same kernel — separating Triton's own launch cost from the workbench wrapper's."""
+    """Host µs per call at decode size (1x4096 bf16): torch's silu, workbench's silu, and the bare Triton
+    launch of the same kernel — separating Triton's own launch cost from the workbench wrapper's."""
     import sys as _sys
 
     import torch
@@ -157,12 +158,13 @@ def main() -> int:
         f"{' (dirty)' if meta['dirty'] else ''} · {meta['timestamp']}\n\n"
         f"measured ceilings: copy {peaks.gbps:.0f} GB/s; matmul "
         + ", ".join(f"{k} {v:.0f} TFLOP/s" for k, v in peaks.tflops.items())
-        + "\n\ncommand: `WORKBENCH_COMMIT=$(git rev-parse HEAD) PYTHONPATH=$PWD python3 benchmarks/run_bench.py"
+        + "\n\ncommand: `WORKBENCH_COMMIT=$(git rev-parse HEAD) PYTHONPATH=$PWD "
+        "python3 benchmarks/run_bench.py"
         f" --out benchmarks/results --cases {args.cases} --dtype {args.dtype}`\n\n"
         "ms = median kernel time (L2 flushed, CUDA events); host_us = wall clock per call without sync; "
-        "speedup = native ms / Triton ms; copy_bw_pct = % of the large-copy ceiling; same_size_copy_pct = % of "
-        "a device copy moving the same bytes (rows >= 32 MB of the bandwidth-bound ops), which the "
-        "bandwidth verdict uses.\n\n"
+        "speedup = native ms / Triton ms; copy_bw_pct = % of the large-copy ceiling; "
+        "same_size_copy_pct = % of a device copy moving the same bytes (rows >= 32 MB of the "
+        "bandwidth-bound ops), which the bandwidth verdict uses.\n\n"
     )
     (out / f"{stem}.md").write_text(
         header

@@ -6,12 +6,12 @@ results) and a fresh Triton cache (both compile from cold). Verdicts compared: t
 check row's pass/fail/skip and every bench row's error/passed, keyed by (op, variant or impl, case, dtype).
 Target: on a 2-GPU machine the sweep takes <= 0.6x the one-GPU time with equal verdicts.
 
-    WORKBENCH_COMMIT=$(git rev-parse HEAD) PYTHONPATH=$PWD python3 benchmarks/sweep_time.py        # GPU
-    PYTHONPATH=$PWD python benchmarks/sweep_time.py --smoke                                         # cpu: 2 workers
+    WORKBENCH_COMMIT=$(git rev-parse HEAD) PYTHONPATH=$PWD python3 benchmarks/sweep_time.py  # GPU
+    PYTHONPATH=$PWD python benchmarks/sweep_time.py --smoke  # cpu: 2 workers
 
 Writes summary.json (single_gpu_s, all_gpus_s, ratio, the CPU seconds of each run, rows, verdicts_equal,
-device, workers, torch, triton, commit, command), verdicts.csv (both runs' verdict per row) and each run's regress summary under --out
-(default benchmarks/results/<device>[x<devices>]/sweep).
+device, workers, torch, triton, commit, command), verdicts.csv (both runs' verdict per row) and each
+run's regress summary under --out (default benchmarks/results/<device>[x<devices>]/sweep).
 """
 
 from __future__ import annotations

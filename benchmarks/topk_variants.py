@@ -5,11 +5,12 @@ merge path (main's algorithm before the filter) vs the filter path in a few conf
 Run from the repo root on a CUDA machine (the device copy has no .git, so pass the commit):
     WORKBENCH_COMMIT=<sha> PYTHONPATH=$PWD python3 benchmarks/topk_variants.py --out $OUT
 
-Checks (the default filter on every case below, the other configs on the timed cases): values equal to torch.topk's bit for bit; indices equal to
-torch.topk's, or, where torch's differ, equal to the documented order (equal values: lower index first,
-from a stable sort) - column `indices`. Cases: the three llm cases (bf16, scale 3.0), decode 64x151936
-top-50 in fp32, rounded values (ties at the threshold; candidate buffer sometimes overflows), values
-from 7 integers (every row overflows the candidate buffer: the fallback), smallest, and top-k along dim 0.
+Checks (the default filter on every case below, the other configs on the timed cases): values equal to
+torch.topk's bit for bit; indices equal to torch.topk's, or, where torch's differ, equal to the
+documented order (equal values: lower index first, from a stable sort) - column `indices`. Cases: the
+three llm cases (bf16, scale 3.0), decode 64x151936 top-50 in fp32, rounded values (ties at the
+threshold; candidate buffer sometimes overflows), values from 7 integers (every row overflows the
+candidate buffer: the fallback), smallest, and top-k along dim 0.
 Timing: the bench's kernel timer (median device time, L2 flushed, host gaps kept out). Writes
 topk_variants_check.csv, topk_variants_timing.csv and topk_variants.json (metadata, tables); prints the
 check failures and a table of ms and speedup (native / ours) last.
@@ -177,7 +178,8 @@ def main() -> int:
         json.dumps(
             {
                 **meta,
-                "command": "WORKBENCH_COMMIT=<sha> PYTHONPATH=$PWD python3 benchmarks/topk_variants.py --out $OUT",
+                "command": "WORKBENCH_COMMIT=<sha> PYTHONPATH=$PWD "
+                "python3 benchmarks/topk_variants.py --out $OUT",
                 "configs": CONFIGS,
                 "default": "filter",
                 "ms": table.reset_index().to_dict("records"),

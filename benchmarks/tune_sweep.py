@@ -1,12 +1,13 @@
-"""Launch-configuration sweep behind the bandwidth-bound kernels' defaults.
+r"""Launch-configuration sweep behind the bandwidth-bound kernels' defaults.
 
 For the generic elementwise kernels (ops/_elementwise.py: BLOCK, num_warps), the packed-rows rms_norm
 kernel (ops/rms_norm.py: rows per program BLOCK_R, num_warps) and the kernels over rows of a vocabulary
 (argmax, softmax: BLOCK, num_warps, num_stages; softmax's chunks per row), time every configuration on
-the llm shapes with the bench's kernel timer (L2 flushed, CUDA events), next to a device copy moving the same number of
-bytes: the bandwidth a kernel of that size can reach, which at 16-50 MB is well below the large-copy
-ceiling of the roofline. From the repo root on a GPU machine:
-    WORKBENCH_COMMIT=$(git rev-parse HEAD) PYTHONPATH=$PWD python3 benchmarks/tune_sweep.py --out $OUT [--only argmax softmax]
+the llm shapes with the bench's kernel timer (L2 flushed, CUDA events), next to a device copy moving
+the same number of bytes: the bandwidth a kernel of that size can reach, which at 16-50 MB is well below
+the large-copy ceiling of the roofline. From the repo root on a GPU machine:
+    WORKBENCH_COMMIT=$(git rev-parse HEAD) PYTHONPATH=$PWD \
+        python3 benchmarks/tune_sweep.py --out $OUT [--only argmax softmax]
 Writes tune_sweep_<device>.csv and prints, per kernel and shape, the default and the best configuration.
 """
 

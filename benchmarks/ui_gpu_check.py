@@ -216,7 +216,8 @@ def main() -> int:
     print(f"{'step':{width}s}  {'expected':9s} {'got':9s} {'ok':3s} seconds")
     for s in steps:
         print(
-            f"{s['step']:{width}s}  {s['expected']:9s} {s['got']:9s} {'yes' if s['ok'] else 'NO':3s} {s['seconds']}"
+            f"{s['step']:{width}s}  {s['expected']:9s} {s['got']:9s} "
+            f"{'yes' if s['ok'] else 'NO':3s} {s['seconds']}"
         )
     return 0 if all(s["ok"] for s in steps) else 1
 

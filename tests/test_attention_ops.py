@@ -33,7 +33,8 @@ def rand(*shape, dtype=torch.float32, gen=None):
 
 
 def attention_math(q, k, v, keep):
-    """float64 softmax(q k^T / sqrt(E)) v over the keys where `keep` is true; rows that keep nothing give 0."""
+    """float64 softmax(q k^T / sqrt(E)) v over the keys where `keep` is true;
+    rows that keep nothing give 0."""
     q, k, v = q.double().cpu(), k.double().cpu(), v.double().cpu()
     s = (q @ k.transpose(-1, -2)) / q.shape[-1] ** 0.5
     s = s.masked_fill(~keep.cpu(), -float("inf"))

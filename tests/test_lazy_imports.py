@@ -1,4 +1,5 @@
-"""`workbench`, `workbench.porting` and `workbench.ui` load their modules on first use (workbench/_lazy.py)."""
+"""`workbench`, `workbench.porting` and `workbench.ui` load their modules on first use
+(workbench/_lazy.py)."""
 
 import os
 import subprocess

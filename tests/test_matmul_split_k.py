@@ -1,8 +1,9 @@
-"""Split-K in the matmul kernels (pointer and TMA), on the interpreter: the device is made to look like a GPU with
-many cores and the tuner is handed the GPU's config list (one config at a time, so nothing is timed), so
-the split path runs here; its results are checked against float64, run to run for bitwise equality (the
-partials are summed in slice order, whatever order the programs arrive in), and the arrival counters are
-back at 0 after each launch. Which problems are offered split configs is checked on the GPU list."""
+"""Split-K in the matmul kernels (pointer and TMA), on the interpreter: the device is made to look like a
+GPU with many cores and the tuner is handed the GPU's config list (one config at a time, so nothing is
+timed), so the split path runs here; its results are checked against float64, run to run for bitwise
+equality (the partials are summed in slice order, whatever order the programs arrive in), and the
+arrival counters are back at 0 after each launch. Which problems are offered split configs is checked
+on the GPU list."""
 
 import dataclasses
 

@@ -188,7 +188,8 @@ def test_compiled_graph_trains_through_the_custom_operators():
 
 
 def _grads_of_a_quick_case(name: str) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:
-    """(outputs, input gradients) of the op's last quick case (fp32, fixed seed) through its custom operator."""
+    """(outputs, input gradients) of the op's last quick case (fp32, fixed seed)
+    through its custom operator."""
     spec = REGISTRY[name]
     args, kwargs = spec.case_list("quick")[-1].make(
         torch.float32, torch.device("cpu"), torch.Generator().manual_seed(3)

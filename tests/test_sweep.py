@@ -1,5 +1,5 @@
-"""Sweeps over devices: ops balanced by cost, results merged, a crashed or hung worker reported while the others
-finish (on cpu, with N workers on the interpreter)."""
+"""Sweeps over devices: ops balanced by cost, results merged, a crashed or hung worker reported while the
+others finish (on cpu, with N workers on the interpreter)."""
 
 import os
 import sys

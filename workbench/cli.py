@@ -531,7 +531,8 @@ def cmd_regress(args) -> int:
     print(f"executed notebook: {result.notebook}")
     if summary.get("report"):
         print(
-            f"report: {summary['report']} ({len(summary.get('plots', []))} plots in {result.output_dir / 'plots'})"
+            f"report: {summary['report']} "
+            f"({len(summary.get('plots', []))} plots in {result.output_dir / 'plots'})"
         )
     if result.ok:
         print(
@@ -682,7 +683,8 @@ def cmd_comm_bench(args) -> int:
                 ["device", "backend", "torch", "triton", "commit", "dirty", "timestamp", "host"]
             ]
             print(
-                f"stored run {ResultStore(args.store).append(df, 'comm', meta=meta.to_dict())} in {args.store}"
+                f"stored run {ResultStore(args.store).append(df, 'comm', meta=meta.to_dict())} "
+                f"in {args.store}"
             )
         table = df.pivot_table(
             index=["op", "bytes", "case"], columns="impl", values=["busbw_gbps", "overhead"], sort=False
@@ -694,7 +696,8 @@ def cmd_comm_bench(args) -> int:
         ):
             print(table.reset_index().drop(columns="bytes").to_string(index=False))
             print(
-                f"\n{cb.describe_clusters(comm)}, {df['device'].iloc[0]}, commit {str(df['commit'].iloc[0])[:10]}"
+                f"\n{cb.describe_clusters(comm)}, {df['device'].iloc[0]}, "
+                f"commit {str(df['commit'].iloc[0])[:10]}"
             )
             print(cb.summary(df).to_string(index=False))
     comm.close()

@@ -439,7 +439,8 @@ def enable(
 
 
 def disable() -> Coverage | None:
-    """End `enable()`; native kernels return unless a `use_ops` context is still open. Returns its recorder."""
+    """End `enable()`; native kernels return unless a `use_ops` context is still open.
+    Returns its recorder."""
     global _base
     previous, _base = _base, None
     _apply()

@@ -341,7 +341,8 @@ def problems(
         out.append(f"bench: {row['op']} [{row['impl']}] {row['case']} {row['dtype']}: {row['error']}")
     for _, row in triton[triton["passed"].eq(False)].iterrows():
         out.append(
-            f"bench: {row['op']} [{row['impl']}] {row['case']} {row['dtype']}: wrong result on the bench inputs"
+            f"bench: {row['op']} [{row['impl']}] {row['case']} {row['dtype']}: "
+            "wrong result on the bench inputs"
         )
     for _, row in comparison[comparison["regressed"]].iterrows():
         out.append(
@@ -389,7 +390,8 @@ def write_report(
     plot_paths: list[Path],
     run_ids: dict | None = None,
 ) -> Path:
-    """report.html (`workbench.reports.report`; plots linked from plots/) and summary.json in the output dir."""
+    """report.html (`workbench.reports.report`; plots linked from plots/) and summary.json
+    in the output dir."""
     from workbench.store.meta import run_metadata
 
     from .reports import report as html_report

@@ -1,4 +1,5 @@
-"""Sweeps over every accelerator of a machine: `check` / `bench` split by op over one worker process per device.
+"""Sweeps over every accelerator of a machine: `check` / `bench` split by op over one worker
+process per device.
 
 `run(kind, devices, ...)` starts one `python -m workbench.sweep` worker per device (`CUDA_VISIBLE_DEVICES` /
 `MLU_VISIBLE_DEVICES` narrowed to it; `cpu:N` gives N workers on the interpreter, for testing), hands each a

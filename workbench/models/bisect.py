@@ -1,8 +1,8 @@
 """`bisect`: which of our ops make a full-model run lose accuracy or throughput against native.
 
 The model runs with a subset of our ops switched on (`workbench_side(include=subset)`: `use_ops`, or the
-forward compiled with the workbench backend and that subset's fusion patterns, see side.py) and one number is compared with the native run on the same weights
-and prompt:
+forward compiled with the workbench backend and that subset's fusion patterns, see side.py) and one
+number is compared with the native run on the same weights and prompt:
 
 - metric "accuracy": relative error of the last position's logits after a prefill (loss: > threshold);
 - metric "throughput": native time / workbench time of a prefill or of eager decode steps
@@ -12,8 +12,9 @@ Search: start from every candidate op on; while a group shows the loss, split it
 follow the half that still shows it, down to single ops. Where both halves show it (several culprits,
 e.g. every op adds host overhead to eager decoding) the group's ops are tried one by one instead. A
 group whose halves are both clean on their own (the loss needs several ops together, e.g. small errors
-or slowdowns that add up) is reported as one joint culprit. Each culprit's effect is then measured twice: with only it on ("alone") and with
-every other candidate on ("without": does switching it off remove the loss?).
+or slowdowns that add up) is reported as one joint culprit. Each culprit's effect is then measured
+twice: with only it on ("alone") and with every other candidate on ("without": does switching it off
+remove the loss?).
 """
 
 from __future__ import annotations

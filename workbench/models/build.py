@@ -1,4 +1,5 @@
-"""Build a transformers Qwen3ForCausalLM on the active backend's device: seeded random weights or a local checkpoint.
+"""Build a transformers Qwen3ForCausalLM on the active backend's device:
+seeded random weights or a local checkpoint.
 
 Random weights are made on the device itself, in the target dtype: the model is constructed under a
 `torch.device` context with bf16 as the default dtype (so 8B parameters never pass through host memory

@@ -58,7 +58,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def preset_config(name: str, **overrides: Any):
-    """A `transformers.Qwen3Config` for preset `name`; `overrides` replace single fields (e.g. num_hidden_layers)."""
+    """A `transformers.Qwen3Config` for preset `name`;
+    `overrides` replace single fields (e.g. num_hidden_layers)."""
     if name not in PRESETS:
         raise ValueError(f"preset: expected one of {sorted(PRESETS)}, got {name!r}")
     from transformers import Qwen3Config

@@ -3,7 +3,8 @@
 Both sides use the same weights and the same prompt. The workbench side is `workbench.use_ops(include,
 exclude)` (eager execution) or the model's forward compiled with the workbench backend (compiled
 execution, see `side.py`), entered afresh for each measurement; the coverage recorders of all those
-contexts are summed (compiled: the node coverage of the graphs compiled). Phases, each measured on both sides before the next:
+contexts are summed (compiled: the node coverage of the graphs compiled). Phases, each measured on both
+sides before the next:
 
 - accuracy forward: logits of every prompt position (last position compared as a relative error,
   every position's argmax compared as teacher-forced token agreement); where memory allows, the same
@@ -110,7 +111,8 @@ class ModelRun:
         )
 
     def summary(self) -> pd.DataFrame:
-        """One row per headline metric (ratios, accuracy, ops served) with its target, plus the run's config."""
+        """One row per headline metric (ratios, accuracy, ops served) with its target,
+        plus the run's config."""
         rows = [
             {"metric": f"{r.phase}_ratio", "value": r.ratio, "target": r.target, "met": r.met}
             for r in self.ratios().itertuples()
@@ -134,7 +136,10 @@ def _random_prompt(vocab: int, batch: int, length: int, seed: int, device: torch
 
 def _error_note(e: Exception) -> str:
     last = traceback.extract_tb(e.__traceback__)[-1]
-    return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} ({Path(last.filename).name}:{last.lineno})"
+    return (
+        f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
+        f"({Path(last.filename).name}:{last.lineno})"
+    )
 
 
 def _decode_profile_fn(model, ids: torch.Tensor, steps: int):
@@ -687,7 +692,8 @@ def run_model(
     fuse: the fusion patterns (rms_norm, add_rms_norm, silu_and_mul, rope) of compiled execution.
     decode_reps: eager, sampled and graph decode repetitions, native and workbench in turn (median reported).
     loss: in prefill modes, also the loss pass (labels -> cross_entropy, token log-probs, perplexity).
-    sample_tokens: in decode modes, tokens of the top-k sampling run (`SAMPLING`); None = new_tokens, 0 = none.
+    sample_tokens: in decode modes, tokens of the top-k sampling run (`SAMPLING`);
+    None = new_tokens, 0 = none.
     fp32_reference: compare both sides with a float32 twin of the model too (None: where device memory
     allows; a model from `build.twin` is reused as is).
     store: a ResultStore path that receives `summary()` rows.

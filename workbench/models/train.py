@@ -1,7 +1,8 @@
 """Training steps of a Qwen3 model: native vs workbench on the same initial weights and the same data.
 
-One step is forward (no KV cache), loss, backward, the global gradient norm and an AdamW update. Both sides start from
-copies of one model and see the same batches (labels = inputs: the causal-LM loss, shifted by one token).
+One step is forward (no KV cache), loss, backward, the global gradient norm and an AdamW update. Both
+sides start from copies of one model and see the same batches (labels = inputs: the causal-LM loss,
+shifted by one token).
 
 - native: transformers' own forward with labels (LM head, logits upcast to fp32, cross-entropy), torch's
   kernels throughout.
@@ -12,10 +13,10 @@ copies of one model and see the same batches (labels = inputs: the causal-LM los
   logits in memory (their fp32 copy, log-softmax and gradients are the largest tensors of a step).
 
 The optimizer is torch's AdamW (its default implementation) on both sides. Steps alternate between the
-sides, and so does the side that goes first, so that a drifting machine load touches both alike; each side's step time, loss and gradient norm
-are recorded per step. Peak memory (where the device reports it) is a step's peak above what was
-allocated when it began (both models, their optimizer states and the other side's gradients stay
-resident and are left out): the memory the step itself needs.
+sides, and so does the side that goes first, so that a drifting machine load touches both alike; each
+side's step time, loss and gradient norm are recorded per step. Peak memory (where the device reports
+it) is a step's peak above what was allocated when it began (both models, their optimizer states and
+the other side's gradients stay resident and are left out): the memory the step itself needs.
 """
 
 from __future__ import annotations

@@ -948,7 +948,8 @@ def prepare_ternary(
     c_dtypes=(torch.bool,),
     integers: bool = False,
 ):
-    """Validate and broadcast three operands and lay them out: (out, args, sizes, strides, contiguous, scalars).
+    """Validate and broadcast three operands and lay them out:
+    (out, args, sizes, strides, contiguous, scalars).
 
     `args` are the c, a and b kernel arguments (a number's place holds c, never read), `strides` their
     strides (c, a, b), `scalars` the values of number operands (a, b; None for a tensor). Shared by both

@@ -38,7 +38,8 @@ from workbench import backends
 
 _ENABLED = not backends.active().interpreted and os.environ.get("WORKBENCH_FAST_LAUNCH", "1") != "0"
 _RAW_LAUNCH = triton.__version__.startswith("3.6.")
-_cache: dict = {}  # specialisation key -> `_entry`: (launch function, its leading arguments, constexpr tail, key)
+# specialisation key -> `_entry`: (launch function, its leading arguments, constexpr tail, key)
+_cache: dict = {}
 _by_value: dict = {}  # value key -> the same entries; cleared when it reaches MAX_BY_VALUE
 MAX_BY_VALUE = 4096  # distinct int values (e.g. one KV length per decode step) must not grow it forever
 _PLAIN = frozenset((int, bool, float, str, type(None)))  # constexpr types held by value in value keys

@@ -698,7 +698,8 @@ _autotuned = Tuner(
     key=["M", "N", "K", "stride_ak", "stride_bk", "stride_cb", "HAS_BIAS"],
     prune=_prune,
 )
-# (M, N, K, dtype, layout, constexprs) -> the winning config's kwargs: later calls skip the autotuner entirely.
+# (M, N, K, dtype, layout, constexprs) -> the winning config's kwargs:
+# later calls skip the autotuner entirely.
 _tuned: dict = {}
 # The pointer kernel's later launches by the same key: (programs along grid axis 0, launch keywords: the
 # constexprs and the config), worked out once.

@@ -8,7 +8,8 @@ from .spec import Case, randn
 
 
 def norm_cases(with_bias: bool, eps: float, mixed_params: bool) -> dict:
-    """Cases calling `op(x, weight[, bias], eps=eps)` over the last dim; `normalized_shape` is added by the op.
+    """Cases calling `op(x, weight[, bias], eps=eps)` over the last dim;
+    `normalized_shape` is added by the op.
 
     `mixed_params` adds fp32 weights with fp16/bf16 x, where the native op accepts that on every device.
     """

@@ -10,7 +10,8 @@ from .spec import Case, Cost, OpSpec, nbytes, randn, register
 def prepare(
     bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor, beta=1, alpha=1
 ) -> tuple[torch.Tensor, dict]:
-    """Validate; (output, the keyword arguments of `_matmul.matmul`). Shared by the generic and MLU launchers."""
+    """Validate; (output, the keyword arguments of `_matmul.matmul`).
+    Shared by the generic and MLU launchers."""
     _matmul.check_operands(("a", "b", "bias"), a, b, bias)
     if a.dim() != 2 or b.dim() != 2:
         raise ValueError(f"a, b: expected 2-D matrices, got shapes {tuple(a.shape)} and {tuple(b.shape)}")

@@ -1,4 +1,5 @@
-"""bitwise_and: `input & other` of bool / integer tensors with broadcasting and promotion (torch.bitwise_and)."""
+"""bitwise_and: `input & other` of bool / integer tensors with broadcasting and promotion
+(torch.bitwise_and)."""
 
 import torch
 import triton

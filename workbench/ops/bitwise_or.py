@@ -1,4 +1,5 @@
-"""bitwise_or: `input | other` of bool / integer tensors with broadcasting and promotion (torch.bitwise_or)."""
+"""bitwise_or: `input | other` of bool / integer tensors with broadcasting and promotion
+(torch.bitwise_or)."""
 
 import torch
 import triton

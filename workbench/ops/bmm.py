@@ -9,7 +9,8 @@ from .spec import Case, Cost, OpSpec, input_grads, nbytes, randn, register
 
 
 def prepare(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, dict]:
-    """Validate; (output, the keyword arguments of `_matmul.matmul`). Shared by the generic and MLU launchers."""
+    """Validate; (output, the keyword arguments of `_matmul.matmul`).
+    Shared by the generic and MLU launchers."""
     _matmul.check_operands(("a", "b"), a, b)
     if a.dim() != 3 or b.dim() != 3:
         raise ValueError(f"a, b: expected 3-D tensors, got shapes {tuple(a.shape)} and {tuple(b.shape)}")

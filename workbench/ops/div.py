@@ -41,7 +41,8 @@ SPEC = register(
         impl=div,
         cases=_cases(),
         cost=binary_cost,
-        # aten::div.Scalar calls div.Tensor with the scalar wrapped; div.Tensor_mode (rounding) is not claimed.
+        # aten::div.Scalar calls div.Tensor with the scalar wrapped;
+        # div.Tensor_mode (rounding) is not claimed.
         aten_impls={"aten::div.Tensor": same_arguments},
     )
 )

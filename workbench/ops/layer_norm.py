@@ -373,6 +373,11 @@ def _cost(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     return Cost(bytes=2 * nbytes(x) + nbytes(weight, bias), flops=7 * x.numel())
 
 
+def _aten_layer_norm(impl, input, normalized_shape, weight=None, bias=None, eps=1e-5, cudnn_enable=True):
+    """aten::layer_norm's arguments to `impl`'s; cudnn_enable has no meaning for our kernel."""
+    return impl(input, normalized_shape, weight, bias, eps)
+
+
 SPEC = register(
     OpSpec(
         name="layer_norm",
@@ -383,11 +388,7 @@ SPEC = register(
         cost=_cost,
         # aten::layer_norm, not aten::native_layer_norm: that one also returns mean and rstd.
         aten=("aten::layer_norm",),
-        aten_impls={
-            "aten::layer_norm": lambda impl, input, normalized_shape, weight=None, bias=None, eps=1e-5, cudnn_enable=True: (
-                impl(input, normalized_shape, weight, bias, eps)
-            )
-        },
+        aten_impls={"aten::layer_norm": _aten_layer_norm},
         backward=_backward,
         setup_context=_setup_context,
     )

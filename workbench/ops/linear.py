@@ -18,7 +18,8 @@ from .spec import Case, Cost, OpSpec, input_grads, nbytes, randn, register, same
 def prepare(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, dict]:
-    """Validate; (output, the keyword arguments of `_matmul.matmul`). Shared by the generic and MLU launchers."""
+    """Validate; (output, the keyword arguments of `_matmul.matmul`).
+    Shared by the generic and MLU launchers."""
     if bias is None:
         _matmul.check_operands(("x", "weight"), x, weight)
     else:

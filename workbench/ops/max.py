@@ -1,4 +1,5 @@
-"""max along one dim: (values, indices) like torch.max(x, dim, keepdim); NaN wins, ties give the first index."""
+"""max along one dim: (values, indices) like torch.max(x, dim, keepdim);
+NaN wins, ties give the first index."""
 
 import torch
 

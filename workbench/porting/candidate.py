@@ -150,7 +150,8 @@ def load(path: str | Path, op: str, module_name: str | None = None, replacing: b
         if registered is None:
             raise CandidateError(
                 f"candidate {Path(path).name}: op {op!r} is not registered, so the file must declare "
-                f"SPEC = OpSpec(name={op!r}, impl={op}, ...) for the new op; registered ops: {sorted(opspec.REGISTRY)}"
+                f"SPEC = OpSpec(name={op!r}, impl={op}, ...) for the new op; "
+                f"registered ops: {sorted(opspec.REGISTRY)}"
             )
         problem = signature_problem(fn, registered.impl)
         if problem:

@@ -47,9 +47,9 @@ def _v1_to_v2(conn: sa.Connection) -> None:
     conn.exec_driver_sql("ALTER TABLE runs RENAME TO runs_v1")
     schema.metadata.create_all(conn)
     conn.exec_driver_sql(
-        "INSERT INTO runs (run_id, kind, device, backend, torch, triton, commit_sha, dirty, timestamp, host, "
-        "status, baseline) SELECT run_id, kind, device, backend, torch, triton, commit_sha, dirty, timestamp, "
-        "host, status, COALESCE(baseline, 0) FROM runs_v1 ORDER BY rowid"
+        "INSERT INTO runs (run_id, kind, device, backend, torch, triton, commit_sha, dirty, timestamp, "
+        "host, status, baseline) SELECT run_id, kind, device, backend, torch, triton, commit_sha, dirty, "
+        "timestamp, host, status, COALESCE(baseline, 0) FROM runs_v1 ORDER BY rowid"
     )
     conn.exec_driver_sql(
         "INSERT INTO rows (id, run_id, data) SELECT id, run_id, data FROM rows_v1 ORDER BY id"

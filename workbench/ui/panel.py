@@ -1,4 +1,5 @@
-"""The porting panel (ipywidgets 8): pick an op, write a candidate kernel, Check / Profile / Model / Promote it.
+"""The porting panel (ipywidgets 8): pick an op, write a candidate kernel,
+Check / Profile / Model / Promote it.
 
 The candidate comes from a notebook cell (`%%candidate OP`, see `workbench.ui.magics`), from the
 panel's text area (a fallback; picking an op fills it with the op's current kernel as a template) or
