@@ -200,11 +200,12 @@ def test_porting_day_in_a_real_browser(lab):
             table.wait_for(timeout=180_000)
             text = table.inner_text()
             assert "native ms" in text and "current ms" in text and "8x64" in text and "promoted" not in text
+            assert "inductor ms" in text  # the peer ticked by default
             figure = page.locator(".jupyter-widgets img").first
             figure.wait_for()
             width, height = figure.evaluate("img => [img.naturalWidth, img.naturalHeight]")
             assert width > 100 and height > 100, (width, height)
-            history = re.compile(r"\d\d:\d\d:\d\d profile rms_norm · cpu · quick · fp32: ok")
+            history = re.compile(r"\d\d:\d\d:\d\d profile rms_norm · cpu · quick · fp32 · peers inductor: ok")
             page.get_by_text(history).wait_for()
             _screenshot_from(page, panel.first, shot)
 

@@ -28,7 +28,7 @@ def reported(fn):
     """`fn()`, then any bad index still unreported: on a GPU the flag is read without waiting for the
     kernel, so the call itself may return before the error (docs/ops.md); on the interpreter it raises."""
     out = fn()
-    _index_check.raise_pending()
+    workbench.ops.raise_pending()  # public: docs/ops.md
     return out
 
 

@@ -15,6 +15,7 @@ from workbench import backends as _backends
 
 _backends.active()
 
+from ._index_check import raise_pending  # noqa: E402  (a bad index no later call has reported yet)
 from .spec import CASE_SETS, REGISTRY, Case, Cost, OpSpec, Unsupported, get, register  # noqa: E402
 from .spec import dispatching as _dispatching  # noqa: E402
 
@@ -37,5 +38,16 @@ _import_all(__name__, __path__)
 _import_all(f"{__name__}.mlu", _importlib.import_module(f"{__name__}.mlu").__path__, only=REGISTRY)
 _import_all(f"{__name__}.variants", _importlib.import_module(f"{__name__}.variants").__path__)
 
-__all__ = ["REGISTRY", "CASE_SETS", "Case", "Cost", "OpSpec", "Unsupported", "get", "register", *REGISTRY]
+__all__ = [
+    "REGISTRY",
+    "CASE_SETS",
+    "Case",
+    "Cost",
+    "OpSpec",
+    "Unsupported",
+    "get",
+    "register",
+    "raise_pending",
+    *REGISTRY,
+]
 globals().update({_name: _dispatching(_spec) for _name, _spec in REGISTRY.items()})
