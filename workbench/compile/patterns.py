@@ -15,8 +15,10 @@ Patterns are traced once per (selection, dtype) with the backend's decomposition
 the form the graph has. A match becomes the fused op only where its kernel takes the inputs (checked on
 real inputs shaped like the match's, as the backend checks nodes); the others stay as they are (and
 their ops may still be taken one by one), with the reason in the coverage row "(pattern) <op>".
-The rotate-half slice points depend on the head size: a rope pattern is made for each half size that
-the graph slices at.
+Patterns with a constant of the model in them are made for each value the graph holds: a rope pattern
+for each half size that the graph slices a last dim at (the rotate-half slice points), the norm patterns
+for each eps added under an rsqrt. The eps is the pattern's scalar argument only where it equals the
+value the pattern was traced with (older torch hands the check a match without it otherwise).
 """
 
 from __future__ import annotations
@@ -102,17 +104,29 @@ def _rope_fused(q, k, cos, sin):
     return _as_chain(q_out, k_out)
 
 
-def _examples(op: str, dtype: torch.dtype, half: int = 4):
+def _examples(op: str, dtype: torch.dtype, constant: float | None):
+    """(example inputs, scalar arguments) to trace `op`'s pattern with; `constant`: rope's half head size or
+    the norms' eps."""
+
     def t(*shape):
         return torch.empty(shape, dtype=dtype)
 
     if op == "rms_norm":
-        return [t(2, 8), t(8)], {"eps": 1e-6}
+        return [t(2, 8), t(8)], {"eps": constant}
     if op == "add_rms_norm":
-        return [t(2, 8), t(2, 8), t(8)], {"eps": 1e-6}
+        return [t(2, 8), t(2, 8), t(8)], {"eps": constant}
     if op == "silu_and_mul":
         return [t(2, 8), t(2, 8)], None
+    half = int(constant)
     return [t(1, 2, 3, 2 * half), t(1, 1, 3, 2 * half), t(1, 3, 2 * half), t(1, 3, 2 * half)], None
+
+
+_CHAINS = {
+    "rms_norm": (_rms_norm, _rms_norm_fused),
+    "add_rms_norm": (_add_rms_norm, _add_rms_norm_fused),
+    "silu_and_mul": (_silu_and_mul, _silu_and_mul_fused),
+    "rope": (_rope, _rope_fused),
+}
 
 
 class Patterns:
@@ -128,26 +142,21 @@ class Patterns:
         self.fired: dict[str, int] = {}
         self.refused: dict[str, dict[str, int]] = {}
         self.check: Callable | None = None
-        self.rope_halves: set[int] = set()
-        for op in self.passes:
-            if op != "rope":
-                self._register(
-                    op,
-                    *{
-                        "rms_norm": (_rms_norm, _rms_norm_fused),
-                        "add_rms_norm": (_add_rms_norm, _add_rms_norm_fused),
-                        "silu_and_mul": (_silu_and_mul, _silu_and_mul_fused),
-                    }[op],
-                )
+        self.registered: set[tuple[str, float | None]] = set()  # (op, the constant its pattern holds)
+        if "silu_and_mul" in self.passes:
+            self._register("silu_and_mul", None)
 
-    def _register(self, op: str, search: Callable, replace: Callable, half: int | None = None) -> None:
+    def _register(self, op: str, constant: float | None) -> None:
+        """Register `op`'s pattern for one value of its constant (none for silu_and_mul)."""
         from torch._inductor.pattern_matcher import fwd_only, register_replacement
 
-        if half is not None:
+        self.registered.add((op, constant))
+        search, replace = _CHAINS[op]
+        if op == "rope":
             chain = search
 
             def search(q, k, cos, sin):  # the matcher reads the search function's parameter names
-                return chain(q, k, cos, sin, half)
+                return chain(q, k, cos, sin, int(constant))
 
         def decompositions():
             return self.decompositions
@@ -158,7 +167,7 @@ class Patterns:
             {"get_decomp_fn": decompositions} if "get_decomp_fn" in _parameters(register_replacement) else {}
         )
         for dtype in DTYPES:
-            example, scalars = _examples(op, dtype, half or 4)
+            example, scalars = _examples(op, dtype, constant)
             register_replacement(
                 search,
                 replace,
@@ -175,6 +184,8 @@ class Patterns:
         """Whether the fused op's kernel takes the matched inputs (else the chain stays, with the reason)."""
         from .backend import _value
 
+        if not _parameters(replace) <= set(match.kwargs):
+            return False  # a norm of another eps (older torch): that eps's own pattern takes it
         kwargs = {k: _value(v) for k, v in match.kwargs.items()}
         outputs = [_value(n) for n in match.output_nodes()]
         from .backend import RELAYOUT
@@ -189,6 +200,20 @@ class Patterns:
             return False
         self.fired[op] = self.fired.get(op, 0) + 1
         return True
+
+    @staticmethod
+    def _norm_eps(graph: torch.fx.Graph) -> set[float]:
+        """The constants the graph adds right under an rsqrt (the eps of its RMSNorm chains)."""
+        eps = set()
+        for node in graph.find_nodes(op="call_function", target=torch.ops.aten.rsqrt.default):
+            add = node.args[0]
+            if (
+                isinstance(add, torch.fx.Node)
+                and add.target in (torch.ops.aten.add.Tensor, torch.ops.aten.add.Scalar)
+                and isinstance(add.args[1], float)
+            ):
+                eps.add(add.args[1])
+        return eps
 
     def _rope_halves(self, graph: torch.fx.Graph) -> set[int]:
         """Half head sizes at which the graph slices a last dim in two (rotate-half candidates)."""
@@ -212,11 +237,12 @@ class Patterns:
     ) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
         """Run every pass on `graph`; (matches fused per op, {op: {reason: count}} of matches left)."""
         self.check, self.fired, self.refused = check, {}, {}
+        constants = {"rope": self._rope_halves(graph), "rms_norm": self._norm_eps(graph)}
+        constants["add_rms_norm"] = constants["rms_norm"]
         for op, pass_ in self.passes.items():
-            if op == "rope":
-                for half in self._rope_halves(graph) - self.rope_halves:
-                    self.rope_halves.add(half)
-                    self._register("rope", _rope, _rope_fused, half=half)
+            for constant in constants.get(op, ()):
+                if (op, constant) not in self.registered:
+                    self._register(op, constant)
             pass_.apply(graph)
         if self.fired:
             from torch._inductor.pattern_matcher import stable_topological_sort
