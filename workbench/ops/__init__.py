@@ -15,8 +15,8 @@ from workbench import backends as _backends
 
 _backends.active()
 
+from . import _library  # noqa: E402 (before the op modules: registering an op defines its custom operators)
 from .spec import CASE_SETS, REGISTRY, Case, Cost, OpSpec, Unsupported, get, register  # noqa: E402
-from .spec import dispatching as _dispatching  # noqa: E402
 
 _PACKAGES = ("mlu", "variants")  # below the op modules: their kernels and variants import the ops
 
@@ -38,4 +38,4 @@ _import_all(f"{__name__}.mlu", _importlib.import_module(f"{__name__}.mlu").__pat
 _import_all(f"{__name__}.variants", _importlib.import_module(f"{__name__}.variants").__path__)
 
 __all__ = ["REGISTRY", "CASE_SETS", "Case", "Cost", "OpSpec", "Unsupported", "get", "register", *REGISTRY]
-globals().update({_name: _dispatching(_spec) for _name, _spec in REGISTRY.items()})
+globals().update({_name: _library.dispatching(_spec) for _name, _spec in REGISTRY.items()})
