@@ -130,6 +130,36 @@ def test_two_processes_share_one_cache(tmp_path):
     assert (second["tuned"], second["cache_hits"]) == (0, 1) and second["block"] == first["block"]
 
 
+_DEFAULT_CHILD = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import _tuned_kernel
+from workbench.ops import _tuning
+if sys.argv[2] == "profiling":
+    import workbench.profiling
+t = _tuned_kernel.tuner()
+_tuned_kernel.run(t)
+print(json.dumps({"tuned": _tuning.stats.tuned, "hits": _tuning.stats.cache_hits,
+                  "block": t.best_config.kwargs["BLOCK"]}))
+"""
+
+
+def test_importing_profiling_makes_the_default_store_the_cache_and_bare_ops_take_the_first_config(tmp_path):
+    db = tmp_path / "default.db"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "WORKBENCH_STORE": str(db)}
+
+    def child(imports: str) -> dict:
+        args = [sys.executable, "-c", _DEFAULT_CHILD, str(Path(__file__).parent), imports]
+        out = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300, check=True)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    bare = child("ops")  # nothing installed and no timer: the default config, no store opened
+    assert (bare["tuned"], bare["hits"], bare["block"]) == (0, 0, 16) and not db.exists()
+    first, second = child("profiling"), child("profiling")
+    assert (first["tuned"], first["hits"]) == (1, 0) and db.exists()
+    assert (second["tuned"], second["hits"]) == (0, 1) and second["block"] == first["block"]
+
+
 def test_not_measuring_takes_the_first_config_and_forgets_it(cache):
     _, choice = cache
     t = _tuned_kernel.tuner()

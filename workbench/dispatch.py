@@ -47,7 +47,7 @@ from typing import Any
 import torch
 
 from workbench import backends
-from workbench.ops import _index_check, _library
+from workbench.ops import _index_check, _library, _tuning
 from workbench.ops.spec import REGISTRY, same_arguments
 from workbench.selection import FALLBACK_ERRORS, aten_overload, claims, select
 
@@ -153,6 +153,16 @@ class _Selection:
         self.adapters = adapters  # ATen overload -> (op name, adapter, the op's implementation)
         self.coverage = Coverage({ov: name for ov, (name, _, _) in adapters.items()})
 
+
+def _install_tuning() -> None:
+    """The store-backed tuning cache and the alternated-rounds timer, loaded on the first tuning only."""
+    from workbench.profiling import tuning
+
+    tuning.install(replace=False)
+
+
+# Models under use_ops (and the compile backend, which imports this module) tune as bench and check do.
+_tuning.set_default(_install_tuning)
 
 _tls = _library.kernel_state  # busy: inside a workbench kernel (a backward too) or a fallback on this thread
 _base: _Selection | None = None  # from enable()

@@ -10,6 +10,8 @@ from workbench import backends as _backends
 
 _backends.active()  # before transformers, which imports triton (see workbench.backends.active)
 
+import workbench.profiling  # noqa: E402, F401 (model runs tune through the store's tuning cache)
+
 from . import plots  # noqa: E402
 from .bisect import BisectResult, bisect  # noqa: E402
 from .build import build_model, seeded_init  # noqa: E402

@@ -15,9 +15,9 @@ from workbench import backends as _backends
 
 _backends.active()
 
+from . import _library  # noqa: E402 (before the op modules: registering an op defines its custom operators)
 from ._index_check import raise_pending  # noqa: E402  (a bad index no later call has reported yet)
 from .spec import CASE_SETS, REGISTRY, Case, Cost, OpSpec, Unsupported, get, register  # noqa: E402
-from .spec import dispatching as _dispatching  # noqa: E402
 
 _PACKAGES = ("mlu", "variants")  # below the op modules: their kernels and variants import the ops
 
@@ -50,4 +50,4 @@ __all__ = [
     "raise_pending",
     *REGISTRY,
 ]
-globals().update({_name: _dispatching(_spec) for _name, _spec in REGISTRY.items()})
+globals().update({_name: _library.dispatching(_spec) for _name, _spec in REGISTRY.items()})

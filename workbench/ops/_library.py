@@ -29,6 +29,7 @@ no grad_fn; inputs that need none run below autograd.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import threading
 import warnings
@@ -40,7 +41,7 @@ import torch
 from workbench import backends
 
 from .mlu.persistent import persistent
-from .spec import FALLBACK_ERRORS, GENERIC, REGISTRY, OpSpec, aten_overload
+from .spec import FALLBACK_ERRORS, GENERIC, REGISTRY, OpSpec, aten_overload, on_register
 
 NAMESPACE = "workbench"
 _lib = torch.library.Library(NAMESPACE, "FRAGMENT")
@@ -296,3 +297,25 @@ def traced_entry(spec: OpSpec) -> Callable[..., Any]:
         return getattr(torch.ops.workbench, op)(*args, **kwargs)
 
     return call
+
+
+def dispatching(spec: OpSpec) -> Callable[..., Any]:
+    """`workbench.ops.<op>`: a function with the op's generic signature that runs the active backend's
+    implementation (its variant, e.g. a written mlu one on an MLU, else the generic kernel in the backend's
+    style); under torch.compile it calls the op's custom operator (`traced_entry`)."""
+    active, variants, impl = backends.active().name, spec.variants, spec.impl
+    traced = traced_entry(spec)
+    compiling, grad_enabled = torch.compiler.is_compiling, torch.is_grad_enabled
+
+    @functools.wraps(spec.impl)
+    def call(*args, **kwargs):
+        if compiling():  # dynamo traces the custom operator, never the Triton launch
+            return traced(*args, **kwargs)
+        if grad_enabled() and needs_grad(args, kwargs):  # autograd's path, or refuse rather than drop it
+            return trainable(spec.name)(*args, **kwargs)
+        return variants.get(active, impl)(*args, **kwargs)
+
+    return call
+
+
+on_register(define)

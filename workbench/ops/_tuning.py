@@ -17,16 +17,17 @@ A single candidate is simply used: nothing is timed or stored.
 
 The ops layer does not import the store or the timer: `configure(cache=..., measure=...)` hands them in
 (`workbench.profiling.tuning.install` does, with the ResultStore at $WORKBENCH_STORE or the default path
-and the alternated-rounds timer). Until something is configured, the first tuning loads that module by
-name, so a process that only imports `workbench.ops` tunes and caches like any other. `cache=None`
-turns the persistent cache off; `measuring = False` takes every key's first candidate untimed (what
-`profiling.no_kernels` does).
+and the alternated-rounds timer). `set_default(install)` names what the first tuning calls while either
+is unconfigured: importing `workbench.profiling` or `workbench.dispatch` (`use_ops`, and the compile
+backend through it) sets it, so the store opens only when a key is tuned. A process where nothing is
+configured or set (only `workbench.ops` imported, its ops called directly) has no timer: each key takes
+its first candidate, kept in memory. `cache=None` turns the persistent cache off; `measuring = False`
+takes every key's first candidate untimed and forgets it (what `profiling.no_kernels` does).
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import inspect
 import json
 from collections.abc import Callable, Sequence
@@ -81,6 +82,7 @@ measuring = True
 _UNSET = object()
 _cache: Any = _UNSET  # TuningCache | None once configured
 _measure: Measure | None = None
+_default: Callable[[], None] | None = None  # configures the unset ones on the first tuning
 
 
 def configure(cache: Any = _UNSET, measure: Measure | None = None) -> None:
@@ -92,10 +94,16 @@ def configure(cache: Any = _UNSET, measure: Measure | None = None) -> None:
         _measure = measure
 
 
-def _hooks() -> tuple[TuningCache | None, Measure]:
-    if _measure is None or _cache is _UNSET:
-        importlib.import_module("workbench.profiling.tuning").install(replace=False)
-    return _cache, _measure
+def set_default(install: Callable[[], None]) -> None:
+    """What the first tuning calls to configure the cache and the timer where they are still unset."""
+    global _default
+    _default = install
+
+
+def _hooks() -> tuple[TuningCache | None, Measure | None]:
+    if (_measure is None or _cache is _UNSET) and _default is not None:
+        _default()
+    return (None if _cache is _UNSET else _cache), _measure
 
 
 def _version() -> str:
@@ -179,6 +187,8 @@ class Tuner:
         if len(candidates) == 1:
             return candidates[0]
         cache, measure = _hooks()
+        if measure is None:  # nothing to time with (see the module docstring): the default config
+            return candidates[0]
         ident = (
             backends.active().properties().name,
             self.name,

@@ -164,33 +164,16 @@ class OpSpec:
 
 
 REGISTRY: dict[str, OpSpec] = {}
+# Called with every op as it is registered: `_library.define`, which `_library` hands in when imported (by
+# `workbench.ops`, before any op module), so that this module stays below the custom operators.
+_on_register: list[Callable[[OpSpec], None]] = []
 
 
-def dispatching(spec: OpSpec) -> Callable[..., Any]:
-    """A function with the op's generic signature that runs the active backend's implementation
-    (its variant, e.g. a written mlu one on an MLU, else the generic kernel in the backend's style); under
-    torch.compile it calls the op's custom operator (`torch.ops.workbench.<op>`, see _library)."""
-    from workbench import backends
-
-    from . import _library
-
-    active, variants, generic = backends.active().name, spec.variants, spec.impl
-    traced = _library.traced_entry(spec)
-    compiling, grad_enabled, needs_grad = (
-        torch.compiler.is_compiling,
-        torch.is_grad_enabled,
-        _library.needs_grad,
-    )
-
-    @functools.wraps(spec.impl)
-    def call(*args, **kwargs):
-        if compiling():  # dynamo traces the custom operator, never the Triton launch
-            return traced(*args, **kwargs)
-        if grad_enabled() and needs_grad(args, kwargs):  # autograd's path, or refuse rather than drop it
-            return _library.trainable(spec.name)(*args, **kwargs)
-        return variants.get(active, generic)(*args, **kwargs)
-
-    return call
+def on_register(hook: Callable[[OpSpec], None]) -> None:
+    """Call `hook(spec)` for every op registered so far and from now on."""
+    _on_register.append(hook)
+    for spec in REGISTRY.values():
+        hook(spec)
 
 
 def _persistent_backend(name: str) -> bool:
@@ -237,9 +220,8 @@ def register(spec: OpSpec) -> OpSpec:
             f"op {spec.name!r}: aten_impls has overloads {stray} that are not in aten {spec.aten}"
         )
     REGISTRY[spec.name] = spec
-    from . import _library  # here, not at the top: _library reads the backend, bound before any op module
-
-    _library.define(spec)
+    for hook in _on_register:
+        hook(spec)
     return spec
 
 

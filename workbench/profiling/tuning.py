@@ -3,7 +3,9 @@
 
 `install()` gives the ops layer the ResultStore at $WORKBENCH_STORE (else out/workbench.db) as its tuning
 cache and `AlternatedChoice` as its timer: candidates timed in alternated rounds, and a candidate other
-than the first kept only when its speedup over the first exceeds the spread of that speedup.
+than the first kept only when its speedup over the first exceeds the spread of that speedup. Importing this
+module makes `install(replace=False)` the ops layer's default: the first tuning of a process that installed
+nothing runs it (so the store opens only where a key is tuned).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from workbench.ops import _tuning
 from workbench.store import ResultStore, default_store_path
 
 from .timing import alternated_rounds
@@ -36,8 +39,6 @@ def default_store() -> ResultStore:
 def install(cache: ResultStore | str | Path | bool | None = True, replace: bool = True) -> None:
     """Hand the ops layer its tuning cache (True: the default store; a path: that store; None or False:
     none) and its timer. `replace=False` keeps whichever of the two was configured already."""
-    from workbench.ops import _tuning
-
     if replace or _tuning._cache is _tuning._UNSET:
         if cache is True:
             cache = default_store()
@@ -46,3 +47,6 @@ def install(cache: ResultStore | str | Path | bool | None = True, replace: bool 
         _tuning.configure(cache=cache or None)
     if replace or _tuning._measure is None:
         _tuning.configure(measure=AlternatedChoice())
+
+
+_tuning.set_default(lambda: install(replace=False))
