@@ -240,6 +240,11 @@ def test_a_tiny_qwen3_trains_through_the_backend():
         err = float((q.grad - p.grad).norm() / p.grad.norm())
         assert err < 1e-4, f"{name}: rel_err {err:.3g}"
     cov = coverage()
-    for overload in ("aten::linear", "aten::scaled_dot_product_attention", "aten::embedding", "aten::_log_softmax"):
+    for overload in (
+        "aten::linear",
+        "aten::scaled_dot_product_attention",
+        "aten::embedding",
+        "aten::_log_softmax",
+    ):
         assert cov.loc[overload, "handled"] > 0, workbench.compile_coverage()
     assert "no backward" not in " ".join(cov["reasons"])

@@ -21,8 +21,20 @@ from .spec import Case, Cost, OpSpec, input_grads, nbytes, randn, register
 
 
 @triton.jit
-def _add_rms_norm_kernel(x_ptr, r_ptr, w_ptr, out_ptr, sum_ptr, n_cols, x_row_stride, r_row_stride, eps,
-                         HAS_WEIGHT: tl.constexpr, BLOCK: tl.constexpr, ONE_TILE: tl.constexpr):
+def _add_rms_norm_kernel(
+    x_ptr,
+    r_ptr,
+    w_ptr,
+    out_ptr,
+    sum_ptr,
+    n_cols,
+    x_row_stride,
+    r_row_stride,
+    eps,
+    HAS_WEIGHT: tl.constexpr,
+    BLOCK: tl.constexpr,
+    ONE_TILE: tl.constexpr,
+):
     row = tl.program_id(0).to(tl.int64)
     x_row = x_ptr + row * x_row_stride
     r_row = r_ptr + row * r_row_stride
@@ -31,8 +43,9 @@ def _add_rms_norm_kernel(x_ptr, r_ptr, w_ptr, out_ptr, sum_ptr, n_cols, x_row_st
     cols = tl.arange(0, BLOCK)
     if ONE_TILE:
         mask = cols < n_cols
-        h = tl.load(x_row + cols, mask=mask, other=0.0).to(tl.float32) + \
-            tl.load(r_row + cols, mask=mask, other=0.0).to(tl.float32)
+        h = tl.load(x_row + cols, mask=mask, other=0.0).to(tl.float32) + tl.load(
+            r_row + cols, mask=mask, other=0.0
+        ).to(tl.float32)
         h = h.to(sum_ptr.dtype.element_ty)
         tl.store(sum_row + cols, h, mask=mask)
         h = h.to(tl.float32)
@@ -59,8 +72,9 @@ def prepare(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor | None
     return out, total, rows, (_rows.as_rows(residual) if rows is not None else None)
 
 
-def add_rms_norm(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor | None = None,
-                 eps: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor]:
+def add_rms_norm(
+    x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor | None = None, eps: float = 1e-6
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(rms_norm(x + residual) * weight, x + residual), the sum rounded to x's dtype."""
     out, total, rows, res_rows = prepare(x, residual, weight)
     if rows is None:
@@ -70,9 +84,23 @@ def add_rms_norm(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor |
         return out, total
     n_rows, n = rows.shape
     block, one_tile = _rows.tile(n)
-    launch(_add_rms_norm_kernel, (n_rows,), rows, res_rows, weight if weight is not None else rows, out, total, n,
-           rows.stride(0), res_rows.stride(0), float(eps), HAS_WEIGHT=weight is not None,
-           BLOCK=block, ONE_TILE=one_tile, num_warps=_rows.row_warps(block))
+    launch(
+        _add_rms_norm_kernel,
+        (n_rows,),
+        rows,
+        res_rows,
+        weight if weight is not None else rows,
+        out,
+        total,
+        n,
+        rows.stride(0),
+        res_rows.stride(0),
+        float(eps),
+        HAS_WEIGHT=weight is not None,
+        BLOCK=block,
+        ONE_TILE=one_tile,
+        num_warps=_rows.row_warps(block),
+    )
     return out, total
 
 
@@ -119,29 +147,31 @@ def _case(name, shape, transform=None, affine=True, weight_dtype=None):
     return Case(name, make)
 
 
-SPEC = register(OpSpec(
-    name="add_rms_norm",
-    reference=_reference,
-    impl=add_rms_norm,
-    cases={
-        "quick": lambda: [_case("8x64", (8, 64)), _case("5x1000", (5, 1000))],
-        "edge": lambda: [
-            _case("rank3 2x7x96", (2, 7, 96)),
-            _case("rank4 non-contiguous", (3, 4, 5, 48), transform=lambda t: t.transpose(0, 2)),
-            _case("no weight", (6, 33), affine=False),
-            _case("fp32 weight", (4, 80), weight_dtype=torch.float32),
-            _case("long row 2x20000", (2, 20000)),
-            _case("zero rows 0x32", (0, 32)),
-        ],
-        "llm": lambda: [
-            _case("decode 1x4096", (1, 4096)),
-            _case("decode 64x4096", (64, 4096)),
-            _case("prefill 2048x4096", (2048, 4096)),
-        ],
-    },
-    cost=_cost,
-    aten=(),
-    doc="Fused residual add + rms_norm, returning (normed, new residual); no ATen overload.",
-    backward=_backward,
-    setup_context=_setup_context,
-))
+SPEC = register(
+    OpSpec(
+        name="add_rms_norm",
+        reference=_reference,
+        impl=add_rms_norm,
+        cases={
+            "quick": lambda: [_case("8x64", (8, 64)), _case("5x1000", (5, 1000))],
+            "edge": lambda: [
+                _case("rank3 2x7x96", (2, 7, 96)),
+                _case("rank4 non-contiguous", (3, 4, 5, 48), transform=lambda t: t.transpose(0, 2)),
+                _case("no weight", (6, 33), affine=False),
+                _case("fp32 weight", (4, 80), weight_dtype=torch.float32),
+                _case("long row 2x20000", (2, 20000)),
+                _case("zero rows 0x32", (0, 32)),
+            ],
+            "llm": lambda: [
+                _case("decode 1x4096", (1, 4096)),
+                _case("decode 64x4096", (64, 4096)),
+                _case("prefill 2048x4096", (2048, 4096)),
+            ],
+        },
+        cost=_cost,
+        aten=(),
+        doc="Fused residual add + rms_norm, returning (normed, new residual); no ATen overload.",
+        backward=_backward,
+        setup_context=_setup_context,
+    )
+)

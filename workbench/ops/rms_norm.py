@@ -18,8 +18,18 @@ from .spec import Cost, OpSpec, Unsupported, input_grads, nbytes, register
 
 
 @triton.jit
-def rms_norm_long_row(x_row, r_row, w_ptr, out_row, sum_row, n_cols, eps,
-                      HAS_RESIDUAL: tl.constexpr, HAS_WEIGHT: tl.constexpr, BLOCK: tl.constexpr):
+def rms_norm_long_row(
+    x_row,
+    r_row,
+    w_ptr,
+    out_row,
+    sum_row,
+    n_cols,
+    eps,
+    HAS_RESIDUAL: tl.constexpr,
+    HAS_WEIGHT: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
     """One row too long for one tile: sum of squares, then a second read to write.
 
     HAS_RESIDUAL (add_rms_norm): the row is x + residual, rounded to the sum's dtype and written to
@@ -33,7 +43,8 @@ def rms_norm_long_row(x_row, r_row, w_ptr, out_row, sum_row, n_cols, eps,
         h = tl.load(x_row + start + cols, mask=mask, other=0.0).to(tl.float32)
         if HAS_RESIDUAL:
             h = (h + tl.load(r_row + start + cols, mask=mask, other=0.0).to(tl.float32)).to(
-                sum_row.dtype.element_ty)
+                sum_row.dtype.element_ty
+            )
             tl.store(sum_row + start + cols, h, mask=mask)
             h = h.to(tl.float32)
         acc += h * h
@@ -42,8 +53,11 @@ def rms_norm_long_row(x_row, r_row, w_ptr, out_row, sum_row, n_cols, eps,
         mask = start + cols < n_cols
         h = tl.load(x_row + start + cols, mask=mask, other=0.0).to(tl.float32)
         if HAS_RESIDUAL:
-            h = (h + tl.load(r_row + start + cols, mask=mask, other=0.0).to(tl.float32)).to(
-                sum_row.dtype.element_ty).to(tl.float32)
+            h = (
+                (h + tl.load(r_row + start + cols, mask=mask, other=0.0).to(tl.float32))
+                .to(sum_row.dtype.element_ty)
+                .to(tl.float32)
+            )
         y = h * rstd
         if HAS_WEIGHT:
             y = y * tl.load(w_ptr + start + cols, mask=mask, other=0.0).to(tl.float32)
@@ -51,9 +65,19 @@ def rms_norm_long_row(x_row, r_row, w_ptr, out_row, sum_row, n_cols, eps,
 
 
 @triton.jit
-def _rms_norm_kernel(x_ptr, w_ptr, out_ptr, n_rows, n_cols, x_row_stride, eps,
-                     HAS_WEIGHT: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK: tl.constexpr,
-                     ONE_TILE: tl.constexpr):
+def _rms_norm_kernel(
+    x_ptr,
+    w_ptr,
+    out_ptr,
+    n_rows,
+    n_cols,
+    x_row_stride,
+    eps,
+    HAS_WEIGHT: tl.constexpr,
+    BLOCK_R: tl.constexpr,
+    BLOCK: tl.constexpr,
+    ONE_TILE: tl.constexpr,
+):
     cols = tl.arange(0, BLOCK)
     if ONE_TILE:  # BLOCK_R whole rows per program
         rows = tl.program_id(0).to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)
@@ -72,9 +96,23 @@ def _rms_norm_kernel(x_ptr, w_ptr, out_ptr, n_rows, n_cols, x_row_stride, eps,
 
 
 @triton.jit
-def _rms_norm_persistent_kernel(x_ptr, r_ptr, w_ptr, out_ptr, sum_ptr, n_rows, n_cols, x_row_stride,
-                                r_row_stride, eps, HAS_RESIDUAL: tl.constexpr, HAS_WEIGHT: tl.constexpr,
-                                BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr, ONE_TILE: tl.constexpr):
+def _rms_norm_persistent_kernel(
+    x_ptr,
+    r_ptr,
+    w_ptr,
+    out_ptr,
+    sum_ptr,
+    n_rows,
+    n_cols,
+    x_row_stride,
+    r_row_stride,
+    eps,
+    HAS_RESIDUAL: tl.constexpr,
+    HAS_WEIGHT: tl.constexpr,
+    BLOCK_R: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    ONE_TILE: tl.constexpr,
+):
     # The persistent style (ops.mlu.persistent): programs that fill the cores walk packed row tiles (or
     # long rows). HAS_RESIDUAL (add_rms_norm): the row is x + residual, rounded to x's dtype and written
     # to sum_ptr before it is normalised.
@@ -102,13 +140,28 @@ def _rms_norm_persistent_kernel(x_ptr, r_ptr, w_ptr, out_ptr, sum_ptr, n_rows, n
             tl.store(out_ptr + out_offs, y.to(out_ptr.dtype.element_ty), mask=mask)
     else:
         for row in range(pid.to(tl.int64), n_rows, nprog):
-            rms_norm_long_row(x_ptr + row * x_row_stride, r_ptr + row * r_row_stride, w_ptr,
-                              out_ptr + row * n_cols, sum_ptr + row * n_cols, n_cols, eps, HAS_RESIDUAL,
-                              HAS_WEIGHT, BLOCK_C)
+            rms_norm_long_row(
+                x_ptr + row * x_row_stride,
+                r_ptr + row * r_row_stride,
+                w_ptr,
+                out_ptr + row * n_cols,
+                sum_ptr + row * n_cols,
+                n_cols,
+                eps,
+                HAS_RESIDUAL,
+                HAS_WEIGHT,
+                BLOCK_C,
+            )
 
 
-def launch_persistent(rows: torch.Tensor, res_rows: torch.Tensor | None, weight: torch.Tensor | None,
-                      out: torch.Tensor, total: torch.Tensor | None, eps: float) -> None:
+def launch_persistent(
+    rows: torch.Tensor,
+    res_rows: torch.Tensor | None,
+    weight: torch.Tensor | None,
+    out: torch.Tensor,
+    total: torch.Tensor | None,
+    eps: float,
+) -> None:
     """rms_norm of `rows` (plus `res_rows`, the sum written to `total`, when given) into `out`, in the
     persistent style (rms_norm and add_rms_norm)."""
     n_rows, n = rows.shape
@@ -118,11 +171,23 @@ def launch_persistent(rows: torch.Tensor, res_rows: torch.Tensor | None, weight:
     # x and of the residual, and the weight
     t = row_tiles(n_rows, n, one_tile_bytes=el + r_el + w_el, streamed_bytes=4 + 2 * (el + r_el) + w_el)
     launch(
-        _rms_norm_persistent_kernel, (t.programs,),
-        rows, res_rows if res_rows is not None else rows, weight if weight is not None else rows, out,
-        total if total is not None else out, n_rows, n, rows.stride(0),
-        res_rows.stride(0) if res_rows is not None else 0, float(eps), HAS_RESIDUAL=res_rows is not None,
-        HAS_WEIGHT=weight is not None, BLOCK_R=t.block_r, BLOCK_C=t.block_c, ONE_TILE=t.one_tile,
+        _rms_norm_persistent_kernel,
+        (t.programs,),
+        rows,
+        res_rows if res_rows is not None else rows,
+        weight if weight is not None else rows,
+        out,
+        total if total is not None else out,
+        n_rows,
+        n,
+        rows.stride(0),
+        res_rows.stride(0) if res_rows is not None else 0,
+        float(eps),
+        HAS_RESIDUAL=res_rows is not None,
+        HAS_WEIGHT=weight is not None,
+        BLOCK_R=t.block_r,
+        BLOCK_C=t.block_c,
+        ONE_TILE=t.one_tile,
         num_warps=NUM_WARPS,
     )
 
@@ -171,8 +236,14 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor | None = None, eps: float = 1
     n_rows, n = rows.shape
     programs, block_r, block, one_tile, warps = _rows.packed_launch(n_rows, n)
     grid, ints = (programs,), (n_rows, n, rows.stride(0))
-    site = Site(_rms_norm_kernel, HAS_WEIGHT=weight is not None, BLOCK_R=block_r, BLOCK=block, ONE_TILE=one_tile,
-                num_warps=warps)
+    site = Site(
+        _rms_norm_kernel,
+        HAS_WEIGHT=weight is not None,
+        BLOCK_R=block_r,
+        BLOCK=block,
+        ONE_TILE=one_tile,
+        num_warps=warps,
+    )
     w = rows if weight is None else weight
     site(grid, rows, w, out, *ints, float(eps), aligned=aligned(rows, w))
     if rows.data_ptr() == x.data_ptr() and x.is_contiguous():  # the output is allocated like x
@@ -186,8 +257,20 @@ BACKWARD_PROGRAMS = 1024
 
 
 @triton.jit
-def _rms_norm_backward_kernel(x_ptr, w_ptr, dy_ptr, dx_ptr, dw_ptr, n_rows, n_cols, rows_per_program, eps,
-                              HAS_WEIGHT: tl.constexpr, BLOCK: tl.constexpr, ONE_TILE: tl.constexpr):
+def _rms_norm_backward_kernel(
+    x_ptr,
+    w_ptr,
+    dy_ptr,
+    dx_ptr,
+    dw_ptr,
+    n_rows,
+    n_cols,
+    rows_per_program,
+    eps,
+    HAS_WEIGHT: tl.constexpr,
+    BLOCK: tl.constexpr,
+    ONE_TILE: tl.constexpr,
+):
     """dx = rstd * (g - xhat * mean(g * xhat)) with g = dy * w, xhat = x * rstd (rstd recomputed); this
     program's partial dweight = sum over its rows of dy * xhat, in fp32 (zeroed by the caller). Rows are
     contiguous; a row longer than one tile takes a pass for its two sums and a pass to write."""
@@ -244,8 +327,9 @@ def _backward_fake(dy, x, weight, eps):
 
 
 @backward_op("rms_norm_backward", _backward_fake)
-def rms_norm_backward(dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor | None,
-                      eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+def rms_norm_backward(
+    dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor | None, eps: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(dx, dweight) of rms_norm over the last dim (dweight empty without a weight): one launch for dx and
     per-program partial sums of dweight, then their reduction over programs."""
     n = x.shape[-1]
@@ -256,12 +340,33 @@ def rms_norm_backward(dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor | 
         return dx.view(x.shape), (torch.zeros_like(weight) if weight is not None else x.new_empty(0))
     el, w_el = x.element_size(), weight.element_size() if weight is not None else 0
     # live tiles: x, dy and w loaded, the fp32 dweight sum; streamed: two fp32 sums, then both passes' loads
-    runs = _rows.row_runs(n_rows, n, one_tile_bytes=2 * el + w_el + 4, streamed_bytes=16 + 4 * el + 2 * w_el,
-                          max_programs=BACKWARD_PROGRAMS)
-    partial = torch.zeros((runs.programs, n), dtype=torch.float32, device=x.device) if weight is not None else rows
-    launch(_rms_norm_backward_kernel, (runs.programs,), rows, weight if weight is not None else rows, dy_rows, dx,
-           partial, n_rows, n, runs.per_program, float(eps), HAS_WEIGHT=weight is not None, BLOCK=runs.block,
-           ONE_TILE=runs.one_tile, num_warps=runs.num_warps)
+    runs = _rows.row_runs(
+        n_rows,
+        n,
+        one_tile_bytes=2 * el + w_el + 4,
+        streamed_bytes=16 + 4 * el + 2 * w_el,
+        max_programs=BACKWARD_PROGRAMS,
+    )
+    partial = (
+        torch.zeros((runs.programs, n), dtype=torch.float32, device=x.device) if weight is not None else rows
+    )
+    launch(
+        _rms_norm_backward_kernel,
+        (runs.programs,),
+        rows,
+        weight if weight is not None else rows,
+        dy_rows,
+        dx,
+        partial,
+        n_rows,
+        n,
+        runs.per_program,
+        float(eps),
+        HAS_WEIGHT=weight is not None,
+        BLOCK=runs.block,
+        ONE_TILE=runs.one_tile,
+        num_warps=runs.num_warps,
+    )
     dw = partial.sum(0).to(weight.dtype) if weight is not None else x.new_empty(0)
     return dx.view(x.shape), dw
 
@@ -281,8 +386,9 @@ def _backward(ctx, dy):
 def _aten_rms_norm(impl, input, normalized_shape, weight=None, eps=None):
     """aten::rms_norm(input, normalized_shape, weight=None, eps=None) over the last dim only."""
     if list(normalized_shape) != list(input.shape[-1:]):
-        raise Unsupported(f"normalized_shape {list(normalized_shape)} is not the last dim of input "
-                          f"{tuple(input.shape)}")
+        raise Unsupported(
+            f"normalized_shape {list(normalized_shape)} is not the last dim of input {tuple(input.shape)}"
+        )
     if eps is None:
         eps = torch.finfo(input.dtype).eps  # torch's default
     return impl(input, weight, eps)
@@ -296,15 +402,17 @@ def _cost(x, weight=None, eps=1e-6):
     return Cost(bytes=2 * nbytes(x) + nbytes(weight), flops=4 * x.numel())
 
 
-SPEC = register(OpSpec(
-    name="rms_norm",
-    reference=_reference,
-    impl=rms_norm,
-    cases=norm_cases(with_bias=False, eps=1e-6, mixed_params=True),
-    cost=_cost,
-    # Not aten::_fused_rms_norm: it also returns rstd, which this kernel does not compute.
-    aten=("aten::rms_norm",),
-    aten_impls={"aten::rms_norm": _aten_rms_norm},
-    backward=_backward,
-    setup_context=_setup_context,
-))
+SPEC = register(
+    OpSpec(
+        name="rms_norm",
+        reference=_reference,
+        impl=rms_norm,
+        cases=norm_cases(with_bias=False, eps=1e-6, mixed_params=True),
+        cost=_cost,
+        # Not aten::_fused_rms_norm: it also returns rstd, which this kernel does not compute.
+        aten=("aten::rms_norm",),
+        aten_impls={"aten::rms_norm": _aten_rms_norm},
+        backward=_backward,
+        setup_context=_setup_context,
+    )
+)

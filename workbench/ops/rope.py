@@ -34,9 +34,31 @@ MAX_LEAD_DIMS = 3  # leading (row) dims a layout may keep after merging; more ar
 
 
 @triton.jit
-def _rope_rows(x_ptr, c_ptr, s_ptr, out_ptr, row0, n_rows, half, r1, r2,
-               xs0, xs1, xs2, xsd, cs0, cs1, cs2, csd, ss0, ss1, ss2, ssd,
-               BLOCK_R: tl.constexpr, BLOCK_H: tl.constexpr):
+def _rope_rows(
+    x_ptr,
+    c_ptr,
+    s_ptr,
+    out_ptr,
+    row0,
+    n_rows,
+    half,
+    r1,
+    r2,
+    xs0,
+    xs1,
+    xs2,
+    xsd,
+    cs0,
+    cs1,
+    cs2,
+    csd,
+    ss0,
+    ss1,
+    ss2,
+    ssd,
+    BLOCK_R: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+):
     rows = row0 + tl.arange(0, BLOCK_R).to(tl.int64)
     i2 = rows % r2
     rest = rows // r2
@@ -59,39 +81,208 @@ def _rope_rows(x_ptr, c_ptr, s_ptr, out_ptr, row0, n_rows, half, r1, r2,
 
 
 @triton.jit
-def _rope_kernel(q_ptr, kx_ptr, qc_ptr, qs_ptr, kc_ptr, ks_ptr, qo_ptr, ko_ptr, q_rows, k_rows, q_programs, half,
-                 qr1, qr2, qxs0, qxs1, qxs2, qxsd, qcs0, qcs1, qcs2, qcsd, qss0, qss1, qss2, qssd,
-                 kr1, kr2, kxs0, kxs1, kxs2, kxsd, kcs0, kcs1, kcs2, kcsd, kss0, kss1, kss2, kssd,
-                 BLOCK_R: tl.constexpr, BLOCK_H: tl.constexpr):
+def _rope_kernel(
+    q_ptr,
+    kx_ptr,
+    qc_ptr,
+    qs_ptr,
+    kc_ptr,
+    ks_ptr,
+    qo_ptr,
+    ko_ptr,
+    q_rows,
+    k_rows,
+    q_programs,
+    half,
+    qr1,
+    qr2,
+    qxs0,
+    qxs1,
+    qxs2,
+    qxsd,
+    qcs0,
+    qcs1,
+    qcs2,
+    qcsd,
+    qss0,
+    qss1,
+    qss2,
+    qssd,
+    kr1,
+    kr2,
+    kxs0,
+    kxs1,
+    kxs2,
+    kxsd,
+    kcs0,
+    kcs1,
+    kcs2,
+    kcsd,
+    kss0,
+    kss1,
+    kss2,
+    kssd,
+    BLOCK_R: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+):
     # The first q_programs programs rotate q, the rest k: one launch for both.
     pid = tl.program_id(0)
     if pid < q_programs:
-        _rope_rows(q_ptr, qc_ptr, qs_ptr, qo_ptr, pid.to(tl.int64) * BLOCK_R, q_rows, half, qr1, qr2,
-                   qxs0, qxs1, qxs2, qxsd, qcs0, qcs1, qcs2, qcsd, qss0, qss1, qss2, qssd,
-                   BLOCK_R=BLOCK_R, BLOCK_H=BLOCK_H)
+        _rope_rows(
+            q_ptr,
+            qc_ptr,
+            qs_ptr,
+            qo_ptr,
+            pid.to(tl.int64) * BLOCK_R,
+            q_rows,
+            half,
+            qr1,
+            qr2,
+            qxs0,
+            qxs1,
+            qxs2,
+            qxsd,
+            qcs0,
+            qcs1,
+            qcs2,
+            qcsd,
+            qss0,
+            qss1,
+            qss2,
+            qssd,
+            BLOCK_R=BLOCK_R,
+            BLOCK_H=BLOCK_H,
+        )
     else:
-        _rope_rows(kx_ptr, kc_ptr, ks_ptr, ko_ptr, (pid - q_programs).to(tl.int64) * BLOCK_R, k_rows, half,
-                   kr1, kr2, kxs0, kxs1, kxs2, kxsd, kcs0, kcs1, kcs2, kcsd, kss0, kss1, kss2, kssd,
-                   BLOCK_R=BLOCK_R, BLOCK_H=BLOCK_H)
+        _rope_rows(
+            kx_ptr,
+            kc_ptr,
+            ks_ptr,
+            ko_ptr,
+            (pid - q_programs).to(tl.int64) * BLOCK_R,
+            k_rows,
+            half,
+            kr1,
+            kr2,
+            kxs0,
+            kxs1,
+            kxs2,
+            kxsd,
+            kcs0,
+            kcs1,
+            kcs2,
+            kcsd,
+            kss0,
+            kss1,
+            kss2,
+            kssd,
+            BLOCK_R=BLOCK_R,
+            BLOCK_H=BLOCK_H,
+        )
 
 
 @triton.jit
-def _rope_persistent_kernel(q_ptr, kx_ptr, qc_ptr, qs_ptr, kc_ptr, ks_ptr, qo_ptr, ko_ptr, q_rows, k_rows,
-                            q_tiles, tiles, half,
-                            qr1, qr2, qxs0, qxs1, qxs2, qxsd, qcs0, qcs1, qcs2, qcsd, qss0, qss1, qss2, qssd,
-                            kr1, kr2, kxs0, kxs1, kxs2, kxsd, kcs0, kcs1, kcs2, kcsd, kss0, kss1, kss2, kssd,
-                            BLOCK_R: tl.constexpr, BLOCK_H: tl.constexpr):
+def _rope_persistent_kernel(
+    q_ptr,
+    kx_ptr,
+    qc_ptr,
+    qs_ptr,
+    kc_ptr,
+    ks_ptr,
+    qo_ptr,
+    ko_ptr,
+    q_rows,
+    k_rows,
+    q_tiles,
+    tiles,
+    half,
+    qr1,
+    qr2,
+    qxs0,
+    qxs1,
+    qxs2,
+    qxsd,
+    qcs0,
+    qcs1,
+    qcs2,
+    qcsd,
+    qss0,
+    qss1,
+    qss2,
+    qssd,
+    kr1,
+    kr2,
+    kxs0,
+    kxs1,
+    kxs2,
+    kxsd,
+    kcs0,
+    kcs1,
+    kcs2,
+    kcsd,
+    kss0,
+    kss1,
+    kss2,
+    kssd,
+    BLOCK_R: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+):
     # The persistent style: programs that fill the cores rotate every num_programs-th tile of the q tiles
-    # followed by the k tiles. int64 tile indices (the loop variable takes the start's type), so row offsets never wrap
+    # followed by the k tiles. int64 tile indices (the loop variable takes the start's type), so row
+    # offsets never wrap
     for t in range(tl.program_id(0).to(tl.int64), tiles, tl.num_programs(0)):
         if t < q_tiles:
-            _rope_rows(q_ptr, qc_ptr, qs_ptr, qo_ptr, t * BLOCK_R, q_rows, half, qr1, qr2,
-                       qxs0, qxs1, qxs2, qxsd, qcs0, qcs1, qcs2, qcsd, qss0, qss1, qss2, qssd,
-                       BLOCK_R=BLOCK_R, BLOCK_H=BLOCK_H)
+            _rope_rows(
+                q_ptr,
+                qc_ptr,
+                qs_ptr,
+                qo_ptr,
+                t * BLOCK_R,
+                q_rows,
+                half,
+                qr1,
+                qr2,
+                qxs0,
+                qxs1,
+                qxs2,
+                qxsd,
+                qcs0,
+                qcs1,
+                qcs2,
+                qcsd,
+                qss0,
+                qss1,
+                qss2,
+                qssd,
+                BLOCK_R=BLOCK_R,
+                BLOCK_H=BLOCK_H,
+            )
         else:
-            _rope_rows(kx_ptr, kc_ptr, ks_ptr, ko_ptr, (t - q_tiles) * BLOCK_R, k_rows, half,
-                       kr1, kr2, kxs0, kxs1, kxs2, kxsd, kcs0, kcs1, kcs2, kcsd, kss0, kss1, kss2, kssd,
-                       BLOCK_R=BLOCK_R, BLOCK_H=BLOCK_H)
+            _rope_rows(
+                kx_ptr,
+                kc_ptr,
+                ks_ptr,
+                ko_ptr,
+                (t - q_tiles) * BLOCK_R,
+                k_rows,
+                half,
+                kr1,
+                kr2,
+                kxs0,
+                kxs1,
+                kxs2,
+                kxsd,
+                kcs0,
+                kcs1,
+                kcs2,
+                kcsd,
+                kss0,
+                kss1,
+                kss2,
+                kssd,
+                BLOCK_R=BLOCK_R,
+                BLOCK_H=BLOCK_H,
+            )
 
 
 def _row_layout(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
@@ -131,13 +322,17 @@ def prepare(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tens
         raise ValueError(f"sin: expected shape {tuple(cos.shape)} like cos, got {tuple(sin.shape)}")
     check_same_device(q=q, k=k, cos=cos, sin=sin)
     if not -cos.dim() - 1 <= unsqueeze_dim <= cos.dim():
-        raise ValueError(f"unsqueeze_dim: expected a dim in [{-cos.dim() - 1}, {cos.dim()}] for cos of "
-                         f"{cos.dim()} dims, got {unsqueeze_dim}")
+        raise ValueError(
+            f"unsqueeze_dim: expected a dim in [{-cos.dim() - 1}, {cos.dim()}] for cos of "
+            f"{cos.dim()} dims, got {unsqueeze_dim}"
+        )
     cos_u, sin_u = cos.unsqueeze(unsqueeze_dim), sin.unsqueeze(unsqueeze_dim)
     for x_name, x in (("q", q), ("k", k)):
         if broadcast(cos_u.shape, x.shape) != tuple(x.shape):
-            raise ValueError(f"cos: shape {tuple(cos_u.shape)} (after unsqueeze({unsqueeze_dim})) does not "
-                             f"broadcast to {x_name}'s {tuple(x.shape)}")
+            raise ValueError(
+                f"cos: shape {tuple(cos_u.shape)} (after unsqueeze({unsqueeze_dim})) does not "
+                f"broadcast to {x_name}'s {tuple(x.shape)}"
+            )
     dtype = torch.promote_types(q.dtype, cos.dtype)
     q_out, k_out = new_output_as(q, dtype), new_output_as(k, dtype)
     if q.numel() == 0 and k.numel() == 0:
@@ -154,9 +349,11 @@ def prepare(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tens
 _plans = Plans()
 
 
-def rope(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-         unsqueeze_dim: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-    """(q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin), cos/sin unsqueezed at unsqueeze_dim."""
+def rope(
+    q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, unsqueeze_dim: int = 1
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin), cos/sin unsqueezed at
+    unsqueeze_dim."""
     plan_key = (geometry(q, k, cos, sin), unsqueeze_dim)
     plan = _plans.get(plan_key)
     if plan is not None:  # checked before; the operands are read in place
@@ -178,13 +375,35 @@ def rope(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
         q_tiles = cdiv(q_rows, block_r)
         tiles = q_tiles + cdiv(k_rows, block_r)
         grid, counts = (programs(tiles),), (q_tiles, tiles)
-        launch(_rope_persistent_kernel, grid, qx, kx, qc, qs, kc, ks, q_out, k_out, q_rows, k_rows, *counts,
-               half, *q_sizes, *q_strides, *k_sizes, *k_strides, BLOCK_R=block_r, BLOCK_H=block_h,
-               num_warps=NUM_WARPS)
+        launch(
+            _rope_persistent_kernel,
+            grid,
+            qx,
+            kx,
+            qc,
+            qs,
+            kc,
+            ks,
+            q_out,
+            k_out,
+            q_rows,
+            k_rows,
+            *counts,
+            half,
+            *q_sizes,
+            *q_strides,
+            *k_sizes,
+            *k_strides,
+            BLOCK_R=block_r,
+            BLOCK_H=block_h,
+            num_warps=NUM_WARPS,
+        )
         return q_out, k_out
     # ~4K elements per program on a GPU, scaled up for big-block backends; at least one row.
-    block_r = max(1, min(next_pow2(max(q_rows, k_rows, 1)),
-                         4096 * backends.active().policy.block_scale // (2 * block_h)))
+    block_r = max(
+        1,
+        min(next_pow2(max(q_rows, k_rows, 1)), 4096 * backends.active().policy.block_scale // (2 * block_h)),
+    )
     q_programs = cdiv(q_rows, block_r)
     grid = (q_programs + cdiv(k_rows, block_r),)
     ints = (q_rows, k_rows, q_programs, half, *q_sizes, *q_strides, *k_sizes, *k_strides)
@@ -222,8 +441,11 @@ def _backward(ctx, dq, dk):
     if need[2] or need[3]:
         c = cos.unsqueeze(d)
         dcos = ((dq * q).sum_to_size(c.shape) + (dk * k).sum_to_size(c.shape)).squeeze(d).to(cos.dtype)
-        dsin = ((dq * _rotate_half(q)).sum_to_size(c.shape)
-                + (dk * _rotate_half(k)).sum_to_size(c.shape)).squeeze(d).to(sin.dtype)
+        dsin = (
+            ((dq * _rotate_half(q)).sum_to_size(c.shape) + (dk * _rotate_half(k)).sum_to_size(c.shape))
+            .squeeze(d)
+            .to(sin.dtype)
+        )
     return input_grads(ctx, dq_in.to(q.dtype), dk_in.to(k.dtype), dcos, dsin, None)
 
 
@@ -246,7 +468,9 @@ def _tables(batch, seq, dim, dtype, device, gen, theta=1e6):
     return emb.cos().to(dtype), emb.sin().to(dtype)
 
 
-def _case(name, batch, q_heads, k_heads, seq, dim, layout="bhsd", table_dtype=None, unsqueeze_dim=1, big=False):
+def _case(
+    name, batch, q_heads, k_heads, seq, dim, layout="bhsd", table_dtype=None, unsqueeze_dim=1, big=False
+):
     """layout "bhsd": q [B, H, S, D]; "bshd": transformers' q.view(B, S, H, D).transpose(1, 2);
     "bshd-raw": q [B, S, H, D] with unsqueeze_dim=2."""
 
@@ -263,28 +487,33 @@ def _case(name, batch, q_heads, k_heads, seq, dim, layout="bhsd", table_dtype=No
     return Case(name, make, big=big)
 
 
-SPEC = register(OpSpec(
-    name="rope",
-    reference=_reference,
-    impl=rope,
-    cases={
-        "quick": lambda: [_case("1x4x2x8x16", 1, 4, 2, 8, 16), _case("2x2x2x5x64 bshd", 2, 2, 2, 5, 64, "bshd")],
-        "edge": lambda: [
-            _case("bshd raw, unsqueeze_dim=2", 2, 4, 2, 7, 16, "bshd-raw", unsqueeze_dim=2),
-            _case("fp32 tables (promotes)", 1, 2, 1, 6, 32, table_dtype=torch.float32),
-            _case("head_dim 2", 1, 3, 3, 4, 2),
-            _case("zero seq", 1, 4, 2, 0, 16),
-            _case("big q 1x32x(2**19+1)x128", 1, 32, 1, 2**19 + 1, 128, big=True),
-        ],
-        "llm": lambda: [
-            _case("prefill 1x32/8x2048x128", 1, 32, 8, 2048, 128, "bshd"),
-            _case("decode 1x32/8x1x128", 1, 32, 8, 1, 128, "bshd"),
-            _case("decode 64x32/8x1x128", 64, 32, 8, 1, 128, "bshd"),
-        ],
-    },
-    cost=_cost,
-    aten=(),
-    doc="Fused rotary embedding of q and k (transformers' apply_rotary_pos_emb); no ATen overload.",
-    backward=_backward,
-    setup_context=_setup_context,
-))
+SPEC = register(
+    OpSpec(
+        name="rope",
+        reference=_reference,
+        impl=rope,
+        cases={
+            "quick": lambda: [
+                _case("1x4x2x8x16", 1, 4, 2, 8, 16),
+                _case("2x2x2x5x64 bshd", 2, 2, 2, 5, 64, "bshd"),
+            ],
+            "edge": lambda: [
+                _case("bshd raw, unsqueeze_dim=2", 2, 4, 2, 7, 16, "bshd-raw", unsqueeze_dim=2),
+                _case("fp32 tables (promotes)", 1, 2, 1, 6, 32, table_dtype=torch.float32),
+                _case("head_dim 2", 1, 3, 3, 4, 2),
+                _case("zero seq", 1, 4, 2, 0, 16),
+                _case("big q 1x32x(2**19+1)x128", 1, 32, 1, 2**19 + 1, 128, big=True),
+            ],
+            "llm": lambda: [
+                _case("prefill 1x32/8x2048x128", 1, 32, 8, 2048, 128, "bshd"),
+                _case("decode 1x32/8x1x128", 1, 32, 8, 1, 128, "bshd"),
+                _case("decode 64x32/8x1x128", 64, 32, 8, 1, 128, "bshd"),
+            ],
+        },
+        cost=_cost,
+        aten=(),
+        doc="Fused rotary embedding of q and k (transformers' apply_rotary_pos_emb); no ATen overload.",
+        backward=_backward,
+        setup_context=_setup_context,
+    )
+)

@@ -50,15 +50,19 @@ def _silu_and_mul_backward_kernel(gate_ptr, up_ptr, dy_ptr, dgate_ptr, dup_ptr, 
         tl.store(dup_ptr + offs, (dy * gate * s).to(dup_ptr.dtype.element_ty), mask=mask)
 
 
-@backward_op("silu_and_mul_backward",
-             lambda dy, gate, up: (gate.new_empty(gate.shape), up.new_empty(up.shape)))
-def silu_and_mul_backward(dy: torch.Tensor, gate: torch.Tensor,
-                          up: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+@backward_op(
+    "silu_and_mul_backward", lambda dy, gate, up: (gate.new_empty(gate.shape), up.new_empty(up.shape))
+)
+def silu_and_mul_backward(
+    dy: torch.Tensor, gate: torch.Tensor, up: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(dgate, dup); broadcast operands get their gradient summed back to their shape."""
     shape = dy.shape
     g, u, d = (t.expand(shape).contiguous() for t in (gate, up, dy))
-    dgate, dup = torch.empty(shape, dtype=gate.dtype, device=dy.device), torch.empty(shape, dtype=up.dtype,
-                                                                                     device=dy.device)
+    dgate, dup = (
+        torch.empty(shape, dtype=gate.dtype, device=dy.device),
+        torch.empty(shape, dtype=up.dtype, device=dy.device),
+    )
     n = dy.numel()
     if n:
         if persistent():  # programs that fill the target's cores, blocks within its NRAM
@@ -96,19 +100,23 @@ def _llm_case(name, rows):
 
 _BINARY = binary_cases()
 
-SPEC = register(OpSpec(
-    name="silu_and_mul",
-    reference=_reference,
-    impl=silu_and_mul,
-    cases={
-        "quick": _BINARY["quick"],
-        "edge": _BINARY["edge"],
-        "llm": lambda: [_llm_case(f"decode {r}x{INTERMEDIATE}", r) for r in (1, 64)]
-        + [_llm_case(f"prefill 2048x{INTERMEDIATE}", 2048)],
-    },
-    cost=_cost,
-    aten=(),
-    doc="Fused silu(gate) * up of the gated MLP; no ATen overload.",
-    backward=_backward,
-    setup_context=_setup_context,
-))
+SPEC = register(
+    OpSpec(
+        name="silu_and_mul",
+        reference=_reference,
+        impl=silu_and_mul,
+        cases={
+            "quick": _BINARY["quick"],
+            "edge": _BINARY["edge"],
+            "llm": lambda: (
+                [_llm_case(f"decode {r}x{INTERMEDIATE}", r) for r in (1, 64)]
+                + [_llm_case(f"prefill 2048x{INTERMEDIATE}", 2048)]
+            ),
+        },
+        cost=_cost,
+        aten=(),
+        doc="Fused silu(gate) * up of the gated MLP; no ATen overload.",
+        backward=_backward,
+        setup_context=_setup_context,
+    )
+)
