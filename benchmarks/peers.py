@@ -4,9 +4,9 @@ One process on the GPU; every case goes through `workbench.profiling.bench.bench
 L2 flushed before each call, the implementations in alternated rounds, speedups per round against native),
 with the peers "inductor" (torch.compile of the native op) and "flaggems" (the native op under
 `flag_gems.use_gems()`) and ours as a model reaches it: the native op under `workbench.use_ops`
-(`bench_case(dispatch=True)`, impl "workbench"). Every implementation is checked against float64 on the
-same inputs. A peer that is not installed, fails to import or raises has a null time, and its reason is
-in notes.json and the raw CSV.
+(`bench_case(dispatched=through_use_ops)`, impl "workbench"). Every implementation is checked against
+float64 on the same inputs. A peer that is not installed, fails to import or raises has a null time,
+and its reason is in notes.json and the raw CSV.
 
 From the repo root on a GPU machine (about 6 minutes on one H100, inductor compiles included; the loop
 stops starting cases after --budget-s and a case past --case-s is cut off, both noted):
@@ -36,6 +36,7 @@ import pandas as pd
 import torch
 
 from workbench import backends
+from workbench.dispatch import through_use_ops
 from workbench.ops import REGISTRY
 from workbench.ops.spec import Case
 from workbench.profiling import roofline
@@ -325,7 +326,7 @@ def main() -> None:
                     peaks,
                     rep_ms=rep_ms,
                     peers=PEERS,
-                    dispatch=True,
+                    dispatched=through_use_ops,
                 )
             except CaseTimeout:
                 notes[key] = f"cut off after {args.case_s} s"

@@ -90,11 +90,14 @@ def test_dispatched_rows_time_our_kernels_through_use_ops_and_never_pass_native_
 
     import torch
 
+    from workbench.dispatch import through_use_ops
     from workbench.profiling.bench import DISPATCHED, bench_case, flag_gems_import, ours
 
     spec, peaks = REGISTRY["add"], Peaks(device="test", gbps=1000.0, tflops={"fp32": 1.0})
     case = spec.case_list("quick")[0]
-    rows = bench_case(spec, case, torch.float32, 3, peaks, rep_ms=2, dispatch=True, peers=["flaggems"])
+    rows = bench_case(
+        spec, case, torch.float32, 3, peaks, rep_ms=2, dispatched=through_use_ops, peers=["flaggems"]
+    )
     by_impl = {r["impl"]: r for r in rows}
     assert list(by_impl) == ["native", DISPATCHED, "flaggems"]
     ours_row = by_impl[DISPATCHED]
@@ -109,5 +112,5 @@ def test_dispatched_rows_time_our_kernels_through_use_ops_and_never_pass_native_
 
     # a reference that never reaches add's kernels: an error cell, not native's time under our name
     elsewhere = dataclasses.replace(spec, reference=torch.sub)
-    rows = bench_case(elsewhere, case, torch.float32, 3, peaks, rep_ms=2, dispatch=True)
+    rows = bench_case(elsewhere, case, torch.float32, 3, peaks, rep_ms=2, dispatched=through_use_ops)
     assert "no call reached workbench's add kernels" in rows[1]["error"] and "ms" not in rows[1]

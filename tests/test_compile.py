@@ -215,13 +215,13 @@ def test_a_kernel_that_fails_costs_its_node_not_the_graph(monkeypatch):
 def test_a_node_check_takes_broadcast_inputs():
     """The compile-time check of a node draws real inputs shaped and strided like the traced ones; a
     broadcast input (stride 0, as a model's expanded masks and positions are) must not fail it."""
-    from workbench.compile.backend import _real
+    from workbench.compile.nodes import real as real_like
 
     expanded = torch.ones(3, 1).expand(3, 4)
-    real = _real(expanded)
+    real = real_like(expanded)
     assert real.shape == (3, 4) and real.stride() == expanded.stride()
     assert torch.isfinite(real).all() and torch.equal(real[:, 0], real[:, 3])
-    assert _real(torch.ones(0, 5).expand(0, 5)).shape == (0, 5)
+    assert real_like(torch.ones(0, 5).expand(0, 5)).shape == (0, 5)
 
 
 def test_a_tiny_qwen3_trains_through_the_backend():

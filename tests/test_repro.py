@@ -137,6 +137,8 @@ import _tuned_kernel
 from workbench.ops import _tuning
 if sys.argv[2] == "profiling":
     import workbench.profiling
+if sys.argv[2] == "dispatch":  # use_ops (and the compile backend) hand in the same default
+    import workbench.dispatch
 t = _tuned_kernel.tuner()
 _tuned_kernel.run(t)
 print(json.dumps({"tuned": _tuning.stats.tuned, "hits": _tuning.stats.cache_hits,
@@ -144,7 +146,9 @@ print(json.dumps({"tuned": _tuning.stats.tuned, "hits": _tuning.stats.cache_hits
 """
 
 
-def test_importing_profiling_makes_the_default_store_the_cache_and_bare_ops_take_the_first_config(tmp_path):
+def test_importing_profiling_or_dispatch_makes_the_default_store_the_cache_and_bare_ops_take_the_first_config(
+    tmp_path,
+):
     db = tmp_path / "default.db"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "WORKBENCH_STORE": str(db)}
 
@@ -158,6 +162,8 @@ def test_importing_profiling_makes_the_default_store_the_cache_and_bare_ops_take
     first, second = child("profiling"), child("profiling")
     assert (first["tuned"], first["hits"]) == (1, 0) and db.exists()
     assert (second["tuned"], second["hits"]) == (0, 1) and second["block"] == first["block"]
+    third = child("dispatch")
+    assert (third["tuned"], third["hits"]) == (0, 1) and third["block"] == first["block"]
 
 
 def test_not_measuring_takes_the_first_config_and_forgets_it(cache):

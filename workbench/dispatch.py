@@ -51,7 +51,16 @@ from workbench.ops import _index_check, _library, _tuning
 from workbench.ops.spec import REGISTRY, same_arguments
 from workbench.selection import FALLBACK_ERRORS, aten_overload, claims, select
 
-__all__ = ["FALLBACK_ERRORS", "Coverage", "claims", "disable", "enable", "replaced", "use_ops"]
+__all__ = [
+    "FALLBACK_ERRORS",
+    "Coverage",
+    "claims",
+    "disable",
+    "enable",
+    "replaced",
+    "through_use_ops",
+    "use_ops",
+]
 
 
 class Coverage:
@@ -487,3 +496,22 @@ def use_ops(
         enclosing = _stack[-1] if _stack else _base
         if enclosing is not None:
             enclosing.coverage.merge(selection.coverage)
+
+
+def through_use_ops(spec) -> Callable[..., Any]:
+    """The op's native reference under `use_ops(include=[op])`: our kernels reached through the ATen
+    dispatcher, as a model reaches them (and as FlagGems' `use_gems` is reached). A call that none of the
+    op's kernels handled (a fallback, or a path that decomposes into other ops) raises, so that native's time
+    is never shown as ours."""
+
+    def call(*args, **kwargs):
+        with use_ops(include=[spec.name]) as coverage:
+            out = spec.reference(*args, **kwargs)
+        if not coverage.handled:
+            fallbacks = coverage.fallbacks or "none of its ATen overloads was called"
+            raise RuntimeError(
+                f"use_ops: no call reached workbench's {spec.name} kernels, native ran ({fallbacks})"
+            )
+        return out
+
+    return call

@@ -47,7 +47,9 @@ from torch._inductor.custom_graph_pass import CustomGraphPass
 
 from workbench import dispatch
 from workbench.ops import REGISTRY, _library
-from workbench.selection import FALLBACK_ERRORS, Selection, aten_overload, select
+from workbench.selection import Selection, aten_overload, select
+
+from . import nodes
 
 INNER = ("inductor", "eager")
 MODES = (None, "default", "reduce-overhead")
@@ -108,117 +110,6 @@ class Options:
         return opts
 
 
-# ---- checking one node ------------------------------------------------------------------------------
-
-
-def _hint(v) -> int:
-    if isinstance(v, int):
-        return v
-    node = v.node
-    hint = getattr(node, "hint", None)
-    return int(hint) if hint is not None else int(node.shape_env.size_hint(node.expr))
-
-
-def _real(v):
-    """A real value shaped like a traced one: random floats, zero integers and bools (valid indices)."""
-    if isinstance(v, torch.Tensor):
-        # Filled through a flat base: a broadcast input (a stride of 0) shares elements, which normal_()
-        # on the strided view refuses.
-        shape, strides = [_hint(s) for s in v.shape], [_hint(s) for s in v.stride()]
-        size = 0 if 0 in shape else 1 + sum((n - 1) * s for n, s in zip(shape, strides))
-        base = torch.empty(size, dtype=v.dtype, device=v.device)
-        base.normal_() if base.is_floating_point() else base.zero_()
-        return base.as_strided(shape, strides)
-    if isinstance(v, torch.SymInt):
-        return _hint(v)
-    if isinstance(v, torch.SymFloat):
-        return float(v.node.hint)
-    if isinstance(v, (list, tuple)):
-        return type(v)(_real(x) for x in v)
-    if isinstance(v, dict):
-        return {k: _real(x) for k, x in v.items()}
-    return v
-
-
-def _signature(v):
-    if isinstance(v, torch.Tensor):
-        return ("T", tuple(_hint(s) for s in v.shape), tuple(_hint(s) for s in v.stride()), v.dtype, v.device)
-    if isinstance(v, (list, tuple)):
-        return tuple(_signature(x) for x in v)
-    if isinstance(v, dict):
-        return tuple((k, _signature(x)) for k, x in v.items())
-    if isinstance(v, (torch.SymInt, torch.SymFloat)):
-        return ("S", _hint(v) if isinstance(v, torch.SymInt) else float(v.node.hint))
-    return repr(v)
-
-
-RELAYOUT = "relayout"  # verdict: our kernel takes the inputs, its output needs a copy to the ATen layout
-
-
-def _layout_differs(out, expected, strides: bool = True) -> str:
-    """'' where `out` has the dtype, shape and strides of the traced value `expected`; RELAYOUT where only
-    strides differ (all concrete); else how it differs."""
-    outs = list(out) if isinstance(out, (list, tuple)) else [out]
-    exps = list(expected) if isinstance(expected, (list, tuple)) else [expected]
-    if isinstance(out, (list, tuple)) != isinstance(expected, (list, tuple)) or len(outs) != len(exps):
-        return f"returns {type(out).__name__}, the ATen op {type(expected).__name__}"
-    relayout = False
-    for o, e in zip(outs, exps):
-        if not isinstance(o, torch.Tensor):
-            return f"returns {type(o).__name__}, the ATen op a tensor"
-        shape = tuple(_hint(s) for s in e.shape)
-        if o.dtype != e.dtype or tuple(o.shape) != shape:
-            return f"returns {o.dtype} {tuple(o.shape)}, the ATen op {e.dtype} {shape}"
-        if strides and any(a != _hint(b) for a, b, n in zip(o.stride(), e.stride(), shape) if n > 1):
-            if not all(isinstance(b, int) for b in e.stride()):
-                return f"output strides {tuple(o.stride())} differ from the ATen op's (symbolic)"
-            relayout = True
-    return RELAYOUT if relayout else ""
-
-
-def _value(a):
-    return a.meta.get("val", a.meta.get("example_value")) if isinstance(a, torch.fx.Node) else a
-
-
-def _traced(args, kwargs):
-    return torch.fx.node.map_aggregate(args, _value), torch.fx.node.map_aggregate(kwargs, _value)
-
-
-class _Checker:
-    """Runs an op on real inputs shaped like a node's; the verdict per distinct signature is cached."""
-
-    def __init__(self):
-        self.verdicts: dict[tuple, str] = {}
-
-    def __call__(
-        self, label: str, run: Callable[..., Any], args, kwargs, expected, strides: bool = True
-    ) -> str:
-        """'' if `run` takes these inputs, RELAYOUT if it does with other output strides (when `strides`
-        matter), else the reason it does not."""
-        key = (label, _signature(args), _signature(kwargs), strides)
-        if key not in self.verdicts:
-            self.verdicts[key] = self._check(run, args, kwargs, expected, strides)
-        return self.verdicts[key]
-
-    @staticmethod
-    def _check(run, args, kwargs, expected, strides: bool) -> str:
-        from torch.utils._python_dispatch import _disable_current_modes
-
-        # Real tensors, outside every fake or tracing mode the compiler is in.
-        with _disable_current_modes(), torch.no_grad():
-            real_args, real_kwargs = _real(args), _real(kwargs)
-            _library.strict.on = True
-            try:
-                out = run(*real_args, **real_kwargs)
-            except FALLBACK_ERRORS as e:
-                return str(e).splitlines()[0] if str(e) else type(e).__name__
-            except Exception as e:  # noqa: BLE001 (a kernel failing for one shape costs its node only)
-                return f"kernel failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-            finally:
-                _library.strict.on = False
-        return _layout_differs(out, expected, strides)
-
-
 # ---- the rewrite --------------------------------------------------------------------------------------
 
 # Torch functions dynamo records for composite ATen ops (decomposed by AOTAutograd, so taken before it).
@@ -265,7 +156,7 @@ class Rewrite:
     def __init__(self, selection: Selection, patterns: bool, needs_grad: bool):
         self.selection, self.patterns, self.needs_grad = selection, patterns, needs_grad
         self.by_name = {aten_overload(ov): ov for ov in selection.adapters}
-        self.check = _Checker()
+        self.check = nodes.Checker()
 
     def _take(self, node: torch.fx.Node, overload: str, retraced: bool = False) -> None:
         """Make `node` (ATen overload `overload`, or the torch function of a composite) our op's twin.
@@ -294,18 +185,18 @@ class Rewrite:
         if twin is None:
             _coverage.record_fallback(overload, "mutates or aliases an input (no custom operator)", op=op)
             return
-        args, kwargs = _traced(node.args, node.kwargs)
-        expected = _value(node)
+        args, kwargs = nodes.traced(node.args, node.kwargs)
+        expected = nodes.value(node)
         reason = self.check(target, twin, args, kwargs, expected, strides=not retraced)
         if reason.startswith("kernel failed"):
             reason = f"node {node.name} ({op}): {reason}"
-        if reason == RELAYOUT and isinstance(expected, (list, tuple)):
+        if reason == nodes.RELAYOUT and isinstance(expected, (list, tuple)):
             reason = "output strides differ from the ATen op's (several outputs)"
-        if reason and reason != RELAYOUT:
+        if reason and reason != nodes.RELAYOUT:
             _coverage.record_fallback(overload, reason, op=op)
             return
         node.target = twin
-        if reason == RELAYOUT:  # the graph after this node was traced for the ATen op's strides
+        if reason == nodes.RELAYOUT:  # the graph after this node was traced for the ATen op's strides
             with node.graph.inserting_after(node):
                 copy = node.graph.call_function(
                     torch.ops.prims.copy_strided.default, (node, list(expected.stride()))
@@ -342,17 +233,8 @@ class Rewrite:
         graph.lint()
 
 
-@functools.cache
-def _decompositions_keeping(kept: frozenset) -> dict:
-    """Inductor's decompositions, less those of the overloads in `kept` (they stay one node each)."""
-    from torch._inductor.decomposition import select_decomp_table
-
-    keep = {aten_overload(ov) for ov in kept}
-    return {op: fn for op, fn in select_decomp_table().items() if op not in keep}
-
-
 def _decompositions(selection: Selection) -> dict:
-    return _decompositions_keeping(frozenset(selection.adapters))
+    return nodes.decompositions_keeping(frozenset(selection.adapters))
 
 
 def workbench_backend(

@@ -30,6 +30,8 @@ import torch
 
 from workbench.selection import Selection
 
+from . import nodes
+
 DTYPES = (torch.bfloat16, torch.float16, torch.float32)
 
 
@@ -50,9 +52,8 @@ _relayout = _Relayout()
 
 
 def _hint_strides(t):
-    from .backend import _hint
 
-    return (_hint(s) for s in t.stride())
+    return (nodes.hint(s) for s in t.stride())
 
 
 def _as_chain(*outs):
@@ -182,19 +183,17 @@ class Patterns:
 
     def _accept(self, op: str, replace: Callable, match) -> bool:
         """Whether the fused op's kernel takes the matched inputs (else the chain stays, with the reason)."""
-        from .backend import _value
 
         if not _parameters(replace) <= set(match.kwargs):
             return False  # a norm of another eps (older torch): that eps's own pattern takes it
-        kwargs = {k: _value(v) for k, v in match.kwargs.items()}
-        outputs = [_value(n) for n in match.output_nodes()]
-        from .backend import RELAYOUT
+        kwargs = {k: nodes.value(v) for k, v in match.kwargs.items()}
+        outputs = [nodes.value(n) for n in match.output_nodes()]
 
         expected = outputs[0] if len(outputs) == 1 else outputs
         _relayout.strides = None  # the check runs the fused op as it is
         reason = self.check(f"(pattern) {op}", replace, (), kwargs, expected)
-        _relayout.strides = [list(_hint_strides(e)) for e in outputs] if reason == RELAYOUT else None
-        if reason and reason != RELAYOUT:
+        _relayout.strides = [list(_hint_strides(e)) for e in outputs] if reason == nodes.RELAYOUT else None
+        if reason and reason != nodes.RELAYOUT:
             reasons = self.refused.setdefault(op, {})
             reasons[reason] = reasons.get(reason, 0) + 1
             return False
@@ -217,11 +216,10 @@ class Patterns:
 
     def _rope_halves(self, graph: torch.fx.Graph) -> set[int]:
         """Half head sizes at which the graph slices a last dim in two (rotate-half candidates)."""
-        from .backend import _value
 
         halves = set()
         for node in graph.find_nodes(op="call_function", target=torch.ops.aten.slice.Tensor):
-            source = _value(node.args[0]) if node.args else None
+            source = nodes.value(node.args[0]) if node.args else None
             if (
                 len(node.args) >= 4
                 and node.args[2] == 0
@@ -255,9 +253,8 @@ class Patterns:
 
 @functools.cache
 def _patterns(fused: tuple[str, ...], kept: frozenset) -> Patterns:
-    from .backend import _decompositions_keeping
 
-    return Patterns(fused, _decompositions_keeping(kept))
+    return Patterns(fused, nodes.decompositions_keeping(kept))
 
 
 PATTERN_OPS = ("add_rms_norm", "rms_norm", "silu_and_mul", "rope")  # in the order their passes run

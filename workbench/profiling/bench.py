@@ -16,7 +16,7 @@ import functools
 import random
 import time
 import traceback
-from typing import Iterable
+from typing import Callable, Iterable
 
 import pandas as pd
 from tqdm.auto import tqdm
@@ -60,7 +60,7 @@ PEERS = ("inductor", "flaggems")
 
 
 # The impl name of our kernels as a model reaches them: the native op under `use_ops`
-# (bench_case(dispatch=True)).
+# (bench_case(dispatched=workbench.dispatch.through_use_ops)).
 DISPATCHED = "workbench"
 
 
@@ -106,26 +106,6 @@ def peer(spec: opspec.OpSpec, name: str):
     raise ValueError(f"peers: expected some of {PEERS}, got {name!r}")
 
 
-def dispatched(spec: opspec.OpSpec):
-    """The native reference under `workbench.use_ops(include=[op])`: our kernels reached through the ATen
-    dispatcher, as a model reaches them (and as FlagGems' `use_gems` is reached). A call that none of the
-    op's kernels handled (a fallback, or a path that decomposes into other ops) raises, so that native's time
-    is never shown as ours."""
-    from workbench.dispatch import use_ops
-
-    def through_use_ops(*args, **kwargs):
-        with use_ops(include=[spec.name]) as coverage:
-            out = spec.reference(*args, **kwargs)
-        if not coverage.handled:
-            fallbacks = coverage.fallbacks or "none of its ATen overloads was called"
-            raise RuntimeError(
-                f"use_ops: no call reached workbench's {spec.name} kernels, native ran ({fallbacks})"
-            )
-        return out
-
-    return through_use_ops
-
-
 def check_peers(peers: Iterable[str]) -> list[str]:
     """`peers` as a list, or ValueError naming the unknown ones."""
     peers = list(peers)
@@ -147,14 +127,15 @@ def implementations(
     all_variants: bool,
     algorithm: str | None = None,
     peers: Iterable[str] = (),
-    dispatch: bool = False,
+    dispatched: Callable[[opspec.OpSpec], Callable] | None = None,
 ) -> dict:
     """impl name -> callable: native first, then the backend's Triton implementation (of `algorithm`, where
-    the op has it; with `dispatch`, the native op under `use_ops` instead, named DISPATCHED), or every
-    implementation by name; then the peers asked for."""
+    the op has it; with `dispatched`, what it makes of the op instead, named DISPATCHED: the native op
+    under `use_ops`, `workbench.dispatch.through_use_ops`), or every implementation by name; then the
+    peers asked for."""
     name = selected_variant(spec, backend, None, algorithm) or spec.variant_name(backend)
     impls = {"native": spec.reference}
-    if dispatch:
+    if dispatched is not None:
         impls[DISPATCHED] = dispatched(spec)
     elif algorithm is None:
         impls[name] = spec.implementation(backend)
@@ -176,7 +157,7 @@ def bench_case(
     rep_ms: float = 100.0,
     algorithm: str | None = None,
     peers: Iterable[str] = (),
-    dispatch: bool = False,
+    dispatched: Callable[[opspec.OpSpec], Callable] | None = None,
 ) -> list[dict]:
     """The rows of one case: native, ours, the peers (see `implementations`), timed in alternated rounds."""
     backend = backends.active()
@@ -188,7 +169,7 @@ def bench_case(
         return [{**base, "impl": "native", "error": f"inputs: {type(e).__name__}: {e}"}]
     base.update(shape=shape_label(args), bytes=cost.bytes, flops=cost.flops)
     rows, calls = [], []
-    for name, fn in implementations(spec, backend.name, all_variants, algorithm, peers, dispatch).items():
+    for name, fn in implementations(spec, backend.name, all_variants, algorithm, peers, dispatched).items():
         row = {**base, "impl": name, "error": ""}
         rows.append(row)
         try:
