@@ -215,17 +215,18 @@ def template(op: str, backend: str) -> str:
     lines = source.splitlines(keepends=True)
     replace_at: dict[int, str] = {}  # a node's first line (0-based) -> its new text; its other lines go
     dropped: set[int] = set()
-    for node in ast.parse(source).body:
-        span = range(node.lineno - 1, node.end_lineno)
+    tree = ast.parse(source)
+    for node in ast.walk(tree):  # relative imports anywhere (a function may import lazily), made absolute
         if isinstance(node, ast.ImportFrom) and (node.level or any(a.name == "SPEC" for a in node.names)):
+            span = range(node.lineno - 1, node.end_lineno)
             name = importlib.util.resolve_name("." * node.level + (node.module or ""), module.__package__)
             names = [a for a in node.names if a.name != "SPEC"]  # a variant's module imports the op's SPEC
-            replace_at[span[0]] = (
-                ast.unparse(ast.ImportFrom(module=name, names=names, level=0)) + "\n" if names else ""
-            )
+            statement = ast.unparse(ast.ImportFrom(module=name, names=names, level=0))
+            replace_at[span[0]] = " " * node.col_offset + statement + "\n" if names else ""
             dropped.update(span[1:])
-        elif _mentions_spec(node):
-            dropped.update(span)
+    for node in tree.body:
+        if not isinstance(node, ast.ImportFrom) and _mentions_spec(node):
+            dropped.update(range(node.lineno - 1, node.end_lineno))
     body = "".join(replace_at.get(i, line) for i, line in enumerate(lines) if i not in dropped)
     where = module.__name__.replace(".", "/") + ".py"
     head = f"# The current {op} on {backend} ({where}) as a candidate: edit it, then Check.\n"
