@@ -356,7 +356,7 @@ def main() -> int:
         "rounds": args.rounds,
         "models": {},
     }
-    raw = {}
+    raw = {"device": device_name}
     previous = out_dir / "summary.json"
     if previous.exists():  # a run split over calls (--models): keep the other models' results
         kept = json.loads(previous.read_text()).get("models", {})

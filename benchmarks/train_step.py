@@ -94,8 +94,9 @@ def main() -> int:
     }
     suffix = "" if args.execution == "eager" else f"_{args.execution}"  # both variants can sit side by side
     (out / f"summary{suffix}.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (out / f"steps{suffix}.json").write_text(run.steps.to_json(orient="records", indent=1) + "\n")
-    (out / f"coverage{suffix}.json").write_text(run.coverage.to_json(orient="records", indent=1) + "\n")
+    for name, table in (("steps", run.steps), ("coverage", run.coverage)):  # every row names its device
+        rows = table.assign(device=summary["device"]).to_json(orient="records", indent=1)
+        (out / f"{name}{suffix}.json").write_text(rows + "\n")
     print(run.steps.pivot(index="step", columns="side", values=["loss", "seconds", "peak_mem"]).to_string())
     print(f"wrote {out}")
     print(f"\n{'metric':<22}{'value':>12}{'target':>10}")
