@@ -36,33 +36,6 @@ def _finish(fig: Figure, ax, xlabel: str, ylabel: str, title: str, log: bool = F
     return fig
 
 
-def speedup_bars(df: pd.DataFrame) -> Figure:
-    """Speedup (native ms / Triton ms) per op and case with its p20-p80 spread over alternated rounds as an
-    error bar (rows marked unstable get a "~"); the 1.0 line is parity, 0.9 the target."""
-    rows = df[(df["impl"] != "native") & df["speedup"].notna()]
-    unstable = rows["unstable"].eq(True) if "unstable" in rows else pd.Series(False, index=rows.index)
-    labels = [
-        f"{'~ ' if u else ''}{r.op} · {r.case} · {r.dtype}" + ("" if r.impl == "generic" else f" [{r.impl}]")
-        for r, u in zip(rows.itertuples(), unstable)
-    ]
-    fig, ax = plt.subplots(figsize=(9, 0.3 * max(len(rows), 4) + 1.5))
-    colors = ["tab:green" if s >= 1 else ("tab:orange" if s >= 0.9 else "tab:red") for s in rows["speedup"]]
-    spread = None
-    if {"speedup_p20", "speedup_p80"} <= set(rows.columns):
-        low = (rows["speedup"] - rows["speedup_p20"]).clip(lower=0).fillna(0)
-        high = (rows["speedup_p80"] - rows["speedup"]).clip(lower=0).fillna(0)
-        spread = np.vstack([low.to_numpy(float), high.to_numpy(float)])
-    ax.barh(np.arange(len(rows)), rows["speedup"], color=colors, xerr=spread, error_kw={"lw": 0.8})
-    ax.set_yticks(np.arange(len(rows)), labels, fontsize=7)
-    ax.invert_yaxis()
-    ax.axvline(1.0, color="black", lw=1)
-    ax.axvline(0.9, color="gray", lw=1, ls="--")
-    ax.set_xlabel("speedup = native time / Triton time (higher is better)")
-    ax.set_title(f"Triton vs native — {_source(df)}", fontsize=9)
-    fig.tight_layout()
-    return fig
-
-
 def roofline_scatter(df: pd.DataFrame, peaks: Peaks) -> Figure:
     """Achieved TFLOP/s against arithmetic intensity, under the measured bandwidth and compute roofs."""
     rows = df[df["ms"].notna() & (df["bytes"] > 0)]
