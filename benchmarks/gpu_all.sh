@@ -6,7 +6,7 @@
 #     [release] [bench] [check] [host] [ops] [verify] [pt2] [repro]
 set -uo pipefail
 R=/tmp/wb-results; rm -rf "$R"; mkdir -p "$R" "$OUT"  # a reused machine may keep an earlier run's files
-export PYTHONPATH=$PWD WORKBENCH_BACKEND=cuda NCCL_NVLS_ENABLE=0 WORKBENCH_CACHE=$R/cache
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} WORKBENCH_BACKEND=cuda NCCL_NVLS_ENABLE=0 WORKBENCH_CACHE=$R/cache
 pack() { tar czf "$OUT/results.tgz" -C "$R" --exclude cache . ; }
 step() {  # step GPU LIMIT_S NAME CMD...: one script on one GPU, its log under $R
   local gpu=$1 limit=$2 name=$3; shift 3
