@@ -77,6 +77,10 @@ for phase in $phases; do
       step 0 150 peers python3 benchmarks/peers.py --out "$R/peers" --budget-s 110 --case-s 30 ;;
     pt2)  # one GPU, about 5 min: both models through torch.compile, 18 decoder layers each
       step 0 560 pt2 python3 benchmarks/pt2_model.py --out "$R/pt2" --models qwen3-8b llama-3-8b --layers 18 ;;
+    train_pt2)  # one GPU, about 9 min: the training step (most of it the first step's compiling and tuning),
+                # then the Qwen3-8B-dims PT2 comparison
+      step 0 330 train python3 benchmarks/train_step.py --commit "${WORKBENCH_COMMIT:-}" --out "$R/train"; pack
+      step 0 240 pt2 python3 benchmarks/pt2_model.py --out "$R/pt2" --models qwen3-8b --layers 18 ;;
     repro)  # one GPU, about 8.5 min: three fresh processes of the Qwen3-8B-dims comparison, one tuning cache
       step 0 560 repro python3 benchmarks/repro.py --out "$R/repro" --layers 18 ;;
     phase2)

@@ -4,6 +4,8 @@ import pytest
 
 from workbench import backends
 
+backends.active()  # binds the backend (and Triton's interpreter mode) before a test module imports triton
+
 
 def pytest_collection_modifyitems(config, items):
     if not backends.active().interpreted:

@@ -2,13 +2,11 @@
 causal alignment when L != S, GQA, boolean vs additive masks, the split-KV decode path, chunked
 argmax/topk, out-of-range inputs and bad arguments."""
 
-import sys
-
 import pytest
 import torch
 
 from workbench import backends, ops
-from workbench.ops import REGISTRY, _index_check, _split_rows
+from workbench.ops import REGISTRY, _index_check, _scratch, _split_rows
 
 NEW_OPS = {
     "scaled_dot_product_attention",
@@ -113,7 +111,7 @@ def test_split_kv_decode_matches_one_pass(L, causal, many_splits, monkeypatch):
     ref = attention_math(q, k.repeat_interleave(2, 1), v.repeat_interleave(2, 1), keep)
     close(ops.scaled_dot_product_attention(q, k, v, is_causal=causal, enable_gqa=True), ref)  # ~10 chunks
     # one launch: the last program of each row group merged the chunks and put its count back to 0
-    counts = sys.modules["workbench.ops.scaled_dot_product_attention"]._scratches[q.device][2]
+    counts = _scratch.kept("sdpa_decode", q.device)[2]
     assert not counts.any()
     close(ops.scaled_dot_product_attention(q, k, v, is_causal=causal, enable_gqa=True), ref)  # again, planned
     monkeypatch.setattr(_split_rows, "target_programs", lambda: 1)

@@ -12,7 +12,7 @@ import torch
 import triton  # noqa: E402  (after workbench: the interpreter's mode)
 
 from workbench import backends  # binds the backend before triton is imported
-from workbench.ops import REGISTRY, _matmul
+from workbench.ops import REGISTRY, _matmul, _scratch
 
 CORES = 132  # an H100's SMs
 
@@ -27,7 +27,8 @@ def gpu_like(monkeypatch):
     caches = (
         _matmul._tuned,
         _matmul._pointer_launches,
-        _matmul._workspaces,
+        _matmul._split_sizes,
+        _scratch._kept,
         _matmul._autotuned._chosen,
         _matmul._tma_autotuned._chosen,
     )
@@ -52,7 +53,7 @@ def _split(m, n, k, splits):
 
 
 def _rand(*shape, dtype):
-    return torch.randn(*shape, dtype=torch.float32).to(dtype)
+    return torch.randn(*shape, dtype=torch.float32).to(backends.active().device(), dtype)
 
 
 def _rel_err(got, want):

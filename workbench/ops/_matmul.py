@@ -32,6 +32,7 @@ from triton.tools.tensor_descriptor import TensorDescriptor
 
 from workbench import backends
 
+from . import _scratch
 from ._common import check_dtype_match, check_same_device, check_tensor
 from ._launch import Site, autotune, launch
 from ._shapes import cdiv
@@ -664,29 +665,32 @@ def _split_fits(config: dict, named_args: dict) -> bool:
     )
 
 
-_workspaces: dict = {}
+# cores -> the split-K workspace's (partials, counters) sizes: worked out once, this runs every split launch
+_split_sizes: dict[int, tuple[int, int]] = {}
 
 
 def _split_workspace(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(fp32 partials, int32 arrival counters) for split-K launches on this device and its current stream,
-    allocated once: every counter is back at 0 when a launch ends (the last program of a tile resets it),
-    and launches on one stream run one after another. Sized for the largest split config `_split_fits`
-    lets through: SPLIT_K_PROGRAMS programs per core, each one tile of partials."""
-    stream = torch.get_device_module(device.type).current_stream()
-    key = (device, getattr(stream, "stream_id", None), getattr(stream, "device_index", None))
-    found = _workspaces.get(key)
-    if found is None:
-        cores = backends.active().properties().cores
+    """(fp32 partials, int32 arrival counters at 0) for split-K launches (see `_scratch`). Sized for the
+    largest split config `_split_fits` lets through: SPLIT_K_PROGRAMS programs per core, each one tile of
+    partials, and a counter per core (split launches have fewer tiles than cores)."""
+    cores = backends.active().properties().cores
+    sizes = _split_sizes.get(cores)
+    if sizes is None:
         configs = [*_autotuned.configs, *_tma_autotuned.configs]
         tile = max(
             [c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"] for c in configs if c.kwargs.get("SPLIT_K", 1) > 1],
             default=1,
         )
-        found = _workspaces[key] = (
-            torch.empty(SPLIT_K_PROGRAMS * cores * tile, dtype=torch.float32, device=device),
-            torch.zeros(cores, dtype=torch.int32, device=device),
-        )
-    return found
+        sizes = _split_sizes[cores] = (SPLIT_K_PROGRAMS * cores * tile, cores)
+    return _scratch.scratch(
+        "split_k",
+        device,
+        sizes,
+        lambda sizes: (
+            torch.empty(sizes[0], dtype=torch.float32, device=device),
+            torch.zeros(sizes[1], dtype=torch.int32, device=device),
+        ),
+    )
 
 
 # The layout is part of the key: a linear's weight (B transposed: stride_bk == 1) wants other tiles than a

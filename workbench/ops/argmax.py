@@ -13,7 +13,7 @@ import triton.language as tl
 
 from workbench import backends
 
-from . import _rows, _split_rows
+from . import _rows, _scratch, _split_rows
 from ._common import Plans, check_tensor, new_output, new_output_of
 from ._launch import Site
 from ._shapes import next_pow2
@@ -150,22 +150,18 @@ def prepare(x: torch.Tensor, dim: int | None, keepdim: bool) -> tuple[torch.Tens
 _plans = Plans()
 
 
-# Per device, the split launch's slots (`_argmax_kernel`): the best packed (key, index) of each row, at
-# its start value, and each row's count of finished programs, at 0. Grown (never shrunk) to the most rows
-# split so far. Launches on one stream run one after another, so one set serves every call; launches on
-# two streams at once would need two.
-_slots: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
-
-
 def _split_slots(device: torch.device, n_rows: int) -> tuple[torch.Tensor, torch.Tensor]:
-    slots = _slots.get(device)
-    if slots is None or slots[0].numel() < n_rows:
-        size = max(n_rows, 64)
-        slots = _slots[device] = (
-            torch.full((size,), -(2**63), dtype=torch.int64, device=device),
-            torch.zeros(size, dtype=torch.int32, device=device),
-        )
-    return slots
+    """The split launch's slots (`_argmax_kernel`): the best packed (key, index) of each row, at its start
+    value, and each row's count of finished programs, at 0 (see `_scratch`)."""
+    return _scratch.scratch(
+        "argmax",
+        device,
+        (max(n_rows, 64),),
+        lambda sizes: (
+            torch.full(sizes, -(2**63), dtype=torch.int64, device=device),
+            torch.zeros(sizes, dtype=torch.int32, device=device),
+        ),
+    )
 
 
 class _Sizing:
@@ -186,11 +182,9 @@ class _Sizing:
         self.site = Site(
             _argmax_kernel, BLOCK=block, SPLIT=self.chunks > 1, INDEX32=self.n < 2**31, num_warps=warps
         )
-        # Held here: a set replaced by a larger one stays valid (and reset) for the plans that hold it.
-        self.slots = _split_slots(rows.device, self.n_rows) if self.chunks > 1 else None
 
     def launch(self, rows: torch.Tensor, out: torch.Tensor) -> None:
-        best, count = self.slots or (out, out)
+        best, count = _split_slots(rows.device, self.n_rows) if self.chunks > 1 else (out, out)
         self.site(
             (self.n_rows, self.chunks),
             rows,

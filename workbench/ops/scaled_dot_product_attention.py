@@ -23,7 +23,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from workbench import backends
 
-from . import _split_rows
+from . import _scratch, _split_rows
 from ._common import (
     Plans,
     check_dtype_match,
@@ -703,12 +703,13 @@ class _Decode:
     splits: int
     split_args: tuple
     split: Site
-    # (chunk outputs, log-sum-exps, counts) when splits > 1: held here, since a set replaced by a larger one
-    # stays valid (and its counts at 0) for the plans that hold it
-    scratch: tuple | None
+    # elements of (chunk outputs, log-sum-exps, counts) when splits > 1, else None
+    scratch_sizes: tuple[int, int, int] | None
 
     def launch(self, q, k, v, m, o) -> None:
-        part_o, part_l, count = self.scratch or (o, o, o)
+        part_o, part_l, count = (
+            _split_scratch(o.device, self.scratch_sizes) if self.scratch_sizes else (o, o, o)
+        )
         self.split(
             (self.programs, self.splits),
             q,
@@ -724,26 +725,18 @@ class _Decode:
         )
 
 
-# Per device, the split launch's scratch: the chunks' outputs and log-sum-exps (fp32) and a count per
-# program (int32, 0 between launches: the last program of each resets its own). Grown, never shrunk.
-# Launches on one stream run one after another, so one set serves every call; launches on two streams at
-# once would need two.
-_scratches: dict[torch.device, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
-
-
-def _scratch(device: torch.device, n_o: int, n_l: int, programs: int):
-    """(chunk outputs, chunk log-sum-exps, counts) on `device`, at least that large."""
-    have = _scratches.get(device)
-    if have is not None:
-        if have[0].numel() >= n_o and have[1].numel() >= n_l and have[2].numel() >= programs:
-            return have
-        n_o, n_l, programs = (max(n, t.numel()) for n, t in zip((n_o, n_l, programs), have))
-    have = _scratches[device] = (
-        torch.empty(n_o, dtype=torch.float32, device=device),
-        torch.empty(n_l, dtype=torch.float32, device=device),
-        torch.zeros(programs, dtype=torch.int32, device=device),
+def _split_scratch(device: torch.device, sizes: tuple[int, int, int]):
+    """The split launch's (chunk outputs, chunk log-sum-exps: fp32; a count per program: int32 at 0)."""
+    return _scratch.scratch(
+        "sdpa_decode",
+        device,
+        sizes,
+        lambda sizes: (
+            torch.empty(sizes[0], dtype=torch.float32, device=device),
+            torch.empty(sizes[1], dtype=torch.float32, device=device),
+            torch.zeros(sizes[2], dtype=torch.int32, device=device),
+        ),
     )
-    return have
 
 
 def _decode(p: Attention) -> _Decode:
@@ -775,7 +768,7 @@ def _decode(p: Attention) -> _Decode:
         splits,
         (*p.strides, p.Hq, p.L, p.S, p.E, p.EV, p.Hq // p.Hk, p.Hq // p.Hv, packed, chunk, p.scale_log2),
         split,
-        _scratch(p.o.device, *part_elements, programs) if splits > 1 else None,
+        (*part_elements, programs) if splits > 1 else None,
     )
 
 

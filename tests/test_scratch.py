@@ -1,0 +1,82 @@
+"""Scratch kept across launches (`workbench/ops/_scratch.py`): kept per stream and grown, made on the
+default stream (out of a CUDA-graph pool), made for one launch alone while a graph is captured."""
+
+import contextlib
+
+import pytest
+import torch
+
+from workbench.ops import _scratch
+
+
+@pytest.fixture(autouse=True)
+def fresh(monkeypatch):
+    monkeypatch.setattr(_scratch, "_kept", {})
+
+
+def _counts(sizes):
+    return (torch.zeros(sizes[0], dtype=torch.int32),)
+
+
+def test_kept_and_grown_never_shrunk():
+    cpu = torch.device("cpu")
+    first = _scratch.scratch("t", cpu, (8,), _counts)
+    assert _scratch.scratch("t", cpu, (4,), _counts)[0] is first[0]  # smaller: the same set
+    grown = _scratch.scratch("t", cpu, (16,), _counts)
+    assert grown[0].numel() == 16 and _scratch.kept("t", cpu)[0] is grown[0]
+    assert _scratch.scratch("other", cpu, (4,), _counts)[0] is not grown[0]  # one set per name
+
+
+class _FakeStream:
+    def __init__(self, stream_id):
+        self.stream_id, self.waited = stream_id, []
+
+    def wait_stream(self, other):
+        self.waited.append(other)
+
+
+class _FakeCuda:
+    """The device module's stream API, recording which stream each allocation ran on."""
+
+    def __init__(self):
+        self.default, self.side = _FakeStream(0), _FakeStream(7)
+        self.current, self.capturing, self.made_on = self.side, False, []
+
+    def current_stream(self, device):
+        return self.current
+
+    def default_stream(self, device):
+        return self.default
+
+    @contextlib.contextmanager
+    def stream(self, s):
+        before, self.current = self.current, s
+        yield
+        self.current = before
+
+    def is_current_stream_capturing(self):
+        return self.capturing
+
+
+def test_kept_sets_are_made_on_the_default_stream_and_captures_get_their_own(monkeypatch):
+    fake = _FakeCuda()
+    monkeypatch.setattr(_scratch, "_device_module", lambda device: fake)
+    monkeypatch.setattr(
+        torch._C, "_cuda_getCurrentRawStream", lambda index: fake.current.stream_id, raising=False
+    )
+    device = torch.device("cuda", 0)
+
+    def make(sizes):
+        fake.made_on.append(fake.current.stream_id)
+        return _counts(sizes)
+
+    kept = _scratch.scratch("t", device, (8,), make)
+    assert fake.made_on == [0] and fake.side.waited == [fake.default]  # warm-up on a side stream
+    assert _scratch.scratch("t", device, (8,), make) is kept and fake.made_on == [0]
+    fake.capturing = True
+    assert _scratch.scratch("t", device, (8,), make) is kept  # an existing set serves a capture
+    during = _scratch.scratch("t", device, (32,), make)  # too small: made for this launch, on its stream
+    assert fake.made_on == [0, 7] and during[0].numel() == 32
+    assert _scratch.kept("t", device) is kept  # and not kept
+    fake.current = fake.default
+    assert _scratch.kept("t", device) is None  # one set per stream

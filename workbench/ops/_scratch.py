@@ -1,0 +1,82 @@
+"""Scratch that a kernel keeps across launches: the partials and arrival counters of the launches whose
+last program combines the others' work (split-K matmul; argmax and SDPA decode split over chunks). The
+last program resets the counters, so one set, made once per stream, serves every later launch on it
+(launches on one stream run one after another; two streams get two sets).
+
+CUDA graphs need two exceptions, both about where the memory comes from:
+- a kept set is made on the device's default stream: CUDA-graph trees run a compiled model's warm-up
+  with every allocation of the current stream routed into the graph's private pool, where a tensor that
+  outlives the call is refused ("tensors in the cudagraph pool not tracked as outputs");
+- while a graph is being captured, nothing may run on another stream, so a set that does not exist yet
+  (or is too small) is made for that launch alone: the graph's memory, its zeroing recorded in the
+  graph, and not kept.
+Callers fetch their set at every launch and never store it in a per-geometry plan: a plan made during a
+capture would otherwise hold the graph's memory after the graph is gone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+# (name, device, stream) -> (sizes, tensors): sizes grown (never shrunk) to the largest launch so far.
+_kept: dict[tuple, tuple[tuple[int, ...], tuple[torch.Tensor, ...]]] = {}
+
+
+def _device_module(device: torch.device):
+    """torch.cuda / torch.mlu for an accelerator's device; None on cpu (the interpreter: no streams)."""
+    return None if device.type == "cpu" else torch.get_device_module(device.type)
+
+
+def _stream_key(module, device: torch.device):
+    """The current stream of `device`, as cheaply as the device module allows (this runs every launch)."""
+    if module is None:
+        return None
+    raw = getattr(torch._C, f"_{device.type}_getCurrentRawStream", None)
+    return (
+        raw(device.index)
+        if raw is not None and device.index is not None
+        else module.current_stream(device).stream_id
+    )
+
+
+def _capturing(module) -> bool:
+    return module is not None and getattr(module, "is_current_stream_capturing", lambda: False)()
+
+
+def scratch(
+    name: str,
+    device: torch.device,
+    sizes: tuple[int, ...],
+    make: Callable[[tuple[int, ...]], tuple[torch.Tensor, ...]],
+) -> tuple[torch.Tensor, ...]:
+    """The tensors `make(sizes)` builds (counters at 0), at least `sizes` large, kept under `name` for the
+    current stream of `device`, or made for this launch alone while a CUDA graph is being captured."""
+    module = _device_module(device)
+    key = (name, device, _stream_key(module, device))
+    have = _kept.get(key)
+    if have is not None and all(n <= h for n, h in zip(sizes, have[0])):
+        return have[1]
+    if have is not None:
+        sizes = tuple(max(n, h) for n, h in zip(sizes, have[0]))
+    if _capturing(module):
+        return make(sizes)
+    if module is None:
+        tensors = make(sizes)
+    else:
+        stream, default = module.current_stream(device), module.default_stream(device)
+        with module.stream(default):
+            tensors = make(sizes)
+        stream.wait_stream(default)  # the zeroing is done before the launch reads the counters
+        for old in have[1] if have is not None else ():
+            old.record_stream(stream)  # not reused before the launches already queued on it end
+    _kept[key] = (sizes, tensors)
+    return tensors
+
+
+def kept(name: str, device: torch.device) -> tuple[torch.Tensor, ...] | None:
+    """The set kept under `name` for the current stream of `device` (tests read the counters back)."""
+    module = _device_module(device)
+    have = _kept.get((name, device, _stream_key(module, device)))
+    return None if have is None else have[1]
