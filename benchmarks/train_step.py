@@ -69,6 +69,7 @@ def main() -> int:
         seq=args.seq,
         execution=args.execution,
         fused_loss=not args.no_fused_loss,
+        progress=True,
     )
     meta = run_metadata()
     named = re.search(r"h100|h200|a100|b200|mlu\d+", meta["device"].lower())

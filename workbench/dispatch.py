@@ -477,8 +477,17 @@ def use_ops(
 
     Selection and policy as in `enable`. Nested contexts: the innermost selection applies; on exit the
     enclosing selection (or native behaviour) is restored and this context's counts join the enclosing
-    recorder.
+    recorder. A bad index met by a kernel inside and not reported yet raises on exit (this waits for the
+    device).
     """
+    with _selected(include, exclude, policy, store) as coverage:
+        yield coverage
+        _index_check.raise_pending()
+
+
+@contextlib.contextmanager
+def _selected(include, exclude, policy: str, store) -> Iterator[Coverage]:
+    """`use_ops` without the wait for pending index reports on exit."""
     selection = _select(include, exclude, policy, store)
     _stack.append(selection)
     try:
@@ -489,7 +498,6 @@ def use_ops(
         raise
     try:
         yield selection.coverage
-        _index_check.raise_pending()  # a bad index met by a kernel that no call has reported yet
     finally:
         _stack.remove(selection)
         _apply()
@@ -502,10 +510,11 @@ def through_use_ops(spec) -> Callable[..., Any]:
     """The op's native reference under `use_ops(include=[op])`: our kernels reached through the ATen
     dispatcher, as a model reaches them (and as FlagGems' `use_gems` is reached). A call that none of the
     op's kernels handled (a fallback, or a path that decomposes into other ops) raises, so that native's time
-    is never shown as ours."""
+    is never shown as ours. A call does not wait for the device on exit, as a model's one `use_ops` around
+    thousands of calls does not: timed calls stay asynchronous (bad indices: `_index_check.raise_pending`)."""
 
     def call(*args, **kwargs):
-        with use_ops(include=[spec.name]) as coverage:
+        with _selected([spec.name], None, "all", None) as coverage:
             out = spec.reference(*args, **kwargs)
         if not coverage.handled:
             fallbacks = coverage.fallbacks or "none of its ATen overloads was called"

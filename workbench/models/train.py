@@ -121,6 +121,7 @@ def train_both(
     exclude=None,
     execution: str = "eager",
     fused_loss: bool = True,
+    progress: bool = False,
 ) -> TrainRun:
     """`steps` AdamW steps of native and workbench copies of `model`, alternated step by step (see the
     module docstring); `include` / `exclude` select our ops as for `use_ops`."""
@@ -134,7 +135,10 @@ def train_both(
     optimizers = {side: torch.optim.AdamW(m.parameters(), lr=lr) for side, m in models.items()}
     data = batches(model.config.vocab_size, batch, seq, steps, seed, device)
     rows, merged, compiled = [], Coverage(), None
-    for i, ids in enumerate(data):
+    from tqdm.auto import tqdm
+
+    # the first step compiles and tunes every kernel of both passes: minutes on a GPU, hence the bar
+    for i, ids in enumerate(tqdm(data, desc="train steps", unit="step", disable=not progress)):
         for side in SIDES if i % 2 == 0 else SIDES[::-1]:  # the side that goes first alternates
             m = models[side]
             optimizers[side].zero_grad(set_to_none=True)
