@@ -58,6 +58,7 @@ def main() -> int:
     backend = backends.active()
     from workbench.models.build import build_model
     from workbench.models.train import train_both
+    from workbench.ops import _matmul
     from workbench.store.meta import run_metadata
 
     overrides = {"num_hidden_layers": args.layers} if args.layers else {}
@@ -90,6 +91,7 @@ def main() -> int:
         "execution": args.execution,
         "fused_loss": not args.no_fused_loss,
         "optimizer": "torch.optim.AdamW (default), lr 1e-3",
+        "matmul_autotune": _matmul.AUTOTUNE,  # WORKBENCH_AUTOTUNE=0: the first fitting config, untimed
         **run.summary(),
         "targets": TARGETS,
     }
