@@ -69,8 +69,9 @@ def test_split_k_matches_float64_and_is_deterministic(gpu_like, dtype, tol):
         x, w, bias = _rand(m, k, dtype=dtype), _rand(n, k, dtype=dtype), _rand(n, dtype=dtype)
         got = REGISTRY["linear"].impl(x, w, bias)
         assert _rel_err(got, x.double() @ w.double().T + bias.double()) < tol
-        again = REGISTRY["linear"].impl(x, w, bias)  # the plan's path: split launches skip its Site
+        again = REGISTRY["linear"].impl(x, w, bias)  # the plan's first repeat finds the tuned launch
         assert torch.equal(got, again)
+        assert torch.equal(got, REGISTRY["linear"].impl(x, w, bias))  # the plan's Site, workspace per launch
         a, b = _rand(m, k, dtype=dtype), _rand(k, n, dtype=dtype)
         assert _rel_err(REGISTRY["mm"].impl(a, b), a.double() @ b.double()) < tol
         full = _rand(m, n, dtype=dtype)

@@ -1128,17 +1128,19 @@ def pointer_site(
     alpha: float = 1.0,
     beta: float = 1.0,
 ) -> tuple | None:
-    """The pointer kernel's tuned launch of a problem `matmul` has run there: (grid, Site, runtime args
-    after the four pointers a, b, c, bias-or-c: the split-K workspace, sizes, strides), or None (nothing to
-    launch, the TMA kernel's problem, a split-K launch, or not tuned yet). For a plan whose geometry fixes
-    every size and stride (linear's): its Site then skips the launch cache's key."""
+    """The pointer kernel's tuned launch of a problem `matmul` has run there: (grid, Site, runtime args after
+    the four pointers a, b, c, bias-or-c and the split-K workspace: sizes, strides, scalars; the workspace
+    to pass, or None for a split launch), or None (nothing to launch, the TMA kernel's problem, or not
+    tuned yet). For a plan whose geometry fixes every size and stride (linear's): its Site then skips the
+    launch cache's key. A split launch takes `_split_workspace` at every launch (held in no plan: see
+    `_scratch`); any other launch never reads the workspace, so the one it holds serves for good."""
     if M == 0 or N == 0 or batch == 0 or _tma_layout(a, b, c, M, K, batch, a_strides, b_strides, c_strides):
         return None
     _, meta = _meta(a, bias, alpha, beta)
     tuned = _pointer_launches.get(
         (M, N, K, a.dtype, a_strides[2] == 1, b_strides[1] == 1, batch == 1, *meta.values())
     )
-    if tuned is None or tuned[1]["SPLIT_K"] > 1:  # split-K launches take this stream's workspace: `matmul`
+    if tuned is None:
         return None
     programs, kwargs = tuned
     if batch == 1:
@@ -1146,18 +1148,8 @@ def pointer_site(
     return (
         (programs, batch),
         Site(_matmul_kernel, **kwargs),
-        (
-            *_split_workspace(c.device),
-            M,
-            N,
-            K,
-            *a_strides,
-            *b_strides,
-            *c_strides,
-            *bias_strides,
-            float(alpha),
-            float(beta),
-        ),
+        (M, N, K, *a_strides, *b_strides, *c_strides, *bias_strides, float(alpha), float(beta)),
+        None if kwargs["SPLIT_K"] > 1 else _split_workspace(c.device),
     )
 
 

@@ -16,6 +16,7 @@ capture would otherwise hold the graph's memory after the graph is gone.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import torch
@@ -24,16 +25,23 @@ import torch
 _kept: dict[tuple, tuple[tuple[int, ...], tuple[torch.Tensor, ...]]] = {}
 
 
-def _device_module(device: torch.device):
-    """torch.cuda / torch.mlu for an accelerator's device; None on cpu (the interpreter: no streams)."""
-    return None if device.type == "cpu" else torch.get_device_module(device.type)
+@functools.cache
+def _device_module(device_type: str):
+    """torch.cuda / torch.mlu for an accelerator; None on cpu (the interpreter: no streams)."""
+    return None if device_type == "cpu" else torch.get_device_module(device_type)
+
+
+@functools.cache
+def _raw_stream(device_type: str):
+    """torch's cheap current-stream query of the device type (an int), or None where it has none."""
+    return getattr(torch._C, f"_{device_type}_getCurrentRawStream", None)
 
 
 def _stream_key(module, device: torch.device):
     """The current stream of `device`, as cheaply as the device module allows (this runs every launch)."""
     if module is None:
         return None
-    raw = getattr(torch._C, f"_{device.type}_getCurrentRawStream", None)
+    raw = _raw_stream(device.type)
     return (
         raw(device.index)
         if raw is not None and device.index is not None
@@ -53,10 +61,10 @@ def scratch(
 ) -> tuple[torch.Tensor, ...]:
     """The tensors `make(sizes)` builds (counters at 0), at least `sizes` large, kept under `name` for the
     current stream of `device`, or made for this launch alone while a CUDA graph is being captured."""
-    module = _device_module(device)
+    module = _device_module(device.type)
     key = (name, device, _stream_key(module, device))
     have = _kept.get(key)
-    if have is not None and all(n <= h for n, h in zip(sizes, have[0])):
+    if have is not None and (have[0] is sizes or all(n <= h for n, h in zip(sizes, have[0]))):
         return have[1]
     if have is not None:
         sizes = tuple(max(n, h) for n, h in zip(sizes, have[0]))
@@ -77,6 +85,6 @@ def scratch(
 
 def kept(name: str, device: torch.device) -> tuple[torch.Tensor, ...] | None:
     """The set kept under `name` for the current stream of `device` (tests read the counters back)."""
-    module = _device_module(device)
+    module = _device_module(device.type)
     have = _kept.get((name, device, _stream_key(module, device)))
     return None if have is None else have[1]

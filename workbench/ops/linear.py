@@ -69,13 +69,14 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
         shape, sizes, pointer = plan
         out = new_output_of(x, shape)
         if pointer:
-            grid, site, ints = pointer
+            grid, site, ints, workspace = pointer
             site(
                 grid,
                 x,
                 weight,
                 out,
                 out if bias is None else bias,
+                *(workspace or _matmul._split_workspace(x.device)),  # a split launch's: fetched per launch
                 *ints,
                 aligned=aligned(x, weight) if bias is None else aligned(x, weight, bias),
             )
