@@ -3,13 +3,14 @@ scaled_dot_product_attention timed against torch's (flash) on Qwen3-8B shapes.
 
 Run from the repo root on a CUDA machine (the device copy has no .git, so pass the commit):
     WORKBENCH_COMMIT=<sha> PYTHONPATH=$PWD python3 benchmarks/attention_check.py --out $OUT
-Writes attention_check.csv (one row per op x llm case), attention_timing.csv (one row per timed case x
-impl) and attention_check.json (metadata, the chosen prefill config, the summary), then prints the
-summary last. Timing: the bench's kernel timer (median device time, L2 flushed between reps, reps queued
-behind a device-side hold so the wrapper's host time stays out; triton.testing.do_bench, used before,
-counted host gaps at decode sizes) and host µs per call, bf16, GQA 32 q / 8 kv
-heads, head_dim 128; prefill 1x2048 causal; decode one query against a 2048-token cache (not causal,
-as transformers calls it). Target: workbench >= 0.9x torch flash in every row.
+Writes to benchmarks/results/<device>/attention/ under --out (default: the repo): attention_check.csv
+(one row per op x llm case), attention_timing.csv (one row per timed case x impl) and
+attention_check.json (metadata, the chosen prefill config, the summary), then prints the summary last.
+Timing: the bench's kernel timer (median device time, L2 flushed between reps, reps queued behind a
+device-side hold so the wrapper's host time stays out; triton.testing.do_bench, used before, counted host
+gaps at decode sizes) and host µs per call, bf16, GQA 32 q / 8 kv heads, head_dim 128; prefill 1x2048
+causal; decode one query against a 2048-token cache (not causal, as transformers calls it). Target:
+workbench >= 0.9x torch flash in every row.
 """
 
 from __future__ import annotations
@@ -122,7 +123,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--out", default="out")
+    parser.add_argument(
+        "--out",
+        default=str(Path(__file__).resolve().parents[1]),
+        help="directory that receives benchmarks/results/...",
+    )
     parser.add_argument("--skip-check", action="store_true", help="time attention only")
     args = parser.parse_args()
     t0 = time.time()
@@ -133,11 +138,10 @@ def main() -> int:
     import pandas as pd
 
     from workbench.profiling import check, failures
-    from workbench.store.meta import run_metadata
+    from workbench.store.meta import results_dir, run_metadata
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     meta = run_metadata()
+    out = results_dir(args.out, "attention", meta)
     log(t0, f"{meta['device']} torch {meta['torch']} triton {meta['triton']} commit {meta['commit']}")
 
     check_df = None

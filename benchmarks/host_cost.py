@@ -22,8 +22,8 @@ From the repo root on a GPU machine (not yet timed there: the ops part should ta
 part builds Qwen3-8B and autotunes its prefill shapes first, a few minutes more; `--layers` shortens it):
     WORKBENCH_COMMIT=$(git rev-parse HEAD) PYTHONPATH=$PWD python3 benchmarks/host_cost.py --out $OUT --model
 On cpu:  PYTHONPATH=$PWD python benchmarks/host_cost.py --stub --out /tmp/host
-Writes <out>/<device>/host/summary.json (keys device, torch, triton, commit, command, ops, model_aten_only)
-and host_cost.csv (every round) there, and prints the table last.
+Writes benchmarks/results/<device>/host/summary.json (keys device, torch, triton, commit, command, ops,
+model_aten_only) and host_cost.csv (every round) under --out (default: the repo), and prints the table last.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ import workbench
 from workbench import backends
 from workbench.ops import REGISTRY
 from workbench.profiling.no_kernels import no_kernels
-from workbench.store.meta import run_metadata
+from workbench.store.meta import results_dir, run_metadata
 
 CALLS = 2000
 OPS = [
@@ -370,16 +370,15 @@ def profile(op: str, calls: int, stub: bool) -> None:
         pstats.Stats(prof).sort_stats("tottime").print_stats(18)
 
 
-def device_dir(name: str) -> str:
-    """'NVIDIA H200' -> 'h200': the results directory of a device."""
-    return name.lower().replace("nvidia ", "").split(" (")[0].replace(" ", "-")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    parser.add_argument(
+        "--out",
+        default=str(Path(__file__).resolve().parents[1]),
+        help="directory that receives benchmarks/results/...",
+    )
     parser.add_argument(
         "--ops",
         nargs="*",
@@ -437,8 +436,7 @@ def main() -> None:
         if args.model
         else None
     )
-    out = args.out / device_dir(meta["device"]) / "host"
-    out.mkdir(parents=True, exist_ok=True)
+    out = results_dir(args.out, "host", meta)
     import pandas as pd
 
     pd.DataFrame(rows).assign(device=meta["device"], commit=meta["commit"]).to_csv(

@@ -10,7 +10,9 @@ compared with native's so that a broken launch path cannot look fast.
 
 From the repo root on a GPU machine:
     WORKBENCH_COMMIT=$(git rev-parse HEAD) PYTHONPATH=$PWD python3 benchmarks/host_overhead.py --out $OUT
-Writes host_overhead_<device>.csv and prints the table (µs per call, and ours minus native).
+Writes benchmarks/results/<device>/host/host_overhead.csv (and host_overhead_rows.jsonl, the rows as the
+children wrote them) under --out (default: the repo) and prints the table (µs per call, and ours minus
+native).
 """
 
 from __future__ import annotations
@@ -76,27 +78,33 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument(
+        "--out",
+        default=str(Path(__file__).resolve().parents[1]),
+        help="directory that receives benchmarks/results/...",
+    )
     parser.add_argument("--ops", nargs="*", default=None)
-    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--child", help=argparse.SUPPRESS)  # internal: measure this launch path
+    parser.add_argument("--rows", type=Path, help=argparse.SUPPRESS)  # internal: the child's JSON lines
     args = parser.parse_args()
-    log = args.out / "host_overhead_rows.jsonl"
     if args.child:
-        measure(args.child, args.ops, log)
+        measure(args.child, args.ops, args.rows)
         return
 
     import pandas as pd
 
     from workbench.ops import REGISTRY
-    from workbench.store.meta import run_metadata
+    from workbench.store.meta import results_dir, run_metadata
 
     ops = args.ops or sorted(REGISTRY)
-    args.out.mkdir(parents=True, exist_ok=True)
+    meta = run_metadata()
+    out = results_dir(args.out, "host", meta)
+    log = out / "host_overhead_rows.jsonl"
     log.unlink(missing_ok=True)
     for mode, env_value in RUNS:
         env = dict(os.environ, WORKBENCH_FAST_LAUNCH=env_value)
         child = subprocess.run(
-            [sys.executable, __file__, "--out", str(args.out), "--child", mode, "--ops", *ops],
+            [sys.executable, __file__, "--child", mode, "--rows", str(log), "--ops", *ops],
             env=env,
             check=False,
         )
@@ -104,9 +112,8 @@ def main() -> None:
             raise SystemExit(f"mode {mode} failed with exit status {child.returncode}")
     df = pd.DataFrame([json.loads(line) for line in log.read_text().splitlines()])
     df["overhead_us"] = df["workbench_us"] - df["native_us"]
-    meta = run_metadata()
     df = df.assign(**{k: meta[k] for k in ("device", "torch", "triton", "commit")})
-    path = args.out / f"host_overhead_{meta['device'].replace(' ', '-').lower()}.csv"
+    path = out / "host_overhead.csv"
     df.to_csv(path, index=False)
     table = df.pivot_table(index=["op", "case"], columns="mode", values="overhead_us")
     table.insert(0, "native_us", df.groupby(["op", "case"])["native_us"].median())

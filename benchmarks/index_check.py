@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import statistics
 import sys
 import time
@@ -33,7 +32,7 @@ from workbench.ops import REGISTRY, _index_check
 from workbench.ops.spec import Case
 from workbench.profiling.correctness import make_inputs
 from workbench.profiling.timing import host_time_us
-from workbench.store.meta import run_metadata
+from workbench.store.meta import results_dir, run_metadata
 
 OPS = ("embedding", "index_select", "gather", "cross_entropy")
 ROOT = Path(__file__).resolve().parents[1]
@@ -140,9 +139,7 @@ def main() -> None:
             print(f"{op}: done", file=sys.stderr)
     df = pd.DataFrame(rows)
     meta = run_metadata()
-    device = re.sub(r"[^a-z0-9]+", "-", meta["device"].lower()).strip("-")
-    out = Path(args.out) / "benchmarks" / "results" / device / "index_check"
-    out.mkdir(parents=True, exist_ok=True)
+    out = results_dir(args.out, "index_check", meta)
     df.to_csv(out / "index_check.csv", index=False)
     command = "PYTHONPATH=$PWD python3 benchmarks/index_check.py" + (" --smoke" if args.smoke else "")
     summary = {

@@ -17,20 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import statistics
 import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def device_slug(meta: dict) -> str:
-    if meta["backend"] == "cpu":
-        return "cpu"
-    name = re.sub(r"nvidia|cambricon", "", meta["device"].lower())
-    return re.sub(r"[^a-z0-9]+", "-", name).strip("-") or meta["backend"]
 
 
 def timed(task: str, args, warm: bool = True) -> dict:
@@ -66,7 +58,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--out", type=Path, default=REPO)
+    parser.add_argument(
+        "--out", type=Path, default=REPO, help="directory that receives benchmarks/results/..."
+    )
     parser.add_argument("--candidate", type=Path, default=REPO / "tests" / "candidates" / "rms_norm_rows.py")
     parser.add_argument("--op", default="rms_norm")
     parser.add_argument("--dtypes", nargs="+", default=["fp32"])
@@ -74,7 +68,7 @@ def main() -> int:
     parser.add_argument("--ready-timeout", type=float, default=120.0)
     args = parser.parse_args()
 
-    from workbench.store.meta import run_metadata
+    from workbench.store.meta import results_dir, run_metadata
 
     meta = run_metadata()
     rows = [timed("check", args, warm=False)]  # cold, for comparison
@@ -105,8 +99,7 @@ def main() -> int:
         "cold_check_s": rows[0]["seconds"],
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    out = args.out / "benchmarks" / "results" / device_slug(meta) / "loop"
-    out.mkdir(parents=True, exist_ok=True)
+    out = results_dir(args.out, "loop", meta)
     (out / "raw.json").write_text(json.dumps(rows, indent=1) + "\n")
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     print(f"{'task':8s} {'warm':5s} {'seconds':>8s} {'startup_s':>9s}")

@@ -5,11 +5,12 @@ same without split-K candidates: the before/after of split-K) and `pointer` (the
 
 Run from the repo root on a CUDA machine (the device copy has no .git, so pass the commit):
     WORKBENCH_COMMIT=<sha> PYTHONPATH=$PWD python3 benchmarks/matmul_paths.py --out $OUT
-Writes matmul_paths.csv (one row per case: native and each path's median ms, speedups, the tuned configs,
-rel. errors against an fp32 product) and prints the table. Timing: the bench's kernel timer (median device
-time, L2 flushed between reps). The pointer path is forced by raising `_matmul.TMA_MIN_M`, the no-split
-path by `_matmul.SPLIT_K_PROGRAMS = 0`; each path tunes afresh (in-process choices cleared, no tuning
-cache, so that one path's choice never serves another).
+Writes benchmarks/results/<device>/matmul/matmul_paths.csv under --out (default: the repo; one row per
+case: native and each path's median ms, speedups, the tuned configs, rel. errors against an fp32 product)
+and prints the table. Timing: the bench's kernel timer (median device time, L2 flushed between reps).
+The pointer path is forced by raising `_matmul.TMA_MIN_M`, the no-split path by
+`_matmul.SPLIT_K_PROGRAMS = 0`; each path tunes afresh (in-process choices cleared, no tuning cache, so
+that one path's choice never serves another).
 """
 
 from __future__ import annotations
@@ -104,17 +105,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument(
+        "--out",
+        default=str(Path(__file__).resolve().parents[1]),
+        help="directory that receives benchmarks/results/...",
+    )
     args = parser.parse_args()
     import pandas as pd
     import torch
 
     from workbench.ops import REGISTRY, _matmul, _tuning
     from workbench.profiling.timing import kernel_time
-    from workbench.store.meta import run_metadata
+    from workbench.store.meta import results_dir, run_metadata
 
-    args.out.mkdir(parents=True, exist_ok=True)
     meta = run_metadata()
+    out = results_dir(args.out, "matmul", meta)
     t0 = time.time()
     print(
         f"{meta['device']} torch {meta['torch']} triton {meta['triton']} commit {meta['commit']}", flush=True
@@ -168,7 +173,7 @@ def main() -> None:
         del inputs, expect
         torch.cuda.empty_cache()
     df = pd.DataFrame(rows)
-    df.to_csv(args.out / "matmul_paths.csv", index=False)
+    df.to_csv(out / "matmul_paths.csv", index=False)
     cols = [
         c
         for c in (

@@ -3,7 +3,7 @@
 Run from the repo root on a GPU machine (the device copy has no .git, so pass the commit):
     WORKBENCH_COMMIT=<commit> PYTHONPATH=$PWD python3 benchmarks/mlu_variants_cuda.py --out $OUT
 
-Phases, most important first, each written to --out as soon as it ends (a run cut short keeps them):
+Phases, most important first, each written as soon as it ends (a run cut short keeps them):
 1. correctness of every op's mlu variant on the quick + llm cases in bf16, under the MLU launch-rules
    profile (default MLU figures; on cuda the profile reads each compiled kernel's TTIR);
 2. kernel time of native vs generic vs mlu variant on the llm cases (the bench's kernel timer: median,
@@ -12,8 +12,9 @@ Phases, most important first, each written to --out as soon as it ends (a run cu
 The mlu variants launch as many programs as the default MLU has cores (12 programs of 4 warps for 48
 cores), so on a 132-SM H100 they are expected to be slower than the generic kernels: the column says
 what the MLU style costs on a GPU, not how fast it is on an MLU. Work that would start past --budget-s
-(counted from process start) is skipped and listed. Files: mlu_variants_cuda_{check,violations,timing}.csv
-and mlu_variants_cuda_summary.json; a summary table is printed last.
+(counted from process start) is skipped and listed. Files, in benchmarks/results/<device>/mlu/ under --out
+(default: the repo): mlu_variants_cuda_{check,violations,timing}.csv and mlu_variants_cuda_summary.json;
+a summary table is printed last.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from workbench import backends  # noqa: E402
 from workbench.ops import REGISTRY  # noqa: E402
 from workbench.profiling import check_rules  # noqa: E402
 from workbench.profiling.correctness import dtype_name, failures, make_inputs, parse_dtypes  # noqa: E402
-from workbench.store.meta import run_metadata  # noqa: E402
+from workbench.store.meta import results_dir, run_metadata  # noqa: E402
 
 VARIANTS = ("mlu", "generic")
 STEM = "mlu_variants_cuda"
@@ -116,7 +117,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--out", default="out")
+    parser.add_argument(
+        "--out",
+        default=str(Path(__file__).resolve().parents[1]),
+        help="directory that receives benchmarks/results/...",
+    )
     parser.add_argument("--ops", nargs="*", help="default: every op with an mlu variant")
     parser.add_argument("--cases", default="quick,llm", help="case sets for the correctness passes")
     parser.add_argument("--timing-cases", default="llm", help="case set timed")
@@ -134,9 +139,8 @@ def main() -> int:
     backend = backends.active()
     if backend.interpreted:
         print("warning: running on the cpu interpreter; timings say nothing about a GPU", file=sys.stderr)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     meta = run_metadata()
+    out = results_dir(args.out, "mlu", meta)
     ops = args.ops or [name for name, spec in REGISTRY.items() if "mlu" in spec.variant_names()]
     cases = args.cases.split(",")
     check_frames, violation_frames, time_rows, skipped = [], [], [], []

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 import signal
 import sys
 import time
@@ -41,7 +40,7 @@ from workbench.ops import REGISTRY
 from workbench.ops.spec import Case
 from workbench.profiling import roofline
 from workbench.profiling.bench import DISPATCHED, bench_case, flag_gems_import
-from workbench.store.meta import run_metadata
+from workbench.store.meta import results_dir, run_metadata
 
 ROOT = Path(__file__).resolve().parents[1]
 IMPLS = ("native", "inductor", DISPATCHED, "flaggems")
@@ -229,14 +228,6 @@ def _alarm(signum, frame):
     raise CaseTimeout()
 
 
-def device_slug(meta: dict) -> str:
-    if meta["backend"] == "cpu":
-        return "cpu"
-    name = re.sub(r"nvidia|cambricon|geforce", "", meta["device"].lower())
-    model = re.search(r"\b[a-z]+\d+[a-z]*\b", name)  # "h100", "a100", "mlu590"
-    return model.group(0) if model else re.sub(r"[^a-z0-9]+", "-", name).strip("-")
-
-
 def geomean(values) -> float | None:
     values = [v for v in values if v is not None and v > 0 and math.isfinite(v)]
     return math.exp(sum(map(math.log, values)) / len(values)) if values else None
@@ -351,8 +342,7 @@ def main() -> None:
         )
         print(f"[{time.time() - began:5.0f}s] {key}: " + "  ".join(times), file=sys.stderr, flush=True)
 
-    out = Path(args.out) / "benchmarks" / "results" / device_slug(meta) / "peers"
-    out.mkdir(parents=True, exist_ok=True)
+    out = results_dir(args.out, "peers", meta)
     pd.DataFrame(raw).to_csv(out / "peers.csv", index=False)
     (out / "notes.json").write_text(json.dumps(notes, indent=1))
     command = "PYTHONPATH=$PWD python3 benchmarks/peers.py" + (" --smoke" if args.smoke else "")

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import re
 import sys
 from pathlib import Path
 
@@ -129,9 +128,7 @@ def main() -> int:
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--seq", type=int, default=64)
     p.add_argument("--interpreter-rounding", choices=["nearest", "truncate"], default="nearest")
-    p.add_argument(
-        "--out", default=str(ROOT), help="root under which benchmarks/results/<device>/ is written"
-    )
+    p.add_argument("--out", default=str(ROOT), help="directory that receives benchmarks/results/...")
     args = p.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from workbench import backends
@@ -142,12 +139,10 @@ def main() -> int:
         round_bf16_to_nearest()
     import triton
 
-    from workbench.store.meta import run_metadata
+    from workbench.store.meta import results_dir, run_metadata
 
     meta = run_metadata()
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", meta["device"]).strip("-").lower()
-    out_dir = Path(args.out) / "benchmarks" / "results" / ("cpu" if interpreted else slug) / "pt2_accuracy"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = results_dir(args.out, "pt2_accuracy", meta)
     summary = {
         "device": meta["device"],
         "torch": torch.__version__,

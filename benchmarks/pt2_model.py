@@ -32,7 +32,7 @@ with --exclude taken out. Writes benchmarks/results/<device>/pt2/summary.json (k
 triton, commit, command, models: {<model>: {prefill_vs_compiled, prefill_vs_eager, decode_vs_compiled,
 decode_vs_eager, logits_rel_err, token_agreement (teacher-forced), compile_s, compile_s_native, the
 native-compiled baselines and the free-running agreement, ...}}) plus raw.json with
-every timing, and prints a short table last.
+every timing, under --out (default: the repo), and prints a short table last.
 """
 
 from __future__ import annotations
@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import re
 import statistics
 import sys
 import time
@@ -317,9 +316,7 @@ def main() -> int:
     p.add_argument("--new-tokens", type=int, default=128)
     p.add_argument("--include", nargs="+", default=DEFAULT_INCLUDE, help="ops ours takes ('all': every op)")
     p.add_argument("--exclude", nargs="+", help="ops taken out of --include")
-    p.add_argument(
-        "--out", default=str(ROOT), help="root under which benchmarks/results/<device>/pt2/ is written"
-    )
+    p.add_argument("--out", default=str(ROOT), help="directory that receives benchmarks/results/...")
     args = p.parse_args()
     if args.rounds < 3:
         p.error("--rounds: at least 3 (a median of alternated rounds)")
@@ -335,13 +332,11 @@ def main() -> int:
     backend = backends.active()  # before triton: it fixes the interpreter mode on the cpu
     import triton
 
-    from workbench.store.meta import run_metadata
+    from workbench.store.meta import results_dir, run_metadata
 
     meta = run_metadata()
     device_name = meta["device"]
-    slug = "cpu-smoke" if args.smoke else re.sub(r"[^A-Za-z0-9]+", "-", device_name).strip("-").lower()
-    out_dir = Path(args.out) / "benchmarks" / "results" / slug / "pt2"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = results_dir(args.out, "pt2", meta)
     clock = Clock(torch.device(backend.device_type))
     summary = {
         "device": device_name,
@@ -349,6 +344,7 @@ def main() -> int:
         "triton": triton.__version__,
         "commit": meta.get("commit"),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "smoke": args.smoke,
         "shapes": {
             "prefill": [1, args.prefill_len],
             "decode": [args.batch, args.prompt_len, args.new_tokens],

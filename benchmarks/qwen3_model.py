@@ -2,6 +2,7 @@
 
 Run from the repo root (the device copy has no .git, so pass the commit):
     WORKBENCH_COMMIT=$(git rev-parse HEAD) PYTHONPATH=$PWD python3 benchmarks/qwen3_model.py --out $OUT
+Files go to benchmarks/results/<device>/model/ under --out (default: the repo).
 
 Measures (targets in brackets): prefill batch 1 x 2048 tokens [>= 0.95x native tokens/s];
 decode batch 8, 128 new tokens after a 512-token prompt, eager `generate` and CUDA-graph replay
@@ -20,16 +21,14 @@ Order: the headline runs (workbench side = use_ops + module fusions) first, then
 start within --budget-s — the ATen-only prefill (transformers' unfused code: the broad ATen coverage),
 a bisection of every missed target (which ops carry the loss), the ATen-only decode (one repetition,
 no sampling run).
-Results are
-written after every step (CSV tables per run, qwen3_model_<device>.csv / .json), so a run stopped by
-an outer time limit keeps what it measured; a summary table is printed last.
+Results are written after every step (CSV tables per run, qwen3_model.csv / .json), so a run stopped
+by an outer time limit keeps what it measured; a summary table is printed last.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
 from pathlib import Path
@@ -38,7 +37,7 @@ import pandas as pd
 
 from workbench import backends
 from workbench.models import TARGETS, bisect, build_model, run_model, write_tables
-from workbench.store.meta import run_metadata
+from workbench.store.meta import results_dir, run_metadata
 
 
 def _stage(log: dict, name: str, t0: float) -> None:
@@ -82,7 +81,11 @@ def _summary(pre, dec, args, served: list[str]) -> pd.DataFrame:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default="out/qwen3_model")
+    p.add_argument(
+        "--out",
+        default=str(Path(__file__).resolve().parents[1]),
+        help="directory that receives benchmarks/results/...",
+    )
     p.add_argument("--preset", default="qwen3-8b")
     p.add_argument("--checkpoint", help="local checkpoint directory instead of random weights")
     p.add_argument("--layers", type=int, help="override num_hidden_layers (quick tries only)")
@@ -126,12 +129,11 @@ def main() -> int:
     )
     args = p.parse_args()
     t0 = time.time()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     stages: dict = {}
 
     backend = backends.active()
     meta = run_metadata()
+    out = results_dir(args.out, "model", meta)
     import torch
     import transformers
 
@@ -139,7 +141,6 @@ def main() -> int:
     model = build_model(args.preset, checkpoint=args.checkpoint, **overrides)
     _stage(stages, "build", t0)
     label = args.checkpoint or args.preset + (f" ({args.layers} layers)" if args.layers else "")
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", meta["device"]).strip("-").lower()
     common = {
         "cuda_graphs": False if args.no_graphs else None,
         "include": args.include,
@@ -178,7 +179,7 @@ def main() -> int:
             # sampling code's ATen ops are the same with or without the module fusions)
             kw.update(decode_reps=1, sample_tokens=0)
         runs[(phase, fuse)] = run_model(model, fuse=fuse, **kw, **common)
-        write_tables(runs[(phase, fuse)], out, prefix=f"{phase}_{tag(fuse)}_{slug}_")
+        write_tables(runs[(phase, fuse)], out, prefix=f"{phase}_{tag(fuse)}_")
         _stage(stages, f"{phase} run ({tag(fuse)})", t0)
 
     def served(fuse) -> list[str]:
@@ -212,7 +213,7 @@ def main() -> int:
         t = table()
         t.assign(
             model=label, **{k: meta[k] for k in ("device", "torch", "triton", "commit", "timestamp")}
-        ).to_csv(out / f"qwen3_model_{slug}.csv", index=False)
+        ).to_csv(out / "qwen3_model.csv", index=False)
         throughput = pd.concat([r.throughput.assign(fuse=f) for (_, f), r in runs.items()], ignore_index=True)
         report = {
             "command": "WORKBENCH_COMMIT=$(git rev-parse HEAD) PYTHONPATH=$PWD "
@@ -233,7 +234,7 @@ def main() -> int:
             "stage_seconds": stages,
             "config": {f"{ph} {tag(f)}": r.config for (ph, f), r in runs.items()},
         }
-        (out / f"qwen3_model_{slug}.json").write_text(json.dumps(report, indent=1, default=str))
+        (out / "qwen3_model.json").write_text(json.dumps(report, indent=1, default=str))
         return t
 
     def optional(name: str) -> bool:

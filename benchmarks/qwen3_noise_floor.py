@@ -9,7 +9,8 @@ the floor under `logits_rel_err` in benchmarks/qwen3_model.py: any op that round
 native moves a deep random-weight model's logits by about this much.
 
     PYTHONPATH=$PWD python3 benchmarks/qwen3_noise_floor.py --layers 2 8 16 36 --out $OUT
-(on a CPU: a few minutes for --layers 2 8 16; the float32 twin is skipped where memory is short)
+(on a CPU: a few minutes for --layers 2 8 16; the float32 twin is skipped where memory is short).
+Writes benchmarks/results/<device>/noise_floor/qwen3_noise_floor.csv under --out (default: the repo).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from workbench import backends
 from workbench.models import build_model, measure
 from workbench.models.build import twin
 from workbench.models.run import _free_device_bytes, _random_prompt
-from workbench.store.meta import run_metadata
+from workbench.store.meta import results_dir, run_metadata
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -58,7 +59,11 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--layers", type=int, nargs="+", default=[2, 8, 16, 36])
     p.add_argument("--prompt-len", type=int, default=32)
-    p.add_argument("--out", default="out/noise_floor")
+    p.add_argument(
+        "--out",
+        default=str(Path(__file__).resolve().parents[1]),
+        help="directory that receives benchmarks/results/...",
+    )
     args = p.parse_args()
     backends.active()
     meta = run_metadata()
@@ -115,8 +120,7 @@ def main() -> int:
         gc.collect()
         print(f"[noise_floor] {layers} layers: {time.time() - t0:.0f} s", flush=True)
     df = pd.DataFrame(rows).assign(prompt_len=args.prompt_len, **meta)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = results_dir(args.out, "noise_floor", meta)
     df.to_csv(out / "qwen3_noise_floor.csv", index=False)
     print(f"{meta['device']} · torch {meta['torch']} · commit {meta['commit']}")
     print(

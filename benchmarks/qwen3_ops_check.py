@@ -8,7 +8,9 @@
 Correctness only, so matmul autotuning is off (WORKBENCH_AUTOTUNE=0: one tile configuration per M
 range, which keeps compile time down). From the repo root on a GPU machine:
     WORKBENCH_COMMIT=$(git rev-parse HEAD) PYTHONPATH=$PWD python3 benchmarks/qwen3_ops_check.py --out $OUT
-Prints one line per op while it runs and a summary table last; exit status 1 if anything failed.
+Writes qwen3_ops_check.csv, qwen3_ops_dispatch.csv and qwen3_ops_meta.json to
+benchmarks/results/<device>/qwen3_ops/ under --out (default: the repo). Prints one line per op while it
+runs and a summary table last; exit status 1 if anything failed.
 """
 
 from __future__ import annotations
@@ -130,20 +132,22 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--out", default="out", help="directory for the CSV/JSON files")
+    parser.add_argument(
+        "--out",
+        default=str(Path(__file__).resolve().parents[1]),
+        help="directory that receives benchmarks/results/...",
+    )
     parser.add_argument("--ops", default=",".join(OPS), help="comma-separated subset of the ops")
     args = parser.parse_args()
     os.environ.setdefault("WORKBENCH_BACKEND", "cuda")
     os.environ.setdefault("WORKBENCH_AUTOTUNE", "0")  # before workbench.ops defines the matmul kernel
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-
     import pandas as pd
 
-    from workbench.store.meta import run_metadata
+    from workbench.store.meta import results_dir, run_metadata
 
     t0 = time.perf_counter()
     meta = run_metadata()
+    out = results_dir(args.out, "qwen3_ops", meta)
     (out / "qwen3_ops_meta.json").write_text(json.dumps(meta, indent=2))
     print(
         f"{meta['device']} | torch {meta['torch']} | triton {meta['triton']} | commit {meta['commit']}",

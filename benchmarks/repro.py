@@ -8,13 +8,13 @@ kernel keys it tuned. The tuning cache (a ResultStore, --store) starts empty: th
 every key it meets and stores the choices, the second and third find them and tune nothing.
 
 Targets: the three ratios of each phase agree within 6% (max / min - 1); processes 2 and 3 tune 0 keys.
-Writes <out>/<device>/repro/summary.json (device, torch, triton, commit, command, layers,
+Writes benchmarks/results/<device>/repro/summary.json (device, torch, triton, commit, command, layers,
 prefill_vs_native, decode_vs_native, autotune_runs, spreads), runs.json (every process's rows) and
-tuning.csv (the configs chosen). Expected on one H200: about 1 minute per process plus the first
-process's tuning (candidates compile once per specialisation and are shared by every shape key).
+tuning.csv (the configs chosen) under --out (default: the repo). Expected on one H200: about 1 minute
+per process plus the first process's tuning (candidates compile once per specialisation and are shared by
+every shape key).
 
-    WORKBENCH_COMMIT=$(git rev-parse HEAD) PYTHONPATH=$PWD python3 benchmarks/repro.py \
-        --out benchmarks/results
+    WORKBENCH_COMMIT=$(git rev-parse HEAD) PYTHONPATH=$PWD python3 benchmarks/repro.py
     PYTHONPATH=$PWD python3 benchmarks/repro.py --smoke --out /tmp/repro   # tiny preset on a cpu
 """
 
@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -88,7 +87,11 @@ def _agreement(values: list) -> float | None:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default="benchmarks/results")
+    p.add_argument(
+        "--out",
+        default=str(Path(__file__).resolve().parents[1]),
+        help="directory that receives benchmarks/results/...",
+    )
     p.add_argument("--layers", type=int, help="decoder layers (default: the preset's, 36 for qwen3-8b)")
     p.add_argument("--reps", type=int, default=10, help="prefill rounds (native and workbench each)")
     p.add_argument(
@@ -110,12 +113,10 @@ def main() -> int:
 
     backends.active()
     from workbench.store import ResultStore
-    from workbench.store.meta import run_metadata
+    from workbench.store.meta import results_dir, run_metadata
 
     meta = run_metadata()
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", meta["device"]).strip("-").lower()
-    out = Path(args.out) / slug / "repro"
-    out.mkdir(parents=True, exist_ok=True)
+    out = results_dir(args.out, "repro", meta)
     store = Path(args.store) if args.store else Path(tempfile.mkdtemp()) / "tuning.db"
     ResultStore(store).clear_tuning()  # the first process starts from an empty cache
     runs = []

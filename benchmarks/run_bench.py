@@ -1,8 +1,9 @@
 r"""The whole side-by-side bench on a GPU machine: CSV + PNG + a markdown table judged against the targets.
 
 Run from the repo root (the device copy has no .git, so pass the commit):
-    WORKBENCH_COMMIT=$(git rev-parse HEAD) PYTHONPATH=$PWD \
-        python3 benchmarks/run_bench.py --out benchmarks/results
+    WORKBENCH_COMMIT=$(git rev-parse HEAD) PYTHONPATH=$PWD python3 benchmarks/run_bench.py
+Writes benchmarks/results/<device>/bench/bench_<cases>_<dtype>.{csv,md} (the rows; the judged table),
+..._peaks.json (the measured ceilings) and ..._plots/ under --out (default: the repo).
 Targets (H100, bf16, llm cases): speedup >= 0.9 everywhere; elementwise and normalisation ops at
 >= 85% of the measured copy bandwidth on large inputs; host overhead at decode size (1x4096) <= 10 us
 above the native op's. The copy bandwidth is measured twice: the roofline's large-copy ceiling
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 
@@ -23,6 +23,7 @@ import pandas as pd
 
 from workbench.profiling import bench, roofline, side_by_side
 from workbench.reports.figures import bench_figures, save_figures
+from workbench.store.meta import results_dir, run_metadata
 
 BANDWIDTH_OPS = {"add", "mul", "silu", "gelu", "exp", "softmax", "rms_norm", "layer_norm"}
 LARGE_BYTES = 32 << 20  # below this an op is latency-bound and the bandwidth target does not apply
@@ -101,13 +102,16 @@ def launch_overhead() -> pd.DataFrame:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", default="benchmarks/results")
+    parser.add_argument(
+        "--out",
+        default=str(Path(__file__).resolve().parents[1]),
+        help="directory that receives benchmarks/results/...",
+    )
     parser.add_argument("--ops", nargs="*")
     parser.add_argument("--cases", default="llm")
     parser.add_argument("--dtype", default="bf16")
     args = parser.parse_args()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = results_dir(args.out, "bench", run_metadata())
 
     overhead = launch_overhead()
     print(overhead.to_string(index=False))
@@ -116,8 +120,7 @@ def main() -> int:
         ops=args.ops or None, cases=args.cases.split(","), dtypes=args.dtype.split(","), progress=False
     )
     device = df["device"].iloc[0]
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", device).strip("-").lower()
-    stem = f"bench_{args.cases.replace(',', '-')}_{args.dtype.replace(',', '-')}_{slug}"
+    stem = f"bench_{args.cases.replace(',', '-')}_{args.dtype.replace(',', '-')}"
     df.drop(columns=["traceback"]).to_csv(out / f"{stem}.csv", index=False)
     (out / f"{stem}_peaks.json").write_text(
         json.dumps(
@@ -160,7 +163,7 @@ def main() -> int:
         + ", ".join(f"{k} {v:.0f} TFLOP/s" for k, v in peaks.tflops.items())
         + "\n\ncommand: `WORKBENCH_COMMIT=$(git rev-parse HEAD) PYTHONPATH=$PWD "
         "python3 benchmarks/run_bench.py"
-        f" --out benchmarks/results --cases {args.cases} --dtype {args.dtype}`\n\n"
+        f" --cases {args.cases} --dtype {args.dtype}`\n\n"
         "ms = median kernel time (L2 flushed, CUDA events); host_us = wall clock per call without sync; "
         "speedup = native ms / Triton ms; copy_bw_pct = % of the large-copy ceiling; "
         "same_size_copy_pct = % of a device copy moving the same bytes (rows >= 32 MB of the "

@@ -6,7 +6,7 @@ own (the op's reference run in bf16, as the check's native column does), the sma
 would need: max over elements of |out - ref| / (|ref| + rms(ref)), next to the norm-wise relative error.
 From the repo root on a GPU machine:
     WORKBENCH_COMMIT=$(git rev-parse HEAD) PYTHONPATH=$PWD python3 benchmarks/sdpa_bound.py --out $OUT
-Writes sdpa_bound.csv.
+Writes benchmarks/results/<device>/sdpa_bound/sdpa_bound.csv under --out (default: the repo).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import torch
 
 from workbench.ops import REGISTRY
 from workbench.profiling.correctness import _upcast, make_inputs
-from workbench.store.meta import run_metadata
+from workbench.store.meta import results_dir, run_metadata
 
 
 def needed(out: torch.Tensor, ref: torch.Tensor) -> tuple[float, float]:
@@ -32,7 +32,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument(
+        "--out",
+        default=str(Path(__file__).resolve().parents[1]),
+        help="directory that receives benchmarks/results/...",
+    )
     args = parser.parse_args()
     spec = REGISTRY["scaled_dot_product_attention"]
     rows = []
@@ -54,8 +58,7 @@ def main() -> None:
             )
     meta = run_metadata()
     df = pd.DataFrame(rows).assign(**{k: meta[k] for k in ("device", "torch", "triton", "commit")})
-    args.out.mkdir(parents=True, exist_ok=True)
-    df.to_csv(args.out / "sdpa_bound.csv", index=False)
+    df.to_csv(results_dir(args.out, "sdpa_bound", meta) / "sdpa_bound.csv", index=False)
     print(df.pivot_table(index="case", columns="impl", values=["tol_needed", "rel_err"]).to_string())
 
 

@@ -11,7 +11,8 @@ Target: on a 2-GPU machine the sweep takes <= 0.6x the one-GPU time with equal v
 
 Writes summary.json (single_gpu_s, all_gpus_s, ratio, the CPU seconds of each run, rows, verdicts_equal,
 device, workers, torch, triton, commit, command), verdicts.csv (both runs' verdict per row) and each
-run's regress summary under --out (default benchmarks/results/<device>[x<devices>]/sweep).
+run's regress summary to benchmarks/results/<device>/sweep_x<workers>/ under --out (default: the repo);
+the sweep's worker count is part of the topic, since one device kind runs it with 2, 4 or 8 workers.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import resource
 import subprocess
 import sys
@@ -133,11 +133,11 @@ def main() -> int:
     parser.add_argument("--check-dtype", help="check dtypes (default: bf16 on a GPU)")
     parser.add_argument("--rep-ms", type=float, help="time budget per measurement (default: 10 on a GPU)")
     parser.add_argument("--seed", type=int, default=1234)
-    parser.add_argument("--out", help="result folder (default: benchmarks/results/<device>[x<n>]/sweep)")
+    parser.add_argument("--out", default=str(REPO), help="directory that receives benchmarks/results/...")
     args = parser.parse_args()
 
     from workbench import backends
-    from workbench.store.meta import run_metadata
+    from workbench.store.meta import results_dir, run_metadata
 
     backend = backends.active()
     meta = run_metadata()
@@ -153,11 +153,7 @@ def main() -> int:
     from workbench import sweep
 
     workers = len(sweep.slots(args.devices, backend))
-    named = re.search(r"h100|h200|a100|b200|mlu\d+", meta["device"].lower())
-    slug = named.group(0) if named else re.sub(r"[^a-z0-9]+", "-", meta["device"].lower()).strip("-")
-    folder = "cpu" if backend.name == "cpu" else f"{slug}x{workers}"
-    out = Path(args.out) if args.out else REPO / "benchmarks" / "results" / folder / "sweep"
-    out.mkdir(parents=True, exist_ok=True)
+    out = results_dir(args.out, f"sweep_x{workers}", meta)
     with tempfile.TemporaryDirectory(prefix="workbench-sweep-time-") as tmp:
         tmp = Path(tmp)
         warm = subprocess.run(

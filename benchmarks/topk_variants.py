@@ -12,8 +12,9 @@ three llm cases (bf16, scale 3.0), decode 64x151936 top-50 in fp32, rounded valu
 threshold; candidate buffer sometimes overflows), values from 7 integers (every row overflows the
 candidate buffer: the fallback), smallest, and top-k along dim 0.
 Timing: the bench's kernel timer (median device time, L2 flushed, host gaps kept out). Writes
-topk_variants_check.csv, topk_variants_timing.csv and topk_variants.json (metadata, tables); prints the
-check failures and a table of ms and speedup (native / ours) last.
+topk_variants_check.csv, topk_variants_timing.csv and topk_variants.json (metadata, tables) to
+benchmarks/results/<device>/topk/ under --out (default: the repo); prints the check failures and a table
+of ms and speedup (native / ours) last.
 """
 
 from __future__ import annotations
@@ -117,7 +118,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--out", default="out")
+    parser.add_argument(
+        "--out",
+        default=str(Path(__file__).resolve().parents[1]),
+        help="directory that receives benchmarks/results/...",
+    )
     parser.add_argument("--rep-ms", type=float, default=60.0, help="timed milliseconds per measurement")
     args = parser.parse_args()
     backend = backends.active()
@@ -128,14 +133,13 @@ def main() -> int:
     import torch
 
     from workbench.profiling.timing import kernel_time
-    from workbench.store.meta import run_metadata
+    from workbench.store.meta import results_dir, run_metadata
 
     def log(msg: str) -> None:
         print(f"[{time.monotonic() - START:6.1f}s] {msg}", flush=True)
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     meta = run_metadata()
+    out = results_dir(args.out, "topk", meta)
     log(f"{meta['device']} torch {meta['torch']} triton {meta['triton']} commit {meta['commit']}")
     device = backend.device()
     timed = timing_cases(device)

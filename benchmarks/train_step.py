@@ -25,13 +25,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 
 import torch
 
-from workbench import backends
+REPO = Path(__file__).resolve().parents[1]
 
 # The aims a run is judged against: tokens/s ratio, peak step memory ratio, loss agreement over the steps.
 TARGETS = {"step_vs_native": 1.1, "peak_mem_vs_native": 0.8, "loss_rel_diff_max": 0.01}
@@ -50,16 +49,15 @@ def main() -> int:
     parser.add_argument(
         "--no-fused-loss", action="store_true", help="transformers' LM head and loss on our side"
     )
-    parser.add_argument("--out", default=".")
+    parser.add_argument("--out", default=str(REPO), help="directory that receives benchmarks/results/...")
     parser.add_argument("--commit", default=None)
     args = parser.parse_args()
     if args.smoke:
         args.model, args.steps, args.batch, args.seq, args.dtype = "tiny", 3, 2, 8, "float32"
-    backend = backends.active()
     from workbench.models.build import build_model
     from workbench.models.train import train_both
     from workbench.ops import _matmul
-    from workbench.store.meta import run_metadata
+    from workbench.store.meta import results_dir, run_metadata
 
     overrides = {"num_hidden_layers": args.layers} if args.layers else {}
     model = build_model(args.model, dtype=getattr(torch, args.dtype), seed=0, **overrides)
@@ -73,10 +71,7 @@ def main() -> int:
         progress=True,
     )
     meta = run_metadata()
-    named = re.search(r"h100|h200|a100|b200|mlu\d+", meta["device"].lower())
-    slug = named.group(0) if named else re.sub(r"[^a-z0-9]+", "-", meta["device"].lower()).strip("-")
-    out = Path(args.out) / "benchmarks" / "results" / ("cpu" if backend.name == "cpu" else slug) / "train"
-    out.mkdir(parents=True, exist_ok=True)
+    out = results_dir(args.out, "train", meta)
     summary = {
         "device": meta["device"],
         "torch": meta["torch"],

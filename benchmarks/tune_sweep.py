@@ -8,7 +8,8 @@ the same number of bytes: the bandwidth a kernel of that size can reach, which a
 the large-copy ceiling of the roofline. From the repo root on a GPU machine:
     WORKBENCH_COMMIT=$(git rev-parse HEAD) PYTHONPATH=$PWD \
         python3 benchmarks/tune_sweep.py --out $OUT [--only argmax softmax]
-Writes tune_sweep_<device>.csv and prints, per kernel and shape, the default and the best configuration.
+Writes benchmarks/results/<device>/tune/tune_sweep.csv under --out (default: the repo) and prints, per
+kernel and shape, the default and the best configuration.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from workbench.ops import _elementwise, _rows, _split_rows
 from workbench.ops._launch import launch
 from workbench.profiling import roofline
 from workbench.profiling.timing import kernel_time
-from workbench.store.meta import run_metadata
+from workbench.store.meta import results_dir, run_metadata
 
 # isort: split
 import triton  # noqa: E402
@@ -305,7 +306,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument(
+        "--out",
+        default=str(Path(__file__).resolve().parents[1]),
+        help="directory that receives benchmarks/results/...",
+    )
     parser.add_argument(
         "--only",
         choices=["elementwise", "rms_norm", "argmax", "softmax"],
@@ -328,8 +333,7 @@ def main() -> None:
     df["default"] = df["default"].fillna(False).astype(bool)
     df["gbps"] = df["nbytes"] / df["ms"] / 1e6
     df = df.assign(**{k: meta[k] for k in ("device", "torch", "triton", "commit")})
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"tune_sweep_{meta['device'].replace(' ', '-').lower()}.csv"
+    path = results_dir(args.out, "tune", meta) / "tune_sweep.csv"
     df.to_csv(path, index=False)
     print(f"{meta['device']} · torch {meta['torch']} · triton {meta['triton']}")
     for (kernel, shape), g in df.groupby(["kernel", "shape"], sort=False):

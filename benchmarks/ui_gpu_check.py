@@ -8,8 +8,8 @@ regression functions run twice (the first seeds the baseline, the second compare
 
 Run from the repo root (about 2 minutes on an H100):
     PYTHONPATH=$PWD python3 benchmarks/ui_gpu_check.py --out $OUT
-Writes ui_gpu_check.json, profile_rms_norm.csv, regress/ (report.html, plots, summary.json) under --out
-and prints a summary table last.
+Writes ui_gpu_check.json, profile_rms_norm.csv, regress/ (report.html, plots, summary.json) to
+benchmarks/results/<device>/ui/ under --out (default: the repo) and prints a summary table last.
 """
 
 from __future__ import annotations
@@ -89,22 +89,21 @@ def parent_still_works() -> bool:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="out/ui_gpu_check")
+    parser.add_argument("--out", default=str(ROOT), help="directory that receives benchmarks/results/...")
     parser.add_argument("--backend", default="cuda", help="cuda; cpu only to try the script itself (slow)")
     args = parser.parse_args()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     os.environ["WORKBENCH_BACKEND"] = args.backend
 
     from workbench import backends, regression
     from workbench.porting import promote, worker
     from workbench.reports import views
-    from workbench.store.meta import run_metadata
+    from workbench.store.meta import results_dir, run_metadata
 
     backends.active(args.backend)
     gpu = args.backend != "cpu"
     big = ["quick", "edge", "llm"] if gpu else ["quick"]
     meta = run_metadata()
+    out = results_dir(args.out, "ui", meta)
     steps: list[dict] = []
     scratch = Path(tempfile.mkdtemp(prefix="ui-gpu-"))
 

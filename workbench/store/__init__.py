@@ -6,7 +6,8 @@ or a shared PostgreSQL database (docs/store.md).
 - `schema.py`: the tables and the encoding of non-finite numbers.
 - `migrations.py`: schema versions and the steps between them.
 - `results.py`: `ResultStore` and `compare` (noise-aware regression flags).
-- `meta.py`: `run_metadata()`, what every run is tagged with (device, versions, commit, host, time).
+- `meta.py`: `run_metadata()`, what every run is tagged with (device, versions, commit, host, time), and
+  `results_dir()`, where a benchmark writes (`benchmarks/results/<device_folder()>/<topic>`).
 """
 
 from .engine import STORE_ENV, StoreError, default_store_path

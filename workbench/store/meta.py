@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import re
 import subprocess
 from pathlib import Path
 
@@ -37,6 +38,7 @@ def git_commit() -> tuple[str, bool]:
 
 
 def run_metadata() -> dict:
+    """What every result is tagged with: device, backend, versions, commit, time and host."""
     backend = backends.active()
     try:
         import triton
@@ -55,3 +57,22 @@ def run_metadata() -> dict:
         "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "host": platform.node(),
     }
+
+
+def device_folder(meta: dict) -> str:
+    """The short device name that results folders use: "cpu" for the interpreter, the chip model where the
+    name carries one ("NVIDIA H100 80GB HBM3" -> "h100", "MLU590-M9" -> "mlu590"), else the whole name in
+    lowercase with runs of other characters as "-". `meta` is `run_metadata()` (its device and backend)."""
+    if meta["backend"] == "cpu":
+        return "cpu"
+    name = re.sub(r"nvidia|cambricon|geforce", "", meta["device"].lower())
+    model = re.search(r"\b[a-z]+\d+[a-z]*\b", name)  # letters then digits: h100, a100, mlu590, mi300x
+    return model.group(0) if model else re.sub(r"[^a-z0-9]+", "-", name).strip("-") or meta["backend"]
+
+
+def results_dir(out: str | Path, topic: str, meta: dict) -> Path:
+    """`<out>/benchmarks/results/<device>/<topic>`, created: where a benchmark writes its files. `out` is the
+    root that receives `benchmarks/results/` (a benchmark's --out, the repo root by default)."""
+    path = Path(out) / "benchmarks" / "results" / device_folder(meta) / topic
+    path.mkdir(parents=True, exist_ok=True)
+    return path
