@@ -3,7 +3,7 @@
 # then the collectives benchmark on both; `final` runs the release set on a 4-GPU machine. Each step has its own time limit; results are packed into
 # $OUT/results.tgz after every phase, so a cut-short run still returns what it measured. Usage:
 #   WORKBENCH_COMMIT=$(git rev-parse HEAD) OUT=out bash benchmarks/gpu_all.sh [phase1] [comm] [phase2] [tune] [final]
-#     [release] [bench] [check] [host] [ops] [verify] [pt2] [repro]
+#     [release] [bench] [check] [host] [ops] [verify] [train] [pt2] [repro]
 set -uo pipefail
 R=/tmp/wb-results; rm -rf "$R"; mkdir -p "$R" "$OUT"  # a reused machine may keep an earlier run's files
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} WORKBENCH_BACKEND=cuda NCCL_NVLS_ENABLE=0 WORKBENCH_CACHE=$R/cache
@@ -65,22 +65,16 @@ for phase in $phases; do
       step 0 330 bench python3 benchmarks/run_bench.py --out "$R/bench" &
       step 1 200 sdpa_check python3 -m workbench.cli check scaled_dot_product_attention --cases llm --dtype bf16 --no-progress --csv "$R/sdpa_check_llm.csv" &
       wait ;;
-    verify)  # one GPU, about 9 min: the kernels that order their programs with a counter, checked on cuda;
-             # then the training step, host cost and peers benchmarks, packed after each
-      step 0 100 verify_check env WORKBENCH_AUTOTUNE=0 python3 -m workbench.cli check argmax \
-        scaled_dot_product_attention embedding index_select gather cross_entropy cat mm linear bmm \
-        --cases quick,edge --dtype bf16 --no-progress --csv "$R/verify_check.csv"
-      step 0 60 verify_tests python3 -m pytest -q -x -p no:cacheprovider tests/test_matmul_split_k.py \
-        tests/test_index_checks.py
-      step 0 170 train python3 benchmarks/train_step.py --commit "${WORKBENCH_COMMIT:-}" --out "$R/train"; pack
-      step 0 60 host_cost python3 benchmarks/host_cost.py --out "$R/host" --rounds 3; pack
-      step 0 150 peers python3 benchmarks/peers.py --out "$R/peers" --budget-s 110 --case-s 30 ;;
+    verify)  # one GPU, about 9 min: the kernels that order their programs with a counter (tests on cuda), host
+             # cost per call and of the model through use_ops alone, then the peers; packed after each
+      step 0 90 verify_tests python3 -m pytest -q -p no:cacheprovider tests/test_matmul_split_k.py \
+        tests/test_index_checks.py tests/test_reduce_split.py tests/test_scratch.py
+      step 0 200 host_cost python3 benchmarks/host_cost.py --out "$R/host" --rounds 3 --model --layers 18; pack
+      step 0 280 peers python3 benchmarks/peers.py --out "$R/peers" --budget-s 240 --case-s 45 ;;
+    train)  # one GPU, about 7 min: the training step, most of it the first step's compiling and tuning
+      step 0 420 train python3 benchmarks/train_step.py --commit "${WORKBENCH_COMMIT:-}" --out "$R/train" ;;
     pt2)  # one GPU, about 5 min: both models through torch.compile, 18 decoder layers each
       step 0 560 pt2 python3 benchmarks/pt2_model.py --out "$R/pt2" --models qwen3-8b llama-3-8b --layers 18 ;;
-    train_pt2)  # one GPU, about 9 min: the training step (most of it the first step's compiling and tuning),
-                # then the Qwen3-8B-dims PT2 comparison
-      step 0 330 train python3 benchmarks/train_step.py --commit "${WORKBENCH_COMMIT:-}" --out "$R/train"; pack
-      step 0 240 pt2 python3 benchmarks/pt2_model.py --out "$R/pt2" --models qwen3-8b --layers 18 ;;
     repro)  # one GPU, about 8.5 min: three fresh processes of the Qwen3-8B-dims comparison, one tuning cache
       step 0 560 repro python3 benchmarks/repro.py --out "$R/repro" --layers 18 ;;
     phase2)
