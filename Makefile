@@ -19,7 +19,7 @@ run: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --maxprocesses 8 --dist loadgroup  # a test process per core (pytest-xdist)
 
 env: $(STAMP)
 

@@ -31,6 +31,9 @@ from workbench.comm import (
 )
 from workbench.comm import bench as cb
 
+# one test process runs this module: each world size's collectives job (the module fixture) runs once
+pytestmark = pytest.mark.xdist_group("test_comm")
+
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).with_name("_comm_worker.py")
 

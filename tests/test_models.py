@@ -24,6 +24,9 @@ from workbench.models import (
 from workbench.ops import REGISTRY
 from workbench.store import ResultStore
 
+# one test process runs this module: tiny_run (the shared model run) is built once
+pytestmark = pytest.mark.xdist_group("test_models")
+
 TINY = {
     "batch": 2,
     "prompt_len": 8,
