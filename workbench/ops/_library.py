@@ -124,14 +124,24 @@ def trainable(op: str) -> torch._ops.OpOverload:
     return generic(op)
 
 
+# name -> the custom operator `backward_op` defined under it, once per process
+_backward_ops: dict[str, Any] = {}
+
+
 def backward_op(name: str, fake: Callable[..., Any]) -> Callable[[Callable], Any]:
     """Decorator: a backward's launcher as the custom operator `workbench::<name>`, with `fake` giving its
     outputs' metadata. torch.compile's AOTAutograd traces a backward with fake tensors: it must see our
-    kernels as opaque operators, never a Triton launch. The launcher's type hints are its schema."""
+    kernels as opaque operators, never a Triton launch. The launcher's type hints are its schema.
+
+    Defined once per process: a second module executing the same decorator (a porting candidate made from
+    the op's source) gets the operator already defined. Defining it again would make torch drop the first
+    definition while the op's module still calls it, a use-after-free inside the dispatcher."""
 
     def wrap(fn: Callable) -> Any:
-        op = torch.library.custom_op(f"{NAMESPACE}::{name}", mutates_args=())(fn)
-        op.register_fake(fake)
+        op = _backward_ops.get(name)
+        if op is None:
+            op = _backward_ops[name] = torch.library.custom_op(f"{NAMESPACE}::{name}", mutates_args=())(fn)
+            op.register_fake(fake)
         return op
 
     return wrap
