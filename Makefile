@@ -16,10 +16,12 @@ STAMP  := $(VENV)/.installed
 run: $(STAMP)
 	$(VENV)/bin/workbench regress --out out/regress
 
+# The suite runs in a process per logical CPU, at most 8 (pytest-xdist; `-n auto` counts physical cores, one
+# on some 2-vCPU machines); `--dist loadgroup` keeps the tests of one xdist_group in one process.
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(PY) -m pytest -q -n auto --maxprocesses 8 --dist loadgroup  # a test process per core (pytest-xdist)
+	$(PY) -m pytest -q -n logical --maxprocesses 8 --dist loadgroup
 
 env: $(STAMP)
 
