@@ -343,8 +343,9 @@ def main() -> None:
         print(f"[{time.time() - began:5.0f}s] {key}: " + "  ".join(times), file=sys.stderr, flush=True)
 
     out = results_dir(args.out, "peers", meta)
-    pd.DataFrame(raw).to_csv(out / "peers.csv", index=False)
-    (out / "notes.json").write_text(json.dumps(notes, indent=1))
+    stamp = {k: meta[k] for k in ("device", "torch", "triton", "commit")}  # every row names its run
+    pd.DataFrame(raw).assign(**stamp).to_csv(out / "peers.csv", index=False)
+    (out / "notes.json").write_text(json.dumps({**stamp, "notes": notes}, indent=1))
     command = "PYTHONPATH=$PWD python3 benchmarks/peers.py" + (" --smoke" if args.smoke else "")
     below = [
         f"{c['op']} {c['case']}"
