@@ -7,8 +7,9 @@ native elsewhere; `--execution compile`: the body compiled with the workbench ba
 head + loss as our fused `linear_cross_entropy` (`--no-fused-loss`: transformers' loss under `use_ops`).
 The AdamW update is torch's on both sides. See docs/training.md.
 
-GPU (Qwen3-0.6B dims, bf16, batch 4 x 512 tokens, 20 steps; about 2-4 minutes on one H100/H200, most of
-it the first step's kernel compilation and tuning; the device copy has no .git, so pass the commit):
+GPU (Qwen3-0.6B dims, bf16, batch 4 x 512 tokens, 20 steps; the first step compiles and tunes every
+forward and backward kernel: it had not ended after 170 s on one H100, so allow 7 minutes, as
+`gpu_all.sh train` does; the device copy has no .git, so pass the commit):
     PYTHONPATH=$PWD python benchmarks/train_step.py --commit <hash>
 The compiled variant (the body through torch.compile with the workbench backend; inductor compiles
 the rest, a few minutes more for the first step):
