@@ -665,23 +665,24 @@ def _split_fits(config: dict, named_args: dict) -> bool:
     )
 
 
-# cores -> the split-K workspace's (partials, counters) sizes: worked out once, this runs every split launch
-_split_sizes: dict[int, tuple[int, int]] = {}
+# device -> the split-K workspace's (partials, counters) sizes: worked out once (reading the device's
+# properties costs microseconds), since this runs at every split launch
+_split_sizes: dict[torch.device, tuple[int, int]] = {}
 
 
 def _split_workspace(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """(fp32 partials, int32 arrival counters at 0) for split-K launches (see `_scratch`). Sized for the
     largest split config `_split_fits` lets through: SPLIT_K_PROGRAMS programs per core, each one tile of
     partials, and a counter per core (split launches have fewer tiles than cores)."""
-    cores = backends.active().properties().cores
-    sizes = _split_sizes.get(cores)
+    sizes = _split_sizes.get(device)
     if sizes is None:
+        cores = backends.active().properties().cores
         configs = [*_autotuned.configs, *_tma_autotuned.configs]
         tile = max(
             [c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"] for c in configs if c.kwargs.get("SPLIT_K", 1) > 1],
             default=1,
         )
-        sizes = _split_sizes[cores] = (SPLIT_K_PROGRAMS * cores * tile, cores)
+        sizes = _split_sizes[device] = (SPLIT_K_PROGRAMS * cores * tile, cores)
     return _scratch.scratch(
         "split_k",
         device,
