@@ -49,6 +49,10 @@ def _stream_key(module, device: torch.device):
     )
 
 
+def _key(name: str, device: torch.device, module) -> tuple:
+    return name, device, _stream_key(module, device)
+
+
 def _capturing(module) -> bool:
     return module is not None and getattr(module, "is_current_stream_capturing", lambda: False)()
 
@@ -62,7 +66,7 @@ def scratch(
     """The tensors `make(sizes)` builds (counters at 0), at least `sizes` large, kept under `name` for the
     current stream of `device`, or made for this launch alone while a CUDA graph is being captured."""
     module = _device_module(device.type)
-    key = (name, device, _stream_key(module, device))
+    key = _key(name, device, module)
     have = _kept.get(key)
     if have is not None and (have[0] is sizes or all(n <= h for n, h in zip(sizes, have[0]))):
         return have[1]
@@ -85,6 +89,5 @@ def scratch(
 
 def kept(name: str, device: torch.device) -> tuple[torch.Tensor, ...] | None:
     """The set kept under `name` for the current stream of `device` (tests read the counters back)."""
-    module = _device_module(device.type)
-    have = _kept.get((name, device, _stream_key(module, device)))
+    have = _kept.get(_key(name, device, _device_module(device.type)))
     return None if have is None else have[1]
