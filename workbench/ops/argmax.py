@@ -64,6 +64,7 @@ def _ordered(x):
 def _argmax_kernel(
     x_ptr,
     out_ptr,
+    val_ptr,
     best_ptr,
     count_ptr,
     n_cols,
@@ -72,6 +73,7 @@ def _argmax_kernel(
     BLOCK: tl.constexpr,
     SPLIT: tl.constexpr,
     INDEX32: tl.constexpr,
+    VALUES: tl.constexpr,
 ):
     """argmax of each row in one launch: program (row, c) finds the winner of columns [c * chunk, ...)
     as (key, index) with keys from `_ordered`. One chunk per row (SPLIT False): it stores the index. Else
@@ -80,7 +82,8 @@ def _argmax_kernel(
     count_ptr[row] (acquire-release atomics: every other program's max is visible to it) takes the
     result and puts both slots back to their start values, so the buffers stay ready for the next call
     without a launch to reset them. Indices below 2**32 (the host takes care). INDEX32 (rows shorter than
-    2**31): columns and the lanes' indices in int32, half the registers of int64 ones."""
+    2**31): columns and the lanes' indices in int32, half the registers of int64 ones. VALUES (torch.max
+    over rows): the winner's own element is stored in val_ptr[row] too."""
     row = tl.program_id(0).to(tl.int64)
     c = tl.program_id(1)
     if INDEX32:
@@ -110,9 +113,14 @@ def _argmax_kernel(
         if tl.atomic_add(count_ptr + row, 1, sem="acq_rel") == tl.num_programs(1) - 1:
             final = tl.atomic_xchg(best_ptr + row, -9223372036854775808, sem="acq_rel")
             tl.atomic_xchg(count_ptr + row, 0, sem="acq_rel")
-            tl.store(out_ptr + row, 4294967295 - (final & 4294967295))
+            idx = 4294967295 - (final & 4294967295)
+            tl.store(out_ptr + row, idx)
+            if VALUES:
+                tl.store(val_ptr + row, tl.load(x_row + idx))
     else:
         tl.store(out_ptr + row, idx)
+        if VALUES:
+            tl.store(val_ptr + row, tl.load(x_row + idx))
 
 
 def prepare(x: torch.Tensor, dim: int | None, keepdim: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -165,9 +173,10 @@ def _split_slots(device: torch.device, n_rows: int) -> tuple[torch.Tensor, torch
 
 
 class _Sizing:
-    """The launch over one geometry of rows: sizes, chunking and its Site."""
+    """The launch over one geometry of rows: sizes, chunking and its Site; `values`: the launch stores
+    each row's winning element too (torch.max)."""
 
-    def __init__(self, rows: torch.Tensor):
+    def __init__(self, rows: torch.Tensor, values: bool = False):
         self.n_rows, self.n = rows.shape
         self.row_stride = rows.stride(0)
         # Narrow tiles over many warps: the per-element compare-and-select work is what bounds this loop
@@ -180,15 +189,21 @@ class _Sizing:
             _split_rows.chunking(self.n_rows, self.n, block) if self.n < 2**32 else (1, self.n)
         )
         self.site = Site(
-            _argmax_kernel, BLOCK=block, SPLIT=self.chunks > 1, INDEX32=self.n < 2**31, num_warps=warps
+            _argmax_kernel,
+            BLOCK=block,
+            SPLIT=self.chunks > 1,
+            INDEX32=self.n < 2**31,
+            VALUES=values,
+            num_warps=warps,
         )
 
-    def launch(self, rows: torch.Tensor, out: torch.Tensor) -> None:
+    def launch(self, rows: torch.Tensor, out: torch.Tensor, values: torch.Tensor | None = None) -> None:
         best, count = _split_slots(rows.device, self.n_rows) if self.chunks > 1 else (out, out)
         self.site(
             (self.n_rows, self.chunks),
             rows,
             out,
+            out if values is None else values,
             best,
             count,
             self.n,
@@ -217,6 +232,17 @@ def argmax(x: torch.Tensor, dim: int | None = None, keepdim: bool = False) -> to
     if rows.data_ptr() == x.data_ptr():
         _plans.put(plan_key, (tuple(out.shape), sizing))
     return out
+
+
+def max_of_rows(x: torch.Tensor, dim: int, keepdim: bool = False) -> torch.return_types.max:
+    """torch.max(x, dim, keepdim) through the argmax launch, which also stores each winner's element:
+    one pass with per-lane winners instead of a reduction per tile. For float x that is contiguous with
+    `dim` its last dim (the caller checks)."""
+    indices, rows = prepare(x, dim, keepdim)
+    values = new_output(indices.shape, x.dtype, x.device)
+    if rows is not None:
+        _Sizing(rows, values=True).launch(rows, indices, values)
+    return torch.return_types.max((values, indices))
 
 
 def _cost(x, dim=None, keepdim=False):
