@@ -3,7 +3,7 @@
 # then the collectives benchmark on both; `final` runs the release set on a 4-GPU machine. Each step has its own time limit; results are packed into
 # $OUT/results.tgz after every phase, so a cut-short run still returns what it measured. Usage:
 #   WORKBENCH_COMMIT=$(git rev-parse HEAD) OUT=out bash benchmarks/gpu_all.sh [phase1] [comm] [phase2] [tune] [final]
-#     [release] [bench] [check] [host] [ops] [verify] [train] [pt2] [repro]
+#     [release] [bench] [check] [host] [ops] [verify] [train] [rows] [pt2] [repro]
 set -uo pipefail
 R=/tmp/wb-results; rm -rf "$R"; mkdir -p "$R" "$OUT"  # a reused machine may keep an earlier run's files
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} WORKBENCH_BACKEND=cuda NCCL_NVLS_ENABLE=0 WORKBENCH_CACHE=$R/cache
@@ -71,8 +71,11 @@ for phase in $phases; do
         tests/test_index_checks.py tests/test_reduce_split.py tests/test_scratch.py
       step 0 200 host_cost python3 benchmarks/host_cost.py --out "$R/host" --rounds 3 --model --layers 18; pack
       step 0 280 peers python3 benchmarks/peers.py --out "$R/peers" --budget-s 240 --case-s 45 ;;
-    train)  # one GPU, about 7 min: the training step, most of it the first step's compiling and tuning
-      step 0 420 train python3 benchmarks/train_step.py --commit "${WORKBENCH_COMMIT:-}" --out "$R/train" ;;
+    train)  # one GPU, up to 9.5 min: the training step, most of it the first step's compiling and tuning
+      step 0 570 train python3 benchmarks/train_step.py --commit "${WORKBENCH_COMMIT:-}" --out "$R/train" ;;
+    rows)  # one GPU, about 2 min: the row-winner launch (argmax, max) swept, then max and argmax beside the peers
+      step 0 100 tune python3 benchmarks/tune_sweep.py --out "$R/tune" --only argmax
+      step 0 100 peers python3 benchmarks/peers.py --out "$R/peers" --only max,argmax --budget-s 80 --case-s 40 ;;
     pt2)  # one GPU, about 5 min: both models through torch.compile, 18 decoder layers each
       step 0 560 pt2 python3 benchmarks/pt2_model.py --out "$R/pt2" --models qwen3-8b llama-3-8b --layers 18 ;;
     repro)  # one GPU, about 8.5 min: three fresh processes of the Qwen3-8B-dims comparison, one tuning cache
