@@ -73,8 +73,9 @@ for phase in $phases; do
       step 0 280 peers python3 benchmarks/peers.py --out "$R/peers" --budget-s 240 --case-s 45 ;;
     train)  # one GPU, up to 9.5 min: the training step, most of it the first step's compiling and tuning
       step 0 570 train python3 benchmarks/train_step.py --commit "${WORKBENCH_COMMIT:-}" --out "$R/train" ;;
-    rows)  # one GPU, about 2 min: the row-winner launch (argmax, max) swept, then max and argmax beside the peers
-      step 0 100 tune python3 benchmarks/tune_sweep.py --out "$R/tune" --only argmax
+    rows)  # one GPU, about 3 min: the row-winner launch (argmax, max) and prefill attention's configs swept,
+           # then max and argmax beside the peers
+      step 0 170 tune python3 benchmarks/tune_sweep.py --out "$R/tune" --only argmax attention
       step 0 100 peers python3 benchmarks/peers.py --out "$R/peers" --only max,argmax --budget-s 80 --case-s 40 ;;
     pt2)  # one GPU, about 5 min: both models through torch.compile, 18 decoder layers each
       step 0 560 pt2 python3 benchmarks/pt2_model.py --out "$R/pt2" --models qwen3-8b llama-3-8b --layers 18 ;;

@@ -2,10 +2,11 @@ r"""Launch-configuration sweep behind the bandwidth-bound kernels' defaults.
 
 For the generic elementwise kernels (ops/_elementwise.py: BLOCK, num_warps), the packed-rows rms_norm
 kernel (ops/rms_norm.py: rows per program BLOCK_R, num_warps) and the kernels over rows of a vocabulary
-(argmax, softmax: BLOCK, num_warps, num_stages; softmax's chunks per row), time every configuration on
-the llm shapes with the bench's kernel timer (L2 flushed, CUDA events), next to a device copy moving
-the same number of bytes: the bandwidth a kernel of that size can reach, which at 16-50 MB is well below
-the large-copy ceiling of the roofline. From the repo root on a GPU machine:
+(argmax, softmax: BLOCK, num_warps, num_stages; softmax's chunks per row), and the causal prefill
+attention kernel (BLOCK_M, BLOCK_N, num_warps, num_stages: compute-bound, timed beside torch's SDPA), time
+every configuration on the llm shapes with the bench's kernel timer (L2 flushed, CUDA events), next to a
+device copy moving the same number of bytes: the bandwidth a kernel of that size can reach, which at
+16-50 MB is well below the large-copy ceiling of the roofline. From the repo root on a GPU machine:
     WORKBENCH_COMMIT=$(git rev-parse HEAD) PYTHONPATH=$PWD \
         python3 benchmarks/tune_sweep.py --out $OUT [--only argmax softmax]
 Writes benchmarks/results/<device>/tune/tune_sweep.csv under --out (default: the repo) and prints, per
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+import torch.nn.functional as F
 
 from workbench import backends  # before triton: it picks the interpreter or compiled mode
 from workbench.ops import _elementwise, _rows, _split_rows
@@ -33,9 +35,9 @@ import triton  # noqa: E402
 
 DT = torch.bfloat16
 DEVICE = backends.active().device()
-add_op, argmax_op, exp_op, gelu_op, rms_norm_op, softmax_op = (
+add_op, argmax_op, exp_op, gelu_op, rms_norm_op, softmax_op, sdpa_op = (
     importlib.import_module(f"workbench.ops.{name}")
-    for name in ("add", "argmax", "exp", "gelu", "rms_norm", "softmax")
+    for name in ("add", "argmax", "exp", "gelu", "rms_norm", "softmax", "scaled_dot_product_attention")
 )
 
 
@@ -304,6 +306,64 @@ def softmax_rows(shape) -> list[dict]:
     return rows
 
 
+def attention_rows(shape) -> list[dict]:
+    """Causal GQA prefill attention (batch, query heads, KV heads, length, head dim): the prefill kernel's
+    tile shape, warps and pipeline stages, each alone as the tuner's one candidate, next to torch's SDPA.
+    `nbytes` holds the causal matmul FLOPs here (gbps reads as GFLOP/s)."""
+    b, hq, hk, n, d = shape
+    q = torch.randn((b, hq, n, d), device=DEVICE, dtype=DT)
+    k, v = (torch.randn((b, hk, n, d), device=DEVICE, dtype=DT) for _ in range(2))
+    flops = 2 * 2 * b * hq * n * n * d // 2
+    rows = [
+        dict(
+            kernel="attention",
+            shape=str(shape),
+            config="native F.scaled_dot_product_attention",
+            nbytes=flops,
+            ms=ms(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)),
+        )
+    ]
+    offered = sdpa_op._prefill.configs
+    defaults = {(c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], c.num_warps, c.num_stages) for c in offered}
+    sweep = [(128, 64, 8, s) for s in (2, 3, 4)] + [(128, 128, 8, s) for s in (2, 3)]
+    sweep += [
+        (128, 64, 4, 3),
+        (128, 32, 4, 3),
+        (64, 64, 4, 3),
+        (64, 64, 4, 4),
+        (64, 128, 4, 3),
+        (64, 32, 4, 4),
+    ]
+    try:
+        for m, n_, w, stages in sweep:
+            sdpa_op._prefill.configs = [
+                triton.Config({"BLOCK_M": m, "BLOCK_N": n_}, num_warps=w, num_stages=stages)
+            ]
+            sdpa_op._prefill._chosen.clear()
+            sdpa_op._tuned.clear()
+            call = lambda: sdpa_op.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)  # noqa: E731
+            try:
+                t = ms(call)
+            except Exception as err:  # a tile that does not fit the device's shared memory
+                print(f"attention {shape} BLOCK_M={m} BLOCK_N={n_}: {type(err).__name__}")
+                continue
+            rows.append(
+                dict(
+                    kernel="attention",
+                    shape=str(shape),
+                    config=f"BLOCK_M={m} BLOCK_N={n_} warps={w} stages={stages}",
+                    default=(m, n_, w, stages) in defaults,
+                    ms=t,
+                    nbytes=flops,
+                )
+            )
+    finally:
+        sdpa_op._prefill.configs = offered
+        sdpa_op._prefill._chosen.clear()
+        sdpa_op._tuned.clear()
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -315,7 +375,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--only",
-        choices=["elementwise", "rms_norm", "argmax", "softmax"],
+        choices=["elementwise", "rms_norm", "argmax", "softmax", "attention"],
         nargs="+",
         help="these sections only (default: all)",
     )
@@ -326,6 +386,7 @@ def main() -> None:
         "rms_norm": (rms_norm_rows, ((2048, 4096), (65536, 128), (64, 4096))),
         "argmax": (argmax_rows, ((2048, 151936), (8192, 8192))),
         "softmax": (softmax_rows, ((64, 151936),)),
+        "attention": (attention_rows, ((4, 32, 8, 4096, 128), (1, 32, 8, 2048, 128))),
     }
     rows = []
     for name, (sweep, shapes) in sections.items():
