@@ -100,24 +100,32 @@ def _attend(
             k = tl.load(k_ptrs, mask=d_ok[:, None], other=0.0)
         if UPCAST:
             k = k.to(tl.float32)
-        s = tl.dot(q, k, input_precision="ieee") * scale_log2
-        if MASK_KIND != 0:
+        qk = tl.dot(q, k, input_precision="ieee")
+        if MASK_KIND == 0 and not CAUSAL and not BOUNDS:
+            # Nothing masked: the scale (>= 0, see `prepare`) folds into the row max and the exponent's
+            # one FMA instead of a multiply of every score before both.
+            m_new = tl.maximum(m_i, tl.max(qk, 1) * scale_log2)
+        else:
+            s = qk * scale_log2
             if MASK_KIND == 1:
                 s = tl.where(mv != 0, s, -float("inf"))
-            else:
+            elif MASK_KIND == 2:
                 mv = mv.to(tl.float32)
                 s = s + tl.where(mv == -float("inf"), mv, tl.maximum(mv * 1.4426950408889634, -3.0e38))
-        if CAUSAL:
-            s = tl.where(cols[None, :] <= q_idx[:, None], s, -float("inf"))
-        if BOUNDS:
-            s = tl.where(col_ok[None, :], s, -float("inf"))
-        m_new = tl.maximum(m_i, tl.max(s, 1))
+            if CAUSAL:
+                s = tl.where(cols[None, :] <= q_idx[:, None], s, -float("inf"))
+            if BOUNDS:
+                s = tl.where(col_ok[None, :], s, -float("inf"))
+            m_new = tl.maximum(m_i, tl.max(s, 1))
         if GUARD:
             m_use = tl.where(m_new == -float("inf"), 0.0, m_new)
         else:
             m_use = m_new
         alpha = tl.exp2(m_i - m_use)
-        p = tl.exp2(s - m_use[:, None])
+        if MASK_KIND == 0 and not CAUSAL and not BOUNDS:
+            p = tl.exp2(qk * scale_log2 - m_use[:, None])
+        else:
+            p = tl.exp2(s - m_use[:, None])
         l_i = l_i * alpha + tl.sum(p, 1)
         if BOUNDS and EVEN_DV:
             v = tl.load(v_ptrs, mask=col_ok[:, None], other=0.0)
@@ -648,6 +656,8 @@ def prepare(
         check_same_device(query=query, attn_mask=attn_mask)
         _broadcast("attn_mask", attn_mask.shape, (*lead, L, S))
     scale = 1.0 / math.sqrt(E) if scale is None else float(scale)
+    if scale < 0:  # the kernels take a scale >= 0: (-q) k^T |scale| is the same scores, exactly
+        query, scale = -query, -scale
 
     out_shape = (
         (*lead, L, EV) if enable_gqa or query.dim() > 2 or key.dim() > 2 or value.dim() > 2 else (L, EV)
@@ -1070,6 +1080,8 @@ def _cases():
                 "head_dim 64, v dim 24, scale 0.3", (1, 2, 20, 64), (1, 2, 26, 64), (1, 2, 26, 24), scale=0.3
             ),
             _case("head_dim 40 (padded)", (1, 1, 19, 40), (1, 1, 19, 40), causal=True),
+            _case("negative scale -0.2 2x2x20x16 kv 33", (2, 2, 20, 16), (2, 2, 33, 16), scale=-0.2),
+            _case("negative scale decode q=1 gqa", (1, 4, 1, 16), (1, 2, 40, 16), gqa=True, scale=-0.3),
             _case(
                 "decode q=3 gqa, bottom-right bool mask",
                 (2, 4, 3, 16),
