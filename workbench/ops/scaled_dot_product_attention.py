@@ -48,6 +48,14 @@ MAX_PACKED_ROWS = 128  # query rows (heads of one KV group x queries) one split-
 
 
 @triton.jit
+def _usable_max(m, GUARD: tl.constexpr):
+    """The running max to subtract: GUARD keeps a row whose keys so far are all masked (max -inf) at 0."""
+    if GUARD:
+        m = tl.where(m == -float("inf"), 0.0, m)
+    return m
+
+
+@triton.jit
 def _attend(
     acc,
     l_i,
@@ -105,6 +113,8 @@ def _attend(
             # Nothing masked: the scale (>= 0, see `prepare`) folds into the row max and the exponent's
             # one FMA instead of a multiply of every score before both.
             m_new = tl.maximum(m_i, tl.max(qk, 1) * scale_log2)
+            m_use = _usable_max(m_new, GUARD)
+            p = tl.exp2(qk * scale_log2 - m_use[:, None])
         else:
             s = qk * scale_log2
             if MASK_KIND == 1:
@@ -117,15 +127,9 @@ def _attend(
             if BOUNDS:
                 s = tl.where(col_ok[None, :], s, -float("inf"))
             m_new = tl.maximum(m_i, tl.max(s, 1))
-        if GUARD:
-            m_use = tl.where(m_new == -float("inf"), 0.0, m_new)
-        else:
-            m_use = m_new
-        alpha = tl.exp2(m_i - m_use)
-        if MASK_KIND == 0 and not CAUSAL and not BOUNDS:
-            p = tl.exp2(qk * scale_log2 - m_use[:, None])
-        else:
+            m_use = _usable_max(m_new, GUARD)
             p = tl.exp2(s - m_use[:, None])
+        alpha = tl.exp2(m_i - m_use)
         l_i = l_i * alpha + tl.sum(p, 1)
         if BOUNDS and EVEN_DV:
             v = tl.load(v_ptrs, mask=col_ok[:, None], other=0.0)
