@@ -71,8 +71,9 @@ for phase in $phases; do
         tests/test_index_checks.py tests/test_reduce_split.py tests/test_scratch.py
       step 0 200 host_cost python3 benchmarks/host_cost.py --out "$R/host" --rounds 3 --model --layers 18; pack
       step 0 280 peers python3 benchmarks/peers.py --out "$R/peers" --budget-s 240 --case-s 45 ;;
-    train)  # one GPU, up to 9.5 min: the training step, most of it the first step's compiling and tuning
-      step 0 570 train python3 benchmarks/train_step.py --commit "${WORKBENCH_COMMIT:-}" --out "$R/train" ;;
+    train)  # one GPU, up to $TRAIN_LIMIT_S (9.5 min): the training step, most of it the first step's compiling
+            # and tuning (WORKBENCH_AUTOTUNE=0: the first fitting matmul config, untimed; minutes less)
+      step 0 "${TRAIN_LIMIT_S:-570}" train python3 benchmarks/train_step.py --commit "${WORKBENCH_COMMIT:-}" --out "$R/train" ;;
     rows)  # one GPU, about 3 min: the row-winner launch (argmax, max) and prefill attention's configs swept,
            # then max and argmax beside the peers
       step 0 170 tune python3 benchmarks/tune_sweep.py --out "$R/tune" --only argmax attention
