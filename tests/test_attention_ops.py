@@ -154,6 +154,51 @@ def test_attention_head_dim_128_bf16():
     close(out, attention_math(q, k, v, torch.ones(18, 18, dtype=torch.bool).tril()), tol=2e-2)
 
 
+def _grads(q, k, v, dout, **kw):
+    """(dq, dk, dv) of torch's SDPA in float64 on the cpu."""
+    leaves = [t.detach().double().cpu().requires_grad_() for t in (q, k, v)]
+    torch.nn.functional.scaled_dot_product_attention(*leaves, **kw).backward(dout.double().cpu())
+    return [t.grad for t in leaves]
+
+
+@pytest.mark.parametrize(
+    "q_shape, kv_shape, ev, causal",
+    [
+        ((2, 4, 37, 16), (2, 2, 45, 16), 16, True),  # GQA, L != S, tiles cut at both ends
+        ((1, 2, 33, 40), (1, 2, 33, 40), 24, False),  # padded head dims, value dim != key dim
+        ((1, 2, 1, 16), (1, 2, 50, 16), 16, False),  # one query row
+        ((1, 1, 50, 16), (1, 1, 20, 16), 16, True),  # more queries than keys
+    ],
+)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_flash_backward_matches_float64(q_shape, kv_shape, ev, causal, dtype):
+    from workbench.ops import _attention_backward
+
+    gen = torch.Generator().manual_seed(7)
+    q, k = rand(*q_shape, dtype=dtype, gen=gen), rand(*kv_shape, dtype=dtype, gen=gen)
+    v = rand(*kv_shape[:-1], ev, dtype=dtype, gen=gen)
+    dout = rand(*q_shape[:-1], ev, dtype=dtype, gen=gen)
+    gqa = q_shape[1] != kv_shape[1]
+    assert _attention_backward.takes(q, k, v, None, gqa)
+    ours = _attention_backward.flash_backward(dout, q, k, v, causal, None)
+    want = _grads(q, k, v, dout, is_causal=causal, enable_gqa=gqa)
+    tol = 1e-5 if dtype == torch.float32 else 2e-2
+    for got, ref in zip(ours, want):
+        assert got.dtype == dtype and got.shape == ref.shape
+        assert float((got.double().cpu() - ref).norm()) <= tol * float(ref.norm()) + 1e-6
+
+
+def test_flash_backward_takes_only_unmasked_4d_inputs():
+    from workbench.ops import _attention_backward
+
+    q, k = rand(1, 4, 8, 16), rand(1, 2, 8, 16)
+    assert _attention_backward.takes(q, k, k, None, enable_gqa=True)
+    assert not _attention_backward.takes(q, k, k, None, enable_gqa=False)  # heads differ without GQA
+    assert not _attention_backward.takes(q, k, k, torch.ones(8, 8, dtype=torch.bool, device=q.device), True)
+    assert not _attention_backward.takes(q[0], k[0], k[0], None, True)  # 3-D: broadcast batch handling
+    assert not _attention_backward.takes(q, rand(2, 2, 8, 16), rand(2, 2, 8, 16), None, True)
+
+
 def test_rope_matches_transformers_layout():
     B, H, KV, S, D = 2, 4, 2, 5, 16
     q = rand(B, S, H, D).transpose(1, 2)

@@ -1,0 +1,401 @@
+"""Flash-style backward of scaled dot-product attention without a mask: nothing of size L x S is held.
+
+Three launches over tiles, every product of two 16-bit tiles with fp32 accumulation, the probabilities
+P = softmax(Q K^T * scale) rebuilt per tile from each query row's log-sum-exp:
+1. `_rows_kernel`, per (query tile, query head): one pass over the keys gives each row's log-sum-exp
+   (base 2) and delta = rowsum(P * dP) with dP = dO V^T, both folded online as the forward folds its output;
+2. `_kv_kernel`, per (key tile, KV head): dV = sum P^T dO and dK = scale * sum dS^T Q over the query rows
+   of every query head of its group (GQA: no atomics), dS = P * (dP - delta);
+3. `_q_kernel`, per (query tile, query head): dQ = scale * sum dS K.
+Causal masking is torch's (key j is seen by query i when j <= i); causal programs skip the tiles it
+masks whole. See `flash_backward` for what it takes.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from workbench import backends
+
+from ._launch import launch
+from ._shapes import cdiv, next_pow2
+from .mlu.persistent import persistent
+
+LOG2E = 1.4426950408889634
+MAX_HEAD_DIM = 128  # the tiles hold whole head dims; wider ones take the recomputing backward
+
+
+@triton.jit
+def _tile(ptrs, mask, UPCAST: tl.constexpr):
+    """A tile (zeros where masked), in fp32 where the device has no 16-bit dot (UPCAST)."""
+    t = tl.load(ptrs, mask=mask, other=0.0)
+    if UPCAST:
+        t = t.to(tl.float32)
+    return t
+
+
+@triton.jit
+def _scores(q, k_tile, rows, cols, S, scale_log2, CAUSAL: tl.constexpr):
+    """Q K^T of one tile in base-2 units (scale * log2 e), -inf where masked or past the keys."""
+    s = tl.dot(q, k_tile, input_precision="ieee") * scale_log2
+    keep = cols[None, :] < S
+    if CAUSAL:
+        keep = keep & (cols[None, :] <= rows[:, None])
+    return tl.where(keep, s, -float("inf"))
+
+
+@triton.jit
+def _rows_kernel(
+    Q,
+    K,
+    V,
+    DO,
+    LSE,
+    DELTA,
+    sqb,
+    sqh,
+    sqm,
+    skb,
+    skh,
+    skn,
+    svb,
+    svh,
+    svn,
+    sdb,
+    sdh,
+    sdm,
+    H,
+    L,
+    S,
+    E,
+    EV,
+    group,
+    scale_log2,
+    CAUSAL: tl.constexpr,
+    UPCAST: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    BLOCK_DV: tl.constexpr,
+):
+    """Program (query tile, batch x query head): LSE (base 2) and DELTA of its rows, (B, H, L) fp32."""
+    pid_bh = tl.program_id(1)
+    b = (pid_bh // H).to(tl.int64)
+    h = pid_bh % H
+    hk = (h // group).to(tl.int64)
+    rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    row_ok = rows < L
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    offs_dv = tl.arange(0, BLOCK_DV)
+    rows64 = rows.to(tl.int64)
+    q = _tile(
+        Q + b * sqb + h.to(tl.int64) * sqh + rows64[:, None] * sqm + offs_d[None, :],
+        mask=row_ok[:, None] & (offs_d[None, :] < E),
+        UPCAST=UPCAST,
+    )
+    do = _tile(
+        DO + b * sdb + h.to(tl.int64) * sdh + rows64[:, None] * sdm + offs_dv[None, :],
+        mask=row_ok[:, None] & (offs_dv[None, :] < EV),
+        UPCAST=UPCAST,
+    )
+    k_base = K + b * skb + hk * skh + offs_d[:, None]
+    v_base = V + b * svb + hk * svh + offs_dv[:, None]
+    m_i = tl.full([BLOCK_M], -float("inf"), tl.float32)
+    l_i = tl.zeros([BLOCK_M], tl.float32)
+    d_i = tl.zeros([BLOCK_M], tl.float32)  # sum_j p_ij dp_ij, rescaled with l_i
+    hi = S
+    if CAUSAL:
+        hi = tl.minimum(S, tl.program_id(0) * BLOCK_M + BLOCK_M)
+    for start in range(0, hi, BLOCK_N):
+        cols = start + offs_n
+        col_ok = cols < S
+        cols64 = cols.to(tl.int64)
+        kt = _tile(
+            k_base + cols64[None, :] * skn, mask=(offs_d[:, None] < E) & col_ok[None, :], UPCAST=UPCAST
+        )
+        vt = _tile(
+            v_base + cols64[None, :] * svn, mask=(offs_dv[:, None] < EV) & col_ok[None, :], UPCAST=UPCAST
+        )
+        s = _scores(q, kt, rows, cols, S, scale_log2, CAUSAL)
+        m_new = tl.maximum(m_i, tl.max(s, 1))
+        alpha = tl.exp2(m_i - m_new)
+        p = tl.exp2(s - m_new[:, None])
+        dp = tl.dot(do, vt, input_precision="ieee")
+        l_i = l_i * alpha + tl.sum(p, 1)
+        d_i = d_i * alpha + tl.sum(p * dp, 1)
+        m_i = m_new
+    out = pid_bh.to(tl.int64) * L + rows64
+    tl.store(LSE + out, m_i + tl.log2(l_i), mask=row_ok)
+    tl.store(DELTA + out, d_i / l_i, mask=row_ok)
+
+
+@triton.jit
+def _kv_kernel(
+    Q,
+    K,
+    V,
+    DO,
+    LSE,
+    DELTA,
+    DK,
+    DV,
+    sqb,
+    sqh,
+    sqm,
+    skb,
+    skh,
+    skn,
+    svb,
+    svh,
+    svn,
+    sdb,
+    sdh,
+    sdm,
+    H,
+    HK,
+    L,
+    S,
+    E,
+    EV,
+    group,
+    scale_log2,
+    scale,
+    CAUSAL: tl.constexpr,
+    UPCAST: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    BLOCK_DV: tl.constexpr,
+):
+    """Program (key tile, batch x KV head): dK and dV of its keys (contiguous (B, HK, S, E / EV))."""
+    pid_bh = tl.program_id(1)
+    b = (pid_bh // HK).to(tl.int64)
+    hk = pid_bh % HK
+    cols = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    col_ok = cols < S
+    cols64 = cols.to(tl.int64)
+    offs_m = tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, BLOCK_D)
+    offs_dv = tl.arange(0, BLOCK_DV)
+    d_ok = offs_d < E
+    dv_ok = offs_dv < EV
+    kt = _tile(
+        K + b * skb + hk.to(tl.int64) * skh + cols64[None, :] * skn + offs_d[:, None],
+        mask=d_ok[:, None] & col_ok[None, :],
+        UPCAST=UPCAST,
+    )
+    vt = _tile(
+        V + b * svb + hk.to(tl.int64) * svh + cols64[None, :] * svn + offs_dv[:, None],
+        mask=dv_ok[:, None] & col_ok[None, :],
+        UPCAST=UPCAST,
+    )
+    dk = tl.zeros([BLOCK_N, BLOCK_D], tl.float32)
+    dv = tl.zeros([BLOCK_N, BLOCK_DV], tl.float32)
+    lo = 0
+    if CAUSAL:  # query rows before the tile's first key see none of it
+        lo = tl.program_id(0) * BLOCK_N // BLOCK_M * BLOCK_M
+    for g in range(0, group):
+        h = (hk * group + g).to(tl.int64)
+        q_base = Q + b * sqb + h * sqh + offs_d[None, :]
+        do_base = DO + b * sdb + h * sdh + offs_dv[None, :]
+        stat_base = (b * H + h) * L
+        for start in range(lo, L, BLOCK_M):
+            rows = start + offs_m
+            row_ok = rows < L
+            rows64 = rows.to(tl.int64)
+            q = _tile(q_base + rows64[:, None] * sqm, mask=row_ok[:, None] & d_ok[None, :], UPCAST=UPCAST)
+            do = _tile(do_base + rows64[:, None] * sdm, mask=row_ok[:, None] & dv_ok[None, :], UPCAST=UPCAST)
+            lse = tl.load(LSE + stat_base + rows64, mask=row_ok, other=0.0)
+            delta = tl.load(DELTA + stat_base + rows64, mask=row_ok, other=0.0)
+            s = _scores(q, kt, rows, cols, S, scale_log2, CAUSAL)
+            p = tl.where(row_ok[:, None], tl.exp2(s - lse[:, None]), 0.0)
+            dv += tl.dot(tl.trans(p.to(do.dtype)), do, input_precision="ieee")
+            dp = tl.dot(do, vt, input_precision="ieee")
+            ds = p * (dp - delta[:, None])
+            dk += tl.dot(tl.trans(ds.to(q.dtype)), q, input_precision="ieee")
+    out_k = DK + ((b * HK + hk) * S + cols64[:, None]) * E + offs_d[None, :]
+    out_v = DV + ((b * HK + hk) * S + cols64[:, None]) * EV + offs_dv[None, :]
+    tl.store(out_k, (dk * scale).to(DK.dtype.element_ty), mask=col_ok[:, None] & d_ok[None, :])
+    tl.store(out_v, dv.to(DV.dtype.element_ty), mask=col_ok[:, None] & dv_ok[None, :])
+
+
+@triton.jit
+def _q_kernel(
+    Q,
+    K,
+    V,
+    DO,
+    LSE,
+    DELTA,
+    DQ,
+    sqb,
+    sqh,
+    sqm,
+    skb,
+    skh,
+    skn,
+    svb,
+    svh,
+    svn,
+    sdb,
+    sdh,
+    sdm,
+    H,
+    L,
+    S,
+    E,
+    EV,
+    group,
+    scale_log2,
+    scale,
+    CAUSAL: tl.constexpr,
+    UPCAST: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    BLOCK_DV: tl.constexpr,
+):
+    """Program (query tile, batch x query head): dQ of its rows (contiguous (B, H, L, E))."""
+    pid_bh = tl.program_id(1)
+    b = (pid_bh // H).to(tl.int64)
+    h = pid_bh % H
+    hk = (h // group).to(tl.int64)
+    rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    row_ok = rows < L
+    rows64 = rows.to(tl.int64)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    offs_dv = tl.arange(0, BLOCK_DV)
+    d_ok = offs_d < E
+    q = _tile(
+        Q + b * sqb + h.to(tl.int64) * sqh + rows64[:, None] * sqm + offs_d[None, :],
+        mask=row_ok[:, None] & d_ok[None, :],
+        UPCAST=UPCAST,
+    )
+    do = _tile(
+        DO + b * sdb + h.to(tl.int64) * sdh + rows64[:, None] * sdm + offs_dv[None, :],
+        mask=row_ok[:, None] & (offs_dv[None, :] < EV),
+        UPCAST=UPCAST,
+    )
+    stat = pid_bh.to(tl.int64) * L + rows64
+    lse = tl.load(LSE + stat, mask=row_ok, other=0.0)
+    delta = tl.load(DELTA + stat, mask=row_ok, other=0.0)
+    k_base = K + b * skb + hk * skh + offs_d[:, None]
+    v_base = V + b * svb + hk * svh + offs_dv[:, None]
+    dq = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
+    hi = S
+    if CAUSAL:
+        hi = tl.minimum(S, tl.program_id(0) * BLOCK_M + BLOCK_M)
+    for start in range(0, hi, BLOCK_N):
+        cols = start + offs_n
+        col_ok = cols < S
+        cols64 = cols.to(tl.int64)
+        kt = _tile(k_base + cols64[None, :] * skn, mask=d_ok[:, None] & col_ok[None, :], UPCAST=UPCAST)
+        vt = _tile(
+            v_base + cols64[None, :] * svn, mask=(offs_dv[:, None] < EV) & col_ok[None, :], UPCAST=UPCAST
+        )
+        s = _scores(q, kt, rows, cols, S, scale_log2, CAUSAL)
+        p = tl.exp2(s - lse[:, None])
+        ds = p * (tl.dot(do, vt, input_precision="ieee") - delta[:, None])
+        dq += tl.dot(ds.to(kt.dtype), tl.trans(kt), input_precision="ieee")
+    tl.store(
+        DQ + (pid_bh.to(tl.int64) * L + rows64[:, None]) * E + offs_d[None, :],
+        (dq * scale).to(DQ.dtype.element_ty),
+        mask=row_ok[:, None] & d_ok[None, :],
+    )
+
+
+def takes(query, key, value, attn_mask, enable_gqa: bool) -> bool:
+    """Whether `flash_backward` takes these inputs: 4-D query, key and value of one batch size, as many
+    key heads as value heads (query heads a multiple of them, or equal without GQA), no mask, a last dim
+    of stride 1, head dims up to MAX_HEAD_DIM, 16-bit or fp32 values, at most 65535 batch x query heads
+    (a grid column); not in the persistent launch style (MLU)."""
+    if attn_mask is not None or persistent() or query.dim() != 4 or key.dim() != 4 or value.dim() != 4:
+        return False
+    (b, hq, _, _), (bk, hk, _, _), (bv, hv, _, _) = query.shape, key.shape, value.shape
+    if not (b == bk == bv and hk == hv and hq % hk == 0 and (enable_gqa or hq == hk)) or b * hq > 65535:
+        return False
+    return (
+        query.dtype in (torch.float16, torch.bfloat16, torch.float32)
+        and max(query.shape[-1], value.shape[-1]) <= MAX_HEAD_DIM
+        and all(t.stride(-1) == 1 or t.shape[-1] == 1 for t in (query, key, value))
+    )
+
+
+def _tiles() -> dict:
+    """Tile sizes: small on the interpreter (every loop runs), 64 x 64 over 8 warps on a GPU."""
+    if backends.active().interpreted:
+        return dict(BLOCK_M=16, BLOCK_N=16, num_warps=4)
+    return dict(BLOCK_M=64, BLOCK_N=64, num_warps=8, num_stages=2)
+
+
+def flash_backward(dout, query, key, value, is_causal: bool, scale: float | None):
+    """(dq, dk, dv) of softmax(query key^T * scale) value for inputs that `takes` accepts."""
+    B, H, L, E = query.shape
+    HK, S, EV = key.shape[1], key.shape[2], value.shape[3]
+    scale = E**-0.5 if scale is None else float(scale)
+    dq = torch.empty((B, H, L, E), dtype=query.dtype, device=query.device)
+    dk = torch.empty((B, HK, S, E), dtype=key.dtype, device=key.device)
+    dv = torch.empty((B, HK, S, EV), dtype=value.dtype, device=value.device)
+    if dq.numel() == 0 or dk.numel() == 0 or dv.numel() == 0 or L == 0 or S == 0:
+        return dq.zero_(), dk.zero_(), dv.zero_()
+    if dout.stride(-1) != 1:
+        dout = dout.contiguous()
+    lse = torch.empty((B, H, L), dtype=torch.float32, device=query.device)
+    delta = torch.empty_like(lse)
+    strides = (
+        *query.stride()[:3],
+        *key.stride()[:3],
+        *value.stride()[:3],
+        *dout.stride()[:3],
+    )
+    tiles = _tiles()
+    consts = dict(
+        CAUSAL=bool(is_causal),
+        UPCAST=query.dtype == torch.bfloat16 and not backends.active().capabilities.bf16_dot,
+        BLOCK_D=max(16, next_pow2(E)),
+        BLOCK_DV=max(16, next_pow2(EV)),
+        **tiles,
+    )
+    group, scale_log2 = H // HK, scale * LOG2E
+    m, n = tiles["BLOCK_M"], tiles["BLOCK_N"]
+    tensors = (query, key, value, dout, lse, delta)
+    launch(_rows_kernel, (cdiv(L, m), B * H), *tensors, *strides, H, L, S, E, EV, group, scale_log2, **consts)
+    launch(
+        _kv_kernel,
+        (cdiv(S, n), B * HK),
+        *tensors,
+        dk,
+        dv,
+        *strides,
+        H,
+        HK,
+        L,
+        S,
+        E,
+        EV,
+        group,
+        scale_log2,
+        scale,
+        **consts,
+    )
+    launch(
+        _q_kernel,
+        (cdiv(L, m), B * H),
+        *tensors,
+        dq,
+        *strides,
+        H,
+        L,
+        S,
+        E,
+        EV,
+        group,
+        scale_log2,
+        scale,
+        **consts,
+    )
+    return dq, dk, dv
