@@ -37,6 +37,36 @@ def _tile(ptrs, mask, UPCAST: tl.constexpr):
 
 
 @triton.jit
+def _query_rows(
+    Q,
+    DO,
+    q_row0,
+    do_row0,
+    rows64,
+    row_ok,
+    sqm,
+    sdm,
+    E,
+    EV,
+    BLOCK_D: tl.constexpr,
+    BLOCK_DV: tl.constexpr,
+    UPCAST: tl.constexpr,
+):
+    """The q and dO tiles of rows `rows64` of one (batch, head), row 0 at offsets q_row0 and do_row0."""
+    offs_d = tl.arange(0, BLOCK_D)
+    offs_dv = tl.arange(0, BLOCK_DV)
+    q = _tile(
+        Q + q_row0 + rows64[:, None] * sqm + offs_d[None, :], row_ok[:, None] & (offs_d[None, :] < E), UPCAST
+    )
+    do = _tile(
+        DO + do_row0 + rows64[:, None] * sdm + offs_dv[None, :],
+        row_ok[:, None] & (offs_dv[None, :] < EV),
+        UPCAST,
+    )
+    return q, do
+
+
+@triton.jit
 def _scores(q, k_tile, rows, cols, S, scale_log2, CAUSAL: tl.constexpr):
     """Q K^T of one tile in base-2 units (scale * log2 e), -inf where masked or past the keys."""
     s = tl.dot(q, k_tile, input_precision="ieee") * scale_log2
@@ -91,15 +121,21 @@ def _rows_kernel(
     offs_d = tl.arange(0, BLOCK_D)
     offs_dv = tl.arange(0, BLOCK_DV)
     rows64 = rows.to(tl.int64)
-    q = _tile(
-        Q + b * sqb + h.to(tl.int64) * sqh + rows64[:, None] * sqm + offs_d[None, :],
-        mask=row_ok[:, None] & (offs_d[None, :] < E),
-        UPCAST=UPCAST,
-    )
-    do = _tile(
-        DO + b * sdb + h.to(tl.int64) * sdh + rows64[:, None] * sdm + offs_dv[None, :],
-        mask=row_ok[:, None] & (offs_dv[None, :] < EV),
-        UPCAST=UPCAST,
+    h64 = h.to(tl.int64)
+    q, do = _query_rows(
+        Q,
+        DO,
+        b * sqb + h64 * sqh,
+        b * sdb + h64 * sdh,
+        rows64,
+        row_ok,
+        sqm,
+        sdm,
+        E,
+        EV,
+        BLOCK_D,
+        BLOCK_DV,
+        UPCAST,
     )
     k_base = K + b * skb + hk * skh + offs_d[:, None]
     v_base = V + b * svb + hk * svh + offs_dv[:, None]
@@ -199,15 +235,26 @@ def _kv_kernel(
         lo = tl.program_id(0) * BLOCK_N // BLOCK_M * BLOCK_M
     for g in range(0, group):
         h = (hk * group + g).to(tl.int64)
-        q_base = Q + b * sqb + h * sqh + offs_d[None, :]
-        do_base = DO + b * sdb + h * sdh + offs_dv[None, :]
         stat_base = (b * H + h) * L
         for start in range(lo, L, BLOCK_M):
             rows = start + offs_m
             row_ok = rows < L
             rows64 = rows.to(tl.int64)
-            q = _tile(q_base + rows64[:, None] * sqm, mask=row_ok[:, None] & d_ok[None, :], UPCAST=UPCAST)
-            do = _tile(do_base + rows64[:, None] * sdm, mask=row_ok[:, None] & dv_ok[None, :], UPCAST=UPCAST)
+            q, do = _query_rows(
+                Q,
+                DO,
+                b * sqb + h * sqh,
+                b * sdb + h * sdh,
+                rows64,
+                row_ok,
+                sqm,
+                sdm,
+                E,
+                EV,
+                BLOCK_D,
+                BLOCK_DV,
+                UPCAST,
+            )
             lse = tl.load(LSE + stat_base + rows64, mask=row_ok, other=0.0)
             delta = tl.load(DELTA + stat_base + rows64, mask=row_ok, other=0.0)
             s = _scores(q, kt, rows, cols, S, scale_log2, CAUSAL)
@@ -270,15 +317,21 @@ def _q_kernel(
     offs_d = tl.arange(0, BLOCK_D)
     offs_dv = tl.arange(0, BLOCK_DV)
     d_ok = offs_d < E
-    q = _tile(
-        Q + b * sqb + h.to(tl.int64) * sqh + rows64[:, None] * sqm + offs_d[None, :],
-        mask=row_ok[:, None] & d_ok[None, :],
-        UPCAST=UPCAST,
-    )
-    do = _tile(
-        DO + b * sdb + h.to(tl.int64) * sdh + rows64[:, None] * sdm + offs_dv[None, :],
-        mask=row_ok[:, None] & (offs_dv[None, :] < EV),
-        UPCAST=UPCAST,
+    h64 = h.to(tl.int64)
+    q, do = _query_rows(
+        Q,
+        DO,
+        b * sqb + h64 * sqh,
+        b * sdb + h64 * sdh,
+        rows64,
+        row_ok,
+        sqm,
+        sdm,
+        E,
+        EV,
+        BLOCK_D,
+        BLOCK_DV,
+        UPCAST,
     )
     stat = pid_bh.to(tl.int64) * L + rows64
     lse = tl.load(LSE + stat, mask=row_ok, other=0.0)
