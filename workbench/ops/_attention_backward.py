@@ -67,6 +67,37 @@ def _query_rows(
 
 
 @triton.jit
+def _key_tiles(
+    K,
+    V,
+    k_col0,
+    v_col0,
+    cols64,
+    col_ok,
+    skn,
+    svn,
+    E,
+    EV,
+    BLOCK_D: tl.constexpr,
+    BLOCK_DV: tl.constexpr,
+    UPCAST: tl.constexpr,
+):
+    """K^T and V^T tiles (head dim x keys) of keys `cols64` of one (batch, KV head), key 0 at offsets
+    k_col0 and v_col0."""
+    offs_d = tl.arange(0, BLOCK_D)
+    offs_dv = tl.arange(0, BLOCK_DV)
+    kt = _tile(
+        K + k_col0 + cols64[None, :] * skn + offs_d[:, None], (offs_d[:, None] < E) & col_ok[None, :], UPCAST
+    )
+    vt = _tile(
+        V + v_col0 + cols64[None, :] * svn + offs_dv[:, None],
+        (offs_dv[:, None] < EV) & col_ok[None, :],
+        UPCAST,
+    )
+    return kt, vt
+
+
+@triton.jit
 def _scores(q, k_tile, rows, cols, S, scale_log2, CAUSAL: tl.constexpr):
     """Q K^T of one tile in base-2 units (scale * log2 e), -inf where masked or past the keys."""
     s = tl.dot(q, k_tile, input_precision="ieee") * scale_log2
@@ -118,8 +149,6 @@ def _rows_kernel(
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     row_ok = rows < L
     offs_n = tl.arange(0, BLOCK_N)
-    offs_d = tl.arange(0, BLOCK_D)
-    offs_dv = tl.arange(0, BLOCK_DV)
     rows64 = rows.to(tl.int64)
     h64 = h.to(tl.int64)
     q, do = _query_rows(
@@ -137,8 +166,6 @@ def _rows_kernel(
         BLOCK_DV,
         UPCAST,
     )
-    k_base = K + b * skb + hk * skh + offs_d[:, None]
-    v_base = V + b * svb + hk * svh + offs_dv[:, None]
     m_i = tl.full([BLOCK_M], -float("inf"), tl.float32)
     l_i = tl.zeros([BLOCK_M], tl.float32)
     d_i = tl.zeros([BLOCK_M], tl.float32)  # sum_j p_ij dp_ij, rescaled with l_i
@@ -149,11 +176,20 @@ def _rows_kernel(
         cols = start + offs_n
         col_ok = cols < S
         cols64 = cols.to(tl.int64)
-        kt = _tile(
-            k_base + cols64[None, :] * skn, mask=(offs_d[:, None] < E) & col_ok[None, :], UPCAST=UPCAST
-        )
-        vt = _tile(
-            v_base + cols64[None, :] * svn, mask=(offs_dv[:, None] < EV) & col_ok[None, :], UPCAST=UPCAST
+        kt, vt = _key_tiles(
+            K,
+            V,
+            b * skb + hk * skh,
+            b * svb + hk * svh,
+            cols64,
+            col_ok,
+            skn,
+            svn,
+            E,
+            EV,
+            BLOCK_D,
+            BLOCK_DV,
+            UPCAST,
         )
         s = _scores(q, kt, rows, cols, S, scale_log2, CAUSAL)
         m_new = tl.maximum(m_i, tl.max(s, 1))
@@ -218,15 +254,21 @@ def _kv_kernel(
     offs_dv = tl.arange(0, BLOCK_DV)
     d_ok = offs_d < E
     dv_ok = offs_dv < EV
-    kt = _tile(
-        K + b * skb + hk.to(tl.int64) * skh + cols64[None, :] * skn + offs_d[:, None],
-        mask=d_ok[:, None] & col_ok[None, :],
-        UPCAST=UPCAST,
-    )
-    vt = _tile(
-        V + b * svb + hk.to(tl.int64) * svh + cols64[None, :] * svn + offs_dv[:, None],
-        mask=dv_ok[:, None] & col_ok[None, :],
-        UPCAST=UPCAST,
+    hk64 = hk.to(tl.int64)
+    kt, vt = _key_tiles(
+        K,
+        V,
+        b * skb + hk64 * skh,
+        b * svb + hk64 * svh,
+        cols64,
+        col_ok,
+        skn,
+        svn,
+        E,
+        EV,
+        BLOCK_D,
+        BLOCK_DV,
+        UPCAST,
     )
     dk = tl.zeros([BLOCK_N, BLOCK_D], tl.float32)
     dv = tl.zeros([BLOCK_N, BLOCK_DV], tl.float32)
@@ -315,7 +357,6 @@ def _q_kernel(
     rows64 = rows.to(tl.int64)
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, BLOCK_D)
-    offs_dv = tl.arange(0, BLOCK_DV)
     d_ok = offs_d < E
     h64 = h.to(tl.int64)
     q, do = _query_rows(
@@ -336,8 +377,6 @@ def _q_kernel(
     stat = pid_bh.to(tl.int64) * L + rows64
     lse = tl.load(LSE + stat, mask=row_ok, other=0.0)
     delta = tl.load(DELTA + stat, mask=row_ok, other=0.0)
-    k_base = K + b * skb + hk * skh + offs_d[:, None]
-    v_base = V + b * svb + hk * svh + offs_dv[:, None]
     dq = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
     hi = S
     if CAUSAL:
@@ -346,9 +385,20 @@ def _q_kernel(
         cols = start + offs_n
         col_ok = cols < S
         cols64 = cols.to(tl.int64)
-        kt = _tile(k_base + cols64[None, :] * skn, mask=d_ok[:, None] & col_ok[None, :], UPCAST=UPCAST)
-        vt = _tile(
-            v_base + cols64[None, :] * svn, mask=(offs_dv[:, None] < EV) & col_ok[None, :], UPCAST=UPCAST
+        kt, vt = _key_tiles(
+            K,
+            V,
+            b * skb + hk * skh,
+            b * svb + hk * svh,
+            cols64,
+            col_ok,
+            skn,
+            svn,
+            E,
+            EV,
+            BLOCK_D,
+            BLOCK_DV,
+            UPCAST,
         )
         s = _scores(q, kt, rows, cols, S, scale_log2, CAUSAL)
         p = tl.exp2(s - lse[:, None])
