@@ -8,15 +8,15 @@ from ._reduce import reduce_max
 from ._reduce_cases import reduce_cases, reduce_cost
 from .argmax import max_of_rows
 from .mlu.persistent import persistent
-from .spec import OpSpec, register
-
-# dtypes whose every value argmax's int32 ordering keys tell apart
-_ROW_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+from .spec import FLOAT_DTYPES, OpSpec, register
 
 
 def _contiguous_rows(x, dim) -> bool:
-    """Whether x is a float tensor, contiguous, with `dim` (valid) its last dim."""
-    if not isinstance(x, torch.Tensor) or x.dtype not in _ROW_DTYPES or not x.numel() or type(dim) is not int:
+    """Whether x is a float tensor (dtypes whose every value argmax's int32 ordering keys tell apart),
+    contiguous, with `dim` (valid) its last dim."""
+    if not isinstance(x, torch.Tensor) or type(dim) is not int:
+        return False
+    if x.dtype not in FLOAT_DTYPES or not x.numel():
         return False
     ndim = x.dim() or 1
     return -ndim <= dim < ndim and _rows.is_last_dim(x, dim) and x.is_contiguous()
