@@ -57,7 +57,7 @@ def main() -> int:
         args.model, args.steps, args.batch, args.seq, args.dtype = "tiny", 3, 2, 8, "float32"
     from workbench.models.build import build_model
     from workbench.models.train import train_both
-    from workbench.ops import _matmul
+    from workbench.ops import _tuning
     from workbench.store.meta import results_dir, run_metadata
 
     overrides = {"num_hidden_layers": args.layers} if args.layers else {}
@@ -87,7 +87,7 @@ def main() -> int:
         "execution": args.execution,
         "fused_loss": not args.no_fused_loss,
         "optimizer": "torch.optim.AdamW (default), lr 1e-3",
-        "matmul_autotune": _matmul.AUTOTUNE,  # WORKBENCH_AUTOTUNE=0: the first fitting config, untimed
+        "autotune": _tuning.AUTOTUNE,  # WORKBENCH_AUTOTUNE=0: every tuned kernel's first config, untimed
         **run.summary(),
         "targets": TARGETS,
     }

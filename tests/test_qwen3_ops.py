@@ -125,10 +125,12 @@ def test_bad_input_is_named(call, exc, pattern):
 
 
 def test_matmul_tile_heights_follow_m(monkeypatch):
-    from workbench.ops import _matmul
+    from workbench.ops import _matmul, _tuning
 
     configs = _matmul._configs(interpreted=False)
     heights = {m: {c.kwargs["BLOCK_M"] for c in _matmul._prune(configs, {"M": m})} for m in (1, 16, 64, 2048)}
     assert heights[1] == heights[16] == {16, 32} and heights[64] <= {16, 32, 64} and min(heights[2048]) >= 64
-    monkeypatch.setattr(_matmul, "AUTOTUNE", False)
-    assert [len(_matmul._prune(configs, {"M": m})) for m in (1, 64, 2048)] == [1, 1, 1]
+    monkeypatch.setattr(_tuning, "AUTOTUNE", False)  # WORKBENCH_AUTOTUNE=0: the first fitting config, untimed
+    tuner = _tuning.Tuner(_matmul._matmul_kernel, configs, key=["M"], prune=_matmul._prune)
+    for m in (1, 64, 2048):
+        assert tuner.choose({"M": m}, None, (), {}) is _matmul._prune(configs, {"M": m})[0]

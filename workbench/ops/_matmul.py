@@ -7,9 +7,7 @@ Two kernels share the grouped tile order: on Hopper and later, 16-bit operands w
 or several tiles per program); everything else (other devices, fp32, odd strides, a broadcast batch,
 M below TMA_MIN_M) goes to the pointer kernel. Both are tuned on (M, N, K, layout) on GPUs
 (`_tuning.Tuner`: the choice persists in the results store's tuning cache, so only a shape's first call
-on a device pays). $WORKBENCH_AUTOTUNE=0 (read at
-import) takes the first configuration that fits instead: no timing runs and few compilations, for
-correctness runs where speed does not matter.
+on a device pays). $WORKBENCH_AUTOTUNE=0 takes the first configuration that fits instead (see `_tuning`).
 
 Split-K (config SPLIT_K > 1 of either kernel, offered only where the output has too few tiles to fill the
 device: a decode GEMV, a narrow projection): K is cut into SPLIT_K slices, one program per (tile, slice);
@@ -22,8 +20,6 @@ cores walk every matrix's output tiles, with a tile from a small table pruned by
 """
 
 from __future__ import annotations
-
-import os
 
 import torch
 import triton
@@ -43,7 +39,6 @@ from .mlu.persistent import programs as persistent_programs
 from .mlu.persistent import target as persistent_target
 
 MAX_BATCH = 65535  # grid axis 1 limit on CUDA
-AUTOTUNE = os.environ.get("WORKBENCH_AUTOTUNE", "1") != "0"
 
 
 @triton.jit
@@ -644,7 +639,7 @@ def _prune(configs, named_args, **_):
         for c in configs
         if c.kwargs.get("SPLIT_K", 1) > 1 and limit(c.kwargs["BLOCK_M"]) and _split_fits(c.kwargs, named_args)
     ]
-    return fits if AUTOTUNE else fits[:1]
+    return fits
 
 
 SPLIT_K_PROGRAMS = 2  # split configs keep (tiles x slices) within this many programs per core
@@ -840,7 +835,7 @@ def _tma_descriptors(a, b, c, M, N, K, batch, a_strides, b_strides, c_strides, b
 
 
 def _prune_tma(configs, named_args, **_):
-    """The config groups that fit the problem; only the first config when not autotuning (or interpreted)."""
+    """The config groups that fit the problem; only the first config on the interpreter."""
     if named_args["M"] <= 64:
         one_matrix = {**named_args, "stride_cb": 0 if not named_args["BATCHED"] else None}
         fits = _TMA_CONFIGS["small_m"] + [
@@ -848,7 +843,7 @@ def _prune_tma(configs, named_args, **_):
         ]
     else:
         fits = _TMA_CONFIGS["large"] + (_TMA_CONFIGS["short_k"] if named_args["K"] <= 256 else [])
-    return fits if AUTOTUNE and not backends.active().interpreted else fits[:1]
+    return fits[:1] if backends.active().interpreted else fits
 
 
 _TMA_CONFIGS = _tma_configs()

@@ -23,6 +23,8 @@ backend through it) sets it, so the store opens only when a key is tuned. A proc
 configured or set (only `workbench.ops` imported, its ops called directly) has no timer: each key takes
 its first candidate, kept in memory. `cache=None` turns the persistent cache off; `measuring = False`
 takes every key's first candidate untimed and forgets it (what `profiling.no_kernels` does).
+$WORKBENCH_AUTOTUNE=0 (read at import; `AUTOTUNE`) keeps only the first candidate a prune leaves: nothing is
+timed and one config per key compiles, for correctness runs where speed does not matter.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -79,6 +82,7 @@ class Stats:
 
 stats = Stats()
 measuring = True
+AUTOTUNE = os.environ.get("WORKBENCH_AUTOTUNE", "1") != "0"
 _UNSET = object()
 _cache: Any = _UNSET  # TuningCache | None once configured
 _measure: Measure | None = None
@@ -174,6 +178,8 @@ class Tuner:
         config = self._chosen.get(key)
         if config is None:
             candidates = self.prune(self.configs, named) if self.prune else self.configs
+            if not AUTOTUNE:
+                candidates = candidates[:1]
             if not measuring:  # not remembered: a later measuring call tunes this key
                 config = candidates[0]
             else:
