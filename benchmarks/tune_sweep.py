@@ -3,7 +3,8 @@ r"""Launch-configuration sweep behind the bandwidth-bound kernels' defaults.
 For the generic elementwise kernels (ops/_elementwise.py: BLOCK, num_warps), the packed-rows rms_norm
 kernel (ops/rms_norm.py: rows per program BLOCK_R, num_warps) and the kernels over rows of a vocabulary
 (argmax, softmax: BLOCK, num_warps, num_stages; softmax's chunks per row), and the causal prefill
-attention kernel (BLOCK_M, BLOCK_N, num_warps, num_stages: compute-bound, timed beside torch's SDPA), time
+attention kernel and the three kernels of attention's backward (BLOCK_M, BLOCK_N, num_warps, num_stages:
+compute-bound, timed beside torch's SDPA and its backward), time
 every configuration on the llm shapes with the bench's kernel timer (L2 flushed, CUDA events), next to a
 device copy moving the same number of bytes: the bandwidth a kernel of that size can reach, which at
 16-50 MB is well below the large-copy ceiling of the roofline. From the repo root on a GPU machine:
@@ -24,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from workbench import backends  # before triton: it picks the interpreter or compiled mode
-from workbench.ops import _elementwise, _rows, _split_rows
+from workbench.ops import _attention_backward, _elementwise, _rows, _split_rows
 from workbench.ops._launch import launch
 from workbench.profiling import roofline
 from workbench.profiling.timing import kernel_time
@@ -364,6 +365,82 @@ def attention_rows(shape) -> list[dict]:
     return rows
 
 
+def attention_backward_rows(shape) -> list[dict]:
+    """Causal GQA attention's backward (batch, query heads, KV heads, length, head dim): every offered
+    config applied to all three kernels, then the tuner's choice per kernel, next to torch's SDPA forward and
+    forward + backward (its backward alone is their difference). `nbytes` holds the backward's causal
+    matmul FLOPs (five products of the forward's size)."""
+    b, hq, hk, n, d = shape
+    q = torch.randn((b, hq, n, d), device=DEVICE, dtype=DT, requires_grad=True)
+    k, v = (torch.randn((b, hk, n, d), device=DEVICE, dtype=DT, requires_grad=True) for _ in range(2))
+    dout = torch.randn_like(q)
+    flops = 5 * 2 * b * hq * n * n * d // 2
+
+    def native_fwd_bwd():
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+        torch.autograd.grad(out, (q, k, v), dout)
+
+    def ours():
+        _attention_backward.flash_backward(dout, q.detach(), k.detach(), v.detach(), True, None)
+
+    def native_fwd():
+        with torch.no_grad():
+            F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+
+    rows = [
+        dict(kernel="attention_bwd", shape=str(shape), config=name, nbytes=flops, ms=ms(fn))
+        for name, fn in (
+            ("native SDPA forward", native_fwd),
+            ("native SDPA forward+backward", native_fwd_bwd),
+        )
+    ]
+    tuners = _attention_backward._TUNERS.values()
+    offered = next(iter(tuners)).configs
+
+    def reset(configs):
+        for tuner in tuners:
+            tuner.configs = configs
+            tuner._chosen.clear()
+        _attention_backward._tuned.clear()
+
+    try:
+        for c in [*([c] for c in offered), offered]:
+            reset(c)
+            name = (
+                "tuned per kernel"
+                if len(c) > 1
+                else (
+                    f"BLOCK_M={c[0].kwargs['BLOCK_M']} BLOCK_N={c[0].kwargs['BLOCK_N']} "
+                    f"warps={c[0].num_warps} stages={c[0].num_stages}"
+                )
+            )
+            try:
+                t = ms(ours)
+            except Exception as err:  # a tile that does not fit the device's shared memory
+                print(f"attention_bwd {shape} {name}: {type(err).__name__}")
+                continue
+            if len(c) > 1:
+                chosen = {t_.name.rsplit(".", 1)[-1]: _config_text(t_.best_config) for t_ in tuners}
+                name = f"tuned per kernel {chosen}"
+            rows.append(
+                dict(
+                    kernel="attention_bwd",
+                    shape=str(shape),
+                    config=name,
+                    default=c == [offered[0]],
+                    ms=t,
+                    nbytes=flops,
+                )
+            )
+    finally:
+        reset(offered)
+    return rows
+
+
+def _config_text(c) -> str:
+    return f"{c.kwargs['BLOCK_M']}x{c.kwargs['BLOCK_N']}/{c.num_warps}w/{c.num_stages}s"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -375,7 +452,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--only",
-        choices=["elementwise", "rms_norm", "argmax", "softmax", "attention"],
+        choices=["elementwise", "rms_norm", "argmax", "softmax", "attention", "attention_backward"],
         nargs="+",
         help="these sections only (default: all)",
     )
@@ -387,6 +464,7 @@ def main() -> None:
         "argmax": (argmax_rows, ((2048, 151936), (8192, 8192))),
         "softmax": (softmax_rows, ((64, 151936),)),
         "attention": (attention_rows, ((4, 32, 8, 4096, 128), (1, 32, 8, 2048, 128))),
+        "attention_backward": (attention_backward_rows, ((4, 32, 8, 2048, 128), (4, 16, 8, 512, 128))),
     }
     rows = []
     for name, (sweep, shapes) in sections.items():

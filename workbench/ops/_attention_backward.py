@@ -19,8 +19,9 @@ import triton.language as tl
 
 from workbench import backends
 
-from ._launch import launch
+from ._launch import autotune, launch
 from ._shapes import cdiv, next_pow2
+from ._tuning import Tuner
 from .mlu.persistent import persistent
 
 LOG2E = 1.4426950408889634
@@ -428,11 +429,39 @@ def takes(query, key, value, attn_mask, enable_gqa: bool) -> bool:
     )
 
 
-def _tiles() -> dict:
-    """Tile sizes: small on the interpreter (every loop runs), 64 x 64 over 8 warps on a GPU."""
-    if backends.active().interpreted:
-        return dict(BLOCK_M=16, BLOCK_N=16, num_warps=4)
-    return dict(BLOCK_M=64, BLOCK_N=64, num_warps=8, num_stages=2)
+def _configs(interpreted: bool) -> list[triton.Config]:
+    """Tile candidates of each kernel, tuned separately (`_tuning.Tuner`). On the interpreter one small
+    tile, so that every loop runs. On a GPU the first, 64 x 64 over 8 warps in two stages, fits fp32
+    operands of head dim 128 in shared memory; the others trade query rows (BLOCK_M) against key columns
+    (BLOCK_N): tall query tiles suit `_q_kernel`, wide key tiles `_kv_kernel`."""
+    if interpreted:
+        return [triton.Config({"BLOCK_M": 16, "BLOCK_N": 16}, num_warps=4)]
+    shapes = [
+        (64, 64, 8, 2),
+        (32, 128, 4, 3),
+        (128, 32, 4, 3),
+        (64, 64, 4, 3),
+        (128, 64, 8, 2),
+        (64, 128, 8, 2),
+    ]
+    return [triton.Config({"BLOCK_M": m, "BLOCK_N": n}, num_warps=w, num_stages=s) for m, n, w, s in shapes]
+
+
+_KEY = ["H", "L", "S", "group", "CAUSAL", "BLOCK_D", "BLOCK_DV"]
+_TUNERS = {
+    kernel: Tuner(kernel, _configs(backends.active().interpreted), key=_KEY)
+    for kernel in (_rows_kernel, _kv_kernel, _q_kernel)
+}
+_tuned: dict = {}  # (kernel, H, L, S, group, dtype, constexprs) -> the chosen config's keywords
+
+
+def _launch_tuned(kernel, grid, args: tuple, key: tuple, **consts) -> None:
+    """`kernel` with the config tuned for `key` (tuned on its first call); grid(config) -> the grid."""
+    config = _tuned.get((kernel, *key))
+    if config is None:
+        _tuned[(kernel, *key)] = autotune(_TUNERS[kernel], grid, *args, **consts)
+    else:
+        launch(kernel, grid(config), *args, **consts, **config)
 
 
 def flash_backward(dout, query, key, value, is_causal: bool, scale: float | None):
@@ -455,50 +484,34 @@ def flash_backward(dout, query, key, value, is_causal: bool, scale: float | None
         *value.stride()[:3],
         *dout.stride()[:3],
     )
-    tiles = _tiles()
     consts = dict(
         CAUSAL=bool(is_causal),
         UPCAST=query.dtype == torch.bfloat16 and not backends.active().capabilities.bf16_dot,
         BLOCK_D=max(16, next_pow2(E)),
         BLOCK_DV=max(16, next_pow2(EV)),
-        **tiles,
     )
     group, scale_log2 = H // HK, scale * LOG2E
-    m, n = tiles["BLOCK_M"], tiles["BLOCK_N"]
+    tuning = (H, L, S, group, query.dtype, *consts.values())
     tensors = (query, key, value, dout, lse, delta)
-    launch(_rows_kernel, (cdiv(L, m), B * H), *tensors, *strides, H, L, S, E, EV, group, scale_log2, **consts)
-    launch(
-        _kv_kernel,
-        (cdiv(S, n), B * HK),
-        *tensors,
-        dk,
-        dv,
-        *strides,
-        H,
-        HK,
-        L,
-        S,
-        E,
-        EV,
-        group,
-        scale_log2,
-        scale,
+    _launch_tuned(
+        _rows_kernel,
+        lambda c: (cdiv(L, c["BLOCK_M"]), B * H),
+        (*tensors, *strides, H, L, S, E, EV, group, scale_log2),
+        tuning,
         **consts,
     )
-    launch(
+    _launch_tuned(
+        _kv_kernel,
+        lambda c: (cdiv(S, c["BLOCK_N"]), B * HK),
+        (*tensors, dk, dv, *strides, H, HK, L, S, E, EV, group, scale_log2, scale),
+        tuning,
+        **consts,
+    )
+    _launch_tuned(
         _q_kernel,
-        (cdiv(L, m), B * H),
-        *tensors,
-        dq,
-        *strides,
-        H,
-        L,
-        S,
-        E,
-        EV,
-        group,
-        scale_log2,
-        scale,
+        lambda c: (cdiv(L, c["BLOCK_M"]), B * H),
+        (*tensors, dq, *strides, H, L, S, E, EV, group, scale_log2, scale),
+        tuning,
         **consts,
     )
     return dq, dk, dv
