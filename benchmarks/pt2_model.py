@@ -28,7 +28,9 @@ Per model (transformers Qwen3-8B / Llama-3-8B dims, seeded random bf16 weights, 
 
 Ours takes the ops in --include (default: the matmul, attention, embedding and fused ops, which beat
 inductor's generated code; inductor fuses the small elementwise ops better than separate kernels could)
-with --exclude taken out. Writes benchmarks/results/<device>/pt2/summary.json (keys: device, torch,
+with --exclude taken out, through the backend's `fastest` option (each node our kernel takes is timed
+against its ATen op on the node's inputs and kept native unless ours is faster; --all-nodes: every node our
+kernels accept). Writes benchmarks/results/<device>/pt2/summary.json (keys: device, torch,
 triton, commit, command, models: {<model>: {prefill_vs_compiled, prefill_vs_eager, decode_vs_compiled,
 decode_vs_eager, logits_rel_err, token_agreement (teacher-forced), compile_s, compile_s_native, the
 native-compiled baselines and the free-running agreement, ...}}) plus raw.json with
@@ -226,11 +228,11 @@ def measure(name: str, args, clock: Clock) -> dict:
     gen = torch.Generator(device=device).manual_seed(0)
     vocab = model.config.vocab_size
     ids = torch.randint(0, vocab, (1, args.prefill_len), generator=gen, device=device)
-    options = {"include": args.include, "exclude": args.exclude}
+    options = {"include": args.include, "exclude": args.exclude, "fastest": not args.all_nodes}
     forward = type(model).forward.__get__(model)
     native_compiled = torch.compile(forward)
     ours = torch.compile(forward, backend="workbench", options=options)
-    out: dict = {"layers": model.config.num_hidden_layers, "include": args.include, "exclude": args.exclude}
+    out: dict = {"layers": model.config.num_hidden_layers, **options}
     workbench.compile.reset_coverage()
     with torch.inference_mode():
 
@@ -316,6 +318,12 @@ def main() -> int:
     p.add_argument("--new-tokens", type=int, default=128)
     p.add_argument("--include", nargs="+", default=DEFAULT_INCLUDE, help="ops ours takes ('all': every op)")
     p.add_argument("--exclude", nargs="+", help="ops taken out of --include")
+    p.add_argument(
+        "--all-nodes",
+        action="store_true",
+        help="ours takes every node its kernels accept (default: the backend's `fastest` option, each node "
+        "timed against its ATen op at compile time and kept native unless ours is faster)",
+    )
     p.add_argument("--out", default=str(ROOT), help="directory that receives benchmarks/results/...")
     args = p.parse_args()
     if args.rounds < 3:

@@ -248,3 +248,29 @@ def test_a_tiny_qwen3_trains_through_the_backend():
     ):
         assert cov.loc[overload, "handled"] > 0, workbench.compile_coverage()
     assert "no backward" not in " ".join(cov["reasons"])
+
+
+def test_fastest_keeps_a_node_native_unless_ours_is_faster_on_its_inputs(monkeypatch):
+    """`fastest`: each node our kernel takes is timed against its ATen op on the node's inputs. On the
+    interpreter our kernels are far slower than torch's, so every timed node stays native with both times;
+    where the rounds show ours faster beyond their spread, the node is ours."""
+    from workbench.profiling import timing
+
+    def f(a):
+        return torch.exp(a) * 2
+
+    a = t(64, 64)
+    options = {**EAGER, "include": ["exp"], "fastest": True}
+    with torch.no_grad():
+        torch.testing.assert_close(torch.compile(f, backend="workbench", options=options)(a), f(a))
+    row = coverage().loc["aten::exp"]
+    assert row.handled == 0 and row.fallback == 1 and "native as fast or faster here" in row.reasons
+
+    torch._dynamo.reset()
+    workbench.compile.reset_coverage()
+    rounds = timing.Rounds([[2.0, 2.1, 2.0, 2.2, 2.0], [1.0, 1.1, 1.0, 1.0, 1.05]])  # native, ours (ms)
+    monkeypatch.setattr(timing, "alternated_rounds", lambda fns, **_: rounds)
+    with torch.no_grad():
+        torch.testing.assert_close(torch.compile(f, backend="workbench", options=options)(a), f(a))
+    row = coverage().loc["aten::exp"]
+    assert row.handled == 1 and row.fallback == 0

@@ -1,7 +1,7 @@
 """The torch.compile backend "workbench": our kernels in a model's ATen graph, the rest through inductor.
 
     torch.compile(model, backend="workbench", options={"include": None, "exclude": None,
-                  "inner": "inductor", "patterns": True, "cudagraphs": False})
+                  "inner": "inductor", "patterns": True, "cudagraphs": False, "fastest": False})
     workbench.compile_coverage()      # aten_op, op, nodes, handled, fallback, reasons
 
 What happens to a graph dynamo captured:
@@ -22,6 +22,10 @@ real inputs shaped like the node's (random floats, zero indices), once per disti
 (`Unsupported`, TypeError, ValueError) keeps the node native with the message as its reason; a kernel
 that fails in any other way, or returns another dtype, shape or layout than the ATen op, costs that
 node only, and its reason names the node and the op. The selection is `use_ops`'s (workbench.selection).
+With `fastest`, a node our kernel takes is also timed against its ATen op on those inputs (device time,
+alternated rounds, forward only) and stays native, with both times as its reason, unless ours is faster
+beyond the timing spread: the graph gets the faster kernel of each node. Fusion patterns replace chains of
+nodes and are not timed.
 
 Shapes: dynamo's guards. A new sequence length fails the shape guard and recompiles; from the second
 length on, dynamo's automatic dynamic shapes make that dimension symbolic, and the checks run at the
@@ -53,7 +57,7 @@ from . import nodes
 
 INNER = ("inductor", "eager")
 MODES = (None, "default", "reduce-overhead")
-OPTIONS = ("include", "exclude", "inner", "patterns", "cudagraphs")
+OPTIONS = ("include", "exclude", "inner", "patterns", "cudagraphs", "fastest")
 
 _coverage = dispatch.Coverage(unit="nodes")
 
@@ -76,6 +80,7 @@ class Options:
     inner: str = "inductor"
     patterns: bool = True
     cudagraphs: bool = False
+    fastest: bool = False
 
     @classmethod
     def parse(cls, options: dict | None, mode: str | None) -> Options:
@@ -102,6 +107,7 @@ class Options:
             inner=options.get("inner", "inductor"),
             patterns=bool(options.get("patterns", True)),
             cudagraphs=bool(options.get("cudagraphs", mode == "reduce-overhead")),
+            fastest=bool(options.get("fastest", False)),
         )
         if opts.inner not in INNER:
             raise ValueError(f"workbench backend option inner: expected one of {INNER}, got {opts.inner!r}")
@@ -153,10 +159,10 @@ def _fits(overload: str, args: tuple, kwargs: dict) -> bool:
 class Rewrite:
     """Puts our ops into the graphs of one backend call, recording every decision in the coverage."""
 
-    def __init__(self, selection: Selection, patterns: bool, needs_grad: bool):
+    def __init__(self, selection: Selection, patterns: bool, needs_grad: bool, fastest: bool = False):
         self.selection, self.patterns, self.needs_grad = selection, patterns, needs_grad
         self.by_name = {aten_overload(ov): ov for ov in selection.adapters}
-        self.check = nodes.Checker()
+        self.check = nodes.Checker(fastest)
 
     def _take(self, node: torch.fx.Node, overload: str, retraced: bool = False) -> None:
         """Make `node` (ATen overload `overload`, or the torch function of a composite) our op's twin.
@@ -187,7 +193,9 @@ class Rewrite:
             return
         args, kwargs = nodes.traced(node.args, node.kwargs)
         expected = nodes.value(node)
-        reason = self.check(target, twin, args, kwargs, expected, strides=not retraced)
+        reason = self.check(
+            target, twin, args, kwargs, expected, strides=not retraced, native=aten_overload(target)
+        )
         if reason.startswith("kernel failed"):
             reason = f"node {node.name} ({op}): {reason}"
         if reason == nodes.RELAYOUT and isinstance(expected, (list, tuple)):
@@ -247,7 +255,7 @@ def workbench_backend(
         isinstance(t, torch.Tensor) and t.requires_grad for t in example_inputs
     )
     selection = select(opts.include, opts.exclude)
-    rewrite = Rewrite(selection, opts.patterns, needs_grad)
+    rewrite = Rewrite(selection, opts.patterns, needs_grad, opts.fastest)
     rewrite.composites(gm)
     decompositions = _decompositions(selection)
     if opts.inner == "eager":

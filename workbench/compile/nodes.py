@@ -89,23 +89,34 @@ def traced(args, kwargs):
 
 
 class Checker:
-    """Runs an op on real inputs shaped like a node's; the verdict per distinct signature is cached."""
+    """Runs an op on real inputs shaped like a node's; the verdict per distinct signature is cached.
+    `fastest`: where a `native` op is given and ours takes the inputs, both are timed on them too (device
+    time, alternated rounds) and ours is kept only where it is faster beyond the timing spread."""
 
-    def __init__(self):
+    def __init__(self, fastest: bool = False):
+        self.fastest = fastest
         self.verdicts: dict[tuple, str] = {}
 
     def __call__(
-        self, label: str, run: Callable[..., Any], args, kwargs, expected, strides: bool = True
+        self,
+        label: str,
+        run: Callable[..., Any],
+        args,
+        kwargs,
+        expected,
+        strides: bool = True,
+        native: Callable[..., Any] | None = None,
     ) -> str:
         """'' if `run` takes these inputs, RELAYOUT if it does with other output strides (when `strides`
-        matter), else the reason it does not."""
+        matter), else the reason it does not (with `fastest`: also where `native` is as fast or faster)."""
         key = (label, signature(args), signature(kwargs), strides)
         if key not in self.verdicts:
-            self.verdicts[key] = self._check(run, args, kwargs, expected, strides)
+            native = native if self.fastest else None
+            self.verdicts[key] = self._check(run, args, kwargs, expected, strides, native)
         return self.verdicts[key]
 
     @staticmethod
-    def _check(run, args, kwargs, expected, strides: bool) -> str:
+    def _check(run, args, kwargs, expected, strides: bool, native) -> str:
         from torch.utils._python_dispatch import _disable_current_modes
 
         # Real tensors, outside every fake or tracing mode the compiler is in.
@@ -120,7 +131,24 @@ class Checker:
                 return f"kernel failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
             finally:
                 _library.strict.on = False
-        return layout_differs(out, expected, strides)
+            verdict = layout_differs(out, expected, strides)
+            if native is not None and verdict in ("", RELAYOUT):
+                verdict = _slower(run, native, real_args, real_kwargs) or verdict
+        return verdict
+
+
+def _slower(ours: Callable[..., Any], native: Callable[..., Any], args, kwargs) -> str:
+    """'' where `ours` is faster than `native` on these inputs by more than the timing spread; else the
+    reason to keep the node native, with both device times."""
+    from workbench.profiling.timing import alternated_rounds
+
+    rounds = alternated_rounds(
+        [lambda: native(*args, **kwargs), lambda: ours(*args, **kwargs)], warmup_ms=2.0, rep_ms=10.0
+    )
+    if rounds.ratio(1, reference=0).beyond_spread:
+        return ""
+    native_us, ours_us = (rounds.kernel_time(i).ms * 1e3 for i in (0, 1))
+    return f"native as fast or faster here ({native_us:.1f} us, ours {ours_us:.1f} us)"
 
 
 @functools.cache
