@@ -78,8 +78,9 @@ for phase in $phases; do
            # then max and argmax beside the peers
       step 0 230 tune python3 benchmarks/tune_sweep.py --out "$R/tune" --only argmax attention attention_backward
       step 0 100 peers python3 benchmarks/peers.py --out "$R/peers" --only max,argmax --budget-s 80 --case-s 40 ;;
-    pt2)  # one GPU, about 5 min: both models through torch.compile, 18 decoder layers each
-      step 0 560 pt2 python3 benchmarks/pt2_model.py --out "$R/pt2" --models qwen3-8b llama-3-8b --layers 18 ;;
+    pt2)  # one GPU, about 5 min: both models ($PT2_MODELS) through torch.compile, 18 decoder layers each
+      step 0 "${PT2_LIMIT_S:-560}" pt2 python3 benchmarks/pt2_model.py --out "$R/pt2" \
+        --models ${PT2_MODELS:-qwen3-8b llama-3-8b} --layers 18 ;;
     repro)  # one GPU, about 8.5 min: three fresh processes of the Qwen3-8B-dims comparison, one tuning cache
       step 0 560 repro python3 benchmarks/repro.py --out "$R/repro" --layers 18 ;;
     phase2)
