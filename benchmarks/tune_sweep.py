@@ -374,6 +374,8 @@ def attention_backward_rows(shape) -> list[dict]:
     q = torch.randn((b, hq, n, d), device=DEVICE, dtype=DT, requires_grad=True)
     k, v = (torch.randn((b, hk, n, d), device=DEVICE, dtype=DT, requires_grad=True) for _ in range(2))
     dout = torch.randn_like(q)
+    with torch.no_grad():
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
     flops = 5 * 2 * b * hq * n * n * d // 2
 
     def native_fwd_bwd():
@@ -381,7 +383,7 @@ def attention_backward_rows(shape) -> list[dict]:
         torch.autograd.grad(out, (q, k, v), dout)
 
     def ours():
-        _attention_backward.flash_backward(dout, q.detach(), k.detach(), v.detach(), True, None)
+        _attention_backward.flash_backward(dout, q.detach(), k.detach(), v.detach(), out, True, None)
 
     def native_fwd():
         with torch.no_grad():

@@ -180,7 +180,8 @@ def test_flash_backward_matches_float64(q_shape, kv_shape, ev, causal, dtype):
     dout = rand(*q_shape[:-1], ev, dtype=dtype, gen=gen)
     gqa = q_shape[1] != kv_shape[1]
     assert _attention_backward.takes(q, k, v, None, gqa)
-    ours = _attention_backward.flash_backward(dout, q, k, v, causal, None)
+    out = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal, enable_gqa=gqa)
+    ours = _attention_backward.flash_backward(dout, q, k, v, out, causal, None)
     want = _grads(q, k, v, dout, is_causal=causal, enable_gqa=gqa)
     tol = 1e-5 if dtype == torch.float32 else 2e-2
     for got, ref in zip(ours, want):

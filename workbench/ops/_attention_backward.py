@@ -3,7 +3,8 @@
 Three launches over tiles, every product of two 16-bit tiles with fp32 accumulation, the probabilities
 P = softmax(Q K^T * scale) rebuilt per tile from each query row's log-sum-exp:
 1. `_rows_kernel`, per (query tile, query head): one pass over the keys gives each row's log-sum-exp
-   (base 2) and delta = rowsum(P * dP) with dP = dO V^T, both folded online as the forward folds its output;
+   (base 2), folded online as the forward folds its output, and delta = rowsum(dO * O) from the forward's
+   output O (equal to rowsum(P * dP) with dP = dO V^T);
 2. `_kv_kernel`, per (key tile, KV head): dV = sum P^T dO and dK = scale * sum dS^T Q over the query rows
    of every query head of its group (GQA: no atomics), dS = P * (dP - delta);
 3. `_q_kernel`, per (query tile, query head): dQ = scale * sum dS K.
@@ -116,6 +117,7 @@ def _rows_kernel(
     DO,
     LSE,
     DELTA,
+    OUT,
     sqb,
     sqh,
     sqm,
@@ -128,6 +130,9 @@ def _rows_kernel(
     sdb,
     sdh,
     sdm,
+    sob,
+    soh,
+    som,
     H,
     L,
     S,
@@ -167,9 +172,17 @@ def _rows_kernel(
         BLOCK_DV,
         UPCAST,
     )
+    offs_d = tl.arange(0, BLOCK_D)
+    offs_dv = tl.arange(0, BLOCK_DV)
+    o = tl.load(
+        OUT + b * sob + h64 * soh + rows64[:, None] * som + offs_dv[None, :],
+        mask=row_ok[:, None] & (offs_dv[None, :] < EV),
+        other=0.0,
+    )
+    out = pid_bh.to(tl.int64) * L + rows64
+    tl.store(DELTA + out, tl.sum(do.to(tl.float32) * o.to(tl.float32), 1), mask=row_ok)
     m_i = tl.full([BLOCK_M], -float("inf"), tl.float32)
     l_i = tl.zeros([BLOCK_M], tl.float32)
-    d_i = tl.zeros([BLOCK_M], tl.float32)  # sum_j p_ij dp_ij, rescaled with l_i
     hi = S
     if CAUSAL:
         hi = tl.minimum(S, tl.program_id(0) * BLOCK_M + BLOCK_M)
@@ -177,32 +190,16 @@ def _rows_kernel(
         cols = start + offs_n
         col_ok = cols < S
         cols64 = cols.to(tl.int64)
-        kt, vt = _key_tiles(
-            K,
-            V,
-            b * skb + hk * skh,
-            b * svb + hk * svh,
-            cols64,
-            col_ok,
-            skn,
-            svn,
-            E,
-            EV,
-            BLOCK_D,
-            BLOCK_DV,
+        kt = _tile(
+            K + b * skb + hk * skh + cols64[None, :] * skn + offs_d[:, None],
+            (offs_d[:, None] < E) & col_ok[None, :],
             UPCAST,
         )
         s = _scores(q, kt, rows, cols, S, scale_log2, CAUSAL)
         m_new = tl.maximum(m_i, tl.max(s, 1))
-        alpha = tl.exp2(m_i - m_new)
-        p = tl.exp2(s - m_new[:, None])
-        dp = tl.dot(do, vt, input_precision="ieee")
-        l_i = l_i * alpha + tl.sum(p, 1)
-        d_i = d_i * alpha + tl.sum(p * dp, 1)
+        l_i = l_i * tl.exp2(m_i - m_new) + tl.sum(tl.exp2(s - m_new[:, None]), 1)
         m_i = m_new
-    out = pid_bh.to(tl.int64) * L + rows64
     tl.store(LSE + out, m_i + tl.log2(l_i), mask=row_ok)
-    tl.store(DELTA + out, d_i / l_i, mask=row_ok)
 
 
 @triton.jit
@@ -464,8 +461,8 @@ def _launch_tuned(kernel, grid, args: tuple, key: tuple, **consts) -> None:
         launch(kernel, grid(config), *args, **consts, **config)
 
 
-def flash_backward(dout, query, key, value, is_causal: bool, scale: float | None):
-    """(dq, dk, dv) of softmax(query key^T * scale) value for inputs that `takes` accepts."""
+def flash_backward(dout, query, key, value, out, is_causal: bool, scale: float | None):
+    """(dq, dk, dv) of out = softmax(query key^T * scale) value for inputs that `takes` accepts."""
     B, H, L, E = query.shape
     HK, S, EV = key.shape[1], key.shape[2], value.shape[3]
     scale = E**-0.5 if scale is None else float(scale)
@@ -476,6 +473,8 @@ def flash_backward(dout, query, key, value, is_causal: bool, scale: float | None
         return dq.zero_(), dk.zero_(), dv.zero_()
     if dout.stride(-1) != 1:
         dout = dout.contiguous()
+    if out.stride(-1) != 1:
+        out = out.contiguous()
     lse = torch.empty((B, H, L), dtype=torch.float32, device=query.device)
     delta = torch.empty_like(lse)
     strides = (
@@ -496,7 +495,7 @@ def flash_backward(dout, query, key, value, is_causal: bool, scale: float | None
     _launch_tuned(
         _rows_kernel,
         lambda c: (cdiv(L, c["BLOCK_M"]), B * H),
-        (*tensors, *strides, H, L, S, E, EV, group, scale_log2),
+        (*tensors, out, *strides, *out.stride()[:3], H, L, S, E, EV, group, scale_log2),
         tuning,
         **consts,
     )

@@ -850,7 +850,7 @@ def scaled_dot_product_attention(
     return out
 
 
-def _backward_fake(dout, query, key, value, attn_mask, is_causal, scale, enable_gqa):
+def _backward_fake(dout, query, key, value, out, attn_mask, is_causal, scale, enable_gqa):
     additive = attn_mask is not None and attn_mask.dtype != torch.bool
     return (
         query.new_empty(query.shape),
@@ -866,19 +866,21 @@ def attention_backward(
     query: torch.Tensor,
     key: torch.Tensor,
     value: torch.Tensor,
+    out: torch.Tensor,
     attn_mask: torch.Tensor | None,
     is_causal: bool,
     scale: float | None,
     enable_gqa: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(dq, dk, dv, d attn_mask (an additive mask's; else empty)). Without a mask (4-D operands, see
-    `_attention_backward.takes`): flash-style, nothing of size L x S held. Otherwise by recomputation: the
+    """(dq, dk, dv, d attn_mask (an additive mask's; else empty)) of the forward that returned `out`.
+    Without a mask (4-D operands, see `_attention_backward.takes`): flash-style, nothing of size L x S
+    held. Otherwise by recomputation: the
     fp32 probabilities P of every (query, key) pair are rebuilt (our bmm and softmax) and held, O(L x S)
     memory per head, then dV = P^T dO, dS = softmax_backward(dO V^T, P), dQ = dS K * scale, dK = dS^T Q
     * scale (our bmm and softmax backward kernels). Query rows with no key left have P = 0 (torch's safe
     softmax), so they pass no gradient."""
     if _attention_backward.takes(query, key, value, attn_mask, enable_gqa):
-        dq, dk, dv = _attention_backward.flash_backward(dout, query, key, value, is_causal, scale)
+        dq, dk, dv = _attention_backward.flash_backward(dout, query, key, value, out, is_causal, scale)
         return dq, dk, dv, query.new_empty(0)
     from .softmax import softmax_backward
 
@@ -929,13 +931,13 @@ def attention_backward(
 def _setup_context(ctx, inputs, keyword_only_inputs, output):
     query, key, value, attn_mask, _, ctx.is_causal = inputs
     ctx.scale, ctx.enable_gqa = keyword_only_inputs.get("scale"), keyword_only_inputs.get("enable_gqa", False)
-    ctx.save_for_backward(query, key, value, attn_mask)
+    ctx.save_for_backward(query, key, value, output, attn_mask)
 
 
 def _backward(ctx, dout):
-    query, key, value, attn_mask = ctx.saved_tensors
+    query, key, value, out, attn_mask = ctx.saved_tensors
     dq, dk, dv, dmask = attention_backward(
-        dout, query, key, value, attn_mask, ctx.is_causal, ctx.scale, ctx.enable_gqa
+        dout, query, key, value, out, attn_mask, ctx.is_causal, ctx.scale, ctx.enable_gqa
     )
     additive = attn_mask is not None and attn_mask.dtype != torch.bool
     return input_grads(ctx, dq, dk, dv, dmask if additive else None, None, None)
