@@ -18,10 +18,13 @@ import workbench
 from workbench import backends
 from workbench.ops import REGISTRY
 from workbench.ops._library import trainable
-from workbench.profiling.correctness import dtype_name
-
-# A backward accumulates over rows or classes: a few times the forward's relative tolerance.
-GRAD_TOL_FACTOR = 4
+from workbench.profiling.correctness import (
+    GRAD_TOL_FACTOR,
+    check,
+    check_backward_case,
+    dtype_name,
+    failure_reason,
+)
 
 
 def _params():
@@ -46,21 +49,6 @@ def _params():
                         )
 
 
-def _leaves(args, kwargs, dtype):
-    """(ours, reference) copies of the inputs: floating tensors in `dtype` and in float64, requiring grad."""
-
-    def pair(a):
-        if isinstance(a, torch.Tensor) and a.is_floating_point():
-            ours = a.detach().to(dtype).requires_grad_()
-            return ours, ours.detach().double().requires_grad_()
-        return a, a
-
-    a2 = [pair(a) for a in args]
-    k2 = {k: pair(v) for k, v in kwargs.items()}
-    ours = ([o for o, _ in a2], {k: o for k, (o, _) in k2.items()})
-    return ours, ([r for _, r in a2], {k: r for k, (_, r) in k2.items()})
-
-
 def _rel_err(a: torch.Tensor, b: torch.Tensor, floor: float = 0.0) -> float:
     """‖a − b‖ / max(‖b‖, floor) over the finite entries of b."""
     a, b = a.double(), b.double()
@@ -68,49 +56,28 @@ def _rel_err(a: torch.Tensor, b: torch.Tensor, floor: float = 0.0) -> float:
     return (a[ok] - b[ok]).norm().item() / max(b[ok].norm().item(), floor, 1e-30)
 
 
-def _fits_schema(spec, args) -> bool:
-    """Whether the positional arguments fit the custom operator's schema (a Python number passed where
-    the op declares a Tensor, as in broadcasting cases of the forward, does not)."""
-    schema = trainable(spec.name)._schema.arguments
-    return all(
-        isinstance(a, torch.Tensor) or not isinstance(s.type, torch.TensorType) for a, s in zip(args, schema)
-    )
-
-
 @pytest.mark.parametrize("spec,case,dtype", list(_params()))
 def test_backward_matches_float64_reference(spec, case, dtype, request):
-    device = backends.active().device()
-    gen = torch.Generator(device=device).manual_seed(zlib.crc32(request.node.name.encode()))
-    args, kwargs = case.make(torch.float64, device, gen)
-    if not _fits_schema(spec, args):
-        pytest.skip("a Python number where the op's signature declares a Tensor")
-    (ours_a, ours_k), (ref_a, ref_k) = _leaves(args, kwargs, dtype)
-    outs = trainable(spec.name)(*ours_a, **ours_k)
-    refs = spec.reference(*ref_a, **ref_k)
-    outs, refs = (outs, refs) if isinstance(refs, tuple) else ((outs,), (refs,))  # add_rms_norm, rope: pairs
-    grads = [torch.randn(r.shape, generator=gen, dtype=torch.float64, device=device) for r in refs]
-    leaves = [
-        (o, r)
-        for o, r in zip([*ours_a, *ours_k.values()], [*ref_a, *ref_k.values()])
-        if isinstance(o, torch.Tensor) and o.requires_grad
-    ]
-    if sum(r.numel() for r in refs) == 0:
-        return  # nothing flows back (zero-size output)
-    ours_g = torch.autograd.grad(
-        outs, [o for o, _ in leaves], [g.to(o.dtype) for g, o in zip(grads, outs)], allow_unused=True
-    )
-    ref_g = torch.autograd.grad(refs, [r for _, r in leaves], grads, allow_unused=True)
-    tol = GRAD_TOL_FACTOR * spec.tolerance[dtype]
-    # Gradients that cancel to almost nothing (rms_norm over one column) are judged against a floor.
-    floor = 1e-3 * sum(g.norm().item() for g in grads)
-    for i, (g, r) in enumerate(zip(ours_g, ref_g)):
-        if r is None:
-            assert g is None or not g.any(), f"input {i}: gradient where the reference has none"
-            continue
-        assert g is not None, f"input {i}: no gradient"
-        assert g.shape == r.shape and g.dtype == leaves[i][0].dtype
-        assert torch.equal(torch.isnan(g), torch.isnan(r)), f"input {i}: NaN positions differ"
-        assert _rel_err(g, r, floor) <= tol, f"input {i}: rel_err {_rel_err(g, r, floor):.3g} > {tol}"
+    row = check_backward_case(spec, case, dtype, seed=zlib.crc32(request.node.name.encode()))
+    if row.get("skipped"):
+        pytest.skip(row["skipped"])
+    assert row["passed"], failure_reason(row)
+
+
+def test_check_adds_a_backward_row_that_fails_on_a_wrong_gradient(monkeypatch):
+    """`check(backward=True)`: a backward row after each forward row of an op with a backward (none for an
+    op without); a backward that returns the output gradient as silu's input gradient fails its row."""
+    import importlib
+
+    df = check(["silu", "cumsum"], cases=["quick"], dtypes=["fp32"], seed=0, progress=False, backward=True)
+    silu = df[df["op"] == "silu"]
+    assert list(silu["direction"][:2]) == ["forward", "backward"] and silu["passed"].all()
+    assert set(df[df["op"] == "cumsum"]["direction"]) == {"forward"}
+    module = importlib.import_module("workbench.ops.silu")
+    monkeypatch.setattr(module, "silu_backward", lambda x, dy: dy.clone())
+    df = check(["silu"], cases=["quick"], dtypes=["fp32"], seed=0, progress=False, backward=True)
+    wrong = df[df["direction"] == "backward"]
+    assert len(wrong) and not wrong["passed"].any() and (wrong["rel_err"] > wrong["tol"]).all()
 
 
 def test_direct_call_of_an_op_without_backward_refuses():

@@ -260,6 +260,7 @@ def cmd_check(args) -> int:
                 "seed": args.seed,
                 "variant": args.variant,
                 "algorithm": args.algorithm,
+                "backward": args.backward,
             },
         )
     else:
@@ -273,6 +274,7 @@ def cmd_check(args) -> int:
                 variant=args.variant,
                 rules=rules,
                 algorithm=args.algorithm,
+                backward=args.backward,
             )
             for op in _progress_over(ops, "check", not args.no_progress)
         ]
@@ -281,7 +283,8 @@ def cmd_check(args) -> int:
         from workbench.store import ResultStore
 
         ResultStore(args.store).append(df.drop(columns=["traceback"]), kind="check")
-    columns = ["op", "variant", "case", "dtype", "shape", "rel_err", "max_abs_err", "tol", "passed"]
+    columns = ["op", "variant", "case", "dtype", *(["direction"] if args.backward else [])]
+    columns += ["shape", "rel_err", "max_abs_err", "tol", "passed"]
     columns += (["violations"] if rules else []) + ["skipped", "error"]
     with pd.option_context("display.width", 200, "display.max_colwidth", 60, "display.max_rows", None):
         print(df[columns].to_string(index=False))
@@ -794,7 +797,8 @@ def _add_check(sub) -> None:
         "float64 inputs (docs/correctness.md). With --profile, also enforces the MLU launch rules.",
         "workbench check --cases quick rms_norm softmax\n"
         "workbench check mm --cases quick,edge,llm --dtype bf16 --csv check.csv\n"
-        "workbench check --variant mlu --profile mlu370 --cases quick,edge",
+        "workbench check --variant mlu --profile mlu370 --cases quick,edge\n"
+        "workbench check rms_norm cross_entropy --backward --dtype bf16",
     )
     _op_runs(
         p,
@@ -807,6 +811,12 @@ def _add_check(sub) -> None:
     p.add_argument("--tracebacks", type=int, default=3, help="tracebacks of failures to print (default 3)")
     p.add_argument("--variant", help="run this implementation (generic, mlu, ...), not the backend's own")
     p.add_argument("--algorithm", help="run this named algorithm of each op that has one (e.g. topk's merge)")
+    p.add_argument(
+        "--backward",
+        action="store_true",
+        help="also check the backward of every op that has one: each input's gradient against float64 "
+        "autograd (a row with direction 'backward' after the forward one)",
+    )
     p.add_argument(
         "--profile",
         type=str.lower,

@@ -4,6 +4,8 @@ One row per (op, case, dtype): relative error ‖out − ref‖/‖ref‖, max a
 bound `|out − ref| <= tol * (|ref| + rms(ref))`, NaN/Inf agreement, and whether the output dtype and
 shape match what the native op gives on the same inputs. Outputs are poisoned with NaN before each
 run, inputs are fresh random draws, and the seed is in the row so a failure can be replayed.
+`check(backward=True)` adds a row per (op, case, dtype) of every op with a backward (`direction`
+"backward"): each input's gradient against float64 autograd (`check_backward_case`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from workbench.ops._common import poisoned_outputs
 from workbench.ops.mlu.rules import LaunchRules
 
 DTYPE_NAMES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+GRAD_TOL_FACTOR = 4  # a backward sums over rows or classes: a few times the forward's relative tolerance
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -237,6 +240,7 @@ def check_case(
         "backend": backend.name,
         "case": case.name,
         "dtype": dtype_name(dtype),
+        "direction": "forward",
         "seed": seed,
         "tol": spec.tolerance[dtype],
     }
@@ -259,6 +263,92 @@ def check_case(
     return row
 
 
+def check_backward_case(spec: opspec.OpSpec, case: opspec.Case, dtype: torch.dtype, seed: int) -> dict:
+    """The backward of one case, through the op's custom operator (what `workbench.ops.<op>`, `use_ops`
+    and the compile backend train with); never raises (errors land in the row). Inputs are drawn in
+    float64 and rounded to `dtype`; every floating input requires grad and the output gradient is random.
+    Each input's gradient is compared with torch.autograd on the reference over the same rounded values in
+    float64: shape and dtype, NaN positions, and ‖g − ref‖ / max(‖ref‖, 1e-3·‖dy‖) (the floor serves
+    gradients that cancel to almost nothing) within GRAD_TOL_FACTOR times the forward's tolerance. The
+    row's errors are the worst input's."""
+    backend = backends.active()
+    tol = GRAD_TOL_FACTOR * spec.tolerance[dtype]
+    row = {
+        "op": spec.name,
+        "variant": spec.variant_name(backend.name),
+        "backend": backend.name,
+        "case": case.name,
+        "dtype": dtype_name(dtype),
+        "direction": "backward",
+        "seed": seed,
+        "tol": tol,
+    }
+    try:
+        row.update(_backward_metrics(spec, case, dtype, seed, tol))
+        row["error"] = ""
+    except Exception as e:  # the row reports it; the run goes on
+        row.update(passed=False, error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
+    return row
+
+
+def _backward_metrics(spec: opspec.OpSpec, case: opspec.Case, dtype: torch.dtype, seed: int, tol: float):
+    from workbench.ops._library import trainable
+
+    device = backends.active().device()
+    gen = torch.Generator(device=device).manual_seed(seed)
+    args, kwargs = case.make(torch.float64, device, gen)
+    op = trainable(spec.name)
+    if any(
+        not isinstance(a, torch.Tensor) and isinstance(s.type, torch.TensorType)
+        for a, s in zip(args, op._schema.arguments)
+    ):
+        return {"skipped": "a Python number where the op's signature declares a Tensor", "passed": False}
+
+    def leaf(a, to):
+        if isinstance(a, torch.Tensor) and a.is_floating_point():
+            return a.detach().to(dtype).to(to).requires_grad_()
+        return a
+
+    ours_a, ours_k = [leaf(a, dtype) for a in args], {k: leaf(v, dtype) for k, v in kwargs.items()}
+    ref_a, ref_k = (
+        [leaf(a, torch.float64) for a in args],
+        {k: leaf(v, torch.float64) for k, v in kwargs.items()},
+    )
+    outs, refs = op(*ours_a, **ours_k), spec.reference(*ref_a, **ref_k)
+    outs, refs = (outs, refs) if isinstance(refs, tuple) else ((outs,), (refs,))  # add_rms_norm, rope: pairs
+    row = {"shape": shape_label(args), "rel_err": 0.0, "max_abs_err": 0.0}
+    if sum(r.numel() for r in refs) == 0:
+        return {**row, "nonfinite_match": True, "dtype_match": True, "passed": True}  # nothing flows back
+    grads = [torch.randn(r.shape, generator=gen, dtype=torch.float64, device=device) for r in refs]
+    pairs = [
+        (o, r)
+        for o, r in zip([*ours_a, *ours_k.values()], [*ref_a, *ref_k.values()])
+        if isinstance(o, torch.Tensor) and o.requires_grad
+    ]
+    ours_g = torch.autograd.grad(
+        outs, [o for o, _ in pairs], [g.to(o.dtype) for g, o in zip(grads, outs)], allow_unused=True
+    )
+    ref_g = torch.autograd.grad(refs, [r for _, r in pairs], grads, allow_unused=True)
+    floor = 1e-3 * sum(float(g.norm()) for g in grads)
+    same_kind, nonfinite = True, True
+    for i, ((o, _), g, r) in enumerate(zip(pairs, ours_g, ref_g)):
+        if r is None:
+            if g is not None and g.any():
+                raise AssertionError(f"input {i}: a gradient where the reference has none")
+            continue
+        if g is None:
+            raise AssertionError(f"input {i}: no gradient")
+        same_kind &= g.shape == r.shape and g.dtype == o.dtype
+        nonfinite &= torch.equal(torch.isnan(g), torch.isnan(r))
+        ok = torch.isfinite(r) & torch.isfinite(g)
+        diff = (g.double() - r)[ok]
+        rel = float(diff.norm()) / max(float(r[ok].norm()), floor, 1e-30)
+        row["rel_err"] = max(row["rel_err"], rel)
+        row["max_abs_err"] = max(row["max_abs_err"], float(diff.abs().max()) if diff.numel() else 0.0)
+    passed = bool(same_kind and nonfinite and row["rel_err"] <= tol)
+    return {**row, "nonfinite_match": bool(nonfinite), "dtype_match": bool(same_kind), "passed": passed}
+
+
 def selected_variant(
     spec: opspec.OpSpec, backend: str, variant: str | None = None, algorithm: str | None = None
 ) -> str | None:
@@ -279,9 +369,12 @@ def check(
     variant: str | None = None,
     rules: LaunchRules | None = None,
     algorithm: str | None = None,
+    backward: bool = False,
 ) -> pd.DataFrame:
     """Correctness table for `ops` (default: all registered) over the case sets and dtypes.
 
+    backward: after each forward row of an op with a backward, its backward row (`check_backward_case`;
+    the backend's own implementation only: not with `variant` or `algorithm`).
     variant: run this implementation of each op instead of the backend's own; algorithm: that
     implementation's named algorithm (e.g. topk's "merge"); ops without it get a skipped row. rules: also
     check every launch against these MLU launch rules (column `violations`: distinct violations in that
@@ -310,6 +403,8 @@ def check(
             rows.append(
                 check_case(item.spec, item.case, item.dtype, item.seed, variant=item.variant, rules=rules)
             )
+            if backward and item.variant is None and item.spec.backward is not None:
+                rows.append(check_backward_case(item.spec, item.case, item.dtype, item.seed))
     return table(rows, rules is not None)
 
 
@@ -367,6 +462,7 @@ def skipped_row(item: WorkItem, variant: str) -> dict:
         "backend": backends.active().name,
         "case": item.case.name,
         "dtype": dtype_name(item.dtype),
+        "direction": "forward",
         "seed": item.seed,
         "skipped": item.skip,
         "passed": False,
@@ -382,6 +478,7 @@ def table(rows: list[dict], violations: bool = False) -> pd.DataFrame:
         "backend",
         "case",
         "dtype",
+        "direction",
         "shape",
         "rel_err",
         "max_abs_err",
@@ -403,6 +500,7 @@ def table(rows: list[dict], violations: bool = False) -> pd.DataFrame:
         if col not in df:
             df[col] = None
     df["skipped"] = df["skipped"].fillna("")
+    df["direction"] = df["direction"].fillna("forward")  # a worker's rows: forward only
     return df[columns + ["traceback"]]
 
 
