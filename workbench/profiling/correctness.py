@@ -263,17 +263,28 @@ def check_case(
     return row
 
 
-def check_backward_case(spec: opspec.OpSpec, case: opspec.Case, dtype: torch.dtype, seed: int) -> dict:
-    """The backward of one case, through the op's custom operator (what `workbench.ops.<op>`, `use_ops`
-    and the compile backend train with); never raises (errors land in the row). Inputs are drawn in
-    float64 and rounded to `dtype`; every floating input requires grad and the output gradient is random.
-    Each input's gradient is compared with torch.autograd on the reference over the same rounded values in
-    float64: shape and dtype, NaN positions, and ‖g − ref‖ / max(‖ref‖, 1e-3·‖dy‖) (the floor serves
-    gradients that cancel to almost nothing) within GRAD_TOL_FACTOR times the forward's tolerance. The
-    row's errors are the worst input's."""
+def check_backward_case(
+    spec: opspec.OpSpec, case: opspec.Case, dtype: torch.dtype, seed: int, fn=None
+) -> dict:
+    """The backward of one case; never raises (errors land in the row). `fn`: the forward to train
+    (default: the op's custom operator, what `workbench.ops.<op>`, `use_ops` and the compile backend
+    train with; a candidate: `with_backward(spec, candidate)`). See `backward_grads` and `judge_grads`."""
+    row = backward_row(spec, case, dtype, seed)
+    try:
+        inputs = backward_inputs(spec, case, dtype, seed)
+        if isinstance(inputs, str):
+            return {**row, "skipped": inputs, "passed": False, "error": ""}
+        grads, _ = backward_grads(fn or trainable_op(spec), *inputs)
+        row.update(judge_grads(spec, case, dtype, seed, grads))
+        row["error"] = ""
+    except Exception as e:  # the row reports it; the run goes on
+        row.update(passed=False, error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
+    return row
+
+
+def backward_row(spec: opspec.OpSpec, case: opspec.Case, dtype: torch.dtype, seed: int) -> dict:
     backend = backends.active()
-    tol = GRAD_TOL_FACTOR * spec.tolerance[dtype]
-    row = {
+    return {
         "op": spec.name,
         "variant": spec.variant_name(backend.name),
         "backend": backend.name,
@@ -281,71 +292,88 @@ def check_backward_case(spec: opspec.OpSpec, case: opspec.Case, dtype: torch.dty
         "dtype": dtype_name(dtype),
         "direction": "backward",
         "seed": seed,
-        "tol": tol,
+        "tol": GRAD_TOL_FACTOR * spec.tolerance[dtype],
     }
-    try:
-        row.update(_backward_metrics(spec, case, dtype, seed, tol))
-        row["error"] = ""
-    except Exception as e:  # the row reports it; the run goes on
-        row.update(passed=False, error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
-    return row
 
 
-def _backward_metrics(spec: opspec.OpSpec, case: opspec.Case, dtype: torch.dtype, seed: int, tol: float):
+def trainable_op(spec: opspec.OpSpec):
     from workbench.ops._library import trainable
 
+    return trainable(spec.name)
+
+
+def backward_inputs(spec: opspec.OpSpec, case: opspec.Case, dtype: torch.dtype, seed: int):
+    """(args, kwargs, generator) of a backward check: drawn in float64 from `seed` and rounded to `dtype`
+    (the generator goes on to draw the output gradients); or why the case has no backward check."""
     device = backends.active().device()
     gen = torch.Generator(device=device).manual_seed(seed)
     args, kwargs = case.make(torch.float64, device, gen)
-    op = trainable(spec.name)
+    schema = trainable_op(spec)._schema.arguments
     if any(
-        not isinstance(a, torch.Tensor) and isinstance(s.type, torch.TensorType)
-        for a, s in zip(args, op._schema.arguments)
+        not isinstance(a, torch.Tensor) and isinstance(s.type, torch.TensorType) for a, s in zip(args, schema)
     ):
-        return {"skipped": "a Python number where the op's signature declares a Tensor", "passed": False}
+        return "a Python number where the op's signature declares a Tensor"
+    rounded = [_rounded(a, dtype) for a in args]
+    return rounded, {k: _rounded(v, dtype) for k, v in kwargs.items()}, gen
 
-    def leaf(a, to):
-        if isinstance(a, torch.Tensor) and a.is_floating_point():
-            return a.detach().to(dtype).to(to).requires_grad_()
-        return a
 
-    ours_a, ours_k = [leaf(a, dtype) for a in args], {k: leaf(v, dtype) for k, v in kwargs.items()}
-    ref_a, ref_k = (
-        [leaf(a, torch.float64) for a in args],
-        {k: leaf(v, torch.float64) for k, v in kwargs.items()},
+def _rounded(a, dtype: torch.dtype):
+    return a.to(dtype) if isinstance(a, torch.Tensor) and a.is_floating_point() else a
+
+
+def backward_grads(fn, args, kwargs, gen: torch.Generator) -> tuple[list[torch.Tensor | None], float]:
+    """(the gradients of `fn`'s floating tensor inputs in argument order, the sum of the output gradients'
+    norms) for random output gradients drawn from `gen` (float64, one per output, cast to the output's
+    dtype). No gradients where nothing flows back (a zero-size output)."""
+    leaves = [a.detach().requires_grad_() if _floating(a) else a for a in args]
+    kw = {k: v.detach().requires_grad_() if _floating(v) else v for k, v in kwargs.items()}
+    outs = fn(*leaves, **kw)
+    outs = tuple(outs) if isinstance(outs, (tuple, list)) else (outs,)
+    if sum(o.numel() for o in outs) == 0:
+        return [], 0.0
+    dys = [torch.randn(o.shape, generator=gen, dtype=torch.float64, device=gen.device) for o in outs]
+    inputs = [t for t in [*leaves, *kw.values()] if _floating(t)]
+    grads = torch.autograd.grad(outs, inputs, [d.to(o.dtype) for d, o in zip(dys, outs)], allow_unused=True)
+    return list(grads), sum(float(d.norm()) for d in dys)
+
+
+def _floating(a) -> bool:
+    return isinstance(a, torch.Tensor) and a.is_floating_point()
+
+
+def judge_grads(spec: opspec.OpSpec, case: opspec.Case, dtype: torch.dtype, seed: int, grads: list) -> dict:
+    """The verdict on `grads` (an implementation's `backward_grads` for this case): against torch.autograd
+    on the reference over the same rounded inputs in float64 and the same output gradients. Per input:
+    shape and dtype, NaN positions, and ‖g − ref‖ / max(‖ref‖, 1e-3·‖dy‖) (the floor serves gradients that
+    cancel to almost nothing) within GRAD_TOL_FACTOR times the forward's tolerance; the row's errors are
+    the worst input's."""
+    args, kwargs, gen = backward_inputs(spec, case, dtype, seed)
+    wide = (
+        [a.double() if _floating(a) else a for a in args],
+        {k: v.double() if _floating(v) else v for k, v in kwargs.items()},
     )
-    outs, refs = op(*ours_a, **ours_k), spec.reference(*ref_a, **ref_k)
-    outs, refs = (outs, refs) if isinstance(refs, tuple) else ((outs,), (refs,))  # add_rms_norm, rope: pairs
+    refs, dy_norm = backward_grads(spec.reference, *wide, gen)
+    floor = 1e-3 * dy_norm
     row = {"shape": shape_label(args), "rel_err": 0.0, "max_abs_err": 0.0}
-    if sum(r.numel() for r in refs) == 0:
-        return {**row, "nonfinite_match": True, "dtype_match": True, "passed": True}  # nothing flows back
-    grads = [torch.randn(r.shape, generator=gen, dtype=torch.float64, device=device) for r in refs]
-    pairs = [
-        (o, r)
-        for o, r in zip([*ours_a, *ours_k.values()], [*ref_a, *ref_k.values()])
-        if isinstance(o, torch.Tensor) and o.requires_grad
-    ]
-    ours_g = torch.autograd.grad(
-        outs, [o for o, _ in pairs], [g.to(o.dtype) for g, o in zip(grads, outs)], allow_unused=True
-    )
-    ref_g = torch.autograd.grad(refs, [r for _, r in pairs], grads, allow_unused=True)
-    floor = 1e-3 * sum(float(g.norm()) for g in grads)
+    if not refs:
+        return {**row, "nonfinite_match": True, "dtype_match": True, "passed": not grads}
+    if len(grads) != len(refs):
+        raise AssertionError(f"{len(grads)} input gradients, the reference has {len(refs)}")
     same_kind, nonfinite = True, True
-    for i, ((o, _), g, r) in enumerate(zip(pairs, ours_g, ref_g)):
+    for i, (g, r) in enumerate(zip(grads, refs)):
         if r is None:
             if g is not None and g.any():
                 raise AssertionError(f"input {i}: a gradient where the reference has none")
             continue
         if g is None:
             raise AssertionError(f"input {i}: no gradient")
-        same_kind &= g.shape == r.shape and g.dtype == o.dtype
-        nonfinite &= torch.equal(torch.isnan(g), torch.isnan(r))
-        ok = torch.isfinite(r) & torch.isfinite(g)
-        diff = (g.double() - r)[ok]
-        rel = float(diff.norm()) / max(float(r[ok].norm()), floor, 1e-30)
-        row["rel_err"] = max(row["rel_err"], rel)
+        same_kind &= g.shape == r.shape and g.dtype == dtype
+        nonfinite &= torch.equal(torch.isnan(g.to(r.device)), torch.isnan(r))
+        ok = torch.isfinite(r) & torch.isfinite(g.to(r.device))
+        diff = (g.to(r.device).double() - r)[ok]
+        row["rel_err"] = max(row["rel_err"], float(diff.norm()) / max(float(r[ok].norm()), floor, 1e-30))
         row["max_abs_err"] = max(row["max_abs_err"], float(diff.abs().max()) if diff.numel() else 0.0)
-    passed = bool(same_kind and nonfinite and row["rel_err"] <= tol)
+    passed = bool(same_kind and nonfinite and row["rel_err"] <= GRAD_TOL_FACTOR * spec.tolerance[dtype])
     return {**row, "nonfinite_match": bool(nonfinite), "dtype_match": bool(same_kind), "passed": passed}
 
 
