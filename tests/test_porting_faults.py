@@ -227,7 +227,8 @@ correctness.verify = correctness.judge = correctness.compare_outputs = fake
     )
     result = worker.run("check", path, "rms_norm", progress=False)
     assert result.ok and not result.passed
-    assert (~result.check["passed"]).all() and (result.check["rel_err"] > 0.04).all()
+    forward = result.check[result.check["direction"] == "forward"]
+    assert len(forward) == 2 and (~forward["passed"]).all() and (forward["rel_err"] > 0.04).all()
 
 
 def test_a_result_file_written_by_the_candidate_runs_no_code_and_forges_nothing(tmp_path):
@@ -279,6 +280,43 @@ def rms_norm(x, weight=None, eps=1e-6):
     result = worker.run("check", path, "rms_norm", progress=False)
     assert result.ok and not result.passed and not result.check["passed"].any()
     assert result.check["rel_err"].iloc[0] > 0.04  # the first case's own (wrong) output, judged here
+
+
+def test_gradients_a_worker_returns_are_judged_by_the_caller(tmp_path):
+    """An op with a backward: the worker returns each case's input gradients and the caller judges them
+    against float64 autograd. Right outputs with forged zero gradients, claimed passed: the forward rows
+    pass and every backward row fails."""
+    path = _candidate(
+        tmp_path,
+        """
+import json, os, torch
+from pathlib import Path
+from workbench.ops import REGISTRY
+from workbench.porting import judge
+from workbench.profiling import correctness as cr
+
+def rms_norm(x, weight=None, eps=1e-6):
+    spec, run = REGISTRY["rms_norm"], Path.cwd()
+    items = json.loads((run / "request.json").read_text())["items"]
+    outs, grads = {}, {}
+    for i, item in enumerate(items):
+        case, dtype = spec.case_list(item["set"])[item["index"]], cr.DTYPE_NAMES[item["dtype"]]
+        args, kwargs = cr.make_inputs(case, dtype, item["seed"])
+        outs[str(i)] = spec.reference(*args, **kwargs)
+        g_args, g_kwargs, _ = cr.backward_inputs(spec, case, dtype, item["seed"])
+        leaves = [a for a in [*g_args, *g_kwargs.values()] if torch.is_tensor(a) and a.is_floating_point()]
+        grads[str(i)] = judge.portable([torch.zeros_like(a) for a in leaves])
+    torch.save({"out": outs, "grad": grads}, run / judge.OUTPUTS)
+    rows = [dict(item, error="", passed=True) for item in items]
+    (run / "result.json").write_text(json.dumps({"status": "ok", "summary": "passed", "rows": rows}))
+    os._exit(0)
+""",
+    )
+    result = worker.run("check", path, "rms_norm", dtypes=["fp32"], progress=False)
+    forward = result.check[result.check["direction"] == "forward"]
+    backward = result.check[result.check["direction"] == "backward"]
+    assert len(forward) == len(backward) == 2 and forward["passed"].all()
+    assert not backward["passed"].any() and (backward["rel_err"] > 0.5).all(), backward["error"].tolist()
 
 
 def test_files_written_into_the_package_during_a_check_stay_out_of_it(tmp_path):

@@ -26,7 +26,7 @@ def _cache(monkeypatch):
 
 
 def test_failing_candidate_leaves_the_tree_clean(repo, tmp_path):
-    with pytest.raises(PromotionError, match="correctness failed on 2 of 2 cases") as err:
+    with pytest.raises(PromotionError, match="correctness failed on 2 of 4 checks") as err:
         promote(CANDIDATES / "rms_norm_wrong.py", "rms_norm", root=repo, store=tmp_path / "s.db", **FAST)
     assert "nothing was written" in str(err.value) and "rel_err" in str(err.value)
     assert not err.value.promotion.written and err.value.promotion.check.check is not None

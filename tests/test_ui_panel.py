@@ -41,7 +41,10 @@ def test_check_then_profile_side_by_side():
     panel = PortingPanel(op="rms_norm", source=GOOD, dtypes=["fp32"], cases="quick", background=False)
     panel.check_button.click()
     assert panel.error is None, panel.error
-    assert list(panel.check_table["result"]) == ["pass", "pass"]
+    # rms_norm has a backward: each case's forward row, then its backward row (the op's custom operator
+    # training with the candidate as its forward)
+    assert list(panel.check_table["result"]) == ["pass"] * 4
+    assert list(panel.check_table["direction"]) == ["forward", "backward"] * 2
     assert "8x64" in panel.check_html.value and "pass" in panel.check_html.value
     assert panel.progress.value == panel.progress.max == 2
 
@@ -154,7 +157,8 @@ def test_failures_are_readable_and_earlier_results_stay():
     assert not panel.busy and [h["action"] for h in panel.history] == ["check"]
     assert panel.error["status"] == "failed" and "rel_err" in panel.error["summary"]
     shown = panel.check_html.value
-    assert (panel.check_table["result"] == "FAIL").all() and "FAIL" in shown
+    forward = panel.check_table[panel.check_table["direction"] == "forward"]
+    assert len(forward) == 2 and (forward["result"] == "FAIL").all() and "FAIL" in shown
 
     panel.source.value = "def rms_norm(x, weight=None, eps=1e-6):\n    raise RuntimeError('boom')\n"
     panel.check_button.click()

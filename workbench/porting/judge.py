@@ -8,9 +8,14 @@ seeds on its own device, runs the registered op's reference on float64 copies an
 the correctness module, rewriting the result files, skipping cases) can make a wrong output pass: a
 missing output is a failed row, a forged one is judged like any other.
 
+For a registered op with a backward the worker also returns, per case, the input gradients of the op's
+custom operator (which runs the candidate as its forward, with the op's backward rule) for output
+gradients drawn from the case's seed; the caller draws the same and judges them against float64 autograd
+on the reference (`correctness.judge_grads`): a row with `direction` "backward" after the forward one.
+
 A new op (the candidate declares ``SPEC``) has no registered reference: its worker also returns its
 own reference outputs (float64) and the caller compares the two. That verdict is only as good as the
-reference its author wrote.
+reference its author wrote; such an op is checked forward only.
 """
 
 from __future__ import annotations
@@ -31,7 +36,10 @@ OUTPUTS = "outputs.pt"  # the tensors a worker returns, beside its result.json
 
 
 def portable(value):
-    """`value` as tensors on the cpu inside lists and dicts, with the tuple type kept by name."""
+    """`value` as tensors on the cpu inside lists and dicts, with the tuple type kept by name (None, an
+    input with no gradient, stays None)."""
+    if value is None:
+        return None
     if isinstance(value, torch.Tensor):
         return value.detach().cpu()
     if isinstance(value, (tuple, list)):
@@ -67,11 +75,12 @@ def run_items(
 ) -> tuple[list, dict]:
     """Worker side: run `fn` on each item's inputs; returns (row metadata, tensors by row position).
 
-    own_reference: also return the spec's reference outputs (a new op: the caller has no reference).
+    own_reference: also return the spec's reference outputs (a new op: the caller has no reference);
+    else, for an op with a backward, also its input gradients (`correctness.backward_grads`).
     """
     from workbench.ops._common import poisoned_outputs
 
-    rows, tensors = [], {"out": {}, "ref": {}}
+    rows, tensors = [], {"out": {}, "ref": {}, "grad": {}}
     for i, item in enumerate(progress(items) if progress else items):
         row = dict(item, error="", traceback="")
         rows.append(row)
@@ -94,9 +103,23 @@ def run_items(
                 row["dim"] = kwargs.get("dim", -1)
                 del out
                 tensors["ref"][str(i)] = portable(cr.reference(spec, case, args, kwargs))
+            elif spec.backward is not None:
+                _gradients(spec, case, item, row, tensors["grad"], str(i))
         except Exception as e:  # the row reports it; the run goes on
             row.update(error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
     return rows, tensors
+
+
+def _gradients(spec: opspec.OpSpec, case: opspec.Case, item: dict, row: dict, grads: dict, key: str) -> None:
+    """Worker side: the case's input gradients into `grads[key]`; a failing backward into the row's
+    `grad_error` (the forward row stands on its own)."""
+    inputs = cr.backward_inputs(spec, case, cr.DTYPE_NAMES[item["dtype"]], item["seed"])
+    if isinstance(inputs, str):
+        return  # the caller finds the same reason
+    try:
+        grads[key] = portable(cr.backward_grads(cr.trainable_op(spec), *inputs)[0])
+    except Exception as e:
+        row["grad_error"] = f"{type(e).__name__}: {e}"
 
 
 # ---- caller side: the verdict ------------------------------------------------------------------------
@@ -105,11 +128,11 @@ def run_items(
 def load_outputs(path: Path) -> dict:
     """The worker's tensors, read as data only (a file that is not plain tensors and lists is refused)."""
     if not path.exists():
-        return {"out": {}, "ref": {}}
+        return {"out": {}, "ref": {}, "grad": {}}
     data = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(data, dict):
         raise ValueError(f"{path.name}: expected a dict of outputs, got {type(data).__name__}")
-    return {k: data.get(k) or {} for k in ("out", "ref")}
+    return {k: data.get(k) or {} for k in ("out", "ref", "grad")}
 
 
 def verdicts(
@@ -166,4 +189,22 @@ def verdicts(
                 base.update(metrics, dtype_match=dtype_match, passed=metrics["passed"] and dtype_match)
         except Exception as e:
             base.update(passed=False, error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
+        if item is not None and item.spec.backward is not None:
+            out_rows.append(_backward_verdict(item, got, tensors["grad"].get(str(i)), variant))
     return cr.table(out_rows)
+
+
+def _backward_verdict(item: cr.WorkItem, got: dict, grads, variant: str) -> dict:
+    """Caller side: the backward row of one planned case from the gradients its worker returned."""
+    row = {**cr.backward_row(item.spec, item.case, item.dtype, item.seed), "variant": variant, "error": ""}
+    reason = cr.backward_inputs(item.spec, item.case, item.dtype, item.seed)
+    if isinstance(reason, str):
+        return {**row, "skipped": reason, "passed": False}
+    error = (got or {}).get("grad_error") or (got or {}).get("error")
+    if error or grads is None:
+        return {**row, "passed": False, "error": error or "the worker returned no gradients for this case"}
+    try:
+        row.update(cr.judge_grads(item.spec, item.case, item.dtype, item.seed, rebuild(grads)))
+    except Exception as e:
+        row.update(passed=False, error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
+    return row

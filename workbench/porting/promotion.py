@@ -145,7 +145,8 @@ def _failure_lines(table, limit: int = 5) -> str:
 
     failed = failures(table)
     shown = [
-        f"  {row['case']} {row['dtype']}: {failure_reason(row)}" for _, row in failed.head(limit).iterrows()
+        f"  {row['case']} {row['dtype']} {row['direction']}: {failure_reason(row)}"
+        for _, row in failed.head(limit).iterrows()
     ]
     more = [f"  ... and {len(failed) - limit} more"] if len(failed) > limit else []
     return "\n".join(shown + more)
@@ -484,11 +485,11 @@ def _check(
     if not failures(table).empty:
         _refuse(
             promo,
-            f"correctness failed on {len(failures(table))} of {len(ran)} cases on {promo.checked_on}:\n"
+            f"correctness failed on {len(failures(table))} of {len(ran)} checks on {promo.checked_on}:\n"
             + _failure_lines(table),
         )
     return (
-        f"{', '.join(cases)} x {', '.join(sorted(set(ran['dtype'])))}, {len(ran)} cases passed "
+        f"{', '.join(cases)} x {', '.join(sorted(set(ran['dtype'])))}, {len(ran)} checks passed "
         f"(seed {int(table['seed'].min())})"
     )
 

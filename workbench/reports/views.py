@@ -29,7 +29,7 @@ def failed_rows(check: pd.DataFrame) -> pd.DataFrame:
 
 
 def correctness_table(check: pd.DataFrame) -> pd.DataFrame:
-    """One row per (case, dtype): what ran, its error against the reference, pass/fail and why."""
+    """One row per (case, dtype, direction): what ran, its error against the reference, pass/fail and why."""
     rows = []
     for _, row in check.iterrows():
         if isinstance(row.get("skipped"), str) and row["skipped"]:
@@ -44,6 +44,7 @@ def correctness_table(check: pd.DataFrame) -> pd.DataFrame:
                 "variant": row.get("variant"),
                 "case": row["case"],
                 "dtype": row["dtype"],
+                "direction": row.get("direction") or "forward",
                 "shape": row.get("shape"),
                 "rel_err": row.get("rel_err"),
                 "tol": row.get("tol"),
@@ -52,7 +53,8 @@ def correctness_table(check: pd.DataFrame) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(
-        rows, columns=["op", "variant", "case", "dtype", "shape", "rel_err", "tol", "result", "why"]
+        rows,
+        columns=["op", "variant", "case", "dtype", "direction", "shape", "rel_err", "tol", "result", "why"],
     )
 
 
