@@ -28,6 +28,7 @@ from workbench.ops.mlu.rules import LaunchRules
 
 DTYPE_NAMES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 GRAD_TOL_FACTOR = 4  # a backward sums over rows or classes: a few times the forward's relative tolerance
+NATIVE_GRAD_FACTOR = 4  # and, where that is exceeded, this many times native's own gradient error on top
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -345,21 +346,50 @@ def judge_grads(spec: opspec.OpSpec, case: opspec.Case, dtype: torch.dtype, seed
     """The verdict on `grads` (an implementation's `backward_grads` for this case): against torch.autograd
     on the reference over the same rounded inputs in float64 and the same output gradients. Per input:
     shape and dtype, NaN positions, and ‖g − ref‖ / max(‖ref‖, 1e-3·‖dy‖) (the floor serves gradients that
-    cancel to almost nothing) within GRAD_TOL_FACTOR times the forward's tolerance; the row's errors are
-    the worst input's."""
+    cancel to almost nothing); the row's errors are the worst input's. It passes within GRAD_TOL_FACTOR
+    times the forward's tolerance plus NATIVE_GRAD_FACTOR times the native op's own error in `dtype` on
+    the same inputs (`native_rel_err`, measured where the tolerance alone is exceeded): an ill-conditioned
+    gradient (a norm over one column) is as far from float64 in torch's own kernels."""
     args, kwargs, gen = backward_inputs(spec, case, dtype, seed)
-    wide = (
+    refs, dy_norm = backward_grads(spec.reference, *_widened(args, kwargs), gen)
+    row = {"shape": shape_label(args)}
+    if not refs:
+        return {
+            **row,
+            "rel_err": 0.0,
+            "max_abs_err": 0.0,
+            "nonfinite_match": True,
+            "dtype_match": True,
+            "passed": not grads,
+        }
+    if len(grads) != len(refs):
+        raise AssertionError(f"{len(grads)} input gradients, the reference has {len(refs)}")
+    row.update(_grad_errors(grads, refs, dtype, 1e-3 * dy_norm))
+    tol = GRAD_TOL_FACTOR * spec.tolerance[dtype]
+    budget = tol
+    if row["rel_err"] > tol:
+        args, kwargs, gen = backward_inputs(spec, case, dtype, seed)
+        native = _grad_errors(
+            backward_grads(spec.reference, args, kwargs, gen)[0], refs, dtype, 1e-3 * dy_norm
+        )
+        row.update(native_rel_err=native["rel_err"], native_passed=native["rel_err"] <= tol)
+        budget += NATIVE_GRAD_FACTOR * native["rel_err"]
+    ok = row["dtype_match"] and row["nonfinite_match"] and row["rel_err"] <= budget
+    return {**row, "passed": bool(ok)}
+
+
+def _widened(args, kwargs):
+    return (
         [a.double() if _floating(a) else a for a in args],
         {k: v.double() if _floating(v) else v for k, v in kwargs.items()},
     )
-    refs, dy_norm = backward_grads(spec.reference, *wide, gen)
-    floor = 1e-3 * dy_norm
-    row = {"shape": shape_label(args), "rel_err": 0.0, "max_abs_err": 0.0}
-    if not refs:
-        return {**row, "nonfinite_match": True, "dtype_match": True, "passed": not grads}
-    if len(grads) != len(refs):
-        raise AssertionError(f"{len(grads)} input gradients, the reference has {len(refs)}")
-    same_kind, nonfinite = True, True
+
+
+def _grad_errors(grads: list, refs: list, dtype: torch.dtype, floor: float) -> dict:
+    """Worst relative and absolute error of `grads` against `refs`, and whether every one has the
+    reference's shape, `dtype` and NaN positions; a gradient missing, or present where the reference
+    has none, raises."""
+    out = {"rel_err": 0.0, "max_abs_err": 0.0, "nonfinite_match": True, "dtype_match": True}
     for i, (g, r) in enumerate(zip(grads, refs)):
         if r is None:
             if g is not None and g.any():
@@ -367,14 +397,14 @@ def judge_grads(spec: opspec.OpSpec, case: opspec.Case, dtype: torch.dtype, seed
             continue
         if g is None:
             raise AssertionError(f"input {i}: no gradient")
-        same_kind &= g.shape == r.shape and g.dtype == dtype
-        nonfinite &= torch.equal(torch.isnan(g.to(r.device)), torch.isnan(r))
-        ok = torch.isfinite(r) & torch.isfinite(g.to(r.device))
-        diff = (g.to(r.device).double() - r)[ok]
-        row["rel_err"] = max(row["rel_err"], float(diff.norm()) / max(float(r[ok].norm()), floor, 1e-30))
-        row["max_abs_err"] = max(row["max_abs_err"], float(diff.abs().max()) if diff.numel() else 0.0)
-    passed = bool(same_kind and nonfinite and row["rel_err"] <= GRAD_TOL_FACTOR * spec.tolerance[dtype])
-    return {**row, "nonfinite_match": bool(nonfinite), "dtype_match": bool(same_kind), "passed": passed}
+        out["dtype_match"] &= g.shape == r.shape and g.dtype == dtype
+        g = g.to(r.device)
+        out["nonfinite_match"] &= torch.equal(torch.isnan(g), torch.isnan(r))
+        ok = torch.isfinite(r) & torch.isfinite(g)
+        diff = (g.double() - r)[ok]
+        out["rel_err"] = max(out["rel_err"], float(diff.norm()) / max(float(r[ok].norm()), floor, 1e-30))
+        out["max_abs_err"] = max(out["max_abs_err"], float(diff.abs().max()) if diff.numel() else 0.0)
+    return out
 
 
 def selected_variant(
