@@ -195,14 +195,17 @@ def verdicts(
 
 
 def _backward_verdict(item: cr.WorkItem, got: dict, grads, variant: str) -> dict:
-    """Caller side: the backward row of one planned case from the gradients its worker returned."""
+    """Caller side: the backward row of one planned case whose forward ran (`got`: its worker's row) from
+    the gradients the worker returned."""
     row = {**cr.backward_row(item.spec, item.case, item.dtype, item.seed), "variant": variant, "error": ""}
     reason = cr.backward_inputs(item.spec, item.case, item.dtype, item.seed)
     if isinstance(reason, str):
         return {**row, "skipped": reason, "passed": False}
-    error = (got or {}).get("grad_error") or (got or {}).get("error")
-    if error or grads is None:
-        return {**row, "passed": False, "error": error or "the worker returned no gradients for this case"}
+    error = got.get("grad_error") or (
+        "" if grads is not None else "the worker returned no gradients for this case"
+    )
+    if error:
+        return {**row, "passed": False, "error": error}
     try:
         row.update(cr.judge_grads(item.spec, item.case, item.dtype, item.seed, rebuild(grads)))
     except Exception as e:
