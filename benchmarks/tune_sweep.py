@@ -406,29 +406,19 @@ def attention_backward_rows(shape) -> list[dict]:
         _attention_backward._tuned.clear()
 
     try:
-        for c in [*([c] for c in offered), offered]:
+        for c in [[c] for c in offered] + ([offered] if len(offered) > 1 else []):
             reset(c)
-            name = (
-                "tuned per kernel"
-                if len(c) > 1
-                else (
-                    f"BLOCK_M={c[0].kwargs['BLOCK_M']} BLOCK_N={c[0].kwargs['BLOCK_N']} "
-                    f"warps={c[0].num_warps} stages={c[0].num_stages}"
-                )
-            )
             try:
                 t = ms(ours)
             except Exception as err:  # a tile that does not fit the device's shared memory
-                print(f"attention_bwd {shape} {name}: {type(err).__name__}")
+                print(f"attention_bwd {shape} {[_config_text(x) for x in c]}: {type(err).__name__}")
                 continue
-            if len(c) > 1:
-                chosen = {t_.name.rsplit(".", 1)[-1]: _config_text(t_.best_config) for t_ in tuners}
-                name = f"tuned per kernel {chosen}"
+            chosen = {t_.name.rsplit(".", 1)[-1]: _config_text(t_.best_config) for t_ in tuners}
             rows.append(
                 dict(
                     kernel="attention_bwd",
                     shape=str(shape),
-                    config=name,
+                    config=f"tuned per kernel {chosen}" if len(c) > 1 else _config_text(c[0]),
                     default=c == [offered[0]],
                     ms=t,
                     nbytes=flops,
@@ -440,7 +430,9 @@ def attention_backward_rows(shape) -> list[dict]:
 
 
 def _config_text(c) -> str:
-    return f"{c.kwargs['BLOCK_M']}x{c.kwargs['BLOCK_N']}/{c.num_warps}w/{c.num_stages}s"
+    """A tile config as the `config` column spells it."""
+    m, n = c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"]
+    return f"BLOCK_M={m} BLOCK_N={n} warps={c.num_warps} stages={c.num_stages}"
 
 
 def main() -> None:

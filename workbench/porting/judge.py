@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 
 from workbench.ops import spec as opspec
+from workbench.ops._library import trainable
 from workbench.profiling import correctness as cr
 
 OUTPUTS = "outputs.pt"  # the tensors a worker returns, beside its result.json
@@ -117,7 +118,7 @@ def _gradients(spec: opspec.OpSpec, case: opspec.Case, item: dict, row: dict, gr
     if isinstance(inputs, str):
         return  # the caller finds the same reason
     try:
-        grads[key] = portable(cr.backward_grads(cr.trainable_op(spec), *inputs)[0])
+        grads[key] = portable(cr.backward_grads(trainable(spec.name), *inputs)[0])
     except Exception as e:
         row["grad_error"] = f"{type(e).__name__}: {e}"
 

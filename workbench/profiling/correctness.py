@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from workbench import backends
 from workbench.ops import spec as opspec
 from workbench.ops._common import poisoned_outputs
+from workbench.ops._library import trainable
 from workbench.ops.mlu.rules import LaunchRules
 
 DTYPE_NAMES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -264,18 +265,16 @@ def check_case(
     return row
 
 
-def check_backward_case(
-    spec: opspec.OpSpec, case: opspec.Case, dtype: torch.dtype, seed: int, fn=None
-) -> dict:
-    """The backward of one case; never raises (errors land in the row). `fn`: the forward to train
-    (default: the op's custom operator, what `workbench.ops.<op>`, `use_ops` and the compile backend
-    train with; a candidate: `with_backward(spec, candidate)`). See `backward_grads` and `judge_grads`."""
+def check_backward_case(spec: opspec.OpSpec, case: opspec.Case, dtype: torch.dtype, seed: int) -> dict:
+    """The backward of one case through the op's custom operator (what `workbench.ops.<op>`, `use_ops` and
+    the compile backend train with); never raises (errors land in the row). See `backward_grads` and
+    `judge_grads`."""
     row = backward_row(spec, case, dtype, seed)
     try:
         inputs = backward_inputs(spec, case, dtype, seed)
         if isinstance(inputs, str):
             return {**row, "skipped": inputs, "passed": False, "error": ""}
-        grads, _ = backward_grads(fn or trainable_op(spec), *inputs)
+        grads, _ = backward_grads(trainable(spec.name), *inputs)
         row.update(judge_grads(spec, case, dtype, seed, grads))
         row["error"] = ""
     except Exception as e:  # the row reports it; the run goes on
@@ -297,19 +296,13 @@ def backward_row(spec: opspec.OpSpec, case: opspec.Case, dtype: torch.dtype, see
     }
 
 
-def trainable_op(spec: opspec.OpSpec):
-    from workbench.ops._library import trainable
-
-    return trainable(spec.name)
-
-
 def backward_inputs(spec: opspec.OpSpec, case: opspec.Case, dtype: torch.dtype, seed: int):
     """(args, kwargs, generator) of a backward check: drawn in float64 from `seed` and rounded to `dtype`
     (the generator goes on to draw the output gradients); or why the case has no backward check."""
     device = backends.active().device()
     gen = torch.Generator(device=device).manual_seed(seed)
     args, kwargs = case.make(torch.float64, device, gen)
-    schema = trainable_op(spec)._schema.arguments
+    schema = trainable(spec.name)._schema.arguments
     if any(
         not isinstance(a, torch.Tensor) and isinstance(s.type, torch.TensorType) for a, s in zip(args, schema)
     ):
