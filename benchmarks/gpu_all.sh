@@ -74,10 +74,10 @@ for phase in $phases; do
     train)  # one GPU, up to $TRAIN_LIMIT_S (9.5 min): the training step, most of it the first step's compiling
             # and tuning (WORKBENCH_AUTOTUNE=0: the first fitting matmul config, untimed; minutes less)
       step 0 "${TRAIN_LIMIT_S:-570}" train python3 benchmarks/train_step.py --commit "${WORKBENCH_COMMIT:-}" --out "$R/train" ;;
-    rows)  # one GPU, about 4 min: the row-winner launch (argmax, max), prefill attention's and its backward's configs swept,
-           # then max and argmax beside the peers
-      step 0 230 tune python3 benchmarks/tune_sweep.py --out "$R/tune" --only argmax attention attention_backward
-      step 0 100 peers python3 benchmarks/peers.py --out "$R/peers" --only max,argmax --budget-s 80 --case-s 40 ;;
+    rows)  # one GPU, about 6.5 min: the row-winner launch (argmax, max), the row gather, prefill attention's and its backward's configs swept,
+           # then max, argmax and the lookups beside the peers
+      step 0 260 tune python3 benchmarks/tune_sweep.py --out "$R/tune" --only argmax embedding attention attention_backward
+      step 0 130 peers python3 benchmarks/peers.py --out "$R/peers" --only max,argmax,embedding,index_select --budget-s 110 --case-s 40 ;;
     pt2)  # one GPU, about 5 min: both models ($PT2_MODELS) through torch.compile, 18 decoder layers each
       step 0 "${PT2_LIMIT_S:-560}" pt2 python3 benchmarks/pt2_model.py --out "$R/pt2" \
         --models ${PT2_MODELS:-qwen3-8b llama-3-8b} --layers 18 ;;

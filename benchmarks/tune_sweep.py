@@ -2,7 +2,8 @@ r"""Launch-configuration sweep behind the bandwidth-bound kernels' defaults.
 
 For the generic elementwise kernels (ops/_elementwise.py: BLOCK, num_warps), the packed-rows rms_norm
 kernel (ops/rms_norm.py: rows per program BLOCK_R, num_warps) and the kernels over rows of a vocabulary
-(argmax, softmax: BLOCK, num_warps, num_stages; softmax's chunks per row), and the causal prefill
+(argmax, softmax: BLOCK, num_warps, num_stages; softmax's chunks per row), the row gather of embedding
+(ops/embedding.py: rows and columns per program, num_warps), and the causal prefill
 attention kernel and the three kernels of attention's backward (BLOCK_M, BLOCK_N, num_warps, num_stages:
 compute-bound, timed beside torch's SDPA and its backward), time
 every configuration on the llm shapes with the bench's kernel timer (L2 flushed, CUDA events), next to a
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -25,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from workbench import backends  # before triton: it picks the interpreter or compiled mode
-from workbench.ops import _attention_backward, _elementwise, _rows, _split_rows
+from workbench.ops import _attention_backward, _elementwise, _index_check, _rows, _split_rows
 from workbench.ops._launch import launch
 from workbench.profiling import roofline
 from workbench.profiling.timing import kernel_time
@@ -36,9 +38,18 @@ import triton  # noqa: E402
 
 DT = torch.bfloat16
 DEVICE = backends.active().device()
-add_op, argmax_op, exp_op, gelu_op, rms_norm_op, softmax_op, sdpa_op = (
+add_op, argmax_op, embedding_op, exp_op, gelu_op, rms_norm_op, softmax_op, sdpa_op = (
     importlib.import_module(f"workbench.ops.{name}")
-    for name in ("add", "argmax", "exp", "gelu", "rms_norm", "softmax", "scaled_dot_product_attention")
+    for name in (
+        "add",
+        "argmax",
+        "embedding",
+        "exp",
+        "gelu",
+        "rms_norm",
+        "softmax",
+        "scaled_dot_product_attention",
+    )
 )
 
 
@@ -228,6 +239,56 @@ def argmax_rows(shape) -> list[dict]:
                         nbytes=nbytes,
                     )
                 )
+    return rows
+
+
+def embedding_rows(shape) -> list[dict]:
+    """Row gather (embedding, index_select along dim 0) of n random ids from a vocab x hidden table: rows
+    per program, columns per program (a whole row per program reads the table in one pass over the ids),
+    warps; beside torch's embedding and `workbench.ops.embedding` as called (its default, host cost
+    hidden by the timer)."""
+    n, (vocab, hidden) = shape[0], shape[1:]
+    table = torch.randn((vocab, hidden), device=DEVICE, dtype=DT)
+    ids = torch.randint(0, vocab, (n,), device=DEVICE)
+    out = torch.empty((n, hidden), device=DEVICE, dtype=DT)
+    nbytes = 2 * out.numel() * out.element_size() + ids.numel() * ids.element_size()
+    flag = _index_check.flag(ids.device)
+    base = dict(kernel="embedding", shape=str(shape), nbytes=nbytes)
+    rows = [
+        dict(base, config="device copy, same bytes", ms=copy_ms(nbytes)),
+        dict(base, config="native torch embedding", ms=ms(lambda: F.embedding(ids, table))),
+        dict(base, config="workbench.ops.embedding", ms=ms(lambda: embedding_op.embedding(ids, table))),
+    ]
+    chosen = embedding_op._gather_launch(table, ids, math.nan, True)[2].meta
+    for block_h in (1024, 2048, 4096):
+        for block_r in (1, 2, 4, 8):
+            for warps in (4, 8):
+                grid = (triton.cdiv(n, block_r), triton.cdiv(hidden, block_h))
+                call = lambda: launch(  # noqa: E731
+                    embedding_op._embedding_kernel,
+                    grid,
+                    ids,
+                    table,
+                    out,
+                    flag,
+                    n,
+                    vocab,
+                    hidden,
+                    hidden,
+                    1,
+                    OUT_OF_RANGE=math.nan,
+                    CHECK=True,
+                    BLOCK_R=block_r,
+                    BLOCK_H=block_h,
+                    num_warps=warps,
+                )
+                default = (block_r, block_h, warps) == (
+                    chosen["BLOCK_R"],
+                    chosen["BLOCK_H"],
+                    chosen["num_warps"],
+                )
+                config = f"BLOCK_R={block_r} BLOCK_H={block_h} warps={warps}"
+                rows.append(dict(base, config=config, default=default, ms=ms(call)))
     return rows
 
 
@@ -446,7 +507,15 @@ def main() -> None:
     )
     parser.add_argument(
         "--only",
-        choices=["elementwise", "rms_norm", "argmax", "softmax", "attention", "attention_backward"],
+        choices=[
+            "elementwise",
+            "rms_norm",
+            "argmax",
+            "embedding",
+            "softmax",
+            "attention",
+            "attention_backward",
+        ],
         nargs="+",
         help="these sections only (default: all)",
     )
@@ -456,6 +525,7 @@ def main() -> None:
         "elementwise": (elementwise_rows, ((2048, 4096), (2048, 12288))),
         "rms_norm": (rms_norm_rows, ((2048, 4096), (65536, 128), (64, 4096))),
         "argmax": (argmax_rows, ((2048, 151936), (8192, 8192))),
+        "embedding": (embedding_rows, ((2048, 151936, 4096), (8192, 151936, 4096))),
         "softmax": (softmax_rows, ((64, 151936),)),
         "attention": (attention_rows, ((4, 32, 8, 4096, 128), (1, 32, 8, 2048, 128))),
         "attention_backward": (attention_backward_rows, ((4, 32, 8, 2048, 128), (4, 16, 8, 512, 128))),
