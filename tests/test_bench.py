@@ -114,3 +114,45 @@ def test_dispatched_rows_time_our_kernels_through_use_ops_and_never_pass_native_
     elsewhere = dataclasses.replace(spec, reference=torch.sub)
     rows = bench_case(elsewhere, case, torch.float32, 3, peaks, rep_ms=2, dispatched=through_use_ops)
     assert "no call reached workbench's add kernels" in rows[1]["error"] and "ms" not in rows[1]
+
+
+class _HeldBackend(backends.get("cpu").__class__):
+    """The cpu backend with a device hold whose probe reports it ran out `runs_out` times, then holds."""
+
+    def __init__(self, runs_out: int):
+        self.runs_out, self.holds = runs_out, []
+
+    def hold(self, us):
+        self.holds.append(us)
+        running = len(self.holds) > self.runs_out
+        return lambda: running
+
+
+def test_a_chunk_that_outran_its_hold_is_queued_again_behind_a_longer_one():
+    from workbench.profiling import timing
+
+    calls = []
+    backend = _HeldBackend(runs_out=1)
+    rounds = timing.alternated_rounds([lambda: calls.append(1)], backend, warmup_ms=0, rep_ms=0, min_rounds=5)
+    first, second = (us - timing.HOLD_MARGIN_US for us in backend.holds)
+    assert len(backend.holds) == 2 and second == pytest.approx(4 * first)
+    assert rounds.host_gaps == 0 and len(rounds.times[0]) == 5  # the re-queued chunk's times only
+
+    backend = _HeldBackend(runs_out=timing.HOLD_TRIES)
+    rounds = timing.alternated_rounds([lambda: None], backend, warmup_ms=0, rep_ms=0, min_rounds=5)
+    assert len(backend.holds) == timing.HOLD_TRIES and rounds.host_gaps == 1
+
+
+def test_rows_timed_with_host_gaps_say_so(monkeypatch):
+    import importlib
+
+    from workbench.profiling import timing
+
+    bench_module = importlib.import_module("workbench.profiling.bench")
+
+    def gapped(fns, *args, **kwargs):
+        return timing.Rounds([[1.0] * 5 for _ in fns], host_gaps=2)
+
+    monkeypatch.setattr(bench_module, "alternated_rounds", gapped)
+    df = bench(ops=["exp"], cases=["quick"], dtypes=["fp32"], rep_ms=1, progress=False)
+    assert df["suspect"].str.contains("host gaps in 2 chunk").all()

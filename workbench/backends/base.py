@@ -8,6 +8,7 @@ Kernels read capabilities and the launch policy; they never test which vendor th
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -93,11 +94,14 @@ class Backend:
         """A start/stop timer on the device's own clock (events on GPUs, wall clock on cpu)."""
         return WallTimer()
 
-    def hold(self, us: float) -> None:
-        """Queue about `us` of device-side busy work, so that launches issued meanwhile run back to back.
+    def hold(self, us: float) -> Callable[[], bool] | None:
+        """Queue about `us` of device-side busy work, so that launches issued meanwhile run back to back;
+        returns a probe that says whether the hold is still running (no wait).
 
-        Timing uses it to keep host launch overhead out of kernel time. A no-op where the runtime has no
-        such primitive (then kernel times of very short ops include launch gaps)."""
+        Timing uses it to keep host launch overhead out of kernel time, and the probe to notice when the
+        host outran it. A no-op returning None where the runtime has no such primitive (then kernel times
+        of very short ops include launch gaps)."""
+        return None
 
     def __repr__(self) -> str:
         return f"<Backend {self.name}>"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+from collections.abc import Callable
 
 import torch
 
@@ -70,8 +71,11 @@ class CudaBackend(Backend):
     def timer(self) -> Timer:
         return CudaEventTimer()
 
-    def hold(self, us: float) -> None:
+    def hold(self, us: float) -> Callable[[], bool]:
         torch.cuda._sleep(int(us * 2000))  # spin cycles; at up to ~2 GHz this holds at least `us`
+        released = torch.cuda.Event()
+        released.record()
+        return lambda: not released.query()
 
     def properties(self) -> DeviceProperties:
         props = torch.cuda.get_device_properties(torch.cuda.current_device())

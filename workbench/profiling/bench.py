@@ -207,6 +207,9 @@ def bench_case(
             host_us=host_time_us(call, backend, calls=n_calls, repeats=1 if light else 3),
         )
         row.update(rl.roofline(cost.bytes, cost.flops, t.ms, row["dtype"], peaks))
+        if rounds.host_gaps:  # the rounds' calls outran the device hold: host time may be in kernel time
+            gaps = f"host gaps in {rounds.host_gaps} chunk(s) of timed calls"
+            row["suspect"] = "; ".join(filter(None, (row.get("suspect"), gaps)))
         if native is not None:  # speedup per round against native in the same round
             ratio = rounds.ratio(i, reference=native)
             row.update(

@@ -6,7 +6,10 @@ any last-level cache) and timed with the backend's timer (CUDA events; `hardware
 clock on cpu). The callable that goes first moves by one every round, so neither side of a comparison
 always runs after the flush of the same neighbour, and drift (a clock that ramps, a busy host) hits
 every callable alike. Rounds are queued in chunks behind a device-side hold (`Backend.hold`), so the
-device never waits for the host between calls: host launch overhead stays out of kernel time. Device
+device never waits for the host between calls: host launch overhead stays out of kernel time. A chunk
+whose queueing outlasted its hold (a slow or synchronising call) is queued again behind a longer one, up
+to HOLD_TRIES times; chunks that still outran it are counted (`Rounds.host_gaps`), since their kernel
+times may include host time. Device
 clocks are not touched (not locked, not boosted): a measurement reports what the device gives, and
 its spread says how steady that was.
 
@@ -31,6 +34,9 @@ from workbench.backends import Backend
 
 FLUSH_BYTES = 256 * 1024 * 1024
 CHUNK = 64  # timed calls queued behind one device hold
+HOLD_FACTOR = 1.5  # a hold lasts this many times the chunk's estimated queueing time (+ HOLD_MARGIN_US)
+HOLD_MARGIN_US = 50.0
+HOLD_TRIES = 3  # queueings of a chunk whose hold ran out, each behind a 4x longer hold
 MAX_EVENTS_IN_FLIGHT = 8192  # torch_mlu fails beyond this many outstanding event pairs (docs/mlu.md)
 UNSTABLE_SPREAD = 0.05  # p80 - p20 of a ratio above this fraction of its median: unstable
 MIN_SPREAD_ROUNDS = 3  # fewer rounds measure no spread: p20 and p80 are NaN and the ratio counts as unstable
@@ -71,9 +77,11 @@ def beyond_spread(median: float, p20: float, p80: float) -> bool:
 
 @dataclass(frozen=True)
 class Rounds:
-    """ms per round of each callable: times[i][r] is callable i in round r."""
+    """ms per round of each callable: times[i][r] is callable i in round r. `host_gaps`: chunks of timed
+    calls whose queueing outlasted the device hold every time (their times may include host time)."""
 
     times: list[list[float]]
+    host_gaps: int = 0
 
     def kernel_time(self, i: int) -> KernelTime:
         t = self.times[i]
@@ -160,10 +168,18 @@ def alternated_rounds(
     order = [(r + j) % n for r in range(rounds) for j in range(n)]  # callable of each timed call
     timers: list = []
     elapsed: list[float] = []
+    factor, host_gaps = HOLD_FACTOR, 0
     for start in range(0, len(order), CHUNK):
         chunk = order[start : start + CHUNK]
-        backend.hold(len(chunk) * enqueue_us * 1.5 + 50)
-        timers += [timed_rep(fns[i], backend) for i in chunk]
+        for _ in range(HOLD_TRIES):
+            holding = backend.hold(len(chunk) * enqueue_us * factor + HOLD_MARGIN_US)
+            queued = [timed_rep(fns[i], backend) for i in chunk]
+            if holding is None or holding():
+                break
+            factor *= 4  # the host outran the hold: these times may hold gaps; queue the chunk again
+        else:
+            host_gaps += 1
+        timers += queued
         if len(timers) + CHUNK > MAX_EVENTS_IN_FLIGHT:
             elapsed += [t.elapsed_ms() for t in timers]
             timers = []
@@ -172,7 +188,7 @@ def alternated_rounds(
     times: list[list[float]] = [[] for _ in range(n)]
     for i, ms in zip(order, elapsed):
         times[i].append(ms)
-    return Rounds(times)
+    return Rounds(times, host_gaps)
 
 
 def kernel_time(
