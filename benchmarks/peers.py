@@ -3,10 +3,11 @@
 One process on the GPU; every case goes through `workbench.profiling.bench.bench_case` (the bench's timer:
 L2 flushed before each call, the implementations in alternated rounds, speedups per round against native),
 with the peers "inductor" (torch.compile of the native op) and "flaggems" (the native op under
-`flag_gems.use_gems()`) and ours as a model reaches it: the native op under `workbench.use_ops`
-(`bench_case(dispatched=through_use_ops)`, impl "workbench"). Every implementation is checked against
-float64 on the same inputs. A peer that is not installed, fails to import or raises has a null time,
-and its reason is in notes.json and the raw CSV.
+`flag_gems.use_gems()`; after the first call, only the functions that ran) and ours as a model reaches it:
+the native op under `workbench.use_ops` (`bench_case(dispatched=through_use_ops)`, impl "workbench").
+Every implementation is checked against float64 on the same inputs. A peer that is not installed, fails
+to import, raises or has no kernel for the case has a null time, and its reason is in notes.json and the
+raw CSV.
 
 From the repo root on a GPU machine (about 6 minutes on one H100, inductor compiles included; the loop
 stops starting cases after --budget-s and a case past --case-s is cut off, both noted):

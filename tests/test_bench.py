@@ -1,10 +1,13 @@
 """bench(): the side-by-side table on the active backend, with error cells, store rows and plots."""
 
+import contextlib
+
 import matplotlib
 
 matplotlib.use("Agg")
 
 import pytest  # noqa: E402
+import torch  # noqa: E402
 
 from workbench import backends  # noqa: E402
 from workbench.cli import main  # noqa: E402
@@ -156,3 +159,50 @@ def test_rows_timed_with_host_gaps_say_so(monkeypatch):
     monkeypatch.setattr(bench_module, "alternated_rounds", gapped)
     df = bench(ops=["exp"], cases=["quick"], dtypes=["fp32"], rep_ms=1, progress=False)
     assert df["suspect"].str.contains("host gaps in 2 chunk").all()
+
+
+def _gems_exp(x):
+    """A FlagGems-like kernel for aten::exp: logs its call through its module's logger, as FlagGems' do."""
+    import logging
+
+    logging.getLogger(_gems_exp.__module__).debug("GEMS EXP")
+    return torch.expm1(x) + 1
+
+
+_gems_exp.__module__ = "flag_gems.ops.exp"
+
+
+class _FakeGems:
+    """The part of FlagGems the peer uses: `use_gems(include=...)` and its table of functions by name."""
+
+    FULL_CONFIG_BY_FUNC = {"_gems_exp": [("exp", _gems_exp)]}
+
+    def __init__(self):
+        self.includes = []
+
+    @contextlib.contextmanager
+    def use_gems(self, include=None):
+        self.includes.append(include)
+        lib = torch.library.Library("aten", "IMPL")
+        if include is None or "_gems_exp" in include:
+            lib.impl("exp", _gems_exp, "CPU")
+        try:
+            yield
+        finally:
+            lib._destroy()
+
+
+@pytest.mark.filterwarnings("ignore:.*(previously registered|Overriding a previously).*")
+def test_flaggems_registers_only_what_the_first_call_ran_and_never_times_torch_as_flaggems(monkeypatch):
+    import importlib
+
+    bench_module = importlib.import_module("workbench.profiling.bench")
+    gems = _FakeGems()
+    monkeypatch.setattr(bench_module, "flag_gems_import", lambda: (gems, ""))
+    x = torch.randn(64)
+    exp = bench_module.peer(REGISTRY["exp"], "flaggems")
+    torch.testing.assert_close(exp(x), torch.exp(x))
+    torch.testing.assert_close(exp(x), torch.exp(x))
+    assert gems.includes == [None, ["_gems_exp"]]  # the whole library once, then only what ran
+    with pytest.raises(bench_module.PeerUnavailable, match="no FlagGems op ran for silu"):
+        bench_module.peer(REGISTRY["silu"], "flaggems")(x)

@@ -13,6 +13,7 @@ they are produced.
 from __future__ import annotations
 
 import functools
+import logging
 import random
 import time
 import traceback
@@ -65,7 +66,8 @@ DISPATCHED = "workbench"
 
 
 class PeerUnavailable(RuntimeError):
-    """A peer library that is not installed here or fails to import: its cells say so."""
+    """A peer library that is not installed here, fails to import or has no kernel for the call: its cells
+    say so."""
 
 
 @functools.cache
@@ -81,9 +83,67 @@ def flag_gems_import() -> tuple[object | None, str]:
     return flag_gems, ""
 
 
+class _LoggingModules(logging.Handler):
+    """The modules that logged through the `flag_gems` logger meanwhile (each FlagGems op logs its call at
+    DEBUG level, through its module's logger): the logger's level is lowered inside and restored after."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.modules: set[str] = set()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.modules.add(record.name)
+
+    def __enter__(self) -> set[str]:
+        logger = logging.getLogger("flag_gems")
+        self._level = logger.level
+        logger.setLevel(logging.DEBUG)
+        logger.addHandler(self)
+        return self.modules
+
+    def __exit__(self, *exc) -> None:
+        logger = logging.getLogger("flag_gems")
+        logger.removeHandler(self)
+        logger.setLevel(self._level)
+
+
+def _gems(spec: opspec.OpSpec, flag_gems):
+    """The native reference under FlagGems. The first call registers all of FlagGems (`use_gems()`) and
+    notes the modules whose ops ran; later calls register only those modules' functions
+    (`use_gems(include=...)`), as a model's one `use_gems` around many calls costs per call, rather than
+    milliseconds of registration. A call that runs no FlagGems op raises PeerUnavailable: torch's kernel
+    would be timed under FlagGems' name."""
+    include: list[str] | None = None
+
+    def gems(*args, **kwargs):
+        nonlocal include
+        if include is not None:
+            with flag_gems.use_gems(include=include) if include else flag_gems.use_gems():
+                return spec.reference(*args, **kwargs)
+        with _LoggingModules() as logged, flag_gems.use_gems():
+            out = spec.reference(*args, **kwargs)
+        # FlagGems' registered functions by name (older releases have no such table: the whole library then)
+        registered = getattr(flag_gems, "FULL_CONFIG_BY_FUNC", None)
+        ran = (
+            sorted(logged)
+            if registered is None
+            else [
+                name
+                for name, entries in registered.items()
+                if any(getattr(entry[1], "__module__", None) in logged for entry in entries)
+            ]
+        )
+        if not ran:
+            raise PeerUnavailable(f"no FlagGems op ran for {spec.name} here (torch's kernel would be timed)")
+        include = [] if registered is None else ran
+        return out
+
+    return gems
+
+
 def peer(spec: opspec.OpSpec, name: str):
     """The op as a peer computes it on the same inputs: "inductor" = torch.compile of the native reference,
-    "flaggems" = the native reference under `flag_gems.use_gems()` (optional extra `peers`)."""
+    "flaggems" = the native reference under FlagGems (`_gems`; optional extra `peers`)."""
     if name == "inductor":
         import torch
 
@@ -98,11 +158,7 @@ def peer(spec: opspec.OpSpec, name: str):
 
             return missing
 
-        def gems(*args, **kwargs):
-            with flag_gems.use_gems():
-                return spec.reference(*args, **kwargs)
-
-        return gems
+        return _gems(spec, flag_gems)
     raise ValueError(f"peers: expected some of {PEERS}, got {name!r}")
 
 
@@ -196,7 +252,7 @@ def bench_case(
     for i, (row, call) in enumerate(calls):
         t = rounds.kernel_time(i)
         began = time.perf_counter()
-        call()  # host cost of one call: a peer entering a library per call (use_gems) costs milliseconds
+        call()  # host cost of one call: entering a library per call (use_ops, use_gems) outweighs the op
         per_call_ms = (time.perf_counter() - began) * 1e3
         n_calls = int(min(max(20.0 / max(t.ms, per_call_ms, 1e-3), 3 if light else 10), 2000))  # ~20 ms
         row.update(
