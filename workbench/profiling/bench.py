@@ -113,12 +113,12 @@ def _gems(spec: opspec.OpSpec, flag_gems):
     (`use_gems(include=...)`), as a model's one `use_gems` around many calls costs per call, rather than
     milliseconds of registration. A call that runs no FlagGems op raises PeerUnavailable: torch's kernel
     would be timed under FlagGems' name."""
-    include: list[str] | None = None
+    registering = None  # after the first call: the use_gems that registers what that call ran
 
     def gems(*args, **kwargs):
-        nonlocal include
-        if include is not None:
-            with flag_gems.use_gems(include=include) if include else flag_gems.use_gems():
+        nonlocal registering
+        if registering is not None:
+            with registering():
                 return spec.reference(*args, **kwargs)
         with _LoggingModules() as logged, flag_gems.use_gems():
             out = spec.reference(*args, **kwargs)
@@ -135,7 +135,9 @@ def _gems(spec: opspec.OpSpec, flag_gems):
         )
         if not ran:
             raise PeerUnavailable(f"no FlagGems op ran for {spec.name} here (torch's kernel would be timed)")
-        include = [] if registered is None else ran
+        registering = (
+            flag_gems.use_gems if registered is None else functools.partial(flag_gems.use_gems, include=ran)
+        )
         return out
 
     return gems
