@@ -247,7 +247,7 @@ def embedding_rows(shape) -> list[dict]:
     per program, columns per program (a whole row per program reads the table in one pass over the ids),
     warps; beside torch's embedding and `workbench.ops.embedding` as called (its default, host cost
     hidden by the timer)."""
-    n, (vocab, hidden) = shape[0], shape[1:]
+    n, vocab, hidden = shape
     table = torch.randn((vocab, hidden), device=DEVICE, dtype=DT)
     ids = torch.randint(0, vocab, (n,), device=DEVICE)
     out = torch.empty((n, hidden), device=DEVICE, dtype=DT)
@@ -259,7 +259,8 @@ def embedding_rows(shape) -> list[dict]:
         dict(base, config="native torch embedding", ms=ms(lambda: F.embedding(ids, table))),
         dict(base, config="workbench.ops.embedding", ms=ms(lambda: embedding_op.embedding(ids, table))),
     ]
-    chosen = embedding_op._gather_launch(table, ids, math.nan, True)[2].meta
+    _, ints, site = embedding_op._gather_launch(table, ids, math.nan, True)  # the op's own launch
+    chosen = site.meta
     for block_h in (1024, 2048, 4096):
         for block_r in (1, 2, 4, 8):
             for warps in (4, 8):
@@ -271,11 +272,7 @@ def embedding_rows(shape) -> list[dict]:
                     table,
                     out,
                     flag,
-                    n,
-                    vocab,
-                    hidden,
-                    hidden,
-                    1,
+                    *ints,
                     OUT_OF_RANGE=math.nan,
                     CHECK=True,
                     BLOCK_R=block_r,
@@ -496,6 +493,18 @@ def _config_text(c) -> str:
     return f"BLOCK_M={m} BLOCK_N={n} warps={c.num_warps} stages={c.num_stages}"
 
 
+# The sweeps by section name (`--only`) and the shapes each one times.
+SECTIONS = {
+    "elementwise": (elementwise_rows, ((2048, 4096), (2048, 12288))),
+    "rms_norm": (rms_norm_rows, ((2048, 4096), (65536, 128), (64, 4096))),
+    "argmax": (argmax_rows, ((2048, 151936), (8192, 8192))),
+    "embedding": (embedding_rows, ((2048, 151936, 4096), (8192, 151936, 4096))),
+    "softmax": (softmax_rows, ((64, 151936),)),
+    "attention": (attention_rows, ((4, 32, 8, 4096, 128), (1, 32, 8, 2048, 128))),
+    "attention_backward": (attention_backward_rows, ((4, 32, 8, 2048, 128), (4, 16, 8, 512, 128))),
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -507,31 +516,14 @@ def main() -> None:
     )
     parser.add_argument(
         "--only",
-        choices=[
-            "elementwise",
-            "rms_norm",
-            "argmax",
-            "embedding",
-            "softmax",
-            "attention",
-            "attention_backward",
-        ],
+        choices=list(SECTIONS),
         nargs="+",
         help="these sections only (default: all)",
     )
     args = parser.parse_args()
     meta = run_metadata()
-    sections = {
-        "elementwise": (elementwise_rows, ((2048, 4096), (2048, 12288))),
-        "rms_norm": (rms_norm_rows, ((2048, 4096), (65536, 128), (64, 4096))),
-        "argmax": (argmax_rows, ((2048, 151936), (8192, 8192))),
-        "embedding": (embedding_rows, ((2048, 151936, 4096), (8192, 151936, 4096))),
-        "softmax": (softmax_rows, ((64, 151936),)),
-        "attention": (attention_rows, ((4, 32, 8, 4096, 128), (1, 32, 8, 2048, 128))),
-        "attention_backward": (attention_backward_rows, ((4, 32, 8, 2048, 128), (4, 16, 8, 512, 128))),
-    }
     rows = []
-    for name, (sweep, shapes) in sections.items():
+    for name, (sweep, shapes) in SECTIONS.items():
         if not args.only or name in args.only:
             rows += [row for shape in shapes for row in sweep(shape)]
     df = pd.DataFrame(rows)
