@@ -220,6 +220,12 @@ class Decoder:
             tokens.append(tok)
 
 
+def progress(model: str, stage: str, seconds: float | None = None) -> None:
+    """A line per stage, so that a run cut short by its time limit shows where the time went."""
+    took = "" if seconds is None else f" in {seconds:.1f} s"
+    print(f"[pt2] {time.strftime('%H:%M:%S')} {model}: {stage}{took}", flush=True)
+
+
 def measure(name: str, args, clock: Clock) -> dict:
     import workbench.compile
 
@@ -240,7 +246,9 @@ def measure(name: str, args, clock: Clock) -> dict:
             return lambda: fn(input_ids=ids, use_cache=False, logits_to_keep=1).logits
 
         out["compile_s_native"] = timed_first_call(prefill(native_compiled))
+        progress(name, "prefill compiled natively", out["compile_s_native"])
         out["compile_s"] = timed_first_call(prefill(ours))
+        progress(name, "prefill compiled with ours", out["compile_s"])
         # the last position's logits (what generate keeps): no other graph to compile for all of them
         reference = prefill(forward)()[:, -1]
         out["logits_rel_err"] = rel_err(prefill(ours)()[:, -1], reference)
@@ -251,6 +259,7 @@ def measure(name: str, args, clock: Clock) -> dict:
         out["prefill_raw_ms"] = times
         out["prefill_vs_compiled"] = out["prefill_ms"]["compiled"] / out["prefill_ms"]["ours"]
         out["prefill_vs_eager"] = out["prefill_ms"]["eager"] / out["prefill_ms"]["ours"]
+        progress(name, f"prefill timed: {out['prefill_vs_compiled']:.3f}x native compiled")
 
         prompt = torch.randint(0, vocab, (args.batch, args.prompt_len), generator=gen, device=device)
         decoder = Decoder(model, args.batch, args.prompt_len, args.new_tokens)
@@ -260,7 +269,9 @@ def measure(name: str, args, clock: Clock) -> dict:
             forward, backend="workbench", dynamic=False, options={**options, "cudagraphs": graphs}
         )
         out["decode_compile_s_native"] = timed_first_call(lambda: decoder.run(native_graphs, prompt))
+        progress(name, "decode compiled natively", out["decode_compile_s_native"])
         out["decode_compile_s"] = timed_first_call(lambda: decoder.run(ours_graphs, prompt))
+        progress(name, "decode compiled with ours", out["decode_compile_s"])
         steps = {"eager": forward, "compiled": native_graphs, "ours": ours_graphs}
         # warm-up, free-running (CUDA graph trees record on their first calls): native eager's tokens are
         # the reference, fed to every side in the timed rounds (teacher forcing)
