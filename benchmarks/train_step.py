@@ -19,7 +19,8 @@ CPU smoke run (tiny preset, fp32, 3 steps, through the Triton interpreter; about
 
 Writes <out>/benchmarks/results/<device>/train/summary.json (device, torch, triton, commit, command, model,
 step_vs_native, peak_mem_vs_native, loss_rel_diff_max, ...), steps.json (every step of both sides) and
-coverage.json (what our side served); the compiled variant's files end in _compile.
+coverage.json (what our side served), and with --profile profile.json (per-op device time of one more
+step of each side); the compiled variant's files end in _compile.
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ def main() -> int:
     parser.add_argument(
         "--no-fused-loss", action="store_true", help="transformers' LM head and loss on our side"
     )
+    parser.add_argument(
+        "--profile", action="store_true", help="one more step per side under the profiler: per-op device time"
+    )
     parser.add_argument("--out", default=str(REPO), help="directory that receives benchmarks/results/...")
     parser.add_argument("--commit", default=None)
     args = parser.parse_args()
@@ -70,6 +74,7 @@ def main() -> int:
         execution=args.execution,
         fused_loss=not args.no_fused_loss,
         progress=True,
+        profile=args.profile,
     )
     meta = run_metadata()
     out = results_dir(args.out, "train", meta)
@@ -93,10 +98,16 @@ def main() -> int:
     }
     suffix = "" if args.execution == "eager" else f"_{args.execution}"  # both variants can sit side by side
     (out / f"summary{suffix}.json").write_text(json.dumps(summary, indent=2) + "\n")
-    for name, table in (("steps", run.steps), ("coverage", run.coverage)):  # every row names its device
-        rows = table.assign(device=summary["device"]).to_json(orient="records", indent=1)
-        (out / f"{name}{suffix}.json").write_text(rows + "\n")
+    tables = {"steps": run.steps, "coverage": run.coverage, "profile": run.profile}
+    for name, table in tables.items():  # every row names its device
+        if table is not None:
+            rows = table.assign(device=summary["device"]).to_json(orient="records", indent=1)
+            (out / f"{name}{suffix}.json").write_text(rows + "\n")
     print(run.steps.pivot(index="step", columns="side", values=["loss", "seconds", "peak_mem"]).to_string())
+    if run.profile is not None:  # where a step's time goes: device total per side, then our side's top ops
+        p = run.profile
+        print(p[p.aten_op == "(total)"][["side", "calls", "ms", "time"]].to_string(index=False))
+        print(p[(p.side == "workbench") & ~p.aten_op.str.startswith("(")].head(15).to_string(index=False))
     print(f"wrote {out}")
     print(f"\n{'metric':<22}{'value':>12}{'target':>10}")
     for key, aim in TARGETS.items():

@@ -36,11 +36,13 @@ IGNORE_INDEX = -100  # transformers' label padding
 
 @dataclass
 class TrainRun:
-    """Per-step rows (side, step, loss, grad_norm, seconds, peak_mem) and the coverage of our side."""
+    """Per-step rows (side, step, loss, grad_norm, seconds, peak_mem), the coverage of our side, and (when
+    asked for) the per-op profile of one more step of each side (`measure.profile_ops` rows with `side`)."""
 
     steps: pd.DataFrame
     tokens_per_step: int
     coverage: pd.DataFrame
+    profile: pd.DataFrame | None = None
 
     def summary(self) -> dict:
         """tokens/s per side and the largest step peak memory per side, the warm-up step left out (it
@@ -122,11 +124,14 @@ def train_both(
     execution: str = "eager",
     fused_loss: bool = True,
     progress: bool = False,
+    profile: bool = False,
 ) -> TrainRun:
     """`steps` AdamW steps of native and workbench copies of `model`, alternated step by step (see the
-    module docstring); `include` / `exclude` select our ops as for `use_ops`."""
+    module docstring); `include` / `exclude` select our ops as for `use_ops`; `profile`: one more step
+    of each side after them, its per-op times in `TrainRun.profile` (`measure.profile_ops`)."""
     from workbench.dispatch import Coverage
 
+    from .measure import profile_ops
     from .side import workbench_side
 
     backend = backends.active()
@@ -137,32 +142,39 @@ def train_both(
     rows, merged, compiled = [], Coverage(), None
     from tqdm.auto import tqdm
 
+    def step(side: str, ids: torch.Tensor) -> torch.Tensor:
+        """Forward, loss, backward and AdamW update of one side; its loss (detached)."""
+        nonlocal compiled
+        m = models[side]
+        optimizers[side].zero_grad(set_to_none=True)
+        if side == "native":
+            loss = m(input_ids=ids, labels=ids, use_cache=False).loss
+            loss.backward()
+        else:
+            with workbench_side(m.model, include, exclude, execution=execution) as cov:
+                loss = (
+                    fused_causal_lm_loss(m, ids)
+                    if fused_loss
+                    else m(input_ids=ids, labels=ids, use_cache=False).loss
+                )
+                loss.backward()
+            if isinstance(cov, Coverage):
+                merged.merge(cov)
+            else:
+                compiled = cov  # the compile backend's coverage: one table for every graph
+        norms[side] = _grad_norm(m)
+        optimizers[side].step()
+        return loss.detach()
+
+    norms: dict[str, float] = {}
     # the first step compiles and tunes every kernel of both passes: minutes on a GPU, hence the bar
     for i, ids in enumerate(tqdm(data, desc="train steps", unit="step", disable=not progress)):
         for side in SIDES if i % 2 == 0 else SIDES[::-1]:  # the side that goes first alternates
-            m = models[side]
-            optimizers[side].zero_grad(set_to_none=True)
             backend.synchronize()
             base = _allocated(device)
             _reset_peak(device)
             start = time.perf_counter()
-            if side == "native":
-                loss = m(input_ids=ids, labels=ids, use_cache=False).loss
-                loss.backward()
-            else:
-                with workbench_side(m.model, include, exclude, execution=execution) as cov:
-                    loss = (
-                        fused_causal_lm_loss(m, ids)
-                        if fused_loss
-                        else m(input_ids=ids, labels=ids, use_cache=False).loss
-                    )
-                    loss.backward()
-                if isinstance(cov, Coverage):
-                    merged.merge(cov)
-                else:
-                    compiled = cov  # the compile backend's coverage: one table for every graph
-            norm = _grad_norm(m)
-            optimizers[side].step()
+            loss = step(side, ids)
             backend.synchronize()
             seconds = time.perf_counter() - start
             peak = _peak(device)
@@ -170,11 +182,20 @@ def train_both(
                 {
                     "side": side,
                     "step": i,
-                    "loss": float(loss.detach()),
-                    "grad_norm": norm,
+                    "loss": float(loss),
+                    "grad_norm": norms[side],
                     "seconds": seconds,
                     "peak_mem": None if peak is None else peak - base,
                 }
             )
+    profiles = None
+    if profile:  # one more step of each side on the last batch, its ops timed by the profiler
+        profiles = pd.concat(
+            [
+                profile_ops(lambda side=side: step(side, data[-1]), backend).assign(side=side)
+                for side in SIDES
+            ],
+            ignore_index=True,
+        )
     coverage = compiled.table() if compiled is not None else merged.table()
-    return TrainRun(pd.DataFrame(rows), batch * seq, coverage)
+    return TrainRun(pd.DataFrame(rows), batch * seq, coverage, profiles)
