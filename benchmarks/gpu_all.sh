@@ -4,17 +4,18 @@
 # $OUT/results.tgz after every phase, so a cut-short run still returns what it measured. Usage:
 #   WORKBENCH_COMMIT=$(git rev-parse HEAD) OUT=out bash benchmarks/gpu_all.sh [phase1] [comm] [phase2] [tune] [final]
 #     [release] [bench] [check] [host] [ops] [verify] [train] [rows] [pt2] [repro]
-# Triton's compiled kernels outlive the machine: a carried .gpu-cache/triton.tgz (binaries and metadata only,
-# at the same absolute path) is unpacked first, and the cache is packed back into $OUT/triton.tgz with the
-# results; pt2 compiles cold, since it reports compile times.
+# Compiled kernels and tuning choices outlive the machine: a carried .gpu-cache/cache.tgz (Triton's binaries and
+# metadata, and the tuning store, at the same absolute paths) is unpacked first, and both are packed back into
+# $OUT/cache.tgz with the results (pt2 records how warm they were when it began).
 set -uo pipefail
 R=/tmp/wb-results; rm -rf "$R"; mkdir -p "$R" "$OUT"  # a reused machine may keep an earlier run's files
-TC=/tmp/wb-triton; mkdir -p "$TC"; [ -f .gpu-cache/triton.tgz ] && tar xzf .gpu-cache/triton.tgz -C "$TC"
+C=/tmp/wb-cache; mkdir -p "$C/triton"; [ -f .gpu-cache/cache.tgz ] && tar xzf .gpu-cache/cache.tgz -C "$C"
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} WORKBENCH_BACKEND=cuda NCCL_NVLS_ENABLE=0 WORKBENCH_CACHE=$R/cache \
-  TRITON_CACHE_DIR=$TC
+  TRITON_CACHE_DIR=$C/triton WORKBENCH_STORE=$C/workbench.db
 pack() {
   tar czf "$OUT/results.tgz" -C "$R" --exclude cache .
-  (cd "$TC" && find . \( -name '*.cubin' -o -name '*.json' \) -print | tar czf "$OUT/triton.tgz" -T -)
+  (cd "$C" && { ls workbench.db 2>/dev/null; find triton \( -name '*.cubin' -o -name '*.json' \) -print; } |
+    tar czf "$OUT/cache.tgz" -T -)
 }
 step() {  # step GPU LIMIT_S NAME CMD...: one script on one GPU, its log under $R
   local gpu=$1 limit=$2 name=$3; shift 3
@@ -88,7 +89,7 @@ for phase in $phases; do
       step 0 260 tune python3 benchmarks/tune_sweep.py --out "$R/tune" --only argmax embedding attention attention_backward
       step 0 130 peers python3 benchmarks/peers.py --out "$R/peers" --only max,argmax,embedding,index_select --budget-s 110 --case-s 40 ;;
     pt2)  # one GPU, about 5 min: both models ($PT2_MODELS) through torch.compile, 18 decoder layers each
-      step 0 "${PT2_LIMIT_S:-560}" pt2 env TRITON_CACHE_DIR="$(mktemp -d)" python3 benchmarks/pt2_model.py --out "$R/pt2" \
+      step 0 "${PT2_LIMIT_S:-560}" pt2 python3 benchmarks/pt2_model.py --out "$R/pt2" \
         --models ${PT2_MODELS:-qwen3-8b llama-3-8b} --layers 18 ;;
     repro)  # one GPU, about 8.5 min: three fresh processes of the Qwen3-8B-dims comparison, one tuning cache
       step 0 560 repro python3 benchmarks/repro.py --out "$R/repro" --layers 18 ;;

@@ -24,7 +24,9 @@ Per model (transformers Qwen3-8B / Llama-3-8B dims, seeded random bf16 weights, 
   later position, which random weights make likely even for native compiled) is kept as
   `token_agreement_free_running` (and `..._native_compiled`). The timed decode rounds are the
   teacher-forced runs (the same work as free-running ones); the warm-up round runs free;
-- compile time: the first prefill call of ours and of native inductor (and of the decode step).
+- compile time: the first prefill call of ours and of native inductor (and of the decode step). It
+  depends on what the kernel caches already hold (Triton's compiled kernels, our tuning choices: a cold
+  process autotunes every matmul shape it meets); `kernel_caches_at_start` in the summary says.
 
 Ours takes the ops in --include (default: the matmul, attention, embedding and fused ops, which beat
 inductor's generated code; inductor fuses the small elementwise ops better than separate kernels could)
@@ -220,6 +222,22 @@ class Decoder:
             tokens.append(tok)
 
 
+def kernel_caches(device: str) -> dict:
+    """How warm the caches that compile times depend on were: Triton's compiled kernels (every device's)
+    and the tuning store's choices for this device (`docs/measurement.md`)."""
+    import os
+
+    from workbench.store import ResultStore, default_store_path
+
+    triton_dir = Path(os.environ.get("TRITON_CACHE_DIR") or Path.home() / ".triton" / "cache")
+    store = default_store_path()
+    tuned = ResultStore(store).tuning_rows() if Path(store).exists() else None
+    return {
+        "triton_kernels": sum(1 for _ in triton_dir.rglob("*.cubin")) if triton_dir.is_dir() else 0,
+        "tuning_choices": 0 if tuned is None else int((tuned["device"] == device).sum()),
+    }
+
+
 def progress(model: str, stage: str, seconds: float | None = None) -> None:
     """A line per stage, so that a run cut short by its time limit shows where the time went."""
     took = "" if seconds is None else f" in {seconds:.1f} s"
@@ -369,6 +387,8 @@ def main() -> int:
             "decode": [args.batch, args.prompt_len, args.new_tokens],
         },
         "rounds": args.rounds,
+        # compile_s and decode_compile_s count what these caches did not already hold
+        "kernel_caches_at_start": kernel_caches(backend.properties().name),
         "models": {},
     }
     raw = {"device": device_name}
