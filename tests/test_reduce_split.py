@@ -47,3 +47,22 @@ def test_split_argmax_merges_chunk_winners_read_back_from_x(monkeypatch):
     # one launch: the last program of each row took the result and put the row's slots back
     best, count = _scratch.kept("argmax", x.device)
     assert (best == -(2**63)).all() and not count.any()
+
+
+@pytest.mark.parametrize("n", [37, 70000])  # shorter than one tile; three tiles (the interpreter's are wide)
+def test_argmax_signed_zero_repeated_nan_and_all_inf_rows(monkeypatch, n):
+    """torch's rule lane by lane: -0.0 equals 0.0 (the first wins), the first of several NaNs wins, a row of
+    -inf gives index 0, and lanes past the row's end never win. Every 16th column repeats the tie or the
+    NaN, so that one lane of any tile width meets several."""
+    monkeypatch.setattr(_split_rows, "target_programs", lambda: 1)  # a program per row: its lanes loop
+    dev = backends.active().device()
+    x = torch.full((4, n), -1.0)
+    x[0, 3::16], x[0, 11::16] = -0.0, 0.0  # all of them the maximum
+    x[1, 4::16] = float("nan")
+    x[1, 2] = float("inf")
+    x[2] = -float("inf")
+    x[3, n - 1] = 2.0  # the last column
+    for dtype in (torch.float32, torch.bfloat16):
+        got = workbench.ops.argmax(x.to(dev, dtype), dim=1)
+        assert torch.equal(got, torch.argmax(x.to(dtype), dim=1).to(dev))
+        assert torch.equal(got.cpu(), torch.tensor([3, 4, 0, n - 1]))

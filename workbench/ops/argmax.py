@@ -94,19 +94,20 @@ def _argmax_kernel(
         no_index = 9223372036854775807
     hi = tl.minimum(lo + chunk, n_cols)
     x_row = x_ptr + row * x_row_stride
-    cols = tl.arange(0, BLOCK)
-    best = tl.full([BLOCK], -2147483648, tl.int32)  # below every key: a lane that sees no column loses
-    best_idx = lo + tl.zeros([BLOCK], tl.int32)  # lo's integer type
+    # Per lane: its winner so far, compared as floats (the compares run on the float units; -0.0 == 0.0
+    # as torch has it). A lane keeps the first of equal values and its first NaN; a lane whose columns
+    # are all -inf keeps its first column. Lanes past `hi` hold -inf at indices above every real column.
+    best_idx = lo + tl.arange(0, BLOCK)  # lo's integer type
+    best = tl.full([BLOCK], -float("inf"), tl.float32)
     for start in range(lo, hi, BLOCK):
-        offs = start + cols
-        key = _ordered(tl.load(x_row + offs, mask=offs < hi, other=0.0).to(tl.float32))
-        key = tl.where(offs < hi, key, -2147483648)
-        # Each lane sees increasing indices: strictly better keeps the first of equal keys.
-        better = key > best
-        best = tl.where(better, key, best)
+        offs = start + tl.arange(0, BLOCK)
+        x = tl.load(x_row + offs, mask=offs < hi, other=-float("inf")).to(tl.float32)
+        better = (x > best) | ((x != x) & (best == best))
+        best = tl.where(better, x, best)
         best_idx = tl.where(better, offs, best_idx)
-    top = tl.max(best, 0)
-    idx = tl.min(tl.where(best == top, best_idx, no_index), 0).to(tl.int64)
+    key = _ordered(best)  # one key per lane: the lanes meet in integer max and min
+    top = tl.max(key, 0)
+    idx = tl.min(tl.where(key == top, best_idx, no_index), 0).to(tl.int64)
     if SPLIT:
         packed = (top.to(tl.int64) << 32) | (4294967295 - idx)
         tl.atomic_max(best_ptr + row, packed, sem="acq_rel")
@@ -179,10 +180,11 @@ class _Sizing:
     def __init__(self, rows: torch.Tensor, values: bool = False):
         self.n_rows, self.n = rows.shape
         self.row_stride = rows.stride(0)
-        # Narrow tiles over many warps: the per-element compare-and-select work is what bounds this loop
-        # (benchmarks/tune_sweep.py on an H200, 2048x151936 bf16: 268 us vs 358 us with 4096 x 8 warps).
+        # Narrow tiles: the per-element compare-and-select work is what bounds this loop. 8 warps
+        # (benchmarks/tune_sweep.py --only argmax on an H200, bf16: 62 us vs 72 us with 16 at 8192x8192,
+        # 234 us vs 243 us at 2048x151936).
         block = min(2048 * backends.active().policy.block_scale, next_pow2(self.n))
-        warps = 16 if block >= 2048 else _rows.row_warps(block)
+        warps = 8 if block >= 2048 else _rows.row_warps(block)
         # The split launch packs an index into 32 bits: longer rows (only a flattened tensor past 2**32
         # elements) take one program per row.
         self.chunks, self.chunk = (
