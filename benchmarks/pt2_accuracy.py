@@ -88,9 +88,8 @@ def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def measure(arch: str, args) -> dict:
-    from pt2_model import DEFAULT_INCLUDE
-
     import workbench.compile
+    from workbench.compile import OVER_INDUCTOR
 
     model = build(arch, args.layers)
     reference_model = copy.deepcopy(model).to(torch.float64)
@@ -106,9 +105,9 @@ def measure(arch: str, args) -> dict:
     forward = type(model).forward.__get__(model)
     variants = {
         "native inductor": {},
-        "ours (default include)": {"options": {"include": DEFAULT_INCLUDE}},
-        "ours (default include, patterns off)": {"options": {"include": DEFAULT_INCLUDE, "patterns": False}},
-        **{f"ours [{op}] alone": {"options": {"include": [op], "inner": "eager"}} for op in DEFAULT_INCLUDE},
+        "ours (default include)": {"options": {"include": OVER_INDUCTOR}},
+        "ours (default include, patterns off)": {"options": {"include": OVER_INDUCTOR, "patterns": False}},
+        **{f"ours [{op}] alone": {"options": {"include": [op], "inner": "eager"}} for op in OVER_INDUCTOR},
     }
     for name, kw in variants.items():
         torch._dynamo.reset()

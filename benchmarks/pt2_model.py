@@ -52,18 +52,6 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_INCLUDE = [
-    "linear",
-    "mm",
-    "bmm",
-    "addmm",
-    "scaled_dot_product_attention",
-    "embedding",
-    "rms_norm",
-    "add_rms_norm",
-    "silu_and_mul",
-    "rope",
-]
 LLAMA3_8B = {
     "hidden_size": 4096,
     "intermediate_size": 14336,
@@ -345,7 +333,11 @@ def main() -> int:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--prompt-len", type=int, default=512)
     p.add_argument("--new-tokens", type=int, default=128)
-    p.add_argument("--include", nargs="+", default=DEFAULT_INCLUDE, help="ops ours takes ('all': every op)")
+    p.add_argument(
+        "--include",
+        nargs="+",
+        help="ops ours takes ('all': every op; default: workbench.compile.OVER_INDUCTOR)",
+    )
     p.add_argument("--exclude", nargs="+", help="ops taken out of --include")
     p.add_argument(
         "--all-nodes",
@@ -357,8 +349,6 @@ def main() -> int:
     args = p.parse_args()
     if args.rounds < 3:
         p.error("--rounds: at least 3 (a median of alternated rounds)")
-    if args.include == ["all"]:
-        args.include = None
     if args.smoke:
         import os
 
@@ -368,6 +358,10 @@ def main() -> int:
 
     backend = backends.active()  # before triton: it fixes the interpreter mode on the cpu
     import triton
+
+    from workbench.compile import OVER_INDUCTOR
+
+    args.include = None if args.include == ["all"] else args.include or list(OVER_INDUCTOR)
 
     from workbench.store.meta import results_dir, run_metadata
 

@@ -8,11 +8,12 @@ head + loss as our fused `linear_cross_entropy` (`--no-fused-loss`: transformers
 The AdamW update is torch's on both sides. See docs/training.md.
 
 GPU (Qwen3-0.6B dims, bf16, batch 4 x 512 tokens, 20 steps; the first step compiles and tunes every
-forward and backward kernel: it had not ended after 170 s on one H100, so allow 7 minutes, as
-`gpu_all.sh train` does; the device copy has no .git, so pass the commit):
+forward and backward kernel: with WORKBENCH_AUTOTUNE=0, as `gpu_all.sh train` runs it, the first step
+took 22 s and the whole run 52 s on an H200; the device copy has no .git, so pass the commit):
     PYTHONPATH=$PWD python benchmarks/train_step.py --commit <hash>
-The compiled variant (the body through torch.compile with the workbench backend; inductor compiles
-the rest, a few minutes more for the first step):
+The compiled variant (the body through torch.compile with the workbench backend, our kernels for the
+ops of workbench.compile.OVER_INDUCTOR unless --include says otherwise; inductor compiles the rest, a
+few minutes more for the first step):
     PYTHONPATH=$PWD python benchmarks/train_step.py --execution compile --commit <hash>
 CPU smoke run (tiny preset, fp32, 3 steps, through the Triton interpreter; about a minute):
     PYTHONPATH=$PWD python benchmarks/train_step.py --smoke
@@ -49,6 +50,12 @@ def main() -> int:
     parser.add_argument("--dtype", default="bfloat16")
     parser.add_argument("--execution", choices=["eager", "compile"], default="eager")
     parser.add_argument(
+        "--include",
+        nargs="+",
+        help="ops ours takes ('all': every op; default: every op eagerly, workbench.compile.OVER_INDUCTOR "
+        "compiled, where inductor fuses the rest)",
+    )
+    parser.add_argument(
         "--no-fused-loss", action="store_true", help="transformers' LM head and loss on our side"
     )
     parser.add_argument(
@@ -59,11 +66,15 @@ def main() -> int:
     args = parser.parse_args()
     if args.smoke:
         args.model, args.steps, args.batch, args.seq, args.dtype = "tiny", 3, 2, 8, "float32"
+    from workbench.compile import OVER_INDUCTOR
     from workbench.models.build import build_model
     from workbench.models.train import train_both
     from workbench.ops import _tuning
     from workbench.store.meta import results_dir, run_metadata
 
+    include = None if args.include == ["all"] else args.include
+    if args.include is None and args.execution == "compile":
+        include = list(OVER_INDUCTOR)
     overrides = {"num_hidden_layers": args.layers} if args.layers else {}
     model = build_model(args.model, dtype=getattr(torch, args.dtype), seed=0, **overrides)
     run = train_both(
@@ -72,6 +83,7 @@ def main() -> int:
         batch=args.batch,
         seq=args.seq,
         execution=args.execution,
+        include=include,
         fused_loss=not args.no_fused_loss,
         progress=True,
         profile=args.profile,
@@ -90,6 +102,7 @@ def main() -> int:
         "seq": args.seq,
         "layers": model.config.num_hidden_layers,
         "execution": args.execution,
+        "include": include,  # None: every op
         "fused_loss": not args.no_fused_loss,
         "optimizer": "torch.optim.AdamW (default), lr 1e-3",
         "autotune": _tuning.AUTOTUNE,  # WORKBENCH_AUTOTUNE=0: every tuned kernel's first config, untimed

@@ -11,9 +11,25 @@ from workbench import backends as _backends
 
 _backends.active()  # before torch._inductor, which imports triton (see workbench.backends.active)
 
-from .backend import INNER, OPTIONS, Options, compile_coverage, reset_coverage, workbench_backend  # noqa: E402
+from .backend import (  # noqa: E402
+    INNER,
+    OPTIONS,
+    OVER_INDUCTOR,
+    Options,
+    compile_coverage,
+    reset_coverage,
+    workbench_backend,
+)
 
-__all__ = ["INNER", "OPTIONS", "Options", "compile_coverage", "reset_coverage", "workbench_backend"]
+__all__ = [
+    "INNER",
+    "OPTIONS",
+    "OVER_INDUCTOR",
+    "Options",
+    "compile_coverage",
+    "reset_coverage",
+    "workbench_backend",
+]
 
 
 def _register() -> None:

@@ -58,6 +58,21 @@ from . import nodes
 INNER = ("inductor", "eager")
 MODES = (None, "default", "reduce-overhead")
 OPTIONS = ("include", "exclude", "inner", "patterns", "cudagraphs", "fastest")
+# The ops to hand our kernels when inductor compiles the rest (options={"include": OVER_INDUCTOR}): the
+# matmuls, attention, the lookup and the fused ops, which beat inductor's generated code; inductor fuses
+# the small elementwise ops into their neighbours, which separate kernels cannot.
+OVER_INDUCTOR = (
+    "linear",
+    "mm",
+    "bmm",
+    "addmm",
+    "scaled_dot_product_attention",
+    "embedding",
+    "rms_norm",
+    "add_rms_norm",
+    "silu_and_mul",
+    "rope",
+)
 
 _coverage = dispatch.Coverage(unit="nodes")
 
