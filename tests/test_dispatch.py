@@ -469,7 +469,7 @@ def test_register_fills_aten_from_adapters_and_rejects_strays():
     assert "probe2" not in REGISTRY
 
 
-def test_grad_mode_ops_with_a_backward_train_the_rest_run_natively():
+def test_grad_mode_composites_train_through_our_backward_other_ops_below_torchs_autograd():
     import torch.nn.functional as F
 
     x0, w0 = t(4, 8), t(8)
@@ -486,7 +486,9 @@ def test_grad_mode_ops_with_a_backward_train_the_rest_run_natively():
         torch.testing.assert_close(a, b)
     table = cov.table().set_index("aten_op")
     assert table.loc["aten::rms_norm", "handled"] == 1 and table.loc["aten::rms_norm", "fallback"] == 0
-    assert table.loc["aten::mul.Tensor", "reasons"] == "no backward (1)"  # mul has no backward: native
+    # mul has no backward of ours, but torch's autograd kernel sits above our kernel and has recorded its
+    # own formula by the time ours runs: the forward and the backward's own mul calls are ours
+    assert table.loc["aten::mul.Tensor", "fallback"] == 0 and table.loc["aten::mul.Tensor", "handled"] >= 2
     a, w = t(3, 8), t(5, 8)
     expected = [
         g.clone()

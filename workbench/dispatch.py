@@ -27,8 +27,10 @@ override applies to every thread; the re-entrancy flag is per thread.
 Training. For an op with a backward (`OpSpec.backward`), the kernel also goes on the backend's Autograd
 key; a call whose tensor inputs require grad while grad mode is on runs the adapter on the op's custom
 operator (`torch.ops.workbench.<op>.default`), which carries the backward, so autograd records our
-backward kernels. A call to an op without a backward runs natively (reason "no backward"), so gradients
-stay exact.
+backward kernels. A composite op (which autograd sees only through its decomposition) without a backward
+runs natively there (reason "no backward"), so gradients stay exact. Every other op's kernel sits on the
+backend key alone, below torch's own autograd kernel, which has already recorded torch's derivative
+formula when our forward runs: such calls are ours whether or not their inputs require grad.
 
 Under `torch.compile`, this override reaches only the ATen calls compiled code still makes; inductor's
 own kernels do not pass through it. The first compilation inside a selection without the workbench
@@ -302,15 +304,16 @@ def _kernel(
     impl: Callable[..., Any],
     native,
     coverage: Coverage,
+    autograd: bool = False,
     trainable: Callable[..., Any] | None = None,
 ) -> Callable[..., Any]:
     """The Python kernel registered for one overload on one key: `adapter(impl, ...)`, or the native kernel.
-    `trainable`: on the Autograd key of an op with a backward, the op's custom operator (which carries
-    the backward), run in place of `impl` by calls whose inputs need a gradient; None elsewhere: such
-    calls run natively.
+    `autograd`: the kernel goes on an Autograd key, where a call whose inputs need a gradient runs
+    `trainable` (the op's custom operator, which carries the backward) in place of `impl`, or natively
+    where that is None. On the backend key torch's autograd kernel has run already: no such test.
 
-    Hot path: a flag test, the grad-mode test, two flag writes, the adapter, one counter increment.
-    Everything it needs is bound here, at registration.
+    Hot path: a flag test, (on an Autograd key) the grad-mode test, two flag writes, the adapter, one
+    counter increment. Everything it needs is bound here, at registration.
     """
     handled = coverage.counter(overload)
     grad_enabled, needs_grad = torch.is_grad_enabled, _library.needs_grad
@@ -321,7 +324,7 @@ def _kernel(
         if state.busy:
             return _call_native(native, overload, keyset, args, kwargs)
         run = impl
-        if grad_enabled() and needs_grad(args, kwargs):
+        if autograd and grad_enabled() and needs_grad(args, kwargs):
             if trainable is None:  # no backward: native keeps the gradient
                 coverage.record_fallback(overload, "no backward")
                 return _call_native(native, overload, keyset, args, kwargs)
@@ -412,9 +415,15 @@ def _apply() -> None:
             warnings.filterwarnings("ignore", message="(?s).*Overriding a previously registered kernel")
             for overload, (_, adapter, impl) in current.adapters.items():
                 for k in keys[overload]:
-                    trains = trainable[overload] if k.startswith("Autograd") else None
+                    autograd = k.startswith("Autograd")
                     kernel = _kernel(
-                        overload, adapter, impl, natives[(overload, k)], current.coverage, trains
+                        overload,
+                        adapter,
+                        impl,
+                        natives[(overload, k)],
+                        current.coverage,
+                        autograd,
+                        trainable[overload] if autograd else None,
                     )
                     lib.impl(aten_overload(overload), kernel, k, with_keyset=True)
     except BaseException:

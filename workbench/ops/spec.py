@@ -98,7 +98,8 @@ class OpSpec:
     # Autograd, on the op's own signature (torch.library.register_autograd's contract, registered on
     # `torch.ops.workbench.<op>`): setup_context(ctx, inputs, output) saves what backward needs;
     # backward(ctx, *grad_outputs) returns one gradient (or None) per input. None: no backward, and a call
-    # whose inputs need a gradient is refused (direct call) or runs natively (use_ops).
+    # whose inputs need a gradient is refused (direct call); under use_ops torch's autograd kernel, above
+    # ours, records torch's formula (a composite op, which it sees decomposed, runs natively then).
     backward: Callable[..., Any] | None = None
     setup_context: Callable[..., Any] | None = None
 
