@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shlex
 import signal
 import sys
 import time
@@ -347,7 +348,7 @@ def main() -> None:
     stamp = {k: meta[k] for k in ("device", "torch", "triton", "commit")}  # every row names its run
     pd.DataFrame(raw).assign(**stamp).to_csv(out / "peers.csv", index=False)
     (out / "notes.json").write_text(json.dumps({**stamp, "notes": notes}, indent=1))
-    command = "PYTHONPATH=$PWD python3 benchmarks/peers.py" + (" --smoke" if args.smoke else "")
+    command = shlex.join(["python3", "benchmarks/peers.py", *sys.argv[1:]])
     below = [
         f"{c['op']} {c['case']}"
         for c in cases
