@@ -1,11 +1,14 @@
-"""linear_cross_entropy: `cross_entropy(x @ weight.T, target)` without materialising the logits.
+"""linear_cross_entropy: `cross_entropy((x @ weight.T).float(), target)` without materialising the logits.
 
 The LM head and its loss fused: rows of x are taken in chunks; per chunk the logits (chunk x vocab, our
 matmul) give the per-row losses (our cross_entropy kernel) and are dropped. The backward recomputes each
 chunk's logits, turns them into dlogits (cross_entropy's backward kernel), then dx for the chunk
 (dlogits @ weight) and an fp32 accumulation of dweight (dlogits^T @ x). Peak extra memory is one chunk of
 logits instead of N x vocab (a 2048 x 151936 fp32 logits tensor is 1.2 GiB). A fused op: it replaces the
-chain linear -> cross_entropy and has no ATen overload.
+chain linear -> cross_entropy and has no ATen overload. The loss is float32 whatever x's dtype, as a
+causal LM's loss is (transformers upcasts the logits before the cross-entropy): a bf16 loss near 12 could
+only move in steps of 1/16. Each row's loss is rounded to x's dtype by the cross_entropy kernel; their sum
+and mean are taken in float32.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ def linear_cross_entropy(
     label_smoothing: float = 0.0,
     chunk_rows: int = 0,
 ) -> torch.Tensor:
-    """Loss of `target` under softmax(x @ weight.T), rows in chunks of `chunk_rows` (0: automatic)."""
+    """float32 loss of `target` under softmax(x @ weight.T), rows in chunks of `chunk_rows` (0: automatic)."""
     _check(x, weight, target, reduction)
     n = x.shape[0]
     step = _chunk(n, weight.shape[0], chunk_rows)
@@ -63,11 +66,11 @@ def linear_cross_entropy(
             logits, target[start : start + step], ignore_index, "none", label_smoothing
         )
     if reduction == "none":
-        return losses.to(x.dtype)
+        return losses
     total = losses.sum()
     if reduction == "mean":
         total = total / (target != ignore_index).sum()  # every row ignored: NaN, as torch gives
-    return total.to(x.dtype)
+    return total
 
 
 def _backward_fake(grad, x, weight, target, ignore_index, reduction, label_smoothing, chunk_rows):
@@ -120,7 +123,7 @@ def _backward(ctx, grad):
 
 def _reference(x, weight, target, ignore_index=-100, reduction="mean", label_smoothing=0.0, chunk_rows=0):
     return torch.nn.functional.cross_entropy(
-        torch.nn.functional.linear(x, weight),
+        torch.nn.functional.linear(x, weight).float(),
         target,
         ignore_index=ignore_index,
         reduction=reduction,
