@@ -28,6 +28,10 @@ def test_copy_and_fill_refuse_what_they_cannot_do_safely():
     a = x(8)
     with pytest.raises(Unsupported, match="shares memory"):
         copy_into(a[1:], a[:-1])  # overlapping views: native stages the copy
+    with pytest.raises(Unsupported, match="shares memory"):
+        copy_into(a.view(4, 2)[:, 0], a.view(4, 2)[:, 1])  # the same storage, another view
+    before = a.clone()
+    assert copy_into(a, a) is a and torch.equal(a, before)  # itself: nothing to do, as torch has it
     with pytest.raises(Unsupported, match="broadcast view"):
         fill_into(x(1, 4).expand(3, 4), 1.0)
     with pytest.raises(RuntimeError, match="value 300 cannot be converted to type int8 without overflow"):

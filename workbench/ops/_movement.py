@@ -318,14 +318,22 @@ def _check_writable(name: str, dst: torch.Tensor) -> None:
 
 def prepare_copy(dst: torch.Tensor, src: torch.Tensor):
     """Validate dst.copy_(src) and lay it out: (src, sizes, src_strides, dst_strides, contiguous, to_bf16),
-    or None when dst is empty. Shared by both launch styles; `src` may come back as a compact copy when
-    its strides keep dims apart."""
+    or None when there is nothing to copy (dst is empty, or src is dst itself: the same view, as torch
+    returns at once). Shared by both launch styles; `src` may come back as a compact copy when its strides
+    keep dims apart."""
     check_tensor("dst", dst, MOVE_DTYPES)
     check_tensor("src", src, MOVE_DTYPES)
     if src.device != dst.device:
         raise Unsupported(f"src: a copy from {src.device} to {dst.device} is a transfer, not a kernel")
     _check_writable("dst", dst)
     if src.numel() and dst.numel() and src.untyped_storage().data_ptr() == dst.untyped_storage().data_ptr():
+        if (
+            src.dtype == dst.dtype
+            and src.data_ptr() == dst.data_ptr()
+            and src.shape == dst.shape
+            and src.stride() == dst.stride()
+        ):
+            return None  # dst.copy_(dst): every element already holds its value
         raise Unsupported("src: shares memory with dst (overlap needs a staged copy)")
     if src.shape != dst.shape and (
         src.dim() > dst.dim() or broadcast(src.shape, dst.shape) != tuple(dst.shape)
