@@ -28,8 +28,8 @@ Per model (transformers Qwen3-8B / Llama-3-8B dims, seeded random bf16 weights, 
   depends on what the kernel caches already hold (Triton's compiled kernels, our tuning choices: a cold
   process autotunes every matmul shape it meets); `kernel_caches_at_start` in the summary says.
 
-Ours takes the ops in --include (default: the matmul, attention, embedding and fused ops, which beat
-inductor's generated code; inductor fuses the small elementwise ops better than separate kernels could)
+Ours takes the ops in --include (default: workbench.compile.OVER_INDUCTOR, the matmul, attention,
+embedding and fused ops; inductor fuses the small elementwise ops better than separate kernels could)
 with --exclude taken out, through the backend's `fastest` option (each node our kernel takes is timed
 against its ATen op on the node's inputs and kept native unless ours is faster; --all-nodes: every node our
 kernels accept). Writes benchmarks/results/<device>/pt2/summary.json (keys: device, torch,

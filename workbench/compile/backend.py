@@ -59,8 +59,9 @@ INNER = ("inductor", "eager")
 MODES = (None, "default", "reduce-overhead")
 OPTIONS = ("include", "exclude", "inner", "patterns", "cudagraphs", "fastest")
 # The ops to hand our kernels when inductor compiles the rest (options={"include": OVER_INDUCTOR}): the
-# matmuls, attention, the lookup and the fused ops, which beat inductor's generated code; inductor fuses
-# the small elementwise ops into their neighbours, which separate kernels cannot.
+# matmuls, attention, the lookup and the fused ops, where inductor calls a library kernel or emits separate
+# small ones (the `fastest` option keeps a library kernel where it wins); the small elementwise ops stay
+# with inductor, which fuses them into their neighbours as separate kernels cannot.
 OVER_INDUCTOR = (
     "linear",
     "mm",

@@ -140,6 +140,7 @@ def train_both(
     optimizers = {side: torch.optim.AdamW(m.parameters(), lr=lr) for side, m in models.items()}
     data = batches(model.config.vocab_size, batch, seq, steps, seed, device)
     rows, merged, compiled = [], Coverage(), None
+    norms: dict[str, float] = {}  # each side's gradient norm in its latest step
     from tqdm.auto import tqdm
 
     def step(side: str, ids: torch.Tensor) -> torch.Tensor:
@@ -166,7 +167,6 @@ def train_both(
         optimizers[side].step()
         return loss.detach()
 
-    norms: dict[str, float] = {}
     # the first step compiles and tunes every kernel of both passes: minutes on a GPU, hence the bar
     for i, ids in enumerate(tqdm(data, desc="train steps", unit="step", disable=not progress)):
         for side in SIDES if i % 2 == 0 else SIDES[::-1]:  # the side that goes first alternates
