@@ -188,6 +188,7 @@ def train_both(
                     "peak_mem": None if peak is None else peak - base,
                 }
             )
+    coverage = compiled.table() if compiled is not None else merged.table()  # the timed steps' calls
     profiles = None
     if profile:  # one more step of each side on the last batch, its ops timed by the profiler
         profiles = pd.concat(
@@ -197,5 +198,4 @@ def train_both(
             ],
             ignore_index=True,
         )
-    coverage = compiled.table() if compiled is not None else merged.table()
     return TrainRun(pd.DataFrame(rows), batch * seq, coverage, profiles)
