@@ -21,7 +21,8 @@ CPU smoke run (tiny preset, fp32, 3 steps, through the Triton interpreter; about
 Writes <out>/benchmarks/results/<device>/train/summary.json (device, torch, triton, commit, command, model,
 step_vs_native, peak_mem_vs_native, loss_rel_diff_max, ...), steps.json (every step of both sides) and
 coverage.json (what our side served), and with --profile profile.json (per-op device time of one more
-step of each side); the compiled variant's files end in _compile.
+step of each side; its total per side is the summary's profiled_step_ms); the compiled variant's files
+end in _compile.
 """
 
 from __future__ import annotations
@@ -109,6 +110,10 @@ def main() -> int:
         **run.summary(),
         "targets": TARGETS,
     }
+    if run.profile is not None:  # device time of the profiled step beside the steps' wall time: host-bound?
+        totals = run.profile[run.profile.aten_op == "(total)"]
+        summary["profiled_step_ms"] = dict(zip(totals.side, totals.ms.astype(float)))
+        summary["profiled_step_time"] = str(totals.time.iloc[0])  # "device", or "cpu" on the interpreter
     suffix = "" if args.execution == "eager" else f"_{args.execution}"  # both variants can sit side by side
     (out / f"summary{suffix}.json").write_text(json.dumps(summary, indent=2) + "\n")
     tables = {"steps": run.steps, "coverage": run.coverage, "profile": run.profile}
