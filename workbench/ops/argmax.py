@@ -34,20 +34,27 @@ def _winner(best, best_idx):
 
 
 @triton.jit
-def chunk_winner(x_row, lo, hi, BLOCK: tl.constexpr):
-    """(value, index) of the winner among columns [lo, hi) of one row (the MLU-style variant's loop)."""
-    cols = tl.arange(0, BLOCK)
+def _lane_winners(x_row, lo, hi, BLOCK: tl.constexpr):
+    """Each lane's winner among its columns of [lo, hi) (lane j sees lo + j, lo + j + BLOCK, ...), compared
+    as floats (-0.0 == 0.0, as torch has it): (values, indices). A lane keeps the first of equal values
+    and its first NaN; one whose columns are all -inf keeps its first column. Lanes past `hi` hold -inf
+    at indices above every real column, so they lose every tie. Indices take lo's integer type."""
+    best_idx = lo + tl.arange(0, BLOCK)
     best = tl.full([BLOCK], -float("inf"), tl.float32)
-    best_idx = tl.full([BLOCK], 9223372036854775807, tl.int64)
     for start in range(lo, hi, BLOCK):
-        offs = start + cols
-        ok = offs < hi
-        x = tl.load(x_row + offs, mask=ok, other=-float("inf")).to(tl.float32)
-        # Each lane sees increasing indices: strictly better keeps the first of equal values.
-        better = ok & ((x > best) | ((x != x) & (best == best)) | (best_idx == 9223372036854775807))
+        offs = start + tl.arange(0, BLOCK)
+        x = tl.load(x_row + offs, mask=offs < hi, other=-float("inf")).to(tl.float32)
+        better = (x > best) | ((x != x) & (best == best))
         best = tl.where(better, x, best)
         best_idx = tl.where(better, offs, best_idx)
-    return _winner(best, best_idx)
+    return best, best_idx
+
+
+@triton.jit
+def chunk_winner(x_row, lo, hi, BLOCK: tl.constexpr):
+    """(value, index) of the winner among columns [lo, hi) of one row (the MLU-style variant's loop)."""
+    best, best_idx = _lane_winners(x_row, lo, hi, BLOCK)
+    return _winner(best, best_idx.to(tl.int64))  # int64, as `_winner`'s no-index value
 
 
 @triton.jit
@@ -94,17 +101,7 @@ def _argmax_kernel(
         no_index = 9223372036854775807
     hi = tl.minimum(lo + chunk, n_cols)
     x_row = x_ptr + row * x_row_stride
-    # Per lane: its winner so far, compared as floats (the compares run on the float units; -0.0 == 0.0
-    # as torch has it). A lane keeps the first of equal values and its first NaN; a lane whose columns
-    # are all -inf keeps its first column. Lanes past `hi` hold -inf at indices above every real column.
-    best_idx = lo + tl.arange(0, BLOCK)  # lo's integer type
-    best = tl.full([BLOCK], -float("inf"), tl.float32)
-    for start in range(lo, hi, BLOCK):
-        offs = start + tl.arange(0, BLOCK)
-        x = tl.load(x_row + offs, mask=offs < hi, other=-float("inf")).to(tl.float32)
-        better = (x > best) | ((x != x) & (best == best))
-        best = tl.where(better, x, best)
-        best_idx = tl.where(better, offs, best_idx)
+    best, best_idx = _lane_winners(x_row, lo, hi, BLOCK)
     key = _ordered(best)  # one key per lane: the lanes meet in integer max and min
     top = tl.max(key, 0)
     idx = tl.min(tl.where(key == top, best_idx, no_index), 0).to(tl.int64)
