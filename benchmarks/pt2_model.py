@@ -26,7 +26,11 @@ Per model (transformers Qwen3-8B / Llama-3-8B dims, seeded random bf16 weights, 
   teacher-forced runs (the same work as free-running ones); the warm-up round runs free;
 - compile time: the first prefill call of ours and of native inductor (and of the decode step). It
   depends on what the kernel caches already hold (Triton's compiled kernels, our tuning choices: a cold
-  process autotunes every matmul shape it meets); `kernel_caches_at_start` in the summary says.
+  process autotunes every matmul shape it meets); `kernel_caches_at_start` in the summary says;
+- with --profile, one more prefill and decode per side under the profiler: each side's device time per
+  phase (`device_ms`; beside `prefill_ms` / `decode_ms` it shows how long the device waited on the host)
+  and the time per kernel (raw.json `kernels`), which a compiled graph needs since its kernels have no
+  ATen op above them.
 
 Ours takes the ops in --include (default: workbench.compile.OVER_INDUCTOR, the matmul, attention,
 embedding and fused ops; inductor fuses the small elementwise ops better than separate kernels could)
@@ -232,6 +236,23 @@ def progress(model: str, stage: str, seconds: float | None = None) -> None:
     print(f"[pt2] {time.strftime('%H:%M:%S')} {model}: {stage}{took}", flush=True)
 
 
+def kernel_profiles(phases: dict[str, dict]) -> tuple[dict, list[dict]]:
+    """One profiled call of every side's function in every phase: ({phase: {side: device ms}}, the kernel
+    rows of `profile_kernels` with their phase and side). Device ms beside the timed ms says how much of a
+    phase the host leaves the device idle."""
+    from workbench import backends
+    from workbench.models.measure import profile_kernels
+
+    totals: dict = {}
+    rows: list[dict] = []
+    for phase, sides in phases.items():
+        for side, fn in sides.items():
+            table = profile_kernels(fn, backends.active())
+            totals.setdefault(phase, {})[side] = float(table.ms.iloc[0]) if len(table) else None
+            rows += table.assign(phase=phase, side=side).to_dict("records")
+    return totals, rows
+
+
 def measure(name: str, args, clock: Clock) -> dict:
     import workbench.compile
 
@@ -307,6 +328,15 @@ def measure(name: str, args, clock: Clock) -> dict:
         out["token_agreement_native_eager_rerun"] = agreement(forced["eager"])  # 1.0 unless eager varies
         out["token_agreement_free_running"] = agreement(free["ours"])
         out["token_agreement_free_running_native_compiled"] = agreement(free["compiled"])
+        if args.profile:  # one more run of each side per phase, its kernels timed by the profiler
+            decodes = {
+                k: functools.partial(decoder.run, f, prompt, None, free["eager"]) for k, f in steps.items()
+            }
+            try:
+                out["device_ms"], out["kernels"] = kernel_profiles({"prefill": variants, "decode": decodes})
+            except Exception as e:  # noqa: BLE001 (the profile must not cost the measurements above)
+                out["profile_error"] = f"{type(e).__name__}: {e}"
+            progress(name, "profiled")
     cov = workbench.compile.compile_coverage()
     out["coverage"] = cov.to_dict("records")
     out["aten_ops_served"] = int(((cov["handled"] > 0) & cov["aten_op"].str.startswith("aten::")).sum())
@@ -344,6 +374,12 @@ def main() -> int:
         action="store_true",
         help="ours takes every node its kernels accept (default: the backend's `fastest` option, each node "
         "timed against its ATen op at compile time and kept native unless ours is faster)",
+    )
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="one more prefill and decode per side under the profiler: device ms per phase and side in the "
+        "summary, time per kernel in raw.json",
     )
     p.add_argument("--out", default=str(ROOT), help="directory that receives benchmarks/results/...")
     args = p.parse_args()
@@ -422,6 +458,9 @@ def main() -> int:
             "wall_s",
         )
         summary["models"][name] = {k: result[k] for k in keys}
+        for key in ("device_ms", "profile_error"):  # with --profile (the kernel rows go to raw.json)
+            if key in result:
+                summary["models"][name][key] = result[key]
         (out_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))  # after every model
         (out_dir / "raw.json").write_text(json.dumps(raw, indent=1, default=str))
     print(

@@ -213,6 +213,30 @@ def test_coverage_and_profile(tiny_run):
     assert api is None and "graph" in why_not  # the interpreter cannot capture graphs
 
 
+def test_kernel_table_totals_the_device_events():
+    """Device events only, the largest first, the rest folded into one row, (total) over all of them."""
+    from types import SimpleNamespace
+
+    from torch.autograd import DeviceType
+
+    def event(name, count, us, device=DeviceType.CUDA):
+        return SimpleNamespace(key=name, count=count, self_device_time_total=us, device_type=device)
+
+    events = [
+        event("aten::mm", 3, 0.0, DeviceType.CPU),  # a host-side op: not a kernel
+        event("small", 5, 100.0),
+        event("big", 2, 3000.0),
+        event("middle", 1, 500.0),
+    ]
+    table = measure.kernel_table(events, top=2)
+    assert list(table.kernel) == ["(total)", "(rest)", "big", "middle"]
+    assert list(table.launches) == [8, 5, 2, 1]
+    assert table.ms.tolist() == pytest.approx([3.6, 0.1, 3.0, 0.5])
+    assert list(measure.kernel_table(events, top=5).kernel) == ["(total)", "big", "middle", "small"]
+    # the interpreter: no device for the profiler to see
+    assert measure.profile_kernels(lambda: torch.ones(3) + 1, backends.active()).empty
+
+
 def test_summary_goes_to_the_store(tiny_run, tmp_path):
     from workbench.models import save
 

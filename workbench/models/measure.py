@@ -12,6 +12,7 @@
   graph API (CUDA graphs, MLU graphs), the whole step (forward, argmax, cache and position updates)
   captured once and replayed — host overhead drops out and kernel speed decides.
 - `profile_ops`: per-ATen-op time from torch.profiler (device time on a GPU, CPU time in the interpreter).
+- `profile_kernels`: device time per kernel, for compiled graphs, whose kernels have no ATen op above them.
 
 All of it speaks to transformers through public arguments (`input_ids`, `position_ids`, `attention_mask`,
 the cache argument, `logits_to_keep`) and adapts to the two cache-argument spellings (`cache` in
@@ -324,6 +325,11 @@ def _profiler_activity(backend: Backend):
     )
 
 
+def _self_device_ms(evt) -> float:
+    self_device = getattr(evt, "self_device_time_total", None)
+    return (evt.self_cuda_time_total if self_device is None else self_device) / 1e3
+
+
 def profile_ops(fn: Callable[[], object], backend: Backend) -> pd.DataFrame:
     """Per-ATen-op calls and self time (ms) while `fn` runs: device time where the profiler sees the
     device, else CPU time (the interpreter runs kernels on the host). Fused workbench calls appear as
@@ -343,14 +349,11 @@ def profile_ops(fn: Callable[[], object], backend: Backend) -> pd.DataFrame:
             if evt.key.startswith(ops):
                 rows.append({"aten_op": evt.key, "calls": evt.count, "ms": evt.self_cpu_time_total / 1e3})
             continue
-        self_device = getattr(evt, "self_device_time_total", None)
-        if self_device is None:
-            self_device = evt.self_cuda_time_total
         if evt.device_type == DeviceType.CPU:
             if evt.key.startswith(ops):  # profiler bookkeeping (e.g. "Command Buffer Full") goes to (other)
-                rows.append({"aten_op": evt.key, "calls": evt.count, "ms": self_device / 1e3})
+                rows.append({"aten_op": evt.key, "calls": evt.count, "ms": _self_device_ms(evt)})
         else:  # a kernel or memcpy on the device
-            device_total += self_device / 1e3
+            device_total += _self_device_ms(evt)
     df = pd.DataFrame(rows, columns=["aten_op", "calls", "ms"])
     total = device_total if activity is not None else df["ms"].sum()
     other = total - df["ms"].sum()
@@ -360,3 +363,36 @@ def profile_ops(fn: Callable[[], object], backend: Backend) -> pd.DataFrame:
     df = pd.concat([df, pd.DataFrame(extra)], ignore_index=True)
     df["time"] = "cpu" if activity is None else "device"
     return df.sort_values("ms", ascending=False, ignore_index=True)
+
+
+def profile_kernels(fn: Callable[[], object], backend: Backend, top: int = 25) -> pd.DataFrame:
+    """Launches and device time (ms) per kernel while `fn` runs: the `top` largest by time, a `(rest)` row
+    for the others and `(total)`. Where a compiled graph's time goes: inductor's kernels and CUDA-graph
+    replays have no ATen op above them for `profile_ops` to name. Empty where the profiler sees no device
+    (the interpreter runs kernels on the host)."""
+    from torch.profiler import profile
+
+    activity = _profiler_activity(backend)
+    if activity is None:
+        return pd.DataFrame(columns=["kernel", "launches", "ms"])
+    with profile(activities=[activity]) as prof:
+        fn()
+        backend.synchronize()
+    return kernel_table(prof.key_averages(), top)
+
+
+def kernel_table(events, top: int) -> pd.DataFrame:
+    """`profile_kernels`' table from the profiler's averaged events (those on the device count)."""
+    from torch.autograd import DeviceType
+
+    rows = [
+        {"kernel": e.key, "launches": e.count, "ms": _self_device_ms(e)}
+        for e in events
+        if e.device_type != DeviceType.CPU
+    ]
+    df = pd.DataFrame(rows, columns=["kernel", "launches", "ms"]).sort_values("ms", ascending=False)
+    shown, rest = df.iloc[:top], df.iloc[top:]
+    extra = [{"kernel": "(total)", "launches": int(df.launches.sum()), "ms": float(df.ms.sum())}]
+    if len(rest):
+        extra.append({"kernel": "(rest)", "launches": int(rest.launches.sum()), "ms": float(rest.ms.sum())})
+    return pd.concat([pd.DataFrame(extra), shown], ignore_index=True)
