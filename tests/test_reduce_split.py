@@ -66,3 +66,26 @@ def test_argmax_signed_zero_repeated_nan_and_all_inf_rows(monkeypatch, n):
         got = workbench.ops.argmax(x.to(dev, dtype), dim=1)
         assert torch.equal(got, torch.argmax(x.to(dtype), dim=1).to(dev))
         assert torch.equal(got.cpu(), torch.tensor([3, 4, 0, n - 1]))
+
+
+@pytest.mark.parametrize("variant", ["generic", "mlu"])
+def test_argmax_nan_behind_larger_values_of_its_lane(monkeypatch, variant):
+    """A lane that meets finite values first and a NaN later: torch's index is the NaN's, not the lane's
+    best finite column (the lane loop's compare leaves NaN out; the first-NaN pass must find it). One
+    program per row, rows many tiles long: the one-launch kernel's at 70000 columns, the MLU style's with
+    its tiles cut to 16 columns."""
+    from workbench.ops import REGISTRY
+    from workbench.ops.mlu import persistent
+
+    monkeypatch.setattr(_split_rows, "target_programs", lambda: 1)
+    monkeypatch.setattr(persistent, "tile_elems", lambda *args, **kwargs: 16)
+    monkeypatch.setattr(persistent, "max_programs", lambda *args, **kwargs: 1)
+    n = 70000 if variant == "generic" else 100
+    argmax = workbench.ops.argmax if variant == "generic" else REGISTRY["argmax"].variants["mlu"]
+    x = torch.arange(n, 0, -1, dtype=torch.float32).repeat(3, 1)  # each lane's first column is its best
+    x[0, n - 1] = float("nan")
+    x[1, n - 3] = x[1, n // 2 + 7] = float("nan")  # two NaNs in different lanes: the first wins
+    for dtype in (torch.float32, torch.bfloat16):
+        got = argmax(x.to(backends.active().device(), dtype), dim=1)
+        assert got.cpu().tolist() == [n - 1, n // 2 + 7, 0]
+        assert torch.equal(got.cpu(), torch.argmax(x.to(dtype), dim=1))

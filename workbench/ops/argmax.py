@@ -36,12 +36,12 @@ def _winner(best, best_idx):
 @triton.jit
 def _lane_winners(x_row, lo, hi, BLOCK: tl.constexpr):
     """Each lane's winner among its columns of [lo, hi) (lane j sees lo + j, lo + j + BLOCK, ...), compared
-    as floats (-0.0 == 0.0, as torch has it): (values, indices). A lane keeps the first of equal values
-    and its first NaN; one whose columns are all -inf keeps its first column. Lanes past `hi` hold -inf
-    at indices above every real column, so they lose every tie. Indices take lo's integer type.
-    The loop's compare leaves NaN out (a NaN is never greater) and a NaN-propagating max notes whether a
-    lane met one: one instruction per element instead of three. Only where a NaN was met, a second pass
-    finds each such lane's first NaN."""
+    as floats (-0.0 == 0.0, as torch has it): (values, indices). A lane keeps the first of equal values;
+    one whose columns are all -inf keeps its first column. Lanes past `hi` hold -inf at indices above every
+    real column, so they lose every tie. Indices take lo's integer type. The compare leaves NaN out (a NaN
+    is never greater) and a NaN-propagating max notes whether a lane met one: one instruction per element
+    instead of three. Such a lane's value is NaN but its index is not its first NaN's: where NaN wins, the
+    caller finds that with `_first_nan`."""
     best_idx = lo + tl.arange(0, BLOCK)
     best = tl.full([BLOCK], -float("inf"), tl.float32)
     seen = tl.full([BLOCK], -float("inf"), tl.float32)  # NaN in a lane that met one
@@ -52,23 +52,28 @@ def _lane_winners(x_row, lo, hi, BLOCK: tl.constexpr):
         best = tl.where(better, x, best)
         best_idx = tl.where(better, offs, best_idx)
         seen = tl.maximum(seen, x, propagate_nan=tl.PropagateNan.ALL)
-    met_nan = seen != seen
-    if tl.max(met_nan.to(tl.int32), 0) > 0:
-        first_nan = best_idx * 0 + hi  # past every column: no NaN yet
-        for start in range(lo, hi, BLOCK):
-            offs = start + tl.arange(0, BLOCK)
-            x = tl.load(x_row + offs, mask=offs < hi, other=0.0).to(tl.float32)
-            first_nan = tl.minimum(first_nan, tl.where(x != x, offs, hi))
-        best = tl.where(met_nan, float("nan"), best)
-        best_idx = tl.where(met_nan, first_nan, best_idx)
-    return best, best_idx
+    return tl.where(seen != seen, float("nan"), best), best_idx
+
+
+@triton.jit
+def _first_nan(x_row, lo, hi, BLOCK: tl.constexpr):
+    """The first column of [lo, hi) that holds a NaN (a second pass, made only where NaN won), as int64."""
+    first = lo * 0 + hi + tl.zeros([BLOCK], tl.int32)  # past every column: no NaN yet
+    for start in range(lo, hi, BLOCK):
+        offs = start + tl.arange(0, BLOCK)
+        x = tl.load(x_row + offs, mask=offs < hi, other=0.0).to(tl.float32)
+        first = tl.minimum(first, tl.where(x != x, offs, hi))
+    return tl.min(first, 0).to(tl.int64)
 
 
 @triton.jit
 def chunk_winner(x_row, lo, hi, BLOCK: tl.constexpr):
     """(value, index) of the winner among columns [lo, hi) of one row (the MLU-style variant's loop)."""
     best, best_idx = _lane_winners(x_row, lo, hi, BLOCK)
-    return _winner(best, best_idx.to(tl.int64))  # int64, as `_winner`'s no-index value
+    value, idx = _winner(best, best_idx.to(tl.int64))  # int64, as `_winner`'s no-index value
+    if value != value:
+        idx = _first_nan(x_row, lo, hi, BLOCK)
+    return value, idx
 
 
 @triton.jit
@@ -118,7 +123,10 @@ def _argmax_kernel(
     best, best_idx = _lane_winners(x_row, lo, hi, BLOCK)
     key = _ordered(best)  # one key per lane: the lanes meet in integer max and min
     top = tl.max(key, 0)
-    idx = tl.min(tl.where(key == top, best_idx, no_index), 0).to(tl.int64)
+    if top == 2147483647:  # NaN's key: the first NaN wins
+        idx = _first_nan(x_row, lo, hi, BLOCK)
+    else:
+        idx = tl.min(tl.where(key == top, best_idx, no_index), 0).to(tl.int64)
     if SPLIT:
         packed = (top.to(tl.int64) << 32) | (4294967295 - idx)
         tl.atomic_max(best_ptr + row, packed, sem="acq_rel")
