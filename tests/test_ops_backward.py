@@ -130,6 +130,27 @@ def test_run_model_train_alternates_sides_on_the_same_data():
     assert run.coverage.set_index("aten_op").loc["aten::linear", "handled"] > 0
 
 
+def test_train_both_adds_native_compiled_as_a_third_side(monkeypatch):
+    """The third side runs transformers' loss through what torch.compile returns, on the same data, and
+    each side goes first in turn."""
+    from workbench.models import build_model
+    from workbench.models.train import train_both
+
+    compiled = []
+    monkeypatch.setattr(
+        torch, "compile", lambda model: compiled.append(model) or model
+    )  # inductor: slow here
+    run = train_both(
+        build_model("tiny", dtype=torch.float32, seed=0), steps=3, batch=1, seq=6, native_compiled=True
+    )
+    assert len(compiled) == 1 and compiled[0].training
+    firsts = run.steps.groupby("step").side.first().tolist()
+    assert firsts == ["native", "workbench", "native_compiled"]
+    loss = run.steps.pivot(index="step", columns="side", values="loss")
+    assert (loss.native_compiled == loss.native).all()  # the same model, weights and data
+    assert run.summary()["step_vs_native_compiled"] > 0
+
+
 def test_compiled_graph_trains_through_the_custom_operators():
     """AOTAutograd traces forward and backward with fake tensors: both must reach our kernels only as
     custom operators (`.default` and the `workbench::*_backward` ones)."""
@@ -216,6 +237,14 @@ def test_train_run_summary_leaves_the_warm_up_step_out_of_speed_and_memory():
     assert s["step_vs_native"] == 2.0 and s["steps"] == 3
     assert (s["peak_mem_native"], s["peak_mem_workbench"], s["peak_mem_vs_native"]) == (1000, 500, 0.5)
     assert abs(s["loss_rel_diff_max"] - 0.01) < 1e-12 and abs(s["grad_norm_rel_diff_max"] - 0.02) < 1e-12
+    assert "step_vs_native_compiled" not in s
+    compiled = [
+        ("native_compiled", i, 8.0, 1.0, seconds, 700) for i, seconds in enumerate((20.0, 0.25, 0.25))
+    ]
+    steps = pd.concat([steps, pd.DataFrame(compiled, columns=steps.columns)])
+    s = TrainRun(steps, tokens_per_step=100, coverage=pd.DataFrame()).summary()
+    assert s["tokens_per_s_native_compiled"] == 400.0 and s["step_vs_native_compiled"] == 0.5
+    assert s["peak_mem_native_compiled"] == 700 and s["step_vs_native"] == 2.0
 
 
 # The backwards that size their own launches (the rest run on the shared launchers, tested with them).

@@ -12,8 +12,11 @@ shifted by one token).
   fused `linear_cross_entropy` on the final hidden states: the same loss, without the [tokens, vocab]
   logits in memory (their fp32 copy, log-softmax and gradients are the largest tensors of a step).
 
-The optimizer is torch's AdamW (its default implementation) on both sides. Steps alternate between the
-sides, and so does the side that goes first, so that a drifting machine load touches both alike; each
+- native_compiled (optional, `native_compiled=True`): transformers' forward with labels under
+  `torch.compile` (inductor default): what a user would run instead of our kernels once they compile.
+
+The optimizer is torch's AdamW (its default implementation) on every side. Steps alternate between the
+sides, and so does the side that goes first, so that a drifting machine load touches all alike; each
 side's step time, loss and gradient norm are recorded per step. Peak memory (where the device reports
 it) is a step's peak above what was allocated when it began (both models, their optimizer states and
 the other side's gradients stay resident and are left out): the memory the step itself needs.
@@ -31,6 +34,7 @@ import torch
 from workbench import backends
 
 SIDES = ("native", "workbench")
+NATIVE_COMPILED = "native_compiled"  # the optional third side
 IGNORE_INDEX = -100  # transformers' label padding
 
 
@@ -60,7 +64,7 @@ class TrainRun:
             side: None if g.peak_mem.isna().all() else int(g.peak_mem.max())
             for side, g in warm.groupby("side")
         }
-        return {
+        out = {
             "tokens_per_s_native": tps["native"],
             "tokens_per_s_workbench": tps["workbench"],
             "step_vs_native": tps["workbench"] / tps["native"],
@@ -71,6 +75,11 @@ class TrainRun:
             "grad_norm_rel_diff_max": float(gn_rel),
             "steps": int(s.step.max()) + 1,
         }
+        if NATIVE_COMPILED in tps:
+            out["tokens_per_s_native_compiled"] = tps[NATIVE_COMPILED]
+            out["step_vs_native_compiled"] = tps["workbench"] / tps[NATIVE_COMPILED]
+            out["peak_mem_native_compiled"] = mem[NATIVE_COMPILED]
+        return out
 
 
 def batches(vocab: int, batch: int, seq: int, steps: int, seed: int, device) -> list[torch.Tensor]:
@@ -125,10 +134,12 @@ def train_both(
     fused_loss: bool = True,
     progress: bool = False,
     profile: bool = False,
+    native_compiled: bool = False,
 ) -> TrainRun:
     """`steps` AdamW steps of native and workbench copies of `model`, alternated step by step (see the
     module docstring); `include` / `exclude` select our ops as for `use_ops`; `profile`: one more step
-    of each side after them, its per-op times in `TrainRun.profile` (`measure.profile_ops`)."""
+    of each side after them, its per-op times in `TrainRun.profile` (`measure.profile_ops`);
+    `native_compiled`: a third copy, native under torch.compile."""
     from workbench.dispatch import Coverage
 
     from .measure import profile_ops
@@ -136,7 +147,9 @@ def train_both(
 
     backend = backends.active()
     device = next(model.parameters()).device
-    models = {side: copy.deepcopy(model).train() for side in SIDES}
+    sides = SIDES + ((NATIVE_COMPILED,) if native_compiled else ())
+    models = {side: copy.deepcopy(model).train() for side in sides}
+    compiled_native = torch.compile(models[NATIVE_COMPILED]) if native_compiled else None
     optimizers = {side: torch.optim.AdamW(m.parameters(), lr=lr) for side, m in models.items()}
     data = batches(model.config.vocab_size, batch, seq, steps, seed, device)
     rows, merged, compiled = [], Coverage(), None
@@ -148,8 +161,9 @@ def train_both(
         nonlocal compiled
         m = models[side]
         optimizers[side].zero_grad(set_to_none=True)
-        if side == "native":
-            loss = m(input_ids=ids, labels=ids, use_cache=False).loss
+        if side != "workbench":
+            forward = compiled_native if side == NATIVE_COMPILED else m
+            loss = forward(input_ids=ids, labels=ids, use_cache=False).loss
             loss.backward()
         else:
             with workbench_side(m.model, include, exclude, execution=execution) as cov:
@@ -169,7 +183,7 @@ def train_both(
 
     # the first step compiles and tunes every kernel of both passes: minutes on a GPU, hence the bar
     for i, ids in enumerate(tqdm(data, desc="train steps", unit="step", disable=not progress)):
-        for side in SIDES if i % 2 == 0 else SIDES[::-1]:  # the side that goes first alternates
+        for side in sides[i % len(sides) :] + sides[: i % len(sides)]:  # each side goes first in turn
             backend.synchronize()
             base = _allocated(device)
             _reset_peak(device)
@@ -194,7 +208,7 @@ def train_both(
         profiles = pd.concat(
             [
                 profile_ops(lambda side=side: step(side, data[-1]), backend).assign(side=side)
-                for side in SIDES
+                for side in sides
             ],
             ignore_index=True,
         )
