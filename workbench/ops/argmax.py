@@ -58,7 +58,7 @@ def _lane_winners(x_row, lo, hi, BLOCK: tl.constexpr):
 @triton.jit
 def _first_nan(x_row, lo, hi, BLOCK: tl.constexpr):
     """The first column of [lo, hi) that holds a NaN (a second pass, made only where NaN won), as int64."""
-    first = lo * 0 + hi + tl.zeros([BLOCK], tl.int32)  # past every column: no NaN yet
+    first = hi + tl.zeros([BLOCK], tl.int32)  # past every column (in hi's type): no NaN yet
     for start in range(lo, hi, BLOCK):
         offs = start + tl.arange(0, BLOCK)
         x = tl.load(x_row + offs, mask=offs < hi, other=0.0).to(tl.float32)
