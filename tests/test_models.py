@@ -237,6 +237,20 @@ def test_kernel_table_totals_the_device_events():
     assert measure.profile_kernels(lambda: torch.ones(3) + 1, backends.active()).empty
 
 
+@pytest.mark.gpu
+def test_kernel_profile_sees_the_kernels_of_a_graph_replay():
+    """A CUDA graph's replay launches no op the profiler can name: its kernels must still be counted."""
+    backend = backends.active()
+    x = torch.randn(1024, 1024, device="cuda")
+    torch.relu(x @ x)  # warm-up outside the capture
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        y = torch.relu(x @ x)
+    table = measure.profile_kernels(graph.replay, backend).set_index("kernel")
+    assert table.loc["(total)", "launches"] >= 2 and table.loc["(total)", "ms"] > 0, table
+    assert float(y.sum()) >= 0
+
+
 def test_summary_goes_to_the_store(tiny_run, tmp_path):
     from workbench.models import save
 
