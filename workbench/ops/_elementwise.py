@@ -31,7 +31,6 @@ from ._common import (
     as_tensor_operand,
     check_same_device,
     check_tensor,
-    geometry,
     is_on_device,
     new_output_as,
     new_output_of,
@@ -866,17 +865,20 @@ def binary(
                         aligned=not a.data_ptr() & 15,
                     )
             return out
-    # Two tensors in any other layout (a broadcast, a strided view): a plan per geometry.
-    plan_key = (
-        (id(fn), geometry(a, b), b_scale, integers, out_dtype, dtypes)
-        if isinstance(b, torch.Tensor)
-        else None
-    )
+    # Two tensors in any other layout (a broadcast, a strided view): a plan per geometry, keyed by one flat
+    # tuple (cheaper to build and hash than `geometry`'s nested ones: most decode muls broadcast).
+    try:
+        plan_key = (
+            id(fn), a.shape, a.stride(), a.dtype, a.device, b.shape, b.stride(), b.dtype, b.device,
+            b_scale, integers, out_dtype, dtypes,
+        )  # fmt: skip
+    except AttributeError:  # a number, or not a tensor at all: the checked path below
+        plan_key = None
     plan = _binary_plans.get(plan_key)
     if plan is not None:  # checked before; a and b are read in place
         shape, dtype, grid, rest, site = plan
         out = new_output_of(a, shape, dtype)
-        site(grid, a, b, out, *rest, aligned=aligned(a, b))
+        site(grid, a, b, out, *rest, aligned=not (a.data_ptr() | b.data_ptr()) & 15)
         return out
     out, a_arg, b_arg, sizes, a_strides, b_strides, contiguous, b_scalar = prepare_binary(
         a, b, names, integers, out_dtype, dtypes
