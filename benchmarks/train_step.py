@@ -68,9 +68,17 @@ def main() -> int:
     parser.add_argument(
         "--native-compiled", action="store_true", help="a third side: native under torch.compile (inductor)"
     )
+    parser.add_argument(
+        "--fastest",
+        action="store_true",
+        help="--execution compile: our kernel only on nodes where it times faster than the ATen op (the "
+        "backend's `fastest` option, as pt2_model.py uses it)",
+    )
     parser.add_argument("--out", default=str(REPO), help="directory that receives benchmarks/results/...")
     parser.add_argument("--commit", default=None)
     args = parser.parse_args()
+    if args.fastest and args.execution != "compile":
+        parser.error("--fastest: a choice per node of the compiled graph; it needs --execution compile")
     if args.smoke:
         args.model, args.steps, args.batch, args.seq, args.dtype = "tiny", 3, 2, 8, "float32"
     from workbench.compile import OVER_INDUCTOR
@@ -95,6 +103,7 @@ def main() -> int:
         progress=True,
         profile=args.profile,
         native_compiled=args.native_compiled,
+        fastest=args.fastest,
     )
     meta = run_metadata()
     out = results_dir(args.out, "train", meta)
@@ -111,6 +120,7 @@ def main() -> int:
         "layers": model.config.num_hidden_layers,
         "execution": args.execution,
         "include": include,  # None: every op
+        "fastest": args.fastest,
         "fused_loss": not args.no_fused_loss,
         "optimizer": "torch.optim.AdamW (default), lr 1e-3",
         "autotune": _tuning.AUTOTUNE,  # WORKBENCH_AUTOTUNE=0: every tuned kernel's first config, untimed

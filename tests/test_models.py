@@ -280,6 +280,33 @@ def test_compiled_execution_serves_ops_and_patterns():
         assert cov.loc[f"(pattern) {op}", "handled"] > 0, run.coverage
 
 
+def test_workbench_side_hands_fastest_to_the_backend(monkeypatch):
+    """Compiled execution passes `fastest` on as the backend's option (one compiled forward per choice);
+    eager execution, which has no graph to choose in, refuses it."""
+    from workbench.models.side import workbench_side
+
+    compiled = []
+
+    def fake_compile(fn, backend=None, options=None):
+        compiled.append((backend, options))
+        return fn
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    body = build_model("tiny", dtype=torch.float32, seed=0).model
+    for _ in range(2):
+        with workbench_side(body, execution="compile", fastest=True):
+            pass
+    with workbench_side(body, execution="compile"):
+        pass
+    options = {"include": None, "exclude": None, "patterns": True}
+    assert compiled == [
+        ("workbench", {**options, "fastest": True}),
+        ("workbench", {**options, "fastest": False}),
+    ]
+    with pytest.raises(ValueError, match="fastest"), workbench_side(body, fastest=True):
+        pass
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="mode"):
         run_model("tiny", mode="train")

@@ -50,18 +50,22 @@ class _CompileCoverage:
         return workbench.compile.compile_coverage()
 
 
-def compiled_forward(model: torch.nn.Module, include=None, exclude=None, fuse: bool = True):
-    """The model's forward compiled with the workbench backend for this selection (made once)."""
+def compiled_forward(
+    model: torch.nn.Module, include=None, exclude=None, fuse: bool = True, fastest: bool = False
+):
+    """The model's forward compiled with the workbench backend for this selection (made once); `fastest`:
+    the backend's option of that name (a node stays native unless our kernel times faster on its inputs)."""
     import workbench.compile  # noqa: F401 (registers the backend)
 
     key = (
         tuple(include) if include is not None else None,
         tuple(exclude) if exclude is not None else None,
         fuse,
+        fastest,
     )
     cache = model.__dict__.setdefault("_workbench_compiled", {})
     if key not in cache:
-        options = {"include": include, "exclude": exclude, "patterns": fuse}
+        options = {"include": include, "exclude": exclude, "patterns": fuse, "fastest": fastest}
         cache[key] = torch.compile(type(model).forward.__get__(model), backend="workbench", options=options)
     return cache[key]
 
@@ -73,18 +77,22 @@ def workbench_side(
     exclude: Iterable[str] | None = None,
     fuse: bool = True,
     execution: str = "eager",
+    fastest: bool = False,
 ) -> Iterator:
-    """Inside, `model` runs our ops; yields an object whose `table()` is the coverage."""
+    """Inside, `model` runs our ops; yields an object whose `table()` is the coverage. `fastest` (compiled
+    execution): nodes where our kernel is not faster stay native (`compiled_forward`)."""
     import workbench
 
     if execution not in EXECUTIONS:
         raise ValueError(f"execution: expected one of {EXECUTIONS}, got {execution!r}")
+    if fastest and execution != "compile":
+        raise ValueError("fastest: a compile-time choice per graph node; it needs execution='compile'")
     if execution == "eager":
         aten_exclude = _aten_only(exclude)
         with workbench.use_ops(include=_aten_only(include), exclude=aten_exclude or None) as cov:
             yield cov
         return
-    model.forward = compiled_forward(model, include, exclude, fuse)
+    model.forward = compiled_forward(model, include, exclude, fuse, fastest)
     try:
         yield _CompileCoverage()
     finally:

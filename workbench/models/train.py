@@ -135,11 +135,13 @@ def train_both(
     progress: bool = False,
     profile: bool = False,
     native_compiled: bool = False,
+    fastest: bool = False,
 ) -> TrainRun:
     """`steps` AdamW steps of native and workbench copies of `model`, alternated step by step (see the
     module docstring); `include` / `exclude` select our ops as for `use_ops`; `profile`: one more step
     of each side after them, its per-op times in `TrainRun.profile` (`measure.profile_ops`);
-    `native_compiled`: a third copy, native under torch.compile."""
+    `native_compiled`: a third copy, native under torch.compile; `fastest` (compiled execution): our
+    kernel only on nodes where it times faster than the ATen op (`side.workbench_side`)."""
     from workbench.dispatch import Coverage
 
     from .measure import profile_ops
@@ -166,7 +168,7 @@ def train_both(
             loss = forward(input_ids=ids, labels=ids, use_cache=False).loss
             loss.backward()
         else:
-            with workbench_side(m.model, include, exclude, execution=execution) as cov:
+            with workbench_side(m.model, include, exclude, execution=execution, fastest=fastest) as cov:
                 loss = (
                     fused_causal_lm_loss(m, ids)
                     if fused_loss
