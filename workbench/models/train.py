@@ -155,11 +155,10 @@ def train_both(
     optimizers = {side: torch.optim.AdamW(m.parameters(), lr=lr) for side, m in models.items()}
     data = batches(model.config.vocab_size, batch, seq, steps, seed, device)
     rows, merged, compiled = [], Coverage(), None
-    norms: dict[str, float] = {}  # each side's gradient norm in its latest step
     from tqdm.auto import tqdm
 
-    def step(side: str, ids: torch.Tensor) -> torch.Tensor:
-        """Forward, loss, backward and AdamW update of one side; its loss (detached)."""
+    def step(side: str, ids: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """Forward, loss, backward and AdamW update of one side: (its loss, detached; its gradient norm)."""
         nonlocal compiled
         m = models[side]
         optimizers[side].zero_grad(set_to_none=True)
@@ -179,9 +178,9 @@ def train_both(
                 merged.merge(cov)
             else:
                 compiled = cov  # the compile backend's coverage: one table for every graph
-        norms[side] = _grad_norm(m)
+        norm = _grad_norm(m)
         optimizers[side].step()
-        return loss.detach()
+        return loss.detach(), norm
 
     # the first step compiles and tunes every kernel of both passes: minutes on a GPU, hence the bar
     for i, ids in enumerate(tqdm(data, desc="train steps", unit="step", disable=not progress)):
@@ -190,7 +189,7 @@ def train_both(
             base = _allocated(device)
             _reset_peak(device)
             start = time.perf_counter()
-            loss = step(side, ids)
+            loss, norm = step(side, ids)
             backend.synchronize()
             seconds = time.perf_counter() - start
             peak = _peak(device)
@@ -199,7 +198,7 @@ def train_both(
                     "side": side,
                     "step": i,
                     "loss": float(loss),
-                    "grad_norm": norms[side],
+                    "grad_norm": norm,
                     "seconds": seconds,
                     "peak_mem": None if peak is None else peak - base,
                 }
