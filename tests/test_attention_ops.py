@@ -189,13 +189,48 @@ def test_flash_backward_matches_float64(q_shape, kv_shape, ev, causal, dtype):
         assert float((got.double().cpu() - ref).norm()) <= tol * float(ref.norm()) + 1e-6
 
 
-def test_flash_backward_takes_only_unmasked_4d_inputs():
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_flash_backward_with_a_boolean_mask_matches_float64(causal, dtype):
+    """transformers' mask of a compiled model: (B, 1, L, S), broadcast over heads; one padded row that
+    keeps no key (P = 0: no gradient through it), keys masked inside the tiles, GQA."""
+    from workbench.ops import _attention_backward
+
+    gen = torch.Generator().manual_seed(11)
+    B, H, HK, L, S, E = 2, 4, 2, 37, 41, 16
+    q, k, v = (
+        rand(B, H, L, E, dtype=dtype, gen=gen),
+        rand(B, HK, S, E, dtype=dtype, gen=gen),
+        rand(B, HK, S, E, dtype=dtype, gen=gen),
+    )
+    dout = rand(B, H, L, E, dtype=dtype, gen=gen)
+    keep = torch.rand(B, 1, L, S, generator=gen) > 0.3
+    keep[0, 0, 5] = False  # a row with no key
+    keep[1, 0, :, 3] = False  # a key nobody sees
+    keep = keep.to(q.device)
+    assert _attention_backward.takes(q, k, v, keep, True)
+    out = torch.nn.functional.scaled_dot_product_attention(q, k, v, keep, is_causal=False, enable_gqa=True)
+    if causal:  # torch takes no mask with is_causal: the combined mask gives its output and reference
+        combined = keep & torch.ones(L, S, dtype=torch.bool, device=q.device).tril()
+        out = torch.nn.functional.scaled_dot_product_attention(q, k, v, combined, enable_gqa=True)
+    ours = _attention_backward.flash_backward(dout, q, k, v, out, causal, None, keep)
+    want = _grads(q, k, v, dout, attn_mask=combined.cpu() if causal else keep.cpu(), enable_gqa=True)
+    tol = 1e-5 if dtype == torch.float32 else 2e-2
+    for got, ref in zip(ours, want):
+        assert got.dtype == dtype and got.shape == ref.shape
+        assert torch.isfinite(got).all()
+        assert float((got.double().cpu() - ref).norm()) <= tol * float(ref.norm()) + 1e-6
+    assert not ours[0][0, :, 5].any()  # the row with no key passes no gradient
+
+
+def test_flash_backward_takes_only_4d_inputs_unmasked_or_boolean():
     from workbench.ops import _attention_backward
 
     q, k = rand(1, 4, 8, 16), rand(1, 2, 8, 16)
     assert _attention_backward.takes(q, k, k, None, enable_gqa=True)
     assert not _attention_backward.takes(q, k, k, None, enable_gqa=False)  # heads differ without GQA
-    assert not _attention_backward.takes(q, k, k, torch.ones(8, 8, dtype=torch.bool, device=q.device), True)
+    assert _attention_backward.takes(q, k, k, torch.ones(8, 8, dtype=torch.bool, device=q.device), True)
+    assert not _attention_backward.takes(q, k, k, torch.zeros(8, 8, device=q.device), True)  # additive
     assert not _attention_backward.takes(q[0], k[0], k[0], None, True)  # 3-D: broadcast batch handling
     assert not _attention_backward.takes(q, rand(2, 2, 8, 16), rand(2, 2, 8, 16), None, True)
 

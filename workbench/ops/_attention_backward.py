@@ -1,4 +1,5 @@
-"""Flash-style backward of scaled dot-product attention without a mask: nothing of size L x S is held.
+"""Flash-style backward of scaled dot-product attention, unmasked or with a boolean mask: nothing of size
+L x S is held beyond the mask itself.
 
 Three launches over tiles, every product of two 16-bit tiles with fp32 accumulation, the probabilities
 P = softmax(Q K^T * scale) rebuilt per tile from each query row's log-sum-exp:
@@ -9,7 +10,9 @@ P = softmax(Q K^T * scale) rebuilt per tile from each query row's log-sum-exp:
    of every query head of its group (GQA: no atomics), dS = P * (dP - delta);
 3. `_q_kernel`, per (query tile, query head): dQ = scale * sum dS K.
 Causal masking is torch's (key j is seen by query i when j <= i); causal programs skip the tiles it
-masks whole. See `flash_backward` for what it takes.
+masks whole. A boolean mask (MASKED: keep where true; what transformers builds for a compiled model) is
+read per tile through its strides, every tile visited; a query row it masks whole has P = 0 (torch's
+safe softmax: LSE +inf), so it passes no gradient. See `flash_backward` for what it takes.
 """
 
 from __future__ import annotations
@@ -100,12 +103,18 @@ def _key_tiles(
 
 
 @triton.jit
-def _scores(q, k_tile, rows, cols, S, scale_log2, CAUSAL: tl.constexpr):
-    """Q K^T of one tile in base-2 units (scale * log2 e), -inf where masked or past the keys."""
+def _scores(
+    q, k_tile, rows, cols, row_ok, S, scale_log2, mask_rows, smn, CAUSAL: tl.constexpr, MASKED: tl.constexpr
+):
+    """Q K^T of one tile in base-2 units (scale * log2 e), -inf where masked or past the keys. mask_rows:
+    the boolean mask's row starts (BLOCK_M x 1 pointers, MASKED only)."""
     s = tl.dot(q, k_tile, input_precision="ieee") * scale_log2
     keep = cols[None, :] < S
     if CAUSAL:
         keep = keep & (cols[None, :] <= rows[:, None])
+    if MASKED:
+        keep &= row_ok[:, None]
+        keep &= tl.load(mask_rows + cols[None, :].to(tl.int64) * smn, mask=keep, other=0) != 0
     return tl.where(keep, s, -float("inf"))
 
 
@@ -133,6 +142,11 @@ def _rows_kernel(
     sob,
     soh,
     som,
+    M,
+    smb,
+    smh,
+    smm,
+    smn,
     H,
     L,
     S,
@@ -141,6 +155,7 @@ def _rows_kernel(
     group,
     scale_log2,
     CAUSAL: tl.constexpr,
+    MASKED: tl.constexpr,
     UPCAST: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
@@ -181,6 +196,7 @@ def _rows_kernel(
     )
     out = pid_bh.to(tl.int64) * L + rows64
     tl.store(DELTA + out, tl.sum(do.to(tl.float32) * o.to(tl.float32), 1), mask=row_ok)
+    mask_rows = M + b * smb + h64 * smh + rows64[:, None] * smm
     m_i = tl.full([BLOCK_M], -float("inf"), tl.float32)
     l_i = tl.zeros([BLOCK_M], tl.float32)
     hi = S
@@ -195,11 +211,16 @@ def _rows_kernel(
             (offs_d[:, None] < E) & col_ok[None, :],
             UPCAST,
         )
-        s = _scores(q, kt, rows, cols, S, scale_log2, CAUSAL)
+        s = _scores(q, kt, rows, cols, row_ok, S, scale_log2, mask_rows, smn, CAUSAL, MASKED)
         m_new = tl.maximum(m_i, tl.max(s, 1))
+        if MASKED:  # a row whose keys so far are all masked keeps its max at 0, not -inf (NaN below)
+            m_new = tl.where(m_new == -float("inf"), 0.0, m_new)
         l_i = l_i * tl.exp2(m_i - m_new) + tl.sum(tl.exp2(s - m_new[:, None]), 1)
         m_i = m_new
-    tl.store(LSE + out, m_i + tl.log2(l_i), mask=row_ok)
+    lse = m_i + tl.log2(l_i)
+    if MASKED:  # a row with no key: +inf, so that every P of it is exp2(-inf) = 0
+        lse = tl.where(l_i > 0, lse, float("inf"))
+    tl.store(LSE + out, lse, mask=row_ok)
 
 
 @triton.jit
@@ -224,6 +245,11 @@ def _kv_kernel(
     sdb,
     sdh,
     sdm,
+    M,
+    smb,
+    smh,
+    smm,
+    smn,
     H,
     HK,
     L,
@@ -234,6 +260,7 @@ def _kv_kernel(
     scale_log2,
     scale,
     CAUSAL: tl.constexpr,
+    MASKED: tl.constexpr,
     UPCAST: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
@@ -297,7 +324,8 @@ def _kv_kernel(
             )
             lse = tl.load(LSE + stat_base + rows64, mask=row_ok, other=0.0)
             delta = tl.load(DELTA + stat_base + rows64, mask=row_ok, other=0.0)
-            s = _scores(q, kt, rows, cols, S, scale_log2, CAUSAL)
+            mask_rows = M + b * smb + h * smh + rows64[:, None] * smm
+            s = _scores(q, kt, rows, cols, row_ok, S, scale_log2, mask_rows, smn, CAUSAL, MASKED)
             p = tl.where(row_ok[:, None], tl.exp2(s - lse[:, None]), 0.0)
             dv += tl.dot(tl.trans(p.to(do.dtype)), do, input_precision="ieee")
             dp = tl.dot(do, vt, input_precision="ieee")
@@ -330,6 +358,11 @@ def _q_kernel(
     sdb,
     sdh,
     sdm,
+    M,
+    smb,
+    smh,
+    smm,
+    smn,
     H,
     L,
     S,
@@ -339,6 +372,7 @@ def _q_kernel(
     scale_log2,
     scale,
     CAUSAL: tl.constexpr,
+    MASKED: tl.constexpr,
     UPCAST: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
@@ -375,6 +409,7 @@ def _q_kernel(
     stat = pid_bh.to(tl.int64) * L + rows64
     lse = tl.load(LSE + stat, mask=row_ok, other=0.0)
     delta = tl.load(DELTA + stat, mask=row_ok, other=0.0)
+    mask_rows = M + b * smb + h64 * smh + rows64[:, None] * smm
     dq = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
     hi = S
     if CAUSAL:
@@ -398,7 +433,7 @@ def _q_kernel(
             BLOCK_DV,
             UPCAST,
         )
-        s = _scores(q, kt, rows, cols, S, scale_log2, CAUSAL)
+        s = _scores(q, kt, rows, cols, row_ok, S, scale_log2, mask_rows, smn, CAUSAL, MASKED)
         p = tl.exp2(s - lse[:, None])
         ds = p * (tl.dot(do, vt, input_precision="ieee") - delta[:, None])
         dq += tl.dot(ds.to(kt.dtype), tl.trans(kt), input_precision="ieee")
@@ -411,10 +446,12 @@ def _q_kernel(
 
 def takes(query, key, value, attn_mask, enable_gqa: bool) -> bool:
     """Whether `flash_backward` takes these inputs: 4-D query, key and value of one batch size, as many
-    key heads as value heads (query heads a multiple of them, or equal without GQA), no mask, a last dim
-    of stride 1, head dims up to MAX_HEAD_DIM, 16-bit or fp32 values, at most 65535 batch x query heads
-    (a grid column); not in the persistent launch style (MLU)."""
-    if attn_mask is not None or persistent() or query.dim() != 4 or key.dim() != 4 or value.dim() != 4:
+    key heads as value heads (query heads a multiple of them, or equal without GQA), no mask or a boolean
+    one of at most 4 dims, a last dim of stride 1, head dims up to MAX_HEAD_DIM, 16-bit or fp32 values,
+    at most 65535 batch x query heads (a grid column); not in the persistent launch style (MLU)."""
+    if persistent() or query.dim() != 4 or key.dim() != 4 or value.dim() != 4:
+        return False
+    if attn_mask is not None and (attn_mask.dtype != torch.bool or attn_mask.dim() > 4):
         return False
     (b, hq, _, _), (bk, hk, _, _), (bv, hv, _, _) = query.shape, key.shape, value.shape
     if not (b == bk == bv and hk == hv and hq % hk == 0 and (enable_gqa or hq == hk)) or b * hq > 65535:
@@ -444,7 +481,7 @@ def _configs(interpreted: bool) -> list[triton.Config]:
     return [triton.Config({"BLOCK_M": m, "BLOCK_N": n}, num_warps=w, num_stages=s) for m, n, w, s in shapes]
 
 
-_KEY = ["H", "L", "S", "group", "CAUSAL", "BLOCK_D", "BLOCK_DV"]
+_KEY = ["H", "L", "S", "group", "CAUSAL", "MASKED", "BLOCK_D", "BLOCK_DV"]
 _TUNERS = {
     kernel: Tuner(kernel, _configs(backends.active().interpreted), key=_KEY)
     for kernel in (_rows_kernel, _kv_kernel, _q_kernel)
@@ -461,8 +498,8 @@ def _launch_tuned(kernel, grid, args: tuple, key: tuple, **consts) -> None:
         launch(kernel, grid(config), *args, **consts, **config)
 
 
-def flash_backward(dout, query, key, value, out, is_causal: bool, scale: float | None):
-    """(dq, dk, dv) of out = softmax(query key^T * scale) value for inputs that `takes` accepts."""
+def flash_backward(dout, query, key, value, out, is_causal: bool, scale: float | None, attn_mask=None):
+    """(dq, dk, dv) of out = softmax(query key^T * scale, masked) value for inputs that `takes` accepts."""
     B, H, L, E = query.shape
     HK, S, EV = key.shape[1], key.shape[2], value.shape[3]
     scale = E**-0.5 if scale is None else float(scale)
@@ -477,14 +514,17 @@ def flash_backward(dout, query, key, value, out, is_causal: bool, scale: float |
         out = out.contiguous()
     lse = torch.empty((B, H, L), dtype=torch.float32, device=query.device)
     delta = torch.empty_like(lse)
+    mask = query if attn_mask is None else attn_mask.expand(B, H, L, S)  # broadcast dims: stride 0
     strides = (
         *query.stride()[:3],
         *key.stride()[:3],
         *value.stride()[:3],
         *dout.stride()[:3],
     )
+    mask_args = (mask, *(mask.stride() if attn_mask is not None else (0, 0, 0, 0)))
     consts = dict(
         CAUSAL=bool(is_causal),
+        MASKED=attn_mask is not None,
         UPCAST=query.dtype == torch.bfloat16 and not backends.active().capabilities.bf16_dot,
         BLOCK_D=max(16, next_pow2(E)),
         BLOCK_DV=max(16, next_pow2(EV)),
@@ -495,21 +535,21 @@ def flash_backward(dout, query, key, value, out, is_causal: bool, scale: float |
     _launch_tuned(
         _rows_kernel,
         lambda c: (cdiv(L, c["BLOCK_M"]), B * H),
-        (*tensors, out, *strides, *out.stride()[:3], H, L, S, E, EV, group, scale_log2),
+        (*tensors, out, *strides, *out.stride()[:3], *mask_args, H, L, S, E, EV, group, scale_log2),
         tuning,
         **consts,
     )
     _launch_tuned(
         _kv_kernel,
         lambda c: (cdiv(S, c["BLOCK_N"]), B * HK),
-        (*tensors, dk, dv, *strides, H, HK, L, S, E, EV, group, scale_log2, scale),
+        (*tensors, dk, dv, *strides, *mask_args, H, HK, L, S, E, EV, group, scale_log2, scale),
         tuning,
         **consts,
     )
     _launch_tuned(
         _q_kernel,
         lambda c: (cdiv(L, c["BLOCK_M"]), B * H),
-        (*tensors, dq, *strides, H, L, S, E, EV, group, scale_log2, scale),
+        (*tensors, dq, *strides, *mask_args, H, L, S, E, EV, group, scale_log2, scale),
         tuning,
         **consts,
     )

@@ -873,14 +873,16 @@ def attention_backward(
     enable_gqa: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(dq, dk, dv, d attn_mask (an additive mask's; else empty)) of the forward that returned `out`.
-    Without a mask (4-D operands, see `_attention_backward.takes`): flash-style, nothing of size L x S
-    held. Otherwise by recomputation: the
+    Without a mask or with a boolean one (4-D operands, see `_attention_backward.takes`): flash-style,
+    nothing of size L x S held. Otherwise by recomputation: the
     fp32 probabilities P of every (query, key) pair are rebuilt (our bmm and softmax) and held, O(L x S)
     memory per head, then dV = P^T dO, dS = softmax_backward(dO V^T, P), dQ = dS K * scale, dK = dS^T Q
     * scale (our bmm and softmax backward kernels). Query rows with no key left have P = 0 (torch's safe
     softmax), so they pass no gradient."""
     if _attention_backward.takes(query, key, value, attn_mask, enable_gqa):
-        dq, dk, dv = _attention_backward.flash_backward(dout, query, key, value, out, is_causal, scale)
+        dq, dk, dv = _attention_backward.flash_backward(
+            dout, query, key, value, out, is_causal, scale, attn_mask
+        )
         return dq, dk, dv, query.new_empty(0)
     from .softmax import softmax_backward
 
