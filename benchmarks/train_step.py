@@ -17,7 +17,9 @@ few minutes more for the first step):
     PYTHONPATH=$PWD python benchmarks/train_step.py --execution compile --commit <hash>
 `--native-compiled` adds a third side, transformers' forward and loss under torch.compile (inductor): the
 summary then also holds tokens_per_s_native_compiled and step_vs_native_compiled (ours against it), the
-baseline a user who compiles would compare with.
+baseline a user who compiles would compare with. `--cudagraphs` (with --execution compile) replays our
+side's graphs as CUDA graphs and compiles the native side with mode="reduce-overhead"; peak memory is then
+not measured on those sides (see workbench/models/train.py).
 CPU smoke run (tiny preset, fp32, 3 steps, through the Triton interpreter; about a minute):
     PYTHONPATH=$PWD python benchmarks/train_step.py --smoke
 
@@ -25,7 +27,7 @@ Writes <out>/benchmarks/results/<device>/train/summary.json (device, torch, trit
 step_vs_native, peak_mem_vs_native, loss_rel_diff_max, ...), steps.json (every step of both sides) and
 coverage.json (what our side served), and with --profile profile.json (per-op device time of one more
 step of each side; its total per side is the summary's profiled_step_ms); the compiled variant's files
-end in _compile.
+end in _compile (_compile_cudagraphs with --cudagraphs).
 """
 
 from __future__ import annotations
@@ -74,11 +76,19 @@ def main() -> int:
         help="--execution compile: our kernel only on nodes where it times faster than the ATen op (the "
         "backend's `fastest` option, as pt2_model.py uses it)",
     )
+    parser.add_argument(
+        "--cudagraphs",
+        action="store_true",
+        help="--execution compile: our graphs replayed as CUDA graphs, the native compiled side with "
+        'mode="reduce-overhead"',
+    )
     parser.add_argument("--out", default=str(REPO), help="directory that receives benchmarks/results/...")
     parser.add_argument("--commit", default=None)
     args = parser.parse_args()
     if args.fastest and args.execution != "compile":
         parser.error("--fastest: a choice per node of the compiled graph; it needs --execution compile")
+    if args.cudagraphs and args.execution != "compile":
+        parser.error("--cudagraphs: replays compiled graphs; it needs --execution compile")
     if args.smoke:
         args.model, args.steps, args.batch, args.seq, args.dtype = "tiny", 3, 2, 8, "float32"
     from workbench.compile import OVER_INDUCTOR
@@ -104,6 +114,7 @@ def main() -> int:
         profile=args.profile,
         native_compiled=args.native_compiled,
         fastest=args.fastest,
+        cudagraphs=args.cudagraphs,
     )
     meta = run_metadata()
     out = results_dir(args.out, "train", meta)
@@ -121,6 +132,7 @@ def main() -> int:
         "execution": args.execution,
         "include": include,  # None: every op
         "fastest": args.fastest,
+        "cudagraphs": args.cudagraphs,
         "fused_loss": not args.no_fused_loss,
         "optimizer": "torch.optim.AdamW (default), lr 1e-3",
         "autotune": _tuning.AUTOTUNE,  # WORKBENCH_AUTOTUNE=0: every tuned kernel's first config, untimed
@@ -131,7 +143,10 @@ def main() -> int:
         totals = run.profile[run.profile.aten_op == "(total)"]
         summary["profiled_step_ms"] = dict(zip(totals.side, totals.ms.astype(float)))
         summary["profiled_step_time"] = str(totals.time.iloc[0])  # "device", or "cpu" on the interpreter
-    suffix = "" if args.execution == "eager" else f"_{args.execution}"  # both variants can sit side by side
+    # every variant can sit beside the others
+    suffix = ("" if args.execution == "eager" else f"_{args.execution}") + (
+        "_cudagraphs" if args.cudagraphs else ""
+    )
     (out / f"summary{suffix}.json").write_text(json.dumps(summary, indent=2) + "\n")
     tables = {"steps": run.steps, "coverage": run.coverage, "profile": run.profile}
     for name, table in tables.items():  # every row names its device

@@ -280,9 +280,9 @@ def test_compiled_execution_serves_ops_and_patterns():
         assert cov.loc[f"(pattern) {op}", "handled"] > 0, run.coverage
 
 
-def test_workbench_side_hands_fastest_to_the_backend(monkeypatch):
-    """Compiled execution passes `fastest` on as the backend's option (one compiled forward per choice);
-    eager execution, which has no graph to choose in, refuses it."""
+def test_workbench_side_hands_fastest_and_cudagraphs_to_the_backend(monkeypatch):
+    """Compiled execution passes `fastest` and `cudagraphs` on as the backend's options (one compiled
+    forward per choice); eager execution, which has no graph to choose in or replay, refuses them."""
     from workbench.models.side import workbench_side
 
     compiled = []
@@ -298,12 +298,17 @@ def test_workbench_side_hands_fastest_to_the_backend(monkeypatch):
             pass
     with workbench_side(body, execution="compile"):
         pass
+    with workbench_side(body, execution="compile", cudagraphs=True):
+        pass
     options = {"include": None, "exclude": None, "patterns": True}
     assert compiled == [
-        ("workbench", {**options, "fastest": True}),
-        ("workbench", {**options, "fastest": False}),
+        ("workbench", {**options, "fastest": True, "cudagraphs": False}),
+        ("workbench", {**options, "fastest": False, "cudagraphs": False}),
+        ("workbench", {**options, "fastest": False, "cudagraphs": True}),
     ]
     with pytest.raises(ValueError, match="fastest"), workbench_side(body, fastest=True):
+        pass
+    with pytest.raises(ValueError, match="cudagraphs"), workbench_side(body, cudagraphs=True):
         pass
 
 

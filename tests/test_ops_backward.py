@@ -151,6 +151,36 @@ def test_train_both_adds_native_compiled_as_a_third_side(monkeypatch):
     assert run.summary()["step_vs_native_compiled"] > 0
 
 
+def test_train_both_with_cudagraphs_replays_both_compiled_sides(monkeypatch):
+    """cudagraphs: our side compiles with the backend's option, the native compiled side with
+    mode="reduce-overhead", and each of their steps begins a new graph step; native eager does not."""
+    from workbench.models import build_model
+    from workbench.models.train import train_both
+
+    compiled, marks = [], []
+
+    def fake_compile(fn, backend=None, options=None, mode=None):  # inductor: slow here
+        compiled.append((backend, (options or {}).get("cudagraphs"), mode))
+        return fn
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: marks.append(1))
+    run = train_both(
+        build_model("tiny", dtype=torch.float32, seed=0),
+        steps=2,
+        batch=1,
+        seq=6,
+        execution="compile",
+        native_compiled=True,
+        cudagraphs=True,
+    )
+    assert sorted(compiled, key=str) == sorted(
+        [(None, None, "reduce-overhead"), ("workbench", True, None)], key=str
+    )
+    assert len(marks) == 2 * 2  # two replaying sides, two steps
+    assert run.summary()["loss_rel_diff_max"] < 1e-2
+
+
 def test_compiled_graph_trains_through_the_custom_operators():
     """AOTAutograd traces forward and backward with fake tensors: both must reach our kernels only as
     custom operators (`.default` and the `workbench::*_backward` ones)."""

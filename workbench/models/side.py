@@ -51,10 +51,16 @@ class _CompileCoverage:
 
 
 def compiled_forward(
-    model: torch.nn.Module, include=None, exclude=None, fuse: bool = True, fastest: bool = False
+    model: torch.nn.Module,
+    include=None,
+    exclude=None,
+    fuse: bool = True,
+    fastest: bool = False,
+    cudagraphs: bool = False,
 ):
-    """The model's forward compiled with the workbench backend for this selection (made once); `fastest`:
-    the backend's option of that name (a node stays native unless our kernel times faster on its inputs)."""
+    """The model's forward compiled with the workbench backend for this selection (made once); `fastest`
+    and `cudagraphs`: the backend's options of those names (a node stays native unless our kernel times
+    faster on its inputs; the compiled graphs replay as CUDA graphs)."""
     import workbench.compile  # noqa: F401 (registers the backend)
 
     key = (
@@ -62,10 +68,13 @@ def compiled_forward(
         tuple(exclude) if exclude is not None else None,
         fuse,
         fastest,
+        cudagraphs,
     )
     cache = model.__dict__.setdefault("_workbench_compiled", {})
     if key not in cache:
-        options = {"include": include, "exclude": exclude, "patterns": fuse, "fastest": fastest}
+        options = dict(
+            include=include, exclude=exclude, patterns=fuse, fastest=fastest, cudagraphs=cudagraphs
+        )
         cache[key] = torch.compile(type(model).forward.__get__(model), backend="workbench", options=options)
     return cache[key]
 
@@ -78,21 +87,25 @@ def workbench_side(
     fuse: bool = True,
     execution: str = "eager",
     fastest: bool = False,
+    cudagraphs: bool = False,
 ) -> Iterator:
-    """Inside, `model` runs our ops; yields an object whose `table()` is the coverage. `fastest` (compiled
-    execution): nodes where our kernel is not faster stay native (`compiled_forward`)."""
+    """Inside, `model` runs our ops; yields an object whose `table()` is the coverage. Compiled execution
+    only (`compiled_forward`): `fastest`, nodes where our kernel is not faster stay native; `cudagraphs`,
+    the graphs replay as CUDA graphs (torch's CUDA graph trees)."""
     import workbench
 
     if execution not in EXECUTIONS:
         raise ValueError(f"execution: expected one of {EXECUTIONS}, got {execution!r}")
     if fastest and execution != "compile":
         raise ValueError("fastest: a compile-time choice per graph node; it needs execution='compile'")
+    if cudagraphs and execution != "compile":
+        raise ValueError("cudagraphs: graphs to replay come from compiling; it needs execution='compile'")
     if execution == "eager":
         aten_exclude = _aten_only(exclude)
         with workbench.use_ops(include=_aten_only(include), exclude=aten_exclude or None) as cov:
             yield cov
         return
-    model.forward = compiled_forward(model, include, exclude, fuse, fastest)
+    model.forward = compiled_forward(model, include, exclude, fuse, fastest, cudagraphs)
     try:
         yield _CompileCoverage()
     finally:

@@ -15,6 +15,11 @@ shifted by one token).
 - native_compiled (optional, `native_compiled=True`): transformers' forward with labels under
   `torch.compile` (inductor default): what a user would run instead of our kernels once they compile.
 
+With `cudagraphs` (compiled execution) our side's graphs replay as CUDA graphs, and the native compiled
+side compiles with mode="reduce-overhead", the same: a step's launches then cost no host time. A side
+that replays graphs allocates nothing during a step (its memory sits in the graph pool from its first
+steps on), so its peak step memory is not measured (None): take it from a run without graphs.
+
 The optimizer is torch's AdamW (its default implementation) on every side. Steps alternate between the
 sides, and so does the side that goes first, so that a drifting machine load touches all alike; each
 side's step time, loss and gradient norm are recorded per step. Peak memory (where the device reports
@@ -70,7 +75,9 @@ class TrainRun:
             "step_vs_native": tps["workbench"] / tps["native"],
             "peak_mem_native": mem["native"],
             "peak_mem_workbench": mem["workbench"],
-            "peak_mem_vs_native": (mem["workbench"] / mem["native"]) if mem["native"] else None,
+            "peak_mem_vs_native": (
+                mem["workbench"] / mem["native"] if mem["native"] and mem["workbench"] is not None else None
+            ),
             "loss_rel_diff_max": float(loss_rel),
             "grad_norm_rel_diff_max": float(gn_rel),
             "steps": int(s.step.max()) + 1,
@@ -136,12 +143,14 @@ def train_both(
     profile: bool = False,
     native_compiled: bool = False,
     fastest: bool = False,
+    cudagraphs: bool = False,
 ) -> TrainRun:
     """`steps` AdamW steps of native and workbench copies of `model`, alternated step by step (see the
     module docstring); `include` / `exclude` select our ops as for `use_ops`; `profile`: one more step
     of each side after them, its per-op times in `TrainRun.profile` (`measure.profile_ops`);
-    `native_compiled`: a third copy, native under torch.compile; `fastest` (compiled execution): our
-    kernel only on nodes where it times faster than the ATen op (`side.workbench_side`)."""
+    `native_compiled`: a third copy, native under torch.compile; `fastest` and `cudagraphs` (compiled
+    execution): our kernel only on nodes where it times faster than the ATen op, graphs replayed as CUDA
+    graphs (`side.workbench_side`; see the module docstring)."""
     from workbench.dispatch import Coverage
 
     from .measure import profile_ops
@@ -151,7 +160,11 @@ def train_both(
     device = next(model.parameters()).device
     sides = SIDES + ((NATIVE_COMPILED,) if native_compiled else ())
     models = {side: copy.deepcopy(model).train() for side in sides}
-    compiled_native = torch.compile(models[NATIVE_COMPILED]) if native_compiled else None
+    compiled_native = None
+    if native_compiled:
+        m = models[NATIVE_COMPILED]
+        compiled_native = torch.compile(m, mode="reduce-overhead") if cudagraphs else torch.compile(m)
+    replaying = {"workbench", NATIVE_COMPILED} if cudagraphs else set()  # sides that replay CUDA graphs
     optimizers = {side: torch.optim.AdamW(m.parameters(), lr=lr) for side, m in models.items()}
     data = batches(model.config.vocab_size, batch, seq, steps, seed, device)
     rows, merged, compiled = [], Coverage(), None
@@ -162,12 +175,16 @@ def train_both(
         nonlocal compiled
         m = models[side]
         optimizers[side].zero_grad(set_to_none=True)
+        if side in replaying:  # a new step: the graphs' outputs of the last one may be overwritten
+            torch.compiler.cudagraph_mark_step_begin()
         if side != "workbench":
             forward = compiled_native if side == NATIVE_COMPILED else m
             loss = forward(input_ids=ids, labels=ids, use_cache=False).loss
             loss.backward()
         else:
-            with workbench_side(m.model, include, exclude, execution=execution, fastest=fastest) as cov:
+            with workbench_side(
+                m.model, include, exclude, execution=execution, fastest=fastest, cudagraphs=cudagraphs
+            ) as cov:
                 loss = (
                     fused_causal_lm_loss(m, ids)
                     if fused_loss
@@ -200,7 +217,7 @@ def train_both(
                     "loss": float(loss),
                     "grad_norm": norm,
                     "seconds": seconds,
-                    "peak_mem": None if peak is None else peak - base,
+                    "peak_mem": None if peak is None or side in replaying else peak - base,
                 }
             )
     coverage = compiled.table() if compiled is not None else merged.table()  # the timed steps' calls
