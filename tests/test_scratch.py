@@ -1,7 +1,9 @@
-"""Scratch kept across launches (`workbench/ops/_scratch.py`): kept per stream and grown, made on the
-default stream (out of a CUDA-graph pool), made for one launch alone while a graph is captured."""
+"""Scratch kept across launches (`workbench/ops/_scratch.py`): kept per stream and grown, made on a
+helper thread on the default stream (out of a CUDA-graph pool), made for one launch alone while a graph
+is captured."""
 
 import contextlib
+import threading
 
 import pytest
 import torch
@@ -66,12 +68,16 @@ def test_kept_sets_are_made_on_the_default_stream_and_captures_get_their_own(mon
     )
     device = torch.device("cuda", 0)
 
+    threads = []
+
     def make(sizes):
         fake.made_on.append(fake.current.stream_id)
+        threads.append(threading.get_ident())
         return _counts(sizes)
 
     kept = _scratch.scratch("t", device, (8,), make)
     assert fake.made_on == [0] and fake.side.waited == [fake.default]  # warm-up on a side stream
+    assert threads[0] != threading.get_ident()  # CUDA-graph trees route this thread's allocations
     assert _scratch.scratch("t", device, (8,), make) is kept and fake.made_on == [0]
     fake.capturing = True
     assert _scratch.scratch("t", device, (8,), make) is kept  # an existing set serves a capture

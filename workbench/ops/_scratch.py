@@ -4,9 +4,10 @@ last program resets the counters, so one set, made once per stream, serves every
 (launches on one stream run one after another; two streams get two sets).
 
 CUDA graphs need two exceptions, both about where the memory comes from:
-- a kept set is made on the device's default stream: CUDA-graph trees run a compiled model's warm-up
-  with every allocation of the current stream routed into the graph's private pool, where a tensor that
-  outlives the call is refused ("tensors in the cudagraph pool not tracked as outputs");
+- a kept set is made on a helper thread, on the device's default stream: CUDA-graph trees run a
+  compiled model's warm-up with every allocation of the warming-up thread routed into the graph's
+  private pool, where a tensor that outlives the call is refused ("tensors in the cudagraph pool not
+  tracked as outputs"; a compiled training step's first matmul met it);
 - while a graph is being captured, nothing may run on another stream, so a set that does not exist yet
   (or is too small) is made for that launch alone: the graph's memory, its zeroing recorded in the
   graph, and not kept.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
@@ -78,8 +80,13 @@ def scratch(
         tensors = make(sizes)
     else:
         stream, default = module.current_stream(device), module.default_stream(device)
-        with module.stream(default):
-            tensors = make(sizes)
+
+        def on_default_stream():
+            with module.stream(default):
+                return make(sizes)
+
+        with ThreadPoolExecutor(1) as helper:  # not this thread: its allocations may go to a graph's pool
+            tensors = helper.submit(on_default_stream).result()
         stream.wait_stream(default)  # the zeroing is done before the launch reads the counters
         for old in have[1] if have is not None else ():
             old.record_stream(stream)  # not reused before the launches already queued on it end
