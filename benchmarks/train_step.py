@@ -18,8 +18,8 @@ few minutes more for the first step):
 `--native-compiled` adds a third side, transformers' forward and loss under torch.compile (inductor): the
 summary then also holds tokens_per_s_native_compiled and step_vs_native_compiled (ours against it), the
 baseline a user who compiles would compare with. `--cudagraphs` (with --execution compile) replays our
-side's graphs as CUDA graphs and compiles the native side with mode="reduce-overhead"; peak memory is then
-not measured on those sides (see workbench/models/train.py).
+side's graphs as CUDA graphs and compiles the native side with mode="reduce-overhead"; the first two steps
+are then warm-up, and a replaying side's peak memory is its recording step's (workbench/models/train.py).
 CPU smoke run (tiny preset, fp32, 3 steps, through the Triton interpreter; about a minute):
     PYTHONPATH=$PWD python benchmarks/train_step.py --smoke
 

@@ -275,6 +275,13 @@ def test_train_run_summary_leaves_the_warm_up_step_out_of_speed_and_memory():
     s = TrainRun(steps, tokens_per_step=100, coverage=pd.DataFrame()).summary()
     assert s["tokens_per_s_native_compiled"] == 400.0 and s["step_vs_native_compiled"] == 0.5
     assert s["peak_mem_native_compiled"] == 700 and s["step_vs_native"] == 2.0
+    # CUDA graphs: step 1 records them (slow), out of tokens/s; its peak counts (a replay allocates nothing)
+    recording = (steps.side == "workbench") & (steps.step == 1)
+    steps.loc[recording, ["seconds", "peak_mem"]] = 5.0, 900
+    steps.loc[(steps.side == "workbench") & (steps.step == 2), "peak_mem"] = 0
+    s = TrainRun(steps, tokens_per_step=100, coverage=pd.DataFrame(), warmup_steps=2).summary()
+    assert s["tokens_per_s_workbench"] == 200.0 and s["tokens_per_s_native"] == 100.0
+    assert s["tokens_per_s_native_compiled"] == 400.0 and s["peak_mem_workbench"] == 900
 
 
 # The backwards that size their own launches (the rest run on the shared launchers, tested with them).

@@ -16,9 +16,11 @@ shifted by one token).
   `torch.compile` (inductor default): what a user would run instead of our kernels once they compile.
 
 With `cudagraphs` (compiled execution) our side's graphs replay as CUDA graphs, and the native compiled
-side compiles with mode="reduce-overhead", the same: a step's launches then cost no host time. A side
-that replays graphs allocates nothing during a step (its memory sits in the graph pool from its first
-steps on), so its peak step memory is not measured (None): take it from a run without graphs.
+side compiles with mode="reduce-overhead", the same: a step's launches then cost no host time. Torch's
+CUDA graph trees run a graph's first call as is and record it on the second, so the first two steps are
+warm-up there (one without graphs). A replay allocates nothing (its memory stays in the graph pool), so
+a replaying side's peak step memory is that of its recording step, which allocates as a step without
+graphs does.
 
 The optimizer is torch's AdamW (its default implementation) on every side. Steps alternate between the
 sides, and so does the side that goes first, so that a drifting machine load touches all alike; each
@@ -52,15 +54,17 @@ class TrainRun:
     tokens_per_step: int
     coverage: pd.DataFrame
     profile: pd.DataFrame | None = None
+    warmup_steps: int = 1  # steps that compile, tune or record graphs: left out of tokens/s
 
     def summary(self) -> dict:
-        """tokens/s per side and the largest step peak memory per side, the warm-up step left out (it
-        compiles and tunes kernels, and the optimizer allocates its state there), their ratios, and the
-        largest relative loss and grad-norm differences over all steps."""
+        """tokens/s per side over the steps after the warm-up ones, the largest step peak memory per side
+        from step 1 on (step 0 compiles and tunes kernels, and the optimizer allocates its state there),
+        their ratios, and the largest relative loss and grad-norm differences over all steps."""
         s = self.steps
+        timed = s[s.step >= self.warmup_steps] if s.step.max() >= self.warmup_steps else s
         warm = s[s.step > 0] if s.step.max() > 0 else s
         tps = {
-            side: float(self.tokens_per_step * len(g) / g.seconds.sum()) for side, g in warm.groupby("side")
+            side: float(self.tokens_per_step * len(g) / g.seconds.sum()) for side, g in timed.groupby("side")
         }
         native, ours = (s[s.side == side].set_index("step") for side in SIDES)
         loss_rel = ((ours.loss - native.loss).abs() / native.loss.abs()).max()
@@ -217,7 +221,7 @@ def train_both(
                     "loss": float(loss),
                     "grad_norm": norm,
                     "seconds": seconds,
-                    "peak_mem": None if peak is None or side in replaying else peak - base,
+                    "peak_mem": None if peak is None else peak - base,
                 }
             )
     coverage = compiled.table() if compiled is not None else merged.table()  # the timed steps' calls
@@ -230,4 +234,4 @@ def train_both(
             ],
             ignore_index=True,
         )
-    return TrainRun(pd.DataFrame(rows), batch * seq, coverage, profiles)
+    return TrainRun(pd.DataFrame(rows), batch * seq, coverage, profiles, warmup_steps=2 if cudagraphs else 1)
