@@ -130,6 +130,28 @@ def test_run_model_train_alternates_sides_on_the_same_data():
     assert run.coverage.set_index("aten_op").loc["aten::linear", "handled"] > 0
 
 
+def test_run_model_train_replays_compiled_steps_where_graphs_exist(monkeypatch):
+    """Training in run_model: compiled execution replays CUDA graphs where the backend captures them,
+    unless cuda_graphs is False; asking for graphs where there are none (or eagerly) is an error."""
+    from workbench.models import run as run_mod
+
+    seen = []
+    monkeypatch.setattr(run_mod, "train_both", lambda model, **kw: seen.append(kw) or kw)
+    with pytest.raises(ValueError, match="cuda_graphs"):
+        run_mod.run_model("tiny", train=True, cuda_graphs=True)  # the interpreter has no graph API
+    monkeypatch.setattr(run_mod.measure, "graph_api", lambda backend: (object(), ""))
+    run_mod.run_model("tiny", train=True, execution="compile")
+    run_mod.run_model("tiny", train=True, execution="compile", cuda_graphs=False)
+    run_mod.run_model("tiny", train=True)  # the interpreter's default execution: eager
+    assert [(kw["execution"], kw["cudagraphs"]) for kw in seen] == [
+        ("compile", True),
+        ("compile", False),
+        ("eager", False),
+    ]
+    with pytest.raises(ValueError, match="cuda_graphs"):
+        run_mod.run_model("tiny", train=True, execution="eager", cuda_graphs=True)
+
+
 def test_train_both_adds_native_compiled_as_a_third_side(monkeypatch):
     """The third side runs transformers' loss through what torch.compile returns, on the same data, and
     each side goes first in turn."""

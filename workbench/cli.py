@@ -456,6 +456,7 @@ def cmd_model(args) -> int:
             args.preset,
             train=True,
             train_steps=args.steps,
+            cuda_graphs=False if args.no_graphs else None,
             include=args.include,
             exclude=args.exclude,
             execution=args.execution,
@@ -881,7 +882,11 @@ def _add_model(sub) -> None:
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--prompt-len", type=int, default=32)
     p.add_argument("--new-tokens", type=int, default=8)
-    p.add_argument("--no-graphs", action="store_true", help="eager decode only, even where graphs exist")
+    p.add_argument(
+        "--no-graphs",
+        action="store_true",
+        help="no CUDA graphs even where they exist: eager decode; --train: compiled steps not replayed",
+    )
     _values(p, "--include", "only these workbench ops (default: all)")
     _values(p, "--exclude", "all workbench ops but these")
     p.add_argument(

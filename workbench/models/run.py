@@ -699,11 +699,18 @@ def run_model(
     store: a ResultStore path that receives `summary()` rows.
     train: instead, `train_steps` AdamW training steps (forward, loss, backward, update) of native and
     workbench copies of the model on the same batches of `batch` x `prompt_len` tokens, alternated step by
-    step (`train.train_both`: our side's loss is the fused linear_cross_entropy; execution None means
-    "eager" here); returns a `train.TrainRun` (per-step loss, grad norm, time, peak step memory).
+    step (`train.train_both`: our side's loss is the fused linear_cross_entropy; compiled execution replays
+    CUDA graphs where the backend captures them, unless cuda_graphs is False); returns a
+    `train.TrainRun` (per-step loss, grad norm, time, peak step memory).
     """
     if train:
-        backends.active(backend)
+        chosen = backends.active(backend)
+        execution = default_execution(chosen) if execution is None else execution
+        graphs, why_not = measure.graph_api(chosen)
+        if cuda_graphs and (graphs is None or execution != "compile"):
+            raise ValueError(
+                f"cuda_graphs: requested, but {why_not or 'training replays only compiled graphs'}"
+            )
         model, _ = resolve_model(preset, checkpoint, seed, **overrides)
         return train_both(
             model,
@@ -713,7 +720,8 @@ def run_model(
             seed=seed,
             include=include,
             exclude=exclude,
-            execution=execution or "eager",
+            execution=execution,
+            cudagraphs=execution == "compile" and graphs is not None and cuda_graphs is not False,
         )
     if mode not in MODES:
         raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
