@@ -83,11 +83,12 @@ for phase in $phases; do
       step 0 200 host_cost python3 benchmarks/host_cost.py --out "$R/host" --rounds 3 --model --layers 18; pack
       step 0 280 peers python3 benchmarks/peers.py --out "$R/peers" --budget-s 240 --case-s 45 ;;
     train)  # one GPU, up to $TRAIN_LIMIT_S (9.5 min): the training step, most of it the first step's compiling
-            # and tuning (TRAIN_AUTOTUNE=0, the default: the first fitting config of every tuned kernel, untimed;
-            # minutes less; 1 tunes, and the carried tuning store keeps the choices); $TRAIN_ARGS adds options
-            # (e.g. --execution compile)
-      step 0 "${TRAIN_LIMIT_S:-570}" train env WORKBENCH_AUTOTUNE="${TRAIN_AUTOTUNE:-0}" python3 benchmarks/train_step.py \
-        --commit "${WORKBENCH_COMMIT:-}" --out "$R/train" ${TRAIN_ARGS:-} ;;
+            # and tuning (about 5 min cold on an H100, 3-4 with a carried .gpu-cache; TRAIN_AUTOTUNE=0 takes the
+            # first fitting config of every tuned kernel, untimed). $TRAIN_ARGS: the options (default: the run
+            # the targets are read from, compiled with CUDA graphs beside native eager and compiled)
+      step 0 "${TRAIN_LIMIT_S:-570}" train env WORKBENCH_AUTOTUNE="${TRAIN_AUTOTUNE:-1}" python3 benchmarks/train_step.py \
+        --commit "${WORKBENCH_COMMIT:-}" --out "$R/train" \
+        ${TRAIN_ARGS:---execution compile --cudagraphs --native-compiled --profile} ;;
     rows)  # one GPU, about 6.5 min: the row-winner launch (argmax, max), the row gather, prefill attention's and its backward's configs swept,
            # then max, argmax and the lookups beside the peers
       step 0 260 tune python3 benchmarks/tune_sweep.py --out "$R/tune" --only argmax embedding attention attention_backward
