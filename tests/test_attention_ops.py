@@ -189,11 +189,21 @@ def test_flash_backward_matches_float64(q_shape, kv_shape, ev, causal, dtype):
         assert float((got.double().cpu() - ref).norm()) <= tol * float(ref.norm()) + 1e-6
 
 
+def _band(L, S, width, gen, per_head=1):
+    """(per_head, L, S) keep masks: query i keeps keys i - width < j <= i (a sliding window; whole tiles
+    masked before and after it), each head's width shortened by a random amount."""
+    i, j = torch.arange(L)[:, None], torch.arange(S)[None, :]
+    widths = width - torch.randint(0, width // 2, (per_head,), generator=gen)
+    return torch.stack([(j <= i) & (j > i - w) for w in widths.tolist()])
+
+
+@pytest.mark.parametrize("kind", ["random", "band", "band per head"])
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_flash_backward_with_a_boolean_mask_matches_float64(causal, dtype):
-    """transformers' mask of a compiled model: (B, 1, L, S), broadcast over heads; one padded row that
-    keeps no key (P = 0: no gradient through it), keys masked inside the tiles, GQA."""
+def test_flash_backward_with_a_boolean_mask_matches_float64(kind, causal, dtype):
+    """transformers' mask of a compiled model: (B, 1, L, S), broadcast over heads (or one per head); one
+    padded row that keeps no key (P = 0: no gradient through it), a key nobody sees, keys masked inside
+    the tiles (random) or whole tiles before and after a window (band: the skipped tiles), GQA."""
     from workbench.ops import _attention_backward
 
     gen = torch.Generator().manual_seed(11)
@@ -204,23 +214,47 @@ def test_flash_backward_with_a_boolean_mask_matches_float64(causal, dtype):
         rand(B, HK, S, E, dtype=dtype, gen=gen),
     )
     dout = rand(B, H, L, E, dtype=dtype, gen=gen)
-    keep = torch.rand(B, 1, L, S, generator=gen) > 0.3
-    keep[0, 0, 5] = False  # a row with no key
-    keep[1, 0, :, 3] = False  # a key nobody sees
+    if kind == "random":
+        keep = torch.rand(B, 1, L, S, generator=gen) > 0.3
+    else:
+        heads = H if kind == "band per head" else 1
+        keep = torch.stack([_band(L, S, 12, gen, heads) for _ in range(B)])
+    keep[0, :, 5] = False  # a row with no key
+    keep[1, :, :, 3] = False  # a key nobody sees
     keep = keep.to(q.device)
     assert _attention_backward.takes(q, k, v, keep, True)
-    out = torch.nn.functional.scaled_dot_product_attention(q, k, v, keep, is_causal=False, enable_gqa=True)
-    if causal:  # torch takes no mask with is_causal: the combined mask gives its output and reference
+    combined = keep  # torch takes no mask with is_causal: the combined mask gives its output and reference
+    if causal:
         combined = keep & torch.ones(L, S, dtype=torch.bool, device=q.device).tril()
-        out = torch.nn.functional.scaled_dot_product_attention(q, k, v, combined, enable_gqa=True)
+    out = torch.nn.functional.scaled_dot_product_attention(q, k, v, combined, enable_gqa=True)
     ours = _attention_backward.flash_backward(dout, q, k, v, out, causal, None, keep)
-    want = _grads(q, k, v, dout, attn_mask=combined.cpu() if causal else keep.cpu(), enable_gqa=True)
+    want = _grads(q, k, v, dout, attn_mask=combined.cpu(), enable_gqa=True)
     tol = 1e-5 if dtype == torch.float32 else 2e-2
     for got, ref in zip(ours, want):
         assert got.dtype == dtype and got.shape == ref.shape
         assert torch.isfinite(got).all()
         assert float((got.double().cpu() - ref).norm()) <= tol * float(ref.norm()) + 1e-6
     assert not ours[0][0, :, 5].any()  # the row with no key passes no gradient
+    assert not ours[1][1, :, 3].any() and not ours[2][1, :, 3].any()  # nor the key nobody sees
+
+
+def test_mask_bounds_give_each_line_its_first_and_last_kept_index():
+    """Per query row the kept keys' [first, last + 1), per key the rows keeping it; (n, 0) where none;
+    one slice per batch or head the mask really has (broadcast dims: stride 0)."""
+    from workbench.ops import _attention_backward
+
+    gen = torch.Generator().manual_seed(3)
+    keep = torch.rand(2, 1, 9, 70, generator=gen) > 0.8
+    keep[1, 0, 4] = False
+    keep[0, 0, :, 66] = False
+    view = keep.to(dev()).expand(2, 3, 9, 70)
+    for by_rows, lines in ((True, keep[:, 0]), (False, keep[:, 0].transpose(1, 2))):
+        bounds, sb, sh = _attention_backward._mask_bounds(view, by_rows)
+        assert bounds.shape == (2, 1, lines.shape[1], 2) and sh == 0 and sb == lines.shape[1] * 2
+        idx = torch.arange(lines.shape[2])
+        first = torch.where(lines, idx, lines.shape[2]).amin(-1)
+        end = torch.where(lines, idx + 1, 0).amax(-1)
+        assert torch.equal(bounds[:, 0].cpu(), torch.stack([first, end], -1).int())
 
 
 def test_flash_backward_takes_only_4d_inputs_unmasked_or_boolean():
