@@ -44,7 +44,7 @@ def shared_bytes(dtype: str, mask_kind: int, config: triton.Config) -> int:
         BLOCK_DV=128,
         **config.kwargs,
     )
-    pointers = {"Q", "K", "V", "M", "Out"}
+    pointers = {"Q", "K", "V", "M", "Out", "BOUNDS"}
     signature = {
         name: "constexpr"
         if name in consts

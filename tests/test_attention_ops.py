@@ -104,6 +104,26 @@ def test_mask_and_is_causal_combine(L):
     close(out, attention_math(q, k, v, keep.cpu() & torch.ones(L, S, dtype=torch.bool).tril(0)))
 
 
+@pytest.mark.parametrize("per_head", [False, True])
+@pytest.mark.parametrize("causal", [False, True])
+def test_prefill_skips_only_the_key_tiles_a_boolean_mask_removes(per_head, causal):
+    """A sliding-window mask (whole key tiles masked before and after each query tile's window; windows
+    past the row, which is_causal cuts), one window per head or one for all, a row with no key and a key
+    nobody sees: the prefill kernel loops over
+    each query tile's span of kept keys only, and gives what the float64 reference does."""
+    gen = torch.Generator().manual_seed(5)
+    B, H, L, S = 2, 2, 70, 75
+    q, k, v = rand(B, H, L, 16, gen=gen), rand(B, H, S, 16, gen=gen), rand(B, H, S, 16, gen=gen)
+    keep = torch.stack([_band(L, S, 20, gen, H if per_head else 1) for _ in range(B)])
+    keep = keep.roll(8, -1)  # windows reach 8 keys past each row: is_causal must take those away
+    keep[0, :, 9] = False
+    keep[1, :, :, 50] = False
+    out = ops.scaled_dot_product_attention(q, k, v, attn_mask=keep.to(dev()), is_causal=causal)
+    combined = keep & torch.ones(L, S, dtype=torch.bool).tril(0) if causal else keep
+    close(out, attention_math(q, k, v, combined))
+    assert (out[0, :, 9] == 0).all()
+
+
 @pytest.mark.parametrize("L,causal", [(1, False), (4, True)])
 def test_split_kv_decode_matches_one_pass(L, causal, many_splits, monkeypatch):
     q, k, v = rand(2, 4, L, 16), rand(2, 2, 150, 16), rand(2, 2, 150, 16)
@@ -241,7 +261,7 @@ def test_flash_backward_with_a_boolean_mask_matches_float64(kind, causal, dtype)
 def test_mask_bounds_give_each_line_its_first_and_last_kept_index():
     """Per query row the kept keys' [first, last + 1), per key the rows keeping it; (n, 0) where none;
     one slice per batch or head the mask really has (broadcast dims: stride 0)."""
-    from workbench.ops import _attention_backward
+    from workbench.ops import _mask_bounds
 
     gen = torch.Generator().manual_seed(3)
     keep = torch.rand(2, 1, 9, 70, generator=gen) > 0.8
@@ -249,7 +269,7 @@ def test_mask_bounds_give_each_line_its_first_and_last_kept_index():
     keep[0, 0, :, 66] = False
     view = keep.to(dev()).expand(2, 3, 9, 70)
     for by_rows, lines in ((True, keep[:, 0]), (False, keep[:, 0].transpose(1, 2))):
-        bounds, sb, sh = _attention_backward._mask_bounds(view, by_rows)
+        bounds, sb, sh = _mask_bounds.mask_bounds(view, by_rows)
         assert bounds.shape == (2, 1, lines.shape[1], 2) and sh == 0 and sb == lines.shape[1] * 2
         idx = torch.arange(lines.shape[2])
         first = torch.where(lines, idx, lines.shape[2]).amin(-1)

@@ -12,9 +12,9 @@ P = softmax(Q K^T * scale) rebuilt per tile from each query row's log-sum-exp:
 Causal masking is torch's (key j is seen by query i when j <= i); causal programs skip the tiles it
 masks whole. A boolean mask (MASKED: keep where true; what transformers builds for a compiled model) is
 read per tile through its strides; a query row it masks whole has P = 0 (torch's safe softmax: LSE
-+inf), so it passes no gradient. Its bounds (`_mask_bounds_kernel`: each query row's first and last
-kept key, each key's first and last query row) let the loops skip the tiles it masks whole: a causal
-mask given as a tensor costs what `is_causal` does. See `flash_backward` for what it takes.
++inf), so it passes no gradient. Its spans (`_mask_bounds`: each query row's first and last kept
+key, each key's first and last query row) let the loops skip the tiles it masks whole: a causal mask
+given as a tensor costs what `is_causal` does. See `flash_backward` for what it takes.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import triton.language as tl
 from workbench import backends
 
 from ._launch import autotune, launch
+from ._mask_bounds import mask_bounds, span
 from ._shapes import cdiv, next_pow2
 from ._tuning import Tuner
 from .mlu.persistent import persistent
@@ -102,35 +103,6 @@ def _key_tiles(
         UPCAST,
     )
     return kt, vt
-
-
-@triton.jit
-def _mask_bounds_kernel(M, OUT, n_h, n, along, smb, smh, s_line, s_along, BLOCK: tl.constexpr):
-    """Program i, line `i % n` of mask slice (batch, head) `i // n` (a query row, or a key column):
-    OUT[i] = (its first kept index along the other dim, the last one + 1), (along, 0) where none."""
-    i = tl.program_id(0)
-    line = i % n
-    b = i // n // n_h
-    h = i // n % n_h
-    base = M + b.to(tl.int64) * smb + h.to(tl.int64) * smh + line.to(tl.int64) * s_line
-    first = along + tl.zeros([BLOCK], tl.int32)  # past every index: none kept yet
-    end = tl.zeros([BLOCK], tl.int32)
-    for start in range(0, along, BLOCK):
-        idx = start + tl.arange(0, BLOCK)
-        keep = tl.load(base + idx.to(tl.int64) * s_along, mask=idx < along, other=0) != 0
-        first = tl.minimum(first, tl.where(keep, idx, along))
-        end = tl.maximum(end, tl.where(keep, idx + 1, 0))
-    tl.store(OUT + i.to(tl.int64) * 2, tl.min(first, 0))
-    tl.store(OUT + i.to(tl.int64) * 2 + 1, tl.max(end, 0))
-
-
-@triton.jit
-def _span(BOUNDS, base, lines64, line_ok, n_other, ALIGN: tl.constexpr):
-    """[lo, hi) along the other dim that lines `lines64` keep between them (`_mask_bounds_kernel`'s
-    pairs from `BOUNDS + base`), lo aligned down to ALIGN: the tiles past it are masked whole."""
-    first = tl.min(tl.load(BOUNDS + base + lines64 * 2, mask=line_ok, other=n_other), 0)
-    end = tl.max(tl.load(BOUNDS + base + lines64 * 2 + 1, mask=line_ok, other=0), 0)
-    return first // ALIGN * ALIGN, end
 
 
 @triton.jit
@@ -238,7 +210,7 @@ def _rows_kernel(
     if CAUSAL:
         hi = tl.minimum(S, tl.program_id(0) * BLOCK_M + BLOCK_M)
     if MASKED:  # only the keys some row of the tile keeps
-        lo, end = _span(BOUNDS, b * sbb + h64 * sbh, rows64, row_ok, S, BLOCK_N)
+        lo, end = span(BOUNDS, b * sbb + h64 * sbh, rows64, row_ok, S, BLOCK_N)
         hi = tl.minimum(hi, end)
     for start in range(lo, hi, BLOCK_N):
         cols = start + offs_n
@@ -347,7 +319,7 @@ def _kv_kernel(
         lo_h = lo
         hi_h = L
         if MASKED:  # only the query rows that keep some key of the tile
-            first, hi_h = _span(BOUNDS, b * sbb + h * sbh, cols64, col_ok, L, BLOCK_M)
+            first, hi_h = span(BOUNDS, b * sbb + h * sbh, cols64, col_ok, L, BLOCK_M)
             lo_h = tl.maximum(lo, first)
         for start in range(lo_h, hi_h, BLOCK_M):
             rows = start + offs_m
@@ -465,7 +437,7 @@ def _q_kernel(
     if CAUSAL:
         hi = tl.minimum(S, tl.program_id(0) * BLOCK_M + BLOCK_M)
     if MASKED:  # only the keys some row of the tile keeps
-        lo, end = _span(BOUNDS, b * sbb + h64 * sbh, rows64, row_ok, S, BLOCK_N)
+        lo, end = span(BOUNDS, b * sbb + h64 * sbh, rows64, row_ok, S, BLOCK_N)
         hi = tl.minimum(hi, end)
     for start in range(lo, hi, BLOCK_N):
         cols = start + offs_n
@@ -551,33 +523,6 @@ def _launch_tuned(kernel, grid, args: tuple, key: tuple, **consts) -> None:
         launch(kernel, grid(config), *args, **consts, **config)
 
 
-def _mask_bounds(mask: torch.Tensor, by_rows: bool) -> tuple[torch.Tensor, int, int]:
-    """(bounds, batch stride, head stride) of a (B, H, L, S) boolean mask view (broadcast dims stride 0,
-    worked out once): per query row its kept keys' [first, last + 1) (by_rows), else per key the query
-    rows that keep it, as int32 pairs over the slices the mask really has."""
-    B, H, L, S = mask.shape
-    smb, smh, smm, smn = mask.stride()
-    nb, nh = (B if smb else 1), (H if smh else 1)
-    n, along, s_line, s_along = (L, S, smm, smn) if by_rows else (S, L, smn, smm)
-    bounds = torch.empty((nb, nh, n, 2), dtype=torch.int32, device=mask.device)
-    block = min(1024, max(16, next_pow2(along)))
-    launch(
-        _mask_bounds_kernel,
-        (nb * nh * n,),
-        mask,
-        bounds,
-        nh,
-        n,
-        along,
-        smb,
-        smh,
-        s_line,
-        s_along,
-        BLOCK=block,
-    )
-    return bounds, (nh * n * 2 if nb > 1 else 0), (n * 2 if nh > 1 else 0)
-
-
 def flash_backward(dout, query, key, value, out, is_causal: bool, scale: float | None, attn_mask=None):
     """(dq, dk, dv) of out = softmax(query key^T * scale, masked) value for inputs that `takes` accepts."""
     B, H, L, E = query.shape
@@ -606,7 +551,7 @@ def flash_backward(dout, query, key, value, out, is_causal: bool, scale: float |
         row_bounds = col_bounds = (mask, 0, 0)
     else:
         mask_args = (mask, *mask.stride())
-        row_bounds, col_bounds = _mask_bounds(mask, by_rows=True), _mask_bounds(mask, by_rows=False)
+        row_bounds, col_bounds = mask_bounds(mask, by_rows=True), mask_bounds(mask, by_rows=False)
     consts = dict(
         CAUSAL=bool(is_causal),
         MASKED=attn_mask is not None,

@@ -8,7 +8,9 @@ key left gives zeros (torch's safe softmax); `enable_gqa` repeats each key/value
 Hq/Hk (resp. Hq/Hv) consecutive query heads; batch dims broadcast.
 
 Both kernels keep a running max and sum per query row (online softmax), accumulate in fp32, work in
-base 2 (exp2 with log2(e) folded into the scale) and read q/k/v/mask through their strides.
+base 2 (exp2 with log2(e) folded into the scale) and read q/k/v/mask through their strides. With a
+boolean mask the prefill kernel visits only the key tiles some row of its query tile keeps
+(`_mask_bounds`).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from ._common import (
 )
 from ._launch import Site, autotune, launch
 from ._library import backward_op, generic
+from ._mask_bounds import mask_bounds, span
 from ._shapes import broadcast, cdiv, next_pow2
 from ._tuning import Tuner
 from .spec import DEFAULT_TOLERANCE, Case, Cost, OpSpec, input_grads, nbytes, numel, randn, register
@@ -273,6 +276,9 @@ def _prefill_kernel(
     soh,
     som,
     sod,
+    BOUNDS,
+    sbb,
+    sbh,
     H,
     L,
     S,
@@ -325,19 +331,36 @@ def _prefill_kernel(
     else:
         hi = S
         clean = S // BLOCK_N * BLOCK_N
+    q_idx = offs_m
+    n_keys = S
+    if MASK_KIND == 1:
+        # A boolean mask: only the keys [lo, end) some row of the tile keeps (BOUNDS: each row's span,
+        # `_mask_bounds`), lo a tile boundary. The loops see them as keys [0, hi - lo)
+        # of shifted pointers, the causal compare and the key bound shifted alike.
+        lo, end = span(BOUNDS, b * sbb + h.to(tl.int64) * sbh, rows64, row_ok, S, BLOCK_N)
+        hi = tl.maximum(tl.minimum(hi, end), lo)
+        clean = lo + (tl.minimum(tl.maximum(clean, lo), hi) - lo) // BLOCK_N * BLOCK_N
+        lo64 = lo.to(tl.int64)
+        k_base += lo64 * skn
+        v_base += lo64 * svn
+        mask_rows += lo64 * smn
+        q_idx -= lo
+        n_keys -= lo
+        clean -= lo
+        hi -= lo
     out = attend_rows(
         q,
         k_base,
         v_base,
         mask_rows,
-        offs_m,
+        q_idx,
         row_ok,
         offs_n,
         d_ok,
         dv_ok,
         clean,
         hi,
-        S,
+        n_keys,
         skn,
         svn,
         smn,
@@ -831,7 +854,9 @@ def scaled_dot_product_attention(
     def grid(meta):
         return (cdiv(L, meta["BLOCK_M"]), B * Hq)
 
-    args = (q, k, v, m, o, *strides, Hq, L, S, E, EV, Hq // Hk, Hq // Hv, scale_log2, next_pow2(L))
+    # a boolean mask's span of kept keys per query row (`_mask_bounds`): the kernel skips the rest
+    bounds = mask_bounds(m, by_rows=True) if mask_kind == 1 else (m, 0, 0)
+    args = (q, k, v, m, o, *strides, *bounds, Hq, L, S, E, EV, Hq // Hk, Hq // Hv, scale_log2, next_pow2(L))
     consts = dict(
         CAUSAL=causal,
         MASK_KIND=mask_kind,
