@@ -251,9 +251,9 @@ def test_a_tiny_qwen3_trains_through_the_backend():
 
 
 def test_fastest_keeps_a_node_native_unless_ours_is_faster_on_its_inputs(monkeypatch):
-    """`fastest`: each node our kernel takes is timed against its ATen op on the node's inputs. On the
-    interpreter our kernels are far slower than torch's, so every timed node stays native with both times;
-    where the rounds show ours faster beyond their spread, the node is ours."""
+    """`fastest`: each node our kernel takes is timed against its ATen op on the node's inputs, in
+    alternated rounds; the node stays native (both times in its reason) unless the rounds show ours faster
+    beyond their spread. The rounds are given here (a unit test times nothing); both callables run."""
     from workbench.profiling import timing
 
     def f(a):
@@ -261,15 +261,30 @@ def test_fastest_keeps_a_node_native_unless_ours_is_faster_on_its_inputs(monkeyp
 
     a = t(64, 64)
     options = {**EAGER, "include": ["exp"], "fastest": True}
+    timed = []
+
+    def given(rounds):
+        def alternated_rounds(fns, **_):
+            timed.append([fn() for fn in fns])  # native, ours: each runs on the node's inputs
+            return rounds
+
+        return alternated_rounds
+
+    native_faster = timing.Rounds(
+        [[1.0, 1.1, 1.0, 1.0, 1.05], [2.0, 2.1, 2.0, 2.2, 2.0]]
+    )  # native, ours (ms)
+    monkeypatch.setattr(timing, "alternated_rounds", given(native_faster))
     with torch.no_grad():
         torch.testing.assert_close(torch.compile(f, backend="workbench", options=options)(a), f(a))
     row = coverage().loc["aten::exp"]
     assert row.handled == 0 and row.fallback == 1 and "native as fast or faster here" in row.reasons
+    assert len(timed) == 1 and len(timed[0]) == 2
+    torch.testing.assert_close(timed[0][0], timed[0][1])
 
     torch._dynamo.reset()
     workbench.compile.reset_coverage()
-    rounds = timing.Rounds([[2.0, 2.1, 2.0, 2.2, 2.0], [1.0, 1.1, 1.0, 1.0, 1.05]])  # native, ours (ms)
-    monkeypatch.setattr(timing, "alternated_rounds", lambda fns, **_: rounds)
+    ours_faster = timing.Rounds([[2.0, 2.1, 2.0, 2.2, 2.0], [1.0, 1.1, 1.0, 1.0, 1.05]])
+    monkeypatch.setattr(timing, "alternated_rounds", given(ours_faster))
     with torch.no_grad():
         torch.testing.assert_close(torch.compile(f, backend="workbench", options=options)(a), f(a))
     row = coverage().loc["aten::exp"]
