@@ -122,6 +122,31 @@ def _scores(
 
 
 @triton.jit
+def _key_range(
+    BOUNDS,
+    base,
+    rows64,
+    row_ok,
+    S,
+    CAUSAL: tl.constexpr,
+    MASKED: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+):
+    """[lo, hi) of the keys query tile `program_id(0)` (rows `rows64`) visits: every key, the causal ones
+    (keys up to its last row), and with a mask only those some row of the tile keeps (its span in
+    BOUNDS + base), lo at a BLOCK_N boundary."""
+    lo = 0
+    hi = S
+    if CAUSAL:
+        hi = tl.minimum(S, tl.program_id(0) * BLOCK_M + BLOCK_M)
+    if MASKED:
+        lo, end = span(BOUNDS, base, rows64, row_ok, S, BLOCK_N)
+        hi = tl.minimum(hi, end)
+    return lo, hi
+
+
+@triton.jit
 def _rows_kernel(
     Q,
     K,
@@ -205,13 +230,7 @@ def _rows_kernel(
     mask_rows = M + b * smb + h64 * smh + rows64[:, None] * smm
     m_i = tl.full([BLOCK_M], -float("inf"), tl.float32)
     l_i = tl.zeros([BLOCK_M], tl.float32)
-    lo = 0
-    hi = S
-    if CAUSAL:
-        hi = tl.minimum(S, tl.program_id(0) * BLOCK_M + BLOCK_M)
-    if MASKED:  # only the keys some row of the tile keeps
-        lo, end = span(BOUNDS, b * sbb + h64 * sbh, rows64, row_ok, S, BLOCK_N)
-        hi = tl.minimum(hi, end)
+    lo, hi = _key_range(BOUNDS, b * sbb + h64 * sbh, rows64, row_ok, S, CAUSAL, MASKED, BLOCK_M, BLOCK_N)
     for start in range(lo, hi, BLOCK_N):
         cols = start + offs_n
         col_ok = cols < S
@@ -432,13 +451,7 @@ def _q_kernel(
     delta = tl.load(DELTA + stat, mask=row_ok, other=0.0)
     mask_rows = M + b * smb + h64 * smh + rows64[:, None] * smm
     dq = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
-    lo = 0
-    hi = S
-    if CAUSAL:
-        hi = tl.minimum(S, tl.program_id(0) * BLOCK_M + BLOCK_M)
-    if MASKED:  # only the keys some row of the tile keeps
-        lo, end = span(BOUNDS, b * sbb + h64 * sbh, rows64, row_ok, S, BLOCK_N)
-        hi = tl.minimum(hi, end)
+    lo, hi = _key_range(BOUNDS, b * sbb + h64 * sbh, rows64, row_ok, S, CAUSAL, MASKED, BLOCK_M, BLOCK_N)
     for start in range(lo, hi, BLOCK_N):
         cols = start + offs_n
         col_ok = cols < S
@@ -539,17 +552,17 @@ def flash_backward(dout, query, key, value, out, is_causal: bool, scale: float |
         out = out.contiguous()
     lse = torch.empty((B, H, L), dtype=torch.float32, device=query.device)
     delta = torch.empty_like(lse)
-    mask = query if attn_mask is None else attn_mask.expand(B, H, L, S)  # broadcast dims: stride 0
     strides = (
         *query.stride()[:3],
         *key.stride()[:3],
         *value.stride()[:3],
         *dout.stride()[:3],
     )
-    if attn_mask is None:
-        mask_args = (mask, 0, 0, 0, 0)
-        row_bounds = col_bounds = (mask, 0, 0)
+    if attn_mask is None:  # the kernels read neither: any pointer serves
+        mask_args = (query, 0, 0, 0, 0)
+        row_bounds = col_bounds = (query, 0, 0)
     else:
+        mask = attn_mask.expand(B, H, L, S)  # broadcast dims: stride 0
         mask_args = (mask, *mask.stride())
         row_bounds, col_bounds = mask_bounds(mask, by_rows=True), mask_bounds(mask, by_rows=False)
     consts = dict(
