@@ -226,6 +226,7 @@ def argmax_rows(shape) -> list[dict]:
                     SPLIT=False,
                     INDEX32=True,
                     VALUES=False,
+                    EVEN=n % block == 0,
                     num_warps=warps,
                     num_stages=stages,
                 )

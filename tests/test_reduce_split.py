@@ -49,7 +49,9 @@ def test_split_argmax_merges_chunk_winners_read_back_from_x(monkeypatch):
     assert (best == -(2**63)).all() and not count.any()
 
 
-@pytest.mark.parametrize("n", [37, 70000])  # shorter than one tile; three tiles (the interpreter's are wide)
+# shorter than one tile; three tiles (the interpreter's are wide), the last one partial; whole tiles only
+# (loads without a bounds mask)
+@pytest.mark.parametrize("n", [37, 70000, 65536])
 def test_argmax_signed_zero_repeated_nan_and_all_inf_rows(monkeypatch, n):
     """torch's rule lane by lane: -0.0 equals 0.0 (the first wins), the first of several NaNs wins, a row of
     -inf gives index 0, and lanes past the row's end never win. Every 16th column repeats the tie or the
@@ -68,19 +70,18 @@ def test_argmax_signed_zero_repeated_nan_and_all_inf_rows(monkeypatch, n):
         assert torch.equal(got.cpu(), torch.tensor([3, 4, 0, n - 1]))
 
 
-@pytest.mark.parametrize("variant", ["generic", "mlu"])
-def test_argmax_nan_behind_larger_values_of_its_lane(monkeypatch, variant):
+@pytest.mark.parametrize("variant,n", [("generic", 70000), ("generic", 65536), ("mlu", 100)])
+def test_argmax_nan_behind_larger_values_of_its_lane(monkeypatch, variant, n):
     """A lane that meets finite values first and a NaN later: torch's index is the NaN's, not the lane's
     best finite column (the lane loop's compare leaves NaN out; the first-NaN pass must find it). One
-    program per row, rows many tiles long: the one-launch kernel's at 70000 columns, the MLU style's with
-    its tiles cut to 16 columns."""
+    program per row, rows many tiles long: the one-launch kernel's at 70000 columns or 65536 (whole tiles,
+    no bounds mask), the MLU style's with its tiles cut to 16 columns."""
     from workbench.ops import REGISTRY
     from workbench.ops.mlu import persistent
 
     monkeypatch.setattr(_split_rows, "target_programs", lambda: 1)
     monkeypatch.setattr(persistent, "tile_elems", lambda *args, **kwargs: 16)
     monkeypatch.setattr(persistent, "max_programs", lambda *args, **kwargs: 1)
-    n = 70000 if variant == "generic" else 100
     argmax = workbench.ops.argmax if variant == "generic" else REGISTRY["argmax"].variants["mlu"]
     x = torch.arange(n, 0, -1, dtype=torch.float32).repeat(3, 1)  # each lane's first column is its best
     x[0, n - 1] = float("nan")

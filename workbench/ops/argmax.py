@@ -34,25 +34,27 @@ def _winner(best, best_idx):
 
 
 @triton.jit
-def _lane_winners(x_row, lo, hi, BLOCK: tl.constexpr):
+def _lane_winners(x_row, lo, hi, BLOCK: tl.constexpr, EVEN: tl.constexpr):
     """Each lane's winner among its columns of [lo, hi) (lane j sees lo + j, lo + j + BLOCK, ...), compared
     as floats (-0.0 == 0.0, as torch has it): (values, indices). A lane keeps the first of equal values;
     one whose columns are all -inf keeps its first column. Lanes past `hi` hold -inf at indices above every
-    real column, so they lose every tie. Indices take lo's integer type. The compare leaves NaN out (a NaN
-    is never greater) and a NaN-propagating max notes whether a lane met one: one instruction per element
-    instead of three. Such a lane's value is NaN but its index is not its first NaN's: where NaN wins, the
-    caller finds that with `_first_nan`."""
-    best_idx = lo + tl.arange(0, BLOCK)
+    real column, so they lose every tie. Indices take lo's integer type; EVEN: hi - lo is a multiple of
+    BLOCK (no bounds mask). Per element, three instructions besides the load: the compare (a NaN is never
+    greater), the select of the tile's start (the lane's own offset is added once, at the end) and a
+    NaN-propagating max, so a lane that met a NaN ends with NaN; its index is then not its first NaN's:
+    where NaN wins, the caller finds that with `_first_nan`."""
+    lanes = tl.arange(0, BLOCK)
+    best_start = lo + tl.zeros([BLOCK], lo.dtype)
     best = tl.full([BLOCK], -float("inf"), tl.float32)
-    seen = tl.full([BLOCK], -float("inf"), tl.float32)  # NaN in a lane that met one
     for start in range(lo, hi, BLOCK):
-        offs = start + tl.arange(0, BLOCK)
-        x = tl.load(x_row + offs, mask=offs < hi, other=-float("inf")).to(tl.float32)
-        better = x > best
-        best = tl.where(better, x, best)
-        best_idx = tl.where(better, offs, best_idx)
-        seen = tl.maximum(seen, x, propagate_nan=tl.PropagateNan.ALL)
-    return tl.where(seen != seen, float("nan"), best), best_idx
+        offs = start + lanes
+        if EVEN:
+            x = tl.load(x_row + offs).to(tl.float32)
+        else:
+            x = tl.load(x_row + offs, mask=offs < hi, other=-float("inf")).to(tl.float32)
+        best_start = tl.where(x > best, start, best_start)
+        best = tl.maximum(best, x, propagate_nan=tl.PropagateNan.ALL)
+    return best, best_start + lanes
 
 
 @triton.jit
@@ -69,7 +71,7 @@ def _first_nan(x_row, lo, hi, BLOCK: tl.constexpr):
 @triton.jit
 def chunk_winner(x_row, lo, hi, BLOCK: tl.constexpr):
     """(value, index) of the winner among columns [lo, hi) of one row (the MLU-style variant's loop)."""
-    best, best_idx = _lane_winners(x_row, lo, hi, BLOCK)
+    best, best_idx = _lane_winners(x_row, lo, hi, BLOCK, False)
     value, idx = _winner(best, best_idx.to(tl.int64))  # int64, as `_winner`'s no-index value
     if value != value:
         idx = _first_nan(x_row, lo, hi, BLOCK)
@@ -100,6 +102,7 @@ def _argmax_kernel(
     SPLIT: tl.constexpr,
     INDEX32: tl.constexpr,
     VALUES: tl.constexpr,
+    EVEN: tl.constexpr,
 ):
     """argmax of each row in one launch: program (row, c) finds the winner of columns [c * chunk, ...)
     as (key, index) with keys from `_ordered`. One chunk per row (SPLIT False): it stores the index. Else
@@ -109,7 +112,8 @@ def _argmax_kernel(
     result and puts both slots back to their start values, so the buffers stay ready for the next call
     without a launch to reset them. Indices below 2**32 (the host takes care). INDEX32 (rows shorter than
     2**31): columns and the lanes' indices in int32, half the registers of int64 ones. VALUES (torch.max
-    over rows): the winner's own element is stored in val_ptr[row] too."""
+    over rows): the winner's own element is stored in val_ptr[row] too. EVEN: every chunk's width is a
+    multiple of BLOCK (loads without a bounds mask)."""
     row = tl.program_id(0).to(tl.int64)
     c = tl.program_id(1)
     if INDEX32:
@@ -120,7 +124,7 @@ def _argmax_kernel(
         no_index = 9223372036854775807
     hi = tl.minimum(lo + chunk, n_cols)
     x_row = x_ptr + row * x_row_stride
-    best, best_idx = _lane_winners(x_row, lo, hi, BLOCK)
+    best, best_idx = _lane_winners(x_row, lo, hi, BLOCK, EVEN)
     key = _ordered(best)  # one key per lane: the lanes meet in integer max and min
     top = tl.max(key, 0)
     if top == 2147483647:  # NaN's key: the first NaN wins
@@ -215,6 +219,7 @@ class _Sizing:
             SPLIT=self.chunks > 1,
             INDEX32=self.n < 2**31,
             VALUES=values,
+            EVEN=self.chunk % block == 0 and self.n % block == 0,
             num_warps=warps,
         )
 
