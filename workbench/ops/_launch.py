@@ -219,10 +219,10 @@ def _call(entry: tuple, grid: tuple[int, ...], args: tuple) -> None:
 def _entry(compiled, tail: tuple, key: tuple, args: tuple) -> tuple:
     """(launch function, its arguments between the stream and the kernel's, constexpr tail, key,
     generation, pointers) of `compiled`: Triton 3.6's C launch function where `_raw_launch` allows it,
-    else the compiled kernel's `run`. `pointers`: how many of the leading arguments (tensors) are passed
-    as their addresses. The C launcher takes an int as the address itself; a tensor costs it a Python
-    method call and a driver query of the pointer (cuPointerGetAttribute) per launch. The first launch of
-    an entry went through Triton's own path with the tensors, which checked them."""
+    else the compiled kernel's `run`. `pointers`: how many of the leading arguments (tensors in device
+    memory) are passed as their addresses. The C launcher takes an int as the address itself; a tensor
+    costs it a Python method call and a driver query of the pointer (cuPointerGetAttribute) per launch.
+    The first launch of an entry went through Triton's own path with the tensors, which checked them."""
     c_launch = _raw_launch(compiled)
     if c_launch is not None:
         launcher = compiled.run
@@ -237,8 +237,12 @@ def _entry(compiled, tail: tuple, key: tuple, args: tuple) -> tuple:
             None,
             None,
         )
-        pointers = 0
-        while pointers < len(args) and isinstance(args[pointers], torch.Tensor):
+        pointers = 0  # a pinned host tensor (an index-check flag) keeps the driver's translation
+        while (
+            pointers < len(args)
+            and isinstance(args[pointers], torch.Tensor)
+            and not args[pointers].is_pinned()
+        ):
             pointers += 1
         return c_launch, prefix, tail, key, generation, pointers
     return (
