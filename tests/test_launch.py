@@ -77,33 +77,14 @@ def test_cached_launch_calls_triton_36_c_launcher_directly(monkeypatch):
     kernel.compiled.run = FakeCudaLauncher()
     _launch.launch(kernel, (4,), x, 64, BLOCK=16, FLAG=True, num_warps=4)
     _launch.launch(kernel, (5, 2), x, 128, BLOCK=16, FLAG=True, num_warps=4)
-    # the leading tensors as their addresses (the launcher takes an int as the pointer itself)
-    prefix = (5, 2, 1, "stream", "fn", False, True, None, None, "meta", None, None, None)
-    assert kernel.compiled.run.c_calls == [(*prefix, x.data_ptr(), 128, 16, True)]
+    assert kernel.compiled.run.c_calls == [
+        (5, 2, 1, "stream", "fn", False, True, None, None, "meta", None, None, None, x, 128, 16, True)
+    ]
     scratch = FakeCudaLauncher()
     scratch.global_scratch_size = 128  # needs the wrapper's allocation: no raw launch
     assert _launch._raw_launch(type("C", (), {"run": scratch})()) is None
     monkeypatch.setattr(_launch, "_RAW_LAUNCH", False)  # another Triton version
     assert _launch._raw_launch(type("C", (), {"run": FakeCudaLauncher()})()) is None
-
-
-def test_raw_launch_passes_leading_tensors_as_addresses_and_the_rest_as_they_are(monkeypatch):
-    monkeypatch.setattr(_launch, "_ENABLED", True)
-    monkeypatch.setattr(_launch, "_RAW_LAUNCH", True)
-    monkeypatch.setattr(_launch, "_cache", {})
-    monkeypatch.setattr(_launch, "_by_value", {})
-    monkeypatch.setattr(_launch, "_stream", lambda: "stream")
-    kernel, x, y, z = FakeKernel(), torch.empty(64), torch.empty(64), torch.empty(64)
-    kernel.arg_names = ["x", "y", "n", "z", "BLOCK"]
-    kernel.compiled.run = FakeCudaLauncher()
-    site = _launch.Site(kernel, BLOCK=16)
-    for _ in range(3):  # Triton's path, then the value-keyed entry (`_call`), then the Site's own
-        site((4,), x, y, 64, z)
-        _launch.launch(kernel, (4, 2), x, y, 64, z, BLOCK=16)
-    calls = kernel.compiled.run.c_calls
-    assert len(calls) == 5 and kernel.slow_calls == 1
-    for call in calls:
-        assert call[-5:] == (x.data_ptr(), y.data_ptr(), 64, z, 16)
 
 
 def test_value_key_keeps_every_specialisation_apart():

@@ -11,9 +11,7 @@ strides); equal value keys have equal specialisation keys, and a new value key c
 specialisation key, never a compile. The value key holds the kernel by identity (hashing a JITFunction
 runs Python). With Triton 3.6 (the version this path was read against) that is
 the launcher's C function itself, skipping its Python wrapper, which only sizes scratch buffers our
-kernels do not use, and given the leading tensors as their addresses (for a tensor it would call
-`data_ptr` and ask the driver about the pointer, every launch); with other versions, the compiled
-kernel's `run`. The first call of a key,
+kernels do not use; with other versions, the compiled kernel's `run`. The first call of a key,
 interpreted backends, and launchers of another calling convention take Triton's own path.
 WORKBENCH_FAST_LAUNCH=0 turns the cache off (benchmarks/host_overhead.py measures both).
 
@@ -44,7 +42,6 @@ _RAW_LAUNCH = triton.__version__.startswith("3.6.")
 _cache: dict = {}
 _by_value: dict = {}  # value key -> the same entries; cleared when it reaches MAX_BY_VALUE
 MAX_BY_VALUE = 4096  # distinct int values (e.g. one KV length per decode step) must not grow it forever
-_data_ptr = torch.Tensor.data_ptr
 _PLAIN = frozenset((int, bool, float, str, type(None)))  # constexpr types held by value in value keys
 # While > 0 every launch takes Triton's own path, where the MLU launch-rules profile sees it.
 watchers = 0
@@ -162,7 +159,7 @@ def launch(kernel, grid: tuple[int, ...], *args, **meta) -> tuple | None:
             compiled = _triton_path(kernel, grid, args, meta)
             # The launcher takes every kernel parameter in signature order, constexprs included.
             tail = tuple(meta[name] for name in kernel.arg_names[len(args) :])
-            entry = _cache[key] = _entry(compiled, tail, key, args)
+            entry = _cache[key] = _entry(compiled, tail, key)
             return entry
         if len(_by_value) >= MAX_BY_VALUE:
             _by_value.clear()
@@ -188,10 +185,9 @@ class Site:
         # An entry from before the caches were swapped (`generation`) or turned off is not used.
         if entry is not None and aligned and entry[4] == generation and _ENABLED and not watchers:
             if len(grid) == 1:  # `_call`'s common case inlined: a decode-sized call repeats it
-                call, prefix, tail, _, _, pointers = entry
-                given = (*map(_data_ptr, args[:pointers]), *args[pointers:]) if pointers else args
+                call, prefix, tail, _, _ = entry
                 try:
-                    call(grid[0], 1, 1, _stream(), *prefix, *given, *tail)
+                    call(grid[0], 1, 1, _stream(), *prefix, *args, *tail)
                     return
                 except (TypeError, AttributeError):
                     pass  # `_call` below handles another calling convention
@@ -203,12 +199,12 @@ class Site:
 
 
 def _call(entry: tuple, grid: tuple[int, ...], args: tuple) -> None:
-    call, prefix, tail, key, _, pointers = entry
+    call, prefix, tail, key, _ = entry
     try:
-        g0, g1, g2 = (*grid, 1, 1)[:3]
-        if pointers:
-            call(g0, g1, g2, _stream(), *prefix, *map(_data_ptr, args[:pointers]), *args[pointers:], *tail)
+        if len(grid) == 1:
+            call(grid[0], 1, 1, _stream(), *prefix, *args, *tail)
         else:
+            g0, g1, g2 = (*grid, 1)[:3]
             call(g0, g1, g2, _stream(), *prefix, *args, *tail)
     except (TypeError, AttributeError):  # a launcher with another calling convention: use Triton's path
         _disable()
@@ -216,13 +212,10 @@ def _call(entry: tuple, grid: tuple[int, ...], args: tuple) -> None:
         _triton_path(kernel, grid, args, dict(meta))
 
 
-def _entry(compiled, tail: tuple, key: tuple, args: tuple) -> tuple:
+def _entry(compiled, tail: tuple, key: tuple) -> tuple:
     """(launch function, its arguments between the stream and the kernel's, constexpr tail, key,
-    generation, pointers) of `compiled`: Triton 3.6's C launch function where `_raw_launch` allows it,
-    else the compiled kernel's `run`. `pointers`: how many of the leading arguments (tensors in device
-    memory) are passed as their addresses. The C launcher takes an int as the address itself; a tensor
-    costs it a Python method call and a driver query of the pointer (cuPointerGetAttribute) per launch.
-    The first launch of an entry went through Triton's own path with the tensors, which checked them."""
+    generation) of `compiled`: Triton 3.6's C launch function where `_raw_launch` allows it, else the
+    compiled kernel's `run`."""
     c_launch = _raw_launch(compiled)
     if c_launch is not None:
         launcher = compiled.run
@@ -237,21 +230,13 @@ def _entry(compiled, tail: tuple, key: tuple, args: tuple) -> tuple:
             None,
             None,
         )
-        pointers = 0  # a pinned host tensor (an index-check flag) keeps the driver's translation
-        while (
-            pointers < len(args)
-            and isinstance(args[pointers], torch.Tensor)
-            and not args[pointers].is_pinned()
-        ):
-            pointers += 1
-        return c_launch, prefix, tail, key, generation, pointers
+        return c_launch, prefix, tail, key, generation
     return (
         compiled.run,
         (compiled.function, compiled.packed_metadata, None, None, None),
         tail,
         key,
         generation,
-        0,
     )
 
 
