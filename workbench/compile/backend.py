@@ -287,12 +287,34 @@ def workbench_backend(
         )
     from torch._inductor.compile_fx import compile_fx
 
+    _inductor_fallbacks()
     patches = {
         "post_grad_custom_pre_pass": _GraphPass(rewrite.aten),
         "fx_graph_cache": False,
         "triton.cudagraphs": opts.cudagraphs,
     }
     return compile_fx(gm, example_inputs, config_patches=patches, decompositions=decompositions)
+
+
+def _inductor_fallbacks() -> None:
+    """Inductor's fallback lowering (a call of the operator, as inductor would make it) for each of our
+    custom operators that has none yet, made before inductor meets the operator in a graph. Inductor
+    makes the same fallback on its own, but first formats the node's inputs for an info log line, even with
+    the log off in torch 2.11: an input fed by the residual stream is an expression DAG as deep as the
+    model, printed as a tree, and an 18-layer model's compile spent minutes in it. Where this torch's
+    inductor lacks the functions used here, inductor's own path stays."""
+    try:
+        from torch._inductor import lowering
+        from torch._library.utils import get_layout_constraint_tag
+
+        constraint_of = lowering.tag_to_layout_constraint
+    except (ImportError, AttributeError):
+        return
+    for op in _library.overloads():
+        if op not in lowering.lowerings:
+            # the layout rule inductor gives a custom operator without one of its own (torch's default)
+            constraint = constraint_of(get_layout_constraint_tag(op, with_default=True))
+            lowering.make_fallback(op, layout_constraint=constraint, warn=False)
 
 
 class _GraphPass(CustomGraphPass):
