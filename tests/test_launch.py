@@ -149,6 +149,7 @@ def test_stream_skips_torch_cuda_current_devices_python_wrapper(monkeypatch):
 
     monkeypatch.setattr(torch._C, "_cuda_getDevice", c_get_device, raising=False)
     monkeypatch.setattr(_launch, "_driver", lambda: Driver)
+    monkeypatch.setattr(_launch, "_stream", _launch._bind_stream)  # unbound, as before any launch
     _launch._stream_getters.cache_clear()
     try:
         get_stream, get_device = _launch._stream_getters()

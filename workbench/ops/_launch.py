@@ -108,9 +108,9 @@ def _stream_getters():
     return d.get_current_stream, get_device
 
 
-def _stream():
-    """The current stream of the current device. Rebinds itself on first use to a function of the two
-    getters, saving a cached call per launch."""
+def _bind_stream():
+    """The current stream of the current device. `_stream` starts as this function, which on first use
+    rebinds `_stream` to a function of the two getters, saving a cached call per launch."""
     global _stream
     get_stream, get_device = _stream_getters()
 
@@ -119,6 +119,9 @@ def _stream():
 
     _stream = current
     return current()
+
+
+_stream = _bind_stream
 
 
 def _disable() -> None:
