@@ -19,7 +19,8 @@ pack() {
 }
 step() {  # step GPU LIMIT_S NAME CMD...: one script on one GPU, its log under $R
   local gpu=$1 limit=$2 name=$3; shift 3
-  CUDA_VISIBLE_DEVICES=$gpu timeout "$limit" "$@" > "$R/$name.log" 2>&1
+  # SIGINT first: a Python step cut off by its limit prints where it was (a KeyboardInterrupt traceback)
+  CUDA_VISIBLE_DEVICES=$gpu timeout -s INT -k 30 "$limit" "$@" > "$R/$name.log" 2>&1
   echo "$name rc=$? ($(date +%T))"
 }
 nvidia-smi --query-gpu=index,name,driver_version --format=csv,noheader
