@@ -204,8 +204,9 @@ class _Sizing:
         self.n_rows, self.n = rows.shape
         self.row_stride = rows.stride(0)
         # Narrow tiles: the per-element compare-and-select work is what bounds this loop. 8 warps
-        # (benchmarks/tune_sweep.py --only argmax on an H200, bf16: 62 us vs 72 us with 16 at 8192x8192,
-        # 234 us vs 243 us at 2048x151936).
+        # (benchmarks/tune_sweep.py --only argmax, bf16: on an H200, 62 us vs 72 us with 16 at 8192x8192,
+        # 234 us vs 243 us at 2048x151936; on an H100 with the three-instruction loop, 8 still the best at
+        # 8192x8192, 57.5 us, and 226 us vs 217 us with 16 at 2048x151936).
         block = min(2048 * backends.active().policy.block_scale, next_pow2(self.n))
         warps = 8 if block >= 2048 else _rows.row_warps(block)
         # The split launch packs an index into 32 bits: longer rows (only a flattened tensor past 2**32
