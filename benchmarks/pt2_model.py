@@ -40,12 +40,15 @@ kernels accept). Writes benchmarks/results/<device>/pt2/summary.json (keys: devi
 triton, commit, command, models: {<model>: {prefill_vs_compiled, prefill_vs_eager, decode_vs_compiled,
 decode_vs_eager, logits_rel_err, token_agreement (teacher-forced), compile_s, compile_s_native, the
 native-compiled baselines and the free-running agreement, ...}}) plus raw.json with
-every timing, under --out (default: the repo), and prints a short table last.
+every timing, under --out (default: the repo), and prints a short table last. Both files are written
+once a model's prefill is measured too (`complete`: false until its decode is), so that a run cut off
+by a time limit keeps what it measured.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import functools
 import json
 import statistics
@@ -253,7 +256,9 @@ def kernel_profiles(phases: dict[str, dict]) -> tuple[dict, list[dict]]:
     return totals, rows
 
 
-def measure(name: str, args, clock: Clock) -> dict:
+def measure(name: str, args, clock: Clock, checkpoint) -> dict:
+    """Every phase of one model; `checkpoint(out)` gets the results so far once prefill is measured (a
+    run cut off during decode keeps them)."""
     import workbench.compile
 
     model = build(name, args.layers, args.smoke)
@@ -287,6 +292,7 @@ def measure(name: str, args, clock: Clock) -> dict:
         out["prefill_vs_compiled"] = out["prefill_ms"]["compiled"] / out["prefill_ms"]["ours"]
         out["prefill_vs_eager"] = out["prefill_ms"]["eager"] / out["prefill_ms"]["ours"]
         progress(name, f"prefill timed: {out['prefill_vs_compiled']:.3f}x native compiled")
+        checkpoint(out)
 
         prompt = torch.randint(0, vocab, (args.batch, args.prompt_len), generator=gen, device=device)
         decoder = Decoder(model, args.batch, args.prompt_len, args.new_tokens)
@@ -427,54 +433,59 @@ def main() -> int:
         kept = json.loads(previous.read_text()).get("models", {})
         summary["models"] = {k: v for k, v in kept.items() if k not in args.models}
         summary["models_from_earlier_calls"] = sorted(summary["models"])
+    keys = (
+        "prefill_vs_compiled",
+        "prefill_vs_eager",
+        "decode_vs_compiled",
+        "decode_vs_eager",
+        "logits_rel_err",
+        "logits_rel_err_native_compiled",
+        "token_agreement",
+        "token_agreement_native_compiled",
+        "token_agreement_native_eager_rerun",
+        "token_agreement_free_running",
+        "token_agreement_free_running_native_compiled",
+        "compile_s",
+        "compile_s_native",
+        "decode_compile_s",
+        "decode_compile_s_native",
+        "aten_ops_served",
+        "patterns_fired",
+        "layers",
+        "prefill_ms",
+        "decode_ms",
+        "decode_tok_s",
+        "wall_s",
+        "device_ms",  # with --profile (the kernel rows go to raw.json)
+        "profile_error",
+    )
+
+    def save(name: str, result: dict, complete: bool) -> None:
+        """summary.json and raw.json as they stand: after a model's prefill (complete False) and after
+        the whole model."""
+        raw[name] = result
+        summary["models"][name] = {k: result[k] for k in keys if k in result} | {"complete": complete}
+        (out_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+        (out_dir / "raw.json").write_text(json.dumps(raw, indent=1, default=str))
+
     for name in args.models:
         t0 = time.perf_counter()
         print(f"[pt2] {name}: building and compiling", flush=True)
-        result = measure(name, args, clock)
+        result = measure(name, args, clock, functools.partial(save, name, complete=False))
         result["wall_s"] = time.perf_counter() - t0
-        raw[name] = result
-        keys = (
-            "prefill_vs_compiled",
-            "prefill_vs_eager",
-            "decode_vs_compiled",
-            "decode_vs_eager",
-            "logits_rel_err",
-            "logits_rel_err_native_compiled",
-            "token_agreement",
-            "token_agreement_native_compiled",
-            "token_agreement_native_eager_rerun",
-            "token_agreement_free_running",
-            "token_agreement_free_running_native_compiled",
-            "compile_s",
-            "compile_s_native",
-            "decode_compile_s",
-            "decode_compile_s_native",
-            "aten_ops_served",
-            "patterns_fired",
-            "layers",
-            "prefill_ms",
-            "decode_ms",
-            "decode_tok_s",
-            "wall_s",
-        )
-        summary["models"][name] = {k: result[k] for k in keys}
-        for key in ("device_ms", "profile_error"):  # with --profile (the kernel rows go to raw.json)
-            if key in result:
-                summary["models"][name][key] = result[key]
-        (out_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))  # after every model
-        (out_dir / "raw.json").write_text(json.dumps(raw, indent=1, default=str))
+        save(name, result, complete=True)
     print(
         f"\n{'model':<12}{'prefill/compiled':>17}{'prefill/eager':>14}{'decode/compiled':>16}"
         f"{'decode/eager':>13}{'logits err':>11}{'(native)':>9}{'tokens':>8}{'(native)':>9}"
         f"{'compile s':>10}{'native s':>9}"
     )
-    nan = float("nan")  # a model kept from an earlier call may lack the newer keys
     for name, r in summary["models"].items():
+        r = collections.defaultdict(lambda: float("nan"), r)  # one kept from an earlier call may lack keys
         print(
             f"{name:<12}{r['prefill_vs_compiled']:>17.3f}{r['prefill_vs_eager']:>14.3f}"
             f"{r['decode_vs_compiled']:>16.3f}{r['decode_vs_eager']:>13.3f}{r['logits_rel_err']:>11.2e}"
-            f"{r.get('logits_rel_err_native_compiled', nan):>9.2e}{r['token_agreement']:>8.3f}"
-            f"{r.get('token_agreement_native_compiled', nan):>9.3f}"
+            f"{r['logits_rel_err_native_compiled']:>9.2e}{r['token_agreement']:>8.3f}"
+            f"{r['token_agreement_native_compiled']:>9.3f}"
             f"{r['compile_s']:>10.1f}{r['compile_s_native']:>9.1f}"
         )
     print("(native): native compiled against native eager; tokens: teacher-forced greedy agreement")
