@@ -150,12 +150,8 @@ def backward_op(name: str, fake: Callable[..., Any]) -> Callable[[Callable], Any
 def overloads() -> list[torch._ops.OpOverload]:
     """Every custom operator defined so far: the ops' own (`.default`), their ATen twins, backward ops."""
     qualnames = [*_defined, *(f"{name}.default" for name in _backward_ops)]
-    return [getattr(getattr(torch.ops.workbench, op), overload) for op, overload in map(_split, qualnames)]
-
-
-def _split(qualname: str) -> tuple[str, str]:
-    op, _, overload = qualname.partition(".")
-    return op, overload
+    pairs = (qualname.split(".") for qualname in qualnames)
+    return [getattr(getattr(torch.ops.workbench, op), overload) for op, overload in pairs]
 
 
 def _autograd_kernel(op: str, qualname: str, aten_name: str | None) -> Callable[..., Any]:
