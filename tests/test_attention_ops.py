@@ -124,6 +124,57 @@ def test_prefill_skips_only_the_key_tiles_a_boolean_mask_removes(per_head, causa
     assert (out[0, :, 9] == 0).all()
 
 
+def attention_additive(q, k, v, mask):
+    """float64 softmax(q k^T / sqrt(E) + mask) v, as torch computes it; rows of -inf only give 0."""
+    q, k, v, mask = q.double().cpu(), k.double().cpu(), v.double().cpu(), mask.double().cpu()
+    s = (q @ k.transpose(-1, -2)) / q.shape[-1] ** 0.5 + mask
+    return torch.softmax(s, -1).nan_to_num(0.0) @ v
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("causal", [False, True])
+def test_prefill_skips_only_the_key_tiles_an_additive_mask_removes(dtype, causal):
+    """transformers' padded mask as additive finfo.min (with small biases on the kept keys): sliding
+    windows with whole key tiles removed before and after them, a row of finfo.min only (torch: uniform
+    over its keys, so the kernel must take the whole row), a row of -inf only (zeros), a row whose one kept
+    key sits just above the -1e30 line, and a key nobody keeps. The result is torch's on every row."""
+    gen = torch.Generator().manual_seed(11)
+    B, H, L, S = 2, 2, 70, 75
+    q, k, v = (rand(B, H, n, 16, gen=gen, dtype=dtype) for n in (L, S, S))
+    keep = torch.stack([_band(L, S, 20, gen, H) for _ in range(B)]).roll(8, -1)
+    low = torch.finfo(dtype).min
+    mask = (0.5 * torch.randn(B, H, L, S, generator=gen)).masked_fill(~keep, low)
+    mask[0, :, 9] = low  # keeps nothing but finfo.min: uniform, as torch
+    mask[1, :, 20] = -float("inf")  # keeps nothing at all: zeros
+    mask[1, :, 30] = low
+    mask[1, :, 30, 60] = -9.9e29  # one key above the line: it alone counts
+    mask[0, :, :, 50] = low
+    mask = mask.to(dtype)
+    out = ops.scaled_dot_product_attention(q, k, v, attn_mask=mask.to(dev()), is_causal=causal)
+    if causal:
+        mask = mask.masked_fill(~torch.ones(L, S, dtype=torch.bool).tril(0), -float("inf"))
+    ref = attention_additive(q, k, v, mask)
+    close(out, ref, tol=1e-5 if dtype == torch.float32 else 2e-2)
+    if not causal:  # (is_causal takes key 9 away from the first rows: not uniform over every key then)
+        close(out[0, :, 9], v[0].double().cpu().mean(1), tol=1e-5 if dtype == torch.float32 else 2e-2)
+    assert (out[1, :, 20] == 0).all()
+
+
+def test_mask_bounds_of_an_additive_mask():
+    """An additive mask keeps a key where its value is above -1e30; a row that keeps none spans all keys."""
+    from workbench.ops import _mask_bounds
+
+    mask = torch.zeros(1, 1, 3, 40)
+    mask[0, 0, 0, :10] = torch.finfo(torch.float32).min
+    mask[0, 0, 0, 30:] = -float("inf")
+    mask[0, 0, 1] = -float("inf")
+    mask[0, 0, 2, :] = torch.finfo(torch.float32).min
+    mask[0, 0, 2, 17] = -9.9e29
+    for dtype in (torch.float32, torch.bfloat16):
+        bounds = _mask_bounds.mask_bounds(mask.to(dev(), dtype), by_rows=True)[0]
+        assert bounds[0, 0].cpu().tolist() == [[10, 30], [0, 40], [17, 18]]
+
+
 @pytest.mark.parametrize("L,causal", [(1, False), (4, True)])
 def test_split_kv_decode_matches_one_pass(L, causal, many_splits, monkeypatch):
     q, k, v = rand(2, 4, L, 16), rand(2, 2, 150, 16), rand(2, 2, 150, 16)

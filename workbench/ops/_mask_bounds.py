@@ -1,7 +1,14 @@
-"""The spans of a boolean attention mask: for each query row the keys it keeps, [first, last + 1), and for
-each key the query rows that keep it. Attention kernels loop over a tile's span only, skipping the tiles
-the mask removes whole (a causal or sliding-window mask given as a tensor, as transformers gives a
-compiled model). One small launch per direction (`mask_bounds`); `span` reads a tile's span in a kernel.
+"""The spans of an attention mask: for each query row the keys it keeps, [first, last + 1), and for each
+key the query rows that keep it. Attention kernels loop over a tile's span only, skipping the tiles the
+mask removes whole (a causal or sliding-window mask given as a tensor, as transformers gives a compiled
+model, or its padded causal mask as additive `finfo.min`). One small launch per direction
+(`mask_bounds`); `span` reads a tile's span in a kernel.
+
+A boolean mask keeps where true. An additive mask removes a key where its value is at most -1e30 (-inf,
+and `finfo.min` of float32 and bfloat16): such a key's weight is exactly 0 beside any key of the row with
+a larger value (float32 values that far down differ by more than 1e22, whose exponential is 0), so
+skipping it changes nothing. A row that keeps no key spans every key: softmax over its values is
+torch's answer (uniform over equal `finfo.min`, zero over -inf), which the kernel gives on the whole row.
 """
 
 from __future__ import annotations
@@ -15,9 +22,12 @@ from ._shapes import next_pow2
 
 
 @triton.jit
-def _bounds_kernel(M, OUT, n_h, n, along, smb, smh, s_line, s_along, BLOCK: tl.constexpr):
+def _bounds_kernel(
+    M, OUT, n_h, n, along, smb, smh, s_line, s_along, ADDITIVE: tl.constexpr, BLOCK: tl.constexpr
+):
     """Program i, line `i % n` of mask slice (batch, head) `i // n` (a query row, or a key column):
-    OUT[i] = (its first kept index along the other dim, the last one + 1), (along, 0) where none."""
+    OUT[i] = (its first kept index along the other dim, the last one + 1); where none, (along, 0) for a
+    boolean mask, (0, along) for an additive one (see the module docstring)."""
     i = tl.program_id(0)
     line = i % n
     b = i // n // n_h
@@ -27,11 +37,20 @@ def _bounds_kernel(M, OUT, n_h, n, along, smb, smh, s_line, s_along, BLOCK: tl.c
     end = tl.zeros([BLOCK], tl.int32)
     for start in range(0, along, BLOCK):
         idx = start + tl.arange(0, BLOCK)
-        keep = tl.load(base + idx.to(tl.int64) * s_along, mask=idx < along, other=0) != 0
+        if ADDITIVE:
+            value = tl.load(base + idx.to(tl.int64) * s_along, mask=idx < along, other=-float("inf"))
+            keep = value.to(tl.float32) > -1e30
+        else:
+            keep = tl.load(base + idx.to(tl.int64) * s_along, mask=idx < along, other=0) != 0
         first = tl.minimum(first, tl.where(keep, idx, along))
         end = tl.maximum(end, tl.where(keep, idx + 1, 0))
-    tl.store(OUT + i.to(tl.int64) * 2, tl.min(first, 0))
-    tl.store(OUT + i.to(tl.int64) * 2 + 1, tl.max(end, 0))
+    first = tl.min(first, 0)
+    end = tl.max(end, 0)
+    if ADDITIVE:  # a line that keeps no key spans all of them
+        first = tl.where(end == 0, 0, first)
+        end = tl.where(end == 0, along, end)
+    tl.store(OUT + i.to(tl.int64) * 2, first)
+    tl.store(OUT + i.to(tl.int64) * 2 + 1, end)
 
 
 @triton.jit
@@ -44,9 +63,9 @@ def span(BOUNDS, base, lines64, line_ok, n_other, ALIGN: tl.constexpr):
 
 
 def mask_bounds(mask: torch.Tensor, by_rows: bool) -> tuple[torch.Tensor, int, int]:
-    """(bounds, batch stride, head stride) of a (B, H, L, S) boolean mask view (broadcast dims stride 0,
-    worked out once): per query row its kept keys' [first, last + 1) (by_rows), else per key the query
-    rows that keep it, as int32 pairs over the slices the mask really has."""
+    """(bounds, batch stride, head stride) of a (B, H, L, S) boolean or additive mask view (broadcast
+    dims stride 0, worked out once): per query row its kept keys' [first, last + 1) (by_rows), else per
+    key the query rows that keep it, as int32 pairs over the slices the mask really has."""
     B, H, L, S = mask.shape
     smb, smh, smm, smn = mask.stride()
     nb, nh = (B if smb else 1), (H if smh else 1)
@@ -65,6 +84,7 @@ def mask_bounds(mask: torch.Tensor, by_rows: bool) -> tuple[torch.Tensor, int, i
         smh,
         s_line,
         s_along,
+        ADDITIVE=mask.dtype != torch.bool,
         BLOCK=block,
     )
     return bounds, (nh * n * 2 if nb > 1 else 0), (n * 2 if nh > 1 else 0)

@@ -9,8 +9,8 @@ Hq/Hk (resp. Hq/Hv) consecutive query heads; batch dims broadcast.
 
 Both kernels keep a running max and sum per query row (online softmax), accumulate in fp32, work in
 base 2 (exp2 with log2(e) folded into the scale) and read q/k/v/mask through their strides. With a
-boolean mask the prefill kernel visits only the key tiles some row of its query tile keeps
-(`_mask_bounds`).
+mask the prefill kernel visits only the key tiles some row of its query tile keeps (`_mask_bounds`:
+true in a boolean mask, above -1e30 in an additive one, such as transformers' padded causal mask).
 """
 
 from __future__ import annotations
@@ -333,8 +333,8 @@ def _prefill_kernel(
         clean = S // BLOCK_N * BLOCK_N
     q_idx = offs_m
     n_keys = S
-    if MASK_KIND == 1:
-        # A boolean mask: only the keys [lo, end) some row of the tile keeps (BOUNDS: each row's span,
+    if MASK_KIND != 0:
+        # A mask: only the keys [lo, end) some row of the tile keeps (BOUNDS: each row's span,
         # `_mask_bounds`), lo a tile boundary. The loops see them as keys [0, hi - lo)
         # of shifted pointers, the causal compare and the key bound shifted alike.
         lo, end = span(BOUNDS, b * sbb + h.to(tl.int64) * sbh, rows64, row_ok, S, BLOCK_N)
@@ -854,8 +854,8 @@ def scaled_dot_product_attention(
     def grid(meta):
         return (cdiv(L, meta["BLOCK_M"]), B * Hq)
 
-    # a boolean mask's span of kept keys per query row (`_mask_bounds`): the kernel skips the rest
-    bounds = mask_bounds(m, by_rows=True) if mask_kind == 1 else (m, 0, 0)
+    # a mask's span of kept keys per query row (`_mask_bounds`): the kernel skips the rest
+    bounds = mask_bounds(m, by_rows=True) if mask_kind != 0 else (m, 0, 0)
     args = (q, k, v, m, o, *strides, *bounds, Hq, L, S, E, EV, Hq // Hk, Hq // Hv, scale_log2, next_pow2(L))
     consts = dict(
         CAUSAL=causal,
