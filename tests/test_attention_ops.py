@@ -30,14 +30,18 @@ def rand(*shape, dtype=torch.float32, gen=None):
     return torch.randn(*shape, generator=gen, device="cpu").to(dtype).to(dev())
 
 
+def attention_additive(q, k, v, mask):
+    """float64 softmax(q k^T / sqrt(E) + mask) v, as torch computes it; rows of -inf only give 0."""
+    q, k, v, mask = q.double().cpu(), k.double().cpu(), v.double().cpu(), mask.double().cpu()
+    s = (q @ k.transpose(-1, -2)) / q.shape[-1] ** 0.5 + mask
+    return torch.softmax(s, -1).nan_to_num(0.0) @ v
+
+
 def attention_math(q, k, v, keep):
     """float64 softmax(q k^T / sqrt(E)) v over the keys where `keep` is true;
     rows that keep nothing give 0."""
-    q, k, v = q.double().cpu(), k.double().cpu(), v.double().cpu()
-    s = (q @ k.transpose(-1, -2)) / q.shape[-1] ** 0.5
-    s = s.masked_fill(~keep.cpu(), -float("inf"))
-    p = torch.softmax(s, -1).nan_to_num(0.0)
-    return p @ v
+    keep = keep.cpu()
+    return attention_additive(q, k, v, torch.zeros(keep.shape).masked_fill(~keep, -float("inf")))
 
 
 def close(out, ref, tol=1e-5):
@@ -122,13 +126,6 @@ def test_prefill_skips_only_the_key_tiles_a_boolean_mask_removes(per_head, causa
     combined = keep & torch.ones(L, S, dtype=torch.bool).tril(0) if causal else keep
     close(out, attention_math(q, k, v, combined))
     assert (out[0, :, 9] == 0).all()
-
-
-def attention_additive(q, k, v, mask):
-    """float64 softmax(q k^T / sqrt(E) + mask) v, as torch computes it; rows of -inf only give 0."""
-    q, k, v, mask = q.double().cpu(), k.double().cpu(), v.double().cpu(), mask.double().cpu()
-    s = (q @ k.transpose(-1, -2)) / q.shape[-1] ** 0.5 + mask
-    return torch.softmax(s, -1).nan_to_num(0.0) @ v
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
