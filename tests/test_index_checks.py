@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import runpy
 import sys
+import weakref
 
 import pytest
 import torch
@@ -235,3 +236,38 @@ def test_a_flag_seen_later_names_the_call_that_set_it(monkeypatch):
             F.embedding(bad, w)
     monkeypatch.setattr(_index_check, "raise_if_set", real_read)
     index_select(w, 0, _i([0]))  # reported: the flag is clear again
+
+
+def test_kept_calls_do_not_keep_their_indices_alive():
+    """The calls kept to name a bad index hold their indices weakly: a CUDA graph's pool refuses a tensor
+    that outlives the graph's call (a compiled decode step's copy of its token ids was one)."""
+    w, x = _x(10, 4), _x(4, 5)
+    calls = {
+        "embedding, 2-D ids (a view inside the op)": lambda ids: embedding(ids, w),
+        "gather": lambda ids: gather(w, 1, ids.reshape(1, 2).expand(10, 2)),
+        "index_select": lambda ids: index_select(w, 0, ids.flatten()),
+        "cross_entropy": lambda ids: cross_entropy(x[:2], ids.flatten()),
+    }
+    for name, call in calls.items():
+        ids = _i([[1, 3]])
+        held = weakref.ref(ids)
+        call(ids)
+        assert _index_check._pending, name
+        del ids
+        assert held() is None, f"{name}: a kept call holds its indices"
+
+
+def test_an_error_whose_indices_are_freed_names_the_op(monkeypatch):
+    w = _x(10, 4)
+    workbench.ops.raise_pending()  # no earlier test's calls kept
+    monkeypatch.setattr(
+        _index_check, "raise_if_set", lambda device, message, op: _index_check._pending.append((op, message))
+    )
+    embedding(_i([[3, 12]]), w)  # sets the flag, unread; its ids are freed when the call returns
+    monkeypatch.undo()
+    backends.active().synchronize()
+    with pytest.raises(
+        _index_check.IndexOutOfRange, match="embedding, index_select: index out of range in self: .*freed"
+    ):
+        index_select(w, 0, _i([0]))
+    assert not _index_check.flag(DEV).item()

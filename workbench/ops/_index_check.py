@@ -12,8 +12,11 @@ the call itself raises; on a GPU the kernel usually has not, and the error is ra
 call, or `raise_pending()`, that sees the flag set: asynchronously, as CUDA's own device-side index
 asserts are (torch's native kernels report those at a later synchronisation). The error names the call
 that met the bad index: the last PENDING checked calls are kept, and on the error path the device is
-synchronised and each is tested. `use_ops` calls `raise_pending()` when it ends, so a run under the
-override cannot end with an unreported bad index. Other device types keep the flag in device memory and
+synchronised and each is tested. A kept call holds its indices weakly: it must not keep them alive (a
+CUDA graph's memory pool refuses a tensor that outlives the graph's call, such as the copy of a compiled
+decode step's token ids), so an error whose indices are gone names the op without the index. `use_ops`
+calls `raise_pending()` when it ends, so a run under the override cannot end with an unreported bad
+index. Other device types keep the flag in device memory and
 read it after every launch, which waits for the kernel (one synchronisation per call).
 
 WORKBENCH_INDEX_CHECK=0 turns the check off: the kernels skip the store at compile time, nobody reads
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import collections
 import os
+import weakref
 from collections.abc import Callable
 
 import torch
@@ -137,13 +141,31 @@ def _report(device: torch.device) -> None:
             raise IndexOutOfRange(text)
     ops = ", ".join(sorted({op for op, _ in calls})) or "an indexing op"
     raise IndexOutOfRange(
-        f"{ops}: index out of range in self: a call before the last {PENDING} checked "
-        "ones met an index outside its dimension"
+        f"{ops}: index out of range in self: a checked call met an index outside its dimension (its "
+        f"indices are freed, or it came before the last {PENDING} checked calls)"
     )
 
 
-def first_outside(index: torch.Tensor, size: int, allowed: int | None = None) -> int | None:
-    """The first value of `index` outside [0, size) other than `allowed`, or None."""
+def held_weakly(t: torch.Tensor) -> Callable[[], torch.Tensor | None]:
+    """A function giving `t` back while the tensor that owns its memory (its base, for a view made inside
+    an op) is alive, else None: a kept call must not keep its indices alive."""
+    if t._base is None:
+        return weakref.ref(t)
+    owner = weakref.ref(t._base)
+    size, stride, offset = t.size(), t.stride(), t.storage_offset()
+
+    def get() -> torch.Tensor | None:
+        base = owner()
+        return None if base is None else base.as_strided(size, stride, offset)
+
+    return get
+
+
+def first_outside(index: torch.Tensor | None, size: int, allowed: int | None = None) -> int | None:
+    """The first value of `index` outside [0, size) other than `allowed`, or None (None too for no
+    `index`: a weakly held one that is gone)."""
+    if index is None:
+        return None
     bad = (index < 0) | (index >= size)
     if allowed is not None:
         bad &= index != allowed
@@ -153,10 +175,11 @@ def first_outside(index: torch.Tensor, size: int, allowed: int | None = None) ->
 
 def out_of_bounds(op: str, index: torch.Tensor, dim: int, size: int) -> Callable[[], str | None]:
     """The message of an index outside dim `dim` of size `size`, in torch's words (both its phrasings),
-    or None when `index` has none."""
+    or None when `index` has none (or is freed by then: it is held weakly)."""
+    index = held_weakly(index)
 
     def message() -> str | None:
-        bad = first_outside(index, size)
+        bad = first_outside(index(), size)
         return (
             None
             if bad is None

@@ -208,9 +208,10 @@ def cross_entropy(
     )
     finish(out, losses, targets, ignore_index, reduction)
     if check:
+        held = _index_check.held_weakly(targets)
 
         def message() -> str | None:
-            bad = _index_check.first_outside(targets, n_classes, allowed=ignore_index)
+            bad = _index_check.first_outside(held(), n_classes, allowed=ignore_index)
             if bad is None:
                 return None
             return (
