@@ -76,11 +76,13 @@ for phase in $phases; do
       step 1 200 sdpa_check python3 -m workbench.cli check scaled_dot_product_attention --cases llm --dtype bf16 --no-progress --csv "$R/sdpa_check_llm.csv" &
       wait ;;
     verify)  # one GPU, about 10 min: the kernels that order their programs with a counter, argmax's NaN pass,
-             # the kernel profile of a CUDA graph replay and attention with its mask spans (tests on cuda), host
-             # cost per call and of the model through use_ops alone, then the peers; packed after each
+             # the kernel profile of a CUDA graph replay, a compiled decode step replayed as a CUDA graph and
+             # attention with its mask spans (tests on cuda), host cost per call and of the model through
+             # use_ops alone, then the peers; packed after each
       step 0 90 verify_tests python3 -m pytest -q -p no:cacheprovider tests/test_matmul_split_k.py \
         tests/test_index_checks.py tests/test_reduce_split.py tests/test_scratch.py \
-        tests/test_models.py::test_kernel_profile_sees_the_kernels_of_a_graph_replay
+        tests/test_models.py::test_kernel_profile_sees_the_kernels_of_a_graph_replay \
+        tests/test_compile.py::test_a_compiled_decode_step_replays_as_a_cuda_graph
       step 0 90 attention_tests python3 -m pytest -q -p no:cacheprovider tests/test_attention_ops.py
       step 0 200 host_cost python3 benchmarks/host_cost.py --out "$R/host" --rounds 3 --model --layers 18; pack
       step 0 280 peers python3 benchmarks/peers.py --out "$R/peers" --budget-s 240 --case-s 45 ;;

@@ -322,3 +322,50 @@ def test_fastest_keeps_a_node_native_unless_ours_is_faster_on_its_inputs(monkeyp
         torch.testing.assert_close(torch.compile(f, backend="workbench", options=options)(a), f(a))
     row = coverage().loc["aten::exp"]
     assert row.handled == 1 and row.fallback == 0
+
+
+@pytest.mark.gpu
+def test_a_compiled_decode_step_replays_as_a_cuda_graph():
+    """`cudagraphs` on CUDA: a decode step on a static cache warms up, records and replays with our ops
+    (CUDA graph trees refuse a tensor of the graph's pool that outlives the call: the index check once
+    kept the graph's copy of the token ids), each step's logits as eager's, fed eager's tokens."""
+    from workbench.models.measure import _static_cache, cache_kwarg
+
+    model = tiny("Qwen3")
+    batch, prompt, steps = 2, 8, 5
+    device = model.device
+    ids = torch.randint(0, 256, (batch, prompt), generator=torch.Generator().manual_seed(0)).to(device)
+    keys = torch.arange(prompt + steps, device=device)
+    cache = _static_cache(model, batch, prompt + steps)
+    kw = {cache_kwarg(model): cache, "use_cache": True, "logits_to_keep": 1}
+    compiled = torch.compile(
+        model,
+        backend="workbench",
+        dynamic=False,
+        options={"exclude": ["topk"], "cudagraphs": device.type == "cuda"},
+    )
+
+    def decode(forward, feed=None):
+        """(logits of each step [steps, batch, vocab] in fp32, the greedy tokens [steps, batch, 1])."""
+        cache.reset()
+        logits = model(input_ids=ids, cache_position=torch.arange(prompt, device=device), **kw).logits
+        tok, out, toks = logits[:, -1].argmax(-1, keepdim=True), [], []
+        for i in range(steps):
+            if feed is not None and i:
+                tok = feed[i - 1]
+            pos = torch.full((batch, 1), prompt + i, device=device)
+            mask = (keys[None, :] <= pos)[:, None, None, :]
+            step = forward(input_ids=tok, position_ids=pos, attention_mask=mask, cache_position=pos[0], **kw)
+            out.append(step.logits[:, -1].float())  # a copy: a replay overwrites the graph's output
+            tok = step.logits[:, -1].argmax(-1, keepdim=True)
+            toks.append(tok)
+        return torch.stack(out), toks
+
+    with torch.inference_mode():
+        native, tokens = decode(model)
+        ours, _ = decode(compiled, feed=tokens)
+        ours_again, _ = decode(compiled, feed=tokens)  # replays only
+    for step, (n, o) in enumerate(zip(native, ours)):
+        assert float((o - n).norm() / n.norm()) < 2e-2, f"step {step}"
+    torch.testing.assert_close(ours_again, ours, rtol=0, atol=0)
+    assert coverage().loc["aten::embedding", "handled"] > 0
