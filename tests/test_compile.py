@@ -2,7 +2,8 @@
 
 Tiny one-layer transformers models of three architectures (Qwen3, Llama, Mistral) compile with
 `fullgraph=True`; the backend's inner compiler is "eager" here (our kernels run in the Triton
-interpreter either way; one test runs inductor) so that the module stays quick.
+interpreter either way; one test runs inductor, and on CUDA a decode step replays as a CUDA graph) so
+that the module stays quick.
 """
 
 import pytest
