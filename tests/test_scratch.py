@@ -43,6 +43,16 @@ class _FakeCuda:
     def __init__(self):
         self.default, self.side = _FakeStream(0), _FakeStream(7)
         self.current, self.capturing, self.made_on = self.side, False, []
+        self.device_index = 3  # a thread's current device; a new thread's is 0, as in CUDA
+
+    def current_device(self):
+        return self.device_index
+
+    @contextlib.contextmanager
+    def device(self, index):
+        before, self.device_index = self.device_index, index
+        yield
+        self.device_index = before
 
     def current_stream(self, device):
         return self.current
@@ -86,3 +96,43 @@ def test_kept_sets_are_made_on_the_default_stream_and_captures_get_their_own(mon
     assert _scratch.kept("t", device) is kept  # and not kept
     fake.current = fake.default
     assert _scratch.kept("t", device) is None  # one set per stream
+
+
+def test_kept_memory_is_made_on_a_helper_thread_on_the_callers_device(monkeypatch):
+    """`outside_graph_pools`: not this thread (a CUDA graph's warm-up takes its allocations), the default
+    stream, the caller's current device when the device names none; the caller's stream waits."""
+    fake = _FakeCuda()
+    monkeypatch.setattr(_scratch, "_device_module", lambda device: fake)
+    seen = []
+
+    def make():
+        seen.append((threading.get_ident(), fake.current.stream_id, fake.device_index))
+        return "made"
+
+    assert _scratch.outside_graph_pools(torch.device("cuda"), make) == "made"
+    assert seen == [(seen[0][0], 0, 3)] and seen[0][0] != threading.get_ident()
+    assert fake.side.waited == [fake.default]
+    _scratch.outside_graph_pools(torch.device("cuda", 1), make)
+    assert seen[1][2] == 1 and fake.device_index == 3
+
+
+def test_the_timers_flush_buffer_is_made_outside_graph_pools(monkeypatch):
+    """Tuning may time a kernel during a CUDA graph's warm-up: the L2-flush buffer it keeps must not come
+    from the graph's pool."""
+    from types import SimpleNamespace
+
+    from workbench.profiling import timing
+
+    made = []
+
+    def spy(device, make):
+        made.append(device)
+        return make()
+
+    monkeypatch.setattr(timing, "_flush_buffers", {})
+    monkeypatch.setattr(timing, "outside_graph_pools", spy)
+    monkeypatch.setattr(timing, "FLUSH_BYTES", 64)
+    backend = SimpleNamespace(interpreted=False, name="fake", device=lambda: torch.device("cpu"))
+    timing._flush(backend)
+    timing._flush(backend)
+    assert made == [torch.device("cpu")] and timing._flush_buffers["fake"].numel() == 16

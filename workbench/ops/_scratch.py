@@ -4,10 +4,11 @@ last program resets the counters, so one set, made once per stream, serves every
 (launches on one stream run one after another; two streams get two sets).
 
 CUDA graphs need two exceptions, both about where the memory comes from:
-- a kept set is made on a helper thread, on the device's default stream: CUDA-graph trees run a
-  compiled model's warm-up with every allocation of the warming-up thread routed into the graph's
-  private pool, where a tensor that outlives the call is refused ("tensors in the cudagraph pool not
-  tracked as outputs"; a compiled training step's first matmul met it);
+- a kept set is made on a helper thread, on the device's default stream (`outside_graph_pools`, which
+  the timer's L2-flush buffer uses too): CUDA-graph trees run a compiled model's warm-up with every
+  allocation of the warming-up thread routed into the graph's private pool, where a tensor that outlives
+  the call is refused ("tensors in the cudagraph pool not tracked as outputs"; a compiled training
+  step's first matmul met it);
 - while a graph is being captured, nothing may run on another stream, so a set that does not exist yet
   (or is too small) is made for that launch alone: the graph's memory, its zeroing recorded in the
   graph, and not kept.
@@ -59,6 +60,26 @@ def _capturing(module) -> bool:
     return module is not None and getattr(module, "is_current_stream_capturing", lambda: False)()
 
 
+def outside_graph_pools(device: torch.device, make: Callable[[], object]):
+    """`make()` on a helper thread, on `device`'s default stream: memory kept across calls must not come
+    from a CUDA graph's private pool, which takes every allocation of the thread warming a graph up (where
+    a kernel's first call may make its scratch, or tune). The current stream waits for that stream."""
+    module = _device_module(device.type)
+    if module is None:
+        return make()
+    index = module.current_device() if device.index is None else device.index  # the caller's device
+    stream, default = module.current_stream(index), module.default_stream(index)
+
+    def on_default_stream():
+        with module.device(index), module.stream(default):
+            return make()
+
+    with ThreadPoolExecutor(1) as helper:
+        made = helper.submit(on_default_stream).result()
+    stream.wait_stream(default)  # e.g. counters zeroed before a launch reads them
+    return made
+
+
 def scratch(
     name: str,
     device: torch.device,
@@ -76,18 +97,9 @@ def scratch(
         sizes = tuple(max(n, h) for n, h in zip(sizes, have[0]))
     if _capturing(module):
         return make(sizes)
-    if module is None:
-        tensors = make(sizes)
-    else:
-        stream, default = module.current_stream(device), module.default_stream(device)
-
-        def on_default_stream():
-            with module.stream(default):
-                return make(sizes)
-
-        with ThreadPoolExecutor(1) as helper:  # not this thread: its allocations may go to a graph's pool
-            tensors = helper.submit(on_default_stream).result()
-        stream.wait_stream(default)  # the zeroing is done before the launch reads the counters
+    tensors = outside_graph_pools(device, lambda: make(sizes))
+    if module is not None:
+        stream = module.current_stream(device)
         for old in have[1] if have is not None else ():
             old.record_stream(stream)  # not reused before the launches already queued on it end
     _kept[key] = (sizes, tensors)

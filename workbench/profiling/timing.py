@@ -31,6 +31,7 @@ import torch
 
 from workbench import backends
 from workbench.backends import Backend
+from workbench.ops._scratch import outside_graph_pools
 
 FLUSH_BYTES = 256 * 1024 * 1024
 CHUNK = 64  # timed calls queued behind one device hold
@@ -103,9 +104,10 @@ def _flush(backend: Backend) -> None:
     if backend.interpreted:  # no device cache worth flushing, and the host cache is not ours to control
         return
     buf = _flush_buffers.get(backend.name)
-    if buf is None:
-        buf = _flush_buffers[backend.name] = torch.empty(
-            FLUSH_BYTES // 4, dtype=torch.int32, device=backend.device()
+    if buf is None:  # kept: made outside any CUDA graph's pool (tuning may run in a graph's warm-up)
+        device = backend.device()
+        buf = _flush_buffers[backend.name] = outside_graph_pools(
+            device, lambda: torch.empty(FLUSH_BYTES // 4, dtype=torch.int32, device=device)
         )
     buf.zero_()
 
