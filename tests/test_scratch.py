@@ -45,14 +45,18 @@ class _FakeCuda:
         self.current, self.capturing, self.made_on = self.side, False, []
         self.device_index = 3  # a thread's current device; a new thread's is 0, as in CUDA
 
+    @contextlib.contextmanager
+    def _set(self, attribute, value):
+        before = getattr(self, attribute)
+        setattr(self, attribute, value)
+        yield
+        setattr(self, attribute, before)
+
     def current_device(self):
         return self.device_index
 
-    @contextlib.contextmanager
     def device(self, index):
-        before, self.device_index = self.device_index, index
-        yield
-        self.device_index = before
+        return self._set("device_index", index)
 
     def current_stream(self, device):
         return self.current
@@ -60,11 +64,8 @@ class _FakeCuda:
     def default_stream(self, device):
         return self.default
 
-    @contextlib.contextmanager
     def stream(self, s):
-        before, self.current = self.current, s
-        yield
-        self.current = before
+        return self._set("current", s)
 
     def is_current_stream_capturing(self):
         return self.capturing
