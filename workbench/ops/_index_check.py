@@ -16,8 +16,8 @@ synchronised and each is tested. A kept call holds its indices weakly: it must n
 CUDA graph's memory pool refuses a tensor that outlives the graph's call, such as the copy of a compiled
 decode step's token ids), so an error whose indices are gone names the op without the index. `use_ops`
 calls `raise_pending()` when it ends, so a run under the override cannot end with an unreported bad
-index. Other device types keep the flag in device memory and
-read it after every launch, which waits for the kernel (one synchronisation per call).
+index. Other device types keep the flag in device memory and read it after every launch, which waits
+for the kernel (one synchronisation per call).
 
 WORKBENCH_INDEX_CHECK=0 turns the check off: the kernels skip the store at compile time, nobody reads
 the flag, and an out-of-range index then reads nothing (0, a NaN embedding row, a NaN loss). The flag in
