@@ -3,7 +3,7 @@
 # then the collectives benchmark on both; `final` runs the release set on a 4-GPU machine. Each step has its own time limit; results are packed into
 # $OUT/results.tgz after every phase, so a cut-short run still returns what it measured. Usage:
 #   WORKBENCH_COMMIT=$(git rev-parse HEAD) OUT=out bash benchmarks/gpu_all.sh [phase1] [comm] [phase2] [tune] [final]
-#     [release] [bench] [check] [host] [ops] [verify] [train] [rows] [pt2] [repro]
+#     [release] [bench] [check] [host] [ops] [verify] [host_cost] [train] [rows] [pt2] [repro]
 # Compiled kernels and tuning choices outlive the machine: a carried .gpu-cache/cache.tgz (Triton's binaries and
 # metadata, and the tuning store, at the same absolute paths) is unpacked first, and both are packed back into
 # $OUT/cache.tgz with the results (pt2 records how warm they were when it began).
@@ -69,22 +69,23 @@ for phase in $phases; do
       grep "^backend" "$R/check.log" ;;
     host)  # host overhead per op, alone on GPU 0
       step 0 150 host_overhead env WORKBENCH_AUTOTUNE=0 python3 benchmarks/host_overhead.py --out "$R/host" ;;
+    host_cost)  # one GPU, about 3.5 min: host cost per call and of the model through use_ops alone
+      step 0 200 host_cost python3 benchmarks/host_cost.py --out "$R/host" --rounds 3 --model --layers 18 ;;
     ops)  # the op bench of $BENCH_OPS alone on GPU 0
       step 0 300 bench python3 benchmarks/run_bench.py --out "$R/bench" --ops $BENCH_OPS ;;
     bench)  # the op bench alone (GPU 0); the attention llm cases checked with native's error beside (GPU 1)
       step 0 330 bench python3 benchmarks/run_bench.py --out "$R/bench" &
       step 1 200 sdpa_check python3 -m workbench.cli check scaled_dot_product_attention --cases llm --dtype bf16 --no-progress --csv "$R/sdpa_check_llm.csv" &
       wait ;;
-    verify)  # one GPU, about 10 min: the kernels that order their programs with a counter, argmax's NaN pass,
+    verify)  # one GPU, about 8 min: the kernels that order their programs with a counter, argmax's NaN pass,
              # the kernel profile of a CUDA graph replay, a compiled decode step replayed as a CUDA graph and
-             # attention with its mask spans (tests on cuda), host cost per call and of the model through
-             # use_ops alone, then the peers; packed after each
+             # attention with its mask spans (tests on cuda), then the peers; packed after each
       step 0 90 verify_tests python3 -m pytest -q -p no:cacheprovider tests/test_matmul_split_k.py \
         tests/test_index_checks.py tests/test_reduce_split.py tests/test_scratch.py \
         tests/test_models.py::test_kernel_profile_sees_the_kernels_of_a_graph_replay \
         tests/test_compile.py::test_a_compiled_decode_step_replays_as_a_cuda_graph
       step 0 90 attention_tests python3 -m pytest -q -p no:cacheprovider tests/test_attention_ops.py
-      step 0 200 host_cost python3 benchmarks/host_cost.py --out "$R/host" --rounds 3 --model --layers 18; pack
+      pack
       step 0 280 peers python3 benchmarks/peers.py --out "$R/peers" --budget-s 240 --case-s 45 ;;
     train)  # one GPU, up to $TRAIN_LIMIT_S (9.5 min): the training step, most of it the first step's compiling
             # and tuning (about 5 min cold on an H100, 3-4 with a carried .gpu-cache; TRAIN_AUTOTUNE=0 takes the
