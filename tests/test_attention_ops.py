@@ -157,19 +157,60 @@ def test_prefill_skips_only_the_key_tiles_an_additive_mask_removes(dtype, causal
     assert (out[1, :, 20] == 0).all()
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("additive", [False, True])
+@pytest.mark.parametrize("causal", [False, True])
+def test_plain_mask_rows_give_torchs_answer(dtype, additive, causal):
+    """Masks whose rows each keep one run of keys with nothing added (transformers' padded causal mask,
+    sliding windows) are run from their spans without reading the mask, tile by tile; tiles holding a row
+    that is not plain (no key kept, a run cut by is_causal before it starts, a bias) read the mask. Every
+    row is torch's answer."""
+    gen = torch.Generator().manual_seed(7)
+    # sizes past one query tile of the GPU's configs (64 or 128 rows), or of the interpreter's (32)
+    B, H, (L, S) = 2, 2, ((70, 75) if backends.active().interpreted else (300, 310))
+    q, k, v = (rand(B, H, n, 16, gen=gen, dtype=dtype) for n in (L, S, S))
+    i, j = torch.arange(L)[:, None], torch.arange(S)[None, :]
+    keep = torch.zeros(B, H, L, S, dtype=torch.bool)
+    keep[0] = j <= i + S - L  # causal over a cache of S - L earlier keys...
+    keep[0, :, :, :9] = False  # ...left-padded by 9 keys
+    keep[0, 1, L - 30 : L - 22] = False
+    keep[0, 1, L - 30 : L - 22, L - 20 : L - 10] = True  # runs after their rows: is_causal leaves no key
+    keep[1] = _band(L, S, 20, gen, H)  # ragged run starts within each query tile
+    keep[1, 1, 40] = False  # a row with no key
+    keep[1, 1, 50, 30:35] = True  # a run with a hole
+    low = torch.finfo(dtype).min
+    mask = torch.zeros(B, H, L, S).masked_fill(~keep, low).to(dtype) if additive else keep
+    if additive:
+        mask[1, 0, 60, 55] = 0.25  # a kept key with a bias
+    out = ops.scaled_dot_product_attention(q, k, v, attn_mask=mask.to(dev()), is_causal=causal)
+    ref_mask = mask.float() if additive else torch.zeros(keep.shape).masked_fill(~keep, -float("inf"))
+    if causal:
+        ref_mask = ref_mask.masked_fill(j > i, -float("inf"))
+    close(out, attention_additive(q, k, v, ref_mask), tol=1e-5 if dtype == torch.float32 else 2e-2)
+
+
 def test_mask_bounds_of_an_additive_mask():
-    """An additive mask keeps a key where its value is above -1e30; a row that keeps none spans all keys."""
+    """An additive mask keeps a key where its value is above -1e30; a row that keeps none spans all keys.
+    A row is plain when it keeps one run of keys and adds exactly 0 to each (no NaN anywhere)."""
     from workbench.ops import _mask_bounds
 
-    mask = torch.zeros(1, 1, 3, 40)
-    mask[0, 0, 0, :10] = torch.finfo(torch.float32).min
+    low = torch.finfo(torch.float32).min
+    mask = torch.zeros(1, 1, 6, 40)
+    mask[0, 0, 0, :10] = low
     mask[0, 0, 0, 30:] = -float("inf")
     mask[0, 0, 1] = -float("inf")
-    mask[0, 0, 2, :] = torch.finfo(torch.float32).min
-    mask[0, 0, 2, 17] = -9.9e29
+    mask[0, 0, 2, :] = low
+    mask[0, 0, 2, 17] = -9.9e29  # kept, but adds something
+    mask[0, 0, 3, :5] = low
+    mask[0, 0, 3, 12] = low  # a hole in the run
+    mask[0, 0, 3, 25:] = low
+    mask[0, 0, 4, 3] = 0.5
+    mask[0, 0, 5, 20:] = low
+    mask[0, 0, 5, 30] = float("nan")
+    want = [[10, 30, 1], [0, 40, 0], [17, 18, 0], [5, 25, 0], [0, 40, 0], [0, 20, 0]]
     for dtype in (torch.float32, torch.bfloat16):
         bounds = _mask_bounds.mask_bounds(mask.to(dev(), dtype), by_rows=True)[0]
-        assert bounds[0, 0].cpu().tolist() == [[10, 30], [0, 40], [17, 18]]
+        assert bounds[0, 0].cpu().tolist() == want
 
 
 @pytest.mark.parametrize("L,causal", [(1, False), (4, True)])
@@ -308,21 +349,29 @@ def test_flash_backward_with_a_boolean_mask_matches_float64(kind, causal, dtype)
 
 def test_mask_bounds_give_each_line_its_first_and_last_kept_index():
     """Per query row the kept keys' [first, last + 1), per key the rows keeping it; (n, 0) where none;
-    one slice per batch or head the mask really has (broadcast dims: stride 0)."""
+    whether the line keeps one unbroken run; one slice per batch or head the mask really has (broadcast
+    dims: stride 0)."""
     from workbench.ops import _mask_bounds
 
     gen = torch.Generator().manual_seed(3)
     keep = torch.rand(2, 1, 9, 70, generator=gen) > 0.8
     keep[1, 0, 4] = False
     keep[0, 0, :, 66] = False
+    keep[0, 0, 2] = False
+    keep[0, 0, 2, 7:19] = True  # one run
+    keep[1, 0, 5] = False
+    keep[1, 0, 5, 40] = True  # one key
     view = keep.to(dev()).expand(2, 3, 9, 70)
     for by_rows, lines in ((True, keep[:, 0]), (False, keep[:, 0].transpose(1, 2))):
         bounds, sb, sh = _mask_bounds.mask_bounds(view, by_rows)
-        assert bounds.shape == (2, 1, lines.shape[1], 2) and sh == 0 and sb == lines.shape[1] * 2
+        assert bounds.shape == (2, 1, lines.shape[1], 3) and sh == 0 and sb == lines.shape[1] * 3
         idx = torch.arange(lines.shape[2])
         first = torch.where(lines, idx, lines.shape[2]).amin(-1)
         end = torch.where(lines, idx + 1, 0).amax(-1)
-        assert torch.equal(bounds[:, 0].cpu(), torch.stack([first, end], -1).int())
+        count = lines.sum(-1)
+        plain = (count > 0) & (count == end - first)
+        assert torch.equal(bounds[:, 0].cpu(), torch.stack([first, end, plain], -1).int())
+        assert not by_rows or (plain[0, 2] and plain[1, 5] and not plain[1, 4])
 
 
 def test_flash_backward_takes_only_4d_inputs_unmasked_or_boolean():

@@ -37,7 +37,7 @@ from ._common import (
 )
 from ._launch import Site, autotune, launch
 from ._library import backward_op, generic
-from ._mask_bounds import mask_bounds, span
+from ._mask_bounds import line_spans, mask_bounds, span
 from ._shapes import broadcast, cdiv, next_pow2
 from ._tuning import Tuner
 from .spec import DEFAULT_TOLERANCE, Case, Cost, OpSpec, input_grads, nbytes, numel, randn, register
@@ -68,6 +68,8 @@ def _attend(
     v_ptrs,
     mask_rows,
     q_idx,
+    first,
+    end,
     row_ok,
     offs_n,
     d_ok,
@@ -90,13 +92,14 @@ def _attend(
 ):
     """Fold keys [lo, hi) into (acc, l_i, m_i). k_ptrs/v_ptrs point at key `lo`.
 
-    MASK_KIND: 0 none, 1 boolean (keep where true), 2 additive. BOUNDS masks keys >= S. GUARD keeps a
-    row whose keys so far are all masked at zero instead of NaN. EVEN_D / EVEN_DV: E / EV fill their tiles.
+    MASK_KIND: 0 none, 1 boolean (keep where true), 2 additive, 3 each row's run of keys [first, end)
+    (a plain mask, not read). BOUNDS masks keys >= S. GUARD keeps a row whose keys so far are all masked
+    at zero instead of NaN. EVEN_D / EVEN_DV: E / EV fill their tiles.
     """
     for start in range(lo, hi, BLOCK_N):
         cols = start + offs_n
         col_ok = cols < S
-        if MASK_KIND != 0:  # issued first: its latency hides behind the k load and the dot
+        if MASK_KIND == 1 or MASK_KIND == 2:  # issued first: its latency hides behind the k load and the dot
             mv = tl.load(
                 mask_rows + cols[None, :] * stride_mn, mask=row_ok[:, None] & col_ok[None, :], other=0
             )
@@ -125,6 +128,9 @@ def _attend(
             elif MASK_KIND == 2:
                 mv = mv.to(tl.float32)
                 s = s + tl.where(mv == -float("inf"), mv, tl.maximum(mv * 1.4426950408889634, -3.0e38))
+            elif MASK_KIND == 3:
+                in_run = (cols[None, :] >= first[:, None]) & (cols[None, :] < end[:, None])
+                s = tl.where(in_run, s, -float("inf"))
             if CAUSAL:
                 s = tl.where(cols[None, :] <= q_idx[:, None], s, -float("inf"))
             if BOUNDS:
@@ -196,6 +202,8 @@ def attend_rows(
         v_base,
         mask_rows,
         q_idx,
+        q_idx,  # first, end: MASK_KIND 3 only
+        q_idx,
         row_ok,
         offs_n,
         d_ok,
@@ -226,6 +234,8 @@ def attend_rows(
         v_base + clean64 * stride_vn,
         mask_rows,
         q_idx,
+        q_idx,
+        q_idx,
         row_ok,
         offs_n,
         d_ok,
@@ -241,6 +251,144 @@ def attend_rows(
         MASK_KIND=MASK_KIND,
         BOUNDS=True,
         GUARD=GUARD_EDGE,
+        UPCAST=UPCAST,
+        EVEN_D=EVEN_D,
+        EVEN_DV=EVEN_DV,
+        BLOCK_N=BLOCK_N,
+    )
+    return acc / tl.where(l_i == 0.0, 1.0, l_i)[:, None]
+
+
+@triton.jit
+def _attend_plain(
+    q,
+    k_base,
+    v_base,
+    q_idx,
+    first,
+    end,
+    row_ok,
+    offs_n,
+    d_ok,
+    dv_ok,
+    hi,
+    S,
+    stride_kn,
+    stride_vn,
+    scale_log2,
+    CAUSAL: tl.constexpr,
+    UPCAST: tl.constexpr,
+    EVEN_D: tl.constexpr,
+    EVEN_DV: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_DV: tl.constexpr,
+):
+    """`attend_rows` for a tile whose rows each keep one run of keys [first, end) with nothing added to
+    them (plain mask rows, `_mask_bounds`), each run holding a key the row may see: the mask is not read.
+    Keys [c0, c1), which every row keeps, are folded without a compare; the tiles before and after
+    compare each key with its row's run (is_causal and S cut the runs first)."""
+    if CAUSAL:
+        end = tl.minimum(end, q_idx + 1)
+    end = tl.minimum(end, S)
+    every_first = tl.max(tl.where(row_ok, first, 0), 0)
+    every_end = tl.min(tl.where(row_ok, end, S), 0)
+    c0 = tl.minimum((every_first + BLOCK_N - 1) // BLOCK_N * BLOCK_N, hi // BLOCK_N * BLOCK_N)
+    c1 = tl.maximum(c0, tl.minimum(every_end, hi) // BLOCK_N * BLOCK_N)
+    acc = tl.zeros([BLOCK_M, BLOCK_DV], dtype=tl.float32)
+    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+    m_i = tl.full([BLOCK_M], -float("inf"), dtype=tl.float32)
+    # (mask_rows and stride_mn: unread with MASK_KIND 0 and 3)
+    acc, l_i, m_i = _attend(
+        acc,
+        l_i,
+        m_i,
+        q,
+        k_base,
+        v_base,
+        k_base,
+        q_idx,
+        first,
+        end,
+        row_ok,
+        offs_n,
+        d_ok,
+        dv_ok,
+        0,
+        c0,
+        S,
+        stride_kn,
+        stride_vn,
+        0,
+        scale_log2,
+        CAUSAL=False,
+        MASK_KIND=3,
+        BOUNDS=False,
+        GUARD=True,
+        UPCAST=UPCAST,
+        EVEN_D=EVEN_D,
+        EVEN_DV=EVEN_DV,
+        BLOCK_N=BLOCK_N,
+    )
+    c0_64 = tl.cast(c0, tl.int64)
+    acc, l_i, m_i = _attend(
+        acc,
+        l_i,
+        m_i,
+        q,
+        k_base + c0_64 * stride_kn,
+        v_base + c0_64 * stride_vn,
+        k_base,
+        q_idx,
+        first,
+        end,
+        row_ok,
+        offs_n,
+        d_ok,
+        dv_ok,
+        c0,
+        c1,
+        S,
+        stride_kn,
+        stride_vn,
+        0,
+        scale_log2,
+        CAUSAL=False,
+        MASK_KIND=0,
+        BOUNDS=False,
+        GUARD=False,
+        UPCAST=UPCAST,
+        EVEN_D=EVEN_D,
+        EVEN_DV=EVEN_DV,
+        BLOCK_N=BLOCK_N,
+    )
+    c1_64 = tl.cast(c1, tl.int64)
+    acc, l_i, m_i = _attend(
+        acc,
+        l_i,
+        m_i,
+        q,
+        k_base + c1_64 * stride_kn,
+        v_base + c1_64 * stride_vn,
+        k_base,
+        q_idx,
+        first,
+        end,
+        row_ok,
+        offs_n,
+        d_ok,
+        dv_ok,
+        c1,
+        hi,
+        S,
+        stride_kn,
+        stride_vn,
+        0,
+        scale_log2,
+        CAUSAL=False,
+        MASK_KIND=3,
+        BOUNDS=True,
+        GUARD=True,
         UPCAST=UPCAST,
         EVEN_D=EVEN_D,
         EVEN_DV=EVEN_DV,
@@ -333,11 +481,13 @@ def _prefill_kernel(
         clean = S // BLOCK_N * BLOCK_N
     q_idx = offs_m
     n_keys = S
+    plain = False
     if MASK_KIND != 0:
         # A mask: only the keys [lo, end) some row of the tile keeps (BOUNDS: each row's span,
         # `_mask_bounds`), lo a tile boundary. The loops see them as keys [0, hi - lo)
         # of shifted pointers, the causal compare and the key bound shifted alike.
-        lo, end = span(BOUNDS, b * sbb + h.to(tl.int64) * sbh, rows64, row_ok, S, BLOCK_N)
+        bounds_base = b * sbb + h.to(tl.int64) * sbh
+        lo, end = span(BOUNDS, bounds_base, rows64, row_ok, S, BLOCK_N)
         hi = tl.maximum(tl.minimum(hi, end), lo)
         clean = lo + (tl.minimum(tl.maximum(clean, lo), hi) - lo) // BLOCK_N * BLOCK_N
         lo64 = lo.to(tl.int64)
@@ -348,33 +498,67 @@ def _prefill_kernel(
         n_keys -= lo
         clean -= lo
         hi -= lo
-    out = attend_rows(
-        q,
-        k_base,
-        v_base,
-        mask_rows,
-        q_idx,
-        row_ok,
-        offs_n,
-        d_ok,
-        dv_ok,
-        clean,
-        hi,
-        n_keys,
-        skn,
-        svn,
-        smn,
-        scale_log2,
-        CAUSAL,
-        MASK_KIND,
-        MASK_KIND != 0,
-        UPCAST,
-        EVEN_D,
-        EVEN_DV,
-        BLOCK_M,
-        BLOCK_N,
-        BLOCK_DV,
-    )
+        # Plain rows (one run of keys, nothing added) need no mask read where the whole tile has them.
+        # With is_causal a run must start at or before its row, or torch's answer is not the run's.
+        first, row_end, row_plain = line_spans(BOUNDS, bounds_base, rows64, row_ok, S)
+        if CAUSAL:
+            row_plain &= first <= offs_m
+        plain = tl.min(row_plain.to(tl.int32), 0) != 0
+        first -= lo
+        row_end -= lo
+    if plain:
+        out = _attend_plain(
+            q,
+            k_base,
+            v_base,
+            q_idx,
+            first,
+            row_end,
+            row_ok,
+            offs_n,
+            d_ok,
+            dv_ok,
+            hi,
+            n_keys,
+            skn,
+            svn,
+            scale_log2,
+            CAUSAL,
+            UPCAST,
+            EVEN_D,
+            EVEN_DV,
+            BLOCK_M,
+            BLOCK_N,
+            BLOCK_DV,
+        )
+    else:
+        out = attend_rows(
+            q,
+            k_base,
+            v_base,
+            mask_rows,
+            q_idx,
+            row_ok,
+            offs_n,
+            d_ok,
+            dv_ok,
+            clean,
+            hi,
+            n_keys,
+            skn,
+            svn,
+            smn,
+            scale_log2,
+            CAUSAL,
+            MASK_KIND,
+            MASK_KIND != 0,
+            UPCAST,
+            EVEN_D,
+            EVEN_DV,
+            BLOCK_M,
+            BLOCK_N,
+            BLOCK_DV,
+        )
     tl.store(
         Out + b * sob + h.to(tl.int64) * soh + rows64[:, None] * som + offs_dv[None, :] * sod,
         out.to(Out.dtype.element_ty),
@@ -499,6 +683,8 @@ def _split_kernel(
         k_ptrs,
         v_ptrs,
         mask_rows,
+        qi,
+        qi,  # first, end: MASK_KIND 3 only
         qi,
         row_ok,
         offs_n,
@@ -1076,12 +1262,13 @@ def _finfo_mask(q_shape, L, S, dtype, device, gen):
     return torch.zeros((L, S), dtype=dtype, device=device).masked_fill(~keep, torch.finfo(dtype).min)
 
 
-def _decode_causal_mask(q_shape, L, S, dtype, device, gen):
-    """Bottom-right causal mask for L new tokens at the end of an S-token cache, as a bool tensor."""
+def _causal_bool_mask(q_shape, L, S, dtype, device, gen):
+    """Bottom-right causal mask for L new tokens at the end of an S-token cache, as a bool tensor (with
+    L == S the causal mask transformers gives a compiled model)."""
     return torch.ones((L, S), dtype=torch.bool, device=device).tril(S - L)
 
 
-def _decode_additive_mask(q_shape, L, S, dtype, device, gen):
+def _causal_additive_mask(q_shape, L, S, dtype, device, gen):
     keep = torch.ones((L, S), dtype=torch.bool, device=device).tril(S - L)
     return torch.zeros((q_shape[0], 1, L, S), dtype=dtype, device=device).masked_fill(~keep, -float("inf"))
 
@@ -1090,8 +1277,8 @@ _MASKS = {
     "bool": _bool_mask,
     "float": _float_mask,
     "finfo": _finfo_mask,
-    "decode-bool": _decode_causal_mask,
-    "decode-float": _decode_additive_mask,
+    "causal-bool": _causal_bool_mask,
+    "causal-float": _causal_additive_mask,
 }
 
 _BIG_S = 2**24 + 3  # one head of 2**24 + 3 keys x 128: K and V each past 2**31 elements
@@ -1124,9 +1311,9 @@ def _cases():
                 (2, 4, 3, 16),
                 (2, 1, 41, 16),
                 gqa=True,
-                mask="decode-bool",
+                mask="causal-bool",
             ),
-            _case("decode q=2 additive mask", (2, 2, 2, 16), (2, 2, 33, 16), mask="decode-float"),
+            _case("decode q=2 additive mask", (2, 2, 2, 16), (2, 2, 33, 16), mask="causal-float"),
             _case("decode q=4 causal (top-left)", (1, 2, 4, 16), (1, 2, 30, 16), causal=True),
             _case("decode gqa k/v heads differ", (1, 4, 1, 16), (1, 2, 20, 16), (1, 1, 20, 16), gqa=True),
             _case("zero batch", (0, 2, 5, 16), (0, 2, 5, 16)),
@@ -1157,6 +1344,13 @@ def _cases():
                 gqa=True,
                 mask="finfo",
             ),
+            _case(
+                "prefill causal bool mask 1x32x2048x128 kv8",
+                (1, 32, 2048, 128),
+                (1, 8, 2048, 128),
+                gqa=True,
+                mask="causal-bool",
+            ),
             *[
                 _case(f"decode b{b} 1x32 kv8x2048", (b, 32, 1, 128), (b, 8, 2048, 128), gqa=True)
                 for b in (1, 8, 64)
@@ -1166,7 +1360,7 @@ def _cases():
                 (8, 32, 4, 128),
                 (8, 8, 2048, 128),
                 gqa=True,
-                mask="decode-bool",
+                mask="causal-bool",
             ),
         ],
     }
