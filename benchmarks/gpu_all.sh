@@ -77,16 +77,19 @@ for phase in $phases; do
       step 0 330 bench python3 benchmarks/run_bench.py --out "$R/bench" &
       step 1 200 sdpa_check python3 -m workbench.cli check scaled_dot_product_attention --cases llm --dtype bf16 --no-progress --csv "$R/sdpa_check_llm.csv" &
       wait ;;
-    verify)  # one GPU, about 8 min: the kernels that order their programs with a counter, argmax's NaN pass,
+    verify)  # one GPU, about 9 min: the kernels that order their programs with a counter, argmax's NaN pass,
              # the kernel profile of a CUDA graph replay, a compiled decode step replayed as a CUDA graph and
-             # attention with its mask spans (tests on cuda), then the peers; packed after each
+             # attention with its mask spans (tests on cuda), then attention beside the peers, then every
+             # case beside them as the budget allows; packed after each
       step 0 90 verify_tests python3 -m pytest -q -p no:cacheprovider tests/test_matmul_split_k.py \
         tests/test_index_checks.py tests/test_reduce_split.py tests/test_scratch.py \
         tests/test_models.py::test_kernel_profile_sees_the_kernels_of_a_graph_replay \
         tests/test_compile.py::test_a_compiled_decode_step_replays_as_a_cuda_graph
       step 0 90 attention_tests python3 -m pytest -q -p no:cacheprovider tests/test_attention_ops.py
       pack
-      step 0 280 peers python3 benchmarks/peers.py --out "$R/peers" --budget-s 240 --case-s 45 ;;
+      step 0 130 peers_sdpa python3 benchmarks/peers.py --out "$R/peers_sdpa" --only scaled_dot_product_attention \
+        --budget-s 110 --case-s 40; pack
+      step 0 220 peers python3 benchmarks/peers.py --out "$R/peers" --budget-s 190 --case-s 45 ;;
     train)  # one GPU, up to $TRAIN_LIMIT_S (9.5 min): the training step, most of it the first step's compiling
             # and tuning (about 5 min cold on an H100, 3-4 with a carried .gpu-cache; TRAIN_AUTOTUNE=0 takes the
             # first fitting config of every tuned kernel, untimed). $TRAIN_ARGS: the options (default: the run
