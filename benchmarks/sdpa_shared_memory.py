@@ -44,10 +44,12 @@ def shared_bytes(dtype: str, mask_kind: int, config: triton.Config) -> int:
         BLOCK_DV=128,
         **config.kwargs,
     )
-    pointers = {"Q", "K", "V", "M", "Out", "BOUNDS"}
+    pointers = {"Q", "K", "V", "M", "Out"}
     signature = {
         name: "constexpr"
         if name in consts
+        else "*i32"
+        if name == "BOUNDS"
         else f"*{dtype}"
         if name in pointers
         else "fp32"

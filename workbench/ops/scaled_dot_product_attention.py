@@ -481,7 +481,6 @@ def _prefill_kernel(
         clean = S // BLOCK_N * BLOCK_N
     q_idx = offs_m
     n_keys = S
-    plain = False
     if MASK_KIND != 0:
         # A mask: only the keys [lo, end) some row of the tile keeps (BOUNDS: each row's span,
         # `_mask_bounds`), lo a tile boundary. The loops see them as keys [0, hi - lo)
@@ -506,6 +505,9 @@ def _prefill_kernel(
         plain = tl.min(row_plain.to(tl.int32), 0) != 0
         first -= lo
         row_end -= lo
+    else:
+        plain: tl.constexpr = False  # annotated: a plain `= False` would be a tensor, and the `if` below
+        # would then compile the plain path into the unmasked kernel (where `first` is not defined)
     if plain:
         out = _attend_plain(
             q,
