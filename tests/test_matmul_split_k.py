@@ -86,8 +86,8 @@ def test_split_k_slices_cover_k_once(gpu_like):
     """Integer-valued operands: the fp32 sums are exact, so a slice read twice or skipped would show."""
     gpu_like(_split(16, 32, 32, 8))
     for k in (2 * 8 * 32, 2 * 8 * 32 + 7, 513):
-        a = torch.randint(-3, 4, (7, k)).float()
-        b = torch.randint(-3, 4, (k, 40)).float()
+        a = torch.randint(-3, 4, (7, k)).float().to(backends.active().device())
+        b = torch.randint(-3, 4, (k, 40)).float().to(a.device)
         assert torch.equal(REGISTRY["mm"].impl(a, b), a @ b)
 
 

@@ -74,9 +74,8 @@ class _FakeCuda:
 def test_kept_sets_are_made_on_the_default_stream_and_captures_get_their_own(monkeypatch):
     fake = _FakeCuda()
     monkeypatch.setattr(_scratch, "_device_module", lambda device: fake)
-    monkeypatch.setattr(
-        torch._C, "_cuda_getCurrentRawStream", lambda index: fake.current.stream_id, raising=False
-    )
+    # (the stream query itself: torch's, looked up once per process, may be bound already)
+    monkeypatch.setattr(_scratch, "_raw_stream", lambda device_type: lambda index: fake.current.stream_id)
     device = torch.device("cuda", 0)
 
     threads = []
