@@ -42,6 +42,7 @@ def shared_bytes(dtype: str, mask_kind: int, config: triton.Config) -> int:
         EVEN_DV=True,
         BLOCK_D=128,
         BLOCK_DV=128,
+        TILES=2 if mask_kind else 0,  # with a mask: the launch that reads it (`_tile_launches`)
         **config.kwargs,
     )
     pointers = {"Q", "K", "V", "M", "Out"}

@@ -87,6 +87,34 @@ def test_cache_round_trip(cache):
 
 
 @triton.jit
+def _half_kernel(x, out, n, factor, BLOCK: tl.constexpr, HALF: tl.constexpr):
+    i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    if HALF == 0:
+        keep = i < n // 2
+    else:
+        keep = (i >= n // 2) & (i < n)
+    tl.store(out + i, tl.load(x + i, mask=keep) * factor, mask=keep)
+
+
+def test_a_call_of_several_launches_tunes_them_together(cache):
+    """`launches`: each call launches the kernel once per dict of constexprs, all under the chosen config,
+    and every candidate is timed as the whole call."""
+    store, choice = cache
+    t = _tuning.Tuner(
+        _half_kernel,
+        _tuned_kernel.CONFIGS,
+        key=["n"],
+        name="tests.half_kernel",
+        launches=lambda meta: ({"HALF": 0}, {"HALF": 1}),
+    )
+    x, out = _tuned_kernel.run(t)
+    assert torch.equal(out, 2 * x)  # both halves written
+    assert (choice.calls, t.best_config.kwargs["BLOCK"]) == (1, 64)
+    x, out = _tuned_kernel.run(t)  # from memory: still both launches
+    assert torch.equal(out, 2 * x)
+
+
+@triton.jit
 def _other_scale_kernel(x, out, n, factor, BLOCK: tl.constexpr):
     i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     tl.store(out + i, tl.load(x + i, mask=i < n) * factor + 0.0, mask=i < n)

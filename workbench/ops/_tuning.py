@@ -13,7 +13,9 @@ in order:
    dropped), then `measure.choose(candidates)` times them in alternated rounds and keeps a candidate
    other than the first only when its advantage exceeds the measured spread. The choice is written to
    the cache and counted in `stats.tuned`.
-A single candidate is simply used: nothing is timed or stored.
+A single candidate is simply used: nothing is timed or stored. `launches(meta)`, where given, makes one call
+several launches of the kernel with one config, each with the extra constexprs of one of the dicts it
+returns (the launches are tuned together).
 
 The ops layer does not import the store or the timer: `configure(cache=..., measure=...)` hands them in
 (`workbench.profiling.tuning.install` does, with the ResultStore at $WORKBENCH_STORE or the default path
@@ -130,8 +132,10 @@ class Tuner:
         key: Sequence[str],
         prune: Callable[..., list] | None = None,
         name: str | None = None,
+        launches: Callable[[dict], Sequence[dict]] | None = None,
     ):
         self.kernel, self.configs, self.key, self.prune = kernel, list(configs), list(key), prune
+        self.launches = launches
         fn = getattr(kernel, "fn", kernel)
         self.name = name or f"{fn.__module__}.{fn.__qualname__}"
         self.arg_names = list(kernel.arg_names)
@@ -170,7 +174,9 @@ class Tuner:
         kwargs = config.all_kwargs()
         if config.pre_hook is not None:
             config.pre_hook({**named, **kwargs})
-        launch(self.kernel, grid({**meta, **kwargs}) if callable(grid) else grid, *args, **meta, **kwargs)
+        grid = grid({**meta, **kwargs}) if callable(grid) else grid
+        for extra in self.launches(meta) if self.launches else ({},):
+            launch(self.kernel, grid, *args, **meta, **extra, **kwargs)
 
     def choose(self, named: dict, grid, args: tuple, meta: dict) -> triton.Config:
         """The config for this call's key: memory, else cache, else tuned (runs the candidates)."""
