@@ -510,8 +510,9 @@ def _prefill_kernel(
         n_keys -= lo
         clean -= lo
         hi -= lo
-        first -= lo
-        row_end -= lo
+        if TILES == 1:
+            first -= lo
+            row_end -= lo
     if TILES == 1:
         out = _attend_plain(
             q,
