@@ -2,7 +2,8 @@
 key the query rows that keep it. Attention kernels loop over a tile's span only, skipping the tiles the
 mask removes whole (a causal or sliding-window mask given as a tensor, as transformers gives a compiled
 model, or its padded causal mask as additive `finfo.min`). One small launch per direction
-(`mask_bounds`); `span` reads a tile's span in a kernel, `line_spans` each line's.
+(`mask_bounds`); in a kernel `line_spans` reads each line's span, `tile_span` a tile's from them
+(`span`: both).
 
 A line is plain when it keeps one unbroken run of keys and, in an additive mask, adds exactly 0 to each:
 the run's ends then say all the mask says, and a kernel need not read the mask for it.
@@ -76,12 +77,19 @@ def line_spans(BOUNDS, base, lines64, line_ok, n_other):
 
 
 @triton.jit
+def tile_span(first, end, line_ok, n_other, ALIGN: tl.constexpr):
+    """[lo, hi) along the other dim that lines with runs [first, end) keep between them (`line_spans`),
+    lo aligned down to ALIGN: the tiles past it are masked whole."""
+    lo = tl.min(tl.where(line_ok, first, n_other), 0)
+    hi = tl.max(tl.where(line_ok, end, 0), 0)
+    return lo // ALIGN * ALIGN, hi
+
+
+@triton.jit
 def span(BOUNDS, base, lines64, line_ok, n_other, ALIGN: tl.constexpr):
-    """[lo, hi) along the other dim that lines `lines64` keep between them (`_bounds_kernel`'s
-    triples from `BOUNDS + base`), lo aligned down to ALIGN: the tiles past it are masked whole."""
-    first = tl.min(tl.load(BOUNDS + base + lines64 * 3, mask=line_ok, other=n_other), 0)
-    end = tl.max(tl.load(BOUNDS + base + lines64 * 3 + 1, mask=line_ok, other=0), 0)
-    return first // ALIGN * ALIGN, end
+    """`tile_span` of lines `lines64`, read from `BOUNDS + base`."""
+    first, end, _ = line_spans(BOUNDS, base, lines64, line_ok, n_other)
+    return tile_span(first, end, line_ok, n_other, ALIGN)
 
 
 def mask_bounds(mask: torch.Tensor, by_rows: bool) -> tuple[torch.Tensor, int, int]:

@@ -37,7 +37,7 @@ from ._common import (
 )
 from ._launch import Site, autotune, launch
 from ._library import backward_op, generic
-from ._mask_bounds import line_spans, mask_bounds, span
+from ._mask_bounds import line_spans, mask_bounds, tile_span
 from ._shapes import broadcast, cdiv, next_pow2
 from ._tuning import Tuner
 from .spec import DEFAULT_TOLERANCE, Case, Cost, OpSpec, input_grads, nbytes, numel, randn, register
@@ -499,7 +499,7 @@ def _prefill_kernel(
         # A mask: only the keys [lo, end) some row of the tile keeps (BOUNDS: each row's span,
         # `_mask_bounds`), lo a tile boundary. The loops see them as keys [0, hi - lo)
         # of shifted pointers, the causal compare and the key bound shifted alike.
-        lo, end = span(BOUNDS, bounds_base, rows64, row_ok, S, BLOCK_N)
+        lo, end = tile_span(first, row_end, row_ok, S, BLOCK_N)
         hi = tl.maximum(tl.minimum(hi, end), lo)
         clean = lo + (tl.minimum(tl.maximum(clean, lo), hi) - lo) // BLOCK_N * BLOCK_N
         lo64 = lo.to(tl.int64)
