@@ -210,7 +210,9 @@ def test_porting_day_in_a_real_browser(lab):
             _screenshot_from(page, panel.first, shot)
 
             page.locator(".jupyter-widgets button", has_text="Promote").click()
-            page.get_by_text(re.compile(r"promoted: ")).wait_for(timeout=300_000)
+            outcome = page.get_by_text(re.compile(r"^(promoted|refused): ")).first
+            outcome.wait_for(timeout=300_000)
+            assert outcome.inner_text().startswith("promoted: "), panel.first.inner_text()[-4000:]
             assert (repo / "workbench" / "ops" / "variants" / "rms_norm_cpu.py").is_file()
 
             editor = page.locator(".jupyter-widgets textarea").first
