@@ -1,25 +1,29 @@
-"""What each attention launch asks of a Hopper GPU, found by compiling offline: no GPU needed.
+"""What each kernel launch asks of a Hopper GPU, found by compiling offline: no GPU needed.
 
-Runs scaled_dot_product_attention forward and backward on the cpu backend at 1 x 16 heads (4 KV heads)
-x 64 x 128, whose sizes and strides fall in the same specialisation classes as the LLM shapes, for
-is_causal, transformers' causal boolean mask and its padded `finfo.min` mask; records each launch and
-builds it for sm_90 as the JIT specialises it on a GPU (workbench.profiling.gpu_build), a tuned kernel
-once per config its tuner offers on a GPU. Prints, per build, the shared memory it asks for (above the
-227 KiB a block may have on an H100 or H200 the config fails at launch and the tuner drops it), registers
-per thread and spilled bytes. The interpreter's bf16 dot is wrong, so its backend upcasts bf16 operands;
-the recording here takes a GPU's capabilities so that the launches are a GPU's.
+Records launches on the cpu backend made to launch as an H100 would (`launch_as_h100`) and builds each
+for sm_90 as the JIT specialises it on a GPU (workbench.profiling.gpu_build); a tuned kernel is built
+once per config its tuner offers on a GPU (`--first-config-only`: the first, the one that suits LLM
+shapes). Prints, per build, the shared memory it asks for (above the 227 KiB a block may have on an H100
+or H200 the build fails at launch, and a tuner drops that config without a word), registers per thread
+and spilled bytes.
 
-From the repo root, on any machine (a few seconds per build; every config of both dtypes: ~5 minutes):
-    PYTHONPATH=$PWD python benchmarks/hopper_build.py [--dtype bf16 fp32] [--first-config-only] [--out F]
+By default: scaled_dot_product_attention forward and backward at 1 x 16 heads (4 KV heads) x 64 x 128,
+whose sizes and strides fall in the same specialisation classes as the LLM shapes, for is_causal,
+transformers' causal boolean mask and its padded `finfo.min` mask. `--ops`: every registry op's quick
+cases instead (sizes there are small: block sizes that follow the problem are the small problem's).
+
+From the repo root, on any machine (a few seconds per build; attention, every config of both dtypes:
+~10 minutes):
+    PYTHONPATH=$PWD python benchmarks/hopper_build.py [--ops] [--dtype bf16 fp32] [--first-config-only]
+        [--out F]
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
-from unittest import mock
+from collections.abc import Iterator
 
 os.environ["WORKBENCH_BACKEND"] = "cpu"
 os.environ["TRITON_INTERPRET"] = "1"
@@ -27,27 +31,44 @@ os.environ["TRITON_INTERPRET"] = "1"
 import torch  # noqa: E402
 import triton  # noqa: E402
 
-import workbench.ops  # noqa: E402  (before triton: the cpu backend runs the interpreter)
+from workbench.backends.base import Capabilities, DeviceProperties, LaunchPolicy  # noqa: E402
 from workbench.backends.cpu import CpuBackend  # noqa: E402
-from workbench.ops import _attention_backward  # noqa: E402
-from workbench.profiling import gpu_build  # noqa: E402
+from workbench.profiling import gpu_build  # noqa: E402  (imports no op module)
 
-ATTENTION = (
-    "workbench.ops.scaled_dot_product_attention",
-    "workbench.ops._attention_backward",
-    "workbench.ops._mask",
-)
+
+def launch_as_h100() -> None:
+    """Make the cpu backend launch as an H100 would: an H100's flags (bf16 dot, tf32; no TMA, whose
+    descriptor path is not recorded here), one program per tile with its shared memory per block, 132 SMs;
+    the elementwise block, sized from the policy at import, too. The interpreter then computes some
+    results wrongly (bf16 dots) and slowly (small blocks): the launches are what matter here."""
+    CpuBackend.capabilities = Capabilities(bf16_dot=True, tf32=True, fp8=True)
+    CpuBackend.policy = LaunchPolicy(onchip_bytes=gpu_build.SM90_SHARED_LIMIT)
+    CpuBackend.properties = lambda self: DeviceProperties("cpu, launching as an H100", 132, 80 << 30)
+    for module in (_elementwise, _movement, cat, copy):
+        module.BLOCK = 1024 * LaunchPolicy.block_scale
+
+
+import workbench.ops  # noqa: E402
+from workbench.ops import _elementwise, _movement, cat, copy  # noqa: E402
+
+launch_as_h100()
+from workbench.ops import REGISTRY, _attention_backward, _matmul  # noqa: E402
+from workbench.profiling.correctness import make_inputs  # noqa: E402
+
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
 
-def gpu_configs() -> dict[str, list[triton.Config]]:
-    """Tuned kernel's name -> the configs its tuner offers on a GPU."""
+def gpu_configs() -> dict[str, tuple[list[triton.Config], object]]:
+    """Tuned kernel's name -> (the configs its tuner offers on a GPU, its prune or None)."""
     import importlib
 
     sdpa = importlib.import_module("workbench.ops.scaled_dot_product_attention")
-    out = {sdpa._prefill_kernel.fn.__name__: sdpa._prefill_configs(interpreted=False)}
+    out = {
+        sdpa._prefill_kernel.fn.__name__: (sdpa._prefill_configs(interpreted=False), None),
+        _matmul._matmul_kernel.fn.__name__: (_matmul._configs(interpreted=False), _matmul._prune),
+    }
     for kernel in _attention_backward._TUNERS:
-        out[kernel.fn.__name__] = _attention_backward._configs(interpreted=False)
+        out[kernel.fn.__name__] = (_attention_backward._configs(interpreted=False), None)
     return out
 
 
@@ -76,26 +97,43 @@ def cases(dtype: torch.dtype) -> dict:
 
 
 def gpu_launches(call) -> list[dict]:
-    """`call`'s launches, recorded with a GPU's bf16 dot (the interpreter's numbers are wrong, the launches
-    are a GPU's)."""
-    gpu_like = dataclasses.replace(CpuBackend.capabilities, bf16_dot=True)
-    with mock.patch.object(CpuBackend, "capabilities", gpu_like):
-        return gpu_build.record_launches(call)
+    """`call`'s launches (the cpu backend launches as an H100 here: see `launch_as_h100`)."""
+    return gpu_build.record_launches(call)
 
 
-def builds(dtypes: list[str], first_only: bool = False) -> list[dict]:
-    """One row per (dtype, case, launch, GPU config): what the build asks for."""
+def op_cases(dtype: torch.dtype) -> dict:
+    """Every registry op's quick cases, in `dtype` where the op takes it (else its first dtype)."""
+    out = {}
+    for name, spec in REGISTRY.items():
+        op_dtype = dtype if dtype in spec.dtypes else spec.dtypes[0]
+        for i, case in enumerate(spec.case_list("quick")):
+            out[f"{name}: {case.name}"] = lambda spec=spec, case=case, i=i, d=op_dtype: spec.impl(
+                *make_inputs(case, d, seed=i)[0], **make_inputs(case, d, seed=i)[1]
+            )
+    return out
+
+
+def builds(dtypes: list[str], first_only: bool = False, ops: bool = False) -> Iterator[dict]:
+    """One row per (dtype, case, launch, GPU config): what the build asks for; built a case at a time.
+    `ops`: every op's quick cases instead of attention's (each launch once)."""
     configs = gpu_configs()
-    todo, rows = [], []
+    seen = set()  # builds made
     for dtype in dtypes:
-        for case, call in cases(DTYPES[dtype]).items():
+        for case, call in (op_cases if ops else cases)(DTYPES[dtype]).items():
+            todo, rows = [], []
             for launch in gpu_launches(call):
-                if not launch["module"].startswith(ATTENTION):
-                    continue  # the masked backward's matmul and softmax: their configs here are the cpu's
-                offered = configs.get(launch["kernel"], [None])
+                offered, prune = configs.get(launch["kernel"], ([None], None))
+                if prune is not None:  # the configs a GPU would time for this problem
+                    offered = prune(offered, {**launch["ints"], **launch["constexprs"]})
                 for config in offered[:1] if first_only else offered:
-                    todo.append(gpu_build.with_config(launch, config) if config else launch)
+                    item = gpu_build.with_config(launch, config) if config else launch
+                    key = json.dumps({**item, "ints": None}, sort_keys=True)  # the build's inputs
+                    if key in seen:
+                        continue
+                    seen.add(key)
+                    todo.append(item)
                     consts = launch["constexprs"]
+                    tiles = f"{config.kwargs['BLOCK_M']}x{config.kwargs['BLOCK_N']}" if config else ""
                     rows.append(
                         {
                             "dtype": dtype,
@@ -104,29 +142,31 @@ def builds(dtypes: list[str], first_only: bool = False) -> list[dict]:
                             "constexprs": {
                                 k: consts[k] for k in ("TILES", "MASK_KIND", "CAUSAL") if k in consts
                             },
-                            "config": f"{config.kwargs['BLOCK_M']}x{config.kwargs['BLOCK_N']} "
-                            f"w{config.num_warps} s{config.num_stages}"
-                            if config
-                            else "-",
+                            "config": f"{tiles} w{config.num_warps} s{config.num_stages}" if config else "-",
                         }
                     )
-    for row, built in zip(rows, gpu_build.build(todo, resources=True)):
-        row.update({k: built.get(k) for k in ("error", "shared", "registers", "spill_stores", "spill_loads")})
-        row["fits"] = built["shared"] is not None and built["shared"] <= gpu_build.SM90_SHARED_LIMIT
-    return rows
+            for row, built in zip(rows, gpu_build.build(todo, resources=True)):
+                row.update(
+                    {k: built.get(k) for k in ("error", "shared", "registers", "spill_stores", "spill_loads")}
+                )
+                row["fits"] = built["shared"] is not None and built["shared"] <= gpu_build.SM90_SHARED_LIMIT
+                yield row
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dtype", nargs="+", default=["bf16", "fp32"], choices=sorted(DTYPES))
     parser.add_argument("--first-config-only", action="store_true", help="each tuned kernel's first config")
+    parser.add_argument("--ops", action="store_true", help="every op's quick cases instead of attention's")
     parser.add_argument("--out", help="also write the rows as JSON here")
     args = parser.parse_args()
-    rows = builds(args.dtype, args.first_config_only)
     print(
-        f"triton {triton.__version__}, sm_90; shared memory limit {gpu_build.SM90_SHARED_LIMIT} bytes a block"
+        f"triton {triton.__version__}, sm_90; a block's shared memory: {gpu_build.SM90_SHARED_LIMIT} bytes",
+        flush=True,
     )
-    for r in rows:
+    rows = []
+    for r in builds(args.dtype, args.first_config_only, args.ops):
+        rows.append(r)
         what = (
             r["error"][:80]
             if r["error"]
@@ -137,7 +177,8 @@ def main() -> None:
         )
         print(
             f"{r['dtype']} {r['case']:17s} {r['kernel']:15s} {str(r['constexprs']):45s} {r['config']:13s} "
-            + what
+            + what,
+            flush=True,
         )
     if args.out:
         with open(args.out, "w") as f:

@@ -1,7 +1,8 @@
 """Kernels built for a Hopper GPU on a machine without one: what a launch will cost before it runs.
 
 `record_launches(call)` runs `call()` on the interpreter (the cpu backend) and returns each distinct launch
-it made as plain data: module, kernel, argument types, constexprs, num_warps and num_stages. With
+it made as plain data: module, kernel, argument types, constexprs, num_warps and num_stages, and the
+first call's int arguments by name (`ints`: what a tuner's prune reads; not part of the build). With
 `specialise=True` the types are those the JIT gives the same values on a GPU: a 16-byte aligned pointer
 or an int divisible by 16 carries the divisibility hint, an int equal to 1 becomes a constant (except
 `do_not_specialize` parameters). Without the hints Triton neither vectorises nor pipelines the loads, so
@@ -81,11 +82,13 @@ def record_launches(call: Callable[[], object], specialise: bool = True) -> list
         free = {
             p if isinstance(p, str) else self.arg_names[p] for p in self.kwargs.get("do_not_specialize") or ()
         }
-        signature, constexprs, hints = {}, {}, {}
+        signature, constexprs, hints, ints = {}, {}, {}, {}
         for name, p in params.items():
             if "constexpr" in str(p.annotation):
                 signature[name], constexprs[name] = "constexpr", _constexpr(bound[name])
                 continue
+            if type(bound[name]) is int:
+                ints[name] = bound[name]
             signature[name], hint = _argument(bound[name], specialise, name in free)
             if signature[name] == "constexpr":
                 constexprs[name] = hint
@@ -100,7 +103,8 @@ def record_launches(call: Callable[[], object], specialise: bool = True) -> list
             "num_warps": kwargs.get("num_warps", 4),
             "num_stages": kwargs.get("num_stages", 3),
         }
-        seen[json.dumps(launch, sort_keys=True)] = launch
+        key = json.dumps(launch, sort_keys=True)  # the build's inputs: the values below do not change it
+        seen.setdefault(key, {**launch, "ints": ints})
         return original(self, *args, grid=grid, warmup=warmup, **kwargs)
 
     InterpretedFunction.run = run
