@@ -21,6 +21,7 @@ From the repo root, on any machine (a few seconds per build; attention, every co
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 from collections.abc import Iterator
@@ -44,12 +45,11 @@ def launch_as_h100() -> None:
     CpuBackend.capabilities = Capabilities(bf16_dot=True, tf32=True, fp8=True)
     CpuBackend.policy = LaunchPolicy(onchip_bytes=gpu_build.SM90_SHARED_LIMIT)
     CpuBackend.properties = lambda self: DeviceProperties("cpu, launching as an H100", 132, 80 << 30)
-    for module in (_elementwise, _movement, cat, copy):
-        module.BLOCK = 1024 * LaunchPolicy.block_scale
+    for name in ("_elementwise", "_movement", "cat", "copy"):
+        importlib.import_module(f"workbench.ops.{name}").BLOCK = 1024 * LaunchPolicy.block_scale
 
 
 import workbench.ops  # noqa: E402
-from workbench.ops import _elementwise, _movement, cat, copy  # noqa: E402
 
 launch_as_h100()
 from workbench.ops import REGISTRY, _attention_backward, _matmul  # noqa: E402
@@ -60,8 +60,6 @@ DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
 def gpu_configs() -> dict[str, tuple[list[triton.Config], object]]:
     """Tuned kernel's name -> (the configs its tuner offers on a GPU, its prune or None)."""
-    import importlib
-
     sdpa = importlib.import_module("workbench.ops.scaled_dot_product_attention")
     out = {
         sdpa._prefill_kernel.fn.__name__: (sdpa._prefill_configs(interpreted=False), None),
