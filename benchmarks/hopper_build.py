@@ -24,6 +24,7 @@ import argparse
 import importlib
 import json
 import os
+import sys
 from collections.abc import Iterator
 
 os.environ["WORKBENCH_BACKEND"] = "cpu"
@@ -54,6 +55,7 @@ import workbench.ops  # noqa: E402
 launch_as_h100()
 from workbench.ops import REGISTRY, _attention_backward, _matmul  # noqa: E402
 from workbench.profiling.correctness import make_inputs  # noqa: E402
+from workbench.store.meta import run_metadata  # noqa: E402
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
@@ -157,7 +159,8 @@ def main() -> None:
     parser.add_argument("--first-config-only", action="store_true", help="each tuned kernel's first config")
     parser.add_argument("--ops", action="store_true", help="every op's quick cases instead of attention's")
     parser.add_argument("--out", help="also write the rows as JSON here")
-    args = parser.parse_args()
+    argv = sys.argv[1:]
+    args = parser.parse_args(argv)
     print(
         f"triton {triton.__version__}, sm_90; a block's shared memory: {gpu_build.SM90_SHARED_LIMIT} bytes",
         flush=True,
@@ -179,8 +182,13 @@ def main() -> None:
             flush=True,
         )
     if args.out:
+        meta = {
+            **run_metadata(),
+            "target": "sm_90",
+            "command": "python benchmarks/hopper_build.py " + " ".join(argv),
+        }
         with open(args.out, "w") as f:
-            json.dump({"triton": triton.__version__, "rows": rows}, f, indent=1)
+            json.dump({**meta, "rows": rows}, f, indent=1)
 
 
 if __name__ == "__main__":
