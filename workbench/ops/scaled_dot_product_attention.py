@@ -769,9 +769,9 @@ def _prefill_configs(interpreted: bool):
 def _tile_launches(meta: dict) -> tuple[dict, ...]:
     """The prefill launches of one call, all with one config: without a mask one over every tile; with
     one, the tiles whose rows are all plain (the mask not read) and then the others, each from its own
-    compiled kernel: one kernel holding both paths spills more registers (compiled offline for sm_90 with
-    Triton 3.9, bf16, boolean mask, 128x64 tiles: 3.3 KiB of spill stores; apart, 1.4 KiB plain and
-    1.8 KiB masked; 1.0 KiB without a mask)."""
+    compiled kernel: one kernel holding both paths asks for more shared memory than a Hopper block has in
+    the config that suits LLM shapes (bf16, 128x64 tiles, 8 warps, 3 stages: 237568 B with a boolean mask,
+    245760 B with an additive one; apart, at most 147456 B: benchmarks/hopper_build.py)."""
     return ({"TILES": 1}, {"TILES": 2}) if meta["MASK_KIND"] else ({"TILES": 0},)
 
 
