@@ -7,13 +7,13 @@ shapes). Prints, per build, the shared memory it asks for (above the 227 KiB a b
 or H200 the build fails at launch, and a tuner drops that config without a word), registers per thread
 and spilled bytes.
 
-By default: scaled_dot_product_attention forward and backward at 1 x 16 heads (4 KV heads) x 64 x 128,
-whose sizes and strides fall in the same specialisation classes as the LLM shapes, for is_causal,
-transformers' causal boolean mask and its padded `finfo.min` mask. `--ops`: every registry op's quick
-cases instead (sizes there are small: block sizes that follow the problem are the small problem's).
+By default, the tuned kernels: scaled_dot_product_attention forward and backward at 1 x 16 heads (4 KV
+heads) x 64 x 128, whose sizes and strides fall in the same specialisation classes as the LLM shapes, for
+is_causal, transformers' causal boolean mask and its padded `finfo.min` mask; mm at 128x4096x256 (the TMA
+kernel's large tiles) and 8x4096x256 (the pointer kernel's decode tiles). `--ops`: every registry op's
+quick cases instead (sizes there are small: block sizes that follow the problem are the small problem's).
 
-From the repo root, on any machine (a few seconds per build; attention, every config of both dtypes:
-~10 minutes):
+From the repo root, on any machine (a few seconds per build; every config, bf16: ~10 minutes):
     PYTHONPATH=$PWD python benchmarks/hopper_build.py [--ops] [--dtype bf16 fp32] [--first-config-only]
         [--out F]
 """
@@ -39,11 +39,11 @@ from workbench.profiling import gpu_build  # noqa: E402  (imports no op module)
 
 
 def launch_as_h100() -> None:
-    """Make the cpu backend launch as an H100 would: an H100's flags (bf16 dot, tf32; no TMA, whose
-    descriptor path is not recorded here), one program per tile with its shared memory per block, 132 SMs;
+    """Make the cpu backend launch as an H100 would: an H100's flags (bf16 dot, tf32, TMA: the matmul's
+    descriptor path), one program per tile with its shared memory per block, 132 SMs;
     the elementwise block, sized from the policy at import, too. The interpreter then computes some
     results wrongly (bf16 dots) and slowly (small blocks): the launches are what matter here."""
-    CpuBackend.capabilities = Capabilities(bf16_dot=True, tf32=True, fp8=True)
+    CpuBackend.capabilities = Capabilities(bf16_dot=True, tf32=True, fp8=True, tma=True)
     CpuBackend.policy = LaunchPolicy(onchip_bytes=gpu_build.SM90_SHARED_LIMIT)
     CpuBackend.properties = lambda self: DeviceProperties("cpu, launching as an H100", 132, 80 << 30)
     for name in ("_elementwise", "_movement", "cat", "copy"):
@@ -63,9 +63,14 @@ DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 def gpu_configs() -> dict[str, tuple[list[triton.Config], object]]:
     """Tuned kernel's name -> (the configs its tuner offers on a GPU, its prune or None)."""
     sdpa = importlib.import_module("workbench.ops.scaled_dot_product_attention")
+    tma_groups = _matmul._tma_configs()  # with an H100's SMs (`launch_as_h100`)
     out = {
         sdpa._prefill_kernel.fn.__name__: (sdpa._prefill_configs(interpreted=False), None),
         _matmul._matmul_kernel.fn.__name__: (_matmul._configs(interpreted=False), _matmul._prune),
+        _matmul._matmul_tma_kernel.fn.__name__: (
+            sum(tma_groups.values(), []),
+            lambda configs, named: _matmul.tma_candidates(named, tma_groups),
+        ),
     }
     for kernel in _attention_backward._TUNERS:
         out[kernel.fn.__name__] = (_attention_backward._configs(interpreted=False), None)
@@ -73,7 +78,7 @@ def gpu_configs() -> dict[str, tuple[list[triton.Config], object]]:
 
 
 def cases(dtype: torch.dtype) -> dict:
-    """Case name -> a call of SDPA forward and backward, GQA, on the cpu."""
+    """Case name -> a call of SDPA forward and backward (GQA), or of a matmul, on the cpu."""
     B, H, KV, L, D = 1, 16, 4, 64, 128
     causal = torch.ones(L, L, dtype=torch.bool).tril()
     padded = torch.zeros(L, L, dtype=dtype).masked_fill(~causal, torch.finfo(dtype).min)
@@ -89,10 +94,15 @@ def cases(dtype: torch.dtype) -> dict:
 
         return call
 
+    def matmul(m, k, n):
+        return lambda: workbench.ops.mm(torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype))
+
     return {
         "is_causal": run(is_causal=True),
         "causal bool mask": run(mask=causal),
         "padded finfo mask": run(mask=padded),
+        "mm 128x4096x256": matmul(128, 4096, 256),  # 16-bit: the TMA kernel's large tiles
+        "mm 8x4096x256": matmul(8, 4096, 256),  # decode size: the pointer kernel's thin tiles
     }
 
 
@@ -133,7 +143,11 @@ def builds(dtypes: list[str], first_only: bool = False, ops: bool = False) -> It
                     seen.add(key)
                     todo.append(item)
                     consts = launch["constexprs"]
-                    tiles = f"{config.kwargs['BLOCK_M']}x{config.kwargs['BLOCK_N']}" if config else ""
+                    tiles = "x".join(
+                        str(config.kwargs[k])
+                        for k in ("BLOCK_M", "BLOCK_N", "BLOCK_K")
+                        if config and k in config.kwargs
+                    )
                     rows.append(
                         {
                             "dtype": dtype,
@@ -177,7 +191,7 @@ def main() -> None:
             )
         )
         print(
-            f"{r['dtype']} {r['case']:17s} {r['kernel']:15s} {str(r['constexprs']):45s} {r['config']:13s} "
+            f"{r['dtype']} {r['case']:17s} {r['kernel']:15s} {str(r['constexprs']):45s} {r['config']:16s} "
             + what,
             flush=True,
         )

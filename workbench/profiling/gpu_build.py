@@ -5,7 +5,8 @@ it made as plain data: module, kernel, argument types, constexprs, num_warps and
 first call's int arguments by name (`ints`: what a tuner's prune reads; not part of the build). With
 `specialise=True` the types are those the JIT gives the same values on a GPU: a 16-byte aligned pointer
 or an int divisible by 16 carries the divisibility hint, an int equal to 1 becomes a constant (except
-`do_not_specialize` parameters). Without the hints Triton neither vectorises nor pipelines the loads, so
+`do_not_specialize` parameters): Triton's own rules, so a host tensor descriptor is typed as the JIT
+types it too. Without the hints Triton neither vectorises nor pipelines the loads, so
 the shared memory and registers of such a build are not the GPU's.
 
 `build(launches)` compiles them for sm_90 with Triton's nvidia backend (the wheel ships its compiler),
@@ -22,44 +23,28 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
 import triton
 
 SM90_SHARED_LIMIT = 232448  # bytes of shared memory a block may have on an H100 or H200 (227 KiB)
 OPTIONS = ("num_warps", "num_stages")
-_POINTER = {
-    torch.float32: "*fp32",
-    torch.float16: "*fp16",
-    torch.bfloat16: "*bf16",
-    torch.int32: "*i32",
-    torch.int64: "*i64",
-    torch.bool: "*i1",
-}
 
 
-def _argument(value, specialise: bool, free: bool) -> tuple[str, object]:
+def _argument(value, specialise: bool) -> tuple[str, object]:
     """(signature type, divisibility hint, or the constant where the type is "constexpr") of one runtime
-    argument; `free`: a do_not_specialize parameter."""
-    specialise = specialise and not free
-    if isinstance(value, torch.Tensor):
-        return _POINTER[value.dtype], 16 if specialise and value.data_ptr() % 16 == 0 else None
-    if isinstance(value, bool):
-        return "i1", None
-    if isinstance(value, int):
-        if specialise and value == 1:
-            return "constexpr", 1
-        kind = "i32" if -(2**31) <= value < 2**31 else "i64"
-        return kind, 16 if specialise and value % 16 == 0 else None
-    if isinstance(value, float):
-        return "fp32", None
-    if value is None:
-        return "constexpr", None
-    raise TypeError(f"unexpected kernel argument {value!r}")
+    argument, by Triton's own rules (its JIT's specialisation of the value)."""
+    from triton.backends.compiler import BaseBackend
+    from triton.runtime.jit import native_specialize_impl
+
+    kind, key = native_specialize_impl(BaseBackend, value, False, specialise, specialise)
+    if kind == "constexpr":
+        return kind, key
+    return kind, 16 if key == "D" else None
 
 
 def _constexpr(value):
@@ -89,7 +74,7 @@ def record_launches(call: Callable[[], object], specialise: bool = True) -> list
                 continue
             if type(bound[name]) is int:
                 ints[name] = bound[name]
-            signature[name], hint = _argument(bound[name], specialise, name in free)
+            signature[name], hint = _argument(bound[name], specialise and name not in free)
             if signature[name] == "constexpr":
                 constexprs[name] = hint
             elif hint:
@@ -115,11 +100,28 @@ def record_launches(call: Callable[[], object], specialise: bool = True) -> list
     return list(seen.values())
 
 
+class _Descriptor:
+    """A host tensor descriptor's stand-in for a config's pre_hook, which sizes its tiles."""
+
+    block_shape = None
+
+
 def with_config(launch: dict, config: triton.Config) -> dict:
-    """`launch` with `config`'s constexprs, num_warps and num_stages."""
+    """`launch` with `config`'s constexprs, num_warps and num_stages, and the tiles its pre_hook gives the
+    host tensor descriptors (as a tuner's hook sizes them before the launch)."""
     constexprs = {**launch["constexprs"], **config.kwargs}
+    signature = dict(launch["signature"])
+    if config.pre_hook is not None:
+        stand_ins = {
+            name: _Descriptor() for name, kind in signature.items() if kind.startswith("tensordesc<")
+        }
+        config.pre_hook({**launch["ints"], **constexprs, **stand_ins})
+        for name, desc in stand_ins.items():
+            if desc.block_shape is not None:
+                signature[name] = re.sub(r"\[[^]]*\]", str(list(desc.block_shape)), signature[name], count=1)
     return {
         **launch,
+        "signature": signature,
         "constexprs": constexprs,
         "num_warps": config.num_warps,
         "num_stages": config.num_stages,
