@@ -21,6 +21,7 @@ From the repo root, on any machine (a few seconds per build; every config, bf16:
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import json
 import os
@@ -106,32 +107,30 @@ def cases(dtype: torch.dtype) -> dict:
     }
 
 
-def gpu_launches(call) -> list[dict]:
-    """`call`'s launches (the cpu backend launches as an H100 here: see `launch_as_h100`)."""
-    return gpu_build.record_launches(call)
-
-
 def op_cases(dtype: torch.dtype) -> dict:
     """Every registry op's quick cases, in `dtype` where the op takes it (else its first dtype)."""
     out = {}
     for name, spec in REGISTRY.items():
         op_dtype = dtype if dtype in spec.dtypes else spec.dtypes[0]
         for i, case in enumerate(spec.case_list("quick")):
-            out[f"{name}: {case.name}"] = lambda spec=spec, case=case, i=i, d=op_dtype: spec.impl(
-                *make_inputs(case, d, seed=i)[0], **make_inputs(case, d, seed=i)[1]
-            )
+            out[f"{name}: {case.name}"] = functools.partial(_call, spec, case, op_dtype, i)
     return out
+
+
+def _call(spec, case, dtype: torch.dtype, seed: int):
+    args, kwargs = make_inputs(case, dtype, seed=seed)
+    return spec.impl(*args, **kwargs)
 
 
 def builds(dtypes: list[str], first_only: bool = False, ops: bool = False) -> Iterator[dict]:
     """One row per (dtype, case, launch, GPU config): what the build asks for; built a case at a time.
-    `ops`: every op's quick cases instead of attention's (each launch once)."""
+    `ops`: every op's quick cases instead of the tuned kernels' (each build once)."""
     configs = gpu_configs()
     seen = set()  # builds made
     for dtype in dtypes:
         for case, call in (op_cases if ops else cases)(DTYPES[dtype]).items():
             todo, rows = [], []
-            for launch in gpu_launches(call):
+            for launch in gpu_build.record_launches(call):  # as an H100 launches (`launch_as_h100`)
                 offered, prune = configs.get(launch["kernel"], ([None], None))
                 if prune is not None:  # the configs a GPU would time for this problem
                     offered = prune(offered, {**launch["ints"], **launch["constexprs"]})
@@ -171,7 +170,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dtype", nargs="+", default=["bf16", "fp32"], choices=sorted(DTYPES))
     parser.add_argument("--first-config-only", action="store_true", help="each tuned kernel's first config")
-    parser.add_argument("--ops", action="store_true", help="every op's quick cases instead of attention's")
+    parser.add_argument("--ops", action="store_true", help="every op's quick cases instead")
     parser.add_argument("--out", help="also write the rows as JSON here")
     argv = sys.argv[1:]
     args = parser.parse_args(argv)

@@ -32,7 +32,6 @@ from pathlib import Path
 import triton
 
 SM90_SHARED_LIMIT = 232448  # bytes of shared memory a block may have on an H100 or H200 (227 KiB)
-OPTIONS = ("num_warps", "num_stages")
 
 
 def _argument(value, specialise: bool) -> tuple[str, object]:
