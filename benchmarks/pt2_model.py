@@ -27,8 +27,8 @@ Per model (transformers Qwen3-8B / Llama-3-8B dims, seeded random bf16 weights, 
 - compile time: the first prefill call of ours and of native inductor (and of the decode step). It
   depends on what the kernel caches already hold (Triton's compiled kernels, our tuning choices: a cold
   process autotunes every matmul shape it meets); `kernel_caches_at_start` in the summary says;
-- with --profile, one more prefill and decode per side under the profiler: each side's device time per
-  phase (`device_ms`; beside `prefill_ms` / `decode_ms` it shows how long the device waited on the host)
+- with --profile, one more prefill and decode (its steps, not the eager prompt) per side under the
+  profiler: each side's device time per phase (`device_ms`; beside `prefill_ms` / `decode_ms` it shows how long the device waited on the host)
   and the time per kernel (raw.json `kernels`), which a compiled graph needs since its kernels have no
   ATen op above them.
 
@@ -240,17 +240,14 @@ def progress(model: str, stage: str, seconds: float | None = None) -> None:
 
 
 def kernel_profiles(phases: dict[str, dict]) -> tuple[dict, list[dict]]:
-    """One profiled call of every side's function in every phase: ({phase: {side: device ms}}, the kernel
-    rows of `profile_kernels` with their phase and side). Device ms beside the timed ms says how much of a
-    phase the host leaves the device idle."""
-    from workbench import backends
-    from workbench.models.measure import profile_kernels
-
+    """Every side's kernel table in every phase ({phase: {side: function returning `profile_kernels`'
+    table}}): ({phase: {side: device ms}}, the kernel rows with their phase and side). Device ms beside
+    the timed ms says how much of a phase the host leaves the device idle."""
     totals: dict = {}
     rows: list[dict] = []
     for phase, sides in phases.items():
-        for side, fn in sides.items():
-            table = profile_kernels(fn, backends.active())
+        for side, table_of in sides.items():
+            table = table_of()
             totals.setdefault(phase, {})[side] = float(table.ms.iloc[0]) if len(table) else None
             rows += table.assign(phase=phase, side=side).to_dict("records")
     return totals, rows
@@ -335,11 +332,27 @@ def measure(name: str, args, clock: Clock, checkpoint) -> dict:
         out["token_agreement_free_running"] = agreement(free["ours"])
         out["token_agreement_free_running_native_compiled"] = agreement(free["compiled"])
         if args.profile:  # one more run of each side per phase, its kernels timed by the profiler
-            decodes = {
-                k: functools.partial(decoder.run, f, prompt, None, free["eager"]) for k, f in steps.items()
+            from workbench import backends
+            from workbench.models.measure import profile_kernels
+
+            backend = backends.active()
+
+            def decode_table(fn):  # the decode steps alone, as timed (the eager prompt left out)
+                tables = []
+                decoder.run(
+                    fn,
+                    prompt,
+                    lambda steps: tables.append(profile_kernels(steps, backend)) or 0.0,
+                    free["eager"],
+                )
+                return tables[0]
+
+            phases = {
+                "prefill": {k: functools.partial(profile_kernels, fn, backend) for k, fn in variants.items()},
+                "decode": {k: functools.partial(decode_table, f) for k, f in steps.items()},
             }
             try:
-                out["device_ms"], out["kernels"] = kernel_profiles({"prefill": variants, "decode": decodes})
+                out["device_ms"], out["kernels"] = kernel_profiles(phases)
             except Exception as e:  # noqa: BLE001 (the profile must not cost the measurements above)
                 out["profile_error"] = f"{type(e).__name__}: {e}"
             progress(name, "profiled")
