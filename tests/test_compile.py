@@ -144,6 +144,37 @@ def test_norm_patterns_fire_at_the_models_eps(monkeypatch, arch, eps):
         assert row.handled > 0 and row.fallback == 0, workbench.compile_coverage()
 
 
+def _heads_repeated(x, n, dim=2):
+    """Each head of [B, H, S, D] repeated n times: consecutive copies (transformers' repeat_kv) at dim 2,
+    the whole set tiled n times at dim 1."""
+    b, h, s, d = x.shape
+    sizes = (b, h, n, s, d) if dim == 2 else (b, n, h, s, d)
+    return x.unsqueeze(dim).expand(*sizes).reshape(b, h * n, s, d)
+
+
+@pytest.mark.parametrize("dim, folds", [(2, True), (1, False)])
+def test_repeated_key_value_heads_fold_into_grouped_attention(dim, folds):
+    """Attention on key/value heads repeated for their query heads runs on the unrepeated heads with
+    enable_gqa (no copy); heads tiled in another order are no GQA grouping and stay as they are."""
+    q, k, v = t(2, 4, 1, 16), t(2, 2, 9, 16), t(2, 2, 9, 16)
+    mask = torch.arange(9, device=q.device) < torch.tensor([[6], [9]], device=q.device)
+    mask = mask[:, None, None, :]
+
+    def f(q, k, v, mask):
+        kr, vr = _heads_repeated(k, 2, dim), _heads_repeated(v, 2, dim)
+        return torch.nn.functional.scaled_dot_product_attention(q, kr, vr, attn_mask=mask)
+
+    with torch.no_grad():
+        expected = f(q.double(), k.double(), v.double(), mask).float()
+        ours = torch.compile(f, backend="workbench", fullgraph=True, options=EAGER)(q, k, v, mask)
+    torch.testing.assert_close(ours, expected, atol=1e-4, rtol=1e-4)
+    cov = coverage()
+    assert cov.loc["aten::scaled_dot_product_attention", "handled"] == 1
+    assert ("(pattern) repeat_kv" in cov.index) == folds, workbench.compile_coverage()
+    if folds:
+        assert cov.loc["(pattern) repeat_kv", "handled"] == 1
+
+
 def test_inductor_compiles_around_our_ops():
     model = tiny("Qwen3")
     ids = torch.randint(0, 256, (1, 6), generator=torch.Generator().manual_seed(2)).to(model.device)
@@ -369,4 +400,6 @@ def test_a_compiled_decode_step_replays_as_a_cuda_graph():
     for step, (n, o) in enumerate(zip(native, ours)):
         assert float((o - n).norm() / n.norm()) < 2e-2, f"step {step}"
     torch.testing.assert_close(ours_again, ours, rtol=0, atol=0)
-    assert coverage().loc["aten::embedding", "handled"] > 0
+    cov = coverage()
+    assert cov.loc["aten::embedding", "handled"] > 0
+    assert cov.loc["(pattern) repeat_kv", "handled"] > 0  # the masked step's repeated KV heads

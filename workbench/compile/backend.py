@@ -254,6 +254,12 @@ class Rewrite:
         for node in list(graph.nodes):
             if node.op == "call_function" and node.target in self.by_name:
                 self._take(node, self.by_name[node.target])
+        if self.patterns and not self.needs_grad and "scaled_dot_product_attention" in self.selection.ops:
+            folded, refused = patterns.fold_repeated_kv(graph, self.check)
+            if folded:
+                _coverage.record_handled("(pattern) repeat_kv", folded, op="scaled_dot_product_attention")
+            for reason, n in refused.items():
+                _coverage.record_fallback("(pattern) repeat_kv", reason, n, op="scaled_dot_product_attention")
         graph.lint()
 
 

@@ -9,7 +9,13 @@ computes the same chain (transformers' Llama, Qwen2/3, Mistral, ... share these 
   which returns the normalised sum and the sum (the next residual);
 - `silu_and_mul`: `silu(gate) * up` -> `workbench.silu_and_mul(gate, up)`;
 - `rope`: transformers' rotate-half rotary embedding of q and k with cos/sin unsqueezed at dim 1
-  -> `workbench.rope(q, k, cos, sin)`.
+  -> `workbench.rope(q, k, cos, sin)`;
+- `repeat_kv` (coverage row "(pattern) repeat_kv"): key/value heads repeated for grouped-query attention
+  (unsqueeze at dim 2, expand, contiguous copy, reshape: transformers' `repeat_kv`, which it uses whenever
+  it passes SDPA a mask) feeding our attention -> our attention on the unrepeated heads with
+  `enable_gqa=True`: no copy of the KV cache per layer and step, and each key/value head read once for
+  its group of query heads. Folded on the graph (not by the matcher), where our kernel already took the
+  attention node.
 
 Patterns are traced once per (selection, dtype) with the backend's decomposition table, so they have
 the form the graph has. A match becomes the fused op only where its kernel takes the inputs (checked on
@@ -268,3 +274,90 @@ def active(selection: Selection) -> tuple[str, ...]:
 def apply(graph: torch.fx.Graph, selection: Selection, check: Callable):
     """The selection's fusion patterns on `graph` (passes cached per selection): (fired, refused)."""
     return _patterns(active(selection), frozenset(selection.adapters)).apply(graph, check)
+
+
+_VIEWS = (torch.ops.aten.view.default, torch.ops.aten.reshape.default, torch.ops.aten._unsafe_view.default)
+
+
+def _calls(node, *targets) -> bool:
+    return isinstance(node, torch.fx.Node) and node.op == "call_function" and node.target in targets
+
+
+def _repeated_heads(node, heads: int):
+    """The [B, Hkv, S, D] node whose heads `node` repeats, each one for `heads` // Hkv consecutive heads
+    (unsqueeze(2), expand of that dim, an optional contiguous clone, a reshape to [B, heads, S, D]);
+    None where `node` is not such a chain."""
+    if not _calls(node, *_VIEWS):
+        return None
+    expand = node.args[0]
+    if _calls(expand, torch.ops.aten.clone.default):
+        expand = expand.args[0]
+    if not _calls(expand, torch.ops.aten.expand.default):
+        return None
+    unsqueeze = expand.args[0]
+    if not _calls(unsqueeze, torch.ops.aten.unsqueeze.default) or unsqueeze.args[1] != 2:
+        return None
+    kv = unsqueeze.args[0]
+    shape = [nodes.hint(s) for s in nodes.value(kv).shape]
+    if len(shape) != 4 or heads % shape[1]:
+        return None
+    group = heads // shape[1]
+    repeated = [shape[0], shape[1], group, shape[2], shape[3]]
+    out = [nodes.hint(s) for s in nodes.value(node).shape]
+    if [nodes.hint(s) for s in nodes.value(expand).shape] != repeated or out != [
+        shape[0],
+        heads,
+        shape[2],
+        shape[3],
+    ]:
+        return None
+    return kv
+
+
+def _erase_unused(node) -> None:
+    """Erase `node` and, in turn, the inputs of the chain it ends that nothing else uses."""
+    while (
+        _calls(
+            node,
+            *_VIEWS,
+            torch.ops.aten.clone.default,
+            torch.ops.aten.expand.default,
+            torch.ops.aten.unsqueeze.default,
+        )
+        and not node.users
+    ):
+        source = node.args[0]
+        node.graph.erase_node(node)
+        node = source
+
+
+def fold_repeated_kv(graph: torch.fx.Graph, check: Callable) -> tuple[int, dict[str, int]]:
+    """The `repeat_kv` pattern: our attention nodes reading key/value heads repeated for their query heads
+    read the unrepeated ones with `enable_gqa=True` where our kernel takes them so: (folded, {reason:
+    count} of those left)."""
+    from workbench.ops import _library
+
+    attention = _library.twin("scaled_dot_product_attention", "aten::scaled_dot_product_attention")
+    folded, refused = 0, {}
+    if attention is None:
+        return folded, refused
+    for node in list(graph.find_nodes(op="call_function", target=attention)):
+        query = nodes.value(node.args[0])
+        if query.dim() != 4:
+            continue
+        heads = nodes.hint(query.shape[1])
+        sources = [_repeated_heads(a, heads) for a in node.args[1:3]]
+        if sources == [None, None]:
+            continue
+        repeated = node.args[1:3]
+        args = (node.args[0], *(s or a for s, a in zip(sources, repeated)), *node.args[3:])
+        kwargs = {**node.kwargs, "enable_gqa": True}
+        reason = check("(pattern) repeat_kv", attention, *nodes.traced(args, kwargs), nodes.value(node))
+        if reason:
+            refused[reason] = refused.get(reason, 0) + 1
+            continue
+        node.args, node.kwargs = args, kwargs
+        for chain in repeated:
+            _erase_unused(chain)
+        folded += 1
+    return folded, refused
