@@ -28,9 +28,9 @@ Per model (transformers Qwen3-8B / Llama-3-8B dims, seeded random bf16 weights, 
   depends on what the kernel caches already hold (Triton's compiled kernels, our tuning choices: a cold
   process autotunes every matmul shape it meets); `kernel_caches_at_start` in the summary says;
 - with --profile, one more prefill and decode (its steps, not the eager prompt) per side under the
-  profiler: each side's device time per phase (`device_ms`; beside `prefill_ms` / `decode_ms` it shows how long the device waited on the host)
-  and the time per kernel (raw.json `kernels`), which a compiled graph needs since its kernels have no
-  ATen op above them.
+  profiler: each side's device time per phase (`device_ms`; beside `prefill_ms` / `decode_ms` it shows
+  how long the device waited on the host) and the time per kernel (raw.json `kernels`), which a compiled
+  graph needs since its kernels have no ATen op above them.
 
 Ours takes the ops in --include (default: workbench.compile.OVER_INDUCTOR, the matmul, attention,
 embedding and fused ops; inductor fuses the small elementwise ops better than separate kernels could)
