@@ -101,9 +101,11 @@ for phase in $phases; do
            # then max, argmax and the lookups beside the peers
       step 0 260 tune python3 benchmarks/tune_sweep.py --out "$R/tune" --only argmax embedding attention attention_backward
       step 0 130 peers python3 benchmarks/peers.py --out "$R/peers" --only max,argmax,embedding,index_select --budget-s 110 --case-s 40 ;;
-    pt2)  # one GPU, 6-7 min a model: $PT2_MODELS (default qwen3-8b; PT2_MODELS=llama-3-8b in a second call)
-          # through torch.compile, 18 decoder layers, and where each side's device time goes ($PT2_ARGS,
-          # default --profile). Both models in one call outran the 560 s limit on an H200.
+    pt2)  # one GPU, 6-7 min a model: the repeat_kv fold at one decode layer (under a minute), then $PT2_MODELS
+          # (default qwen3-8b; PT2_MODELS=llama-3-8b in a second call) through torch.compile, 18 decoder
+          # layers, and where each side's device time goes ($PT2_ARGS, default --profile). Both models in
+          # one call outran the 560 s limit on an H200.
+      step 0 90 repeat_kv python3 benchmarks/repeat_kv.py --out "$R/repeat_kv"
       step 0 "${PT2_LIMIT_S:-560}" pt2 python3 benchmarks/pt2_model.py --out "$R/pt2" \
         --models ${PT2_MODELS:-qwen3-8b} --layers 18 ${PT2_ARGS---profile} ;;
     repro)  # one GPU, about 8.5 min: three fresh processes of the Qwen3-8B-dims comparison, one tuning cache
