@@ -9,7 +9,8 @@ first 600 keys are filled, a boolean mask [8, 1, 1, 640]):
   ours_repeated     the same copy, then our attention: the backend before the fold
   ours_gqa          our attention on the unrepeated heads with enable_gqa: the backend with the fold
   copy              the repeat's copy alone (key and value)
-Each side's output is compared with a float64 reference. `per_step_ms_saved` is (ours_repeated -
+Medians in `us`, every alternated round in `rounds_ms` (L2 flushed before each call). Each side's output
+is compared with a float64 reference. `per_step_ms_saved` is (ours_repeated -
 ours_gqa) times the layers of a step (--layers, 18 as in benchmarks/pt2_model.py).
 
     WORKBENCH_COMMIT=$(git rev-parse HEAD) PYTHONPATH=$PWD python3 benchmarks/repeat_kv.py   (under a minute)
@@ -97,6 +98,7 @@ def main() -> None:
             "dim": dim,
         },
         "us": us,
+        "rounds_ms": {name: rounds.times[i] for i, name in enumerate(sides)},  # every timed call
         "rel_err_vs_float64": errors,
         "gqa_vs_repeated": us["ours_repeated"] / us["ours_gqa"],
         "gqa_vs_native_repeated": us["native_repeated"] / us["ours_gqa"],
