@@ -301,15 +301,10 @@ def _repeated_heads(node, heads: int):
     shape = [nodes.hint(s) for s in nodes.value(kv).shape]
     if len(shape) != 4 or heads % shape[1]:
         return None
-    group = heads // shape[1]
-    repeated = [shape[0], shape[1], group, shape[2], shape[3]]
-    out = [nodes.hint(s) for s in nodes.value(node).shape]
-    if [nodes.hint(s) for s in nodes.value(expand).shape] != repeated or out != [
-        shape[0],
-        heads,
-        shape[2],
-        shape[3],
-    ]:
+    b, kv_heads, s, d = shape
+    expanded = [nodes.hint(n) for n in nodes.value(expand).shape]
+    out = [nodes.hint(n) for n in nodes.value(node).shape]
+    if expanded != [b, kv_heads, heads // kv_heads, s, d] or out != [b, heads, s, d]:
         return None
     return kv
 
