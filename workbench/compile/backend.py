@@ -245,22 +245,25 @@ class Rewrite:
         from . import patterns
 
         if self.patterns and patterns.active(self.selection) and not self.needs_grad:
-            fired, refused = patterns.apply(graph, self.selection, self.check)
-            for op, n in fired.items():
-                _coverage.record_handled(f"(pattern) {op}", n, op=op)
-            for op, reasons in refused.items():
-                for reason, n in reasons.items():
-                    _coverage.record_fallback(f"(pattern) {op}", reason, n, op=op)
+            _record_patterns(*patterns.apply(graph, self.selection, self.check))
         for node in list(graph.nodes):
             if node.op == "call_function" and node.target in self.by_name:
                 self._take(node, self.by_name[node.target])
         if self.patterns and not self.needs_grad and "scaled_dot_product_attention" in self.selection.ops:
-            folded, refused = patterns.fold_repeated_kv(graph, self.check)
-            if folded:
-                _coverage.record_handled("(pattern) repeat_kv", folded, op="scaled_dot_product_attention")
-            for reason, n in refused.items():
-                _coverage.record_fallback("(pattern) repeat_kv", reason, n, op="scaled_dot_product_attention")
+            _record_patterns(*patterns.fold_repeated_kv(graph, self.check), op="scaled_dot_product_attention")
         graph.lint()
+
+
+def _record_patterns(
+    fired: dict[str, int], refused: dict[str, dict[str, int]], op: str | None = None
+) -> None:
+    """Coverage rows "(pattern) <name>": the matches fused, and those left with their reasons; `op`: the
+    registry op serving a pattern not named after one."""
+    for name, n in fired.items():
+        _coverage.record_handled(f"(pattern) {name}", n, op=op or name)
+    for name, reasons in refused.items():
+        for reason, n in reasons.items():
+            _coverage.record_fallback(f"(pattern) {name}", reason, n, op=op or name)
 
 
 def _decompositions(selection: Selection) -> dict:

@@ -326,16 +326,16 @@ def _erase_unused(node) -> None:
         node = source
 
 
-def fold_repeated_kv(graph: torch.fx.Graph, check: Callable) -> tuple[int, dict[str, int]]:
+def fold_repeated_kv(graph: torch.fx.Graph, check: Callable):
     """The `repeat_kv` pattern: our attention nodes reading key/value heads repeated for their query heads
-    read the unrepeated ones with `enable_gqa=True` where our kernel takes them so: (folded, {reason:
-    count} of those left)."""
+    read the unrepeated ones with `enable_gqa=True` where our kernel takes them so. Returns what `apply`
+    does: ({"repeat_kv": folded}, {"repeat_kv": {reason: count}} of those left), empty where none."""
     from workbench.ops import _library
 
     attention = _library.twin("scaled_dot_product_attention", "aten::scaled_dot_product_attention")
     folded, refused = 0, {}
     if attention is None:
-        return folded, refused
+        return {}, {}
     for node in list(graph.find_nodes(op="call_function", target=attention)):
         query = nodes.value(node.args[0])
         if query.dim() != 4:
@@ -355,4 +355,4 @@ def fold_repeated_kv(graph: torch.fx.Graph, check: Callable) -> tuple[int, dict[
         for chain in repeated:
             _erase_unused(chain)
         folded += 1
-    return folded, refused
+    return ({"repeat_kv": folded} if folded else {}), ({"repeat_kv": refused} if refused else {})
