@@ -7,7 +7,9 @@ sizes. Before timing, each side's output is compared with native's, so that a br
 
 `--model` adds Qwen3-8B dims through `use_ops` alone (no module fusions, no graphs) against native eager:
 prefill 1x2048 and greedy decode 8 x (512 prompt + 128 new), rounds alternated, median of `--model-reps`
-(>= 3); `--layers N` cuts the decoder to N layers to fit a time budget.
+(>= 3); `--layers N` cuts the decoder to N layers to fit a time budget. It also says where a decode step's
+time goes: each side's device time per step (profiler) beside its wall time per step, and `use_ops`'
+coverage of a decode (which calls fell back, and why).
 
 `--ops all` adds every other registered op at its smallest `llm` case. The override's own cost is measured
 too, apart from any op (`dispatch_us`: a no-op adapter, a float64 fallback, an op no one claims, each next
@@ -336,6 +338,8 @@ def measure_model(
                     times["prefill"][side].append(time_prefill(model, prefill_ids, backend, warmup=0, reps=1))
                     times["decode"][side].append(generate_eager(model, decode_ids, decode_tokens, backend)[1])
     med = {phase: {side: statistics.median(v) for side, v in sides.items()} for phase, sides in times.items()}
+    with torch.inference_mode():
+        decode_detail = decode_breakdown(model, decode_ids, backend)
     return {
         "prefill_vs_eager": round(med["prefill"]["native"] / med["prefill"]["use_ops"], 3),
         "decode_vs_eager": round(med["decode"]["native"] / med["decode"]["use_ops"], 3),
@@ -346,6 +350,34 @@ def measure_model(
         "decode": [decode_batch, decode_prompt, decode_tokens],
         "ms": {phase: {side: round(v, 2) for side, v in sides.items()} for phase, sides in med.items()},
         "raw_ms": times,
+        "decode_wall_ms_per_step": {
+            side: round(ms / (decode_tokens - 1), 3) for side, ms in med["decode"].items()
+        },
+        **decode_detail,
+    }
+
+
+def decode_breakdown(model, ids: torch.Tensor, backend, short: int = 8, long: int = 24) -> dict:
+    """Where a decode step's time goes: the device time per step of each side (from the profiler: the
+    difference of a `long`- and a `short`-token greedy generate, so the prompt cancels), beside the wall
+    time the rounds measured; host-bound where it is far below. And `use_ops`' coverage of one generate of
+    `long` tokens (prompt included): calls, handled, fallback and why, per ATen overload."""
+    from workbench.models.measure import generate_eager, profile_kernels
+
+    def device_total(new_tokens: int) -> float | None:
+        table = profile_kernels(lambda: generate_eager(model, ids, new_tokens, backend), backend, top=0)
+        return float(table.ms[table.kernel == "(total)"].iloc[0]) if len(table) else None  # none: interpreter
+
+    device_ms = {}
+    for side in ("native", "use_ops"):
+        with workbench.use_ops() if side == "use_ops" else contextlib.nullcontext():
+            first, last = device_total(short), device_total(long)
+        device_ms[side] = None if first is None else round((last - first) / (long - short), 3)
+    with workbench.use_ops() as cov:
+        generate_eager(model, ids, long, backend)
+    return {
+        "decode_device_ms_per_step": device_ms,
+        "decode_coverage": {"new_tokens": long, "rows": cov.table().to_dict(orient="records")},
     }
 
 
@@ -475,6 +507,16 @@ def main() -> None:
         print(
             f"{m['preset']} dims ({m['layers']} layers), use_ops alone vs native eager: prefill "
             f"{m['prefill_vs_eager']}x [>= 0.9], decode {m['decode_vs_eager']}x [>= 0.75]"
+        )
+        wall, device = m["decode_wall_ms_per_step"], m["decode_device_ms_per_step"]
+        print(
+            "decode ms per step, wall (device): "
+            + ", ".join(f"{side} {wall[side]} ({device[side]})" for side in wall)
+        )
+        fallbacks = [r for r in m["decode_coverage"]["rows"] if r["fallback"]]
+        print(
+            "use_ops fallbacks in a decode: "
+            + ("; ".join(f"{r['aten_op']} {r['fallback']} ({r['reasons']})" for r in fallbacks) or "none")
         )
     print(f"wrote {out / 'summary.json'}")
 
