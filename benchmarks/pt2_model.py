@@ -17,6 +17,8 @@ Per model (transformers Qwen3-8B / Llama-3-8B dims, seeded random bf16 weights, 
 - accuracy against native eager, with native compiled's own error beside ours as the baseline (bf16
   rounding that differs from eager's, as inductor's fused code does too, is not a bad kernel):
   last-position prefill logits relative error (`logits_rel_err`, `logits_rel_err_native_compiled`), and
+  and each side's (native eager's too) against the same weights in float32 (`logits_rel_err_vs_fp32`:
+  the bf16 sides' distance from the exact result, which says whether ours is further from it than native);
   greedy decode token agreement over the decoded positions, teacher-forced: every step is fed native
   eager's token, and its greedy token is compared with native eager's next one (`token_agreement`,
   `token_agreement_native_compiled`: the share of steps whose next-token choice matches, given the same
@@ -159,6 +161,18 @@ def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(torch.linalg.vector_norm(a - b) / torch.linalg.vector_norm(b))
 
 
+def float32_logits(model, ids: torch.Tensor) -> torch.Tensor:
+    """Last-position prefill logits of `model`'s weights in float32 (a copy, freed before returning)."""
+    import copy
+
+    exact = copy.deepcopy(model).float()
+    logits = exact(input_ids=ids, use_cache=False, logits_to_keep=1).logits[:, -1]
+    del exact
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return logits
+
+
 class Decoder:
     """Greedy decoding on a static cache: the prompt eagerly, then `new_tokens` - 1 steps of `step_fn`
     (a forward: eager, compiled, or compiled with CUDA graphs)."""
@@ -282,6 +296,12 @@ def measure(name: str, args, clock: Clock, checkpoint) -> dict:
         reference = prefill(forward)()[:, -1]
         out["logits_rel_err"] = rel_err(prefill(ours)()[:, -1], reference)
         out["logits_rel_err_native_compiled"] = rel_err(prefill(native_compiled)()[:, -1], reference)
+        # every side against the same weights computed in float32: how far each is from the exact result
+        exact = float32_logits(model, ids)
+        out["logits_rel_err_vs_fp32"] = {
+            side: rel_err(prefill(fn)()[:, -1], exact)
+            for side, fn in (("eager", forward), ("compiled", native_compiled), ("ours", ours))
+        }
         variants = {"eager": prefill(forward), "compiled": prefill(native_compiled), "ours": prefill(ours)}
         times = alternate({k: (lambda fn=fn: clock(fn)) for k, fn in variants.items()}, args.rounds)
         out["prefill_ms"] = {k: statistics.median(v) for k, v in times.items()}
@@ -454,6 +474,7 @@ def main() -> int:
         "decode_vs_eager",
         "logits_rel_err",
         "logits_rel_err_native_compiled",
+        "logits_rel_err_vs_fp32",
         "token_agreement",
         "token_agreement_native_compiled",
         "token_agreement_native_eager_rerun",
@@ -503,6 +524,12 @@ def main() -> int:
             f"{r['compile_s']:>10.1f}{r['compile_s_native']:>9.1f}"
         )
     print("(native): native compiled against native eager; tokens: teacher-forced greedy agreement")
+    for name, r in summary["models"].items():
+        if "logits_rel_err_vs_fp32" in r:
+            print(
+                f"{name}: logits err against float32, "
+                + ", ".join(f"{side} {err:.2e}" for side, err in r["logits_rel_err_vs_fp32"].items())
+            )
     print(f"\nwritten: {out_dir / 'summary.json'}")
     return 0
 
