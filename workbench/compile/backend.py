@@ -221,14 +221,7 @@ class Rewrite:
             return
         node.target = twin
         if reason == nodes.RELAYOUT:  # the graph after this node was traced for the ATen op's strides
-            with node.graph.inserting_after(node):
-                copy = node.graph.call_function(
-                    torch.ops.prims.copy_strided.default, (node, list(expected.stride()))
-                )
-            node.replace_all_uses_with(copy, delete_user_cb=lambda user: user is not copy)
-            copy.meta["val"] = expected
-            with expected.fake_mode:
-                node.meta["val"] = expected.contiguous()
+            nodes.restride(node, expected)
         _coverage.record_handled(overload, op=op)
 
     def composites(self, gm: torch.fx.GraphModule) -> None:

@@ -80,6 +80,17 @@ def layout_differs(out, expected, strides: bool = True) -> str:
     return RELAYOUT if relayout else ""
 
 
+def restride(node: torch.fx.Node, expected) -> None:
+    """`node` (ours, returning a contiguous value) gives its users `expected`'s strides, which the graph
+    after it was traced for: a strided copy after it takes over its uses."""
+    with node.graph.inserting_after(node):
+        copy = node.graph.call_function(torch.ops.prims.copy_strided.default, (node, list(expected.stride())))
+    node.replace_all_uses_with(copy, delete_user_cb=lambda user: user is not copy)
+    copy.meta["val"] = expected
+    with expected.fake_mode:
+        node.meta["val"] = expected.contiguous()
+
+
 def value(a):
     return a.meta.get("val", a.meta.get("example_value")) if isinstance(a, torch.fx.Node) else a
 

@@ -14,8 +14,10 @@ computes the same chain (transformers' Llama, Qwen2/3, Mistral, ... share these 
   (unsqueeze at dim 2, expand, contiguous copy, reshape: transformers' `repeat_kv`, which it uses whenever
   it passes SDPA a mask) feeding our attention -> our attention on the unrepeated heads with
   `enable_gqa=True`: no copy of the KV cache per layer and step, and each key/value head read once for
-  its group of query heads. Folded on the graph (not by the matcher), where our kernel already took the
-  attention node.
+  its group of query heads. Folded on the graph (not by the matcher), on our attention nodes and on the
+  native fused attention nodes (flash, memory-efficient, cuDNN) where ours was left out: with `fastest`
+  the attention node is timed on the repeated heads, where ours and native read the same copy and run
+  about as fast, so the fold must not depend on which one won there.
 
 Patterns are traced once per (selection, dtype) with the backend's decomposition table, so they have
 the form the graph has. A match becomes the fused op only where its kernel takes the inputs (checked on
@@ -30,6 +32,7 @@ value the pattern was traced with (older torch hands the check a match without i
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Callable
 
 import torch
@@ -326,32 +329,76 @@ def _erase_unused(node) -> None:
         node = source
 
 
+# ATen's fused attention kernels, which an attention call our kernel did not take becomes in the graph;
+# their first output is the attention's (the others, log-sum-exp and RNG state, go unused in inference)
+_NATIVE_ATTENTION = tuple(
+    getattr(torch.ops.aten, name).default
+    for name in (
+        "_scaled_dot_product_flash_attention",
+        "_scaled_dot_product_efficient_attention",
+        "_scaled_dot_product_cudnn_attention",
+        "_scaled_dot_product_flash_attention_for_cpu",
+    )
+    if hasattr(torch.ops.aten, name)
+)
+
+
+def _attention_call(node) -> tuple[tuple, dict, torch.fx.Node] | None:
+    """(args, kwargs) of `aten::scaled_dot_product_attention` for an attention node, and the node that
+    gives its output: the node itself where it is ours; for a native fused one, its first output (its
+    only use). None where `node` is neither or its other outputs are used."""
+    if node.target not in _NATIVE_ATTENTION:
+        return node.args, dict(node.kwargs), node
+    users = list(node.users)
+    if len(users) != 1 or not _calls(users[0], operator.getitem) or users[0].args[1] != 0:
+        return None
+    schema = node.target._schema.arguments
+    given = {a.name: v for a, v in zip(schema, node.args)} | dict(node.kwargs)
+    bound = {a.name: given.get(a.name, a.default_value if a.has_default_value() else None) for a in schema}
+    mask = bound.get("attn_bias", bound.get("attn_mask"))
+    args = (bound["query"], bound["key"], bound["value"], mask, bound["dropout_p"], bound["is_causal"])
+    return args, {"scale": bound["scale"]}, users[0]
+
+
 def fold_repeated_kv(graph: torch.fx.Graph, check: Callable):
-    """The `repeat_kv` pattern: our attention nodes reading key/value heads repeated for their query heads
-    read the unrepeated ones with `enable_gqa=True` where our kernel takes them so. Returns what `apply`
-    does: ({"repeat_kv": folded}, {"repeat_kv": {reason: count}} of those left), empty where none."""
+    """The `repeat_kv` pattern: attention nodes (ours, or native fused ones) reading key/value heads
+    repeated for their query heads become our attention on the unrepeated ones with `enable_gqa=True`,
+    where our kernel takes them so. Returns what `apply` does: ({"repeat_kv": folded}, {"repeat_kv":
+    {reason: count}} of those left), empty where none."""
     from workbench.ops import _library
 
     attention = _library.twin("scaled_dot_product_attention", "aten::scaled_dot_product_attention")
     folded, refused = 0, {}
     if attention is None:
         return {}, {}
-    for node in list(graph.find_nodes(op="call_function", target=attention)):
-        query = nodes.value(node.args[0])
-        if query.dim() != 4:
+    candidates = [n for n in graph.nodes if _calls(n, attention, *_NATIVE_ATTENTION)]
+    for node in candidates:
+        call = _attention_call(node)
+        if call is None or nodes.value(node.args[0]).dim() != 4:
             continue
-        heads = nodes.hint(query.shape[1])
-        sources = [_repeated_heads(a, heads) for a in node.args[1:3]]
+        (args, kwargs, result), heads = call, nodes.hint(nodes.value(node.args[0]).shape[1])
+        sources = [_repeated_heads(a, heads) for a in args[1:3]]
         if sources == [None, None]:
             continue
-        repeated = node.args[1:3]
-        args = (node.args[0], *(s or a for s, a in zip(sources, repeated)), *node.args[3:])
-        kwargs = {**node.kwargs, "enable_gqa": True}
-        reason = check("(pattern) repeat_kv", attention, *nodes.traced(args, kwargs), nodes.value(node))
-        if reason:
+        repeated = args[1:3]
+        args = (args[0], *(s or a for s, a in zip(sources, repeated)), *args[3:])
+        kwargs = {**kwargs, "enable_gqa": True}
+        expected = nodes.value(result)
+        reason = check("(pattern) repeat_kv", attention, *nodes.traced(args, kwargs), expected)
+        if reason and not (reason == nodes.RELAYOUT and node is not result):
             refused[reason] = refused.get(reason, 0) + 1
             continue
-        node.args, node.kwargs = args, kwargs
+        if node is result:  # ours: the same node reads the unrepeated heads
+            node.args, node.kwargs = args, kwargs
+        else:  # native: our node in its place, in the layout the graph after it was traced for
+            with graph.inserting_before(node):
+                ours = graph.call_function(attention, args, kwargs)
+            ours.meta["val"] = expected
+            result.replace_all_uses_with(ours)
+            graph.erase_node(result)
+            graph.erase_node(node)
+            if reason == nodes.RELAYOUT:
+                nodes.restride(ours, expected)
         for chain in repeated:
             _erase_unused(chain)
         folded += 1
