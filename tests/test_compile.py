@@ -179,6 +179,64 @@ def test_repeated_key_value_heads_fold_into_grouped_attention(dim, folds, fastes
         assert cov.loc["(pattern) repeat_kv", "handled"] == 1
 
 
+@pytest.mark.parametrize(
+    "native, masked",
+    [
+        ("_scaled_dot_product_efficient_attention", True),  # (q, k, v, attn_bias, compute_log_sumexp)
+        ("_scaled_dot_product_cudnn_attention", True),
+        ("_scaled_dot_product_flash_attention", False),  # (q, k, v): no mask
+    ],
+)
+def test_the_repeat_kv_fold_reads_each_cuda_fused_attention_signature(native, masked):
+    """The CUDA fused attention kernels that inductor's ATen graph holds where ours left attention native
+    map onto our attention: an ATen graph built by hand around one (it never runs: the fold replaces it),
+    its key/value heads repeated as transformers does, runs ours on the unrepeated heads, exact against
+    float64, and keeps none of the repeat's copy."""
+    import operator
+
+    from workbench.compile import nodes, patterns
+
+    q, k, v = t(2, 4, 1, 16), t(2, 2, 9, 16), t(2, 2, 9, 16)
+    bias = torch.where(torch.arange(9) < torch.tensor([[6], [9]]), 0.0, float("-inf"))[:, None, None, :]
+    bias = bias.to(q.device)
+    graph = torch.fx.Graph()
+
+    def add(target, args, val):
+        node = graph.call_function(target, args)
+        node.meta["val"] = val
+        return node
+
+    inputs = {}
+    for name, value in (("q", q), ("k", k), ("v", v), ("bias", bias)):
+        inputs[name] = graph.placeholder(name)
+        inputs[name].meta["val"] = value
+    aten = torch.ops.aten
+    repeated = []
+    for name in ("k", "v"):
+        x = add(aten.unsqueeze.default, (inputs[name], 2), inputs[name].meta["val"].unsqueeze(2))
+        x = add(aten.expand.default, (x, [2, 2, 2, 9, 16]), x.meta["val"].expand(2, 2, 2, 9, 16))
+        x = add(aten.clone.default, (x,), x.meta["val"].clone())
+        repeated.append(add(aten.view.default, (x, [2, 4, 9, 16]), x.meta["val"].view(2, 4, 9, 16)))
+    args = (inputs["q"], *repeated, *((inputs["bias"], False) if masked else ()))
+    fused = graph.call_function(getattr(aten, native).default, args)
+    with torch.no_grad():
+        reference = torch.nn.functional.scaled_dot_product_attention(
+            q.double(),
+            *(_heads_repeated(x.double(), 2) for x in (k, v)),
+            attn_mask=bias.double() if masked else None,
+        )
+    out = graph.call_function(operator.getitem, (fused, 0))
+    out.meta["val"] = reference.to(q.dtype)
+    graph.output(out)
+
+    fired, refused = patterns.fold_repeated_kv(graph, nodes.Checker())
+    assert (fired, refused) == ({"repeat_kv": 1}, {}), refused
+    targets = {n.target for n in graph.nodes if n.op == "call_function"}
+    assert getattr(aten, native).default not in targets and aten.clone.default not in targets, graph
+    ours = torch.fx.GraphModule(torch.nn.Module(), graph)(q, k, v, bias)
+    torch.testing.assert_close(ours, reference.to(q.dtype), atol=1e-4, rtol=1e-4)
+
+
 def test_inductor_compiles_around_our_ops():
     model = tiny("Qwen3")
     ids = torch.randint(0, 256, (1, 6), generator=torch.Generator().manual_seed(2)).to(model.device)
