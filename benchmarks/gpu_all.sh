@@ -3,7 +3,7 @@
 # then the collectives benchmark on both; `final` runs the release set on a 4-GPU machine. Each step has its own time limit; results are packed into
 # $OUT/results.tgz after every phase, so a cut-short run still returns what it measured. Usage:
 #   WORKBENCH_COMMIT=$(git rev-parse HEAD) OUT=out bash benchmarks/gpu_all.sh [phase1] [comm] [phase2] [tune] [final]
-#     [release] [bench] [check] [host] [ops] [verify] [host_cost] [train] [rows] [pt2] [repro]
+#     [release] [bench] [check] [host] [ops] [verify] [host_cost] [train] [rows] [pt2] [repeat_kv] [repro]
 # Compiled kernels and tuning choices outlive the machine: a carried .gpu-cache/cache.tgz (Triton's binaries and
 # metadata, and the tuning store, at the same absolute paths) is unpacked first, and both are packed back into
 # $OUT/cache.tgz with the results (pt2 records how warm they were when it began).
@@ -101,13 +101,14 @@ for phase in $phases; do
            # then max, argmax and the lookups beside the peers
       step 0 260 tune python3 benchmarks/tune_sweep.py --out "$R/tune" --only argmax embedding attention attention_backward
       step 0 130 peers python3 benchmarks/peers.py --out "$R/peers" --only max,argmax,embedding,index_select --budget-s 110 --case-s 40 ;;
-    pt2)  # one GPU, 6-7 min a model: the repeat_kv fold at one decode layer (under a minute), then $PT2_MODELS
-          # (default qwen3-8b; PT2_MODELS=llama-3-8b in a second call) through torch.compile, 18 decoder
-          # layers, and where each side's device time goes ($PT2_ARGS, default --profile). Both models in
-          # one call outran the 560 s limit on an H200.
-      step 0 90 repeat_kv python3 benchmarks/repeat_kv.py --out "$R/repeat_kv"
+    pt2)  # one GPU, 3-4 min a model without a profile: $PT2_MODELS (default both; each model's results are
+          # written as soon as they are measured, so a run cut off by the limit keeps the first) through
+          # torch.compile, 18 decoder layers. $PT2_ARGS: e.g. --profile (where each side's device time goes;
+          # with it, both models in one call outran the 560 s limit on an H200: one model a call then)
       step 0 "${PT2_LIMIT_S:-560}" pt2 python3 benchmarks/pt2_model.py --out "$R/pt2" \
-        --models ${PT2_MODELS:-qwen3-8b} --layers 18 ${PT2_ARGS---profile} ;;
+        --models ${PT2_MODELS:-qwen3-8b llama-3-8b} --layers 18 ${PT2_ARGS:-} ;;
+    repeat_kv)  # one GPU, under a minute: the repeat_kv fold at one decode layer of Qwen3-8B dims
+      step 0 90 repeat_kv python3 benchmarks/repeat_kv.py --out "$R/repeat_kv" ;;
     repro)  # one GPU, about 8.5 min: three fresh processes of the Qwen3-8B-dims comparison, one tuning cache
       step 0 560 repro python3 benchmarks/repro.py --out "$R/repro" --layers 18 ;;
     phase2)
