@@ -373,10 +373,10 @@ def fold_repeated_kv(graph: torch.fx.Graph, check: Callable):
         return {}, {}
     candidates = [n for n in graph.nodes if _calls(n, attention, *_NATIVE_ATTENTION)]
     for node in candidates:
-        call = _attention_call(node)
-        if call is None or nodes.value(node.args[0]).dim() != 4:
+        call, query = _attention_call(node), nodes.value(node.args[0])
+        if call is None or query.dim() != 4:
             continue
-        (args, kwargs, result), heads = call, nodes.hint(nodes.value(node.args[0]).shape[1])
+        (args, kwargs, result), heads = call, nodes.hint(query.shape[1])
         sources = [_repeated_heads(a, heads) for a in args[1:3]]
         if sources == [None, None]:
             continue
