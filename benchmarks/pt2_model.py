@@ -293,16 +293,13 @@ def measure(name: str, args, clock: Clock, checkpoint) -> dict:
         out["compile_s"] = timed_first_call(prefill(ours))
         progress(name, "prefill compiled with ours", out["compile_s"])
         # the last position's logits (what generate keeps): no other graph to compile for all of them
-        reference = prefill(forward)()[:, -1]
-        out["logits_rel_err"] = rel_err(prefill(ours)()[:, -1], reference)
-        out["logits_rel_err_native_compiled"] = rel_err(prefill(native_compiled)()[:, -1], reference)
+        variants = {"eager": prefill(forward), "compiled": prefill(native_compiled), "ours": prefill(ours)}
+        last = {side: fn()[:, -1] for side, fn in variants.items()}
+        out["logits_rel_err"] = rel_err(last["ours"], last["eager"])
+        out["logits_rel_err_native_compiled"] = rel_err(last["compiled"], last["eager"])
         # every side against the same weights computed in float32: how far each is from the exact result
         exact = float32_logits(model, ids)
-        out["logits_rel_err_vs_fp32"] = {
-            side: rel_err(prefill(fn)()[:, -1], exact)
-            for side, fn in (("eager", forward), ("compiled", native_compiled), ("ours", ours))
-        }
-        variants = {"eager": prefill(forward), "compiled": prefill(native_compiled), "ours": prefill(ours)}
+        out["logits_rel_err_vs_fp32"] = {side: rel_err(logits, exact) for side, logits in last.items()}
         times = alternate({k: (lambda fn=fn: clock(fn)) for k, fn in variants.items()}, args.rounds)
         out["prefill_ms"] = {k: statistics.median(v) for k, v in times.items()}
         out["prefill_raw_ms"] = times
